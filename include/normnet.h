@@ -1,0 +1,320 @@
+/* normnet.h — the one public header of normnet: neural networks with Batch Normalization
+ * (and its relatives) in C11.
+ *
+ * Worked example: train BN-LeNet on Fashion-MNIST for one epoch and print test accuracy.
+ *
+ *     #include <normnet.h>
+ *     #include <stdio.h>
+ *
+ *     int main(void) {
+ *       nn_error err = {0};
+ *       nn_dataset *train = NULL, *test = NULL;
+ *       nn_spec *spec = NULL;
+ *       nn_model *model = NULL;
+ *       nn_optimizer *opt = NULL;
+ *       nn_history *hist = NULL;
+ *       const nn_preset *p = nn_preset_find("lenet");
+ *       if (nn_dataset_load_idx_dir("/usr/share/datasets/fashion-mnist", "train", &train, &err) ||
+ *           nn_dataset_load_idx_dir("/usr/share/datasets/fashion-mnist", "t10k", &test, &err) ||
+ *           nn_spec_parse(p->spec, "lenet", &spec, &err) ||
+ *           nn_model_create(spec, &model, &err)) {
+ *         fprintf(stderr, "%s\n", err.msg);
+ *         return 1;
+ *       }
+ *       nn_rng rng;
+ *       nn_rng_seed(&rng, 42);
+ *       nn_model_init(model, NN_INIT_DEFAULT, &rng);
+ *       nn_opt_config oc = p->opt;                   // SGD lr 0.1, as in seed 004
+ *       nn_fit_config fc = nn_fit_defaults();
+ *       fc.epochs = 1;
+ *       fc.batch_size = p->batch_size;
+ *       fc.input_norm = p->input_norm;               // (x - 0.5) / 0.5
+ *       if (nn_optimizer_create(&oc, model, &opt, &err) ||
+ *           nn_fit(model, opt, train, test, &fc, NULL, &hist, &err)) {
+ *         fprintf(stderr, "%s\n", err.msg);
+ *         return 1;
+ *       }
+ *       printf("test accuracy %.4f\n", nn_history_get(hist, 0)->test_acc);
+ *       nn_history_free(hist); nn_optimizer_free(opt); nn_model_free(model);
+ *       nn_spec_free(spec); nn_dataset_free(train); nn_dataset_free(test);
+ *       return 0;
+ *     }
+ *
+ * Rules of the API
+ * - Every call that can fail on user input returns nn_status and, when `err` is not NULL,
+ *   a one-line message naming the file, line, layer or value. NN_OK is 0.
+ * - The library never exits and never prints; progress reaches you through callbacks.
+ * - No hidden globals: random state is an nn_rng you own; train/eval mode is an argument.
+ * - Objects are opaque handles created by nn_*_create/parse/load and released by nn_*_free
+ *   (free functions accept NULL).
+ */
+#ifndef NORMNET_H
+#define NORMNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(NN_BUILDING_LIBRARY) && defined(__GNUC__)
+#define NN_API __attribute__((visibility("default")))
+#else
+#define NN_API
+#endif
+
+/* ---- status and errors ---------------------------------------------------------------- */
+typedef enum {
+  NN_OK = 0,
+  NN_ERR_ARG,      /* an argument is out of range */
+  NN_ERR_IO,       /* a file cannot be opened, read or written */
+  NN_ERR_FORMAT,   /* a data file or checkpoint is malformed */
+  NN_ERR_SPEC,     /* a model spec has an unknown layer/key or a bad value */
+  NN_ERR_SHAPE,    /* shapes do not fit (spec, data or checkpoint) */
+  NN_ERR_BATCH,    /* a batch that normalization cannot handle (e.g. 1 value per channel) */
+  NN_ERR_NUMERIC,  /* NaN or Inf in the loss */
+  NN_ERR_NOMEM     /* allocation failed */
+} nn_status;
+
+typedef struct {
+  nn_status code;
+  char msg[512];
+} nn_error;
+
+/* Short name of a status ("bad model spec"). */
+NN_API const char *nn_status_name(nn_status s);
+
+/* ---- random numbers (explicit state, xoshiro256**) --------------------------------- */
+typedef struct {
+  uint64_t s[4];
+} nn_rng;
+
+/* Seed the generator; the same seed gives the same stream on every platform. */
+NN_API void nn_rng_seed(nn_rng *r, uint64_t seed);
+
+/* ---- threads -------------------------------------------------------------------------- */
+/* Set the number of worker threads for kernels and GEMM (0 = OpenMP's default). */
+NN_API void nn_set_threads(int threads);
+
+/* ---- data sets -------------------------------------------------------------------------- */
+typedef struct nn_dataset nn_dataset;
+
+/* Load an IDX image file (magic 0x00000803, u8, N x H x W) and its label file
+ * (0x00000801, N labels < 10), each raw or gzip-compressed. Checks magic, dims against
+ * file size, equal counts and label range; errors name the file. */
+NN_API nn_status nn_dataset_load_idx(const char *images_path, const char *labels_path,
+                                     nn_dataset **out, nn_error *err);
+/* Load DIR/PREFIX-images-idx3-ubyte[.gz] and DIR/PREFIX-labels-idx1-ubyte[.gz]
+ * (PREFIX is "train" or "t10k"). */
+NN_API nn_status nn_dataset_load_idx_dir(const char *dir, const char *prefix, nn_dataset **out,
+                                         nn_error *err);
+/* Load CIFAR-10 binary batches from DIR: train = data_batch_1..5.bin, test = test_batch.bin.
+ * Each file is records of 1 label byte + 3072 bytes (3x32x32, CHW); the size must be a
+ * multiple of 3073 and labels below 10. */
+NN_API nn_status nn_dataset_load_cifar10(const char *dir, int train, nn_dataset **out, nn_error *err);
+/* Split off the last `fraction` (0 < f < 1) of ds into *val and the rest into *train
+ * (copies; ds is unchanged). */
+NN_API nn_status nn_dataset_split(const nn_dataset *ds, double fraction, nn_dataset **train,
+                                  nn_dataset **val, nn_error *err);
+NN_API void nn_dataset_free(nn_dataset *ds);
+NN_API int nn_dataset_count(const nn_dataset *ds);
+/* Sample shape as channels, height, width. */
+NN_API void nn_dataset_shape(const nn_dataset *ds, int *c, int *h, int *w);
+NN_API int nn_dataset_num_classes(const nn_dataset *ds);
+NN_API int nn_dataset_label(const nn_dataset *ds, int i);
+/* Pointer to sample i's C*H*W bytes (CHW order). */
+NN_API const uint8_t *nn_dataset_image(const nn_dataset *ds, int i);
+
+/* Per-pixel input transform: x = (u8 / 255 - mean) / std. {0, 1} keeps [0, 1];
+ * {0.5, 0.5} is seed 004's Normalize((0.5,), (0.5,)). */
+typedef struct {
+  float mean, std;
+} nn_input_norm;
+
+/* Turn samples idx[0..count) into floats x[count, C*H*W] and labels[count]. */
+NN_API void nn_dataset_batch(const nn_dataset *ds, const uint32_t *idx, int count,
+                             nn_input_norm norm, float *x, int32_t *labels);
+
+/* ---- model spec ------------------------------------------------------------------------
+ * Plain text, one layer per line, '#' comments, e.g.
+ *     input shape=1x28x28
+ *     conv2d filters=6 kernel=5
+ *     batchnorm momentum=0.1 eps=1e-5
+ *     sigmoid
+ *     avgpool2d size=2
+ *     flatten
+ *     dense units=10
+ * Unknown layers or keys and bad values are errors with the line number. */
+typedef struct nn_spec nn_spec;
+
+/* Parse spec text; `source` names it in error messages (a file name or preset name). */
+NN_API nn_status nn_spec_parse(const char *text, const char *source, nn_spec **out, nn_error *err);
+/* Read and parse a spec file. */
+NN_API nn_status nn_spec_load(const char *path, nn_spec **out, nn_error *err);
+NN_API void nn_spec_free(nn_spec *spec);
+/* Replace every normalization layer: "batch" keeps the spec, "none" removes the norm
+ * layers and gives the layer before each a bias if it had none (the "without BN" twin). */
+NN_API nn_status nn_spec_set_norm(nn_spec *spec, const char *norm, nn_error *err);
+/* Print the spec back as canonical text (every key explicit). Returns a malloc'd string. */
+NN_API char *nn_spec_to_text(const nn_spec *spec);
+
+/* ---- model -------------------------------------------------------------------------- */
+typedef struct nn_model nn_model;
+
+typedef enum { NN_MODE_TRAIN = 0, NN_MODE_EVAL = 1 } nn_mode;
+typedef enum {
+  NN_INIT_DEFAULT = 0,    /* each layer's convention: PyTorch's kaiming-uniform(a=sqrt 5) */
+  NN_INIT_XAVIER_UNIFORM  /* Glorot-uniform weights, zero biases (Keras, d2l) */
+} nn_init;
+
+/* Build a model from a spec (infers every shape; errors name the line and layer). */
+NN_API nn_status nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err);
+NN_API void nn_model_free(nn_model *m);
+/* Initialise parameters and reset running statistics. */
+NN_API void nn_model_init(nn_model *m, nn_init init, nn_rng *rng);
+/* The spec the model was built from (owned by the model). */
+NN_API const nn_spec *nn_model_spec(const nn_model *m);
+
+NN_API int nn_model_num_layers(const nn_model *m);
+/* Input size per sample (C*H*W) and number of outputs (classes). */
+NN_API int nn_model_input_size(const nn_model *m);
+NN_API int nn_model_output_size(const nn_model *m);
+
+typedef struct {
+  const char *kind;      /* spec keyword, e.g. "batchnorm" */
+  int line;              /* line in the spec */
+  int out_rank;          /* 1: (C), 3: (C,H,W) */
+  int out_c, out_h, out_w;
+  size_t trainable;      /* parameters the optimizer updates */
+  size_t non_trainable;  /* BN running mean/var (as Keras counts them) */
+  char detail[128];      /* layer options and conventions, e.g. "momentum=0.1 eps=1e-05 (pytorch)" */
+} nn_layer_info;
+NN_API void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info);
+
+/* Flat buffers: all parameters, their gradients (same layout), and the non-trainable
+ * state (BN running statistics). */
+NN_API size_t nn_model_param_count(const nn_model *m);
+NN_API float *nn_model_params(nn_model *m);
+NN_API float *nn_model_grads(nn_model *m);
+NN_API size_t nn_model_state_count(const nn_model *m);
+NN_API float *nn_model_state(nn_model *m);
+NN_API void nn_model_zero_grads(nn_model *m);
+
+/* Named tensor views in PyTorch state_dict order and names ("0.weight", "1.running_mean",
+ * ...). `data` points into the params or state buffer; num_batches_tracked has data NULL
+ * and its value in `count_value`. */
+typedef struct {
+  char name[48];
+  int ndim;
+  int dims[4];
+  size_t count;
+  float *data;
+  int is_state;
+  int64_t *count_value;
+} nn_tensor_view;
+NN_API int nn_model_num_tensors(const nn_model *m);
+NN_API void nn_model_tensor(nn_model *m, int i, nn_tensor_view *view);
+
+/* Forward a batch x[n, input_size]. In NN_MODE_TRAIN, normalization layers use batch
+ * statistics and update running statistics; in NN_MODE_EVAL they use running statistics.
+ * If labels is not NULL the softmax cross-entropy loss sum and the number of correct
+ * argmax predictions are returned (either pointer may be NULL). `logits` (may be NULL)
+ * receives a pointer to the [n, outputs] logits, valid until the next call. */
+NN_API nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int n,
+                                  nn_mode mode, double *loss_sum, int *correct,
+                                  const float **logits, nn_error *err);
+/* Backward from the mean cross-entropy loss of the last forward (which must have had
+ * labels); gradients are ACCUMULATED into nn_model_grads. */
+NN_API nn_status nn_model_backward(nn_model *m, nn_error *err);
+/* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
+NN_API const float *nn_model_probs(const nn_model *m);
+
+/* ---- optimizers -------------------------------------------------------------------- */
+typedef enum { NN_OPT_SGD = 0, NN_OPT_ADAM, NN_OPT_ADAMW } nn_opt_kind;
+typedef struct {
+  nn_opt_kind kind;
+  float lr;
+  float momentum;      /* SGD */
+  int nesterov;        /* SGD */
+  float weight_decay;  /* SGD, Adam: L2 added to the gradient; AdamW: decoupled */
+  float beta1, beta2;  /* Adam */
+  float eps;           /* Adam: 1e-8 (PyTorch), 1e-7 (Keras) */
+} nn_opt_config;
+/* PyTorch's defaults for the kind (SGD lr 0.01; Adam lr 1e-3, betas 0.9/0.999, eps 1e-8). */
+NN_API nn_opt_config nn_opt_defaults(nn_opt_kind kind);
+/* "sgd", "adam", "adamw" -> kind; returns -1 if unknown. */
+NN_API int nn_opt_kind_parse(const char *name);
+NN_API const char *nn_opt_kind_name(nn_opt_kind kind);
+
+typedef struct nn_optimizer nn_optimizer;
+NN_API nn_status nn_optimizer_create(const nn_opt_config *cfg, nn_model *m, nn_optimizer **out,
+                                     nn_error *err);
+NN_API void nn_optimizer_free(nn_optimizer *opt);
+/* One update of every trainable parameter from nn_model_grads. */
+NN_API void nn_optimizer_step(nn_optimizer *opt, nn_model *m);
+
+/* ---- training ------------------------------------------------------------------------ */
+typedef struct {
+  int epochs;
+  int batch_size;
+  int shuffle;             /* 1: reshuffle each epoch with the seeded RNG; 0: file order */
+  int drop_last;           /* 1: drop the last incomplete training batch */
+  uint64_t seed;           /* shuffling seed */
+  nn_input_norm input_norm;
+  int eval_batch_size;     /* 0: same as batch_size */
+} nn_fit_config;
+NN_API nn_fit_config nn_fit_defaults(void);
+
+typedef struct {
+  int epoch;               /* 1-based */
+  double train_loss, train_acc;
+  double test_loss, test_acc;
+  double seconds;          /* wall time of the epoch (training + evaluation) */
+  double samples_per_sec;  /* training samples per second */
+} nn_epoch_record;
+
+typedef struct nn_history nn_history;
+NN_API int nn_history_count(const nn_history *h);
+NN_API const nn_epoch_record *nn_history_get(const nn_history *h, int i);
+NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err);
+NN_API void nn_history_free(nn_history *h);
+
+/* Progress callbacks (any may be NULL). Return non-zero from on_batch to stop early. */
+typedef struct {
+  void *user;
+  void (*on_epoch_begin)(void *user, int epoch, int epochs, int batches);
+  int (*on_batch)(void *user, int epoch, int batch, int batches, double loss, double acc);
+  void (*on_epoch_end)(void *user, const nn_epoch_record *rec);
+} nn_fit_callbacks;
+
+/* Train for cfg->epochs, evaluating on `test` (may be NULL) in eval mode after each
+ * epoch. Stops with NN_ERR_NUMERIC naming the epoch and batch if the loss is not finite.
+ * *history (may be NULL) receives the per-epoch records. */
+NN_API nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train,
+                        const nn_dataset *test, const nn_fit_config *cfg,
+                        const nn_fit_callbacks *cb, nn_history **history, nn_error *err);
+
+/* Mean loss and accuracy of the model on a data set in the given mode. */
+NN_API nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size,
+                             nn_mode mode, double *loss, double *acc, nn_error *err);
+
+/* ---- presets (DESIGN §2): spec text plus the seed's recipe ------------------------------ */
+typedef struct {
+  const char *name;        /* "lenet" */
+  const char *seed;        /* seed document and section it follows */
+  const char *spec;        /* model spec text */
+  nn_init init;
+  nn_opt_config opt;
+  int batch_size;
+  int epochs;
+  nn_input_norm input_norm;
+} nn_preset;
+NN_API const nn_preset *nn_preset_find(const char *name);
+NN_API int nn_preset_count(void);
+NN_API const nn_preset *nn_preset_at(int i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

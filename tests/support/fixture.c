@@ -1,0 +1,107 @@
+#include "fixture.h"
+
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+typedef struct {
+  char name[128];
+  double *v;
+  size_t n;
+} fx_array;
+
+struct nn_fixture {
+  fx_array *a;
+  size_t n, cap;
+};
+
+nn_fixture *fx_load(const char *file) {
+  const char *dir = getenv("NN_FIXTURES");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fixtures", file);
+  FILE *f = fopen(path, "r");
+  if (!f) fail_msg("cannot open fixture %s", path);
+  nn_fixture *fx = calloc(1, sizeof *fx);
+  char tok[256];
+  while (fscanf(f, "%255s", tok) == 1) {
+    if (tok[0] == '#') {
+      int ch;
+      while ((ch = fgetc(f)) != EOF && ch != '\n') {}
+      continue;
+    }
+    if (tok[0] != '@') fail_msg("%s: expected '@name count', got '%s'", path, tok);
+    size_t count;
+    if (fscanf(f, "%zu", &count) != 1) fail_msg("%s: no count after %s", path, tok);
+    if (fx->n == fx->cap) {
+      fx->cap = fx->cap ? 2 * fx->cap : 64;
+      fx->a = realloc(fx->a, fx->cap * sizeof *fx->a);
+    }
+    fx_array *a = &fx->a[fx->n++];
+    snprintf(a->name, sizeof a->name, "%s", tok + 1);
+    a->n = count;
+    a->v = malloc((count ? count : 1) * sizeof(double));
+    for (size_t i = 0; i < count; i++)
+      if (fscanf(f, "%lf", &a->v[i]) != 1) fail_msg("%s: array %s short at %zu of %zu", path, a->name, i, count);
+  }
+  fclose(f);
+  return fx;
+}
+
+void fx_free(nn_fixture *fx) {
+  if (!fx) return;
+  for (size_t i = 0; i < fx->n; i++) free(fx->a[i].v);
+  free(fx->a);
+  free(fx);
+}
+
+const double *fx_find(const nn_fixture *fx, const char *name, size_t *count) {
+  for (size_t i = 0; i < fx->n; i++)
+    if (strcmp(fx->a[i].name, name) == 0) {
+      if (count) *count = fx->a[i].n;
+      return fx->a[i].v;
+    }
+  return NULL;
+}
+
+const double *fx_get(const nn_fixture *fx, const char *name, size_t *count) {
+  const double *v = fx_find(fx, name, count);
+  if (!v) fail_msg("fixture has no array '%s'", name);
+  return v;
+}
+
+float *fx_floats(const nn_fixture *fx, const char *name, size_t expect_count) {
+  size_t n;
+  const double *v = fx_get(fx, name, &n);
+  if (n != expect_count) fail_msg("fixture array '%s' has %zu values, expected %zu", name, n, expect_count);
+  float *out = malloc((n ? n : 1) * sizeof(float));
+  for (size_t i = 0; i < n; i++) out[i] = (float)v[i];
+  return out;
+}
+
+double *fx_doubles(const nn_fixture *fx, const char *name, size_t expect_count) {
+  size_t n;
+  const double *v = fx_get(fx, name, &n);
+  if (n != expect_count) fail_msg("fixture array '%s' has %zu values, expected %zu", name, n, expect_count);
+  double *out = malloc((n ? n : 1) * sizeof(double));
+  memcpy(out, v, n * sizeof(double));
+  return out;
+}
+
+static void check_close(const char *what, size_t i, double got, double want, double rtol, double atol) {
+  if (!(fabs(got - want) <= atol + rtol * fabs(want)))
+    fail_msg("%s[%zu]: got %.9g, want %.9g (|diff| %.3g > atol %.1g + rtol %.1g * |want|)", what, i, got,
+             want, fabs(got - want), atol, rtol);
+}
+
+void assert_close_fd(const char *what, const float *got, const double *want, size_t n, double rtol, double atol) {
+  for (size_t i = 0; i < n; i++) check_close(what, i, got[i], want[i], rtol, atol);
+}
+
+void assert_close_dd(const char *what, const double *got, const double *want, size_t n, double rtol, double atol) {
+  for (size_t i = 0; i < n; i++) check_close(what, i, got[i], want[i], rtol, atol);
+}

@@ -1,0 +1,30 @@
+/* Test support: committed numeric fixtures and closeness checks.
+ *
+ * Fixture file format (text, written by the tests/fixtures/gen_*.py generators):
+ *     # comment lines
+ *     @name count
+ *     v0 v1 v2 ...        (count numbers, any whitespace, printed with %.17g)
+ * Names are free-form without spaces, e.g. "case3.x", "case3.running_mean". */
+#ifndef NN_TEST_FIXTURE_H
+#define NN_TEST_FIXTURE_H
+#include <stddef.h>
+
+typedef struct nn_fixture nn_fixture;
+
+/* Load $NN_FIXTURES/<file>; fails the current cmocka test if missing or malformed. */
+nn_fixture *fx_load(const char *file);
+void fx_free(nn_fixture *fx);
+/* Array by name; fails the test if absent. *count (may be NULL) receives its length. */
+const double *fx_get(const nn_fixture *fx, const char *name, size_t *count);
+/* Like fx_get but returns NULL when absent. */
+const double *fx_find(const nn_fixture *fx, const char *name, size_t *count);
+/* Copy an array into a new float / double buffer (caller frees). */
+float *fx_floats(const nn_fixture *fx, const char *name, size_t expect_count);
+double *fx_doubles(const nn_fixture *fx, const char *name, size_t expect_count);
+
+/* Fail the test (with the first bad index) unless |got - want| <= atol + rtol * |want|
+ * for every element. `what` names the quantity in the message. */
+void assert_close_fd(const char *what, const float *got, const double *want, size_t n, double rtol, double atol);
+void assert_close_dd(const char *what, const double *got, const double *want, size_t n, double rtol, double atol);
+
+#endif
