@@ -230,6 +230,29 @@ NN_API nn_status nn_model_backward(nn_model *m, nn_error *err);
 /* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
 NN_API const float *nn_model_probs(const nn_model *m);
 
+/* ---- checkpoints (safetensors, DESIGN §6) ------------------------------------------------
+ * Tensors are named as PyTorch's state_dict of the equivalent nn.Sequential ("0.weight",
+ * "1.running_mean", "1.num_batches_tracked" as int64); __metadata__ holds the spec text
+ * ("normnet.spec"), the format version and any extra string pairs given. Saving is atomic:
+ * a temporary file in the same directory, fsync, rename; on any error the previous file
+ * is untouched. */
+typedef struct {
+  const char *key, *value;
+} nn_meta_pair;
+NN_API nn_status nn_checkpoint_save(nn_model *m, const char *path, const nn_meta_pair *extra, int nextra,
+                                    nn_error *err);
+/* Load a checkpoint. Its spec comes from its metadata, or from `spec` when given (required
+ * for a plain PyTorch state_dict without normnet metadata). Every tensor the spec needs
+ * must be present with the right dtype and shape; errors name the file and tensor. */
+NN_API nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_model **out, nn_error *err);
+/* Value of a metadata key of a checkpoint file (malloc'd string, NULL if absent). */
+NN_API nn_status nn_checkpoint_meta(const char *path, const char *key, char **value, nn_error *err);
+
+/* ---- reports ------------------------------------------------------------------------- */
+/* Keras-style summary table (layer, output shape, parameters, trainable/non-trainable
+ * split with BN running statistics counted as non-trainable) as a malloc'd string. */
+NN_API char *nn_model_summary(const nn_model *m);
+
 /* ---- optimizers -------------------------------------------------------------------- */
 typedef enum { NN_OPT_SGD = 0, NN_OPT_ADAM, NN_OPT_ADAMW } nn_opt_kind;
 typedef struct {

@@ -18,13 +18,17 @@ nn_status nn_err_set(nn_error *err, nn_status code, const char *fmt, ...) {
 
 nn_status nn_err_prefix(nn_error *err, nn_status code, const char *fmt, ...) {
   if (err) {
-    char head[sizeof err->msg], old[sizeof err->msg];
+    char head[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s%s", head, old);
+    size_t cap = sizeof err->msg - 1, hl = strlen(head), ol = strlen(err->msg);
+    if (hl > cap) hl = cap;
+    if (ol > cap - hl) ol = cap - hl;
+    memmove(err->msg + hl, err->msg, ol);
+    memcpy(err->msg, head, hl);
+    err->msg[hl + ol] = 0;
     err->code = code;
   }
   return code;

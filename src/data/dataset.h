@@ -1,0 +1,43 @@
+/* Data sets: uint8 samples kept as bytes, floats made per batch (DESIGN §3 "data/").
+ *
+ * Error statuses used by the readers (every message starts with the file or directory):
+ * - NN_ERR_IO      a file or directory is missing or cannot be read
+ * - NN_ERR_FORMAT  one file is malformed (magic, dims vs size, truncated/trailing bytes,
+ *                  corrupt gzip stream, label out of range, CIFAR size not k*3073)
+ * - NN_ERR_SHAPE   files that are fine on their own do not fit together (image count !=
+ *                  label count)
+ * - NN_ERR_ARG     bad arguments (NULL pointers, split fraction outside (0, 1))
+ * - NN_ERR_NOMEM   allocation failed */
+#ifndef NN_DATA_DATASET_H
+#define NN_DATA_DATASET_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "normnet.h"
+
+struct nn_dataset {
+  int n;               /* number of samples */
+  int c, h, w;         /* sample shape (CHW) */
+  int num_classes;     /* labels are in [0, num_classes) */
+  size_t sample_size;  /* c * h * w bytes per sample */
+  uint8_t *images;     /* n x sample_size bytes, sample-major, each sample CHW */
+  int32_t *labels;     /* n labels */
+};
+
+/* Internal constructor for readers: allocate a data set of n samples of shape c x h x w
+ * with uninitialised images and labels (the caller fills them). n, c, h, w > 0.
+ * NN_ERR_NOMEM (message names `what`, e.g. the file) if the allocation fails. */
+nn_status nn_dataset_new(int n, int c, int h, int w, int num_classes, const char *what,
+                         nn_dataset **out, nn_error *err);
+
+/* Copy samples [start, start + count) of ds into a new data set (count > 0). */
+nn_status nn_dataset_slice(const nn_dataset *ds, int start, int count, nn_dataset **out,
+                           nn_error *err);
+
+/* Helpers shared by the readers. */
+/* NN_ERR_IO naming dir if it does not exist or is not a directory. */
+nn_status nn_data_check_dir(const char *dir, nn_error *err);
+/* malloc'd "dir/name" (no doubled '/'); NULL when out of memory. */
+char *nn_data_join(const char *dir, const char *name);
+
+#endif

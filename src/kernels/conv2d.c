@@ -1,0 +1,331 @@
+/* conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW]; im2col + GEMM.
+ *
+ * The batch is cut into chunks of `cs` samples (cs depends only on the geometry, sized so
+ * that a chunk's column matrix stays in L2). Per chunk, one thread:
+ *   forward:  col[CKK, cs*OHW] = im2col(x chunk); tmp[OC, cs*OHW] = w @ col; y = tmp + b
+ *             (scattered back to N,OC,OHW order),
+ *   backward: tmp[OC, cs*OHW] = dy chunk; dW_part (+)= tmp @ col^T; db_part (+)= row sums;
+ *             dcol = w^T @ tmp; dx chunk = col2im(dcol).
+ * Parameter gradients: chunks are dealt to at most CONV_GROUPS groups by a rule that depends
+ * only on the geometry; a group's chunks run in order on one thread into that group's
+ * partial, and the partials are summed in group order. So every output is reduced in a fixed
+ * order, independent of the number of threads.
+ *
+ * Workspace (floats): slots * (col + tmp) + groups * (OC*CKK + OC), where slots (one per
+ * thread that may run) = min(chunks, omp_get_num_procs() at first use). */
+#include <limits.h>
+#include <omp.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "kernels/kernels.h"
+
+#define CONV_CHUNK_FLOATS (1 << 16) /* target size of one chunk's column matrix (256 KB) */
+#define CONV_GROUPS 8               /* max partial gradient buffers (fixed: determinism) */
+#define CONV_PAR_FLOPS (1L << 21)   /* below this, one thread */
+
+int nn_conv_geom_init(nn_conv_geom *g) {
+  if (!g) return -1;
+  g->oh = g->ow = 0;
+  if (g->n < 1 || g->c < 1 || g->h < 1 || g->w < 1 || g->oc < 1 || g->kh < 1 || g->kw < 1 ||
+      g->stride < 1 || g->pad < 0)
+    return -1;
+  long hp = (long)g->h + 2L * g->pad, wp = (long)g->w + 2L * g->pad;
+  if (hp < g->kh || wp < g->kw || hp > INT_MAX || wp > INT_MAX) return -1;
+  long oh = (hp - g->kh) / g->stride + 1, ow = (wp - g->kw) / g->stride + 1;
+  long ckk = (long)g->c * g->kh * g->kw;
+  /* every GEMM dimension and leading dimension must fit an int */
+  if (ckk > INT_MAX || oh * ow > INT_MAX || (long)g->h * g->w > INT_MAX) return -1;
+  g->oh = (int)oh;
+  g->ow = (int)ow;
+  return 0;
+}
+
+typedef struct {
+  int ckk, ohw, cs, nchunks, groups, slots;
+  size_t col, tmp, slot, part; /* floats: col matrix, tmp, one slot, one group partial */
+} conv_plan;
+
+static int conv_nprocs(void) {
+  static atomic_int cached = 0;
+  int v = atomic_load(&cached);
+  if (v <= 0) {
+    v = omp_get_num_procs();
+    if (v < 1) v = 1;
+    atomic_store(&cached, v);
+  }
+  return v;
+}
+
+static size_t round16(size_t v) { return (v + 15) & ~(size_t)15; }
+
+static conv_plan conv_plan_make(const nn_conv_geom *g) {
+  conv_plan p;
+  NN_ASSERT(g->oh >= 1 && g->ow >= 1);
+  p.ckk = g->c * g->kh * g->kw;
+  p.ohw = g->oh * g->ow;
+  size_t per = (size_t)p.ckk * (size_t)p.ohw;
+  size_t cs = CONV_CHUNK_FLOATS / (per ? per : 1);
+  if (cs < 1) cs = 1;
+  if ((size_t)INT_MAX / (size_t)p.ohw < cs) cs = (size_t)INT_MAX / (size_t)p.ohw;
+  if (cs > (size_t)g->n) cs = (size_t)g->n;
+  p.nchunks = (int)(((size_t)g->n + cs - 1) / cs);
+  p.cs = (g->n + p.nchunks - 1) / p.nchunks; /* even out the last chunk */
+  p.groups = p.nchunks < CONV_GROUPS ? p.nchunks : CONV_GROUPS;
+  int np = conv_nprocs();
+  p.slots = p.nchunks < np ? p.nchunks : np;
+  size_t l = (size_t)p.cs * (size_t)p.ohw;
+  p.col = round16((size_t)p.ckk * l);
+  p.tmp = round16((size_t)g->oc * l);
+  p.slot = p.col + p.tmp;
+  p.part = round16((size_t)g->oc * (size_t)p.ckk + (size_t)g->oc);
+  return p;
+}
+
+size_t nn_conv2d_workspace(const nn_conv_geom *g) {
+  conv_plan p = conv_plan_make(g);
+  return (size_t)p.slots * p.slot + (size_t)p.groups * p.part;
+}
+
+static void chunk_range(const nn_conv_geom *g, const conv_plan *p, int ci, int *s0, int *cnt) {
+  int a = ci * p->cs;
+  int e = a + p->cs < g->n ? a + p->cs : g->n;
+  *s0 = a;
+  *cnt = e - a;
+}
+
+/* Range [lo, hi) of output columns (or rows) whose input index o*stride - pad + k lies in
+ * [0, size). */
+static void valid_range(int size, int out, int stride, int pad, int k, int *lo, int *hi) {
+  int a = pad - k; /* need o*stride >= a */
+  int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+  int num = size - 1 + pad - k; /* need o*stride <= num */
+  int h = num < 0 ? 0 : num / stride + 1;
+  if (h > out) h = out;
+  if (l > h) l = h;
+  *lo = l;
+  *hi = h;
+}
+
+/* col[CKK, cnt*OHW] from the cnt samples at x (zero padding). */
+static void im2col(const nn_conv_geom *g, const float *x, int cnt, float *col) {
+  const int H = g->h, W = g->w, OH = g->oh, OW = g->ow, st = g->stride, pad = g->pad;
+  const size_t hw = (size_t)H * (size_t)W, chw = (size_t)g->c * hw, ohw = (size_t)OH * (size_t)OW;
+  const size_t L = (size_t)cnt * ohw;
+  for (int c = 0; c < g->c; c++) {
+    for (int ki = 0; ki < g->kh; ki++) {
+      int oh_lo, oh_hi;
+      valid_range(H, OH, st, pad, ki, &oh_lo, &oh_hi);
+      for (int kj = 0; kj < g->kw; kj++) {
+        int ow_lo, ow_hi;
+        valid_range(W, OW, st, pad, kj, &ow_lo, &ow_hi);
+        float *row = col + (size_t)((c * g->kh + ki) * g->kw + kj) * L;
+        for (int s = 0; s < cnt; s++) {
+          const float *xp = x + (size_t)s * chw + (size_t)c * hw;
+          float *d = row + (size_t)s * ohw;
+          if (oh_lo > 0) memset(d, 0, sizeof(float) * (size_t)oh_lo * (size_t)OW);
+          for (int oh = oh_lo; oh < oh_hi; oh++) {
+            float *dr = d + (size_t)oh * (size_t)OW;
+            const float *xr = xp + (size_t)(oh * st - pad + ki) * (size_t)W;
+            const int off = kj - pad; /* input column = ow*st + off, >= 0 for ow >= ow_lo */
+            for (int ow = 0; ow < ow_lo; ow++) dr[ow] = 0.0f;
+            if (st == 1) {
+              if (ow_hi > ow_lo) memcpy(dr + ow_lo, xr + ow_lo + off, sizeof(float) * (size_t)(ow_hi - ow_lo));
+            } else {
+              for (int ow = ow_lo; ow < ow_hi; ow++) dr[ow] = xr[ow * st + off];
+            }
+            for (int ow = ow_hi; ow < OW; ow++) dr[ow] = 0.0f;
+          }
+          if (oh_hi < OH)
+            memset(d + (size_t)oh_hi * (size_t)OW, 0, sizeof(float) * (size_t)(OH - oh_hi) * (size_t)OW);
+        }
+      }
+    }
+  }
+}
+
+/* dx (cnt samples, already zeroed) += col2im(dcol). Each dx element receives its terms in
+ * the fixed (c, ki, kj, oh, ow) order. */
+static void col2im(const nn_conv_geom *g, const float *dcol, int cnt, float *dx) {
+  const int H = g->h, W = g->w, OH = g->oh, OW = g->ow, st = g->stride, pad = g->pad;
+  const size_t hw = (size_t)H * (size_t)W, chw = (size_t)g->c * hw, ohw = (size_t)OH * (size_t)OW;
+  const size_t L = (size_t)cnt * ohw;
+  for (int s = 0; s < cnt; s++) {
+    for (int c = 0; c < g->c; c++) {
+      float *xp = dx + (size_t)s * chw + (size_t)c * hw;
+      for (int ki = 0; ki < g->kh; ki++) {
+        int oh_lo, oh_hi;
+        valid_range(H, OH, st, pad, ki, &oh_lo, &oh_hi);
+        for (int kj = 0; kj < g->kw; kj++) {
+          int ow_lo, ow_hi;
+          valid_range(W, OW, st, pad, kj, &ow_lo, &ow_hi);
+          const float *d = dcol + (size_t)((c * g->kh + ki) * g->kw + kj) * L + (size_t)s * ohw;
+          for (int oh = oh_lo; oh < oh_hi; oh++) {
+            const float *dr = d + (size_t)oh * (size_t)OW;
+            float *xr = xp + (size_t)(oh * st - pad + ki) * (size_t)W;
+            const int off = kj - pad;
+            if (st == 1) {
+              float *xo = xr + ow_lo + off;
+              const float *dd = dr + ow_lo;
+              const int len = ow_hi - ow_lo;
+#pragma omp simd
+              for (int q = 0; q < len; q++) xo[q] += dd[q];
+            } else {
+              for (int ow = ow_lo; ow < ow_hi; ow++) xr[ow * st + off] += dr[ow];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+static void conv_fwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, const float *x,
+                           const float *w, const float *b, float *y, float *slot) {
+  int s0, cnt;
+  chunk_range(g, p, ci, &s0, &cnt);
+  const size_t ohw = (size_t)p->ohw, chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
+  const int L = cnt * p->ohw;
+  float *col = slot, *tmp = slot + p->col;
+  im2col(g, x + (size_t)s0 * chw, cnt, col);
+  nn_gemm(0, 0, g->oc, L, p->ckk, 1.0f, w, p->ckk, col, L, 0.0f, tmp, L);
+  for (int s = 0; s < cnt; s++) {
+    for (int oc = 0; oc < g->oc; oc++) {
+      float *yr = y + ((size_t)(s0 + s) * (size_t)g->oc + (size_t)oc) * ohw;
+      const float *tr = tmp + (size_t)oc * (size_t)L + (size_t)s * ohw;
+      const float bias = b ? b[oc] : 0.0f;
+#pragma omp simd
+      for (size_t q = 0; q < ohw; q++) yr[q] = tr[q] + bias;
+    }
+  }
+}
+
+/* Team size for `units` independent units of work; 1 = run on the calling thread. */
+static int conv_team(const nn_conv_geom *g, const conv_plan *p, int units) {
+  long flops = 2L * g->n * g->oc * (long)p->ckk * p->ohw;
+  if (flops < CONV_PAR_FLOPS || units < 2) return 1;
+  int t = omp_get_max_threads();
+  if (t > p->slots) t = p->slots;
+  if (t > units) t = units;
+  return t < 1 ? 1 : t;
+}
+
+void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y,
+                       float *ws) {
+  conv_plan p = conv_plan_make(g);
+  int nt = conv_team(g, &p, p.nchunks);
+  if (nt <= 1) {
+    /* serial: keep oneDNN on this thread too, so the result matches the threaded path */
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, x, w, b, y, ws);
+    omp_set_num_threads(saved);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    float *slot = ws + (size_t)omp_get_thread_num() * p.slot;
+#pragma omp for schedule(dynamic, 1)
+    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, x, w, b, y, slot);
+  }
+}
+
+/* One chunk of the backward pass. `first` = first chunk of its group (partials are
+ * overwritten rather than accumulated). pdw/pdb: the group's partials or NULL. */
+static void conv_bwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, int first, const float *x,
+                           const float *w, const float *dy, float *dx, float *pdw, float *pdb,
+                           float *slot) {
+  int s0, cnt;
+  chunk_range(g, p, ci, &s0, &cnt);
+  const size_t ohw = (size_t)p->ohw, chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
+  const int L = cnt * p->ohw;
+  float *col = slot, *tmp = slot + p->col;
+  /* tmp[OC, cnt*OHW] = dy chunk */
+  for (int s = 0; s < cnt; s++)
+    for (int oc = 0; oc < g->oc; oc++)
+      memcpy(tmp + (size_t)oc * (size_t)L + (size_t)s * ohw,
+             dy + ((size_t)(s0 + s) * (size_t)g->oc + (size_t)oc) * ohw, sizeof(float) * ohw);
+  if (pdb) {
+    for (int oc = 0; oc < g->oc; oc++) {
+      const float *r = tmp + (size_t)oc * (size_t)L;
+      float acc[16] = {0};
+      int q = 0;
+      for (; q + 16 <= L; q += 16)
+        for (int j = 0; j < 16; j++) acc[j] += r[q + j];
+      for (int j = 0; q < L; q++, j++) acc[j] += r[q];
+      float sum = 0.0f;
+      for (int j = 0; j < 16; j++) sum += acc[j];
+      pdb[oc] = first ? sum : pdb[oc] + sum;
+    }
+  }
+  if (pdw) {
+    im2col(g, x + (size_t)s0 * chw, cnt, col);
+    /* dW[OC, CKK] (+)= tmp[OC, L] @ col[CKK, L]^T */
+    nn_gemm(0, 1, g->oc, p->ckk, L, 1.0f, tmp, L, col, L, first ? 0.0f : 1.0f, pdw, p->ckk);
+  }
+  if (dx) {
+    /* dcol[CKK, L] = w[OC, CKK]^T @ tmp[OC, L], then scatter-add into the zeroed dx chunk */
+    nn_gemm(1, 0, p->ckk, L, g->oc, 1.0f, w, p->ckk, tmp, L, 0.0f, col, L);
+    float *dxc = dx + (size_t)s0 * chw;
+    memset(dxc, 0, sizeof(float) * (size_t)cnt * chw);
+    col2im(g, col, cnt, dxc);
+  }
+}
+
+static void conv_bwd_group(const nn_conv_geom *g, const conv_plan *p, int gi, const float *x,
+                           const float *w, const float *dy, float *dx, float *dw, float *db,
+                           float *ws_part, float *slot) {
+  /* group gi owns chunks [gi*nchunks/groups, (gi+1)*nchunks/groups) */
+  int c0 = (int)((long)gi * p->nchunks / p->groups);
+  int c1 = (int)((long)(gi + 1) * p->nchunks / p->groups);
+  float *part = ws_part + (size_t)gi * p->part;
+  float *pdw = dw ? part : NULL;
+  float *pdb = db ? part + (size_t)g->oc * (size_t)p->ckk : NULL;
+  for (int ci = c0; ci < c1; ci++) conv_bwd_chunk(g, p, ci, ci == c0, x, w, dy, dx, pdw, pdb, slot);
+}
+
+/* dw[j] += sum over groups (in order) of the partials; j in [j0, j1). */
+static void conv_reduce(const conv_plan *p, const float *ws_part, float *out, size_t off, size_t j0,
+                        size_t j1) {
+  for (size_t j = j0; j < j1; j++) {
+    float s = ws_part[off + j];
+    for (int gi = 1; gi < p->groups; gi++) s += ws_part[(size_t)gi * p->part + off + j];
+    out[j] += s;
+  }
+}
+
+void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, const float *dy,
+                        float *dx, float *dw, float *db, float *ws) {
+  conv_plan p = conv_plan_make(g);
+  if (!dx && !dw && !db) return;
+  float *ws_part = ws + (size_t)p.slots * p.slot;
+  const size_t nw = (size_t)g->oc * (size_t)p.ckk, nb = (size_t)g->oc;
+  int nt = conv_team(g, &p, p.groups);
+  if (nt <= 1) {
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (int gi = 0; gi < p.groups; gi++) conv_bwd_group(g, &p, gi, x, w, dy, dx, dw, db, ws_part, ws);
+    omp_set_num_threads(saved);
+    if (dw) conv_reduce(&p, ws_part, dw, 0, 0, nw);
+    if (db) conv_reduce(&p, ws_part, db, nw, 0, nb);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    float *slot = ws + (size_t)omp_get_thread_num() * p.slot;
+#pragma omp for schedule(dynamic, 1)
+    for (int gi = 0; gi < p.groups; gi++) conv_bwd_group(g, &p, gi, x, w, dy, dx, dw, db, ws_part, slot);
+    if (dw) {
+      /* split dw into fixed blocks of 64; each element summed over groups in order */
+      const int blocks = (int)((nw + 63) / 64);
+#pragma omp for schedule(static)
+      for (int bk = 0; bk < blocks; bk++) {
+        size_t j0 = (size_t)bk * 64, j1 = j0 + 64 < nw ? j0 + 64 : nw;
+        conv_reduce(&p, ws_part, dw, 0, j0, j1);
+      }
+    }
+#pragma omp single nowait
+    if (db) conv_reduce(&p, ws_part, db, nw, 0, nb);
+  }
+}

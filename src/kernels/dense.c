@@ -1,0 +1,119 @@
+/* dense: x[N,I], w[O,I] (PyTorch layout), b[O] or NULL, y[N,O].
+ *
+ * Every GEMM here runs on one thread over a block whose bounds depend only on the shape,
+ * and blocks never share an output element, so results do not depend on the thread
+ * count: y and dx are split by sample rows (reduction over O or I stays inside one GEMM),
+ * dw by output rows (the whole batch reduction inside one GEMM), db by a serial loop. */
+#include <omp.h>
+#include <stddef.h>
+
+#include "base/error.h"
+#include "kernels/kernels.h"
+
+#define DENSE_ROW_BLOCK 32           /* samples per block for y and dx */
+#define DENSE_OUT_BLOCK 16           /* output rows per block for dw */
+#define DENSE_PAR_FLOPS (1L << 21)   /* below this, one thread (wake-ups cost more) */
+
+/* nn_gemm restricted to the calling thread (oneDNN goes serial inside a parallel region;
+ * outside one it would spread the call over all threads and choose its own split). */
+static void gemm_1t(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc) {
+  if (omp_in_parallel()) {
+    nn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    nn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    omp_set_num_threads(saved);
+  }
+}
+
+static int team_size(long flops, int blocks) {
+  if (flops < DENSE_PAR_FLOPS || blocks < 2) return 1;
+  int t = omp_get_max_threads();
+  return t < blocks ? t : blocks;
+}
+
+static void dense_fwd_block(const float *x, const float *w, const float *b, float *y, int r0, int r1,
+                            int in, int out) {
+  float *yb = y + (size_t)r0 * (size_t)out;
+  gemm_1t(0, 1, r1 - r0, out, in, 1.0f, x + (size_t)r0 * (size_t)in, in, w, in, 0.0f, yb, out);
+  if (b) {
+    for (int i = 0; i < r1 - r0; i++) {
+      float *yi = yb + (size_t)i * (size_t)out;
+#pragma omp simd
+      for (int o = 0; o < out; o++) yi[o] += b[o];
+    }
+  }
+}
+
+void nn_dense_forward(const float *x, const float *w, const float *b, float *y, int n, int in, int out) {
+  NN_ASSERT(n >= 0 && in >= 0 && out >= 0);
+  if (n == 0 || out == 0) return;
+  int blocks = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK;
+  int nt = team_size(2L * n * in * out, blocks);
+  if (nt <= 1) {
+    dense_fwd_block(x, w, b, y, 0, n, in, out);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int blk = 0; blk < blocks; blk++) {
+    int r0 = blk * DENSE_ROW_BLOCK;
+    int r1 = r0 + DENSE_ROW_BLOCK < n ? r0 + DENSE_ROW_BLOCK : n;
+    dense_fwd_block(x, w, b, y, r0, r1, in, out);
+  }
+}
+
+/* db[o] += sum_n dy[n,o], rows added in order. */
+static void dense_db(const float *dy, float *db, int n, int out) {
+  for (int i = 0; i < n; i++) {
+    const float *dyi = dy + (size_t)i * (size_t)out;
+#pragma omp simd
+    for (int o = 0; o < out; o++) db[o] += dyi[o];
+  }
+}
+
+/* Task t of the backward pass: [0, dx_blocks) are dx row blocks, then dw output-row blocks,
+ * then (if db) one db task. */
+static void dense_bwd_task(int t, int dx_blocks, int dw_blocks, const float *x, const float *w,
+                           const float *dy, float *dx, float *dw, float *db, int n, int in, int out) {
+  if (t < dx_blocks) {
+    int r0 = t * DENSE_ROW_BLOCK;
+    int r1 = r0 + DENSE_ROW_BLOCK < n ? r0 + DENSE_ROW_BLOCK : n;
+    /* dx[r0:r1, I] = dy[r0:r1, O] @ w[O, I] */
+    gemm_1t(0, 0, r1 - r0, in, out, 1.0f, dy + (size_t)r0 * (size_t)out, out, w, in, 0.0f,
+            dx + (size_t)r0 * (size_t)in, in);
+    return;
+  }
+  t -= dx_blocks;
+  if (t < dw_blocks) {
+    int o0 = t * DENSE_OUT_BLOCK;
+    int o1 = o0 + DENSE_OUT_BLOCK < out ? o0 + DENSE_OUT_BLOCK : out;
+    /* dw[o0:o1, I] += dy[N, o0:o1]^T @ x[N, I] */
+    gemm_1t(1, 0, o1 - o0, in, n, 1.0f, dy + o0, out, x, in, 1.0f, dw + (size_t)o0 * (size_t)in, in);
+    return;
+  }
+  dense_db(dy, db, n, out);
+}
+
+void nn_dense_backward(const float *x, const float *w, const float *dy, float *dx, float *dw,
+                       float *db, int n, int in, int out) {
+  NN_ASSERT(n >= 0 && in >= 0 && out >= 0);
+  if (dx && n > 0 && in > 0 && out == 0) {
+    for (size_t i = 0; i < (size_t)n * (size_t)in; i++) dx[i] = 0.0f;
+  }
+  if (n == 0 || out == 0) return;
+  int dx_blocks = dx && in > 0 ? (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK : 0;
+  int dw_blocks = dw && in > 0 ? (out + DENSE_OUT_BLOCK - 1) / DENSE_OUT_BLOCK : 0;
+  int tasks = dx_blocks + dw_blocks + (db ? 1 : 0);
+  long flops = 2L * n * in * out * ((dx ? 1 : 0) + (dw ? 1 : 0));
+  int nt = team_size(flops, tasks);
+  if (nt <= 1) {
+    for (int t = 0; t < tasks; t++)
+      dense_bwd_task(t, dx_blocks, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int t = 0; t < tasks; t++)
+    dense_bwd_task(t, dx_blocks, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
+}

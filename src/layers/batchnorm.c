@@ -1,0 +1,145 @@
+/* batchnorm: PyTorch BatchNorm1d (input C) / BatchNorm2d (input CxHxW), DESIGN §4.
+ *
+ * Training (and whenever track_running_stats is off): normalize with the batch mean and
+ * BIASED variance; running_mean/var then move by `momentum` towards the batch statistics,
+ * with the UNBIASED variance (PyTorch) or the biased one (Keras convention).
+ * Eval: normalize with the running statistics.
+ * Frozen (use_global_stats): running statistics in training too, never updated;
+ * freeze_affine keeps gamma/beta fixed. */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "kernels/kernels.h"
+#include "layers/layer.h"
+
+enum { K_MOMENTUM, K_EPS, K_AFFINE, K_TRACK, K_CONVENTION, K_GLOBAL, K_FREEZE };
+static const nn_key keys[] = {
+    [K_MOMENTUM] = {"momentum", NN_KEY_MOMENTUM, offsetof(nn_layer_cfg, bn.momentum), 0, 1, 0},
+    [K_EPS] = {"eps", NN_KEY_DOUBLE, offsetof(nn_layer_cfg, bn.eps), 0, 1, 0},
+    [K_AFFINE] = {"affine", NN_KEY_BOOL, offsetof(nn_layer_cfg, bn.affine), 0, 1, 0},
+    [K_TRACK] = {"track_running_stats", NN_KEY_BOOL, offsetof(nn_layer_cfg, bn.track_running_stats), 0, 1, 0},
+    [K_CONVENTION] = {"convention", NN_KEY_CONVENTION, offsetof(nn_layer_cfg, bn.convention), 0, 1, 0},
+    [K_GLOBAL] = {"use_global_stats", NN_KEY_BOOL, offsetof(nn_layer_cfg, bn.use_global_stats), 0, 1, 0},
+    [K_FREEZE] = {"freeze_affine", NN_KEY_BOOL, offsetof(nn_layer_cfg, bn.freeze_affine), 0, 1, 0},
+    {0},
+};
+
+static void defaults(nn_layer_cfg *c) {
+  c->bn = (nn_bn_cfg){.convention = NN_BN_PYTORCH, .momentum = 0.1, .eps = 1e-5, .affine = 1,
+                      .track_running_stats = 1, .use_global_stats = 0, .freeze_affine = 0};
+}
+
+/* The Keras convention changes the defaults: momentum 0.99 (weight of the old value), eps 1e-3. */
+static nn_status finalize(nn_layer_cfg *c, unsigned given, nn_error *err) {
+  nn_bn_cfg *b = &c->bn;
+  if (b->convention == NN_BN_KERAS) {
+    if (!(given & (1u << K_MOMENTUM))) b->momentum = 0.99;
+    if (!(given & (1u << K_EPS))) b->eps = 1e-3;
+  }
+  if (!(b->eps > 0)) return nn_err_set(err, NN_ERR_SPEC, "eps must be > 0, got %g", b->eps);
+  if (b->use_global_stats && !b->track_running_stats)
+    return nn_err_set(err, NN_ERR_SPEC, "use_global_stats=1 needs track_running_stats=1 (there are no running statistics)");
+  return NN_OK;
+}
+
+/* Weight of the new batch in the running average for this update. */
+static double new_weight(const nn_layer *L) {
+  const nn_bn_cfg *b = &L->cfg.bn;
+  if (b->momentum < 0) return 1.0 / (double)L->batches_tracked;
+  return b->convention == NN_BN_KERAS ? 1.0 - b->momentum : b->momentum;
+}
+
+static void declare(nn_layer *L) {
+  const nn_bn_cfg *b = &L->cfg.bn;
+  int c = L->in.c;
+  L->nparam = b->affine ? 2 : 0;
+  L->param[0] = (nn_tensor_decl){"weight", 1, {c}, (size_t)c, 0, !b->freeze_affine};
+  L->param[1] = (nn_tensor_decl){"bias", 1, {c}, (size_t)c, 0, !b->freeze_affine};
+  L->nstate = b->track_running_stats ? 2 : 0;
+  L->state[0] = (nn_tensor_decl){"running_mean", 1, {c}, (size_t)c, 0, 0};
+  L->state[1] = (nn_tensor_decl){"running_var", 1, {c}, (size_t)c, 0, 0};
+  L->has_batches_tracked = b->track_running_stats;
+}
+
+/* scratch: batch mean, biased var, invstd (C each) */
+static size_t scratch(const nn_layer *L, int n) {
+  (void)n;
+  return 3 * (size_t)L->in.c;
+}
+
+static void init(nn_layer *L, nn_init init, nn_rng *rng) {
+  (void)init, (void)rng;
+  int c = L->in.c;
+  if (L->cfg.bn.affine)
+    for (int i = 0; i < c; i++) L->p[i] = 1.0f, L->p[c + i] = 0.0f;
+  if (L->cfg.bn.track_running_stats)
+    for (int i = 0; i < c; i++) L->st[i] = 0.0f, L->st[c + i] = 1.0f;
+  L->batches_tracked = 0;
+  L->skipped_updates = 0;
+}
+
+static int uses_batch_stats(const nn_layer *L, nn_mode mode) {
+  const nn_bn_cfg *b = &L->cfg.bn;
+  if (!b->track_running_stats) return 1;
+  return mode == NN_MODE_TRAIN && !b->use_global_stats;
+}
+
+static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
+  int c = L->in.c, s = L->in.h * L->in.w;
+  const float *gamma = nn_param_ptr(L, L->cfg.bn.affine ? L->p : NULL, 0);
+  const float *beta = nn_param_ptr(L, L->cfg.bn.affine ? L->p : NULL, 1);
+  float *mean = L->scratch, *var = mean + c, *invstd = var + c;
+  if (!uses_batch_stats(L, mode)) {
+    nn_bn_forward_infer(x, gamma, beta, nn_state_ptr(L, 0), nn_state_ptr(L, 1), y, n, c, s, (float)L->cfg.bn.eps);
+    return NN_OK;
+  }
+  if ((long)n * s < 2) {
+    char name[96], shp[64];
+    nn_layer_name(L, name, sizeof name);
+    nn_shape_format(L->in, shp, sizeof shp);
+    return nn_err_set(err, NN_ERR_BATCH,
+                      "%s: batch statistics need more than 1 value per channel, got input (%d, %s); "
+                      "use a larger batch, drop_last, or eval mode",
+                      name, n, shp);
+  }
+  nn_bn_forward_train(x, gamma, beta, y, mean, var, invstd, n, c, s, (float)L->cfg.bn.eps);
+  if (mode == NN_MODE_TRAIN && L->cfg.bn.track_running_stats) {
+    L->batches_tracked++;
+    if (!nn_bn_running_update(nn_state_ptr(L, 0), nn_state_ptr(L, 1), mean, var, c, (long)n * s, new_weight(L),
+                              L->cfg.bn.convention == NN_BN_PYTORCH))
+      L->skipped_updates++;
+  }
+  return NN_OK;
+}
+
+static void backward(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n, nn_mode mode) {
+  (void)y;
+  int c = L->in.c, s = L->in.h * L->in.w;
+  int learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
+  const float *gamma = L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL;
+  float *dgamma = learn ? nn_param_ptr(L, L->g, 0) : NULL;
+  float *dbeta = learn ? nn_param_ptr(L, L->g, 1) : NULL;
+  const float *mean = L->scratch, *invstd = mean + 2 * c;
+  if (uses_batch_stats(L, mode))
+    nn_bn_backward_train(x, gamma, mean, invstd, dy, dx, dgamma, dbeta, n, c, s);
+  else
+    nn_bn_backward_infer(x, gamma, nn_state_ptr(L, 0), nn_state_ptr(L, 1), dy, dx, dgamma, dbeta, n, c, s,
+                         (float)L->cfg.bn.eps);
+}
+
+static void describe(const nn_layer *L, char *buf, size_t len) {
+  const nn_bn_cfg *b = &L->cfg.bn;
+  char mom[32];
+  if (b->momentum < 0)
+    snprintf(mom, sizeof mom, "cumulative");
+  else
+    snprintf(mom, sizeof mom, "%g", b->momentum);
+  snprintf(buf, len, "%s: momentum=%s eps=%g var=%s%s%s%s", b->convention == NN_BN_KERAS ? "keras" : "pytorch", mom,
+           b->eps, b->convention == NN_BN_KERAS ? "biased" : "unbiased", b->affine ? "" : " affine=0",
+           b->track_running_stats ? "" : " track_running_stats=0",
+           b->use_global_stats ? (b->freeze_affine ? " frozen" : " use_global_stats") : (b->freeze_affine ? " freeze_affine" : ""));
+}
+
+const nn_layer_ops nn_batchnorm_ops = {"batchnorm", keys, defaults, finalize, nn_layer_same_shape, declare, scratch, init,
+                                       forward, backward, describe};

@@ -1,0 +1,74 @@
+/* The layer-kind table and helpers shared by every kind. */
+#include "layers/layer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/rng.h"
+
+const nn_layer_ops *const nn_layer_table[NN_LAYER__COUNT] = {
+    [NN_LAYER_DENSE] = &nn_dense_ops,
+    [NN_LAYER_CONV2D] = &nn_conv2d_ops,
+    [NN_LAYER_BATCHNORM] = &nn_batchnorm_ops,
+    [NN_LAYER_RELU] = &nn_relu_ops,
+    [NN_LAYER_SIGMOID] = &nn_sigmoid_ops,
+    [NN_LAYER_TANH] = &nn_tanh_ops,
+    [NN_LAYER_MAXPOOL2D] = &nn_maxpool2d_ops,
+    [NN_LAYER_AVGPOOL2D] = &nn_avgpool2d_ops,
+    [NN_LAYER_GLOBAL_AVGPOOL] = &nn_global_avgpool_ops,
+    [NN_LAYER_FLATTEN] = &nn_flatten_ops,
+};
+_Static_assert(sizeof nn_layer_table / sizeof nn_layer_table[0] == NN_LAYER__COUNT,
+               "nn_layer_table must cover every nn_layer_kind");
+
+int nn_layer_kind_find(const char *name) {
+  for (int k = 0; k < NN_LAYER__COUNT; k++)
+    if (strcmp(nn_layer_table[k]->name, name) == 0) return k;
+  return -1;
+}
+
+void nn_layer_name(const nn_layer *L, char *buf, size_t len) {
+  snprintf(buf, len, "layer %d (%s, line %d)", L->index, nn_layer_table[L->kind]->name, L->line);
+}
+
+void nn_shape_format(nn_shape s, char *buf, size_t len) {
+  if (s.rank == 1)
+    snprintf(buf, len, "%d", s.c);
+  else
+    snprintf(buf, len, "%dx%dx%d", s.c, s.h, s.w);
+}
+
+void nn_layer_init_weights(float *w, size_t wcount, float *b, size_t bcount, int fan_in, int fan_out,
+                           nn_init init, nn_rng *rng) {
+  if (init == NN_INIT_XAVIER_UNIFORM) {
+    double bound = sqrt(6.0 / (double)(fan_in + fan_out));
+    for (size_t i = 0; i < wcount; i++) w[i] = (float)((2.0 * nn_rng_uniform(rng) - 1.0) * bound);
+    if (b) memset(b, 0, bcount * sizeof *b);
+    return;
+  }
+  /* PyTorch: kaiming_uniform_(a=sqrt(5)) gives bound = gain*sqrt(3/fan_in) with
+   * gain = sqrt(2/(1+5)), i.e. 1/sqrt(fan_in); the bias uses the same bound. */
+  double bound = 1.0 / sqrt((double)fan_in);
+  for (size_t i = 0; i < wcount; i++) w[i] = (float)((2.0 * nn_rng_uniform(rng) - 1.0) * bound);
+  if (b)
+    for (size_t i = 0; i < bcount; i++) b[i] = (float)((2.0 * nn_rng_uniform(rng) - 1.0) * bound);
+}
+
+const nn_key nn_no_keys[] = {{0}};
+void nn_layer_no_defaults(nn_layer_cfg *cfg) { (void)cfg; }
+void nn_layer_no_params(nn_layer *L) { L->nparam = 0; }
+size_t nn_layer_no_scratch(const nn_layer *L, int n) {
+  (void)L, (void)n;
+  return 0;
+}
+void nn_layer_no_init(nn_layer *L, nn_init init, nn_rng *rng) { (void)L, (void)init, (void)rng; }
+void nn_layer_no_detail(const nn_layer *L, char *buf, size_t len) {
+  (void)L;
+  if (len) buf[0] = 0;
+}
+int nn_layer_same_shape(const nn_layer_cfg *cfg, nn_shape in, nn_shape *out, char *why, size_t whylen) {
+  (void)cfg, (void)why, (void)whylen;
+  *out = in;
+  return 0;
+}

@@ -1,0 +1,170 @@
+/* Layer kinds: a small common header (nn_layer) plus a per-kind config, dispatched through
+ * a const table indexed by nn_layer_kind (DESIGN §3). Each kind lives in its own file
+ * src/layers/<kind>.c with its config keys, shape rule, parameter/state declarations,
+ * forward and backward side by side. Layers call only kernels/ and base/. */
+#ifndef NN_LAYERS_LAYER_H
+#define NN_LAYERS_LAYER_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "normnet.h"
+
+typedef enum {
+  NN_LAYER_DENSE = 0,
+  NN_LAYER_CONV2D,
+  NN_LAYER_BATCHNORM,
+  NN_LAYER_RELU,
+  NN_LAYER_SIGMOID,
+  NN_LAYER_TANH,
+  NN_LAYER_MAXPOOL2D,
+  NN_LAYER_AVGPOOL2D,
+  NN_LAYER_GLOBAL_AVGPOOL,
+  NN_LAYER_FLATTEN,
+  NN_LAYER__COUNT
+} nn_layer_kind;
+
+/* Activation shape of one sample: rank 1 = (c) features, rank 3 = (c, h, w). */
+typedef struct {
+  int rank;
+  int c, h, w;
+} nn_shape;
+
+static inline size_t nn_shape_size(nn_shape s) { return (size_t)s.c * (size_t)s.h * (size_t)s.w; }
+/* "6x24x24" or "120" */
+void nn_shape_format(nn_shape s, char *buf, size_t len);
+
+/* ---- per-kind configs -------------------------------------------------------------- */
+typedef struct {
+  int units;
+  int bias;
+} nn_dense_cfg;
+
+typedef struct {
+  int filters, kernel, stride, pad;
+  int bias;
+} nn_conv2d_cfg;
+
+typedef struct {
+  int size, stride; /* stride 0 in the spec means "= size" and is resolved at parse time */
+} nn_pool_cfg;
+
+typedef enum { NN_BN_PYTORCH = 0, NN_BN_KERAS = 1 } nn_bn_convention;
+#define NN_BN_CUMULATIVE (-1.0)
+
+typedef struct {
+  int convention;           /* nn_bn_convention: meaning of momentum, default eps, variance kind */
+  double momentum;          /* as written in that convention: PyTorch = weight of the new batch,
+                               Keras = weight of the old value (0.99 == PyTorch 0.1);
+                               NN_BN_CUMULATIVE (< 0) = 1/num_batches_tracked (PyTorch None) */
+  double eps;
+  int affine;               /* learnable gamma/beta */
+  int track_running_stats;  /* off: batch statistics in eval too */
+  int use_global_stats;     /* frozen: running statistics in training too, not updated */
+  int freeze_affine;        /* frozen: gamma/beta not trained */
+} nn_bn_cfg;
+
+typedef union {
+  nn_dense_cfg dense;
+  nn_conv2d_cfg conv;
+  nn_pool_cfg pool;
+  nn_bn_cfg bn;
+} nn_layer_cfg;
+
+/* One line of a model spec. */
+typedef struct {
+  nn_layer_kind kind;
+  int line;
+  nn_layer_cfg cfg;
+} nn_layer_spec;
+
+/* ---- spec keys: a table per kind drives both parsing and printing ------------------- */
+typedef enum { NN_KEY_INT, NN_KEY_BOOL, NN_KEY_DOUBLE, NN_KEY_MOMENTUM, NN_KEY_CONVENTION } nn_key_type;
+typedef struct {
+  const char *name;
+  nn_key_type type;
+  size_t offset;   /* into nn_layer_cfg */
+  double min, max; /* accepted range for numbers */
+  int required;
+} nn_key;
+
+/* ---- a built layer ------------------------------------------------------------------ */
+typedef struct {
+  const char *suffix; /* "weight", "bias", "running_mean", "running_var" */
+  int ndim;
+  int dims[4];
+  size_t count;
+  size_t offset;      /* from the layer's first param (or state) value; set by the model */
+  int trainable;      /* 0 for frozen gamma/beta */
+} nn_tensor_decl;
+
+typedef struct nn_layer nn_layer;
+struct nn_layer {
+  nn_layer_kind kind;
+  int line;
+  int index;              /* position in the equivalent nn.Sequential: the state_dict prefix */
+  nn_layer_cfg cfg;
+  nn_shape in, out;
+  int nparam;
+  nn_tensor_decl param[2];
+  int nstate;
+  nn_tensor_decl state[2];
+  int has_batches_tracked;
+  int64_t batches_tracked;
+  int skipped_updates;    /* running-stat updates skipped for non-finite batch statistics */
+  /* bound by the model: */
+  float *p, *g, *st;      /* this layer's params, grads, state (NULL if none) */
+  float *scratch;         /* planned per batch size */
+};
+
+typedef struct {
+  const char *name; /* spec keyword */
+  const nn_key *keys;
+  void (*defaults)(nn_layer_cfg *cfg);
+  /* Resolve dependent defaults after parsing; `given` has bit i set if keys[i] was written. */
+  nn_status (*finalize)(nn_layer_cfg *cfg, unsigned given, nn_error *err);
+  /* Output shape for an input shape; on failure writes the reason to why. */
+  int (*shape)(const nn_layer_cfg *cfg, nn_shape in, nn_shape *out, char *why, size_t whylen);
+  /* Fill param[]/state[] declarations (counts and dims; offsets are the model's). */
+  void (*declare)(nn_layer *L);
+  /* Scratch floats needed for a batch of n. */
+  size_t (*scratch)(const nn_layer *L, int n);
+  void (*init)(nn_layer *L, nn_init init, nn_rng *rng);
+  nn_status (*forward)(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err);
+  /* dx may be NULL (first layer). Parameter gradients accumulate into L->g. */
+  void (*backward)(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n,
+                   nn_mode mode);
+  /* Options and conventions in a few words, for `summary`. */
+  void (*describe)(const nn_layer *L, char *buf, size_t len);
+} nn_layer_ops;
+
+/* Tensor i of a layer inside a params/grads (p, g) or state (st) block. */
+static inline float *nn_param_ptr(const nn_layer *L, float *block, int i) {
+  return block ? block + L->param[i].offset : NULL;
+}
+static inline float *nn_state_ptr(const nn_layer *L, int i) { return L->st + L->state[i].offset; }
+
+extern const nn_layer_ops *const nn_layer_table[NN_LAYER__COUNT];
+
+extern const nn_layer_ops nn_dense_ops, nn_conv2d_ops, nn_batchnorm_ops, nn_relu_ops, nn_sigmoid_ops,
+    nn_tanh_ops, nn_maxpool2d_ops, nn_avgpool2d_ops, nn_global_avgpool_ops, nn_flatten_ops;
+
+/* Shared hooks for kinds without keys, parameters, scratch or options. */
+extern const nn_key nn_no_keys[];
+void nn_layer_no_defaults(nn_layer_cfg *cfg);
+void nn_layer_no_params(nn_layer *L);
+size_t nn_layer_no_scratch(const nn_layer *L, int n);
+void nn_layer_no_init(nn_layer *L, nn_init init, nn_rng *rng);
+void nn_layer_no_detail(const nn_layer *L, char *buf, size_t len);
+int nn_layer_same_shape(const nn_layer_cfg *cfg, nn_shape in, nn_shape *out, char *why, size_t whylen);
+
+/* Look a kind up by spec keyword; returns -1 if unknown. */
+int nn_layer_kind_find(const char *name);
+/* "layer 3 (batchnorm, line 7)" */
+void nn_layer_name(const nn_layer *L, char *buf, size_t len);
+/* Weight init shared by dense and conv: PyTorch default kaiming-uniform(a=sqrt 5) with
+ * bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), or Xavier-uniform with zero bias. */
+void nn_layer_init_weights(float *w, size_t wcount, float *b, size_t bcount, int fan_in, int fan_out,
+                           nn_init init, nn_rng *rng);
+
+#endif

@@ -1,0 +1,31 @@
+/* A model = a list of layers + one flat parameter buffer, one flat gradient buffer (same
+ * layout), one flat state buffer (running statistics) and one activation arena planned for
+ * the largest batch seen (DESIGN §3). Internal: the optimizer walks the layers' tensor
+ * declarations to find what is trainable. */
+#ifndef NN_MODEL_MODEL_H
+#define NN_MODEL_MODEL_H
+#include "layers/layer.h"
+#include "model/spec.h"
+
+struct nn_model {
+  nn_spec *spec;         /* own copy: the single description */
+  int nlayers;
+  nn_layer *layers;
+  float *params, *grads, *state;
+  size_t nparams, nstate;
+  /* activation arena, planned for batches of up to plan_n samples */
+  int plan_n;
+  float *arena;
+  float **act;           /* act[0] = input copy, act[i+1] = output of layer i */
+  float **dact;          /* dact[i] = gradient w.r.t. act[i] (dact[0] unused) */
+  float *probs;          /* softmax of the logits, [n, outputs] */
+  int32_t *labels;       /* labels of the last forward (zeros if none were given) */
+  int last_n;
+  nn_mode last_mode;
+  int last_has_labels;
+};
+
+/* Ensure the arena holds batches of n samples (allocates only when n grows). */
+nn_status nn_model_plan(nn_model *m, int n, nn_error *err);
+
+#endif

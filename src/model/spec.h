@@ -1,0 +1,19 @@
+/* The parsed model spec: the single description that the model, a checkpoint, the
+ * summary and the CLI all read (DESIGN §3). Text parsing/printing is io/spec_text.c. */
+#ifndef NN_MODEL_SPEC_H
+#define NN_MODEL_SPEC_H
+#include "layers/layer.h"
+
+struct nn_spec {
+  char source[256];   /* file or preset name, for messages */
+  nn_shape input;
+  int input_line;
+  int n, cap;
+  nn_layer_spec *layers;
+};
+
+/* Append a layer; returns NN_ERR_NOMEM on failure. */
+nn_status nn_spec_append(nn_spec *s, const nn_layer_spec *ls, nn_error *err);
+nn_spec *nn_spec_copy(const nn_spec *s);
+
+#endif

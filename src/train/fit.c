@@ -1,0 +1,165 @@
+/* The training loop: epochs of shuffled mini-batches (uint8 -> float per batch), the
+ * optimizer step, and evaluation in eval mode. All buffers are allocated once before the
+ * first step. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/error.h"
+#include "base/rng.h"
+#include "model/model.h"
+#include "train/history.h"
+
+nn_fit_config nn_fit_defaults(void) {
+  return (nn_fit_config){.epochs = 10, .batch_size = 128, .shuffle = 1, .drop_last = 0, .seed = 0,
+                         .input_norm = {0.0f, 1.0f}, .eval_batch_size = 0};
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Buffers for one batch: floats, labels and the sample order. */
+typedef struct {
+  float *x;
+  int32_t *y;
+  uint32_t *order;
+} batch_buf;
+
+static nn_status batch_buf_alloc(batch_buf *b, const nn_dataset *ds, int batch, nn_error *err) {
+  int n = nn_dataset_count(ds), c, h, w;
+  nn_dataset_shape(ds, &c, &h, &w);
+  b->x = malloc((size_t)batch * (size_t)c * h * w * sizeof *b->x);
+  b->y = malloc((size_t)batch * sizeof *b->y);
+  b->order = malloc((size_t)(n ? n : 1) * sizeof *b->order);
+  if (!b->x || !b->y || !b->order) return nn_err_set(err, NN_ERR_NOMEM, "out of memory for a batch of %d", batch);
+  for (int i = 0; i < n; i++) b->order[i] = (uint32_t)i;
+  return NN_OK;
+}
+
+static void batch_buf_free(batch_buf *b) {
+  free(b->x);
+  free(b->y);
+  free(b->order);
+}
+
+static nn_status check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err) {
+  int c, h, w;
+  nn_dataset_shape(ds, &c, &h, &w);
+  if (c * h * w != nn_model_input_size(m))
+    return nn_err_set(err, NN_ERR_SHAPE, "%s samples are %dx%dx%d (%d values) but the model takes %d inputs", what, c,
+                      h, w, c * h * w, nn_model_input_size(m));
+  if (nn_dataset_num_classes(ds) > nn_model_output_size(m))
+    return nn_err_set(err, NN_ERR_SHAPE, "%s has %d classes but the model has %d outputs", what,
+                      nn_dataset_num_classes(ds), nn_model_output_size(m));
+  return NN_OK;
+}
+
+static nn_status evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch, nn_mode mode,
+                          batch_buf *b, double *loss, double *acc, nn_error *err) {
+  int n = nn_dataset_count(ds);
+  double sum = 0;
+  long correct = 0;
+  for (int start = 0; start < n; start += batch) {
+    int cnt = n - start < batch ? n - start : batch;
+    nn_dataset_batch(ds, b->order + start, cnt, norm, b->x, b->y);
+    double ls;
+    int c;
+    nn_status st = nn_model_forward(m, b->x, b->y, cnt, mode, &ls, &c, NULL, err);
+    if (st) return st;
+    sum += ls;
+    correct += c;
+  }
+  *loss = n ? sum / n : 0;
+  *acc = n ? (double)correct / n : 0;
+  return NN_OK;
+}
+
+nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size, nn_mode mode,
+                      double *loss, double *acc, nn_error *err) {
+  if (batch_size < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", batch_size);
+  nn_status st = check_input(m, ds, "the data set", err);
+  if (st) return st;
+  batch_buf b = {0};
+  st = batch_buf_alloc(&b, ds, batch_size, err);
+  if (!st) st = evaluate(m, ds, norm, batch_size, mode, &b, loss, acc, err);
+  batch_buf_free(&b);
+  return st;
+}
+
+nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_dataset *test,
+                 const nn_fit_config *cfg, const nn_fit_callbacks *cb, nn_history **history, nn_error *err) {
+  if (history) *history = NULL;
+  if (cfg->batch_size < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", cfg->batch_size);
+  if (cfg->epochs < 0) return nn_err_set(err, NN_ERR_ARG, "epochs must be >= 0, got %d", cfg->epochs);
+  if (!(cfg->input_norm.std > 0)) return nn_err_set(err, NN_ERR_ARG, "input std must be > 0");
+  nn_status st = check_input(m, train, "the training set", err);
+  if (!st && test) st = check_input(m, test, "the test set", err);
+  if (st) return st;
+  int n = nn_dataset_count(train), bs = cfg->batch_size;
+  int batches = cfg->drop_last ? n / bs : (n + bs - 1) / bs;
+  if (batches == 0)
+    return nn_err_set(err, NN_ERR_ARG, "no training batch: %d samples, batch size %d with drop_last", n, bs);
+  int ebs = cfg->eval_batch_size > 0 ? cfg->eval_batch_size : bs;
+  nn_history *h = calloc(1, sizeof *h);
+  batch_buf tb = {0}, eb = {0};
+  if (!h) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  st = batch_buf_alloc(&tb, train, bs, err);
+  if (!st && test) st = batch_buf_alloc(&eb, test, ebs, err);
+  if (!st) st = nn_model_plan(m, bs > ebs ? bs : ebs, err);
+  nn_rng rng;
+  nn_rng_seed(&rng, cfg->seed);
+  for (int epoch = 1; !st && epoch <= cfg->epochs; epoch++) {
+    double t0 = now_seconds(), loss_sum = 0;
+    long correct = 0, seen = 0;
+    int stop = 0;
+    if (cfg->shuffle) nn_rng_shuffle(&rng, tb.order, (uint32_t)n);
+    if (cb && cb->on_epoch_begin) cb->on_epoch_begin(cb->user, epoch, cfg->epochs, batches);
+    for (int b = 0; b < batches && !st; b++) {
+      int start = b * bs, cnt = n - start < bs ? n - start : bs;
+      nn_dataset_batch(train, tb.order + start, cnt, cfg->input_norm, tb.x, tb.y);
+      double ls;
+      int c;
+      st = nn_model_forward(m, tb.x, tb.y, cnt, NN_MODE_TRAIN, &ls, &c, NULL, err);
+      if (st) {
+        nn_err_prefix(err, st, "epoch %d, batch %d of %d: ", epoch, b + 1, batches);
+        break;
+      }
+      if (!isfinite(ls)) {
+        st = nn_err_set(err, NN_ERR_NUMERIC,
+                        "epoch %d, batch %d of %d: the loss is %g; training stopped (try a lower learning rate)", epoch,
+                        b + 1, batches, ls / cnt);
+        break;
+      }
+      nn_model_zero_grads(m);
+      st = nn_model_backward(m, err);
+      if (st) break;
+      nn_optimizer_step(opt, m);
+      loss_sum += ls;
+      correct += c;
+      seen += cnt;
+      if (cb && cb->on_batch && cb->on_batch(cb->user, epoch, b + 1, batches, loss_sum / seen, (double)correct / seen))
+        stop = 1, b = batches;
+    }
+    if (st) break;
+    double t_train = now_seconds() - t0;
+    nn_epoch_record r = {.epoch = epoch, .train_loss = seen ? loss_sum / seen : 0,
+                         .train_acc = seen ? (double)correct / seen : 0, .test_loss = NAN, .test_acc = NAN};
+    if (test) st = evaluate(m, test, cfg->input_norm, ebs, NN_MODE_EVAL, &eb, &r.test_loss, &r.test_acc, err);
+    if (st) break;
+    r.seconds = now_seconds() - t0;
+    r.samples_per_sec = t_train > 0 ? seen / t_train : 0;
+    st = nn_history_append(h, &r, err);
+    if (!st && cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
+    if (stop) break;
+  }
+  batch_buf_free(&tb);
+  batch_buf_free(&eb);
+  if (history && !st) *history = h;
+  else if (history && h->n) *history = h; /* keep the epochs that finished, even on error */
+  else nn_history_free(h);
+  return st;
+}

@@ -1,0 +1,43 @@
+/* Per-epoch history records and their CSV form. */
+#include "train/history.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+
+nn_status nn_history_append(nn_history *h, const nn_epoch_record *r, nn_error *err) {
+  if (h->n == h->cap) {
+    int cap = h->cap ? 2 * h->cap : 16;
+    nn_epoch_record *e = realloc(h->rec, (size_t)cap * sizeof *e);
+    if (!e) return nn_err_set(err, NN_ERR_NOMEM, "out of memory for history");
+    h->rec = e;
+    h->cap = cap;
+  }
+  h->rec[h->n++] = *r;
+  return NN_OK;
+}
+
+int nn_history_count(const nn_history *h) { return h ? h->n : 0; }
+const nn_epoch_record *nn_history_get(const nn_history *h, int i) { return &h->rec[i]; }
+
+void nn_history_free(nn_history *h) {
+  if (!h) return;
+  free(h->rec);
+  free(h);
+}
+
+nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err) {
+  FILE *f = fopen(path, "w");
+  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+  fprintf(f, "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_sec\n");
+  for (int i = 0; i < h->n; i++) {
+    const nn_epoch_record *r = &h->rec[i];
+    fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", r->epoch, r->train_loss, r->train_acc, r->test_loss, r->test_acc,
+            r->seconds, r->samples_per_sec);
+  }
+  if (fclose(f) != 0) return nn_err_set(err, NN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+  return NN_OK;
+}

@@ -1,0 +1,12 @@
+#ifndef NN_TRAIN_HISTORY_H
+#define NN_TRAIN_HISTORY_H
+#include "normnet.h"
+
+struct nn_history {
+  nn_epoch_record *rec;
+  int n, cap;
+};
+
+nn_status nn_history_append(nn_history *h, const nn_epoch_record *r, nn_error *err);
+
+#endif

@@ -1,0 +1,647 @@
+/* Batch normalization kernels (src/kernels/batchnorm.c) against
+ * - their double reference twins (batchnorm_ref.c), several shapes incl. S = 1 and odd sizes;
+ * - central finite differences (on the twins);
+ * - PyTorch BatchNorm1d/2d fixtures (tests/fixtures/bn_torch.txt, gen_bn_fixtures.py), driven
+ *   the way a BN layer drives the kernels;
+ * - hard numerics: large mean / small spread, constant channels, non-finite running updates;
+ * - bitwise-identical results for 1 and 2 OpenMP threads. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rng.h"
+#include "fixture.h"
+#include "kernels/kernels.h"
+
+#define EPS 1e-5f
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static float *fbuf(size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof *p);
+  assert_non_null(p);
+  return p;
+}
+
+static double *dbuf(size_t n) {
+  double *p = malloc((n ? n : 1) * sizeof *p);
+  assert_non_null(p);
+  return p;
+}
+
+static void fill_f(float *p, size_t n, float v) {
+  for (size_t i = 0; i < n; i++) p[i] = v;
+}
+
+static double maxabs_d(const double *v, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fabs(v[i]) > m) m = fabs(v[i]);
+  return m;
+}
+
+static void to_double(const float *f, double *d, size_t n) {
+  for (size_t i = 0; i < n; i++) d[i] = f[i];
+}
+
+static void assert_all_finite(const char *what, const float *v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(v[i])) fail_msg("%s[%zu] is not finite (%g)", what, i, (double)v[i]);
+}
+
+/* |got - want| <= tol * (|want| + max|want|): relative, with the array's scale as the floor
+ * for elements that cancel to ~0. */
+static void assert_rel_fd(const char *what, const float *got, const double *want, size_t n, double tol) {
+  assert_close_fd(what, got, want, n, tol, tol * maxabs_d(want, n));
+}
+
+/* x[N,C,S]: channel ch ~ offset[ch] + scale[ch] * N(0,1), both drawn per channel. */
+static void fill_bn_input(nn_rng *r, float *x, int n, int c, int s) {
+  for (int ch = 0; ch < c; ch++) {
+    double off = 4.0 * (nn_rng_uniform(r) - 0.5), sc = 0.2 + 2.0 * nn_rng_uniform(r);
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < s; j++) x[((size_t)i * c + ch) * s + j] = (float)(off + sc * nn_rng_normal(r));
+  }
+}
+
+static void fill_normal(nn_rng *r, float *v, size_t n, double scale, double off) {
+  for (size_t i = 0; i < n; i++) v[i] = (float)(off + scale * nn_rng_normal(r));
+}
+
+/* ---- optimized kernels vs reference twins ------------------------------------------------- */
+
+typedef struct {
+  int n, c, s;
+} shape3;
+
+static const shape3 shapes[] = {
+    {8, 5, 1},    {7, 3, 1},    {3, 37, 1},  {33, 19, 1},  {256, 100, 1}, {2, 6, 576},
+    {4, 3, 30},   {5, 7, 33},   {3, 4, 7},   {16, 17, 2},  {2, 1, 1000},  {128, 6, 576},
+    {4, 3, 31},   {9, 2, 65},   {2, 16, 1},  {64, 3, 100},
+};
+
+static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
+  const int n = sh->n, c = sh->c, s = sh->s;
+  const size_t cnt = (size_t)n * c * s;
+  char what[128];
+  float *x = fbuf(cnt), *dy = fbuf(cnt), *y = fbuf(cnt), *dx = fbuf(cnt);
+  float gamma[128], beta[128], mean[128], var[128], invstd[128], dg[128], db[128], rmean[128], rvar[128];
+  double xd[1], *xs = dbuf(cnt), *dyd = dbuf(cnt), *yr = dbuf(cnt), *dxr = dbuf(cnt);
+  double gd[128], bd[128], mr[128], vr[128], isr[128], dgr[128], dbr[128], rmd[128], rvd[128];
+  (void)xd;
+  assert_true(c <= 128);
+  fill_bn_input(r, x, n, c, s);
+  fill_normal(r, dy, cnt, 1.0, 0.3);
+  for (int k = 0; k < c; k++) {
+    gamma[k] = 0.5f + nn_rng_uniform(r);
+    beta[k] = (float)nn_rng_normal(r);
+    rmean[k] = (float)nn_rng_normal(r);
+    rvar[k] = 0.1f + 2.0f * nn_rng_uniform(r);
+  }
+  const float *g = affine ? gamma : NULL, *b = affine ? beta : NULL;
+  to_double(x, xs, cnt);
+  to_double(dy, dyd, cnt);
+  to_double(gamma, gd, (size_t)c);
+  to_double(beta, bd, (size_t)c);
+  to_double(rmean, rmd, (size_t)c);
+  to_double(rvar, rvd, (size_t)c);
+  const double *gr = affine ? gd : NULL, *br = affine ? bd : NULL;
+  const char *tag = affine ? "affine" : "plain";
+
+  /* forward train */
+  fill_f(y, cnt, NAN);
+  nn_bn_forward_train(x, g, b, y, mean, var, invstd, n, c, s, EPS);
+  nn_ref_bn_forward_train(xs, gr, br, yr, mr, vr, n, c, s, EPS);
+  for (int k = 0; k < c; k++) isr[k] = 1.0 / sqrt(vr[k] + EPS);
+  snprintf(what, sizeof what, "fwd_train y (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, y, yr, cnt, 1e-4);
+  snprintf(what, sizeof what, "fwd_train mean (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, mean, mr, (size_t)c, 1e-4);
+  snprintf(what, sizeof what, "fwd_train var (%d,%d,%d %s)", n, c, s, tag);
+  assert_close_fd(what, var, vr, (size_t)c, 1e-4, 0);
+  snprintf(what, sizeof what, "fwd_train invstd (%d,%d,%d %s)", n, c, s, tag);
+  assert_close_fd(what, invstd, isr, (size_t)c, 1e-4, 0);
+
+  /* backward train: dx overwritten, dgamma/dbeta accumulated */
+  fill_f(dx, cnt, NAN);
+  for (int k = 0; k < c; k++) {
+    dg[k] = db[k] = 0.25f;
+    dgr[k] = dbr[k] = 0.25;
+  }
+  nn_bn_backward_train(x, g, mean, invstd, dy, dx, dg, db, n, c, s);
+  nn_ref_bn_backward_train(xs, gr, dyd, dxr, dgr, dbr, n, c, s, EPS);
+  snprintf(what, sizeof what, "bwd_train dx (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, dx, dxr, cnt, 1e-4);
+  snprintf(what, sizeof what, "bwd_train dgamma (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
+  snprintf(what, sizeof what, "bwd_train dbeta (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
+  /* partial outputs: dx only, then parameter grads only */
+  fill_f(dx, cnt, NAN);
+  nn_bn_backward_train(x, g, mean, invstd, dy, dx, NULL, NULL, n, c, s);
+  snprintf(what, sizeof what, "bwd_train dx-only (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, dx, dxr, cnt, 1e-4);
+  for (int k = 0; k < c; k++) dg[k] = db[k] = 0.25f;
+  nn_bn_backward_train(x, g, mean, invstd, dy, NULL, dg, db, n, c, s);
+  snprintf(what, sizeof what, "bwd_train dgamma-only (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
+  snprintf(what, sizeof what, "bwd_train dbeta-only (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
+
+  /* forward infer with running statistics */
+  fill_f(y, cnt, NAN);
+  nn_bn_forward_infer(x, g, b, rmean, rvar, y, n, c, s, EPS);
+  nn_ref_bn_forward_infer(xs, gr, br, rmd, rvd, yr, n, c, s, EPS);
+  snprintf(what, sizeof what, "fwd_infer y (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, y, yr, cnt, 1e-4);
+
+  /* backward infer */
+  fill_f(dx, cnt, NAN);
+  for (int k = 0; k < c; k++) {
+    dg[k] = db[k] = -0.5f;
+    dgr[k] = dbr[k] = -0.5;
+  }
+  nn_bn_backward_infer(x, g, rmean, rvar, dy, dx, dg, db, n, c, s, EPS);
+  nn_ref_bn_backward_infer(xs, gr, rmd, rvd, dyd, dxr, dgr, dbr, n, c, s, EPS);
+  snprintf(what, sizeof what, "bwd_infer dx (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, dx, dxr, cnt, 1e-4);
+  snprintf(what, sizeof what, "bwd_infer dgamma (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
+  snprintf(what, sizeof what, "bwd_infer dbeta (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
+  fill_f(dx, cnt, NAN);
+  nn_bn_backward_infer(x, g, rmean, rvar, dy, dx, NULL, NULL, n, c, s, EPS);
+  snprintf(what, sizeof what, "bwd_infer dx-only (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, dx, dxr, cnt, 1e-4);
+  for (int k = 0; k < c; k++) dg[k] = db[k] = -0.5f;
+  nn_bn_backward_infer(x, g, rmean, rvar, dy, NULL, dg, db, n, c, s, EPS);
+  snprintf(what, sizeof what, "bwd_infer dgamma-only (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
+  snprintf(what, sizeof what, "bwd_infer dbeta-only (%d,%d,%d %s)", n, c, s, tag);
+  assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
+
+  free(x), free(dy), free(y), free(dx), free(xs), free(dyd), free(yr), free(dxr);
+}
+
+static void test_optimized_vs_reference(void **state) {
+  (void)state;
+  nn_rng r;
+  nn_rng_seed(&r, 11);
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    check_vs_ref(&shapes[i], 1, &r);
+    check_vs_ref(&shapes[i], 0, &r);
+  }
+}
+
+/* ---- finite differences on the reference twins --------------------------------------------
+ * L = sum(w .* y); the twins' backward with dy = w must be dL/dx, dL/dgamma, dL/dbeta. */
+
+typedef struct {
+  int n, c, s, train;
+  const double *x, *gamma, *beta, *mean, *var, *w;
+  double *y;
+} fd_ctx;
+
+static double fd_loss(const fd_ctx *f) {
+  if (f->train)
+    nn_ref_bn_forward_train(f->x, f->gamma, f->beta, f->y, NULL, NULL, f->n, f->c, f->s, EPS);
+  else
+    nn_ref_bn_forward_infer(f->x, f->gamma, f->beta, f->mean, f->var, f->y, f->n, f->c, f->s, EPS);
+  size_t cnt = (size_t)f->n * f->c * f->s;
+  double l = 0;
+  for (size_t i = 0; i < cnt; i++) l += f->w[i] * f->y[i];
+  return l;
+}
+
+/* Central difference of L in v[0..len) against the analytic gradient an; max error relative to
+ * the gradient's largest entry. */
+static void fd_check(const char *what, fd_ctx *f, double *v, size_t len, const double *an) {
+  const double h = 1e-5;
+  double *fd = dbuf(len);
+  for (size_t i = 0; i < len; i++) {
+    double keep = v[i];
+    v[i] = keep + h;
+    double lp = fd_loss(f);
+    v[i] = keep - h;
+    double lm = fd_loss(f);
+    v[i] = keep;
+    fd[i] = (lp - lm) / (2 * h);
+  }
+  double scale = maxabs_d(an, len), err = 0;
+  size_t worst = 0;
+  assert_true(scale > 1e-3); /* a vanishing gradient would make the check vacuous */
+  for (size_t i = 0; i < len; i++)
+    if (fabs(fd[i] - an[i]) > err) {
+      err = fabs(fd[i] - an[i]);
+      worst = i;
+    }
+  if (!(err / scale < 1e-6))
+    fail_msg("%s: finite-difference mismatch at %zu: analytic %.12g, numeric %.12g (rel %.3g)", what,
+             worst, an[worst], fd[worst], err / scale);
+  free(fd);
+}
+
+static void fd_case(int n, int c, int s, int train, nn_rng *r) {
+  size_t cnt = (size_t)n * c * s;
+  double *x = dbuf(cnt), *w = dbuf(cnt), *y = dbuf(cnt), *dx = dbuf(cnt);
+  double gamma[8], beta[8], mean[8], var[8], dg[8], db[8];
+  float *xf = fbuf(cnt);
+  char what[96];
+  assert_true(c <= 8);
+  fill_bn_input(r, xf, n, c, s);
+  to_double(xf, x, cnt);
+  for (size_t i = 0; i < cnt; i++) w[i] = nn_rng_normal(r);
+  for (int k = 0; k < c; k++) {
+    gamma[k] = 0.5 + nn_rng_uniform(r);
+    beta[k] = nn_rng_normal(r);
+    mean[k] = nn_rng_normal(r);
+    var[k] = 0.2 + nn_rng_uniform(r);
+    dg[k] = db[k] = 0;
+  }
+  fd_ctx f = {n, c, s, train, x, gamma, beta, mean, var, w, y};
+  if (train)
+    nn_ref_bn_backward_train(x, gamma, w, dx, dg, db, n, c, s, EPS);
+  else
+    nn_ref_bn_backward_infer(x, gamma, mean, var, w, dx, dg, db, n, c, s, EPS);
+  const char *kind = train ? "ref backward_train" : "ref backward_infer";
+  snprintf(what, sizeof what, "%s dx (%d,%d,%d)", kind, n, c, s);
+  fd_check(what, &f, x, cnt, dx);
+  snprintf(what, sizeof what, "%s dgamma (%d,%d,%d)", kind, n, c, s);
+  fd_check(what, &f, gamma, (size_t)c, dg);
+  snprintf(what, sizeof what, "%s dbeta (%d,%d,%d)", kind, n, c, s);
+  fd_check(what, &f, beta, (size_t)c, db);
+  free(x), free(w), free(y), free(dx), free(xf);
+}
+
+static void test_reference_finite_differences(void **state) {
+  (void)state;
+  nn_rng r;
+  nn_rng_seed(&r, 22);
+  for (int train = 0; train <= 1; train++) {
+    fd_case(6, 3, 1, train, &r);
+    fd_case(3, 2, 7, train, &r);
+    fd_case(2, 4, 5, train, &r);
+  }
+}
+
+/* ---- PyTorch fixtures ---------------------------------------------------------------------- */
+
+#define FX_TOL 1e-5
+
+static void fx_check(const nn_fixture *fx, const char *cs, const char *field, const float *got, size_t n) {
+  char name[128];
+  size_t cnt;
+  snprintf(name, sizeof name, "%s.%s", cs, field);
+  const double *want = fx_get(fx, name, &cnt);
+  if (cnt != n) fail_msg("fixture %s has %zu values, expected %zu", name, cnt, n);
+  assert_close_fd(name, got, want, n, FX_TOL, FX_TOL);
+}
+
+static float *fx_arr(const nn_fixture *fx, const char *cs, const char *field, size_t n) {
+  char name[128];
+  snprintf(name, sizeof name, "%s.%s", cs, field);
+  return fx_floats(fx, name, n);
+}
+
+static void fx_shape(const nn_fixture *fx, const char *cs, int *n, int *c, int *s) {
+  char name[128];
+  snprintf(name, sizeof name, "%s.shape", cs);
+  const double *sh = fx_get(fx, name, NULL);
+  *n = (int)sh[0], *c = (int)sh[1], *s = (int)(sh[2] * sh[3]);
+}
+
+/* One case, driven like a BN layer: three training steps (forward_train + running update),
+ * backward of step 3, then an eval forward/backward of x1. */
+static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int affine, int track) {
+  char cs[64], field[32];
+  snprintf(cs, sizeof cs, "r%d_m%s_a%d_t%d", rank, cumulative ? "cum" : "0.1", affine, track);
+  int n, c, s;
+  fx_shape(fx, cs, &n, &c, &s);
+  assert_int_equal(rank == 2 ? 1 : 30, s);
+  const size_t cnt = (size_t)n * c * s;
+  const long m = (long)n * s;
+  float *gamma = affine ? fx_arr(fx, cs, "gamma", (size_t)c) : NULL;
+  float *beta = affine ? fx_arr(fx, cs, "beta", (size_t)c) : NULL;
+  assert_true(affine || !fx_find(fx, "r2_m0.1_a0_t1.gamma", NULL));
+  float *y = fbuf(cnt), *dx = fbuf(cnt), *x1 = NULL;
+  float mean[16], var[16], invstd[16], rm[16], rv[16], dg[16], db[16];
+  assert_true(c <= 16);
+  for (int k = 0; k < c; k++) rm[k] = 0.0f, rv[k] = 1.0f; /* PyTorch's initial state */
+  long nbt = 0;
+
+  for (int step = 1; step <= 3; step++) {
+    snprintf(field, sizeof field, "x%d", step);
+    float *x = fx_arr(fx, cs, field, cnt);
+    nn_bn_forward_train(x, gamma, beta, y, mean, var, invstd, n, c, s, EPS);
+    snprintf(field, sizeof field, "y%d", step);
+    fx_check(fx, cs, field, y, cnt);
+    if (track) {
+      nbt++;
+      double momentum = cumulative ? 1.0 / (double)nbt : 0.1;
+      assert_int_equal(1, nn_bn_running_update(rm, rv, mean, var, c, m, momentum, 1));
+      snprintf(field, sizeof field, "rm%d", step);
+      fx_check(fx, cs, field, rm, (size_t)c);
+      snprintf(field, sizeof field, "rv%d", step);
+      fx_check(fx, cs, field, rv, (size_t)c);
+      snprintf(field, sizeof field, "%s.nbt%d", cs, step);
+      assert_int_equal((long)fx_get(fx, field, NULL)[0], nbt);
+    } else {
+      snprintf(field, sizeof field, "%s.rm%d", cs, step);
+      assert_null(fx_find(fx, field, NULL));
+    }
+    if (step == 3) {
+      float *dy = fx_arr(fx, cs, "dy3", cnt);
+      for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
+      fill_f(dx, cnt, NAN);
+      nn_bn_backward_train(x, gamma, mean, invstd, dy, dx, affine ? dg : NULL, affine ? db : NULL, n, c, s);
+      fx_check(fx, cs, "dx3", dx, cnt);
+      if (affine) {
+        fx_check(fx, cs, "dgamma3", dg, (size_t)c);
+        fx_check(fx, cs, "dbeta3", db, (size_t)c);
+      }
+      free(dy);
+    }
+    if (step == 1)
+      x1 = x;
+    else
+      free(x);
+  }
+
+  /* eval: running stats when tracked, batch statistics otherwise */
+  float *dy = fx_arr(fx, cs, "dyeval", cnt);
+  for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
+  fill_f(y, cnt, NAN);
+  fill_f(dx, cnt, NAN);
+  float *dgp = affine ? dg : NULL, *dbp = affine ? db : NULL;
+  if (track) {
+    nn_bn_forward_infer(x1, gamma, beta, rm, rv, y, n, c, s, EPS);
+    fx_check(fx, cs, "yeval", y, cnt);
+    nn_bn_backward_infer(x1, gamma, rm, rv, dy, dx, dgp, dbp, n, c, s, EPS);
+  } else {
+    nn_bn_forward_train(x1, gamma, beta, y, mean, var, invstd, n, c, s, EPS);
+    fx_check(fx, cs, "yeval", y, cnt);
+    nn_bn_backward_train(x1, gamma, mean, invstd, dy, dx, dgp, dbp, n, c, s);
+  }
+  fx_check(fx, cs, "dxeval", dx, cnt);
+  if (affine) {
+    fx_check(fx, cs, "dgammaeval", dg, (size_t)c);
+    fx_check(fx, cs, "dbetaeval", db, (size_t)c);
+  }
+  free(dy), free(x1), free(y), free(dx), free(gamma), free(beta);
+}
+
+static void test_torch_fixtures(void **state) {
+  (void)state;
+  nn_fixture *fx = fx_load("bn_torch.txt");
+  int cases = 0;
+  for (int rank = 2; rank <= 4; rank += 2)
+    for (int cum = 0; cum <= 1; cum++)
+      for (int affine = 0; affine <= 1; affine++)
+        for (int track = 0; track <= 1; track++, cases++) run_torch_case(fx, rank, cum, affine, track);
+  assert_int_equal(16, cases);
+  fx_free(fx);
+}
+
+/* shift.* (1e4 + 1e-2 N(0,1)) and const.* (one constant channel): forward train and backward. */
+static void run_torch_special(const nn_fixture *fx, const char *cs) {
+  int n, c, s;
+  fx_shape(fx, cs, &n, &c, &s);
+  const size_t cnt = (size_t)n * c * s;
+  float *x = fx_arr(fx, cs, "x", cnt), *dy = fx_arr(fx, cs, "dy", cnt);
+  float *gamma = fx_arr(fx, cs, "gamma", (size_t)c), *beta = fx_arr(fx, cs, "beta", (size_t)c);
+  float *y = fbuf(cnt), *dx = fbuf(cnt);
+  float mean[16], var[16], invstd[16], dg[16], db[16];
+  char name[64];
+  assert_true(c <= 16);
+  nn_bn_forward_train(x, gamma, beta, y, mean, var, invstd, n, c, s, EPS);
+  assert_all_finite(cs, y, cnt);
+  fx_check(fx, cs, "y", y, cnt);
+  snprintf(name, sizeof name, "%s.mean", cs);
+  assert_close_fd(name, mean, fx_get(fx, name, NULL), (size_t)c, 1e-7, 0);
+  snprintf(name, sizeof name, "%s.var", cs);
+  assert_close_fd(name, var, fx_get(fx, name, NULL), (size_t)c, 1e-6, 0);
+  for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
+  nn_bn_backward_train(x, gamma, mean, invstd, dy, dx, dg, db, n, c, s);
+  assert_all_finite(cs, dx, cnt);
+  snprintf(name, sizeof name, "%s.dx", cs);
+  const double *want = fx_get(fx, name, NULL);
+  assert_close_fd(name, dx, want, cnt, FX_TOL, FX_TOL * maxabs_d(want, cnt));
+  fx_check(fx, cs, "dgamma", dg, (size_t)c);
+  fx_check(fx, cs, "dbeta", db, (size_t)c);
+  free(x), free(dy), free(gamma), free(beta), free(y), free(dx);
+}
+
+static void test_torch_shift_and_constant(void **state) {
+  (void)state;
+  nn_fixture *fx = fx_load("bn_torch.txt");
+  run_torch_special(fx, "shift");
+  run_torch_special(fx, "const");
+  /* the constant channel really has variance 0 and outputs beta */
+  assert_true(fx_get(fx, "const.var", NULL)[1] == 0.0);
+  fx_free(fx);
+}
+
+/* ---- hard numerics --------------------------------------------------------------------------- */
+
+/* 1e4 + 1e-2 N(0,1): the naive E[x^2] - E[x]^2 in float (or even double without a shift
+ * on larger batches) loses the variance entirely. Checked on both code paths (S = 1, S > 1). */
+static void test_large_mean_small_spread(void **state) {
+  (void)state;
+  static const shape3 sh[] = {{16, 4, 64}, {2048, 3, 1}, {512, 20, 1}};
+  nn_rng r;
+  nn_rng_seed(&r, 33);
+  for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
+    const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
+    const size_t cnt = (size_t)n * c * s;
+    float *x = fbuf(cnt), *y = fbuf(cnt), *dy = fbuf(cnt), *dx = fbuf(cnt);
+    double *xd = dbuf(cnt), *yr = dbuf(cnt), *dyd = dbuf(cnt), *dxr = dbuf(cnt);
+    float mean[32], var[32], invstd[32];
+    double mr[32], vr[32];
+    fill_normal(&r, x, cnt, 1e-2, 1e4);
+    fill_normal(&r, dy, cnt, 1.0, 0.0);
+    to_double(x, xd, cnt);
+    to_double(dy, dyd, cnt);
+    nn_bn_forward_train(x, NULL, NULL, y, mean, var, invstd, n, c, s, EPS);
+    nn_ref_bn_forward_train(xd, NULL, NULL, yr, mr, vr, n, c, s, EPS);
+    assert_all_finite("large-mean y", y, cnt);
+    for (int k = 0; k < c; k++) assert_true(vr[k] > 5e-5 && vr[k] < 2e-4); /* the data is what we think */
+    assert_close_fd("large-mean var", var, vr, (size_t)c, 1e-5, 0);
+    assert_close_fd("large-mean mean", mean, mr, (size_t)c, 1e-7, 0);
+    assert_close_fd("large-mean y", y, yr, cnt, 1e-4, 1e-4);
+    nn_bn_backward_train(x, NULL, mean, invstd, dy, dx, NULL, NULL, n, c, s);
+    nn_ref_bn_backward_train(xd, NULL, dyd, dxr, NULL, NULL, n, c, s, EPS);
+    assert_rel_fd("large-mean dx", dx, dxr, cnt, 1e-4);
+    free(x), free(y), free(dy), free(dx), free(xd), free(yr), free(dyd), free(dxr);
+  }
+}
+
+/* A constant channel: var exactly 0, mean exact, y == beta, everything finite. */
+static void test_constant_channel(void **state) {
+  (void)state;
+  static const shape3 sh[] = {{8, 3, 10}, {32, 20, 1}, {5, 17, 1}};
+  nn_rng r;
+  nn_rng_seed(&r, 44);
+  for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
+    const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
+    const size_t cnt = (size_t)n * c * s;
+    float *x = fbuf(cnt), *y = fbuf(cnt), *dy = fbuf(cnt), *dx = fbuf(cnt);
+    double *xd = dbuf(cnt), *dyd = dbuf(cnt), *dxr = dbuf(cnt);
+    float gamma[32], beta[32], mean[32], var[32], invstd[32], dg[32] = {0}, db[32] = {0};
+    double gd[32];
+    fill_bn_input(&r, x, n, c, s);
+    fill_normal(&r, dy, cnt, 1.0, 0.0);
+    const int cc = 1; /* the constant channel */
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < s; j++) x[((size_t)i * c + cc) * s + j] = 7.3f;
+    for (int k = 0; k < c; k++) {
+      gamma[k] = 0.5f + nn_rng_uniform(&r);
+      beta[k] = (float)nn_rng_normal(&r);
+    }
+    nn_bn_forward_train(x, gamma, beta, y, mean, var, invstd, n, c, s, EPS);
+    assert_all_finite("const y", y, cnt);
+    assert_true(var[cc] == 0.0f);
+    assert_true(mean[cc] == 7.3f);
+    assert_true(fabs(invstd[cc] - 1.0 / sqrt((double)EPS)) < 1e-6 / sqrt((double)EPS));
+    for (int k = 0; k < c; k++) assert_true(var[k] >= 0.0f);
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < s; j++) assert_true(y[((size_t)i * c + cc) * s + j] == beta[cc]);
+    nn_bn_backward_train(x, gamma, mean, invstd, dy, dx, dg, db, n, c, s);
+    assert_all_finite("const dx", dx, cnt);
+    to_double(x, xd, cnt);
+    to_double(dy, dyd, cnt);
+    to_double(gamma, gd, (size_t)c);
+    nn_ref_bn_backward_train(xd, gd, dyd, dxr, NULL, NULL, n, c, s, EPS);
+    assert_rel_fd("const dx", dx, dxr, cnt, 1e-4);
+    assert_true(fabs(dg[cc]) < 1e-6); /* xhat = 0 on the constant channel */
+    free(x), free(y), free(dy), free(dx), free(xd), free(dyd), free(dxr);
+  }
+}
+
+static void test_running_update(void **state) {
+  (void)state;
+  enum { C = 5 };
+  const float rm0[C] = {0.5f, -1.0f, 2.0f, 0.0f, 3.0f}, rv0[C] = {1.0f, 0.25f, 2.0f, 4.0f, 0.5f};
+  const float mean[C] = {1.5f, 0.25f, -2.0f, 0.125f, 3.5f}, var[C] = {0.5f, 2.0f, 1.25f, 0.0f, 8.0f};
+  float rm[C], rv[C];
+  const long m = 10;
+  for (int unb = 0; unb <= 1; unb++)
+    for (int t = 0; t < 2; t++) {
+      const double mom = t ? 1.0 : 0.1; /* 1.0 = first step of the cumulative average */
+      memcpy(rm, rm0, sizeof rm);
+      memcpy(rv, rv0, sizeof rv);
+      assert_int_equal(1, nn_bn_running_update(rm, rv, mean, var, C, m, mom, unb));
+      double wm[C], wv[C];
+      for (int k = 0; k < C; k++) {
+        wm[k] = (1 - mom) * rm0[k] + mom * mean[k];
+        wv[k] = (1 - mom) * rv0[k] + mom * var[k] * (unb ? (double)m / (m - 1) : 1.0);
+      }
+      assert_close_fd("running mean", rm, wm, C, 1e-7, 1e-7);
+      assert_close_fd("running var", rv, wv, C, 1e-7, 1e-7);
+    }
+  /* non-finite batch statistics: refused, running stats untouched bitwise */
+  const float bad[3] = {NAN, INFINITY, -INFINITY};
+  for (int b = 0; b < 3; b++)
+    for (int which = 0; which < 2; which++)
+      for (int pos = 0; pos < C; pos += C - 1) {
+        float mb[C], vb[C];
+        memcpy(mb, mean, sizeof mb);
+        memcpy(vb, var, sizeof vb);
+        (which ? vb : mb)[pos] = bad[b];
+        memcpy(rm, rm0, sizeof rm);
+        memcpy(rv, rv0, sizeof rv);
+        assert_int_equal(0, nn_bn_running_update(rm, rv, mb, vb, C, m, 0.1, 1));
+        assert_memory_equal(rm, rm0, sizeof rm);
+        assert_memory_equal(rv, rv0, sizeof rv);
+      }
+  /* a NaN batch from the forward kernel itself (NaN input) is refused too */
+  float x[4 * C], y[4 * C], bm[C], bv[C], bi[C];
+  for (int i = 0; i < 4 * C; i++) x[i] = (float)i;
+  x[2 * C + 3] = NAN;
+  nn_bn_forward_train(x, NULL, NULL, y, bm, bv, bi, 4, C, 1, EPS);
+  assert_true(isnan(bm[3]) || isnan(bv[3]));
+  memcpy(rm, rm0, sizeof rm);
+  memcpy(rv, rv0, sizeof rv);
+  assert_int_equal(0, nn_bn_running_update(rm, rv, bm, bv, C, 4, 0.1, 1));
+  assert_memory_equal(rm, rm0, sizeof rm);
+  assert_memory_equal(rv, rv0, sizeof rv);
+}
+
+/* ---- thread-count independence -------------------------------------------------------------- */
+
+typedef struct {
+  float *y, *yi, *dx, *dxi, mean[128], var[128], invstd[128], dg[128], db[128], dgi[128], dbi[128];
+} bn_outs;
+
+static void run_all(const float *x, const float *dy, const float *gamma, const float *beta, const float *rm,
+                    const float *rv, int n, int c, int s, bn_outs *o) {
+  memset(o->dg, 0, sizeof o->dg), memset(o->db, 0, sizeof o->db);
+  memset(o->dgi, 0, sizeof o->dgi), memset(o->dbi, 0, sizeof o->dbi);
+  nn_bn_forward_train(x, gamma, beta, o->y, o->mean, o->var, o->invstd, n, c, s, EPS);
+  nn_bn_forward_infer(x, gamma, beta, rm, rv, o->yi, n, c, s, EPS);
+  nn_bn_backward_train(x, gamma, o->mean, o->invstd, dy, o->dx, o->dg, o->db, n, c, s);
+  nn_bn_backward_infer(x, gamma, rm, rv, dy, o->dxi, o->dgi, o->dbi, n, c, s, EPS);
+}
+
+static void test_threads_bitwise(void **state) {
+  (void)state;
+  static const shape3 sh[] = {{128, 6, 576}, {512, 100, 1}, {64, 3, 1000}, {1024, 17, 1}};
+  const int saved = omp_get_max_threads();
+  nn_rng r;
+  nn_rng_seed(&r, 55);
+  for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
+    const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
+    const size_t cnt = (size_t)n * c * s;
+    float *x = fbuf(cnt), *dy = fbuf(cnt), gamma[128], beta[128], rm[128], rv[128];
+    bn_outs o[2];
+    fill_bn_input(&r, x, n, c, s);
+    fill_normal(&r, dy, cnt, 1.0, 0.1);
+    for (int k = 0; k < c; k++) {
+      gamma[k] = 0.5f + nn_rng_uniform(&r);
+      beta[k] = (float)nn_rng_normal(&r);
+      rm[k] = (float)nn_rng_normal(&r);
+      rv[k] = 0.5f + nn_rng_uniform(&r);
+    }
+    for (int th = 0; th < 2; th++) {
+      o[th].y = fbuf(cnt), o[th].yi = fbuf(cnt), o[th].dx = fbuf(cnt), o[th].dxi = fbuf(cnt);
+      omp_set_num_threads(th + 1);
+      assert_int_equal(th + 1, omp_get_max_threads());
+      run_all(x, dy, gamma, beta, rm, rv, n, c, s, &o[th]);
+    }
+    omp_set_num_threads(saved);
+    assert_memory_equal(o[0].y, o[1].y, cnt * sizeof(float));
+    assert_memory_equal(o[0].yi, o[1].yi, cnt * sizeof(float));
+    assert_memory_equal(o[0].dx, o[1].dx, cnt * sizeof(float));
+    assert_memory_equal(o[0].dxi, o[1].dxi, cnt * sizeof(float));
+    assert_memory_equal(o[0].mean, o[1].mean, (size_t)c * sizeof(float));
+    assert_memory_equal(o[0].var, o[1].var, (size_t)c * sizeof(float));
+    assert_memory_equal(o[0].invstd, o[1].invstd, (size_t)c * sizeof(float));
+    assert_memory_equal(o[0].dg, o[1].dg, (size_t)c * sizeof(float));
+    assert_memory_equal(o[0].db, o[1].db, (size_t)c * sizeof(float));
+    assert_memory_equal(o[0].dgi, o[1].dgi, (size_t)c * sizeof(float));
+    assert_memory_equal(o[0].dbi, o[1].dbi, (size_t)c * sizeof(float));
+    for (int th = 0; th < 2; th++) free(o[th].y), free(o[th].yi), free(o[th].dx), free(o[th].dxi);
+    free(x), free(dy);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_optimized_vs_reference),
+      cmocka_unit_test(test_reference_finite_differences),
+      cmocka_unit_test(test_torch_fixtures),
+      cmocka_unit_test(test_torch_shift_and_constant),
+      cmocka_unit_test(test_large_mean_small_spread),
+      cmocka_unit_test(test_constant_channel),
+      cmocka_unit_test(test_running_update),
+      cmocka_unit_test(test_threads_bitwise),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
