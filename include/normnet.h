@@ -113,6 +113,10 @@ NN_API nn_status nn_dataset_load_idx_dir(const char *dir, const char *prefix, nn
  * Each file is records of 1 label byte + 3072 bytes (3x32x32, CHW); the size must be a
  * multiple of 3073 and labels below 10. */
 NN_API nn_status nn_dataset_load_cifar10(const char *dir, int train, nn_dataset **out, nn_error *err);
+/* Open a data set by source name: "fashion-mnist" (Debian's dataset-fashion-mnist),
+ * "mnist:DIR" or "idx:DIR" (the four standard IDX files, raw or .gz), "cifar10:DIR".
+ * train = 1 for the training split, 0 for the test split. */
+NN_API nn_status nn_dataset_open(const char *source, int train, nn_dataset **out, nn_error *err);
 /* Split off the last `fraction` (0 < f < 1) of ds into *val and the rest into *train
  * (copies; ds is unchanged). */
 NN_API nn_status nn_dataset_split(const nn_dataset *ds, double fraction, nn_dataset **train,

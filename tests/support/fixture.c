@@ -10,9 +10,9 @@
 #include <cmocka.h>
 
 typedef struct {
-  char name[128];
+  char name[256];
   double *v;
-  size_t n;
+  size_t n = 0;
 } fx_array;
 
 struct nn_fixture {
@@ -75,7 +75,7 @@ const double *fx_get(const nn_fixture *fx, const char *name, size_t *count) {
 }
 
 float *fx_floats(const nn_fixture *fx, const char *name, size_t expect_count) {
-  size_t n;
+  size_t n = 0;
   const double *v = fx_get(fx, name, &n);
   if (n != expect_count) fail_msg("fixture array '%s' has %zu values, expected %zu", name, n, expect_count);
   float *out = malloc((n ? n : 1) * sizeof(float));
@@ -84,7 +84,7 @@ float *fx_floats(const nn_fixture *fx, const char *name, size_t expect_count) {
 }
 
 double *fx_doubles(const nn_fixture *fx, const char *name, size_t expect_count) {
-  size_t n;
+  size_t n = 0;
   const double *v = fx_get(fx, name, &n);
   if (n != expect_count) fail_msg("fixture array '%s' has %zu values, expected %zu", name, n, expect_count);
   double *out = malloc((n ? n : 1) * sizeof(double));

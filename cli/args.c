@@ -1,0 +1,91 @@
+/* Option parsing shared by the subcommands. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "normnet %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+int cli_fail(const char *cmd, const nn_error *err) {
+  cli_error(cmd, "%s", err->msg[0] ? err->msg : "failed");
+  return EXIT_FAIL;
+}
+
+int cli_opt(cli_args *a, const char *name) {
+  const char *arg = a->argv[a->i];
+  size_t n = strlen(name);
+  if (strncmp(arg, name, n)) return 0;
+  if (arg[n] == '=') {
+    a->val = arg + n + 1;
+    a->i++;
+    return 1;
+  }
+  if (arg[n]) return 0;
+  if (a->i + 1 >= a->argc) {
+    cli_error(a->cmd, "%s needs a value", name);
+    a->bad = 1;
+    a->val = NULL;
+    a->i++;
+    return 1;
+  }
+  a->val = a->argv[a->i + 1];
+  a->i += 2;
+  return 1;
+}
+
+int cli_flag(cli_args *a, const char *name) {
+  if (strcmp(a->argv[a->i], name)) return 0;
+  a->i++;
+  return 1;
+}
+
+int cli_unknown(cli_args *a) {
+  cli_error(a->cmd, "unknown argument '%s' (see 'normnet %s --help')", a->argv[a->i], a->cmd);
+  return EXIT_USAGE;
+}
+
+int cli_int(const cli_args *a, const char *opt, long min, long max, int *out) {
+  char *end;
+  errno = 0;
+  long v = a->val ? strtol(a->val, &end, 10) : 0;
+  if (!a->val || errno || end == a->val || *end || v < min || v > max) {
+    cli_error(a->cmd, "%s: expected an integer in [%ld, %ld], got '%s'", opt, min, max, a->val ? a->val : "");
+    return -1;
+  }
+  *out = (int)v;
+  return 0;
+}
+
+int cli_u64(const cli_args *a, const char *opt, unsigned long long *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = a->val ? strtoull(a->val, &end, 10) : 0;
+  if (!a->val || errno || end == a->val || *end || a->val[0] == '-') {
+    cli_error(a->cmd, "%s: expected a non-negative integer, got '%s'", opt, a->val ? a->val : "");
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int cli_float(const cli_args *a, const char *opt, double min, double max, float *out) {
+  char *end;
+  errno = 0;
+  double v = a->val ? strtod(a->val, &end) : 0;
+  if (!a->val || errno || end == a->val || *end || !isfinite(v) || v < min || v > max) {
+    cli_error(a->cmd, "%s: expected a number in [%g, %g], got '%s'", opt, min, max, a->val ? a->val : "");
+    return -1;
+  }
+  *out = (float)v;
+  return 0;
+}

@@ -1,0 +1,68 @@
+/* The normnet command line: shared pieces of the subcommands. The CLI owns the terminal:
+ * errors go to stderr as one line "normnet CMD: message", results to stdout. */
+#ifndef NN_CLI_H
+#define NN_CLI_H
+#include <stdio.h>
+
+#include "normnet.h"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Argument cursor: one "--name value" or "--name=value" at a time. */
+typedef struct {
+  int argc;
+  char **argv;
+  int i;
+  const char *cmd;
+  const char *val;  /* value of the last matched option */
+  int bad;          /* an option was given without its value */
+} cli_args;
+
+/* True if argv[i] is option `name` taking a value; sets a->val and advances. */
+int cli_opt(cli_args *a, const char *name);
+/* True if argv[i] is the flag `name` (no value); advances. */
+int cli_flag(cli_args *a, const char *name);
+/* Report an unknown argument and return EXIT_USAGE. */
+int cli_unknown(cli_args *a);
+
+/* Parse numbers with range checks; on failure print "normnet CMD: --opt: ..." and return -1. */
+int cli_int(const cli_args *a, const char *opt, long min, long max, int *out);
+int cli_u64(const cli_args *a, const char *opt, unsigned long long *out);
+int cli_float(const cli_args *a, const char *opt, double min, double max, float *out);
+
+void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print err.msg as "normnet CMD: msg" and return EXIT_FAIL. */
+int cli_fail(const char *cmd, const nn_error *err);
+
+/* --model resolution: a preset name, a spec file, a checkpoint file, or a run directory
+ * holding model.safetensors. */
+typedef struct {
+  const nn_preset *preset;  /* set for presets */
+  nn_spec *spec;            /* parsed spec (preset/spec file), or NULL for a checkpoint */
+  char checkpoint[4096];    /* set for checkpoints/run dirs */
+  char name[256];
+} cli_model;
+int cli_model_resolve(const char *cmd, const char *arg, cli_model *out);
+void cli_model_free(cli_model *m);
+/* Load the model of a resolved --model (building and initialising a fresh one for a spec,
+ * loading the checkpoint otherwise), after applying --norm (may be NULL). */
+int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init init, unsigned long long seed,
+                    nn_model **out);
+
+/* Progress display (TTY: a Keras-like bar with ETA; otherwise one line per epoch). */
+typedef struct {
+  FILE *out;
+  int tty, quiet;
+  double t_epoch, t_last;
+  int epochs;
+  const char *label;
+} cli_progress;
+void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label);
+nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
+/* Wrap an existing on_epoch_end after the display (used to save checkpoints). */
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+
+#endif

@@ -1,0 +1,72 @@
+/* --model PRESET|SPECFILE|CHECKPOINT|RUNDIR */
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
+
+int cli_model_resolve(const char *cmd, const char *arg, cli_model *out) {
+  memset(out, 0, sizeof *out);
+  nn_error err = {0};
+  snprintf(out->name, sizeof out->name, "%s", arg);
+  if ((out->preset = nn_preset_find(arg))) {
+    if (nn_spec_parse(out->preset->spec, arg, &out->spec, &err)) return cli_fail(cmd, &err);
+    return EXIT_OK;
+  }
+  struct stat sb;
+  if (stat(arg, &sb) != 0) {
+    char names[256] = "";
+    for (int i = 0; i < nn_preset_count(); i++) {
+      strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
+      strncat(names, nn_preset_at(i)->name, sizeof names - strlen(names) - 1);
+    }
+    cli_error(cmd, "--model %s: no such preset or file (presets: %s)", arg, names);
+    return EXIT_USAGE;
+  }
+  if (S_ISDIR(sb.st_mode)) {
+    snprintf(out->checkpoint, sizeof out->checkpoint, "%s/model.safetensors", arg);
+    if (stat(out->checkpoint, &sb) != 0) {
+      cli_error(cmd, "--model %s: a directory without model.safetensors (not a training run)", arg);
+      return EXIT_USAGE;
+    }
+    return EXIT_OK;
+  }
+  if (ends_with(arg, ".safetensors")) {
+    snprintf(out->checkpoint, sizeof out->checkpoint, "%s", arg);
+    return EXIT_OK;
+  }
+  if (nn_spec_load(arg, &out->spec, &err)) return cli_fail(cmd, &err);
+  return EXIT_OK;
+}
+
+void cli_model_free(cli_model *m) {
+  nn_spec_free(m->spec);
+  m->spec = NULL;
+}
+
+int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init init, unsigned long long seed,
+                    nn_model **out) {
+  nn_error err = {0};
+  *out = NULL;
+  if (cm->checkpoint[0]) {
+    if (norm && strcmp(norm, "batch")) {
+      cli_error(cmd, "--norm cannot change a trained checkpoint (%s)", cm->checkpoint);
+      return EXIT_USAGE;
+    }
+    if (nn_checkpoint_load(cm->checkpoint, cm->spec, out, &err)) return cli_fail(cmd, &err);
+    return EXIT_OK;
+  }
+  if (norm && nn_spec_set_norm(cm->spec, norm, &err)) {
+    cli_error(cmd, "--norm: %s", err.msg);
+    return EXIT_USAGE;
+  }
+  if (nn_model_create(cm->spec, out, &err)) return cli_fail(cmd, &err);
+  nn_rng rng;
+  nn_rng_seed(&rng, seed);
+  nn_model_init(*out, init, &rng);
+  return EXIT_OK;
+}

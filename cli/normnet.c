@@ -1,0 +1,30 @@
+/* normnet: train and inspect neural networks with Batch Normalization. */
+#include <string.h>
+
+#include "cli.h"
+
+static const char *const usage =
+    "usage: normnet <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train     train a preset or spec, evaluating each epoch (normnet train --help)\n"
+    "  eval      loss and accuracy of a trained model\n"
+    "  summary   layers, shapes, parameters and BN conventions of a model\n"
+    "\n"
+    "presets: lenet (seed 004), mlp, cnn (seed 000), cifar-cnn, cifar-gap (seed 001)\n"
+    "example: normnet train --model lenet --epochs 10 --out runs/lenet\n";
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    fputs(usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? EXIT_USAGE : EXIT_OK;
+  }
+  static const struct {
+    const char *name;
+    int (*run)(int, char **);
+  } cmds[] = {{"train", cmd_train}, {"eval", cmd_eval}, {"summary", cmd_summary}};
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "normnet: unknown command '%s'\n%s", argv[1], usage);
+  return EXIT_USAGE;
+}
