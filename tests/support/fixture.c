@@ -12,7 +12,7 @@
 typedef struct {
   char name[256];
   double *v;
-  size_t n = 0;
+  size_t n;
 } fx_array;
 
 struct nn_fixture {
