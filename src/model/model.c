@@ -171,10 +171,10 @@ nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   total += (size_t)n * nn_shape_size(m->spec->input);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
-    total += 2 * (size_t)n * nn_shape_size(L->out) + nn_layer_table[L->kind]->scratch(L, n);
-    total += (size_t)n * nn_shape_size(L->in); /* dact[i] */
+    /* dact[i], act[i+1], scratch */
+    total += (size_t)n * nn_shape_size(L->in) + (size_t)n * nn_shape_size(L->out) + nn_layer_table[L->kind]->scratch(L, n);
   }
-  total += (size_t)n * k + (size_t)n; /* probs, labels (int32 slots) */
+  total += 2 * (size_t)n * k + (size_t)n; /* dlogits, probs, labels (int32 slots) */
   float *arena = malloc(total * sizeof(float));
   float **act = malloc((size_t)(m->nlayers + 1) * sizeof *act);
   float **dact = malloc((size_t)(m->nlayers + 1) * sizeof *dact);

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages normnet needs; does nothing when all are present.
+# Usage: scripts/install-deps.sh [--with-torch]   (python3-torch only for regenerating fixtures / bench)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libdnnl-dev zlib1g-dev libjansson-dev libcairo2-dev libcmocka-dev
+      dataset-fashion-mnist)
+[ "${1:-}" = "--with-torch" ] && pkgs+=(python3-torch)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

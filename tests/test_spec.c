@@ -1,0 +1,216 @@
+/* Model spec parsing, printing, the norm switch, shape inference and model-level checks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "base/rng.h"
+#include "normnet.h"
+
+/* Parse must fail with `code` and a message containing every needle. */
+static void expect_spec_error(const char *text, nn_status code, const char *needle1, const char *needle2) {
+  nn_spec *s = NULL;
+  nn_error err = {0};
+  nn_status st = nn_spec_parse(text, "t.spec", &s, &err);
+  if (st == NN_OK) {
+    nn_model *m = NULL;
+    st = nn_model_create(s, &m, &err);
+    nn_model_free(m);
+  }
+  nn_spec_free(s);
+  if (st != code) fail_msg("status %d (%s), want %d for:\n%s", st, err.msg, code, text);
+  if (needle1 && !strstr(err.msg, needle1)) fail_msg("message '%s' lacks '%s'", err.msg, needle1);
+  if (needle2 && !strstr(err.msg, needle2)) fail_msg("message '%s' lacks '%s'", err.msg, needle2);
+}
+
+static void test_errors_name_line(void **state) {
+  (void)state;
+  expect_spec_error("input shape=1x28x28\nconv2d filters=6 kernel=5\nconvv2d filters=3\n", NN_ERR_SPEC, "t.spec:3",
+                    "unknown layer 'convv2d'");
+  expect_spec_error("input shape=1x28x28\n# comment\nconv2d filter=6 kernel=5\n", NN_ERR_SPEC, "t.spec:3",
+                    "unknown key 'filter'");
+  expect_spec_error("input shape=784\ndense units=abc\n", NN_ERR_SPEC, "t.spec:2", "bad value 'abc' for units");
+  expect_spec_error("input shape=784\ndense units=0\n", NN_ERR_SPEC, "t.spec:2", "units");
+  expect_spec_error("input shape=784\ndense\n", NN_ERR_SPEC, "t.spec:2", "missing required key 'units'");
+  expect_spec_error("input shape=784\ndense units=3 units=4\n", NN_ERR_SPEC, "t.spec:2", "given twice");
+  expect_spec_error("dense units=3\n", NN_ERR_SPEC, "t.spec:1", "input shape=");
+  expect_spec_error("input shape=1x28\ndense units=3\n", NN_ERR_SPEC, "t.spec:1", "input");
+  expect_spec_error("input shape=784\ndense units=3\nbatchnorm eps=0\n", NN_ERR_SPEC, "t.spec:3", "eps");
+  expect_spec_error("input shape=784\ndense units=3\nbatchnorm momentum=1.5\n", NN_ERR_SPEC, "t.spec:3", "momentum");
+  expect_spec_error("input shape=784\ndense units=3\nbatchnorm convention=tf\n", NN_ERR_SPEC, "t.spec:3",
+                    "pytorch or keras");
+  expect_spec_error("input shape=784\nrelu oops\n", NN_ERR_SPEC, "t.spec:2", "key=value");
+  expect_spec_error("# nothing\n", NN_ERR_SPEC, "t.spec", "input");
+}
+
+static void test_shape_errors_name_layer(void **state) {
+  (void)state;
+  /* 28 -> conv5 24 -> pool 12 -> conv5 8 -> pool 4 -> conv5: 4 < 5 */
+  expect_spec_error("input shape=1x28x28\nconv2d filters=6 kernel=5\navgpool2d\nconv2d filters=16 kernel=5\n"
+                    "avgpool2d\nconv2d filters=16 kernel=5\nflatten\ndense units=10\n",
+                    NN_ERR_SHAPE, "t.spec:6", "smaller than the 5x5 kernel");
+  expect_spec_error("input shape=1x28x28\nconv2d filters=6 kernel=5\ndense units=10\n", NN_ERR_SHAPE, "t.spec:3",
+                    "flatten");
+  expect_spec_error("input shape=784\nconv2d filters=6 kernel=5\n", NN_ERR_SHAPE, "t.spec:2", "CxHxW");
+  expect_spec_error("input shape=1x28x28\nconv2d filters=6 kernel=5\n", NN_ERR_SHAPE, "flat logits", NULL);
+}
+
+static void test_lenet_shapes_and_counts(void **state) {
+  (void)state;
+  nn_spec *s = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_spec_parse(nn_preset_find("lenet")->spec, "lenet", &s, &err), NN_OK);
+  assert_int_equal(nn_model_create(s, &m, &err), NN_OK);
+  assert_int_equal(nn_model_num_layers(m), 16);
+  /* PyTorch: conv 156 + bn 12 + conv 2416 + bn 32 + fc 30840 + bn 240 + fc 10164 + bn 168 + fc 850 */
+  assert_int_equal(nn_model_param_count(m), 156 + 12 + 2416 + 32 + 30840 + 240 + 10164 + 168 + 850);
+  assert_int_equal(nn_model_state_count(m), 2 * (6 + 16 + 120 + 84));
+  nn_layer_info li;
+  nn_model_layer_info(m, 4, &li); /* second conv output */
+  assert_string_equal(li.kind, "conv2d");
+  assert_int_equal(li.out_c, 16);
+  assert_int_equal(li.out_h, 8);
+  nn_model_layer_info(m, 10, &li); /* BatchNorm1d(120) */
+  assert_int_equal(li.trainable, 240);
+  assert_int_equal(li.non_trainable, 240);
+  assert_non_null(strstr(li.detail, "momentum=0.1"));
+  /* state_dict names in order */
+  const char *want[] = {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                        "1.num_batches_tracked", "4.weight"};
+  for (int i = 0; i < 8; i++) {
+    nn_tensor_view v;
+    nn_model_tensor(m, i, &v);
+    assert_string_equal(v.name, want[i]);
+  }
+  assert_int_equal(nn_model_num_tensors(m), 5 * 2 + 4 * 5);
+  nn_model_free(m);
+  nn_spec_free(s);
+}
+
+static void test_norm_none_twin_and_roundtrip(void **state) {
+  (void)state;
+  nn_spec *s = NULL, *back = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_spec_parse(nn_preset_find("cifar-cnn")->spec, "cifar-cnn", &s, &err), NN_OK);
+  assert_int_equal(nn_spec_set_norm(s, "none", &err), NN_OK);
+  char *text = nn_spec_to_text(s);
+  assert_null(strstr(text, "batchnorm"));
+  assert_null(strstr(text, "bias=0")); /* layers before the removed BN regain their bias */
+  assert_int_equal(nn_spec_parse(text, "printed", &back, &err), NN_OK);
+  char *again = nn_spec_to_text(back);
+  assert_string_equal(text, again);
+  assert_int_equal(nn_spec_set_norm(s, "weird", &err), NN_ERR_ARG);
+  free(text);
+  free(again);
+  nn_spec_free(back);
+  nn_spec_free(s);
+  /* keras convention defaults and cumulative momentum survive printing */
+  assert_int_equal(nn_spec_parse("input shape=4\nbatchnorm convention=keras\nbatchnorm momentum=cumulative\n"
+                                 "dense units=2\n",
+                                 "k", &s, &err),
+                   NN_OK);
+  text = nn_spec_to_text(s);
+  assert_non_null(strstr(text, "momentum=0.99 eps=0.001"));
+  assert_non_null(strstr(text, "momentum=cumulative"));
+  free(text);
+  nn_spec_free(s);
+}
+
+static nn_model *build(const char *text) {
+  nn_spec *s = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  if (nn_spec_parse(text, "t", &s, &err) || nn_model_create(s, &m, &err)) fail_msg("%s", err.msg);
+  nn_spec_free(s);
+  nn_rng r;
+  nn_rng_seed(&r, 1);
+  nn_model_init(m, NN_INIT_DEFAULT, &r);
+  return m;
+}
+
+static void test_bn_batch_of_one(void **state) {
+  (void)state;
+  nn_model *m = build("input shape=4\ndense units=3\nbatchnorm\nrelu\ndense units=2\n");
+  float x[4] = {1, 2, 3, 4};
+  int32_t y[1] = {1};
+  nn_error err = {0};
+  assert_int_equal(nn_model_forward(m, x, y, 1, NN_MODE_TRAIN, NULL, NULL, NULL, &err), NN_ERR_BATCH);
+  assert_non_null(strstr(err.msg, "layer 1 (batchnorm, line 3)"));
+  assert_non_null(strstr(err.msg, "(1, 3)"));
+  /* eval mode uses running statistics: one sample is fine */
+  assert_int_equal(nn_model_forward(m, x, y, 1, NN_MODE_EVAL, NULL, NULL, NULL, &err), NN_OK);
+  nn_model_free(m);
+  /* BatchNorm2d with one sample but 2x2 spatial values per channel is fine in training */
+  m = build("input shape=1x3x3\nconv2d filters=2 kernel=2\nbatchnorm\nflatten\ndense units=2\n");
+  float x2[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  assert_int_equal(nn_model_forward(m, x2, y, 1, NN_MODE_TRAIN, NULL, NULL, NULL, &err), NN_OK);
+  nn_model_free(m);
+}
+
+static void test_labels_checked(void **state) {
+  (void)state;
+  nn_model *m = build("input shape=4\ndense units=3\n");
+  float x[8] = {0};
+  int32_t y[2] = {0, 3};
+  nn_error err = {0};
+  assert_int_equal(nn_model_forward(m, x, y, 2, NN_MODE_TRAIN, NULL, NULL, NULL, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "label 3"));
+  assert_int_equal(nn_model_backward(m, &err), NN_ERR_ARG); /* no forward with labels yet */
+  nn_model_free(m);
+}
+
+/* A model's gradient equals a central finite difference of its loss (float, loose). */
+static void test_model_gradient_fd(void **state) {
+  (void)state;
+  nn_model *m = build("input shape=1x5x5\nconv2d filters=2 kernel=3 pad=1\nbatchnorm\ntanh\navgpool2d size=2\n"
+                      "flatten\ndense units=4\nbatchnorm\nsigmoid\ndense units=3\n");
+  enum { N = 4 };
+  float x[N * 25];
+  int32_t y[N] = {0, 1, 2, 1};
+  nn_rng r;
+  nn_rng_seed(&r, 7);
+  for (int i = 0; i < N * 25; i++) x[i] = 2.0f * nn_rng_uniform(&r) - 1.0f;
+  nn_error err = {0};
+  double loss;
+  /* running stats move in train mode; the loss itself does not depend on them */
+  assert_int_equal(nn_model_forward(m, x, y, N, NN_MODE_TRAIN, &loss, NULL, NULL, &err), NN_OK);
+  nn_model_zero_grads(m);
+  assert_int_equal(nn_model_backward(m, &err), NN_OK);
+  size_t np = nn_model_param_count(m);
+  float *p = nn_model_params(m);
+  float *g = malloc(np * sizeof *g);
+  memcpy(g, nn_model_grads(m), np * sizeof *g);
+  int checked = 0;
+  for (size_t i = 0; i < np; i += 3) {
+    float keep = p[i];
+    double lp, lm;
+    const float h = 1e-2f;
+    p[i] = keep + h;
+    nn_model_forward(m, x, y, N, NN_MODE_TRAIN, &lp, NULL, NULL, &err);
+    p[i] = keep - h;
+    nn_model_forward(m, x, y, N, NN_MODE_TRAIN, &lm, NULL, NULL, &err);
+    p[i] = keep;
+    double fd = (lp - lm) / (2.0 * h) / N;
+    double tol = 2e-3 + 2e-2 * fabs(fd);
+    if (fabs(fd - g[i]) > tol) fail_msg("param %zu: analytic %.6g, finite difference %.6g", i, g[i], fd);
+    checked++;
+  }
+  assert_true(checked > 10);
+  free(g);
+  nn_model_free(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_errors_name_line),          cmocka_unit_test(test_shape_errors_name_layer),
+      cmocka_unit_test(test_lenet_shapes_and_counts),   cmocka_unit_test(test_norm_none_twin_and_roundtrip),
+      cmocka_unit_test(test_bn_batch_of_one),           cmocka_unit_test(test_labels_checked),
+      cmocka_unit_test(test_model_gradient_fd),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
