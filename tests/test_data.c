@@ -1,6 +1,8 @@
 /* Data sets: IDX (raw and gzip) and CIFAR-10 readers, their error messages, split, and
  * the uint8 -> float batch conversion. Small files are written to a fresh mkdtemp dir. */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
 #include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
@@ -359,7 +361,17 @@ static void test_idx_corrupt_gzip(void **state) {
   nn_error err = {0};
   nn_dataset *ds = NULL;
   nn_status st = nn_dataset_load_idx(ip, lp, &ds, &err);
-  expect_fail(st, &err, ds, NN_ERR_FORMAT, "cut-images.gz", NULL);
+  expect_fail(st, &err, ds, NN_ERR_FORMAT, "cut-images.gz", "truncated gzip");
+
+  /* a complete stream whose CRC-32 trailer is wrong */
+  jp(ip, *state, "crc-images.gz");
+  write_images(ip, 1, 0x803, TN, TN, 0, 0);
+  raw = read_raw(ip, &n);
+  raw[n - 8] ^= 0x55;
+  write_file(ip, 0, raw, n);
+  free(raw);
+  st = nn_dataset_load_idx(ip, lp, &ds, &err);
+  expect_fail(st, &err, ds, NN_ERR_FORMAT, "crc-images.gz", "corrupt gzip");
 }
 
 static void test_idx_missing(void **state) {
@@ -437,7 +449,8 @@ static void test_batch(void **state) {
   static const float want01[6] = {0.0f, 0x1.010102p-8f, 0x1.010102p-1f, 0x1.919192p-1f, 1.0f,
                                   0x1.111112p-4f};
   for (int j = 0; j < 6; j++) {
-    if (x[6 + j] != want01[j]) fail_msg("norm {0,1}: x[%d] = %a, want %a", 6 + j, x[6 + j], want01[j]);
+    if (x[6 + j] != want01[j])
+      fail_msg("norm {0,1}: x[%d] = %a, want %a", 6 + j, x[6 + j], want01[j]);
     assert_true(x[j] == x[12 + j]);                /* sample 1 twice */
     if (j < 5) assert_true(x[j] == want01[4 - j]); /* sample 1 = sample 0's bytes reversed */
   }

@@ -1,6 +1,8 @@
 /* CIFAR-10 binary reader: records of 1 label byte + 3072 image bytes (3x32x32, CHW).
  * train = data_batch_1.bin .. data_batch_5.bin, test = test_batch.bin. */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>

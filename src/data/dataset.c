@@ -1,5 +1,7 @@
 /* Data set container: accessors, split and the uint8 -> float batch conversion. */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
 #include "data/dataset.h"
 
 #include <errno.h>

@@ -1,6 +1,8 @@
 /* IDX reader (MNIST / Fashion-MNIST): u8 images 0x00000803 (N x H x W) and u8 labels
  * 0x00000801 (N), each raw or gzip-compressed. zlib's gzread reads raw files unchanged. */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -74,8 +76,9 @@ static nn_status read_all(const char *path, uint8_t **data, size_t *size, nn_err
     int errnum = 0;
     const char *m = gz_msg(f, path, &errnum);
     if (errnum == Z_BUF_ERROR) {
-      status = nn_err_set(err, NN_ERR_FORMAT, "%s: truncated gzip stream (%s) after %zu decompressed bytes",
-                          path, m, n);
+      status = nn_err_set(err, NN_ERR_FORMAT,
+                          "%s: truncated gzip stream (%s) after %zu decompressed bytes", path, m,
+                          n);
       goto done;
     }
     if (errnum != Z_OK) {
@@ -86,7 +89,8 @@ static nn_status read_all(const char *path, uint8_t **data, size_t *size, nn_err
 done:;
   int rc = gzclose(f);
   if (!status && rc == Z_BUF_ERROR)
-    status = nn_err_set(err, NN_ERR_FORMAT, "%s: truncated gzip stream after %zu decompressed bytes", path, n);
+    status = nn_err_set(err, NN_ERR_FORMAT,
+                        "%s: truncated gzip stream after %zu decompressed bytes", path, n);
   else if (!status && rc != Z_OK)
     status = nn_err_set(err, NN_ERR_IO, "%s: error closing file (zlib code %d)", path, rc);
   if (status) {
