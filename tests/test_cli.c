@@ -1,0 +1,263 @@
+/* The normnet command line end to end on small IDX files made here: a short run that
+ * writes history and checkpoint, eval --json, summary, and every bad input giving a
+ * one-line error that names the file, line or layer, a non-zero exit, and no damage. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+static char dir[256];
+
+typedef struct {
+  int status;
+  char out[65536], err[8192];
+} run_result;
+
+static void slurp(const char *path, char *buf, size_t len) {
+  FILE *f = fopen(path, "rb");
+  size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+  buf[n] = 0;
+  if (f) fclose(f);
+}
+
+/* Run the CLI with a shell-quoted argument string; capture stdout, stderr, exit status. */
+static void run(run_result *r, const char *args) {
+  const char *cli = getenv("NN_CLI");
+  if (!cli) fail_msg("NN_CLI is not set (ctest sets it to the normnet binary)");
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "'%s' %s >'%s/out.txt' 2>'%s/err.txt' </dev/null", cli, args, dir, dir);
+  int st = system(cmd);
+  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  char p[512];
+  snprintf(p, sizeof p, "%s/out.txt", dir);
+  slurp(p, r->out, sizeof r->out);
+  snprintf(p, sizeof p, "%s/err.txt", dir);
+  slurp(p, r->err, sizeof r->err);
+}
+
+/* A failure: non-zero exit, exactly one line on stderr, containing the needles. */
+static void expect_error(const char *args, const char *needle1, const char *needle2) {
+  run_result r;
+  run(&r, args);
+  if (r.status == 0) fail_msg("'%s' succeeded; stderr: %s", args, r.err);
+  const char *nl = strchr(r.err, '\n');
+  if (!nl || nl[1] != 0) fail_msg("'%s': expected one line on stderr, got:\n%s", args, r.err);
+  if (needle1 && !strstr(r.err, needle1)) fail_msg("'%s': stderr lacks '%s':\n%s", args, needle1, r.err);
+  if (needle2 && !strstr(r.err, needle2)) fail_msg("'%s': stderr lacks '%s':\n%s", args, needle2, r.err);
+}
+
+static void be32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(data, 1, n, f) != n || fclose(f)) fail_msg("cannot write %s", path);
+}
+
+/* Write an IDX pair PREFIX-{images-idx3,labels-idx1}-ubyte into sub with n 8x8 images.
+ * Class k images are bright in row k (so the task is learnable). Knobs make them bad. */
+typedef struct {
+  int n, nlabels, label_bump, truncate, bad_magic;
+} idx_opts;
+
+static void write_idx(const char *sub, const char *prefix, idx_opts o) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, sub);
+  mkdir(path, 0777);
+  size_t isz = 16 + (size_t)o.n * 64;
+  uint8_t *img = calloc(1, isz), *lab = calloc(1, 8 + (size_t)o.nlabels);
+  be32(img, o.bad_magic ? 0x00000804u : 0x00000803u);
+  be32(img + 4, (uint32_t)o.n);
+  be32(img + 8, 8);
+  be32(img + 12, 8);
+  for (int i = 0; i < o.n; i++)
+    for (int j = 0; j < 64; j++) img[16 + i * 64 + j] = (uint8_t)(j / 8 == i % 8 ? 200 + (i * 7 + j) % 50 : (i * 13 + j * 5) % 40);
+  be32(lab, 0x00000801u);
+  be32(lab + 4, (uint32_t)o.nlabels);
+  for (int i = 0; i < o.nlabels; i++) lab[8 + i] = (uint8_t)(i % 8);
+  if (o.label_bump) lab[8 + o.nlabels - 1] = 12;
+  snprintf(path, sizeof path, "%s/%s/%s-images-idx3-ubyte", dir, sub, prefix);
+  write_file(path, img, isz - (size_t)o.truncate);
+  snprintf(path, sizeof path, "%s/%s/%s-labels-idx1-ubyte", dir, sub, prefix);
+  write_file(path, lab, 8 + (size_t)o.nlabels);
+  free(img);
+  free(lab);
+}
+
+static const char *spec_small = "# small BN net for 8x8 inputs\n"
+                                "input shape=1x8x8\n"
+                                "conv2d filters=4 kernel=3\n"
+                                "batchnorm\n"
+                                "relu\n"
+                                "flatten\n"
+                                "dense units=16\n"
+                                "batchnorm\n"
+                                "relu\n"
+                                "dense units=10\n";
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/normnet-cli-XXXXXX");
+  if (!mkdtemp(dir)) return -1;
+  write_idx("good", "train", (idx_opts){.n = 96, .nlabels = 96});
+  write_idx("good", "t10k", (idx_opts){.n = 40, .nlabels = 40});
+  char path[512];
+  snprintf(path, sizeof path, "%s/small.spec", dir);
+  write_file(path, spec_small, strlen(spec_small));
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd);
+}
+
+static void test_train_eval_summary(void **state) {
+  (void)state;
+  char args[2048];
+  run_result r;
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --epochs 3 --batch 16 --optimizer sgd --lr 0.1 --seed 3 "
+           "--out %s/run",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("train failed: %s", r.err);
+  assert_non_null(strstr(r.out, "epoch 3/3 train_loss="));   /* not a TTY: one line per epoch */
+  assert_null(strchr(r.out, '\r'));
+  char path[512], csv[4096];
+  snprintf(path, sizeof path, "%s/run/history.csv", dir);
+  slurp(path, csv, sizeof csv);
+  int lines = 0;
+  for (char *c = csv; *c; c++) lines += *c == '\n';
+  assert_int_equal(lines, 4);
+  assert_non_null(strstr(csv, "epoch,train_loss,train_acc,test_loss,test_acc"));
+  /* the task is easy: training must have learnt something */
+  double acc = 0;
+  char *last = strrchr(csv, '\n');
+  *last = 0;
+  last = strrchr(csv, '\n');
+  assert_int_equal(sscanf(last + 1, "%*d,%*f,%*f,%*f,%lf", &acc), 1);
+  assert_true(acc > 0.5);
+  /* eval --json reproduces the final test accuracy from the checkpoint */
+  snprintf(args, sizeof args, "eval --model %s/run --data idx:%s/good --json", dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("eval failed: %s", r.err);
+  double jacc = -1;
+  const char *a = strstr(r.out, "\"accuracy\": ");
+  assert_non_null(a);
+  assert_int_equal(sscanf(a, "\"accuracy\": %lf", &jacc), 1);
+  assert_true(fabs(jacc - acc) < 1e-6);
+  assert_true(r.out[0] == '{' && strchr(r.out, '}'));
+  /* summary of the trained run and of the spec */
+  snprintf(args, sizeof args, "summary --model %s/run", dir);
+  run(&r, args);
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "Non-trainable params: 40")); /* 2*(4+16) running stats */
+  run(&r, "summary --model lenet --norm none");
+  assert_int_equal(r.status, 0);
+  assert_null(strstr(r.out, "batchnorm"));
+  assert_non_null(strstr(r.out, "Non-trainable params: 0"));
+  run(&r, "train --help");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "--no-shuffle"));
+}
+
+static void test_bad_data(void **state) {
+  (void)state;
+  char args[2048];
+  write_idx("trunc", "train", (idx_opts){.n = 20, .nlabels = 20, .truncate = 5});
+  write_idx("trunc", "t10k", (idx_opts){.n = 8, .nlabels = 8});
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/trunc --epochs 1", dir, dir);
+  expect_error(args, "train-images-idx3-ubyte", "bytes");
+  write_idx("magic", "train", (idx_opts){.n = 20, .nlabels = 20, .bad_magic = 1});
+  write_idx("magic", "t10k", (idx_opts){.n = 8, .nlabels = 8});
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/magic --epochs 1", dir, dir);
+  expect_error(args, "train-images-idx3-ubyte", "magic");
+  write_idx("count", "train", (idx_opts){.n = 20, .nlabels = 19});
+  write_idx("count", "t10k", (idx_opts){.n = 8, .nlabels = 8});
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/count --epochs 1", dir, dir);
+  expect_error(args, "20", "19");
+  write_idx("label", "train", (idx_opts){.n = 20, .nlabels = 20, .label_bump = 1});
+  write_idx("label", "t10k", (idx_opts){.n = 8, .nlabels = 8});
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/label --epochs 1", dir, dir);
+  expect_error(args, "train-labels-idx1-ubyte", "label 12");
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/nowhere --epochs 1", dir, dir);
+  expect_error(args, "nowhere", NULL);
+  expect_error("train --data martian:x --epochs 1", "unknown data source 'martian:x'", NULL);
+}
+
+static void test_bad_specs(void **state) {
+  (void)state;
+  char path[512], args[2048];
+  const struct {
+    const char *text, *needle1, *needle2;
+  } cases[] = {
+      {"input shape=1x8x8\nconv2d filters=4 kernel=3\nbatchnrom\n", "bad.spec:3", "unknown layer 'batchnrom'"},
+      {"input shape=1x8x8\nconv2d filters=4 kernel=3 strides=2\n", "bad.spec:2", "unknown key 'strides'"},
+      {"input shape=1x8x8\nconv2d filters=4 kernel=9\nflatten\ndense units=10\n", "bad.spec:2", "kernel"},
+      {"input shape=1x8x8\nconv2d filters=4 kernel=3\ndense units=10\n", "bad.spec:3", "flatten"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    snprintf(path, sizeof path, "%s/bad.spec", dir);
+    write_file(path, cases[i].text, strlen(cases[i].text));
+    snprintf(args, sizeof args, "train --model %s --data idx:%s/good --epochs 1", path, dir);
+    expect_error(args, cases[i].needle1, cases[i].needle2);
+    snprintf(args, sizeof args, "summary --model %s", path);
+    expect_error(args, cases[i].needle1, cases[i].needle2);
+  }
+  /* the input of the spec must fit the data */
+  snprintf(args, sizeof args, "train --model lenet --data idx:%s/good --epochs 1", dir);
+  expect_error(args, "784", "64");
+  expect_error("train --model nosuchpreset", "nosuchpreset", "lenet");
+  expect_error("train --epochs -3", "--epochs", NULL);
+  expect_error("train --frobnicate", "--frobnicate", NULL);
+}
+
+static void test_batch_of_one_and_no_damage(void **state) {
+  (void)state;
+  char args[2048], path[512];
+  /* 1 sample per batch: BN on (1, 16) cannot normalize; the error names the layer */
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 1", dir, dir);
+  expect_error(args, "layer 5 (batchnorm, line 8)", "(1, 16)");
+  /* a good run, then a run whose loss is not finite (a denormal input std turns pixels
+   * into inf) into the same directory: it stops with an error, the good checkpoint stays */
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --out %s/keep",
+           dir, dir, dir);
+  run_result r;
+  run(&r, args);
+  assert_int_equal(r.status, 0);
+  snprintf(path, sizeof path, "%s/keep/model.safetensors", dir);
+  static char before[1 << 16], after[1 << 16];
+  slurp(path, before, sizeof before);
+  const char *diverge = "input shape=1x8x8\nflatten\ndense units=32\nrelu\ndense units=10\n";
+  snprintf(path, sizeof path, "%s/diverge.spec", dir);
+  write_file(path, diverge, strlen(diverge));
+  snprintf(args, sizeof args,
+           "train --model %s --data idx:%s/good --epochs 2 --batch 16 --input-norm 0,1e-45 --out %s/keep",
+           path, dir, dir);
+  expect_error(args, "loss is", "epoch 1, batch");
+  snprintf(path, sizeof path, "%s/keep/model.safetensors", dir);
+  slurp(path, after, sizeof after);
+  assert_memory_equal(before, after, sizeof before);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_train_eval_summary),
+      cmocka_unit_test(test_bad_data),
+      cmocka_unit_test(test_bad_specs),
+      cmocka_unit_test(test_batch_of_one_and_no_damage),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
