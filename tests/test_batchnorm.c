@@ -22,6 +22,7 @@
 #include "kernels/kernels.h"
 
 #define EPS 1e-5f
+#define MAXC 1024 /* largest channel count used below */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -63,10 +64,12 @@ static void assert_rel_fd(const char *what, const float *got, const double *want
   assert_close_fd(what, got, want, n, tol, tol * maxabs_d(want, n));
 }
 
-/* x[N,C,S]: channel ch ~ offset[ch] + scale[ch] * N(0,1), both drawn per channel. */
-static void fill_bn_input(nn_rng *r, float *x, int n, int c, int s) {
+/* x[N,C,S]: channel ch ~ offset[ch] + scale[ch] * N(0,1), both drawn per channel. With
+ * `tiny`, every 4th channel has a spread of 3e-3 (variance ~ eps, so eps matters). */
+static void fill_bn_input(nn_rng *r, float *x, int n, int c, int s, int tiny) {
   for (int ch = 0; ch < c; ch++) {
     double off = 4.0 * (nn_rng_uniform(r) - 0.5), sc = 0.2 + 2.0 * nn_rng_uniform(r);
+    if (tiny && ch % 4 == 3) sc = 3e-3;
     for (int i = 0; i < n; i++)
       for (int j = 0; j < s; j++) x[((size_t)i * c + ch) * s + j] = (float)(off + sc * nn_rng_normal(r));
   }
@@ -85,7 +88,7 @@ typedef struct {
 static const shape3 shapes[] = {
     {8, 5, 1},    {7, 3, 1},    {3, 37, 1},  {33, 19, 1},  {256, 100, 1}, {2, 6, 576},
     {4, 3, 30},   {5, 7, 33},   {3, 4, 7},   {16, 17, 2},  {2, 1, 1000},  {128, 6, 576},
-    {4, 3, 31},   {9, 2, 65},   {2, 16, 1},  {64, 3, 100},
+    {4, 3, 31},   {9, 2, 65},   {2, 16, 1},  {64, 3, 100},  {40, 600, 1},  {3, 300, 1},
 };
 
 static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
@@ -93,18 +96,17 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
   const size_t cnt = (size_t)n * c * s;
   char what[128];
   float *x = fbuf(cnt), *dy = fbuf(cnt), *y = fbuf(cnt), *dx = fbuf(cnt);
-  float gamma[128], beta[128], mean[128], var[128], invstd[128], dg[128], db[128], rmean[128], rvar[128];
-  double xd[1], *xs = dbuf(cnt), *dyd = dbuf(cnt), *yr = dbuf(cnt), *dxr = dbuf(cnt);
-  double gd[128], bd[128], mr[128], vr[128], isr[128], dgr[128], dbr[128], rmd[128], rvd[128];
-  (void)xd;
-  assert_true(c <= 128);
-  fill_bn_input(r, x, n, c, s);
+  float gamma[MAXC], beta[MAXC], mean[MAXC], var[MAXC], invstd[MAXC], dg[MAXC], db[MAXC], rmean[MAXC], rvar[MAXC];
+  double *xs = dbuf(cnt), *dyd = dbuf(cnt), *yr = dbuf(cnt), *dxr = dbuf(cnt);
+  double gd[MAXC], bd[MAXC], mr[MAXC], vr[MAXC], isr[MAXC], dgr[MAXC], dbr[MAXC], rmd[MAXC], rvd[MAXC];
+  assert_true(c <= MAXC);
+  fill_bn_input(r, x, n, c, s, 1);
   fill_normal(r, dy, cnt, 1.0, 0.3);
   for (int k = 0; k < c; k++) {
     gamma[k] = 0.5f + nn_rng_uniform(r);
     beta[k] = (float)nn_rng_normal(r);
     rmean[k] = (float)nn_rng_normal(r);
-    rvar[k] = 0.1f + 2.0f * nn_rng_uniform(r);
+    rvar[k] = k % 3 == 0 ? 2e-5f * (0.5f + nn_rng_uniform(r)) : 0.1f + 2.0f * nn_rng_uniform(r);
   }
   const float *g = affine ? gamma : NULL, *b = affine ? beta : NULL;
   to_double(x, xs, cnt);
@@ -256,7 +258,7 @@ static void fd_case(int n, int c, int s, int train, nn_rng *r) {
   float *xf = fbuf(cnt);
   char what[96];
   assert_true(c <= 8);
-  fill_bn_input(r, xf, n, c, s);
+  fill_bn_input(r, xf, n, c, s, 0);
   to_double(xf, x, cnt);
   for (size_t i = 0; i < cnt; i++) w[i] = nn_rng_normal(r);
   for (int k = 0; k < c; k++) {
@@ -297,7 +299,7 @@ static void test_reference_finite_differences(void **state) {
 #define FX_TOL 1e-5
 
 static void fx_check(const nn_fixture *fx, const char *cs, const char *field, const float *got, size_t n) {
-  char name[128];
+  char name[256];
   size_t cnt;
   snprintf(name, sizeof name, "%s.%s", cs, field);
   const double *want = fx_get(fx, name, &cnt);
@@ -306,13 +308,13 @@ static void fx_check(const nn_fixture *fx, const char *cs, const char *field, co
 }
 
 static float *fx_arr(const nn_fixture *fx, const char *cs, const char *field, size_t n) {
-  char name[128];
+  char name[256];
   snprintf(name, sizeof name, "%s.%s", cs, field);
   return fx_floats(fx, name, n);
 }
 
 static void fx_shape(const nn_fixture *fx, const char *cs, int *n, int *c, int *s) {
-  char name[128];
+  char name[256];
   snprintf(name, sizeof name, "%s.shape", cs);
   const double *sh = fx_get(fx, name, NULL);
   *n = (int)sh[0], *c = (int)sh[1], *s = (int)(sh[2] * sh[3]);
@@ -321,7 +323,7 @@ static void fx_shape(const nn_fixture *fx, const char *cs, int *n, int *c, int *
 /* One case, driven like a BN layer: three training steps (forward_train + running update),
  * backward of step 3, then an eval forward/backward of x1. */
 static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int affine, int track) {
-  char cs[64], field[32];
+  char cs[64], field[96];
   snprintf(cs, sizeof cs, "r%d_m%s_a%d_t%d", rank, cumulative ? "cum" : "0.1", affine, track);
   int n, c, s;
   fx_shape(fx, cs, &n, &c, &s);
@@ -330,7 +332,10 @@ static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int a
   const long m = (long)n * s;
   float *gamma = affine ? fx_arr(fx, cs, "gamma", (size_t)c) : NULL;
   float *beta = affine ? fx_arr(fx, cs, "beta", (size_t)c) : NULL;
-  assert_true(affine || !fx_find(fx, "r2_m0.1_a0_t1.gamma", NULL));
+  if (!affine) {
+    snprintf(field, sizeof field, "%s.gamma", cs);
+    assert_null(fx_find(fx, field, NULL));
+  }
   float *y = fbuf(cnt), *dx = fbuf(cnt), *x1 = NULL;
   float mean[16], var[16], invstd[16], rm[16], rv[16], dg[16], db[16];
   assert_true(c <= 16);
@@ -496,23 +501,27 @@ static void test_constant_channel(void **state) {
     double *xd = dbuf(cnt), *dyd = dbuf(cnt), *dxr = dbuf(cnt);
     float gamma[32], beta[32], mean[32], var[32], invstd[32], dg[32] = {0}, db[32] = {0};
     double gd[32];
-    fill_bn_input(&r, x, n, c, s);
+    fill_bn_input(&r, x, n, c, s, 1);
     fill_normal(&r, dy, cnt, 1.0, 0.0);
-    const int cc = 1; /* the constant channel */
-    for (int i = 0; i < n; i++)
-      for (int j = 0; j < s; j++) x[((size_t)i * c + cc) * s + j] = 7.3f;
+    const int consts[2] = {1, c - 1}; /* constant channels (c - 1: the last, partial block) */
+    for (int q = 0; q < 2; q++)
+      for (int i = 0; i < n; i++)
+        for (int j = 0; j < s; j++) x[((size_t)i * c + consts[q]) * s + j] = q ? -0.1f : 7.3f;
     for (int k = 0; k < c; k++) {
       gamma[k] = 0.5f + nn_rng_uniform(&r);
       beta[k] = (float)nn_rng_normal(&r);
     }
     nn_bn_forward_train(x, gamma, beta, y, mean, var, invstd, n, c, s, EPS);
     assert_all_finite("const y", y, cnt);
-    assert_true(var[cc] == 0.0f);
-    assert_true(mean[cc] == 7.3f);
-    assert_true(fabs(invstd[cc] - 1.0 / sqrt((double)EPS)) < 1e-6 / sqrt((double)EPS));
     for (int k = 0; k < c; k++) assert_true(var[k] >= 0.0f);
-    for (int i = 0; i < n; i++)
-      for (int j = 0; j < s; j++) assert_true(y[((size_t)i * c + cc) * s + j] == beta[cc]);
+    for (int q = 0; q < 2; q++) {
+      const int cc = consts[q];
+      assert_true(var[cc] == 0.0f);
+      assert_true(mean[cc] == (q ? -0.1f : 7.3f));
+      assert_true(fabs(invstd[cc] - 1.0 / sqrt((double)EPS)) < 1e-6 / sqrt((double)EPS));
+      for (int i = 0; i < n; i++)
+        for (int j = 0; j < s; j++) assert_true(y[((size_t)i * c + cc) * s + j] == beta[cc]);
+    }
     nn_bn_backward_train(x, gamma, mean, invstd, dy, dx, dg, db, n, c, s);
     assert_all_finite("const dx", dx, cnt);
     to_double(x, xd, cnt);
@@ -520,7 +529,7 @@ static void test_constant_channel(void **state) {
     to_double(gamma, gd, (size_t)c);
     nn_ref_bn_backward_train(xd, gd, dyd, dxr, NULL, NULL, n, c, s, EPS);
     assert_rel_fd("const dx", dx, dxr, cnt, 1e-4);
-    assert_true(fabs(dg[cc]) < 1e-6); /* xhat = 0 on the constant channel */
+    for (int q = 0; q < 2; q++) assert_true(fabs(dg[consts[q]]) < 1e-6); /* xhat = 0 there */
     free(x), free(y), free(dy), free(dx), free(xd), free(dyd), free(dxr);
   }
 }
@@ -561,6 +570,14 @@ static void test_running_update(void **state) {
         assert_memory_equal(rm, rm0, sizeof rm);
         assert_memory_equal(rv, rv0, sizeof rv);
       }
+  /* m = 1: the unbiased variance is not finite -> refused; the biased (Keras) one is fine */
+  memcpy(rm, rm0, sizeof rm);
+  memcpy(rv, rv0, sizeof rv);
+  assert_int_equal(0, nn_bn_running_update(rm, rv, mean, var, C, 1, 0.1, 1));
+  assert_memory_equal(rm, rm0, sizeof rm);
+  assert_memory_equal(rv, rv0, sizeof rv);
+  assert_int_equal(1, nn_bn_running_update(rm, rv, mean, var, C, 1, 0.5, 0));
+  for (int k = 0; k < C; k++) assert_true(rv[k] == (float)(0.5 * rv0[k] + 0.5 * var[k]));
   /* a NaN batch from the forward kernel itself (NaN input) is refused too */
   float x[4 * C], y[4 * C], bm[C], bv[C], bi[C];
   for (int i = 0; i < 4 * C; i++) x[i] = (float)i;
@@ -577,7 +594,7 @@ static void test_running_update(void **state) {
 /* ---- thread-count independence -------------------------------------------------------------- */
 
 typedef struct {
-  float *y, *yi, *dx, *dxi, mean[128], var[128], invstd[128], dg[128], db[128], dgi[128], dbi[128];
+  float *y, *yi, *dx, *dxi, mean[MAXC], var[MAXC], invstd[MAXC], dg[MAXC], db[MAXC], dgi[MAXC], dbi[MAXC];
 } bn_outs;
 
 static void run_all(const float *x, const float *dy, const float *gamma, const float *beta, const float *rm,
@@ -592,16 +609,16 @@ static void run_all(const float *x, const float *dy, const float *gamma, const f
 
 static void test_threads_bitwise(void **state) {
   (void)state;
-  static const shape3 sh[] = {{128, 6, 576}, {512, 100, 1}, {64, 3, 1000}, {1024, 17, 1}};
+  static const shape3 sh[] = {{128, 6, 576}, {512, 100, 1}, {64, 3, 1000}, {1024, 17, 1}, {64, 600, 1}};
   const int saved = omp_get_max_threads();
   nn_rng r;
   nn_rng_seed(&r, 55);
   for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
     const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
     const size_t cnt = (size_t)n * c * s;
-    float *x = fbuf(cnt), *dy = fbuf(cnt), gamma[128], beta[128], rm[128], rv[128];
+    float *x = fbuf(cnt), *dy = fbuf(cnt), gamma[MAXC], beta[MAXC], rm[MAXC], rv[MAXC];
     bn_outs o[2];
-    fill_bn_input(&r, x, n, c, s);
+    fill_bn_input(&r, x, n, c, s, 1);
     fill_normal(&r, dy, cnt, 1.0, 0.1);
     for (int k = 0; k < c; k++) {
       gamma[k] = 0.5f + nn_rng_uniform(&r);
