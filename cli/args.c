@@ -89,3 +89,13 @@ int cli_float(const cli_args *a, const char *opt, double min, double max, float 
   *out = (float)v;
   return 0;
 }
+
+int cli_input_norm(const cli_args *a, const char *text, nn_input_norm *out) {
+  nn_input_norm v;
+  if (sscanf(text, "%f,%f", &v.mean, &v.std) != 2 || !(v.std > 0) || !isfinite(v.mean)) {
+    cli_error(a->cmd, "--input-norm: expected MEAN,STD with STD > 0, got '%s'", text);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}

@@ -30,6 +30,9 @@ int cli_int(const cli_args *a, const char *opt, long min, long max, int *out);
 int cli_u64(const cli_args *a, const char *opt, unsigned long long *out);
 int cli_float(const cli_args *a, const char *opt, double min, double max, float *out);
 
+/* Parse "MEAN,STD" (STD > 0) for --input-norm. */
+int cli_input_norm(const cli_args *a, const char *text, nn_input_norm *out);
+
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print err.msg as "normnet CMD: msg" and return EXIT_FAIL. */
 int cli_fail(const char *cmd, const nn_error *err);
@@ -59,7 +62,6 @@ typedef struct {
 } cli_progress;
 void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label);
 nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
-/* Wrap an existing on_epoch_end after the display (used to save checkpoints). */
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

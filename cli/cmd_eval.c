@@ -81,8 +81,7 @@ int cmd_eval(int argc, char **argv) {
   nn_input_norm norm = cm.preset ? cm.preset->input_norm : (nn_input_norm){0.0f, 1.0f};
   meta_float(cm.checkpoint, "normnet.input_mean", &norm.mean);
   meta_float(cm.checkpoint, "normnet.input_std", &norm.std);
-  if (input_norm && (sscanf(input_norm, "%f,%f", &norm.mean, &norm.std) != 2 || !(norm.std > 0))) {
-    cli_error("eval", "--input-norm: expected MEAN,STD with STD > 0, got '%s'", input_norm);
+  if (input_norm && cli_input_norm(&a, input_norm, &norm)) {
     cli_model_free(&cm);
     return EXIT_USAGE;
   }

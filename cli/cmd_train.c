@@ -141,9 +141,7 @@ int cmd_train(int argc, char **argv) {
   fc.drop_last = drop_last;
   fc.seed = seed;
   fc.input_norm = p ? p->input_norm : (nn_input_norm){0.0f, 1.0f};
-  if (input_norm && (sscanf(input_norm, "%f,%f", &fc.input_norm.mean, &fc.input_norm.std) != 2 ||
-                     !(fc.input_norm.std > 0))) {
-    cli_error("train", "--input-norm: expected MEAN,STD with STD > 0, got '%s'", input_norm);
+  if (input_norm && cli_input_norm(&a, input_norm, &fc.input_norm)) {
     cli_model_free(&cm);
     return EXIT_USAGE;
   }

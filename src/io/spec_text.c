@@ -10,11 +10,11 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/strbuf.h"
 #include "model/spec.h"
 
 #define MAX_TOKENS 32
@@ -242,36 +242,7 @@ nn_status nn_spec_load(const char *path, nn_spec **out, nn_error *err) {
 }
 
 /* ---- printing -------------------------------------------------------------------------- */
-typedef struct {
-  char *buf;
-  size_t len, cap;
-} strbuf;
-
-static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(strbuf *b, const char *fmt, ...) {
-  if (!b->buf) return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (b->len + (size_t)n < b->cap) {
-      b->len += (size_t)n;
-      return;
-    }
-    char *nb = realloc(b->buf, b->cap * 2 + (size_t)n);
-    if (!nb) {
-      free(b->buf);
-      b->buf = NULL;
-      return;
-    }
-    b->buf = nb;
-    b->cap = b->cap * 2 + (size_t)n;
-  }
-}
-
-static void print_value(strbuf *b, const nn_key *key, const nn_layer_cfg *cfg) {
+static void print_value(nn_strbuf *b, const nn_key *key, const nn_layer_cfg *cfg) {
   const unsigned char *base = (const unsigned char *)cfg + key->offset;
   int i;
   double d;
@@ -279,40 +250,40 @@ static void print_value(strbuf *b, const nn_key *key, const nn_layer_cfg *cfg) {
   case NN_KEY_INT:
   case NN_KEY_BOOL:
     memcpy(&i, base, sizeof i);
-    sb_printf(b, " %s=%d", key->name, i);
+    nn_strbuf_printf(b, " %s=%d", key->name, i);
     break;
   case NN_KEY_MOMENTUM:
   case NN_KEY_DOUBLE:
     memcpy(&d, base, sizeof d);
     if (key->type == NN_KEY_MOMENTUM && d < 0)
-      sb_printf(b, " %s=cumulative", key->name);
+      nn_strbuf_printf(b, " %s=cumulative", key->name);
     else {
       char num[32]; /* shortest text that reads back to the same double */
       for (int prec = 6; prec <= 17; prec++) {
         snprintf(num, sizeof num, "%.*g", prec, d);
         if (strtod(num, NULL) == d) break;
       }
-      sb_printf(b, " %s=%s", key->name, num);
+      nn_strbuf_printf(b, " %s=%s", key->name, num);
     }
     break;
   case NN_KEY_CONVENTION:
     memcpy(&i, base, sizeof i);
-    sb_printf(b, " %s=%s", key->name, i == NN_BN_KERAS ? "keras" : "pytorch");
+    nn_strbuf_printf(b, " %s=%s", key->name, i == NN_BN_KERAS ? "keras" : "pytorch");
     break;
   }
 }
 
 char *nn_spec_to_text(const nn_spec *s) {
-  strbuf b = {malloc(1024), 0, 1024};
+  nn_strbuf b = nn_strbuf_new();
   char shp[64];
   nn_shape_format(s->input, shp, sizeof shp);
-  sb_printf(&b, "input shape=%s\n", shp);
+  nn_strbuf_printf(&b, "input shape=%s\n", shp);
   for (int i = 0; i < s->n; i++) {
     const nn_layer_spec *ls = &s->layers[i];
     const nn_layer_ops *ops = nn_layer_table[ls->kind];
-    sb_printf(&b, "%s", ops->name);
+    nn_strbuf_printf(&b, "%s", ops->name);
     for (int k = 0; ops->keys[k].name; k++) print_value(&b, &ops->keys[k], &ls->cfg);
-    sb_printf(&b, "\n");
+    nn_strbuf_printf(&b, "\n");
   }
   return b.buf;
 }

@@ -16,11 +16,11 @@ static const nn_key keys[] = {
 
 static void defaults(nn_layer_cfg *c) { c->conv = (nn_conv2d_cfg){.filters = 0, .kernel = 0, .stride = 1, .pad = 0, .bias = 1}; }
 
-static nn_conv_geom geom(const nn_layer_cfg *c, nn_shape in, int n) {
-  nn_conv_geom g = {.n = n, .c = in.c, .h = in.h, .w = in.w, .oc = c->conv.filters, .kh = c->conv.kernel,
-                    .kw = c->conv.kernel, .stride = c->conv.stride, .pad = c->conv.pad};
-  nn_conv_geom_init(&g);
-  return g;
+/* The kernel geometry for a batch of n; returns nn_conv_geom_init's status. */
+static int geom(const nn_layer_cfg *c, nn_shape in, int n, nn_conv_geom *g) {
+  *g = (nn_conv_geom){.n = n, .c = in.c, .h = in.h, .w = in.w, .oc = c->conv.filters, .kh = c->conv.kernel,
+                      .kw = c->conv.kernel, .stride = c->conv.stride, .pad = c->conv.pad};
+  return nn_conv_geom_init(g);
 }
 
 static int shape(const nn_layer_cfg *c, nn_shape in, nn_shape *out, char *why, size_t len) {
@@ -30,9 +30,8 @@ static int shape(const nn_layer_cfg *c, nn_shape in, nn_shape *out, char *why, s
     snprintf(why, len, "conv2d needs a CxHxW input but gets %s", s);
     return -1;
   }
-  nn_conv_geom g = {.n = 1, .c = in.c, .h = in.h, .w = in.w, .oc = c->conv.filters, .kh = c->conv.kernel,
-                    .kw = c->conv.kernel, .stride = c->conv.stride, .pad = c->conv.pad};
-  if (nn_conv_geom_init(&g) != 0) {
+  nn_conv_geom g;
+  if (geom(c, in, 1, &g) != 0) {
     snprintf(why, len, "input %s (padded by %d) is smaller than the %dx%d kernel", s, c->conv.pad, c->conv.kernel,
              c->conv.kernel);
     return -1;
@@ -50,7 +49,8 @@ static void declare(nn_layer *L) {
 }
 
 static size_t scratch(const nn_layer *L, int n) {
-  nn_conv_geom g = geom(&L->cfg, L->in, n);
+  nn_conv_geom g;
+  geom(&L->cfg, L->in, n, &g);
   return nn_conv2d_workspace(&g);
 }
 
@@ -64,14 +64,16 @@ static void init(nn_layer *L, nn_init init, nn_rng *rng) {
 
 static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
   (void)mode, (void)err;
-  nn_conv_geom g = geom(&L->cfg, L->in, n);
+  nn_conv_geom g;
+  geom(&L->cfg, L->in, n, &g);
   nn_conv2d_forward(&g, x, L->p, bias_of(L, L->p), y, L->scratch);
   return NN_OK;
 }
 
 static void backward(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n, nn_mode mode) {
   (void)y, (void)mode;
-  nn_conv_geom g = geom(&L->cfg, L->in, n);
+  nn_conv_geom g;
+  geom(&L->cfg, L->in, n, &g);
   nn_conv2d_backward(&g, x, L->p, dy, dx, L->g, bias_of(L, L->g), L->scratch);
 }
 

@@ -21,10 +21,15 @@ static nn_status pool_finalize(nn_layer_cfg *c, unsigned given, nn_error *err) {
   return NN_OK;
 }
 
+/* The kernel geometry for a batch of n; returns nn_pool_geom_init's status. */
+static int pool_geom(const nn_layer_cfg *c, nn_shape in, int n, nn_pool_geom *g) {
+  *g = (nn_pool_geom){.n = n, .c = in.c, .h = in.h, .w = in.w, .size = c->pool.size, .stride = c->pool.stride};
+  return nn_pool_geom_init(g);
+}
+
 static nn_pool_geom geom(const nn_layer *L, int n) {
-  nn_pool_geom g = {.n = n, .c = L->in.c, .h = L->in.h, .w = L->in.w, .size = L->cfg.pool.size,
-                    .stride = L->cfg.pool.stride};
-  nn_pool_geom_init(&g);
+  nn_pool_geom g;
+  pool_geom(&L->cfg, L->in, n, &g);
   return g;
 }
 
@@ -35,8 +40,8 @@ static int pool_shape(const nn_layer_cfg *c, nn_shape in, nn_shape *out, char *w
     snprintf(why, len, "pooling needs a CxHxW input but gets %s", s);
     return -1;
   }
-  nn_pool_geom g = {.n = 1, .c = in.c, .h = in.h, .w = in.w, .size = c->pool.size, .stride = c->pool.stride};
-  if (nn_pool_geom_init(&g) != 0) {
+  nn_pool_geom g;
+  if (pool_geom(c, in, 1, &g) != 0) {
     snprintf(why, len, "input %s is smaller than the %dx%d window", s, c->pool.size, c->pool.size);
     return -1;
   }

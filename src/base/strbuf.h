@@ -1,0 +1,15 @@
+/* A growable string for building text reports (spec text, summaries). */
+#ifndef NN_BASE_STRBUF_H
+#define NN_BASE_STRBUF_H
+#include <stddef.h>
+
+typedef struct {
+  char *buf; /* NULL after an allocation failure: later appends are ignored */
+  size_t len, cap;
+} nn_strbuf;
+
+/* Start with an empty string (buf is NULL if out of memory). */
+nn_strbuf nn_strbuf_new(void);
+void nn_strbuf_printf(nn_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
