@@ -12,11 +12,15 @@
  * order, independent of the number of threads.
  *
  * Workspace (floats): slots * (col + tmp) + groups * (OC*CKK + OC), where slots (one per
- * thread that may run) = min(chunks, omp_get_num_procs() at first use). */
+ * thread that may run) = min(chunks, omp_get_num_procs() at first use). It never decreases
+ * with n: a buffer sized for the largest batch serves every smaller batch. */
 #include <limits.h>
 #include <omp.h>
 #include <stdatomic.h>
 #include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#endif
 
 #include "base/error.h"
 #include "kernels/kernels.h"
@@ -70,8 +74,10 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
   if (cs < 1) cs = 1;
   if ((size_t)INT_MAX / (size_t)p.ohw < cs) cs = (size_t)INT_MAX / (size_t)p.ohw;
   if (cs > (size_t)g->n) cs = (size_t)g->n;
+  /* no rebalancing of the last chunk: cs, chunks, slots and groups then all grow with n, so
+   * the workspace for a batch of N also serves any smaller batch (e.g. an epoch's last) */
   p.nchunks = (int)(((size_t)g->n + cs - 1) / cs);
-  p.cs = (g->n + p.nchunks - 1) / p.nchunks; /* even out the last chunk */
+  p.cs = (int)cs;
   p.groups = p.nchunks < CONV_GROUPS ? p.nchunks : CONV_GROUPS;
   int np = conv_nprocs();
   p.slots = p.nchunks < np ? p.nchunks : np;
@@ -108,7 +114,110 @@ static void valid_range(int size, int out, int stride, int pad, int k, int *lo, 
   *hi = h;
 }
 
-/* col[CKK, cnt*OHW] from the cnt samples at x (zero padding). */
+/* Row segment helpers: im2col/col2im move 8..32 floats at a time, where a memcpy call or a
+ * vectorized loop with its prologue/epilogue costs more than the data movement. With
+ * AVX-512, 16- and 8-wide unmasked steps, then one masked 8-wide tail (masked-off lanes are
+ * not accessed). The tail stays 8 wide: the footprint of a 16-wide masked store would
+ * overlap the next row's load when rows are < 64 bytes apart, and loads cannot be
+ * forwarded from masked stores (the load waits for the store to commit). */
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+static inline __mmask8 tail_mask(int r) { return (__mmask8)((1u << r) - 1u); }
+static inline void seg_copy(float *dst, const float *src, int len) {
+  int q = 0;
+  for (; q + 16 <= len; q += 16) _mm512_storeu_ps(dst + q, _mm512_loadu_ps(src + q));
+  if (q + 8 <= len) _mm256_storeu_ps(dst + q, _mm256_loadu_ps(src + q)), q += 8;
+  if (q < len) {
+    __mmask8 m = tail_mask(len - q);
+    _mm256_mask_storeu_ps(dst + q, m, _mm256_maskz_loadu_ps(m, src + q));
+  }
+}
+static inline void seg_add(float *dst, const float *src, int len) {
+  int q = 0;
+  for (; q + 16 <= len; q += 16)
+    _mm512_storeu_ps(dst + q, _mm512_add_ps(_mm512_loadu_ps(dst + q), _mm512_loadu_ps(src + q)));
+  if (q + 8 <= len)
+    _mm256_storeu_ps(dst + q, _mm256_add_ps(_mm256_loadu_ps(dst + q), _mm256_loadu_ps(src + q))), q += 8;
+  if (q < len) {
+    __mmask8 m = tail_mask(len - q);
+    _mm256_mask_storeu_ps(dst + q, m, _mm256_add_ps(_mm256_maskz_loadu_ps(m, dst + q), _mm256_maskz_loadu_ps(m, src + q)));
+  }
+}
+static inline void seg_zero(float *dst, int len) {
+  int q = 0;
+  for (; q + 16 <= len; q += 16) _mm512_storeu_ps(dst + q, _mm512_setzero_ps());
+  if (q + 8 <= len) _mm256_storeu_ps(dst + q, _mm256_setzero_ps()), q += 8;
+  if (q < len) _mm256_mask_storeu_ps(dst + q, tail_mask(len - q), _mm256_setzero_ps());
+}
+#else
+static inline void seg_copy(float *dst, const float *src, int len) {
+  for (int q = 0; q < len; q++) dst[q] = src[q];
+}
+static inline void seg_add(float *dst, const float *src, int len) {
+  for (int q = 0; q < len; q++) dst[q] += src[q];
+}
+static inline void seg_zero(float *dst, int len) {
+  for (int q = 0; q < len; q++) dst[q] = 0.0f;
+}
+#endif
+
+/* rows x len block copy / add between strided rows (stride-1 im2col/col2im inner loops),
+ * with the row-length dispatch hoisted out of the row loop. */
+static void copy_rows(float *d, size_t dst_st, const float *src, size_t src_st, int rows, int len) {
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  if (len == 8) {
+    for (int r = 0; r < rows; r++, d += dst_st, src += src_st) _mm256_storeu_ps(d, _mm256_loadu_ps(src));
+    return;
+  }
+  if (len == 24) {
+    for (int r = 0; r < rows; r++, d += dst_st, src += src_st) {
+      _mm512_storeu_ps(d, _mm512_loadu_ps(src));
+      _mm256_storeu_ps(d + 16, _mm256_loadu_ps(src + 16));
+    }
+    return;
+  }
+  if (len <= 16) {
+    const __mmask16 m = (__mmask16)(len == 16 ? 0xFFFFu : (1u << len) - 1u);
+    for (int r = 0; r < rows; r++, d += dst_st, src += src_st)
+      _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, src));
+    return;
+  }
+  if (len <= 32) {
+    const __mmask16 m = (__mmask16)(len == 32 ? 0xFFFFu : (1u << (len - 16)) - 1u);
+    for (int r = 0; r < rows; r++, d += dst_st, src += src_st) {
+      _mm512_storeu_ps(d, _mm512_loadu_ps(src));
+      _mm512_mask_storeu_ps(d + 16, m, _mm512_maskz_loadu_ps(m, src + 16));
+    }
+    return;
+  }
+#endif
+  for (int r = 0; r < rows; r++, d += dst_st, src += src_st) seg_copy(d, src, len);
+}
+
+static void add_rows(float *d, size_t dst_st, const float *src, size_t src_st, int rows, int len) {
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  /* unmasked or 8-wide masked only: see seg_add */
+  if (len == 8) {
+    for (int r = 0; r < rows; r++, d += dst_st, src += src_st)
+      _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(src)));
+    return;
+  }
+  if (len == 16) {
+    for (int r = 0; r < rows; r++, d += dst_st, src += src_st)
+      _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(src)));
+    return;
+  }
+  if (len == 24) {
+    for (int r = 0; r < rows; r++, d += dst_st, src += src_st) {
+      _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(src)));
+      _mm256_storeu_ps(d + 16, _mm256_add_ps(_mm256_loadu_ps(d + 16), _mm256_loadu_ps(src + 16)));
+    }
+    return;
+  }
+#endif
+  for (int r = 0; r < rows; r++, d += dst_st, src += src_st) seg_add(d, src, len);
+}
+
+/* col[CKK, cnt*OHW] from the cnt samples at x (zero padding). Rows are written in order. */
 static void im2col(const nn_conv_geom *g, const float *x, int cnt, float *col) {
   const int H = g->h, W = g->w, OH = g->oh, OW = g->ow, st = g->stride, pad = g->pad;
   const size_t hw = (size_t)H * (size_t)W, chw = (size_t)g->c * hw, ohw = (size_t)OH * (size_t)OW;
@@ -120,25 +229,29 @@ static void im2col(const nn_conv_geom *g, const float *x, int cnt, float *col) {
       for (int kj = 0; kj < g->kw; kj++) {
         int ow_lo, ow_hi;
         valid_range(W, OW, st, pad, kj, &ow_lo, &ow_hi);
+        const int off = kj - pad; /* input column = ow*st + off, >= 0 for ow >= ow_lo */
+        const int len = ow_hi - ow_lo, right = OW - ow_hi;
         float *row = col + (size_t)((c * g->kh + ki) * g->kw + kj) * L;
         for (int s = 0; s < cnt; s++) {
           const float *xp = x + (size_t)s * chw + (size_t)c * hw;
           float *d = row + (size_t)s * ohw;
-          if (oh_lo > 0) memset(d, 0, sizeof(float) * (size_t)oh_lo * (size_t)OW);
-          for (int oh = oh_lo; oh < oh_hi; oh++) {
-            float *dr = d + (size_t)oh * (size_t)OW;
-            const float *xr = xp + (size_t)(oh * st - pad + ki) * (size_t)W;
-            const int off = kj - pad; /* input column = ow*st + off, >= 0 for ow >= ow_lo */
-            for (int ow = 0; ow < ow_lo; ow++) dr[ow] = 0.0f;
-            if (st == 1) {
-              if (ow_hi > ow_lo) memcpy(dr + ow_lo, xr + ow_lo + off, sizeof(float) * (size_t)(ow_hi - ow_lo));
-            } else {
-              for (int ow = ow_lo; ow < ow_hi; ow++) dr[ow] = xr[ow * st + off];
+          seg_zero(d, oh_lo * OW);
+          float *dr = d + (size_t)oh_lo * (size_t)OW;
+          const float *xr = xp + (size_t)(oh_lo * st - pad + ki) * (size_t)W;
+          if (st == 1 && ow_lo == 0 && right == 0) {
+            copy_rows(dr, (size_t)OW, xr + off, (size_t)W, oh_hi - oh_lo, len);
+          } else {
+            for (int oh = oh_lo; oh < oh_hi; oh++, dr += OW, xr += (size_t)st * (size_t)W) {
+              if (ow_lo) seg_zero(dr, ow_lo);
+              if (st == 1) {
+                seg_copy(dr + ow_lo, xr + ow_lo + off, len);
+              } else {
+                for (int ow = ow_lo; ow < ow_hi; ow++) dr[ow] = xr[ow * st + off];
+              }
+              if (right) seg_zero(dr + ow_hi, right);
             }
-            for (int ow = ow_hi; ow < OW; ow++) dr[ow] = 0.0f;
           }
-          if (oh_hi < OH)
-            memset(d + (size_t)oh_hi * (size_t)OW, 0, sizeof(float) * (size_t)(OH - oh_hi) * (size_t)OW);
+          seg_zero(d + (size_t)oh_hi * (size_t)OW, (OH - oh_hi) * OW);
         }
       }
     }
@@ -146,34 +259,31 @@ static void im2col(const nn_conv_geom *g, const float *x, int cnt, float *col) {
 }
 
 /* dx (cnt samples, already zeroed) += col2im(dcol). Each dx element receives its terms in
- * the fixed (c, ki, kj, oh, ow) order. */
+ * the fixed (ki, kj) order. (ki, kj) is outermost so that successive read-modify-write
+ * passes over the same dx row (shifted by one column) are far apart: back to back, the
+ * misaligned reloads of just-stored vectors stall on store forwarding. */
 static void col2im(const nn_conv_geom *g, const float *dcol, int cnt, float *dx) {
   const int H = g->h, W = g->w, OH = g->oh, OW = g->ow, st = g->stride, pad = g->pad;
   const size_t hw = (size_t)H * (size_t)W, chw = (size_t)g->c * hw, ohw = (size_t)OH * (size_t)OW;
   const size_t L = (size_t)cnt * ohw;
-  for (int s = 0; s < cnt; s++) {
-    for (int c = 0; c < g->c; c++) {
-      float *xp = dx + (size_t)s * chw + (size_t)c * hw;
-      for (int ki = 0; ki < g->kh; ki++) {
-        int oh_lo, oh_hi;
-        valid_range(H, OH, st, pad, ki, &oh_lo, &oh_hi);
-        for (int kj = 0; kj < g->kw; kj++) {
-          int ow_lo, ow_hi;
-          valid_range(W, OW, st, pad, kj, &ow_lo, &ow_hi);
-          const float *d = dcol + (size_t)((c * g->kh + ki) * g->kw + kj) * L + (size_t)s * ohw;
-          for (int oh = oh_lo; oh < oh_hi; oh++) {
-            const float *dr = d + (size_t)oh * (size_t)OW;
-            float *xr = xp + (size_t)(oh * st - pad + ki) * (size_t)W;
-            const int off = kj - pad;
-            if (st == 1) {
-              float *xo = xr + ow_lo + off;
-              const float *dd = dr + ow_lo;
-              const int len = ow_hi - ow_lo;
-#pragma omp simd
-              for (int q = 0; q < len; q++) xo[q] += dd[q];
-            } else {
+  for (int ki = 0; ki < g->kh; ki++) {
+    int oh_lo, oh_hi;
+    valid_range(H, OH, st, pad, ki, &oh_lo, &oh_hi);
+    for (int kj = 0; kj < g->kw; kj++) {
+      int ow_lo, ow_hi;
+      valid_range(W, OW, st, pad, kj, &ow_lo, &ow_hi);
+      const int off = kj - pad;
+      const int len = ow_hi - ow_lo;
+      for (int c = 0; c < g->c; c++) {
+        const float *row = dcol + (size_t)((c * g->kh + ki) * g->kw + kj) * L;
+        for (int s = 0; s < cnt; s++) {
+          float *xr = dx + (size_t)s * chw + (size_t)c * hw + (size_t)(oh_lo * st - pad + ki) * (size_t)W;
+          const float *dr = row + (size_t)s * ohw + (size_t)oh_lo * (size_t)OW;
+          if (st == 1) {
+            add_rows(xr + ow_lo + off, (size_t)W, dr + ow_lo, (size_t)OW, oh_hi - oh_lo, len);
+          } else {
+            for (int oh = oh_lo; oh < oh_hi; oh++, dr += OW, xr += (size_t)st * (size_t)W)
               for (int ow = ow_lo; ow < ow_hi; ow++) xr[ow * st + off] += dr[ow];
-            }
           }
         }
       }

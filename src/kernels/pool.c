@@ -1,0 +1,243 @@
+/* pooling: x[N,C,H,W] -> y[N,C,OH,OW], window `size`, step `stride`, no padding, floor.
+ * Planes (n, c) are independent: large tensors are split over planes, small ones stay on
+ * the calling thread. */
+#include <limits.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "kernels/kernels.h"
+
+#define POOL_PAR_ELEMS (1L << 16) /* input elements below which one thread does it all */
+
+int nn_pool_geom_init(nn_pool_geom *g) {
+  if (!g) return -1;
+  g->oh = g->ow = 0;
+  if (g->n < 1 || g->c < 1 || g->h < 1 || g->w < 1 || g->size < 1 || g->stride < 1) return -1;
+  if (g->h < g->size || g->w < g->size) return -1;
+  if ((long)g->h * g->w > INT_MAX) return -1; /* argmax is an int32 index within a plane */
+  g->oh = (g->h - g->size) / g->stride + 1;
+  g->ow = (g->w - g->size) / g->stride + 1;
+  return 0;
+}
+
+static long pool_planes(const nn_pool_geom *g) { return (long)g->n * g->c; }
+static int pool_parallel(const nn_pool_geom *g) { return pool_planes(g) * g->h * g->w >= POOL_PAR_ELEMS; }
+
+/* max with NaN propagation; ties keep the earlier element */
+static inline int max_takes(float v, float best) { return v > best || (v != v && best == best); }
+
+static void maxpool_plane(const nn_pool_geom *g, const float *x, float *y, int32_t *am) {
+  const int W = g->w, k = g->size, st = g->stride;
+  for (int oh = 0; oh < g->oh; oh++) {
+    for (int ow = 0; ow < g->ow; ow++) {
+      int base = oh * st * W + ow * st;
+      float best = x[base];
+      int bi = base;
+      for (int i = 0; i < k; i++) {
+        const float *xr = x + base + i * W;
+        for (int j = 0; j < k; j++) {
+          if (max_takes(xr[j], best)) {
+            best = xr[j];
+            bi = base + i * W + j;
+          }
+        }
+      }
+      y[oh * g->ow + ow] = best;
+      am[oh * g->ow + ow] = bi;
+    }
+  }
+}
+
+/* 2x2 windows with stride 2 (the common case): same result and tie rule, written with
+ * selects instead of branches (random data mispredicts half of the branches) so that it
+ * vectorizes. */
+static void maxpool_plane_2x2s2(const nn_pool_geom *g, const float *x, float *y, int32_t *am) {
+  const int W = g->w, OW = g->ow;
+  for (int oh = 0; oh < g->oh; oh++) {
+    const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+    float *yr = y + oh * OW;
+    int32_t *ar = am + oh * OW;
+    const int32_t base = 2 * oh * W;
+#pragma omp simd
+    for (int ow = 0; ow < OW; ow++) {
+      float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+      int32_t i0 = base + 2 * ow;
+      float best = a;
+      int32_t bi = i0;
+      int tb = max_takes(b, best);
+      best = tb ? b : best;
+      bi = tb ? i0 + 1 : bi;
+      int tc = max_takes(c, best);
+      best = tc ? c : best;
+      bi = tc ? i0 + W : bi;
+      int td = max_takes(d, best);
+      best = td ? d : best;
+      bi = td ? i0 + W + 1 : bi;
+      yr[ow] = best;
+      ar[ow] = bi;
+    }
+  }
+}
+
+void nn_maxpool2d_forward(const nn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
+  const long planes = pool_planes(g);
+  const size_t in = (size_t)g->h * (size_t)g->w, out = (size_t)g->oh * (size_t)g->ow;
+  const int fast = g->size == 2 && g->stride == 2;
+#pragma omp parallel for schedule(static) if (pool_parallel(g))
+  for (long p = 0; p < planes; p++) {
+    if (fast)
+      maxpool_plane_2x2s2(g, x + (size_t)p * in, y + (size_t)p * out, argmax + (size_t)p * out);
+    else
+      maxpool_plane(g, x + (size_t)p * in, y + (size_t)p * out, argmax + (size_t)p * out);
+  }
+}
+
+/* 2x2 stride 2 backward: windows do not overlap, so each dx is written once (dy at the
+ * window's argmax, 0 elsewhere, 0 in the floor's leftover row/column) without a memset. */
+static void maxpool_plane_2x2s2_bwd(const nn_pool_geom *g, const float *dyp, const int32_t *ap, float *dxp) {
+  const int W = g->w, OW = g->ow;
+  for (int oh = 0; oh < g->oh; oh++) {
+    float *r0 = dxp + 2 * oh * W, *r1 = r0 + W;
+    const float *dr = dyp + oh * OW;
+    const int32_t *ar = ap + oh * OW;
+    const int32_t base = 2 * oh * W;
+#pragma omp simd
+    for (int ow = 0; ow < OW; ow++) {
+      int32_t k = ar[ow] - (base + 2 * ow); /* 0, 1, W or W + 1 */
+      float v = dr[ow];
+      r0[2 * ow] = k == 0 ? v : 0.0f;
+      r0[2 * ow + 1] = k == 1 ? v : 0.0f;
+      r1[2 * ow] = k == W ? v : 0.0f;
+      r1[2 * ow + 1] = k == W + 1 ? v : 0.0f;
+    }
+    if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0.0f;
+  }
+  for (int ih = 2 * g->oh; ih < g->h; ih++)
+    for (int iw = 0; iw < W; iw++) dxp[ih * W + iw] = 0.0f;
+}
+
+void nn_maxpool2d_backward(const nn_pool_geom *g, const float *dy, const int32_t *argmax, float *dx) {
+  const long planes = pool_planes(g);
+  const size_t in = (size_t)g->h * (size_t)g->w, out = (size_t)g->oh * (size_t)g->ow;
+  const int fast = g->size == 2 && g->stride == 2;
+#pragma omp parallel for schedule(static) if (pool_parallel(g))
+  for (long p = 0; p < planes; p++) {
+    float *dxp = dx + (size_t)p * in;
+    const float *dyp = dy + (size_t)p * out;
+    const int32_t *ap = argmax + (size_t)p * out;
+    if (fast) {
+      maxpool_plane_2x2s2_bwd(g, dyp, ap, dxp);
+      continue;
+    }
+    memset(dxp, 0, sizeof(float) * in);
+    for (size_t o = 0; o < out; o++) dxp[ap[o]] += dyp[o];
+  }
+}
+
+/* 2x2 stride 2: the generic loop's sum order ((a + b) + c) + d, and / 4 == * 0.25 exactly */
+static void avgpool_plane_2x2s2(const nn_pool_geom *g, const float *xp, float *yp) {
+  const int W = g->w, OW = g->ow;
+  for (int oh = 0; oh < g->oh; oh++) {
+    const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+    float *yr = yp + oh * OW;
+#pragma omp simd
+    for (int ow = 0; ow < OW; ow++) yr[ow] = (((r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) + r1[2 * ow + 1]) * 0.25f;
+  }
+}
+
+/* 2x2 stride 2 backward: windows do not overlap, every covered dx is dy/4; the floor's
+ * leftover last row/column get 0 */
+static void avgpool_plane_2x2s2_bwd(const nn_pool_geom *g, const float *dyp, float *dxp) {
+  const int W = g->w, OW = g->ow;
+  for (int oh = 0; oh < g->oh; oh++) {
+    float *r0 = dxp + 2 * oh * W, *r1 = r0 + W;
+    const float *dr = dyp + oh * OW;
+#pragma omp simd
+    for (int ow = 0; ow < OW; ow++) {
+      float v = dr[ow] * 0.25f;
+      r0[2 * ow] = v;
+      r0[2 * ow + 1] = v;
+      r1[2 * ow] = v;
+      r1[2 * ow + 1] = v;
+    }
+    if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0.0f;
+  }
+  for (int ih = 2 * g->oh; ih < g->h; ih++)
+    for (int iw = 0; iw < W; iw++) dxp[ih * W + iw] = 0.0f;
+}
+
+void nn_avgpool2d_forward(const nn_pool_geom *g, const float *x, float *y) {
+  const long planes = pool_planes(g);
+  const size_t in = (size_t)g->h * (size_t)g->w, out = (size_t)g->oh * (size_t)g->ow;
+  const int W = g->w, k = g->size, st = g->stride;
+  const float area = (float)(k * k);
+  const int fast = k == 2 && st == 2;
+#pragma omp parallel for schedule(static) if (pool_parallel(g))
+  for (long p = 0; p < planes; p++) {
+    const float *xp = x + (size_t)p * in;
+    float *yp = y + (size_t)p * out;
+    if (fast) {
+      avgpool_plane_2x2s2(g, xp, yp);
+      continue;
+    }
+    for (int oh = 0; oh < g->oh; oh++) {
+      for (int ow = 0; ow < g->ow; ow++) {
+        const float *xw = xp + (size_t)oh * st * W + (size_t)ow * st;
+        float s = 0.0f;
+        for (int i = 0; i < k; i++)
+          for (int j = 0; j < k; j++) s += xw[i * W + j];
+        yp[oh * g->ow + ow] = s / area;
+      }
+    }
+  }
+}
+
+void nn_avgpool2d_backward(const nn_pool_geom *g, const float *dy, float *dx) {
+  const long planes = pool_planes(g);
+  const size_t in = (size_t)g->h * (size_t)g->w, out = (size_t)g->oh * (size_t)g->ow;
+  const int W = g->w, k = g->size, st = g->stride;
+  const float area = (float)(k * k);
+  const int fast = k == 2 && st == 2;
+#pragma omp parallel for schedule(static) if (pool_parallel(g))
+  for (long p = 0; p < planes; p++) {
+    float *dxp = dx + (size_t)p * in;
+    const float *dyp = dy + (size_t)p * out;
+    if (fast) {
+      avgpool_plane_2x2s2_bwd(g, dyp, dxp);
+      continue;
+    }
+    memset(dxp, 0, sizeof(float) * in);
+    for (int oh = 0; oh < g->oh; oh++) {
+      for (int ow = 0; ow < g->ow; ow++) {
+        float v = dyp[oh * g->ow + ow] / area;
+        float *dw = dxp + (size_t)oh * st * W + (size_t)ow * st;
+        for (int i = 0; i < k; i++)
+          for (int j = 0; j < k; j++) dw[i * W + j] += v;
+      }
+    }
+  }
+}
+
+/* global average pool: x[N,C,S] -> y[N,C]; plane sums in double */
+void nn_global_avgpool_forward(const float *x, float *y, int n, int c, int s) {
+  NN_ASSERT(n >= 0 && c >= 0 && s >= 1);
+  const long planes = (long)n * c;
+#pragma omp parallel for schedule(static) if (planes * s >= POOL_PAR_ELEMS)
+  for (long p = 0; p < planes; p++) {
+    const float *xp = x + (size_t)p * (size_t)s;
+    double acc = 0.0;
+    for (int j = 0; j < s; j++) acc += xp[j];
+    y[p] = (float)(acc / s);
+  }
+}
+
+void nn_global_avgpool_backward(const float *dy, float *dx, int n, int c, int s) {
+  NN_ASSERT(n >= 0 && c >= 0 && s >= 1);
+  const long planes = (long)n * c;
+#pragma omp parallel for schedule(static) if (planes * s >= POOL_PAR_ELEMS)
+  for (long p = 0; p < planes; p++) {
+    float *dxp = dx + (size_t)p * (size_t)s;
+    const float v = dy[p] / (float)s;
+    for (int j = 0; j < s; j++) dxp[j] = v;
+  }
+}

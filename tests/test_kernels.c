@@ -1,0 +1,719 @@
+/* Optimized kernels vs their double-precision reference twins (src/kernels/reference.c).
+ * Random float inputs are converted exactly to double; outputs and every gradient must agree
+ * within rtol 1e-4 and an atol of 1e-5 times the largest reference magnitude. Backward
+ * kernels are called twice from nonzero parameter gradients: dx must be overwritten,
+ * dw/db accumulated. */
+#include <math.h>
+#include <omp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fixture.h"
+#include "kernels/kernels.h"
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+typedef struct {
+  uint64_t s;
+} trng;
+
+static uint64_t tr_next(trng *r) { /* xorshift64* */
+  r->s ^= r->s >> 12;
+  r->s ^= r->s << 25;
+  r->s ^= r->s >> 27;
+  return r->s * 2685821657736338717ULL;
+}
+
+static double tr_unif(trng *r, double lo, double hi) {
+  return lo + (hi - lo) * (double)(tr_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static float *falloc(size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof(float));
+  assert_non_null(p);
+  return p;
+}
+
+static double *dalloc(size_t n) {
+  double *p = malloc((n ? n : 1) * sizeof(double));
+  assert_non_null(p);
+  return p;
+}
+
+/* f[i] random in [lo, hi); d[i] = (double)f[i] exactly (d may be NULL) */
+static void fill(trng *r, float *f, double *d, size_t n, double lo, double hi) {
+  for (size_t i = 0; i < n; i++) {
+    f[i] = (float)tr_unif(r, lo, hi);
+    if (d) d[i] = f[i];
+  }
+}
+
+static void to_double(const float *f, double *d, size_t n) {
+  for (size_t i = 0; i < n; i++) d[i] = f[i];
+}
+
+static void fill_nan(float *f, size_t n) {
+  for (size_t i = 0; i < n; i++) f[i] = NAN;
+}
+
+static double maxabs(const double *d, size_t n) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++)
+    if (fabs(d[i]) > m) m = fabs(d[i]);
+  return m;
+}
+
+/* rtol 1e-4, atol 1e-5 relative to the magnitude of the reference */
+static void check(const char *what, const float *got, const double *want, size_t n) {
+  assert_close_fd(what, got, want, n, 1e-4, 1e-5 * maxabs(want, n) + 1e-30);
+}
+
+static void checkd(const char *what, const double *got, const double *want, size_t n) {
+  assert_close_dd(what, got, want, n, 1e-12, 1e-12 * maxabs(want, n) + 1e-300);
+}
+
+/* ---- GEMM --------------------------------------------------------------------------- */
+
+static void gemm_case(trng *r, int ta, int tb, int m, int n, int k, int pad_a, int pad_b, int pad_c,
+                      float alpha, float beta) {
+  int lda = (ta ? m : k) + pad_a, ldb = (tb ? k : n) + pad_b, ldc = n + pad_c;
+  size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
+  float *a = falloc(na), *b = falloc(nb), *c = falloc(nc);
+  double *ad = dalloc(na), *bd = dalloc(nb), *cd = dalloc(nc);
+  fill(r, a, ad, na, -1, 1);
+  fill(r, b, bd, nb, -1, 1);
+  fill(r, c, cd, nc, -1, 1);
+  if (beta == 0.0f) {
+    /* beta = 0 must not read C: NaN there may not leak into the result */
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = NAN;
+  }
+  nn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  nn_ref_gemm(ta, tb, m, n, k, alpha, ad, lda, bd, ldb, beta, cd, ldc);
+  char what[96];
+  snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d ld %d/%d/%d", ta, tb, m, n, k, lda, ldb, ldc);
+  /* includes the padding columns of C, which must be untouched (ref leaves them alone) */
+  check(what, c, cd, nc);
+  free(a), free(b), free(c), free(ad), free(bd), free(cd);
+}
+
+static void test_gemm(void **state) {
+  (void)state;
+  trng r = {0x9E3779B97F4A7C15ULL};
+  static const int shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 29}, {64, 100, 50}, {6, 25, 576}, {150, 64, 16}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++) {
+        int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        gemm_case(&r, ta, tb, m, n, k, 0, 0, 0, 1.0f, 0.0f);
+        gemm_case(&r, ta, tb, m, n, k, 3, 5, 2, 0.75f, -0.5f);
+        gemm_case(&r, ta, tb, m, n, k, 1, 0, 7, -1.25f, 0.0f);
+        gemm_case(&r, ta, tb, m, n, k, 0, 2, 0, 1.0f, 1.0f);
+      }
+}
+
+static void test_gemm_degenerate(void **state) {
+  (void)state;
+  float c[6] = {1, 2, 3, 4, 5, 6}, a[1] = {7}, b[1] = {9};
+  /* k = 0: C = beta * C */
+  nn_gemm(0, 0, 2, 3, 0, 1.0f, a, 1, b, 3, 2.0f, c, 3);
+  for (int i = 0; i < 6; i++) assert_true(c[i] == 2.0f * (float)(i + 1));
+  /* k = 0, beta = 0: C = 0 even if it held NaN */
+  c[4] = NAN;
+  nn_gemm(1, 1, 2, 3, 0, 1.0f, a, 2, b, 1, 0.0f, c, 3);
+  for (int i = 0; i < 6; i++) assert_true(c[i] == 0.0f);
+  /* m = 0: nothing touched */
+  c[0] = 42.0f;
+  nn_gemm(0, 0, 0, 3, 1, 1.0f, a, 1, b, 3, 0.0f, c, 3);
+  assert_true(c[0] == 42.0f);
+}
+
+/* ---- dense -------------------------------------------------------------------------- */
+
+static void dense_case(trng *r, int n, int in, int out, int with_bias) {
+  size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
+  float *x = falloc(nx), *w = falloc(nw), *b = falloc(out), *y = falloc(ny), *dy = falloc(ny);
+  float *dx = falloc(nx), *dw = falloc(nw), *db = falloc(out);
+  double *xd = dalloc(nx), *wd = dalloc(nw), *bd = dalloc(out), *yd = dalloc(ny), *dyd = dalloc(ny);
+  double *dxd = dalloc(nx), *gw = dalloc(nw), *gb = dalloc(out), *ew = dalloc(nw), *eb = dalloc(out);
+  double *rw = dalloc(nw), *rb = dalloc(out);
+  char what[96];
+  fill(r, x, xd, nx, -1, 1);
+  fill(r, w, wd, nw, -1, 1);
+  fill(r, b, bd, out, -1, 1);
+  fill(r, dy, dyd, ny, -1, 1);
+
+  fill_nan(y, ny);
+  nn_dense_forward(x, w, with_bias ? b : NULL, y, n, in, out);
+  nn_ref_dense_forward(xd, wd, with_bias ? bd : NULL, yd, n, in, out);
+  snprintf(what, sizeof what, "dense y n=%d in=%d out=%d bias=%d", n, in, out, with_bias);
+  check(what, y, yd, ny);
+
+  /* reference gradient from zero, then expected = init + 2 * grad */
+  memset(gw, 0, nw * sizeof(double));
+  memset(gb, 0, out * sizeof(double));
+  nn_ref_dense_backward(xd, wd, dyd, dxd, gw, gb, n, in, out);
+  fill(r, dw, NULL, nw, -0.5, 0.5);
+  fill(r, db, NULL, out, -0.5, 0.5);
+  for (size_t i = 0; i < nw; i++) ew[i] = (double)dw[i] + 2.0 * gw[i], rw[i] = dw[i];
+  for (int i = 0; i < out; i++) eb[i] = (double)db[i] + 2.0 * gb[i], rb[i] = db[i];
+  fill_nan(dx, nx);
+  nn_dense_backward(x, w, dy, dx, dw, db, n, in, out);
+  nn_dense_backward(x, w, dy, dx, dw, db, n, in, out);
+  snprintf(what, sizeof what, "dense dx n=%d in=%d out=%d", n, in, out);
+  check(what, dx, dxd, nx);
+  snprintf(what, sizeof what, "dense dw (accumulated twice) n=%d in=%d out=%d", n, in, out);
+  check(what, dw, ew, nw);
+  snprintf(what, sizeof what, "dense db (accumulated twice) n=%d in=%d out=%d", n, in, out);
+  check(what, db, eb, out);
+  /* the reference accumulates too */
+  nn_ref_dense_backward(xd, wd, dyd, NULL, rw, rb, n, in, out);
+  nn_ref_dense_backward(xd, wd, dyd, NULL, rw, rb, n, in, out);
+  checkd("ref dense dw accumulates", rw, ew, nw);
+  checkd("ref dense db accumulates", rb, eb, out);
+
+  /* partial requests: dw only, then dx only */
+  memset(dw, 0, nw * sizeof(float));
+  nn_dense_backward(x, w, dy, NULL, dw, NULL, n, in, out);
+  check("dense dw only", dw, gw, nw);
+  fill_nan(dx, nx);
+  nn_dense_backward(x, w, dy, dx, NULL, NULL, n, in, out);
+  check("dense dx only", dx, dxd, nx);
+
+  free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db);
+  free(xd), free(wd), free(bd), free(yd), free(dyd), free(dxd), free(gw), free(gb), free(ew), free(eb);
+  free(rw), free(rb);
+}
+
+static void test_dense(void **state) {
+  (void)state;
+  trng r = {0x1234567887654321ULL};
+  static const int shapes[][3] = {{1, 3, 2},    {5, 7, 4},     {37, 19, 11},  {1, 256, 120},
+                                  {70, 33, 50}, {128, 256, 120}, {128, 120, 84}, {128, 84, 10}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int bias = 0; bias < 2; bias++) dense_case(&r, shapes[s][0], shapes[s][1], shapes[s][2], bias);
+}
+
+/* ---- conv2d ------------------------------------------------------------------------- */
+
+typedef struct {
+  int n, c, h, w, oc, kh, kw, stride, pad;
+} conv_shape;
+
+static const conv_shape conv_shapes[] = {
+    {10, 1, 28, 28, 6, 5, 5, 1, 0},    /* LeNet conv1, a few chunks */
+    {128, 1, 28, 28, 6, 5, 5, 1, 0},   /* LeNet conv1 at batch 128 */
+    {128, 6, 12, 12, 16, 5, 5, 1, 0},  /* LeNet conv2 at batch 128 */
+    {3, 3, 9, 7, 4, 3, 3, 2, 1},       /* stride 2, pad 1, non-square input */
+    {2, 5, 6, 4, 3, 1, 1, 1, 0},       /* 1x1 kernel */
+    {9, 8, 5, 7, 4, 1, 1, 2, 0},       /* 1x1 kernel, stride 2 */
+    {1, 2, 5, 5, 3, 3, 3, 1, 1},       /* batch 1, pad 1 */
+    {4, 3, 10, 8, 5, 3, 2, 3, 2},      /* non-square kernel, stride 3 (floor), pad 2 */
+    {2, 2, 4, 4, 3, 4, 4, 1, 0},       /* kernel = input: 1x1 output */
+    {3, 2, 5, 6, 2, 3, 3, 1, 2},       /* pad 2: whole padded rows/columns */
+    {2, 1, 3, 3, 2, 5, 5, 1, 1},       /* kernel larger than input, padding makes it fit */
+    {5, 4, 11, 11, 6, 3, 3, 2, 0},     /* stride 2, no pad, odd size */
+    {64, 16, 8, 8, 32, 3, 3, 1, 1},    /* a wider layer, several chunks */
+    /* row lengths that take the other im2col/col2im segment paths: 18, 16, 38, 1 */
+    {3, 2, 20, 20, 4, 3, 3, 1, 0},
+    {2, 3, 7, 20, 2, 5, 5, 1, 0},
+    {2, 2, 9, 40, 3, 3, 3, 1, 0},
+    {2, 2, 6, 3, 3, 2, 3, 1, 0},
+};
+
+static void conv_case(trng *r, const conv_shape *s) {
+  nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw,
+                    .stride = s->stride, .pad = s->pad};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
+         ny = (size_t)g.n * g.oc * g.oh * g.ow, nb = (size_t)g.oc;
+  size_t nws = nn_conv2d_workspace(&g);
+  assert_true(nws > 0);
+  float *ws = falloc(nws);
+  fill_nan(ws, nws); /* the kernels must not read workspace they did not write */
+  float *x = falloc(nx), *w = falloc(nw), *b = falloc(nb), *y = falloc(ny), *dy = falloc(ny);
+  float *dx = falloc(nx), *dw = falloc(nw), *db = falloc(nb);
+  double *xd = dalloc(nx), *wd = dalloc(nw), *bd = dalloc(nb), *yd = dalloc(ny), *dyd = dalloc(ny);
+  double *dxd = dalloc(nx), *gw = dalloc(nw), *gb = dalloc(nb), *ew = dalloc(nw), *eb = dalloc(nb);
+  double *rw = dalloc(nw), *rb = dalloc(nb);
+  char what[128], tag[80];
+  snprintf(tag, sizeof tag, "n%d c%d %dx%d oc%d k%dx%d s%d p%d", g.n, g.c, g.h, g.w, g.oc, g.kh, g.kw,
+           g.stride, g.pad);
+  fill(r, x, xd, nx, -1, 1);
+  fill(r, w, wd, nw, -1, 1);
+  fill(r, b, bd, nb, -1, 1);
+  fill(r, dy, dyd, ny, -1, 1);
+
+  for (int bias = 0; bias < 2; bias++) {
+    fill_nan(y, ny);
+    nn_conv2d_forward(&g, x, w, bias ? b : NULL, y, ws);
+    nn_ref_conv2d_forward(&g, xd, wd, bias ? bd : NULL, yd);
+    snprintf(what, sizeof what, "conv y bias=%d %s", bias, tag);
+    check(what, y, yd, ny);
+  }
+
+  memset(gw, 0, nw * sizeof(double));
+  memset(gb, 0, nb * sizeof(double));
+  nn_ref_conv2d_backward(&g, xd, wd, dyd, dxd, gw, gb);
+  fill(r, dw, NULL, nw, -0.5, 0.5);
+  fill(r, db, NULL, nb, -0.5, 0.5);
+  for (size_t i = 0; i < nw; i++) ew[i] = (double)dw[i] + 2.0 * gw[i], rw[i] = dw[i];
+  for (size_t i = 0; i < nb; i++) eb[i] = (double)db[i] + 2.0 * gb[i], rb[i] = db[i];
+  fill_nan(dx, nx);
+  nn_conv2d_backward(&g, x, w, dy, dx, dw, db, ws);
+  nn_conv2d_backward(&g, x, w, dy, dx, dw, db, ws);
+  snprintf(what, sizeof what, "conv dx %s", tag);
+  check(what, dx, dxd, nx);
+  snprintf(what, sizeof what, "conv dw (accumulated twice) %s", tag);
+  check(what, dw, ew, nw);
+  snprintf(what, sizeof what, "conv db (accumulated twice) %s", tag);
+  check(what, db, eb, nb);
+  nn_ref_conv2d_backward(&g, xd, wd, dyd, NULL, rw, rb);
+  nn_ref_conv2d_backward(&g, xd, wd, dyd, NULL, rw, rb);
+  checkd("ref conv dw accumulates", rw, ew, nw);
+  checkd("ref conv db accumulates", rb, eb, nb);
+
+  /* partial requests */
+  memset(dw, 0, nw * sizeof(float));
+  nn_conv2d_backward(&g, x, w, dy, NULL, dw, NULL, ws);
+  snprintf(what, sizeof what, "conv dw only %s", tag);
+  check(what, dw, gw, nw);
+  memset(db, 0, nb * sizeof(float));
+  nn_conv2d_backward(&g, x, w, dy, NULL, NULL, db, ws);
+  snprintf(what, sizeof what, "conv db only %s", tag);
+  check(what, db, gb, nb);
+  fill_nan(dx, nx);
+  nn_conv2d_backward(&g, x, w, dy, dx, NULL, NULL, ws);
+  snprintf(what, sizeof what, "conv dx only %s", tag);
+  check(what, dx, dxd, nx);
+
+  free(ws), free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db);
+  free(xd), free(wd), free(bd), free(yd), free(dyd), free(dxd), free(gw), free(gb), free(ew), free(eb);
+  free(rw), free(rb);
+}
+
+static void test_conv2d(void **state) {
+  (void)state;
+  trng r = {0xC0FFEE1234ULL};
+  for (size_t i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) conv_case(&r, &conv_shapes[i]);
+}
+
+static void test_conv_geom(void **state) {
+  (void)state;
+  nn_conv_geom g = {.n = 2, .c = 1, .h = 28, .w = 28, .oc = 6, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(g.oh, 24);
+  assert_int_equal(g.ow, 24);
+  g = (nn_conv_geom){.n = 1, .c = 3, .h = 9, .w = 8, .oc = 4, .kh = 3, .kw = 3, .stride = 2, .pad = 1};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(g.oh, 5); /* (9 + 2 - 3)/2 + 1 */
+  assert_int_equal(g.ow, 4); /* floor((8 + 2 - 3)/2) + 1 */
+  g = (nn_conv_geom){.n = 1, .c = 1, .h = 4, .w = 4, .oc = 1, .kh = 5, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), -1); /* kernel taller than the input */
+  g = (nn_conv_geom){.n = 1, .c = 1, .h = 4, .w = 4, .oc = 1, .kh = 3, .kw = 3, .stride = 0, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), -1);
+  g = (nn_conv_geom){.n = 1, .c = 1, .h = 4, .w = 4, .oc = 1, .kh = 3, .kw = 3, .stride = 1, .pad = -1};
+  assert_int_equal(nn_conv_geom_init(&g), -1);
+  g = (nn_conv_geom){.n = 1, .c = 0, .h = 4, .w = 4, .oc = 1, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), -1);
+  /* the workspace never shrinks as the batch grows: one buffer sized for the largest batch
+   * serves a smaller last batch */
+  for (size_t i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) {
+    const conv_shape *s = &conv_shapes[i];
+    size_t prev = 0;
+    for (int n = 1; n <= 300; n++) {
+      g = (nn_conv_geom){.n = n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw,
+                         .stride = s->stride, .pad = s->pad};
+      assert_int_equal(nn_conv_geom_init(&g), 0);
+      size_t ws = nn_conv2d_workspace(&g);
+      if (ws < prev) fail_msg("conv workspace shrinks from %zu to %zu at n=%d (shape %zu)", prev, ws, n, i);
+      prev = ws;
+    }
+  }
+}
+
+/* ---- pooling ------------------------------------------------------------------------ */
+
+typedef struct {
+  int n, c, h, w, size, stride;
+} pool_shape;
+
+static const pool_shape pool_shapes[] = {
+    {2, 3, 24, 24, 2, 2}, /* 2x2 stride 2 */
+    {3, 2, 7, 9, 2, 2},   /* odd sizes: floor drops the last row/column */
+    {2, 2, 7, 7, 3, 2},   /* overlapping windows */
+    {1, 1, 5, 6, 3, 1},   /* stride 1, batch 1 */
+    {2, 3, 8, 7, 3, 3},   /* stride 3, floor on the width */
+    {2, 1, 4, 4, 4, 1},   /* window = input */
+    {128, 6, 24, 24, 2, 2}, /* LeNet pool1 at batch 128 (threaded) */
+    {128, 16, 8, 8, 2, 2},  /* LeNet pool2 */
+    {64, 8, 13, 11, 3, 2},  /* threaded, overlapping, odd */
+};
+
+static void pool_case(trng *r, const pool_shape *s) {
+  nn_pool_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .size = s->size, .stride = s->stride};
+  assert_int_equal(nn_pool_geom_init(&g), 0);
+  assert_int_equal(g.oh, (s->h - s->size) / s->stride + 1);
+  assert_int_equal(g.ow, (s->w - s->size) / s->stride + 1);
+  size_t nx = (size_t)g.n * g.c * g.h * g.w, ny = (size_t)g.n * g.c * g.oh * g.ow;
+  float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
+  int32_t *am = malloc(ny * sizeof(int32_t));
+  assert_non_null(am);
+  double *xd = dalloc(nx), *yd = dalloc(ny), *dyd = dalloc(ny), *dxd = dalloc(nx);
+  char what[96], tag[64];
+  snprintf(tag, sizeof tag, "n%d c%d %dx%d k%d s%d", g.n, g.c, g.h, g.w, g.size, g.stride);
+  fill(r, x, xd, nx, -1, 1);
+  fill(r, dy, dyd, ny, -1, 1);
+
+  fill_nan(y, ny);
+  nn_maxpool2d_forward(&g, x, y, am);
+  nn_ref_maxpool2d_forward(&g, xd, yd);
+  snprintf(what, sizeof what, "maxpool y %s", tag);
+  assert_close_fd(what, y, yd, ny, 0.0, 0.0); /* a max is exact */
+  size_t plane = (size_t)g.h * g.w, oplane = (size_t)g.oh * g.ow;
+  for (size_t i = 0; i < ny; i++) {
+    size_t p = i / oplane;
+    int oh = (int)(i % oplane) / g.ow, ow = (int)(i % oplane) % g.ow;
+    int a = am[i], ih = a / g.w, iw = a % g.w;
+    assert_true(a >= 0 && (size_t)a < plane);
+    assert_true(ih >= oh * g.stride && ih < oh * g.stride + g.size);
+    assert_true(iw >= ow * g.stride && iw < ow * g.stride + g.size);
+    assert_true(x[p * plane + (size_t)a] == y[i]);
+  }
+  fill_nan(dx, nx);
+  nn_maxpool2d_backward(&g, dy, am, dx);
+  nn_ref_maxpool2d_backward(&g, xd, dyd, dxd);
+  snprintf(what, sizeof what, "maxpool dx %s", tag);
+  check(what, dx, dxd, nx);
+
+  fill_nan(y, ny);
+  nn_avgpool2d_forward(&g, x, y);
+  nn_ref_avgpool2d_forward(&g, xd, yd);
+  snprintf(what, sizeof what, "avgpool y %s", tag);
+  check(what, y, yd, ny);
+  fill_nan(dx, nx);
+  nn_avgpool2d_backward(&g, dy, dx);
+  nn_ref_avgpool2d_backward(&g, dyd, dxd);
+  snprintf(what, sizeof what, "avgpool dx %s", tag);
+  check(what, dx, dxd, nx);
+
+  free(x), free(y), free(dy), free(dx), free(am), free(xd), free(yd), free(dyd), free(dxd);
+}
+
+static void test_pool(void **state) {
+  (void)state;
+  trng r = {0xABCDEF0102030405ULL};
+  for (size_t i = 0; i < sizeof pool_shapes / sizeof pool_shapes[0]; i++) pool_case(&r, &pool_shapes[i]);
+}
+
+static void test_maxpool_ties_and_nan(void **state) {
+  (void)state;
+  /* one 4x4 plane, 2x2 windows stride 2 and 3x3 windows stride 1 */
+  float x[16] = {1, 5, 5, 2,   /* window (0,0): 5 at 1 and 4 -> 1; window (0,1): 5 at 2 and 6 -> 2 */
+                 5, 0, 5, 2,
+                 3, 3, 7, NAN, /* window (1,1): NaN wins over the later 7 */
+                 3, 3, 1, 7};
+  nn_pool_geom g = {.n = 1, .c = 1, .h = 4, .w = 4, .size = 2, .stride = 2};
+  assert_int_equal(nn_pool_geom_init(&g), 0);
+  float y[4];
+  int32_t am[4];
+  nn_maxpool2d_forward(&g, x, y, am);
+  assert_int_equal(am[0], 1);
+  assert_int_equal(am[1], 2);
+  assert_int_equal(am[2], 8); /* all 3s: first */
+  assert_int_equal(am[3], 11);
+  assert_true(y[0] == 5.0f && y[1] == 5.0f && y[2] == 3.0f && isnan(y[3]));
+  /* generic path (3x3 stride 1) keeps the same rules */
+  nn_pool_geom g3 = {.n = 1, .c = 1, .h = 4, .w = 4, .size = 3, .stride = 1};
+  assert_int_equal(nn_pool_geom_init(&g3), 0);
+  nn_maxpool2d_forward(&g3, x, y, am);
+  assert_int_equal(am[0], 10); /* 7 at (2,2) */
+  assert_true(isnan(y[1]) && am[1] == 11);
+  assert_int_equal(am[2], 10);
+  assert_true(isnan(y[3]) && am[3] == 11);
+  /* backward with overlapping windows accumulates into the shared argmax */
+  float dy[4] = {1, 2, 4, 8}, dx[16];
+  nn_maxpool2d_backward(&g3, dy, am, dx);
+  for (int i = 0; i < 16; i++) {
+    float want = (i == 10) ? 1 + 4 : (i == 11) ? 2 : 0;
+    if (i == am[3]) want += 8;
+    assert_true(dx[i] == want);
+  }
+  /* invalid geometries */
+  nn_pool_geom bad = {.n = 1, .c = 1, .h = 3, .w = 5, .size = 4, .stride = 1};
+  assert_int_equal(nn_pool_geom_init(&bad), -1);
+  bad = (nn_pool_geom){.n = 1, .c = 1, .h = 5, .w = 5, .size = 2, .stride = 0};
+  assert_int_equal(nn_pool_geom_init(&bad), -1);
+}
+
+static void test_global_avgpool(void **state) {
+  (void)state;
+  trng r = {0x5555AAAA3333CCCCULL};
+  static const int shapes[][3] = {{2, 3, 1}, {4, 5, 49}, {1, 7, 3}, {128, 64, 64}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int n = shapes[s][0], c = shapes[s][1], sp = shapes[s][2];
+    size_t nx = (size_t)n * c * sp, ny = (size_t)n * c;
+    float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
+    double *xd = dalloc(nx), *yd = dalloc(ny), *dyd = dalloc(ny), *dxd = dalloc(nx);
+    fill(&r, x, xd, nx, -1, 1);
+    fill(&r, dy, dyd, ny, -1, 1);
+    fill_nan(y, ny);
+    nn_global_avgpool_forward(x, y, n, c, sp);
+    nn_ref_global_avgpool_forward(xd, yd, n, c, sp);
+    check("global avgpool y", y, yd, ny);
+    fill_nan(dx, nx);
+    nn_global_avgpool_backward(dy, dx, n, c, sp);
+    nn_ref_global_avgpool_backward(dyd, dxd, n, c, sp);
+    check("global avgpool dx", dx, dxd, nx);
+    free(x), free(y), free(dy), free(dx), free(xd), free(yd), free(dyd), free(dxd);
+  }
+}
+
+/* ---- activations, flatten ------------------------------------------------------------ */
+
+typedef void (*act_fwd)(const float *, float *, size_t);
+typedef void (*act_bwd)(const float *, const float *, float *, size_t);
+typedef void (*ref_fwd)(const double *, double *, size_t);
+typedef void (*ref_bwd)(const double *, const double *, double *, size_t);
+
+static void act_case(trng *r, const char *name, act_fwd f, act_bwd b, ref_fwd rf, ref_bwd rb, size_t n) {
+  float *x = falloc(n), *y = falloc(n), *dy = falloc(n), *dx = falloc(n);
+  double *xd = dalloc(n), *yd = dalloc(n), *dyd = dalloc(n), *dxd = dalloc(n), *yk = dalloc(n);
+  char what[64];
+  fill(r, x, xd, n, -6, 6);
+  /* extremes: must stay finite (stable sigmoid) and saturate correctly */
+  static const float ext[] = {-1e4f, 1e4f, -100.0f, 100.0f, -88.0f, 88.0f, 0.0f, -20.0f, 20.0f};
+  for (size_t i = 0; i < sizeof ext / sizeof ext[0] && i < n; i++) x[i] = ext[i], xd[i] = ext[i];
+  fill(r, dy, dyd, n, -1, 1);
+  fill_nan(y, n);
+  f(x, y, n);
+  rf(xd, yd, n);
+  snprintf(what, sizeof what, "%s y (n=%zu)", name, n);
+  check(what, y, yd, n);
+  /* backward from the kernel's own output, so both sides see the same y */
+  to_double(y, yk, n);
+  fill_nan(dx, n);
+  b(y, dy, dx, n);
+  rb(yk, dyd, dxd, n);
+  snprintf(what, sizeof what, "%s dx (n=%zu)", name, n);
+  check(what, dx, dxd, n);
+  free(x), free(y), free(dy), free(dx), free(xd), free(yd), free(dyd), free(dxd), free(yk);
+}
+
+static void test_activations(void **state) {
+  (void)state;
+  trng r = {0x0F1E2D3C4B5A6978ULL};
+  static const size_t sizes[] = {1, 9, 1000, 300001};
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    act_case(&r, "relu", nn_relu_forward, nn_relu_backward, nn_ref_relu_forward, nn_ref_relu_backward, sizes[s]);
+    act_case(&r, "sigmoid", nn_sigmoid_forward, nn_sigmoid_backward, nn_ref_sigmoid_forward,
+             nn_ref_sigmoid_backward, sizes[s]);
+    act_case(&r, "tanh", nn_tanh_forward, nn_tanh_backward, nn_ref_tanh_forward, nn_ref_tanh_backward, sizes[s]);
+  }
+  /* exact values that matter */
+  float x[4] = {-1e4f, 1e4f, 0.0f, -3.0f}, y[4];
+  nn_sigmoid_forward(x, y, 4);
+  assert_true(y[0] == 0.0f && y[1] == 1.0f && y[2] == 0.5f && y[3] > 0.0474f && y[3] < 0.0475f);
+  nn_relu_forward(x, y, 4);
+  assert_true(y[0] == 0.0f && y[1] == 1e4f && y[2] == 0.0f && y[3] == 0.0f);
+  float yy[3] = {0.0f, 2.0f, 0.0f}, dy[3] = {5.0f, 6.0f, 7.0f}, dx[3];
+  nn_relu_backward(yy, dy, dx, 3); /* relu'(0) = 0 */
+  assert_true(dx[0] == 0.0f && dx[1] == 6.0f && dx[2] == 0.0f);
+}
+
+/* sigmoid and tanh use their own vectorized exp: hold them to a few ulp over the whole
+ * float range (denormal sigmoid results to an absolute 1e-44), and check the specials */
+static void test_activation_accuracy(void **state) {
+  (void)state;
+  size_t n = 0, cap = 240000;
+  float *x = falloc(cap), *y = falloc(cap);
+  double *xd = dalloc(cap), *yd = dalloc(cap);
+  for (int i = -110000; i <= 110000; i++) x[n++] = (float)(i * 1e-3);
+  for (int k = -44; k <= 1; k++)
+    for (int m = 1; m <= 9; m += 2) x[n++] = (float)(m * pow(10.0, k)), x[n++] = -(float)(m * pow(10.0, k));
+  assert_true(n <= cap);
+  to_double(x, xd, n);
+  nn_sigmoid_forward(x, y, n);
+  nn_ref_sigmoid_forward(xd, yd, n);
+  assert_close_fd("sigmoid accuracy", y, yd, n, 1e-6, 1e-44);
+  nn_tanh_forward(x, y, n);
+  nn_ref_tanh_forward(xd, yd, n);
+  assert_close_fd("tanh accuracy", y, yd, n, 1e-6, 1e-44);
+  float sp[5] = {INFINITY, -INFINITY, NAN, 0.0f, -200.0f}, o[5];
+  nn_sigmoid_forward(sp, o, 5);
+  assert_true(o[0] == 1.0f && o[1] == 0.0f && isnan(o[2]) && o[3] == 0.5f && o[4] == 0.0f);
+  nn_tanh_forward(sp, o, 5);
+  assert_true(o[0] == 1.0f && o[1] == -1.0f && isnan(o[2]) && o[3] == 0.0f && o[4] == -1.0f);
+  nn_relu_forward(sp, o, 5);
+  assert_true(o[0] == INFINITY && o[1] == 0.0f && isnan(o[2]) && o[3] == 0.0f && o[4] == 0.0f);
+  free(x), free(y), free(xd), free(yd);
+}
+
+static void test_flatten(void **state) {
+  (void)state;
+  trng r = {77};
+  size_t n = 1237;
+  float *x = falloc(n), *y = falloc(n), *dx = falloc(n);
+  double *xd = dalloc(n), *yd = dalloc(n), *dxd = dalloc(n);
+  fill(&r, x, xd, n, -1, 1);
+  fill_nan(y, n);
+  nn_flatten_forward(x, y, n);
+  nn_ref_flatten_forward(xd, yd, n);
+  assert_close_fd("flatten y", y, yd, n, 0.0, 0.0);
+  fill_nan(dx, n);
+  nn_flatten_backward(y, dx, n);
+  nn_ref_flatten_backward(yd, dxd, n);
+  assert_close_fd("flatten dx", dx, dxd, n, 0.0, 0.0);
+  nn_flatten_forward(x, x, n); /* in place: unchanged */
+  assert_close_fd("flatten in place", x, xd, n, 0.0, 0.0);
+  free(x), free(y), free(dx), free(xd), free(yd), free(dxd);
+}
+
+/* ---- softmax cross-entropy ------------------------------------------------------------ */
+
+static void smx_case(trng *r, int n, int k, double spread, double offset) {
+  size_t nz = (size_t)n * k;
+  float *z = falloc(nz), *p = falloc(nz), *dz = falloc(nz);
+  double *zd = dalloc(nz), *pd = dalloc(nz), *pk = dalloc(nz), *dzd = dalloc(nz);
+  int32_t *lab = malloc((size_t)n * sizeof(int32_t));
+  assert_non_null(lab);
+  char what[96];
+  fill(r, z, zd, nz, offset - spread, offset + spread);
+  for (int i = 0; i < n; i++) lab[i] = (int32_t)(tr_next(r) % (uint64_t)k);
+  fill_nan(p, nz);
+  double loss = nn_softmax_xent_forward(z, lab, p, n, k);
+  double want = nn_ref_softmax_xent_forward(zd, lab, pd, n, k);
+  snprintf(what, sizeof what, "softmax probs n=%d k=%d spread=%g offset=%g", n, k, spread, offset);
+  check(what, p, pd, nz);
+  assert_true(isfinite(loss));
+  if (!(fabs(loss - want) <= 1e-4 * fabs(want) + 1e-5 * n))
+    fail_msg("softmax loss n=%d k=%d: got %.9g want %.9g", n, k, loss, want);
+  for (int i = 0; i < n; i++) { /* rows sum to 1 */
+    double s = 0.0;
+    for (int j = 0; j < k; j++) s += p[(size_t)i * k + j];
+    assert_true(fabs(s - 1.0) < 1e-5);
+  }
+  to_double(p, pk, nz);
+  float scale = 1.0f / (float)n;
+  fill_nan(dz, nz);
+  nn_softmax_xent_backward(p, lab, dz, n, k, scale);
+  nn_ref_softmax_xent_backward(pk, lab, dzd, n, k, (double)scale);
+  snprintf(what, sizeof what, "softmax dlogits n=%d k=%d", n, k);
+  check(what, dz, dzd, nz);
+  /* in place (dlogits = probs) */
+  nn_softmax_xent_backward(p, lab, p, n, k, scale);
+  check("softmax dlogits in place", p, dzd, nz);
+  free(z), free(p), free(dz), free(zd), free(pd), free(pk), free(dzd), free(lab);
+}
+
+static void test_softmax_xent(void **state) {
+  (void)state;
+  trng r = {0xDEADBEEFCAFEULL};
+  smx_case(&r, 7, 10, 5.0, 0.0);
+  smx_case(&r, 128, 10, 3.0, 0.0);
+  smx_case(&r, 3, 1, 1.0, 0.0);      /* one class: p = 1, loss 0 */
+  smx_case(&r, 16, 100, 2.0, 0.0);
+  smx_case(&r, 9, 10, 2.0, 1000.0);  /* large logits: max subtraction keeps it finite */
+  smx_case(&r, 9, 10, 2.0, -1000.0);
+  smx_case(&r, 5, 6, 150.0, 0.0);    /* tiny probabilities: the loss stays finite */
+  /* known value: uniform logits -> loss = log(k) per row */
+  float z[8] = {0}, p[8];
+  int32_t lab[2] = {0, 3};
+  double l = nn_softmax_xent_forward(z, lab, p, 2, 4);
+  assert_true(fabs(l - 2.0 * log(4.0)) < 1e-6);
+  for (int i = 0; i < 8; i++) assert_true(p[i] == 0.25f);
+}
+
+/* ---- thread-count independence ----------------------------------------------------- */
+
+static void run_conv(const nn_conv_geom *g, const float *x, const float *w, const float *b, const float *dy,
+                     float *y, float *dx, float *dw, float *db, float *ws) {
+  memset(dw, 0, sizeof(float) * (size_t)g->oc * g->c * g->kh * g->kw);
+  memset(db, 0, sizeof(float) * (size_t)g->oc);
+  nn_conv2d_forward(g, x, w, b, y, ws);
+  nn_conv2d_backward(g, x, w, dy, dx, dw, db, ws);
+}
+
+static void test_thread_independence(void **state) {
+  (void)state;
+  int saved = omp_get_max_threads();
+  trng r = {0x600DF00DULL};
+  static const conv_shape shapes[] = {{128, 1, 28, 28, 6, 5, 5, 1, 0}, {128, 6, 12, 12, 16, 5, 5, 1, 0},
+                                      {64, 16, 8, 8, 32, 3, 3, 1, 1}};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const conv_shape *s = &shapes[si];
+    nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw,
+                      .stride = s->stride, .pad = s->pad};
+    assert_int_equal(nn_conv_geom_init(&g), 0);
+    size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
+           ny = (size_t)g.n * g.oc * g.oh * g.ow, nws = nn_conv2d_workspace(&g);
+    float *x = falloc(nx), *w = falloc(nw), *b = falloc(g.oc), *dy = falloc(ny), *ws = falloc(nws);
+    float *y[2], *dx[2], *dw[2], *db[2];
+    fill(&r, x, NULL, nx, -1, 1);
+    fill(&r, w, NULL, nw, -1, 1);
+    fill(&r, b, NULL, g.oc, -1, 1);
+    fill(&r, dy, NULL, ny, -1, 1);
+    for (int t = 0; t < 2; t++) {
+      y[t] = falloc(ny), dx[t] = falloc(nx), dw[t] = falloc(nw), db[t] = falloc(g.oc);
+      omp_set_num_threads(t == 0 ? 1 : 3);
+      run_conv(&g, x, w, b, dy, y[t], dx[t], dw[t], db[t], ws);
+    }
+    omp_set_num_threads(saved);
+    assert_memory_equal(y[0], y[1], ny * sizeof(float));
+    assert_memory_equal(dx[0], dx[1], nx * sizeof(float));
+    assert_memory_equal(dw[0], dw[1], nw * sizeof(float));
+    assert_memory_equal(db[0], db[1], (size_t)g.oc * sizeof(float));
+    for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
+    free(x), free(w), free(b), free(dy), free(ws);
+  }
+  /* dense */
+  int n = 128, in = 256, out = 120;
+  float *x = falloc((size_t)n * in), *w = falloc((size_t)out * in), *b = falloc(out), *dy = falloc((size_t)n * out);
+  fill(&r, x, NULL, (size_t)n * in, -1, 1);
+  fill(&r, w, NULL, (size_t)out * in, -1, 1);
+  fill(&r, b, NULL, out, -1, 1);
+  fill(&r, dy, NULL, (size_t)n * out, -1, 1);
+  float *y[2], *dx[2], *dw[2], *db[2];
+  for (int t = 0; t < 2; t++) {
+    y[t] = falloc((size_t)n * out), dx[t] = falloc((size_t)n * in), dw[t] = falloc((size_t)out * in);
+    db[t] = falloc(out);
+    memset(dw[t], 0, sizeof(float) * (size_t)out * in);
+    memset(db[t], 0, sizeof(float) * (size_t)out);
+    omp_set_num_threads(t == 0 ? 1 : 3);
+    nn_dense_forward(x, w, b, y[t], n, in, out);
+    nn_dense_backward(x, w, dy, dx[t], dw[t], db[t], n, in, out);
+  }
+  omp_set_num_threads(saved);
+  assert_memory_equal(y[0], y[1], sizeof(float) * (size_t)n * out);
+  assert_memory_equal(dx[0], dx[1], sizeof(float) * (size_t)n * in);
+  assert_memory_equal(dw[0], dw[1], sizeof(float) * (size_t)out * in);
+  assert_memory_equal(db[0], db[1], sizeof(float) * (size_t)out);
+  for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
+  free(x), free(w), free(b), free(dy);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_gemm),
+      cmocka_unit_test(test_gemm_degenerate),
+      cmocka_unit_test(test_dense),
+      cmocka_unit_test(test_conv_geom),
+      cmocka_unit_test(test_conv2d),
+      cmocka_unit_test(test_pool),
+      cmocka_unit_test(test_maxpool_ties_and_nan),
+      cmocka_unit_test(test_global_avgpool),
+      cmocka_unit_test(test_activations),
+      cmocka_unit_test(test_activation_accuracy),
+      cmocka_unit_test(test_flatten),
+      cmocka_unit_test(test_softmax_xent),
+      cmocka_unit_test(test_thread_independence),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
