@@ -1,0 +1,243 @@
+/* Optimizers (src/optim/optimizer.c) against torch.optim:
+ * - SGD (plain, momentum, nesterov, momentum + weight decay), Adam (defaults; betas, eps and
+ *   L2 weight decay) and AdamW: 5 steps on the 15 parameters of "input shape=4 / dense
+ *   units=3" from PyTorch's initial values and fixed gradients, compared with PyTorch's
+ *   float32 parameters after every step (tests/fixtures/optim_torch.txt, gen_optim_fixtures.py);
+ * - a frozen tensor (batchnorm freeze_affine=1) stays bitwise unchanged under SGD with
+ *   momentum and weight decay, while the trainable tensors around it move;
+ * - nn_optimizer_create rejects out-of-range configs with NN_ERR_ARG. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "normnet.h"
+
+#define FIXTURE "optim_torch.txt"
+#define STEPS 5
+#define NP 15 /* dense 4 -> 3: weight (3,4) then bias (3) */
+#define RTOL 1e-5
+#define ATOL 1e-6
+
+static const char *const DENSE_SPEC = "input shape=4\ndense units=3\n";
+
+static nn_fixture *fx;
+
+static int group_setup(void **state) {
+  (void)state;
+  fx = fx_load(FIXTURE);
+  return 0;
+}
+
+static int group_teardown(void **state) {
+  (void)state;
+  fx_free(fx);
+  return 0;
+}
+
+static nn_model *make_model(const char *text) {
+  nn_error err = {0};
+  nn_spec *spec = NULL;
+  nn_model *m = NULL;
+  if (nn_spec_parse(text, "test", &spec, &err) || nn_model_create(spec, &m, &err))
+    fail_msg("model: %s", err.msg);
+  nn_spec_free(spec);
+  return m;
+}
+
+/* ---- PyTorch trajectories ---------------------------------------------------------------- */
+
+typedef struct {
+  const char *name; /* fixture prefix */
+  nn_opt_config cfg;
+} optim_case;
+
+static optim_case cases[7];
+
+static void fill_cases(void) {
+  nn_opt_config c;
+  c = nn_opt_defaults(NN_OPT_SGD), c.lr = 0.1f;
+  cases[0] = (optim_case){"sgd", c};
+  c.momentum = 0.9f;
+  cases[1] = (optim_case){"sgd_mom", c};
+  c.nesterov = 1;
+  cases[2] = (optim_case){"sgd_nesterov", c};
+  c = nn_opt_defaults(NN_OPT_SGD), c.lr = 0.05f, c.momentum = 0.9f, c.weight_decay = 1e-2f;
+  cases[3] = (optim_case){"sgd_mom_wd", c};
+  c = nn_opt_defaults(NN_OPT_ADAM), c.lr = 1e-3f;
+  cases[4] = (optim_case){"adam", c};
+  c = nn_opt_defaults(NN_OPT_ADAM), c.lr = 1e-2f, c.beta1 = 0.8f, c.beta2 = 0.99f, c.eps = 1e-7f,
+  c.weight_decay = 1e-2f;
+  cases[5] = (optim_case){"adam_wd", c};
+  c = nn_opt_defaults(NN_OPT_ADAMW), c.lr = 1e-2f, c.weight_decay = 0.1f;
+  cases[6] = (optim_case){"adamw", c};
+}
+
+static void test_matches_torch(void **state) {
+  const optim_case *oc = *state;
+  nn_model *m = make_model(DENSE_SPEC);
+  assert_int_equal(nn_model_param_count(m), NP);
+  float *init = fx_floats(fx, "init", NP);
+  memcpy(nn_model_params(m), init, NP * sizeof(float));
+  nn_optimizer *opt = NULL;
+  nn_error err = {0};
+  if (nn_optimizer_create(&oc->cfg, m, &opt, &err)) fail_msg("optimizer %s: %s", oc->name, err.msg);
+  for (int k = 1; k <= STEPS; k++) {
+    char name[64], what[96];
+    snprintf(name, sizeof name, "grad%d", k);
+    float *g = fx_floats(fx, name, NP);
+    memcpy(nn_model_grads(m), g, NP * sizeof(float));
+    free(g);
+    nn_optimizer_step(opt, m);
+    snprintf(name, sizeof name, "%s.step%d", oc->name, k);
+    snprintf(what, sizeof what, "%s params after step %d", oc->name, k);
+    assert_close_fd(what, nn_model_params(m), fx_get(fx, name, NULL), NP, RTOL, ATOL);
+    /* the optimizer reads the gradients, never writes them */
+    g = fx_floats(fx, (snprintf(name, sizeof name, "grad%d", k), name), NP);
+    assert_memory_equal(nn_model_grads(m), g, NP * sizeof(float));
+    free(g);
+  }
+  nn_optimizer_free(opt);
+  nn_model_free(m);
+  free(init);
+}
+
+/* ---- frozen tensors ------------------------------------------------------------------------ */
+
+static void test_frozen_affine_untouched(void **state) {
+  (void)state;
+  /* dense 4->3 (12 + 3) | batchnorm weight (3), bias (3), frozen | dense 3->2 (6 + 2) */
+  nn_model *m = make_model("input shape=4\ndense units=3\nbatchnorm freeze_affine=1\ndense units=2\n");
+  const size_t n = nn_model_param_count(m), frozen_at = 15, frozen_n = 6;
+  assert_int_equal(n, 29);
+  size_t trainable = 0;
+  for (int i = 0; i < nn_model_num_layers(m); i++) {
+    nn_layer_info li;
+    nn_model_layer_info(m, i, &li);
+    if (!strcmp(li.kind, "batchnorm")) assert_int_equal(li.trainable, 0);
+    trainable += li.trainable;
+  }
+  assert_int_equal(trainable, n - frozen_n);
+
+  float *p = nn_model_params(m), *g = nn_model_grads(m);
+  for (size_t i = 0; i < n; i++) {
+    p[i] = 0.25f + 0.1f * (float)i;                  /* nonzero: weight decay would move them */
+    g[i] = (i % 2 ? 1.0f : -0.5f) * (1.0f + 0.01f * (float)i); /* nonzero grads everywhere */
+  }
+  float before[29];
+  memcpy(before, p, sizeof before);
+
+  nn_opt_config c = nn_opt_defaults(NN_OPT_SGD);
+  c.lr = 0.1f, c.momentum = 0.9f, c.weight_decay = 0.1f;
+  nn_optimizer *opt = NULL;
+  nn_error err = {0};
+  if (nn_optimizer_create(&c, m, &opt, &err)) fail_msg("optimizer: %s", err.msg);
+  for (int k = 0; k < 3; k++) nn_optimizer_step(opt, m);
+
+  assert_memory_equal(p + frozen_at, before + frozen_at, frozen_n * sizeof(float));
+  for (size_t i = 0; i < n; i++) {
+    if (i >= frozen_at && i < frozen_at + frozen_n) continue;
+    if (p[i] == before[i]) fail_msg("trainable parameter %zu did not move (%g)", i, (double)p[i]);
+  }
+  nn_optimizer_free(opt);
+
+  /* Adam and AdamW (decoupled decay) skip it as well */
+  for (int kind = NN_OPT_ADAM; kind <= NN_OPT_ADAMW; kind++) {
+    c = nn_opt_defaults((nn_opt_kind)kind);
+    c.lr = 1e-2f, c.weight_decay = 0.1f;
+    if (nn_optimizer_create(&c, m, &opt, &err)) fail_msg("optimizer: %s", err.msg);
+    for (int k = 0; k < 3; k++) nn_optimizer_step(opt, m);
+    assert_memory_equal(p + frozen_at, before + frozen_at, frozen_n * sizeof(float));
+    nn_optimizer_free(opt);
+  }
+  nn_model_free(m);
+}
+
+/* ---- config validation ----------------------------------------------------------------------- */
+
+static void expect_rejected(nn_model *m, const nn_opt_config *c, const char *what) {
+  nn_optimizer *opt = (nn_optimizer *)(uintptr_t)1; /* must be reset to NULL */
+  nn_error err = {0};
+  nn_status s = nn_optimizer_create(c, m, &opt, &err);
+  if (s != NN_ERR_ARG) {
+    if (s == NN_OK) nn_optimizer_free(opt);
+    fail_msg("%s: expected NN_ERR_ARG, got %d", what, (int)s);
+  }
+  assert_int_equal(err.code, NN_ERR_ARG);
+  assert_true(err.msg[0] != '\0');
+  assert_null(opt);
+}
+
+static void expect_accepted(nn_model *m, const nn_opt_config *c, const char *what) {
+  nn_optimizer *opt = NULL;
+  nn_error err = {0};
+  if (nn_optimizer_create(c, m, &opt, &err)) fail_msg("%s: rejected: %s", what, err.msg);
+  assert_non_null(opt);
+  nn_optimizer_free(opt);
+}
+
+static void test_bad_configs_rejected(void **state) {
+  (void)state;
+  nn_model *m = make_model(DENSE_SPEC);
+  nn_opt_config c;
+#define REJECT(kind, stmt)              \
+  do {                                  \
+    c = nn_opt_defaults(kind);          \
+    stmt;                               \
+    expect_rejected(m, &c, #kind ": " #stmt); \
+  } while (0)
+  for (int k = NN_OPT_SGD; k <= NN_OPT_ADAMW; k++) {
+    const nn_opt_kind kind = (nn_opt_kind)k;
+    REJECT(kind, c.lr = 0);
+    REJECT(kind, c.lr = -0.1f);
+    REJECT(kind, c.lr = NAN);
+    REJECT(kind, c.weight_decay = -1e-4f);
+  }
+  REJECT(NN_OPT_SGD, c.momentum = 1.0f);
+  REJECT(NN_OPT_SGD, c.momentum = 1.5f);
+  REJECT(NN_OPT_SGD, c.momentum = -0.1f);
+  REJECT(NN_OPT_SGD, c.nesterov = 1);
+  REJECT(NN_OPT_SGD, (c.nesterov = 1, c.momentum = 0));
+  REJECT(NN_OPT_ADAM, c.beta1 = 1.0f);
+  REJECT(NN_OPT_ADAM, c.beta2 = 1.0f);
+  REJECT(NN_OPT_ADAM, c.beta1 = -0.1f);
+  REJECT(NN_OPT_ADAMW, c.beta1 = 1.0f);
+  REJECT(NN_OPT_ADAMW, c.beta2 = 1.5f);
+  REJECT(NN_OPT_ADAM, c.eps = 0);
+  REJECT(NN_OPT_SGD, c.kind = (nn_opt_kind)3);
+#undef REJECT
+
+  /* the edges that are allowed */
+  for (int k = NN_OPT_SGD; k <= NN_OPT_ADAMW; k++) {
+    c = nn_opt_defaults((nn_opt_kind)k);
+    expect_accepted(m, &c, "defaults");
+    c.weight_decay = 0;
+    expect_accepted(m, &c, "weight_decay 0");
+  }
+  c = nn_opt_defaults(NN_OPT_SGD), c.momentum = 0.999f, c.nesterov = 1;
+  expect_accepted(m, &c, "sgd nesterov momentum 0.999");
+  c = nn_opt_defaults(NN_OPT_ADAM), c.beta1 = 0, c.beta2 = 0;
+  expect_accepted(m, &c, "adam betas 0");
+  nn_model_free(m);
+}
+
+int main(void) {
+  fill_cases();
+  struct CMUnitTest tests[7 + 2];
+  int n = 0;
+  for (int i = 0; i < 7; i++) {
+    static char names[7][64];
+    snprintf(names[i], sizeof names[i], "torch_%s", cases[i].name);
+    tests[n++] = (struct CMUnitTest){names[i], test_matches_torch, NULL, NULL, &cases[i]};
+  }
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_frozen_affine_untouched);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_bad_configs_rejected);
+  return _cmocka_run_group_tests("test_optim", tests, (size_t)n, group_setup, group_teardown);
+}
