@@ -16,6 +16,8 @@ nn_fit_config nn_fit_defaults(void) {
                          .input_norm = {0.0f, 1.0f}, .eval_batch_size = 0};
 }
 
+#define NN_SHUFFLE_STREAM 0x53485546464c4500ull /* "SHUFFLE" */
+
 static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -110,8 +112,11 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   st = batch_buf_alloc(&tb, train, bs, err);
   if (!st && test) st = batch_buf_alloc(&eb, test, ebs, err);
   if (!st) st = nn_model_plan(m, bs > ebs ? bs : ebs, err);
+  /* The shuffling stream is derived from the seed but differs from the stream that
+   * initialised the weights (nn_model_init with the same seed), so the first
+   * permutation is not a function of the initial weights. */
   nn_rng rng;
-  nn_rng_seed(&rng, cfg->seed);
+  nn_rng_seed(&rng, cfg->seed ^ NN_SHUFFLE_STREAM);
   for (int epoch = 1; !st && epoch <= cfg->epochs; epoch++) {
     double t0 = now_seconds(), loss_sum = 0;
     long correct = 0, seen = 0;
