@@ -326,6 +326,49 @@ NN_API nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train,
 NN_API nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size,
                              nn_mode mode, double *loss, double *acc, nn_error *err);
 
+/* ---- plots (cairo: PNG and SVG from one drawing routine) -------------------------------- */
+typedef struct {
+  const char *label;     /* legend text; lines with the same color share one legend entry */
+  const double *x, *y;   /* n points; NaN y values are skipped */
+  int n;
+  int color;             /* palette index: one color per variant */
+  int dashed;            /* 1: dashed (train curves), 0: solid (validation curves) */
+} nn_plot_line;
+typedef struct {
+  const char *title, *xlabel, *ylabel;
+  const nn_plot_line *lines;
+  int nlines;
+  int log_x;             /* logarithmic x axis (batch sizes) */
+} nn_plot_panel;
+/* Draw panels side by side under an overall title into png_path and/or svg_path (either
+ * may be NULL). Byte-identical output for identical input. */
+NN_API nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const char *title, int width,
+                               int height, const char *png_path, const char *svg_path, nn_error *err);
+
+/* ---- augmentation (seed 001 section 13), training only ---------------------------------- */
+typedef struct {
+  int flip;              /* random horizontal flip with probability 0.5 */
+  float rotate;          /* max rotation as a fraction of 2*pi (Keras RandomRotation factor) */
+  int crop;              /* zero-pad by `crop` pixels then crop back at a random offset */
+} nn_augment;
+/* Parse "flip,rotate=0.1,crop=4" (any subset, any order). */
+NN_API nn_status nn_augment_parse(const char *text, nn_augment *out, nn_error *err);
+/* Augment a float batch x[n, c, h, w] in place with the given RNG (bilinear rotation,
+ * zero fill). scratch holds c*h*w floats. */
+NN_API void nn_augment_batch(const nn_augment *a, nn_rng *rng, float *x, int n, int c, int h, int w,
+                             float *scratch);
+
+/* ---- inference transforms -------------------------------------------------------------- */
+/* Fold each batchnorm into the dense/conv layer right before it (DESIGN §4, in double):
+ * W' = W*gamma/sqrt(var+eps), b' = (b-mean)*gamma/sqrt(var+eps) + beta. The result has no
+ * batchnorm layers and gives the same eval-mode outputs. Errors name a batchnorm that
+ * cannot be folded (not after dense/conv, or without running statistics). */
+NN_API nn_status nn_model_fold(const nn_model *m, nn_model **out, nn_error *err);
+
+/* Read an image (PNG or binary/ASCII PGM) as uint8 CHW of the given shape: grayscale is
+ * converted to c channels or RGB to gray as needed; the size must match h x w. */
+NN_API nn_status nn_image_load(const char *path, int c, int h, int w, uint8_t *out, nn_error *err);
+
 /* ---- presets (DESIGN §2): spec text plus the seed's recipe ------------------------------ */
 typedef struct {
   const char *name;        /* "lenet" */
