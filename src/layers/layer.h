@@ -112,6 +112,7 @@ struct nn_layer {
   int has_batches_tracked;
   int64_t batches_tracked;
   int skipped_updates;    /* running-stat updates skipped for non-finite batch statistics */
+  nn_rng rng;             /* per-layer random stream (dropout masks), seeded by init */
   /* bound by the model: */
   float *p, *g, *st;      /* this layer's params, grads, state (NULL if none) */
   float *scratch;         /* planned per batch size */
