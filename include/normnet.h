@@ -165,6 +165,7 @@ NN_API char *nn_spec_to_text(const nn_spec *spec);
 
 /* ---- model -------------------------------------------------------------------------- */
 typedef struct nn_model nn_model;
+typedef struct nn_optimizer nn_optimizer; /* see "optimizers" below */
 
 typedef enum { NN_MODE_TRAIN = 0, NN_MODE_EVAL = 1 } nn_mode;
 typedef enum {
@@ -231,6 +232,8 @@ NN_API nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *la
 /* Backward from the mean cross-entropy loss of the last forward (which must have had
  * labels); gradients are ACCUMULATED into nn_model_grads. */
 NN_API nn_status nn_model_backward(nn_model *m, nn_error *err);
+/* Output of layer i in the last forward, [n, layer output size]; *count receives n * size. */
+NN_API const float *nn_model_layer_output(const nn_model *m, int i, size_t *count);
 /* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
 NN_API const float *nn_model_probs(const nn_model *m);
 
@@ -245,6 +248,13 @@ typedef struct {
 } nn_meta_pair;
 NN_API nn_status nn_checkpoint_save(nn_model *m, const char *path, const nn_meta_pair *extra, int nextra,
                                     nn_error *err);
+/* Like nn_checkpoint_save, plus the optimizer's moments ("optim.*" tensors) and step
+ * count, so that nn_checkpoint_load_optimizer can resume training exactly. */
+NN_API nn_status nn_checkpoint_save_training(nn_model *m, nn_optimizer *opt, const char *path,
+                                             const nn_meta_pair *extra, int nextra, nn_error *err);
+/* Restore the optimizer state saved by nn_checkpoint_save_training into opt (created for
+ * the loaded model with the same optimizer kind). */
+NN_API nn_status nn_checkpoint_load_optimizer(const char *path, nn_model *m, nn_optimizer *opt, nn_error *err);
 /* Load a checkpoint. Its spec comes from its metadata, or from `spec` when given (required
  * for a plain PyTorch state_dict without normnet metadata). Every tensor the spec needs
  * must be present with the right dtype and shape; errors name the file and tensor. */
@@ -274,12 +284,19 @@ NN_API nn_opt_config nn_opt_defaults(nn_opt_kind kind);
 NN_API int nn_opt_kind_parse(const char *name);
 NN_API const char *nn_opt_kind_name(nn_opt_kind kind);
 
-typedef struct nn_optimizer nn_optimizer;
 NN_API nn_status nn_optimizer_create(const nn_opt_config *cfg, nn_model *m, nn_optimizer **out,
                                      nn_error *err);
 NN_API void nn_optimizer_free(nn_optimizer *opt);
 /* One update of every trainable parameter from nn_model_grads. */
 NN_API void nn_optimizer_step(nn_optimizer *opt, nn_model *m);
+/* Optimizer steps taken so far (Adam's bias correction and SGD's first momentum step use it). */
+NN_API long nn_optimizer_steps(const nn_optimizer *opt);
+NN_API void nn_optimizer_set_steps(nn_optimizer *opt, long steps);
+/* Named views of the optimizer's moment buffers, for checkpoints: for each trainable
+ * parameter tensor P, "optim.momentum_buffer.P" (SGD with momentum) or "optim.exp_avg.P"
+ * and "optim.exp_avg_sq.P" (Adam, AdamW), PyTorch's state names. */
+NN_API int nn_optimizer_num_tensors(const nn_optimizer *opt, const nn_model *m);
+NN_API void nn_optimizer_tensor(nn_optimizer *opt, nn_model *m, int i, nn_tensor_view *view);
 
 /* ---- training ------------------------------------------------------------------------ */
 typedef struct {
@@ -290,6 +307,11 @@ typedef struct {
   uint64_t seed;           /* shuffling seed */
   nn_input_norm input_norm;
   int eval_batch_size;     /* 0: same as batch_size */
+  const struct nn_augment_s *augment; /* random augmentation of training batches (NULL: none) */
+  long max_steps;          /* stop after this many optimizer steps in total (0: no limit) */
+  int first_epoch;         /* 1, or k+1 when resuming after k epochs */
+  nn_rng *data_rng;        /* shuffling/augmentation stream to use and advance (resume), or
+                              NULL: a stream derived from seed */
 } nn_fit_config;
 NN_API nn_fit_config nn_fit_defaults(void);
 
@@ -346,7 +368,7 @@ NN_API nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const c
                                int height, const char *png_path, const char *svg_path, nn_error *err);
 
 /* ---- augmentation (seed 001 section 13), training only ---------------------------------- */
-typedef struct {
+typedef struct nn_augment_s {
   int flip;              /* random horizontal flip with probability 0.5 */
   float rotate;          /* max rotation as a fraction of 2*pi (Keras RandomRotation factor) */
   int crop;              /* zero-pad by `crop` pixels then crop back at a random offset */

@@ -104,6 +104,12 @@ float *nn_model_state(nn_model *m) { return m->state; }
 void nn_model_zero_grads(nn_model *m) { memset(m->grads, 0, m->nparams * sizeof *m->grads); }
 const float *nn_model_probs(const nn_model *m) { return m->probs; }
 
+const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
+  NN_ASSERT(i >= 0 && i < m->nlayers && m->last_n > 0);
+  if (count) *count = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
+  return m->act[i + 1];
+}
+
 void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info) {
   const nn_layer *L = &m->layers[i];
   const nn_layer_ops *ops = nn_layer_table[L->kind];

@@ -2,6 +2,7 @@
  * one loop over the flat parameter buffer, moments in parallel buffers of the same layout.
  * Frozen tensors (trainable = 0) are skipped entirely, so weight decay cannot move them. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,4 +126,44 @@ void nn_optimizer_step(nn_optimizer *o, nn_model *m) {
     else
       adam(&o->cfg, o->step, m->params + off, m->grads + off, o->m1 + off, o->m2 + off, n);
   }
+}
+
+long nn_optimizer_steps(const nn_optimizer *o) { return o->step; }
+void nn_optimizer_set_steps(nn_optimizer *o, long steps) { o->step = steps; }
+
+/* Moment buffers per trainable tensor, in PyTorch's state names. */
+static int buffers_per_tensor(const nn_optimizer *o) {
+  if (o->cfg.kind == NN_OPT_SGD) return o->cfg.momentum > 0 ? 1 : 0;
+  return 2;
+}
+
+int nn_optimizer_num_tensors(const nn_optimizer *o, const nn_model *m) {
+  int n = 0;
+  for (int i = 0; i < m->nlayers; i++)
+    for (int t = 0; t < m->layers[i].nparam; t++) n += m->layers[i].param[t].trainable;
+  return n * buffers_per_tensor(o);
+}
+
+void nn_optimizer_tensor(nn_optimizer *o, nn_model *m, int idx, nn_tensor_view *v) {
+  int per = buffers_per_tensor(o);
+  NN_ASSERT(per > 0 && idx >= 0);
+  int which = idx % per, k = idx / per;
+  for (int i = 0; i < m->nlayers; i++) {
+    nn_layer *L = &m->layers[i];
+    for (int t = 0; t < L->nparam; t++) {
+      if (!L->param[t].trainable || k-- > 0) continue;
+      const nn_tensor_decl *d = &L->param[t];
+      size_t off = (size_t)(L->p - m->params) + d->offset;
+      const char *name = o->cfg.kind == NN_OPT_SGD ? "momentum_buffer" : which ? "exp_avg_sq" : "exp_avg";
+      memset(v, 0, sizeof *v);
+      snprintf(v->name, sizeof v->name, "optim.%s.%d.%s", name, L->index, d->suffix);
+      v->ndim = d->ndim;
+      memcpy(v->dims, d->dims, sizeof v->dims);
+      v->count = d->count;
+      v->data = (which ? o->m2 : o->m1) + off;
+      v->is_state = 1;
+      return;
+    }
+  }
+  NN_ASSERT(!"optimizer tensor index out of range");
 }
