@@ -29,10 +29,13 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/strbuf.h"
 #include "model/model.h"
 
 #define NN_CKPT_FORMAT "normnet/1"
 #define NN_CKPT_SPEC_KEY "normnet.spec"
+#define NN_CKPT_RNG_KEY "normnet.layer_rng"       /* per-layer random streams */
+#define NN_CKPT_STEPS_KEY "normnet.optimizer_steps" /* with optim.* tensors */
 #define NN_CKPT_MAX_HEADER ((uint64_t)100 * 1024 * 1024)
 #define NN_CKPT_OPTIM_PREFIX "optim."
 
@@ -81,8 +84,52 @@ static void format_shape(const int64_t *dims, int ndim, char *buf, size_t len) {
 /* ================================= save ================================================ */
 
 /* The JSON header for model m (tensors in state_dict order, __metadata__ first). */
-static nn_status build_header(nn_model *m, const nn_meta_pair *extra, int nextra, json_t **out, uint64_t *data_size,
-                              nn_error *err) {
+/* Every tensor a save writes: the model's in state_dict order, then the optimizer's. */
+typedef struct {
+  nn_tensor_view *v;
+  int n;
+} view_list;
+
+static nn_status collect_views(nn_model *m, nn_optimizer *o, view_list *out, nn_error *err) {
+  int nm = nn_model_num_tensors(m), no = o ? nn_optimizer_num_tensors(o, m) : 0;
+  out->v = malloc((size_t)(nm + no + 1) * sizeof *out->v);
+  if (!out->v) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < nm; i++) nn_model_tensor(m, i, &out->v[i]);
+  for (int i = 0; i < no; i++) nn_optimizer_tensor(o, m, i, &out->v[nm + i]);
+  out->n = nm + no;
+  return NN_OK;
+}
+
+/* Per-layer random streams (dropout masks) as "index:s0,s1,s2,s3;..." (hex), so that a
+ * resumed run draws the same masks. Layers without a stream are left out. */
+static char *layer_rngs_text(const nn_model *m) {
+  nn_strbuf b = nn_strbuf_new();
+  for (int i = 0; i < m->nlayers; i++) {
+    const uint64_t *st = m->layers[i].rng.s;
+    if (!(st[0] | st[1] | st[2] | st[3])) continue;
+    nn_strbuf_printf(&b, "%s%d:%llx,%llx,%llx,%llx", b.len ? ";" : "", i, (unsigned long long)st[0],
+                     (unsigned long long)st[1], (unsigned long long)st[2], (unsigned long long)st[3]);
+  }
+  return b.buf;
+}
+
+static void layer_rngs_restore(nn_model *m, const char *text) {
+  const char *p = text;
+  while (p && *p) {
+    int i, used = 0;
+    unsigned long long a, b, c, d;
+    if (sscanf(p, "%d:%llx,%llx,%llx,%llx%n", &i, &a, &b, &c, &d, &used) != 5 || used <= 0) return;
+    if (i >= 0 && i < m->nlayers) {
+      uint64_t *st = m->layers[i].rng.s;
+      st[0] = a, st[1] = b, st[2] = c, st[3] = d;
+    }
+    p += used;
+    if (*p == ';') p++;
+  }
+}
+
+static nn_status build_header(nn_model *m, const view_list *views, long opt_steps, const nn_meta_pair *extra,
+                              int nextra, json_t **out, uint64_t *data_size, nn_error *err) {
   *out = NULL;
   json_t *root = json_object(), *meta = json_object();
   if (!root || !meta) goto nomem;
@@ -98,6 +145,18 @@ static nn_status build_header(nn_model *m, const nn_meta_pair *extra, int nextra
   if (!spec_s || json_object_set_new(meta, NN_CKPT_SPEC_KEY, spec_s) ||
       json_object_set_new(meta, "format", json_string(NN_CKPT_FORMAT)))
     goto nomem_meta;
+  char *rngs = layer_rngs_text(m);
+  if (!rngs) goto nomem_meta;
+  if (rngs[0] && json_object_set_new(meta, NN_CKPT_RNG_KEY, json_string(rngs))) {
+    free(rngs);
+    goto nomem_meta;
+  }
+  free(rngs);
+  if (opt_steps >= 0) {
+    char steps[32];
+    snprintf(steps, sizeof steps, "%ld", opt_steps);
+    if (json_object_set_new(meta, NN_CKPT_STEPS_KEY, json_string(steps))) goto nomem_meta;
+  }
   for (int i = 0; i < nextra; i++) {
     const char *k = extra[i].key, *v = extra[i].value;
     if (!k || !v || !*k) {
@@ -107,7 +166,9 @@ static nn_status build_header(nn_model *m, const nn_meta_pair *extra, int nextra
     if (json_object_get(meta, k)) {
       json_decref(root);
       return nn_err_set(err, NN_ERR_ARG, "checkpoint metadata key '%s' is %s", k,
-                        strcmp(k, "format") == 0 || strcmp(k, NN_CKPT_SPEC_KEY) == 0 ? "reserved by normnet"
+                        strcmp(k, "format") == 0 || strcmp(k, NN_CKPT_SPEC_KEY) == 0 ||
+                                strcmp(k, NN_CKPT_RNG_KEY) == 0 || strcmp(k, NN_CKPT_STEPS_KEY) == 0
+                            ? "reserved by normnet"
                                                                                     : "given twice");
     }
     json_t *ks = json_string(k), *vs = ks ? json_string(v) : NULL;
@@ -119,10 +180,8 @@ static nn_status build_header(nn_model *m, const nn_meta_pair *extra, int nextra
     if (json_object_set_new(meta, k, vs)) goto nomem_meta;
   }
   uint64_t off = 0;
-  int nt = nn_model_num_tensors(m);
-  for (int i = 0; i < nt; i++) {
-    nn_tensor_view v;
-    nn_model_tensor(m, i, &v);
+  for (int i = 0; i < views->n; i++) {
+    const nn_tensor_view v = views->v[i];
     int is_count = v.data == NULL;
     uint64_t bytes = (uint64_t)v.count * (is_count ? 8u : 4u);
     json_t *shape = json_array(), *t = NULL;
@@ -150,11 +209,11 @@ nomem:
 }
 
 /* The whole file image: length, padded header, data. */
-static nn_status build_image(nn_model *m, const nn_meta_pair *extra, int nextra, unsigned char **out, size_t *out_len,
-                             nn_error *err) {
+static nn_status build_image(nn_model *m, const view_list *views, long opt_steps, const nn_meta_pair *extra, int nextra,
+                             unsigned char **out, size_t *out_len, nn_error *err) {
   json_t *root = NULL;
   uint64_t data_size = 0;
-  nn_status st = build_header(m, extra, nextra, &root, &data_size, err);
+  nn_status st = build_header(m, views, opt_steps, extra, nextra, &root, &data_size, err);
   if (st) return st;
   char *hdr = json_dumps(root, JSON_COMPACT);
   json_decref(root);
@@ -171,10 +230,8 @@ static nn_status build_image(nn_model *m, const nn_meta_pair *extra, int nextra,
   memset(buf + 8 + hl, ' ', padded - hl);
   free(hdr);
   unsigned char *p = buf + 8 + padded;
-  int nt = nn_model_num_tensors(m);
-  for (int i = 0; i < nt; i++) {
-    nn_tensor_view v;
-    nn_model_tensor(m, i, &v);
+  for (int i = 0; i < views->n; i++) {
+    const nn_tensor_view v = views->v[i];
     if (!v.data) {
       put_u64(p, (uint64_t)*v.count_value);
       p += 8;
@@ -207,11 +264,19 @@ static char *dir_of(const char *path) {
 }
 
 nn_status nn_checkpoint_save(nn_model *m, const char *path, const nn_meta_pair *extra, int nextra, nn_error *err) {
+  return nn_checkpoint_save_training(m, NULL, path, extra, nextra, err);
+}
+
+nn_status nn_checkpoint_save_training(nn_model *m, nn_optimizer *opt, const char *path, const nn_meta_pair *extra,
+                                     int nextra, nn_error *err) {
   if (!m || !path || !*path || nextra < 0 || (nextra > 0 && !extra))
     return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_save: invalid arguments");
   unsigned char *img = NULL;
   size_t len = 0;
-  nn_status st = build_image(m, extra, nextra, &img, &len, err);
+  view_list views = {0};
+  nn_status st = collect_views(m, opt, &views, err);
+  if (!st) st = build_image(m, &views, opt ? nn_optimizer_steps(opt) : -1, extra, nextra, &img, &len, err);
+  free(views.v);
   if (st) return nn_err_prefix(err, st, "%s: ", path);
 
   size_t plen = strlen(path);
@@ -593,6 +658,8 @@ nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_model **o
     }
     if ((st = load_tensor(&c, &v, e, err))) goto done;
   }
+  json_t *rngs = c.meta ? json_object_get(c.meta, NN_CKPT_RNG_KEY) : NULL;
+  if (rngs) layer_rngs_restore(m, json_string_value(rngs));
   /* Anything left over means the file describes a different model. */
   {
     char list[256];
@@ -633,6 +700,36 @@ nn_status nn_checkpoint_meta(const char *path, const char *key, char **value, nn
     *value = strdup(json_string_value(v));
     if (!*value) st = nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
   }
+  ckpt_close(&c);
+  return st;
+}
+
+nn_status nn_checkpoint_load_optimizer(const char *path, nn_model *m, nn_optimizer *opt, nn_error *err) {
+  if (!path || !m || !opt) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_load_optimizer: invalid arguments");
+  ckpt_file c;
+  nn_status st = ckpt_open(path, 0, &c, err);
+  if (st) return st;
+  json_t *steps = c.meta ? json_object_get(c.meta, NN_CKPT_STEPS_KEY) : NULL;
+  long n = -1;
+  if (!steps || sscanf(json_string_value(steps), "%ld", &n) != 1 || n < 0) {
+    st = nn_err_set(err, NN_ERR_FORMAT, "%s: no optimizer state (metadata '%s'); it was not saved for resuming", path,
+                    NN_CKPT_STEPS_KEY);
+    goto done;
+  }
+  int nt = nn_optimizer_num_tensors(opt, m);
+  for (int i = 0; i < nt; i++) {
+    nn_tensor_view v;
+    nn_optimizer_tensor(opt, m, i, &v);
+    entry *e = find_entry(&c, v.name);
+    if (!e) {
+      st = nn_err_set(err, NN_ERR_FORMAT, "%s: missing optimizer tensor '%s' (was it saved with another optimizer?)", path,
+                      v.name);
+      goto done;
+    }
+    if ((st = load_tensor(&c, &v, e, err))) goto done;
+  }
+  nn_optimizer_set_steps(opt, n);
+done:
   ckpt_close(&c);
   return st;
 }
