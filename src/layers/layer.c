@@ -18,6 +18,7 @@ const nn_layer_ops *const nn_layer_table[NN_LAYER__COUNT] = {
     [NN_LAYER_AVGPOOL2D] = &nn_avgpool2d_ops,
     [NN_LAYER_GLOBAL_AVGPOOL] = &nn_global_avgpool_ops,
     [NN_LAYER_FLATTEN] = &nn_flatten_ops,
+    [NN_LAYER_DROPOUT] = &nn_dropout_ops,
 };
 _Static_assert(sizeof nn_layer_table / sizeof nn_layer_table[0] == NN_LAYER__COUNT,
                "nn_layer_table must cover every nn_layer_kind");
