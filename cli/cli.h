@@ -63,6 +63,35 @@ typedef struct {
 void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label);
 nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
 
+/* ---- training jobs (train, compare) ---------------------------------------------------- */
+typedef struct {
+  const char *model, *norm, *data, *out, *optimizer, *init, *input_norm, *augment, *resume, *label;
+  int epochs, batch, threads, shuffle, drop_last, nesterov, quiet, track_activations;
+  int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
+  float lr, momentum, weight_decay, val_split;
+  long max_steps;
+  unsigned long long seed;
+} cli_train_opts;
+
+typedef struct {
+  int epoch, layer;
+  double mean, std;
+} cli_activation;
+
+typedef struct {
+  nn_history *hist;
+  size_t params;
+  cli_activation *act; /* with --track-activations */
+  int nact, capact;
+} cli_train_result;
+
+extern const char cli_train_options_help[];
+void cli_train_defaults(cli_train_opts *o);
+/* Consume one training option at a->i: 1 if consumed (*bad set on a bad value), 0 if not. */
+int cli_train_option(cli_args *a, cli_train_opts *o, int *bad);
+int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *res);
+void cli_train_result_free(cli_train_result *r);
+
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_summary(int argc, char **argv);

@@ -314,6 +314,9 @@ typedef struct {
                               NULL: a stream derived from seed */
 } nn_fit_config;
 NN_API nn_fit_config nn_fit_defaults(void);
+/* The shuffling/augmentation stream nn_fit derives from a seed (distinct from the stream
+ * that initialises weights), for callers that keep it across runs (resume). */
+NN_API void nn_fit_seed_data_rng(nn_rng *r, uint64_t seed);
 
 typedef struct {
   int epoch;               /* 1-based */
@@ -327,6 +330,10 @@ typedef struct nn_history nn_history;
 NN_API int nn_history_count(const nn_history *h);
 NN_API const nn_epoch_record *nn_history_get(const nn_history *h, int i);
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err);
+/* Read the first `epochs` rows of a history CSV written by nn_history_write_csv (resume). */
+NN_API nn_status nn_history_read_csv(const char *path, int epochs, nn_history **out, nn_error *err);
+/* Append the records of `more` to h. */
+NN_API nn_status nn_history_extend(nn_history *h, const nn_history *more, nn_error *err);
 NN_API void nn_history_free(nn_history *h);
 
 /* Progress callbacks (any may be NULL). Return non-zero from on_batch to stop early. */

@@ -18,6 +18,8 @@ nn_fit_config nn_fit_defaults(void) {
 
 #define NN_SHUFFLE_STREAM 0x53485546464c4500ull /* "SHUFFLE" */
 
+void nn_fit_seed_data_rng(nn_rng *r, uint64_t seed) { nn_rng_seed(r, seed ^ NN_SHUFFLE_STREAM); }
+
 static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -112,23 +114,35 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   st = batch_buf_alloc(&tb, train, bs, err);
   if (!st && test) st = batch_buf_alloc(&eb, test, ebs, err);
   if (!st) st = nn_model_plan(m, bs > ebs ? bs : ebs, err);
-  /* The shuffling stream is derived from the seed but differs from the stream that
-   * initialised the weights (nn_model_init with the same seed), so the first
-   * permutation is not a function of the initial weights. */
-  nn_rng rng;
-  nn_rng_seed(&rng, cfg->seed ^ NN_SHUFFLE_STREAM);
-  for (int epoch = 1; !st && epoch <= cfg->epochs; epoch++) {
+  /* The data stream (shuffling, augmentation) is derived from the seed but differs from
+   * the stream that initialised the weights (nn_model_init with the same seed), so the
+   * first permutation is not a function of the initial weights. A resumed run passes the
+   * stream as it was at the end of the last finished epoch. */
+  nn_rng own_rng, *rng = cfg->data_rng;
+  if (!rng) {
+    nn_fit_seed_data_rng(&own_rng, cfg->seed);
+    rng = &own_rng;
+  }
+  int ic, ih, iw; /* sample shape */
+  nn_dataset_shape(train, &ic, &ih, &iw);
+  float *aug_scratch = cfg->augment ? malloc((size_t)ic * ih * iw * sizeof *aug_scratch) : NULL;
+  if (cfg->augment && !aug_scratch && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  int first = cfg->first_epoch > 0 ? cfg->first_epoch : 1;
+  int stop = cfg->max_steps > 0 && nn_optimizer_steps(opt) >= cfg->max_steps;
+  for (int epoch = first; !st && !stop && epoch <= cfg->epochs; epoch++) {
     double t0 = now_seconds(), loss_sum = 0;
     long correct = 0, seen = 0;
-    int stop = 0;
-    if (cfg->shuffle) nn_rng_shuffle(&rng, tb.order, (uint32_t)n);
+    /* Each epoch's permutation depends only on the stream, not on the previous one. */
+    for (int i = 0; i < n; i++) tb.order[i] = (uint32_t)i;
+    if (cfg->shuffle) nn_rng_shuffle(rng, tb.order, (uint32_t)n);
     if (cb && cb->on_epoch_begin) cb->on_epoch_begin(cb->user, epoch, cfg->epochs, batches);
     for (int b = 0; b < batches && !st; b++) {
       int start = b * bs, cnt = n - start < bs ? n - start : bs;
       nn_dataset_batch(train, tb.order + start, cnt, cfg->input_norm, tb.x, tb.y);
+      if (cfg->augment) nn_augment_batch(cfg->augment, rng, tb.x, cnt, ic, ih, iw, aug_scratch);
       double ls;
-      int c;
-      st = nn_model_forward(m, tb.x, tb.y, cnt, NN_MODE_TRAIN, &ls, &c, NULL, err);
+      int right;
+      st = nn_model_forward(m, tb.x, tb.y, cnt, NN_MODE_TRAIN, &ls, &right, NULL, err);
       if (st) {
         nn_err_prefix(err, st, "epoch %d, batch %d of %d: ", epoch, b + 1, batches);
         break;
@@ -144,10 +158,12 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
       if (st) break;
       nn_optimizer_step(opt, m);
       loss_sum += ls;
-      correct += c;
+      correct += right;
       seen += cnt;
+      if (cfg->max_steps > 0 && nn_optimizer_steps(opt) >= cfg->max_steps) stop = 1;
       if (cb && cb->on_batch && cb->on_batch(cb->user, epoch, b + 1, batches, loss_sum / seen, (double)correct / seen))
-        stop = 1, b = batches;
+        stop = 1;
+      if (stop) break;
     }
     if (st) break;
     double t_train = now_seconds() - t0;
@@ -159,12 +175,11 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
     r.samples_per_sec = t_train > 0 ? seen / t_train : 0;
     st = nn_history_append(h, &r, err);
     if (!st && cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
-    if (stop) break;
   }
+  free(aug_scratch);
   batch_buf_free(&tb);
   batch_buf_free(&eb);
-  if (history && !st) *history = h;
-  else if (history && h->n) *history = h; /* keep the epochs that finished, even on error */
+  if (history && (!st || h->n)) *history = h; /* on error: the epochs that finished */
   else nn_history_free(h);
   return st;
 }

@@ -41,3 +41,41 @@ nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *
   if (fclose(f) != 0) return nn_err_set(err, NN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
   return NN_OK;
 }
+
+nn_status nn_history_extend(nn_history *h, const nn_history *more, nn_error *err) {
+  for (int i = 0; i < more->n; i++) {
+    nn_status st = nn_history_append(h, &more->rec[i], err);
+    if (st) return st;
+  }
+  return NN_OK;
+}
+
+nn_status nn_history_read_csv(const char *path, int epochs, nn_history **out, nn_error *err) {
+  *out = NULL;
+  FILE *f = fopen(path, "r");
+  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  nn_history *h = calloc(1, sizeof *h);
+  char line[512];
+  nn_status st = h ? NN_OK : nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  if (!st && (!fgets(line, sizeof line, f) || strncmp(line, "epoch,train_loss", 16)))
+    st = nn_err_set(err, NN_ERR_FORMAT, "%s:1: not a normnet history (expected the header 'epoch,train_loss,...')", path);
+  for (int lineno = 2; !st && h->n < epochs; lineno++) {
+    nn_epoch_record r;
+    if (!fgets(line, sizeof line, f)) {
+      st = nn_err_set(err, NN_ERR_FORMAT, "%s: has %d epochs, the checkpoint is at epoch %d", path, h->n, epochs);
+      break;
+    }
+    if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss, &r.train_acc, &r.test_loss, &r.test_acc,
+               &r.seconds, &r.samples_per_sec) != 7 || r.epoch != h->n + 1)
+      st = nn_err_set(err, NN_ERR_FORMAT, "%s:%d: malformed history row", path, lineno);
+    else
+      st = nn_history_append(h, &r, err);
+  }
+  fclose(f);
+  if (st) {
+    nn_history_free(h);
+    return st;
+  }
+  *out = h;
+  return NN_OK;
+}
