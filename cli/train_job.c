@@ -158,6 +158,7 @@ typedef struct {
   double best;
   char data[4096];        /* data source (from the checkpoint when resuming) */
   const char *out;        /* run directory: --out, or the one being resumed */
+  nn_history *hist;       /* every epoch so far, resumed ones included */
   nn_status save_status;
   nn_error save_err;
 } job;
@@ -221,8 +222,12 @@ static void on_end(void *u, const nn_epoch_record *r) {
   job *j = u;
   j->shown.on_epoch_end(j->shown.user, r);
   if (j->o->track_activations) track(j, r->epoch);
+  if (!j->save_status) j->save_status = nn_history_append(j->hist, r, &j->save_err);
   if (!j->out || j->save_status) return;
+  char path[4200];
+  snprintf(path, sizeof path, "%s/history.csv", j->out);
   j->save_status = save(j, "model.safetensors", 1, r->epoch, &j->save_err);
+  if (!j->save_status) j->save_status = nn_history_write_csv(j->hist, path, &j->save_err);
   if (!j->save_status && r->test_acc > j->best) {
     j->best = r->test_acc;
     j->save_status = save(j, "best.safetensors", 0, r->epoch, &j->save_err);
@@ -405,11 +410,13 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     }
     free(spec_text);
   }
-  nn_history *hist = NULL;
   if (!rc_exit && o->resume) {
     char path[4200];
     snprintf(path, sizeof path, "%s/history.csv", o->resume);
-    if (nn_history_read_csv(path, done_epochs, &hist, &err)) rc_exit = cli_fail(cmd, &err);
+    if (nn_history_read_csv(path, done_epochs, &j.hist, &err)) rc_exit = cli_fail(cmd, &err);
+  } else if (!rc_exit && !(j.hist = nn_history_create())) {
+    cli_error(cmd, "out of memory");
+    rc_exit = EXIT_FAIL;
   }
   if (!rc_exit && o->track_activations) {
     /* a fixed probe batch: the first 256 validation/test samples */
@@ -444,27 +451,17 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     cli_progress_init(&j.progress, stdout, o->quiet, o->label);
     j.shown = cli_progress_callbacks(&j.progress);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
-    nn_history *fresh = NULL;
-    nn_status st = nn_fit(m, j.opt, train, test, &fc, &cb, &fresh, &err);
-    if (hist && fresh) nn_history_extend(hist, fresh, &err);
-    else if (fresh) hist = fresh, fresh = NULL;
-    nn_history_free(fresh);
-    if (out && hist) {
-      char path[4200];
-      nn_error herr = {0};
-      snprintf(path, sizeof path, "%s/history.csv", out);
-      if (nn_history_write_csv(hist, path, &herr)) rc_exit = cli_fail(cmd, &herr);
-    }
+    nn_status st = nn_fit(m, j.opt, train, test, &fc, &cb, NULL, &err);
     if (!rc_exit && out && o->track_activations && write_activations(out, res, m)) {
       cli_error(cmd, "%s/activations.csv: cannot write: %s", out, strerror(errno));
       rc_exit = EXIT_FAIL;
     }
     if (st) rc_exit = cli_fail(cmd, &err);
     else if (j.save_status) rc_exit = cli_fail(cmd, &j.save_err);
-    res->hist = hist;
-    hist = NULL;
+    res->hist = j.hist;
+    j.hist = NULL;
   }
-  nn_history_free(hist);
+  nn_history_free(j.hist);
   free(probe);
   nn_optimizer_free(j.opt);
   nn_dataset_free(all);

@@ -329,11 +329,13 @@ typedef struct {
 typedef struct nn_history nn_history;
 NN_API int nn_history_count(const nn_history *h);
 NN_API const nn_epoch_record *nn_history_get(const nn_history *h, int i);
+/* Write the CSV atomically (temporary file + rename). */
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err);
 /* Read the first `epochs` rows of a history CSV written by nn_history_write_csv (resume). */
 NN_API nn_status nn_history_read_csv(const char *path, int epochs, nn_history **out, nn_error *err);
-/* Append the records of `more` to h. */
-NN_API nn_status nn_history_extend(nn_history *h, const nn_history *more, nn_error *err);
+/* An empty history, and appending one record (for callers that keep their own). */
+NN_API nn_history *nn_history_create(void);
+NN_API nn_status nn_history_append(nn_history *h, const nn_epoch_record *rec, nn_error *err);
 NN_API void nn_history_free(nn_history *h);
 
 /* Progress callbacks (any may be NULL). Return non-zero from on_batch to stop early. */

@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "normnet.h"
+
 static char dir[256];
 
 typedef struct {
@@ -252,12 +254,108 @@ static void test_batch_of_one_and_no_damage(void **state) {
   assert_memory_equal(before, after, sizeof before);
 }
 
+/* Same tensors (params, running stats, num_batches_tracked), bitwise. */
+static void assert_same_checkpoint(const char *a, const char *b) {
+  nn_model *ma = NULL, *mb = NULL;
+  nn_error err = {0};
+  if (nn_checkpoint_load(a, NULL, &ma, &err) || nn_checkpoint_load(b, NULL, &mb, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(nn_model_num_tensors(ma), nn_model_num_tensors(mb));
+  for (int t = 0; t < nn_model_num_tensors(ma); t++) {
+    nn_tensor_view va, vb;
+    nn_model_tensor(ma, t, &va);
+    nn_model_tensor(mb, t, &vb);
+    assert_string_equal(va.name, vb.name);
+    if (va.data) {
+      if (memcmp(va.data, vb.data, va.count * sizeof(float))) fail_msg("tensor %s differs between %s and %s", va.name, a, b);
+    } else {
+      assert_int_equal(*va.count_value, *vb.count_value);
+    }
+  }
+  nn_model_free(ma);
+  nn_model_free(mb);
+}
+
+/* The history rows without the timing columns. */
+static void history_core(const char *path, char *out, size_t len) {
+  char buf[8192];
+  slurp(path, buf, sizeof buf);
+  size_t used = 0;
+  out[0] = 0;
+  for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+    int commas = 0;
+    char *p = line;
+    while (*p && commas < 5) commas += *p++ == ',';
+    used += (size_t)snprintf(out + used, len - used, "%.*s\n", (int)(p - line), line);
+  }
+}
+
+static void test_resume_after_kill(void **state) {
+  (void)state;
+  const char *spec = "input shape=1x8x8\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\nflatten\n"
+                     "dropout rate=0.2\ndense units=10\n";
+  char path[512], args[2048], a[512], b[512];
+  snprintf(path, sizeof path, "%s/resume.spec", dir);
+  write_file(path, spec, strlen(spec));
+  const char *common = "--epochs 3 --batch 16 --optimizer adam --augment flip,crop=1 --seed 5 --threads 1 --quiet";
+  snprintf(args, sizeof args, "train --model %s --data idx:%s/good %s --out %s/straight", path, dir, common, dir);
+  run_result r;
+  run(&r, args);
+  if (r.status) fail_msg("uninterrupted run failed: %s", r.err);
+  /* killed (SIGKILL) right after epoch 1 is saved, then resumed */
+  snprintf(args, sizeof args, "train --model %s --data idx:%s/good %s --out %s/killed --crash-after-epoch 1", path, dir,
+           common, dir);
+  run(&r, args);
+  assert_int_not_equal(r.status, 0);
+  snprintf(a, sizeof a, "%s/killed/history.csv", dir);
+  char partial[4096];
+  slurp(a, partial, sizeof partial);
+  assert_non_null(strstr(partial, "\n1,")); /* epoch 1 survived the kill */
+  assert_null(strstr(partial, "\n2,"));
+  snprintf(args, sizeof args, "train --resume %s/killed --threads 1 --quiet", dir);
+  run(&r, args);
+  if (r.status) fail_msg("resume failed: %s", r.err);
+  char ha[4096], hb[4096];
+  snprintf(a, sizeof a, "%s/straight/history.csv", dir);
+  snprintf(b, sizeof b, "%s/killed/history.csv", dir);
+  history_core(a, ha, sizeof ha);
+  history_core(b, hb, sizeof hb);
+  assert_string_equal(ha, hb);
+  snprintf(a, sizeof a, "%s/straight/model.safetensors", dir);
+  snprintf(b, sizeof b, "%s/killed/model.safetensors", dir);
+  assert_same_checkpoint(a, b);
+}
+
+static void test_max_steps_deterministic(void **state) {
+  (void)state;
+  char args[2048], a[512], b[512];
+  run_result r;
+  for (int k = 0; k < 2; k++) {
+    snprintf(args, sizeof args,
+             "train --model %s/small.spec --data idx:%s/good --max-steps 5 --no-shuffle --batch 8 --quiet --out %s/steps%d",
+             dir, dir, dir, k);
+    run(&r, args);
+    if (r.status) fail_msg("max-steps run failed: %s", r.err);
+  }
+  snprintf(a, sizeof a, "%s/steps0/model.safetensors", dir);
+  snprintf(b, sizeof b, "%s/steps1/model.safetensors", dir);
+  assert_same_checkpoint(a, b);
+  char meta_steps[64] = "";
+  char *v = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_checkpoint_meta(a, "normnet.optimizer_steps", &v, &err), NN_OK);
+  snprintf(meta_steps, sizeof meta_steps, "%s", v ? v : "");
+  free(v);
+  assert_string_equal(meta_steps, "5");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_train_eval_summary),
       cmocka_unit_test(test_bad_data),
       cmocka_unit_test(test_bad_specs),
       cmocka_unit_test(test_batch_of_one_and_no_damage),
+      cmocka_unit_test(test_resume_after_kill),
+      cmocka_unit_test(test_max_steps_deterministic),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -20,6 +20,8 @@ nn_status nn_history_append(nn_history *h, const nn_epoch_record *r, nn_error *e
   return NN_OK;
 }
 
+nn_history *nn_history_create(void) { return calloc(1, sizeof(nn_history)); }
+
 int nn_history_count(const nn_history *h) { return h ? h->n : 0; }
 const nn_epoch_record *nn_history_get(const nn_history *h, int i) { return &h->rec[i]; }
 
@@ -30,22 +32,20 @@ void nn_history_free(nn_history *h) {
 }
 
 nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err) {
-  FILE *f = fopen(path, "w");
-  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
   fprintf(f, "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_sec\n");
   for (int i = 0; i < h->n; i++) {
     const nn_epoch_record *r = &h->rec[i];
     fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", r->epoch, r->train_loss, r->train_acc, r->test_loss, r->test_acc,
             r->seconds, r->samples_per_sec);
   }
-  if (fclose(f) != 0) return nn_err_set(err, NN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-  return NN_OK;
-}
-
-nn_status nn_history_extend(nn_history *h, const nn_history *more, nn_error *err) {
-  for (int i = 0; i < more->n; i++) {
-    nn_status st = nn_history_append(h, &more->rec[i], err);
-    if (st) return st;
+  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    nn_status st = nn_err_set(err, NN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    remove(tmp);
+    return st;
   }
   return NN_OK;
 }

@@ -7,6 +7,5 @@ struct nn_history {
   int n, cap;
 };
 
-nn_status nn_history_append(nn_history *h, const nn_epoch_record *r, nn_error *err);
 
 #endif
