@@ -2,7 +2,7 @@
 # Install the Debian packages normnet needs; does nothing when all are present.
 # Usage: scripts/install-deps.sh [--with-torch]   (python3-torch only for regenerating fixtures / bench)
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libdnnl-dev zlib1g-dev libjansson-dev libcairo2-dev libcmocka-dev
+pkgs=(build-essential cmake pkg-config libdnnl-dev zlib1g-dev libjansson-dev libpng-dev libcairo2-dev fonts-dejavu-core libcmocka-dev
       dataset-fashion-mnist)
 [ "${1:-}" = "--with-torch" ] && pkgs+=(python3-torch)
 missing=()

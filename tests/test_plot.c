@@ -1,0 +1,308 @@
+/* Plots (cairo, DESIGN §5): a 2-panel accuracy/loss figure written as PNG and SVG is a
+ * valid file of the requested size whose curves are drawn in the palette colors; repeated
+ * writes are byte-identical; log-x panels and awkward data (NaN, single points, constant
+ * values, empty panels) draw; an unwritable path fails with NN_ERR_IO naming it.
+ * Set NN_PLOT_KEEP=dir to keep copies of the figures for looking at them. */
+#define _POSIX_C_SOURCE 200809L
+#include <cairo.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "normnet.h"
+
+/* tab10, as in src/report/plot.c */
+static const int PAL[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
+                               {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+
+/* ---- temp dir and file helpers ------------------------------------------------------------- */
+static char tmpdir[64];
+
+static int setup_tmp(void **state) {
+  (void)state;
+  strcpy(tmpdir, "/tmp/normnet-test-plot-XXXXXX");
+  return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static const char *const NAMES[] = {"a.png", "a.svg", "b.png", "b.svg", "log.png", "log.svg", "odd.png", "odd.svg"};
+
+static int teardown_tmp(void **state) {
+  (void)state;
+  char p[128];
+  for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++) {
+    snprintf(p, sizeof p, "%s/%s", tmpdir, NAMES[i]);
+    unlink(p);
+  }
+  rmdir(tmpdir);
+  /* Release cairo's font and pattern caches, then fontconfig's configuration (which cairo
+   * loaded), so LeakSanitizer sees a clean exit. fontconfig is not linked into the test
+   * directly; libcairo has already loaded it, so look FcFini up there. */
+  cairo_debug_reset_static_data();
+  void *fc = dlopen("libfontconfig.so.1", RTLD_LAZY);
+  if (fc) {
+    void (*fc_fini)(void);
+    *(void **)(&fc_fini) = dlsym(fc, "FcFini");
+    if (fc_fini) fc_fini();
+    dlclose(fc);
+  }
+  return 0;
+}
+
+static const char *tp(char *buf, const char *name) {
+  snprintf(buf, 128, "%s/%s", tmpdir, name);
+  return buf;
+}
+
+static unsigned char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  assert_true(len > 0);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = malloc((size_t)len + 1);
+  assert_non_null(b);
+  assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+  fclose(f);
+  b[len] = 0;
+  *n = (size_t)len;
+  return b;
+}
+
+static void assert_same_bytes(const char *p1, const char *p2) {
+  size_t n1, n2;
+  unsigned char *a = slurp(p1, &n1), *b = slurp(p2, &n2);
+  assert_int_equal(n1, n2);
+  assert_memory_equal(a, b, n1);
+  free(a);
+  free(b);
+}
+
+static void keep_copy(const char *path, const char *name) {
+  const char *dir = getenv("NN_PLOT_KEEP");
+  if (!dir || !*dir) return;
+  size_t n;
+  unsigned char *b = slurp(path, &n);
+  char out[1024];
+  snprintf(out, sizeof out, "%s/%s", dir, name);
+  FILE *f = fopen(out, "wb");
+  if (f) {
+    fwrite(b, 1, n, f);
+    fclose(f);
+  }
+  free(b);
+}
+
+/* ---- PNG checks ---------------------------------------------------------------------------- */
+static uint32_t be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void check_png_header(const char *path, int w, int h) {
+  size_t n;
+  unsigned char *b = slurp(path, &n);
+  static const unsigned char sig[8] = {0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A};
+  assert_true(n > 33);
+  assert_memory_equal(b, sig, 8);
+  assert_memory_equal(b + 12, "IHDR", 4);
+  assert_int_equal(be32(b + 16), (uint32_t)w);
+  assert_int_equal(be32(b + 20), (uint32_t)h);
+  free(b);
+}
+
+typedef struct {
+  long white, nonwhite;
+  long color[10]; /* pixels within a small distance of each palette color */
+} pixel_stats;
+
+static pixel_stats png_stats(const char *path, int w, int h) {
+  pixel_stats s = {0};
+  cairo_surface_t *img = cairo_image_surface_create_from_png(path);
+  assert_int_equal(cairo_surface_status(img), CAIRO_STATUS_SUCCESS);
+  assert_int_equal(cairo_image_surface_get_width(img), w);
+  assert_int_equal(cairo_image_surface_get_height(img), h);
+  cairo_format_t fmt = cairo_image_surface_get_format(img);
+  assert_true(fmt == CAIRO_FORMAT_RGB24 || fmt == CAIRO_FORMAT_ARGB32);
+  cairo_surface_flush(img);
+  const unsigned char *data = cairo_image_surface_get_data(img);
+  int stride = cairo_image_surface_get_stride(img);
+  for (int y = 0; y < h; y++) {
+    const uint32_t *row = (const uint32_t *)(const void *)(data + (size_t)y * (size_t)stride);
+    for (int x = 0; x < w; x++) {
+      int r = (int)(row[x] >> 16 & 255), g = (int)(row[x] >> 8 & 255), b = (int)(row[x] & 255);
+      if (r == 255 && g == 255 && b == 255) s.white++;
+      else s.nonwhite++;
+      for (int c = 0; c < 10; c++)
+        if (abs(r - PAL[c][0]) + abs(g - PAL[c][1]) + abs(b - PAL[c][2]) <= 24) s.color[c]++;
+    }
+  }
+  cairo_surface_destroy(img);
+  return s;
+}
+
+static void check_svg(const char *path) {
+  size_t n;
+  unsigned char *b = slurp(path, &n);
+  assert_true(n > 100);
+  assert_memory_equal(b, "<?xml", 5);
+  assert_non_null(strstr((const char *)b, "<svg"));
+  assert_non_null(strstr((const char *)b, "</svg>"));
+  free(b);
+}
+
+/* ---- the figure: accuracy and loss, two variants, train dashed, val solid ----------------- */
+#define EPOCHS 10
+typedef struct {
+  double x[EPOCHS], acc[4][EPOCHS], loss[4][EPOCHS];
+  nn_plot_line acc_lines[4], loss_lines[4];
+  nn_plot_panel panels[2];
+} figure;
+
+static void make_figure(figure *f) {
+  static const char *labels[2] = {"with BN", "without BN"};
+  for (int e = 0; e < EPOCHS; e++) f->x[e] = e + 1;
+  for (int v = 0; v < 2; v++)
+    for (int split = 0; split < 2; split++) { /* 0 train, 1 val */
+      int k = 2 * v + split;
+      double speed = v == 0 ? 0.6 : 0.25, top = v == 0 ? 0.93 : 0.88;
+      for (int e = 0; e < EPOCHS; e++) {
+        double t = 1 - exp(-speed * (e + 1));
+        f->acc[k][e] = 0.1 + (top - 0.1) * t + (split ? -0.015 * e / EPOCHS : 0.01 * e / EPOCHS) + 0.004 * sin(3.0 * e + k);
+        f->loss[k][e] = 2.3 * exp(-speed * (e + 1)) + 0.2 + (split ? 0.02 * e / EPOCHS : -0.01 * e / EPOCHS);
+      }
+      f->acc_lines[k] = (nn_plot_line){labels[v], f->x, f->acc[k], EPOCHS, v, split == 0};
+      f->loss_lines[k] = (nn_plot_line){labels[v], f->x, f->loss[k], EPOCHS, v, split == 0};
+    }
+  f->panels[0] = (nn_plot_panel){"Accuracy", "epoch", "accuracy", f->acc_lines, 4, 0};
+  f->panels[1] = (nn_plot_panel){"Loss", "epoch", "cross-entropy loss", f->loss_lines, 4, 0};
+}
+
+static void test_two_panels(void **state) {
+  (void)state;
+  figure f;
+  make_figure(&f);
+  char p1[128], s1[128], p2[128], s2[128];
+  const int W = 1100, H = 420;
+  nn_error err = {0};
+  assert_int_equal(nn_plot_write(f.panels, 2, "LeNet on Fashion-MNIST (dashed: train, solid: validation)", W, H,
+                                 tp(p1, "a.png"), tp(s1, "a.svg"), &err),
+                   NN_OK);
+  check_png_header(p1, W, H);
+  check_svg(s1);
+  pixel_stats s = png_stats(p1, W, H);
+  assert_true(s.white > (long)W * H / 2); /* a white background */
+  assert_true(s.nonwhite > 2000);           /* and something drawn on it */
+  /* both variant colors appear as curves (4 curves each ~ 2 px wide) */
+  assert_true(s.color[0] > 400);
+  assert_true(s.color[1] > 400);
+  assert_true(s.color[2] < 50); /* unused palette color: absent */
+  keep_copy(p1, "plot-two-panels.png");
+  keep_copy(s1, "plot-two-panels.svg");
+
+  /* identical input, identical bytes (SVG surface ids renumbered, no timestamps) */
+  assert_int_equal(nn_plot_write(f.panels, 2, "LeNet on Fashion-MNIST (dashed: train, solid: validation)", W, H,
+                                 tp(p2, "b.png"), tp(s2, "b.svg"), &err),
+                   NN_OK);
+  assert_same_bytes(p1, p2);
+  assert_same_bytes(s1, s2);
+
+  /* either output alone */
+  unlink(p2);
+  unlink(s2);
+  assert_int_equal(nn_plot_write(f.panels, 2, NULL, W, H, p2, NULL, &err), NN_OK);
+  assert_int_equal(access(s2, F_OK), -1);
+  check_png_header(p2, W, H);
+  assert_int_equal(nn_plot_write(f.panels, 2, NULL, W, H, NULL, s2, &err), NN_OK);
+  check_svg(s2);
+}
+
+static void test_log_x(void **state) {
+  (void)state;
+  double bs[6] = {16, 32, 64, 128, 256, 512}, a0[6] = {0.91, 0.905, 0.9, 0.89, 0.87, 0.84},
+         a1[6] = {0.88, 0.875, 0.86, 0.84, 0.8, 0.74}, lr[5] = {1e-4, 1e-3, 1e-2, 1e-1, 1},
+         l0[5] = {1.9, 1.1, 0.5, 0.4, 2.2};
+  nn_plot_line l1[2] = {{"BN", bs, a0, 6, 3, 0}, {"no BN", bs, a1, 6, 4, 0}};
+  nn_plot_line l2[1] = {{"BN", lr, l0, 5, 3, 0}};
+  nn_plot_panel p[2] = {{"Accuracy vs batch size", "batch size", "validation accuracy", l1, 2, 1},
+                        {"Loss vs learning rate", "learning rate", "loss", l2, 1, 1}};
+  char png[128], svg[128];
+  nn_error err = {0};
+  assert_int_equal(nn_plot_write(p, 2, "log x", 900, 380, tp(png, "log.png"), tp(svg, "log.svg"), &err), NN_OK);
+  check_png_header(png, 900, 380);
+  check_svg(svg);
+  pixel_stats s = png_stats(png, 900, 380);
+  assert_true(s.color[3] > 200);
+  assert_true(s.color[4] > 100);
+  keep_copy(png, "plot-log.png");
+}
+
+static void test_awkward_data(void **state) {
+  (void)state;
+  double x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, ynan[8] = {0.5, 0.6, NAN, 0.7, NAN, 0.8, 0.82, NAN},
+         yflat[8] = {0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3}, one[1] = {0.42}, allnan[3] = {NAN, NAN, NAN};
+  nn_plot_line a[3] = {{"gaps", x, ynan, 8, 0, 0}, {"single", x + 3, one, 1, 2, 1}, {NULL, x, allnan, 3, 5, 0}};
+  nn_plot_line b[1] = {{"flat", x, yflat, 8, 1, 1}};
+  nn_plot_line c[1] = {{"nothing", x, allnan, 3, 6, 0}};
+  nn_plot_panel p[4] = {{"NaN gaps + single point", "epoch", "y", a, 3, 0},
+                        {"constant", "epoch", "y", b, 1, 0},
+                        {"empty", NULL, NULL, NULL, 0, 0},
+                        {"all NaN, log x", "x", "y", c, 1, 1}};
+  char png[128], svg[128];
+  nn_error err = {0};
+  assert_int_equal(nn_plot_write(p, 4, NULL, 1400, 360, tp(png, "odd.png"), tp(svg, "odd.svg"), &err), NN_OK);
+  check_png_header(png, 1400, 360);
+  check_svg(svg);
+  keep_copy(png, "plot-odd.png");
+  pixel_stats s = png_stats(png, 1400, 360);
+  assert_true(s.color[0] > 50); /* gapped curve */
+  assert_true(s.color[2] > 5);  /* single point drawn as a dot */
+  assert_true(s.color[1] > 50); /* constant line */
+
+  /* a tiny figure still draws */
+  assert_int_equal(nn_plot_write(p, 4, "tiny", 40, 30, png, NULL, &err), NN_OK);
+  check_png_header(png, 40, 30);
+}
+
+static void test_errors(void **state) {
+  (void)state;
+  figure f;
+  make_figure(&f);
+  char bad[160];
+  snprintf(bad, sizeof bad, "%s/no-such-dir/plot.png", tmpdir);
+  nn_error err = {0};
+  assert_int_equal(nn_plot_write(f.panels, 2, "t", 400, 300, bad, NULL, &err), NN_ERR_IO);
+  assert_int_equal(err.code, NN_ERR_IO);
+  assert_non_null(strstr(err.msg, bad));
+  snprintf(bad, sizeof bad, "%s/no-such-dir/plot.svg", tmpdir);
+  memset(&err, 0, sizeof err);
+  assert_int_equal(nn_plot_write(f.panels, 2, "t", 400, 300, NULL, bad, &err), NN_ERR_IO);
+  assert_non_null(strstr(err.msg, bad));
+  /* bad arguments */
+  assert_int_equal(nn_plot_write(f.panels, 2, "t", 0, 300, NULL, NULL, &err), NN_ERR_ARG);
+  assert_int_equal(nn_plot_write(NULL, 2, "t", 400, 300, NULL, NULL, &err), NN_ERR_ARG);
+  nn_plot_line l = {"x", NULL, NULL, 3, 0, 0};
+  nn_plot_panel p = {"p", "x", "y", &l, 1, 0};
+  assert_int_equal(nn_plot_write(&p, 1, "t", 400, 300, NULL, NULL, &err), NN_ERR_ARG);
+  /* err may be NULL */
+  assert_int_equal(nn_plot_write(f.panels, 2, "t", 400, 300, "/nonexistent-dir/x.png", NULL, NULL), NN_ERR_IO);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_two_panels),
+      cmocka_unit_test(test_log_x),
+      cmocka_unit_test(test_awkward_data),
+      cmocka_unit_test(test_errors),
+  };
+  return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
+}
