@@ -93,6 +93,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
 void cli_train_result_free(cli_train_result *r);
 
 int cmd_train(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 

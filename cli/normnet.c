@@ -8,6 +8,7 @@ static const char *const usage =
     "\n"
     "commands:\n"
     "  train     train a preset or spec, evaluating each epoch (normnet train --help)\n"
+    "  compare   train a preset with and without normalization; table and curves\n"
     "  eval      loss and accuracy of a trained model\n"
     "  summary   layers, shapes, parameters and BN conventions of a model\n"
     "\n"
@@ -22,7 +23,7 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*run)(int, char **);
-  } cmds[] = {{"train", cmd_train}, {"eval", cmd_eval}, {"summary", cmd_summary}};
+  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
   fprintf(stderr, "normnet: unknown command '%s'\n%s", argv[1], usage);

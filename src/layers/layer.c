@@ -52,8 +52,13 @@ void nn_layer_init_weights(float *w, size_t wcount, float *b, size_t bcount, int
    * gain = sqrt(2/(1+5)), i.e. 1/sqrt(fan_in); the bias uses the same bound. */
   double bound = 1.0 / sqrt((double)fan_in);
   for (size_t i = 0; i < wcount; i++) w[i] = (float)((2.0 * nn_rng_uniform(rng) - 1.0) * bound);
-  if (b)
-    for (size_t i = 0; i < bcount; i++) b[i] = (float)((2.0 * nn_rng_uniform(rng) - 1.0) * bound);
+  /* Draw the bias values even for a layer without bias, so that a model and its twin
+   * without normalization (where such a layer regains its bias) consume the stream alike
+   * and every layer they share starts from the same weights. */
+  for (size_t i = 0; i < bcount; i++) {
+    float v = (float)((2.0 * nn_rng_uniform(rng) - 1.0) * bound);
+    if (b) b[i] = v;
+  }
 }
 
 const nn_key nn_no_keys[] = {{0}};

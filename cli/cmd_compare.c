@@ -1,0 +1,197 @@
+/* normnet compare: the seeds' experiment — the same preset trained under several
+ * normalizations from the same seed, a per-epoch table side by side, a summary, and the
+ * curves (accuracy and loss; train dashed, validation solid; one color per variant). */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+#define MAX_VARIANTS 8
+
+static const char *const usage_head =
+    "usage: normnet compare [--norm batch,none] [--target ACC] [--out DIR] [training options]\n"
+    "\n"
+    "Train the same model once per normalization (same seed, so shared layers start from the\n"
+    "same weights) and compare them: a per-epoch table, a summary, DIR/history.csv,\n"
+    "DIR/curves.png and DIR/curves.svg, and each variant's run in DIR/<variant>/.\n"
+    "\n"
+    "  --norm LIST               comma-separated: batch, none (default batch,none)\n"
+    "  --target ACC              summary: first epoch whose validation accuracy reaches ACC\n"
+    "                            (default 0.8)\n"
+    "  --out DIR                 default runs/compare-<model>\n";
+
+typedef struct {
+  char name[32];
+  cli_train_result res;
+  double seconds;
+} variant;
+
+static int write_history(const char *path, variant *v, int nv) {
+  FILE *f = fopen(path, "w");
+  if (!f) return -1;
+  fprintf(f, "variant,epoch,train_loss,train_acc,val_loss,val_acc,seconds,samples_per_sec\n");
+  for (int k = 0; k < nv; k++)
+    for (int i = 0; i < nn_history_count(v[k].res.hist); i++) {
+      const nn_epoch_record *r = nn_history_get(v[k].res.hist, i);
+      fprintf(f, "%s,%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", v[k].name, r->epoch, r->train_loss, r->train_acc,
+              r->test_loss, r->test_acc, r->seconds, r->samples_per_sec);
+    }
+  return fclose(f);
+}
+
+static int plot(const char *dir, const char *model, variant *v, int nv, nn_error *err) {
+  int maxn = 0;
+  for (int k = 0; k < nv; k++)
+    if (nn_history_count(v[k].res.hist) > maxn) maxn = nn_history_count(v[k].res.hist);
+  double *buf = calloc((size_t)nv * 5 * (maxn ? maxn : 1), sizeof *buf);
+  nn_plot_line acc[2 * MAX_VARIANTS], loss[2 * MAX_VARIANTS];
+  if (!buf) return -1;
+  for (int k = 0; k < nv; k++) {
+    int n = nn_history_count(v[k].res.hist);
+    double *x = buf + (size_t)k * 5 * maxn, *ta = x + maxn, *va = ta + maxn, *tl = va + maxn, *vl = tl + maxn;
+    for (int i = 0; i < n; i++) {
+      const nn_epoch_record *r = nn_history_get(v[k].res.hist, i);
+      x[i] = r->epoch, ta[i] = r->train_acc, va[i] = r->test_acc, tl[i] = r->train_loss, vl[i] = r->test_loss;
+    }
+    acc[2 * k] = (nn_plot_line){v[k].name, x, ta, n, k, 1};
+    acc[2 * k + 1] = (nn_plot_line){v[k].name, x, va, n, k, 0};
+    loss[2 * k] = (nn_plot_line){v[k].name, x, tl, n, k, 1};
+    loss[2 * k + 1] = (nn_plot_line){v[k].name, x, vl, n, k, 0};
+  }
+  nn_plot_panel panels[2] = {
+      {"Accuracy (train dashed, validation solid)", "epoch", "accuracy", acc, 2 * nv, 0},
+      {"Loss (train dashed, validation solid)", "epoch", "cross-entropy loss", loss, 2 * nv, 0},
+  };
+  char title[256], png[4200], svg[4200];
+  snprintf(title, sizeof title, "%s: with and without normalization", model);
+  snprintf(png, sizeof png, "%s/curves.png", dir);
+  snprintf(svg, sizeof svg, "%s/curves.svg", dir);
+  nn_status st = nn_plot_write(panels, 2, title, 1200, 500, png, svg, err);
+  free(buf);
+  return st ? -1 : 0;
+}
+
+static void print_tables(variant *v, int nv, double target, const char *valname) {
+  int maxn = 0;
+  for (int k = 0; k < nv; k++)
+    if (nn_history_count(v[k].res.hist) > maxn) maxn = nn_history_count(v[k].res.hist);
+  printf("\n%-6s", "epoch");
+  for (int k = 0; k < nv; k++) printf(" | %-37s", v[k].name);
+  printf("\n%-6s", "");
+  for (int k = 0; k < nv; k++) printf(" | %8s %8s %9s %9s", "loss", "acc", "val_loss", "val_acc");
+  printf("\n");
+  for (int i = 0; i < maxn; i++) {
+    printf("%-6d", i + 1);
+    for (int k = 0; k < nv; k++) {
+      if (i >= nn_history_count(v[k].res.hist)) {
+        printf(" | %37s", "");
+        continue;
+      }
+      const nn_epoch_record *r = nn_history_get(v[k].res.hist, i);
+      printf(" | %8.4f %8.4f %9.4f %9.4f", r->train_loss, r->train_acc, r->test_loss, r->test_acc);
+    }
+    printf("\n");
+  }
+  printf("\n%-12s %13s %7s %18s %12s %10s %12s\n", "variant", "best val_acc", "epoch", "first >= target", "final acc",
+         "s/epoch", "samples/s");
+  for (int k = 0; k < nv; k++) {
+    int n = nn_history_count(v[k].res.hist), best = 0, first = 0;
+    double secs = 0, sps = 0;
+    for (int i = 0; i < n; i++) {
+      const nn_epoch_record *r = nn_history_get(v[k].res.hist, i);
+      if (r->test_acc > nn_history_get(v[k].res.hist, best)->test_acc) best = i;
+      if (!first && r->test_acc >= target) first = r->epoch;
+      secs += r->seconds;
+      sps += r->samples_per_sec;
+    }
+    char reach[32];
+    if (first) snprintf(reach, sizeof reach, "epoch %d", first);
+    else snprintf(reach, sizeof reach, "never");
+    if (!n) continue;
+    printf("%-12s %13.4f %7d %18s %12.4f %10.1f %12.0f\n", v[k].name, nn_history_get(v[k].res.hist, best)->test_acc,
+           best + 1, reach, nn_history_get(v[k].res.hist, n - 1)->test_acc, secs / n, sps / n);
+  }
+  printf("(target %s accuracy %.2f)\n", valname, target);
+}
+
+int cmd_compare(int argc, char **argv) {
+  cli_args a = {argc, argv, 1, "compare", NULL, 0};
+  cli_train_opts o;
+  cli_train_defaults(&o);
+  const char *norms = "batch,none", *out = NULL;
+  float target = 0.8f;
+  while (a.i < argc) {
+    int bad = 0;
+    if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
+      fputs(usage_head, stdout);
+      fputs(cli_train_options_help, stdout);
+      return EXIT_OK;
+    }
+    if (cli_train_option(&a, &o, &bad)) {
+    } else if (cli_opt(&a, "--norm")) norms = a.val;
+    else if (cli_opt(&a, "--out")) out = a.val;
+    else if (cli_opt(&a, "--target")) bad = cli_float(&a, "--target", 0, 1, &target);
+    else return cli_unknown(&a);
+    if (bad || a.bad) return EXIT_USAGE;
+  }
+  variant v[MAX_VARIANTS];
+  int nv = 0;
+  char list[256];
+  snprintf(list, sizeof list, "%s", norms);
+  for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
+    if (nv == MAX_VARIANTS) {
+      cli_error("compare", "--norm: at most %d variants", MAX_VARIANTS);
+      return EXIT_USAGE;
+    }
+    memset(&v[nv], 0, sizeof v[nv]);
+    snprintf(v[nv++].name, sizeof v[0].name, "%s", t);
+  }
+  if (!nv) {
+    cli_error("compare", "--norm: no variant given");
+    return EXIT_USAGE;
+  }
+  char defout[512];
+  if (!out) {
+    snprintf(defout, sizeof defout, "runs/compare-%s", o.model);
+    for (char *p = defout + 5; *p; p++)
+      if (*p == '/') *p = '_';
+    mkdir("runs", 0777);
+    out = defout;
+  }
+  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    cli_error("compare", "--out %s: cannot create directory: %s", out, strerror(errno));
+    return EXIT_FAIL;
+  }
+  int rc = EXIT_OK;
+  char dirs[MAX_VARIANTS][4200];
+  for (int k = 0; k < nv && !rc; k++) {
+    snprintf(dirs[k], sizeof dirs[k], "%s/%s", out, v[k].name);
+    for (char *p = dirs[k] + strlen(out) + 1; *p; p++)
+      if (*p == ':' || *p == '/') *p = '-';
+    cli_train_opts vo = o;
+    vo.norm = v[k].name;
+    vo.out = dirs[k];
+    vo.label = v[k].name;
+    rc = cli_train_run("compare", &vo, &v[k].res);
+  }
+  if (!rc) {
+    const char *valname = o.val_split > 0 ? "validation" : "test (as validation)";
+    print_tables(v, nv, target, valname);
+    char path[4200];
+    nn_error err = {0};
+    snprintf(path, sizeof path, "%s/history.csv", out);
+    if (write_history(path, v, nv)) {
+      cli_error("compare", "%s: cannot write: %s", path, strerror(errno));
+      rc = EXIT_FAIL;
+    } else if (plot(out, o.model, v, nv, &err)) {
+      rc = err.msg[0] ? cli_fail("compare", &err) : (cli_error("compare", "out of memory"), EXIT_FAIL);
+    } else {
+      printf("wrote %s/history.csv, %s/curves.png, %s/curves.svg\n", out, out, out);
+    }
+  }
+  for (int k = 0; k < nv; k++) cli_train_result_free(&v[k].res);
+  return rc;
+}
