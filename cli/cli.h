@@ -96,5 +96,6 @@ int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@ static const char *const usage =
     "  compare   train a preset with and without normalization; table and curves\n"
     "  eval      loss and accuracy of a trained model\n"
     "  summary   layers, shapes, parameters and BN conventions of a model\n"
+    "  inspect   learned BN parameters and tracked activation statistics of a run\n"
     "\n"
     "presets: lenet (seed 004), mlp, cnn (seed 000), cifar-cnn, cifar-gap (seed 001)\n"
     "example: normnet train --model lenet --epochs 10 --out runs/lenet\n";
@@ -23,7 +24,7 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*run)(int, char **);
-  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}};
+  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
   fprintf(stderr, "normnet: unknown command '%s'\n%s", argv[1], usage);
