@@ -19,6 +19,9 @@ const nn_layer_ops *const nn_layer_table[NN_LAYER__COUNT] = {
     [NN_LAYER_GLOBAL_AVGPOOL] = &nn_global_avgpool_ops,
     [NN_LAYER_FLATTEN] = &nn_flatten_ops,
     [NN_LAYER_DROPOUT] = &nn_dropout_ops,
+    [NN_LAYER_GROUPNORM] = &nn_groupnorm_ops,
+    [NN_LAYER_LAYERNORM] = &nn_layernorm_ops,
+    [NN_LAYER_INSTANCENORM] = &nn_instancenorm_ops,
 };
 _Static_assert(sizeof nn_layer_table / sizeof nn_layer_table[0] == NN_LAYER__COUNT,
                "nn_layer_table must cover every nn_layer_kind");

@@ -22,6 +22,9 @@ typedef enum {
   NN_LAYER_GLOBAL_AVGPOOL,
   NN_LAYER_FLATTEN,
   NN_LAYER_DROPOUT,
+  NN_LAYER_GROUPNORM,
+  NN_LAYER_LAYERNORM,
+  NN_LAYER_INSTANCENORM,
   NN_LAYER__COUNT
 } nn_layer_kind;
 
@@ -149,7 +152,8 @@ static inline float *nn_state_ptr(const nn_layer *L, int i) { return L->st + L->
 extern const nn_layer_ops *const nn_layer_table[NN_LAYER__COUNT];
 
 extern const nn_layer_ops nn_dense_ops, nn_conv2d_ops, nn_batchnorm_ops, nn_relu_ops, nn_sigmoid_ops,
-    nn_tanh_ops, nn_maxpool2d_ops, nn_avgpool2d_ops, nn_global_avgpool_ops, nn_flatten_ops, nn_dropout_ops;
+    nn_tanh_ops, nn_maxpool2d_ops, nn_avgpool2d_ops, nn_global_avgpool_ops, nn_flatten_ops, nn_dropout_ops,
+    nn_groupnorm_ops, nn_layernorm_ops, nn_instancenorm_ops;
 
 /* Shared hooks for kinds without keys, parameters, scratch or options. */
 extern const nn_key nn_no_keys[];
