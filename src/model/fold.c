@@ -113,6 +113,7 @@ nn_status nn_model_fold(const nn_model *m, nn_model **out, nn_error *err) {
       memcpy(Q->st + Q->state[t].offset, P->st + P->state[t].offset, P->state[t].count * sizeof(float));
     Q->batches_tracked = P->batches_tracked;
     Q->skipped_updates = P->skipped_updates;
+    Q->rng = P->rng; /* dropout's stream continues where the original's is */
   }
   free(src);
   *out = f;
