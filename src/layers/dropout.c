@@ -9,10 +9,7 @@
  * is reproducible from the init seed and independent of the data-shuffling stream. A model
  * that was never initialised (e.g. loaded from a checkpoint) seeds the stream from its layer
  * index on the first training forward.
- *
- * Config: the per-kind config union has no dropout member, so the single key `rate` lives
- * as a double at offset 0 of nn_layer_cfg (written by the spec parser with memcpy, read here
- * with memcpy). */
+ */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,28 +17,14 @@
 #include "base/rng.h"
 #include "layers/layer.h"
 
-typedef struct {
-  double rate;
-} dropout_cfg;
-_Static_assert(sizeof(dropout_cfg) <= sizeof(nn_layer_cfg), "dropout config must fit in nn_layer_cfg");
-_Static_assert(_Alignof(nn_layer_cfg) >= _Alignof(double), "nn_layer_cfg must be double-aligned");
-
 static const nn_key keys[] = {
-    {"rate", NN_KEY_DOUBLE, offsetof(dropout_cfg, rate), 0, 1, 0},
+    {"rate", NN_KEY_DOUBLE, offsetof(nn_layer_cfg, dropout.rate), 0, 1, 0},
     {0},
 };
 
-static double get_rate(const nn_layer_cfg *c) {
-  dropout_cfg d;
-  memcpy(&d, c, sizeof d);
-  return d.rate;
-}
+static double get_rate(const nn_layer_cfg *c) { return c->dropout.rate; }
 
-static void defaults(nn_layer_cfg *c) {
-  memset(c, 0, sizeof *c);
-  dropout_cfg d = {0.5}; /* PyTorch's default p */
-  memcpy(c, &d, sizeof d);
-}
+static void defaults(nn_layer_cfg *c) { c->dropout = (nn_dropout_cfg){.rate = 0.5}; /* PyTorch's default p */ }
 
 static nn_status finalize(nn_layer_cfg *c, unsigned given, nn_error *err) {
   (void)given;

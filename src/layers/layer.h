@@ -68,7 +68,12 @@ typedef struct {
   int freeze_affine;        /* frozen: gamma/beta not trained */
 } nn_bn_cfg;
 
+typedef struct {
+  double rate; /* probability of zeroing a value in training */
+} nn_dropout_cfg;
+
 typedef union {
+  nn_dropout_cfg dropout;
   nn_dense_cfg dense;
   nn_conv2d_cfg conv;
   nn_pool_cfg pool;
