@@ -17,11 +17,7 @@
  *       counted (DESIGN §4), as for batchnorm.
  * Normalizing with instance statistics needs more than 1 spatial element (PyTorch's check).
  * None of the three has a train/eval difference otherwise.
- *
- * Configuration: the layer union has no slot of its own for these kinds, so they keep their
- * options in gn_cfg laid over the bytes of nn_layer_cfg. The spec parser and printer reach
- * fields only through the key offsets and memcpy, and this file reads and writes the whole
- * struct with memcpy, so no other member of the union is ever read through it. */
+ */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,27 +26,12 @@
 #include "kernels/kernels.h"
 #include "layers/layer.h"
 
-typedef struct {
-  double eps;
-  double momentum;         /* instancenorm: weight of the new batch in the running average */
-  int groups;              /* groupnorm only */
-  int affine;
-  int track_running_stats; /* instancenorm only */
-} gn_cfg;
-_Static_assert(sizeof(gn_cfg) <= sizeof(nn_layer_cfg), "gn_cfg must fit inside nn_layer_cfg");
+typedef nn_groupnorm_cfg gn_cfg;
 
-static gn_cfg cfg_get(const nn_layer_cfg *c) {
-  gn_cfg g;
-  memcpy(&g, c, sizeof g);
-  return g;
-}
+static gn_cfg cfg_get(const nn_layer_cfg *c) { return c->gn; }
+static void cfg_put(nn_layer_cfg *c, const gn_cfg *g) { c->gn = *g; }
 
-static void cfg_put(nn_layer_cfg *c, const gn_cfg *g) {
-  memset(c, 0, sizeof *c);
-  memcpy(c, g, sizeof *g);
-}
-
-#define GN_KEY(name, type, field, lo, hi, req) {name, type, offsetof(gn_cfg, field), lo, hi, req}
+#define GN_KEY(name, type, field, lo, hi, req) {name, type, offsetof(nn_layer_cfg, gn.field), lo, hi, req}
 
 enum { GK_GROUPS, GK_EPS, GK_AFFINE };
 static const nn_key gn_keys[] = {

@@ -72,8 +72,18 @@ typedef struct {
   double rate; /* probability of zeroing a value in training */
 } nn_dropout_cfg;
 
+/* groupnorm, layernorm, instancenorm (one kernel, DESIGN §4) */
+typedef struct {
+  double eps;
+  double momentum;         /* instancenorm: weight of the new batch in the running average */
+  int groups;              /* groupnorm only */
+  int affine;
+  int track_running_stats; /* instancenorm only */
+} nn_groupnorm_cfg;
+
 typedef union {
   nn_dropout_cfg dropout;
+  nn_groupnorm_cfg gn;
   nn_dense_cfg dense;
   nn_conv2d_cfg conv;
   nn_pool_cfg pool;
