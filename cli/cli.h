@@ -97,5 +97,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_fold(int argc, char **argv);
 
 #endif

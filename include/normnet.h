@@ -92,6 +92,9 @@ typedef struct {
 
 /* Seed the generator; the same seed gives the same stream on every platform. */
 NN_API void nn_rng_seed(nn_rng *r, uint64_t seed);
+/* Next 64 random bits, and a uniform float in [0, 1) with 24 random bits. */
+NN_API uint64_t nn_rng_next(nn_rng *r);
+NN_API float nn_rng_uniform(nn_rng *r);
 
 /* ---- threads -------------------------------------------------------------------------- */
 /* Set the number of worker threads for kernels and GEMM (0 = OpenMP's default). */

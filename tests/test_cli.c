@@ -173,6 +173,39 @@ static void test_train_eval_summary(void **state) {
   run(&r, "train --help");
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "--no-shuffle"));
+  /* fold: no batchnorm left, the same accuracy */
+  snprintf(args, sizeof args, "fold --model %s/run --out %s/folded.safetensors", dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("fold failed: %s", r.err);
+  assert_non_null(strstr(r.out, "8 -> 6 layers"));
+  snprintf(args, sizeof args, "eval --model %s/folded.safetensors --data idx:%s/good --json", dir, dir);
+  run(&r, args);
+  assert_int_equal(r.status, 0);
+  a = strstr(r.out, "\"accuracy\": ");
+  double facc = -1;
+  assert_true(a && sscanf(a, "\"accuracy\": %lf", &facc) == 1);
+  assert_true(fabs(facc - acc) < 1e-9);
+  snprintf(args, sizeof args, "summary --model %s/folded.safetensors", dir);
+  run(&r, args);
+  assert_null(strstr(r.out, "batchnorm"));
+  /* predict: data set records (with the true label) and an image file */
+  snprintf(args, sizeof args, "predict --model %s/run --data idx:%s/good --index 0,3 --top 2", dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("predict failed: %s", r.err);
+  assert_non_null(strstr(r.out, "record 0:  1. class "));
+  assert_non_null(strstr(r.out, "record 3:"));
+  assert_non_null(strstr(r.out, "[true: class 3]"));
+  char pgm[600];
+  snprintf(pgm, sizeof pgm, "%s/img.pgm", dir);
+  unsigned char img[13 + 64] = "P5\n8 8\n255\n";
+  for (int i = 0; i < 64; i++) img[13 + i] = (unsigned char)(i / 8 == 2 ? 220 : 10);
+  write_file(pgm, img, sizeof img);
+  snprintf(args, sizeof args, "predict --model %s/run --classes a,b,c,d,e,f,g,h,i,j %s", dir, pgm);
+  run(&r, args);
+  if (r.status) fail_msg("predict image failed: %s", r.err);
+  assert_non_null(strstr(r.out, "img.pgm:  1. "));
+  snprintf(args, sizeof args, "predict --model %s/run %s/small.spec", dir, dir);
+  expect_error(args, "small.spec", NULL); /* not an image */
 }
 
 static void test_bad_data(void **state) {

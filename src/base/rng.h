@@ -5,9 +5,7 @@
 #include <stdint.h>
 #include "normnet.h"
 
-uint64_t nn_rng_next(nn_rng *r);
-/* Uniform in [0, 1) with 24 random bits (exactly representable as float). */
-float nn_rng_uniform(nn_rng *r);
+/* nn_rng_seed, nn_rng_next and nn_rng_uniform are public (normnet.h). */
 /* Uniform integer in [0, n). n > 0. Unbiased (rejection). */
 uint32_t nn_rng_below(nn_rng *r, uint32_t n);
 /* Standard normal (Box-Muller, no cached second value: state stays 4 words). */

@@ -1,0 +1,170 @@
+/* normnet predict: top-k classes with probabilities for images (PNG/PGM) or for data set
+ * records by index, with class names where the data set has them. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *const usage =
+    "usage: normnet predict --model RUNDIR|--checkpoint FILE [--top K] IMAGE...\n"
+    "       normnet predict --model RUNDIR --data SOURCE --index I[,J,...] [--split test|train]\n"
+    "\n"
+    "Print the top-K classes (default 3) with probabilities, in eval mode. Images are PNG or\n"
+    "PGM of the model's input size; --index takes records of a data set instead (and shows\n"
+    "the true label). Class names come from the data set the model was trained on\n"
+    "(Fashion-MNIST, CIFAR-10), or --classes NAME,NAME,...\n";
+
+static const char *const fashion[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                      "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+static const char *const cifar[] = {"airplane", "automobile", "bird", "cat", "deer",
+                                    "dog",      "frog",       "horse", "ship", "truck"};
+
+typedef struct {
+  const char *const *names;
+  int n;
+  char *own;         /* --classes storage */
+  const char *list[64];
+} class_names;
+
+static void names_for(class_names *cn, const char *data, const char *classes) {
+  memset(cn, 0, sizeof *cn);
+  if (classes) {
+    cn->own = strdup(classes);
+    for (char *t = cn->own ? strtok(cn->own, ",") : NULL; t && cn->n < 64; t = strtok(NULL, ",")) cn->list[cn->n++] = t;
+    cn->names = cn->list;
+  } else if (data && !strcmp(data, "fashion-mnist")) {
+    cn->names = fashion, cn->n = 10;
+  } else if (data && !strncmp(data, "cifar10:", 8)) {
+    cn->names = cifar, cn->n = 10;
+  }
+}
+
+static void print_top(const char *what, const float *p, int k, int top, const class_names *cn, int truth) {
+  int order[1024];
+  int n = k < 1024 ? k : 1024;
+  for (int i = 0; i < n; i++) order[i] = i;
+  for (int i = 0; i < top && i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      if (p[order[j]] > p[order[i]]) {
+        int t = order[i];
+        order[i] = order[j], order[j] = t;
+      }
+  printf("%s:", what);
+  for (int i = 0; i < top && i < n; i++) {
+    int c = order[i];
+    if (c < cn->n) printf("  %d. %s (%d) %.4f", i + 1, cn->names[c], c, p[c]);
+    else printf("  %d. class %d %.4f", i + 1, c, p[c]);
+  }
+  if (truth >= 0 && truth < cn->n) printf("  [true: %s]", cn->names[truth]);
+  else if (truth >= 0) printf("  [true: class %d]", truth);
+  printf("\n");
+}
+
+int cmd_predict(int argc, char **argv) {
+  cli_args a = {argc, argv, 1, "predict", NULL, 0};
+  const char *model_arg = NULL, *ckpt = NULL, *data = NULL, *index = NULL, *split = "test", *classes = NULL;
+  const char *input_norm = NULL;
+  int top = 3, nimg = 0;
+  const char **images = calloc((size_t)argc, sizeof *images);
+  if (!images) return EXIT_FAIL;
+  int rc = EXIT_OK;
+  while (a.i < argc && !rc) {
+    int bad = 0;
+    if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
+      fputs(usage, stdout);
+      free(images);
+      return EXIT_OK;
+    }
+    if (cli_opt(&a, "--model")) model_arg = a.val;
+    else if (cli_opt(&a, "--checkpoint")) ckpt = a.val;
+    else if (cli_opt(&a, "--data")) data = a.val;
+    else if (cli_opt(&a, "--index")) index = a.val;
+    else if (cli_opt(&a, "--split")) split = a.val;
+    else if (cli_opt(&a, "--classes")) classes = a.val;
+    else if (cli_opt(&a, "--input-norm")) input_norm = a.val;
+    else if (cli_opt(&a, "--top")) bad = cli_int(&a, "--top", 1, 1000, &top);
+    else if (argv[a.i][0] == '-') rc = cli_unknown(&a);
+    else images[nimg++] = argv[a.i++];
+    if (bad || a.bad) rc = EXIT_USAGE;
+  }
+  cli_model cm = {0};
+  if (!rc && !model_arg && !ckpt) {
+    cli_error("predict", "needs a trained model: --model RUNDIR|CHECKPOINT or --checkpoint FILE");
+    rc = EXIT_USAGE;
+  }
+  if (!rc && !nimg && !index) {
+    cli_error("predict", "give image files, or --data SOURCE --index I");
+    rc = EXIT_USAGE;
+  }
+  if (!rc && model_arg) rc = cli_model_resolve("predict", model_arg, &cm);
+  if (!rc && ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);
+  if (!rc && !cm.checkpoint[0]) {
+    cli_error("predict", "--model %s is not trained; pass --checkpoint FILE or a run directory", model_arg);
+    rc = EXIT_USAGE;
+  }
+  nn_model *m = NULL;
+  nn_dataset *ds = NULL;
+  nn_error err = {0};
+  char *trained_on = NULL, *v = NULL;
+  nn_input_norm norm = cm.preset ? cm.preset->input_norm : (nn_input_norm){0.0f, 1.0f};
+  if (!rc) {
+    if (!nn_checkpoint_meta(cm.checkpoint, "normnet.input_mean", &v, &err) && v) norm.mean = strtof(v, NULL);
+    free(v), v = NULL;
+    if (!nn_checkpoint_meta(cm.checkpoint, "normnet.input_std", &v, &err) && v) norm.std = strtof(v, NULL);
+    free(v), v = NULL;
+    nn_checkpoint_meta(cm.checkpoint, "normnet.data", &trained_on, &err);
+    if (input_norm && cli_input_norm(&a, input_norm, &norm)) rc = EXIT_USAGE;
+  }
+  if (!rc) rc = cli_model_build("predict", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
+  if (!rc && index && nn_dataset_open(data ? data : (trained_on ? trained_on : "fashion-mnist"), strcmp(split, "test") != 0,
+                                      &ds, &err))
+    rc = cli_fail("predict", &err);
+  class_names cn;
+  names_for(&cn, data ? data : trained_on, classes);
+  int in = m ? nn_model_input_size(m) : 0, k = m ? nn_model_output_size(m) : 0;
+  float *x = in ? malloc((size_t)in * sizeof *x) : NULL;
+  uint8_t *px = in ? malloc((size_t)in) : NULL;
+  if (!rc && (!x || !px)) rc = EXIT_FAIL;
+  /* the model's input shape, from its spec */
+  int c = 1, h = 1, w = in;
+  if (!rc) {
+    char *spec = nn_spec_to_text(nn_model_spec(m));
+    if (!spec || sscanf(spec, "input shape=%dx%dx%d", &c, &h, &w) != 3) c = 1, h = 1, w = in;
+    free(spec);
+  }
+  for (int i = 0; !rc && i < nimg; i++) {
+    if (nn_image_load(images[i], c, h, w, px, &err)) {
+      rc = cli_fail("predict", &err);
+      break;
+    }
+    for (int j = 0; j < in; j++) x[j] = ((float)px[j] / 255.0f - norm.mean) / norm.std;
+    if (nn_model_forward(m, x, NULL, 1, NN_MODE_EVAL, NULL, NULL, NULL, &err)) rc = cli_fail("predict", &err);
+    else print_top(images[i], nn_model_probs(m), k, top, &cn, -1);
+  }
+  if (!rc && index) {
+    char list[1024];
+    snprintf(list, sizeof list, "%s", index);
+    for (char *t = strtok(list, ","); t && !rc; t = strtok(NULL, ",")) {
+      char *end;
+      long id = strtol(t, &end, 10);
+      if (*end || id < 0 || id >= nn_dataset_count(ds)) {
+        cli_error("predict", "--index: '%s' is not a record index in [0, %d)", t, nn_dataset_count(ds));
+        rc = EXIT_USAGE;
+        break;
+      }
+      uint32_t u = (uint32_t)id;
+      int32_t label;
+      nn_dataset_batch(ds, &u, 1, norm, x, &label);
+      char what[64];
+      snprintf(what, sizeof what, "record %ld", id);
+      if (nn_model_forward(m, x, NULL, 1, NN_MODE_EVAL, NULL, NULL, NULL, &err)) rc = cli_fail("predict", &err);
+      else print_top(what, nn_model_probs(m), k, top, &cn, label);
+    }
+  }
+  free(cn.own);
+  free(x), free(px), free(trained_on), free(images);
+  nn_dataset_free(ds);
+  nn_model_free(m);
+  cli_model_free(&cm);
+  return rc;
+}
