@@ -18,7 +18,7 @@ static const char *const usage_head =
     "same weights) and compare them: a per-epoch table, a summary, DIR/history.csv,\n"
     "DIR/curves.png and DIR/curves.svg, and each variant's run in DIR/<variant>/.\n"
     "\n"
-    "  --norm LIST               comma-separated: batch, none (default batch,none)\n"
+    "  --norm LIST               comma-separated: batch, group:G, layer, none (default batch,none)\n"
     "  --target ACC              summary: first epoch whose validation accuracy reaches ACC\n"
     "                            (default 0.8)\n"
     "  --out DIR                 default runs/compare-<model>\n";

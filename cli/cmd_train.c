@@ -10,7 +10,7 @@ static const char *const usage_head =
     "Train a model, evaluating it after every epoch in eval mode (on the test split, or on the\n"
     "validation split with --val-split).\n"
     "\n"
-    "  --norm batch|none         keep the normalization layers, or the twin without them\n"
+    "  --norm batch|group:G|layer|none  keep BN, replace it by GroupNorm/LayerNorm, or remove it\n"
     "  --out DIR                 write DIR/history.csv, DIR/spec.txt, DIR/model.safetensors (every\n"
     "                            epoch, with optimizer state) and DIR/best.safetensors (best\n"
     "                            validation accuracy); saves are atomic\n"

@@ -30,6 +30,8 @@ const char cli_train_options_help[] =
     "  --no-shuffle              keep file order\n"
     "  --drop-last               drop the last incomplete batch\n"
     "  --max-steps N             stop after N optimizer steps\n"
+    "  --freeze-bn               frozen BN (fine-tuning): running statistics in training too, not\n"
+    "                            updated; gamma/beta fixed (Keras trainable=False)\n"
     "  --track-activations       record each hidden layer's pre-activation mean/std per epoch\n"
     "                            on a fixed probe batch (see normnet inspect)\n"
     "  --threads N               worker threads (default: all cores)\n"
@@ -71,6 +73,7 @@ int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {
   else if (cli_flag(a, "--nesterov")) o->nesterov = 1;
   else if (cli_flag(a, "--quiet")) o->quiet = 1;
   else if (cli_flag(a, "--track-activations")) o->track_activations = 1;
+  else if (cli_flag(a, "--freeze-bn")) o->freeze_bn = 1;
   else return 0;
   if (a->bad) *bad = 1;
   return 1;
@@ -361,6 +364,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
       cli_model_free(&cm);
       return EXIT_USAGE;
     }
+    if (o->freeze_bn) nn_spec_freeze_bn(cm.spec);
     if ((rc_exit = cli_model_build(cmd, &cm, o->norm, init, o->seed, &m))) {
       cli_model_free(&cm);
       return rc_exit;

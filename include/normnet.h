@@ -160,9 +160,14 @@ NN_API nn_status nn_spec_parse(const char *text, const char *source, nn_spec **o
 /* Read and parse a spec file. */
 NN_API nn_status nn_spec_load(const char *path, nn_spec **out, nn_error *err);
 NN_API void nn_spec_free(nn_spec *spec);
-/* Replace every normalization layer: "batch" keeps the spec, "none" removes the norm
- * layers and gives the layer before each a bias if it had none (the "without BN" twin). */
+/* Switch the normalization: "batch" keeps the spec; "group:G" and "layer" replace each
+ * batchnorm by groupnorm (G groups, or the largest divisor of the channel count below G)
+ * or layernorm with PyTorch's defaults; "none" removes every norm layer and gives the
+ * layer before each its bias back (the "without BN" twin). */
 NN_API nn_status nn_spec_set_norm(nn_spec *spec, const char *norm, nn_error *err);
+/* Frozen BN for fine-tuning (Keras trainable=False): every batchnorm uses its running
+ * statistics in training too, without updating them, and keeps gamma/beta fixed. */
+NN_API void nn_spec_freeze_bn(nn_spec *spec);
 /* Print the spec back as canonical text (every key explicit). Returns a malloc'd string. */
 NN_API char *nn_spec_to_text(const nn_spec *spec);
 

@@ -381,6 +381,70 @@ static void test_max_steps_deterministic(void **state) {
   assert_string_equal(meta_steps, "5");
 }
 
+/* Frozen BN: fine-tuning with --freeze-bn leaves every BN tensor bitwise unchanged
+ * (gamma, beta, running stats, num_batches_tracked) while the other weights move. */
+static void test_freeze_bn(void **state) {
+  (void)state;
+  char args[2048], a[512], b[512];
+  run_result r;
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --quiet --out %s/base",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("base run failed: %s", r.err);
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --init %s/base --freeze-bn --data idx:%s/good --epochs 1 --batch 16 "
+           "--optimizer sgd --lr 0.1 --momentum 0.9 --weight-decay 0.01 --quiet --out %s/frozen",
+           dir, dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("frozen run failed: %s", r.err);
+  snprintf(a, sizeof a, "%s/base/model.safetensors", dir);
+  snprintf(b, sizeof b, "%s/frozen/model.safetensors", dir);
+  nn_model *ma = NULL, *mb = NULL;
+  nn_error err = {0};
+  if (nn_checkpoint_load(a, NULL, &ma, &err) || nn_checkpoint_load(b, NULL, &mb, &err)) fail_msg("%s", err.msg);
+  int frozen_same = 0, moved = 0;
+  for (int t = 0; t < nn_model_num_tensors(ma); t++) {
+    nn_tensor_view va, vb;
+    nn_model_tensor(ma, t, &va);
+    nn_model_tensor(mb, t, &vb);
+    int layer = atoi(va.name);
+    nn_layer_info li;
+    nn_model_layer_info(ma, layer, &li);
+    int same = va.data ? !memcmp(va.data, vb.data, va.count * sizeof(float)) : *va.count_value == *vb.count_value;
+    if (!strcmp(li.kind, "batchnorm")) {
+      if (!same) fail_msg("frozen BN tensor %s changed", va.name);
+      frozen_same++;
+    } else {
+      if (same) fail_msg("tensor %s did not train", va.name);
+      moved++;
+    }
+  }
+  assert_int_equal(frozen_same, 2 * 5);
+  assert_int_equal(moved, 6);
+  char *text = nn_spec_to_text(nn_model_spec(mb));
+  assert_non_null(strstr(text, "use_global_stats=1 freeze_affine=1"));
+  free(text);
+  nn_model_free(ma);
+  nn_model_free(mb);
+}
+
+/* Reductions have a fixed order: training at 1 and at 2 threads gives identical weights. */
+static void test_threads_bitwise(void **state) {
+  (void)state;
+  char args[2048], a[512], b[512];
+  run_result r;
+  for (int t = 1; t <= 2; t++) {
+    snprintf(args, sizeof args,
+             "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 32 --threads %d --quiet --out %s/t%d", dir,
+             dir, t, dir, t);
+    run(&r, args);
+    if (r.status) fail_msg("run at %d threads failed: %s", t, r.err);
+  }
+  snprintf(a, sizeof a, "%s/t1/model.safetensors", dir);
+  snprintf(b, sizeof b, "%s/t2/model.safetensors", dir);
+  assert_same_checkpoint(a, b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_train_eval_summary),
@@ -389,6 +453,8 @@ int main(void) {
       cmocka_unit_test(test_batch_of_one_and_no_damage),
       cmocka_unit_test(test_resume_after_kill),
       cmocka_unit_test(test_max_steps_deterministic),
+      cmocka_unit_test(test_freeze_bn),
+      cmocka_unit_test(test_threads_bitwise),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

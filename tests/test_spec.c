@@ -121,6 +121,41 @@ static void test_norm_none_twin_and_roundtrip(void **state) {
   nn_spec_free(s);
 }
 
+static void test_norm_variants_and_freeze(void **state) {
+  (void)state;
+  nn_spec *s = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_spec_parse(nn_preset_find("lenet")->spec, "lenet", &s, &err), NN_OK);
+  assert_int_equal(nn_spec_set_norm(s, "group:4", &err), NN_OK);
+  char *text = nn_spec_to_text(s);
+  /* 6 channels -> 3 groups (largest divisor <= 4); 16, 120, 84 -> 4 */
+  const char *p = strstr(text, "groupnorm groups=3");
+  assert_non_null(p);
+  assert_non_null(strstr(p + 1, "groupnorm groups=4"));
+  assert_null(strstr(text, "batchnorm"));
+  free(text);
+  nn_spec_free(s);
+  assert_int_equal(nn_spec_parse(nn_preset_find("lenet")->spec, "lenet", &s, &err), NN_OK);
+  assert_int_equal(nn_spec_set_norm(s, "group:0", &err), NN_ERR_ARG);
+  assert_int_equal(nn_spec_set_norm(s, "layer", &err), NN_OK);
+  text = nn_spec_to_text(s);
+  assert_non_null(strstr(text, "layernorm"));
+  free(text);
+  /* "none" removes every norm kind */
+  assert_int_equal(nn_spec_set_norm(s, "none", &err), NN_OK);
+  text = nn_spec_to_text(s);
+  assert_null(strstr(text, "norm"));
+  free(text);
+  nn_spec_free(s);
+  assert_int_equal(nn_spec_parse(nn_preset_find("lenet")->spec, "lenet", &s, &err), NN_OK);
+  nn_spec_freeze_bn(s);
+  text = nn_spec_to_text(s);
+  assert_null(strstr(text, "use_global_stats=0"));
+  assert_non_null(strstr(text, "use_global_stats=1 freeze_affine=1"));
+  free(text);
+  nn_spec_free(s);
+}
+
 static nn_model *build(const char *text) {
   nn_spec *s = NULL;
   nn_model *m = NULL;
@@ -210,7 +245,7 @@ int main(void) {
       cmocka_unit_test(test_errors_name_line),          cmocka_unit_test(test_shape_errors_name_layer),
       cmocka_unit_test(test_lenet_shapes_and_counts),   cmocka_unit_test(test_norm_none_twin_and_roundtrip),
       cmocka_unit_test(test_bn_batch_of_one),           cmocka_unit_test(test_labels_checked),
-      cmocka_unit_test(test_model_gradient_fd),
+      cmocka_unit_test(test_model_gradient_fd),          cmocka_unit_test(test_norm_variants_and_freeze),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,12 +36,49 @@ void nn_spec_free(nn_spec *s) {
   free(s);
 }
 
-static int is_norm(nn_layer_kind k) { return k == NN_LAYER_BATCHNORM; }
+static int is_norm(nn_layer_kind k) {
+  return k == NN_LAYER_BATCHNORM || k == NN_LAYER_GROUPNORM || k == NN_LAYER_LAYERNORM || k == NN_LAYER_INSTANCENORM;
+}
+
+/* The largest divisor of c that is at most g (GroupNorm needs groups | channels). */
+static int groups_for(int c, int g) {
+  for (int k = g < c ? g : c; k > 1; k--)
+    if (c % k == 0) return k;
+  return 1;
+}
+
+/* Replace every batchnorm by the normalization `kind` (groupnorm with up to `groups`
+ * groups, or layernorm), with PyTorch's defaults. */
+static nn_status replace_bn(nn_spec *s, nn_layer_kind kind, int groups, nn_error *err) {
+  nn_shape in = s->input;
+  for (int i = 0; i < s->n; i++) {
+    nn_layer_spec *ls = &s->layers[i];
+    if (ls->kind == NN_LAYER_BATCHNORM) {
+      ls->kind = kind;
+      nn_layer_table[kind]->defaults(&ls->cfg);
+      if (kind == NN_LAYER_GROUPNORM) ls->cfg.gn.groups = groups_for(in.c, groups);
+    }
+    nn_shape out;
+    char why[256];
+    if (nn_layer_table[ls->kind]->shape(&ls->cfg, in, &out, why, sizeof why))
+      return nn_err_set(err, NN_ERR_SHAPE, "%s:%d: %s", s->source, ls->line, why);
+    in = out;
+  }
+  return NN_OK;
+}
 
 nn_status nn_spec_set_norm(nn_spec *s, const char *norm, nn_error *err) {
   if (strcmp(norm, "batch") == 0) return NN_OK;
+  if (strcmp(norm, "layer") == 0) return replace_bn(s, NN_LAYER_LAYERNORM, 0, err);
+  if (strncmp(norm, "group:", 6) == 0) {
+    char *end;
+    long g = strtol(norm + 6, &end, 10);
+    if (*end || g < 1 || g > 1 << 20)
+      return nn_err_set(err, NN_ERR_ARG, "bad normalization '%s' (expected group:G with G >= 1)", norm);
+    return replace_bn(s, NN_LAYER_GROUPNORM, (int)g, err);
+  }
   if (strcmp(norm, "none") != 0)
-    return nn_err_set(err, NN_ERR_ARG, "unknown normalization '%s' (expected batch or none)", norm);
+    return nn_err_set(err, NN_ERR_ARG, "unknown normalization '%s' (expected batch, group:G, layer or none)", norm);
   int out = 0;
   for (int i = 0; i < s->n; i++) {
     nn_layer_spec *ls = &s->layers[i];
@@ -58,4 +95,10 @@ nn_status nn_spec_set_norm(nn_spec *s, const char *norm, nn_error *err) {
   }
   s->n = out;
   return NN_OK;
+}
+
+void nn_spec_freeze_bn(nn_spec *s) {
+  for (int i = 0; i < s->n; i++)
+    if (s->layers[i].kind == NN_LAYER_BATCHNORM && s->layers[i].cfg.bn.track_running_stats)
+      s->layers[i].cfg.bn.use_global_stats = 1, s->layers[i].cfg.bn.freeze_affine = 1;
 }
