@@ -7,7 +7,7 @@ BN, batch 128, random data of the Fashion-MNIST shape (1x28x28, 10 classes), flo
 Run with Debian's python3-torch:   /usr/bin/python3 bench/torch_lenet.py [THREADS] [STEPS]
 THREADS (default 2) goes to torch.set_num_threads; STEPS (default 50) timed steps after
 10 warm-up steps; the best of 3 timed repetitions is reported. Output, one figure per line:
-    pytorch lenet bn train_samples_per_s=XXXX
+    pytorch lenet bn train_samples_per_s=N
 so that the C bench's lines can be put side by side with these.
 """
 import sys
