@@ -14,6 +14,7 @@ static const char *const usage =
     "  inspect   learned BN parameters and tracked activation statistics of a run\n"
     "  predict   top-k classes for images or data set records\n"
     "  fold      fold BatchNorm into the layer before it, for inference\n"
+    "  recalibrate  re-estimate BN running statistics of a trained model\n"
     "\n"
     "presets: lenet (seed 004), mlp, cnn (seed 000), cifar-cnn, cifar-gap (seed 001)\n"
     "example: normnet train --model lenet --epochs 10 --out runs/lenet\n";
@@ -26,7 +27,7 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*run)(int, char **);
-  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}};
+  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
   fprintf(stderr, "normnet: unknown command '%s'\n%s", argv[1], usage);

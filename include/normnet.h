@@ -408,6 +408,13 @@ NN_API nn_status nn_model_fold(const nn_model *m, nn_model **out, nn_error *err)
  * converted to c channels or RGB to gray as needed; the size must match h x w. */
 NN_API nn_status nn_image_load(const char *path, int c, int h, int w, uint8_t *out, nn_error *err);
 
+/* Re-estimate every batchnorm's running statistics as the cumulative average of the batch
+ * statistics of `batches` training batches of `batch` samples (shuffled with `seed`),
+ * weights unchanged (dropout is active during these forwards). num_batches_tracked ends at
+ * `batches`. */
+NN_API nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch, int batches,
+                                      uint64_t seed, nn_error *err);
+
 /* ---- presets (DESIGN §2): spec text plus the seed's recipe ------------------------------ */
 typedef struct {
   const char *name;        /* "lenet" */
