@@ -15,6 +15,7 @@ static const char *const usage =
     "  predict   top-k classes for images or data set records\n"
     "  fold      fold BatchNorm into the layer before it, for inference\n"
     "  recalibrate  re-estimate BN running statistics of a trained model\n"
+    "  study     ready-made studies: small-batch (BN vs GroupNorm/LayerNorm vs batch size)\n"
     "\n"
     "presets: lenet (seed 004), mlp, cnn (seed 000), cifar-cnn, cifar-gap (seed 001)\n"
     "example: normnet train --model lenet --epochs 10 --out runs/lenet\n";
@@ -27,7 +28,7 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*run)(int, char **);
-  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}};
+  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}, {"study", cmd_study}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
   fprintf(stderr, "normnet: unknown command '%s'\n%s", argv[1], usage);

@@ -445,6 +445,43 @@ static void test_threads_bitwise(void **state) {
   assert_same_checkpoint(a, b);
 }
 
+static void test_small_batch_study(void **state) {
+  (void)state;
+  char args[2048], path[600];
+  run_result r;
+  snprintf(args, sizeof args,
+           "study small-batch --model %s/small.spec --data idx:%s/good --budget 96 --batches 2,16 "
+           "--norms batch,group:2,layer,none --out %s/study",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("study failed: %s", r.err);
+  assert_non_null(strstr(r.out, "BN train-mode"));
+  assert_non_null(strstr(r.out, "\n2 "));
+  assert_non_null(strstr(r.out, "\n16 "));
+  snprintf(path, sizeof path, "%s/study/study.csv", dir);
+  char csv[4096];
+  slurp(path, csv, sizeof csv);
+  assert_non_null(strstr(csv, "16,group:2,"));
+  assert_non_null(strstr(csv, "2,batch(train-mode eval),"));
+  /* the same number of samples at every batch size: 48 steps of 2, 6 steps of 16 */
+  char *v = NULL;
+  nn_error err = {0};
+  snprintf(path, sizeof path, "%s/study/b2-batch/model.safetensors", dir);
+  assert_int_equal(nn_checkpoint_meta(path, "normnet.optimizer_steps", &v, &err), NN_OK);
+  assert_string_equal(v, "48");
+  free(v);
+  snprintf(path, sizeof path, "%s/study/b16-layer/model.safetensors", dir);
+  assert_int_equal(nn_checkpoint_meta(path, "normnet.optimizer_steps", &v, &err), NN_OK);
+  assert_string_equal(v, "6");
+  free(v);
+  snprintf(path, sizeof path, "%s/study/study.png", dir);
+  struct stat sb;
+  assert_int_equal(stat(path, &sb), 0);
+  assert_true(sb.st_size > 1000);
+  snprintf(args, sizeof args, "study large-batch");
+  expect_error(args, NULL, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_train_eval_summary),
@@ -455,6 +492,7 @@ int main(void) {
       cmocka_unit_test(test_max_steps_deterministic),
       cmocka_unit_test(test_freeze_bn),
       cmocka_unit_test(test_threads_bitwise),
+      cmocka_unit_test(test_small_batch_study),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

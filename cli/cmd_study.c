@@ -1,0 +1,186 @@
+/* normnet study small-batch: seeds 000/002/003's pitfall measured — final validation
+ * accuracy against batch size for each normalization, with the same number of training
+ * samples at every batch size, and the train-vs-eval-mode gap of the BN models. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+#define MAX_B 8
+#define MAX_N 6
+
+static const char *const usage =
+    "usage: normnet study small-batch [--model PRESET] [--batches 2,4,8,32,128]\n"
+    "                                [--norms batch,group:4,layer,none] [--budget SAMPLES]\n"
+    "                                [--out DIR] [training options]\n"
+    "\n"
+    "Train the model once per (batch size, normalization) with the same number of training\n"
+    "samples (--budget, default 60000 = one Fashion-MNIST epoch; steps = budget / batch) and\n"
+    "the preset's learning rate, then print and plot the final validation accuracy against\n"
+    "batch size (DIR/study.png, DIR/study.csv). For BN it also evaluates each trained model\n"
+    "in train mode (batch statistics, batches of the training size) next to eval mode: the\n"
+    "'forgot model.eval()' gap.\n";
+
+static int parse_list(const char *cmd, const char *text, char items[][32], int max) {
+  char buf[512];
+  int n = 0;
+  snprintf(buf, sizeof buf, "%s", text);
+  for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+    if (n == max) {
+      cli_error(cmd, "at most %d values in '%s'", max, text);
+      return -1;
+    }
+    snprintf(items[n++], 32, "%s", t);
+  }
+  return n;
+}
+
+static double eval_in(const char *ckpt, const char *source, int train_mode, int batch, nn_error *err, int *fail) {
+  nn_model *m = NULL;
+  nn_dataset *ds = NULL;
+  double loss, acc = NAN;
+  char *mean = NULL, *std = NULL;
+  nn_checkpoint_meta(ckpt, "normnet.input_mean", &mean, err);
+  nn_checkpoint_meta(ckpt, "normnet.input_std", &std, err);
+  nn_input_norm norm = {mean ? strtof(mean, NULL) : 0.0f, std ? strtof(std, NULL) : 1.0f};
+  if (nn_checkpoint_load(ckpt, NULL, &m, err) || nn_dataset_open(source, 0, &ds, err) ||
+      nn_evaluate(m, ds, norm, batch, train_mode ? NN_MODE_TRAIN : NN_MODE_EVAL, &loss, &acc, err))
+    *fail = 1;
+  free(mean), free(std);
+  nn_dataset_free(ds);
+  nn_model_free(m);
+  return acc;
+}
+
+int cmd_study(int argc, char **argv) {
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    fputs(usage, stdout);
+    return EXIT_OK;
+  }
+  if (argc < 2 || strcmp(argv[1], "small-batch")) {
+    cli_error("study", "unknown study '%s' (available: small-batch; see normnet study --help)", argc < 2 ? "" : argv[1]);
+    return EXIT_USAGE;
+  }
+  cli_args a = {argc, argv, 2, "study", NULL, 0};
+  cli_train_opts o;
+  cli_train_defaults(&o);
+  const char *bl = "2,4,8,32,128", *nl = "batch,group:4,layer,none", *out = "runs/study-small-batch";
+  int budget = 60000;
+  while (a.i < argc) {
+    int bad = 0;
+    if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
+      fputs(usage, stdout);
+      fputs(cli_train_options_help, stdout);
+      return EXIT_OK;
+    }
+    if (cli_train_option(&a, &o, &bad)) {
+    } else if (cli_opt(&a, "--batches")) bl = a.val;
+    else if (cli_opt(&a, "--norms")) nl = a.val;
+    else if (cli_opt(&a, "--out")) out = a.val;
+    else if (cli_opt(&a, "--budget")) bad = cli_int(&a, "--budget", 2, 1 << 30, &budget);
+    else return cli_unknown(&a);
+    if (bad || a.bad) return EXIT_USAGE;
+  }
+  char bs[MAX_B][32], norms[MAX_N][32];
+  int nb = parse_list("study", bl, bs, MAX_B), nn = parse_list("study", nl, norms, MAX_N);
+  if (nb <= 0 || nn <= 0) return EXIT_USAGE;
+  int batch[MAX_B];
+  for (int i = 0; i < nb; i++) {
+    char *end;
+    long v = strtol(bs[i], &end, 10);
+    if (*end || v < 2 || v > budget) {
+      cli_error("study", "--batches: '%s' is not a batch size in [2, budget]", bs[i]);
+      return EXIT_USAGE;
+    }
+    batch[i] = (int)v;
+  }
+  mkdir("runs", 0777);
+  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    cli_error("study", "--out %s: cannot create directory: %s", out, strerror(errno));
+    return EXIT_FAIL;
+  }
+  printf("small-batch study: %s on %s, %d training samples per run (steps = %d / batch), norms %s\n", o.model, o.data,
+         budget, budget, nl);
+  double acc[MAX_B][MAX_N], train_mode[MAX_B];
+  int rc = EXIT_OK;
+  nn_error err = {0};
+  for (int i = 0; i < nb && !rc; i++) {
+    train_mode[i] = NAN;
+    for (int k = 0; k < nn && !rc; k++) {
+      char dir[4096];
+      snprintf(dir, sizeof dir, "%s/b%d-%s", out, batch[i], norms[k]);
+      for (char *p = dir + strlen(out) + 1; *p; p++)
+        if (*p == ':') *p = '-';
+      cli_train_opts vo = o;
+      vo.norm = norms[k];
+      vo.batch = batch[i];
+      vo.epochs = 1000000; /* --max-steps ends the run */
+      vo.max_steps = budget / batch[i];
+      vo.out = dir;
+      vo.quiet = 1;
+      cli_train_result res;
+      rc = cli_train_run("study", &vo, &res);
+      int n = nn_history_count(res.hist);
+      acc[i][k] = n ? nn_history_get(res.hist, n - 1)->test_acc : NAN;
+      cli_train_result_free(&res);
+      if (rc) break;
+      printf("  batch %4d  %-10s val_acc %.4f\n", batch[i], norms[k], acc[i][k]);
+      fflush(stdout);
+      if (!strcmp(norms[k], "batch")) {
+        char ckpt[4200];
+        int fail = 0;
+        snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
+        train_mode[i] = eval_in(ckpt, o.data, 1, batch[i], &err, &fail);
+        if (fail) rc = cli_fail("study", &err);
+      }
+    }
+  }
+  if (rc) return rc;
+  /* table */
+  printf("\nfinal validation accuracy (eval mode) after %d samples\n%-7s", budget, "batch");
+  for (int k = 0; k < nn; k++) printf(" %10s", norms[k]);
+  printf(" | %12s %12s\n", "BN train-mode", "gap");
+  for (int i = 0; i < nb; i++) {
+    printf("%-7d", batch[i]);
+    int bk = -1;
+    for (int k = 0; k < nn; k++) {
+      printf(" %10.4f", acc[i][k]);
+      if (!strcmp(norms[k], "batch")) bk = k;
+    }
+    if (bk >= 0) printf(" | %12.4f %+12.4f", train_mode[i], acc[i][bk] - train_mode[i]);
+    printf("\n");
+  }
+  printf("(BN train-mode: the same BN model evaluated with batch statistics in batches of the training size;\n"
+         " gap = eval-mode minus train-mode accuracy)\n");
+  /* csv + plot */
+  char path[4200];
+  snprintf(path, sizeof path, "%s/study.csv", out);
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    cli_error("study", "%s: cannot write: %s", path, strerror(errno));
+    return EXIT_FAIL;
+  }
+  fprintf(f, "batch,norm,val_acc\n");
+  for (int i = 0; i < nb; i++)
+    for (int k = 0; k < nn; k++) fprintf(f, "%d,%s,%.6f\n", batch[i], norms[k], acc[i][k]);
+  for (int i = 0; i < nb; i++) fprintf(f, "%d,batch(train-mode eval),%.6f\n", batch[i], train_mode[i]);
+  fclose(f);
+  double x[MAX_B], y[MAX_N][MAX_B], ytm[MAX_B];
+  nn_plot_line lines[MAX_N + 1];
+  for (int i = 0; i < nb; i++) x[i] = batch[i], ytm[i] = train_mode[i];
+  for (int k = 0; k < nn; k++) {
+    for (int i = 0; i < nb; i++) y[k][i] = acc[i][k];
+    lines[k] = (nn_plot_line){norms[k], x, y[k], nb, k, 0};
+  }
+  lines[nn] = (nn_plot_line){"batch, evaluated in train mode", x, ytm, nb, nn, 1};
+  char title[256], png[4200];
+  snprintf(title, sizeof title, "%s: small batches, %d training samples per run", o.model, budget);
+  snprintf(png, sizeof png, "%s/study.png", out);
+  nn_plot_panel panel = {"Final validation accuracy vs batch size", "batch size", "accuracy", lines, nn + 1, 1};
+  if (nn_plot_write(&panel, 1, title, 900, 520, png, NULL, &err)) return cli_fail("study", &err);
+  printf("wrote %s, %s\n", path, png);
+  return EXIT_OK;
+}
