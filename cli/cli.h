@@ -65,7 +65,7 @@ nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
 
 /* ---- training jobs (train, compare) ---------------------------------------------------- */
 typedef struct {
-  const char *model, *norm, *data, *out, *optimizer, *init, *input_norm, *augment, *resume, *label;
+  const char *model, *norm, *data, *out, *optimizer, *init, *input_norm, *augment, *resume, *label, *placement;
   int epochs, batch, threads, shuffle, drop_last, nesterov, quiet, track_activations, freeze_bn;
   int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
   float lr, momentum, weight_decay, val_split;

@@ -18,7 +18,8 @@ static const char *const usage_head =
     "same weights) and compare them: a per-epoch table, a summary, DIR/history.csv,\n"
     "DIR/curves.png and DIR/curves.svg, and each variant's run in DIR/<variant>/.\n"
     "\n"
-    "  --norm LIST               comma-separated: batch, group:G, layer, none (default batch,none)\n"
+    "  --norm LIST               comma-separated: batch, group:G, layer, none (default batch,none);\n"
+    "                            NORM@after puts the norm after the activation (batch,batch@after)\n"
     "  --target ACC              summary: first epoch whose validation accuracy reaches ACC\n"
     "                            (default 0.8)\n"
     "  --out DIR                 default runs/compare-<model>\n";
@@ -170,7 +171,7 @@ int cmd_compare(int argc, char **argv) {
   for (int k = 0; k < nv && !rc; k++) {
     snprintf(dirs[k], sizeof dirs[k], "%s/%s", out, v[k].name);
     for (char *p = dirs[k] + strlen(out) + 1; *p; p++)
-      if (*p == ':' || *p == '/') *p = '-';
+      if (*p == ':' || *p == '/' || *p == '@') *p = '-';
     cli_train_opts vo = o;
     vo.norm = v[k].name;
     vo.out = dirs[k];

@@ -30,6 +30,7 @@ const char cli_train_options_help[] =
     "  --no-shuffle              keep file order\n"
     "  --drop-last               drop the last incomplete batch\n"
     "  --max-steps N             stop after N optimizer steps\n"
+    "  --bn-placement before|after  normalization before the activation (presets) or after it\n"
     "  --freeze-bn               frozen BN (fine-tuning): running statistics in training too, not\n"
     "                            updated; gamma/beta fixed (Keras trainable=False)\n"
     "  --track-activations       record each hidden layer's pre-activation mean/std per epoch\n"
@@ -74,6 +75,7 @@ int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {
   else if (cli_flag(a, "--quiet")) o->quiet = 1;
   else if (cli_flag(a, "--track-activations")) o->track_activations = 1;
   else if (cli_flag(a, "--freeze-bn")) o->freeze_bn = 1;
+  else if (cli_opt(a, "--bn-placement")) o->placement = a->val;
   else return 0;
   if (a->bad) *bad = 1;
   return 1;
@@ -160,6 +162,7 @@ typedef struct {
   cli_train_result *res;
   double best;
   char data[4096];        /* data source (from the checkpoint when resuming) */
+  unsigned char reported[256]; /* layers whose skipped running-stat updates were reported */
   const char *out;        /* run directory: --out, or the one being resumed */
   nn_history *hist;       /* every epoch so far, resumed ones included */
   nn_status save_status;
@@ -221,8 +224,24 @@ static nn_status save(job *j, const char *file, int with_optimizer, int epoch, n
   return nn_checkpoint_save_training(j->model, with_optimizer ? j->opt : NULL, path, meta, n, err);
 }
 
+/* Say once per layer, on stderr, that non-finite batch statistics were not averaged in. */
+static void report_skips(job *j) {
+  for (int i = 0; i < nn_model_num_layers(j->model) && i < 256; i++) {
+    nn_layer_info li;
+    nn_model_layer_info(j->model, i, &li);
+    if (li.skipped_updates && !j->reported[i]) {
+      fprintf(stderr,
+              "normnet %s: warning: layer %d (%s, line %d): %d batch(es) had non-finite statistics; their "
+              "running-stat updates were skipped\n",
+              j->cmd, i, li.kind, li.line, li.skipped_updates);
+      j->reported[i] = 1;
+    }
+  }
+}
+
 static void on_end(void *u, const nn_epoch_record *r) {
   job *j = u;
+  report_skips(j);
   j->shown.on_epoch_end(j->shown.user, r);
   if (j->o->track_activations) track(j, r->epoch);
   if (!j->save_status) j->save_status = nn_history_append(j->hist, r, &j->save_err);
@@ -365,6 +384,11 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
       return EXIT_USAGE;
     }
     if (o->freeze_bn) nn_spec_freeze_bn(cm.spec);
+    if (o->placement && nn_spec_set_bn_placement(cm.spec, o->placement, &err)) {
+      cli_error(cmd, "--bn-placement: %s", err.msg);
+      cli_model_free(&cm);
+      return EXIT_USAGE;
+    }
     if ((rc_exit = cli_model_build(cmd, &cm, o->norm, init, o->seed, &m))) {
       cli_model_free(&cm);
       return rc_exit;
@@ -456,6 +480,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     j.shown = cli_progress_callbacks(&j.progress);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_status st = nn_fit(m, j.opt, train, test, &fc, &cb, NULL, &err);
+    report_skips(&j);
     if (!rc_exit && out && o->track_activations && write_activations(out, res, m)) {
       cli_error(cmd, "%s/activations.csv: cannot write: %s", out, strerror(errno));
       rc_exit = EXIT_FAIL;

@@ -165,6 +165,9 @@ NN_API void nn_spec_free(nn_spec *spec);
  * or layernorm with PyTorch's defaults; "none" removes every norm layer and gives the
  * layer before each its bias back (the "without BN" twin). */
 NN_API nn_status nn_spec_set_norm(nn_spec *spec, const char *norm, nn_error *err);
+/* Where normalization sits against the activation that follows it (seed 000's pitfall 2):
+ * "before" (dense -> BN -> relu, the presets) or "after" (dense -> relu -> BN). */
+NN_API nn_status nn_spec_set_bn_placement(nn_spec *spec, const char *placement, nn_error *err);
 /* Frozen BN for fine-tuning (Keras trainable=False): every batchnorm uses its running
  * statistics in training too, without updating them, and keeps gamma/beta fixed. */
 NN_API void nn_spec_freeze_bn(nn_spec *spec);
@@ -202,6 +205,7 @@ typedef struct {
   size_t trainable;      /* parameters the optimizer updates */
   size_t non_trainable;  /* BN running mean/var (as Keras counts them) */
   char detail[128];      /* layer options and conventions, e.g. "momentum=0.1 eps=1e-05 (pytorch)" */
+  int skipped_updates;   /* running-stat updates skipped for non-finite batch statistics */
 } nn_layer_info;
 NN_API void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info);
 

@@ -156,6 +156,53 @@ static void test_norm_variants_and_freeze(void **state) {
   nn_spec_free(s);
 }
 
+static void test_bn_placement(void **state) {
+  (void)state;
+  nn_spec *s = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_spec_parse(nn_preset_find("mlp")->spec, "mlp", &s, &err), NN_OK);
+  char *before = nn_spec_to_text(s);
+  assert_int_equal(nn_spec_set_bn_placement(s, "after", &err), NN_OK);
+  char *text = nn_spec_to_text(s);
+  assert_non_null(strstr(text, "dense units=128 bias=1\nrelu\nbatchnorm"));
+  assert_null(strstr(text, "batchnorm momentum=0.99 eps=0.001 affine=1 track_running_stats=1 convention=keras "
+                           "use_global_stats=0 freeze_affine=0\nrelu"));
+  free(text);
+  assert_int_equal(nn_spec_set_bn_placement(s, "before", &err), NN_OK);
+  text = nn_spec_to_text(s);
+  assert_string_equal(text, before); /* and back */
+  free(text);
+  free(before);
+  assert_int_equal(nn_spec_set_bn_placement(s, "sideways", &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "sideways"));
+  nn_spec_free(s);
+}
+
+/* A batch with non-finite statistics does not poison the running statistics; the skip
+ * is counted for the layer (the CLI reports it once per layer on stderr). */
+static void test_nonfinite_batch_skips_running_update(void **state) {
+  (void)state;
+  nn_spec *s = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_spec_parse("input shape=2\nbatchnorm\ndense units=2\n", "t", &s, &err), NN_OK);
+  assert_int_equal(nn_model_create(s, &m, &err), NN_OK);
+  nn_rng r;
+  nn_rng_seed(&r, 1);
+  nn_model_init(m, NN_INIT_DEFAULT, &r);
+  float good[4] = {1, 2, 3, 5}, bad[4] = {1, INFINITY, 3, 5};
+  assert_int_equal(nn_model_forward(m, good, NULL, 2, NN_MODE_TRAIN, NULL, NULL, NULL, &err), NN_OK);
+  float keep[4];
+  memcpy(keep, nn_model_state(m), sizeof keep);
+  assert_int_equal(nn_model_forward(m, bad, NULL, 2, NN_MODE_TRAIN, NULL, NULL, NULL, &err), NN_OK);
+  assert_memory_equal(keep, nn_model_state(m), sizeof keep);
+  nn_layer_info li;
+  nn_model_layer_info(m, 0, &li);
+  assert_int_equal(li.skipped_updates, 1);
+  nn_model_free(m);
+  nn_spec_free(s);
+}
+
 static nn_model *build(const char *text) {
   nn_spec *s = NULL;
   nn_model *m = NULL;
@@ -246,6 +293,7 @@ int main(void) {
       cmocka_unit_test(test_lenet_shapes_and_counts),   cmocka_unit_test(test_norm_none_twin_and_roundtrip),
       cmocka_unit_test(test_bn_batch_of_one),           cmocka_unit_test(test_labels_checked),
       cmocka_unit_test(test_model_gradient_fd),          cmocka_unit_test(test_norm_variants_and_freeze),
+      cmocka_unit_test(test_bn_placement),               cmocka_unit_test(test_nonfinite_batch_skips_running_update),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,6 +126,7 @@ void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info) {
   }
   for (int t = 0; t < L->nstate; t++) info->non_trainable += L->state[t].count;
   ops->describe(L, info->detail, sizeof info->detail);
+  info->skipped_updates = L->skipped_updates;
 }
 
 /* ---- named tensors in state_dict order ---------------------------------------------- */

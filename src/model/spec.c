@@ -102,3 +102,23 @@ void nn_spec_freeze_bn(nn_spec *s) {
     if (s->layers[i].kind == NN_LAYER_BATCHNORM && s->layers[i].cfg.bn.track_running_stats)
       s->layers[i].cfg.bn.use_global_stats = 1, s->layers[i].cfg.bn.freeze_affine = 1;
 }
+
+static int is_activation(nn_layer_kind k) { return k == NN_LAYER_RELU || k == NN_LAYER_SIGMOID || k == NN_LAYER_TANH; }
+
+nn_status nn_spec_set_bn_placement(nn_spec *s, const char *placement, nn_error *err) {
+  int after = !strcmp(placement, "after");
+  if (!after && strcmp(placement, "before"))
+    return nn_err_set(err, NN_ERR_ARG, "unknown BN placement '%s' (expected before or after)", placement);
+  /* swap each (norm, activation) pair into (activation, norm), or back */
+  for (int i = 0; i + 1 < s->n; i++) {
+    nn_layer_spec *a = &s->layers[i], *b = &s->layers[i + 1];
+    int swap = after ? is_norm(a->kind) && is_activation(b->kind) : is_activation(a->kind) && is_norm(b->kind);
+    if (!swap) continue;
+    nn_layer_spec t = *a;
+    *a = *b, *b = t;
+    int line = a->line;
+    a->line = b->line, b->line = line; /* lines stay in order */
+    i++;
+  }
+  return NN_OK;
+}
