@@ -19,6 +19,7 @@
 
 #include "base/rng.h"
 #include "fixture.h"
+#include "nn_test.h"
 #include "kernels/kernels.h"
 
 #define EPS 1e-5f
@@ -212,7 +213,8 @@ typedef struct {
   double *y;
 } fd_ctx;
 
-static double fd_loss(const fd_ctx *f) {
+static double fd_loss(const void *ctx) {
+  const fd_ctx *f = ctx;
   if (f->train)
     nn_ref_bn_forward_train(f->x, f->gamma, f->beta, f->y, NULL, NULL, f->n, f->c, f->s, EPS);
   else
@@ -223,32 +225,8 @@ static double fd_loss(const fd_ctx *f) {
   return l;
 }
 
-/* Central difference of L in v[0..len) against the analytic gradient an; max error relative to
- * the gradient's largest entry. */
 static void fd_check(const char *what, fd_ctx *f, double *v, size_t len, const double *an) {
-  const double h = 1e-5;
-  double *fd = dbuf(len);
-  for (size_t i = 0; i < len; i++) {
-    double keep = v[i];
-    v[i] = keep + h;
-    double lp = fd_loss(f);
-    v[i] = keep - h;
-    double lm = fd_loss(f);
-    v[i] = keep;
-    fd[i] = (lp - lm) / (2 * h);
-  }
-  double scale = maxabs_d(an, len), err = 0;
-  size_t worst = 0;
-  assert_true(scale > 1e-3); /* a vanishing gradient would make the check vacuous */
-  for (size_t i = 0; i < len; i++)
-    if (fabs(fd[i] - an[i]) > err) {
-      err = fabs(fd[i] - an[i]);
-      worst = i;
-    }
-  if (!(err / scale < 1e-6))
-    fail_msg("%s: finite-difference mismatch at %zu: analytic %.12g, numeric %.12g (rel %.3g)", what,
-             worst, an[worst], fd[worst], err / scale);
-  free(fd);
+  tu_fd_check(what, fd_loss, f, v, len, an, 1e-5, 1e-6);
 }
 
 static void fd_case(int n, int c, int s, int train, nn_rng *r) {

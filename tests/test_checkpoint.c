@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "nn_test.h"
+
 #include "fixture.h"
 #include "normnet.h"
 
@@ -32,42 +34,13 @@ static const char *SMALL_SPEC =
 
 /* ---- temp dir and file helpers ------------------------------------------------------- */
 
-static void rm_tree(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char sub[1024];
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rm_tree(sub);
-      }
-      closedir(d);
-    }
-    chmod(path, 0700);
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
-
 static int setup_tmp(void **state) {
-  char *dir = malloc(64);
-  if (!dir) return -1;
-  strcpy(dir, "/tmp/normnet-test-ckpt-XXXXXX");
-  if (!mkdtemp(dir)) {
-    free(dir);
-    return -1;
-  }
-  *state = dir;
-  return 0;
+  *state = tu_tempdir("test-ckpt");
+  return *state ? 0 : -1;
 }
 
 static int teardown_tmp(void **state) {
-  rm_tree(*state);
+  tu_rmtree(*state);
   free(*state);
   return 0;
 }
@@ -895,7 +868,7 @@ static void test_torch_fixture(void **state) {
   assert_same_tensors(m, m2);
   if (nn_model_forward(m2, x, NULL, n, NN_MODE_EVAL, NULL, NULL, &logits, &err)) fail_msg("%s", err.msg);
   assert_close_fd("resaved logits", logits, want, nl, 1e-5, 1e-5);
-  rm_tree(tmpdir);
+  tu_rmtree(tmpdir);
   free(tmpdir);
 
   nn_model_free(m2);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "normnet.h"
+#include "nn_test.h"
 
 static char dir[256];
 
@@ -120,9 +121,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd);
+  tu_rmtree(dir);
+  return 0;
 }
 
 static void test_train_eval_summary(void **state) {

@@ -19,47 +19,21 @@
 
 #include <cmocka.h>
 
+#include "nn_test.h"
+
 #include "normnet.h"
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
 /* ---- temp dir and file helpers ------------------------------------------------------- */
 
-static void rm_tree(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char sub[1024];
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rm_tree(sub);
-      }
-      closedir(d);
-    }
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
-
 static int setup_tmp(void **state) {
-  char *dir = malloc(64);
-  if (!dir) return -1;
-  strcpy(dir, "/tmp/normnet-test-data-XXXXXX");
-  if (!mkdtemp(dir)) {
-    free(dir);
-    return -1;
-  }
-  *state = dir;
-  return 0;
+  *state = tu_tempdir("test-data");
+  return *state ? 0 : -1;
 }
 
 static int teardown_tmp(void **state) {
-  rm_tree(*state);
+  tu_rmtree(*state);
   free(*state);
   return 0;
 }

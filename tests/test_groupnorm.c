@@ -24,6 +24,7 @@
 
 #include "base/rng.h"
 #include "fixture.h"
+#include "nn_test.h"
 #include "kernels/groupnorm.h"
 #include "layers/layer.h"
 #include "model/model.h"
@@ -230,7 +231,8 @@ typedef struct {
   double *y;
 } fd_ctx;
 
-static double fd_loss(const fd_ctx *f) {
+static double fd_loss(const void *ctx) {
+  const fd_ctx *f = ctx;
   nn_ref_groupnorm_forward(f->x, f->gamma, f->beta, f->y, NULL, NULL, f->n, f->c, f->s, f->groups, EPS, f->affine);
   size_t cnt = (size_t)f->n * f->c * f->s;
   double l = 0;
@@ -239,29 +241,7 @@ static double fd_loss(const fd_ctx *f) {
 }
 
 static void fd_check(const char *what, fd_ctx *f, double *v, size_t len, const double *an) {
-  const double h = 1e-5;
-  double *fd = dbuf(len);
-  for (size_t i = 0; i < len; i++) {
-    double keep = v[i];
-    v[i] = keep + h;
-    double lp = fd_loss(f);
-    v[i] = keep - h;
-    double lm = fd_loss(f);
-    v[i] = keep;
-    fd[i] = (lp - lm) / (2 * h);
-  }
-  double scale = maxabs_d(an, len), err = 0;
-  size_t worst = 0;
-  assert_true(scale > 1e-3); /* a vanishing gradient would make the check vacuous */
-  for (size_t i = 0; i < len; i++)
-    if (fabs(fd[i] - an[i]) > err) {
-      err = fabs(fd[i] - an[i]);
-      worst = i;
-    }
-  if (!(err / scale < 1e-6))
-    fail_msg("%s: finite-difference mismatch at %zu: analytic %.12g, numeric %.12g (rel %.3g)", what, worst,
-             an[worst], fd[worst], err / scale);
-  free(fd);
+  tu_fd_check(what, fd_loss, f, v, len, an, 1e-5, 1e-6);
 }
 
 static void fd_case(int n, int c, int s, int groups, nn_gn_affine affine, nn_rng *r) {
@@ -616,35 +596,21 @@ static void test_groupnormC_is_instancenorm(void **state) {
 
 /* ---- spec, shapes, state_dict ----------------------------------------------------------------- */
 
-static void expect_error(const char *text, nn_status code, const char *needle1, const char *needle2) {
-  nn_spec *s = NULL;
-  nn_error err = {0};
-  nn_status st = nn_spec_parse(text, "t.spec", &s, &err);
-  if (st == NN_OK) {
-    nn_model *m = NULL;
-    st = nn_model_create(s, &m, &err);
-    nn_model_free(m);
-  }
-  nn_spec_free(s);
-  if (st != code) fail_msg("status %d (%s), want %d for:\n%s", st, err.msg, code, text);
-  if (needle1 && !strstr(err.msg, needle1)) fail_msg("message '%s' lacks '%s'", err.msg, needle1);
-  if (needle2 && !strstr(err.msg, needle2)) fail_msg("message '%s' lacks '%s'", err.msg, needle2);
-}
 
 static void test_spec_and_shape_errors(void **state) {
   (void)state;
-  expect_error("input shape=6x5x5\ngroupnorm groups=4\nflatten\ndense units=2\n", NN_ERR_SHAPE, "t.spec:2",
+  tu_expect_build_error("input shape=6x5x5\ngroupnorm groups=4\nflatten\ndense units=2\n", NN_ERR_SHAPE, "t.spec:2",
                "6 input channels are not divisible by groups=4");
-  expect_error("input shape=6x5x5\ngroupnorm groups=12\nflatten\ndense units=2\n", NN_ERR_SHAPE, "groups=12", "6 input");
-  expect_error("input shape=12\ninstancenorm\ndense units=2\n", NN_ERR_SHAPE, "t.spec:2", "CxHxW");
-  expect_error("input shape=6x5x5\ngroupnorm\nflatten\ndense units=2\n", NN_ERR_SPEC, "t.spec:2",
+  tu_expect_build_error("input shape=6x5x5\ngroupnorm groups=12\nflatten\ndense units=2\n", NN_ERR_SHAPE, "groups=12", "6 input");
+  tu_expect_build_error("input shape=12\ninstancenorm\ndense units=2\n", NN_ERR_SHAPE, "t.spec:2", "CxHxW");
+  tu_expect_build_error("input shape=6x5x5\ngroupnorm\nflatten\ndense units=2\n", NN_ERR_SPEC, "t.spec:2",
                "missing required key 'groups'");
-  expect_error("input shape=6x5x5\ngroupnorm groups=0\nflatten\ndense units=2\n", NN_ERR_SPEC, "t.spec:2", "groups");
-  expect_error("input shape=6x5x5\nlayernorm eps=0\nflatten\ndense units=2\n", NN_ERR_SPEC, "t.spec:2", "eps");
-  expect_error("input shape=6x5x5\nlayernorm groups=2\nflatten\ndense units=2\n", NN_ERR_SPEC, "unknown key 'groups'",
+  tu_expect_build_error("input shape=6x5x5\ngroupnorm groups=0\nflatten\ndense units=2\n", NN_ERR_SPEC, "t.spec:2", "groups");
+  tu_expect_build_error("input shape=6x5x5\nlayernorm eps=0\nflatten\ndense units=2\n", NN_ERR_SPEC, "t.spec:2", "eps");
+  tu_expect_build_error("input shape=6x5x5\nlayernorm groups=2\nflatten\ndense units=2\n", NN_ERR_SPEC, "unknown key 'groups'",
                NULL);
-  expect_error("input shape=6x5x5\ninstancenorm momentum=1.5\nflatten\ndense units=2\n", NN_ERR_SPEC, "momentum", NULL);
-  expect_error("input shape=6x5x5\ngroupnorm groups=3 track_running_stats=1\nflatten\ndense units=2\n", NN_ERR_SPEC,
+  tu_expect_build_error("input shape=6x5x5\ninstancenorm momentum=1.5\nflatten\ndense units=2\n", NN_ERR_SPEC, "momentum", NULL);
+  tu_expect_build_error("input shape=6x5x5\ngroupnorm groups=3 track_running_stats=1\nflatten\ndense units=2\n", NN_ERR_SPEC,
                "unknown key 'track_running_stats'", NULL);
   /* groupnorm and layernorm also take flat input */
   nn_model_free(build("input shape=12\ngroupnorm groups=3\nlayernorm\ndense units=2\n"));

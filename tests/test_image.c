@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "normnet.h"
+#include "nn_test.h"
 
 static char dir[256];
 
@@ -122,9 +123,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
+  tu_rmtree(dir);
+  return 0;
 }
 
 /* ---- PGM ------------------------------------------------------------------------------- */

@@ -9,54 +9,40 @@
 #include <cmocka.h>
 
 #include "base/rng.h"
+#include "nn_test.h"
 #include "normnet.h"
 
-/* Parse must fail with `code` and a message containing every needle. */
-static void expect_spec_error(const char *text, nn_status code, const char *needle1, const char *needle2) {
-  nn_spec *s = NULL;
-  nn_error err = {0};
-  nn_status st = nn_spec_parse(text, "t.spec", &s, &err);
-  if (st == NN_OK) {
-    nn_model *m = NULL;
-    st = nn_model_create(s, &m, &err);
-    nn_model_free(m);
-  }
-  nn_spec_free(s);
-  if (st != code) fail_msg("status %d (%s), want %d for:\n%s", st, err.msg, code, text);
-  if (needle1 && !strstr(err.msg, needle1)) fail_msg("message '%s' lacks '%s'", err.msg, needle1);
-  if (needle2 && !strstr(err.msg, needle2)) fail_msg("message '%s' lacks '%s'", err.msg, needle2);
-}
 
 static void test_errors_name_line(void **state) {
   (void)state;
-  expect_spec_error("input shape=1x28x28\nconv2d filters=6 kernel=5\nconvv2d filters=3\n", NN_ERR_SPEC, "t.spec:3",
+  tu_expect_build_error("input shape=1x28x28\nconv2d filters=6 kernel=5\nconvv2d filters=3\n", NN_ERR_SPEC, "t.spec:3",
                     "unknown layer 'convv2d'");
-  expect_spec_error("input shape=1x28x28\n# comment\nconv2d filter=6 kernel=5\n", NN_ERR_SPEC, "t.spec:3",
+  tu_expect_build_error("input shape=1x28x28\n# comment\nconv2d filter=6 kernel=5\n", NN_ERR_SPEC, "t.spec:3",
                     "unknown key 'filter'");
-  expect_spec_error("input shape=784\ndense units=abc\n", NN_ERR_SPEC, "t.spec:2", "bad value 'abc' for units");
-  expect_spec_error("input shape=784\ndense units=0\n", NN_ERR_SPEC, "t.spec:2", "units");
-  expect_spec_error("input shape=784\ndense\n", NN_ERR_SPEC, "t.spec:2", "missing required key 'units'");
-  expect_spec_error("input shape=784\ndense units=3 units=4\n", NN_ERR_SPEC, "t.spec:2", "given twice");
-  expect_spec_error("dense units=3\n", NN_ERR_SPEC, "t.spec:1", "input shape=");
-  expect_spec_error("input shape=1x28\ndense units=3\n", NN_ERR_SPEC, "t.spec:1", "input");
-  expect_spec_error("input shape=784\ndense units=3\nbatchnorm eps=0\n", NN_ERR_SPEC, "t.spec:3", "eps");
-  expect_spec_error("input shape=784\ndense units=3\nbatchnorm momentum=1.5\n", NN_ERR_SPEC, "t.spec:3", "momentum");
-  expect_spec_error("input shape=784\ndense units=3\nbatchnorm convention=tf\n", NN_ERR_SPEC, "t.spec:3",
+  tu_expect_build_error("input shape=784\ndense units=abc\n", NN_ERR_SPEC, "t.spec:2", "bad value 'abc' for units");
+  tu_expect_build_error("input shape=784\ndense units=0\n", NN_ERR_SPEC, "t.spec:2", "units");
+  tu_expect_build_error("input shape=784\ndense\n", NN_ERR_SPEC, "t.spec:2", "missing required key 'units'");
+  tu_expect_build_error("input shape=784\ndense units=3 units=4\n", NN_ERR_SPEC, "t.spec:2", "given twice");
+  tu_expect_build_error("dense units=3\n", NN_ERR_SPEC, "t.spec:1", "input shape=");
+  tu_expect_build_error("input shape=1x28\ndense units=3\n", NN_ERR_SPEC, "t.spec:1", "input");
+  tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm eps=0\n", NN_ERR_SPEC, "t.spec:3", "eps");
+  tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm momentum=1.5\n", NN_ERR_SPEC, "t.spec:3", "momentum");
+  tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm convention=tf\n", NN_ERR_SPEC, "t.spec:3",
                     "pytorch or keras");
-  expect_spec_error("input shape=784\nrelu oops\n", NN_ERR_SPEC, "t.spec:2", "key=value");
-  expect_spec_error("# nothing\n", NN_ERR_SPEC, "t.spec", "input");
+  tu_expect_build_error("input shape=784\nrelu oops\n", NN_ERR_SPEC, "t.spec:2", "key=value");
+  tu_expect_build_error("# nothing\n", NN_ERR_SPEC, "t.spec", "input");
 }
 
 static void test_shape_errors_name_layer(void **state) {
   (void)state;
   /* 28 -> conv5 24 -> pool 12 -> conv5 8 -> pool 4 -> conv5: 4 < 5 */
-  expect_spec_error("input shape=1x28x28\nconv2d filters=6 kernel=5\navgpool2d\nconv2d filters=16 kernel=5\n"
+  tu_expect_build_error("input shape=1x28x28\nconv2d filters=6 kernel=5\navgpool2d\nconv2d filters=16 kernel=5\n"
                     "avgpool2d\nconv2d filters=16 kernel=5\nflatten\ndense units=10\n",
                     NN_ERR_SHAPE, "t.spec:6", "smaller than the 5x5 kernel");
-  expect_spec_error("input shape=1x28x28\nconv2d filters=6 kernel=5\ndense units=10\n", NN_ERR_SHAPE, "t.spec:3",
+  tu_expect_build_error("input shape=1x28x28\nconv2d filters=6 kernel=5\ndense units=10\n", NN_ERR_SHAPE, "t.spec:3",
                     "flatten");
-  expect_spec_error("input shape=784\nconv2d filters=6 kernel=5\n", NN_ERR_SHAPE, "t.spec:2", "CxHxW");
-  expect_spec_error("input shape=1x28x28\nconv2d filters=6 kernel=5\n", NN_ERR_SHAPE, "flat logits", NULL);
+  tu_expect_build_error("input shape=784\nconv2d filters=6 kernel=5\n", NN_ERR_SHAPE, "t.spec:2", "CxHxW");
+  tu_expect_build_error("input shape=1x28x28\nconv2d filters=6 kernel=5\n", NN_ERR_SHAPE, "flat logits", NULL);
 }
 
 static void test_lenet_shapes_and_counts(void **state) {

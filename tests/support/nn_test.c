@@ -1,0 +1,92 @@
+#include "nn_test.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+char *tu_tempdir(const char *tag) {
+  size_t len = strlen(tag) + 32;
+  char *dir = malloc(len);
+  if (!dir) return NULL;
+  snprintf(dir, len, "/tmp/normnet-%s-XXXXXX", tag);
+  if (!mkdtemp(dir)) {
+    free(dir);
+    return NULL;
+  }
+  return dir;
+}
+
+void tu_rmtree(const char *path) {
+  struct stat sb;
+  if (lstat(path, &sb) != 0) return;
+  if (!S_ISDIR(sb.st_mode)) {
+    unlink(path);
+    return;
+  }
+  chmod(path, 0700); /* a test may have made it read-only */
+  DIR *d = opendir(path);
+  if (d) {
+    for (struct dirent *e; (e = readdir(d));) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+      size_t len = strlen(path) + strlen(e->d_name) + 2;
+      char *sub = malloc(len);
+      if (!sub) break;
+      snprintf(sub, len, "%s/%s", path, e->d_name);
+      tu_rmtree(sub);
+      free(sub);
+    }
+    closedir(d);
+  }
+  rmdir(path);
+}
+
+void tu_expect_build_error(const char *text, nn_status code, const char *needle1, const char *needle2) {
+  nn_spec *s = NULL;
+  nn_error err = {0};
+  nn_status st = nn_spec_parse(text, "t.spec", &s, &err);
+  if (st == NN_OK) {
+    nn_model *m = NULL;
+    st = nn_model_create(s, &m, &err);
+    nn_model_free(m);
+  }
+  nn_spec_free(s);
+  if (st != code) fail_msg("status %d (%s), want %d for:\n%s", st, err.msg, code, text);
+  if (needle1 && !strstr(err.msg, needle1)) fail_msg("message '%s' lacks '%s'", err.msg, needle1);
+  if (needle2 && !strstr(err.msg, needle2)) fail_msg("message '%s' lacks '%s'", err.msg, needle2);
+}
+
+void tu_fd_check(const char *what, double (*loss)(const void *ctx), const void *ctx, double *v, size_t len,
+                 const double *an, double h, double rel_tol) {
+  double *fd = malloc((len ? len : 1) * sizeof *fd);
+  assert_non_null(fd);
+  for (size_t i = 0; i < len; i++) {
+    double keep = v[i];
+    v[i] = keep + h;
+    double lp = loss(ctx);
+    v[i] = keep - h;
+    double lm = loss(ctx);
+    v[i] = keep;
+    fd[i] = (lp - lm) / (2 * h);
+  }
+  double scale = 0, err = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < len; i++) scale = fmax(scale, fabs(an[i]));
+  assert_true(scale > 1e-3); /* a vanishing gradient would make the check vacuous */
+  for (size_t i = 0; i < len; i++)
+    if (fabs(fd[i] - an[i]) > err) err = fabs(fd[i] - an[i]), worst = i;
+  if (!(err / scale < rel_tol)) {
+    double a = an[worst], n = fd[worst];
+    free(fd);
+    fail_msg("%s: finite-difference mismatch at %zu: analytic %.12g, numeric %.12g (rel %.3g)", what, worst, a, n,
+             err / scale);
+  }
+  free(fd);
+}
