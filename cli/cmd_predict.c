@@ -125,13 +125,8 @@ int cmd_predict(int argc, char **argv) {
   float *x = in ? malloc((size_t)in * sizeof *x) : NULL;
   uint8_t *px = in ? malloc((size_t)in) : NULL;
   if (!rc && (!x || !px)) rc = EXIT_FAIL;
-  /* the model's input shape, from its spec */
   int c = 1, h = 1, w = in;
-  if (!rc) {
-    char *spec = nn_spec_to_text(nn_model_spec(m));
-    if (!spec || sscanf(spec, "input shape=%dx%dx%d", &c, &h, &w) != 3) c = 1, h = 1, w = in;
-    free(spec);
-  }
+  if (m) nn_model_input_shape(m, &c, &h, &w);
   for (int i = 0; !rc && i < nimg; i++) {
     if (nn_image_load(images[i], c, h, w, px, &err)) {
       rc = cli_fail("predict", &err);

@@ -195,6 +195,8 @@ NN_API const nn_spec *nn_model_spec(const nn_model *m);
 NN_API int nn_model_num_layers(const nn_model *m);
 /* Input size per sample (C*H*W) and number of outputs (classes). */
 NN_API int nn_model_input_size(const nn_model *m);
+/* Input shape per sample: channels, height, width (1, 1, N for a flat input of N). */
+NN_API void nn_model_input_shape(const nn_model *m, int *c, int *h, int *w);
 NN_API int nn_model_output_size(const nn_model *m);
 
 typedef struct {

@@ -95,6 +95,10 @@ void nn_model_init(nn_model *m, nn_init init, nn_rng *rng) {
 const nn_spec *nn_model_spec(const nn_model *m) { return m->spec; }
 int nn_model_num_layers(const nn_model *m) { return m->nlayers; }
 int nn_model_input_size(const nn_model *m) { return (int)nn_shape_size(m->spec->input); }
+void nn_model_input_shape(const nn_model *m, int *c, int *h, int *w) {
+  nn_shape in = m->spec->input;
+  *c = in.rank == 1 ? 1 : in.c, *h = in.h, *w = in.rank == 1 ? in.c : in.w;
+}
 int nn_model_output_size(const nn_model *m) { return m->layers[m->nlayers - 1].out.c; }
 size_t nn_model_param_count(const nn_model *m) { return m->nparams; }
 float *nn_model_params(nn_model *m) { return m->params; }
