@@ -10,28 +10,19 @@ THREADS (default 2) goes to torch.set_num_threads; STEPS (default 50) timed step
     pytorch lenet bn train_samples_per_s=N
 so that the C bench's lines can be put side by side with these.
 """
+import os
 import sys
 import time
 
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from torch_lenet_train import build_model  # noqa: E402  (seed 004's LeNet, defined once)
+
 BATCH = 128
 WARMUP = 10
 REPEATS = 3
-
-
-def lenet(bn):
-    layers = [nn.Conv2d(1, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(),
-              nn.AvgPool2d(kernel_size=2, stride=2),
-              nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(),
-              nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(),
-              nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
-              nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
-              nn.Linear(84, 10)]
-    if not bn:
-        layers = [m for m in layers if not isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
-    return nn.Sequential(*layers)
 
 
 def best_rate(fn, steps):
@@ -59,7 +50,7 @@ def main():
     print("# torch %s, threads=%d, batch=%d, %d timed steps (best of %d after %d warm-up)"
           % (torch.__version__, threads, BATCH, steps, REPEATS, WARMUP))
     for bn in (True, False):
-        model = lenet(bn)
+        model = build_model("batch" if bn else "none")
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         loss_fn = nn.CrossEntropyLoss()
 
