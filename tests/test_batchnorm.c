@@ -27,32 +27,10 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static float *fbuf(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof *p);
-  assert_non_null(p);
-  return p;
-}
 
-static double *dbuf(size_t n) {
-  double *p = malloc((n ? n : 1) * sizeof *p);
-  assert_non_null(p);
-  return p;
-}
 
-static void fill_f(float *p, size_t n, float v) {
-  for (size_t i = 0; i < n; i++) p[i] = v;
-}
 
-static double maxabs_d(const double *v, size_t n) {
-  double m = 0;
-  for (size_t i = 0; i < n; i++)
-    if (fabs(v[i]) > m) m = fabs(v[i]);
-  return m;
-}
 
-static void to_double(const float *f, double *d, size_t n) {
-  for (size_t i = 0; i < n; i++) d[i] = f[i];
-}
 
 static void assert_all_finite(const char *what, const float *v, size_t n) {
   for (size_t i = 0; i < n; i++)

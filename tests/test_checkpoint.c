@@ -34,16 +34,7 @@ static const char *SMALL_SPEC =
 
 /* ---- temp dir and file helpers ------------------------------------------------------- */
 
-static int setup_tmp(void **state) {
-  *state = tu_tempdir("test-ckpt");
-  return *state ? 0 : -1;
-}
 
-static int teardown_tmp(void **state) {
-  tu_rmtree(*state);
-  free(*state);
-  return 0;
-}
 
 /* dir/name into a caller buffer of 1024 bytes. */
 static const char *jp(char *buf, const char *dir, const char *name) {
@@ -879,10 +870,10 @@ static void test_torch_fixture(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_roundtrip, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_save_bad_args, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_atomic, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_corrupt, setup_tmp, teardown_tmp),
+      cmocka_unit_test_setup_teardown(test_roundtrip, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_save_bad_args, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_atomic, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_corrupt, tu_setup_tempdir, tu_teardown_tempdir),
       cmocka_unit_test(test_torch_fixture),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,16 +27,7 @@
 
 /* ---- temp dir and file helpers ------------------------------------------------------- */
 
-static int setup_tmp(void **state) {
-  *state = tu_tempdir("test-data");
-  return *state ? 0 : -1;
-}
 
-static int teardown_tmp(void **state) {
-  tu_rmtree(*state);
-  free(*state);
-  return 0;
-}
 
 /* dir/name into a caller buffer of 1024 bytes. */
 static const char *jp(char *buf, const char *dir, const char *name) {
@@ -715,21 +706,21 @@ static void test_fashion_mnist(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_idx_valid_raw, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_valid_gz, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_dir, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_truncated_raw, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_truncated_gz, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_trailing, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_bad_magic, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_count_mismatch, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_label_range, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_corrupt_gzip, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_idx_missing, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_batch, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_cifar_valid, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_cifar_bad, setup_tmp, teardown_tmp),
-      cmocka_unit_test_setup_teardown(test_split, setup_tmp, teardown_tmp),
+      cmocka_unit_test_setup_teardown(test_idx_valid_raw, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_valid_gz, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_dir, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_truncated_raw, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_truncated_gz, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_trailing, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_bad_magic, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_count_mismatch, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_label_range, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_corrupt_gzip, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_idx_missing, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_batch, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_cifar_valid, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_cifar_bad, tu_setup_tempdir, tu_teardown_tempdir),
+      cmocka_unit_test_setup_teardown(test_split, tu_setup_tempdir, tu_teardown_tempdir),
       cmocka_unit_test(test_null_handles),
       cmocka_unit_test(test_fashion_mnist),
   };

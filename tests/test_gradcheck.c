@@ -18,30 +18,16 @@
 #include <cmocka.h>
 
 #include "kernels/kernels.h"
+#include "nn_test.h"
 
 #define FD_H 0x1p-20
 #define FD_TOL 1e-6
 #define FD_FLOOR 1e-8
 
-typedef struct {
-  uint64_t s;
-} trng;
-
-static uint64_t tr_next(trng *r) { /* xorshift64* */
-  r->s ^= r->s >> 12;
-  r->s ^= r->s << 25;
-  r->s ^= r->s >> 27;
-  return r->s * 2685821657736338717ULL;
-}
 
 /* integer uniform in [lo, hi] */
 static long tr_int(trng *r, long lo, long hi) { return lo + (long)(tr_next(r) % (uint64_t)(hi - lo + 1)); }
 
-static double *dalloc(size_t n) {
-  double *p = calloc(n ? n : 1, sizeof(double));
-  assert_non_null(p);
-  return p;
-}
 
 /* multiples of 2^-8 in [lo, hi] */
 static void fill_q(trng *r, double *d, size_t n, double lo, double hi) {
@@ -119,8 +105,8 @@ static void test_dense(void **state) {
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     dense_ctx c = {.n = shapes[s][0], .in = shapes[s][1], .out = shapes[s][2]};
     size_t nx = (size_t)c.n * c.in, nw = (size_t)c.out * c.in, ny = (size_t)c.n * c.out;
-    c.x = dalloc(nx), c.w = dalloc(nw), c.b = dalloc(c.out), c.y = dalloc(ny), c.r = dalloc(ny);
-    double *dx = dalloc(nx), *dw = dalloc(nw), *db = dalloc(c.out);
+    c.x = dbuf(nx), c.w = dbuf(nw), c.b = dbuf(c.out), c.y = dbuf(ny), c.r = dbuf(ny);
+    double *dx = dbuf(nx), *dw = dbuf(nw), *db = dbuf(c.out);
     fill_q(&r, c.x, nx, -1, 1);
     fill_q(&r, c.w, nw, -1, 1);
     fill_q(&r, c.b, c.out, -1, 1);
@@ -160,8 +146,8 @@ static void test_conv2d(void **state) {
     const nn_conv_geom *g = &c.g;
     size_t nx = (size_t)g->n * g->c * g->h * g->w, nw = (size_t)g->oc * g->c * g->kh * g->kw,
            ny = (size_t)g->n * g->oc * g->oh * g->ow;
-    c.x = dalloc(nx), c.w = dalloc(nw), c.b = dalloc(g->oc), c.y = dalloc(ny), c.r = dalloc(ny);
-    double *dx = dalloc(nx), *dw = dalloc(nw), *db = dalloc(g->oc);
+    c.x = dbuf(nx), c.w = dbuf(nw), c.b = dbuf(g->oc), c.y = dbuf(ny), c.r = dbuf(ny);
+    double *dx = dbuf(nx), *dw = dbuf(nw), *db = dbuf(g->oc);
     fill_q(&r, c.x, nx, -1, 1);
     fill_q(&r, c.w, nw, -1, 1);
     fill_q(&r, c.b, g->oc, -1, 1);
@@ -208,8 +194,8 @@ static void test_pool(void **state) {
       pool_ctx c = {.g = geoms[s], .max = max};
       assert_int_equal(nn_pool_geom_init(&c.g), 0);
       size_t nx = (size_t)c.g.n * c.g.c * c.g.h * c.g.w, ny = (size_t)c.g.n * c.g.c * c.g.oh * c.g.ow;
-      c.x = dalloc(nx), c.y = dalloc(ny), c.r = dalloc(ny);
-      double *dx = dalloc(nx);
+      c.x = dbuf(nx), c.y = dbuf(ny), c.r = dbuf(ny);
+      double *dx = dbuf(nx);
       if (max)
         fill_distinct(&r, c.x, nx); /* no ties: the max is differentiable */
       else
@@ -243,8 +229,8 @@ static void test_global_avgpool(void **state) {
   trng r = {0x082EFA98EC4E6C89ULL};
   gap_ctx c = {.n = 3, .c = 4, .s = 9};
   size_t nx = (size_t)c.n * c.c * c.s, ny = (size_t)c.n * c.c;
-  c.x = dalloc(nx), c.y = dalloc(ny), c.r = dalloc(ny);
-  double *dx = dalloc(nx);
+  c.x = dbuf(nx), c.y = dbuf(ny), c.r = dbuf(ny);
+  double *dx = dbuf(nx);
   fill_q(&r, c.x, nx, -1, 1);
   fill_q_away(&r, c.r, ny, 0.25, 1);
   nn_ref_global_avgpool_backward(c.r, dx, c.n, c.c, c.s);
@@ -270,8 +256,8 @@ static void test_elementwise(void **state) {
   trng r = {0x452821E638D01377ULL};
   const size_t n = 60;
   elem_ctx c = {.n = n};
-  c.x = dalloc(n), c.y = dalloc(n), c.r = dalloc(n);
-  double *dx = dalloc(n);
+  c.x = dbuf(n), c.y = dbuf(n), c.r = dbuf(n);
+  double *dx = dbuf(n);
 
   /* flatten (identity) */
   c.fwd = nn_ref_flatten_forward;
@@ -325,8 +311,8 @@ static void test_softmax_xent(void **state) {
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     smx_ctx c = {.n = shapes[s][0], .k = shapes[s][1]};
     size_t nz = (size_t)c.n * c.k;
-    c.z = dalloc(nz), c.p = dalloc(nz);
-    double *dz = dalloc(nz);
+    c.z = dbuf(nz), c.p = dbuf(nz);
+    double *dz = dbuf(nz);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)c.n);
     assert_non_null(lab);
     for (int i = 0; i < c.n; i++) lab[i] = (int32_t)tr_int(&r, 0, c.k - 1);

@@ -17,35 +17,16 @@
 
 #include "fixture.h"
 #include "kernels/kernels.h"
+#include "nn_test.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-typedef struct {
-  uint64_t s;
-} trng;
-
-static uint64_t tr_next(trng *r) { /* xorshift64* */
-  r->s ^= r->s >> 12;
-  r->s ^= r->s << 25;
-  r->s ^= r->s >> 27;
-  return r->s * 2685821657736338717ULL;
-}
 
 static double tr_unif(trng *r, double lo, double hi) {
   return lo + (hi - lo) * (double)(tr_next(r) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static float *falloc(size_t n) {
-  float *p = malloc((n ? n : 1) * sizeof(float));
-  assert_non_null(p);
-  return p;
-}
 
-static double *dalloc(size_t n) {
-  double *p = malloc((n ? n : 1) * sizeof(double));
-  assert_non_null(p);
-  return p;
-}
 
 /* f[i] random in [lo, hi); d[i] = (double)f[i] exactly (d may be NULL) */
 static void fill(trng *r, float *f, double *d, size_t n, double lo, double hi) {
@@ -55,28 +36,19 @@ static void fill(trng *r, float *f, double *d, size_t n, double lo, double hi) {
   }
 }
 
-static void to_double(const float *f, double *d, size_t n) {
-  for (size_t i = 0; i < n; i++) d[i] = f[i];
-}
 
 static void fill_nan(float *f, size_t n) {
   for (size_t i = 0; i < n; i++) f[i] = NAN;
 }
 
-static double maxabs(const double *d, size_t n) {
-  double m = 0.0;
-  for (size_t i = 0; i < n; i++)
-    if (fabs(d[i]) > m) m = fabs(d[i]);
-  return m;
-}
 
 /* rtol 1e-4, atol 1e-5 relative to the magnitude of the reference */
 static void check(const char *what, const float *got, const double *want, size_t n) {
-  assert_close_fd(what, got, want, n, 1e-4, 1e-5 * maxabs(want, n) + 1e-30);
+  assert_close_fd(what, got, want, n, 1e-4, 1e-5 * maxabs_d(want, n) + 1e-30);
 }
 
 static void checkd(const char *what, const double *got, const double *want, size_t n) {
-  assert_close_dd(what, got, want, n, 1e-12, 1e-12 * maxabs(want, n) + 1e-300);
+  assert_close_dd(what, got, want, n, 1e-12, 1e-12 * maxabs_d(want, n) + 1e-300);
 }
 
 /* ---- GEMM --------------------------------------------------------------------------- */
@@ -85,8 +57,8 @@ static void gemm_case(trng *r, int ta, int tb, int m, int n, int k, int pad_a, i
                       float alpha, float beta) {
   int lda = (ta ? m : k) + pad_a, ldb = (tb ? k : n) + pad_b, ldc = n + pad_c;
   size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
-  float *a = falloc(na), *b = falloc(nb), *c = falloc(nc);
-  double *ad = dalloc(na), *bd = dalloc(nb), *cd = dalloc(nc);
+  float *a = fbuf(na), *b = fbuf(nb), *c = fbuf(nc);
+  double *ad = dbuf(na), *bd = dbuf(nb), *cd = dbuf(nc);
   fill(r, a, ad, na, -1, 1);
   fill(r, b, bd, nb, -1, 1);
   fill(r, c, cd, nc, -1, 1);
@@ -139,11 +111,11 @@ static void test_gemm_degenerate(void **state) {
 
 static void dense_case(trng *r, int n, int in, int out, int with_bias) {
   size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
-  float *x = falloc(nx), *w = falloc(nw), *b = falloc(out), *y = falloc(ny), *dy = falloc(ny);
-  float *dx = falloc(nx), *dw = falloc(nw), *db = falloc(out);
-  double *xd = dalloc(nx), *wd = dalloc(nw), *bd = dalloc(out), *yd = dalloc(ny), *dyd = dalloc(ny);
-  double *dxd = dalloc(nx), *gw = dalloc(nw), *gb = dalloc(out), *ew = dalloc(nw), *eb = dalloc(out);
-  double *rw = dalloc(nw), *rb = dalloc(out);
+  float *x = fbuf(nx), *w = fbuf(nw), *b = fbuf(out), *y = fbuf(ny), *dy = fbuf(ny);
+  float *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf(out);
+  double *xd = dbuf(nx), *wd = dbuf(nw), *bd = dbuf(out), *yd = dbuf(ny), *dyd = dbuf(ny);
+  double *dxd = dbuf(nx), *gw = dbuf(nw), *gb = dbuf(out), *ew = dbuf(nw), *eb = dbuf(out);
+  double *rw = dbuf(nw), *rb = dbuf(out);
   char what[96];
   fill(r, x, xd, nx, -1, 1);
   fill(r, w, wd, nw, -1, 1);
@@ -236,13 +208,13 @@ static void conv_case(trng *r, const conv_shape *s) {
          ny = (size_t)g.n * g.oc * g.oh * g.ow, nb = (size_t)g.oc;
   size_t nws = nn_conv2d_workspace(&g);
   assert_true(nws > 0);
-  float *ws = falloc(nws);
+  float *ws = fbuf(nws);
   fill_nan(ws, nws); /* the kernels must not read workspace they did not write */
-  float *x = falloc(nx), *w = falloc(nw), *b = falloc(nb), *y = falloc(ny), *dy = falloc(ny);
-  float *dx = falloc(nx), *dw = falloc(nw), *db = falloc(nb);
-  double *xd = dalloc(nx), *wd = dalloc(nw), *bd = dalloc(nb), *yd = dalloc(ny), *dyd = dalloc(ny);
-  double *dxd = dalloc(nx), *gw = dalloc(nw), *gb = dalloc(nb), *ew = dalloc(nw), *eb = dalloc(nb);
-  double *rw = dalloc(nw), *rb = dalloc(nb);
+  float *x = fbuf(nx), *w = fbuf(nw), *b = fbuf(nb), *y = fbuf(ny), *dy = fbuf(ny);
+  float *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf(nb);
+  double *xd = dbuf(nx), *wd = dbuf(nw), *bd = dbuf(nb), *yd = dbuf(ny), *dyd = dbuf(ny);
+  double *dxd = dbuf(nx), *gw = dbuf(nw), *gb = dbuf(nb), *ew = dbuf(nw), *eb = dbuf(nb);
+  double *rw = dbuf(nw), *rb = dbuf(nb);
   char what[128], tag[80];
   snprintf(tag, sizeof tag, "n%d c%d %dx%d oc%d k%dx%d s%d p%d", g.n, g.c, g.h, g.w, g.oc, g.kh, g.kw,
            g.stride, g.pad);
@@ -363,10 +335,10 @@ static void pool_case(trng *r, const pool_shape *s) {
   assert_int_equal(g.oh, (s->h - s->size) / s->stride + 1);
   assert_int_equal(g.ow, (s->w - s->size) / s->stride + 1);
   size_t nx = (size_t)g.n * g.c * g.h * g.w, ny = (size_t)g.n * g.c * g.oh * g.ow;
-  float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
+  float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
   int32_t *am = malloc(ny * sizeof(int32_t));
   assert_non_null(am);
-  double *xd = dalloc(nx), *yd = dalloc(ny), *dyd = dalloc(ny), *dxd = dalloc(nx);
+  double *xd = dbuf(nx), *yd = dbuf(ny), *dyd = dbuf(ny), *dxd = dbuf(nx);
   char what[96], tag[64];
   snprintf(tag, sizeof tag, "n%d c%d %dx%d k%d s%d", g.n, g.c, g.h, g.w, g.size, g.stride);
   fill(r, x, xd, nx, -1, 1);
@@ -460,8 +432,8 @@ static void test_global_avgpool(void **state) {
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     int n = shapes[s][0], c = shapes[s][1], sp = shapes[s][2];
     size_t nx = (size_t)n * c * sp, ny = (size_t)n * c;
-    float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
-    double *xd = dalloc(nx), *yd = dalloc(ny), *dyd = dalloc(ny), *dxd = dalloc(nx);
+    float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
+    double *xd = dbuf(nx), *yd = dbuf(ny), *dyd = dbuf(ny), *dxd = dbuf(nx);
     fill(&r, x, xd, nx, -1, 1);
     fill(&r, dy, dyd, ny, -1, 1);
     fill_nan(y, ny);
@@ -484,8 +456,8 @@ typedef void (*ref_fwd)(const double *, double *, size_t);
 typedef void (*ref_bwd)(const double *, const double *, double *, size_t);
 
 static void act_case(trng *r, const char *name, act_fwd f, act_bwd b, ref_fwd rf, ref_bwd rb, size_t n) {
-  float *x = falloc(n), *y = falloc(n), *dy = falloc(n), *dx = falloc(n);
-  double *xd = dalloc(n), *yd = dalloc(n), *dyd = dalloc(n), *dxd = dalloc(n), *yk = dalloc(n);
+  float *x = fbuf(n), *y = fbuf(n), *dy = fbuf(n), *dx = fbuf(n);
+  double *xd = dbuf(n), *yd = dbuf(n), *dyd = dbuf(n), *dxd = dbuf(n), *yk = dbuf(n);
   char what[64];
   fill(r, x, xd, n, -6, 6);
   /* extremes: must stay finite (stable sigmoid) and saturate correctly */
@@ -533,8 +505,8 @@ static void test_activations(void **state) {
 static void test_activation_accuracy(void **state) {
   (void)state;
   size_t n = 0, cap = 240000;
-  float *x = falloc(cap), *y = falloc(cap);
-  double *xd = dalloc(cap), *yd = dalloc(cap);
+  float *x = fbuf(cap), *y = fbuf(cap);
+  double *xd = dbuf(cap), *yd = dbuf(cap);
   for (int i = -110000; i <= 110000; i++) x[n++] = (float)(i * 1e-3);
   for (int k = -44; k <= 1; k++)
     for (int m = 1; m <= 9; m += 2) x[n++] = (float)(m * pow(10.0, k)), x[n++] = -(float)(m * pow(10.0, k));
@@ -560,8 +532,8 @@ static void test_flatten(void **state) {
   (void)state;
   trng r = {77};
   size_t n = 1237;
-  float *x = falloc(n), *y = falloc(n), *dx = falloc(n);
-  double *xd = dalloc(n), *yd = dalloc(n), *dxd = dalloc(n);
+  float *x = fbuf(n), *y = fbuf(n), *dx = fbuf(n);
+  double *xd = dbuf(n), *yd = dbuf(n), *dxd = dbuf(n);
   fill(&r, x, xd, n, -1, 1);
   fill_nan(y, n);
   nn_flatten_forward(x, y, n);
@@ -580,8 +552,8 @@ static void test_flatten(void **state) {
 
 static void smx_case(trng *r, int n, int k, double spread, double offset) {
   size_t nz = (size_t)n * k;
-  float *z = falloc(nz), *p = falloc(nz), *dz = falloc(nz);
-  double *zd = dalloc(nz), *pd = dalloc(nz), *pk = dalloc(nz), *dzd = dalloc(nz);
+  float *z = fbuf(nz), *p = fbuf(nz), *dz = fbuf(nz);
+  double *zd = dbuf(nz), *pd = dbuf(nz), *pk = dbuf(nz), *dzd = dbuf(nz);
   int32_t *lab = malloc((size_t)n * sizeof(int32_t));
   assert_non_null(lab);
   char what[96];
@@ -654,14 +626,14 @@ static void test_thread_independence(void **state) {
     assert_int_equal(nn_conv_geom_init(&g), 0);
     size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
            ny = (size_t)g.n * g.oc * g.oh * g.ow, nws = nn_conv2d_workspace(&g);
-    float *x = falloc(nx), *w = falloc(nw), *b = falloc(g.oc), *dy = falloc(ny), *ws = falloc(nws);
+    float *x = fbuf(nx), *w = fbuf(nw), *b = fbuf(g.oc), *dy = fbuf(ny), *ws = fbuf(nws);
     float *y[2], *dx[2], *dw[2], *db[2];
     fill(&r, x, NULL, nx, -1, 1);
     fill(&r, w, NULL, nw, -1, 1);
     fill(&r, b, NULL, g.oc, -1, 1);
     fill(&r, dy, NULL, ny, -1, 1);
     for (int t = 0; t < 2; t++) {
-      y[t] = falloc(ny), dx[t] = falloc(nx), dw[t] = falloc(nw), db[t] = falloc(g.oc);
+      y[t] = fbuf(ny), dx[t] = fbuf(nx), dw[t] = fbuf(nw), db[t] = fbuf(g.oc);
       omp_set_num_threads(t == 0 ? 1 : 3);
       run_conv(&g, x, w, b, dy, y[t], dx[t], dw[t], db[t], ws);
     }
@@ -675,15 +647,15 @@ static void test_thread_independence(void **state) {
   }
   /* dense */
   int n = 128, in = 256, out = 120;
-  float *x = falloc((size_t)n * in), *w = falloc((size_t)out * in), *b = falloc(out), *dy = falloc((size_t)n * out);
+  float *x = fbuf((size_t)n * in), *w = fbuf((size_t)out * in), *b = fbuf(out), *dy = fbuf((size_t)n * out);
   fill(&r, x, NULL, (size_t)n * in, -1, 1);
   fill(&r, w, NULL, (size_t)out * in, -1, 1);
   fill(&r, b, NULL, out, -1, 1);
   fill(&r, dy, NULL, (size_t)n * out, -1, 1);
   float *y[2], *dx[2], *dw[2], *db[2];
   for (int t = 0; t < 2; t++) {
-    y[t] = falloc((size_t)n * out), dx[t] = falloc((size_t)n * in), dw[t] = falloc((size_t)out * in);
-    db[t] = falloc(out);
+    y[t] = fbuf((size_t)n * out), dx[t] = fbuf((size_t)n * in), dw[t] = fbuf((size_t)out * in);
+    db[t] = fbuf(out);
     memset(dw[t], 0, sizeof(float) * (size_t)out * in);
     memset(db[t], 0, sizeof(float) * (size_t)out);
     omp_set_num_threads(t == 0 ? 1 : 3);

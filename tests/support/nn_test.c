@@ -90,3 +90,48 @@ void tu_fd_check(const char *what, double (*loss)(const void *ctx), const void *
   }
   free(fd);
 }
+
+float *fbuf(size_t n) {
+  float *p = calloc(n ? n : 1, sizeof *p);
+  assert_non_null(p);
+  return p;
+}
+
+double *dbuf(size_t n) {
+  double *p = calloc(n ? n : 1, sizeof *p);
+  assert_non_null(p);
+  return p;
+}
+
+void fill_f(float *p, size_t n, float v) {
+  for (size_t i = 0; i < n; i++) p[i] = v;
+}
+
+double maxabs_d(const double *v, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fabs(v[i]) > m) m = fabs(v[i]);
+  return m;
+}
+
+void to_double(const float *f, double *d, size_t n) {
+  for (size_t i = 0; i < n; i++) d[i] = f[i];
+}
+
+uint64_t tr_next(trng *r) { /* xorshift64* */
+  r->s ^= r->s >> 12;
+  r->s ^= r->s << 25;
+  r->s ^= r->s >> 27;
+  return r->s * 2685821657736338717ULL;
+}
+
+int tu_setup_tempdir(void **state) {
+  *state = tu_tempdir("test");
+  return *state ? 0 : -1;
+}
+
+int tu_teardown_tempdir(void **state) {
+  tu_rmtree(*state);
+  free(*state);
+  return 0;
+}

@@ -2,6 +2,7 @@
 #ifndef NN_TEST_H
 #define NN_TEST_H
 #include <stddef.h>
+#include <stdint.h>
 
 #include "normnet.h"
 
@@ -19,5 +20,23 @@ void tu_expect_build_error(const char *spec_text, nn_status code, const char *ne
  * vanishes (max |an| <= 1e-3), which would make the check vacuous. */
 void tu_fd_check(const char *what, double (*loss)(const void *ctx), const void *ctx, double *v, size_t len,
                  const double *an, double h, double rel_tol);
+
+/* ---- buffers and numbers ---- */
+/* Zeroed buffers (never NULL: failing to allocate fails the test). */
+float *fbuf(size_t n);
+double *dbuf(size_t n);
+void fill_f(float *p, size_t n, float v);
+double maxabs_d(const double *v, size_t n);
+void to_double(const float *f, double *d, size_t n);
+
+/* A tiny RNG of the tests' own (xorshift64*), independent of the library's nn_rng. */
+typedef struct {
+  uint64_t s;
+} trng;
+uint64_t tr_next(trng *r);
+
+/* cmocka group fixtures: *state = a fresh temp dir (tu_tempdir("test")), removed after. */
+int tu_setup_tempdir(void **state);
+int tu_teardown_tempdir(void **state);
 
 #endif
