@@ -52,11 +52,9 @@ void nn_dense_forward(const float *x, const float *w, const float *b, float *y, 
   if (n == 0 || out == 0) return;
   int blocks = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK;
   int nt = team_size(2L * n * in * out, blocks);
-  if (nt <= 1) {
-    dense_fwd_block(x, w, b, y, 0, n, in, out);
-    return;
-  }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  /* the same row blocks on one thread or many: oneDNN's blocking (and so the rounding) may
+   * depend on the GEMM's row count (AVX2 kernels do), never on which thread runs a block */
+#pragma omp parallel for if (nt > 1) num_threads(nt) schedule(dynamic, 1)
   for (int blk = 0; blk < blocks; blk++) {
     int r0 = blk * DENSE_ROW_BLOCK;
     int r1 = r0 + DENSE_ROW_BLOCK < n ? r0 + DENSE_ROW_BLOCK : n;
