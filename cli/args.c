@@ -99,3 +99,26 @@ int cli_input_norm(const cli_args *a, const char *text, nn_input_norm *out) {
   *out = v;
   return 0;
 }
+
+FILE *cli_text_open(cli_text *t) {
+  t->buf = NULL;
+  t->len = 0;
+  t->f = open_memstream(&t->buf, &t->len);
+  return t->f;
+}
+
+int cli_text_commit(const char *cmd, cli_text *t, const char *path) {
+  nn_error err = {0};
+  int bad = !t->f || fclose(t->f) != 0;
+  t->f = NULL;
+  int rc = EXIT_OK;
+  if (bad) {
+    cli_error(cmd, "%s: out of memory building the file", path);
+    rc = EXIT_FAIL;
+  } else if (nn_file_write_atomic(path, t->buf, t->len, &err)) {
+    rc = cli_fail(cmd, &err);
+  }
+  free(t->buf);
+  t->buf = NULL;
+  return rc;
+}

@@ -37,6 +37,16 @@ void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 /* Print err.msg as "normnet CMD: msg" and return EXIT_FAIL. */
 int cli_fail(const char *cmd, const nn_error *err);
 
+/* Text files: fprintf into memory (cli_text_open gives the stream), then cli_text_commit
+ * writes it through the library's atomic writer (it prints the error, returns EXIT_*). */
+typedef struct {
+  FILE *f;
+  char *buf;
+  size_t len;
+} cli_text;
+FILE *cli_text_open(cli_text *t);
+int cli_text_commit(const char *cmd, cli_text *t, const char *path);
+
 /* --model resolution: a preset name, a spec file, a checkpoint file, or a run directory
  * holding model.safetensors. */
 typedef struct {

@@ -31,16 +31,16 @@ typedef struct {
 } variant;
 
 static int write_history(const char *path, variant *v, int nv) {
-  FILE *f = fopen(path, "w");
-  if (!f) return -1;
-  fprintf(f, "variant,epoch,train_loss,train_acc,val_loss,val_acc,seconds,samples_per_sec\n");
-  for (int k = 0; k < nv; k++)
+  cli_text t;
+  FILE *f = cli_text_open(&t);
+  if (f) fprintf(f, "variant,epoch,train_loss,train_acc,val_loss,val_acc,seconds,samples_per_sec\n");
+  for (int k = 0; f && k < nv; k++)
     for (int i = 0; i < nn_history_count(v[k].res.hist); i++) {
       const nn_epoch_record *r = nn_history_get(v[k].res.hist, i);
       fprintf(f, "%s,%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", v[k].name, r->epoch, r->train_loss, r->train_acc,
               r->test_loss, r->test_acc, r->seconds, r->samples_per_sec);
     }
-  return fclose(f);
+  return cli_text_commit("compare", &t, path);
 }
 
 static int plot(const char *dir, const char *model, variant *v, int nv, nn_error *err) {
@@ -185,7 +185,6 @@ int cmd_compare(int argc, char **argv) {
     nn_error err = {0};
     snprintf(path, sizeof path, "%s/history.csv", out);
     if (write_history(path, v, nv)) {
-      cli_error("compare", "%s: cannot write: %s", path, strerror(errno));
       rc = EXIT_FAIL;
     } else if (plot(out, o.model, v, nv, &err)) {
       rc = err.msg[0] ? cli_fail("compare", &err) : (cli_error("compare", "out of memory"), EXIT_FAIL);

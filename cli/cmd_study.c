@@ -158,16 +158,15 @@ int cmd_study(int argc, char **argv) {
   /* csv + plot */
   char path[4200];
   snprintf(path, sizeof path, "%s/study.csv", out);
-  FILE *f = fopen(path, "w");
-  if (!f) {
-    cli_error("study", "%s: cannot write: %s", path, strerror(errno));
-    return EXIT_FAIL;
+  cli_text t;
+  FILE *f = cli_text_open(&t);
+  if (f) {
+    fprintf(f, "batch,norm,val_acc\n");
+    for (int i = 0; i < nb; i++)
+      for (int k = 0; k < nn; k++) fprintf(f, "%d,%s,%.6f\n", batch[i], norms[k], acc[i][k]);
+    for (int i = 0; i < nb; i++) fprintf(f, "%d,batch(train-mode eval),%.6f\n", batch[i], train_mode[i]);
   }
-  fprintf(f, "batch,norm,val_acc\n");
-  for (int i = 0; i < nb; i++)
-    for (int k = 0; k < nn; k++) fprintf(f, "%d,%s,%.6f\n", batch[i], norms[k], acc[i][k]);
-  for (int i = 0; i < nb; i++) fprintf(f, "%d,batch(train-mode eval),%.6f\n", batch[i], train_mode[i]);
-  fclose(f);
+  if (cli_text_commit("study", &t, path)) return EXIT_FAIL;
   double x[MAX_B], y[MAX_N][MAX_B], ytm[MAX_B];
   nn_plot_line lines[MAX_N + 1];
   for (int i = 0; i < nb; i++) x[i] = batch[i], ytm[i] = train_mode[i];

@@ -257,25 +257,20 @@ static void on_end(void *u, const nn_epoch_record *r) {
   if (j->o->crash_after_epoch == r->epoch) raise(SIGKILL); /* testing aid: a real, abrupt kill */
 }
 
-static int write_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  if (!f) return -1;
-  fputs(text, f);
-  return fclose(f);
-}
-
-static int write_activations(const char *dir, const cli_train_result *r, const nn_model *m) {
+static int write_activations(const char *cmd, const char *dir, const cli_train_result *r, const nn_model *m) {
   char path[4200];
   snprintf(path, sizeof path, "%s/activations.csv", dir);
-  FILE *f = fopen(path, "w");
-  if (!f) return -1;
-  fprintf(f, "epoch,layer,kind,mean,std\n");
-  for (int i = 0; i < r->nact; i++) {
-    nn_layer_info li;
-    nn_model_layer_info(m, r->act[i].layer, &li);
-    fprintf(f, "%d,%d,%s,%.6g,%.6g\n", r->act[i].epoch, r->act[i].layer, li.kind, r->act[i].mean, r->act[i].std);
+  cli_text t;
+  FILE *f = cli_text_open(&t);
+  if (f) {
+    fprintf(f, "epoch,layer,kind,mean,std\n");
+    for (int i = 0; i < r->nact; i++) {
+      nn_layer_info li;
+      nn_model_layer_info(m, r->act[i].layer, &li);
+      fprintf(f, "%d,%d,%s,%.6g,%.6g\n", r->act[i].epoch, r->act[i].layer, li.kind, r->act[i].mean, r->act[i].std);
+    }
   }
-  return fclose(f);
+  return cli_text_commit(cmd, &t, path);
 }
 
 /* Resume: the recipe, epoch and data stream from DIR/model.safetensors. */
@@ -432,9 +427,11 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
   if (!rc_exit && out) {
     char path[4200], *spec_text = nn_spec_to_text(nn_model_spec(m));
     snprintf(path, sizeof path, "%s/spec.txt", out);
-    if (!spec_text || write_text(path, spec_text)) {
-      cli_error(cmd, "%s: cannot write: %s", path, strerror(errno));
+    if (!spec_text) {
+      cli_error(cmd, "out of memory");
       rc_exit = EXIT_FAIL;
+    } else if (nn_file_write_atomic(path, spec_text, strlen(spec_text), &err)) {
+      rc_exit = cli_fail(cmd, &err);
     }
     free(spec_text);
   }
@@ -481,10 +478,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_status st = nn_fit(m, j.opt, train, test, &fc, &cb, NULL, &err);
     report_skips(&j);
-    if (!rc_exit && out && o->track_activations && write_activations(out, res, m)) {
-      cli_error(cmd, "%s/activations.csv: cannot write: %s", out, strerror(errno));
-      rc_exit = EXIT_FAIL;
-    }
+    if (!rc_exit && out && o->track_activations && write_activations(cmd, out, res, m)) rc_exit = EXIT_FAIL;
     if (st) rc_exit = cli_fail(cmd, &err);
     else if (j.save_status) rc_exit = cli_fail(cmd, &j.save_err);
     res->hist = j.hist;

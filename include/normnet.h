@@ -251,6 +251,15 @@ NN_API const float *nn_model_layer_output(const nn_model *m, int i, size_t *coun
 /* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
 NN_API const float *nn_model_probs(const nn_model *m);
 
+/* ---- files: the one atomic writer ---------------------------------------------------
+ * Every file normnet writes goes through here: a temporary ".NAME.tmp.PID.N" is created
+ * next to PATH with O_CREAT|O_EXCL|O_NOFOLLOW (never an existing file, never through a
+ * symlink), written, fsync'd and renamed over PATH, then the directory is fsync'd. A
+ * symlink at PATH is replaced, its target never written. On any failure PATH is unchanged. */
+NN_API nn_status nn_file_write_atomic(const char *path, const void *data, size_t len, nn_error *err);
+/* Remove from dir the temporaries of writers that died mid-write (their PID is gone). */
+NN_API nn_status nn_file_remove_stale_temps(const char *dir, nn_error *err);
+
 /* ---- checkpoints (safetensors, DESIGN §6) ------------------------------------------------
  * Tensors are named as PyTorch's state_dict of the equivalent nn.Sequential ("0.weight",
  * "1.running_mean", "1.num_batches_tracked" as int64); __metadata__ holds the spec text

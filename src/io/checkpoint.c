@@ -15,9 +15,8 @@
  * Extra tensors are errors, except "optim.*" (reserved for optimizer state). F64 tensors
  * are accepted for float parameters and rounded to float32.
  *
- * Saving is atomic: PATH.tmp.XXXXXX in the same directory, written, flushed, fsync'd,
- * renamed over PATH, then the directory is fsync'd; on any failure the temporary file is
- * removed and PATH is untouched. */
+ * Saving builds the whole file in memory and hands it to the atomic writer
+ * (nn_file_write_atomic): on any failure PATH is untouched. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -249,20 +248,6 @@ static nn_status build_image(nn_model *m, const view_list *views, long opt_steps
   return NN_OK;
 }
 
-/* Directory part of path ("." if none), malloc'd. */
-static char *dir_of(const char *path) {
-  const char *slash = strrchr(path, '/');
-  if (!slash) return strdup(".");
-  if (slash == path) return strdup("/");
-  size_t n = (size_t)(slash - path);
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, path, n);
-    d[n] = 0;
-  }
-  return d;
-}
-
 nn_status nn_checkpoint_save(nn_model *m, const char *path, const nn_meta_pair *extra, int nextra, nn_error *err) {
   return nn_checkpoint_save_training(m, NULL, path, extra, nextra, err);
 }
@@ -279,63 +264,8 @@ nn_status nn_checkpoint_save_training(nn_model *m, nn_optimizer *opt, const char
   free(views.v);
   if (st) return nn_err_prefix(err, st, "%s: ", path);
 
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-  char *dir = dir_of(path);
-  if (!tmp || !dir) {
-    free(img), free(tmp), free(dir);
-    return nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
-  }
-  memcpy(tmp, path, plen);
-  memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-
-  const char *what = "create a temporary file next to it";
-  int fd = mkstemp(tmp), created = fd >= 0, e = 0;
-  FILE *f = NULL;
-  if (fd < 0) goto fail;
-  /* mkstemp makes 0600; a checkpoint is an ordinary file: keep the old file's mode or 0644. */
-  struct stat sb;
-  mode_t mode = stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? (sb.st_mode & 07777) : 0644;
-  what = "set the mode of the temporary file";
-  if (fchmod(fd, mode) != 0) goto fail;
-  what = "write the temporary file";
-  if (!(f = fdopen(fd, "wb"))) goto fail;
-  fd = -1;
-  if (fwrite(img, 1, len, f) != len || fflush(f) != 0) goto fail;
-  what = "sync the temporary file";
-  if (fsync(fileno(f)) != 0) goto fail;
-  what = "close the temporary file";
-  {
-    FILE *g = f;
-    f = NULL;
-    if (fclose(g) != 0) goto fail;
-  }
-  what = "rename the temporary file over it";
-  if (rename(tmp, path) != 0) goto fail;
-  created = 0;
-  /* Make the rename itself durable. Some file systems cannot sync a directory (EINVAL). */
-  int dfd = open(dir, O_RDONLY);
-  if (dfd >= 0) {
-    int r = fsync(dfd);
-    e = errno;
-    close(dfd);
-    if (r != 0 && e != EINVAL && e != EROFS) {
-      st = nn_err_set(err, NN_ERR_IO, "%s: written, but syncing directory %s failed: %s", path, dir, strerror(e));
-      free(img), free(tmp), free(dir);
-      return st;
-    }
-  }
-  free(img), free(tmp), free(dir);
-  return NN_OK;
-
-fail:
-  e = errno;
-  if (f) fclose(f);
-  if (fd >= 0) close(fd);
-  if (created) unlink(tmp);
-  st = nn_err_set(err, NN_ERR_IO, "%s: cannot save checkpoint: cannot %s: %s (any previous file is unchanged)", path,
-                  what, strerror(e));
-  free(img), free(tmp), free(dir);
+  st = nn_file_write_atomic(path, img, len, err);
+  free(img);
   return st;
 }
 

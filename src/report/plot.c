@@ -654,19 +654,8 @@ static void svg_normalize(membuf *b) {
 }
 
 static nn_status write_file(const char *path, const membuf *b, nn_error *err) {
-  FILE *f = fopen(path, "wb");
-  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot create plot file: %s", path, strerror(errno));
-  int ok = fwrite(b->p, 1, b->n, f) == b->n;
-  int e = errno;
-  if (fclose(f) != 0 && ok) {
-    ok = 0;
-    e = errno;
-  }
-  if (!ok) {
-    unlink(path);
-    return nn_err_set(err, NN_ERR_IO, "%s: cannot write plot file: %s", path, strerror(e));
-  }
-  return NN_OK;
+  nn_status st = nn_file_write_atomic(path, b->p, b->n, err);
+  return st;
 }
 
 static nn_status cairo_fail(const char *path, cairo_status_t st, nn_error *err) {

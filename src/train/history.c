@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/strbuf.h"
 
 nn_status nn_history_append(nn_history *h, const nn_epoch_record *r, nn_error *err) {
   if (h->n == h->cap) {
@@ -32,22 +33,17 @@ void nn_history_free(nn_history *h) {
 }
 
 nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-  fprintf(f, "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_sec\n");
+  nn_strbuf b = nn_strbuf_new();
+  nn_strbuf_printf(&b, "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_sec\n");
   for (int i = 0; i < h->n; i++) {
     const nn_epoch_record *r = &h->rec[i];
-    fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", r->epoch, r->train_loss, r->train_acc, r->test_loss, r->test_acc,
-            r->seconds, r->samples_per_sec);
+    nn_strbuf_printf(&b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", r->epoch, r->train_loss, r->train_acc, r->test_loss,
+                     r->test_acc, r->seconds, r->samples_per_sec);
   }
-  if (fclose(f) != 0 || rename(tmp, path) != 0) {
-    nn_status st = nn_err_set(err, NN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    remove(tmp);
-    return st;
-  }
-  return NN_OK;
+  if (!b.buf) return nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
+  nn_status st = nn_file_write_atomic(path, b.buf, b.len, err);
+  free(b.buf);
+  return st;
 }
 
 nn_status nn_history_read_csv(const char *path, int epochs, nn_history **out, nn_error *err) {
