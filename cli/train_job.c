@@ -396,10 +396,10 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
         memcpy(nn_model_params(m), nn_model_params(src), nn_model_param_count(m) * sizeof(float));
         memcpy(nn_model_state(m), nn_model_state(src), nn_model_state_count(m) * sizeof(float));
         for (int t = 0; t < nn_model_num_tensors(m); t++) {
-          nn_tensor_view a, b;
-          nn_model_tensor(m, t, &a);
-          nn_model_tensor(src, t, &b);
-          if (a.count_value) *a.count_value = *b.count_value;
+          nn_tensor_view dst_view, src_view;
+          nn_model_tensor(m, t, &dst_view);
+          nn_model_tensor(src, t, &src_view);
+          if (dst_view.count_value) *dst_view.count_value = *src_view.count_value;
         }
       }
       nn_model_free(src);
