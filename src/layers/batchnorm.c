@@ -1,4 +1,4 @@
-/* batchnorm: PyTorch BatchNorm1d (input C) / BatchNorm2d (input CxHxW), DESIGN §4.
+/* batchnorm: PyTorch BatchNorm1d (input C) / BatchNorm2d (input CxHxW), ARCHITECTURE.md §4.
  *
  * Training (and whenever track_running_stats is off): normalize with the batch mean and
  * BIASED variance; running_mean/var then move by `momentum` towards the batch statistics,
@@ -141,5 +141,16 @@ static void describe(const nn_layer *L, char *buf, size_t len) {
            b->use_global_stats ? (b->freeze_affine ? " frozen" : " use_global_stats") : (b->freeze_affine ? " freeze_affine" : ""));
 }
 
-const nn_layer_ops nn_batchnorm_ops = {"batchnorm", keys, defaults, finalize, nn_layer_same_shape, declare, scratch, init,
-                                       forward, backward, describe};
+const nn_layer_ops nn_batchnorm_ops = {
+    .name = "batchnorm",
+    .keys = keys,
+    .defaults = defaults,
+    .finalize = finalize,
+    .shape = nn_layer_same_shape,
+    .declare = declare,
+    .scratch = scratch,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .describe = describe,
+};

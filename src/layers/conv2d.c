@@ -83,4 +83,16 @@ static void describe(const nn_layer *L, char *buf, size_t len) {
            c->bias);
 }
 
-const nn_layer_ops nn_conv2d_ops = {"conv2d", keys, defaults, NULL, shape, declare, scratch, init, forward, backward, describe};
+const nn_layer_ops nn_conv2d_ops = {
+    .name = "conv2d",
+    .keys = keys,
+    .defaults = defaults,
+    .finalize = NULL,
+    .shape = shape,
+    .declare = declare,
+    .scratch = scratch,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .describe = describe,
+};

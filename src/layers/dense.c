@@ -60,4 +60,16 @@ static void describe(const nn_layer *L, char *buf, size_t len) {
   snprintf(buf, len, "units=%d bias=%d", L->cfg.dense.units, L->cfg.dense.bias);
 }
 
-const nn_layer_ops nn_dense_ops = {"dense", keys, defaults, NULL, shape, declare, scratch, init, forward, backward, describe};
+const nn_layer_ops nn_dense_ops = {
+    .name = "dense",
+    .keys = keys,
+    .defaults = defaults,
+    .finalize = NULL,
+    .shape = shape,
+    .declare = declare,
+    .scratch = scratch,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .describe = describe,
+};

@@ -78,5 +78,16 @@ static void backward(nn_layer *L, const float *x, const float *y, const float *d
 
 static void describe(const nn_layer *L, char *buf, size_t len) { snprintf(buf, len, "rate=%g", get_rate(&L->cfg)); }
 
-const nn_layer_ops nn_dropout_ops = {"dropout", keys, defaults, finalize, nn_layer_same_shape, nn_layer_no_params,
-                                     scratch, init, forward, backward, describe};
+const nn_layer_ops nn_dropout_ops = {
+    .name = "dropout",
+    .keys = keys,
+    .defaults = defaults,
+    .finalize = finalize,
+    .shape = nn_layer_same_shape,
+    .declare = nn_layer_no_params,
+    .scratch = scratch,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .describe = describe,
+};

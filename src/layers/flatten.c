@@ -21,5 +21,16 @@ static void flat_backward(nn_layer *L, const float *x, const float *y, const flo
   if (dx) nn_flatten_backward(dy, dx, (size_t)n * nn_shape_size(L->in));
 }
 
-const nn_layer_ops nn_flatten_ops = {"flatten", nn_no_keys, nn_layer_no_defaults, NULL, flat_shape, nn_layer_no_params,
-                                     nn_layer_no_scratch, nn_layer_no_init, flat_forward, flat_backward, nn_layer_no_detail};
+const nn_layer_ops nn_flatten_ops = {
+    .name = "flatten",
+    .keys = nn_no_keys,
+    .defaults = nn_layer_no_defaults,
+    .finalize = NULL,
+    .shape = flat_shape,
+    .declare = nn_layer_no_params,
+    .scratch = nn_layer_no_scratch,
+    .init = nn_layer_no_init,
+    .forward = flat_forward,
+    .backward = flat_backward,
+    .describe = nn_layer_no_detail,
+};

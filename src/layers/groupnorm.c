@@ -1,5 +1,5 @@
 /* groupnorm, layernorm, instancenorm: PyTorch nn.GroupNorm, nn.LayerNorm and
- * nn.InstanceNorm2d on one kernel (kernels/groupnorm.h, DESIGN §4 last bullet): every
+ * nn.InstanceNorm2d on one kernel (kernels/groupnorm.h, ARCHITECTURE.md §4 last bullet): every
  * (sample, group) is normalized over its own values with the BIASED variance, eps inside
  * the square root, then an affine.
  *
@@ -14,7 +14,7 @@
  *       PyTorch's instance_norm does through batch_norm on a (1, N*C, H, W) view), and eval
  *       normalizes with the running statistics. num_batches_tracked is kept in the state
  *       dict but, as in PyTorch, never incremented. A non-finite update is skipped and
- *       counted (DESIGN §4), as for batchnorm.
+ *       counted (ARCHITECTURE.md §4), as for batchnorm.
  * Normalizing with instance statistics needs more than 1 spatial element (PyTorch's check).
  * None of the three has a train/eval difference otherwise.
  */
@@ -229,9 +229,42 @@ static void describe(const nn_layer *L, char *buf, size_t len) {
   }
 }
 
-const nn_layer_ops nn_groupnorm_ops = {"groupnorm", gn_keys, gn_defaults, finalize, gn_shape, declare, scratch,
-                                       init, forward, backward, describe};
-const nn_layer_ops nn_layernorm_ops = {"layernorm", ln_keys, gn_defaults, finalize, nn_layer_same_shape, declare,
-                                       scratch, init, forward, backward, describe};
-const nn_layer_ops nn_instancenorm_ops = {"instancenorm", in_keys, in_defaults, finalize, in_shape, declare,
-                                          scratch, init, forward, backward, describe};
+const nn_layer_ops nn_groupnorm_ops = {
+    .name = "groupnorm",
+    .keys = gn_keys,
+    .defaults = gn_defaults,
+    .finalize = finalize,
+    .shape = gn_shape,
+    .declare = declare,
+    .scratch = scratch,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .describe = describe,
+};
+const nn_layer_ops nn_layernorm_ops = {
+    .name = "layernorm",
+    .keys = ln_keys,
+    .defaults = gn_defaults,
+    .finalize = finalize,
+    .shape = nn_layer_same_shape,
+    .declare = declare,
+    .scratch = scratch,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .describe = describe,
+};
+const nn_layer_ops nn_instancenorm_ops = {
+    .name = "instancenorm",
+    .keys = in_keys,
+    .defaults = in_defaults,
+    .finalize = finalize,
+    .shape = in_shape,
+    .declare = declare,
+    .scratch = scratch,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .describe = describe,
+};

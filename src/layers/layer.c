@@ -23,8 +23,9 @@ const nn_layer_ops *const nn_layer_table[NN_LAYER__COUNT] = {
     [NN_LAYER_LAYERNORM] = &nn_layernorm_ops,
     [NN_LAYER_INSTANCENORM] = &nn_instancenorm_ops,
 };
-_Static_assert(sizeof nn_layer_table / sizeof nn_layer_table[0] == NN_LAYER__COUNT,
-               "nn_layer_table must cover every nn_layer_kind");
+/* Fails when a kind is added to nn_layer_kind: give it its entry above, then bump the count
+ * (the table's size is NN_LAYER__COUNT, so comparing the two sizes could never fail). */
+_Static_assert(NN_LAYER__COUNT == 14, "nn_layer_kind changed: update nn_layer_table and this count");
 
 int nn_layer_kind_find(const char *name) {
   for (int k = 0; k < NN_LAYER__COUNT; k++)

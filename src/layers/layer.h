@@ -1,5 +1,5 @@
 /* Layer kinds: a small common header (nn_layer) plus a per-kind config, dispatched through
- * a const table indexed by nn_layer_kind (DESIGN §3). Each kind lives in its own file
+ * a const table indexed by nn_layer_kind (ARCHITECTURE.md §3). Each kind lives in its own file
  * src/layers/<kind>.c with its config keys, shape rule, parameter/state declarations,
  * forward and backward side by side. Layers call only kernels/ and base/. */
 #ifndef NN_LAYERS_LAYER_H
@@ -72,7 +72,7 @@ typedef struct {
   double rate; /* probability of zeroing a value in training */
 } nn_dropout_cfg;
 
-/* groupnorm, layernorm, instancenorm (one kernel, DESIGN §4) */
+/* groupnorm, layernorm, instancenorm (one kernel, ARCHITECTURE.md §4) */
 typedef struct {
   double eps;
   double momentum;         /* instancenorm: weight of the new batch in the running average */

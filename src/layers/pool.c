@@ -70,8 +70,19 @@ static void max_backward(nn_layer *L, const float *x, const float *y, const floa
   nn_maxpool2d_backward(&g, dy, (const int32_t *)(const void *)L->scratch, dx);
 }
 
-const nn_layer_ops nn_maxpool2d_ops = {"maxpool2d", pool_keys, pool_defaults, pool_finalize, pool_shape, nn_layer_no_params,
-                                       max_scratch, nn_layer_no_init, max_forward, max_backward, pool_describe};
+const nn_layer_ops nn_maxpool2d_ops = {
+    .name = "maxpool2d",
+    .keys = pool_keys,
+    .defaults = pool_defaults,
+    .finalize = pool_finalize,
+    .shape = pool_shape,
+    .declare = nn_layer_no_params,
+    .scratch = max_scratch,
+    .init = nn_layer_no_init,
+    .forward = max_forward,
+    .backward = max_backward,
+    .describe = pool_describe,
+};
 
 /* ---- avgpool2d ----------------------------------------------------------------------- */
 static nn_status avg_forward(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
@@ -88,8 +99,19 @@ static void avg_backward(nn_layer *L, const float *x, const float *y, const floa
   nn_avgpool2d_backward(&g, dy, dx);
 }
 
-const nn_layer_ops nn_avgpool2d_ops = {"avgpool2d", pool_keys, pool_defaults, pool_finalize, pool_shape, nn_layer_no_params,
-                                       nn_layer_no_scratch, nn_layer_no_init, avg_forward, avg_backward, pool_describe};
+const nn_layer_ops nn_avgpool2d_ops = {
+    .name = "avgpool2d",
+    .keys = pool_keys,
+    .defaults = pool_defaults,
+    .finalize = pool_finalize,
+    .shape = pool_shape,
+    .declare = nn_layer_no_params,
+    .scratch = nn_layer_no_scratch,
+    .init = nn_layer_no_init,
+    .forward = avg_forward,
+    .backward = avg_backward,
+    .describe = pool_describe,
+};
 
 /* ---- global_avgpool: CxHxW -> C --------------------------------------------------------- */
 
@@ -116,6 +138,17 @@ static void gap_backward(nn_layer *L, const float *x, const float *y, const floa
   if (dx) nn_global_avgpool_backward(dy, dx, n, L->in.c, L->in.h * L->in.w);
 }
 
-const nn_layer_ops nn_global_avgpool_ops = {"global_avgpool", nn_no_keys, nn_layer_no_defaults, NULL, gap_shape, nn_layer_no_params,
-                                            nn_layer_no_scratch, nn_layer_no_init, gap_forward, gap_backward, nn_layer_no_detail};
+const nn_layer_ops nn_global_avgpool_ops = {
+    .name = "global_avgpool",
+    .keys = nn_no_keys,
+    .defaults = nn_layer_no_defaults,
+    .finalize = NULL,
+    .shape = gap_shape,
+    .declare = nn_layer_no_params,
+    .scratch = nn_layer_no_scratch,
+    .init = nn_layer_no_init,
+    .forward = gap_forward,
+    .backward = gap_backward,
+    .describe = nn_layer_no_detail,
+};
 
