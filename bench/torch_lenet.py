@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch side of the end-to-end LeNet benchmark (DESIGN §7): samples per second of a full
+"""PyTorch side of the end-to-end LeNet benchmark (ARCHITECTURE.md §7): samples per second of a full
 training step (zero_grad, forward, cross-entropy, backward, SGD lr 0.1) and of eval-mode
 inference (torch.no_grad) for the `lenet` preset (seed 004's BN-LeNet) and its twin without
 BN, batch 128, random data of the Fashion-MNIST shape (1x28x28, 10 classes), float32.

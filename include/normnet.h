@@ -260,7 +260,7 @@ NN_API nn_status nn_file_write_atomic(const char *path, const void *data, size_t
 /* Remove from dir the temporaries of writers that died mid-write (their PID is gone). */
 NN_API nn_status nn_file_remove_stale_temps(const char *dir, nn_error *err);
 
-/* ---- checkpoints (safetensors, DESIGN §6) ------------------------------------------------
+/* ---- checkpoints (safetensors, ARCHITECTURE.md §6) ------------------------------------------------
  * Tensors are named as PyTorch's state_dict of the equivalent nn.Sequential ("0.weight",
  * "1.running_mean", "1.num_batches_tracked" as int64); __metadata__ holds the spec text
  * ("normnet.spec"), the format version and any extra string pairs given. Saving is atomic:
@@ -413,7 +413,7 @@ NN_API void nn_augment_batch(const nn_augment *a, nn_rng *rng, float *x, int n, 
                              float *scratch);
 
 /* ---- inference transforms -------------------------------------------------------------- */
-/* Fold each batchnorm into the dense/conv layer right before it (DESIGN §4, in double):
+/* Fold each batchnorm into the dense/conv layer right before it (ARCHITECTURE.md §4, in double):
  * W' = W*gamma/sqrt(var+eps), b' = (b-mean)*gamma/sqrt(var+eps) + beta. The result has no
  * batchnorm layers and gives the same eval-mode outputs. Errors name a batchnorm that
  * cannot be folded (not after dense/conv, or without running statistics). */
@@ -430,7 +430,7 @@ NN_API nn_status nn_image_load(const char *path, int c, int h, int w, uint8_t *o
 NN_API nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch, int batches,
                                       uint64_t seed, nn_error *err);
 
-/* ---- presets (DESIGN §2): spec text plus the seed's recipe ------------------------------ */
+/* ---- presets (ARCHITECTURE.md §2): spec text plus the seed's recipe ------------------------------ */
 typedef struct {
   const char *name;        /* "lenet" */
   const char *seed;        /* seed document and section it follows */

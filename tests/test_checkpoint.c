@@ -1,4 +1,4 @@
-/* Checkpoints (safetensors, DESIGN §6): bitwise round trip, atomic saves, every kind of
+/* Checkpoints (safetensors, ARCHITECTURE.md §6): bitwise round trip, atomic saves, every kind of
  * corrupt file rejected with a message naming the file and the problem, and a state_dict
  * written by PyTorch (tests/fixtures/gen_torch_checkpoint.py) giving PyTorch's logits.
  * Files are written to a fresh mkdtemp dir under /tmp. */

@@ -1,4 +1,4 @@
-/* nn_model_fold (DESIGN §4): batchnorm folded into the dense/conv2d before it.
+/* nn_model_fold (ARCHITECTURE.md §4): batchnorm folded into the dense/conv2d before it.
  * - lenet (conv/dense with bias, PyTorch BN) and cifar-cnn (bias=0 before Keras BN), with
  *   random weights, random gamma/beta and running statistics moved by training forwards:
  *   eval-mode logits of the folded model equal the original's (rtol 1e-5, atol 1e-5);

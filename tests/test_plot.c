@@ -1,4 +1,4 @@
-/* Plots (cairo, DESIGN §5): a 2-panel accuracy/loss figure written as PNG and SVG is a
+/* Plots (cairo, ARCHITECTURE.md §5): a 2-panel accuracy/loss figure written as PNG and SVG is a
  * valid file of the requested size whose curves are drawn in the palette colors; repeated
  * writes are byte-identical; log-x panels and awkward data (NaN, single points, constant
  * values, empty panels) draw; an unwritable path fails with NN_ERR_IO naming it.

@@ -1,4 +1,4 @@
-/* Every preset of DESIGN §2 trains from the CLI, with and without normalization, on small
+/* Every preset of ARCHITECTURE.md §2 trains from the CLI, with and without normalization, on small
  * data sets made here in each format (IDX for the 28x28 presets, CIFAR-10 binary for the
  * 32x32x3 ones); bad CIFAR inputs give one-line errors naming the file. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Error reporting: the two tiers of DESIGN §3.
+/* Error reporting: the two tiers of ARCHITECTURE.md §3.
  * - nn_err_set: anything a user or a file can cause -> a status plus a message.
  * - NN_ASSERT: a broken invariant of the library itself -> file:line, abort(). */
 #ifndef NN_BASE_ERROR_H

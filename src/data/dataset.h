@@ -1,4 +1,4 @@
-/* Data sets: uint8 samples kept as bytes, floats made per batch (DESIGN §3 "data/").
+/* Data sets: uint8 samples kept as bytes, floats made per batch (ARCHITECTURE.md §3 "data/").
  *
  * Error statuses used by the readers (every message starts with the file or directory):
  * - NN_ERR_IO      a file or directory is missing or cannot be read

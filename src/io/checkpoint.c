@@ -1,4 +1,4 @@
-/* Checkpoints in safetensors format (DESIGN §6).
+/* Checkpoints in safetensors format (ARCHITECTURE.md §6).
  *
  *     [u64 little-endian N][N bytes of JSON header, space-padded to a multiple of 8][data]
  *     header = {"__metadata__": {"format": "normnet/1", "normnet.spec": "<canonical spec>", ...},

@@ -1,4 +1,4 @@
-/* Model spec text (DESIGN §6): parse with line-numbered errors, print canonically.
+/* Model spec text (ARCHITECTURE.md §6): parse with line-numbered errors, print canonically.
  *
  *     # comment
  *     input shape=1x28x28        (or shape=784 for flat input)

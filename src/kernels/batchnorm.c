@@ -1,6 +1,6 @@
 /* Batch normalization kernels: x[N,C,S] (S = H*W, or 1 for (N,C) input), statistics per
  * channel over the m = N*S values x[(i*C + c)*S + j]. Semantics in kernels.h and
- * DESIGN §4; plain double twins in batchnorm_ref.c.
+ * ARCHITECTURE.md §4; plain double twins in batchnorm_ref.c.
  *
  * Numerics
  * - Statistics are accumulated in double around a per-channel shift K (the channel's first
@@ -16,7 +16,7 @@
  * - The elementwise passes work in float on (x - K), with the double-precision offsets
  *   folded into one per-channel constant, so a mean of 1e4 does not cost y its digits.
  *
- * Memory traffic (DESIGN §7): forward_train reads x twice and writes y; forward_infer reads
+ * Memory traffic (ARCHITECTURE.md §7): forward_train reads x twice and writes y; forward_infer reads
  * x once and writes y; backward_train reads x, dy twice and writes dx; backward_infer reads
  * x, dy once and writes dx (the second look at a plane of dy hits L1).
  * In-place use (y == x, dx == dy) is safe: every element is read before it is written.

@@ -1,6 +1,6 @@
 /* Group normalization kernel (LayerNorm = 1 group, GroupNorm = G groups, InstanceNorm = C
  * groups): x[N,C,S] viewed as N*G groups of m = (C/G)*S contiguous values. Semantics in
- * groupnorm.h and DESIGN §4; plain double twins in groupnorm_ref.c.
+ * groupnorm.h and ARCHITECTURE.md §4; plain double twins in groupnorm_ref.c.
  *
  * Numerics
  * - Statistics are accumulated in double around a per-group shift K (the group's first value

@@ -1,5 +1,5 @@
 /* Group normalization, the one kernel behind LayerNorm, GroupNorm and InstanceNorm
- * (DESIGN §4, last bullet). Conventions as in kernels.h: float32 N C S tensors, forward and
+ * (ARCHITECTURE.md §4, last bullet). Conventions as in kernels.h: float32 N C S tensors, forward and
  * backward side by side, backward OVERWRITES dx (NULL to skip) and ACCUMULATES (+=) into
  * dgamma/dbeta, plain double twins nn_ref_* in groupnorm_ref.c, OpenMP with reductions in
  * an order fixed by the data layout (bitwise identical for any thread count), no allocation.

@@ -1,4 +1,4 @@
-/* Pure numeric kernels (DESIGN §3 "kernels/"): no allocation, no I/O, no model knowledge.
+/* Pure numeric kernels (ARCHITECTURE.md §3 "kernels/"): no allocation, no I/O, no model knowledge.
  *
  * Conventions
  * - Tensors are dense row-major float32, activations in N C H W order (S = H*W).

@@ -1,4 +1,4 @@
-/* Fold each batchnorm into the dense/conv2d layer right before it (DESIGN §4):
+/* Fold each batchnorm into the dense/conv2d layer right before it (ARCHITECTURE.md §4):
  *     scale_c = gamma_c / sqrt(running_var_c + eps)      (gamma = 1, beta = 0 without affine)
  *     W'[c, ...] = W[c, ...] * scale_c
  *     b'_c = (b_c - running_mean_c) * scale_c + beta_c   (b_c = 0 if the layer had no bias)

@@ -1,6 +1,6 @@
 /* A model = a list of layers + one flat parameter buffer, one flat gradient buffer (same
  * layout), one flat state buffer (running statistics) and one activation arena planned for
- * the largest batch seen (DESIGN §3). Internal: the optimizer walks the layers' tensor
+ * the largest batch seen (ARCHITECTURE.md §3). Internal: the optimizer walks the layers' tensor
  * declarations to find what is trainable. */
 #ifndef NN_MODEL_MODEL_H
 #define NN_MODEL_MODEL_H

@@ -1,5 +1,5 @@
 /* The parsed model spec: the single description that the model, a checkpoint, the
- * summary and the CLI all read (DESIGN §3). Text parsing/printing is io/spec_text.c. */
+ * summary and the CLI all read (ARCHITECTURE.md §3). Text parsing/printing is io/spec_text.c. */
 #ifndef NN_MODEL_SPEC_H
 #define NN_MODEL_SPEC_H
 #include "layers/layer.h"

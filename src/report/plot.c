@@ -1,4 +1,4 @@
-/* Line plots with cairo (DESIGN §5): one drawing routine renders into a PNG image surface
+/* Line plots with cairo (ARCHITECTURE.md §5): one drawing routine renders into a PNG image surface
  * and an SVG surface. Layout follows the seeds' matplotlib figures: white background, an
  * overall title, panels side by side, each with a title, axis labels, 1-2-5 tick values,
  * a light grid, an axes box, tab10 line colors, dashed train curves, and a legend placed

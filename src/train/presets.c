@@ -1,4 +1,4 @@
-/* The seeds' experiments (DESIGN §2): a spec and the seed's recipe each. Every preset has
+/* The seeds' experiments (ARCHITECTURE.md §2): a spec and the seed's recipe each. Every preset has
  * its twin without normalization through nn_spec_set_norm(spec, "none"). Presets from the
  * Keras seeds (000, 001) use Keras's defaults: BN momentum 0.99 / eps 1e-3 with biased
  * running variance (convention=keras), Glorot-uniform weights with zero biases, Adam
