@@ -321,6 +321,24 @@ NN_API void nn_optimizer_set_steps(nn_optimizer *opt, long steps);
 NN_API int nn_optimizer_num_tensors(const nn_optimizer *opt, const nn_model *m);
 NN_API void nn_optimizer_tensor(nn_optimizer *opt, nn_model *m, int i, nn_tensor_view *view);
 
+/* ---- learning-rate schedules (PyTorch's lr_scheduler formulas, per optimizer step) ------ */
+typedef enum { NN_LR_CONSTANT = 0, NN_LR_STEP, NN_LR_COSINE, NN_LR_ONECYCLE } nn_lr_kind;
+typedef struct {
+  nn_lr_kind kind;
+  int step_epochs;   /* NN_LR_STEP: multiply by gamma every step_epochs epochs (StepLR) */
+  double gamma;
+  long warmup;       /* linear warm-up steps: factor (t+1)/(warmup+1) for t < warmup (LinearLR) */
+} nn_lr_schedule;
+/* Parse "constant", "step:EPOCHS:GAMMA", "cosine" (CosineAnnealingLR over all steps) or
+ * "onecycle" (OneCycleLR, max_lr = the base lr; refuses a warmup, it has its own). */
+NN_API nn_status nn_lr_schedule_parse(const char *text, long warmup, nn_lr_schedule *out, nn_error *err);
+/* The text form of a schedule (without the warmup), as parsed back. */
+NN_API void nn_lr_schedule_format(const nn_lr_schedule *s, char *buf, size_t len);
+/* Learning rate for optimizer step `step` (0-based) of a run of total_steps steps with
+ * steps_per_epoch steps per epoch, from the base rate lr. */
+NN_API double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, long step, long steps_per_epoch,
+                                long total_steps);
+
 /* ---- training ------------------------------------------------------------------------ */
 typedef struct {
   int epochs;
