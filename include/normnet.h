@@ -398,6 +398,21 @@ NN_API nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train,
 NN_API nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size,
                              nn_mode mode, double *loss, double *acc, nn_error *err);
 
+/* ---- results per class ------------------------------------------------------------------ */
+typedef struct {
+  int classes;           /* k = the model's outputs */
+  long *counts;          /* k x k, row = true label, column = predicted class (argmax) */
+  long samples;
+  double loss, accuracy; /* mean loss and accuracy of the same pass */
+} nn_confusion;
+/* Evaluate the model on every sample of ds in the given mode and count the confusion
+ * matrix. On error *out is empty. Release with nn_confusion_free. */
+NN_API nn_status nn_evaluate_confusion(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size,
+                                       nn_mode mode, nn_confusion *out, nn_error *err);
+/* Accuracy on the samples of true class cls (its diagonal entry over its row); NaN if none. */
+NN_API double nn_confusion_class_accuracy(const nn_confusion *cm, int cls);
+NN_API void nn_confusion_free(nn_confusion *cm);
+
 /* ---- plots (cairo: PNG and SVG from one drawing routine) -------------------------------- */
 typedef struct {
   const char *label;     /* legend text; lines with the same color share one legend entry */
