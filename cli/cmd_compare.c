@@ -26,6 +26,7 @@ static const char *const usage_head =
 
 typedef struct {
   char name[32];
+  char label[96]; /* legend text: "with BN", "GroupNorm (4)" */
   cli_train_result res;
   double seconds;
 } variant;
@@ -57,10 +58,10 @@ static int plot(const char *dir, const char *model, variant *v, int nv, nn_error
       const nn_epoch_record *r = nn_history_get(v[k].res.hist, i);
       x[i] = r->epoch, ta[i] = r->train_acc, va[i] = r->test_acc, tl[i] = r->train_loss, vl[i] = r->test_loss;
     }
-    acc[2 * k] = (nn_plot_line){v[k].name, x, ta, n, k, 1};
-    acc[2 * k + 1] = (nn_plot_line){v[k].name, x, va, n, k, 0};
-    loss[2 * k] = (nn_plot_line){v[k].name, x, tl, n, k, 1};
-    loss[2 * k + 1] = (nn_plot_line){v[k].name, x, vl, n, k, 0};
+    acc[2 * k] = (nn_plot_line){v[k].label, x, ta, n, k, 1};
+    acc[2 * k + 1] = (nn_plot_line){v[k].label, x, va, n, k, 0};
+    loss[2 * k] = (nn_plot_line){v[k].label, x, tl, n, k, 1};
+    loss[2 * k + 1] = (nn_plot_line){v[k].label, x, vl, n, k, 0};
   }
   nn_plot_panel panels[2] = {
       {"Accuracy (train dashed, validation solid)", "epoch", "accuracy", acc, 2 * nv, 0},
@@ -148,7 +149,9 @@ int cmd_compare(int argc, char **argv) {
       return EXIT_USAGE;
     }
     memset(&v[nv], 0, sizeof v[nv]);
-    snprintf(v[nv++].name, sizeof v[0].name, "%s", t);
+    snprintf(v[nv].name, sizeof v[0].name, "%s", t);
+    nn_norm_label(t, v[nv].label, sizeof v[nv].label);
+    nv++;
   }
   if (!nv) {
     cli_error("compare", "--norm: no variant given");

@@ -169,12 +169,14 @@ int cmd_study(int argc, char **argv) {
   if (cli_text_commit("study", &t, path)) return EXIT_FAIL;
   double x[MAX_B], y[MAX_N][MAX_B], ytm[MAX_B];
   nn_plot_line lines[MAX_N + 1];
+  char labels[MAX_N][96];
   for (int i = 0; i < nb; i++) x[i] = batch[i], ytm[i] = train_mode[i];
   for (int k = 0; k < nn; k++) {
     for (int i = 0; i < nb; i++) y[k][i] = acc[i][k];
-    lines[k] = (nn_plot_line){norms[k], x, y[k], nb, k, 0};
+    nn_norm_label(norms[k], labels[k], sizeof labels[k]);
+    lines[k] = (nn_plot_line){labels[k], x, y[k], nb, k, 0};
   }
-  lines[nn] = (nn_plot_line){"batch, evaluated in train mode", x, ytm, nb, nn, 1};
+  lines[nn] = (nn_plot_line){"with BN, evaluated in train mode", x, ytm, nb, nn, 1};
   char title[256], png[4200];
   snprintf(title, sizeof title, "%s: small batches, %d training samples per run", o.model, budget);
   snprintf(png, sizeof png, "%s/study.png", out);

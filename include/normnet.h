@@ -427,6 +427,10 @@ typedef struct {
   int nlines;
   int log_x;             /* logarithmic x axis (batch sizes) */
 } nn_plot_panel;
+/* Legend name of a normalization variant as the tutorials write it: "batch" -> "with BN",
+ * "none" -> "without BN", "group:4" -> "GroupNorm (4)", "layer" -> "LayerNorm",
+ * "batch@after" -> "with BN, after the activation"; anything else is copied. */
+NN_API void nn_norm_label(const char *norm, char *buf, size_t len);
 /* Draw panels side by side under an overall title into png_path and/or svg_path (either
  * may be NULL). Byte-identical output for identical input. */
 NN_API nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const char *title, int width,

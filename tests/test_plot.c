@@ -1,7 +1,8 @@
 /* Plots (cairo, ARCHITECTURE.md §5): a 2-panel accuracy/loss figure written as PNG and SVG is a
  * valid file of the requested size whose curves are drawn in the palette colors; repeated
  * writes are byte-identical; log-x panels and awkward data (NaN, single points, constant
- * values, empty panels) draw; an unwritable path fails with NN_ERR_IO naming it.
+ * values, empty panels) draw; an unwritable path fails with NN_ERR_IO naming it; SVG text is
+ * real, escaped <text>; a 2-epoch run gets integer epoch ticks only.
  * Set NN_PLOT_KEEP=dir to keep copies of the figures for looking at them. */
 #define _POSIX_C_SOURCE 200809L
 #include <cairo.h>
@@ -34,7 +35,7 @@ static int setup_tmp(void **state) {
   return mkdtemp(tmpdir) ? 0 : -1;
 }
 
-static const char *const NAMES[] = {"a.png", "a.svg", "b.png", "b.svg", "log.png", "log.svg", "odd.png", "odd.svg"};
+static const char *const NAMES[] = {"a.png", "a.svg", "b.png", "b.svg", "log.png", "log.svg", "odd.png", "odd.svg", "text.svg"};
 
 static int teardown_tmp(void **state) {
   (void)state;
@@ -297,8 +298,48 @@ static void test_errors(void **state) {
   assert_int_equal(nn_plot_write(f.panels, 2, "t", 400, 300, "/nonexistent-dir/x.png", NULL, NULL), NN_ERR_IO);
 }
 
+static void test_svg_text_and_integer_ticks(void **state) {
+  (void)state;
+  double x[2] = {1, 2}, y[2] = {0.31, 0.42}, y2[2] = {0.2, 0.3};
+  nn_plot_line l[2] = {{"with BN", x, y, 2, 0, 0}, {"a<b & \"c\"", x, y2, 2, 1, 1}};
+  nn_plot_panel p = {"Accuracy", "epoch", "accuracy", l, 2, 0};
+  char s1[128];
+  nn_error err = {0};
+  assert_int_equal(nn_plot_write(&p, 1, "two epochs", 600, 400, NULL, tp(s1, "text.svg"), &err), NN_OK);
+  size_t n;
+  char *svg = (char *)slurp(s1, &n);
+  assert_non_null(strstr(svg, ">two epochs</text>"));
+  assert_non_null(strstr(svg, ">with BN</text>"));
+  assert_non_null(strstr(svg, ">a&lt;b &amp; &quot;c&quot;</text>"));
+  assert_non_null(strstr(svg, ">epoch</text>"));
+  assert_non_null(strstr(svg, "rotate(-90")); /* the y label */
+  assert_non_null(strstr(svg, ">1</text>"));
+  assert_non_null(strstr(svg, ">2</text>"));
+  assert_null(strstr(svg, ">1.5</text>"));
+  assert_null(strstr(svg, ">1.2</text>"));
+  assert_null(strstr(svg, ">1.0</text>"));
+  /* the text sits inside the document */
+  assert_true(strstr(svg, "<text") < strstr(svg, "</svg>"));
+  free(svg);
+}
+
+static void test_norm_labels(void **state) {
+  (void)state;
+  static const char *const cases[][2] = {{"batch", "with BN"},          {"none", "without BN"},
+                                         {"group:4", "GroupNorm (4)"},   {"layer", "LayerNorm"},
+                                         {"instance", "InstanceNorm"},   {"batch@after", "with BN, after the activation"},
+                                         {"mystery", "mystery"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char buf[96];
+    nn_norm_label(cases[i][0], buf, sizeof buf);
+    assert_string_equal(buf, cases[i][1]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_norm_labels),
+      cmocka_unit_test(test_svg_text_and_integer_ticks),
       cmocka_unit_test(test_two_panels),
       cmocka_unit_test(test_log_x),
       cmocka_unit_test(test_awkward_data),

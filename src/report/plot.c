@@ -2,7 +2,12 @@
  * and an SVG surface. Layout follows the seeds' matplotlib figures: white background, an
  * overall title, panels side by side, each with a title, axis labels, 1-2-5 tick values,
  * a light grid, an axes box, tab10 line colors, dashed train curves, and a legend placed
- * in the corner that hides the fewest curve points.
+ * in the corner that hides the fewest curve points. Points get markers when there are few
+ * of them; an x axis whose values are all integers (epochs) gets integer ticks.
+ *
+ * Text in the SVG is real <text> (searchable, selectable): while drawing the SVG, text is
+ * recorded with its device position, size, weight, color and rotation instead of being
+ * drawn as glyph outlines, and written as <text> elements before </svg>.
  *
  * Byte-identical output: the PNG encoder writes no timestamps; cairo's SVG surface names
  * its page groups "surface<N>" from a process-wide counter, so the SVG is rendered into
@@ -11,6 +16,7 @@
 #include <cairo.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +28,7 @@
 #define FONT "DejaVu Sans"
 #define MAX_TICKS 64
 #define MAX_SIZE 16384
+#define MAX_MARKERS 60 /* series with more points are drawn as lines only */
 #define PI 3.14159265358979323846
 
 /* ---- palette (matplotlib tab10) ---------------------------------------------------------- */
@@ -37,6 +44,71 @@ static void set_color(cairo_t *cr, int color) {
 
 /* ---- text helpers -------------------------------------------------------------------------- */
 static int has_text(const char *s) { return s && s[0]; }
+
+/* Text recorded for the SVG (attached to the cairo context as user data). */
+typedef struct {
+  char *buf;
+  size_t n, cap;
+  int oom;
+} text_sink;
+static const cairo_user_data_key_t SINK_KEY;
+
+static void sink_put(text_sink *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sink_put(text_sink *t, const char *fmt, ...) {
+  va_list ap;
+  for (int tries = 0; tries < 2 && !t->oom; tries++) {
+    va_start(ap, fmt);
+    int k = vsnprintf(t->buf ? t->buf + t->n : NULL, t->buf ? t->cap - t->n : 0, fmt, ap);
+    va_end(ap);
+    if (k < 0) return;
+    if (t->buf && t->n + (size_t)k < t->cap) {
+      t->n += (size_t)k;
+      return;
+    }
+    size_t cap = t->cap ? t->cap : 4096;
+    while (cap <= t->n + (size_t)k) cap *= 2;
+    char *q = realloc(t->buf, cap);
+    if (!q) t->oom = 1;
+    else t->buf = q, t->cap = cap;
+  }
+}
+
+/* Show s at the current point: drawn as glyphs into a PNG, recorded as <text> for an SVG. */
+static void show_text(cairo_t *cr, const char *s) {
+  text_sink *t = cairo_get_user_data(cr, &SINK_KEY);
+  if (!t) {
+    cairo_show_text(cr, s);
+    return;
+  }
+  double x, y, r = 0, g = 0, b = 0, a = 1;
+  cairo_get_current_point(cr, &x, &y);
+  cairo_user_to_device(cr, &x, &y);
+  cairo_matrix_t fm, ctm;
+  cairo_get_font_matrix(cr, &fm);
+  cairo_get_matrix(cr, &ctm);
+  double size = hypot(fm.xx, fm.yx), angle = atan2(ctm.yx, ctm.xx) * 180 / PI;
+  cairo_pattern_get_rgba(cairo_get_source(cr), &r, &g, &b, &a);
+  cairo_font_face_t *ff = cairo_get_font_face(cr);
+  int bold = cairo_toy_font_face_get_weight(ff) == CAIRO_FONT_WEIGHT_BOLD;
+  sink_put(t, "<text x=\"%.2f\" y=\"%.2f\" font-family=\"%s\" font-size=\"%.2f\"%s fill=\"#%02x%02x%02x\"", x, y,
+           FONT, size, bold ? " font-weight=\"bold\"" : "", (int)lround(r * 255), (int)lround(g * 255),
+           (int)lround(b * 255));
+  if (fabs(angle) > 1e-6) sink_put(t, " transform=\"rotate(%.2f %.2f %.2f)\"", angle, x, y);
+  sink_put(t, ">");
+  for (const char *c = s; *c; c++) {
+    switch (*c) {
+    case '&': sink_put(t, "&amp;"); break;
+    case '<': sink_put(t, "&lt;"); break;
+    case '>': sink_put(t, "&gt;"); break;
+    case '"': sink_put(t, "&quot;"); break;
+    default: sink_put(t, "%c", *c); break;
+    }
+  }
+  sink_put(t, "</text>\n");
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s, &e);
+  cairo_rel_move_to(cr, e.x_advance, e.y_advance);
+}
 
 static void set_font(cairo_t *cr, double size, int bold) {
   cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL,
@@ -68,7 +140,7 @@ static void draw_text(cairo_t *cr, const char *s, double x, double y, double ha,
   cairo_text_extents_t e;
   cairo_text_extents(cr, s, &e);
   cairo_move_to(cr, x - ha * e.x_advance, y - e.y_bearing - va * e.height);
-  cairo_show_text(cr, s);
+  show_text(cr, s);
   cairo_new_path(cr);
 }
 
@@ -79,7 +151,7 @@ static void draw_text_top(cairo_t *cr, const char *s, double x, double y, double
   cairo_font_extents(cr, &fe);
   double w = text_w(cr, s);
   cairo_move_to(cr, x - ha * w, y + fe.ascent);
-  cairo_show_text(cr, s);
+  show_text(cr, s);
   cairo_new_path(cr);
 }
 
@@ -117,6 +189,18 @@ static int data_range(const nn_plot_panel *p, int which_y, double *lo, double *h
       any = 1;
     }
   }
+  return any;
+}
+
+/* Whether every usable x value is an integer (epochs): ticks then step by whole numbers. */
+static int integer_x(const nn_plot_panel *p) {
+  int any = 0;
+  for (int k = 0; k < p->nlines; k++)
+    for (int i = 0; i < p->lines[k].n; i++) {
+      if (!finite_pt(&p->lines[k], i, p->log_x)) continue;
+      if (p->lines[k].x[i] != floor(p->lines[k].x[i])) return 0;
+      any = 1;
+    }
   return any;
 }
 
@@ -176,7 +260,7 @@ static void fmt_value(char *out, size_t cap, double v) {
 /* Linear ticks at multiples of a 1-2-5 step: the smallest step giving at most maxticks
  * ticks (and, when maxw > 0, labels no wider than the spacing allows). */
 static void linear_ticks(cairo_t *cr, axis *a, int maxticks, double span_px, double gap_px,
-                         int value_space) {
+                         int value_space, double min_step) {
   double r = value_space ? pow(10, a->hi) - pow(10, a->lo) : a->hi - a->lo;
   double lo = value_space ? pow(10, a->lo) : a->lo, hi = value_space ? pow(10, a->hi) : a->hi;
   a->n = 0;
@@ -184,6 +268,7 @@ static void linear_ticks(cairo_t *cr, axis *a, int maxticks, double span_px, dou
   if (maxticks < 2) maxticks = 2;
   if (maxticks > MAX_TICKS) maxticks = MAX_TICKS;
   double step = nice_floor(r / maxticks);
+  if (step < min_step) step = min_step;
   for (int tries = 0; tries < 60; tries++, step = next_nice(step)) {
     double i0 = ceil(lo / step - 1e-9), i1 = floor(hi / step + 1e-9);
     if (i1 - i0 + 1 > maxticks) continue;
@@ -246,7 +331,7 @@ static void log_ticks(cairo_t *cr, axis *a, int pow2, int maxticks, double span_
     }
     if (a->n >= 2 && a->n <= maxticks && labels_fit(cr, a, span_px, gap_px)) return;
   }
-  linear_ticks(cr, a, maxticks, span_px, gap_px, 1);
+  linear_ticks(cr, a, maxticks, span_px, gap_px, 1, 0);
 }
 
 /* ---- legend -------------------------------------------------------------------------------- */
@@ -312,11 +397,32 @@ static void draw_curves(cairo_t *cr, const nn_plot_panel *p, const frame *f, con
       run++;
     }
     cairo_stroke(cr);
-    /* isolated points (single-point series, or a point between NaNs) get a dot */
+    /* markers on every point of a short series (validation: filled, train: hollow); isolated
+     * points (single-point series, or a point between NaNs) always get a dot */
+    int usable = 0;
+    for (int i = 0; i < l->n; i++) usable += finite_pt(l, i, p->log_x);
+    int markers = usable <= MAX_MARKERS;
+    cairo_set_dash(cr, NULL, 0, 0);
     for (int i = 0; i < l->n; i++) {
       if (!finite_pt(l, i, p->log_x)) continue;
       int prev = i > 0 && finite_pt(l, i - 1, p->log_x), next = i + 1 < l->n && finite_pt(l, i + 1, p->log_x);
-      if (prev || next) continue;
+      if (prev || next) {
+        if (!markers) continue;
+        double X = px_x(f, ax, p->log_x ? log10(l->x[i]) : l->x[i]), Y = px_y(f, ay, l->y[i]);
+        cairo_new_sub_path(cr);
+        cairo_arc(cr, X, Y, 1.7 * f->lw, 0, 2 * PI);
+        if (l->dashed) {
+          cairo_set_source_rgb(cr, 1, 1, 1);
+          cairo_fill_preserve(cr);
+          set_color(cr, l->color);
+          cairo_set_line_width(cr, 0.7 * f->lw);
+          cairo_stroke(cr);
+          cairo_set_line_width(cr, f->lw);
+        } else {
+          cairo_fill(cr);
+        }
+        continue;
+      }
       double X = px_x(f, ax, p->log_x ? log10(l->x[i]) : l->x[i]), Y = px_y(f, ay, l->y[i]);
       cairo_new_sub_path(cr);
       cairo_arc(cr, X, Y, 1.6 * f->lw, 0, 2 * PI);
@@ -446,7 +552,7 @@ static void draw_legend(cairo_t *cr, const nn_plot_panel *p, const frame *f, con
     cairo_rectangle(cr, bx, by, bw - pad * 0.5, bh);
     cairo_clip(cr);
     cairo_move_to(cr, sx + sample_w + 0.6 * lf, y + 0.5 * (fe.ascent - fe.descent) * 0.9);
-    cairo_show_text(cr, p->lines[k].label);
+    show_text(cr, p->lines[k].label);
     cairo_restore(cr);
     cairo_new_path(cr);
     y += row;
@@ -479,7 +585,7 @@ static void draw_panel(cairo_t *cr, const nn_plot_panel *p, double left, double 
   set_limits(&ay, any, lo, hi);
 
   set_font(cr, 0.9 * fs, 0);
-  linear_ticks(cr, &ay, (int)(f.h / (2.1 * fs)), 0, 0, 0);
+  linear_ticks(cr, &ay, (int)(f.h / (2.1 * fs)), 0, 0, 0, 0);
   double ytw = 0;
   for (int t = 0; t < ay.n; t++) ytw = fmax(ytw, text_w(cr, ay.label[t]));
   f.x0 = left + ylab_w + ytw + tickpad + tick;
@@ -487,7 +593,7 @@ static void draw_panel(cairo_t *cr, const nn_plot_panel *p, double left, double 
   if (f.w < 10) f.w = 10;
   int maxx = (int)(f.w / (3.0 * fs));
   if (ax.log) log_ticks(cr, &ax, pow2, maxx, f.w, 1.2 * fs);
-  else linear_ticks(cr, &ax, maxx, f.w, 1.2 * fs, 0);
+  else linear_ticks(cr, &ax, maxx, f.w, 1.2 * fs, 0, integer_x(p) ? 1.0 : 0.0);
 
   /* grid */
   cairo_set_dash(cr, NULL, 0, 0);
@@ -554,7 +660,7 @@ static void draw_panel(cairo_t *cr, const nn_plot_panel *p, double left, double 
     fit_size(cr, p->title, 1.15 * fs, 0, f.w);
     cairo_set_source_rgb(cr, 0, 0, 0);
     cairo_move_to(cr, f.x0 + 0.5 * f.w - 0.5 * text_w(cr, p->title), f.y0 - 0.6 * fs);
-    cairo_show_text(cr, p->title);
+    show_text(cr, p->title);
     cairo_new_path(cr);
   }
   draw_legend(cr, p, &f, &ax, &ay);
@@ -653,6 +759,20 @@ static void svg_normalize(membuf *b) {
   b->n = w;
 }
 
+/* Put the recorded <text> elements just before the closing </svg>, above the drawing. */
+static cairo_status_t svg_insert_text(membuf *b, const text_sink *t) {
+  static const char end[] = "</svg>";
+  size_t el = sizeof end - 1, at = b->n;
+  while (at >= el && memcmp(b->p + at - el, end, el)) at--;
+  if (at < el || !t->n) return CAIRO_STATUS_SUCCESS;
+  at -= el;
+  size_t tail = b->n - at;
+  if (mem_write(b, (const unsigned char *)t->buf, (unsigned)t->n) != CAIRO_STATUS_SUCCESS) return CAIRO_STATUS_NO_MEMORY;
+  memmove(b->p + at + t->n, b->p + at, tail);
+  memcpy(b->p + at, t->buf, t->n);
+  return CAIRO_STATUS_SUCCESS;
+}
+
 static nn_status write_file(const char *path, const membuf *b, nn_error *err) {
   nn_status st = nn_file_write_atomic(path, b->p, b->n, err);
   return st;
@@ -686,16 +806,22 @@ static nn_status render_svg(const nn_plot_panel *panels, int npanels, const char
   cairo_svg_surface_restrict_to_version(s, CAIRO_SVG_VERSION_1_1);
   cairo_svg_surface_set_document_unit(s, CAIRO_SVG_UNIT_PX); /* same size as the PNG in a browser */
   cairo_t *cr = cairo_create(s);
+  text_sink texts = {0};
+  cairo_set_user_data(cr, &SINK_KEY, &texts, NULL);
   draw_figure(cr, panels, npanels, title, width, height);
   cairo_status_t st = cairo_status(cr);
   cairo_destroy(cr);
   cairo_surface_finish(s);
   if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_status(s);
   cairo_surface_destroy(s);
-  if (st == CAIRO_STATUS_SUCCESS && b.oom) st = CAIRO_STATUS_NO_MEMORY;
+  if (st == CAIRO_STATUS_SUCCESS && (b.oom || texts.oom)) st = CAIRO_STATUS_NO_MEMORY;
   nn_status rc;
   if (st == CAIRO_STATUS_SUCCESS) {
     svg_normalize(&b);
+    st = svg_insert_text(&b, &texts);
+  }
+  free(texts.buf);
+  if (st == CAIRO_STATUS_SUCCESS) {
     rc = write_file(path, &b, err);
   } else {
     rc = cairo_fail(path, st, err);
