@@ -1,12 +1,28 @@
-/* Training and inference throughput of a preset with and without BN, plus peak memory.
+/* Training and inference throughput of the presets with and without BN, plus peak memory.
  *
- *   bench_train [--model lenet] [--batch 128] [--steps 60] [--threads 2]
+ *   bench_train [--model P|all] [--norm batch|none|both] [--batch B] [--threads T]
+ *               [--warmup W] [--steps N | --seconds S] [--reps R]
  *
- * Each variant runs in its own process (so peak RSS is per variant): a full training
- * step (uint8 -> float batch conversion, forward, loss, backward, SGD update) on
- * Fashion-MNIST-shaped data, then eval-mode inference. Prints one line per variant:
- *   normnet lenet bn train_samples_per_s=... infer_samples_per_s=... peak_rss_mb=...
- * Compare with bench/torch_lenet.py run in the same session. */
+ * --model    a preset (lenet, mlp, cnn, cifar-cnn, cifar-gap) or all (default lenet)
+ * --norm     batch (the preset), none (its twin without normalization) or both (default)
+ * --batch    samples per step; default: the preset's own batch (lenet 128, the others 32)
+ * --threads  OpenMP threads; default: the library's default (all cores)
+ * --warmup   untimed steps before the first repetition (default 10)
+ * --steps    timed steps per repetition; default: as many as fill --seconds
+ * --seconds  target length of one repetition when --steps is not given (default 0.25)
+ * --reps     timed repetitions; the median is reported (default 5)
+ *
+ * A training step is what `normnet train` does per batch: zero the gradients, convert the
+ * uint8 batch to normalized floats, forward with the loss, backward, and the preset's own
+ * optimizer update (SGD lr 0.1 for lenet, Adam for the Keras presets), so the weights move
+ * as they do in training. Inference is an eval-mode forward. Data: random uint8 images and
+ * labels of the preset's input shape. Each variant runs in its own process so that peak
+ * RSS is the variant's own. One line per variant:
+ *   normnet lenet bn batch=128 threads=2 train_samples_per_s=N infer_samples_per_s=N
+ *     train_min=N train_max=N peak_rss_mb=N
+ * (train_min/max: the slowest and fastest repetition). bench/peers.py runs this side by
+ * side with PyTorch and Keras. */
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,26 +33,107 @@
 #include "base/rng.h"
 #include "normnet.h"
 
+#define MAX_REPS 101
+
+static const char usage[] =
+    "usage: bench_train [--model P|all] [--norm batch|none|both] [--batch B] [--threads T]\n"
+    "                   [--warmup W] [--steps N | --seconds S] [--reps R]\n"
+    "  --model   preset name or all (default lenet)\n"
+    "  --norm    batch, none or both (default both)\n"
+    "  --batch   samples per step (default: the preset's own batch)\n"
+    "  --threads OpenMP threads (default: all cores)\n"
+    "  --warmup  untimed steps first (default 10)\n"
+    "  --steps   timed steps per repetition (default: --seconds worth)\n"
+    "  --seconds target seconds per repetition without --steps (default 0.25)\n"
+    "  --reps    timed repetitions, median reported (default 5, at most 101)\n";
+
+typedef struct {
+  int batch, threads, warmup, steps, reps;
+  double seconds;
+} bench_opts;
+
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int run_variant(const char *preset, const char *norm, int batch, int steps) {
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+typedef struct {
+  const nn_preset *p;
+  nn_model *m;
+  nn_optimizer *opt;
+  int batch, in;
+  const uint8_t *u8;
+  const int32_t *y;
+  float *x;
+} step_ctx;
+
+static int train_step(step_ctx *c, nn_error *err) {
+  const float mean = c->p->input_norm.mean, inv = 1.0f / c->p->input_norm.std;
+  nn_model_zero_grads(c->m);
+  for (size_t i = 0; i < (size_t)c->batch * (size_t)c->in; i++) c->x[i] = ((float)c->u8[i] / 255.0f - mean) * inv;
+  if (nn_model_forward(c->m, c->x, c->y, c->batch, NN_MODE_TRAIN, NULL, NULL, NULL, err) || nn_model_backward(c->m, err))
+    return 1;
+  nn_optimizer_step(c->opt, c->m);
+  return 0;
+}
+
+static int infer_step(step_ctx *c, nn_error *err) {
+  return nn_model_forward(c->m, c->x, NULL, c->batch, NN_MODE_EVAL, NULL, NULL, NULL, err) != NN_OK;
+}
+
+/* Median samples/s over the repetitions; min/max into lo/hi. */
+static int measure(step_ctx *c, int (*step)(step_ctx *, nn_error *), const bench_opts *o, double *med, double *lo,
+                   double *hi, nn_error *err) {
+  for (int s = 0; s < o->warmup; s++)
+    if (step(c, err)) return 1;
+  int steps = o->steps;
+  if (steps <= 0) { /* calibrate: about o->seconds per repetition, at least 3 steps */
+    double t0 = now();
+    int k = 0;
+    do {
+      if (step(c, err)) return 1;
+      k++;
+    } while (now() - t0 < 0.2 * o->seconds);
+    steps = (int)(o->seconds / ((now() - t0) / k));
+    if (steps < 3) steps = 3;
+  }
+  double rate[MAX_REPS];
+  for (int r = 0; r < o->reps; r++) {
+    double t0 = now();
+    for (int s = 0; s < steps; s++)
+      if (step(c, err)) return 1;
+    rate[r] = (double)steps * c->batch / (now() - t0);
+  }
+  qsort(rate, (size_t)o->reps, sizeof rate[0], cmp_double);
+  *med = rate[o->reps / 2];
+  if (o->reps % 2 == 0) *med = 0.5 * (rate[o->reps / 2 - 1] + rate[o->reps / 2]);
+  *lo = rate[0];
+  *hi = rate[o->reps - 1];
+  return 0;
+}
+
+static int run_variant(const char *preset, const char *norm, const bench_opts *o) {
   const nn_preset *p = nn_preset_find(preset);
   if (!p) {
-    fprintf(stderr, "bench_train: unknown preset %s\n", preset);
+    fprintf(stderr, "bench_train: unknown preset '%s'\n", preset);
     return 2;
   }
   nn_error err = {0};
   nn_spec *spec = NULL;
   nn_model *m = NULL;
   nn_optimizer *opt = NULL;
+  int batch = o->batch > 0 ? o->batch : p->batch_size;
+  int rc = 1;
   if (nn_spec_parse(p->spec, preset, &spec, &err) || nn_spec_set_norm(spec, norm, &err) ||
       nn_model_create(spec, &m, &err) || nn_optimizer_create(&p->opt, m, &opt, &err)) {
     fprintf(stderr, "bench_train: %s\n", err.msg);
-    return 1;
+    goto done;
   }
   nn_rng rng;
   nn_rng_seed(&rng, 1);
@@ -45,66 +142,106 @@ static int run_variant(const char *preset, const char *norm, int batch, int step
   float *x = malloc((size_t)batch * in * sizeof *x);
   int32_t *y = malloc((size_t)batch * sizeof *y);
   uint8_t *u8 = malloc((size_t)batch * in);
-  for (int i = 0; i < batch * in; i++) u8[i] = (uint8_t)nn_rng_below(&rng, 256);
+  if (!x || !y || !u8) {
+    fprintf(stderr, "bench_train: out of memory for a batch of %d\n", batch);
+    free(x), free(y), free(u8);
+    goto done;
+  }
+  for (size_t i = 0; i < (size_t)batch * in; i++) u8[i] = (uint8_t)nn_rng_below(&rng, 256);
   for (int i = 0; i < batch; i++) y[i] = (int32_t)nn_rng_below(&rng, (uint32_t)k);
-  double t0 = 0;
-  int warm = 5;
-  for (int s = 0; s < warm + steps; s++) {
-    if (s == warm) t0 = now();
-    for (int i = 0; i < batch * in; i++) x[i] = ((float)u8[i] / 255.0f - p->input_norm.mean) / p->input_norm.std;
-    if (nn_model_forward(m, x, y, batch, NN_MODE_TRAIN, NULL, NULL, NULL, &err) || nn_model_backward(m, &err)) {
-      fprintf(stderr, "bench_train: %s\n", err.msg);
-      return 1;
-    }
-    nn_model_zero_grads(m);
-    nn_optimizer_step(opt, m);
+  step_ctx c = {p, m, opt, batch, in, u8, y, x};
+  double train, tlo, thi, infer, ilo, ihi;
+  if (measure(&c, train_step, o, &train, &tlo, &thi, &err) || measure(&c, infer_step, o, &infer, &ilo, &ihi, &err)) {
+    fprintf(stderr, "bench_train: %s\n", err.msg);
+  } else {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("normnet %s %s batch=%d threads=%d train_samples_per_s=%.0f infer_samples_per_s=%.0f train_min=%.0f "
+           "train_max=%.0f peak_rss_mb=%.1f\n",
+           preset, strcmp(norm, "none") ? "bn" : "nobn", batch, omp_get_max_threads(), train, infer, tlo, thi,
+           ru.ru_maxrss / 1024.0);
+    rc = 0;
   }
-  double train = (double)steps * batch / (now() - t0);
-  for (int s = 0; s < warm + steps; s++) {
-    if (s == warm) t0 = now();
-    nn_model_forward(m, x, NULL, batch, NN_MODE_EVAL, NULL, NULL, NULL, &err);
-  }
-  double infer = (double)steps * batch / (now() - t0);
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  printf("normnet %s %s batch=%d train_samples_per_s=%.0f infer_samples_per_s=%.0f peak_rss_mb=%.1f\n", preset,
-         strcmp(norm, "none") ? "bn" : "nobn", batch, train, infer, ru.ru_maxrss / 1024.0);
   free(x), free(y), free(u8);
+done:
   nn_optimizer_free(opt);
   nn_model_free(m);
   nn_spec_free(spec);
+  return rc;
+}
+
+static int int_arg(const char *name, const char *v, int lo, int hi, int *out) {
+  char *end;
+  long x = strtol(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || x < lo || x > hi) {
+    fprintf(stderr, "bench_train: %s must be an integer in [%d, %d], got '%s'\n", name, lo, hi, v);
+    return -1;
+  }
+  *out = (int)x;
   return 0;
 }
 
 int main(int argc, char **argv) {
-  const char *preset = "lenet", *variant = NULL;
-  int batch = 128, steps = 60, threads = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--model")) preset = argv[i + 1];
-    else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--variant")) variant = argv[i + 1];
-    else {
-      fprintf(stderr, "usage: bench_train [--model P] [--batch B] [--steps N] [--threads T]\n");
+  const char *preset = "lenet", *norm = "both", *variant = NULL;
+  bench_opts o = {.batch = 0, .threads = 0, .warmup = 10, .steps = 0, .reps = 5, .seconds = 0.25};
+  for (int i = 1; i < argc; i += 2) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int bad = 0;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      fputs(usage, stdout);
+      return 0;
+    }
+    if (!v) bad = 1;
+    else if (!strcmp(a, "--model")) preset = v;
+    else if (!strcmp(a, "--norm")) norm = v;
+    else if (!strcmp(a, "--variant")) variant = v; /* internal: one variant in this process */
+    else if (!strcmp(a, "--batch")) bad = int_arg(a, v, 2, 1 << 20, &o.batch);
+    else if (!strcmp(a, "--threads")) bad = int_arg(a, v, 1, 1024, &o.threads);
+    else if (!strcmp(a, "--warmup")) bad = int_arg(a, v, 0, 1 << 20, &o.warmup);
+    else if (!strcmp(a, "--steps")) bad = int_arg(a, v, 1, 1 << 24, &o.steps);
+    else if (!strcmp(a, "--reps")) bad = int_arg(a, v, 1, MAX_REPS, &o.reps);
+    else if (!strcmp(a, "--seconds")) {
+      char *end;
+      o.seconds = strtod(v, &end);
+      if (*end != '\0' || !(o.seconds >= 0.01 && o.seconds <= 600)) {
+        fprintf(stderr, "bench_train: --seconds must be a number in [0.01, 600], got '%s'\n", v);
+        bad = -1;
+      }
+    }
+    else bad = 1;
+    if (bad) {
+      if (bad > 0) fprintf(stderr, "bench_train: unknown or incomplete option '%s'\n", a);
+      fputs(usage, stderr);
       return 2;
     }
   }
-  if (batch < 2 || steps < 1) {
-    fprintf(stderr, "bench_train: need --batch >= 2 and --steps >= 1\n");
+  if (strcmp(norm, "batch") && strcmp(norm, "none") && strcmp(norm, "both")) {
+    fprintf(stderr, "bench_train: --norm must be batch, none or both, got '%s'\n", norm);
     return 2;
   }
-  if (threads > 0) nn_set_threads(threads);
-  if (variant) return run_variant(preset, variant, batch, steps);
+  if (strcmp(preset, "all") && !nn_preset_find(preset)) {
+    fprintf(stderr, "bench_train: unknown preset '%s' (lenet, mlp, cnn, cifar-cnn, cifar-gap or all)\n", preset);
+    return 2;
+  }
+  if (o.threads > 0) nn_set_threads(o.threads);
+  if (variant) return run_variant(preset, variant, &o);
   /* one process per variant so that peak RSS is the variant's own */
   int rc = 0;
-  const char *variants[] = {"batch", "none"};
-  for (int v = 0; v < 2; v++) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' --model %s --batch %d --steps %d --threads %d --variant %s", argv[0], preset, batch,
-             steps, threads, variants[v]);
-    fflush(stdout);
-    rc |= system(cmd);
+  const char *norms[] = {"batch", "none"};
+  for (int i = 0; i < nn_preset_count(); i++) {
+    const char *name = nn_preset_at(i)->name;
+    if (strcmp(preset, "all") && strcmp(preset, name)) continue;
+    for (int v = 0; v < 2; v++) {
+      if (strcmp(norm, "both") && strcmp(norm, norms[v])) continue;
+      char cmd[4096], opt[128] = "";
+      if (o.batch > 0) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --batch %d", o.batch);
+      if (o.threads > 0) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --threads %d", o.threads);
+      if (o.steps > 0) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --steps %d", o.steps);
+      snprintf(cmd, sizeof cmd, "'%s' --model %s --variant %s --warmup %d --reps %d --seconds %g%s", argv[0], name,
+               norms[v], o.warmup, o.reps, o.seconds, opt);
+      fflush(stdout);
+      rc |= system(cmd);
+    }
   }
   return rc ? 1 : 0;
 }
