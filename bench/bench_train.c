@@ -6,8 +6,9 @@
  * --model    a preset (lenet, mlp, cnn, cifar-cnn, cifar-gap) or all (default lenet)
  * --norm     batch (the preset), none (its twin without normalization) or both (default)
  * --batch    samples per step; default: the preset's own batch (lenet 128, the others 32)
- * --threads  OpenMP threads; default: the library's default (all cores)
- * --warmup   untimed steps before the first repetition (default 10)
+ * --threads  OpenMP threads; default: the library's choice (threads=auto: per step, from
+ *            timings, between 1 and all cores; see nn_set_threads)
+ * --warmup   untimed steps before the first repetition (default 20)
  * --steps    timed steps per repetition; default: as many as fill --seconds
  * --seconds  target length of one repetition when --steps is not given (default 0.25)
  * --reps     timed repetitions; the median is reported (default 5)
@@ -22,7 +23,6 @@
  *     train_min=N train_max=N peak_rss_mb=N
  * (train_min/max: the slowest and fastest repetition). bench/peers.py runs this side by
  * side with PyTorch and Keras. */
-#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,8 +41,8 @@ static const char usage[] =
     "  --model   preset name or all (default lenet)\n"
     "  --norm    batch, none or both (default both)\n"
     "  --batch   samples per step (default: the preset's own batch)\n"
-    "  --threads OpenMP threads (default: all cores)\n"
-    "  --warmup  untimed steps first (default 10)\n"
+    "  --threads OpenMP threads (default: the library's choice, printed as auto)\n"
+    "  --warmup  untimed steps first (default 20)\n"
     "  --steps   timed steps per repetition (default: --seconds worth)\n"
     "  --seconds target seconds per repetition without --steps (default 0.25)\n"
     "  --reps    timed repetitions, median reported (default 5, at most 101)\n";
@@ -156,10 +156,11 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
   } else {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("normnet %s %s batch=%d threads=%d train_samples_per_s=%.0f infer_samples_per_s=%.0f train_min=%.0f "
+    char th[16] = "auto";
+    if (o->threads > 0) snprintf(th, sizeof th, "%d", o->threads);
+    printf("normnet %s %s batch=%d threads=%s train_samples_per_s=%.0f infer_samples_per_s=%.0f train_min=%.0f "
            "train_max=%.0f peak_rss_mb=%.1f\n",
-           preset, strcmp(norm, "none") ? "bn" : "nobn", batch, omp_get_max_threads(), train, infer, tlo, thi,
-           ru.ru_maxrss / 1024.0);
+           preset, strcmp(norm, "none") ? "bn" : "nobn", batch, th, train, infer, tlo, thi, ru.ru_maxrss / 1024.0);
     rc = 0;
   }
   free(x), free(y), free(u8);
@@ -183,7 +184,7 @@ static int int_arg(const char *name, const char *v, int lo, int hi, int *out) {
 
 int main(int argc, char **argv) {
   const char *preset = "lenet", *norm = "both", *variant = NULL;
-  bench_opts o = {.batch = 0, .threads = 0, .warmup = 10, .steps = 0, .reps = 5, .seconds = 0.25};
+  bench_opts o = {.batch = 0, .threads = 0, .warmup = 20, .steps = 0, .reps = 5, .seconds = 0.25};
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int bad = 0;

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PRESETS = ["lenet", "mlp", "cnn", "cifar-cnn", "cifar-gap"]
 KERAS_PRESETS = {"mlp", "cnn", "cifar-cnn", "cifar-gap"}
-LINE = re.compile(r"^(\S+) (\S+) (bn|nobn) batch=(\d+) threads=(\d+) train_samples_per_s=(\d+)")
+LINE = re.compile(r"^(\S+) (\S+) (bn|nobn) batch=(\d+) threads=(\w+) train_samples_per_s=(\d+)")
 # issue 12 targets: normnet / current PyTorch at each side's best thread count; 2t / 1t scaling
 TARGET_RATIO = {"lenet": 3.0, "mlp": 3.0, "cnn": 2.0, "cifar-cnn": 2.0, "cifar-gap": 2.0}
 TARGET_SCALING = {"lenet": 1.7, "mlp": 1.3, "cnn": 1.7, "cifar-cnn": 1.7, "cifar-gap": 1.3}
@@ -67,7 +67,8 @@ def run(cmd, env=None):
             header = line[2:]
         m = LINE.match(line)
         if m:
-            rows.append((m.group(1), m.group(2), m.group(3), int(m.group(5)), float(m.group(6))))
+            th = m.group(5)
+            rows.append((m.group(1), m.group(2), m.group(3), int(th) if th.isdigit() else th, float(m.group(6))))
     others = max(0.0, (b1 - b0) - (c1 - c0)) / max(t1 - t0, 1e-9)
     return rows, others, t1 - t0, header
 

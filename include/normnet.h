@@ -97,7 +97,11 @@ NN_API uint64_t nn_rng_next(nn_rng *r);
 NN_API float nn_rng_uniform(nn_rng *r);
 
 /* ---- threads -------------------------------------------------------------------------- */
-/* Set the number of worker threads for kernels and GEMM (0 = OpenMP's default). */
+/* Fix the number of worker threads for kernels and GEMM. 0 (the default, also when never
+ * called) lets the library choose per model and step from timings, between 1 thread and all
+ * cores (so a busy core elsewhere does not stall every step); it then sets the calling
+ * thread's OpenMP thread count before each forward. OMP_NUM_THREADS also fixes the count.
+ * Results are bitwise the same for any thread count. */
 NN_API void nn_set_threads(int threads);
 
 /* ---- data sets -------------------------------------------------------------------------- */

@@ -225,6 +225,7 @@ nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, i
   } else {
     memset(m->labels, 0, (size_t)n * sizeof *m->labels);
   }
+  nn_threads_step(&m->tuner[mode == NN_MODE_EVAL], &m->tuner[mode != NN_MODE_EVAL], n);
   memcpy(m->act[0], x, (size_t)n * nn_shape_size(m->spec->input) * sizeof *x);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];

@@ -4,6 +4,7 @@
  * declarations to find what is trainable. */
 #ifndef NN_MODEL_MODEL_H
 #define NN_MODEL_MODEL_H
+#include "base/threads.h"
 #include "layers/layer.h"
 #include "model/spec.h"
 
@@ -23,6 +24,7 @@ struct nn_model {
   int last_n;
   nn_mode last_mode;
   int last_has_labels;
+  nn_tuner tuner[2];     /* thread count per kind of step (train, eval), base/threads.h */
 };
 
 /* Ensure the arena holds batches of n samples (allocates only when n grows). */

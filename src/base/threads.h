@@ -1,0 +1,54 @@
+/* Thread count: fixed by the user (nn_set_threads, OMP_NUM_THREADS) or chosen by the library.
+ *
+ * When the user fixes nothing, a model picks its thread count per step from measurements
+ * (nn_tuner): another process busy on a core makes every barrier of a 2-thread step wait
+ * for a descheduled thread (measured here: 2 threads 3-10x slower than 1 with the other
+ * core taken), while on an idle machine the conv presets run 1.5x faster on 2 threads. The
+ * tuner times whole steps (from one step's start to the next), mostly runs the fastest
+ * count, and now and then probes another one for two steps (the first of which is not
+ * counted: it pays for waking the workers); a probe that loses doubles the time to the next
+ * probe (x8 when it was >= 1.5x slower; up to TUNER_MAX_GAP steps), one that wins takes over. Results never depend on the
+ * thread count (kernels reduce in a fixed order), so the choice only changes speed. */
+#ifndef NN_BASE_THREADS_H
+#define NN_BASE_THREADS_H
+
+#define NN_TUNER_CANDIDATES 3
+
+typedef struct {
+  int ncand;                       /* 0 = not initialised */
+  int cand[NN_TUNER_CANDIDATES];   /* thread counts tried: all cores, 1, half the cores */
+  double cost[NN_TUNER_CANDIDATES];/* seconds per sample; 0 = not measured yet */
+  int best;                        /* index of the fastest measured candidate */
+  int cur;                         /* index in use for the running step */
+  int left;                        /* steps left in the current run of `cur` */
+  int fresh;                       /* the running step is the first of its run (not counted) */
+  int probing;                     /* the current run is a probe of a non-best candidate */
+  int next_probe;                  /* round robin over the non-best candidates */
+  int gap;                         /* steps of the best candidate between probes */
+  double t0;                       /* start of the running step; < 0: none to measure */
+  int n0;                          /* its batch size */
+} nn_tuner;
+
+/* Cores the library may use when it chooses (>= 1), or 0 when the user fixed the count
+ * with nn_set_threads(n > 0) or OMP_NUM_THREADS. */
+int nn_threads_auto(void);
+
+/* Prepare a tuner for counts up to max (max <= 1: always 1). */
+void nn_tuner_init(nn_tuner *t, int max);
+/* A step of n samples starts at time `now` (seconds, monotonic): account the previous step
+ * and return the thread count for this one. */
+int nn_tuner_step(nn_tuner *t, double now, int n);
+/* What ran since the last nn_tuner_step was not a step of this tuner (an eval pass, a
+ * checkpoint): do not count it. */
+void nn_tuner_break(nn_tuner *t);
+
+/* The library's choice for a step of n samples in the default mode (nn_threads_auto() > 0):
+ * accounts it to `mine`, breaks `other` (a tuner of another kind of step, e.g. eval vs
+ * train) and sets the calling thread's OpenMP thread count. Does nothing when the user
+ * fixed the count. */
+void nn_threads_step(nn_tuner *mine, nn_tuner *other, int n);
+
+/* Monotonic seconds. */
+double nn_now(void);
+
+#endif
