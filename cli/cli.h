@@ -66,9 +66,10 @@ int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init in
 typedef struct {
   FILE *out;
   int tty, quiet;
-  double t_epoch, t_last;
-  int epochs;
+  double t_epoch, t_last, t_start;
+  int epochs, first_epoch, epoch, batches, last_batch;
   const char *label;
+  int variant, variants; /* this run's place among compare/study runs (1-based; 0: a single run) */
 } cli_progress;
 void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label);
 nn_fit_callbacks cli_progress_callbacks(cli_progress *p);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -13,8 +14,8 @@
 #define MAX_N 6
 
 static const char *const usage =
-    "usage: normnet study small-batch [--model PRESET] [--batches 2,4,8,32,128]\n"
-    "                                [--norms batch,group:4,layer,none] [--budget SAMPLES]\n"
+    "usage: normnet study small-batch [--model PRESET] [--batch 2,4,8,32,128]\n"
+    "                                [--norm batch,group:2,layer,none] [--budget SAMPLES]\n"
     "                                [--out DIR] [training options]\n"
     "\n"
     "Train the model once per (batch size, normalization) with the same number of training\n"
@@ -23,6 +24,12 @@ static const char *const usage =
     "batch size (DIR/study.png, DIR/study.csv). For BN it also evaluates each trained model\n"
     "in train mode (batch statistics, batches of the training size) next to eval mode: the\n"
     "'forgot model.eval()' gap.\n";
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static int parse_list(const char *cmd, const char *text, char items[][32], int max) {
   char buf[512];
@@ -67,7 +74,7 @@ int cmd_study(int argc, char **argv) {
   cli_args a = {argc, argv, 2, "study", NULL, 0};
   cli_train_opts o;
   cli_train_defaults(&o);
-  const char *bl = "2,4,8,32,128", *nl = "batch,group:4,layer,none", *out = "runs/study-small-batch";
+  const char *bl = "2,4,8,32,128", *nl = "batch,group:2,layer,none", *out = "runs/study-small-batch";
   int budget = 60000;
   while (a.i < argc) {
     int bad = 0;
@@ -76,10 +83,14 @@ int cmd_study(int argc, char **argv) {
       fputs(cli_train_options_help, stdout);
       return EXIT_OK;
     }
-    if (cli_train_option(&a, &o, &bad)) {
-    } else if (cli_opt(&a, "--batches")) bl = a.val;
-    else if (cli_opt(&a, "--norms")) nl = a.val;
-    else if (cli_opt(&a, "--out")) out = a.val;
+    if (cli_opt(&a, "--batch")) bl = a.val; /* a list here, before the training option */
+    else if (cli_opt(&a, "--norm")) nl = a.val;
+    else if (!strcmp(argv[a.i], "--batches") || !strcmp(argv[a.i], "--norms")) {
+      cli_error("study", "%s is spelled %s now (a comma-separated list, as in compare)", argv[a.i],
+                argv[a.i][2] == 'b' ? "--batch" : "--norm");
+      return EXIT_USAGE;
+    } else if (cli_train_option(&a, &o, &bad)) {
+    } else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--budget")) bad = cli_int(&a, "--budget", 2, 1 << 30, &budget);
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
@@ -92,7 +103,7 @@ int cmd_study(int argc, char **argv) {
     char *end;
     long v = strtol(bs[i], &end, 10);
     if (*end || v < 2 || v > budget) {
-      cli_error("study", "--batches: '%s' is not a batch size in [2, budget]", bs[i]);
+      cli_error("study", "--batch: '%s' is not a batch size in [2, budget]", bs[i]);
       return EXIT_USAGE;
     }
     batch[i] = (int)v;
@@ -107,9 +118,13 @@ int cmd_study(int argc, char **argv) {
   double acc[MAX_B][MAX_N], train_mode[MAX_B];
   int rc = EXIT_OK;
   nn_error err = {0};
+  double t0 = now_seconds();
   for (int i = 0; i < nb && !rc; i++) {
     train_mode[i] = NAN;
     for (int k = 0; k < nn && !rc; k++) {
+      int run = i * nn + k + 1, runs = nb * nn;
+      printf("  [%d/%d] batch %4d  %-10s %6d steps ...", run, runs, batch[i], norms[k], budget / batch[i]);
+      fflush(stdout);
       char dir[4096];
       snprintf(dir, sizeof dir, "%s/b%d-%s", out, batch[i], norms[k]);
       for (char *p = dir + strlen(out) + 1; *p; p++)
@@ -127,7 +142,10 @@ int cmd_study(int argc, char **argv) {
       acc[i][k] = n ? nn_history_get(res.hist, n - 1)->test_acc : NAN;
       cli_train_result_free(&res);
       if (rc) break;
-      printf("  batch %4d  %-10s val_acc %.4f\n", batch[i], norms[k], acc[i][k]);
+      double el = now_seconds() - t0;
+      printf(" val_acc %.4f  (%.0fs so far", acc[i][k], el);
+      if (run < runs) printf(", about %.0fs left", el / run * (runs - run));
+      printf(")\n");
       fflush(stdout);
       if (!strcmp(norms[k], "batch")) {
         char ckpt[4200];

@@ -17,11 +17,19 @@ static const char *const usage =
     "  recalibrate  re-estimate BN running statistics of a trained model\n"
     "  study     ready-made studies: small-batch (BN vs GroupNorm/LayerNorm vs batch size)\n"
     "\n"
+    "\n"
+    "normnet help COMMAND (or normnet COMMAND --help) shows a command's options;\n"
+    "normnet --version prints the version.\n"
     "presets: lenet (seed 004), mlp, cnn (seed 000), cifar-cnn, cifar-gap (seed 001)\n"
     "example: normnet train --model lenet --epochs 10 --out runs/lenet\n";
 
 int main(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+  if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+    printf("normnet %s\n", NN_VERSION_STRING);
+    return EXIT_OK;
+  }
+  int help_cmd = argc == 3 && !strcmp(argv[1], "help");
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || (!strcmp(argv[1], "help") && !help_cmd)) {
     fputs(usage, argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : EXIT_OK;
   }
@@ -29,6 +37,15 @@ int main(int argc, char **argv) {
     const char *name;
     int (*run)(int, char **);
   } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}, {"study", cmd_study}};
+  if (help_cmd) { /* normnet help CMD = normnet CMD --help */
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+      if (!strcmp(argv[2], cmds[i].name)) {
+        char *args[] = {argv[2], "--help", NULL};
+        return cmds[i].run(2, args);
+      }
+    fprintf(stderr, "normnet help: unknown command '%s' (the commands are listed by normnet --help)\n", argv[2]);
+    return EXIT_USAGE;
+  }
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
   fprintf(stderr, "normnet: unknown command '%s'\n%s", argv[1], usage);

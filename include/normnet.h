@@ -164,10 +164,11 @@ NN_API nn_status nn_spec_parse(const char *text, const char *source, nn_spec **o
 /* Read and parse a spec file. */
 NN_API nn_status nn_spec_load(const char *path, nn_spec **out, nn_error *err);
 NN_API void nn_spec_free(nn_spec *spec);
-/* Switch the normalization: "batch" keeps the spec; "group:G" and "layer" replace each
- * batchnorm by groupnorm (G groups, or the largest divisor of the channel count below G)
- * or layernorm with PyTorch's defaults; "none" removes every norm layer and gives the
- * layer before each its bias back (the "without BN" twin). */
+/* Switch the normalization: "batch" keeps the spec; "group:G", "layer" and "instance"
+ * replace each batchnorm by groupnorm (G groups: G must divide the channels of every
+ * batchnorm, else NN_ERR_SHAPE naming the layer), layernorm or instancenorm (CxHxW layers
+ * only) with PyTorch's defaults; "none" removes every norm layer and gives the layer before
+ * each its bias back (the "without BN" twin). */
 NN_API nn_status nn_spec_set_norm(nn_spec *spec, const char *norm, nn_error *err);
 /* Where normalization sits against the activation that follows it (seed 000's pitfall 2):
  * "before" (dense -> BN -> relu, the presets) or "after" (dense -> relu -> BN). */

@@ -450,8 +450,8 @@ static void test_small_batch_study(void **state) {
   char args[2048], path[600];
   run_result r;
   snprintf(args, sizeof args,
-           "study small-batch --model %s/small.spec --data idx:%s/good --budget 96 --batches 2,16 "
-           "--norms batch,group:2,layer,none --out %s/study",
+           "study small-batch --model %s/small.spec --data idx:%s/good --budget 96 --batch 2,16 "
+           "--norm batch,group:2,layer,none --out %s/study",
            dir, dir, dir);
   run(&r, args);
   if (r.status) fail_msg("study failed: %s", r.err);
@@ -482,8 +482,51 @@ static void test_small_batch_study(void **state) {
   expect_error(args, NULL, NULL);
 }
 
+/* ---- issue 14: consistent options, help, version, study progress ---------------------------- */
+static void test_help_version_spelling(void **state) {
+  (void)state;
+  char args[2048];
+  run_result r;
+  run(&r, "--version");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "normnet 0."));
+  run(&r, "help train");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "usage: normnet train"));
+  run(&r, "help eval");
+  assert_non_null(strstr(r.out, "usage: normnet eval"));
+  expect_error("help nonsense", "unknown command 'nonsense'", NULL);
+  /* one spelling: study takes --batch/--norm lists as compare does */
+  snprintf(args, sizeof args, "study small-batch --model %s/small.spec --data idx:%s/good --norms batch", dir, dir);
+  expect_error(args, "--norms is spelled --norm", NULL);
+  snprintf(args, sizeof args, "study small-batch --model %s/small.spec --data idx:%s/good --batches 2", dir, dir);
+  expect_error(args, "--batches is spelled --batch", NULL);
+  /* group:G must divide every normalized layer (4 and 16 channels here); instance needs CxHxW */
+  snprintf(args, sizeof args, "summary --model %s/small.spec --norm group:3", dir);
+  expect_error(args, "group:3 does not divide the 4 channels of layer 1", "1, 2, 4");
+  snprintf(args, sizeof args, "summary --model %s/small.spec --norm instance", dir);
+  expect_error(args, "layer 5 (batchnorm)", "CxHxW");
+}
+
+static void test_study_progress(void **state) {
+  (void)state;
+  char args[2048];
+  run_result r;
+  snprintf(args, sizeof args,
+           "study small-batch --model %s/small.spec --data idx:%s/good --budget 32 --batch 4,16 --norm layer,none "
+           "--out %s/study-progress",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("study failed: %s", r.err);
+  assert_non_null(strstr(r.out, "[1/4] batch    4  layer"));
+  assert_non_null(strstr(r.out, "[4/4] batch   16  none"));
+  assert_non_null(strstr(r.out, "left)"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_help_version_spelling),
+      cmocka_unit_test(test_study_progress),
       cmocka_unit_test(test_train_eval_summary),
       cmocka_unit_test(test_bad_data),
       cmocka_unit_test(test_bad_specs),

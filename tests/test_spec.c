@@ -115,14 +115,36 @@ static void test_norm_variants_and_freeze(void **state) {
   nn_spec *s = NULL;
   nn_error err = {0};
   assert_int_equal(nn_spec_parse(nn_preset_find("lenet")->spec, "lenet", &s, &err), NN_OK);
-  assert_int_equal(nn_spec_set_norm(s, "group:4", &err), NN_OK);
+  /* group:G must divide every normalized layer's channels (6, 16, 120, 84): no silent change */
+  assert_int_equal(nn_spec_set_norm(s, "group:4", &err), NN_ERR_SHAPE);
+  assert_non_null(strstr(err.msg, "lenet:4"));
+  assert_non_null(strstr(err.msg, "6 channels of layer 1 (batchnorm)"));
+  assert_non_null(strstr(err.msg, "here: 1, 2"));
+  assert_int_equal(nn_spec_set_norm(s, "group:7", &err), NN_ERR_SHAPE);
   char *text = nn_spec_to_text(s);
-  /* 6 channels -> 3 groups (largest divisor <= 4); 16, 120, 84 -> 4 */
-  const char *p = strstr(text, "groupnorm groups=3");
+  assert_null(strstr(text, "groupnorm")); /* a refused switch leaves the spec as it was */
+  free(text);
+  assert_int_equal(nn_spec_set_norm(s, "group:2", &err), NN_OK);
+  text = nn_spec_to_text(s);
+  const char *p = strstr(text, "groupnorm groups=2");
   assert_non_null(p);
-  assert_non_null(strstr(p + 1, "groupnorm groups=4"));
+  assert_non_null(strstr(p + 1, "groupnorm groups=2"));
   assert_null(strstr(text, "batchnorm"));
   free(text);
+  nn_spec_free(s);
+  /* instance: every batchnorm of a conv-only model; a batchnorm after dense is an error */
+  assert_int_equal(nn_spec_parse(nn_preset_find("cifar-gap")->spec, "cifar-gap", &s, &err), NN_OK);
+  assert_int_equal(nn_spec_set_norm(s, "instance", &err), NN_OK);
+  text = nn_spec_to_text(s);
+  assert_non_null(strstr(text, "instancenorm"));
+  assert_null(strstr(text, "batchnorm"));
+  free(text);
+  nn_spec_free(s);
+  assert_int_equal(nn_spec_parse(nn_preset_find("lenet")->spec, "lenet", &s, &err), NN_OK);
+  assert_int_equal(nn_spec_set_norm(s, "instance", &err), NN_ERR_SHAPE);
+  assert_non_null(strstr(err.msg, "layer 10 (batchnorm)"));
+  assert_int_equal(nn_spec_set_norm(s, "instanse", &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "instance"));
   nn_spec_free(s);
   assert_int_equal(nn_spec_parse(nn_preset_find("lenet")->spec, "lenet", &s, &err), NN_OK);
   assert_int_equal(nn_spec_set_norm(s, "group:0", &err), NN_ERR_ARG);
@@ -276,12 +298,68 @@ static void test_model_gradient_fd(void **state) {
   nn_model_free(m);
 }
 
+/* Keras spellings: activation= expands, a final softmax is kept and shown, channels-last
+ * input shapes are explained. */
+static void test_keras_spellings(void **state) {
+  (void)state;
+  nn_spec *s = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  const char *keras = "input shape=1x8x8\nconv2d filters=4 kernel=3 activation=relu\nflatten\n"
+                      "dense units=16 activation=tanh\ndense units=5 activation=softmax\n";
+  assert_int_equal(nn_spec_parse(keras, "k", &s, &err), NN_OK);
+  char *text = nn_spec_to_text(s);
+  const char *conv = strstr(text, "conv2d"), *relu = strstr(text, "\nrelu\n"), *tanh_ = strstr(text, "\ntanh\n");
+  assert_true(conv && relu && tanh_ && conv < relu && relu < tanh_);
+  assert_non_null(strstr(text, "dense units=5 bias=1\nsoftmax\n"));
+  /* the printed text parses back to the same text */
+  nn_spec *s2 = NULL;
+  assert_int_equal(nn_spec_parse(text, "k2", &s2, &err), NN_OK);
+  char *text2 = nn_spec_to_text(s2);
+  assert_string_equal(text, text2);
+  free(text2);
+  nn_spec_free(s2);
+  free(text);
+  assert_int_equal(nn_model_create(s, &m, &err), NN_OK);
+  assert_int_equal(nn_model_num_layers(m), 6); /* conv relu flatten dense tanh dense */
+  assert_int_equal(nn_model_output_size(m), 5);
+  char *sum = nn_model_summary(m);
+  assert_non_null(strstr(sum, "6 softmax"));
+  assert_non_null(strstr(sum, "applied by the cross-entropy loss"));
+  free(sum);
+  nn_model_free(m);
+  nn_spec_free(s);
+  /* a final softmax line, and activation=linear */
+  assert_int_equal(nn_spec_parse("input shape=4\ndense units=3 activation=linear\nsoftmax\n", "k", &s, &err), NN_OK);
+  text = nn_spec_to_text(s);
+  assert_string_equal(text, "input shape=4\ndense units=3 bias=1\nsoftmax\n");
+  free(text);
+  nn_spec_free(s);
+  tu_expect_build_error("input shape=4\ndense units=3\nsoftmax\ndense units=2\n", NN_ERR_SPEC, "t.spec:4",
+                        "softmax of line 3");
+  tu_expect_build_error("input shape=4\ndense units=3 activation=softmax\nrelu\n", NN_ERR_SPEC, "t.spec:3",
+                        "softmax can only end");
+  tu_expect_build_error("input shape=4\nsoftmax\ndense units=3\n", NN_ERR_SPEC, "t.spec:2", "layer before it");
+  tu_expect_build_error("input shape=4\ndense units=3 activation=gelu\n", NN_ERR_SPEC, "t.spec:2",
+                        "bad value 'gelu' for activation");
+  tu_expect_build_error("input shape=4\nrelu activation=relu\n", NN_ERR_SPEC, "t.spec:2", "unknown key 'activation'");
+  /* channels-last shapes */
+  tu_expect_build_error("input shape=28x28x1\nflatten\ndense units=10\n", NN_ERR_SPEC, "t.spec:1",
+                        "write shape=1x28x28");
+  tu_expect_build_error("input shape=32x32x3\nflatten\ndense units=10\n", NN_ERR_SPEC, "CxHxW", "shape=3x32x32");
+  assert_int_equal(nn_spec_parse("input shape=3x32x32\nflatten\ndense units=2\n", "k", &s, &err), NN_OK);
+  nn_spec_free(s);
+  assert_int_equal(nn_spec_parse("input shape=1x3x3\nflatten\ndense units=2\n", "k", &s, &err), NN_OK);
+  nn_spec_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_errors_name_line),          cmocka_unit_test(test_shape_errors_name_layer),
       cmocka_unit_test(test_lenet_shapes_and_counts),   cmocka_unit_test(test_norm_none_twin_and_roundtrip),
       cmocka_unit_test(test_bn_batch_of_one),           cmocka_unit_test(test_labels_checked),
       cmocka_unit_test(test_model_gradient_fd),          cmocka_unit_test(test_norm_variants_and_freeze),
+      cmocka_unit_test(test_keras_spellings),
       cmocka_unit_test(test_bn_placement),               cmocka_unit_test(test_nonfinite_batch_skips_running_update),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

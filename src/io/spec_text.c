@@ -6,7 +6,12 @@
  *     batchnorm momentum=0.1 eps=1e-5
  *     ...
  * Unknown layers, unknown or repeated keys, missing required keys and bad values are
- * errors "SOURCE:LINE: ...", never warnings. */
+ * errors "SOURCE:LINE: ...", never warnings.
+ *
+ * Keras spellings: `activation=relu|sigmoid|tanh|softmax|linear` on dense/conv2d expands to
+ * the layer plus its activation line; a last `softmax` line (or activation=softmax on the
+ * last layer) is kept and shown, the cross-entropy loss applying it (the outputs stay
+ * logits, as PyTorch's CrossEntropyLoss wants). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -109,8 +114,53 @@ static int parse_shape(const char *v, nn_shape *s) {
   return 0;
 }
 
+/* A 3-D shape whose last dimension looks like channels (1 or 3) while the first two look
+ * like an image's height and width (4 or more) is the channels-last order of Keras/NumPy
+ * images: refuse it with the CxHxW order spelled out. */
+static nn_status check_channels_first(const nn_spec *s, int lineno, const char *text, nn_error *err) {
+  const nn_shape *in = &s->input;
+  int last_like = in->w == 1 || in->w == 3, spatial_first = in->c >= 4 && in->h >= 4;
+  if (in->rank != 3 || !last_like || !spatial_first) return NN_OK;
+  return nn_err_set(err, NN_ERR_SPEC,
+                    "%s:%d: input shape=%s looks channels-last (HxWxC, as Keras writes it); normnet reads CxHxW "
+                    "(channels first, as PyTorch): write shape=%dx%dx%d",
+                    s->source, lineno, text, in->w, in->c, in->h);
+}
+
+/* Take `activation=NAME` out of a dense/conv2d line: *act receives the activation layer kind,
+ * -1 for none (linear), or -2 for softmax. */
+static nn_status take_activation(const nn_spec *s, int lineno, char **tok, int *ntok, int *act, nn_error *err) {
+  *act = -1;
+  for (int t = 1; t < *ntok; t++) {
+    if (strncmp(tok[t], "activation=", 11)) continue;
+    const char *v = tok[t] + 11;
+    if (!strcmp(v, "relu") || !strcmp(v, "sigmoid") || !strcmp(v, "tanh")) *act = nn_layer_kind_find(v);
+    else if (!strcmp(v, "softmax")) *act = -2;
+    else if (strcmp(v, "linear"))
+      return nn_err_set(err, NN_ERR_SPEC, "%s:%d: %s: bad value '%s' for activation (expected relu, sigmoid, tanh, "
+                        "softmax or linear)", s->source, lineno, tok[0], v);
+    for (int u = t + 1; u < *ntok; u++) tok[u - 1] = tok[u];
+    (*ntok)--;
+    return NN_OK;
+  }
+  return NN_OK;
+}
+
 static nn_status parse_line(nn_spec *s, int lineno, char **tok, int ntok, nn_error *err) {
   const char *src = s->source;
+  if (s->softmax_line)
+    return nn_err_set(err, NN_ERR_SPEC,
+                      "%s:%d: '%s' after the softmax of line %d: softmax can only end the model (the loss applies it)",
+                      src, lineno, tok[0], s->softmax_line);
+  if (!strcmp(tok[0], "softmax")) {
+    if (!s->n)
+      return nn_err_set(err, NN_ERR_SPEC, "%s:%d: softmax needs a layer before it (it can only end the model)", src,
+                        lineno);
+    if (ntok != 1)
+      return nn_err_set(err, NN_ERR_SPEC, "%s:%d: softmax takes no keys, got '%s'", src, lineno, tok[1]);
+    s->softmax_line = lineno;
+    return NN_OK;
+  }
   if (!strcmp(tok[0], "input")) {
     if (s->input_line)
       return nn_err_set(err, NN_ERR_SPEC, "%s:%d: second 'input' line (the first is line %d)", src, lineno,
@@ -120,6 +170,8 @@ static nn_status parse_line(nn_spec *s, int lineno, char **tok, int ntok, nn_err
     if (ntok != 2 || strncmp(tok[1], "shape=", 6) || parse_shape(tok[1] + 6, &s->input))
       return nn_err_set(err, NN_ERR_SPEC, "%s:%d: expected 'input shape=CxHxW' or 'input shape=N', got '%s'", src,
                         lineno, ntok > 1 ? tok[1] : "input");
+    nn_status st = check_channels_first(s, lineno, tok[1] + 6, err);
+    if (st) return st;
     s->input_line = lineno;
     return NN_OK;
   }
@@ -132,6 +184,11 @@ static nn_status parse_line(nn_spec *s, int lineno, char **tok, int ntok, nn_err
   if (!s->input_line)
     return nn_err_set(err, NN_ERR_SPEC, "%s:%d: the spec must start with 'input shape=...' before '%s'", src,
                       lineno, tok[0]);
+  int act = -1;
+  if (kind == NN_LAYER_DENSE || kind == NN_LAYER_CONV2D) {
+    nn_status st = take_activation(s, lineno, tok, &ntok, &act, err);
+    if (st) return st;
+  }
   const nn_layer_ops *ops = nn_layer_table[kind];
   nn_layer_spec ls = {.kind = (nn_layer_kind)kind, .line = lineno};
   ops->defaults(&ls.cfg);
@@ -164,7 +221,15 @@ static nn_status parse_line(nn_spec *s, int lineno, char **tok, int ntok, nn_err
                         ops->keys[k].name);
   if (ops->finalize && ops->finalize(&ls.cfg, given, err) != NN_OK)
     return nn_err_prefix(err, NN_ERR_SPEC, "%s:%d: %s: ", src, lineno, tok[0]);
-  return nn_spec_append(s, &ls, err);
+  nn_status st = nn_spec_append(s, &ls, err);
+  if (st || act == -1) return st;
+  if (act == -2) {
+    s->softmax_line = lineno;
+    return NN_OK;
+  }
+  nn_layer_spec as = {.kind = (nn_layer_kind)act, .line = lineno};
+  nn_layer_table[act]->defaults(&as.cfg);
+  return nn_spec_append(s, &as, err);
 }
 
 nn_status nn_spec_parse(const char *text, const char *source, nn_spec **out, nn_error *err) {
@@ -285,5 +350,6 @@ char *nn_spec_to_text(const nn_spec *s) {
     for (int k = 0; ops->keys[k].name; k++) print_value(&b, &ops->keys[k], &ls->cfg);
     nn_strbuf_printf(&b, "\n");
   }
+  if (s->softmax_line) nn_strbuf_printf(&b, "softmax\n");
   return b.buf;
 }

@@ -1,6 +1,7 @@
 /* Spec structure operations: append, copy, free, and the normalization switch. */
 #include "model/spec.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,23 +41,56 @@ static int is_norm(nn_layer_kind k) {
   return k == NN_LAYER_BATCHNORM || k == NN_LAYER_GROUPNORM || k == NN_LAYER_LAYERNORM || k == NN_LAYER_INSTANCENORM;
 }
 
-/* The largest divisor of c that is at most g (GroupNorm needs groups | channels). */
-static int groups_for(int c, int g) {
-  for (int k = g < c ? g : c; k > 1; k--)
-    if (c % k == 0) return k;
-  return 1;
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+/* "1, 2, 4" : the group counts that divide every channel count whose gcd is g. */
+static void divisors(int g, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = 0;
+  for (int d = 1; d <= g && used < len; d++)
+    if (g % d == 0) used += (size_t)snprintf(buf + used, len - used, "%s%d", used ? ", " : "", d);
 }
 
-/* Replace every batchnorm by the normalization `kind` (groupnorm with up to `groups`
- * groups, or layernorm), with PyTorch's defaults. */
+/* Replace every batchnorm by the normalization `kind` (groupnorm with `groups` groups,
+ * layernorm or instancenorm), with PyTorch's defaults. GroupNorm needs groups | channels:
+ * a layer whose channels `groups` does not divide is an error naming it and the counts that
+ * would fit every layer. */
 static nn_status replace_bn(nn_spec *s, nn_layer_kind kind, int groups, nn_error *err) {
   nn_shape in = s->input;
+  int common = 0; /* gcd of the normalized channel counts */
+  for (int pass = 0; pass < 2 && kind == NN_LAYER_GROUPNORM; pass++) {
+    nn_shape cur = s->input;
+    for (int i = 0; i < s->n; i++) {
+      nn_layer_spec *ls = &s->layers[i];
+      if (ls->kind == NN_LAYER_BATCHNORM) {
+        common = gcd(common, cur.c);
+        if (pass == 1 && cur.c % groups) {
+          char fit[128];
+          divisors(common, fit, sizeof fit);
+          return nn_err_set(err, NN_ERR_SHAPE,
+                            "%s:%d: group:%d does not divide the %d channels of layer %d (batchnorm); GroupNorm needs "
+                            "G to divide the channels of every normalized layer (here: %s)",
+                            s->source, ls->line, groups, cur.c, i, fit);
+        }
+      }
+      nn_shape out;
+      char why[256];
+      if (nn_layer_table[ls->kind]->shape(&ls->cfg, cur, &out, why, sizeof why))
+        return nn_err_set(err, NN_ERR_SHAPE, "%s:%d: %s", s->source, ls->line, why);
+      cur = out;
+    }
+  }
   for (int i = 0; i < s->n; i++) {
     nn_layer_spec *ls = &s->layers[i];
+    if (ls->kind == NN_LAYER_BATCHNORM && kind == NN_LAYER_INSTANCENORM && in.rank != 3)
+      return nn_err_set(err, NN_ERR_SHAPE,
+                        "%s:%d: instance normalization needs CxHxW input, but layer %d (batchnorm) normalizes %d flat "
+                        "features (after a dense layer); use layer or group:G for this model",
+                        s->source, ls->line, i, in.c);
     if (ls->kind == NN_LAYER_BATCHNORM) {
       ls->kind = kind;
       nn_layer_table[kind]->defaults(&ls->cfg);
-      if (kind == NN_LAYER_GROUPNORM) ls->cfg.gn.groups = groups_for(in.c, groups);
+      if (kind == NN_LAYER_GROUPNORM) ls->cfg.gn.groups = groups;
     }
     nn_shape out;
     char why[256];
@@ -70,6 +104,7 @@ static nn_status replace_bn(nn_spec *s, nn_layer_kind kind, int groups, nn_error
 nn_status nn_spec_set_norm(nn_spec *s, const char *norm, nn_error *err) {
   if (strcmp(norm, "batch") == 0) return NN_OK;
   if (strcmp(norm, "layer") == 0) return replace_bn(s, NN_LAYER_LAYERNORM, 0, err);
+  if (strcmp(norm, "instance") == 0) return replace_bn(s, NN_LAYER_INSTANCENORM, 0, err);
   if (strncmp(norm, "group:", 6) == 0) {
     char *end;
     long g = strtol(norm + 6, &end, 10);
@@ -78,7 +113,7 @@ nn_status nn_spec_set_norm(nn_spec *s, const char *norm, nn_error *err) {
     return replace_bn(s, NN_LAYER_GROUPNORM, (int)g, err);
   }
   if (strcmp(norm, "none") != 0)
-    return nn_err_set(err, NN_ERR_ARG, "unknown normalization '%s' (expected batch, group:G, layer or none)", norm);
+    return nn_err_set(err, NN_ERR_ARG, "unknown normalization '%s' (expected batch, group:G, layer, instance or none)", norm);
   int out = 0;
   for (int i = 0; i < s->n; i++) {
     nn_layer_spec *ls = &s->layers[i];

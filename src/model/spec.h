@@ -8,6 +8,7 @@ struct nn_spec {
   char source[256];   /* file or preset name, for messages */
   nn_shape input;
   int input_line;
+  int softmax_line;   /* line of a final 'softmax' (Keras style): shown, applied by the loss */
   int n, cap;
   nn_layer_spec *layers;
 };

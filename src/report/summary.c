@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/strbuf.h"
+#include "model/spec.h"
 #include "normnet.h"
 
 static void rule(nn_strbuf *t, char c) {
@@ -31,6 +32,13 @@ char *nn_model_summary(const nn_model *m) {
     nn_strbuf_printf(&t, " %-24s %-20s %10zu   %s\n", name, shape, li.trainable + li.non_trainable, li.detail);
     trainable += li.trainable;
     fixed += li.non_trainable;
+  }
+  if (nn_model_spec(m)->softmax_line) {
+    char name[40], shape[48];
+    snprintf(name, sizeof name, "%d softmax", nn_model_num_layers(m));
+    snprintf(shape, sizeof shape, "(None, %d)", nn_model_output_size(m));
+    nn_strbuf_printf(&t, " %-24s %-20s %10d   %s\n", name, shape, 0,
+                     "applied by the cross-entropy loss (the model outputs logits)");
   }
   rule(&t, '=');
   nn_strbuf_printf(&t, "Total params: %zu (%.2f KB)\n", trainable + fixed, (double)(trainable + fixed) * 4 / 1024);
