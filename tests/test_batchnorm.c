@@ -23,6 +23,8 @@
 #include "kernels/kernels.h"
 
 #define EPS 1e-5f
+/* The kernels' geometry of x[N,C,S] (eps = EPS). */
+#define BN_GEOM(n_, c_, s_) (&(nn_norm_geom){.n = (n_), .c = (c_), .s = (s_), .eps = EPS})
 #define MAXC 1024 /* largest channel count used below */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -99,8 +101,8 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
 
   /* forward train */
   fill_f(y, cnt, NAN);
-  nn_bn_forward_train(x, g, b, y, mean, var, invstd, n, c, s, EPS);
-  nn_ref_bn_forward_train(xs, gr, br, yr, mr, vr, n, c, s, EPS);
+  nn_bn_forward_train(BN_GEOM(n, c, s), x, g, b, y, mean, var, invstd);
+  nn_ref_bn_forward_train(BN_GEOM(n, c, s), xs, gr, br, yr, mr, vr);
   for (int k = 0; k < c; k++) isr[k] = 1.0 / sqrt(vr[k] + EPS);
   snprintf(what, sizeof what, "fwd_train y (%d,%d,%d %s)", n, c, s, tag);
   assert_rel_fd(what, y, yr, cnt, 1e-4);
@@ -117,8 +119,8 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
     dg[k] = db[k] = 0.25f;
     dgr[k] = dbr[k] = 0.25;
   }
-  nn_bn_backward_train(x, g, mean, invstd, dy, dx, dg, db, n, c, s);
-  nn_ref_bn_backward_train(xs, gr, dyd, dxr, dgr, dbr, n, c, s, EPS);
+  nn_bn_backward_train(BN_GEOM(n, c, s), x, g, mean, invstd, dy, dx, dg, db);
+  nn_ref_bn_backward_train(BN_GEOM(n, c, s), xs, gr, dyd, dxr, dgr, dbr);
   snprintf(what, sizeof what, "bwd_train dx (%d,%d,%d %s)", n, c, s, tag);
   assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   snprintf(what, sizeof what, "bwd_train dgamma (%d,%d,%d %s)", n, c, s, tag);
@@ -127,11 +129,11 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
   assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
   /* partial outputs: dx only, then parameter grads only */
   fill_f(dx, cnt, NAN);
-  nn_bn_backward_train(x, g, mean, invstd, dy, dx, NULL, NULL, n, c, s);
+  nn_bn_backward_train(BN_GEOM(n, c, s), x, g, mean, invstd, dy, dx, NULL, NULL);
   snprintf(what, sizeof what, "bwd_train dx-only (%d,%d,%d %s)", n, c, s, tag);
   assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   for (int k = 0; k < c; k++) dg[k] = db[k] = 0.25f;
-  nn_bn_backward_train(x, g, mean, invstd, dy, NULL, dg, db, n, c, s);
+  nn_bn_backward_train(BN_GEOM(n, c, s), x, g, mean, invstd, dy, NULL, dg, db);
   snprintf(what, sizeof what, "bwd_train dgamma-only (%d,%d,%d %s)", n, c, s, tag);
   assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
   snprintf(what, sizeof what, "bwd_train dbeta-only (%d,%d,%d %s)", n, c, s, tag);
@@ -139,8 +141,8 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
 
   /* forward infer with running statistics */
   fill_f(y, cnt, NAN);
-  nn_bn_forward_infer(x, g, b, rmean, rvar, y, n, c, s, EPS);
-  nn_ref_bn_forward_infer(xs, gr, br, rmd, rvd, yr, n, c, s, EPS);
+  nn_bn_forward_infer(BN_GEOM(n, c, s), x, g, b, rmean, rvar, y);
+  nn_ref_bn_forward_infer(BN_GEOM(n, c, s), xs, gr, br, rmd, rvd, yr);
   snprintf(what, sizeof what, "fwd_infer y (%d,%d,%d %s)", n, c, s, tag);
   assert_rel_fd(what, y, yr, cnt, 1e-4);
 
@@ -150,8 +152,8 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
     dg[k] = db[k] = -0.5f;
     dgr[k] = dbr[k] = -0.5;
   }
-  nn_bn_backward_infer(x, g, rmean, rvar, dy, dx, dg, db, n, c, s, EPS);
-  nn_ref_bn_backward_infer(xs, gr, rmd, rvd, dyd, dxr, dgr, dbr, n, c, s, EPS);
+  nn_bn_backward_infer(BN_GEOM(n, c, s), x, g, rmean, rvar, dy, dx, dg, db);
+  nn_ref_bn_backward_infer(BN_GEOM(n, c, s), xs, gr, rmd, rvd, dyd, dxr, dgr, dbr);
   snprintf(what, sizeof what, "bwd_infer dx (%d,%d,%d %s)", n, c, s, tag);
   assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   snprintf(what, sizeof what, "bwd_infer dgamma (%d,%d,%d %s)", n, c, s, tag);
@@ -159,11 +161,11 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
   snprintf(what, sizeof what, "bwd_infer dbeta (%d,%d,%d %s)", n, c, s, tag);
   assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
   fill_f(dx, cnt, NAN);
-  nn_bn_backward_infer(x, g, rmean, rvar, dy, dx, NULL, NULL, n, c, s, EPS);
+  nn_bn_backward_infer(BN_GEOM(n, c, s), x, g, rmean, rvar, dy, dx, NULL, NULL);
   snprintf(what, sizeof what, "bwd_infer dx-only (%d,%d,%d %s)", n, c, s, tag);
   assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   for (int k = 0; k < c; k++) dg[k] = db[k] = -0.5f;
-  nn_bn_backward_infer(x, g, rmean, rvar, dy, NULL, dg, db, n, c, s, EPS);
+  nn_bn_backward_infer(BN_GEOM(n, c, s), x, g, rmean, rvar, dy, NULL, dg, db);
   snprintf(what, sizeof what, "bwd_infer dgamma-only (%d,%d,%d %s)", n, c, s, tag);
   assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
   snprintf(what, sizeof what, "bwd_infer dbeta-only (%d,%d,%d %s)", n, c, s, tag);
@@ -194,9 +196,9 @@ typedef struct {
 static double fd_loss(const void *ctx) {
   const fd_ctx *f = ctx;
   if (f->train)
-    nn_ref_bn_forward_train(f->x, f->gamma, f->beta, f->y, NULL, NULL, f->n, f->c, f->s, EPS);
+    nn_ref_bn_forward_train(BN_GEOM(f->n, f->c, f->s), f->x, f->gamma, f->beta, f->y, NULL, NULL);
   else
-    nn_ref_bn_forward_infer(f->x, f->gamma, f->beta, f->mean, f->var, f->y, f->n, f->c, f->s, EPS);
+    nn_ref_bn_forward_infer(BN_GEOM(f->n, f->c, f->s), f->x, f->gamma, f->beta, f->mean, f->var, f->y);
   size_t cnt = (size_t)f->n * f->c * f->s;
   double l = 0;
   for (size_t i = 0; i < cnt; i++) l += f->w[i] * f->y[i];
@@ -226,9 +228,9 @@ static void fd_case(int n, int c, int s, int train, nn_rng *r) {
   }
   fd_ctx f = {n, c, s, train, x, gamma, beta, mean, var, w, y};
   if (train)
-    nn_ref_bn_backward_train(x, gamma, w, dx, dg, db, n, c, s, EPS);
+    nn_ref_bn_backward_train(BN_GEOM(n, c, s), x, gamma, w, dx, dg, db);
   else
-    nn_ref_bn_backward_infer(x, gamma, mean, var, w, dx, dg, db, n, c, s, EPS);
+    nn_ref_bn_backward_infer(BN_GEOM(n, c, s), x, gamma, mean, var, w, dx, dg, db);
   const char *kind = train ? "ref backward_train" : "ref backward_infer";
   snprintf(what, sizeof what, "%s dx (%d,%d,%d)", kind, n, c, s);
   fd_check(what, &f, x, cnt, dx);
@@ -301,7 +303,7 @@ static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int a
   for (int step = 1; step <= 3; step++) {
     snprintf(field, sizeof field, "x%d", step);
     float *x = fx_arr(fx, cs, field, cnt);
-    nn_bn_forward_train(x, gamma, beta, y, mean, var, invstd, n, c, s, EPS);
+    nn_bn_forward_train(BN_GEOM(n, c, s), x, gamma, beta, y, mean, var, invstd);
     snprintf(field, sizeof field, "y%d", step);
     fx_check(fx, cs, field, y, cnt);
     if (track) {
@@ -322,7 +324,7 @@ static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int a
       float *dy = fx_arr(fx, cs, "dy3", cnt);
       for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
       fill_f(dx, cnt, NAN);
-      nn_bn_backward_train(x, gamma, mean, invstd, dy, dx, affine ? dg : NULL, affine ? db : NULL, n, c, s);
+      nn_bn_backward_train(BN_GEOM(n, c, s), x, gamma, mean, invstd, dy, dx, affine ? dg : NULL, affine ? db : NULL);
       fx_check(fx, cs, "dx3", dx, cnt);
       if (affine) {
         fx_check(fx, cs, "dgamma3", dg, (size_t)c);
@@ -343,13 +345,13 @@ static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int a
   fill_f(dx, cnt, NAN);
   float *dgp = affine ? dg : NULL, *dbp = affine ? db : NULL;
   if (track) {
-    nn_bn_forward_infer(x1, gamma, beta, rm, rv, y, n, c, s, EPS);
+    nn_bn_forward_infer(BN_GEOM(n, c, s), x1, gamma, beta, rm, rv, y);
     fx_check(fx, cs, "yeval", y, cnt);
-    nn_bn_backward_infer(x1, gamma, rm, rv, dy, dx, dgp, dbp, n, c, s, EPS);
+    nn_bn_backward_infer(BN_GEOM(n, c, s), x1, gamma, rm, rv, dy, dx, dgp, dbp);
   } else {
-    nn_bn_forward_train(x1, gamma, beta, y, mean, var, invstd, n, c, s, EPS);
+    nn_bn_forward_train(BN_GEOM(n, c, s), x1, gamma, beta, y, mean, var, invstd);
     fx_check(fx, cs, "yeval", y, cnt);
-    nn_bn_backward_train(x1, gamma, mean, invstd, dy, dx, dgp, dbp, n, c, s);
+    nn_bn_backward_train(BN_GEOM(n, c, s), x1, gamma, mean, invstd, dy, dx, dgp, dbp);
   }
   fx_check(fx, cs, "dxeval", dx, cnt);
   if (affine) {
@@ -382,7 +384,7 @@ static void run_torch_special(const nn_fixture *fx, const char *cs) {
   float mean[16], var[16], invstd[16], dg[16], db[16];
   char name[64];
   assert_true(c <= 16);
-  nn_bn_forward_train(x, gamma, beta, y, mean, var, invstd, n, c, s, EPS);
+  nn_bn_forward_train(BN_GEOM(n, c, s), x, gamma, beta, y, mean, var, invstd);
   assert_all_finite(cs, y, cnt);
   fx_check(fx, cs, "y", y, cnt);
   snprintf(name, sizeof name, "%s.mean", cs);
@@ -390,7 +392,7 @@ static void run_torch_special(const nn_fixture *fx, const char *cs) {
   snprintf(name, sizeof name, "%s.var", cs);
   assert_close_fd(name, var, fx_get(fx, name, NULL), (size_t)c, 1e-6, 0);
   for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
-  nn_bn_backward_train(x, gamma, mean, invstd, dy, dx, dg, db, n, c, s);
+  nn_bn_backward_train(BN_GEOM(n, c, s), x, gamma, mean, invstd, dy, dx, dg, db);
   assert_all_finite(cs, dx, cnt);
   snprintf(name, sizeof name, "%s.dx", cs);
   const double *want = fx_get(fx, name, NULL);
@@ -430,15 +432,15 @@ static void test_large_mean_small_spread(void **state) {
     fill_normal(&r, dy, cnt, 1.0, 0.0);
     to_double(x, xd, cnt);
     to_double(dy, dyd, cnt);
-    nn_bn_forward_train(x, NULL, NULL, y, mean, var, invstd, n, c, s, EPS);
-    nn_ref_bn_forward_train(xd, NULL, NULL, yr, mr, vr, n, c, s, EPS);
+    nn_bn_forward_train(BN_GEOM(n, c, s), x, NULL, NULL, y, mean, var, invstd);
+    nn_ref_bn_forward_train(BN_GEOM(n, c, s), xd, NULL, NULL, yr, mr, vr);
     assert_all_finite("large-mean y", y, cnt);
     for (int k = 0; k < c; k++) assert_true(vr[k] > 5e-5 && vr[k] < 2e-4); /* the data is what we think */
     assert_close_fd("large-mean var", var, vr, (size_t)c, 1e-5, 0);
     assert_close_fd("large-mean mean", mean, mr, (size_t)c, 1e-7, 0);
     assert_close_fd("large-mean y", y, yr, cnt, 1e-4, 1e-4);
-    nn_bn_backward_train(x, NULL, mean, invstd, dy, dx, NULL, NULL, n, c, s);
-    nn_ref_bn_backward_train(xd, NULL, dyd, dxr, NULL, NULL, n, c, s, EPS);
+    nn_bn_backward_train(BN_GEOM(n, c, s), x, NULL, mean, invstd, dy, dx, NULL, NULL);
+    nn_ref_bn_backward_train(BN_GEOM(n, c, s), xd, NULL, dyd, dxr, NULL, NULL);
     assert_rel_fd("large-mean dx", dx, dxr, cnt, 1e-4);
     free(x), free(y), free(dy), free(dx), free(xd), free(yr), free(dyd), free(dxr);
   }
@@ -467,7 +469,7 @@ static void test_constant_channel(void **state) {
       gamma[k] = 0.5f + nn_rng_uniform(&r);
       beta[k] = (float)nn_rng_normal(&r);
     }
-    nn_bn_forward_train(x, gamma, beta, y, mean, var, invstd, n, c, s, EPS);
+    nn_bn_forward_train(BN_GEOM(n, c, s), x, gamma, beta, y, mean, var, invstd);
     assert_all_finite("const y", y, cnt);
     for (int k = 0; k < c; k++) assert_true(var[k] >= 0.0f);
     for (int q = 0; q < 2; q++) {
@@ -478,12 +480,12 @@ static void test_constant_channel(void **state) {
       for (int i = 0; i < n; i++)
         for (int j = 0; j < s; j++) assert_true(y[((size_t)i * c + cc) * s + j] == beta[cc]);
     }
-    nn_bn_backward_train(x, gamma, mean, invstd, dy, dx, dg, db, n, c, s);
+    nn_bn_backward_train(BN_GEOM(n, c, s), x, gamma, mean, invstd, dy, dx, dg, db);
     assert_all_finite("const dx", dx, cnt);
     to_double(x, xd, cnt);
     to_double(dy, dyd, cnt);
     to_double(gamma, gd, (size_t)c);
-    nn_ref_bn_backward_train(xd, gd, dyd, dxr, NULL, NULL, n, c, s, EPS);
+    nn_ref_bn_backward_train(BN_GEOM(n, c, s), xd, gd, dyd, dxr, NULL, NULL);
     assert_rel_fd("const dx", dx, dxr, cnt, 1e-4);
     for (int q = 0; q < 2; q++) assert_true(fabs(dg[consts[q]]) < 1e-6); /* xhat = 0 there */
     free(x), free(y), free(dy), free(dx), free(xd), free(dyd), free(dxr);
@@ -538,13 +540,104 @@ static void test_running_update(void **state) {
   float x[4 * C], y[4 * C], bm[C], bv[C], bi[C];
   for (int i = 0; i < 4 * C; i++) x[i] = (float)i;
   x[2 * C + 3] = NAN;
-  nn_bn_forward_train(x, NULL, NULL, y, bm, bv, bi, 4, C, 1, EPS);
+  nn_bn_forward_train(BN_GEOM(4, C, 1), x, NULL, NULL, y, bm, bv, bi);
   assert_true(isnan(bm[3]) || isnan(bv[3]));
   memcpy(rm, rm0, sizeof rm);
   memcpy(rv, rv0, sizeof rv);
   assert_int_equal(0, nn_bn_running_update(rm, rv, bm, bv, C, 4, 0.1, 1));
   assert_memory_equal(rm, rm0, sizeof rm);
   assert_memory_equal(rv, rv0, sizeof rv);
+}
+
+/* ---- phases (synchronized BN) ----------------------------------------------------------------
+ * (1) The phases with the local count give the one-shot kernels' outputs bit for bit.
+ * (2) A batch split over two simulated processes (shared shift, summed moments and backward
+ *     sums) gives the statistics and gradients of the whole batch: both "processes" get the
+ *     same mean/var/invstd and parameter gradients, and y, dx match the reference twin. */
+
+typedef struct {
+  float mean[MAXC], var[MAXC], invstd[MAXC], dg[MAXC], db[MAXC];
+} bn_stats;
+
+static void test_phases(void **state) {
+  (void)state;
+  static const shape3 sh[] = {{64, 6, 49}, {33, 19, 1}, {40, 300, 1}, {5, 7, 33}, {9, 2, 65}};
+  nn_rng r;
+  nn_rng_seed(&r, 77);
+  for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
+    const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
+    const size_t cnt = (size_t)n * c * s, cs = (size_t)c * s;
+    const double m = (double)n * s;
+    float *x = fbuf(cnt), *dy = fbuf(cnt), *y1 = fbuf(cnt), *y2 = fbuf(cnt), *dx1 = fbuf(cnt), *dx2 = fbuf(cnt);
+    float gamma[MAXC], beta[MAXC], shift[MAXC];
+    double s1[MAXC], s2[MAXC], sd[MAXC], sdy[MAXC], sdyd[MAXC];
+    double t1[MAXC], t2[MAXC], td[MAXC], tdy[MAXC], tdyd[MAXC];
+    bn_stats one, ph, part[2];
+    memset(&one, 0, sizeof one), memset(&ph, 0, sizeof ph), memset(part, 0, sizeof part);
+    fill_bn_input(&r, x, n, c, s, 1);
+    fill_normal(&r, dy, cnt, 1.0, 0.2);
+    for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
+    const nn_norm_geom *g = BN_GEOM(n, c, s);
+
+    /* (1) bitwise against one-shot */
+    nn_bn_forward_train(g, x, gamma, beta, y1, one.mean, one.var, one.invstd);
+    nn_bn_backward_train(g, x, gamma, one.mean, one.invstd, dy, dx1, one.dg, one.db);
+    nn_bn_shift(g, x, shift);
+    nn_bn_moments(g, x, shift, s1, s2);
+    nn_bn_forward_apply(g, x, gamma, beta, shift, s1, s2, m, y2, ph.mean, ph.var, ph.invstd);
+    nn_bn_backward_sums(g, x, dy, ph.mean, sd, sdy, sdyd);
+    nn_bn_backward_apply(g, x, gamma, ph.mean, ph.invstd, dy, sd, sdy, sdyd, m, dx2, ph.dg, ph.db);
+    assert_memory_equal(y1, y2, cnt * sizeof(float));
+    assert_memory_equal(dx1, dx2, cnt * sizeof(float));
+    assert_memory_equal(&one, &ph, sizeof one);
+
+    /* (2) two processes: samples [0, n0) and [n0, n) */
+    const int n0 = n / 3 > 0 ? n / 3 : 1, np[2] = {n0, n - n0};
+    const float *xp[2] = {x, x + (size_t)n0 * cs}, *dyp[2] = {dy, dy + (size_t)n0 * cs};
+    float *yp[2] = {y2, y2 + (size_t)n0 * cs}, *dxp[2] = {dx2, dx2 + (size_t)n0 * cs};
+    nn_bn_shift(BN_GEOM(np[0], c, s), xp[0], shift); /* "broadcast from rank 0" */
+    for (int k = 0; k < c; k++) t1[k] = t2[k] = td[k] = tdy[k] = tdyd[k] = 0;
+    for (int p = 0; p < 2; p++) {
+      nn_bn_moments(BN_GEOM(np[p], c, s), xp[p], shift, s1, s2);
+      for (int k = 0; k < c; k++) t1[k] += s1[k], t2[k] += s2[k]; /* all-reduce */
+    }
+    for (int p = 0; p < 2; p++)
+      nn_bn_forward_apply(BN_GEOM(np[p], c, s), xp[p], gamma, beta, shift, t1, t2, m, yp[p], part[p].mean,
+                          part[p].var, part[p].invstd);
+    for (int p = 0; p < 2; p++) {
+      nn_bn_backward_sums(BN_GEOM(np[p], c, s), xp[p], dyp[p], part[p].mean, sd, sdy, sdyd);
+      for (int k = 0; k < c; k++) td[k] += sd[k], tdy[k] += sdy[k], tdyd[k] += sdyd[k];
+    }
+    for (int p = 0; p < 2; p++)
+      nn_bn_backward_apply(BN_GEOM(np[p], c, s), xp[p], gamma, part[p].mean, part[p].invstd, dyp[p], td, tdy, tdyd,
+                           m, dxp[p], part[p].dg, part[p].db);
+    assert_memory_equal(&part[0], &part[1], sizeof part[0]);
+
+    double *xd = dbuf(cnt), *dyd = dbuf(cnt), *yr = dbuf(cnt), *dxr = dbuf(cnt);
+    double gd[MAXC], bd[MAXC], mr[MAXC], vr[MAXC], dgr[MAXC], dbr[MAXC];
+    to_double(x, xd, cnt);
+    to_double(dy, dyd, cnt);
+    to_double(gamma, gd, (size_t)c);
+    to_double(beta, bd, (size_t)c);
+    for (int k = 0; k < c; k++) dgr[k] = dbr[k] = 0;
+    nn_ref_bn_forward_train(g, xd, gd, bd, yr, mr, vr);
+    nn_ref_bn_backward_train(g, xd, gd, dyd, dxr, dgr, dbr);
+    char what[96];
+    snprintf(what, sizeof what, "split y (%d,%d,%d)", n, c, s);
+    assert_rel_fd(what, y2, yr, cnt, 1e-4);
+    snprintf(what, sizeof what, "split mean (%d,%d,%d)", n, c, s);
+    assert_rel_fd(what, part[0].mean, mr, (size_t)c, 1e-4);
+    snprintf(what, sizeof what, "split var (%d,%d,%d)", n, c, s);
+    assert_close_fd(what, part[0].var, vr, (size_t)c, 1e-4, 0);
+    snprintf(what, sizeof what, "split dx (%d,%d,%d)", n, c, s);
+    assert_rel_fd(what, dx2, dxr, cnt, 1e-4);
+    snprintf(what, sizeof what, "split dgamma (%d,%d,%d)", n, c, s);
+    assert_rel_fd(what, part[0].dg, dgr, (size_t)c, 1e-4);
+    snprintf(what, sizeof what, "split dbeta (%d,%d,%d)", n, c, s);
+    assert_rel_fd(what, part[0].db, dbr, (size_t)c, 1e-4);
+    free(xd), free(dyd), free(yr), free(dxr);
+    free(x), free(dy), free(y1), free(y2), free(dx1), free(dx2);
+  }
 }
 
 /* ---- thread-count independence -------------------------------------------------------------- */
@@ -557,10 +650,10 @@ static void run_all(const float *x, const float *dy, const float *gamma, const f
                     const float *rv, int n, int c, int s, bn_outs *o) {
   memset(o->dg, 0, sizeof o->dg), memset(o->db, 0, sizeof o->db);
   memset(o->dgi, 0, sizeof o->dgi), memset(o->dbi, 0, sizeof o->dbi);
-  nn_bn_forward_train(x, gamma, beta, o->y, o->mean, o->var, o->invstd, n, c, s, EPS);
-  nn_bn_forward_infer(x, gamma, beta, rm, rv, o->yi, n, c, s, EPS);
-  nn_bn_backward_train(x, gamma, o->mean, o->invstd, dy, o->dx, o->dg, o->db, n, c, s);
-  nn_bn_backward_infer(x, gamma, rm, rv, dy, o->dxi, o->dgi, o->dbi, n, c, s, EPS);
+  nn_bn_forward_train(BN_GEOM(n, c, s), x, gamma, beta, o->y, o->mean, o->var, o->invstd);
+  nn_bn_forward_infer(BN_GEOM(n, c, s), x, gamma, beta, rm, rv, o->yi);
+  nn_bn_backward_train(BN_GEOM(n, c, s), x, gamma, o->mean, o->invstd, dy, o->dx, o->dg, o->db);
+  nn_bn_backward_infer(BN_GEOM(n, c, s), x, gamma, rm, rv, dy, o->dxi, o->dgi, o->dbi);
 }
 
 static void test_threads_bitwise(void **state) {
@@ -614,6 +707,7 @@ int main(void) {
       cmocka_unit_test(test_large_mean_small_spread),
       cmocka_unit_test(test_constant_channel),
       cmocka_unit_test(test_running_update),
+      cmocka_unit_test(test_phases),
       cmocka_unit_test(test_threads_bitwise),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -24,13 +24,16 @@
 
 #include "base/rng.h"
 #include "fixture.h"
+#include "kernels/kernels.h"
 #include "nn_test.h"
-#include "kernels/groupnorm.h"
 #include "layers/layer.h"
 #include "model/model.h"
 #include "normnet.h"
 
 #define EPS 1e-5f
+/* The kernels' geometry of x[N,C,S] in `groups` groups (eps = EPS). */
+#define GN_GEOM(n_, c_, s_, groups_, affine_) \
+  (&(nn_norm_geom){.n = (n_), .c = (c_), .s = (s_), .groups = (groups_), .affine = (affine_), .eps = EPS})
 #define FX_TOL 1e-5
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -94,7 +97,7 @@ static void check_vs_ref(const gshape *sh, nn_gn_affine affine, nn_rng *r) {
   snprintf(tag, sizeof tag, "(%d,%d,%d) G=%d affine=%s", n, c, s, G, affine_name(affine));
   float *x = fbuf(cnt), *dy = fbuf(cnt), *y = fbuf(cnt), *dx = fbuf(cnt), *buf = fbuf(cnt);
   float *gamma = fbuf(pc), *beta = fbuf(pc), *dg = fbuf(pc), *db = fbuf(pc), *dg2 = fbuf(pc), *db2 = fbuf(pc);
-  float *mean = fbuf(ng), *var = fbuf(ng), *invstd = fbuf(ng), *ws = fbuf(nn_groupnorm_workspace(n, c, G));
+  float *mean = fbuf(ng), *var = fbuf(ng), *invstd = fbuf(ng), *ws = fbuf(nn_groupnorm_workspace(GN_GEOM(n, c, s, G, affine)));
   double *xd = dbuf(cnt), *dyd = dbuf(cnt), *yr = dbuf(cnt), *dxr = dbuf(cnt), *gd = dbuf(pc), *bd = dbuf(pc);
   double *dgr = dbuf(pc), *dbr = dbuf(pc), *mr = dbuf(ng), *vr = dbuf(ng), *isr = dbuf(ng);
   fill_gn_input(r, x, n, c, s, G, 1);
@@ -112,8 +115,8 @@ static void check_vs_ref(const gshape *sh, nn_gn_affine affine, nn_rng *r) {
 
   /* forward */
   fill_f(y, cnt, NAN);
-  nn_groupnorm_forward(x, g, b, y, mean, var, invstd, n, c, s, G, EPS, affine);
-  nn_ref_groupnorm_forward(xd, aff ? gd : NULL, aff ? bd : NULL, yr, mr, vr, n, c, s, G, EPS, affine);
+  nn_groupnorm_forward(GN_GEOM(n, c, s, G, affine), x, g, b, y, mean, var, invstd);
+  nn_ref_groupnorm_forward(GN_GEOM(n, c, s, G, affine), xd, aff ? gd : NULL, aff ? bd : NULL, yr, mr, vr);
   for (size_t t = 0; t < ng; t++) isr[t] = 1.0 / sqrt(vr[t] + EPS);
   snprintf(what, sizeof what, "forward y %s", tag);
   assert_rel_fd(what, y, yr, cnt, 1e-4);
@@ -125,7 +128,7 @@ static void check_vs_ref(const gshape *sh, nn_gn_affine affine, nn_rng *r) {
   assert_close_fd(what, invstd, isr, ng, 1e-4, 0);
   /* var may be skipped; in place (y == x) gives the same bits */
   memcpy(buf, x, cnt * sizeof *x);
-  nn_groupnorm_forward(buf, g, b, buf, mean, NULL, invstd, n, c, s, G, EPS, affine);
+  nn_groupnorm_forward(GN_GEOM(n, c, s, G, affine), buf, g, b, buf, mean, NULL, invstd);
   snprintf(what, sizeof what, "forward in place %s", tag);
   assert_same_bits(what, buf, y, cnt);
 
@@ -133,8 +136,8 @@ static void check_vs_ref(const gshape *sh, nn_gn_affine affine, nn_rng *r) {
   fill_f(dx, cnt, NAN);
   fill_f(dg, pc, 0.25f), fill_f(db, pc, 0.25f);
   for (size_t k = 0; k < pc; k++) dgr[k] = dbr[k] = 0.25;
-  nn_groupnorm_backward(x, g, mean, invstd, dy, dx, dg, db, ws, n, c, s, G, affine);
-  nn_ref_groupnorm_backward(xd, aff ? gd : NULL, dyd, dxr, dgr, dbr, n, c, s, G, EPS, affine);
+  nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, g, mean, invstd, dy, dx, dg, db, ws);
+  nn_ref_groupnorm_backward(GN_GEOM(n, c, s, G, affine), xd, aff ? gd : NULL, dyd, dxr, dgr, dbr);
   snprintf(what, sizeof what, "backward dx %s", tag);
   assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   if (aff) {
@@ -145,12 +148,12 @@ static void check_vs_ref(const gshape *sh, nn_gn_affine affine, nn_rng *r) {
   }
   /* parts: dx only, then parameter grads only, then in place (dx == dy): the same bits */
   fill_f(buf, cnt, NAN);
-  nn_groupnorm_backward(x, g, mean, invstd, dy, buf, NULL, NULL, ws, n, c, s, G, affine);
+  nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, g, mean, invstd, dy, buf, NULL, NULL, ws);
   snprintf(what, sizeof what, "backward dx alone %s", tag);
   assert_same_bits(what, buf, dx, cnt);
   if (aff) {
     fill_f(dg2, pc, 0.25f), fill_f(db2, pc, 0.25f);
-    nn_groupnorm_backward(x, g, mean, invstd, dy, NULL, dg2, db2, ws, n, c, s, G, affine);
+    nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, g, mean, invstd, dy, NULL, dg2, db2, ws);
     snprintf(what, sizeof what, "backward dgamma alone %s", tag);
     assert_same_bits(what, dg2, dg, pc);
     snprintf(what, sizeof what, "backward dbeta alone %s", tag);
@@ -158,7 +161,7 @@ static void check_vs_ref(const gshape *sh, nn_gn_affine affine, nn_rng *r) {
   }
   memcpy(buf, dy, cnt * sizeof *dy);
   fill_f(dg2, pc, 0.25f), fill_f(db2, pc, 0.25f);
-  nn_groupnorm_backward(x, g, mean, invstd, buf, buf, aff ? dg2 : NULL, aff ? db2 : NULL, ws, n, c, s, G, affine);
+  nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, g, mean, invstd, buf, buf, aff ? dg2 : NULL, aff ? db2 : NULL, ws);
   snprintf(what, sizeof what, "backward in place dx %s", tag);
   assert_same_bits(what, buf, dx, cnt);
   if (aff) {
@@ -184,14 +187,14 @@ static void test_degenerate_groups(void **state) {
   const int n = 2, c = 4, s = 1;
   float x[8] = {1, 2, 3, 4, 5, 6, 7, 1e4f}, y[8], mean[8], var[8], is[8], dy[8] = {1, -2, 3, 4, 5, 6, 7, 8};
   float gamma[4] = {2, 2, 2, 2}, beta[4] = {0.5f, -1, 2, 3}, dx[8], dg[4] = {0}, db[4] = {0}, ws[64];
-  assert_true(nn_groupnorm_workspace(n, c, c) <= 64);
-  nn_groupnorm_forward(x, gamma, beta, y, mean, var, is, n, c, s, c, EPS, NN_GN_AFFINE_CHANNEL);
+  assert_true(nn_groupnorm_workspace(GN_GEOM(n, c, s, c, NN_GN_AFFINE_CHANNEL)) <= 64);
+  nn_groupnorm_forward(GN_GEOM(n, c, s, c, NN_GN_AFFINE_CHANNEL), x, gamma, beta, y, mean, var, is);
   for (int i = 0; i < 8; i++) {
     assert_true(var[i] == 0.0f);
     assert_true(mean[i] == x[i]);
     assert_true(y[i] == beta[i % 4]);
   }
-  nn_groupnorm_backward(x, gamma, mean, is, dy, dx, dg, db, ws, n, c, s, c, NN_GN_AFFINE_CHANNEL);
+  nn_groupnorm_backward(GN_GEOM(n, c, s, c, NN_GN_AFFINE_CHANNEL), x, gamma, mean, is, dy, dx, dg, db, ws);
   for (int i = 0; i < 8; i++) assert_true(dx[i] == 0.0f);
   for (int k = 0; k < 4; k++) {
     assert_true(dg[k] == 0.0f);
@@ -211,7 +214,7 @@ typedef struct {
 
 static double fd_loss(const void *ctx) {
   const fd_ctx *f = ctx;
-  nn_ref_groupnorm_forward(f->x, f->gamma, f->beta, f->y, NULL, NULL, f->n, f->c, f->s, f->groups, EPS, f->affine);
+  nn_ref_groupnorm_forward(GN_GEOM(f->n, f->c, f->s, f->groups, f->affine), f->x, f->gamma, f->beta, f->y, NULL, NULL);
   size_t cnt = (size_t)f->n * f->c * f->s;
   double l = 0;
   for (size_t i = 0; i < cnt; i++) l += f->w[i] * f->y[i];
@@ -238,7 +241,7 @@ static void fd_case(int n, int c, int s, int groups, nn_gn_affine affine, nn_rng
     dg[k] = db[k] = 0;
   }
   fd_ctx f = {n, c, s, groups, affine, x, aff ? gamma : NULL, aff ? beta : NULL, w, y};
-  nn_ref_groupnorm_backward(x, f.gamma, w, dx, dg, db, n, c, s, groups, EPS, affine);
+  nn_ref_groupnorm_backward(GN_GEOM(n, c, s, groups, affine), x, f.gamma, w, dx, dg, db);
   snprintf(what, sizeof what, "ref dx (%d,%d,%d) G=%d %s", n, c, s, groups, affine_name(affine));
   fd_check(what, &f, x, cnt, dx);
   if (aff) {
@@ -487,7 +490,7 @@ static void test_torch_through_model(void **state) {
   to_double(x, xd, cnt);
   to_double(m->dact[1], dyd, cnt);
   to_double(nn_param_ptr(L, L->p, 0), gd, 6);
-  nn_ref_groupnorm_backward(xd, gd, dyd, dxr, dgr, dbr, n, 6, 25, 6, EPS, NN_GN_AFFINE_CHANNEL);
+  nn_ref_groupnorm_backward(GN_GEOM(n, 6, 25, 6, NN_GN_AFFINE_CHANNEL), xd, gd, dyd, dxr, dgr, dbr);
   assert_rel_fd("model dweight", nn_param_ptr(L, L->g, 0), dgr, 6, 1e-4);
   assert_rel_fd("model dbias", nn_param_ptr(L, L->g, 1), dbr, 6, 1e-4);
   (void)yd;
@@ -729,7 +732,7 @@ static void test_checkpoint_round_trip(void **state) {
 
 static void run_threads_case(int n, int c, int s, int G, nn_gn_affine affine, nn_rng *r) {
   const size_t cnt = (size_t)n * c * s, ng = (size_t)n * G, pc = param_count(affine, c, s);
-  float *x = fbuf(cnt), *dy = fbuf(cnt), *gamma = fbuf(pc), *beta = fbuf(pc), *ws = fbuf(nn_groupnorm_workspace(n, c, G));
+  float *x = fbuf(cnt), *dy = fbuf(cnt), *gamma = fbuf(pc), *beta = fbuf(pc), *ws = fbuf(nn_groupnorm_workspace(GN_GEOM(n, c, s, G, affine)));
   float *y[2], *dx[2], *dg[2], *db[2], *mean[2], *var[2], *is[2];
   fill_gn_input(r, x, n, c, s, G, 1);
   fill_normal(r, dy, cnt, 1.0, 0.1);
@@ -739,8 +742,8 @@ static void run_threads_case(int n, int c, int s, int G, nn_gn_affine affine, nn
     mean[t] = fbuf(ng), var[t] = fbuf(ng), is[t] = fbuf(ng);
     fill_f(dg[t], pc, 0), fill_f(db[t], pc, 0);
     omp_set_num_threads(t + 1);
-    nn_groupnorm_forward(x, gamma, beta, y[t], mean[t], var[t], is[t], n, c, s, G, EPS, affine);
-    nn_groupnorm_backward(x, gamma, mean[t], is[t], dy, dx[t], dg[t], db[t], ws, n, c, s, G, affine);
+    nn_groupnorm_forward(GN_GEOM(n, c, s, G, affine), x, gamma, beta, y[t], mean[t], var[t], is[t]);
+    nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, gamma, mean[t], is[t], dy, dx[t], dg[t], db[t], ws);
   }
   omp_set_num_threads(2);
   char what[96];

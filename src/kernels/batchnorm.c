@@ -2,6 +2,12 @@
  * channel over the m = N*S values x[(i*C + c)*S + j]. Semantics in kernels.h and
  * ARCHITECTURE.md §4; plain double twins in batchnorm_ref.c.
  *
+ * A thin driver over the normalization core (norm_core.h), with 32 lanes (nv = 4). Each
+ * public entry point is a loop over channels (S > 1) or channel ranges (S = 1) of the
+ * per-channel phases below: moments, forward apply, backward sums, backward apply. The
+ * one-shot kernels run a channel's phases back to back (its second read hits cache); the
+ * phase entry points (kernels.h, synchronized BN) run one phase over all channels.
+ *
  * Numerics
  * - Statistics are accumulated in double around a per-channel shift K (the channel's first
  *   value in forward, the given mean in backward): one pass computes sum(x-K) and
@@ -23,31 +29,23 @@
  * Nothing here allocates: per-range scratch lives on the stack (S = 1: at most RBLK channels).
  */
 #include "kernels/kernels.h"
+#include "kernels/norm_core.h"
 
 #include <math.h>
 #include <stddef.h>
-#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
 
 /* gcc defaults to 256-bit auto-vectorization on these CPUs; the S = 1 double accumulations
- * (omp simd loops below) are compute-bound at that width: allow full-width vectors here. */
+ * (omp simd loops) are compute-bound at that width: allow full-width vectors here. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
 #pragma GCC target("prefer-vector-width=512")
 #endif
 
-#define LANES 32            /* double accumulators per channel for S > 1 (4 x 8) */
-#define CUNIT 16            /* S = 1: channel ranges are multiples of 16 (one cache line) */
-#define RBLK 256            /* S = 1: at most this many channels per range (stack scratch) */
-#define PAR_MIN_ELEMS 16384 /* below this a kernel stays on the calling thread */
-
-static inline int bn_parallel(int n, int c, int s) {
-  return (size_t)n * (size_t)c * (size_t)s >= PAR_MIN_ELEMS;
-}
+#define NV 4     /* 8-lane accumulators per quantity: 32 lanes for S > 1 */
+#define CUNIT 16 /* S = 1: channel ranges are multiples of 16 (one cache line) */
+#define RBLK 256 /* S = 1: at most this many channels per range (stack scratch) */
 
 static int bn_max_threads(void) {
 #ifdef _OPENMP
@@ -60,162 +58,172 @@ static int bn_max_threads(void) {
 /* S = 1: split C into nr ranges of *w channels (the last one shorter), about one per thread,
  * each a multiple of CUNIT and at most RBLK. Only the work split depends on the thread
  * count; no result does. */
-static int bn_ranges(int n, int c, int *w) {
-  const int t = bn_parallel(n, c, 1) ? bn_max_threads() : 1;
-  const int units = (c + CUNIT - 1) / CUNIT;
+static int bn_ranges(const nn_norm_geom *g, int *w) {
+  const int t = nc_parallel(g->n, g->c, 1) ? bn_max_threads() : 1;
+  const int units = (g->c + CUNIT - 1) / CUNIT;
   int per = (units + t - 1) / t;
   if (per > RBLK / CUNIT) per = RBLK / CUNIT;
   if (per < 1) per = 1;
   *w = per * CUNIT;
-  return (c + *w - 1) / *w;
+  return (g->c + *w - 1) / *w;
 }
 
-/* S > 1 reductions use GCC/Clang generic vectors so that the LANES accumulators stay in
- * registers (arrays indexed by a tail loop would live in memory). Lane l of the accumulators
- * always takes the elements j with j % LANES == l of every plane; a plane's last partial
- * chunk is padded with values contributing exactly 0 (x = K, dy = 0). The final sum runs
- * over lanes 0..LANES-1 in order. */
-typedef float bn_v8f __attribute__((vector_size(32)));
-typedef double bn_v8d __attribute__((vector_size(64)));
-
-/* 8 floats -> 8 doubles (one instruction with AVX-512; gcc splits the generic form).
- * Vectors go through pointers, never by value: no ABI dependence on the target flags. */
-static inline void bn_ld8(bn_v8d *out, const float *p) {
-#ifdef __AVX512F__
-  *out = (bn_v8d)_mm512_cvtps_pd(_mm256_loadu_ps(p));
-#else
-  bn_v8f v;
-  memcpy(&v, p, sizeof v);
-  *out = __builtin_convertvector(v, bn_v8d);
-#endif
+/* Width of range r of w channels. */
+static inline int bn_range_width(const nn_norm_geom *g, int r, int w) {
+  const int c0 = r * w;
+  return g->c - c0 < w ? g->c - c0 : w;
 }
 
-/* Four accumulators per quantity, kept as separate variables (registers). */
+/* S > 1: channels are independent work items when the tensor is large enough. */
+static inline int bn_par_channels(const nn_norm_geom *g) { return nc_parallel(g->n, g->c, g->s) && g->c > 1; }
+
+static inline size_t bn_plane(const nn_norm_geom *g) { return (size_t)g->c * (size_t)g->s; }
+
+/* ---- one dispatcher for every entry point ------------------------------------------------
+ * Every public kernel fills a bn_io with its arrays and runs one item function per channel
+ * (S > 1, item = channel ch, cw = 1) or per channel range (S = 1, [c0, c0+cw)). */
+
 typedef struct {
-  bn_v8d v0, v1, v2, v3;
-} bn_acc;
+  const float *x, *dy, *gamma, *beta;
+  const float *shift;                 /* forward phases: the per-channel shift */
+  const float *cmean, *cvar, *cinvstd; /* given statistics (backward, inference) */
+  float *y, *dx;                      /* the tensor written */
+  float *mean, *var, *invstd;         /* statistics written by a training forward */
+  float *dgamma, *dbeta;              /* accumulated, may be NULL */
+  double *s1, *s2, *s3;               /* phase sums: (sum, sumsq) or (sd, sdy, sdyd) */
+  const double *t1, *t2, *t3;         /* phase sums given */
+  double count;                       /* values per channel behind the sums */
+} bn_io;
 
-static inline double bn_lane_sum(const bn_acc *a) {
-  double s = 0;
-  for (int l = 0; l < 8; l++) s += a->v0[l];
-  for (int l = 0; l < 8; l++) s += a->v1[l];
-  for (int l = 0; l < 8; l++) s += a->v2[l];
-  for (int l = 0; l < 8; l++) s += a->v3[l];
-  return s;
+typedef void (*bn_item)(const nn_norm_geom *g, const bn_io *io, int c0, int cw);
+
+static void bn_run(const nn_norm_geom *g, const bn_io *io, bn_item rows, bn_item channel) {
+  if (g->s == 1) {
+    int w;
+    const int nr = bn_ranges(g, &w);
+#pragma omp parallel for schedule(static) if (nr > 1)
+    for (int r = 0; r < nr; r++) rows(g, io, r * w, bn_range_width(g, r, w));
+  } else {
+#pragma omp parallel for schedule(static) if (bn_par_channels(g))
+    for (int ch = 0; ch < g->c; ch++) channel(g, io, ch, 1);
+  }
 }
 
-/* Apply BODY(q, vq) for the four 8-lane quarters of a 32-element chunk. */
-#define BN_QUARTERS(BODY) BODY(0, v0) BODY(1, v1) BODY(2, v2) BODY(3, v3)
+/* ---- forward phases ------------------------------------------------------------------------ */
 
-/* The chunk of plane p starting at j, or a copy padded with `fill` past s. */
-static inline const float *bn_chunk(const float *p, int j, int s, float fill, float *pad) {
-  if (j + LANES <= s) return p + j;
-  for (int l = 0; l < LANES; l++) pad[l] = j + l < s ? p[j + l] : fill;
-  return pad;
-}
-
-/* ---- forward, training ----------------------------------------------------------------- */
-
-/* Finish one channel's statistics: K is the shift, s1 = sum(x-K), s2 = sum((x-K)^2).
- * Writes the outputs and the float constants of y = (x - K) * sc + sh. */
-static inline void bn_finish_stats(double s1, double s2, double m, float K, float g, float b,
-                                   float eps, float *mean, float *var, float *invstd, float *sc,
-                                   float *sh) {
-  double off = s1 / m; /* mean - K */
-  double v = s2 / m - off * off;
-  if (v < 0) v = 0;
-  double is = 1.0 / sqrt(v + (double)eps);
-  double scale = (double)g * is;
-  *mean = (float)((double)K + off);
-  *var = (float)v;
-  *invstd = (float)is;
+/* From the finished statistics of a channel with shift K: its outputs and the float
+ * constants of y = (x - K) * sc + sh. */
+static inline void bn_fwd_consts(nc_stats st, float K, float gm, float bt, float *mean, float *var, float *invstd,
+                                 float *sc, float *sh) {
+  const double scale = (double)gm * st.invstd;
+  *mean = (float)((double)K + st.off);
+  *var = (float)st.var;
+  *invstd = (float)st.invstd;
   *sc = (float)scale;
-  *sh = (float)((double)b - off * scale);
+  *sh = (float)((double)bt - st.off * scale);
 }
 
-static void bn_fwd_train_channel(const float *x, const float *gamma, const float *beta, float *y,
-                                 float *mean, float *var, float *invstd, int n, int c, int s,
-                                 int ch, float eps) {
-  const size_t plane = (size_t)c * (size_t)s;
-  const float K = x[(size_t)ch * s];
-  const double Kd = K;
-  const bn_v8d Kv = (bn_v8d){0} + Kd;
-  bn_acc a1 = {{0}, {0}, {0}, {0}}, a2 = a1;
-  float pad[LANES];
-  for (int i = 0; i < n; i++) {
-    const float *p = x + (size_t)i * plane + (size_t)ch * s;
-    for (int j = 0; j < s; j += LANES) {
-      const float *v = bn_chunk(p, j, s, K, pad);
-#define BN_FWD(q, vq)      \
-  {                        \
-    bn_v8d d;              \
-    bn_ld8(&d, v + 8 * q); \
-    d -= Kv;               \
-    a1.vq += d;            \
-    a2.vq += d * d;        \
-  }
-      BN_QUARTERS(BN_FWD)
-#undef BN_FWD
-    }
-  }
-  const double s1 = bn_lane_sum(&a1), s2 = bn_lane_sum(&a2);
+/* S > 1, channel ch: s1 = sum(x - K), s2 = sum((x - K)^2) over its N planes. */
+static inline void bn_moments_ch(const nn_norm_geom *g, const float *x, float K, int ch, double *s1, double *s2) {
+  nc_moments(x + (size_t)ch * g->s, (size_t)g->n, bn_plane(g), (size_t)g->s, K, NV, s1, s2);
+}
+
+/* S > 1, channel ch: statistics of io->count values from its sums, then y. */
+static void bn_apply_ch(const nn_norm_geom *g, const bn_io *io, float K, double s1, double s2, int ch) {
   float sc, sh;
-  bn_finish_stats(s1, s2, (double)n * s, K, gamma ? gamma[ch] : 1.0f, beta ? beta[ch] : 0.0f, eps,
-                  &mean[ch], &var[ch], &invstd[ch], &sc, &sh);
-  for (int i = 0; i < n; i++) {
-    const float *p = x + (size_t)i * plane + (size_t)ch * s;
-    float *q = y + (size_t)i * plane + (size_t)ch * s;
+  bn_fwd_consts(nc_finish(s1, s2, io->count, g->eps), K, io->gamma ? io->gamma[ch] : 1.0f,
+                io->beta ? io->beta[ch] : 0.0f, &io->mean[ch], &io->var[ch], &io->invstd[ch], &sc, &sh);
+  const size_t plane = bn_plane(g);
+  for (int i = 0; i < g->n; i++) {
+    const float *p = io->x + (size_t)i * plane + (size_t)ch * g->s;
+    float *q = io->y + (size_t)i * plane + (size_t)ch * g->s;
 #pragma omp simd
-    for (int j = 0; j < s; j++) q[j] = (p[j] - K) * sc + sh;
+    for (int j = 0; j < g->s; j++) q[j] = (p[j] - K) * sc + sh;
   }
 }
 
-/* S = 1: channels [c0, c0+cw) of every row. */
-static void bn_fwd_train_rows(const float *x, const float *gamma, const float *beta, float *y,
-                              float *mean, float *var, float *invstd, int n, int c, int c0, int cw,
-                              float eps) {
-  float K[RBLK], sc[RBLK], sh[RBLK];
-  double Kd[RBLK], a1[RBLK], a2[RBLK];
-  for (int k = 0; k < cw; k++) {
-    Kd[k] = K[k] = x[c0 + k];
-    a1[k] = a2[k] = 0;
-  }
-  for (int i = 0; i < n; i++) {
-    const float *p = x + (size_t)i * c + c0;
-#pragma omp simd
-    for (int k = 0; k < cw; k++) {
-      double d = (double)p[k] - Kd[k];
-      a1[k] += d;
-      a2[k] += d * d;
-    }
-  }
+/* S = 1, channels [c0, c0+cw): a1/a2 = the sums around Kd over all rows. */
+static inline void bn_moments_rows(const nn_norm_geom *g, const float *x, const double *Kd, int c0, int cw,
+                                   double *a1, double *a2) {
+  for (int k = 0; k < cw; k++) a1[k] = a2[k] = 0;
+  nc_col_moments(x + c0, g->n, (size_t)g->c, cw, Kd, a1, a2);
+}
+
+/* S = 1, channels [c0, c0+cw) with shifts K[0..cw) and sums a1/a2: statistics, then y. */
+static void bn_apply_rows(const nn_norm_geom *g, const bn_io *io, const float *K, const double *a1, const double *a2,
+                          int c0, int cw) {
+  float sc[RBLK], sh[RBLK];
   for (int k = 0; k < cw; k++)
-    bn_finish_stats(a1[k], a2[k], (double)n, K[k], gamma ? gamma[c0 + k] : 1.0f,
-                    beta ? beta[c0 + k] : 0.0f, eps, &mean[c0 + k], &var[c0 + k], &invstd[c0 + k],
-                    &sc[k], &sh[k]);
-  for (int i = 0; i < n; i++) {
-    const float *p = x + (size_t)i * c + c0;
-    float *q = y + (size_t)i * c + c0;
+    bn_fwd_consts(nc_finish(a1[k], a2[k], io->count, g->eps), K[k], io->gamma ? io->gamma[c0 + k] : 1.0f,
+                  io->beta ? io->beta[c0 + k] : 0.0f, &io->mean[c0 + k], &io->var[c0 + k], &io->invstd[c0 + k],
+                  &sc[k], &sh[k]);
+  for (int i = 0; i < g->n; i++) {
+    const float *p = io->x + (size_t)i * g->c + c0;
+    float *q = io->y + (size_t)i * g->c + c0;
 #pragma omp simd
     for (int k = 0; k < cw; k++) q[k] = (p[k] - K[k]) * sc[k] + sh[k];
   }
 }
 
-void nn_bn_forward_train(const float *x, const float *gamma, const float *beta, float *y,
-                         float *mean, float *var, float *invstd, int n, int c, int s, float eps) {
-  if (s == 1) {
-    int w;
-    const int nr = bn_ranges(n, c, &w);
-#pragma omp parallel for schedule(static) if (nr > 1)
-    for (int r = 0; r < nr; r++) {
-      int c0 = r * w, cw = c - c0 < w ? c - c0 : w;
-      bn_fwd_train_rows(x, gamma, beta, y, mean, var, invstd, n, c, c0, cw, eps);
-    }
-  } else {
-#pragma omp parallel for schedule(static) if (bn_parallel(n, c, s) && c > 1)
-    for (int ch = 0; ch < c; ch++)
-      bn_fwd_train_channel(x, gamma, beta, y, mean, var, invstd, n, c, s, ch, eps);
-  }
+/* one-shot: the channel's first value as shift, moments, apply */
+static void fwd_train_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
+  (void)cw;
+  const float K = io->x[(size_t)ch * g->s];
+  double s1, s2;
+  bn_moments_ch(g, io->x, K, ch, &s1, &s2);
+  bn_apply_ch(g, io, K, s1, s2, ch);
+}
+
+static void fwd_train_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
+  float K[RBLK];
+  double Kd[RBLK], a1[RBLK], a2[RBLK];
+  for (int k = 0; k < cw; k++) Kd[k] = K[k] = io->x[c0 + k];
+  bn_moments_rows(g, io->x, Kd, c0, cw, a1, a2);
+  bn_apply_rows(g, io, K, a1, a2, c0, cw);
+}
+
+static void moments_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
+  (void)cw;
+  bn_moments_ch(g, io->x, io->shift[ch], ch, &io->s1[ch], &io->s2[ch]);
+}
+
+static void moments_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
+  double Kd[RBLK];
+  for (int k = 0; k < cw; k++) Kd[k] = io->shift[c0 + k];
+  bn_moments_rows(g, io->x, Kd, c0, cw, io->s1 + c0, io->s2 + c0);
+}
+
+static void fwd_apply_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
+  (void)cw;
+  bn_apply_ch(g, io, io->shift[ch], io->t1[ch], io->t2[ch], ch);
+}
+
+static void fwd_apply_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
+  bn_apply_rows(g, io, io->shift + c0, io->t1 + c0, io->t2 + c0, c0, cw);
+}
+
+void nn_bn_forward_train(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta, float *y,
+                         float *mean, float *var, float *invstd) {
+  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .y = y, .mean = mean, .var = var, .invstd = invstd,
+                    .count = (double)g->n * g->s};
+  bn_run(g, &io, fwd_train_rows, fwd_train_ch);
+}
+
+void nn_bn_shift(const nn_norm_geom *g, const float *x, float *shift) {
+  for (int ch = 0; ch < g->c; ch++) shift[ch] = x[(size_t)ch * g->s];
+}
+
+void nn_bn_moments(const nn_norm_geom *g, const float *x, const float *shift, double *sum, double *sumsq) {
+  const bn_io io = {.x = x, .shift = shift, .s1 = sum, .s2 = sumsq};
+  bn_run(g, &io, moments_rows, moments_ch);
+}
+
+void nn_bn_forward_apply(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
+                         const float *shift, const double *sum, const double *sumsq, double count, float *y,
+                         float *mean, float *var, float *invstd) {
+  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .shift = shift, .t1 = sum, .t2 = sumsq, .count = count,
+                    .y = y, .mean = mean, .var = var, .invstd = invstd};
+  bn_run(g, &io, fwd_apply_rows, fwd_apply_ch);
 }
 
 /* ---- forward, inference: y = (x - mean) * (gamma / sqrt(var + eps)) + beta -------------- */
@@ -224,44 +232,41 @@ static inline float bn_infer_scale(const float *gamma, const float *var, int ch,
   return (float)((gamma ? (double)gamma[ch] : 1.0) / sqrt((double)var[ch] + (double)eps));
 }
 
-void nn_bn_forward_infer(const float *x, const float *gamma, const float *beta, const float *mean,
-                         const float *var, float *y, int n, int c, int s, float eps) {
-  if (s == 1) {
-    int w;
-    const int nr = bn_ranges(n, c, &w);
-#pragma omp parallel for schedule(static) if (nr > 1)
-    for (int r = 0; r < nr; r++) {
-      const int c0 = r * w, cw = c - c0 < w ? c - c0 : w;
-      float mu[RBLK], sc[RBLK], sh[RBLK];
-      for (int k = 0; k < cw; k++) {
-        mu[k] = mean[c0 + k];
-        sc[k] = bn_infer_scale(gamma, var, c0 + k, eps);
-        sh[k] = beta ? beta[c0 + k] : 0.0f;
-      }
-      for (int i = 0; i < n; i++) {
-        const float *p = x + (size_t)i * c + c0;
-        float *q = y + (size_t)i * c + c0;
+static void fwd_infer_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
+  float mu[RBLK], sc[RBLK], sh[RBLK];
+  for (int k = 0; k < cw; k++) {
+    mu[k] = io->cmean[c0 + k];
+    sc[k] = bn_infer_scale(io->gamma, io->cvar, c0 + k, g->eps);
+    sh[k] = io->beta ? io->beta[c0 + k] : 0.0f;
+  }
+  for (int i = 0; i < g->n; i++) {
+    const float *p = io->x + (size_t)i * g->c + c0;
+    float *q = io->y + (size_t)i * g->c + c0;
 #pragma omp simd
-        for (int k = 0; k < cw; k++) q[k] = (p[k] - mu[k]) * sc[k] + sh[k];
-      }
-    }
-  } else {
-    const size_t plane = (size_t)c * (size_t)s;
-#pragma omp parallel for schedule(static) if (bn_parallel(n, c, s) && c > 1)
-    for (int ch = 0; ch < c; ch++) {
-      const float mu = mean[ch], sc = bn_infer_scale(gamma, var, ch, eps);
-      const float sh = beta ? beta[ch] : 0.0f;
-      for (int i = 0; i < n; i++) {
-        const float *p = x + (size_t)i * plane + (size_t)ch * s;
-        float *q = y + (size_t)i * plane + (size_t)ch * s;
-#pragma omp simd
-        for (int j = 0; j < s; j++) q[j] = (p[j] - mu) * sc + sh;
-      }
-    }
+    for (int k = 0; k < cw; k++) q[k] = (p[k] - mu[k]) * sc[k] + sh[k];
   }
 }
 
-/* ---- backward, training ------------------------------------------------------------------
+static void fwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
+  (void)cw;
+  const size_t plane = bn_plane(g);
+  const float mu = io->cmean[ch], sc = bn_infer_scale(io->gamma, io->cvar, ch, g->eps);
+  const float sh = io->beta ? io->beta[ch] : 0.0f;
+  for (int i = 0; i < g->n; i++) {
+    const float *p = io->x + (size_t)i * plane + (size_t)ch * g->s;
+    float *q = io->y + (size_t)i * plane + (size_t)ch * g->s;
+#pragma omp simd
+    for (int j = 0; j < g->s; j++) q[j] = (p[j] - mu) * sc + sh;
+  }
+}
+
+void nn_bn_forward_infer(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
+                         const float *mean, const float *var, float *y) {
+  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .cmean = mean, .cvar = var, .y = y};
+  bn_run(g, &io, fwd_infer_rows, fwd_infer_ch);
+}
+
+/* ---- backward phases --------------------------------------------------------------------
  * With K = mean[c] (float) as the shift, one pass gives sd = sum(x-K), sdy = sum(dy) and
  * sdyd = sum(dy*(x-K)) in double. The batch mean mu = K + sd/m is thereby recomputed in double
  * from the same x (the float mean[] alone loses digits when |mean| >> std), so
@@ -273,8 +278,8 @@ typedef struct {
   float A, k, B;
 } bn_bwd_coef;
 
-static inline bn_bwd_coef bn_bwd_finish(double sd, double sdy, double sdyd, double m, float g,
-                                        float is, float *dgamma, float *dbeta) {
+static inline bn_bwd_coef bn_bwd_finish(double sd, double sdy, double sdyd, double m, float g, float is,
+                                        float *dgamma, float *dbeta) {
   double off = sd / m;            /* mu - K */
   double sdyx = sdyd - off * sdy; /* sum(dy * (x - mu)) */
   if (dgamma) *dgamma += (float)(sdyx * (double)is);
@@ -284,195 +289,195 @@ static inline bn_bwd_coef bn_bwd_finish(double sd, double sdy, double sdyd, doub
   return r;
 }
 
-static void bn_bwd_train_channel(const float *x, const float *gamma, const float *mean,
-                                 const float *invstd, const float *dy, float *dx, float *dgamma,
-                                 float *dbeta, int n, int c, int s, int ch) {
-  const size_t plane = (size_t)c * (size_t)s;
-  const float K = mean[ch];
-  const double Kd = K;
-  const bn_v8d Kv = (bn_v8d){0} + Kd;
-  bn_acc ad = {{0}, {0}, {0}, {0}}, ady = ad, adyd = ad;
-  float padx[LANES], pady[LANES];
-  for (int i = 0; i < n; i++) {
-    const size_t o = (size_t)i * plane + (size_t)ch * s;
-    for (int j = 0; j < s; j += LANES) {
-      const float *v = bn_chunk(x + o, j, s, K, padx), *g = bn_chunk(dy + o, j, s, 0.0f, pady);
-#define BN_BWD(q, vq)      \
-  {                        \
-    bn_v8d d, e;           \
-    bn_ld8(&d, v + 8 * q); \
-    bn_ld8(&e, g + 8 * q); \
-    d -= Kv;               \
-    ad.vq += d;            \
-    ady.vq += e;           \
-    adyd.vq += e * d;      \
-  }
-      BN_QUARTERS(BN_BWD)
-#undef BN_BWD
-    }
-  }
-  const double sd = bn_lane_sum(&ad), sdy = bn_lane_sum(&ady), sdyd = bn_lane_sum(&adyd);
+/* S > 1, channel ch: the three sums around K over its N planes. */
+static inline void bn_bsums_ch(const nn_norm_geom *g, const bn_io *io, int ch, double *sd, double *sdy,
+                               double *sdyd) {
+  const size_t o = (size_t)ch * g->s;
+  nc_bwd_sums(io->x + o, io->dy + o, NULL, (size_t)g->n, bn_plane(g), (size_t)g->s, io->cmean[ch], NV, sd, sdy,
+              sdyd);
+}
+
+/* S > 1, channel ch: parameter gradients and dx from the sums of io->count values. */
+static void bn_bapply_ch(const nn_norm_geom *g, const bn_io *io, double sd, double sdy, double sdyd, int ch) {
+  const float K = io->cmean[ch];
   const bn_bwd_coef cf =
-      bn_bwd_finish(sd, sdy, sdyd, (double)n * s, gamma ? gamma[ch] : 1.0f, invstd[ch],
-                    dgamma ? &dgamma[ch] : NULL, dbeta ? &dbeta[ch] : NULL);
-  if (!dx) return;
-  for (int i = 0; i < n; i++) {
-    const size_t o = (size_t)i * plane + (size_t)ch * s;
-    const float *p = x + o, *g = dy + o;
-    float *q = dx + o;
+      bn_bwd_finish(sd, sdy, sdyd, io->count, io->gamma ? io->gamma[ch] : 1.0f, io->cinvstd[ch],
+                    io->dgamma ? &io->dgamma[ch] : NULL, io->dbeta ? &io->dbeta[ch] : NULL);
+  if (!io->dx) return;
+  const size_t plane = bn_plane(g);
+  for (int i = 0; i < g->n; i++) {
+    const size_t o = (size_t)i * plane + (size_t)ch * g->s;
+    const float *p = io->x + o, *d = io->dy + o;
+    float *q = io->dx + o;
 #pragma omp simd
-    for (int j = 0; j < s; j++) q[j] = cf.A * g[j] - cf.k * (p[j] - K) + cf.B;
+    for (int j = 0; j < g->s; j++) q[j] = cf.A * d[j] - cf.k * (p[j] - K) + cf.B;
   }
 }
 
-/* S = 1: channels [c0, c0+cw) of every row. */
-static void bn_bwd_train_rows(const float *x, const float *gamma, const float *mean,
-                              const float *invstd, const float *dy, float *dx, float *dgamma,
-                              float *dbeta, int n, int c, int c0, int cw) {
-  float K[RBLK], A[RBLK], kk[RBLK], B[RBLK];
-  double Kd[RBLK], ad[RBLK], ady[RBLK], adyd[RBLK];
+/* S = 1, channels [c0, c0+cw): the three sums around the float means over all rows. */
+static inline void bn_bsums_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw, double *ad, double *ady,
+                                 double *adyd) {
+  double Kd[RBLK];
   for (int k = 0; k < cw; k++) {
-    Kd[k] = K[k] = mean[c0 + k];
+    Kd[k] = io->cmean[c0 + k];
     ad[k] = ady[k] = adyd[k] = 0;
   }
-  for (int i = 0; i < n; i++) {
-    const size_t o = (size_t)i * c + c0;
-#pragma omp simd
-    for (int k = 0; k < cw; k++) {
-      double d = (double)x[o + k] - Kd[k], e = dy[o + k];
-      ad[k] += d;
-      ady[k] += e;
-      adyd[k] += e * d;
-    }
-  }
+  nc_col_bwd_sums(io->x + c0, io->dy + c0, g->n, (size_t)g->c, cw, Kd, ad, ady, adyd);
+}
+
+/* S = 1, channels [c0, c0+cw) from the sums: gradients, dx. */
+static void bn_bapply_rows(const nn_norm_geom *g, const bn_io *io, const double *ad, const double *ady,
+                           const double *adyd, int c0, int cw) {
+  float A[RBLK], kk[RBLK], B[RBLK];
   for (int k = 0; k < cw; k++) {
-    bn_bwd_coef cf = bn_bwd_finish(ad[k], ady[k], adyd[k], (double)n, gamma ? gamma[c0 + k] : 1.0f,
-                                   invstd[c0 + k], dgamma ? &dgamma[c0 + k] : NULL,
-                                   dbeta ? &dbeta[c0 + k] : NULL);
+    bn_bwd_coef cf = bn_bwd_finish(ad[k], ady[k], adyd[k], io->count, io->gamma ? io->gamma[c0 + k] : 1.0f,
+                                   io->cinvstd[c0 + k], io->dgamma ? &io->dgamma[c0 + k] : NULL,
+                                   io->dbeta ? &io->dbeta[c0 + k] : NULL);
     A[k] = cf.A, kk[k] = cf.k, B[k] = cf.B;
   }
-  if (!dx) return;
-  for (int i = 0; i < n; i++) {
+  if (!io->dx) return;
+  const int c = g->c;
+  const float *x = io->x, *dy = io->dy, *K = io->cmean + c0;
+  float *dx = io->dx;
+  for (int i = 0; i < g->n; i++) {
     const size_t o = (size_t)i * c + c0;
 #pragma omp simd
     for (int k = 0; k < cw; k++) dx[o + k] = A[k] * dy[o + k] - kk[k] * (x[o + k] - K[k]) + B[k];
   }
 }
 
-void nn_bn_backward_train(const float *x, const float *gamma, const float *mean, const float *invstd,
-                          const float *dy, float *dx, float *dgamma, float *dbeta, int n, int c, int s) {
+static void bwd_train_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
+  (void)cw;
+  double sd, sdy, sdyd;
+  bn_bsums_ch(g, io, ch, &sd, &sdy, &sdyd);
+  bn_bapply_ch(g, io, sd, sdy, sdyd, ch);
+}
+
+static void bwd_train_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
+  double ad[RBLK], ady[RBLK], adyd[RBLK];
+  bn_bsums_rows(g, io, c0, cw, ad, ady, adyd);
+  bn_bapply_rows(g, io, ad, ady, adyd, c0, cw);
+}
+
+static void bwd_sums_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
+  (void)cw;
+  bn_bsums_ch(g, io, ch, &io->s1[ch], &io->s2[ch], &io->s3[ch]);
+}
+
+static void bwd_sums_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
+  bn_bsums_rows(g, io, c0, cw, io->s1 + c0, io->s2 + c0, io->s3 + c0);
+}
+
+static void bwd_apply_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
+  (void)cw;
+  bn_bapply_ch(g, io, io->t1[ch], io->t2[ch], io->t3[ch], ch);
+}
+
+static void bwd_apply_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
+  bn_bapply_rows(g, io, io->t1 + c0, io->t2 + c0, io->t3 + c0, c0, cw);
+}
+
+void nn_bn_backward_train(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
+                          const float *invstd, const float *dy, float *dx, float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
-  if (s == 1) {
-    int w;
-    const int nr = bn_ranges(n, c, &w);
-#pragma omp parallel for schedule(static) if (nr > 1)
-    for (int r = 0; r < nr; r++) {
-      int c0 = r * w, cw = c - c0 < w ? c - c0 : w;
-      bn_bwd_train_rows(x, gamma, mean, invstd, dy, dx, dgamma, dbeta, n, c, c0, cw);
-    }
-  } else {
-#pragma omp parallel for schedule(static) if (bn_parallel(n, c, s) && c > 1)
-    for (int ch = 0; ch < c; ch++)
-      bn_bwd_train_channel(x, gamma, mean, invstd, dy, dx, dgamma, dbeta, n, c, s, ch);
-  }
+  const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx,
+                    .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
+  bn_run(g, &io, bwd_train_rows, bwd_train_ch);
+}
+
+void nn_bn_backward_sums(const nn_norm_geom *g, const float *x, const float *dy, const float *mean, double *sd,
+                         double *sdy, double *sdyd) {
+  const bn_io io = {.x = x, .dy = dy, .cmean = mean, .s1 = sd, .s2 = sdy, .s3 = sdyd};
+  bn_run(g, &io, bwd_sums_rows, bwd_sums_ch);
+}
+
+void nn_bn_backward_apply(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
+                          const float *invstd, const float *dy, const double *sd, const double *sdy,
+                          const double *sdyd, double count, float *dx, float *dgamma, float *dbeta) {
+  if (!dx && !dgamma && !dbeta) return;
+  const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .t1 = sd, .t2 = sdy,
+                    .t3 = sdyd, .count = count, .dx = dx, .dgamma = dgamma, .dbeta = dbeta};
+  bn_run(g, &io, bwd_apply_rows, bwd_apply_ch);
 }
 
 /* ---- backward, inference (statistics are constants) ---------------------------------------
  * dx = dy * gamma * invstd; dgamma += invstd * sum(dy * (x - mean)); dbeta += sum(dy). */
 
-void nn_bn_backward_infer(const float *x, const float *gamma, const float *mean, const float *var,
-                          const float *dy, float *dx, float *dgamma, float *dbeta, int n, int c, int s,
-                          float eps) {
-  const int red = dgamma || dbeta;
-  if (!dx && !red) return;
-  if (s == 1) {
-    int w;
-    const int nr = bn_ranges(n, c, &w);
-#pragma omp parallel for schedule(static) if (nr > 1)
-    for (int r = 0; r < nr; r++) {
-      const int c0 = r * w, cw = c - c0 < w ? c - c0 : w;
-      double mu[RBLK], ady[RBLK], adyd[RBLK];
-      float A[RBLK];
-      for (int k = 0; k < cw; k++) {
-        mu[k] = mean[c0 + k];
-        A[k] = bn_infer_scale(gamma, var, c0 + k, eps);
-        ady[k] = adyd[k] = 0;
-      }
-      for (int i = 0; i < n; i++) {
-        const size_t o = (size_t)i * c + c0;
-        if (red) {
-#pragma omp simd
-          for (int k = 0; k < cw; k++) {
-            double e = dy[o + k];
-            ady[k] += e;
-            adyd[k] += e * ((double)x[o + k] - mu[k]);
-          }
-        }
-        if (dx) {
-#pragma omp simd
-          for (int k = 0; k < cw; k++) dx[o + k] = dy[o + k] * A[k];
-        }
-      }
-      if (red)
-        for (int k = 0; k < cw; k++) {
-          double is = 1.0 / sqrt((double)var[c0 + k] + (double)eps);
-          if (dgamma) dgamma[c0 + k] += (float)(is * adyd[k]);
-          if (dbeta) dbeta[c0 + k] += (float)ady[k];
-        }
-    }
-  } else {
-    const size_t plane = (size_t)c * (size_t)s;
-#pragma omp parallel for schedule(static) if (bn_parallel(n, c, s) && c > 1)
-    for (int ch = 0; ch < c; ch++) {
-      const bn_v8d mu = (bn_v8d){0} + (double)mean[ch];
-      const float A = bn_infer_scale(gamma, var, ch, eps);
-      bn_acc ady = {{0}, {0}, {0}, {0}}, adyd = ady;
-      float padx[LANES], pady[LANES];
-      for (int i = 0; i < n; i++) {
-        const size_t o = (size_t)i * plane + (size_t)ch * s;
-        if (red)
-          for (int j = 0; j < s; j += LANES) {
-            const float *v = bn_chunk(x + o, j, s, mean[ch], padx), *g = bn_chunk(dy + o, j, s, 0.0f, pady);
-#define BN_BWDI(q, vq)       \
-  {                          \
-    bn_v8d d, e;             \
-    bn_ld8(&d, v + 8 * q);   \
-    bn_ld8(&e, g + 8 * q);   \
-    ady.vq += e;             \
-    adyd.vq += e * (d - mu); \
+static void bwd_infer_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
+  const int red = io->dgamma || io->dbeta, c = g->c;
+  const float *x = io->x, *dy = io->dy;
+  float *dx = io->dx;
+  double mu[RBLK], ady[RBLK], adyd[RBLK];
+  float A[RBLK];
+  for (int k = 0; k < cw; k++) {
+    mu[k] = io->cmean[c0 + k];
+    A[k] = bn_infer_scale(io->gamma, io->cvar, c0 + k, g->eps);
+    ady[k] = adyd[k] = 0;
   }
-            BN_QUARTERS(BN_BWDI)
-#undef BN_BWDI
-          }
-        if (dx) {
-          const float *g = dy + o;
-          float *q = dx + o;
+  for (int i = 0; i < g->n; i++) {
+    const size_t o = (size_t)i * c + c0;
+    if (red) nc_col_bwd_sums(x + o, dy + o, 1, 0, cw, mu, NULL, ady, adyd);
+    if (dx) {
 #pragma omp simd
-          for (int j = 0; j < s; j++) q[j] = g[j] * A;
-        }
-      }
-      if (red) {
-        const double sdy = bn_lane_sum(&ady), sdyd = bn_lane_sum(&adyd);
-        double is = 1.0 / sqrt((double)var[ch] + (double)eps);
-        if (dgamma) dgamma[ch] += (float)(is * sdyd);
-        if (dbeta) dbeta[ch] += (float)sdy;
-      }
+      for (int k = 0; k < cw; k++) dx[o + k] = dy[o + k] * A[k];
     }
   }
+  if (red)
+    for (int k = 0; k < cw; k++) {
+      double is = 1.0 / sqrt((double)io->cvar[c0 + k] + (double)g->eps);
+      if (io->dgamma) io->dgamma[c0 + k] += (float)(is * adyd[k]);
+      if (io->dbeta) io->dbeta[c0 + k] += (float)ady[k];
+    }
+}
+
+static void bwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
+  (void)cw;
+  const int red = io->dgamma || io->dbeta, s = g->s;
+  const size_t plane = bn_plane(g);
+  const float K = io->cmean[ch], A = bn_infer_scale(io->gamma, io->cvar, ch, g->eps);
+  nc_v8d Kv;
+  nc_splat(&Kv, (double)K);
+  nc_acc ady, adyd;
+  nc_acc_zero(&ady);
+  nc_acc_zero(&adyd);
+  for (int i = 0; i < g->n; i++) {
+    const size_t o = (size_t)i * plane + (size_t)ch * s;
+    if (red) nc_bwd_run(NULL, &ady, &adyd, io->x + o, io->dy + o, NULL, (size_t)s, K, &Kv, NV);
+    if (io->dx) {
+      const float *d = io->dy + o;
+      float *q = io->dx + o;
+#pragma omp simd
+      for (int j = 0; j < s; j++) q[j] = d[j] * A;
+    }
+  }
+  if (red) {
+    const double sdy = nc_lane_sum(&ady, NV), sdyd = nc_lane_sum(&adyd, NV);
+    double is = 1.0 / sqrt((double)io->cvar[ch] + (double)g->eps);
+    if (io->dgamma) io->dgamma[ch] += (float)(is * sdyd);
+    if (io->dbeta) io->dbeta[ch] += (float)sdy;
+  }
+}
+
+void nn_bn_backward_infer(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
+                          const float *var, const float *dy, float *dx, float *dgamma, float *dbeta) {
+  if (!dx && !dgamma && !dbeta) return;
+  const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cvar = var, .dx = dx, .dgamma = dgamma,
+                    .dbeta = dbeta};
+  bn_run(g, &io, bwd_infer_rows, bwd_infer_ch);
 }
 
 /* ---- running statistics --------------------------------------------------------------------- */
 
-int nn_bn_running_update(float *run_mean, float *run_var, const float *mean, const float *var, int c,
-                         long m, double momentum, int unbiased) {
+int nn_bn_running_update(float *run_mean, float *run_var, const float *mean, const float *var, int c, long m,
+                         double momentum, int unbiased) {
   /* The unbiased variance of fewer than 2 values is not finite either. */
   if (unbiased && m < 2) return 0;
   for (int k = 0; k < c; k++)
     if (!isfinite(mean[k]) || !isfinite(var[k])) return 0;
   const double f = unbiased ? (double)m / (double)(m - 1) : 1.0;
   for (int k = 0; k < c; k++) {
-    run_mean[k] = (float)((1.0 - momentum) * run_mean[k] + momentum * mean[k]);
-    run_var[k] = (float)((1.0 - momentum) * run_var[k] + momentum * ((double)var[k] * f));
+    nc_ema(&run_mean[k], (double)mean[k], momentum);
+    nc_ema(&run_var[k], (double)var[k] * f, momentum);
   }
   return 1;
 }

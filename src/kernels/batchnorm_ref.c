@@ -25,44 +25,50 @@ static void ref_stats(const double *x, int n, int c, int s, int ch, double *mean
   *var = sq / m;
 }
 
-void nn_ref_bn_forward_train(const double *x, const double *gamma, const double *beta, double *y,
-                             double *mean, double *var, int n, int c, int s, double eps) {
+void nn_ref_bn_forward_train(const nn_norm_geom *g, const double *x, const double *gamma, const double *beta,
+                             double *y, double *mean, double *var) {
+  const int n = g->n, c = g->c, s = g->s;
+  const double eps = g->eps;
   for (int ch = 0; ch < c; ch++) {
     double mu, v;
     ref_stats(x, n, c, s, ch, &mu, &v);
     if (mean) mean[ch] = mu;
     if (var) var[ch] = v;
-    double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
+    double gm = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
     double is = 1.0 / sqrt(v + eps);
     for (int i = 0; i < n; i++)
       for (int j = 0; j < s; j++) {
         size_t o = at(i, ch, j, c, s);
-        y[o] = g * (x[o] - mu) * is + b;
+        y[o] = gm * (x[o] - mu) * is + b;
       }
   }
 }
 
-void nn_ref_bn_forward_infer(const double *x, const double *gamma, const double *beta, const double *mean,
-                             const double *var, double *y, int n, int c, int s, double eps) {
+void nn_ref_bn_forward_infer(const nn_norm_geom *g, const double *x, const double *gamma, const double *beta,
+                             const double *mean, const double *var, double *y) {
+  const int n = g->n, c = g->c, s = g->s;
+  const double eps = g->eps;
   for (int ch = 0; ch < c; ch++) {
-    double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
+    double gm = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
     double is = 1.0 / sqrt(var[ch] + eps);
     for (int i = 0; i < n; i++)
       for (int j = 0; j < s; j++) {
         size_t o = at(i, ch, j, c, s);
-        y[o] = g * (x[o] - mean[ch]) * is + b;
+        y[o] = gm * (x[o] - mean[ch]) * is + b;
       }
   }
 }
 
 /* dx = gamma*invstd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat)). */
-void nn_ref_bn_backward_train(const double *x, const double *gamma, const double *dy, double *dx,
-                              double *dgamma, double *dbeta, int n, int c, int s, double eps) {
+void nn_ref_bn_backward_train(const nn_norm_geom *g, const double *x, const double *gamma, const double *dy,
+                              double *dx, double *dgamma, double *dbeta) {
+  const int n = g->n, c = g->c, s = g->s;
+  const double eps = g->eps;
   double m = (double)n * s;
   for (int ch = 0; ch < c; ch++) {
     double mu, v;
     ref_stats(x, n, c, s, ch, &mu, &v);
-    double is = 1.0 / sqrt(v + eps), g = gamma ? gamma[ch] : 1.0;
+    double is = 1.0 / sqrt(v + eps), gm = gamma ? gamma[ch] : 1.0;
     double sdy = 0, sdyxh = 0;
     for (int i = 0; i < n; i++)
       for (int j = 0; j < s; j++) {
@@ -77,24 +83,25 @@ void nn_ref_bn_backward_train(const double *x, const double *gamma, const double
         for (int j = 0; j < s; j++) {
           size_t o = at(i, ch, j, c, s);
           double xh = (x[o] - mu) * is;
-          dx[o] = g * is / m * (m * dy[o] - sdy - xh * sdyxh);
+          dx[o] = gm * is / m * (m * dy[o] - sdy - xh * sdyxh);
         }
   }
 }
 
 /* Statistics are constants: dx = dy*gamma*invstd. */
-void nn_ref_bn_backward_infer(const double *x, const double *gamma, const double *mean, const double *var,
-                              const double *dy, double *dx, double *dgamma, double *dbeta, int n, int c, int s,
-                              double eps) {
+void nn_ref_bn_backward_infer(const nn_norm_geom *g, const double *x, const double *gamma, const double *mean,
+                              const double *var, const double *dy, double *dx, double *dgamma, double *dbeta) {
+  const int n = g->n, c = g->c, s = g->s;
+  const double eps = g->eps;
   for (int ch = 0; ch < c; ch++) {
-    double is = 1.0 / sqrt(var[ch] + eps), g = gamma ? gamma[ch] : 1.0;
+    double is = 1.0 / sqrt(var[ch] + eps), gm = gamma ? gamma[ch] : 1.0;
     double sdy = 0, sdyxh = 0;
     for (int i = 0; i < n; i++)
       for (int j = 0; j < s; j++) {
         size_t o = at(i, ch, j, c, s);
         sdy += dy[o];
         sdyxh += dy[o] * (x[o] - mean[ch]) * is;
-        if (dx) dx[o] = dy[o] * g * is;
+        if (dx) dx[o] = dy[o] * gm * is;
       }
     if (dgamma) dgamma[ch] += sdyxh;
     if (dbeta) dbeta[ch] += sdy;

@@ -1,6 +1,7 @@
 /* Group normalization kernel (LayerNorm = 1 group, GroupNorm = G groups, InstanceNorm = C
  * groups): x[N,C,S] viewed as N*G groups of m = (C/G)*S contiguous values. Semantics in
- * groupnorm.h and ARCHITECTURE.md §4; plain double twins in groupnorm_ref.c.
+ * kernels.h and ARCHITECTURE.md §4; plain double twins in groupnorm_ref.c. A thin driver over the
+ * normalization core (norm_core.h) with 16 lanes (nv = 2): each group is one run.
  *
  * Numerics
  * - Statistics are accumulated in double around a per-group shift K (the group's first value
@@ -28,48 +29,16 @@
  * dx == dy and parameter gradients are wanted: then dx is written only after phase 2 has
  * read dy, so in-place use is safe either way.
  * Nothing here allocates: per-block accumulators live on the stack. */
-#include "kernels/groupnorm.h"
+#include "kernels/kernels.h"
+#include "kernels/norm_core.h"
 
 #include <math.h>
 #include <stddef.h>
-#include <string.h>
 
-#define LANES 16            /* double accumulators per quantity (2 x 8) */
-#define EBLK 256            /* per-element parameter gradients: elements per work item */
-#define PAR_MIN_ELEMS 16384 /* below this a kernel stays on the calling thread */
-#define WS_PER_GROUP 4      /* backward workspace: mu - K, k, mean(dxhat), k*(mu - K) */
-
-static inline int gn_parallel(int n, int c, int s) {
-  return (size_t)n * (size_t)c * (size_t)s >= PAR_MIN_ELEMS;
-}
-
-typedef float gn_v8f __attribute__((vector_size(32)));
-typedef double gn_v8d __attribute__((vector_size(64)));
-
-/* 8 floats -> 8 doubles; vectors go through pointers, never by value. */
-static inline void gn_ld8(gn_v8d *out, const float *p) {
-  gn_v8f v;
-  memcpy(&v, p, sizeof v);
-  *out = __builtin_convertvector(v, gn_v8d);
-}
-
-typedef struct {
-  gn_v8d lo, hi;
-} gn_acc;
-
-static inline double gn_lane_sum(const gn_acc *a) {
-  double s = 0;
-  for (int l = 0; l < 8; l++) s += a->lo[l];
-  for (int l = 0; l < 8; l++) s += a->hi[l];
-  return s;
-}
-
-/* The chunk of p starting at j, or a copy padded with `fill` past len. */
-static inline const float *gn_chunk(const float *p, size_t j, size_t len, float fill, float *pad) {
-  if (j + LANES <= len) return p + j;
-  for (size_t l = 0; l < LANES; l++) pad[l] = j + l < len ? p[j + l] : fill;
-  return pad;
-}
+#define NV 2           /* 8-lane accumulators per quantity: 16 lanes */
+#define LANES (8 * NV)
+#define EBLK 256       /* per-element parameter gradients: elements per work item */
+#define WS_PER_GROUP 4 /* backward workspace: mu - K, k, mean(dxhat), k*(mu - K) */
 
 /* Group t = i*G + g starts at x + t*m: (i*C + g*C/G)*S = (i*G + g)*m. */
 static inline size_t gn_group_off(size_t t, size_t m) { return t * m; }
@@ -81,36 +50,19 @@ static inline nn_gn_affine gn_kind(nn_gn_affine affine, int s) {
 
 /* ---- forward -------------------------------------------------------------------------- */
 
-static void gn_fwd_group(const float *x, const float *gamma, const float *beta, float *y, float *mean,
-                         float *var, float *invstd, int c, int s, int groups, size_t t, float eps,
-                         nn_gn_affine affine) {
-  const int cg = c / groups, g = (int)(t % (size_t)groups);
+static void gn_fwd_group(const nn_norm_geom *G, const float *x, const float *gamma, const float *beta, float *y,
+                         float *mean, float *var, float *invstd, size_t t, nn_gn_affine affine) {
+  const int s = G->s, cg = G->c / G->groups, g = (int)(t % (size_t)G->groups);
   const size_t m = (size_t)cg * (size_t)s, o = gn_group_off(t, m);
   const float *p = x + o;
   float *q = y + o;
   const float K = p[0];
-  const gn_v8d Kv = (gn_v8d){0} + (double)K;
-  gn_acc a1 = {{0}, {0}}, a2 = a1;
-  float pad[LANES];
-  for (size_t j = 0; j < m; j += LANES) {
-    const float *v = gn_chunk(p, j, m, K, pad);
-    gn_v8d d0, d1;
-    gn_ld8(&d0, v);
-    gn_ld8(&d1, v + 8);
-    d0 -= Kv;
-    d1 -= Kv;
-    a1.lo += d0;
-    a1.hi += d1;
-    a2.lo += d0 * d0;
-    a2.hi += d1 * d1;
-  }
-  const double s1 = gn_lane_sum(&a1), s2 = gn_lane_sum(&a2);
-  const double off = s1 / (double)m; /* mean - K */
-  double v = s2 / (double)m - off * off;
-  if (v < 0) v = 0;
-  const double is = 1.0 / sqrt(v + (double)eps);
+  double s1, s2;
+  nc_moments(p, 1, 0, m, K, NV, &s1, &s2);
+  const nc_stats st = nc_finish(s1, s2, (double)m, G->eps);
+  const double off = st.off, is = st.invstd; /* mean - K, 1/sqrt(var + eps) */
   mean[t] = (float)((double)K + off);
-  if (var) var[t] = (float)v;
+  if (var) var[t] = (float)st.var;
   invstd[t] = (float)is;
   switch (affine) {
   case NN_GN_AFFINE_NONE: {
@@ -140,67 +92,29 @@ static void gn_fwd_group(const float *x, const float *gamma, const float *beta, 
   }
 }
 
-void nn_groupnorm_forward(const float *x, const float *gamma, const float *beta, float *y, float *mean,
-                          float *var, float *invstd, int n, int c, int s, int groups, float eps,
-                          nn_gn_affine affine) {
-  affine = gn_kind(affine, s);
-  const int ng = n * groups;
-#pragma omp parallel for schedule(static) if (gn_parallel(n, c, s) && ng > 1)
-  for (int t = 0; t < ng; t++)
-    gn_fwd_group(x, gamma, beta, y, mean, var, invstd, c, s, groups, (size_t)t, eps, affine);
+void nn_groupnorm_forward(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta, float *y,
+                          float *mean, float *var, float *invstd) {
+  const nn_gn_affine affine = gn_kind(g->affine, g->s);
+  const int ng = g->n * g->groups;
+#pragma omp parallel for schedule(static) if (nc_parallel(g->n, g->c, g->s) && ng > 1)
+  for (int t = 0; t < ng; t++) gn_fwd_group(g, x, gamma, beta, y, mean, var, invstd, (size_t)t, affine);
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
 
-size_t nn_groupnorm_workspace(int n, int c, int groups) {
-  return (size_t)n * ((size_t)WS_PER_GROUP * (size_t)groups + 2 * (size_t)c);
+size_t nn_groupnorm_workspace(const nn_norm_geom *g) {
+  return (size_t)g->n * ((size_t)WS_PER_GROUP * (size_t)g->groups + 2 * (size_t)g->c);
 }
 
-/* Over a contiguous run of len values: sd += sum(x-K), se += sum(e), sed += sum(e*(x-K)) with
+/* Over a contiguous run of len values: sd = sum(x-K), se = sum(e), sed = sum(e*(x-K)) with
  * e = dy (gm == NULL) or dy*gm. Lanes as described at the top; runs shorter than LANES are
  * summed in order by one scalar loop. */
 static inline void gn_run_sums(const float *p, const float *d, const float *gm, size_t len, float K, double *sd,
                                double *se, double *sed) {
-  if (len < LANES) {
-    double a = 0, b = 0, c = 0;
-    for (size_t j = 0; j < len; j++) {
-      double x = (double)p[j] - (double)K, e = d[j];
-      if (gm) e *= gm[j];
-      a += x;
-      b += e;
-      c += e * x;
-    }
-    *sd += a, *se += b, *sed += c;
-    return;
-  }
-  const gn_v8d Kv = (gn_v8d){0} + (double)K;
-  gn_acc ad = {{0}, {0}}, ae = ad, aed = ad;
-  float padx[LANES], pady[LANES], padg[LANES];
-  for (size_t j = 0; j < len; j += LANES) {
-    const float *v = gn_chunk(p, j, len, K, padx), *e = gn_chunk(d, j, len, 0.0f, pady);
-    gn_v8d x0, x1, e0, e1;
-    gn_ld8(&x0, v);
-    gn_ld8(&x1, v + 8);
-    gn_ld8(&e0, e);
-    gn_ld8(&e1, e + 8);
-    if (gm) {
-      const float *gv = gn_chunk(gm, j, len, 1.0f, padg);
-      gn_v8d g0, g1;
-      gn_ld8(&g0, gv);
-      gn_ld8(&g1, gv + 8);
-      e0 *= g0;
-      e1 *= g1;
-    }
-    x0 -= Kv;
-    x1 -= Kv;
-    ad.lo += x0;
-    ad.hi += x1;
-    ae.lo += e0;
-    ae.hi += e1;
-    aed.lo += e0 * x0;
-    aed.hi += e1 * x1;
-  }
-  *sd += gn_lane_sum(&ad), *se += gn_lane_sum(&ae), *sed += gn_lane_sum(&aed);
+  if (len < LANES)
+    nc_bwd_sums_seq(p, d, gm, len, K, sd, se, sed);
+  else
+    nc_bwd_sums(p, d, gm, 1, 0, len, K, NV, sd, se, sed);
 }
 
 /* Phase 1 for group t (sample i, group g): sd = sum(x-K), se = sum(dxhat),
@@ -305,13 +219,13 @@ static void gn_bwd_param_element(const float *x, const float *mean, const float 
   }
 }
 
-void nn_groupnorm_backward(const float *x, const float *gamma, const float *mean, const float *invstd,
-                           const float *dy, float *dx, float *dgamma, float *dbeta, float *ws, int n, int c,
-                           int s, int groups, nn_gn_affine affine) {
-  affine = gn_kind(affine, s);
+void nn_groupnorm_backward(const nn_norm_geom *G, const float *x, const float *gamma, const float *mean,
+                           const float *invstd, const float *dy, float *dx, float *dgamma, float *dbeta, float *ws) {
+  const int n = G->n, c = G->c, s = G->s, groups = G->groups;
+  const nn_gn_affine affine = gn_kind(G->affine, s);
   const int params = affine != NN_GN_AFFINE_NONE && (dgamma || dbeta);
   if (!dx && !params) return;
-  const int ng = n * groups, par = gn_parallel(n, c, s);
+  const int ng = n * groups, par = nc_parallel(n, c, s);
   const int fuse = dx && !(params && dx == dy);
   float *coef = ws, *part = ws + (size_t)WS_PER_GROUP * (size_t)ng;
 #pragma omp parallel for schedule(static) if (par && ng > 1)
@@ -351,8 +265,9 @@ void nn_groupnorm_backward(const float *x, const float *gamma, const float *mean
 
 /* ---- InstanceNorm running statistics --------------------------------------------------- */
 
-int nn_instnorm_running_update(float *run_mean, float *run_var, const float *mean, const float *var, int n,
-                               int c, int s, double momentum) {
+int nn_instnorm_running_update(const nn_norm_geom *g, float *run_mean, float *run_var, const float *mean,
+                               const float *var, double momentum) {
+  const int n = g->n, c = g->c, s = g->s;
   if (s < 2 || n < 1) return 0;
   const size_t nc = (size_t)n * (size_t)c;
   for (size_t k = 0; k < nc; k++)
@@ -366,8 +281,8 @@ int nn_instnorm_running_update(float *run_mean, float *run_var, const float *mea
     }
     bm /= n;
     bv /= n;
-    run_mean[ch] = (float)((1.0 - momentum) * run_mean[ch] + momentum * bm);
-    run_var[ch] = (float)((1.0 - momentum) * run_var[ch] + momentum * bv);
+    nc_ema(&run_mean[ch], bm, momentum);
+    nc_ema(&run_var[ch], bv, momentum);
   }
   return 1;
 }

@@ -3,7 +3,7 @@
  * finite-difference these). Group (i, g) of x[N,C,S] is the m = (C/G)*S contiguous values
  * starting at x[(i*C + g*C/G)*S]; its element k belongs to channel g*C/G + k/S and is
  * element g*m + k of the sample. */
-#include "kernels/groupnorm.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -30,8 +30,11 @@ static void ref_stats(const double *p, int m, double *mean, double *var) {
   *var = sq / m;
 }
 
-void nn_ref_groupnorm_forward(const double *x, const double *gamma, const double *beta, double *y, double *mean,
-                              double *var, int n, int c, int s, int groups, double eps, nn_gn_affine affine) {
+void nn_ref_groupnorm_forward(const nn_norm_geom *geo, const double *x, const double *gamma, const double *beta,
+                              double *y, double *mean, double *var) {
+  const int n = geo->n, c = geo->c, s = geo->s, groups = geo->groups;
+  const double eps = geo->eps;
+  const nn_gn_affine affine = geo->affine;
   const int m = c / groups * s;
   for (int i = 0; i < n; i++)
     for (int g = 0; g < groups; g++) {
@@ -47,9 +50,11 @@ void nn_ref_groupnorm_forward(const double *x, const double *gamma, const double
 }
 
 /* dxhat = dy*gamma; dx = invstd/m * (m*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat)). */
-void nn_ref_groupnorm_backward(const double *x, const double *gamma, const double *dy, double *dx,
-                               double *dgamma, double *dbeta, int n, int c, int s, int groups, double eps,
-                               nn_gn_affine affine) {
+void nn_ref_groupnorm_backward(const nn_norm_geom *geo, const double *x, const double *gamma, const double *dy,
+                               double *dx, double *dgamma, double *dbeta) {
+  const int n = geo->n, c = geo->c, s = geo->s, groups = geo->groups;
+  const double eps = geo->eps;
+  const nn_gn_affine affine = geo->affine;
   const int m = c / groups * s;
   for (int i = 0; i < n; i++)
     for (int g = 0; g < groups; g++) {

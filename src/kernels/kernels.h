@@ -103,8 +103,21 @@ void nn_softmax_xent_backward(const float *probs, const int32_t *labels, float *
 double nn_ref_softmax_xent_forward(const double *logits, const int32_t *labels, double *probs, int n, int k);
 void nn_ref_softmax_xent_backward(const double *probs, const int32_t *labels, double *dlogits, int n, int k, double scale);
 
-/* ---- batch normalization over (N,C) (s = 1) or (N,C,H,W) (s = H*W) ----------------
- * Statistics per channel c over the m = n*s values x[(i*C + c)*s + j].
+/* ---- normalization: batch norm, group norm (LayerNorm, GroupNorm, InstanceNorm) --------
+ * x[N,C,S] (S = H*W, or 1 for (N,C) input); element (i, c, j) is x[(i*C + c)*S + j].
+ * One geometry for all of them; batchnorm.c and groupnorm.c are thin drivers over the
+ * shared core in norm_core.h (moments of strided runs around a shift in double with a
+ * fixed lane order, the backward reductions, finishing the statistics, the running update).
+ * Plain double twins in batchnorm_ref.c and groupnorm_ref.c. */
+typedef enum { NN_GN_AFFINE_NONE = 0, NN_GN_AFFINE_CHANNEL = 1, NN_GN_AFFINE_ELEMENT = 2 } nn_gn_affine;
+typedef struct {
+  int n, c, s;         /* x[N,C,S] */
+  int groups;          /* group norm only: groups per sample (C divisible by it) */
+  nn_gn_affine affine; /* group norm only: layout of gamma/beta (batch norm: gamma NULL = off) */
+  float eps;           /* inside the square root: invstd = 1/sqrt(var + eps) */
+} nn_norm_geom;
+
+/* ---- batch normalization: statistics per channel c over the m = N*S values x[i,c,:] ----
  * gamma/beta may be NULL (affine off: gamma = 1, beta = 0).
  *
  * forward_train: batch mean and BIASED variance (accumulated in double with a per-channel
@@ -120,25 +133,105 @@ void nn_ref_softmax_xent_backward(const double *probs, const int32_t *labels, do
  *   dx = dy * gamma * invstd, dgamma += sum(dy*xhat), dbeta += sum(dy).
  * running_update: run = (1-momentum)*run + momentum*batch, where the variance fed in is
  *   batch_var * m/(m-1) when `unbiased` (PyTorch) or batch_var (Keras). Returns 0 and
- *   leaves run_* untouched if any batch statistic is not finite, 1 otherwise. */
-void nn_bn_forward_train(const float *x, const float *gamma, const float *beta, float *y,
-                         float *mean, float *var, float *invstd, int n, int c, int s, float eps);
-void nn_bn_forward_infer(const float *x, const float *gamma, const float *beta, const float *mean,
-                         const float *var, float *y, int n, int c, int s, float eps);
-void nn_bn_backward_train(const float *x, const float *gamma, const float *mean, const float *invstd,
-                          const float *dy, float *dx, float *dgamma, float *dbeta, int n, int c, int s);
-void nn_bn_backward_infer(const float *x, const float *gamma, const float *mean, const float *var,
-                          const float *dy, float *dx, float *dgamma, float *dbeta, int n, int c, int s, float eps);
-int nn_bn_running_update(float *run_mean, float *run_var, const float *mean, const float *var, int c,
-                         long m, double momentum, int unbiased);
+ *   leaves run_* untouched if any batch statistic is not finite, 1 otherwise.
+ * Backward kernels overwrite dx (NULL to skip) and accumulate into dgamma/dbeta (NULL to
+ * skip). In-place use (y == x, dx == dy) is safe. Results are bitwise identical for any
+ * thread count. */
+void nn_bn_forward_train(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta, float *y,
+                         float *mean, float *var, float *invstd);
+void nn_bn_forward_infer(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
+                         const float *mean, const float *var, float *y);
+void nn_bn_backward_train(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
+                          const float *invstd, const float *dy, float *dx, float *dgamma, float *dbeta);
+void nn_bn_backward_infer(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
+                          const float *var, const float *dy, float *dx, float *dgamma, float *dbeta);
+int nn_bn_running_update(float *run_mean, float *run_var, const float *mean, const float *var, int c, long m,
+                         double momentum, int unbiased);
 
-void nn_ref_bn_forward_train(const double *x, const double *gamma, const double *beta, double *y,
-                             double *mean, double *var, int n, int c, int s, double eps);
-void nn_ref_bn_forward_infer(const double *x, const double *gamma, const double *beta, const double *mean,
-                             const double *var, double *y, int n, int c, int s, double eps);
-void nn_ref_bn_backward_train(const double *x, const double *gamma, const double *dy, double *dx,
-                              double *dgamma, double *dbeta, int n, int c, int s, double eps);
-void nn_ref_bn_backward_infer(const double *x, const double *gamma, const double *mean, const double *var,
-                              const double *dy, double *dx, double *dgamma, double *dbeta, int n, int c, int s, double eps);
+/* ---- batch normalization in phases (synchronized BN: reduce across processes between) ---
+ * The one-shot kernels above are exactly these phases run per channel on one process
+ * (bitwise: phases a, b with the local count give forward_train's outputs; c, d give
+ * backward_train's). With several processes each holding part of the batch (same C, S;
+ * any N), the caller sums the double arrays of phase (a) or (c) over all processes and
+ * passes the totals to (b) or (d):
+ *
+ *   (a) shift[C] = nn_bn_shift(x)          one float per channel, THE SAME on every process
+ *                                          (e.g. broadcast from rank 0; any value near the
+ *                                          data works, the first value is what one-shot uses)
+ *       nn_bn_moments(x, shift) -> sum[C] = sum(x - shift), sumsq[C] = sum((x - shift)^2)
+ *       over the local m = N*S values of each channel, in double.
+ *       ---- all-reduce (sum) sum[C], sumsq[C] and the count m ----
+ *   (b) nn_bn_forward_apply(x, shift, sum, sumsq, count) -> y, mean[C], var[C] (biased),
+ *       invstd[C] of the global batch; then nn_bn_running_update(..., mean, var, C,
+ *       count, ...) on every process (identical inputs give identical running stats).
+ *   (c) nn_bn_backward_sums(x, dy, mean) -> sd[C] = sum(x - mean), sdy[C] = sum(dy),
+ *       sdyd[C] = sum(dy * (x - mean)), double, local, around the float mean of (b)
+ *       (sd recovers the exact mean offset: the float mean alone loses digits).
+ *       ---- all-reduce (sum) sd[C], sdy[C], sdyd[C] ----
+ *   (d) nn_bn_backward_apply(x, dy, mean, invstd, sd, sdy, sdyd, count) -> dx (local),
+ *       dgamma += sum(dy*xhat), dbeta += sum(dy) of the sums given (with global sums every
+ *       process gets the GLOBAL parameter gradient: do not all-reduce it again).
+ * count is the global number of values per channel (sum of N*S), >= 2 for training. */
+void nn_bn_shift(const nn_norm_geom *g, const float *x, float *shift);
+void nn_bn_moments(const nn_norm_geom *g, const float *x, const float *shift, double *sum, double *sumsq);
+void nn_bn_forward_apply(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
+                         const float *shift, const double *sum, const double *sumsq, double count, float *y,
+                         float *mean, float *var, float *invstd);
+void nn_bn_backward_sums(const nn_norm_geom *g, const float *x, const float *dy, const float *mean, double *sd,
+                         double *sdy, double *sdyd);
+void nn_bn_backward_apply(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
+                          const float *invstd, const float *dy, const double *sd, const double *sdy,
+                          const double *sdyd, double count, float *dx, float *dgamma, float *dbeta);
+
+void nn_ref_bn_forward_train(const nn_norm_geom *g, const double *x, const double *gamma, const double *beta,
+                             double *y, double *mean, double *var);
+void nn_ref_bn_forward_infer(const nn_norm_geom *g, const double *x, const double *gamma, const double *beta,
+                             const double *mean, const double *var, double *y);
+void nn_ref_bn_backward_train(const nn_norm_geom *g, const double *x, const double *gamma, const double *dy,
+                              double *dx, double *dgamma, double *dbeta);
+void nn_ref_bn_backward_infer(const nn_norm_geom *g, const double *x, const double *gamma, const double *mean,
+                              const double *var, const double *dy, double *dx, double *dgamma, double *dbeta);
+
+/* ---- group normalization: LayerNorm, GroupNorm and InstanceNorm on one kernel ----------
+ * x[N,C,S] is viewed as N x G groups (G = g->groups); group (i, k) is the m = (C/G)*S
+ * CONTIGUOUS values x[(i*C + k*C/G)*S .. + m), normalized over its own values:
+ *   mu = mean, var = BIASED variance (clamped at 0), invstd = 1/sqrt(var + eps),
+ *   xhat = (x - mu) * invstd,   y = gamma * xhat + beta
+ * with the affine chosen by g->affine:
+ *   NN_GN_AFFINE_NONE     no affine (gamma = 1, beta = 0; gamma/beta ignored)
+ *   NN_GN_AFFINE_CHANNEL  gamma/beta[C]: one value per channel (GroupNorm, InstanceNorm)
+ *   NN_GN_AFFINE_ELEMENT  gamma/beta[C*S]: one value per element of a sample (PyTorch
+ *                         LayerNorm's elementwise affine over normalized_shape = [C,H,W])
+ * GroupNorm(G) is groups = G, LayerNorm over all of a sample is groups = 1, InstanceNorm is
+ * groups = C. C must be divisible by groups (the caller's shape rule guarantees it).
+ *
+ * forward: writes mean[N*G], invstd[N*G] and, if var != NULL, the biased variance var[N*G]
+ *   (index i*G + k). In-place (y == x) is safe.
+ * backward: through the per-group statistics, with mean/invstd from the forward of the same x:
+ *   dxhat = dy * gamma,
+ *   dx = invstd/m * (m*dxhat - sum_group(dxhat) - xhat * sum_group(dxhat*xhat)),
+ *   dgamma += sum over samples (and S for CHANNEL) of dy*xhat, dbeta += the same of dy.
+ *   dgamma/dbeta may be NULL (and are ignored for NN_GN_AFFINE_NONE); ws holds
+ *   nn_groupnorm_workspace(g) floats (4 per group and 2 per (sample, channel)).
+ *   In-place (dx == dy) is safe.
+ * instnorm_running_update: InstanceNorm running statistics from the per-instance statistics of
+ *   a training forward with groups = C (mean[N*C], biased var[N*C], S values each), as PyTorch
+ *   computes them:
+ *     run_mean = (1-momentum)*run_mean + momentum * mean_i(mean[i,c])
+ *     run_var  = (1-momentum)*run_var  + momentum * mean_i(var[i,c] * S/(S-1))   (unbiased)
+ *   Returns 0 and leaves run_* untouched if S < 2 or any statistic is not finite, 1 otherwise.
+ * The twins run two passes in double; mean/var (biased) may be NULL; the backward twin
+ * recomputes the statistics from x. */
+void nn_groupnorm_forward(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta, float *y,
+                          float *mean, float *var, float *invstd);
+size_t nn_groupnorm_workspace(const nn_norm_geom *g);
+void nn_groupnorm_backward(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
+                           const float *invstd, const float *dy, float *dx, float *dgamma, float *dbeta, float *ws);
+int nn_instnorm_running_update(const nn_norm_geom *g, float *run_mean, float *run_var, const float *mean,
+                               const float *var, double momentum);
+void nn_ref_groupnorm_forward(const nn_norm_geom *g, const double *x, const double *gamma, const double *beta,
+                              double *y, double *mean, double *var);
+void nn_ref_groupnorm_backward(const nn_norm_geom *g, const double *x, const double *gamma, const double *dy,
+                               double *dx, double *dgamma, double *dbeta);
 
 #endif

@@ -85,13 +85,19 @@ static int uses_batch_stats(const nn_layer *L, nn_mode mode) {
   return mode == NN_MODE_TRAIN && !b->use_global_stats;
 }
 
+/* The kernels' geometry of a batch of n. */
+static nn_norm_geom geom(const nn_layer *L, int n) {
+  return (nn_norm_geom){.n = n, .c = L->in.c, .s = L->in.h * L->in.w, .eps = (float)L->cfg.bn.eps};
+}
+
 static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
-  int c = L->in.c, s = L->in.h * L->in.w;
+  const nn_norm_geom g = geom(L, n);
+  const int c = g.c, s = g.s;
   const float *gamma = nn_param_ptr(L, L->cfg.bn.affine ? L->p : NULL, 0);
   const float *beta = nn_param_ptr(L, L->cfg.bn.affine ? L->p : NULL, 1);
   float *mean = L->scratch, *var = mean + c, *invstd = var + c;
   if (!uses_batch_stats(L, mode)) {
-    nn_bn_forward_infer(x, gamma, beta, nn_state_ptr(L, 0), nn_state_ptr(L, 1), y, n, c, s, (float)L->cfg.bn.eps);
+    nn_bn_forward_infer(&g, x, gamma, beta, nn_state_ptr(L, 0), nn_state_ptr(L, 1), y);
     return NN_OK;
   }
   if ((long)n * s < 2) {
@@ -103,7 +109,7 @@ static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode m
                       "use a larger batch, drop_last, or eval mode",
                       name, n, shp);
   }
-  nn_bn_forward_train(x, gamma, beta, y, mean, var, invstd, n, c, s, (float)L->cfg.bn.eps);
+  nn_bn_forward_train(&g, x, gamma, beta, y, mean, var, invstd);
   if (mode == NN_MODE_TRAIN && L->cfg.bn.track_running_stats) {
     L->batches_tracked++;
     if (!nn_bn_running_update(nn_state_ptr(L, 0), nn_state_ptr(L, 1), mean, var, c, (long)n * s, new_weight(L),
@@ -115,17 +121,17 @@ static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode m
 
 static void backward(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n, nn_mode mode) {
   (void)y;
-  int c = L->in.c, s = L->in.h * L->in.w;
+  const nn_norm_geom g = geom(L, n);
+  const int c = g.c;
   int learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
   const float *gamma = L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL;
   float *dgamma = learn ? nn_param_ptr(L, L->g, 0) : NULL;
   float *dbeta = learn ? nn_param_ptr(L, L->g, 1) : NULL;
   const float *mean = L->scratch, *invstd = mean + 2 * c;
   if (uses_batch_stats(L, mode))
-    nn_bn_backward_train(x, gamma, mean, invstd, dy, dx, dgamma, dbeta, n, c, s);
+    nn_bn_backward_train(&g, x, gamma, mean, invstd, dy, dx, dgamma, dbeta);
   else
-    nn_bn_backward_infer(x, gamma, nn_state_ptr(L, 0), nn_state_ptr(L, 1), dy, dx, dgamma, dbeta, n, c, s,
-                         (float)L->cfg.bn.eps);
+    nn_bn_backward_infer(&g, x, gamma, nn_state_ptr(L, 0), nn_state_ptr(L, 1), dy, dx, dgamma, dbeta);
 }
 
 static void describe(const nn_layer *L, char *buf, size_t len) {

@@ -1,5 +1,5 @@
 /* groupnorm, layernorm, instancenorm: PyTorch nn.GroupNorm, nn.LayerNorm and
- * nn.InstanceNorm2d on one kernel (kernels/groupnorm.h, ARCHITECTURE.md §4 last bullet): every
+ * nn.InstanceNorm2d on one kernel (kernels/kernels.h, ARCHITECTURE.md §4 last bullet): every
  * (sample, group) is normalized over its own values with the BIASED variance, eps inside
  * the square root, then an affine.
  *
@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kernels/groupnorm.h"
 #include "kernels/kernels.h"
 #include "layers/layer.h"
 
@@ -138,10 +137,16 @@ static void declare(nn_layer *L) {
   L->has_batches_tracked = t;
 }
 
+/* The kernels' geometry of a batch of n. */
+static nn_norm_geom geom(const nn_layer *L, int n) {
+  return (nn_norm_geom){.n = n, .c = L->in.c, .s = L->in.h * L->in.w, .groups = num_groups(L),
+                        .affine = affine_kind(L), .eps = (float)cfg_get(&L->cfg).eps};
+}
+
 /* scratch per (sample, group): mean, invstd, biased var, then the backward workspace */
 static size_t scratch(const nn_layer *L, int n) {
-  const size_t ng = (size_t)n * (size_t)num_groups(L);
-  return 3 * ng + nn_groupnorm_workspace(n, L->in.c, num_groups(L));
+  const nn_norm_geom g = geom(L, n);
+  return 3 * (size_t)n * (size_t)g.groups + nn_groupnorm_workspace(&g);
 }
 
 static void init(nn_layer *L, nn_init init, nn_rng *rng) {
@@ -163,13 +168,14 @@ static int uses_input_stats(const nn_layer *L, nn_mode mode) { return !track(L) 
 
 static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
   const gn_cfg g = cfg_get(&L->cfg);
-  const int c = L->in.c, s = L->in.h * L->in.w, groups = num_groups(L);
-  const size_t ng = (size_t)n * (size_t)groups;
+  const nn_norm_geom geo = geom(L, n);
+  const int s = geo.s;
+  const size_t ng = (size_t)n * (size_t)geo.groups;
   const float *gamma = g.affine ? nn_param_ptr(L, L->p, 0) : NULL;
   const float *beta = g.affine ? nn_param_ptr(L, L->p, 1) : NULL;
   float *mean = L->scratch, *invstd = mean + ng, *var = invstd + ng;
   if (!uses_input_stats(L, mode)) {
-    nn_bn_forward_infer(x, gamma, beta, nn_state_ptr(L, 0), nn_state_ptr(L, 1), y, n, c, s, (float)g.eps);
+    nn_bn_forward_infer(&geo, x, gamma, beta, nn_state_ptr(L, 0), nn_state_ptr(L, 1), y);
     return NN_OK;
   }
   if (L->kind == NN_LAYER_INSTANCENORM && s < 2) {
@@ -180,9 +186,9 @@ static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode m
                       "%s: instance statistics need more than 1 spatial element, got input (%d, %s)%s", name, n,
                       shp, track(L) ? "; eval mode uses the running statistics" : "");
   }
-  nn_groupnorm_forward(x, gamma, beta, y, mean, var, invstd, n, c, s, groups, (float)g.eps, affine_kind(L));
+  nn_groupnorm_forward(&geo, x, gamma, beta, y, mean, var, invstd);
   if (mode == NN_MODE_TRAIN && track(L)) {
-    if (!nn_instnorm_running_update(nn_state_ptr(L, 0), nn_state_ptr(L, 1), mean, var, n, c, s, g.momentum))
+    if (!nn_instnorm_running_update(&geo, nn_state_ptr(L, 0), nn_state_ptr(L, 1), mean, var, g.momentum))
       L->skipped_updates++;
   }
   return NN_OK;
@@ -191,19 +197,18 @@ static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode m
 static void backward(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n, nn_mode mode) {
   (void)y;
   const gn_cfg g = cfg_get(&L->cfg);
-  const int c = L->in.c, s = L->in.h * L->in.w, groups = num_groups(L);
-  const size_t ng = (size_t)n * (size_t)groups;
+  const nn_norm_geom geo = geom(L, n);
+  const size_t ng = (size_t)n * (size_t)geo.groups;
   const float *gamma = g.affine ? nn_param_ptr(L, L->p, 0) : NULL;
   float *dgamma = g.affine ? nn_param_ptr(L, L->g, 0) : NULL;
   float *dbeta = g.affine ? nn_param_ptr(L, L->g, 1) : NULL;
   if (!uses_input_stats(L, mode)) {
-    nn_bn_backward_infer(x, gamma, nn_state_ptr(L, 0), nn_state_ptr(L, 1), dy, dx, dgamma, dbeta, n, c, s,
-                         (float)g.eps);
+    nn_bn_backward_infer(&geo, x, gamma, nn_state_ptr(L, 0), nn_state_ptr(L, 1), dy, dx, dgamma, dbeta);
     return;
   }
   const float *mean = L->scratch, *invstd = mean + ng;
   float *ws = L->scratch + 3 * ng;
-  nn_groupnorm_backward(x, gamma, mean, invstd, dy, dx, dgamma, dbeta, ws, n, c, s, groups, affine_kind(L));
+  nn_groupnorm_backward(&geo, x, gamma, mean, invstd, dy, dx, dgamma, dbeta, ws);
 }
 
 /* ---- describe ---------------------------------------------------------------------------- */

@@ -1,0 +1,246 @@
+/* The normalization core shared by batchnorm.c and groupnorm.c (internal to src/kernels/).
+ *
+ * Shapes: every primitive reads `runs` runs of `len` floats, run r starting at x + r*stride
+ * (BatchNorm: one channel = N runs of S floats, stride C*S; GroupNorm: one group = 1 run
+ * of (C/G)*S floats), or, for the column primitives, `rows` rows of `cw` channels at
+ * stride C (BatchNorm with S = 1).
+ *
+ * Numerics (bitwise contract; the drivers and their tests rely on it):
+ * - Sums are accumulated in double around a shift K (a float the driver chooses: a first
+ *   value in forward, the float mean in backward), so 1e4 + N(0,1e-2) keeps its digits.
+ * - Lanes: the run primitives keep LANES = 8*nv double accumulators (nv = 2 or 4, fixed per
+ *   driver: GroupNorm 16, BatchNorm 32); lane l takes the elements at positions
+ *   j % LANES == l of every run, a run's last partial chunk is padded with values
+ *   contributing exactly 0 (x = K, dy = 0, gamma = 1), and the final sum runs over lanes
+ *   0..LANES-1 in order. The column primitives accumulate each channel over rows 0..rows-1
+ *   in order. The order therefore depends on the data layout only, never on threads.
+ * - Everything here is static inline: no state, no allocation, no threads. */
+#ifndef NN_KERNELS_NORM_CORE_H
+#define NN_KERNELS_NORM_CORE_H
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#define NC_MAX_LANES 32
+#define NC_PAR_MIN_ELEMS 16384 /* below this a norm kernel stays on the calling thread */
+
+static inline int nc_parallel(int n, int c, int s) {
+  return (size_t)n * (size_t)c * (size_t)s >= NC_PAR_MIN_ELEMS;
+}
+
+/* GCC/Clang generic vectors keep the accumulators in registers (arrays indexed in a loop
+ * would live in memory). Vectors go through pointers, never by value: no ABI dependence on
+ * the target flags. */
+typedef float nc_v8f __attribute__((vector_size(32)));
+typedef double nc_v8d __attribute__((vector_size(64)));
+
+/* 8 floats -> 8 doubles (exact; one instruction with AVX-512, two with AVX2). */
+static inline void nc_ld8(nc_v8d *out, const float *p) {
+#ifdef __AVX512F__
+  *out = (nc_v8d)_mm512_cvtps_pd(_mm256_loadu_ps(p));
+#else
+  nc_v8f v;
+  memcpy(&v, p, sizeof v);
+  *out = __builtin_convertvector(v, nc_v8d);
+#endif
+}
+
+/* *out = v in every lane. */
+static inline void nc_splat(nc_v8d *out, double v) { *out = (nc_v8d){0} + v; }
+
+/* Up to four 8-lane accumulators of one quantity; a driver uses the first nv. */
+typedef struct {
+  nc_v8d v0, v1, v2, v3;
+} nc_acc;
+
+static inline void nc_acc_zero(nc_acc *a) { *a = (nc_acc){{0}, {0}, {0}, {0}}; }
+
+static inline double nc_lane_sum(const nc_acc *a, int nv) {
+  double s = 0;
+  for (int l = 0; l < 8; l++) s += a->v0[l];
+  for (int l = 0; l < 8; l++) s += a->v1[l];
+  if (nv == 4) {
+    for (int l = 0; l < 8; l++) s += a->v2[l];
+    for (int l = 0; l < 8; l++) s += a->v3[l];
+  }
+  return s;
+}
+
+/* The chunk of p starting at j, or a copy in pad filled with `fill` past len. */
+static inline const float *nc_chunk(const float *p, size_t j, size_t len, int lanes, float fill, float *pad) {
+  if (j + (size_t)lanes <= len) return p + j;
+  for (size_t l = 0; l < (size_t)lanes; l++) pad[l] = j + l < len ? p[j + l] : fill;
+  return pad;
+}
+
+/* ---- forward moments --------------------------------------------------------------------- */
+
+/* One 8-lane step: d = x - K; a1 += d; a2 += d*d. */
+static inline void nc_mom8(nc_v8d *a1, nc_v8d *a2, const float *v, const nc_v8d *K) {
+  nc_v8d d;
+  nc_ld8(&d, v);
+  d -= *K;
+  *a1 += d;
+  *a2 += d * d;
+}
+
+/* Adds one run of len floats: a1 += x - K, a2 += (x - K)^2, 8*nv lanes (Kv = K splat). */
+static inline void nc_mom_run(nc_acc *a1, nc_acc *a2, const float *p, size_t len, float K, const nc_v8d *Kv, int nv) {
+  const int lanes = 8 * nv;
+  float pad[NC_MAX_LANES];
+  for (size_t j = 0; j < len; j += (size_t)lanes) {
+    const float *v = nc_chunk(p, j, len, lanes, K, pad);
+    nc_mom8(&a1->v0, &a2->v0, v, Kv);
+    nc_mom8(&a1->v1, &a2->v1, v + 8, Kv);
+    if (nv == 4) {
+      nc_mom8(&a1->v2, &a2->v2, v + 16, Kv);
+      nc_mom8(&a1->v3, &a2->v3, v + 24, Kv);
+    }
+  }
+}
+
+/* s1 = sum(x - K), s2 = sum((x - K)^2) over the runs, 8*nv lanes. */
+static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t len, float K, int nv, double *s1,
+                              double *s2) {
+  nc_v8d Kv;
+  nc_splat(&Kv, (double)K);
+  nc_acc a1, a2;
+  nc_acc_zero(&a1);
+  nc_acc_zero(&a2);
+  for (size_t r = 0; r < runs; r++) nc_mom_run(&a1, &a2, x + r * stride, len, K, &Kv, nv);
+  *s1 = nc_lane_sum(&a1, nv);
+  *s2 = nc_lane_sum(&a2, nv);
+}
+
+/* Columns: a1[k] += x - K[k], a2[k] += (x - K[k])^2 for channels k < cw of rows 0..rows-1. */
+static inline void nc_col_moments(const float *x, int rows, size_t stride, int cw, const double *Kd, double *a1,
+                                  double *a2) {
+  for (int i = 0; i < rows; i++) {
+    const float *p = x + (size_t)i * stride;
+#pragma omp simd
+    for (int k = 0; k < cw; k++) {
+      double d = (double)p[k] - Kd[k];
+      a1[k] += d;
+      a2[k] += d * d;
+    }
+  }
+}
+
+/* ---- finishing the statistics -------------------------------------------------------------
+ * From m values with s1 = sum(x-K), s2 = sum((x-K)^2): off = mean - K, the biased variance
+ * (clamped at 0; NaN kept so that a running update can refuse it), invstd = 1/sqrt(var+eps). */
+typedef struct {
+  double off, var, invstd;
+} nc_stats;
+
+static inline nc_stats nc_finish(double s1, double s2, double m, float eps) {
+  nc_stats st;
+  st.off = s1 / m;
+  double v = s2 / m - st.off * st.off;
+  if (v < 0) v = 0;
+  st.var = v;
+  st.invstd = 1.0 / sqrt(v + (double)eps);
+  return st;
+}
+
+/* ---- backward reductions ------------------------------------------------------------------ */
+
+/* One 8-lane step: d = x - K, e = dy (times gamma when gm): ad += d (unless ad is NULL),
+ * ae += e, aed += e*d. */
+static inline void nc_bwd8(nc_v8d *ad, nc_v8d *ae, nc_v8d *aed, const float *v, const float *g, const float *gm,
+                           const nc_v8d *K) {
+  nc_v8d d, e;
+  nc_ld8(&d, v);
+  nc_ld8(&e, g);
+  if (gm) {
+    nc_v8d w;
+    nc_ld8(&w, gm);
+    e *= w;
+  }
+  d -= *K;
+  if (ad) *ad += d;
+  *ae += e;
+  *aed += e * d;
+}
+
+/* Adds one run of len values of x and dy, with e = dy, or dy*gm when gm != NULL:
+ * ad += x - K (unless ad is NULL), ae += e, aed += e * (x - K); 8*nv lanes (Kv = K splat). */
+static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *x, const float *dy, const float *gm,
+                              size_t len, float K, const nc_v8d *Kv, int nv) {
+  const int lanes = 8 * nv;
+  float padx[NC_MAX_LANES], pady[NC_MAX_LANES], padg[NC_MAX_LANES];
+  for (size_t j = 0; j < len; j += (size_t)lanes) {
+    const float *v = nc_chunk(x, j, len, lanes, K, padx), *g = nc_chunk(dy, j, len, lanes, 0.0f, pady);
+    const float *w = gm ? nc_chunk(gm, j, len, lanes, 1.0f, padg) : NULL;
+    nc_bwd8(ad ? &ad->v0 : NULL, &ae->v0, &aed->v0, v, g, w, Kv);
+    nc_bwd8(ad ? &ad->v1 : NULL, &ae->v1, &aed->v1, v + 8, g + 8, w ? w + 8 : NULL, Kv);
+    if (nv == 4) {
+      nc_bwd8(ad ? &ad->v2 : NULL, &ae->v2, &aed->v2, v + 16, g + 16, w ? w + 16 : NULL, Kv);
+      nc_bwd8(ad ? &ad->v3 : NULL, &ae->v3, &aed->v3, v + 24, g + 24, w ? w + 24 : NULL, Kv);
+    }
+  }
+}
+
+/* sd = sum(x - K), se = sum(e), sed = sum(e * (x - K)) over `runs` runs of x and dy (run r
+ * at offset r*stride); gm as in nc_bwd_run, for runs == 1 only. */
+static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm, size_t runs, size_t stride,
+                               size_t len, float K, int nv, double *sd, double *se, double *sed) {
+  nc_v8d Kv;
+  nc_splat(&Kv, (double)K);
+  nc_acc ad, ae, aed;
+  nc_acc_zero(&ad);
+  nc_acc_zero(&ae);
+  nc_acc_zero(&aed);
+  for (size_t r = 0; r < runs; r++) nc_bwd_run(&ad, &ae, &aed, x + r * stride, dy + r * stride, gm, len, K, &Kv, nv);
+  *sd = nc_lane_sum(&ad, nv);
+  *se = nc_lane_sum(&ae, nv);
+  *sed = nc_lane_sum(&aed, nv);
+}
+
+/* The same sums over one short run, in element order (no lanes). */
+static inline void nc_bwd_sums_seq(const float *x, const float *dy, const float *gm, size_t len, float K, double *sd,
+                                   double *se, double *sed) {
+  double a = 0, b = 0, c = 0;
+  for (size_t j = 0; j < len; j++) {
+    double d = (double)x[j] - (double)K, e = dy[j];
+    if (gm) e *= gm[j];
+    a += d;
+    b += e;
+    c += e * d;
+  }
+  *sd = a, *se = b, *sed = c;
+}
+
+/* Columns: ad[k] += x - K[k] (when ad != NULL), ady[k] += dy, adyd[k] += dy*(x - K[k]). */
+static inline void nc_col_bwd_sums(const float *x, const float *dy, int rows, size_t stride, int cw, const double *Kd,
+                                   double *ad, double *ady, double *adyd) {
+  for (int i = 0; i < rows; i++) {
+    const size_t o = (size_t)i * stride;
+    if (ad) {
+#pragma omp simd
+      for (int k = 0; k < cw; k++) {
+        double d = (double)x[o + k] - Kd[k], e = dy[o + k];
+        ad[k] += d;
+        ady[k] += e;
+        adyd[k] += e * d;
+      }
+    } else {
+#pragma omp simd
+      for (int k = 0; k < cw; k++) {
+        double e = dy[o + k];
+        ady[k] += e;
+        adyd[k] += e * ((double)x[o + k] - Kd[k]);
+      }
+    }
+  }
+}
+
+/* ---- running statistics -------------------------------------------------------------------- */
+
+/* run = (1 - w) * run + w * batch, in double, rounded once. */
+static inline void nc_ema(float *run, double batch, double w) { *run = (float)((1.0 - w) * (double)*run + w * batch); }
+
+#endif
