@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "normnet.h"
+#include "normnet_plot.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 

@@ -25,7 +25,7 @@ static const char *const usage =
 
 int main(int argc, char **argv) {
   if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
-    printf("normnet %s\n", NN_VERSION_STRING);
+    printf("normnet %s\n", nn_version());
     return EXIT_OK;
   }
   int help_cmd = argc == 3 && !strcmp(argv[1], "help");

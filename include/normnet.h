@@ -1,12 +1,14 @@
 /* normnet.h — the one public header of normnet: neural networks with Batch Normalization
  * (and its relatives) in C11.
  *
- * Worked example: train BN-LeNet on Fashion-MNIST for one epoch and print test accuracy.
+ * Worked example: train BN-LeNet on Fashion-MNIST for one epoch and print test accuracy
+ * (scripts/check-install.sh compiles and runs it against an installed normnet).
  *
  *     #include <normnet.h>
  *     #include <stdio.h>
+ *     #include <stdlib.h>
  *
- *     int main(void) {
+ *     int main(int argc, char **argv) {
  *       nn_error err = {0};
  *       nn_dataset *train = NULL, *test = NULL;
  *       nn_spec *spec = NULL;
@@ -29,6 +31,7 @@
  *       fc.epochs = 1;
  *       fc.batch_size = p->batch_size;
  *       fc.input_norm = p->input_norm;               // (x - 0.5) / 0.5
+ *       fc.max_steps = argc > 1 ? atol(argv[1]) : 0; // optional: stop after N steps
  *       if (nn_optimizer_create(&oc, model, &opt, &err) ||
  *           nn_fit(model, opt, train, test, &fc, NULL, &hist, &err)) {
  *         fprintf(stderr, "%s\n", err.msg);
@@ -63,6 +66,18 @@ extern "C" {
 #else
 #define NN_API
 #endif
+
+/* ---- version ---------------------------------------------------------------------------- */
+#define NN_VERSION_MAJOR 0
+#define NN_VERSION_MINOR 1
+#define NN_VERSION_PATCH 0
+#define NN_VERSION_STR_(x) #x
+#define NN_VERSION_STR(x) NN_VERSION_STR_(x)
+/* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
+ * catch a program built against one version and run with another). */
+#define NN_VERSION_STRING \
+  NN_VERSION_STR(NN_VERSION_MAJOR) "." NN_VERSION_STR(NN_VERSION_MINOR) "." NN_VERSION_STR(NN_VERSION_PATCH)
+NN_API const char *nn_version(void);
 
 /* ---- status and errors ---------------------------------------------------------------- */
 typedef enum {
@@ -418,28 +433,11 @@ NN_API nn_status nn_evaluate_confusion(nn_model *m, const nn_dataset *ds, nn_inp
 NN_API double nn_confusion_class_accuracy(const nn_confusion *cm, int cls);
 NN_API void nn_confusion_free(nn_confusion *cm);
 
-/* ---- plots (cairo: PNG and SVG from one drawing routine) -------------------------------- */
-typedef struct {
-  const char *label;     /* legend text; lines with the same color share one legend entry */
-  const double *x, *y;   /* n points; NaN y values are skipped */
-  int n;
-  int color;             /* palette index: one color per variant */
-  int dashed;            /* 1: dashed (train curves), 0: solid (validation curves) */
-} nn_plot_line;
-typedef struct {
-  const char *title, *xlabel, *ylabel;
-  const nn_plot_line *lines;
-  int nlines;
-  int log_x;             /* logarithmic x axis (batch sizes) */
-} nn_plot_panel;
+/* ---- labels ------------------------------------------------------------------------------ */
 /* Legend name of a normalization variant as the tutorials write it: "batch" -> "with BN",
  * "none" -> "without BN", "group:4" -> "GroupNorm (4)", "layer" -> "LayerNorm",
  * "batch@after" -> "with BN, after the activation"; anything else is copied. */
 NN_API void nn_norm_label(const char *norm, char *buf, size_t len);
-/* Draw panels side by side under an overall title into png_path and/or svg_path (either
- * may be NULL). Byte-identical output for identical input. */
-NN_API nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const char *title, int width,
-                               int height, const char *png_path, const char *svg_path, nn_error *err);
 
 /* ---- augmentation (seed 001 section 13), training only ---------------------------------- */
 typedef struct nn_augment_s {

@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "normnet.h"
+#include "normnet_plot.h"
 
 /* tab10, as in src/report/plot.c */
 static const int PAL[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
-#include "normnet.h"
+#include "normnet_plot.h"
 
 #define FONT "DejaVu Sans"
 #define MAX_TICKS 64

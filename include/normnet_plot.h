@@ -1,0 +1,36 @@
+/* normnet_plot.h — line plots of training histories (PNG and SVG with cairo), the
+ * normnet_plot library. Link it (find_package(normnet COMPONENTS plot) -> normnet::plot, or
+ * pkg-config normnet-plot) only where plots are drawn: the core library never needs cairo. */
+#ifndef NORMNET_PLOT_H
+#define NORMNET_PLOT_H
+
+#include "normnet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- plots (cairo: PNG and SVG from one drawing routine) -------------------------------- */
+typedef struct {
+  const char *label;     /* legend text; lines with the same color share one legend entry */
+  const double *x, *y;   /* n points; NaN y values are skipped */
+  int n;
+  int color;             /* palette index: one color per variant */
+  int dashed;            /* 1: dashed (train curves), 0: solid (validation curves) */
+} nn_plot_line;
+typedef struct {
+  const char *title, *xlabel, *ylabel;
+  const nn_plot_line *lines;
+  int nlines;
+  int log_x;             /* logarithmic x axis (batch sizes) */
+} nn_plot_panel;
+/* Draw panels side by side under an overall title into png_path and/or svg_path (either
+ * may be NULL). Byte-identical output for identical input. */
+NN_API nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const char *title, int width,
+                               int height, const char *png_path, const char *svg_path, nn_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
