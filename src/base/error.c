@@ -5,12 +5,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Copy src to dst (capacity cap) with every byte outside printable ASCII written as \xNN,
+ * so that text echoed from a file (a spec token, a checkpoint key, a file name) can carry
+ * no terminal escape, newline or invalid UTF-8 into the one-line message. An escape that
+ * does not fit whole is dropped. */
+static void escape_into(char *dst, size_t cap, const char *src) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+  for (const unsigned char *p = (const unsigned char *)src; *p && o + 1 < cap; p++) {
+    if (*p >= 0x20 && *p < 0x7f) {
+      dst[o++] = (char)*p;
+    } else {
+      if (o + 4 >= cap) break;
+      dst[o++] = '\\', dst[o++] = 'x', dst[o++] = hex[*p >> 4], dst[o++] = hex[*p & 15];
+    }
+  }
+  dst[o] = 0;
+}
+
 nn_status nn_err_set(nn_error *err, nn_status code, const char *fmt, ...) {
   if (err) {
+    char raw[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    escape_into(err->msg, sizeof err->msg, raw);
     err->code = code;
   }
   return code;
@@ -18,11 +38,12 @@ nn_status nn_err_set(nn_error *err, nn_status code, const char *fmt, ...) {
 
 nn_status nn_err_prefix(nn_error *err, nn_status code, const char *fmt, ...) {
   if (err) {
-    char head[sizeof err->msg];
+    char raw[sizeof err->msg], head[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    escape_into(head, sizeof head, raw);
     size_t cap = sizeof err->msg - 1, hl = strlen(head), ol = strlen(err->msg);
     if (hl > cap) hl = cap;
     if (ol > cap - hl) ol = cap - hl;
