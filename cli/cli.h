@@ -57,6 +57,9 @@ typedef struct {
   char name[256];
 } cli_model;
 int cli_model_resolve(const char *cmd, const char *arg, cli_model *out);
+/* Remove "--max-params N" (any position) from argv and keep N for cli_model_resolve;
+ * -1 after printing an error for a bad value. */
+int cli_take_max_params(int *argc, char **argv);
 void cli_model_free(cli_model *m);
 /* Load the model of a resolved --model (building and initialising a fresh one for a spec,
  * loading the checkpoint otherwise), after applying --norm (may be NULL). */

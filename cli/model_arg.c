@@ -9,12 +9,35 @@ static int ends_with(const char *s, const char *suffix) {
   return n >= k && !strcmp(s + n - k, suffix);
 }
 
+static unsigned long long max_params; /* --max-params; 0 = the library's default */
+
+int cli_take_max_params(int *argc, char **argv) {
+  for (int i = 1; i < *argc; i++) {
+    const char *v = NULL;
+    int take = 0;
+    if (!strcmp(argv[i], "--max-params")) v = i + 1 < *argc ? argv[i + 1] : NULL, take = 2;
+    else if (!strncmp(argv[i], "--max-params=", 13)) v = argv[i] + 13, take = 1;
+    if (!take) continue;
+    cli_args a = {.argc = *argc, .argv = argv, .cmd = i > 1 ? argv[1] : "normnet", .val = v};
+    if (cli_u64(&a, "--max-params", &max_params)) return -1;
+    if (max_params == 0) {
+      cli_error(a.cmd, "--max-params: expected a positive integer, got '%s'", v);
+      return -1;
+    }
+    memmove(argv + i, argv + i + take, (size_t)(*argc - i - take + 1) * sizeof *argv);
+    *argc -= take;
+    i--;
+  }
+  return 0;
+}
+
 int cli_model_resolve(const char *cmd, const char *arg, cli_model *out) {
   memset(out, 0, sizeof *out);
   nn_error err = {0};
   snprintf(out->name, sizeof out->name, "%s", arg);
   if ((out->preset = nn_preset_find(arg))) {
     if (nn_spec_parse(out->preset->spec, arg, &out->spec, &err)) return cli_fail(cmd, &err);
+    nn_spec_set_max_params(out->spec, max_params);
     return EXIT_OK;
   }
   struct stat sb;
@@ -40,6 +63,7 @@ int cli_model_resolve(const char *cmd, const char *arg, cli_model *out) {
     return EXIT_OK;
   }
   if (nn_spec_load(arg, &out->spec, &err)) return cli_fail(cmd, &err);
+  nn_spec_set_max_params(out->spec, max_params);
   return EXIT_OK;
 }
 

@@ -193,6 +193,12 @@ NN_API nn_status nn_spec_set_bn_placement(nn_spec *spec, const char *placement, 
 NN_API void nn_spec_freeze_bn(nn_spec *spec);
 /* Print the spec back as canonical text (every key explicit). Returns a malloc'd string. */
 NN_API char *nn_spec_to_text(const nn_spec *spec);
+/* Model-size limit, checked by nn_model_create before anything is allocated: the total
+ * parameter count and the activation values one sample needs (every layer's output and
+ * scratch) must each be at most `limit`. Default NN_DEFAULT_MAX_PARAMS (2^30); larger sizes
+ * are refused with NN_ERR_ARG naming the layer and the size asked for. */
+#define NN_DEFAULT_MAX_PARAMS (1ull << 30)
+NN_API void nn_spec_set_max_params(nn_spec *spec, unsigned long long limit);
 
 /* ---- model -------------------------------------------------------------------------- */
 typedef struct nn_model nn_model;
@@ -394,6 +400,18 @@ NN_API const nn_epoch_record *nn_history_get(const nn_history *h, int i);
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err);
 /* Read the first `epochs` rows of a history CSV written by nn_history_write_csv (resume). */
 NN_API nn_status nn_history_read_csv(const char *path, int epochs, nn_history **out, nn_error *err);
+/* One row of a run's activations.csv (written with --track-activations): a hidden layer's
+ * pre-activation mean and standard deviation on the probe batch after an epoch. */
+typedef struct {
+  int epoch, layer;
+  char kind[32];           /* the layer kind: [a-z0-9_] only */
+  double mean, std;
+  int line;                /* in the file, for messages */
+} nn_activation_row;
+/* Read activations.csv: the header, then rows with epoch in [0, 10^7], layer in [0, 65535],
+ * at most 2^20 rows, each (epoch, layer) once. Rows come back sorted by (epoch, layer).
+ * Any other content is NN_ERR_FORMAT naming the line. *rows is malloc'd. */
+NN_API nn_status nn_activations_read_csv(const char *path, nn_activation_row **rows, int *n, nn_error *err);
 /* An empty history, and appending one record (for callers that keep their own). */
 NN_API nn_history *nn_history_create(void);
 NN_API nn_status nn_history_append(nn_history *h, const nn_epoch_record *rec, nn_error *err);

@@ -1,12 +1,21 @@
 /* flatten: CxHxW -> C*H*W, PyTorch nn.Flatten (a copy: NCHW is already contiguous). */
+#include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "kernels/kernels.h"
 #include "layers/layer.h"
 
 static int flat_shape(const nn_layer_cfg *c, nn_shape in, nn_shape *out, char *why, size_t len) {
-  (void)c, (void)why, (void)len;
-  *out = (nn_shape){1, (int)nn_shape_size(in), 1, 1};
+  (void)c;
+  /* the flat width is an int: refuse what would not fit instead of truncating it */
+  unsigned long long hw, chw;
+  if (__builtin_mul_overflow((unsigned long long)in.h, (unsigned long long)in.w, &hw) ||
+      __builtin_mul_overflow(hw, (unsigned long long)in.c, &chw) || chw > INT_MAX) {
+    snprintf(why, len, "flattening %dx%dx%d gives more than %d values per sample", in.c, in.h, in.w, INT_MAX);
+    return -1;
+  }
+  *out = (nn_shape){1, (int)chw, 1, 1};
   return 0;
 }
 

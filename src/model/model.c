@@ -1,11 +1,80 @@
 #include "model/model.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "kernels/kernels.h"
+
+/* Checked size arithmetic: 0 on success, -1 if the result does not fit 64 bits. */
+static int add_u64(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_add_overflow(a, b, r) ? -1 : 0; }
+static int mul_u64(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_mul_overflow(a, b, r) ? -1 : 0; }
+
+/* Values in a shape, or -1 if the product overflows. */
+static int shape_values(nn_shape s, uint64_t *r) {
+  uint64_t t;
+  return mul_u64((uint64_t)s.c, (uint64_t)s.h, &t) || mul_u64(t, (uint64_t)s.w, r) ? -1 : 0;
+}
+
+static uint64_t max_params(const nn_spec *s) { return s->max_params ? s->max_params : NN_DEFAULT_MAX_PARAMS; }
+
+/* Values one sample needs at most (kernels index a sample with int). */
+static uint64_t max_values(const nn_spec *s) { return max_params(s) < INT_MAX ? max_params(s) : INT_MAX; }
+
+#define SIZE_HINT "(the model-size limit; raise it with --max-params)"
+
+/* Check the input shape, then before each layer's declarations: its output shape, each of
+ * its tensors and the running totals of parameters and of activation values per sample,
+ * all against the model-size limit, so a spec can neither wrap a count nor make
+ * nn_model_create allocate more than the limit allows. */
+static nn_status check_input(const nn_spec *spec, uint64_t *act, nn_error *err) {
+  if (shape_values(spec->input, act) || *act > max_values(spec)) {
+    char shp[64];
+    nn_shape_format(spec->input, shp, sizeof shp);
+    return nn_err_set(err, NN_ERR_ARG, "%s:%d: input shape=%s has more than %llu values per sample %s", spec->source,
+                      spec->input_line, shp, (unsigned long long)max_values(spec), SIZE_HINT);
+  }
+  return NN_OK;
+}
+
+static nn_status check_layer(const nn_spec *spec, const nn_layer *L, uint64_t *params, uint64_t *act, nn_error *err) {
+  const char *name = nn_layer_table[L->kind]->name;
+  uint64_t out, scratch, t;
+  if (shape_values(L->out, &out) || out > max_values(spec))
+    return nn_err_set(err, NN_ERR_ARG, "%s:%d: layer %d (%s): an output of %dx%dx%d values per sample, above %llu %s",
+                      spec->source, L->line, L->index, name, L->out.c, L->out.h, L->out.w,
+                      (unsigned long long)max_values(spec), SIZE_HINT);
+  scratch = nn_layer_table[L->kind]->scratch(L, 1);
+  /* the arena holds per sample: the layer's input gradient, its output and its scratch */
+  if (add_u64(*act, out, act) || add_u64(*act, out, act) || add_u64(*act, scratch, act) || *act > max_values(spec))
+    return nn_err_set(err, NN_ERR_ARG,
+                      "%s:%d: layer %d (%s): the model needs more than %llu activation values per sample %s",
+                      spec->source, L->line, L->index, name, (unsigned long long)max_values(spec), SIZE_HINT);
+  const nn_tensor_decl *d[4] = {&L->param[0], &L->param[1], &L->state[0], &L->state[1]};
+  const int use[4] = {L->nparam > 0, L->nparam > 1, L->nstate > 0, L->nstate > 1};
+  for (int k = 0; k < 4; k++) {
+    if (!use[k]) continue;
+    uint64_t count = 1;
+    int bad = 0;
+    for (int j = 0; j < d[k]->ndim; j++) bad |= mul_u64(count, (uint64_t)d[k]->dims[j], &count);
+    NN_ASSERT(bad || count == d[k]->count);
+    if (bad || add_u64(*params, count, &t) || t > max_params(spec)) {
+      char dims[96] = "";
+      for (int j = 0, o = 0; j < d[k]->ndim && o < (int)sizeof dims; j++)
+        o += snprintf(dims + o, sizeof dims - (size_t)o, "%s%d", j ? "x" : "", d[k]->dims[j]);
+      return nn_err_set(err, NN_ERR_ARG, "%s:%d: layer %d (%s): %s [%s] brings the model above %llu parameters %s",
+                        spec->source, L->line, L->index, name, d[k]->suffix, dims,
+                        (unsigned long long)max_params(spec), SIZE_HINT);
+    }
+    *params = t;
+  }
+  return NN_OK;
+}
 
 nn_status nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err) {
   *out = NULL;
@@ -16,6 +85,12 @@ nn_status nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err) {
   }
   m->nlayers = spec->n;
   nn_shape in = spec->input;
+  uint64_t params = 0, act = 0;
+  nn_status st = check_input(spec, &act, err);
+  if (st) {
+    nn_model_free(m);
+    return st;
+  }
   for (int i = 0; i < spec->n; i++) {
     nn_layer *L = &m->layers[i];
     const nn_layer_spec *ls = &spec->layers[i];
@@ -31,6 +106,10 @@ nn_status nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err) {
       return nn_err_set(err, NN_ERR_SHAPE, "%s:%d: layer %d (%s): %s", spec->source, ls->line, i, ops->name, why);
     }
     ops->declare(L);
+    if ((st = check_layer(spec, L, &params, &act, err))) {
+      nn_model_free(m);
+      return st;
+    }
     size_t off = 0;
     for (int t = 0; t < L->nparam; t++) L->param[t].offset = off, off += L->param[t].count;
     size_t soff = 0;
@@ -176,22 +255,51 @@ void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {
 }
 
 /* ---- activation arena ---------------------------------------------------------------- */
+/* Address space the kernels take without a way to report failure: oneDNN's GEMM packing
+ * buffers (it crashes on a failed allocation) and the stacks of the OpenMP threads
+ * (libgomp exits on a failed thread creation). Probed by allocating and freeing it right
+ * after the arena, so that under a memory limit training is refused with NN_ERR_NOMEM up
+ * front instead of dying in the first step. */
+#define KERNEL_HEADROOM_BASE ((size_t)16 << 20)
+#define KERNEL_HEADROOM_PER_THREAD ((size_t)8 << 20)
+
+static int headroom_available(void) {
+  size_t want = KERNEL_HEADROOM_BASE + (size_t)omp_get_max_threads() * KERNEL_HEADROOM_PER_THREAD;
+  void *p = malloc(want);
+  free(p);
+  return p != NULL;
+}
+
 nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   if (n <= m->plan_n) return NN_OK;
-  size_t total = 0, k = (size_t)nn_model_output_size(m);
-  total += (size_t)n * nn_shape_size(m->spec->input);
+  size_t k = (size_t)nn_model_output_size(m);
+  uint64_t total, t;
+  int bad = mul_u64((uint64_t)n, nn_shape_size(m->spec->input), &total);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
     /* dact[i], act[i+1], scratch */
-    total += (size_t)n * nn_shape_size(L->in) + (size_t)n * nn_shape_size(L->out) + nn_layer_table[L->kind]->scratch(L, n);
+    bad |= mul_u64((uint64_t)n, (uint64_t)nn_shape_size(L->in) + nn_shape_size(L->out), &t) || add_u64(total, t, &total) ||
+           add_u64(total, nn_layer_table[L->kind]->scratch(L, n), &total);
   }
-  total += 2 * (size_t)n * k + (size_t)n; /* dlogits, probs, labels (int32 slots) */
-  float *arena = malloc(total * sizeof(float));
+  /* dlogits, probs, labels (int32 slots) */
+  bad |= mul_u64((uint64_t)n, 2 * k + 1, &t) || add_u64(total, t, &total) || total > SIZE_MAX / sizeof(float);
+  if (bad)
+    return nn_err_set(err, NN_ERR_NOMEM, "the activations of a batch of %d do not fit in memory (size overflow)", n);
+  float *arena = malloc((size_t)total * sizeof(float));
   float **act = malloc((size_t)(m->nlayers + 1) * sizeof *act);
   float **dact = malloc((size_t)(m->nlayers + 1) * sizeof *dact);
   if (!arena || !act || !dact) {
     free(arena), free(act), free(dact);
-    return nn_err_set(err, NN_ERR_NOMEM, "out of memory planning activations for batch %d (%zu floats)", n, total);
+    return nn_err_set(err, NN_ERR_NOMEM, "out of memory planning activations for batch %d (%llu floats)", n,
+                      (unsigned long long)total);
+  }
+  if (!headroom_available()) {
+    free(arena), free(act), free(dact);
+    return nn_err_set(err, NN_ERR_NOMEM,
+                      "out of memory: the activations of batch %d fit (%llu floats) but not the %zu MiB more the "
+                      "kernels and threads need",
+                      n, (unsigned long long)total,
+                      (KERNEL_HEADROOM_BASE + (size_t)omp_get_max_threads() * KERNEL_HEADROOM_PER_THREAD) >> 20);
   }
   free(m->arena), free(m->act), free(m->dact);
   m->arena = arena, m->act = act, m->dact = dact;

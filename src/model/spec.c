@@ -31,6 +31,8 @@ nn_spec *nn_spec_copy(const nn_spec *s) {
   return c;
 }
 
+void nn_spec_set_max_params(nn_spec *s, unsigned long long limit) { s->max_params = limit; }
+
 void nn_spec_free(nn_spec *s) {
   if (!s) return;
   free(s->layers);

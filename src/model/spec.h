@@ -11,6 +11,7 @@ struct nn_spec {
   int softmax_line;   /* line of a final 'softmax' (Keras style): shown, applied by the loss */
   int n, cap;
   nn_layer_spec *layers;
+  unsigned long long max_params; /* model-size limit; 0 = NN_DEFAULT_MAX_PARAMS */
 };
 
 /* Append a layer; returns NN_ERR_NOMEM on failure. */
