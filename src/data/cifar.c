@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "base/file_read.h"
 #include "data/dataset.h"
 
 #define CIFAR_C 3
@@ -31,9 +32,14 @@ static const char *const cifar_test[] = {"test_batch.bin"};
 /* Read `records` records of `path` into ds starting at sample `first`. */
 static nn_status read_records(const char *path, long records, nn_dataset *ds, int first,
                               uint8_t *chunk, nn_error *err) {
-  errno = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  off_t size;
+  FILE *f = nn_file_fopen_regular(path, &size, err);
+  if (!f) return NN_ERR_IO;
+  if (size != (off_t)records * CIFAR_RECORD) {
+    fclose(f);
+    return nn_err_set(err, NN_ERR_IO, "%s: changed size while loading (%lld bytes, was %lld)", path, (long long)size,
+                      (long long)records * CIFAR_RECORD);
+  }
   nn_status st = NN_OK;
   for (long r = 0; r < records && !st;) {
     long want = records - r < CIFAR_CHUNK ? records - r : CIFAR_CHUNK;
@@ -84,7 +90,8 @@ nn_status nn_dataset_load_cifar10(const char *dir, int train, nn_dataset **out, 
       st = nn_err_set(err, NN_ERR_IO, "%s: cannot open CIFAR-10 %s file: %s", paths[k],
                       train ? "training" : "test", strerror(errno));
     } else if (!S_ISREG(sb.st_mode)) {
-      st = nn_err_set(err, NN_ERR_IO, "%s: not a regular file", paths[k]);
+      st = nn_err_set(err, NN_ERR_IO, "%s: not a regular file (a FIFO, device or directory); only regular files are read",
+                      paths[k]);
     } else if (sb.st_size == 0 || sb.st_size % CIFAR_RECORD != 0) {
       st = nn_err_set(err, NN_ERR_FORMAT,
                       "%s: size %lld bytes is not a non-zero multiple of %d (1 label byte + %d "

@@ -20,17 +20,21 @@
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "base/file_read.h"
 
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 
 static nn_status read_file(const char *path, uint8_t **data, size_t *size, nn_error *err) {
   *data = NULL;
   *size = 0;
-  struct stat sb;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-    return nn_err_set(err, NN_ERR_IO, "%s: is a directory, not an image", path);
-  FILE *f = fopen(path, "rb");
-  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  off_t disk;
+  FILE *f = nn_file_fopen_regular(path, &disk, err);
+  if (!f) return NN_ERR_IO;
+  if ((uint64_t)disk > MAX_FILE_BYTES) {
+    fclose(f);
+    return nn_err_set(err, NN_ERR_FORMAT, "%s: %lld bytes, larger than %zu; not an image this reader accepts", path,
+                      (long long)disk, MAX_FILE_BYTES);
+  }
   size_t cap = 1 << 16, len = 0;
   uint8_t *buf = malloc(cap);
   if (!buf) {

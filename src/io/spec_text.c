@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file_read.h"
 #include "base/strbuf.h"
 #include "model/spec.h"
 
@@ -276,8 +277,8 @@ nn_status nn_spec_parse(const char *text, const char *source, nn_spec **out, nn_
 
 nn_status nn_spec_load(const char *path, nn_spec **out, nn_error *err) {
   *out = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot open spec: %s", path, strerror(errno));
+  FILE *f = nn_file_fopen_regular(path, NULL, err);
+  if (!f) return NN_ERR_IO;
   size_t cap = 4096, len = 0;
   char *text = malloc(cap);
   size_t got;
