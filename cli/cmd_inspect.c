@@ -64,43 +64,31 @@ static int inspect_params(const char *ckpt) {
   return EXIT_OK;
 }
 
-typedef struct {
-  int epoch, layer;
-  char kind[32];
-  double mean, std;
-} act_row;
-
-/* Table and plot of DIR/activations.csv; returns 0 if there is none. */
+/* Table and plot of DIR/activations.csv; *found = 0 if there is none. */
 static int inspect_activations(const char *dir, const char *label, int *found) {
   char path[4200];
   snprintf(path, sizeof path, "%s/activations.csv", dir);
-  FILE *f = fopen(path, "r");
-  *found = f != NULL;
-  if (!f) return EXIT_OK;
-  act_row *rows = NULL;
-  int n = 0, cap = 0, maxe = 0;
-  char line[256];
-  if (!fgets(line, sizeof line, f)) n = 0;
-  while (fgets(line, sizeof line, f)) {
-    act_row r;
-    if (sscanf(line, "%d,%d,%31[^,],%lf,%lf", &r.epoch, &r.layer, r.kind, &r.mean, &r.std) != 5) continue;
-    if (n == cap) {
-      cap = cap ? 2 * cap : 64;
-      act_row *g = realloc(rows, (size_t)cap * sizeof *g);
-      if (!g) break;
-      rows = g;
-    }
-    rows[n++] = r;
-    if (r.epoch > maxe) maxe = r.epoch;
-  }
-  fclose(f);
-  /* the tracked layers, in order of first appearance */
-  int layers[64], nl = 0;
+  struct stat sb;
+  *found = lstat(path, &sb) == 0;
+  if (!*found) return EXIT_OK;
+  nn_activation_row *rows = NULL;
+  int n = 0;
+  nn_error err = {0};
+  if (nn_activations_read_csv(path, &rows, &n, &err)) return cli_fail("inspect", &err);
+  /* rows are sorted by (epoch, layer), each pair once: the tracked layers in index order,
+   * and the distinct epochs */
+  int layers[64], nl = 0, ne = 0;
   for (int i = 0; i < n; i++) {
     int seen = 0;
     for (int k = 0; k < nl; k++) seen |= layers[k] == rows[i].layer;
     if (!seen && nl < 64) layers[nl++] = rows[i].layer;
+    ne += i == 0 || rows[i].epoch != rows[i - 1].epoch;
   }
+  for (int a = 1; a < nl; a++) /* insertion sort: layer order */
+    for (int b = a; b > 0 && layers[b - 1] > layers[b]; b--) {
+      int t = layers[b];
+      layers[b] = layers[b - 1], layers[b - 1] = t;
+    }
   printf("\n%s: pre-activation mean / std of each hidden layer on the probe batch (epoch 0 = initial)\n", label);
   printf("%-6s", "epoch");
   for (int k = 0; k < nl; k++) {
@@ -112,27 +100,33 @@ static int inspect_activations(const char *dir, const char *label, int *found) {
     printf(" | %-19s", h);
   }
   printf("\n");
-  for (int e = 0; e <= maxe; e++) {
+  for (int i = 0; i < n;) {
+    int e = rows[i].epoch, j = i;
+    while (j < n && rows[j].epoch == e) j++;
     printf("%-6d", e);
     for (int k = 0; k < nl; k++) {
       int hit = 0;
-      for (int i = 0; i < n; i++)
-        if (rows[i].epoch == e && rows[i].layer == layers[k]) {
-          printf(" | %8.3f / %-8.3f", rows[i].mean, rows[i].std);
+      for (int r = i; r < j; r++)
+        if (rows[r].layer == layers[k]) {
+          printf(" | %8.3f / %-8.3f", rows[r].mean, rows[r].std);
           hit = 1;
         }
       if (!hit) printf(" | %-19s", "");
     }
     printf("\n");
+    i = j;
   }
-  /* plot: mean and std per layer over epochs */
-  double *buf = calloc((size_t)nl * 3 * (maxe + 1), sizeof *buf);
+  /* plot: mean and std per layer over epochs (each layer has at most one row per epoch) */
+  double *buf = calloc((size_t)(nl ? nl : 1) * 3 * (size_t)(ne ? ne : 1), sizeof *buf);
   nn_plot_line *means = calloc((size_t)(nl ? nl : 1), sizeof *means), *stds = calloc((size_t)(nl ? nl : 1), sizeof *stds);
   char(*names)[48] = calloc((size_t)(nl ? nl : 1), sizeof *names);
   int rc = EXIT_OK;
-  if (buf && means && stds && names) {
+  if (!buf || !means || !stds || !names) {
+    cli_error("inspect", "%s: out of memory for the plot", path);
+    rc = EXIT_FAIL;
+  } else {
     for (int k = 0; k < nl; k++) {
-      double *x = buf + (size_t)k * 3 * (maxe + 1), *mu = x + maxe + 1, *sd = mu + maxe + 1;
+      double *x = buf + (size_t)k * 3 * (size_t)ne, *mu = x + ne, *sd = mu + ne;
       int cnt = 0;
       for (int i = 0; i < n; i++)
         if (rows[i].layer == layers[k]) {
@@ -148,7 +142,6 @@ static int inspect_activations(const char *dir, const char *label, int *found) {
     char title[256], png[4200];
     snprintf(title, sizeof title, "%s: activation statistics over training", label);
     snprintf(png, sizeof png, "%s/activations.png", dir);
-    nn_error err = {0};
     if (nn_plot_write(panels, 2, title, 1200, 480, png, NULL, &err)) rc = cli_fail("inspect", &err);
     else printf("wrote %s\n", png);
   }

@@ -1,4 +1,5 @@
 /* normnet: train and inspect neural networks with Batch Normalization. */
+#include <signal.h>
 #include <string.h>
 
 #include "cli.h"
@@ -20,6 +21,10 @@ static const char *const usage =
     "\n"
     "normnet help COMMAND (or normnet COMMAND --help) shows a command's options;\n"
     "normnet --version prints the version.\n"
+    "\n"
+    "every command: --max-params N   model-size limit (parameters, and activation values per\n"
+    "                                sample), checked before allocating; default 1073741824\n"
+    "\n"
     "presets: lenet (seed 004), mlp, cnn (seed 000), cifar-cnn, cifar-gap (seed 001)\n"
     "example: normnet train --model lenet --epochs 10 --out runs/lenet\n";
 
@@ -33,6 +38,10 @@ int main(int argc, char **argv) {
     fputs(usage, argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : EXIT_OK;
   }
+  /* A file-size limit (ulimit -f) makes a write fail with EFBIG, reported as an error,
+   * instead of killing the process half-way through writing a file. */
+  signal(SIGXFSZ, SIG_IGN);
+  if (cli_take_max_params(&argc, argv)) return EXIT_USAGE;
   static const struct {
     const char *name;
     int (*run)(int, char **);
