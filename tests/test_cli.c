@@ -15,56 +15,23 @@
 #include <cmocka.h>
 
 #include "normnet.h"
+#include "cli_run.h"
 #include "nn_test.h"
 
 static char dir[256];
 
-typedef struct {
-  int status;
-  char out[65536], err[8192];
-} run_result;
-
-static void slurp(const char *path, char *buf, size_t len) {
-  FILE *f = fopen(path, "rb");
-  size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-  buf[n] = 0;
-  if (f) fclose(f);
-}
-
 /* Run the CLI with a shell-quoted argument string; capture stdout, stderr, exit status. */
-static void run(run_result *r, const char *args) {
-  const char *cli = getenv("NN_CLI");
-  if (!cli) fail_msg("NN_CLI is not set (ctest sets it to the normnet binary)");
-  char cmd[4096];
-  snprintf(cmd, sizeof cmd, "'%s' %s >'%s/out.txt' 2>'%s/err.txt' </dev/null", cli, args, dir, dir);
-  int st = system(cmd);
-  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  char p[512];
-  snprintf(p, sizeof p, "%s/out.txt", dir);
-  slurp(p, r->out, sizeof r->out);
-  snprintf(p, sizeof p, "%s/err.txt", dir);
-  slurp(p, r->err, sizeof r->err);
-}
+static void run(run_result *r, const char *args) { tu_cli_run(r, dir, "", args); }
 
 /* A failure: non-zero exit, exactly one line on stderr, containing the needles. */
 static void expect_error(const char *args, const char *needle1, const char *needle2) {
-  run_result r;
-  run(&r, args);
-  if (r.status == 0) fail_msg("'%s' succeeded; stderr: %s", args, r.err);
-  const char *nl = strchr(r.err, '\n');
-  if (!nl || nl[1] != 0) fail_msg("'%s': expected one line on stderr, got:\n%s", args, r.err);
-  if (needle1 && !strstr(r.err, needle1)) fail_msg("'%s': stderr lacks '%s':\n%s", args, needle1, r.err);
-  if (needle2 && !strstr(r.err, needle2)) fail_msg("'%s': stderr lacks '%s':\n%s", args, needle2, r.err);
+  tu_cli_expect_error(dir, "", args, needle1, needle2);
 }
 
 static void be32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
 }
 
-static void write_file(const char *path, const void *data, size_t n) {
-  FILE *f = fopen(path, "wb");
-  if (!f || fwrite(data, 1, n, f) != n || fclose(f)) fail_msg("cannot write %s", path);
-}
 
 /* Write an IDX pair PREFIX-{images-idx3,labels-idx1}-ubyte into sub with n 8x8 images.
  * Class k images are bright in row k (so the task is learnable). Knobs make them bad. */
@@ -89,9 +56,9 @@ static void write_idx(const char *sub, const char *prefix, idx_opts o) {
   for (int i = 0; i < o.nlabels; i++) lab[8 + i] = (uint8_t)(i % 8);
   if (o.label_bump) lab[8 + o.nlabels - 1] = 12;
   snprintf(path, sizeof path, "%s/%s/%s-images-idx3-ubyte", dir, sub, prefix);
-  write_file(path, img, isz - (size_t)o.truncate);
+  tu_write_file(path, img, isz - (size_t)o.truncate);
   snprintf(path, sizeof path, "%s/%s/%s-labels-idx1-ubyte", dir, sub, prefix);
-  write_file(path, lab, 8 + (size_t)o.nlabels);
+  tu_write_file(path, lab, 8 + (size_t)o.nlabels);
   free(img);
   free(lab);
 }
@@ -115,7 +82,7 @@ static int setup(void **state) {
   write_idx("good", "t10k", (idx_opts){.n = 40, .nlabels = 40});
   char path[512];
   snprintf(path, sizeof path, "%s/small.spec", dir);
-  write_file(path, spec_small, strlen(spec_small));
+  tu_write_file(path, spec_small, strlen(spec_small));
   return 0;
 }
 
@@ -139,7 +106,7 @@ static void test_train_eval_summary(void **state) {
   assert_null(strchr(r.out, '\r'));
   char path[512], csv[4096];
   snprintf(path, sizeof path, "%s/run/history.csv", dir);
-  slurp(path, csv, sizeof csv);
+  tu_slurp(path, csv, sizeof csv);
   int lines = 0;
   for (char *c = csv; *c; c++) lines += *c == '\n';
   assert_int_equal(lines, 4);
@@ -199,7 +166,7 @@ static void test_train_eval_summary(void **state) {
   snprintf(pgm, sizeof pgm, "%s/img.pgm", dir);
   unsigned char img[13 + 64] = "P5\n8 8\n255\n";
   for (int i = 0; i < 64; i++) img[13 + i] = (unsigned char)(i / 8 == 2 ? 220 : 10);
-  write_file(pgm, img, sizeof img);
+  tu_write_file(pgm, img, sizeof img);
   snprintf(args, sizeof args, "predict --model %s/run --classes a,b,c,d,e,f,g,h,i,j %s", dir, pgm);
   run(&r, args);
   if (r.status) fail_msg("predict image failed: %s", r.err);
@@ -245,7 +212,7 @@ static void test_bad_specs(void **state) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     snprintf(path, sizeof path, "%s/bad.spec", dir);
-    write_file(path, cases[i].text, strlen(cases[i].text));
+    tu_write_file(path, cases[i].text, strlen(cases[i].text));
     snprintf(args, sizeof args, "train --model %s --data idx:%s/good --epochs 1", path, dir);
     expect_error(args, cases[i].needle1, cases[i].needle2);
     snprintf(args, sizeof args, "summary --model %s", path);
@@ -274,16 +241,16 @@ static void test_batch_of_one_and_no_damage(void **state) {
   assert_int_equal(r.status, 0);
   snprintf(path, sizeof path, "%s/keep/model.safetensors", dir);
   static char before[1 << 16], after[1 << 16];
-  slurp(path, before, sizeof before);
+  tu_slurp(path, before, sizeof before);
   const char *diverge = "input shape=1x8x8\nflatten\ndense units=32\nrelu\ndense units=10\n";
   snprintf(path, sizeof path, "%s/diverge.spec", dir);
-  write_file(path, diverge, strlen(diverge));
+  tu_write_file(path, diverge, strlen(diverge));
   snprintf(args, sizeof args,
            "train --model %s --data idx:%s/good --epochs 2 --batch 16 --input-norm 0,1e-45 --out %s/keep",
            path, dir, dir);
   expect_error(args, "loss is", "epoch 1, batch");
   snprintf(path, sizeof path, "%s/keep/model.safetensors", dir);
-  slurp(path, after, sizeof after);
+  tu_slurp(path, after, sizeof after);
   assert_memory_equal(before, after, sizeof before);
 }
 
@@ -311,7 +278,7 @@ static void assert_same_checkpoint(const char *a, const char *b) {
 /* The history rows without the timing columns. */
 static void history_core(const char *path, char *out, size_t len) {
   char buf[8192];
-  slurp(path, buf, sizeof buf);
+  tu_slurp(path, buf, sizeof buf);
   size_t used = 0;
   out[0] = 0;
   for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
@@ -328,7 +295,7 @@ static void test_resume_after_kill(void **state) {
                      "dropout rate=0.2\ndense units=10\n";
   char path[512], args[2048], a[512], b[512];
   snprintf(path, sizeof path, "%s/resume.spec", dir);
-  write_file(path, spec, strlen(spec));
+  tu_write_file(path, spec, strlen(spec));
   const char *common = "--epochs 3 --batch 16 --optimizer adam --augment flip,crop=1 --seed 5 --threads 1 --quiet";
   snprintf(args, sizeof args, "train --model %s --data idx:%s/good %s --out %s/straight", path, dir, common, dir);
   run_result r;
@@ -341,7 +308,7 @@ static void test_resume_after_kill(void **state) {
   assert_int_not_equal(r.status, 0);
   snprintf(a, sizeof a, "%s/killed/history.csv", dir);
   char partial[4096];
-  slurp(a, partial, sizeof partial);
+  tu_slurp(a, partial, sizeof partial);
   assert_non_null(strstr(partial, "\n1,")); /* epoch 1 survived the kill */
   assert_null(strstr(partial, "\n2,"));
   snprintf(args, sizeof args, "train --resume %s/killed --threads 1 --quiet", dir);
@@ -460,7 +427,7 @@ static void test_small_batch_study(void **state) {
   assert_non_null(strstr(r.out, "\n16 "));
   snprintf(path, sizeof path, "%s/study/study.csv", dir);
   char csv[4096];
-  slurp(path, csv, sizeof csv);
+  tu_slurp(path, csv, sizeof csv);
   assert_non_null(strstr(csv, "16,group:2,"));
   assert_non_null(strstr(csv, "2,batch(train-mode eval),"));
   /* the same number of samples at every batch size: 48 steps of 2, 6 steps of 16 */

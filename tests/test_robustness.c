@@ -1,0 +1,323 @@
+/* Regression tests of issue #10 (hardening): every input an attacker controls (spec, IDX,
+ * image, run files, resource limits) ends in one clean error line and a non-zero exit, in
+ * bounded time and memory -- never a signal, a hang or a wrapped size. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <cmocka.h>
+
+#include "cli_run.h"
+#include "layers/layer.h"
+#include "nn_test.h"
+
+static char *dir;
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static const char *path_in(char *buf, size_t len, const char *name) {
+  snprintf(buf, len, "%s/%s", dir, name);
+  return buf;
+}
+
+static void be32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+/* An IDX pair of n 28x28 images (class k bright in row k) and labels, raw. */
+static void write_idx_pair(const char *sub, const char *prefix, int n) {
+  char p[1024];
+  snprintf(p, sizeof p, "%s/%s", dir, sub);
+  mkdir(p, 0777);
+  size_t isz = 16 + (size_t)n * 784;
+  uint8_t *img = calloc(1, isz), *lab = calloc(1, 8 + (size_t)n);
+  be32(img, 0x803), be32(img + 4, (uint32_t)n), be32(img + 8, 28), be32(img + 12, 28);
+  be32(lab, 0x801), be32(lab + 4, (uint32_t)n);
+  for (int i = 0; i < n; i++) {
+    lab[8 + i] = (uint8_t)(i % 10);
+    memset(img + 16 + (size_t)i * 784 + (size_t)(i % 10) * 2 * 28, 200, 56);
+  }
+  snprintf(p, sizeof p, "%s/%s/%s-images-idx3-ubyte", dir, sub, prefix);
+  tu_write_file(p, img, isz);
+  snprintf(p, sizeof p, "%s/%s/%s-labels-idx1-ubyte", dir, sub, prefix);
+  tu_write_file(p, lab, 8 + (size_t)n);
+  free(img), free(lab);
+}
+
+static void expect_error(const char *args, const char *n1, const char *n2) {
+  tu_cli_expect_error(dir, "", args, n1, n2);
+}
+
+/* ---- 1. inspect: a repeated activations row wrote past a buffer; a huge epoch printed
+ * 2e9 lines ---------------------------------------------------------------------------- */
+static void make_run(const char *name) {
+  char p[1024];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  mkdir(p, 0777);
+  nn_spec *s = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  if (nn_spec_parse("input shape=4\ndense units=3\nbatchnorm\nrelu\ndense units=2\n", "t.spec", &s, &err) ||
+      nn_model_create(s, &m, &err))
+    fail_msg("%s", err.msg);
+  nn_rng rng;
+  nn_rng_seed(&rng, 1);
+  nn_model_init(m, NN_INIT_DEFAULT, &rng);
+  snprintf(p, sizeof p, "%s/%s/model.safetensors", dir, name);
+  if (nn_checkpoint_save(m, p, NULL, 0, &err)) fail_msg("%s", err.msg);
+  nn_model_free(m);
+  nn_spec_free(s);
+}
+
+static void write_act(const char *run, const char *csv) {
+  char p[1024];
+  snprintf(p, sizeof p, "%s/%s/activations.csv", dir, run);
+  tu_write_file(p, csv, strlen(csv));
+}
+
+static void test_inspect_activations(void **state) {
+  (void)state;
+  make_run("run");
+  char args[1024];
+  snprintf(args, sizeof args, "inspect %s/run", dir);
+  write_act("run", "epoch,layer,kind,mean,std\n0,1,batchnorm,1,1\n0,1,batchnorm,1,1\n");
+  expect_error(args, "activations.csv:3", "repeats line 2");
+  double t0 = now();
+  write_act("run", "epoch,layer,kind,mean,std\n2000000000,1,batchnorm,1,1\n");
+  expect_error(args, "activations.csv:2", "malformed row");
+  assert_true(now() - t0 < 10);
+  write_act("run", "epoch,layer,kind,mean,std\n0,1,batch\x1b[2Jnorm,1,1\n");
+  expect_error(args, "activations.csv:2", NULL);
+  write_act("run", "epoch,layer,kind,mean,std\n0,1,batchnorm,1,1\n" "0,1,batchnorm,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+                   "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+                   "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1\n");
+  expect_error(args, "activations.csv:3", NULL);
+  /* a good file: epochs out of order and with gaps are fine, one table row per epoch */
+  write_act("run", "epoch,layer,kind,mean,std\n3,1,batchnorm,0.5,2\n0,1,batchnorm,1,1\n0,3,dense,2,3\n");
+  run_result r;
+  tu_cli_run(&r, dir, "", args);
+  if (r.status) fail_msg("inspect failed: %s", r.err);
+  assert_non_null(strstr(r.out, "\n0      |    1.000 / 1.000    |    2.000 / 3.000"));
+  assert_non_null(strstr(r.out, "\n3      |    0.500 / 2.000    |"));
+  assert_null(strstr(r.out, "\n1     "));
+}
+
+/* ---- 2-4. sizes from a spec: wrapped parameter count, truncated flatten, model bombs -- */
+static void test_spec_sizes(void **state) {
+  (void)state;
+  char p[1024], args[2048];
+  /* 65536 dense layers of 2^24 x 2^24 weights: the total wrapped to 0, then segfaulted */
+  FILE *f = fopen(path_in(p, sizeof p, "wrap.spec"), "w");
+  assert_non_null(f);
+  fputs("input shape=16777216\n", f);
+  for (int i = 0; i < 65536; i++) fputs("dense units=16777216 bias=0\n", f);
+  fclose(f);
+  snprintf(args, sizeof args, "summary --model %s", p);
+  double t0 = now();
+  expect_error(args, "wrap.spec:2: layer 0 (dense): weight [16777216x16777216]", "1073741824 parameters");
+  /* 2^30 + 2^15 parameters in 3 lines took 52 s and 8.4 GB; now refused before allocating */
+  const char *big = "input shape=32768\ndense units=32768\ndense units=10\n";
+  tu_write_file(path_in(p, sizeof p, "big.spec"), big, strlen(big));
+  snprintf(args, sizeof args, "summary --model %s", p);
+  expect_error(args, "big.spec:2: layer 0 (dense)", "--max-params");
+  /* a 4-GiB output per sample */
+  const char *wide = "input shape=1x64x64\nconv2d filters=1048576 kernel=1\nflatten\ndense units=10\n";
+  tu_write_file(path_in(p, sizeof p, "wide.spec"), wide, strlen(wide));
+  snprintf(args, sizeof args, "summary --model %s", p);
+  expect_error(args, "wide.spec:2: layer 0 (conv2d): an output of 1048576x64x64", NULL);
+  assert_true(now() - t0 < 20);
+  /* --max-params raises the limit: the 2^30-parameter summary is then allowed (not run: 8 GB) */
+  snprintf(args, sizeof args, "summary --model %s/big.spec --max-params 100000", dir);
+  expect_error(args, "above 100000 parameters", NULL);
+  snprintf(args, sizeof args, "summary --model %s/big.spec --max-params=-3", dir);
+  expect_error(args, "--max-params", NULL);
+  /* the library: the same limits through nn_spec_set_max_params */
+  tu_expect_build_error("input shape=16777216x16777216x16777216\ndense units=2\n", NN_ERR_ARG, "input shape=", NULL);
+  nn_spec *s = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_spec_parse("input shape=8\ndense units=4\ndense units=2\n", "s", &s, &err), NN_OK);
+  nn_spec_set_max_params(s, 45);
+  assert_int_equal(nn_model_create(s, &m, &err), NN_ERR_ARG); /* 36 + 10 = 46 > 45 */
+  assert_non_null(strstr(err.msg, "s:3: layer 1 (dense): bias [2]"));
+  nn_spec_set_max_params(s, 46);
+  assert_int_equal(nn_model_create(s, &m, &err), NN_OK);
+  assert_int_equal((int)nn_model_param_count(m), 46);
+  nn_model_free(m);
+  nn_spec_free(s);
+}
+
+/* 3. flatten truncated C*H*W to an int ("flatten (None, 0)"); its shape rule refuses now. */
+static void test_flatten_overflow(void **state) {
+  (void)state;
+  nn_layer_cfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  nn_shape out = {0, 0, 0, 0};
+  char why[256] = "";
+  const nn_layer_ops *flat = nn_layer_table[NN_LAYER_FLATTEN];
+  assert_int_equal(flat->shape(&cfg, (nn_shape){3, 1048576, 64, 64}, &out, why, sizeof why), -1);
+  assert_non_null(strstr(why, "flattening 1048576x64x64"));
+  assert_int_equal(flat->shape(&cfg, (nn_shape){3, 16777216, 16777216, 16777216}, &out, why, sizeof why), -1);
+  assert_int_equal(flat->shape(&cfg, (nn_shape){3, 6, 4, 4}, &out, why, sizeof why), 0);
+  assert_int_equal(out.c, 96);
+}
+
+/* ---- 4. IDX bombs: bounded inflation, only regular files ------------------------------ */
+static void write_gz(const char *path, const uint8_t *head, size_t hl, size_t zeros) {
+  gzFile g = gzopen(path, "wb9");
+  assert_non_null(g);
+  assert_int_equal(gzwrite(g, head, (unsigned)hl), (int)hl);
+  static uint8_t z[1 << 16];
+  for (size_t done = 0; done < zeros; done += sizeof z)
+    assert_true(gzwrite(g, z, (unsigned)(zeros - done < sizeof z ? zeros - done : sizeof z)) > 0);
+  assert_int_equal(gzclose(g), Z_OK);
+}
+
+static void test_idx_bombs(void **state) {
+  (void)state;
+  write_idx_pair("d", "train", 20);
+  char ip[1024], lp[1024], gz[1024];
+  snprintf(lp, sizeof lp, "%s/d/train-labels-idx1-ubyte", dir);
+  snprintf(ip, sizeof ip, "%s/d/train-images-idx3-ubyte", dir);
+  nn_dataset *ds = NULL;
+  nn_error err = {0};
+  /* 20 images, then 64 MiB of zeros after them: only 64 KiB of the tail is inflated */
+  uint8_t head[16 + 20 * 784] = {0};
+  be32(head, 0x803), be32(head + 4, 20), be32(head + 8, 28), be32(head + 12, 28);
+  write_gz(path_in(gz, sizeof gz, "bomb.gz"), head, sizeof head, (size_t)64 << 20);
+  double t0 = now();
+  assert_int_equal(nn_dataset_load_idx(gz, lp, &ds, &err), NN_ERR_FORMAT);
+  assert_true(now() - t0 < 2);
+  assert_non_null(strstr(err.msg, "at least 65536 trailing bytes"));
+  /* a header announcing 2^31 x 2^16 pixels in a tiny gzip file: refused before inflating */
+  be32(head + 4, 0x7fffffff), be32(head + 8, 256), be32(head + 12, 256);
+  write_gz(gz, head, 16, 1000);
+  t0 = now();
+  assert_int_equal(nn_dataset_load_idx(gz, lp, &ds, &err), NN_ERR_FORMAT);
+  assert_true(now() - t0 < 1);
+  assert_non_null(strstr(err.msg, "inflates to at most"));
+  /* a raw header announcing more than the file holds: refused before allocating */
+  tu_write_file(gz, head, 16);
+  assert_int_equal(nn_dataset_load_idx(gz, lp, &ds, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "truncated"));
+  /* a symlink to /dev/zero: a character device, refused at once */
+  char zl[1024];
+  path_in(zl, sizeof zl, "zero-images-idx3-ubyte");
+  assert_int_equal(symlink("/dev/zero", zl), 0);
+  assert_int_equal(nn_dataset_load_idx(zl, lp, &ds, &err), NN_ERR_IO);
+  assert_non_null(strstr(err.msg, "character device"));
+  /* a directory */
+  assert_int_equal(nn_dataset_load_idx(dir, lp, &ds, &err), NN_ERR_IO);
+  assert_non_null(strstr(err.msg, "a directory"));
+  assert_null(ds);
+  /* the good pair still loads */
+  assert_int_equal(nn_dataset_load_idx(ip, lp, &ds, &err), NN_OK);
+  assert_int_equal(nn_dataset_count(ds), 20);
+  nn_dataset_free(ds);
+}
+
+/* ---- 5. a FIFO given as a file hung forever ------------------------------------------ */
+static void test_fifo(void **state) {
+  (void)state;
+  char ff[1024], args[2048], lp[1024];
+  path_in(ff, sizeof ff, "pipe");
+  assert_int_equal(mkfifo(ff, 0600), 0);
+  double t0 = now();
+  /* `timeout` turns a hang into exit 124, which tu_cli_expect_error rejects */
+  snprintf(args, sizeof args, "summary --model %s", ff);
+  tu_cli_expect_error(dir, "timeout 20", args, "pipe: is a FIFO", NULL);
+  nn_error err = {0};
+  nn_dataset *ds = NULL;
+  snprintf(lp, sizeof lp, "%s/d/train-labels-idx1-ubyte", dir);
+  assert_int_equal(nn_dataset_load_idx(ff, lp, &ds, &err), NN_ERR_IO);
+  assert_non_null(strstr(err.msg, "FIFO"));
+  uint8_t px[16];
+  assert_int_equal(nn_image_load(ff, 1, 4, 4, px, &err), NN_ERR_IO);
+  assert_non_null(strstr(err.msg, "FIFO"));
+  nn_spec *s = NULL;
+  assert_int_equal(nn_spec_load(ff, &s, &err), NN_ERR_IO);
+  assert_true(now() - t0 < 20);
+}
+
+/* ---- 6. resource limits: no signal under ulimit -v or -f, nothing partial left ------- */
+static void test_resource_limits(void **state) {
+  (void)state;
+  write_idx_pair("d", "train", 64);
+  write_idx_pair("d", "t10k", 16);
+  char args[2048], prefix[256], p[1024];
+  /* every address-space limit from "cannot even load" up to "trains": a clean outcome */
+  int ok = 0, failed = 0;
+  for (int mb = 60; mb <= 260; mb += 40) {
+    snprintf(args, sizeof args, "train --model lenet --data idx:%s/d --epochs 1 --batch 32 --max-steps 2 --out %s/lim%d",
+             dir, dir, mb);
+    snprintf(prefix, sizeof prefix, "ulimit -v %d;", mb * 1024);
+    run_result r;
+    tu_cli_run(&r, dir, prefix, args);
+    if (r.status == 0) {
+      ok++;
+      continue;
+    }
+    failed++;
+    const char *nl = strchr(r.err, '\n');
+    if (r.status != 1 || !nl || nl[1] || !strstr(r.err, "out of memory"))
+      fail_msg("ulimit -v %d MB: exit %d, stderr:\n%s", mb, r.status, r.err);
+  }
+  if (!ok || !failed) fail_msg("the sweep must cross the limit: %d runs trained, %d refused", ok, failed);
+  /* a 50-KiB file-size limit: the checkpoint cannot be written -> EFBIG, one line, exit 1,
+   * no partial or temporary file left in the run directory */
+  snprintf(args, sizeof args, "train --model lenet --data idx:%s/d --epochs 1 --batch 32 --max-steps 2 --out %s/fsz", dir,
+           dir);
+  tu_cli_expect_error(dir, "ulimit -f 50;", args, "model.safetensors", "File too large");
+  struct stat sb;
+  assert_int_not_equal(stat(path_in(p, sizeof p, "fsz/model.safetensors"), &sb), 0);
+  char ls[4096];
+  snprintf(args, sizeof args, "ls -a '%s/fsz' > '%s/ls.txt'", dir, dir);
+  assert_int_equal(system(args), 0);
+  tu_slurp(path_in(p, sizeof p, "ls.txt"), ls, sizeof ls);
+  if (strstr(ls, "tmp")) fail_msg("a temporary file is left behind:\n%s", ls);
+}
+
+/* ---- 7. terminal injection: bytes from files are escaped in messages ----------------- */
+static void test_escaped_messages(void **state) {
+  (void)state;
+  char p[1024], args[2048];
+  const char *spec = "input shape=4\nbad\x1b[31mlayer\x07 units=3\n";
+  tu_write_file(path_in(p, sizeof p, "esc.spec"), spec, strlen(spec));
+  snprintf(args, sizeof args, "summary --model %s", p);
+  expect_error(args, "unknown layer 'bad\\x1b[31mlayer\\x07'", NULL);
+  run_result r;
+  tu_cli_run(&r, dir, "", args);
+  for (const char *c = r.err; *c; c++)
+    if ((unsigned char)*c < 0x20 && *c != '\n') fail_msg("a control byte 0x%02x reached stderr", (unsigned char)*c);
+  /* the library escapes too: non-ASCII and newlines never reach a message */
+  nn_spec *s = NULL;
+  nn_error err = {0};
+  assert_int_not_equal(nn_spec_parse("input shape=4\nd\xc3\xa9nse\n", "x", &s, &err), NN_OK);
+  assert_non_null(strstr(err.msg, "d\\xc3\\xa9nse"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_inspect_activations), cmocka_unit_test(test_spec_sizes),
+      cmocka_unit_test(test_flatten_overflow),    cmocka_unit_test(test_idx_bombs),
+      cmocka_unit_test(test_fifo),                cmocka_unit_test(test_resource_limits),
+      cmocka_unit_test(test_escaped_messages),
+  };
+  dir = tu_tempdir("robust");
+  if (!dir) return 1;
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  tu_rmtree(dir);
+  free(dir);
+  return rc;
+}
