@@ -5,7 +5,10 @@
  *   float32 parameters after every step (tests/fixtures/optim_torch.txt, gen_optim_fixtures.py);
  * - a frozen tensor (batchnorm freeze_affine=1) stays bitwise unchanged under SGD with
  *   momentum and weight decay, while the trainable tensors around it move;
- * - nn_optimizer_create rejects out-of-range configs with NN_ERR_ARG. */
+ * - nn_optimizer_create rejects out-of-range configs with NN_ERR_ARG;
+ * - a model large enough for the threaded update (90k parameters in two spans around a frozen
+ *   tensor) gets every trainable element updated exactly once, by the same formula as a
+ *   double-precision recomputation, bitwise the same on 1 and 3 threads. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,7 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "fixture.h"
+#include "nn_test.h"
 #include "normnet.h"
 
 #define FIXTURE "optim_torch.txt"
@@ -228,9 +234,75 @@ static void test_bad_configs_rejected(void **state) {
   nn_model_free(m);
 }
 
+
+/* ---- the threaded update ------------------------------------------------------------------ */
+
+/* One step of cfg in double from (p, g, m1, m2) as floats; returns the new parameter. */
+static double ref_update(const nn_opt_config *c, long step, double p, double g, double *m1, double *m2) {
+  if (c->kind == NN_OPT_SGD) {
+    double d = g + c->weight_decay * p;
+    if (c->momentum > 0) {
+      *m1 = step == 1 ? d : c->momentum * *m1 + d;
+      d = c->nesterov ? d + c->momentum * *m1 : *m1;
+    }
+    return p - c->lr * d;
+  }
+  double d = g;
+  if (c->kind == NN_OPT_ADAMW) p *= 1.0 - (double)c->lr * c->weight_decay;
+  else d += c->weight_decay * p;
+  *m1 = c->beta1 * *m1 + (1.0 - c->beta1) * d;
+  *m2 = c->beta2 * *m2 + (1.0 - c->beta2) * d * d;
+  double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
+  return p - c->lr / bc1 * *m1 / (sqrt(*m2) / sqrt(bc2) + c->eps);
+}
+
+static void test_threaded_update(void **state) {
+  (void)state;
+  const char *spec = "input shape=300\ndense units=300\nbatchnorm freeze_affine=1\ndense units=10\n";
+  const size_t frozen_at = 300 * 300 + 300, frozen_n = 600;
+  int saved = omp_get_max_threads();
+  fill_cases();
+  for (int ci = 0; ci < 7; ci++) {
+    const nn_opt_config *c = &cases[ci].cfg;
+    float *out[2] = {NULL, NULL};
+    size_t n = 0;
+    for (int t = 0; t < 2; t++) {
+      omp_set_num_threads(t == 0 ? 1 : 3);
+      nn_model *m = make_model(spec);
+      n = nn_model_param_count(m);
+      assert_true(n - frozen_n >= 65536); /* above the optimizer's threading threshold */
+      float *p = nn_model_params(m), *g = nn_model_grads(m);
+      double *rp = dbuf(n), *m1 = dbuf(n), *m2 = dbuf(n);
+      trng r = {0x5EED0000ULL + (uint64_t)ci};
+      for (size_t i = 0; i < n; i++) rp[i] = p[i] = (float)((double)(tr_next(&r) >> 40) / 16777216.0 - 0.5);
+      nn_optimizer *opt = NULL;
+      nn_error err = {0};
+      if (nn_optimizer_create(c, m, &opt, &err)) fail_msg("%s: %s", cases[ci].name, err.msg);
+      for (long step = 1; step <= 3; step++) {
+        for (size_t i = 0; i < n; i++) g[i] = (float)((double)(tr_next(&r) >> 40) / 16777216.0 - 0.5);
+        nn_optimizer_step(opt, m);
+        for (size_t i = 0; i < n; i++)
+          if (i < frozen_at || i >= frozen_at + frozen_n) rp[i] = ref_update(c, step, rp[i], g[i], &m1[i], &m2[i]);
+      }
+      char what[96];
+      snprintf(what, sizeof what, "%s threaded update, %d threads", cases[ci].name, t == 0 ? 1 : 3);
+      assert_close_fd(what, p, rp, n, 1e-4, 1e-6);
+      out[t] = malloc(n * sizeof(float));
+      assert_non_null(out[t]);
+      memcpy(out[t], p, n * sizeof(float));
+      nn_optimizer_free(opt);
+      nn_model_free(m);
+      free(rp), free(m1), free(m2);
+    }
+    omp_set_num_threads(saved);
+    assert_memory_equal(out[0], out[1], n * sizeof(float));
+    free(out[0]), free(out[1]);
+  }
+}
+
 int main(void) {
   fill_cases();
-  struct CMUnitTest tests[7 + 2];
+  struct CMUnitTest tests[7 + 3];
   int n = 0;
   for (int i = 0; i < 7; i++) {
     static char names[7][64];
@@ -239,5 +311,6 @@ int main(void) {
   }
   tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_frozen_affine_untouched);
   tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_bad_configs_rejected);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_threaded_update);
   return _cmocka_run_group_tests("test_optim", tests, (size_t)n, group_setup, group_teardown);
 }

@@ -87,44 +87,79 @@ void nn_optimizer_free(nn_optimizer *o) {
   free(o);
 }
 
+/* The update is elementwise, so splitting it over threads cannot change a result: spans are
+ * cut into OPT_CHUNK-element pieces dealt statically to the threads of one parallel region,
+ * taken only when there is enough work to pay for waking the workers. */
+#define OPT_CHUNK 4096
+#define OPT_PAR_ELEMS ((size_t)1 << 16)
+
+typedef struct {
+  float lr, wd, mu, b1, b2, eps, step_size, bc2_sqrt;
+  int nesterov, first, decoupled;
+} upd;
+
 /* torch.optim.SGD: g += wd*p; buf = mu*buf + g (buf = g at step 1); g = nesterov ? g + mu*buf : buf. */
-static void sgd(const nn_opt_config *c, long step, float *p, const float *g, float *buf, size_t n) {
-  const float lr = c->lr, wd = c->weight_decay, mu = c->momentum;
-  for (size_t i = 0; i < n; i++) {
-    float d = g[i] + wd * p[i];
-    if (mu > 0) {
-      buf[i] = step == 1 ? d : mu * buf[i] + d;
-      d = c->nesterov ? d + mu * buf[i] : buf[i];
+static void sgd(const upd *u, float *p, const float *g, float *buf, size_t n) {
+  const float lr = u->lr, wd = u->wd, mu = u->mu;
+  if (mu > 0) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+      float d = g[i] + wd * p[i];
+      float b = u->first ? d : mu * buf[i] + d;
+      buf[i] = b;
+      d = u->nesterov ? d + mu * b : b;
+      p[i] -= lr * d;
     }
-    p[i] -= lr * d;
+  } else {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
   }
 }
 
 /* torch.optim.Adam/AdamW: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). */
-static void adam(const nn_opt_config *c, long step, float *p, const float *g, float *m1, float *m2, size_t n) {
-  const float b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
-  const float bc1 = 1.0f - powf(b1, (float)step), bc2 = 1.0f - powf(b2, (float)step);
-  const float step_size = c->lr / bc1, bc2_sqrt = sqrtf(bc2);
-  const int decoupled = c->kind == NN_OPT_ADAMW;
+static void adam(const upd *u, float *p, const float *g, float *m1, float *m2, size_t n) {
+  const float b1 = u->b1, b2 = u->b2, eps = u->eps, wd = u->wd, step_size = u->step_size, bc2_sqrt = u->bc2_sqrt;
+  const float keep = 1.0f - u->lr * wd;
+#pragma omp simd
   for (size_t i = 0; i < n; i++) {
     float d = g[i];
-    if (decoupled) p[i] *= 1.0f - c->lr * wd;
-    else d += wd * p[i];
-    m1[i] = b1 * m1[i] + (1.0f - b1) * d;
-    m2[i] = b2 * m2[i] + (1.0f - b2) * d * d;
-    p[i] -= step_size * m1[i] / (sqrtf(m2[i]) / bc2_sqrt + eps);
+    float pi = p[i];
+    if (u->decoupled) pi *= keep;
+    else d += wd * pi;
+    float a = b1 * m1[i] + (1.0f - b1) * d;
+    float v = b2 * m2[i] + (1.0f - b2) * d * d;
+    m1[i] = a;
+    m2[i] = v;
+    p[i] = pi - step_size * a / (sqrtf(v) / bc2_sqrt + eps);
   }
 }
 
 void nn_optimizer_step(nn_optimizer *o, nn_model *m) {
   NN_ASSERT(m->nparams == o->nparams);
   o->step++;
+  const nn_opt_config *c = &o->cfg;
+  upd u = {.lr = c->lr, .wd = c->weight_decay, .mu = c->momentum, .b1 = c->beta1, .b2 = c->beta2, .eps = c->eps,
+           .nesterov = c->nesterov, .first = o->step == 1, .decoupled = c->kind == NN_OPT_ADAMW};
+  if (c->kind != NN_OPT_SGD) {
+    const float bc1 = 1.0f - powf(c->beta1, (float)o->step), bc2 = 1.0f - powf(c->beta2, (float)o->step);
+    u.step_size = c->lr / bc1;
+    u.bc2_sqrt = sqrtf(bc2);
+  }
+  size_t total = 0;
+  for (int s = 0; s < o->nspans; s++) total += o->spans[s].count;
+#pragma omp parallel if (total >= OPT_PAR_ELEMS)
   for (int s = 0; s < o->nspans; s++) {
-    size_t off = o->spans[s].offset, n = o->spans[s].count;
-    if (o->cfg.kind == NN_OPT_SGD)
-      sgd(&o->cfg, o->step, m->params + off, m->grads + off, o->m1 + off, n);
-    else
-      adam(&o->cfg, o->step, m->params + off, m->grads + off, o->m1 + off, o->m2 + off, n);
+    const size_t off = o->spans[s].offset, n = o->spans[s].count;
+    const long chunks = (long)((n + OPT_CHUNK - 1) / OPT_CHUNK);
+#pragma omp for schedule(static) nowait
+    for (long k = 0; k < chunks; k++) {
+      size_t a = off + (size_t)k * OPT_CHUNK, len = n - (size_t)k * OPT_CHUNK;
+      if (len > OPT_CHUNK) len = OPT_CHUNK;
+      if (c->kind == NN_OPT_SGD)
+        sgd(&u, m->params + a, m->grads + a, o->m1 + a, len);
+      else
+        adam(&u, m->params + a, m->grads + a, o->m1 + a, o->m2 + a, len);
+    }
   }
 }
 
