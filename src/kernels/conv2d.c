@@ -19,7 +19,7 @@
 #include <omp.h>
 #include <stdatomic.h>
 #include <string.h>
-#if defined(__AVX512F__) && defined(__AVX512VL__)
+#if (defined(__AVX512F__) && defined(__AVX512VL__)) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -153,6 +153,34 @@ static inline void seg_zero(float *dst, int len) {
   for (; q + 16 <= len; q += 16) _mm512_storeu_ps(dst + q, _mm512_setzero_ps());
   if (q + 8 <= len) _mm256_storeu_ps(dst + q, _mm256_setzero_ps()), q += 8;
   if (q < len) _mm256_mask_storeu_ps(dst + q, tail_mask(len - q), _mm256_setzero_ps());
+}
+#elif defined(__AVX2__)
+/* AVX2 (no masked stores worth using: vmaskmovps stores are slow on AMD): 8-wide steps,
+ * and for a copy or a zero fill of >= 8 floats a last 8-wide step that ends at len and
+ * overlaps the previous one (it writes the same values again). Adds keep a scalar tail. */
+static inline void seg_copy(float *dst, const float *src, int len) {
+  if (len < 8) {
+    for (int q = 0; q < len; q++) dst[q] = src[q];
+    return;
+  }
+  int q = 0;
+  for (; q + 8 <= len; q += 8) _mm256_storeu_ps(dst + q, _mm256_loadu_ps(src + q));
+  if (q < len) _mm256_storeu_ps(dst + len - 8, _mm256_loadu_ps(src + len - 8));
+}
+static inline void seg_add(float *dst, const float *src, int len) {
+  int q = 0;
+  for (; q + 8 <= len; q += 8)
+    _mm256_storeu_ps(dst + q, _mm256_add_ps(_mm256_loadu_ps(dst + q), _mm256_loadu_ps(src + q)));
+  for (; q < len; q++) dst[q] += src[q];
+}
+static inline void seg_zero(float *dst, int len) {
+  if (len < 8) {
+    for (int q = 0; q < len; q++) dst[q] = 0.0f;
+    return;
+  }
+  int q = 0;
+  for (; q + 8 <= len; q += 8) _mm256_storeu_ps(dst + q, _mm256_setzero_ps());
+  if (q < len) _mm256_storeu_ps(dst + len - 8, _mm256_setzero_ps());
 }
 #else
 static inline void seg_copy(float *dst, const float *src, int len) {

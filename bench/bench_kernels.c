@@ -1,0 +1,261 @@
+/* Kernel throughput on the presets' shapes against what the machine can do.
+ *
+ *   bench_kernels [--threads T] [--seconds S]
+ *
+ * Prints, per kernel and shape, the time per call and either GB/s (memory-bound kernels:
+ * pooling, activations; bytes = tensors read + written once) or GFLOP/s (conv, dense GEMMs;
+ * 2*M*N*K per GEMM), next to two references measured by the same program: the triad
+ * bandwidth (a[i] = b[i] + s*c[i]) on arrays of the kernel's footprint, and the FMA peak
+ * (independent vector FMA chains on registers). Each figure is the median of 7 timed
+ * repetitions of about --seconds/7 each. */
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "normnet.h"
+
+#define REPS 7
+
+static double g_seconds = 0.3;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+typedef void (*kernel_fn)(void *ctx);
+
+/* Median seconds per call. */
+static double time_call(kernel_fn f, void *ctx) {
+  f(ctx);
+  double t0 = now();
+  int calls = 0;
+  do {
+    f(ctx);
+    calls++;
+  } while (now() - t0 < 0.02);
+  double per = (now() - t0) / calls;
+  int n = (int)(g_seconds / REPS / per);
+  if (n < 1) n = 1;
+  double t[REPS];
+  for (int r = 0; r < REPS; r++) {
+    double a = now();
+    for (int i = 0; i < n; i++) f(ctx);
+    t[r] = (now() - a) / n;
+  }
+  qsort(t, REPS, sizeof t[0], cmp_double);
+  return t[REPS / 2];
+}
+
+static float *fbuf(size_t n) {
+  float *p = aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
+  if (!p) {
+    fprintf(stderr, "bench_kernels: out of memory\n");
+    exit(1);
+  }
+  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  return p;
+}
+
+/* ---- references ------------------------------------------------------------------------- */
+typedef struct {
+  float *a, *b, *c;
+  size_t n;
+} triad_ctx;
+
+static void triad(void *p) {
+  triad_ctx *t = p;
+  float *a = t->a;
+  const float *b = t->b, *c = t->c;
+  const size_t n = t->n;
+#pragma omp parallel for simd schedule(static) if (n >= ((size_t)1 << 15))
+  for (size_t i = 0; i < n; i++) a[i] = b[i] + 0.5f * c[i];
+}
+
+/* triad GB/s on three arrays totalling `bytes` */
+static double triad_gbs(size_t bytes) {
+  size_t n = bytes / 12 + 16;
+  triad_ctx t = {fbuf(n), fbuf(n), fbuf(n), n};
+  double s = time_call(triad, &t);
+  free(t.a), free(t.b), free(t.c);
+  return 12.0 * (double)n / s / 1e9;
+}
+
+static void fma_peak_body(void *p) {
+  double *out = p;
+#pragma omp parallel
+  {
+    __m256 acc[10];
+    for (int i = 0; i < 10; i++) acc[i] = _mm256_set1_ps((float)i * 1e-3f);
+    const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+    for (int it = 0; it < 100000; it++)
+      for (int i = 0; i < 10; i++) acc[i] = _mm256_fmadd_ps(acc[i], m, a);
+    float s[8];
+    __m256 t = acc[0];
+    for (int i = 1; i < 10; i++) t = _mm256_add_ps(t, acc[i]);
+    _mm256_storeu_ps(s, t);
+#pragma omp atomic
+    *out += s[0];
+  }
+}
+
+static double fma_peak_gflops(void) {
+  double sink = 0;
+  double s = time_call(fma_peak_body, &sink);
+  return (double)omp_get_max_threads() * 100000.0 * 10 * 8 * 2 / s / 1e9;
+}
+
+/* ---- kernels ----------------------------------------------------------------------------- */
+typedef struct {
+  nn_pool_geom g;
+  float *x, *y, *dy, *dx;
+  int32_t *am;
+} pool_ctx;
+
+static void maxpool_fwd(void *p) {
+  pool_ctx *c = p;
+  nn_maxpool2d_forward(&c->g, c->x, c->y, c->am);
+}
+static void maxpool_bwd(void *p) {
+  pool_ctx *c = p;
+  nn_maxpool2d_backward(&c->g, c->dy, c->am, c->dx);
+}
+static void avgpool_fwd(void *p) {
+  pool_ctx *c = p;
+  nn_avgpool2d_forward(&c->g, c->x, c->y);
+}
+static void avgpool_bwd(void *p) {
+  pool_ctx *c = p;
+  nn_avgpool2d_backward(&c->g, c->dy, c->dx);
+}
+
+typedef struct {
+  nn_conv_geom g;
+  float *x, *w, *b, *y, *dy, *dx, *dw, *db, *ws;
+} conv_ctx;
+
+static void conv_fwd(void *p) {
+  conv_ctx *c = p;
+  nn_conv2d_forward(&c->g, c->x, c->w, c->b, c->y, c->ws);
+}
+static void conv_bwd(void *p) {
+  conv_ctx *c = p;
+  nn_conv2d_backward(&c->g, c->x, c->w, c->dy, c->dx, c->dw, c->db, c->ws);
+}
+
+typedef struct {
+  float *x, *y, *dy, *dx;
+  size_t n;
+} act_ctx;
+
+static void relu_fwd(void *p) {
+  act_ctx *c = p;
+  nn_relu_forward(c->x, c->y, c->n);
+}
+static void relu_bwd(void *p) {
+  act_ctx *c = p;
+  nn_relu_backward(c->y, c->dy, c->dx, c->n);
+}
+
+static void report(const char *what, double sec, double bytes, double flops) {
+  if (flops > 0)
+    printf("%-44s %9.1f us %8.1f GFLOP/s\n", what, sec * 1e6, flops / sec / 1e9);
+  else
+    printf("%-44s %9.1f us %8.1f GB/s   (triad at this size %.1f GB/s)\n", what, sec * 1e6, bytes / sec / 1e9,
+           triad_gbs((size_t)bytes));
+}
+
+static void bench_pool(const char *name, int n, int c, int h, int w, int avg) {
+  pool_ctx pc = {.g = {.n = n, .c = c, .h = h, .w = w, .size = 2, .stride = 2}};
+  nn_pool_geom_init(&pc.g);
+  size_t nx = (size_t)n * c * h * w, ny = (size_t)n * c * pc.g.oh * pc.g.ow;
+  pc.x = fbuf(nx), pc.dx = fbuf(nx), pc.y = fbuf(ny), pc.dy = fbuf(ny);
+  pc.am = (int32_t *)(void *)fbuf(ny);
+  char what[96];
+  if (avg) {
+    snprintf(what, sizeof what, "avgpool fwd %s", name);
+    report(what, time_call(avgpool_fwd, &pc), 4.0 * (double)(nx + ny), 0);
+    snprintf(what, sizeof what, "avgpool bwd %s", name);
+    report(what, time_call(avgpool_bwd, &pc), 4.0 * (double)(nx + ny), 0);
+  } else {
+    snprintf(what, sizeof what, "maxpool fwd %s", name);
+    report(what, time_call(maxpool_fwd, &pc), 4.0 * (double)(nx + 2 * ny), 0);
+    maxpool_fwd(&pc);
+    snprintf(what, sizeof what, "maxpool bwd %s", name);
+    report(what, time_call(maxpool_bwd, &pc), 4.0 * (double)(nx + 2 * ny), 0);
+  }
+  free(pc.x), free(pc.dx), free(pc.y), free(pc.dy), free(pc.am);
+}
+
+static void bench_conv(const char *name, int n, int c, int h, int w, int oc, int k) {
+  conv_ctx cc = {.g = {.n = n, .c = c, .h = h, .w = w, .oc = oc, .kh = k, .kw = k, .stride = 1, .pad = 0}};
+  nn_conv_geom_init(&cc.g);
+  size_t nx = (size_t)n * c * h * w, nw = (size_t)oc * c * k * k, ny = (size_t)n * oc * cc.g.oh * cc.g.ow;
+  cc.x = fbuf(nx), cc.dx = fbuf(nx), cc.w = fbuf(nw), cc.dw = fbuf(nw), cc.b = fbuf(oc), cc.db = fbuf(oc);
+  cc.y = fbuf(ny), cc.dy = fbuf(ny), cc.ws = fbuf(nn_conv2d_workspace(&cc.g));
+  double flops = 2.0 * n * oc * (double)c * k * k * cc.g.oh * cc.g.ow;
+  char what[96];
+  snprintf(what, sizeof what, "conv fwd %s", name);
+  report(what, time_call(conv_fwd, &cc), 0, flops);
+  snprintf(what, sizeof what, "conv bwd (dx, dw, db) %s", name);
+  report(what, time_call(conv_bwd, &cc), 0, 2 * flops);
+  free(cc.x), free(cc.dx), free(cc.w), free(cc.dw), free(cc.b), free(cc.db), free(cc.y), free(cc.dy), free(cc.ws);
+}
+
+static void bench_relu(const char *name, size_t count) {
+  act_ctx a = {fbuf(count), fbuf(count), fbuf(count), fbuf(count), count};
+  char what[96];
+  snprintf(what, sizeof what, "relu fwd %s", name);
+  report(what, time_call(relu_fwd, &a), 8.0 * (double)count, 0);
+  snprintf(what, sizeof what, "relu bwd %s", name);
+  report(what, time_call(relu_bwd, &a), 12.0 * (double)count, 0);
+  free(a.x), free(a.y), free(a.dy), free(a.dx);
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i += 2) {
+    if (i + 1 < argc && !strcmp(argv[i], "--threads")) {
+      int t = atoi(argv[i + 1]);
+      if (t < 1) {
+        fprintf(stderr, "bench_kernels: --threads must be >= 1\n");
+        return 2;
+      }
+      nn_set_threads(t);
+    } else if (i + 1 < argc && !strcmp(argv[i], "--seconds")) {
+      g_seconds = atof(argv[i + 1]);
+      if (!(g_seconds > 0)) {
+        fprintf(stderr, "bench_kernels: --seconds must be > 0\n");
+        return 2;
+      }
+    } else {
+      fprintf(stderr, "usage: bench_kernels [--threads T] [--seconds S]\n");
+      return 2;
+    }
+  }
+  printf("threads=%d\n", omp_get_max_threads());
+  printf("FMA peak (AVX2, 10 chains per thread)            %8.1f GFLOP/s\n", fma_peak_gflops());
+  bench_pool("cnn pool1 32x32x26x26", 32, 32, 26, 26, 0);
+  bench_pool("cnn pool2 32x64x11x11", 32, 64, 11, 11, 0);
+  bench_pool("cifar-cnn pool1 32x32x30x30", 32, 32, 30, 30, 0);
+  bench_pool("lenet pool1 128x6x24x24", 128, 6, 24, 24, 1);
+  bench_pool("lenet pool2 128x16x8x8", 128, 16, 8, 8, 1);
+  bench_relu("cnn conv1 out 692k", (size_t)32 * 32 * 26 * 26);
+  bench_conv("lenet conv1 128x1x28x28 oc6 k5", 128, 1, 28, 28, 6, 5);
+  bench_conv("lenet conv2 128x6x12x12 oc16 k5", 128, 6, 12, 12, 16, 5);
+  bench_conv("cnn conv1 32x1x28x28 oc32 k3", 32, 1, 28, 28, 32, 3);
+  bench_conv("cnn conv2 32x32x13x13 oc64 k3", 32, 32, 13, 13, 64, 3);
+  bench_conv("cifar conv1 32x3x32x32 oc32 k3", 32, 3, 32, 32, 32, 3);
+  bench_conv("cifar conv2 32x32x15x15 oc64 k3", 32, 32, 15, 15, 64, 3);
+  return 0;
+}
