@@ -327,6 +327,14 @@ static const pool_shape pool_shapes[] = {
     {128, 6, 24, 24, 2, 2}, /* LeNet pool1 at batch 128 (threaded) */
     {128, 16, 8, 8, 2, 2},  /* LeNet pool2 */
     {64, 8, 13, 11, 3, 2},  /* threaded, overlapping, odd */
+    /* 2x2 stride 2 rows of >= 8 outputs (8-wide steps, the last one moved back to end at OW):
+     * 13 (cnn pool1), 15 (cifar-cnn pool1), 9 with an odd leftover row and column, exactly 8
+     * with a leftover column, 5 (cnn pool2, below 8) */
+    {2, 3, 26, 26, 2, 2},
+    {2, 2, 30, 30, 2, 2},
+    {2, 2, 21, 19, 2, 2},
+    {3, 2, 16, 17, 2, 2},
+    {3, 2, 11, 11, 2, 2},
 };
 
 static void pool_case(trng *r, const pool_shape *s) {
@@ -423,6 +431,46 @@ static void test_maxpool_ties_and_nan(void **state) {
   assert_int_equal(nn_pool_geom_init(&bad), -1);
   bad = (nn_pool_geom){.n = 1, .c = 1, .h = 5, .w = 5, .size = 2, .stride = 0};
   assert_int_equal(nn_pool_geom_init(&bad), -1);
+}
+
+/* the tie and NaN rules on rows long enough for the vector path: values from {0, 1, NaN}
+ * make ties and NaNs frequent; the expected argmax follows the rule in window order
+ * (top-left, top-right, bottom-left, bottom-right) */
+static void test_maxpool_ties_vector_rows(void **state) {
+  (void)state;
+  trng r = {0x7135A11ULL};
+  nn_pool_geom g = {.n = 3, .c = 2, .h = 6, .w = 37, .size = 2, .stride = 2};
+  assert_int_equal(nn_pool_geom_init(&g), 0);
+  size_t nx = (size_t)g.n * g.c * g.h * g.w, ny = (size_t)g.n * g.c * g.oh * g.ow;
+  float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
+  int32_t *am = malloc(ny * sizeof(int32_t));
+  assert_non_null(am);
+  for (size_t i = 0; i < nx; i++) {
+    uint64_t v = tr_next(&r) % 7;
+    x[i] = v == 0 ? NAN : v < 4 ? 0.0f : 1.0f;
+  }
+  fill(&r, dy, NULL, ny, -1, 1);
+  nn_maxpool2d_forward(&g, x, y, am);
+  nn_maxpool2d_backward(&g, dy, am, dx);
+  for (int p = 0; p < g.n * g.c; p++) {
+    const float *xp = x + (size_t)p * g.h * g.w;
+    for (int oh = 0; oh < g.oh; oh++) {
+      for (int ow = 0; ow < g.ow; ow++) {
+        int base = 2 * oh * g.w + 2 * ow, cand[4] = {base, base + 1, base + g.w, base + g.w + 1}, bi = base;
+        for (int k = 1; k < 4; k++) {
+          float v = xp[cand[k]], b = xp[bi];
+          if (v > b || (isnan(v) && !isnan(b))) bi = cand[k];
+        }
+        size_t o = (size_t)p * g.oh * g.ow + (size_t)oh * g.ow + ow;
+        if (am[o] != bi) fail_msg("maxpool argmax at plane %d (%d,%d): %d, want %d", p, oh, ow, am[o], bi);
+        assert_memory_equal(&y[o], &xp[bi], sizeof(float));
+        assert_true(dx[(size_t)p * g.h * g.w + (size_t)bi] == dy[o]);
+      }
+    }
+    /* the leftover last column gets no gradient */
+    for (int ih = 0; ih < g.h; ih++) assert_true(dx[(size_t)p * g.h * g.w + (size_t)ih * g.w + g.w - 1] == 0.0f);
+  }
+  free(x), free(y), free(dy), free(dx), free(am);
 }
 
 static void test_global_avgpool(void **state) {
@@ -669,6 +717,32 @@ static void test_thread_independence(void **state) {
   assert_memory_equal(db[0], db[1], sizeof(float) * (size_t)out);
   for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
   free(x), free(w), free(b), free(dy);
+  /* pooling, split over planes when large (cnn pool1 shape) */
+  nn_pool_geom pg = {.n = 64, .c = 16, .h = 26, .w = 26, .size = 2, .stride = 2};
+  assert_int_equal(nn_pool_geom_init(&pg), 0);
+  size_t px = (size_t)pg.n * pg.c * pg.h * pg.w, py = (size_t)pg.n * pg.c * pg.oh * pg.ow;
+  float *pxb = fbuf(px), *pdy = fbuf(py), *pout[2][4];
+  int32_t *pam[2];
+  fill(&r, pxb, NULL, px, -1, 1);
+  fill(&r, pdy, NULL, py, -1, 1);
+  for (int t = 0; t < 2; t++) {
+    pout[t][0] = fbuf(py), pout[t][1] = fbuf(px), pout[t][2] = fbuf(py), pout[t][3] = fbuf(px);
+    pam[t] = malloc(py * sizeof(int32_t));
+    assert_non_null(pam[t]);
+    omp_set_num_threads(t == 0 ? 1 : 3);
+    nn_maxpool2d_forward(&pg, pxb, pout[t][0], pam[t]);
+    nn_maxpool2d_backward(&pg, pdy, pam[t], pout[t][1]);
+    nn_avgpool2d_forward(&pg, pxb, pout[t][2]);
+    nn_avgpool2d_backward(&pg, pdy, pout[t][3]);
+  }
+  omp_set_num_threads(saved);
+  assert_memory_equal(pout[0][0], pout[1][0], py * sizeof(float));
+  assert_memory_equal(pam[0], pam[1], py * sizeof(int32_t));
+  assert_memory_equal(pout[0][1], pout[1][1], px * sizeof(float));
+  assert_memory_equal(pout[0][2], pout[1][2], py * sizeof(float));
+  assert_memory_equal(pout[0][3], pout[1][3], px * sizeof(float));
+  for (int t = 0; t < 2; t++) free(pout[t][0]), free(pout[t][1]), free(pout[t][2]), free(pout[t][3]), free(pam[t]);
+  free(pxb), free(pdy);
 }
 
 int main(void) {
@@ -680,6 +754,7 @@ int main(void) {
       cmocka_unit_test(test_conv2d),
       cmocka_unit_test(test_pool),
       cmocka_unit_test(test_maxpool_ties_and_nan),
+      cmocka_unit_test(test_maxpool_ties_vector_rows),
       cmocka_unit_test(test_global_avgpool),
       cmocka_unit_test(test_activations),
       cmocka_unit_test(test_activation_accuracy),

@@ -3,6 +3,9 @@
  * the calling thread. */
 #include <limits.h>
 #include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "base/error.h"
 #include "kernels/kernels.h"
@@ -25,6 +28,83 @@ static int pool_parallel(const nn_pool_geom *g) { return pool_planes(g) * g->h *
 
 /* max with NaN propagation; ties keep the earlier element */
 static inline int max_takes(float v, float best) { return v > best || (v != v && best == best); }
+
+#ifdef __AVX2__
+/* 2x2 stride-2 windows, 8 outputs at a time (AVX2). A row of OW >= 8 outputs is covered by
+ * 8-wide steps, the last one moved back to end at OW: it recomputes a few outputs and writes
+ * the same values again, so every row is done without a scalar tail. Inputs of 8 outputs:
+ * 16 floats of each of the two input rows, split into even and odd columns. */
+
+/* even and odd elements of src[0..16), in order */
+static inline void deinterleave(const float *src, __m256 *even, __m256 *odd) {
+  __m256 lo = _mm256_loadu_ps(src), hi = _mm256_loadu_ps(src + 8);
+  __m256 e = _mm256_shuffle_ps(lo, hi, 0x88), o = _mm256_shuffle_ps(lo, hi, 0xDD);
+  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+}
+
+/* dst[0..16) = a0 b0 a1 b1 ... a7 b7 */
+static inline void interleave_store(float *dst, __m256 a, __m256 b) {
+  __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+/* max_takes, 8 lanes: v > best, or v NaN and best not */
+static inline __m256 takes8(__m256 v, __m256 best) {
+  __m256 nan_v = _mm256_cmp_ps(v, v, _CMP_UNORD_Q), num_b = _mm256_cmp_ps(best, best, _CMP_ORD_Q);
+  return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_and_ps(nan_v, num_b));
+}
+
+/* outputs [ow, ow + 8) of output row oh; i0 = plane index of the window's top-left at ow */
+static inline void maxpool8(const float *r0, const float *r1, float *y, int32_t *am, int32_t i0, int W) {
+  static const int32_t two[8] = {0, 2, 4, 6, 8, 10, 12, 14};
+  __m256 a, b, c, d;
+  deinterleave(r0, &a, &b);
+  deinterleave(r1, &c, &d);
+  __m256i ia = _mm256_add_epi32(_mm256_set1_epi32(i0), _mm256_loadu_si256((const __m256i *)(const void *)two));
+  __m256 best = a, idx = _mm256_castsi256_ps(ia), m;
+  m = takes8(b, best);
+  best = _mm256_blendv_ps(best, b, m);
+  idx = _mm256_blendv_ps(idx, _mm256_castsi256_ps(_mm256_add_epi32(ia, _mm256_set1_epi32(1))), m);
+  m = takes8(c, best);
+  best = _mm256_blendv_ps(best, c, m);
+  idx = _mm256_blendv_ps(idx, _mm256_castsi256_ps(_mm256_add_epi32(ia, _mm256_set1_epi32(W))), m);
+  m = takes8(d, best);
+  best = _mm256_blendv_ps(best, d, m);
+  idx = _mm256_blendv_ps(idx, _mm256_castsi256_ps(_mm256_add_epi32(ia, _mm256_set1_epi32(W + 1))), m);
+  _mm256_storeu_ps(y, best);
+  _mm256_storeu_si256((__m256i *)(void *)am, _mm256_castps_si256(idx));
+}
+
+static inline void maxpool8_bwd(float *r0, float *r1, const float *dy, const int32_t *am, int32_t i0, int W) {
+  static const int32_t two[8] = {0, 2, 4, 6, 8, 10, 12, 14};
+  __m256i k = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(const void *)am),
+                               _mm256_add_epi32(_mm256_set1_epi32(i0), _mm256_loadu_si256((const __m256i *)(const void *)two)));
+  __m256 v = _mm256_loadu_ps(dy);
+  __m256 e0 = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_setzero_si256())));
+  __m256 e1 = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(1))));
+  __m256 e2 = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(W))));
+  __m256 e3 = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(W + 1))));
+  interleave_store(r0, e0, e1);
+  interleave_store(r1, e2, e3);
+}
+
+/* ((a + b) + c) + d, then * 0.25: the generic loop's order */
+static inline void avgpool8(const float *r0, const float *r1, float *y) {
+  __m256 a, b, c, d;
+  deinterleave(r0, &a, &b);
+  deinterleave(r1, &c, &d);
+  __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a, b), c), d);
+  _mm256_storeu_ps(y, _mm256_mul_ps(sum, _mm256_set1_ps(0.25f)));
+}
+
+static inline void avgpool8_bwd(float *r0, float *r1, const float *dy) {
+  __m256 v = _mm256_mul_ps(_mm256_loadu_ps(dy), _mm256_set1_ps(0.25f));
+  interleave_store(r0, v, v);
+  interleave_store(r1, v, v);
+}
+#endif
 
 static void maxpool_plane(const nn_pool_geom *g, const float *x, float *y, int32_t *am) {
   const int W = g->w, k = g->size, st = g->stride;
@@ -58,6 +138,16 @@ static void maxpool_plane_2x2s2(const nn_pool_geom *g, const float *x, float *y,
     float *yr = y + oh * OW;
     int32_t *ar = am + oh * OW;
     const int32_t base = 2 * oh * W;
+#ifdef __AVX2__
+    if (OW >= 8) {
+      for (int ow = 0;; ow += 8) {
+        if (ow > OW - 8) ow = OW - 8;
+        maxpool8(r0 + 2 * ow, r1 + 2 * ow, yr + ow, ar + ow, base + 2 * ow, W);
+        if (ow == OW - 8) break;
+      }
+      continue;
+    }
+#endif
 #pragma omp simd
     for (int ow = 0; ow < OW; ow++) {
       float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
@@ -101,6 +191,17 @@ static void maxpool_plane_2x2s2_bwd(const nn_pool_geom *g, const float *dyp, con
     const float *dr = dyp + oh * OW;
     const int32_t *ar = ap + oh * OW;
     const int32_t base = 2 * oh * W;
+#ifdef __AVX2__
+    if (OW >= 8) {
+      for (int ow = 0;; ow += 8) {
+        if (ow > OW - 8) ow = OW - 8;
+        maxpool8_bwd(r0 + 2 * ow, r1 + 2 * ow, dr + ow, ar + ow, base + 2 * ow, W);
+        if (ow == OW - 8) break;
+      }
+      if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0.0f;
+      continue;
+    }
+#endif
 #pragma omp simd
     for (int ow = 0; ow < OW; ow++) {
       int32_t k = ar[ow] - (base + 2 * ow); /* 0, 1, W or W + 1 */
@@ -140,6 +241,16 @@ static void avgpool_plane_2x2s2(const nn_pool_geom *g, const float *xp, float *y
   for (int oh = 0; oh < g->oh; oh++) {
     const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
     float *yr = yp + oh * OW;
+#ifdef __AVX2__
+    if (OW >= 8) {
+      for (int ow = 0;; ow += 8) {
+        if (ow > OW - 8) ow = OW - 8;
+        avgpool8(r0 + 2 * ow, r1 + 2 * ow, yr + ow);
+        if (ow == OW - 8) break;
+      }
+      continue;
+    }
+#endif
 #pragma omp simd
     for (int ow = 0; ow < OW; ow++) yr[ow] = (((r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) + r1[2 * ow + 1]) * 0.25f;
   }
@@ -152,6 +263,17 @@ static void avgpool_plane_2x2s2_bwd(const nn_pool_geom *g, const float *dyp, flo
   for (int oh = 0; oh < g->oh; oh++) {
     float *r0 = dxp + 2 * oh * W, *r1 = r0 + W;
     const float *dr = dyp + oh * OW;
+#ifdef __AVX2__
+    if (OW >= 8) {
+      for (int ow = 0;; ow += 8) {
+        if (ow > OW - 8) ow = OW - 8;
+        avgpool8_bwd(r0 + 2 * ow, r1 + 2 * ow, dr + ow);
+        if (ow == OW - 8) break;
+      }
+      if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0.0f;
+      continue;
+    }
+#endif
 #pragma omp simd
     for (int ow = 0; ow < OW; ow++) {
       float v = dr[ow] * 0.25f;
