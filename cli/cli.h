@@ -116,5 +116,6 @@ int cmd_predict(int argc, char **argv);
 int cmd_fold(int argc, char **argv);
 int cmd_recalibrate(int argc, char **argv);
 int cmd_study(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const char *const usage =
     "  predict   top-k classes for images or data set records\n"
     "  fold      fold BatchNorm into the layer before it, for inference\n"
     "  recalibrate  re-estimate BN running statistics of a trained model\n"
+    "  export    write a model for ONNX Runtime or Keras (--format onnx|keras)\n"
     "  study     ready-made studies: small-batch (BN vs GroupNorm/LayerNorm vs batch size)\n"
     "\n"
     "\n"
@@ -45,7 +46,7 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*run)(int, char **);
-  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}, {"study", cmd_study}};
+  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}, {"study", cmd_study}, {"export", cmd_export}};
   if (help_cmd) { /* normnet help CMD = normnet CMD --help */
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
       if (!strcmp(argv[2], cmds[i].name)) {

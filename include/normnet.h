@@ -488,6 +488,17 @@ NN_API nn_status nn_image_load(const char *path, int c, int h, int w, uint8_t *o
 NN_API nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch, int batches,
                                       uint64_t seed, nn_error *err);
 
+/* ---- export to other runtimes (DESIGN §10) ---------------------------------------------
+ * Both take raw pixels scaled to [0, 1] and carry the input transform `norm` inside the
+ * model; a batchnorm exports with its running statistics (fold first for a BN-free file).
+ * The same model gives the same bytes. Files are written atomically.
+ * ONNX (opset 17): input "input" float32 [N, C, H, W] ([N, F] for a flat spec input), output
+ * "logits" [N, classes]; each layer as its standard op.
+ * Keras 3 ".keras" (zip of config.json, metadata.json, model.weights.h5): a Sequential of
+ * Keras's own layers on NHWC input, the transform as Rescaling, ending in a softmax. */
+NN_API nn_status nn_export_onnx(const nn_model *m, nn_input_norm norm, const char *path, nn_error *err);
+NN_API nn_status nn_export_keras(const nn_model *m, nn_input_norm norm, const char *path, nn_error *err);
+
 /* ---- presets (ARCHITECTURE.md §2): spec text plus the seed's recipe ------------------------------ */
 typedef struct {
   const char *name;        /* "lenet" */

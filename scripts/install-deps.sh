@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [--with-torch]   (python3-torch only for regenerating fixtures / bench)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev zlib1g-dev libjansson-dev libpng-dev libcairo2-dev fonts-dejavu-core libcmocka-dev
-      dataset-fashion-mnist)
+      dataset-fashion-mnist libhdf5-dev libzip-dev)
 [ "${1:-}" = "--with-torch" ] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
