@@ -38,6 +38,15 @@ static nn_status finalize(nn_layer_cfg *c, unsigned given, nn_error *err) {
     if (!(given & (1u << K_EPS))) b->eps = 1e-3;
   }
   if (!(b->eps > 0)) return nn_err_set(err, NN_ERR_SPEC, "eps must be > 0, got %g", b->eps);
+  /* The classic porting mistake: Keras's momentum=0.99 read as PyTorch's (weight of the new
+   * batch), which freezes the running statistics near their start. Allowed when the
+   * PyTorch convention is written out. */
+  if (b->convention == NN_BN_PYTORCH && !(given & (1u << K_CONVENTION)) && b->momentum > 0.5)
+    return nn_err_set(err, NN_ERR_SPEC,
+                      "momentum=%g under the PyTorch convention weights the NEW batch by %g (Keras's momentum "
+                      "weights the OLD value): write convention=keras for Keras's meaning, momentum=%g for "
+                      "PyTorch's, or convention=pytorch to keep it",
+                      b->momentum, b->momentum, 1.0 - b->momentum);
   if (b->use_global_stats && !b->track_running_stats)
     return nn_err_set(err, NN_ERR_SPEC, "use_global_stats=1 needs track_running_stats=1 (there are no running statistics)");
   return NN_OK;
