@@ -95,7 +95,7 @@ void nn_optimizer_free(nn_optimizer *o) {
 
 typedef struct {
   float lr, wd, mu, b1, b2, eps, step_size, bc2_sqrt;
-  int nesterov, first, decoupled;
+  int nesterov, first, decoupled, keras_eps;
 } upd;
 
 /* torch.optim.SGD: g += wd*p; buf = mu*buf + g (buf = g at step 1); g = nesterov ? g + mu*buf : buf. */
@@ -116,7 +116,9 @@ static void sgd(const upd *u, float *p, const float *g, float *buf, size_t n) {
   }
 }
 
-/* torch.optim.Adam/AdamW: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). */
+/* torch.optim.Adam/AdamW: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps);
+ * Keras's Adam (keras_eps): p -= lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps). The two differ only in
+ * where eps sits: Keras's is not scaled by 1/sqrt(bc2), about 30x larger at step 1. */
 static void adam(const upd *u, float *p, const float *g, float *m1, float *m2, size_t n) {
   const float b1 = u->b1, b2 = u->b2, eps = u->eps, wd = u->wd, step_size = u->step_size, bc2_sqrt = u->bc2_sqrt;
   const float keep = 1.0f - u->lr * wd;
@@ -130,7 +132,8 @@ static void adam(const upd *u, float *p, const float *g, float *m1, float *m2, s
     float v = b2 * m2[i] + (1.0f - b2) * d * d;
     m1[i] = a;
     m2[i] = v;
-    p[i] = pi - step_size * a / (sqrtf(v) / bc2_sqrt + eps);
+    float denom = u->keras_eps ? sqrtf(v) + eps : sqrtf(v) / bc2_sqrt + eps;
+    p[i] = pi - step_size * a / denom;
   }
 }
 
@@ -139,10 +142,10 @@ void nn_optimizer_step(nn_optimizer *o, nn_model *m) {
   o->step++;
   const nn_opt_config *c = &o->cfg;
   upd u = {.lr = c->lr, .wd = c->weight_decay, .mu = c->momentum, .b1 = c->beta1, .b2 = c->beta2, .eps = c->eps,
-           .nesterov = c->nesterov, .first = o->step == 1, .decoupled = c->kind == NN_OPT_ADAMW};
+           .nesterov = c->nesterov, .first = o->step == 1, .decoupled = c->kind == NN_OPT_ADAMW, .keras_eps = c->keras_eps};
   if (c->kind != NN_OPT_SGD) {
     const float bc1 = 1.0f - powf(c->beta1, (float)o->step), bc2 = 1.0f - powf(c->beta2, (float)o->step);
-    u.step_size = c->lr / bc1;
+    u.step_size = c->keras_eps ? c->lr * sqrtf(bc2) / bc1 : c->lr / bc1;
     u.bc2_sqrt = sqrtf(bc2);
   }
   size_t total = 0;
