@@ -96,7 +96,7 @@ nn_status nn_activations_read_csv(const char *path, nn_activation_row **rows, in
   if (!st && ferror(f)) st = nn_err_set(err, NN_ERR_IO, "%s: read error", path);
   fclose(f);
   if (!st) {
-    qsort(v, (size_t)cnt, sizeof *v, cmp_row);
+    if (cnt) qsort(v, (size_t)cnt, sizeof *v, cmp_row);
     for (int i = 1; i < cnt && !st; i++)
       if (v[i].epoch == v[i - 1].epoch && v[i].layer == v[i - 1].layer)
         st = nn_err_set(err, NN_ERR_FORMAT, "%s:%d: epoch %d layer %d repeats line %d", path, v[i].line, v[i].epoch,
