@@ -5,7 +5,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo asan bench clean
+.PHONY: all deps build test demo asan bench clean fuzz fuzz-build fuzz-long valgrind
 
 all: build
 
@@ -31,5 +31,26 @@ asan: deps
 bench: build
 	$(BUILD)/bench_train
 
+# libFuzzer targets (fuzz/, clang, ASan + UBSan): `make fuzz` runs each for FUZZ_SECONDS
+# (CI smoke, 20 s); `make fuzz-long` for FUZZ_LONG_SECONDS each (default 1800) and prints
+# the executions per target. A crash fails the run; its input is left in build-fuzz/fuzz-crashes/.
+FUZZ_SECONDS ?= 20
+FUZZ_LONG_SECONDS ?= 1800
+fuzz-build: deps
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNN_FUZZ=ON -DBUILD_TESTING=OFF -DNN_BUILD_BENCH=OFF
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_targets
+
+fuzz: fuzz-build
+	bash fuzz/run.sh $(FUZZ_SECONDS) build-fuzz
+
+fuzz-long: fuzz-build
+	bash fuzz/run.sh $(FUZZ_LONG_SECONDS) build-fuzz
+
+# A short training under valgrind memcheck on a portable build (valgrind lacks AVX-512).
+valgrind: deps
+	cmake -S . -B build-valgrind -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNN_NATIVE=OFF -DBUILD_TESTING=OFF -DNN_BUILD_BENCH=OFF
+	cmake --build build-valgrind -j$(JOBS) --target normnet_cli
+	bash scripts/valgrind.sh build-valgrind/normnet
+
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz build-valgrind

@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev zlib1g-dev libjansson-dev libpng-dev libcairo2-dev fonts-dejavu-core libcmocka-dev
       dataset-fashion-mnist libhdf5-dev libzip-dev)
+pkgs+=(clang libclang-rt-14-dev libomp-dev valgrind) # make fuzz (libFuzzer), make valgrind
 [ "${1:-}" = "--with-torch" ] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
