@@ -30,7 +30,7 @@ static int pool_parallel(const nn_pool_geom *g) { return pool_planes(g) * g->h *
 static inline int max_takes(float v, float best) { return v > best || (v != v && best == best); }
 
 #ifdef __AVX2__
-/* 2x2 stride-2 windows, 8 outputs at a time (AVX2). A row of OW >= 8 outputs is covered by
+/* 2x2 stride-2 windows, 8 outputs at a time (AVX2; 4 for rows of 4..7). A row of OW >= 8 outputs is covered by
  * 8-wide steps, the last one moved back to end at OW: it recomputes a few outputs and writes
  * the same values again, so every row is done without a scalar tail. Inputs of 8 outputs:
  * 16 floats of each of the two input rows, split into even and odd columns. */
@@ -104,6 +104,66 @@ static inline void avgpool8_bwd(float *r0, float *r1, const float *dy) {
   interleave_store(r0, v, v);
   interleave_store(r1, v, v);
 }
+
+/* The same for rows of 4..7 outputs, 4 at a time (SSE4.1, implied by AVX2). */
+static inline void deinterleave4(const float *src, __m128 *even, __m128 *odd) {
+  __m128 lo = _mm_loadu_ps(src), hi = _mm_loadu_ps(src + 4);
+  *even = _mm_shuffle_ps(lo, hi, 0x88);
+  *odd = _mm_shuffle_ps(lo, hi, 0xDD);
+}
+
+static inline void interleave_store4(float *dst, __m128 a, __m128 b) {
+  _mm_storeu_ps(dst, _mm_unpacklo_ps(a, b));
+  _mm_storeu_ps(dst + 4, _mm_unpackhi_ps(a, b));
+}
+
+static inline __m128 takes4(__m128 v, __m128 best) {
+  return _mm_or_ps(_mm_cmpgt_ps(v, best), _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(best, best)));
+}
+
+static inline void maxpool4(const float *r0, const float *r1, float *y, int32_t *am, int32_t i0, int W) {
+  __m128 a, b, c, d;
+  deinterleave4(r0, &a, &b);
+  deinterleave4(r1, &c, &d);
+  __m128i ia = _mm_add_epi32(_mm_set1_epi32(i0), _mm_setr_epi32(0, 2, 4, 6));
+  __m128 best = a, idx = _mm_castsi128_ps(ia), m;
+  m = takes4(b, best);
+  best = _mm_blendv_ps(best, b, m);
+  idx = _mm_blendv_ps(idx, _mm_castsi128_ps(_mm_add_epi32(ia, _mm_set1_epi32(1))), m);
+  m = takes4(c, best);
+  best = _mm_blendv_ps(best, c, m);
+  idx = _mm_blendv_ps(idx, _mm_castsi128_ps(_mm_add_epi32(ia, _mm_set1_epi32(W))), m);
+  m = takes4(d, best);
+  best = _mm_blendv_ps(best, d, m);
+  idx = _mm_blendv_ps(idx, _mm_castsi128_ps(_mm_add_epi32(ia, _mm_set1_epi32(W + 1))), m);
+  _mm_storeu_ps(y, best);
+  _mm_storeu_si128((__m128i *)(void *)am, _mm_castps_si128(idx));
+}
+
+static inline void maxpool4_bwd(float *r0, float *r1, const float *dy, const int32_t *am, int32_t i0, int W) {
+  __m128i k = _mm_sub_epi32(_mm_loadu_si128((const __m128i *)(const void *)am),
+                            _mm_add_epi32(_mm_set1_epi32(i0), _mm_setr_epi32(0, 2, 4, 6)));
+  __m128 v = _mm_loadu_ps(dy);
+  __m128 e0 = _mm_and_ps(v, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_setzero_si128())));
+  __m128 e1 = _mm_and_ps(v, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(1))));
+  __m128 e2 = _mm_and_ps(v, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(W))));
+  __m128 e3 = _mm_and_ps(v, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(W + 1))));
+  interleave_store4(r0, e0, e1);
+  interleave_store4(r1, e2, e3);
+}
+
+static inline void avgpool4(const float *r0, const float *r1, float *y) {
+  __m128 a, b, c, d;
+  deinterleave4(r0, &a, &b);
+  deinterleave4(r1, &c, &d);
+  _mm_storeu_ps(y, _mm_mul_ps(_mm_add_ps(_mm_add_ps(_mm_add_ps(a, b), c), d), _mm_set1_ps(0.25f)));
+}
+
+static inline void avgpool4_bwd(float *r0, float *r1, const float *dy) {
+  __m128 v = _mm_mul_ps(_mm_loadu_ps(dy), _mm_set1_ps(0.25f));
+  interleave_store4(r0, v, v);
+  interleave_store4(r1, v, v);
+}
 #endif
 
 static void maxpool_plane(const nn_pool_geom *g, const float *x, float *y, int32_t *am) {
@@ -144,6 +204,14 @@ static void maxpool_plane_2x2s2(const nn_pool_geom *g, const float *x, float *y,
         if (ow > OW - 8) ow = OW - 8;
         maxpool8(r0 + 2 * ow, r1 + 2 * ow, yr + ow, ar + ow, base + 2 * ow, W);
         if (ow == OW - 8) break;
+      }
+      continue;
+    }
+    if (OW >= 4) {
+      maxpool4(r0, r1, yr, ar, base, W);
+      if (OW > 4) {
+        const int ow = OW - 4;
+        maxpool4(r0 + 2 * ow, r1 + 2 * ow, yr + ow, ar + ow, base + 2 * ow, W);
       }
       continue;
     }
@@ -201,6 +269,15 @@ static void maxpool_plane_2x2s2_bwd(const nn_pool_geom *g, const float *dyp, con
       if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0.0f;
       continue;
     }
+    if (OW >= 4) {
+      maxpool4_bwd(r0, r1, dr, ar, base, W);
+      if (OW > 4) {
+        const int ow = OW - 4;
+        maxpool4_bwd(r0 + 2 * ow, r1 + 2 * ow, dr + ow, ar + ow, base + 2 * ow, W);
+      }
+      if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0.0f;
+      continue;
+    }
 #endif
 #pragma omp simd
     for (int ow = 0; ow < OW; ow++) {
@@ -250,6 +327,14 @@ static void avgpool_plane_2x2s2(const nn_pool_geom *g, const float *xp, float *y
       }
       continue;
     }
+    if (OW >= 4) {
+      avgpool4(r0, r1, yr);
+      if (OW > 4) {
+        const int ow = OW - 4;
+        avgpool4(r0 + 2 * ow, r1 + 2 * ow, yr + ow);
+      }
+      continue;
+    }
 #endif
 #pragma omp simd
     for (int ow = 0; ow < OW; ow++) yr[ow] = (((r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) + r1[2 * ow + 1]) * 0.25f;
@@ -269,6 +354,15 @@ static void avgpool_plane_2x2s2_bwd(const nn_pool_geom *g, const float *dyp, flo
         if (ow > OW - 8) ow = OW - 8;
         avgpool8_bwd(r0 + 2 * ow, r1 + 2 * ow, dr + ow);
         if (ow == OW - 8) break;
+      }
+      if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0.0f;
+      continue;
+    }
+    if (OW >= 4) {
+      avgpool4_bwd(r0, r1, dr);
+      if (OW > 4) {
+        const int ow = OW - 4;
+        avgpool4_bwd(r0 + 2 * ow, r1 + 2 * ow, dr + ow);
       }
       if (W > 2 * OW) r0[W - 1] = r1[W - 1] = 0.0f;
       continue;
