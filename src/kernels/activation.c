@@ -51,19 +51,36 @@ static inline float exp_clamped(float x) {
   return p * bits_to_float((n1 + 127) << 23) * bits_to_float((n2 + 127) << 23);
 }
 
+static inline int32_t float_to_bits(float f) {
+  int32_t b;
+  memcpy(&b, &f, sizeof b);
+  return b;
+}
+
+/* Selects and clamps below work on the bit patterns: written with float compares and
+ * ternaries, GCC (without -fno-trapping-math) keeps branches around the code that only one
+ * side needs (the whole of it, for the NaN pass-through) and does not vectorize the loop;
+ * AVX2 then runs sigmoid one value at a time (47% of a lenet step). For a >= 0 or NaN, the
+ * bits order like the values, and NaN's are above every finite value's. */
+static inline int32_t sel_bits(int32_t mask, int32_t a, int32_t b) { return (a & mask) | (b & ~mask); }
+static inline int32_t is_nan_mask(int32_t xb) { return -(int32_t)((xb & 0x7fffffff) > 0x7f800000); }
+
 /* stable sigmoid: with e = exp(-|x|) in (0, 1], 1/(1+e) for x >= 0 and e/(1+e) below */
 static inline float sigmoid1(float x) {
-  float a = fabsf(x);
-  a = a < 104.0f ? a : 104.0f; /* e^-104 rounds to 0; also maps NaN to 104 (fixed below) */
+  const int32_t xb = float_to_bits(x), ab = xb & 0x7fffffff;
+  const int32_t cap = 0x42d00000; /* 104.0f: e^-104 rounds to 0; NaN also maps to it (fixed below) */
+  float a = bits_to_float(ab < cap ? ab : cap);
   float e = exp_clamped(-a);
   float s = 1.0f / (1.0f + e);
-  float y = x >= 0.0f ? s : e * s;
-  return x != x ? x : y;
+  /* s * 1 = s for x >= 0 (also -0: then e = 1), s * e otherwise */
+  float y = s * bits_to_float(sel_bits(-(int32_t)((uint32_t)xb >> 31), float_to_bits(e), 0x3f800000));
+  return bits_to_float(sel_bits(is_nan_mask(xb), xb, float_to_bits(y)));
 }
 
 /* tanh: odd polynomial for |x| < 0.625 (Cephes tanhf), else 1 - 2/(e^{2|x|} + 1) */
 static inline float tanh1(float x) {
-  float a = fabsf(x);
+  const int32_t xb = float_to_bits(x), ab = xb & 0x7fffffff;
+  float a = bits_to_float(ab);
   float z = x * x;
   float p = -5.70498872745e-3f;
   p = p * z + 2.06390887954e-2f;
@@ -71,12 +88,12 @@ static inline float tanh1(float x) {
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
   float small = p * z * x + x;
-  float a2 = 2.0f * a;
-  a2 = a2 < 88.0f ? a2 : 88.0f; /* tanh is 1 in float long before; maps NaN to 88 */
-  float big = 1.0f - 2.0f / (exp_clamped(a2) + 1.0f);
-  big = x < 0.0f ? -big : big;
-  float y = a < 0.625f ? small : big;
-  return x != x ? x : y;
+  const int32_t a2b = float_to_bits(2.0f * a), cap = 0x42b00000; /* 88.0f: tanh is 1 long before; NaN -> 88 */
+  float big = 1.0f - 2.0f / (exp_clamped(bits_to_float(a2b < cap ? a2b : cap)) + 1.0f);
+  /* sign of x on big (-0 gets -big, but |x| < 0.625 takes small there) */
+  int32_t bigb = float_to_bits(big) | (xb & INT32_MIN);
+  int32_t y = sel_bits(-(int32_t)(ab < 0x3f200000 /* 0.625f */), float_to_bits(small), bigb);
+  return bits_to_float(sel_bits(is_nan_mask(xb), xb, y));
 }
 
 void nn_sigmoid_forward(const float *x, float *y, size_t count) {
