@@ -58,7 +58,10 @@ int cli_model_resolve(const char *cmd, const char *arg, cli_model *out) {
     }
     return EXIT_OK;
   }
-  if (ends_with(arg, ".safetensors")) {
+  /* checkpoints; Keras and PyTorch files go to the checkpoint loader, which imports the first
+   * and explains how to convert the second */
+  if (ends_with(arg, ".safetensors") || ends_with(arg, ".keras") || ends_with(arg, ".h5") || ends_with(arg, ".pt") ||
+      ends_with(arg, ".pth")) {
     snprintf(out->checkpoint, sizeof out->checkpoint, "%s", arg);
     return EXIT_OK;
   }

@@ -29,6 +29,7 @@
 
 #include "base/error.h"
 #include "base/strbuf.h"
+#include "io/keras_import.h"
 #include "model/model.h"
 
 #define NN_CKPT_FORMAT "normnet/1"
@@ -400,6 +401,11 @@ static nn_status ckpt_open(const char *path, int header_only, ckpt_file *c, nn_e
     fclose(f);
     return nn_err_set(err, NN_ERR_IO, "%s: cannot read checkpoint: %s", path, e ? strerror(e) : "unexpected end of file");
   }
+  /* a PyTorch pickle/zip or a Keras file: say what it is before trusting a header length */
+  if (nn_file_sniff(lenb, 8) != NN_FILE_OTHER) {
+    fclose(f);
+    return nn_not_safetensors(path, nn_file_sniff(lenb, 8), err);
+  }
   uint64_t hlen = get_u64(lenb);
   if (hlen > size - 8 || hlen > NN_CKPT_MAX_HEADER) {
     fclose(f);
@@ -544,6 +550,9 @@ static nn_status load_tensor(ckpt_file *c, const nn_tensor_view *v, entry *e, nn
 }
 
 nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_model **out, nn_error *err) {
+  nn_file_kind kind = NN_FILE_OTHER;
+  if (path && out && nn_file_kind_of(path, &kind, NULL) == NN_OK && (kind == NN_FILE_ZIP || kind == NN_FILE_HDF5))
+    return nn_keras_load(path, kind, spec, out, err); /* a Keras .keras / .weights.h5 (or a PyTorch zip) */
   if (!out) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_load: out is NULL");
   *out = NULL;
   if (!path) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_load: path is NULL");

@@ -1,0 +1,478 @@
+/* Keras import (DESIGN §10): weights of a Keras 3 ".keras" archive or ".weights.h5" file into
+ * a model of the same architecture, and recognition of files that are not checkpoints.
+ *
+ * Keras stores each layer's variables at layers/<name>/vars/<i> of model.weights.h5, in the
+ * layer's variable order (Dense: kernel [in,out], bias; Conv2D: kernel [kh,kw,in,out], bias;
+ * BatchNormalization: gamma, beta (if scale/center), moving_mean, moving_variance;
+ * Group/LayerNormalization: gamma, beta). The layers with variables are matched, in order,
+ * to the model's layers with tensors (dense, conv2d, batchnorm, groupnorm, layernorm,
+ * instancenorm); every shape must fit exactly and is converted back from Keras's
+ * channels-last layout by export/keras_layout.h (the exporter's own mapping, so the two
+ * directions agree). From a .keras file the config is checked too: layer classes, units,
+ * filters, kernel, strides, padding, BN epsilon and center/scale, and any activation folded
+ * into a Dense/Conv2D must be the model's next layer. A .weights.h5 file has no config: its
+ * layers are found under Keras's automatic names (dense, dense_1, batch_normalization, ...)
+ * in the model's order (Keras saves under those names, not the configured ones). Nothing is trusted: HDF5 errors are collected, never printed, and
+ * every dataset is checked to be float with the expected shape before it is read. */
+#include <errno.h>
+#include <hdf5.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zip.h>
+
+#include "base/error.h"
+#include "export/keras_layout.h"
+#include "io/keras_import.h"
+#include "model/model.h"
+
+nn_file_kind nn_file_sniff(const unsigned char *head, size_t len) {
+  static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  if (len >= 8 && !memcmp(head, hdf5, 8)) return NN_FILE_HDF5;
+  if (len >= 4 && !memcmp(head, "PK\x03\x04", 4)) return NN_FILE_ZIP;
+  if (len >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return NN_FILE_PICKLE;
+  return NN_FILE_OTHER;
+}
+
+nn_status nn_torch_refusal(const char *path, nn_error *err) {
+  return nn_err_set(err, NN_ERR_FORMAT,
+                    "%s: a PyTorch pickle (torch.save), not a safetensors checkpoint; convert it with "
+                    "/usr/bin/python3 tools/torch_interop.py from-torch %s --spec SPEC OUT.safetensors",
+                    path, path);
+}
+
+nn_status nn_file_kind_of(const char *path, nn_file_kind *kind, nn_error *err) {
+  *kind = NN_FILE_OTHER;
+  FILE *f = fopen(path, "rb");
+  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  unsigned char head[8];
+  size_t n = fread(head, 1, sizeof head, f);
+  fclose(f);
+  *kind = nn_file_sniff(head, n);
+  return NN_OK;
+}
+
+static int torch_zip(const char *path) {
+  int ze = 0, torch = 0;
+  zip_t *za = zip_open(path, ZIP_RDONLY, &ze);
+  if (!za) return 0;
+  zip_int64_t n = zip_get_num_entries(za, 0);
+  for (zip_int64_t i = 0; i < n && !torch; i++) {
+    const char *name = zip_get_name(za, (zip_uint64_t)i, 0);
+    size_t len = name ? strlen(name) : 0;
+    torch = len >= 8 && !strcmp(name + len - 8, "data.pkl");
+  }
+  zip_discard(za);
+  return torch;
+}
+
+nn_status nn_not_safetensors(const char *path, nn_file_kind kind, nn_error *err) {
+  if (kind == NN_FILE_PICKLE || (kind == NN_FILE_ZIP && torch_zip(path))) return nn_torch_refusal(path, err);
+  return nn_err_set(err, NN_ERR_FORMAT,
+                    "%s: a Keras %s file, not a safetensors checkpoint: load it with the model it holds weights for "
+                    "(--model PRESET|SPECFILE)",
+                    path, kind == NN_FILE_ZIP ? ".keras" : ".weights.h5");
+}
+
+/* ---- reading --------------------------------------------------------------------------- */
+
+typedef struct {
+  const char *path;
+  unsigned char *h5img; /* model.weights.h5 bytes from the archive */
+  json_t *config;       /* NULL for a bare .weights.h5 */
+  hid_t file;
+} ksrc;
+
+static char *zip_entry(zip_t *za, const char *name, size_t *len, size_t limit) {
+  zip_stat_t st;
+  zip_stat_init(&st);
+  if (zip_stat(za, name, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE) || st.size > limit) return NULL;
+  zip_file_t *zf = zip_fopen(za, name, 0);
+  if (!zf) return NULL;
+  char *buf = malloc((size_t)st.size + 1);
+  zip_int64_t got = buf ? zip_fread(zf, buf, st.size) : -1;
+  zip_fclose(zf);
+  if (got != (zip_int64_t)st.size) {
+    free(buf);
+    return NULL;
+  }
+  buf[st.size] = 0;
+  *len = (size_t)st.size;
+  return buf;
+}
+
+static nn_status open_source(const char *path, nn_file_kind kind, ksrc *k, nn_error *err) {
+  memset(k, 0, sizeof *k);
+  k->path = path;
+  k->file = -1;
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) return nn_err_set(err, NN_ERR_IO, "%s: HDF5 is not usable", path);
+  if (kind == NN_FILE_ZIP) {
+    int ze = 0;
+    zip_t *za = zip_open(path, ZIP_RDONLY, &ze);
+    if (!za) {
+      H5Pclose(fapl);
+      return nn_err_set(err, NN_ERR_FORMAT, "%s: not a readable zip archive", path);
+    }
+    size_t clen = 0, hlen = 0;
+    char *cfg = zip_entry(za, "config.json", &clen, (size_t)64 << 20);
+    if (!cfg && torch_zip(path)) {
+      zip_discard(za);
+      H5Pclose(fapl);
+      return nn_torch_refusal(path, err);
+    }
+    k->h5img = (unsigned char *)zip_entry(za, "model.weights.h5", &hlen, (size_t)4 << 30);
+    zip_discard(za);
+    if (!cfg || !k->h5img) {
+      free(cfg);
+      H5Pclose(fapl);
+      return nn_err_set(err, NN_ERR_FORMAT, "%s: a zip archive without config.json and model.weights.h5 (not a Keras 3 .keras file)", path);
+    }
+    json_error_t je;
+    k->config = json_loadb(cfg, clen, JSON_REJECT_DUPLICATES, &je);
+    free(cfg);
+    if (!k->config) {
+      H5Pclose(fapl);
+      return nn_err_set(err, NN_ERR_FORMAT, "%s: config.json line %d: %s", path, je.line, je.text);
+    }
+    if (H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 || H5Pset_file_image(fapl, k->h5img, hlen) < 0) {
+      H5Pclose(fapl);
+      return nn_err_set(err, NN_ERR_IO, "%s: HDF5 cannot take the weights image", path);
+    }
+    k->file = H5Fopen("model.weights.h5", H5F_ACC_RDONLY, fapl);
+  } else {
+    k->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  }
+  H5Pclose(fapl);
+  if (k->file < 0) return nn_err_set(err, NN_ERR_FORMAT, "%s: model.weights.h5 is not a readable HDF5 file", path);
+  return NN_OK;
+}
+
+static void close_source(ksrc *k) {
+  if (k->file >= 0) H5Fclose(k->file);
+  json_decref(k->config);
+  free(k->h5img);
+}
+
+/* layers/<name>/vars/<idx> into dst (count floats, Keras shape dims[nd]). */
+static nn_status read_var(ksrc *k, const char *name, int idx, const int *dims, int nd, float *dst, const char *lname,
+                          nn_error *err) {
+  char path[256];
+  snprintf(path, sizeof path, "layers/%s/vars/%d", name, idx);
+  if (H5Lexists(k->file, "layers", H5P_DEFAULT) <= 0 || H5Lexists(k->file, path, H5P_DEFAULT) <= 0) {
+    char alt[256];
+    snprintf(alt, sizeof alt, "layers/%s", name);
+    if (H5Lexists(k->file, "layers", H5P_DEFAULT) <= 0 || H5Lexists(k->file, alt, H5P_DEFAULT) <= 0)
+      return nn_err_set(err, NN_ERR_FORMAT, "%s: %s: no Keras layer '%s' in the weights", k->path, lname, name);
+    return nn_err_set(err, NN_ERR_FORMAT, "%s: %s: Keras layer '%s' has no variable %d", k->path, lname, name, idx);
+  }
+  hid_t ds = H5Dopen2(k->file, path, H5P_DEFAULT);
+  if (ds < 0) return nn_err_set(err, NN_ERR_FORMAT, "%s: %s: %s is not a dataset", k->path, lname, path);
+  hid_t sp = H5Dget_space(ds), t = H5Dget_type(ds);
+  hsize_t d[8];
+  int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1, ok = rank == nd && t >= 0 && H5Tget_class(t) == H5T_FLOAT;
+  if (ok) {
+    H5Sget_simple_extent_dims(sp, d, NULL);
+    for (int i = 0; i < nd; i++) ok &= d[i] == (hsize_t)dims[i];
+  }
+  char want[64] = "", got[64] = "";
+  for (int i = 0; i < nd; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? "x" : "", dims[i]);
+  for (int i = 0; rank > 0 && rank <= 8 && i < rank; i++) {
+    if (i == 0) H5Sget_simple_extent_dims(sp, d, NULL);
+    snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", i ? "x" : "", (unsigned long long)d[i]);
+  }
+  nn_status st = NN_OK;
+  if (!ok)
+    st = nn_err_set(err, NN_ERR_SHAPE, "%s: %s: %s is %s%s, the model needs float %s", k->path, lname, path, got,
+                    t >= 0 && H5Tget_class(t) != H5T_FLOAT ? " (not float)" : "", want);
+  else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+    st = nn_err_set(err, NN_ERR_IO, "%s: %s: cannot read %s", k->path, lname, path);
+  if (t >= 0) H5Tclose(t);
+  if (sp >= 0) H5Sclose(sp);
+  H5Dclose(ds);
+  return st;
+}
+
+/* ---- the config's layers with variables, in order ------------------------------------- */
+
+typedef struct {
+  const char *cls, *name; /* class and configured name */
+  char path[96];          /* its group under layers/ in the weights file */
+  json_t *cfg;
+  int pad; /* a ZeroPadding2D right before it (symmetric), else 0 */
+} klayer;
+
+/* Keras saves a Sequential's layers under the snake_case of their class with a per-class
+ * counter in model order ("dense", "dense_1", ...), not under their configured names. */
+typedef struct {
+  const char *cls[64];
+  int n[64], count;
+} class_counter;
+
+static void auto_base(const char *cls, char *out, size_t len);
+
+static void weights_name(class_counter *cc, const char *cls, char *out, size_t len) {
+  char base[64];
+  auto_base(cls, base, sizeof base);
+  int u = 0;
+  while (u < cc->count && strcmp(cc->cls[u], cls)) u++;
+  if (u == cc->count && cc->count < 64) cc->cls[cc->count] = cls, cc->n[cc->count++] = 0;
+  int nth = u < 64 ? cc->n[u]++ : 0;
+  if (nth) snprintf(out, len, "%s_%d", base, nth);
+  else snprintf(out, len, "%s", base);
+}
+
+static int weighted_class(const char *cls) {
+  static const char *const names[] = {"Dense", "Conv2D", "BatchNormalization", "GroupNormalization",
+                                      "LayerNormalization"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (!strcmp(cls, names[i])) return 1;
+  return 0;
+}
+
+static const char *expected_class(const nn_layer *L) {
+  switch (L->kind) {
+    case NN_LAYER_DENSE: return "Dense";
+    case NN_LAYER_CONV2D: return "Conv2D";
+    case NN_LAYER_BATCHNORM: return "BatchNormalization";
+    case NN_LAYER_GROUPNORM: return "GroupNormalization";
+    case NN_LAYER_LAYERNORM: return "LayerNormalization";
+    case NN_LAYER_INSTANCENORM: return L->cfg.gn.track_running_stats ? "BatchNormalization" : "GroupNormalization";
+    default: return NULL;
+  }
+}
+
+/* Keras's automatic base name for a class ("BatchNormalization" -> "batch_normalization"). */
+static void auto_base(const char *cls, char *out, size_t len) {
+  size_t o = 0;
+  for (size_t i = 0; cls[i] && o + 2 < len; i++) {
+    char c = cls[i];
+    if (c >= 'A' && c <= 'Z') {
+      int digit_before = i > 0 && cls[i - 1] >= '0' && cls[i - 1] <= '9';
+      if (i > 0 && !digit_before && !(cls[i - 1] >= 'A' && cls[i - 1] <= 'Z')) out[o++] = '_';
+      c = (char)(c - 'A' + 'a');
+    }
+    out[o++] = c;
+  }
+  out[o] = 0;
+}
+
+static double jnum(json_t *o, const char *key, double dflt) {
+  json_t *v = json_object_get(o, key);
+  return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+static int jint_at(json_t *o, const char *key, int idx, int dflt) {
+  json_t *v = json_object_get(o, key);
+  if (json_is_array(v)) v = json_array_get(v, (size_t)idx);
+  return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
+}
+
+static int jbool(json_t *o, const char *key, int dflt) {
+  json_t *v = json_object_get(o, key);
+  return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+static const char *jstr(json_t *o, const char *key) {
+  const char *s = json_string_value(json_object_get(o, key));
+  return s ? s : "";
+}
+
+static int close_to(double a, double b) { return a == b || (a - b) * (a - b) <= 1e-18 * (a * a + b * b); }
+
+/* Check a Keras layer's config against our layer (from a .keras file). */
+static nn_status check_config(const ksrc *k, const klayer *kl, const nn_model *m, int li, const char *lname,
+                              nn_error *err) {
+  const nn_layer *L = &m->layers[li];
+  json_t *c = kl->cfg;
+  const char *why = NULL;
+  char buf[160];
+  if (L->kind == NN_LAYER_DENSE) {
+    if (jint_at(c, "units", 0, -1) != L->out.c) why = "units differ";
+    else if (jbool(c, "use_bias", 1) != L->cfg.dense.bias) why = "use_bias differs from bias";
+  } else if (L->kind == NN_LAYER_CONV2D) {
+    const nn_conv2d_cfg *cc = &L->cfg.conv;
+    const char *pad = jstr(c, "padding");
+    int same_pad = !strcmp(pad, "same") ? (cc->kernel - 1) / 2 : -1;
+    if (jint_at(c, "filters", 0, -1) != cc->filters) why = "filters differ";
+    else if (jint_at(c, "kernel_size", 0, -1) != cc->kernel || jint_at(c, "kernel_size", 1, -1) != cc->kernel)
+      why = "kernel_size differs";
+    else if (jint_at(c, "strides", 0, 1) != cc->stride || jint_at(c, "strides", 1, 1) != cc->stride)
+      why = "strides differ";
+    else if (jbool(c, "use_bias", 1) != cc->bias) why = "use_bias differs from bias";
+    else if (strcmp(jstr(c, "data_format"), "channels_first") == 0) why = "data_format channels_first is not supported";
+    else if (!(same_pad >= 0 ? same_pad == cc->pad && cc->kernel % 2 == 1 && cc->stride == 1 && kl->pad == 0
+                             : !strcmp(pad, "valid") && kl->pad == cc->pad))
+      why = "padding differs from pad";
+  } else if (L->kind == NN_LAYER_BATCHNORM || (L->kind == NN_LAYER_INSTANCENORM && L->cfg.gn.track_running_stats)) {
+    int affine = L->kind == NN_LAYER_BATCHNORM ? L->cfg.bn.affine : L->cfg.gn.affine;
+    double eps = L->kind == NN_LAYER_BATCHNORM ? L->cfg.bn.eps : L->cfg.gn.eps;
+    if (jbool(c, "center", 1) != affine || jbool(c, "scale", 1) != affine) why = "center/scale differ from affine";
+    else if (!close_to(jnum(c, "epsilon", 1e-3), eps)) {
+      snprintf(buf, sizeof buf, "epsilon %g differs from eps %g", jnum(c, "epsilon", 1e-3), eps);
+      why = buf;
+    }
+  } else if (L->kind == NN_LAYER_GROUPNORM || L->kind == NN_LAYER_INSTANCENORM || L->kind == NN_LAYER_LAYERNORM) {
+    int groups = L->kind == NN_LAYER_GROUPNORM ? L->cfg.gn.groups : L->in.c;
+    if (L->kind != NN_LAYER_LAYERNORM && jint_at(c, "groups", 0, 32) != groups) why = "groups differ";
+    else if (jbool(c, "center", 1) != L->cfg.gn.affine || jbool(c, "scale", 1) != L->cfg.gn.affine)
+      why = "center/scale differ from affine";
+    else if (!close_to(jnum(c, "epsilon", 1e-3), L->cfg.gn.eps)) why = "epsilon differs from eps";
+  }
+  if (!why && (L->kind == NN_LAYER_DENSE || L->kind == NN_LAYER_CONV2D)) {
+    const char *act = jstr(c, "activation");
+    nn_layer_kind want = !strcmp(act, "relu") ? NN_LAYER_RELU : !strcmp(act, "sigmoid") ? NN_LAYER_SIGMOID
+                        : !strcmp(act, "tanh") ? NN_LAYER_TANH : NN_LAYER__COUNT;
+    if (*act && strcmp(act, "linear") && (want == NN_LAYER__COUNT || li + 1 >= m->nlayers || m->layers[li + 1].kind != want)) {
+      snprintf(buf, sizeof buf, "activation '%s' inside the layer is not the model's next layer", act);
+      why = buf;
+    }
+  }
+  if (why) return nn_err_set(err, NN_ERR_SHAPE, "%s: %s: Keras layer '%s' (%s): %s", k->path, lname, kl->name, kl->cls, why);
+  return NN_OK;
+}
+
+/* ---- one layer's tensors ---------------------------------------------------------------- */
+
+static nn_status load_layer(ksrc *k, const char *kname, nn_layer *L, nn_keras_flat flat, float *tmp, const char *lname,
+                            nn_error *err) {
+  nn_status st = NN_OK;
+  if (L->kind == NN_LAYER_DENSE) {
+    const int kd[2] = {L->in.c, L->out.c}, bd[1] = {L->out.c};
+    st = read_var(k, kname, 0, kd, 2, tmp, lname, err);
+    if (!st) nn_keras_dense_kernel(tmp, nn_param_ptr(L, L->p, 0), L->in.c, L->out.c, flat, 0);
+    if (!st && L->cfg.dense.bias) st = read_var(k, kname, 1, bd, 1, nn_param_ptr(L, L->p, 1), lname, err);
+    return st;
+  }
+  if (L->kind == NN_LAYER_CONV2D) {
+    const nn_conv2d_cfg *c = &L->cfg.conv;
+    const int kd[4] = {c->kernel, c->kernel, L->in.c, c->filters}, bd[1] = {c->filters};
+    st = read_var(k, kname, 0, kd, 4, tmp, lname, err);
+    if (!st) nn_keras_conv_kernel(tmp, nn_param_ptr(L, L->p, 0), c->filters, L->in.c, c->kernel, 0);
+    if (!st && c->bias) st = read_var(k, kname, 1, bd, 1, nn_param_ptr(L, L->p, 1), lname, err);
+    return st;
+  }
+  /* normalizations: per-channel (or per-feature / per-element) vectors */
+  int permute = L->in.rank == 1 && flat.h * flat.w > 1;
+  int idx = 0;
+  float *dst[4];
+  int n = 0;
+  for (int i = 0; i < L->nparam; i++) dst[n++] = nn_param_ptr(L, L->p, i);
+  for (int i = 0; i < L->nstate; i++) dst[n++] = nn_state_ptr(L, i);
+  for (int i = 0; !st && i < n; i++) {
+    const nn_tensor_decl *d = i < L->nparam ? &L->param[i] : &L->state[i - L->nparam];
+    if (d->ndim == 3) { /* layernorm over CxHxW: Keras [H,W,C] */
+      const int kd[3] = {d->dims[1], d->dims[2], d->dims[0]};
+      st = read_var(k, kname, idx++, kd, 3, tmp, lname, err);
+      if (!st) nn_keras_chw(tmp, dst[i], d->dims[0], d->dims[1], d->dims[2], 0);
+    } else {
+      const int kd[1] = {(int)d->count};
+      st = read_var(k, kname, idx++, kd, 1, permute ? tmp : dst[i], lname, err);
+      if (!st && permute) nn_keras_features(tmp, dst[i], flat, 0);
+    }
+  }
+  return st;
+}
+
+static int has_tensors(const nn_layer *L) { return L->nparam + L->nstate > 0; }
+
+nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, nn_error *err) {
+  H5E_auto2_t fn;
+  void *data;
+  H5Eget_auto2(H5E_DEFAULT, &fn, &data);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  ksrc k;
+  nn_status st = open_source(path, kind, &k, err);
+  klayer *kl = NULL;
+  int nk = 0;
+  if (!st && k.config) {
+    json_t *layers = json_object_get(json_object_get(k.config, "config"), "layers");
+    if (strcmp(jstr(k.config, "class_name"), "Sequential") || !json_is_array(layers))
+      st = nn_err_set(err, NN_ERR_FORMAT, "%s: config.json is not a keras.Sequential (class %s)", path,
+                      jstr(k.config, "class_name"));
+    kl = st ? NULL : calloc(json_array_size(layers) + 1, sizeof *kl);
+    if (!st && !kl) st = nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
+    int pad = 0;
+    class_counter cc = {0};
+    for (size_t i = 0; !st && i < json_array_size(layers); i++) {
+      json_t *L = json_array_get(layers, i), *c = json_object_get(L, "config");
+      const char *cls = jstr(L, "class_name");
+      char wname[96];
+      if (strcmp(cls, "InputLayer")) weights_name(&cc, cls, wname, sizeof wname);
+      if (!strcmp(cls, "ZeroPadding2D")) {
+        json_t *p = json_object_get(c, "padding");
+        pad = json_is_integer(p) ? (int)json_integer_value(p)
+                                 : (int)json_integer_value(json_array_get(json_array_get(p, 0), 0));
+        continue;
+      }
+      if (!weighted_class(cls)) continue;
+      if (strcmp(cls, "BatchNormalization") && strcmp(cls, "Dense") && strcmp(cls, "Conv2D") && !jbool(c, "center", 1) &&
+          !jbool(c, "scale", 1))
+        continue; /* a normalization without variables */
+      kl[nk] = (klayer){cls, jstr(c, "name"), "", c, pad};
+      snprintf(kl[nk++].path, sizeof kl[0].path, "%s", wname);
+      pad = 0;
+    }
+  }
+  int ki = 0, nours = 0;
+  for (int i = 0; i < m->nlayers; i++) nours += has_tensors(&m->layers[i]);
+  if (!st && k.config && nk != nours)
+    st = nn_err_set(err, NN_ERR_SHAPE, "%s: %d Keras layers with weights, the model has %d layers with tensors", path, nk,
+                    nours);
+  size_t maxc = 16;
+  for (int i = 0; i < m->nlayers; i++)
+    for (int j = 0; j < m->layers[i].nparam; j++)
+      if (m->layers[i].param[j].count > maxc) maxc = m->layers[i].param[j].count;
+  float *tmp = st ? NULL : malloc(maxc * sizeof *tmp);
+  if (!st && !tmp) st = nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
+  nn_keras_flat flat = {m->layers[0].in.c, 1, 1};
+  class_counter cc = {0};
+  for (int i = 0; !st && i < m->nlayers; i++) {
+    nn_layer *L = &m->layers[i];
+    char lname[96], kname[96];
+    nn_layer_name(L, lname, sizeof lname);
+    if (L->kind == NN_LAYER_FLATTEN) flat = (nn_keras_flat){L->in.c, L->in.h, L->in.w};
+    if (!has_tensors(L)) {
+      if (L->kind == NN_LAYER_GLOBAL_AVGPOOL) flat = (nn_keras_flat){L->out.c, 1, 1};
+      continue;
+    }
+    const char *want = expected_class(L);
+    if (!want) st = nn_err_set(err, NN_ERR_SHAPE, "%s: %s has no Keras counterpart", path, lname);
+    else if (k.config) {
+      const klayer *x = &kl[ki++];
+      if (strcmp(x->cls, want))
+        st = nn_err_set(err, NN_ERR_SHAPE, "%s: %s: Keras layer '%s' is a %s, the model needs a %s", path, lname,
+                        x->name, x->cls, want);
+      else st = check_config(&k, x, m, i, lname, err);
+      snprintf(kname, sizeof kname, "%s", x->path);
+    } else {
+      weights_name(&cc, want, kname, sizeof kname); /* per class, in the model's order */
+    }
+    if (!st) st = load_layer(&k, kname, L, flat, tmp, lname, err);
+    if (L->kind == NN_LAYER_DENSE) flat = (nn_keras_flat){L->out.c, 1, 1};
+  }
+  free(tmp);
+  free(kl);
+  close_source(&k);
+  H5Eset_auto2(H5E_DEFAULT, fn, data);
+  return st;
+}
+
+nn_status nn_keras_load(const char *path, nn_file_kind kind, const nn_spec *spec, nn_model **out, nn_error *err) {
+  *out = NULL;
+  if (!spec) return nn_not_safetensors(path, kind, err); /* PyTorch zip, or Keras without a spec */
+  nn_model *m = NULL;
+  nn_status st = nn_model_create(spec, &m, err);
+  if (st) return st;
+  nn_rng rng;
+  nn_rng_seed(&rng, 0);
+  nn_model_init(m, NN_INIT_DEFAULT, &rng); /* running statistics reset; every tensor is then read */
+  st = nn_keras_load_into(path, kind, m, err);
+  if (st) {
+    nn_model_free(m);
+    return st;
+  }
+  *out = m;
+  return NN_OK;
+}

@@ -1,0 +1,203 @@
+/* Keras import (issue 13 part 2):
+ * - round trip: every preset and a spec with every layer kind, exported to .keras and read
+ *   back into a model of the same spec, gives bitwise the same tensors (running statistics
+ *   included); the bare model.weights.h5 of the archive loads the same way by Keras's
+ *   automatic layer names;
+ * - real Keras files (tests/fixtures/keras_small_*.keras, trained and saved by Keras 3 with
+ *   gen_keras_fixtures.py): imported into the equivalent spec, normnet's eval-mode logits
+ *   equal Keras's within 1e-5 (an activation inside Conv2D, padding "same", a Dense after
+ *   Flatten in channels-last order);
+ * - refusals name the file and the layer: wrong architecture, no spec, a PyTorch pickle or
+ *   zip (with the conversion command), a Keras file where only safetensors can be read. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zip.h>
+
+#include "base/rng.h"
+#include "fixture.h"
+#include "io/keras_import.h"
+#include "model/model.h"
+#include "nn_test.h"
+#include "normnet.h"
+
+static nn_spec *spec_of(const char *text) {
+  nn_spec *s = NULL;
+  nn_error err = {0};
+  if (nn_spec_parse(text, "import.spec", &s, &err)) fail_msg("%s", err.msg);
+  return s;
+}
+
+static nn_model *random_model(const nn_spec *s, uint64_t seed) {
+  nn_model *m = NULL;
+  nn_error err = {0};
+  if (nn_model_create(s, &m, &err)) fail_msg("%s", err.msg);
+  nn_rng rng;
+  nn_rng_seed(&rng, seed);
+  float *p = nn_model_params(m), *st = nn_model_state(m);
+  for (size_t i = 0; i < nn_model_param_count(m); i++) p[i] = (float)nn_rng_normal(&rng);
+  for (size_t i = 0; i < nn_model_state_count(m); i++) st[i] = 0.1f + (float)fabs(nn_rng_normal(&rng));
+  return m;
+}
+
+static void expect_same_tensors(nn_model *a, nn_model *b) {
+  assert_int_equal(nn_model_num_tensors(a), nn_model_num_tensors(b));
+  for (int t = 0; t < nn_model_num_tensors(a); t++) {
+    nn_tensor_view va, vb;
+    nn_model_tensor(a, t, &va);
+    nn_model_tensor(b, t, &vb);
+    assert_string_equal(va.name, vb.name);
+    if (!va.data) continue;
+    assert_int_equal(va.count, vb.count);
+    if (memcmp(va.data, vb.data, va.count * sizeof(float))) fail_msg("tensor %s differs after the round trip", va.name);
+  }
+}
+
+static const char every_kind[] =
+    "input shape=3x12x12\n"
+    "conv2d filters=8 kernel=3 pad=1\n"
+    "groupnorm groups=4\n"
+    "tanh\n"
+    "conv2d filters=8 kernel=3 bias=0\n"
+    "instancenorm affine=1\n"
+    "relu\n"
+    "avgpool2d size=2\n"
+    "instancenorm affine=1 track_running_stats=1\n"
+    "layernorm\n"
+    "batchnorm affine=0\n"
+    "sigmoid\n"
+    "maxpool2d size=2 stride=1\n"
+    "dropout rate=0.25\n"
+    "flatten\n"
+    "batchnorm convention=keras\n"
+    "dense units=12\n"
+    "layernorm\n"
+    "groupnorm groups=3\n"
+    "dense units=5\n";
+
+/* Copy model.weights.h5 out of a .keras archive. */
+static void extract_weights(const char *keras, const char *h5) {
+  int ze = 0;
+  zip_t *za = zip_open(keras, ZIP_RDONLY, &ze);
+  assert_non_null(za);
+  zip_stat_t st;
+  assert_int_equal(zip_stat(za, "model.weights.h5", 0, &st), 0);
+  zip_file_t *zf = zip_fopen(za, "model.weights.h5", 0);
+  char *buf = malloc(st.size);
+  assert_int_equal(zip_fread(zf, buf, st.size), (zip_int64_t)st.size);
+  zip_fclose(zf);
+  zip_discard(za);
+  FILE *f = fopen(h5, "wb");
+  assert_int_equal(fwrite(buf, 1, st.size, f), st.size);
+  fclose(f);
+  free(buf);
+}
+
+static void test_round_trip(void **state) {
+  const char *dir = *state;
+  char path[512], h5[512];
+  snprintf(path, sizeof path, "%s/rt.keras", dir);
+  snprintf(h5, sizeof h5, "%s/rt.weights.h5", dir);
+  for (int i = -1; i < nn_preset_count(); i++) {
+    nn_spec *s = spec_of(i < 0 ? every_kind : nn_preset_at(i)->spec);
+    nn_model *a = random_model(s, 40 + (uint64_t)i), *b = NULL, *c = NULL;
+    nn_error err = {0};
+    if (nn_export_keras(a, (nn_input_norm){0, 1}, path, &err)) fail_msg("%s", err.msg);
+    if (nn_checkpoint_load(path, s, &b, &err)) fail_msg("%s", err.msg);
+    expect_same_tensors(a, b);
+    extract_weights(path, h5);
+    if (nn_checkpoint_load(h5, s, &c, &err)) fail_msg("%s: %s", h5, err.msg);
+    expect_same_tensors(a, c);
+    nn_model_free(a), nn_model_free(b), nn_model_free(c);
+    nn_spec_free(s);
+  }
+}
+
+static void real_case(const nn_fixture *fx, const char *name, const char *spec_text, int c, int h, int w) {
+  char path[4096], key[64];
+  snprintf(path, sizeof path, "%s/keras_%s.keras", getenv("NN_FIXTURES"), name);
+  nn_spec *s = spec_of(spec_text);
+  nn_model *m = NULL;
+  nn_error err = {0};
+  if (nn_checkpoint_load(path, s, &m, &err)) fail_msg("%s", err.msg);
+  snprintf(key, sizeof key, "%s.x", name);
+  size_t n = 5, per = (size_t)c * h * w;
+  float *x = fx_floats(fx, key, n * per);
+  const float *logits = NULL;
+  assert_int_equal(nn_model_forward(m, x, NULL, (int)n, NN_MODE_EVAL, NULL, NULL, &logits, &err), NN_OK);
+  snprintf(key, sizeof key, "%s.logits", name);
+  assert_close_fd(key, logits, fx_get(fx, key, NULL), n * 3, 1e-5, 1e-5);
+  free(x);
+  nn_model_free(m);
+  nn_spec_free(s);
+}
+
+static void test_real_keras_files(void **state) {
+  (void)state;
+  nn_fixture *fx = fx_load("keras_real.txt");
+  real_case(fx, "small_mlp", "input shape=6\ndense units=5\nbatchnorm convention=keras\nrelu\ndense units=3\n", 1, 1, 6);
+  real_case(fx, "small_cnn",
+            "input shape=2x6x6\nconv2d filters=4 kernel=3 pad=1\nrelu\nbatchnorm convention=keras\nmaxpool2d size=2\n"
+            "flatten\ndense units=3\n",
+            2, 6, 6);
+  fx_free(fx);
+}
+
+static void expect_load_error(const char *path, const char *spec_text, nn_status code, const char *n1, const char *n2) {
+  nn_spec *s = spec_text ? spec_of(spec_text) : NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  nn_status st = nn_checkpoint_load(path, s, &m, &err);
+  if (st != code || !strstr(err.msg, n1) || (n2 && !strstr(err.msg, n2)))
+    fail_msg("%s: status %d, message '%s'", path, st, err.msg);
+  assert_null(m);
+  nn_spec_free(s);
+}
+
+static void test_refusals(void **state) {
+  const char *dir = *state;
+  char path[4096], pt[512], zpt[512];
+  snprintf(path, sizeof path, "%s/keras_small_mlp.keras", getenv("NN_FIXTURES"));
+  /* another architecture: the first layer whose shape differs is named */
+  expect_load_error(path, "input shape=6\ndense units=4\nbatchnorm convention=keras\nrelu\ndense units=3\n", NN_ERR_SHAPE,
+                    "layer 0 (dense, line 2)", "units");
+  expect_load_error(path, "input shape=6\ndense units=5\nbatchnorm\nrelu\ndense units=3\n", NN_ERR_SHAPE,
+                    "layer 1 (batchnorm, line 3)", "epsilon");
+  expect_load_error(path, "input shape=6\ndense units=5\nrelu\ndense units=3\n", NN_ERR_SHAPE, "3 Keras layers", "2 layers");
+  expect_load_error(path, NULL, NN_ERR_FORMAT, "Keras .keras file", "--model");
+  /* PyTorch: a legacy pickle and a zip with data.pkl */
+  snprintf(pt, sizeof pt, "%s/model.pt", dir);
+  static const char pickle[] = "\x80\x02}q\x00X\x01\x00\x00\x00aq\x01.";
+  FILE *f = fopen(pt, "wb");
+  assert_int_equal(fwrite(pickle, 1, sizeof pickle - 1, f), sizeof pickle - 1);
+  fclose(f);
+  expect_load_error(pt, NULL, NN_ERR_FORMAT, "PyTorch", "tools/torch_interop.py from-torch");
+  snprintf(zpt, sizeof zpt, "%s/model2.pt", dir);
+  int ze = 0;
+  zip_t *za = zip_open(zpt, ZIP_CREATE | ZIP_TRUNCATE, &ze);
+  static const char pkl[] = "\x80\x02}q\x00.";
+  zip_file_add(za, "model2/data.pkl", zip_source_buffer(za, pkl, sizeof pkl - 1, 0), 0);
+  assert_int_equal(zip_close(za), 0);
+  expect_load_error(zpt, "input shape=6\ndense units=3\n", NN_ERR_FORMAT, "PyTorch", "from-torch");
+  expect_load_error(zpt, NULL, NN_ERR_FORMAT, "PyTorch", "from-torch");
+  /* where only a safetensors file can be read */
+  char *v = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_checkpoint_meta(pt, "normnet.spec", &v, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "from-torch"));
+  assert_int_equal(nn_checkpoint_meta(path, "normnet.spec", &v, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "Keras"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_round_trip), cmocka_unit_test(test_real_keras_files),
+                                     cmocka_unit_test(test_refusals)};
+  return cmocka_run_group_tests(tests, tu_setup_tempdir, tu_teardown_tempdir);
+}
