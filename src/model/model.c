@@ -134,8 +134,9 @@ nn_status nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err) {
   m->grads = calloc(m->nparams ? m->nparams : 1, sizeof(float));
   m->state = calloc(m->nstate ? m->nstate : 1, sizeof(float));
   if (!m->params || !m->grads || !m->state) {
+    size_t nparams = m->nparams;
     nn_model_free(m);
-    return nn_err_set(err, NN_ERR_NOMEM, "out of memory for %zu parameters", m->nparams);
+    return nn_err_set(err, NN_ERR_NOMEM, "out of memory for %zu parameters", nparams);
   }
   size_t poff = 0, soff = 0;
   for (int i = 0; i < m->nlayers; i++) {
