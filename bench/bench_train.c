@@ -103,7 +103,7 @@ static int measure(step_ctx *c, int (*step)(step_ctx *, nn_error *), const bench
     steps = (int)(o->seconds / ((now() - t0) / k));
     if (steps < 3) steps = 3;
   }
-  double rate[MAX_REPS];
+  double rate[MAX_REPS] = {0};
   for (int r = 0; r < o->reps; r++) {
     double t0 = now();
     for (int s = 0; s < steps; s++)
@@ -192,7 +192,7 @@ int main(int argc, char **argv) {
       fputs(usage, stdout);
       return 0;
     }
-    if (!v) bad = 1;
+    if (!v) bad = 1; // NOLINT(bugprone-branch-clone): a missing value, not an unknown option
     else if (!strcmp(a, "--model")) preset = v;
     else if (!strcmp(a, "--norm")) norm = v;
     else if (!strcmp(a, "--variant")) variant = v; /* internal: one variant in this process */

@@ -3,6 +3,7 @@
 # Usage: scripts/install-deps.sh [--with-torch]   (python3-torch only for regenerating fixtures / bench)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev zlib1g-dev libjansson-dev libpng-dev libcairo2-dev fonts-dejavu-core libcmocka-dev
+      clang-format clang-tidy cppcheck
       dataset-fashion-mnist libhdf5-dev libzip-dev)
 pkgs+=(clang libclang-rt-14-dev libomp-dev valgrind) # make fuzz (libFuzzer), make valgrind
 [ "${1:-}" = "--with-torch" ] && pkgs+=(python3-torch)

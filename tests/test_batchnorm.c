@@ -487,7 +487,7 @@ static void test_constant_channel(void **state) {
     to_double(gamma, gd, (size_t)c);
     nn_ref_bn_backward_train(BN_GEOM(n, c, s), xd, gd, dyd, dxr, NULL, NULL);
     assert_rel_fd("const dx", dx, dxr, cnt, 1e-4);
-    for (int q = 0; q < 2; q++) assert_true(fabs(dg[consts[q]]) < 1e-6); /* xhat = 0 there */
+    for (int q = 0; q < 2; q++) assert_true(fabs((double)dg[consts[q]]) < 1e-6); /* xhat = 0 there */
     free(x), free(y), free(dy), free(dx), free(xd), free(dyd), free(dxr);
   }
 }

@@ -778,7 +778,7 @@ static void test_corrupt(void **state) {
     }
     h = json_deep_copy(s.hdr);
     json_object_set_new(json_object_get(h, "4.weight"), "dtype", json_string("F64"));
-    set_offsets(h, "4.weight", (json_int_t)s.dlen, (json_int_t)(s.dlen + cnt * 8));
+    set_offsets(h, "4.weight", (json_int_t)s.dlen, (json_int_t)s.dlen + (json_int_t)cnt * 8);
     st_write(p, h, d, s.dlen + cnt * 8);
     json_decref(h);
     free(d);

@@ -146,7 +146,7 @@ static void test_train_statistics(void **state) {
   }
   /* expected value preserved: mean(y) ~ mean(x) */
   double sx = 0, sy = 0;
-  for (size_t i = 0; i < total; i++) sx += fabs(x[i]), sy += fabs(y[i]);
+  for (size_t i = 0; i < total; i++) sx += fabs((double)x[i]), sy += fabs((double)y[i]);
   assert_true(fabs(sy / sx - 1.0) < 0.02);
   free(x);
   nn_model_free(m);

@@ -137,7 +137,7 @@ static double fold_and_compare(nn_model *m, size_t added_biases, size_t bn_gamma
   for (int i = 0; i < n * k; i++) {
     double d = fabs((double)zf[i] - (double)want[i]);
     if (d > maxdiff) maxdiff = d;
-    if (fabs(want[i]) > maxabs) maxabs = fabs(want[i]);
+    if (fabs((double)want[i]) > maxabs) maxabs = fabs((double)want[i]);
     if (!(d <= 1e-5 + 1e-5 * fabs((double)want[i])))
       fail_msg("logit %d: folded %.9g, original %.9g (diff %.3g)", i, (double)zf[i], (double)want[i], d);
   }
@@ -226,7 +226,8 @@ static void test_fold_variants(void **state) {
 
 static void expect_refusal(const char *spec, const char *needle1, const char *needle2) {
   nn_model *m = build(spec, NN_INIT_DEFAULT, 51);
-  nn_model *f = (nn_model *)(uintptr_t)1;
+  static char sentinel;
+  nn_model *f = (nn_model *)(void *)&sentinel; /* must be reset to NULL */
   nn_error err = {0};
   nn_status st = nn_model_fold(m, &f, &err);
   if (st != NN_ERR_ARG) fail_msg("status %d (%s), want NN_ERR_ARG for:\n%s", st, err.msg, spec);

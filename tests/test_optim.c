@@ -169,7 +169,8 @@ static void test_frozen_affine_untouched(void **state) {
 /* ---- config validation ----------------------------------------------------------------------- */
 
 static void expect_rejected(nn_model *m, const nn_opt_config *c, const char *what) {
-  nn_optimizer *opt = (nn_optimizer *)(uintptr_t)1; /* must be reset to NULL */
+  static char sentinel;
+  nn_optimizer *opt = (nn_optimizer *)(void *)&sentinel; /* must be reset to NULL */
   nn_error err = {0};
   nn_status s = nn_optimizer_create(c, m, &opt, &err);
   if (s != NN_ERR_ARG) {

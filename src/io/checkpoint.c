@@ -192,7 +192,7 @@ static nn_status build_header(nn_model *m, const view_list *views, long opt_step
         goto nomem_meta;
       }
     t = json_pack("{s:s, s:o, s:[I,I]}", "dtype", is_count ? "I64" : "F32", "shape", shape, "data_offsets",
-                  (json_int_t)off, (json_int_t)(off + bytes));
+                  (json_int_t)off, (json_int_t)off + (json_int_t)bytes);
     if (!t || json_object_set_new(root, v.name, t)) goto nomem_meta;
     off += bytes;
   }

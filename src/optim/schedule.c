@@ -62,7 +62,11 @@ double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, long step, long ste
   if (steps_per_epoch < 1) steps_per_epoch = 1;
   double v = lr;
   switch (s->kind) {
-  case NN_LR_STEP: v = lr * pow(s->gamma, (double)(step / steps_per_epoch / s->step_epochs)); break;
+  case NN_LR_STEP: {
+    long decays = step / steps_per_epoch / s->step_epochs; /* whole periods only (StepLR) */
+    v = lr * pow(s->gamma, (double)decays);
+    break;
+  }
   case NN_LR_COSINE: {
     long t = step < total_steps ? step : total_steps;
     v = lr * (1 + cos(PI * (double)t / (double)total_steps)) / 2;

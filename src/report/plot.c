@@ -269,7 +269,7 @@ static void linear_ticks(cairo_t *cr, axis *a, int maxticks, double span_px, dou
   if (maxticks > MAX_TICKS) maxticks = MAX_TICKS;
   double step = nice_floor(r / maxticks);
   if (step < min_step) step = min_step;
-  for (int tries = 0; tries < 60; tries++, step = next_nice(step)) {
+  for (int tries = 0; tries < 60; tries++, step = next_nice(step)) { // NOLINT(cert-flp30-c): counted by tries
     double i0 = ceil(lo / step - 1e-9), i1 = floor(hi / step + 1e-9);
     if (i1 - i0 + 1 > maxticks) continue;
     a->n = 0;
