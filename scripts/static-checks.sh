@@ -18,7 +18,7 @@ cppcheck --project="$db" -j2 --quiet --error-exitcode=1 --inline-suppr \
 echo "static-checks: clang-tidy"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-run-clang-tidy -p "$build" -j2 -quiet "$PWD/$src" >"$out" 2>/dev/null || true
+run-clang-tidy -p "$build" -j2 -quiet "$PWD/$src" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' >"$out" || true
 if grep -qE '(warning|error): ' "$out"; then
   grep -E -A3 '(warning|error): ' "$out" >&2
   echo "static-checks: clang-tidy found the problems above" >&2

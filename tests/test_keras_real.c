@@ -195,7 +195,7 @@ static size_t adam_case(const nn_fixture *fx, const char *label, const char *pre
        * scales up to about lr * noise / eps per step: noise on both sides, checked to stay
        * that small rather than equal. */
       for (size_t i = 0; i < v.count; i++) {
-        assert_true(fabs(v.data[i]) < 1e-4);
+        assert_true(fabs((double)v.data[i]) < 1e-4);
         assert_true(fabs(ref[i]) < 1e-4);
       }
     } else if (v.is_state) {

@@ -144,7 +144,7 @@ static nn_status idx_open(idx_file *x, const char *path, uint32_t magic, int ndi
                       "%s: truncated: the header says %s = %llu data bytes but a %llu-byte gzip file inflates to at "
                       "most %llu",
                       path, x->shape, (unsigned long long)prod, (unsigned long long)disk,
-                      (unsigned long long)(disk * GZ_MAX_RATIO));
+                      (unsigned long long)disk * GZ_MAX_RATIO);
   return NN_OK;
 }
 
@@ -182,10 +182,9 @@ nn_status nn_dataset_load_idx(const char *images_path, const char *labels_path, 
   if (out) *out = NULL;
   if (!images_path || !labels_path || !out)
     return nn_err_set(err, NN_ERR_ARG, "nn_dataset_load_idx: paths and output must not be NULL");
-  idx_file im, lb;
+  idx_file im, lb = {.f = NULL}; /* all of lb zeroed: idx_close(&lb) runs on every path */
   nn_dataset *ds = NULL;
   uint8_t *labels = NULL;
-  lb.f = NULL;
   /* both headers first: nothing is allocated for data that cannot be right */
   nn_status st = idx_open(&im, images_path, IDX_MAGIC_IMAGES, 3, err);
   if (!st) st = idx_open(&lb, labels_path, IDX_MAGIC_LABELS, 1, err);

@@ -51,6 +51,7 @@ static nn_status check_layer(const nn_spec *spec, const nn_layer *L, uint64_t *p
                       (unsigned long long)max_values(spec), SIZE_HINT);
   scratch = nn_layer_table[L->kind]->scratch(L, 1);
   /* the arena holds per sample: the layer's input gradient, its output and its scratch */
+  // NOLINTNEXTLINE(misc-redundant-expression): out is added twice on purpose (gradient and output)
   if (add_u64(*act, out, act) || add_u64(*act, out, act) || add_u64(*act, scratch, act) || *act > max_values(spec))
     return nn_err_set(err, NN_ERR_ARG,
                       "%s:%d: layer %d (%s): the model needs more than %llu activation values per sample %s",
