@@ -272,7 +272,9 @@ NN_API nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *la
 /* Backward from the mean cross-entropy loss of the last forward (which must have had
  * labels); gradients are ACCUMULATED into nn_model_grads. */
 NN_API nn_status nn_model_backward(nn_model *m, nn_error *err);
-/* Output of layer i in the last forward, [n, layer output size]; *count receives n * size. */
+/* Output of layer i in the last forward, [n, layer output size]; *count receives n * size.
+ * After an NN_MODE_TRAIN forward, a batchnorm directly followed by relu/sigmoid/tanh ran fused
+ * with it and its own output was not kept; an NN_MODE_EVAL forward keeps every output. */
 NN_API const float *nn_model_layer_output(const nn_model *m, int i, size_t *count);
 /* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
 NN_API const float *nn_model_probs(const nn_model *m);

@@ -21,6 +21,9 @@
 #include "fixture.h"
 #include "nn_test.h"
 #include "kernels/kernels.h"
+#include "layers/layer.h"
+#include "model/model.h"
+#include "normnet.h"
 
 #define EPS 1e-5f
 /* The kernels' geometry of x[N,C,S] (eps = EPS). */
@@ -640,6 +643,112 @@ static void test_phases(void **state) {
   }
 }
 
+/* ---- BN + activation fusion ---------------------------------------------------------------
+ * The fused kernels against BN then the activation kernel (forward) and the activation's
+ * backward then BN's (backward): bitwise, every activation, S = 1 and S > 1 (incl. planes
+ * longer than one fused block), parameter gradients with and without dx. */
+
+static void act_forward(nn_act act, const float *x, float *y, size_t cnt) {
+  if (act == NN_ACT_RELU) nn_relu_forward(x, y, cnt);
+  if (act == NN_ACT_SIGMOID) nn_sigmoid_forward(x, y, cnt);
+  if (act == NN_ACT_TANH) nn_tanh_forward(x, y, cnt);
+}
+
+static void act_backward(nn_act act, const float *y, const float *dy, float *dx, size_t cnt) {
+  if (act == NN_ACT_RELU) nn_relu_backward(y, dy, dx, cnt);
+  if (act == NN_ACT_SIGMOID) nn_sigmoid_backward(y, dy, dx, cnt);
+  if (act == NN_ACT_TANH) nn_tanh_backward(y, dy, dx, cnt);
+}
+
+static void test_fused_activation(void **state) {
+  (void)state;
+  static const shape3 sh[] = {{32, 6, 49}, {33, 19, 1}, {64, 300, 1}, {3, 2, 1500}, {5, 7, 33}};
+  nn_rng r;
+  nn_rng_seed(&r, 91);
+  for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
+    const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
+    const size_t cnt = (size_t)n * c * s;
+    const nn_norm_geom *g = BN_GEOM(n, c, s);
+    float *x = fbuf(cnt), *dz = fbuf(cnt), *y = fbuf(cnt), *z1 = fbuf(cnt), *z2 = fbuf(cnt), *dy = fbuf(cnt);
+    float *dx1 = fbuf(cnt), *dx2 = fbuf(cnt), gamma[MAXC], beta[MAXC];
+    bn_stats a, b;
+    fill_bn_input(&r, x, n, c, s, 0);
+    fill_normal(&r, dz, cnt, 1.0, 0.1);
+    for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
+    for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++) {
+      memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+      nn_bn_forward_train(g, x, gamma, beta, y, a.mean, a.var, a.invstd);
+      act_forward((nn_act)act, y, z1, cnt);
+      act_backward((nn_act)act, z1, dz, dy, cnt);
+      nn_bn_backward_train(g, x, gamma, a.mean, a.invstd, dy, dx1, a.dg, a.db);
+      nn_bn_forward_train_act(g, (nn_act)act, x, gamma, beta, z2, b.mean, b.var, b.invstd);
+      nn_bn_backward_train_act(g, (nn_act)act, x, gamma, b.mean, b.invstd, z2, dz, dx2, b.dg, b.db);
+      assert_memory_equal(z1, z2, cnt * sizeof(float));
+      assert_memory_equal(dx1, dx2, cnt * sizeof(float));
+      assert_memory_equal(&a, &b, sizeof a);
+      memset(b.dg, 0, sizeof b.dg), memset(b.db, 0, sizeof b.db);
+      nn_bn_backward_train_act(g, (nn_act)act, x, gamma, b.mean, b.invstd, z2, dz, NULL, b.dg, b.db);
+      assert_memory_equal(&a, &b, sizeof a);
+    }
+    free(x), free(dz), free(y), free(z1), free(z2), free(dy), free(dx1), free(dx2);
+  }
+}
+
+/* A model whose BNs the forward fuses with relu, tanh and sigmoid (and one it cannot fuse):
+ * a training step gives the logits, gradients and running statistics of the same model run
+ * layer by layer, unfused, bit for bit. */
+static void test_model_fusion(void **state) {
+  (void)state;
+  const char *text = "input shape=3x10x10\n"
+                     "conv2d filters=8 kernel=3\nbatchnorm\nrelu\n"
+                     "conv2d filters=4 kernel=3\nbatchnorm\ntanh\n"
+                     "batchnorm\nmaxpool2d size=2\nflatten\n"
+                     "dense units=40\nbatchnorm\nsigmoid\n"
+                     "dense units=5\n";
+  nn_error err = {0};
+  nn_spec *spec = NULL;
+  nn_model *m[2] = {NULL, NULL};
+  if (nn_spec_parse(text, "fusion", &spec, &err)) fail_msg("%s", err.msg);
+  for (int v = 0; v < 2; v++) {
+    if (nn_model_create(spec, &m[v], &err)) fail_msg("%s", err.msg);
+    nn_rng rng;
+    nn_rng_seed(&rng, 5);
+    nn_model_init(m[v], NN_INIT_DEFAULT, &rng);
+  }
+  nn_spec_free(spec);
+  const int n = 16, in = nn_model_input_size(m[0]), k = nn_model_output_size(m[0]), nl = m[0]->nlayers;
+  nn_rng r;
+  nn_rng_seed(&r, 6);
+  float *x = fbuf((size_t)n * in);
+  int32_t labels[16];
+  fill_normal(&r, x, (size_t)n * in, 1.0, 0.5);
+  for (int i = 0; i < n; i++) labels[i] = (int32_t)nn_rng_below(&r, (uint32_t)k);
+  assert_true(nn_batchnorm_fuses(&m[0]->layers[1], &m[0]->layers[2], NN_MODE_TRAIN));
+  assert_false(nn_batchnorm_fuses(&m[0]->layers[1], &m[0]->layers[2], NN_MODE_EVAL));
+  assert_false(nn_batchnorm_fuses(&m[0]->layers[7], &m[0]->layers[8], NN_MODE_TRAIN));
+
+  const float *logits = NULL;
+  if (nn_model_forward(m[0], x, labels, n, NN_MODE_TRAIN, NULL, NULL, &logits, &err) || nn_model_backward(m[0], &err))
+    fail_msg("%s", err.msg);
+
+  nn_model *u = m[1]; /* unfused: every layer's own forward and backward */
+  if (nn_model_plan(u, n, &err)) fail_msg("%s", err.msg);
+  memcpy(u->act[0], x, (size_t)n * in * sizeof *x);
+  for (int i = 0; i < nl; i++)
+    if (nn_layer_table[u->layers[i].kind]->forward(&u->layers[i], u->act[i], u->act[i + 1], n, NN_MODE_TRAIN, &err))
+      fail_msg("%s", err.msg);
+  nn_softmax_xent_forward(u->act[nl], labels, u->probs, n, k);
+  nn_softmax_xent_backward(u->probs, labels, u->dact[nl], n, k, 1.0f / (float)n);
+  for (int i = nl - 1; i >= 0; i--)
+    nn_layer_table[u->layers[i].kind]->backward(&u->layers[i], u->act[i], u->act[i + 1], u->dact[i + 1],
+                                                i ? u->dact[i] : NULL, n, NN_MODE_TRAIN);
+  assert_memory_equal(logits, u->act[nl], (size_t)n * k * sizeof(float));
+  assert_memory_equal(nn_model_grads(m[0]), nn_model_grads(u), nn_model_param_count(u) * sizeof(float));
+  assert_memory_equal(nn_model_state(m[0]), nn_model_state(u), nn_model_state_count(u) * sizeof(float));
+  free(x);
+  nn_model_free(m[0]), nn_model_free(m[1]);
+}
+
 /* ---- thread-count independence -------------------------------------------------------------- */
 
 typedef struct {
@@ -708,6 +817,8 @@ int main(void) {
       cmocka_unit_test(test_constant_channel),
       cmocka_unit_test(test_running_update),
       cmocka_unit_test(test_phases),
+      cmocka_unit_test(test_fused_activation),
+      cmocka_unit_test(test_model_fusion),
       cmocka_unit_test(test_threads_bitwise),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

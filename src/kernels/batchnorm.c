@@ -93,6 +93,8 @@ typedef struct {
   double *s1, *s2, *s3;               /* phase sums: (sum, sumsq) or (sd, sdy, sdyd) */
   const double *t1, *t2, *t3;         /* phase sums given */
   double count;                       /* values per channel behind the sums */
+  nn_act act;                         /* fused activation: y is act(BN(x)); dy is dz, with z given */
+  const float *z;
 } bn_io;
 
 typedef void (*bn_item)(const nn_norm_geom *g, const bn_io *io, int c0, int cw);
@@ -139,6 +141,7 @@ static void bn_apply_ch(const nn_norm_geom *g, const bn_io *io, float K, double 
     float *q = io->y + (size_t)i * plane + (size_t)ch * g->s;
 #pragma omp simd
     for (int j = 0; j < g->s; j++) q[j] = (p[j] - K) * sc + sh;
+    nc_act_fwd(io->act, q, (size_t)g->s);
   }
 }
 
@@ -162,6 +165,7 @@ static void bn_apply_rows(const nn_norm_geom *g, const bn_io *io, const float *K
     float *q = io->y + (size_t)i * g->c + c0;
 #pragma omp simd
     for (int k = 0; k < cw; k++) q[k] = (p[k] - K[k]) * sc[k] + sh[k];
+    nc_act_fwd(io->act, q, (size_t)cw);
   }
 }
 
@@ -204,8 +208,13 @@ static void fwd_apply_rows(const nn_norm_geom *g, const bn_io *io, int c0, int c
 
 void nn_bn_forward_train(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta, float *y,
                          float *mean, float *var, float *invstd) {
-  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .y = y, .mean = mean, .var = var, .invstd = invstd,
-                    .count = (double)g->n * g->s};
+  nn_bn_forward_train_act(g, NN_ACT_NONE, x, gamma, beta, y, mean, var, invstd);
+}
+
+void nn_bn_forward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                             const float *beta, float *z, float *mean, float *var, float *invstd) {
+  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .y = z, .mean = mean, .var = var, .invstd = invstd,
+                    .count = (double)g->n * g->s, .act = act};
   bn_run(g, &io, fwd_train_rows, fwd_train_ch);
 }
 
@@ -289,12 +298,20 @@ static inline bn_bwd_coef bn_bwd_finish(double sd, double sdy, double sdyd, doub
   return r;
 }
 
-/* S > 1, channel ch: the three sums around K over its N planes. */
+/* S > 1, channel ch: the three sums around K over its N planes (of dy, or of dz*act'(z)). */
 static inline void bn_bsums_ch(const nn_norm_geom *g, const bn_io *io, int ch, double *sd, double *sdy,
                                double *sdyd) {
-  const size_t o = (size_t)ch * g->s;
-  nc_bwd_sums(io->x + o, io->dy + o, NULL, (size_t)g->n, bn_plane(g), (size_t)g->s, io->cmean[ch], NV, sd, sdy,
+  const size_t o = (size_t)ch * g->s, plane = bn_plane(g), s = (size_t)g->s;
+  const float K = io->cmean[ch];
+  nc_bwd_sums(io->x + o, io->dy + o, NULL, io->z ? io->z + o : NULL, io->act, (size_t)g->n, plane, s, K, NV, sd, sdy,
               sdyd);
+}
+
+/* q = A*d - k*(p - K) + B over len values. */
+static inline void bn_dx_run(const bn_bwd_coef *cf, float K, const float *p, const float *d, float *q, size_t len) {
+  const float A = cf->A, k = cf->k, B = cf->B;
+#pragma omp simd
+  for (size_t j = 0; j < len; j++) q[j] = A * d[j] - k * (p[j] - K) + B;
 }
 
 /* S > 1, channel ch: parameter gradients and dx from the sums of io->count values. */
@@ -304,17 +321,35 @@ static void bn_bapply_ch(const nn_norm_geom *g, const bn_io *io, double sd, doub
       bn_bwd_finish(sd, sdy, sdyd, io->count, io->gamma ? io->gamma[ch] : 1.0f, io->cinvstd[ch],
                     io->dgamma ? &io->dgamma[ch] : NULL, io->dbeta ? &io->dbeta[ch] : NULL);
   if (!io->dx) return;
-  const size_t plane = bn_plane(g);
+  const size_t plane = bn_plane(g), s = (size_t)g->s;
+  float e[NC_EBLK];
   for (int i = 0; i < g->n; i++) {
-    const size_t o = (size_t)i * plane + (size_t)ch * g->s;
-    const float *p = io->x + o, *d = io->dy + o;
-    float *q = io->dx + o;
-#pragma omp simd
-    for (int j = 0; j < g->s; j++) q[j] = cf.A * d[j] - cf.k * (p[j] - K) + cf.B;
+    const size_t o = (size_t)i * plane + (size_t)ch * s;
+    if (!io->act) {
+      bn_dx_run(&cf, K, io->x + o, io->dy + o, io->dx + o, s);
+      continue;
+    }
+    for (size_t j0 = 0; j0 < s; j0 += NC_EBLK) {
+      const size_t len = s - j0 < NC_EBLK ? s - j0 : NC_EBLK;
+      nc_act_grad(io->act, io->z + o + j0, io->dy + o + j0, e, len);
+      bn_dx_run(&cf, K, io->x + o + j0, e, io->dx + o + j0, len);
+    }
   }
 }
 
-/* S = 1, channels [c0, c0+cw): the three sums around the float means over all rows. */
+/* The sums of bn_bsums_rows over dz*act'(z), formed row by row. */
+static void bn_bsums_rows_act(const nn_norm_geom *g, const bn_io *io, int c0, int cw, const double *Kd, double *ad,
+                              double *ady, double *adyd) {
+  float e[RBLK];
+  for (int i = 0; i < g->n; i++) {
+    const size_t o = (size_t)i * g->c + c0;
+    nc_act_grad(io->act, io->z + o, io->dy + o, e, (size_t)cw);
+    nc_col_bwd_sums(io->x + o, e, 1, 0, cw, Kd, ad, ady, adyd);
+  }
+}
+
+/* S = 1, channels [c0, c0+cw): the three sums around the float means over all rows (of dy,
+ * or of dz*act'(z)). */
 static inline void bn_bsums_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw, double *ad, double *ady,
                                  double *adyd) {
   double Kd[RBLK];
@@ -322,13 +357,23 @@ static inline void bn_bsums_rows(const nn_norm_geom *g, const bn_io *io, int c0,
     Kd[k] = io->cmean[c0 + k];
     ad[k] = ady[k] = adyd[k] = 0;
   }
-  nc_col_bwd_sums(io->x + c0, io->dy + c0, g->n, (size_t)g->c, cw, Kd, ad, ady, adyd);
+  if (io->act)
+    bn_bsums_rows_act(g, io, c0, cw, Kd, ad, ady, adyd);
+  else
+    nc_col_bwd_sums(io->x + c0, io->dy + c0, g->n, (size_t)g->c, cw, Kd, ad, ady, adyd);
+}
+
+/* One row of S = 1: dx = A*dy - kk*(x - K) + B per channel. */
+static inline void bn_dx_cols(const float *A, const float *kk, const float *B, const float *K, const float *x,
+                              const float *dy, float *dx, int cw) {
+#pragma omp simd
+  for (int k = 0; k < cw; k++) dx[k] = A[k] * dy[k] - kk[k] * (x[k] - K[k]) + B[k];
 }
 
 /* S = 1, channels [c0, c0+cw) from the sums: gradients, dx. */
 static void bn_bapply_rows(const nn_norm_geom *g, const bn_io *io, const double *ad, const double *ady,
                            const double *adyd, int c0, int cw) {
-  float A[RBLK], kk[RBLK], B[RBLK];
+  float A[RBLK], kk[RBLK], B[RBLK], e[RBLK];
   for (int k = 0; k < cw; k++) {
     bn_bwd_coef cf = bn_bwd_finish(ad[k], ady[k], adyd[k], io->count, io->gamma ? io->gamma[c0 + k] : 1.0f,
                                    io->cinvstd[c0 + k], io->dgamma ? &io->dgamma[c0 + k] : NULL,
@@ -337,12 +382,18 @@ static void bn_bapply_rows(const nn_norm_geom *g, const bn_io *io, const double 
   }
   if (!io->dx) return;
   const int c = g->c;
-  const float *x = io->x, *dy = io->dy, *K = io->cmean + c0;
-  float *dx = io->dx;
+  const float *K = io->cmean + c0;
+  if (!io->act) {
+    for (int i = 0; i < g->n; i++) {
+      const size_t o = (size_t)i * c + c0;
+      bn_dx_cols(A, kk, B, K, io->x + o, io->dy + o, io->dx + o, cw);
+    }
+    return;
+  }
   for (int i = 0; i < g->n; i++) {
     const size_t o = (size_t)i * c + c0;
-#pragma omp simd
-    for (int k = 0; k < cw; k++) dx[o + k] = A[k] * dy[o + k] - kk[k] * (x[o + k] - K[k]) + B[k];
+    nc_act_grad(io->act, io->z + o, io->dy + o, e, (size_t)cw);
+    bn_dx_cols(A, kk, B, K, io->x + o, e, io->dx + o, cw);
   }
 }
 
@@ -379,9 +430,15 @@ static void bwd_apply_rows(const nn_norm_geom *g, const bn_io *io, int c0, int c
 
 void nn_bn_backward_train(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
                           const float *invstd, const float *dy, float *dx, float *dgamma, float *dbeta) {
+  nn_bn_backward_train_act(g, NN_ACT_NONE, x, gamma, mean, invstd, NULL, dy, dx, dgamma, dbeta);
+}
+
+void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                              const float *mean, const float *invstd, const float *z, const float *dz, float *dx,
+                              float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
-  const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx,
-                    .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
+  const bn_io io = {.x = x, .dy = dz, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd,
+                    .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
   bn_run(g, &io, bwd_train_rows, bwd_train_ch);
 }
 

@@ -148,6 +148,19 @@ void nn_bn_backward_infer(const nn_norm_geom *g, const float *x, const float *ga
 int nn_bn_running_update(float *run_mean, float *run_var, const float *mean, const float *var, int c, long m,
                          double momentum, int unbiased);
 
+/* ---- batch normalization fused with the activation that follows it (training) ----------
+ * forward_train_act: z = act(BN(x)), bit for bit nn_bn_forward_train then nn_<act>_forward,
+ *   without writing BN's output (mean/var/invstd as forward_train).
+ * backward_train_act: from z and dz = dL/dz, bit for bit nn_<act>_backward (dy = dz*act'(z))
+ *   then nn_bn_backward_train, without the intermediate gradient tensor.
+ * act = NN_ACT_NONE gives the plain kernels. */
+typedef enum { NN_ACT_NONE = 0, NN_ACT_RELU, NN_ACT_SIGMOID, NN_ACT_TANH } nn_act;
+void nn_bn_forward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                             const float *beta, float *z, float *mean, float *var, float *invstd);
+void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                              const float *mean, const float *invstd, const float *z, const float *dz, float *dx,
+                              float *dgamma, float *dbeta);
+
 /* ---- batch normalization in phases (synchronized BN: reduce across processes between) ---
  * The one-shot kernels above are exactly these phases run per channel on one process
  * (bitwise: phases a, b with the local count give forward_train's outputs; c, d give

@@ -24,8 +24,12 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/act_inline.h"
+#include "kernels/kernels.h"
+
 #define NC_MAX_LANES 32
 #define NC_PAR_MIN_ELEMS 16384 /* below this a norm kernel stays on the calling thread */
+#define NC_EBLK 1024           /* fused backward: dz*act'(z) is formed in blocks of this many (32k) */
 
 static inline int nc_parallel(int n, int c, int s) {
   return (size_t)n * (size_t)c * (size_t)s >= NC_PAR_MIN_ELEMS;
@@ -184,17 +188,73 @@ static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *
   }
 }
 
+/* Fused activation, forward: q = act(q) in place (the values are in L1 when called). */
+static inline void nc_act_fwd(nn_act act, float *q, size_t len) {
+  switch (act) {
+  case NN_ACT_NONE:
+    break;
+  case NN_ACT_RELU:
+#pragma omp simd
+    for (size_t j = 0; j < len; j++) q[j] = relu1(q[j]);
+    break;
+  case NN_ACT_SIGMOID:
+#pragma omp simd
+    for (size_t j = 0; j < len; j++) q[j] = sigmoid1(q[j]);
+    break;
+  case NN_ACT_TANH:
+#pragma omp simd
+    for (size_t j = 0; j < len; j++) q[j] = tanh1(q[j]);
+    break;
+  }
+}
+
+/* Fused activation, backward: e = dz * act'(z), as nn_<act>_backward computes it. */
+static inline void nc_act_grad(nn_act act, const float *z, const float *dz, float *e, size_t len) {
+  switch (act) {
+  case NN_ACT_NONE:
+    memcpy(e, dz, len * sizeof *e);
+    break;
+  case NN_ACT_RELU:
+#pragma omp simd
+    for (size_t j = 0; j < len; j++) e[j] = relu_grad1(z[j], dz[j]);
+    break;
+  case NN_ACT_SIGMOID:
+#pragma omp simd
+    for (size_t j = 0; j < len; j++) e[j] = sigmoid_grad1(z[j], dz[j]);
+    break;
+  case NN_ACT_TANH:
+#pragma omp simd
+    for (size_t j = 0; j < len; j++) e[j] = tanh_grad1(z[j], dz[j]);
+    break;
+  }
+}
+
 /* sd = sum(x - K), se = sum(e), sed = sum(e * (x - K)) over `runs` runs of x and dy (run r
- * at offset r*stride); gm as in nc_bwd_run, for runs == 1 only. */
-static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm, size_t runs, size_t stride,
-                               size_t len, float K, int nv, double *sd, double *se, double *sed) {
+ * at offset r*stride), with e = dy, or dy*gm (gm != NULL, for runs == 1 only), or, with an
+ * activation act, e = dy*act'(z) (dy is then the gradient w.r.t. z = act(...), formed in
+ * blocks of NC_EBLK, a multiple of every lane count, so the lanes see the same elements). */
+static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm, const float *z, nn_act act,
+                               size_t runs, size_t stride, size_t len, float K, int nv, double *sd, double *se,
+                               double *sed) {
   nc_v8d Kv;
   nc_splat(&Kv, (double)K);
   nc_acc ad, ae, aed;
   nc_acc_zero(&ad);
   nc_acc_zero(&ae);
   nc_acc_zero(&aed);
-  for (size_t r = 0; r < runs; r++) nc_bwd_run(&ad, &ae, &aed, x + r * stride, dy + r * stride, gm, len, K, &Kv, nv);
+  float e[NC_EBLK];
+  for (size_t r = 0; r < runs; r++) {
+    const size_t o = r * stride;
+    if (!act) {
+      nc_bwd_run(&ad, &ae, &aed, x + o, dy + o, gm, len, K, &Kv, nv);
+      continue;
+    }
+    for (size_t j0 = 0; j0 < len; j0 += NC_EBLK) {
+      const size_t bl = len - j0 < NC_EBLK ? len - j0 : NC_EBLK;
+      nc_act_grad(act, z + o + j0, dy + o + j0, e, bl);
+      nc_bwd_run(&ad, &ae, &aed, x + o + j0, e, NULL, bl, K, &Kv, nv);
+    }
+  }
   *sd = nc_lane_sum(&ad, nv);
   *se = nc_lane_sum(&ae, nv);
   *sed = nc_lane_sum(&aed, nv);

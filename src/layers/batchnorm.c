@@ -99,13 +99,35 @@ static nn_norm_geom geom(const nn_layer *L, int n) {
   return (nn_norm_geom){.n = n, .c = L->in.c, .s = L->in.h * L->in.w, .eps = (float)L->cfg.bn.eps};
 }
 
-static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
+/* The fused activation for a next layer of this kind, NN_ACT_NONE if it cannot fuse. */
+static nn_act fused_act(const nn_layer *next) {
+  switch (next->kind) {
+  case NN_LAYER_RELU:
+    return NN_ACT_RELU;
+  case NN_LAYER_SIGMOID:
+    return NN_ACT_SIGMOID;
+  case NN_LAYER_TANH:
+    return NN_ACT_TANH;
+  default:
+    return NN_ACT_NONE;
+  }
+}
+
+int nn_batchnorm_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode) {
+  /* training only: an eval forward keeps every layer's output for inspection */
+  return mode == NN_MODE_TRAIN && L->kind == NN_LAYER_BATCHNORM && uses_batch_stats(L, mode) &&
+         fused_act(next) != NN_ACT_NONE;
+}
+
+/* y = act(BN(x)) (act = NN_ACT_NONE: the layer alone). */
+static nn_status forward_act(nn_layer *L, nn_act act, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
   const nn_norm_geom g = geom(L, n);
   const int c = g.c, s = g.s;
   const float *gamma = nn_param_ptr(L, L->cfg.bn.affine ? L->p : NULL, 0);
   const float *beta = nn_param_ptr(L, L->cfg.bn.affine ? L->p : NULL, 1);
   float *mean = L->scratch, *var = mean + c, *invstd = var + c;
   if (!uses_batch_stats(L, mode)) {
+    NN_ASSERT(act == NN_ACT_NONE);
     nn_bn_forward_infer(&g, x, gamma, beta, nn_state_ptr(L, 0), nn_state_ptr(L, 1), y);
     return NN_OK;
   }
@@ -118,7 +140,7 @@ static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode m
                       "use a larger batch, drop_last, or eval mode",
                       name, n, shp);
   }
-  nn_bn_forward_train(&g, x, gamma, beta, y, mean, var, invstd);
+  nn_bn_forward_train_act(&g, act, x, gamma, beta, y, mean, var, invstd);
   if (mode == NN_MODE_TRAIN && L->cfg.bn.track_running_stats) {
     L->batches_tracked++;
     if (!nn_bn_running_update(nn_state_ptr(L, 0), nn_state_ptr(L, 1), mean, var, c, (long)n * s, new_weight(L),
@@ -128,8 +150,18 @@ static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode m
   return NN_OK;
 }
 
-static void backward(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n, nn_mode mode) {
-  (void)y;
+static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
+  return forward_act(L, NN_ACT_NONE, x, y, n, mode, err);
+}
+
+nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,
+                                     nn_mode mode, nn_error *err) {
+  return forward_act(L, fused_act(next), x, z, n, mode, err);
+}
+
+/* dy is the gradient w.r.t. act(BN(x)) = z (act = NN_ACT_NONE: w.r.t. BN's output). */
+static void backward_act(nn_layer *L, nn_act act, const float *x, const float *z, const float *dy, float *dx, int n,
+                         nn_mode mode) {
   const nn_norm_geom g = geom(L, n);
   const int c = g.c;
   int learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
@@ -137,10 +169,22 @@ static void backward(nn_layer *L, const float *x, const float *y, const float *d
   float *dgamma = learn ? nn_param_ptr(L, L->g, 0) : NULL;
   float *dbeta = learn ? nn_param_ptr(L, L->g, 1) : NULL;
   const float *mean = L->scratch, *invstd = mean + 2 * c;
-  if (uses_batch_stats(L, mode))
-    nn_bn_backward_train(&g, x, gamma, mean, invstd, dy, dx, dgamma, dbeta);
-  else
+  if (uses_batch_stats(L, mode)) {
+    nn_bn_backward_train_act(&g, act, x, gamma, mean, invstd, z, dy, dx, dgamma, dbeta);
+  } else {
+    NN_ASSERT(act == NN_ACT_NONE);
     nn_bn_backward_infer(&g, x, gamma, nn_state_ptr(L, 0), nn_state_ptr(L, 1), dy, dx, dgamma, dbeta);
+  }
+}
+
+static void backward(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n, nn_mode mode) {
+  (void)y;
+  backward_act(L, NN_ACT_NONE, x, NULL, dy, dx, n, mode);
+}
+
+void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z,
+                                 const float *dz, float *dx, int n) {
+  backward_act(L, fused_act(next), x, z, dz, dx, n, NN_MODE_TRAIN);
 }
 
 static void describe(const nn_layer *L, char *buf, size_t len) {

@@ -170,6 +170,17 @@ extern const nn_layer_ops nn_dense_ops, nn_conv2d_ops, nn_batchnorm_ops, nn_relu
     nn_tanh_ops, nn_maxpool2d_ops, nn_avgpool2d_ops, nn_global_avgpool_ops, nn_flatten_ops, nn_dropout_ops,
     nn_groupnorm_ops, nn_layernorm_ops, nn_instancenorm_ops;
 
+/* BN + activation fusion (layers/batchnorm.c). nn_batchnorm_fuses: nonzero if layer L is a
+ * batchnorm that, in this mode, normalizes with batch statistics and is directly followed by
+ * `next`, a relu, sigmoid or tanh layer. Then the fused calls replace both layers' forward and
+ * backward with bit-identical results: z is next's output, dz the gradient w.r.t. it, and
+ * BN's own output is not stored. */
+int nn_batchnorm_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode);
+nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,
+                                     nn_mode mode, nn_error *err);
+void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z,
+                                 const float *dz, float *dx, int n);
+
 /* Shared hooks for kinds without keys, parameters, scratch or options. */
 extern const nn_key nn_no_keys[];
 void nn_layer_no_defaults(nn_layer_cfg *cfg);

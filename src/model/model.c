@@ -339,7 +339,13 @@ nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, i
   memcpy(m->act[0], x, (size_t)n * nn_shape_size(m->spec->input) * sizeof *x);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
-    st = nn_layer_table[L->kind]->forward(L, m->act[i], m->act[i + 1], n, mode, err);
+    if (i + 1 < m->nlayers && nn_batchnorm_fuses(L, &m->layers[i + 1], mode)) {
+      /* BN + activation in one pass; BN's own output act[i+1] is not stored */
+      st = nn_batchnorm_forward_fused(L, &m->layers[i + 1], m->act[i], m->act[i + 2], n, mode, err);
+      i++;
+    } else {
+      st = nn_layer_table[L->kind]->forward(L, m->act[i], m->act[i + 1], n, mode, err);
+    }
     if (st) return st;
   }
   const float *z = m->act[m->nlayers];
@@ -369,6 +375,11 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
   nn_softmax_xent_backward(m->probs, m->labels, m->dact[m->nlayers], n, k, 1.0f / (float)n);
   for (int i = m->nlayers - 1; i >= 0; i--) {
     nn_layer *L = &m->layers[i];
+    if (i > 0 && nn_batchnorm_fuses(&m->layers[i - 1], L, m->last_mode)) { /* as the forward fused them */
+      i--;
+      nn_batchnorm_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);
+      continue;
+    }
     nn_layer_table[L->kind]->backward(L, m->act[i], m->act[i + 1], m->dact[i + 1], i ? m->dact[i] : NULL, n,
                                       m->last_mode);
   }
