@@ -20,10 +20,6 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
-
 #include "kernels/act_inline.h"
 #include "kernels/kernels.h"
 
@@ -36,40 +32,51 @@ static inline int nc_parallel(int n, int c, int s) {
 }
 
 /* GCC/Clang generic vectors keep the accumulators in registers (arrays indexed in a loop
- * would live in memory). Vectors go through pointers, never by value: no ABI dependence on
- * the target flags. */
-typedef float nc_v8f __attribute__((vector_size(32)));
-typedef double nc_v8d __attribute__((vector_size(64)));
+ * would live in memory). An 8-lane unit is two native 4-double vectors: a 64-byte generic
+ * vector is not native on AVX2 and gcc keeps such variables on the stack (every += a
+ * store-to-load round trip), which made the BN statistics pass compute-bound at a third of
+ * the L2 bandwidth. Vectors go through pointers, never by value: no ABI dependence on the
+ * target flags. */
+typedef float nc_v4f __attribute__((vector_size(16)));
+typedef double nc_v4d __attribute__((vector_size(32)));
+typedef struct {
+  nc_v4d lo, hi; /* lanes 0-3, 4-7 */
+} nc_v8d;
 
-/* 8 floats -> 8 doubles (exact; one instruction with AVX-512, two with AVX2). */
+/* 8 floats -> 8 doubles (exact). */
 static inline void nc_ld8(nc_v8d *out, const float *p) {
-#ifdef __AVX512F__
-  *out = (nc_v8d)_mm512_cvtps_pd(_mm256_loadu_ps(p));
-#else
-  nc_v8f v;
-  memcpy(&v, p, sizeof v);
-  *out = __builtin_convertvector(v, nc_v8d);
-#endif
+  nc_v4f a, b;
+  memcpy(&a, p, sizeof a);
+  memcpy(&b, p + 4, sizeof b);
+  out->lo = __builtin_convertvector(a, nc_v4d);
+  out->hi = __builtin_convertvector(b, nc_v4d);
 }
 
 /* *out = v in every lane. */
-static inline void nc_splat(nc_v8d *out, double v) { *out = (nc_v8d){0} + v; }
+static inline void nc_splat(nc_v8d *out, double v) {
+  out->lo = (nc_v4d){v, v, v, v};
+  out->hi = out->lo;
+}
 
 /* Up to four 8-lane accumulators of one quantity; a driver uses the first nv. */
 typedef struct {
   nc_v8d v0, v1, v2, v3;
 } nc_acc;
 
-static inline void nc_acc_zero(nc_acc *a) { *a = (nc_acc){{0}, {0}, {0}, {0}}; }
+static inline void nc_acc_zero(nc_acc *a) {
+  nc_splat(&a->v0, 0.0);
+  a->v1 = a->v2 = a->v3 = a->v0;
+}
+
+static inline double nc_lane_sum8(double s, const nc_v8d *v) {
+  for (int l = 0; l < 4; l++) s += v->lo[l];
+  for (int l = 0; l < 4; l++) s += v->hi[l];
+  return s;
+}
 
 static inline double nc_lane_sum(const nc_acc *a, int nv) {
-  double s = 0;
-  for (int l = 0; l < 8; l++) s += a->v0[l];
-  for (int l = 0; l < 8; l++) s += a->v1[l];
-  if (nv == 4) {
-    for (int l = 0; l < 8; l++) s += a->v2[l];
-    for (int l = 0; l < 8; l++) s += a->v3[l];
-  }
+  double s = nc_lane_sum8(nc_lane_sum8(0, &a->v0), &a->v1);
+  if (nv == 4) s = nc_lane_sum8(nc_lane_sum8(s, &a->v2), &a->v3);
   return s;
 }
 
@@ -86,24 +93,34 @@ static inline const float *nc_chunk(const float *p, size_t j, size_t len, int la
 static inline void nc_mom8(nc_v8d *a1, nc_v8d *a2, const float *v, const nc_v8d *K) {
   nc_v8d d;
   nc_ld8(&d, v);
-  d -= *K;
-  *a1 += d;
-  *a2 += d * d;
+  d.lo -= K->lo;
+  d.hi -= K->hi;
+  a1->lo += d.lo;
+  a1->hi += d.hi;
+  a2->lo += d.lo * d.lo;
+  a2->hi += d.hi * d.hi;
+}
+
+/* Lanes [off, off+16) of every chunk of `lanes` floats. The four accumulators are copied to
+ * locals so that they stay in registers (all 32 lanes of two quantities would take all 16
+ * AVX2 registers and spill to the stack); a 32-lane run is two such passes over the run. */
+static inline void nc_mom_pair(nc_v8d *s1a, nc_v8d *s1b, nc_v8d *s2a, nc_v8d *s2b, const float *p, size_t len,
+                               int lanes, int off, float K, const nc_v8d *Kv) {
+  nc_v8d a = *s1a, b = *s1b, c = *s2a, d = *s2b;
+  float pad[NC_MAX_LANES];
+  for (size_t j = 0; j < len; j += (size_t)lanes) {
+    const float *v = nc_chunk(p, j, len, lanes, K, pad) + off;
+    nc_mom8(&a, &c, v, Kv);
+    nc_mom8(&b, &d, v + 8, Kv);
+  }
+  *s1a = a, *s1b = b, *s2a = c, *s2b = d;
 }
 
 /* Adds one run of len floats: a1 += x - K, a2 += (x - K)^2, 8*nv lanes (Kv = K splat). */
 static inline void nc_mom_run(nc_acc *a1, nc_acc *a2, const float *p, size_t len, float K, const nc_v8d *Kv, int nv) {
   const int lanes = 8 * nv;
-  float pad[NC_MAX_LANES];
-  for (size_t j = 0; j < len; j += (size_t)lanes) {
-    const float *v = nc_chunk(p, j, len, lanes, K, pad);
-    nc_mom8(&a1->v0, &a2->v0, v, Kv);
-    nc_mom8(&a1->v1, &a2->v1, v + 8, Kv);
-    if (nv == 4) {
-      nc_mom8(&a1->v2, &a2->v2, v + 16, Kv);
-      nc_mom8(&a1->v3, &a2->v3, v + 24, Kv);
-    }
-  }
+  nc_mom_pair(&a1->v0, &a1->v1, &a2->v0, &a2->v1, p, len, lanes, 0, K, Kv);
+  if (nv == 4) nc_mom_pair(&a1->v2, &a1->v3, &a2->v2, &a2->v3, p, len, lanes, 16, K, Kv);
 }
 
 /* s1 = sum(x - K), s2 = sum((x - K)^2) over the runs, 8*nv lanes. */
@@ -162,12 +179,19 @@ static inline void nc_bwd8(nc_v8d *ad, nc_v8d *ae, nc_v8d *aed, const float *v, 
   if (gm) {
     nc_v8d w;
     nc_ld8(&w, gm);
-    e *= w;
+    e.lo *= w.lo;
+    e.hi *= w.hi;
   }
-  d -= *K;
-  if (ad) *ad += d;
-  *ae += e;
-  *aed += e * d;
+  d.lo -= K->lo;
+  d.hi -= K->hi;
+  if (ad) {
+    ad->lo += d.lo;
+    ad->hi += d.hi;
+  }
+  ae->lo += e.lo;
+  ae->hi += e.hi;
+  aed->lo += e.lo * d.lo;
+  aed->hi += e.hi * d.hi;
 }
 
 /* Adds one run of len values of x and dy, with e = dy, or dy*gm when gm != NULL:
@@ -175,16 +199,25 @@ static inline void nc_bwd8(nc_v8d *ad, nc_v8d *ae, nc_v8d *aed, const float *v, 
 static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *x, const float *dy, const float *gm,
                               size_t len, float K, const nc_v8d *Kv, int nv) {
   const int lanes = 8 * nv;
-  float padx[NC_MAX_LANES], pady[NC_MAX_LANES], padg[NC_MAX_LANES];
-  for (size_t j = 0; j < len; j += (size_t)lanes) {
-    const float *v = nc_chunk(x, j, len, lanes, K, padx), *g = nc_chunk(dy, j, len, lanes, 0.0f, pady);
-    const float *w = gm ? nc_chunk(gm, j, len, lanes, 1.0f, padg) : NULL;
-    nc_bwd8(ad ? &ad->v0 : NULL, &ae->v0, &aed->v0, v, g, w, Kv);
-    nc_bwd8(ad ? &ad->v1 : NULL, &ae->v1, &aed->v1, v + 8, g + 8, w ? w + 8 : NULL, Kv);
-    if (nv == 4) {
-      nc_bwd8(ad ? &ad->v2 : NULL, &ae->v2, &aed->v2, v + 16, g + 16, w ? w + 16 : NULL, Kv);
-      nc_bwd8(ad ? &ad->v3 : NULL, &ae->v3, &aed->v3, v + 24, g + 24, w ? w + 24 : NULL, Kv);
+  for (int off = 0; off < lanes; off += 16) {
+    /* lanes [off, off+16) as in nc_mom_pair: six accumulators in registers */
+    const int q = off / 8;
+    nc_v8d *pd0 = ad ? (q ? &ad->v2 : &ad->v0) : NULL, *pd1 = ad ? (q ? &ad->v3 : &ad->v1) : NULL;
+    nc_v8d *pe0 = q ? &ae->v2 : &ae->v0, *pe1 = q ? &ae->v3 : &ae->v1;
+    nc_v8d *pf0 = q ? &aed->v2 : &aed->v0, *pf1 = q ? &aed->v3 : &aed->v1;
+    nc_v8d d0, d1, e0 = *pe0, e1 = *pe1, f0 = *pf0, f1 = *pf1;
+    nc_splat(&d0, 0.0);
+    d1 = d0;
+    if (ad) d0 = *pd0, d1 = *pd1;
+    float padx[NC_MAX_LANES], pady[NC_MAX_LANES], padg[NC_MAX_LANES];
+    for (size_t j = 0; j < len; j += (size_t)lanes) {
+      const float *v = nc_chunk(x, j, len, lanes, K, padx) + off, *g = nc_chunk(dy, j, len, lanes, 0.0f, pady) + off;
+      const float *w = gm ? nc_chunk(gm, j, len, lanes, 1.0f, padg) + off : NULL;
+      nc_bwd8(ad ? &d0 : NULL, &e0, &f0, v, g, w, Kv);
+      nc_bwd8(ad ? &d1 : NULL, &e1, &f1, v + 8, g + 8, w ? w + 8 : NULL, Kv);
     }
+    if (ad) *pd0 = d0, *pd1 = d1;
+    *pe0 = e0, *pe1 = e1, *pf0 = f0, *pf1 = f1;
   }
 }
 
