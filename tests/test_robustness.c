@@ -247,6 +247,11 @@ static void test_fifo(void **state) {
   assert_non_null(strstr(err.msg, "FIFO"));
   nn_spec *s = NULL;
   assert_int_equal(nn_spec_load(ff, &s, &err), NN_ERR_IO);
+  nn_history *h = NULL;
+  assert_int_equal(nn_history_read_csv(ff, 1, &h, &err), NN_ERR_IO);
+  nn_activation_row *rows = NULL;
+  int n = 0;
+  assert_int_equal(nn_activations_read_csv(ff, &rows, &n, &err), NN_ERR_IO);
   assert_true(now() - t0 < 20);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/file_read.h"
 #include "base/strbuf.h"
 
 nn_status nn_history_append(nn_history *h, const nn_epoch_record *r, nn_error *err) {
@@ -48,8 +49,8 @@ nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *
 
 nn_status nn_history_read_csv(const char *path, int epochs, nn_history **out, nn_error *err) {
   *out = NULL;
-  FILE *f = fopen(path, "r");
-  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  FILE *f = nn_file_fopen_regular(path, NULL, err);
+  if (!f) return NN_ERR_IO;
   nn_history *h = calloc(1, sizeof *h);
   char line[512];
   nn_status st = h ? NN_OK : nn_err_set(err, NN_ERR_NOMEM, "out of memory");
