@@ -28,6 +28,15 @@ typedef struct {
  * may be NULL). Byte-identical output for identical input. */
 NN_API nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const char *title, int width,
                                int height, const char *png_path, const char *svg_path, nn_error *err);
+/* The same figure as one SVG document in memory (malloc'd, NUL-terminated; free it), for
+ * pages that inline their plots. */
+NN_API nn_status nn_plot_svg(const nn_plot_panel *panels, int npanels, const char *title, int width, int height,
+                             char **svg, nn_error *err);
+/* A confusion matrix as a heat map (rows: true class, columns: predicted; shade = fraction
+ * of the row, each cell with its count), class names on the axes (names may be NULL or
+ * shorter than the class count: indices then). PNG and/or SVG. */
+NN_API nn_status nn_plot_confusion(const nn_confusion *cm, const char *const *names, int nnames, const char *title,
+                                   const char *png_path, const char *svg_path, nn_error *err);
 
 #ifdef __cplusplus
 }

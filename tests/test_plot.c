@@ -35,7 +35,7 @@ static int setup_tmp(void **state) {
   return mkdtemp(tmpdir) ? 0 : -1;
 }
 
-static const char *const NAMES[] = {"a.png", "a.svg", "b.png", "b.svg", "log.png", "log.svg", "odd.png", "odd.svg", "text.svg"};
+static const char *const NAMES[] = {"a.png", "a.svg", "b.png", "b.svg", "log.png", "log.svg", "odd.png", "odd.svg", "text.svg", "cm.png", "cm.svg", "inline.svg"};
 
 static int teardown_tmp(void **state) {
   (void)state;
@@ -336,8 +336,50 @@ static void test_norm_labels(void **state) {
   }
 }
 
+static void test_confusion_and_inline_svg(void **state) {
+  (void)state;
+  long counts[9] = {50, 3, 1, 4, 40, 0, 7, 2, 90};
+  nn_confusion cm = {.classes = 3, .counts = counts, .samples = 197};
+  const char *names[2] = {"T-shirt/top", "Trouser"}; /* fewer names than classes: index 2 */
+  char p1[128], s1[128];
+  nn_error err = {0};
+  assert_int_equal(nn_plot_confusion(&cm, names, 2, "confusion <test>", tp(p1, "cm.png"), tp(s1, "cm.svg"), &err), NN_OK);
+  unsigned w, h;
+  size_t n;
+  unsigned char *png = slurp(p1, &n);
+  assert_memory_equal(png, "\x89PNG", 4);
+  w = (unsigned)png[16] << 24 | (unsigned)png[17] << 16 | (unsigned)png[18] << 8 | png[19];
+  h = (unsigned)png[20] << 24 | (unsigned)png[21] << 16 | (unsigned)png[22] << 8 | png[23];
+  assert_true(w >= 200 && h >= 3 * 44);
+  free(png);
+  keep_copy(p1, "confusion.png");
+  char *svg = (char *)slurp(s1, &n);
+  assert_non_null(strstr(svg, ">T-shirt/top</text>"));
+  assert_non_null(strstr(svg, ">Trouser</text>"));
+  assert_non_null(strstr(svg, ">2</text>"));
+  assert_non_null(strstr(svg, ">90</text>"));
+  assert_non_null(strstr(svg, ">confusion &lt;test&gt;</text>"));
+  assert_non_null(strstr(svg, ">predicted class</text>"));
+  free(svg);
+  nn_confusion empty = {0};
+  assert_int_equal(nn_plot_confusion(&empty, NULL, 0, NULL, tp(p1, "cm.png"), NULL, &err), NN_ERR_ARG);
+  /* the in-memory SVG equals the file nn_plot_write writes */
+  double x[3] = {1, 2, 3}, y[3] = {0.5, 0.7, 0.8};
+  nn_plot_line l = {"with BN", x, y, 3, 0, 0};
+  nn_plot_panel p = {"Accuracy", "epoch", "accuracy", &l, 1, 0};
+  char *mem = NULL;
+  assert_int_equal(nn_plot_svg(&p, 1, "t", 500, 300, &mem, &err), NN_OK);
+  assert_int_equal(nn_plot_write(&p, 1, "t", 500, 300, NULL, tp(s1, "inline.svg"), &err), NN_OK);
+  char *file = (char *)slurp(s1, &n);
+  assert_int_equal(strlen(mem), n);
+  assert_memory_equal(mem, file, n);
+  free(file);
+  free(mem);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_confusion_and_inline_svg),
       cmocka_unit_test(test_norm_labels),
       cmocka_unit_test(test_svg_text_and_integer_ticks),
       cmocka_unit_test(test_two_panels),

@@ -16,13 +16,13 @@
 #include <cairo.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/strbuf.h"
 #include "normnet_plot.h"
 
 #define FONT "DejaVu Sans"
@@ -45,37 +45,12 @@ static void set_color(cairo_t *cr, int color) {
 /* ---- text helpers -------------------------------------------------------------------------- */
 static int has_text(const char *s) { return s && s[0]; }
 
-/* Text recorded for the SVG (attached to the cairo context as user data). */
-typedef struct {
-  char *buf;
-  size_t n, cap;
-  int oom;
-} text_sink;
+/* Text recorded for the SVG: an nn_strbuf attached to the cairo context as user data. */
 static const cairo_user_data_key_t SINK_KEY;
-
-static void sink_put(text_sink *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sink_put(text_sink *t, const char *fmt, ...) {
-  va_list ap;
-  for (int tries = 0; tries < 2 && !t->oom; tries++) {
-    va_start(ap, fmt);
-    int k = vsnprintf(t->buf ? t->buf + t->n : NULL, t->buf ? t->cap - t->n : 0, fmt, ap);
-    va_end(ap);
-    if (k < 0) return;
-    if (t->buf && t->n + (size_t)k < t->cap) {
-      t->n += (size_t)k;
-      return;
-    }
-    size_t cap = t->cap ? t->cap : 4096;
-    while (cap <= t->n + (size_t)k) cap *= 2;
-    char *q = realloc(t->buf, cap);
-    if (!q) t->oom = 1;
-    else t->buf = q, t->cap = cap;
-  }
-}
 
 /* Show s at the current point: drawn as glyphs into a PNG, recorded as <text> for an SVG. */
 static void show_text(cairo_t *cr, const char *s) {
-  text_sink *t = cairo_get_user_data(cr, &SINK_KEY);
+  nn_strbuf *t = cairo_get_user_data(cr, &SINK_KEY);
   if (!t) {
     cairo_show_text(cr, s);
     return;
@@ -90,21 +65,21 @@ static void show_text(cairo_t *cr, const char *s) {
   cairo_pattern_get_rgba(cairo_get_source(cr), &r, &g, &b, &a);
   cairo_font_face_t *ff = cairo_get_font_face(cr);
   int bold = cairo_toy_font_face_get_weight(ff) == CAIRO_FONT_WEIGHT_BOLD;
-  sink_put(t, "<text x=\"%.2f\" y=\"%.2f\" font-family=\"%s\" font-size=\"%.2f\"%s fill=\"#%02x%02x%02x\"", x, y,
+  nn_strbuf_printf(t, "<text x=\"%.2f\" y=\"%.2f\" font-family=\"%s\" font-size=\"%.2f\"%s fill=\"#%02x%02x%02x\"", x, y,
            FONT, size, bold ? " font-weight=\"bold\"" : "", (int)lround(r * 255), (int)lround(g * 255),
            (int)lround(b * 255));
-  if (fabs(angle) > 1e-6) sink_put(t, " transform=\"rotate(%.2f %.2f %.2f)\"", angle, x, y);
-  sink_put(t, ">");
+  if (fabs(angle) > 1e-6) nn_strbuf_printf(t, " transform=\"rotate(%.2f %.2f %.2f)\"", angle, x, y);
+  nn_strbuf_printf(t, ">");
   for (const char *c = s; *c; c++) {
     switch (*c) {
-    case '&': sink_put(t, "&amp;"); break;
-    case '<': sink_put(t, "&lt;"); break;
-    case '>': sink_put(t, "&gt;"); break;
-    case '"': sink_put(t, "&quot;"); break;
-    default: sink_put(t, "%c", *c); break;
+    case '&': nn_strbuf_printf(t, "&amp;"); break;
+    case '<': nn_strbuf_printf(t, "&lt;"); break;
+    case '>': nn_strbuf_printf(t, "&gt;"); break;
+    case '"': nn_strbuf_printf(t, "&quot;"); break;
+    default: nn_strbuf_printf(t, "%c", *c); break;
     }
   }
-  sink_put(t, "</text>\n");
+  nn_strbuf_printf(t, "</text>\n");
   cairo_text_extents_t e;
   cairo_text_extents(cr, s, &e);
   cairo_rel_move_to(cr, e.x_advance, e.y_advance);
@@ -760,16 +735,16 @@ static void svg_normalize(membuf *b) {
 }
 
 /* Put the recorded <text> elements just before the closing </svg>, above the drawing. */
-static cairo_status_t svg_insert_text(membuf *b, const text_sink *t) {
+static cairo_status_t svg_insert_text(membuf *b, const nn_strbuf *t) {
   static const char end[] = "</svg>";
   size_t el = sizeof end - 1, at = b->n;
   while (at >= el && memcmp(b->p + at - el, end, el)) at--;
-  if (at < el || !t->n) return CAIRO_STATUS_SUCCESS;
+  if (at < el || !t->len) return CAIRO_STATUS_SUCCESS;
   at -= el;
   size_t tail = b->n - at;
-  if (mem_write(b, (const unsigned char *)t->buf, (unsigned)t->n) != CAIRO_STATUS_SUCCESS) return CAIRO_STATUS_NO_MEMORY;
-  memmove(b->p + at + t->n, b->p + at, tail);
-  memcpy(b->p + at, t->buf, t->n);
+  if (mem_write(b, (const unsigned char *)t->buf, (unsigned)t->len) != CAIRO_STATUS_SUCCESS) return CAIRO_STATUS_NO_MEMORY;
+  memmove(b->p + at + t->len, b->p + at, tail);
+  memcpy(b->p + at, t->buf, t->len);
   return CAIRO_STATUS_SUCCESS;
 }
 
@@ -783,11 +758,27 @@ static nn_status cairo_fail(const char *path, cairo_status_t st, nn_error *err) 
   return nn_err_set(err, NN_ERR_IO, "%s: cannot draw plot: %s", path, cairo_status_to_string(st));
 }
 
-static nn_status render_png(const nn_plot_panel *panels, int npanels, const char *title, int width,
-                            int height, const char *path, nn_error *err) {
+/* What to draw: the panels of nn_plot_write or a confusion matrix, behind one renderer. */
+typedef struct {
+  const nn_plot_panel *panels;
+  int npanels;
+  const char *title;
+  const nn_confusion *cm;
+  const char *const *names;
+  int nnames;
+} figure_src;
+
+static void draw_confusion(cairo_t *cr, const figure_src *f, double W, double H);
+
+static void draw_any(cairo_t *cr, const figure_src *f, double W, double H) {
+  if (f->cm) draw_confusion(cr, f, W, H);
+  else draw_figure(cr, f->panels, f->npanels, f->title, W, H);
+}
+
+static nn_status render_png(const figure_src *f, int width, int height, const char *path, nn_error *err) {
   cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
   cairo_t *cr = cairo_create(s);
-  draw_figure(cr, panels, npanels, title, width, height);
+  draw_any(cr, f, width, height);
   cairo_status_t st = cairo_status(cr);
   cairo_destroy(cr);
   membuf b = {0};
@@ -799,39 +790,40 @@ static nn_status render_png(const nn_plot_panel *panels, int npanels, const char
   return rc;
 }
 
-static nn_status render_svg(const nn_plot_panel *panels, int npanels, const char *title, int width,
-                            int height, const char *path, nn_error *err) {
-  membuf b = {0};
-  cairo_surface_t *s = cairo_svg_surface_create_for_stream(mem_write, &b, width, height);
+/* The SVG document in memory (NUL-terminated in b->p). */
+static cairo_status_t render_svg_mem(const figure_src *f, int width, int height, membuf *b) {
+  cairo_surface_t *s = cairo_svg_surface_create_for_stream(mem_write, b, width, height);
   cairo_svg_surface_restrict_to_version(s, CAIRO_SVG_VERSION_1_1);
   cairo_svg_surface_set_document_unit(s, CAIRO_SVG_UNIT_PX); /* same size as the PNG in a browser */
   cairo_t *cr = cairo_create(s);
-  text_sink texts = {0};
+  nn_strbuf texts = nn_strbuf_new();
   cairo_set_user_data(cr, &SINK_KEY, &texts, NULL);
-  draw_figure(cr, panels, npanels, title, width, height);
+  draw_any(cr, f, width, height);
   cairo_status_t st = cairo_status(cr);
   cairo_destroy(cr);
   cairo_surface_finish(s);
   if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_status(s);
   cairo_surface_destroy(s);
-  if (st == CAIRO_STATUS_SUCCESS && (b.oom || texts.oom)) st = CAIRO_STATUS_NO_MEMORY;
-  nn_status rc;
+  if (st == CAIRO_STATUS_SUCCESS && (b->oom || !texts.buf)) st = CAIRO_STATUS_NO_MEMORY;
   if (st == CAIRO_STATUS_SUCCESS) {
-    svg_normalize(&b);
-    st = svg_insert_text(&b, &texts);
+    svg_normalize(b);
+    st = svg_insert_text(b, &texts);
   }
+  if (st == CAIRO_STATUS_SUCCESS) st = mem_write(b, (const unsigned char *)"", 1);
+  if (st == CAIRO_STATUS_SUCCESS) b->n--; /* the NUL is not part of the file */
   free(texts.buf);
-  if (st == CAIRO_STATUS_SUCCESS) {
-    rc = write_file(path, &b, err);
-  } else {
-    rc = cairo_fail(path, st, err);
-  }
+  return st;
+}
+
+static nn_status render_svg(const figure_src *f, int width, int height, const char *path, nn_error *err) {
+  membuf b = {0};
+  cairo_status_t st = render_svg_mem(f, width, height, &b);
+  nn_status rc = st == CAIRO_STATUS_SUCCESS ? write_file(path, &b, err) : cairo_fail(path, st, err);
   free(b.p);
   return rc;
 }
 
-nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const char *title, int width,
-                        int height, const char *png_path, const char *svg_path, nn_error *err) {
+static nn_status check_panels(const nn_plot_panel *panels, int npanels, int width, int height, nn_error *err) {
   if (npanels < 0 || (npanels > 0 && !panels))
     return nn_err_set(err, NN_ERR_ARG, "plot: %d panels at %p", npanels, (const void *)panels);
   if (width < 16 || height < 16 || width > MAX_SIZE || height > MAX_SIZE)
@@ -846,8 +838,131 @@ nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const char *ti
         return nn_err_set(err, NN_ERR_ARG, "plot: panel %d line %d has %d points without x or y", i, k, l->n);
     }
   }
+  return NN_OK;
+}
+
+nn_status nn_plot_svg(const nn_plot_panel *panels, int npanels, const char *title, int width, int height, char **svg,
+                      nn_error *err) {
+  *svg = NULL;
+  nn_status rc = check_panels(panels, npanels, width, height, err);
+  if (rc) return rc;
+  figure_src f = {.panels = panels, .npanels = npanels, .title = title};
+  membuf b = {0};
+  cairo_status_t st = render_svg_mem(&f, width, height, &b);
+  if (st != CAIRO_STATUS_SUCCESS) {
+    free(b.p);
+    return cairo_fail("svg", st, err);
+  }
+  *svg = (char *)b.p;
+  return NN_OK;
+}
+
+nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const char *title, int width,
+                        int height, const char *png_path, const char *svg_path, nn_error *err) {
+  nn_status rc = check_panels(panels, npanels, width, height, err);
+  if (rc) return rc;
+  figure_src f = {.panels = panels, .npanels = npanels, .title = title};
+  if (png_path) rc = render_png(&f, width, height, png_path, err);
+  if (rc == NN_OK && svg_path) rc = render_svg(&f, width, height, svg_path, err);
+  return rc;
+}
+
+/* ---- confusion matrix ------------------------------------------------------------------------ */
+/* Cells shaded by the row's fraction (matplotlib's Blues), each with its count; rows are the
+ * true classes, columns the predicted ones, names (or indices) on both axes. */
+enum { CM_CELL_MIN = 14, CM_FONT = 12 };
+
+static double cm_cell(int k) { return k <= 10 ? 44.0 : fmax(CM_CELL_MIN, 440.0 / k); }
+
+static void class_name(const figure_src *f, int i, char *buf, size_t len) {
+  if (f->names && i < f->nnames && f->names[i]) snprintf(buf, len, "%s", f->names[i]);
+  else snprintf(buf, len, "%d", i);
+}
+
+static double cm_label_w(cairo_t *cr, const figure_src *f) {
+  double w = 0;
+  char name[64];
+  for (int i = 0; i < f->cm->classes; i++) {
+    class_name(f, i, name, sizeof name);
+    w = fmax(w, text_w(cr, name));
+  }
+  return w;
+}
+
+static void draw_confusion(cairo_t *cr, const figure_src *f, double W, double H) {
+  (void)H;
+  const nn_confusion *cm = f->cm;
+  int k = cm->classes;
+  double cell = cm_cell(k), fs = CM_FONT;
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  set_font(cr, fs, 0);
+  double lw = cm_label_w(cr, f), x0 = 2.2 * fs + lw + 0.6 * fs, y0 = 3.2 * fs;
+  if (has_text(f->title)) {
+    fit_size(cr, f->title, 1.2 * fs, 1, W - 2 * fs);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    draw_text_top(cr, f->title, 0.5 * W, 0.6 * fs, 0.5);
+  }
+  char num[32], name[64];
+  for (int t = 0; t < k; t++) {
+    long row = 0;
+    for (int p = 0; p < k; p++) row += cm->counts[(size_t)t * k + p];
+    for (int p = 0; p < k; p++) {
+      long c = cm->counts[(size_t)t * k + p];
+      double v = row ? (double)c / (double)row : 0;
+      cairo_set_source_rgb(cr, (247 - v * 239) / 255.0, (251 - v * 203) / 255.0, (255 - v * 148) / 255.0);
+      cairo_rectangle(cr, x0 + p * cell, y0 + t * cell, cell, cell);
+      cairo_fill(cr);
+      if (cell >= 24) {
+        snprintf(num, sizeof num, "%ld", c);
+        fit_size(cr, num, fs * fmin(1.0, cell / 44.0), 0, cell - 4);
+        if (v > 0.5) cairo_set_source_rgb(cr, 1, 1, 1);
+        else cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+        draw_text(cr, num, x0 + (p + 0.5) * cell, y0 + (t + 0.5) * cell, 0.5, 0.5);
+      }
+    }
+  }
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  cairo_set_line_width(cr, 1);
+  cairo_rectangle(cr, x0, y0, k * cell, k * cell);
+  cairo_stroke(cr);
+  set_font(cr, fs, 0);
+  for (int i = 0; i < k; i++) {
+    class_name(f, i, name, sizeof name);
+    draw_text(cr, name, x0 - 0.4 * fs, y0 + (i + 0.5) * cell, 1, 0.5);
+    cairo_save(cr);
+    cairo_translate(cr, x0 + (i + 0.5) * cell, y0 + k * cell + 0.4 * fs);
+    cairo_rotate(cr, -PI / 4);
+    draw_text(cr, name, 0, 0, 1, 0.5);
+    cairo_restore(cr);
+  }
+  cairo_save(cr);
+  cairo_translate(cr, 0.4 * fs, y0 + 0.5 * k * cell);
+  cairo_rotate(cr, -PI / 2);
+  draw_text_top(cr, "true class", 0, 0, 0.5);
+  cairo_restore(cr);
+  draw_text_top(cr, "predicted class", x0 + 0.5 * k * cell, y0 + k * cell + 0.9 * fs + 0.75 * lw, 0.5);
+}
+
+nn_status nn_plot_confusion(const nn_confusion *cm, const char *const *names, int nnames, const char *title,
+                            const char *png_path, const char *svg_path, nn_error *err) {
+  if (!cm || cm->classes < 1 || !cm->counts) return nn_err_set(err, NN_ERR_ARG, "plot: empty confusion matrix");
+  if (cm->classes > 1000) return nn_err_set(err, NN_ERR_ARG, "plot: %d classes are too many to draw", cm->classes);
+  figure_src f = {.title = title, .cm = cm, .names = names, .nnames = names ? nnames : 0};
+  /* the size follows the class count and the longest class name */
+  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 16, 16);
+  cairo_t *cr = cairo_create(s);
+  set_font(cr, CM_FONT, 0);
+  double lw = cm_label_w(cr, &f);
+  cairo_destroy(cr);
+  cairo_surface_destroy(s);
+  double cell = cm_cell(cm->classes), grid = cell * cm->classes;
+  int width = (int)ceil(2.2 * CM_FONT + lw + 0.6 * CM_FONT + grid + 2 * CM_FONT);
+  int height = (int)ceil(3.2 * CM_FONT + grid + 0.75 * lw + 3.0 * CM_FONT);
+  if (width < 200) width = 200;
+  if (width > MAX_SIZE || height > MAX_SIZE) return nn_err_set(err, NN_ERR_ARG, "plot: confusion matrix too large");
   nn_status rc = NN_OK;
-  if (png_path) rc = render_png(panels, npanels, title, width, height, png_path, err);
-  if (rc == NN_OK && svg_path) rc = render_svg(panels, npanels, title, width, height, svg_path, err);
+  if (png_path) rc = render_png(&f, width, height, png_path, err);
+  if (rc == NN_OK && svg_path) rc = render_svg(&f, width, height, svg_path, err);
   return rc;
 }
