@@ -38,6 +38,24 @@ NN_API nn_status nn_plot_svg(const nn_plot_panel *panels, int npanels, const cha
 NN_API nn_status nn_plot_confusion(const nn_confusion *cm, const char *const *names, int nnames, const char *title,
                                    const char *png_path, const char *svg_path, nn_error *err);
 
+/* ---- HTML reports ------------------------------------------------------------------------- */
+typedef struct {
+  const char *name;              /* heading and legend label, e.g. "with BN" */
+  const char *source;            /* where it came from (a run directory), or NULL */
+  const nn_history *history;     /* per-epoch records, or NULL */
+  const char *recipe;            /* "key value" lines shown as a table, or NULL */
+  const char *spec;              /* spec text, or NULL */
+  nn_model *model;               /* the trained model: its normalization layers' tensors, or NULL */
+  const nn_confusion *confusion; /* results per class, or NULL */
+  const char *const *class_names;
+  int nclass_names;
+} nn_report_run;
+/* One self-contained HTML page (inline SVG plots with real text, inline styles, no script)
+ * reporting the runs: their curves overlaid, a summary table, then per run its history,
+ * results per class with the confusion matrix, normalization layers, recipe and spec.
+ * *html receives the malloc'd page. */
+NN_API nn_status nn_report_html(const char *title, const nn_report_run *runs, int nruns, char **html, nn_error *err);
+
 #ifdef __cplusplus
 }
 #endif

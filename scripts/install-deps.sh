@@ -6,6 +6,7 @@ pkgs=(build-essential cmake pkg-config libdnnl-dev zlib1g-dev libjansson-dev lib
       clang-format clang-tidy cppcheck
       dataset-fashion-mnist libhdf5-dev libzip-dev)
 pkgs+=(clang libclang-rt-14-dev libomp-dev valgrind) # make fuzz (libFuzzer), make valgrind
+pkgs+=(chromium) # the HTML report test opens the page in headless Chromium
 [ "${1:-}" = "--with-torch" ] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do

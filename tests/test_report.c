@@ -1,0 +1,151 @@
+/* The HTML report (src/report/html.c):
+ * - the page holds every section (curves as inline SVG with real <text>, summary for several
+ *   runs, history, per-class table with the confusion counts, normalization layers, recipe,
+ *   spec), with every string HTML-escaped and no script or external resource;
+ * - opened in headless Chromium it renders (the DOM has the SVG plots and the tables), logs
+ *   no console message, and a screenshot is drawn. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "nn_test.h"
+#include "normnet_plot.h"
+
+static nn_history *make_history(double shift) {
+  nn_history *h = nn_history_create();
+  assert_non_null(h);
+  for (int e = 1; e <= 4; e++) {
+    nn_epoch_record r = {e, 1.0 / e + shift, 0.5 + 0.1 * e - shift, 1.1 / e + shift, 0.45 + 0.1 * e - shift, 1.5, 40000};
+    nn_error err = {0};
+    assert_int_equal(nn_history_append(h, &r, &err), NN_OK);
+  }
+  return h;
+}
+
+static void count_text(const char *html, const char *needle, int *n) {
+  *n = 0;
+  for (const char *p = strstr(html, needle); p; p = strstr(p + 1, needle)) (*n)++;
+}
+
+static int sh(const char *cmd) {
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)n + 1);
+  assert_non_null(b);
+  assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+  b[n] = 0;
+  fclose(f);
+  return b;
+}
+
+static void test_report_in_chromium(void **state) {
+  const char *dir = *state;
+  nn_spec *spec = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  const char *spec_text = "input shape=1x4x4\nconv2d filters=3 kernel=3\nbatchnorm\nrelu\nflatten\ndense units=3\n";
+  assert_int_equal(nn_spec_parse(spec_text, "r", &spec, &err), NN_OK);
+  assert_int_equal(nn_model_create(spec, &m, &err), NN_OK);
+  nn_rng rng;
+  nn_rng_seed(&rng, 1);
+  nn_model_init(m, NN_INIT_DEFAULT, &rng);
+  long counts[9] = {30, 2, 1, 3, 25, 4, 0, 5, 30};
+  nn_confusion cm = {3, counts, 100, 0.5, 0.85};
+  const char *names[3] = {"cat", "dog <&>", "bird"};
+  nn_history *h1 = make_history(0), *h2 = make_history(0.2);
+  nn_report_run runs[2] = {
+      {"with BN", "runs/x/batch", h1, "optimizer sgd\nlr 0.1\nbatch 128\n", spec_text, m, &cm, names, 3},
+      {"without BN", "runs/x/none", h2, NULL, NULL, NULL, NULL, NULL, 0},
+  };
+  char *html = NULL;
+  assert_int_equal(nn_report_html("compare <lenet> & more", runs, 2, &html, &err), NN_OK);
+  int n;
+  count_text(html, "<svg", &n);
+  assert_true(n >= 1);
+  assert_non_null(strstr(html, "<title>compare &lt;lenet&gt; &amp; more</title>"));
+  assert_non_null(strstr(html, ">with BN</text>")); /* legend text inside the inline SVG */
+  assert_non_null(strstr(html, "<h2>Summary</h2>"));
+  assert_non_null(strstr(html, "dog &lt;&amp;&gt;"));
+  assert_null(strstr(html, "dog <&>"));
+  assert_non_null(strstr(html, ">25</td>"));
+  assert_non_null(strstr(html, "Normalization layers"));
+  assert_non_null(strstr(html, "running_var"));
+  assert_non_null(strstr(html, "<th class=\"l\">lr</th><td class=\"l\">0.1</td>"));
+  assert_non_null(strstr(html, "conv2d filters=3 kernel=3"));
+  assert_null(strstr(html, "<script"));
+  assert_null(strstr(html, "<link"));  /* nothing external: no stylesheet, image or font to fetch */
+  assert_null(strstr(html, "src="));
+  assert_null(strstr(html, "url(http"));
+  assert_null(strstr(html, "<?xml"));
+
+  char path[512], cmd[2048];
+  snprintf(path, sizeof path, "%s/report.html", dir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(html, f);
+  assert_int_equal(fclose(f), 0);
+  const char *flags = "--headless --no-sandbox --disable-gpu --no-first-run --enable-logging=stderr --v=0";
+  snprintf(cmd, sizeof cmd,
+           "timeout 120 chromium %s --user-data-dir='%s/profile' --dump-dom 'file://%s' >'%s/dom.html' 2>'%s/log.txt'",
+           flags, dir, path, dir, dir);
+  assert_int_equal(sh(cmd), 0);
+  snprintf(cmd, sizeof cmd,
+           "timeout 120 chromium %s --user-data-dir='%s/profile' --window-size=1280,2000 --screenshot='%s/shot.png' "
+           "'file://%s' >/dev/null 2>>'%s/log.txt'",
+           flags, dir, dir, path, dir);
+  assert_int_equal(sh(cmd), 0);
+  snprintf(path, sizeof path, "%s/dom.html", dir);
+  char *dom = slurp(path);
+  assert_non_null(dom);
+  count_text(dom, "<svg", &n);
+  assert_true(n >= 1);
+  assert_non_null(strstr(dom, "<table class=\"cm\">"));
+  assert_non_null(strstr(dom, "Results per class"));
+  free(dom);
+  snprintf(path, sizeof path, "%s/log.txt", dir);
+  char *log = slurp(path);
+  assert_non_null(log);
+  if (strstr(log, ":CONSOLE")) fail_msg("the page logged to the console:\n%s", log);
+  free(log);
+  snprintf(path, sizeof path, "%s/shot.png", dir);
+  struct stat sb;
+  assert_int_equal(stat(path, &sb), 0);
+  assert_true(sb.st_size > 20000); /* a page with plots and tables, not a blank one */
+  free(html);
+  nn_history_free(h1);
+  nn_history_free(h2);
+  nn_model_free(m);
+  nn_spec_free(spec);
+}
+
+static void test_refusals(void **state) {
+  (void)state;
+  char *html = (char *)1;
+  nn_error err = {0};
+  assert_int_equal(nn_report_html("t", NULL, 0, &html, &err), NN_ERR_ARG);
+  assert_null(html);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_report_in_chromium),
+      cmocka_unit_test(test_refusals),
+  };
+  return cmocka_run_group_tests(tests, tu_setup_tempdir, tu_teardown_tempdir);
+}
