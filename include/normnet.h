@@ -148,6 +148,11 @@ NN_API int nn_dataset_count(const nn_dataset *ds);
 /* Sample shape as channels, height, width. */
 NN_API void nn_dataset_shape(const nn_dataset *ds, int *c, int *h, int *w);
 NN_API int nn_dataset_num_classes(const nn_dataset *ds);
+/* Name of class i as the source defines it ("T-shirt/top" for fashion-mnist, "airplane"
+ * for cifar10, "0".."9" for mnist), or NULL (idx:DIR, or i out of range). */
+NN_API const char *nn_dataset_class_name(const nn_dataset *ds, int i);
+/* The same by source name (nn_dataset_open's), without opening it. */
+NN_API const char *nn_data_source_class_name(const char *source, int i);
 NN_API int nn_dataset_label(const nn_dataset *ds, int i);
 /* Pointer to sample i's C*H*W bytes (CHW order). */
 NN_API const uint8_t *nn_dataset_image(const nn_dataset *ds, int i);

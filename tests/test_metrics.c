@@ -4,7 +4,8 @@
  *   and accuracy equal nn_evaluate's; per-class accuracy is the diagonal over the row;
  * - a model that always predicts class 1 (zero weights, bias favouring 1) puts every sample
  *   in column 1: class 1's accuracy is 1, the others' 0, an empty class's NaN;
- * - a data set that does not fit the model is refused. */
+ * - a data set that does not fit the model is refused;
+ * - class names come with the data source and survive a validation split. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -122,8 +123,31 @@ static void test_refusals(void **state) {
   nn_dataset_free(ds);
 }
 
+static void test_class_names(void **state) {
+  (void)state;
+  assert_string_equal(nn_data_source_class_name("fashion-mnist", 0), "T-shirt/top");
+  assert_string_equal(nn_data_source_class_name("fashion-mnist", 9), "Ankle boot");
+  assert_string_equal(nn_data_source_class_name("cifar10:/any", 9), "truck");
+  assert_string_equal(nn_data_source_class_name("mnist:/any", 7), "7");
+  assert_null(nn_data_source_class_name("idx:/any", 0));
+  assert_null(nn_data_source_class_name("fashion-mnist", 10));
+  assert_null(nn_data_source_class_name("fashion-mnist", -1));
+  nn_dataset *ds = NULL, *tr = NULL, *va = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_dataset_open("fashion-mnist", 0, &ds, &err), NN_OK);
+  assert_string_equal(nn_dataset_class_name(ds, 3), "Dress");
+  assert_null(nn_dataset_class_name(ds, 10));
+  assert_int_equal(nn_dataset_split(ds, 0.1, &tr, &va, &err), NN_OK);
+  assert_string_equal(nn_dataset_class_name(va, 8), "Bag");
+  nn_dataset_free(tr), nn_dataset_free(va), nn_dataset_free(ds);
+  ds = make_data(K); /* made here, not by a named source */
+  assert_null(nn_dataset_class_name(ds, 0));
+  nn_dataset_free(ds);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_class_names),
       cmocka_unit_test(test_sums_and_diagonal),
       cmocka_unit_test(test_constant_predictor),
       cmocka_unit_test(test_refusals),

@@ -69,6 +69,7 @@ nn_status nn_dataset_slice(const nn_dataset *ds, int start, int count, nn_datase
   memcpy((*out)->images, ds->images + (size_t)start * ds->sample_size,
          (size_t)count * ds->sample_size);
   memcpy((*out)->labels, ds->labels + start, (size_t)count * sizeof *ds->labels);
+  (*out)->class_names = ds->class_names;
   return NN_OK;
 }
 
@@ -118,6 +119,10 @@ void nn_dataset_shape(const nn_dataset *ds, int *c, int *h, int *w) {
 }
 
 int nn_dataset_num_classes(const nn_dataset *ds) { return ds ? ds->num_classes : 0; }
+
+const char *nn_dataset_class_name(const nn_dataset *ds, int i) {
+  return ds && ds->class_names && i >= 0 && i < ds->num_classes ? ds->class_names[i] : NULL;
+}
 
 int nn_dataset_label(const nn_dataset *ds, int i) {
   NN_ASSERT(ds != NULL && i >= 0 && i < ds->n);

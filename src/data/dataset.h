@@ -22,6 +22,7 @@ struct nn_dataset {
   size_t sample_size;  /* c * h * w bytes per sample */
   uint8_t *images;     /* n x sample_size bytes, sample-major, each sample CHW */
   int32_t *labels;     /* n labels */
+  const char *const *class_names; /* num_classes names from the source, or NULL (static, not owned) */
 };
 
 /* Internal constructor for readers: allocate a data set of n samples of shape c x h x w

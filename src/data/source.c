@@ -5,9 +5,35 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "data/dataset.h"
 #include "normnet.h"
 
 #define FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* The classes of the known sources, in label order. */
+static const char *const FASHION[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                        "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+static const char *const CIFAR10[10] = {"airplane", "automobile", "bird", "cat", "deer",
+                                        "dog",      "frog",       "horse", "ship", "truck"};
+static const char *const DIGITS[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+
+static const char *const *source_names(const char *source) {
+  if (!strcmp(source, "fashion-mnist")) return FASHION;
+  if (!strncmp(source, "mnist:", 6)) return DIGITS;
+  if (!strncmp(source, "cifar10:", 8)) return CIFAR10;
+  return NULL;
+}
+
+const char *nn_data_source_class_name(const char *source, int i) {
+  const char *const *names = source ? source_names(source) : NULL;
+  return names && i >= 0 && i < 10 ? names[i] : NULL;
+}
+
+/* Called with the loader's status: *out is read only after the loader has set it. */
+static nn_status named(nn_status st, nn_dataset **out, const char *source) {
+  if (!st && (*out)->num_classes <= 10) (*out)->class_names = source_names(source);
+  return st;
+}
 
 nn_status nn_dataset_open(const char *source, int train, nn_dataset **out, nn_error *err) {
   *out = NULL;
@@ -16,11 +42,11 @@ nn_status nn_dataset_open(const char *source, int train, nn_dataset **out, nn_er
     nn_status st = nn_dataset_load_idx_dir(FASHION_MNIST_DIR, prefix, out, err);
     if (st)
       nn_err_prefix(err, st, "fashion-mnist (install Debian's dataset-fashion-mnist, or use --data idx:DIR): ");
-    return st;
+    return named(st, out, source);
   }
   if (!strncmp(source, "idx:", 4)) return nn_dataset_load_idx_dir(source + 4, prefix, out, err);
-  if (!strncmp(source, "mnist:", 6)) return nn_dataset_load_idx_dir(source + 6, prefix, out, err);
-  if (!strncmp(source, "cifar10:", 8)) return nn_dataset_load_cifar10(source + 8, train, out, err);
+  if (!strncmp(source, "mnist:", 6)) return named(nn_dataset_load_idx_dir(source + 6, prefix, out, err), out, source);
+  if (!strncmp(source, "cifar10:", 8)) return named(nn_dataset_load_cifar10(source + 8, train, out, err), out, source);
   return nn_err_set(err, NN_ERR_ARG,
                     "unknown data source '%s' (expected fashion-mnist, mnist:DIR, idx:DIR or cifar10:DIR)", source);
 }
