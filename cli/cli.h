@@ -34,6 +34,10 @@ int cli_float(const cli_args *a, const char *opt, double min, double max, float 
 /* Parse "MEAN,STD" (STD > 0) for --input-norm. */
 int cli_input_norm(const cli_args *a, const char *text, nn_input_norm *out);
 
+/* JSON output: a string with its quotes and escapes; a number (NaN/Inf as null). */
+void cli_json_string(FILE *f, const char *s);
+void cli_json_number(FILE *f, const char *fmt, double v);
+
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print err.msg as "normnet CMD: msg" and return EXIT_FAIL. */
 int cli_fail(const char *cmd, const nn_error *err);
