@@ -227,16 +227,13 @@ static inline void nc_act_fwd(nn_act act, float *q, size_t len) {
   case NN_ACT_NONE:
     break;
   case NN_ACT_RELU:
-#pragma omp simd
-    for (size_t j = 0; j < len; j++) q[j] = relu1(q[j]);
+    relu_n(q, len);
     break;
   case NN_ACT_SIGMOID:
-#pragma omp simd
-    for (size_t j = 0; j < len; j++) q[j] = sigmoid1(q[j]);
+    sigmoid_n(q, len);
     break;
   case NN_ACT_TANH:
-#pragma omp simd
-    for (size_t j = 0; j < len; j++) q[j] = tanh1(q[j]);
+    tanh_n(q, len);
     break;
   }
 }
@@ -248,16 +245,13 @@ static inline void nc_act_grad(nn_act act, const float *z, const float *dz, floa
     memcpy(e, dz, len * sizeof *e);
     break;
   case NN_ACT_RELU:
-#pragma omp simd
-    for (size_t j = 0; j < len; j++) e[j] = relu_grad1(z[j], dz[j]);
+    relu_grad_n(z, dz, e, len);
     break;
   case NN_ACT_SIGMOID:
-#pragma omp simd
-    for (size_t j = 0; j < len; j++) e[j] = sigmoid_grad1(z[j], dz[j]);
+    sigmoid_grad_n(z, dz, e, len);
     break;
   case NN_ACT_TANH:
-#pragma omp simd
-    for (size_t j = 0; j < len; j++) e[j] = tanh_grad1(z[j], dz[j]);
+    tanh_grad_n(z, dz, e, len);
     break;
   }
 }
