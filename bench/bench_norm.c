@@ -67,7 +67,12 @@ static const double kbytes[K_BANDWIDTH] = {12, 12, 20, 8};
 static void triad(float *a, const float *b, const float *c, size_t e) {
   const float q = 1.5f;
   const long ne = (long)e;
-#pragma omp parallel for schedule(static) if (ne >= 16384)
+  if (ne < 16384) { /* as the kernels: no parallel region at all when serial */
+#pragma omp simd
+    for (long i = 0; i < ne; i++) a[i] = b[i] + q * c[i];
+    return;
+  }
+#pragma omp parallel for simd schedule(static)
   for (long i = 0; i < ne; i++) a[i] = b[i] + q * c[i];
 }
 
