@@ -191,31 +191,10 @@ static void test_onnx_presets(void **state) {
   }
 }
 
-static const char every_kind[] =
-    "input shape=3x12x12\n"
-    "conv2d filters=8 kernel=3 pad=1 stride=1\n"
-    "groupnorm groups=4\n"
-    "tanh\n"
-    "conv2d filters=8 kernel=3 bias=0\n"
-    "instancenorm affine=1\n"
-    "relu\n"
-    "avgpool2d size=2\n"
-    "instancenorm affine=1 track_running_stats=1\n"
-    "layernorm\n"
-    "batchnorm affine=0\n"
-    "sigmoid\n"
-    "maxpool2d size=2 stride=1\n"
-    "dropout rate=0.25\n"
-    "flatten\n"
-    "batchnorm convention=keras\n"
-    "dense units=12\n"
-    "layernorm\n"
-    "groupnorm groups=3\n"
-    "dense units=5\n";
 
 static void test_onnx_every_kind(void **state) {
   (void)state;
-  nn_model *m = build(every_kind, 7);
+  nn_model *m = build(xc_every_kind, 7);
   unsigned char *b;
   size_t n;
   onnx_bytes(m, (nn_input_norm){0.25f, 2.0f}, &b, &n);
@@ -326,7 +305,7 @@ static void test_keras_layouts(void **state) {
 
 static void test_keras_every_kind(void **state) {
   (void)state;
-  nn_model *m = build(every_kind, 8);
+  nn_model *m = build(xc_every_kind, 8);
   unsigned char *b;
   size_t n;
   keras_bytes(m, (nn_input_norm){0.25f, 2.0f}, &b, &n);

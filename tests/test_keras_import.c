@@ -23,6 +23,7 @@
 
 #include "base/rng.h"
 #include "fixture.h"
+#include "export_check.h"
 #include "io/keras_import.h"
 #include "model/model.h"
 #include "nn_test.h"
@@ -60,27 +61,6 @@ static void expect_same_tensors(nn_model *a, nn_model *b) {
   }
 }
 
-static const char every_kind[] =
-    "input shape=3x12x12\n"
-    "conv2d filters=8 kernel=3 pad=1\n"
-    "groupnorm groups=4\n"
-    "tanh\n"
-    "conv2d filters=8 kernel=3 bias=0\n"
-    "instancenorm affine=1\n"
-    "relu\n"
-    "avgpool2d size=2\n"
-    "instancenorm affine=1 track_running_stats=1\n"
-    "layernorm\n"
-    "batchnorm affine=0\n"
-    "sigmoid\n"
-    "maxpool2d size=2 stride=1\n"
-    "dropout rate=0.25\n"
-    "flatten\n"
-    "batchnorm convention=keras\n"
-    "dense units=12\n"
-    "layernorm\n"
-    "groupnorm groups=3\n"
-    "dense units=5\n";
 
 /* Copy model.weights.h5 out of a .keras archive. */
 static void extract_weights(const char *keras, const char *h5) {
@@ -106,7 +86,7 @@ static void test_round_trip(void **state) {
   snprintf(path, sizeof path, "%s/rt.keras", dir);
   snprintf(h5, sizeof h5, "%s/rt.weights.h5", dir);
   for (int i = -1; i < nn_preset_count(); i++) {
-    nn_spec *s = spec_of(i < 0 ? every_kind : nn_preset_at(i)->spec);
+    nn_spec *s = spec_of(i < 0 ? xc_every_kind : nn_preset_at(i)->spec);
     nn_model *a = random_model(s, 40 + (uint64_t)i), *b = NULL, *c = NULL;
     nn_error err = {0};
     if (nn_export_keras(a, (nn_input_norm){0, 1}, path, &err)) fail_msg("%s", err.msg);

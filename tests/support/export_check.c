@@ -513,3 +513,25 @@ int xc_keras_var(const unsigned char *b, size_t n, const char *name, int idx, fl
   ka_close(&k);
   return ret;
 }
+
+const char xc_every_kind[] =
+    "input shape=3x12x12\n"
+    "conv2d filters=8 kernel=3 pad=1\n"
+    "groupnorm groups=4\n"
+    "tanh\n"
+    "conv2d filters=8 kernel=3 bias=0\n"
+    "instancenorm affine=1\n"
+    "relu\n"
+    "avgpool2d size=2\n"
+    "instancenorm affine=1 track_running_stats=1\n"
+    "layernorm\n"
+    "batchnorm affine=0\n"
+    "sigmoid\n"
+    "maxpool2d size=2 stride=1\n"
+    "dropout rate=0.25\n"
+    "flatten\n"
+    "batchnorm convention=keras\n"
+    "dense units=12\n"
+    "layernorm\n"
+    "groupnorm groups=3\n"
+    "dense units=5\n";

@@ -36,4 +36,8 @@ int xc_keras_check(const unsigned char *b, size_t n, xc_keras *s, char *why, siz
 /* Variable idx of layer `name` (layers/<name>/vars/<idx>) as floats (malloc'd) and dims. */
 int xc_keras_var(const unsigned char *b, size_t n, const char *name, int idx, float **data, int *dims, int *ndim);
 
+/* A spec with every layer kind (padding, groups, tracked and untracked instance norm, flat
+ * and CxHxW layer norm, BN after Flatten, dropout) for the exporter and importer tests. */
+extern const char xc_every_kind[];
+
 #endif
