@@ -281,6 +281,11 @@ NN_API nn_status nn_model_backward(nn_model *m, nn_error *err);
  * After an NN_MODE_TRAIN forward, a batchnorm directly followed by relu/sigmoid/tanh ran fused
  * with it and its own output was not kept; an NN_MODE_EVAL forward keeps every output. */
 NN_API const float *nn_model_layer_output(const nn_model *m, int i, size_t *count);
+/* Numeric guard: the first layer whose output in the last forward holds a non-finite value
+ * or, if bound > 0, a value of magnitude above bound; -1 if none. *value (may be NULL)
+ * receives that value. A batchnorm fused with its activation is judged by the activation's
+ * output (its own was not kept). */
+NN_API int nn_model_first_bad_output(const nn_model *m, double bound, double *value);
 /* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
 NN_API const float *nn_model_probs(const nn_model *m);
 

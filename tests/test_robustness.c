@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,12 +332,45 @@ static void test_escaped_messages(void **state) {
   assert_non_null(strstr(err.msg, "d\\xc3\\xa9nse"));
 }
 
+/* ---- 9. the numeric guard names the first layer whose output went bad ---------------- */
+static void test_first_bad_output(void **state) {
+  (void)state;
+  nn_spec *s = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  if (nn_spec_parse("input shape=4\ndense units=3\nbatchnorm\nrelu\ndense units=2\n", "g.spec", &s, &err) ||
+      nn_model_create(s, &m, &err))
+    fail_msg("%s", err.msg);
+  nn_rng rng;
+  nn_rng_seed(&rng, 2);
+  nn_model_init(m, NN_INIT_DEFAULT, &rng);
+  float x[8] = {0.5f, -1, 2, 0.25f, 1, 1, -0.5f, 3};
+  int32_t y[2] = {0, 1};
+  for (int mode = NN_MODE_TRAIN; mode <= NN_MODE_EVAL; mode++) {
+    assert_int_equal(nn_model_forward(m, x, y, 2, (nn_mode)mode, NULL, NULL, NULL, &err), NN_OK);
+    assert_int_equal(nn_model_first_bad_output(m, 0, NULL), -1);
+    double v = 0;
+    /* every output is below 1e6 in magnitude, and the dense output is above 1e-6 somewhere */
+    assert_int_equal(nn_model_first_bad_output(m, 1e6, NULL), -1);
+    assert_int_equal(nn_model_first_bad_output(m, 1e-6, &v), 0);
+    assert_true(fabs(v) > 1e-6);
+  }
+  /* a NaN input poisons the first dense layer: it is named, not a later one */
+  x[5] = NAN;
+  assert_int_equal(nn_model_forward(m, x, y, 2, NN_MODE_EVAL, NULL, NULL, NULL, &err), NN_OK);
+  double v = 0;
+  assert_int_equal(nn_model_first_bad_output(m, 0, &v), 0);
+  assert_true(isnan(v));
+  nn_model_free(m);
+  nn_spec_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_inspect_activations), cmocka_unit_test(test_spec_sizes),
       cmocka_unit_test(test_flatten_overflow),    cmocka_unit_test(test_idx_bombs),
       cmocka_unit_test(test_fifo),                cmocka_unit_test(test_resource_limits),
-      cmocka_unit_test(test_escaped_messages),
+      cmocka_unit_test(test_escaped_messages),    cmocka_unit_test(test_first_bad_output),
   };
   dir = tu_tempdir("robust");
   if (!dir) return 1;

@@ -195,6 +195,21 @@ const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
   return m->act[i + 1];
 }
 
+int nn_model_first_bad_output(const nn_model *m, double bound, double *value) {
+  NN_ASSERT(m->last_n > 0);
+  for (int i = 0; i < m->nlayers; i++) {
+    if (i + 1 < m->nlayers && nn_batchnorm_fuses(&m->layers[i], &m->layers[i + 1], m->last_mode)) continue;
+    const float *y = m->act[i + 1];
+    size_t cnt = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
+    for (size_t k = 0; k < cnt; k++)
+      if (!isfinite(y[k]) || (bound > 0 && fabs((double)y[k]) > bound)) {
+        if (value) *value = y[k];
+        return i;
+      }
+  }
+  return -1;
+}
+
 void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info) {
   const nn_layer *L = &m->layers[i];
   const nn_layer_ops *ops = nn_layer_table[L->kind];
