@@ -90,6 +90,28 @@ int cli_float(const cli_args *a, const char *opt, double min, double max, float 
   return 0;
 }
 
+int cli_list(const char *cmd, const char *opt, const char *text, char (*items)[CLI_ITEM], int max) {
+  int n = 0;
+  for (const char *p = text; *p;) {
+    size_t len = strcspn(p, ",");
+    if (len) {
+      if (n == max) {
+        cli_error(cmd, "%s: at most %d values in '%s'", opt, max, text);
+        return -1;
+      }
+      if (len >= CLI_ITEM) {
+        cli_error(cmd, "%s: '%.*s' is longer than %d characters", opt, (int)len, p, CLI_ITEM - 1);
+        return -1;
+      }
+      memcpy(items[n], p, len);
+      items[n++][len] = 0;
+    }
+    p += len;
+    if (*p == ',') p++;
+  }
+  return n;
+}
+
 int cli_input_norm(const cli_args *a, const char *text, nn_input_norm *out) {
   nn_input_norm v;
   if (sscanf(text, "%f,%f", &v.mean, &v.std) != 2 || !(v.std > 0) || !isfinite(v.mean)) {

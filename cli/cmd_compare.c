@@ -26,7 +26,7 @@ static const char *const usage_head =
     "  --out DIR                 default runs/compare-<model>\n";
 
 typedef struct {
-  char name[32];
+  char name[CLI_ITEM];
   char label[96]; /* legend text: "with BN", "GroupNorm (4)" */
   cli_train_result res;
   double seconds;
@@ -141,18 +141,13 @@ int cmd_compare(int argc, char **argv) {
     if (bad || a.bad) return EXIT_USAGE;
   }
   variant v[MAX_VARIANTS];
-  int nv = 0;
-  char list[256];
-  snprintf(list, sizeof list, "%s", norms);
-  for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
-    if (nv == MAX_VARIANTS) {
-      cli_error("compare", "--norm: at most %d variants", MAX_VARIANTS);
-      return EXIT_USAGE;
-    }
-    memset(&v[nv], 0, sizeof v[nv]);
-    snprintf(v[nv].name, sizeof v[0].name, "%s", t);
-    nn_norm_label(t, v[nv].label, sizeof v[nv].label);
-    nv++;
+  char names[MAX_VARIANTS][CLI_ITEM];
+  int nv = cli_list("compare", "--norm", norms, names, MAX_VARIANTS);
+  if (nv < 0) return EXIT_USAGE;
+  for (int k = 0; k < nv; k++) {
+    memset(&v[k], 0, sizeof v[k]);
+    memcpy(v[k].name, names[k], sizeof v[k].name);
+    nn_norm_label(names[k], v[k].label, sizeof v[k].label);
   }
   if (!nv) {
     cli_error("compare", "--norm: no variant given");

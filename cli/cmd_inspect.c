@@ -19,8 +19,6 @@ static const char *const usage =
     "probe batch) as a table and as RUNDIR/activations.png. A directory written by\n"
     "'normnet compare' inspects every variant in it.\n";
 
-static int is_norm(const char *kind) { return strstr(kind, "norm") != NULL; }
-
 static void print_stats(const char *what, const float *v, size_t n) {
   double lo = INFINITY, hi = -INFINITY, s = 0;
   for (size_t i = 0; i < n; i++) {
@@ -42,10 +40,10 @@ static int inspect_params(const char *ckpt) {
   for (int t = 0, layer = -1; t < nn_model_num_tensors(m); t++) {
     nn_tensor_view v;
     nn_model_tensor(m, t, &v);
-    int idx = atoi(v.name);
+    int idx = v.layer;
     nn_layer_info li;
     nn_model_layer_info(m, idx, &li);
-    if (!is_norm(li.kind)) continue;
+    if (!nn_layer_kind_is_norm(li.kind_id)) continue;
     if (idx != layer) {
       printf("  layer %d %s (line %d): %s\n", idx, li.kind, li.line, li.detail);
       layer = idx;
@@ -56,7 +54,7 @@ static int inspect_params(const char *ckpt) {
       printf("    %-13s %lld\n", suffix, (long long)*v.count_value);
       continue;
     }
-    const char *what = !strcmp(suffix, "weight") ? "gamma (weight)" : !strcmp(suffix, "bias") ? "beta (bias)" : suffix;
+    const char *what = v.role == NN_TENSOR_WEIGHT ? "gamma (weight)" : v.role == NN_TENSOR_BIAS ? "beta (bias)" : suffix;
     print_stats(what, v.data, v.count);
   }
   if (!shown) printf("  no normalization layers\n");

@@ -14,29 +14,26 @@ static const char *const usage =
     "the true label). Class names come from the data set the model was trained on\n"
     "(Fashion-MNIST, CIFAR-10), or --classes NAME,NAME,...\n";
 
-static const char *const fashion[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                      "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-static const char *const cifar[] = {"airplane", "automobile", "bird", "cat", "deer",
-                                    "dog",      "frog",       "horse", "ship", "truck"};
-
+enum { MAX_CLASS_NAMES = 64, MAX_INDEXES = 256 };
 typedef struct {
   const char *const *names;
   int n;
-  char *own;         /* --classes storage */
-  const char *list[64];
+  char given[MAX_CLASS_NAMES][CLI_ITEM]; /* --classes */
+  const char *list[MAX_CLASS_NAMES];
 } class_names;
 
-static void names_for(class_names *cn, const char *data, const char *classes) {
+static int names_for(class_names *cn, const char *data, const char *classes) {
   memset(cn, 0, sizeof *cn);
-  if (classes) {
-    cn->own = strdup(classes);
-    for (char *t = cn->own ? strtok(cn->own, ",") : NULL; t && cn->n < 64; t = strtok(NULL, ",")) cn->list[cn->n++] = t;
+  if (!classes) {
+    while (cn->n < MAX_CLASS_NAMES && (cn->list[cn->n] = nn_data_source_class_name(data, cn->n))) cn->n++;
     cn->names = cn->list;
-  } else if (data && !strcmp(data, "fashion-mnist")) {
-    cn->names = fashion, cn->n = 10;
-  } else if (data && !strncmp(data, "cifar10:", 8)) {
-    cn->names = cifar, cn->n = 10;
+    return 0;
   }
+  int n = cli_list("predict", "--classes", classes, cn->given, MAX_CLASS_NAMES);
+  if (n < 0) return -1;
+  for (int i = 0; i < n; i++) cn->list[i] = cn->given[i];
+  cn->names = cn->list, cn->n = n;
+  return 0;
 }
 
 static void print_top(const char *what, const float *p, int k, int top, const class_names *cn, int truth) {
@@ -120,7 +117,7 @@ int cmd_predict(int argc, char **argv) {
                                       &ds, &err))
     rc = cli_fail("predict", &err);
   class_names cn;
-  names_for(&cn, data ? data : trained_on, classes);
+  if (names_for(&cn, data ? data : trained_on, classes) && !rc) rc = EXIT_USAGE;
   int in = m ? nn_model_input_size(m) : 0, k = m ? nn_model_output_size(m) : 0;
   float *x = in ? malloc((size_t)in * sizeof *x) : NULL;
   uint8_t *px = in ? malloc((size_t)in) : NULL;
@@ -137,9 +134,11 @@ int cmd_predict(int argc, char **argv) {
     else print_top(images[i], nn_model_probs(m), k, top, &cn, -1);
   }
   if (!rc && index) {
-    char list[1024];
-    snprintf(list, sizeof list, "%s", index);
-    for (char *t = strtok(list, ","); t && !rc; t = strtok(NULL, ",")) {
+    char list[MAX_INDEXES][CLI_ITEM];
+    int nidx = cli_list("predict", "--index", index, list, MAX_INDEXES);
+    if (nidx < 0) rc = EXIT_USAGE;
+    for (int ii = 0; ii < nidx && !rc; ii++) {
+      const char *t = list[ii];
       char *end;
       long id = strtol(t, &end, 10);
       if (*end || id < 0 || id >= nn_dataset_count(ds)) {
@@ -156,7 +155,6 @@ int cmd_predict(int argc, char **argv) {
       else print_top(what, nn_model_probs(m), k, top, &cn, label);
     }
   }
-  free(cn.own);
   free(x), free(px), free(trained_on), free(images);
   nn_dataset_free(ds);
   nn_model_free(m);

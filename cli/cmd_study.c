@@ -31,20 +31,6 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int parse_list(const char *cmd, const char *text, char items[][32], int max) {
-  char buf[512];
-  int n = 0;
-  snprintf(buf, sizeof buf, "%s", text);
-  for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-    if (n == max) {
-      cli_error(cmd, "at most %d values in '%s'", max, text);
-      return -1;
-    }
-    snprintf(items[n++], 32, "%s", t);
-  }
-  return n;
-}
-
 static double eval_in(const char *ckpt, const char *source, int train_mode, int batch, nn_error *err, int *fail) {
   nn_model *m = NULL;
   nn_dataset *ds = NULL;
@@ -95,8 +81,8 @@ int cmd_study(int argc, char **argv) {
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
-  char bs[MAX_B][32], norms[MAX_N][32];
-  int nb = parse_list("study", bl, bs, MAX_B), nn = parse_list("study", nl, norms, MAX_N);
+  char bs[MAX_B][CLI_ITEM], norms[MAX_N][CLI_ITEM];
+  int nb = cli_list("study", "--batch", bl, bs, MAX_B), nn = cli_list("study", "--norm", nl, norms, MAX_N);
   if (nb <= 0 || nn <= 0) return EXIT_USAGE;
   int batch[MAX_B];
   for (int i = 0; i < nb; i++) {

@@ -187,7 +187,7 @@ static void track(job *j, int epoch) {
   for (int i = 0; i + 1 < nn_model_num_layers(j->model); i++) {
     nn_layer_info next;
     nn_model_layer_info(j->model, i + 1, &next);
-    if (strcmp(next.kind, "relu") && strcmp(next.kind, "sigmoid") && strcmp(next.kind, "tanh")) continue;
+    if (!nn_layer_kind_is_activation(next.kind_id)) continue;
     size_t n;
     const float *y = nn_model_layer_output(j->model, i, &n);
     double s = 0, s2 = 0;

@@ -230,8 +230,32 @@ NN_API int nn_model_input_size(const nn_model *m);
 NN_API void nn_model_input_shape(const nn_model *m, int *c, int *h, int *w);
 NN_API int nn_model_output_size(const nn_model *m);
 
+/* Layer kinds, one per spec keyword. */
+typedef enum {
+  NN_LAYER_DENSE = 0,
+  NN_LAYER_CONV2D,
+  NN_LAYER_BATCHNORM,
+  NN_LAYER_RELU,
+  NN_LAYER_SIGMOID,
+  NN_LAYER_TANH,
+  NN_LAYER_MAXPOOL2D,
+  NN_LAYER_AVGPOOL2D,
+  NN_LAYER_GLOBAL_AVGPOOL,
+  NN_LAYER_FLATTEN,
+  NN_LAYER_DROPOUT,
+  NN_LAYER_GROUPNORM,
+  NN_LAYER_LAYERNORM,
+  NN_LAYER_INSTANCENORM,
+  NN_LAYER__COUNT
+} nn_layer_kind;
+/* 1 for the normalization kinds (batch, group, layer, instance norm), else 0. */
+NN_API int nn_layer_kind_is_norm(nn_layer_kind kind);
+/* 1 for the elementwise activations (relu, sigmoid, tanh), else 0. */
+NN_API int nn_layer_kind_is_activation(nn_layer_kind kind);
+
 typedef struct {
   const char *kind;      /* spec keyword, e.g. "batchnorm" */
+  nn_layer_kind kind_id; /* the same as an enum */
   int line;              /* line in the spec */
   int out_rank;          /* 1: (C), 3: (C,H,W) */
   int out_c, out_h, out_w;
@@ -251,11 +275,22 @@ NN_API size_t nn_model_state_count(const nn_model *m);
 NN_API float *nn_model_state(nn_model *m);
 NN_API void nn_model_zero_grads(nn_model *m);
 
+/* What a tensor of a layer holds (the part of its name after the layer index). */
+typedef enum {
+  NN_TENSOR_WEIGHT = 0,      /* "weight": dense/conv weights, or a norm's gamma */
+  NN_TENSOR_BIAS,            /* "bias": dense/conv bias, or a norm's beta */
+  NN_TENSOR_RUNNING_MEAN,    /* "running_mean" */
+  NN_TENSOR_RUNNING_VAR,     /* "running_var" */
+  NN_TENSOR_BATCHES_TRACKED  /* "num_batches_tracked" (int64, in count_value) */
+} nn_tensor_role;
+
 /* Named tensor views in PyTorch state_dict order and names ("0.weight", "1.running_mean",
  * ...). `data` points into the params or state buffer; num_batches_tracked has data NULL
  * and its value in `count_value`. */
 typedef struct {
   char name[48];
+  int layer;             /* index of its layer (the number before the dot) */
+  nn_tensor_role role;
   int ndim;
   int dims[4];
   size_t count;

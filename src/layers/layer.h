@@ -10,23 +10,7 @@
 #include "base/error.h"
 #include "normnet.h"
 
-typedef enum {
-  NN_LAYER_DENSE = 0,
-  NN_LAYER_CONV2D,
-  NN_LAYER_BATCHNORM,
-  NN_LAYER_RELU,
-  NN_LAYER_SIGMOID,
-  NN_LAYER_TANH,
-  NN_LAYER_MAXPOOL2D,
-  NN_LAYER_AVGPOOL2D,
-  NN_LAYER_GLOBAL_AVGPOOL,
-  NN_LAYER_FLATTEN,
-  NN_LAYER_DROPOUT,
-  NN_LAYER_GROUPNORM,
-  NN_LAYER_LAYERNORM,
-  NN_LAYER_INSTANCENORM,
-  NN_LAYER__COUNT
-} nn_layer_kind;
+/* nn_layer_kind (one per spec keyword) is public: include/normnet.h. */
 
 /* Activation shape of one sample: rank 1 = (c) features, rank 3 = (c, h, w). */
 typedef struct {

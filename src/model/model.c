@@ -215,6 +215,7 @@ void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info) {
   const nn_layer_ops *ops = nn_layer_table[L->kind];
   memset(info, 0, sizeof *info);
   info->kind = ops->name;
+  info->kind_id = L->kind;
   info->line = L->line;
   info->out_rank = L->out.rank;
   info->out_c = L->out.c;
@@ -237,6 +238,15 @@ int nn_model_num_tensors(const nn_model *m) {
   return n;
 }
 
+/* The role of a declared tensor from its state_dict suffix (set by the layer's declare). */
+static nn_tensor_role tensor_role(const char *suffix) {
+  if (!strcmp(suffix, "bias")) return NN_TENSOR_BIAS;
+  if (!strcmp(suffix, "running_mean")) return NN_TENSOR_RUNNING_MEAN;
+  if (!strcmp(suffix, "running_var")) return NN_TENSOR_RUNNING_VAR;
+  NN_ASSERT(!strcmp(suffix, "weight"));
+  return NN_TENSOR_WEIGHT;
+}
+
 void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {
   memset(v, 0, sizeof *v);
   for (int i = 0; i < m->nlayers; i++) {
@@ -247,6 +257,7 @@ void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {
       continue;
     }
     const nn_tensor_decl *d = NULL;
+    v->layer = L->index;
     if (idx < L->nparam) {
       d = &L->param[idx];
       v->data = L->p + d->offset;
@@ -256,6 +267,7 @@ void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {
       v->is_state = 1;
     } else {
       snprintf(v->name, sizeof v->name, "%d.num_batches_tracked", L->index);
+      v->role = NN_TENSOR_BATCHES_TRACKED;
       v->ndim = 0;
       v->count = 1;
       v->is_state = 1;
@@ -263,6 +275,7 @@ void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {
       return;
     }
     snprintf(v->name, sizeof v->name, "%d.%s", L->index, d->suffix);
+    v->role = tensor_role(d->suffix);
     v->ndim = d->ndim;
     memcpy(v->dims, d->dims, sizeof v->dims);
     v->count = d->count;
