@@ -53,9 +53,10 @@ static void test_busy_machine_prefers_one(void **state) {
   run(&s, 1000, 128);
   /* probes of the clear loser back off to one per TUNER_MAX_GAP steps (2 steps each) */
   assert_true(s.used[1] >= 970);
-  /* time lost against always 1 thread: under 6 % */
+  /* time lost against always 1 thread: under 3 % (a probe that starts 2x slower than the
+   * best ends after one step) */
   double ideal = 1000 * 128 * s.cost[1];
-  assert_true(s.now <= 1.06 * ideal);
+  assert_true(s.now <= 1.03 * ideal);
 }
 
 static void test_follows_load_changes(void **state) {

@@ -11,6 +11,8 @@
 #define TUNER_FIRST_GAP 8  /* steps of the best count before the first re-probe */
 #define TUNER_MAX_GAP 256  /* steps between probes of a losing count, at most */
 #define TUNER_EWMA 0.25    /* weight of a new measurement of the running best */
+#define TUNER_LOSS 1.5     /* a probe this much slower than the best is a clear loser */
+#define TUNER_CUT 2.0      /* re-probing a clear loser: a first step this much slower ends it */
 
 static atomic_int user_fixed = 0; /* nn_set_threads(n > 0) was called */
 
@@ -61,7 +63,7 @@ static void decide(nn_tuner *t) {
       t->gap = TUNER_FIRST_GAP;
     } else if (t->cost[t->cur] > 0) {
       /* a close loser is probed again soon, a clear one (>= 1.5x slower) much later */
-      int g = t->gap * (t->cost[t->cur] < 1.5 * t->cost[t->best] ? 2 : 8);
+      int g = t->gap * (t->cost[t->cur] < TUNER_LOSS * t->cost[t->best] ? 2 : 8);
       t->gap = g < TUNER_MAX_GAP ? g : TUNER_MAX_GAP;
     }
     start_run(t, t->best, t->gap, 0);
@@ -90,6 +92,13 @@ int nn_tuner_step(nn_tuner *t, double now, int n) {
     if (!t->fresh) {
       double *cost = &t->cost[t->cur];
       *cost = *cost == 0 || t->probing ? c : (1.0 - TUNER_EWMA) * *cost + TUNER_EWMA * c;
+    } else if (t->probing && t->cost[t->best] > 0 && t->cost[t->cur] > TUNER_LOSS * t->cost[t->best] &&
+               c > TUNER_CUT * t->cost[t->best]) {
+      /* re-probe of a clear loser whose first step, wake-up included, again took TUNER_CUT
+       * times the best: still losing (the machine is still busy); end the probe rather than
+       * pay for a second step. A count that lost narrowly, or never, always gets two. */
+      t->cost[t->cur] = c;
+      t->left = 0;
     }
     t->fresh = 0;
   }

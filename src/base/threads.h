@@ -3,12 +3,14 @@
  * When the user fixes nothing, a model picks its thread count per step from measurements
  * (nn_tuner): another process busy on a core makes every barrier of a 2-thread step wait
  * for a descheduled thread (measured here: 2 threads 3-10x slower than 1 with the other
- * core taken), while on an idle machine the conv presets run 1.5x faster on 2 threads. The
- * tuner times whole steps (from one step's start to the next), mostly runs the fastest
- * count, and now and then probes another one for two steps (the first of which is not
- * counted: it pays for waking the workers); a probe that loses doubles the time to the next
- * probe (x8 when it was >= 1.5x slower; up to TUNER_MAX_GAP steps), one that wins takes over. Results never depend on the
- * thread count (kernels reduce in a fixed order), so the choice only changes speed. */
+ * core taken), while on an idle machine the conv presets ran 1.5x faster on 2 threads
+ * (issue 12). The tuner times whole steps (from one step's start to the next), mostly runs
+ * the fastest count, and now and then probes another one for two steps. The first step of
+ * a probe is not counted (it pays for waking the workers), except that re-probing a count
+ * that lost clearly (>= 1.5x slower) ends after that step if it took twice the best's time.
+ * A losing probe doubles the time to the next one (x8 for a clear loss; at most
+ * TUNER_MAX_GAP steps); a winning one takes over. Results never depend on the thread count
+ * (kernels reduce in a fixed order), so the choice only changes speed. */
 #ifndef NN_BASE_THREADS_H
 #define NN_BASE_THREADS_H
 
