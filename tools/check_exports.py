@@ -12,6 +12,9 @@ for the CIFAR presets. Every logit must agree within 1e-4 (relative to max(1, |l
 and the accuracies must be identical. Keras's model ends in softmax, so its logits are the
 output of the layer before.
 
+Also a spec with every layer kind (group/layer/instance norm, padding, dropout, BN after
+Flatten, an input transform) with random weights, through both runtimes.
+
 Then the other direction: a seed-000 MLP trained in Keras (Dense-BN-ReLU x3, Dense,
 softmax; Adam) is saved as .keras, imported by `normnet eval --checkpoint`, and must
 evaluate to Keras's own accuracy. Exit status 0 only if every check passes.
@@ -78,6 +81,20 @@ class NormnetLib:
     class Err(ctypes.Structure):
         _fields_ = [("code", ctypes.c_int), ("msg", ctypes.c_char * 512)]
 
+    class Norm(ctypes.Structure):
+        _fields_ = [("mean", ctypes.c_float), ("std", ctypes.c_float)]
+
+    def forward(self, m, x):
+        """Eval-mode logits of model m for float inputs x (already transformed)."""
+        err = self.Err()
+        x = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32)
+        y = ctypes.POINTER(ctypes.c_float)()
+        if self.lib.nn_model_forward(m, x.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), None, len(x), 1, None, None,
+                                     ctypes.byref(y), ctypes.byref(err)):
+            raise RuntimeError(err.msg.decode())
+        k = self.lib.nn_model_output_size(m)
+        return np.ctypeslib.as_array(y, shape=(len(x), k)).copy()
+
     def __init__(self, path):
         self.lib = ctypes.CDLL(path)
         L = self.lib
@@ -119,6 +136,72 @@ class NormnetLib:
             out[s:s + len(x)] = np.ctypeslib.as_array(y, shape=(len(x), k))
         self.lib.nn_model_free(m)
         return out
+
+
+EVERY_KIND = """input shape=3x12x12
+conv2d filters=8 kernel=3 pad=1
+groupnorm groups=4
+tanh
+conv2d filters=8 kernel=3 bias=0 stride=1
+instancenorm affine=1
+relu
+avgpool2d size=2
+instancenorm affine=1 track_running_stats=1
+layernorm
+batchnorm affine=0
+sigmoid
+maxpool2d size=2 stride=1
+dropout rate=0.25
+flatten
+batchnorm convention=keras
+dense units=12
+layernorm
+groupnorm groups=3
+dense units=5
+"""
+
+
+def every_kind(lib, work, lines):
+    """A spec with every layer kind, random weights and statistics, exported through the
+    library and run in both runtimes on random inputs in [0, 1]."""
+    L = lib.lib
+    err = NormnetLib.Err()
+    spec, m = ctypes.c_void_p(), ctypes.c_void_p()
+    L.nn_spec_parse.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+    L.nn_model_create.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+    for fn in ("nn_model_params", "nn_model_state"):
+        getattr(L, fn).argtypes = [ctypes.c_void_p]
+        getattr(L, fn).restype = ctypes.POINTER(ctypes.c_float)
+    for fn in ("nn_model_param_count", "nn_model_state_count"):
+        getattr(L, fn).argtypes = [ctypes.c_void_p]
+        getattr(L, fn).restype = ctypes.c_size_t
+    L.nn_export_onnx.argtypes = L.nn_export_keras.argtypes = [ctypes.c_void_p, NormnetLib.Norm, ctypes.c_char_p,
+                                                              ctypes.c_void_p]
+    if L.nn_spec_parse(EVERY_KIND.encode(), b"every-kind", ctypes.byref(spec), ctypes.byref(err)) or \
+            L.nn_model_create(spec, ctypes.byref(m), ctypes.byref(err)):
+        raise RuntimeError(err.msg.decode())
+    rng = np.random.default_rng(5)
+    p = np.ctypeslib.as_array(L.nn_model_params(m), shape=(L.nn_model_param_count(m),))
+    st = np.ctypeslib.as_array(L.nn_model_state(m), shape=(L.nn_model_state_count(m),))
+    p[:] = rng.standard_normal(p.size).astype(np.float32) * 0.5
+    st[:] = 0.1 + np.abs(rng.standard_normal(st.size)).astype(np.float32)
+    norm = NormnetLib.Norm(0.25, 2.0)
+    x01 = rng.random((64, 3, 12, 12), dtype=np.float32)
+    xin = ((x01 - np.float32(0.25)) / np.float32(2.0)).astype(np.float32)
+    ref = lib.forward(m, xin)
+    for fmt in ("onnx", "keras"):
+        out = os.path.join(work, "every-kind." + fmt)
+        if getattr(L, "nn_export_" + fmt)(m, norm, out.encode(), ctypes.byref(err)):
+            raise RuntimeError(err.msg.decode())
+        got = ort_logits(out, x01) if fmt == "onnx" else keras_logits(out, x01)
+        diff = float((np.abs(got - ref) / np.maximum(1.0, np.abs(ref))).max())
+        ok = diff <= TOL and (got.argmax(1) == ref.argmax(1)).all()
+        lines.append(f"| every layer kind (random weights) | 64 | - | {'ONNX Runtime' if fmt == 'onnx' else 'Keras'} | "
+                     f"same argmax: {bool((got.argmax(1) == ref.argmax(1)).all())} | "
+                     f"{float(np.abs(got - ref).max()):.2e} | {diff:.2e} | {'ok' if ok else 'MISMATCH'} |")
+        if not ok:
+            return False
+    return True
 
 
 def run(cmd):
@@ -224,6 +307,7 @@ def main():
             lines.append(f"| {p} | {len(y)} | {acc_ref:.4f} | {r['runtime']} | {r['accuracy']:.4f} | "
                          f"{r['max_abs']:.2e} | {r['max_rel']:.2e} | {'ok' if r['ok'] else 'MISMATCH'} |")
         print(f"{p}: done", file=sys.stderr)
+    all_ok &= every_kind(lib, work, lines)
     if not args.skip_import:
         lines += ["", "| import | test samples | peer | normnet | |", "|---|---|---|---|---|"]
         all_ok &= keras_mlp_import(args, work, x_fm[:, 0], y_fm, lines)
