@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zip.h>
 
 #include "base/rng.h"
@@ -176,8 +177,37 @@ static void test_refusals(void **state) {
   assert_non_null(strstr(err.msg, "Keras"));
 }
 
+/* HDF5 refuses to open an in-memory image whose name exists on disk: a file named
+ * model.weights.h5 in the working directory (where a user unpacks a .keras) must not break
+ * importing, nor be touched by exporting. */
+static void test_file_named_like_the_image(void **state) {
+  const char *dir = *state;
+  char here[4096], path[4096], out[512];
+  assert_non_null(getcwd(here, sizeof here));
+  snprintf(path, sizeof path, "%s/keras_small_mlp.keras", getenv("NN_FIXTURES"));
+  snprintf(out, sizeof out, "%s/model.weights.h5", dir);
+  FILE *f = fopen(out, "wb");
+  fputs("precious", f);
+  fclose(f);
+  assert_int_equal(chdir(dir), 0);
+  nn_spec *s = spec_of("input shape=6\ndense units=5\nbatchnorm convention=keras\nrelu\ndense units=3\n");
+  nn_model *m = NULL;
+  nn_error err = {0};
+  nn_status st = nn_checkpoint_load(path, s, &m, &err);
+  if (!st) st = nn_export_keras(m, (nn_input_norm){0, 1}, "again.keras", &err);
+  assert_int_equal(chdir(here), 0);
+  if (st) fail_msg("%s", err.msg);
+  char buf[16] = {0};
+  f = fopen(out, "rb");
+  assert_int_equal(fread(buf, 1, sizeof buf, f), 8);
+  fclose(f);
+  assert_string_equal(buf, "precious");
+  nn_model_free(m);
+  nn_spec_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_round_trip), cmocka_unit_test(test_real_keras_files),
-                                     cmocka_unit_test(test_refusals)};
+                                     cmocka_unit_test(test_refusals), cmocka_unit_test(test_file_named_like_the_image)};
   return cmocka_run_group_tests(tests, tu_setup_tempdir, tu_teardown_tempdir);
 }

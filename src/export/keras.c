@@ -349,7 +349,7 @@ static nn_status build_parts(const nn_model *m, nn_input_norm norm, unsigned cha
               H5Pset_obj_track_times(k.gcpl, 0) < 0 || H5Pset_obj_track_times(k.dcpl, 0) < 0))
     st = nn_err_set(err, NN_ERR_IO, "Keras export: HDF5 property lists failed");
   if (!st) {
-    k.file = H5Fcreate("model.weights.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    k.file = H5Fcreate(NN_H5_IMAGE_NAME, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (k.file >= 0) k.layers_grp = H5Gcreate2(k.file, "layers", H5P_DEFAULT, k.gcpl, H5P_DEFAULT);
     hid_t top = k.file >= 0 ? H5Gcreate2(k.file, "vars", H5P_DEFAULT, k.gcpl, H5P_DEFAULT) : -1;
     if (top >= 0) {

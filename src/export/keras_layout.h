@@ -10,6 +10,11 @@
 #define NN_EXPORT_KERAS_LAYOUT_H
 #include <stddef.h>
 
+/* The name HDF5 gets for an in-memory file image (core driver, no backing store). HDF5
+ * refuses to open an image whose name exists as a file, so this is a path that cannot
+ * exist on any POSIX system (/dev/null is not a directory). */
+#define NN_H5_IMAGE_NAME "/dev/null/model.weights.h5"
+
 /* The layout of the features a flat layer sees: c, h, w of the flattened activation
  * (h = w = 1 when the features came in flat or through global pooling). */
 typedef struct {

@@ -140,7 +140,7 @@ static nn_status open_source(const char *path, nn_file_kind kind, ksrc *k, nn_er
       H5Pclose(fapl);
       return nn_err_set(err, NN_ERR_IO, "%s: HDF5 cannot take the weights image", path);
     }
-    k->file = H5Fopen("model.weights.h5", H5F_ACC_RDONLY, fapl);
+    k->file = H5Fopen(NN_H5_IMAGE_NAME, H5F_ACC_RDONLY, fapl);
   } else {
     k->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
   }

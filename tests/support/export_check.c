@@ -9,6 +9,7 @@
 #include <string.h>
 #include <zip.h>
 
+#include "export/keras_layout.h"
 #include "export/protobuf.h"
 
 static int fail(char *why, size_t len, const char *fmt, ...) {
@@ -307,7 +308,7 @@ static int ka_open(const unsigned char *b, size_t n, karchive *k, char *why, siz
   void *data;
   H5Eget_auto2(H5E_DEFAULT, &fn, &data);
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  k->file = H5Fopen("model.weights.h5", H5F_ACC_RDONLY, fapl);
+  k->file = H5Fopen(NN_H5_IMAGE_NAME, H5F_ACC_RDONLY, fapl);
   H5Eset_auto2(H5E_DEFAULT, fn, data);
   H5Pclose(fapl);
   if (k->file < 0) return fail(why, wl, "model.weights.h5 is not an HDF5 file");
