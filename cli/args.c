@@ -8,12 +8,12 @@
 #include "cli.h"
 
 void cli_error(const char *cmd, const char *fmt, ...) {
+  char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "normnet %s: ", cmd);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  if (!cli_hold_message(msg)) fprintf(stderr, "normnet %s: %s\n", cmd, msg); /* under mpirun: rank 0 prints */
 }
 
 int cli_fail(const char *cmd, const nn_error *err) {

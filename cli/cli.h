@@ -93,6 +93,7 @@ typedef struct {
   const char *model, *norm, *data, *out, *optimizer, *init, *input_norm, *augment, *resume, *label, *placement;
   int epochs, batch, threads, shuffle, drop_last, nesterov, quiet, track_activations, freeze_bn;
   int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
+  int sync_bn;           /* under mpirun: batchnorm statistics over the global batch (default 1) */
   float lr, momentum, weight_decay, val_split;
   long max_steps;
   unsigned long long seed;
@@ -116,6 +117,17 @@ void cli_train_defaults(cli_train_opts *o);
 int cli_train_option(cli_args *a, cli_train_opts *o, int *bad);
 int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *res);
 void cli_train_result_free(cli_train_result *r);
+
+/* ---- under mpirun (cli/dist.c) ---------------------------------------------------------- */
+int cli_dist_start(int *argc, char ***argv);
+nn_comm *cli_comm(void);
+int cli_is_rank0(void);
+/* On ranks other than 0: keep the error line for the agreement instead of printing it (1). */
+int cli_hold_message(const char *msg);
+/* Collective: the exit code of the lowest failing rank (0 if none), its message printed once. */
+int cli_dist_agree(int rc);
+/* Agree on the exit code if that is still due, then leave MPI. */
+int cli_dist_finish(int rc);
 
 int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

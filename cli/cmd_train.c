@@ -40,6 +40,7 @@ int cmd_train(int argc, char **argv) {
     cli_error("train", "--resume writes into the run it resumes; drop --out");
     return EXIT_USAGE;
   }
+  if (!cli_is_rank0()) o.quiet = 1; /* under mpirun rank 0 alone prints */
   cli_train_result res;
   int rc = cli_train_run("train", &o, &res);
   int n = nn_history_count(res.hist);

@@ -56,8 +56,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "normnet help: unknown command '%s' (the commands are listed by normnet --help)\n", argv[2]);
     return EXIT_USAGE;
   }
-  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-    if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    if (strcmp(argv[1], cmds[i].name)) continue;
+    /* under mpirun only train runs: one model on all processes (ARCHITECTURE.md §9) */
+    int rc = cli_dist_start(&argc, &argv);
+    if (!rc && cli_comm()->size > 1 && cmds[i].run != cmd_train) {
+      cli_error(argv[1], "only 'normnet train' runs over mpirun (%d processes here)", cli_comm()->size);
+      rc = EXIT_USAGE;
+    }
+    if (!rc) rc = cmds[i].run(argc - 1, argv + 1);
+    return cli_dist_finish(rc);
+  }
   fprintf(stderr, "normnet: unknown command '%s'\n%s", argv[1], usage);
   return EXIT_USAGE;
 }

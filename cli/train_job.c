@@ -36,6 +36,8 @@ const char cli_train_options_help[] =
     "  --track-activations       record each hidden layer's pre-activation mean/std per epoch\n"
     "                            on a fixed probe batch (see normnet inspect)\n"
     "  --threads N               worker threads (default: all cores)\n"
+    "  --sync-bn on|off          under mpirun: batchnorm statistics over the global batch (on,\n"
+    "                            SyncBN) or over each process's slice (off, plain data parallel)\n"
     "  --quiet                   no per-epoch output\n";
 
 void cli_train_defaults(cli_train_opts *o) {
@@ -47,6 +49,7 @@ void cli_train_defaults(cli_train_opts *o) {
   o->lr = o->momentum = o->weight_decay = -1;
   o->shuffle = 1;
   o->seed = 42;
+  o->sync_bn = 1;
 }
 
 int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {
@@ -76,6 +79,13 @@ int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {
   else if (cli_flag(a, "--track-activations")) o->track_activations = 1;
   else if (cli_flag(a, "--freeze-bn")) o->freeze_bn = 1;
   else if (cli_opt(a, "--bn-placement")) o->placement = a->val;
+  else if (cli_opt(a, "--sync-bn")) {
+    if (!strcmp(a->val, "on") || !strcmp(a->val, "off")) o->sync_bn = !strcmp(a->val, "on");
+    else {
+      cli_error(a->cmd, "--sync-bn: expected on or off, got '%s'", a->val);
+      *bad = 1;
+    }
+  }
   else return 0;
   if (a->bad) *bad = 1;
   return 1;
@@ -226,6 +236,7 @@ static nn_status save(job *j, const char *file, int with_optimizer, int epoch, n
 
 /* Say once per layer, on stderr, that non-finite batch statistics were not averaged in. */
 static void report_skips(job *j) {
+  if (!cli_is_rank0()) return; /* the ranks agree on the statistics: rank 0 speaks */
   for (int i = 0; i < nn_model_num_layers(j->model) && i < 256; i++) {
     nn_layer_info li;
     nn_model_layer_info(j->model, i, &li);
@@ -419,7 +430,8 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
                    (o->resume && nn_checkpoint_load_optimizer(cm.checkpoint, m, j.opt, &err))))
     rc_exit = cli_fail(cmd, &err);
   if (!train) train = all, all = NULL;
-  const char *out = j.out = o->resume ? o->resume : o->out;
+  /* under mpirun rank 0 alone writes the run; every rank reads what it resumes */
+  const char *out = j.out = cli_is_rank0() ? (o->resume ? o->resume : o->out) : NULL;
   if (!rc_exit && out && !o->resume && mkdir(out, 0777) != 0 && errno != EEXIST) {
     cli_error(cmd, "--out %s: cannot create directory: %s", out, strerror(errno));
     rc_exit = EXIT_FAIL;
@@ -476,7 +488,11 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     cli_progress_init(&j.progress, stdout, o->quiet, o->label);
     j.shown = cli_progress_callbacks(&j.progress);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
-    nn_status st = nn_fit(m, j.opt, train, test, &fc, &cb, NULL, &err);
+    nn_comm *comm = cli_comm();
+    comm->sync_bn = o->sync_bn;
+    fc.comm = comm;
+    /* under mpirun: every rank is ready (or all stop with the first failing rank's message) */
+    nn_status st = (rc_exit = cli_dist_agree(EXIT_OK)) ? NN_OK : nn_fit(m, j.opt, train, test, &fc, &cb, NULL, &err);
     report_skips(&j);
     if (!rc_exit && out && o->track_activations && write_activations(cmd, out, res, m)) rc_exit = EXIT_FAIL;
     if (st) rc_exit = cli_fail(cmd, &err);

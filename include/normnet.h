@@ -428,6 +428,10 @@ typedef struct {
   int first_epoch;         /* 1, or k+1 when resuming after k epochs */
   nn_rng *data_rng;        /* shuffling/augmentation stream to use and advance (resume), or
                               NULL: a stream derived from seed */
+  const struct nn_comm *comm; /* data parallel over comm->size processes (NULL: one): batch_size
+                              is the global batch, each rank takes its contiguous slice of it,
+                              gradients and evaluation are summed; the result equals one
+                              process up to float rounding (DESIGN §9) */
 } nn_fit_config;
 NN_API nn_fit_config nn_fit_defaults(void);
 /* The shuffling/augmentation stream nn_fit derives from a seed (distinct from the stream
@@ -499,6 +503,37 @@ NN_API nn_status nn_evaluate_confusion(nn_model *m, const nn_dataset *ds, nn_inp
 /* Accuracy on the samples of true class cls (its diagonal entry over its row); NaN if none. */
 NN_API double nn_confusion_class_accuracy(const nn_confusion *cm, int cls);
 NN_API void nn_confusion_free(nn_confusion *cm);
+
+/* ---- data-parallel training over K processes (ARCHITECTURE.md §9) -----------------------
+ * The library reaches other processes only through a communicator of callbacks, so this
+ * header (and a build without MPI) stays MPI-free; nn_dist_init fills one from Open MPI.
+ * Every callback is collective: all ranks call it in the same order with the same sizes,
+ * and every rank receives the same result bits. A communication failure ends the job. */
+typedef struct nn_comm {
+  int rank, size;          /* this process and the number of processes */
+  int sync_bn;             /* 1: batchnorm statistics over the global batch (SyncBN);
+                              0: each rank normalizes with its own slice (plain data parallel) */
+  void *ctx;
+  void (*sum_f32)(void *ctx, float *buf, size_t n);   /* in-place elementwise sum over ranks */
+  void (*sum_f64)(void *ctx, double *buf, size_t n);
+  void (*bcast)(void *ctx, void *buf, size_t bytes, int root);
+  void (*abort)(void *ctx, int code);                 /* end every process of the job */
+} nn_comm;
+/* Join the job this process was started in by mpirun, or, when it was not started by mpirun
+ * (or normnet was built without MPI), a single-process communicator. sync_bn starts at 1. */
+NN_API nn_status nn_dist_init(int *argc, char ***argv, nn_comm *comm, nn_error *err);
+NN_API void nn_dist_finalize(nn_comm *comm);
+/* 1 if this build can run over MPI. */
+NN_API int nn_dist_available(void);
+/* Collective: the status of the lowest rank whose `st` is not NN_OK, with that rank's
+ * message prefixed "rank R: ", on every rank (NN_OK if none failed). */
+NN_API nn_status nn_dist_agree(const nn_comm *comm, nn_status st, nn_error *err);
+/* The contiguous slice [*lo, *hi) of n items that `rank` of `size` takes (uneven: the first
+ * n % size ranks take one more; empty slices when size > n). */
+NN_API void nn_dist_slice(int n, int rank, int size, int *lo, int *hi);
+/* Bind a communicator to a model (NULL: single process): batchnorm layers synchronize
+ * their batch statistics when comm->sync_bn and comm->size > 1. Kept by pointer. */
+NN_API void nn_model_set_comm(nn_model *m, const nn_comm *comm);
 
 /* ---- labels ------------------------------------------------------------------------------ */
 /* Legend name of a normalization variant as the tutorials write it: "batch" -> "with BN",

@@ -119,6 +119,8 @@ struct nn_layer {
   /* bound by the model: */
   float *p, *g, *st;      /* this layer's params, grads, state (NULL if none) */
   float *scratch;         /* planned per batch size */
+  const nn_comm *comm;    /* batchnorm: synchronize batch statistics over these ranks (SyncBN),
+                             or NULL; set by nn_model_set_comm */
 };
 
 typedef struct {

@@ -349,8 +349,32 @@ nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   return NN_OK;
 }
 
+void nn_model_set_comm(nn_model *m, const nn_comm *comm) {
+  m->comm = comm && comm->size > 1 ? comm : NULL;
+  for (int i = 0; i < m->nlayers; i++)
+    m->layers[i].comm = m->comm && m->comm->sync_bn && m->layers[i].kind == NN_LAYER_BATCHNORM ? m->comm : NULL;
+}
+
+/* An empty slice of a global batch (data parallel): only synchronized batchnorm layers take
+ * part, contributing nothing, so every rank makes the same collective calls. */
+static nn_status forward_empty(nn_model *m, nn_mode mode, double *loss_sum, int *correct, nn_error *err) {
+  for (int i = 0; i < m->nlayers; i++) {
+    nn_layer *L = &m->layers[i];
+    if (!L->comm) continue;
+    nn_status st = nn_layer_table[L->kind]->forward(L, m->act[i], m->act[i + 1], 0, mode, err);
+    if (st) return st;
+  }
+  if (loss_sum) *loss_sum = 0;
+  if (correct) *correct = 0;
+  m->last_n = 0;
+  m->last_mode = mode;
+  m->last_has_labels = 1;
+  return NN_OK;
+}
+
 nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode, double *loss_sum,
                            int *correct, const float **logits, nn_error *err) {
+  if (n == 0 && m->comm) return forward_empty(m, mode, loss_sum, correct, err);
   if (n < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", n);
   nn_status st = nn_model_plan(m, n, err);
   if (st) return st;
@@ -397,12 +421,13 @@ nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, i
 }
 
 nn_status nn_model_backward(nn_model *m, nn_error *err) {
-  if (!m->last_n || !m->last_has_labels)
+  if ((!m->last_n && !m->comm) || !m->last_has_labels)
     return nn_err_set(err, NN_ERR_ARG, "backward needs a preceding forward with labels");
   int n = m->last_n, k = nn_model_output_size(m);
-  nn_softmax_xent_backward(m->probs, m->labels, m->dact[m->nlayers], n, k, 1.0f / (float)n);
+  if (n) nn_softmax_xent_backward(m->probs, m->labels, m->dact[m->nlayers], n, k, 1.0f / (float)(m->loss_n ? m->loss_n : n));
   for (int i = m->nlayers - 1; i >= 0; i--) {
     nn_layer *L = &m->layers[i];
+    if (!n && !L->comm) continue; /* empty slice: only synchronized batchnorm takes part */
     if (i > 0 && nn_batchnorm_fuses(&m->layers[i - 1], L, m->last_mode)) { /* as the forward fused them */
       i--;
       nn_batchnorm_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);

@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "dist/dist.h"
 #include "model/model.h"
 #include "train/history.h"
 
@@ -62,24 +63,47 @@ static nn_status check_input(const nn_model *m, const nn_dataset *ds, const char
   return NN_OK;
 }
 
+/* Data parallel (comm != NULL): each rank evaluates its contiguous slice of every batch,
+ * so batch-statistics layers see the same batches as one process; the sums are reduced. */
 static nn_status evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch, nn_mode mode,
-                          batch_buf *b, double *loss, double *acc, nn_error *err) {
+                          const nn_comm *comm, batch_buf *b, double *loss, double *acc, nn_error *err) {
   int n = nn_dataset_count(ds);
-  double sum = 0;
-  long correct = 0;
-  for (int start = 0; start < n; start += batch) {
-    int cnt = n - start < batch ? n - start : batch;
-    nn_dataset_batch(ds, b->order + start, cnt, norm, b->x, b->y);
+  double sums[2] = {0, 0}; /* loss, correct */
+  nn_status st = NN_OK;
+  for (int start = 0; start < n && !st; start += batch) {
+    int cnt = n - start < batch ? n - start : batch, lo = 0, hi = cnt;
+    if (comm) nn_dist_slice(cnt, comm->rank, comm->size, &lo, &hi);
+    if (hi > lo) nn_dataset_batch(ds, b->order + start + lo, hi - lo, norm, b->x, b->y);
     double ls;
     int c;
-    nn_status st = nn_model_forward(m, b->x, b->y, cnt, mode, &ls, &c, NULL, err);
-    if (st) return st;
-    sum += ls;
-    correct += c;
+    st = nn_model_forward(m, b->x, b->y, hi - lo, mode, &ls, &c, NULL, err);
+    if (!st) sums[0] += ls, sums[1] += c;
   }
-  *loss = n ? sum / n : 0;
-  *acc = n ? (double)correct / n : 0;
+  st = nn_dist_agree_sum(comm, st, sums, 2, err);
+  if (st) return st;
+  *loss = n ? sums[0] / n : 0;
+  *acc = n ? sums[1] / n : 0;
   return NN_OK;
+}
+
+/* 64-bit FNV-1a of the parameters and running statistics. */
+static uint64_t model_hash(nn_model *m) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const unsigned char *p = (const unsigned char *)nn_model_params(m);
+  for (size_t i = 0; i < nn_model_param_count(m) * sizeof(float); i++) h = (h ^ p[i]) * 0x100000001b3ull;
+  p = (const unsigned char *)nn_model_state(m);
+  for (size_t i = 0; i < nn_model_state_count(m) * sizeof(float); i++) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* Data parallel: every rank must hold the same model bits; a difference is reported, not hidden. */
+static nn_status check_replicas(nn_model *m, const nn_comm *comm, nn_error *err) {
+  uint64_t mine = model_hash(m), root = mine;
+  comm->bcast(comm->ctx, &root, sizeof root, 0);
+  nn_status st = root == mine ? NN_OK
+                              : nn_err_set(err, NN_ERR_NUMERIC, "the model on this rank differs from rank 0's after "
+                                                                "training (the all-reduce gave ranks different bits)");
+  return nn_dist_agree(comm, st, err);
 }
 
 nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size, nn_mode mode,
@@ -89,7 +113,7 @@ nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int
   if (st) return st;
   batch_buf b = {0};
   st = batch_buf_alloc(&b, ds, batch_size, err);
-  if (!st) st = evaluate(m, ds, norm, batch_size, mode, &b, loss, acc, err);
+  if (!st) st = evaluate(m, ds, norm, batch_size, mode, NULL, &b, loss, acc, err);
   batch_buf_free(&b);
   return st;
 }
@@ -108,12 +132,19 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   if (batches == 0)
     return nn_err_set(err, NN_ERR_ARG, "no training batch: %d samples, batch size %d with drop_last", n, bs);
   int ebs = cfg->eval_batch_size > 0 ? cfg->eval_batch_size : bs;
+  const nn_comm *comm = cfg->comm && cfg->comm->size > 1 ? cfg->comm : NULL;
+  for (int i = 0; comm && i < m->nlayers; i++)
+    if (m->layers[i].kind == NN_LAYER_DROPOUT)
+      return nn_err_set(err, NN_ERR_ARG, "layer %d (dropout, line %d) cannot train over %d processes: its masks "
+                                         "would differ from one process's", i, m->layers[i].line, comm->size);
+  nn_model_set_comm(m, comm);
   nn_history *h = calloc(1, sizeof *h);
   batch_buf tb = {0}, eb = {0};
   if (!h) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   st = batch_buf_alloc(&tb, train, bs, err);
   if (!st && test) st = batch_buf_alloc(&eb, test, ebs, err);
-  if (!st) st = nn_model_plan(m, bs > ebs ? bs : ebs, err);
+  int kk = comm ? comm->size : 1, plan = (bs + kk - 1) / kk, eplan = (ebs + kk - 1) / kk;
+  if (!st) st = nn_model_plan(m, plan > eplan ? plan : eplan, err);
   /* The data stream (shuffling, augmentation) is derived from the seed but differs from
    * the stream that initialised the weights (nn_model_init with the same seed), so the
    * first permutation is not a function of the initial weights. A resumed run passes the
@@ -140,9 +171,24 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
       int start = b * bs, cnt = n - start < bs ? n - start : bs;
       nn_dataset_batch(train, tb.order + start, cnt, cfg->input_norm, tb.x, tb.y);
       if (cfg->augment) nn_augment_batch(cfg->augment, rng, tb.x, cnt, ic, ih, iw, aug_scratch);
-      double ls;
-      int right;
-      st = nn_model_forward(m, tb.x, tb.y, cnt, NN_MODE_TRAIN, &ls, &right, NULL, err);
+      /* data parallel: every rank made the whole global batch (same stream); it trains on its slice */
+      int lo = 0, hi = cnt;
+      if (comm) nn_dist_slice(cnt, comm->rank, comm->size, &lo, &hi);
+      double ls = 0;
+      int right = 0;
+      m->loss_n = cnt;
+      st = nn_model_forward(m, tb.x + (size_t)lo * ic * ih * iw, tb.y + lo, hi - lo, NN_MODE_TRAIN, &ls, &right,
+                            NULL, err);
+      nn_model_zero_grads(m);
+      if (!st) st = nn_model_backward(m, err);
+      if (comm) {
+        /* one all-reduce of the flat gradient (each rank's is already over the global batch),
+         * then one small reduction of the loss and the statuses: all ranks go on or stop together */
+        comm->sum_f32(comm->ctx, nn_model_grads(m), nn_model_param_count(m));
+        double v[2] = {ls, right};
+        st = nn_dist_agree_sum(comm, st, v, 2, err);
+        ls = v[0], right = (int)v[1];
+      }
       if (st) {
         nn_err_prefix(err, st, "epoch %d, batch %d of %d: ", epoch, b + 1, batches);
         break;
@@ -153,9 +199,6 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
                         b + 1, batches, ls / cnt);
         break;
       }
-      nn_model_zero_grads(m);
-      st = nn_model_backward(m, err);
-      if (st) break;
       nn_optimizer_step(opt, m);
       loss_sum += ls;
       correct += right;
@@ -169,13 +212,16 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
     double t_train = now_seconds() - t0;
     nn_epoch_record r = {.epoch = epoch, .train_loss = seen ? loss_sum / seen : 0,
                          .train_acc = seen ? (double)correct / seen : 0, .test_loss = NAN, .test_acc = NAN};
-    if (test) st = evaluate(m, test, cfg->input_norm, ebs, NN_MODE_EVAL, &eb, &r.test_loss, &r.test_acc, err);
+    if (test) st = evaluate(m, test, cfg->input_norm, ebs, NN_MODE_EVAL, comm, &eb, &r.test_loss, &r.test_acc, err);
     if (st) break;
     r.seconds = now_seconds() - t0;
     r.samples_per_sec = t_train > 0 ? seen / t_train : 0;
     st = nn_history_append(h, &r, err);
     if (!st && cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
   }
+  if (comm && !st) st = check_replicas(m, comm, err);
+  m->loss_n = 0;
+  nn_model_set_comm(m, NULL);
   free(aug_scratch);
   batch_buf_free(&tb);
   batch_buf_free(&eb);

@@ -135,3 +135,36 @@ int tu_teardown_tempdir(void **state) {
   free(*state);
   return 0;
 }
+
+static void put_be32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+void tu_write_idx_pair(const char *dir, const char *prefix, int n, int h, int w, int classes, uint64_t seed) {
+  mkdir(dir, 0777);
+  size_t isz = 16 + (size_t)n * h * w, lsz = 8 + (size_t)n;
+  uint8_t *img = malloc(isz), *lab = malloc(lsz);
+  assert_non_null(img);
+  assert_non_null(lab);
+  put_be32(img, 0x803u), put_be32(img + 4, (uint32_t)n), put_be32(img + 8, (uint32_t)h), put_be32(img + 12, (uint32_t)w);
+  put_be32(lab, 0x801u), put_be32(lab + 4, (uint32_t)n);
+  trng r = {seed * 0x9e3779b97f4a7c15ull + 1};
+  for (int i = 0; i < n; i++) {
+    int k = i % classes, band = k * h / classes;
+    lab[8 + i] = (uint8_t)k;
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++) {
+        int v = (int)(tr_next(&r) % 90) + (y >= band && y < band + h / classes + 2 ? 150 : 0);
+        img[16 + ((size_t)i * h + y) * w + x] = (uint8_t)(v > 255 ? 255 : v);
+      }
+  }
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(img, 1, isz, f) != isz || fclose(f)) fail_msg("cannot write %s", path);
+  snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
+  f = fopen(path, "wb");
+  if (!f || fwrite(lab, 1, lsz, f) != lsz || fclose(f)) fail_msg("cannot write %s", path);
+  free(img);
+  free(lab);
+}

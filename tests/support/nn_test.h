@@ -35,6 +35,11 @@ typedef struct {
 } trng;
 uint64_t tr_next(trng *r);
 
+/* Write DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte (DIR is created): n
+ * images of h x w with labels i % classes; class k is bright in a band of rows that moves
+ * with k, over noise from `seed`, so the task is learnable. */
+void tu_write_idx_pair(const char *dir, const char *prefix, int n, int h, int w, int classes, uint64_t seed);
+
 /* cmocka group fixtures: *state = a fresh temp dir (tu_tempdir("test")), removed after. */
 int tu_setup_tempdir(void **state);
 int tu_teardown_tempdir(void **state);
