@@ -1,4 +1,4 @@
-/* The CLI under mpirun (DESIGN §9): one communicator for the process, rank 0 alone prints.
+/* The CLI under mpirun (ARCHITECTURE.md §9): one communicator for the process, rank 0 alone prints.
  * A failure on another rank is kept, not printed, until the ranks agree: then rank 0 prints
  * the message of the lowest failing rank and every rank exits with its code. */
 #include <stdarg.h>

@@ -431,7 +431,7 @@ typedef struct {
   const struct nn_comm *comm; /* data parallel over comm->size processes (NULL: one): batch_size
                               is the global batch, each rank takes its contiguous slice of it,
                               gradients and evaluation are summed; the result equals one
-                              process up to float rounding (DESIGN §9) */
+                              process up to float rounding (ARCHITECTURE.md §9) */
 } nn_fit_config;
 NN_API nn_fit_config nn_fit_defaults(void);
 /* The shuffling/augmentation stream nn_fit derives from a seed (distinct from the stream

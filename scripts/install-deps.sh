@@ -7,6 +7,7 @@ pkgs=(build-essential cmake pkg-config libdnnl-dev zlib1g-dev libjansson-dev lib
       dataset-fashion-mnist libhdf5-dev libzip-dev)
 pkgs+=(clang libclang-rt-14-dev libomp-dev valgrind) # make fuzz (libFuzzer), make valgrind
 pkgs+=(chromium) # the HTML report test opens the page in headless Chromium
+pkgs+=(openmpi-bin libopenmpi-dev) # mpirun -np K normnet train, test_dist
 [ "${1:-}" = "--with-torch" ] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do

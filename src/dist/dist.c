@@ -1,4 +1,4 @@
-/* Data-parallel helpers on top of a communicator (DESIGN §9): MPI-free, built always. */
+/* Data-parallel helpers on top of a communicator (ARCHITECTURE.md §9): MPI-free, built always. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* Internal helpers of data-parallel training (DESIGN §9); the public part is in normnet.h. */
+/* Internal helpers of data-parallel training (ARCHITECTURE.md §9); the public part is in normnet.h. */
 #ifndef NN_DIST_DIST_H
 #define NN_DIST_DIST_H
 #include "normnet.h"

@@ -1,4 +1,4 @@
-/* The Open MPI communicator: the only code of normnet that calls MPI (DESIGN §9). A process
+/* The Open MPI communicator: the only code of normnet that calls MPI (ARCHITECTURE.md §9). A process
  * not started by mpirun gets a single-process communicator without initialising MPI. */
 #include <limits.h>
 #include <mpi.h>

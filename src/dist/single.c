@@ -1,4 +1,4 @@
-/* The communicator of a build without MPI: always one process (DESIGN §9). */
+/* The communicator of a build without MPI: always one process (ARCHITECTURE.md §9). */
 #include "base/error.h"
 
 int nn_dist_available(void) { return 0; }

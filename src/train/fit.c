@@ -209,6 +209,10 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
       if (stop) break;
     }
     if (st) break;
+    /* --sync-bn off: each rank tracked its own slice's statistics; rank 0's are the model's
+     * (what it saves), so every rank evaluates and continues with them */
+    if (comm && !comm->sync_bn && nn_model_state_count(m))
+      comm->bcast(comm->ctx, nn_model_state(m), nn_model_state_count(m) * sizeof(float), 0);
     double t_train = now_seconds() - t0;
     nn_epoch_record r = {.epoch = epoch, .train_loss = seen ? loss_sum / seen : 0,
                          .train_acc = seen ? (double)correct / seen : 0, .test_loss = NAN, .test_acc = NAN};
