@@ -8,6 +8,7 @@
  * freeze_affine keeps gamma/beta fixed. */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "kernels/kernels.h"
@@ -71,11 +72,13 @@ static void declare(nn_layer *L) {
   L->has_batches_tracked = b->track_running_stats;
 }
 
-/* scratch: batch mean, biased var, invstd (C each) */
+/* scratch: batch mean, biased var, invstd (C each); for synchronized BN also the shared
+ * shift (C) and, 8-byte aligned, the reduced sums (3C + 1 doubles) */
 static size_t scratch(const nn_layer *L, int n) {
   (void)n;
-  return 3 * (size_t)L->in.c;
+  return 4 * (size_t)L->in.c + 2 * (3 * (size_t)L->in.c + 1) + 1;
 }
+
 
 static void init(nn_layer *L, nn_init init, nn_rng *rng) {
   (void)init, (void)rng;
@@ -99,6 +102,68 @@ static nn_norm_geom geom(const nn_layer *L, int n) {
   return (nn_norm_geom){.n = n, .c = L->in.c, .s = L->in.h * L->in.w, .eps = (float)L->cfg.bn.eps};
 }
 
+/* ---- synchronized BN (ARCHITECTURE.md §9): the kernels' phases with one packed all-reduce
+ * of doubles between, per layer: forward (sum, sum of squares around a shift all ranks share,
+ * count), backward (the three sums). Every rank then holds the global statistics, so the
+ * running statistics are updated once, identically everywhere. A rank may hold no sample
+ * (an empty slice): it contributes zeros and still takes part. */
+static double *sync_sums(const nn_layer *L) {
+  uintptr_t p = (uintptr_t)(L->scratch + 4 * (size_t)L->in.c);
+  return (double *)(void *)((p + 7) & ~(uintptr_t)7);
+}
+
+static nn_status forward_sync(nn_layer *L, const nn_norm_geom *g, const float *x, const float *gamma,
+                              const float *beta, float *y, nn_mode mode, nn_error *err) {
+  const nn_comm *comm = L->comm;
+  const int c = g->c;
+  float *mean = L->scratch, *var = mean + c, *invstd = var + c, *shift = invstd + c;
+  double *sum = sync_sums(L), *sumsq = sum + c;
+  /* the shift: the running mean every rank holds, else rank 0's first values */
+  if (L->cfg.bn.track_running_stats) {
+    for (int ch = 0; ch < c; ch++) shift[ch] = nn_state_ptr(L, 0)[ch];
+  } else {
+    if (comm->rank == 0 && g->n > 0) nn_bn_shift(g, x, shift);
+    comm->bcast(comm->ctx, shift, (size_t)c * sizeof *shift, 0);
+  }
+  for (int k = 0; k < 2 * c; k++) sum[k] = 0;
+  if (g->n > 0) nn_bn_moments(g, x, shift, sum, sumsq);
+  sum[2 * c] = (double)g->n * g->s;
+  comm->sum_f64(comm->ctx, sum, 2 * (size_t)c + 1);
+  double count = sum[2 * c];
+  sum[3 * c] = count; /* for backward */
+  if (count < 2) {
+    char name[96];
+    nn_layer_name(L, name, sizeof name);
+    return nn_err_set(err, NN_ERR_BATCH,
+                      "%s: batch statistics need more than 1 value per channel, the global batch over %d "
+                      "processes has %.0f; use a larger batch, drop_last, or eval mode",
+                      name, comm->size, count);
+  }
+  nn_bn_forward_apply(g, x, gamma, beta, shift, sum, sumsq, count, y, mean, var, invstd);
+  if (mode == NN_MODE_TRAIN && L->cfg.bn.track_running_stats) {
+    L->batches_tracked++;
+    if (!nn_bn_running_update(nn_state_ptr(L, 0), nn_state_ptr(L, 1), mean, var, c, (long)count, new_weight(L),
+                              L->cfg.bn.convention == NN_BN_PYTORCH))
+      L->skipped_updates++;
+  }
+  return NN_OK;
+}
+
+/* The parameter gradient made from the global sums is already the global one: rank 0 alone
+ * adds it, so the gradient all-reduce counts it once. */
+static void backward_sync(nn_layer *L, const nn_norm_geom *g, const float *x, const float *gamma, const float *dy,
+                          float *dx, float *dgamma, float *dbeta) {
+  const nn_comm *comm = L->comm;
+  const int c = g->c;
+  const float *mean = L->scratch, *invstd = mean + 2 * c;
+  double *sd = sync_sums(L), *sdy = sd + c, *sdyd = sdy + c, count = sd[3 * c];
+  for (int k = 0; k < 3 * c; k++) sd[k] = 0;
+  if (g->n > 0) nn_bn_backward_sums(g, x, dy, mean, sd, sdy, sdyd);
+  comm->sum_f64(comm->ctx, sd, 3 * (size_t)c);
+  if (comm->rank != 0) dgamma = dbeta = NULL;
+  if (g->n > 0 || dgamma) nn_bn_backward_apply(g, x, gamma, mean, invstd, dy, sd, sdy, sdyd, count, g->n ? dx : NULL, dgamma, dbeta);
+}
+
 /* The fused activation for a next layer of this kind, NN_ACT_NONE if it cannot fuse. */
 static nn_act fused_act(const nn_layer *next) {
   switch (next->kind) {
@@ -115,8 +180,8 @@ static nn_act fused_act(const nn_layer *next) {
 
 int nn_batchnorm_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode) {
   /* training only: an eval forward keeps every layer's output for inspection */
-  return mode == NN_MODE_TRAIN && L->kind == NN_LAYER_BATCHNORM && uses_batch_stats(L, mode) &&
-         fused_act(next) != NN_ACT_NONE;
+  return mode == NN_MODE_TRAIN && L->kind == NN_LAYER_BATCHNORM && uses_batch_stats(L, mode) && !L->comm &&
+         fused_act(next) != NN_ACT_NONE; /* synchronized BN runs in phases, unfused */
 }
 
 /* y = act(BN(x)) (act = NN_ACT_NONE: the layer alone). */
@@ -130,6 +195,10 @@ static nn_status forward_act(nn_layer *L, nn_act act, const float *x, float *y, 
     NN_ASSERT(act == NN_ACT_NONE);
     nn_bn_forward_infer(&g, x, gamma, beta, nn_state_ptr(L, 0), nn_state_ptr(L, 1), y);
     return NN_OK;
+  }
+  if (L->comm) {
+    NN_ASSERT(act == NN_ACT_NONE);
+    return forward_sync(L, &g, x, gamma, beta, y, mode, err);
   }
   if ((long)n * s < 2) {
     char name[96], shp[64];
@@ -169,7 +238,10 @@ static void backward_act(nn_layer *L, nn_act act, const float *x, const float *z
   float *dgamma = learn ? nn_param_ptr(L, L->g, 0) : NULL;
   float *dbeta = learn ? nn_param_ptr(L, L->g, 1) : NULL;
   const float *mean = L->scratch, *invstd = mean + 2 * c;
-  if (uses_batch_stats(L, mode)) {
+  if (uses_batch_stats(L, mode) && L->comm) {
+    NN_ASSERT(act == NN_ACT_NONE);
+    backward_sync(L, &g, x, gamma, dy, dx, dgamma, dbeta);
+  } else if (uses_batch_stats(L, mode)) {
     nn_bn_backward_train_act(&g, act, x, gamma, mean, invstd, z, dy, dx, dgamma, dbeta);
   } else {
     NN_ASSERT(act == NN_ACT_NONE);

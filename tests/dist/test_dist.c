@@ -111,9 +111,17 @@ static double excess(const char *run_a, const char *run_b, char *worst, size_t l
   return ex;
 }
 
+static void dump_history(const char *run_name) {
+  char path[512], text[4096];
+  snprintf(path, sizeof path, "%s/%s/history.csv", dir, run_name);
+  slurp(path, text, sizeof text);
+  print_message("%s:\n%s", run_name, text);
+}
+
 static void expect_equal(const char *run_a, const char *run_b) {
   char worst[256] = "";
   double e = excess(run_a, run_b, worst, sizeof worst);
+  if (e > 0) dump_history(run_a), dump_history(run_b);
   if (e > 0) fail_msg("%s differs from %s beyond 1e-5 rel + 1e-6 abs: %s", run_a, run_b, worst);
 }
 
@@ -125,14 +133,14 @@ static int setup(void **state) {
   if (!dir) return -1;
   char sub[512];
   snprintf(sub, sizeof sub, "%s/data", dir);
-  tu_write_idx_pair(sub, "train", 98, 28, 28, 10, 7);
+  tu_write_idx_pair(sub, "train", 112, 28, 28, 10, 7);
   tu_write_idx_pair(sub, "t10k", 40, 28, 28, 10, 8);
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  tu_rmtree(dir);
+  if (!getenv("NN_KEEP")) tu_rmtree(dir);
   free(dir);
   return 0;
 }
