@@ -17,18 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "normnet.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 /* ---- measured: all-reduce time against size ----------------------------------------- */
 static int curve(const nn_comm *c, int reps) {

@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "base/rng.h"
+#include "bench_util.h"
 #include "normnet.h"
 
 #define MAX_REPS 101
@@ -51,17 +52,6 @@ typedef struct {
   int batch, threads, warmup, steps, reps;
   double seconds;
 } bench_opts;
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 typedef struct {
   const nn_preset *p;

@@ -10,23 +10,24 @@ static int launched_by_mpirun(void) {
   return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
 }
 
-/* MPI counts are int: large buffers go in INT_MAX pieces. */
-static void sum_f32(void *ctx, float *buf, size_t n) {
-  (void)ctx;
+/* In-place sum of n elements of `size` bytes; MPI counts are int: large buffers go in
+ * INT_MAX pieces. */
+static void sum_in_place(void *buf, size_t n, MPI_Datatype type, size_t size) {
   for (size_t off = 0; off < n;) {
     int k = n - off > INT_MAX ? INT_MAX : (int)(n - off);
-    MPI_Allreduce(MPI_IN_PLACE, buf + off, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * size, k, type, MPI_SUM, MPI_COMM_WORLD);
     off += (size_t)k;
   }
 }
 
+static void sum_f32(void *ctx, float *buf, size_t n) {
+  (void)ctx;
+  sum_in_place(buf, n, MPI_FLOAT, sizeof *buf);
+}
+
 static void sum_f64(void *ctx, double *buf, size_t n) {
   (void)ctx;
-  for (size_t off = 0; off < n;) {
-    int k = n - off > INT_MAX ? INT_MAX : (int)(n - off);
-    MPI_Allreduce(MPI_IN_PLACE, buf + off, k, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    off += (size_t)k;
-  }
+  sum_in_place(buf, n, MPI_DOUBLE, sizeof *buf);
 }
 
 static void bcast(void *ctx, void *buf, size_t bytes, int root) {

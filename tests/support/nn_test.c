@@ -1,4 +1,5 @@
 #include "nn_test.h"
+#include "cli_run.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -160,11 +161,9 @@ void tu_write_idx_pair(const char *dir, const char *prefix, int n, int h, int w,
   }
   char path[4096];
   snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
-  FILE *f = fopen(path, "wb");
-  if (!f || fwrite(img, 1, isz, f) != isz || fclose(f)) fail_msg("cannot write %s", path);
+  tu_write_file(path, img, isz);
   snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
-  f = fopen(path, "wb");
-  if (!f || fwrite(lab, 1, lsz, f) != lsz || fclose(f)) fail_msg("cannot write %s", path);
+  tu_write_file(path, lab, lsz);
   free(img);
   free(lab);
 }
