@@ -139,5 +139,10 @@ int cmd_fold(int argc, char **argv);
 int cmd_recalibrate(int argc, char **argv);
 int cmd_study(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+/* normnet study sync-bn (cli/cmd_study_sync_bn.c) */
+int cli_study_sync_bn(int argc, char **argv);
+/* Accuracy of a checkpoint on a data source in train mode (batch statistics over batches of
+ * `batch`) or eval mode; *fail set with err on failure (cli/cmd_study.c). */
+double cli_study_eval(const char *ckpt, const char *source, int train_mode, int batch, nn_error *err, int *fail);
 
 #endif

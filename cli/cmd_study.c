@@ -15,6 +15,7 @@
 
 static const char *const usage =
     "usage: normnet study small-batch [--model PRESET] [--batch 2,4,8,32,128]\n"
+    "       normnet study sync-bn [--procs 1,2,4] ...   (SyncBN over processes: normnet study sync-bn --help)\n"
     "                                [--norm batch,group:2,layer,none] [--budget SAMPLES]\n"
     "                                [--out DIR] [training options]\n"
     "\n"
@@ -31,7 +32,7 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double eval_in(const char *ckpt, const char *source, int train_mode, int batch, nn_error *err, int *fail) {
+double cli_study_eval(const char *ckpt, const char *source, int train_mode, int batch, nn_error *err, int *fail) {
   nn_model *m = NULL;
   nn_dataset *ds = NULL;
   double loss, acc = NAN;
@@ -53,8 +54,9 @@ int cmd_study(int argc, char **argv) {
     fputs(usage, stdout);
     return EXIT_OK;
   }
+  if (argc >= 2 && !strcmp(argv[1], "sync-bn")) return cli_study_sync_bn(argc, argv);
   if (argc < 2 || strcmp(argv[1], "small-batch")) {
-    cli_error("study", "unknown study '%s' (available: small-batch; see normnet study --help)", argc < 2 ? "" : argv[1]);
+    cli_error("study", "unknown study '%s' (available: small-batch, sync-bn; see normnet study --help)", argc < 2 ? "" : argv[1]);
     return EXIT_USAGE;
   }
   cli_args a = {argc, argv, 2, "study", NULL, 0};
@@ -137,7 +139,7 @@ int cmd_study(int argc, char **argv) {
         char ckpt[4200];
         int fail = 0;
         snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
-        train_mode[i] = eval_in(ckpt, o.data, 1, batch[i], &err, &fail);
+        train_mode[i] = cli_study_eval(ckpt, o.data, 1, batch[i], &err, &fail);
         if (fail) rc = cli_fail("study", &err);
       }
     }
