@@ -518,9 +518,12 @@ typedef struct nn_comm {
   void (*sum_f64)(void *ctx, double *buf, size_t n);
   void (*bcast)(void *ctx, void *buf, size_t bytes, int root);
   void (*abort)(void *ctx, int code);                 /* end every process of the job */
+  void (*finalize)(void *ctx);                        /* leave the job (nn_dist_finalize) */
 } nn_comm;
-/* Join the job this process was started in by mpirun, or, when it was not started by mpirun
- * (or normnet was built without MPI), a single-process communicator. sync_bn starts at 1. */
+/* Join the job this process was started in by mpirun (loading libnormnet_mpi.so, the only
+ * part of normnet linked with MPI), or, when it was not started by mpirun, a single-process
+ * communicator. Fails if started by mpirun but the module cannot be loaded (a build without
+ * MPI). sync_bn starts at 1. */
 NN_API nn_status nn_dist_init(int *argc, char ***argv, nn_comm *comm, nn_error *err);
 NN_API void nn_dist_finalize(nn_comm *comm);
 /* 1 if this build can run over MPI. */

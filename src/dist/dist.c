@@ -1,9 +1,52 @@
-/* Data-parallel helpers on top of a communicator (ARCHITECTURE.md §9): MPI-free, built always. */
+/* Data-parallel helpers on top of a communicator (ARCHITECTURE.md §9): MPI-free, built always;
+ * joining an mpirun job loads the MPI module (src/dist/mpi.c). */
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
 #include "dist/dist.h"
+
+/* ---- joining a job: the MPI module is loaded only under mpirun ----------------------- */
+static int launched_by_mpirun(void) {
+  return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+}
+
+int nn_dist_available(void) {
+#ifdef NN_MPI_MODULE_BUILD
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+nn_status nn_dist_init(int *argc, char ***argv, nn_comm *c, nn_error *err) {
+  *c = (nn_comm){.rank = 0, .size = 1, .sync_bn = 1};
+  if (!launched_by_mpirun()) return NN_OK;
+#ifdef NN_MPI_MODULE_BUILD
+  /* RTLD_GLOBAL: Open MPI's own plugins resolve libmpi's symbols */
+  const char *paths[] = {getenv("NN_MPI_MODULE"), NN_MPI_MODULE_BUILD, NN_MPI_MODULE_INSTALL};
+  void *h = NULL;
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !h; i++)
+    if (paths[i]) h = dlopen(paths[i], RTLD_NOW | RTLD_GLOBAL);
+  if (!h) return nn_err_set(err, NN_ERR_IO, "started by mpirun, but the MPI module cannot be loaded: %s", dlerror());
+  int (*open_fn)(int *, char ***, nn_comm *, char *, size_t);
+  *(void **)&open_fn = dlsym(h, "nn_dist_mpi_open");
+  char msg[256] = "";
+  if (!open_fn) return nn_err_set(err, NN_ERR_IO, "%s: no nn_dist_mpi_open", NN_MPI_MODULE_BUILD);
+  if (open_fn(argc, argv, c, msg, sizeof msg)) return nn_err_set(err, NN_ERR_IO, "%s", msg);
+  return NN_OK;
+#else
+  (void)argc, (void)argv;
+  return nn_err_set(err, NN_ERR_ARG, "started by mpirun, but this normnet was built without MPI (-DNN_WITH_MPI=ON)");
+#endif
+}
+
+void nn_dist_finalize(nn_comm *c) {
+  if (!c) return;
+  if (c->finalize) c->finalize(c->ctx);
+  *c = (nn_comm){.rank = 0, .size = 1, .sync_bn = c->sync_bn};
+}
 
 void nn_dist_slice(int n, int rank, int size, int *lo, int *hi) {
   int q = n / size, r = n % size;

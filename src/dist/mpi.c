@@ -1,14 +1,11 @@
-/* The Open MPI communicator: the only code of normnet that calls MPI (ARCHITECTURE.md §9). A process
- * not started by mpirun gets a single-process communicator without initialising MPI. */
+/* The Open MPI communicator: the only code of normnet that calls MPI (ARCHITECTURE.md §9).
+ * Built as the loadable module libnormnet_mpi.so; nn_dist_init opens it when the process
+ * was started by mpirun and calls nn_dist_mpi_open. */
 #include <limits.h>
 #include <mpi.h>
-#include <stdlib.h>
+#include <stdio.h>
 
-#include "base/error.h"
-
-static int launched_by_mpirun(void) {
-  return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
-}
+#include "normnet.h"
 
 /* In-place sum of n elements of `size` bytes; MPI counts are int: large buffers go in
  * INT_MAX pieces. */
@@ -44,26 +41,27 @@ static void job_abort(void *ctx, int code) {
   MPI_Abort(MPI_COMM_WORLD, code);
 }
 
-int nn_dist_available(void) { return 1; }
-
-nn_status nn_dist_init(int *argc, char ***argv, nn_comm *c, nn_error *err) {
-  *c = (nn_comm){.rank = 0, .size = 1, .sync_bn = 1};
-  if (!launched_by_mpirun()) return NN_OK;
-  int provided = 0, rank = 0, size = 1;
-  /* OpenMP threads compute; only the main thread communicates */
-  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
-    return nn_err_set(err, NN_ERR_IO, "MPI_Init_thread failed");
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  *c = (nn_comm){.rank = rank, .size = size, .sync_bn = 1, .ctx = NULL, .sum_f32 = sum_f32, .sum_f64 = sum_f64,
-                 .bcast = bcast, .abort = job_abort};
-  return NN_OK;
-}
-
-void nn_dist_finalize(nn_comm *c) {
+static void finalize(void *ctx) {
+  (void)ctx;
   int init = 0, fin = 0;
   MPI_Initialized(&init);
   MPI_Finalized(&fin);
   if (init && !fin) MPI_Finalize();
-  if (c) *c = (nn_comm){.rank = 0, .size = 1, .sync_bn = c->sync_bn};
+}
+
+/* Initialise MPI and fill *c for MPI_COMM_WORLD; 0 on success, else a message in msg. */
+__attribute__((visibility("default"))) int nn_dist_mpi_open(int *argc, char ***argv, nn_comm *c, char *msg,
+                                                            size_t len);
+int nn_dist_mpi_open(int *argc, char ***argv, nn_comm *c, char *msg, size_t len) {
+  int provided = 0, rank = 0, size = 1;
+  /* OpenMP threads compute; only the main thread communicates */
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    snprintf(msg, len, "MPI_Init_thread failed");
+    return -1;
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  *c = (nn_comm){.rank = rank, .size = size, .sync_bn = 1, .ctx = NULL, .sum_f32 = sum_f32, .sum_f64 = sum_f64,
+                 .bcast = bcast, .abort = job_abort, .finalize = finalize};
+  return 0;
 }
