@@ -108,8 +108,8 @@ static nn_norm_geom geom(const nn_layer *L, int n) {
  * running statistics are updated once, identically everywhere. A rank may hold no sample
  * (an empty slice): it contributes zeros and still takes part. */
 static double *sync_sums(const nn_layer *L) {
-  uintptr_t p = (uintptr_t)(L->scratch + 4 * (size_t)L->in.c);
-  return (double *)(void *)((p + 7) & ~(uintptr_t)7);
+  float *p = L->scratch + 4 * (size_t)L->in.c;
+  return (double *)(void *)(p + ((uintptr_t)p % sizeof(double) ? 1 : 0)); /* arena floats: 4-byte aligned */
 }
 
 static nn_status forward_sync(nn_layer *L, const nn_norm_geom *g, const float *x, const float *gamma,
