@@ -126,7 +126,7 @@ static int predict(double gbps, double lat_us, int steps) {
     for (int l = 0; l < nn_model_num_layers(bm.m); l++) {
       nn_layer_info li;
       nn_model_layer_info(bm.m, l, &li);
-      nbn += !strcmp(li.kind, "batchnorm");
+      nbn += li.kind_id == NN_LAYER_BATCHNORM;
     }
     double grad_bytes = (double)nn_model_param_count(bm.m) * sizeof(float);
     int msgs = 2 * nbn + 2; /* + the gradient + the loss/status agreement */
@@ -143,7 +143,7 @@ static int predict(double gbps, double lat_us, int steps) {
       for (int l = 0; l < nn_model_num_layers(bm.m); l++) {
         nn_layer_info li;
         nn_model_layer_info(bm.m, l, &li);
-        if (strcmp(li.kind, "batchnorm")) continue;
+        if (li.kind_id != NN_LAYER_BATCHNORM) continue;
         tb += allreduce_time((2.0 * li.out_c + 1) * 8, n, a, bw) + allreduce_time(2.0 * li.out_c * 8, n, a, bw);
       }
       double ts = allreduce_time((2.0 + n) * 8, n, a, bw);
