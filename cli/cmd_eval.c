@@ -91,7 +91,7 @@ int cmd_eval(int argc, char **argv) {
   double loss = 0, acc = 0;
   nn_mode mode = strcmp(mode_name, "train") ? NN_MODE_EVAL : NN_MODE_TRAIN;
   int rc = cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
-  if (!rc && (nn_dataset_open(data, !strcmp(split, "train"), &ds, &err) ||
+  if (!rc && (nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err) ||
               nn_evaluate(m, ds, norm, batch, mode, &loss, &acc, &err)))
     rc = cli_fail("eval", &err);
   if (!rc && json)

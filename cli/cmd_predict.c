@@ -113,7 +113,7 @@ int cmd_predict(int argc, char **argv) {
     if (input_norm && cli_input_norm(&a, input_norm, &norm)) rc = EXIT_USAGE;
   }
   if (!rc) rc = cli_model_build("predict", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
-  if (!rc && index && nn_dataset_open(data ? data : (trained_on ? trained_on : "fashion-mnist"), strcmp(split, "test") != 0,
+  if (!rc && index && nn_dataset_open(data ? data : (trained_on ? trained_on : "fashion-mnist"), strcmp(split, "test") ? NN_SPLIT_TRAIN : NN_SPLIT_TEST,
                                       &ds, &err))
     rc = cli_fail("predict", &err);
   class_names cn;

@@ -63,8 +63,8 @@ int cmd_recalibrate(int argc, char **argv) {
   nn_input_norm norm = {mean ? strtof(mean, NULL) : 0.0f, std ? strtof(std, NULL) : 1.0f};
   const char *source = data ? data : (src ? src : "fashion-mnist");
   int fail = 0;
-  if (nn_checkpoint_load(cm.checkpoint, NULL, &m, &err) || nn_dataset_open(source, 1, &train, &err) ||
-      nn_dataset_open(source, 0, &test, &err))
+  if (nn_checkpoint_load(cm.checkpoint, NULL, &m, &err) || nn_dataset_open(source, NN_SPLIT_TRAIN, &train, &err) ||
+      nn_dataset_open(source, NN_SPLIT_TEST, &test, &err))
     rc = cli_fail("recalibrate", &err);
   double before = rc ? 0 : eval_acc(m, test, norm, &err, &fail);
   if (!rc && !fail && nn_model_recalibrate(m, train, norm, batch, batches, seed, &err)) fail = 1;

@@ -40,7 +40,7 @@ double cli_study_eval(const char *ckpt, const char *source, int train_mode, int 
   nn_checkpoint_meta(ckpt, "normnet.input_mean", &mean, err);
   nn_checkpoint_meta(ckpt, "normnet.input_std", &std, err);
   nn_input_norm norm = {mean ? strtof(mean, NULL) : 0.0f, std ? strtof(std, NULL) : 1.0f};
-  if (nn_checkpoint_load(ckpt, NULL, &m, err) || nn_dataset_open(source, 0, &ds, err) ||
+  if (nn_checkpoint_load(ckpt, NULL, &m, err) || nn_dataset_open(source, NN_SPLIT_TEST, &ds, err) ||
       nn_evaluate(m, ds, norm, batch, train_mode ? NN_MODE_TRAIN : NN_MODE_EVAL, &loss, &acc, err))
     *fail = 1;
   free(mean), free(std);

@@ -121,6 +121,8 @@ NN_API void nn_set_threads(int threads);
 
 /* ---- data sets -------------------------------------------------------------------------- */
 typedef struct nn_dataset nn_dataset;
+/* Which split of a data set to read. */
+typedef enum { NN_SPLIT_TEST = 0, NN_SPLIT_TRAIN = 1 } nn_split;
 
 /* Load an IDX image file (magic 0x00000803, u8, N x H x W) and its label file
  * (0x00000801, N labels < 10), each raw or gzip-compressed. Checks magic, dims against
@@ -131,14 +133,14 @@ NN_API nn_status nn_dataset_load_idx(const char *images_path, const char *labels
  * (PREFIX is "train" or "t10k"). */
 NN_API nn_status nn_dataset_load_idx_dir(const char *dir, const char *prefix, nn_dataset **out,
                                          nn_error *err);
-/* Load CIFAR-10 binary batches from DIR: train = data_batch_1..5.bin, test = test_batch.bin.
+/* Load CIFAR-10 binary batches from DIR: NN_SPLIT_TRAIN = data_batch_1..5.bin, NN_SPLIT_TEST =
+ * test_batch.bin.
  * Each file is records of 1 label byte + 3072 bytes (3x32x32, CHW); the size must be a
  * multiple of 3073 and labels below 10. */
-NN_API nn_status nn_dataset_load_cifar10(const char *dir, int train, nn_dataset **out, nn_error *err);
+NN_API nn_status nn_dataset_load_cifar10(const char *dir, nn_split split, nn_dataset **out, nn_error *err);
 /* Open a data set by source name: "fashion-mnist" (Debian's dataset-fashion-mnist),
- * "mnist:DIR" or "idx:DIR" (the four standard IDX files, raw or .gz), "cifar10:DIR".
- * train = 1 for the training split, 0 for the test split. */
-NN_API nn_status nn_dataset_open(const char *source, int train, nn_dataset **out, nn_error *err);
+ * "mnist:DIR" or "idx:DIR" (the four standard IDX files, raw or .gz), "cifar10:DIR". */
+NN_API nn_status nn_dataset_open(const char *source, nn_split split, nn_dataset **out, nn_error *err);
 /* Split off the last `fraction` (0 < f < 1) of ds into *val and the rest into *train
  * (copies; ds is unchanged). */
 NN_API nn_status nn_dataset_split(const nn_dataset *ds, double fraction, nn_dataset **train,
@@ -184,14 +186,28 @@ NN_API nn_status nn_spec_parse(const char *text, const char *source, nn_spec **o
 /* Read and parse a spec file. */
 NN_API nn_status nn_spec_load(const char *path, nn_spec **out, nn_error *err);
 NN_API void nn_spec_free(nn_spec *spec);
-/* Switch the normalization: "batch" keeps the spec; "group:G", "layer" and "instance"
- * replace each batchnorm by groupnorm (G groups: G must divide the channels of every
+/* The normalization of a model: NN_NORM_BATCH keeps the spec; GROUP, LAYER and INSTANCE
+ * replace each batchnorm by groupnorm (`groups` groups: it must divide the channels of every
  * batchnorm, else NN_ERR_SHAPE naming the layer), layernorm or instancenorm (CxHxW layers
- * only) with PyTorch's defaults; "none" removes every norm layer and gives the layer before
+ * only) with PyTorch's defaults; NONE removes every norm layer and gives the layer before
  * each its bias back (the "without BN" twin). */
+typedef enum { NN_NORM_BATCH = 0, NN_NORM_GROUP, NN_NORM_LAYER, NN_NORM_INSTANCE, NN_NORM_NONE } nn_norm_kind;
+typedef struct {
+  nn_norm_kind kind;
+  int groups; /* NN_NORM_GROUP only, >= 1 */
+} nn_norm_choice;
+NN_API nn_status nn_spec_apply_norm(nn_spec *spec, nn_norm_choice norm, nn_error *err);
+/* The CLI's spelling: "batch", "group:G", "layer", "instance" or "none". */
+NN_API nn_status nn_norm_parse(const char *text, nn_norm_choice *out, nn_error *err);
+/* nn_norm_parse then nn_spec_apply_norm. */
 NN_API nn_status nn_spec_set_norm(nn_spec *spec, const char *norm, nn_error *err);
 /* Where normalization sits against the activation that follows it (seed 000's pitfall 2):
- * "before" (dense -> BN -> relu, the presets) or "after" (dense -> relu -> BN). */
+ * before (dense -> BN -> relu, the presets) or after (dense -> relu -> BN). */
+typedef enum { NN_BN_BEFORE_ACTIVATION = 0, NN_BN_AFTER_ACTIVATION } nn_bn_placement;
+NN_API void nn_spec_apply_bn_placement(nn_spec *spec, nn_bn_placement placement);
+/* The CLI's spelling: "before" or "after". */
+NN_API nn_status nn_bn_placement_parse(const char *text, nn_bn_placement *out, nn_error *err);
+/* nn_bn_placement_parse then nn_spec_apply_bn_placement. */
 NN_API nn_status nn_spec_set_bn_placement(nn_spec *spec, const char *placement, nn_error *err);
 /* Frozen BN for fine-tuning (Keras trainable=False): every batchnorm uses its running
  * statistics in training too, without updating them, and keeps gamma/beta fixed. */

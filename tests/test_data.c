@@ -495,7 +495,7 @@ static void test_cifar_valid(void **state) {
   write_cifar(dir, "test_batch.bin", 7, 2, 0, -1);
   nn_error err = {0};
   nn_dataset *ds = NULL;
-  if (nn_dataset_load_cifar10(dir, 1, &ds, &err)) fail_msg("train: %s", err.msg);
+  if (nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err)) fail_msg("train: %s", err.msg);
   assert_int_equal(nn_dataset_count(ds), 8);
   int c, h, w;
   nn_dataset_shape(ds, &c, &h, &w);
@@ -519,7 +519,7 @@ static void test_cifar_valid(void **state) {
   nn_dataset_free(ds);
   ds = NULL;
 
-  if (nn_dataset_load_cifar10(dir, 0, &ds, &err)) fail_msg("test: %s", err.msg);
+  if (nn_dataset_load_cifar10(dir, NN_SPLIT_TEST, &ds, &err)) fail_msg("test: %s", err.msg);
   assert_int_equal(nn_dataset_count(ds), 2);
   assert_int_equal(nn_dataset_label(ds, 0), cifar_label(7, 0));
   assert_int_equal(nn_dataset_label(ds, 1), cifar_label(7, 1));
@@ -536,38 +536,38 @@ static void test_cifar_bad(void **state) {
   /* missing directory */
   char missing[1024];
   jp(missing, dir, "cifar-10-batches-bin");
-  nn_status st = nn_dataset_load_cifar10(missing, 1, &ds, &err);
+  nn_status st = nn_dataset_load_cifar10(missing, NN_SPLIT_TRAIN, &ds, &err);
   expect_fail(st, &err, ds, NN_ERR_IO, missing, "No such file or directory");
 
   /* missing data_batch_3.bin */
   write_cifar_train(dir, records);
   char p[1024];
   assert_int_equal(unlink(jp(p, dir, "data_batch_3.bin")), 0);
-  st = nn_dataset_load_cifar10(dir, 1, &ds, &err);
+  st = nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err);
   expect_fail(st, &err, ds, NN_ERR_IO, "data_batch_3.bin", "No such file");
   /* missing test_batch.bin */
-  st = nn_dataset_load_cifar10(dir, 0, &ds, &err);
+  st = nn_dataset_load_cifar10(dir, NN_SPLIT_TEST, &ds, &err);
   expect_fail(st, &err, ds, NN_ERR_IO, "test_batch.bin", NULL);
 
   /* truncated: 2 records minus 5 bytes = 6141 bytes */
   write_cifar(dir, "data_batch_3.bin", 2, 2, 5, -1);
-  st = nn_dataset_load_cifar10(dir, 1, &ds, &err);
+  st = nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err);
   expect_fail(st, &err, ds, NN_ERR_FORMAT, "data_batch_3.bin", "6141");
   assert_non_null(strstr(err.msg, "3073"));
   /* empty file */
   write_cifar(dir, "data_batch_3.bin", 2, 0, 0, -1);
-  st = nn_dataset_load_cifar10(dir, 1, &ds, &err);
+  st = nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err);
   expect_fail(st, &err, ds, NN_ERR_FORMAT, "data_batch_3.bin", "size 0");
 
   /* label 10 in record 1 of data_batch_4.bin (after files 1-3 were read) */
   write_cifar(dir, "data_batch_3.bin", 2, 2, 0, -1);
   write_cifar(dir, "data_batch_4.bin", 3, 2, 0, 1);
-  st = nn_dataset_load_cifar10(dir, 1, &ds, &err);
+  st = nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err);
   expect_fail(st, &err, ds, NN_ERR_FORMAT, "data_batch_4.bin", "label 10 at record 1");
 
   /* all good again */
   write_cifar(dir, "data_batch_4.bin", 3, 2, 0, -1);
-  if (nn_dataset_load_cifar10(dir, 1, &ds, &err)) fail_msg("%s", err.msg);
+  if (nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err)) fail_msg("%s", err.msg);
   assert_int_equal(nn_dataset_count(ds), 10);
   nn_dataset_free(ds);
 }

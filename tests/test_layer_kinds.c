@@ -2,7 +2,8 @@
  * activation, is this gamma or a running mean" without matching strings:
  * - nn_layer_kind_is_norm / _is_activation agree with every kind's spec keyword;
  * - nn_layer_info.kind_id and nn_tensor_view.layer/role agree with the printed names for
- *   a spec with every kind that has tensors. */
+ *   a spec with every kind that has tensors;
+ * - the typed normalization choice and BN placement, and their CLI spellings. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,10 +70,46 @@ static void test_info_and_tensor_roles(void **state) {
   nn_spec_free(s);
 }
 
+static void test_norm_choice_and_placement(void **state) {
+  (void)state;
+  nn_error err = {0};
+  nn_norm_choice c;
+  assert_int_equal(nn_norm_parse("group:4", &c, &err), NN_OK);
+  assert_int_equal(c.kind, NN_NORM_GROUP);
+  assert_int_equal(c.groups, 4);
+  assert_int_equal(nn_norm_parse("none", &c, &err), NN_OK);
+  assert_int_equal(c.kind, NN_NORM_NONE);
+  assert_int_equal(nn_norm_parse("group:0", &c, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "group:0"));
+  assert_int_equal(nn_norm_parse("batchnorm", &c, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "batchnorm"));
+  nn_bn_placement p;
+  assert_int_equal(nn_bn_placement_parse("after", &p, &err), NN_OK);
+  assert_int_equal(p, NN_BN_AFTER_ACTIVATION);
+  assert_int_equal(nn_bn_placement_parse("later", &p, &err), NN_ERR_ARG);
+
+  /* the typed calls: the string ones are parse + apply, so both give the same spec */
+  nn_spec *a = NULL, *b = NULL;
+  const char *text = "input shape=1x8x8\nconv2d filters=4 kernel=3 bias=0\nbatchnorm\nrelu\nflatten\ndense units=3\n";
+  assert_int_equal(nn_spec_parse(text, "a", &a, &err), NN_OK);
+  assert_int_equal(nn_spec_parse(text, "b", &b, &err), NN_OK);
+  assert_int_equal(nn_spec_apply_norm(a, (nn_norm_choice){.kind = NN_NORM_GROUP, .groups = 2}, &err), NN_OK);
+  assert_int_equal(nn_spec_set_norm(b, "group:2", &err), NN_OK);
+  nn_spec_apply_bn_placement(a, NN_BN_AFTER_ACTIVATION);
+  assert_int_equal(nn_spec_set_bn_placement(b, "after", &err), NN_OK);
+  char *ta = nn_spec_to_text(a), *tb = nn_spec_to_text(b);
+  assert_string_equal(ta, tb);
+  assert_true(strstr(ta, "relu") < strstr(ta, "groupnorm groups=2")); /* moved after the activation */
+  free(ta), free(tb);
+  assert_int_equal(nn_spec_apply_norm(a, (nn_norm_choice){.kind = NN_NORM_GROUP, .groups = 0}, &err), NN_ERR_ARG);
+  nn_spec_free(a), nn_spec_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kind_families_match_keywords),
       cmocka_unit_test(test_info_and_tensor_roles),
+      cmocka_unit_test(test_norm_choice_and_placement),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -134,7 +134,7 @@ static void test_class_names(void **state) {
   assert_null(nn_data_source_class_name("fashion-mnist", -1));
   nn_dataset *ds = NULL, *tr = NULL, *va = NULL;
   nn_error err = {0};
-  assert_int_equal(nn_dataset_open("fashion-mnist", 0, &ds, &err), NN_OK);
+  assert_int_equal(nn_dataset_open("fashion-mnist", NN_SPLIT_TEST, &ds, &err), NN_OK);
   assert_string_equal(nn_dataset_class_name(ds, 3), "Dress");
   assert_null(nn_dataset_class_name(ds, 10));
   assert_int_equal(nn_dataset_split(ds, 0.1, &tr, &va, &err), NN_OK);

@@ -117,7 +117,7 @@ static void test_every_preset_trains(void **state) {
       nn_error e = {0};
       char src[600];
       snprintf(src, sizeof src, "%s:%s/%s", cifar ? "cifar10" : "idx", dir, cifar ? "cifar" : "idx");
-      if (nn_checkpoint_load(ckpt, NULL, &m, &e) || nn_dataset_open(src, 0, &ds, &e)) fail_msg("%s", e.msg);
+      if (nn_checkpoint_load(ckpt, NULL, &m, &e) || nn_dataset_open(src, NN_SPLIT_TEST, &ds, &e)) fail_msg("%s", e.msg);
       double loss, acc;
       assert_int_equal(nn_evaluate(m, ds, p->input_norm, 16, NN_MODE_EVAL, &loss, &acc, &e), NN_OK);
       assert_true(loss > 0 && loss < 50);

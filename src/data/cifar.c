@@ -66,7 +66,8 @@ static nn_status read_records(const char *path, long records, nn_dataset *ds, in
   return st;
 }
 
-nn_status nn_dataset_load_cifar10(const char *dir, int train, nn_dataset **out, nn_error *err) {
+nn_status nn_dataset_load_cifar10(const char *dir, nn_split split, nn_dataset **out, nn_error *err) {
+  int train = split == NN_SPLIT_TRAIN;
   if (out) *out = NULL;
   if (!dir || !out)
     return nn_err_set(err, NN_ERR_ARG,

@@ -35,7 +35,8 @@ static nn_status named(nn_status st, nn_dataset **out, const char *source) {
   return st;
 }
 
-nn_status nn_dataset_open(const char *source, int train, nn_dataset **out, nn_error *err) {
+nn_status nn_dataset_open(const char *source, nn_split split, nn_dataset **out, nn_error *err) {
+  int train = split == NN_SPLIT_TRAIN;
   *out = NULL;
   const char *prefix = train ? "train" : "t10k";
   if (!strcmp(source, "fashion-mnist")) {
@@ -46,7 +47,7 @@ nn_status nn_dataset_open(const char *source, int train, nn_dataset **out, nn_er
   }
   if (!strncmp(source, "idx:", 4)) return nn_dataset_load_idx_dir(source + 4, prefix, out, err);
   if (!strncmp(source, "mnist:", 6)) return named(nn_dataset_load_idx_dir(source + 6, prefix, out, err), out, source);
-  if (!strncmp(source, "cifar10:", 8)) return named(nn_dataset_load_cifar10(source + 8, train, out, err), out, source);
+  if (!strncmp(source, "cifar10:", 8)) return named(nn_dataset_load_cifar10(source + 8, split, out, err), out, source);
   return nn_err_set(err, NN_ERR_ARG,
                     "unknown data source '%s' (expected fashion-mnist, mnist:DIR, idx:DIR or cifar10:DIR)", source);
 }

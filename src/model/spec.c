@@ -39,10 +39,6 @@ void nn_spec_free(nn_spec *s) {
   free(s);
 }
 
-static int is_norm(nn_layer_kind k) {
-  return k == NN_LAYER_BATCHNORM || k == NN_LAYER_GROUPNORM || k == NN_LAYER_LAYERNORM || k == NN_LAYER_INSTANCENORM;
-}
-
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
 /* "1, 2, 4" : the group counts that divide every channel count whose gcd is g. */
@@ -103,23 +99,43 @@ static nn_status replace_bn(nn_spec *s, nn_layer_kind kind, int groups, nn_error
   return NN_OK;
 }
 
-nn_status nn_spec_set_norm(nn_spec *s, const char *norm, nn_error *err) {
+nn_status nn_norm_parse(const char *norm, nn_norm_choice *out, nn_error *err) {
+  *out = (nn_norm_choice){.kind = NN_NORM_BATCH, .groups = 0};
   if (strcmp(norm, "batch") == 0) return NN_OK;
-  if (strcmp(norm, "layer") == 0) return replace_bn(s, NN_LAYER_LAYERNORM, 0, err);
-  if (strcmp(norm, "instance") == 0) return replace_bn(s, NN_LAYER_INSTANCENORM, 0, err);
-  if (strncmp(norm, "group:", 6) == 0) {
+  if (strcmp(norm, "layer") == 0) out->kind = NN_NORM_LAYER;
+  else if (strcmp(norm, "instance") == 0) out->kind = NN_NORM_INSTANCE;
+  else if (strcmp(norm, "none") == 0) out->kind = NN_NORM_NONE;
+  else if (strncmp(norm, "group:", 6) == 0) {
     char *end;
     long g = strtol(norm + 6, &end, 10);
     if (*end || g < 1 || g > 1 << 20)
       return nn_err_set(err, NN_ERR_ARG, "bad normalization '%s' (expected group:G with G >= 1)", norm);
-    return replace_bn(s, NN_LAYER_GROUPNORM, (int)g, err);
-  }
-  if (strcmp(norm, "none") != 0)
+    out->kind = NN_NORM_GROUP, out->groups = (int)g;
+  } else
     return nn_err_set(err, NN_ERR_ARG, "unknown normalization '%s' (expected batch, group:G, layer, instance or none)", norm);
+  return NN_OK;
+}
+
+nn_status nn_spec_set_norm(nn_spec *s, const char *norm, nn_error *err) {
+  nn_norm_choice c;
+  nn_status st = nn_norm_parse(norm, &c, err);
+  return st ? st : nn_spec_apply_norm(s, c, err);
+}
+
+nn_status nn_spec_apply_norm(nn_spec *s, nn_norm_choice norm, nn_error *err) {
+  switch (norm.kind) {
+    case NN_NORM_BATCH: return NN_OK;
+    case NN_NORM_LAYER: return replace_bn(s, NN_LAYER_LAYERNORM, 0, err);
+    case NN_NORM_INSTANCE: return replace_bn(s, NN_LAYER_INSTANCENORM, 0, err);
+    case NN_NORM_GROUP:
+      if (norm.groups < 1) return nn_err_set(err, NN_ERR_ARG, "group normalization needs groups >= 1, got %d", norm.groups);
+      return replace_bn(s, NN_LAYER_GROUPNORM, norm.groups, err);
+    case NN_NORM_NONE: break;
+  }
   int out = 0;
   for (int i = 0; i < s->n; i++) {
     nn_layer_spec *ls = &s->layers[i];
-    if (!is_norm(ls->kind)) {
+    if (!nn_layer_kind_is_norm(ls->kind)) {
       s->layers[out++] = *ls;
       continue;
     }
@@ -140,16 +156,26 @@ void nn_spec_freeze_bn(nn_spec *s) {
       s->layers[i].cfg.bn.use_global_stats = 1, s->layers[i].cfg.bn.freeze_affine = 1;
 }
 
-static int is_activation(nn_layer_kind k) { return k == NN_LAYER_RELU || k == NN_LAYER_SIGMOID || k == NN_LAYER_TANH; }
+nn_status nn_bn_placement_parse(const char *text, nn_bn_placement *out, nn_error *err) {
+  if (!strcmp(text, "before")) *out = NN_BN_BEFORE_ACTIVATION;
+  else if (!strcmp(text, "after")) *out = NN_BN_AFTER_ACTIVATION;
+  else return nn_err_set(err, NN_ERR_ARG, "unknown BN placement '%s' (expected before or after)", text);
+  return NN_OK;
+}
 
 nn_status nn_spec_set_bn_placement(nn_spec *s, const char *placement, nn_error *err) {
-  int after = !strcmp(placement, "after");
-  if (!after && strcmp(placement, "before"))
-    return nn_err_set(err, NN_ERR_ARG, "unknown BN placement '%s' (expected before or after)", placement);
+  nn_bn_placement p;
+  nn_status st = nn_bn_placement_parse(placement, &p, err);
+  if (!st) nn_spec_apply_bn_placement(s, p);
+  return st;
+}
+
+void nn_spec_apply_bn_placement(nn_spec *s, nn_bn_placement placement) {
+  int after = placement == NN_BN_AFTER_ACTIVATION;
   /* swap each (norm, activation) pair into (activation, norm), or back */
   for (int i = 0; i + 1 < s->n; i++) {
     nn_layer_spec *a = &s->layers[i], *b = &s->layers[i + 1];
-    int swap = after ? is_norm(a->kind) && is_activation(b->kind) : is_activation(a->kind) && is_norm(b->kind);
+    int swap = after ? nn_layer_kind_is_norm(a->kind) && nn_layer_kind_is_activation(b->kind) : nn_layer_kind_is_activation(a->kind) && nn_layer_kind_is_norm(b->kind);
     if (!swap) continue;
     nn_layer_spec t = *a;
     *a = *b, *b = t;
@@ -157,5 +183,4 @@ nn_status nn_spec_set_bn_placement(nn_spec *s, const char *placement, nn_error *
     a->line = b->line, b->line = line; /* lines stay in order */
     i++;
   }
-  return NN_OK;
 }
