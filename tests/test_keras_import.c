@@ -3,8 +3,8 @@
  *   back into a model of the same spec, gives bitwise the same tensors (running statistics
  *   included); the bare model.weights.h5 of the archive loads the same way by Keras's
  *   automatic layer names;
- * - real Keras files (tests/fixtures/keras_small_*.keras, trained and saved by Keras 3 with
- *   gen_keras_fixtures.py): imported into the equivalent spec, normnet's eval-mode logits
+ * - real Keras files (tests/fixtures/keras_small_*.keras and the legacy .h5 of the same
+ *   models, trained and saved by Keras 3 with gen_keras_fixtures.py): imported into the equivalent spec, normnet's eval-mode logits
  *   equal Keras's within 1e-5 (an activation inside Conv2D, padding "same", a Dense after
  *   Flatten in channels-last order);
  * - refusals name the file and the layer: wrong architecture, no spec, a PyTorch pickle or
@@ -101,9 +101,10 @@ static void test_round_trip(void **state) {
   }
 }
 
-static void real_case(const nn_fixture *fx, const char *name, const char *spec_text, int c, int h, int w) {
+static void real_case(const nn_fixture *fx, const char *name, const char *ext, const char *spec_text, int c, int h,
+                      int w) {
   char path[4096], key[64];
-  snprintf(path, sizeof path, "%s/keras_%s.keras", getenv("NN_FIXTURES"), name);
+  snprintf(path, sizeof path, "%s/keras_%s.%s", getenv("NN_FIXTURES"), name, ext);
   nn_spec *s = spec_of(spec_text);
   nn_model *m = NULL;
   nn_error err = {0};
@@ -123,11 +124,15 @@ static void real_case(const nn_fixture *fx, const char *name, const char *spec_t
 static void test_real_keras_files(void **state) {
   (void)state;
   nn_fixture *fx = fx_load("keras_real.txt");
-  real_case(fx, "small_mlp", "input shape=6\ndense units=5\nbatchnorm convention=keras\nrelu\ndense units=3\n", 1, 1, 6);
-  real_case(fx, "small_cnn",
-            "input shape=2x6x6\nconv2d filters=4 kernel=3 pad=1\nrelu\nbatchnorm convention=keras\nmaxpool2d size=2\n"
-            "flatten\ndense units=3\n",
-            2, 6, 6);
+  static const char *const ext[2] = {"keras", "h5"}; /* Keras 3's format, and the legacy HDF5 of seed 001 */
+  for (int e = 0; e < 2; e++) {
+    real_case(fx, "small_mlp", ext[e], "input shape=6\ndense units=5\nbatchnorm convention=keras\nrelu\ndense units=3\n",
+              1, 1, 6);
+    real_case(fx, "small_cnn", ext[e],
+              "input shape=2x6x6\nconv2d filters=4 kernel=3 pad=1\nrelu\nbatchnorm convention=keras\nmaxpool2d "
+              "size=2\nflatten\ndense units=3\n",
+              2, 6, 6);
+  }
   fx_free(fx);
 }
 
@@ -153,6 +158,11 @@ static void test_refusals(void **state) {
                     "layer 1 (batchnorm, line 3)", "epsilon");
   expect_load_error(path, "input shape=6\ndense units=5\nrelu\ndense units=3\n", NN_ERR_SHAPE, "3 Keras layers", "2 layers");
   expect_load_error(path, NULL, NN_ERR_FORMAT, "Keras .keras file", "--model");
+  snprintf(path, sizeof path, "%s/keras_small_mlp.h5", getenv("NN_FIXTURES"));
+  expect_load_error(path, "input shape=6\ndense units=5\nrelu\ndense units=3\n", NN_ERR_SHAPE, "3 legacy Keras layers",
+                    "2 layers");
+  expect_load_error(path, "input shape=6\ndense units=4\nbatchnorm convention=keras\nrelu\ndense units=3\n", NN_ERR_SHAPE,
+                    "layer 0 (dense, line 2)", "6x5");
   /* PyTorch: a legacy pickle and a zip with data.pkl */
   snprintf(pt, sizeof pt, "%s/model.pt", dir);
   static const char pickle[] = "\x80\x02}q\x00X\x01\x00\x00\x00aq\x01.";

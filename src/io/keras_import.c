@@ -12,7 +12,10 @@
  * filters, kernel, strides, padding, BN epsilon and center/scale, and any activation folded
  * into a Dense/Conv2D must be the model's next layer. A .weights.h5 file has no config: its
  * layers are found under Keras's automatic names (dense, dense_1, batch_normalization, ...)
- * in the model's order (Keras saves under those names, not the configured ones). Nothing is trusted: HDF5 errors are collected, never printed, and
+ * in the model's order (Keras saves under those names, not the configured ones). A legacy Keras
+ * HDF5 file (model.save("x.h5"), as seed 001 does) lists its layers in model_weights'
+ * layer_names and each layer's datasets in its weight_names; its layers with weights are
+ * matched in order the same way (shapes checked; its model_config is not read). Nothing is trusted: HDF5 errors are collected, never printed, and
  * every dataset is checked to be float with the expected shape before it is read. */
 #include <errno.h>
 #include <hdf5.h>
@@ -82,7 +85,45 @@ typedef struct {
   unsigned char *h5img; /* model.weights.h5 bytes from the archive */
   json_t *config;       /* NULL for a bare .weights.h5 */
   hid_t file;
+  const char *legacy;   /* legacy Keras HDF5 (model.save("x.h5")): the group holding the layers */
 } ksrc;
+
+/* A string-array attribute (variable or fixed length) of obj: its count, and with out != NULL
+ * its strings copied into out[i] (size len each). -1 if absent or not strings. */
+static int string_attr(hid_t obj, const char *name, char (*out)[96], int max) {
+  if (H5Aexists(obj, name) <= 0) return -1;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
+  hssize_t n = H5Sget_simple_extent_npoints(sp);
+  int count = -1;
+  if (H5Tget_class(ft) != H5T_STRING) {
+    count = n == 0 ? 0 : -1; /* Keras writes an empty float array for a layer without weights */
+  } else if (n >= 0 && n <= max) {
+    count = (int)n;
+    if (H5Tis_variable_str(ft) > 0) {
+      hid_t mt = H5Tcopy(H5T_C_S1);
+      H5Tset_size(mt, H5T_VARIABLE);
+      char **v = calloc((size_t)n + 1, sizeof *v);
+      if (v && H5Aread(a, mt, v) >= 0) {
+        for (int i = 0; i < count; i++) snprintf(out[i], 96, "%s", v[i] ? v[i] : "");
+        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, v);
+      } else {
+        count = -1;
+      }
+      free(v);
+      H5Tclose(mt);
+    } else {
+      size_t w = H5Tget_size(ft);
+      char *v = calloc((size_t)n * w + 1, 1);
+      if (v && H5Aread(a, ft, v) >= 0)
+        for (int i = 0; i < count; i++) snprintf(out[i], 96, "%.*s", (int)(w < 95 ? w : 95), v + (size_t)i * w);
+      else count = -1;
+      free(v);
+    }
+  }
+  H5Sclose(sp), H5Tclose(ft), H5Aclose(a);
+  return count;
+}
 
 static char *zip_entry(zip_t *za, const char *name, size_t *len, size_t limit) {
   zip_stat_t st;
@@ -146,6 +187,10 @@ static nn_status open_source(const char *path, nn_file_kind kind, ksrc *k, nn_er
   }
   H5Pclose(fapl);
   if (k->file < 0) return nn_err_set(err, NN_ERR_FORMAT, "%s: model.weights.h5 is not a readable HDF5 file", path);
+  if (kind == NN_FILE_HDF5 && H5Lexists(k->file, "layers", H5P_DEFAULT) <= 0) {
+    if (H5Lexists(k->file, "model_weights", H5P_DEFAULT) > 0) k->legacy = "model_weights";
+    else if (H5Aexists(k->file, "layer_names") > 0) k->legacy = "/";
+  }
   return NN_OK;
 }
 
@@ -158,9 +203,18 @@ static void close_source(ksrc *k) {
 /* layers/<name>/vars/<idx> into dst (count floats, Keras shape dims[nd]). */
 static nn_status read_var(ksrc *k, const char *name, int idx, const int *dims, int nd, float *dst, const char *lname,
                           nn_error *err) {
-  char path[256];
+  char path[320];
   snprintf(path, sizeof path, "layers/%s/vars/%d", name, idx);
-  if (H5Lexists(k->file, "layers", H5P_DEFAULT) <= 0 || H5Lexists(k->file, path, H5P_DEFAULT) <= 0) {
+  if (k->legacy) { /* <root>/<layer>/<weight_names[idx]> */
+    char wn[8][96];
+    hid_t g = H5Gopen2(k->file, k->legacy, H5P_DEFAULT);
+    hid_t lg = g >= 0 ? H5Gopen2(g, name, H5P_DEFAULT) : -1;
+    int nw = lg >= 0 ? string_attr(lg, "weight_names", wn, 8) : -1;
+    if (lg >= 0) H5Gclose(lg);
+    if (g >= 0) H5Gclose(g);
+    if (nw <= idx) return nn_err_set(err, NN_ERR_FORMAT, "%s: %s: legacy Keras layer '%s' has no weight %d", k->path, lname, name, idx);
+    snprintf(path, sizeof path, "%s/%s/%s", k->legacy, name, wn[idx]);
+  } else if (H5Lexists(k->file, "layers", H5P_DEFAULT) <= 0 || H5Lexists(k->file, path, H5P_DEFAULT) <= 0) {
     char alt[256];
     snprintf(alt, sizeof alt, "layers/%s", name);
     if (H5Lexists(k->file, "layers", H5P_DEFAULT) <= 0 || H5Lexists(k->file, alt, H5P_DEFAULT) <= 0)
@@ -417,6 +471,27 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
   }
   int ki = 0, nours = 0;
   for (int i = 0; i < m->nlayers; i++) nours += has_tensors(&m->layers[i]);
+  char(*legacy)[96] = NULL; /* legacy HDF5: the layers with weights, in the file's order */
+  int nlegacy = 0;
+  if (!st && k.legacy) {
+    hid_t g = H5Gopen2(k.file, k.legacy, H5P_DEFAULT);
+    char(*names)[96] = calloc(1024, sizeof *names);
+    legacy = calloc(1024, sizeof *legacy);
+    int nn = g >= 0 && names && legacy ? string_attr(g, "layer_names", names, 1024) : -1;
+    for (int i = 0; i < nn; i++) {
+      char wn[8][96];
+      hid_t lg = H5Gopen2(g, names[i], H5P_DEFAULT);
+      int nw = lg >= 0 ? string_attr(lg, "weight_names", wn, 8) : -1;
+      if (lg >= 0) H5Gclose(lg);
+      if (nw > 0) snprintf(legacy[nlegacy++], 96, "%s", names[i]);
+    }
+    if (g >= 0) H5Gclose(g);
+    free(names);
+    if (nn < 0) st = nn_err_set(err, NN_ERR_FORMAT, "%s: a legacy Keras HDF5 file without a readable layer_names list", path);
+    else if (nlegacy != nours)
+      st = nn_err_set(err, NN_ERR_SHAPE, "%s: %d legacy Keras layers with weights, the model has %d layers with tensors",
+                      path, nlegacy, nours);
+  }
   if (!st && k.config && nk != nours)
     st = nn_err_set(err, NN_ERR_SHAPE, "%s: %d Keras layers with weights, the model has %d layers with tensors", path, nk,
                     nours);
@@ -446,6 +521,8 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
                         x->name, x->cls, want);
       else st = check_config(&k, x, m, i, lname, err);
       snprintf(kname, sizeof kname, "%s", x->path);
+    } else if (k.legacy) {
+      snprintf(kname, sizeof kname, "%s", legacy[ki++]);
     } else {
       weights_name(&cc, want, kname, sizeof kname); /* per class, in the model's order */
     }
@@ -454,6 +531,7 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
   }
   free(tmp);
   free(kl);
+  free(legacy);
   close_source(&k);
   H5Eset_auto2(H5E_DEFAULT, fn, data);
   return st;
