@@ -333,10 +333,13 @@ NN_API nn_status nn_model_backward(nn_model *m, nn_error *err);
  * with it and its own output was not kept; an NN_MODE_EVAL forward keeps every output. */
 NN_API const float *nn_model_layer_output(const nn_model *m, int i, size_t *count);
 /* Numeric guard: the first layer whose output in the last forward holds a non-finite value
- * or, if bound > 0, a value of magnitude above bound; -1 if none. *value (may be NULL)
- * receives that value. A batchnorm fused with its activation is judged by the activation's
- * output (its own was not kept). */
-NN_API int nn_model_first_bad_output(const nn_model *m, double bound, double *value);
+ * or, if limits is not NULL, a value of magnitude above limits[layer]; -1 if none. *value
+ * (may be NULL) receives that value. A batchnorm fused with its activation is judged by the
+ * activation's output (its own was not kept). */
+NN_API int nn_model_first_bad_output(const nn_model *m, const double *limits, double *value);
+/* Per layer, the largest magnitude in its output in the last forward (NaN if it holds a
+ * non-finite value; -1 for a fused batchnorm's output, not kept). */
+NN_API void nn_model_output_maxabs(const nn_model *m, double *maxabs);
 /* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
 NN_API const float *nn_model_probs(const nn_model *m);
 

@@ -195,19 +195,43 @@ const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
   return m->act[i + 1];
 }
 
-int nn_model_first_bad_output(const nn_model *m, double bound, double *value) {
+/* Layer i's output of the last forward, or NULL if a fused forward did not keep it. */
+static const float *kept_output(const nn_model *m, int i, size_t *cnt) {
+  if (i + 1 < m->nlayers && nn_batchnorm_fuses(&m->layers[i], &m->layers[i + 1], m->last_mode)) return NULL;
+  *cnt = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
+  return m->act[i + 1];
+}
+
+int nn_model_first_bad_output(const nn_model *m, const double *limits, double *value) {
   NN_ASSERT(m->last_n > 0);
   for (int i = 0; i < m->nlayers; i++) {
-    if (i + 1 < m->nlayers && nn_batchnorm_fuses(&m->layers[i], &m->layers[i + 1], m->last_mode)) continue;
-    const float *y = m->act[i + 1];
-    size_t cnt = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
-    for (size_t k = 0; k < cnt; k++)
-      if (!isfinite(y[k]) || (bound > 0 && fabs((double)y[k]) > bound)) {
+    size_t cnt;
+    const float *y = kept_output(m, i, &cnt);
+    for (size_t k = 0; y && k < cnt; k++)
+      if (!isfinite(y[k]) || (limits && fabs((double)y[k]) > limits[i])) {
         if (value) *value = y[k];
         return i;
       }
   }
   return -1;
+}
+
+void nn_model_output_maxabs(const nn_model *m, double *maxabs) {
+  NN_ASSERT(m->last_n > 0);
+  for (int i = 0; i < m->nlayers; i++) {
+    size_t cnt;
+    const float *y = kept_output(m, i, &cnt);
+    double mx = y ? 0 : -1;
+    for (size_t k = 0; y && k < cnt; k++) {
+      double v = fabs((double)y[k]);
+      if (!isfinite(v)) {
+        mx = NAN;
+        break;
+      }
+      if (v > mx) mx = v;
+    }
+    maxabs[i] = mx;
+  }
 }
 
 void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info) {
