@@ -19,6 +19,7 @@
 
 #include "base/rng.h"
 #include "data/augment.h"
+#include "fixture.h"
 #include "normnet.h"
 
 #define PI 3.14159265358979323846
@@ -33,11 +34,6 @@ static void fill_uniform(float *x, size_t n, uint64_t seed) {
   nn_rng r;
   nn_rng_seed(&r, seed);
   for (size_t i = 0; i < n; i++) x[i] = 2.0f * nn_rng_uniform(&r) - 1.0f;
-}
-
-static void assert_all_finite(const float *v, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(v[i])) fail_msg("value %zu is not finite (%g)", i, (double)v[i]);
 }
 
 /* ---- parsing ------------------------------------------------------------------------------ */
@@ -138,8 +134,8 @@ static void test_deterministic(void **state) {
   assert_memory_equal(r1.s, r2.s, sizeof r1.s);
   assert_true(memcmp(x1, x3, total * sizeof *x1) != 0);
   assert_true(memcmp(x1, src, total * sizeof *x1) != 0);
-  assert_all_finite(x1, total);
-  assert_all_finite(x3, total);
+  assert_all_finite("x1", x1, total);
+  assert_all_finite("x3", x3, total);
   /* samples differ from each other: the transform is drawn per sample */
   int differ = 0;
   for (int i = 1; i < n; i++) differ += memcmp(x1, x1 + (size_t)i * sz, sz * sizeof *x1) != 0;
@@ -177,7 +173,7 @@ static void test_all_finite_large(void **state) {
   nn_rng r;
   nn_rng_seed(&r, 99);
   for (int rep = 0; rep < 3; rep++) nn_augment_batch(&a, &r, x, n, c, h, w, scratch);
-  assert_all_finite(x, total);
+  assert_all_finite("x", x, total);
   for (size_t i = 0; i < total; i++)
     if (fabsf(x[i]) > 2.0f + 1e-5f) fail_msg("value %zu = %g leaves the input range", i, (double)x[i]);
   free(x), free(scratch);

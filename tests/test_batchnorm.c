@@ -1,10 +1,11 @@
 /* Batch normalization kernels (src/kernels/batchnorm.c) against
  * - their double reference twins (batchnorm_ref.c), several shapes incl. S = 1 and odd sizes;
  * - central finite differences (on the twins);
- * - PyTorch BatchNorm1d/2d fixtures (tests/fixtures/bn_torch.txt, gen_bn_fixtures.py), driven
- *   the way a BN layer drives the kernels;
  * - hard numerics: large mean / small spread, constant channels, non-finite running updates;
- * - bitwise-identical results for 1 and 2 OpenMP threads. */
+ * - the phases of synchronized BN;
+ * - BN + activation fused kernels and models equal to the separate steps;
+ * - bitwise-identical results for 1 and 2 OpenMP threads.
+ * PyTorch's values: test_batchnorm_torch.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -32,22 +33,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-
-
-
-
-
-static void assert_all_finite(const char *what, const float *v, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(v[i])) fail_msg("%s[%zu] is not finite (%g)", what, i, (double)v[i]);
-}
-
-/* |got - want| <= tol * (|want| + max|want|): relative, with the array's scale as the floor
- * for elements that cancel to ~0. */
-static void assert_rel_fd(const char *what, const float *got, const double *want, size_t n, double tol) {
-  assert_close_fd(what, got, want, n, tol, tol * maxabs_d(want, n));
-}
-
 /* x[N,C,S]: channel ch ~ offset[ch] + scale[ch] * N(0,1), both drawn per channel. With
  * `tiny`, every 4th channel has a spread of 3e-3 (variance ~ eps, so eps matters). */
 static void fill_bn_input(nn_rng *r, float *x, int n, int c, int s, int tiny) {
@@ -57,10 +42,6 @@ static void fill_bn_input(nn_rng *r, float *x, int n, int c, int s, int tiny) {
     for (int i = 0; i < n; i++)
       for (int j = 0; j < s; j++) x[((size_t)i * c + ch) * s + j] = (float)(off + sc * nn_rng_normal(r));
   }
-}
-
-static void fill_normal(nn_rng *r, float *v, size_t n, double scale, double off) {
-  for (size_t i = 0; i < n; i++) v[i] = (float)(off + scale * nn_rng_normal(r));
 }
 
 /* ---- optimized kernels vs reference twins ------------------------------------------------- */
@@ -85,7 +66,7 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
   double gd[MAXC], bd[MAXC], mr[MAXC], vr[MAXC], isr[MAXC], dgr[MAXC], dbr[MAXC], rmd[MAXC], rvd[MAXC];
   assert_true(c <= MAXC);
   fill_bn_input(r, x, n, c, s, 1);
-  fill_normal(r, dy, cnt, 1.0, 0.3);
+  tu_fill_normal(r, dy, cnt, 1.0, 0.3);
   for (int k = 0; k < c; k++) {
     gamma[k] = 0.5f + nn_rng_uniform(r);
     beta[k] = (float)nn_rng_normal(r);
@@ -255,166 +236,6 @@ static void test_reference_finite_differences(void **state) {
   }
 }
 
-/* ---- PyTorch fixtures ---------------------------------------------------------------------- */
-
-#define FX_TOL 1e-5
-
-static void fx_check(const nn_fixture *fx, const char *cs, const char *field, const float *got, size_t n) {
-  char name[256];
-  size_t cnt;
-  snprintf(name, sizeof name, "%s.%s", cs, field);
-  const double *want = fx_get(fx, name, &cnt);
-  if (cnt != n) fail_msg("fixture %s has %zu values, expected %zu", name, cnt, n);
-  assert_close_fd(name, got, want, n, FX_TOL, FX_TOL);
-}
-
-static float *fx_arr(const nn_fixture *fx, const char *cs, const char *field, size_t n) {
-  char name[256];
-  snprintf(name, sizeof name, "%s.%s", cs, field);
-  return fx_floats(fx, name, n);
-}
-
-static void fx_shape(const nn_fixture *fx, const char *cs, int *n, int *c, int *s) {
-  char name[256];
-  snprintf(name, sizeof name, "%s.shape", cs);
-  const double *sh = fx_get(fx, name, NULL);
-  *n = (int)sh[0], *c = (int)sh[1], *s = (int)(sh[2] * sh[3]);
-}
-
-/* One case, driven like a BN layer: three training steps (forward_train + running update),
- * backward of step 3, then an eval forward/backward of x1. */
-static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int affine, int track) {
-  char cs[64], field[96];
-  snprintf(cs, sizeof cs, "r%d_m%s_a%d_t%d", rank, cumulative ? "cum" : "0.1", affine, track);
-  int n, c, s;
-  fx_shape(fx, cs, &n, &c, &s);
-  assert_int_equal(rank == 2 ? 1 : 30, s);
-  const size_t cnt = (size_t)n * c * s;
-  const long m = (long)n * s;
-  float *gamma = affine ? fx_arr(fx, cs, "gamma", (size_t)c) : NULL;
-  float *beta = affine ? fx_arr(fx, cs, "beta", (size_t)c) : NULL;
-  if (!affine) {
-    snprintf(field, sizeof field, "%s.gamma", cs);
-    assert_null(fx_find(fx, field, NULL));
-  }
-  float *y = fbuf(cnt), *dx = fbuf(cnt), *x1 = NULL;
-  float mean[16], var[16], invstd[16], rm[16], rv[16], dg[16], db[16];
-  assert_true(c <= 16);
-  for (int k = 0; k < c; k++) rm[k] = 0.0f, rv[k] = 1.0f; /* PyTorch's initial state */
-  long nbt = 0;
-
-  for (int step = 1; step <= 3; step++) {
-    snprintf(field, sizeof field, "x%d", step);
-    float *x = fx_arr(fx, cs, field, cnt);
-    nn_bn_forward_train(BN_GEOM(n, c, s), x, gamma, beta, y, mean, var, invstd);
-    snprintf(field, sizeof field, "y%d", step);
-    fx_check(fx, cs, field, y, cnt);
-    if (track) {
-      nbt++;
-      double momentum = cumulative ? 1.0 / (double)nbt : 0.1;
-      assert_int_equal(1, nn_bn_running_update(rm, rv, mean, var, c, m, momentum, 1));
-      snprintf(field, sizeof field, "rm%d", step);
-      fx_check(fx, cs, field, rm, (size_t)c);
-      snprintf(field, sizeof field, "rv%d", step);
-      fx_check(fx, cs, field, rv, (size_t)c);
-      snprintf(field, sizeof field, "%s.nbt%d", cs, step);
-      assert_int_equal((long)fx_get(fx, field, NULL)[0], nbt);
-    } else {
-      snprintf(field, sizeof field, "%s.rm%d", cs, step);
-      assert_null(fx_find(fx, field, NULL));
-    }
-    if (step == 3) {
-      float *dy = fx_arr(fx, cs, "dy3", cnt);
-      for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
-      fill_f(dx, cnt, NAN);
-      nn_bn_backward_train(BN_GEOM(n, c, s), x, gamma, mean, invstd, dy, dx, affine ? dg : NULL, affine ? db : NULL);
-      fx_check(fx, cs, "dx3", dx, cnt);
-      if (affine) {
-        fx_check(fx, cs, "dgamma3", dg, (size_t)c);
-        fx_check(fx, cs, "dbeta3", db, (size_t)c);
-      }
-      free(dy);
-    }
-    if (step == 1)
-      x1 = x;
-    else
-      free(x);
-  }
-
-  /* eval: running stats when tracked, batch statistics otherwise */
-  float *dy = fx_arr(fx, cs, "dyeval", cnt);
-  for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
-  fill_f(y, cnt, NAN);
-  fill_f(dx, cnt, NAN);
-  float *dgp = affine ? dg : NULL, *dbp = affine ? db : NULL;
-  if (track) {
-    nn_bn_forward_infer(BN_GEOM(n, c, s), x1, gamma, beta, rm, rv, y);
-    fx_check(fx, cs, "yeval", y, cnt);
-    nn_bn_backward_infer(BN_GEOM(n, c, s), x1, gamma, rm, rv, dy, dx, dgp, dbp);
-  } else {
-    nn_bn_forward_train(BN_GEOM(n, c, s), x1, gamma, beta, y, mean, var, invstd);
-    fx_check(fx, cs, "yeval", y, cnt);
-    nn_bn_backward_train(BN_GEOM(n, c, s), x1, gamma, mean, invstd, dy, dx, dgp, dbp);
-  }
-  fx_check(fx, cs, "dxeval", dx, cnt);
-  if (affine) {
-    fx_check(fx, cs, "dgammaeval", dg, (size_t)c);
-    fx_check(fx, cs, "dbetaeval", db, (size_t)c);
-  }
-  free(dy), free(x1), free(y), free(dx), free(gamma), free(beta);
-}
-
-static void test_torch_fixtures(void **state) {
-  (void)state;
-  nn_fixture *fx = fx_load("bn_torch.txt");
-  int cases = 0;
-  for (int rank = 2; rank <= 4; rank += 2)
-    for (int cum = 0; cum <= 1; cum++)
-      for (int affine = 0; affine <= 1; affine++)
-        for (int track = 0; track <= 1; track++, cases++) run_torch_case(fx, rank, cum, affine, track);
-  assert_int_equal(16, cases);
-  fx_free(fx);
-}
-
-/* shift.* (1e4 + 1e-2 N(0,1)) and const.* (one constant channel): forward train and backward. */
-static void run_torch_special(const nn_fixture *fx, const char *cs) {
-  int n, c, s;
-  fx_shape(fx, cs, &n, &c, &s);
-  const size_t cnt = (size_t)n * c * s;
-  float *x = fx_arr(fx, cs, "x", cnt), *dy = fx_arr(fx, cs, "dy", cnt);
-  float *gamma = fx_arr(fx, cs, "gamma", (size_t)c), *beta = fx_arr(fx, cs, "beta", (size_t)c);
-  float *y = fbuf(cnt), *dx = fbuf(cnt);
-  float mean[16], var[16], invstd[16], dg[16], db[16];
-  char name[64];
-  assert_true(c <= 16);
-  nn_bn_forward_train(BN_GEOM(n, c, s), x, gamma, beta, y, mean, var, invstd);
-  assert_all_finite(cs, y, cnt);
-  fx_check(fx, cs, "y", y, cnt);
-  snprintf(name, sizeof name, "%s.mean", cs);
-  assert_close_fd(name, mean, fx_get(fx, name, NULL), (size_t)c, 1e-7, 0);
-  snprintf(name, sizeof name, "%s.var", cs);
-  assert_close_fd(name, var, fx_get(fx, name, NULL), (size_t)c, 1e-6, 0);
-  for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
-  nn_bn_backward_train(BN_GEOM(n, c, s), x, gamma, mean, invstd, dy, dx, dg, db);
-  assert_all_finite(cs, dx, cnt);
-  snprintf(name, sizeof name, "%s.dx", cs);
-  const double *want = fx_get(fx, name, NULL);
-  assert_close_fd(name, dx, want, cnt, FX_TOL, FX_TOL * maxabs_d(want, cnt));
-  fx_check(fx, cs, "dgamma", dg, (size_t)c);
-  fx_check(fx, cs, "dbeta", db, (size_t)c);
-  free(x), free(dy), free(gamma), free(beta), free(y), free(dx);
-}
-
-static void test_torch_shift_and_constant(void **state) {
-  (void)state;
-  nn_fixture *fx = fx_load("bn_torch.txt");
-  run_torch_special(fx, "shift");
-  run_torch_special(fx, "const");
-  /* the constant channel really has variance 0 and outputs beta */
-  assert_true(fx_get(fx, "const.var", NULL)[1] == 0.0);
-  fx_free(fx);
-}
-
 /* ---- hard numerics --------------------------------------------------------------------------- */
 
 /* 1e4 + 1e-2 N(0,1): the naive E[x^2] - E[x]^2 in float (or even double without a shift
@@ -431,8 +252,8 @@ static void test_large_mean_small_spread(void **state) {
     double *xd = dbuf(cnt), *yr = dbuf(cnt), *dyd = dbuf(cnt), *dxr = dbuf(cnt);
     float mean[32], var[32], invstd[32];
     double mr[32], vr[32];
-    fill_normal(&r, x, cnt, 1e-2, 1e4);
-    fill_normal(&r, dy, cnt, 1.0, 0.0);
+    tu_fill_normal(&r, x, cnt, 1e-2, 1e4);
+    tu_fill_normal(&r, dy, cnt, 1.0, 0.0);
     to_double(x, xd, cnt);
     to_double(dy, dyd, cnt);
     nn_bn_forward_train(BN_GEOM(n, c, s), x, NULL, NULL, y, mean, var, invstd);
@@ -463,7 +284,7 @@ static void test_constant_channel(void **state) {
     float gamma[32], beta[32], mean[32], var[32], invstd[32], dg[32] = {0}, db[32] = {0};
     double gd[32];
     fill_bn_input(&r, x, n, c, s, 1);
-    fill_normal(&r, dy, cnt, 1.0, 0.0);
+    tu_fill_normal(&r, dy, cnt, 1.0, 0.0);
     const int consts[2] = {1, c - 1}; /* constant channels (c - 1: the last, partial block) */
     for (int q = 0; q < 2; q++)
       for (int i = 0; i < n; i++)
@@ -578,7 +399,7 @@ static void test_phases(void **state) {
     bn_stats one, ph, part[2];
     memset(&one, 0, sizeof one), memset(&ph, 0, sizeof ph), memset(part, 0, sizeof part);
     fill_bn_input(&r, x, n, c, s, 1);
-    fill_normal(&r, dy, cnt, 1.0, 0.2);
+    tu_fill_normal(&r, dy, cnt, 1.0, 0.2);
     for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
     const nn_norm_geom *g = BN_GEOM(n, c, s);
 
@@ -673,7 +494,7 @@ static void test_fused_activation(void **state) {
     float *dx1 = fbuf(cnt), *dx2 = fbuf(cnt), gamma[MAXC], beta[MAXC];
     bn_stats a, b;
     fill_bn_input(&r, x, n, c, s, 0);
-    fill_normal(&r, dz, cnt, 1.0, 0.1);
+    tu_fill_normal(&r, dz, cnt, 1.0, 0.1);
     for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
     for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++) {
       memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
@@ -721,7 +542,7 @@ static void test_model_fusion(void **state) {
   nn_rng_seed(&r, 6);
   float *x = fbuf((size_t)n * in);
   int32_t labels[16];
-  fill_normal(&r, x, (size_t)n * in, 1.0, 0.5);
+  tu_fill_normal(&r, x, (size_t)n * in, 1.0, 0.5);
   for (int i = 0; i < n; i++) labels[i] = (int32_t)nn_rng_below(&r, (uint32_t)k);
   assert_true(nn_batchnorm_fuses(&m[0]->layers[1], &m[0]->layers[2], NN_MODE_TRAIN));
   assert_false(nn_batchnorm_fuses(&m[0]->layers[1], &m[0]->layers[2], NN_MODE_EVAL));
@@ -777,7 +598,7 @@ static void test_threads_bitwise(void **state) {
     float *x = fbuf(cnt), *dy = fbuf(cnt), gamma[MAXC], beta[MAXC], rm[MAXC], rv[MAXC];
     bn_outs o[2];
     fill_bn_input(&r, x, n, c, s, 1);
-    fill_normal(&r, dy, cnt, 1.0, 0.1);
+    tu_fill_normal(&r, dy, cnt, 1.0, 0.1);
     for (int k = 0; k < c; k++) {
       gamma[k] = 0.5f + nn_rng_uniform(&r);
       beta[k] = (float)nn_rng_normal(&r);
@@ -811,8 +632,6 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_optimized_vs_reference),
       cmocka_unit_test(test_reference_finite_differences),
-      cmocka_unit_test(test_torch_fixtures),
-      cmocka_unit_test(test_torch_shift_and_constant),
       cmocka_unit_test(test_large_mean_small_spread),
       cmocka_unit_test(test_constant_channel),
       cmocka_unit_test(test_running_update),

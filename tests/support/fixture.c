@@ -1,4 +1,5 @@
 #include "fixture.h"
+#include "nn_test.h"
 
 #include <stdarg.h>
 #include <setjmp.h>
@@ -104,4 +105,33 @@ void assert_close_fd(const char *what, const float *got, const double *want, siz
 
 void assert_close_dd(const char *what, const double *got, const double *want, size_t n, double rtol, double atol) {
   for (size_t i = 0; i < n; i++) check_close(what, i, got[i], want[i], rtol, atol);
+}
+
+void fx_case_check(const nn_fixture *fx, const char *cs, const char *field, const float *got, size_t n, double tol) {
+  char name[256];
+  size_t cnt;
+  snprintf(name, sizeof name, "%s.%s", cs, field);
+  const double *want = fx_get(fx, name, &cnt);
+  if (cnt != n) fail_msg("fixture %s has %zu values, expected %zu", name, cnt, n);
+  assert_close_fd(name, got, want, n, tol, tol);
+}
+
+float *fx_case_floats(const nn_fixture *fx, const char *cs, const char *field, size_t n) {
+  char name[256];
+  snprintf(name, sizeof name, "%s.%s", cs, field);
+  return fx_floats(fx, name, n);
+}
+
+void assert_rel_fd(const char *what, const float *got, const double *want, size_t n, double tol) {
+  assert_close_fd(what, got, want, n, tol, tol * maxabs_d(want, n));
+}
+
+void assert_same_bits(const char *what, const float *a, const float *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (memcmp(&a[i], &b[i], sizeof *a)) fail_msg("%s differs at %zu: %.9g vs %.9g", what, i, (double)a[i], (double)b[i]);
+}
+
+void assert_all_finite(const char *what, const float *v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(v[i])) fail_msg("%s[%zu] is not finite (%g)", what, i, (double)v[i]);
 }

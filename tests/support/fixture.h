@@ -22,9 +22,21 @@ const double *fx_find(const nn_fixture *fx, const char *name, size_t *count);
 float *fx_floats(const nn_fixture *fx, const char *name, size_t expect_count);
 double *fx_doubles(const nn_fixture *fx, const char *name, size_t expect_count);
 
+/* Arrays of a named case, "CASE.FIELD": fx_case_check compares got[0..n) to it (the fixture
+ * must hold exactly n values) with rtol = atol = tol; fx_case_floats copies it out. */
+void fx_case_check(const nn_fixture *fx, const char *cs, const char *field, const float *got, size_t n, double tol);
+float *fx_case_floats(const nn_fixture *fx, const char *cs, const char *field, size_t n);
+
 /* Fail the test (with the first bad index) unless |got - want| <= atol + rtol * |want|
  * for every element. `what` names the quantity in the message. */
 void assert_close_fd(const char *what, const float *got, const double *want, size_t n, double rtol, double atol);
+/* |got - want| <= tol * (|want| + max|want|): relative, with the array's scale as the floor
+ * for elements that cancel to ~0. */
+void assert_rel_fd(const char *what, const float *got, const double *want, size_t n, double tol);
+/* Every v[i] is finite. */
+void assert_all_finite(const char *what, const float *v, size_t n);
+/* got and want are bitwise equal (float by float). */
+void assert_same_bits(const char *what, const float *got, const float *want, size_t n);
 void assert_close_dd(const char *what, const double *got, const double *want, size_t n, double rtol, double atol);
 
 #endif

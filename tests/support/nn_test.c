@@ -1,5 +1,6 @@
 #include "nn_test.h"
 #include "cli_run.h"
+#include "base/rng.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -166,4 +167,20 @@ void tu_write_idx_pair(const char *dir, const char *prefix, int n, int h, int w,
   tu_write_file(path, lab, lsz);
   free(img);
   free(lab);
+}
+
+void tu_fill_normal(nn_rng *r, float *v, size_t n, double scale, double off) {
+  for (size_t i = 0; i < n; i++) v[i] = (float)(off + scale * nn_rng_normal(r));
+}
+
+void tu_fill_grouped(nn_rng *r, float *x, int n, int c, int s, int groups, int hard) {
+  const size_t m = (size_t)(c / groups) * s;
+  for (int t = 0; t < n * groups; t++) {
+    double off = 4.0 * (nn_rng_uniform(r) - 0.5), sc = 0.2 + 2.0 * nn_rng_uniform(r);
+    int kind = hard ? t % 5 : 0;
+    if (kind == 2) off = 1e3, sc = 0.05;
+    if (kind == 3) sc = 3e-3;
+    if (kind == 4) sc = 0;
+    for (size_t k = 0; k < m; k++) x[(size_t)t * m + k] = (float)(off + sc * nn_rng_normal(r));
+  }
 }

@@ -28,6 +28,12 @@ double *dbuf(size_t n);
 void fill_f(float *p, size_t n, float v);
 double maxabs_d(const double *v, size_t n);
 void to_double(const float *f, double *d, size_t n);
+/* v[i] = off + scale * N(0,1) from the library's RNG. */
+void tu_fill_normal(nn_rng *r, float *v, size_t n, double scale, double off);
+/* x[N,C,S] with an offset and a scale drawn per (sample, group). With `hard`, groups cycle
+ * through: a large mean with a small spread (1e3 + 0.05 N(0,1)), a spread of 3e-3 (variance
+ * ~ eps), and a constant group (var exactly 0). */
+void tu_fill_grouped(nn_rng *r, float *x, int n, int c, int s, int groups, int hard);
 
 /* A tiny RNG of the tests' own (xorshift64*), independent of the library's nn_rng. */
 typedef struct {
