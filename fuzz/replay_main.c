@@ -15,12 +15,17 @@ static int replay_file(const char *path) {
   if (!f) return fprintf(stderr, "%s: cannot open\n", path), 1;
   size_t cap = 1 << 16, n = 0, got;
   uint8_t *buf = malloc(cap);
-  while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0)
-    if ((n += got) == cap) buf = realloc(buf, cap *= 2);
+  while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+    if ((n += got) < cap) continue;
+    uint8_t *grown = realloc(buf, cap *= 2);
+    if (!grown) free(buf);
+    buf = grown;
+  }
   fclose(f);
   if (!buf) return fprintf(stderr, "%s: out of memory\n", path), 1;
   /* an exact-size copy, so ASan sees reads past the input as libFuzzer would */
   uint8_t *exact = malloc(n ? n : 1);
+  if (!exact) return free(buf), fprintf(stderr, "%s: out of memory\n", path), 1;
   memcpy(exact, buf, n);
   free(buf);
   LLVMFuzzerTestOneInput(exact, n);
