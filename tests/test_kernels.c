@@ -1,4 +1,6 @@
-/* Optimized kernels vs their double-precision reference twins (src/kernels/reference.c).
+/* Optimized kernels vs their double-precision reference twins (src/kernels/reference.c):
+ * GEMM, dense, conv2d, activations, flatten, softmax cross-entropy, and every kernel
+ * bitwise equal at 1 and several threads (pooling: test_pool.c).
  * Random float inputs are converted exactly to double; outputs and every gradient must agree
  * within rtol 1e-4 and an atol of 1e-5 times the largest reference magnitude. Backward
  * kernels are called twice from nonzero parameter gradients: dx must be overwritten,
@@ -19,38 +21,6 @@
 #include "kernels/kernels.h"
 #include "nn_test.h"
 
-/* ---- helpers ------------------------------------------------------------------------ */
-
-
-static double tr_unif(trng *r, double lo, double hi) {
-  return lo + (hi - lo) * (double)(tr_next(r) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-
-
-/* f[i] random in [lo, hi); d[i] = (double)f[i] exactly (d may be NULL) */
-static void fill(trng *r, float *f, double *d, size_t n, double lo, double hi) {
-  for (size_t i = 0; i < n; i++) {
-    f[i] = (float)tr_unif(r, lo, hi);
-    if (d) d[i] = f[i];
-  }
-}
-
-
-static void fill_nan(float *f, size_t n) {
-  for (size_t i = 0; i < n; i++) f[i] = NAN;
-}
-
-
-/* rtol 1e-4, atol 1e-5 relative to the magnitude of the reference */
-static void check(const char *what, const float *got, const double *want, size_t n) {
-  assert_close_fd(what, got, want, n, 1e-4, 1e-5 * maxabs_d(want, n) + 1e-30);
-}
-
-static void checkd(const char *what, const double *got, const double *want, size_t n) {
-  assert_close_dd(what, got, want, n, 1e-12, 1e-12 * maxabs_d(want, n) + 1e-300);
-}
-
 /* ---- GEMM --------------------------------------------------------------------------- */
 
 static void gemm_case(trng *r, int ta, int tb, int m, int n, int k, int pad_a, int pad_b, int pad_c,
@@ -59,9 +29,9 @@ static void gemm_case(trng *r, int ta, int tb, int m, int n, int k, int pad_a, i
   size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
   float *a = fbuf(na), *b = fbuf(nb), *c = fbuf(nc);
   double *ad = dbuf(na), *bd = dbuf(nb), *cd = dbuf(nc);
-  fill(r, a, ad, na, -1, 1);
-  fill(r, b, bd, nb, -1, 1);
-  fill(r, c, cd, nc, -1, 1);
+  tu_fill_pair(r, a, ad, na, -1, 1);
+  tu_fill_pair(r, b, bd, nb, -1, 1);
+  tu_fill_pair(r, c, cd, nc, -1, 1);
   if (beta == 0.0f) {
     /* beta = 0 must not read C: NaN there may not leak into the result */
     for (int i = 0; i < m; i++)
@@ -72,7 +42,7 @@ static void gemm_case(trng *r, int ta, int tb, int m, int n, int k, int pad_a, i
   char what[96];
   snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d ld %d/%d/%d", ta, tb, m, n, k, lda, ldb, ldc);
   /* includes the padding columns of C, which must be untouched (ref leaves them alone) */
-  check(what, c, cd, nc);
+  assert_kernel_close(what, c, cd, nc);
   free(a), free(b), free(c), free(ad), free(bd), free(cd);
 }
 
@@ -117,47 +87,47 @@ static void dense_case(trng *r, int n, int in, int out, int with_bias) {
   double *dxd = dbuf(nx), *gw = dbuf(nw), *gb = dbuf(out), *ew = dbuf(nw), *eb = dbuf(out);
   double *rw = dbuf(nw), *rb = dbuf(out);
   char what[96];
-  fill(r, x, xd, nx, -1, 1);
-  fill(r, w, wd, nw, -1, 1);
-  fill(r, b, bd, out, -1, 1);
-  fill(r, dy, dyd, ny, -1, 1);
+  tu_fill_pair(r, x, xd, nx, -1, 1);
+  tu_fill_pair(r, w, wd, nw, -1, 1);
+  tu_fill_pair(r, b, bd, out, -1, 1);
+  tu_fill_pair(r, dy, dyd, ny, -1, 1);
 
-  fill_nan(y, ny);
+  tu_fill_nan(y, ny);
   nn_dense_forward(x, w, with_bias ? b : NULL, y, n, in, out);
   nn_ref_dense_forward(xd, wd, with_bias ? bd : NULL, yd, n, in, out);
   snprintf(what, sizeof what, "dense y n=%d in=%d out=%d bias=%d", n, in, out, with_bias);
-  check(what, y, yd, ny);
+  assert_kernel_close(what, y, yd, ny);
 
   /* reference gradient from zero, then expected = init + 2 * grad */
   memset(gw, 0, nw * sizeof(double));
   memset(gb, 0, out * sizeof(double));
   nn_ref_dense_backward(xd, wd, dyd, dxd, gw, gb, n, in, out);
-  fill(r, dw, NULL, nw, -0.5, 0.5);
-  fill(r, db, NULL, out, -0.5, 0.5);
+  tu_fill_pair(r, dw, NULL, nw, -0.5, 0.5);
+  tu_fill_pair(r, db, NULL, out, -0.5, 0.5);
   for (size_t i = 0; i < nw; i++) ew[i] = (double)dw[i] + 2.0 * gw[i], rw[i] = dw[i];
   for (int i = 0; i < out; i++) eb[i] = (double)db[i] + 2.0 * gb[i], rb[i] = db[i];
-  fill_nan(dx, nx);
+  tu_fill_nan(dx, nx);
   nn_dense_backward(x, w, dy, dx, dw, db, n, in, out);
   nn_dense_backward(x, w, dy, dx, dw, db, n, in, out);
   snprintf(what, sizeof what, "dense dx n=%d in=%d out=%d", n, in, out);
-  check(what, dx, dxd, nx);
+  assert_kernel_close(what, dx, dxd, nx);
   snprintf(what, sizeof what, "dense dw (accumulated twice) n=%d in=%d out=%d", n, in, out);
-  check(what, dw, ew, nw);
+  assert_kernel_close(what, dw, ew, nw);
   snprintf(what, sizeof what, "dense db (accumulated twice) n=%d in=%d out=%d", n, in, out);
-  check(what, db, eb, out);
+  assert_kernel_close(what, db, eb, out);
   /* the reference accumulates too */
   nn_ref_dense_backward(xd, wd, dyd, NULL, rw, rb, n, in, out);
   nn_ref_dense_backward(xd, wd, dyd, NULL, rw, rb, n, in, out);
-  checkd("ref dense dw accumulates", rw, ew, nw);
-  checkd("ref dense db accumulates", rb, eb, out);
+  assert_kernel_close_dd("ref dense dw accumulates", rw, ew, nw);
+  assert_kernel_close_dd("ref dense db accumulates", rb, eb, out);
 
   /* partial requests: dw only, then dx only */
   memset(dw, 0, nw * sizeof(float));
   nn_dense_backward(x, w, dy, NULL, dw, NULL, n, in, out);
-  check("dense dw only", dw, gw, nw);
-  fill_nan(dx, nx);
+  assert_kernel_close("dense dw only", dw, gw, nw);
+  tu_fill_nan(dx, nx);
   nn_dense_backward(x, w, dy, dx, NULL, NULL, n, in, out);
-  check("dense dx only", dx, dxd, nx);
+  assert_kernel_close("dense dx only", dx, dxd, nx);
 
   free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db);
   free(xd), free(wd), free(bd), free(yd), free(dyd), free(dxd), free(gw), free(gb), free(ew), free(eb);
@@ -209,7 +179,7 @@ static void conv_case(trng *r, const conv_shape *s) {
   size_t nws = nn_conv2d_workspace(&g);
   assert_true(nws > 0);
   float *ws = fbuf(nws);
-  fill_nan(ws, nws); /* the kernels must not read workspace they did not write */
+  tu_fill_nan(ws, nws); /* the kernels must not read workspace they did not write */
   float *x = fbuf(nx), *w = fbuf(nw), *b = fbuf(nb), *y = fbuf(ny), *dy = fbuf(ny);
   float *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf(nb);
   double *xd = dbuf(nx), *wd = dbuf(nw), *bd = dbuf(nb), *yd = dbuf(ny), *dyd = dbuf(ny);
@@ -218,53 +188,53 @@ static void conv_case(trng *r, const conv_shape *s) {
   char what[128], tag[80];
   snprintf(tag, sizeof tag, "n%d c%d %dx%d oc%d k%dx%d s%d p%d", g.n, g.c, g.h, g.w, g.oc, g.kh, g.kw,
            g.stride, g.pad);
-  fill(r, x, xd, nx, -1, 1);
-  fill(r, w, wd, nw, -1, 1);
-  fill(r, b, bd, nb, -1, 1);
-  fill(r, dy, dyd, ny, -1, 1);
+  tu_fill_pair(r, x, xd, nx, -1, 1);
+  tu_fill_pair(r, w, wd, nw, -1, 1);
+  tu_fill_pair(r, b, bd, nb, -1, 1);
+  tu_fill_pair(r, dy, dyd, ny, -1, 1);
 
   for (int bias = 0; bias < 2; bias++) {
-    fill_nan(y, ny);
+    tu_fill_nan(y, ny);
     nn_conv2d_forward(&g, x, w, bias ? b : NULL, y, ws);
     nn_ref_conv2d_forward(&g, xd, wd, bias ? bd : NULL, yd);
     snprintf(what, sizeof what, "conv y bias=%d %s", bias, tag);
-    check(what, y, yd, ny);
+    assert_kernel_close(what, y, yd, ny);
   }
 
   memset(gw, 0, nw * sizeof(double));
   memset(gb, 0, nb * sizeof(double));
   nn_ref_conv2d_backward(&g, xd, wd, dyd, dxd, gw, gb);
-  fill(r, dw, NULL, nw, -0.5, 0.5);
-  fill(r, db, NULL, nb, -0.5, 0.5);
+  tu_fill_pair(r, dw, NULL, nw, -0.5, 0.5);
+  tu_fill_pair(r, db, NULL, nb, -0.5, 0.5);
   for (size_t i = 0; i < nw; i++) ew[i] = (double)dw[i] + 2.0 * gw[i], rw[i] = dw[i];
   for (size_t i = 0; i < nb; i++) eb[i] = (double)db[i] + 2.0 * gb[i], rb[i] = db[i];
-  fill_nan(dx, nx);
+  tu_fill_nan(dx, nx);
   nn_conv2d_backward(&g, x, w, dy, dx, dw, db, ws);
   nn_conv2d_backward(&g, x, w, dy, dx, dw, db, ws);
   snprintf(what, sizeof what, "conv dx %s", tag);
-  check(what, dx, dxd, nx);
+  assert_kernel_close(what, dx, dxd, nx);
   snprintf(what, sizeof what, "conv dw (accumulated twice) %s", tag);
-  check(what, dw, ew, nw);
+  assert_kernel_close(what, dw, ew, nw);
   snprintf(what, sizeof what, "conv db (accumulated twice) %s", tag);
-  check(what, db, eb, nb);
+  assert_kernel_close(what, db, eb, nb);
   nn_ref_conv2d_backward(&g, xd, wd, dyd, NULL, rw, rb);
   nn_ref_conv2d_backward(&g, xd, wd, dyd, NULL, rw, rb);
-  checkd("ref conv dw accumulates", rw, ew, nw);
-  checkd("ref conv db accumulates", rb, eb, nb);
+  assert_kernel_close_dd("ref conv dw accumulates", rw, ew, nw);
+  assert_kernel_close_dd("ref conv db accumulates", rb, eb, nb);
 
   /* partial requests */
   memset(dw, 0, nw * sizeof(float));
   nn_conv2d_backward(&g, x, w, dy, NULL, dw, NULL, ws);
   snprintf(what, sizeof what, "conv dw only %s", tag);
-  check(what, dw, gw, nw);
+  assert_kernel_close(what, dw, gw, nw);
   memset(db, 0, nb * sizeof(float));
   nn_conv2d_backward(&g, x, w, dy, NULL, NULL, db, ws);
   snprintf(what, sizeof what, "conv db only %s", tag);
-  check(what, db, gb, nb);
-  fill_nan(dx, nx);
+  assert_kernel_close(what, db, gb, nb);
+  tu_fill_nan(dx, nx);
   nn_conv2d_backward(&g, x, w, dy, dx, NULL, NULL, ws);
   snprintf(what, sizeof what, "conv dx only %s", tag);
-  check(what, dx, dxd, nx);
+  assert_kernel_close(what, dx, dxd, nx);
 
   free(ws), free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db);
   free(xd), free(wd), free(bd), free(yd), free(dyd), free(dxd), free(gw), free(gb), free(ew), free(eb);
@@ -311,193 +281,6 @@ static void test_conv_geom(void **state) {
   }
 }
 
-/* ---- pooling ------------------------------------------------------------------------ */
-
-typedef struct {
-  int n, c, h, w, size, stride;
-} pool_shape;
-
-static const pool_shape pool_shapes[] = {
-    {2, 3, 24, 24, 2, 2}, /* 2x2 stride 2 */
-    {3, 2, 7, 9, 2, 2},   /* odd sizes: floor drops the last row/column */
-    {2, 2, 7, 7, 3, 2},   /* overlapping windows */
-    {1, 1, 5, 6, 3, 1},   /* stride 1, batch 1 */
-    {2, 3, 8, 7, 3, 3},   /* stride 3, floor on the width */
-    {2, 1, 4, 4, 4, 1},   /* window = input */
-    {128, 6, 24, 24, 2, 2}, /* LeNet pool1 at batch 128 (threaded) */
-    {128, 16, 8, 8, 2, 2},  /* LeNet pool2 */
-    {64, 8, 13, 11, 3, 2},  /* threaded, overlapping, odd */
-    /* 2x2 stride 2 rows of >= 8 outputs (8-wide steps, the last one moved back to end at OW):
-     * 13 (cnn pool1), 15 (cifar-cnn pool1), 9 with an odd leftover row and column, exactly 8
-     * with a leftover column, 5 (cnn pool2, below 8) */
-    {2, 3, 26, 26, 2, 2},
-    {2, 2, 30, 30, 2, 2},
-    {2, 2, 21, 19, 2, 2},
-    {3, 2, 16, 17, 2, 2},
-    {3, 2, 11, 11, 2, 2},
-};
-
-static void pool_case(trng *r, const pool_shape *s) {
-  nn_pool_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .size = s->size, .stride = s->stride};
-  assert_int_equal(nn_pool_geom_init(&g), 0);
-  assert_int_equal(g.oh, (s->h - s->size) / s->stride + 1);
-  assert_int_equal(g.ow, (s->w - s->size) / s->stride + 1);
-  size_t nx = (size_t)g.n * g.c * g.h * g.w, ny = (size_t)g.n * g.c * g.oh * g.ow;
-  float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
-  int32_t *am = malloc(ny * sizeof(int32_t));
-  assert_non_null(am);
-  double *xd = dbuf(nx), *yd = dbuf(ny), *dyd = dbuf(ny), *dxd = dbuf(nx);
-  char what[96], tag[64];
-  snprintf(tag, sizeof tag, "n%d c%d %dx%d k%d s%d", g.n, g.c, g.h, g.w, g.size, g.stride);
-  fill(r, x, xd, nx, -1, 1);
-  fill(r, dy, dyd, ny, -1, 1);
-
-  fill_nan(y, ny);
-  nn_maxpool2d_forward(&g, x, y, am);
-  nn_ref_maxpool2d_forward(&g, xd, yd);
-  snprintf(what, sizeof what, "maxpool y %s", tag);
-  assert_close_fd(what, y, yd, ny, 0.0, 0.0); /* a max is exact */
-  size_t plane = (size_t)g.h * g.w, oplane = (size_t)g.oh * g.ow;
-  for (size_t i = 0; i < ny; i++) {
-    size_t p = i / oplane;
-    int oh = (int)(i % oplane) / g.ow, ow = (int)(i % oplane) % g.ow;
-    int a = am[i], ih = a / g.w, iw = a % g.w;
-    assert_true(a >= 0 && (size_t)a < plane);
-    assert_true(ih >= oh * g.stride && ih < oh * g.stride + g.size);
-    assert_true(iw >= ow * g.stride && iw < ow * g.stride + g.size);
-    assert_true(x[p * plane + (size_t)a] == y[i]);
-  }
-  fill_nan(dx, nx);
-  nn_maxpool2d_backward(&g, dy, am, dx);
-  nn_ref_maxpool2d_backward(&g, xd, dyd, dxd);
-  snprintf(what, sizeof what, "maxpool dx %s", tag);
-  check(what, dx, dxd, nx);
-
-  fill_nan(y, ny);
-  nn_avgpool2d_forward(&g, x, y);
-  nn_ref_avgpool2d_forward(&g, xd, yd);
-  snprintf(what, sizeof what, "avgpool y %s", tag);
-  check(what, y, yd, ny);
-  fill_nan(dx, nx);
-  nn_avgpool2d_backward(&g, dy, dx);
-  nn_ref_avgpool2d_backward(&g, dyd, dxd);
-  snprintf(what, sizeof what, "avgpool dx %s", tag);
-  check(what, dx, dxd, nx);
-
-  free(x), free(y), free(dy), free(dx), free(am), free(xd), free(yd), free(dyd), free(dxd);
-}
-
-static void test_pool(void **state) {
-  (void)state;
-  trng r = {0xABCDEF0102030405ULL};
-  for (size_t i = 0; i < sizeof pool_shapes / sizeof pool_shapes[0]; i++) pool_case(&r, &pool_shapes[i]);
-}
-
-static void test_maxpool_ties_and_nan(void **state) {
-  (void)state;
-  /* one 4x4 plane, 2x2 windows stride 2 and 3x3 windows stride 1 */
-  float x[16] = {1, 5, 5, 2,   /* window (0,0): 5 at 1 and 4 -> 1; window (0,1): 5 at 2 and 6 -> 2 */
-                 5, 0, 5, 2,
-                 3, 3, 7, NAN, /* window (1,1): NaN wins over the later 7 */
-                 3, 3, 1, 7};
-  nn_pool_geom g = {.n = 1, .c = 1, .h = 4, .w = 4, .size = 2, .stride = 2};
-  assert_int_equal(nn_pool_geom_init(&g), 0);
-  float y[4];
-  int32_t am[4];
-  nn_maxpool2d_forward(&g, x, y, am);
-  assert_int_equal(am[0], 1);
-  assert_int_equal(am[1], 2);
-  assert_int_equal(am[2], 8); /* all 3s: first */
-  assert_int_equal(am[3], 11);
-  assert_true(y[0] == 5.0f && y[1] == 5.0f && y[2] == 3.0f && isnan(y[3]));
-  /* generic path (3x3 stride 1) keeps the same rules */
-  nn_pool_geom g3 = {.n = 1, .c = 1, .h = 4, .w = 4, .size = 3, .stride = 1};
-  assert_int_equal(nn_pool_geom_init(&g3), 0);
-  nn_maxpool2d_forward(&g3, x, y, am);
-  assert_int_equal(am[0], 10); /* 7 at (2,2) */
-  assert_true(isnan(y[1]) && am[1] == 11);
-  assert_int_equal(am[2], 10);
-  assert_true(isnan(y[3]) && am[3] == 11);
-  /* backward with overlapping windows accumulates into the shared argmax */
-  float dy[4] = {1, 2, 4, 8}, dx[16];
-  nn_maxpool2d_backward(&g3, dy, am, dx);
-  for (int i = 0; i < 16; i++) {
-    float want = (i == 10) ? 1 + 4 : (i == 11) ? 2 : 0;
-    if (i == am[3]) want += 8;
-    assert_true(dx[i] == want);
-  }
-  /* invalid geometries */
-  nn_pool_geom bad = {.n = 1, .c = 1, .h = 3, .w = 5, .size = 4, .stride = 1};
-  assert_int_equal(nn_pool_geom_init(&bad), -1);
-  bad = (nn_pool_geom){.n = 1, .c = 1, .h = 5, .w = 5, .size = 2, .stride = 0};
-  assert_int_equal(nn_pool_geom_init(&bad), -1);
-}
-
-/* the tie and NaN rules on rows long enough for the vector path: values from {0, 1, NaN}
- * make ties and NaNs frequent; the expected argmax follows the rule in window order
- * (top-left, top-right, bottom-left, bottom-right) */
-static void test_maxpool_ties_vector_rows(void **state) {
-  (void)state;
-  trng r = {0x7135A11ULL};
-  for (int wi = 0; wi < 2; wi++) { /* 18 outputs per row (8-wide steps), 5 (4-wide) */
-    nn_pool_geom g = {.n = 3, .c = 2, .h = 6, .w = wi == 0 ? 37 : 11, .size = 2, .stride = 2};
-    assert_int_equal(nn_pool_geom_init(&g), 0);
-    size_t nx = (size_t)g.n * g.c * g.h * g.w, ny = (size_t)g.n * g.c * g.oh * g.ow;
-    float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
-    int32_t *am = malloc(ny * sizeof(int32_t));
-    assert_non_null(am);
-    for (size_t i = 0; i < nx; i++) {
-      uint64_t v = tr_next(&r) % 7;
-      x[i] = v == 0 ? NAN : v < 4 ? 0.0f : 1.0f;
-    }
-    fill(&r, dy, NULL, ny, -1, 1);
-    nn_maxpool2d_forward(&g, x, y, am);
-    nn_maxpool2d_backward(&g, dy, am, dx);
-    for (int p = 0; p < g.n * g.c; p++) {
-      const float *xp = x + (size_t)p * g.h * g.w;
-      for (int oh = 0; oh < g.oh; oh++) {
-        for (int ow = 0; ow < g.ow; ow++) {
-          int base = 2 * oh * g.w + 2 * ow, cand[4] = {base, base + 1, base + g.w, base + g.w + 1}, bi = base;
-          for (int k = 1; k < 4; k++) {
-            float v = xp[cand[k]], b = xp[bi];
-            if (v > b || (isnan(v) && !isnan(b))) bi = cand[k];
-          }
-          size_t o = (size_t)p * g.oh * g.ow + (size_t)oh * g.ow + ow;
-          if (am[o] != bi) fail_msg("maxpool argmax at plane %d (%d,%d): %d, want %d", p, oh, ow, am[o], bi);
-          assert_memory_equal(&y[o], &xp[bi], sizeof(float));
-          assert_true(dx[(size_t)p * g.h * g.w + (size_t)bi] == dy[o]);
-        }
-      }
-      /* the leftover last column gets no gradient */
-      for (int ih = 0; ih < g.h; ih++) assert_true(dx[(size_t)p * g.h * g.w + (size_t)ih * g.w + g.w - 1] == 0.0f);
-    }
-    free(x), free(y), free(dy), free(dx), free(am);
-  }
-}
-
-static void test_global_avgpool(void **state) {
-  (void)state;
-  trng r = {0x5555AAAA3333CCCCULL};
-  static const int shapes[][3] = {{2, 3, 1}, {4, 5, 49}, {1, 7, 3}, {128, 64, 64}};
-  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-    int n = shapes[s][0], c = shapes[s][1], sp = shapes[s][2];
-    size_t nx = (size_t)n * c * sp, ny = (size_t)n * c;
-    float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
-    double *xd = dbuf(nx), *yd = dbuf(ny), *dyd = dbuf(ny), *dxd = dbuf(nx);
-    fill(&r, x, xd, nx, -1, 1);
-    fill(&r, dy, dyd, ny, -1, 1);
-    fill_nan(y, ny);
-    nn_global_avgpool_forward(x, y, n, c, sp);
-    nn_ref_global_avgpool_forward(xd, yd, n, c, sp);
-    check("global avgpool y", y, yd, ny);
-    fill_nan(dx, nx);
-    nn_global_avgpool_backward(dy, dx, n, c, sp);
-    nn_ref_global_avgpool_backward(dyd, dxd, n, c, sp);
-    check("global avgpool dx", dx, dxd, nx);
-    free(x), free(y), free(dy), free(dx), free(xd), free(yd), free(dyd), free(dxd);
-  }
-}
-
 /* ---- activations, flatten ------------------------------------------------------------ */
 
 typedef void (*act_fwd)(const float *, float *, size_t);
@@ -509,23 +292,23 @@ static void act_case(trng *r, const char *name, act_fwd f, act_bwd b, ref_fwd rf
   float *x = fbuf(n), *y = fbuf(n), *dy = fbuf(n), *dx = fbuf(n);
   double *xd = dbuf(n), *yd = dbuf(n), *dyd = dbuf(n), *dxd = dbuf(n), *yk = dbuf(n);
   char what[64];
-  fill(r, x, xd, n, -6, 6);
+  tu_fill_pair(r, x, xd, n, -6, 6);
   /* extremes: must stay finite (stable sigmoid) and saturate correctly */
   static const float ext[] = {-1e4f, 1e4f, -100.0f, 100.0f, -88.0f, 88.0f, 0.0f, -20.0f, 20.0f};
   for (size_t i = 0; i < sizeof ext / sizeof ext[0] && i < n; i++) x[i] = ext[i], xd[i] = ext[i];
-  fill(r, dy, dyd, n, -1, 1);
-  fill_nan(y, n);
+  tu_fill_pair(r, dy, dyd, n, -1, 1);
+  tu_fill_nan(y, n);
   f(x, y, n);
   rf(xd, yd, n);
   snprintf(what, sizeof what, "%s y (n=%zu)", name, n);
-  check(what, y, yd, n);
+  assert_kernel_close(what, y, yd, n);
   /* backward from the kernel's own output, so both sides see the same y */
   to_double(y, yk, n);
-  fill_nan(dx, n);
+  tu_fill_nan(dx, n);
   b(y, dy, dx, n);
   rb(yk, dyd, dxd, n);
   snprintf(what, sizeof what, "%s dx (n=%zu)", name, n);
-  check(what, dx, dxd, n);
+  assert_kernel_close(what, dx, dxd, n);
   free(x), free(y), free(dy), free(dx), free(xd), free(yd), free(dyd), free(dxd), free(yk);
 }
 
@@ -584,12 +367,12 @@ static void test_flatten(void **state) {
   size_t n = 1237;
   float *x = fbuf(n), *y = fbuf(n), *dx = fbuf(n);
   double *xd = dbuf(n), *yd = dbuf(n), *dxd = dbuf(n);
-  fill(&r, x, xd, n, -1, 1);
-  fill_nan(y, n);
+  tu_fill_pair(&r, x, xd, n, -1, 1);
+  tu_fill_nan(y, n);
   nn_flatten_forward(x, y, n);
   nn_ref_flatten_forward(xd, yd, n);
   assert_close_fd("flatten y", y, yd, n, 0.0, 0.0);
-  fill_nan(dx, n);
+  tu_fill_nan(dx, n);
   nn_flatten_backward(y, dx, n);
   nn_ref_flatten_backward(yd, dxd, n);
   assert_close_fd("flatten dx", dx, dxd, n, 0.0, 0.0);
@@ -607,13 +390,13 @@ static void smx_case(trng *r, int n, int k, double spread, double offset) {
   int32_t *lab = malloc((size_t)n * sizeof(int32_t));
   assert_non_null(lab);
   char what[96];
-  fill(r, z, zd, nz, offset - spread, offset + spread);
+  tu_fill_pair(r, z, zd, nz, offset - spread, offset + spread);
   for (int i = 0; i < n; i++) lab[i] = (int32_t)(tr_next(r) % (uint64_t)k);
-  fill_nan(p, nz);
+  tu_fill_nan(p, nz);
   double loss = nn_softmax_xent_forward(z, lab, p, n, k);
   double want = nn_ref_softmax_xent_forward(zd, lab, pd, n, k);
   snprintf(what, sizeof what, "softmax probs n=%d k=%d spread=%g offset=%g", n, k, spread, offset);
-  check(what, p, pd, nz);
+  assert_kernel_close(what, p, pd, nz);
   assert_true(isfinite(loss));
   if (!(fabs(loss - want) <= 1e-4 * fabs(want) + 1e-5 * n))
     fail_msg("softmax loss n=%d k=%d: got %.9g want %.9g", n, k, loss, want);
@@ -624,14 +407,14 @@ static void smx_case(trng *r, int n, int k, double spread, double offset) {
   }
   to_double(p, pk, nz);
   float scale = 1.0f / (float)n;
-  fill_nan(dz, nz);
+  tu_fill_nan(dz, nz);
   nn_softmax_xent_backward(p, lab, dz, n, k, scale);
   nn_ref_softmax_xent_backward(pk, lab, dzd, n, k, (double)scale);
   snprintf(what, sizeof what, "softmax dlogits n=%d k=%d", n, k);
-  check(what, dz, dzd, nz);
+  assert_kernel_close(what, dz, dzd, nz);
   /* in place (dlogits = probs) */
   nn_softmax_xent_backward(p, lab, p, n, k, scale);
-  check("softmax dlogits in place", p, dzd, nz);
+  assert_kernel_close("softmax dlogits in place", p, dzd, nz);
   free(z), free(p), free(dz), free(zd), free(pd), free(pk), free(dzd), free(lab);
 }
 
@@ -678,10 +461,10 @@ static void test_thread_independence(void **state) {
            ny = (size_t)g.n * g.oc * g.oh * g.ow, nws = nn_conv2d_workspace(&g);
     float *x = fbuf(nx), *w = fbuf(nw), *b = fbuf(g.oc), *dy = fbuf(ny), *ws = fbuf(nws);
     float *y[2], *dx[2], *dw[2], *db[2];
-    fill(&r, x, NULL, nx, -1, 1);
-    fill(&r, w, NULL, nw, -1, 1);
-    fill(&r, b, NULL, g.oc, -1, 1);
-    fill(&r, dy, NULL, ny, -1, 1);
+    tu_fill_pair(&r, x, NULL, nx, -1, 1);
+    tu_fill_pair(&r, w, NULL, nw, -1, 1);
+    tu_fill_pair(&r, b, NULL, g.oc, -1, 1);
+    tu_fill_pair(&r, dy, NULL, ny, -1, 1);
     for (int t = 0; t < 2; t++) {
       y[t] = fbuf(ny), dx[t] = fbuf(nx), dw[t] = fbuf(nw), db[t] = fbuf(g.oc);
       omp_set_num_threads(t == 0 ? 1 : 3);
@@ -698,10 +481,10 @@ static void test_thread_independence(void **state) {
   /* dense */
   int n = 128, in = 256, out = 120;
   float *x = fbuf((size_t)n * in), *w = fbuf((size_t)out * in), *b = fbuf(out), *dy = fbuf((size_t)n * out);
-  fill(&r, x, NULL, (size_t)n * in, -1, 1);
-  fill(&r, w, NULL, (size_t)out * in, -1, 1);
-  fill(&r, b, NULL, out, -1, 1);
-  fill(&r, dy, NULL, (size_t)n * out, -1, 1);
+  tu_fill_pair(&r, x, NULL, (size_t)n * in, -1, 1);
+  tu_fill_pair(&r, w, NULL, (size_t)out * in, -1, 1);
+  tu_fill_pair(&r, b, NULL, out, -1, 1);
+  tu_fill_pair(&r, dy, NULL, (size_t)n * out, -1, 1);
   float *y[2], *dx[2], *dw[2], *db[2];
   for (int t = 0; t < 2; t++) {
     y[t] = fbuf((size_t)n * out), dx[t] = fbuf((size_t)n * in), dw[t] = fbuf((size_t)out * in);
@@ -725,8 +508,8 @@ static void test_thread_independence(void **state) {
   size_t px = (size_t)pg.n * pg.c * pg.h * pg.w, py = (size_t)pg.n * pg.c * pg.oh * pg.ow;
   float *pxb = fbuf(px), *pdy = fbuf(py), *pout[2][4];
   int32_t *pam[2];
-  fill(&r, pxb, NULL, px, -1, 1);
-  fill(&r, pdy, NULL, py, -1, 1);
+  tu_fill_pair(&r, pxb, NULL, px, -1, 1);
+  tu_fill_pair(&r, pdy, NULL, py, -1, 1);
   for (int t = 0; t < 2; t++) {
     pout[t][0] = fbuf(py), pout[t][1] = fbuf(px), pout[t][2] = fbuf(py), pout[t][3] = fbuf(px);
     pam[t] = malloc(py * sizeof(int32_t));
@@ -754,10 +537,6 @@ int main(void) {
       cmocka_unit_test(test_dense),
       cmocka_unit_test(test_conv_geom),
       cmocka_unit_test(test_conv2d),
-      cmocka_unit_test(test_pool),
-      cmocka_unit_test(test_maxpool_ties_and_nan),
-      cmocka_unit_test(test_maxpool_ties_vector_rows),
-      cmocka_unit_test(test_global_avgpool),
       cmocka_unit_test(test_activations),
       cmocka_unit_test(test_activation_accuracy),
       cmocka_unit_test(test_flatten),

@@ -135,3 +135,11 @@ void assert_all_finite(const char *what, const float *v, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (!isfinite(v[i])) fail_msg("%s[%zu] is not finite (%g)", what, i, (double)v[i]);
 }
+
+void assert_kernel_close(const char *what, const float *got, const double *want, size_t n) {
+  assert_close_fd(what, got, want, n, 1e-4, 1e-5 * maxabs_d(want, n) + 1e-30);
+}
+
+void assert_kernel_close_dd(const char *what, const double *got, const double *want, size_t n) {
+  assert_close_dd(what, got, want, n, 1e-12, 1e-12 * maxabs_d(want, n) + 1e-300);
+}

@@ -184,3 +184,18 @@ void tu_fill_grouped(nn_rng *r, float *x, int n, int c, int s, int groups, int h
     for (size_t k = 0; k < m; k++) x[(size_t)t * m + k] = (float)(off + sc * nn_rng_normal(r));
   }
 }
+
+double tu_unif(trng *r, double lo, double hi) {
+  return lo + (hi - lo) * (double)(tr_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void tu_fill_pair(trng *r, float *f, double *d, size_t n, double lo, double hi) {
+  for (size_t i = 0; i < n; i++) {
+    f[i] = (float)tu_unif(r, lo, hi);
+    if (d) d[i] = f[i];
+  }
+}
+
+void tu_fill_nan(float *f, size_t n) {
+  for (size_t i = 0; i < n; i++) f[i] = NAN;
+}

@@ -40,6 +40,12 @@ typedef struct {
   uint64_t s;
 } trng;
 uint64_t tr_next(trng *r);
+/* Uniform in [lo, hi) from the tests' RNG. */
+double tu_unif(trng *r, double lo, double hi);
+/* f[i] random in [lo, hi); d[i] = (double)f[i] exactly (d may be NULL). */
+void tu_fill_pair(trng *r, float *f, double *d, size_t n, double lo, double hi);
+/* NaN everywhere (an output a kernel must overwrite). */
+void tu_fill_nan(float *f, size_t n);
 
 /* Write DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte (DIR is created): n
  * images of h x w with labels i % classes; class k is bright in a band of rows that moves
