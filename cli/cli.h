@@ -75,6 +75,11 @@ void cli_model_free(cli_model *m);
  * loading the checkpoint otherwise), after applying --norm (may be NULL). */
 int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init init, unsigned long long seed,
                     nn_model **out);
+/* What a trained model reads: --input-norm / --data when given (NULL if not), else what the
+ * model records, else the preset's transform and fashion-mnist. *data_from says which, for
+ * the output ("recorded in the model", "--data", ...). */
+int cli_model_input(const char *cmd, const cli_model *cm, const nn_model *m, const char *norm_arg,
+                    const char *data_arg, nn_input_norm *norm, const char **data, const char **data_from);
 
 /* Progress display (TTY: a Keras-like bar with ETA; otherwise one line per epoch). */
 typedef struct {
@@ -88,15 +93,24 @@ typedef struct {
 void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label);
 nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
 
-/* ---- training jobs (train, compare) ---------------------------------------------------- */
+/* ---- training jobs (train, compare, study) ---------------------------------------------
+ * Options become recipe overrides (key = value text, checked by nn_recipe_set) applied to
+ * the preset's recipe in the order given; nothing is a sentinel. */
 typedef struct {
-  const char *model, *norm, *data, *out, *optimizer, *init, *input_norm, *augment, *resume, *label, *placement;
-  int epochs, batch, threads, shuffle, drop_last, nesterov, quiet, track_activations, freeze_bn;
+  const char *key;   /* recipe key */
+  const char *flag;  /* the option that set it, for messages ("--lr") */
+  const char *value;
+} cli_override;
+#define CLI_MAX_OVERRIDES 64
+typedef struct {
+  const char *model, *out, *resume, *label;
+  cli_override ov[CLI_MAX_OVERRIDES];
+  int nov;
+  int threads, quiet, track_activations, overwrite;
+  int model_given;       /* --model was given (refused with --resume) */
   int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
   int sync_bn;           /* under mpirun: batchnorm statistics over the global batch (default 1) */
-  float lr, momentum, weight_decay, val_split;
-  long max_steps;
-  unsigned long long seed;
+  int check_only;        /* build and check the run (model, data, directory), do not train */
 } cli_train_opts;
 
 typedef struct {
@@ -105,9 +119,10 @@ typedef struct {
 } cli_activation;
 
 typedef struct {
-  nn_history *hist;
+  nn_history *hist;      /* every epoch of the run, resumed ones included */
   size_t params;
-  cli_activation *act; /* with --track-activations */
+  int validation;        /* evaluated on a validation split (val_*), else the test set (test_*) */
+  cli_activation *act;   /* with --track-activations */
   int nact, capact;
 } cli_train_result;
 
@@ -115,6 +130,10 @@ extern const char cli_train_options_help[];
 void cli_train_defaults(cli_train_opts *o);
 /* Consume one training option at a->i: 1 if consumed (*bad set on a bad value), 0 if not. */
 int cli_train_option(cli_args *a, cli_train_opts *o, int *bad);
+/* Add (or replace) an override; the strings must outlive the job. */
+int cli_train_override(cli_train_opts *o, const char *key, const char *flag, const char *value);
+/* The value an override sets for key, or `dflt`. */
+const char *cli_train_value(const cli_train_opts *o, const char *key, const char *dflt);
 int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *res);
 void cli_train_result_free(cli_train_result *r);
 
@@ -141,8 +160,8 @@ int cmd_study(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 /* normnet study sync-bn (cli/cmd_study_sync_bn.c) */
 int cli_study_sync_bn(int argc, char **argv);
-/* Accuracy of a checkpoint on a data source in train mode (batch statistics over batches of
+/* Accuracy of a checkpoint on the data it was trained on in train mode (batch statistics over batches of
  * `batch`) or eval mode; *fail set with err on failure (cli/cmd_study.c). */
-double cli_study_eval(const char *ckpt, const char *source, int train_mode, int batch, nn_error *err, int *fail);
+double cli_study_eval(const char *ckpt, int train_mode, int batch, nn_error *err, int *fail);
 
 #endif

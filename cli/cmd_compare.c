@@ -16,14 +16,16 @@ static const char *const usage_head =
     "\n"
     "Train the same model once per normalization (same seed, so shared layers start from the\n"
     "same weights) and compare them: a per-epoch table, a summary, DIR/history.csv,\n"
-    "DIR/curves.png and DIR/curves.svg, and each variant's run in DIR/<variant>/.\n"
+    "DIR/curves.png and DIR/curves.svg, and each variant's run in DIR/<variant>/. Every variant\n"
+    "is built and checked (spec, --init, data, directory) before the first one trains.\n"
     "\n"
     "  --norm LIST               comma-separated: batch, group:G, layer, instance, none (default\n"
     "                            batch,none); G must divide every normalized layer's channels;\n"
     "                            NORM@after puts the norm after the activation (batch,batch@after)\n"
     "  --target ACC              summary: first epoch whose validation accuracy reaches ACC\n"
     "                            (default 0.8)\n"
-    "  --out DIR                 default runs/compare-<model>\n";
+    "  --out DIR                 default runs/compare-<model>; variants that already hold a run are\n"
+    "                            refused unless --overwrite\n";
 
 typedef struct {
   char name[CLI_ITEM];
@@ -32,10 +34,10 @@ typedef struct {
   double seconds;
 } variant;
 
-static int write_history(const char *path, variant *v, int nv) {
+static int write_history(const char *path, variant *v, int nv, const char *ev) {
   cli_text t;
   FILE *f = cli_text_open(&t);
-  if (f) fprintf(f, "variant,epoch,train_loss,train_acc,val_loss,val_acc,seconds,samples_per_sec\n");
+  if (f) fprintf(f, "variant,epoch,train_loss,train_acc,%s_loss,%s_acc,seconds,samples_per_sec\n", ev, ev);
   for (int k = 0; f && k < nv; k++)
     for (int i = 0; i < nn_history_count(v[k].res.hist); i++) {
       const nn_epoch_record *r = nn_history_get(v[k].res.hist, i);
@@ -77,14 +79,18 @@ static int plot(const char *dir, const char *model, variant *v, int nv, nn_error
   return st ? -1 : 0;
 }
 
-static void print_tables(variant *v, int nv, double target, const char *valname) {
+static void print_tables(variant *v, int nv, double target, const char *valname, const char *ev) {
   int maxn = 0;
   for (int k = 0; k < nv; k++)
     if (nn_history_count(v[k].res.hist) > maxn) maxn = nn_history_count(v[k].res.hist);
   printf("\n%-6s", "epoch");
   for (int k = 0; k < nv; k++) printf(" | %-37s", v[k].name);
   printf("\n%-6s", "");
-  for (int k = 0; k < nv; k++) printf(" | %8s %8s %9s %9s", "loss", "acc", "val_loss", "val_acc");
+  char el[16], ea[16], best_col[32];
+  snprintf(el, sizeof el, "%s_loss", ev);
+  snprintf(ea, sizeof ea, "%s_acc", ev);
+  snprintf(best_col, sizeof best_col, "best %s_acc", ev);
+  for (int k = 0; k < nv; k++) printf(" | %8s %8s %9s %9s", "loss", "acc", el, ea);
   printf("\n");
   for (int i = 0; i < maxn; i++) {
     printf("%-6d", i + 1);
@@ -98,7 +104,7 @@ static void print_tables(variant *v, int nv, double target, const char *valname)
     }
     printf("\n");
   }
-  printf("\n%-12s %13s %7s %18s %12s %10s %12s\n", "variant", "best val_acc", "epoch", "first >= target", "final acc",
+  printf("\n%-12s %13s %7s %18s %12s %10s %12s\n", "variant", best_col, "epoch", "first >= target", "final acc",
          "s/epoch", "samples/s");
   for (int k = 0; k < nv; k++) {
     int n = nn_history_count(v[k].res.hist), best = 0, first = 0;
@@ -167,23 +173,32 @@ int cmd_compare(int argc, char **argv) {
   }
   int rc = EXIT_OK;
   char dirs[MAX_VARIANTS][4200];
-  for (int k = 0; k < nv && !rc; k++) {
+  cli_train_opts vo[MAX_VARIANTS];
+  for (int k = 0; k < nv; k++) {
     snprintf(dirs[k], sizeof dirs[k], "%s/%s", out, v[k].name);
     for (char *p = dirs[k] + strlen(out) + 1; *p; p++)
       if (*p == ':' || *p == '/' || *p == '@') *p = '-';
-    cli_train_opts vo = o;
-    vo.norm = v[k].name;
-    vo.out = dirs[k];
-    vo.label = v[k].name;
-    rc = cli_train_run("compare", &vo, &v[k].res);
+    vo[k] = o;
+    cli_train_override(&vo[k], "norm", "--norm", v[k].name);
+    vo[k].out = dirs[k];
+    vo[k].label = v[k].name;
   }
+  /* every variant is built and checked (spec, --init, data, its directory) before any trains */
+  for (int k = 0; k < nv && !rc; k++) {
+    vo[k].check_only = 1;
+    rc = cli_train_run("compare", &vo[k], &v[k].res);
+    vo[k].check_only = 0;
+    cli_train_result_free(&v[k].res);
+  }
+  for (int k = 0; k < nv && !rc; k++) rc = cli_train_run("compare", &vo[k], &v[k].res);
   if (!rc) {
-    const char *valname = o.val_split > 0 ? "validation" : "test (as validation)";
-    print_tables(v, nv, target, valname);
+    int validation = v[0].res.validation;
+    const char *valname = validation ? "validation" : "test (as validation)", *ev = validation ? "val" : "test";
+    print_tables(v, nv, target, valname, ev);
     char path[4200];
     nn_error err = {0};
     snprintf(path, sizeof path, "%s/history.csv", out);
-    if (write_history(path, v, nv)) {
+    if (write_history(path, v, nv, ev)) {
       rc = EXIT_FAIL;
     } else if (plot(out, o.model, v, nv, &err)) {
       rc = err.msg[0] ? cli_fail("compare", &err) : (cli_error("compare", "out of memory"), EXIT_FAIL);

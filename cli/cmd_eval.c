@@ -13,7 +13,8 @@ static const char *const usage =
     "  --model X                 a run directory (train --out), a .safetensors file, or, with\n"
     "                            --checkpoint, the preset/spec of a checkpoint without metadata\n"
     "  --checkpoint FILE         the weights to evaluate\n"
-    "  --data SOURCE             fashion-mnist (default), mnist:DIR, idx:DIR, cifar10:DIR\n"
+    "  --data SOURCE             fashion-mnist, mnist:DIR, idx:DIR, cifar10:DIR (default: the data\n"
+    "                            the model was trained on, as it records)\n"
     "  --split test|train        which split (default test)\n"
     "  --mode eval|train         eval: running statistics (right); train: batch statistics, the\n"
     "                            'forgot model.eval()' pitfall (it also moves the running stats)\n"
@@ -22,18 +23,9 @@ static const char *const usage =
     "  --threads N               worker threads\n"
     "  --json                    print one JSON object instead of text\n";
 
-static int meta_float(const char *path, const char *key, float *out) {
-  char *v = NULL;
-  nn_error err = {0};
-  if (nn_checkpoint_meta(path, key, &v, &err) || !v) return -1;
-  int ok = sscanf(v, "%f", out) == 1;
-  free(v);
-  return ok ? 0 : -1;
-}
-
 int cmd_eval(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "eval", NULL, 0};
-  const char *model_arg = NULL, *ckpt = NULL, *data = "fashion-mnist", *split = "test", *mode_name = "eval";
+  const char *model_arg = NULL, *ckpt = NULL, *data_arg = NULL, *split = "test", *mode_name = "eval";
   const char *input_norm = NULL;
   int batch = 256, json = 0, threads = 0;
   while (a.i < argc) {
@@ -44,7 +36,7 @@ int cmd_eval(int argc, char **argv) {
     int bad = 0;
     if (cli_opt(&a, "--model")) model_arg = a.val;
     else if (cli_opt(&a, "--checkpoint")) ckpt = a.val;
-    else if (cli_opt(&a, "--data")) data = a.val;
+    else if (cli_opt(&a, "--data")) data_arg = a.val;
     else if (cli_opt(&a, "--split")) split = a.val;
     else if (cli_opt(&a, "--mode")) mode_name = a.val;
     else if (cli_opt(&a, "--input-norm")) input_norm = a.val;
@@ -78,29 +70,25 @@ int cmd_eval(int argc, char **argv) {
     cli_model_free(&cm);
     return EXIT_USAGE;
   }
-  nn_input_norm norm = cm.preset ? cm.preset->input_norm : (nn_input_norm){0.0f, 1.0f};
-  meta_float(cm.checkpoint, "normnet.input_mean", &norm.mean);
-  meta_float(cm.checkpoint, "normnet.input_std", &norm.std);
-  if (input_norm && cli_input_norm(&a, input_norm, &norm)) {
-    cli_model_free(&cm);
-    return EXIT_USAGE;
-  }
+  nn_input_norm norm;
+  const char *data = NULL, *data_from = NULL;
   nn_model *m = NULL;
   nn_dataset *ds = NULL;
   nn_error err = {0};
   double loss = 0, acc = 0;
   nn_mode mode = strcmp(mode_name, "train") ? NN_MODE_EVAL : NN_MODE_TRAIN;
   int rc = cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
+  if (!rc) rc = cli_model_input("eval", &cm, m, input_norm, data_arg, &norm, &data, &data_from);
   if (!rc && (nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err) ||
               nn_evaluate(m, ds, norm, batch, mode, &loss, &acc, &err)))
     rc = cli_fail("eval", &err);
   if (!rc && json)
-    printf("{\"checkpoint\": \"%s\", \"data\": \"%s\", \"split\": \"%s\", \"mode\": \"%s\", \"samples\": %d, "
+    printf("{\"checkpoint\": \"%s\", \"data\": \"%s\", \"data_from\": \"%s\", \"split\": \"%s\", \"mode\": \"%s\", \"samples\": %d, "
            "\"loss\": %.6f, \"accuracy\": %.6f}\n",
-           cm.checkpoint, data, split, mode_name, nn_dataset_count(ds), loss, acc);
+           cm.checkpoint, data, data_from, split, mode_name, nn_dataset_count(ds), loss, acc);
   else if (!rc)
-    printf("%s on %s/%s (%d samples, %s mode): loss %.4f, accuracy %.4f\n", cm.checkpoint, data, split,
-           nn_dataset_count(ds), mode_name, loss, acc);
+    printf("%s on %s/%s (data %s; %d samples, %s mode): loss %.4f, accuracy %.4f\n", cm.checkpoint, data, split,
+           data_from, nn_dataset_count(ds), mode_name, loss, acc);
   nn_dataset_free(ds);
   nn_model_free(m);
   cli_model_free(&cm);

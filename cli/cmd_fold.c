@@ -61,17 +61,9 @@ int cmd_fold(int argc, char **argv) {
     free(x), free(ref);
   }
   if (!rc) {
-    /* keep the pixel transform and provenance of the source */
-    static const char *const keys[] = {"normnet.input_mean", "normnet.input_std", "normnet.data", "normnet.model"};
-    char *vals[4] = {0};
-    nn_meta_pair meta[5];
-    int nm = 0;
-    for (int i = 0; i < 4; i++)
-      if (!nn_checkpoint_meta(cm.checkpoint, keys[i], &vals[i], &err) && vals[i])
-        meta[nm++] = (nn_meta_pair){keys[i], vals[i]};
-    meta[nm++] = (nn_meta_pair){"normnet.folded_from", cm.checkpoint};
-    if (nn_checkpoint_save(f, out, meta, nm, &err)) rc = cli_fail("fold", &err);
-    for (int i = 0; i < 4; i++) free(vals[i]);
+    /* the folded model keeps the input transform and data source (model state) */
+    nn_meta_pair meta[1] = {{"normnet.folded_from", cm.checkpoint}};
+    if (nn_checkpoint_save(f, out, meta, 1, &err)) rc = cli_fail("fold", &err);
   }
   if (!rc)
     printf("folded %s -> %s: %d -> %d layers, %zu -> %zu parameters, max |logit difference| %.3g on a random "

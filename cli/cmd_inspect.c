@@ -35,7 +35,12 @@ static int inspect_params(const char *ckpt) {
   nn_model *m = NULL;
   nn_error err = {0};
   if (nn_checkpoint_load(ckpt, NULL, &m, &err)) return cli_fail("inspect", &err);
-  printf("%s\n", ckpt);
+  nn_input_norm in;
+  int known = nn_model_input_norm(m, &in);
+  const char *data = nn_model_data_source(m);
+  printf("%s\n  trained on %s, input ", ckpt, data[0] ? data : "(not recorded)");
+  if (known) printf("(u8/255 - %g) / %g\n", in.mean, in.std);
+  else printf("transform not recorded\n");
   int shown = 0;
   for (int t = 0, layer = -1; t < nn_model_num_tensors(m); t++) {
     nn_tensor_view v;

@@ -102,22 +102,16 @@ int cmd_predict(int argc, char **argv) {
   nn_model *m = NULL;
   nn_dataset *ds = NULL;
   nn_error err = {0};
-  char *trained_on = NULL, *v = NULL;
-  nn_input_norm norm = cm.preset ? cm.preset->input_norm : (nn_input_norm){0.0f, 1.0f};
-  if (!rc) {
-    if (!nn_checkpoint_meta(cm.checkpoint, "normnet.input_mean", &v, &err) && v) norm.mean = strtof(v, NULL);
-    free(v), v = NULL;
-    if (!nn_checkpoint_meta(cm.checkpoint, "normnet.input_std", &v, &err) && v) norm.std = strtof(v, NULL);
-    free(v), v = NULL;
-    nn_checkpoint_meta(cm.checkpoint, "normnet.data", &trained_on, &err);
-    if (input_norm && cli_input_norm(&a, input_norm, &norm)) rc = EXIT_USAGE;
-  }
+  nn_input_norm norm = {0.0f, 1.0f};
+  const char *source = NULL, *source_from = NULL;
   if (!rc) rc = cli_model_build("predict", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
-  if (!rc && index && nn_dataset_open(data ? data : (trained_on ? trained_on : "fashion-mnist"), strcmp(split, "test") ? NN_SPLIT_TRAIN : NN_SPLIT_TEST,
-                                      &ds, &err))
-    rc = cli_fail("predict", &err);
+  if (!rc) rc = cli_model_input("predict", &cm, m, input_norm, data, &norm, &source, &source_from);
+  if (!rc && index) {
+    if (nn_dataset_open(source, strcmp(split, "test") ? NN_SPLIT_TRAIN : NN_SPLIT_TEST, &ds, &err)) rc = cli_fail("predict", &err);
+    else printf("data %s/%s (%s)\n", source, split, source_from);
+  }
   class_names cn;
-  if (names_for(&cn, data ? data : trained_on, classes) && !rc) rc = EXIT_USAGE;
+  if (names_for(&cn, source ? source : "", classes) && !rc) rc = EXIT_USAGE;
   int in = m ? nn_model_input_size(m) : 0, k = m ? nn_model_output_size(m) : 0;
   float *x = in ? malloc((size_t)in * sizeof *x) : NULL;
   uint8_t *px = in ? malloc((size_t)in) : NULL;
@@ -155,7 +149,7 @@ int cmd_predict(int argc, char **argv) {
       else print_top(what, nn_model_probs(m), k, top, &cn, label);
     }
   }
-  free(x), free(px), free(trained_on), free(images);
+  free(x), free(px), free(images);
   nn_dataset_free(ds);
   nn_model_free(m);
   cli_model_free(&cm);

@@ -56,33 +56,26 @@ int cmd_recalibrate(int argc, char **argv) {
   nn_error err = {0};
   nn_model *m = NULL;
   nn_dataset *train = NULL, *test = NULL;
-  char *src = NULL, *mean = NULL, *std = NULL;
-  nn_checkpoint_meta(cm.checkpoint, "normnet.data", &src, &err);
-  nn_checkpoint_meta(cm.checkpoint, "normnet.input_mean", &mean, &err);
-  nn_checkpoint_meta(cm.checkpoint, "normnet.input_std", &std, &err);
-  nn_input_norm norm = {mean ? strtof(mean, NULL) : 0.0f, std ? strtof(std, NULL) : 1.0f};
-  const char *source = data ? data : (src ? src : "fashion-mnist");
+  nn_input_norm norm;
+  const char *source = NULL, *source_from = NULL;
+  if (nn_checkpoint_load(cm.checkpoint, NULL, &m, &err)) rc = cli_fail("recalibrate", &err);
+  if (!rc) rc = cli_model_input("recalibrate", &cm, m, NULL, data, &norm, &source, &source_from);
   int fail = 0;
-  if (nn_checkpoint_load(cm.checkpoint, NULL, &m, &err) || nn_dataset_open(source, NN_SPLIT_TRAIN, &train, &err) ||
-      nn_dataset_open(source, NN_SPLIT_TEST, &test, &err))
+  if (!rc && (nn_dataset_open(source, NN_SPLIT_TRAIN, &train, &err) || nn_dataset_open(source, NN_SPLIT_TEST, &test, &err)))
     rc = cli_fail("recalibrate", &err);
   double before = rc ? 0 : eval_acc(m, test, norm, &err, &fail);
   if (!rc && !fail && nn_model_recalibrate(m, train, norm, batch, batches, seed, &err)) fail = 1;
   double after = rc || fail ? 0 : eval_acc(m, test, norm, &err, &fail);
   if (!rc && fail) rc = cli_fail("recalibrate", &err);
   if (!rc) {
-    nn_meta_pair meta[4];
-    int nm = 0;
-    if (mean) meta[nm++] = (nn_meta_pair){"normnet.input_mean", mean};
-    if (std) meta[nm++] = (nn_meta_pair){"normnet.input_std", std};
-    meta[nm++] = (nn_meta_pair){"normnet.data", source};
-    meta[nm++] = (nn_meta_pair){"normnet.recalibrated_from", cm.checkpoint};
-    if (nn_checkpoint_save(m, out, meta, nm, &err)) rc = cli_fail("recalibrate", &err);
+    /* the model keeps its input transform; its data source is the one just used */
+    nn_meta_pair meta[1] = {{"normnet.recalibrated_from", cm.checkpoint}};
+    if (nn_model_set_input(m, NULL, source, &err) || nn_checkpoint_save(m, out, meta, 1, &err))
+      rc = cli_fail("recalibrate", &err);
   }
   if (!rc)
-    printf("recalibrated %s over %d batches of %d from %s: test accuracy %.4f -> %.4f, saved %s\n", cm.checkpoint,
-           batches, batch, source, before, after, out);
-  free(src), free(mean), free(std);
+    printf("recalibrated %s over %d batches of %d from %s (%s): test accuracy %.4f -> %.4f, saved %s\n",
+           cm.checkpoint, batches, batch, source, source_from, before, after, out);
   nn_dataset_free(train);
   nn_dataset_free(test);
   nn_model_free(m);

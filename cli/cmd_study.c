@@ -32,18 +32,16 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-double cli_study_eval(const char *ckpt, const char *source, int train_mode, int batch, nn_error *err, int *fail) {
+/* The model of ckpt on the test split of the data it was trained on, with its input transform. */
+double cli_study_eval(const char *ckpt, int train_mode, int batch, nn_error *err, int *fail) {
   nn_model *m = NULL;
   nn_dataset *ds = NULL;
   double loss, acc = NAN;
-  char *mean = NULL, *std = NULL;
-  nn_checkpoint_meta(ckpt, "normnet.input_mean", &mean, err);
-  nn_checkpoint_meta(ckpt, "normnet.input_std", &std, err);
-  nn_input_norm norm = {mean ? strtof(mean, NULL) : 0.0f, std ? strtof(std, NULL) : 1.0f};
-  if (nn_checkpoint_load(ckpt, NULL, &m, err) || nn_dataset_open(source, NN_SPLIT_TEST, &ds, err) ||
+  nn_input_norm norm;
+  if (nn_checkpoint_load(ckpt, NULL, &m, err) || (nn_model_input_norm(m, &norm), 0) ||
+      nn_dataset_open(nn_model_data_source(m), NN_SPLIT_TEST, &ds, err) ||
       nn_evaluate(m, ds, norm, batch, train_mode ? NN_MODE_TRAIN : NN_MODE_EVAL, &loss, &acc, err))
     *fail = 1;
-  free(mean), free(std);
   nn_dataset_free(ds);
   nn_model_free(m);
   return acc;
@@ -101,8 +99,8 @@ int cmd_study(int argc, char **argv) {
     cli_error("study", "--out %s: cannot create directory: %s", out, strerror(errno));
     return EXIT_FAIL;
   }
-  printf("small-batch study: %s on %s, %d training samples per run (steps = %d / batch), norms %s\n", o.model, o.data,
-         budget, budget, nl);
+  printf("small-batch study: %s on %s, %d training samples per run (steps = %d / batch), norms %s\n", o.model,
+         cli_train_value(&o, "data", "fashion-mnist"), budget, budget, nl);
   double acc[MAX_B][MAX_N], train_mode[MAX_B];
   int rc = EXIT_OK;
   nn_error err = {0};
@@ -118,12 +116,16 @@ int cmd_study(int argc, char **argv) {
       for (char *p = dir + strlen(out) + 1; *p; p++)
         if (*p == ':') *p = '-';
       cli_train_opts vo = o;
-      vo.norm = norms[k];
-      vo.batch = batch[i];
-      vo.epochs = 1000000; /* --max-steps ends the run */
-      vo.max_steps = budget / batch[i];
+      char bsz[32], steps[32];
+      snprintf(bsz, sizeof bsz, "%d", batch[i]);
+      snprintf(steps, sizeof steps, "%d", budget / batch[i]);
+      cli_train_override(&vo, "norm", "--norms", norms[k]);
+      cli_train_override(&vo, "batch", "--batches", bsz);
+      cli_train_override(&vo, "epochs", "--budget", "1000000"); /* --max-steps ends the run */
+      cli_train_override(&vo, "max-steps", "--budget", steps);
       vo.out = dir;
       vo.quiet = 1;
+      vo.overwrite = 1; /* the study's own runs: a new study replaces them */
       cli_train_result res;
       rc = cli_train_run("study", &vo, &res);
       int n = nn_history_count(res.hist);
@@ -139,7 +141,7 @@ int cmd_study(int argc, char **argv) {
         char ckpt[4200];
         int fail = 0;
         snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
-        train_mode[i] = cli_study_eval(ckpt, o.data, 1, batch[i], &err, &fail);
+        train_mode[i] = cli_study_eval(ckpt, 1, batch[i], &err, &fail);
         if (fail) rc = cli_fail("study", &err);
       }
     }

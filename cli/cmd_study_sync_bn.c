@@ -54,6 +54,7 @@ static int spawn(const char *mpirun, int k, char **args, int nargs, const char *
   argv[n++] = "--out";
   argv[n++] = out;
   argv[n++] = "--quiet";
+  argv[n++] = "--overwrite"; /* the study's own runs: a new study replaces them */
   argv[n] = NULL;
   fflush(stdout);
   pid_t pid = fork();
@@ -107,12 +108,14 @@ int cli_study_sync_bn(int argc, char **argv) {
     procs[i] = (int)v;
   }
   const nn_preset *p = nn_preset_find(o.model);
-  int batch = o.batch > 0 ? o.batch : (p ? p->batch_size : 32);
+  const char *data = cli_train_value(&o, "data", "fashion-mnist");
+  int batch = atoi(cli_train_value(&o, "batch", "0"));
+  if (batch <= 0) batch = p ? p->batch_size : 32;
   if (mkdir(out, 0777) != 0 && errno != EEXIST) {
     cli_error("study", "--out %s: cannot create directory: %s", out, strerror(errno));
     return EXIT_FAIL;
   }
-  printf("sync-bn study: %s on %s, global batch %d, processes %s, --sync-bn on and off\n", o.model, o.data, batch, pl);
+  printf("sync-bn study: %s on %s, global batch %d, processes %s, --sync-bn on and off\n", o.model, data, batch, pl);
   printf("%3s %4s %8s %9s %10s %10s %8s\n", "K", "sync", "BN batch", "train_loss", "val_acc", "train-mode", "gap");
   cli_text t;
   FILE *f = cli_text_open(&t);
@@ -142,7 +145,7 @@ int cli_study_sync_bn(int argc, char **argv) {
       free(ep);
       const nn_epoch_record *r = nn_history_get(h, epochs - 1);
       int bn_batch = s ? (batch + procs[i] - 1) / procs[i] : batch;
-      double tm = cli_study_eval(ckpt, o.data, 1, bn_batch, &err, &fail);
+      double tm = cli_study_eval(ckpt, 1, bn_batch, &err, &fail);
       if (fail) {
         nn_history_free(h);
         return cli_fail("study", &err);

@@ -5,17 +5,19 @@
 
 static const char *const usage_head =
     "usage: normnet train [options]\n"
-    "       normnet train --resume RUNDIR [--epochs N]\n"
+    "       normnet train --resume RUNDIR [--epochs N] [--max-steps N] [--threads N] [--quiet]\n"
     "\n"
     "Train a model, evaluating it after every epoch in eval mode (on the test split, or on the\n"
     "validation split with --val-split).\n"
     "\n"
     "  --norm batch|group:G|layer|none  keep BN, replace it by GroupNorm/LayerNorm, or remove it\n"
-    "  --out DIR                 write DIR/history.csv, DIR/spec.txt, DIR/model.safetensors (every\n"
-    "                            epoch, with optimizer state) and DIR/best.safetensors (best\n"
-    "                            validation accuracy); saves are atomic\n"
-    "  --resume DIR              continue an interrupted run from DIR/model.safetensors; the result\n"
-    "                            equals an uninterrupted run (bitwise at a fixed thread count)\n";
+    "  --out DIR                 write the run: DIR/model.safetensors (every epoch, with optimizer\n"
+    "                            state, recipe and history), DIR/best.safetensors (best validation\n"
+    "                            accuracy), DIR/history.csv, DIR/spec.txt; saves are atomic. A\n"
+    "                            directory that holds a run is refused (--overwrite replaces it)\n"
+    "  --resume DIR              continue the run in DIR with its recorded recipe (only --epochs,\n"
+    "                            --max-steps, --threads, --quiet may be given); the result equals an\n"
+    "                            uninterrupted run bitwise\n";
 
 int cmd_train(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "train", NULL, 0};
@@ -29,7 +31,7 @@ int cmd_train(int argc, char **argv) {
       return EXIT_OK;
     }
     if (cli_train_option(&a, &o, &bad)) {
-    } else if (cli_opt(&a, "--norm")) o.norm = a.val;
+    } else if (cli_opt(&a, "--norm")) cli_train_override(&o, "norm", "--norm", a.val);
     else if (cli_opt(&a, "--out")) o.out = a.val;
     else if (cli_opt(&a, "--resume")) o.resume = a.val;
     else if (cli_opt(&a, "--crash-after-epoch")) bad = cli_int(&a, "--crash-after-epoch", 1, 1000000, &o.crash_after_epoch);
@@ -51,7 +53,7 @@ int cmd_train(int argc, char **argv) {
     const nn_epoch_record *last = nn_history_get(res.hist, n - 1);
     const char *dir = o.resume ? o.resume : o.out;
     printf("final: %s_acc=%.4f %s_loss=%.4f (best %.4f at epoch %d), %.0f samples/s%s%s\n",
-           o.val_split > 0 ? "val" : "test", last->test_acc, o.val_split > 0 ? "val" : "test", last->test_loss,
+           res.validation ? "val" : "test", last->test_acc, res.validation ? "val" : "test", last->test_loss,
            nn_history_get(res.hist, best)->test_acc, nn_history_get(res.hist, best)->epoch, last->samples_per_sec,
            dir ? ", run saved in " : "", dir ? dir : "");
   }

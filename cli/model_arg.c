@@ -103,3 +103,18 @@ int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init in
   nn_model_init(*out, init, &rng);
   return EXIT_OK;
 }
+
+int cli_model_input(const char *cmd, const cli_model *cm, const nn_model *m, const char *norm_arg,
+                    const char *data_arg, nn_input_norm *norm, const char **data, const char **data_from) {
+  int recorded = nn_model_input_norm(m, norm);
+  if (!recorded && cm->preset) *norm = cm->preset->input_norm;
+  if (norm_arg) {
+    cli_args a = {0, NULL, 0, cmd, NULL, 0};
+    if (cli_input_norm(&a, norm_arg, norm)) return EXIT_USAGE;
+  }
+  const char *src = nn_model_data_source(m);
+  if (data_arg) *data = data_arg, *data_from = "--data";
+  else if (src[0]) *data = src, *data_from = "recorded in the model";
+  else *data = "fashion-mnist", *data_from = "default: the model records no data source";
+  return EXIT_OK;
+}

@@ -1,6 +1,6 @@
-/* One training job, shared by `train` and `compare`: resolve the model and recipe, load
- * the data (with an optional validation split), fit with progress, save checkpoints
- * (every epoch, best by validation accuracy), track activations, resume. */
+/* One training job, shared by `train`, `compare` and `study`: options -> recipe overrides,
+ * the library's run (nn_run_create / nn_run_resume / nn_run_train) does the rest; this file
+ * displays progress and tracks activations. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -35,6 +35,7 @@ const char cli_train_options_help[] =
     "                            updated; gamma/beta fixed (Keras trainable=False)\n"
     "  --track-activations       record each hidden layer's pre-activation mean/std per epoch\n"
     "                            on a fixed probe batch (see normnet inspect)\n"
+    "  --overwrite               replace a run already in the output directory\n"
     "  --threads N               worker threads (default: all cores)\n"
     "  --sync-bn on|off          under mpirun: batchnorm statistics over the global batch (on,\n"
     "                            SyncBN) or over each process's slice (off, plain data parallel)\n"
@@ -43,118 +44,68 @@ const char cli_train_options_help[] =
 void cli_train_defaults(cli_train_opts *o) {
   memset(o, 0, sizeof *o);
   o->model = "lenet";
-  o->norm = "batch";
-  o->data = "fashion-mnist";
-  o->epochs = o->batch = -1;
-  o->lr = o->momentum = o->weight_decay = -1;
-  o->shuffle = 1;
-  o->seed = 42;
   o->sync_bn = 1;
 }
 
+int cli_train_override(cli_train_opts *o, const char *key, const char *flag, const char *value) {
+  for (int i = 0; i < o->nov; i++)
+    if (!strcmp(o->ov[i].key, key)) {
+      o->ov[i] = (cli_override){key, flag, value};
+      return 0;
+    }
+  if (o->nov == CLI_MAX_OVERRIDES) return -1;
+  o->ov[o->nov++] = (cli_override){key, flag, value};
+  return 0;
+}
+
+const char *cli_train_value(const cli_train_opts *o, const char *key, const char *dflt) {
+  for (int i = 0; i < o->nov; i++)
+    if (!strcmp(o->ov[i].key, key)) return o->ov[i].value;
+  return dflt;
+}
+
+/* option -> recipe key; flags (no value) set the given value */
+static const struct {
+  const char *flag, *key, *flag_value;
+} recipe_options[] = {
+    {"--data", "data", NULL},           {"--val-split", "val-split", NULL},
+    {"--epochs", "epochs", NULL},       {"--batch", "batch", NULL},
+    {"--optimizer", "optimizer", NULL}, {"--lr", "lr", NULL},
+    {"--momentum", "momentum", NULL},   {"--weight-decay", "weight-decay", NULL},
+    {"--input-norm", "input-norm", NULL}, {"--augment", "augment", NULL},
+    {"--seed", "seed", NULL},           {"--max-steps", "max-steps", NULL},
+    {"--bn-placement", "bn-placement", NULL}, {"--init", "init", NULL},
+    {"--nesterov", "nesterov", "1"},    {"--no-shuffle", "shuffle", "0"},
+    {"--drop-last", "drop-last", "1"},  {"--freeze-bn", "freeze-bn", "1"},
+};
+
 int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {
   *bad = 0;
-  if (cli_opt(a, "--model")) o->model = a->val;
-  else if (cli_opt(a, "--data")) o->data = a->val;
-  else if (cli_opt(a, "--optimizer")) o->optimizer = a->val;
-  else if (cli_opt(a, "--init")) o->init = a->val;
-  else if (cli_opt(a, "--input-norm")) o->input_norm = a->val;
-  else if (cli_opt(a, "--augment")) o->augment = a->val;
-  else if (cli_opt(a, "--val-split")) *bad = cli_float(a, "--val-split", 1e-6, 0.999999, &o->val_split);
-  else if (cli_opt(a, "--epochs")) *bad = cli_int(a, "--epochs", 0, 1000000, &o->epochs);
-  else if (cli_opt(a, "--batch")) *bad = cli_int(a, "--batch", 1, 1 << 20, &o->batch);
+  for (size_t k = 0; k < sizeof recipe_options / sizeof recipe_options[0]; k++) {
+    const char *f = recipe_options[k].flag, *fv = recipe_options[k].flag_value;
+    if (fv ? cli_flag(a, f) : cli_opt(a, f)) {
+      if (a->bad) *bad = 1;
+      else if (cli_train_override(o, recipe_options[k].key, f, fv ? fv : a->val)) {
+        cli_error(a->cmd, "too many options");
+        *bad = 1;
+      }
+      return 1;
+    }
+  }
+  if (cli_opt(a, "--model")) o->model = a->val, o->model_given = 1;
   else if (cli_opt(a, "--threads")) *bad = cli_int(a, "--threads", 1, 1024, &o->threads);
-  else if (cli_opt(a, "--lr")) *bad = cli_float(a, "--lr", 1e-12, 1e6, &o->lr);
-  else if (cli_opt(a, "--momentum")) *bad = cli_float(a, "--momentum", 0, 0.999999, &o->momentum);
-  else if (cli_opt(a, "--weight-decay")) *bad = cli_float(a, "--weight-decay", 0, 1e3, &o->weight_decay);
-  else if (cli_opt(a, "--seed")) *bad = cli_u64(a, "--seed", &o->seed);
-  else if (cli_opt(a, "--max-steps")) {
-    int v = 0;
-    *bad = cli_int(a, "--max-steps", 1, 2000000000, &v);
-    o->max_steps = v;
-  } else if (cli_flag(a, "--no-shuffle")) o->shuffle = 0;
-  else if (cli_flag(a, "--drop-last")) o->drop_last = 1;
-  else if (cli_flag(a, "--nesterov")) o->nesterov = 1;
   else if (cli_flag(a, "--quiet")) o->quiet = 1;
   else if (cli_flag(a, "--track-activations")) o->track_activations = 1;
-  else if (cli_flag(a, "--freeze-bn")) o->freeze_bn = 1;
-  else if (cli_opt(a, "--bn-placement")) o->placement = a->val;
+  else if (cli_flag(a, "--overwrite")) o->overwrite = 1;
   else if (cli_opt(a, "--sync-bn")) {
     if (!strcmp(a->val, "on") || !strcmp(a->val, "off")) o->sync_bn = !strcmp(a->val, "on");
     else {
       cli_error(a->cmd, "--sync-bn: expected on or off, got '%s'", a->val);
       *bad = 1;
     }
-  }
-  else return 0;
+  } else return 0;
   if (a->bad) *bad = 1;
   return 1;
-}
-
-/* ---- the recipe as checkpoint metadata: one table for saving and resuming ------------ */
-typedef struct {
-  nn_opt_config opt;
-  nn_fit_config fit;
-  char augment[128];
-  float val_split;
-  unsigned long long seed;
-} recipe;
-
-enum { R_INT, R_LONG, R_FLOAT, R_U64, R_TEXT };
-static const struct {
-  const char *key;
-  int type;
-  size_t offset;
-} recipe_keys[] = {
-    {"normnet.optimizer", R_INT, offsetof(recipe, opt.kind)},
-    {"normnet.lr", R_FLOAT, offsetof(recipe, opt.lr)},
-    {"normnet.momentum", R_FLOAT, offsetof(recipe, opt.momentum)},
-    {"normnet.nesterov", R_INT, offsetof(recipe, opt.nesterov)},
-    {"normnet.weight_decay", R_FLOAT, offsetof(recipe, opt.weight_decay)},
-    {"normnet.beta1", R_FLOAT, offsetof(recipe, opt.beta1)},
-    {"normnet.beta2", R_FLOAT, offsetof(recipe, opt.beta2)},
-    {"normnet.adam_eps", R_FLOAT, offsetof(recipe, opt.eps)},
-    {"normnet.epochs", R_INT, offsetof(recipe, fit.epochs)},
-    {"normnet.batch", R_INT, offsetof(recipe, fit.batch_size)},
-    {"normnet.shuffle", R_INT, offsetof(recipe, fit.shuffle)},
-    {"normnet.drop_last", R_INT, offsetof(recipe, fit.drop_last)},
-    {"normnet.max_steps", R_LONG, offsetof(recipe, fit.max_steps)},
-    {"normnet.input_mean", R_FLOAT, offsetof(recipe, fit.input_norm.mean)},
-    {"normnet.input_std", R_FLOAT, offsetof(recipe, fit.input_norm.std)},
-    {"normnet.seed", R_U64, offsetof(recipe, seed)},
-    {"normnet.val_split", R_FLOAT, offsetof(recipe, val_split)},
-    {"normnet.augment", R_TEXT, offsetof(recipe, augment)},
-};
-#define NKEYS (int)(sizeof recipe_keys / sizeof recipe_keys[0])
-
-static void recipe_to_text(const recipe *r, int k, char *buf, size_t len) {
-  const unsigned char *p = (const unsigned char *)r + recipe_keys[k].offset;
-  int i;
-  long l;
-  float f;
-  unsigned long long u;
-  switch (recipe_keys[k].type) {
-  case R_INT: memcpy(&i, p, sizeof i), snprintf(buf, len, "%d", i); break;
-  case R_LONG: memcpy(&l, p, sizeof l), snprintf(buf, len, "%ld", l); break;
-  case R_FLOAT: memcpy(&f, p, sizeof f), snprintf(buf, len, "%.9g", f); break;
-  case R_U64: memcpy(&u, p, sizeof u), snprintf(buf, len, "%llu", u); break;
-  default: snprintf(buf, len, "%s", (const char *)p); break;
-  }
-}
-
-static int recipe_from_text(recipe *r, int k, const char *v) {
-  unsigned char *p = (unsigned char *)r + recipe_keys[k].offset;
-  int i;
-  long l;
-  float f;
-  unsigned long long u;
-  switch (recipe_keys[k].type) {
-  case R_INT: return sscanf(v, "%d", &i) == 1 ? (memcpy(p, &i, sizeof i), 0) : -1;
-  case R_LONG: return sscanf(v, "%ld", &l) == 1 ? (memcpy(p, &l, sizeof l), 0) : -1;
-  case R_FLOAT: return sscanf(v, "%f", &f) == 1 ? (memcpy(p, &f, sizeof f), 0) : -1;
-  case R_U64: return sscanf(v, "%llu", &u) == 1 ? (memcpy(p, &u, sizeof u), 0) : -1;
-  default: snprintf((char *)p, sizeof r->augment, "%s", v); return 0;
-  }
 }
 
 /* ---- the job ------------------------------------------------------------------------ */
@@ -164,19 +115,10 @@ typedef struct {
   cli_progress progress;
   nn_fit_callbacks shown;
   nn_model *model;
-  nn_optimizer *opt;
-  recipe rc;
-  nn_rng data_rng;
   const float *probe_x;
   int probe_n;
   cli_train_result *res;
-  double best;
-  char data[4096];        /* data source (from the checkpoint when resuming) */
   unsigned char reported[256]; /* layers whose skipped running-stat updates were reported */
-  const char *out;        /* run directory: --out, or the one being resumed */
-  nn_history *hist;       /* every epoch so far, resumed ones included */
-  nn_status save_status;
-  nn_error save_err;
 } job;
 
 static void on_begin(void *u, int e, int n, int b) {
@@ -214,26 +156,6 @@ static void track(job *j, int epoch) {
   }
 }
 
-static nn_status save(job *j, const char *file, int with_optimizer, int epoch, nn_error *err) {
-  char path[4200], vals[NKEYS + 4][160];
-  nn_meta_pair meta[NKEYS + 4];
-  int n = 0;
-  for (int k = 0; k < NKEYS; k++, n++) {
-    recipe_to_text(&j->rc, k, vals[n], sizeof vals[n]);
-    meta[n] = (nn_meta_pair){recipe_keys[k].key, vals[n]};
-  }
-  snprintf(vals[n], sizeof vals[n], "%d", epoch);
-  meta[n] = (nn_meta_pair){"normnet.epoch", vals[n]}, n++;
-  snprintf(vals[n], sizeof vals[n], "%llx,%llx,%llx,%llx", (unsigned long long)j->data_rng.s[0],
-           (unsigned long long)j->data_rng.s[1], (unsigned long long)j->data_rng.s[2],
-           (unsigned long long)j->data_rng.s[3]);
-  meta[n] = (nn_meta_pair){"normnet.data_rng", vals[n]}, n++;
-  meta[n++] = (nn_meta_pair){"normnet.model", j->o->model};
-  meta[n++] = (nn_meta_pair){"normnet.data", j->data};
-  snprintf(path, sizeof path, "%s/%s", j->out, file);
-  return nn_checkpoint_save_training(j->model, with_optimizer ? j->opt : NULL, path, meta, n, err);
-}
-
 /* Say once per layer, on stderr, that non-finite batch statistics were not averaged in. */
 static void report_skips(job *j) {
   if (!cli_is_rank0()) return; /* the ranks agree on the statistics: rank 0 speaks */
@@ -250,21 +172,12 @@ static void report_skips(job *j) {
   }
 }
 
+/* Called after the run committed the epoch to its directory. */
 static void on_end(void *u, const nn_epoch_record *r) {
   job *j = u;
   report_skips(j);
   j->shown.on_epoch_end(j->shown.user, r);
   if (j->o->track_activations) track(j, r->epoch);
-  if (!j->save_status) j->save_status = nn_history_append(j->hist, r, &j->save_err);
-  if (!j->out || j->save_status) return;
-  char path[4200];
-  snprintf(path, sizeof path, "%s/history.csv", j->out);
-  j->save_status = save(j, "model.safetensors", 1, r->epoch, &j->save_err);
-  if (!j->save_status) j->save_status = nn_history_write_csv(j->hist, path, &j->save_err);
-  if (!j->save_status && r->test_acc > j->best) {
-    j->best = r->test_acc;
-    j->save_status = save(j, "best.safetensors", 0, r->epoch, &j->save_err);
-  }
   if (j->o->crash_after_epoch == r->epoch) raise(SIGKILL); /* testing aid: a real, abrupt kill */
 }
 
@@ -284,231 +197,165 @@ static int write_activations(const char *cmd, const char *dir, const cli_train_r
   return cli_text_commit(cmd, &t, path);
 }
 
-/* Resume: the recipe, epoch and data stream from DIR/model.safetensors. */
-static int load_resume(const char *cmd, const char *dir, recipe *rc, int *epoch, nn_rng *rng, char *data,
-                       size_t datalen) {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+/* "--lr: expected ..." from the library's "lr: expected ..." */
+static int fail_flag(const char *cmd, const char *flag, const nn_error *err) {
+  const char *key = strchr(err->msg, ':');
+  cli_error(cmd, "%s%s", flag, key ? key : err->msg);
+  return EXIT_USAGE;
+}
+
+/* --resume: only the run's length and this process's settings may be given. */
+static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
+  static const char allowed[] = "--epochs, --max-steps, --threads, --quiet and --out";
+  const char *bad = o->model_given ? "--model" : o->track_activations ? "--track-activations"
+                                             : o->overwrite            ? "--overwrite"
+                                                                       : NULL;
+  for (int i = 0; !bad && i < o->nov; i++)
+    if (strcmp(o->ov[i].key, "epochs") && strcmp(o->ov[i].key, "max-steps")) bad = o->ov[i].flag;
+  if (bad) {
+    cli_error(cmd, "--resume continues the recorded recipe; %s would change it (with --resume only %s may be given)",
+              bad, allowed);
+    return EXIT_USAGE;
+  }
   nn_error err = {0};
-  char *v = NULL;
-  for (int k = 0; k < NKEYS; k++) {
-    if (nn_checkpoint_meta(path, recipe_keys[k].key, &v, &err)) return cli_fail(cmd, &err);
-    if (!v || recipe_from_text(rc, k, v)) {
-      cli_error(cmd, "--resume %s: %s has no valid '%s' (not written by normnet train)", dir, path, recipe_keys[k].key);
-      free(v);
-      return EXIT_FAIL;
+  nn_run *run = NULL;
+  /* under mpirun rank 0 alone writes the run; every rank reads what it resumes */
+  if ((cli_is_rank0() ? nn_run_resume(o->resume, &run, &err) : nn_run_resume_reader(o->resume, &run, &err)))
+    return cli_fail(cmd, &err);
+  nn_recipe r = *nn_run_recipe(run);
+  for (int i = 0; i < o->nov; i++)
+    if (nn_recipe_set(&r, o->ov[i].key, o->ov[i].value, &err)) {
+      nn_run_free(run);
+      return fail_flag(cmd, o->ov[i].flag, &err);
     }
-    free(v), v = NULL;
+  nn_run_set_epochs(run, r.epochs, &err);
+  nn_run_set_max_steps(run, r.max_steps, &err);
+  if (nn_run_finished(run)) {
+    char limit[64] = "";
+    if (r.max_steps) snprintf(limit, sizeof limit, " of --max-steps %ld", r.max_steps);
+    cli_error(cmd, "--resume %s: nothing to train: the run is at epoch %d of %d, step %ld%s; extend it with --epochs N%s",
+              o->resume, nn_history_count(nn_run_history(run)), r.epochs, nn_run_steps(run), limit,
+              r.max_steps ? " or --max-steps N" : "");
+    nn_run_free(run);
+    return EXIT_USAGE;
   }
-  unsigned long long s[4];
-  char *ep = NULL, *st = NULL, *src = NULL;
-  int ok = !nn_checkpoint_meta(path, "normnet.epoch", &ep, &err) && ep && sscanf(ep, "%d", epoch) == 1 &&
-           !nn_checkpoint_meta(path, "normnet.data_rng", &st, &err) && st &&
-           sscanf(st, "%llx,%llx,%llx,%llx", &s[0], &s[1], &s[2], &s[3]) == 4 &&
-           !nn_checkpoint_meta(path, "normnet.data", &src, &err) && src;
-  if (ok) snprintf(data, datalen, "%s", src);
-  free(ep), free(st), free(src);
-  if (!ok) {
-    cli_error(cmd, "--resume %s: %s lacks the epoch or data stream state", dir, path);
-    return EXIT_FAIL;
-  }
-  for (int i = 0; i < 4; i++) rng->s[i] = s[i];
+  *out = run;
   return EXIT_OK;
+}
+
+static int new_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
+  cli_model cm = {0};
+  int rc = cli_model_resolve(cmd, o->model, &cm);
+  if (rc) return rc;
+  if (cm.checkpoint[0]) {
+    cli_error(cmd, "--model %s is a trained checkpoint; give a preset or a spec file (or --init it)", o->model);
+    cli_model_free(&cm);
+    return EXIT_USAGE;
+  }
+  nn_error err = {0};
+  nn_recipe r = nn_recipe_default(cm.preset);
+  snprintf(r.model, sizeof r.model, "%s", o->model);
+  cli_model from = {0};
+  /* the optimizer first: another kind resets its hyper-parameters */
+  for (int pass = 0; pass < 2 && !rc; pass++)
+    for (int i = 0; i < o->nov && !rc; i++) {
+      const cli_override *v = &o->ov[i];
+      if ((pass == 0) != !strcmp(v->key, "optimizer")) continue;
+      if (!strcmp(v->key, "init") && strcmp(v->value, "default") && strcmp(v->value, "xavier")) {
+        /* --init CHECKPOINT|RUNDIR: fine-tuning */
+        if ((rc = cli_model_resolve(cmd, v->value, &from))) break;
+        if (!from.checkpoint[0]) {
+          cli_error(cmd, "--init %s: expected default, xavier, a checkpoint or a run directory", v->value);
+          rc = EXIT_USAGE;
+        } else if (nn_recipe_set(&r, "init-from", from.checkpoint, &err)) {
+          rc = fail_flag(cmd, v->flag, &err);
+        }
+        cli_model_free(&from);
+      } else if (nn_recipe_set(&r, v->key, v->value, &err)) {
+        rc = fail_flag(cmd, v->flag, &err);
+      }
+    }
+  /* under mpirun rank 0 alone writes the run */
+  if (!rc && nn_run_create(&r, cm.spec, cli_is_rank0() ? o->out : NULL, o->overwrite, out, &err))
+    rc = cli_fail(cmd, &err);
+  cli_model_free(&cm);
+  return rc;
+}
+
+static nn_history *copy_history(const nn_history *h) {
+  nn_history *c = nn_history_create();
+  for (int i = 0; c && i < nn_history_count(h); i++)
+    if (nn_history_append(c, nn_history_get(h, i), NULL)) {
+      nn_history_free(c);
+      return NULL;
+    }
+  if (c) nn_history_set_validation(c, nn_history_validation(h));
+  return c;
 }
 
 int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *res) {
   memset(res, 0, sizeof *res);
   if (o->threads) nn_set_threads(o->threads);
-  job j = {.o = o, .cmd = cmd, .res = res, .best = -1};
-  recipe *rc = &j.rc;
-  cli_model cm = {0};
-  nn_model *m = NULL;
-  nn_dataset *train = NULL, *test = NULL, *all = NULL;
-  nn_augment aug;
+  nn_run *run = NULL;
+  int rc = o->resume ? resume_run(cmd, o, &run) : new_run(cmd, o, &run);
+  if (rc) return rc;
+  if (o->check_only) {
+    nn_run_free(run);
+    return EXIT_OK;
+  }
+  job j = {.o = o, .cmd = cmd, .res = res, .model = nn_run_model(run)};
+  const nn_recipe *r = nn_run_recipe(run);
+  const nn_dataset *train = nn_run_train_data(run), *eval = nn_run_eval_data(run);
   nn_error err = {0};
-  int rc_exit = EXIT_OK, done_epochs = 0;
   float *probe = NULL;
-
-  if (o->resume) {
-    cli_model_resolve(cmd, o->resume, &cm); /* a run directory: sets cm.checkpoint */
-    if (!cm.checkpoint[0]) {
-      cli_error(cmd, "--resume %s: not a run directory with model.safetensors", o->resume);
-      return EXIT_USAGE;
-    }
-    if ((rc_exit = load_resume(cmd, o->resume, rc, &done_epochs, &j.data_rng, j.data, sizeof j.data))) return rc_exit;
-    if (o->epochs >= 0) rc->fit.epochs = o->epochs; /* extend a finished run */
-    if (nn_checkpoint_load(cm.checkpoint, NULL, &m, &err)) return cli_fail(cmd, &err);
-  } else {
-    if ((rc_exit = cli_model_resolve(cmd, o->model, &cm))) return rc_exit;
-    if (cm.checkpoint[0]) {
-      cli_error(cmd, "--model %s is a trained checkpoint; give a preset or a spec file (or --init it)", o->model);
-      cli_model_free(&cm);
-      return EXIT_USAGE;
-    }
-    const nn_preset *p = cm.preset;
-    rc->opt = p ? p->opt : nn_opt_defaults(NN_OPT_ADAM);
-    if (o->optimizer) {
-      int k = nn_opt_kind_parse(o->optimizer);
-      if (k < 0) {
-        cli_error(cmd, "--optimizer: unknown '%s' (expected sgd, adam or adamw)", o->optimizer);
-        cli_model_free(&cm);
-        return EXIT_USAGE;
-      }
-      if (!p || k != (int)p->opt.kind) rc->opt = nn_opt_defaults((nn_opt_kind)k);
-    }
-    if (o->lr > 0) rc->opt.lr = o->lr;
-    if (o->momentum >= 0) rc->opt.momentum = o->momentum;
-    if (o->weight_decay >= 0) rc->opt.weight_decay = o->weight_decay;
-    if (o->nesterov) rc->opt.nesterov = 1;
-    nn_init init = p ? p->init : NN_INIT_DEFAULT;
-    const char *init_from = NULL; /* --init CHECKPOINT|RUNDIR: fine-tuning */
-    cli_model from = {0};
-    if (o->init && !strcmp(o->init, "xavier")) init = NN_INIT_XAVIER_UNIFORM;
-    else if (o->init && !strcmp(o->init, "default")) init = NN_INIT_DEFAULT;
-    else if (o->init) {
-      if ((rc_exit = cli_model_resolve(cmd, o->init, &from)) || !from.checkpoint[0]) {
-        if (!rc_exit) cli_error(cmd, "--init %s: expected default, xavier, a checkpoint or a run directory", o->init);
-        cli_model_free(&from);
-        cli_model_free(&cm);
-        return EXIT_USAGE;
-      }
-      init_from = from.checkpoint;
-    }
-    rc->fit = nn_fit_defaults();
-    rc->fit.epochs = o->epochs >= 0 ? o->epochs : (p ? p->epochs : 10);
-    rc->fit.batch_size = o->batch > 0 ? o->batch : (p ? p->batch_size : 32);
-    rc->fit.shuffle = o->shuffle;
-    rc->fit.drop_last = o->drop_last;
-    rc->fit.max_steps = o->max_steps;
-    rc->fit.input_norm = p ? p->input_norm : (nn_input_norm){0.0f, 1.0f};
-    rc->seed = o->seed;
-    rc->val_split = o->val_split;
-    snprintf(rc->augment, sizeof rc->augment, "%s", o->augment ? o->augment : "");
-    cli_args a = {0, NULL, 0, cmd, NULL, 0};
-    if (o->input_norm && cli_input_norm(&a, o->input_norm, &rc->fit.input_norm)) {
-      cli_model_free(&cm);
-      return EXIT_USAGE;
-    }
-    if (o->freeze_bn) nn_spec_freeze_bn(cm.spec);
-    if (o->placement && nn_spec_set_bn_placement(cm.spec, o->placement, &err)) {
-      cli_error(cmd, "--bn-placement: %s", err.msg);
-      cli_model_free(&cm);
-      return EXIT_USAGE;
-    }
-    if ((rc_exit = cli_model_build(cmd, &cm, o->norm, init, o->seed, &m))) {
-      cli_model_free(&cm);
-      return rc_exit;
-    }
-    if (init_from) {
-      /* fine-tuning: weights and statistics from another run, the spec from --model */
-      nn_model *src = NULL;
-      if (nn_checkpoint_load(init_from, nn_model_spec(m), &src, &err)) rc_exit = cli_fail(cmd, &err);
-      else {
-        memcpy(nn_model_params(m), nn_model_params(src), nn_model_param_count(m) * sizeof(float));
-        memcpy(nn_model_state(m), nn_model_state(src), nn_model_state_count(m) * sizeof(float));
-        for (int t = 0; t < nn_model_num_tensors(m); t++) {
-          nn_tensor_view dst_view, src_view;
-          nn_model_tensor(m, t, &dst_view);
-          nn_model_tensor(src, t, &src_view);
-          if (dst_view.count_value) *dst_view.count_value = *src_view.count_value;
-        }
-      }
-      nn_model_free(src);
-    }
-    cli_model_free(&from);
-    nn_fit_seed_data_rng(&j.data_rng, o->seed);
-    snprintf(j.data, sizeof j.data, "%s", o->data);
-  }
-  if (rc->augment[0] && !rc_exit && nn_augment_parse(rc->augment, &aug, &err)) {
-    cli_error(cmd, "--augment: %s", err.msg);
-    rc_exit = EXIT_USAGE;
-  }
-  if (!rc_exit && (nn_dataset_open(j.data, 1, &all, &err) ||
-                   (rc->val_split > 0 ? nn_dataset_split(all, rc->val_split, &train, &test, &err)
-                                      : nn_dataset_open(j.data, 0, &test, &err)) ||
-                   nn_optimizer_create(&rc->opt, m, &j.opt, &err) ||
-                   (o->resume && nn_checkpoint_load_optimizer(cm.checkpoint, m, j.opt, &err))))
-    rc_exit = cli_fail(cmd, &err);
-  if (!train) train = all, all = NULL;
-  /* under mpirun rank 0 alone writes the run; every rank reads what it resumes */
-  const char *out = j.out = cli_is_rank0() ? (o->resume ? o->resume : o->out) : NULL;
-  if (!rc_exit && out && !o->resume && mkdir(out, 0777) != 0 && errno != EEXIST) {
-    cli_error(cmd, "--out %s: cannot create directory: %s", out, strerror(errno));
-    rc_exit = EXIT_FAIL;
-  }
-  if (!rc_exit && out) {
-    char path[4200], *spec_text = nn_spec_to_text(nn_model_spec(m));
-    snprintf(path, sizeof path, "%s/spec.txt", out);
-    if (!spec_text) {
-      cli_error(cmd, "out of memory");
-      rc_exit = EXIT_FAIL;
-    } else if (nn_file_write_atomic(path, spec_text, strlen(spec_text), &err)) {
-      rc_exit = cli_fail(cmd, &err);
-    }
-    free(spec_text);
-  }
-  if (!rc_exit && o->resume) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/history.csv", o->resume);
-    if (nn_history_read_csv(path, done_epochs, &j.hist, &err)) rc_exit = cli_fail(cmd, &err);
-  } else if (!rc_exit && !(j.hist = nn_history_create())) {
-    cli_error(cmd, "out of memory");
-    rc_exit = EXIT_FAIL;
-  }
-  if (!rc_exit && o->track_activations) {
+  if (o->track_activations) {
     /* a fixed probe batch: the first 256 validation/test samples */
-    int c, h, w, n = nn_dataset_count(test) < 256 ? nn_dataset_count(test) : 256;
-    nn_dataset_shape(test, &c, &h, &w);
+    int c, h, w, n = nn_dataset_count(eval) < 256 ? nn_dataset_count(eval) : 256;
+    nn_dataset_shape(eval, &c, &h, &w);
     uint32_t *idx = malloc((size_t)n * sizeof *idx);
     probe = malloc((size_t)n * c * h * w * sizeof *probe);
-    if (!idx || !probe) rc_exit = EXIT_FAIL;
-    else {
+    if (!idx || !probe) {
+      cli_error(cmd, "out of memory");
+      rc = EXIT_FAIL;
+    } else {
       for (int i = 0; i < n; i++) idx[i] = (uint32_t)i;
-      nn_dataset_batch(test, idx, n, rc->fit.input_norm, probe, NULL);
+      nn_dataset_batch(eval, idx, n, r->input_norm, probe, NULL);
       j.probe_x = probe, j.probe_n = n;
     }
     free(idx);
   }
-  if (!rc_exit) {
-    res->params = nn_model_param_count(m);
+  if (!rc) {
+    res->params = nn_model_param_count(j.model);
+    res->validation = r->val_split > 0;
+    int done = nn_history_count(nn_run_history(run));
     if (!o->quiet)
       printf("normnet %s: %s, norm %s, %zu parameters; %s: %d train / %d %s samples; %s lr %g, batch %d, %d epochs, "
-             "seed %llu%s%s\n",
-             cmd, o->label ? o->label : (o->resume ? o->resume : o->model), o->resume ? "(resumed)" : o->norm,
-             res->params, j.data, nn_dataset_count(train), nn_dataset_count(test),
-             rc->val_split > 0 ? "validation" : "test", nn_opt_kind_name(rc->opt.kind), rc->opt.lr, rc->fit.batch_size,
-             rc->fit.epochs, rc->seed, rc->augment[0] ? ", augment " : "", rc->augment);
-    j.model = m;
-    if (o->track_activations) track(&j, done_epochs);
-    nn_fit_config fc = rc->fit;
-    fc.seed = rc->seed;
-    fc.augment = rc->augment[0] ? &aug : NULL;
-    fc.first_epoch = done_epochs + 1;
-    fc.data_rng = &j.data_rng;
+             "seed %llu%s%s%s\n",
+             cmd, o->label ? o->label : (o->resume ? o->resume : r->model), r->norm, res->params, r->data,
+             nn_dataset_count(train), nn_dataset_count(eval), r->val_split > 0 ? "validation" : "test",
+             nn_opt_kind_name(r->opt.kind), r->opt.lr, r->batch_size, r->epochs, (unsigned long long)r->seed,
+             r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
+    if (o->track_activations) track(&j, done);
     cli_progress_init(&j.progress, stdout, o->quiet, o->label);
     j.shown = cli_progress_callbacks(&j.progress);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_comm *comm = cli_comm();
     comm->sync_bn = o->sync_bn;
-    fc.comm = comm;
+    nn_run_set_comm(run, comm);
     /* under mpirun: every rank is ready (or all stop with the first failing rank's message) */
-    nn_status st = (rc_exit = cli_dist_agree(EXIT_OK)) ? NN_OK : nn_fit(m, j.opt, train, test, &fc, &cb, NULL, &err);
+    nn_status st = (rc = cli_dist_agree(EXIT_OK)) ? NN_OK : nn_run_train(run, &cb, &err);
     report_skips(&j);
-    if (!rc_exit && out && o->track_activations && write_activations(cmd, out, res, m)) rc_exit = EXIT_FAIL;
-    if (st) rc_exit = cli_fail(cmd, &err);
-    else if (j.save_status) rc_exit = cli_fail(cmd, &j.save_err);
-    res->hist = j.hist;
-    j.hist = NULL;
+    const char *out = nn_run_dir(run);
+    if (out && o->track_activations && write_activations(cmd, out, res, j.model)) rc = EXIT_FAIL;
+    if (st) rc = cli_fail(cmd, &err);
+    if (!(res->hist = copy_history(nn_run_history(run)))) {
+      cli_error(cmd, "out of memory");
+      rc = EXIT_FAIL;
+    }
   }
-  nn_history_free(j.hist);
   free(probe);
-  nn_optimizer_free(j.opt);
-  nn_dataset_free(all);
-  nn_dataset_free(train);
-  nn_dataset_free(test);
-  nn_model_free(m);
-  cli_model_free(&cm);
-  return rc_exit;
+  nn_run_free(run);
+  return rc;
 }
 
 void cli_train_result_free(cli_train_result *r) {

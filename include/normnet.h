@@ -245,6 +245,14 @@ NN_API int nn_model_input_size(const nn_model *m);
 /* Input shape per sample: channels, height, width (1, 1, N for a flat input of N). */
 NN_API void nn_model_input_shape(const nn_model *m, int *c, int *h, int *w);
 NN_API int nn_model_output_size(const nn_model *m);
+/* What the model reads: the input transform and the data source ("idx:DIR", ...) it was
+ * trained on. Training records them, checkpoints carry them, nn_model_fold keeps them.
+ * nn_model_input_norm returns 1 if the model carries a transform, 0 if unknown (then *out
+ * is {0, 1}: e.g. a plain PyTorch state_dict). nn_model_data_source returns "" if unknown. */
+NN_API int nn_model_input_norm(const nn_model *m, nn_input_norm *out);
+NN_API const char *nn_model_data_source(const nn_model *m);
+/* Record them (either may be NULL to keep the current one; "" clears the source). */
+NN_API nn_status nn_model_set_input(nn_model *m, const nn_input_norm *norm, const char *data_source, nn_error *err);
 
 /* Layer kinds, one per spec keyword. */
 typedef enum {
@@ -355,25 +363,45 @@ NN_API nn_status nn_file_remove_stale_temps(const char *dir, nn_error *err);
 /* ---- checkpoints (safetensors, ARCHITECTURE.md §6) ------------------------------------------------
  * Tensors are named as PyTorch's state_dict of the equivalent nn.Sequential ("0.weight",
  * "1.running_mean", "1.num_batches_tracked" as int64); __metadata__ holds the spec text
- * ("normnet.spec"), the format version and any extra string pairs given. Saving is atomic:
- * a temporary file in the same directory, fsync, rename; on any error the previous file
- * is untouched. */
+ * ("normnet.spec"), the format version, the model's input transform and data source
+ * (nn_model_input_norm, nn_model_data_source) and any extra string pairs given. Saving goes
+ * through nn_file_write_atomic: on any error the previous file is untouched. */
 typedef struct {
   const char *key, *value;
 } nn_meta_pair;
-NN_API nn_status nn_checkpoint_save(nn_model *m, const char *path, const nn_meta_pair *extra, int nextra,
+NN_API nn_status nn_checkpoint_save(const nn_model *m, const char *path, const nn_meta_pair *extra, int nextra,
                                     nn_error *err);
 /* Like nn_checkpoint_save, plus the optimizer's moments ("optim.*" tensors) and step
- * count, so that nn_checkpoint_load_optimizer can resume training exactly. */
-NN_API nn_status nn_checkpoint_save_training(nn_model *m, nn_optimizer *opt, const char *path,
+ * count, so that nn_checkpoint_read_optimizer can resume training exactly. */
+NN_API nn_status nn_checkpoint_save_training(const nn_model *m, const nn_optimizer *opt, const char *path,
                                              const nn_meta_pair *extra, int nextra, nn_error *err);
+
+/* Reading by handle: open reads the file and validates its header once (bounded length,
+ * dtype x shape, offsets, overlaps, duplicate keys); the queries below use it. */
+typedef struct nn_checkpoint nn_checkpoint;
+NN_API nn_status nn_checkpoint_open(const char *path, nn_checkpoint **out, nn_error *err);
+NN_API void nn_checkpoint_close(nn_checkpoint *c);
+NN_API const char *nn_checkpoint_path(const nn_checkpoint *c);
+/* A metadata value (owned by the handle), NULL if absent. */
+NN_API const char *nn_checkpoint_get(const nn_checkpoint *c, const char *key);
+/* Build the model. Its spec comes from the metadata, or from `spec` when given (required
+ * for a plain PyTorch state_dict without normnet metadata). Every tensor the spec needs
+ * must be present with the right dtype and shape; errors name the file and tensor. The
+ * model carries the recorded input transform and data source. */
+NN_API nn_status nn_checkpoint_read_model(const nn_checkpoint *c, const nn_spec *spec, nn_model **out,
+                                          nn_error *err);
+/* Fine-tuning: copy the file's weights and statistics into an existing model of the same
+ * architecture (tensor names, dtypes and shapes must match; m is unchanged on error). */
+NN_API nn_status nn_checkpoint_read_weights(const nn_checkpoint *c, nn_model *m, nn_error *err);
 /* Restore the optimizer state saved by nn_checkpoint_save_training into opt (created for
  * the loaded model with the same optimizer kind). */
-NN_API nn_status nn_checkpoint_load_optimizer(const char *path, nn_model *m, nn_optimizer *opt, nn_error *err);
-/* Load a checkpoint. Its spec comes from its metadata, or from `spec` when given (required
- * for a plain PyTorch state_dict without normnet metadata). Every tensor the spec needs
- * must be present with the right dtype and shape; errors name the file and tensor. */
+NN_API nn_status nn_checkpoint_read_optimizer(const nn_checkpoint *c, nn_model *m, nn_optimizer *opt, nn_error *err);
+
+/* By path (open, one read, close). */
 NN_API nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_model **out, nn_error *err);
+NN_API nn_status nn_checkpoint_load_optimizer(const char *path, nn_model *m, nn_optimizer *opt, nn_error *err);
+/* Fine-tuning by path: nn_checkpoint_read_weights, or a Keras .keras / .weights.h5 file. */
+NN_API nn_status nn_checkpoint_load_weights(const char *path, nn_model *m, nn_error *err);
 /* Value of a metadata key of a checkpoint file (malloc'd string, NULL if absent). */
 NN_API nn_status nn_checkpoint_meta(const char *path, const char *key, char **value, nn_error *err);
 
@@ -413,7 +441,7 @@ NN_API void nn_optimizer_set_steps(nn_optimizer *opt, long steps);
  * parameter tensor P, "optim.momentum_buffer.P" (SGD with momentum) or "optim.exp_avg.P"
  * and "optim.exp_avg_sq.P" (Adam, AdamW), PyTorch's state names. */
 NN_API int nn_optimizer_num_tensors(const nn_optimizer *opt, const nn_model *m);
-NN_API void nn_optimizer_tensor(nn_optimizer *opt, nn_model *m, int i, nn_tensor_view *view);
+NN_API void nn_optimizer_tensor(const nn_optimizer *opt, const nn_model *m, int i, nn_tensor_view *view);
 
 /* ---- learning-rate schedules (PyTorch's lr_scheduler formulas, per optimizer step) ------ */
 typedef enum { NN_LR_CONSTANT = 0, NN_LR_STEP, NN_LR_COSINE, NN_LR_ONECYCLE } nn_lr_kind;
@@ -468,10 +496,15 @@ typedef struct {
 typedef struct nn_history nn_history;
 NN_API int nn_history_count(const nn_history *h);
 NN_API const nn_epoch_record *nn_history_get(const nn_history *h, int i);
-/* Write the CSV atomically (temporary file + rename). */
+/* Write the CSV (nn_file_write_atomic). The evaluation columns are named val_loss, val_acc
+ * when the records were measured on a validation split, test_loss, test_acc otherwise. */
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err);
-/* Read the first `epochs` rows of a history CSV written by nn_history_write_csv (resume). */
+/* Read the first `epochs` rows of a history CSV written by nn_history_write_csv (either
+ * header); errors name the file and line. */
 NN_API nn_status nn_history_read_csv(const char *path, int epochs, nn_history **out, nn_error *err);
+/* Whether test_loss/test_acc of the records are a validation split's (1) or the test set's (0). */
+NN_API void nn_history_set_validation(nn_history *h, int validation);
+NN_API int nn_history_validation(const nn_history *h);
 /* One row of a run's activations.csv (written with --track-activations): a hidden layer's
  * pre-activation mean and standard deviation on the probe batch after an epoch. */
 typedef struct {
@@ -495,6 +528,9 @@ typedef struct {
   void (*on_epoch_begin)(void *user, int epoch, int epochs, int batches);
   int (*on_batch)(void *user, int epoch, int batch, int batches, double loss, double acc);
   void (*on_epoch_end)(void *user, const nn_epoch_record *rec);
+  /* After on_epoch_end: anything but NN_OK (with err filled) stops training with that error
+   * (a run saves its checkpoint here). */
+  nn_status (*epoch_done)(void *user, const nn_epoch_record *rec, nn_error *err);
 } nn_fit_callbacks;
 
 /* Train for cfg->epochs, evaluating on `test` (may be NULL) in eval mode after each
@@ -619,6 +655,83 @@ typedef struct {
 NN_API const nn_preset *nn_preset_find(const char *name);
 NN_API int nn_preset_count(void);
 NN_API const nn_preset *nn_preset_at(int i);
+
+/* ---- runs (ARCHITECTURE.md §8): recipe + model + optimizer + data stream + history ---------------
+ * A run directory holds:
+ *   model.safetensors  the commit point: weights, optimizer state, data stream, recipe and
+ *                      every epoch's history row, replaced atomically once per epoch
+ *   best.safetensors   the weights of the best evaluation accuracy so far
+ *   history.csv        the history rows as CSV (an export of the checkpoint's rows)
+ *   spec.txt           the model spec, canonical text
+ *   lock               the PID of the process training it (removed when it ends)
+ * A kill at any instant leaves the run at epoch N or N+1, never in between. */
+typedef struct {
+  char model[512];        /* what the spec was built from: a preset name or a spec file */
+  char norm[64];          /* "batch" keeps the spec; "group:G", "layer", "none"; "@before|@after" */
+  char bn_placement[16];  /* "" keeps the spec's; "before" or "after" the activation */
+  int freeze_bn;          /* nn_spec_freeze_bn */
+  nn_init init;
+  char init_from[1024];   /* "" or a checkpoint whose weights to start from (fine-tuning) */
+  nn_opt_config opt;
+  int batch_size, epochs;
+  long max_steps;         /* 0: no limit */
+  uint64_t seed;          /* weights, shuffling, augmentation */
+  int shuffle, drop_last;
+  nn_input_norm input_norm;
+  char augment[128];      /* "" or nn_augment_parse text */
+  float val_split;        /* 0: evaluate on the test split; else on the last fraction of train */
+  char data[1024];        /* data source, as nn_dataset_open takes it */
+} nn_recipe;
+/* A preset's recipe (its optimizer, batch, epochs, input transform, init), data
+ * "fashion-mnist", seed 42, shuffled, no augmentation. NULL: Adam's defaults, batch 32,
+ * 10 epochs, inputs in [0, 1]. */
+NN_API nn_recipe nn_recipe_default(const nn_preset *p);
+/* Override one field by key with its text value, checked ("lr", "0.05"). Keys: model, norm,
+ * bn-placement, freeze-bn, init, init-from, optimizer, lr, momentum, nesterov,
+ * weight-decay, beta1, beta2, adam-eps, keras-eps, batch, epochs, max-steps, seed, shuffle,
+ * drop-last, input-norm (MEAN,STD), augment, val-split, data. A new optimizer kind resets
+ * its hyper-parameters to that kind's defaults: set "optimizer" before them. Errors start
+ * with the key. */
+NN_API nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *value, nn_error *err);
+/* The keys in order, and a field's value as text (what nn_recipe_set reads back). */
+NN_API int nn_recipe_num_keys(void);
+NN_API const char *nn_recipe_key(int k);
+NN_API void nn_recipe_get(const nn_recipe *r, int k, char *buf, size_t len);
+
+typedef struct nn_run nn_run;
+/* A new run of `spec` (normalization choices of the recipe applied to a copy), initialised
+ * from the seed or from recipe->init_from, with its data opened and checked against the
+ * model. dir (NULL: nothing is written) is created if needed and locked; a directory that
+ * already holds a run is refused unless overwrite (its files are then replaced as the new
+ * run saves). Errors are one line naming the file, key or layer. */
+NN_API nn_status nn_run_create(const nn_recipe *r, const nn_spec *spec, const char *dir, int overwrite,
+                               nn_run **out, nn_error *err);
+/* Reopen the run in dir (locked) exactly where its last finished epoch left it: recipe,
+ * model, optimizer, data stream, history. Stale temporaries are removed. */
+NN_API nn_status nn_run_resume(const char *dir, nn_run **out, nn_error *err);
+/* The same state, read only: no lock, nothing written (the other processes of a data-parallel
+ * training, whose rank 0 resumed the run with nn_run_resume). */
+NN_API nn_status nn_run_resume_reader(const char *dir, nn_run **out, nn_error *err);
+/* Train data parallel over comm (nn_dist_init); NULL: one process. */
+NN_API void nn_run_set_comm(nn_run *run, const nn_comm *comm);
+/* Extend (or shorten) a run: the only recipe fields a resumed run may change. */
+NN_API nn_status nn_run_set_epochs(nn_run *run, int epochs, nn_error *err);
+NN_API nn_status nn_run_set_max_steps(nn_run *run, long max_steps, nn_error *err);
+/* Train from where the run is to its epochs / max steps, committing every epoch to the run
+ * directory (before cb->on_epoch_end is called). */
+NN_API nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err);
+/* 1 if the run has nothing left to train (all epochs done, or max steps reached). */
+NN_API int nn_run_finished(const nn_run *run);
+NN_API const nn_recipe *nn_run_recipe(const nn_run *run);
+NN_API nn_model *nn_run_model(nn_run *run);
+NN_API const nn_history *nn_run_history(const nn_run *run);
+NN_API long nn_run_steps(const nn_run *run);
+NN_API const nn_dataset *nn_run_train_data(const nn_run *run);
+/* The evaluation data: the validation split, or the test split. */
+NN_API const nn_dataset *nn_run_eval_data(const nn_run *run);
+NN_API const char *nn_run_dir(const nn_run *run);
+/* Release the run (and its lock). */
+NN_API void nn_run_free(nn_run *run);
 
 #ifdef __cplusplus
 }

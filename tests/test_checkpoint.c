@@ -628,6 +628,34 @@ static void test_corrupt(void **state) {
   st_write(p, h, s.data, s.dlen);
   json_decref(h);
   expect_reject(p, NULL, NN_ERR_FORMAT, "overlapping", "1.bias");
+  /* A zero-length tensor sorted between two overlapping ones must not hide the overlap
+   * (regression: neighbours were compared pairwise, and an empty one broke the chain). */
+  {
+    static const char *hdr = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                              "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";
+    unsigned char bytes[16] = {0};
+    size_t hl = strlen(hdr), pad = (8 - hl % 8) % 8;
+    char padded[512];
+    snprintf(padded, sizeof padded, "%s%*s", hdr, (int)pad, "");
+    st_write_raw(p, padded, bytes, 12);
+    nn_checkpoint *c = NULL;
+    nn_error err = {0};
+    assert_int_equal(nn_checkpoint_open(p, &c, &err), NN_ERR_FORMAT);
+    assert_null(c);
+    assert_non_null(strstr(err.msg, "overlapping"));
+    assert_non_null(strstr(err.msg, "'a'"));
+    assert_non_null(strstr(err.msg, "'b'"));
+    /* and empty tensors anywhere, without overlaps, are fine */
+    static const char *ok = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                            "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                            "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}";
+    hl = strlen(ok), pad = (8 - hl % 8) % 8;
+    snprintf(padded, sizeof padded, "%s%*s", ok, (int)pad, "");
+    st_write_raw(p, padded, bytes, 12);
+    if (nn_checkpoint_open(p, &c, &err)) fail_msg("%s", err.msg);
+    nn_checkpoint_close(c);
+  }
 
   /* Duplicate keys. */
   jp(p, dir, "dup.safetensors");

@@ -245,8 +245,14 @@ static void test_batch_of_one_and_no_damage(void **state) {
   const char *diverge = "input shape=1x8x8\nflatten\ndense units=32\nrelu\ndense units=10\n";
   snprintf(path, sizeof path, "%s/diverge.spec", dir);
   tu_write_file(path, diverge, strlen(diverge));
+  /* without --overwrite the directory holding a run is refused outright */
   snprintf(args, sizeof args,
            "train --model %s --data idx:%s/good --epochs 2 --batch 16 --input-norm 0,1e-45 --out %s/keep",
+           path, dir, dir);
+  expect_error(args, "already holds a run", "--overwrite");
+  /* with it, the new run replaces files only as it commits epochs: it fails in epoch 1 */
+  snprintf(args, sizeof args,
+           "train --model %s --data idx:%s/good --epochs 2 --batch 16 --input-norm 0,1e-45 --out %s/keep --overwrite",
            path, dir, dir);
   expect_error(args, "loss is", "epoch 1, batch");
   snprintf(path, sizeof path, "%s/keep/model.safetensors", dir);
@@ -323,6 +329,141 @@ static void test_resume_after_kill(void **state) {
   snprintf(a, sizeof a, "%s/straight/model.safetensors", dir);
   snprintf(b, sizeof b, "%s/killed/model.safetensors", dir);
   assert_same_checkpoint(a, b);
+}
+
+/* The run directory rules (after test_resume_after_kill made DIR/straight and DIR/killed). */
+static void test_run_dir_rules(void **state) {
+  (void)state;
+  char args[2048], path[512], buf[8192];
+  run_result r;
+  /* --resume takes the recorded recipe: a flag that would change it is named */
+  const char *changing[][2] = {{"--lr 0.5", "--lr"}, {"--batch 4", "--batch"}, {"--model lenet", "--model"},
+                               {"--norm none", "--norm"}, {"--data idx:/x", "--data"}, {"--seed 9", "--seed"}};
+  for (size_t i = 0; i < sizeof changing / sizeof changing[0]; i++) {
+    snprintf(args, sizeof args, "train --resume %s/killed %s", dir, changing[i][0]);
+    expect_error(args, changing[i][1], "--epochs, --max-steps, --threads, --quiet and --out");
+  }
+  /* a finished run: nothing to do is an error saying how to extend it; --epochs extends it */
+  snprintf(args, sizeof args, "train --resume %s/killed --quiet", dir);
+  expect_error(args, "nothing to train", "--epochs");
+  snprintf(args, sizeof args, "train --resume %s/killed --epochs 4 --threads 1 --quiet", dir);
+  run(&r, args);
+  if (r.status) fail_msg("extending failed: %s", r.err);
+  snprintf(path, sizeof path, "%s/killed/history.csv", dir);
+  tu_slurp(path, buf, sizeof buf);
+  assert_non_null(strstr(buf, "\n4,"));
+  /* a run stopped by --max-steps continues to the new limit (6 steps per epoch here) */
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --batch 16 --epochs 5 --max-steps 3 --quiet --out %s/ms", dir,
+           dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("max-steps run failed: %s", r.err);
+  snprintf(args, sizeof args, "train --resume %s/ms --max-steps 9 --quiet", dir);
+  run(&r, args);
+  if (r.status) fail_msg("continuing to --max-steps 9 failed: %s", r.err);
+  snprintf(path, sizeof path, "%s/ms/model.safetensors", dir);
+  char *steps = NULL;
+  nn_error err = {0};
+  if (nn_checkpoint_meta(path, "normnet.optimizer_steps", &steps, &err)) fail_msg("%s", err.msg);
+  assert_string_equal(steps, "9");
+  free(steps);
+  snprintf(args, sizeof args, "train --resume %s/ms --max-steps 9", dir);
+  expect_error(args, "nothing to train", "--max-steps");
+  /* a live holder of the lock is refused by PID; a dead one's lock is taken over */
+  snprintf(path, sizeof path, "%s/lk", dir);
+  assert_int_equal(mkdir(path, 0777), 0);
+  snprintf(path, sizeof path, "%s/lk/lock", dir);
+  char pid[64];
+  snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  tu_write_file(path, pid, strlen(pid));
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 1 --quiet --out %s/lk", dir,
+           dir, dir);
+  snprintf(pid, sizeof pid, "process %ld", (long)getpid());
+  expect_error(args, pid, "lock");
+  tu_write_file(path, "999999999\n", 10);
+  run(&r, args);
+  if (r.status) fail_msg("a stale lock was not taken over: %s", r.err);
+  assert_int_equal(access(path, F_OK), -1);
+  /* symlinks planted in --out are replaced, their targets never written */
+  char victim[512], link[512];
+  snprintf(victim, sizeof victim, "%s/victim.txt", dir);
+  tu_write_file(victim, "precious\n", 9);
+  snprintf(path, sizeof path, "%s/sym", dir);
+  assert_int_equal(mkdir(path, 0777), 0);
+  const char *names[] = {"spec.txt", "history.csv", "activations.csv", "best.safetensors"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(link, sizeof link, "%s/sym/%s", dir, names[i]);
+    assert_int_equal(symlink(victim, link), 0);
+  }
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --track-activations --quiet --out %s/sym",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("training into a directory with symlinks failed: %s", r.err);
+  tu_slurp(victim, buf, sizeof buf);
+  assert_string_equal(buf, "precious\n");
+  for (int i = 0; i < 4; i++) {
+    struct stat sb;
+    snprintf(link, sizeof link, "%s/sym/%s", dir, names[i]);
+    assert_int_equal(lstat(link, &sb), 0);
+    if (!S_ISREG(sb.st_mode)) fail_msg("%s is not a regular file", link);
+  }
+  /* eval (and predict) default to the data the run was trained on, and say so */
+  snprintf(args, sizeof args, "eval --model %s/straight", dir);
+  run(&r, args);
+  if (r.status) fail_msg("eval without --data failed: %s", r.err);
+  char want[512];
+  snprintf(want, sizeof want, "on idx:%s/good/test (data recorded in the model", dir);
+  if (!strstr(r.out, want)) fail_msg("eval output lacks '%s':\n%s", want, r.out);
+  snprintf(args, sizeof args, "predict --model %s/straight --index 3", dir);
+  run(&r, args);
+  if (r.status) fail_msg("predict without --data failed: %s", r.err);
+  snprintf(want, sizeof want, "data idx:%s/good/test (recorded in the model)", dir);
+  if (!strstr(r.out, want)) fail_msg("predict output lacks '%s':\n%s", want, r.out);
+  /* history columns say what they are */
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --val-split 0.25 --quiet --out %s/vs",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("val-split run failed: %s", r.err);
+  snprintf(path, sizeof path, "%s/vs/history.csv", dir);
+  tu_slurp(path, buf, sizeof buf);
+  assert_non_null(strstr(buf, "epoch,train_loss,train_acc,val_loss,val_acc,"));
+}
+
+/* compare builds and checks every variant before the first trains */
+static void test_compare_checks_first(void **state) {
+  (void)state;
+  char args[2048], path[512], buf[8192];
+  run_result r;
+  /* group:3 does not divide the 4 conv channels: fails before "batch" trains a step */
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --norm batch,group:3 --epochs 1 --batch 16 --out %s/cmp",
+           dir, dir, dir);
+  expect_error(args, "group:3", "divide");
+  snprintf(path, sizeof path, "%s/cmp/batch/model.safetensors", dir);
+  assert_int_equal(access(path, F_OK), -1);
+  snprintf(path, sizeof path, "%s/cmp/history.csv", dir);
+  assert_int_equal(access(path, F_OK), -1);
+  /* a good compare with a validation split names its columns val_*; run again, it is
+   * refused until --overwrite */
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --norm batch,none --epochs 1 --batch 16 --val-split 0.25 "
+           "--quiet --out %s/cmp",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("compare failed: %s", r.err);
+  tu_slurp(path, buf, sizeof buf);
+  assert_non_null(strstr(buf, "variant,epoch,train_loss,train_acc,val_loss,val_acc,"));
+  expect_error(args, "already holds a run", "--overwrite");
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --norm batch,none --epochs 1 --batch 16 --quiet --overwrite "
+           "--out %s/cmp",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("compare --overwrite failed: %s", r.err);
+  tu_slurp(path, buf, sizeof buf);
+  assert_non_null(strstr(buf, "variant,epoch,train_loss,train_acc,test_loss,test_acc,"));
 }
 
 static void test_max_steps_deterministic(void **state) {
@@ -499,6 +640,8 @@ int main(void) {
       cmocka_unit_test(test_bad_specs),
       cmocka_unit_test(test_batch_of_one_and_no_damage),
       cmocka_unit_test(test_resume_after_kill),
+      cmocka_unit_test(test_run_dir_rules),
+      cmocka_unit_test(test_compare_checks_first),
       cmocka_unit_test(test_max_steps_deterministic),
       cmocka_unit_test(test_freeze_bn),
       cmocka_unit_test(test_threads_bitwise),

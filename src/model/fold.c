@@ -116,6 +116,12 @@ nn_status nn_model_fold(const nn_model *m, nn_model **out, nn_error *err) {
     Q->rng = P->rng; /* dropout's stream continues where the original's is */
   }
   free(src);
+  /* the folded model reads the same input */
+  st = nn_model_set_input(f, m->has_input ? &m->input_norm : NULL, nn_model_data_source(m), err);
+  if (st) {
+    nn_model_free(f);
+    return st;
+  }
   *out = f;
   return NN_OK;
 }

@@ -85,6 +85,7 @@ nn_status nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err) {
     return nn_err_set(err, NN_ERR_NOMEM, "out of memory building the model");
   }
   m->nlayers = spec->n;
+  m->input_norm = (nn_input_norm){0.0f, 1.0f};
   nn_shape in = spec->input;
   uint64_t params = 0, act = 0;
   nn_status st = check_input(spec, &act, err);
@@ -158,6 +159,7 @@ nn_status nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err) {
 void nn_model_free(nn_model *m) {
   if (!m) return;
   nn_spec_free(m->spec);
+  free(m->data_source);
   free(m->layers);
   free(m->params);
   free(m->grads);
@@ -174,6 +176,27 @@ void nn_model_init(nn_model *m, nn_init init, nn_rng *rng) {
 }
 
 const nn_spec *nn_model_spec(const nn_model *m) { return m->spec; }
+
+int nn_model_input_norm(const nn_model *m, nn_input_norm *out) {
+  *out = m->input_norm;
+  return m->has_input;
+}
+
+const char *nn_model_data_source(const nn_model *m) { return m->data_source ? m->data_source : ""; }
+
+nn_status nn_model_set_input(nn_model *m, const nn_input_norm *norm, const char *data_source, nn_error *err) {
+  if (norm && !(norm->std > 0 && isfinite(norm->std) && isfinite(norm->mean)))
+    return nn_err_set(err, NN_ERR_ARG, "input transform: std must be a finite number > 0 and mean finite, got %g, %g",
+                      norm->mean, norm->std);
+  if (data_source) {
+    char *d = *data_source ? strdup(data_source) : NULL;
+    if (*data_source && !d) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+    free(m->data_source);
+    m->data_source = d;
+  }
+  if (norm) m->input_norm = *norm, m->has_input = 1;
+  return NN_OK;
+}
 int nn_model_num_layers(const nn_model *m) { return m->nlayers; }
 int nn_model_input_size(const nn_model *m) { return (int)nn_shape_size(m->spec->input); }
 void nn_model_input_shape(const nn_model *m, int *c, int *h, int *w) {
@@ -271,10 +294,12 @@ static nn_tensor_role tensor_role(const char *suffix) {
   return NN_TENSOR_WEIGHT;
 }
 
-void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {
+/* Fill v for tensor idx (count_value left NULL); returns the layer of a num_batches_tracked
+ * view, -1 for a float tensor. */
+static int locate_tensor(const nn_model *m, int idx, nn_tensor_view *v) {
   memset(v, 0, sizeof *v);
   for (int i = 0; i < m->nlayers; i++) {
-    nn_layer *L = &m->layers[i];
+    const nn_layer *L = &m->layers[i];
     int k = L->nparam + L->nstate + L->has_batches_tracked;
     if (idx >= k) {
       idx -= k;
@@ -295,17 +320,27 @@ void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {
       v->ndim = 0;
       v->count = 1;
       v->is_state = 1;
-      v->count_value = &L->batches_tracked;
-      return;
+      return i;
     }
     snprintf(v->name, sizeof v->name, "%d.%s", L->index, d->suffix);
     v->role = tensor_role(d->suffix);
     v->ndim = d->ndim;
     memcpy(v->dims, d->dims, sizeof v->dims);
     v->count = d->count;
-    return;
+    return -1;
   }
   NN_ASSERT(!"tensor index out of range");
+  return -1;
+}
+
+void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {
+  int i = locate_tensor(m, idx, v);
+  if (i >= 0) v->count_value = &m->layers[i].batches_tracked;
+}
+
+void nn_model_tensor_read(const nn_model *m, int idx, nn_tensor_view *v, int64_t *count) {
+  int i = locate_tensor(m, idx, v);
+  *count = i >= 0 ? m->layers[i].batches_tracked : 0;
 }
 
 /* ---- activation arena ---------------------------------------------------------------- */

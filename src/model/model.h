@@ -28,7 +28,16 @@ struct nn_model {
   const nn_comm *comm;   /* data parallel (nn_model_set_comm), or NULL */
   int loss_n;            /* backward averages the loss over this many samples (the global
                             batch under data parallelism); 0: over the forward's batch */
+  /* what the model reads: its input transform and the data source it was trained on
+   * (recorded by training, carried by checkpoints; has_input 0 = unknown) */
+  int has_input;
+  nn_input_norm input_norm;
+  char *data_source;     /* malloc'd, NULL if unknown */
 };
+
+/* nn_model_tensor for reading a const model: a num_batches_tracked view has data and
+ * count_value NULL and its value in *count. */
+void nn_model_tensor_read(const nn_model *m, int idx, nn_tensor_view *v, int64_t *count);
 
 /* Ensure the arena holds batches of n samples (allocates only when n grows). */
 nn_status nn_model_plan(nn_model *m, int n, nn_error *err);

@@ -182,12 +182,12 @@ int nn_optimizer_num_tensors(const nn_optimizer *o, const nn_model *m) {
   return n * buffers_per_tensor(o);
 }
 
-void nn_optimizer_tensor(nn_optimizer *o, nn_model *m, int idx, nn_tensor_view *v) {
+void nn_optimizer_tensor(const nn_optimizer *o, const nn_model *m, int idx, nn_tensor_view *v) {
   int per = buffers_per_tensor(o);
   NN_ASSERT(per > 0 && idx >= 0);
   int which = idx % per, k = idx / per;
   for (int i = 0; i < m->nlayers; i++) {
-    nn_layer *L = &m->layers[i];
+    const nn_layer *L = &m->layers[i];
     for (int t = 0; t < L->nparam; t++) {
       if (!L->param[t].trainable || k-- > 0) continue;
       const nn_tensor_decl *d = &L->param[t];

@@ -10,6 +10,7 @@
 #include "base/rng.h"
 #include "dist/dist.h"
 #include "model/model.h"
+#include "train/fit.h"
 #include "train/history.h"
 
 nn_fit_config nn_fit_defaults(void) {
@@ -51,7 +52,7 @@ static void batch_buf_free(batch_buf *b) {
   free(b->order);
 }
 
-static nn_status check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err) {
+nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err) {
   int c, h, w;
   nn_dataset_shape(ds, &c, &h, &w);
   if (c * h * w != nn_model_input_size(m))
@@ -109,7 +110,7 @@ static nn_status check_replicas(nn_model *m, const nn_comm *comm, nn_error *err)
 nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size, nn_mode mode,
                       double *loss, double *acc, nn_error *err) {
   if (batch_size < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", batch_size);
-  nn_status st = check_input(m, ds, "the data set", err);
+  nn_status st = nn_fit_check_input(m, ds, "the data set", err);
   if (st) return st;
   batch_buf b = {0};
   st = batch_buf_alloc(&b, ds, batch_size, err);
@@ -118,117 +119,157 @@ nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int
   return st;
 }
 
+/* ---- the loop: one state, one function per step and per epoch -------------------------
+ * A step is: batch -> (augment) -> this rank's slice -> forward -> zero grads -> backward ->
+ * gradient all-reduce -> agreement on the status -> finite-loss check -> optimizer step ->
+ * on_batch. An epoch is: permutation -> steps -> (running statistics from rank 0) ->
+ * evaluation -> record -> on_epoch_end -> epoch_done. Per-step concerns (a learning rate per
+ * step, gradient accumulation, divergence guards) go in fit_step; per-epoch ones
+ * (schedules, early stopping) in fit_epoch / the epoch_done hook. */
+typedef struct {
+  nn_model *m;
+  nn_optimizer *opt;
+  const nn_dataset *train, *test;
+  const nn_fit_config *cfg;
+  const nn_fit_callbacks *cb;
+  const nn_comm *comm;   /* data parallel over comm->size processes, or NULL */
+  batch_buf tb, eb;
+  nn_rng *rng;           /* shuffling/augmentation stream */
+  float *aug_scratch;
+  int n, bs, ebs, batches;
+  int ic, ih, iw;        /* sample shape */
+  /* running sums of the current epoch */
+  double loss_sum;
+  long correct, seen;
+} fit_state;
+
+/* Step b (0-based) of `epoch`. *stop is set when max_steps is reached or on_batch asks. */
+static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *err) {
+  const nn_fit_config *cfg = s->cfg;
+  const nn_comm *comm = s->comm;
+  nn_model *m = s->m;
+  int start = b * s->bs, cnt = s->n - start < s->bs ? s->n - start : s->bs;
+  nn_dataset_batch(s->train, s->tb.order + start, cnt, cfg->input_norm, s->tb.x, s->tb.y);
+  if (cfg->augment) nn_augment_batch(cfg->augment, s->rng, s->tb.x, cnt, s->ic, s->ih, s->iw, s->aug_scratch);
+  /* data parallel: every rank made the whole global batch (same stream); it trains on its slice */
+  int lo = 0, hi = cnt;
+  if (comm) nn_dist_slice(cnt, comm->rank, comm->size, &lo, &hi);
+  double ls = 0;
+  int right = 0;
+  m->loss_n = cnt;
+  nn_status st = nn_model_forward(m, s->tb.x + (size_t)lo * s->ic * s->ih * s->iw, s->tb.y + lo, hi - lo,
+                                  NN_MODE_TRAIN, &ls, &right, NULL, err);
+  nn_model_zero_grads(m);
+  if (!st) st = nn_model_backward(m, err);
+  if (comm) {
+    /* one all-reduce of the flat gradient (each rank's is already over the global batch),
+     * then one small reduction of the loss and the statuses: all ranks go on or stop together */
+    comm->sum_f32(comm->ctx, nn_model_grads(m), nn_model_param_count(m));
+    double v[2] = {ls, right};
+    st = nn_dist_agree_sum(comm, st, v, 2, err);
+    ls = v[0], right = (int)v[1];
+  }
+  if (st) return nn_err_prefix(err, st, "epoch %d, batch %d of %d: ", epoch, b + 1, s->batches);
+  if (!isfinite(ls))
+    return nn_err_set(err, NN_ERR_NUMERIC,
+                      "epoch %d, batch %d of %d: the loss is %g; training stopped (try a lower learning rate)", epoch,
+                      b + 1, s->batches, ls / cnt);
+  nn_optimizer_step(s->opt, m);
+  s->loss_sum += ls;
+  s->correct += right;
+  s->seen += cnt;
+  if (cfg->max_steps > 0 && nn_optimizer_steps(s->opt) >= cfg->max_steps) *stop = 1;
+  const nn_fit_callbacks *cb = s->cb;
+  if (cb && cb->on_batch &&
+      cb->on_batch(cb->user, epoch, b + 1, s->batches, s->loss_sum / s->seen, (double)s->correct / s->seen))
+    *stop = 1;
+  return NN_OK;
+}
+
+/* One epoch: its permutation, its steps, evaluation in eval mode, the record. */
+static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *stop, nn_error *err) {
+  const nn_fit_config *cfg = s->cfg;
+  const nn_fit_callbacks *cb = s->cb;
+  const nn_comm *comm = s->comm;
+  double t0 = now_seconds();
+  s->loss_sum = 0, s->correct = 0, s->seen = 0;
+  /* Each epoch's permutation depends only on the stream, not on the previous one. */
+  for (int i = 0; i < s->n; i++) s->tb.order[i] = (uint32_t)i;
+  if (cfg->shuffle) nn_rng_shuffle(s->rng, s->tb.order, (uint32_t)s->n);
+  if (cb && cb->on_epoch_begin) cb->on_epoch_begin(cb->user, epoch, cfg->epochs, s->batches);
+  nn_status st = NN_OK;
+  for (int b = 0; b < s->batches && !st && !*stop; b++) st = fit_step(s, epoch, b, stop, err);
+  if (st) return st;
+  /* --sync-bn off: each rank tracked its own slice's statistics; rank 0's are the model's
+   * (what it saves), so every rank evaluates and continues with them */
+  if (comm && !comm->sync_bn && nn_model_state_count(s->m))
+    comm->bcast(comm->ctx, nn_model_state(s->m), nn_model_state_count(s->m) * sizeof(float), 0);
+  double t_train = now_seconds() - t0;
+  *r = (nn_epoch_record){.epoch = epoch, .train_loss = s->seen ? s->loss_sum / s->seen : 0,
+                         .train_acc = s->seen ? (double)s->correct / s->seen : 0, .test_loss = NAN, .test_acc = NAN};
+  if (s->test && (st = evaluate(s->m, s->test, cfg->input_norm, s->ebs, NN_MODE_EVAL, comm, &s->eb, &r->test_loss,
+                                &r->test_acc, err)))
+    return st;
+  r->seconds = now_seconds() - t0;
+  r->samples_per_sec = t_train > 0 ? s->seen / t_train : 0;
+  return NN_OK;
+}
+
 nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_dataset *test,
                  const nn_fit_config *cfg, const nn_fit_callbacks *cb, nn_history **history, nn_error *err) {
   if (history) *history = NULL;
   if (cfg->batch_size < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", cfg->batch_size);
   if (cfg->epochs < 0) return nn_err_set(err, NN_ERR_ARG, "epochs must be >= 0, got %d", cfg->epochs);
   if (!(cfg->input_norm.std > 0)) return nn_err_set(err, NN_ERR_ARG, "input std must be > 0");
-  nn_status st = check_input(m, train, "the training set", err);
-  if (!st && test) st = check_input(m, test, "the test set", err);
+  nn_status st = nn_fit_check_input(m, train, "the training set", err);
+  if (!st && test) st = nn_fit_check_input(m, test, "the test set", err);
   if (st) return st;
-  int n = nn_dataset_count(train), bs = cfg->batch_size;
-  int batches = cfg->drop_last ? n / bs : (n + bs - 1) / bs;
-  if (batches == 0)
-    return nn_err_set(err, NN_ERR_ARG, "no training batch: %d samples, batch size %d with drop_last", n, bs);
-  int ebs = cfg->eval_batch_size > 0 ? cfg->eval_batch_size : bs;
-  const nn_comm *comm = cfg->comm && cfg->comm->size > 1 ? cfg->comm : NULL;
+  fit_state s = {.m = m, .opt = opt, .train = train, .test = test, .cfg = cfg, .cb = cb};
+  s.n = nn_dataset_count(train), s.bs = cfg->batch_size;
+  s.batches = cfg->drop_last ? s.n / s.bs : (s.n + s.bs - 1) / s.bs;
+  if (s.batches == 0)
+    return nn_err_set(err, NN_ERR_ARG, "no training batch: %d samples, batch size %d with drop_last", s.n, s.bs);
+  s.ebs = cfg->eval_batch_size > 0 ? cfg->eval_batch_size : s.bs;
+  const nn_comm *comm = s.comm = cfg->comm && cfg->comm->size > 1 ? cfg->comm : NULL;
   for (int i = 0; comm && i < m->nlayers; i++)
     if (m->layers[i].kind == NN_LAYER_DROPOUT)
       return nn_err_set(err, NN_ERR_ARG, "layer %d (dropout, line %d) cannot train over %d processes: its masks "
                                          "would differ from one process's", i, m->layers[i].line, comm->size);
   nn_model_set_comm(m, comm);
-  nn_history *h = calloc(1, sizeof *h);
-  batch_buf tb = {0}, eb = {0};
+  nn_history *h = nn_history_create();
   if (!h) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
-  st = batch_buf_alloc(&tb, train, bs, err);
-  if (!st && test) st = batch_buf_alloc(&eb, test, ebs, err);
-  int kk = comm ? comm->size : 1, plan = (bs + kk - 1) / kk, eplan = (ebs + kk - 1) / kk;
+  st = batch_buf_alloc(&s.tb, train, s.bs, err);
+  if (!st && test) st = batch_buf_alloc(&s.eb, test, s.ebs, err);
+  int kk = comm ? comm->size : 1, plan = (s.bs + kk - 1) / kk, eplan = (s.ebs + kk - 1) / kk;
   if (!st) st = nn_model_plan(m, plan > eplan ? plan : eplan, err);
   /* The data stream (shuffling, augmentation) is derived from the seed but differs from
    * the stream that initialised the weights (nn_model_init with the same seed), so the
    * first permutation is not a function of the initial weights. A resumed run passes the
    * stream as it was at the end of the last finished epoch. */
-  nn_rng own_rng, *rng = cfg->data_rng;
-  if (!rng) {
+  nn_rng own_rng;
+  s.rng = cfg->data_rng;
+  if (!s.rng) {
     nn_fit_seed_data_rng(&own_rng, cfg->seed);
-    rng = &own_rng;
+    s.rng = &own_rng;
   }
-  int ic, ih, iw; /* sample shape */
-  nn_dataset_shape(train, &ic, &ih, &iw);
-  float *aug_scratch = cfg->augment ? malloc((size_t)ic * ih * iw * sizeof *aug_scratch) : NULL;
-  if (cfg->augment && !aug_scratch && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  nn_dataset_shape(train, &s.ic, &s.ih, &s.iw);
+  s.aug_scratch = cfg->augment ? malloc((size_t)s.ic * s.ih * s.iw * sizeof *s.aug_scratch) : NULL;
+  if (cfg->augment && !s.aug_scratch && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   int first = cfg->first_epoch > 0 ? cfg->first_epoch : 1;
   int stop = cfg->max_steps > 0 && nn_optimizer_steps(opt) >= cfg->max_steps;
   for (int epoch = first; !st && !stop && epoch <= cfg->epochs; epoch++) {
-    double t0 = now_seconds(), loss_sum = 0;
-    long correct = 0, seen = 0;
-    /* Each epoch's permutation depends only on the stream, not on the previous one. */
-    for (int i = 0; i < n; i++) tb.order[i] = (uint32_t)i;
-    if (cfg->shuffle) nn_rng_shuffle(rng, tb.order, (uint32_t)n);
-    if (cb && cb->on_epoch_begin) cb->on_epoch_begin(cb->user, epoch, cfg->epochs, batches);
-    for (int b = 0; b < batches && !st; b++) {
-      int start = b * bs, cnt = n - start < bs ? n - start : bs;
-      nn_dataset_batch(train, tb.order + start, cnt, cfg->input_norm, tb.x, tb.y);
-      if (cfg->augment) nn_augment_batch(cfg->augment, rng, tb.x, cnt, ic, ih, iw, aug_scratch);
-      /* data parallel: every rank made the whole global batch (same stream); it trains on its slice */
-      int lo = 0, hi = cnt;
-      if (comm) nn_dist_slice(cnt, comm->rank, comm->size, &lo, &hi);
-      double ls = 0;
-      int right = 0;
-      m->loss_n = cnt;
-      st = nn_model_forward(m, tb.x + (size_t)lo * ic * ih * iw, tb.y + lo, hi - lo, NN_MODE_TRAIN, &ls, &right,
-                            NULL, err);
-      nn_model_zero_grads(m);
-      if (!st) st = nn_model_backward(m, err);
-      if (comm) {
-        /* one all-reduce of the flat gradient (each rank's is already over the global batch),
-         * then one small reduction of the loss and the statuses: all ranks go on or stop together */
-        comm->sum_f32(comm->ctx, nn_model_grads(m), nn_model_param_count(m));
-        double v[2] = {ls, right};
-        st = nn_dist_agree_sum(comm, st, v, 2, err);
-        ls = v[0], right = (int)v[1];
-      }
-      if (st) {
-        nn_err_prefix(err, st, "epoch %d, batch %d of %d: ", epoch, b + 1, batches);
-        break;
-      }
-      if (!isfinite(ls)) {
-        st = nn_err_set(err, NN_ERR_NUMERIC,
-                        "epoch %d, batch %d of %d: the loss is %g; training stopped (try a lower learning rate)", epoch,
-                        b + 1, batches, ls / cnt);
-        break;
-      }
-      nn_optimizer_step(opt, m);
-      loss_sum += ls;
-      correct += right;
-      seen += cnt;
-      if (cfg->max_steps > 0 && nn_optimizer_steps(opt) >= cfg->max_steps) stop = 1;
-      if (cb && cb->on_batch && cb->on_batch(cb->user, epoch, b + 1, batches, loss_sum / seen, (double)correct / seen))
-        stop = 1;
-      if (stop) break;
-    }
-    if (st) break;
-    /* --sync-bn off: each rank tracked its own slice's statistics; rank 0's are the model's
-     * (what it saves), so every rank evaluates and continues with them */
-    if (comm && !comm->sync_bn && nn_model_state_count(m))
-      comm->bcast(comm->ctx, nn_model_state(m), nn_model_state_count(m) * sizeof(float), 0);
-    double t_train = now_seconds() - t0;
-    nn_epoch_record r = {.epoch = epoch, .train_loss = seen ? loss_sum / seen : 0,
-                         .train_acc = seen ? (double)correct / seen : 0, .test_loss = NAN, .test_acc = NAN};
-    if (test) st = evaluate(m, test, cfg->input_norm, ebs, NN_MODE_EVAL, comm, &eb, &r.test_loss, &r.test_acc, err);
-    if (st) break;
-    r.seconds = now_seconds() - t0;
-    r.samples_per_sec = t_train > 0 ? seen / t_train : 0;
-    st = nn_history_append(h, &r, err);
-    if (!st && cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
+    nn_epoch_record r;
+    if ((st = fit_epoch(&s, epoch, &r, &stop, err))) break;
+    if ((st = nn_history_append(h, &r, err))) break;
+    if (cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
+    if (cb && cb->epoch_done) st = cb->epoch_done(cb->user, &r, err);
   }
   if (comm && !st) st = check_replicas(m, comm, err);
   m->loss_n = 0;
   nn_model_set_comm(m, NULL);
-  free(aug_scratch);
-  batch_buf_free(&tb);
-  batch_buf_free(&eb);
+  free(s.aug_scratch);
+  batch_buf_free(&s.tb);
+  batch_buf_free(&s.eb);
   if (history && (!st || h->n)) *history = h; /* on error: the epochs that finished */
   else nn_history_free(h);
   return st;

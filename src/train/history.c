@@ -33,46 +33,86 @@ void nn_history_free(nn_history *h) {
   free(h);
 }
 
-nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err) {
+void nn_history_set_validation(nn_history *h, int validation) { h->validation = validation != 0; }
+int nn_history_validation(const nn_history *h) { return h->validation; }
+
+static const char *header(int validation) {
+  return validation ? "epoch,train_loss,train_acc,val_loss,val_acc,seconds,samples_per_sec"
+                    : "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_sec";
+}
+
+char *nn_history_to_text(const nn_history *h) {
   nn_strbuf b = nn_strbuf_new();
-  nn_strbuf_printf(&b, "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_sec\n");
+  nn_strbuf_printf(&b, "%s\n", header(h->validation));
   for (int i = 0; i < h->n; i++) {
     const nn_epoch_record *r = &h->rec[i];
     nn_strbuf_printf(&b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", r->epoch, r->train_loss, r->train_acc, r->test_loss,
                      r->test_acc, r->seconds, r->samples_per_sec);
   }
-  if (!b.buf) return nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
-  nn_status st = nn_file_write_atomic(path, b.buf, b.len, err);
-  free(b.buf);
+  return b.buf;
+}
+
+nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err) {
+  char *text = nn_history_to_text(h);
+  if (!text) return nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
+  nn_status st = nn_file_write_atomic(path, text, strlen(text), err);
+  free(text);
   return st;
 }
 
-nn_status nn_history_read_csv(const char *path, int epochs, nn_history **out, nn_error *err) {
+nn_status nn_history_parse(const char *text, const char *name, nn_history **out, nn_error *err) {
   *out = NULL;
-  FILE *f = nn_file_fopen_regular(path, NULL, err);
-  if (!f) return NN_ERR_IO;
   nn_history *h = calloc(1, sizeof *h);
-  char line[512];
-  nn_status st = h ? NN_OK : nn_err_set(err, NN_ERR_NOMEM, "out of memory");
-  if (!st && (!fgets(line, sizeof line, f) || strncmp(line, "epoch,train_loss", 16)))
-    st = nn_err_set(err, NN_ERR_FORMAT, "%s:1: not a normnet history (expected the header 'epoch,train_loss,...')", path);
-  for (int lineno = 2; !st && h->n < epochs; lineno++) {
+  if (!h) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  nn_status st = NN_OK;
+  const char *p = text, *nl = strchr(p, '\n');
+  size_t hl = nl ? (size_t)(nl - p) : strlen(p);
+  if (hl == strlen(header(1)) && !strncmp(p, header(1), hl)) h->validation = 1;
+  else if (!(hl == strlen(header(0)) && !strncmp(p, header(0), hl)))
+    st = nn_err_set(err, NN_ERR_FORMAT, "%s:1: not a normnet history (expected the header '%s')", name, header(0));
+  for (int lineno = 2; !st && nl && nl[1]; lineno++) {
+    p = nl + 1;
+    nl = strchr(p, '\n');
     nn_epoch_record r;
-    if (!fgets(line, sizeof line, f)) {
-      st = nn_err_set(err, NN_ERR_FORMAT, "%s: has %d epochs, the checkpoint is at epoch %d", path, h->n, epochs);
-      break;
-    }
-    if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.train_loss, &r.train_acc, &r.test_loss, &r.test_acc,
-               &r.seconds, &r.samples_per_sec) != 7 || r.epoch != h->n + 1)
-      st = nn_err_set(err, NN_ERR_FORMAT, "%s:%d: malformed history row", path, lineno);
+    int used = 0;
+    if (sscanf(p, "%d,%lf,%lf,%lf,%lf,%lf,%lf%n", &r.epoch, &r.train_loss, &r.train_acc, &r.test_loss, &r.test_acc,
+               &r.seconds, &r.samples_per_sec, &used) != 7 || (p[used] != '\n' && p[used]) || r.epoch != h->n + 1)
+      st = nn_err_set(err, NN_ERR_FORMAT, "%s:%d: malformed history row", name, lineno);
     else
       st = nn_history_append(h, &r, err);
   }
-  fclose(f);
   if (st) {
     nn_history_free(h);
     return st;
   }
   *out = h;
+  return NN_OK;
+}
+
+nn_status nn_history_read_csv(const char *path, int epochs, nn_history **out, nn_error *err) {
+  *out = NULL;
+  off_t size = 0;
+  FILE *f = nn_file_fopen_regular(path, &size, err);
+  if (!f) return NN_ERR_IO;
+  if (size > (off_t)(64 << 20)) {
+    fclose(f);
+    return nn_err_set(err, NN_ERR_FORMAT, "%s: %lld bytes is too large for a history", path, (long long)size);
+  }
+  char *text = malloc((size_t)size + 1);
+  size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
+  fclose(f);
+  if (!text) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  text[got] = 0;
+  nn_status st = strlen(text) != got ? nn_err_set(err, NN_ERR_FORMAT, "%s: contains a NUL byte", path)
+                                     : nn_history_parse(text, path, out, err);
+  free(text);
+  if (!st && (epochs < 0 || nn_history_count(*out) < epochs))
+    st = nn_err_set(err, NN_ERR_FORMAT, "%s: has %d epochs, %d were asked for", path, nn_history_count(*out), epochs);
+  if (st) {
+    nn_history_free(*out);
+    *out = NULL;
+    return st;
+  }
+  (*out)->n = epochs; /* the first `epochs` rows */
   return NN_OK;
 }

@@ -5,7 +5,12 @@
 struct nn_history {
   nn_epoch_record *rec;
   int n, cap;
+  int validation; /* 1: the eval columns are a validation split (val_*), 0: the test set (test_*) */
 };
 
+/* The CSV text of nn_history_write_csv (malloc'd, NULL if out of memory). */
+char *nn_history_to_text(const nn_history *h);
+/* Parse that text; `name` names it in errors. */
+nn_status nn_history_parse(const char *text, const char *name, nn_history **out, nn_error *err);
 
 #endif

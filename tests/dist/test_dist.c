@@ -36,7 +36,9 @@ static int run(int np, const char *args) {
     snprintf(launcher, sizeof launcher,
              "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\" '%s' --allow-run-as-root --oversubscribe -np %d",
              mpiexec, np);
-  snprintf(a, sizeof a, "train --data idx:%s/data --epochs 100 --max-steps 20 --quiet %s", dir, args);
+  /* a resume takes the recorded data set (--data would be refused as a recipe change) */
+  if (!strncmp(args, "--resume", 8)) snprintf(a, sizeof a, "train --epochs 100 --max-steps 20 --quiet %s", args);
+  else snprintf(a, sizeof a, "train --data idx:%s/data --epochs 100 --max-steps 20 --quiet %s", dir, args);
   tu_cli_run(&res, dir, launcher, a);
   return res.status;
 }

@@ -1,0 +1,188 @@
+/* A run's recipe: a preset's values, then overrides by key ("lr" = "0.05"). One table maps
+ * every key to its field, its parser (with the accepted range) and its printer, so that the
+ * command line's overrides and the checkpoint's record of the recipe are the same text. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+
+nn_recipe nn_recipe_default(const nn_preset *p) {
+  nn_recipe r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.model, sizeof r.model, "%s", p ? p->name : "");
+  snprintf(r.norm, sizeof r.norm, "batch");
+  snprintf(r.data, sizeof r.data, "fashion-mnist");
+  r.init = p ? p->init : NN_INIT_DEFAULT;
+  r.opt = p ? p->opt : nn_opt_defaults(NN_OPT_ADAM);
+  r.batch_size = p ? p->batch_size : 32;
+  r.epochs = p ? p->epochs : 10;
+  r.input_norm = p ? p->input_norm : (nn_input_norm){0.0f, 1.0f};
+  r.seed = 42;
+  r.shuffle = 1;
+  return r;
+}
+
+enum { K_TEXT, K_BOOL, K_INT, K_LONG, K_FLOAT, K_U64, K_OPT, K_INIT, K_NORM, K_PLACE, K_AUG, K_SPLIT, K_INORM };
+static const struct {
+  const char *key;
+  int type;
+  size_t offset, size; /* size: of text fields */
+  double min, max;     /* numbers */
+} keys[] = {
+#define F(field) offsetof(nn_recipe, field), sizeof(((nn_recipe *)0)->field)
+    {"model", K_TEXT, F(model), 0, 0},
+    {"norm", K_NORM, F(norm), 0, 0},
+    {"bn-placement", K_PLACE, F(bn_placement), 0, 0},
+    {"freeze-bn", K_BOOL, F(freeze_bn), 0, 1},
+    {"init", K_INIT, F(init), 0, 0},
+    {"init-from", K_TEXT, F(init_from), 0, 0},
+    {"optimizer", K_OPT, F(opt.kind), 0, 0},
+    {"lr", K_FLOAT, F(opt.lr), 1e-12, 1e6},
+    {"momentum", K_FLOAT, F(opt.momentum), 0, 0.999999},
+    {"nesterov", K_BOOL, F(opt.nesterov), 0, 1},
+    {"weight-decay", K_FLOAT, F(opt.weight_decay), 0, 1e3},
+    {"beta1", K_FLOAT, F(opt.beta1), 0, 0.999999},
+    {"beta2", K_FLOAT, F(opt.beta2), 0, 0.999999},
+    {"adam-eps", K_FLOAT, F(opt.eps), 0, 1},
+    {"keras-eps", K_BOOL, F(opt.keras_eps), 0, 1},
+    {"batch", K_INT, F(batch_size), 1, 1 << 20},
+    {"epochs", K_INT, F(epochs), 0, 1000000},
+    {"max-steps", K_LONG, F(max_steps), 0, 2000000000},
+    {"seed", K_U64, F(seed), 0, 0},
+    {"shuffle", K_BOOL, F(shuffle), 0, 1},
+    {"drop-last", K_BOOL, F(drop_last), 0, 1},
+    {"input-norm", K_INORM, F(input_norm), 0, 0},
+    {"augment", K_AUG, F(augment), 0, 0},
+    {"val-split", K_SPLIT, F(val_split), 1e-6, 0.999999},
+    {"data", K_TEXT, F(data), 0, 0},
+#undef F
+};
+#define NKEYS (int)(sizeof keys / sizeof keys[0])
+
+int nn_recipe_num_keys(void) { return NKEYS; }
+const char *nn_recipe_key(int k) { return k >= 0 && k < NKEYS ? keys[k].key : NULL; }
+
+static int find(const char *key) {
+  for (int k = 0; k < NKEYS; k++)
+    if (!strcmp(keys[k].key, key)) return k;
+  return -1;
+}
+
+void nn_recipe_get(const nn_recipe *r, int k, char *buf, size_t len) {
+  const unsigned char *p = (const unsigned char *)r + keys[k].offset;
+  int i;
+  long l;
+  float f;
+  uint64_t u;
+  nn_init in;
+  nn_opt_kind ok;
+  switch (keys[k].type) {
+  case K_BOOL:
+  case K_INT: memcpy(&i, p, sizeof i), snprintf(buf, len, "%d", i); break;
+  case K_LONG: memcpy(&l, p, sizeof l), snprintf(buf, len, "%ld", l); break;
+  case K_FLOAT:
+  case K_SPLIT: memcpy(&f, p, sizeof f), snprintf(buf, len, "%.9g", f); break;
+  case K_U64: memcpy(&u, p, sizeof u), snprintf(buf, len, "%llu", (unsigned long long)u); break;
+  case K_OPT: memcpy(&ok, p, sizeof ok), snprintf(buf, len, "%s", nn_opt_kind_name(ok)); break;
+  case K_INIT: memcpy(&in, p, sizeof in), snprintf(buf, len, "%s", in == NN_INIT_XAVIER_UNIFORM ? "xavier" : "default"); break;
+  case K_INORM: snprintf(buf, len, "%.9g,%.9g", r->input_norm.mean, r->input_norm.std); break;
+  default: snprintf(buf, len, "%s", (const char *)p);
+  }
+}
+
+static nn_status number(const char *key, const char *v, double min, double max, int integer, double *out,
+                        nn_error *err) {
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (errno || end == v || *end || !isfinite(d) || d < min || d > max || (integer && d != floor(d)))
+    return nn_err_set(err, NN_ERR_ARG, "%s: expected %s in [%g, %g], got '%s'", key, integer ? "an integer" : "a number",
+                      min, max, v);
+  *out = d;
+  return NN_OK;
+}
+
+nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *v, nn_error *err) {
+  if (!r || !key || !v) return nn_err_set(err, NN_ERR_ARG, "nn_recipe_set: invalid arguments");
+  int k = find(key);
+  if (k < 0) return nn_err_set(err, NN_ERR_ARG, "recipe: unknown key '%s'", key);
+  unsigned char *p = (unsigned char *)r + keys[k].offset;
+  double d = 0;
+  nn_status st = NN_OK;
+  switch (keys[k].type) {
+  case K_BOOL:
+  case K_INT: {
+    if (!(st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) {
+      int i = (int)d;
+      memcpy(p, &i, sizeof i);
+    }
+    return st;
+  }
+  case K_LONG: {
+    if (!(st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) {
+      long l = (long)d;
+      memcpy(p, &l, sizeof l);
+    }
+    return st;
+  }
+  case K_FLOAT:
+  case K_SPLIT: {
+    if (keys[k].type == K_SPLIT && !strcmp(v, "0")) d = 0; /* no validation split */
+    else if ((st = number(key, v, keys[k].min, keys[k].max, 0, &d, err))) return st;
+    float f = (float)d;
+    memcpy(p, &f, sizeof f);
+    return NN_OK;
+  }
+  case K_U64: {
+    char *end;
+    errno = 0;
+    unsigned long long u = strtoull(v, &end, 10);
+    if (errno || end == v || *end || v[0] == '-')
+      return nn_err_set(err, NN_ERR_ARG, "%s: expected a non-negative integer, got '%s'", key, v);
+    r->seed = u;
+    return NN_OK;
+  }
+  case K_OPT: {
+    int kind = nn_opt_kind_parse(v);
+    if (kind < 0) return nn_err_set(err, NN_ERR_ARG, "%s: unknown '%s' (expected sgd, adam or adamw)", key, v);
+    /* another kind starts from that kind's defaults */
+    if (kind != (int)r->opt.kind) r->opt = nn_opt_defaults((nn_opt_kind)kind);
+    return NN_OK;
+  }
+  case K_INIT:
+    if (!strcmp(v, "default")) r->init = NN_INIT_DEFAULT;
+    else if (!strcmp(v, "xavier")) r->init = NN_INIT_XAVIER_UNIFORM;
+    else return nn_err_set(err, NN_ERR_ARG, "%s: expected default or xavier, got '%s'", key, v);
+    return NN_OK;
+  case K_PLACE:
+    if (*v && strcmp(v, "before") && strcmp(v, "after"))
+      return nn_err_set(err, NN_ERR_ARG, "%s: expected before or after, got '%s'", key, v);
+    break;
+  case K_AUG:
+    if (*v) {
+      nn_augment a;
+      if ((st = nn_augment_parse(v, &a, err))) return nn_err_prefix(err, st, "%s: ", key);
+    }
+    break;
+  case K_NORM: /* checked against the spec it applies to, by nn_run_create */
+    if (!*v) return nn_err_set(err, NN_ERR_ARG, "%s: empty", key);
+    break;
+  case K_INORM: {
+    nn_input_norm n;
+    int used = 0;
+    if (sscanf(v, "%f,%f%n", &n.mean, &n.std, &used) != 2 || v[used] || !(n.std > 0) || !isfinite(n.std) ||
+        !isfinite(n.mean))
+      return nn_err_set(err, NN_ERR_ARG, "%s: expected MEAN,STD with STD > 0, got '%s'", key, v);
+    r->input_norm = n;
+    return NN_OK;
+  }
+  default:
+    if (!strcmp(key, "data") && !*v) return nn_err_set(err, NN_ERR_ARG, "data: empty data source");
+  }
+  if (strlen(v) >= keys[k].size) return nn_err_set(err, NN_ERR_ARG, "%s: '%.40s...' is too long", key, v);
+  memcpy(p, v, strlen(v) + 1);
+  return NN_OK;
+}

@@ -1,0 +1,451 @@
+/* The run (ARCHITECTURE.md §8): recipe + model + optimizer + data stream + history, saved and resumed
+ * from a run directory.
+ *
+ * Commit point: DIR/model.safetensors, written atomically once per epoch, carries everything
+ * a resume needs: weights, optimizer moments and step count, the data stream, the recipe
+ * ("normnet.recipe.KEY") and every history row ("normnet.history"); the model's input
+ * transform and data source travel as model state. best.safetensors (with its epoch in
+ * "normnet.epoch"), history.csv and spec.txt are written after it; a resume rewrites them
+ * from the commit point when a kill came in between (the resumed model is that epoch's).
+ * A kill at any instant therefore leaves epoch N or N+1.
+ *
+ * DIR/lock holds the PID of the training process: a live holder is refused, a dead one's lock
+ * taken over. (Two processes taking over the same dead lock at the same instant can both
+ * succeed; a live holder is always seen.) */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "model/spec.h"
+#include "train/fit.h"
+#include "train/history.h"
+
+#define RECIPE_PREFIX "normnet.recipe."
+#define HISTORY_KEY "normnet.history"
+#define DATA_RNG_KEY "normnet.data_rng"
+#define EPOCH_KEY "normnet.epoch"
+
+struct nn_run {
+  nn_recipe r;
+  char *dir;               /* NULL: nothing written */
+  nn_model *m;
+  nn_optimizer *opt;
+  nn_dataset *train, *eval;
+  nn_augment aug;
+  nn_rng data_rng;         /* shuffling/augmentation stream at the end of the last epoch */
+  nn_history *hist;
+  int locked;
+  const nn_comm *comm;     /* data parallel training, or NULL */
+  const nn_fit_callbacks *user; /* during nn_run_train */
+};
+
+/* Recipe keys that are model state, not written under RECIPE_PREFIX. */
+static int is_model_key(const char *k) { return !strcmp(k, "data") || !strcmp(k, "input-norm"); }
+
+static char *join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}
+
+/* ---- lock ------------------------------------------------------------------------------ */
+
+static long read_pid(const char *path) {
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[32] = {0};
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  long pid = -1;
+  return n > 0 && sscanf(buf, "%ld", &pid) == 1 ? pid : -1;
+}
+
+/* A process that exists and is not a zombie (a killed holder whose parent is gone may stay a
+ * zombie where nothing reaps orphans, e.g. in a container without an init). */
+static int alive(long pid) {
+  if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM)) return 0;
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *close_paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
+  return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
+}
+
+static nn_status lock_take(nn_run *run, nn_error *err) {
+  char *path = join(run->dir, "lock");
+  if (!path) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  nn_status st = NN_OK;
+  for (int tries = 0;; tries++) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd >= 0) {
+      char buf[32];
+      int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+      int ok = write(fd, buf, (size_t)n) == n;
+      if (close(fd) != 0) ok = 0;
+      if (!ok) {
+        unlink(path);
+        st = nn_err_set(err, NN_ERR_IO, "%s: cannot write the lock file: %s", path, strerror(errno));
+      } else {
+        run->locked = 1;
+      }
+      break;
+    }
+    if (errno != EEXIST || tries == 3) {
+      st = nn_err_set(err, NN_ERR_IO, "%s: cannot create the lock file: %s", path, strerror(errno));
+      break;
+    }
+    long pid = read_pid(path);
+    if (pid != (long)getpid() && alive(pid)) {
+      st = nn_err_set(err, NN_ERR_IO, "%s: the run is locked by process %ld, which is still training it (%s)", run->dir,
+                      pid, path);
+      break;
+    }
+    unlink(path); /* a dead holder's lock (or garbage): take it over */
+  }
+  free(path);
+  return st;
+}
+
+static void lock_release(nn_run *run) {
+  if (!run->locked) return;
+  char *path = join(run->dir, "lock");
+  if (path && read_pid(path) == (long)getpid()) unlink(path);
+  free(path);
+  run->locked = 0;
+}
+
+/* ---- building ------------------------------------------------------------------------- */
+
+void nn_run_free(nn_run *run) {
+  if (!run) return;
+  lock_release(run);
+  free(run->dir);
+  nn_optimizer_free(run->opt);
+  nn_model_free(run->m);
+  nn_dataset_free(run->train);
+  nn_dataset_free(run->eval);
+  nn_history_free(run->hist);
+  free(run);
+}
+
+/* The run's spec: `spec` with the recipe's normalization choices. */
+static nn_status make_spec(const nn_recipe *r, const nn_spec *spec, nn_spec **out, nn_error *err) {
+  nn_spec *s = nn_spec_copy(spec);
+  if (!s) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  char kind[64];
+  const char *at = strchr(r->norm, '@');
+  snprintf(kind, sizeof kind, "%.*s", at ? (int)(at - r->norm) : (int)strlen(r->norm), r->norm);
+  nn_status st = nn_spec_set_norm(s, kind, err);
+  if (!st && at) st = nn_spec_set_bn_placement(s, at + 1, err);
+  if (st) st = nn_err_prefix(err, st, "norm %s: ", r->norm);
+  if (!st && r->bn_placement[0] && (st = nn_spec_set_bn_placement(s, r->bn_placement, err)))
+    st = nn_err_prefix(err, st, "bn-placement %s: ", r->bn_placement);
+  if (!st && r->freeze_bn) nn_spec_freeze_bn(s);
+  if (st) {
+    nn_spec_free(s);
+    return st;
+  }
+  *out = s;
+  return NN_OK;
+}
+
+/* Data, augmentation, optimizer and an empty history for run->m and run->r. */
+static nn_status open_data(nn_run *run, nn_error *err) {
+  const nn_recipe *r = &run->r;
+  nn_dataset *all = NULL;
+  nn_status st = nn_dataset_open(r->data, NN_SPLIT_TRAIN, &all, err);
+  if (!st && r->val_split > 0) {
+    st = nn_dataset_split(all, r->val_split, &run->train, &run->eval, err);
+    nn_dataset_free(all);
+  } else if (!st) {
+    run->train = all;
+    st = nn_dataset_open(r->data, NN_SPLIT_TEST, &run->eval, err);
+  }
+  if (!st) st = nn_fit_check_input(run->m, run->train, r->val_split > 0 ? "the training split" : "the training set", err);
+  if (!st) st = nn_fit_check_input(run->m, run->eval, r->val_split > 0 ? "the validation split" : "the test set", err);
+  if (st) return nn_err_prefix(err, st, "%s: ", r->data);
+  return NN_OK;
+}
+
+static nn_status prepare(nn_run *run, nn_error *err) {
+  const nn_recipe *r = &run->r;
+  nn_status st = NN_OK;
+  memset(&run->aug, 0, sizeof run->aug);
+  if (r->augment[0] && (st = nn_augment_parse(r->augment, &run->aug, err))) return nn_err_prefix(err, st, "augment: ");
+  if ((st = nn_model_set_input(run->m, &r->input_norm, r->data, err))) return st;
+  if ((st = open_data(run, err))) return st;
+  if ((st = nn_optimizer_create(&r->opt, run->m, &run->opt, err))) return st;
+  if (!run->hist && !(run->hist = nn_history_create())) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  nn_history_set_validation(run->hist, r->val_split > 0);
+  return NN_OK;
+}
+
+/* Create dir if needed, lock it, remove dead writers' temporaries. */
+static nn_status open_dir(nn_run *run, const char *dir, nn_error *err) {
+  if (!(run->dir = strdup(dir))) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    return nn_err_set(err, NN_ERR_IO, "%s: cannot create the run directory: %s", dir, strerror(errno));
+  struct stat sb;
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return nn_err_set(err, NN_ERR_IO, "%s: not a directory", dir);
+  nn_status st = lock_take(run, err);
+  if (!st) st = nn_file_remove_stale_temps(dir, err);
+  return st;
+}
+
+nn_status nn_run_create(const nn_recipe *r, const nn_spec *spec, const char *dir, int overwrite, nn_run **out,
+                        nn_error *err) {
+  if (!out) return nn_err_set(err, NN_ERR_ARG, "nn_run_create: out is NULL");
+  *out = NULL;
+  if (!r || !spec) return nn_err_set(err, NN_ERR_ARG, "nn_run_create: recipe or spec is NULL");
+  nn_run *run = calloc(1, sizeof *run);
+  if (!run) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  run->r = *r;
+  nn_spec *s = NULL;
+  nn_status st = make_spec(r, spec, &s, err);
+  if (!st) st = nn_model_create(s, &run->m, err);
+  nn_spec_free(s);
+  if (!st) {
+    nn_rng rng;
+    nn_rng_seed(&rng, r->seed);
+    nn_model_init(run->m, r->init, &rng);
+  }
+  if (!st && r->init_from[0]) { /* fine-tuning: weights and statistics of another run */
+    if ((st = nn_checkpoint_load_weights(r->init_from, run->m, err))) nn_err_prefix(err, st, "init-from: ");
+  }
+  if (!st) st = prepare(run, err);
+  nn_fit_seed_data_rng(&run->data_rng, r->seed);
+  if (!st && dir) {
+    st = open_dir(run, dir, err);
+    char *ck = st ? NULL : join(dir, "model.safetensors");
+    struct stat sb;
+    if (!st && !ck) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+    else if (!st && !overwrite && lstat(ck, &sb) == 0)
+      st = nn_err_set(err, NN_ERR_ARG,
+                      "%s already holds a run (%s); resume it, or replace it with overwrite (normnet train --resume "
+                      "DIR / --overwrite)",
+                      dir, ck);
+    free(ck);
+  }
+  if (st) {
+    nn_run_free(run);
+    return st;
+  }
+  *out = run;
+  return NN_OK;
+}
+
+/* ---- saving ---------------------------------------------------------------------------- */
+
+static nn_status save(nn_run *run, const char *name, int training, nn_error *err) {
+  int nk = nn_recipe_num_keys(), n = 0;
+  nn_meta_pair *meta = calloc((size_t)nk + 4, sizeof *meta);
+  char(*vals)[1100] = calloc((size_t)nk + 2, sizeof *vals);
+  char(*keys)[64] = calloc((size_t)nk, sizeof *keys);
+  char *hist = training ? nn_history_to_text(run->hist) : NULL, *path = join(run->dir, name);
+  nn_status st = NN_OK;
+  if (!meta || !vals || !keys || !path || (training && !hist)) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  for (int k = 0; !st && k < nk; k++) {
+    if (is_model_key(nn_recipe_key(k))) continue;
+    snprintf(keys[k], sizeof keys[k], RECIPE_PREFIX "%s", nn_recipe_key(k));
+    nn_recipe_get(&run->r, k, vals[n], sizeof vals[n]);
+    meta[n] = (nn_meta_pair){keys[k], vals[n]};
+    n++;
+  }
+  if (!st) {
+    snprintf(vals[n], sizeof vals[n], "%d", nn_history_count(run->hist));
+    meta[n] = (nn_meta_pair){EPOCH_KEY, vals[n]}, n++;
+  }
+  if (!st && training) {
+    const uint64_t *s = run->data_rng.s;
+    snprintf(vals[n], sizeof vals[n], "%llx,%llx,%llx,%llx", (unsigned long long)s[0], (unsigned long long)s[1],
+             (unsigned long long)s[2], (unsigned long long)s[3]);
+    meta[n] = (nn_meta_pair){DATA_RNG_KEY, vals[n]}, n++;
+    meta[n++] = (nn_meta_pair){HISTORY_KEY, hist};
+  }
+  if (!st) st = nn_checkpoint_save_training(run->m, training ? run->opt : NULL, path, meta, n, err);
+  free(meta), free(vals), free(keys), free(hist), free(path);
+  return st;
+}
+
+static nn_status write_exports(nn_run *run, nn_error *err) {
+  char *spec = nn_spec_to_text(nn_model_spec(run->m));
+  char *sp = join(run->dir, "spec.txt"), *hp = join(run->dir, "history.csv");
+  nn_status st = !spec || !sp || !hp ? nn_err_set(err, NN_ERR_NOMEM, "out of memory") : NN_OK;
+  if (!st) st = nn_file_write_atomic(sp, spec, strlen(spec), err);
+  if (!st) st = nn_history_write_csv(run->hist, hp, err);
+  free(spec), free(sp), free(hp);
+  return st;
+}
+
+/* The epoch (1-based) of the best evaluation accuracy, the first one on ties; 0 if none. */
+static int best_epoch(const nn_history *h) {
+  int best = 0;
+  for (int i = 0; i < nn_history_count(h); i++)
+    if (!best || nn_history_get(h, i)->test_acc > nn_history_get(h, best - 1)->test_acc) best = i + 1;
+  return best;
+}
+
+/* The per-epoch commit: model.safetensors, then best (if this epoch is the best), then the
+ * exports. */
+static nn_status commit(void *user, const nn_epoch_record *rec, nn_error *err) {
+  nn_run *run = user;
+  nn_status st = nn_history_append(run->hist, rec, err);
+  if (!st && run->dir) {
+    st = save(run, "model.safetensors", 1, err);
+    if (!st && best_epoch(run->hist) == nn_history_count(run->hist)) st = save(run, "best.safetensors", 0, err);
+    if (!st) st = write_exports(run, err);
+  }
+  if (!st && run->user && run->user->on_epoch_end) run->user->on_epoch_end(run->user->user, rec);
+  return st;
+}
+
+/* After a kill between the commit and the best save: the last epoch is the best one but
+ * best.safetensors holds another (or is missing). The resumed model is that epoch's. */
+static nn_status repair_best(nn_run *run, nn_error *err) {
+  int n = nn_history_count(run->hist);
+  if (!n || best_epoch(run->hist) != n) return NN_OK;
+  char *path = join(run->dir, "best.safetensors"), *v = NULL;
+  if (!path) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  nn_error ignored = {0};
+  int have = !nn_checkpoint_meta(path, EPOCH_KEY, &v, &ignored) && v && atoi(v) == n;
+  free(v), free(path);
+  return have ? NN_OK : save(run, "best.safetensors", 0, err);
+}
+
+static void pass_begin(void *u, int e, int n, int b) {
+  nn_run *run = u;
+  if (run->user->on_epoch_begin) run->user->on_epoch_begin(run->user->user, e, n, b);
+}
+
+static int pass_batch(void *u, int e, int b, int n, double l, double a) {
+  nn_run *run = u;
+  return run->user->on_batch ? run->user->on_batch(run->user->user, e, b, n, l, a) : 0;
+}
+
+int nn_run_finished(const nn_run *run) {
+  return nn_history_count(run->hist) >= run->r.epochs ||
+         (run->r.max_steps > 0 && nn_optimizer_steps(run->opt) >= run->r.max_steps);
+}
+
+nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
+  static const nn_fit_callbacks none = {0};
+  run->user = cb ? cb : &none;
+  nn_fit_config fc = nn_fit_defaults();
+  fc.epochs = run->r.epochs;
+  fc.batch_size = run->r.batch_size;
+  fc.shuffle = run->r.shuffle;
+  fc.drop_last = run->r.drop_last;
+  fc.seed = run->r.seed;
+  fc.input_norm = run->r.input_norm;
+  fc.augment = run->r.augment[0] ? &run->aug : NULL;
+  fc.max_steps = run->r.max_steps;
+  fc.first_epoch = nn_history_count(run->hist) + 1;
+  fc.data_rng = &run->data_rng;
+  fc.comm = run->comm;
+  nn_fit_callbacks wrap = {.user = run, .on_epoch_begin = pass_begin, .on_batch = pass_batch, .epoch_done = commit};
+  nn_status st = nn_fit(run->m, run->opt, run->train, run->eval, &fc, &wrap, NULL, err);
+  run->user = NULL;
+  return st;
+}
+
+/* ---- resuming -------------------------------------------------------------------------- */
+
+void nn_run_set_comm(nn_run *run, const nn_comm *comm) { run->comm = comm; }
+
+static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err);
+
+nn_status nn_run_resume(const char *dir, nn_run **out, nn_error *err) { return resume(dir, 1, out, err); }
+nn_status nn_run_resume_reader(const char *dir, nn_run **out, nn_error *err) { return resume(dir, 0, out, err); }
+
+static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err) {
+  if (!out) return nn_err_set(err, NN_ERR_ARG, "nn_run_resume: out is NULL");
+  *out = NULL;
+  if (!dir) return nn_err_set(err, NN_ERR_ARG, "nn_run_resume: dir is NULL");
+  nn_run *run = calloc(1, sizeof *run);
+  if (!run) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  nn_checkpoint *c = NULL;
+  char *path = join(dir, "model.safetensors");
+  struct stat sb;
+  nn_status st = path ? NN_OK : nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  if (!st && stat(dir, &sb) != 0) st = nn_err_set(err, NN_ERR_IO, "%s: cannot open the run: %s", dir, strerror(errno));
+  else if (!st && lstat(path, &sb) != 0)
+    st = nn_err_set(err, NN_ERR_ARG, "%s: not a run directory with a checkpoint (%s: %s)", dir, path, strerror(errno));
+  if (!st && writer) st = open_dir(run, dir, err);
+  if (!st) st = nn_checkpoint_open(path, &c, err);
+  if (!st) st = nn_checkpoint_read_model(c, NULL, &run->m, err);
+  /* the recipe: the model carries its input, the rest is recorded key by key */
+  run->r = nn_recipe_default(NULL);
+  for (int k = 0; !st && k < nn_recipe_num_keys(); k++) {
+    const char *key = nn_recipe_key(k);
+    if (is_model_key(key)) continue;
+    char mk[96];
+    snprintf(mk, sizeof mk, RECIPE_PREFIX "%s", key);
+    const char *v = nn_checkpoint_get(c, mk);
+    if (!v) st = nn_err_set(err, NN_ERR_FORMAT, "%s: has no '%s' (not the checkpoint of a normnet run)", path, mk);
+    else if ((st = nn_recipe_set(&run->r, key, v, err))) nn_err_prefix(err, NN_ERR_FORMAT, "%s: %s: ", path, mk);
+  }
+  if (!st) {
+    nn_input_norm in;
+    if (!nn_model_input_norm(run->m, &in) || !nn_model_data_source(run->m)[0])
+      st = nn_err_set(err, NN_ERR_FORMAT, "%s: has no input transform or data source", path);
+    run->r.input_norm = in;
+    snprintf(run->r.data, sizeof run->r.data, "%s", nn_model_data_source(run->m));
+  }
+  const char *h = st ? NULL : nn_checkpoint_get(c, HISTORY_KEY), *rs = st ? NULL : nn_checkpoint_get(c, DATA_RNG_KEY);
+  unsigned long long s[4];
+  if (!st && (!h || !rs || sscanf(rs, "%llx,%llx,%llx,%llx", &s[0], &s[1], &s[2], &s[3]) != 4))
+    st = nn_err_set(err, NN_ERR_FORMAT, "%s: lacks the history or the data stream state ('%s', '%s')", path, HISTORY_KEY,
+                    DATA_RNG_KEY);
+  if (!st) {
+    for (int i = 0; i < 4; i++) run->data_rng.s[i] = s[i];
+    char name[1100];
+    snprintf(name, sizeof name, "%s:%s", path, HISTORY_KEY);
+    st = nn_history_parse(h, name, &run->hist, err);
+  }
+  if (!st) st = prepare(run, err);
+  if (!st) st = nn_checkpoint_read_optimizer(c, run->m, run->opt, err);
+  /* best and the exports follow the commit point (a kill may have come between them) */
+  if (!st && writer) st = repair_best(run, err);
+  if (!st && writer) st = write_exports(run, err);
+  nn_checkpoint_close(c);
+  free(path);
+  if (st) {
+    nn_run_free(run);
+    return st;
+  }
+  *out = run;
+  return NN_OK;
+}
+
+nn_status nn_run_set_epochs(nn_run *run, int epochs, nn_error *err) {
+  if (epochs < 0) return nn_err_set(err, NN_ERR_ARG, "epochs: expected >= 0, got %d", epochs);
+  run->r.epochs = epochs;
+  return NN_OK;
+}
+
+nn_status nn_run_set_max_steps(nn_run *run, long max_steps, nn_error *err) {
+  if (max_steps < 0) return nn_err_set(err, NN_ERR_ARG, "max-steps: expected >= 0 (0: no limit), got %ld", max_steps);
+  run->r.max_steps = max_steps;
+  return NN_OK;
+}
+
+/* ---- accessors ------------------------------------------------------------------------- */
+const nn_recipe *nn_run_recipe(const nn_run *run) { return &run->r; }
+nn_model *nn_run_model(nn_run *run) { return run->m; }
+const nn_history *nn_run_history(const nn_run *run) { return run->hist; }
+long nn_run_steps(const nn_run *run) { return nn_optimizer_steps(run->opt); }
+const nn_dataset *nn_run_train_data(const nn_run *run) { return run->train; }
+const nn_dataset *nn_run_eval_data(const nn_run *run) { return run->eval; }
+const char *nn_run_dir(const nn_run *run) { return run->dir; }

@@ -1,0 +1,439 @@
+/* The run as a library object, through normnet.h only: a run killed (SIGKILL) and resumed
+ * equals an uninterrupted one bitwise; 50 kills at random instants of a training that saves
+ * every 4 steps each leave a directory that resumes, with no temporary file, and the run
+ * finished through all of them is still bitwise the uninterrupted one; fine-tuning copies
+ * the weights; a loaded model reports its input transform and data source; the lock and
+ * the "holds a run" rule; recipe overrides by key.
+ *
+ * Children are this program re-executed (--child DIR KILL_EPOCH), never a bare fork of a
+ * process whose OpenMP runtime is running. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "nn_test.h"
+
+static char *dir;
+static char data[1100];
+static const char *spec_text = "input shape=1x8x8\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\nflatten\n"
+                               "dropout rate=0.2\ndense units=10\n";
+#define STEPS_PER_EPOCH 4 /* 32 training samples, batch 8 */
+
+static nn_recipe recipe(int epochs) {
+  nn_recipe r = nn_recipe_default(NULL);
+  nn_error err = {0};
+  char ep[16];
+  snprintf(ep, sizeof ep, "%d", epochs);
+  const char *kv[][2] = {{"optimizer", "adam"}, {"lr", "0.01"},     {"batch", "8"},        {"epochs", ep},
+                         {"seed", "5"},         {"augment", "flip,crop=1"}, {"input-norm", "0.5,0.5"}, {"data", data}};
+  for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+    if (nn_recipe_set(&r, kv[i][0], kv[i][1], &err)) fail_msg("%s", err.msg);
+  return r;
+}
+
+static nn_spec *spec(void) {
+  nn_spec *s = NULL;
+  nn_error err = {0};
+  if (nn_spec_parse(spec_text, "run.spec", &s, &err)) fail_msg("%s", err.msg);
+  return s;
+}
+
+static void path_of(char *out, size_t len, const char *sub, const char *file) {
+  snprintf(out, len, "%s/%s%s%s", dir, sub, file ? "/" : "", file ? file : "");
+}
+
+/* Train a new run to the end in this process. */
+static void train_new(const char *sub, int epochs) {
+  char d[1024];
+  path_of(d, sizeof d, sub, NULL);
+  nn_recipe r = recipe(epochs);
+  nn_spec *s = spec();
+  nn_run *run = NULL;
+  nn_error err = {0};
+  if (nn_run_create(&r, s, d, 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+  nn_run_free(run);
+  nn_spec_free(s);
+}
+
+/* ---- child mode: create or resume DIR, train, SIGKILL itself after epoch K (0: never) -- */
+static int kill_epoch;
+static void kill_after(void *user, const nn_epoch_record *rec) {
+  (void)user;
+  if (rec->epoch == kill_epoch) raise(SIGKILL);
+}
+
+static int child(const char *d, int k, int epochs) {
+  char ck[1100];
+  snprintf(ck, sizeof ck, "%s/model.safetensors", d);
+  nn_error err = {0};
+  nn_run *run = NULL;
+  nn_spec *s = NULL;
+  nn_recipe r = recipe(epochs);
+  kill_epoch = k;
+  struct stat sb;
+  nn_status st = stat(ck, &sb) == 0 ? nn_run_resume(d, &run, &err)
+                                    : (nn_spec_parse(spec_text, "run.spec", &s, &err) ||
+                                       nn_run_create(&r, s, d, 1, &run, &err));
+  nn_fit_callbacks cb = {.on_epoch_end = kill_after};
+  if (!st && !nn_run_finished(run)) st = nn_run_train(run, &cb, &err);
+  if (st) fprintf(stderr, "child: %s\n", err.msg);
+  nn_run_free(run);
+  nn_spec_free(s);
+  return st ? 1 : 0;
+}
+
+static pid_t spawn(const char *sub, int k, int epochs) {
+  char d[1024], ks[16], es[16];
+  path_of(d, sizeof d, sub, NULL);
+  snprintf(ks, sizeof ks, "%d", k);
+  snprintf(es, sizeof es, "%d", epochs);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    execl("/proc/self/exe", "test_run", "--child", d, ks, es, data, (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* ---- comparisons ---------------------------------------------------------------------- */
+static void assert_same_run(const char *a, const char *b) {
+  char pa[1100], pb[1100];
+  snprintf(pa, sizeof pa, "%s/model.safetensors", a);
+  snprintf(pb, sizeof pb, "%s/model.safetensors", b);
+  nn_checkpoint *ca = NULL, *cb = NULL;
+  nn_model *ma = NULL, *mb = NULL;
+  nn_error err = {0};
+  if (nn_checkpoint_open(pa, &ca, &err) || nn_checkpoint_open(pb, &cb, &err) ||
+      nn_checkpoint_read_model(ca, NULL, &ma, &err) || nn_checkpoint_read_model(cb, NULL, &mb, &err))
+    fail_msg("%s", err.msg);
+  assert_int_equal(nn_model_param_count(ma), nn_model_param_count(mb));
+  if (memcmp(nn_model_params(ma), nn_model_params(mb), nn_model_param_count(ma) * sizeof(float)) ||
+      memcmp(nn_model_state(ma), nn_model_state(mb), nn_model_state_count(ma) * sizeof(float)))
+    fail_msg("%s and %s differ", pa, pb);
+  /* same optimizer step count, data stream and history rows (timings aside) */
+  const char *keys[] = {"normnet.optimizer_steps", "normnet.data_rng", "normnet.layer_rng"};
+  for (int i = 0; i < 3; i++) {
+    const char *va = nn_checkpoint_get(ca, keys[i]), *vb = nn_checkpoint_get(cb, keys[i]);
+    assert_non_null(va);
+    assert_non_null(vb);
+    assert_string_equal(va, vb);
+  }
+  const char *ha = nn_checkpoint_get(ca, "normnet.history"), *hb = nn_checkpoint_get(cb, "normnet.history");
+  assert_non_null(ha);
+  assert_non_null(hb);
+  for (;;) { /* each row's first five fields */
+    const char *na = strchr(ha, '\n'), *nb = strchr(hb, '\n');
+    int fa = 0, fb = 0;
+    size_t la = 0, lb = 0;
+    while (ha[la] && ha[la] != '\n' && (ha[la] != ',' || ++fa < 5)) la++;
+    while (hb[lb] && hb[lb] != '\n' && (hb[lb] != ',' || ++fb < 5)) lb++;
+    if (la != lb || memcmp(ha, hb, la)) fail_msg("history rows differ: %.*s vs %.*s", (int)la, ha, (int)lb, hb);
+    if (!na || !nb) {
+      assert_true(!na && !nb);
+      break;
+    }
+    ha = na + 1, hb = nb + 1;
+  }
+  nn_model_free(ma), nn_model_free(mb);
+  nn_checkpoint_close(ca), nn_checkpoint_close(cb);
+}
+
+static int count_temps(const char *d) {
+  DIR *dd = opendir(d);
+  int n = 0;
+  if (!dd) return 0;
+  for (struct dirent *e; (e = readdir(dd));) n += strstr(e->d_name, ".tmp.") != NULL;
+  closedir(dd);
+  return n;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_resume_after_sigkill(void **state) {
+  (void)state;
+  train_new("straight", 4);
+  pid_t pid = spawn("killed", 2, 4);
+  int ws;
+  assert_int_equal(waitpid(pid, &ws, 0), pid);
+  assert_true(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+  char d[1024];
+  path_of(d, sizeof d, "killed", NULL);
+  nn_run *run = NULL;
+  nn_error err = {0};
+  if (nn_run_resume(d, &run, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(nn_history_count(nn_run_history(run)), 2);
+  assert_int_equal(nn_run_steps(run), 2 * STEPS_PER_EPOCH);
+  assert_false(nn_run_finished(run));
+  /* the recorded recipe came back */
+  const nn_recipe *r = nn_run_recipe(run);
+  assert_int_equal(r->opt.kind, NN_OPT_ADAM);
+  assert_int_equal(r->batch_size, 8);
+  assert_string_equal(r->augment, "flip,crop=1");
+  assert_string_equal(r->data, data);
+  if (nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+  assert_true(nn_run_finished(run));
+  nn_run_free(run);
+  char a[1024];
+  path_of(a, sizeof a, "straight", NULL);
+  assert_same_run(a, d);
+  /* the lock is gone with the process that held it */
+  char lock[1100];
+  snprintf(lock, sizeof lock, "%s/lock", d);
+  assert_int_equal(access(lock, F_OK), -1);
+}
+
+static void test_fault_injection(void **state) {
+  (void)state;
+  enum { EPOCHS = 30, KILLS = 50 };
+  train_new("fault-ref", EPOCHS);
+  char ref[1024], d[1024], ck[1100];
+  path_of(ref, sizeof ref, "fault-ref", NULL);
+  path_of(d, sizeof d, "fault", NULL);
+  snprintf(ck, sizeof ck, "%s/model.safetensors", d);
+  /* how long a whole child run takes here */
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int ws;
+  pid_t pid = spawn("fault-probe", 0, EPOCHS);
+  assert_int_equal(waitpid(pid, &ws, 0), pid);
+  assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  long full_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+  trng rng = {0x9E3779B97F4A7C15ull};
+  int killed = 0, committed = 0, finished = 0;
+  for (int i = 0; i < KILLS; i++) {
+    pid = spawn("fault", 0, EPOCHS);
+    long wait_us = (long)(tr_next(&rng) % (uint64_t)(full_us / 4 + 1));
+    struct timespec ts = {wait_us / 1000000, (wait_us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    if (WIFSIGNALED(ws)) killed++;
+    else if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) fail_msg("child %d failed (status %d)", i, ws);
+    struct stat sb;
+    if (stat(ck, &sb) != 0) continue; /* killed before its first commit: nothing to resume yet */
+    committed++;
+    nn_run *run = NULL;
+    nn_error err = {0};
+    if (nn_run_resume(d, &run, &err)) fail_msg("kill %d (after %ld us): not resumable: %s", i, wait_us, err.msg);
+    /* checkpoint and history agree: every committed epoch had its 4 steps */
+    int epochs = nn_history_count(nn_run_history(run));
+    assert_true(epochs >= 1 && epochs <= EPOCHS);
+    assert_int_equal(nn_run_steps(run), (long)epochs * STEPS_PER_EPOCH);
+    if (count_temps(d)) fail_msg("kill %d: a temporary file survived the resume", i);
+    int done = nn_run_finished(run);
+    nn_run_free(run);
+    if (done) { /* a run finished through the kills is the uninterrupted one; start over */
+      assert_same_run(ref, d);
+      finished++;
+      tu_rmtree(d);
+    }
+  }
+  /* finish the last one here */
+  struct stat sb;
+  if (stat(ck, &sb) == 0) {
+    nn_run *run = NULL;
+    nn_error err = {0};
+    if (nn_run_resume(d, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+    nn_run_free(run);
+    assert_same_run(ref, d);
+    assert_int_equal(count_temps(d), 0);
+    finished++;
+  }
+  print_message("  %d kills (%d while training, window %ld us), %d committed states resumed, %d runs finished\n",
+                KILLS, killed, full_us / 4, committed, finished);
+  assert_true(killed >= KILLS / 2); /* the kills really interrupted training */
+  assert_true(finished >= 1);
+}
+
+static void test_fine_tune_and_input(void **state) {
+  (void)state;
+  char src[1100], best[1100];
+  path_of(src, sizeof src, "straight", "model.safetensors");
+  path_of(best, sizeof best, "straight", "best.safetensors");
+  nn_error err = {0};
+  /* a loaded model reports its input transform and data source, as does best */
+  const char *files[2] = {src, best};
+  nn_model *trained[2] = {NULL, NULL};
+  for (int i = 0; i < 2; i++) {
+    if (nn_checkpoint_load(files[i], NULL, &trained[i], &err)) fail_msg("%s", err.msg);
+    nn_input_norm in;
+    assert_int_equal(nn_model_input_norm(trained[i], &in), 1);
+    assert_true(in.mean == 0.5f && in.std == 0.5f);
+    assert_string_equal(nn_model_data_source(trained[i]), data);
+  }
+  nn_model_free(trained[1]);
+  /* a model built from a spec knows neither */
+  nn_spec *s = spec();
+  nn_model *fresh = NULL;
+  if (nn_model_create(s, &fresh, &err)) fail_msg("%s", err.msg);
+  nn_input_norm in;
+  assert_int_equal(nn_model_input_norm(fresh, &in), 0);
+  assert_string_equal(nn_model_data_source(fresh), "");
+  nn_model_free(fresh);
+
+  /* fine-tuning: the new run starts from the trained weights and statistics */
+  nn_recipe r = recipe(1);
+  if (nn_recipe_set(&r, "init-from", src, &err) || nn_recipe_set(&r, "lr", "0.001", &err)) fail_msg("%s", err.msg);
+  nn_run *run = NULL;
+  if (nn_run_create(&r, s, NULL, 0, &run, &err)) fail_msg("%s", err.msg);
+  nn_model *m = nn_run_model(run);
+  assert_memory_equal(nn_model_params(m), nn_model_params(trained[0]), nn_model_param_count(m) * sizeof(float));
+  assert_memory_equal(nn_model_state(m), nn_model_state(trained[0]), nn_model_state_count(m) * sizeof(float));
+  nn_run_free(run);
+  /* and the same recipe without it does not */
+  r = recipe(1);
+  if (nn_run_create(&r, s, NULL, 0, &run, &err)) fail_msg("%s", err.msg);
+  assert_true(memcmp(nn_model_params(nn_run_model(run)), nn_model_params(trained[0]),
+                     nn_model_param_count(trained[0]) * sizeof(float)) != 0);
+  nn_run_free(run);
+  nn_model_free(trained[0]);
+  nn_spec_free(s);
+  /* another architecture: an error naming init-from and the tensor */
+  nn_spec *other = NULL;
+  if (nn_spec_parse("input shape=1x8x8\nconv2d filters=5 kernel=3\nbatchnorm\nrelu\nflatten\ndense units=10\n", "o",
+                    &other, &err))
+    fail_msg("%s", err.msg);
+  r = recipe(1);
+  if (nn_recipe_set(&r, "init-from", src, &err)) fail_msg("%s", err.msg);
+  assert_int_not_equal(nn_run_create(&r, other, NULL, 0, &run, &err), NN_OK);
+  assert_null(run);
+  assert_non_null(strstr(err.msg, "init-from"));
+  assert_non_null(strstr(err.msg, "0.weight"));
+  nn_spec_free(other);
+}
+
+static void test_lock_and_existing_run(void **state) {
+  (void)state;
+  char d[1024], lock[1100];
+  nn_recipe r = recipe(1);
+  nn_spec *s = spec();
+  nn_run *run = NULL;
+  nn_error err = {0};
+  /* a directory that holds a run is refused unless overwrite */
+  path_of(d, sizeof d, "straight", NULL);
+  assert_int_equal(nn_run_create(&r, s, d, 0, &run, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "already holds a run"));
+  /* a live holder (our parent process) is refused by name */
+  path_of(d, sizeof d, "locked", NULL);
+  assert_int_equal(mkdir(d, 0777), 0);
+  snprintf(lock, sizeof lock, "%s/lock", d);
+  FILE *f = fopen(lock, "w");
+  assert_non_null(f);
+  fprintf(f, "%ld\n", (long)getppid());
+  fclose(f);
+  assert_int_not_equal(nn_run_create(&r, s, d, 0, &run, &err), NN_OK);
+  char pid[32];
+  snprintf(pid, sizeof pid, "process %ld", (long)getppid());
+  assert_non_null(strstr(err.msg, pid));
+  /* a dead holder's lock is taken over, held while the run lives, removed after */
+  f = fopen(lock, "w");
+  assert_non_null(f);
+  fprintf(f, "999999999\n");
+  fclose(f);
+  if (nn_run_create(&r, s, d, 0, &run, &err)) fail_msg("%s", err.msg);
+  f = fopen(lock, "r");
+  long holder = 0;
+  assert_non_null(f);
+  assert_int_equal(fscanf(f, "%ld", &holder), 1);
+  fclose(f);
+  assert_int_equal(holder, (long)getpid());
+  nn_run_free(run);
+  assert_int_equal(access(lock, F_OK), -1);
+  /* resuming a directory without a checkpoint says so */
+  assert_int_not_equal(nn_run_resume(d, &run, &err), NN_OK);
+  assert_non_null(strstr(err.msg, "model.safetensors"));
+  nn_spec_free(s);
+}
+
+static void test_recipe_keys(void **state) {
+  (void)state;
+  nn_recipe r = nn_recipe_default(nn_preset_find("lenet"));
+  nn_error err = {0};
+  assert_int_equal(r.opt.kind, NN_OPT_SGD);
+  assert_true(r.opt.lr == 0.1f);
+  assert_int_equal(r.batch_size, 128);
+  /* another optimizer kind starts from its defaults */
+  if (nn_recipe_set(&r, "optimizer", "adam", &err)) fail_msg("%s", err.msg);
+  assert_true(r.opt.lr == 1e-3f && r.opt.eps == 1e-8f);
+  const struct {
+    const char *k, *v, *needle;
+  } bad[] = {{"lr", "-1", "lr: expected"},        {"epochs", "1.5", "epochs: expected an integer"},
+             {"optimizer", "rmsprop", "rmsprop"}, {"input-norm", "0,0", "input-norm"},
+             {"augment", "spin", "augment"},      {"frobnicate", "1", "unknown key 'frobnicate'"},
+             {"init", "he", "init: expected"},    {"bn-placement", "middle", "bn-placement"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    nn_recipe before = r;
+    assert_int_equal(nn_recipe_set(&r, bad[i].k, bad[i].v, &err), NN_ERR_ARG);
+    if (!strstr(err.msg, bad[i].needle)) fail_msg("%s=%s: '%s' lacks '%s'", bad[i].k, bad[i].v, err.msg, bad[i].needle);
+    assert_memory_equal(&before, &r, sizeof r); /* unchanged */
+  }
+  /* every preset's recipe reads back through its keys (what a resume does) */
+  for (int i = 0; i < nn_preset_count(); i++) {
+    nn_recipe pr = nn_recipe_default(nn_preset_at(i)), back = nn_recipe_default(NULL);
+    char text[1200];
+    for (int k = 0; k < nn_recipe_num_keys(); k++) {
+      nn_recipe_get(&pr, k, text, sizeof text);
+      if (nn_recipe_set(&back, nn_recipe_key(k), text, &err))
+        fail_msg("preset %s: %s", nn_preset_at(i)->name, err.msg);
+    }
+    assert_memory_equal(&pr, &back, sizeof pr);
+  }
+  /* every key reads back what it was set to */
+  nn_recipe t = recipe(3);
+  nn_recipe u = nn_recipe_default(NULL);
+  char buf[1200];
+  for (int k = 0; k < nn_recipe_num_keys(); k++) {
+    nn_recipe_get(&t, k, buf, sizeof buf);
+    if (nn_recipe_set(&u, nn_recipe_key(k), buf, &err)) fail_msg("%s", err.msg);
+  }
+  assert_memory_equal(&t, &u, sizeof t);
+}
+
+static int setup(void **state) {
+  (void)state;
+  if (!(dir = tu_tempdir("run"))) return -1;
+  char d[1024];
+  snprintf(d, sizeof d, "%s/data", dir);
+  tu_write_idx_pair(d, "train", 32, 8, 8, 8, 1);
+  tu_write_idx_pair(d, "t10k", 16, 8, 8, 8, 2);
+  snprintf(data, sizeof data, "idx:%s", d);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  tu_rmtree(dir);
+  free(dir);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 6 && !strcmp(argv[1], "--child")) {
+    snprintf(data, sizeof data, "%s", argv[5]);
+    return child(argv[2], atoi(argv[3]), atoi(argv[4]));
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_recipe_keys),
+      cmocka_unit_test(test_resume_after_sigkill),
+      cmocka_unit_test(test_fine_tune_and_input),
+      cmocka_unit_test(test_lock_and_existing_run),
+      cmocka_unit_test(test_fault_injection),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
