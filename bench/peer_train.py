@@ -1,4 +1,4 @@
-"""Peer side of the preset benchmark (DESIGN section 7): training samples per second of
+"""Peer side of the preset benchmark (ARCHITECTURE.md §7): training samples per second of
 PyTorch or Keras 3 on normnet's presets, the same models, batches, optimizers and data
 shapes as build/bench_train.
 

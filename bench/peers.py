@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""normnet against its peers, side by side in one run (DESIGN section 7, issue 12).
+"""normnet against its peers, side by side in one run (ARCHITECTURE.md §7, issue 12).
 
     /opt/peers/bin/python bench/peers.py [--build build] [--rounds 3] [--threads 1,2]
         [--models lenet,mlp,cnn,cifar-cnn,cifar-gap] [--norms batch,none] [--seconds 0.3]

@@ -630,7 +630,7 @@ NN_API nn_status nn_image_load(const char *path, int c, int h, int w, uint8_t *o
 NN_API nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch, int batches,
                                       uint64_t seed, nn_error *err);
 
-/* ---- export to other runtimes (DESIGN §10) ---------------------------------------------
+/* ---- export to other runtimes (ARCHITECTURE.md §10) ---------------------------------------------
  * Both take raw pixels scaled to [0, 1] and carry the input transform `norm` inside the
  * model; a batchnorm exports with its running statistics (fold first for a BN-free file).
  * The same model gives the same bytes. Files are written atomically.

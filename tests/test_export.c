@@ -1,4 +1,4 @@
-/* Exporters (DESIGN §10), checked without Python:
+/* Exporters (ARCHITECTURE.md §10), checked without Python:
  * - the protobuf encoder: varint edges (0, 127, 128, 2^63, negative int64 as 10 bytes),
  *   floats, nested messages decode back; truncated input is rejected;
  * - ONNX of every preset and of a spec with every layer kind passes the structural

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Check normnet's exports against the real runtimes (DESIGN §10); run outside CI with the
+"""Check normnet's exports against the real runtimes (ARCHITECTURE.md §10); run outside CI with the
 peers' virtual environment (onnxruntime, tensorflow-cpu/Keras 3, numpy):
 
     /opt/peers/bin/python tools/check_exports.py --build build [--steps 300] [--keep DIR]

@@ -1,4 +1,4 @@
-/* Exporters (DESIGN §10): ONNX and Keras 3 files written from a loaded model. The public
+/* Exporters (ARCHITECTURE.md §10): ONNX and Keras 3 files written from a loaded model. The public
  * entry points are in normnet.h; these build the bytes in memory (tests, validators). */
 #ifndef NN_EXPORT_EXPORT_H
 #define NN_EXPORT_EXPORT_H

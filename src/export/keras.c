@@ -1,4 +1,4 @@
-/* Keras 3 ".keras" export (DESIGN §10): the zip Keras's own saving_lib writes,
+/* Keras 3 ".keras" export (ARCHITECTURE.md §10): the zip Keras's own saving_lib writes,
  *
  *   metadata.json     {"keras_version": ..., "date_saved": ...}
  *   config.json       a keras.Sequential of Keras's own layers (serialized as Keras does:

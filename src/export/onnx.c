@@ -1,4 +1,4 @@
-/* ONNX export (DESIGN §10): a ModelProto written with our protobuf encoder.
+/* ONNX export (ARCHITECTURE.md §10): a ModelProto written with our protobuf encoder.
  *
  *   input  "input"  float32 [N, C, H, W] (or [N, F] for a model whose spec input is flat),
  *                   raw pixels scaled to [0, 1]

@@ -1,4 +1,4 @@
-/* Keras import (DESIGN §10): weights of a Keras 3 ".keras" archive or ".weights.h5" file into
+/* Keras import (ARCHITECTURE.md §10): weights of a Keras 3 ".keras" archive or ".weights.h5" file into
  * a model of the same architecture, and recognition of files that are not checkpoints.
  *
  * Keras stores each layer's variables at layers/<name>/vars/<i> of model.weights.h5, in the
