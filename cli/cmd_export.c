@@ -15,16 +15,7 @@ static const char *const usage =
     "          layers on NHWC input, ending in softmax\n"
     "\n"
     "  --fold                    fold each batchnorm into the layer before it first\n"
-    "  --input-norm MEAN,STD     override the pixel transform stored in the checkpoint\n";
-
-static int meta_float(const char *path, const char *key, float *out) {
-  char *v = NULL;
-  nn_error err = {0};
-  if (nn_checkpoint_meta(path, key, &v, &err) || !v) return -1;
-  int ok = sscanf(v, "%f", out) == 1;
-  free(v);
-  return ok ? 0 : -1;
-}
+    "  --input-norm MEAN,STD     override the pixel transform the model records\n";
 
 int cmd_export(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "export", NULL, 0};
@@ -61,16 +52,13 @@ int cmd_export(int argc, char **argv) {
     cli_model_free(&cm);
     return EXIT_USAGE;
   }
-  nn_input_norm norm = {0.0f, 1.0f};
-  meta_float(cm.checkpoint, "normnet.input_mean", &norm.mean);
-  meta_float(cm.checkpoint, "normnet.input_std", &norm.std);
-  if (input_norm && cli_input_norm(&a, input_norm, &norm)) {
-    cli_model_free(&cm);
-    return EXIT_USAGE;
-  }
   nn_model *m = NULL, *f = NULL;
   nn_error err = {0};
+  nn_input_norm norm;
+  const char *data = NULL, *data_from = NULL;
   rc = cli_model_build("export", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
+  /* the transform the model records (or --input-norm) */
+  if (!rc) rc = cli_model_input("export", &cm, m, input_norm, NULL, &norm, &data, &data_from);
   if (!rc && fold && nn_model_fold(m, &f, &err)) rc = cli_fail("export", &err);
   const nn_model *src = f ? f : m;
   if (!rc && (keras ? nn_export_keras(src, norm, out, &err) : nn_export_onnx(src, norm, out, &err)))

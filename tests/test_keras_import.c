@@ -1,7 +1,7 @@
 /* Keras import (issue 13 part 2):
  * - round trip: every preset and a spec with every layer kind, exported to .keras and read
  *   back into a model of the same spec, gives bitwise the same tensors (running statistics
- *   included); the bare model.weights.h5 of the archive loads the same way by Keras's
+ *   included) and the input transform (Keras's Rescaling); the bare model.weights.h5 of the archive loads the same way by Keras's
  *   automatic layer names;
  * - real Keras files (tests/fixtures/keras_small_*.keras and the legacy .h5 of the same
  *   models, trained and saved by Keras 3 with gen_keras_fixtures.py): imported into the equivalent spec, normnet's eval-mode logits
@@ -90,9 +90,12 @@ static void test_round_trip(void **state) {
     nn_spec *s = spec_of(i < 0 ? xc_every_kind : nn_preset_at(i)->spec);
     nn_model *a = random_model(s, 40 + (uint64_t)i), *b = NULL, *c = NULL;
     nn_error err = {0};
-    if (nn_export_keras(a, (nn_input_norm){0, 1}, path, &err)) fail_msg("%s", err.msg);
+    if (nn_export_keras(a, (nn_input_norm){0.5f, 0.25f}, path, &err)) fail_msg("%s", err.msg);
     if (nn_checkpoint_load(path, s, &b, &err)) fail_msg("%s", err.msg);
     expect_same_tensors(a, b);
+    nn_input_norm norm;
+    assert_int_equal(nn_model_input_norm(b, &norm), 1); /* the Rescaling layer came back */
+    assert_true(norm.mean == 0.5f && norm.std == 0.25f);
     extract_weights(path, h5);
     if (nn_checkpoint_load(h5, s, &c, &err)) fail_msg("%s: %s", h5, err.msg);
     expect_same_tensors(a, c);

@@ -10,7 +10,8 @@
  * channels-last layout by export/keras_layout.h (the exporter's own mapping, so the two
  * directions agree). From a .keras file the config is checked too: layer classes, units,
  * filters, kernel, strides, padding, BN epsilon and center/scale, and any activation folded
- * into a Dense/Conv2D must be the model's next layer. A .weights.h5 file has no config: its
+ * into a Dense/Conv2D must be the model's next layer; a leading Rescaling becomes the model's
+ * input transform. A .weights.h5 file has no config: its
  * layers are found under Keras's automatic names (dense, dense_1, batch_normalization, ...)
  * in the model's order (Keras saves under those names, not the configured ones). A legacy Keras
  * HDF5 file (model.save("x.h5"), as seed 001 does) lists its layers in model_weights'
@@ -459,6 +460,12 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
         pad = json_is_integer(p) ? (int)json_integer_value(p)
                                  : (int)json_integer_value(json_array_get(json_array_get(p, 0), 0));
         continue;
+      }
+      if (!strcmp(cls, "Rescaling") && nk == 0 && jnum(c, "scale", 0) > 0) {
+        /* the input transform x * scale + offset = (x - mean) / std, as the exporter writes it */
+        double scale = jnum(c, "scale", 1), offset = jnum(c, "offset", 0);
+        nn_input_norm norm = {(float)(-offset / scale), (float)(1.0 / scale)};
+        st = nn_model_set_input(m, &norm, NULL, err);
       }
       if (!weighted_class(cls)) continue;
       if (strcmp(cls, "BatchNormalization") && strcmp(cls, "Dense") && strcmp(cls, "Conv2D") && !jbool(c, "center", 1) &&
