@@ -11,6 +11,7 @@
  * (time spent waiting for a core another process holds is not counted, so figures stay
  * comparable on a shared machine); on more threads it is wall time. */
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -96,7 +97,9 @@ static double triad_gbs(size_t bytes) {
 }
 
 /* 10 independent FMA chains per thread (latency 4-5 cycles x 2 FMA pipes), written out so
- * that they stay in registers */
+ * that they stay in registers. Needs AVX2 + FMA at compile time (the developer build's
+ * -march=native); a portable build reports NaN. */
+#if defined(__AVX2__) && defined(__FMA__)
 static void fma_peak_body(void *p) {
   double *out = p;
 #pragma omp parallel
@@ -126,6 +129,9 @@ static double fma_peak_gflops(void) {
   double s = time_call(fma_peak_body, &sink);
   return (double)omp_get_max_threads() * 100000.0 * 10 * 8 * 2 / s / 1e9;
 }
+#else
+static double fma_peak_gflops(void) { return NAN; }
+#endif
 
 /* ---- kernels ----------------------------------------------------------------------------- */
 typedef struct {
