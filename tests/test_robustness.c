@@ -238,6 +238,9 @@ static void test_fifo(void **state) {
   /* `timeout` turns a hang into exit 124, which tu_cli_expect_error rejects */
   snprintf(args, sizeof args, "summary --model %s", ff);
   tu_cli_expect_error(dir, "timeout 20", args, "pipe: is a FIFO", NULL);
+  /* a checkpoint is sniffed (safetensors, Keras, PyTorch) before it is parsed: that open too */
+  snprintf(args, sizeof args, "eval --checkpoint %s --model lenet", ff);
+  tu_cli_expect_error(dir, "timeout 20", args, "pipe: is a FIFO", NULL);
   nn_error err = {0};
   nn_dataset *ds = NULL;
   snprintf(lp, sizeof lp, "%s/d/train-labels-idx1-ubyte", dir);

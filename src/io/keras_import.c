@@ -27,6 +27,7 @@
 #include <zip.h>
 
 #include "base/error.h"
+#include "base/file_read.h"
 #include "export/keras_layout.h"
 #include "io/keras_import.h"
 #include "model/model.h"
@@ -48,8 +49,8 @@ nn_status nn_torch_refusal(const char *path, nn_error *err) {
 
 nn_status nn_file_kind_of(const char *path, nn_file_kind *kind, nn_error *err) {
   *kind = NN_FILE_OTHER;
-  FILE *f = fopen(path, "rb");
-  if (!f) return nn_err_set(err, NN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  FILE *f = nn_file_fopen_regular(path, NULL, err); /* never a FIFO, device or directory */
+  if (!f) return NN_ERR_IO;
   unsigned char head[8];
   size_t n = fread(head, 1, sizeof head, f);
   fclose(f);
