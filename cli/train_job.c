@@ -30,6 +30,13 @@ const char cli_train_options_help[] =
     "  --no-shuffle              keep file order\n"
     "  --drop-last               drop the last incomplete batch\n"
     "  --max-steps N             stop after N optimizer steps\n"
+    "  --lr-schedule S           constant (default), step:EPOCHS:GAMMA, cosine, onecycle: PyTorch's\n"
+    "                            StepLR, CosineAnnealingLR, OneCycleLR, per optimizer step\n"
+    "  --warmup STEPS            linear warm-up over the first STEPS steps (not with onecycle)\n"
+    "  --early-stop P[:DELTA]    stop when the validation loss has not improved by DELTA (default 0)\n"
+    "                            for P epochs, and keep the weights of the best epoch\n"
+    "  --accumulate K            one optimizer step per K batches (the gradient of K*B samples);\n"
+    "                            BN still normalizes each batch of B on its own, as in PyTorch\n"
     "  --bn-placement before|after  normalization before the activation (presets) or after it\n"
     "  --freeze-bn               frozen BN (fine-tuning): running statistics in training too, not\n"
     "                            updated; gamma/beta fixed (Keras trainable=False)\n"
@@ -77,6 +84,8 @@ static const struct {
     {"--bn-placement", "bn-placement", NULL}, {"--init", "init", NULL},
     {"--nesterov", "nesterov", "1"},    {"--no-shuffle", "shuffle", "0"},
     {"--drop-last", "drop-last", "1"},  {"--freeze-bn", "freeze-bn", "1"},
+    {"--lr-schedule", "lr-schedule", NULL}, {"--warmup", "warmup", NULL},
+    {"--accumulate", "accumulate", NULL}, {"--early-stop", "early-stop", NULL},
 };
 
 int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {

@@ -437,6 +437,9 @@ NN_API void nn_optimizer_step(nn_optimizer *opt, nn_model *m);
 /* Optimizer steps taken so far (Adam's bias correction and SGD's first momentum step use it). */
 NN_API long nn_optimizer_steps(const nn_optimizer *opt);
 NN_API void nn_optimizer_set_steps(nn_optimizer *opt, long steps);
+/* The learning rate of the next step, and setting it (schedules). */
+NN_API float nn_optimizer_lr(const nn_optimizer *opt);
+NN_API void nn_optimizer_set_lr(nn_optimizer *opt, float lr);
 /* Named views of the optimizer's moment buffers, for checkpoints: for each trainable
  * parameter tensor P, "optim.momentum_buffer.P" (SGD with momentum) or "optim.exp_avg.P"
  * and "optim.exp_avg_sq.P" (Adam, AdamW), PyTorch's state names. */
@@ -479,6 +482,16 @@ typedef struct {
                               is the global batch, each rank takes its contiguous slice of it,
                               gradients and evaluation are summed; the result equals one
                               process up to float rounding (ARCHITECTURE.md §9) */
+  const nn_lr_schedule *lr_schedule; /* NULL: the optimizer's lr throughout; else the lr of each
+                              step, from the optimizer's lr when nn_fit starts (the base,
+                              set back on return) */
+  int accumulate;          /* K > 1: one optimizer step per K batches, on the gradient of the
+                              mean loss of all their samples; BN keeps its statistics per
+                              batch of batch_size (as PyTorch) */
+  int early_stop;          /* patience P > 0: stop when the evaluation loss has not improved on
+                              its best by more than early_stop_delta for P epochs, and put
+                              back the weights of the best epoch (needs `test`) */
+  double early_stop_delta;
 } nn_fit_config;
 NN_API nn_fit_config nn_fit_defaults(void);
 /* The shuffling/augmentation stream nn_fit derives from a seed (distinct from the stream
@@ -491,6 +504,7 @@ typedef struct {
   double test_loss, test_acc;
   double seconds;          /* wall time of the epoch (training + evaluation) */
   double samples_per_sec;  /* training samples per second */
+  double lr;               /* learning rate of the epoch's first optimizer step */
 } nn_epoch_record;
 
 typedef struct nn_history nn_history;
@@ -681,11 +695,19 @@ typedef struct {
   char augment[128];      /* "" or nn_augment_parse text */
   float val_split;        /* 0: evaluate on the test split; else on the last fraction of train */
   char data[1024];        /* data source, as nn_dataset_open takes it */
+  nn_lr_schedule lr_schedule; /* "lr-schedule" and "warmup" (steps); constant by default */
+  int accumulate;         /* "accumulate": batches per optimizer step (1: none) */
+  int early_stop;         /* "early-stop" PATIENCE[:MIN_DELTA] on the evaluation loss (0: off) */
+  double early_stop_delta;
 } nn_recipe;
 /* A preset's recipe (its optimizer, batch, epochs, input transform, init), data
  * "fashion-mnist", seed 42, shuffled, no augmentation. NULL: Adam's defaults, batch 32,
  * 10 epochs, inputs in [0, 1]. */
 NN_API nn_recipe nn_recipe_default(const nn_preset *p);
+/* Contradictions in a recipe, which nn_run_create refuses: momentum or nesterov with Adam/AdamW
+ * (they would be ignored), freeze-bn without init-from (there are no trained statistics to
+ * freeze), onecycle with a warmup, accumulate < 1. */
+NN_API nn_status nn_recipe_check(const nn_recipe *r, nn_error *err);
 /* Override one field by key with its text value, checked ("lr", "0.05"). Keys: model, norm,
  * bn-placement, freeze-bn, init, init-from, optimizer, lr, momentum, nesterov,
  * weight-decay, beta1, beta2, adam-eps, keras-eps, batch, epochs, max-steps, seed, shuffle,

@@ -167,6 +167,8 @@ void nn_optimizer_step(nn_optimizer *o, nn_model *m) {
 }
 
 long nn_optimizer_steps(const nn_optimizer *o) { return o->step; }
+float nn_optimizer_lr(const nn_optimizer *o) { return o->cfg.lr; }
+void nn_optimizer_set_lr(nn_optimizer *o, float lr) { o->cfg.lr = lr; }
 void nn_optimizer_set_steps(nn_optimizer *o, long steps) { o->step = steps; }
 
 /* Moment buffers per trainable tensor, in PyTorch's state names. */

@@ -138,10 +138,23 @@ typedef struct {
   float *aug_scratch;
   int n, bs, ebs, batches;
   int ic, ih, iw;        /* sample shape */
+  int accumulate;        /* batches per optimizer step */
+  long steps_per_epoch, total_steps;
+  float base_lr;
   /* running sums of the current epoch */
-  double loss_sum;
+  double loss_sum, epoch_lr;
   long correct, seen;
 } fit_state;
+
+/* Samples of the accumulation group holding batch b: its batches' total (the last batch of
+ * an epoch may be short, the last group may hold fewer than K batches). */
+static int group_samples(const fit_state *s, int b, int *last_in_group) {
+  int g0 = b / s->accumulate * s->accumulate, g1 = g0 + s->accumulate;
+  if (g1 > s->batches) g1 = s->batches;
+  *last_in_group = b == g1 - 1;
+  int end = g1 * s->bs < s->n ? g1 * s->bs : s->n;
+  return end - g0 * s->bs;
+}
 
 /* Step b (0-based) of `epoch`. *stop is set when max_steps is reached or on_batch asks. */
 static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *err) {
@@ -156,15 +169,27 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   if (comm) nn_dist_slice(cnt, comm->rank, comm->size, &lo, &hi);
   double ls = 0;
   int right = 0;
-  m->loss_n = cnt;
+  /* accumulation: the gradient of the group's mean loss builds up over its K batches (each
+   * batch's loss gradient divided by the group's sample count), one optimizer step at its end */
+  int last, group = group_samples(s, b, &last);
+  if (b % s->accumulate == 0) {
+    nn_model_zero_grads(m);
+    if (cfg->lr_schedule) {
+      double lr = nn_lr_schedule_at(cfg->lr_schedule, s->base_lr, nn_optimizer_steps(s->opt), s->steps_per_epoch,
+                                    s->total_steps);
+      nn_optimizer_set_lr(s->opt, (float)lr);
+    }
+    if (b == 0) s->epoch_lr = nn_optimizer_lr(s->opt);
+  }
+  m->loss_n = group;
   nn_status st = nn_model_forward(m, s->tb.x + (size_t)lo * s->ic * s->ih * s->iw, s->tb.y + lo, hi - lo,
                                   NN_MODE_TRAIN, &ls, &right, NULL, err);
-  nn_model_zero_grads(m);
   if (!st) st = nn_model_backward(m, err);
   if (comm) {
-    /* one all-reduce of the flat gradient (each rank's is already over the global batch),
-     * then one small reduction of the loss and the statuses: all ranks go on or stop together */
-    comm->sum_f32(comm->ctx, nn_model_grads(m), nn_model_param_count(m));
+    /* one all-reduce of the flat gradient per optimizer step (each rank's is already over the
+     * global batch), then one small reduction of the loss and the statuses: all ranks go on or
+     * stop together */
+    if (last) comm->sum_f32(comm->ctx, nn_model_grads(m), nn_model_param_count(m));
     double v[2] = {ls, right};
     st = nn_dist_agree_sum(comm, st, v, 2, err);
     ls = v[0], right = (int)v[1];
@@ -174,11 +199,11 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
     return nn_err_set(err, NN_ERR_NUMERIC,
                       "epoch %d, batch %d of %d: the loss is %g; training stopped (try a lower learning rate)", epoch,
                       b + 1, s->batches, ls / cnt);
-  nn_optimizer_step(s->opt, m);
+  if (last) nn_optimizer_step(s->opt, m);
   s->loss_sum += ls;
   s->correct += right;
   s->seen += cnt;
-  if (cfg->max_steps > 0 && nn_optimizer_steps(s->opt) >= cfg->max_steps) *stop = 1;
+  if (last && cfg->max_steps > 0 && nn_optimizer_steps(s->opt) >= cfg->max_steps) *stop = 1;
   const nn_fit_callbacks *cb = s->cb;
   if (cb && cb->on_batch &&
       cb->on_batch(cb->user, epoch, b + 1, s->batches, s->loss_sum / s->seen, (double)s->correct / s->seen))
@@ -206,13 +231,65 @@ static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *sto
     comm->bcast(comm->ctx, nn_model_state(s->m), nn_model_state_count(s->m) * sizeof(float), 0);
   double t_train = now_seconds() - t0;
   *r = (nn_epoch_record){.epoch = epoch, .train_loss = s->seen ? s->loss_sum / s->seen : 0,
-                         .train_acc = s->seen ? (double)s->correct / s->seen : 0, .test_loss = NAN, .test_acc = NAN};
+                         .train_acc = s->seen ? (double)s->correct / s->seen : 0, .test_loss = NAN, .test_acc = NAN,
+                         .lr = s->epoch_lr};
   if (s->test && (st = evaluate(s->m, s->test, cfg->input_norm, s->ebs, NN_MODE_EVAL, comm, &s->eb, &r->test_loss,
                                 &r->test_acc, err)))
     return st;
   r->seconds = now_seconds() - t0;
   r->samples_per_sec = t_train > 0 ? s->seen / t_train : 0;
   return NN_OK;
+}
+
+/* ---- early stopping: the best epoch's weights, statistics and BN counters ------------- */
+typedef struct {
+  float *params, *state;
+  int64_t *counts;
+  int ncounts, best_epoch, wait;
+  double best_loss;
+} early_stop;
+
+static nn_status early_stop_init(early_stop *es, nn_model *m, nn_error *err) {
+  es->params = malloc((nn_model_param_count(m) + 1) * sizeof *es->params);
+  es->state = malloc((nn_model_state_count(m) + 1) * sizeof *es->state);
+  es->counts = malloc(((size_t)nn_model_num_tensors(m) + 1) * sizeof *es->counts);
+  es->best_loss = INFINITY;
+  if (!es->params || !es->state || !es->counts) return nn_err_set(err, NN_ERR_NOMEM, "out of memory for early stopping");
+  return NN_OK;
+}
+
+static void early_stop_free(early_stop *es) {
+  free(es->params), free(es->state), free(es->counts);
+}
+
+/* Keep the weights of an improved epoch; 1 when the patience has run out. */
+static int early_stop_update(early_stop *es, nn_model *m, const nn_epoch_record *r, int patience, double delta) {
+  if (r->test_loss < es->best_loss - delta) {
+    es->best_loss = r->test_loss;
+    es->best_epoch = r->epoch;
+    es->wait = 0;
+    memcpy(es->params, nn_model_params(m), nn_model_param_count(m) * sizeof *es->params);
+    memcpy(es->state, nn_model_state(m), nn_model_state_count(m) * sizeof *es->state);
+    es->ncounts = 0;
+    for (int t = 0; t < nn_model_num_tensors(m); t++) {
+      nn_tensor_view v;
+      nn_model_tensor(m, t, &v);
+      if (v.count_value) es->counts[es->ncounts++] = *v.count_value;
+    }
+    return 0;
+  }
+  return ++es->wait >= patience && es->best_epoch > 0;
+}
+
+static void early_stop_restore(const early_stop *es, nn_model *m) {
+  memcpy(nn_model_params(m), es->params, nn_model_param_count(m) * sizeof *es->params);
+  memcpy(nn_model_state(m), es->state, nn_model_state_count(m) * sizeof *es->state);
+  int k = 0;
+  for (int t = 0; t < nn_model_num_tensors(m); t++) {
+    nn_tensor_view v;
+    nn_model_tensor(m, t, &v);
+    if (v.count_value) *v.count_value = es->counts[k++];
+  }
 }
 
 nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_dataset *test,
@@ -230,6 +307,17 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   if (s.batches == 0)
     return nn_err_set(err, NN_ERR_ARG, "no training batch: %d samples, batch size %d with drop_last", s.n, s.bs);
   s.ebs = cfg->eval_batch_size > 0 ? cfg->eval_batch_size : s.bs;
+  if (cfg->accumulate < 0) return nn_err_set(err, NN_ERR_ARG, "accumulate must be >= 1, got %d", cfg->accumulate);
+  if (cfg->early_stop < 0 || !(cfg->early_stop_delta >= 0))
+    return nn_err_set(err, NN_ERR_ARG, "early stopping needs patience >= 1 and min delta >= 0");
+  if (cfg->early_stop && !test)
+    return nn_err_set(err, NN_ERR_ARG, "early stopping watches the evaluation loss: it needs evaluation data");
+  s.accumulate = cfg->accumulate > 1 ? cfg->accumulate : 1;
+  s.steps_per_epoch = (s.batches + s.accumulate - 1) / s.accumulate;
+  s.total_steps = (long)cfg->epochs * s.steps_per_epoch;
+  if (cfg->max_steps > 0 && cfg->max_steps < s.total_steps) s.total_steps = cfg->max_steps;
+  s.base_lr = nn_optimizer_lr(opt);
+  s.epoch_lr = s.base_lr;
   const nn_comm *comm = s.comm = cfg->comm && cfg->comm->size > 1 ? cfg->comm : NULL;
   for (int i = 0; comm && i < m->nlayers; i++)
     if (m->layers[i].kind == NN_LAYER_DROPOUT)
@@ -257,13 +345,21 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   if (cfg->augment && !s.aug_scratch && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   int first = cfg->first_epoch > 0 ? cfg->first_epoch : 1;
   int stop = cfg->max_steps > 0 && nn_optimizer_steps(opt) >= cfg->max_steps;
+  early_stop es = {0};
+  if (!st && cfg->early_stop) st = early_stop_init(&es, m, err);
   for (int epoch = first; !st && !stop && epoch <= cfg->epochs; epoch++) {
     nn_epoch_record r;
     if ((st = fit_epoch(&s, epoch, &r, &stop, err))) break;
     if ((st = nn_history_append(h, &r, err))) break;
+    /* every rank sees the same evaluation loss, so all stop and restore together */
+    int patience_out = cfg->early_stop && early_stop_update(&es, m, &r, cfg->early_stop, cfg->early_stop_delta);
+    if (patience_out) early_stop_restore(&es, m);
     if (cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
     if (cb && cb->epoch_done) st = cb->epoch_done(cb->user, &r, err);
+    if (patience_out) stop = 1;
   }
+  early_stop_free(&es);
+  if (cfg->lr_schedule) nn_optimizer_set_lr(opt, s.base_lr);
   if (comm && !st) st = check_replicas(m, comm, err);
   m->loss_n = 0;
   nn_model_set_comm(m, NULL);

@@ -7,4 +7,8 @@
  * names the data set in the message. */
 nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err);
 
+/* 1 for the recipe keys added after runs were first saved (schedule, warm-up, accumulation,
+ * early stopping): a checkpoint without them resumes with their defaults. */
+int nn_recipe_key_has_default(const char *key);
+
 #endif

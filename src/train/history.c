@@ -2,6 +2,7 @@
 #include "train/history.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,18 +37,21 @@ void nn_history_free(nn_history *h) {
 void nn_history_set_validation(nn_history *h, int validation) { h->validation = validation != 0; }
 int nn_history_validation(const nn_history *h) { return h->validation; }
 
+/* The columns; `lr` (the learning rate of the epoch's first step) came last, so histories
+ * written before it (7 columns) still read. */
 static const char *header(int validation) {
-  return validation ? "epoch,train_loss,train_acc,val_loss,val_acc,seconds,samples_per_sec"
-                    : "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_sec";
+  return validation ? "epoch,train_loss,train_acc,val_loss,val_acc,seconds,samples_per_sec,lr"
+                    : "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_sec,lr";
 }
+static const size_t LR_COLUMN = 3; /* strlen(",lr") */
 
 char *nn_history_to_text(const nn_history *h) {
   nn_strbuf b = nn_strbuf_new();
   nn_strbuf_printf(&b, "%s\n", header(h->validation));
   for (int i = 0; i < h->n; i++) {
     const nn_epoch_record *r = &h->rec[i];
-    nn_strbuf_printf(&b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", r->epoch, r->train_loss, r->train_acc, r->test_loss,
-                     r->test_acc, r->seconds, r->samples_per_sec);
+    nn_strbuf_printf(&b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f,%.9g\n", r->epoch, r->train_loss, r->train_acc,
+                     r->test_loss, r->test_acc, r->seconds, r->samples_per_sec, r->lr);
   }
   return b.buf;
 }
@@ -67,16 +71,24 @@ nn_status nn_history_parse(const char *text, const char *name, nn_history **out,
   nn_status st = NN_OK;
   const char *p = text, *nl = strchr(p, '\n');
   size_t hl = nl ? (size_t)(nl - p) : strlen(p);
-  if (hl == strlen(header(1)) && !strncmp(p, header(1), hl)) h->validation = 1;
-  else if (!(hl == strlen(header(0)) && !strncmp(p, header(0), hl)))
+  int with_lr = 1;
+  for (int v = 0; v < 2; v++)
+    for (int lr = 0; lr < 2; lr++)
+      if (hl == strlen(header(v)) - (lr ? 0 : LR_COLUMN) && !strncmp(p, header(v), hl)) h->validation = v, with_lr = lr;
+  if (!(hl == strlen(header(h->validation)) - (with_lr ? 0 : LR_COLUMN) && !strncmp(p, header(h->validation), hl)))
     st = nn_err_set(err, NN_ERR_FORMAT, "%s:1: not a normnet history (expected the header '%s')", name, header(0));
   for (int lineno = 2; !st && nl && nl[1]; lineno++) {
     p = nl + 1;
     nl = strchr(p, '\n');
-    nn_epoch_record r;
-    int used = 0;
-    if (sscanf(p, "%d,%lf,%lf,%lf,%lf,%lf,%lf%n", &r.epoch, &r.train_loss, &r.train_acc, &r.test_loss, &r.test_acc,
-               &r.seconds, &r.samples_per_sec, &used) != 7 || (p[used] != '\n' && p[used]) || r.epoch != h->n + 1)
+    nn_epoch_record r = {.lr = NAN};
+    int used = 0, lr_used = 0;
+    int ok = sscanf(p, "%d,%lf,%lf,%lf,%lf,%lf,%lf%n", &r.epoch, &r.train_loss, &r.train_acc, &r.test_loss,
+                    &r.test_acc, &r.seconds, &r.samples_per_sec, &used) == 7;
+    if (ok && with_lr) {
+      ok = sscanf(p + used, ",%lf%n", &r.lr, &lr_used) == 1;
+      used += lr_used;
+    }
+    if (!ok || (p[used] != '\n' && p[used]) || r.epoch != h->n + 1)
       st = nn_err_set(err, NN_ERR_FORMAT, "%s:%d: malformed history row", name, lineno);
     else
       st = nn_history_append(h, &r, err);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "train/fit.h"
 
 nn_recipe nn_recipe_default(const nn_preset *p) {
   nn_recipe r;
@@ -22,10 +23,13 @@ nn_recipe nn_recipe_default(const nn_preset *p) {
   r.input_norm = p ? p->input_norm : (nn_input_norm){0.0f, 1.0f};
   r.seed = 42;
   r.shuffle = 1;
+  r.lr_schedule = (nn_lr_schedule){.kind = NN_LR_CONSTANT, .gamma = 1.0};
+  r.accumulate = 1;
   return r;
 }
 
-enum { K_TEXT, K_BOOL, K_INT, K_LONG, K_FLOAT, K_U64, K_OPT, K_INIT, K_NORM, K_PLACE, K_AUG, K_SPLIT, K_INORM };
+enum { K_TEXT, K_BOOL, K_INT, K_LONG, K_FLOAT, K_U64, K_OPT, K_INIT, K_NORM, K_PLACE, K_AUG, K_SPLIT, K_INORM,
+       K_SCHED, K_WARMUP, K_EARLY };
 static const struct {
   const char *key;
   int type;
@@ -58,11 +62,41 @@ static const struct {
     {"augment", K_AUG, F(augment), 0, 0},
     {"val-split", K_SPLIT, F(val_split), 1e-6, 0.999999},
     {"data", K_TEXT, F(data), 0, 0},
+    {"lr-schedule", K_SCHED, F(lr_schedule), 0, 0},
+    {"warmup", K_WARMUP, F(lr_schedule.warmup), 0, 2000000000},
+    {"accumulate", K_INT, F(accumulate), 1, 1000000},
+    {"early-stop", K_EARLY, F(early_stop), 0, 0},
 #undef F
 };
 #define NKEYS (int)(sizeof keys / sizeof keys[0])
 
 int nn_recipe_num_keys(void) { return NKEYS; }
+
+nn_status nn_recipe_check(const nn_recipe *r, nn_error *err) {
+  const char *kind = nn_opt_kind_name(r->opt.kind);
+  if (r->opt.kind != NN_OPT_SGD && r->opt.momentum > 0)
+    return nn_err_set(err, NN_ERR_ARG,
+                      "momentum %g is an SGD setting, but the optimizer is %s, which would ignore it (its beta1 plays "
+                      "that role): drop --momentum or use --optimizer sgd",
+                      r->opt.momentum, kind);
+  if (r->opt.kind != NN_OPT_SGD && r->opt.nesterov)
+    return nn_err_set(err, NN_ERR_ARG, "nesterov is an SGD setting, but the optimizer is %s: drop --nesterov", kind);
+  if (r->freeze_bn && !r->init_from[0])
+    return nn_err_set(err, NN_ERR_ARG,
+                      "freeze-bn freezes trained BN statistics, but the weights start from scratch (init %s): give "
+                      "--init CHECKPOINT|RUNDIR to fine-tune, or drop --freeze-bn",
+                      r->init == NN_INIT_XAVIER_UNIFORM ? "xavier" : "default");
+  if (r->lr_schedule.kind == NN_LR_ONECYCLE && r->lr_schedule.warmup > 0)
+    return nn_err_set(err, NN_ERR_ARG, "onecycle has its own warm-up: drop the warmup of %ld steps",
+                      r->lr_schedule.warmup);
+  if (r->accumulate < 1) return nn_err_set(err, NN_ERR_ARG, "accumulate must be >= 1, got %d", r->accumulate);
+  return NN_OK;
+}
+
+int nn_recipe_key_has_default(const char *key) {
+  return !strcmp(key, "lr-schedule") || !strcmp(key, "warmup") || !strcmp(key, "accumulate") ||
+         !strcmp(key, "early-stop");
+}
 const char *nn_recipe_key(int k) { return k >= 0 && k < NKEYS ? keys[k].key : NULL; }
 
 static int find(const char *key) {
@@ -89,6 +123,9 @@ void nn_recipe_get(const nn_recipe *r, int k, char *buf, size_t len) {
   case K_OPT: memcpy(&ok, p, sizeof ok), snprintf(buf, len, "%s", nn_opt_kind_name(ok)); break;
   case K_INIT: memcpy(&in, p, sizeof in), snprintf(buf, len, "%s", in == NN_INIT_XAVIER_UNIFORM ? "xavier" : "default"); break;
   case K_INORM: snprintf(buf, len, "%.9g,%.9g", r->input_norm.mean, r->input_norm.std); break;
+  case K_SCHED: nn_lr_schedule_format(&r->lr_schedule, buf, len); break;
+  case K_WARMUP: snprintf(buf, len, "%ld", r->lr_schedule.warmup); break;
+  case K_EARLY: snprintf(buf, len, "%d:%.9g", r->early_stop, r->early_stop_delta); break;
   default: snprintf(buf, len, "%s", (const char *)p);
   }
 }
@@ -121,6 +158,37 @@ nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *v, nn_error *
     }
     return st;
   }
+  case K_SCHED: {
+    nn_lr_schedule s;
+    if ((st = nn_lr_schedule_parse(v, r->lr_schedule.warmup, &s, err))) return nn_err_prefix(err, st, "%s: ", key);
+    r->lr_schedule = s;
+    return NN_OK;
+  }
+  case K_EARLY: {
+    char *end;
+    errno = 0;
+    long pat = strtol(v, &end, 10);
+    double delta = 0;
+    int bad = end == v;
+    if (*end == ':') {
+      const char *dv = end + 1;
+      delta = strtod(dv, &end);
+      bad |= end == dv;
+    }
+    if (bad || errno || *end || pat < 0 || pat > 1000000 || !(delta >= 0) || !isfinite(delta))
+      return nn_err_set(err, NN_ERR_ARG, "%s: expected PATIENCE[:MIN_DELTA] (epochs >= 1, delta >= 0; 0: off), got '%s'",
+                        key, v);
+    r->early_stop = (int)pat;
+    r->early_stop_delta = delta;
+    return NN_OK;
+  }
+  case K_WARMUP:
+    if ((st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) return st;
+    if (d > 0 && r->lr_schedule.kind == NN_LR_ONECYCLE)
+      return nn_err_set(err, NN_ERR_ARG, "%s: onecycle has its own warm-up (30%% of the steps); drop the warmup of %g",
+                        key, d);
+    r->lr_schedule.warmup = (long)d;
+    return NN_OK;
   case K_LONG: {
     if (!(st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) {
       long l = (long)d;

@@ -209,6 +209,8 @@ nn_status nn_run_create(const nn_recipe *r, const nn_spec *spec, const char *dir
   if (!out) return nn_err_set(err, NN_ERR_ARG, "nn_run_create: out is NULL");
   *out = NULL;
   if (!r || !spec) return nn_err_set(err, NN_ERR_ARG, "nn_run_create: recipe or spec is NULL");
+  nn_status chk = nn_recipe_check(r, err);
+  if (chk) return chk;
   nn_run *run = calloc(1, sizeof *run);
   if (!run) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   run->r = *r;
@@ -354,6 +356,10 @@ nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   fc.first_epoch = nn_history_count(run->hist) + 1;
   fc.data_rng = &run->data_rng;
   fc.comm = run->comm;
+  fc.lr_schedule = &run->r.lr_schedule;
+  fc.accumulate = run->r.accumulate;
+  fc.early_stop = run->r.early_stop;
+  fc.early_stop_delta = run->r.early_stop_delta;
   nn_fit_callbacks wrap = {.user = run, .on_epoch_begin = pass_begin, .on_batch = pass_batch, .epoch_done = commit};
   nn_status st = nn_fit(run->m, run->opt, run->train, run->eval, &fc, &wrap, NULL, err);
   run->user = NULL;
@@ -393,6 +399,7 @@ static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err
     char mk[96];
     snprintf(mk, sizeof mk, RECIPE_PREFIX "%s", key);
     const char *v = nn_checkpoint_get(c, mk);
+    if (!v && nn_recipe_key_has_default(key)) continue;
     if (!v) st = nn_err_set(err, NN_ERR_FORMAT, "%s: has no '%s' (not the checkpoint of a normnet run)", path, mk);
     else if ((st = nn_recipe_set(&run->r, key, v, err))) nn_err_prefix(err, NN_ERR_FORMAT, "%s: %s: ", path, mk);
   }

@@ -1,0 +1,207 @@
+/* Training features of nn_fit (src/train/fit.c) and the recipe checks:
+ * - gradient accumulation: K batches of B give the same parameters as one batch of K*B for
+ *   a model without BN, also when the last batch and the last group are short;
+ * - early stopping: on a validation set whose loss rises from the first epoch, training
+ *   stops after PATIENCE more epochs and the model holds the first epoch's weights (its
+ *   evaluation loss equals the recorded one bitwise);
+ * - schedules: the lr recorded per epoch is the schedule's value at the epoch's first step,
+ *   and the optimizer gets its base lr back;
+ * - nn_recipe_check refuses momentum/nesterov with Adam, freeze-bn without init-from. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/dataset.h"
+#include "nn_test.h"
+
+#define K 4
+
+/* n 3x3 images; class c is bright in pixel c (with noise); `shift` relabels (c+shift)%K. */
+static nn_dataset *make_data(int n, int shift, uint64_t seed) {
+  nn_dataset *ds = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_dataset_new(n, 1, 3, 3, K, "test", &ds, &err), NN_OK);
+  trng r = {seed};
+  for (int i = 0; i < n; i++) {
+    int c = (int)(tr_next(&r) % K);
+    ds->labels[i] = (c + shift) % K;
+    for (int p = 0; p < 9; p++) ds->images[(size_t)i * 9 + p] = (uint8_t)((p == c ? 180 : 0) + tr_next(&r) % 60);
+  }
+  return ds;
+}
+
+static nn_model *make_model(const char *spec_text) {
+  nn_spec *spec = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_spec_parse(spec_text, "t", &spec, &err), NN_OK);
+  assert_int_equal(nn_model_create(spec, &m, &err), NN_OK);
+  nn_spec_free(spec);
+  nn_rng rng;
+  nn_rng_seed(&rng, 3);
+  nn_model_init(m, NN_INIT_DEFAULT, &rng);
+  return m;
+}
+
+static const char *const MLP = "input shape=1x3x3\nflatten\ndense units=8\ntanh\ndense units=4\n";
+
+static void train(nn_model *m, const nn_dataset *ds, int batch, int accumulate, float lr, long *steps) {
+  nn_opt_config oc = nn_opt_defaults(NN_OPT_SGD);
+  oc.lr = lr;
+  oc.momentum = 0.9f;
+  nn_optimizer *opt = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_optimizer_create(&oc, m, &opt, &err), NN_OK);
+  nn_fit_config fc = nn_fit_defaults();
+  fc.epochs = 2, fc.batch_size = batch, fc.accumulate = accumulate, fc.shuffle = 0;
+  assert_int_equal(nn_fit(m, opt, ds, NULL, &fc, NULL, NULL, &err), NN_OK);
+  *steps = nn_optimizer_steps(opt);
+  nn_optimizer_free(opt);
+}
+
+static void test_accumulation_equals_big_batch(void **state) {
+  (void)state;
+  nn_dataset *ds = make_data(60, 0, 11); /* 60 = 32 + 28: the second group is short */
+  nn_model *a = make_model(MLP), *b = make_model(MLP), *c = make_model(MLP);
+  long sa, sb, sc;
+  train(a, ds, 8, 4, 0.2f, &sa);   /* batches 8,8,8,8 | 8,8,8,4 */
+  train(b, ds, 32, 1, 0.2f, &sb);  /* batches 32 | 28 */
+  train(c, ds, 8, 1, 0.2f, &sc);   /* no accumulation: 8 steps an epoch */
+  assert_int_equal(sa, 4);
+  assert_int_equal(sb, 4);
+  assert_int_equal(sc, 16);
+  size_t n = nn_model_param_count(a);
+  const float *pa = nn_model_params(a), *pb = nn_model_params(b), *pc = nn_model_params(c);
+  double maxd = 0, maxc = 0, scale = 0;
+  for (size_t i = 0; i < n; i++) {
+    maxd = fmax(maxd, fabs((double)pa[i] - pb[i]));
+    maxc = fmax(maxc, fabs((double)pa[i] - pc[i]));
+    scale = fmax(scale, fabs((double)pb[i]));
+  }
+  assert_true(maxd <= 1e-5 * scale);  /* equal up to float summation order */
+  assert_true(maxc > 1e-3 * scale);   /* and the check can tell a different training apart */
+  nn_model_free(a), nn_model_free(b), nn_model_free(c);
+  nn_dataset_free(ds);
+}
+
+static void test_early_stop_restores_best(void **state) {
+  (void)state;
+  nn_dataset *train_ds = make_data(128, 0, 5), *val = make_data(64, 1, 6); /* val labels shifted: loss rises */
+  nn_model *m = make_model(MLP);
+  nn_opt_config oc = nn_opt_defaults(NN_OPT_SGD);
+  oc.lr = 0.5f;
+  nn_optimizer *opt = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_optimizer_create(&oc, m, &opt, &err), NN_OK);
+  nn_fit_config fc = nn_fit_defaults();
+  fc.epochs = 20, fc.batch_size = 16, fc.early_stop = 2, fc.eval_batch_size = 64;
+  nn_history *h = NULL;
+  assert_int_equal(nn_fit(m, opt, train_ds, val, &fc, NULL, &h, &err), NN_OK);
+  int n = nn_history_count(h), best = 0;
+  for (int i = 1; i < n; i++)
+    if (nn_history_get(h, i)->test_loss < nn_history_get(h, best)->test_loss) best = i;
+  assert_true(n < 20);                /* stopped early */
+  assert_int_equal(n, best + 1 + 2);  /* PATIENCE epochs after the best one */
+  double loss, acc;
+  assert_int_equal(nn_evaluate(m, val, fc.input_norm, 64, NN_MODE_EVAL, &loss, &acc, &err), NN_OK);
+  assert_true(loss == nn_history_get(h, best)->test_loss); /* the best epoch's weights, bitwise */
+  assert_true(loss != nn_history_get(h, n - 1)->test_loss);
+  /* early stopping needs evaluation data */
+  assert_int_equal(nn_fit(m, opt, train_ds, NULL, &fc, NULL, NULL, &err), NN_ERR_ARG);
+  nn_history_free(h);
+  nn_optimizer_free(opt);
+  nn_model_free(m);
+  nn_dataset_free(train_ds), nn_dataset_free(val);
+}
+
+static void test_schedule_lr_per_epoch(void **state) {
+  (void)state;
+  nn_dataset *ds = make_data(50, 0, 9);
+  nn_model *m = make_model(MLP);
+  nn_opt_config oc = nn_opt_defaults(NN_OPT_SGD);
+  oc.lr = 0.1f;
+  nn_optimizer *opt = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_optimizer_create(&oc, m, &opt, &err), NN_OK);
+  nn_lr_schedule s;
+  assert_int_equal(nn_lr_schedule_parse("cosine", 3, &s, &err), NN_OK);
+  nn_fit_config fc = nn_fit_defaults();
+  fc.epochs = 4, fc.batch_size = 10, fc.lr_schedule = &s, fc.accumulate = 2; /* 5 batches: 3 steps an epoch */
+  nn_history *h = NULL;
+  assert_int_equal(nn_fit(m, opt, ds, NULL, &fc, NULL, &h, &err), NN_OK);
+  assert_int_equal(nn_optimizer_steps(opt), 12);
+  for (int e = 0; e < 4; e++) {
+    double want = (float)nn_lr_schedule_at(&s, 0.1f, 3L * e, 3, 12);
+    assert_true(fabs(nn_history_get(h, e)->lr - want) < 1e-12);
+  }
+  assert_true(nn_history_get(h, 0)->lr < 0.1 / 3); /* warm-up */
+  assert_true(nn_optimizer_lr(opt) == 0.1f);       /* the base lr is back */
+  nn_history_free(h);
+  nn_optimizer_free(opt);
+  nn_model_free(m);
+  nn_dataset_free(ds);
+}
+
+static void test_recipe_refusals(void **state) {
+  (void)state;
+  nn_error err = {0};
+  nn_recipe r = nn_recipe_default(nn_preset_find("lenet"));
+  assert_int_equal(nn_recipe_check(&r, &err), NN_OK);
+  assert_int_equal(nn_recipe_set(&r, "optimizer", "adam", &err), NN_OK);
+  assert_int_equal(nn_recipe_set(&r, "momentum", "0.9", &err), NN_OK);
+  assert_int_equal(nn_recipe_check(&r, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "momentum 0.9 is an SGD setting"));
+  r = nn_recipe_default(nn_preset_find("lenet"));
+  assert_int_equal(nn_recipe_set(&r, "optimizer", "adamw", &err), NN_OK);
+  assert_int_equal(nn_recipe_set(&r, "nesterov", "1", &err), NN_OK);
+  assert_int_equal(nn_recipe_check(&r, &err), NN_ERR_ARG);
+  r = nn_recipe_default(nn_preset_find("lenet"));
+  assert_int_equal(nn_recipe_set(&r, "freeze-bn", "1", &err), NN_OK);
+  assert_int_equal(nn_recipe_check(&r, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "--init"));
+  assert_int_equal(nn_recipe_set(&r, "init-from", "runs/x/model.safetensors", &err), NN_OK);
+  assert_int_equal(nn_recipe_check(&r, &err), NN_OK);
+  /* schedules and early stopping by key, both orders of onecycle and warmup refused */
+  r = nn_recipe_default(NULL);
+  assert_int_equal(nn_recipe_set(&r, "warmup", "10", &err), NN_OK);
+  assert_int_equal(nn_recipe_set(&r, "lr-schedule", "onecycle", &err), NN_ERR_ARG);
+  r = nn_recipe_default(NULL);
+  assert_int_equal(nn_recipe_set(&r, "lr-schedule", "onecycle", &err), NN_OK);
+  assert_int_equal(nn_recipe_set(&r, "warmup", "10", &err), NN_ERR_ARG);
+  assert_int_equal(nn_recipe_set(&r, "early-stop", "3:0.01", &err), NN_OK);
+  assert_int_equal(r.early_stop, 3);
+  assert_true(r.early_stop_delta == 0.01);
+  assert_int_equal(nn_recipe_set(&r, "early-stop", "x", &err), NN_ERR_ARG);
+  assert_int_equal(nn_recipe_set(&r, "early-stop", "3:", &err), NN_ERR_ARG);
+  assert_int_equal(nn_recipe_set(&r, "early-stop", "3:-1", &err), NN_ERR_ARG);
+  assert_int_equal(nn_recipe_set(&r, "accumulate", "0", &err), NN_ERR_ARG);
+  assert_int_equal(nn_recipe_set(&r, "lr-schedule", "step:2:0.5", &err), NN_OK);
+  /* every key prints back to what it parses from */
+  for (int k = 0; k < nn_recipe_num_keys(); k++) {
+    char buf[1200];
+    nn_recipe_get(&r, k, buf, sizeof buf);
+    nn_recipe copy = r;
+    if (!strcmp(nn_recipe_key(k), "data") || !strcmp(nn_recipe_key(k), "norm")) continue;
+    assert_int_equal(nn_recipe_set(&copy, nn_recipe_key(k), buf, &err), NN_OK);
+  }
+  char buf[64];
+  for (int k = 0; k < nn_recipe_num_keys(); k++)
+    if (!strcmp(nn_recipe_key(k), "lr-schedule")) nn_recipe_get(&r, k, buf, sizeof buf);
+  assert_string_equal(buf, "step:2:0.5");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_accumulation_equals_big_batch),
+      cmocka_unit_test(test_early_stop_restores_best),
+      cmocka_unit_test(test_schedule_lr_per_epoch),
+      cmocka_unit_test(test_recipe_refusals),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
