@@ -1,6 +1,9 @@
 /* normnet eval: loss and accuracy of a trained model on a data split. */
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -21,12 +24,103 @@ static const char *const usage =
     "  --batch B                 evaluation batch size (default 256)\n"
     "  --input-norm MEAN,STD     override the pixel transform stored in the checkpoint\n"
     "  --threads N               worker threads\n"
-    "  --json                    print one JSON object instead of text\n";
+    "  --out DIR                 also write DIR/confusion.png (the confusion matrix)\n"
+    "  --json                    print one JSON object instead of text (with per_class_accuracy\n"
+    "                            and confusion, rows = true class)\n"
+    "\n"
+    "Prints the loss and accuracy, the accuracy of each class and the confusion matrix (rows:\n"
+    "true class, columns: predicted), with the data set's class names.\n";
+
+static const char *class_label(const nn_dataset *ds, int c, char *buf, size_t len) {
+  const char *name = nn_dataset_class_name(ds, c);
+  if (name) return name;
+  snprintf(buf, len, "%d", c);
+  return buf;
+}
+
+/* Per-class accuracy, then the confusion matrix with class numbers as column heads (a key
+ * maps them to names). */
+static void print_classes(const nn_confusion *cm, const nn_dataset *ds) {
+  int k = cm->classes;
+  char buf[32];
+  printf("\n%-4s %-14s %8s %9s\n", "", "class", "samples", "accuracy");
+  for (int c = 0; c < k; c++) {
+    long row = 0;
+    for (int p = 0; p < k; p++) row += cm->counts[(size_t)c * k + p];
+    printf("%-4d %-14.14s %8ld ", c, class_label(ds, c, buf, sizeof buf), row);
+    double a = nn_confusion_class_accuracy(cm, c);
+    if (isfinite(a)) printf("%9.4f\n", a);
+    else printf("%9s\n", "-");
+  }
+  printf("\nconfusion matrix (rows: true class, columns: predicted class)\n%-6s", "true");
+  for (int p = 0; p < k; p++) printf(" %6d", p);
+  printf("\n");
+  for (int t = 0; t < k; t++) {
+    printf("%-6d", t);
+    for (int p = 0; p < k; p++) printf(" %6ld", cm->counts[(size_t)t * k + p]);
+    printf("\n");
+  }
+}
+
+static void print_json(const cli_model *cm, const char *data, const char *data_from, const char *split,
+                       const char *mode, const nn_confusion *cmx, const nn_dataset *ds) {
+  int k = cmx->classes;
+  char buf[32];
+  printf("{\"checkpoint\": ");
+  cli_json_string(stdout, cm->checkpoint);
+  printf(", \"data\": ");
+  cli_json_string(stdout, data);
+  printf(", \"data_from\": ");
+  cli_json_string(stdout, data_from);
+  printf(", \"split\": ");
+  cli_json_string(stdout, split);
+  printf(", \"mode\": ");
+  cli_json_string(stdout, mode);
+  printf(", \"samples\": %ld, \"loss\": ", cmx->samples);
+  cli_json_number(stdout, "%.6f", cmx->loss);
+  printf(", \"accuracy\": ");
+  cli_json_number(stdout, "%.6f", cmx->accuracy);
+  printf(", \"classes\": [");
+  for (int c = 0; c < k; c++) {
+    printf("%s", c ? ", " : "");
+    cli_json_string(stdout, class_label(ds, c, buf, sizeof buf));
+  }
+  printf("], \"per_class_accuracy\": [");
+  for (int c = 0; c < k; c++) {
+    printf("%s", c ? ", " : "");
+    cli_json_number(stdout, "%.6f", nn_confusion_class_accuracy(cmx, c));
+  }
+  printf("], \"confusion\": [");
+  for (int t = 0; t < k; t++) {
+    printf("%s[", t ? ", " : "");
+    for (int p = 0; p < k; p++) printf("%s%ld", p ? ", " : "", cmx->counts[(size_t)t * k + p]);
+    printf("]");
+  }
+  printf("]}\n");
+}
+
+static int write_confusion(const char *dir, const nn_confusion *cmx, const nn_dataset *ds, const char *data,
+                           const char *split) {
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+    cli_error("eval", "--out %s: cannot create directory: %s", dir, strerror(errno));
+    return EXIT_FAIL;
+  }
+  const char *names[1024];
+  int k = cmx->classes < 1024 ? cmx->classes : 1024;
+  for (int c = 0; c < k; c++) names[c] = nn_dataset_class_name(ds, c);
+  char path[4200], title[512];
+  snprintf(path, sizeof path, "%s/confusion.png", dir);
+  snprintf(title, sizeof title, "%s/%s: accuracy %.4f", data, split, cmx->accuracy);
+  nn_error err = {0};
+  if (nn_plot_confusion(cmx, names, k, title, path, NULL, &err)) return cli_fail("eval", &err);
+  printf("wrote %s\n", path);
+  return EXIT_OK;
+}
 
 int cmd_eval(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "eval", NULL, 0};
   const char *model_arg = NULL, *ckpt = NULL, *data_arg = NULL, *split = "test", *mode_name = "eval";
-  const char *input_norm = NULL;
+  const char *input_norm = NULL, *out = NULL;
   int batch = 256, json = 0, threads = 0;
   while (a.i < argc) {
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
@@ -43,6 +137,7 @@ int cmd_eval(int argc, char **argv) {
     else if (cli_opt(&a, "--batch")) bad = cli_int(&a, "--batch", 1, 1 << 20, &batch);
     else if (cli_opt(&a, "--threads")) bad = cli_int(&a, "--threads", 1, 1024, &threads);
     else if (cli_flag(&a, "--json")) json = 1;
+    else if (cli_opt(&a, "--out")) out = a.val;
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
@@ -75,20 +170,21 @@ int cmd_eval(int argc, char **argv) {
   nn_model *m = NULL;
   nn_dataset *ds = NULL;
   nn_error err = {0};
-  double loss = 0, acc = 0;
+  nn_confusion cmx = {0};
   nn_mode mode = strcmp(mode_name, "train") ? NN_MODE_EVAL : NN_MODE_TRAIN;
   int rc = cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
   if (!rc) rc = cli_model_input("eval", &cm, m, input_norm, data_arg, &norm, &data, &data_from);
   if (!rc && (nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err) ||
-              nn_evaluate(m, ds, norm, batch, mode, &loss, &acc, &err)))
+              nn_evaluate_confusion(m, ds, norm, batch, mode, &cmx, &err)))
     rc = cli_fail("eval", &err);
-  if (!rc && json)
-    printf("{\"checkpoint\": \"%s\", \"data\": \"%s\", \"data_from\": \"%s\", \"split\": \"%s\", \"mode\": \"%s\", \"samples\": %d, "
-           "\"loss\": %.6f, \"accuracy\": %.6f}\n",
-           cm.checkpoint, data, data_from, split, mode_name, nn_dataset_count(ds), loss, acc);
-  else if (!rc)
-    printf("%s on %s/%s (data %s; %d samples, %s mode): loss %.4f, accuracy %.4f\n", cm.checkpoint, data, split,
-           data_from, nn_dataset_count(ds), mode_name, loss, acc);
+  if (!rc && out) rc = write_confusion(out, &cmx, ds, data, split);
+  if (!rc && json) print_json(&cm, data, data_from, split, mode_name, &cmx, ds);
+  else if (!rc) {
+    printf("%s on %s/%s (data %s; %ld samples, %s mode): loss %.4f, accuracy %.4f\n", cm.checkpoint, data, split,
+           data_from, cmx.samples, mode_name, cmx.loss, cmx.accuracy);
+    print_classes(&cmx, ds);
+  }
+  nn_confusion_free(&cmx);
   nn_dataset_free(ds);
   nn_model_free(m);
   cli_model_free(&cm);

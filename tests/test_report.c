@@ -23,7 +23,7 @@ static nn_history *make_history(double shift) {
   nn_history *h = nn_history_create();
   assert_non_null(h);
   for (int e = 1; e <= 4; e++) {
-    nn_epoch_record r = {e, 1.0 / e + shift, 0.5 + 0.1 * e - shift, 1.1 / e + shift, 0.45 + 0.1 * e - shift, 1.5, 40000};
+    nn_epoch_record r = {e, 1.0 / e + shift, 0.5 + 0.1 * e - shift, 1.1 / e + shift, 0.45 + 0.1 * e - shift, 1.5, 40000, 0.1 / e};
     nn_error err = {0};
     assert_int_equal(nn_history_append(h, &r, &err), NN_OK);
   }
@@ -80,6 +80,8 @@ static void test_report_in_chromium(void **state) {
   assert_true(n >= 1);
   assert_non_null(strstr(html, "<title>compare &lt;lenet&gt; &amp; more</title>"));
   assert_non_null(strstr(html, ">with BN</text>")); /* legend text inside the inline SVG */
+  assert_non_null(strstr(html, ">Learning rate (first step of each epoch)</text>")); /* lr changes: a panel */
+  assert_non_null(strstr(html, "<td>0.025</td>"));                                  /* epoch 4's lr */
   assert_non_null(strstr(html, "<h2>Summary</h2>"));
   assert_non_null(strstr(html, "dog &lt;&amp;&gt;"));
   assert_null(strstr(html, "dog <&>"));
