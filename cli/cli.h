@@ -148,6 +148,29 @@ int cli_dist_agree(int rc);
 /* Agree on the exit code if that is still due, then leave MPI. */
 int cli_dist_finish(int rc);
 
+/* ---- runs read back (report, plot) -------------------------------------------------------- */
+enum { CLI_MAX_RUNS = 64 };
+typedef struct {
+  char dir[4096];
+  char name[256];   /* legend and heading: the directory's name, or a compare variant's label */
+  nn_run *run;       /* read only (nn_run_resume_reader) */
+  const nn_recipe *recipe;
+  nn_model *model;
+  const nn_history *hist;
+} cli_run;
+typedef struct {
+  cli_run run[CLI_MAX_RUNS];
+  int n;
+} cli_runs;
+/* Append the run in directory `arg`, or every run in its subdirectories (a compare
+ * directory); 0 or an exit status after printing the error. */
+int cli_runs_read(const char *cmd, const char *arg, cli_runs *rs);
+void cli_runs_free(cli_runs *rs);
+/* The HTML report of the runs in dirs (nn_report_html) written to out; with evaluate, each
+ * run's per-class results on its own evaluation data. 0 or an exit status (error printed). */
+int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const char *out, const char *title,
+                     int evaluate, int batch);
+
 int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -157,6 +180,8 @@ int cmd_predict(int argc, char **argv);
 int cmd_fold(int argc, char **argv);
 int cmd_recalibrate(int argc, char **argv);
 int cmd_study(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 /* normnet study sync-bn (cli/cmd_study_sync_bn.c) */
 int cli_study_sync_bn(int argc, char **argv);

@@ -16,7 +16,8 @@ static const char *const usage_head =
     "\n"
     "Train the same model once per normalization (same seed, so shared layers start from the\n"
     "same weights) and compare them: a per-epoch table, a summary, DIR/history.csv,\n"
-    "DIR/curves.png and DIR/curves.svg, and each variant's run in DIR/<variant>/. Every variant\n"
+    "DIR/curves.png and DIR/curves.svg, DIR/report.html (normnet report: curves, tables, results\n"
+    "per class, BN statistics, recipes), and each variant's run in DIR/<variant>/. Every variant\n"
     "is built and checked (spec, --init, data, directory) before the first one trains.\n"
     "\n"
     "  --norm LIST               comma-separated: batch, group:G, layer, instance, none (default\n"
@@ -25,7 +26,8 @@ static const char *const usage_head =
     "  --target ACC              summary: first epoch whose validation accuracy reaches ACC\n"
     "                            (default 0.8)\n"
     "  --out DIR                 default runs/compare-<model>; variants that already hold a run are\n"
-    "                            refused unless --overwrite\n";
+    "                            refused unless --overwrite\n"
+    "  --no-report               skip DIR/report.html\n";
 
 typedef struct {
   char name[CLI_ITEM];
@@ -48,35 +50,14 @@ static int write_history(const char *path, variant *v, int nv, const char *ev) {
 }
 
 static int plot(const char *dir, const char *model, variant *v, int nv, nn_error *err) {
-  int maxn = 0;
-  for (int k = 0; k < nv; k++)
-    if (nn_history_count(v[k].res.hist) > maxn) maxn = nn_history_count(v[k].res.hist);
-  double *buf = calloc((size_t)nv * 5 * (maxn ? maxn : 1), sizeof *buf);
-  nn_plot_line acc[2 * MAX_VARIANTS], loss[2 * MAX_VARIANTS];
-  if (!buf) return -1;
-  for (int k = 0; k < nv; k++) {
-    int n = nn_history_count(v[k].res.hist);
-    double *x = buf + (size_t)k * 5 * maxn, *ta = x + maxn, *va = ta + maxn, *tl = va + maxn, *vl = tl + maxn;
-    for (int i = 0; i < n; i++) {
-      const nn_epoch_record *r = nn_history_get(v[k].res.hist, i);
-      x[i] = r->epoch, ta[i] = r->train_acc, va[i] = r->test_acc, tl[i] = r->train_loss, vl[i] = r->test_loss;
-    }
-    acc[2 * k] = (nn_plot_line){v[k].label, x, ta, n, k, 1};
-    acc[2 * k + 1] = (nn_plot_line){v[k].label, x, va, n, k, 0};
-    loss[2 * k] = (nn_plot_line){v[k].label, x, tl, n, k, 1};
-    loss[2 * k + 1] = (nn_plot_line){v[k].label, x, vl, n, k, 0};
-  }
-  nn_plot_panel panels[2] = {
-      {"Accuracy (train dashed, validation solid)", "epoch", "accuracy", acc, 2 * nv, 0},
-      {"Loss (train dashed, validation solid)", "epoch", "cross-entropy loss", loss, 2 * nv, 0},
-  };
+  const char *names[MAX_VARIANTS];
+  const nn_history *hists[MAX_VARIANTS];
+  for (int k = 0; k < nv; k++) names[k] = v[k].label, hists[k] = v[k].res.hist;
   char title[256], png[4200], svg[4200];
   snprintf(title, sizeof title, "%s: with and without normalization", model);
   snprintf(png, sizeof png, "%s/curves.png", dir);
   snprintf(svg, sizeof svg, "%s/curves.svg", dir);
-  nn_status st = nn_plot_write(panels, 2, title, 1200, 500, png, svg, err);
-  free(buf);
-  return st ? -1 : 0;
+  return nn_plot_histories(names, hists, nv, title, png, svg, NULL, err) ? -1 : 0;
 }
 
 static void print_tables(variant *v, int nv, double target, const char *valname, const char *ev) {
@@ -132,6 +113,7 @@ int cmd_compare(int argc, char **argv) {
   cli_train_defaults(&o);
   const char *norms = "batch,none", *out = NULL;
   float target = 0.8f;
+  int no_report = 0;
   while (a.i < argc) {
     int bad = 0;
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
@@ -143,6 +125,7 @@ int cmd_compare(int argc, char **argv) {
     } else if (cli_opt(&a, "--norm")) norms = a.val;
     else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--target")) bad = cli_float(&a, "--target", 0, 1, &target);
+    else if (cli_flag(&a, "--no-report")) no_report = 1;
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
@@ -204,6 +187,10 @@ int cmd_compare(int argc, char **argv) {
       rc = err.msg[0] ? cli_fail("compare", &err) : (cli_error("compare", "out of memory"), EXIT_FAIL);
     } else {
       printf("wrote %s/history.csv, %s/curves.png, %s/curves.svg\n", out, out, out);
+      char report[4200], title[512];
+      snprintf(report, sizeof report, "%s/report.html", out);
+      snprintf(title, sizeof title, "normnet compare: %s", o.model);
+      if (!no_report) rc = cli_report_write("compare", &out, 1, report, title, 1, 256);
     }
   }
   for (int k = 0; k < nv; k++) cli_train_result_free(&v[k].res);

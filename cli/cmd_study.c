@@ -191,5 +191,9 @@ int cmd_study(int argc, char **argv) {
   nn_plot_panel panel = {"Final validation accuracy vs batch size", "batch size", "accuracy", lines, nn + 1, 1};
   if (nn_plot_write(&panel, 1, title, 900, 520, png, NULL, &err)) return cli_fail("study", &err);
   printf("wrote %s, %s\n", path, png);
-  return EXIT_OK;
+  /* every run of the study in one page (without per-class evaluation: the table above is
+   * the study's result) */
+  char report[4200];
+  snprintf(report, sizeof report, "%s/report.html", out);
+  return cli_report_write("study", &out, 1, report, title, 0, 256);
 }

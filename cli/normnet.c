@@ -17,6 +17,8 @@ static const char *const usage =
     "  fold      fold BatchNorm into the layer before it, for inference\n"
     "  recalibrate  re-estimate BN running statistics of a trained model\n"
     "  export    write a model for ONNX Runtime or Keras (--format onnx|keras)\n"
+    "  report    one HTML page about runs: curves, tables, per-class results, BN, recipe, spec\n"
+    "  plot      overlay the curves of any runs in one PNG/SVG\n"
     "  study     ready-made studies: small-batch (BN vs GroupNorm/LayerNorm vs batch size)\n"
     "\n"
     "\n"
@@ -46,7 +48,7 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*run)(int, char **);
-  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}, {"study", cmd_study}, {"export", cmd_export}};
+  } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}, {"study", cmd_study}, {"export", cmd_export}, {"report", cmd_report}, {"plot", cmd_plot}};
   if (help_cmd) { /* normnet help CMD = normnet CMD --help */
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
       if (!strcmp(argv[2], cmds[i].name)) {

@@ -38,6 +38,13 @@ NN_API nn_status nn_plot_svg(const nn_plot_panel *panels, int npanels, const cha
 NN_API nn_status nn_plot_confusion(const nn_confusion *cm, const char *const *names, int nnames, const char *title,
                                    const char *png_path, const char *svg_path, nn_error *err);
 
+/* Training curves of runs in one figure: accuracy and loss per epoch (train dashed,
+ * evaluation solid, one color per run, names in the legend), plus the learning rate when
+ * it changed between epochs. Into png_path and/or svg_path, and/or *svg (malloc'd). */
+NN_API nn_status nn_plot_histories(const char *const *names, const nn_history *const *hists, int nruns,
+                                   const char *title, const char *png_path, const char *svg_path, char **svg,
+                                   nn_error *err);
+
 /* ---- HTML reports ------------------------------------------------------------------------- */
 typedef struct {
   const char *name;              /* heading and legend label, e.g. "with BN" */

@@ -39,56 +39,19 @@ static const char STYLE[] =
     "figure{margin:1em 0}figure svg{max-width:100%;height:auto}.src{color:#666;font-size:.9em}"
     "table.cm td{min-width:2.6em}";
 
-/* 1 if the learning rate changed between epochs in any run (a schedule): worth a panel. */
-static int lr_varies(const nn_report_run *runs, int nruns) {
-  for (int k = 0; k < nruns; k++)
-    for (int i = 1; i < nn_history_count(runs[k].history); i++) {
-      double a = nn_history_get(runs[k].history, i - 1)->lr, c = nn_history_get(runs[k].history, i)->lr;
-      if (isfinite(a) && isfinite(c) && a != c) return 1;
-    }
-  return 0;
-}
-
-/* Curves of every run in one figure: accuracy and loss (train dashed, evaluation solid),
- * and the learning rate when a schedule changed it. */
+/* Curves of every run in one figure (nn_plot_histories), inline. */
 static nn_status curves(nn_strbuf *b, const nn_report_run *runs, int nruns, nn_error *err) {
-  int total = 0;
-  for (int k = 0; k < nruns; k++) total += nn_history_count(runs[k].history);
-  double *buf = calloc((size_t)(total ? total : 1) * 6, sizeof *buf);
-  nn_plot_line *acc = calloc((size_t)nruns * 2, sizeof *acc), *loss = calloc((size_t)nruns * 2, sizeof *loss);
-  nn_plot_line *lrs = calloc((size_t)nruns, sizeof *lrs);
-  nn_status st = buf && acc && loss && lrs ? NN_OK : nn_err_set(err, NN_ERR_NOMEM, "report: out of memory for the plots");
+  const char **names = calloc((size_t)nruns, sizeof *names);
+  const nn_history **hists = calloc((size_t)nruns, sizeof *hists);
   char *svg = NULL;
-  if (!st) {
-    double *p = buf;
-    for (int k = 0; k < nruns; k++) {
-      int n = nn_history_count(runs[k].history);
-      double *x = p, *ta = x + n, *va = ta + n, *tl = va + n, *vl = tl + n, *lr = vl + n;
-      p += 6 * (size_t)n;
-      for (int i = 0; i < n; i++) {
-        const nn_epoch_record *r = nn_history_get(runs[k].history, i);
-        x[i] = r->epoch, ta[i] = r->train_acc, va[i] = r->test_acc, tl[i] = r->train_loss, vl[i] = r->test_loss;
-        lr[i] = r->lr;
-      }
-      lrs[k] = (nn_plot_line){runs[k].name, x, lr, n, k, 0};
-      acc[2 * k] = (nn_plot_line){runs[k].name, x, ta, n, k, 1};
-      acc[2 * k + 1] = (nn_plot_line){runs[k].name, x, va, n, k, 0};
-      loss[2 * k] = (nn_plot_line){runs[k].name, x, tl, n, k, 1};
-      loss[2 * k + 1] = (nn_plot_line){runs[k].name, x, vl, n, k, 0};
-    }
-    nn_plot_panel panels[3] = {
-        {"Accuracy (train dashed, evaluation solid)", "epoch", "accuracy", acc, 2 * nruns, 0},
-        {"Loss (train dashed, evaluation solid)", "epoch", "cross-entropy loss", loss, 2 * nruns, 0},
-        {"Learning rate (first step of each epoch)", "epoch", "learning rate", lrs, nruns, 0},
-    };
-    int np = lr_varies(runs, nruns) ? 3 : 2;
-    st = nn_plot_svg(panels, np, NULL, np == 3 ? 1500 : 1200, 460, &svg, err);
-  }
+  nn_status st = names && hists ? NN_OK : nn_err_set(err, NN_ERR_NOMEM, "report: out of memory for the plots");
+  for (int k = 0; !st && k < nruns; k++) names[k] = runs[k].name, hists[k] = runs[k].history;
+  if (!st) st = nn_plot_histories(names, hists, nruns, NULL, NULL, NULL, &svg, err);
   if (!st) {
     const char *start = strstr(svg, "<svg"); /* inline: without the XML declaration */
     nn_strbuf_printf(b, "<figure class=\"curves\">%s</figure>\n", start ? start : svg);
   }
-  free(svg), free(acc), free(loss), free(lrs), free(buf);
+  free(svg), free(names), free(hists);
   return st;
 }
 

@@ -1,0 +1,52 @@
+/* normnet plot: the curves of any runs overlaid in one figure. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *const usage =
+    "usage: normnet plot RUNDIR|COMPAREDIR... --out FILE.png [--svg FILE.svg] [--title TEXT]\n"
+    "\n"
+    "Overlay the training curves of runs (accuracy and loss per epoch, train dashed,\n"
+    "evaluation solid, one color per run; the learning rate too when a schedule changed it).\n"
+    "A directory written by 'normnet compare' stands for all its variants.\n";
+
+int cmd_plot(int argc, char **argv) {
+  cli_args a = {argc, argv, 1, "plot", NULL, 0};
+  const char *png = NULL, *svg = NULL, *title = NULL;
+  cli_runs *rs = calloc(1, sizeof *rs);
+  int rc = rs ? EXIT_OK : EXIT_FAIL, ndirs = 0;
+  while (!rc && a.i < argc) {
+    if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
+      fputs(usage, stdout);
+      free(rs);
+      return EXIT_OK;
+    }
+    if (cli_opt(&a, "--out")) png = a.val;
+    else if (cli_opt(&a, "--svg")) svg = a.val;
+    else if (cli_opt(&a, "--title")) title = a.val;
+    else if (argv[a.i][0] == '-') rc = cli_unknown(&a);
+    else rc = cli_runs_read("plot", argv[a.i++], rs), ndirs++;
+    if (a.bad) rc = EXIT_USAGE;
+  }
+  if (!rc && !ndirs) {
+    cli_error("plot", "needs run directories (see normnet plot --help)");
+    rc = EXIT_USAGE;
+  }
+  if (!rc && !png && !svg) {
+    cli_error("plot", "needs --out FILE.png (and/or --svg FILE.svg)");
+    rc = EXIT_USAGE;
+  }
+  if (!rc) {
+    const char *names[CLI_MAX_RUNS];
+    const nn_history *hists[CLI_MAX_RUNS];
+    for (int k = 0; k < rs->n; k++) names[k] = rs->run[k].name, hists[k] = rs->run[k].hist;
+    nn_error err = {0};
+    if (nn_plot_histories(names, hists, rs->n, title, png, svg, NULL, &err)) rc = cli_fail("plot", &err);
+    else printf("wrote %s%s%s (%d run%s)\n", png ? png : "", png && svg ? ", " : "", svg ? svg : "", rs->n,
+                rs->n == 1 ? "" : "s");
+  }
+  if (rs) cli_runs_free(rs);
+  free(rs);
+  return rc;
+}
