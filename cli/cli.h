@@ -89,6 +89,8 @@ typedef struct {
   int epochs, first_epoch, epoch, batches, last_batch;
   const char *label;
   int variant, variants; /* this run's place among compare/study runs (1-based; 0: a single run) */
+  int json;              /* one JSON object per epoch instead of text */
+  const char *eval;      /* "val" or "test": what the evaluation columns measure */
 } cli_progress;
 void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label);
 nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
@@ -111,6 +113,8 @@ typedef struct {
   int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
   int sync_bn;           /* under mpirun: batchnorm statistics over the global batch (default 1) */
   int check_only;        /* build and check the run (model, data, directory), do not train */
+  int json;              /* --json: one JSON object per epoch on stdout, no text */
+  int variant, variants; /* compare: this variant's place, for the overall ETA */
 } cli_train_opts;
 
 typedef struct {
@@ -122,6 +126,7 @@ typedef struct {
   nn_history *hist;      /* every epoch of the run, resumed ones included */
   size_t params;
   int validation;        /* evaluated on a validation split (val_*), else the test set (test_*) */
+  int epochs;            /* the recipe's epochs (early stopping may end before) */
   cli_activation *act;   /* with --track-activations */
   int nact, capact;
 } cli_train_result;
@@ -169,7 +174,7 @@ void cli_runs_free(cli_runs *rs);
 /* The HTML report of the runs in dirs (nn_report_html) written to out; with evaluate, each
  * run's per-class results on its own evaluation data. 0 or an exit status (error printed). */
 int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const char *out, const char *title,
-                     int evaluate, int batch);
+                     int evaluate, int batch, int quiet);
 
 int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

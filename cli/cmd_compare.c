@@ -165,6 +165,7 @@ int cmd_compare(int argc, char **argv) {
     cli_train_override(&vo[k], "norm", "--norm", v[k].name);
     vo[k].out = dirs[k];
     vo[k].label = v[k].name;
+    vo[k].variant = k + 1, vo[k].variants = nv;
   }
   /* every variant is built and checked (spec, --init, data, its directory) before any trains */
   for (int k = 0; k < nv && !rc; k++) {
@@ -177,7 +178,7 @@ int cmd_compare(int argc, char **argv) {
   if (!rc) {
     int validation = v[0].res.validation;
     const char *valname = validation ? "validation" : "test (as validation)", *ev = validation ? "val" : "test";
-    print_tables(v, nv, target, valname, ev);
+    if (!o.json) print_tables(v, nv, target, valname, ev);
     char path[4200];
     nn_error err = {0};
     snprintf(path, sizeof path, "%s/history.csv", out);
@@ -186,11 +187,11 @@ int cmd_compare(int argc, char **argv) {
     } else if (plot(out, o.model, v, nv, &err)) {
       rc = err.msg[0] ? cli_fail("compare", &err) : (cli_error("compare", "out of memory"), EXIT_FAIL);
     } else {
-      printf("wrote %s/history.csv, %s/curves.png, %s/curves.svg\n", out, out, out);
+      if (!o.json) printf("wrote %s/history.csv, %s/curves.png, %s/curves.svg\n", out, out, out);
       char report[4200], title[512];
       snprintf(report, sizeof report, "%s/report.html", out);
       snprintf(title, sizeof title, "normnet compare: %s", o.model);
-      if (!no_report) rc = cli_report_write("compare", &out, 1, report, title, 1, 256);
+      if (!no_report) rc = cli_report_write("compare", &out, 1, report, title, 1, 256, o.json);
     }
   }
   for (int k = 0; k < nv; k++) cli_train_result_free(&v[k].res);

@@ -11,7 +11,7 @@
 #include "cli.h"
 
 static const char *const usage =
-    "usage: normnet inspect RUNDIR|CHECKPOINT|COMPAREDIR\n"
+    "usage: normnet inspect --model RUNDIR|CHECKPOINT|COMPAREDIR   (or the same without --model)\n"
     "\n"
     "For each normalization layer: gamma, beta, running mean and running variance as\n"
     "min / mean / max and the first 5 values. For a run trained with --track-activations:\n"
@@ -163,11 +163,19 @@ static int inspect_run(const char *dir, const char *label) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int cmd_inspect(int argc, char **argv) {
-  if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    fputs(usage, argc == 2 ? stdout : stderr);
-    return argc == 2 ? EXIT_OK : EXIT_USAGE;
+  if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    fputs(usage, stdout);
+    return EXIT_OK;
   }
-  const char *arg = argv[1];
+  /* --model X, as every other command takes a model; a lone X as before */
+  const char *arg = NULL;
+  if (argc == 3 && !strcmp(argv[1], "--model")) arg = argv[2];
+  else if (argc == 2 && !strncmp(argv[1], "--model=", 8)) arg = argv[1] + 8;
+  else if (argc == 2 && argv[1][0] != '-') arg = argv[1];
+  if (!arg) {
+    cli_error("inspect", "expected --model RUNDIR|CHECKPOINT|COMPAREDIR (see normnet inspect --help)");
+    return EXIT_USAGE;
+  }
   struct stat sb;
   if (stat(arg, &sb) != 0) {
     cli_error("inspect", "%s: %s", arg, strerror(errno));

@@ -113,6 +113,10 @@ int cmd_predict(int argc, char **argv) {
   class_names cn;
   if (names_for(&cn, source ? source : "", classes) && !rc) rc = EXIT_USAGE;
   int in = m ? nn_model_input_size(m) : 0, k = m ? nn_model_output_size(m) : 0;
+  if (!rc && classes && cn.n != k) { /* a name per output, or the top-k would be mislabeled */
+    cli_error("predict", "--classes names %d classes but the model has %d outputs", cn.n, k);
+    rc = EXIT_USAGE;
+  }
   float *x = in ? malloc((size_t)in * sizeof *x) : NULL;
   uint8_t *px = in ? malloc((size_t)in) : NULL;
   if (!rc && (!x || !px)) rc = EXIT_FAIL;

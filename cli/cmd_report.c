@@ -33,7 +33,7 @@ static char *recipe_text(const nn_recipe *r) {
 }
 
 int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const char *out, const char *title,
-                     int evaluate_runs, int batch) {
+                     int evaluate_runs, int batch, int quiet) {
   cli_runs *rs = calloc(1, sizeof *rs);
   nn_report_run *runs = calloc(CLI_MAX_RUNS, sizeof *runs);
   nn_confusion *cms = calloc(CLI_MAX_RUNS, sizeof *cms);
@@ -63,7 +63,7 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
   char *html = NULL;
   if (!rc && (nn_report_html(title, runs, rs->n, &html, &err) || nn_file_write_atomic(out, html, strlen(html), &err)))
     rc = cli_fail(cmd, &err);
-  if (!rc) printf("wrote %s (%d run%s)\n", out, rs->n, rs->n == 1 ? "" : "s");
+  if (!rc && !quiet) printf("wrote %s (%d run%s)\n", out, rs->n, rs->n == 1 ? "" : "s");
   free(html);
   for (int k = 0; rs && k < rs->n; k++) {
     if (cms) nn_confusion_free(&cms[k]);
@@ -113,7 +113,7 @@ int cmd_report(int argc, char **argv) {
       used += (size_t)snprintf(deftitle + used, sizeof deftitle - used, " %s", dirs[i]);
     title = deftitle;
   }
-  if (!rc) rc = cli_report_write("report", dirs, ndirs, out, title, !no_eval, batch);
+  if (!rc) rc = cli_report_write("report", dirs, ndirs, out, title, !no_eval, batch, 0);
   free(dirs);
   return rc;
 }

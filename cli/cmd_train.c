@@ -46,7 +46,7 @@ int cmd_train(int argc, char **argv) {
   cli_train_result res;
   int rc = cli_train_run("train", &o, &res);
   int n = nn_history_count(res.hist);
-  if (!rc && n > 0 && !o.quiet) {
+  if (!rc && n > 0 && !o.quiet && !o.json) {
     int best = 0;
     for (int i = 1; i < n; i++)
       if (nn_history_get(res.hist, i)->test_acc > nn_history_get(res.hist, best)->test_acc) best = i;
@@ -56,6 +56,16 @@ int cmd_train(int argc, char **argv) {
            res.validation ? "val" : "test", last->test_acc, res.validation ? "val" : "test", last->test_loss,
            nn_history_get(res.hist, best)->test_acc, nn_history_get(res.hist, best)->epoch, last->samples_per_sec,
            dir ? ", run saved in " : "", dir ? dir : "");
+    /* early stopping: fewer epochs than asked, the weights of the lowest evaluation loss kept */
+    const char *es = cli_train_value(&o, "early-stop", NULL);
+    int lowest = 0;
+    for (int i = 1; i < n; i++)
+      if (nn_history_get(res.hist, i)->test_loss < nn_history_get(res.hist, lowest)->test_loss) lowest = i;
+    if (es && strcmp(es, "0") && last->epoch < res.epochs)
+      printf("stopped early after epoch %d (--early-stop %s): the model holds the weights of epoch %d, the lowest "
+             "%s_loss %.4f\n",
+             last->epoch, es, nn_history_get(res.hist, lowest)->epoch, res.validation ? "val" : "test",
+             nn_history_get(res.hist, lowest)->test_loss);
   }
   cli_train_result_free(&res);
   return rc;

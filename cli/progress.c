@@ -23,6 +23,8 @@ void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label)
   p->epochs = p->first_epoch = p->epoch = p->batches = p->last_batch = 0;
   p->t_epoch = p->t_last = p->t_start = 0;
   p->variant = p->variants = 0;
+  p->json = 0;
+  p->eval = "test";
 }
 
 static void on_begin(void *user, int epoch, int epochs, int batches) {
@@ -34,7 +36,7 @@ static void on_begin(void *user, int epoch, int epochs, int batches) {
   p->t_epoch = now();
   p->t_last = 0;
   if (!p->first_epoch) p->first_epoch = epoch, p->t_start = p->t_epoch;
-  if (p->tty && !p->quiet) {
+  if (p->tty && !p->quiet && !p->json) {
     fprintf(p->out, "%s%sEpoch %d/%d", p->label ? p->label : "", p->label ? ": " : "", epoch, epochs);
     if (p->variants > 1) fprintf(p->out, " (run %d/%d)", p->variant, p->variants);
     fputc('\n', p->out);
@@ -82,7 +84,7 @@ static int on_batch(void *user, int epoch, int batch, int batches, double loss, 
   cli_progress *p = user;
   (void)epoch;
   p->last_batch = batch;
-  if (!p->tty || p->quiet) return 0;
+  if (!p->tty || p->quiet || p->json) return 0;
   double t = now();
   if (t - p->t_last > 0.1) {
     bar(p, batch, batches, loss, acc, 0);
@@ -91,8 +93,36 @@ static int on_batch(void *user, int epoch, int batch, int batches, double loss, 
   return 0;
 }
 
+/* One line per epoch for programs: {"run": ..., "epoch": 3, ..., "val_acc": 0.87, "lr": 0.1}. */
+static void json_line(cli_progress *p, const nn_epoch_record *r) {
+  fprintf(p->out, "{\"run\": ");
+  if (p->label) cli_json_string(p->out, p->label);
+  else fputs("null", p->out);
+  fprintf(p->out, ", \"epoch\": %d, \"epochs\": %d, \"batches\": %d, \"train_loss\": ", r->epoch, p->epochs,
+          p->last_batch);
+  cli_json_number(p->out, "%.6f", r->train_loss);
+  fprintf(p->out, ", \"train_acc\": ");
+  cli_json_number(p->out, "%.6f", r->train_acc);
+  fprintf(p->out, ", \"%s_loss\": ", p->eval);
+  cli_json_number(p->out, "%.6f", r->test_loss);
+  fprintf(p->out, ", \"%s_acc\": ", p->eval);
+  cli_json_number(p->out, "%.6f", r->test_acc);
+  fprintf(p->out, ", \"lr\": ");
+  cli_json_number(p->out, "%.9g", r->lr);
+  fprintf(p->out, ", \"seconds\": ");
+  cli_json_number(p->out, "%.3f", r->seconds);
+  fprintf(p->out, ", \"samples_per_sec\": ");
+  cli_json_number(p->out, "%.1f", r->samples_per_sec);
+  fprintf(p->out, "}\n");
+}
+
 static void on_end(void *user, const nn_epoch_record *r) {
   cli_progress *p = user;
+  if (p->json) {
+    json_line(p, r);
+    fflush(p->out);
+    return;
+  }
   if (p->quiet) return;
   if (p->tty) {
     /* the real figures of the epoch, whichever batch it ended on */

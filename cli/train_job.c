@@ -46,7 +46,9 @@ const char cli_train_options_help[] =
     "  --threads N               worker threads (default: all cores)\n"
     "  --sync-bn on|off          under mpirun: batchnorm statistics over the global batch (on,\n"
     "                            SyncBN) or over each process's slice (off, plain data parallel)\n"
-    "  --quiet                   no per-epoch output\n";
+    "  --quiet                   no per-epoch output\n"
+    "  --json                    one JSON object per epoch on stdout (run, epoch, train_loss,\n"
+    "                            train_acc, val_/test_loss and _acc, lr, seconds), no other text\n";
 
 void cli_train_defaults(cli_train_opts *o) {
   memset(o, 0, sizeof *o);
@@ -106,6 +108,7 @@ int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {
   else if (cli_flag(a, "--quiet")) o->quiet = 1;
   else if (cli_flag(a, "--track-activations")) o->track_activations = 1;
   else if (cli_flag(a, "--overwrite")) o->overwrite = 1;
+  else if (cli_flag(a, "--json")) o->json = 1;
   else if (cli_opt(a, "--sync-bn")) {
     if (!strcmp(a->val, "on") || !strcmp(a->val, "off")) o->sync_bn = !strcmp(a->val, "on");
     else {
@@ -336,8 +339,9 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
   if (!rc) {
     res->params = nn_model_param_count(j.model);
     res->validation = r->val_split > 0;
+    res->epochs = r->epochs;
     int done = nn_history_count(nn_run_history(run));
-    if (!o->quiet)
+    if (!o->quiet && !o->json)
       printf("normnet %s: %s, norm %s, %zu parameters; %s: %d train / %d %s samples; %s lr %g, batch %d, %d epochs, "
              "seed %llu%s%s%s\n",
              cmd, o->label ? o->label : (o->resume ? o->resume : r->model), r->norm, res->params, r->data,
@@ -346,6 +350,9 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
              r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
     if (o->track_activations) track(&j, done);
     cli_progress_init(&j.progress, stdout, o->quiet, o->label);
+    j.progress.json = o->json;
+    j.progress.eval = r->val_split > 0 ? "val" : "test";
+    j.progress.variant = o->variant, j.progress.variants = o->variants;
     j.shown = cli_progress_callbacks(&j.progress);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_comm *comm = cli_comm();

@@ -665,6 +665,8 @@ typedef struct {
   int batch_size;
   int epochs;
   nn_input_norm input_norm;
+  const char *data;        /* the data source it was made for ("fashion-mnist"), or NULL when
+                              that data set has no fixed place (CIFAR-10: cifar10:DIR) */
 } nn_preset;
 NN_API const nn_preset *nn_preset_find(const char *name);
 NN_API int nn_preset_count(void);

@@ -654,6 +654,8 @@ static void test_refusals(void **state) {
   expect_error(args, "--early-stop", "PATIENCE");
   snprintf(args, sizeof args, "%s --accumulate 0 --out %s/ref1", pre, dir);
   expect_error(args, "--accumulate", NULL);
+  snprintf(args, sizeof args, "train --model cifar-gap --epochs 1 --out %s/ref1", dir);
+  expect_error(args, "--data cifar10:DIR", "cs.toronto.edu");
   struct stat sb;
   snprintf(args, sizeof args, "%s/ref1/model.safetensors", dir);
   assert_int_equal(stat(args, &sb), -1); /* nothing was trained */
@@ -729,8 +731,42 @@ static void test_schedule_early_stop_report(void **state) {
   expect_error(args, "--out", NULL);
 }
 
+static void test_json_lines_and_predict_classes(void **state) {
+  (void)state;
+  char args[2048];
+  run_result r;
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --epochs 2 --batch 32 --norm batch,none --json "
+           "--out %s/cmpjson",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("compare --json failed: %s", r.err);
+  /* nothing but one JSON object per line: 2 variants x 2 epochs */
+  int lines = 0;
+  for (const char *p = r.out; *p; p = strchr(p, '\n') + 1) {
+    if (strncmp(p, "{\"run\": \"", 9)) fail_msg("not a JSON line: %.80s", p);
+    const char *eol = strchr(p, '\n');
+    if (!eol || eol[-1] != '}') fail_msg("unterminated JSON line: %.80s", p);
+    lines++;
+  }
+  assert_int_equal(lines, 4);
+  assert_non_null(strstr(r.out, "{\"run\": \"none\", \"epoch\": 2, \"epochs\": 2"));
+  assert_non_null(strstr(r.out, "\"test_acc\": "));
+  char path[600];
+  snprintf(path, sizeof path, "%s/cmpjson/report.html", dir);
+  assert_int_equal(access(path, R_OK), 0); /* compare writes its report */
+  /* predict: --classes must name every output */
+  snprintf(args, sizeof args, "predict --model %s/cmpjson/batch --index 0 --classes a,b,c", dir);
+  expect_error(args, "--classes names 3 classes but the model has 10 outputs", NULL);
+  snprintf(args, sizeof args, "inspect --model %s/cmpjson/batch", dir);
+  run(&r, args);
+  if (r.status) fail_msg("inspect --model failed: %s", r.err);
+  assert_non_null(strstr(r.out, "batchnorm"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_json_lines_and_predict_classes),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_schedule_early_stop_report),
       cmocka_unit_test(test_help_version_spelling),

@@ -36,6 +36,7 @@ static const nn_preset presets[] = {
         .batch_size = 128,
         .epochs = 10,
         .input_norm = {0.5f, 0.5f},
+        .data = "fashion-mnist",
     },
     {
         .name = "mlp",
@@ -57,6 +58,7 @@ static const nn_preset presets[] = {
         .batch_size = 32,
         .epochs = 10,
         .input_norm = {0.0f, 1.0f},
+        .data = "fashion-mnist",
     },
     {
         .name = "cnn",
@@ -81,6 +83,7 @@ static const nn_preset presets[] = {
         .batch_size = 32,
         .epochs = 10,
         .input_norm = {0.0f, 1.0f},
+        .data = "fashion-mnist",
     },
     {
         .name = "cifar-cnn",
@@ -105,6 +108,7 @@ static const nn_preset presets[] = {
         .batch_size = 32,
         .epochs = 10,
         .input_norm = {0.0f, 1.0f},
+        .data = NULL,
     },
     {
         .name = "cifar-gap",
@@ -121,6 +125,7 @@ static const nn_preset presets[] = {
         .batch_size = 32,
         .epochs = 10,
         .input_norm = {0.0f, 1.0f},
+        .data = NULL,
     },
 };
 

@@ -15,7 +15,8 @@ nn_recipe nn_recipe_default(const nn_preset *p) {
   memset(&r, 0, sizeof r);
   snprintf(r.model, sizeof r.model, "%s", p ? p->name : "");
   snprintf(r.norm, sizeof r.norm, "batch");
-  snprintf(r.data, sizeof r.data, "fashion-mnist");
+  /* the data set the preset was made for; a CIFAR preset has none (cifar10:DIR must be given) */
+  snprintf(r.data, sizeof r.data, "%s", !p ? "fashion-mnist" : p->data ? p->data : "");
   r.init = p ? p->init : NN_INIT_DEFAULT;
   r.opt = p ? p->opt : nn_opt_defaults(NN_OPT_ADAM);
   r.batch_size = p ? p->batch_size : 32;
@@ -73,6 +74,12 @@ static const struct {
 int nn_recipe_num_keys(void) { return NKEYS; }
 
 nn_status nn_recipe_check(const nn_recipe *r, nn_error *err) {
+  if (!r->data[0])
+    return nn_err_set(err, NN_ERR_ARG,
+                      "no data source: the %s preset is made for CIFAR-10, whose files have no fixed place: give "
+                      "--data cifar10:DIR, DIR holding data_batch_1.bin ... test_batch.bin of the binary version "
+                      "from https://www.cs.toronto.edu/~kriz/cifar.html (see the README, Data)",
+                      r->model[0] ? r->model : "chosen");
   const char *kind = nn_opt_kind_name(r->opt.kind);
   if (r->opt.kind != NN_OPT_SGD && r->opt.momentum > 0)
     return nn_err_set(err, NN_ERR_ARG,
