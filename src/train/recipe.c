@@ -76,10 +76,10 @@ int nn_recipe_num_keys(void) { return NKEYS; }
 nn_status nn_recipe_check(const nn_recipe *r, nn_error *err) {
   if (!r->data[0])
     return nn_err_set(err, NN_ERR_ARG,
-                      "no data source: the %s preset is made for CIFAR-10, whose files have no fixed place: give "
-                      "--data cifar10:DIR, DIR holding data_batch_1.bin ... test_batch.bin of the binary version "
-                      "from https://www.cs.toronto.edu/~kriz/cifar.html (see the README, Data)",
-                      r->model[0] ? r->model : "chosen");
+                      "no data source for %s: give --data SOURCE; the CIFAR presets need --data cifar10:DIR, DIR "
+                      "holding data_batch_1.bin ... test_batch.bin of the binary version from "
+                      "https://www.cs.toronto.edu/~kriz/cifar.html (see the README, Data)",
+                      r->model[0] ? r->model : "the model");
   const char *kind = nn_opt_kind_name(r->opt.kind);
   if (r->opt.kind != NN_OPT_SGD && r->opt.momentum > 0)
     return nn_err_set(err, NN_ERR_ARG,
@@ -254,10 +254,11 @@ nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *v, nn_error *
     r->input_norm = n;
     return NN_OK;
   }
-  default:
-    if (!strcmp(key, "data") && !*v) return nn_err_set(err, NN_ERR_ARG, "data: empty data source");
+  default: /* text; "" data means none given (a CIFAR preset's default), refused by nn_recipe_check */
+    break;
   }
   if (strlen(v) >= keys[k].size) return nn_err_set(err, NN_ERR_ARG, "%s: '%.40s...' is too long", key, v);
+  memset(p, 0, keys[k].size); /* the whole field: a shorter text leaves no tail of the old one */
   memcpy(p, v, strlen(v) + 1);
   return NN_OK;
 }
