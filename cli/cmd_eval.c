@@ -165,7 +165,7 @@ int cmd_eval(int argc, char **argv) {
     cli_model_free(&cm);
     return EXIT_USAGE;
   }
-  nn_input_norm norm;
+  nn_input_norm norm = {0};
   const char *data = NULL, *data_from = NULL;
   nn_model *m = NULL;
   nn_dataset *ds = NULL;

@@ -54,7 +54,7 @@ int cmd_export(int argc, char **argv) {
   }
   nn_model *m = NULL, *f = NULL;
   nn_error err = {0};
-  nn_input_norm norm;
+  nn_input_norm norm = {0};
   const char *data = NULL, *data_from = NULL;
   rc = cli_model_build("export", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
   /* the transform the model records (or --input-norm) */

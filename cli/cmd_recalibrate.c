@@ -56,7 +56,7 @@ int cmd_recalibrate(int argc, char **argv) {
   nn_error err = {0};
   nn_model *m = NULL;
   nn_dataset *train = NULL, *test = NULL;
-  nn_input_norm norm;
+  nn_input_norm norm = {0};
   const char *source = NULL, *source_from = NULL;
   if (nn_checkpoint_load(cm.checkpoint, NULL, &m, &err)) rc = cli_fail("recalibrate", &err);
   if (!rc) rc = cli_model_input("recalibrate", &cm, m, NULL, data, &norm, &source, &source_from);

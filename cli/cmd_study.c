@@ -37,7 +37,7 @@ double cli_study_eval(const char *ckpt, int train_mode, int batch, nn_error *err
   nn_model *m = NULL;
   nn_dataset *ds = NULL;
   double loss, acc = NAN;
-  nn_input_norm norm;
+  nn_input_norm norm = {0};
   if (nn_checkpoint_load(ckpt, NULL, &m, err) || (nn_model_input_norm(m, &norm), 0) ||
       nn_dataset_open(nn_model_data_source(m), NN_SPLIT_TEST, &ds, err) ||
       nn_evaluate(m, ds, norm, batch, train_mode ? NN_MODE_TRAIN : NN_MODE_EVAL, &loss, &acc, err))

@@ -100,10 +100,10 @@ nn_status nn_checkpoint_save_training(const nn_model *m, const nn_optimizer *opt
         return nn_err_set(err, NN_ERR_ARG, "%s: checkpoint metadata key '%s' is reserved by normnet", path,
                           extra[i].key);
   int nm = nn_model_num_tensors(m), no = opt ? nn_optimizer_num_tensors(opt, m) : 0;
-  nn_st_tensor *t = malloc((size_t)(nm + no + 1) * sizeof *t);
-  nn_tensor_view *v = malloc((size_t)(nm + no + 1) * sizeof *v);
-  int64_t *counts = calloc((size_t)(nm + 1), sizeof *counts);
-  nn_meta_pair *meta = malloc((size_t)(nextra + NRESERVED) * sizeof *meta);
+  nn_st_tensor *t = malloc(((size_t)nm + (size_t)no + 1) * sizeof *t);
+  nn_tensor_view *v = malloc(((size_t)nm + (size_t)no + 1) * sizeof *v);
+  int64_t *counts = calloc((size_t)nm + 1, sizeof *counts);
+  nn_meta_pair *meta = malloc(((size_t)nextra + NRESERVED) * sizeof *meta);
   char *spec = nn_spec_to_text(nn_model_spec(m)), *rngs = layer_rngs_text(m);
   nn_status st = NN_OK;
   if (!t || !v || !counts || !meta || !spec || !rngs) st = nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
