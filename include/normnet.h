@@ -48,8 +48,16 @@
  *   a one-line message naming the file, line, layer or value. NN_OK is 0.
  * - The library never exits and never prints; progress reaches you through callbacks.
  * - No hidden globals: random state is an nn_rng you own; train/eval mode is an argument.
+ *   The one process-wide setting is the thread count (nn_set_threads).
  * - Objects are opaque handles created by nn_*_create/parse/load and released by nn_*_free
  *   (free functions accept NULL).
+ * - Choices are typed enums (nn_norm_choice, nn_bn_placement, nn_split, nn_layer_kind, ...);
+ *   the CLI's spellings ("group:4", "after") have parsers (nn_norm_parse, ...).
+ *
+ * Sections, each using only those above it: version, errors, random numbers, threads, data
+ * sets, augmentation, model spec, labels, model, optimizers, learning-rate schedules, files,
+ * checkpoints, data-parallel training, training, results per class, reports, inference
+ * transforms, export, presets, runs.
  */
 #ifndef NORMNET_H
 #define NORMNET_H
@@ -169,6 +177,19 @@ typedef struct {
 NN_API void nn_dataset_batch(const nn_dataset *ds, const uint32_t *idx, int count,
                              nn_input_norm norm, float *x, int32_t *labels);
 
+/* ---- augmentation (seed 001 section 13), training only ---------------------------------- */
+typedef struct {
+  int flip;              /* random horizontal flip with probability 0.5 */
+  float rotate;          /* max rotation as a fraction of 2*pi (Keras RandomRotation factor) */
+  int crop;              /* zero-pad by `crop` pixels then crop back at a random offset */
+} nn_augment;
+/* Parse "flip,rotate=0.1,crop=4" (any subset, any order). */
+NN_API nn_status nn_augment_parse(const char *text, nn_augment *out, nn_error *err);
+/* Augment a float batch x[n, c, h, w] in place with the given RNG (bilinear rotation,
+ * zero fill). scratch holds c*h*w floats. */
+NN_API void nn_augment_batch(const nn_augment *a, nn_rng *rng, float *x, int n, int c, int h, int w,
+                             float *scratch);
+
 /* ---- model spec ------------------------------------------------------------------------
  * Plain text, one layer per line, '#' comments, e.g.
  *     input shape=1x28x28
@@ -221,9 +242,14 @@ NN_API char *nn_spec_to_text(const nn_spec *spec);
 #define NN_DEFAULT_MAX_PARAMS (1ull << 30)
 NN_API void nn_spec_set_max_params(nn_spec *spec, unsigned long long limit);
 
+/* ---- labels ------------------------------------------------------------------------------ */
+/* Legend name of a normalization variant as the tutorials write it: "batch" -> "with BN",
+ * "none" -> "without BN", "group:4" -> "GroupNorm (4)", "layer" -> "LayerNorm",
+ * "batch@after" -> "with BN, after the activation"; anything else is copied. */
+NN_API void nn_norm_label(const char *norm, char *buf, size_t len);
+
 /* ---- model -------------------------------------------------------------------------- */
 typedef struct nn_model nn_model;
-typedef struct nn_optimizer nn_optimizer; /* see "optimizers" below */
 
 typedef enum { NN_MODE_TRAIN = 0, NN_MODE_EVAL = 1 } nn_mode;
 typedef enum {
@@ -351,6 +377,61 @@ NN_API void nn_model_output_maxabs(const nn_model *m, double *maxabs);
 /* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
 NN_API const float *nn_model_probs(const nn_model *m);
 
+/* ---- optimizers -------------------------------------------------------------------- */
+typedef struct nn_optimizer nn_optimizer;
+typedef enum { NN_OPT_SGD = 0, NN_OPT_ADAM, NN_OPT_ADAMW } nn_opt_kind;
+typedef struct {
+  nn_opt_kind kind;
+  float lr;
+  float momentum;      /* SGD */
+  int nesterov;        /* SGD */
+  float weight_decay;  /* SGD, Adam: L2 added to the gradient; AdamW: decoupled */
+  float beta1, beta2;  /* Adam */
+  float eps;           /* Adam: 1e-8 (PyTorch), 1e-7 (Keras) */
+  int keras_eps;       /* Adam: Keras's form p -= lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps), eps outside
+                          the bias correction (PyTorch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)) */
+} nn_opt_config;
+/* PyTorch's defaults for the kind (SGD lr 0.01; Adam lr 1e-3, betas 0.9/0.999, eps 1e-8). */
+NN_API nn_opt_config nn_opt_defaults(nn_opt_kind kind);
+/* "sgd", "adam", "adamw" -> kind; returns -1 if unknown. */
+NN_API int nn_opt_kind_parse(const char *name);
+NN_API const char *nn_opt_kind_name(nn_opt_kind kind);
+
+NN_API nn_status nn_optimizer_create(const nn_opt_config *cfg, nn_model *m, nn_optimizer **out,
+                                     nn_error *err);
+NN_API void nn_optimizer_free(nn_optimizer *opt);
+/* One update of every trainable parameter from nn_model_grads. */
+NN_API void nn_optimizer_step(nn_optimizer *opt, nn_model *m);
+/* Optimizer steps taken so far (Adam's bias correction and SGD's first momentum step use it). */
+NN_API long nn_optimizer_steps(const nn_optimizer *opt);
+NN_API void nn_optimizer_set_steps(nn_optimizer *opt, long steps);
+/* The learning rate of the next step, and setting it (schedules). */
+NN_API float nn_optimizer_lr(const nn_optimizer *opt);
+NN_API void nn_optimizer_set_lr(nn_optimizer *opt, float lr);
+/* Named views of the optimizer's moment buffers, for checkpoints: for each trainable
+ * parameter tensor P, "optim.momentum_buffer.P" (SGD with momentum) or "optim.exp_avg.P"
+ * and "optim.exp_avg_sq.P" (Adam, AdamW), PyTorch's state names. */
+NN_API int nn_optimizer_num_tensors(const nn_optimizer *opt, const nn_model *m);
+NN_API void nn_optimizer_tensor(const nn_optimizer *opt, const nn_model *m, int i, nn_tensor_view *view);
+
+/* ---- learning-rate schedules (PyTorch's lr_scheduler formulas, per optimizer step) ------ */
+typedef enum { NN_LR_CONSTANT = 0, NN_LR_STEP, NN_LR_COSINE, NN_LR_ONECYCLE } nn_lr_kind;
+typedef struct {
+  nn_lr_kind kind;
+  int step_epochs;   /* NN_LR_STEP: multiply by gamma every step_epochs epochs (StepLR) */
+  double gamma;
+  long warmup;       /* linear warm-up steps: factor (t+1)/(warmup+1) for t < warmup (LinearLR) */
+} nn_lr_schedule;
+/* Parse "constant", "step:EPOCHS:GAMMA", "cosine" (CosineAnnealingLR over all steps) or
+ * "onecycle" (OneCycleLR, max_lr = the base lr; refuses a warmup, it has its own). */
+NN_API nn_status nn_lr_schedule_parse(const char *text, long warmup, nn_lr_schedule *out, nn_error *err);
+/* The text form of a schedule (without the warmup), as parsed back. */
+NN_API void nn_lr_schedule_format(const nn_lr_schedule *s, char *buf, size_t len);
+/* Learning rate for optimizer step `step` (0-based) of a run of total_steps steps with
+ * steps_per_epoch steps per epoch, from the base rate lr. */
+NN_API double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, long step, long steps_per_epoch,
+                                long total_steps);
+
 /* ---- files: the one atomic writer ---------------------------------------------------
  * Every file normnet writes goes through here: a temporary ".NAME.tmp.PID.N" is created
  * next to PATH with O_CREAT|O_EXCL|O_NOFOLLOW (never an existing file, never through a
@@ -405,64 +486,39 @@ NN_API nn_status nn_checkpoint_load_weights(const char *path, nn_model *m, nn_er
 /* Value of a metadata key of a checkpoint file (malloc'd string, NULL if absent). */
 NN_API nn_status nn_checkpoint_meta(const char *path, const char *key, char **value, nn_error *err);
 
-/* ---- reports ------------------------------------------------------------------------- */
-/* Keras-style summary table (layer, output shape, parameters, trainable/non-trainable
- * split with BN running statistics counted as non-trainable) as a malloc'd string. */
-NN_API char *nn_model_summary(const nn_model *m);
-
-/* ---- optimizers -------------------------------------------------------------------- */
-typedef enum { NN_OPT_SGD = 0, NN_OPT_ADAM, NN_OPT_ADAMW } nn_opt_kind;
-typedef struct {
-  nn_opt_kind kind;
-  float lr;
-  float momentum;      /* SGD */
-  int nesterov;        /* SGD */
-  float weight_decay;  /* SGD, Adam: L2 added to the gradient; AdamW: decoupled */
-  float beta1, beta2;  /* Adam */
-  float eps;           /* Adam: 1e-8 (PyTorch), 1e-7 (Keras) */
-  int keras_eps;       /* Adam: Keras's form p -= lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps), eps outside
-                          the bias correction (PyTorch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)) */
-} nn_opt_config;
-/* PyTorch's defaults for the kind (SGD lr 0.01; Adam lr 1e-3, betas 0.9/0.999, eps 1e-8). */
-NN_API nn_opt_config nn_opt_defaults(nn_opt_kind kind);
-/* "sgd", "adam", "adamw" -> kind; returns -1 if unknown. */
-NN_API int nn_opt_kind_parse(const char *name);
-NN_API const char *nn_opt_kind_name(nn_opt_kind kind);
-
-NN_API nn_status nn_optimizer_create(const nn_opt_config *cfg, nn_model *m, nn_optimizer **out,
-                                     nn_error *err);
-NN_API void nn_optimizer_free(nn_optimizer *opt);
-/* One update of every trainable parameter from nn_model_grads. */
-NN_API void nn_optimizer_step(nn_optimizer *opt, nn_model *m);
-/* Optimizer steps taken so far (Adam's bias correction and SGD's first momentum step use it). */
-NN_API long nn_optimizer_steps(const nn_optimizer *opt);
-NN_API void nn_optimizer_set_steps(nn_optimizer *opt, long steps);
-/* The learning rate of the next step, and setting it (schedules). */
-NN_API float nn_optimizer_lr(const nn_optimizer *opt);
-NN_API void nn_optimizer_set_lr(nn_optimizer *opt, float lr);
-/* Named views of the optimizer's moment buffers, for checkpoints: for each trainable
- * parameter tensor P, "optim.momentum_buffer.P" (SGD with momentum) or "optim.exp_avg.P"
- * and "optim.exp_avg_sq.P" (Adam, AdamW), PyTorch's state names. */
-NN_API int nn_optimizer_num_tensors(const nn_optimizer *opt, const nn_model *m);
-NN_API void nn_optimizer_tensor(const nn_optimizer *opt, const nn_model *m, int i, nn_tensor_view *view);
-
-/* ---- learning-rate schedules (PyTorch's lr_scheduler formulas, per optimizer step) ------ */
-typedef enum { NN_LR_CONSTANT = 0, NN_LR_STEP, NN_LR_COSINE, NN_LR_ONECYCLE } nn_lr_kind;
-typedef struct {
-  nn_lr_kind kind;
-  int step_epochs;   /* NN_LR_STEP: multiply by gamma every step_epochs epochs (StepLR) */
-  double gamma;
-  long warmup;       /* linear warm-up steps: factor (t+1)/(warmup+1) for t < warmup (LinearLR) */
-} nn_lr_schedule;
-/* Parse "constant", "step:EPOCHS:GAMMA", "cosine" (CosineAnnealingLR over all steps) or
- * "onecycle" (OneCycleLR, max_lr = the base lr; refuses a warmup, it has its own). */
-NN_API nn_status nn_lr_schedule_parse(const char *text, long warmup, nn_lr_schedule *out, nn_error *err);
-/* The text form of a schedule (without the warmup), as parsed back. */
-NN_API void nn_lr_schedule_format(const nn_lr_schedule *s, char *buf, size_t len);
-/* Learning rate for optimizer step `step` (0-based) of a run of total_steps steps with
- * steps_per_epoch steps per epoch, from the base rate lr. */
-NN_API double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, long step, long steps_per_epoch,
-                                long total_steps);
+/* ---- data-parallel training over K processes (ARCHITECTURE.md §9) -----------------------
+ * The library reaches other processes only through a communicator of callbacks, so this
+ * header (and a build without MPI) stays MPI-free; nn_dist_init fills one from Open MPI.
+ * Every callback is collective: all ranks call it in the same order with the same sizes,
+ * and every rank receives the same result bits. A communication failure ends the job. */
+typedef struct nn_comm {
+  int rank, size;          /* this process and the number of processes */
+  int sync_bn;             /* 1: batchnorm statistics over the global batch (SyncBN);
+                              0: each rank normalizes with its own slice (plain data parallel) */
+  void *ctx;
+  void (*sum_f32)(void *ctx, float *buf, size_t n);   /* in-place elementwise sum over ranks */
+  void (*sum_f64)(void *ctx, double *buf, size_t n);
+  void (*bcast)(void *ctx, void *buf, size_t bytes, int root);
+  void (*abort)(void *ctx, int code);                 /* end every process of the job */
+  void (*finalize)(void *ctx);                        /* leave the job (nn_dist_finalize) */
+} nn_comm;
+/* Join the job this process was started in by mpirun (loading libnormnet_mpi.so, the only
+ * part of normnet linked with MPI), or, when it was not started by mpirun, a single-process
+ * communicator. Fails if started by mpirun but the module cannot be loaded (a build without
+ * MPI). sync_bn starts at 1. */
+NN_API nn_status nn_dist_init(int *argc, char ***argv, nn_comm *comm, nn_error *err);
+NN_API void nn_dist_finalize(nn_comm *comm);
+/* 1 if this build can run over MPI. */
+NN_API int nn_dist_available(void);
+/* Collective: the status of the lowest rank whose `st` is not NN_OK, with that rank's
+ * message prefixed "rank R: ", on every rank (NN_OK if none failed). */
+NN_API nn_status nn_dist_agree(const nn_comm *comm, nn_status st, nn_error *err);
+/* The contiguous slice [*lo, *hi) of n items that `rank` of `size` takes (uneven: the first
+ * n % size ranks take one more; empty slices when size > n). */
+NN_API void nn_dist_slice(int n, int rank, int size, int *lo, int *hi);
+/* Bind a communicator to a model (NULL: single process): batchnorm layers synchronize
+ * their batch statistics when comm->sync_bn and comm->size > 1. Kept by pointer. */
+NN_API void nn_model_set_comm(nn_model *m, const nn_comm *comm);
 
 /* ---- training ------------------------------------------------------------------------ */
 typedef struct {
@@ -473,12 +529,12 @@ typedef struct {
   uint64_t seed;           /* shuffling seed */
   nn_input_norm input_norm;
   int eval_batch_size;     /* 0: same as batch_size */
-  const struct nn_augment_s *augment; /* random augmentation of training batches (NULL: none) */
+  const nn_augment *augment; /* random augmentation of training batches (NULL: none) */
   long max_steps;          /* stop after this many optimizer steps in total (0: no limit) */
   int first_epoch;         /* 1, or k+1 when resuming after k epochs */
   nn_rng *data_rng;        /* shuffling/augmentation stream to use and advance (resume), or
                               NULL: a stream derived from seed */
-  const struct nn_comm *comm; /* data parallel over comm->size processes (NULL: one): batch_size
+  const nn_comm *comm; /* data parallel over comm->size processes (NULL: one): batch_size
                               is the global batch, each rank takes its contiguous slice of it,
                               gradients and evaluation are summed; the result equals one
                               process up to float rounding (ARCHITECTURE.md §9) */
@@ -573,58 +629,10 @@ NN_API nn_status nn_evaluate_confusion(nn_model *m, const nn_dataset *ds, nn_inp
 NN_API double nn_confusion_class_accuracy(const nn_confusion *cm, int cls);
 NN_API void nn_confusion_free(nn_confusion *cm);
 
-/* ---- data-parallel training over K processes (ARCHITECTURE.md §9) -----------------------
- * The library reaches other processes only through a communicator of callbacks, so this
- * header (and a build without MPI) stays MPI-free; nn_dist_init fills one from Open MPI.
- * Every callback is collective: all ranks call it in the same order with the same sizes,
- * and every rank receives the same result bits. A communication failure ends the job. */
-typedef struct nn_comm {
-  int rank, size;          /* this process and the number of processes */
-  int sync_bn;             /* 1: batchnorm statistics over the global batch (SyncBN);
-                              0: each rank normalizes with its own slice (plain data parallel) */
-  void *ctx;
-  void (*sum_f32)(void *ctx, float *buf, size_t n);   /* in-place elementwise sum over ranks */
-  void (*sum_f64)(void *ctx, double *buf, size_t n);
-  void (*bcast)(void *ctx, void *buf, size_t bytes, int root);
-  void (*abort)(void *ctx, int code);                 /* end every process of the job */
-  void (*finalize)(void *ctx);                        /* leave the job (nn_dist_finalize) */
-} nn_comm;
-/* Join the job this process was started in by mpirun (loading libnormnet_mpi.so, the only
- * part of normnet linked with MPI), or, when it was not started by mpirun, a single-process
- * communicator. Fails if started by mpirun but the module cannot be loaded (a build without
- * MPI). sync_bn starts at 1. */
-NN_API nn_status nn_dist_init(int *argc, char ***argv, nn_comm *comm, nn_error *err);
-NN_API void nn_dist_finalize(nn_comm *comm);
-/* 1 if this build can run over MPI. */
-NN_API int nn_dist_available(void);
-/* Collective: the status of the lowest rank whose `st` is not NN_OK, with that rank's
- * message prefixed "rank R: ", on every rank (NN_OK if none failed). */
-NN_API nn_status nn_dist_agree(const nn_comm *comm, nn_status st, nn_error *err);
-/* The contiguous slice [*lo, *hi) of n items that `rank` of `size` takes (uneven: the first
- * n % size ranks take one more; empty slices when size > n). */
-NN_API void nn_dist_slice(int n, int rank, int size, int *lo, int *hi);
-/* Bind a communicator to a model (NULL: single process): batchnorm layers synchronize
- * their batch statistics when comm->sync_bn and comm->size > 1. Kept by pointer. */
-NN_API void nn_model_set_comm(nn_model *m, const nn_comm *comm);
-
-/* ---- labels ------------------------------------------------------------------------------ */
-/* Legend name of a normalization variant as the tutorials write it: "batch" -> "with BN",
- * "none" -> "without BN", "group:4" -> "GroupNorm (4)", "layer" -> "LayerNorm",
- * "batch@after" -> "with BN, after the activation"; anything else is copied. */
-NN_API void nn_norm_label(const char *norm, char *buf, size_t len);
-
-/* ---- augmentation (seed 001 section 13), training only ---------------------------------- */
-typedef struct nn_augment_s {
-  int flip;              /* random horizontal flip with probability 0.5 */
-  float rotate;          /* max rotation as a fraction of 2*pi (Keras RandomRotation factor) */
-  int crop;              /* zero-pad by `crop` pixels then crop back at a random offset */
-} nn_augment;
-/* Parse "flip,rotate=0.1,crop=4" (any subset, any order). */
-NN_API nn_status nn_augment_parse(const char *text, nn_augment *out, nn_error *err);
-/* Augment a float batch x[n, c, h, w] in place with the given RNG (bilinear rotation,
- * zero fill). scratch holds c*h*w floats. */
-NN_API void nn_augment_batch(const nn_augment *a, nn_rng *rng, float *x, int n, int c, int h, int w,
-                             float *scratch);
+/* ---- reports ------------------------------------------------------------------------- */
+/* Keras-style summary table (layer, output shape, parameters, trainable/non-trainable
+ * split with BN running statistics counted as non-trainable) as a malloc'd string. */
+NN_API char *nn_model_summary(const nn_model *m);
 
 /* ---- inference transforms -------------------------------------------------------------- */
 /* Fold each batchnorm into the dense/conv layer right before it (ARCHITECTURE.md §4, in double):
