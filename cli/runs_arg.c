@@ -59,7 +59,7 @@ int cli_runs_read(const char *cmd, const char *arg, cli_runs *rs) {
     cli_error(cmd, "%s: cannot read the directory", arg);
     return EXIT_FAIL;
   }
-  char *names[CLI_MAX_RUNS];
+  char *names[CLI_MAX_RUNS] = {0};
   int n = 0;
   for (struct dirent *e; (e = readdir(d)) && n < CLI_MAX_RUNS;) {
     if (e->d_name[0] == '.') continue;
