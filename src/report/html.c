@@ -42,7 +42,7 @@ static const char STYLE[] =
 /* Curves of every run in one figure (nn_plot_histories), inline. */
 static nn_status curves(nn_strbuf *b, const nn_report_run *runs, int nruns, nn_error *err) {
   const char **names = calloc((size_t)nruns, sizeof *names);
-  const nn_history **hists = calloc((size_t)nruns, sizeof *hists);
+  const nn_history **hists = calloc((size_t)nruns, sizeof *hists); // NOLINT(bugprone-sizeof-expression): an array of pointers
   char *svg = NULL;
   nn_status st = names && hists ? NN_OK : nn_err_set(err, NN_ERR_NOMEM, "report: out of memory for the plots");
   for (int k = 0; !st && k < nruns; k++) names[k] = runs[k].name, hists[k] = runs[k].history;
