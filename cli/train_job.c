@@ -35,6 +35,9 @@ const char cli_train_options_help[] =
     "  --warmup STEPS            linear warm-up over the first STEPS steps (not with onecycle)\n"
     "  --early-stop P[:DELTA]    stop when the validation loss has not improved by DELTA (default 0)\n"
     "                            for P epochs, and keep the weights of the best epoch\n"
+    "  --divergence-factor F     stop when a batch's loss exceeds F times the first batch's\n"
+    "                            (default 1e4; 0: off), naming the first layer that exploded\n"
+    "  --nan-check               check every layer's output for NaN/Inf after every step\n"
     "  --accumulate K            one optimizer step per K batches (the gradient of K*B samples);\n"
     "                            BN still normalizes each batch of B on its own, as in PyTorch\n"
     "  --bn-placement before|after  normalization before the activation (presets) or after it\n"
@@ -88,6 +91,7 @@ static const struct {
     {"--drop-last", "drop-last", "1"},  {"--freeze-bn", "freeze-bn", "1"},
     {"--lr-schedule", "lr-schedule", NULL}, {"--warmup", "warmup", NULL},
     {"--accumulate", "accumulate", NULL}, {"--early-stop", "early-stop", NULL},
+    {"--divergence-factor", "divergence-factor", NULL}, {"--nan-check", "nan-check", "1"},
 };
 
 int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {

@@ -548,6 +548,12 @@ typedef struct {
                               its best by more than early_stop_delta for P epochs, and put
                               back the weights of the best epoch (needs `test`) */
   double early_stop_delta;
+  double divergence_factor; /* > 0: stop when a batch's mean loss exceeds this many times the
+                              first batch's of this call (a run that explodes without ever
+                              reaching NaN); the error names the first layer whose output
+                              grew by that factor or went non-finite. 0: off. Default 1e4 */
+  int nan_check;           /* 1: check every layer's output for NaN/Inf after every step,
+                              not only when the loss goes bad (costs one pass over them) */
 } nn_fit_config;
 NN_API nn_fit_config nn_fit_defaults(void);
 /* The shuffling/augmentation stream nn_fit derives from a seed (distinct from the stream
@@ -709,6 +715,8 @@ typedef struct {
   int accumulate;         /* "accumulate": batches per optimizer step (1: none) */
   int early_stop;         /* "early-stop" PATIENCE[:MIN_DELTA] on the evaluation loss (0: off) */
   double early_stop_delta;
+  float divergence_factor; /* "divergence-factor" (nn_fit_config; 0: off) */
+  int nan_check;          /* "nan-check" */
 } nn_recipe;
 /* A preset's recipe (its optimizer, batch, epochs, input transform, init), data
  * "fashion-mnist", seed 42, shuffled, no augmentation. NULL: Adam's defaults, batch 32,
@@ -721,7 +729,8 @@ NN_API nn_status nn_recipe_check(const nn_recipe *r, nn_error *err);
 /* Override one field by key with its text value, checked ("lr", "0.05"). Keys: model, norm,
  * bn-placement, freeze-bn, init, init-from, optimizer, lr, momentum, nesterov,
  * weight-decay, beta1, beta2, adam-eps, keras-eps, batch, epochs, max-steps, seed, shuffle,
- * drop-last, input-norm (MEAN,STD), augment, val-split, data. A new optimizer kind resets
+ * drop-last, input-norm (MEAN,STD), augment, val-split, data, lr-schedule, warmup,
+ * accumulate, early-stop, divergence-factor, nan-check. A new optimizer kind resets
  * its hyper-parameters to that kind's defaults: set "optimizer" before them. Errors start
  * with the key. */
 NN_API nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *value, nn_error *err);

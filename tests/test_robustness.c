@@ -377,8 +377,48 @@ static void test_first_bad_output(void **state) {
   nn_spec_free(s);
 }
 
+/* ---- 9. --lr 1e6 ended with exit 0 and losses of 1e17-1e23: the loss never became NaN -- */
+static void test_divergence_guard(void **state) {
+  (void)state;
+  char args[4096], spec[1024];
+  write_idx_pair("dv", "train", 64);
+  write_idx_pair("dv", "t10k", 32);
+  path_in(spec, sizeof spec, "dv.spec");
+  const char *text = "input shape=1x28x28\nflatten\ndense units=32\nrelu\ndense units=10\n";
+  tu_write_file(spec, text, strlen(text));
+  /* the default factor (1e4) stops it in epoch 1 and names the layer that exploded */
+  snprintf(args, sizeof args,
+           "train --model %s --data idx:%s/dv --optimizer sgd --lr 1e6 --epochs 3 --batch 16 --quiet --out %s/dv1",
+           spec, dir, dir);
+  expect_error(args, "training diverged; the first bad output is layer", "epoch 1, batch 2 of 4 (step 2)");
+  /* a looser factor lets it go further, to a later step */
+  snprintf(args, sizeof args,
+           "train --model %s --data idx:%s/dv --optimizer sgd --lr 1e6 --epochs 3 --batch 16 --quiet "
+           "--divergence-factor 1e30 --nan-check --out %s/dv2",
+           spec, dir, dir);
+  run_result r;
+  tu_cli_run(&r, dir, "", args);
+  if (r.status == 0) {
+    /* it may legitimately finish: then every recorded loss is finite */
+    assert_null(strstr(r.err, "diverged"));
+  } else {
+    assert_int_equal(r.status, 1);
+    assert_null(strstr(r.err, "(step 2)"));
+  }
+  /* an infinite input (std 1e-45) with --nan-check: stopped at step 1, the first layer named */
+  snprintf(args, sizeof args,
+           "train --model %s --data idx:%s/dv --input-norm 0,1e-45 --nan-check --epochs 1 --batch 16 --quiet "
+           "--out %s/dv3",
+           spec, dir, dir);
+  expect_error(args, "(step 1)", "the first bad output is layer 0 (flatten, line 2)");
+  /* the factor is part of the recipe: a resume may not change it */
+  snprintf(args, sizeof args, "train --resume %s/dv2 --divergence-factor 10", dir);
+  if (r.status == 0) expect_error(args, "--divergence-factor", NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_divergence_guard),
       cmocka_unit_test(test_inspect_activations), cmocka_unit_test(test_spec_sizes),
       cmocka_unit_test(test_flatten_overflow),    cmocka_unit_test(test_idx_bombs),
       cmocka_unit_test(test_fifo),                cmocka_unit_test(test_resource_limits),

@@ -2,6 +2,7 @@
  * optimizer step, and evaluation in eval mode. All buffers are allocated once before the
  * first step. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,7 +16,8 @@
 
 nn_fit_config nn_fit_defaults(void) {
   return (nn_fit_config){.epochs = 10, .batch_size = 128, .shuffle = 1, .drop_last = 0, .seed = 0,
-                         .input_norm = {0.0f, 1.0f}, .eval_batch_size = 0};
+                         .input_norm = {0.0f, 1.0f}, .eval_batch_size = 0,
+                         .divergence_factor = 1e4};
 }
 
 #define NN_SHUFFLE_STREAM 0x53485546464c4500ull /* "SHUFFLE" */
@@ -141,6 +143,10 @@ typedef struct {
   int accumulate;        /* batches per optimizer step */
   long steps_per_epoch, total_steps;
   float base_lr;
+  /* numeric guard: the first batch's mean loss and per-layer output magnitudes (the scale
+   * that "exploded" is judged against), limits = divergence_factor x those */
+  double loss_ref;
+  double *out_ref, *out_limit;
   /* running sums of the current epoch */
   double loss_sum, epoch_lr;
   long correct, seen;
@@ -154,6 +160,43 @@ static int group_samples(const fit_state *s, int b, int *last_in_group) {
   *last_in_group = b == g1 - 1;
   int end = g1 * s->bs < s->n ? g1 * s->bs : s->n;
   return end - g0 * s->bs;
+}
+
+/* The numeric guard after a step's forward/backward, before the optimizer may spread a bad
+ * value into the weights: a non-finite loss, a mean loss above divergence_factor x the first
+ * batch's, or (nan_check) any non-finite layer output stops training with the step and the
+ * first layer whose output went non-finite or grew by that factor. */
+static nn_status guard_step(fit_state *s, int epoch, int b, double loss, nn_error *err) {
+  const nn_fit_config *cfg = s->cfg;
+  int L = nn_model_num_layers(s->m);
+  const double factor = cfg->divergence_factor;
+  if (factor > 0 && s->loss_ref < 0 && isfinite(loss)) {
+    s->loss_ref = loss > 0 ? loss : 0;
+    nn_model_output_maxabs(s->m, s->out_ref);
+    for (int i = 0; i < L; i++)
+      s->out_limit[i] = isfinite(s->out_ref[i]) && s->out_ref[i] > 0 ? factor * s->out_ref[i] : INFINITY;
+  }
+  int diverged = factor > 0 && s->loss_ref > 0 && loss > factor * s->loss_ref;
+  if (isfinite(loss) && !diverged && !cfg->nan_check) return NN_OK;
+  double v = 0;
+  int layer = nn_model_first_bad_output(s->m, diverged ? s->out_limit : NULL, &v);
+  if (isfinite(loss) && !diverged && layer < 0) return NN_OK;
+  char where[160] = "";
+  if (layer >= 0) {
+    nn_layer_info li;
+    nn_model_layer_info(s->m, layer, &li);
+    snprintf(where, sizeof where, "; the first bad output is layer %d (%s, line %d): %s%g", layer, li.kind, li.line,
+             isfinite(v) ? "magnitude " : "", isfinite(v) ? fabs(v) : v);
+  }
+  if (!isfinite(loss) || (layer >= 0 && !isfinite(v)))
+    return nn_err_set(err, NN_ERR_NUMERIC,
+                      "epoch %d, batch %d of %d (step %ld): %s%s; training stopped (try a lower learning rate)",
+                      epoch, b + 1, s->batches, nn_optimizer_steps(s->opt) + 1,
+                      isfinite(loss) ? "a layer output is not finite" : "the loss is not finite", where);
+  return nn_err_set(err, NN_ERR_NUMERIC,
+                    "epoch %d, batch %d of %d (step %ld): the loss %g is over %g times the first batch's %g: "
+                    "training diverged%s; training stopped (try a lower learning rate, or --divergence-factor)",
+                    epoch, b + 1, s->batches, nn_optimizer_steps(s->opt) + 1, loss, factor, s->loss_ref, where);
 }
 
 /* Step b (0-based) of `epoch`. *stop is set when max_steps is reached or on_batch asks. */
@@ -195,10 +238,10 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
     ls = v[0], right = (int)v[1];
   }
   if (st) return nn_err_prefix(err, st, "epoch %d, batch %d of %d: ", epoch, b + 1, s->batches);
-  if (!isfinite(ls))
-    return nn_err_set(err, NN_ERR_NUMERIC,
-                      "epoch %d, batch %d of %d: the loss is %g; training stopped (try a lower learning rate)", epoch,
-                      b + 1, s->batches, ls / cnt);
+  /* every rank has the same loss (agreed above); a rank-local bad output is agreed too */
+  st = guard_step(s, epoch, b, cnt > 0 ? ls / cnt : 0, err);
+  if (comm && cfg->nan_check) st = nn_dist_agree(comm, st, err);
+  if (st) return st;
   if (last) nn_optimizer_step(s->opt, m);
   s->loss_sum += ls;
   s->correct += right;
@@ -301,7 +344,7 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   nn_status st = nn_fit_check_input(m, train, "the training set", err);
   if (!st && test) st = nn_fit_check_input(m, test, "the test set", err);
   if (st) return st;
-  fit_state s = {.m = m, .opt = opt, .train = train, .test = test, .cfg = cfg, .cb = cb};
+  fit_state s = {.m = m, .opt = opt, .train = train, .test = test, .cfg = cfg, .cb = cb, .loss_ref = -1};
   s.n = nn_dataset_count(train), s.bs = cfg->batch_size;
   s.batches = cfg->drop_last ? s.n / s.bs : (s.n + s.bs - 1) / s.bs;
   if (s.batches == 0)
@@ -330,6 +373,9 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   if (!st && test) st = batch_buf_alloc(&s.eb, test, s.ebs, err);
   int kk = comm ? comm->size : 1, plan = (s.bs + kk - 1) / kk, eplan = (s.ebs + kk - 1) / kk;
   if (!st) st = nn_model_plan(m, plan > eplan ? plan : eplan, err);
+  s.out_ref = malloc(2 * ((size_t)m->nlayers + 1) * sizeof *s.out_ref);
+  s.out_limit = s.out_ref ? s.out_ref + m->nlayers + 1 : NULL;
+  if (!s.out_ref && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   /* The data stream (shuffling, augmentation) is derived from the seed but differs from
    * the stream that initialised the weights (nn_model_init with the same seed), so the
    * first permutation is not a function of the initial weights. A resumed run passes the
@@ -364,6 +410,7 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   m->loss_n = 0;
   nn_model_set_comm(m, NULL);
   free(s.aug_scratch);
+  free(s.out_ref);
   batch_buf_free(&s.tb);
   batch_buf_free(&s.eb);
   if (history && (!st || h->n)) *history = h; /* on error: the epochs that finished */

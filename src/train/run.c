@@ -360,6 +360,8 @@ nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   fc.accumulate = run->r.accumulate;
   fc.early_stop = run->r.early_stop;
   fc.early_stop_delta = run->r.early_stop_delta;
+  fc.divergence_factor = run->r.divergence_factor;
+  fc.nan_check = run->r.nan_check;
   nn_fit_callbacks wrap = {.user = run, .on_epoch_begin = pass_begin, .on_batch = pass_batch, .epoch_done = commit};
   nn_status st = nn_fit(run->m, run->opt, run->train, run->eval, &fc, &wrap, NULL, err);
   run->user = NULL;
