@@ -166,20 +166,23 @@ static int group_samples(const fit_state *s, int b, int *last_in_group) {
  * value into the weights: a non-finite loss, a mean loss above divergence_factor x the first
  * batch's, or (nan_check) any non-finite layer output stops training with the step and the
  * first layer whose output went non-finite or grew by that factor. */
-static nn_status guard_step(fit_state *s, int epoch, int b, double loss, nn_error *err) {
+static nn_status guard_step(fit_state *s, int epoch, int b, double loss, int local_n, nn_error *err) {
   const nn_fit_config *cfg = s->cfg;
   int L = nn_model_num_layers(s->m);
   const double factor = cfg->divergence_factor;
   if (factor > 0 && s->loss_ref < 0 && isfinite(loss)) {
     s->loss_ref = loss > 0 ? loss : 0;
-    nn_model_output_maxabs(s->m, s->out_ref);
+    /* a rank with an empty slice ran no forward: it has no outputs to measure */
+    if (local_n > 0) nn_model_output_maxabs(s->m, s->out_ref);
+    else
+      for (int i = 0; i < L; i++) s->out_ref[i] = 0;
     for (int i = 0; i < L; i++)
       s->out_limit[i] = isfinite(s->out_ref[i]) && s->out_ref[i] > 0 ? factor * s->out_ref[i] : INFINITY;
   }
   int diverged = factor > 0 && s->loss_ref > 0 && loss > factor * s->loss_ref;
   if (isfinite(loss) && !diverged && !cfg->nan_check) return NN_OK;
   double v = 0;
-  int layer = nn_model_first_bad_output(s->m, diverged ? s->out_limit : NULL, &v);
+  int layer = local_n > 0 ? nn_model_first_bad_output(s->m, diverged ? s->out_limit : NULL, &v) : -1;
   if (isfinite(loss) && !diverged && layer < 0) return NN_OK;
   char where[160] = "";
   if (layer >= 0) {
@@ -239,7 +242,7 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   }
   if (st) return nn_err_prefix(err, st, "epoch %d, batch %d of %d: ", epoch, b + 1, s->batches);
   /* every rank has the same loss (agreed above); a rank-local bad output is agreed too */
-  st = guard_step(s, epoch, b, cnt > 0 ? ls / cnt : 0, err);
+  st = guard_step(s, epoch, b, cnt > 0 ? ls / cnt : 0, hi - lo, err);
   if (comm && cfg->nan_check) st = nn_dist_agree(comm, st, err);
   if (st) return st;
   if (last) nn_optimizer_step(s->opt, m);
