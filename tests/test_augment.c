@@ -24,7 +24,7 @@
 
 #define PI 3.14159265358979323846
 
-static float *fbuf(size_t n) {
+static float *tu_fbuf(size_t n) {
   float *p = malloc((n ? n : 1) * sizeof *p);
   assert_non_null(p);
   return p;
@@ -118,7 +118,7 @@ static void test_deterministic(void **state) {
   const int n = 16, c = 3, h = 12, w = 15;
   const size_t sz = (size_t)c * h * w, total = (size_t)n * sz;
   nn_augment a = {1, 0.1f, 3};
-  float *src = fbuf(total), *x1 = fbuf(total), *x2 = fbuf(total), *x3 = fbuf(total), *scratch = fbuf(sz);
+  float *src = tu_fbuf(total), *x1 = tu_fbuf(total), *x2 = tu_fbuf(total), *x3 = tu_fbuf(total), *scratch = tu_fbuf(sz);
   fill_uniform(src, total, 11);
   memcpy(x1, src, total * sizeof *src);
   memcpy(x2, src, total * sizeof *src);
@@ -134,8 +134,8 @@ static void test_deterministic(void **state) {
   assert_memory_equal(r1.s, r2.s, sizeof r1.s);
   assert_true(memcmp(x1, x3, total * sizeof *x1) != 0);
   assert_true(memcmp(x1, src, total * sizeof *x1) != 0);
-  assert_all_finite("x1", x1, total);
-  assert_all_finite("x3", x3, total);
+  fx_assert_all_finite("x1", x1, total);
+  fx_assert_all_finite("x3", x3, total);
   /* samples differ from each other: the transform is drawn per sample */
   int differ = 0;
   for (int i = 1; i < n; i++) differ += memcmp(x1, x1 + (size_t)i * sz, sz * sizeof *x1) != 0;
@@ -147,7 +147,7 @@ static void test_noop(void **state) {
   (void)state;
   const int n = 4, c = 2, h = 5, w = 6;
   const size_t total = (size_t)n * c * h * w;
-  float *src = fbuf(total), *x = fbuf(total);
+  float *src = tu_fbuf(total), *x = tu_fbuf(total);
   fill_uniform(src, total, 3);
   memcpy(x, src, total * sizeof *x);
   nn_rng r, r0;
@@ -167,13 +167,13 @@ static void test_all_finite_large(void **state) {
   (void)state;
   const int n = 64, c = 3, h = 32, w = 32;
   const size_t sz = (size_t)c * h * w, total = (size_t)n * sz;
-  float *x = fbuf(total), *scratch = fbuf(sz);
+  float *x = tu_fbuf(total), *scratch = tu_fbuf(sz);
   for (size_t i = 0; i < total; i++) x[i] = (float)(i % 255) / 255.0f * 4.0f - 2.0f;
   nn_augment a = {1, 0.5f, 8};
   nn_rng r;
   nn_rng_seed(&r, 99);
   for (int rep = 0; rep < 3; rep++) nn_augment_batch(&a, &r, x, n, c, h, w, scratch);
-  assert_all_finite("x", x, total);
+  fx_assert_all_finite("x", x, total);
   for (size_t i = 0; i < total; i++)
     if (fabsf(x[i]) > 2.0f + 1e-5f) fail_msg("value %zu = %g leaves the input range", i, (double)x[i]);
   free(x), free(scratch);
@@ -199,7 +199,7 @@ static void test_flip(void **state) {
   nn_augment_flip(t, c, h, w);
   assert_memory_equal(t, img, sizeof t);
 
-  float *x = fbuf((size_t)n * sz);
+  float *x = tu_fbuf((size_t)n * sz);
   for (int i = 0; i < n; i++) memcpy(x + (size_t)i * sz, img, sizeof img);
   nn_augment a = {1, 0.0f, 0};
   nn_rng r;
@@ -227,7 +227,7 @@ static void test_rotate_tiny_is_identity(void **state) {
   (void)state;
   const int n = 20, c = 2, h = 16, w = 16;
   const size_t sz = (size_t)c * h * w, total = (size_t)n * sz;
-  float *src = fbuf(total), *x = fbuf(total), *scratch = fbuf(sz);
+  float *src = tu_fbuf(total), *x = tu_fbuf(total), *scratch = tu_fbuf(sz);
   fill_uniform(src, total, 21);
   memcpy(x, src, total * sizeof *x);
   nn_augment a = {0, 1e-4f, 0}; /* |angle| <= 6.3e-4 rad: < 0.007 px at the corners */
@@ -239,7 +239,7 @@ static void test_rotate_tiny_is_identity(void **state) {
   if (maxd > 0.02) fail_msg("tiny rotation changed a value by %g", maxd);
   assert_true(maxd > 0); /* but it did rotate */
   /* angle 0 exactly: bit-identical */
-  float *d = fbuf(sz);
+  float *d = tu_fbuf(sz);
   nn_augment_rotate(src, d, c, h, w, 0.0);
   assert_memory_equal(d, src, sz * sizeof *d);
   free(src), free(x), free(scratch), free(d);
@@ -274,7 +274,7 @@ static void test_rotate_quarter_turns(void **state) {
   for (int sz = 4; sz <= 7; sz += 3) {
     const int c = 2, h = sz, w = sz;
     size_t S = (size_t)h * w;
-    float *src = fbuf(c * S), *dst = fbuf(c * S);
+    float *src = tu_fbuf(c * S), *dst = tu_fbuf(c * S);
     fill_uniform(src, c * S, (uint64_t)sz);
     nn_augment_rotate(src, dst, c, h, w, PI / 2);
     for (int ch = 0; ch < c; ch++)
@@ -294,7 +294,7 @@ static void test_rotate_linear_ramp(void **state) {
    * inside the image: out(x, y) = f(x', y') with (x', y') the documented source point. */
   const int h = 21, w = 25;
   const double angle = 0.37, cs = cos(angle), sn = sin(angle), cx = 0.5 * (w - 1), cy = 0.5 * (h - 1);
-  float *src = fbuf((size_t)h * w), *dst = fbuf((size_t)h * w);
+  float *src = tu_fbuf((size_t)h * w), *dst = tu_fbuf((size_t)h * w);
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) src[y * w + x] = (float)(0.3 * x - 0.7 * y + 0.5);
   nn_augment_rotate(src, dst, 1, h, w, angle);
@@ -338,7 +338,7 @@ static void test_rotate_batch_range(void **state) {
   const int n = 300, h = 25, w = 25;
   const size_t sz = (size_t)h * w;
   const float factor = 0.1f;
-  float *x = fbuf((size_t)n * sz), *scratch = fbuf(sz);
+  float *x = tu_fbuf((size_t)n * sz), *scratch = tu_fbuf(sz);
   memset(x, 0, (size_t)n * sz * sizeof *x);
   for (int i = 0; i < n; i++) x[(size_t)i * sz + 12 * w + 22] = 1.0f; /* (x=22, y=12): center + (10, 0) */
   nn_augment a = {0, factor, 0};
@@ -398,7 +398,7 @@ static void test_crop(void **state) {
   const size_t sz = (size_t)c * h * w;
   float img[128], cand[128];
   for (size_t i = 0; i < sz; i++) img[i] = 1.0f + (float)i; /* distinct, non-zero */
-  float *x = fbuf((size_t)n * sz), *scratch = fbuf(sz);
+  float *x = tu_fbuf((size_t)n * sz), *scratch = tu_fbuf(sz);
   for (int i = 0; i < n; i++) memcpy(x + (size_t)i * sz, img, sizeof img);
   nn_augment a = {0, 0.0f, p};
   nn_rng r;
@@ -426,7 +426,7 @@ static void test_order(void **state) {
   (void)state;
   const int c = 2, h = 9, w = 11;
   const size_t sz = (size_t)c * h * w;
-  float *src = fbuf(sz), *x = fbuf(sz), *want = fbuf(sz), *tmp = fbuf(sz), *scratch = fbuf(sz);
+  float *src = tu_fbuf(sz), *x = tu_fbuf(sz), *want = tu_fbuf(sz), *tmp = tu_fbuf(sz), *scratch = tu_fbuf(sz);
   fill_uniform(src, sz, 8);
   for (uint64_t seed = 0; seed < 20; seed++) {
     nn_augment a = {1, 0.2f, 2};

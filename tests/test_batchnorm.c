@@ -60,9 +60,9 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
   const int n = sh->n, c = sh->c, s = sh->s;
   const size_t cnt = (size_t)n * c * s;
   char what[128];
-  float *x = fbuf(cnt), *dy = fbuf(cnt), *y = fbuf(cnt), *dx = fbuf(cnt);
+  float *x = tu_fbuf(cnt), *dy = tu_fbuf(cnt), *y = tu_fbuf(cnt), *dx = tu_fbuf(cnt);
   float gamma[MAXC], beta[MAXC], mean[MAXC], var[MAXC], invstd[MAXC], dg[MAXC], db[MAXC], rmean[MAXC], rvar[MAXC];
-  double *xs = dbuf(cnt), *dyd = dbuf(cnt), *yr = dbuf(cnt), *dxr = dbuf(cnt);
+  double *xs = tu_dbuf(cnt), *dyd = tu_dbuf(cnt), *yr = tu_dbuf(cnt), *dxr = tu_dbuf(cnt);
   double gd[MAXC], bd[MAXC], mr[MAXC], vr[MAXC], isr[MAXC], dgr[MAXC], dbr[MAXC], rmd[MAXC], rvd[MAXC];
   assert_true(c <= MAXC);
   fill_bn_input(r, x, n, c, s, 1);
@@ -74,31 +74,31 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
     rvar[k] = k % 3 == 0 ? 2e-5f * (0.5f + nn_rng_uniform(r)) : 0.1f + 2.0f * nn_rng_uniform(r);
   }
   const float *g = affine ? gamma : NULL, *b = affine ? beta : NULL;
-  to_double(x, xs, cnt);
-  to_double(dy, dyd, cnt);
-  to_double(gamma, gd, (size_t)c);
-  to_double(beta, bd, (size_t)c);
-  to_double(rmean, rmd, (size_t)c);
-  to_double(rvar, rvd, (size_t)c);
+  tu_to_double(x, xs, cnt);
+  tu_to_double(dy, dyd, cnt);
+  tu_to_double(gamma, gd, (size_t)c);
+  tu_to_double(beta, bd, (size_t)c);
+  tu_to_double(rmean, rmd, (size_t)c);
+  tu_to_double(rvar, rvd, (size_t)c);
   const double *gr = affine ? gd : NULL, *br = affine ? bd : NULL;
   const char *tag = affine ? "affine" : "plain";
 
   /* forward train */
-  fill_f(y, cnt, NAN);
+  tu_fill_f(y, cnt, NAN);
   nn_bn_forward_train(BN_GEOM(n, c, s), x, g, b, y, mean, var, invstd);
   nn_ref_bn_forward_train(BN_GEOM(n, c, s), xs, gr, br, yr, mr, vr);
   for (int k = 0; k < c; k++) isr[k] = 1.0 / sqrt(vr[k] + EPS);
   snprintf(what, sizeof what, "fwd_train y (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, y, yr, cnt, 1e-4);
+  fx_assert_rel_fd(what, y, yr, cnt, 1e-4);
   snprintf(what, sizeof what, "fwd_train mean (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, mean, mr, (size_t)c, 1e-4);
+  fx_assert_rel_fd(what, mean, mr, (size_t)c, 1e-4);
   snprintf(what, sizeof what, "fwd_train var (%d,%d,%d %s)", n, c, s, tag);
-  assert_close_fd(what, var, vr, (size_t)c, 1e-4, 0);
+  fx_assert_close_fd(what, var, vr, (size_t)c, 1e-4, 0);
   snprintf(what, sizeof what, "fwd_train invstd (%d,%d,%d %s)", n, c, s, tag);
-  assert_close_fd(what, invstd, isr, (size_t)c, 1e-4, 0);
+  fx_assert_close_fd(what, invstd, isr, (size_t)c, 1e-4, 0);
 
   /* backward train: dx overwritten, dgamma/dbeta accumulated */
-  fill_f(dx, cnt, NAN);
+  tu_fill_f(dx, cnt, NAN);
   for (int k = 0; k < c; k++) {
     dg[k] = db[k] = 0.25f;
     dgr[k] = dbr[k] = 0.25;
@@ -106,32 +106,32 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
   nn_bn_backward_train(BN_GEOM(n, c, s), x, g, mean, invstd, dy, dx, dg, db);
   nn_ref_bn_backward_train(BN_GEOM(n, c, s), xs, gr, dyd, dxr, dgr, dbr);
   snprintf(what, sizeof what, "bwd_train dx (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, dx, dxr, cnt, 1e-4);
+  fx_assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   snprintf(what, sizeof what, "bwd_train dgamma (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
+  fx_assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
   snprintf(what, sizeof what, "bwd_train dbeta (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
+  fx_assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
   /* partial outputs: dx only, then parameter grads only */
-  fill_f(dx, cnt, NAN);
+  tu_fill_f(dx, cnt, NAN);
   nn_bn_backward_train(BN_GEOM(n, c, s), x, g, mean, invstd, dy, dx, NULL, NULL);
   snprintf(what, sizeof what, "bwd_train dx-only (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, dx, dxr, cnt, 1e-4);
+  fx_assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   for (int k = 0; k < c; k++) dg[k] = db[k] = 0.25f;
   nn_bn_backward_train(BN_GEOM(n, c, s), x, g, mean, invstd, dy, NULL, dg, db);
   snprintf(what, sizeof what, "bwd_train dgamma-only (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
+  fx_assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
   snprintf(what, sizeof what, "bwd_train dbeta-only (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
+  fx_assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
 
   /* forward infer with running statistics */
-  fill_f(y, cnt, NAN);
+  tu_fill_f(y, cnt, NAN);
   nn_bn_forward_infer(BN_GEOM(n, c, s), x, g, b, rmean, rvar, y);
   nn_ref_bn_forward_infer(BN_GEOM(n, c, s), xs, gr, br, rmd, rvd, yr);
   snprintf(what, sizeof what, "fwd_infer y (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, y, yr, cnt, 1e-4);
+  fx_assert_rel_fd(what, y, yr, cnt, 1e-4);
 
   /* backward infer */
-  fill_f(dx, cnt, NAN);
+  tu_fill_f(dx, cnt, NAN);
   for (int k = 0; k < c; k++) {
     dg[k] = db[k] = -0.5f;
     dgr[k] = dbr[k] = -0.5;
@@ -139,21 +139,21 @@ static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
   nn_bn_backward_infer(BN_GEOM(n, c, s), x, g, rmean, rvar, dy, dx, dg, db);
   nn_ref_bn_backward_infer(BN_GEOM(n, c, s), xs, gr, rmd, rvd, dyd, dxr, dgr, dbr);
   snprintf(what, sizeof what, "bwd_infer dx (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, dx, dxr, cnt, 1e-4);
+  fx_assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   snprintf(what, sizeof what, "bwd_infer dgamma (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
+  fx_assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
   snprintf(what, sizeof what, "bwd_infer dbeta (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
-  fill_f(dx, cnt, NAN);
+  fx_assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
+  tu_fill_f(dx, cnt, NAN);
   nn_bn_backward_infer(BN_GEOM(n, c, s), x, g, rmean, rvar, dy, dx, NULL, NULL);
   snprintf(what, sizeof what, "bwd_infer dx-only (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, dx, dxr, cnt, 1e-4);
+  fx_assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   for (int k = 0; k < c; k++) dg[k] = db[k] = -0.5f;
   nn_bn_backward_infer(BN_GEOM(n, c, s), x, g, rmean, rvar, dy, NULL, dg, db);
   snprintf(what, sizeof what, "bwd_infer dgamma-only (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
+  fx_assert_rel_fd(what, dg, dgr, (size_t)c, 1e-4);
   snprintf(what, sizeof what, "bwd_infer dbeta-only (%d,%d,%d %s)", n, c, s, tag);
-  assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
+  fx_assert_rel_fd(what, db, dbr, (size_t)c, 1e-4);
 
   free(x), free(dy), free(y), free(dx), free(xs), free(dyd), free(yr), free(dxr);
 }
@@ -195,13 +195,13 @@ static void fd_check(const char *what, fd_ctx *f, double *v, size_t len, const d
 
 static void fd_case(int n, int c, int s, int train, nn_rng *r) {
   size_t cnt = (size_t)n * c * s;
-  double *x = dbuf(cnt), *w = dbuf(cnt), *y = dbuf(cnt), *dx = dbuf(cnt);
+  double *x = tu_dbuf(cnt), *w = tu_dbuf(cnt), *y = tu_dbuf(cnt), *dx = tu_dbuf(cnt);
   double gamma[8], beta[8], mean[8], var[8], dg[8], db[8];
-  float *xf = fbuf(cnt);
+  float *xf = tu_fbuf(cnt);
   char what[96];
   assert_true(c <= 8);
   fill_bn_input(r, xf, n, c, s, 0);
-  to_double(xf, x, cnt);
+  tu_to_double(xf, x, cnt);
   for (size_t i = 0; i < cnt; i++) w[i] = nn_rng_normal(r);
   for (int k = 0; k < c; k++) {
     gamma[k] = 0.5 + nn_rng_uniform(r);
@@ -248,24 +248,24 @@ static void test_large_mean_small_spread(void **state) {
   for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
     const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
     const size_t cnt = (size_t)n * c * s;
-    float *x = fbuf(cnt), *y = fbuf(cnt), *dy = fbuf(cnt), *dx = fbuf(cnt);
-    double *xd = dbuf(cnt), *yr = dbuf(cnt), *dyd = dbuf(cnt), *dxr = dbuf(cnt);
+    float *x = tu_fbuf(cnt), *y = tu_fbuf(cnt), *dy = tu_fbuf(cnt), *dx = tu_fbuf(cnt);
+    double *xd = tu_dbuf(cnt), *yr = tu_dbuf(cnt), *dyd = tu_dbuf(cnt), *dxr = tu_dbuf(cnt);
     float mean[32], var[32], invstd[32];
     double mr[32], vr[32];
     tu_fill_normal(&r, x, cnt, 1e-2, 1e4);
     tu_fill_normal(&r, dy, cnt, 1.0, 0.0);
-    to_double(x, xd, cnt);
-    to_double(dy, dyd, cnt);
+    tu_to_double(x, xd, cnt);
+    tu_to_double(dy, dyd, cnt);
     nn_bn_forward_train(BN_GEOM(n, c, s), x, NULL, NULL, y, mean, var, invstd);
     nn_ref_bn_forward_train(BN_GEOM(n, c, s), xd, NULL, NULL, yr, mr, vr);
-    assert_all_finite("large-mean y", y, cnt);
+    fx_assert_all_finite("large-mean y", y, cnt);
     for (int k = 0; k < c; k++) assert_true(vr[k] > 5e-5 && vr[k] < 2e-4); /* the data is what we think */
-    assert_close_fd("large-mean var", var, vr, (size_t)c, 1e-5, 0);
-    assert_close_fd("large-mean mean", mean, mr, (size_t)c, 1e-7, 0);
-    assert_close_fd("large-mean y", y, yr, cnt, 1e-4, 1e-4);
+    fx_assert_close_fd("large-mean var", var, vr, (size_t)c, 1e-5, 0);
+    fx_assert_close_fd("large-mean mean", mean, mr, (size_t)c, 1e-7, 0);
+    fx_assert_close_fd("large-mean y", y, yr, cnt, 1e-4, 1e-4);
     nn_bn_backward_train(BN_GEOM(n, c, s), x, NULL, mean, invstd, dy, dx, NULL, NULL);
     nn_ref_bn_backward_train(BN_GEOM(n, c, s), xd, NULL, dyd, dxr, NULL, NULL);
-    assert_rel_fd("large-mean dx", dx, dxr, cnt, 1e-4);
+    fx_assert_rel_fd("large-mean dx", dx, dxr, cnt, 1e-4);
     free(x), free(y), free(dy), free(dx), free(xd), free(yr), free(dyd), free(dxr);
   }
 }
@@ -279,8 +279,8 @@ static void test_constant_channel(void **state) {
   for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
     const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
     const size_t cnt = (size_t)n * c * s;
-    float *x = fbuf(cnt), *y = fbuf(cnt), *dy = fbuf(cnt), *dx = fbuf(cnt);
-    double *xd = dbuf(cnt), *dyd = dbuf(cnt), *dxr = dbuf(cnt);
+    float *x = tu_fbuf(cnt), *y = tu_fbuf(cnt), *dy = tu_fbuf(cnt), *dx = tu_fbuf(cnt);
+    double *xd = tu_dbuf(cnt), *dyd = tu_dbuf(cnt), *dxr = tu_dbuf(cnt);
     float gamma[32], beta[32], mean[32], var[32], invstd[32], dg[32] = {0}, db[32] = {0};
     double gd[32];
     fill_bn_input(&r, x, n, c, s, 1);
@@ -294,7 +294,7 @@ static void test_constant_channel(void **state) {
       beta[k] = (float)nn_rng_normal(&r);
     }
     nn_bn_forward_train(BN_GEOM(n, c, s), x, gamma, beta, y, mean, var, invstd);
-    assert_all_finite("const y", y, cnt);
+    fx_assert_all_finite("const y", y, cnt);
     for (int k = 0; k < c; k++) assert_true(var[k] >= 0.0f);
     for (int q = 0; q < 2; q++) {
       const int cc = consts[q];
@@ -305,12 +305,12 @@ static void test_constant_channel(void **state) {
         for (int j = 0; j < s; j++) assert_true(y[((size_t)i * c + cc) * s + j] == beta[cc]);
     }
     nn_bn_backward_train(BN_GEOM(n, c, s), x, gamma, mean, invstd, dy, dx, dg, db);
-    assert_all_finite("const dx", dx, cnt);
-    to_double(x, xd, cnt);
-    to_double(dy, dyd, cnt);
-    to_double(gamma, gd, (size_t)c);
+    fx_assert_all_finite("const dx", dx, cnt);
+    tu_to_double(x, xd, cnt);
+    tu_to_double(dy, dyd, cnt);
+    tu_to_double(gamma, gd, (size_t)c);
     nn_ref_bn_backward_train(BN_GEOM(n, c, s), xd, gd, dyd, dxr, NULL, NULL);
-    assert_rel_fd("const dx", dx, dxr, cnt, 1e-4);
+    fx_assert_rel_fd("const dx", dx, dxr, cnt, 1e-4);
     for (int q = 0; q < 2; q++) assert_true(fabs((double)dg[consts[q]]) < 1e-6); /* xhat = 0 there */
     free(x), free(y), free(dy), free(dx), free(xd), free(dyd), free(dxr);
   }
@@ -334,8 +334,8 @@ static void test_running_update(void **state) {
         wm[k] = (1 - mom) * rm0[k] + mom * mean[k];
         wv[k] = (1 - mom) * rv0[k] + mom * var[k] * (unb ? (double)m / (m - 1) : 1.0);
       }
-      assert_close_fd("running mean", rm, wm, C, 1e-7, 1e-7);
-      assert_close_fd("running var", rv, wv, C, 1e-7, 1e-7);
+      fx_assert_close_fd("running mean", rm, wm, C, 1e-7, 1e-7);
+      fx_assert_close_fd("running var", rv, wv, C, 1e-7, 1e-7);
     }
   /* non-finite batch statistics: refused, running stats untouched bitwise */
   const float bad[3] = {NAN, INFINITY, -INFINITY};
@@ -392,7 +392,7 @@ static void test_phases(void **state) {
     const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
     const size_t cnt = (size_t)n * c * s, cs = (size_t)c * s;
     const double m = (double)n * s;
-    float *x = fbuf(cnt), *dy = fbuf(cnt), *y1 = fbuf(cnt), *y2 = fbuf(cnt), *dx1 = fbuf(cnt), *dx2 = fbuf(cnt);
+    float *x = tu_fbuf(cnt), *dy = tu_fbuf(cnt), *y1 = tu_fbuf(cnt), *y2 = tu_fbuf(cnt), *dx1 = tu_fbuf(cnt), *dx2 = tu_fbuf(cnt);
     float gamma[MAXC], beta[MAXC], shift[MAXC];
     double s1[MAXC], s2[MAXC], sd[MAXC], sdy[MAXC], sdyd[MAXC];
     double t1[MAXC], t2[MAXC], td[MAXC], tdy[MAXC], tdyd[MAXC];
@@ -437,28 +437,28 @@ static void test_phases(void **state) {
                            m, dxp[p], part[p].dg, part[p].db);
     assert_memory_equal(&part[0], &part[1], sizeof part[0]);
 
-    double *xd = dbuf(cnt), *dyd = dbuf(cnt), *yr = dbuf(cnt), *dxr = dbuf(cnt);
+    double *xd = tu_dbuf(cnt), *dyd = tu_dbuf(cnt), *yr = tu_dbuf(cnt), *dxr = tu_dbuf(cnt);
     double gd[MAXC], bd[MAXC], mr[MAXC], vr[MAXC], dgr[MAXC], dbr[MAXC];
-    to_double(x, xd, cnt);
-    to_double(dy, dyd, cnt);
-    to_double(gamma, gd, (size_t)c);
-    to_double(beta, bd, (size_t)c);
+    tu_to_double(x, xd, cnt);
+    tu_to_double(dy, dyd, cnt);
+    tu_to_double(gamma, gd, (size_t)c);
+    tu_to_double(beta, bd, (size_t)c);
     for (int k = 0; k < c; k++) dgr[k] = dbr[k] = 0;
     nn_ref_bn_forward_train(g, xd, gd, bd, yr, mr, vr);
     nn_ref_bn_backward_train(g, xd, gd, dyd, dxr, dgr, dbr);
     char what[96];
     snprintf(what, sizeof what, "split y (%d,%d,%d)", n, c, s);
-    assert_rel_fd(what, y2, yr, cnt, 1e-4);
+    fx_assert_rel_fd(what, y2, yr, cnt, 1e-4);
     snprintf(what, sizeof what, "split mean (%d,%d,%d)", n, c, s);
-    assert_rel_fd(what, part[0].mean, mr, (size_t)c, 1e-4);
+    fx_assert_rel_fd(what, part[0].mean, mr, (size_t)c, 1e-4);
     snprintf(what, sizeof what, "split var (%d,%d,%d)", n, c, s);
-    assert_close_fd(what, part[0].var, vr, (size_t)c, 1e-4, 0);
+    fx_assert_close_fd(what, part[0].var, vr, (size_t)c, 1e-4, 0);
     snprintf(what, sizeof what, "split dx (%d,%d,%d)", n, c, s);
-    assert_rel_fd(what, dx2, dxr, cnt, 1e-4);
+    fx_assert_rel_fd(what, dx2, dxr, cnt, 1e-4);
     snprintf(what, sizeof what, "split dgamma (%d,%d,%d)", n, c, s);
-    assert_rel_fd(what, part[0].dg, dgr, (size_t)c, 1e-4);
+    fx_assert_rel_fd(what, part[0].dg, dgr, (size_t)c, 1e-4);
     snprintf(what, sizeof what, "split dbeta (%d,%d,%d)", n, c, s);
-    assert_rel_fd(what, part[0].db, dbr, (size_t)c, 1e-4);
+    fx_assert_rel_fd(what, part[0].db, dbr, (size_t)c, 1e-4);
     free(xd), free(dyd), free(yr), free(dxr);
     free(x), free(dy), free(y1), free(y2), free(dx1), free(dx2);
   }
@@ -490,8 +490,8 @@ static void test_fused_activation(void **state) {
     const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
     const size_t cnt = (size_t)n * c * s;
     const nn_norm_geom *g = BN_GEOM(n, c, s);
-    float *x = fbuf(cnt), *dz = fbuf(cnt), *y = fbuf(cnt), *z1 = fbuf(cnt), *z2 = fbuf(cnt), *dy = fbuf(cnt);
-    float *dx1 = fbuf(cnt), *dx2 = fbuf(cnt), gamma[MAXC], beta[MAXC];
+    float *x = tu_fbuf(cnt), *dz = tu_fbuf(cnt), *y = tu_fbuf(cnt), *z1 = tu_fbuf(cnt), *z2 = tu_fbuf(cnt), *dy = tu_fbuf(cnt);
+    float *dx1 = tu_fbuf(cnt), *dx2 = tu_fbuf(cnt), gamma[MAXC], beta[MAXC];
     bn_stats a, b;
     fill_bn_input(&r, x, n, c, s, 0);
     tu_fill_normal(&r, dz, cnt, 1.0, 0.1);
@@ -540,7 +540,7 @@ static void test_model_fusion(void **state) {
   const int n = 16, in = nn_model_input_size(m[0]), k = nn_model_output_size(m[0]), nl = m[0]->nlayers;
   nn_rng r;
   nn_rng_seed(&r, 6);
-  float *x = fbuf((size_t)n * in);
+  float *x = tu_fbuf((size_t)n * in);
   int32_t labels[16];
   tu_fill_normal(&r, x, (size_t)n * in, 1.0, 0.5);
   for (int i = 0; i < n; i++) labels[i] = (int32_t)nn_rng_below(&r, (uint32_t)k);
@@ -595,7 +595,7 @@ static void test_threads_bitwise(void **state) {
   for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
     const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
     const size_t cnt = (size_t)n * c * s;
-    float *x = fbuf(cnt), *dy = fbuf(cnt), gamma[MAXC], beta[MAXC], rm[MAXC], rv[MAXC];
+    float *x = tu_fbuf(cnt), *dy = tu_fbuf(cnt), gamma[MAXC], beta[MAXC], rm[MAXC], rv[MAXC];
     bn_outs o[2];
     fill_bn_input(&r, x, n, c, s, 1);
     tu_fill_normal(&r, dy, cnt, 1.0, 0.1);
@@ -606,7 +606,7 @@ static void test_threads_bitwise(void **state) {
       rv[k] = 0.5f + nn_rng_uniform(&r);
     }
     for (int th = 0; th < 2; th++) {
-      o[th].y = fbuf(cnt), o[th].yi = fbuf(cnt), o[th].dx = fbuf(cnt), o[th].dxi = fbuf(cnt);
+      o[th].y = tu_fbuf(cnt), o[th].yi = tu_fbuf(cnt), o[th].dx = tu_fbuf(cnt), o[th].dxi = tu_fbuf(cnt);
       omp_set_num_threads(th + 1);
       assert_int_equal(th + 1, omp_get_max_threads());
       run_all(x, dy, gamma, beta, rm, rv, n, c, s, &o[th]);

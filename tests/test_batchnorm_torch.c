@@ -56,7 +56,7 @@ static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int a
     snprintf(field, sizeof field, "%s.gamma", cs);
     assert_null(fx_find(fx, field, NULL));
   }
-  float *y = fbuf(cnt), *dx = fbuf(cnt), *x1 = NULL;
+  float *y = tu_fbuf(cnt), *dx = tu_fbuf(cnt), *x1 = NULL;
   float mean[16], var[16], invstd[16], rm[16], rv[16], dg[16], db[16];
   assert_true(c <= 16);
   for (int k = 0; k < c; k++) rm[k] = 0.0f, rv[k] = 1.0f; /* PyTorch's initial state */
@@ -85,7 +85,7 @@ static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int a
     if (step == 3) {
       float *dy = fx_case_floats(fx, cs, "dy3", cnt);
       for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
-      fill_f(dx, cnt, NAN);
+      tu_fill_f(dx, cnt, NAN);
       nn_bn_backward_train(BN_GEOM(n, c, s), x, gamma, mean, invstd, dy, dx, affine ? dg : NULL, affine ? db : NULL);
       fx_case_check(fx, cs, "dx3", dx, cnt, FX_TOL);
       if (affine) {
@@ -103,8 +103,8 @@ static void run_torch_case(const nn_fixture *fx, int rank, int cumulative, int a
   /* eval: running stats when tracked, batch statistics otherwise */
   float *dy = fx_case_floats(fx, cs, "dyeval", cnt);
   for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
-  fill_f(y, cnt, NAN);
-  fill_f(dx, cnt, NAN);
+  tu_fill_f(y, cnt, NAN);
+  tu_fill_f(dx, cnt, NAN);
   float *dgp = affine ? dg : NULL, *dbp = affine ? db : NULL;
   if (track) {
     nn_bn_forward_infer(BN_GEOM(n, c, s), x1, gamma, beta, rm, rv, y);
@@ -142,23 +142,23 @@ static void run_torch_special(const nn_fixture *fx, const char *cs) {
   const size_t cnt = (size_t)n * c * s;
   float *x = fx_case_floats(fx, cs, "x", cnt), *dy = fx_case_floats(fx, cs, "dy", cnt);
   float *gamma = fx_case_floats(fx, cs, "gamma", (size_t)c), *beta = fx_case_floats(fx, cs, "beta", (size_t)c);
-  float *y = fbuf(cnt), *dx = fbuf(cnt);
+  float *y = tu_fbuf(cnt), *dx = tu_fbuf(cnt);
   float mean[16], var[16], invstd[16], dg[16], db[16];
   char name[64];
   assert_true(c <= 16);
   nn_bn_forward_train(BN_GEOM(n, c, s), x, gamma, beta, y, mean, var, invstd);
-  assert_all_finite(cs, y, cnt);
+  fx_assert_all_finite(cs, y, cnt);
   fx_case_check(fx, cs, "y", y, cnt, FX_TOL);
   snprintf(name, sizeof name, "%s.mean", cs);
-  assert_close_fd(name, mean, fx_get(fx, name, NULL), (size_t)c, 1e-7, 0);
+  fx_assert_close_fd(name, mean, fx_get(fx, name, NULL), (size_t)c, 1e-7, 0);
   snprintf(name, sizeof name, "%s.var", cs);
-  assert_close_fd(name, var, fx_get(fx, name, NULL), (size_t)c, 1e-6, 0);
+  fx_assert_close_fd(name, var, fx_get(fx, name, NULL), (size_t)c, 1e-6, 0);
   for (int k = 0; k < c; k++) dg[k] = db[k] = 0.0f;
   nn_bn_backward_train(BN_GEOM(n, c, s), x, gamma, mean, invstd, dy, dx, dg, db);
-  assert_all_finite(cs, dx, cnt);
+  fx_assert_all_finite(cs, dx, cnt);
   snprintf(name, sizeof name, "%s.dx", cs);
   const double *want = fx_get(fx, name, NULL);
-  assert_close_fd(name, dx, want, cnt, FX_TOL, FX_TOL * maxabs_d(want, cnt));
+  fx_assert_close_fd(name, dx, want, cnt, FX_TOL, FX_TOL * tu_maxabs_d(want, cnt));
   fx_case_check(fx, cs, "dgamma", dg, (size_t)c, FX_TOL);
   fx_case_check(fx, cs, "dbeta", db, (size_t)c, FX_TOL);
   free(x), free(dy), free(gamma), free(beta), free(y), free(dx);

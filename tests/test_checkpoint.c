@@ -870,7 +870,7 @@ static void test_torch_fixture(void **state) {
   assert_int_equal(nl, (size_t)n * 3);
   const float *logits = NULL;
   if (nn_model_forward(m, x, NULL, n, NN_MODE_EVAL, NULL, NULL, &logits, &err)) fail_msg("%s", err.msg);
-  assert_close_fd("torch logits", logits, want, nl, 1e-5, 1e-5);
+  fx_assert_close_fd("torch logits", logits, want, nl, 1e-5, 1e-5);
 
   /* Saved again by normnet, it still gives the same logits (now with metadata). */
   char *tmpdir = NULL;
@@ -886,7 +886,7 @@ static void test_torch_fixture(void **state) {
   if (nn_checkpoint_load(out, NULL, &m2, &err)) fail_msg("%s", err.msg);
   assert_same_tensors(m, m2);
   if (nn_model_forward(m2, x, NULL, n, NN_MODE_EVAL, NULL, NULL, &logits, &err)) fail_msg("%s", err.msg);
-  assert_close_fd("resaved logits", logits, want, nl, 1e-5, 1e-5);
+  fx_assert_close_fd("resaved logits", logits, want, nl, 1e-5, 1e-5);
   tu_rmtree(tmpdir);
   free(tmpdir);
 

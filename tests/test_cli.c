@@ -21,7 +21,7 @@
 static char dir[256];
 
 /* Run the CLI with a shell-quoted argument string; capture stdout, stderr, exit status. */
-static void run(run_result *r, const char *args) { tu_cli_run(r, dir, "", args); }
+static void run(tu_run_result *r, const char *args) { tu_cli_run(r, dir, "", args); }
 
 /* A failure: non-zero exit, exactly one line on stderr, containing the needles. */
 static void expect_error(const char *args, const char *needle1, const char *needle2) {
@@ -95,7 +95,7 @@ static int teardown(void **state) {
 static void test_train_eval_summary(void **state) {
   (void)state;
   char args[2048];
-  run_result r;
+  tu_run_result r;
   snprintf(args, sizeof args,
            "train --model %s/small.spec --data idx:%s/good --epochs 3 --batch 16 --optimizer sgd --lr 0.1 --seed 3 "
            "--out %s/run",
@@ -236,7 +236,7 @@ static void test_batch_of_one_and_no_damage(void **state) {
    * into inf) into the same directory: it stops with an error, the good checkpoint stays */
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --out %s/keep",
            dir, dir, dir);
-  run_result r;
+  tu_run_result r;
   run(&r, args);
   assert_int_equal(r.status, 0);
   snprintf(path, sizeof path, "%s/keep/model.safetensors", dir);
@@ -304,7 +304,7 @@ static void test_resume_after_kill(void **state) {
   tu_write_file(path, spec, strlen(spec));
   const char *common = "--epochs 3 --batch 16 --optimizer adam --augment flip,crop=1 --seed 5 --threads 1 --quiet";
   snprintf(args, sizeof args, "train --model %s --data idx:%s/good %s --out %s/straight", path, dir, common, dir);
-  run_result r;
+  tu_run_result r;
   run(&r, args);
   if (r.status) fail_msg("uninterrupted run failed: %s", r.err);
   /* killed (SIGKILL) right after epoch 1 is saved, then resumed */
@@ -335,7 +335,7 @@ static void test_resume_after_kill(void **state) {
 static void test_run_dir_rules(void **state) {
   (void)state;
   char args[2048], path[512], buf[8192];
-  run_result r;
+  tu_run_result r;
   /* --resume takes the recorded recipe: a flag that would change it is named */
   const char *changing[][2] = {{"--lr 0.5", "--lr"}, {"--batch 4", "--batch"}, {"--model lenet", "--model"},
                                {"--norm none", "--norm"}, {"--data idx:/x", "--data"}, {"--seed 9", "--seed"}};
@@ -435,7 +435,7 @@ static void test_run_dir_rules(void **state) {
 static void test_compare_checks_first(void **state) {
   (void)state;
   char args[2048], path[512], buf[8192];
-  run_result r;
+  tu_run_result r;
   /* group:3 does not divide the 4 conv channels: fails before "batch" trains a step */
   snprintf(args, sizeof args,
            "compare --model %s/small.spec --data idx:%s/good --norm batch,group:3 --epochs 1 --batch 16 --out %s/cmp",
@@ -469,7 +469,7 @@ static void test_compare_checks_first(void **state) {
 static void test_max_steps_deterministic(void **state) {
   (void)state;
   char args[2048], a[512], b[512];
-  run_result r;
+  tu_run_result r;
   for (int k = 0; k < 2; k++) {
     snprintf(args, sizeof args,
              "train --model %s/small.spec --data idx:%s/good --max-steps 5 --no-shuffle --batch 8 --quiet --out %s/steps%d",
@@ -494,7 +494,7 @@ static void test_max_steps_deterministic(void **state) {
 static void test_freeze_bn(void **state) {
   (void)state;
   char args[2048], a[512], b[512];
-  run_result r;
+  tu_run_result r;
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --quiet --out %s/base",
            dir, dir, dir);
   run(&r, args);
@@ -540,7 +540,7 @@ static void test_freeze_bn(void **state) {
 static void test_threads_bitwise(void **state) {
   (void)state;
   char args[2048], a[512], b[512];
-  run_result r;
+  tu_run_result r;
   for (int t = 1; t <= 2; t++) {
     snprintf(args, sizeof args,
              "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 32 --threads %d --quiet --out %s/t%d", dir,
@@ -556,7 +556,7 @@ static void test_threads_bitwise(void **state) {
 static void test_small_batch_study(void **state) {
   (void)state;
   char args[2048], path[600];
-  run_result r;
+  tu_run_result r;
   snprintf(args, sizeof args,
            "study small-batch --model %s/small.spec --data idx:%s/good --budget 96 --batch 2,16 "
            "--norm batch,group:2,layer,none --out %s/study",
@@ -594,7 +594,7 @@ static void test_small_batch_study(void **state) {
 static void test_help_version_spelling(void **state) {
   (void)state;
   char args[2048];
-  run_result r;
+  tu_run_result r;
   run(&r, "--version");
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "normnet 0."));
@@ -619,7 +619,7 @@ static void test_help_version_spelling(void **state) {
 static void test_study_progress(void **state) {
   (void)state;
   char args[2048];
-  run_result r;
+  tu_run_result r;
   snprintf(args, sizeof args,
            "study small-batch --model %s/small.spec --data idx:%s/good --budget 32 --batch 4,16 --norm layer,none "
            "--out %s/study-progress",
@@ -664,7 +664,7 @@ static void test_refusals(void **state) {
 static void test_schedule_early_stop_report(void **state) {
   (void)state;
   char args[2048], path[600], buf[8192];
-  run_result r;
+  tu_run_result r;
   snprintf(args, sizeof args,
            "train --model %s/small.spec --data idx:%s/good --epochs 4 --batch 16 --lr-schedule step:1:0.5 --warmup 2 "
            "--accumulate 2 --quiet --out %s/sched",
@@ -734,7 +734,7 @@ static void test_schedule_early_stop_report(void **state) {
 static void test_json_lines_and_predict_classes(void **state) {
   (void)state;
   char args[2048];
-  run_result r;
+  tu_run_result r;
   snprintf(args, sizeof args,
            "compare --model %s/small.spec --data idx:%s/good --epochs 2 --batch 32 --norm batch,none --json "
            "--out %s/cmpjson",

@@ -27,11 +27,11 @@ static nn_dataset *make_data(int n, int shift, uint64_t seed) {
   nn_dataset *ds = NULL;
   nn_error err = {0};
   assert_int_equal(nn_dataset_new(n, 1, 3, 3, K, "test", &ds, &err), NN_OK);
-  trng r = {seed};
+  tu_rng r = {seed};
   for (int i = 0; i < n; i++) {
-    int c = (int)(tr_next(&r) % K);
+    int c = (int)(tu_rng_next(&r) % K);
     ds->labels[i] = (c + shift) % K;
-    for (int p = 0; p < 9; p++) ds->images[(size_t)i * 9 + p] = (uint8_t)((p == c ? 180 : 0) + tr_next(&r) % 60);
+    for (int p = 0; p < 9; p++) ds->images[(size_t)i * 9 + p] = (uint8_t)((p == c ? 180 : 0) + tu_rng_next(&r) % 60);
   }
   return ds;
 }

@@ -26,26 +26,26 @@
 
 
 /* integer uniform in [lo, hi] */
-static long tr_int(trng *r, long lo, long hi) { return lo + (long)(tr_next(r) % (uint64_t)(hi - lo + 1)); }
+static long tr_int(tu_rng *r, long lo, long hi) { return lo + (long)(tu_rng_next(r) % (uint64_t)(hi - lo + 1)); }
 
 
 /* multiples of 2^-8 in [lo, hi] */
-static void fill_q(trng *r, double *d, size_t n, double lo, double hi) {
+static void fill_q(tu_rng *r, double *d, size_t n, double lo, double hi) {
   for (size_t i = 0; i < n; i++) d[i] = (double)tr_int(r, (long)(lo * 256), (long)(hi * 256)) / 256.0;
 }
 
 /* multiples of 2^-8 with |v| in [lo, hi] and a random sign (keeps away from 0) */
-static void fill_q_away(trng *r, double *d, size_t n, double lo, double hi) {
+static void fill_q_away(tu_rng *r, double *d, size_t n, double lo, double hi) {
   fill_q(r, d, n, lo, hi);
   for (size_t i = 0; i < n; i++)
-    if (tr_next(r) & 1) d[i] = -d[i];
+    if (tu_rng_next(r) & 1) d[i] = -d[i];
 }
 
 /* distinct values (no ties for max pooling): a shuffled ramp, spacing 2^-8 >> h */
-static void fill_distinct(trng *r, double *d, size_t n) {
+static void fill_distinct(tu_rng *r, double *d, size_t n) {
   for (size_t i = 0; i < n; i++) d[i] = ((double)i - (double)n / 2) / 256.0;
   for (size_t i = n; i > 1; i--) {
-    size_t j = (size_t)(tr_next(r) % i);
+    size_t j = (size_t)(tu_rng_next(r) % i);
     double t = d[i - 1];
     d[i - 1] = d[j];
     d[j] = t;
@@ -100,13 +100,13 @@ static double dense_obj(void *p) {
 
 static void test_dense(void **state) {
   (void)state;
-  trng r = {0x243F6A8885A308D3ULL};
+  tu_rng r = {0x243F6A8885A308D3ULL};
   static const int shapes[][3] = {{1, 3, 2}, {4, 7, 5}, {6, 12, 9}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     dense_ctx c = {.n = shapes[s][0], .in = shapes[s][1], .out = shapes[s][2]};
     size_t nx = (size_t)c.n * c.in, nw = (size_t)c.out * c.in, ny = (size_t)c.n * c.out;
-    c.x = dbuf(nx), c.w = dbuf(nw), c.b = dbuf(c.out), c.y = dbuf(ny), c.r = dbuf(ny);
-    double *dx = dbuf(nx), *dw = dbuf(nw), *db = dbuf(c.out);
+    c.x = tu_dbuf(nx), c.w = tu_dbuf(nw), c.b = tu_dbuf(c.out), c.y = tu_dbuf(ny), c.r = tu_dbuf(ny);
+    double *dx = tu_dbuf(nx), *dw = tu_dbuf(nw), *db = tu_dbuf(c.out);
     fill_q(&r, c.x, nx, -1, 1);
     fill_q(&r, c.w, nw, -1, 1);
     fill_q(&r, c.b, c.out, -1, 1);
@@ -133,7 +133,7 @@ static double conv_obj(void *p) {
 
 static void test_conv2d(void **state) {
   (void)state;
-  trng r = {0x13198A2E03707344ULL};
+  tu_rng r = {0x13198A2E03707344ULL};
   static const nn_conv_geom geoms[] = {
       {.n = 2, .c = 2, .h = 6, .w = 6, .oc = 3, .kh = 3, .kw = 3, .stride = 1, .pad = 0},
       {.n = 2, .c = 2, .h = 7, .w = 5, .oc = 3, .kh = 3, .kw = 3, .stride = 2, .pad = 1}, /* stride 2, pad 1 */
@@ -146,8 +146,8 @@ static void test_conv2d(void **state) {
     const nn_conv_geom *g = &c.g;
     size_t nx = (size_t)g->n * g->c * g->h * g->w, nw = (size_t)g->oc * g->c * g->kh * g->kw,
            ny = (size_t)g->n * g->oc * g->oh * g->ow;
-    c.x = dbuf(nx), c.w = dbuf(nw), c.b = dbuf(g->oc), c.y = dbuf(ny), c.r = dbuf(ny);
-    double *dx = dbuf(nx), *dw = dbuf(nw), *db = dbuf(g->oc);
+    c.x = tu_dbuf(nx), c.w = tu_dbuf(nw), c.b = tu_dbuf(g->oc), c.y = tu_dbuf(ny), c.r = tu_dbuf(ny);
+    double *dx = tu_dbuf(nx), *dw = tu_dbuf(nw), *db = tu_dbuf(g->oc);
     fill_q(&r, c.x, nx, -1, 1);
     fill_q(&r, c.w, nw, -1, 1);
     fill_q(&r, c.b, g->oc, -1, 1);
@@ -182,7 +182,7 @@ static double pool_obj(void *p) {
 
 static void test_pool(void **state) {
   (void)state;
-  trng r = {0xA4093822299F31D0ULL};
+  tu_rng r = {0xA4093822299F31D0ULL};
   static const nn_pool_geom geoms[] = {
       {.n = 2, .c = 2, .h = 6, .w = 6, .size = 2, .stride = 2},
       {.n = 1, .c = 3, .h = 7, .w = 5, .size = 2, .stride = 2}, /* floor drops a row and a column */
@@ -194,8 +194,8 @@ static void test_pool(void **state) {
       pool_ctx c = {.g = geoms[s], .max = max};
       assert_int_equal(nn_pool_geom_init(&c.g), 0);
       size_t nx = (size_t)c.g.n * c.g.c * c.g.h * c.g.w, ny = (size_t)c.g.n * c.g.c * c.g.oh * c.g.ow;
-      c.x = dbuf(nx), c.y = dbuf(ny), c.r = dbuf(ny);
-      double *dx = dbuf(nx);
+      c.x = tu_dbuf(nx), c.y = tu_dbuf(ny), c.r = tu_dbuf(ny);
+      double *dx = tu_dbuf(nx);
       if (max)
         fill_distinct(&r, c.x, nx); /* no ties: the max is differentiable */
       else
@@ -226,11 +226,11 @@ static double gap_obj(void *p) {
 
 static void test_global_avgpool(void **state) {
   (void)state;
-  trng r = {0x082EFA98EC4E6C89ULL};
+  tu_rng r = {0x082EFA98EC4E6C89ULL};
   gap_ctx c = {.n = 3, .c = 4, .s = 9};
   size_t nx = (size_t)c.n * c.c * c.s, ny = (size_t)c.n * c.c;
-  c.x = dbuf(nx), c.y = dbuf(ny), c.r = dbuf(ny);
-  double *dx = dbuf(nx);
+  c.x = tu_dbuf(nx), c.y = tu_dbuf(ny), c.r = tu_dbuf(ny);
+  double *dx = tu_dbuf(nx);
   fill_q(&r, c.x, nx, -1, 1);
   fill_q_away(&r, c.r, ny, 0.25, 1);
   nn_ref_global_avgpool_backward(c.r, dx, c.n, c.c, c.s);
@@ -253,11 +253,11 @@ static double elem_obj(void *p) {
 
 static void test_elementwise(void **state) {
   (void)state;
-  trng r = {0x452821E638D01377ULL};
+  tu_rng r = {0x452821E638D01377ULL};
   const size_t n = 60;
   elem_ctx c = {.n = n};
-  c.x = dbuf(n), c.y = dbuf(n), c.r = dbuf(n);
-  double *dx = dbuf(n);
+  c.x = tu_dbuf(n), c.y = tu_dbuf(n), c.r = tu_dbuf(n);
+  double *dx = tu_dbuf(n);
 
   /* flatten (identity) */
   c.fwd = nn_ref_flatten_forward;
@@ -306,13 +306,13 @@ static double smx_obj(void *ctx) {
 
 static void test_softmax_xent(void **state) {
   (void)state;
-  trng r = {0xBE5466CF34E90C6CULL};
+  tu_rng r = {0xBE5466CF34E90C6CULL};
   static const int shapes[][2] = {{4, 5}, {1, 3}, {6, 10}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     smx_ctx c = {.n = shapes[s][0], .k = shapes[s][1]};
     size_t nz = (size_t)c.n * c.k;
-    c.z = dbuf(nz), c.p = dbuf(nz);
-    double *dz = dbuf(nz);
+    c.z = tu_dbuf(nz), c.p = tu_dbuf(nz);
+    double *dz = tu_dbuf(nz);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)c.n);
     assert_non_null(lab);
     for (int i = 0; i < c.n; i++) lab[i] = (int32_t)tr_int(&r, 0, c.k - 1);

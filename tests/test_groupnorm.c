@@ -56,78 +56,78 @@ static void check_vs_ref(const gshape *sh, nn_gn_affine affine, nn_rng *r) {
   const size_t cnt = (size_t)n * c * s, ng = (size_t)n * G, pc = param_count(affine, c, s);
   char what[160], tag[96];
   snprintf(tag, sizeof tag, "(%d,%d,%d) G=%d affine=%s", n, c, s, G, affine_name(affine));
-  float *x = fbuf(cnt), *dy = fbuf(cnt), *y = fbuf(cnt), *dx = fbuf(cnt), *buf = fbuf(cnt);
-  float *gamma = fbuf(pc), *beta = fbuf(pc), *dg = fbuf(pc), *db = fbuf(pc), *dg2 = fbuf(pc), *db2 = fbuf(pc);
-  float *mean = fbuf(ng), *var = fbuf(ng), *invstd = fbuf(ng), *ws = fbuf(nn_groupnorm_workspace(GN_GEOM(n, c, s, G, affine)));
-  double *xd = dbuf(cnt), *dyd = dbuf(cnt), *yr = dbuf(cnt), *dxr = dbuf(cnt), *gd = dbuf(pc), *bd = dbuf(pc);
-  double *dgr = dbuf(pc), *dbr = dbuf(pc), *mr = dbuf(ng), *vr = dbuf(ng), *isr = dbuf(ng);
+  float *x = tu_fbuf(cnt), *dy = tu_fbuf(cnt), *y = tu_fbuf(cnt), *dx = tu_fbuf(cnt), *buf = tu_fbuf(cnt);
+  float *gamma = tu_fbuf(pc), *beta = tu_fbuf(pc), *dg = tu_fbuf(pc), *db = tu_fbuf(pc), *dg2 = tu_fbuf(pc), *db2 = tu_fbuf(pc);
+  float *mean = tu_fbuf(ng), *var = tu_fbuf(ng), *invstd = tu_fbuf(ng), *ws = tu_fbuf(nn_groupnorm_workspace(GN_GEOM(n, c, s, G, affine)));
+  double *xd = tu_dbuf(cnt), *dyd = tu_dbuf(cnt), *yr = tu_dbuf(cnt), *dxr = tu_dbuf(cnt), *gd = tu_dbuf(pc), *bd = tu_dbuf(pc);
+  double *dgr = tu_dbuf(pc), *dbr = tu_dbuf(pc), *mr = tu_dbuf(ng), *vr = tu_dbuf(ng), *isr = tu_dbuf(ng);
   tu_fill_grouped(r, x, n, c, s, G, 1);
   tu_fill_normal(r, dy, cnt, 1.0, 0.3);
   for (size_t k = 0; k < pc; k++) {
     gamma[k] = 0.5f + nn_rng_uniform(r);
     beta[k] = (float)nn_rng_normal(r);
   }
-  to_double(x, xd, cnt);
-  to_double(dy, dyd, cnt);
-  to_double(gamma, gd, pc);
-  to_double(beta, bd, pc);
+  tu_to_double(x, xd, cnt);
+  tu_to_double(dy, dyd, cnt);
+  tu_to_double(gamma, gd, pc);
+  tu_to_double(beta, bd, pc);
   const int aff = affine != NN_GN_AFFINE_NONE;
   const float *g = aff ? gamma : NULL, *b = aff ? beta : NULL;
 
   /* forward */
-  fill_f(y, cnt, NAN);
+  tu_fill_f(y, cnt, NAN);
   nn_groupnorm_forward(GN_GEOM(n, c, s, G, affine), x, g, b, y, mean, var, invstd);
   nn_ref_groupnorm_forward(GN_GEOM(n, c, s, G, affine), xd, aff ? gd : NULL, aff ? bd : NULL, yr, mr, vr);
   for (size_t t = 0; t < ng; t++) isr[t] = 1.0 / sqrt(vr[t] + EPS);
   snprintf(what, sizeof what, "forward y %s", tag);
-  assert_rel_fd(what, y, yr, cnt, 1e-4);
+  fx_assert_rel_fd(what, y, yr, cnt, 1e-4);
   snprintf(what, sizeof what, "forward mean %s", tag);
-  assert_close_fd(what, mean, mr, ng, 1e-6, 1e-6);
+  fx_assert_close_fd(what, mean, mr, ng, 1e-6, 1e-6);
   snprintf(what, sizeof what, "forward var %s", tag);
-  assert_close_fd(what, var, vr, ng, 1e-4, 1e-12);
+  fx_assert_close_fd(what, var, vr, ng, 1e-4, 1e-12);
   snprintf(what, sizeof what, "forward invstd %s", tag);
-  assert_close_fd(what, invstd, isr, ng, 1e-4, 0);
+  fx_assert_close_fd(what, invstd, isr, ng, 1e-4, 0);
   /* var may be skipped; in place (y == x) gives the same bits */
   memcpy(buf, x, cnt * sizeof *x);
   nn_groupnorm_forward(GN_GEOM(n, c, s, G, affine), buf, g, b, buf, mean, NULL, invstd);
   snprintf(what, sizeof what, "forward in place %s", tag);
-  assert_same_bits(what, buf, y, cnt);
+  fx_assert_same_bits(what, buf, y, cnt);
 
   /* backward: dx overwritten, dgamma/dbeta accumulated */
-  fill_f(dx, cnt, NAN);
-  fill_f(dg, pc, 0.25f), fill_f(db, pc, 0.25f);
+  tu_fill_f(dx, cnt, NAN);
+  tu_fill_f(dg, pc, 0.25f), tu_fill_f(db, pc, 0.25f);
   for (size_t k = 0; k < pc; k++) dgr[k] = dbr[k] = 0.25;
   nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, g, mean, invstd, dy, dx, dg, db, ws);
   nn_ref_groupnorm_backward(GN_GEOM(n, c, s, G, affine), xd, aff ? gd : NULL, dyd, dxr, dgr, dbr);
   snprintf(what, sizeof what, "backward dx %s", tag);
-  assert_rel_fd(what, dx, dxr, cnt, 1e-4);
+  fx_assert_rel_fd(what, dx, dxr, cnt, 1e-4);
   if (aff) {
     snprintf(what, sizeof what, "backward dgamma %s", tag);
-    assert_rel_fd(what, dg, dgr, pc, 1e-4);
+    fx_assert_rel_fd(what, dg, dgr, pc, 1e-4);
     snprintf(what, sizeof what, "backward dbeta %s", tag);
-    assert_rel_fd(what, db, dbr, pc, 1e-4);
+    fx_assert_rel_fd(what, db, dbr, pc, 1e-4);
   }
   /* parts: dx only, then parameter grads only, then in place (dx == dy): the same bits */
-  fill_f(buf, cnt, NAN);
+  tu_fill_f(buf, cnt, NAN);
   nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, g, mean, invstd, dy, buf, NULL, NULL, ws);
   snprintf(what, sizeof what, "backward dx alone %s", tag);
-  assert_same_bits(what, buf, dx, cnt);
+  fx_assert_same_bits(what, buf, dx, cnt);
   if (aff) {
-    fill_f(dg2, pc, 0.25f), fill_f(db2, pc, 0.25f);
+    tu_fill_f(dg2, pc, 0.25f), tu_fill_f(db2, pc, 0.25f);
     nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, g, mean, invstd, dy, NULL, dg2, db2, ws);
     snprintf(what, sizeof what, "backward dgamma alone %s", tag);
-    assert_same_bits(what, dg2, dg, pc);
+    fx_assert_same_bits(what, dg2, dg, pc);
     snprintf(what, sizeof what, "backward dbeta alone %s", tag);
-    assert_same_bits(what, db2, db, pc);
+    fx_assert_same_bits(what, db2, db, pc);
   }
   memcpy(buf, dy, cnt * sizeof *dy);
-  fill_f(dg2, pc, 0.25f), fill_f(db2, pc, 0.25f);
+  tu_fill_f(dg2, pc, 0.25f), tu_fill_f(db2, pc, 0.25f);
   nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, g, mean, invstd, buf, buf, aff ? dg2 : NULL, aff ? db2 : NULL, ws);
   snprintf(what, sizeof what, "backward in place dx %s", tag);
-  assert_same_bits(what, buf, dx, cnt);
+  fx_assert_same_bits(what, buf, dx, cnt);
   if (aff) {
     snprintf(what, sizeof what, "backward in place dgamma %s", tag);
-    assert_same_bits(what, dg2, dg, pc);
+    fx_assert_same_bits(what, dg2, dg, pc);
   }
   free(x), free(dy), free(y), free(dx), free(buf), free(gamma), free(beta), free(dg), free(db), free(dg2);
   free(db2), free(mean), free(var), free(invstd), free(ws), free(xd), free(dyd), free(yr), free(dxr), free(gd);
@@ -189,12 +189,12 @@ static void fd_check(const char *what, fd_ctx *f, double *v, size_t len, const d
 static void fd_case(int n, int c, int s, int groups, nn_gn_affine affine, nn_rng *r) {
   const size_t cnt = (size_t)n * c * s, pc = param_count(affine, c, s);
   const int aff = affine != NN_GN_AFFINE_NONE;
-  double *x = dbuf(cnt), *w = dbuf(cnt), *y = dbuf(cnt), *dx = dbuf(cnt);
-  double *gamma = dbuf(pc), *beta = dbuf(pc), *dg = dbuf(pc), *db = dbuf(pc);
-  float *xf = fbuf(cnt);
+  double *x = tu_dbuf(cnt), *w = tu_dbuf(cnt), *y = tu_dbuf(cnt), *dx = tu_dbuf(cnt);
+  double *gamma = tu_dbuf(pc), *beta = tu_dbuf(pc), *dg = tu_dbuf(pc), *db = tu_dbuf(pc);
+  float *xf = tu_fbuf(cnt);
   char what[128];
   tu_fill_grouped(r, xf, n, c, s, groups, 0);
-  to_double(xf, x, cnt);
+  tu_to_double(xf, x, cnt);
   for (size_t i = 0; i < cnt; i++) w[i] = nn_rng_normal(r);
   for (size_t k = 0; k < pc; k++) {
     gamma[k] = 0.5 + nn_rng_uniform(r);
@@ -231,15 +231,15 @@ static void test_reference_finite_differences(void **state) {
 
 static void run_threads_case(int n, int c, int s, int G, nn_gn_affine affine, nn_rng *r) {
   const size_t cnt = (size_t)n * c * s, ng = (size_t)n * G, pc = param_count(affine, c, s);
-  float *x = fbuf(cnt), *dy = fbuf(cnt), *gamma = fbuf(pc), *beta = fbuf(pc), *ws = fbuf(nn_groupnorm_workspace(GN_GEOM(n, c, s, G, affine)));
+  float *x = tu_fbuf(cnt), *dy = tu_fbuf(cnt), *gamma = tu_fbuf(pc), *beta = tu_fbuf(pc), *ws = tu_fbuf(nn_groupnorm_workspace(GN_GEOM(n, c, s, G, affine)));
   float *y[2], *dx[2], *dg[2], *db[2], *mean[2], *var[2], *is[2];
   tu_fill_grouped(r, x, n, c, s, G, 1);
   tu_fill_normal(r, dy, cnt, 1.0, 0.1);
   for (size_t k = 0; k < pc; k++) gamma[k] = 0.5f + nn_rng_uniform(r), beta[k] = (float)nn_rng_normal(r);
   for (int t = 0; t < 2; t++) {
-    y[t] = fbuf(cnt), dx[t] = fbuf(cnt), dg[t] = fbuf(pc), db[t] = fbuf(pc);
-    mean[t] = fbuf(ng), var[t] = fbuf(ng), is[t] = fbuf(ng);
-    fill_f(dg[t], pc, 0), fill_f(db[t], pc, 0);
+    y[t] = tu_fbuf(cnt), dx[t] = tu_fbuf(cnt), dg[t] = tu_fbuf(pc), db[t] = tu_fbuf(pc);
+    mean[t] = tu_fbuf(ng), var[t] = tu_fbuf(ng), is[t] = tu_fbuf(ng);
+    tu_fill_f(dg[t], pc, 0), tu_fill_f(db[t], pc, 0);
     omp_set_num_threads(t + 1);
     nn_groupnorm_forward(GN_GEOM(n, c, s, G, affine), x, gamma, beta, y[t], mean[t], var[t], is[t]);
     nn_groupnorm_backward(GN_GEOM(n, c, s, G, affine), x, gamma, mean[t], is[t], dy, dx[t], dg[t], db[t], ws);
@@ -247,13 +247,13 @@ static void run_threads_case(int n, int c, int s, int G, nn_gn_affine affine, nn
   omp_set_num_threads(2);
   char what[96];
   snprintf(what, sizeof what, "(%d,%d,%d) G=%d %s 1 vs 2 threads", n, c, s, G, affine_name(affine));
-  assert_same_bits(what, y[0], y[1], cnt);
-  assert_same_bits(what, mean[0], mean[1], ng);
-  assert_same_bits(what, var[0], var[1], ng);
-  assert_same_bits(what, is[0], is[1], ng);
-  assert_same_bits(what, dx[0], dx[1], cnt);
-  assert_same_bits(what, dg[0], dg[1], pc);
-  assert_same_bits(what, db[0], db[1], pc);
+  fx_assert_same_bits(what, y[0], y[1], cnt);
+  fx_assert_same_bits(what, mean[0], mean[1], ng);
+  fx_assert_same_bits(what, var[0], var[1], ng);
+  fx_assert_same_bits(what, is[0], is[1], ng);
+  fx_assert_same_bits(what, dx[0], dx[1], cnt);
+  fx_assert_same_bits(what, dg[0], dg[1], pc);
+  fx_assert_same_bits(what, db[0], db[1], pc);
   for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]), free(dg[t]), free(db[t]), free(mean[t]), free(var[t]), free(is[t]);
   free(x), free(dy), free(gamma), free(beta), free(ws);
 }

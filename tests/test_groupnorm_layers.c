@@ -66,10 +66,10 @@ static void lrun_open(lrun *R, const char *text, int n) {
   R->ops = nn_layer_table[R->L->kind];
   R->n = n;
   R->cnt = (size_t)n * nn_shape_size(R->L->in);
-  R->scratch = fbuf(R->ops->scratch(R->L, n));
+  R->scratch = tu_fbuf(R->ops->scratch(R->L, n));
   R->L->scratch = R->scratch;
-  R->y = fbuf(R->cnt);
-  R->dx = fbuf(R->cnt);
+  R->y = tu_fbuf(R->cnt);
+  R->dx = tu_fbuf(R->cnt);
 }
 
 static void lrun_close(lrun *R) {
@@ -79,12 +79,12 @@ static void lrun_close(lrun *R) {
 
 static void lrun_forward(lrun *R, const float *x, nn_mode mode) {
   nn_error err = {0};
-  fill_f(R->y, R->cnt, NAN);
+  tu_fill_f(R->y, R->cnt, NAN);
   if (R->ops->forward(R->L, x, R->y, R->n, mode, &err) != NN_OK) fail_msg("forward: %s", err.msg);
 }
 
 static void lrun_backward(lrun *R, const float *x, const float *dy, nn_mode mode) {
-  fill_f(R->dx, R->cnt, NAN);
+  tu_fill_f(R->dx, R->cnt, NAN);
   nn_model_zero_grads(R->m);
   R->ops->backward(R->L, x, R->y, dy, R->dx, R->n, mode);
 }
@@ -190,13 +190,13 @@ static void run_track_case(const nn_fixture *fx, const char *cs, int affine) {
       free(x);
   }
   assert_int_equal(L->skipped_updates, 0);
-  float *rm = fbuf(6), *rv = fbuf(6);
+  float *rm = tu_fbuf(6), *rv = tu_fbuf(6);
   memcpy(rm, nn_state_ptr(L, 0), 6 * sizeof *rm);
   memcpy(rv, nn_state_ptr(L, 1), 6 * sizeof *rv);
   lrun_forward(&R, x1, NN_MODE_EVAL);
   fx_case_check(fx, cs, "yeval", R.y, R.cnt, FX_TOL);
-  assert_same_bits("running_mean after eval", nn_state_ptr(L, 0), rm, 6);
-  assert_same_bits("running_var after eval", nn_state_ptr(L, 1), rv, 6);
+  fx_assert_same_bits("running_mean after eval", nn_state_ptr(L, 0), rm, 6);
+  fx_assert_same_bits("running_var after eval", nn_state_ptr(L, 1), rv, 6);
   float *dy = fx_case_floats(fx, cs, "dyeval", R.cnt);
   lrun_backward(&R, x1, dy, NN_MODE_EVAL);
   fx_case_check(fx, cs, "dxeval", R.dx, R.cnt, FX_TOL);
@@ -240,13 +240,13 @@ static void test_torch_through_model(void **state) {
   if (nn_model_backward(m, &err) != NN_OK) fail_msg("%s", err.msg);
   /* the norm layer's parameter grads from dact[1] (the dense layer's dx), checked vs the
    * reference twin driven with the same upstream gradient */
-  double *xd = dbuf(cnt), *dyd = dbuf(cnt), *yd = dbuf(cnt), *dxr = dbuf(cnt), gd[6], dgr[6] = {0}, dbr[6] = {0};
-  to_double(x, xd, cnt);
-  to_double(m->dact[1], dyd, cnt);
-  to_double(nn_param_ptr(L, L->p, 0), gd, 6);
+  double *xd = tu_dbuf(cnt), *dyd = tu_dbuf(cnt), *yd = tu_dbuf(cnt), *dxr = tu_dbuf(cnt), gd[6], dgr[6] = {0}, dbr[6] = {0};
+  tu_to_double(x, xd, cnt);
+  tu_to_double(m->dact[1], dyd, cnt);
+  tu_to_double(nn_param_ptr(L, L->p, 0), gd, 6);
   nn_ref_groupnorm_backward(GN_GEOM(n, 6, 25, 6, NN_GN_AFFINE_CHANNEL), xd, gd, dyd, dxr, dgr, dbr);
-  assert_rel_fd("model dweight", nn_param_ptr(L, L->g, 0), dgr, 6, 1e-4);
-  assert_rel_fd("model dbias", nn_param_ptr(L, L->g, 1), dbr, 6, 1e-4);
+  fx_assert_rel_fd("model dweight", nn_param_ptr(L, L->g, 0), dgr, 6, 1e-4);
+  fx_assert_rel_fd("model dbias", nn_param_ptr(L, L->g, 1), dbr, 6, 1e-4);
   (void)yd;
   free(x), free(xd), free(dyd), free(yd), free(dxr);
   nn_model_free(m);
@@ -273,23 +273,23 @@ static void test_groupnorm1_is_layernorm(void **state) {
     gb[k] = (float)nn_rng_normal(&r);
     for (int j = 0; j < s; j++) lw[k * s + j] = gw[k], lb[k * s + j] = gb[k];
   }
-  float *x = fbuf(G.cnt), *dy = fbuf(G.cnt);
+  float *x = tu_fbuf(G.cnt), *dy = tu_fbuf(G.cnt);
   tu_fill_grouped(&r, x, n, c, s, 1, 0);
   tu_fill_normal(&r, dy, G.cnt, 1.0, 0.2);
   lrun_forward(&G, x, NN_MODE_TRAIN);
   lrun_forward(&Ln, x, NN_MODE_TRAIN);
   lrun_backward(&G, x, dy, NN_MODE_TRAIN);
   lrun_backward(&Ln, x, dy, NN_MODE_TRAIN);
-  double *want = dbuf(G.cnt), dw[6] = {0}, dbs[6] = {0};
-  to_double(Ln.y, want, G.cnt);
-  assert_rel_fd("groupnorm(1) y vs layernorm", G.y, want, G.cnt, 1e-5);
-  to_double(Ln.dx, want, G.cnt);
-  assert_rel_fd("groupnorm(1) dx vs layernorm", G.dx, want, G.cnt, 1e-5);
+  double *want = tu_dbuf(G.cnt), dw[6] = {0}, dbs[6] = {0};
+  tu_to_double(Ln.y, want, G.cnt);
+  fx_assert_rel_fd("groupnorm(1) y vs layernorm", G.y, want, G.cnt, 1e-5);
+  tu_to_double(Ln.dx, want, G.cnt);
+  fx_assert_rel_fd("groupnorm(1) dx vs layernorm", G.dx, want, G.cnt, 1e-5);
   const float *ldw = nn_param_ptr(Ln.L, Ln.L->g, 0), *ldb = nn_param_ptr(Ln.L, Ln.L->g, 1);
   for (int k = 0; k < c; k++)
     for (int j = 0; j < s; j++) dw[k] += ldw[k * s + j], dbs[k] += ldb[k * s + j];
-  assert_rel_fd("groupnorm(1) dweight vs layernorm", nn_param_ptr(G.L, G.L->g, 0), dw, 6, 1e-5);
-  assert_rel_fd("groupnorm(1) dbias vs layernorm", nn_param_ptr(G.L, G.L->g, 1), dbs, 6, 1e-5);
+  fx_assert_rel_fd("groupnorm(1) dweight vs layernorm", nn_param_ptr(G.L, G.L->g, 0), dw, 6, 1e-5);
+  fx_assert_rel_fd("groupnorm(1) dbias vs layernorm", nn_param_ptr(G.L, G.L->g, 1), dbs, 6, 1e-5);
   free(x), free(dy), free(want);
   lrun_close(&G), lrun_close(&Ln);
 }
@@ -313,17 +313,17 @@ static void test_groupnormC_is_instancenorm(void **state) {
         nn_param_ptr(G.L, G.L->p, 0)[k] = nn_param_ptr(I.L, I.L->p, 0)[k] = w;
         nn_param_ptr(G.L, G.L->p, 1)[k] = nn_param_ptr(I.L, I.L->p, 1)[k] = b;
       }
-    float *x = fbuf(G.cnt), *dy = fbuf(G.cnt);
+    float *x = tu_fbuf(G.cnt), *dy = tu_fbuf(G.cnt);
     tu_fill_grouped(&r, x, n, c, s, c, 1);
     tu_fill_normal(&r, dy, G.cnt, 1.0, 0.2);
     lrun_forward(&G, x, NN_MODE_TRAIN);
     lrun_forward(&I, x, NN_MODE_TRAIN);
     lrun_backward(&G, x, dy, NN_MODE_TRAIN);
     lrun_backward(&I, x, dy, NN_MODE_TRAIN);
-    assert_same_bits("groupnorm(C) y vs instancenorm", G.y, I.y, G.cnt);
-    assert_same_bits("groupnorm(C) dx vs instancenorm", G.dx, I.dx, G.cnt);
+    fx_assert_same_bits("groupnorm(C) y vs instancenorm", G.y, I.y, G.cnt);
+    fx_assert_same_bits("groupnorm(C) dx vs instancenorm", G.dx, I.dx, G.cnt);
     if (affine) /* layer 0's weight and bias grads open the flat gradient buffer */
-      assert_same_bits("groupnorm(C) dweight/dbias vs instancenorm", G.m->grads, I.m->grads, 2 * (size_t)c);
+      fx_assert_same_bits("groupnorm(C) dweight/dbias vs instancenorm", G.m->grads, I.m->grads, 2 * (size_t)c);
     free(x), free(dy);
     lrun_close(&G), lrun_close(&I);
   }
@@ -447,8 +447,8 @@ static void test_running_update_refuses_nonfinite(void **state) {
   x[3] = INFINITY;
   lrun_forward(&R, x, NN_MODE_TRAIN);
   assert_int_equal(R.L->skipped_updates, 1);
-  assert_same_bits("running_mean kept", nn_state_ptr(R.L, 0), rm, 2);
-  assert_same_bits("running_var kept", nn_state_ptr(R.L, 1), rv, 2);
+  fx_assert_same_bits("running_mean kept", nn_state_ptr(R.L, 0), rm, 2);
+  fx_assert_same_bits("running_var kept", nn_state_ptr(R.L, 1), rv, 2);
   lrun_close(&R);
 }
 
@@ -471,8 +471,8 @@ static void test_checkpoint_round_trip(void **state) {
   assert_string_equal(t1, t2);
   assert_int_equal(m2->nparams, m->nparams);
   assert_int_equal(m2->nstate, m->nstate);
-  assert_same_bits("params after load", m2->params, m->params, m->nparams);
-  assert_same_bits("state after load", m2->state, m->state, m->nstate);
+  fx_assert_same_bits("params after load", m2->params, m->params, m->nparams);
+  fx_assert_same_bits("state after load", m2->state, m->state, m->nstate);
   char *sum = nn_model_summary(m2);
   assert_non_null(strstr(sum, "layernorm"));
   assert_non_null(strstr(sum, "groupnorm"));

@@ -42,17 +42,17 @@ static void run_case(const nn_fixture *fx, const char *c) {
     float *x = fx_floats(fx, name, count);
     assert_int_equal(nn_model_forward(m, x, NULL, n, NN_MODE_TRAIN, NULL, NULL, NULL, &err), NN_OK);
     snprintf(name, sizeof name, "%s.y%d", c, k);
-    assert_close_fd(name, m->act[1], fx_get(fx, name, NULL), count, 1e-5, 1e-5);
+    fx_assert_close_fd(name, m->act[1], fx_get(fx, name, NULL), count, 1e-5, 1e-5);
     snprintf(name, sizeof name, "%s.mm%d", c, k);
-    assert_close_fd(name, m->layers[0].st, fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
+    fx_assert_close_fd(name, m->layers[0].st, fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
     snprintf(name, sizeof name, "%s.mv%d", c, k);
-    assert_close_fd(name, m->layers[0].st + ch, fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
+    fx_assert_close_fd(name, m->layers[0].st + ch, fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
     if (k == 1) x1 = x;
     else free(x);
   }
   assert_int_equal(nn_model_forward(m, x1, NULL, n, NN_MODE_EVAL, NULL, NULL, NULL, &err), NN_OK);
   snprintf(name, sizeof name, "%s.yeval", c);
-  assert_close_fd(name, m->act[1], fx_get(fx, name, NULL), count, 1e-5, 1e-5);
+  fx_assert_close_fd(name, m->act[1], fx_get(fx, name, NULL), count, 1e-5, 1e-5);
   free(x1), free(g), free(b);
   nn_model_free(m);
   nn_spec_free(spec);

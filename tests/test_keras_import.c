@@ -118,7 +118,7 @@ static void real_case(const nn_fixture *fx, const char *name, const char *ext, c
   const float *logits = NULL;
   assert_int_equal(nn_model_forward(m, x, NULL, (int)n, NN_MODE_EVAL, NULL, NULL, &logits, &err), NN_OK);
   snprintf(key, sizeof key, "%s.logits", name);
-  assert_close_fd(key, logits, fx_get(fx, key, NULL), n * 3, 1e-5, 1e-5);
+  fx_assert_close_fd(key, logits, fx_get(fx, key, NULL), n * 3, 1e-5, 1e-5);
   free(x);
   nn_model_free(m);
   nn_spec_free(s);

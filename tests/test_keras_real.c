@@ -56,35 +56,35 @@ static void bn_case(const nn_fixture *fx, const char *c) {
   memcpy(L->p, g, (size_t)ch * sizeof *g);
   memcpy(L->p + ch, b, (size_t)ch * sizeof *b);
   size_t count = (size_t)n * ch * h * w;
-  float *dx = fbuf(count), *x1 = NULL;
+  float *dx = tu_fbuf(count), *x1 = NULL;
   for (int k = 1; k <= 3; k++) {
     snprintf(name, sizeof name, "%s.x%d", c, k);
     float *x = fx_floats(fx, name, count);
     assert_int_equal(nn_model_forward(m, x, NULL, n, NN_MODE_TRAIN, NULL, NULL, NULL, &err), NN_OK);
     snprintf(name, sizeof name, "%s.y%d", c, k);
-    assert_close_fd(name, m->act[1], fx_get(fx, name, NULL), count, 1e-5, 1e-5);
+    fx_assert_close_fd(name, m->act[1], fx_get(fx, name, NULL), count, 1e-5, 1e-5);
     snprintf(name, sizeof name, "%s.mm%d", c, k);
-    assert_close_fd(name, nn_state_ptr(L, 0), fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
+    fx_assert_close_fd(name, nn_state_ptr(L, 0), fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
     snprintf(name, sizeof name, "%s.mv%d", c, k);
-    assert_close_fd(name, nn_state_ptr(L, 1), fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
+    fx_assert_close_fd(name, nn_state_ptr(L, 1), fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
     /* backward of sum(y * g) through the layer alone */
     snprintf(name, sizeof name, "%s.g%d", c, k);
     float *up = fx_floats(fx, name, count);
     nn_model_zero_grads(m);
     nn_layer_table[L->kind]->backward(L, m->act[0], m->act[1], up, dx, n, NN_MODE_TRAIN);
     snprintf(name, sizeof name, "%s.dx%d", c, k);
-    assert_close_fd(name, dx, fx_get(fx, name, NULL), count, 1e-4, 1e-5);
+    fx_assert_close_fd(name, dx, fx_get(fx, name, NULL), count, 1e-4, 1e-5);
     snprintf(name, sizeof name, "%s.dgamma%d", c, k);
-    assert_close_fd(name, L->g, fx_get(fx, name, NULL), (size_t)ch, 1e-4, 1e-5);
+    fx_assert_close_fd(name, L->g, fx_get(fx, name, NULL), (size_t)ch, 1e-4, 1e-5);
     snprintf(name, sizeof name, "%s.dbeta%d", c, k);
-    assert_close_fd(name, L->g + ch, fx_get(fx, name, NULL), (size_t)ch, 1e-4, 1e-5);
+    fx_assert_close_fd(name, L->g + ch, fx_get(fx, name, NULL), (size_t)ch, 1e-4, 1e-5);
     free(up);
     if (k == 1) x1 = x;
     else free(x);
   }
   assert_int_equal(nn_model_forward(m, x1, NULL, n, NN_MODE_EVAL, NULL, NULL, NULL, &err), NN_OK);
   snprintf(name, sizeof name, "%s.yeval", c);
-  assert_close_fd(name, m->act[1], fx_get(fx, name, NULL), count, 1e-5, 1e-5);
+  fx_assert_close_fd(name, m->act[1], fx_get(fx, name, NULL), count, 1e-5, 1e-5);
   free(x1), free(g), free(b), free(dx);
   nn_model_free(m);
 }
@@ -98,11 +98,11 @@ static void test_batchnorm_vs_keras(void **state) {
 }
 
 /* gen_keras_fixtures.py XorShift.sym: uniform in [-1, 1) from the top 24 bits. */
-static double sym(trng *r) { return 2.0 * ((double)(tr_next(r) >> 40) / 16777216.0) - 1.0; }
+static double sym(tu_rng *r) { return 2.0 * ((double)(tu_rng_next(r) >> 40) / 16777216.0) - 1.0; }
 
 /* The generator's initial tensors, drawn in state_dict order and normnet's layout. */
 static void init_like_generator(nn_model *m, uint64_t seed) {
-  trng r = {seed};
+  tu_rng r = {seed};
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
     if (L->kind == NN_LAYER_DENSE || L->kind == NN_LAYER_CONV2D) {
@@ -156,15 +156,15 @@ static size_t adam_case(const nn_fixture *fx, const char *label, const char *pre
   int c, h, w, n = 32;
   nn_model_input_shape(m, &c, &h, &w);
   size_t per = (size_t)c * h * w;
-  float *x = fbuf((size_t)n * per);
+  float *x = tu_fbuf((size_t)n * per);
   int32_t labels[32];
-  trng data = {seed + 1};
+  tu_rng data = {seed + 1};
   char name[64];
   snprintf(name, sizeof name, "%s.losses", label);
   const double *losses = fx_get(fx, name, NULL);
   for (int step = 0; step < 3; step++) {
-    for (size_t i = 0; i < (size_t)n * per; i++) x[i] = (float)(tr_next(&data) >> 56) / 255.0f;
-    for (int i = 0; i < n; i++) labels[i] = (int32_t)((tr_next(&data) >> 32) % 10);
+    for (size_t i = 0; i < (size_t)n * per; i++) x[i] = (float)(tu_rng_next(&data) >> 56) / 255.0f;
+    for (int i = 0; i < n; i++) labels[i] = (int32_t)((tu_rng_next(&data) >> 32) % 10);
     double loss_sum = 0;
     nn_model_zero_grads(m);
     assert_int_equal(nn_model_forward(m, x, labels, n, NN_MODE_TRAIN, &loss_sum, NULL, NULL, &err), NN_OK);
@@ -183,7 +183,7 @@ static size_t adam_case(const nn_fixture *fx, const char *label, const char *pre
     nn_model_tensor(m0, t, &v0);
     if (!v.data) continue;
     assert_true(off + v.count <= avail);
-    double *ref = dbuf(v.count);
+    double *ref = tu_dbuf(v.count);
     for (size_t i = 0; i < v.count; i++) ref[i] = want[off + i];
     char what[96];
     snprintf(what, sizeof what, "%s %s after 3 Adam steps", label, v.name);
@@ -199,7 +199,7 @@ static size_t adam_case(const nn_fixture *fx, const char *label, const char *pre
         assert_true(fabs(ref[i]) < 1e-4);
       }
     } else if (v.is_state) {
-      assert_close_fd(what, v.data, ref, v.count, 1e-4, 1e-6);
+      fx_assert_close_fd(what, v.data, ref, v.count, 1e-4, 1e-6);
     } else {
       /* Each tensor's 3-step update within 1e-4 relative (L2), and no element off by more
        * than 1e-4 relative + 2e-5 (2% of one step of lr 1e-3: elements whose gradient is
@@ -212,7 +212,7 @@ static size_t adam_case(const nn_fixture *fx, const char *label, const char *pre
       }
       assert_true(den > 0);
       if (sqrt(num / den) > 1e-4) fail_msg("%s: update differs from Keras's by %.3g (relative L2)", what, sqrt(num / den));
-      assert_close_fd(what, v.data, ref, v.count, 1e-4, 2e-5);
+      fx_assert_close_fd(what, v.data, ref, v.count, 1e-4, 2e-5);
     }
     free(ref);
     off += v.count;

@@ -23,12 +23,12 @@
 
 /* ---- GEMM --------------------------------------------------------------------------- */
 
-static void gemm_case(trng *r, int ta, int tb, int m, int n, int k, int pad_a, int pad_b, int pad_c,
+static void gemm_case(tu_rng *r, int ta, int tb, int m, int n, int k, int pad_a, int pad_b, int pad_c,
                       float alpha, float beta) {
   int lda = (ta ? m : k) + pad_a, ldb = (tb ? k : n) + pad_b, ldc = n + pad_c;
   size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
-  float *a = fbuf(na), *b = fbuf(nb), *c = fbuf(nc);
-  double *ad = dbuf(na), *bd = dbuf(nb), *cd = dbuf(nc);
+  float *a = tu_fbuf(na), *b = tu_fbuf(nb), *c = tu_fbuf(nc);
+  double *ad = tu_dbuf(na), *bd = tu_dbuf(nb), *cd = tu_dbuf(nc);
   tu_fill_pair(r, a, ad, na, -1, 1);
   tu_fill_pair(r, b, bd, nb, -1, 1);
   tu_fill_pair(r, c, cd, nc, -1, 1);
@@ -42,13 +42,13 @@ static void gemm_case(trng *r, int ta, int tb, int m, int n, int k, int pad_a, i
   char what[96];
   snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d ld %d/%d/%d", ta, tb, m, n, k, lda, ldb, ldc);
   /* includes the padding columns of C, which must be untouched (ref leaves them alone) */
-  assert_kernel_close(what, c, cd, nc);
+  fx_assert_kernel_close(what, c, cd, nc);
   free(a), free(b), free(c), free(ad), free(bd), free(cd);
 }
 
 static void test_gemm(void **state) {
   (void)state;
-  trng r = {0x9E3779B97F4A7C15ULL};
+  tu_rng r = {0x9E3779B97F4A7C15ULL};
   static const int shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 29}, {64, 100, 50}, {6, 25, 576}, {150, 64, 16}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
     for (int ta = 0; ta < 2; ta++)
@@ -79,13 +79,13 @@ static void test_gemm_degenerate(void **state) {
 
 /* ---- dense -------------------------------------------------------------------------- */
 
-static void dense_case(trng *r, int n, int in, int out, int with_bias) {
+static void dense_case(tu_rng *r, int n, int in, int out, int with_bias) {
   size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
-  float *x = fbuf(nx), *w = fbuf(nw), *b = fbuf(out), *y = fbuf(ny), *dy = fbuf(ny);
-  float *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf(out);
-  double *xd = dbuf(nx), *wd = dbuf(nw), *bd = dbuf(out), *yd = dbuf(ny), *dyd = dbuf(ny);
-  double *dxd = dbuf(nx), *gw = dbuf(nw), *gb = dbuf(out), *ew = dbuf(nw), *eb = dbuf(out);
-  double *rw = dbuf(nw), *rb = dbuf(out);
+  float *x = tu_fbuf(nx), *w = tu_fbuf(nw), *b = tu_fbuf(out), *y = tu_fbuf(ny), *dy = tu_fbuf(ny);
+  float *dx = tu_fbuf(nx), *dw = tu_fbuf(nw), *db = tu_fbuf(out);
+  double *xd = tu_dbuf(nx), *wd = tu_dbuf(nw), *bd = tu_dbuf(out), *yd = tu_dbuf(ny), *dyd = tu_dbuf(ny);
+  double *dxd = tu_dbuf(nx), *gw = tu_dbuf(nw), *gb = tu_dbuf(out), *ew = tu_dbuf(nw), *eb = tu_dbuf(out);
+  double *rw = tu_dbuf(nw), *rb = tu_dbuf(out);
   char what[96];
   tu_fill_pair(r, x, xd, nx, -1, 1);
   tu_fill_pair(r, w, wd, nw, -1, 1);
@@ -96,7 +96,7 @@ static void dense_case(trng *r, int n, int in, int out, int with_bias) {
   nn_dense_forward(x, w, with_bias ? b : NULL, y, n, in, out);
   nn_ref_dense_forward(xd, wd, with_bias ? bd : NULL, yd, n, in, out);
   snprintf(what, sizeof what, "dense y n=%d in=%d out=%d bias=%d", n, in, out, with_bias);
-  assert_kernel_close(what, y, yd, ny);
+  fx_assert_kernel_close(what, y, yd, ny);
 
   /* reference gradient from zero, then expected = init + 2 * grad */
   memset(gw, 0, nw * sizeof(double));
@@ -110,24 +110,24 @@ static void dense_case(trng *r, int n, int in, int out, int with_bias) {
   nn_dense_backward(x, w, dy, dx, dw, db, n, in, out);
   nn_dense_backward(x, w, dy, dx, dw, db, n, in, out);
   snprintf(what, sizeof what, "dense dx n=%d in=%d out=%d", n, in, out);
-  assert_kernel_close(what, dx, dxd, nx);
+  fx_assert_kernel_close(what, dx, dxd, nx);
   snprintf(what, sizeof what, "dense dw (accumulated twice) n=%d in=%d out=%d", n, in, out);
-  assert_kernel_close(what, dw, ew, nw);
+  fx_assert_kernel_close(what, dw, ew, nw);
   snprintf(what, sizeof what, "dense db (accumulated twice) n=%d in=%d out=%d", n, in, out);
-  assert_kernel_close(what, db, eb, out);
+  fx_assert_kernel_close(what, db, eb, out);
   /* the reference accumulates too */
   nn_ref_dense_backward(xd, wd, dyd, NULL, rw, rb, n, in, out);
   nn_ref_dense_backward(xd, wd, dyd, NULL, rw, rb, n, in, out);
-  assert_kernel_close_dd("ref dense dw accumulates", rw, ew, nw);
-  assert_kernel_close_dd("ref dense db accumulates", rb, eb, out);
+  fx_assert_kernel_close_dd("ref dense dw accumulates", rw, ew, nw);
+  fx_assert_kernel_close_dd("ref dense db accumulates", rb, eb, out);
 
   /* partial requests: dw only, then dx only */
   memset(dw, 0, nw * sizeof(float));
   nn_dense_backward(x, w, dy, NULL, dw, NULL, n, in, out);
-  assert_kernel_close("dense dw only", dw, gw, nw);
+  fx_assert_kernel_close("dense dw only", dw, gw, nw);
   tu_fill_nan(dx, nx);
   nn_dense_backward(x, w, dy, dx, NULL, NULL, n, in, out);
-  assert_kernel_close("dense dx only", dx, dxd, nx);
+  fx_assert_kernel_close("dense dx only", dx, dxd, nx);
 
   free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db);
   free(xd), free(wd), free(bd), free(yd), free(dyd), free(dxd), free(gw), free(gb), free(ew), free(eb);
@@ -136,7 +136,7 @@ static void dense_case(trng *r, int n, int in, int out, int with_bias) {
 
 static void test_dense(void **state) {
   (void)state;
-  trng r = {0x1234567887654321ULL};
+  tu_rng r = {0x1234567887654321ULL};
   static const int shapes[][3] = {{1, 3, 2},    {5, 7, 4},     {37, 19, 11},  {1, 256, 120},
                                   {70, 33, 50}, {128, 256, 120}, {128, 120, 84}, {128, 84, 10}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -170,7 +170,7 @@ static const conv_shape conv_shapes[] = {
     {2, 2, 6, 3, 3, 2, 3, 1, 0},
 };
 
-static void conv_case(trng *r, const conv_shape *s) {
+static void conv_case(tu_rng *r, const conv_shape *s) {
   nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw,
                     .stride = s->stride, .pad = s->pad};
   assert_int_equal(nn_conv_geom_init(&g), 0);
@@ -178,13 +178,13 @@ static void conv_case(trng *r, const conv_shape *s) {
          ny = (size_t)g.n * g.oc * g.oh * g.ow, nb = (size_t)g.oc;
   size_t nws = nn_conv2d_workspace(&g);
   assert_true(nws > 0);
-  float *ws = fbuf(nws);
+  float *ws = tu_fbuf(nws);
   tu_fill_nan(ws, nws); /* the kernels must not read workspace they did not write */
-  float *x = fbuf(nx), *w = fbuf(nw), *b = fbuf(nb), *y = fbuf(ny), *dy = fbuf(ny);
-  float *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf(nb);
-  double *xd = dbuf(nx), *wd = dbuf(nw), *bd = dbuf(nb), *yd = dbuf(ny), *dyd = dbuf(ny);
-  double *dxd = dbuf(nx), *gw = dbuf(nw), *gb = dbuf(nb), *ew = dbuf(nw), *eb = dbuf(nb);
-  double *rw = dbuf(nw), *rb = dbuf(nb);
+  float *x = tu_fbuf(nx), *w = tu_fbuf(nw), *b = tu_fbuf(nb), *y = tu_fbuf(ny), *dy = tu_fbuf(ny);
+  float *dx = tu_fbuf(nx), *dw = tu_fbuf(nw), *db = tu_fbuf(nb);
+  double *xd = tu_dbuf(nx), *wd = tu_dbuf(nw), *bd = tu_dbuf(nb), *yd = tu_dbuf(ny), *dyd = tu_dbuf(ny);
+  double *dxd = tu_dbuf(nx), *gw = tu_dbuf(nw), *gb = tu_dbuf(nb), *ew = tu_dbuf(nw), *eb = tu_dbuf(nb);
+  double *rw = tu_dbuf(nw), *rb = tu_dbuf(nb);
   char what[128], tag[80];
   snprintf(tag, sizeof tag, "n%d c%d %dx%d oc%d k%dx%d s%d p%d", g.n, g.c, g.h, g.w, g.oc, g.kh, g.kw,
            g.stride, g.pad);
@@ -198,7 +198,7 @@ static void conv_case(trng *r, const conv_shape *s) {
     nn_conv2d_forward(&g, x, w, bias ? b : NULL, y, ws);
     nn_ref_conv2d_forward(&g, xd, wd, bias ? bd : NULL, yd);
     snprintf(what, sizeof what, "conv y bias=%d %s", bias, tag);
-    assert_kernel_close(what, y, yd, ny);
+    fx_assert_kernel_close(what, y, yd, ny);
   }
 
   memset(gw, 0, nw * sizeof(double));
@@ -212,29 +212,29 @@ static void conv_case(trng *r, const conv_shape *s) {
   nn_conv2d_backward(&g, x, w, dy, dx, dw, db, ws);
   nn_conv2d_backward(&g, x, w, dy, dx, dw, db, ws);
   snprintf(what, sizeof what, "conv dx %s", tag);
-  assert_kernel_close(what, dx, dxd, nx);
+  fx_assert_kernel_close(what, dx, dxd, nx);
   snprintf(what, sizeof what, "conv dw (accumulated twice) %s", tag);
-  assert_kernel_close(what, dw, ew, nw);
+  fx_assert_kernel_close(what, dw, ew, nw);
   snprintf(what, sizeof what, "conv db (accumulated twice) %s", tag);
-  assert_kernel_close(what, db, eb, nb);
+  fx_assert_kernel_close(what, db, eb, nb);
   nn_ref_conv2d_backward(&g, xd, wd, dyd, NULL, rw, rb);
   nn_ref_conv2d_backward(&g, xd, wd, dyd, NULL, rw, rb);
-  assert_kernel_close_dd("ref conv dw accumulates", rw, ew, nw);
-  assert_kernel_close_dd("ref conv db accumulates", rb, eb, nb);
+  fx_assert_kernel_close_dd("ref conv dw accumulates", rw, ew, nw);
+  fx_assert_kernel_close_dd("ref conv db accumulates", rb, eb, nb);
 
   /* partial requests */
   memset(dw, 0, nw * sizeof(float));
   nn_conv2d_backward(&g, x, w, dy, NULL, dw, NULL, ws);
   snprintf(what, sizeof what, "conv dw only %s", tag);
-  assert_kernel_close(what, dw, gw, nw);
+  fx_assert_kernel_close(what, dw, gw, nw);
   memset(db, 0, nb * sizeof(float));
   nn_conv2d_backward(&g, x, w, dy, NULL, NULL, db, ws);
   snprintf(what, sizeof what, "conv db only %s", tag);
-  assert_kernel_close(what, db, gb, nb);
+  fx_assert_kernel_close(what, db, gb, nb);
   tu_fill_nan(dx, nx);
   nn_conv2d_backward(&g, x, w, dy, dx, NULL, NULL, ws);
   snprintf(what, sizeof what, "conv dx only %s", tag);
-  assert_kernel_close(what, dx, dxd, nx);
+  fx_assert_kernel_close(what, dx, dxd, nx);
 
   free(ws), free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db);
   free(xd), free(wd), free(bd), free(yd), free(dyd), free(dxd), free(gw), free(gb), free(ew), free(eb);
@@ -243,7 +243,7 @@ static void conv_case(trng *r, const conv_shape *s) {
 
 static void test_conv2d(void **state) {
   (void)state;
-  trng r = {0xC0FFEE1234ULL};
+  tu_rng r = {0xC0FFEE1234ULL};
   for (size_t i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) conv_case(&r, &conv_shapes[i]);
 }
 
@@ -288,9 +288,9 @@ typedef void (*act_bwd)(const float *, const float *, float *, size_t);
 typedef void (*ref_fwd)(const double *, double *, size_t);
 typedef void (*ref_bwd)(const double *, const double *, double *, size_t);
 
-static void act_case(trng *r, const char *name, act_fwd f, act_bwd b, ref_fwd rf, ref_bwd rb, size_t n) {
-  float *x = fbuf(n), *y = fbuf(n), *dy = fbuf(n), *dx = fbuf(n);
-  double *xd = dbuf(n), *yd = dbuf(n), *dyd = dbuf(n), *dxd = dbuf(n), *yk = dbuf(n);
+static void act_case(tu_rng *r, const char *name, act_fwd f, act_bwd b, ref_fwd rf, ref_bwd rb, size_t n) {
+  float *x = tu_fbuf(n), *y = tu_fbuf(n), *dy = tu_fbuf(n), *dx = tu_fbuf(n);
+  double *xd = tu_dbuf(n), *yd = tu_dbuf(n), *dyd = tu_dbuf(n), *dxd = tu_dbuf(n), *yk = tu_dbuf(n);
   char what[64];
   tu_fill_pair(r, x, xd, n, -6, 6);
   /* extremes: must stay finite (stable sigmoid) and saturate correctly */
@@ -301,20 +301,20 @@ static void act_case(trng *r, const char *name, act_fwd f, act_bwd b, ref_fwd rf
   f(x, y, n);
   rf(xd, yd, n);
   snprintf(what, sizeof what, "%s y (n=%zu)", name, n);
-  assert_kernel_close(what, y, yd, n);
+  fx_assert_kernel_close(what, y, yd, n);
   /* backward from the kernel's own output, so both sides see the same y */
-  to_double(y, yk, n);
+  tu_to_double(y, yk, n);
   tu_fill_nan(dx, n);
   b(y, dy, dx, n);
   rb(yk, dyd, dxd, n);
   snprintf(what, sizeof what, "%s dx (n=%zu)", name, n);
-  assert_kernel_close(what, dx, dxd, n);
+  fx_assert_kernel_close(what, dx, dxd, n);
   free(x), free(y), free(dy), free(dx), free(xd), free(yd), free(dyd), free(dxd), free(yk);
 }
 
 static void test_activations(void **state) {
   (void)state;
-  trng r = {0x0F1E2D3C4B5A6978ULL};
+  tu_rng r = {0x0F1E2D3C4B5A6978ULL};
   static const size_t sizes[] = {1, 9, 1000, 300001};
   for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
     act_case(&r, "relu", nn_relu_forward, nn_relu_backward, nn_ref_relu_forward, nn_ref_relu_backward, sizes[s]);
@@ -338,19 +338,19 @@ static void test_activations(void **state) {
 static void test_activation_accuracy(void **state) {
   (void)state;
   size_t n = 0, cap = 240000;
-  float *x = fbuf(cap), *y = fbuf(cap);
-  double *xd = dbuf(cap), *yd = dbuf(cap);
+  float *x = tu_fbuf(cap), *y = tu_fbuf(cap);
+  double *xd = tu_dbuf(cap), *yd = tu_dbuf(cap);
   for (int i = -110000; i <= 110000; i++) x[n++] = (float)(i * 1e-3);
   for (int k = -44; k <= 1; k++)
     for (int m = 1; m <= 9; m += 2) x[n++] = (float)(m * pow(10.0, k)), x[n++] = -(float)(m * pow(10.0, k));
   assert_true(n <= cap);
-  to_double(x, xd, n);
+  tu_to_double(x, xd, n);
   nn_sigmoid_forward(x, y, n);
   nn_ref_sigmoid_forward(xd, yd, n);
-  assert_close_fd("sigmoid accuracy", y, yd, n, 1e-6, 1e-44);
+  fx_assert_close_fd("sigmoid accuracy", y, yd, n, 1e-6, 1e-44);
   nn_tanh_forward(x, y, n);
   nn_ref_tanh_forward(xd, yd, n);
-  assert_close_fd("tanh accuracy", y, yd, n, 1e-6, 1e-44);
+  fx_assert_close_fd("tanh accuracy", y, yd, n, 1e-6, 1e-44);
   float sp[5] = {INFINITY, -INFINITY, NAN, 0.0f, -200.0f}, o[5];
   nn_sigmoid_forward(sp, o, 5);
   assert_true(o[0] == 1.0f && o[1] == 0.0f && isnan(o[2]) && o[3] == 0.5f && o[4] == 0.0f);
@@ -363,40 +363,40 @@ static void test_activation_accuracy(void **state) {
 
 static void test_flatten(void **state) {
   (void)state;
-  trng r = {77};
+  tu_rng r = {77};
   size_t n = 1237;
-  float *x = fbuf(n), *y = fbuf(n), *dx = fbuf(n);
-  double *xd = dbuf(n), *yd = dbuf(n), *dxd = dbuf(n);
+  float *x = tu_fbuf(n), *y = tu_fbuf(n), *dx = tu_fbuf(n);
+  double *xd = tu_dbuf(n), *yd = tu_dbuf(n), *dxd = tu_dbuf(n);
   tu_fill_pair(&r, x, xd, n, -1, 1);
   tu_fill_nan(y, n);
   nn_flatten_forward(x, y, n);
   nn_ref_flatten_forward(xd, yd, n);
-  assert_close_fd("flatten y", y, yd, n, 0.0, 0.0);
+  fx_assert_close_fd("flatten y", y, yd, n, 0.0, 0.0);
   tu_fill_nan(dx, n);
   nn_flatten_backward(y, dx, n);
   nn_ref_flatten_backward(yd, dxd, n);
-  assert_close_fd("flatten dx", dx, dxd, n, 0.0, 0.0);
+  fx_assert_close_fd("flatten dx", dx, dxd, n, 0.0, 0.0);
   nn_flatten_forward(x, x, n); /* in place: unchanged */
-  assert_close_fd("flatten in place", x, xd, n, 0.0, 0.0);
+  fx_assert_close_fd("flatten in place", x, xd, n, 0.0, 0.0);
   free(x), free(y), free(dx), free(xd), free(yd), free(dxd);
 }
 
 /* ---- softmax cross-entropy ------------------------------------------------------------ */
 
-static void smx_case(trng *r, int n, int k, double spread, double offset) {
+static void smx_case(tu_rng *r, int n, int k, double spread, double offset) {
   size_t nz = (size_t)n * k;
-  float *z = fbuf(nz), *p = fbuf(nz), *dz = fbuf(nz);
-  double *zd = dbuf(nz), *pd = dbuf(nz), *pk = dbuf(nz), *dzd = dbuf(nz);
+  float *z = tu_fbuf(nz), *p = tu_fbuf(nz), *dz = tu_fbuf(nz);
+  double *zd = tu_dbuf(nz), *pd = tu_dbuf(nz), *pk = tu_dbuf(nz), *dzd = tu_dbuf(nz);
   int32_t *lab = malloc((size_t)n * sizeof(int32_t));
   assert_non_null(lab);
   char what[96];
   tu_fill_pair(r, z, zd, nz, offset - spread, offset + spread);
-  for (int i = 0; i < n; i++) lab[i] = (int32_t)(tr_next(r) % (uint64_t)k);
+  for (int i = 0; i < n; i++) lab[i] = (int32_t)(tu_rng_next(r) % (uint64_t)k);
   tu_fill_nan(p, nz);
   double loss = nn_softmax_xent_forward(z, lab, p, n, k);
   double want = nn_ref_softmax_xent_forward(zd, lab, pd, n, k);
   snprintf(what, sizeof what, "softmax probs n=%d k=%d spread=%g offset=%g", n, k, spread, offset);
-  assert_kernel_close(what, p, pd, nz);
+  fx_assert_kernel_close(what, p, pd, nz);
   assert_true(isfinite(loss));
   if (!(fabs(loss - want) <= 1e-4 * fabs(want) + 1e-5 * n))
     fail_msg("softmax loss n=%d k=%d: got %.9g want %.9g", n, k, loss, want);
@@ -405,22 +405,22 @@ static void smx_case(trng *r, int n, int k, double spread, double offset) {
     for (int j = 0; j < k; j++) s += p[(size_t)i * k + j];
     assert_true(fabs(s - 1.0) < 1e-5);
   }
-  to_double(p, pk, nz);
+  tu_to_double(p, pk, nz);
   float scale = 1.0f / (float)n;
   tu_fill_nan(dz, nz);
   nn_softmax_xent_backward(p, lab, dz, n, k, scale);
   nn_ref_softmax_xent_backward(pk, lab, dzd, n, k, (double)scale);
   snprintf(what, sizeof what, "softmax dlogits n=%d k=%d", n, k);
-  assert_kernel_close(what, dz, dzd, nz);
+  fx_assert_kernel_close(what, dz, dzd, nz);
   /* in place (dlogits = probs) */
   nn_softmax_xent_backward(p, lab, p, n, k, scale);
-  assert_kernel_close("softmax dlogits in place", p, dzd, nz);
+  fx_assert_kernel_close("softmax dlogits in place", p, dzd, nz);
   free(z), free(p), free(dz), free(zd), free(pd), free(pk), free(dzd), free(lab);
 }
 
 static void test_softmax_xent(void **state) {
   (void)state;
-  trng r = {0xDEADBEEFCAFEULL};
+  tu_rng r = {0xDEADBEEFCAFEULL};
   smx_case(&r, 7, 10, 5.0, 0.0);
   smx_case(&r, 128, 10, 3.0, 0.0);
   smx_case(&r, 3, 1, 1.0, 0.0);      /* one class: p = 1, loss 0 */
@@ -449,7 +449,7 @@ static void run_conv(const nn_conv_geom *g, const float *x, const float *w, cons
 static void test_thread_independence(void **state) {
   (void)state;
   int saved = omp_get_max_threads();
-  trng r = {0x600DF00DULL};
+  tu_rng r = {0x600DF00DULL};
   static const conv_shape shapes[] = {{128, 1, 28, 28, 6, 5, 5, 1, 0}, {128, 6, 12, 12, 16, 5, 5, 1, 0},
                                       {64, 16, 8, 8, 32, 3, 3, 1, 1}};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
@@ -459,14 +459,14 @@ static void test_thread_independence(void **state) {
     assert_int_equal(nn_conv_geom_init(&g), 0);
     size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
            ny = (size_t)g.n * g.oc * g.oh * g.ow, nws = nn_conv2d_workspace(&g);
-    float *x = fbuf(nx), *w = fbuf(nw), *b = fbuf(g.oc), *dy = fbuf(ny), *ws = fbuf(nws);
+    float *x = tu_fbuf(nx), *w = tu_fbuf(nw), *b = tu_fbuf(g.oc), *dy = tu_fbuf(ny), *ws = tu_fbuf(nws);
     float *y[2], *dx[2], *dw[2], *db[2];
     tu_fill_pair(&r, x, NULL, nx, -1, 1);
     tu_fill_pair(&r, w, NULL, nw, -1, 1);
     tu_fill_pair(&r, b, NULL, g.oc, -1, 1);
     tu_fill_pair(&r, dy, NULL, ny, -1, 1);
     for (int t = 0; t < 2; t++) {
-      y[t] = fbuf(ny), dx[t] = fbuf(nx), dw[t] = fbuf(nw), db[t] = fbuf(g.oc);
+      y[t] = tu_fbuf(ny), dx[t] = tu_fbuf(nx), dw[t] = tu_fbuf(nw), db[t] = tu_fbuf(g.oc);
       omp_set_num_threads(t == 0 ? 1 : 3);
       run_conv(&g, x, w, b, dy, y[t], dx[t], dw[t], db[t], ws);
     }
@@ -480,15 +480,15 @@ static void test_thread_independence(void **state) {
   }
   /* dense */
   int n = 128, in = 256, out = 120;
-  float *x = fbuf((size_t)n * in), *w = fbuf((size_t)out * in), *b = fbuf(out), *dy = fbuf((size_t)n * out);
+  float *x = tu_fbuf((size_t)n * in), *w = tu_fbuf((size_t)out * in), *b = tu_fbuf(out), *dy = tu_fbuf((size_t)n * out);
   tu_fill_pair(&r, x, NULL, (size_t)n * in, -1, 1);
   tu_fill_pair(&r, w, NULL, (size_t)out * in, -1, 1);
   tu_fill_pair(&r, b, NULL, out, -1, 1);
   tu_fill_pair(&r, dy, NULL, (size_t)n * out, -1, 1);
   float *y[2], *dx[2], *dw[2], *db[2];
   for (int t = 0; t < 2; t++) {
-    y[t] = fbuf((size_t)n * out), dx[t] = fbuf((size_t)n * in), dw[t] = fbuf((size_t)out * in);
-    db[t] = fbuf(out);
+    y[t] = tu_fbuf((size_t)n * out), dx[t] = tu_fbuf((size_t)n * in), dw[t] = tu_fbuf((size_t)out * in);
+    db[t] = tu_fbuf(out);
     memset(dw[t], 0, sizeof(float) * (size_t)out * in);
     memset(db[t], 0, sizeof(float) * (size_t)out);
     omp_set_num_threads(t == 0 ? 1 : 3);
@@ -506,12 +506,12 @@ static void test_thread_independence(void **state) {
   nn_pool_geom pg = {.n = 64, .c = 16, .h = 26, .w = 26, .size = 2, .stride = 2};
   assert_int_equal(nn_pool_geom_init(&pg), 0);
   size_t px = (size_t)pg.n * pg.c * pg.h * pg.w, py = (size_t)pg.n * pg.c * pg.oh * pg.ow;
-  float *pxb = fbuf(px), *pdy = fbuf(py), *pout[2][4];
+  float *pxb = tu_fbuf(px), *pdy = tu_fbuf(py), *pout[2][4];
   int32_t *pam[2];
   tu_fill_pair(&r, pxb, NULL, px, -1, 1);
   tu_fill_pair(&r, pdy, NULL, py, -1, 1);
   for (int t = 0; t < 2; t++) {
-    pout[t][0] = fbuf(py), pout[t][1] = fbuf(px), pout[t][2] = fbuf(py), pout[t][3] = fbuf(px);
+    pout[t][0] = tu_fbuf(py), pout[t][1] = tu_fbuf(px), pout[t][2] = tu_fbuf(py), pout[t][3] = tu_fbuf(px);
     pam[t] = malloc(py * sizeof(int32_t));
     assert_non_null(pam[t]);
     omp_set_num_threads(t == 0 ? 1 : 3);

@@ -25,11 +25,11 @@ static nn_dataset *make_data(int classes_used) {
   nn_dataset *ds = NULL;
   nn_error err = {0};
   assert_int_equal(nn_dataset_new(N, 1, 3, 3, K, "test", &ds, &err), NN_OK);
-  trng r = {12345};
+  tu_rng r = {12345};
   for (int i = 0; i < N; i++) {
-    ds->labels[i] = (int32_t)(tr_next(&r) % (uint64_t)classes_used);
+    ds->labels[i] = (int32_t)(tu_rng_next(&r) % (uint64_t)classes_used);
     for (int p = 0; p < 9; p++)  /* pixel p is bright for label p % K: learnable but noisy */
-      ds->images[(size_t)i * 9 + p] = (uint8_t)((p % K == ds->labels[i] ? 150 : 0) + tr_next(&r) % 100);
+      ds->images[(size_t)i * 9 + p] = (uint8_t)((p % K == ds->labels[i] ? 150 : 0) + tu_rng_next(&r) % 100);
   }
   return ds;
 }

@@ -104,7 +104,7 @@ static void test_matches_torch(void **state) {
     nn_optimizer_step(opt, m);
     snprintf(name, sizeof name, "%s.step%d", oc->name, k);
     snprintf(what, sizeof what, "%s params after step %d", oc->name, k);
-    assert_close_fd(what, nn_model_params(m), fx_get(fx, name, NULL), NP, RTOL, ATOL);
+    fx_assert_close_fd(what, nn_model_params(m), fx_get(fx, name, NULL), NP, RTOL, ATOL);
     /* the optimizer reads the gradients, never writes them */
     g = fx_floats(fx, (snprintf(name, sizeof name, "grad%d", k), name), NP);
     assert_memory_equal(nn_model_grads(m), g, NP * sizeof(float));
@@ -273,21 +273,21 @@ static void test_threaded_update(void **state) {
       n = nn_model_param_count(m);
       assert_true(n - frozen_n >= 65536); /* above the optimizer's threading threshold */
       float *p = nn_model_params(m), *g = nn_model_grads(m);
-      double *rp = dbuf(n), *m1 = dbuf(n), *m2 = dbuf(n);
-      trng r = {0x5EED0000ULL + (uint64_t)ci};
-      for (size_t i = 0; i < n; i++) rp[i] = p[i] = (float)((double)(tr_next(&r) >> 40) / 16777216.0 - 0.5);
+      double *rp = tu_dbuf(n), *m1 = tu_dbuf(n), *m2 = tu_dbuf(n);
+      tu_rng r = {0x5EED0000ULL + (uint64_t)ci};
+      for (size_t i = 0; i < n; i++) rp[i] = p[i] = (float)((double)(tu_rng_next(&r) >> 40) / 16777216.0 - 0.5);
       nn_optimizer *opt = NULL;
       nn_error err = {0};
       if (nn_optimizer_create(c, m, &opt, &err)) fail_msg("%s: %s", cases[ci].name, err.msg);
       for (long step = 1; step <= 3; step++) {
-        for (size_t i = 0; i < n; i++) g[i] = (float)((double)(tr_next(&r) >> 40) / 16777216.0 - 0.5);
+        for (size_t i = 0; i < n; i++) g[i] = (float)((double)(tu_rng_next(&r) >> 40) / 16777216.0 - 0.5);
         nn_optimizer_step(opt, m);
         for (size_t i = 0; i < n; i++)
           if (i < frozen_at || i >= frozen_at + frozen_n) rp[i] = ref_update(c, step, rp[i], g[i], &m1[i], &m2[i]);
       }
       char what[96];
       snprintf(what, sizeof what, "%s threaded update, %d threads", cases[ci].name, t == 0 ? 1 : 3);
-      assert_close_fd(what, p, rp, n, 1e-4, 1e-6);
+      fx_assert_close_fd(what, p, rp, n, 1e-4, 1e-6);
       out[t] = malloc(n * sizeof(float));
       assert_non_null(out[t]);
       memcpy(out[t], p, n * sizeof(float));

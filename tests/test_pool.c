@@ -46,16 +46,16 @@ static const pool_shape pool_shapes[] = {
     {3, 2, 11, 11, 2, 2},
 };
 
-static void pool_case(trng *r, const pool_shape *s) {
+static void pool_case(tu_rng *r, const pool_shape *s) {
   nn_pool_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .size = s->size, .stride = s->stride};
   assert_int_equal(nn_pool_geom_init(&g), 0);
   assert_int_equal(g.oh, (s->h - s->size) / s->stride + 1);
   assert_int_equal(g.ow, (s->w - s->size) / s->stride + 1);
   size_t nx = (size_t)g.n * g.c * g.h * g.w, ny = (size_t)g.n * g.c * g.oh * g.ow;
-  float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
+  float *x = tu_fbuf(nx), *y = tu_fbuf(ny), *dy = tu_fbuf(ny), *dx = tu_fbuf(nx);
   int32_t *am = malloc(ny * sizeof(int32_t));
   assert_non_null(am);
-  double *xd = dbuf(nx), *yd = dbuf(ny), *dyd = dbuf(ny), *dxd = dbuf(nx);
+  double *xd = tu_dbuf(nx), *yd = tu_dbuf(ny), *dyd = tu_dbuf(ny), *dxd = tu_dbuf(nx);
   char what[96], tag[64];
   snprintf(tag, sizeof tag, "n%d c%d %dx%d k%d s%d", g.n, g.c, g.h, g.w, g.size, g.stride);
   tu_fill_pair(r, x, xd, nx, -1, 1);
@@ -65,7 +65,7 @@ static void pool_case(trng *r, const pool_shape *s) {
   nn_maxpool2d_forward(&g, x, y, am);
   nn_ref_maxpool2d_forward(&g, xd, yd);
   snprintf(what, sizeof what, "maxpool y %s", tag);
-  assert_close_fd(what, y, yd, ny, 0.0, 0.0); /* a max is exact */
+  fx_assert_close_fd(what, y, yd, ny, 0.0, 0.0); /* a max is exact */
   size_t plane = (size_t)g.h * g.w, oplane = (size_t)g.oh * g.ow;
   for (size_t i = 0; i < ny; i++) {
     size_t p = i / oplane;
@@ -80,25 +80,25 @@ static void pool_case(trng *r, const pool_shape *s) {
   nn_maxpool2d_backward(&g, dy, am, dx);
   nn_ref_maxpool2d_backward(&g, xd, dyd, dxd);
   snprintf(what, sizeof what, "maxpool dx %s", tag);
-  assert_kernel_close(what, dx, dxd, nx);
+  fx_assert_kernel_close(what, dx, dxd, nx);
 
   tu_fill_nan(y, ny);
   nn_avgpool2d_forward(&g, x, y);
   nn_ref_avgpool2d_forward(&g, xd, yd);
   snprintf(what, sizeof what, "avgpool y %s", tag);
-  assert_kernel_close(what, y, yd, ny);
+  fx_assert_kernel_close(what, y, yd, ny);
   tu_fill_nan(dx, nx);
   nn_avgpool2d_backward(&g, dy, dx);
   nn_ref_avgpool2d_backward(&g, dyd, dxd);
   snprintf(what, sizeof what, "avgpool dx %s", tag);
-  assert_kernel_close(what, dx, dxd, nx);
+  fx_assert_kernel_close(what, dx, dxd, nx);
 
   free(x), free(y), free(dy), free(dx), free(am), free(xd), free(yd), free(dyd), free(dxd);
 }
 
 static void test_pool(void **state) {
   (void)state;
-  trng r = {0xABCDEF0102030405ULL};
+  tu_rng r = {0xABCDEF0102030405ULL};
   for (size_t i = 0; i < sizeof pool_shapes / sizeof pool_shapes[0]; i++) pool_case(&r, &pool_shapes[i]);
 }
 
@@ -147,16 +147,16 @@ static void test_maxpool_ties_and_nan(void **state) {
  * (top-left, top-right, bottom-left, bottom-right) */
 static void test_maxpool_ties_vector_rows(void **state) {
   (void)state;
-  trng r = {0x7135A11ULL};
+  tu_rng r = {0x7135A11ULL};
   for (int wi = 0; wi < 2; wi++) { /* 18 outputs per row (8-wide steps), 5 (4-wide) */
     nn_pool_geom g = {.n = 3, .c = 2, .h = 6, .w = wi == 0 ? 37 : 11, .size = 2, .stride = 2};
     assert_int_equal(nn_pool_geom_init(&g), 0);
     size_t nx = (size_t)g.n * g.c * g.h * g.w, ny = (size_t)g.n * g.c * g.oh * g.ow;
-    float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
+    float *x = tu_fbuf(nx), *y = tu_fbuf(ny), *dy = tu_fbuf(ny), *dx = tu_fbuf(nx);
     int32_t *am = malloc(ny * sizeof(int32_t));
     assert_non_null(am);
     for (size_t i = 0; i < nx; i++) {
-      uint64_t v = tr_next(&r) % 7;
+      uint64_t v = tu_rng_next(&r) % 7;
       x[i] = v == 0 ? NAN : v < 4 ? 0.0f : 1.0f;
     }
     tu_fill_pair(&r, dy, NULL, ny, -1, 1);
@@ -186,23 +186,23 @@ static void test_maxpool_ties_vector_rows(void **state) {
 
 static void test_global_avgpool(void **state) {
   (void)state;
-  trng r = {0x5555AAAA3333CCCCULL};
+  tu_rng r = {0x5555AAAA3333CCCCULL};
   static const int shapes[][3] = {{2, 3, 1}, {4, 5, 49}, {1, 7, 3}, {128, 64, 64}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     int n = shapes[s][0], c = shapes[s][1], sp = shapes[s][2];
     size_t nx = (size_t)n * c * sp, ny = (size_t)n * c;
-    float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
-    double *xd = dbuf(nx), *yd = dbuf(ny), *dyd = dbuf(ny), *dxd = dbuf(nx);
+    float *x = tu_fbuf(nx), *y = tu_fbuf(ny), *dy = tu_fbuf(ny), *dx = tu_fbuf(nx);
+    double *xd = tu_dbuf(nx), *yd = tu_dbuf(ny), *dyd = tu_dbuf(ny), *dxd = tu_dbuf(nx);
     tu_fill_pair(&r, x, xd, nx, -1, 1);
     tu_fill_pair(&r, dy, dyd, ny, -1, 1);
     tu_fill_nan(y, ny);
     nn_global_avgpool_forward(x, y, n, c, sp);
     nn_ref_global_avgpool_forward(xd, yd, n, c, sp);
-    assert_kernel_close("global avgpool y", y, yd, ny);
+    fx_assert_kernel_close("global avgpool y", y, yd, ny);
     tu_fill_nan(dx, nx);
     nn_global_avgpool_backward(dy, dx, n, c, sp);
     nn_ref_global_avgpool_backward(dyd, dxd, n, c, sp);
-    assert_kernel_close("global avgpool dx", dx, dxd, nx);
+    fx_assert_kernel_close("global avgpool dx", dx, dxd, nx);
     free(x), free(y), free(dy), free(dx), free(xd), free(yd), free(dyd), free(dxd);
   }
 }

@@ -106,7 +106,7 @@ static void test_inspect_activations(void **state) {
   expect_error(args, "activations.csv:3", NULL);
   /* a good file: epochs out of order and with gaps are fine, one table row per epoch */
   write_act("run", "epoch,layer,kind,mean,std\n3,1,batchnorm,0.5,2\n0,1,batchnorm,1,1\n0,3,dense,2,3\n");
-  run_result r;
+  tu_run_result r;
   tu_cli_run(&r, dir, "", args);
   if (r.status) fail_msg("inspect failed: %s", r.err);
   assert_non_null(strstr(r.out, "\n0      |    1.000 / 1.000    |    2.000 / 3.000"));
@@ -287,7 +287,7 @@ static void test_resource_limits(void **state) {
     snprintf(args, sizeof args, "train --model lenet --data idx:%s/d --epochs 1 --batch 32 --max-steps 2 --out %s/lim%d",
              dir, dir, mb);
     snprintf(prefix, sizeof prefix, limit_fmt, mb * scale);
-    run_result r;
+    tu_run_result r;
     tu_cli_run(&r, dir, prefix, args);
     if (r.status == 0) {
       ok++;
@@ -324,7 +324,7 @@ static void test_escaped_messages(void **state) {
   tu_write_file(path_in(p, sizeof p, "esc.spec"), spec, strlen(spec));
   snprintf(args, sizeof args, "summary --model %s", p);
   expect_error(args, "unknown layer 'bad\\x1b[31mlayer\\x07'", NULL);
-  run_result r;
+  tu_run_result r;
   tu_cli_run(&r, dir, "", args);
   for (const char *c = r.err; *c; c++)
     if ((unsigned char)*c < 0x20 && *c != '\n') fail_msg("a control byte 0x%02x reached stderr", (unsigned char)*c);
@@ -396,7 +396,7 @@ static void test_divergence_guard(void **state) {
            "train --model %s --data idx:%s/dv --optimizer sgd --lr 1e6 --epochs 3 --batch 16 --quiet "
            "--divergence-factor 1e30 --nan-check --out %s/dv2",
            spec, dir, dir);
-  run_result r;
+  tu_run_result r;
   tu_cli_run(&r, dir, "", args);
   if (r.status == 0) {
     /* it may legitimately finish: then every recorded loss is finite */

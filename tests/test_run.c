@@ -214,11 +214,11 @@ static void test_fault_injection(void **state) {
   assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   long full_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
-  trng rng = {0x9E3779B97F4A7C15ull};
+  tu_rng rng = {0x9E3779B97F4A7C15ull};
   int killed = 0, committed = 0, finished = 0;
   for (int i = 0; i < KILLS; i++) {
     pid = spawn("fault", 0, EPOCHS);
-    long wait_us = (long)(tr_next(&rng) % (uint64_t)(full_us / 4 + 1));
+    long wait_us = (long)(tu_rng_next(&rng) % (uint64_t)(full_us / 4 + 1));
     struct timespec ts = {wait_us / 1000000, (wait_us % 1000000) * 1000};
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);

@@ -46,7 +46,7 @@ static void test_against_torch(void **state) {
     double *got = malloc(n * sizeof *got);
     assert_non_null(got);
     for (size_t t = 0; t < n; t++) got[t] = nn_lr_schedule_at(&s, cases[c].lr, (long)t, cases[c].spe, cases[c].total);
-    assert_close_dd(name, got, want, n, 1e-9, 1e-15);
+    fx_assert_close_dd(name, got, want, n, 1e-9, 1e-15);
     free(got);
   }
   fx_free(fx);

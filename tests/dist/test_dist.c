@@ -22,7 +22,7 @@
 #define ATOL 1e-6
 
 static char *dir;
-static run_result res; /* of the last run */
+static tu_run_result res; /* of the last run */
 
 /* Run `normnet train` on the data made in setup, on np processes (np 0: without mpirun);
  * returns the exit status, stderr in res.err. */

@@ -21,7 +21,7 @@ void tu_write_file(const char *path, const void *data, size_t n) {
   if (!f || fwrite(data, 1, n, f) != n || fclose(f)) fail_msg("cannot write %s", path);
 }
 
-void tu_cli_run(run_result *r, const char *dir, const char *prefix, const char *args) {
+void tu_cli_run(tu_run_result *r, const char *dir, const char *prefix, const char *args) {
   const char *cli = getenv("NN_CLI");
   if (!cli) fail_msg("NN_CLI is not set (ctest sets it to the normnet binary)");
   char cmd[8192];
@@ -38,7 +38,7 @@ void tu_cli_run(run_result *r, const char *dir, const char *prefix, const char *
 
 void tu_cli_expect_error(const char *dir, const char *prefix, const char *args, const char *needle1,
                          const char *needle2) {
-  run_result r;
+  tu_run_result r;
   tu_cli_run(&r, dir, prefix, args);
   if (r.status == 0) fail_msg("'%s' succeeded; stderr: %s", args, r.err);
   if (r.status > 2) fail_msg("'%s': exit status %d (a signal or crash); stderr: %s", args, r.status, r.err);

@@ -6,7 +6,7 @@
 typedef struct {
   int status; /* exit status; 128 + signal number if killed by a signal */
   char out[65536], err[8192];
-} run_result;
+} tu_run_result;
 
 /* Read up to len-1 bytes of a file into buf (NUL-terminated; empty if it cannot be read). */
 void tu_slurp(const char *path, char *buf, size_t len);
@@ -14,7 +14,7 @@ void tu_slurp(const char *path, char *buf, size_t len);
 void tu_write_file(const char *path, const void *data, size_t n);
 /* Run `prefix 'NN_CLI' args` through the shell in dir (out.txt and err.txt land there),
  * stdin from /dev/null; capture stdout, stderr and the exit status. prefix may be "". */
-void tu_cli_run(run_result *r, const char *dir, const char *prefix, const char *args);
+void tu_cli_run(tu_run_result *r, const char *dir, const char *prefix, const char *args);
 /* A clean failure: exit status 1 or 2 (no signal), exactly one line on stderr, containing
  * the needles (either may be NULL). */
 void tu_cli_expect_error(const char *dir, const char *prefix, const char *args, const char *needle1,

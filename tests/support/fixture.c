@@ -99,11 +99,11 @@ static void check_close(const char *what, size_t i, double got, double want, dou
              want, fabs(got - want), atol, rtol);
 }
 
-void assert_close_fd(const char *what, const float *got, const double *want, size_t n, double rtol, double atol) {
+void fx_assert_close_fd(const char *what, const float *got, const double *want, size_t n, double rtol, double atol) {
   for (size_t i = 0; i < n; i++) check_close(what, i, got[i], want[i], rtol, atol);
 }
 
-void assert_close_dd(const char *what, const double *got, const double *want, size_t n, double rtol, double atol) {
+void fx_assert_close_dd(const char *what, const double *got, const double *want, size_t n, double rtol, double atol) {
   for (size_t i = 0; i < n; i++) check_close(what, i, got[i], want[i], rtol, atol);
 }
 
@@ -113,7 +113,7 @@ void fx_case_check(const nn_fixture *fx, const char *cs, const char *field, cons
   snprintf(name, sizeof name, "%s.%s", cs, field);
   const double *want = fx_get(fx, name, &cnt);
   if (cnt != n) fail_msg("fixture %s has %zu values, expected %zu", name, cnt, n);
-  assert_close_fd(name, got, want, n, tol, tol);
+  fx_assert_close_fd(name, got, want, n, tol, tol);
 }
 
 float *fx_case_floats(const nn_fixture *fx, const char *cs, const char *field, size_t n) {
@@ -122,24 +122,24 @@ float *fx_case_floats(const nn_fixture *fx, const char *cs, const char *field, s
   return fx_floats(fx, name, n);
 }
 
-void assert_rel_fd(const char *what, const float *got, const double *want, size_t n, double tol) {
-  assert_close_fd(what, got, want, n, tol, tol * maxabs_d(want, n));
+void fx_assert_rel_fd(const char *what, const float *got, const double *want, size_t n, double tol) {
+  fx_assert_close_fd(what, got, want, n, tol, tol * tu_maxabs_d(want, n));
 }
 
-void assert_same_bits(const char *what, const float *a, const float *b, size_t n) {
+void fx_assert_same_bits(const char *what, const float *a, const float *b, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (memcmp(&a[i], &b[i], sizeof *a)) fail_msg("%s differs at %zu: %.9g vs %.9g", what, i, (double)a[i], (double)b[i]);
 }
 
-void assert_all_finite(const char *what, const float *v, size_t n) {
+void fx_assert_all_finite(const char *what, const float *v, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (!isfinite(v[i])) fail_msg("%s[%zu] is not finite (%g)", what, i, (double)v[i]);
 }
 
-void assert_kernel_close(const char *what, const float *got, const double *want, size_t n) {
-  assert_close_fd(what, got, want, n, 1e-4, 1e-5 * maxabs_d(want, n) + 1e-30);
+void fx_assert_kernel_close(const char *what, const float *got, const double *want, size_t n) {
+  fx_assert_close_fd(what, got, want, n, 1e-4, 1e-5 * tu_maxabs_d(want, n) + 1e-30);
 }
 
-void assert_kernel_close_dd(const char *what, const double *got, const double *want, size_t n) {
-  assert_close_dd(what, got, want, n, 1e-12, 1e-12 * maxabs_d(want, n) + 1e-300);
+void fx_assert_kernel_close_dd(const char *what, const double *got, const double *want, size_t n) {
+  fx_assert_close_dd(what, got, want, n, 1e-12, 1e-12 * tu_maxabs_d(want, n) + 1e-300);
 }

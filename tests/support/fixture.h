@@ -29,18 +29,18 @@ float *fx_case_floats(const nn_fixture *fx, const char *cs, const char *field, s
 
 /* Fail the test (with the first bad index) unless |got - want| <= atol + rtol * |want|
  * for every element. `what` names the quantity in the message. */
-void assert_close_fd(const char *what, const float *got, const double *want, size_t n, double rtol, double atol);
+void fx_assert_close_fd(const char *what, const float *got, const double *want, size_t n, double rtol, double atol);
 /* |got - want| <= tol * (|want| + max|want|): relative, with the array's scale as the floor
  * for elements that cancel to ~0. */
-void assert_rel_fd(const char *what, const float *got, const double *want, size_t n, double tol);
+void fx_assert_rel_fd(const char *what, const float *got, const double *want, size_t n, double tol);
 /* An optimized kernel against its reference twin: rtol 1e-4 and atol 1e-5 times the largest
  * reference magnitude (doubles: 1e-12 and 1e-12). */
-void assert_kernel_close(const char *what, const float *got, const double *want, size_t n);
-void assert_kernel_close_dd(const char *what, const double *got, const double *want, size_t n);
+void fx_assert_kernel_close(const char *what, const float *got, const double *want, size_t n);
+void fx_assert_kernel_close_dd(const char *what, const double *got, const double *want, size_t n);
 /* Every v[i] is finite. */
-void assert_all_finite(const char *what, const float *v, size_t n);
+void fx_assert_all_finite(const char *what, const float *v, size_t n);
 /* got and want are bitwise equal (float by float). */
-void assert_same_bits(const char *what, const float *got, const float *want, size_t n);
-void assert_close_dd(const char *what, const double *got, const double *want, size_t n, double rtol, double atol);
+void fx_assert_same_bits(const char *what, const float *got, const float *want, size_t n);
+void fx_assert_close_dd(const char *what, const double *got, const double *want, size_t n, double rtol, double atol);
 
 #endif

@@ -93,34 +93,34 @@ void tu_fd_check(const char *what, double (*loss)(const void *ctx), const void *
   free(fd);
 }
 
-float *fbuf(size_t n) {
+float *tu_fbuf(size_t n) {
   float *p = calloc(n ? n : 1, sizeof *p);
   assert_non_null(p);
   return p;
 }
 
-double *dbuf(size_t n) {
+double *tu_dbuf(size_t n) {
   double *p = calloc(n ? n : 1, sizeof *p);
   assert_non_null(p);
   return p;
 }
 
-void fill_f(float *p, size_t n, float v) {
+void tu_fill_f(float *p, size_t n, float v) {
   for (size_t i = 0; i < n; i++) p[i] = v;
 }
 
-double maxabs_d(const double *v, size_t n) {
+double tu_maxabs_d(const double *v, size_t n) {
   double m = 0;
   for (size_t i = 0; i < n; i++)
     if (fabs(v[i]) > m) m = fabs(v[i]);
   return m;
 }
 
-void to_double(const float *f, double *d, size_t n) {
+void tu_to_double(const float *f, double *d, size_t n) {
   for (size_t i = 0; i < n; i++) d[i] = f[i];
 }
 
-uint64_t tr_next(trng *r) { /* xorshift64* */
+uint64_t tu_rng_next(tu_rng *r) { /* xorshift64* */
   r->s ^= r->s >> 12;
   r->s ^= r->s << 25;
   r->s ^= r->s >> 27;
@@ -150,13 +150,13 @@ void tu_write_idx_pair(const char *dir, const char *prefix, int n, int h, int w,
   assert_non_null(lab);
   put_be32(img, 0x803u), put_be32(img + 4, (uint32_t)n), put_be32(img + 8, (uint32_t)h), put_be32(img + 12, (uint32_t)w);
   put_be32(lab, 0x801u), put_be32(lab + 4, (uint32_t)n);
-  trng r = {seed * 0x9e3779b97f4a7c15ull + 1};
+  tu_rng r = {seed * 0x9e3779b97f4a7c15ull + 1};
   for (int i = 0; i < n; i++) {
     int k = i % classes, band = k * h / classes;
     lab[8 + i] = (uint8_t)k;
     for (int y = 0; y < h; y++)
       for (int x = 0; x < w; x++) {
-        int v = (int)(tr_next(&r) % 90) + (y >= band && y < band + h / classes + 2 ? 150 : 0);
+        int v = (int)(tu_rng_next(&r) % 90) + (y >= band && y < band + h / classes + 2 ? 150 : 0);
         img[16 + ((size_t)i * h + y) * w + x] = (uint8_t)(v > 255 ? 255 : v);
       }
   }
@@ -185,11 +185,11 @@ void tu_fill_grouped(nn_rng *r, float *x, int n, int c, int s, int groups, int h
   }
 }
 
-double tu_unif(trng *r, double lo, double hi) {
-  return lo + (hi - lo) * (double)(tr_next(r) >> 11) * (1.0 / 9007199254740992.0);
+double tu_unif(tu_rng *r, double lo, double hi) {
+  return lo + (hi - lo) * (double)(tu_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-void tu_fill_pair(trng *r, float *f, double *d, size_t n, double lo, double hi) {
+void tu_fill_pair(tu_rng *r, float *f, double *d, size_t n, double lo, double hi) {
   for (size_t i = 0; i < n; i++) {
     f[i] = (float)tu_unif(r, lo, hi);
     if (d) d[i] = f[i];

@@ -23,11 +23,11 @@ void tu_fd_check(const char *what, double (*loss)(const void *ctx), const void *
 
 /* ---- buffers and numbers ---- */
 /* Zeroed buffers (never NULL: failing to allocate fails the test). */
-float *fbuf(size_t n);
-double *dbuf(size_t n);
-void fill_f(float *p, size_t n, float v);
-double maxabs_d(const double *v, size_t n);
-void to_double(const float *f, double *d, size_t n);
+float *tu_fbuf(size_t n);
+double *tu_dbuf(size_t n);
+void tu_fill_f(float *p, size_t n, float v);
+double tu_maxabs_d(const double *v, size_t n);
+void tu_to_double(const float *f, double *d, size_t n);
 /* v[i] = off + scale * N(0,1) from the library's RNG. */
 void tu_fill_normal(nn_rng *r, float *v, size_t n, double scale, double off);
 /* x[N,C,S] with an offset and a scale drawn per (sample, group). With `hard`, groups cycle
@@ -38,12 +38,12 @@ void tu_fill_grouped(nn_rng *r, float *x, int n, int c, int s, int groups, int h
 /* A tiny RNG of the tests' own (xorshift64*), independent of the library's nn_rng. */
 typedef struct {
   uint64_t s;
-} trng;
-uint64_t tr_next(trng *r);
+} tu_rng;
+uint64_t tu_rng_next(tu_rng *r);
 /* Uniform in [lo, hi) from the tests' RNG. */
-double tu_unif(trng *r, double lo, double hi);
+double tu_unif(tu_rng *r, double lo, double hi);
 /* f[i] random in [lo, hi); d[i] = (double)f[i] exactly (d may be NULL). */
-void tu_fill_pair(trng *r, float *f, double *d, size_t n, double lo, double hi);
+void tu_fill_pair(tu_rng *r, float *f, double *d, size_t n, double lo, double hi);
 /* NaN everywhere (an output a kernel must overwrite). */
 void tu_fill_nan(float *f, size_t n);
 
