@@ -103,10 +103,11 @@ static int predict(double gbps, double lat_us, int steps) {
   static const int nodes[] = {1, 2, 4, 8, 16, 32, 64};
   const int nn = (int)(sizeof nodes / sizeof nodes[0]);
   double a = lat_us * 1e-6, bw = gbps * 1e9 / 8;
-  printf("# network: %.3g Gb/s, %.3g us latency; a node = this machine's measured step compute;\n"
-         "# strong scaling: --batch B is global, each node computes ceil(B/N) samples;\n"
-         "# weak scaling: each node computes B samples (global batch N*B)\n",
-         gbps, lat_us);
+  printf(
+      "# network: %.3g Gb/s, %.3g us latency; a node = this machine's measured step compute;\n"
+      "# strong scaling: --batch B is global, each node computes ceil(B/N) samples;\n"
+      "# weak scaling: each node computes B samples (global batch N*B)\n",
+      gbps, lat_us);
   for (int i = 0; i < nn_preset_count(); i++) {
     const nn_preset *p = nn_preset_at(i);
     nn_error err = {0};
@@ -176,8 +177,9 @@ int main(int argc, char **argv) {
     else if (i + 1 < argc && !strcmp(argv[i], "--gbps")) gbps = atof(argv[++i]);
     else if (i + 1 < argc && !strcmp(argv[i], "--latency-us")) lat_us = atof(argv[++i]);
     else {
-      fprintf(stderr, "usage: mpirun -np K bench_allreduce [--reps R]\n"
-                      "       bench_allreduce --predict [--gbps G] [--latency-us L] [--steps S] [--threads T]\n");
+      fprintf(stderr,
+              "usage: mpirun -np K bench_allreduce [--reps R]\n"
+              "       bench_allreduce --predict [--gbps G] [--latency-us L] [--steps S] [--threads T]\n");
       nn_dist_finalize(&c);
       return 2;
     }

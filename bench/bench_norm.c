@@ -45,10 +45,14 @@ typedef struct {
 } shape;
 
 static const shape shapes[] = {
-    {"l1", "conv", 2, 16, 32},      {"l1", "dense", 16, 64, 1},
-    {"l2", "conv", 8, 32, 128},     {"l2", "dense", 128, 256, 1},
-    {"l3", "conv", 32, 32, 1024},   {"l3", "dense", 4096, 256, 1},
-    {"dram", "conv", 64, 64, 2048}, {"dram", "dense", 32768, 256, 1},
+    {"l1", "conv", 2, 16, 32},
+    {"l1", "dense", 16, 64, 1},
+    {"l2", "conv", 8, 32, 128},
+    {"l2", "dense", 128, 256, 1},
+    {"l3", "conv", 32, 32, 1024},
+    {"l3", "dense", 4096, 256, 1},
+    {"dram", "conv", 64, 64, 2048},
+    {"dram", "dense", 32768, 256, 1},
 };
 
 typedef struct {
@@ -58,10 +62,19 @@ typedef struct {
   float *ta, *tb, *tc;
 } bench;
 
-enum { K_TRIAD, K_FWD, K_BWD, K_INFER, K_BANDWIDTH, K_FWD_SEP = K_BANDWIDTH, K_FWD_FUSED, K_BWD_SEP, K_BWD_FUSED, K_COUNT };
-static const char *const kname[K_COUNT] = {"triad",        "bn_train_fwd",       "bn_train_bwd",
-                                           "bn_infer_fwd", "bn_relu_fwd",        "bn_relu_fwd_fused",
-                                           "bn_relu_bwd",  "bn_relu_bwd_fused"};
+enum { K_TRIAD,
+       K_FWD,
+       K_BWD,
+       K_INFER,
+       K_BANDWIDTH,
+       K_FWD_SEP = K_BANDWIDTH,
+       K_FWD_FUSED,
+       K_BWD_SEP,
+       K_BWD_FUSED,
+       K_COUNT };
+static const char *const kname[K_COUNT] = {"triad", "bn_train_fwd", "bn_train_bwd",
+                                           "bn_infer_fwd", "bn_relu_fwd", "bn_relu_fwd_fused",
+                                           "bn_relu_bwd", "bn_relu_bwd_fused"};
 static const double kbytes[K_BANDWIDTH] = {12, 12, 20, 8};
 
 static void triad(float *a, const float *b, const float *c, size_t e) {
@@ -78,33 +91,33 @@ static void triad(float *a, const float *b, const float *c, size_t e) {
 
 static void run(bench *B, int k) {
   switch (k) {
-  case K_TRIAD:
-    triad(B->ta, B->tb, B->tc, B->e);
-    break;
-  case K_FWD:
-    nn_bn_forward_train(&B->g, B->x, B->gamma, B->beta, B->y, B->mean, B->var, B->invstd);
-    break;
-  case K_BWD:
-    nn_bn_backward_train(&B->g, B->x, B->gamma, B->mean, B->invstd, B->dy, B->dx, B->dg, B->db);
-    break;
-  case K_INFER:
-    nn_bn_forward_infer(&B->g, B->x, B->gamma, B->beta, B->rm, B->rv, B->y);
-    break;
-  case K_FWD_SEP:
-    nn_bn_forward_train(&B->g, B->x, B->gamma, B->beta, B->y, B->mean, B->var, B->invstd);
-    nn_relu_forward(B->y, B->z, B->e);
-    break;
-  case K_FWD_FUSED:
-    nn_bn_forward_train_act(&B->g, NN_ACT_RELU, B->x, B->gamma, B->beta, B->z, B->mean, B->var, B->invstd);
-    break;
-  case K_BWD_SEP:
-    nn_relu_backward(B->z, B->dz, B->dy, B->e);
-    nn_bn_backward_train(&B->g, B->x, B->gamma, B->mean, B->invstd, B->dy, B->dx, B->dg, B->db);
-    break;
-  case K_BWD_FUSED:
-    nn_bn_backward_train_act(&B->g, NN_ACT_RELU, B->x, B->gamma, B->mean, B->invstd, B->z, B->dz, B->dx, B->dg,
-                             B->db);
-    break;
+    case K_TRIAD:
+      triad(B->ta, B->tb, B->tc, B->e);
+      break;
+    case K_FWD:
+      nn_bn_forward_train(&B->g, B->x, B->gamma, B->beta, B->y, B->mean, B->var, B->invstd);
+      break;
+    case K_BWD:
+      nn_bn_backward_train(&B->g, B->x, B->gamma, B->mean, B->invstd, B->dy, B->dx, B->dg, B->db);
+      break;
+    case K_INFER:
+      nn_bn_forward_infer(&B->g, B->x, B->gamma, B->beta, B->rm, B->rv, B->y);
+      break;
+    case K_FWD_SEP:
+      nn_bn_forward_train(&B->g, B->x, B->gamma, B->beta, B->y, B->mean, B->var, B->invstd);
+      nn_relu_forward(B->y, B->z, B->e);
+      break;
+    case K_FWD_FUSED:
+      nn_bn_forward_train_act(&B->g, NN_ACT_RELU, B->x, B->gamma, B->beta, B->z, B->mean, B->var, B->invstd);
+      break;
+    case K_BWD_SEP:
+      nn_relu_backward(B->z, B->dz, B->dy, B->e);
+      nn_bn_backward_train(&B->g, B->x, B->gamma, B->mean, B->invstd, B->dy, B->dx, B->dg, B->db);
+      break;
+    case K_BWD_FUSED:
+      nn_bn_backward_train_act(&B->g, NN_ACT_RELU, B->x, B->gamma, B->mean, B->invstd, B->z, B->dz, B->dx, B->dg,
+                               B->db);
+      break;
   }
 }
 

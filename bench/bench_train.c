@@ -148,9 +148,10 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
     getrusage(RUSAGE_SELF, &ru);
     char th[16] = "auto";
     if (o->threads > 0) snprintf(th, sizeof th, "%d", o->threads);
-    printf("normnet %s %s batch=%d threads=%s train_samples_per_s=%.0f infer_samples_per_s=%.0f train_min=%.0f "
-           "train_max=%.0f peak_rss_mb=%.1f\n",
-           preset, strcmp(norm, "none") ? "bn" : "nobn", batch, th, train, infer, tlo, thi, ru.ru_maxrss / 1024.0);
+    printf(
+        "normnet %s %s batch=%d threads=%s train_samples_per_s=%.0f infer_samples_per_s=%.0f train_min=%.0f "
+        "train_max=%.0f peak_rss_mb=%.1f\n",
+        preset, strcmp(norm, "none") ? "bn" : "nobn", batch, th, train, infer, tlo, thi, ru.ru_maxrss / 1024.0);
     rc = 0;
   }
   free(x), free(y), free(u8);
@@ -198,8 +199,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_train: --seconds must be a number in [0.01, 600], got '%s'\n", v);
         bad = -1;
       }
-    }
-    else bad = 1;
+    } else bad = 1;
     if (bad) {
       if (bad > 0) fprintf(stderr, "bench_train: unknown or incomplete option '%s'\n", a);
       fputs(usage, stderr);

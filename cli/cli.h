@@ -7,7 +7,9 @@
 #include "normnet.h"
 #include "normnet_plot.h"
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0,
+       EXIT_FAIL = 1,
+       EXIT_USAGE = 2 };
 
 /* Argument cursor: one "--name value" or "--name=value" at a time. */
 typedef struct {
@@ -15,8 +17,8 @@ typedef struct {
   char **argv;
   int i;
   const char *cmd;
-  const char *val;  /* value of the last matched option */
-  int bad;          /* an option was given without its value */
+  const char *val; /* value of the last matched option */
+  int bad;         /* an option was given without its value */
 } cli_args;
 
 /* True if argv[i] is option `name` taking a value; sets a->val and advances. */
@@ -61,9 +63,9 @@ int cli_text_commit(const char *cmd, cli_text *t, const char *path);
 /* --model resolution: a preset name, a spec file, a checkpoint file, or a run directory
  * holding model.safetensors. */
 typedef struct {
-  const nn_preset *preset;  /* set for presets */
-  nn_spec *spec;            /* parsed spec (preset/spec file), or NULL for a checkpoint */
-  char checkpoint[4096];    /* set for checkpoints/run dirs */
+  const nn_preset *preset; /* set for presets */
+  nn_spec *spec;           /* parsed spec (preset/spec file), or NULL for a checkpoint */
+  char checkpoint[4096];   /* set for checkpoints/run dirs */
   char name[256];
 } cli_model;
 int cli_model_resolve(const char *cmd, const char *arg, cli_model *out);
@@ -99,8 +101,8 @@ nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
  * Options become recipe overrides (key = value text, checked by nn_recipe_set) applied to
  * the preset's recipe in the order given; nothing is a sentinel. */
 typedef struct {
-  const char *key;   /* recipe key */
-  const char *flag;  /* the option that set it, for messages ("--lr") */
+  const char *key;  /* recipe key */
+  const char *flag; /* the option that set it, for messages ("--lr") */
   const char *value;
 } cli_override;
 #define CLI_MAX_OVERRIDES 64
@@ -123,11 +125,11 @@ typedef struct {
 } cli_activation;
 
 typedef struct {
-  nn_history *hist;      /* every epoch of the run, resumed ones included */
+  nn_history *hist; /* every epoch of the run, resumed ones included */
   size_t params;
-  int validation;        /* evaluated on a validation split (val_*), else the test set (test_*) */
-  int epochs;            /* the recipe's epochs (early stopping may end before) */
-  cli_activation *act;   /* with --track-activations */
+  int validation;      /* evaluated on a validation split (val_*), else the test set (test_*) */
+  int epochs;          /* the recipe's epochs (early stopping may end before) */
+  cli_activation *act; /* with --track-activations */
   int nact, capact;
 } cli_train_result;
 
@@ -157,8 +159,8 @@ int cli_dist_finish(int rc);
 enum { CLI_MAX_RUNS = 64 };
 typedef struct {
   char dir[4096];
-  char name[256];   /* legend and heading: the directory's name, or a compare variant's label */
-  nn_run *run;       /* read only (nn_run_resume_reader) */
+  char name[256]; /* legend and heading: the directory's name, or a compare variant's label */
+  nn_run *run;    /* read only (nn_run_resume_reader) */
   const nn_recipe *recipe;
   nn_model *model;
   const nn_history *hist;

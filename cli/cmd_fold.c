@@ -66,10 +66,11 @@ int cmd_fold(int argc, char **argv) {
     if (nn_checkpoint_save(f, out, meta, 1, &err)) rc = cli_fail("fold", &err);
   }
   if (!rc)
-    printf("folded %s -> %s: %d -> %d layers, %zu -> %zu parameters, max |logit difference| %.3g on a random "
-           "batch of %d\n",
-           cm.checkpoint, out, nn_model_num_layers(m), nn_model_num_layers(f), nn_model_param_count(m),
-           nn_model_param_count(f), maxdiff, n);
+    printf(
+        "folded %s -> %s: %d -> %d layers, %zu -> %zu parameters, max |logit difference| %.3g on a random "
+        "batch of %d\n",
+        cm.checkpoint, out, nn_model_num_layers(m), nn_model_num_layers(f), nn_model_param_count(m),
+        nn_model_param_count(f), maxdiff, n);
   nn_model_free(m);
   nn_model_free(f);
   cli_model_free(&cm);

@@ -59,7 +59,8 @@ static int inspect_params(const char *ckpt) {
       printf("    %-13s %lld\n", suffix, (long long)*v.count_value);
       continue;
     }
-    const char *what = v.role == NN_TENSOR_WEIGHT ? "gamma (weight)" : v.role == NN_TENSOR_BIAS ? "beta (bias)" : suffix;
+    const char *what = v.role == NN_TENSOR_WEIGHT ? "gamma (weight)" : v.role == NN_TENSOR_BIAS ? "beta (bias)"
+                                                                                                : suffix;
     print_stats(what, v.data, v.count);
   }
   if (!shown) printf("  no normalization layers\n");

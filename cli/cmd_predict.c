@@ -14,7 +14,8 @@ static const char *const usage =
     "the true label). Class names come from the data set the model was trained on\n"
     "(Fashion-MNIST, CIFAR-10), or --classes NAME,NAME,...\n";
 
-enum { MAX_CLASS_NAMES = 64, MAX_INDEXES = 256 };
+enum { MAX_CLASS_NAMES = 64,
+       MAX_INDEXES = 256 };
 typedef struct {
   const char *const *names;
   int n;

@@ -161,8 +161,9 @@ int cmd_study(int argc, char **argv) {
     if (bk >= 0) printf(" | %12.4f %+12.4f", train_mode[i], acc[i][bk] - train_mode[i]);
     printf("\n");
   }
-  printf("(BN train-mode: the same BN model evaluated with batch statistics in batches of the training size;\n"
-         " gap = eval-mode minus train-mode accuracy)\n");
+  printf(
+      "(BN train-mode: the same BN model evaluated with batch statistics in batches of the training size;\n"
+      " gap = eval-mode minus train-mode accuracy)\n");
   /* csv + plot */
   char path[4200];
   snprintf(path, sizeof path, "%s/study.csv", out);

@@ -160,7 +160,9 @@ int cli_study_sync_bn(int argc, char **argv) {
   char path[4200];
   snprintf(path, sizeof path, "%s/study.csv", out);
   if (cli_text_commit("study", &t, path)) return EXIT_FAIL;
-  printf("(val_acc: eval mode, running statistics; train-mode: batch statistics over batches of 'BN batch';\n"
-         " gap = val_acc - train-mode)\nwrote %s\n", path);
+  printf(
+      "(val_acc: eval mode, running statistics; train-mode: batch statistics over batches of 'BN batch';\n"
+      " gap = val_acc - train-mode)\nwrote %s\n",
+      path);
   return EXIT_OK;
 }

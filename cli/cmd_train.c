@@ -62,10 +62,11 @@ int cmd_train(int argc, char **argv) {
     for (int i = 1; i < n; i++)
       if (nn_history_get(res.hist, i)->test_loss < nn_history_get(res.hist, lowest)->test_loss) lowest = i;
     if (es && strcmp(es, "0") && last->epoch < res.epochs)
-      printf("stopped early after epoch %d (--early-stop %s): the model holds the weights of epoch %d, the lowest "
-             "%s_loss %.4f\n",
-             last->epoch, es, nn_history_get(res.hist, lowest)->epoch, res.validation ? "val" : "test",
-             nn_history_get(res.hist, lowest)->test_loss);
+      printf(
+          "stopped early after epoch %d (--early-stop %s): the model holds the weights of epoch %d, the lowest "
+          "%s_loss %.4f\n",
+          last->epoch, es, nn_history_get(res.hist, lowest)->epoch, res.validation ? "val" : "test",
+          nn_history_get(res.hist, lowest)->test_loss);
   }
   cli_train_result_free(&res);
   return rc;

@@ -69,8 +69,7 @@ int cli_runs_read(const char *cmd, const char *arg, cli_runs *rs) {
   }
   closedir(d);
   qsort(names, (size_t)n, sizeof *names, cmp_str);
-  int rc = n ? EXIT_OK : (cli_error(cmd, "%s: holds no run (no model.safetensors in it or its subdirectories)", arg),
-                          EXIT_USAGE);
+  int rc = n ? EXIT_OK : (cli_error(cmd, "%s: holds no run (no model.safetensors in it or its subdirectories)", arg), EXIT_USAGE);
   for (int i = 0; i < n; i++) {
     if (!rc) rc = add(cmd, rs, names[i], 1);
     free(names[i]);

@@ -80,18 +80,30 @@ const char *cli_train_value(const cli_train_opts *o, const char *key, const char
 static const struct {
   const char *flag, *key, *flag_value;
 } recipe_options[] = {
-    {"--data", "data", NULL},           {"--val-split", "val-split", NULL},
-    {"--epochs", "epochs", NULL},       {"--batch", "batch", NULL},
-    {"--optimizer", "optimizer", NULL}, {"--lr", "lr", NULL},
-    {"--momentum", "momentum", NULL},   {"--weight-decay", "weight-decay", NULL},
-    {"--input-norm", "input-norm", NULL}, {"--augment", "augment", NULL},
-    {"--seed", "seed", NULL},           {"--max-steps", "max-steps", NULL},
-    {"--bn-placement", "bn-placement", NULL}, {"--init", "init", NULL},
-    {"--nesterov", "nesterov", "1"},    {"--no-shuffle", "shuffle", "0"},
-    {"--drop-last", "drop-last", "1"},  {"--freeze-bn", "freeze-bn", "1"},
-    {"--lr-schedule", "lr-schedule", NULL}, {"--warmup", "warmup", NULL},
-    {"--accumulate", "accumulate", NULL}, {"--early-stop", "early-stop", NULL},
-    {"--divergence-factor", "divergence-factor", NULL}, {"--nan-check", "nan-check", "1"},
+    {"--data", "data", NULL},
+    {"--val-split", "val-split", NULL},
+    {"--epochs", "epochs", NULL},
+    {"--batch", "batch", NULL},
+    {"--optimizer", "optimizer", NULL},
+    {"--lr", "lr", NULL},
+    {"--momentum", "momentum", NULL},
+    {"--weight-decay", "weight-decay", NULL},
+    {"--input-norm", "input-norm", NULL},
+    {"--augment", "augment", NULL},
+    {"--seed", "seed", NULL},
+    {"--max-steps", "max-steps", NULL},
+    {"--bn-placement", "bn-placement", NULL},
+    {"--init", "init", NULL},
+    {"--nesterov", "nesterov", "1"},
+    {"--no-shuffle", "shuffle", "0"},
+    {"--drop-last", "drop-last", "1"},
+    {"--freeze-bn", "freeze-bn", "1"},
+    {"--lr-schedule", "lr-schedule", NULL},
+    {"--warmup", "warmup", NULL},
+    {"--accumulate", "accumulate", NULL},
+    {"--early-stop", "early-stop", NULL},
+    {"--divergence-factor", "divergence-factor", NULL},
+    {"--nan-check", "nan-check", "1"},
 };
 
 int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {
@@ -224,8 +236,8 @@ static int fail_flag(const char *cmd, const char *flag, const nn_error *err) {
 static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
   static const char allowed[] = "--epochs, --max-steps, --threads, --quiet and --out";
   const char *bad = o->model_given ? "--model" : o->track_activations ? "--track-activations"
-                                             : o->overwrite            ? "--overwrite"
-                                                                       : NULL;
+                                             : o->overwrite           ? "--overwrite"
+                                                                      : NULL;
   for (int i = 0; !bad && i < o->nov; i++)
     if (strcmp(o->ov[i].key, "epochs") && strcmp(o->ov[i].key, "max-steps")) bad = o->ov[i].flag;
   if (bad) {
@@ -346,12 +358,13 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     res->epochs = r->epochs;
     int done = nn_history_count(nn_run_history(run));
     if (!o->quiet && !o->json)
-      printf("normnet %s: %s, norm %s, %zu parameters; %s: %d train / %d %s samples; %s lr %g, batch %d, %d epochs, "
-             "seed %llu%s%s%s\n",
-             cmd, o->label ? o->label : (o->resume ? o->resume : r->model), r->norm, res->params, r->data,
-             nn_dataset_count(train), nn_dataset_count(eval), r->val_split > 0 ? "validation" : "test",
-             nn_opt_kind_name(r->opt.kind), r->opt.lr, r->batch_size, r->epochs, (unsigned long long)r->seed,
-             r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
+      printf(
+          "normnet %s: %s, norm %s, %zu parameters; %s: %d train / %d %s samples; %s lr %g, batch %d, %d epochs, "
+          "seed %llu%s%s%s\n",
+          cmd, o->label ? o->label : (o->resume ? o->resume : r->model), r->norm, res->params, r->data,
+          nn_dataset_count(train), nn_dataset_count(eval), r->val_split > 0 ? "validation" : "test",
+          nn_opt_kind_name(r->opt.kind), r->opt.lr, r->batch_size, r->epochs, (unsigned long long)r->seed,
+          r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
     if (o->track_activations) track(&j, done);
     cli_progress_init(&j.progress, stdout, o->quiet, o->label);
     j.progress.json = o->json;

@@ -83,21 +83,22 @@ extern "C" {
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
  * catch a program built against one version and run with another). */
-#define NN_VERSION_STRING \
-  NN_VERSION_STR(NN_VERSION_MAJOR) "." NN_VERSION_STR(NN_VERSION_MINOR) "." NN_VERSION_STR(NN_VERSION_PATCH)
+#define NN_VERSION_STRING          \
+  NN_VERSION_STR(NN_VERSION_MAJOR) \
+  "." NN_VERSION_STR(NN_VERSION_MINOR) "." NN_VERSION_STR(NN_VERSION_PATCH)
 NN_API const char *nn_version(void);
 
 /* ---- status and errors ---------------------------------------------------------------- */
 typedef enum {
   NN_OK = 0,
-  NN_ERR_ARG,      /* an argument is out of range */
-  NN_ERR_IO,       /* a file cannot be opened, read or written */
-  NN_ERR_FORMAT,   /* a data file or checkpoint is malformed */
-  NN_ERR_SPEC,     /* a model spec has an unknown layer/key or a bad value */
-  NN_ERR_SHAPE,    /* shapes do not fit (spec, data or checkpoint) */
-  NN_ERR_BATCH,    /* a batch that normalization cannot handle (e.g. 1 value per channel) */
-  NN_ERR_NUMERIC,  /* NaN or Inf in the loss */
-  NN_ERR_NOMEM     /* allocation failed */
+  NN_ERR_ARG,     /* an argument is out of range */
+  NN_ERR_IO,      /* a file cannot be opened, read or written */
+  NN_ERR_FORMAT,  /* a data file or checkpoint is malformed */
+  NN_ERR_SPEC,    /* a model spec has an unknown layer/key or a bad value */
+  NN_ERR_SHAPE,   /* shapes do not fit (spec, data or checkpoint) */
+  NN_ERR_BATCH,   /* a batch that normalization cannot handle (e.g. 1 value per channel) */
+  NN_ERR_NUMERIC, /* NaN or Inf in the loss */
+  NN_ERR_NOMEM    /* allocation failed */
 } nn_status;
 
 typedef struct {
@@ -130,7 +131,8 @@ NN_API void nn_set_threads(int threads);
 /* ---- data sets -------------------------------------------------------------------------- */
 typedef struct nn_dataset nn_dataset;
 /* Which split of a data set to read. */
-typedef enum { NN_SPLIT_TEST = 0, NN_SPLIT_TRAIN = 1 } nn_split;
+typedef enum { NN_SPLIT_TEST = 0,
+               NN_SPLIT_TRAIN = 1 } nn_split;
 
 /* Load an IDX image file (magic 0x00000803, u8, N x H x W) and its label file
  * (0x00000801, N labels < 10), each raw or gzip-compressed. Checks magic, dims against
@@ -179,9 +181,9 @@ NN_API void nn_dataset_batch(const nn_dataset *ds, const uint32_t *idx, int coun
 
 /* ---- augmentation (seed 001 section 13), training only ---------------------------------- */
 typedef struct {
-  int flip;              /* random horizontal flip with probability 0.5 */
-  float rotate;          /* max rotation as a fraction of 2*pi (Keras RandomRotation factor) */
-  int crop;              /* zero-pad by `crop` pixels then crop back at a random offset */
+  int flip;     /* random horizontal flip with probability 0.5 */
+  float rotate; /* max rotation as a fraction of 2*pi (Keras RandomRotation factor) */
+  int crop;     /* zero-pad by `crop` pixels then crop back at a random offset */
 } nn_augment;
 /* Parse "flip,rotate=0.1,crop=4" (any subset, any order). */
 NN_API nn_status nn_augment_parse(const char *text, nn_augment *out, nn_error *err);
@@ -212,7 +214,11 @@ NN_API void nn_spec_free(nn_spec *spec);
  * batchnorm, else NN_ERR_SHAPE naming the layer), layernorm or instancenorm (CxHxW layers
  * only) with PyTorch's defaults; NONE removes every norm layer and gives the layer before
  * each its bias back (the "without BN" twin). */
-typedef enum { NN_NORM_BATCH = 0, NN_NORM_GROUP, NN_NORM_LAYER, NN_NORM_INSTANCE, NN_NORM_NONE } nn_norm_kind;
+typedef enum { NN_NORM_BATCH = 0,
+               NN_NORM_GROUP,
+               NN_NORM_LAYER,
+               NN_NORM_INSTANCE,
+               NN_NORM_NONE } nn_norm_kind;
 typedef struct {
   nn_norm_kind kind;
   int groups; /* NN_NORM_GROUP only, >= 1 */
@@ -224,7 +230,8 @@ NN_API nn_status nn_norm_parse(const char *text, nn_norm_choice *out, nn_error *
 NN_API nn_status nn_spec_set_norm(nn_spec *spec, const char *norm, nn_error *err);
 /* Where normalization sits against the activation that follows it (seed 000's pitfall 2):
  * before (dense -> BN -> relu, the presets) or after (dense -> relu -> BN). */
-typedef enum { NN_BN_BEFORE_ACTIVATION = 0, NN_BN_AFTER_ACTIVATION } nn_bn_placement;
+typedef enum { NN_BN_BEFORE_ACTIVATION = 0,
+               NN_BN_AFTER_ACTIVATION } nn_bn_placement;
 NN_API void nn_spec_apply_bn_placement(nn_spec *spec, nn_bn_placement placement);
 /* The CLI's spelling: "before" or "after". */
 NN_API nn_status nn_bn_placement_parse(const char *text, nn_bn_placement *out, nn_error *err);
@@ -251,10 +258,11 @@ NN_API void nn_norm_label(const char *norm, char *buf, size_t len);
 /* ---- model -------------------------------------------------------------------------- */
 typedef struct nn_model nn_model;
 
-typedef enum { NN_MODE_TRAIN = 0, NN_MODE_EVAL = 1 } nn_mode;
+typedef enum { NN_MODE_TRAIN = 0,
+               NN_MODE_EVAL = 1 } nn_mode;
 typedef enum {
-  NN_INIT_DEFAULT = 0,    /* each layer's convention: PyTorch's kaiming-uniform(a=sqrt 5) */
-  NN_INIT_XAVIER_UNIFORM  /* Glorot-uniform weights, zero biases (Keras, d2l) */
+  NN_INIT_DEFAULT = 0,   /* each layer's convention: PyTorch's kaiming-uniform(a=sqrt 5) */
+  NN_INIT_XAVIER_UNIFORM /* Glorot-uniform weights, zero biases (Keras, d2l) */
 } nn_init;
 
 /* Build a model from a spec (infers every shape; errors name the line and layer). */
@@ -309,10 +317,10 @@ typedef struct {
   int line;              /* line in the spec */
   int out_rank;          /* 1: (C), 3: (C,H,W) */
   int out_c, out_h, out_w;
-  size_t trainable;      /* parameters the optimizer updates */
-  size_t non_trainable;  /* BN running mean/var (as Keras counts them) */
-  char detail[128];      /* layer options and conventions, e.g. "momentum=0.1 eps=1e-05 (pytorch)" */
-  int skipped_updates;   /* running-stat updates skipped for non-finite batch statistics */
+  size_t trainable;     /* parameters the optimizer updates */
+  size_t non_trainable; /* BN running mean/var (as Keras counts them) */
+  char detail[128];     /* layer options and conventions, e.g. "momentum=0.1 eps=1e-05 (pytorch)" */
+  int skipped_updates;  /* running-stat updates skipped for non-finite batch statistics */
 } nn_layer_info;
 NN_API void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info);
 
@@ -327,11 +335,11 @@ NN_API void nn_model_zero_grads(nn_model *m);
 
 /* What a tensor of a layer holds (the part of its name after the layer index). */
 typedef enum {
-  NN_TENSOR_WEIGHT = 0,      /* "weight": dense/conv weights, or a norm's gamma */
-  NN_TENSOR_BIAS,            /* "bias": dense/conv bias, or a norm's beta */
-  NN_TENSOR_RUNNING_MEAN,    /* "running_mean" */
-  NN_TENSOR_RUNNING_VAR,     /* "running_var" */
-  NN_TENSOR_BATCHES_TRACKED  /* "num_batches_tracked" (int64, in count_value) */
+  NN_TENSOR_WEIGHT = 0,     /* "weight": dense/conv weights, or a norm's gamma */
+  NN_TENSOR_BIAS,           /* "bias": dense/conv bias, or a norm's beta */
+  NN_TENSOR_RUNNING_MEAN,   /* "running_mean" */
+  NN_TENSOR_RUNNING_VAR,    /* "running_var" */
+  NN_TENSOR_BATCHES_TRACKED /* "num_batches_tracked" (int64, in count_value) */
 } nn_tensor_role;
 
 /* Named tensor views in PyTorch state_dict order and names ("0.weight", "1.running_mean",
@@ -339,7 +347,7 @@ typedef enum {
  * and its value in `count_value`. */
 typedef struct {
   char name[48];
-  int layer;             /* index of its layer (the number before the dot) */
+  int layer; /* index of its layer (the number before the dot) */
   nn_tensor_role role;
   int ndim;
   int dims[4];
@@ -379,16 +387,18 @@ NN_API const float *nn_model_probs(const nn_model *m);
 
 /* ---- optimizers -------------------------------------------------------------------- */
 typedef struct nn_optimizer nn_optimizer;
-typedef enum { NN_OPT_SGD = 0, NN_OPT_ADAM, NN_OPT_ADAMW } nn_opt_kind;
+typedef enum { NN_OPT_SGD = 0,
+               NN_OPT_ADAM,
+               NN_OPT_ADAMW } nn_opt_kind;
 typedef struct {
   nn_opt_kind kind;
   float lr;
-  float momentum;      /* SGD */
-  int nesterov;        /* SGD */
-  float weight_decay;  /* SGD, Adam: L2 added to the gradient; AdamW: decoupled */
-  float beta1, beta2;  /* Adam */
-  float eps;           /* Adam: 1e-8 (PyTorch), 1e-7 (Keras) */
-  int keras_eps;       /* Adam: Keras's form p -= lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps), eps outside
+  float momentum;     /* SGD */
+  int nesterov;       /* SGD */
+  float weight_decay; /* SGD, Adam: L2 added to the gradient; AdamW: decoupled */
+  float beta1, beta2; /* Adam */
+  float eps;          /* Adam: 1e-8 (PyTorch), 1e-7 (Keras) */
+  int keras_eps;      /* Adam: Keras's form p -= lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps), eps outside
                           the bias correction (PyTorch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)) */
 } nn_opt_config;
 /* PyTorch's defaults for the kind (SGD lr 0.01; Adam lr 1e-3, betas 0.9/0.999, eps 1e-8). */
@@ -415,12 +425,15 @@ NN_API int nn_optimizer_num_tensors(const nn_optimizer *opt, const nn_model *m);
 NN_API void nn_optimizer_tensor(const nn_optimizer *opt, const nn_model *m, int i, nn_tensor_view *view);
 
 /* ---- learning-rate schedules (PyTorch's lr_scheduler formulas, per optimizer step) ------ */
-typedef enum { NN_LR_CONSTANT = 0, NN_LR_STEP, NN_LR_COSINE, NN_LR_ONECYCLE } nn_lr_kind;
+typedef enum { NN_LR_CONSTANT = 0,
+               NN_LR_STEP,
+               NN_LR_COSINE,
+               NN_LR_ONECYCLE } nn_lr_kind;
 typedef struct {
   nn_lr_kind kind;
-  int step_epochs;   /* NN_LR_STEP: multiply by gamma every step_epochs epochs (StepLR) */
+  int step_epochs; /* NN_LR_STEP: multiply by gamma every step_epochs epochs (StepLR) */
   double gamma;
-  long warmup;       /* linear warm-up steps: factor (t+1)/(warmup+1) for t < warmup (LinearLR) */
+  long warmup; /* linear warm-up steps: factor (t+1)/(warmup+1) for t < warmup (LinearLR) */
 } nn_lr_schedule;
 /* Parse "constant", "step:EPOCHS:GAMMA", "cosine" (CosineAnnealingLR over all steps) or
  * "onecycle" (OneCycleLR, max_lr = the base lr; refuses a warmup, it has its own). */
@@ -492,15 +505,15 @@ NN_API nn_status nn_checkpoint_meta(const char *path, const char *key, char **va
  * Every callback is collective: all ranks call it in the same order with the same sizes,
  * and every rank receives the same result bits. A communication failure ends the job. */
 typedef struct nn_comm {
-  int rank, size;          /* this process and the number of processes */
-  int sync_bn;             /* 1: batchnorm statistics over the global batch (SyncBN);
+  int rank, size; /* this process and the number of processes */
+  int sync_bn;    /* 1: batchnorm statistics over the global batch (SyncBN);
                               0: each rank normalizes with its own slice (plain data parallel) */
   void *ctx;
-  void (*sum_f32)(void *ctx, float *buf, size_t n);   /* in-place elementwise sum over ranks */
+  void (*sum_f32)(void *ctx, float *buf, size_t n); /* in-place elementwise sum over ranks */
   void (*sum_f64)(void *ctx, double *buf, size_t n);
   void (*bcast)(void *ctx, void *buf, size_t bytes, int root);
-  void (*abort)(void *ctx, int code);                 /* end every process of the job */
-  void (*finalize)(void *ctx);                        /* leave the job (nn_dist_finalize) */
+  void (*abort)(void *ctx, int code); /* end every process of the job */
+  void (*finalize)(void *ctx);        /* leave the job (nn_dist_finalize) */
 } nn_comm;
 /* Join the job this process was started in by mpirun (loading libnormnet_mpi.so, the only
  * part of normnet linked with MPI), or, when it was not started by mpirun, a single-process
@@ -524,27 +537,27 @@ NN_API void nn_model_set_comm(nn_model *m, const nn_comm *comm);
 typedef struct {
   int epochs;
   int batch_size;
-  int shuffle;             /* 1: reshuffle each epoch with the seeded RNG; 0: file order */
-  int drop_last;           /* 1: drop the last incomplete training batch */
-  uint64_t seed;           /* shuffling seed */
+  int shuffle;   /* 1: reshuffle each epoch with the seeded RNG; 0: file order */
+  int drop_last; /* 1: drop the last incomplete training batch */
+  uint64_t seed; /* shuffling seed */
   nn_input_norm input_norm;
-  int eval_batch_size;     /* 0: same as batch_size */
-  const nn_augment *augment; /* random augmentation of training batches (NULL: none) */
-  long max_steps;          /* stop after this many optimizer steps in total (0: no limit) */
-  int first_epoch;         /* 1, or k+1 when resuming after k epochs */
-  nn_rng *data_rng;        /* shuffling/augmentation stream to use and advance (resume), or
+  int eval_batch_size;               /* 0: same as batch_size */
+  const nn_augment *augment;         /* random augmentation of training batches (NULL: none) */
+  long max_steps;                    /* stop after this many optimizer steps in total (0: no limit) */
+  int first_epoch;                   /* 1, or k+1 when resuming after k epochs */
+  nn_rng *data_rng;                  /* shuffling/augmentation stream to use and advance (resume), or
                               NULL: a stream derived from seed */
-  const nn_comm *comm; /* data parallel over comm->size processes (NULL: one): batch_size
+  const nn_comm *comm;               /* data parallel over comm->size processes (NULL: one): batch_size
                               is the global batch, each rank takes its contiguous slice of it,
                               gradients and evaluation are summed; the result equals one
                               process up to float rounding (ARCHITECTURE.md §9) */
   const nn_lr_schedule *lr_schedule; /* NULL: the optimizer's lr throughout; else the lr of each
                               step, from the optimizer's lr when nn_fit starts (the base,
                               set back on return) */
-  int accumulate;          /* K > 1: one optimizer step per K batches, on the gradient of the
+  int accumulate;                    /* K > 1: one optimizer step per K batches, on the gradient of the
                               mean loss of all their samples; BN keeps its statistics per
                               batch of batch_size (as PyTorch) */
-  int early_stop;          /* patience P > 0: stop when the evaluation loss has not improved on
+  int early_stop;                    /* patience P > 0: stop when the evaluation loss has not improved on
                               its best by more than early_stop_delta for P epochs, and put
                               back the weights of the best epoch (needs `test`) */
   double early_stop_delta;
@@ -552,7 +565,7 @@ typedef struct {
                               first batch's of this call (a run that explodes without ever
                               reaching NaN); the error names the first layer whose output
                               grew by that factor or went non-finite. 0: off. Default 1e4 */
-  int nan_check;           /* 1: check every layer's output for NaN/Inf after every step,
+  int nan_check;            /* 1: check every layer's output for NaN/Inf after every step,
                               not only when the loss goes bad (costs one pass over them) */
 } nn_fit_config;
 NN_API nn_fit_config nn_fit_defaults(void);
@@ -561,12 +574,12 @@ NN_API nn_fit_config nn_fit_defaults(void);
 NN_API void nn_fit_seed_data_rng(nn_rng *r, uint64_t seed);
 
 typedef struct {
-  int epoch;               /* 1-based */
+  int epoch; /* 1-based */
   double train_loss, train_acc;
   double test_loss, test_acc;
-  double seconds;          /* wall time of the epoch (training + evaluation) */
-  double samples_per_sec;  /* training samples per second */
-  double lr;               /* learning rate of the epoch's first optimizer step */
+  double seconds;         /* wall time of the epoch (training + evaluation) */
+  double samples_per_sec; /* training samples per second */
+  double lr;              /* learning rate of the epoch's first optimizer step */
 } nn_epoch_record;
 
 typedef struct nn_history nn_history;
@@ -585,9 +598,9 @@ NN_API int nn_history_validation(const nn_history *h);
  * pre-activation mean and standard deviation on the probe batch after an epoch. */
 typedef struct {
   int epoch, layer;
-  char kind[32];           /* the layer kind: [a-z0-9_] only */
+  char kind[32]; /* the layer kind: [a-z0-9_] only */
   double mean, std;
-  int line;                /* in the file, for messages */
+  int line; /* in the file, for messages */
 } nn_activation_row;
 /* Read activations.csv: the header, then rows with epoch in [0, 10^7], layer in [0, 65535],
  * at most 2^20 rows, each (epoch, layer) once. Rows come back sorted by (epoch, layer).
@@ -622,8 +635,8 @@ NN_API nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm no
 
 /* ---- results per class ------------------------------------------------------------------ */
 typedef struct {
-  int classes;           /* k = the model's outputs */
-  long *counts;          /* k x k, row = true label, column = predicted class (argmax) */
+  int classes;  /* k = the model's outputs */
+  long *counts; /* k x k, row = true label, column = predicted class (argmax) */
   long samples;
   double loss, accuracy; /* mean loss and accuracy of the same pass */
 } nn_confusion;
@@ -671,15 +684,15 @@ NN_API nn_status nn_export_keras(const nn_model *m, nn_input_norm norm, const ch
 
 /* ---- presets (ARCHITECTURE.md §2): spec text plus the seed's recipe ------------------------------ */
 typedef struct {
-  const char *name;        /* "lenet" */
-  const char *seed;        /* seed document and section it follows */
-  const char *spec;        /* model spec text */
+  const char *name; /* "lenet" */
+  const char *seed; /* seed document and section it follows */
+  const char *spec; /* model spec text */
   nn_init init;
   nn_opt_config opt;
   int batch_size;
   int epochs;
   nn_input_norm input_norm;
-  const char *data;        /* the data source it was made for ("fashion-mnist"), or NULL when
+  const char *data; /* the data source it was made for ("fashion-mnist"), or NULL when
                               that data set has no fixed place (CIFAR-10: cifar10:DIR) */
 } nn_preset;
 NN_API const nn_preset *nn_preset_find(const char *name);
@@ -696,27 +709,27 @@ NN_API const nn_preset *nn_preset_at(int i);
  *   lock               the PID of the process training it (removed when it ends)
  * A kill at any instant leaves the run at epoch N or N+1, never in between. */
 typedef struct {
-  char model[512];        /* what the spec was built from: a preset name or a spec file */
-  char norm[64];          /* "batch" keeps the spec; "group:G", "layer", "none"; "@before|@after" */
-  char bn_placement[16];  /* "" keeps the spec's; "before" or "after" the activation */
-  int freeze_bn;          /* nn_spec_freeze_bn */
+  char model[512];       /* what the spec was built from: a preset name or a spec file */
+  char norm[64];         /* "batch" keeps the spec; "group:G", "layer", "none"; "@before|@after" */
+  char bn_placement[16]; /* "" keeps the spec's; "before" or "after" the activation */
+  int freeze_bn;         /* nn_spec_freeze_bn */
   nn_init init;
-  char init_from[1024];   /* "" or a checkpoint whose weights to start from (fine-tuning) */
+  char init_from[1024]; /* "" or a checkpoint whose weights to start from (fine-tuning) */
   nn_opt_config opt;
   int batch_size, epochs;
-  long max_steps;         /* 0: no limit */
-  uint64_t seed;          /* weights, shuffling, augmentation */
+  long max_steps; /* 0: no limit */
+  uint64_t seed;  /* weights, shuffling, augmentation */
   int shuffle, drop_last;
   nn_input_norm input_norm;
-  char augment[128];      /* "" or nn_augment_parse text */
-  float val_split;        /* 0: evaluate on the test split; else on the last fraction of train */
-  char data[1024];        /* data source, as nn_dataset_open takes it */
+  char augment[128];          /* "" or nn_augment_parse text */
+  float val_split;            /* 0: evaluate on the test split; else on the last fraction of train */
+  char data[1024];            /* data source, as nn_dataset_open takes it */
   nn_lr_schedule lr_schedule; /* "lr-schedule" and "warmup" (steps); constant by default */
-  int accumulate;         /* "accumulate": batches per optimizer step (1: none) */
-  int early_stop;         /* "early-stop" PATIENCE[:MIN_DELTA] on the evaluation loss (0: off) */
+  int accumulate;             /* "accumulate": batches per optimizer step (1: none) */
+  int early_stop;             /* "early-stop" PATIENCE[:MIN_DELTA] on the evaluation loss (0: off) */
   double early_stop_delta;
   float divergence_factor; /* "divergence-factor" (nn_fit_config; 0: off) */
-  int nan_check;          /* "nan-check" */
+  int nan_check;           /* "nan-check" */
 } nn_recipe;
 /* A preset's recipe (its optimizer, batch, epochs, input transform, init), data
  * "fashion-mnist", seed 42, shuffled, no augmentation. NULL: Adam's defaults, batch 32,

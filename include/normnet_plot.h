@@ -12,17 +12,17 @@ extern "C" {
 
 /* ---- plots (cairo: PNG and SVG from one drawing routine) -------------------------------- */
 typedef struct {
-  const char *label;     /* legend text; lines with the same color share one legend entry */
-  const double *x, *y;   /* n points; NaN y values are skipped */
+  const char *label;   /* legend text; lines with the same color share one legend entry */
+  const double *x, *y; /* n points; NaN y values are skipped */
   int n;
-  int color;             /* palette index: one color per variant */
-  int dashed;            /* 1: dashed (train curves), 0: solid (validation curves) */
+  int color;  /* palette index: one color per variant */
+  int dashed; /* 1: dashed (train curves), 0: solid (validation curves) */
 } nn_plot_line;
 typedef struct {
   const char *title, *xlabel, *ylabel;
   const nn_plot_line *lines;
   int nlines;
-  int log_x;             /* logarithmic x axis (batch sizes) */
+  int log_x; /* logarithmic x axis (batch sizes) */
 } nn_plot_panel;
 /* Draw panels side by side under an overall title into png_path and/or svg_path (either
  * may be NULL). Byte-identical output for identical input. */

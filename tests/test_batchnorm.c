@@ -51,9 +51,24 @@ typedef struct {
 } shape3;
 
 static const shape3 shapes[] = {
-    {8, 5, 1},    {7, 3, 1},    {3, 37, 1},  {33, 19, 1},  {256, 100, 1}, {2, 6, 576},
-    {4, 3, 30},   {5, 7, 33},   {3, 4, 7},   {16, 17, 2},  {2, 1, 1000},  {128, 6, 576},
-    {4, 3, 31},   {9, 2, 65},   {2, 16, 1},  {64, 3, 100},  {40, 600, 1},  {3, 300, 1},
+    {8, 5, 1},
+    {7, 3, 1},
+    {3, 37, 1},
+    {33, 19, 1},
+    {256, 100, 1},
+    {2, 6, 576},
+    {4, 3, 30},
+    {5, 7, 33},
+    {3, 4, 7},
+    {16, 17, 2},
+    {2, 1, 1000},
+    {128, 6, 576},
+    {4, 3, 31},
+    {9, 2, 65},
+    {2, 16, 1},
+    {64, 3, 100},
+    {40, 600, 1},
+    {3, 300, 1},
 };
 
 static void check_vs_ref(const shape3 *sh, int affine, nn_rng *r) {
@@ -520,12 +535,13 @@ static void test_fused_activation(void **state) {
  * layer by layer, unfused, bit for bit. */
 static void test_model_fusion(void **state) {
   (void)state;
-  const char *text = "input shape=3x10x10\n"
-                     "conv2d filters=8 kernel=3\nbatchnorm\nrelu\n"
-                     "conv2d filters=4 kernel=3\nbatchnorm\ntanh\n"
-                     "batchnorm\nmaxpool2d size=2\nflatten\n"
-                     "dense units=40\nbatchnorm\nsigmoid\n"
-                     "dense units=5\n";
+  const char *text =
+      "input shape=3x10x10\n"
+      "conv2d filters=8 kernel=3\nbatchnorm\nrelu\n"
+      "conv2d filters=4 kernel=3\nbatchnorm\ntanh\n"
+      "batchnorm\nmaxpool2d size=2\nflatten\n"
+      "dense units=40\nbatchnorm\nsigmoid\n"
+      "dense units=5\n";
   nn_error err = {0};
   nn_spec *spec = NULL;
   nn_model *m[2] = {NULL, NULL};

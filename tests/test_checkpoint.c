@@ -35,7 +35,6 @@ static const char *SMALL_SPEC =
 /* ---- temp dir and file helpers ------------------------------------------------------- */
 
 
-
 /* dir/name into a caller buffer of 1024 bytes. */
 static const char *jp(char *buf, const char *dir, const char *name) {
   int n = snprintf(buf, 1024, "%s/%s", dir, name);
@@ -317,8 +316,9 @@ static void test_roundtrip(void **state) {
   free(b2);
 
   /* A BN layer without affine/running stats and a model without BN round-trip too. */
-  const char *other = "input shape=12\ndense units=8 bias=0\nbatchnorm affine=0 momentum=cumulative\nrelu\n"
-                      "dense units=4\nbatchnorm track_running_stats=0\ndense units=2\n";
+  const char *other =
+      "input shape=12\ndense units=8 bias=0\nbatchnorm affine=0 momentum=cumulative\nrelu\n"
+      "dense units=4\nbatchnorm track_running_stats=0\ndense units=2\n";
   nn_model *o = make_model(other, 7);
   set_state(o, 5);
   char path3[1024];
@@ -631,9 +631,10 @@ static void test_corrupt(void **state) {
   /* A zero-length tensor sorted between two overlapping ones must not hide the overlap
    * (regression: neighbours were compared pairwise, and an empty one broke the chain). */
   {
-    static const char *hdr = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                              "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
-                              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";
+    static const char *hdr =
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+        "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";
     unsigned char bytes[16] = {0};
     size_t hl = strlen(hdr), pad = (8 - hl % 8) % 8;
     char padded[512];
@@ -647,9 +648,10 @@ static void test_corrupt(void **state) {
     assert_non_null(strstr(err.msg, "'a'"));
     assert_non_null(strstr(err.msg, "'b'"));
     /* and empty tensors anywhere, without overlaps, are fine */
-    static const char *ok = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                            "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
-                            "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}";
+    static const char *ok =
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+        "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}";
     hl = strlen(ok), pad = (8 - hl % 8) % 8;
     snprintf(padded, sizeof padded, "%s%*s", ok, (int)pad, "");
     st_write_raw(p, padded, bytes, 12);
@@ -703,15 +705,13 @@ static void test_corrupt(void **state) {
   {
     unsigned char *d = grown(&s, 16);
     h = json_deep_copy(s.hdr);
-    json_object_set_new(h, "9.weight", json_pack("{s:s, s:[i,i], s:[I,I]}", "dtype", "F32", "shape", 2, 2,
-                                                 "data_offsets", (json_int_t)s.dlen, (json_int_t)s.dlen + 16));
+    json_object_set_new(h, "9.weight", json_pack("{s:s, s:[i,i], s:[I,I]}", "dtype", "F32", "shape", 2, 2, "data_offsets", (json_int_t)s.dlen, (json_int_t)s.dlen + 16));
     st_write(p, h, d, s.dlen + 16);
     json_decref(h);
     expect_reject(p, NULL, NN_ERR_FORMAT, "unexpected tensor", "9.weight");
 
     h = json_deep_copy(s.hdr);
-    json_object_set_new(h, "optim.m.0.weight", json_pack("{s:s, s:[i,i], s:[I,I]}", "dtype", "BF16", "shape", 2, 4,
-                                                         "data_offsets", (json_int_t)s.dlen, (json_int_t)s.dlen + 16));
+    json_object_set_new(h, "optim.m.0.weight", json_pack("{s:s, s:[i,i], s:[I,I]}", "dtype", "BF16", "shape", 2, 4, "data_offsets", (json_int_t)s.dlen, (json_int_t)s.dlen + 16));
     st_write(p, h, d, s.dlen + 16);
     json_decref(h);
     free(d);

@@ -63,16 +63,17 @@ static void write_idx(const char *sub, const char *prefix, idx_opts o) {
   free(lab);
 }
 
-static const char *spec_small = "# small BN net for 8x8 inputs\n"
-                                "input shape=1x8x8\n"
-                                "conv2d filters=4 kernel=3\n"
-                                "batchnorm\n"
-                                "relu\n"
-                                "flatten\n"
-                                "dense units=16\n"
-                                "batchnorm\n"
-                                "relu\n"
-                                "dense units=10\n";
+static const char *spec_small =
+    "# small BN net for 8x8 inputs\n"
+    "input shape=1x8x8\n"
+    "conv2d filters=4 kernel=3\n"
+    "batchnorm\n"
+    "relu\n"
+    "flatten\n"
+    "dense units=16\n"
+    "batchnorm\n"
+    "relu\n"
+    "dense units=10\n";
 
 static int setup(void **state) {
   (void)state;
@@ -102,7 +103,7 @@ static void test_train_eval_summary(void **state) {
            dir, dir, dir);
   run(&r, args);
   if (r.status) fail_msg("train failed: %s", r.err);
-  assert_non_null(strstr(r.out, "epoch 3/3 train_loss="));   /* not a TTY: one line per epoch */
+  assert_non_null(strstr(r.out, "epoch 3/3 train_loss=")); /* not a TTY: one line per epoch */
   assert_null(strchr(r.out, '\r'));
   char path[512], csv[4096];
   snprintf(path, sizeof path, "%s/run/history.csv", dir);
@@ -297,8 +298,9 @@ static void history_core(const char *path, char *out, size_t len) {
 
 static void test_resume_after_kill(void **state) {
   (void)state;
-  const char *spec = "input shape=1x8x8\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\nflatten\n"
-                     "dropout rate=0.2\ndense units=10\n";
+  const char *spec =
+      "input shape=1x8x8\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\nflatten\n"
+      "dropout rate=0.2\ndense units=10\n";
   char path[512], args[2048], a[512], b[512];
   snprintf(path, sizeof path, "%s/resume.spec", dir);
   tu_write_file(path, spec, strlen(spec));
@@ -337,8 +339,7 @@ static void test_run_dir_rules(void **state) {
   char args[2048], path[512], buf[8192];
   tu_run_result r;
   /* --resume takes the recorded recipe: a flag that would change it is named */
-  const char *changing[][2] = {{"--lr 0.5", "--lr"}, {"--batch 4", "--batch"}, {"--model lenet", "--model"},
-                               {"--norm none", "--norm"}, {"--data idx:/x", "--data"}, {"--seed 9", "--seed"}};
+  const char *changing[][2] = {{"--lr 0.5", "--lr"}, {"--batch 4", "--batch"}, {"--model lenet", "--model"}, {"--norm none", "--norm"}, {"--data idx:/x", "--data"}, {"--seed 9", "--seed"}};
   for (size_t i = 0; i < sizeof changing / sizeof changing[0]; i++) {
     snprintf(args, sizeof args, "train --resume %s/killed %s", dir, changing[i][0]);
     expect_error(args, changing[i][1], "--epochs, --max-steps, --threads, --quiet and --out");

@@ -28,7 +28,6 @@
 /* ---- temp dir and file helpers ------------------------------------------------------- */
 
 
-
 /* dir/name into a caller buffer of 1024 bytes. */
 static const char *jp(char *buf, const char *dir, const char *name) {
   snprintf(buf, 1024, "%s/%s", dir, name);
@@ -79,7 +78,10 @@ static uint8_t *idx_build(uint32_t magic, int ndims, const uint32_t *dims, const
 }
 
 /* Test images: N=4, 2x3, pixel(i, j) = (i*37 + j*11 + 5) & 255. */
-enum { TN = 4, TH = 2, TW = 3, TS = TH * TW };
+enum { TN = 4,
+       TH = 2,
+       TW = 3,
+       TS = TH * TW };
 static const uint8_t test_labels[TN] = {3, 9, 0, 7};
 static uint8_t pix(int i, int j) { return (uint8_t)((i * 37 + j * 11 + 5) & 255); }
 
@@ -439,8 +441,7 @@ static void test_batch(void **state) {
   free(b);
   write_labels(lp, 0, lab, 1);
   if (nn_dataset_load_idx(ip, lp, &ds, &err)) fail_msg("%s", err.msg);
-  static const nn_input_norm norms[4] = {{0.0f, 1.0f}, {0.5f, 0.5f}, {0.1307f, 0.3081f},
-                                         {0.2860f, 0.3530f}};
+  static const nn_input_norm norms[4] = {{0.0f, 1.0f}, {0.5f, 0.5f}, {0.1307f, 0.3081f}, {0.2860f, 0.3530f}};
   float xa[256];
   uint32_t zero = 0;
   for (int k = 0; k < 4; k++) {
@@ -695,9 +696,10 @@ static void test_fashion_mnist(void **state) {
   (void)state;
   struct stat st;
   if (stat(FASHION_DIR, &st) != 0 || !S_ISDIR(st.st_mode))
-    fail_msg("%s is missing: install Debian's dataset-fashion-mnist package (the build "
-             "depends on it)",
-             FASHION_DIR);
+    fail_msg(
+        "%s is missing: install Debian's dataset-fashion-mnist package (the build "
+        "depends on it)",
+        FASHION_DIR);
   static const uint8_t train10[10] = {9, 0, 0, 3, 0, 2, 7, 2, 5, 5};
   static const uint8_t test10[10] = {9, 2, 1, 1, 6, 1, 4, 6, 5, 7};
   check_fashion("train", 60000, train10, 76247);

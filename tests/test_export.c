@@ -116,9 +116,7 @@ static void test_protobuf_roundtrip(void **state) {
     }
     assert_int_equal(rc, -1);
   }
-  const unsigned char bad_wire[] = {0x0b, 0x00}, zero_field[] = {0x00, 0x01}, long_varint[] = {0x08, 0xff, 0xff, 0xff,
-                                                                                                 0xff, 0xff, 0xff, 0xff,
-                                                                                                 0xff, 0xff, 0x7f};
+  const unsigned char bad_wire[] = {0x0b, 0x00}, zero_field[] = {0x00, 0x01}, long_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
   nn_pb_reader t1 = {bad_wire, bad_wire + 2}, t2 = {zero_field, zero_field + 2}, t3 = {long_varint, long_varint + 11};
   assert_int_equal(nn_pb_next(&t1, &f), -1);
   assert_int_equal(nn_pb_next(&t2, &f), -1);
@@ -420,10 +418,14 @@ static void test_validators_reject_damage(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_protobuf_roundtrip),    cmocka_unit_test(test_onnx_presets),
-      cmocka_unit_test(test_onnx_every_kind),       cmocka_unit_test(test_keras_presets),
-      cmocka_unit_test(test_keras_layouts),         cmocka_unit_test(test_keras_every_kind),
-      cmocka_unit_test(test_byte_stable_and_files), cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_protobuf_roundtrip),
+      cmocka_unit_test(test_onnx_presets),
+      cmocka_unit_test(test_onnx_every_kind),
+      cmocka_unit_test(test_keras_presets),
+      cmocka_unit_test(test_keras_layouts),
+      cmocka_unit_test(test_keras_every_kind),
+      cmocka_unit_test(test_byte_stable_and_files),
+      cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_validators_reject_damage),
   };
   return cmocka_run_group_tests(tests, tu_setup_tempdir, tu_teardown_tempdir);

@@ -70,9 +70,9 @@ static void test_accumulation_equals_big_batch(void **state) {
   nn_dataset *ds = make_data(60, 0, 11); /* 60 = 32 + 28: the second group is short */
   nn_model *a = make_model(MLP), *b = make_model(MLP), *c = make_model(MLP);
   long sa, sb, sc;
-  train(a, ds, 8, 4, 0.2f, &sa);   /* batches 8,8,8,8 | 8,8,8,4 */
-  train(b, ds, 32, 1, 0.2f, &sb);  /* batches 32 | 28 */
-  train(c, ds, 8, 1, 0.2f, &sc);   /* no accumulation: 8 steps an epoch */
+  train(a, ds, 8, 4, 0.2f, &sa);  /* batches 8,8,8,8 | 8,8,8,4 */
+  train(b, ds, 32, 1, 0.2f, &sb); /* batches 32 | 28 */
+  train(c, ds, 8, 1, 0.2f, &sc);  /* no accumulation: 8 steps an epoch */
   assert_int_equal(sa, 4);
   assert_int_equal(sb, 4);
   assert_int_equal(sc, 16);
@@ -84,8 +84,8 @@ static void test_accumulation_equals_big_batch(void **state) {
     maxc = fmax(maxc, fabs((double)pa[i] - pc[i]));
     scale = fmax(scale, fabs((double)pb[i]));
   }
-  assert_true(maxd <= 1e-5 * scale);  /* equal up to float summation order */
-  assert_true(maxc > 1e-3 * scale);   /* and the check can tell a different training apart */
+  assert_true(maxd <= 1e-5 * scale); /* equal up to float summation order */
+  assert_true(maxc > 1e-3 * scale);  /* and the check can tell a different training apart */
   nn_model_free(a), nn_model_free(b), nn_model_free(c);
   nn_dataset_free(ds);
 }
@@ -106,8 +106,8 @@ static void test_early_stop_restores_best(void **state) {
   int n = nn_history_count(h), best = 0;
   for (int i = 1; i < n; i++)
     if (nn_history_get(h, i)->test_loss < nn_history_get(h, best)->test_loss) best = i;
-  assert_true(n < 20);                /* stopped early */
-  assert_int_equal(n, best + 1 + 2);  /* PATIENCE epochs after the best one */
+  assert_true(n < 20);               /* stopped early */
+  assert_int_equal(n, best + 1 + 2); /* PATIENCE epochs after the best one */
   double loss, acc;
   assert_int_equal(nn_evaluate(m, val, fc.input_norm, 64, NN_MODE_EVAL, &loss, &acc, &err), NN_OK);
   assert_true(loss == nn_history_get(h, best)->test_loss); /* the best epoch's weights, bitwise */

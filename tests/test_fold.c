@@ -189,19 +189,20 @@ static void test_fold_variants(void **state) {
   (void)state;
   /* affine=0, use_global_stats (irrelevant in eval), cumulative momentum, Keras eps, and a
    * BN as the very last layer */
-  const char *spec = "input shape=2x9x9\n"
-                     "conv2d filters=5 kernel=3 bias=0\n"
-                     "batchnorm affine=0 momentum=0.3\n"
-                     "relu\n"
-                     "conv2d filters=4 kernel=3 stride=2 pad=1\n"
-                     "batchnorm momentum=cumulative eps=1e-3\n"
-                     "tanh\n"
-                     "flatten\n"
-                     "dense units=7\n"
-                     "batchnorm convention=keras\n"
-                     "sigmoid\n"
-                     "dense units=6 bias=0\n"
-                     "batchnorm affine=0 eps=0.01\n";
+  const char *spec =
+      "input shape=2x9x9\n"
+      "conv2d filters=5 kernel=3 bias=0\n"
+      "batchnorm affine=0 momentum=0.3\n"
+      "relu\n"
+      "conv2d filters=4 kernel=3 stride=2 pad=1\n"
+      "batchnorm momentum=cumulative eps=1e-3\n"
+      "tanh\n"
+      "flatten\n"
+      "dense units=7\n"
+      "batchnorm convention=keras\n"
+      "sigmoid\n"
+      "dense units=6 bias=0\n"
+      "batchnorm affine=0 eps=0.01\n";
   nn_model *m = build(spec, NN_INIT_DEFAULT, 31);
   nn_rng r;
   nn_rng_seed(&r, 32);
@@ -210,11 +211,12 @@ static void test_fold_variants(void **state) {
   nn_model_free(m);
 
   /* frozen BN (use_global_stats, freeze_affine): running stats given by hand */
-  const char *frozen = "input shape=12\n"
-                       "dense units=8\n"
-                       "batchnorm use_global_stats=1 freeze_affine=1\n"
-                       "relu\n"
-                       "dense units=3\n";
+  const char *frozen =
+      "input shape=12\n"
+      "dense units=8\n"
+      "batchnorm use_global_stats=1 freeze_affine=1\n"
+      "relu\n"
+      "dense units=3\n";
   m = build(frozen, NN_INIT_DEFAULT, 41);
   float *st = nn_model_state(m);
   for (int i = 0; i < 8; i++) st[i] = (float)(0.1 * i - 0.3), st[8 + i] = (float)(0.05 + 0.4 * i);
@@ -241,9 +243,10 @@ static void test_fold_refusals(void **state) {
   (void)state;
   expect_refusal("input shape=10\ndense units=8\nrelu\nbatchnorm\ndense units=3\n", "layer 2 (batchnorm, line 4)",
                  "placed after relu; only BN right after dense/conv2d can be folded");
-  expect_refusal("input shape=1x8x8\nconv2d filters=3 kernel=3\nbatchnorm\nrelu\nmaxpool2d size=2\nbatchnorm\n"
-                 "flatten\ndense units=2\n",
-                 "layer 4 (batchnorm, line 6)", "placed after maxpool2d");
+  expect_refusal(
+      "input shape=1x8x8\nconv2d filters=3 kernel=3\nbatchnorm\nrelu\nmaxpool2d size=2\nbatchnorm\n"
+      "flatten\ndense units=2\n",
+      "layer 4 (batchnorm, line 6)", "placed after maxpool2d");
   expect_refusal("input shape=10\ndense units=8\nbatchnorm track_running_stats=0\nrelu\ndense units=3\n",
                  "layer 1 (batchnorm, line 3)", "track_running_stats=0");
   expect_refusal("input shape=10\n# leading BN\nbatchnorm\ndense units=3\n", "layer 0 (batchnorm, line 3)",

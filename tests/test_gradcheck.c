@@ -329,9 +329,12 @@ static void test_softmax_xent(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_dense),          cmocka_unit_test(test_conv2d),
-      cmocka_unit_test(test_pool),           cmocka_unit_test(test_global_avgpool),
-      cmocka_unit_test(test_elementwise),    cmocka_unit_test(test_softmax_xent),
+      cmocka_unit_test(test_dense),
+      cmocka_unit_test(test_conv2d),
+      cmocka_unit_test(test_pool),
+      cmocka_unit_test(test_global_avgpool),
+      cmocka_unit_test(test_elementwise),
+      cmocka_unit_test(test_softmax_xent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,7 +34,8 @@
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 static const char *affine_name(nn_gn_affine a) {
-  return a == NN_GN_AFFINE_NONE ? "none" : a == NN_GN_AFFINE_CHANNEL ? "channel" : "element";
+  return a == NN_GN_AFFINE_NONE ? "none" : a == NN_GN_AFFINE_CHANNEL ? "channel"
+                                                                     : "element";
 }
 
 static size_t param_count(nn_gn_affine a, int c, int s) { return a == NN_GN_AFFINE_ELEMENT ? (size_t)c * s : (size_t)c; }
@@ -46,9 +47,24 @@ typedef struct {
 } gshape;
 
 static const gshape shapes[] = {
-    {4, 6, 25, 1}, {4, 6, 25, 3},  {4, 6, 25, 6},   {8, 5, 1, 1},   {8, 6, 1, 3},    {3, 12, 1, 12},
-    {2, 16, 33, 4}, {7, 3, 7, 3},  {5, 4, 2, 2},    {1, 4, 9, 1},   {16, 32, 64, 8}, {2, 64, 1024, 1},
-    {64, 8, 49, 8}, {3, 2, 17, 1}, {4, 300, 1, 1},  {6, 40, 1, 10}, {2, 3, 1000, 3}, {40, 600, 1, 1},
+    {4, 6, 25, 1},
+    {4, 6, 25, 3},
+    {4, 6, 25, 6},
+    {8, 5, 1, 1},
+    {8, 6, 1, 3},
+    {3, 12, 1, 12},
+    {2, 16, 33, 4},
+    {7, 3, 7, 3},
+    {5, 4, 2, 2},
+    {1, 4, 9, 1},
+    {16, 32, 64, 8},
+    {2, 64, 1024, 1},
+    {64, 8, 49, 8},
+    {3, 2, 17, 1},
+    {4, 300, 1, 1},
+    {6, 40, 1, 10},
+    {2, 3, 1000, 3},
+    {40, 600, 1, 1},
 };
 
 static void check_vs_ref(const gshape *sh, nn_gn_affine affine, nn_rng *r) {

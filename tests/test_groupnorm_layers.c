@@ -334,18 +334,18 @@ static void test_groupnormC_is_instancenorm(void **state) {
 static void test_spec_and_shape_errors(void **state) {
   (void)state;
   tu_expect_build_error("input shape=6x5x5\ngroupnorm groups=4\nflatten\ndense units=2\n", NN_ERR_SHAPE, "t.spec:2",
-               "6 input channels are not divisible by groups=4");
+                        "6 input channels are not divisible by groups=4");
   tu_expect_build_error("input shape=6x5x5\ngroupnorm groups=12\nflatten\ndense units=2\n", NN_ERR_SHAPE, "groups=12", "6 input");
   tu_expect_build_error("input shape=12\ninstancenorm\ndense units=2\n", NN_ERR_SHAPE, "t.spec:2", "CxHxW");
   tu_expect_build_error("input shape=6x5x5\ngroupnorm\nflatten\ndense units=2\n", NN_ERR_SPEC, "t.spec:2",
-               "missing required key 'groups'");
+                        "missing required key 'groups'");
   tu_expect_build_error("input shape=6x5x5\ngroupnorm groups=0\nflatten\ndense units=2\n", NN_ERR_SPEC, "t.spec:2", "groups");
   tu_expect_build_error("input shape=6x5x5\nlayernorm eps=0\nflatten\ndense units=2\n", NN_ERR_SPEC, "t.spec:2", "eps");
   tu_expect_build_error("input shape=6x5x5\nlayernorm groups=2\nflatten\ndense units=2\n", NN_ERR_SPEC, "unknown key 'groups'",
-               NULL);
+                        NULL);
   tu_expect_build_error("input shape=6x5x5\ninstancenorm momentum=1.5\nflatten\ndense units=2\n", NN_ERR_SPEC, "momentum", NULL);
   tu_expect_build_error("input shape=6x5x5\ngroupnorm groups=3 track_running_stats=1\nflatten\ndense units=2\n", NN_ERR_SPEC,
-               "unknown key 'track_running_stats'", NULL);
+                        "unknown key 'track_running_stats'", NULL);
   /* groupnorm and layernorm also take flat input */
   nn_model_free(build("input shape=12\ngroupnorm groups=3\nlayernorm\ndense units=2\n"));
 }
@@ -369,8 +369,9 @@ static void test_instancenorm_one_spatial_element(void **state) {
 
 static void test_spec_round_trip(void **state) {
   (void)state;
-  const char *text = "input shape=6x5x5\ngroupnorm groups=3 eps=0.001 affine=0\nlayernorm\n"
-                     "instancenorm eps=2e-05 affine=1 track_running_stats=1 momentum=0.25\nflatten\ndense units=2\n";
+  const char *text =
+      "input shape=6x5x5\ngroupnorm groups=3 eps=0.001 affine=0\nlayernorm\n"
+      "instancenorm eps=2e-05 affine=1 track_running_stats=1 momentum=0.25\nflatten\ndense units=2\n";
   nn_spec *s = NULL, *s2 = NULL;
   nn_error err = {0};
   assert_int_equal(nn_spec_parse(text, "t.spec", &s, &err), NN_OK);
@@ -405,8 +406,9 @@ static void expect_tensor(nn_model *m, int idx, const char *name, int ndim, cons
 static void test_state_dict_names(void **state) {
   (void)state;
   const int c6[1] = {6}, chw[3] = {6, 5, 5};
-  nn_model *m = build("input shape=6x5x5\nlayernorm\ngroupnorm groups=2\ninstancenorm\n"
-                      "instancenorm affine=1 track_running_stats=1\nflatten\ndense units=2\n");
+  nn_model *m = build(
+      "input shape=6x5x5\nlayernorm\ngroupnorm groups=2\ninstancenorm\n"
+      "instancenorm affine=1 track_running_stats=1\nflatten\ndense units=2\n");
   assert_int_equal(nn_model_num_tensors(m), 2 + 2 + 0 + 5 + 2);
   expect_tensor(m, 0, "0.weight", 3, chw, 0);
   expect_tensor(m, 1, "0.bias", 3, chw, 0);
@@ -456,8 +458,9 @@ static void test_running_update_refuses_nonfinite(void **state) {
 static void test_checkpoint_round_trip(void **state) {
   (void)state;
   const char *path = "test_groupnorm_ckpt.safetensors";
-  nn_model *m = build("input shape=6x5x5\nlayernorm eps=1e-06\ngroupnorm groups=3\n"
-                      "instancenorm affine=1 track_running_stats=1 momentum=0.2\nflatten\ndense units=3\n");
+  nn_model *m = build(
+      "input shape=6x5x5\nlayernorm eps=1e-06\ngroupnorm groups=3\n"
+      "instancenorm affine=1 track_running_stats=1 momentum=0.2\nflatten\ndense units=3\n");
   nn_rng r;
   nn_rng_seed(&r, 44);
   for (size_t i = 0; i < m->nparams; i++) m->params[i] = (float)nn_rng_normal(&r);

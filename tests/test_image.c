@@ -332,8 +332,12 @@ static void test_png_errors(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_pgm_p5),    cmocka_unit_test(test_pgm_p2_comments), cmocka_unit_test(test_pgm_16bit),
-      cmocka_unit_test(test_pgm_errors), cmocka_unit_test(test_png_gray),        cmocka_unit_test(test_png_rgb),
+      cmocka_unit_test(test_pgm_p5),
+      cmocka_unit_test(test_pgm_p2_comments),
+      cmocka_unit_test(test_pgm_16bit),
+      cmocka_unit_test(test_pgm_errors),
+      cmocka_unit_test(test_png_gray),
+      cmocka_unit_test(test_png_rgb),
       cmocka_unit_test(test_png_errors),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -137,8 +137,7 @@ static void dense_case(tu_rng *r, int n, int in, int out, int with_bias) {
 static void test_dense(void **state) {
   (void)state;
   tu_rng r = {0x1234567887654321ULL};
-  static const int shapes[][3] = {{1, 3, 2},    {5, 7, 4},     {37, 19, 11},  {1, 256, 120},
-                                  {70, 33, 50}, {128, 256, 120}, {128, 120, 84}, {128, 84, 10}};
+  static const int shapes[][3] = {{1, 3, 2}, {5, 7, 4}, {37, 19, 11}, {1, 256, 120}, {70, 33, 50}, {128, 256, 120}, {128, 120, 84}, {128, 84, 10}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
     for (int bias = 0; bias < 2; bias++) dense_case(&r, shapes[s][0], shapes[s][1], shapes[s][2], bias);
 }
@@ -150,19 +149,19 @@ typedef struct {
 } conv_shape;
 
 static const conv_shape conv_shapes[] = {
-    {10, 1, 28, 28, 6, 5, 5, 1, 0},    /* LeNet conv1, a few chunks */
-    {128, 1, 28, 28, 6, 5, 5, 1, 0},   /* LeNet conv1 at batch 128 */
-    {128, 6, 12, 12, 16, 5, 5, 1, 0},  /* LeNet conv2 at batch 128 */
-    {3, 3, 9, 7, 4, 3, 3, 2, 1},       /* stride 2, pad 1, non-square input */
-    {2, 5, 6, 4, 3, 1, 1, 1, 0},       /* 1x1 kernel */
-    {9, 8, 5, 7, 4, 1, 1, 2, 0},       /* 1x1 kernel, stride 2 */
-    {1, 2, 5, 5, 3, 3, 3, 1, 1},       /* batch 1, pad 1 */
-    {4, 3, 10, 8, 5, 3, 2, 3, 2},      /* non-square kernel, stride 3 (floor), pad 2 */
-    {2, 2, 4, 4, 3, 4, 4, 1, 0},       /* kernel = input: 1x1 output */
-    {3, 2, 5, 6, 2, 3, 3, 1, 2},       /* pad 2: whole padded rows/columns */
-    {2, 1, 3, 3, 2, 5, 5, 1, 1},       /* kernel larger than input, padding makes it fit */
-    {5, 4, 11, 11, 6, 3, 3, 2, 0},     /* stride 2, no pad, odd size */
-    {64, 16, 8, 8, 32, 3, 3, 1, 1},    /* a wider layer, several chunks */
+    {10, 1, 28, 28, 6, 5, 5, 1, 0},   /* LeNet conv1, a few chunks */
+    {128, 1, 28, 28, 6, 5, 5, 1, 0},  /* LeNet conv1 at batch 128 */
+    {128, 6, 12, 12, 16, 5, 5, 1, 0}, /* LeNet conv2 at batch 128 */
+    {3, 3, 9, 7, 4, 3, 3, 2, 1},      /* stride 2, pad 1, non-square input */
+    {2, 5, 6, 4, 3, 1, 1, 1, 0},      /* 1x1 kernel */
+    {9, 8, 5, 7, 4, 1, 1, 2, 0},      /* 1x1 kernel, stride 2 */
+    {1, 2, 5, 5, 3, 3, 3, 1, 1},      /* batch 1, pad 1 */
+    {4, 3, 10, 8, 5, 3, 2, 3, 2},     /* non-square kernel, stride 3 (floor), pad 2 */
+    {2, 2, 4, 4, 3, 4, 4, 1, 0},      /* kernel = input: 1x1 output */
+    {3, 2, 5, 6, 2, 3, 3, 1, 2},      /* pad 2: whole padded rows/columns */
+    {2, 1, 3, 3, 2, 5, 5, 1, 1},      /* kernel larger than input, padding makes it fit */
+    {5, 4, 11, 11, 6, 3, 3, 2, 0},    /* stride 2, no pad, odd size */
+    {64, 16, 8, 8, 32, 3, 3, 1, 1},   /* a wider layer, several chunks */
     /* row lengths that take the other im2col/col2im segment paths: 18, 16, 38, 1 */
     {3, 2, 20, 20, 4, 3, 3, 1, 0},
     {2, 3, 7, 20, 2, 5, 5, 1, 0},
@@ -171,8 +170,7 @@ static const conv_shape conv_shapes[] = {
 };
 
 static void conv_case(tu_rng *r, const conv_shape *s) {
-  nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw,
-                    .stride = s->stride, .pad = s->pad};
+  nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad};
   assert_int_equal(nn_conv_geom_init(&g), 0);
   size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
          ny = (size_t)g.n * g.oc * g.oh * g.ow, nb = (size_t)g.oc;
@@ -271,8 +269,7 @@ static void test_conv_geom(void **state) {
     const conv_shape *s = &conv_shapes[i];
     size_t prev = 0;
     for (int n = 1; n <= 300; n++) {
-      g = (nn_conv_geom){.n = n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw,
-                         .stride = s->stride, .pad = s->pad};
+      g = (nn_conv_geom){.n = n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad};
       assert_int_equal(nn_conv_geom_init(&g), 0);
       size_t ws = nn_conv2d_workspace(&g);
       if (ws < prev) fail_msg("conv workspace shrinks from %zu to %zu at n=%d (shape %zu)", prev, ws, n, i);
@@ -423,11 +420,11 @@ static void test_softmax_xent(void **state) {
   tu_rng r = {0xDEADBEEFCAFEULL};
   smx_case(&r, 7, 10, 5.0, 0.0);
   smx_case(&r, 128, 10, 3.0, 0.0);
-  smx_case(&r, 3, 1, 1.0, 0.0);      /* one class: p = 1, loss 0 */
+  smx_case(&r, 3, 1, 1.0, 0.0); /* one class: p = 1, loss 0 */
   smx_case(&r, 16, 100, 2.0, 0.0);
-  smx_case(&r, 9, 10, 2.0, 1000.0);  /* large logits: max subtraction keeps it finite */
+  smx_case(&r, 9, 10, 2.0, 1000.0); /* large logits: max subtraction keeps it finite */
   smx_case(&r, 9, 10, 2.0, -1000.0);
-  smx_case(&r, 5, 6, 150.0, 0.0);    /* tiny probabilities: the loss stays finite */
+  smx_case(&r, 5, 6, 150.0, 0.0); /* tiny probabilities: the loss stays finite */
   /* known value: uniform logits -> loss = log(k) per row */
   float z[8] = {0}, p[8];
   int32_t lab[2] = {0, 3};
@@ -450,12 +447,10 @@ static void test_thread_independence(void **state) {
   (void)state;
   int saved = omp_get_max_threads();
   tu_rng r = {0x600DF00DULL};
-  static const conv_shape shapes[] = {{128, 1, 28, 28, 6, 5, 5, 1, 0}, {128, 6, 12, 12, 16, 5, 5, 1, 0},
-                                      {64, 16, 8, 8, 32, 3, 3, 1, 1}};
+  static const conv_shape shapes[] = {{128, 1, 28, 28, 6, 5, 5, 1, 0}, {128, 6, 12, 12, 16, 5, 5, 1, 0}, {64, 16, 8, 8, 32, 3, 3, 1, 1}};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const conv_shape *s = &shapes[si];
-    nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw,
-                      .stride = s->stride, .pad = s->pad};
+    nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad};
     assert_int_equal(nn_conv_geom_init(&g), 0);
     size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
            ny = (size_t)g.n * g.oc * g.oh * g.ow, nws = nn_conv2d_workspace(&g);

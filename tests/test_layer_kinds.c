@@ -42,9 +42,10 @@ static const char *const role_suffix[] = {
 
 static void test_info_and_tensor_roles(void **state) {
   (void)state;
-  const char *text = "input shape=3x8x8\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\ngroupnorm groups=2\n"
-                     "instancenorm affine=1 track_running_stats=1\nmaxpool2d size=2\nlayernorm\nflatten\n"
-                     "dense units=5\nsigmoid\ndropout rate=0.5\ndense units=3\n";
+  const char *text =
+      "input shape=3x8x8\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\ngroupnorm groups=2\n"
+      "instancenorm affine=1 track_running_stats=1\nmaxpool2d size=2\nlayernorm\nflatten\n"
+      "dense units=5\nsigmoid\ndropout rate=0.5\ndense units=3\n";
   nn_error err = {0};
   nn_spec *s = NULL;
   nn_model *m = NULL;

@@ -126,7 +126,7 @@ static void load_init(nn_model *m, const char *prefix) {
 }
 
 typedef struct {
-  int bad;  /* number of tensors out of tolerance */
+  int bad; /* number of tensors out of tolerance */
 } report;
 
 /* Compare got[n] with want[n] elementwise (|g - w| <= atol + rtol |w|); on a miss print the
@@ -144,10 +144,11 @@ static void check(report *r, const char *what, const float *got, const double *w
   }
   if (nbad) {
     r->bad++;
-    print_message("DIVERGES %-26s %zu/%zu elements out; worst [%zu] got %.9g want %.9g (|diff| %.3g, "
-                  "%.3g x tolerance); max |diff| %.3g\n",
-                  what, nbad, n, worst, (double)got[worst], want[worst], fabs((double)got[worst] - want[worst]),
-                  worst_ratio, max_abs);
+    print_message(
+        "DIVERGES %-26s %zu/%zu elements out; worst [%zu] got %.9g want %.9g (|diff| %.3g, "
+        "%.3g x tolerance); max |diff| %.3g\n",
+        what, nbad, n, worst, (double)got[worst], want[worst], fabs((double)got[worst] - want[worst]),
+        worst_ratio, max_abs);
   }
 }
 
@@ -177,7 +178,7 @@ static void run_case(const char *norm, const char *prefix) {
   nn_model *m = build(norm);
   nn_rng rng;
   nn_rng_seed(&rng, 1);
-  nn_model_init(m, NN_INIT_DEFAULT, &rng);  /* then overwritten by PyTorch's init */
+  nn_model_init(m, NN_INIT_DEFAULT, &rng); /* then overwritten by PyTorch's init */
   load_init(m, prefix);
 
   /* keep a copy of the initial parameters for the update check */

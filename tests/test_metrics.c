@@ -28,7 +28,7 @@ static nn_dataset *make_data(int classes_used) {
   tu_rng r = {12345};
   for (int i = 0; i < N; i++) {
     ds->labels[i] = (int32_t)(tu_rng_next(&r) % (uint64_t)classes_used);
-    for (int p = 0; p < 9; p++)  /* pixel p is bright for label p % K: learnable but noisy */
+    for (int p = 0; p < 9; p++) /* pixel p is bright for label p % K: learnable but noisy */
       ds->images[(size_t)i * 9 + p] = (uint8_t)((p % K == ds->labels[i] ? 150 : 0) + tu_rng_next(&r) % 100);
   }
   return ds;

@@ -134,7 +134,7 @@ static void test_frozen_affine_untouched(void **state) {
 
   float *p = nn_model_params(m), *g = nn_model_grads(m);
   for (size_t i = 0; i < n; i++) {
-    p[i] = 0.25f + 0.1f * (float)i;                  /* nonzero: weight decay would move them */
+    p[i] = 0.25f + 0.1f * (float)i;                            /* nonzero: weight decay would move them */
     g[i] = (i % 2 ? 1.0f : -0.5f) * (1.0f + 0.01f * (float)i); /* nonzero grads everywhere */
   }
   float before[29];
@@ -194,10 +194,10 @@ static void test_bad_configs_rejected(void **state) {
   (void)state;
   nn_model *m = make_model(DENSE_SPEC);
   nn_opt_config c;
-#define REJECT(kind, stmt)              \
-  do {                                  \
-    c = nn_opt_defaults(kind);          \
-    stmt;                               \
+#define REJECT(kind, stmt)                    \
+  do {                                        \
+    c = nn_opt_defaults(kind);                \
+    stmt;                                     \
     expect_rejected(m, &c, #kind ": " #stmt); \
   } while (0)
   for (int k = NN_OPT_SGD; k <= NN_OPT_ADAMW; k++) {

@@ -23,8 +23,7 @@
 #include "normnet_plot.h"
 
 /* tab10, as in src/report/plot.c */
-static const int PAL[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
-                               {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+static const int PAL[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40}, {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
 
 /* ---- temp dir and file helpers ------------------------------------------------------------- */
 static char tmpdir[64];
@@ -202,7 +201,7 @@ static void test_two_panels(void **state) {
   check_svg(s1);
   pixel_stats s = png_stats(p1, W, H);
   assert_true(s.white > (long)W * H / 2); /* a white background */
-  assert_true(s.nonwhite > 2000);           /* and something drawn on it */
+  assert_true(s.nonwhite > 2000);         /* and something drawn on it */
   /* both variant colors appear as curves (4 curves each ~ 2 px wide) */
   assert_true(s.color[0] > 400);
   assert_true(s.color[1] > 400);
@@ -325,10 +324,7 @@ static void test_svg_text_and_integer_ticks(void **state) {
 
 static void test_norm_labels(void **state) {
   (void)state;
-  static const char *const cases[][2] = {{"batch", "with BN"},          {"none", "without BN"},
-                                         {"group:4", "GroupNorm (4)"},   {"layer", "LayerNorm"},
-                                         {"instance", "InstanceNorm"},   {"batch@after", "with BN, after the activation"},
-                                         {"mystery", "mystery"}};
+  static const char *const cases[][2] = {{"batch", "with BN"}, {"none", "without BN"}, {"group:4", "GroupNorm (4)"}, {"layer", "LayerNorm"}, {"instance", "InstanceNorm"}, {"batch@after", "with BN, after the activation"}, {"mystery", "mystery"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char buf[96];
     nn_norm_label(cases[i][0], buf, sizeof buf);

@@ -27,12 +27,12 @@ typedef struct {
 } pool_shape;
 
 static const pool_shape pool_shapes[] = {
-    {2, 3, 24, 24, 2, 2}, /* 2x2 stride 2 */
-    {3, 2, 7, 9, 2, 2},   /* odd sizes: floor drops the last row/column */
-    {2, 2, 7, 7, 3, 2},   /* overlapping windows */
-    {1, 1, 5, 6, 3, 1},   /* stride 1, batch 1 */
-    {2, 3, 8, 7, 3, 3},   /* stride 3, floor on the width */
-    {2, 1, 4, 4, 4, 1},   /* window = input */
+    {2, 3, 24, 24, 2, 2},   /* 2x2 stride 2 */
+    {3, 2, 7, 9, 2, 2},     /* odd sizes: floor drops the last row/column */
+    {2, 2, 7, 7, 3, 2},     /* overlapping windows */
+    {1, 1, 5, 6, 3, 1},     /* stride 1, batch 1 */
+    {2, 3, 8, 7, 3, 3},     /* stride 3, floor on the width */
+    {2, 1, 4, 4, 4, 1},     /* window = input */
     {128, 6, 24, 24, 2, 2}, /* LeNet pool1 at batch 128 (threaded) */
     {128, 16, 8, 8, 2, 2},  /* LeNet pool2 */
     {64, 8, 13, 11, 3, 2},  /* threaded, overlapping, odd */
@@ -105,7 +105,7 @@ static void test_pool(void **state) {
 static void test_maxpool_ties_and_nan(void **state) {
   (void)state;
   /* one 4x4 plane, 2x2 windows stride 2 and 3x3 windows stride 1 */
-  float x[16] = {1, 5, 5, 2,   /* window (0,0): 5 at 1 and 4 -> 1; window (0,1): 5 at 2 and 6 -> 2 */
+  float x[16] = {1, 5, 5, 2, /* window (0,0): 5 at 1 and 4 -> 1; window (0,1): 5 at 2 and 6 -> 2 */
                  5, 0, 5, 2,
                  3, 3, 7, NAN, /* window (1,1): NaN wins over the later 7 */
                  3, 3, 1, 7};
@@ -131,7 +131,8 @@ static void test_maxpool_ties_and_nan(void **state) {
   float dy[4] = {1, 2, 4, 8}, dx[16];
   nn_maxpool2d_backward(&g3, dy, am, dx);
   for (int i = 0; i < 16; i++) {
-    float want = (i == 10) ? 1 + 4 : (i == 11) ? 2 : 0;
+    float want = (i == 10) ? 1 + 4 : (i == 11) ? 2
+                                               : 0;
     if (i == am[3]) want += 8;
     assert_true(dx[i] == want);
   }
@@ -157,7 +158,8 @@ static void test_maxpool_ties_vector_rows(void **state) {
     assert_non_null(am);
     for (size_t i = 0; i < nx; i++) {
       uint64_t v = tu_rng_next(&r) % 7;
-      x[i] = v == 0 ? NAN : v < 4 ? 0.0f : 1.0f;
+      x[i] = v == 0 ? NAN : v < 4 ? 0.0f
+                                  : 1.0f;
     }
     tu_fill_pair(&r, dy, NULL, ny, -1, 1);
     nn_maxpool2d_forward(&g, x, y, am);

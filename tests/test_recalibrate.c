@@ -14,7 +14,10 @@
 #include "data/dataset.h"
 #include "normnet.h"
 
-enum { N = 24, C = 3, BATCH = 6, BATCHES = 3 };
+enum { N = 24,
+       C = 3,
+       BATCH = 6,
+       BATCHES = 3 };
 
 static void test_cumulative_statistics(void **state) {
   (void)state;

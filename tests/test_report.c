@@ -79,9 +79,9 @@ static void test_report_in_chromium(void **state) {
   count_text(html, "<svg", &n);
   assert_true(n >= 1);
   assert_non_null(strstr(html, "<title>compare &lt;lenet&gt; &amp; more</title>"));
-  assert_non_null(strstr(html, ">with BN</text>")); /* legend text inside the inline SVG */
+  assert_non_null(strstr(html, ">with BN</text>"));                                  /* legend text inside the inline SVG */
   assert_non_null(strstr(html, ">Learning rate (first step of each epoch)</text>")); /* lr changes: a panel */
-  assert_non_null(strstr(html, "<td>0.025</td>"));                                  /* epoch 4's lr */
+  assert_non_null(strstr(html, "<td>0.025</td>"));                                   /* epoch 4's lr */
   assert_non_null(strstr(html, "<h2>Summary</h2>"));
   assert_non_null(strstr(html, "dog &lt;&amp;&gt;"));
   assert_null(strstr(html, "dog <&>"));
@@ -91,7 +91,7 @@ static void test_report_in_chromium(void **state) {
   assert_non_null(strstr(html, "<th class=\"l\">lr</th><td class=\"l\">0.1</td>"));
   assert_non_null(strstr(html, "conv2d filters=3 kernel=3"));
   assert_null(strstr(html, "<script"));
-  assert_null(strstr(html, "<link"));  /* nothing external: no stylesheet, image or font to fetch */
+  assert_null(strstr(html, "<link")); /* nothing external: no stylesheet, image or font to fetch */
   assert_null(strstr(html, "src="));
   assert_null(strstr(html, "url(http"));
   assert_null(strstr(html, "<?xml"));

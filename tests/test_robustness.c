@@ -100,9 +100,11 @@ static void test_inspect_activations(void **state) {
   assert_true(now() - t0 < 10);
   write_act("run", "epoch,layer,kind,mean,std\n0,1,batch\x1b[2Jnorm,1,1\n");
   expect_error(args, "activations.csv:2", NULL);
-  write_act("run", "epoch,layer,kind,mean,std\n0,1,batchnorm,1,1\n" "0,1,batchnorm,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
-                   "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
-                   "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1\n");
+  write_act("run",
+            "epoch,layer,kind,mean,std\n0,1,batchnorm,1,1\n"
+            "0,1,batchnorm,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+            "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+            "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1\n");
   expect_error(args, "activations.csv:3", NULL);
   /* a good file: epochs out of order and with gaps are fine, one table row per epoch */
   write_act("run", "epoch,layer,kind,mean,std\n3,1,batchnorm,0.5,2\n0,1,batchnorm,1,1\n0,3,dense,2,3\n");
@@ -419,10 +421,14 @@ static void test_divergence_guard(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_divergence_guard),
-      cmocka_unit_test(test_inspect_activations), cmocka_unit_test(test_spec_sizes),
-      cmocka_unit_test(test_flatten_overflow),    cmocka_unit_test(test_idx_bombs),
-      cmocka_unit_test(test_fifo),                cmocka_unit_test(test_resource_limits),
-      cmocka_unit_test(test_escaped_messages),    cmocka_unit_test(test_first_bad_output),
+      cmocka_unit_test(test_inspect_activations),
+      cmocka_unit_test(test_spec_sizes),
+      cmocka_unit_test(test_flatten_overflow),
+      cmocka_unit_test(test_idx_bombs),
+      cmocka_unit_test(test_fifo),
+      cmocka_unit_test(test_resource_limits),
+      cmocka_unit_test(test_escaped_messages),
+      cmocka_unit_test(test_first_bad_output),
   };
   dir = tu_tempdir("robust");
   if (!dir) return 1;

@@ -28,8 +28,9 @@
 
 static char *dir;
 static char data[1100];
-static const char *spec_text = "input shape=1x8x8\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\nflatten\n"
-                               "dropout rate=0.2\ndense units=10\n";
+static const char *spec_text =
+    "input shape=1x8x8\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\nflatten\n"
+    "dropout rate=0.2\ndense units=10\n";
 #define STEPS_PER_EPOCH 4 /* 32 training samples, batch 8 */
 
 static nn_recipe recipe(int epochs) {
@@ -37,8 +38,7 @@ static nn_recipe recipe(int epochs) {
   nn_error err = {0};
   char ep[16];
   snprintf(ep, sizeof ep, "%d", epochs);
-  const char *kv[][2] = {{"optimizer", "adam"}, {"lr", "0.01"},     {"batch", "8"},        {"epochs", ep},
-                         {"seed", "5"},         {"augment", "flip,crop=1"}, {"input-norm", "0.5,0.5"}, {"data", data}};
+  const char *kv[][2] = {{"optimizer", "adam"}, {"lr", "0.01"}, {"batch", "8"}, {"epochs", ep}, {"seed", "5"}, {"augment", "flip,crop=1"}, {"input-norm", "0.5,0.5"}, {"data", data}};
   for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
     if (nn_recipe_set(&r, kv[i][0], kv[i][1], &err)) fail_msg("%s", err.msg);
   return r;
@@ -199,7 +199,8 @@ static void test_resume_after_sigkill(void **state) {
 
 static void test_fault_injection(void **state) {
   (void)state;
-  enum { EPOCHS = 30, KILLS = 50 };
+  enum { EPOCHS = 30,
+         KILLS = 50 };
   train_new("fault-ref", EPOCHS);
   char ref[1024], d[1024], ck[1100];
   path_of(ref, sizeof ref, "fault-ref", NULL);
@@ -373,10 +374,7 @@ static void test_recipe_keys(void **state) {
   assert_true(r.opt.lr == 1e-3f && r.opt.eps == 1e-8f);
   const struct {
     const char *k, *v, *needle;
-  } bad[] = {{"lr", "-1", "lr: expected"},        {"epochs", "1.5", "epochs: expected an integer"},
-             {"optimizer", "rmsprop", "rmsprop"}, {"input-norm", "0,0", "input-norm"},
-             {"augment", "spin", "augment"},      {"frobnicate", "1", "unknown key 'frobnicate'"},
-             {"init", "he", "init: expected"},    {"bn-placement", "middle", "bn-placement"}};
+  } bad[] = {{"lr", "-1", "lr: expected"}, {"epochs", "1.5", "epochs: expected an integer"}, {"optimizer", "rmsprop", "rmsprop"}, {"input-norm", "0,0", "input-norm"}, {"augment", "spin", "augment"}, {"frobnicate", "1", "unknown key 'frobnicate'"}, {"init", "he", "init: expected"}, {"bn-placement", "middle", "bn-placement"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     nn_recipe before = r;
     assert_int_equal(nn_recipe_set(&r, bad[i].k, bad[i].v, &err), NN_ERR_ARG);

@@ -25,10 +25,14 @@ static const struct {
   double lr;
   long spe, total;
 } cases[] = {
-    {"constant", "constant", 0, 0.1, 7, 30},      {"step", "step:3:0.5", 0, 0.1, 7, 70},
-    {"cosine", "cosine", 0, 0.05, 10, 50},        {"onecycle", "onecycle", 0, 0.4, 10, 50},
-    {"onecycle_odd", "onecycle", 0, 0.01, 13, 37}, {"cosine_warmup", "cosine", 5, 0.1, 8, 40},
-    {"step_warmup", "step:2:0.1", 4, 0.2, 5, 30}, {"constant_warmup", "constant", 3, 0.5, 4, 12},
+    {"constant", "constant", 0, 0.1, 7, 30},
+    {"step", "step:3:0.5", 0, 0.1, 7, 70},
+    {"cosine", "cosine", 0, 0.05, 10, 50},
+    {"onecycle", "onecycle", 0, 0.4, 10, 50},
+    {"onecycle_odd", "onecycle", 0, 0.01, 13, 37},
+    {"cosine_warmup", "cosine", 5, 0.1, 8, 40},
+    {"step_warmup", "step:2:0.1", 4, 0.2, 5, 30},
+    {"constant_warmup", "constant", 3, 0.5, 4, 12},
 };
 
 static void test_against_torch(void **state) {

@@ -16,9 +16,9 @@
 static void test_errors_name_line(void **state) {
   (void)state;
   tu_expect_build_error("input shape=1x28x28\nconv2d filters=6 kernel=5\nconvv2d filters=3\n", NN_ERR_SPEC, "t.spec:3",
-                    "unknown layer 'convv2d'");
+                        "unknown layer 'convv2d'");
   tu_expect_build_error("input shape=1x28x28\n# comment\nconv2d filter=6 kernel=5\n", NN_ERR_SPEC, "t.spec:3",
-                    "unknown key 'filter'");
+                        "unknown key 'filter'");
   tu_expect_build_error("input shape=784\ndense units=abc\n", NN_ERR_SPEC, "t.spec:2", "bad value 'abc' for units");
   tu_expect_build_error("input shape=784\ndense units=0\n", NN_ERR_SPEC, "t.spec:2", "units");
   tu_expect_build_error("input shape=784\ndense\n", NN_ERR_SPEC, "t.spec:2", "missing required key 'units'");
@@ -28,7 +28,7 @@ static void test_errors_name_line(void **state) {
   tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm eps=0\n", NN_ERR_SPEC, "t.spec:3", "eps");
   tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm momentum=1.5\n", NN_ERR_SPEC, "t.spec:3", "momentum");
   tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm convention=tf\n", NN_ERR_SPEC, "t.spec:3",
-                    "pytorch or keras");
+                        "pytorch or keras");
   tu_expect_build_error("input shape=784\nrelu oops\n", NN_ERR_SPEC, "t.spec:2", "key=value");
   tu_expect_build_error("# nothing\n", NN_ERR_SPEC, "t.spec", "input");
 }
@@ -36,11 +36,12 @@ static void test_errors_name_line(void **state) {
 static void test_shape_errors_name_layer(void **state) {
   (void)state;
   /* 28 -> conv5 24 -> pool 12 -> conv5 8 -> pool 4 -> conv5: 4 < 5 */
-  tu_expect_build_error("input shape=1x28x28\nconv2d filters=6 kernel=5\navgpool2d\nconv2d filters=16 kernel=5\n"
-                    "avgpool2d\nconv2d filters=16 kernel=5\nflatten\ndense units=10\n",
-                    NN_ERR_SHAPE, "t.spec:6", "smaller than the 5x5 kernel");
+  tu_expect_build_error(
+      "input shape=1x28x28\nconv2d filters=6 kernel=5\navgpool2d\nconv2d filters=16 kernel=5\n"
+      "avgpool2d\nconv2d filters=16 kernel=5\nflatten\ndense units=10\n",
+      NN_ERR_SHAPE, "t.spec:6", "smaller than the 5x5 kernel");
   tu_expect_build_error("input shape=1x28x28\nconv2d filters=6 kernel=5\ndense units=10\n", NN_ERR_SHAPE, "t.spec:3",
-                    "flatten");
+                        "flatten");
   tu_expect_build_error("input shape=784\nconv2d filters=6 kernel=5\n", NN_ERR_SHAPE, "t.spec:2", "CxHxW");
   tu_expect_build_error("input shape=1x28x28\nconv2d filters=6 kernel=5\n", NN_ERR_SHAPE, "flat logits", NULL);
 }
@@ -176,8 +177,9 @@ static void test_bn_placement(void **state) {
   assert_int_equal(nn_spec_set_bn_placement(s, "after", &err), NN_OK);
   char *text = nn_spec_to_text(s);
   assert_non_null(strstr(text, "dense units=128 bias=1\nrelu\nbatchnorm"));
-  assert_null(strstr(text, "batchnorm momentum=0.99 eps=0.001 affine=1 track_running_stats=1 convention=keras "
-                           "use_global_stats=0 freeze_affine=0\nrelu"));
+  assert_null(strstr(text,
+                     "batchnorm momentum=0.99 eps=0.001 affine=1 track_running_stats=1 convention=keras "
+                     "use_global_stats=0 freeze_affine=0\nrelu"));
   free(text);
   assert_int_equal(nn_spec_set_bn_placement(s, "before", &err), NN_OK);
   text = nn_spec_to_text(s);
@@ -260,8 +262,9 @@ static void test_labels_checked(void **state) {
 /* A model's gradient equals a central finite difference of its loss (float, loose). */
 static void test_model_gradient_fd(void **state) {
   (void)state;
-  nn_model *m = build("input shape=1x5x5\nconv2d filters=2 kernel=3 pad=1\nbatchnorm\ntanh\navgpool2d size=2\n"
-                      "flatten\ndense units=4\nbatchnorm\nsigmoid\ndense units=3\n");
+  nn_model *m = build(
+      "input shape=1x5x5\nconv2d filters=2 kernel=3 pad=1\nbatchnorm\ntanh\navgpool2d size=2\n"
+      "flatten\ndense units=4\nbatchnorm\nsigmoid\ndense units=3\n");
   enum { N = 4 };
   float x[N * 25];
   int32_t y[N] = {0, 1, 2, 1};
@@ -305,8 +308,9 @@ static void test_keras_spellings(void **state) {
   nn_spec *s = NULL;
   nn_model *m = NULL;
   nn_error err = {0};
-  const char *keras = "input shape=1x8x8\nconv2d filters=4 kernel=3 activation=relu\nflatten\n"
-                      "dense units=16 activation=tanh\ndense units=5 activation=softmax\n";
+  const char *keras =
+      "input shape=1x8x8\nconv2d filters=4 kernel=3 activation=relu\nflatten\n"
+      "dense units=16 activation=tanh\ndense units=5 activation=softmax\n";
   assert_int_equal(nn_spec_parse(keras, "k", &s, &err), NN_OK);
   char *text = nn_spec_to_text(s);
   const char *conv = strstr(text, "conv2d"), *relu = strstr(text, "\nrelu\n"), *tanh_ = strstr(text, "\ntanh\n");
@@ -355,12 +359,17 @@ static void test_keras_spellings(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_errors_name_line),          cmocka_unit_test(test_shape_errors_name_layer),
-      cmocka_unit_test(test_lenet_shapes_and_counts),   cmocka_unit_test(test_norm_none_twin_and_roundtrip),
-      cmocka_unit_test(test_bn_batch_of_one),           cmocka_unit_test(test_labels_checked),
-      cmocka_unit_test(test_model_gradient_fd),          cmocka_unit_test(test_norm_variants_and_freeze),
+      cmocka_unit_test(test_errors_name_line),
+      cmocka_unit_test(test_shape_errors_name_layer),
+      cmocka_unit_test(test_lenet_shapes_and_counts),
+      cmocka_unit_test(test_norm_none_twin_and_roundtrip),
+      cmocka_unit_test(test_bn_batch_of_one),
+      cmocka_unit_test(test_labels_checked),
+      cmocka_unit_test(test_model_gradient_fd),
+      cmocka_unit_test(test_norm_variants_and_freeze),
       cmocka_unit_test(test_keras_spellings),
-      cmocka_unit_test(test_bn_placement),               cmocka_unit_test(test_nonfinite_batch_skips_running_update),
+      cmocka_unit_test(test_bn_placement),
+      cmocka_unit_test(test_nonfinite_batch_skips_running_update),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,15 +62,15 @@ void nn_assert_fail(const char *expr, const char *file, int line) {
 
 const char *nn_status_name(nn_status s) {
   switch (s) {
-  case NN_OK: return "ok";
-  case NN_ERR_ARG: return "invalid argument";
-  case NN_ERR_IO: return "i/o error";
-  case NN_ERR_FORMAT: return "bad file format";
-  case NN_ERR_SPEC: return "bad model spec";
-  case NN_ERR_SHAPE: return "shape mismatch";
-  case NN_ERR_BATCH: return "batch cannot be normalized";
-  case NN_ERR_NUMERIC: return "non-finite value";
-  case NN_ERR_NOMEM: return "out of memory";
+    case NN_OK: return "ok";
+    case NN_ERR_ARG: return "invalid argument";
+    case NN_ERR_IO: return "i/o error";
+    case NN_ERR_FORMAT: return "bad file format";
+    case NN_ERR_SPEC: return "bad model spec";
+    case NN_ERR_SHAPE: return "shape mismatch";
+    case NN_ERR_BATCH: return "batch cannot be normalized";
+    case NN_ERR_NUMERIC: return "non-finite value";
+    case NN_ERR_NOMEM: return "out of memory";
   }
   return "unknown status";
 }

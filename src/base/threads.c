@@ -8,11 +8,11 @@
 
 #include "normnet.h"
 
-#define TUNER_FIRST_GAP 8  /* steps of the best count before the first re-probe */
-#define TUNER_MAX_GAP 256  /* steps between probes of a losing count, at most */
-#define TUNER_EWMA 0.25    /* weight of a new measurement of the running best */
-#define TUNER_LOSS 1.5     /* a probe this much slower than the best is a clear loser */
-#define TUNER_CUT 2.0      /* re-probing a clear loser: a first step this much slower ends it */
+#define TUNER_FIRST_GAP 8 /* steps of the best count before the first re-probe */
+#define TUNER_MAX_GAP 256 /* steps between probes of a losing count, at most */
+#define TUNER_EWMA 0.25   /* weight of a new measurement of the running best */
+#define TUNER_LOSS 1.5    /* a probe this much slower than the best is a clear loser */
+#define TUNER_CUT 2.0     /* re-probing a clear loser: a first step this much slower ends it */
 
 static atomic_int user_fixed = 0; /* nn_set_threads(n > 0) was called */
 

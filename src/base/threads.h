@@ -17,18 +17,18 @@
 #define NN_TUNER_CANDIDATES 3
 
 typedef struct {
-  int ncand;                       /* 0 = not initialised */
-  int cand[NN_TUNER_CANDIDATES];   /* thread counts tried: all cores, 1, half the cores */
-  double cost[NN_TUNER_CANDIDATES];/* seconds per sample; 0 = not measured yet */
-  int best;                        /* index of the fastest measured candidate */
-  int cur;                         /* index in use for the running step */
-  int left;                        /* steps left in the current run of `cur` */
-  int fresh;                       /* the running step is the first of its run (not counted) */
-  int probing;                     /* the current run is a probe of a non-best candidate */
-  int next_probe;                  /* round robin over the non-best candidates */
-  int gap;                         /* steps of the best candidate between probes */
-  double t0;                       /* start of the running step; < 0: none to measure */
-  int n0;                          /* its batch size */
+  int ncand;                        /* 0 = not initialised */
+  int cand[NN_TUNER_CANDIDATES];    /* thread counts tried: all cores, 1, half the cores */
+  double cost[NN_TUNER_CANDIDATES]; /* seconds per sample; 0 = not measured yet */
+  int best;                         /* index of the fastest measured candidate */
+  int cur;                          /* index in use for the running step */
+  int left;                         /* steps left in the current run of `cur` */
+  int fresh;                        /* the running step is the first of its run (not counted) */
+  int probing;                      /* the current run is a probe of a non-best candidate */
+  int next_probe;                   /* round robin over the non-best candidates */
+  int gap;                          /* steps of the best candidate between probes */
+  double t0;                        /* start of the running step; < 0: none to measure */
+  int n0;                           /* its batch size */
 } nn_tuner;
 
 /* Cores the library may use when it chooses (>= 1), or 0 when the user fixed the count

@@ -49,30 +49,30 @@ static nn_status parse_item(const char *item, const char *text, nn_augment *a, u
 
   char *end;
   switch (which) {
-  case 0:
-    if (val) return nn_err_set(err, NN_ERR_ARG, "augmentation '%s': flip takes no value", item);
-    a->flip = 1;
-    return NN_OK;
-  case 1: {
-    errno = 0;
-    double f = val && *val ? strtod(val, &end) : NAN;
-    if (!val || !*val || errno || *end || !isfinite(f) || !(f > 0) || f > ROTATE_MAX)
-      return nn_err_set(err, NN_ERR_ARG,
-                        "augmentation '%s': rotate needs a factor F in (0, %g] (a fraction of 2*pi), e.g. rotate=0.1",
-                        item, ROTATE_MAX);
-    a->rotate = (float)f;
-    return NN_OK;
-  }
-  default: {
-    errno = 0;
-    long n = val && *val ? strtol(val, &end, 10) : 0;
-    if (!val || !*val || errno || *end || n < 1 || n > CROP_MAX)
-      return nn_err_set(err, NN_ERR_ARG,
-                        "augmentation '%s': crop needs an integer N in [1, %d] (pixels of zero padding), e.g. crop=4",
-                        item, CROP_MAX);
-    a->crop = (int)n;
-    return NN_OK;
-  }
+    case 0:
+      if (val) return nn_err_set(err, NN_ERR_ARG, "augmentation '%s': flip takes no value", item);
+      a->flip = 1;
+      return NN_OK;
+    case 1: {
+      errno = 0;
+      double f = val && *val ? strtod(val, &end) : NAN;
+      if (!val || !*val || errno || *end || !isfinite(f) || !(f > 0) || f > ROTATE_MAX)
+        return nn_err_set(err, NN_ERR_ARG,
+                          "augmentation '%s': rotate needs a factor F in (0, %g] (a fraction of 2*pi), e.g. rotate=0.1",
+                          item, ROTATE_MAX);
+      a->rotate = (float)f;
+      return NN_OK;
+    }
+    default: {
+      errno = 0;
+      long n = val && *val ? strtol(val, &end, 10) : 0;
+      if (!val || !*val || errno || *end || n < 1 || n > CROP_MAX)
+        return nn_err_set(err, NN_ERR_ARG,
+                          "augmentation '%s': crop needs an integer N in [1, %d] (pixels of zero padding), e.g. crop=4",
+                          item, CROP_MAX);
+      a->crop = (int)n;
+      return NN_OK;
+    }
   }
 }
 

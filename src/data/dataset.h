@@ -16,12 +16,12 @@
 #include "normnet.h"
 
 struct nn_dataset {
-  int n;               /* number of samples */
-  int c, h, w;         /* sample shape (CHW) */
-  int num_classes;     /* labels are in [0, num_classes) */
-  size_t sample_size;  /* c * h * w bytes per sample */
-  uint8_t *images;     /* n x sample_size bytes, sample-major, each sample CHW */
-  int32_t *labels;     /* n labels */
+  int n;                          /* number of samples */
+  int c, h, w;                    /* sample shape (CHW) */
+  int num_classes;                /* labels are in [0, num_classes) */
+  size_t sample_size;             /* c * h * w bytes per sample */
+  uint8_t *images;                /* n x sample_size bytes, sample-major, each sample CHW */
+  int32_t *labels;                /* n labels */
   const char *const *class_names; /* num_classes names from the source, or NULL (static, not owned) */
 };
 

@@ -43,11 +43,11 @@ static const char *gz_msg(gzFile f, const char *path, int *errnum) {
 typedef struct {
   const char *path;
   gzFile f;
-  off_t file_size;   /* on disk (compressed or not) */
-  int raw;           /* not gzip: sizes are known from file_size */
+  off_t file_size; /* on disk (compressed or not) */
+  int raw;         /* not gzip: sizes are known from file_size */
   uint32_t dims[3];
-  uint64_t bytes;    /* data bytes announced by the header */
-  char shape[64];    /* "N x H x W" */
+  uint64_t bytes; /* data bytes announced by the header */
+  char shape[64]; /* "N x H x W" */
 } idx_file;
 
 /* Read up to len bytes; returns the count (short only at the end) or -1 with err filled. */

@@ -12,9 +12,9 @@
 
 /* The classes of the known sources, in label order. */
 static const char *const FASHION[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                        "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+                                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
 static const char *const CIFAR10[10] = {"airplane", "automobile", "bird", "cat", "deer",
-                                        "dog",      "frog",       "horse", "ship", "truck"};
+                                        "dog", "frog", "horse", "ship", "truck"};
 static const char *const DIGITS[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
 
 static const char *const *source_names(const char *source) {

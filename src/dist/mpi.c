@@ -61,7 +61,6 @@ int nn_dist_mpi_open(int *argc, char ***argv, nn_comm *c, char *msg, size_t len)
   }
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  *c = (nn_comm){.rank = rank, .size = size, .sync_bn = 1, .ctx = NULL, .sum_f32 = sum_f32, .sum_f64 = sum_f64,
-                 .bcast = bcast, .abort = job_abort, .finalize = finalize};
+  *c = (nn_comm){.rank = rank, .size = size, .sync_bn = 1, .ctx = NULL, .sum_f32 = sum_f32, .sum_f64 = sum_f64, .bcast = bcast, .abort = job_abort, .finalize = finalize};
   return 0;
 }

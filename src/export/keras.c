@@ -43,7 +43,7 @@ typedef struct {
   hid_t file, layers_grp, gcpl, dcpl;
   const char *used[32]; /* class base names already used and their counts */
   int used_n[32], nused;
-  nn_keras_flat flat;   /* layout of the current flat features */
+  nn_keras_flat flat; /* layout of the current flat features */
   int failed;
 } kctx;
 
@@ -223,14 +223,16 @@ static nn_status emit_layer(kctx *k, const nn_layer *L, float *tmp, nn_error *er
                           lname);
       /* Keras's momentum is the weight of the old value; cumulative averaging has no Keras
        * equivalent and only matters for further training: Keras's default then. */
-      double m = b->momentum < 0 ? 0.99 : b->convention == NN_BN_KERAS ? b->momentum : 1.0 - b->momentum;
+      double m = b->momentum < 0 ? 0.99 : b->convention == NN_BN_KERAS ? b->momentum
+                                                                       : 1.0 - b->momentum;
       batchnorm_layer(k, L, b->affine, m, b->eps, tmp);
       return NN_OK;
     }
     case NN_LAYER_RELU:
     case NN_LAYER_SIGMOID:
     case NN_LAYER_TANH: {
-      const char *fn = L->kind == NN_LAYER_RELU ? "relu" : L->kind == NN_LAYER_SIGMOID ? "sigmoid" : "tanh";
+      const char *fn = L->kind == NN_LAYER_RELU ? "relu" : L->kind == NN_LAYER_SIGMOID ? "sigmoid"
+                                                                                       : "tanh";
       close_vars(add_layer(k, "Activation", "activation", activation(fn), L->in));
       return NN_OK;
     }
@@ -254,8 +256,7 @@ static nn_status emit_layer(kctx *k, const nn_layer *L, float *tmp, nn_error *er
       k->flat = (nn_keras_flat){L->in.c, L->in.h, L->in.w};
       return NN_OK;
     case NN_LAYER_DROPOUT:
-      close_vars(add_layer(k, "Dropout", "dropout", json_pack("{s:f, s:n, s:n}", "rate", cfg->dropout.rate, "seed",
-                                                             "noise_shape"),
+      close_vars(add_layer(k, "Dropout", "dropout", json_pack("{s:f, s:n, s:n}", "rate", cfg->dropout.rate, "seed", "noise_shape"),
                            L->in));
       return NN_OK;
     case NN_LAYER_GROUPNORM:

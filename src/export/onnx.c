@@ -28,8 +28,11 @@
 #include "export/protobuf.h"
 #include "model/model.h"
 
-enum { ONNX_FLOAT = 1, ONNX_INT64 = 7 };
-enum { ATTR_FLOAT = 1, ATTR_INT = 2, ATTR_INTS = 7 };
+enum { ONNX_FLOAT = 1,
+       ONNX_INT64 = 7 };
+enum { ATTR_FLOAT = 1,
+       ATTR_INT = 2,
+       ATTR_INTS = 7 };
 #define ONNX_IR_VERSION 8
 #define ONNX_OPSET 17
 #define NAME_LEN 48

@@ -21,7 +21,10 @@ typedef struct {
   int oom;
 } nn_pb;
 
-enum { NN_PB_VARINT = 0, NN_PB_I64 = 1, NN_PB_LEN = 2, NN_PB_I32 = 5 };
+enum { NN_PB_VARINT = 0,
+       NN_PB_I64 = 1,
+       NN_PB_LEN = 2,
+       NN_PB_I32 = 5 };
 
 void nn_pb_free(nn_pb *b);
 void nn_pb_varint(nn_pb *b, int field, uint64_t v);

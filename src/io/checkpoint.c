@@ -31,8 +31,8 @@
 #define NN_CKPT_DATA_KEY "normnet.data"
 #define NN_CKPT_OPTIM_PREFIX "optim."
 
-static const char *const reserved_keys[] = {"format",         NN_CKPT_SPEC_KEY, NN_CKPT_RNG_KEY, NN_CKPT_STEPS_KEY,
-                                            NN_CKPT_MEAN_KEY, NN_CKPT_STD_KEY,  NN_CKPT_DATA_KEY};
+static const char *const reserved_keys[] = {"format", NN_CKPT_SPEC_KEY, NN_CKPT_RNG_KEY, NN_CKPT_STEPS_KEY,
+                                            NN_CKPT_MEAN_KEY, NN_CKPT_STD_KEY, NN_CKPT_DATA_KEY};
 #define NRESERVED (int)(sizeof reserved_keys / sizeof reserved_keys[0])
 
 struct nn_checkpoint {
@@ -91,7 +91,7 @@ nn_status nn_checkpoint_save(const nn_model *m, const char *path, const nn_meta_
 }
 
 nn_status nn_checkpoint_save_training(const nn_model *m, const nn_optimizer *opt, const char *path,
-                                     const nn_meta_pair *extra, int nextra, nn_error *err) {
+                                      const nn_meta_pair *extra, int nextra, nn_error *err) {
   if (!m || !path || !*path || nextra < 0 || (nextra > 0 && !extra))
     return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_save: invalid arguments");
   for (int i = 0; i < nextra; i++)

@@ -87,7 +87,7 @@ typedef struct {
   unsigned char *h5img; /* model.weights.h5 bytes from the archive */
   json_t *config;       /* NULL for a bare .weights.h5 */
   hid_t file;
-  const char *legacy;   /* legacy Keras HDF5 (model.save("x.h5")): the group holding the layers */
+  const char *legacy; /* legacy Keras HDF5 (model.save("x.h5")): the group holding the layers */
 } ksrc;
 
 /* A string-array attribute (variable or fixed length) of obj: its count, and with out != NULL
@@ -379,7 +379,8 @@ static nn_status check_config(const ksrc *k, const klayer *kl, const nn_model *m
   if (!why && (L->kind == NN_LAYER_DENSE || L->kind == NN_LAYER_CONV2D)) {
     const char *act = jstr(c, "activation");
     nn_layer_kind want = !strcmp(act, "relu") ? NN_LAYER_RELU : !strcmp(act, "sigmoid") ? NN_LAYER_SIGMOID
-                        : !strcmp(act, "tanh") ? NN_LAYER_TANH : NN_LAYER__COUNT;
+                                                            : !strcmp(act, "tanh")      ? NN_LAYER_TANH
+                                                                                        : NN_LAYER__COUNT;
     if (*act && strcmp(act, "linear") && (want == NN_LAYER__COUNT || li + 1 >= m->nlayers || m->layers[li + 1].kind != want)) {
       snprintf(buf, sizeof buf, "activation '%s' inside the layer is not the model's next layer", act);
       why = buf;

@@ -5,7 +5,10 @@
 
 #include "normnet.h"
 
-typedef enum { NN_FILE_OTHER = 0, NN_FILE_ZIP, NN_FILE_HDF5, NN_FILE_PICKLE } nn_file_kind;
+typedef enum { NN_FILE_OTHER = 0,
+               NN_FILE_ZIP,
+               NN_FILE_HDF5,
+               NN_FILE_PICKLE } nn_file_kind;
 
 /* What the first bytes of a file say: a zip archive (Keras .keras, or PyTorch's zip
  * torch.save), HDF5 (Keras .weights.h5), a pickle (legacy torch.save), or anything else. */

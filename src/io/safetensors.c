@@ -15,7 +15,7 @@
 
 struct nn_st_file {
   char *path;
-  unsigned char *file; /* whole file */
+  unsigned char *file;       /* whole file */
   const unsigned char *data; /* data section */
   uint64_t data_size;
   json_t *root;
@@ -39,9 +39,7 @@ static uint64_t get_u64(const unsigned char *p) {
 static const struct {
   const char *name;
   int size;
-} dtypes[] = {{"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2},
-              {"U16", 2},  {"F16", 2}, {"BF16", 2}, {"I32", 4},    {"U32", 4},     {"F32", 4},
-              {"I64", 8},  {"U64", 8}, {"F64", 8}};
+} dtypes[] = {{"BOOL", 1}, {"U8", 1}, {"I8", 1}, {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2}, {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4}, {"I64", 8}, {"U64", 8}, {"F64", 8}};
 
 static int dtype_size(const char *name) {
   for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)

@@ -18,7 +18,7 @@
 typedef struct {
   const char *name; /* owned by the handle */
   char dtype[16];
-  int dsize;        /* bytes per element */
+  int dsize; /* bytes per element */
   int ndim;
   int64_t dims[8];
   uint64_t begin, end; /* byte offsets in the data section */

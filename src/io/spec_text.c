@@ -56,42 +56,42 @@ static int parse_value(const nn_key *key, const char *v, nn_layer_cfg *cfg, char
   char *end;
   unsigned char *base = (unsigned char *)cfg + key->offset;
   switch (key->type) {
-  case NN_KEY_INT: {
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    snprintf(expect, elen, "an integer in [%g, %g]", key->min, key->max);
-    if (errno || end == v || *end || x < key->min || x > key->max) return -1;
-    int i = (int)x;
-    memcpy(base, &i, sizeof i);
-    return 0;
-  }
-  case NN_KEY_BOOL: {
-    snprintf(expect, elen, "0 or 1 (or true/false)");
-    int b;
-    if (!strcmp(v, "1") || !strcmp(v, "true")) b = 1;
-    else if (!strcmp(v, "0") || !strcmp(v, "false")) b = 0;
-    else return -1;
-    memcpy(base, &b, sizeof b);
-    return 0;
-  }
-  case NN_KEY_MOMENTUM:
-    if (!strcmp(v, "cumulative") || !strcmp(v, "none")) {
-      double d = NN_BN_CUMULATIVE;
-      memcpy(base, &d, sizeof d);
+    case NN_KEY_INT: {
+      errno = 0;
+      long x = strtol(v, &end, 10);
+      snprintf(expect, elen, "an integer in [%g, %g]", key->min, key->max);
+      if (errno || end == v || *end || x < key->min || x > key->max) return -1;
+      int i = (int)x;
+      memcpy(base, &i, sizeof i);
       return 0;
     }
-    return parse_number(key, v, base, expect, elen);
-  case NN_KEY_DOUBLE:
-    return parse_number(key, v, base, expect, elen);
-  case NN_KEY_CONVENTION: {
-    snprintf(expect, elen, "pytorch or keras");
-    int c;
-    if (!strcmp(v, "pytorch") || !strcmp(v, "torch")) c = NN_BN_PYTORCH;
-    else if (!strcmp(v, "keras")) c = NN_BN_KERAS;
-    else return -1;
-    memcpy(base, &c, sizeof c);
-    return 0;
-  }
+    case NN_KEY_BOOL: {
+      snprintf(expect, elen, "0 or 1 (or true/false)");
+      int b;
+      if (!strcmp(v, "1") || !strcmp(v, "true")) b = 1;
+      else if (!strcmp(v, "0") || !strcmp(v, "false")) b = 0;
+      else return -1;
+      memcpy(base, &b, sizeof b);
+      return 0;
+    }
+    case NN_KEY_MOMENTUM:
+      if (!strcmp(v, "cumulative") || !strcmp(v, "none")) {
+        double d = NN_BN_CUMULATIVE;
+        memcpy(base, &d, sizeof d);
+        return 0;
+      }
+      return parse_number(key, v, base, expect, elen);
+    case NN_KEY_DOUBLE:
+      return parse_number(key, v, base, expect, elen);
+    case NN_KEY_CONVENTION: {
+      snprintf(expect, elen, "pytorch or keras");
+      int c;
+      if (!strcmp(v, "pytorch") || !strcmp(v, "torch")) c = NN_BN_PYTORCH;
+      else if (!strcmp(v, "keras")) c = NN_BN_KERAS;
+      else return -1;
+      memcpy(base, &c, sizeof c);
+      return 0;
+    }
   }
   return -1;
 }
@@ -138,8 +138,10 @@ static nn_status take_activation(const nn_spec *s, int lineno, char **tok, int *
     if (!strcmp(v, "relu") || !strcmp(v, "sigmoid") || !strcmp(v, "tanh")) *act = nn_layer_kind_find(v);
     else if (!strcmp(v, "softmax")) *act = -2;
     else if (strcmp(v, "linear"))
-      return nn_err_set(err, NN_ERR_SPEC, "%s:%d: %s: bad value '%s' for activation (expected relu, sigmoid, tanh, "
-                        "softmax or linear)", s->source, lineno, tok[0], v);
+      return nn_err_set(err, NN_ERR_SPEC,
+                        "%s:%d: %s: bad value '%s' for activation (expected relu, sigmoid, tanh, "
+                        "softmax or linear)",
+                        s->source, lineno, tok[0], v);
     for (int u = t + 1; u < *ntok; u++) tok[u - 1] = tok[u];
     (*ntok)--;
     return NN_OK;
@@ -313,29 +315,29 @@ static void print_value(nn_strbuf *b, const nn_key *key, const nn_layer_cfg *cfg
   int i;
   double d;
   switch (key->type) {
-  case NN_KEY_INT:
-  case NN_KEY_BOOL:
-    memcpy(&i, base, sizeof i);
-    nn_strbuf_printf(b, " %s=%d", key->name, i);
-    break;
-  case NN_KEY_MOMENTUM:
-  case NN_KEY_DOUBLE:
-    memcpy(&d, base, sizeof d);
-    if (key->type == NN_KEY_MOMENTUM && d < 0)
-      nn_strbuf_printf(b, " %s=cumulative", key->name);
-    else {
-      char num[32]; /* shortest text that reads back to the same double */
-      for (int prec = 6; prec <= 17; prec++) {
-        snprintf(num, sizeof num, "%.*g", prec, d);
-        if (strtod(num, NULL) == d) break;
+    case NN_KEY_INT:
+    case NN_KEY_BOOL:
+      memcpy(&i, base, sizeof i);
+      nn_strbuf_printf(b, " %s=%d", key->name, i);
+      break;
+    case NN_KEY_MOMENTUM:
+    case NN_KEY_DOUBLE:
+      memcpy(&d, base, sizeof d);
+      if (key->type == NN_KEY_MOMENTUM && d < 0)
+        nn_strbuf_printf(b, " %s=cumulative", key->name);
+      else {
+        char num[32]; /* shortest text that reads back to the same double */
+        for (int prec = 6; prec <= 17; prec++) {
+          snprintf(num, sizeof num, "%.*g", prec, d);
+          if (strtod(num, NULL) == d) break;
+        }
+        nn_strbuf_printf(b, " %s=%s", key->name, num);
       }
-      nn_strbuf_printf(b, " %s=%s", key->name, num);
-    }
-    break;
-  case NN_KEY_CONVENTION:
-    memcpy(&i, base, sizeof i);
-    nn_strbuf_printf(b, " %s=%s", key->name, i == NN_BN_KERAS ? "keras" : "pytorch");
-    break;
+      break;
+    case NN_KEY_CONVENTION:
+      memcpy(&i, base, sizeof i);
+      nn_strbuf_printf(b, " %s=%s", key->name, i == NN_BN_KERAS ? "keras" : "pytorch");
+      break;
   }
 }
 

@@ -85,15 +85,15 @@ static inline size_t bn_plane(const nn_norm_geom *g) { return (size_t)g->c * (si
 
 typedef struct {
   const float *x, *dy, *gamma, *beta;
-  const float *shift;                 /* forward phases: the per-channel shift */
+  const float *shift;                  /* forward phases: the per-channel shift */
   const float *cmean, *cvar, *cinvstd; /* given statistics (backward, inference) */
-  float *y, *dx;                      /* the tensor written */
-  float *mean, *var, *invstd;         /* statistics written by a training forward */
-  float *dgamma, *dbeta;              /* accumulated, may be NULL */
-  double *s1, *s2, *s3;               /* phase sums: (sum, sumsq) or (sd, sdy, sdyd) */
-  const double *t1, *t2, *t3;         /* phase sums given */
-  double count;                       /* values per channel behind the sums */
-  nn_act act;                         /* fused activation: y is act(BN(x)); dy is dz, with z given */
+  float *y, *dx;                       /* the tensor written */
+  float *mean, *var, *invstd;          /* statistics written by a training forward */
+  float *dgamma, *dbeta;               /* accumulated, may be NULL */
+  double *s1, *s2, *s3;                /* phase sums: (sum, sumsq) or (sd, sdy, sdyd) */
+  const double *t1, *t2, *t3;          /* phase sums given */
+  double count;                        /* values per channel behind the sums */
+  nn_act act;                          /* fused activation: y is act(BN(x)); dy is dz, with z given */
   const float *z;
 } bn_io;
 
@@ -221,8 +221,7 @@ void nn_bn_forward_train(const nn_norm_geom *g, const float *x, const float *gam
 
 void nn_bn_forward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                              const float *beta, float *z, float *mean, float *var, float *invstd) {
-  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .y = z, .mean = mean, .var = var, .invstd = invstd,
-                    .count = (double)g->n * g->s, .act = act};
+  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .y = z, .mean = mean, .var = var, .invstd = invstd, .count = (double)g->n * g->s, .act = act};
   bn_run(g, &io, fwd_train_rows, fwd_train_ch);
 }
 
@@ -238,8 +237,7 @@ void nn_bn_moments(const nn_norm_geom *g, const float *x, const float *shift, do
 void nn_bn_forward_apply(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
                          const float *shift, const double *sum, const double *sumsq, double count, float *y,
                          float *mean, float *var, float *invstd) {
-  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .shift = shift, .t1 = sum, .t2 = sumsq, .count = count,
-                    .y = y, .mean = mean, .var = var, .invstd = invstd};
+  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .shift = shift, .t1 = sum, .t2 = sumsq, .count = count, .y = y, .mean = mean, .var = var, .invstd = invstd};
   bn_run(g, &io, fwd_apply_rows, fwd_apply_ch);
 }
 
@@ -445,8 +443,7 @@ void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x,
                               const float *mean, const float *invstd, const float *z, const float *dz, float *dx,
                               float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
-  const bn_io io = {.x = x, .dy = dz, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd,
-                    .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
+  const bn_io io = {.x = x, .dy = dz, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
   bn_run(g, &io, bwd_train_rows, bwd_train_ch);
 }
 
@@ -460,8 +457,7 @@ void nn_bn_backward_apply(const nn_norm_geom *g, const float *x, const float *ga
                           const float *invstd, const float *dy, const double *sd, const double *sdy,
                           const double *sdyd, double count, float *dx, float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
-  const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .t1 = sd, .t2 = sdy,
-                    .t3 = sdyd, .count = count, .dx = dx, .dgamma = dgamma, .dbeta = dbeta};
+  const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .t1 = sd, .t2 = sdy, .t3 = sdyd, .count = count, .dx = dx, .dgamma = dgamma, .dbeta = dbeta};
   bn_run(g, &io, bwd_apply_rows, bwd_apply_ch);
 }
 
@@ -526,8 +522,7 @@ static void bwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw)
 void nn_bn_backward_infer(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
                           const float *var, const float *dy, float *dx, float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
-  const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cvar = var, .dx = dx, .dgamma = dgamma,
-                    .dbeta = dbeta};
+  const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cvar = var, .dx = dx, .dgamma = dgamma, .dbeta = dbeta};
   bn_run(g, &io, bwd_infer_rows, bwd_infer_ch);
 }
 

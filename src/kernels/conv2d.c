@@ -49,7 +49,7 @@ int nn_conv_geom_init(nn_conv_geom *g) {
 
 typedef struct {
   int ckk, ohw, cs, nchunks, groups, slots;
-  int dw_t; /* partial dW kept transposed, [CKK, OC] (faster GEMM shape from 16 filters) */
+  int dw_t;                    /* partial dW kept transposed, [CKK, OC] (faster GEMM shape from 16 filters) */
   size_t col, tmp, slot, part; /* floats: col matrix, tmp, one slot, one group partial */
 } conv_plan;
 

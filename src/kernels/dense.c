@@ -10,9 +10,9 @@
 #include "base/error.h"
 #include "kernels/kernels.h"
 
-#define DENSE_ROW_BLOCK 32           /* samples per block for y and dx */
-#define DENSE_OUT_BLOCK 16           /* output rows per block for dw */
-#define DENSE_PAR_FLOPS (1L << 21)   /* below this, one thread (wake-ups cost more) */
+#define DENSE_ROW_BLOCK 32         /* samples per block for y and dx */
+#define DENSE_OUT_BLOCK 16         /* output rows per block for dw */
+#define DENSE_PAR_FLOPS (1L << 21) /* below this, one thread (wake-ups cost more) */
 
 /* nn_gemm restricted to the calling thread (oneDNN goes serial inside a parallel region;
  * outside one it would spread the call over all threads and choose its own split). */

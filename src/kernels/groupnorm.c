@@ -35,7 +35,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#define NV 2           /* 8-lane accumulators per quantity: 16 lanes */
+#define NV 2 /* 8-lane accumulators per quantity: 16 lanes */
 #define LANES (8 * NV)
 #define EBLK 256       /* per-element parameter gradients: elements per work item */
 #define WS_PER_GROUP 4 /* backward workspace: mu - K, k, mean(dxhat), k*(mu - K) */
@@ -65,30 +65,30 @@ static void gn_fwd_group(const nn_norm_geom *G, const float *x, const float *gam
   if (var) var[t] = (float)st.var;
   invstd[t] = (float)is;
   switch (affine) {
-  case NN_GN_AFFINE_NONE: {
-    const float sc = (float)is, sh = (float)(-off * is);
+    case NN_GN_AFFINE_NONE: {
+      const float sc = (float)is, sh = (float)(-off * is);
 #pragma omp simd
-    for (size_t k = 0; k < m; k++) q[k] = (p[k] - K) * sc + sh;
-    break;
-  }
-  case NN_GN_AFFINE_CHANNEL:
-    for (int ch = 0; ch < cg; ch++) {
-      const int cc = g * cg + ch;
-      const double scd = (double)gamma[cc] * is;
-      const float sc = (float)scd, sh = (float)((double)beta[cc] - off * scd);
-      const float *pc = p + (size_t)ch * s;
-      float *qc = q + (size_t)ch * s;
-#pragma omp simd
-      for (int j = 0; j < s; j++) qc[j] = (pc[j] - K) * sc + sh;
+      for (size_t k = 0; k < m; k++) q[k] = (p[k] - K) * sc + sh;
+      break;
     }
-    break;
-  case NN_GN_AFFINE_ELEMENT: {
-    const float *ga = gamma + (size_t)g * m, *be = beta + (size_t)g * m;
-    const float a = (float)is, b = (float)(-off * is);
+    case NN_GN_AFFINE_CHANNEL:
+      for (int ch = 0; ch < cg; ch++) {
+        const int cc = g * cg + ch;
+        const double scd = (double)gamma[cc] * is;
+        const float sc = (float)scd, sh = (float)((double)beta[cc] - off * scd);
+        const float *pc = p + (size_t)ch * s;
+        float *qc = q + (size_t)ch * s;
 #pragma omp simd
-    for (size_t k = 0; k < m; k++) q[k] = ((p[k] - K) * a + b) * ga[k] + be[k];
-    break;
-  }
+        for (int j = 0; j < s; j++) qc[j] = (pc[j] - K) * sc + sh;
+      }
+      break;
+    case NN_GN_AFFINE_ELEMENT: {
+      const float *ga = gamma + (size_t)g * m, *be = beta + (size_t)g * m;
+      const float a = (float)is, b = (float)(-off * is);
+#pragma omp simd
+      for (size_t k = 0; k < m; k++) q[k] = ((p[k] - K) * a + b) * ga[k] + be[k];
+      break;
+    }
   }
 }
 
@@ -132,26 +132,26 @@ static void gn_bwd_sums(const float *x, const float *gamma, const float *mean, c
   double sd = 0, se = 0, sed = 0;
   float *pc = part + 2 * (t * (size_t)cg); /* = 2*(i*C + g*cg) */
   switch (affine) {
-  case NN_GN_AFFINE_NONE:
-    gn_run_sums(p, d, NULL, m, K, &sd, &se, &sed);
-    break;
-  case NN_GN_AFFINE_ELEMENT:
-    gn_run_sums(p, d, gamma + (size_t)g * m, m, K, &sd, &se, &sed);
-    break;
-  case NN_GN_AFFINE_CHANNEL:
-    for (int ch = 0; ch < cg; ch++) {
-      double cd = 0, cdy = 0, cdyd = 0, gc = gamma[g * cg + ch];
-      gn_run_sums(p + (size_t)ch * s, d + (size_t)ch * s, NULL, (size_t)s, K, &cd, &cdy, &cdyd);
-      sd += cd;
-      se += gc * cdy;
-      sed += gc * cdyd;
-      pc[2 * ch] = (float)cdyd; /* finished below, once mu is known */
-      pc[2 * ch + 1] = (float)cdy;
-    }
-    break;
+    case NN_GN_AFFINE_NONE:
+      gn_run_sums(p, d, NULL, m, K, &sd, &se, &sed);
+      break;
+    case NN_GN_AFFINE_ELEMENT:
+      gn_run_sums(p, d, gamma + (size_t)g * m, m, K, &sd, &se, &sed);
+      break;
+    case NN_GN_AFFINE_CHANNEL:
+      for (int ch = 0; ch < cg; ch++) {
+        double cd = 0, cdy = 0, cdyd = 0, gc = gamma[g * cg + ch];
+        gn_run_sums(p + (size_t)ch * s, d + (size_t)ch * s, NULL, (size_t)s, K, &cd, &cdy, &cdyd);
+        sd += cd;
+        se += gc * cdy;
+        sed += gc * cdyd;
+        pc[2 * ch] = (float)cdyd; /* finished below, once mu is known */
+        pc[2 * ch + 1] = (float)cdy;
+      }
+      break;
   }
   const double md = (double)m, is = invstd[t], off = sd / md; /* mu - K */
-  const double sxm = sed - off * se;                            /* sum(dxhat * (x - mu)) */
+  const double sxm = sed - off * se;                          /* sum(dxhat * (x - mu)) */
   const double k = is * is * is * sxm / md;
   float *w = coef + WS_PER_GROUP * t;
   w[0] = (float)off;
@@ -173,24 +173,24 @@ static void gn_bwd_dx(const float *x, const float *gamma, const float *mean, con
   const float *w = coef + WS_PER_GROUP * t;
   const float K = mean[t], A = invstd[t], k = w[1], c0 = w[2], B = w[3];
   switch (affine) {
-  case NN_GN_AFFINE_NONE:
+    case NN_GN_AFFINE_NONE:
 #pragma omp simd
-    for (size_t j = 0; j < m; j++) q[j] = A * (d[j] - c0) - k * (p[j] - K) + B;
-    break;
-  case NN_GN_AFFINE_CHANNEL:
-    for (int ch = 0; ch < cg; ch++) {
-      const float gc = gamma[g * cg + ch];
-      const size_t b = (size_t)ch * s;
+      for (size_t j = 0; j < m; j++) q[j] = A * (d[j] - c0) - k * (p[j] - K) + B;
+      break;
+    case NN_GN_AFFINE_CHANNEL:
+      for (int ch = 0; ch < cg; ch++) {
+        const float gc = gamma[g * cg + ch];
+        const size_t b = (size_t)ch * s;
 #pragma omp simd
-      for (int j = 0; j < s; j++) q[b + j] = A * (gc * d[b + j] - c0) - k * (p[b + j] - K) + B;
+        for (int j = 0; j < s; j++) q[b + j] = A * (gc * d[b + j] - c0) - k * (p[b + j] - K) + B;
+      }
+      break;
+    case NN_GN_AFFINE_ELEMENT: {
+      const float *ga = gamma + (size_t)g * m;
+#pragma omp simd
+      for (size_t j = 0; j < m; j++) q[j] = A * (d[j] * ga[j] - c0) - k * (p[j] - K) + B;
+      break;
     }
-    break;
-  case NN_GN_AFFINE_ELEMENT: {
-    const float *ga = gamma + (size_t)g * m;
-#pragma omp simd
-    for (size_t j = 0; j < m; j++) q[j] = A * (d[j] * ga[j] - c0) - k * (p[j] - K) + B;
-    break;
-  }
   }
 }
 

@@ -35,10 +35,10 @@ void nn_ref_dense_backward(const double *x, const double *w, const double *dy, d
  * OH = (H + 2*pad - KH)/stride + 1 (floor), zero padding. Optimized: im2col + nn_gemm,
  * ws is scratch of nn_conv2d_workspace(g) floats (caller allocates once). */
 typedef struct {
-  int n, c, h, w;    /* input */
-  int oc, kh, kw;    /* filters */
+  int n, c, h, w; /* input */
+  int oc, kh, kw; /* filters */
   int stride, pad;
-  int oh, ow;        /* output, filled by nn_conv_geom_init */
+  int oh, ow; /* output, filled by nn_conv_geom_init */
 } nn_conv_geom;
 /* Fills oh/ow; returns 0 if the geometry is valid (output >= 1x1), -1 otherwise. */
 int nn_conv_geom_init(nn_conv_geom *g);
@@ -55,7 +55,7 @@ void nn_ref_conv2d_backward(const nn_conv_geom *g, const double *x, const double
 typedef struct {
   int n, c, h, w;
   int size, stride;
-  int oh, ow;        /* filled by nn_pool_geom_init */
+  int oh, ow; /* filled by nn_pool_geom_init */
 } nn_pool_geom;
 int nn_pool_geom_init(nn_pool_geom *g);
 /* argmax[N*C*OH*OW] records the flat input index (within the (n,c) plane) of the max;
@@ -109,7 +109,9 @@ void nn_ref_softmax_xent_backward(const double *probs, const int32_t *labels, do
  * shared core in norm_core.h (moments of strided runs around a shift in double with a
  * fixed lane order, the backward reductions, finishing the statistics, the running update).
  * Plain double twins in batchnorm_ref.c and groupnorm_ref.c. */
-typedef enum { NN_GN_AFFINE_NONE = 0, NN_GN_AFFINE_CHANNEL = 1, NN_GN_AFFINE_ELEMENT = 2 } nn_gn_affine;
+typedef enum { NN_GN_AFFINE_NONE = 0,
+               NN_GN_AFFINE_CHANNEL = 1,
+               NN_GN_AFFINE_ELEMENT = 2 } nn_gn_affine;
 typedef struct {
   int n, c, s;         /* x[N,C,S] */
   int groups;          /* group norm only: groups per sample (C divisible by it) */
@@ -154,7 +156,10 @@ int nn_bn_running_update(float *run_mean, float *run_var, const float *mean, con
  * backward_train_act: from z and dz = dL/dz, bit for bit nn_<act>_backward (dy = dz*act'(z))
  *   then nn_bn_backward_train, without the intermediate gradient tensor.
  * act = NN_ACT_NONE gives the plain kernels. */
-typedef enum { NN_ACT_NONE = 0, NN_ACT_RELU, NN_ACT_SIGMOID, NN_ACT_TANH } nn_act;
+typedef enum { NN_ACT_NONE = 0,
+               NN_ACT_RELU,
+               NN_ACT_SIGMOID,
+               NN_ACT_TANH } nn_act;
 void nn_bn_forward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                              const float *beta, float *z, float *mean, float *var, float *invstd);
 void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,

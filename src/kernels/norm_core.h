@@ -234,35 +234,35 @@ static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *
 /* Fused activation, forward: q = act(q) in place (the values are in L1 when called). */
 static inline void nc_act_fwd(nn_act act, float *q, size_t len) {
   switch (act) {
-  case NN_ACT_NONE:
-    break;
-  case NN_ACT_RELU:
-    relu_n(q, len);
-    break;
-  case NN_ACT_SIGMOID:
-    sigmoid_n(q, len);
-    break;
-  case NN_ACT_TANH:
-    tanh_n(q, len);
-    break;
+    case NN_ACT_NONE:
+      break;
+    case NN_ACT_RELU:
+      relu_n(q, len);
+      break;
+    case NN_ACT_SIGMOID:
+      sigmoid_n(q, len);
+      break;
+    case NN_ACT_TANH:
+      tanh_n(q, len);
+      break;
   }
 }
 
 /* Fused activation, backward: e = dz * act'(z), as nn_<act>_backward computes it. */
 static inline void nc_act_grad(nn_act act, const float *z, const float *dz, float *e, size_t len) {
   switch (act) {
-  case NN_ACT_NONE:
-    memcpy(e, dz, len * sizeof *e);
-    break;
-  case NN_ACT_RELU:
-    relu_grad_n(z, dz, e, len);
-    break;
-  case NN_ACT_SIGMOID:
-    sigmoid_grad_n(z, dz, e, len);
-    break;
-  case NN_ACT_TANH:
-    tanh_grad_n(z, dz, e, len);
-    break;
+    case NN_ACT_NONE:
+      memcpy(e, dz, len * sizeof *e);
+      break;
+    case NN_ACT_RELU:
+      relu_grad_n(z, dz, e, len);
+      break;
+    case NN_ACT_SIGMOID:
+      sigmoid_grad_n(z, dz, e, len);
+      break;
+    case NN_ACT_TANH:
+      tanh_grad_n(z, dz, e, len);
+      break;
   }
 }
 

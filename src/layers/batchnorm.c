@@ -14,7 +14,13 @@
 #include "kernels/kernels.h"
 #include "layers/layer.h"
 
-enum { K_MOMENTUM, K_EPS, K_AFFINE, K_TRACK, K_CONVENTION, K_GLOBAL, K_FREEZE };
+enum { K_MOMENTUM,
+       K_EPS,
+       K_AFFINE,
+       K_TRACK,
+       K_CONVENTION,
+       K_GLOBAL,
+       K_FREEZE };
 static const nn_key keys[] = {
     [K_MOMENTUM] = {"momentum", NN_KEY_MOMENTUM, offsetof(nn_layer_cfg, bn.momentum), 0, 1, 0},
     [K_EPS] = {"eps", NN_KEY_DOUBLE, offsetof(nn_layer_cfg, bn.eps), 0, 1, 0},
@@ -27,8 +33,7 @@ static const nn_key keys[] = {
 };
 
 static void defaults(nn_layer_cfg *c) {
-  c->bn = (nn_bn_cfg){.convention = NN_BN_PYTORCH, .momentum = 0.1, .eps = 1e-5, .affine = 1,
-                      .track_running_stats = 1, .use_global_stats = 0, .freeze_affine = 0};
+  c->bn = (nn_bn_cfg){.convention = NN_BN_PYTORCH, .momentum = 0.1, .eps = 1e-5, .affine = 1, .track_running_stats = 1, .use_global_stats = 0, .freeze_affine = 0};
 }
 
 /* The Keras convention changes the defaults: momentum 0.99 (weight of the old value), eps 1e-3. */
@@ -167,14 +172,14 @@ static void backward_sync(nn_layer *L, const nn_norm_geom *g, const float *x, co
 /* The fused activation for a next layer of this kind, NN_ACT_NONE if it cannot fuse. */
 static nn_act fused_act(const nn_layer *next) {
   switch (next->kind) {
-  case NN_LAYER_RELU:
-    return NN_ACT_RELU;
-  case NN_LAYER_SIGMOID:
-    return NN_ACT_SIGMOID;
-  case NN_LAYER_TANH:
-    return NN_ACT_TANH;
-  default:
-    return NN_ACT_NONE;
+    case NN_LAYER_RELU:
+      return NN_ACT_RELU;
+    case NN_LAYER_SIGMOID:
+      return NN_ACT_SIGMOID;
+    case NN_LAYER_TANH:
+      return NN_ACT_TANH;
+    default:
+      return NN_ACT_NONE;
   }
 }
 

@@ -18,8 +18,7 @@ static void defaults(nn_layer_cfg *c) { c->conv = (nn_conv2d_cfg){.filters = 0, 
 
 /* The kernel geometry for a batch of n; returns nn_conv_geom_init's status. */
 static int geom(const nn_layer_cfg *c, nn_shape in, int n, nn_conv_geom *g) {
-  *g = (nn_conv_geom){.n = n, .c = in.c, .h = in.h, .w = in.w, .oc = c->conv.filters, .kh = c->conv.kernel,
-                      .kw = c->conv.kernel, .stride = c->conv.stride, .pad = c->conv.pad};
+  *g = (nn_conv_geom){.n = n, .c = in.c, .h = in.h, .w = in.w, .oc = c->conv.filters, .kh = c->conv.kernel, .kw = c->conv.kernel, .stride = c->conv.stride, .pad = c->conv.pad};
   return nn_conv_geom_init(g);
 }
 
@@ -43,8 +42,7 @@ static int shape(const nn_layer_cfg *c, nn_shape in, nn_shape *out, char *why, s
 static void declare(nn_layer *L) {
   const nn_conv2d_cfg *c = &L->cfg.conv;
   L->nparam = c->bias ? 2 : 1;
-  L->param[0] = (nn_tensor_decl){"weight", 4, {c->filters, L->in.c, c->kernel, c->kernel},
-                                 (size_t)c->filters * L->in.c * c->kernel * c->kernel, 0, 1};
+  L->param[0] = (nn_tensor_decl){"weight", 4, {c->filters, L->in.c, c->kernel, c->kernel}, (size_t)c->filters * L->in.c * c->kernel * c->kernel, 0, 1};
   L->param[1] = (nn_tensor_decl){"bias", 1, {c->filters}, (size_t)c->filters, 0, 1};
 }
 

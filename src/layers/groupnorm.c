@@ -30,9 +30,12 @@ typedef nn_groupnorm_cfg gn_cfg;
 static gn_cfg cfg_get(const nn_layer_cfg *c) { return c->gn; }
 static void cfg_put(nn_layer_cfg *c, const gn_cfg *g) { c->gn = *g; }
 
-#define GN_KEY(name, type, field, lo, hi, req) {name, type, offsetof(nn_layer_cfg, gn.field), lo, hi, req}
+#define GN_KEY(name, type, field, lo, hi, req) \
+  { name, type, offsetof(nn_layer_cfg, gn.field), lo, hi, req }
 
-enum { GK_GROUPS, GK_EPS, GK_AFFINE };
+enum { GK_GROUPS,
+       GK_EPS,
+       GK_AFFINE };
 static const nn_key gn_keys[] = {
     [GK_GROUPS] = GN_KEY("groups", NN_KEY_INT, groups, 1, 1 << 24, 1),
     [GK_EPS] = GN_KEY("eps", NN_KEY_DOUBLE, eps, 0, 1, 0),
@@ -76,12 +79,12 @@ static nn_status finalize(nn_layer_cfg *c, unsigned given, nn_error *err) {
 
 static int num_groups(const nn_layer *L) {
   switch (L->kind) {
-  case NN_LAYER_GROUPNORM:
-    return cfg_get(&L->cfg).groups;
-  case NN_LAYER_INSTANCENORM:
-    return L->in.c;
-  default:
-    return 1;
+    case NN_LAYER_GROUPNORM:
+      return cfg_get(&L->cfg).groups;
+    case NN_LAYER_INSTANCENORM:
+      return L->in.c;
+    default:
+      return 1;
   }
 }
 
@@ -139,8 +142,7 @@ static void declare(nn_layer *L) {
 
 /* The kernels' geometry of a batch of n. */
 static nn_norm_geom geom(const nn_layer *L, int n) {
-  return (nn_norm_geom){.n = n, .c = L->in.c, .s = L->in.h * L->in.w, .groups = num_groups(L),
-                        .affine = affine_kind(L), .eps = (float)cfg_get(&L->cfg).eps};
+  return (nn_norm_geom){.n = n, .c = L->in.c, .s = L->in.h * L->in.w, .groups = num_groups(L), .affine = affine_kind(L), .eps = (float)cfg_get(&L->cfg).eps};
 }
 
 /* scratch per (sample, group): mean, invstd, biased var, then the backward workspace */
@@ -218,19 +220,19 @@ static void describe(const nn_layer *L, char *buf, size_t len) {
   char shp[64];
   nn_shape_format(L->in, shp, sizeof shp);
   switch (L->kind) {
-  case NN_LAYER_GROUPNORM:
-    snprintf(buf, len, "%d groups of %d channels, eps=%g%s", g.groups, L->in.c / g.groups, g.eps,
-             g.affine ? "" : " affine=0");
-    break;
-  case NN_LAYER_LAYERNORM:
-    snprintf(buf, len, "over %s, eps=%g%s", shp, g.eps, g.affine ? " elementwise affine" : " affine=0");
-    break;
-  default:
-    if (g.track_running_stats)
-      snprintf(buf, len, "eps=%g%s track_running_stats momentum=%g", g.eps, g.affine ? " affine" : "", g.momentum);
-    else
-      snprintf(buf, len, "eps=%g%s", g.eps, g.affine ? " affine" : "");
-    break;
+    case NN_LAYER_GROUPNORM:
+      snprintf(buf, len, "%d groups of %d channels, eps=%g%s", g.groups, L->in.c / g.groups, g.eps,
+               g.affine ? "" : " affine=0");
+      break;
+    case NN_LAYER_LAYERNORM:
+      snprintf(buf, len, "over %s, eps=%g%s", shp, g.eps, g.affine ? " elementwise affine" : " affine=0");
+      break;
+    default:
+      if (g.track_running_stats)
+        snprintf(buf, len, "eps=%g%s track_running_stats momentum=%g", g.eps, g.affine ? " affine" : "", g.momentum);
+      else
+        snprintf(buf, len, "eps=%g%s", g.eps, g.affine ? " affine" : "");
+      break;
   }
 }
 

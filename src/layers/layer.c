@@ -30,42 +30,42 @@ _Static_assert(NN_LAYER__COUNT == 14, "nn_layer_kind changed: update nn_layer_ta
 /* Switches without a default: -Wswitch names a new kind that is missing here. */
 int nn_layer_kind_is_norm(nn_layer_kind kind) {
   switch (kind) {
-  case NN_LAYER_BATCHNORM:
-  case NN_LAYER_GROUPNORM:
-  case NN_LAYER_LAYERNORM:
-  case NN_LAYER_INSTANCENORM: return 1;
-  case NN_LAYER_DENSE:
-  case NN_LAYER_CONV2D:
-  case NN_LAYER_RELU:
-  case NN_LAYER_SIGMOID:
-  case NN_LAYER_TANH:
-  case NN_LAYER_MAXPOOL2D:
-  case NN_LAYER_AVGPOOL2D:
-  case NN_LAYER_GLOBAL_AVGPOOL:
-  case NN_LAYER_FLATTEN:
-  case NN_LAYER_DROPOUT:
-  case NN_LAYER__COUNT: return 0;
+    case NN_LAYER_BATCHNORM:
+    case NN_LAYER_GROUPNORM:
+    case NN_LAYER_LAYERNORM:
+    case NN_LAYER_INSTANCENORM: return 1;
+    case NN_LAYER_DENSE:
+    case NN_LAYER_CONV2D:
+    case NN_LAYER_RELU:
+    case NN_LAYER_SIGMOID:
+    case NN_LAYER_TANH:
+    case NN_LAYER_MAXPOOL2D:
+    case NN_LAYER_AVGPOOL2D:
+    case NN_LAYER_GLOBAL_AVGPOOL:
+    case NN_LAYER_FLATTEN:
+    case NN_LAYER_DROPOUT:
+    case NN_LAYER__COUNT: return 0;
   }
   return 0;
 }
 
 int nn_layer_kind_is_activation(nn_layer_kind kind) {
   switch (kind) {
-  case NN_LAYER_RELU:
-  case NN_LAYER_SIGMOID:
-  case NN_LAYER_TANH: return 1;
-  case NN_LAYER_DENSE:
-  case NN_LAYER_CONV2D:
-  case NN_LAYER_BATCHNORM:
-  case NN_LAYER_MAXPOOL2D:
-  case NN_LAYER_AVGPOOL2D:
-  case NN_LAYER_GLOBAL_AVGPOOL:
-  case NN_LAYER_FLATTEN:
-  case NN_LAYER_DROPOUT:
-  case NN_LAYER_GROUPNORM:
-  case NN_LAYER_LAYERNORM:
-  case NN_LAYER_INSTANCENORM:
-  case NN_LAYER__COUNT: return 0;
+    case NN_LAYER_RELU:
+    case NN_LAYER_SIGMOID:
+    case NN_LAYER_TANH: return 1;
+    case NN_LAYER_DENSE:
+    case NN_LAYER_CONV2D:
+    case NN_LAYER_BATCHNORM:
+    case NN_LAYER_MAXPOOL2D:
+    case NN_LAYER_AVGPOOL2D:
+    case NN_LAYER_GLOBAL_AVGPOOL:
+    case NN_LAYER_FLATTEN:
+    case NN_LAYER_DROPOUT:
+    case NN_LAYER_GROUPNORM:
+    case NN_LAYER_LAYERNORM:
+    case NN_LAYER_INSTANCENORM:
+    case NN_LAYER__COUNT: return 0;
   }
   return 0;
 }

@@ -37,19 +37,20 @@ typedef struct {
   int size, stride; /* stride 0 in the spec means "= size" and is resolved at parse time */
 } nn_pool_cfg;
 
-typedef enum { NN_BN_PYTORCH = 0, NN_BN_KERAS = 1 } nn_bn_convention;
+typedef enum { NN_BN_PYTORCH = 0,
+               NN_BN_KERAS = 1 } nn_bn_convention;
 #define NN_BN_CUMULATIVE (-1.0)
 
 typedef struct {
-  int convention;           /* nn_bn_convention: meaning of momentum, default eps, variance kind */
-  double momentum;          /* as written in that convention: PyTorch = weight of the new batch,
+  int convention;  /* nn_bn_convention: meaning of momentum, default eps, variance kind */
+  double momentum; /* as written in that convention: PyTorch = weight of the new batch,
                                Keras = weight of the old value (0.99 == PyTorch 0.1);
                                NN_BN_CUMULATIVE (< 0) = 1/num_batches_tracked (PyTorch None) */
   double eps;
-  int affine;               /* learnable gamma/beta */
-  int track_running_stats;  /* off: batch statistics in eval too */
-  int use_global_stats;     /* frozen: running statistics in training too, not updated */
-  int freeze_affine;        /* frozen: gamma/beta not trained */
+  int affine;              /* learnable gamma/beta */
+  int track_running_stats; /* off: batch statistics in eval too */
+  int use_global_stats;    /* frozen: running statistics in training too, not updated */
+  int freeze_affine;       /* frozen: gamma/beta not trained */
 } nn_bn_cfg;
 
 typedef struct {
@@ -59,8 +60,8 @@ typedef struct {
 /* groupnorm, layernorm, instancenorm (one kernel, ARCHITECTURE.md §4) */
 typedef struct {
   double eps;
-  double momentum;         /* instancenorm: weight of the new batch in the running average */
-  int groups;              /* groupnorm only */
+  double momentum; /* instancenorm: weight of the new batch in the running average */
+  int groups;      /* groupnorm only */
   int affine;
   int track_running_stats; /* instancenorm only */
 } nn_groupnorm_cfg;
@@ -82,7 +83,11 @@ typedef struct {
 } nn_layer_spec;
 
 /* ---- spec keys: a table per kind drives both parsing and printing ------------------- */
-typedef enum { NN_KEY_INT, NN_KEY_BOOL, NN_KEY_DOUBLE, NN_KEY_MOMENTUM, NN_KEY_CONVENTION } nn_key_type;
+typedef enum { NN_KEY_INT,
+               NN_KEY_BOOL,
+               NN_KEY_DOUBLE,
+               NN_KEY_MOMENTUM,
+               NN_KEY_CONVENTION } nn_key_type;
 typedef struct {
   const char *name;
   nn_key_type type;
@@ -97,15 +102,15 @@ typedef struct {
   int ndim;
   int dims[4];
   size_t count;
-  size_t offset;      /* from the layer's first param (or state) value; set by the model */
-  int trainable;      /* 0 for frozen gamma/beta */
+  size_t offset; /* from the layer's first param (or state) value; set by the model */
+  int trainable; /* 0 for frozen gamma/beta */
 } nn_tensor_decl;
 
 typedef struct nn_layer nn_layer;
 struct nn_layer {
   nn_layer_kind kind;
   int line;
-  int index;              /* position in the equivalent nn.Sequential: the state_dict prefix */
+  int index; /* position in the equivalent nn.Sequential: the state_dict prefix */
   nn_layer_cfg cfg;
   nn_shape in, out;
   int nparam;
@@ -114,12 +119,12 @@ struct nn_layer {
   nn_tensor_decl state[2];
   int has_batches_tracked;
   int64_t batches_tracked;
-  int skipped_updates;    /* running-stat updates skipped for non-finite batch statistics */
-  nn_rng rng;             /* per-layer random stream (dropout masks), seeded by init */
+  int skipped_updates; /* running-stat updates skipped for non-finite batch statistics */
+  nn_rng rng;          /* per-layer random stream (dropout masks), seeded by init */
   /* bound by the model: */
-  float *p, *g, *st;      /* this layer's params, grads, state (NULL if none) */
-  float *scratch;         /* planned per batch size */
-  const nn_comm *comm;    /* batchnorm: synchronize batch statistics over these ranks (SyncBN),
+  float *p, *g, *st;   /* this layer's params, grads, state (NULL if none) */
+  float *scratch;      /* planned per batch size */
+  const nn_comm *comm; /* batchnorm: synchronize batch statistics over these ranks (SyncBN),
                              or NULL; set by nn_model_set_comm */
 };
 

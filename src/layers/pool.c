@@ -151,4 +151,3 @@ const nn_layer_ops nn_global_avgpool_ops = {
     .backward = gap_backward,
     .describe = nn_layer_no_detail,
 };
-

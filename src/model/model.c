@@ -486,7 +486,7 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
   if (n) nn_softmax_xent_backward(m->probs, m->labels, m->dact[m->nlayers], n, k, 1.0f / (float)(m->loss_n ? m->loss_n : n));
   for (int i = m->nlayers - 1; i >= 0; i--) {
     nn_layer *L = &m->layers[i];
-    if (!n && !L->comm) continue; /* empty slice: only synchronized batchnorm takes part */
+    if (!n && !L->comm) continue;                                          /* empty slice: only synchronized batchnorm takes part */
     if (i > 0 && nn_batchnorm_fuses(&m->layers[i - 1], L, m->last_mode)) { /* as the forward fused them */
       i--;
       nn_batchnorm_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);

@@ -9,7 +9,7 @@
 #include "model/spec.h"
 
 struct nn_model {
-  nn_spec *spec;         /* own copy: the single description */
+  nn_spec *spec; /* own copy: the single description */
   int nlayers;
   nn_layer *layers;
   float *params, *grads, *state;
@@ -17,22 +17,22 @@ struct nn_model {
   /* activation arena, planned for batches of up to plan_n samples */
   int plan_n;
   float *arena;
-  float **act;           /* act[0] = input copy, act[i+1] = output of layer i */
-  float **dact;          /* dact[i] = gradient w.r.t. act[i] (dact[0] unused) */
-  float *probs;          /* softmax of the logits, [n, outputs] */
-  int32_t *labels;       /* labels of the last forward (zeros if none were given) */
+  float **act;     /* act[0] = input copy, act[i+1] = output of layer i */
+  float **dact;    /* dact[i] = gradient w.r.t. act[i] (dact[0] unused) */
+  float *probs;    /* softmax of the logits, [n, outputs] */
+  int32_t *labels; /* labels of the last forward (zeros if none were given) */
   int last_n;
   nn_mode last_mode;
   int last_has_labels;
-  nn_tuner tuner[2];     /* thread count per kind of step (train, eval), base/threads.h */
-  const nn_comm *comm;   /* data parallel (nn_model_set_comm), or NULL */
-  int loss_n;            /* backward averages the loss over this many samples (the global
+  nn_tuner tuner[2];   /* thread count per kind of step (train, eval), base/threads.h */
+  const nn_comm *comm; /* data parallel (nn_model_set_comm), or NULL */
+  int loss_n;          /* backward averages the loss over this many samples (the global
                             batch under data parallelism); 0: over the forward's batch */
   /* what the model reads: its input transform and the data source it was trained on
    * (recorded by training, carried by checkpoints; has_input 0 = unknown) */
   int has_input;
   nn_input_norm input_norm;
-  char *data_source;     /* malloc'd, NULL if unknown */
+  char *data_source; /* malloc'd, NULL if unknown */
 };
 
 /* nn_model_tensor for reading a const model: a num_batches_tracked view has data and

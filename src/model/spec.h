@@ -5,10 +5,10 @@
 #include "layers/layer.h"
 
 struct nn_spec {
-  char source[256];   /* file or preset name, for messages */
+  char source[256]; /* file or preset name, for messages */
   nn_shape input;
   int input_line;
-  int softmax_line;   /* line of a final 'softmax' (Keras style): shown, applied by the loss */
+  int softmax_line; /* line of a final 'softmax' (Keras style): shown, applied by the loss */
   int n, cap;
   nn_layer_spec *layers;
   unsigned long long max_params; /* model-size limit; 0 = NN_DEFAULT_MAX_PARAMS */

@@ -15,9 +15,9 @@ typedef struct {
 struct nn_optimizer {
   nn_opt_config cfg;
   size_t nparams;
-  float *m1, *m2;  /* SGD: momentum buffer in m1; Adam: first and second moments */
+  float *m1, *m2; /* SGD: momentum buffer in m1; Adam: first and second moments */
   long step;
-  span *spans;     /* trainable ranges of the flat buffer */
+  span *spans; /* trainable ranges of the flat buffer */
   int nspans;
 };
 
@@ -141,8 +141,7 @@ void nn_optimizer_step(nn_optimizer *o, nn_model *m) {
   NN_ASSERT(m->nparams == o->nparams);
   o->step++;
   const nn_opt_config *c = &o->cfg;
-  upd u = {.lr = c->lr, .wd = c->weight_decay, .mu = c->momentum, .b1 = c->beta1, .b2 = c->beta2, .eps = c->eps,
-           .nesterov = c->nesterov, .first = o->step == 1, .decoupled = c->kind == NN_OPT_ADAMW, .keras_eps = c->keras_eps};
+  upd u = {.lr = c->lr, .wd = c->weight_decay, .mu = c->momentum, .b1 = c->beta1, .b2 = c->beta2, .eps = c->eps, .nesterov = c->nesterov, .first = o->step == 1, .decoupled = c->kind == NN_OPT_ADAMW, .keras_eps = c->keras_eps};
   if (c->kind != NN_OPT_SGD) {
     const float bc1 = 1.0f - powf(c->beta1, (float)o->step), bc2 = 1.0f - powf(c->beta2, (float)o->step);
     u.step_size = c->keras_eps ? c->lr * sqrtf(bc2) / bc1 : c->lr / bc1;
@@ -194,7 +193,8 @@ void nn_optimizer_tensor(const nn_optimizer *o, const nn_model *m, int idx, nn_t
       if (!L->param[t].trainable || k-- > 0) continue;
       const nn_tensor_decl *d = &L->param[t];
       size_t off = (size_t)(L->p - m->params) + d->offset;
-      const char *name = o->cfg.kind == NN_OPT_SGD ? "momentum_buffer" : which ? "exp_avg_sq" : "exp_avg";
+      const char *name = o->cfg.kind == NN_OPT_SGD ? "momentum_buffer" : which ? "exp_avg_sq"
+                                                                               : "exp_avg";
       memset(v, 0, sizeof *v);
       snprintf(v->name, sizeof v->name, "optim.%s.%d.%s", name, L->index, d->suffix);
       v->ndim = d->ndim;

@@ -46,10 +46,10 @@ nn_status nn_lr_schedule_parse(const char *text, long warmup, nn_lr_schedule *ou
 
 void nn_lr_schedule_format(const nn_lr_schedule *s, char *buf, size_t len) {
   switch (s->kind) {
-  case NN_LR_STEP: snprintf(buf, len, "step:%d:%.9g", s->step_epochs, s->gamma); break;
-  case NN_LR_COSINE: snprintf(buf, len, "cosine"); break;
-  case NN_LR_ONECYCLE: snprintf(buf, len, "onecycle"); break;
-  default: snprintf(buf, len, "constant"); break;
+    case NN_LR_STEP: snprintf(buf, len, "step:%d:%.9g", s->step_epochs, s->gamma); break;
+    case NN_LR_COSINE: snprintf(buf, len, "cosine"); break;
+    case NN_LR_ONECYCLE: snprintf(buf, len, "onecycle"); break;
+    default: snprintf(buf, len, "constant"); break;
   }
 }
 
@@ -62,25 +62,25 @@ double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, long step, long ste
   if (steps_per_epoch < 1) steps_per_epoch = 1;
   double v = lr;
   switch (s->kind) {
-  case NN_LR_STEP: {
-    long decays = step / steps_per_epoch / s->step_epochs; /* whole periods only (StepLR) */
-    v = lr * pow(s->gamma, (double)decays);
-    break;
-  }
-  case NN_LR_COSINE: {
-    long t = step < total_steps ? step : total_steps;
-    v = lr * (1 + cos(PI * (double)t / (double)total_steps)) / 2;
-    break;
-  }
-  case NN_LR_ONECYCLE: {
-    double initial = lr / 25.0, min_lr = initial / 1e4;
-    double up_end = 0.3 * (double)total_steps - 1, down_end = (double)total_steps - 1;
-    double t = (double)(step < total_steps ? step : total_steps - 1);
-    if (t <= up_end || down_end <= up_end) v = anneal_cos(initial, lr, up_end > 0 ? t / up_end : 1.0);
-    else v = anneal_cos(lr, min_lr, (t - up_end) / (down_end - up_end));
-    break;
-  }
-  default: break;
+    case NN_LR_STEP: {
+      long decays = step / steps_per_epoch / s->step_epochs; /* whole periods only (StepLR) */
+      v = lr * pow(s->gamma, (double)decays);
+      break;
+    }
+    case NN_LR_COSINE: {
+      long t = step < total_steps ? step : total_steps;
+      v = lr * (1 + cos(PI * (double)t / (double)total_steps)) / 2;
+      break;
+    }
+    case NN_LR_ONECYCLE: {
+      double initial = lr / 25.0, min_lr = initial / 1e4;
+      double up_end = 0.3 * (double)total_steps - 1, down_end = (double)total_steps - 1;
+      double t = (double)(step < total_steps ? step : total_steps - 1);
+      if (t <= up_end || down_end <= up_end) v = anneal_cos(initial, lr, up_end > 0 ? t / up_end : 1.0);
+      else v = anneal_cos(lr, min_lr, (t - up_end) / (down_end - up_end));
+      break;
+    }
+    default: break;
   }
   if (s->warmup > 0 && step < s->warmup) v *= (double)(step + 1) / (double)(s->warmup + 1);
   return v;

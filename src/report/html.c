@@ -15,12 +15,12 @@
 static void esc(nn_strbuf *b, const char *s) {
   for (; s && *s; s++) {
     switch (*s) {
-    case '&': nn_strbuf_printf(b, "&amp;"); break;
-    case '<': nn_strbuf_printf(b, "&lt;"); break;
-    case '>': nn_strbuf_printf(b, "&gt;"); break;
-    case '"': nn_strbuf_printf(b, "&quot;"); break;
-    case '\'': nn_strbuf_printf(b, "&#39;"); break;
-    default: nn_strbuf_printf(b, "%c", *s); break;
+      case '&': nn_strbuf_printf(b, "&amp;"); break;
+      case '<': nn_strbuf_printf(b, "&lt;"); break;
+      case '>': nn_strbuf_printf(b, "&gt;"); break;
+      case '"': nn_strbuf_printf(b, "&quot;"); break;
+      case '\'': nn_strbuf_printf(b, "&#39;"); break;
+      default: nn_strbuf_printf(b, "%c", *s); break;
     }
   }
 }
@@ -63,9 +63,10 @@ static int best_epoch(const nn_history *h) {
 }
 
 static void summary(nn_strbuf *b, const nn_report_run *runs, int nruns) {
-  nn_strbuf_printf(b, "<table class=\"summary\"><tr><th class=\"l\">run</th><th>epochs</th><th>best eval acc</th>"
-                      "<th>at epoch</th><th>final eval acc</th><th>final eval loss</th><th>s/epoch</th>"
-                      "<th>samples/s</th></tr>\n");
+  nn_strbuf_printf(b,
+                   "<table class=\"summary\"><tr><th class=\"l\">run</th><th>epochs</th><th>best eval acc</th>"
+                   "<th>at epoch</th><th>final eval acc</th><th>final eval loss</th><th>s/epoch</th>"
+                   "<th>samples/s</th></tr>\n");
   for (int k = 0; k < nruns; k++) {
     const nn_history *h = runs[k].history;
     int n = nn_history_count(h), best = best_epoch(h);
@@ -90,9 +91,10 @@ static void summary(nn_strbuf *b, const nn_report_run *runs, int nruns) {
 }
 
 static void history(nn_strbuf *b, const nn_history *h) {
-  nn_strbuf_printf(b, "<h3>History</h3>\n<table class=\"history\"><tr><th>epoch</th><th>train loss</th>"
-                      "<th>train acc</th><th>eval loss</th><th>eval acc</th><th>lr</th><th>seconds</th>"
-                      "<th>samples/s</th></tr>\n");
+  nn_strbuf_printf(b,
+                   "<h3>History</h3>\n<table class=\"history\"><tr><th>epoch</th><th>train loss</th>"
+                   "<th>train acc</th><th>eval loss</th><th>eval acc</th><th>lr</th><th>seconds</th>"
+                   "<th>samples/s</th></tr>\n");
   for (int i = 0; i < nn_history_count(h); i++) {
     const nn_epoch_record *r = nn_history_get(h, i);
     nn_strbuf_printf(b, "<tr><td>%d</td>", r->epoch);
@@ -152,10 +154,12 @@ static void norm_layers(nn_strbuf *b, nn_model *m) {
     nn_model_layer_info(m, idx, &li);
     if (!strstr(li.kind, "norm")) continue;
     if (!shown++)
-      nn_strbuf_printf(b, "<h3>Normalization layers</h3>\n<table class=\"norm\"><tr><th class=\"l\">layer</th>"
-                          "<th class=\"l\">tensor</th><th>count</th><th>min</th><th>mean</th><th>max</th></tr>\n");
+      nn_strbuf_printf(b,
+                       "<h3>Normalization layers</h3>\n<table class=\"norm\"><tr><th class=\"l\">layer</th>"
+                       "<th class=\"l\">tensor</th><th>count</th><th>min</th><th>mean</th><th>max</th></tr>\n");
     const char *suffix = strchr(v.name, '.') ? strchr(v.name, '.') + 1 : v.name;
-    const char *what = !strcmp(suffix, "weight") ? "gamma (weight)" : !strcmp(suffix, "bias") ? "beta (bias)" : suffix;
+    const char *what = !strcmp(suffix, "weight") ? "gamma (weight)" : !strcmp(suffix, "bias") ? "beta (bias)"
+                                                                                              : suffix;
     nn_strbuf_printf(b, "<tr><td class=\"l\">%d %s (line %d)</td><td class=\"l\">%s</td>", idx, li.kind, li.line, what);
     if (!v.data) {
       nn_strbuf_printf(b, "<td>1</td><td colspan=\"3\">%lld</td></tr>\n", (long long)*v.count_value);

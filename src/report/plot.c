@@ -33,8 +33,7 @@
 
 /* ---- palette (matplotlib tab10) ---------------------------------------------------------- */
 static const unsigned char PALETTE[10][3] = {
-    {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},   {148, 103, 189},
-    {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+    {31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40}, {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
 
 static void set_color(cairo_t *cr, int color) {
   int i = color % 10;
@@ -66,17 +65,17 @@ static void show_text(cairo_t *cr, const char *s) {
   cairo_font_face_t *ff = cairo_get_font_face(cr);
   int bold = cairo_toy_font_face_get_weight(ff) == CAIRO_FONT_WEIGHT_BOLD;
   nn_strbuf_printf(t, "<text x=\"%.2f\" y=\"%.2f\" font-family=\"%s\" font-size=\"%.2f\"%s fill=\"#%02x%02x%02x\"", x, y,
-           FONT, size, bold ? " font-weight=\"bold\"" : "", (int)lround(r * 255), (int)lround(g * 255),
-           (int)lround(b * 255));
+                   FONT, size, bold ? " font-weight=\"bold\"" : "", (int)lround(r * 255), (int)lround(g * 255),
+                   (int)lround(b * 255));
   if (fabs(angle) > 1e-6) nn_strbuf_printf(t, " transform=\"rotate(%.2f %.2f %.2f)\"", angle, x, y);
   nn_strbuf_printf(t, ">");
   for (const char *c = s; *c; c++) {
     switch (*c) {
-    case '&': nn_strbuf_printf(t, "&amp;"); break;
-    case '<': nn_strbuf_printf(t, "&lt;"); break;
-    case '>': nn_strbuf_printf(t, "&gt;"); break;
-    case '"': nn_strbuf_printf(t, "&quot;"); break;
-    default: nn_strbuf_printf(t, "%c", *c); break;
+      case '&': nn_strbuf_printf(t, "&amp;"); break;
+      case '<': nn_strbuf_printf(t, "&lt;"); break;
+      case '>': nn_strbuf_printf(t, "&gt;"); break;
+      case '"': nn_strbuf_printf(t, "&quot;"); break;
+      default: nn_strbuf_printf(t, "%c", *c); break;
     }
   }
   nn_strbuf_printf(t, "</text>\n");
@@ -132,10 +131,10 @@ static void draw_text_top(cairo_t *cr, const char *s, double x, double y, double
 
 /* ---- axes and ticks ------------------------------------------------------------------------ */
 typedef struct {
-  int log;                  /* values are log10(x) internally */
-  double lo, hi;            /* view limits in internal units */
-  int n;                    /* ticks */
-  double at[MAX_TICKS];     /* internal units */
+  int log;              /* values are log10(x) internally */
+  double lo, hi;        /* view limits in internal units */
+  int n;                /* ticks */
+  double at[MAX_TICKS]; /* internal units */
   char label[MAX_TICKS][24];
 } axis;
 
@@ -197,7 +196,9 @@ static void set_limits(axis *a, int any, double lo, double hi) {
 static double nice_floor(double v) { /* largest 1-2-5 number <= v */
   double e = pow(10, floor(log10(v)));
   double f = v / e;
-  return (f >= 5 ? 5 : f >= 2 ? 2 : 1) * e;
+  return (f >= 5 ? 5 : f >= 2 ? 2
+                              : 1) *
+         e;
 }
 
 static double next_nice(double step) { /* the 1-2-5 number after step */
@@ -219,7 +220,9 @@ static void fmt_number(char *out, size_t cap, double v, double step) {
   double mag = fmax(fabs(v), step);
   if (mag >= 1e6 || (mag < 1e-4 && mag > 0)) { /* enough digits to tell ticks apart */
     int sig = (int)ceil(log10(mag / step) - 1e-9) + 1;
-    snprintf(out, cap, "%.*g", sig < 1 ? 1 : sig > 15 ? 15 : sig, v);
+    snprintf(out, cap, "%.*g", sig < 1 ? 1 : sig > 15 ? 15
+                                                      : sig,
+             v);
     return;
   }
   int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
@@ -330,10 +333,10 @@ static void label_styles(const nn_plot_panel *p, int k, int *dashed, int *solid)
 
 /* ---- one panel ----------------------------------------------------------------------------- */
 typedef struct {
-  double fs;      /* base font size */
-  double lw;      /* curve line width */
-  double x0, y0;  /* plot area top-left */
-  double w, h;    /* plot area size */
+  double fs;     /* base font size */
+  double lw;     /* curve line width */
+  double x0, y0; /* plot area top-left */
+  double w, h;   /* plot area size */
 } frame;
 
 static double px_x(const frame *f, const axis *a, double v) { return f->x0 + (v - a->lo) / (a->hi - a->lo) * f->w; }
@@ -870,7 +873,8 @@ nn_status nn_plot_write(const nn_plot_panel *panels, int npanels, const char *ti
 /* ---- confusion matrix ------------------------------------------------------------------------ */
 /* Cells shaded by the row's fraction (matplotlib's Blues), each with its count; rows are the
  * true classes, columns the predicted ones, names (or indices) on both axes. */
-enum { CM_CELL_MIN = 14, CM_FONT = 12 };
+enum { CM_CELL_MIN = 14,
+       CM_FONT = 12 };
 
 static double cm_cell(int k) { return k <= 10 ? 44.0 : fmax(CM_CELL_MIN, 440.0 / k); }
 

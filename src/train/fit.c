@@ -15,9 +15,7 @@
 #include "train/history.h"
 
 nn_fit_config nn_fit_defaults(void) {
-  return (nn_fit_config){.epochs = 10, .batch_size = 128, .shuffle = 1, .drop_last = 0, .seed = 0,
-                         .input_norm = {0.0f, 1.0f}, .eval_batch_size = 0,
-                         .divergence_factor = 1e4};
+  return (nn_fit_config){.epochs = 10, .batch_size = 128, .shuffle = 1, .drop_last = 0, .seed = 0, .input_norm = {0.0f, 1.0f}, .eval_batch_size = 0, .divergence_factor = 1e4};
 }
 
 #define NN_SHUFFLE_STREAM 0x53485546464c4500ull /* "SHUFFLE" */
@@ -104,8 +102,9 @@ static nn_status check_replicas(nn_model *m, const nn_comm *comm, nn_error *err)
   uint64_t mine = model_hash(m), root = mine;
   comm->bcast(comm->ctx, &root, sizeof root, 0);
   nn_status st = root == mine ? NN_OK
-                              : nn_err_set(err, NN_ERR_NUMERIC, "the model on this rank differs from rank 0's after "
-                                                                "training (the all-reduce gave ranks different bits)");
+                              : nn_err_set(err, NN_ERR_NUMERIC,
+                                           "the model on this rank differs from rank 0's after "
+                                           "training (the all-reduce gave ranks different bits)");
   return nn_dist_agree(comm, st, err);
 }
 
@@ -134,13 +133,13 @@ typedef struct {
   const nn_dataset *train, *test;
   const nn_fit_config *cfg;
   const nn_fit_callbacks *cb;
-  const nn_comm *comm;   /* data parallel over comm->size processes, or NULL */
+  const nn_comm *comm; /* data parallel over comm->size processes, or NULL */
   batch_buf tb, eb;
-  nn_rng *rng;           /* shuffling/augmentation stream */
+  nn_rng *rng; /* shuffling/augmentation stream */
   float *aug_scratch;
   int n, bs, ebs, batches;
-  int ic, ih, iw;        /* sample shape */
-  int accumulate;        /* batches per optimizer step */
+  int ic, ih, iw; /* sample shape */
+  int accumulate; /* batches per optimizer step */
   long steps_per_epoch, total_steps;
   float base_lr;
   /* numeric guard: the first batch's mean loss and per-layer output magnitudes (the scale
@@ -276,9 +275,7 @@ static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *sto
   if (comm && !comm->sync_bn && nn_model_state_count(s->m))
     comm->bcast(comm->ctx, nn_model_state(s->m), nn_model_state_count(s->m) * sizeof(float), 0);
   double t_train = now_seconds() - t0;
-  *r = (nn_epoch_record){.epoch = epoch, .train_loss = s->seen ? s->loss_sum / s->seen : 0,
-                         .train_acc = s->seen ? (double)s->correct / s->seen : 0, .test_loss = NAN, .test_acc = NAN,
-                         .lr = s->epoch_lr};
+  *r = (nn_epoch_record){.epoch = epoch, .train_loss = s->seen ? s->loss_sum / s->seen : 0, .train_acc = s->seen ? (double)s->correct / s->seen : 0, .test_loss = NAN, .test_acc = NAN, .lr = s->epoch_lr};
   if (s->test && (st = evaluate(s->m, s->test, cfg->input_norm, s->ebs, NN_MODE_EVAL, comm, &s->eb, &r->test_loss,
                                 &r->test_acc, err)))
     return st;
@@ -367,8 +364,10 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   const nn_comm *comm = s.comm = cfg->comm && cfg->comm->size > 1 ? cfg->comm : NULL;
   for (int i = 0; comm && i < m->nlayers; i++)
     if (m->layers[i].kind == NN_LAYER_DROPOUT)
-      return nn_err_set(err, NN_ERR_ARG, "layer %d (dropout, line %d) cannot train over %d processes: its masks "
-                                         "would differ from one process's", i, m->layers[i].line, comm->size);
+      return nn_err_set(err, NN_ERR_ARG,
+                        "layer %d (dropout, line %d) cannot train over %d processes: its masks "
+                        "would differ from one process's",
+                        i, m->layers[i].line, comm->size);
   nn_model_set_comm(m, comm);
   nn_history *h = nn_history_create();
   if (!h) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");

@@ -7,7 +7,8 @@
 
 #include "normnet.h"
 
-#define KERAS_ADAM {.kind = NN_OPT_ADAM, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-7f, .keras_eps = 1}
+#define KERAS_ADAM \
+  { .kind = NN_OPT_ADAM, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-7f, .keras_eps = 1 }
 
 static const nn_preset presets[] = {
     {

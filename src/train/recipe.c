@@ -16,7 +16,8 @@ nn_recipe nn_recipe_default(const nn_preset *p) {
   snprintf(r.model, sizeof r.model, "%s", p ? p->name : "");
   snprintf(r.norm, sizeof r.norm, "batch");
   /* the data set the preset was made for; a CIFAR preset has none (cifar10:DIR must be given) */
-  snprintf(r.data, sizeof r.data, "%s", !p ? "fashion-mnist" : p->data ? p->data : "");
+  snprintf(r.data, sizeof r.data, "%s", !p ? "fashion-mnist" : p->data ? p->data
+                                                                       : "");
   r.init = p ? p->init : NN_INIT_DEFAULT;
   r.opt = p ? p->opt : nn_opt_defaults(NN_OPT_ADAM);
   r.batch_size = p ? p->batch_size : 32;
@@ -30,8 +31,22 @@ nn_recipe nn_recipe_default(const nn_preset *p) {
   return r;
 }
 
-enum { K_TEXT, K_BOOL, K_INT, K_LONG, K_FLOAT, K_U64, K_OPT, K_INIT, K_NORM, K_PLACE, K_AUG, K_SPLIT, K_INORM,
-       K_SCHED, K_WARMUP, K_EARLY };
+enum { K_TEXT,
+       K_BOOL,
+       K_INT,
+       K_LONG,
+       K_FLOAT,
+       K_U64,
+       K_OPT,
+       K_INIT,
+       K_NORM,
+       K_PLACE,
+       K_AUG,
+       K_SPLIT,
+       K_INORM,
+       K_SCHED,
+       K_WARMUP,
+       K_EARLY };
 static const struct {
   const char *key;
   int type;
@@ -124,19 +139,19 @@ void nn_recipe_get(const nn_recipe *r, int k, char *buf, size_t len) {
   nn_init in;
   nn_opt_kind ok;
   switch (keys[k].type) {
-  case K_BOOL:
-  case K_INT: memcpy(&i, p, sizeof i), snprintf(buf, len, "%d", i); break;
-  case K_LONG: memcpy(&l, p, sizeof l), snprintf(buf, len, "%ld", l); break;
-  case K_FLOAT:
-  case K_SPLIT: memcpy(&f, p, sizeof f), snprintf(buf, len, "%.9g", f); break;
-  case K_U64: memcpy(&u, p, sizeof u), snprintf(buf, len, "%llu", (unsigned long long)u); break;
-  case K_OPT: memcpy(&ok, p, sizeof ok), snprintf(buf, len, "%s", nn_opt_kind_name(ok)); break;
-  case K_INIT: memcpy(&in, p, sizeof in), snprintf(buf, len, "%s", in == NN_INIT_XAVIER_UNIFORM ? "xavier" : "default"); break;
-  case K_INORM: snprintf(buf, len, "%.9g,%.9g", r->input_norm.mean, r->input_norm.std); break;
-  case K_SCHED: nn_lr_schedule_format(&r->lr_schedule, buf, len); break;
-  case K_WARMUP: snprintf(buf, len, "%ld", r->lr_schedule.warmup); break;
-  case K_EARLY: snprintf(buf, len, "%d:%.9g", r->early_stop, r->early_stop_delta); break;
-  default: snprintf(buf, len, "%s", (const char *)p);
+    case K_BOOL:
+    case K_INT: memcpy(&i, p, sizeof i), snprintf(buf, len, "%d", i); break;
+    case K_LONG: memcpy(&l, p, sizeof l), snprintf(buf, len, "%ld", l); break;
+    case K_FLOAT:
+    case K_SPLIT: memcpy(&f, p, sizeof f), snprintf(buf, len, "%.9g", f); break;
+    case K_U64: memcpy(&u, p, sizeof u), snprintf(buf, len, "%llu", (unsigned long long)u); break;
+    case K_OPT: memcpy(&ok, p, sizeof ok), snprintf(buf, len, "%s", nn_opt_kind_name(ok)); break;
+    case K_INIT: memcpy(&in, p, sizeof in), snprintf(buf, len, "%s", in == NN_INIT_XAVIER_UNIFORM ? "xavier" : "default"); break;
+    case K_INORM: snprintf(buf, len, "%.9g,%.9g", r->input_norm.mean, r->input_norm.std); break;
+    case K_SCHED: nn_lr_schedule_format(&r->lr_schedule, buf, len); break;
+    case K_WARMUP: snprintf(buf, len, "%ld", r->lr_schedule.warmup); break;
+    case K_EARLY: snprintf(buf, len, "%d:%.9g", r->early_stop, r->early_stop_delta); break;
+    default: snprintf(buf, len, "%s", (const char *)p);
   }
 }
 
@@ -160,105 +175,105 @@ nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *v, nn_error *
   double d = 0;
   nn_status st = NN_OK;
   switch (keys[k].type) {
-  case K_BOOL:
-  case K_INT: {
-    if (!(st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) {
-      int i = (int)d;
-      memcpy(p, &i, sizeof i);
+    case K_BOOL:
+    case K_INT: {
+      if (!(st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) {
+        int i = (int)d;
+        memcpy(p, &i, sizeof i);
+      }
+      return st;
     }
-    return st;
-  }
-  case K_SCHED: {
-    nn_lr_schedule s;
-    if ((st = nn_lr_schedule_parse(v, r->lr_schedule.warmup, &s, err))) return nn_err_prefix(err, st, "%s: ", key);
-    r->lr_schedule = s;
-    return NN_OK;
-  }
-  case K_EARLY: {
-    char *end;
-    errno = 0;
-    long pat = strtol(v, &end, 10);
-    double delta = 0;
-    int bad = end == v;
-    if (*end == ':') {
-      const char *dv = end + 1;
-      delta = strtod(dv, &end);
-      bad |= end == dv;
+    case K_SCHED: {
+      nn_lr_schedule s;
+      if ((st = nn_lr_schedule_parse(v, r->lr_schedule.warmup, &s, err))) return nn_err_prefix(err, st, "%s: ", key);
+      r->lr_schedule = s;
+      return NN_OK;
     }
-    if (bad || errno || *end || pat < 0 || pat > 1000000 || !(delta >= 0) || !isfinite(delta))
-      return nn_err_set(err, NN_ERR_ARG, "%s: expected PATIENCE[:MIN_DELTA] (epochs >= 1, delta >= 0; 0: off), got '%s'",
-                        key, v);
-    r->early_stop = (int)pat;
-    r->early_stop_delta = delta;
-    return NN_OK;
-  }
-  case K_WARMUP:
-    if ((st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) return st;
-    if (d > 0 && r->lr_schedule.kind == NN_LR_ONECYCLE)
-      return nn_err_set(err, NN_ERR_ARG, "%s: onecycle has its own warm-up (30%% of the steps); drop the warmup of %g",
-                        key, d);
-    r->lr_schedule.warmup = (long)d;
-    return NN_OK;
-  case K_LONG: {
-    if (!(st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) {
-      long l = (long)d;
-      memcpy(p, &l, sizeof l);
+    case K_EARLY: {
+      char *end;
+      errno = 0;
+      long pat = strtol(v, &end, 10);
+      double delta = 0;
+      int bad = end == v;
+      if (*end == ':') {
+        const char *dv = end + 1;
+        delta = strtod(dv, &end);
+        bad |= end == dv;
+      }
+      if (bad || errno || *end || pat < 0 || pat > 1000000 || !(delta >= 0) || !isfinite(delta))
+        return nn_err_set(err, NN_ERR_ARG, "%s: expected PATIENCE[:MIN_DELTA] (epochs >= 1, delta >= 0; 0: off), got '%s'",
+                          key, v);
+      r->early_stop = (int)pat;
+      r->early_stop_delta = delta;
+      return NN_OK;
     }
-    return st;
-  }
-  case K_FLOAT:
-  case K_SPLIT: {
-    if (keys[k].type == K_SPLIT && !strcmp(v, "0")) d = 0; /* no validation split */
-    else if ((st = number(key, v, keys[k].min, keys[k].max, 0, &d, err))) return st;
-    float f = (float)d;
-    memcpy(p, &f, sizeof f);
-    return NN_OK;
-  }
-  case K_U64: {
-    char *end;
-    errno = 0;
-    unsigned long long u = strtoull(v, &end, 10);
-    if (errno || end == v || *end || v[0] == '-')
-      return nn_err_set(err, NN_ERR_ARG, "%s: expected a non-negative integer, got '%s'", key, v);
-    r->seed = u;
-    return NN_OK;
-  }
-  case K_OPT: {
-    int kind = nn_opt_kind_parse(v);
-    if (kind < 0) return nn_err_set(err, NN_ERR_ARG, "%s: unknown '%s' (expected sgd, adam or adamw)", key, v);
-    /* another kind starts from that kind's defaults */
-    if (kind != (int)r->opt.kind) r->opt = nn_opt_defaults((nn_opt_kind)kind);
-    return NN_OK;
-  }
-  case K_INIT:
-    if (!strcmp(v, "default")) r->init = NN_INIT_DEFAULT;
-    else if (!strcmp(v, "xavier")) r->init = NN_INIT_XAVIER_UNIFORM;
-    else return nn_err_set(err, NN_ERR_ARG, "%s: expected default or xavier, got '%s'", key, v);
-    return NN_OK;
-  case K_PLACE:
-    if (*v && strcmp(v, "before") && strcmp(v, "after"))
-      return nn_err_set(err, NN_ERR_ARG, "%s: expected before or after, got '%s'", key, v);
-    break;
-  case K_AUG:
-    if (*v) {
-      nn_augment a;
-      if ((st = nn_augment_parse(v, &a, err))) return nn_err_prefix(err, st, "%s: ", key);
+    case K_WARMUP:
+      if ((st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) return st;
+      if (d > 0 && r->lr_schedule.kind == NN_LR_ONECYCLE)
+        return nn_err_set(err, NN_ERR_ARG, "%s: onecycle has its own warm-up (30%% of the steps); drop the warmup of %g",
+                          key, d);
+      r->lr_schedule.warmup = (long)d;
+      return NN_OK;
+    case K_LONG: {
+      if (!(st = number(key, v, keys[k].min, keys[k].max, 1, &d, err))) {
+        long l = (long)d;
+        memcpy(p, &l, sizeof l);
+      }
+      return st;
     }
-    break;
-  case K_NORM: /* checked against the spec it applies to, by nn_run_create */
-    if (!*v) return nn_err_set(err, NN_ERR_ARG, "%s: empty", key);
-    break;
-  case K_INORM: {
-    nn_input_norm n;
-    int used = 0;
-    if (sscanf(v, "%f,%f%n", &n.mean, &n.std, &used) != 2 || v[used] || !(n.std > 0) || !isfinite(n.std) ||
-        !isfinite(n.mean))
-      return nn_err_set(err, NN_ERR_ARG, "%s: expected MEAN,STD with STD > 0, got '%s'", key, v);
-    r->input_norm = n;
-    return NN_OK;
-  }
-  default: /* text; "" data means none given (a CIFAR preset's default), refused by nn_recipe_check */
-    break;
+    case K_FLOAT:
+    case K_SPLIT: {
+      if (keys[k].type == K_SPLIT && !strcmp(v, "0")) d = 0; /* no validation split */
+      else if ((st = number(key, v, keys[k].min, keys[k].max, 0, &d, err))) return st;
+      float f = (float)d;
+      memcpy(p, &f, sizeof f);
+      return NN_OK;
+    }
+    case K_U64: {
+      char *end;
+      errno = 0;
+      unsigned long long u = strtoull(v, &end, 10);
+      if (errno || end == v || *end || v[0] == '-')
+        return nn_err_set(err, NN_ERR_ARG, "%s: expected a non-negative integer, got '%s'", key, v);
+      r->seed = u;
+      return NN_OK;
+    }
+    case K_OPT: {
+      int kind = nn_opt_kind_parse(v);
+      if (kind < 0) return nn_err_set(err, NN_ERR_ARG, "%s: unknown '%s' (expected sgd, adam or adamw)", key, v);
+      /* another kind starts from that kind's defaults */
+      if (kind != (int)r->opt.kind) r->opt = nn_opt_defaults((nn_opt_kind)kind);
+      return NN_OK;
+    }
+    case K_INIT:
+      if (!strcmp(v, "default")) r->init = NN_INIT_DEFAULT;
+      else if (!strcmp(v, "xavier")) r->init = NN_INIT_XAVIER_UNIFORM;
+      else return nn_err_set(err, NN_ERR_ARG, "%s: expected default or xavier, got '%s'", key, v);
+      return NN_OK;
+    case K_PLACE:
+      if (*v && strcmp(v, "before") && strcmp(v, "after"))
+        return nn_err_set(err, NN_ERR_ARG, "%s: expected before or after, got '%s'", key, v);
+      break;
+    case K_AUG:
+      if (*v) {
+        nn_augment a;
+        if ((st = nn_augment_parse(v, &a, err))) return nn_err_prefix(err, st, "%s: ", key);
+      }
+      break;
+    case K_NORM: /* checked against the spec it applies to, by nn_run_create */
+      if (!*v) return nn_err_set(err, NN_ERR_ARG, "%s: empty", key);
+      break;
+    case K_INORM: {
+      nn_input_norm n;
+      int used = 0;
+      if (sscanf(v, "%f,%f%n", &n.mean, &n.std, &used) != 2 || v[used] || !(n.std > 0) || !isfinite(n.std) ||
+          !isfinite(n.mean))
+        return nn_err_set(err, NN_ERR_ARG, "%s: expected MEAN,STD with STD > 0, got '%s'", key, v);
+      r->input_norm = n;
+      return NN_OK;
+    }
+    default: /* text; "" data means none given (a CIFAR preset's default), refused by nn_recipe_check */
+      break;
   }
   if (strlen(v) >= keys[k].size) return nn_err_set(err, NN_ERR_ARG, "%s: '%.40s...' is too long", key, v);
   memset(p, 0, keys[k].size); /* the whole field: a shorter text leaves no tail of the old one */

@@ -33,15 +33,15 @@
 
 struct nn_run {
   nn_recipe r;
-  char *dir;               /* NULL: nothing written */
+  char *dir; /* NULL: nothing written */
   nn_model *m;
   nn_optimizer *opt;
   nn_dataset *train, *eval;
   nn_augment aug;
-  nn_rng data_rng;         /* shuffling/augmentation stream at the end of the last epoch */
+  nn_rng data_rng; /* shuffling/augmentation stream at the end of the last epoch */
   nn_history *hist;
   int locked;
-  const nn_comm *comm;     /* data parallel training, or NULL */
+  const nn_comm *comm;          /* data parallel training, or NULL */
   const nn_fit_callbacks *user; /* during nn_run_train */
 };
 

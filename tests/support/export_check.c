@@ -195,7 +195,8 @@ int xc_onnx_check(const unsigned char *b, size_t n, xc_onnx *s, char *why, size_
         ret = fail(why, wl, "initializer %d does not decode or has no name", s->ninit);
         break;
       }
-      size_t count = 1, esize = t.type == 1 ? 4 : t.type == 7 ? 8 : 0;
+      size_t count = 1, esize = t.type == 1 ? 4 : t.type == 7 ? 8
+                                                              : 0;
       for (int i = 0; i < t.ndim; i++) count *= (size_t)t.dims[i];
       if (!esize) ret = fail(why, wl, "initializer %s: data_type %lld", t.name, (long long)t.type);
       else if (t.rawlen != count * esize)

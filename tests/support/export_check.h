@@ -18,9 +18,9 @@
 
 typedef struct {
   int64_t ir_version, opset;
-  char ops[2048];    /* op types in node order, space separated */
+  char ops[2048]; /* op types in node order, space separated */
   int ninit;
-  char input[64];    /* dims of "input", e.g. "N,1,28,28" */
+  char input[64]; /* dims of "input", e.g. "N,1,28,28" */
   char output[64];
 } xc_onnx;
 int xc_onnx_check(const unsigned char *b, size_t n, xc_onnx *s, char *why, size_t whylen);
@@ -30,7 +30,7 @@ int xc_onnx_floats(const unsigned char *b, size_t n, const char *name, float **d
 typedef struct {
   char classes[2048]; /* layer class names in order, space separated (InputLayer first) */
   int nlayers;
-  int nvars;          /* datasets found under layers/ */
+  int nvars; /* datasets found under layers/ */
 } xc_keras;
 int xc_keras_check(const unsigned char *b, size_t n, xc_keras *s, char *why, size_t whylen);
 /* Variable idx of layer `name` (layers/<name>/vars/<idx>) as floats (malloc'd) and dims. */
