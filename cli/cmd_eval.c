@@ -141,7 +141,6 @@ int cmd_eval(int argc, char **argv) {
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
-  if (threads) nn_set_threads(threads);
   if (strcmp(split, "test") && strcmp(split, "train")) {
     cli_error("eval", "--split: expected test or train, got '%s'", split);
     return EXIT_USAGE;
@@ -173,6 +172,7 @@ int cmd_eval(int argc, char **argv) {
   nn_confusion cmx = {0};
   nn_mode mode = strcmp(mode_name, "train") ? NN_MODE_EVAL : NN_MODE_TRAIN;
   int rc = cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
+  if (!rc) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("eval", &cm, m, input_norm, data_arg, &norm, &data, &data_from);
   if (!rc && (nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err) ||
               nn_evaluate_confusion(m, ds, norm, batch, mode, &cmx, &err)))

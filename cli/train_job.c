@@ -323,10 +323,10 @@ static nn_history *copy_history(const nn_history *h) {
 
 int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *res) {
   memset(res, 0, sizeof *res);
-  if (o->threads) nn_set_threads(o->threads);
   nn_run *run = NULL;
   int rc = o->resume ? resume_run(cmd, o, &run) : new_run(cmd, o, &run);
   if (rc) return rc;
+  nn_model_set_threads(nn_run_model(run), o->threads);
   if (o->check_only) {
     nn_run_free(run);
     return EXIT_OK;

@@ -48,7 +48,8 @@
  *   a one-line message naming the file, line, layer or value. NN_OK is 0.
  * - The library never exits and never prints; progress reaches you through callbacks.
  * - No hidden globals: random state is an nn_rng you own; train/eval mode is an argument.
- *   The one process-wide setting is the thread count (nn_set_threads).
+ *   The thread count is per model (nn_model_set_threads); nn_set_threads is only the
+ *   process-wide default for models that leave it to the library.
  * - Objects are opaque handles created by nn_*_create/parse/load and released by nn_*_free
  *   (free functions accept NULL).
  * - Choices are typed enums (nn_norm_choice, nn_bn_placement, nn_split, nn_layer_kind, ...);
@@ -121,7 +122,8 @@ NN_API uint64_t nn_rng_next(nn_rng *r);
 NN_API float nn_rng_uniform(nn_rng *r);
 
 /* ---- threads -------------------------------------------------------------------------- */
-/* Fix the number of worker threads for kernels and GEMM. 0 (the default, also when never
+/* The process-wide default number of worker threads for kernels and GEMM, for models whose
+ * own count is not set (nn_model_set_threads takes precedence). 0 (the default, also when never
  * called) lets the library choose per model and step from timings, between 1 thread and all
  * cores (so a busy core elsewhere does not stall every step); it then sets the calling
  * thread's OpenMP thread count before each forward. OMP_NUM_THREADS also fixes the count.
@@ -358,6 +360,13 @@ typedef struct {
 } nn_tensor_view;
 NN_API int nn_model_num_tensors(const nn_model *m);
 NN_API void nn_model_tensor(nn_model *m, int i, nn_tensor_view *view);
+
+/* The number of worker threads this model's steps use: n > 0 fixes it; 0 (the default)
+ * leaves it to nn_set_threads / OMP_NUM_THREADS or, when neither fixed it, to the library's
+ * per-step choice from timings. Applied to the calling thread's OpenMP count at each forward
+ * (so two models on two threads keep their own counts). Results are bitwise the same for
+ * any count. */
+NN_API void nn_model_set_threads(nn_model *m, int threads);
 
 /* Forward a batch x[n, input_size]. In NN_MODE_TRAIN, normalization layers use batch
  * statistics and update running statistics; in NN_MODE_EVAL they use running statistics.

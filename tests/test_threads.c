@@ -7,14 +7,17 @@
  *   slower, and within its probe gap when the other one gets faster;
  * - not count the step after a break (an eval pass in between) or the first step of a run
  *   (it pays for waking the workers);
- * and nn_set_threads(n > 0) must take the choice away from it. */
+ * and nn_set_threads(n > 0) must take the choice away from it; a model's own count
+ * (nn_model_set_threads) overrides both. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
+#include <omp.h>
 
 #include "base/threads.h"
 #include "normnet.h"
@@ -123,8 +126,46 @@ static void test_single_core_and_user_choice(void **state) {
   assert_int_equal(nn_threads_auto(), 0);
 }
 
+/* The count is an argument of the model: its forward sets the calling thread's OpenMP count
+ * to it, over any process default, and two counts give the same bits. */
+static void test_model_threads(void **state) {
+  (void)state;
+  nn_spec *s = NULL;
+  nn_model *m = NULL;
+  nn_error err = {0};
+  if (nn_spec_parse("input shape=1x12x12\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\nflatten\ndense units=3\n",
+                    "t.spec", &s, &err) ||
+      nn_model_create(s, &m, &err))
+    fail_msg("%s", err.msg);
+  nn_rng rng;
+  nn_rng_seed(&rng, 3);
+  nn_model_init(m, NN_INIT_DEFAULT, &rng);
+  enum { N = 64, D = 144 };
+  static float x[N * D];
+  int32_t y[N];
+  for (int i = 0; i < N * D; i++) x[i] = nn_rng_uniform(&rng) - 0.5f;
+  for (int i = 0; i < N; i++) y[i] = i % 3;
+  const float *logits = NULL;
+  static float out[2][N * 3];
+  nn_set_threads(2); /* a process default the model's own count overrides */
+  for (int k = 0; k < 2; k++) {
+    nn_model_set_threads(m, k + 1);
+    assert_int_equal(nn_model_forward(m, x, y, N, NN_MODE_EVAL, NULL, NULL, &logits, &err), NN_OK);
+    assert_int_equal(omp_get_max_threads(), k + 1);
+    memcpy(out[k], logits, sizeof out[k]);
+  }
+  nn_set_threads(0);
+  assert_memory_equal(out[0], out[1], sizeof out[0]);
+  nn_model_set_threads(m, 0); /* back to the default: the library's choice, within the cores */
+  assert_int_equal(nn_model_forward(m, x, y, N, NN_MODE_EVAL, NULL, NULL, NULL, &err), NN_OK);
+  assert_true(omp_get_max_threads() >= 1 && omp_get_max_threads() <= omp_get_num_procs());
+  nn_model_free(m);
+  nn_spec_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_model_threads),
       cmocka_unit_test(test_idle_machine_prefers_two),
       cmocka_unit_test(test_busy_machine_prefers_one),
       cmocka_unit_test(test_follows_load_changes),

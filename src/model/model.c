@@ -408,6 +408,8 @@ nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   return NN_OK;
 }
 
+void nn_model_set_threads(nn_model *m, int threads) { m->threads = threads > 0 ? threads : 0; }
+
 void nn_model_set_comm(nn_model *m, const nn_comm *comm) {
   m->comm = comm && comm->size > 1 ? comm : NULL;
   for (int i = 0; i < m->nlayers; i++)
@@ -446,7 +448,8 @@ nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, i
   } else {
     memset(m->labels, 0, (size_t)n * sizeof *m->labels);
   }
-  nn_threads_step(&m->tuner[mode == NN_MODE_EVAL], &m->tuner[mode != NN_MODE_EVAL], n);
+  if (m->threads > 0) omp_set_num_threads(m->threads);
+  else nn_threads_step(&m->tuner[mode == NN_MODE_EVAL], &m->tuner[mode != NN_MODE_EVAL], n);
   memcpy(m->act[0], x, (size_t)n * nn_shape_size(m->spec->input) * sizeof *x);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];

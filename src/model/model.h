@@ -25,6 +25,7 @@ struct nn_model {
   nn_mode last_mode;
   int last_has_labels;
   nn_tuner tuner[2];   /* thread count per kind of step (train, eval), base/threads.h */
+  int threads;         /* nn_model_set_threads: > 0 fixed for this model; 0 the default */
   const nn_comm *comm; /* data parallel (nn_model_set_comm), or NULL */
   int loss_n;          /* backward averages the loss over this many samples (the global
                             batch under data parallelism); 0: over the forward's batch */
