@@ -140,7 +140,8 @@ static void test_model_threads(void **state) {
   nn_rng rng;
   nn_rng_seed(&rng, 3);
   nn_model_init(m, NN_INIT_DEFAULT, &rng);
-  enum { N = 64, D = 144 };
+  enum { N = 64,
+         D = 144 };
   static float x[N * D];
   int32_t y[N];
   for (int i = 0; i < N * D; i++) x[i] = nn_rng_uniform(&rng) - 0.5f;
