@@ -1,7 +1,10 @@
 /* normnet's Keras convention against real Keras 3 (fixtures from
  * tests/fixtures/gen_keras_fixtures.py, run with TensorFlow; CI only reads them):
  * - BatchNormalization() with Keras's defaults: outputs, moving mean/variance after each of
- *   three training steps, the gradients dx, dgamma, dbeta, and inference;
+ *   three training steps, the gradients dx, dgamma, dbeta, and inference; the same case also
+ *   runs (forward, moving statistics, inference) against the Keras documentation's formulas
+ *   (tests/fixtures/gen_keras_bn_fixture.py: momentum 0.99 as the weight of the old value,
+ *   eps 1e-3, biased moving variance), whose fixture has no gradients;
  * - three Adam steps (Keras defaults) of the seed-000 MLP with BN and of the seed-001 CIFAR
  *   CNN from the same initial weights and data: the loss of each step within 1e-5, then every
  *   weight, gamma, beta and moving statistic within 1e-4 relative (a bias right before a BN,
@@ -37,7 +40,8 @@ static nn_model *model_of(const char *text) {
   return m;
 }
 
-static void bn_case(const nn_fixture *fx, const char *c) {
+/* Case c of fixture fx; with_backward: the fixture also holds g, dx, dgamma, dbeta. */
+static void bn_case(const nn_fixture *fx, const char *c, int with_backward) {
   char name[64], spec_text[256];
   snprintf(name, sizeof name, "%s.shape", c);
   const double *sh = fx_get(fx, name, NULL);
@@ -67,6 +71,11 @@ static void bn_case(const nn_fixture *fx, const char *c) {
     fx_assert_close_fd(name, nn_state_ptr(L, 0), fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
     snprintf(name, sizeof name, "%s.mv%d", c, k);
     fx_assert_close_fd(name, nn_state_ptr(L, 1), fx_get(fx, name, NULL), (size_t)ch, 1e-5, 1e-6);
+    if (!with_backward) {
+      if (k == 1) x1 = x;
+      else free(x);
+      continue;
+    }
     /* backward of sum(y * g) through the layer alone */
     snprintf(name, sizeof name, "%s.g%d", c, k);
     float *up = fx_floats(fx, name, count);
@@ -92,8 +101,16 @@ static void bn_case(const nn_fixture *fx, const char *c) {
 static void test_batchnorm_vs_keras(void **state) {
   (void)state;
   nn_fixture *fx = fx_load("keras_real.txt");
-  bn_case(fx, "r2");
-  bn_case(fx, "r4");
+  bn_case(fx, "r2", 1);
+  bn_case(fx, "r4", 1);
+  fx_free(fx);
+}
+
+static void test_batchnorm_vs_keras_formulas(void **state) {
+  (void)state;
+  nn_fixture *fx = fx_load("keras_bn.txt");
+  bn_case(fx, "r2", 0);
+  bn_case(fx, "r4", 0);
   fx_free(fx);
 }
 
@@ -240,6 +257,7 @@ static void test_adam_steps_vs_keras(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_batchnorm_vs_keras),
+                                     cmocka_unit_test(test_batchnorm_vs_keras_formulas),
                                      cmocka_unit_test(test_adam_steps_vs_keras)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
