@@ -24,6 +24,7 @@
 #include "base/rng.h"
 #include "export/export.h"
 #include "export/protobuf.h"
+#include "cli_run.h"
 #include "export_check.h"
 #include "model/model.h"
 #include "nn_test.h"
@@ -49,18 +50,6 @@ static nn_model *preset_model(const char *name, uint64_t seed) {
   const nn_preset *p = nn_preset_find(name);
   assert_non_null(p);
   return build(p->spec, seed);
-}
-
-static unsigned char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc((size_t)n + 1);
-  *len = fread(b, 1, (size_t)n, f);
-  fclose(f);
-  return b;
 }
 
 /* ---- protobuf ------------------------------------------------------------------------- */
@@ -339,7 +328,7 @@ static void test_byte_stable_and_files(void **state) {
     assert_int_equal(keras ? nn_export_keras(a, norm, p1, &err) : nn_export_onnx(a, norm, p1, &err), NN_OK);
     assert_int_equal(keras ? nn_export_keras(c, norm, p2, &err) : nn_export_onnx(c, norm, p2, &err), NN_OK);
     size_t f1, f2;
-    unsigned char *d1 = read_file(p1, &f1), *d2 = read_file(p2, &f2);
+    unsigned char *d1 = tu_read_file(p1, &f1), *d2 = tu_read_file(p2, &f2);
     assert_non_null(d1), assert_non_null(d2);
     assert_int_equal(f1, n1), assert_int_equal(f2, n1);
     assert_memory_equal(d1, b1, n1);
@@ -372,7 +361,7 @@ static void test_refusals(void **state) {
     assert_non_null(strstr(err.msg, "layer 1 (batchnorm, line 3)"));
     assert_non_null(strstr(err.msg, "track_running_stats=0"));
     size_t n;
-    unsigned char *d = read_file(path, &n);
+    unsigned char *d = tu_read_file(path, &n);
     assert_int_equal(n, 8);
     assert_memory_equal(d, "previous", 8);
     free(d);

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "normnet_plot.h"
+#include "cli_run.h"
 
 /* tab10, as in src/report/plot.c */
 static const int PAL[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40}, {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
@@ -63,19 +64,10 @@ static const char *tp(char *buf, const char *name) {
   return buf;
 }
 
+/* A non-empty file (malloc'd, NUL-terminated). */
 static unsigned char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  assert_true(len > 0);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc((size_t)len + 1);
-  assert_non_null(b);
-  assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
-  fclose(f);
-  b[len] = 0;
-  *n = (size_t)len;
+  unsigned char *b = tu_read_file(path, n);
+  assert_true(*n > 0);
   return b;
 }
 

@@ -26,6 +26,12 @@ char *tu_tempdir(const char *tag) {
   return dir;
 }
 
+const char *tu_join(char *buf, const char *dir, const char *name) {
+  int n = snprintf(buf, 1024, "%s/%s", dir, name);
+  assert_true(n > 0 && n < 1024);
+  return buf;
+}
+
 void tu_rmtree(const char *path) {
   struct stat sb;
   if (lstat(path, &sb) != 0) return;
@@ -63,6 +69,59 @@ void tu_expect_build_error(const char *text, nn_status code, const char *needle1
   if (st != code) fail_msg("status %d (%s), want %d for:\n%s", st, err.msg, code, text);
   if (needle1 && !strstr(err.msg, needle1)) fail_msg("message '%s' lacks '%s'", err.msg, needle1);
   if (needle2 && !strstr(err.msg, needle2)) fail_msg("message '%s' lacks '%s'", err.msg, needle2);
+}
+
+void tu_expect_fail(nn_status st, const nn_error *err, const void *out, nn_status want, const char *needle1,
+                    const char *needle2) {
+  if (st != want)
+    fail_msg("status %d (%s), expected %d (%s); message: %s", st, nn_status_name(st), want, nn_status_name(want),
+             err->msg);
+  assert_int_equal(err->code, want);
+  assert_null(out);
+  if (needle1 && !strstr(err->msg, needle1)) fail_msg("message \"%s\" lacks \"%s\"", err->msg, needle1);
+  if (needle2 && !strstr(err->msg, needle2)) fail_msg("message \"%s\" lacks \"%s\"", err->msg, needle2);
+}
+
+nn_spec *tu_spec(const char *spec_text) {
+  nn_error err = {0};
+  nn_spec *spec = NULL;
+  if (nn_spec_parse(spec_text, "test", &spec, &err)) fail_msg("%s", err.msg);
+  return spec;
+}
+
+nn_model *tu_model(const char *spec_text, uint64_t seed) {
+  nn_error err = {0};
+  nn_spec *spec = tu_spec(spec_text);
+  nn_model *m = NULL;
+  nn_status st = nn_model_create(spec, &m, &err);
+  nn_spec_free(spec);
+  if (st) fail_msg("%s", err.msg);
+  nn_rng rng;
+  nn_rng_seed(&rng, seed);
+  nn_model_init(m, NN_INIT_DEFAULT, &rng);
+  return m;
+}
+
+void tu_assert_same_tensors(nn_model *a, nn_model *b) {
+  int nt = nn_model_num_tensors(a);
+  assert_int_equal(nn_model_num_tensors(b), nt);
+  for (int i = 0; i < nt; i++) {
+    nn_tensor_view va, vb;
+    nn_model_tensor(a, i, &va);
+    nn_model_tensor(b, i, &vb);
+    assert_string_equal(va.name, vb.name);
+    assert_int_equal(va.ndim, vb.ndim);
+    for (int d = 0; d < va.ndim; d++) assert_int_equal(va.dims[d], vb.dims[d]);
+    assert_int_equal(va.count, vb.count);
+    assert_int_equal(va.is_state, vb.is_state);
+    if (!va.data) {
+      assert_null(vb.data);
+      assert_int_equal(*va.count_value, *vb.count_value);
+    } else {
+      assert_non_null(vb.data);
+      if (memcmp(va.data, vb.data, va.count * sizeof(float)) != 0) fail_msg("tensor %s differs", va.name);
+    }
+  }
 }
 
 void tu_fd_check(const char *what, double (*loss)(const void *ctx), const void *ctx, double *v, size_t len,
@@ -138,7 +197,7 @@ int tu_teardown_tempdir(void **state) {
   return 0;
 }
 
-static void put_be32(uint8_t *p, uint32_t v) {
+void tu_put_be32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
 }
 
@@ -148,8 +207,8 @@ void tu_write_idx_pair(const char *dir, const char *prefix, int n, int h, int w,
   uint8_t *img = malloc(isz), *lab = malloc(lsz);
   assert_non_null(img);
   assert_non_null(lab);
-  put_be32(img, 0x803u), put_be32(img + 4, (uint32_t)n), put_be32(img + 8, (uint32_t)h), put_be32(img + 12, (uint32_t)w);
-  put_be32(lab, 0x801u), put_be32(lab + 4, (uint32_t)n);
+  tu_put_be32(img, 0x803u), tu_put_be32(img + 4, (uint32_t)n), tu_put_be32(img + 8, (uint32_t)h), tu_put_be32(img + 12, (uint32_t)w);
+  tu_put_be32(lab, 0x801u), tu_put_be32(lab + 4, (uint32_t)n);
   tu_rng r = {seed * 0x9e3779b97f4a7c15ull + 1};
   for (int i = 0; i < n; i++) {
     int k = i % classes, band = k * h / classes;

@@ -8,12 +8,27 @@
 
 /* A fresh directory /tmp/normnet-<tag>-XXXXXX (malloc'd path; NULL if it cannot be made). */
 char *tu_tempdir(const char *tag);
+/* dir/name into buf (1024 bytes; a longer path fails the test); returns buf. */
+const char *tu_join(char *buf, const char *dir, const char *name);
 /* Remove a file or directory tree (making read-only directories writable first). */
 void tu_rmtree(const char *path);
 
 /* Parse `spec_text` (named "t.spec") and build the model: the first failure must have
  * status `code` and a message containing needle1 and needle2 (either may be NULL). */
 void tu_expect_build_error(const char *spec_text, nn_status code, const char *needle1, const char *needle2);
+/* A failed call: status st and err->code are `want`, its output `out` was left NULL, and the
+ * message contains needle1 and needle2 (either may be NULL). */
+void tu_expect_fail(nn_status st, const nn_error *err, const void *out, nn_status want, const char *needle1,
+                    const char *needle2);
+
+/* ---- models ---- */
+/* Parse spec_text (named "test"): the spec, or fail the test with the parser's message. */
+nn_spec *tu_spec(const char *spec_text);
+/* The model of spec_text, initialised (NN_INIT_DEFAULT) from the library's RNG seeded with seed. */
+nn_model *tu_model(const char *spec_text, uint64_t seed);
+/* Fail unless a and b have the same tensors (names, shapes, roles) with bitwise equal values
+ * (num_batches_tracked included). */
+void tu_assert_same_tensors(nn_model *a, nn_model *b);
 
 /* Central differences (step h) of the scalar loss(ctx) in each v[i] against the analytic
  * gradient an[0..len): fails unless max |fd - an| / max |an| < rel_tol, and if the gradient
@@ -47,6 +62,8 @@ void tu_fill_pair(tu_rng *r, float *f, double *d, size_t n, double lo, double hi
 /* NaN everywhere (an output a kernel must overwrite). */
 void tu_fill_nan(float *f, size_t n);
 
+/* p[0..4) = v, big-endian (IDX headers). */
+void tu_put_be32(uint8_t *p, uint32_t v);
 /* Write DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte (DIR is created): n
  * images of h x w with labels i % classes; class k is bright in a band of rows that moves
  * with k, over noise from `seed`, so the task is learnable. */
