@@ -173,10 +173,16 @@ typedef struct {
  * directory); 0 or an exit status after printing the error. */
 int cli_runs_read(const char *cmd, const char *arg, cli_runs *rs);
 void cli_runs_free(cli_runs *rs);
-/* The HTML report of the runs in dirs (nn_report_html) written to out; with evaluate, each
- * run's per-class results on its own evaluation data. 0 or an exit status (error printed). */
-int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const char *out, const char *title,
-                     int evaluate, int batch, int quiet);
+/* How cli_report_write works: with evaluate, each run's per-class results on its own
+ * evaluation data, in batches of `batch`, on `threads` threads per model (0: the library's
+ * choice); quiet leaves out the "wrote" line. */
+typedef struct {
+  const char *title;
+  int evaluate, batch, threads, quiet;
+} cli_report_opts;
+/* The HTML report of the runs in dirs (nn_report_html) written to out. 0 or an exit status
+ * (error printed). */
+int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const char *out, const cli_report_opts *o);
 
 int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

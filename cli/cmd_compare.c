@@ -191,7 +191,8 @@ int cmd_compare(int argc, char **argv) {
       char report[4200], title[512];
       snprintf(report, sizeof report, "%s/report.html", out);
       snprintf(title, sizeof title, "normnet compare: %s", o.model);
-      if (!no_report) rc = cli_report_write("compare", &out, 1, report, title, 1, 256, o.json);
+      cli_report_opts ro = {.title = title, .evaluate = 1, .batch = 256, .threads = o.threads, .quiet = o.json};
+      if (!no_report) rc = cli_report_write("compare", &out, 1, report, &ro);
     }
   }
   for (int k = 0; k < nv; k++) cli_train_result_free(&v[k].res);

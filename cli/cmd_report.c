@@ -17,7 +17,7 @@ static const char *const usage =
     "  --title TEXT              page title (default: the directories)\n"
     "  --no-eval                 skip the per-class evaluation\n"
     "  --batch B                 evaluation batch size (default 256)\n"
-    "  --threads N               worker threads\n";
+    "  --threads N               worker threads of each run's evaluation (default: the library's choice)\n";
 
 /* The recipe as "key value" lines. */
 static char *recipe_text(const nn_recipe *r) {
@@ -32,8 +32,7 @@ static char *recipe_text(const nn_recipe *r) {
   return t;
 }
 
-int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const char *out, const char *title,
-                     int evaluate_runs, int batch, int quiet) {
+int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const char *out, const cli_report_opts *o) {
   cli_runs *rs = calloc(1, sizeof *rs);
   nn_report_run *runs = calloc(CLI_MAX_RUNS, sizeof *runs);
   nn_confusion *cms = calloc(CLI_MAX_RUNS, sizeof *cms);
@@ -47,10 +46,11 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
     texts[2 * k] = recipe_text(r->recipe);
     texts[2 * k + 1] = nn_spec_to_text(nn_model_spec(r->model));
     runs[k] = (nn_report_run){r->name, r->dir, r->hist, texts[2 * k], texts[2 * k + 1], r->model, NULL, NULL, 0};
-    if (!evaluate_runs) continue;
+    if (!o->evaluate) continue;
+    nn_model_set_threads(r->model, o->threads);
     /* per-class results on the run's own evaluation data (its validation split or test set) */
     const nn_dataset *eval = nn_run_eval_data(r->run);
-    if (nn_evaluate_confusion(r->model, eval, r->recipe->input_norm, batch, NN_MODE_EVAL, &cms[k], &err)) {
+    if (nn_evaluate_confusion(r->model, eval, r->recipe->input_norm, o->batch, NN_MODE_EVAL, &cms[k], &err)) {
       rc = cli_fail(cmd, &err);
       break;
     }
@@ -61,9 +61,9 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
     runs[k].nclass_names = nc;
   }
   char *html = NULL;
-  if (!rc && (nn_report_html(title, runs, rs->n, &html, &err) || nn_file_write_atomic(out, html, strlen(html), &err)))
+  if (!rc && (nn_report_html(o->title, runs, rs->n, &html, &err) || nn_file_write_atomic(out, html, strlen(html), &err)))
     rc = cli_fail(cmd, &err);
-  if (!rc && !quiet) printf("wrote %s (%d run%s)\n", out, rs->n, rs->n == 1 ? "" : "s");
+  if (!rc && !o->quiet) printf("wrote %s (%d run%s)\n", out, rs->n, rs->n == 1 ? "" : "s");
   free(html);
   for (int k = 0; rs && k < rs->n; k++) {
     if (cms) nn_confusion_free(&cms[k]);
@@ -104,7 +104,6 @@ int cmd_report(int argc, char **argv) {
     cli_error("report", "--out FILE.html is needed for several directories");
     rc = EXIT_USAGE;
   }
-  if (threads) nn_set_threads(threads);
   char defout[4200], deftitle[1024];
   if (!rc && !out) snprintf(defout, sizeof defout, "%s/report.html", dirs[0]), out = defout;
   if (!rc && !title) {
@@ -113,7 +112,8 @@ int cmd_report(int argc, char **argv) {
       used += (size_t)snprintf(deftitle + used, sizeof deftitle - used, " %s", dirs[i]);
     title = deftitle;
   }
-  if (!rc) rc = cli_report_write("report", dirs, ndirs, out, title, !no_eval, batch, 0);
+  cli_report_opts ro = {.title = title, .evaluate = !no_eval, .batch = batch, .threads = threads};
+  if (!rc) rc = cli_report_write("report", dirs, ndirs, out, &ro);
   free(dirs);
   return rc;
 }

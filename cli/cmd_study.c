@@ -196,5 +196,6 @@ int cmd_study(int argc, char **argv) {
    * the study's result) */
   char report[4200];
   snprintf(report, sizeof report, "%s/report.html", out);
-  return cli_report_write("study", &out, 1, report, title, 0, 256, 0);
+  cli_report_opts ro = {.title = title, .batch = 256};
+  return cli_report_write("study", &out, 1, report, &ro);
 }
