@@ -113,7 +113,6 @@ typedef struct {
   int threads, quiet, track_activations, overwrite;
   int model_given;       /* --model was given (refused with --resume) */
   int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
-  int sync_bn;           /* under mpirun: batchnorm statistics over the global batch (default 1) */
   int check_only;        /* build and check the run (model, data, directory), do not train */
   int json;              /* --json: one JSON object per epoch on stdout, no text */
   int variant, variants; /* compare: this variant's place, for the overall ETA */

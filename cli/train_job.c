@@ -56,7 +56,6 @@ const char cli_train_options_help[] =
 void cli_train_defaults(cli_train_opts *o) {
   memset(o, 0, sizeof *o);
   o->model = "lenet";
-  o->sync_bn = 1;
 }
 
 int cli_train_override(cli_train_opts *o, const char *key, const char *flag, const char *value) {
@@ -126,8 +125,13 @@ int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {
   else if (cli_flag(a, "--overwrite")) o->overwrite = 1;
   else if (cli_flag(a, "--json")) o->json = 1;
   else if (cli_opt(a, "--sync-bn")) {
-    if (!strcmp(a->val, "on") || !strcmp(a->val, "off")) o->sync_bn = !strcmp(a->val, "on");
-    else {
+    /* a recipe key: recorded in the run, refused with --resume like the others */
+    if (!strcmp(a->val, "on") || !strcmp(a->val, "off")) {
+      if (cli_train_override(o, "sync-bn", "--sync-bn", !strcmp(a->val, "on") ? "1" : "0")) {
+        cli_error(a->cmd, "too many options");
+        *bad = 1;
+      }
+    } else {
       cli_error(a->cmd, "--sync-bn: expected on or off, got '%s'", a->val);
       *bad = 1;
     }
@@ -373,7 +377,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     j.shown = cli_progress_callbacks(&j.progress);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_comm *comm = cli_comm();
-    comm->sync_bn = o->sync_bn;
+    comm->sync_bn = nn_run_recipe(run)->sync_bn;
     nn_run_set_comm(run, comm);
     /* under mpirun: every rank is ready (or all stop with the first failing rank's message) */
     nn_status st = (rc = cli_dist_agree(EXIT_OK)) ? NN_OK : nn_run_train(run, &cb, &err);

@@ -739,6 +739,8 @@ typedef struct {
   double early_stop_delta;
   float divergence_factor; /* "divergence-factor" (nn_fit_config; 0: off) */
   int nan_check;           /* "nan-check" */
+  int sync_bn;             /* "sync-bn": data parallel (nn_run_set_comm), batchnorm statistics over the
+                              global batch (1, the default) or per process (0); the comm must agree */
 } nn_recipe;
 /* A preset's recipe (its optimizer, batch, epochs, input transform, init), data
  * "fashion-mnist", seed 42, shuffled, no augmentation. NULL: Adam's defaults, batch 32,
@@ -752,7 +754,7 @@ NN_API nn_status nn_recipe_check(const nn_recipe *r, nn_error *err);
  * bn-placement, freeze-bn, init, init-from, optimizer, lr, momentum, nesterov,
  * weight-decay, beta1, beta2, adam-eps, keras-eps, batch, epochs, max-steps, seed, shuffle,
  * drop-last, input-norm (MEAN,STD), augment, val-split, data, lr-schedule, warmup,
- * accumulate, early-stop, divergence-factor, nan-check. A new optimizer kind resets
+ * accumulate, early-stop, divergence-factor, nan-check, sync-bn. A new optimizer kind resets
  * its hyper-parameters to that kind's defaults: set "optimizer" before them. Errors start
  * with the key. */
 NN_API nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *value, nn_error *err);
@@ -775,7 +777,8 @@ NN_API nn_status nn_run_resume(const char *dir, nn_run **out, nn_error *err);
 /* The same state, read only: no lock, nothing written (the other processes of a data-parallel
  * training, whose rank 0 resumed the run with nn_run_resume). */
 NN_API nn_status nn_run_resume_reader(const char *dir, nn_run **out, nn_error *err);
-/* Train data parallel over comm (nn_dist_init); NULL: one process. */
+/* Train data parallel over comm (nn_dist_init); NULL: one process. comm->sync_bn must be the
+ * recipe's sync_bn (nn_run_train refuses a disagreement). */
 NN_API void nn_run_set_comm(nn_run *run, const nn_comm *comm);
 /* Extend (or shorten) a run: the only recipe fields a resumed run may change. */
 NN_API nn_status nn_run_set_epochs(nn_run *run, int epochs, nn_error *err);

@@ -28,6 +28,7 @@ nn_recipe nn_recipe_default(const nn_preset *p) {
   r.lr_schedule = (nn_lr_schedule){.kind = NN_LR_CONSTANT, .gamma = 1.0};
   r.accumulate = 1;
   r.divergence_factor = 1e4f;
+  r.sync_bn = 1;
   return r;
 }
 
@@ -85,6 +86,7 @@ static const struct {
     {"early-stop", K_EARLY, F(early_stop), 0, 0},
     {"divergence-factor", K_FLOAT, F(divergence_factor), 0, 1e30},
     {"nan-check", K_BOOL, F(nan_check), 0, 1},
+    {"sync-bn", K_BOOL, F(sync_bn), 0, 1},
 #undef F
 };
 #define NKEYS (int)(sizeof keys / sizeof keys[0])
@@ -120,7 +122,8 @@ nn_status nn_recipe_check(const nn_recipe *r, nn_error *err) {
 
 int nn_recipe_key_has_default(const char *key) {
   return !strcmp(key, "lr-schedule") || !strcmp(key, "warmup") || !strcmp(key, "accumulate") ||
-         !strcmp(key, "early-stop") || !strcmp(key, "divergence-factor") || !strcmp(key, "nan-check");
+         !strcmp(key, "early-stop") || !strcmp(key, "divergence-factor") || !strcmp(key, "nan-check") ||
+         !strcmp(key, "sync-bn");
 }
 const char *nn_recipe_key(int k) { return k >= 0 && k < NKEYS ? keys[k].key : NULL; }
 

@@ -343,6 +343,11 @@ int nn_run_finished(const nn_run *run) {
 
 nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   static const nn_fit_callbacks none = {0};
+  if (run->comm && run->comm->size > 1 && !run->comm->sync_bn != !run->r.sync_bn)
+    return nn_err_set(err, NN_ERR_ARG,
+                      "the run's recipe has sync-bn %s but its communicator has it %s: set nn_comm.sync_bn from "
+                      "the recipe",
+                      run->r.sync_bn ? "on" : "off", run->comm->sync_bn ? "on" : "off");
   run->user = cb ? cb : &none;
   nn_fit_config fc = nn_fit_defaults();
   fc.epochs = run->r.epochs;

@@ -2,7 +2,7 @@
  * here: after 20 SGD steps of lenet and 20 Adam steps of cnn (see cnn_adam_equal), every parameter, every BN
  * running statistic and the loss history of K = 2 and K = 3 processes (uneven and empty
  * slices) equal one process's within 1e-5 relative + 1e-6 absolute; with --sync-bn off they
- * must differ; killing a rank ends the job with a message and rank 0's last checkpoint
+ * must differ, and a resumed --sync-bn off run stays per rank; killing a rank ends the job with a message and rank 0's last checkpoint
  * resumes under a new mpirun. Registered only in builds with MPI. */
 #include <math.h>
 #include <setjmp.h>
@@ -204,6 +204,21 @@ static void unsynchronized_bn_differs(void **state) {
   if (!(e > 1e-3)) fail_msg("--sync-bn off matches one process (largest excess %g at %s)", e, worst);
 }
 
+/* --sync-bn is part of the recorded recipe: a per-rank-statistics run killed after epoch 2
+ * and resumed (without the flag) continues per rank, to the uninterrupted run's result; the
+ * flag itself is refused with --resume like every recipe change. */
+static void unsynchronized_bn_resumes(void **state) {
+  (void)state;
+  char a[1024];
+  snprintf(a, sizeof a, "--out %s/nosync_killed --model lenet --batch 30 --sync-bn off --crash-after-epoch 2", dir);
+  if (run(2, a) == 0) fail_msg("the job survived the kill of rank 0");
+  snprintf(a, sizeof a, "--resume %s/nosync_killed --sync-bn on", dir);
+  if (run(2, a) == 0 || !strstr(res.err, "--sync-bn")) fail_msg("--resume accepted --sync-bn: %s", res.err);
+  snprintf(a, sizeof a, "--resume %s/nosync_killed", dir);
+  if (run(2, a)) fail_msg("resume under a new mpirun: exit %d: %s", res.status, res.err);
+  expect_equal("nosync_killed", "lenet2_nosync");
+}
+
 /* Rank 0 is killed right after saving epoch 2: the job ends with a message naming the
  * signal, and a new mpirun resumes from rank 0's checkpoint to the uninterrupted result. */
 static void killed_rank_resumes(void **state) {
@@ -236,6 +251,7 @@ int main(void) {
       cmocka_unit_test(cnn_adam_equal),
       cmocka_unit_test(empty_slices_equal),
       cmocka_unit_test(unsynchronized_bn_differs),
+      cmocka_unit_test(unsynchronized_bn_resumes),
       cmocka_unit_test(killed_rank_resumes),
       cmocka_unit_test(failure_printed_once),
   };
