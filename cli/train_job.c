@@ -262,6 +262,15 @@ static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
     }
   nn_run_set_epochs(run, r.epochs, &err);
   nn_run_set_max_steps(run, r.max_steps, &err);
+  int stopped = nn_run_stopped_early(run);
+  if (stopped) {
+    cli_error(cmd,
+              "--resume %s: nothing to train: early stopping ended the run at epoch %d (no improvement of the "
+              "evaluation loss for %d epochs); to train on, start a new run from it with --init %s",
+              o->resume, stopped, r.early_stop, o->resume);
+    nn_run_free(run);
+    return EXIT_USAGE;
+  }
   if (nn_run_finished(run)) {
     char limit[64] = "";
     if (r.max_steps) snprintf(limit, sizeof limit, " of --max-steps %ld", r.max_steps);

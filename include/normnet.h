@@ -570,6 +570,11 @@ typedef struct {
                               its best by more than early_stop_delta for P epochs, and put
                               back the weights of the best epoch (needs `test`) */
   double early_stop_delta;
+  const struct nn_history *previous; /* resuming: the epochs trained before (first_epoch - 1 records), from
+                              which early stopping goes on counting; NULL: none */
+  nn_model *previous_best;    /* resuming with early stopping: a model holding the weights of the
+                              lowest evaluation loss in `previous` when that is not its last
+                              epoch (the weights to put back); NULL otherwise */
   double divergence_factor; /* > 0: stop when a batch's mean loss exceeds this many times the
                               first batch's of this call (a run that explodes without ever
                               reaching NaN); the error names the first layer whose output
@@ -712,7 +717,8 @@ NN_API const nn_preset *nn_preset_at(int i);
  * A run directory holds:
  *   model.safetensors  the commit point: weights, optimizer state, data stream, recipe and
  *                      every epoch's history row, replaced atomically once per epoch
- *   best.safetensors   the weights of the best evaluation accuracy so far
+ *   best.safetensors   the weights of the best evaluation accuracy so far (with early stopping:
+ *                      of the epoch it would put back, the lowest evaluation loss)
  *   history.csv        the history rows as CSV (an export of the checkpoint's rows)
  *   spec.txt           the model spec, canonical text
  *   lock               the PID of the process training it (removed when it ends)
@@ -786,8 +792,12 @@ NN_API nn_status nn_run_set_max_steps(nn_run *run, long max_steps, nn_error *err
 /* Train from where the run is to its epochs / max steps, committing every epoch to the run
  * directory (before cb->on_epoch_end is called). */
 NN_API nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err);
-/* 1 if the run has nothing left to train (all epochs done, or max steps reached). */
+/* 1 if the run has nothing left to train (all epochs done, max steps reached, or early
+ * stopping ended it). */
 NN_API int nn_run_finished(const nn_run *run);
+/* The epoch at which early stopping ended the run (its patience ran out), or 0. A resumed
+ * run goes on counting from its history: the patience does not start over. */
+NN_API int nn_run_stopped_early(const nn_run *run);
 NN_API const nn_recipe *nn_run_recipe(const nn_run *run);
 NN_API nn_model *nn_run_model(nn_run *run);
 NN_API const nn_history *nn_run_history(const nn_run *run);

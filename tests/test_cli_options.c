@@ -148,6 +148,9 @@ static void test_schedule_early_stop_report(void **state) {
   int rows = 0;
   for (const char *q = buf; *q; q++) rows += *q == '\n';
   assert_true(rows - 1 < 30); /* stopped before the last epoch */
+  /* the run is over: a resume (even with more epochs) says why instead of training on */
+  snprintf(args, sizeof args, "train --resume %s/early --epochs 40", dir);
+  expect_error(args, "early stopping ended the run at epoch", "--init");
   snprintf(args, sizeof args, "report %s/sched %s/early --out %s/r.html", dir, dir, dir);
   run(&r, args);
   if (r.status) fail_msg("report failed: %s", r.err);

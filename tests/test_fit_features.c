@@ -4,6 +4,8 @@
  * - early stopping: on a validation set whose loss rises from the first epoch, training
  *   stops after PATIENCE more epochs and the model holds the first epoch's weights (its
  *   evaluation loss equals the recorded one bitwise);
+ * - early stopping resumed: a training split in two nn_fit calls (the second given the first's
+ *   history and best weights) stops at the same epoch with the same weights as one call;
  * - schedules: the lr recorded per epoch is the schedule's value at the epoch's first step,
  *   and the optimizer gets its base lr back;
  * - nn_recipe_check refuses momentum/nesterov with Adam, freeze-bn without init-from. */
@@ -120,6 +122,76 @@ static void test_early_stop_restores_best(void **state) {
   nn_dataset_free(train_ds), nn_dataset_free(val);
 }
 
+/* Up to `epochs` of the early-stopping training of test_early_stop_resumes, from epoch
+ * `first` (> 1: continuing with `previous`, `best`, the same optimizer and data stream). */
+static nn_history *fit_part(nn_model *m, nn_optimizer *opt, nn_rng *stream, int first, int epochs,
+                            const nn_history *previous, nn_model *best) {
+  nn_dataset *train_ds = make_data(128, 0, 5), *val = make_data(64, 1, 6);
+  nn_fit_config fc = nn_fit_defaults();
+  fc.epochs = epochs, fc.batch_size = 16, fc.early_stop = 3, fc.eval_batch_size = 64;
+  fc.first_epoch = first, fc.data_rng = stream, fc.previous = previous, fc.previous_best = best;
+  nn_history *h = NULL;
+  nn_error err = {0};
+  if (nn_fit(m, opt, train_ds, val, &fc, NULL, &h, &err)) fail_msg("%s", err.msg);
+  nn_dataset_free(train_ds), nn_dataset_free(val);
+  return h;
+}
+
+typedef struct {
+  nn_model *m;
+  nn_optimizer *opt;
+  nn_rng stream;
+} trainee;
+
+static trainee trainee_new(void) {
+  trainee t = {.m = make_model(MLP)};
+  nn_opt_config oc = nn_opt_defaults(NN_OPT_SGD);
+  oc.lr = 0.5f;
+  nn_error err = {0};
+  if (nn_optimizer_create(&oc, t.m, &t.opt, &err)) fail_msg("%s", err.msg);
+  nn_rng_seed(&t.stream, 77);
+  return t;
+}
+
+static void trainee_free(trainee *t) {
+  nn_optimizer_free(t->opt);
+  nn_model_free(t->m);
+}
+
+static void test_early_stop_resumes(void **state) {
+  (void)state;
+  /* one call: the reference stop epoch, best epoch and weights */
+  trainee a = trainee_new();
+  nn_history *ha = fit_part(a.m, a.opt, &a.stream, 1, 30, NULL, NULL);
+  int n = nn_history_count(ha), best = 1;
+  for (int i = 1; i < n; i++)
+    if (nn_history_get(ha, i)->test_loss < nn_history_get(ha, best - 1)->test_loss) best = i + 1;
+  assert_int_equal(n, best + 3);
+  /* two calls, split after the best epoch + 1: the second must go on waiting, not start over */
+  int split = best + 1;
+  trainee b = trainee_new(), c = trainee_new();
+  nn_history *hb = fit_part(b.m, b.opt, &b.stream, 1, split, NULL, NULL);
+  nn_history *hc = fit_part(c.m, c.opt, &c.stream, 1, best, NULL, NULL); /* the best epoch's weights */
+  nn_history *hb2 = fit_part(b.m, b.opt, &b.stream, split + 1, 30, hb, c.m);
+  assert_int_equal(split + nn_history_count(hb2), n);
+  assert_memory_equal(nn_model_params(b.m), nn_model_params(a.m), nn_model_param_count(a.m) * sizeof(float));
+  /* without its best weights it cannot go on; once stopped, it refuses to go on */
+  trainee d = trainee_new();
+  nn_history *hd = fit_part(d.m, d.opt, &d.stream, 1, split, NULL, NULL);
+  nn_dataset *train_ds = make_data(128, 0, 5), *val = make_data(64, 1, 6);
+  nn_fit_config fc = nn_fit_defaults();
+  fc.epochs = 30, fc.batch_size = 16, fc.early_stop = 3, fc.first_epoch = split + 1, fc.previous = hd;
+  nn_error err = {0};
+  assert_int_equal(nn_fit(d.m, d.opt, train_ds, val, &fc, NULL, NULL, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "best epoch"));
+  fc.first_epoch = n + 1, fc.previous = ha;
+  assert_int_equal(nn_fit(a.m, a.opt, train_ds, val, &fc, NULL, NULL, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "already ended"));
+  nn_dataset_free(train_ds), nn_dataset_free(val);
+  nn_history_free(ha), nn_history_free(hb), nn_history_free(hc), nn_history_free(hb2), nn_history_free(hd);
+  trainee_free(&a), trainee_free(&b), trainee_free(&c), trainee_free(&d);
+}
+
 static void test_schedule_lr_per_epoch(void **state) {
   (void)state;
   nn_dataset *ds = make_data(50, 0, 9);
@@ -200,6 +272,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_accumulation_equals_big_batch),
       cmocka_unit_test(test_early_stop_restores_best),
+      cmocka_unit_test(test_early_stop_resumes),
       cmocka_unit_test(test_schedule_lr_per_epoch),
       cmocka_unit_test(test_recipe_refusals),
   };

@@ -285,19 +285,78 @@ static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *sto
 }
 
 /* ---- early stopping: the best epoch's weights, statistics and BN counters ------------- */
+nn_early_stop_state nn_early_stop_start(void) { return (nn_early_stop_state){.best_loss = INFINITY}; }
+
+int nn_early_stop_next(nn_early_stop_state *s, const nn_epoch_record *rec, double delta) {
+  if (rec->test_loss < s->best_loss - delta) {
+    s->best_loss = rec->test_loss, s->best_epoch = rec->epoch, s->wait = 0;
+    return 1;
+  }
+  s->wait++;
+  return 0;
+}
+
+int nn_early_stop_out(const nn_early_stop_state *s, int patience) {
+  return patience > 0 && s->best_epoch > 0 && s->wait >= patience;
+}
+
+nn_early_stop_state nn_early_stop_replay(const nn_history *h, int n, int patience, double delta, int *stopped_at) {
+  nn_early_stop_state s = nn_early_stop_start();
+  if (stopped_at) *stopped_at = 0;
+  for (int i = 0; i < n && i < nn_history_count(h); i++) {
+    nn_early_stop_next(&s, nn_history_get(h, i), delta);
+    if (stopped_at && !*stopped_at && nn_early_stop_out(&s, patience)) *stopped_at = nn_history_get(h, i)->epoch;
+  }
+  return s;
+}
+
 typedef struct {
+  nn_early_stop_state s;
   float *params, *state;
   int64_t *counts;
-  int ncounts, best_epoch, wait;
-  double best_loss;
+  int ncounts;
 } early_stop;
 
-static nn_status early_stop_init(early_stop *es, nn_model *m, nn_error *err) {
+/* Copy the weights, statistics and BN counters of `from` as the best epoch's. */
+static void early_stop_snapshot(early_stop *es, nn_model *from) {
+  memcpy(es->params, nn_model_params(from), nn_model_param_count(from) * sizeof *es->params);
+  memcpy(es->state, nn_model_state(from), nn_model_state_count(from) * sizeof *es->state);
+  es->ncounts = 0;
+  for (int t = 0; t < nn_model_num_tensors(from); t++) {
+    nn_tensor_view v;
+    nn_model_tensor(from, t, &v);
+    if (v.count_value) es->counts[es->ncounts++] = *v.count_value;
+  }
+}
+
+/* A resumed run (cfg->previous) continues its count: the best epoch and the epochs waited
+ * since come from its history; the best weights are the model's own when that epoch is the
+ * last one, else cfg->previous_best's. */
+static nn_status early_stop_init(early_stop *es, nn_model *m, const nn_fit_config *cfg, int first, nn_error *err) {
   es->params = malloc((nn_model_param_count(m) + 1) * sizeof *es->params);
   es->state = malloc((nn_model_state_count(m) + 1) * sizeof *es->state);
   es->counts = malloc(((size_t)nn_model_num_tensors(m) + 1) * sizeof *es->counts);
-  es->best_loss = INFINITY;
   if (!es->params || !es->state || !es->counts) return nn_err_set(err, NN_ERR_NOMEM, "out of memory for early stopping");
+  es->s = nn_early_stop_start();
+  if (!cfg->previous) return NN_OK;
+  if (nn_history_count(cfg->previous) != first - 1)
+    return nn_err_set(err, NN_ERR_ARG, "early stopping: the previous history has %d epochs, training starts at epoch %d",
+                      nn_history_count(cfg->previous), first);
+  int stopped = 0;
+  es->s = nn_early_stop_replay(cfg->previous, first - 1, cfg->early_stop, cfg->early_stop_delta, &stopped);
+  if (stopped)
+    return nn_err_set(err, NN_ERR_ARG, "early stopping already ended this run at epoch %d (patience %d)", stopped,
+                      cfg->early_stop);
+  if (!es->s.best_epoch) return NN_OK;
+  nn_model *from = es->s.best_epoch == first - 1 ? m : cfg->previous_best;
+  if (!from)
+    return nn_err_set(err, NN_ERR_ARG,
+                      "early stopping: the weights of the best epoch so far (%d) are needed to go on (previous_best)",
+                      es->s.best_epoch);
+  if (nn_model_param_count(from) != nn_model_param_count(m) || nn_model_state_count(from) != nn_model_state_count(m) ||
+      nn_model_num_tensors(from) != nn_model_num_tensors(m))
+    return nn_err_set(err, NN_ERR_SHAPE, "early stopping: the best epoch's model is not this model's architecture");
+  early_stop_snapshot(es, from);
   return NN_OK;
 }
 
@@ -307,21 +366,8 @@ static void early_stop_free(early_stop *es) {
 
 /* Keep the weights of an improved epoch; 1 when the patience has run out. */
 static int early_stop_update(early_stop *es, nn_model *m, const nn_epoch_record *r, int patience, double delta) {
-  if (r->test_loss < es->best_loss - delta) {
-    es->best_loss = r->test_loss;
-    es->best_epoch = r->epoch;
-    es->wait = 0;
-    memcpy(es->params, nn_model_params(m), nn_model_param_count(m) * sizeof *es->params);
-    memcpy(es->state, nn_model_state(m), nn_model_state_count(m) * sizeof *es->state);
-    es->ncounts = 0;
-    for (int t = 0; t < nn_model_num_tensors(m); t++) {
-      nn_tensor_view v;
-      nn_model_tensor(m, t, &v);
-      if (v.count_value) es->counts[es->ncounts++] = *v.count_value;
-    }
-    return 0;
-  }
-  return ++es->wait >= patience && es->best_epoch > 0;
+  if (nn_early_stop_next(&es->s, r, delta)) early_stop_snapshot(es, m);
+  return nn_early_stop_out(&es->s, patience);
 }
 
 static void early_stop_restore(const early_stop *es, nn_model *m) {
@@ -394,7 +440,7 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   int first = cfg->first_epoch > 0 ? cfg->first_epoch : 1;
   int stop = cfg->max_steps > 0 && nn_optimizer_steps(opt) >= cfg->max_steps;
   early_stop es = {0};
-  if (!st && cfg->early_stop) st = early_stop_init(&es, m, err);
+  if (!st && cfg->early_stop) st = early_stop_init(&es, m, cfg, first, err);
   for (int epoch = first; !st && !stop && epoch <= cfg->epochs; epoch++) {
     nn_epoch_record r;
     if ((st = fit_epoch(&s, epoch, &r, &stop, err))) break;

@@ -33,7 +33,8 @@
 
 struct nn_run {
   nn_recipe r;
-  char *dir; /* NULL: nothing written */
+  char *dir;      /* NULL: nothing written */
+  char *read_dir; /* a reader's run directory (nn_run_resume_reader): read, never written */
   nn_model *m;
   nn_optimizer *opt;
   nn_dataset *train, *eval;
@@ -131,6 +132,7 @@ void nn_run_free(nn_run *run) {
   if (!run) return;
   lock_release(run);
   free(run->dir);
+  free(run->read_dir);
   nn_optimizer_free(run->opt);
   nn_model_free(run->m);
   nn_dataset_free(run->train);
@@ -291,8 +293,13 @@ static nn_status write_exports(nn_run *run, nn_error *err) {
   return st;
 }
 
-/* The epoch (1-based) of the best evaluation accuracy, the first one on ties; 0 if none. */
-static int best_epoch(const nn_history *h) {
+/* The epoch (1-based) best.safetensors holds: the best evaluation accuracy, the first one
+ * on ties; with early stopping, the epoch it would put back (the lowest evaluation loss by
+ * its rule). 0 if none. */
+static int best_epoch(const nn_run *run) {
+  const nn_history *h = run->hist;
+  if (run->r.early_stop)
+    return nn_early_stop_replay(h, nn_history_count(h), run->r.early_stop, run->r.early_stop_delta, NULL).best_epoch;
   int best = 0;
   for (int i = 0; i < nn_history_count(h); i++)
     if (!best || nn_history_get(h, i)->test_acc > nn_history_get(h, best - 1)->test_acc) best = i + 1;
@@ -306,7 +313,7 @@ static nn_status commit(void *user, const nn_epoch_record *rec, nn_error *err) {
   nn_status st = nn_history_append(run->hist, rec, err);
   if (!st && run->dir) {
     st = save(run, "model.safetensors", 1, err);
-    if (!st && best_epoch(run->hist) == nn_history_count(run->hist)) st = save(run, "best.safetensors", 0, err);
+    if (!st && best_epoch(run) == nn_history_count(run->hist)) st = save(run, "best.safetensors", 0, err);
     if (!st) st = write_exports(run, err);
   }
   if (!st && run->user && run->user->on_epoch_end) run->user->on_epoch_end(run->user->user, rec);
@@ -317,7 +324,7 @@ static nn_status commit(void *user, const nn_epoch_record *rec, nn_error *err) {
  * best.safetensors holds another (or is missing). The resumed model is that epoch's. */
 static nn_status repair_best(nn_run *run, nn_error *err) {
   int n = nn_history_count(run->hist);
-  if (!n || best_epoch(run->hist) != n) return NN_OK;
+  if (!n || best_epoch(run) != n) return NN_OK;
   char *path = join(run->dir, "best.safetensors"), *v = NULL;
   if (!path) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   nn_error ignored = {0};
@@ -336,9 +343,40 @@ static int pass_batch(void *u, int e, int b, int n, double l, double a) {
   return run->user->on_batch ? run->user->on_batch(run->user->user, e, b, n, l, a) : 0;
 }
 
+int nn_run_stopped_early(const nn_run *run) {
+  int at = 0;
+  if (run->r.early_stop)
+    nn_early_stop_replay(run->hist, nn_history_count(run->hist), run->r.early_stop, run->r.early_stop_delta, &at);
+  return at;
+}
+
 int nn_run_finished(const nn_run *run) {
   return nn_history_count(run->hist) >= run->r.epochs ||
-         (run->r.max_steps > 0 && nn_optimizer_steps(run->opt) >= run->r.max_steps);
+         (run->r.max_steps > 0 && nn_optimizer_steps(run->opt) >= run->r.max_steps) || nn_run_stopped_early(run);
+}
+
+/* Early stopping goes on from the run's history; the weights it would put back are the
+ * model's own when the best epoch is the last one, else best.safetensors' (its epoch
+ * checked). NULL in *out when none is needed. */
+static nn_status load_early_stop_best(const nn_run *run, nn_model **out, nn_error *err) {
+  *out = NULL;
+  int best = best_epoch(run), n = nn_history_count(run->hist);
+  if (!run->r.early_stop || !best || best == n) return NN_OK;
+  const char *dir = run->dir ? run->dir : run->read_dir;
+  if (!dir)
+    return nn_err_set(err, NN_ERR_ARG,
+                      "early stopping: the best epoch's weights (epoch %d) were not kept: a run without a "
+                      "directory cannot continue",
+                      best);
+  char *path = join(dir, "best.safetensors"), *v = NULL;
+  if (!path) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  nn_status st = nn_checkpoint_meta(path, EPOCH_KEY, &v, err);
+  if (!st && (!v || atoi(v) != best))
+    st = nn_err_set(err, NN_ERR_FORMAT, "%s: holds epoch %s, early stopping's best epoch is %d", path, v ? v : "(none)",
+                    best);
+  if (!st) st = nn_checkpoint_load(path, NULL, out, err);
+  free(v), free(path);
+  return st;
 }
 
 nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
@@ -365,10 +403,16 @@ nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   fc.accumulate = run->r.accumulate;
   fc.early_stop = run->r.early_stop;
   fc.early_stop_delta = run->r.early_stop_delta;
+  fc.previous = run->hist;
+  nn_model *best = NULL;
+  nn_status st = load_early_stop_best(run, &best, err);
+  if (st) return st;
+  fc.previous_best = best;
   fc.divergence_factor = run->r.divergence_factor;
   fc.nan_check = run->r.nan_check;
   nn_fit_callbacks wrap = {.user = run, .on_epoch_begin = pass_begin, .on_batch = pass_batch, .epoch_done = commit};
-  nn_status st = nn_fit(run->m, run->opt, run->train, run->eval, &fc, &wrap, NULL, err);
+  st = nn_fit(run->m, run->opt, run->train, run->eval, &fc, &wrap, NULL, err);
+  nn_model_free(best);
   run->user = NULL;
   return st;
 }
@@ -396,6 +440,7 @@ static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err
   else if (!st && lstat(path, &sb) != 0)
     st = nn_err_set(err, NN_ERR_ARG, "%s: not a run directory with a checkpoint (%s: %s)", dir, path, strerror(errno));
   if (!st && writer) st = open_dir(run, dir, err);
+  if (!st && !writer && !(run->read_dir = strdup(dir))) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   if (!st) st = nn_checkpoint_open(path, &c, err);
   if (!st) st = nn_checkpoint_read_model(c, NULL, &run->m, err);
   /* the recipe: the model carries its input, the rest is recorded key by key */
