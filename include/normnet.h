@@ -572,14 +572,14 @@ typedef struct {
   double early_stop_delta;
   const struct nn_history *previous; /* resuming: the epochs trained before (first_epoch - 1 records), from
                               which early stopping goes on counting; NULL: none */
-  nn_model *previous_best;    /* resuming with early stopping: a model holding the weights of the
+  nn_model *previous_best;           /* resuming with early stopping: a model holding the weights of the
                               lowest evaluation loss in `previous` when that is not its last
                               epoch (the weights to put back); NULL otherwise */
-  double divergence_factor; /* > 0: stop when a batch's mean loss exceeds this many times the
+  double divergence_factor;          /* > 0: stop when a batch's mean loss exceeds this many times the
                               first batch's of this call (a run that explodes without ever
                               reaching NaN); the error names the first layer whose output
                               grew by that factor or went non-finite. 0: off. Default 1e4 */
-  int nan_check;            /* 1: check every layer's output for NaN/Inf after every step,
+  int nan_check;                     /* 1: check every layer's output for NaN/Inf after every step,
                               not only when the loss goes bad (costs one pass over them) */
 } nn_fit_config;
 NN_API nn_fit_config nn_fit_defaults(void);
