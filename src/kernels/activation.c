@@ -11,36 +11,37 @@
 
 #include "kernels/act_inline.h"
 #include "kernels/kernels.h"
+#include "kernels/variant.h"
 
 #define ACT_PAR_ELEMS ((size_t)1 << 17)
 #define ACT_PAR_EXP_ELEMS ((size_t)1 << 15) /* exp-based ones are ~10x more work per element */
 
-void nn_relu_forward(const float *x, float *y, size_t count) {
+void NN_V(nn_relu_forward)(const float *x, float *y, size_t count) {
 #pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_ELEMS)
   for (size_t i = 0; i < count; i++) y[i] = relu1(x[i]);
 }
 
-void nn_relu_backward(const float *y, const float *dy, float *dx, size_t count) {
+void NN_V(nn_relu_backward)(const float *y, const float *dy, float *dx, size_t count) {
 #pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_ELEMS)
   for (size_t i = 0; i < count; i++) dx[i] = relu_grad1(y[i], dy[i]);
 }
 
-void nn_sigmoid_forward(const float *x, float *y, size_t count) {
+void NN_V(nn_sigmoid_forward)(const float *x, float *y, size_t count) {
 #pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_EXP_ELEMS)
   for (size_t i = 0; i < count; i++) y[i] = sigmoid1(x[i]);
 }
 
-void nn_sigmoid_backward(const float *y, const float *dy, float *dx, size_t count) {
+void NN_V(nn_sigmoid_backward)(const float *y, const float *dy, float *dx, size_t count) {
 #pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_ELEMS)
   for (size_t i = 0; i < count; i++) dx[i] = sigmoid_grad1(y[i], dy[i]);
 }
 
-void nn_tanh_forward(const float *x, float *y, size_t count) {
+void NN_V(nn_tanh_forward)(const float *x, float *y, size_t count) {
 #pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_EXP_ELEMS)
   for (size_t i = 0; i < count; i++) y[i] = tanh1(x[i]);
 }
 
-void nn_tanh_backward(const float *y, const float *dy, float *dx, size_t count) {
+void NN_V(nn_tanh_backward)(const float *y, const float *dy, float *dx, size_t count) {
 #pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_ELEMS)
   for (size_t i = 0; i < count; i++) dx[i] = tanh_grad1(y[i], dy[i]);
 }

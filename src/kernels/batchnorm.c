@@ -29,6 +29,7 @@
  * Nothing here allocates: per-range scratch lives on the stack (S = 1: at most RBLK channels).
  */
 #include "kernels/kernels.h"
+#include "kernels/variant.h"
 #include "kernels/norm_core.h"
 
 #include <math.h>
@@ -214,29 +215,33 @@ static void fwd_apply_rows(const nn_norm_geom *g, const bn_io *io, int c0, int c
   bn_apply_rows(g, io, io->shift + c0, io->t1 + c0, io->t2 + c0, c0, cw);
 }
 
+#if NN_VARIANT_ONCE
 void nn_bn_forward_train(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta, float *y,
                          float *mean, float *var, float *invstd) {
   nn_bn_forward_train_act(g, NN_ACT_NONE, x, gamma, beta, y, mean, var, invstd);
 }
+#endif
 
-void nn_bn_forward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
-                             const float *beta, float *z, float *mean, float *var, float *invstd) {
+void NN_V(nn_bn_forward_train_act)(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                                   const float *beta, float *z, float *mean, float *var, float *invstd) {
   const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .y = z, .mean = mean, .var = var, .invstd = invstd, .count = (double)g->n * g->s, .act = act};
   bn_run(g, &io, fwd_train_rows, fwd_train_ch);
 }
 
+#if NN_VARIANT_ONCE
 void nn_bn_shift(const nn_norm_geom *g, const float *x, float *shift) {
   for (int ch = 0; ch < g->c; ch++) shift[ch] = x[(size_t)ch * g->s];
 }
+#endif
 
-void nn_bn_moments(const nn_norm_geom *g, const float *x, const float *shift, double *sum, double *sumsq) {
+void NN_V(nn_bn_moments)(const nn_norm_geom *g, const float *x, const float *shift, double *sum, double *sumsq) {
   const bn_io io = {.x = x, .shift = shift, .s1 = sum, .s2 = sumsq};
   bn_run(g, &io, moments_rows, moments_ch);
 }
 
-void nn_bn_forward_apply(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
-                         const float *shift, const double *sum, const double *sumsq, double count, float *y,
-                         float *mean, float *var, float *invstd) {
+void NN_V(nn_bn_forward_apply)(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
+                               const float *shift, const double *sum, const double *sumsq, double count, float *y,
+                               float *mean, float *var, float *invstd) {
   const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .shift = shift, .t1 = sum, .t2 = sumsq, .count = count, .y = y, .mean = mean, .var = var, .invstd = invstd};
   bn_run(g, &io, fwd_apply_rows, fwd_apply_ch);
 }
@@ -275,8 +280,8 @@ static void fwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw)
   }
 }
 
-void nn_bn_forward_infer(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
-                         const float *mean, const float *var, float *y) {
+void NN_V(nn_bn_forward_infer)(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
+                               const float *mean, const float *var, float *y) {
   const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .cmean = mean, .cvar = var, .y = y};
   bn_run(g, &io, fwd_infer_rows, fwd_infer_ch);
 }
@@ -434,28 +439,30 @@ static void bwd_apply_rows(const nn_norm_geom *g, const bn_io *io, int c0, int c
   bn_bapply_rows(g, io, io->t1 + c0, io->t2 + c0, io->t3 + c0, c0, cw);
 }
 
+#if NN_VARIANT_ONCE
 void nn_bn_backward_train(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
                           const float *invstd, const float *dy, float *dx, float *dgamma, float *dbeta) {
   nn_bn_backward_train_act(g, NN_ACT_NONE, x, gamma, mean, invstd, NULL, dy, dx, dgamma, dbeta);
 }
+#endif
 
-void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
-                              const float *mean, const float *invstd, const float *z, const float *dz, float *dx,
-                              float *dgamma, float *dbeta) {
+void NN_V(nn_bn_backward_train_act)(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                                    const float *mean, const float *invstd, const float *z, const float *dz, float *dx,
+                                    float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
   const bn_io io = {.x = x, .dy = dz, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
   bn_run(g, &io, bwd_train_rows, bwd_train_ch);
 }
 
-void nn_bn_backward_sums(const nn_norm_geom *g, const float *x, const float *dy, const float *mean, double *sd,
-                         double *sdy, double *sdyd) {
+void NN_V(nn_bn_backward_sums)(const nn_norm_geom *g, const float *x, const float *dy, const float *mean, double *sd,
+                               double *sdy, double *sdyd) {
   const bn_io io = {.x = x, .dy = dy, .cmean = mean, .s1 = sd, .s2 = sdy, .s3 = sdyd};
   bn_run(g, &io, bwd_sums_rows, bwd_sums_ch);
 }
 
-void nn_bn_backward_apply(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
-                          const float *invstd, const float *dy, const double *sd, const double *sdy,
-                          const double *sdyd, double count, float *dx, float *dgamma, float *dbeta) {
+void NN_V(nn_bn_backward_apply)(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
+                                const float *invstd, const float *dy, const double *sd, const double *sdy,
+                                const double *sdyd, double count, float *dx, float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
   const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .t1 = sd, .t2 = sdy, .t3 = sdyd, .count = count, .dx = dx, .dgamma = dgamma, .dbeta = dbeta};
   bn_run(g, &io, bwd_apply_rows, bwd_apply_ch);
@@ -519,8 +526,8 @@ static void bwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw)
   }
 }
 
-void nn_bn_backward_infer(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
-                          const float *var, const float *dy, float *dx, float *dgamma, float *dbeta) {
+void NN_V(nn_bn_backward_infer)(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
+                                const float *var, const float *dy, float *dx, float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
   const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cvar = var, .dx = dx, .dgamma = dgamma, .dbeta = dbeta};
   bn_run(g, &io, bwd_infer_rows, bwd_infer_ch);
@@ -528,6 +535,7 @@ void nn_bn_backward_infer(const nn_norm_geom *g, const float *x, const float *ga
 
 /* ---- running statistics --------------------------------------------------------------------- */
 
+#if NN_VARIANT_ONCE
 int nn_bn_running_update(float *run_mean, float *run_var, const float *mean, const float *var, int c, long m,
                          double momentum, int unbiased) {
   /* The unbiased variance of fewer than 2 values is not finite either. */
@@ -541,3 +549,4 @@ int nn_bn_running_update(float *run_mean, float *run_var, const float *mean, con
   }
   return 1;
 }
+#endif

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "kernels/kernels.h"
+#include "kernels/variant.h"
 
 #define DENSE_ROW_BLOCK 32         /* samples per block for y and dx */
 #define DENSE_OUT_BLOCK 16         /* output rows per block for dw */
@@ -47,7 +48,7 @@ static void dense_fwd_block(const float *x, const float *w, const float *b, floa
   }
 }
 
-void nn_dense_forward(const float *x, const float *w, const float *b, float *y, int n, int in, int out) {
+void NN_V(nn_dense_forward)(const float *x, const float *w, const float *b, float *y, int n, int in, int out) {
   NN_ASSERT(n >= 0 && in >= 0 && out >= 0);
   if (n == 0 || out == 0) return;
   int blocks = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK;
@@ -94,8 +95,8 @@ static void dense_bwd_task(int t, int dx_blocks, int dw_blocks, const float *x, 
   dense_db(dy, db, n, out);
 }
 
-void nn_dense_backward(const float *x, const float *w, const float *dy, float *dx, float *dw,
-                       float *db, int n, int in, int out) {
+void NN_V(nn_dense_backward)(const float *x, const float *w, const float *dy, float *dx, float *dw,
+                             float *db, int n, int in, int out) {
   NN_ASSERT(n >= 0 && in >= 0 && out >= 0);
   if (dx && n > 0 && in > 0 && out == 0) {
     for (size_t i = 0; i < (size_t)n * (size_t)in; i++) dx[i] = 0.0f;

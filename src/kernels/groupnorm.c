@@ -30,6 +30,7 @@
  * read dy, so in-place use is safe either way.
  * Nothing here allocates: per-block accumulators live on the stack. */
 #include "kernels/kernels.h"
+#include "kernels/variant.h"
 #include "kernels/norm_core.h"
 
 #include <math.h>
@@ -92,8 +93,8 @@ static void gn_fwd_group(const nn_norm_geom *G, const float *x, const float *gam
   }
 }
 
-void nn_groupnorm_forward(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta, float *y,
-                          float *mean, float *var, float *invstd) {
+void NN_V(nn_groupnorm_forward)(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta, float *y,
+                                float *mean, float *var, float *invstd) {
   const nn_gn_affine affine = gn_kind(g->affine, g->s);
   const int ng = g->n * g->groups;
 #pragma omp parallel for schedule(static) if (nc_parallel(g->n, g->c, g->s) && ng > 1)
@@ -102,9 +103,11 @@ void nn_groupnorm_forward(const nn_norm_geom *g, const float *x, const float *ga
 
 /* ---- backward ------------------------------------------------------------------------- */
 
+#if NN_VARIANT_ONCE
 size_t nn_groupnorm_workspace(const nn_norm_geom *g) {
   return (size_t)g->n * ((size_t)WS_PER_GROUP * (size_t)g->groups + 2 * (size_t)g->c);
 }
+#endif
 
 /* Over a contiguous run of len values: sd = sum(x-K), se = sum(e), sed = sum(e*(x-K)) with
  * e = dy (gm == NULL) or dy*gm. Lanes as described at the top; runs shorter than LANES are
@@ -219,8 +222,8 @@ static void gn_bwd_param_element(const float *x, const float *mean, const float 
   }
 }
 
-void nn_groupnorm_backward(const nn_norm_geom *G, const float *x, const float *gamma, const float *mean,
-                           const float *invstd, const float *dy, float *dx, float *dgamma, float *dbeta, float *ws) {
+void NN_V(nn_groupnorm_backward)(const nn_norm_geom *G, const float *x, const float *gamma, const float *mean,
+                                 const float *invstd, const float *dy, float *dx, float *dgamma, float *dbeta, float *ws) {
   const int n = G->n, c = G->c, s = G->s, groups = G->groups;
   const nn_gn_affine affine = gn_kind(G->affine, s);
   const int params = affine != NN_GN_AFFINE_NONE && (dgamma || dbeta);
@@ -265,6 +268,7 @@ void nn_groupnorm_backward(const nn_norm_geom *G, const float *x, const float *g
 
 /* ---- InstanceNorm running statistics --------------------------------------------------- */
 
+#if NN_VARIANT_ONCE
 int nn_instnorm_running_update(const nn_norm_geom *g, float *run_mean, float *run_var, const float *mean,
                                const float *var, double momentum) {
   const int n = g->n, c = g->c, s = g->s;
@@ -286,3 +290,4 @@ int nn_instnorm_running_update(const nn_norm_geom *g, float *run_mean, float *ru
   }
   return 1;
 }
+#endif

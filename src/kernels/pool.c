@@ -9,9 +9,11 @@
 
 #include "base/error.h"
 #include "kernels/kernels.h"
+#include "kernels/variant.h"
 
 #define POOL_PAR_ELEMS (1L << 16) /* input elements below which one thread does it all */
 
+#if NN_VARIANT_ONCE
 int nn_pool_geom_init(nn_pool_geom *g) {
   if (!g) return -1;
   g->oh = g->ow = 0;
@@ -22,6 +24,7 @@ int nn_pool_geom_init(nn_pool_geom *g) {
   g->ow = (g->w - g->size) / g->stride + 1;
   return 0;
 }
+#endif
 
 static long pool_planes(const nn_pool_geom *g) { return (long)g->n * g->c; }
 static int pool_parallel(const nn_pool_geom *g) { return pool_planes(g) * g->h * g->w >= POOL_PAR_ELEMS; }
@@ -237,7 +240,7 @@ static void maxpool_plane_2x2s2(const nn_pool_geom *g, const float *x, float *y,
   }
 }
 
-void nn_maxpool2d_forward(const nn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
+void NN_V(nn_maxpool2d_forward)(const nn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
   const long planes = pool_planes(g);
   const size_t in = (size_t)g->h * (size_t)g->w, out = (size_t)g->oh * (size_t)g->ow;
   const int fast = g->size == 2 && g->stride == 2;
@@ -294,7 +297,7 @@ static void maxpool_plane_2x2s2_bwd(const nn_pool_geom *g, const float *dyp, con
     for (int iw = 0; iw < W; iw++) dxp[ih * W + iw] = 0.0f;
 }
 
-void nn_maxpool2d_backward(const nn_pool_geom *g, const float *dy, const int32_t *argmax, float *dx) {
+void NN_V(nn_maxpool2d_backward)(const nn_pool_geom *g, const float *dy, const int32_t *argmax, float *dx) {
   const long planes = pool_planes(g);
   const size_t in = (size_t)g->h * (size_t)g->w, out = (size_t)g->oh * (size_t)g->ow;
   const int fast = g->size == 2 && g->stride == 2;
@@ -382,7 +385,7 @@ static void avgpool_plane_2x2s2_bwd(const nn_pool_geom *g, const float *dyp, flo
     for (int iw = 0; iw < W; iw++) dxp[ih * W + iw] = 0.0f;
 }
 
-void nn_avgpool2d_forward(const nn_pool_geom *g, const float *x, float *y) {
+void NN_V(nn_avgpool2d_forward)(const nn_pool_geom *g, const float *x, float *y) {
   const long planes = pool_planes(g);
   const size_t in = (size_t)g->h * (size_t)g->w, out = (size_t)g->oh * (size_t)g->ow;
   const int W = g->w, k = g->size, st = g->stride;
@@ -408,7 +411,7 @@ void nn_avgpool2d_forward(const nn_pool_geom *g, const float *x, float *y) {
   }
 }
 
-void nn_avgpool2d_backward(const nn_pool_geom *g, const float *dy, float *dx) {
+void NN_V(nn_avgpool2d_backward)(const nn_pool_geom *g, const float *dy, float *dx) {
   const long planes = pool_planes(g);
   const size_t in = (size_t)g->h * (size_t)g->w, out = (size_t)g->oh * (size_t)g->ow;
   const int W = g->w, k = g->size, st = g->stride;
@@ -435,7 +438,7 @@ void nn_avgpool2d_backward(const nn_pool_geom *g, const float *dy, float *dx) {
 }
 
 /* global average pool: x[N,C,S] -> y[N,C]; plane sums in double */
-void nn_global_avgpool_forward(const float *x, float *y, int n, int c, int s) {
+void NN_V(nn_global_avgpool_forward)(const float *x, float *y, int n, int c, int s) {
   NN_ASSERT(n >= 0 && c >= 0 && s >= 1);
   const long planes = (long)n * c;
 #pragma omp parallel for schedule(static) if (planes * s >= POOL_PAR_ELEMS)
@@ -447,7 +450,7 @@ void nn_global_avgpool_forward(const float *x, float *y, int n, int c, int s) {
   }
 }
 
-void nn_global_avgpool_backward(const float *dy, float *dx, int n, int c, int s) {
+void NN_V(nn_global_avgpool_backward)(const float *dy, float *dx, int n, int c, int s) {
   NN_ASSERT(n >= 0 && c >= 0 && s >= 1);
   const long planes = (long)n * c;
 #pragma omp parallel for schedule(static) if (planes * s >= POOL_PAR_ELEMS)

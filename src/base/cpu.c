@@ -1,0 +1,40 @@
+/* CPU feature detection and the dispatch level (cpu.h). */
+#include "base/cpu.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static atomic_int chosen = -1; /* nn_cpu_level, or -1 before the first use */
+
+nn_cpu_level nn_cpu_detect(void) {
+#if defined(NN_DISPATCH_AVX2) && (defined(__x86_64__) || defined(__i386__))
+  /* libgcc/compiler-rt check the OS saves the YMM state (XCR0) before reporting AVX2 */
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return NN_CPU_AVX2;
+#endif
+  return NN_CPU_GENERIC;
+}
+
+nn_cpu_level nn_cpu_parse(const char *env, nn_cpu_level best) {
+  if (env && !strcmp(env, "generic")) return NN_CPU_GENERIC;
+  return best;
+}
+
+nn_cpu_level nn_cpu_level_get(void) {
+  int v = atomic_load_explicit(&chosen, memory_order_relaxed);
+  if (v >= 0) return (nn_cpu_level)v;
+  /* Racing first calls compute the same value; the first store wins. */
+  int expected = -1;
+  v = (int)nn_cpu_parse(getenv("NN_CPU"), nn_cpu_detect());
+  if (!atomic_compare_exchange_strong(&chosen, &expected, v)) v = expected;
+  return (nn_cpu_level)v;
+}
+
+nn_cpu_level nn_cpu_force(nn_cpu_level level) {
+  const nn_cpu_level best = nn_cpu_detect(), prev = nn_cpu_level_get();
+  atomic_store(&chosen, (int)(level > best ? best : level));
+  return prev;
+}
+
+const char *nn_cpu_level_name(nn_cpu_level level) { return level == NN_CPU_AVX2 ? "avx2" : "generic"; }

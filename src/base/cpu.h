@@ -1,0 +1,26 @@
+/* CPU features for the kernels' runtime dispatch (ARCHITECTURE.md "Runtime dispatch").
+ *
+ * A portable build (NN_NATIVE=OFF) carries each dispatched kernel twice: the generic variant
+ * (the compiler's baseline, SSE2 on x86-64) and the AVX2+FMA variant. The level the kernels
+ * run is chosen once per process, on first use: the best this CPU and build support, capped by
+ * the environment variable NN_CPU (`generic` forces the baseline; `avx2` or unset: the best;
+ * any other value is ignored). Every variant computes the same bits (the kernels' numerics do
+ * not depend on the vector width), so the level changes speed only. */
+#ifndef NN_BASE_CPU_H
+#define NN_BASE_CPU_H
+
+typedef enum { NN_CPU_GENERIC = 0,
+               NN_CPU_AVX2 = 1 } nn_cpu_level; /* AVX2 means AVX2 and FMA */
+
+/* The level the dispatched kernels run (thread-safe; the first call decides). */
+nn_cpu_level nn_cpu_level_get(void);
+/* The best level of this CPU and build, ignoring NN_CPU. */
+nn_cpu_level nn_cpu_detect(void);
+/* The level a value of NN_CPU asks for (NULL, "" or unknown: `best`), never above `best`. */
+nn_cpu_level nn_cpu_parse(const char *env, nn_cpu_level best);
+/* Tests: run `level` (capped at nn_cpu_detect()) from now on; returns the previous level. */
+nn_cpu_level nn_cpu_force(nn_cpu_level level);
+/* "generic" or "avx2". */
+const char *nn_cpu_level_name(nn_cpu_level level);
+
+#endif
