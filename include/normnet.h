@@ -543,6 +543,15 @@ NN_API void nn_dist_slice(int n, int rank, int size, int *lo, int *hi);
 NN_API void nn_model_set_comm(nn_model *m, const nn_comm *comm);
 
 /* ---- training ------------------------------------------------------------------------ */
+/* Where training stands inside an epoch: what a training stopped by max_steps in the middle
+ * of an epoch needs to go on exactly as if it had not stopped (nn_fit_config.position). */
+typedef struct {
+  int batch;           /* the epoch's next batch (0-based); 0: at an epoch boundary */
+  nn_rng epoch_start;  /* the data stream when the epoch began (its permutation is drawn from it) */
+  double loss_sum, lr; /* the epoch's summed loss so far; the lr of its first step */
+  long correct, seen;  /* its right predictions and its samples so far */
+} nn_fit_position;
+
 typedef struct {
   int epochs;
   int batch_size;
@@ -553,7 +562,11 @@ typedef struct {
   int eval_batch_size;               /* 0: same as batch_size */
   const nn_augment *augment;         /* random augmentation of training batches (NULL: none) */
   long max_steps;                    /* stop after this many optimizer steps in total (0: no limit) */
-  int first_epoch;                   /* 1, or k+1 when resuming after k epochs */
+  int first_epoch;                   /* 1, or k+1 when resuming after k epochs (k when inside epoch k) */
+  nn_fit_position *position;         /* NULL, or in: where first_epoch starts (batch > 0: inside it,
+                              data_rng then being the stream at that batch); out: set at every
+                              epoch's end, before epoch_done (batch > 0 when max_steps stopped
+                              it inside the epoch) */
   nn_rng *data_rng;                  /* shuffling/augmentation stream to use and advance (resume), or
                               NULL: a stream derived from seed */
   const nn_comm *comm;               /* data parallel over comm->size processes (NULL: one): batch_size
@@ -570,7 +583,8 @@ typedef struct {
                               its best by more than early_stop_delta for P epochs, and put
                               back the weights of the best epoch (needs `test`) */
   double early_stop_delta;
-  const struct nn_history *previous; /* resuming: the epochs trained before (first_epoch - 1 records), from
+  const struct nn_history *previous; /* resuming: the epochs trained before (first_epoch - 1 records; one
+                              more, the partial epoch, when starting inside first_epoch), from
                               which early stopping goes on counting; NULL: none */
   nn_model *previous_best;           /* resuming with early stopping: a model holding the weights of the
                               lowest evaluation loss in `previous` when that is not its last

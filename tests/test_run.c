@@ -197,6 +197,44 @@ static void test_resume_after_sigkill(void **state) {
   assert_int_equal(access(lock, F_OK), -1);
 }
 
+/* A run stopped by max_steps inside an epoch goes on from that batch: stopped after 5 steps
+ * (inside epoch 2), resumed to 7 (still inside), then to 10 (inside epoch 3), it equals a
+ * run of 10 steps bitwise: weights, optimizer, data stream (shuffling, augmentation),
+ * dropout stream and every history row, the partial rows replaced as their epochs go on. */
+static void test_max_steps_inside_epoch(void **state) {
+  (void)state;
+  nn_spec *s = spec();
+  nn_error err = {0};
+  const char *names[2] = {"steps-ref", "steps-part"};
+  const long first_limit[2] = {10, 5};
+  for (int k = 0; k < 2; k++) {
+    char d[1024];
+    path_of(d, sizeof d, names[k], NULL);
+    nn_recipe r = recipe(5);
+    r.max_steps = first_limit[k];
+    nn_run *run = NULL;
+    if (nn_run_create(&r, s, d, 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(nn_run_steps(run), first_limit[k]);
+    nn_run_free(run);
+  }
+  char ref[1024], part[1024];
+  path_of(ref, sizeof ref, "steps-ref", NULL);
+  path_of(part, sizeof part, "steps-part", NULL);
+  const long limits[2] = {7, 10};
+  for (int i = 0; i < 2; i++) {
+    nn_run *run = NULL;
+    if (nn_run_resume(part, &run, &err)) fail_msg("%s", err.msg);
+    if (nn_run_set_max_steps(run, limits[i], &err)) fail_msg("%s", err.msg);
+    assert_false(nn_run_finished(run));
+    if (nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(nn_run_steps(run), limits[i]);
+    assert_int_equal(nn_history_count(nn_run_history(run)), (int)((limits[i] + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH));
+    nn_run_free(run);
+  }
+  assert_same_run(ref, part);
+  nn_spec_free(s);
+}
+
 static void test_fault_injection(void **state) {
   (void)state;
   enum { EPOCHS = 30,
@@ -470,6 +508,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_recipe_keys),
       cmocka_unit_test(test_sync_bn_agrees),
+      cmocka_unit_test(test_max_steps_inside_epoch),
       cmocka_unit_test(test_resume_after_sigkill),
       cmocka_unit_test(test_fine_tune_and_input),
       cmocka_unit_test(test_lock_and_existing_run),

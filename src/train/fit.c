@@ -138,6 +138,7 @@ typedef struct {
   nn_rng *rng; /* shuffling/augmentation stream */
   float *aug_scratch;
   int n, bs, ebs, batches;
+  int first;      /* the first epoch of this call (it may start inside, at cfg->position) */
   int ic, ih, iw; /* sample shape */
   int accumulate; /* batches per optimizer step */
   long steps_per_epoch, total_steps;
@@ -261,15 +262,29 @@ static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *sto
   const nn_fit_config *cfg = s->cfg;
   const nn_fit_callbacks *cb = s->cb;
   const nn_comm *comm = s->comm;
+  nn_fit_position *pos = cfg->position;
   double t0 = now_seconds();
   s->loss_sum = 0, s->correct = 0, s->seen = 0;
-  /* Each epoch's permutation depends only on the stream, not on the previous one. */
+  /* Each epoch's permutation depends only on the stream, not on the previous one. Inside an
+   * epoch (a resumed position) it is drawn again from the stream of the epoch's start, and
+   * the stream goes on from where the position left it. */
+  int b0 = pos && epoch == s->first ? pos->batch : 0;
+  nn_rng start = b0 ? pos->epoch_start : *s->rng, now = *s->rng;
+  *s->rng = start;
   for (int i = 0; i < s->n; i++) s->tb.order[i] = (uint32_t)i;
   if (cfg->shuffle) nn_rng_shuffle(s->rng, s->tb.order, (uint32_t)s->n);
+  if (b0) {
+    *s->rng = now;
+    s->loss_sum = pos->loss_sum, s->correct = pos->correct, s->seen = pos->seen, s->epoch_lr = pos->lr;
+  }
   if (cb && cb->on_epoch_begin) cb->on_epoch_begin(cb->user, epoch, cfg->epochs, s->batches);
   nn_status st = NN_OK;
-  for (int b = 0; b < s->batches && !st && !*stop; b++) st = fit_step(s, epoch, b, stop, err);
+  int b = b0;
+  for (; b < s->batches && !st && !*stop; b++) st = fit_step(s, epoch, b, stop, err);
   if (st) return st;
+  if (pos)
+    *pos = b < s->batches ? (nn_fit_position){.batch = b, .epoch_start = start, .loss_sum = s->loss_sum, .lr = s->epoch_lr, .correct = s->correct, .seen = s->seen}
+                          : (nn_fit_position){0};
   /* --sync-bn off: each rank tracked its own slice's statistics; rank 0's are the model's
    * (what it saves), so every rank evaluates and continues with them */
   if (comm && !comm->sync_bn && nn_model_state_count(s->m))
@@ -339,7 +354,8 @@ static nn_status early_stop_init(early_stop *es, nn_model *m, const nn_fit_confi
   if (!es->params || !es->state || !es->counts) return nn_err_set(err, NN_ERR_NOMEM, "out of memory for early stopping");
   es->s = nn_early_stop_start();
   if (!cfg->previous) return NN_OK;
-  if (nn_history_count(cfg->previous) != first - 1)
+  int inside = cfg->position && cfg->position->batch > 0;
+  if (nn_history_count(cfg->previous) != first - 1 + inside)
     return nn_err_set(err, NN_ERR_ARG, "early stopping: the previous history has %d epochs, training starts at epoch %d",
                       nn_history_count(cfg->previous), first);
   int stopped = 0;
@@ -348,7 +364,7 @@ static nn_status early_stop_init(early_stop *es, nn_model *m, const nn_fit_confi
     return nn_err_set(err, NN_ERR_ARG, "early stopping already ended this run at epoch %d (patience %d)", stopped,
                       cfg->early_stop);
   if (!es->s.best_epoch) return NN_OK;
-  nn_model *from = es->s.best_epoch == first - 1 ? m : cfg->previous_best;
+  nn_model *from = es->s.best_epoch == first - 1 && !inside ? m : cfg->previous_best;
   if (!from)
     return nn_err_set(err, NN_ERR_ARG,
                       "early stopping: the weights of the best epoch so far (%d) are needed to go on (previous_best)",
@@ -437,7 +453,13 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   nn_dataset_shape(train, &s.ic, &s.ih, &s.iw);
   s.aug_scratch = cfg->augment ? malloc((size_t)s.ic * s.ih * s.iw * sizeof *s.aug_scratch) : NULL;
   if (cfg->augment && !s.aug_scratch && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
-  int first = cfg->first_epoch > 0 ? cfg->first_epoch : 1;
+  int first = s.first = cfg->first_epoch > 0 ? cfg->first_epoch : 1;
+  const nn_fit_position *pos = cfg->position;
+  if (!st && pos && pos->batch && (pos->batch < 0 || pos->batch >= s.batches || pos->batch % s.accumulate || pos->seen < 0 || pos->correct < 0 || pos->correct > pos->seen))
+    st = nn_err_set(err, NN_ERR_ARG,
+                    "the position inside epoch %d (batch %d, %ld samples, %ld right) does not fit %d batches of %d "
+                    "in groups of %d",
+                    first, pos->batch, pos->seen, pos->correct, s.batches, s.bs, s.accumulate);
   int stop = cfg->max_steps > 0 && nn_optimizer_steps(opt) >= cfg->max_steps;
   early_stop es = {0};
   if (!st && cfg->early_stop) st = early_stop_init(&es, m, cfg, first, err);

@@ -23,6 +23,11 @@ nn_status nn_history_append(nn_history *h, const nn_epoch_record *r, nn_error *e
   return NN_OK;
 }
 
+nn_status nn_history_set_last(nn_history *h, const nn_epoch_record *r) {
+  h->rec[h->n - 1] = *r;
+  return NN_OK;
+}
+
 nn_history *nn_history_create(void) { return calloc(1, sizeof(nn_history)); }
 
 int nn_history_count(const nn_history *h) { return h ? h->n : 0; }

@@ -10,6 +10,8 @@ struct nn_history {
 
 /* The CSV text of nn_history_write_csv (malloc'd, NULL if out of memory). */
 char *nn_history_to_text(const nn_history *h);
+/* Replace the last record (an epoch continued from inside replaces its partial row); h has one. */
+nn_status nn_history_set_last(nn_history *h, const nn_epoch_record *r);
 /* Parse that text; `name` names it in errors. */
 nn_status nn_history_parse(const char *text, const char *name, nn_history **out, nn_error *err);
 

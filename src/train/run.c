@@ -14,6 +14,7 @@
  * succeed; a live holder is always seen.) */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #define RECIPE_PREFIX "normnet.recipe."
 #define HISTORY_KEY "normnet.history"
 #define DATA_RNG_KEY "normnet.data_rng"
+#define POSITION_KEY "normnet.position" /* only when max_steps stopped the last epoch inside */
 #define EPOCH_KEY "normnet.epoch"
 
 struct nn_run {
@@ -39,7 +41,8 @@ struct nn_run {
   nn_optimizer *opt;
   nn_dataset *train, *eval;
   nn_augment aug;
-  nn_rng data_rng; /* shuffling/augmentation stream at the end of the last epoch */
+  nn_rng data_rng;     /* shuffling/augmentation stream where the last epoch stopped */
+  nn_fit_position pos; /* inside the last epoch (its history row partial) when pos.batch > 0 */
   nn_history *hist;
   int locked;
   const nn_comm *comm;          /* data parallel training, or NULL */
@@ -277,6 +280,14 @@ static nn_status save(nn_run *run, const char *name, int training, nn_error *err
              (unsigned long long)s[2], (unsigned long long)s[3]);
     meta[n] = (nn_meta_pair){DATA_RNG_KEY, vals[n]}, n++;
     meta[n++] = (nn_meta_pair){HISTORY_KEY, hist};
+    if (run->pos.batch > 0) {
+      const nn_fit_position *p = &run->pos;
+      const uint64_t *e = p->epoch_start.s;
+      snprintf(vals[n], sizeof vals[n], "%d,%llx,%llx,%llx,%llx,%.17g,%.17g,%ld,%ld", p->batch, (unsigned long long)e[0],
+               (unsigned long long)e[1], (unsigned long long)e[2], (unsigned long long)e[3], p->loss_sum, p->lr,
+               p->correct, p->seen);
+      meta[n] = (nn_meta_pair){POSITION_KEY, vals[n]}, n++;
+    }
   }
   if (!st) st = nn_checkpoint_save_training(run->m, training ? run->opt : NULL, path, meta, n, err);
   free(meta), free(vals), free(keys), free(hist), free(path);
@@ -293,13 +304,16 @@ static nn_status write_exports(nn_run *run, nn_error *err) {
   return st;
 }
 
+/* The run's finished epochs: its history rows but a partial last one. */
+static int complete_epochs(const nn_run *run) { return nn_history_count(run->hist) - (run->pos.batch > 0); }
+
 /* The epoch (1-based) best.safetensors holds: the best evaluation accuracy, the first one
  * on ties; with early stopping, the epoch it would put back (the lowest evaluation loss by
  * its rule). 0 if none. */
 static int best_epoch(const nn_run *run) {
   const nn_history *h = run->hist;
   if (run->r.early_stop)
-    return nn_early_stop_replay(h, nn_history_count(h), run->r.early_stop, run->r.early_stop_delta, NULL).best_epoch;
+    return nn_early_stop_replay(h, complete_epochs(run), run->r.early_stop, run->r.early_stop_delta, NULL).best_epoch;
   int best = 0;
   for (int i = 0; i < nn_history_count(h); i++)
     if (!best || nn_history_get(h, i)->test_acc > nn_history_get(h, best - 1)->test_acc) best = i + 1;
@@ -310,7 +324,10 @@ static int best_epoch(const nn_run *run) {
  * exports. */
 static nn_status commit(void *user, const nn_epoch_record *rec, nn_error *err) {
   nn_run *run = user;
-  nn_status st = nn_history_append(run->hist, rec, err);
+  /* an epoch continued from inside replaces its partial row */
+  int n = nn_history_count(run->hist);
+  nn_status st = n && nn_history_get(run->hist, n - 1)->epoch == rec->epoch ? nn_history_set_last(run->hist, rec)
+                                                                            : nn_history_append(run->hist, rec, err);
   if (!st && run->dir) {
     st = save(run, "model.safetensors", 1, err);
     if (!st && best_epoch(run) == nn_history_count(run->hist)) st = save(run, "best.safetensors", 0, err);
@@ -346,12 +363,12 @@ static int pass_batch(void *u, int e, int b, int n, double l, double a) {
 int nn_run_stopped_early(const nn_run *run) {
   int at = 0;
   if (run->r.early_stop)
-    nn_early_stop_replay(run->hist, nn_history_count(run->hist), run->r.early_stop, run->r.early_stop_delta, &at);
+    nn_early_stop_replay(run->hist, complete_epochs(run), run->r.early_stop, run->r.early_stop_delta, &at);
   return at;
 }
 
 int nn_run_finished(const nn_run *run) {
-  return nn_history_count(run->hist) >= run->r.epochs ||
+  return complete_epochs(run) >= run->r.epochs ||
          (run->r.max_steps > 0 && nn_optimizer_steps(run->opt) >= run->r.max_steps) || nn_run_stopped_early(run);
 }
 
@@ -361,7 +378,7 @@ int nn_run_finished(const nn_run *run) {
 static nn_status load_early_stop_best(const nn_run *run, nn_model **out, nn_error *err) {
   *out = NULL;
   int best = best_epoch(run), n = nn_history_count(run->hist);
-  if (!run->r.early_stop || !best || best == n) return NN_OK;
+  if (!run->r.early_stop || !best || (best == n && !run->pos.batch)) return NN_OK;
   const char *dir = run->dir ? run->dir : run->read_dir;
   if (!dir)
     return nn_err_set(err, NN_ERR_ARG,
@@ -396,7 +413,8 @@ nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   fc.input_norm = run->r.input_norm;
   fc.augment = run->r.augment[0] ? &run->aug : NULL;
   fc.max_steps = run->r.max_steps;
-  fc.first_epoch = nn_history_count(run->hist) + 1;
+  fc.first_epoch = complete_epochs(run) + 1;
+  fc.position = &run->pos;
   fc.data_rng = &run->data_rng;
   fc.comm = run->comm;
   fc.lr_schedule = &run->r.lr_schedule;
@@ -472,6 +490,18 @@ static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err
     char name[1100];
     snprintf(name, sizeof name, "%s:%s", path, HISTORY_KEY);
     st = nn_history_parse(h, name, &run->hist, err);
+  }
+  const char *ps = st ? NULL : nn_checkpoint_get(c, POSITION_KEY);
+  if (ps) {
+    nn_fit_position *p = &run->pos;
+    unsigned long long e[4] = {0};
+    char end;
+    if (sscanf(ps, "%d,%llx,%llx,%llx,%llx,%lg,%lg,%ld,%ld%c", &p->batch, &e[0], &e[1], &e[2], &e[3], &p->loss_sum,
+               &p->lr, &p->correct, &p->seen, &end) != 9 ||
+        p->batch < 1 || p->seen < 0 || p->correct < 0 || p->correct > p->seen || !isfinite(p->loss_sum) ||
+        !isfinite(p->lr) || nn_history_count(run->hist) < 1)
+      st = nn_err_set(err, NN_ERR_FORMAT, "%s: '%s' is not a position inside an epoch", path, POSITION_KEY);
+    for (int i = 0; i < 4; i++) p->epoch_start.s[i] = e[i];
   }
   if (!st) st = prepare(run, err);
   if (!st) st = nn_checkpoint_read_optimizer(c, run->m, run->opt, err);
