@@ -121,10 +121,9 @@ int cmd_predict(int argc, char **argv) {
   float *x = in ? malloc((size_t)in * sizeof *x) : NULL;
   uint8_t *px = in ? malloc((size_t)in) : NULL;
   if (!rc && (!x || !px)) rc = EXIT_FAIL;
-  int c = 1, h = 1, w = in;
-  if (m) nn_model_input_shape(m, &c, &h, &w);
+  nn_dims dims = m ? nn_model_input_shape(m) : (nn_dims){.c = 1, .h = 1, .w = in};
   for (int i = 0; !rc && i < nimg; i++) {
-    if (nn_image_load(images[i], c, h, w, px, &err)) {
+    if (nn_image_load(images[i], dims, px, &err)) {
       rc = cli_fail("predict", &err);
       break;
     }

@@ -24,8 +24,8 @@ static double eval_acc(nn_model *m, const nn_dataset *ds, nn_input_norm norm, nn
 int cmd_recalibrate(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "recalibrate", NULL, 0};
   const char *model_arg = NULL, *out = NULL, *data = NULL;
-  int batches = 100, batch = 128;
-  unsigned long long seed = 0;
+  nn_recalibrate_config rcfg = {.batch_size = 128, .batches = 100};
+  unsigned long long seed = 0; /* rcfg.seed, once parsed */
   while (a.i < argc) {
     int bad = 0;
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
@@ -35,12 +35,13 @@ int cmd_recalibrate(int argc, char **argv) {
     if (cli_opt(&a, "--model") || cli_opt(&a, "--checkpoint")) model_arg = a.val;
     else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--data")) data = a.val;
-    else if (cli_opt(&a, "--batches")) bad = cli_int(&a, "--batches", 1, 1 << 24, &batches);
-    else if (cli_opt(&a, "--batch")) bad = cli_int(&a, "--batch", 2, 1 << 20, &batch);
+    else if (cli_opt(&a, "--batches")) bad = cli_int(&a, "--batches", 1, 1 << 24, &rcfg.batches);
+    else if (cli_opt(&a, "--batch")) bad = cli_int(&a, "--batch", 2, 1 << 20, &rcfg.batch_size);
     else if (cli_opt(&a, "--seed")) bad = cli_u64(&a, "--seed", &seed);
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
+  rcfg.seed = seed;
   if (!model_arg || !out) {
     cli_error("recalibrate", "needs --model RUNDIR|CHECKPOINT and --out FILE");
     return EXIT_USAGE;
@@ -64,7 +65,7 @@ int cmd_recalibrate(int argc, char **argv) {
   if (!rc && (nn_dataset_open(source, NN_SPLIT_TRAIN, &train, &err) || nn_dataset_open(source, NN_SPLIT_TEST, &test, &err)))
     rc = cli_fail("recalibrate", &err);
   double before = rc ? 0 : eval_acc(m, test, norm, &err, &fail);
-  if (!rc && !fail && nn_model_recalibrate(m, train, norm, batch, batches, seed, &err)) fail = 1;
+  if (!rc && !fail && nn_model_recalibrate(m, train, norm, &rcfg, &err)) fail = 1;
   double after = rc || fail ? 0 : eval_acc(m, test, norm, &err, &fail);
   if (!rc && fail) rc = cli_fail("recalibrate", &err);
   if (!rc) {
@@ -75,7 +76,7 @@ int cmd_recalibrate(int argc, char **argv) {
   }
   if (!rc)
     printf("recalibrated %s over %d batches of %d from %s (%s): test accuracy %.4f -> %.4f, saved %s\n",
-           cm.checkpoint, batches, batch, source, source_from, before, after, out);
+           cm.checkpoint, rcfg.batches, rcfg.batch_size, source, source_from, before, after, out);
   nn_dataset_free(train);
   nn_dataset_free(test);
   nn_model_free(m);

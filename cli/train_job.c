@@ -351,10 +351,10 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
   float *probe = NULL;
   if (o->track_activations) {
     /* a fixed probe batch: the first 256 validation/test samples */
-    int c, h, w, n = nn_dataset_count(eval) < 256 ? nn_dataset_count(eval) : 256;
-    nn_dataset_shape(eval, &c, &h, &w);
+    int n = nn_dataset_count(eval) < 256 ? nn_dataset_count(eval) : 256;
+    nn_dims d = nn_dataset_shape(eval);
     uint32_t *idx = malloc((size_t)n * sizeof *idx);
-    probe = malloc((size_t)n * c * h * w * sizeof *probe);
+    probe = malloc((size_t)n * d.c * d.h * d.w * sizeof *probe);
     if (!idx || !probe) {
       cli_error(cmd, "out of memory");
       rc = EXIT_FAIL;

@@ -6,12 +6,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > (1u << 20)) return 0;
-  static const int shapes[4][3] = {{1, 28, 28}, {3, 32, 32}, {1, 4, 4}, {3, 1, 1}};
-  const int *s = shapes[data[0] & 3];
+  static const nn_dims shapes[4] = {{.c = 1, .h = 28, .w = 28}, {.c = 3, .h = 32, .w = 32}, {.c = 1, .h = 4, .w = 4}, {.c = 3, .h = 1, .w = 1}};
+  const nn_dims s = shapes[data[0] & 3];
   const char *p = fz_write("image", data + 1, size - 1);
-  uint8_t *out = malloc((size_t)s[0] * s[1] * s[2]);
+  uint8_t *out = malloc((size_t)s.c * s.h * s.w);
   nn_error err = {0};
-  fz_check_error(nn_image_load(p, s[0], s[1], s[2], out, &err), &err);
+  fz_check_error(nn_image_load(p, s, out, &err), &err);
   free(out);
   return 0;
 }

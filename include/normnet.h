@@ -54,6 +54,9 @@
  *   (free functions accept NULL).
  * - Choices are typed enums (nn_norm_choice, nn_bn_placement, nn_split, nn_layer_kind, ...);
  *   the CLI's spellings ("group:4", "after") have parsers (nn_norm_parse, ...).
+ * - Values of one kind that travel together are a small struct written with field names
+ *   (nn_dims {c, h, w}, nn_lr_position, nn_recalibrate_config, nn_range), not adjacent
+ *   parameters of one type that a caller could swap without a warning.
  *
  * Sections, each using only those above it: version, errors, random numbers, threads, data
  * sets, augmentation, model spec, labels, model, optimizers, learning-rate schedules, files,
@@ -78,12 +81,13 @@ extern "C" {
 
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
-#define NN_VERSION_MINOR 1
+#define NN_VERSION_MINOR 2
 #define NN_VERSION_PATCH 0
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
- * catch a program built against one version and run with another). */
+ * catch a program built against one version and run with another). While MAJOR is 0, a
+ * new MINOR may break callers (a signature or struct layout changed); a new PATCH only adds. */
 #define NN_VERSION_STRING          \
   NN_VERSION_STR(NN_VERSION_MAJOR) \
   "." NN_VERSION_STR(NN_VERSION_MINOR) "." NN_VERSION_STR(NN_VERSION_PATCH)
@@ -132,6 +136,12 @@ NN_API void nn_set_threads(int threads);
 
 /* ---- data sets -------------------------------------------------------------------------- */
 typedef struct nn_dataset nn_dataset;
+/* The shape of one sample or image: channels, height, width (CHW order; a flat input of N
+ * values is {1, 1, N}). Write it with names, (nn_dims){.c = 1, .h = 28, .w = 28}, so the
+ * three cannot be swapped. */
+typedef struct {
+  int c, h, w;
+} nn_dims;
 /* Which split of a data set to read. */
 typedef enum { NN_SPLIT_TEST = 0,
                NN_SPLIT_TRAIN = 1 } nn_split;
@@ -159,8 +169,8 @@ NN_API nn_status nn_dataset_split(const nn_dataset *ds, double fraction, nn_data
                                   nn_dataset **val, nn_error *err);
 NN_API void nn_dataset_free(nn_dataset *ds);
 NN_API int nn_dataset_count(const nn_dataset *ds);
-/* Sample shape as channels, height, width. */
-NN_API void nn_dataset_shape(const nn_dataset *ds, int *c, int *h, int *w);
+/* The shape of every sample ({0, 0, 0} for NULL). */
+NN_API nn_dims nn_dataset_shape(const nn_dataset *ds);
 NN_API int nn_dataset_num_classes(const nn_dataset *ds);
 /* Name of class i as the source defines it ("T-shirt/top" for fashion-mnist, "airplane"
  * for cifar10, "0".."9" for mnist), or NULL (idx:DIR, or i out of range). */
@@ -189,10 +199,9 @@ typedef struct {
 } nn_augment;
 /* Parse "flip,rotate=0.1,crop=4" (any subset, any order). */
 NN_API nn_status nn_augment_parse(const char *text, nn_augment *out, nn_error *err);
-/* Augment a float batch x[n, c, h, w] in place with the given RNG (bilinear rotation,
- * zero fill). scratch holds c*h*w floats. */
-NN_API void nn_augment_batch(const nn_augment *a, nn_rng *rng, float *x, int n, int c, int h, int w,
-                             float *scratch);
+/* Augment a float batch x[n, dims.c, dims.h, dims.w] in place with the given RNG (bilinear
+ * rotation, zero fill). scratch holds c*h*w floats. */
+NN_API void nn_augment_batch(const nn_augment *a, nn_rng *rng, float *x, int n, nn_dims dims, float *scratch);
 
 /* ---- model spec ------------------------------------------------------------------------
  * Plain text, one layer per line, '#' comments, e.g.
@@ -278,8 +287,8 @@ NN_API const nn_spec *nn_model_spec(const nn_model *m);
 NN_API int nn_model_num_layers(const nn_model *m);
 /* Input size per sample (C*H*W) and number of outputs (classes). */
 NN_API int nn_model_input_size(const nn_model *m);
-/* Input shape per sample: channels, height, width (1, 1, N for a flat input of N). */
-NN_API void nn_model_input_shape(const nn_model *m, int *c, int *h, int *w);
+/* Input shape per sample ({1, 1, N} for a flat input of N). */
+NN_API nn_dims nn_model_input_shape(const nn_model *m);
 NN_API int nn_model_output_size(const nn_model *m);
 /* What the model reads: the input transform and the data source ("idx:DIR", ...) it was
  * trained on. Training records them, checkpoints carry them, nn_model_fold keeps them.
@@ -449,10 +458,14 @@ typedef struct {
 NN_API nn_status nn_lr_schedule_parse(const char *text, long warmup, nn_lr_schedule *out, nn_error *err);
 /* The text form of a schedule (without the warmup), as parsed back. */
 NN_API void nn_lr_schedule_format(const nn_lr_schedule *s, char *buf, size_t len);
-/* Learning rate for optimizer step `step` (0-based) of a run of total_steps steps with
- * steps_per_epoch steps per epoch, from the base rate lr. */
-NN_API double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, long step, long steps_per_epoch,
-                                long total_steps);
+/* Where a step stands in its run: optimizer step `step` (0-based) of a run of total_steps
+ * steps with steps_per_epoch steps per epoch. Write it with names, (nn_lr_position){.step =
+ * t, .steps_per_epoch = e, .total_steps = n}, so the three cannot be swapped. */
+typedef struct {
+  long step, steps_per_epoch, total_steps;
+} nn_lr_position;
+/* Learning rate of the step at `at`, from the base rate lr. */
+NN_API double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, nn_lr_position at);
 
 /* ---- files: the one atomic writer ---------------------------------------------------
  * Every file normnet writes goes through here: a temporary ".NAME.tmp.PID.N" is created
@@ -535,9 +548,14 @@ NN_API int nn_dist_available(void);
 /* Collective: the status of the lowest rank whose `st` is not NN_OK, with that rank's
  * message prefixed "rank R: ", on every rank (NN_OK if none failed). */
 NN_API nn_status nn_dist_agree(const nn_comm *comm, nn_status st, nn_error *err);
-/* The contiguous slice [*lo, *hi) of n items that `rank` of `size` takes (uneven: the first
- * n % size ranks take one more; empty slices when size > n). */
-NN_API void nn_dist_slice(int n, int rank, int size, int *lo, int *hi);
+/* A half-open range [lo, hi) of items. */
+typedef struct {
+  int lo, hi;
+} nn_range;
+/* The contiguous slice of n items that this process (comm->rank of comm->size) takes
+ * (uneven: the first n % size ranks take one more; empty slices when size > n); all n for a
+ * NULL comm. */
+NN_API nn_range nn_dist_slice(const nn_comm *comm, int n);
 /* Bind a communicator to a model (NULL: single process): batchnorm layers synchronize
  * their batch statistics when comm->sync_bn and comm->size > 1. Kept by pointer. */
 NN_API void nn_model_set_comm(nn_model *m, const nn_comm *comm);
@@ -688,16 +706,23 @@ NN_API char *nn_model_summary(const nn_model *m);
  * cannot be folded (not after dense/conv, or without running statistics). */
 NN_API nn_status nn_model_fold(const nn_model *m, nn_model **out, nn_error *err);
 
-/* Read an image (PNG or binary/ASCII PGM) as uint8 CHW of the given shape: grayscale is
- * converted to c channels or RGB to gray as needed; the size must match h x w. */
-NN_API nn_status nn_image_load(const char *path, int c, int h, int w, uint8_t *out, nn_error *err);
+/* Read an image (PNG or binary/ASCII PGM) as uint8 CHW of the given shape (out holds
+ * c*h*w bytes): grayscale is converted to dims.c channels or RGB to gray as needed; the size
+ * must match dims.h x dims.w. */
+NN_API nn_status nn_image_load(const char *path, nn_dims dims, uint8_t *out, nn_error *err);
 
+/* How nn_model_recalibrate samples the training data. */
+typedef struct {
+  int batch_size; /* samples per batch */
+  int batches;    /* batches whose statistics are averaged */
+  uint64_t seed;  /* shuffling */
+} nn_recalibrate_config;
 /* Re-estimate every batchnorm's running statistics as the cumulative average of the batch
- * statistics of `batches` training batches of `batch` samples (shuffled with `seed`),
- * weights unchanged (dropout is active during these forwards). num_batches_tracked ends at
- * `batches`. */
-NN_API nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch, int batches,
-                                      uint64_t seed, nn_error *err);
+ * statistics of cfg->batches training batches of cfg->batch_size samples of ds (shuffled
+ * with cfg->seed), weights unchanged (dropout is active during these forwards).
+ * num_batches_tracked ends at cfg->batches. */
+NN_API nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm norm,
+                                      const nn_recalibrate_config *cfg, nn_error *err);
 
 /* ---- export to other runtimes (ARCHITECTURE.md §10) ---------------------------------------------
  * Both take raw pixels scaled to [0, 1] and carry the input transform `norm` inside the

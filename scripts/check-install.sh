@@ -62,10 +62,12 @@ int main(int argc, char **argv) {
   return 0;
 }
 C
-cat >"$tmp/consumer/CMakeLists.txt" <<'CM'
+# asks for this header's MAJOR.MINOR (the package accepts the same minor version only)
+ver=$(sed -n 's/^#define NN_VERSION_\(MAJOR\|MINOR\) \([0-9]*\)$/\2/p' include/normnet.h | paste -sd.)
+cat >"$tmp/consumer/CMakeLists.txt" <<CM
 cmake_minimum_required(VERSION 3.16)
 project(consumer LANGUAGES C)
-find_package(normnet 0.1 REQUIRED COMPONENTS plot)
+find_package(normnet $ver REQUIRED COMPONENTS plot)
 add_executable(example example.c)
 target_link_libraries(example PRIVATE normnet::normnet)
 add_executable(plot plot.c)

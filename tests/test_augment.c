@@ -127,9 +127,9 @@ static void test_deterministic(void **state) {
   nn_rng_seed(&r1, 7);
   nn_rng_seed(&r2, 7);
   nn_rng_seed(&r3, 8);
-  nn_augment_batch(&a, &r1, x1, n, c, h, w, scratch);
-  nn_augment_batch(&a, &r2, x2, n, c, h, w, scratch);
-  nn_augment_batch(&a, &r3, x3, n, c, h, w, scratch);
+  nn_augment_batch(&a, &r1, x1, n, (nn_dims){.c = c, .h = h, .w = w}, scratch);
+  nn_augment_batch(&a, &r2, x2, n, (nn_dims){.c = c, .h = h, .w = w}, scratch);
+  nn_augment_batch(&a, &r3, x3, n, (nn_dims){.c = c, .h = h, .w = w}, scratch);
   assert_memory_equal(x1, x2, total * sizeof *x1);
   assert_memory_equal(r1.s, r2.s, sizeof r1.s);
   assert_true(memcmp(x1, x3, total * sizeof *x1) != 0);
@@ -154,10 +154,10 @@ static void test_noop(void **state) {
   nn_rng_seed(&r, 1);
   r0 = r;
   nn_augment none = {0, 0.0f, 0};
-  nn_augment_batch(&none, &r, x, n, c, h, w, NULL); /* nothing enabled: no scratch needed */
-  nn_augment_batch(NULL, &r, x, n, c, h, w, NULL);
+  nn_augment_batch(&none, &r, x, n, (nn_dims){.c = c, .h = h, .w = w}, NULL); /* nothing enabled: no scratch needed */
+  nn_augment_batch(NULL, &r, x, n, (nn_dims){.c = c, .h = h, .w = w}, NULL);
   nn_augment all = {1, 0.2f, 2};
-  nn_augment_batch(&all, &r, x, 0, c, h, w, NULL);
+  nn_augment_batch(&all, &r, x, 0, (nn_dims){.c = c, .h = h, .w = w}, NULL);
   assert_memory_equal(x, src, total * sizeof *x);
   assert_memory_equal(r.s, r0.s, sizeof r.s); /* and no random draws */
   free(src), free(x);
@@ -172,7 +172,7 @@ static void test_all_finite_large(void **state) {
   nn_augment a = {1, 0.5f, 8};
   nn_rng r;
   nn_rng_seed(&r, 99);
-  for (int rep = 0; rep < 3; rep++) nn_augment_batch(&a, &r, x, n, c, h, w, scratch);
+  for (int rep = 0; rep < 3; rep++) nn_augment_batch(&a, &r, x, n, (nn_dims){.c = c, .h = h, .w = w}, scratch);
   fx_assert_all_finite("x", x, total);
   for (size_t i = 0; i < total; i++)
     if (fabsf(x[i]) > 2.0f + 1e-5f) fail_msg("value %zu = %g leaves the input range", i, (double)x[i]);
@@ -204,7 +204,7 @@ static void test_flip(void **state) {
   nn_augment a = {1, 0.0f, 0};
   nn_rng r;
   nn_rng_seed(&r, 5);
-  nn_augment_batch(&a, &r, x, n, c, h, w, NULL);
+  nn_augment_batch(&a, &r, x, n, (nn_dims){.c = c, .h = h, .w = w}, NULL);
   int flipped = 0, kept = 0;
   for (int i = 0; i < n; i++) {
     const float *s = x + (size_t)i * sz;
@@ -233,7 +233,7 @@ static void test_rotate_tiny_is_identity(void **state) {
   nn_augment a = {0, 1e-4f, 0}; /* |angle| <= 6.3e-4 rad: < 0.007 px at the corners */
   nn_rng r;
   nn_rng_seed(&r, 4);
-  nn_augment_batch(&a, &r, x, n, c, h, w, scratch);
+  nn_augment_batch(&a, &r, x, n, (nn_dims){.c = c, .h = h, .w = w}, scratch);
   double maxd = 0;
   for (size_t i = 0; i < total; i++) maxd = fmax(maxd, fabs((double)x[i] - (double)src[i]));
   if (maxd > 0.02) fail_msg("tiny rotation changed a value by %g", maxd);
@@ -344,7 +344,7 @@ static void test_rotate_batch_range(void **state) {
   nn_augment a = {0, factor, 0};
   nn_rng r;
   nn_rng_seed(&r, 77);
-  nn_augment_batch(&a, &r, x, n, 1, h, w, scratch);
+  nn_augment_batch(&a, &r, x, n, (nn_dims){.c = 1, .h = h, .w = w}, scratch);
   int pos = 0, neg = 0;
   double maxang = 0;
   for (int i = 0; i < n; i++) {
@@ -403,7 +403,7 @@ static void test_crop(void **state) {
   nn_augment a = {0, 0.0f, p};
   nn_rng r;
   nn_rng_seed(&r, 123);
-  nn_augment_batch(&a, &r, x, n, c, h, w, scratch);
+  nn_augment_batch(&a, &r, x, n, (nn_dims){.c = c, .h = h, .w = w}, scratch);
   int hist[7][7] = {{0}};
   for (int i = 0; i < n; i++) {
     const float *s = x + (size_t)i * sz;
@@ -434,7 +434,7 @@ static void test_order(void **state) {
     nn_rng_seed(&r, seed);
     q = r;
     memcpy(x, src, sz * sizeof *x);
-    nn_augment_batch(&a, &r, x, 1, c, h, w, scratch);
+    nn_augment_batch(&a, &r, x, 1, (nn_dims){.c = c, .h = h, .w = w}, scratch);
     /* replay the draws by hand */
     memcpy(want, src, sz * sizeof *x);
     if (nn_rng_uniform(&q) < 0.5f) nn_augment_flip(want, c, h, w);

@@ -88,11 +88,10 @@ static void write_labels(const char *path, int gz, const uint8_t *labels, int n)
 static void check_test_set(const nn_dataset *ds) {
   assert_non_null(ds);
   assert_int_equal(nn_dataset_count(ds), TN);
-  int c = -1, h = -1, w = -1;
-  nn_dataset_shape(ds, &c, &h, &w);
-  assert_int_equal(c, 1);
-  assert_int_equal(h, TH);
-  assert_int_equal(w, TW);
+  nn_dims d = nn_dataset_shape(ds);
+  assert_int_equal(d.c, 1);
+  assert_int_equal(d.h, TH);
+  assert_int_equal(d.w, TW);
   assert_int_equal(nn_dataset_num_classes(ds), 10);
   for (int i = 0; i < TN; i++) {
     assert_int_equal(nn_dataset_label(ds, i), test_labels[i]);
@@ -446,9 +445,8 @@ static void test_split(void **state) {
   if (nn_dataset_split(ds, 0.3, &tr, &va, &err)) fail_msg("%s", err.msg);
   assert_int_equal(nn_dataset_count(tr), 7);
   assert_int_equal(nn_dataset_count(va), 3);
-  int c, h, w;
-  nn_dataset_shape(va, &c, &h, &w);
-  assert_true(c == 1 && h == TH && w == TW);
+  nn_dims d = nn_dataset_shape(va);
+  assert_true(d.c == 1 && d.h == TH && d.w == TW);
   assert_int_equal(nn_dataset_num_classes(va), 10);
   for (int i = 0; i < N; i++) {
     const nn_dataset *part = i < 7 ? tr : va;
@@ -497,9 +495,8 @@ static void test_null_handles(void **state) {
   nn_dataset_free(NULL);
   assert_int_equal(nn_dataset_count(NULL), 0);
   assert_int_equal(nn_dataset_num_classes(NULL), 0);
-  int c = 5, h = 5, w = 5;
-  nn_dataset_shape(NULL, &c, &h, &w);
-  assert_true(c == 0 && h == 0 && w == 0);
+  nn_dims d = nn_dataset_shape(NULL);
+  assert_true(d.c == 0 && d.h == 0 && d.w == 0);
 }
 
 /* ---- the real Fashion-MNIST (Debian package dataset-fashion-mnist) -------------------- */
@@ -520,11 +517,10 @@ static void check_fashion(const char *prefix, int n, const uint8_t *first10, lon
   print_message("Fashion-MNIST %s: %d samples loaded in %.3f s\n", prefix, nn_dataset_count(ds),
                 t1 - t0);
   assert_int_equal(nn_dataset_count(ds), n);
-  int c, h, w;
-  nn_dataset_shape(ds, &c, &h, &w);
-  assert_int_equal(c, 1);
-  assert_int_equal(h, 28);
-  assert_int_equal(w, 28);
+  nn_dims d = nn_dataset_shape(ds);
+  assert_int_equal(d.c, 1);
+  assert_int_equal(d.h, 28);
+  assert_int_equal(d.w, 28);
   assert_int_equal(nn_dataset_num_classes(ds), 10);
   int per_class[10] = {0};
   for (int i = 0; i < n; i++) {

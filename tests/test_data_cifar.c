@@ -56,11 +56,10 @@ static void test_cifar_valid(void **state) {
   nn_dataset *ds = NULL;
   if (nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err)) fail_msg("train: %s", err.msg);
   assert_int_equal(nn_dataset_count(ds), 8);
-  int c, h, w;
-  nn_dataset_shape(ds, &c, &h, &w);
-  assert_int_equal(c, 3);
-  assert_int_equal(h, 32);
-  assert_int_equal(w, 32);
+  nn_dims d = nn_dataset_shape(ds);
+  assert_int_equal(d.c, 3);
+  assert_int_equal(d.h, 32);
+  assert_int_equal(d.w, 32);
   assert_int_equal(nn_dataset_num_classes(ds), 10);
   int i = 0;
   for (int f = 0; f < 5; f++)

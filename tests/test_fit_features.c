@@ -209,7 +209,7 @@ static void test_schedule_lr_per_epoch(void **state) {
   assert_int_equal(nn_fit(m, opt, ds, NULL, &fc, NULL, &h, &err), NN_OK);
   assert_int_equal(nn_optimizer_steps(opt), 12);
   for (int e = 0; e < 4; e++) {
-    double want = (float)nn_lr_schedule_at(&s, 0.1f, 3L * e, 3, 12);
+    double want = (float)nn_lr_schedule_at(&s, 0.1f, (nn_lr_position){.step = 3L * e, .steps_per_epoch = 3, .total_steps = 12});
     assert_true(fabs(nn_history_get(h, e)->lr - want) < 1e-12);
   }
   assert_true(nn_history_get(h, 0)->lr < 0.1 / 3); /* warm-up */

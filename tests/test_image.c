@@ -85,7 +85,7 @@ static uint8_t *read_back(const char *path, size_t *n) {
 
 static void load_ok(const char *path, int c, int h, int w, uint8_t *out) {
   nn_error err = {0};
-  if (nn_image_load(path, c, h, w, out, &err)) fail_msg("%s", err.msg);
+  if (nn_image_load(path, (nn_dims){.c = c, .h = h, .w = w}, out, &err)) fail_msg("%s", err.msg);
 }
 
 /* Load must fail with `code`, a message naming the file and containing n1/n2, and print
@@ -99,7 +99,7 @@ static void expect_error(const char *path, int c, int h, int w, nn_status code, 
   FILE *lf = fopen(logp, "w");
   assert_true(saved >= 0 && lf);
   assert_int_equal(dup2(fileno(lf), 2), 2);
-  nn_status st = nn_image_load(path, c, h, w, out, &err);
+  nn_status st = nn_image_load(path, (nn_dims){.c = c, .h = h, .w = w}, out, &err);
   fflush(stderr);
   dup2(saved, 2);
   close(saved);
@@ -211,7 +211,7 @@ static void test_pgm_errors(void **state) {
   /* bad arguments */
   uint8_t out[4];
   nn_error err = {0};
-  assert_int_equal(nn_image_load(p, 2, 2, 2, out, &err), NN_ERR_ARG);
+  assert_int_equal(nn_image_load(p, (nn_dims){.c = 2, .h = 2, .w = 2}, out, &err), NN_ERR_ARG);
 }
 
 /* ---- PNG ------------------------------------------------------------------------------- */

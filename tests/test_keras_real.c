@@ -170,9 +170,9 @@ static size_t adam_case(const nn_fixture *fx, const char *label, const char *pre
   nn_optimizer *opt = NULL;
   nn_error err = {0};
   if (nn_optimizer_create(&p->opt, m, &opt, &err)) fail_msg("%s", err.msg);
-  int c, h, w, n = 32;
-  nn_model_input_shape(m, &c, &h, &w);
-  size_t per = (size_t)c * h * w;
+  int n = 32;
+  nn_dims in = nn_model_input_shape(m);
+  size_t per = (size_t)in.c * in.h * in.w;
   float *x = tu_fbuf((size_t)n * per);
   int32_t labels[32];
   tu_rng data = {seed + 1};

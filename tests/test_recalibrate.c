@@ -42,7 +42,8 @@ static void test_cumulative_statistics(void **state) {
   float *before = malloc(np * sizeof *before);
   memcpy(before, nn_model_params(m), np * sizeof *before);
   nn_input_norm norm = {0.5f, 0.25f};
-  assert_int_equal(nn_model_recalibrate(m, ds, norm, BATCH, BATCHES, 9, &err), NN_OK);
+  const nn_recalibrate_config cfg = {.batch_size = BATCH, .batches = BATCHES, .seed = 9};
+  assert_int_equal(nn_model_recalibrate(m, ds, norm, &cfg, &err), NN_OK);
   /* expected: replay the same shuffle and average the batch statistics in double */
   uint32_t order[N];
   for (int i = 0; i < N; i++) order[i] = (uint32_t)i;
@@ -76,8 +77,11 @@ static void test_cumulative_statistics(void **state) {
   assert_non_null(strstr(text, "momentum=0.99")); /* the convention survives */
   free(text);
   /* errors */
-  assert_int_equal(nn_model_recalibrate(m, ds, norm, BATCH, 100, 9, &err), NN_ERR_ARG);
+  const nn_recalibrate_config too_many = {.batch_size = BATCH, .batches = 100, .seed = 9};
+  assert_int_equal(nn_model_recalibrate(m, ds, norm, &too_many, &err), NN_ERR_ARG);
   assert_non_null(strstr(err.msg, "samples"));
+  assert_int_equal(nn_model_recalibrate(m, ds, norm, NULL, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "configuration"));
   free(before);
   nn_model_free(m);
   nn_spec_free(spec);

@@ -249,7 +249,7 @@ static void test_fifo(void **state) {
   assert_int_equal(nn_dataset_load_idx(ff, lp, &ds, &err), NN_ERR_IO);
   assert_non_null(strstr(err.msg, "FIFO"));
   uint8_t px[16];
-  assert_int_equal(nn_image_load(ff, 1, 4, 4, px, &err), NN_ERR_IO);
+  assert_int_equal(nn_image_load(ff, (nn_dims){.c = 1, .h = 4, .w = 4}, px, &err), NN_ERR_IO);
   assert_non_null(strstr(err.msg, "FIFO"));
   nn_spec *s = NULL;
   assert_int_equal(nn_spec_load(ff, &s, &err), NN_ERR_IO);

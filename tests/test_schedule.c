@@ -49,7 +49,7 @@ static void test_against_torch(void **state) {
     assert_int_equal(nn_lr_schedule_parse(cases[c].text, cases[c].warmup, &s, &err), NN_OK);
     double *got = malloc(n * sizeof *got);
     assert_non_null(got);
-    for (size_t t = 0; t < n; t++) got[t] = nn_lr_schedule_at(&s, cases[c].lr, (long)t, cases[c].spe, cases[c].total);
+    for (size_t t = 0; t < n; t++) got[t] = nn_lr_schedule_at(&s, cases[c].lr, (nn_lr_position){.step = (long)t, .steps_per_epoch = cases[c].spe, .total_steps = cases[c].total});
     fx_assert_close_dd(name, got, want, n, 1e-9, 1e-15);
     free(got);
   }
@@ -62,10 +62,10 @@ static void test_shapes(void **state) {
   nn_error err = {0};
   /* cosine ends near 0, onecycle starts at lr/25 and peaks at lr after 30% of the steps */
   assert_int_equal(nn_lr_schedule_parse("cosine", 0, &s, &err), NN_OK);
-  assert_true(nn_lr_schedule_at(&s, 1.0, 99, 10, 100) < 1e-3);
+  assert_true(nn_lr_schedule_at(&s, 1.0, (nn_lr_position){.step = 99, .steps_per_epoch = 10, .total_steps = 100}) < 1e-3);
   assert_int_equal(nn_lr_schedule_parse("onecycle", 0, &s, &err), NN_OK);
-  assert_true(fabs(nn_lr_schedule_at(&s, 1.0, 0, 10, 100) - 0.04) < 1e-12);
-  assert_true(fabs(nn_lr_schedule_at(&s, 1.0, 29, 10, 100) - 1.0) < 1e-12);
+  assert_true(fabs(nn_lr_schedule_at(&s, 1.0, (nn_lr_position){.step = 0, .steps_per_epoch = 10, .total_steps = 100}) - 0.04) < 1e-12);
+  assert_true(fabs(nn_lr_schedule_at(&s, 1.0, (nn_lr_position){.step = 29, .steps_per_epoch = 10, .total_steps = 100}) - 1.0) < 1e-12);
 }
 
 static void test_refusals(void **state) {

@@ -54,9 +54,8 @@ static void test_lenet_shapes_and_counts(void **state) {
   assert_int_equal(nn_spec_parse(nn_preset_find("lenet")->spec, "lenet", &s, &err), NN_OK);
   assert_int_equal(nn_model_create(s, &m, &err), NN_OK);
   assert_int_equal(nn_model_num_layers(m), 16);
-  int ic, ih, iw;
-  nn_model_input_shape(m, &ic, &ih, &iw);
-  assert_true(ic == 1 && ih == 28 && iw == 28);
+  nn_dims in = nn_model_input_shape(m);
+  assert_true(in.c == 1 && in.h == 28 && in.w == 28);
   /* PyTorch: conv 156 + bn 12 + conv 2416 + bn 32 + fc 30840 + bn 240 + fc 10164 + bn 168 + fc 850 */
   assert_int_equal(nn_model_param_count(m), 156 + 12 + 2416 + 32 + 30840 + 240 + 10164 + 168 + 850);
   assert_int_equal(nn_model_state_count(m), 2 * (6 + 16 + 120 + 84));

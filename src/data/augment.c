@@ -181,7 +181,8 @@ void nn_augment_shift(const float *src, float *dst, int c, int h, int w, int dx,
 
 /* ---- batch ------------------------------------------------------------------------------- */
 
-void nn_augment_batch(const nn_augment *a, nn_rng *rng, float *x, int n, int c, int h, int w, float *scratch) {
+void nn_augment_batch(const nn_augment *a, nn_rng *rng, float *x, int n, nn_dims dims, float *scratch) {
+  const int c = dims.c, h = dims.h, w = dims.w;
   if (!a || n <= 0 || (!a->flip && !(a->rotate > 0) && !(a->crop > 0))) return;
   NN_ASSERT(rng && x && c > 0 && h > 0 && w > 0);
   NN_ASSERT(scratch || (!(a->rotate > 0) && !(a->crop > 0)));

@@ -112,11 +112,7 @@ void nn_dataset_free(nn_dataset *ds) {
 
 int nn_dataset_count(const nn_dataset *ds) { return ds ? ds->n : 0; }
 
-void nn_dataset_shape(const nn_dataset *ds, int *c, int *h, int *w) {
-  if (c) *c = ds ? ds->c : 0;
-  if (h) *h = ds ? ds->h : 0;
-  if (w) *w = ds ? ds->w : 0;
-}
+nn_dims nn_dataset_shape(const nn_dataset *ds) { return ds ? (nn_dims){.c = ds->c, .h = ds->h, .w = ds->w} : (nn_dims){0}; }
 
 int nn_dataset_num_classes(const nn_dataset *ds) { return ds ? ds->num_classes : 0; }
 

@@ -271,7 +271,8 @@ static nn_status load_png(const char *path, const uint8_t *data, size_t size, in
   return NN_OK;
 }
 
-nn_status nn_image_load(const char *path, int c, int h, int w, uint8_t *out, nn_error *err) {
+nn_status nn_image_load(const char *path, nn_dims dims, uint8_t *out, nn_error *err) {
+  const int c = dims.c, h = dims.h, w = dims.w;
   if (c != 1 && c != 3) return nn_err_set(err, NN_ERR_ARG, "%s: images load as 1 or 3 channels, not %d", path, c);
   if (h < 1 || w < 1 || h > (1 << 16) || w > (1 << 16))
     return nn_err_set(err, NN_ERR_ARG, "%s: bad image size %dx%d", path, h, w);

@@ -48,10 +48,11 @@ void nn_dist_finalize(nn_comm *c) {
   *c = (nn_comm){.rank = 0, .size = 1, .sync_bn = c->sync_bn};
 }
 
-void nn_dist_slice(int n, int rank, int size, int *lo, int *hi) {
-  int q = n / size, r = n % size;
-  *lo = rank * q + (rank < r ? rank : r);
-  *hi = *lo + q + (rank < r);
+nn_range nn_dist_slice(const nn_comm *comm, int n) {
+  if (!comm || comm->size <= 1) return (nn_range){.lo = 0, .hi = n};
+  int rank = comm->rank, q = n / comm->size, r = n % comm->size;
+  int lo = rank * q + (rank < r ? rank : r);
+  return (nn_range){.lo = lo, .hi = lo + q + (rank < r)};
 }
 
 nn_status nn_dist_agree_sum(const nn_comm *c, nn_status st, double *vals, int nvals, nn_error *err) {

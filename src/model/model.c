@@ -199,9 +199,9 @@ nn_status nn_model_set_input(nn_model *m, const nn_input_norm *norm, const char 
 }
 int nn_model_num_layers(const nn_model *m) { return m->nlayers; }
 int nn_model_input_size(const nn_model *m) { return (int)nn_shape_size(m->spec->input); }
-void nn_model_input_shape(const nn_model *m, int *c, int *h, int *w) {
+nn_dims nn_model_input_shape(const nn_model *m) {
   nn_shape in = m->spec->input;
-  *c = in.rank == 1 ? 1 : in.c, *h = in.h, *w = in.rank == 1 ? in.c : in.w;
+  return in.rank == 1 ? (nn_dims){.c = 1, .h = in.h, .w = in.c} : (nn_dims){.c = in.c, .h = in.h, .w = in.w};
 }
 int nn_model_output_size(const nn_model *m) { return m->layers[m->nlayers - 1].out.c; }
 size_t nn_model_param_count(const nn_model *m) { return m->nparams; }

@@ -56,7 +56,8 @@ void nn_lr_schedule_format(const nn_lr_schedule *s, char *buf, size_t len) {
 /* torch.optim.lr_scheduler.OneCycleLR._annealing_cos */
 static double anneal_cos(double start, double end, double pct) { return end + (start - end) / 2.0 * (cos(PI * pct) + 1); }
 
-double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, long step, long steps_per_epoch, long total_steps) {
+double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, nn_lr_position at) {
+  long step = at.step, steps_per_epoch = at.steps_per_epoch, total_steps = at.total_steps;
   if (step < 0) step = 0;
   if (total_steps < 1) total_steps = 1;
   if (steps_per_epoch < 1) steps_per_epoch = 1;

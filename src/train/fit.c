@@ -36,9 +36,9 @@ typedef struct {
 } batch_buf;
 
 static nn_status batch_buf_alloc(batch_buf *b, const nn_dataset *ds, int batch, nn_error *err) {
-  int n = nn_dataset_count(ds), c, h, w;
-  nn_dataset_shape(ds, &c, &h, &w);
-  b->x = malloc((size_t)batch * (size_t)c * h * w * sizeof *b->x);
+  int n = nn_dataset_count(ds);
+  nn_dims d = nn_dataset_shape(ds);
+  b->x = malloc((size_t)batch * (size_t)d.c * d.h * d.w * sizeof *b->x);
   b->y = malloc((size_t)batch * sizeof *b->y);
   b->order = malloc((size_t)(n ? n : 1) * sizeof *b->order);
   if (!b->x || !b->y || !b->order) return nn_err_set(err, NN_ERR_NOMEM, "out of memory for a batch of %d", batch);
@@ -53,8 +53,8 @@ static void batch_buf_free(batch_buf *b) {
 }
 
 nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err) {
-  int c, h, w;
-  nn_dataset_shape(ds, &c, &h, &w);
+  nn_dims d = nn_dataset_shape(ds);
+  int c = d.c, h = d.h, w = d.w;
   if (c * h * w != nn_model_input_size(m))
     return nn_err_set(err, NN_ERR_SHAPE, "%s samples are %dx%dx%d (%d values) but the model takes %d inputs", what, c,
                       h, w, c * h * w, nn_model_input_size(m));
@@ -72,8 +72,9 @@ static nn_status evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm,
   double sums[2] = {0, 0}; /* loss, correct */
   nn_status st = NN_OK;
   for (int start = 0; start < n && !st; start += batch) {
-    int cnt = n - start < batch ? n - start : batch, lo = 0, hi = cnt;
-    if (comm) nn_dist_slice(cnt, comm->rank, comm->size, &lo, &hi);
+    int cnt = n - start < batch ? n - start : batch;
+    nn_range sl = nn_dist_slice(comm, cnt);
+    int lo = sl.lo, hi = sl.hi;
     if (hi > lo) nn_dataset_batch(ds, b->order + start + lo, hi - lo, norm, b->x, b->y);
     double ls;
     int c;
@@ -209,10 +210,10 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   nn_model *m = s->m;
   int start = b * s->bs, cnt = s->n - start < s->bs ? s->n - start : s->bs;
   nn_dataset_batch(s->train, s->tb.order + start, cnt, cfg->input_norm, s->tb.x, s->tb.y);
-  if (cfg->augment) nn_augment_batch(cfg->augment, s->rng, s->tb.x, cnt, s->ic, s->ih, s->iw, s->aug_scratch);
+  if (cfg->augment) nn_augment_batch(cfg->augment, s->rng, s->tb.x, cnt, (nn_dims){.c = s->ic, .h = s->ih, .w = s->iw}, s->aug_scratch);
   /* data parallel: every rank made the whole global batch (same stream); it trains on its slice */
-  int lo = 0, hi = cnt;
-  if (comm) nn_dist_slice(cnt, comm->rank, comm->size, &lo, &hi);
+  nn_range sl = nn_dist_slice(comm, cnt);
+  int lo = sl.lo, hi = sl.hi;
   double ls = 0;
   int right = 0;
   /* accumulation: the gradient of the group's mean loss builds up over its K batches (each
@@ -221,8 +222,8 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   if (b % s->accumulate == 0) {
     nn_model_zero_grads(m);
     if (cfg->lr_schedule) {
-      double lr = nn_lr_schedule_at(cfg->lr_schedule, s->base_lr, nn_optimizer_steps(s->opt), s->steps_per_epoch,
-                                    s->total_steps);
+      nn_lr_position at = {.step = nn_optimizer_steps(s->opt), .steps_per_epoch = s->steps_per_epoch, .total_steps = s->total_steps};
+      double lr = nn_lr_schedule_at(cfg->lr_schedule, s->base_lr, at);
       nn_optimizer_set_lr(s->opt, (float)lr);
     }
     if (b == 0) s->epoch_lr = nn_optimizer_lr(s->opt);
@@ -450,7 +451,8 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
     nn_fit_seed_data_rng(&own_rng, cfg->seed);
     s.rng = &own_rng;
   }
-  nn_dataset_shape(train, &s.ic, &s.ih, &s.iw);
+  nn_dims in = nn_dataset_shape(train);
+  s.ic = in.c, s.ih = in.h, s.iw = in.w;
   s.aug_scratch = cfg->augment ? malloc((size_t)s.ic * s.ih * s.iw * sizeof *s.aug_scratch) : NULL;
   if (cfg->augment && !s.aug_scratch && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   int first = s.first = cfg->first_epoch > 0 ? cfg->first_epoch : 1;

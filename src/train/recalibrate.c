@@ -8,10 +8,12 @@
 #include "base/rng.h"
 #include "model/model.h"
 
-nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch, int batches,
-                               uint64_t seed, nn_error *err) {
-  int n = nn_dataset_count(ds), c, h, w;
-  nn_dataset_shape(ds, &c, &h, &w);
+nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, const nn_recalibrate_config *cfg,
+                               nn_error *err) {
+  if (!cfg) return nn_err_set(err, NN_ERR_ARG, "recalibration needs its configuration (NULL given)");
+  const int batch = cfg->batch_size, batches = cfg->batches;
+  const nn_dims d = nn_dataset_shape(ds);
+  const int n = nn_dataset_count(ds), c = d.c, h = d.h, w = d.w;
   if (batch < 2 || batches < 1)
     return nn_err_set(err, NN_ERR_ARG, "recalibration needs batch >= 2 and batches >= 1 (got %d, %d)", batch, batches);
   if (c * h * w != nn_model_input_size(m))
@@ -38,7 +40,7 @@ nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm 
   if (!st && !found) st = nn_err_set(err, NN_ERR_ARG, "the model has no batchnorm with running statistics");
   if (!st) {
     nn_rng rng;
-    nn_rng_seed(&rng, seed);
+    nn_rng_seed(&rng, cfg->seed);
     for (int i = 0; i < n; i++) order[i] = (uint32_t)i;
     nn_rng_shuffle(&rng, order, (uint32_t)n);
     for (int b = 0; !st && b < batches; b++) {
