@@ -2,10 +2,11 @@
 #   make demo   install what is missing, build, train BN-LeNet with and without BN
 #   make test   install what is missing, build, run the tests
 BUILD ?= build
+space := $(subst ,, )
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo asan bench clean fuzz fuzz-build fuzz-long valgrind
+.PHONY: all deps build test demo asan bench clean fuzz fuzz-build fuzz-long valgrind portable-test
 
 all: build
 
@@ -21,6 +22,16 @@ test: build
 
 demo: build
 	bash scripts/demo.sh $(BUILD)/normnet runs/demo
+
+# A portable build (NN_NATIVE=OFF, as packages are built) running the kernel tests on both
+# variants of the runtime dispatch: the best one of the CPU, and the generic one (the tests'
+# *_generic runs, NN_CPU=generic); test_dispatch checks that the two give the same bits.
+PORTABLE_TESTS = test_kernels test_batchnorm test_groupnorm test_pool test_gradcheck test_batchnorm_torch \
+                 test_groupnorm_layers test_lenet_torch test_dispatch
+portable-test: deps
+	cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNN_NATIVE=OFF -DNN_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build build-portable -j$(JOBS) --target $(PORTABLE_TESTS)
+	cd build-portable && ctest --output-on-failure -R '^($(subst $(space),|,$(strip $(PORTABLE_TESTS))))(_generic)?$$'
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of the library and the tests.
 asan: deps
@@ -53,4 +64,4 @@ valgrind: deps
 	bash scripts/valgrind.sh build-valgrind/normnet
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz build-valgrind
+	rm -rf $(BUILD) build-asan build-fuzz build-valgrind build-portable
