@@ -86,21 +86,21 @@ static inline float tanh1(float x) {
 static inline float sigmoid_grad1(float y, float dy) { return dy * y * (1.0f - y); }
 static inline float tanh_grad1(float y, float dy) { return dy * (1.0f - y * y); }
 
-/* In place over a short run (one thread; the caller's data is in cache). */
-static inline void relu_n(float *q, size_t len) {
+/* y = act(x) over a run (one thread); y == x (in place) is fine. */
+static inline void relu_n(const float *x, float *y, size_t len) {
 #pragma omp simd
-  for (size_t j = 0; j < len; j++) q[j] = relu1(q[j]);
+  for (size_t j = 0; j < len; j++) y[j] = relu1(x[j]);
 }
-static inline void sigmoid_n(float *q, size_t len) {
+static inline void sigmoid_n(const float *x, float *y, size_t len) {
 #pragma omp simd
-  for (size_t j = 0; j < len; j++) q[j] = sigmoid1(q[j]);
+  for (size_t j = 0; j < len; j++) y[j] = sigmoid1(x[j]);
 }
-static inline void tanh_n(float *q, size_t len) {
+static inline void tanh_n(const float *x, float *y, size_t len) {
 #pragma omp simd
-  for (size_t j = 0; j < len; j++) q[j] = tanh1(q[j]);
+  for (size_t j = 0; j < len; j++) y[j] = tanh1(x[j]);
 }
 
-/* dx = dy * act'(y) over a short run (one thread). */
+/* dx = dy * act'(y) over a run (one thread). */
 static inline void relu_grad_n(const float *y, const float *dy, float *dx, size_t len) {
 #pragma omp simd
   for (size_t j = 0; j < len; j++) dx[j] = relu_grad1(y[j], dy[j]);

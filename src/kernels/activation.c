@@ -15,33 +15,64 @@
 
 #define ACT_PAR_ELEMS ((size_t)1 << 17)
 #define ACT_PAR_EXP_ELEMS ((size_t)1 << 15) /* exp-based ones are ~10x more work per element */
+#define ACT_BLK ((size_t)8192)              /* elements per work item of a threaded call */
+
+/* Below the threshold a call stays on the calling thread, without a parallel region; above,
+ * blocks of ACT_BLK go to the threads in static contiguous ranges. Every block runs the simd
+ * loop of act_inline.h. (A combined `parallel for simd if (...)` applies its if clause to the
+ * simd construct too: below the threshold the loops ran one element at a time.) */
+static inline size_t act_blk(size_t count, size_t b) { return count - b < ACT_BLK ? count - b : ACT_BLK; }
 
 void NN_V(nn_relu_forward)(const float *x, float *y, size_t count) {
-#pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_ELEMS)
-  for (size_t i = 0; i < count; i++) y[i] = relu1(x[i]);
+  if (count < ACT_PAR_ELEMS) {
+    relu_n(x, y, count);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t b = 0; b < count; b += ACT_BLK) relu_n(x + b, y + b, act_blk(count, b));
 }
 
 void NN_V(nn_relu_backward)(const float *y, const float *dy, float *dx, size_t count) {
-#pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_ELEMS)
-  for (size_t i = 0; i < count; i++) dx[i] = relu_grad1(y[i], dy[i]);
+  if (count < ACT_PAR_ELEMS) {
+    relu_grad_n(y, dy, dx, count);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t b = 0; b < count; b += ACT_BLK) relu_grad_n(y + b, dy + b, dx + b, act_blk(count, b));
 }
 
 void NN_V(nn_sigmoid_forward)(const float *x, float *y, size_t count) {
-#pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_EXP_ELEMS)
-  for (size_t i = 0; i < count; i++) y[i] = sigmoid1(x[i]);
+  if (count < ACT_PAR_EXP_ELEMS) {
+    sigmoid_n(x, y, count);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t b = 0; b < count; b += ACT_BLK) sigmoid_n(x + b, y + b, act_blk(count, b));
 }
 
 void NN_V(nn_sigmoid_backward)(const float *y, const float *dy, float *dx, size_t count) {
-#pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_ELEMS)
-  for (size_t i = 0; i < count; i++) dx[i] = sigmoid_grad1(y[i], dy[i]);
+  if (count < ACT_PAR_ELEMS) {
+    sigmoid_grad_n(y, dy, dx, count);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t b = 0; b < count; b += ACT_BLK) sigmoid_grad_n(y + b, dy + b, dx + b, act_blk(count, b));
 }
 
 void NN_V(nn_tanh_forward)(const float *x, float *y, size_t count) {
-#pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_EXP_ELEMS)
-  for (size_t i = 0; i < count; i++) y[i] = tanh1(x[i]);
+  if (count < ACT_PAR_EXP_ELEMS) {
+    tanh_n(x, y, count);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t b = 0; b < count; b += ACT_BLK) tanh_n(x + b, y + b, act_blk(count, b));
 }
 
 void NN_V(nn_tanh_backward)(const float *y, const float *dy, float *dx, size_t count) {
-#pragma omp parallel for simd schedule(static) if (count >= ACT_PAR_ELEMS)
-  for (size_t i = 0; i < count; i++) dx[i] = tanh_grad1(y[i], dy[i]);
+  if (count < ACT_PAR_ELEMS) {
+    tanh_grad_n(y, dy, dx, count);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t b = 0; b < count; b += ACT_BLK) tanh_grad_n(y + b, dy + b, dx + b, act_blk(count, b));
 }

@@ -237,13 +237,13 @@ static inline void nc_act_fwd(nn_act act, float *q, size_t len) {
     case NN_ACT_NONE:
       break;
     case NN_ACT_RELU:
-      relu_n(q, len);
+      relu_n(q, q, len);
       break;
     case NN_ACT_SIGMOID:
-      sigmoid_n(q, len);
+      sigmoid_n(q, q, len);
       break;
     case NN_ACT_TANH:
-      tanh_n(q, len);
+      tanh_n(q, q, len);
       break;
   }
 }
