@@ -1,6 +1,6 @@
 /* Kernel throughput on the presets' shapes against what the machine can do.
  *
- *   bench_kernels [--threads T] [--seconds S]
+ *   bench_kernels [--threads T] [--seconds S] [--only pool|relu|conv]
  *
  * Prints, per kernel and shape, the time per call and either GB/s (memory-bound kernels:
  * pooling, activations; bytes = tensors read + written once) or GFLOP/s (conv, dense GEMMs;
@@ -25,6 +25,7 @@
 #define REPS 7
 
 static double g_seconds = 0.3;
+static const char *g_only = NULL; /* --only: run one group of kernels */
 static clockid_t g_clock = CLOCK_MONOTONIC;
 
 static double now(void) {
@@ -187,7 +188,7 @@ static void relu_bwd(void *p) {
 
 static void report(const char *what, double sec, double bytes, double flops) {
   if (flops > 0)
-    printf("%-44s %9.1f us %8.1f GFLOP/s\n", what, sec * 1e6, flops / sec / 1e9);
+    printf("%-64s %9.1f us %8.1f GFLOP/s\n", what, sec * 1e6, flops / sec / 1e9);
   else
     printf("%-44s %9.1f us %8.1f GB/s   (triad at this size %.1f GB/s)\n", what, sec * 1e6, bytes / sec / 1e9,
            triad_gbs((size_t)bytes));
@@ -215,19 +216,40 @@ static void bench_pool(const char *name, int n, int c, int h, int w, int avg) {
   free(pc.x), free(pc.dx), free(pc.y), free(pc.dy), free(pc.am);
 }
 
+static void conv_bwd_params(void *p) {
+  conv_ctx *c = p;
+  nn_conv2d_backward(&c->g, c->x, c->w, c->dy, NULL, c->dw, c->db, c->ws);
+}
+
+/* Both algorithms on the shape (the direct one where it applies: stride 1), one after the
+ * other in the same process; the algorithm the library picks by itself (nn_conv2d_algo for
+ * the forward, nn_conv2d_algo_params for dw/db) is marked "*". A forced direct backward runs
+ * dw/db direct and dx with im2col + GEMM. */
 static void bench_conv(const char *name, int n, int c, int h, int w, int oc, int k) {
   conv_ctx cc = {.g = {.n = n, .c = c, .h = h, .w = w, .oc = oc, .kh = k, .kw = k, .stride = 1, .pad = 0}};
   nn_conv_geom_init(&cc.g);
+  const nn_conv_algo chosen = nn_conv2d_algo(&cc.g), chosen_p = nn_conv2d_algo_params(&cc.g);
   size_t nx = (size_t)n * c * h * w, nw = (size_t)oc * c * k * k, ny = (size_t)n * oc * cc.g.oh * cc.g.ow;
   cc.x = fbuf(nx), cc.dx = fbuf(nx), cc.w = fbuf(nw), cc.dw = fbuf(nw), cc.b = fbuf(oc), cc.db = fbuf(oc);
-  cc.y = fbuf(ny), cc.dy = fbuf(ny), cc.ws = fbuf(nn_conv2d_workspace(&cc.g));
+  cc.y = fbuf(ny), cc.dy = fbuf(ny);
   double flops = 2.0 * n * oc * (double)c * k * k * cc.g.oh * cc.g.ow;
-  char what[96];
-  snprintf(what, sizeof what, "conv fwd %s", name);
-  report(what, time_call(conv_fwd, &cc), 0, flops);
-  snprintf(what, sizeof what, "conv bwd (dx, dw, db) %s", name);
-  report(what, time_call(conv_bwd, &cc), 0, 2 * flops);
-  free(cc.x), free(cc.dx), free(cc.w), free(cc.dw), free(cc.b), free(cc.db), free(cc.y), free(cc.dy), free(cc.ws);
+  static const nn_conv_algo algos[] = {NN_CONV_IM2COL, NN_CONV_DIRECT};
+  for (int a = 0; a < 2; a++) {
+    cc.g.algo = algos[a];
+    if (nn_conv2d_algo(&cc.g) != algos[a]) continue;
+    cc.ws = fbuf(nn_conv2d_workspace(&cc.g));
+    const char *an = nn_conv2d_algo_name(algos[a]), *mark = algos[a] == chosen ? "*" : "";
+    const char *mark_p = algos[a] == chosen_p ? "*" : "";
+    char what[128];
+    snprintf(what, sizeof what, "conv fwd %s [%s%s]", name, an, mark);
+    report(what, time_call(conv_fwd, &cc), 0, flops);
+    snprintf(what, sizeof what, "conv bwd (dx, dw, db) %s [%s%s]", name, an, mark_p);
+    report(what, time_call(conv_bwd, &cc), 0, 2 * flops);
+    snprintf(what, sizeof what, "conv bwd (dw, db) %s [%s%s]", name, an, mark_p);
+    report(what, time_call(conv_bwd_params, &cc), 0, flops);
+    free(cc.ws);
+  }
+  free(cc.x), free(cc.dx), free(cc.w), free(cc.dw), free(cc.b), free(cc.db), free(cc.y), free(cc.dy);
 }
 
 static void bench_relu(const char *name, size_t count) {
@@ -249,6 +271,8 @@ int main(int argc, char **argv) {
         return 2;
       }
       nn_set_threads(t);
+    } else if (i + 1 < argc && !strcmp(argv[i], "--only")) {
+      g_only = argv[i + 1];
     } else if (i + 1 < argc && !strcmp(argv[i], "--seconds")) {
       g_seconds = atof(argv[i + 1]);
       if (!(g_seconds > 0)) {
@@ -256,24 +280,28 @@ int main(int argc, char **argv) {
         return 2;
       }
     } else {
-      fprintf(stderr, "usage: bench_kernels [--threads T] [--seconds S]\n");
+      fprintf(stderr, "usage: bench_kernels [--threads T] [--seconds S] [--only pool|relu|conv]\n");
       return 2;
     }
   }
   if (omp_get_max_threads() == 1) g_clock = CLOCK_PROCESS_CPUTIME_ID;
   printf("threads=%d clock=%s\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "process CPU time" : "wall");
   printf("FMA peak (AVX2 FMA, 10 chains per thread)         %8.1f GFLOP/s\n", fma_peak_gflops());
-  bench_pool("cnn pool1 32x32x26x26", 32, 32, 26, 26, 0);
-  bench_pool("cnn pool2 32x64x11x11", 32, 64, 11, 11, 0);
-  bench_pool("cifar-cnn pool1 32x32x30x30", 32, 32, 30, 30, 0);
-  bench_pool("lenet pool1 128x6x24x24", 128, 6, 24, 24, 1);
-  bench_pool("lenet pool2 128x16x8x8", 128, 16, 8, 8, 1);
-  bench_relu("cnn conv1 out 692k", (size_t)32 * 32 * 26 * 26);
-  bench_conv("lenet conv1 128x1x28x28 oc6 k5", 128, 1, 28, 28, 6, 5);
-  bench_conv("lenet conv2 128x6x12x12 oc16 k5", 128, 6, 12, 12, 16, 5);
-  bench_conv("cnn conv1 32x1x28x28 oc32 k3", 32, 1, 28, 28, 32, 3);
-  bench_conv("cnn conv2 32x32x13x13 oc64 k3", 32, 32, 13, 13, 64, 3);
-  bench_conv("cifar conv1 32x3x32x32 oc32 k3", 32, 3, 32, 32, 32, 3);
-  bench_conv("cifar conv2 32x32x15x15 oc64 k3", 32, 32, 15, 15, 64, 3);
+  if (!g_only || !strcmp(g_only, "pool")) {
+    bench_pool("cnn pool1 32x32x26x26", 32, 32, 26, 26, 0);
+    bench_pool("cnn pool2 32x64x11x11", 32, 64, 11, 11, 0);
+    bench_pool("cifar-cnn pool1 32x32x30x30", 32, 32, 30, 30, 0);
+    bench_pool("lenet pool1 128x6x24x24", 128, 6, 24, 24, 1);
+    bench_pool("lenet pool2 128x16x8x8", 128, 16, 8, 8, 1);
+  }
+  if (!g_only || !strcmp(g_only, "relu")) bench_relu("cnn conv1 out 692k", (size_t)32 * 32 * 26 * 26);
+  if (!g_only || !strcmp(g_only, "conv")) {
+    bench_conv("lenet conv1 128x1x28x28 oc6 k5", 128, 1, 28, 28, 6, 5);
+    bench_conv("lenet conv2 128x6x12x12 oc16 k5", 128, 6, 12, 12, 16, 5);
+    bench_conv("cnn conv1 32x1x28x28 oc32 k3", 32, 1, 28, 28, 32, 3);
+    bench_conv("cnn conv2 32x32x13x13 oc64 k3", 32, 32, 13, 13, 64, 3);
+    bench_conv("cifar conv1 32x3x32x32 oc32 k3", 32, 3, 32, 32, 32, 3);
+    bench_conv("cifar conv2 32x32x15x15 oc64 k3", 32, 32, 15, 15, 64, 3);
+  }
   return 0;
 }

@@ -167,10 +167,14 @@ static const conv_shape conv_shapes[] = {
     {2, 3, 7, 20, 2, 5, 5, 1, 0},
     {2, 2, 9, 40, 3, 3, 3, 1, 0},
     {2, 2, 6, 3, 3, 2, 3, 1, 0},
+    {32, 1, 28, 28, 32, 3, 3, 1, 0}, /* Keras CNN conv1 */
+    {8, 3, 32, 32, 32, 3, 3, 1, 0},  /* CIFAR CNN conv1 */
+    {3, 3, 9, 11, 13, 3, 3, 1, 1},   /* odd sizes, pad 1: direct blocks of 6 + 7 filters */
+    {2, 1, 5, 40, 9, 1, 7, 1, 3},    /* 1x7 kernel, pad 3, rows longer than a block */
 };
 
-static void conv_case(tu_rng *r, const conv_shape *s) {
-  nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad};
+static void conv_case(tu_rng *r, const conv_shape *s, nn_conv_algo algo) {
+  nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad, .algo = algo};
   assert_int_equal(nn_conv_geom_init(&g), 0);
   size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
          ny = (size_t)g.n * g.oc * g.oh * g.ow, nb = (size_t)g.oc;
@@ -184,8 +188,8 @@ static void conv_case(tu_rng *r, const conv_shape *s) {
   double *dxd = tu_dbuf(nx), *gw = tu_dbuf(nw), *gb = tu_dbuf(nb), *ew = tu_dbuf(nw), *eb = tu_dbuf(nb);
   double *rw = tu_dbuf(nw), *rb = tu_dbuf(nb);
   char what[128], tag[80];
-  snprintf(tag, sizeof tag, "n%d c%d %dx%d oc%d k%dx%d s%d p%d", g.n, g.c, g.h, g.w, g.oc, g.kh, g.kw,
-           g.stride, g.pad);
+  snprintf(tag, sizeof tag, "n%d c%d %dx%d oc%d k%dx%d s%d p%d %s/%s", g.n, g.c, g.h, g.w, g.oc, g.kh, g.kw,
+           g.stride, g.pad, nn_conv2d_algo_name(nn_conv2d_algo(&g)), nn_conv2d_algo_name(nn_conv2d_algo_params(&g)));
   tu_fill_pair(r, x, xd, nx, -1, 1);
   tu_fill_pair(r, w, wd, nw, -1, 1);
   tu_fill_pair(r, b, bd, nb, -1, 1);
@@ -242,7 +246,39 @@ static void conv_case(tu_rng *r, const conv_shape *s) {
 static void test_conv2d(void **state) {
   (void)state;
   tu_rng r = {0xC0FFEE1234ULL};
-  for (size_t i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) conv_case(&r, &conv_shapes[i]);
+  for (size_t i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) {
+    /* each algorithm that applies to the shape against the reference twin */
+    conv_case(&r, &conv_shapes[i], NN_CONV_IM2COL);
+    nn_conv_geom g = {.n = 1, .c = conv_shapes[i].c, .h = conv_shapes[i].h, .w = conv_shapes[i].w, .oc = conv_shapes[i].oc, .kh = conv_shapes[i].kh, .kw = conv_shapes[i].kw, .stride = conv_shapes[i].stride, .pad = conv_shapes[i].pad, .algo = NN_CONV_DIRECT};
+    if (nn_conv2d_algo(&g) == NN_CONV_DIRECT) conv_case(&r, &conv_shapes[i], NN_CONV_DIRECT);
+  }
+}
+
+/* The choice by shape: what docs/performance.md measured (direct wins on the small first
+ * layers, im2col + GEMM elsewhere); a direct request runs only where direct applies. */
+static void test_conv_algo(void **state) {
+  (void)state;
+  nn_conv_geom g = {.n = 128, .c = 1, .h = 28, .w = 28, .oc = 6, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT); /* LeNet conv1 */
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_DIRECT);
+  g = (nn_conv_geom){.n = 32, .c = 3, .h = 32, .w = 32, .oc = 32, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT); /* CIFAR conv1: dw by GEMM (32 filters) */
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
+  g = (nn_conv_geom){.n = 128, .c = 6, .h = 12, .w = 12, .oc = 16, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL); /* LeNet conv2: 150 taps */
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
+  g.algo = NN_CONV_DIRECT;
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT);
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_DIRECT);
+  g = (nn_conv_geom){.n = 2, .c = 1, .h = 9, .w = 9, .oc = 4, .kh = 3, .kw = 3, .stride = 2, .pad = 0, .algo = NN_CONV_DIRECT};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL); /* stride 2: no direct kernel */
+  g = (nn_conv_geom){.n = 2, .c = 64, .h = 9, .w = 9, .oc = 4, .kh = 3, .kw = 3, .stride = 1, .pad = 0, .algo = NN_CONV_DIRECT};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL); /* 576 taps > NN_CONV_DIRECT_MAX_TAPS */
 }
 
 static void test_conv_geom(void **state) {
@@ -267,13 +303,15 @@ static void test_conv_geom(void **state) {
    * serves a smaller last batch */
   for (size_t i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) {
     const conv_shape *s = &conv_shapes[i];
-    size_t prev = 0;
-    for (int n = 1; n <= 300; n++) {
-      g = (nn_conv_geom){.n = n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad};
-      assert_int_equal(nn_conv_geom_init(&g), 0);
-      size_t ws = nn_conv2d_workspace(&g);
-      if (ws < prev) fail_msg("conv workspace shrinks from %zu to %zu at n=%d (shape %zu)", prev, ws, n, i);
-      prev = ws;
+    for (int a = NN_CONV_AUTO; a <= NN_CONV_DIRECT; a++) {
+      size_t prev = 0;
+      for (int n = 1; n <= 300; n++) {
+        g = (nn_conv_geom){.n = n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad, .algo = (nn_conv_algo)a};
+        assert_int_equal(nn_conv_geom_init(&g), 0);
+        size_t ws = nn_conv2d_workspace(&g);
+        if (ws < prev) fail_msg("conv workspace shrinks from %zu to %zu at n=%d (shape %zu, algo %d)", prev, ws, n, i, a);
+        prev = ws;
+      }
     }
   }
 }
@@ -447,10 +485,16 @@ static void test_thread_independence(void **state) {
   (void)state;
   int saved = omp_get_max_threads();
   tu_rng r = {0x600DF00DULL};
-  static const conv_shape shapes[] = {{128, 1, 28, 28, 6, 5, 5, 1, 0}, {128, 6, 12, 12, 16, 5, 5, 1, 0}, {64, 16, 8, 8, 32, 3, 3, 1, 1}};
+  static const conv_shape shapes[] = {{128, 1, 28, 28, 6, 5, 5, 1, 0},
+                                      {128, 6, 12, 12, 16, 5, 5, 1, 0},
+                                      {64, 16, 8, 8, 32, 3, 3, 1, 1},
+                                      {32, 3, 32, 32, 32, 3, 3, 1, 0},
+                                      {32, 3, 32, 32, 32, 3, 3, 1, 1}};
+  /* by shape, and the last one also direct for dw/db (32 filters split over threads) */
+  static const nn_conv_algo algos[] = {NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_DIRECT};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const conv_shape *s = &shapes[si];
-    nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad};
+    nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad, .algo = algos[si]};
     assert_int_equal(nn_conv_geom_init(&g), 0);
     size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
            ny = (size_t)g.n * g.oc * g.oh * g.ow, nws = nn_conv2d_workspace(&g);
@@ -532,6 +576,7 @@ int main(void) {
       cmocka_unit_test(test_dense),
       cmocka_unit_test(test_conv_geom),
       cmocka_unit_test(test_conv2d),
+      cmocka_unit_test(test_conv_algo),
       cmocka_unit_test(test_activations),
       cmocka_unit_test(test_activation_accuracy),
       cmocka_unit_test(test_flatten),

@@ -1,4 +1,6 @@
-/* conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW]; im2col + GEMM.
+/* conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW]; im2col + GEMM, or the
+ * direct convolution of conv2d_direct.c where nn_conv2d_algo picks it (forward, dW, db; dx
+ * always runs im2col + GEMM, here).
  *
  * The batch is cut into chunks of `cs` samples (cs depends only on the geometry, sized so
  * that a chunk's column matrix stays in L2). Per chunk, one thread:
@@ -24,6 +26,7 @@
 #endif
 
 #include "base/error.h"
+#include "kernels/conv2d_direct.h"
 #include "kernels/kernels.h"
 
 #define CONV_CHUNK_FLOATS (1 << 16) /* target size of one chunk's column matrix (256 KB) */
@@ -95,9 +98,27 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
   return p;
 }
 
+nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
+  if (g->stride != 1 || (long)g->c * g->kh * g->kw > NN_CONV_DIRECT_MAX_TAPS) return NN_CONV_IM2COL;
+  if (g->algo != NN_CONV_AUTO) return g->algo;
+  return (long)g->c * g->kh * g->kw <= NN_CONV_DIRECT_MAX_CKK ? NN_CONV_DIRECT : NN_CONV_IM2COL;
+}
+
+nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {
+  nn_conv_algo a = nn_conv2d_algo(g);
+  if (g->algo != NN_CONV_AUTO || a != NN_CONV_DIRECT) return a;
+  return g->oc < NN_CONV_DIRECT_DW_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
+}
+
+const char *nn_conv2d_algo_name(nn_conv_algo a) { return a == NN_CONV_DIRECT ? "direct" : "im2col+gemm"; }
+
 size_t nn_conv2d_workspace(const nn_conv_geom *g) {
   conv_plan p = conv_plan_make(g);
-  return (size_t)p.slots * p.slot + (size_t)p.groups * p.part;
+  size_t gemm = (size_t)p.slots * p.slot + (size_t)p.groups * p.part;
+  if (nn_conv2d_algo(g) != NN_CONV_DIRECT && nn_conv2d_algo_params(g) != NN_CONV_DIRECT) return gemm;
+  /* the direct passes and the im2col dx pass run one after the other in the same scratch */
+  size_t direct = nn_conv2d_direct_workspace(g, conv_nprocs());
+  return direct > gemm ? direct : gemm;
 }
 
 static void chunk_range(const nn_conv_geom *g, const conv_plan *p, int ci, int *s0, int *cnt) {
@@ -356,8 +377,22 @@ static int conv_team(const nn_conv_geom *g, const conv_plan *p, int units) {
   return t < 1 ? 1 : t;
 }
 
+/* Team size for the direct passes over `units` independent units (samples or filters). */
+static int direct_team(const nn_conv_geom *g, int units) {
+  long flops = 2L * g->n * g->oc * (long)g->c * g->kh * g->kw * g->oh * g->ow;
+  if (flops < CONV_PAR_FLOPS || units < 2) return 1;
+  int t = omp_get_max_threads(), np = conv_nprocs();
+  if (t > np) t = np;
+  if (t > units) t = units;
+  return t < 1 ? 1 : t;
+}
+
 void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y,
                        float *ws) {
+  if (nn_conv2d_algo(g) == NN_CONV_DIRECT) {
+    nn_conv2d_direct_forward(g, x, w, b, y, ws, direct_team(g, g->n));
+    return;
+  }
   conv_plan p = conv_plan_make(g);
   int nt = conv_team(g, &p, p.nchunks);
   if (nt <= 1) {
@@ -446,6 +481,10 @@ static void conv_reduce(const conv_plan *p, const float *ws_part, float *out, si
 
 void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db, float *ws) {
+  if (nn_conv2d_algo_params(g) == NN_CONV_DIRECT && (dw || db)) {
+    nn_conv2d_direct_backward_params(g, x, dy, dw, db, ws, direct_team(g, g->oc));
+    dw = db = NULL; /* dx (if asked) below */
+  }
   conv_plan p = conv_plan_make(g);
   if (!dx && !dw && !db) return;
   float *ws_part = ws + (size_t)p.slots * p.slot;

@@ -32,16 +32,36 @@ void nn_ref_dense_backward(const double *x, const double *w, const double *dy, d
                            double *dw, double *db, int n, int in, int out);
 
 /* ---- conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW] -------------
- * OH = (H + 2*pad - KH)/stride + 1 (floor), zero padding. Optimized: im2col + nn_gemm,
- * ws is scratch of nn_conv2d_workspace(g) floats (caller allocates once). */
+ * OH = (H + 2*pad - KH)/stride + 1 (floor), zero padding. Optimized: im2col + nn_gemm, or
+ * for stride 1 and few input channels a direct convolution (forward, dw, db; dx stays
+ * im2col + GEMM), chosen by shape (nn_conv2d_algo). ws is scratch of
+ * nn_conv2d_workspace(g) floats (caller allocates once). */
+typedef enum { NN_CONV_AUTO = 0, /* by shape: nn_conv2d_algo */
+               NN_CONV_IM2COL = 1,
+               NN_CONV_DIRECT = 2 } nn_conv_algo;
 typedef struct {
   int n, c, h, w; /* input */
   int oc, kh, kw; /* filters */
   int stride, pad;
-  int oh, ow; /* output, filled by nn_conv_geom_init */
+  int oh, ow;        /* output, filled by nn_conv_geom_init */
+  nn_conv_algo algo; /* requested algorithm; 0 (NN_CONV_AUTO) = chosen by shape */
 } nn_conv_geom;
 /* Fills oh/ow; returns 0 if the geometry is valid (output >= 1x1), -1 otherwise. */
 int nn_conv_geom_init(nn_conv_geom *g);
+/* The algorithm the kernels run for g, per pass: the requested one, or for NN_CONV_AUTO the
+ * rule by shape, measured with bench_kernels (docs/performance.md): the forward runs direct
+ * for stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_CKK; dw/db run direct when the forward does
+ * and there are fewer than NN_CONV_DIRECT_DW_MAX_OC filters (the GEMM wastes most of its row
+ * blocks on a handful of filters). Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS:
+ * a direct request for another shape runs im2col. dx always runs im2col + GEMM. The choice
+ * depends on the geometry only: every call for a layer runs the same code, and results do not
+ * depend on timing or on the thread count. */
+#define NN_CONV_DIRECT_MAX_CKK 32
+#define NN_CONV_DIRECT_DW_MAX_OC 16
+#define NN_CONV_DIRECT_MAX_TAPS 256
+nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g);
+nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g);
+const char *nn_conv2d_algo_name(nn_conv_algo a);
 size_t nn_conv2d_workspace(const nn_conv_geom *g);
 void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y, float *ws);
 void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, const float *dy,

@@ -75,10 +75,14 @@ static void backward(nn_layer *L, const float *x, const float *y, const float *d
   nn_conv2d_backward(&g, x, L->p, dy, dx, L->g, bias_of(L, L->g), L->scratch);
 }
 
+/* Options, then the kernels' algorithm for the forward and for dw/db (chosen by shape, the
+ * same for every batch size; dx always runs im2col + GEMM). */
 static void describe(const nn_layer *L, char *buf, size_t len) {
   const nn_conv2d_cfg *c = &L->cfg.conv;
-  snprintf(buf, len, "filters=%d kernel=%d stride=%d pad=%d bias=%d", c->filters, c->kernel, c->stride, c->pad,
-           c->bias);
+  nn_conv_geom g;
+  geom(&L->cfg, L->in, 1, &g);
+  snprintf(buf, len, "filters=%d kernel=%d stride=%d pad=%d bias=%d fwd=%s dw=%s", c->filters, c->kernel, c->stride,
+           c->pad, c->bias, nn_conv2d_algo_name(nn_conv2d_algo(&g)), nn_conv2d_algo_name(nn_conv2d_algo_params(&g)));
 }
 
 const nn_layer_ops nn_conv2d_ops = {

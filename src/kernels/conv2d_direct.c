@@ -1,0 +1,338 @@
+/* conv2d, direct, stride 1: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW];
+ * dW[OC,C,KH,KW] and db[OC] from dy[N,OC,OH,OW] (dx stays with im2col + GEMM, conv2d.c).
+ *
+ * For layers with few input channels (LeNet conv1 1x5x5, the Keras CNNs' first convolutions
+ * 1x3x3 and 3x3x3) im2col copies the input 9-25 times over and the GEMM gets a K of 9-27.
+ * Here each sample is packed once into a zero-padded plane xp[C, Hp, Wp] (Hp = H + 2 pad,
+ * Wp = W + 2 pad) and outputs are computed on the flat index i = oh*Wp + ow, i in [0, OH*Wp):
+ *   out[oc, i] = sum over (c, ki, kj), in that order, of w[oc,c,ki,kj] * xp[c, i + ki*Wp + kj]
+ * (positions with ow >= OW are computed and dropped). Each term is then a contiguous 8-float
+ * vector of xp times a broadcast weight, in register blocks of FWD_OB filters x FWD_NV vectors.
+ *   forward: y[n,oc,oh,ow] = out[oc, oh*Wp + ow] + b[oc]; samples split over threads.
+ *   dW:      dW[oc,c,ki,kj] += sum over n, i of dyp[n,oc,i] * xp[n,c, i + ki*Wp + kj], where dyp
+ *            is dy on the flat index with zeros at ow >= OW; db[oc] += sum over n, i of dyp.
+ *            Filters split over threads; each output keeps 8 lane sums over the samples (in
+ *            order) and i, added in a fixed order at the end.
+ * Every output is computed by one thread in one fixed order: results do not depend on the
+ * thread count.
+ *
+ * Workspace (floats): OC*(CKK+1)*8 lane sums, then per slot (one per thread that may run):
+ * the packed sample (C planes, then zeros for the reads past the last one), OBMAX rows of
+ * Lpad floats (forward outputs or packed dy), Lpad = OH*Wp rounded up to whole blocks, and
+ * the forward's block of weights packed tap-major. */
+#include "kernels/conv2d_direct.h"
+
+#include <omp.h>
+#include <string.h>
+
+#include "base/error.h"
+
+/* Register blocks, measured on Zen 3 (AVX2, 16 vector registers) against 4x3, 4x2, 5x2, 8x1,
+ * 8x2, 3x4 (forward) and 2x6, 3x4, 2x5, 1x8 (dW) on the LeNet, CNN and CIFAR first layers:
+ * 6x2 keeps 12 accumulators + 2 inputs + 1 broadcast in registers. */
+#define VL 8     /* floats per vector */
+#define FWD_OB 6 /* forward block: filters (<= 8) ... */
+#define FWD_NV 2 /* ... times vectors along the flat index (<= 4) */
+#define DW_OB 4  /* dW block: filters (<= 4) ... */
+#define DW_TK 3  /* ... times taps (<= 8) */
+#define OBMAX (FWD_OB > DW_OB ? FWD_OB : DW_OB)
+_Static_assert(FWD_OB <= 8 && FWD_NV <= 4 && DW_OB <= 4 && DW_TK <= 8, "block sizes beyond the kernels' arrays");
+
+typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
+
+static inline v8 vload(const float *p) {
+  v8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void vstore(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+static inline v8 vbcast(float s) { return (v8){s, s, s, s, s, s, s, s}; }
+/* a*b + c, fused where the target has FMA (GCC turns the lane loop into one vfmadd) */
+static inline v8 vfma(v8 a, v8 b, v8 c) {
+#if defined(__FMA__)
+  v8 r;
+  for (int l = 0; l < VL; l++) r[l] = __builtin_fmaf(a[l], b[l], c[l]);
+  return r;
+#else
+  return a * b + c;
+#endif
+}
+
+typedef struct {
+  int hp, wp;     /* padded input plane */
+  size_t plane;   /* hp * wp */
+  size_t lflat;   /* OH * Wp */
+  size_t lpad;    /* lflat rounded up to FWD_NV vectors */
+  size_t xplen;   /* packed sample, with the zeros read past the last plane */
+  size_t slot;    /* floats per slot */
+  size_t lanes;   /* OC * (CKK + 1) * VL */
+  int ckk, slots; /* C*KH*KW; slots */
+} dplan;
+
+static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
+  dplan p;
+  p.hp = g->h + 2 * g->pad;
+  p.wp = g->w + 2 * g->pad;
+  p.plane = (size_t)p.hp * (size_t)p.wp;
+  p.lflat = (size_t)g->oh * (size_t)p.wp;
+  const size_t blk = (size_t)VL * FWD_NV;
+  p.lpad = (p.lflat + blk - 1) / blk * blk;
+  /* highest index read: (C-1)*plane + (lpad-1) + (KH-1)*Wp + (KW-1) */
+  size_t need = (size_t)(g->c - 1) * p.plane + p.lpad + (size_t)(g->kh - 1) * (size_t)p.wp + (size_t)g->kw;
+  size_t whole = (size_t)g->c * p.plane;
+  p.xplen = ((need > whole ? need : whole) + 15) & ~(size_t)15;
+  p.ckk = g->c * g->kh * g->kw;
+  NN_ASSERT(p.ckk <= NN_CONV_DIRECT_MAX_TAPS);
+  p.slot = p.xplen + (size_t)OBMAX * p.lpad + (((size_t)FWD_OB * (size_t)p.ckk + 15) & ~(size_t)15);
+  p.lanes = (size_t)g->oc * ((size_t)p.ckk + 1) * VL;
+  int units = g->n > g->oc ? g->n : g->oc;
+  p.slots = units < nprocs ? units : nprocs;
+  return p;
+}
+
+size_t nn_conv2d_direct_workspace(const nn_conv_geom *g, int nprocs) {
+  dplan p = dplan_make(g, nprocs);
+  return p.lanes + (size_t)p.slots * p.slot;
+}
+
+/* xp = sample x[C,H,W] with `pad` zeros around each plane, zeros after the last plane */
+static void pack_sample(const nn_conv_geom *g, const dplan *p, const float *x, float *xp) {
+  const int pad = g->pad, w = g->w;
+  for (int c = 0; c < g->c; c++) {
+    float *d = xp + (size_t)c * p->plane;
+    const float *s = x + (size_t)c * (size_t)g->h * (size_t)w;
+    if (pad == 0) {
+      memcpy(d, s, sizeof(float) * p->plane);
+      continue;
+    }
+    memset(d, 0, sizeof(float) * (size_t)pad * (size_t)p->wp);
+    for (int r = 0; r < g->h; r++) {
+      float *dr = d + (size_t)(r + pad) * (size_t)p->wp;
+      memset(dr, 0, sizeof(float) * (size_t)pad);
+      memcpy(dr + pad, s + (size_t)r * (size_t)w, sizeof(float) * (size_t)w);
+      memset(dr + pad + w, 0, sizeof(float) * (size_t)pad);
+    }
+    memset(d + (size_t)(g->h + pad) * (size_t)p->wp, 0, sizeof(float) * (size_t)pad * (size_t)p->wp);
+  }
+  size_t whole = (size_t)g->c * p->plane;
+  memset(xp + whole, 0, sizeof(float) * (p->xplen - whole));
+}
+
+/* off[t] = offset in the packed sample of tap t = (c*KH + ki)*KW + kj */
+static void tap_offsets(const nn_conv_geom *g, const dplan *p, int *off) {
+  for (int c = 0, t = 0; c < g->c; c++)
+    for (int ki = 0; ki < g->kh; ki++)
+      for (int kj = 0; kj < g->kw; kj++, t++) off[t] = (int)((size_t)c * p->plane + (size_t)ki * (size_t)p->wp) + kj;
+}
+
+/* out[o*ldo + VL*j] (o < OB, j < NV) = sum over t < ckk, in order, of wpk[t*OB + o] *
+ * xs[off[t] + VL*j .. + VL): one loop over the taps (c, ki, kj), OB*NV accumulators. */
+static inline __attribute__((always_inline)) void fwd_block(const float *xs, const int *off, const float *wpk,
+                                                            int ckk, float *out, size_t ldo, const int OB,
+                                                            const int NV) {
+  v8 acc[8][4]; /* OB <= 8, NV <= 4 */
+#pragma GCC unroll 8
+  for (int o = 0; o < OB; o++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) acc[o][j] = vbcast(0.0f);
+  for (int t = 0; t < ckk; t++) {
+    const float *xt = xs + off[t];
+    const float *wt = wpk + (size_t)t * (size_t)OB;
+    v8 xv[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) xv[j] = vload(xt + VL * j);
+#pragma GCC unroll 8
+    for (int o = 0; o < OB; o++) {
+      const v8 wv = vbcast(wt[o]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) acc[o][j] = vfma(wv, xv[j], acc[o][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int o = 0; o < OB; o++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) vstore(out + (size_t)o * ldo + VL * j, acc[o][j]);
+}
+
+static void fwd_sample(const nn_conv_geom *g, const dplan *p, const float *x, const float *w, const float *b,
+                       float *y, float *slot) {
+  float *xp = slot, *tmp = slot + p->xplen, *wpk = tmp + (size_t)FWD_OB * p->lpad;
+  int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
+  tap_offsets(g, p, off);
+  pack_sample(g, p, x, xp);
+  const size_t blk = (size_t)VL * FWD_NV, ohw = (size_t)g->oh * (size_t)g->ow;
+  const int ckk = p->ckk;
+  /* filter blocks of at most FWD_OB, sizes balanced (32 filters: 6,6,5,5,5,5, not 6x5 + 2) */
+  const int nblk = (g->oc + FWD_OB - 1) / FWD_OB;
+  for (int bk = 0; bk < nblk; bk++) {
+    const int oc0 = (int)((long)bk * g->oc / nblk), ob = (int)((long)(bk + 1) * g->oc / nblk) - oc0;
+    for (int t = 0; t < ckk; t++) /* wpk[t][o] = w[oc0 + o][t] */
+      for (int o = 0; o < ob; o++) wpk[(size_t)t * (size_t)ob + (size_t)o] = w[(size_t)(oc0 + o) * (size_t)ckk + (size_t)t];
+    for (size_t i0 = 0; i0 < p->lpad; i0 += blk) {
+      switch (ob) {
+#define FWD_CASE(OB) \
+  case OB: fwd_block(xp + i0, off, wpk, ckk, tmp + i0, p->lpad, OB, FWD_NV); break;
+        FWD_CASE(8)
+        FWD_CASE(7) FWD_CASE(6) FWD_CASE(5) FWD_CASE(4) FWD_CASE(3) FWD_CASE(2) FWD_CASE(1)
+#undef FWD_CASE
+      }
+    }
+    for (int o = 0; o < ob; o++) {
+      const float bias = b ? b[oc0 + o] : 0.0f;
+      float *yo = y + (size_t)(oc0 + o) * ohw;
+      const float *to = tmp + (size_t)o * p->lpad;
+      for (int oh = 0; oh < g->oh; oh++) {
+        float *yr = yo + (size_t)oh * (size_t)g->ow;
+        const float *tr = to + (size_t)oh * (size_t)p->wp;
+#pragma omp simd
+        for (int ow = 0; ow < g->ow; ow++) yr[ow] = tr[ow] + bias;
+      }
+    }
+  }
+}
+
+void nn_conv2d_direct_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y,
+                              float *ws, int nthreads) {
+  NN_ASSERT(g->stride == 1);
+  dplan p = dplan_make(g, nthreads);
+  const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
+  const size_t ochw = (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
+  float *slots = ws + p.lanes;
+  int nt = nthreads < p.slots ? nthreads : p.slots;
+  if (nt <= 1) {
+    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, x + (size_t)s * chw, w, b, y + (size_t)s * ochw, slots);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    float *slot = slots + (size_t)omp_get_thread_num() * p.slot;
+#pragma omp for schedule(static)
+    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, x + (size_t)s * chw, w, b, y + (size_t)s * ochw, slot);
+  }
+}
+
+/* lanes[o*ld + VL*t] (o < OB, t < TK) += over i in [0, lpad), lane-wise: dyp[o*lpad + i] *
+ * xp[off[t] + i] */
+static inline __attribute__((always_inline)) void dw_block(const float *xp, const int *off, const float *dyp,
+                                                           size_t lpad, float *lanes, size_t ld, const int OB,
+                                                           const int TK) {
+  v8 acc[4][8]; /* OB <= 4, TK <= 8 */
+  const float *xs[8];
+#pragma GCC unroll 8
+  for (int t = 0; t < TK; t++) xs[t] = xp + off[t];
+#pragma GCC unroll 4
+  for (int o = 0; o < OB; o++)
+#pragma GCC unroll 8
+    for (int t = 0; t < TK; t++) acc[o][t] = vload(lanes + (size_t)o * ld + (size_t)t * VL);
+  for (size_t i = 0; i < lpad; i += VL) {
+    v8 dv[4];
+#pragma GCC unroll 4
+    for (int o = 0; o < OB; o++) dv[o] = vload(dyp + (size_t)o * lpad + i);
+#pragma GCC unroll 8
+    for (int t = 0; t < TK; t++) {
+      const v8 xv = vload(xs[t] + i);
+#pragma GCC unroll 4
+      for (int o = 0; o < OB; o++) acc[o][t] = vfma(dv[o], xv, acc[o][t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int o = 0; o < OB; o++)
+#pragma GCC unroll 8
+    for (int t = 0; t < TK; t++) vstore(lanes + (size_t)o * ld + (size_t)t * VL, acc[o][t]);
+}
+
+/* one block of ob (<= DW_OB) filters and tk (<= DW_TK) taps */
+static void dw_dispatch(const float *xp, const int *off, const float *dyp, size_t lpad, float *lanes, size_t ld,
+                        int ob, int tk) {
+  switch (ob * 16 + tk) {
+#define DW_CASE(OB, TK)                              \
+  case (OB)*16 + (TK):                               \
+    dw_block(xp, off, dyp, lpad, lanes, ld, OB, TK); \
+    break;
+#define DW_CASES(OB) DW_CASE(OB, 1) DW_CASE(OB, 2) DW_CASE(OB, 3) DW_CASE(OB, 4) DW_CASE(OB, 5) DW_CASE(OB, 6) DW_CASE(OB, 7) DW_CASE(OB, 8)
+    DW_CASES(1)
+    DW_CASES(2)
+#if DW_OB >= 3
+    DW_CASES(3)
+#endif
+#if DW_OB >= 4
+    DW_CASES(4)
+#endif
+#undef DW_CASES
+#undef DW_CASE
+    default: NN_ASSERT(0);
+  }
+}
+
+/* the filters [oc_lo, oc_hi): lane sums over all samples, then the lanes added into dw, db */
+static void dw_filters(const nn_conv_geom *g, const dplan *p, const float *x, const float *dy, float *dw,
+                       float *db, float *lanes_all, float *slot, int oc_lo, int oc_hi) {
+  if (oc_lo >= oc_hi) return;
+  const size_t ld = ((size_t)p->ckk + 1) * VL; /* lanes per filter */
+  const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w, ohw = (size_t)g->oh * (size_t)g->ow;
+  float *xp = slot, *dyp = slot + p->xplen;
+  int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
+  tap_offsets(g, p, off);
+  memset(lanes_all + (size_t)oc_lo * ld, 0, sizeof(float) * (size_t)(oc_hi - oc_lo) * ld);
+  const int ntb = (p->ckk + DW_TK - 1) / DW_TK;        /* tap blocks, sizes balanced */
+  const int nob = (oc_hi - oc_lo + DW_OB - 1) / DW_OB; /* filter blocks, sizes balanced */
+  for (int s = 0; s < g->n; s++) {
+    if (dw) pack_sample(g, p, x + (size_t)s * chw, xp);
+    for (int bo = 0; bo < nob; bo++) {
+      const int oc0 = oc_lo + (int)((long)bo * (oc_hi - oc_lo) / nob);
+      const int ob = oc_lo + (int)((long)(bo + 1) * (oc_hi - oc_lo) / nob) - oc0;
+      for (int o = 0; o < ob; o++) { /* dyp row o = dy[s, oc0+o] on the flat index */
+        float *d = dyp + (size_t)o * p->lpad;
+        const float *src = dy + ((size_t)s * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
+        for (int oh = 0; oh < g->oh; oh++) {
+          memcpy(d + (size_t)oh * (size_t)p->wp, src + (size_t)oh * (size_t)g->ow, sizeof(float) * (size_t)g->ow);
+          memset(d + (size_t)oh * (size_t)p->wp + g->ow, 0, sizeof(float) * (size_t)(p->wp - g->ow));
+        }
+        memset(d + p->lflat, 0, sizeof(float) * (p->lpad - p->lflat));
+        if (db) {
+          float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
+          v8 a = vload(lb);
+          for (size_t i = 0; i < p->lpad; i += VL) a += vload(d + i);
+          vstore(lb, a);
+        }
+      }
+      if (!dw) continue;
+      float *lanes = lanes_all + (size_t)oc0 * ld;
+      for (int bt = 0; bt < ntb; bt++) {
+        const int t0 = (int)((long)bt * p->ckk / ntb), tk = (int)((long)(bt + 1) * p->ckk / ntb) - t0;
+        dw_dispatch(xp, off + t0, dyp, p->lpad, lanes + (size_t)t0 * VL, ld, ob, tk);
+      }
+    }
+  }
+  for (int oc = oc_lo; oc < oc_hi; oc++) {
+    const float *l = lanes_all + (size_t)oc * ld;
+    for (int t = 0; t <= p->ckk; t++, l += VL) {
+      float s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+      if (t < p->ckk) {
+        if (dw) dw[(size_t)oc * (size_t)p->ckk + (size_t)t] += s;
+      } else if (db) {
+        db[oc] += s;
+      }
+    }
+  }
+}
+
+void nn_conv2d_direct_backward_params(const nn_conv_geom *g, const float *x, const float *dy, float *dw, float *db,
+                                      float *ws, int nthreads) {
+  NN_ASSERT(g->stride == 1);
+  if (!dw && !db) return;
+  dplan p = dplan_make(g, nthreads);
+  float *slots = ws + p.lanes;
+  int nt = nthreads < p.slots ? nthreads : p.slots;
+  if (nt > g->oc) nt = g->oc;
+  if (nt <= 1) {
+    dw_filters(g, &p, x, dy, dw, db, ws, slots, 0, g->oc);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), k = omp_get_num_threads();
+    const int lo = (int)((long)t * g->oc / k), hi = (int)((long)(t + 1) * g->oc / k);
+    dw_filters(g, &p, x, dy, dw, db, ws, slots + (size_t)t * p.slot, lo, hi);
+  }
+}
