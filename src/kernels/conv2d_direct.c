@@ -172,8 +172,14 @@ static void fwd_sample(const nn_conv_geom *g, const dplan *p, const float *x, co
       switch (ob) {
 #define FWD_CASE(OB) \
   case OB: fwd_block(xp + i0, off, wpk, ckk, tmp + i0, p->lpad, OB, FWD_NV); break;
-        FWD_CASE(8)
-        FWD_CASE(7) FWD_CASE(6) FWD_CASE(5) FWD_CASE(4) FWD_CASE(3) FWD_CASE(2) FWD_CASE(1)
+        FWD_CASE(8);
+        FWD_CASE(7);
+        FWD_CASE(6);
+        FWD_CASE(5);
+        FWD_CASE(4);
+        FWD_CASE(3);
+        FWD_CASE(2);
+        FWD_CASE(1);
 #undef FWD_CASE
       }
     }
@@ -250,13 +256,13 @@ static void dw_dispatch(const float *xp, const int *off, const float *dyp, size_
     dw_block(xp, off, dyp, lpad, lanes, ld, OB, TK); \
     break;
 #define DW_CASES(OB) DW_CASE(OB, 1) DW_CASE(OB, 2) DW_CASE(OB, 3) DW_CASE(OB, 4) DW_CASE(OB, 5) DW_CASE(OB, 6) DW_CASE(OB, 7) DW_CASE(OB, 8)
-    DW_CASES(1)
-    DW_CASES(2)
+    DW_CASES(1);
+    DW_CASES(2);
 #if DW_OB >= 3
-    DW_CASES(3)
+    DW_CASES(3);
 #endif
 #if DW_OB >= 4
-    DW_CASES(4)
+    DW_CASES(4);
 #endif
 #undef DW_CASES
 #undef DW_CASE
