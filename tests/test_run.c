@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "cli_run.h"
 #include "nn_test.h"
 
 static char *dir;
@@ -68,7 +71,8 @@ static void train_new(const char *sub, int epochs) {
   nn_spec_free(s);
 }
 
-/* ---- child mode: create or resume DIR, train, SIGKILL itself after epoch K (0: never) -- */
+/* ---- child mode: create or resume DIR, train, SIGKILL itself after epoch K (0: never; -1:
+ * create and hold the lock 300 ms without training: exit 0, or 3 when refused by the lock) */
 static int kill_epoch;
 static void kill_after(void *user, const nn_epoch_record *rec) {
   (void)user;
@@ -88,6 +92,14 @@ static int child(const char *d, int k, int epochs) {
                                     : (nn_spec_parse(spec_text, "run.spec", &s, &err) ||
                                        nn_run_create(&r, s, d, 1, &run, &err));
   nn_fit_callbacks cb = {.on_epoch_end = kill_after};
+  if (k < 0) { /* only hold the lock a while (test_lock_race) */
+    struct timespec hold = {0, 300000000};
+    if (!st) nanosleep(&hold, NULL);
+    nn_run_free(run);
+    nn_spec_free(s);
+    return !st ? 0 : strstr(err.msg, "locked by process") ? 3
+                                                          : 1;
+  }
   if (!st && !nn_run_finished(run)) st = nn_run_train(run, &cb, &err);
   if (st) fprintf(stderr, "child: %s\n", err.msg);
   nn_run_free(run);
@@ -233,6 +245,57 @@ static void test_max_steps_inside_epoch(void **state) {
   }
   assert_same_run(ref, part);
   nn_spec_free(s);
+}
+
+/* A lock caught between its creation and its PID (held here under the directory's guard,
+ * as the library does) is not taken for a dead one's: the process waits for the guard and
+ * is then refused by the PID written meanwhile. Then eight processes start together on a
+ * directory whose lock a dead process left: exactly one takes it over; the others are
+ * refused while it holds it, none takes it from another. */
+static void test_lock_race(void **state) {
+  (void)state;
+  enum { N = 8 };
+  char d0[1024], lock0[1100];
+  path_of(d0, sizeof d0, "race-half", NULL);
+  assert_int_equal(mkdir(d0, 0777), 0);
+  snprintf(lock0, sizeof lock0, "%s/lock", d0);
+  int guard = open(d0, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* not inherited: the child must wait */
+  assert_true(guard >= 0);
+  assert_int_equal(flock(guard, LOCK_EX), 0);
+  tu_write_file(lock0, "", 0);
+  pid_t half = spawn("race-half", -1, 1);
+  struct timespec wait = {0, 200000000};
+  nanosleep(&wait, NULL);
+  char me[32];
+  snprintf(me, sizeof me, "%ld\n", (long)getpid());
+  tu_write_file(lock0, me, strlen(me));
+  close(guard);
+  int hs;
+  assert_int_equal(waitpid(half, &hs, 0), half);
+  if (!WIFEXITED(hs) || WEXITSTATUS(hs) != 3)
+    fail_msg("a lock being created was taken over (child status %d, 3 = refused)", hs);
+  unlink(lock0);
+  for (int round = 0; round < 3; round++) {
+    char sub[32], d[1024], lock[1100];
+    snprintf(sub, sizeof sub, "race%d", round);
+    path_of(d, sizeof d, sub, NULL);
+    assert_int_equal(mkdir(d, 0777), 0);
+    snprintf(lock, sizeof lock, "%s/lock", d);
+    tu_write_file(lock, "999999999\n", 10);
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) pids[i] = spawn(sub, -1, 1);
+    int won = 0, refused = 0;
+    for (int i = 0; i < N; i++) {
+      int ws;
+      assert_int_equal(waitpid(pids[i], &ws, 0), pids[i]);
+      assert_true(WIFEXITED(ws));
+      if (WEXITSTATUS(ws) == 0) won++;
+      else if (WEXITSTATUS(ws) == 3) refused++;
+      else fail_msg("child %d: exit %d", i, WEXITSTATUS(ws));
+    }
+    if (won != 1 || refused != N - 1) fail_msg("round %d: %d processes took the lock, %d were refused", round, won, refused);
+    assert_int_equal(access(lock, F_OK), -1); /* and the winner removed it */
+  }
 }
 
 static void test_fault_injection(void **state) {
@@ -512,6 +575,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_resume_after_sigkill),
       cmocka_unit_test(test_fine_tune_and_input),
       cmocka_unit_test(test_lock_and_existing_run),
+      cmocka_unit_test(test_lock_race),
       cmocka_unit_test(test_fault_injection),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,10 +87,26 @@ static int alive(long pid) {
   return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
 }
 
+/* The lock file's decisions (create with our PID, judge a holder, take a dead one's over,
+ * remove ours) are made under an advisory lock of the directory itself, so two processes
+ * can neither both take over the same stale lock nor read a lock created but not yet
+ * written. */
+static int dir_guard(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0)
+    while (flock(fd, LOCK_EX) != 0 && errno == EINTR) continue;
+  return fd;
+}
+
+static void dir_unguard(int fd) {
+  if (fd >= 0) close(fd); /* releases the flock */
+}
+
 static nn_status lock_take(nn_run *run, nn_error *err) {
   char *path = join(run->dir, "lock");
   if (!path) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   nn_status st = NN_OK;
+  int guard = dir_guard(run->dir);
   for (int tries = 0;; tries++) {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd >= 0) {
@@ -117,6 +134,7 @@ static nn_status lock_take(nn_run *run, nn_error *err) {
     }
     unlink(path); /* a dead holder's lock (or garbage): take it over */
   }
+  dir_unguard(guard);
   free(path);
   return st;
 }
@@ -124,7 +142,9 @@ static nn_status lock_take(nn_run *run, nn_error *err) {
 static void lock_release(nn_run *run) {
   if (!run->locked) return;
   char *path = join(run->dir, "lock");
+  int guard = dir_guard(run->dir);
   if (path && read_pid(path) == (long)getpid()) unlink(path);
+  dir_unguard(guard);
   free(path);
   run->locked = 0;
 }
