@@ -20,8 +20,11 @@
  * labels of the preset's input shape. Each variant runs in its own process so that peak
  * RSS is the variant's own. One line per variant:
  *   normnet lenet bn batch=128 threads=2 train_samples_per_s=N infer_samples_per_s=N
- *     train_min=N train_max=N peak_rss_mb=N
- * (train_min/max: the slowest and fastest repetition). bench/peers.py runs this side by
+ *     train_min=N train_max=N peak_rss_mb=N train_cpu_samples_per_s=N assembly_pct=P
+ * (train_min/max: the slowest and fastest repetition; train_cpu_samples_per_s: samples per
+ * second of process CPU time, all threads together, median over the repetitions: at one
+ * thread the figure a busy machine disturbs least; assembly_pct: the share of the training
+ * steps' wall time spent converting the uint8 batch to floats). bench/peers.py runs this side by
  * side with PyTorch and Keras. */
 #include <stdint.h>
 #include <stdio.h>
@@ -61,12 +64,15 @@ typedef struct {
   const uint8_t *u8;
   const int32_t *y;
   float *x;
+  double assembly; /* wall seconds spent in batch assembly */
 } step_ctx;
 
 static int train_step(step_ctx *c, nn_error *err) {
   const float mean = c->p->input_norm.mean, inv = 1.0f / c->p->input_norm.std;
   nn_model_zero_grads(c->m);
+  double t0 = now();
   for (size_t i = 0; i < (size_t)c->batch * (size_t)c->in; i++) c->x[i] = ((float)c->u8[i] / 255.0f - mean) * inv;
+  c->assembly += now() - t0;
   if (nn_model_forward(c->m, c->x, c->y, c->batch, NN_MODE_TRAIN, NULL, NULL, NULL, err) || nn_model_backward(c->m, err))
     return 1;
   nn_optimizer_step(c->opt, c->m);
@@ -77,9 +83,15 @@ static int infer_step(step_ctx *c, nn_error *err) {
   return nn_model_forward(c->m, c->x, NULL, c->batch, NN_MODE_EVAL, NULL, NULL, NULL, err) != NN_OK;
 }
 
-/* Median samples/s over the repetitions; min/max into lo/hi. */
+static double median_of(double *v, int n) {
+  qsort(v, (size_t)n, sizeof v[0], cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Median samples/s over the repetitions; min/max into lo/hi; median samples per CPU second
+ * into cpu; the share of the timed wall time spent in batch assembly into asm_share. */
 static int measure(step_ctx *c, int (*step)(step_ctx *, nn_error *), const bench_opts *o, double *med, double *lo,
-                   double *hi, nn_error *err) {
+                   double *hi, double *cpu, double *asm_share, nn_error *err) {
   for (int s = 0; s < o->warmup; s++)
     if (step(c, err)) return 1;
   int steps = o->steps;
@@ -93,18 +105,22 @@ static int measure(step_ctx *c, int (*step)(step_ctx *, nn_error *), const bench
     steps = (int)(o->seconds / ((now() - t0) / k));
     if (steps < 3) steps = 3;
   }
-  double rate[MAX_REPS] = {0};
+  double rate[MAX_REPS] = {0}, crate[MAX_REPS] = {0}, wall = 0.0;
+  c->assembly = 0.0;
   for (int r = 0; r < o->reps; r++) {
-    double t0 = now();
+    double t0 = now(), c0 = cpu_now();
     for (int s = 0; s < steps; s++)
       if (step(c, err)) return 1;
-    rate[r] = (double)steps * c->batch / (now() - t0);
+    double t = now() - t0;
+    wall += t;
+    rate[r] = (double)steps * c->batch / t;
+    crate[r] = (double)steps * c->batch / (cpu_now() - c0);
   }
-  qsort(rate, (size_t)o->reps, sizeof rate[0], cmp_double);
-  *med = rate[o->reps / 2];
-  if (o->reps % 2 == 0) *med = 0.5 * (rate[o->reps / 2 - 1] + rate[o->reps / 2]);
+  *med = median_of(rate, o->reps);
   *lo = rate[0];
   *hi = rate[o->reps - 1];
+  *cpu = median_of(crate, o->reps);
+  *asm_share = c->assembly / wall;
   return 0;
 }
 
@@ -139,9 +155,10 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
   }
   for (size_t i = 0; i < (size_t)batch * in; i++) u8[i] = (uint8_t)nn_rng_below(&rng, 256);
   for (int i = 0; i < batch; i++) y[i] = (int32_t)nn_rng_below(&rng, (uint32_t)k);
-  step_ctx c = {p, m, opt, batch, in, u8, y, x};
-  double train, tlo, thi, infer, ilo, ihi;
-  if (measure(&c, train_step, o, &train, &tlo, &thi, &err) || measure(&c, infer_step, o, &infer, &ilo, &ihi, &err)) {
+  step_ctx c = {p, m, opt, batch, in, u8, y, x, 0.0};
+  double train, tlo, thi, tcpu, tasm, infer, ilo, ihi, icpu, iasm;
+  if (measure(&c, train_step, o, &train, &tlo, &thi, &tcpu, &tasm, &err) ||
+      measure(&c, infer_step, o, &infer, &ilo, &ihi, &icpu, &iasm, &err)) {
     fprintf(stderr, "bench_train: %s\n", err.msg);
   } else {
     struct rusage ru;
@@ -150,8 +167,9 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
     if (o->threads > 0) snprintf(th, sizeof th, "%d", o->threads);
     printf(
         "normnet %s %s batch=%d threads=%s train_samples_per_s=%.0f infer_samples_per_s=%.0f train_min=%.0f "
-        "train_max=%.0f peak_rss_mb=%.1f\n",
-        preset, strcmp(norm, "none") ? "bn" : "nobn", batch, th, train, infer, tlo, thi, ru.ru_maxrss / 1024.0);
+        "train_max=%.0f peak_rss_mb=%.1f train_cpu_samples_per_s=%.0f assembly_pct=%.2f\n",
+        preset, strcmp(norm, "none") ? "bn" : "nobn", batch, th, train, infer, tlo, thi, ru.ru_maxrss / 1024.0, tcpu,
+        100.0 * tasm);
     rc = 0;
   }
   free(x), free(y), free(u8);
