@@ -254,6 +254,52 @@ static void test_conv2d(void **state) {
   }
 }
 
+/* Convolution + activation fused: bit for bit the convolution then the activation kernel
+ * (forward), the activation backward then the convolution backward (backward), for each
+ * activation and each algorithm, with and without dx. */
+static void test_conv_act_fused(void **state) {
+  (void)state;
+  tu_rng r = {0xAC7F05EDULL};
+  static const conv_shape shapes[] = {{9, 1, 28, 28, 6, 5, 5, 1, 0}, {4, 3, 12, 10, 20, 3, 3, 1, 1}, {3, 4, 9, 9, 5, 3, 3, 2, 1}};
+  static const nn_act acts[] = {NN_ACT_RELU, NN_ACT_SIGMOID, NN_ACT_TANH};
+  static void (*const fwd[])(const float *, float *, size_t) = {nn_relu_forward, nn_sigmoid_forward, nn_tanh_forward};
+  static void (*const bwd[])(const float *, const float *, float *, size_t) = {nn_relu_backward, nn_sigmoid_backward,
+                                                                               nn_tanh_backward};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (int a = NN_CONV_IM2COL; a <= NN_CONV_DIRECT; a++)
+      for (size_t k = 0; k < 3; k++) {
+        const conv_shape *s = &shapes[si];
+        nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad, .algo = (nn_conv_algo)a};
+        assert_int_equal(nn_conv_geom_init(&g), 0);
+        size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
+               ny = (size_t)g.n * g.oc * g.oh * g.ow;
+        float *x = tu_fbuf(nx), *w = tu_fbuf(nw), *b = tu_fbuf(g.oc), *dz = tu_fbuf(ny), *ws = tu_fbuf(nn_conv2d_workspace(&g));
+        float *y = tu_fbuf(ny), *z0 = tu_fbuf(ny), *z1 = tu_fbuf(ny), *dy = tu_fbuf(ny);
+        float *dx0 = tu_fbuf(nx), *dx1 = tu_fbuf(nx), *dw0 = tu_fbuf(nw), *dw1 = tu_fbuf(nw), *db0 = tu_fbuf(g.oc),
+              *db1 = tu_fbuf(g.oc);
+        tu_fill_pair(&r, x, NULL, nx, -2, 2);
+        tu_fill_pair(&r, w, NULL, nw, -1, 1);
+        tu_fill_pair(&r, b, NULL, g.oc, -1, 1);
+        tu_fill_pair(&r, dz, NULL, ny, -1, 1);
+        nn_conv2d_forward(&g, x, w, b, y, ws);
+        fwd[k](y, z0, ny);
+        nn_conv2d_forward_act(&g, acts[k], x, w, b, z1, ws);
+        assert_memory_equal(z0, z1, ny * sizeof(float));
+        for (int with_dx = 0; with_dx < 2; with_dx++) {
+          memset(dw0, 0, nw * sizeof(float)), memset(dw1, 0, nw * sizeof(float));
+          memset(db0, 0, g.oc * sizeof(float)), memset(db1, 0, g.oc * sizeof(float));
+          bwd[k](z0, dz, dy, ny);
+          nn_conv2d_backward(&g, x, w, dy, with_dx ? dx0 : NULL, dw0, db0, ws);
+          nn_conv2d_backward_act(&g, acts[k], x, w, z0, dz, with_dx ? dx1 : NULL, dw1, db1, ws);
+          if (with_dx) assert_memory_equal(dx0, dx1, nx * sizeof(float));
+          assert_memory_equal(dw0, dw1, nw * sizeof(float));
+          assert_memory_equal(db0, db1, g.oc * sizeof(float));
+        }
+        free(x), free(w), free(b), free(dz), free(ws), free(y), free(z0), free(z1), free(dy);
+        free(dx0), free(dx1), free(dw0), free(dw1), free(db0), free(db1);
+      }
+}
+
 /* The choice by shape: what docs/performance.md measured (direct wins on the small first
  * layers, im2col + GEMM elsewhere); a direct request runs only where direct applies. */
 static void test_conv_algo(void **state) {
@@ -577,6 +623,7 @@ int main(void) {
       cmocka_unit_test(test_conv_geom),
       cmocka_unit_test(test_conv2d),
       cmocka_unit_test(test_conv_algo),
+      cmocka_unit_test(test_conv_act_fused),
       cmocka_unit_test(test_activations),
       cmocka_unit_test(test_activation_accuracy),
       cmocka_unit_test(test_flatten),

@@ -1,6 +1,8 @@
 /* conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW]; im2col + GEMM, or the
  * direct convolution of conv2d_direct.c where nn_conv2d_algo picks it (forward, dW, db; dx
- * always runs im2col + GEMM, here).
+ * always runs im2col + GEMM, here). The *_act entry points fuse the activation that follows
+ * the convolution: the forward applies it to each output row as the epilogue writes it, the
+ * backward computes dy = dz * act'(z) where it copies dy (bit for bit the separate kernels).
  *
  * The batch is cut into chunks of `cs` samples (cs depends only on the geometry, sized so
  * that a chunk's column matrix stays in L2). Per chunk, one thread:
@@ -347,7 +349,7 @@ static void col2im(const nn_conv_geom *g, const float *dcol, int cnt, float *dx)
   }
 }
 
-static void conv_fwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, const float *x,
+static void conv_fwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, nn_act act, const float *x,
                            const float *w, const float *b, float *y, float *slot) {
   int s0, cnt;
   chunk_range(g, p, ci, &s0, &cnt);
@@ -363,6 +365,7 @@ static void conv_fwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, co
       const float bias = b ? b[oc] : 0.0f;
 #pragma omp simd
       for (size_t q = 0; q < ohw; q++) yr[q] = tr[q] + bias;
+      conv_act_n(act, yr, ohw);
     }
   }
 }
@@ -389,8 +392,13 @@ static int direct_team(const nn_conv_geom *g, int units) {
 
 void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y,
                        float *ws) {
+  nn_conv2d_forward_act(g, NN_ACT_NONE, x, w, b, y, ws);
+}
+
+void nn_conv2d_forward_act(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
+                           float *y, float *ws) {
   if (nn_conv2d_algo(g) == NN_CONV_DIRECT) {
-    nn_conv2d_direct_forward(g, x, w, b, y, ws, direct_team(g, g->n));
+    nn_conv2d_direct_forward(g, act, x, w, b, y, ws, direct_team(g, g->n));
     return;
   }
   conv_plan p = conv_plan_make(g);
@@ -399,7 +407,7 @@ void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, co
     /* serial: keep oneDNN on this thread too, so the result matches the threaded path */
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
-    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, x, w, b, y, ws);
+    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, act, x, w, b, y, ws);
     omp_set_num_threads(saved);
     return;
   }
@@ -407,25 +415,26 @@ void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, co
   {
     float *slot = ws + (size_t)omp_get_thread_num() * p.slot;
 #pragma omp for schedule(dynamic, 1)
-    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, x, w, b, y, slot);
+    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, act, x, w, b, y, slot);
   }
 }
 
 /* One chunk of the backward pass. `first` = first chunk of its group (partials are
  * overwritten rather than accumulated). pdw/pdb: the group's partials or NULL. */
-static void conv_bwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, int first, const float *x,
-                           const float *w, const float *dy, float *dx, float *pdw, float *pdb,
-                           float *slot) {
+static void conv_bwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, int first, nn_act act,
+                           const float *x, const float *w, const float *z, const float *dz, float *dx, float *pdw,
+                           float *pdb, float *slot) {
   int s0, cnt;
   chunk_range(g, p, ci, &s0, &cnt);
   const size_t ohw = (size_t)p->ohw, chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
   const int L = cnt * p->ohw;
   float *col = slot, *tmp = slot + p->col;
-  /* tmp[OC, cnt*OHW] = dy chunk */
+  /* tmp[OC, cnt*OHW] = dy chunk = dz * act'(z) */
   for (int s = 0; s < cnt; s++)
-    for (int oc = 0; oc < g->oc; oc++)
-      memcpy(tmp + (size_t)oc * (size_t)L + (size_t)s * ohw,
-             dy + ((size_t)(s0 + s) * (size_t)g->oc + (size_t)oc) * ohw, sizeof(float) * ohw);
+    for (int oc = 0; oc < g->oc; oc++) {
+      const size_t at = ((size_t)(s0 + s) * (size_t)g->oc + (size_t)oc) * ohw;
+      conv_act_grad_n(act, z ? z + at : NULL, dz + at, tmp + (size_t)oc * (size_t)L + (size_t)s * ohw, ohw);
+    }
   if (pdb) {
     for (int oc = 0; oc < g->oc; oc++) {
       const float *r = tmp + (size_t)oc * (size_t)L;
@@ -455,8 +464,8 @@ static void conv_bwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, in
   }
 }
 
-static void conv_bwd_group(const nn_conv_geom *g, const conv_plan *p, int gi, const float *x,
-                           const float *w, const float *dy, float *dx, float *dw, float *db,
+static void conv_bwd_group(const nn_conv_geom *g, const conv_plan *p, int gi, nn_act act, const float *x,
+                           const float *w, const float *z, const float *dz, float *dx, float *dw, float *db,
                            float *ws_part, float *slot) {
   /* group gi owns chunks [gi*nchunks/groups, (gi+1)*nchunks/groups) */
   int c0 = (int)((long)gi * p->nchunks / p->groups);
@@ -464,7 +473,7 @@ static void conv_bwd_group(const nn_conv_geom *g, const conv_plan *p, int gi, co
   float *part = ws_part + (size_t)gi * p->part;
   float *pdw = dw ? part : NULL;
   float *pdb = db ? part + (size_t)g->oc * (size_t)p->ckk : NULL;
-  for (int ci = c0; ci < c1; ci++) conv_bwd_chunk(g, p, ci, ci == c0, x, w, dy, dx, pdw, pdb, slot);
+  for (int ci = c0; ci < c1; ci++) conv_bwd_chunk(g, p, ci, ci == c0, act, x, w, z, dz, dx, pdw, pdb, slot);
 }
 
 /* out[j] += sum over groups (in order) of the partials; j in [j0, j1). The partial of j
@@ -481,8 +490,13 @@ static void conv_reduce(const conv_plan *p, const float *ws_part, float *out, si
 
 void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db, float *ws) {
+  nn_conv2d_backward_act(g, NN_ACT_NONE, x, w, NULL, dy, dx, dw, db, ws);
+}
+
+void nn_conv2d_backward_act(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *z,
+                            const float *dz, float *dx, float *dw, float *db, float *ws) {
   if (nn_conv2d_algo_params(g) == NN_CONV_DIRECT && (dw || db)) {
-    nn_conv2d_direct_backward_params(g, x, dy, dw, db, ws, direct_team(g, g->oc));
+    nn_conv2d_direct_backward_params(g, act, x, z, dz, dw, db, ws, direct_team(g, g->oc));
     dw = db = NULL; /* dx (if asked) below */
   }
   conv_plan p = conv_plan_make(g);
@@ -494,7 +508,7 @@ void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, c
   if (nt <= 1) {
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
-    for (int gi = 0; gi < p.groups; gi++) conv_bwd_group(g, &p, gi, x, w, dy, dx, dw, db, ws_part, ws);
+    for (int gi = 0; gi < p.groups; gi++) conv_bwd_group(g, &p, gi, act, x, w, z, dz, dx, dw, db, ws_part, ws);
     omp_set_num_threads(saved);
     if (dw) conv_reduce(&p, ws_part, dw, 0, tr, 0, nw);
     if (db) conv_reduce(&p, ws_part, db, nw, 0, 0, nb);
@@ -504,7 +518,7 @@ void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, c
   {
     float *slot = ws + (size_t)omp_get_thread_num() * p.slot;
 #pragma omp for schedule(dynamic, 1)
-    for (int gi = 0; gi < p.groups; gi++) conv_bwd_group(g, &p, gi, x, w, dy, dx, dw, db, ws_part, slot);
+    for (int gi = 0; gi < p.groups; gi++) conv_bwd_group(g, &p, gi, act, x, w, z, dz, dx, dw, db, ws_part, slot);
     if (dw) {
       /* split dw into fixed blocks of 64; each element summed over groups in order */
       const int blocks = (int)((nw + 63) / 64);

@@ -13,6 +13,8 @@
  *            is dy on the flat index with zeros at ow >= OW; db[oc] += sum over n, i of dyp.
  *            Filters split over threads; each output keeps 8 lane sums over the samples (in
  *            order) and i, added in a fixed order at the end.
+ * With an activation (conv2d.c's *_act entry points) the forward applies it to each output
+ * row as it is written, and the backward reads dy = dz * act'(z) as it packs dy.
  * Every output is computed by one thread in one fixed order: results do not depend on the
  * thread count.
  *
@@ -39,24 +41,20 @@
 _Static_assert(FWD_OB <= 8 && FWD_NV <= 4 && DW_OB <= 4 && DW_TK <= 8, "block sizes beyond the kernels' arrays");
 
 typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
-
-static inline v8 vload(const float *p) {
-  v8 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void vstore(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-static inline v8 vbcast(float s) { return (v8){s, s, s, s, s, s, s, s}; }
-/* a*b + c, fused where the target has FMA (GCC turns the lane loop into one vfmadd) */
-static inline v8 vfma(v8 a, v8 b, v8 c) {
+/* Vector helpers as macros: a 32-byte vector passed by value to a function (even an inlined
+ * one) draws GCC's and clang's ABI warning in builds without AVX. VFMA fuses where the target
+ * has FMA (GCC turns the lane loop into one vfmadd). */
+#define VLOAD(v, p) memcpy(&(v), (p), sizeof(v8))
+#define VSTORE(p, v) memcpy((p), &(v), sizeof(v8))
+#define VBCAST(s) ((v8){(s), (s), (s), (s), (s), (s), (s), (s)})
 #if defined(__FMA__)
-  v8 r;
-  for (int l = 0; l < VL; l++) r[l] = __builtin_fmaf(a[l], b[l], c[l]);
-  return r;
+#define VFMA(acc, a, b)                                                                      \
+  do {                                                                                       \
+    for (int l_ = 0; l_ < VL; l_++) (acc)[l_] = __builtin_fmaf((a)[l_], (b)[l_], (acc)[l_]); \
+  } while (0)
 #else
-  return a * b + c;
+#define VFMA(acc, a, b) ((acc) += (a) * (b))
 #endif
-}
 
 typedef struct {
   int hp, wp;     /* padded input plane */
@@ -134,28 +132,28 @@ static inline __attribute__((always_inline)) void fwd_block(const float *xs, con
 #pragma GCC unroll 8
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) acc[o][j] = vbcast(0.0f);
+    for (int j = 0; j < NV; j++) acc[o][j] = VBCAST(0.0f);
   for (int t = 0; t < ckk; t++) {
     const float *xt = xs + off[t];
     const float *wt = wpk + (size_t)t * (size_t)OB;
     v8 xv[4];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) xv[j] = vload(xt + VL * j);
+    for (int j = 0; j < NV; j++) VLOAD(xv[j], xt + VL * j);
 #pragma GCC unroll 8
     for (int o = 0; o < OB; o++) {
-      const v8 wv = vbcast(wt[o]);
+      const v8 wv = VBCAST(wt[o]);
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) acc[o][j] = vfma(wv, xv[j], acc[o][j]);
+      for (int j = 0; j < NV; j++) VFMA(acc[o][j], wv, xv[j]);
     }
   }
 #pragma GCC unroll 8
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) vstore(out + (size_t)o * ldo + VL * j, acc[o][j]);
+    for (int j = 0; j < NV; j++) VSTORE(out + (size_t)o * ldo + VL * j, acc[o][j]);
 }
 
-static void fwd_sample(const nn_conv_geom *g, const dplan *p, const float *x, const float *w, const float *b,
-                       float *y, float *slot) {
+static void fwd_sample(const nn_conv_geom *g, const dplan *p, nn_act act, const float *x, const float *w,
+                       const float *b, float *y, float *slot) {
   float *xp = slot, *tmp = slot + p->xplen, *wpk = tmp + (size_t)FWD_OB * p->lpad;
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p, off);
@@ -192,13 +190,14 @@ static void fwd_sample(const nn_conv_geom *g, const dplan *p, const float *x, co
         const float *tr = to + (size_t)oh * (size_t)p->wp;
 #pragma omp simd
         for (int ow = 0; ow < g->ow; ow++) yr[ow] = tr[ow] + bias;
+        conv_act_n(act, yr, (size_t)g->ow);
       }
     }
   }
 }
 
-void nn_conv2d_direct_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y,
-                              float *ws, int nthreads) {
+void nn_conv2d_direct_forward(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
+                              float *y, float *ws, int nthreads) {
   NN_ASSERT(g->stride == 1);
   dplan p = dplan_make(g, nthreads);
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
@@ -206,14 +205,14 @@ void nn_conv2d_direct_forward(const nn_conv_geom *g, const float *x, const float
   float *slots = ws + p.lanes;
   int nt = nthreads < p.slots ? nthreads : p.slots;
   if (nt <= 1) {
-    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, x + (size_t)s * chw, w, b, y + (size_t)s * ochw, slots);
+    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, act, x + (size_t)s * chw, w, b, y + (size_t)s * ochw, slots);
     return;
   }
 #pragma omp parallel num_threads(nt)
   {
     float *slot = slots + (size_t)omp_get_thread_num() * p.slot;
 #pragma omp for schedule(static)
-    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, x + (size_t)s * chw, w, b, y + (size_t)s * ochw, slot);
+    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, act, x + (size_t)s * chw, w, b, y + (size_t)s * ochw, slot);
   }
 }
 
@@ -229,22 +228,23 @@ static inline __attribute__((always_inline)) void dw_block(const float *xp, cons
 #pragma GCC unroll 4
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 8
-    for (int t = 0; t < TK; t++) acc[o][t] = vload(lanes + (size_t)o * ld + (size_t)t * VL);
+    for (int t = 0; t < TK; t++) VLOAD(acc[o][t], lanes + (size_t)o * ld + (size_t)t * VL);
   for (size_t i = 0; i < lpad; i += VL) {
     v8 dv[4];
 #pragma GCC unroll 4
-    for (int o = 0; o < OB; o++) dv[o] = vload(dyp + (size_t)o * lpad + i);
+    for (int o = 0; o < OB; o++) VLOAD(dv[o], dyp + (size_t)o * lpad + i);
 #pragma GCC unroll 8
     for (int t = 0; t < TK; t++) {
-      const v8 xv = vload(xs[t] + i);
+      v8 xv;
+      VLOAD(xv, xs[t] + i);
 #pragma GCC unroll 4
-      for (int o = 0; o < OB; o++) acc[o][t] = vfma(dv[o], xv, acc[o][t]);
+      for (int o = 0; o < OB; o++) VFMA(acc[o][t], dv[o], xv);
     }
   }
 #pragma GCC unroll 4
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 8
-    for (int t = 0; t < TK; t++) vstore(lanes + (size_t)o * ld + (size_t)t * VL, acc[o][t]);
+    for (int t = 0; t < TK; t++) VSTORE(lanes + (size_t)o * ld + (size_t)t * VL, acc[o][t]);
 }
 
 /* one block of ob (<= DW_OB) filters and tk (<= DW_TK) taps */
@@ -271,7 +271,8 @@ static void dw_dispatch(const float *xp, const int *off, const float *dyp, size_
 }
 
 /* the filters [oc_lo, oc_hi): lane sums over all samples, then the lanes added into dw, db */
-static void dw_filters(const nn_conv_geom *g, const dplan *p, const float *x, const float *dy, float *dw,
+static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const float *x, const float *z,
+                       const float *dz, float *dw,
                        float *db, float *lanes_all, float *slot, int oc_lo, int oc_hi) {
   if (oc_lo >= oc_hi) return;
   const size_t ld = ((size_t)p->ckk + 1) * VL; /* lanes per filter */
@@ -287,19 +288,24 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, const float *x, co
     for (int bo = 0; bo < nob; bo++) {
       const int oc0 = oc_lo + (int)((long)bo * (oc_hi - oc_lo) / nob);
       const int ob = oc_lo + (int)((long)(bo + 1) * (oc_hi - oc_lo) / nob) - oc0;
-      for (int o = 0; o < ob; o++) { /* dyp row o = dy[s, oc0+o] on the flat index */
+      for (int o = 0; o < ob; o++) { /* dyp row o = dz[s, oc0+o] * act'(z) on the flat index */
         float *d = dyp + (size_t)o * p->lpad;
-        const float *src = dy + ((size_t)s * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
+        const size_t at = ((size_t)s * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
         for (int oh = 0; oh < g->oh; oh++) {
-          memcpy(d + (size_t)oh * (size_t)p->wp, src + (size_t)oh * (size_t)g->ow, sizeof(float) * (size_t)g->ow);
+          const size_t r = at + (size_t)oh * (size_t)g->ow;
+          conv_act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
           memset(d + (size_t)oh * (size_t)p->wp + g->ow, 0, sizeof(float) * (size_t)(p->wp - g->ow));
         }
         memset(d + p->lflat, 0, sizeof(float) * (p->lpad - p->lflat));
         if (db) {
           float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
-          v8 a = vload(lb);
-          for (size_t i = 0; i < p->lpad; i += VL) a += vload(d + i);
-          vstore(lb, a);
+          v8 a, v;
+          VLOAD(a, lb);
+          for (size_t i = 0; i < p->lpad; i += VL) {
+            VLOAD(v, d + i);
+            a += v;
+          }
+          VSTORE(lb, a);
         }
       }
       if (!dw) continue;
@@ -323,8 +329,8 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, const float *x, co
   }
 }
 
-void nn_conv2d_direct_backward_params(const nn_conv_geom *g, const float *x, const float *dy, float *dw, float *db,
-                                      float *ws, int nthreads) {
+void nn_conv2d_direct_backward_params(const nn_conv_geom *g, nn_act act, const float *x, const float *z,
+                                      const float *dz, float *dw, float *db, float *ws, int nthreads) {
   NN_ASSERT(g->stride == 1);
   if (!dw && !db) return;
   dplan p = dplan_make(g, nthreads);
@@ -332,13 +338,13 @@ void nn_conv2d_direct_backward_params(const nn_conv_geom *g, const float *x, con
   int nt = nthreads < p.slots ? nthreads : p.slots;
   if (nt > g->oc) nt = g->oc;
   if (nt <= 1) {
-    dw_filters(g, &p, x, dy, dw, db, ws, slots, 0, g->oc);
+    dw_filters(g, &p, act, x, z, dz, dw, db, ws, slots, 0, g->oc);
     return;
   }
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num(), k = omp_get_num_threads();
     const int lo = (int)((long)t * g->oc / k), hi = (int)((long)(t + 1) * g->oc / k);
-    dw_filters(g, &p, x, dy, dw, db, ws, slots + (size_t)t * p.slot, lo, hi);
+    dw_filters(g, &p, act, x, z, dz, dw, db, ws, slots + (size_t)t * p.slot, lo, hi);
   }
 }

@@ -4,15 +4,40 @@
 #define NN_KERNELS_CONV2D_DIRECT_H
 #include <stddef.h>
 
+#include <string.h>
+
+#include "kernels/act_inline.h"
 #include "kernels/kernels.h"
+
+/* y = act(y) over a run, bit for bit nn_<act>_forward (NN_ACT_NONE: unchanged). */
+static inline void conv_act_n(nn_act act, float *y, size_t len) {
+  switch (act) {
+    case NN_ACT_RELU: relu_n(y, y, len); break;
+    case NN_ACT_SIGMOID: sigmoid_n(y, y, len); break;
+    case NN_ACT_TANH: tanh_n(y, y, len); break;
+    case NN_ACT_NONE: break;
+  }
+}
+
+/* dy = dz * act'(z) over a run, bit for bit nn_<act>_backward (NN_ACT_NONE: a copy of dz). */
+static inline void conv_act_grad_n(nn_act act, const float *z, const float *dz, float *dy, size_t len) {
+  switch (act) {
+    case NN_ACT_RELU: relu_grad_n(z, dz, dy, len); break;
+    case NN_ACT_SIGMOID: sigmoid_grad_n(z, dz, dy, len); break;
+    case NN_ACT_TANH: tanh_grad_n(z, dz, dy, len); break;
+    case NN_ACT_NONE: memcpy(dy, dz, sizeof(float) * len); break;
+  }
+}
 
 /* Scratch floats for up to `nprocs` threads. */
 size_t nn_conv2d_direct_workspace(const nn_conv_geom *g, int nprocs);
-/* y = conv(x, w) + b (b may be NULL), on at most `nthreads` threads (<= the workspace's nprocs). */
-void nn_conv2d_direct_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y,
-                              float *ws, int nthreads);
-/* dw += dL/dw, db += dL/db (either may be NULL), on at most `nthreads` threads. */
-void nn_conv2d_direct_backward_params(const nn_conv_geom *g, const float *x, const float *dy, float *dw, float *db,
-                                      float *ws, int nthreads);
+/* y = act(conv(x, w) + b) (b may be NULL), on at most `nthreads` threads (<= the workspace's
+ * nprocs). */
+void nn_conv2d_direct_forward(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
+                              float *y, float *ws, int nthreads);
+/* dw += dL/dw, db += dL/db (either may be NULL) from dy = dz * act'(z) (z unused for
+ * NN_ACT_NONE, dz = dy), on at most `nthreads` threads. */
+void nn_conv2d_direct_backward_params(const nn_conv_geom *g, nn_act act, const float *x, const float *z,
+                                      const float *dz, float *dw, float *db, float *ws, int nthreads);
 
 #endif

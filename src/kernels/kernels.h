@@ -66,6 +66,20 @@ size_t nn_conv2d_workspace(const nn_conv_geom *g);
 void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y, float *ws);
 void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db, float *ws);
+/* Convolution fused with the activation that follows it (training):
+ * forward_act: z = act(conv(x) + b), bit for bit nn_conv2d_forward then nn_<act>_forward,
+ *   without writing the convolution's own output.
+ * backward_act: from z and dz = dL/dz, bit for bit nn_<act>_backward (dy = dz*act'(z)) then
+ *   nn_conv2d_backward, without the intermediate gradient tensor (z unused for NN_ACT_NONE).
+ * act = NN_ACT_NONE gives the plain kernels. */
+typedef enum { NN_ACT_NONE = 0,
+               NN_ACT_RELU,
+               NN_ACT_SIGMOID,
+               NN_ACT_TANH } nn_act;
+void nn_conv2d_forward_act(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
+                           float *z, float *ws);
+void nn_conv2d_backward_act(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *z,
+                            const float *dz, float *dx, float *dw, float *db, float *ws);
 void nn_ref_conv2d_forward(const nn_conv_geom *g, const double *x, const double *w, const double *b, double *y);
 void nn_ref_conv2d_backward(const nn_conv_geom *g, const double *x, const double *w, const double *dy,
                             double *dx, double *dw, double *db);
@@ -175,11 +189,7 @@ int nn_bn_running_update(float *run_mean, float *run_var, const float *mean, con
  *   without writing BN's output (mean/var/invstd as forward_train).
  * backward_train_act: from z and dz = dL/dz, bit for bit nn_<act>_backward (dy = dz*act'(z))
  *   then nn_bn_backward_train, without the intermediate gradient tensor.
- * act = NN_ACT_NONE gives the plain kernels. */
-typedef enum { NN_ACT_NONE = 0,
-               NN_ACT_RELU,
-               NN_ACT_SIGMOID,
-               NN_ACT_TANH } nn_act;
+ * act = NN_ACT_NONE gives the plain kernels (nn_act: see conv2d). */
 void nn_bn_forward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                              const float *beta, float *z, float *mean, float *var, float *invstd);
 void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,

@@ -34,3 +34,12 @@
 NN_ACTIVATION(relu)
 NN_ACTIVATION(sigmoid)
 NN_ACTIVATION(tanh)
+
+nn_act nn_layer_act(const nn_layer *L) {
+  switch (L->kind) {
+    case NN_LAYER_RELU: return NN_ACT_RELU;
+    case NN_LAYER_SIGMOID: return NN_ACT_SIGMOID;
+    case NN_LAYER_TANH: return NN_ACT_TANH;
+    default: return NN_ACT_NONE;
+  }
+}

@@ -75,6 +75,26 @@ static void backward(nn_layer *L, const float *x, const float *y, const float *d
   nn_conv2d_backward(&g, x, L->p, dy, dx, L->g, bias_of(L, L->g), L->scratch);
 }
 
+int nn_conv2d_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode) {
+  return mode == NN_MODE_TRAIN && L->kind == NN_LAYER_CONV2D && nn_layer_act(next) != NN_ACT_NONE;
+}
+
+nn_status nn_conv2d_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,
+                                  nn_error *err) {
+  (void)err;
+  nn_conv_geom g;
+  geom(&L->cfg, L->in, n, &g);
+  nn_conv2d_forward_act(&g, nn_layer_act(next), x, L->p, bias_of(L, L->p), z, L->scratch);
+  return NN_OK;
+}
+
+void nn_conv2d_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z, const float *dz,
+                              float *dx, int n) {
+  nn_conv_geom g;
+  geom(&L->cfg, L->in, n, &g);
+  nn_conv2d_backward_act(&g, nn_layer_act(next), x, L->p, z, dz, dx, L->g, bias_of(L, L->g), L->scratch);
+}
+
 /* Options, then the kernels' algorithm for the forward and for dw/db (chosen by shape, the
  * same for every batch size; dx always runs im2col + GEMM). */
 static void describe(const nn_layer *L, char *buf, size_t len) {

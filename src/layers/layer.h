@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "kernels/kernels.h"
 #include "normnet.h"
 
 /* nn_layer_kind (one per spec keyword) is public: include/normnet.h. */
@@ -171,6 +172,20 @@ nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const fl
                                      nn_mode mode, nn_error *err);
 void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z,
                                  const float *dz, float *dx, int n);
+
+/* The activation a relu, sigmoid or tanh layer computes; NN_ACT_NONE for other kinds
+ * (layers/activation.c). */
+nn_act nn_layer_act(const nn_layer *L);
+
+/* Convolution + activation fusion (layers/conv2d.c), as the BN one above: nonzero if L is a
+ * conv2d directly followed by `next`, a relu, sigmoid or tanh layer, in training (an eval
+ * forward keeps every layer's output). The fused calls replace both layers' forward and
+ * backward with bit-identical results; the convolution's own output is not stored. */
+int nn_conv2d_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode);
+nn_status nn_conv2d_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,
+                                  nn_error *err);
+void nn_conv2d_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z, const float *dz,
+                              float *dx, int n);
 
 /* Shared hooks for kinds without keys, parameters, scratch or options. */
 extern const nn_key nn_no_keys[];

@@ -218,9 +218,17 @@ const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
   return m->act[i + 1];
 }
 
+/* Nonzero if layer i and the activation after it run as one fused layer in this mode
+ * (batchnorm or conv2d + relu/sigmoid/tanh; layers/layer.h). */
+static int fused_with_next(const nn_model *m, int i, nn_mode mode) {
+  if (i + 1 >= m->nlayers) return 0;
+  const nn_layer *L = &m->layers[i], *next = &m->layers[i + 1];
+  return nn_batchnorm_fuses(L, next, mode) || nn_conv2d_fuses(L, next, mode);
+}
+
 /* Layer i's output of the last forward, or NULL if a fused forward did not keep it. */
 static const float *kept_output(const nn_model *m, int i, size_t *cnt) {
-  if (i + 1 < m->nlayers && nn_batchnorm_fuses(&m->layers[i], &m->layers[i + 1], m->last_mode)) return NULL;
+  if (fused_with_next(m, i, m->last_mode)) return NULL;
   *cnt = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
   return m->act[i + 1];
 }
@@ -453,9 +461,12 @@ nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, i
   memcpy(m->act[0], x, (size_t)n * nn_shape_size(m->spec->input) * sizeof *x);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
-    if (i + 1 < m->nlayers && nn_batchnorm_fuses(L, &m->layers[i + 1], mode)) {
-      /* BN + activation in one pass; BN's own output act[i+1] is not stored */
-      st = nn_batchnorm_forward_fused(L, &m->layers[i + 1], m->act[i], m->act[i + 2], n, mode, err);
+    if (fused_with_next(m, i, mode)) {
+      /* layer + activation in one pass; the layer's own output act[i+1] is not stored */
+      if (L->kind == NN_LAYER_CONV2D)
+        st = nn_conv2d_forward_fused(L, &m->layers[i + 1], m->act[i], m->act[i + 2], n, err);
+      else
+        st = nn_batchnorm_forward_fused(L, &m->layers[i + 1], m->act[i], m->act[i + 2], n, mode, err);
       i++;
     } else {
       st = nn_layer_table[L->kind]->forward(L, m->act[i], m->act[i + 1], n, mode, err);
@@ -489,10 +500,14 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
   if (n) nn_softmax_xent_backward(m->probs, m->labels, m->dact[m->nlayers], n, k, 1.0f / (float)(m->loss_n ? m->loss_n : n));
   for (int i = m->nlayers - 1; i >= 0; i--) {
     nn_layer *L = &m->layers[i];
-    if (!n && !L->comm) continue;                                          /* empty slice: only synchronized batchnorm takes part */
-    if (i > 0 && nn_batchnorm_fuses(&m->layers[i - 1], L, m->last_mode)) { /* as the forward fused them */
+    if (!n && !L->comm) continue;                           /* empty slice: only synchronized batchnorm takes part */
+    if (i > 0 && fused_with_next(m, i - 1, m->last_mode)) { /* as the forward fused them */
       i--;
-      nn_batchnorm_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);
+      if (m->layers[i].kind == NN_LAYER_CONV2D)
+        nn_conv2d_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);
+      else
+        nn_batchnorm_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL,
+                                    n);
       continue;
     }
     nn_layer_table[L->kind]->backward(L, m->act[i], m->act[i + 1], m->dact[i + 1], i ? m->dact[i] : NULL, n,
