@@ -1,7 +1,7 @@
 /* Runtime dispatch (src/base/cpu.c, src/kernels/dispatch.c): the level is chosen as NN_CPU
  * says, nn_cpu_force switches it, and every dispatched kernel's generic and AVX2+FMA variants
- * give the same bits (ARCHITECTURE.md "Runtime dispatch": a portable build on an AVX2 machine
- * computes what a native build does). Each case runs a kernel on fixed inputs (tails, NaN,
+ * give the same bits (ARCHITECTURE.md §13), except the direct convolution, which fuses its
+ * multiply-adds where the target has FMA (its variants agree to float rounding). Each case runs a kernel on fixed inputs (tails, NaN,
  * saturating values, threaded and serial sizes) once per variant and compares every output
  * byte. On a CPU without AVX2 both runs take the generic variant (nn_cpu_force caps the
  * level), and the comparison holds trivially; the kernel tests themselves run once more
@@ -234,6 +234,63 @@ static void case_groupnorm(sink *s) {
   }
 }
 
+/* Convolution with its fused activation, im2col + GEMM (the copies, the epilogues and the
+ * reductions of our own code around oneDNN's sgemm, which picks its kernel by CPU itself and
+ * is the same in both runs). */
+static void conv_run(sink *s, nn_conv_algo algo) {
+  const nn_conv_geom shapes[] = {
+      {.n = 3, .c = 1, .h = 28, .w = 28, .oc = 6, .kh = 5, .kw = 5, .stride = 1, .pad = 0},   /* LeNet conv1 */
+      {.n = 4, .c = 6, .h = 12, .w = 12, .oc = 16, .kh = 5, .kw = 5, .stride = 1, .pad = 0},  /* LeNet conv2 */
+      {.n = 2, .c = 3, .h = 17, .w = 13, .oc = 5, .kh = 3, .kw = 3, .stride = 1, .pad = 1},   /* padding, odd rows */
+      {.n = 2, .c = 4, .h = 15, .w = 15, .oc = 8, .kh = 3, .kw = 3, .stride = 2, .pad = 1},   /* stride 2 */
+      {.n = 64, .c = 1, .h = 28, .w = 28, .oc = 32, .kh = 3, .kw = 3, .stride = 1, .pad = 0}, /* threaded */
+  };
+  for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+    nn_conv_geom g = shapes[k];
+    g.algo = algo;
+    assert_int_equal(nn_conv_geom_init(&g), 0);
+    const size_t in = (size_t)g.n * g.c * g.h * g.w, out = (size_t)g.n * g.oc * g.oh * g.ow;
+    const size_t nw = (size_t)g.oc * g.c * g.kh * g.kw;
+    float *x = input(111 + k, in, -1, 1, 0), *w = input(121 + k, nw, -0.5, 0.5, 0), *b = input(131, g.oc, -1, 1, 0);
+    float *dy = input(141 + k, out, -1, 1, 0), *y = tu_fbuf(out), *dx = tu_fbuf(in), *dw = tu_fbuf(nw),
+          *db = tu_fbuf(g.oc), *ws = tu_fbuf(nn_conv2d_workspace(&g));
+    const nn_act act = (nn_act)(k % 3); /* none, relu, sigmoid: the fused epilogues too */
+    nn_conv2d_forward_act(&g, act, x, w, b, y, ws);
+    nn_conv2d_backward_act(&g, act, x, w, y, dy, dx, dw, db, ws);
+    put(s, y, out * sizeof *y);
+    put(s, dx, in * sizeof *dx);
+    put(s, dw, nw * sizeof *dw);
+    put(s, db, g.oc * sizeof *db);
+    free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db), free(ws);
+  }
+}
+
+static void case_conv_im2col(sink *s) { conv_run(s, NN_CONV_IM2COL); }
+
+/* The direct convolution (conv2d_direct.c) fuses its multiply-adds where the target has FMA:
+ * its AVX2 variant computes what a native build does on an AVX2 machine, its generic variant
+ * (compiled for SSE2 in a portable build) rounds the products separately. The two agree to
+ * float rounding (sums of 40k products here: 1e-4 relative), not bit for bit (ARCHITECTURE.md §13). */
+static void test_conv_direct_variants(void **state) {
+  (void)state;
+  const nn_cpu_level before = nn_cpu_level_get();
+  sink a = {0}, b = {0};
+  nn_cpu_force(NN_CPU_GENERIC);
+  conv_run(&a, NN_CONV_DIRECT);
+  nn_cpu_force(NN_CPU_AVX2);
+  conv_run(&b, NN_CONV_DIRECT);
+  assert_int_equal(a.len, b.len);
+  const float *fa = (const float *)(const void *)a.p, *fb = (const float *)(const void *)b.p;
+  double worst = 0;
+  for (size_t i = 0; i < a.len / sizeof *fa; i++) {
+    const double d = fabs((double)fa[i] - (double)fb[i]) / (1.0 + fabs((double)fa[i]));
+    if (d > worst) worst = d;
+  }
+  if (worst > 1e-4) fail_msg("direct convolution: the generic and AVX2 variants differ by %g (relative)", worst);
+  free(a.p), free(b.p);
+  nn_cpu_force(before);
+}
+
 /* ---- generic == AVX2, bit for bit ------------------------------------------------------- */
 
 typedef struct {
@@ -247,6 +304,7 @@ static const kcase cases[] = {
     {"dense", case_dense},
     {"batchnorm", case_batchnorm},
     {"groupnorm", case_groupnorm},
+    {"conv2d im2col", case_conv_im2col},
 };
 
 static void test_variants_bitwise(void **state) {
@@ -275,6 +333,7 @@ int main(void) {
       cmocka_unit_test(test_level_follows_env),
       cmocka_unit_test(test_parse_and_force),
       cmocka_unit_test(test_variants_bitwise),
+      cmocka_unit_test(test_conv_direct_variants),
   };
   printf("test_dispatch: this CPU and build run up to %s\n", nn_cpu_level_name(nn_cpu_detect()));
   return cmocka_run_group_tests(tests, NULL, NULL);

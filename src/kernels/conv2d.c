@@ -30,11 +30,13 @@
 #include "base/error.h"
 #include "kernels/conv2d_direct.h"
 #include "kernels/kernels.h"
+#include "kernels/variant.h"
 
 #define CONV_CHUNK_FLOATS (1 << 16) /* target size of one chunk's column matrix (256 KB) */
 #define CONV_GROUPS 8               /* max partial gradient buffers (fixed: determinism) */
 #define CONV_PAR_FLOPS (1L << 21)   /* below this, one thread */
 
+#if NN_VARIANT_ONCE
 int nn_conv_geom_init(nn_conv_geom *g) {
   if (!g) return -1;
   g->oh = g->ow = 0;
@@ -51,6 +53,7 @@ int nn_conv_geom_init(nn_conv_geom *g) {
   g->ow = (int)ow;
   return 0;
 }
+#endif
 
 typedef struct {
   int ckk, ohw, cs, nchunks, groups, slots;
@@ -100,6 +103,7 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
   return p;
 }
 
+#if NN_VARIANT_ONCE
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
   if (g->stride != 1 || (long)g->c * g->kh * g->kw > NN_CONV_DIRECT_MAX_TAPS) return NN_CONV_IM2COL;
   if (g->algo != NN_CONV_AUTO) return g->algo;
@@ -122,6 +126,7 @@ size_t nn_conv2d_workspace(const nn_conv_geom *g) {
   size_t direct = nn_conv2d_direct_workspace(g, conv_nprocs());
   return direct > gemm ? direct : gemm;
 }
+#endif
 
 static void chunk_range(const nn_conv_geom *g, const conv_plan *p, int ci, int *s0, int *cnt) {
   int a = ci * p->cs;
@@ -390,15 +395,18 @@ static int direct_team(const nn_conv_geom *g, int units) {
   return t < 1 ? 1 : t;
 }
 
+#if NN_VARIANT_ONCE
 void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y,
                        float *ws) {
   nn_conv2d_forward_act(g, NN_ACT_NONE, x, w, b, y, ws);
 }
+#endif
 
-void nn_conv2d_forward_act(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
-                           float *y, float *ws) {
+void NN_V(nn_conv2d_forward_act)(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
+                                 float *y, float *ws) {
   if (nn_conv2d_algo(g) == NN_CONV_DIRECT) {
-    nn_conv2d_direct_forward(g, act, x, w, b, y, ws, direct_team(g, g->n));
+    NN_V(nn_conv2d_direct_forward)
+    (g, act, x, w, b, y, ws, direct_team(g, g->n));
     return;
   }
   conv_plan p = conv_plan_make(g);
@@ -488,15 +496,18 @@ static void conv_reduce(const conv_plan *p, const float *ws_part, float *out, si
   }
 }
 
+#if NN_VARIANT_ONCE
 void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db, float *ws) {
   nn_conv2d_backward_act(g, NN_ACT_NONE, x, w, NULL, dy, dx, dw, db, ws);
 }
+#endif
 
-void nn_conv2d_backward_act(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *z,
-                            const float *dz, float *dx, float *dw, float *db, float *ws) {
+void NN_V(nn_conv2d_backward_act)(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *z,
+                                  const float *dz, float *dx, float *dw, float *db, float *ws) {
   if (nn_conv2d_algo_params(g) == NN_CONV_DIRECT && (dw || db)) {
-    nn_conv2d_direct_backward_params(g, act, x, z, dz, dw, db, ws, direct_team(g, g->oc));
+    NN_V(nn_conv2d_direct_backward_params)
+    (g, act, x, z, dz, dw, db, ws, direct_team(g, g->oc));
     dw = db = NULL; /* dx (if asked) below */
   }
   conv_plan p = conv_plan_make(g);

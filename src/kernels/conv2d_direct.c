@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "kernels/variant.h"
 
 /* Register blocks, measured on Zen 3 (AVX2, 16 vector registers) against 4x3, 4x2, 5x2, 8x1,
  * 8x2, 3x4 (forward) and 2x6, 3x4, 2x5, 1x8 (dW) on the LeNet, CNN and CIFAR first layers:
@@ -88,10 +89,12 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   return p;
 }
 
+#if NN_VARIANT_ONCE
 size_t nn_conv2d_direct_workspace(const nn_conv_geom *g, int nprocs) {
   dplan p = dplan_make(g, nprocs);
   return p.lanes + (size_t)p.slots * p.slot;
 }
+#endif
 
 /* xp = sample x[C,H,W] with `pad` zeros around each plane, zeros after the last plane */
 static void pack_sample(const nn_conv_geom *g, const dplan *p, const float *x, float *xp) {
@@ -196,8 +199,8 @@ static void fwd_sample(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   }
 }
 
-void nn_conv2d_direct_forward(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
-                              float *y, float *ws, int nthreads) {
+void NN_V(nn_conv2d_direct_forward)(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
+                                    float *y, float *ws, int nthreads) {
   NN_ASSERT(g->stride == 1);
   dplan p = dplan_make(g, nthreads);
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
@@ -329,8 +332,8 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   }
 }
 
-void nn_conv2d_direct_backward_params(const nn_conv_geom *g, nn_act act, const float *x, const float *z,
-                                      const float *dz, float *dw, float *db, float *ws, int nthreads) {
+void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, const float *x, const float *z,
+                                            const float *dz, float *dw, float *db, float *ws, int nthreads) {
   NN_ASSERT(g->stride == 1);
   if (!dw && !db) return;
   dplan p = dplan_make(g, nthreads);

@@ -31,6 +31,14 @@
   X(nn_dense_backward,                                                                                                \
     (const float *x, const float *w, const float *dy, float *dx, float *dw, float *db, int n, int in, int out),       \
     (x, w, dy, dx, dw, db, n, in, out))                                                                               \
+  /* conv2d.c (with conv2d_direct.c: each variant of conv2d.c calls its own) */                                       \
+  X(nn_conv2d_forward_act,                                                                                            \
+    (const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b, float *y, float *ws),         \
+    (g, act, x, w, b, y, ws))                                                                                         \
+  X(nn_conv2d_backward_act,                                                                                           \
+    (const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *z, const float *dz, float *dx,   \
+     float *dw, float *db, float *ws),                                                                                \
+    (g, act, x, w, z, dz, dx, dw, db, ws))                                                                            \
   /* batchnorm.c */                                                                                                   \
   X(nn_bn_forward_train_act,                                                                                          \
     (const nn_norm_geom *g, nn_act act, const float *x, const float *gamma, const float *beta, float *z, float *mean, \
