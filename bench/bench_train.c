@@ -12,6 +12,7 @@
  * --steps    timed steps per repetition; default: as many as fill --seconds
  * --seconds  target length of one repetition when --steps is not given (default 0.25)
  * --reps     timed repetitions; the median is reported (default 5)
+ * --augment  augmentation (nn_augment_parse text) in each training step's batch assembly
  *
  * A training step is what `normnet train` does per batch: zero the gradients, convert the
  * uint8 batch to normalized floats, forward with the loss, backward, and the preset's own
@@ -41,7 +42,7 @@
 
 static const char usage[] =
     "usage: bench_train [--model P|all] [--norm batch|none|both] [--batch B] [--threads T]\n"
-    "                   [--warmup W] [--steps N | --seconds S] [--reps R]\n"
+    "                   [--warmup W] [--steps N | --seconds S] [--reps R] [--augment A]\n"
     "  --model   preset name or all (default lenet)\n"
     "  --norm    batch, none or both (default both)\n"
     "  --batch   samples per step (default: the preset's own batch)\n"
@@ -49,11 +50,13 @@ static const char usage[] =
     "  --warmup  untimed steps first (default 20)\n"
     "  --steps   timed steps per repetition (default: --seconds worth)\n"
     "  --seconds target seconds per repetition without --steps (default 0.25)\n"
-    "  --reps    timed repetitions, median reported (default 5, at most 101)\n";
+    "  --reps    timed repetitions, median reported (default 5, at most 101)\n"
+    "  --augment augmentation in each training step's batch assembly, e.g. flip,rotate=0.1,crop=4\n";
 
 typedef struct {
   int batch, threads, warmup, steps, reps;
   double seconds;
+  const char *augment; /* nn_augment_parse text, or NULL */
 } bench_opts;
 
 typedef struct {
@@ -64,7 +67,11 @@ typedef struct {
   const uint8_t *u8;
   const int32_t *y;
   float *x;
-  double assembly; /* wall seconds spent in batch assembly */
+  double assembly;     /* wall seconds spent in batch assembly */
+  const nn_augment *a; /* augmentation in the assembly, or NULL */
+  nn_rng *rng;
+  nn_dims dims;
+  float *scratch;
 } step_ctx;
 
 static int train_step(step_ctx *c, nn_error *err) {
@@ -72,6 +79,7 @@ static int train_step(step_ctx *c, nn_error *err) {
   nn_model_zero_grads(c->m);
   double t0 = now();
   for (size_t i = 0; i < (size_t)c->batch * (size_t)c->in; i++) c->x[i] = ((float)c->u8[i] / 255.0f - mean) * inv;
+  if (c->a) nn_augment_batch(c->a, c->rng, c->x, c->batch, c->dims, c->scratch);
   c->assembly += now() - t0;
   if (nn_model_forward(c->m, c->x, c->y, c->batch, NN_MODE_TRAIN, NULL, NULL, NULL, err) || nn_model_backward(c->m, err))
     return 1;
@@ -155,7 +163,14 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
   }
   for (size_t i = 0; i < (size_t)batch * in; i++) u8[i] = (uint8_t)nn_rng_below(&rng, 256);
   for (int i = 0; i < batch; i++) y[i] = (int32_t)nn_rng_below(&rng, (uint32_t)k);
-  step_ctx c = {p, m, opt, batch, in, u8, y, x, 0.0};
+  nn_augment aug;
+  float *scratch = malloc((size_t)in * sizeof *scratch);
+  if (!scratch || (o->augment && nn_augment_parse(o->augment, &aug, &err))) {
+    fprintf(stderr, "bench_train: %s\n", scratch ? err.msg : "out of memory");
+    free(x), free(y), free(u8), free(scratch);
+    goto done;
+  }
+  step_ctx c = {p, m, opt, batch, in, u8, y, x, 0.0, o->augment ? &aug : NULL, &rng, nn_model_input_shape(m), scratch};
   double train, tlo, thi, tcpu, tasm, infer, ilo, ihi, icpu, iasm;
   if (measure(&c, train_step, o, &train, &tlo, &thi, &tcpu, &tasm, &err) ||
       measure(&c, infer_step, o, &infer, &ilo, &ihi, &icpu, &iasm, &err)) {
@@ -172,7 +187,7 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
         100.0 * tasm);
     rc = 0;
   }
-  free(x), free(y), free(u8);
+  free(x), free(y), free(u8), free(scratch);
 done:
   nn_optimizer_free(opt);
   nn_model_free(m);
@@ -193,7 +208,7 @@ static int int_arg(const char *name, const char *v, int lo, int hi, int *out) {
 
 int main(int argc, char **argv) {
   const char *preset = "lenet", *norm = "both", *variant = NULL;
-  bench_opts o = {.batch = 0, .threads = 0, .warmup = 20, .steps = 0, .reps = 5, .seconds = 0.25};
+  bench_opts o = {.batch = 0, .threads = 0, .warmup = 20, .steps = 0, .reps = 5, .seconds = 0.25, .augment = NULL};
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int bad = 0;
@@ -210,6 +225,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--warmup")) bad = int_arg(a, v, 0, 1 << 20, &o.warmup);
     else if (!strcmp(a, "--steps")) bad = int_arg(a, v, 1, 1 << 24, &o.steps);
     else if (!strcmp(a, "--reps")) bad = int_arg(a, v, 1, MAX_REPS, &o.reps);
+    else if (!strcmp(a, "--augment")) o.augment = v;
     else if (!strcmp(a, "--seconds")) {
       char *end;
       o.seconds = strtod(v, &end);
@@ -246,6 +262,7 @@ int main(int argc, char **argv) {
       if (o.batch > 0) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --batch %d", o.batch);
       if (o.threads > 0) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --threads %d", o.threads);
       if (o.steps > 0) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --steps %d", o.steps);
+      if (o.augment) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --augment '%s'", o.augment);
       snprintf(cmd, sizeof cmd, "'%s' --model %s --variant %s --warmup %d --reps %d --seconds %g%s", argv[0], name,
                norms[v], o.warmup, o.reps, o.seconds, opt);
       fflush(stdout);
