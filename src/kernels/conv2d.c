@@ -385,6 +385,20 @@ static int conv_team(const nn_conv_geom *g, const conv_plan *p, int units) {
   return t < 1 ? 1 : t;
 }
 
+/* The algorithm this variant runs for a pass the shape rule assigned `a`. The direct kernel
+ * is written for 8-wide vectors: compiled without AVX2 (the generic variant of a portable
+ * build) its register blocks split and spill, and LeNet conv1's forward ran 13x slower than
+ * im2col + GEMM (bench_kernels, NN_CPU=generic). There the rule's direct choice runs im2col;
+ * an explicit request (g->algo) still runs direct. */
+static nn_conv_algo conv_variant_algo(const nn_conv_geom *g, nn_conv_algo a) {
+#ifdef __AVX2__
+  (void)g;
+  return a;
+#else
+  return g->algo == NN_CONV_AUTO ? NN_CONV_IM2COL : a;
+#endif
+}
+
 /* Team size for the direct passes over `units` independent units (samples or filters). */
 static int direct_team(const nn_conv_geom *g, int units) {
   long flops = 2L * g->n * g->oc * (long)g->c * g->kh * g->kw * g->oh * g->ow;
@@ -404,7 +418,7 @@ void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, co
 
 void NN_V(nn_conv2d_forward_act)(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
                                  float *y, float *ws) {
-  if (nn_conv2d_algo(g) == NN_CONV_DIRECT) {
+  if (conv_variant_algo(g, nn_conv2d_algo(g)) == NN_CONV_DIRECT) {
     NN_V(nn_conv2d_direct_forward)
     (g, act, x, w, b, y, ws, direct_team(g, g->n));
     return;
@@ -505,7 +519,7 @@ void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, c
 
 void NN_V(nn_conv2d_backward_act)(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *z,
                                   const float *dz, float *dx, float *dw, float *db, float *ws) {
-  if (nn_conv2d_algo_params(g) == NN_CONV_DIRECT && (dw || db)) {
+  if (conv_variant_algo(g, nn_conv2d_algo_params(g)) == NN_CONV_DIRECT && (dw || db)) {
     NN_V(nn_conv2d_direct_backward_params)
     (g, act, x, z, dz, dw, db, ws, direct_team(g, g->oc));
     dw = db = NULL; /* dx (if asked) below */

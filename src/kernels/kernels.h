@@ -55,7 +55,8 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * blocks on a handful of filters). Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS:
  * a direct request for another shape runs im2col. dx always runs im2col + GEMM. The choice
  * depends on the geometry only: every call for a layer runs the same code, and results do not
- * depend on timing or on the thread count. */
+ * depend on timing or on the thread count. (Runtime dispatch, ARCHITECTURE.md §13: a kernel
+ * variant compiled without AVX2 runs im2col where the rule says direct.) */
 #define NN_CONV_DIRECT_MAX_CKK 32
 #define NN_CONV_DIRECT_DW_MAX_OC 16
 #define NN_CONV_DIRECT_MAX_TAPS 256
