@@ -106,14 +106,18 @@ static void pack_sample(const nn_conv_geom *g, const dplan *p, const float *x, f
       memcpy(d, s, sizeof(float) * p->plane);
       continue;
     }
-    memset(d, 0, sizeof(float) * (size_t)pad * (size_t)p->wp);
+    /* rows of a few dozen floats: loops, not libc calls */
+    for (size_t j = 0; j < (size_t)pad * (size_t)p->wp; j++) d[j] = 0.0f;
     for (int r = 0; r < g->h; r++) {
       float *dr = d + (size_t)(r + pad) * (size_t)p->wp;
-      memset(dr, 0, sizeof(float) * (size_t)pad);
-      memcpy(dr + pad, s + (size_t)r * (size_t)w, sizeof(float) * (size_t)w);
-      memset(dr + pad + w, 0, sizeof(float) * (size_t)pad);
+      const float *sr = s + (size_t)r * (size_t)w;
+      for (int j = 0; j < pad; j++) dr[j] = 0.0f;
+#pragma omp simd
+      for (int j = 0; j < w; j++) dr[pad + j] = sr[j];
+      for (int j = pad + w; j < p->wp; j++) dr[j] = 0.0f;
     }
-    memset(d + (size_t)(g->h + pad) * (size_t)p->wp, 0, sizeof(float) * (size_t)pad * (size_t)p->wp);
+    float *bottom = d + (size_t)(g->h + pad) * (size_t)p->wp;
+    for (size_t j = 0; j < (size_t)pad * (size_t)p->wp; j++) bottom[j] = 0.0f;
   }
   size_t whole = (size_t)g->c * p->plane;
   memset(xp + whole, 0, sizeof(float) * (p->xplen - whole));
@@ -284,6 +288,9 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p, off);
   memset(lanes_all + (size_t)oc_lo * ld, 0, sizeof(float) * (size_t)(oc_hi - oc_lo) * ld);
+  /* the packing below writes only the columns ow < OW of each row: the other columns and
+   * the rows past OH stay the zeros written here */
+  memset(dyp, 0, sizeof(float) * (size_t)DW_OB * p->lpad);
   const int ntb = (p->ckk + DW_TK - 1) / DW_TK;        /* tap blocks, sizes balanced */
   const int nob = (oc_hi - oc_lo + DW_OB - 1) / DW_OB; /* filter blocks, sizes balanced */
   for (int s = 0; s < g->n; s++) {
@@ -297,9 +304,7 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
         for (int oh = 0; oh < g->oh; oh++) {
           const size_t r = at + (size_t)oh * (size_t)g->ow;
           conv_act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
-          memset(d + (size_t)oh * (size_t)p->wp + g->ow, 0, sizeof(float) * (size_t)(p->wp - g->ow));
         }
-        memset(d + p->lflat, 0, sizeof(float) * (p->lpad - p->lflat));
         if (db) {
           float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
           v8 a, v;
