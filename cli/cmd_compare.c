@@ -1,11 +1,9 @@
 /* normnet compare: the seeds' experiment — the same preset trained under several
  * normalizations from the same seed, a per-epoch table side by side, a summary, and the
  * curves (accuracy and loss; train dashed, validation solid; one color per variant). */
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -147,13 +145,10 @@ int cmd_compare(int argc, char **argv) {
     snprintf(defout, sizeof defout, "runs/compare-%s", o.model);
     for (char *p = defout + 5; *p; p++)
       if (*p == '/') *p = '_';
-    mkdir("runs", 0777);
     out = defout;
   }
-  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-    cli_error("compare", "--out %s: cannot create directory: %s", out, strerror(errno));
-    return EXIT_FAIL;
-  }
+  nn_error derr = {0};
+  if (nn_file_make_dirs(out, &derr)) return cli_fail("compare", &derr);
   int rc = EXIT_OK;
   char dirs[MAX_VARIANTS][4200];
   cli_train_opts vo[MAX_VARIANTS];

@@ -1,9 +1,7 @@
 /* normnet eval: loss and accuracy of a trained model on a data split. */
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -101,10 +99,8 @@ static void print_json(const cli_model *cm, const char *data, const char *data_f
 
 static int write_confusion(const char *dir, const nn_confusion *cmx, const nn_dataset *ds, const char *data,
                            const char *split) {
-  if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-    cli_error("eval", "--out %s: cannot create directory: %s", dir, strerror(errno));
-    return EXIT_FAIL;
-  }
+  nn_error derr = {0};
+  if (nn_file_make_dirs(dir, &derr)) return cli_fail("eval", &derr);
   const char *names[1024];
   int k = cmx->classes < 1024 ? cmx->classes : 1024;
   for (int c = 0; c < k; c++) names[c] = nn_dataset_class_name(ds, c);

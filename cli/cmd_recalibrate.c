@@ -69,14 +69,15 @@ int cmd_recalibrate(int argc, char **argv) {
   double after = rc || fail ? 0 : eval_acc(m, test, norm, &err, &fail);
   if (!rc && fail) rc = cli_fail("recalibrate", &err);
   if (!rc) {
-    /* the model keeps its input transform; its data source is the one just used */
+    /* the model keeps its input transform; its data source is the one just used (source may
+     * point at the model's own copy, which nn_model_set_input replaces: read it back after) */
     nn_meta_pair meta[1] = {{"normnet.recalibrated_from", cm.checkpoint}};
     if (nn_model_set_input(m, NULL, source, &err) || nn_checkpoint_save(m, out, meta, 1, &err))
       rc = cli_fail("recalibrate", &err);
   }
   if (!rc)
     printf("recalibrated %s over %d batches of %d from %s (%s): test accuracy %.4f -> %.4f, saved %s\n",
-           cm.checkpoint, rcfg.batches, rcfg.batch_size, source, source_from, before, after, out);
+           cm.checkpoint, rcfg.batches, rcfg.batch_size, nn_model_data_source(m), source_from, before, after, out);
   nn_dataset_free(train);
   nn_dataset_free(test);
   nn_model_free(m);

@@ -1,11 +1,9 @@
 /* normnet study small-batch: seeds 000/002/003's pitfall measured — final validation
  * accuracy against batch size for each normalization, with the same number of training
  * samples at every batch size, and the train-vs-eval-mode gap of the BN models. */
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "cli.h"
@@ -94,11 +92,8 @@ int cmd_study(int argc, char **argv) {
     }
     batch[i] = (int)v;
   }
-  mkdir("runs", 0777);
-  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-    cli_error("study", "--out %s: cannot create directory: %s", out, strerror(errno));
-    return EXIT_FAIL;
-  }
+  nn_error derr = {0};
+  if (nn_file_make_dirs(out, &derr)) return cli_fail("study", &derr);
   printf("small-batch study: %s on %s, %d training samples per run (steps = %d / batch), norms %s\n", o.model,
          cli_train_value(&o, "data", "fashion-mnist"), budget, budget, nl);
   double acc[MAX_B][MAX_N], train_mode[MAX_B];

@@ -5,11 +5,9 @@
  * mode with batches of the size each process normalized over (B with SyncBN, B/K without),
  * and their gap. With SyncBN every K computes the K = 1 model; without it each process
  * normalizes a batch of B/K: the small-batch pitfall returns as K grows. */
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -111,10 +109,8 @@ int cli_study_sync_bn(int argc, char **argv) {
   const char *data = cli_train_value(&o, "data", "fashion-mnist");
   int batch = atoi(cli_train_value(&o, "batch", "0"));
   if (batch <= 0) batch = p ? p->batch_size : 32;
-  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-    cli_error("study", "--out %s: cannot create directory: %s", out, strerror(errno));
-    return EXIT_FAIL;
-  }
+  nn_error derr = {0};
+  if (nn_file_make_dirs(out, &derr)) return cli_fail("study", &derr);
   printf("sync-bn study: %s on %s, global batch %d, processes %s, --sync-bn on and off\n", o.model, data, batch, pl);
   printf("%3s %4s %8s %9s %10s %10s %8s\n", "K", "sync", "BN batch", "train_loss", "val_acc", "train-mode", "gap");
   cli_text t;

@@ -272,11 +272,15 @@ static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
     return EXIT_USAGE;
   }
   if (nn_run_finished(run)) {
-    char limit[64] = "";
-    if (r.max_steps) snprintf(limit, sizeof limit, " of --max-steps %ld", r.max_steps);
-    cli_error(cmd, "--resume %s: nothing to train: the run is at epoch %d of %d, step %ld%s; extend it with --epochs N%s",
-              o->resume, nn_history_count(nn_run_history(run)), r.epochs, nn_run_steps(run), limit,
-              r.max_steps ? " or --max-steps N" : "");
+    /* name the limit that holds: a larger --epochs alone does not lift a reached --max-steps */
+    if (r.max_steps && nn_run_steps(run) >= r.max_steps)
+      cli_error(cmd,
+                "--resume %s: nothing to train: the run has taken its --max-steps %ld steps (epoch %d of %d); "
+                "give a larger --max-steps N (0: no step limit)",
+                o->resume, r.max_steps, nn_history_count(nn_run_history(run)), r.epochs);
+    else
+      cli_error(cmd, "--resume %s: nothing to train: the run has trained its --epochs %d; give a larger --epochs N",
+                o->resume, r.epochs);
     nn_run_free(run);
     return EXIT_USAGE;
   }

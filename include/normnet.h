@@ -475,6 +475,9 @@ NN_API double nn_lr_schedule_at(const nn_lr_schedule *s, double lr, nn_lr_positi
 NN_API nn_status nn_file_write_atomic(const char *path, const void *data, size_t len, nn_error *err);
 /* Remove from dir the temporaries of writers that died mid-write (their PID is gone). */
 NN_API nn_status nn_file_remove_stale_temps(const char *dir, nn_error *err);
+/* Create dir and its missing parents (as mkdir -p); an existing directory is fine, anything
+ * else at one of its components is an error naming it. */
+NN_API nn_status nn_file_make_dirs(const char *dir, nn_error *err);
 
 /* ---- checkpoints (safetensors, ARCHITECTURE.md §6) ------------------------------------------------
  * Tensors are named as PyTorch's state_dict of the equivalent nn.Sequential ("0.weight",

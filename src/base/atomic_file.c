@@ -146,3 +146,25 @@ nn_status nn_file_remove_stale_temps(const char *dir, nn_error *err) {
   closedir(d);
   return st;
 }
+
+nn_status nn_file_make_dirs(const char *dir, nn_error *err) {
+  if (!dir || !*dir) return nn_err_set(err, NN_ERR_ARG, "empty directory name");
+  char *p = strdup(dir);
+  if (!p) return nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", dir);
+  nn_status st = NN_OK;
+  /* each prefix ending before a '/' (skipping the root), then the whole path */
+  for (char *s = p + 1;; s++) {
+    if (*s && *s != '/') continue;
+    char c = *s;
+    *s = 0;
+    struct stat sb;
+    if (mkdir(p, 0777) != 0 && errno != EEXIST)
+      st = nn_err_set(err, NN_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
+    else if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode))
+      st = nn_err_set(err, NN_ERR_IO, "%s: not a directory", p);
+    *s = c;
+    if (st || !c) break;
+  }
+  free(p);
+  return st;
+}

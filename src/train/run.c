@@ -216,15 +216,12 @@ static nn_status prepare(nn_run *run, nn_error *err) {
   return NN_OK;
 }
 
-/* Create dir if needed, lock it, remove dead writers' temporaries. */
+/* Create dir (and its parents) if needed, lock it, remove dead writers' temporaries. */
 static nn_status open_dir(nn_run *run, const char *dir, nn_error *err) {
   if (!(run->dir = strdup(dir))) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
-  if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-    return nn_err_set(err, NN_ERR_IO, "%s: cannot create the run directory: %s", dir, strerror(errno));
-  struct stat sb;
-  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-    return nn_err_set(err, NN_ERR_IO, "%s: not a directory", dir);
-  nn_status st = lock_take(run, err);
+  nn_status st = nn_file_make_dirs(dir, err);
+  if (st) return st;
+  st = lock_take(run, err);
   if (!st) st = nn_file_remove_stale_temps(dir, err);
   return st;
 }

@@ -1,0 +1,103 @@
+/* What a new user following the README trips on, run as the binary NN_CLI names on the small
+ * IDX files of tu_cli_group_setup: --out paths whose parents do not exist yet (the README's
+ * runs/bn on a fresh checkout), recalibrate's report of the data it used, and the --resume
+ * message when the step limit, not the epoch count, holds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include "normnet.h"
+#include "cli_run.h"
+#include "nn_test.h"
+
+static const char *const dir = tu_cli_dir; /* made by tu_cli_group_setup */
+
+static void run(tu_run_result *r, const char *args) { tu_cli_run(r, dir, "", args); }
+
+static int is_file(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* train/compare/eval --out create the missing parents, as the README's `--out runs/bn` needs
+ * on a checkout without runs/; a file in the way is one error line naming it. */
+static void test_out_parents(void **state) {
+  (void)state;
+  char args[2048], path[512];
+  tu_run_result r;
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --quiet --out %s/new/runs/bn",
+           dir, dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("train --out new/runs/bn failed: %s", r.err);
+  snprintf(path, sizeof path, "%s/new/runs/bn/model.safetensors", dir);
+  assert_true(is_file(path));
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --max-steps 2 --quiet --no-report --out %s/new2/cmp", dir,
+           dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("compare --out new2/cmp failed: %s", r.err);
+  snprintf(path, sizeof path, "%s/new2/cmp/none/model.safetensors", dir);
+  assert_true(is_file(path));
+  snprintf(args, sizeof args, "eval --model %s/new/runs/bn --out %s/new3/eval", dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("eval --out new3/eval failed: %s", r.err);
+  snprintf(path, sizeof path, "%s/new3/eval/confusion.png", dir);
+  assert_true(is_file(path));
+  /* a regular file where a parent should be */
+  snprintf(path, sizeof path, "%s/afile", dir);
+  tu_write_file(path, "x", 1);
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --quiet --out %s/afile/bn",
+           dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "afile", "not a directory");
+}
+
+/* recalibrate names the data it used (it printed freed memory there) */
+static void test_recalibrate_names_data(void **state) {
+  (void)state;
+  char args[2048], want[512];
+  tu_run_result r;
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 3 --quiet --out %s/rc", dir,
+           dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("train failed: %s", r.err);
+  snprintf(args, sizeof args, "recalibrate --model %s/rc --batches 2 --batch 16 --out %s/rc.safetensors", dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("recalibrate failed: %s", r.err);
+  snprintf(want, sizeof want, " from idx:%s/good (recorded in the model): ", dir);
+  if (!strstr(r.out, want)) fail_msg("expected '%s' in: %s", want, r.out);
+}
+
+/* --resume of a run stopped by --max-steps: a larger --epochs does not lift the step limit, and
+ * the message says so instead of asking for --epochs */
+static void test_resume_step_limit_message(void **state) {
+  (void)state;
+  char args[2048];
+  tu_run_result r;
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --batch 16 --epochs 1 --max-steps 3 --quiet --out %s/msl", dir,
+           dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("max-steps run failed: %s", r.err);
+  snprintf(args, sizeof args, "train --resume %s/msl --epochs 3 --quiet", dir);
+  tu_cli_expect_error(dir, "", args, "has taken its --max-steps 3 steps", "larger --max-steps N (0: no step limit)");
+  snprintf(args, sizeof args, "train --resume %s/msl --max-steps 0 --quiet", dir);
+  run(&r, args);
+  if (r.status) fail_msg("--max-steps 0 did not lift the limit: %s", r.err);
+  snprintf(args, sizeof args, "train --resume %s/msl --max-steps 0 --quiet", dir);
+  tu_cli_expect_error(dir, "", args, "has trained its --epochs 1", "larger --epochs N");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_out_parents),
+      cmocka_unit_test(test_recalibrate_names_data),
+      cmocka_unit_test(test_resume_step_limit_message),
+  };
+  return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
+}
