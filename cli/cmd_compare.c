@@ -172,7 +172,7 @@ int cmd_compare(int argc, char **argv) {
   for (int k = 0; k < nv && !rc; k++) rc = cli_train_run("compare", &vo[k], &v[k].res);
   if (!rc) {
     int validation = v[0].res.validation;
-    const char *valname = validation ? "validation" : "test (as validation)", *ev = validation ? "val" : "test";
+    const char *valname = validation ? "validation" : "test", *ev = validation ? "val" : "test";
     if (!o.json) print_tables(v, nv, target, valname, ev);
     char path[4200];
     nn_error err = {0};

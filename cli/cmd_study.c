@@ -13,16 +13,16 @@
 
 static const char *const usage =
     "usage: normnet study small-batch [--model PRESET] [--batch 2,4,8,32,128]\n"
-    "       normnet study sync-bn [--procs 1,2,4] ...   (SyncBN over processes: normnet study sync-bn --help)\n"
     "                                [--norm batch,group:2,layer,none] [--budget SAMPLES]\n"
     "                                [--out DIR] [training options]\n"
+    "       normnet study sync-bn [--procs 1,2,4] ...   (SyncBN over processes: normnet study sync-bn --help)\n"
     "\n"
-    "Train the model once per (batch size, normalization) with the same number of training\n"
-    "samples (--budget, default 60000 = one Fashion-MNIST epoch; steps = budget / batch) and\n"
-    "the preset's learning rate, then print and plot the final validation accuracy against\n"
-    "batch size (DIR/study.png, DIR/study.csv). For BN it also evaluates each trained model\n"
-    "in train mode (batch statistics, batches of the training size) next to eval mode: the\n"
-    "'forgot model.eval()' gap.\n";
+    "small-batch trains the model once per (batch size, normalization) with the same number\n"
+    "of training samples (--budget, default 60000 = one Fashion-MNIST epoch; steps = budget /\n"
+    "batch) and the preset's learning rate, then prints and plots the final validation\n"
+    "accuracy against batch size (DIR/study.png, DIR/study.csv). For BN it also evaluates\n"
+    "each trained model in train mode (batch statistics, batches of the training size) next\n"
+    "to eval mode: the 'forgot model.eval()' gap.\n";
 
 static double now_seconds(void) {
   struct timespec ts;

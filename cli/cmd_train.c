@@ -10,11 +10,14 @@ static const char *const usage_head =
     "Train a model, evaluating it after every epoch in eval mode (on the test split, or on the\n"
     "validation split with --val-split).\n"
     "\n"
-    "  --norm batch|group:G|layer|none  keep BN, replace it by GroupNorm/LayerNorm, or remove it\n"
-    "  --out DIR                 write the run: DIR/model.safetensors (every epoch, with optimizer\n"
-    "                            state, recipe and history), DIR/best.safetensors (best validation\n"
-    "                            accuracy), DIR/history.csv, DIR/spec.txt; saves are atomic. A\n"
-    "                            directory that holds a run is refused (--overwrite replaces it)\n"
+    "  --norm batch|group:G|layer|instance|none  keep BN, replace it by GroupNorm/LayerNorm/\n"
+    "                            InstanceNorm, or remove it\n"
+    "  --out DIR                 write the run (DIR and its parents are created):\n"
+    "                            DIR/model.safetensors (every epoch, with optimizer state, recipe\n"
+    "                            and history), DIR/best.safetensors (the best evaluation accuracy;\n"
+    "                            with --early-stop the lowest evaluation loss), DIR/history.csv,\n"
+    "                            DIR/spec.txt; saves are atomic. A directory that holds a run is\n"
+    "                            refused (--overwrite replaces it)\n"
     "  --resume DIR              continue the run in DIR with its recorded recipe (only --epochs,\n"
     "                            --max-steps, --threads, --quiet may be given); the result equals an\n"
     "                            uninterrupted run bitwise\n";
@@ -52,9 +55,9 @@ int cmd_train(int argc, char **argv) {
       if (nn_history_get(res.hist, i)->test_acc > nn_history_get(res.hist, best)->test_acc) best = i;
     const nn_epoch_record *last = nn_history_get(res.hist, n - 1);
     const char *dir = o.resume ? o.resume : o.out;
-    printf("final: %s_acc=%.4f %s_loss=%.4f (best %.4f at epoch %d), %.0f samples/s%s%s\n",
-           res.validation ? "val" : "test", last->test_acc, res.validation ? "val" : "test", last->test_loss,
-           nn_history_get(res.hist, best)->test_acc, nn_history_get(res.hist, best)->epoch, last->samples_per_sec,
+    const char *ev = res.validation ? "val" : "test";
+    printf("final: %s_acc=%.4f %s_loss=%.4f (best %s_acc %.4f at epoch %d), %.0f samples/s%s%s\n", ev,
+           last->test_acc, ev, last->test_loss, ev, nn_history_get(res.hist, best)->test_acc, nn_history_get(res.hist, best)->epoch, last->samples_per_sec,
            dir ? ", run saved in " : "", dir ? dir : "");
     /* early stopping: fewer epochs than asked, the weights of the lowest evaluation loss kept */
     const char *es = cli_train_value(&o, "early-stop", NULL);

@@ -127,14 +127,14 @@ static void on_end(void *user, const nn_epoch_record *r) {
   if (p->tty) {
     /* the real figures of the epoch, whichever batch it ended on */
     bar(p, p->last_batch, p->batches, r->train_loss, r->train_acc, 1);
-    fprintf(p->out, " - test_loss: %.4f - test_acc: %.4f - %.0f samples/s\n", r->test_loss, r->test_acc,
-            r->samples_per_sec);
+    fprintf(p->out, " - %s_loss: %.4f - %s_acc: %.4f - %.0f samples/s\n", p->eval, r->test_loss, p->eval,
+            r->test_acc, r->samples_per_sec);
   } else {
     fprintf(p->out,
-            "%s%sepoch %d/%d train_loss=%.4f train_acc=%.4f test_loss=%.4f test_acc=%.4f time=%.1fs "
+            "%s%sepoch %d/%d train_loss=%.4f train_acc=%.4f %s_loss=%.4f %s_acc=%.4f time=%.1fs "
             "samples_per_s=%.0f\n",
             p->label ? p->label : "", p->label ? ": " : "", r->epoch, p->epochs, r->train_loss, r->train_acc,
-            r->test_loss, r->test_acc, r->seconds, r->samples_per_sec);
+            p->eval, r->test_loss, p->eval, r->test_acc, r->seconds, r->samples_per_sec);
   }
   fflush(p->out);
 }

@@ -376,11 +376,11 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     int done = nn_history_count(nn_run_history(run));
     if (!o->quiet && !o->json)
       printf(
-          "normnet %s: %s, norm %s, %zu parameters; %s: %d train / %d %s samples; %s lr %g, batch %d, %d epochs, "
+          "normnet %s: %s, norm %s, %zu parameters; %s: %d train / %d %s samples; %s lr %g, batch %d, %d epoch%s, "
           "seed %llu%s%s%s\n",
           cmd, o->label ? o->label : (o->resume ? o->resume : r->model), r->norm, res->params, r->data,
           nn_dataset_count(train), nn_dataset_count(eval), r->val_split > 0 ? "validation" : "test",
-          nn_opt_kind_name(r->opt.kind), r->opt.lr, r->batch_size, r->epochs, (unsigned long long)r->seed,
+          nn_opt_kind_name(r->opt.kind), r->opt.lr, r->batch_size, r->epochs, r->epochs == 1 ? "" : "s", (unsigned long long)r->seed,
           r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
     if (o->track_activations) track(&j, done);
     cli_progress_init(&j.progress, stdout, o->quiet, o->label);

@@ -1,7 +1,7 @@
 /* What a new user following the README trips on, run as the binary NN_CLI names on the small
  * IDX files of tu_cli_group_setup: --out paths whose parents do not exist yet (the README's
  * runs/bn on a fresh checkout), recalibrate's report of the data it used, and the --resume
- * message when the step limit, not the epoch count, holds. */
+ * message when the step limit, not the epoch count, holds, and the val_ labels with --val-split. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -93,11 +93,30 @@ static void test_resume_step_limit_message(void **state) {
   tu_cli_expect_error(dir, "", args, "has trained its --epochs 1", "larger --epochs N");
 }
 
+/* with --val-split every printed figure is a validation one: the per-epoch line, the final line
+ * (it said test_loss= per epoch while history.csv and the final line said val_) */
+static void test_val_split_labels(void **state) {
+  (void)state;
+  char args[2048];
+  tu_run_result r;
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --batch 16 --epochs 1 --val-split 0.25 --out %s/vs", dir, dir,
+           dir);
+  run(&r, args);
+  if (r.status) fail_msg("train --val-split failed: %s", r.err);
+  if (!strstr(r.out, "epoch 1/1 train_loss=") || !strstr(r.out, " val_loss=") || !strstr(r.out, " val_acc=") ||
+      strstr(r.out, "test_"))
+    fail_msg("expected only val_ figures in: %s", r.out);
+  assert_non_null(strstr(r.out, "1 epoch, seed"));
+  assert_non_null(strstr(r.out, "(best val_acc "));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
       cmocka_unit_test(test_recalibrate_names_data),
       cmocka_unit_test(test_resume_step_limit_message),
+      cmocka_unit_test(test_val_split_labels),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
