@@ -171,6 +171,8 @@ static const conv_shape conv_shapes[] = {
     {8, 3, 32, 32, 32, 3, 3, 1, 0},  /* CIFAR CNN conv1 */
     {3, 3, 9, 11, 13, 3, 3, 1, 1},   /* odd sizes, pad 1: direct blocks of 6 + 7 filters */
     {2, 1, 5, 40, 9, 1, 7, 1, 3},    /* 1x7 kernel, pad 3, rows longer than a block */
+    {2, 2, 11, 10, 3, 3, 3, 1, 0},   /* direct rows of one vector, an odd count (9) */
+    {2, 1, 7, 18, 4, 3, 3, 1, 0},    /* direct rows of two vectors */
 };
 
 static void conv_case(tu_rng *r, const conv_shape *s, nn_conv_algo algo) {
@@ -314,8 +316,11 @@ static void test_conv_algo(void **state) {
   assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
   g = (nn_conv_geom){.n = 128, .c = 6, .h = 12, .w = 12, .oc = 16, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
   assert_int_equal(nn_conv_geom_init(&g), 0);
-  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL); /* LeNet conv2: 150 taps */
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT); /* LeNet conv2: 150 taps, rows of 8 */
   assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
+  g.ow = 9; /* the same taps on rows that are not whole vectors */
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL);
+  g.ow = 8;
   g.algo = NN_CONV_DIRECT;
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT);
   assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_DIRECT);

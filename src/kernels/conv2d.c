@@ -107,7 +107,8 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
   if (g->stride != 1 || (long)g->c * g->kh * g->kw > NN_CONV_DIRECT_MAX_TAPS) return NN_CONV_IM2COL;
   if (g->algo != NN_CONV_AUTO) return g->algo;
-  return (long)g->c * g->kh * g->kw <= NN_CONV_DIRECT_MAX_CKK ? NN_CONV_DIRECT : NN_CONV_IM2COL;
+  long taps = (long)g->c * g->kh * g->kw;
+  return taps <= NN_CONV_DIRECT_MAX_CKK || g->ow % NN_CONV_DIRECT_ROW == 0 ? NN_CONV_DIRECT : NN_CONV_IM2COL;
 }
 
 nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {

@@ -130,11 +130,12 @@ static void tap_offsets(const nn_conv_geom *g, const dplan *p, int *off) {
       for (int kj = 0; kj < g->kw; kj++, t++) off[t] = (int)((size_t)c * p->plane + (size_t)ki * (size_t)p->wp) + kj;
 }
 
-/* out[o*ldo + VL*j] (o < OB, j < NV) = sum over t < ckk, in order, of wpk[t*OB + o] *
- * xs[off[t] + VL*j .. + VL): one loop over the taps (c, ki, kj), OB*NV accumulators. */
+/* out[o*ldo + yo[j] .. + VL) (o < OB, j < NV) = sum over t < ckk, in order, of
+ * wpk[t*OB + o] * xs[off[t] + xo[j] .. + VL): one loop over the taps (c, ki, kj), OB*NV
+ * accumulators. */
 static inline __attribute__((always_inline)) void fwd_block(const float *xs, const int *off, const float *wpk,
-                                                            int ckk, float *out, size_t ldo, const int OB,
-                                                            const int NV) {
+                                                            int ckk, float *out, size_t ldo, const size_t *xo,
+                                                            const size_t *yo, const int OB, const int NV) {
   v8 acc[8][4]; /* OB <= 8, NV <= 4 */
 #pragma GCC unroll 8
   for (int o = 0; o < OB; o++)
@@ -145,7 +146,7 @@ static inline __attribute__((always_inline)) void fwd_block(const float *xs, con
     const float *wt = wpk + (size_t)t * (size_t)OB;
     v8 xv[4];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) VLOAD(xv[j], xt + VL * j);
+    for (int j = 0; j < NV; j++) VLOAD(xv[j], xt + xo[j]);
 #pragma GCC unroll 8
     for (int o = 0; o < OB; o++) {
       const v8 wv = VBCAST(wt[o]);
@@ -156,44 +157,79 @@ static inline __attribute__((always_inline)) void fwd_block(const float *xs, con
 #pragma GCC unroll 8
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) VSTORE(out + (size_t)o * ldo + VL * j, acc[o][j]);
+    for (int j = 0; j < NV; j++) VSTORE(out + (size_t)o * ldo + yo[j], acc[o][j]);
 }
 
+/* one block of ob filters and nv (FWD_NV or 1) vectors */
+static void fwd_dispatch(const float *xs, const int *off, const float *wpk, int ckk, float *out, size_t ldo,
+                         const size_t *xo, const size_t *yo, int ob, int nv) {
+  switch (ob * 8 + (nv == FWD_NV)) {
+#define FWD_CASE(OB)                                                                  \
+  case OB * 8 + 1: fwd_block(xs, off, wpk, ckk, out, ldo, xo, yo, OB, FWD_NV); break; \
+  case OB * 8: fwd_block(xs, off, wpk, ckk, out, ldo, xo, yo, OB, 1); break;
+    FWD_CASE(8);
+    FWD_CASE(7);
+    FWD_CASE(6);
+    FWD_CASE(5);
+    FWD_CASE(4);
+    FWD_CASE(3);
+    FWD_CASE(2);
+    FWD_CASE(1);
+#undef FWD_CASE
+    default: NN_ASSERT(0);
+  }
+}
+
+/* Two layouts of the outputs: with OW a multiple of VL ("rows": LeNet's 24 and 8), the
+ * vectors are whole pieces of output rows, computed straight into y; otherwise ("flat") the
+ * vectors run along the flat index into tmp, whose valid columns are then copied to y. The
+ * sums are the same in both. */
 static void fwd_sample(const nn_conv_geom *g, const dplan *p, nn_act act, const float *x, const float *w,
                        const float *b, float *y, float *slot) {
   float *xp = slot, *tmp = slot + p->xplen, *wpk = tmp + (size_t)FWD_OB * p->lpad;
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p, off);
   pack_sample(g, p, x, xp);
-  const size_t blk = (size_t)VL * FWD_NV, ohw = (size_t)g->oh * (size_t)g->ow;
-  const int ckk = p->ckk;
+  const size_t ohw = (size_t)g->oh * (size_t)g->ow;
+  const int ckk = p->ckk, rows = g->ow % VL == 0;
   /* filter blocks of at most FWD_OB, sizes balanced (32 filters: 6,6,5,5,5,5, not 6x5 + 2) */
   const int nblk = (g->oc + FWD_OB - 1) / FWD_OB;
   for (int bk = 0; bk < nblk; bk++) {
     const int oc0 = (int)((long)bk * g->oc / nblk), ob = (int)((long)(bk + 1) * g->oc / nblk) - oc0;
     for (int t = 0; t < ckk; t++) /* wpk[t][o] = w[oc0 + o][t] */
       for (int o = 0; o < ob; o++) wpk[(size_t)t * (size_t)ob + (size_t)o] = w[(size_t)(oc0 + o) * (size_t)ckk + (size_t)t];
-    for (size_t i0 = 0; i0 < p->lpad; i0 += blk) {
-      switch (ob) {
-#define FWD_CASE(OB) \
-  case OB: fwd_block(xp + i0, off, wpk, ckk, tmp + i0, p->lpad, OB, FWD_NV); break;
-        FWD_CASE(8);
-        FWD_CASE(7);
-        FWD_CASE(6);
-        FWD_CASE(5);
-        FWD_CASE(4);
-        FWD_CASE(3);
-        FWD_CASE(2);
-        FWD_CASE(1);
-#undef FWD_CASE
+    size_t xo[FWD_NV], yo[FWD_NV];
+    if (rows) {
+      const int per = g->ow / VL, units = g->oh * per; /* vectors per row, in all */
+      float *yb = y + (size_t)oc0 * ohw;
+      for (int u = 0; u < units; u += FWD_NV) {
+        const int nv = units - u < FWD_NV ? units - u : FWD_NV;
+        for (int j = 0; j < nv; j++) {
+          const int r = (u + j) / per, v = (u + j) % per;
+          xo[j] = (size_t)r * (size_t)p->wp + (size_t)v * VL;
+          yo[j] = (size_t)r * (size_t)g->ow + (size_t)v * VL;
+        }
+        fwd_dispatch(xp, off, wpk, ckk, yb, ohw, xo, yo, ob, nv);
       }
+      for (int o = 0; o < ob; o++) {
+        const float bias = b ? b[oc0 + o] : 0.0f;
+        float *yo_ = yb + (size_t)o * ohw;
+#pragma omp simd
+        for (size_t q = 0; q < ohw; q++) yo_[q] = yo_[q] + bias;
+        conv_act_n(act, yo_, ohw);
+      }
+      continue;
+    }
+    for (size_t i0 = 0; i0 < p->lpad; i0 += (size_t)VL * FWD_NV) {
+      for (int j = 0; j < FWD_NV; j++) xo[j] = yo[j] = i0 + (size_t)VL * (size_t)j;
+      fwd_dispatch(xp, off, wpk, ckk, tmp, p->lpad, xo, yo, ob, FWD_NV);
     }
     for (int o = 0; o < ob; o++) {
       const float bias = b ? b[oc0 + o] : 0.0f;
-      float *yo = y + (size_t)(oc0 + o) * ohw;
+      float *yo_ = y + (size_t)(oc0 + o) * ohw;
       const float *to = tmp + (size_t)o * p->lpad;
       for (int oh = 0; oh < g->oh; oh++) {
-        float *yr = yo + (size_t)oh * (size_t)g->ow;
+        float *yr = yo_ + (size_t)oh * (size_t)g->ow;
         const float *tr = to + (size_t)oh * (size_t)p->wp;
 #pragma omp simd
         for (int ow = 0; ow < g->ow; ow++) yr[ow] = tr[ow] + bias;

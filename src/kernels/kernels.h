@@ -50,7 +50,8 @@ typedef struct {
 int nn_conv_geom_init(nn_conv_geom *g);
 /* The algorithm the kernels run for g, per pass: the requested one, or for NN_CONV_AUTO the
  * rule by shape, measured with bench_kernels (docs/performance.md): the forward runs direct
- * for stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_CKK; dw/db run direct when the forward does
+ * for stride 1 and either C*KH*KW <= NN_CONV_DIRECT_MAX_CKK or output rows of whole vectors
+ * (OW a multiple of NN_CONV_DIRECT_ROW: no dead lanes, LeNet conv2); dw/db run direct when the forward does
  * and there are fewer than NN_CONV_DIRECT_DW_MAX_OC filters (the GEMM wastes most of its row
  * blocks on a handful of filters). Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS:
  * a direct request for another shape runs im2col. dx always runs im2col + GEMM. The choice
@@ -58,6 +59,7 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * depend on timing or on the thread count. (Runtime dispatch, ARCHITECTURE.md §13: a kernel
  * variant compiled without AVX2 runs im2col where the rule says direct.) */
 #define NN_CONV_DIRECT_MAX_CKK 32
+#define NN_CONV_DIRECT_ROW 8
 #define NN_CONV_DIRECT_DW_MAX_OC 16
 #define NN_CONV_DIRECT_MAX_TAPS 256
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g);
