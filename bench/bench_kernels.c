@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/cpu.h"
 #include "kernels/kernels.h"
 #include "normnet.h"
 
@@ -98,10 +99,10 @@ static double triad_gbs(size_t bytes) {
 }
 
 /* 10 independent FMA chains per thread (latency 4-5 cycles x 2 FMA pipes), written out so
- * that they stay in registers. Needs AVX2 + FMA at compile time (the developer build's
- * -march=native); a portable build reports NaN. */
-#if defined(__AVX2__) && defined(__FMA__)
-static void fma_peak_body(void *p) {
+ * that they stay in registers. Compiled for AVX2 + FMA in any x86 build (a portable one too)
+ * and run where the CPU has them (base/cpu.h); elsewhere the peak is NaN. */
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma"))) static void fma_peak_body(void *p) {
   double *out = p;
 #pragma omp parallel
   {
@@ -126,6 +127,7 @@ static void fma_peak_body(void *p) {
 }
 
 static double fma_peak_gflops(void) {
+  if (nn_cpu_detect() != NN_CPU_AVX2) return NAN;
   double sink = 0;
   double s = time_call(fma_peak_body, &sink);
   return (double)omp_get_max_threads() * 100000.0 * 10 * 8 * 2 / s / 1e9;
