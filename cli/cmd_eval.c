@@ -97,8 +97,9 @@ static void print_json(const cli_model *cm, const char *data, const char *data_f
   printf("]}\n");
 }
 
+/* DIR/confusion.png; "wrote" is said in text mode only (--json prints JSON alone) */
 static int write_confusion(const char *dir, const nn_confusion *cmx, const nn_dataset *ds, const char *data,
-                           const char *split) {
+                           const char *split, int json) {
   nn_error derr = {0};
   if (nn_file_make_dirs(dir, &derr)) return cli_fail("eval", &derr);
   const char *names[1024];
@@ -109,7 +110,7 @@ static int write_confusion(const char *dir, const nn_confusion *cmx, const nn_da
   snprintf(title, sizeof title, "%s/%s: accuracy %.4f", data, split, cmx->accuracy);
   nn_error err = {0};
   if (nn_plot_confusion(cmx, names, k, title, path, NULL, &err)) return cli_fail("eval", &err);
-  printf("wrote %s\n", path);
+  if (!json) printf("wrote %s\n", path);
   return EXIT_OK;
 }
 
@@ -173,7 +174,7 @@ int cmd_eval(int argc, char **argv) {
   if (!rc && (nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err) ||
               nn_evaluate_confusion(m, ds, norm, batch, mode, &cmx, &err)))
     rc = cli_fail("eval", &err);
-  if (!rc && out) rc = write_confusion(out, &cmx, ds, data, split);
+  if (!rc && out) rc = write_confusion(out, &cmx, ds, data, split, json);
   if (!rc && json) print_json(&cm, data, data_from, split, mode_name, &cmx, ds);
   else if (!rc) {
     printf("%s on %s/%s (data %s; %ld samples, %s mode): loss %.4f, accuracy %.4f\n", cm.checkpoint, data, split,

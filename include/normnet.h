@@ -82,7 +82,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 0
+#define NN_VERSION_PATCH 1
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to

@@ -1,7 +1,8 @@
 /* What a new user following the README trips on, run as the binary NN_CLI names on the small
  * IDX files of tu_cli_group_setup: --out paths whose parents do not exist yet (the README's
  * runs/bn on a fresh checkout), recalibrate's report of the data it used, and the --resume
- * message when the step limit, not the epoch count, holds, and the val_ labels with --val-split. */
+ * message when the step limit, not the epoch count, holds, the val_ labels with --val-split,
+ * and eval --json --out printing JSON alone. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -111,12 +112,31 @@ static void test_val_split_labels(void **state) {
   assert_non_null(strstr(r.out, "(best val_acc "));
 }
 
+/* eval --json --out DIR: stdout is the JSON object alone (a "wrote" line came before it) */
+static void test_eval_json_out(void **state) {
+  (void)state;
+  char args[2048], path[512];
+  tu_run_result r;
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --quiet --out %s/ej", dir,
+           dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("train failed: %s", r.err);
+  snprintf(args, sizeof args, "eval --model %s/ej --json --out %s/ej-eval", dir, dir);
+  run(&r, args);
+  if (r.status) fail_msg("eval --json --out failed: %s", r.err);
+  if (r.out[0] != '{' || strchr(r.out, '\n') != r.out + strlen(r.out) - 1)
+    fail_msg("expected one JSON line, got: %s", r.out);
+  snprintf(path, sizeof path, "%s/ej-eval/confusion.png", dir);
+  assert_true(is_file(path));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
       cmocka_unit_test(test_recalibrate_names_data),
       cmocka_unit_test(test_resume_step_limit_message),
       cmocka_unit_test(test_val_split_labels),
+      cmocka_unit_test(test_eval_json_out),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
