@@ -4,11 +4,12 @@
 #include "cli.h"
 
 static const char *const usage =
-    "usage: normnet summary [--model PRESET|SPECFILE|CHECKPOINT|RUNDIR] [--norm batch|none]\n"
+    "usage: normnet summary [--model PRESET|SPECFILE|CHECKPOINT|RUNDIR] [--norm NORM[@after]] [--spec]\n"
     "\n"
     "Print layers, output shapes and parameter counts (trainable vs non-trainable, with BN\n"
     "running statistics counted as non-trainable as Keras does) and each norm layer's\n"
-    "conventions. --spec prints the canonical spec text instead.\n";
+    "conventions. --norm replaces BN as train's --norm does (batch, group:G, layer, instance,\n"
+    "none; @after places it after the activation). --spec prints the canonical spec text instead.\n";
 
 int cmd_summary(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "summary", NULL, 0};

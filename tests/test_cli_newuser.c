@@ -2,7 +2,7 @@
  * IDX files of tu_cli_group_setup: --out paths whose parents do not exist yet (the README's
  * runs/bn on a fresh checkout), recalibrate's report of the data it used, and the --resume
  * message when the step limit, not the epoch count, holds, the val_ labels with --val-split,
- * and eval --json --out printing JSON alone. */
+ * eval --json --out printing JSON alone, and a misspelled --norm. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -130,6 +130,23 @@ static void test_eval_json_out(void **state) {
   assert_true(is_file(path));
 }
 
+/* a misspelled --norm is a usage error naming the flag, refused before any data is read, as
+ * other bad values are (it was "norm batchh: ...", exit 1, after loading the data) */
+static void test_norm_spelling(void **state) {
+  (void)state;
+  char args[2048];
+  tu_run_result r;
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --norm batchh --out %s/nb", dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "--norm: unknown normalization 'batchh'", "group:G");
+  run(&r, args);
+  assert_int_equal(r.status, 2);
+  snprintf(args, sizeof args, "compare --model %s/small.spec --data idx:%s/good --norm batch,batch@sideways --out %s/nb2",
+           dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "--norm: unknown BN placement 'sideways'", NULL);
+  run(&r, args);
+  assert_int_equal(r.status, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -137,6 +154,7 @@ int main(void) {
       cmocka_unit_test(test_resume_step_limit_message),
       cmocka_unit_test(test_val_split_labels),
       cmocka_unit_test(test_eval_json_out),
+      cmocka_unit_test(test_norm_spelling),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }

@@ -263,9 +263,17 @@ nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *v, nn_error *
         if ((st = nn_augment_parse(v, &a, err))) return nn_err_prefix(err, st, "%s: ", key);
       }
       break;
-    case K_NORM: /* checked against the spec it applies to, by nn_run_create */
+    case K_NORM: { /* its spelling here; against the spec it applies to, by nn_run_create */
       if (!*v) return nn_err_set(err, NN_ERR_ARG, "%s: empty", key);
+      char kind[64];
+      const char *at = strchr(v, '@');
+      snprintf(kind, sizeof kind, "%.*s", at ? (int)(at - v) : (int)strlen(v), v);
+      nn_norm_choice nc;
+      nn_bn_placement bp;
+      if ((st = nn_norm_parse(kind, &nc, err)) || (at && (st = nn_bn_placement_parse(at + 1, &bp, err))))
+        return nn_err_prefix(err, st, "%s: ", key);
       break;
+    }
     case K_INORM: {
       nn_input_norm n;
       int used = 0;
