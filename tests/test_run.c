@@ -72,7 +72,8 @@ static void train_new(const char *sub, int epochs) {
 }
 
 /* ---- child mode: create or resume DIR, train, SIGKILL itself after epoch K (0: never; -1:
- * create and hold the lock 300 ms without training: exit 0, or 3 when refused by the lock) */
+ * create and hold the lock until DIR/release exists, without training: exit 0, or 3 when
+ * refused by the lock) */
 static int kill_epoch;
 static void kill_after(void *user, const nn_epoch_record *rec) {
   (void)user;
@@ -92,9 +93,11 @@ static int child(const char *d, int k, int epochs) {
                                     : (nn_spec_parse(spec_text, "run.spec", &s, &err) ||
                                        nn_run_create(&r, s, d, 1, &run, &err));
   nn_fit_callbacks cb = {.on_epoch_end = kill_after};
-  if (k < 0) { /* only hold the lock a while (test_lock_race) */
-    struct timespec hold = {0, 300000000};
-    if (!st) nanosleep(&hold, NULL);
+  if (k < 0) { /* only hold the lock until DIR/release exists (test_lock_race; 60 s at most) */
+    char release[1100];
+    snprintf(release, sizeof release, "%s/release", d);
+    struct timespec poll = {0, 5000000};
+    for (int i = 0; !st && i < 12000 && access(release, F_OK) != 0; i++) nanosleep(&poll, NULL);
     nn_run_free(run);
     nn_spec_free(s);
     return !st ? 0 : strstr(err.msg, "locked by process") ? 3
@@ -263,6 +266,9 @@ static void test_lock_race(void **state) {
   assert_true(guard >= 0);
   assert_int_equal(flock(guard, LOCK_EX), 0);
   tu_write_file(lock0, "", 0);
+  char release0[1100];
+  snprintf(release0, sizeof release0, "%s/release", d0);
+  tu_write_file(release0, "", 0); /* a child that wrongly wins does not hold on */
   pid_t half = spawn("race-half", -1, 1);
   struct timespec wait = {0, 200000000};
   nanosleep(&wait, NULL);
@@ -284,14 +290,24 @@ static void test_lock_race(void **state) {
     tu_write_file(lock, "999999999\n", 10);
     pid_t pids[N];
     for (int i = 0; i < N; i++) pids[i] = spawn(sub, -1, 1);
-    int won = 0, refused = 0;
-    for (int i = 0; i < N; i++) {
-      int ws;
-      assert_int_equal(waitpid(pids[i], &ws, 0), pids[i]);
-      assert_true(WIFEXITED(ws));
-      if (WEXITSTATUS(ws) == 0) won++;
-      else if (WEXITSTATUS(ws) == 3) refused++;
-      else fail_msg("child %d: exit %d", i, WEXITSTATUS(ws));
+    /* the winner holds the lock until all the others have tried (however slowly they start):
+     * then, or after 30 s, it is told to release it */
+    int won = 0, refused = 0, done[N] = {0}, ended = 0;
+    char release[1100];
+    snprintf(release, sizeof release, "%s/release", d);
+    for (int t = 0; ended < N; t++) {
+      for (int i = 0; i < N; i++) {
+        int ws;
+        if (done[i] || waitpid(pids[i], &ws, WNOHANG) != pids[i]) continue;
+        done[i] = 1, ended++;
+        assert_true(WIFEXITED(ws));
+        if (WEXITSTATUS(ws) == 0) won++;
+        else if (WEXITSTATUS(ws) == 3) refused++;
+        else fail_msg("child %d: exit %d", i, WEXITSTATUS(ws));
+      }
+      if ((ended >= N - 1 || t == 6000) && access(release, F_OK) != 0) tu_write_file(release, "", 0);
+      struct timespec poll = {0, 5000000};
+      nanosleep(&poll, NULL);
     }
     if (won != 1 || refused != N - 1) fail_msg("round %d: %d processes took the lock, %d were refused", round, won, refused);
     assert_int_equal(access(lock, F_OK), -1); /* and the winner removed it */
