@@ -69,6 +69,9 @@ int main(int argc, char **argv) {
     if (!rc) rc = cmds[i].run(argc - 1, argv + 1);
     return cli_dist_finish(rc);
   }
-  fprintf(stderr, "normnet: unknown command '%s'\n%s", argv[1], usage);
+  /* one line, as every error: the commands, not the whole usage */
+  fprintf(stderr, "normnet: unknown command '%s' (commands:", argv[1]);
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) fprintf(stderr, "%s %s", i ? "," : "", cmds[i].name);
+  fprintf(stderr, "; normnet --help)\n");
   return EXIT_USAGE;
 }

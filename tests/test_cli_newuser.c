@@ -2,7 +2,7 @@
  * IDX files of tu_cli_group_setup: --out paths whose parents do not exist yet (the README's
  * runs/bn on a fresh checkout), recalibrate's report of the data it used, and the --resume
  * message when the step limit, not the epoch count, holds, the val_ labels with --val-split,
- * eval --json --out printing JSON alone, and a misspelled --norm. */
+ * eval --json --out printing JSON alone, a misspelled --norm or command. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -147,6 +147,12 @@ static void test_norm_spelling(void **state) {
   assert_int_equal(r.status, 2);
 }
 
+/* a mistyped command is one error line listing the commands (it printed the whole usage) */
+static void test_unknown_command(void **state) {
+  (void)state;
+  tu_cli_expect_error(dir, "", "trian --model lenet", "unknown command 'trian'", "train, compare, eval");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -155,6 +161,7 @@ int main(void) {
       cmocka_unit_test(test_val_split_labels),
       cmocka_unit_test(test_eval_json_out),
       cmocka_unit_test(test_norm_spelling),
+      cmocka_unit_test(test_unknown_command),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
