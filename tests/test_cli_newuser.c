@@ -21,6 +21,16 @@ static const char *const dir = tu_cli_dir; /* made by tu_cli_group_setup */
 
 static void run(tu_run_result *r, const char *args) { tu_cli_run(r, dir, "", args); }
 
+/* A short training of small.spec into DIR/out (extra: more options); fails the test if it fails. */
+static void train_small(const char *out, const char *extra) {
+  char args[2048];
+  tu_run_result r;
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --quiet %s --out %s/%s", dir, dir, extra,
+           dir, out);
+  run(&r, args);
+  if (r.status) fail_msg("train --out %s failed: %s", out, r.err);
+}
+
 static int is_file(const char *path) {
   struct stat sb;
   return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
@@ -32,10 +42,7 @@ static void test_out_parents(void **state) {
   (void)state;
   char args[2048], path[512];
   tu_run_result r;
-  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --quiet --out %s/new/runs/bn",
-           dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("train --out new/runs/bn failed: %s", r.err);
+  train_small("new/runs/bn", "--max-steps 2");
   snprintf(path, sizeof path, "%s/new/runs/bn/model.safetensors", dir);
   assert_true(is_file(path));
   snprintf(args, sizeof args,
@@ -63,10 +70,7 @@ static void test_recalibrate_names_data(void **state) {
   (void)state;
   char args[2048], want[512];
   tu_run_result r;
-  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 3 --quiet --out %s/rc", dir,
-           dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("train failed: %s", r.err);
+  train_small("rc", "--max-steps 3");
   snprintf(args, sizeof args, "recalibrate --model %s/rc --batches 2 --batch 16 --out %s/rc.safetensors", dir, dir);
   run(&r, args);
   if (r.status) fail_msg("recalibrate failed: %s", r.err);
@@ -80,11 +84,7 @@ static void test_resume_step_limit_message(void **state) {
   (void)state;
   char args[2048];
   tu_run_result r;
-  snprintf(args, sizeof args,
-           "train --model %s/small.spec --data idx:%s/good --batch 16 --epochs 1 --max-steps 3 --quiet --out %s/msl", dir,
-           dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("max-steps run failed: %s", r.err);
+  train_small("msl", "--batch 16 --epochs 1 --max-steps 3");
   snprintf(args, sizeof args, "train --resume %s/msl --epochs 3 --quiet", dir);
   tu_cli_expect_error(dir, "", args, "has taken its --max-steps 3 steps", "larger --max-steps N (0: no step limit)");
   snprintf(args, sizeof args, "train --resume %s/msl --max-steps 0 --quiet", dir);
@@ -117,10 +117,7 @@ static void test_eval_json_out(void **state) {
   (void)state;
   char args[2048], path[512];
   tu_run_result r;
-  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --quiet --out %s/ej", dir,
-           dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("train failed: %s", r.err);
+  train_small("ej", "--max-steps 2");
   snprintf(args, sizeof args, "eval --model %s/ej --json --out %s/ej-eval", dir, dir);
   run(&r, args);
   if (r.status) fail_msg("eval --json --out failed: %s", r.err);
