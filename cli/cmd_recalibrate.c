@@ -13,7 +13,8 @@ static const char *const usage =
     "  --data SOURCE             default: the data set the model was trained on\n"
     "  --batches N               default 100\n"
     "  --batch B                 default 128\n"
-    "  --seed S                  which training samples (default 0)\n";
+    "  --seed S                  which training samples (default 0)\n"
+    "  --threads N               worker threads (default: the library's choice)\n";
 
 static double eval_acc(nn_model *m, const nn_dataset *ds, nn_input_norm norm, nn_error *err, int *fail) {
   double loss, acc = 0;
@@ -26,6 +27,7 @@ int cmd_recalibrate(int argc, char **argv) {
   const char *model_arg = NULL, *out = NULL, *data = NULL;
   nn_recalibrate_config rcfg = {.batch_size = 128, .batches = 100};
   unsigned long long seed = 0; /* rcfg.seed, once parsed */
+  int threads = 0;
   while (a.i < argc) {
     int bad = 0;
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
@@ -38,6 +40,7 @@ int cmd_recalibrate(int argc, char **argv) {
     else if (cli_opt(&a, "--batches")) bad = cli_int(&a, "--batches", 1, 1 << 24, &rcfg.batches);
     else if (cli_opt(&a, "--batch")) bad = cli_int(&a, "--batch", 2, 1 << 20, &rcfg.batch_size);
     else if (cli_opt(&a, "--seed")) bad = cli_u64(&a, "--seed", &seed);
+    else if (cli_opt(&a, "--threads")) bad = cli_int(&a, "--threads", 1, 1024, &threads);
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
@@ -60,6 +63,7 @@ int cmd_recalibrate(int argc, char **argv) {
   nn_input_norm norm = {0};
   const char *source = NULL, *source_from = NULL;
   if (nn_checkpoint_load(cm.checkpoint, NULL, &m, &err)) rc = cli_fail("recalibrate", &err);
+  if (!rc) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("recalibrate", &cm, m, NULL, data, &norm, &source, &source_from);
   int fail = 0;
   if (!rc && (nn_dataset_open(source, NN_SPLIT_TRAIN, &train, &err) || nn_dataset_open(source, NN_SPLIT_TEST, &test, &err)))

@@ -65,13 +65,15 @@ static void test_out_parents(void **state) {
   tu_cli_expect_error(dir, "", args, "afile", "not a directory");
 }
 
-/* recalibrate names the data it used (it printed freed memory there) */
+/* recalibrate names the data it used (it printed freed memory there); it takes --threads as
+ * eval and report do */
 static void test_recalibrate_names_data(void **state) {
   (void)state;
   char args[2048], want[512];
   tu_run_result r;
   train_small("rc", "--max-steps 3");
-  snprintf(args, sizeof args, "recalibrate --model %s/rc --batches 2 --batch 16 --out %s/rc.safetensors", dir, dir);
+  snprintf(args, sizeof args, "recalibrate --model %s/rc --batches 2 --batch 16 --threads 1 --out %s/rc.safetensors", dir,
+           dir);
   run(&r, args);
   if (r.status) fail_msg("recalibrate failed: %s", r.err);
   snprintf(want, sizeof want, " from idx:%s/good (recorded in the model): ", dir);
