@@ -128,6 +128,8 @@ typedef struct {
   size_t params;
   int validation;      /* evaluated on a validation split (val_*), else the test set (test_*) */
   int epochs;          /* the recipe's epochs (early stopping may end before) */
+  int best_epoch;      /* what best.safetensors holds (nn_run_best_epoch) */
+  int stopped_early;   /* the epoch early stopping ended the run at, or 0 */
   cli_activation *act; /* with --track-activations */
   int nact, capact;
 } cli_train_result;

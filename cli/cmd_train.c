@@ -50,26 +50,26 @@ int cmd_train(int argc, char **argv) {
   int rc = cli_train_run("train", &o, &res);
   int n = nn_history_count(res.hist);
   if (!rc && n > 0 && !o.quiet && !o.json) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-      if (nn_history_get(res.hist, i)->test_acc > nn_history_get(res.hist, best)->test_acc) best = i;
     const nn_epoch_record *last = nn_history_get(res.hist, n - 1);
     const char *dir = o.resume ? o.resume : o.out;
     const char *ev = res.validation ? "val" : "test";
-    printf("final: %s_acc=%.4f %s_loss=%.4f (best %s_acc %.4f at epoch %d), %.0f samples/s%s%s\n", ev,
-           last->test_acc, ev, last->test_loss, ev, nn_history_get(res.hist, best)->test_acc, nn_history_get(res.hist, best)->epoch, last->samples_per_sec,
-           dir ? ", run saved in " : "", dir ? dir : "");
-    /* early stopping: fewer epochs than asked, the weights of the lowest evaluation loss kept */
-    const char *es = cli_train_value(&o, "early-stop", NULL);
-    int lowest = 0;
-    for (int i = 1; i < n; i++)
-      if (nn_history_get(res.hist, i)->test_loss < nn_history_get(res.hist, lowest)->test_loss) lowest = i;
-    if (es && strcmp(es, "0") && last->epoch < res.epochs)
+    /* best: what best.safetensors holds, as the library chose it (accuracy, or early stopping's
+     * lowest loss) */
+    const char *es = cli_train_value(&o, "early-stop", "0");
+    const nn_epoch_record *best = res.best_epoch > 0 ? nn_history_get(res.hist, res.best_epoch - 1) : last;
+    if (strcmp(es, "0"))
+      printf("final: %s_acc=%.4f %s_loss=%.4f (best: epoch %d, %s_loss %.4f, %s_acc %.4f), %.0f samples/s%s%s\n", ev,
+             last->test_acc, ev, last->test_loss, best->epoch, ev, best->test_loss, ev, best->test_acc,
+             last->samples_per_sec, dir ? ", run saved in " : "", dir ? dir : "");
+    else
+      printf("final: %s_acc=%.4f %s_loss=%.4f (best %s_acc %.4f at epoch %d), %.0f samples/s%s%s\n", ev, last->test_acc,
+             ev, last->test_loss, ev, best->test_acc, best->epoch, last->samples_per_sec, dir ? ", run saved in " : "",
+             dir ? dir : "");
+    if (res.stopped_early)
       printf(
           "stopped early after epoch %d (--early-stop %s): the model holds the weights of epoch %d, the lowest "
-          "%s_loss %.4f\n",
-          last->epoch, es, nn_history_get(res.hist, lowest)->epoch, res.validation ? "val" : "test",
-          nn_history_get(res.hist, lowest)->test_loss);
+          "%s_loss %.4f by its rule\n",
+          res.stopped_early, es, best->epoch, ev, best->test_loss);
   }
   cli_train_result_free(&res);
   return rc;

@@ -398,6 +398,8 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     const char *out = nn_run_dir(run);
     if (out && o->track_activations && write_activations(cmd, out, res, j.model)) rc = EXIT_FAIL;
     if (st) rc = cli_fail(cmd, &err);
+    res->best_epoch = nn_run_best_epoch(run);
+    res->stopped_early = nn_run_stopped_early(run);
     if (!(res->hist = copy_history(nn_run_history(run)))) {
       cli_error(cmd, "out of memory");
       rc = EXIT_FAIL;

@@ -82,7 +82,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 1
+#define NN_VERSION_PATCH 2
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -840,6 +840,10 @@ NN_API int nn_run_finished(const nn_run *run);
 /* The epoch at which early stopping ended the run (its patience ran out), or 0. A resumed
  * run goes on counting from its history: the patience does not start over. */
 NN_API int nn_run_stopped_early(const nn_run *run);
+/* The epoch best.safetensors holds (1-based; 0 before any): the best evaluation accuracy, or
+ * with early stopping the epoch it keeps (the lowest evaluation loss by its MIN_DELTA rule),
+ * which is also the model's weights once early stopping has ended the run. */
+NN_API int nn_run_best_epoch(const nn_run *run);
 NN_API const nn_recipe *nn_run_recipe(const nn_run *run);
 NN_API nn_model *nn_run_model(nn_run *run);
 NN_API const nn_history *nn_run_history(const nn_run *run);

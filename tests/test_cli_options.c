@@ -139,10 +139,21 @@ static void test_schedule_early_stop_report(void **state) {
   /* early stopping with a validation split, then the report and the overlay plot */
   snprintf(args, sizeof args,
            "train --model %s/small.spec --data idx:%s/good --epochs 30 --batch 8 --lr 0.05 --val-split 0.25 "
-           "--early-stop 1 --quiet --out %s/early",
+           "--early-stop 1 --out %s/early",
            dir, dir, dir);
   run(&r, args);
   if (r.status) fail_msg("early-stop run failed: %s", r.err);
+  /* the final lines name the epoch best.safetensors holds (early stopping's, by loss) */
+  snprintf(path, sizeof path, "%s/early/best.safetensors", dir);
+  char *best_meta = NULL;
+  nn_error err = {0};
+  if (nn_checkpoint_meta(path, "normnet.epoch", &best_meta, &err)) fail_msg("%s", err.msg);
+  char best_line[128];
+  snprintf(best_line, sizeof best_line, "(best: epoch %s, val_loss", best_meta);
+  if (!strstr(r.out, best_line)) fail_msg("the final line does not name best.safetensors' epoch %s:\n%s", best_meta, r.out);
+  snprintf(best_line, sizeof best_line, "the model holds the weights of epoch %s,", best_meta);
+  if (!strstr(r.out, best_line)) fail_msg("the early-stop line does not name epoch %s:\n%s", best_meta, r.out);
+  free(best_meta);
   snprintf(path, sizeof path, "%s/early/history.csv", dir);
   tu_slurp(path, buf, sizeof buf);
   int rows = 0;
