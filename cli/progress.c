@@ -1,6 +1,7 @@
 /* Training progress on the terminal: a Keras-like bar with the epoch's ETA and the overall
  * ETA (over the remaining epochs, and the remaining variants of compare/study) when stdout
- * is a TTY (redrawn at most 10 times a second), one plain line per epoch otherwise. At the
+ * is a TTY (redrawn at most 10 times a second), one plain line per epoch otherwise (and
+ * under mpirun). At the
  * end of an epoch the bar is redrawn with the epoch's real figures, however it ended
  * (all batches, --max-steps, a stop request). */
 #include <math.h>
@@ -17,7 +18,9 @@ static double now(void) {
 
 void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label) {
   p->out = out;
-  p->tty = isatty(fileno(out));
+  /* under mpirun a rank's stdout is a pseudo-terminal of mpirun's whatever mpirun's own
+   * output is (a pipe, a log): plain lines there, so no escape codes reach a file */
+  p->tty = isatty(fileno(out)) && cli_comm()->size <= 1;
   p->quiet = quiet;
   p->label = label;
   p->epochs = p->first_epoch = p->epoch = p->batches = p->last_batch = 0;

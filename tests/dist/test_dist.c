@@ -235,6 +235,22 @@ static void killed_rank_resumes(void **state) {
   expect_equal("killed", "lenet2");
 }
 
+/* Under mpirun, rank 0's stdout is mpirun's pseudo-terminal even when mpirun writes to a
+ * pipe (here) or a log: the progress is plain lines, no carriage return or escape code. */
+static void progress_plain_under_mpirun(void **state) {
+  (void)state;
+  char launcher[512], a[1024];
+  snprintf(launcher, sizeof launcher,
+           "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\" '%s' --allow-run-as-root --oversubscribe -np 2",
+           getenv("NN_MPIEXEC"));
+  snprintf(a, sizeof a, "train --data idx:%s/data --model lenet --batch 32 --epochs 2 --max-steps 6 --out %s/plain", dir,
+           dir);
+  tu_cli_run(&res, dir, launcher, a);
+  if (res.status) fail_msg("exit %d: %s", res.status, res.err);
+  if (strchr(res.out, '\r') || strchr(res.out, '\033')) fail_msg("terminal codes in mpirun's output:\n%s", res.out);
+  if (!strstr(res.out, "epoch 2/2")) fail_msg("no plain line for epoch 2:\n%s", res.out);
+}
+
 /* A failure on every rank is printed once, by rank 0, and all ranks exit non-zero. */
 static void failure_printed_once(void **state) {
   (void)state;
@@ -254,6 +270,7 @@ int main(void) {
       cmocka_unit_test(unsynchronized_bn_resumes),
       cmocka_unit_test(killed_rank_resumes),
       cmocka_unit_test(failure_printed_once),
+      cmocka_unit_test(progress_plain_under_mpirun),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
