@@ -22,7 +22,8 @@ static const char *const usage =
     "--sync-bn on/off with mpirun -np K (oversubscribed), all at the same global --batch, then\n"
     "print each model's validation accuracy in eval mode, in train mode (batch statistics over\n"
     "the batch each process normalized: B with SyncBN, ceil(B/K) without) and their gap;\n"
-    "DIR/study.csv (default runs/study-sync-bn) holds the table, DIR/kK-on|off the runs.\n";
+    "DIR/study.csv (default runs/study-sync-bn) holds the table, DIR/kK-on|off the runs.\n"
+    "The training options are train's, below, except --sync-bn and --resume: the study sets them.\n";
 
 /* Run one training as a child: mpirun -np k SELF train ARGS (k = 1: SELF train ARGS). */
 static int spawn(const char *mpirun, int k, char **args, int nargs, const char *sync, const char *dir) {
