@@ -390,7 +390,6 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *re
     j.shown = cli_progress_callbacks(&j.progress);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_comm *comm = cli_comm();
-    comm->sync_bn = nn_run_recipe(run)->sync_bn;
     nn_run_set_comm(run, comm);
     /* under mpirun: every rank is ready (or all stop with the first failing rank's message) */
     nn_status st = (rc = cli_dist_agree(EXIT_OK)) ? NN_OK : nn_run_train(run, &cb, &err);

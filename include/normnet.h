@@ -788,7 +788,7 @@ typedef struct {
   float divergence_factor; /* "divergence-factor" (nn_fit_config; 0: off) */
   int nan_check;           /* "nan-check" */
   int sync_bn;             /* "sync-bn": data parallel (nn_run_set_comm), batchnorm statistics over the
-                              global batch (1, the default) or per process (0); the comm must agree */
+                              global batch (1, the default) or per process (0) */
 } nn_recipe;
 /* A preset's recipe (its optimizer, batch, epochs, input transform, init), data
  * "fashion-mnist", seed 42, shuffled, no augmentation. NULL: Adam's defaults, batch 32,
@@ -825,8 +825,9 @@ NN_API nn_status nn_run_resume(const char *dir, nn_run **out, nn_error *err);
 /* The same state, read only: no lock, nothing written (the other processes of a data-parallel
  * training, whose rank 0 resumed the run with nn_run_resume). */
 NN_API nn_status nn_run_resume_reader(const char *dir, nn_run **out, nn_error *err);
-/* Train data parallel over comm (nn_dist_init); NULL: one process. comm->sync_bn must be the
- * recipe's sync_bn (nn_run_train refuses a disagreement). */
+/* Train data parallel over comm (nn_dist_init); NULL: one process. The run keeps a copy of
+ * *comm whose sync_bn is the recipe's (the recorded choice, also on resume), whatever
+ * comm->sync_bn says. */
 NN_API void nn_run_set_comm(nn_run *run, const nn_comm *comm);
 /* Extend (or shorten) a run: the only recipe fields a resumed run may change. */
 NN_API nn_status nn_run_set_epochs(nn_run *run, int epochs, nn_error *err);

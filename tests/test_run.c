@@ -498,28 +498,6 @@ static void test_lock_and_existing_run(void **state) {
   nn_spec_free(s);
 }
 
-/* The recipe's sync-bn and the communicator's must agree: a resumed per-rank run cannot be
- * trained with synchronized statistics by mistake (or the reverse). The refusal comes
- * before any communication, so a communicator without functions is enough here. */
-static void test_sync_bn_agrees(void **state) {
-  (void)state;
-  nn_spec *s = spec();
-  for (int recorded = 0; recorded < 2; recorded++) {
-    nn_recipe r = recipe(1);
-    nn_error err = {0};
-    if (nn_recipe_set(&r, "sync-bn", recorded ? "1" : "0", &err)) fail_msg("%s", err.msg);
-    nn_run *run = NULL;
-    if (nn_run_create(&r, s, NULL, 0, &run, &err)) fail_msg("%s", err.msg);
-    nn_comm comm = {.rank = 0, .size = 2, .sync_bn = !recorded};
-    nn_run_set_comm(run, &comm);
-    assert_int_equal(nn_run_train(run, NULL, &err), NN_ERR_ARG);
-    if (!strstr(err.msg, recorded ? "sync-bn on" : "sync-bn off")) fail_msg("unexpected message: %s", err.msg);
-    assert_int_equal(nn_run_steps(run), 0);
-    nn_run_free(run);
-  }
-  nn_spec_free(s);
-}
-
 static void test_recipe_keys(void **state) {
   (void)state;
   nn_recipe r = nn_recipe_default(nn_preset_find("lenet"));
@@ -586,7 +564,6 @@ int main(int argc, char **argv) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_recipe_keys),
-      cmocka_unit_test(test_sync_bn_agrees),
       cmocka_unit_test(test_max_steps_inside_epoch),
       cmocka_unit_test(test_resume_after_sigkill),
       cmocka_unit_test(test_fine_tune_and_input),

@@ -46,7 +46,8 @@ struct nn_run {
   nn_fit_position pos; /* inside the last epoch (its history row partial) when pos.batch > 0 */
   nn_history *hist;
   int locked;
-  const nn_comm *comm;          /* data parallel training, or NULL */
+  nn_comm comm; /* data parallel training (a copy, its sync_bn the recipe's) */
+  int has_comm;
   const nn_fit_callbacks *user; /* during nn_run_train */
 };
 
@@ -417,11 +418,6 @@ static nn_status load_early_stop_best(const nn_run *run, nn_model **out, nn_erro
 
 nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   static const nn_fit_callbacks none = {0};
-  if (run->comm && run->comm->size > 1 && !run->comm->sync_bn != !run->r.sync_bn)
-    return nn_err_set(err, NN_ERR_ARG,
-                      "the run's recipe has sync-bn %s but its communicator has it %s: set nn_comm.sync_bn from "
-                      "the recipe",
-                      run->r.sync_bn ? "on" : "off", run->comm->sync_bn ? "on" : "off");
   run->user = cb ? cb : &none;
   nn_fit_config fc = nn_fit_defaults();
   fc.epochs = run->r.epochs;
@@ -435,7 +431,7 @@ nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   fc.first_epoch = complete_epochs(run) + 1;
   fc.position = &run->pos;
   fc.data_rng = &run->data_rng;
-  fc.comm = run->comm;
+  fc.comm = run->has_comm ? &run->comm : NULL;
   fc.lr_schedule = &run->r.lr_schedule;
   fc.accumulate = run->r.accumulate;
   fc.early_stop = run->r.early_stop;
@@ -456,7 +452,11 @@ nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
 
 /* ---- resuming -------------------------------------------------------------------------- */
 
-void nn_run_set_comm(nn_run *run, const nn_comm *comm) { run->comm = comm; }
+/* The recipe decides SyncBN: the run trains over a copy of comm with the recipe's sync_bn. */
+void nn_run_set_comm(nn_run *run, const nn_comm *comm) {
+  run->has_comm = comm != NULL;
+  if (comm) run->comm = *comm, run->comm.sync_bn = run->r.sync_bn;
+}
 
 static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err);
 
