@@ -140,7 +140,7 @@ typedef struct {
   float *aug_scratch;
   int n, bs, ebs, batches;
   int first;      /* the first epoch of this call (it may start inside, at cfg->position) */
-  int ic, ih, iw; /* sample shape */
+  nn_dims in;     /* sample shape */
   int accumulate; /* batches per optimizer step */
   long steps_per_epoch, total_steps;
   float base_lr;
@@ -210,7 +210,7 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   nn_model *m = s->m;
   int start = b * s->bs, cnt = s->n - start < s->bs ? s->n - start : s->bs;
   nn_dataset_batch(s->train, s->tb.order + start, cnt, cfg->input_norm, s->tb.x, s->tb.y);
-  if (cfg->augment) nn_augment_batch(cfg->augment, s->rng, s->tb.x, cnt, (nn_dims){.c = s->ic, .h = s->ih, .w = s->iw}, s->aug_scratch);
+  if (cfg->augment) nn_augment_batch(cfg->augment, s->rng, s->tb.x, cnt, s->in, s->aug_scratch);
   /* data parallel: every rank made the whole global batch (same stream); it trains on its slice */
   nn_range sl = nn_dist_slice(comm, cnt);
   int lo = sl.lo, hi = sl.hi;
@@ -229,7 +229,7 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
     if (b == 0) s->epoch_lr = nn_optimizer_lr(s->opt);
   }
   m->loss_n = group;
-  nn_status st = nn_model_forward(m, s->tb.x + (size_t)lo * s->ic * s->ih * s->iw, s->tb.y + lo, hi - lo,
+  nn_status st = nn_model_forward(m, s->tb.x + (size_t)lo * s->in.c * s->in.h * s->in.w, s->tb.y + lo, hi - lo,
                                   NN_MODE_TRAIN, &ls, &right, NULL, err);
   if (!st) st = nn_model_backward(m, err);
   if (comm) {
@@ -451,9 +451,8 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
     nn_fit_seed_data_rng(&own_rng, cfg->seed);
     s.rng = &own_rng;
   }
-  nn_dims in = nn_dataset_shape(train);
-  s.ic = in.c, s.ih = in.h, s.iw = in.w;
-  s.aug_scratch = cfg->augment ? malloc((size_t)s.ic * s.ih * s.iw * sizeof *s.aug_scratch) : NULL;
+  s.in = nn_dataset_shape(train);
+  s.aug_scratch = cfg->augment ? malloc((size_t)s.in.c * s.in.h * s.in.w * sizeof *s.aug_scratch) : NULL;
   if (cfg->augment && !s.aug_scratch && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   int first = s.first = cfg->first_epoch > 0 ? cfg->first_epoch : 1;
   const nn_fit_position *pos = cfg->position;
