@@ -568,30 +568,34 @@ static void test_thread_independence(void **state) {
     for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
     free(x), free(w), free(b), free(dy), free(ws);
   }
-  /* dense */
-  int n = 128, in = 256, out = 120;
-  float *x = tu_fbuf((size_t)n * in), *w = tu_fbuf((size_t)out * in), *b = tu_fbuf(out), *dy = tu_fbuf((size_t)n * out);
-  tu_fill_pair(&r, x, NULL, (size_t)n * in, -1, 1);
-  tu_fill_pair(&r, w, NULL, (size_t)out * in, -1, 1);
-  tu_fill_pair(&r, b, NULL, out, -1, 1);
-  tu_fill_pair(&r, dy, NULL, (size_t)n * out, -1, 1);
-  float *y[2], *dx[2], *dw[2], *db[2];
-  for (int t = 0; t < 2; t++) {
-    y[t] = tu_fbuf((size_t)n * out), dx[t] = tu_fbuf((size_t)n * in), dw[t] = tu_fbuf((size_t)out * in);
-    db[t] = tu_fbuf(out);
-    memset(dw[t], 0, sizeof(float) * (size_t)out * in);
-    memset(db[t], 0, sizeof(float) * (size_t)out);
-    omp_set_num_threads(t == 0 ? 1 : 3);
-    nn_dense_forward(x, w, b, y[t], n, in, out);
-    nn_dense_backward(x, w, dy, dx[t], dw[t], db[t], n, in, out);
+  /* dense: split by rows (n = 128), and by columns too when the batch is one row block
+   * (the mlp's first layer at batch 32) */
+  static const int dshapes[][3] = {{128, 256, 120}, {32, 784, 128}};
+  for (size_t s = 0; s < sizeof dshapes / sizeof dshapes[0]; s++) {
+    int n = dshapes[s][0], in = dshapes[s][1], out = dshapes[s][2];
+    float *x = tu_fbuf((size_t)n * in), *w = tu_fbuf((size_t)out * in), *b = tu_fbuf(out), *dy = tu_fbuf((size_t)n * out);
+    tu_fill_pair(&r, x, NULL, (size_t)n * in, -1, 1);
+    tu_fill_pair(&r, w, NULL, (size_t)out * in, -1, 1);
+    tu_fill_pair(&r, b, NULL, out, -1, 1);
+    tu_fill_pair(&r, dy, NULL, (size_t)n * out, -1, 1);
+    float *y[2], *dx[2], *dw[2], *db[2];
+    for (int t = 0; t < 2; t++) {
+      y[t] = tu_fbuf((size_t)n * out), dx[t] = tu_fbuf((size_t)n * in), dw[t] = tu_fbuf((size_t)out * in);
+      db[t] = tu_fbuf(out);
+      memset(dw[t], 0, sizeof(float) * (size_t)out * in);
+      memset(db[t], 0, sizeof(float) * (size_t)out);
+      omp_set_num_threads(t == 0 ? 1 : 3);
+      nn_dense_forward(x, w, b, y[t], n, in, out);
+      nn_dense_backward(x, w, dy, dx[t], dw[t], db[t], n, in, out);
+    }
+    omp_set_num_threads(saved);
+    assert_memory_equal(y[0], y[1], sizeof(float) * (size_t)n * out);
+    assert_memory_equal(dx[0], dx[1], sizeof(float) * (size_t)n * in);
+    assert_memory_equal(dw[0], dw[1], sizeof(float) * (size_t)out * in);
+    assert_memory_equal(db[0], db[1], sizeof(float) * (size_t)out);
+    for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
+    free(x), free(w), free(b), free(dy);
   }
-  omp_set_num_threads(saved);
-  assert_memory_equal(y[0], y[1], sizeof(float) * (size_t)n * out);
-  assert_memory_equal(dx[0], dx[1], sizeof(float) * (size_t)n * in);
-  assert_memory_equal(dw[0], dw[1], sizeof(float) * (size_t)out * in);
-  assert_memory_equal(db[0], db[1], sizeof(float) * (size_t)out);
-  for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
-  free(x), free(w), free(b), free(dy);
   /* pooling, split over planes when large (cnn pool1 shape) */
   nn_pool_geom pg = {.n = 64, .c = 16, .h = 26, .w = 26, .size = 2, .stride = 2};
   assert_int_equal(nn_pool_geom_init(&pg), 0);

@@ -2,8 +2,9 @@
  *
  * Every GEMM here runs on one thread over a block whose bounds depend only on the shape,
  * and blocks never share an output element, so results do not depend on the thread
- * count: y and dx are split by sample rows (reduction over O or I stays inside one GEMM),
- * dw by output rows (the whole batch reduction inside one GEMM), db by a serial loop. */
+ * count: y and dx are split by sample rows and, when the batch has few row blocks, also by
+ * columns (the reduction over I or O stays inside one GEMM), dw by output rows (the whole batch
+ * reduction inside one GEMM), db by a serial loop. */
 #include <omp.h>
 #include <stddef.h>
 
@@ -13,6 +14,8 @@
 
 #define DENSE_ROW_BLOCK 32         /* samples per block for y and dx */
 #define DENSE_OUT_BLOCK 16         /* output rows per block for dw */
+#define DENSE_COL_BLOCK 64         /* columns per block of y or dx when rows are few */
+#define DENSE_FEW_ROWS 4           /* fewer row blocks than this: columns are split too */
 #define DENSE_PAR_FLOPS (1L << 21) /* below this, one thread (wake-ups cost more) */
 
 /* nn_gemm restricted to the calling thread (oneDNN goes serial inside a parallel region;
@@ -35,31 +38,47 @@ static int team_size(long flops, int blocks) {
   return t < blocks ? t : blocks;
 }
 
-static void dense_fwd_block(const float *x, const float *w, const float *b, float *y, int r0, int r1,
-                            int in, int out) {
-  float *yb = y + (size_t)r0 * (size_t)out;
-  gemm_1t(0, 1, r1 - r0, out, in, 1.0f, x + (size_t)r0 * (size_t)in, in, w, in, 0.0f, yb, out);
+/* Columns per block of a y or dx with `rows` row blocks and `cols` columns: all unless the batch
+ * is a few row blocks (a training batch of 32 is one block, which would leave the layer on
+ * one thread). A function of the shape only, so the GEMMs, and the rounding, never depend on
+ * the thread count. */
+static int col_width(int rows, int cols) { return rows < DENSE_FEW_ROWS && cols > DENSE_COL_BLOCK ? DENSE_COL_BLOCK : cols; }
+
+/* y[r0:r1, c0:c1] = x[r0:r1, I] @ w[c0:c1, I]^T + b[c0:c1] */
+static void dense_fwd_block(const float *x, const float *w, const float *b, float *y, int r0, int r1, int c0,
+                            int c1, int in, int out) {
+  float *yb = y + (size_t)r0 * (size_t)out + c0;
+  gemm_1t(0, 1, r1 - r0, c1 - c0, in, 1.0f, x + (size_t)r0 * (size_t)in, in, w + (size_t)c0 * (size_t)in, in,
+          0.0f, yb, out);
   if (b) {
     for (int i = 0; i < r1 - r0; i++) {
       float *yi = yb + (size_t)i * (size_t)out;
 #pragma omp simd
-      for (int o = 0; o < out; o++) yi[o] += b[o];
+      for (int o = 0; o < c1 - c0; o++) yi[o] += b[c0 + o];
     }
   }
+}
+
+/* Bounds [*a, *b) of block k of size `block` in [0, n). */
+static void block_range(int k, int block, int n, int *a, int *b) {
+  *a = k * block;
+  *b = *a + block < n ? *a + block : n;
 }
 
 void NN_V(nn_dense_forward)(const float *x, const float *w, const float *b, float *y, int n, int in, int out) {
   NN_ASSERT(n >= 0 && in >= 0 && out >= 0);
   if (n == 0 || out == 0) return;
-  int blocks = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK;
-  int nt = team_size(2L * n * in * out, blocks);
-  /* the same row blocks on one thread or many: oneDNN's blocking (and so the rounding) may
-   * depend on the GEMM's row count (AVX2 kernels do), never on which thread runs a block */
+  int rows = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK, width = col_width(rows, out);
+  int cols = (out + width - 1) / width;
+  int nt = team_size(2L * n * in * out, rows * cols);
+  /* the same blocks on one thread or many: oneDNN's blocking (and so the rounding) may depend
+   * on the GEMM's shape (AVX2 kernels do), never on which thread runs a block */
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(dynamic, 1)
-  for (int blk = 0; blk < blocks; blk++) {
-    int r0 = blk * DENSE_ROW_BLOCK;
-    int r1 = r0 + DENSE_ROW_BLOCK < n ? r0 + DENSE_ROW_BLOCK : n;
-    dense_fwd_block(x, w, b, y, r0, r1, in, out);
+  for (int blk = 0; blk < rows * cols; blk++) {
+    int r0, r1, c0, c1;
+    block_range(blk / cols, DENSE_ROW_BLOCK, n, &r0, &r1);
+    block_range(blk % cols, width, out, &c0, &c1);
+    dense_fwd_block(x, w, b, y, r0, r1, c0, c1, in, out);
   }
 }
 
@@ -72,22 +91,24 @@ static void dense_db(const float *dy, float *db, int n, int out) {
   }
 }
 
-/* Task t of the backward pass: [0, dx_blocks) are dx row blocks, then dw output-row blocks,
- * then (if db) one db task. */
-static void dense_bwd_task(int t, int dx_blocks, int dw_blocks, const float *x, const float *w,
+/* Task t of the backward pass: [0, dx_blocks) are dx blocks (row-major over row and column
+ * blocks, dx_cols column blocks of dx_width per row block), then dw output-row blocks, then (if db) one
+ * db task. */
+static void dense_bwd_task(int t, int dx_blocks, int dx_cols, int dx_width, int dw_blocks, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db, int n, int in, int out) {
   if (t < dx_blocks) {
-    int r0 = t * DENSE_ROW_BLOCK;
-    int r1 = r0 + DENSE_ROW_BLOCK < n ? r0 + DENSE_ROW_BLOCK : n;
-    /* dx[r0:r1, I] = dy[r0:r1, O] @ w[O, I] */
-    gemm_1t(0, 0, r1 - r0, in, out, 1.0f, dy + (size_t)r0 * (size_t)out, out, w, in, 0.0f,
-            dx + (size_t)r0 * (size_t)in, in);
+    int r0, r1, i0, i1;
+    block_range(t / dx_cols, DENSE_ROW_BLOCK, n, &r0, &r1);
+    block_range(t % dx_cols, dx_width, in, &i0, &i1);
+    /* dx[r0:r1, i0:i1] = dy[r0:r1, O] @ w[O, i0:i1] */
+    gemm_1t(0, 0, r1 - r0, i1 - i0, out, 1.0f, dy + (size_t)r0 * (size_t)out, out, w + i0, in, 0.0f,
+            dx + (size_t)r0 * (size_t)in + i0, in);
     return;
   }
   t -= dx_blocks;
   if (t < dw_blocks) {
-    int o0 = t * DENSE_OUT_BLOCK;
-    int o1 = o0 + DENSE_OUT_BLOCK < out ? o0 + DENSE_OUT_BLOCK : out;
+    int o0, o1;
+    block_range(t, DENSE_OUT_BLOCK, out, &o0, &o1);
     /* dw[o0:o1, I] += dy[N, o0:o1]^T @ x[N, I] */
     gemm_1t(1, 0, o1 - o0, in, n, 1.0f, dy + o0, out, x, in, 1.0f, dw + (size_t)o0 * (size_t)in, in);
     return;
@@ -102,17 +123,19 @@ void NN_V(nn_dense_backward)(const float *x, const float *w, const float *dy, fl
     for (size_t i = 0; i < (size_t)n * (size_t)in; i++) dx[i] = 0.0f;
   }
   if (n == 0 || out == 0) return;
-  int dx_blocks = dx && in > 0 ? (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK : 0;
+  int rows = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK, dx_width = in > 0 ? col_width(rows, in) : 1;
+  int dx_cols = (in + dx_width - 1) / dx_width;
+  int dx_blocks = dx && in > 0 ? rows * dx_cols : 0;
   int dw_blocks = dw && in > 0 ? (out + DENSE_OUT_BLOCK - 1) / DENSE_OUT_BLOCK : 0;
   int tasks = dx_blocks + dw_blocks + (db ? 1 : 0);
   long flops = 2L * n * in * out * ((dx ? 1 : 0) + (dw ? 1 : 0));
   int nt = team_size(flops, tasks);
   if (nt <= 1) {
     for (int t = 0; t < tasks; t++)
-      dense_bwd_task(t, dx_blocks, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
+      dense_bwd_task(t, dx_blocks, dx_cols, dx_width, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
     return;
   }
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
   for (int t = 0; t < tasks; t++)
-    dense_bwd_task(t, dx_blocks, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
+    dense_bwd_task(t, dx_blocks, dx_cols, dx_width, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
 }
