@@ -82,7 +82,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 2
+#define NN_VERSION_PATCH 3
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -616,6 +616,11 @@ typedef struct {
                               grew by that factor or went non-finite. 0: off. Default 1e4 */
   int nan_check;                     /* 1: check every layer's output for NaN/Inf after every step,
                               not only when the loss goes bad (costs one pass over them) */
+  int assemble_in_step;              /* 0 (default): a helper thread assembles batch b+1 (uint8 -> float,
+                              augmentation) while step b trains; 1: each step assembles its
+                              own batch, no helper thread. The batches, and so the results,
+                              are bitwise the same; data_rng runs up to one batch ahead while
+                              nn_fit trains and is exact when it returns or calls epoch_done */
 } nn_fit_config;
 NN_API nn_fit_config nn_fit_defaults(void);
 /* The shuffling/augmentation stream nn_fit derives from a seed (distinct from the stream

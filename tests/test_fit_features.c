@@ -6,6 +6,8 @@
  *   evaluation loss equals the recorded one bitwise);
  * - early stopping resumed: a training split in two nn_fit calls (the second given the first's
  *   history and best weights) stops at the same epoch with the same weights as one call;
+ * - batch assembly ahead on a helper thread gives the batches of assembly in the step,
+ *   bitwise, and leaves the data stream exact when max_steps stops inside an epoch;
  * - schedules: the lr recorded per epoch is the schedule's value at the epoch's first step,
  *   and the optimizer gets its base lr back;
  * - nn_recipe_check refuses momentum/nesterov with Adam, freeze-bn without init-from. */
@@ -192,6 +194,49 @@ static void test_early_stop_resumes(void **state) {
   trainee_free(&a), trainee_free(&b), trainee_free(&c), trainee_free(&d);
 }
 
+/* Batch assembly ahead (a helper thread makes batch b+1 while step b trains, when the steps
+ * leave a core free: one thread here) gives the batches of assembly in the step, bitwise: with augmentation (its draws come from the data
+ * stream) and shuffling, over whole epochs and a run that max_steps stops inside an epoch,
+ * the parameters and the data stream left behind are the same. The stream being exact at a
+ * stop inside an epoch shows that the draws of the batch assembled ahead, never trained,
+ * were undone. */
+static void test_assembly_ahead_same_batches(void **state) {
+  (void)state;
+  nn_dataset *ds = make_data(100, 0, 9);
+  nn_augment aug = {0};
+  nn_error err = {0};
+  assert_int_equal(nn_augment_parse("flip,crop=1", &aug, &err), NN_OK);
+  const long limits[] = {0, 9}; /* whole epochs; stopped at batch 3 of epoch 3 (4 per epoch) */
+  for (size_t t = 0; t < sizeof limits / sizeof limits[0]; t++) {
+    float *params[2];
+    size_t np = 0;
+    nn_rng stream[2];
+    for (int inline_ = 0; inline_ < 2; inline_++) {
+      nn_model *m = make_model(MLP);
+      nn_model_set_threads(m, 1); /* a core left free: the helper assembles ahead */
+      nn_opt_config oc = nn_opt_defaults(NN_OPT_SGD);
+      oc.lr = 0.2f;
+      nn_optimizer *opt = NULL;
+      assert_int_equal(nn_optimizer_create(&oc, m, &opt, &err), NN_OK);
+      nn_rng_seed(&stream[inline_], 31);
+      nn_fit_config fc = nn_fit_defaults();
+      fc.epochs = 3, fc.batch_size = 32, fc.augment = &aug, fc.data_rng = &stream[inline_];
+      fc.max_steps = limits[t], fc.assemble_in_step = inline_;
+      if (nn_fit(m, opt, ds, NULL, &fc, NULL, NULL, &err)) fail_msg("%s", err.msg);
+      assert_int_equal(nn_optimizer_steps(opt), limits[t] ? limits[t] : 12);
+      np = nn_model_param_count(m);
+      params[inline_] = malloc(np * sizeof(float));
+      memcpy(params[inline_], nn_model_params(m), np * sizeof(float));
+      nn_optimizer_free(opt);
+      nn_model_free(m);
+    }
+    assert_memory_equal(params[0], params[1], np * sizeof(float));
+    assert_memory_equal(&stream[0], &stream[1], sizeof stream[0]);
+    free(params[0]), free(params[1]);
+  }
+  nn_dataset_free(ds);
+}
+
 static void test_schedule_lr_per_epoch(void **state) {
   (void)state;
   nn_dataset *ds = make_data(50, 0, 9);
@@ -273,6 +318,7 @@ int main(void) {
       cmocka_unit_test(test_accumulation_equals_big_batch),
       cmocka_unit_test(test_early_stop_restores_best),
       cmocka_unit_test(test_early_stop_resumes),
+      cmocka_unit_test(test_assembly_ahead_same_batches),
       cmocka_unit_test(test_schedule_lr_per_epoch),
       cmocka_unit_test(test_recipe_refusals),
   };
