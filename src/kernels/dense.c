@@ -38,10 +38,10 @@ static int team_size(long flops, int blocks) {
   return t < blocks ? t : blocks;
 }
 
-/* Columns per block of a y or dx with `rows` row blocks and `cols` columns: all unless the batch
- * is a few row blocks (a training batch of 32 is one block, which would leave the layer on
- * one thread). A function of the shape only, so the GEMMs, and the rounding, never depend on
- * the thread count. */
+/* Columns per block of a y or dx with `rows` row blocks and `cols` columns: all unless the
+ * batch is a few row blocks (a training batch of 32 is one block, which would leave the layer
+ * on one thread). A function of the shape only, so the GEMMs, and the rounding, never depend
+ * on the thread count. */
 static int col_width(int rows, int cols) { return rows < DENSE_FEW_ROWS && cols > DENSE_COL_BLOCK ? DENSE_COL_BLOCK : cols; }
 
 /* y[r0:r1, c0:c1] = x[r0:r1, I] @ w[c0:c1, I]^T + b[c0:c1] */
@@ -92,8 +92,8 @@ static void dense_db(const float *dy, float *db, int n, int out) {
 }
 
 /* Task t of the backward pass: [0, dx_blocks) are dx blocks (row-major over row and column
- * blocks, dx_cols column blocks of dx_width per row block), then dw output-row blocks, then (if db) one
- * db task. */
+ * blocks, dx_cols column blocks of dx_width per row block), then dw output-row blocks, then
+ * (if db) one db task. */
 static void dense_bwd_task(int t, int dx_blocks, int dx_cols, int dx_width, int dw_blocks, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db, int n, int in, int out) {
   if (t < dx_blocks) {
