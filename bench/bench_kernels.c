@@ -1,12 +1,12 @@
 /* Kernel throughput on the presets' shapes against what the machine can do.
  *
- *   bench_kernels [--threads T] [--seconds S] [--only pool|relu|conv]
+ *   bench_kernels [--threads T] [--seconds S] [--only pool|relu|conv|dense]
  *
  * Prints, per kernel and shape, the time per call and either GB/s (memory-bound kernels:
  * pooling, activations; bytes = tensors read + written once) or GFLOP/s (conv, dense GEMMs;
  * 2*M*N*K per GEMM), next to two references measured by the same program: the triad
  * bandwidth (a[i] = b[i] + s*c[i]) on arrays of the kernel's footprint, and the FMA peak
- * (independent vector FMA chains on registers). Each figure is the median of 7 timed
+ * (independent vector FMA chains on registers). --only picks one group (pool, relu, conv, dense). Each figure is the median of 7 timed
  * repetitions of about --seconds/7 each. On one thread the clock is the process's CPU time
  * (time spent waiting for a core another process holds is not counted, so figures stay
  * comparable on a shared machine); on more threads it is wall time. */
@@ -264,6 +264,34 @@ static void bench_relu(const char *name, size_t count) {
   free(a.x), free(a.y), free(a.dy), free(a.dx);
 }
 
+/* dense: y = x w^T + b; backward dx (unless first) + dw + db, as a training step runs them */
+typedef struct {
+  float *x, *w, *b, *y, *dy, *dx, *dw, *db;
+  int n, in, out, first;
+} dense_ctx;
+
+static void dense_fwd(void *p) {
+  dense_ctx *d = p;
+  nn_dense_forward(d->x, d->w, d->b, d->y, d->n, d->in, d->out);
+}
+
+static void dense_bwd(void *p) {
+  dense_ctx *d = p;
+  nn_dense_backward(d->x, d->w, d->dy, d->first ? NULL : d->dx, d->dw, d->db, d->n, d->in, d->out);
+}
+
+static void bench_dense(const char *name, int n, int in, int out, int first) {
+  const size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
+  dense_ctx d = {fbuf(nx), fbuf(nw), fbuf(out), fbuf(ny), fbuf(ny), fbuf(nx), fbuf(nw), fbuf(out), n, in, out, first};
+  const double gemm = 2.0 * n * in * out;
+  char what[96];
+  snprintf(what, sizeof what, "dense fwd %s", name);
+  report(what, time_call(dense_fwd, &d), 0, gemm);
+  snprintf(what, sizeof what, "dense bwd (%sdw, db) %s", first ? "" : "dx, ", name);
+  report(what, time_call(dense_bwd, &d), 0, first ? gemm : 2 * gemm);
+  free(d.x), free(d.w), free(d.b), free(d.y), free(d.dy), free(d.dx), free(d.dw), free(d.db);
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i += 2) {
     if (i + 1 < argc && !strcmp(argv[i], "--threads")) {
@@ -282,7 +310,7 @@ int main(int argc, char **argv) {
         return 2;
       }
     } else {
-      fprintf(stderr, "usage: bench_kernels [--threads T] [--seconds S] [--only pool|relu|conv]\n");
+      fprintf(stderr, "usage: bench_kernels [--threads T] [--seconds S] [--only pool|relu|conv|dense]\n");
       return 2;
     }
   }
@@ -304,6 +332,13 @@ int main(int argc, char **argv) {
     bench_conv("cnn conv2 32x32x13x13 oc64 k3", 32, 32, 13, 13, 64, 3);
     bench_conv("cifar conv1 32x3x32x32 oc32 k3", 32, 3, 32, 32, 32, 3);
     bench_conv("cifar conv2 32x32x15x15 oc64 k3", 32, 32, 15, 15, 64, 3);
+  }
+  if (!g_only || !strcmp(g_only, "dense")) {
+    bench_dense("mlp dense1 32x784x128", 32, 784, 128, 1);
+    bench_dense("mlp dense2 32x128x64", 32, 128, 64, 0);
+    bench_dense("cnn dense1 32x1600x64", 32, 1600, 64, 0);
+    bench_dense("lenet dense1 128x256x120", 128, 256, 120, 0);
+    bench_dense("cifar-cnn dense1 32x2304x64", 32, 2304, 64, 0);
   }
   return 0;
 }
