@@ -569,8 +569,8 @@ static void test_thread_independence(void **state) {
     free(x), free(w), free(b), free(dy), free(ws);
   }
   /* dense: split by rows (n = 128), and by columns too when the batch is one row block
-   * (the mlp's first layer at batch 32) */
-  static const int dshapes[][3] = {{128, 256, 120}, {32, 784, 128}};
+   * (the mlp's first layer at batch 32; the cnn's, 64 columns in two blocks) */
+  static const int dshapes[][3] = {{128, 256, 120}, {32, 784, 128}, {32, 1600, 64}};
   for (size_t s = 0; s < sizeof dshapes / sizeof dshapes[0]; s++) {
     int n = dshapes[s][0], in = dshapes[s][1], out = dshapes[s][2];
     float *x = tu_fbuf((size_t)n * in), *w = tu_fbuf((size_t)out * in), *b = tu_fbuf(out), *dy = tu_fbuf((size_t)n * out);

@@ -14,7 +14,7 @@
 
 #define DENSE_ROW_BLOCK 32         /* samples per block for y and dx */
 #define DENSE_OUT_BLOCK 16         /* output rows per block for dw */
-#define DENSE_COL_BLOCK 64         /* columns per block of y or dx when rows are few */
+#define DENSE_COL_BLOCK 64         /* columns per block of y or dx when rows are few (half of it for 33-64) */
 #define DENSE_FEW_ROWS 4           /* fewer row blocks than this: columns are split too */
 #define DENSE_PAR_FLOPS (1L << 21) /* below this, one thread (wake-ups cost more) */
 
@@ -42,7 +42,10 @@ static int team_size(long flops, int blocks) {
  * batch is a few row blocks (a training batch of 32 is one block, which would leave the layer
  * on one thread). A function of the shape only, so the GEMMs, and the rounding, never depend
  * on the thread count. */
-static int col_width(int rows, int cols) { return rows < DENSE_FEW_ROWS && cols > DENSE_COL_BLOCK ? DENSE_COL_BLOCK : cols; }
+static int col_width(int rows, int cols) {
+  if (rows >= DENSE_FEW_ROWS || cols <= DENSE_COL_BLOCK / 2) return cols;
+  return cols > DENSE_COL_BLOCK ? DENSE_COL_BLOCK : DENSE_COL_BLOCK / 2; /* 33-64 columns: two blocks */
+}
 
 /* y[r0:r1, c0:c1] = x[r0:r1, I] @ w[c0:c1, I]^T + b[c0:c1] */
 static void dense_fwd_block(const float *x, const float *w, const float *b, float *y, int r0, int r1, int c0,
