@@ -17,7 +17,8 @@
  * A training step is what `normnet train` does per batch: zero the gradients, convert the
  * uint8 batch to normalized floats, forward with the loss, backward, and the preset's own
  * optimizer update (SGD lr 0.1 for lenet, Adam for the Keras presets), so the weights move
- * as they do in training. Inference is an eval-mode forward. Data: random uint8 images and
+ * as they do in training. Inference is an eval-mode forward as the library's evaluation
+ * runs it (nn_model_forward_lean: layers fused with their activations). Data: random uint8 images and
  * labels of the preset's input shape. Each variant runs in its own process so that peak
  * RSS is the variant's own. One line per variant:
  *   normnet lenet bn batch=128 threads=2 train_samples_per_s=N infer_samples_per_s=N
@@ -36,6 +37,7 @@
 
 #include "base/rng.h"
 #include "bench_util.h"
+#include "model/model.h"
 #include "normnet.h"
 
 #define MAX_REPS 101
@@ -88,7 +90,7 @@ static int train_step(step_ctx *c, nn_error *err) {
 }
 
 static int infer_step(step_ctx *c, nn_error *err) {
-  return nn_model_forward(c->m, c->x, NULL, c->batch, NN_MODE_EVAL, NULL, NULL, NULL, err) != NN_OK;
+  return nn_model_forward_lean(c->m, c->x, NULL, c->batch, NN_MODE_EVAL, NULL, NULL, NULL, err) != NN_OK;
 }
 
 static double median_of(double *v, int n) {

@@ -390,7 +390,9 @@ NN_API nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *la
 NN_API nn_status nn_model_backward(nn_model *m, nn_error *err);
 /* Output of layer i in the last forward, [n, layer output size]; *count receives n * size.
  * After an NN_MODE_TRAIN forward, a batchnorm directly followed by relu/sigmoid/tanh ran fused
- * with it and its own output was not kept; an NN_MODE_EVAL forward keeps every output. */
+ * with it and its own output was not kept; an NN_MODE_EVAL forward keeps every output. The
+ * library's evaluations (nn_evaluate, nn_fit's, nn_evaluate_confusion) keep none: their eval
+ * forwards fuse batchnorm and conv2d with the activation after them (same logits, bitwise). */
 NN_API const float *nn_model_layer_output(const nn_model *m, int i, size_t *count);
 /* Numeric guard: the first layer whose output in the last forward holds a non-finite value
  * or, if limits is not NULL, a value of magnitude above limits[layer]; -1 if none. *value

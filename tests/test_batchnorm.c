@@ -525,6 +525,11 @@ static void test_fused_activation(void **state) {
       memset(b.dg, 0, sizeof b.dg), memset(b.db, 0, sizeof b.db);
       nn_bn_backward_train_act(g, (nn_act)act, x, gamma, b.mean, b.invstd, z2, dz, NULL, b.dg, b.db);
       assert_memory_equal(&a, &b, sizeof a);
+      /* inference with the batch's statistics as running ones: fused = BN then act */
+      nn_bn_forward_infer(g, x, gamma, beta, a.mean, a.var, y);
+      act_forward((nn_act)act, y, z1, cnt);
+      nn_bn_forward_infer_act(g, (nn_act)act, x, gamma, beta, a.mean, a.var, z2);
+      assert_memory_equal(z1, z2, cnt * sizeof(float));
     }
     free(x), free(dz), free(y), free(z1), free(z2), free(dy), free(dx1), free(dx2);
   }
@@ -532,14 +537,15 @@ static void test_fused_activation(void **state) {
 
 /* A model whose BNs the forward fuses with relu, tanh and sigmoid (and one it cannot fuse):
  * a training step gives the logits, gradients and running statistics of the same model run
- * layer by layer, unfused, bit for bit. */
+ * layer by layer, unfused, bit for bit; in eval, the lean forward (BN and conv fused with
+ * their activations) gives the plain forward's logits bit for bit. */
 static void test_model_fusion(void **state) {
   (void)state;
   const char *text =
       "input shape=3x10x10\n"
       "conv2d filters=8 kernel=3\nbatchnorm\nrelu\n"
       "conv2d filters=4 kernel=3\nbatchnorm\ntanh\n"
-      "batchnorm\nmaxpool2d size=2\nflatten\n"
+      "batchnorm\nmaxpool2d size=2\nconv2d filters=6 kernel=1\nsigmoid\nflatten\n"
       "dense units=40\nbatchnorm\nsigmoid\n"
       "dense units=5\n";
   nn_error err = {0};
@@ -561,8 +567,9 @@ static void test_model_fusion(void **state) {
   tu_fill_normal(&r, x, (size_t)n * in, 1.0, 0.5);
   for (int i = 0; i < n; i++) labels[i] = (int32_t)nn_rng_below(&r, (uint32_t)k);
   assert_true(nn_batchnorm_fuses(&m[0]->layers[1], &m[0]->layers[2], NN_MODE_TRAIN));
-  assert_false(nn_batchnorm_fuses(&m[0]->layers[1], &m[0]->layers[2], NN_MODE_EVAL));
-  assert_false(nn_batchnorm_fuses(&m[0]->layers[7], &m[0]->layers[8], NN_MODE_TRAIN));
+  assert_true(nn_batchnorm_fuses(&m[0]->layers[1], &m[0]->layers[2], NN_MODE_EVAL));   /* in a lean forward */
+  assert_false(nn_batchnorm_fuses(&m[0]->layers[6], &m[0]->layers[7], NN_MODE_TRAIN)); /* BN, maxpool */
+  assert_false(nn_batchnorm_fuses(&m[0]->layers[6], &m[0]->layers[7], NN_MODE_EVAL));
 
   const float *logits = NULL;
   if (nn_model_forward(m[0], x, labels, n, NN_MODE_TRAIN, NULL, NULL, &logits, &err) || nn_model_backward(m[0], &err))
@@ -582,6 +589,23 @@ static void test_model_fusion(void **state) {
   assert_memory_equal(logits, u->act[nl], (size_t)n * k * sizeof(float));
   assert_memory_equal(nn_model_grads(m[0]), nn_model_grads(u), nn_model_param_count(u) * sizeof(float));
   assert_memory_equal(nn_model_state(m[0]), nn_model_state(u), nn_model_state_count(u) * sizeof(float));
+
+  /* eval: the lean forward (fused, the library's evaluation) gives the logits, loss and count
+   * of the plain one (every layer on its own, outputs kept) bit for bit; no backward after it */
+  double loss[2];
+  int right[2];
+  float *plain = tu_fbuf((size_t)n * k);
+  if (nn_model_forward(m[0], x, labels, n, NN_MODE_EVAL, &loss[0], &right[0], &logits, &err)) fail_msg("%s", err.msg);
+  memcpy(plain, logits, (size_t)n * k * sizeof(float));
+  size_t cnt = 0;
+  assert_non_null(nn_model_layer_output(m[0], 1, &cnt)); /* BN's own output is kept */
+  if (nn_model_forward_lean(m[0], x, labels, n, NN_MODE_EVAL, &loss[1], &right[1], &logits, &err))
+    fail_msg("%s", err.msg);
+  assert_memory_equal(plain, logits, (size_t)n * k * sizeof(float));
+  assert_memory_equal(&loss[0], &loss[1], sizeof loss[0]);
+  assert_int_equal(right[0], right[1]);
+  assert_int_equal(nn_model_backward(m[0], &err), NN_ERR_ARG);
+  free(plain);
   free(x);
   nn_model_free(m[0]), nn_model_free(m[1]);
 }

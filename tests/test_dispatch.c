@@ -178,9 +178,11 @@ static void case_batchnorm(sink *s) {
     }
     put(s, dg, c * sizeof *dg);
     put(s, db, c * sizeof *db);
-    nn_bn_forward_infer(g, x, gm, bt, mean, var, z);
+    for (nn_act act = NN_ACT_NONE; act <= NN_ACT_TANH; act++) {
+      nn_bn_forward_infer_act(g, act, x, gm, bt, mean, var, z);
+      put(s, z, len * sizeof *z);
+    }
     nn_bn_backward_infer(g, x, gm, mean, var, dy, dx, dg, db);
-    put(s, z, len * sizeof *z);
     put(s, dx, len * sizeof *dx);
     nn_bn_shift(g, x, sh);
     nn_bn_moments(g, x, sh, s1, s2);

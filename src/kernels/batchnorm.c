@@ -264,6 +264,7 @@ static void fwd_infer_rows(const nn_norm_geom *g, const bn_io *io, int c0, int c
     float *q = io->y + (size_t)i * g->c + c0;
 #pragma omp simd
     for (int k = 0; k < cw; k++) q[k] = (p[k] - mu[k]) * sc[k] + sh[k];
+    nc_act_fwd(io->act, q, (size_t)cw);
   }
 }
 
@@ -277,14 +278,22 @@ static void fwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw)
     float *q = io->y + (size_t)i * plane + (size_t)ch * g->s;
 #pragma omp simd
     for (int j = 0; j < g->s; j++) q[j] = (p[j] - mu) * sc + sh;
+    nc_act_fwd(io->act, q, (size_t)g->s);
   }
 }
 
-void NN_V(nn_bn_forward_infer)(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
-                               const float *mean, const float *var, float *y) {
-  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .cmean = mean, .cvar = var, .y = y};
+void NN_V(nn_bn_forward_infer_act)(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                                   const float *beta, const float *mean, const float *var, float *z) {
+  const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .cmean = mean, .cvar = var, .y = z, .act = act};
   bn_run(g, &io, fwd_infer_rows, fwd_infer_ch);
 }
+
+#if NN_VARIANT_ONCE
+void nn_bn_forward_infer(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
+                         const float *mean, const float *var, float *y) {
+  nn_bn_forward_infer_act(g, NN_ACT_NONE, x, gamma, beta, mean, var, y);
+}
+#endif
 
 /* ---- backward phases --------------------------------------------------------------------
  * With K = mean[c] (float) as the shift, one pass gives sd = sum(x-K), sdy = sum(dy) and

@@ -44,10 +44,10 @@
     (const nn_norm_geom *g, nn_act act, const float *x, const float *gamma, const float *beta, float *z, float *mean, \
      float *var, float *invstd),                                                                                      \
     (g, act, x, gamma, beta, z, mean, var, invstd))                                                                   \
-  X(nn_bn_forward_infer,                                                                                              \
-    (const nn_norm_geom *g, const float *x, const float *gamma, const float *beta, const float *mean,                 \
-     const float *var, float *y),                                                                                     \
-    (g, x, gamma, beta, mean, var, y))                                                                                \
+  X(nn_bn_forward_infer_act,                                                                                          \
+    (const nn_norm_geom *g, nn_act act, const float *x, const float *gamma, const float *beta, const float *mean,     \
+     const float *var, float *z),                                                                                     \
+    (g, act, x, gamma, beta, mean, var, z))                                                                           \
   X(nn_bn_backward_train_act,                                                                                         \
     (const nn_norm_geom *g, nn_act act, const float *x, const float *gamma, const float *mean, const float *invstd,   \
      const float *z, const float *dz, float *dx, float *dgamma, float *dbeta),                                        \

@@ -198,6 +198,10 @@ void nn_bn_forward_train_act(const nn_norm_geom *g, nn_act act, const float *x, 
 void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                               const float *mean, const float *invstd, const float *z, const float *dz, float *dx,
                               float *dgamma, float *dbeta);
+/* forward_infer_act: z = act(BN(x)) with the given statistics, bit for bit
+ *   nn_bn_forward_infer then nn_<act>_forward (an eval forward that keeps no layer output). */
+void nn_bn_forward_infer_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                             const float *beta, const float *mean, const float *var, float *z);
 
 /* ---- batch normalization in phases (synchronized BN: reduce across processes between) ---
  * The one-shot kernels above are exactly these phases run per channel on one process

@@ -184,9 +184,11 @@ static nn_act fused_act(const nn_layer *next) {
 }
 
 int nn_batchnorm_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode) {
-  /* training only: an eval forward keeps every layer's output for inspection */
-  return mode == NN_MODE_TRAIN && L->kind == NN_LAYER_BATCHNORM && uses_batch_stats(L, mode) && !L->comm &&
-         fused_act(next) != NN_ACT_NONE; /* synchronized BN runs in phases, unfused */
+  if (L->kind != NN_LAYER_BATCHNORM || fused_act(next) == NN_ACT_NONE) return 0;
+  const int batch = uses_batch_stats(L, mode);
+  if (batch && L->comm) return 0; /* synchronized BN runs in phases, unfused */
+  /* training with running statistics (frozen BN) has no fused backward */
+  return mode != NN_MODE_TRAIN || batch;
 }
 
 /* y = act(BN(x)) (act = NN_ACT_NONE: the layer alone). */
@@ -197,8 +199,7 @@ static nn_status forward_act(nn_layer *L, nn_act act, const float *x, float *y, 
   const float *beta = nn_param_ptr(L, L->cfg.bn.affine ? L->p : NULL, 1);
   float *mean = L->scratch, *var = mean + c, *invstd = var + c;
   if (!uses_batch_stats(L, mode)) {
-    NN_ASSERT(act == NN_ACT_NONE);
-    nn_bn_forward_infer(&g, x, gamma, beta, nn_state_ptr(L, 0), nn_state_ptr(L, 1), y);
+    nn_bn_forward_infer_act(&g, act, x, gamma, beta, nn_state_ptr(L, 0), nn_state_ptr(L, 1), y);
     return NN_OK;
   }
   if (L->comm) {

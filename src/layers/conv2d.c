@@ -76,7 +76,8 @@ static void backward(nn_layer *L, const float *x, const float *y, const float *d
 }
 
 int nn_conv2d_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode) {
-  return mode == NN_MODE_TRAIN && L->kind == NN_LAYER_CONV2D && nn_layer_act(next) != NN_ACT_NONE;
+  (void)mode; /* the convolution computes the same in both modes */
+  return L->kind == NN_LAYER_CONV2D && nn_layer_act(next) != NN_ACT_NONE;
 }
 
 nn_status nn_conv2d_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,

@@ -163,10 +163,12 @@ extern const nn_layer_ops nn_dense_ops, nn_conv2d_ops, nn_batchnorm_ops, nn_relu
     nn_groupnorm_ops, nn_layernorm_ops, nn_instancenorm_ops;
 
 /* BN + activation fusion (layers/batchnorm.c). nn_batchnorm_fuses: nonzero if layer L is a
- * batchnorm that, in this mode, normalizes with batch statistics and is directly followed by
- * `next`, a relu, sigmoid or tanh layer. Then the fused calls replace both layers' forward and
- * backward with bit-identical results: z is next's output, dz the gradient w.r.t. it, and
- * BN's own output is not stored. */
+ * batchnorm directly followed by `next`, a relu, sigmoid or tanh layer, that can run fused
+ * in a forward of this mode: in training when it normalizes with (unsynchronized) batch
+ * statistics; in eval always, except with synchronized batch statistics. Then the fused
+ * calls replace both layers' forward (and, in training, backward) with bit-identical
+ * results: z is next's output, dz the gradient w.r.t. it, and BN's own output is not stored.
+ * The model fuses in eval only when it keeps no layer output (nn_model_forward_lean). */
 int nn_batchnorm_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode);
 nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,
                                      nn_mode mode, nn_error *err);
@@ -178,9 +180,10 @@ void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float 
 nn_act nn_layer_act(const nn_layer *L);
 
 /* Convolution + activation fusion (layers/conv2d.c), as the BN one above: nonzero if L is a
- * conv2d directly followed by `next`, a relu, sigmoid or tanh layer, in training (an eval
- * forward keeps every layer's output). The fused calls replace both layers' forward and
- * backward with bit-identical results; the convolution's own output is not stored. */
+ * conv2d directly followed by `next`, a relu, sigmoid or tanh layer (in either mode; the
+ * model fuses in eval only when it keeps no layer output). The fused calls replace both
+ * layers' forward and backward with bit-identical results; the convolution's own output is
+ * not stored. */
 int nn_conv2d_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode);
 nn_status nn_conv2d_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,
                                   nn_error *err);

@@ -218,17 +218,18 @@ const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
   return m->act[i + 1];
 }
 
-/* Nonzero if layer i and the activation after it run as one fused layer in this mode
- * (batchnorm or conv2d + relu/sigmoid/tanh; layers/layer.h). */
-static int fused_with_next(const nn_model *m, int i, nn_mode mode) {
-  if (i + 1 >= m->nlayers) return 0;
+/* Nonzero if layer i and the activation after it run as one fused layer in a forward of
+ * this mode (batchnorm or conv2d + relu/sigmoid/tanh; layers/layer.h): always in training,
+ * in eval only in a lean forward (a plain one keeps every layer output for inspection). */
+static int fused_with_next(const nn_model *m, int i, nn_mode mode, int lean) {
+  if (i + 1 >= m->nlayers || (mode != NN_MODE_TRAIN && !lean)) return 0;
   const nn_layer *L = &m->layers[i], *next = &m->layers[i + 1];
   return nn_batchnorm_fuses(L, next, mode) || nn_conv2d_fuses(L, next, mode);
 }
 
 /* Layer i's output of the last forward, or NULL if a fused forward did not keep it. */
 static const float *kept_output(const nn_model *m, int i, size_t *cnt) {
-  if (fused_with_next(m, i, m->last_mode)) return NULL;
+  if (fused_with_next(m, i, m->last_mode, m->last_lean)) return NULL;
   *cnt = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
   return m->act[i + 1];
 }
@@ -438,11 +439,12 @@ static nn_status forward_empty(nn_model *m, nn_mode mode, double *loss_sum, int 
   m->last_n = 0;
   m->last_mode = mode;
   m->last_has_labels = 1;
+  m->last_lean = 0;
   return NN_OK;
 }
 
-nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode, double *loss_sum,
-                           int *correct, const float **logits, nn_error *err) {
+static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode, int lean,
+                         double *loss_sum, int *correct, const float **logits, nn_error *err) {
   if (n == 0 && m->comm) return forward_empty(m, mode, loss_sum, correct, err);
   if (n < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", n);
   nn_status st = nn_model_plan(m, n, err);
@@ -461,7 +463,7 @@ nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, i
   memcpy(m->act[0], x, (size_t)n * nn_shape_size(m->spec->input) * sizeof *x);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
-    if (fused_with_next(m, i, mode)) {
+    if (fused_with_next(m, i, mode, lean)) {
       /* layer + activation in one pass; the layer's own output act[i+1] is not stored */
       if (L->kind == NN_LAYER_CONV2D)
         st = nn_conv2d_forward_fused(L, &m->layers[i + 1], m->act[i], m->act[i + 2], n, err);
@@ -490,18 +492,31 @@ nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, i
   m->last_n = n;
   m->last_mode = mode;
   m->last_has_labels = labels != NULL;
+  m->last_lean = lean;
   return NN_OK;
+}
+
+nn_status nn_model_forward(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode, double *loss_sum,
+                           int *correct, const float **logits, nn_error *err) {
+  return forward(m, x, labels, n, mode, 0, loss_sum, correct, logits, err);
+}
+
+nn_status nn_model_forward_lean(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode,
+                                double *loss_sum, int *correct, const float **logits, nn_error *err) {
+  return forward(m, x, labels, n, mode, 1, loss_sum, correct, logits, err);
 }
 
 nn_status nn_model_backward(nn_model *m, nn_error *err) {
   if ((!m->last_n && !m->comm) || !m->last_has_labels)
     return nn_err_set(err, NN_ERR_ARG, "backward needs a preceding forward with labels");
+  if (m->last_lean)
+    return nn_err_set(err, NN_ERR_ARG, "backward cannot follow an evaluation forward that kept no layer outputs");
   int n = m->last_n, k = nn_model_output_size(m);
   if (n) nn_softmax_xent_backward(m->probs, m->labels, m->dact[m->nlayers], n, k, 1.0f / (float)(m->loss_n ? m->loss_n : n));
   for (int i = m->nlayers - 1; i >= 0; i--) {
     nn_layer *L = &m->layers[i];
-    if (!n && !L->comm) continue;                           /* empty slice: only synchronized batchnorm takes part */
-    if (i > 0 && fused_with_next(m, i - 1, m->last_mode)) { /* as the forward fused them */
+    if (!n && !L->comm) continue;                              /* empty slice: only synchronized batchnorm takes part */
+    if (i > 0 && fused_with_next(m, i - 1, m->last_mode, 0)) { /* as the forward fused them */
       i--;
       if (m->layers[i].kind == NN_LAYER_CONV2D)
         nn_conv2d_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);

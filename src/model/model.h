@@ -24,6 +24,7 @@ struct nn_model {
   int last_n;
   nn_mode last_mode;
   int last_has_labels;
+  int last_lean;       /* the last forward was nn_model_forward_lean (no backward can follow it) */
   nn_tuner tuner[2];   /* thread count per kind of step (train, eval), base/threads.h */
   int threads;         /* nn_model_set_threads: > 0 fixed for this model; 0 the default */
   const nn_comm *comm; /* data parallel (nn_model_set_comm), or NULL */
@@ -39,6 +40,13 @@ struct nn_model {
 /* nn_model_tensor for reading a const model: a num_batches_tracked view has data and
  * count_value NULL and its value in *count. */
 void nn_model_tensor_read(const nn_model *m, int idx, nn_tensor_view *v, int64_t *count);
+
+/* nn_model_forward for the library's own evaluation passes (nn_evaluate, the fit loop's,
+ * the confusion matrix): it keeps no layer output, so an NN_MODE_EVAL forward also runs a
+ * batchnorm or conv2d fused with the relu/sigmoid/tanh after it, as training does, with
+ * logits bitwise those of nn_model_forward. No backward can follow it. */
+nn_status nn_model_forward_lean(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode,
+                                double *loss_sum, int *correct, const float **logits, nn_error *err);
 
 /* Ensure the arena holds batches of n samples (allocates only when n grows). */
 nn_status nn_model_plan(nn_model *m, int n, nn_error *err);

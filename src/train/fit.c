@@ -80,7 +80,7 @@ static nn_status evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm,
     if (hi > lo) nn_dataset_batch(ds, b->order + start + lo, hi - lo, norm, b->x, b->y);
     double ls;
     int c;
-    st = nn_model_forward(m, b->x, b->y, hi - lo, mode, &ls, &c, NULL, err);
+    st = nn_model_forward_lean(m, b->x, b->y, hi - lo, mode, &ls, &c, NULL, err);
     if (!st) sums[0] += ls, sums[1] += c;
   }
   st = nn_dist_agree_sum(comm, st, sums, 2, err);

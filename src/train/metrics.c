@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "model/model.h"
 
 nn_status nn_evaluate_confusion(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size, nn_mode mode,
                                 nn_confusion *out, nn_error *err) {
@@ -35,7 +36,7 @@ nn_status nn_evaluate_confusion(nn_model *m, const nn_dataset *ds, nn_input_norm
     nn_dataset_batch(ds, idx, cnt, norm, x, y);
     double ls;
     const float *z;
-    st = nn_model_forward(m, x, y, cnt, mode, &ls, NULL, &z, err);
+    st = nn_model_forward_lean(m, x, y, cnt, mode, &ls, NULL, &z, err);
     if (st) break;
     sum += ls;
     for (int i = 0; i < cnt; i++) {
