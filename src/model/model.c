@@ -427,7 +427,7 @@ void nn_model_set_comm(nn_model *m, const nn_comm *comm) {
 
 /* An empty slice of a global batch (data parallel): only synchronized batchnorm layers take
  * part, contributing nothing, so every rank makes the same collective calls. */
-static nn_status forward_empty(nn_model *m, nn_mode mode, double *loss_sum, int *correct, nn_error *err) {
+static nn_status forward_empty(nn_model *m, nn_mode mode, int lean, double *loss_sum, int *correct, nn_error *err) {
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
     if (!L->comm) continue;
@@ -439,13 +439,13 @@ static nn_status forward_empty(nn_model *m, nn_mode mode, double *loss_sum, int 
   m->last_n = 0;
   m->last_mode = mode;
   m->last_has_labels = 1;
-  m->last_lean = 0;
+  m->last_lean = lean;
   return NN_OK;
 }
 
 static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode, int lean,
                          double *loss_sum, int *correct, const float **logits, nn_error *err) {
-  if (n == 0 && m->comm) return forward_empty(m, mode, loss_sum, correct, err);
+  if (n == 0 && m->comm) return forward_empty(m, mode, lean, loss_sum, correct, err);
   if (n < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", n);
   nn_status st = nn_model_plan(m, n, err);
   if (st) return st;
