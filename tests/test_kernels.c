@@ -160,6 +160,7 @@ static const conv_shape conv_shapes[] = {
     {2, 2, 4, 4, 3, 4, 4, 1, 0},      /* kernel = input: 1x1 output */
     {3, 2, 5, 6, 2, 3, 3, 1, 2},      /* pad 2: whole padded rows/columns */
     {2, 1, 3, 3, 2, 5, 5, 1, 1},      /* kernel larger than input, padding makes it fit */
+    {2, 1, 2, 2, 3, 7, 7, 1, 3},      /* taps that never meet the input, above and left of it */
     {5, 4, 11, 11, 6, 3, 3, 2, 0},    /* stride 2, no pad, odd size */
     {64, 16, 8, 8, 32, 3, 3, 1, 1},   /* a wider layer, several chunks */
     /* row lengths that take the other im2col/col2im segment paths: 18, 16, 38, 1 */

@@ -297,8 +297,12 @@ static void im2col(const nn_conv_geom *g, const float *x, int cnt, float *col) {
         const int len = ow_hi - ow_lo, right = OW - ow_hi;
         float *row = col + (size_t)((c * g->kh + ki) * g->kw + kj) * L;
         for (int s = 0; s < cnt; s++) {
-          const float *xp = x + (size_t)s * chw + (size_t)c * hw;
           float *d = row + (size_t)s * ohw;
+          if (oh_lo >= oh_hi || len <= 0) { /* this tap never meets the input: zeros */
+            seg_zero(d, OH * OW);
+            continue;
+          }
+          const float *xp = x + (size_t)s * chw + (size_t)c * hw;
           seg_zero(d, oh_lo * OW);
           float *dr = d + (size_t)oh_lo * (size_t)OW;
           const float *xr = xp + (size_t)(oh_lo * st - pad + ki) * (size_t)W;
@@ -338,6 +342,7 @@ static void col2im(const nn_conv_geom *g, const float *dcol, int cnt, float *dx)
       valid_range(W, OW, st, pad, kj, &ow_lo, &ow_hi);
       const int off = kj - pad;
       const int len = ow_hi - ow_lo;
+      if (oh_lo >= oh_hi || len <= 0) continue; /* this tap never meets the input */
       for (int c = 0; c < g->c; c++) {
         const float *row = dcol + (size_t)((c * g->kh + ki) * g->kw + kj) * L;
         for (int s = 0; s < cnt; s++) {
