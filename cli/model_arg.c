@@ -89,10 +89,7 @@ int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init in
   }
   if (norm) {
     /* NORM or NORM@before|after (placement against the activation) */
-    char kind[64];
-    const char *at = strchr(norm, '@');
-    snprintf(kind, sizeof kind, "%.*s", at ? (int)(at - norm) : (int)strlen(norm), norm);
-    if (nn_spec_set_norm(cm->spec, kind, &err) || (at && nn_spec_set_bn_placement(cm->spec, at + 1, &err))) {
+    if (nn_spec_set_norm(cm->spec, norm, &err)) {
       cli_error(cmd, "--norm %s: %s", norm, err.msg);
       return EXIT_USAGE;
     }

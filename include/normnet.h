@@ -237,7 +237,8 @@ typedef struct {
 NN_API nn_status nn_spec_apply_norm(nn_spec *spec, nn_norm_choice norm, nn_error *err);
 /* The CLI's spelling: "batch", "group:G", "layer", "instance" or "none". */
 NN_API nn_status nn_norm_parse(const char *text, nn_norm_choice *out, nn_error *err);
-/* nn_norm_parse then nn_spec_apply_norm. */
+/* nn_norm_parse then nn_spec_apply_norm; "NORM@before" or "NORM@after" then also applies
+ * that placement (nn_spec_set_bn_placement). */
 NN_API nn_status nn_spec_set_norm(nn_spec *spec, const char *norm, nn_error *err);
 /* Where normalization sits against the activation that follows it (seed 000's pitfall 2):
  * before (dense -> BN -> relu, the presets) or after (dense -> relu -> BN). */

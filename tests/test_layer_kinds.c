@@ -101,6 +101,18 @@ static void test_norm_choice_and_placement(void **state) {
   char *ta = nn_spec_to_text(a), *tb = nn_spec_to_text(b);
   assert_string_equal(ta, tb);
   assert_true(strstr(ta, "relu") < strstr(ta, "groupnorm groups=2")); /* moved after the activation */
+  /* the combined spelling NORM@PLACEMENT does both in one call */
+  nn_spec *c2 = NULL;
+  assert_int_equal(nn_spec_parse(text, "c", &c2, &err), NN_OK);
+  assert_int_equal(nn_spec_set_norm(c2, "group:2@after", &err), NN_OK);
+  char *tc = nn_spec_to_text(c2);
+  assert_string_equal(ta, tc);
+  free(tc);
+  assert_int_equal(nn_spec_set_norm(c2, "group:2@later", &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "later"));
+  assert_int_equal(nn_spec_set_norm(c2, "groupp:2@after", &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "groupp:2"));
+  nn_spec_free(c2);
   free(ta), free(tb);
   assert_int_equal(nn_spec_apply_norm(a, (nn_norm_choice){.kind = NN_NORM_GROUP, .groups = 0}, &err), NN_ERR_ARG);
   nn_spec_free(a), nn_spec_free(b);

@@ -116,10 +116,27 @@ nn_status nn_norm_parse(const char *norm, nn_norm_choice *out, nn_error *err) {
   return NN_OK;
 }
 
+nn_status nn_norm_spelling_parse(const char *text, nn_norm_choice *norm, int *placement, nn_error *err) {
+  const char *at = strchr(text, '@');
+  size_t n = at ? (size_t)(at - text) : strlen(text);
+  char kind[64];
+  if (n >= sizeof kind) return nn_err_set(err, NN_ERR_ARG, "unknown normalization '%.40s...'", text);
+  memcpy(kind, text, n);
+  kind[n] = 0;
+  nn_status st = nn_norm_parse(kind, norm, err);
+  nn_bn_placement p = NN_BN_BEFORE_ACTIVATION;
+  if (!st && at) st = nn_bn_placement_parse(at + 1, &p, err);
+  *placement = at ? (int)p : -1;
+  return st;
+}
+
 nn_status nn_spec_set_norm(nn_spec *s, const char *norm, nn_error *err) {
   nn_norm_choice c;
-  nn_status st = nn_norm_parse(norm, &c, err);
-  return st ? st : nn_spec_apply_norm(s, c, err);
+  int placement;
+  nn_status st = nn_norm_spelling_parse(norm, &c, &placement, err);
+  if (!st) st = nn_spec_apply_norm(s, c, err);
+  if (!st && placement >= 0) nn_spec_apply_bn_placement(s, (nn_bn_placement)placement);
+  return st;
 }
 
 nn_status nn_spec_apply_norm(nn_spec *s, nn_norm_choice norm, nn_error *err) {

@@ -17,5 +17,8 @@ struct nn_spec {
 /* Append a layer; returns NN_ERR_NOMEM on failure. */
 nn_status nn_spec_append(nn_spec *s, const nn_layer_spec *ls, nn_error *err);
 nn_spec *nn_spec_copy(const nn_spec *s);
+/* A normalization choice as the CLI and recipes spell it: NORM (nn_norm_parse) or
+ * NORM@before|after (then nn_bn_placement_parse); *placement is -1 without '@'. */
+nn_status nn_norm_spelling_parse(const char *text, nn_norm_choice *norm, int *placement, nn_error *err);
 
 #endif

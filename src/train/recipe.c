@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "model/spec.h"
 #include "train/fit.h"
 
 nn_recipe nn_recipe_default(const nn_preset *p) {
@@ -265,13 +266,9 @@ nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *v, nn_error *
       break;
     case K_NORM: { /* its spelling here; against the spec it applies to, by nn_run_create */
       if (!*v) return nn_err_set(err, NN_ERR_ARG, "%s: empty", key);
-      char kind[64];
-      const char *at = strchr(v, '@');
-      snprintf(kind, sizeof kind, "%.*s", at ? (int)(at - v) : (int)strlen(v), v);
       nn_norm_choice nc;
-      nn_bn_placement bp;
-      if ((st = nn_norm_parse(kind, &nc, err)) || (at && (st = nn_bn_placement_parse(at + 1, &bp, err))))
-        return nn_err_prefix(err, st, "%s: ", key);
+      int placement;
+      if ((st = nn_norm_spelling_parse(v, &nc, &placement, err))) return nn_err_prefix(err, st, "%s: ", key);
       break;
     }
     case K_INORM: {

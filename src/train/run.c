@@ -169,11 +169,7 @@ void nn_run_free(nn_run *run) {
 static nn_status make_spec(const nn_recipe *r, const nn_spec *spec, nn_spec **out, nn_error *err) {
   nn_spec *s = nn_spec_copy(spec);
   if (!s) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
-  char kind[64];
-  const char *at = strchr(r->norm, '@');
-  snprintf(kind, sizeof kind, "%.*s", at ? (int)(at - r->norm) : (int)strlen(r->norm), r->norm);
-  nn_status st = nn_spec_set_norm(s, kind, err);
-  if (!st && at) st = nn_spec_set_bn_placement(s, at + 1, err);
+  nn_status st = nn_spec_set_norm(s, r->norm, err); /* NORM or NORM@placement */
   if (st) st = nn_err_prefix(err, st, "norm %s: ", r->norm);
   if (!st && r->bn_placement[0] && (st = nn_spec_set_bn_placement(s, r->bn_placement, err)))
     st = nn_err_prefix(err, st, "bn-placement %s: ", r->bn_placement);
