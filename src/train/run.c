@@ -46,8 +46,7 @@ struct nn_run {
   nn_fit_position pos; /* inside the last epoch (its history row partial) when pos.batch > 0 */
   nn_history *hist;
   int locked;
-  nn_comm comm; /* data parallel training (a copy, its sync_bn the recipe's) */
-  int has_comm;
+  nn_comm comm;                 /* data parallel training (a copy, its sync_bn the recipe's); size 0: none */
   const nn_fit_callbacks *user; /* during nn_run_train */
 };
 
@@ -427,7 +426,7 @@ nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   fc.first_epoch = complete_epochs(run) + 1;
   fc.position = &run->pos;
   fc.data_rng = &run->data_rng;
-  fc.comm = run->has_comm ? &run->comm : NULL;
+  fc.comm = run->comm.size > 1 ? &run->comm : NULL;
   fc.lr_schedule = &run->r.lr_schedule;
   fc.accumulate = run->r.accumulate;
   fc.early_stop = run->r.early_stop;
@@ -450,8 +449,8 @@ nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
 
 /* The recipe decides SyncBN: the run trains over a copy of comm with the recipe's sync_bn. */
 void nn_run_set_comm(nn_run *run, const nn_comm *comm) {
-  run->has_comm = comm != NULL;
-  if (comm) run->comm = *comm, run->comm.sync_bn = run->r.sync_bn;
+  run->comm = comm ? *comm : (nn_comm){0};
+  run->comm.sync_bn = run->r.sync_bn;
 }
 
 static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err);
