@@ -25,8 +25,15 @@ int nn_threads_auto(void) {
   if (atomic_load(&user_fixed)) return 0;
   const char *env = getenv("OMP_NUM_THREADS");
   if (env && *env) return 0;
-  int p = omp_get_num_procs();
-  return p < 1 ? 1 : p;
+  /* asked at every step: the core count (a system call in libgomp) is read once */
+  static atomic_int cores = 0;
+  int p = atomic_load(&cores);
+  if (p == 0) {
+    p = omp_get_num_procs();
+    p = p < 1 ? 1 : p;
+    atomic_store(&cores, p);
+  }
+  return p;
 }
 
 double nn_now(void) {
