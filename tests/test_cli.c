@@ -38,8 +38,7 @@ static void test_train_eval_summary(void **state) {
            "train --model %s/small.spec --data idx:%s/good --epochs 3 --batch 16 --optimizer sgd --lr 0.1 --seed 3 "
            "--out %s/run",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("train failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "train");
   assert_non_null(strstr(r.out, "epoch 3/3 train_loss=")); /* not a TTY: one line per epoch */
   assert_null(strchr(r.out, '\r'));
   char path[512], csv[4096];
@@ -58,8 +57,7 @@ static void test_train_eval_summary(void **state) {
   assert_true(acc > 0.5);
   /* eval --json reproduces the final test accuracy from the checkpoint */
   snprintf(args, sizeof args, "eval --model %s/run --data idx:%s/good --json", dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("eval failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "eval");
   double jacc = -1;
   const char *a = strstr(r.out, "\"accuracy\": ");
   assert_non_null(a);
@@ -80,8 +78,7 @@ static void test_train_eval_summary(void **state) {
   assert_non_null(strstr(r.out, "--no-shuffle"));
   /* fold: no batchnorm left, the same accuracy */
   snprintf(args, sizeof args, "fold --model %s/run --out %s/folded.safetensors", dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("fold failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "fold");
   assert_non_null(strstr(r.out, "8 -> 6 layers"));
   snprintf(args, sizeof args, "eval --model %s/folded.safetensors --data idx:%s/good --json", dir, dir);
   run(&r, args);
@@ -95,8 +92,7 @@ static void test_train_eval_summary(void **state) {
   assert_null(strstr(r.out, "batchnorm"));
   /* predict: data set records (with the true label) and an image file */
   snprintf(args, sizeof args, "predict --model %s/run --data idx:%s/good --index 0,3 --top 2", dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("predict failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "predict");
   assert_non_null(strstr(r.out, "record 0:  1. class "));
   assert_non_null(strstr(r.out, "record 3:"));
   assert_non_null(strstr(r.out, "[true: class 3]"));
@@ -106,8 +102,7 @@ static void test_train_eval_summary(void **state) {
   for (int i = 0; i < 64; i++) img[13 + i] = (unsigned char)(i / 8 == 2 ? 220 : 10);
   tu_write_file(pgm, img, sizeof img);
   snprintf(args, sizeof args, "predict --model %s/run --classes a,b,c,d,e,f,g,h,i,j %s", dir, pgm);
-  run(&r, args);
-  if (r.status) fail_msg("predict image failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "predict image");
   assert_non_null(strstr(r.out, "img.pgm:  1. "));
   snprintf(args, sizeof args, "predict --model %s/run %s/small.spec", dir, dir);
   expect_error(args, "small.spec", NULL); /* not an image */
@@ -244,8 +239,7 @@ static void test_resume_after_kill(void **state) {
   const char *common = "--epochs 3 --batch 16 --optimizer adam --augment flip,crop=1 --seed 5 --threads 1 --quiet";
   snprintf(args, sizeof args, "train --model %s --data idx:%s/good %s --out %s/straight", path, dir, common, dir);
   tu_run_result r;
-  run(&r, args);
-  if (r.status) fail_msg("uninterrupted run failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "uninterrupted run");
   /* killed (SIGKILL) right after epoch 1 is saved, then resumed */
   snprintf(args, sizeof args, "train --model %s --data idx:%s/good %s --out %s/killed --crash-after-epoch 1", path, dir,
            common, dir);
@@ -257,8 +251,7 @@ static void test_resume_after_kill(void **state) {
   assert_non_null(strstr(partial, "\n1,")); /* epoch 1 survived the kill */
   assert_null(strstr(partial, "\n2,"));
   snprintf(args, sizeof args, "train --resume %s/killed --threads 1 --quiet", dir);
-  run(&r, args);
-  if (r.status) fail_msg("resume failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "resume");
   char ha[4096], hb[4096];
   snprintf(a, sizeof a, "%s/straight/history.csv", dir);
   snprintf(b, sizeof b, "%s/killed/history.csv", dir);
@@ -285,8 +278,7 @@ static void test_run_dir_rules(void **state) {
   snprintf(args, sizeof args, "train --resume %s/killed --quiet", dir);
   expect_error(args, "nothing to train", "--epochs");
   snprintf(args, sizeof args, "train --resume %s/killed --epochs 4 --threads 1 --quiet", dir);
-  run(&r, args);
-  if (r.status) fail_msg("extending failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "extending");
   snprintf(path, sizeof path, "%s/killed/history.csv", dir);
   tu_slurp(path, buf, sizeof buf);
   assert_non_null(strstr(buf, "\n4,"));
@@ -294,11 +286,9 @@ static void test_run_dir_rules(void **state) {
   snprintf(args, sizeof args,
            "train --model %s/small.spec --data idx:%s/good --batch 16 --epochs 5 --max-steps 3 --quiet --out %s/ms", dir,
            dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("max-steps run failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "max-steps run");
   snprintf(args, sizeof args, "train --resume %s/ms --max-steps 9 --quiet", dir);
-  run(&r, args);
-  if (r.status) fail_msg("continuing to --max-steps 9 failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "continuing to --max-steps 9");
   snprintf(path, sizeof path, "%s/ms/model.safetensors", dir);
   char *steps = NULL;
   nn_error err = {0};
@@ -336,8 +326,7 @@ static void test_run_dir_rules(void **state) {
   snprintf(args, sizeof args,
            "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --track-activations --quiet --out %s/sym",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("training into a directory with symlinks failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "training into a directory with symlinks");
   tu_slurp(victim, buf, sizeof buf);
   assert_string_equal(buf, "precious\n");
   for (int i = 0; i < 4; i++) {
@@ -348,22 +337,19 @@ static void test_run_dir_rules(void **state) {
   }
   /* eval (and predict) default to the data the run was trained on, and say so */
   snprintf(args, sizeof args, "eval --model %s/straight", dir);
-  run(&r, args);
-  if (r.status) fail_msg("eval without --data failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "eval without --data");
   char want[512];
   snprintf(want, sizeof want, "on idx:%s/good/test (data recorded in the model", dir);
   if (!strstr(r.out, want)) fail_msg("eval output lacks '%s':\n%s", want, r.out);
   snprintf(args, sizeof args, "predict --model %s/straight --index 3", dir);
-  run(&r, args);
-  if (r.status) fail_msg("predict without --data failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "predict without --data");
   snprintf(want, sizeof want, "data idx:%s/good/test (recorded in the model)", dir);
   if (!strstr(r.out, want)) fail_msg("predict output lacks '%s':\n%s", want, r.out);
   /* history columns say what they are */
   snprintf(args, sizeof args,
            "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --val-split 0.25 --quiet --out %s/vs",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("val-split run failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "val-split run");
   snprintf(path, sizeof path, "%s/vs/history.csv", dir);
   tu_slurp(path, buf, sizeof buf);
   assert_non_null(strstr(buf, "epoch,train_loss,train_acc,val_loss,val_acc,"));
@@ -389,8 +375,7 @@ static void test_compare_checks_first(void **state) {
            "compare --model %s/small.spec --data idx:%s/good --norm batch,none --epochs 1 --batch 16 --val-split 0.25 "
            "--quiet --out %s/cmp",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("compare failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "compare");
   tu_slurp(path, buf, sizeof buf);
   assert_non_null(strstr(buf, "variant,epoch,train_loss,train_acc,val_loss,val_acc,"));
   expect_error(args, "already holds a run", "--overwrite");
@@ -398,8 +383,7 @@ static void test_compare_checks_first(void **state) {
            "compare --model %s/small.spec --data idx:%s/good --norm batch,none --epochs 1 --batch 16 --quiet --overwrite "
            "--out %s/cmp",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("compare --overwrite failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "compare --overwrite");
   tu_slurp(path, buf, sizeof buf);
   assert_non_null(strstr(buf, "variant,epoch,train_loss,train_acc,test_loss,test_acc,"));
 }
@@ -412,8 +396,7 @@ static void test_max_steps_deterministic(void **state) {
     snprintf(args, sizeof args,
              "train --model %s/small.spec --data idx:%s/good --max-steps 5 --no-shuffle --batch 8 --quiet --out %s/steps%d",
              dir, dir, dir, k);
-    run(&r, args);
-    if (r.status) fail_msg("max-steps run failed: %s", r.err);
+    tu_cli_run_ok(&r, dir, args, "max-steps run");
   }
   snprintf(a, sizeof a, "%s/steps0/model.safetensors", dir);
   snprintf(b, sizeof b, "%s/steps1/model.safetensors", dir);
@@ -435,14 +418,12 @@ static void test_freeze_bn(void **state) {
   tu_run_result r;
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --quiet --out %s/base",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("base run failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "base run");
   snprintf(args, sizeof args,
            "train --model %s/small.spec --init %s/base --freeze-bn --data idx:%s/good --epochs 1 --batch 16 "
            "--optimizer sgd --lr 0.1 --momentum 0.9 --weight-decay 0.01 --quiet --out %s/frozen",
            dir, dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("frozen run failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "frozen run");
   snprintf(a, sizeof a, "%s/base/model.safetensors", dir);
   snprintf(b, sizeof b, "%s/frozen/model.safetensors", dir);
   nn_model *ma = NULL, *mb = NULL;
@@ -499,8 +480,7 @@ static void test_small_batch_study(void **state) {
            "study small-batch --model %s/small.spec --data idx:%s/good --budget 96 --batch 2,16 "
            "--norm batch,group:2,layer,none --out %s/study",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("study failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "study");
   assert_non_null(strstr(r.out, "BN train-mode"));
   assert_non_null(strstr(r.out, "\n2 "));
   assert_non_null(strstr(r.out, "\n16 "));

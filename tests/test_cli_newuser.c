@@ -48,13 +48,11 @@ static void test_out_parents(void **state) {
   snprintf(args, sizeof args,
            "compare --model %s/small.spec --data idx:%s/good --max-steps 2 --quiet --no-report --out %s/new2/cmp", dir,
            dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("compare --out new2/cmp failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "compare --out new2/cmp");
   snprintf(path, sizeof path, "%s/new2/cmp/none/model.safetensors", dir);
   assert_true(is_file(path));
   snprintf(args, sizeof args, "eval --model %s/new/runs/bn --out %s/new3/eval", dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("eval --out new3/eval failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "eval --out new3/eval");
   snprintf(path, sizeof path, "%s/new3/eval/confusion.png", dir);
   assert_true(is_file(path));
   /* a regular file where a parent should be */
@@ -74,8 +72,7 @@ static void test_recalibrate_names_data(void **state) {
   train_small("rc", "--max-steps 3");
   snprintf(args, sizeof args, "recalibrate --model %s/rc --batches 2 --batch 16 --threads 1 --out %s/rc.safetensors", dir,
            dir);
-  run(&r, args);
-  if (r.status) fail_msg("recalibrate failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "recalibrate");
   snprintf(want, sizeof want, " from idx:%s/good (recorded in the model): ", dir);
   if (!strstr(r.out, want)) fail_msg("expected '%s' in: %s", want, r.out);
 }
@@ -105,8 +102,7 @@ static void test_val_split_labels(void **state) {
   snprintf(args, sizeof args,
            "train --model %s/small.spec --data idx:%s/good --batch 16 --epochs 1 --val-split 0.25 --out %s/vs", dir, dir,
            dir);
-  run(&r, args);
-  if (r.status) fail_msg("train --val-split failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "train --val-split");
   if (!strstr(r.out, "epoch 1/1 train_loss=") || !strstr(r.out, " val_loss=") || !strstr(r.out, " val_acc=") ||
       strstr(r.out, "test_"))
     fail_msg("expected only val_ figures in: %s", r.out);
@@ -121,8 +117,7 @@ static void test_eval_json_out(void **state) {
   tu_run_result r;
   train_small("ej", "--max-steps 2");
   snprintf(args, sizeof args, "eval --model %s/ej --json --out %s/ej-eval", dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("eval --json --out failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "eval --json --out");
   if (r.out[0] != '{' || strchr(r.out, '\n') != r.out + strlen(r.out) - 1)
     fail_msg("expected one JSON line, got: %s", r.out);
   snprintf(path, sizeof path, "%s/ej-eval/confusion.png", dir);

@@ -62,8 +62,7 @@ static void test_study_progress(void **state) {
            "study small-batch --model %s/small.spec --data idx:%s/good --budget 32 --batch 4,16 --norm layer,none "
            "--out %s/study-progress",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("study failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "study");
   assert_non_null(strstr(r.out, "[1/4] batch    4  layer"));
   assert_non_null(strstr(r.out, "[4/4] batch   16  none"));
   assert_non_null(strstr(r.out, "left)"));
@@ -107,8 +106,7 @@ static void test_schedule_early_stop_report(void **state) {
            "train --model %s/small.spec --data idx:%s/good --epochs 4 --batch 16 --lr-schedule step:1:0.5 --warmup 2 "
            "--accumulate 2 --quiet --out %s/sched",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("scheduled run failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "scheduled run");
   snprintf(path, sizeof path, "%s/sched/history.csv", dir);
   tu_slurp(path, buf, sizeof buf);
   assert_non_null(strstr(buf, ",samples_per_sec,lr\n"));
@@ -127,8 +125,7 @@ static void test_schedule_early_stop_report(void **state) {
   }
   /* eval: per-class results and JSON */
   snprintf(args, sizeof args, "eval --model %s/sched --out %s/sched --json", dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("eval failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "eval");
   assert_non_null(strstr(r.out, "\"per_class_accuracy\": ["));
   assert_non_null(strstr(r.out, "\"confusion\": [["));
   snprintf(path, sizeof path, "%s/sched/confusion.png", dir);
@@ -141,8 +138,7 @@ static void test_schedule_early_stop_report(void **state) {
            "train --model %s/small.spec --data idx:%s/good --epochs 30 --batch 8 --lr 0.05 --val-split 0.25 "
            "--early-stop 1 --out %s/early",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("early-stop run failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "early-stop run");
   /* the final lines name the epoch best.safetensors holds (early stopping's, by loss) */
   snprintf(path, sizeof path, "%s/early/best.safetensors", dir);
   char *best_meta = NULL;
@@ -163,8 +159,7 @@ static void test_schedule_early_stop_report(void **state) {
   snprintf(args, sizeof args, "train --resume %s/early --epochs 40", dir);
   expect_error(args, "early stopping ended the run at epoch", "--init");
   snprintf(args, sizeof args, "report %s/sched %s/early --out %s/r.html", dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("report failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "report");
   snprintf(path, sizeof path, "%s/r.html", dir);
   static char html[1 << 20];
   tu_slurp(path, html, sizeof html);
@@ -173,8 +168,7 @@ static void test_schedule_early_stop_report(void **state) {
   assert_non_null(strstr(html, "Results per class"));
   assert_non_null(strstr(html, "<svg"));
   snprintf(args, sizeof args, "plot %s/sched %s/early --out %s/overlay.png", dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("plot failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "plot");
   snprintf(path, sizeof path, "%s/overlay.png", dir);
   assert_int_equal(access(path, R_OK), 0);
   snprintf(args, sizeof args, "report %s/good", dir);
@@ -191,8 +185,7 @@ static void test_json_lines_and_predict_classes(void **state) {
            "compare --model %s/small.spec --data idx:%s/good --epochs 2 --batch 32 --norm batch,none --json "
            "--out %s/cmpjson",
            dir, dir, dir);
-  run(&r, args);
-  if (r.status) fail_msg("compare --json failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "compare --json");
   /* nothing but one JSON object per line: 2 variants x 2 epochs */
   int lines = 0;
   for (const char *p = r.out; *p; p = strchr(p, '\n') + 1) {
@@ -211,8 +204,7 @@ static void test_json_lines_and_predict_classes(void **state) {
   snprintf(args, sizeof args, "predict --model %s/cmpjson/batch --index 0 --classes a,b,c", dir);
   expect_error(args, "--classes names 3 classes but the model has 10 outputs", NULL);
   snprintf(args, sizeof args, "inspect --model %s/cmpjson/batch", dir);
-  run(&r, args);
-  if (r.status) fail_msg("inspect --model failed: %s", r.err);
+  tu_cli_run_ok(&r, dir, args, "inspect --model");
   assert_non_null(strstr(r.out, "batchnorm"));
 }
 

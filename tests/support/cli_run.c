@@ -124,3 +124,8 @@ int tu_cli_group_teardown(void **state) {
   tu_rmtree(tu_cli_dir);
   return 0;
 }
+
+void tu_cli_run_ok(tu_run_result *r, const char *dir, const char *args, const char *what) {
+  tu_cli_run(r, dir, "", args);
+  if (r->status) fail_msg("%s failed (exit %d): %s", what, r->status, r->err);
+}

@@ -18,6 +18,9 @@ void tu_write_file(const char *path, const void *data, size_t n);
 /* Run `prefix 'NN_CLI' args` through the shell in dir (out.txt and err.txt land there),
  * stdin from /dev/null; capture stdout, stderr and the exit status. prefix may be "". */
 void tu_cli_run(tu_run_result *r, const char *dir, const char *prefix, const char *args);
+/* tu_cli_run with prefix "", failing the test, with `what`, the exit status and stderr, unless
+ * the command exits 0. */
+void tu_cli_run_ok(tu_run_result *r, const char *dir, const char *args, const char *what);
 /* A clean failure: exit status 1 or 2 (no signal), exactly one line on stderr, containing
  * the needles (either may be NULL). */
 void tu_cli_expect_error(const char *dir, const char *prefix, const char *args, const char *needle1,
