@@ -117,6 +117,7 @@ nn_status nn_norm_parse(const char *norm, nn_norm_choice *out, nn_error *err) {
 }
 
 nn_status nn_norm_spelling_parse(const char *text, nn_norm_choice *norm, int *placement, nn_error *err) {
+  *placement = -1;
   const char *at = strchr(text, '@');
   size_t n = at ? (size_t)(at - text) : strlen(text);
   char kind[64];
@@ -126,7 +127,7 @@ nn_status nn_norm_spelling_parse(const char *text, nn_norm_choice *norm, int *pl
   nn_status st = nn_norm_parse(kind, norm, err);
   nn_bn_placement p = NN_BN_BEFORE_ACTIVATION;
   if (!st && at) st = nn_bn_placement_parse(at + 1, &p, err);
-  *placement = at ? (int)p : -1;
+  if (at) *placement = (int)p;
   return st;
 }
 
