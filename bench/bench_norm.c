@@ -1,6 +1,6 @@
 /* Batch-normalization kernels against the memory bandwidth of the cache level holding them.
  *
- *   bench_norm [--seconds 0.2] [--level all|l1|l2|l3|dram] [--threads 1]
+ *   bench_norm [--seconds 0.2] [--level all|l1|l2|l3|dram|model] [--threads 1]
  *
  * For each level (L1, L2, L3, DRAM) one element count E is chosen so that three float
  * tensors of E elements fit in that level of one core (L1 32 KiB, L2 512 KiB, L3 32 MiB
@@ -12,7 +12,8 @@
  * bytes counted as in docs/ARCHITECTURE.md §7, on two layouts per
  * level: conv-like (N,C,H*W) and dense-like (N,C). Then BN + ReLU in training, forward and
  * backward, run as two kernels (BN, then nn_relu_*) and fused (nn_bn_*_train_act): the time
- * of each and the speed-up. The triad uses the kernels' own threading
+ * of each and the speed-up. Level "model" adds the shapes of the presets' convolutional BN
+ * layers at their batch size (cnn conv1 and conv2 at 32, lenet conv1 at 128). The triad uses the kernels' own threading
  * rule (OpenMP over the elements when E >= 16384, else one thread), so each ratio compares
  * like with like. Each figure is the best of 9 interleaved slices of --seconds/9 each.
  * One thread by default, timed in process CPU time, so that other processes on a shared
@@ -53,6 +54,10 @@ static const shape shapes[] = {
     {"l3", "dense", 4096, 256, 1},
     {"dram", "conv", 64, 64, 2048},
     {"dram", "dense", 32768, 256, 1},
+    /* the presets' own conv BNs (planes that are not a multiple of the 32 lanes) */
+    {"model", "cnn-1", 32, 32, 676},
+    {"model", "cnn-2", 32, 64, 121},
+    {"model", "lenet-1", 128, 6, 784},
 };
 
 typedef struct {
@@ -159,7 +164,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
       threads = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench_norm [--seconds 0.2] [--level all|l1|l2|l3|dram] [--threads 1]\n");
+      fprintf(stderr, "usage: bench_norm [--seconds 0.2] [--level all|l1|l2|l3|dram|model] [--threads 1]\n");
       return 2;
     }
   }
@@ -170,7 +175,7 @@ int main(int argc, char **argv) {
   omp_set_num_threads(threads);
   if (threads > 1) bench_clock = CLOCK_MONOTONIC;
   printf("threads=%d clock=%s\n", threads, threads > 1 ? "wall" : "process-cpu");
-  printf("%-5s %-6s %-14s %-18s %9s %7s %11s\n", "level", "layout", "shape", "kernel", "GB/s", "triad%", "us/call");
+  printf("%-5s %-7s %-14s %-18s %9s %7s %11s\n", "level", "layout", "shape", "kernel", "GB/s", "triad%", "us/call");
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const shape *sh = &shapes[si];
     if (strcmp(level, "all") && strcmp(level, sh->level)) continue;
@@ -197,10 +202,10 @@ int main(int argc, char **argv) {
     for (int k = 0; k < K_COUNT; k++) {
       if (k < K_BANDWIDTH) {
         const double gbs = kbytes[k] * (double)B.e / best[k] * 1e-9;
-        printf("%-5s %-6s %-14s %-18s %9.1f %6.0f%% %11.2f\n", sh->level, sh->layout, shp, kname[k], gbs,
+        printf("%-5s %-7s %-14s %-18s %9.1f %6.0f%% %11.2f\n", sh->level, sh->layout, shp, kname[k], gbs,
                100.0 * gbs / triad_gbs, best[k] * 1e6);
       } else {
-        printf("%-5s %-6s %-14s %-18s %9s %7s %11.2f", sh->level, sh->layout, shp, kname[k], "", "", best[k] * 1e6);
+        printf("%-5s %-7s %-14s %-18s %9s %7s %11.2f", sh->level, sh->layout, shp, kname[k], "", "", best[k] * 1e6);
         if (k == K_FWD_FUSED || k == K_BWD_FUSED) printf("  fused speed-up %.2fx", best[k - 1] / best[k]);
         printf("\n");
       }

@@ -482,7 +482,9 @@ static void test_phases(void **state) {
 /* ---- BN + activation fusion ---------------------------------------------------------------
  * The fused kernels against BN then the activation kernel (forward) and the activation's
  * backward then BN's (backward): bitwise, every activation, S = 1 and S > 1 (incl. planes
- * longer than one fused block), parameter gradients with and without dx. */
+ * longer than one fused block, and more planes than one group of the reductions holds),
+ * parameter gradients with and without dx, and dx in place of dz (the fused backward keeps
+ * dz*act'(z) in dx between its two passes). */
 
 static void act_forward(nn_act act, const float *x, float *y, size_t cnt) {
   if (act == NN_ACT_RELU) nn_relu_forward(x, y, cnt);
@@ -498,7 +500,7 @@ static void act_backward(nn_act act, const float *y, const float *dy, float *dx,
 
 static void test_fused_activation(void **state) {
   (void)state;
-  static const shape3 sh[] = {{32, 6, 49}, {33, 19, 1}, {64, 300, 1}, {3, 2, 1500}, {5, 7, 33}};
+  static const shape3 sh[] = {{32, 6, 49}, {33, 19, 1}, {64, 300, 1}, {3, 2, 1500}, {5, 7, 33}, {40, 3, 121}};
   nn_rng r;
   nn_rng_seed(&r, 91);
   for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
@@ -524,6 +526,11 @@ static void test_fused_activation(void **state) {
       assert_memory_equal(&a, &b, sizeof a);
       memset(b.dg, 0, sizeof b.dg), memset(b.db, 0, sizeof b.db);
       nn_bn_backward_train_act(g, (nn_act)act, x, gamma, b.mean, b.invstd, z2, dz, NULL, b.dg, b.db);
+      assert_memory_equal(&a, &b, sizeof a);
+      memset(b.dg, 0, sizeof b.dg), memset(b.db, 0, sizeof b.db);
+      memcpy(dx2, dz, cnt * sizeof(float));
+      nn_bn_backward_train_act(g, (nn_act)act, x, gamma, b.mean, b.invstd, z2, dx2, dx2, b.dg, b.db);
+      assert_memory_equal(dx1, dx2, cnt * sizeof(float));
       assert_memory_equal(&a, &b, sizeof a);
       /* inference with the batch's statistics as running ones: fused = BN then act */
       nn_bn_forward_infer(g, x, gamma, beta, a.mean, a.var, y);

@@ -318,13 +318,14 @@ static inline bn_bwd_coef bn_bwd_finish(double sd, double sdy, double sdyd, doub
   return r;
 }
 
-/* S > 1, channel ch: the three sums around K over its N planes (of dy, or of dz*act'(z)). */
+/* S > 1, channel ch: the three sums around K over its N planes (of dy, or of
+ * e = dz*act'(z), which is then left in dx for bn_bapply_ch when dx is wanted). */
 static inline void bn_bsums_ch(const nn_norm_geom *g, const bn_io *io, int ch, double *sd, double *sdy,
                                double *sdyd) {
   const size_t o = (size_t)ch * g->s, plane = bn_plane(g), s = (size_t)g->s;
   const float K = io->cmean[ch];
-  nc_bwd_sums(io->x + o, io->dy + o, NULL, io->z ? io->z + o : NULL, io->act, (size_t)g->n, plane, s, K, NV, sd, sdy,
-              sdyd);
+  nc_bwd_sums(io->x + o, io->dy + o, NULL, io->z ? io->z + o : NULL, io->act, io->act && io->dx ? io->dx + o : NULL,
+              (size_t)g->n, plane, s, K, NV, sd, sdy, sdyd);
 }
 
 /* q = A*d - k*(p - K) + B over len values. */
@@ -334,7 +335,8 @@ static inline void bn_dx_run(const bn_bwd_coef *cf, float K, const float *p, con
   for (size_t j = 0; j < len; j++) q[j] = A * d[j] - k * (p[j] - K) + B;
 }
 
-/* S > 1, channel ch: parameter gradients and dx from the sums of io->count values. */
+/* S > 1, channel ch: parameter gradients and dx from the sums of io->count values (with an
+ * activation, from the e that bn_bsums_ch left in dx, in place). */
 static void bn_bapply_ch(const nn_norm_geom *g, const bn_io *io, double sd, double sdy, double sdyd, int ch) {
   const float K = io->cmean[ch];
   const bn_bwd_coef cf =
@@ -342,27 +344,21 @@ static void bn_bapply_ch(const nn_norm_geom *g, const bn_io *io, double sd, doub
                     io->dgamma ? &io->dgamma[ch] : NULL, io->dbeta ? &io->dbeta[ch] : NULL);
   if (!io->dx) return;
   const size_t plane = bn_plane(g), s = (size_t)g->s;
-  float e[NC_EBLK];
+  const float *d = io->act ? io->dx : io->dy;
   for (int i = 0; i < g->n; i++) {
     const size_t o = (size_t)i * plane + (size_t)ch * s;
-    if (!io->act) {
-      bn_dx_run(&cf, K, io->x + o, io->dy + o, io->dx + o, s);
-      continue;
-    }
-    for (size_t j0 = 0; j0 < s; j0 += NC_EBLK) {
-      const size_t len = s - j0 < NC_EBLK ? s - j0 : NC_EBLK;
-      nc_act_grad(io->act, io->z + o + j0, io->dy + o + j0, e, len);
-      bn_dx_run(&cf, K, io->x + o + j0, e, io->dx + o + j0, len);
-    }
+    bn_dx_run(&cf, K, io->x + o, d + o, io->dx + o, s);
   }
 }
 
-/* The sums of bn_bsums_rows over dz*act'(z), formed row by row. */
+/* The sums of bn_bsums_rows over e = dz*act'(z), formed row by row (into dx when dx is
+ * wanted: bn_bapply_rows then reads it there). */
 static void bn_bsums_rows_act(const nn_norm_geom *g, const bn_io *io, int c0, int cw, const double *Kd, double *ad,
                               double *ady, double *adyd) {
-  float e[RBLK];
+  float tmp[RBLK] = {0}; /* only written before read; zeroed for cppcheck */
   for (int i = 0; i < g->n; i++) {
     const size_t o = (size_t)i * g->c + c0;
+    float *e = io->dx ? io->dx + o : tmp;
     nc_act_grad(io->act, io->z + o, io->dy + o, e, (size_t)cw);
     nc_col_bwd_sums(io->x + o, e, 1, 0, cw, Kd, ad, ady, adyd);
   }
@@ -390,10 +386,11 @@ static inline void bn_dx_cols(const float *A, const float *kk, const float *B, c
   for (int k = 0; k < cw; k++) dx[k] = A[k] * dy[k] - kk[k] * (x[k] - K[k]) + B[k];
 }
 
-/* S = 1, channels [c0, c0+cw) from the sums: gradients, dx. */
+/* S = 1, channels [c0, c0+cw) from the sums: gradients, dx (with an activation, from the e
+ * that bn_bsums_rows left in dx, in place). */
 static void bn_bapply_rows(const nn_norm_geom *g, const bn_io *io, const double *ad, const double *ady,
                            const double *adyd, int c0, int cw) {
-  float A[RBLK], kk[RBLK], B[RBLK], e[RBLK];
+  float A[RBLK], kk[RBLK], B[RBLK];
   for (int k = 0; k < cw; k++) {
     bn_bwd_coef cf = bn_bwd_finish(ad[k], ady[k], adyd[k], io->count, io->gamma ? io->gamma[c0 + k] : 1.0f,
                                    io->cinvstd[c0 + k], io->dgamma ? &io->dgamma[c0 + k] : NULL,
@@ -402,18 +399,10 @@ static void bn_bapply_rows(const nn_norm_geom *g, const bn_io *io, const double 
   }
   if (!io->dx) return;
   const int c = g->c;
-  const float *K = io->cmean + c0;
-  if (!io->act) {
-    for (int i = 0; i < g->n; i++) {
-      const size_t o = (size_t)i * c + c0;
-      bn_dx_cols(A, kk, B, K, io->x + o, io->dy + o, io->dx + o, cw);
-    }
-    return;
-  }
+  const float *K = io->cmean + c0, *d = io->act ? io->dx : io->dy;
   for (int i = 0; i < g->n; i++) {
     const size_t o = (size_t)i * c + c0;
-    nc_act_grad(io->act, io->z + o, io->dy + o, e, (size_t)cw);
-    bn_dx_cols(A, kk, B, K, io->x + o, e, io->dx + o, cw);
+    bn_dx_cols(A, kk, B, K, io->x + o, d + o, io->dx + o, cw);
   }
 }
 
@@ -519,7 +508,7 @@ static void bwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw)
   nc_acc_zero(&adyd);
   for (int i = 0; i < g->n; i++) {
     const size_t o = (size_t)i * plane + (size_t)ch * s;
-    if (red) nc_bwd_run(NULL, &ady, &adyd, io->x + o, io->dy + o, NULL, (size_t)s, K, &Kv, NV);
+    if (red) nc_bwd_run(NULL, &ady, &adyd, io->x + o, 0, io->dy + o, 0, NULL, 1, (size_t)s, K, &Kv, NV);
     if (io->dx) {
       const float *d = io->dy + o;
       float *q = io->dx + o;

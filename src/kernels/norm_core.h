@@ -10,9 +10,9 @@
  *   value in forward, the float mean in backward), so 1e4 + N(0,1e-2) keeps its digits.
  * - Lanes: the run primitives keep LANES = 8*nv double accumulators (nv = 2 or 4, fixed per
  *   driver: GroupNorm 16, BatchNorm 32); lane l takes the elements at positions
- *   j % LANES == l of every run, a run's last partial chunk is padded with values
- *   contributing exactly 0 (x = K, dy = 0, gamma = 1), and the final sum runs over lanes
- *   0..LANES-1 in order. The column primitives accumulate each channel over rows 0..rows-1
+ *   j % LANES == l of every run; in a run's last, partial chunk only the 8-lane units the
+ *   run reaches add (the one it ends inside is padded with values contributing exactly 0:
+ *   x = K, dy = 0, gamma = 1), and the final sum runs over lanes 0..LANES-1 in order. The column primitives accumulate each channel over rows 0..rows-1
  *   in order. The order therefore depends on the data layout only, never on threads.
  * - Everything here is static inline: no state, no allocation, no threads. */
 #ifndef NN_KERNELS_NORM_CORE_H
@@ -90,11 +90,14 @@ static inline double nc_lane_sum(const nc_acc *a, int nv) {
   return s;
 }
 
-/* The chunk of p starting at j, or a copy in pad filled with `fill` past len. */
-static inline const float *nc_chunk(const float *p, size_t j, size_t len, int lanes, float fill, float *pad) {
-  if (j + (size_t)lanes <= len) return p + j;
-  for (size_t l = 0; l < (size_t)lanes; l++) pad[l] = j + l < len ? p[j + l] : fill;
-  return pad;
+/* The 8-lane unit of a run's last, partial chunk that starts at o: the run's own floats
+ * when it lies inside the run, a copy in pad8 filled with `fill` past len when the run ends
+ * inside it, NULL when it lies wholly past the end (its lanes would only add zeros). */
+static inline const float *nc_unit(const float *p, size_t o, size_t len, float fill, float *pad8) {
+  if (o + 8 <= len) return p + o;
+  if (o >= len) return NULL;
+  for (size_t l = 0; l < 8; l++) pad8[l] = o + l < len ? p[o + l] : fill;
+  return pad8;
 }
 
 /* ---- forward moments --------------------------------------------------------------------- */
@@ -111,27 +114,37 @@ static inline void nc_mom8(nc_v8d *a1, nc_v8d *a2, const float *v, const nc_v8d 
   a2->hi += d.hi * d.hi;
 }
 
-/* Lanes [off, off+16) of every chunk of `lanes` floats. The four accumulators are copied to
- * locals so that they stay in registers (all 32 lanes of two quantities would take all 16
- * AVX2 registers and spill to the stack); a 32-lane run is two such passes over the run. */
-static inline void nc_mom_pair(nc_v8d *s1a, nc_v8d *s1b, nc_v8d *s2a, nc_v8d *s2b, const float *p, size_t len,
-                               int lanes, int off, float K, const nc_v8d *Kv) {
+/* Lanes [off, off+16) of every chunk of `lanes` floats of `runs` runs of len floats (run r
+ * at p + r*stride). The four accumulators are copied to locals so that they stay in
+ * registers (all 32 lanes of two quantities would take all 16 AVX2 registers and spill to
+ * the stack), across the runs: short runs (a 11x11 plane is 121 floats) would otherwise
+ * reload them every few chunks. A run's last, partial chunk adds only the units the run
+ * reaches (a lane past the end would add exactly 0). */
+static inline void nc_mom_pair(nc_v8d *s1a, nc_v8d *s1b, nc_v8d *s2a, nc_v8d *s2b, const float *x, size_t runs,
+                               size_t stride, size_t len, int lanes, int off, float K, const nc_v8d *Kv) {
   nc_v8d a = *s1a, b = *s1b, c = *s2a, d = *s2b;
-  float pad[NC_MAX_LANES];
-  for (size_t j = 0; j < len; j += (size_t)lanes) {
-    const float *v = nc_chunk(p, j, len, lanes, K, pad) + off;
-    nc_mom8(&a, &c, v, Kv);
-    nc_mom8(&b, &d, v + 8, Kv);
+  const size_t full = len - len % (size_t)lanes;
+  for (size_t r = 0; r < runs; r++) {
+    const float *p = x + r * stride;
+    for (size_t j = 0; j < full; j += (size_t)lanes) {
+      nc_mom8(&a, &c, p + j + off, Kv);
+      nc_mom8(&b, &d, p + j + off + 8, Kv);
+    }
+    if (full < len) {
+      float pad[8];
+      const float *v = nc_unit(p, full + (size_t)off, len, K, pad);
+      if (v) nc_mom8(&a, &c, v, Kv);
+      if ((v = nc_unit(p, full + (size_t)off + 8, len, K, pad))) nc_mom8(&b, &d, v, Kv);
+    }
   }
   *s1a = a, *s1b = b, *s2a = c, *s2b = d;
 }
 
-/* Adds one run of len floats: a1 += x - K, a2 += (x - K)^2, 8*nv lanes (Kv = K splat). */
-static inline void nc_mom_run(nc_acc *a1, nc_acc *a2, const float *p, size_t len, float K, const nc_v8d *Kv, int nv) {
-  const int lanes = 8 * nv;
-  nc_mom_pair(&a1->v0, &a1->v1, &a2->v0, &a2->v1, p, len, lanes, 0, K, Kv);
-  if (nv == 4) nc_mom_pair(&a1->v2, &a1->v3, &a2->v2, &a2->v3, p, len, lanes, 16, K, Kv);
-}
+/* Runs per group of the reductions: a group is swept once per 16 lanes, so it is kept to
+ * about NC_GROUP floats per tensor (L1-resident for the second sweep). Each lane still adds
+ * its elements in (run, position) order: the grouping never changes a result. */
+#define NC_GROUP 2048
+static inline size_t nc_group_runs(size_t len) { return len >= NC_GROUP ? 1 : NC_GROUP / len; }
 
 /* s1 = sum(x - K), s2 = sum((x - K)^2) over the runs, 8*nv lanes. */
 static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t len, float K, int nv, double *s1,
@@ -141,7 +154,14 @@ static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t
   nc_acc a1, a2;
   nc_acc_zero(&a1);
   nc_acc_zero(&a2);
-  for (size_t r = 0; r < runs; r++) nc_mom_run(&a1, &a2, x + r * stride, len, K, &Kv, nv);
+  const int lanes = 8 * nv;
+  const size_t gr = len ? nc_group_runs(len) : 1;
+  for (size_t r0 = 0; r0 < runs; r0 += gr) {
+    const size_t n = runs - r0 < gr ? runs - r0 : gr;
+    const float *p = x + r0 * stride;
+    nc_mom_pair(&a1.v0, &a1.v1, &a2.v0, &a2.v1, p, n, stride, len, lanes, 0, K, &Kv);
+    if (nv == 4) nc_mom_pair(&a1.v2, &a1.v3, &a2.v2, &a2.v3, p, n, stride, len, lanes, 16, K, &Kv);
+  }
   *s1 = nc_lane_sum(&a1, nv);
   *s2 = nc_lane_sum(&a2, nv);
 }
@@ -204,30 +224,58 @@ static inline void nc_bwd8(nc_v8d *ad, nc_v8d *ae, nc_v8d *aed, const float *v, 
   aed->hi += e.hi * d.hi;
 }
 
-/* Adds one run of len values of x and dy, with e = dy, or dy*gm when gm != NULL:
- * ad += x - K (unless ad is NULL), ae += e, aed += e * (x - K); 8*nv lanes (Kv = K splat). */
-static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *x, const float *dy, const float *gm,
-                              size_t len, float K, const nc_v8d *Kv, int nv) {
+/* Lanes [off, off+16) of `runs` runs (as nc_mom_pair: six accumulators kept in registers
+ * across the runs; run r of x at x + r*xs, of dy at dy + r*ds; gm only with runs == 1);
+ * with_d is a constant at every call, so the pass without sum(x - K) keeps no dead
+ * accumulator. */
+static inline __attribute__((always_inline)) void nc_bwd_pass(nc_v8d *acc, int with_d, const float *x, size_t xs,
+                                                              const float *dy, size_t ds, const float *gm,
+                                                              size_t runs, size_t len, int lanes, int off, float K,
+                                                              const nc_v8d *Kv) {
+  /* acc: d0, d1, e0, e1, f0, f1 of these 16 lanes */
+  nc_v8d d0 = acc[0], d1 = acc[1], e0 = acc[2], e1 = acc[3], f0 = acc[4], f1 = acc[5];
+  const size_t full = len - len % (size_t)lanes;
+  for (size_t r = 0; r < runs; r++) {
+    const float *px = x + r * xs, *pg = dy + r * ds;
+    for (size_t j = 0; j < full; j += (size_t)lanes) {
+      const size_t o = j + (size_t)off;
+      nc_bwd8(with_d ? &d0 : NULL, &e0, &f0, px + o, pg + o, gm ? gm + o : NULL, Kv);
+      nc_bwd8(with_d ? &d1 : NULL, &e1, &f1, px + o + 8, pg + o + 8, gm ? gm + o + 8 : NULL, Kv);
+    }
+    for (int u = 0; full < len && u < 2; u++) {
+      float padx[8], pady[8], padg[8];
+      const size_t o = full + (size_t)off + 8 * (size_t)u;
+      const float *v = nc_unit(px, o, len, K, padx);
+      if (!v) break;
+      const float *g = nc_unit(pg, o, len, 0.0f, pady), *w = gm ? nc_unit(gm, o, len, 1.0f, padg) : NULL;
+      nc_bwd8(with_d ? (u ? &d1 : &d0) : NULL, u ? &e1 : &e0, u ? &f1 : &f0, v, g, w, Kv);
+    }
+  }
+  acc[0] = d0, acc[1] = d1, acc[2] = e0, acc[3] = e1, acc[4] = f0, acc[5] = f1;
+}
+
+/* Adds `runs` runs of len values of x and dy (run r at x + r*xs, dy + r*ds), with e = dy,
+ * or dy*gm when gm != NULL (runs == 1): ad += x - K (unless ad is NULL), ae += e,
+ * aed += e * (x - K); 8*nv lanes (Kv = K splat). */
+static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *x, size_t xs, const float *dy,
+                              size_t ds, const float *gm, size_t runs, size_t len, float K, const nc_v8d *Kv, int nv) {
   const int lanes = 8 * nv;
   for (int off = 0; off < lanes; off += 16) {
-    /* lanes [off, off+16) as in nc_mom_pair: six accumulators in registers */
-    const int q = off / 8;
-    nc_v8d *pd0 = ad ? (q ? &ad->v2 : &ad->v0) : NULL, *pd1 = ad ? (q ? &ad->v3 : &ad->v1) : NULL;
-    nc_v8d *pe0 = q ? &ae->v2 : &ae->v0, *pe1 = q ? &ae->v3 : &ae->v1;
-    nc_v8d *pf0 = q ? &aed->v2 : &aed->v0, *pf1 = q ? &aed->v3 : &aed->v1;
-    nc_v8d d0, d1, e0 = *pe0, e1 = *pe1, f0 = *pf0, f1 = *pf1;
-    nc_splat(&d0, 0.0);
-    d1 = d0;
-    if (ad) d0 = *pd0, d1 = *pd1;
-    float padx[NC_MAX_LANES], pady[NC_MAX_LANES], padg[NC_MAX_LANES];
-    for (size_t j = 0; j < len; j += (size_t)lanes) {
-      const float *v = nc_chunk(x, j, len, lanes, K, padx) + off, *g = nc_chunk(dy, j, len, lanes, 0.0f, pady) + off;
-      const float *w = gm ? nc_chunk(gm, j, len, lanes, 1.0f, padg) + off : NULL;
-      nc_bwd8(ad ? &d0 : NULL, &e0, &f0, v, g, w, Kv);
-      nc_bwd8(ad ? &d1 : NULL, &e1, &f1, v + 8, g + 8, w ? w + 8 : NULL, Kv);
-    }
-    if (ad) *pd0 = d0, *pd1 = d1;
-    *pe0 = e0, *pe1 = e1, *pf0 = f0, *pf1 = f1;
+    nc_v8d *d[2] = {NULL, NULL};
+    if (ad) d[0] = off ? &ad->v2 : &ad->v0, d[1] = off ? &ad->v3 : &ad->v1;
+    nc_v8d *e[2] = {off ? &ae->v2 : &ae->v0, off ? &ae->v3 : &ae->v1};
+    nc_v8d *f[2] = {off ? &aed->v2 : &aed->v0, off ? &aed->v3 : &aed->v1};
+    nc_v8d acc[6];
+    nc_splat(&acc[0], 0.0);
+    acc[1] = acc[0];
+    if (ad) acc[0] = *d[0], acc[1] = *d[1];
+    acc[2] = *e[0], acc[3] = *e[1], acc[4] = *f[0], acc[5] = *f[1];
+    if (ad)
+      nc_bwd_pass(acc, 1, x, xs, dy, ds, gm, runs, len, lanes, off, K, Kv);
+    else
+      nc_bwd_pass(acc, 0, x, xs, dy, ds, gm, runs, len, lanes, off, K, Kv);
+    if (ad) *d[0] = acc[0], *d[1] = acc[1];
+    *e[0] = acc[2], *e[1] = acc[3], *f[0] = acc[4], *f[1] = acc[5];
   }
 }
 
@@ -268,11 +316,14 @@ static inline void nc_act_grad(nn_act act, const float *z, const float *dz, floa
 
 /* sd = sum(x - K), se = sum(e), sed = sum(e * (x - K)) over `runs` runs of x and dy (run r
  * at offset r*stride), with e = dy, or dy*gm (gm != NULL, for runs == 1 only), or, with an
- * activation act, e = dy*act'(z) (dy is then the gradient w.r.t. z = act(...), formed in
- * blocks of NC_EBLK, a multiple of every lane count, so the lanes see the same elements). */
+ * activation act, e = dy*act'(z) (dy is then the gradient w.r.t. z = act(...)). With an
+ * activation, e is stored to eout (laid out as dy, and may be dy itself: each e is formed
+ * from the dy at its own position) group by group and summed while the group is in L1, or,
+ * with eout NULL, formed in blocks of NC_EBLK (a multiple of every lane count, so the lanes
+ * see the same elements) and dropped. */
 static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm, const float *z, nn_act act,
-                               size_t runs, size_t stride, size_t len, float K, int nv, double *sd, double *se,
-                               double *sed) {
+                               float *eout, size_t runs, size_t stride, size_t len, float K, int nv, double *sd,
+                               double *se, double *sed) {
   nc_v8d Kv;
   nc_splat(&Kv, (double)K);
   nc_acc ad, ae, aed;
@@ -280,16 +331,35 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm,
   nc_acc_zero(&ae);
   nc_acc_zero(&aed);
   float e[NC_EBLK];
-  for (size_t r = 0; r < runs; r++) {
-    const size_t o = r * stride;
-    if (!act) {
-      nc_bwd_run(&ad, &ae, &aed, x + o, dy + o, gm, len, K, &Kv, nv);
-      continue;
+  if (!act) {
+    const size_t gr = len ? nc_group_runs(len) : 1;
+    for (size_t r0 = 0; r0 < runs; r0 += gr) {
+      const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
+      nc_bwd_run(&ad, &ae, &aed, x + o, stride, dy + o, stride, gm, n, len, K, &Kv, nv);
     }
-    for (size_t j0 = 0; j0 < len; j0 += NC_EBLK) {
-      const size_t bl = len - j0 < NC_EBLK ? len - j0 : NC_EBLK;
-      nc_act_grad(act, z + o + j0, dy + o + j0, e, bl);
-      nc_bwd_run(&ad, &ae, &aed, x + o + j0, e, NULL, bl, K, &Kv, nv);
+  } else if (eout) {
+    const size_t gr = len ? nc_group_runs(len) : 1;
+    for (size_t r0 = 0; r0 < runs; r0 += gr) {
+      const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
+      for (size_t r = 0; r < n; r++) nc_act_grad(act, z + o + r * stride, dy + o + r * stride, eout + o + r * stride, len);
+      nc_bwd_run(&ad, &ae, &aed, x + o, stride, eout + o, stride, NULL, n, len, K, &Kv, nv);
+    }
+  } else if (len && len <= NC_EBLK) {
+    /* e of as many whole runs as the block holds, run after run */
+    const size_t gr = NC_EBLK / len;
+    for (size_t r0 = 0; r0 < runs; r0 += gr) {
+      const size_t n = runs - r0 < gr ? runs - r0 : gr;
+      for (size_t r = 0; r < n; r++) nc_act_grad(act, z + (r0 + r) * stride, dy + (r0 + r) * stride, e + r * len, len);
+      nc_bwd_run(&ad, &ae, &aed, x + r0 * stride, stride, e, len, NULL, n, len, K, &Kv, nv);
+    }
+  } else {
+    for (size_t r = 0; r < runs; r++) {
+      const size_t o = r * stride;
+      for (size_t j0 = 0; j0 < len; j0 += NC_EBLK) {
+        const size_t bl = len - j0 < NC_EBLK ? len - j0 : NC_EBLK;
+        nc_act_grad(act, z + o + j0, dy + o + j0, e, bl);
+        nc_bwd_run(&ad, &ae, &aed, x + o + j0, 0, e, 0, NULL, 1, bl, K, &Kv, nv);
+      }
     }
   }
   *sd = nc_lane_sum(&ad, nv);
