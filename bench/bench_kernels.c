@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "base/cpu.h"
+#include "fma_peak.h"
 #include "kernels/kernels.h"
 #include "normnet.h"
 
@@ -97,44 +98,6 @@ static double triad_gbs(size_t bytes) {
   free(t.a), free(t.b), free(t.c);
   return 12.0 * (double)n / s / 1e9;
 }
-
-/* 10 independent FMA chains per thread (latency 4-5 cycles x 2 FMA pipes), written out so
- * that they stay in registers. Compiled for AVX2 + FMA in any x86 build (a portable one too)
- * and run where the CPU has them (base/cpu.h); elsewhere the peak is NaN. */
-#if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2,fma"))) static void fma_peak_body(void *p) {
-  double *out = p;
-#pragma omp parallel
-  {
-    const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
-    __m256 c0 = _mm256_set1_ps(0.0f), c1 = _mm256_set1_ps(1e-3f), c2 = _mm256_set1_ps(2e-3f),
-           c3 = _mm256_set1_ps(3e-3f), c4 = _mm256_set1_ps(4e-3f), c5 = _mm256_set1_ps(5e-3f),
-           c6 = _mm256_set1_ps(6e-3f), c7 = _mm256_set1_ps(7e-3f), c8 = _mm256_set1_ps(8e-3f),
-           c9 = _mm256_set1_ps(9e-3f);
-    for (int it = 0; it < 100000; it++) {
-      c0 = _mm256_fmadd_ps(c0, m, a), c1 = _mm256_fmadd_ps(c1, m, a), c2 = _mm256_fmadd_ps(c2, m, a);
-      c3 = _mm256_fmadd_ps(c3, m, a), c4 = _mm256_fmadd_ps(c4, m, a), c5 = _mm256_fmadd_ps(c5, m, a);
-      c6 = _mm256_fmadd_ps(c6, m, a), c7 = _mm256_fmadd_ps(c7, m, a), c8 = _mm256_fmadd_ps(c8, m, a);
-      c9 = _mm256_fmadd_ps(c9, m, a);
-    }
-    __m256 t = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
-                             _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(_mm256_add_ps(c6, c7), _mm256_add_ps(c8, c9))));
-    float s[8];
-    _mm256_storeu_ps(s, t);
-#pragma omp atomic
-    *out += s[0];
-  }
-}
-
-static double fma_peak_gflops(void) {
-  if (nn_cpu_detect() != NN_CPU_AVX2) return NAN;
-  double sink = 0;
-  double s = time_call(fma_peak_body, &sink);
-  return (double)omp_get_max_threads() * 100000.0 * 10 * 8 * 2 / s / 1e9;
-}
-#else
-static double fma_peak_gflops(void) { return NAN; }
-#endif
 
 /* ---- kernels ----------------------------------------------------------------------------- */
 typedef struct {
@@ -316,7 +279,7 @@ int main(int argc, char **argv) {
   }
   if (omp_get_max_threads() == 1) g_clock = CLOCK_PROCESS_CPUTIME_ID;
   printf("threads=%d clock=%s\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "process CPU time" : "wall");
-  printf("FMA peak (AVX2 FMA, 10 chains per thread)         %8.1f GFLOP/s\n", fma_peak_gflops());
+  printf("FMA peak (AVX2 FMA, 10 chains per thread)         %8.1f GFLOP/s\n", fma_peak_gflops(now));
   if (!g_only || !strcmp(g_only, "pool")) {
     bench_pool("cnn pool1 32x32x26x26", 32, 32, 26, 26, 0);
     bench_pool("cnn pool2 32x64x11x11", 32, 64, 11, 11, 0);

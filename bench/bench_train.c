@@ -23,10 +23,15 @@
  * RSS is the variant's own. One line per variant:
  *   normnet lenet bn batch=128 threads=2 train_samples_per_s=N infer_samples_per_s=N
  *     train_min=N train_max=N peak_rss_mb=N train_cpu_samples_per_s=N assembly_pct=P
+ *     train_mflop_per_sample=F train_gflops=G fma_peak_gflops=G peak_pct=P
  * (train_min/max: the slowest and fastest repetition; train_cpu_samples_per_s: samples per
  * second of process CPU time, all threads together, median over the repetitions: at one
  * thread the figure a busy machine disturbs least; assembly_pct: the share of the training
- * steps' wall time spent converting the uint8 batch to floats). bench/peers.py runs this side by
+ * steps' wall time spent converting the uint8 batch to floats; train_mflop_per_sample: the
+ * multiply-adds of the conv2d and dense layers in a training step, 2 FLOPs each;
+ * train_gflops: that times train_samples_per_s; fma_peak_gflops: the FMA peak this process
+ * measures with its thread count (fma_peak.h, all cores under threads=auto); peak_pct: the
+ * one over the other). bench/peers.py runs this side by
  * side with PyTorch and Keras. */
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +42,7 @@
 
 #include "base/rng.h"
 #include "bench_util.h"
+#include "fma_peak.h"
 #include "model/model.h"
 #include "normnet.h"
 
@@ -134,6 +140,21 @@ static int measure(step_ctx *c, int (*step)(step_ctx *, nn_error *), const bench
   return 0;
 }
 
+/* Multiply-add FLOPs of one training sample (2 per multiply-add) in every conv2d and dense
+ * layer: forward, weight gradient and input gradient (the first layer computes no input
+ * gradient, as in nn_model_backward). Normalization, activations, pooling and the loss are
+ * not counted. */
+static double train_flops_per_sample(const nn_model *m) {
+  double f = 0;
+  for (int i = 0; i < m->nlayers; i++) {
+    const nn_layer *L = &m->layers[i];
+    if (L->kind != NN_LAYER_CONV2D && L->kind != NN_LAYER_DENSE) continue;
+    const double pixels = L->out.rank == 3 ? (double)L->out.h * L->out.w : 1.0;
+    f += 2.0 * (double)L->param[0].count * pixels * (i ? 3 : 2);
+  }
+  return f;
+}
+
 static int run_variant(const char *preset, const char *norm, const bench_opts *o) {
   const nn_preset *p = nn_preset_find(preset);
   if (!p) {
@@ -182,11 +203,13 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
     getrusage(RUSAGE_SELF, &ru);
     char th[16] = "auto";
     if (o->threads > 0) snprintf(th, sizeof th, "%d", o->threads);
+    const double flops = train_flops_per_sample(m), gflops = flops * train / 1e9, peak = fma_peak_gflops(now);
     printf(
         "normnet %s %s batch=%d threads=%s train_samples_per_s=%.0f infer_samples_per_s=%.0f train_min=%.0f "
-        "train_max=%.0f peak_rss_mb=%.1f train_cpu_samples_per_s=%.0f assembly_pct=%.2f\n",
+        "train_max=%.0f peak_rss_mb=%.1f train_cpu_samples_per_s=%.0f assembly_pct=%.2f train_mflop_per_sample=%.2f "
+        "train_gflops=%.1f fma_peak_gflops=%.1f peak_pct=%.1f\n",
         preset, strcmp(norm, "none") ? "bn" : "nobn", batch, th, train, infer, tlo, thi, ru.ru_maxrss / 1024.0, tcpu,
-        100.0 * tasm);
+        100.0 * tasm, flops / 1e6, gflops, peak, 100.0 * gflops / peak);
     rc = 0;
   }
   free(x), free(y), free(u8), free(scratch);

@@ -1,0 +1,62 @@
+/* The FMA peak of the current OpenMP team, measured: 10 independent AVX2 FMA chains per
+ * thread (latency 4-5 cycles x 2 FMA pipes), written out so that they stay in registers.
+ * Compiled for AVX2 + FMA in any x86 build (a portable one too) and run where the CPU has
+ * them (base/cpu.h); elsewhere the peak is NaN. Header-only, shared by bench_kernels and
+ * bench_train (each bench C file is one program). */
+#ifndef NN_BENCH_FMA_PEAK_H
+#define NN_BENCH_FMA_PEAK_H
+#include <math.h>
+#include <omp.h>
+
+#include "base/cpu.h"
+
+#define FMA_PEAK_ITERS 100000
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+__attribute__((target("avx2,fma"))) static inline void fma_peak_body(double *out) {
+#pragma omp parallel
+  {
+    const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+    __m256 c0 = _mm256_set1_ps(0.0f), c1 = _mm256_set1_ps(1e-3f), c2 = _mm256_set1_ps(2e-3f),
+           c3 = _mm256_set1_ps(3e-3f), c4 = _mm256_set1_ps(4e-3f), c5 = _mm256_set1_ps(5e-3f),
+           c6 = _mm256_set1_ps(6e-3f), c7 = _mm256_set1_ps(7e-3f), c8 = _mm256_set1_ps(8e-3f),
+           c9 = _mm256_set1_ps(9e-3f);
+    for (int it = 0; it < FMA_PEAK_ITERS; it++) {
+      c0 = _mm256_fmadd_ps(c0, m, a), c1 = _mm256_fmadd_ps(c1, m, a), c2 = _mm256_fmadd_ps(c2, m, a);
+      c3 = _mm256_fmadd_ps(c3, m, a), c4 = _mm256_fmadd_ps(c4, m, a), c5 = _mm256_fmadd_ps(c5, m, a);
+      c6 = _mm256_fmadd_ps(c6, m, a), c7 = _mm256_fmadd_ps(c7, m, a), c8 = _mm256_fmadd_ps(c8, m, a);
+      c9 = _mm256_fmadd_ps(c9, m, a);
+    }
+    __m256 t = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
+                             _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(_mm256_add_ps(c6, c7), _mm256_add_ps(c8, c9))));
+    float s[8];
+    _mm256_storeu_ps(s, t);
+#pragma omp atomic
+    *out += s[0];
+  }
+}
+
+/* GFLOP/s of the team (2 per FMA lane), timed with `clock` (seconds): the fastest of 5
+ * repetitions of 20 calls, after one call that wakes the team. */
+static inline double fma_peak_gflops(double (*clock)(void)) {
+  if (nn_cpu_detect() != NN_CPU_AVX2) return NAN;
+  double sink = 0, best = INFINITY;
+  fma_peak_body(&sink);
+  for (int r = 0; r < 5; r++) {
+    double t0 = clock();
+    for (int i = 0; i < 20; i++) fma_peak_body(&sink);
+    double t = (clock() - t0) / 20;
+    if (t < best) best = t;
+  }
+  return (double)omp_get_max_threads() * FMA_PEAK_ITERS * 10 * 8 * 2 / best / 1e9;
+}
+#else
+static inline double fma_peak_gflops(double (*clock)(void)) {
+  (void)clock;
+  return NAN;
+}
+#endif
+
+#endif
