@@ -12,8 +12,9 @@
  *   driver: GroupNorm 16, BatchNorm 32); lane l takes the elements at positions
  *   j % LANES == l of every run; in a run's last, partial chunk only the 8-lane units the
  *   run reaches add (the one it ends inside is padded with values contributing exactly 0:
- *   x = K, dy = 0, gamma = 1), and the final sum runs over lanes 0..LANES-1 in order. The column primitives accumulate each channel over rows 0..rows-1
- *   in order. The order therefore depends on the data layout only, never on threads.
+ *   x = K, dy = 0, gamma = 1), and the final sum runs over lanes 0..LANES-1 in order. The
+ *   column primitives accumulate each channel over rows 0..rows-1 in order. The order
+ *   therefore depends on the data layout only, never on threads.
  * - Everything here is static inline: no state, no allocation, no threads. */
 #ifndef NN_KERNELS_NORM_CORE_H
 #define NN_KERNELS_NORM_CORE_H
@@ -27,7 +28,6 @@
 #include "kernels/act_inline.h"
 #include "kernels/kernels.h"
 
-#define NC_MAX_LANES 32
 #define NC_PAR_MIN_ELEMS 16384 /* below this a norm kernel stays on the calling thread */
 #define NC_EBLK 1024           /* fused backward: dz*act'(z) is formed in blocks of this many (32k) */
 
