@@ -68,7 +68,10 @@ typedef struct {
   char checkpoint[4096];   /* set for checkpoints/run dirs */
   char name[256];
 } cli_model;
-int cli_model_resolve(const char *cmd, const char *arg, cli_model *out);
+/* A preset name, spec file, checkpoint or run directory. `flag` is the option the user gave
+ * it with ("--model", "--init"), named in the error messages, or NULL when it came as a
+ * positional argument. */
+int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_model *out);
 /* Remove "--max-params N" (any position) from argv and keep N for cli_model_resolve;
  * -1 after printing an error for a bad value. */
 int cli_take_max_params(int *argc, char **argv);

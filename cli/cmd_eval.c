@@ -152,7 +152,7 @@ int cmd_eval(int argc, char **argv) {
   }
   cli_model cm = {0};
   if (model_arg) {
-    int rc = cli_model_resolve("eval", model_arg, &cm);
+    int rc = cli_model_resolve("eval", "--model", model_arg, &cm);
     if (rc) return rc;
   }
   if (ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);

@@ -19,7 +19,7 @@ static const char *const usage =
 
 int cmd_export(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "export", NULL, 0};
-  const char *in = NULL, *format = NULL, *out = NULL, *input_norm = NULL;
+  const char *in = NULL, *in_flag = NULL, *format = NULL, *out = NULL, *input_norm = NULL;
   int fold = 0;
   while (a.i < argc) {
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
@@ -29,9 +29,10 @@ int cmd_export(int argc, char **argv) {
     if (cli_opt(&a, "--format")) format = a.val;
     else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--input-norm")) input_norm = a.val;
-    else if (cli_opt(&a, "--model") || cli_opt(&a, "--checkpoint")) in = a.val;
+    else if (cli_opt(&a, "--model")) in = a.val, in_flag = "--model";
+    else if (cli_opt(&a, "--checkpoint")) in = a.val, in_flag = "--checkpoint";
     else if (cli_flag(&a, "--fold")) fold = 1;
-    else if (argv[a.i][0] != '-' && !in) in = argv[a.i++];
+    else if (argv[a.i][0] != '-' && !in) in = argv[a.i++], in_flag = NULL;
     else return cli_unknown(&a);
     if (a.bad) return EXIT_USAGE;
   }
@@ -45,7 +46,7 @@ int cmd_export(int argc, char **argv) {
     return EXIT_USAGE;
   }
   cli_model cm;
-  int rc = cli_model_resolve("export", in, &cm);
+  int rc = cli_model_resolve("export", in_flag, in, &cm);
   if (rc) return rc;
   if (!cm.checkpoint[0]) {
     cli_error("export", "%s is not a trained checkpoint or run directory", in);

@@ -14,13 +14,14 @@ static const char *const usage =
 
 int cmd_fold(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "fold", NULL, 0};
-  const char *in = NULL, *out = NULL;
+  const char *in = NULL, *in_flag = NULL, *out = NULL;
   while (a.i < argc) {
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
       fputs(usage, stdout);
       return EXIT_OK;
     }
-    if (cli_opt(&a, "--checkpoint") || cli_opt(&a, "--model")) in = a.val;
+    if (cli_opt(&a, "--checkpoint")) in = a.val, in_flag = "--checkpoint";
+    else if (cli_opt(&a, "--model")) in = a.val, in_flag = "--model";
     else if (cli_opt(&a, "--out")) out = a.val;
     else return cli_unknown(&a);
     if (a.bad) return EXIT_USAGE;
@@ -30,7 +31,7 @@ int cmd_fold(int argc, char **argv) {
     return EXIT_USAGE;
   }
   cli_model cm;
-  int rc = cli_model_resolve("fold", in, &cm);
+  int rc = cli_model_resolve("fold", in_flag, in, &cm);
   if (rc) return rc;
   if (!cm.checkpoint[0]) {
     cli_error("fold", "%s is not a trained checkpoint or run directory", in);

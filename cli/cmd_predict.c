@@ -94,7 +94,7 @@ int cmd_predict(int argc, char **argv) {
     cli_error("predict", "give image files, or --data SOURCE --index I");
     rc = EXIT_USAGE;
   }
-  if (!rc && model_arg) rc = cli_model_resolve("predict", model_arg, &cm);
+  if (!rc && model_arg) rc = cli_model_resolve("predict", "--model", model_arg, &cm);
   if (!rc && ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);
   if (!rc && !cm.checkpoint[0]) {
     cli_error("predict", "--model %s is not trained; pass --checkpoint FILE or a run directory", model_arg);

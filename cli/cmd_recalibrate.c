@@ -24,7 +24,7 @@ static double eval_acc(nn_model *m, const nn_dataset *ds, nn_input_norm norm, nn
 
 int cmd_recalibrate(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "recalibrate", NULL, 0};
-  const char *model_arg = NULL, *out = NULL, *data = NULL;
+  const char *model_arg = NULL, *model_flag = NULL, *out = NULL, *data = NULL;
   nn_recalibrate_config rcfg = {.batch_size = 128, .batches = 100};
   unsigned long long seed = 0; /* rcfg.seed, once parsed */
   int threads = 0;
@@ -34,7 +34,8 @@ int cmd_recalibrate(int argc, char **argv) {
       fputs(usage, stdout);
       return EXIT_OK;
     }
-    if (cli_opt(&a, "--model") || cli_opt(&a, "--checkpoint")) model_arg = a.val;
+    if (cli_opt(&a, "--model")) model_arg = a.val, model_flag = "--model";
+    else if (cli_opt(&a, "--checkpoint")) model_arg = a.val, model_flag = "--checkpoint";
     else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--data")) data = a.val;
     else if (cli_opt(&a, "--batches")) bad = cli_int(&a, "--batches", 1, 1 << 24, &rcfg.batches);
@@ -50,7 +51,7 @@ int cmd_recalibrate(int argc, char **argv) {
     return EXIT_USAGE;
   }
   cli_model cm;
-  int rc = cli_model_resolve("recalibrate", model_arg, &cm);
+  int rc = cli_model_resolve("recalibrate", model_flag, model_arg, &cm);
   if (rc) return rc;
   if (!cm.checkpoint[0]) {
     cli_error("recalibrate", "%s is not a trained checkpoint or run directory", model_arg);

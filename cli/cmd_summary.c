@@ -27,7 +27,7 @@ int cmd_summary(int argc, char **argv) {
     if (a.bad) return EXIT_USAGE;
   }
   cli_model cm;
-  int rc = cli_model_resolve("summary", model_arg, &cm);
+  int rc = cli_model_resolve("summary", "--model", model_arg, &cm);
   nn_model *m = NULL;
   if (!rc) rc = cli_model_build("summary", &cm, norm, NN_INIT_DEFAULT, 0, &m);
   if (!rc) {

@@ -1,4 +1,5 @@
 /* --model PRESET|SPECFILE|CHECKPOINT|RUNDIR */
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -31,7 +32,14 @@ int cli_take_max_params(int *argc, char **argv) {
   return 0;
 }
 
-int cli_model_resolve(const char *cmd, const char *arg, cli_model *out) {
+/* safetensors, Keras and PyTorch files go to the checkpoint loader (which imports the
+ * Keras ones and explains how to convert the PyTorch ones) */
+static int is_checkpoint_name(const char *arg) {
+  return ends_with(arg, ".safetensors") || ends_with(arg, ".keras") || ends_with(arg, ".h5") || ends_with(arg, ".pt") ||
+         ends_with(arg, ".pth");
+}
+
+int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_model *out) {
   memset(out, 0, sizeof *out);
   nn_error err = {0};
   snprintf(out->name, sizeof out->name, "%s", arg);
@@ -41,27 +49,31 @@ int cli_model_resolve(const char *cmd, const char *arg, cli_model *out) {
     return EXIT_OK;
   }
   struct stat sb;
+  const char *sp = flag ? " " : "";
+  if (flag == NULL) flag = "";
+  if (stat(arg, &sb) != 0 && (strchr(arg, '/') || is_checkpoint_name(arg))) {
+    /* a path: that it names no preset goes without saying */
+    cli_error(cmd, "%s%s%s: %s", flag, sp, arg, strerror(errno));
+    return EXIT_USAGE;
+  }
   if (stat(arg, &sb) != 0) {
     char names[256] = "";
     for (int i = 0; i < nn_preset_count(); i++) {
       strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
       strncat(names, nn_preset_at(i)->name, sizeof names - strlen(names) - 1);
     }
-    cli_error(cmd, "--model %s: no such preset or file (presets: %s)", arg, names);
+    cli_error(cmd, "%s%s%s: no such preset or file (presets: %s)", flag, sp, arg, names);
     return EXIT_USAGE;
   }
   if (S_ISDIR(sb.st_mode)) {
     snprintf(out->checkpoint, sizeof out->checkpoint, "%s/model.safetensors", arg);
     if (stat(out->checkpoint, &sb) != 0) {
-      cli_error(cmd, "--model %s: a directory without model.safetensors (not a training run)", arg);
+      cli_error(cmd, "%s%s%s: a directory without model.safetensors (not a training run)", flag, sp, arg);
       return EXIT_USAGE;
     }
     return EXIT_OK;
   }
-  /* checkpoints; Keras and PyTorch files go to the checkpoint loader, which imports the first
-   * and explains how to convert the second */
-  if (ends_with(arg, ".safetensors") || ends_with(arg, ".keras") || ends_with(arg, ".h5") || ends_with(arg, ".pt") ||
-      ends_with(arg, ".pth")) {
+  if (is_checkpoint_name(arg)) {
     snprintf(out->checkpoint, sizeof out->checkpoint, "%s", arg);
     return EXIT_OK;
   }

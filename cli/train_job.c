@@ -290,7 +290,7 @@ static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
 
 static int new_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
   cli_model cm = {0};
-  int rc = cli_model_resolve(cmd, o->model, &cm);
+  int rc = cli_model_resolve(cmd, "--model", o->model, &cm);
   if (rc) return rc;
   if (cm.checkpoint[0]) {
     cli_error(cmd, "--model %s is a trained checkpoint; give a preset or a spec file (or --init it)", o->model);
@@ -308,7 +308,7 @@ static int new_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
       if ((pass == 0) != !strcmp(v->key, "optimizer")) continue;
       if (!strcmp(v->key, "init") && strcmp(v->value, "default") && strcmp(v->value, "xavier")) {
         /* --init CHECKPOINT|RUNDIR: fine-tuning */
-        if ((rc = cli_model_resolve(cmd, v->value, &from))) break;
+        if ((rc = cli_model_resolve(cmd, v->flag, v->value, &from))) break;
         if (!from.checkpoint[0]) {
           cli_error(cmd, "--init %s: expected default, xavier, a checkpoint or a run directory", v->value);
           rc = EXIT_USAGE;

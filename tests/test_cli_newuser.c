@@ -147,6 +147,25 @@ static void test_unknown_command(void **state) {
   tu_cli_expect_error(dir, "", "trian --model lenet", "unknown command 'trian'", "train, compare, eval");
 }
 
+/* A model argument that names nothing: the message names the option the user typed (none
+ * for a positional one), and a path gets the system's reason, not the list of presets. */
+static void test_model_arg_names_its_option(void **state) {
+  (void)state;
+  char args[2048];
+  snprintf(args, sizeof args, "export %s/nonexist --format onnx --out %s/x.onnx", dir, dir);
+  tu_cli_expect_error(dir, "", args, "normnet export: /", "nonexist: No such file or directory");
+  tu_run_result r;
+  run(&r, args);
+  assert_null(strstr(r.err, "--model"));
+  assert_null(strstr(r.err, "presets"));
+  snprintf(args, sizeof args, "export --checkpoint %s/none.safetensors --format onnx --out %s/x.onnx", dir, dir);
+  tu_cli_expect_error(dir, "", args, "--checkpoint /", "none.safetensors: No such file or directory");
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --init %s/norun --out %s/ni", dir, dir, dir,
+           dir);
+  tu_cli_expect_error(dir, "", args, "--init /", "norun: No such file or directory");
+  tu_cli_expect_error(dir, "", "summary --model lenett", "--model lenett: no such preset or file", "presets: lenet");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -156,6 +175,7 @@ int main(void) {
       cmocka_unit_test(test_eval_json_out),
       cmocka_unit_test(test_norm_spelling),
       cmocka_unit_test(test_unknown_command),
+      cmocka_unit_test(test_model_arg_names_its_option),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
