@@ -8,12 +8,15 @@
 #include "cli.h"
 
 void cli_error(const char *cmd, const char *fmt, ...) {
-  char msg[1024];
+  char raw[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
-  if (!cli_hold_message(msg)) fprintf(stderr, "normnet %s: %s\n", cmd, msg); /* under mpirun: rank 0 prints */
+  /* arguments are echoed as the library echoes file contents: escapes and newlines as \xNN */
+  nn_error e;
+  nn_error_set(&e, NN_ERR_ARG, "%s", raw);
+  if (!cli_hold_message(e.msg)) fprintf(stderr, "normnet %s: %s\n", cmd, e.msg); /* under mpirun: rank 0 prints */
 }
 
 int cli_fail(const char *cmd, const nn_error *err) {

@@ -82,7 +82,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 3
+#define NN_VERSION_PATCH 4
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -110,6 +110,16 @@ typedef struct {
   nn_status code;
   char msg[512];
 } nn_error;
+
+/* Fill err (may be NULL) with a printf-style message as the library writes its own: every
+ * byte outside printable ASCII becomes \xNN (a file name can carry no terminal escape or
+ * newline into the one-line message), cut to the buffer. Returns code. For programs that
+ * report their own errors in the library's form (the normnet CLI does). Since 0.2.4. */
+NN_API nn_status nn_error_set(nn_error *err, nn_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 /* Short name of a status ("bad model spec"). */
 NN_API const char *nn_status_name(nn_status s);

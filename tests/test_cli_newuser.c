@@ -148,7 +148,8 @@ static void test_unknown_command(void **state) {
 }
 
 /* A model argument that names nothing: the message names the option the user typed (none
- * for a positional one), and a path gets the system's reason, not the list of presets. */
+ * for a positional one), and a path gets the system's reason, not the list of presets;
+ * control bytes in it are written as \xNN. */
 static void test_model_arg_names_its_option(void **state) {
   (void)state;
   char args[2048];
@@ -164,6 +165,11 @@ static void test_model_arg_names_its_option(void **state) {
            dir);
   tu_cli_expect_error(dir, "", args, "--init /", "norun: No such file or directory");
   tu_cli_expect_error(dir, "", "summary --model lenett", "--model lenett: no such preset or file", "presets: lenet");
+  /* an escape sequence in an argument reaches the terminal as text, as the library's do */
+  snprintf(args, sizeof args, "export '%s/\033[31mred' --format onnx --out %s/x.onnx", dir, dir);
+  tu_cli_expect_error(dir, "", args, "\\x1b[31mred: No such file", NULL);
+  run(&r, args);
+  assert_null(strchr(r.err, '\033'));
 }
 
 int main(void) {

@@ -335,6 +335,11 @@ static void test_escaped_messages(void **state) {
   nn_error err = {0};
   assert_int_not_equal(nn_spec_parse("input shape=4\nd\xc3\xa9nse\n", "x", &s, &err), NN_OK);
   assert_non_null(strstr(err.msg, "d\\xc3\\xa9nse"));
+  /* and so does its public formatter (the CLI's errors go through it) */
+  assert_int_equal(nn_error_set(&err, NN_ERR_IO, "%s: %d", "a\nb\x1b", 7), NN_ERR_IO);
+  assert_int_equal(err.code, NN_ERR_IO);
+  assert_string_equal(err.msg, "a\\x0ab\\x1b: 7");
+  assert_int_equal(nn_error_set(NULL, NN_ERR_ARG, "x"), NN_ERR_ARG);
 }
 
 /* ---- 9. the numeric guard names the first layer whose output went bad ---------------- */
