@@ -23,29 +23,16 @@ static void escape_into(char *dst, size_t cap, const char *src) {
   dst[o] = 0;
 }
 
-static nn_status err_vset(nn_error *err, nn_status code, const char *fmt, va_list ap) {
+nn_status nn_error_set(nn_error *err, nn_status code, const char *fmt, ...) {
   if (err) {
     char raw[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
     vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
     escape_into(err->msg, sizeof err->msg, raw);
     err->code = code;
   }
-  return code;
-}
-
-nn_status nn_err_set(nn_error *err, nn_status code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  err_vset(err, code, fmt, ap);
-  va_end(ap);
-  return code;
-}
-
-nn_status nn_error_set(nn_error *err, nn_status code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  err_vset(err, code, fmt, ap);
-  va_end(ap);
   return code;
 }
 

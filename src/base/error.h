@@ -6,12 +6,9 @@
 #include "normnet.h"
 
 /* Fill err (may be NULL) with a printf-style message; returns code so callers can
- * write `return nn_err_set(err, NN_ERR_FORMAT, "...")`. */
-nn_status nn_err_set(nn_error *err, nn_status code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+ * write `return nn_err_set(err, NN_ERR_FORMAT, "...")`. The library's short name for the
+ * public nn_error_set (normnet.h). */
+#define nn_err_set nn_error_set
 
 /* Prefix an existing message with context ("file.idx: " + msg). Keeps the code. */
 nn_status nn_err_prefix(nn_error *err, nn_status code, const char *fmt, ...)
