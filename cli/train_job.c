@@ -236,6 +236,24 @@ static int fail_flag(const char *cmd, const char *flag, const nn_error *err) {
   return EXIT_USAGE;
 }
 
+/* A run's error that starts with a recipe key ("data mnist:/x: ...", "augment: ...") names
+ * the option instead ("--data mnist:/x: ..."), as fail_flag does for a bad value. */
+static int fail_run(const char *cmd, const nn_error *err) {
+  static const struct {
+    const char *key, *flag;
+  } also[] = {{"init-from", "--init"}, {"norm", "--norm"}};
+  const size_t nr = sizeof recipe_options / sizeof recipe_options[0];
+  for (size_t k = 0; k < nr + sizeof also / sizeof also[0]; k++) {
+    const char *key = k < nr ? recipe_options[k].key : also[k - nr].key;
+    const size_t n = strlen(key);
+    if (!strncmp(err->msg, key, n) && (err->msg[n] == ':' || err->msg[n] == ' ')) {
+      cli_error(cmd, "%s%s", k < nr ? recipe_options[k].flag : also[k - nr].flag, err->msg + n);
+      return EXIT_FAIL;
+    }
+  }
+  return cli_fail(cmd, err);
+}
+
 /* --resume: only the run's length and this process's settings may be given. */
 static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
   static const char allowed[] = "--epochs, --max-steps, --threads, --quiet and --out";
@@ -322,7 +340,7 @@ static int new_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
     }
   /* under mpirun rank 0 alone writes the run */
   if (!rc && nn_run_create(&r, cm.spec, cli_is_rank0() ? o->out : NULL, o->overwrite, out, &err))
-    rc = cli_fail(cmd, &err);
+    rc = fail_run(cmd, &err);
   cli_model_free(&cm);
   return rc;
 }

@@ -172,6 +172,17 @@ static void test_model_arg_names_its_option(void **state) {
   assert_null(strchr(r.err, '\033'));
 }
 
+/* Errors of building the run name the option that caused them (it printed "mnist:/x: /x: ..."
+ * and "norm group:3: ..."). */
+static void test_run_errors_name_options(void **state) {
+  (void)state;
+  char args[2048];
+  snprintf(args, sizeof args, "train --model %s/small.spec --data mnist:%s/nodata --out %s/rd", dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "normnet train: --data mnist:/", "cannot open data directory");
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --norm group:3 --out %s/rg", dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "normnet train: --norm group:3: ", "does not divide");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -182,6 +193,7 @@ int main(void) {
       cmocka_unit_test(test_norm_spelling),
       cmocka_unit_test(test_unknown_command),
       cmocka_unit_test(test_model_arg_names_its_option),
+      cmocka_unit_test(test_run_errors_name_options),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
