@@ -6,7 +6,7 @@
 #include "cli.h"
 
 static const char *const usage =
-    "usage: normnet eval --model RUNDIR|CHECKPOINT [options]\n"
+    "usage: normnet eval [--model] RUNDIR|CHECKPOINT [options]\n"
     "       normnet eval --checkpoint FILE [--model PRESET|SPECFILE] [options]\n"
     "\n"
     "Evaluate a trained model (default: the test split, in eval mode).\n"
@@ -116,7 +116,7 @@ static int write_confusion(const char *dir, const nn_confusion *cmx, const nn_da
 
 int cmd_eval(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "eval", NULL, 0};
-  const char *model_arg = NULL, *ckpt = NULL, *data_arg = NULL, *split = "test", *mode_name = "eval";
+  const char *model_arg = NULL, *model_flag = NULL, *ckpt = NULL, *data_arg = NULL, *split = "test", *mode_name = "eval";
   const char *input_norm = NULL, *out = NULL;
   int batch = 256, json = 0, threads = 0;
   while (a.i < argc) {
@@ -125,7 +125,7 @@ int cmd_eval(int argc, char **argv) {
       return EXIT_OK;
     }
     int bad = 0;
-    if (cli_opt(&a, "--model")) model_arg = a.val;
+    if (cli_opt(&a, "--model")) model_arg = a.val, model_flag = "--model";
     else if (cli_opt(&a, "--checkpoint")) ckpt = a.val;
     else if (cli_opt(&a, "--data")) data_arg = a.val;
     else if (cli_opt(&a, "--split")) split = a.val;
@@ -135,6 +135,7 @@ int cmd_eval(int argc, char **argv) {
     else if (cli_opt(&a, "--threads")) bad = cli_int(&a, "--threads", 1, 1024, &threads);
     else if (cli_flag(&a, "--json")) json = 1;
     else if (cli_opt(&a, "--out")) out = a.val;
+    else if (argv[a.i][0] != '-' && !model_arg) model_arg = argv[a.i++], model_flag = NULL;
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
@@ -152,7 +153,7 @@ int cmd_eval(int argc, char **argv) {
   }
   cli_model cm = {0};
   if (model_arg) {
-    int rc = cli_model_resolve("eval", "--model", model_arg, &cm);
+    int rc = cli_model_resolve("eval", model_flag, model_arg, &cm);
     if (rc) return rc;
   }
   if (ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);

@@ -6,7 +6,7 @@
 #include "cli.h"
 
 static const char *const usage =
-    "usage: normnet fold --checkpoint FILE|--model RUNDIR --out FILE\n"
+    "usage: normnet fold [--model|--checkpoint] RUNDIR|CHECKPOINT --out FILE\n"
     "\n"
     "Fold each batchnorm into the dense or conv2d layer right before it (in double):\n"
     "W' = W*gamma/sqrt(var+eps), b' = (b-mean)*gamma/sqrt(var+eps) + beta. The result has no\n"
@@ -23,6 +23,7 @@ int cmd_fold(int argc, char **argv) {
     if (cli_opt(&a, "--checkpoint")) in = a.val, in_flag = "--checkpoint";
     else if (cli_opt(&a, "--model")) in = a.val, in_flag = "--model";
     else if (cli_opt(&a, "--out")) out = a.val;
+    else if (argv[a.i][0] != '-' && !in) in = argv[a.i++], in_flag = NULL;
     else return cli_unknown(&a);
     if (a.bad) return EXIT_USAGE;
   }

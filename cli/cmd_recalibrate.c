@@ -4,7 +4,7 @@
 #include "cli.h"
 
 static const char *const usage =
-    "usage: normnet recalibrate --model RUNDIR|CHECKPOINT --out FILE [options]\n"
+    "usage: normnet recalibrate [--model] RUNDIR|CHECKPOINT --out FILE [options]\n"
     "\n"
     "Forget every batchnorm's running statistics and re-estimate them as the cumulative\n"
     "average over N training batches, weights unchanged; prints the test accuracy before\n"
@@ -42,6 +42,7 @@ int cmd_recalibrate(int argc, char **argv) {
     else if (cli_opt(&a, "--batch")) bad = cli_int(&a, "--batch", 2, 1 << 20, &rcfg.batch_size);
     else if (cli_opt(&a, "--seed")) bad = cli_u64(&a, "--seed", &seed);
     else if (cli_opt(&a, "--threads")) bad = cli_int(&a, "--threads", 1, 1024, &threads);
+    else if (argv[a.i][0] != '-' && !model_arg) model_arg = argv[a.i++], model_flag = NULL;
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }

@@ -183,6 +183,28 @@ static void test_run_errors_name_options(void **state) {
   tu_cli_expect_error(dir, "", args, "normnet train: --norm group:3: ", "does not divide");
 }
 
+/* Every command that takes one model takes it without --model too, as export, inspect and
+ * report did (`normnet eval runs/x` was "unknown argument"); a second one is refused. */
+static void test_positional_model(void **state) {
+  (void)state;
+  char args[2048];
+  tu_run_result r;
+  train_small("pm", "--max-steps 2");
+  snprintf(args, sizeof args, "eval %s/pm --data idx:%s/good", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "eval RUNDIR");
+  assert_non_null(strstr(r.out, "accuracy"));
+  snprintf(args, sizeof args, "summary %s/pm", dir);
+  tu_cli_run_ok(&r, dir, args, "summary RUNDIR");
+  assert_non_null(strstr(r.out, "batchnorm"));
+  snprintf(args, sizeof args, "fold %s/pm --out %s/pm-folded.safetensors", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "fold RUNDIR");
+  snprintf(args, sizeof args, "recalibrate %s/pm --data idx:%s/good --batches 1 --batch 32 --out %s/pm-rc.safetensors", dir, dir,
+           dir);
+  tu_cli_run_ok(&r, dir, args, "recalibrate RUNDIR");
+  snprintf(args, sizeof args, "eval %s/pm %s/pm", dir, dir);
+  tu_cli_expect_error(dir, "", args, "unknown argument", NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -194,6 +216,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_command),
       cmocka_unit_test(test_model_arg_names_its_option),
       cmocka_unit_test(test_run_errors_name_options),
+      cmocka_unit_test(test_positional_model),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
