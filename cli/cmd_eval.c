@@ -158,7 +158,8 @@ int cmd_eval(int argc, char **argv) {
   }
   if (ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);
   if (!cm.checkpoint[0]) {
-    cli_error("eval", "--model %s is not trained; pass --checkpoint FILE or a run directory", model_arg);
+    cli_error("eval", "%s%s%s is not trained; pass --checkpoint FILE or a run directory", model_flag ? model_flag : "",
+              model_flag ? " " : "", model_arg);
     cli_model_free(&cm);
     return EXIT_USAGE;
   }
