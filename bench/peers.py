@@ -16,6 +16,10 @@ median over the rounds of one timed run (about --seconds long) per round.
 Quiet-machine check: during every run the script reads the CPU time of the whole machine
 (/proc/stat) and of the run itself (its children's rusage); the difference is what other
 processes used. It prints that load per run and warns when the machine was not quiet.
+Host check: a virtual machine's neighbours on the same physical cores do not show in
+/proc/stat, so the script also collects the FMA peak bench_train measures after each of its
+variants (fma_peak_gflops) and prints its spread per thread count; a spread over 10 % means
+the host took cycles during the rounds, and the figures of that thread count are noisier.
 
 Ratios: normnet / peer, each side at its best thread count; scaling: normnet 2 threads /
 1 thread. The issue's targets are printed next to them.
@@ -34,6 +38,7 @@ ROOT = os.path.dirname(HERE)
 PRESETS = ["lenet", "mlp", "cnn", "cifar-cnn", "cifar-gap"]
 KERAS_PRESETS = {"mlp", "cnn", "cifar-cnn", "cifar-gap"}
 LINE = re.compile(r"^(\S+) (\S+) (bn|nobn) batch=(\d+) threads=(\w+) train_samples_per_s=(\d+)")
+PEAK = re.compile(r" fma_peak_gflops=([0-9.]+)")
 # issue 12 targets: normnet / current PyTorch at each side's best thread count; 2t / 1t scaling
 TARGET_RATIO = {"lenet": 3.0, "mlp": 3.0, "cnn": 2.0, "cifar-cnn": 2.0, "cifar-gap": 2.0}
 TARGET_SCALING = {"lenet": 1.7, "mlp": 1.3, "cnn": 1.7, "cifar-cnn": 1.7, "cifar-gap": 1.3}
@@ -54,8 +59,9 @@ def children_cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
-def run(cmd, env=None):
-    """Runs cmd; returns (parsed result lines, other processes' average cores, wall seconds)."""
+def run(cmd, env=None, peaks=None):
+    """Runs cmd; returns (parsed result lines, other processes' average cores, wall seconds,
+    header). The FMA peaks the lines report are appended to peaks[threads]."""
     b0, c0, t0 = cpu_busy_seconds(), children_cpu_seconds(), time.monotonic()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     b1, c1, t1 = cpu_busy_seconds(), children_cpu_seconds(), time.monotonic()
@@ -69,6 +75,9 @@ def run(cmd, env=None):
         if m:
             th = m.group(5)
             rows.append((m.group(1), m.group(2), m.group(3), int(th) if th.isdigit() else th, float(m.group(6))))
+            pk = PEAK.search(line)
+            if pk and peaks is not None and float(pk.group(1)) > 0:
+                peaks.setdefault(rows[-1][3], []).append(float(pk.group(1)))
     others = max(0.0, (b1 - b0) - (c1 - c0)) / max(t1 - t0, 1e-9)
     return rows, others, t1 - t0, header
 
@@ -128,6 +137,7 @@ def main():
           % (a.rounds, a.threads, ",".join(order), a.seconds))
     results = {}  # (side, model, bn, threads) -> [samples/s per round]
     labels, headers, loads = {}, {}, []
+    peaks = {}  # threads -> [FMA peaks bench_train measured after its variants]
     for r in range(a.rounds):
         rot = order[r % len(order):] + order[:r % len(order)]
         for t in threads:
@@ -144,13 +154,13 @@ def main():
                             c = list(cmd)
                             c[c.index("all")] = m
                             c += ["--norm", n]
-                            rr, others, wall, _ = run(c)
+                            rr, others, wall, _ = run(c, peaks=peaks)
                             rows += rr
                             others_sum += others * wall
                             wall_sum += wall
                     others, wall = others_sum / wall_sum, wall_sum
                 else:
-                    rows, others, wall, header = run(cmd)
+                    rows, others, wall, header = run(cmd, peaks=peaks)
                     headers[side] = header
                 labels[side] = side_label(side, rows)
                 loads.append(others)
@@ -207,6 +217,12 @@ def main():
     print("quiet-machine check: other processes used %.2f cores on median, %.2f at most, of %d%s"
           % (statistics.median(loads), max(loads), os.cpu_count(),
              "" if quiet else ": the machine was NOT quiet, figures are lower and noisier than on an idle machine"))
+    for t in sorted(peaks, key=str):
+        v = peaks[t]
+        spread = 1.0 - min(v) / max(v)
+        print("host check, threads %s: FMA peak measured after each normnet variant %.0f GFLOP/s on median, "
+              "%.0f-%.0f (%d runs)%s" % (t, statistics.median(v), min(v), max(v), len(v),
+                                         ": spread %.0f %%, the host took cycles" % (100 * spread) if spread > 0.10 else ""))
     return 0
 
 
