@@ -130,11 +130,11 @@ static inline void nc_mom_pair(nc_v8d *s1a, nc_v8d *s1b, nc_v8d *s2a, nc_v8d *s2
       nc_mom8(&a, &c, p + j + off, Kv);
       nc_mom8(&b, &d, p + j + off + 8, Kv);
     }
-    if (full < len) {
+    for (int u = 0; full < len && u < 2; u++) {
       float pad[8];
-      const float *v = nc_unit(p, full + (size_t)off, len, K, pad);
-      if (v) nc_mom8(&a, &c, v, Kv);
-      if ((v = nc_unit(p, full + (size_t)off + 8, len, K, pad))) nc_mom8(&b, &d, v, Kv);
+      const float *v = nc_unit(p, full + (size_t)off + 8 * (size_t)u, len, K, pad);
+      if (!v) break;
+      nc_mom8(u ? &b : &a, u ? &d : &c, v, Kv);
     }
   }
   *s1a = a, *s1b = b, *s2a = c, *s2b = d;
@@ -144,7 +144,7 @@ static inline void nc_mom_pair(nc_v8d *s1a, nc_v8d *s1b, nc_v8d *s2a, nc_v8d *s2
  * about NC_GROUP floats per tensor (L1-resident for the second sweep). Each lane still adds
  * its elements in (run, position) order: the grouping never changes a result. */
 #define NC_GROUP 2048
-static inline size_t nc_group_runs(size_t len) { return len >= NC_GROUP ? 1 : NC_GROUP / len; }
+static inline size_t nc_group_runs(size_t len) { return len == 0 || len >= NC_GROUP ? 1 : NC_GROUP / len; }
 
 /* s1 = sum(x - K), s2 = sum((x - K)^2) over the runs, 8*nv lanes. */
 static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t len, float K, int nv, double *s1,
@@ -155,7 +155,7 @@ static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t
   nc_acc_zero(&a1);
   nc_acc_zero(&a2);
   const int lanes = 8 * nv;
-  const size_t gr = len ? nc_group_runs(len) : 1;
+  const size_t gr = nc_group_runs(len);
   for (size_t r0 = 0; r0 < runs; r0 += gr) {
     const size_t n = runs - r0 < gr ? runs - r0 : gr;
     const float *p = x + r0 * stride;
@@ -332,25 +332,20 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm,
   nc_acc_zero(&aed);
   float e[NC_EBLK];
   if (!act) {
-    const size_t gr = len ? nc_group_runs(len) : 1;
+    const size_t gr = nc_group_runs(len);
     for (size_t r0 = 0; r0 < runs; r0 += gr) {
       const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
       nc_bwd_run(&ad, &ae, &aed, x + o, stride, dy + o, stride, gm, n, len, K, &Kv, nv);
     }
-  } else if (eout) {
-    const size_t gr = len ? nc_group_runs(len) : 1;
+  } else if (eout || len <= NC_EBLK) {
+    /* e of a group of whole runs, into eout (at dy's places) or into the block (run after
+     * run, as many as it holds), then its sums */
+    const size_t gr = eout ? nc_group_runs(len) : NC_EBLK / (len ? len : 1), es = eout ? stride : len;
     for (size_t r0 = 0; r0 < runs; r0 += gr) {
       const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
-      for (size_t r = 0; r < n; r++) nc_act_grad(act, z + o + r * stride, dy + o + r * stride, eout + o + r * stride, len);
-      nc_bwd_run(&ad, &ae, &aed, x + o, stride, eout + o, stride, NULL, n, len, K, &Kv, nv);
-    }
-  } else if (len && len <= NC_EBLK) {
-    /* e of as many whole runs as the block holds, run after run */
-    const size_t gr = NC_EBLK / len;
-    for (size_t r0 = 0; r0 < runs; r0 += gr) {
-      const size_t n = runs - r0 < gr ? runs - r0 : gr;
-      for (size_t r = 0; r < n; r++) nc_act_grad(act, z + (r0 + r) * stride, dy + (r0 + r) * stride, e + r * len, len);
-      nc_bwd_run(&ad, &ae, &aed, x + r0 * stride, stride, e, len, NULL, n, len, K, &Kv, nv);
+      float *eg = eout ? eout + o : e;
+      for (size_t r = 0; r < n; r++) nc_act_grad(act, z + o + r * stride, dy + o + r * stride, eg + r * es, len);
+      nc_bwd_run(&ad, &ae, &aed, x + o, stride, eg, es, NULL, n, len, K, &Kv, nv);
     }
   } else {
     for (size_t r = 0; r < runs; r++) {
