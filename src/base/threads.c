@@ -21,11 +21,7 @@ void nn_set_threads(int threads) {
   atomic_store(&user_fixed, threads > 0);
 }
 
-int nn_threads_auto(void) {
-  if (atomic_load(&user_fixed)) return 0;
-  const char *env = getenv("OMP_NUM_THREADS");
-  if (env && *env) return 0;
-  /* asked at every step: the core count (a system call in libgomp) is read once */
+int nn_cores(void) {
   static atomic_int cores = 0;
   int p = atomic_load(&cores);
   if (p == 0) {
@@ -34,6 +30,13 @@ int nn_threads_auto(void) {
     atomic_store(&cores, p);
   }
   return p;
+}
+
+int nn_threads_auto(void) {
+  if (atomic_load(&user_fixed)) return 0;
+  const char *env = getenv("OMP_NUM_THREADS");
+  if (env && *env) return 0;
+  return nn_cores();
 }
 
 double nn_now(void) {

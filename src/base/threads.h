@@ -31,8 +31,12 @@ typedef struct {
   int n0;                           /* its batch size */
 } nn_tuner;
 
-/* Cores the library may use when it chooses (>= 1), or 0 when the user fixed the count
- * with nn_set_threads(n > 0) or OMP_NUM_THREADS. */
+/* The cores this process may run on (>= 1), read once (asked at every step; in libgomp
+ * omp_get_num_procs is a system call). */
+int nn_cores(void);
+
+/* Cores the library may use when it chooses (nn_cores()), or 0 when the user fixed the
+ * count with nn_set_threads(n > 0) or OMP_NUM_THREADS. */
 int nn_threads_auto(void);
 
 /* Prepare a tuner for counts up to max (max <= 1: always 1). */

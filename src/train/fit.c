@@ -11,6 +11,7 @@
 #include "base/async.h"
 #include "base/error.h"
 #include "base/rng.h"
+#include "base/threads.h"
 #include "dist/dist.h"
 #include "model/model.h"
 #include "train/fit.h"
@@ -155,7 +156,6 @@ typedef struct fit_state {
   float *spare_x;
   int32_t *spare_y;
   int ahead;
-  int cores; /* omp_get_num_procs() when nn_fit started (a system call: not per step) */
   nn_rng before_ahead;
   assembly job; /* the helper's job (it reads it while the step runs) */
   int n, bs, ebs, batches;
@@ -258,7 +258,7 @@ static void batch_ready(fit_state *s, int b) {
  * waits for it (measured: mlp at 2 threads on 2 cores 64-72k samples/s in half the epochs
  * against 100-115k). */
 static void assemble_ahead(fit_state *s, int b) {
-  if (!s->async || b >= s->batches || omp_get_max_threads() >= s->cores) return;
+  if (!s->async || b >= s->batches || omp_get_max_threads() >= nn_cores()) return;
   s->before_ahead = *s->rng;
   s->ahead = b;
   s->job = (assembly){s, b, s->spare_x, s->spare_y};
@@ -529,7 +529,6 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   /* assembly ahead needs a second batch buffer and a helper thread; without either, each
    * step assembles its own batch (the same batches, only slower) */
   s.ahead = -1;
-  s.cores = omp_get_num_procs();
   if (!st && s.batches > 1 && !cfg->assemble_in_step) {
     s.spare_x = malloc((size_t)s.bs * (size_t)s.in.c * s.in.h * s.in.w * sizeof *s.spare_x);
     s.spare_y = malloc((size_t)s.bs * sizeof *s.spare_y);
