@@ -66,8 +66,11 @@ typedef struct {
   const nn_preset *preset; /* set for presets */
   nn_spec *spec;           /* parsed spec (preset/spec file), or NULL for a checkpoint */
   char checkpoint[4096];   /* set for checkpoints/run dirs */
-  char name[256];
+  char what[4200];         /* the argument as given, for messages: "--model runs/x" or "runs/x" */
 } cli_model;
+/* The model argument of a command: --model X, --checkpoint X (when `checkpoint` is set), or
+ * a first argument without an option (*flag NULL then). Returns 1 if it took the argument. */
+int cli_model_opt(cli_args *a, int checkpoint, const char **arg, const char **flag);
 /* A preset name, spec file, checkpoint or run directory. `flag` is the option the user gave
  * it with ("--model", "--init"), named in the error messages, or NULL when it came as a
  * positional argument. */

@@ -125,8 +125,7 @@ int cmd_eval(int argc, char **argv) {
       return EXIT_OK;
     }
     int bad = 0;
-    if (cli_opt(&a, "--model")) model_arg = a.val, model_flag = "--model";
-    else if (cli_opt(&a, "--checkpoint")) ckpt = a.val;
+    if (cli_opt(&a, "--checkpoint")) ckpt = a.val;
     else if (cli_opt(&a, "--data")) data_arg = a.val;
     else if (cli_opt(&a, "--split")) split = a.val;
     else if (cli_opt(&a, "--mode")) mode_name = a.val;
@@ -135,8 +134,8 @@ int cmd_eval(int argc, char **argv) {
     else if (cli_opt(&a, "--threads")) bad = cli_int(&a, "--threads", 1, 1024, &threads);
     else if (cli_flag(&a, "--json")) json = 1;
     else if (cli_opt(&a, "--out")) out = a.val;
-    else if (argv[a.i][0] != '-' && !model_arg) model_arg = argv[a.i++], model_flag = NULL;
-    else return cli_unknown(&a);
+    else if (cli_model_opt(&a, 0, &model_arg, &model_flag)) {
+    } else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
   if (strcmp(split, "test") && strcmp(split, "train")) {
@@ -158,8 +157,7 @@ int cmd_eval(int argc, char **argv) {
   }
   if (ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);
   if (!cm.checkpoint[0]) {
-    cli_error("eval", "%s%s%s is not trained; pass --checkpoint FILE or a run directory", model_flag ? model_flag : "",
-              model_flag ? " " : "", model_arg);
+    cli_error("eval", "%s is not trained; pass --checkpoint FILE or a run directory", cm.what);
     cli_model_free(&cm);
     return EXIT_USAGE;
   }

@@ -29,11 +29,9 @@ int cmd_export(int argc, char **argv) {
     if (cli_opt(&a, "--format")) format = a.val;
     else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--input-norm")) input_norm = a.val;
-    else if (cli_opt(&a, "--model")) in = a.val, in_flag = "--model";
-    else if (cli_opt(&a, "--checkpoint")) in = a.val, in_flag = "--checkpoint";
     else if (cli_flag(&a, "--fold")) fold = 1;
-    else if (argv[a.i][0] != '-' && !in) in = argv[a.i++], in_flag = NULL;
-    else return cli_unknown(&a);
+    else if (cli_model_opt(&a, 1, &in, &in_flag)) {
+    } else return cli_unknown(&a);
     if (a.bad) return EXIT_USAGE;
   }
   if (!in || !format || !out) {

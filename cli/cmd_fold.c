@@ -20,11 +20,9 @@ int cmd_fold(int argc, char **argv) {
       fputs(usage, stdout);
       return EXIT_OK;
     }
-    if (cli_opt(&a, "--checkpoint")) in = a.val, in_flag = "--checkpoint";
-    else if (cli_opt(&a, "--model")) in = a.val, in_flag = "--model";
-    else if (cli_opt(&a, "--out")) out = a.val;
-    else if (argv[a.i][0] != '-' && !in) in = argv[a.i++], in_flag = NULL;
-    else return cli_unknown(&a);
+    if (cli_opt(&a, "--out")) out = a.val;
+    else if (cli_model_opt(&a, 1, &in, &in_flag)) {
+    } else return cli_unknown(&a);
     if (a.bad) return EXIT_USAGE;
   }
   if (!in || !out) {

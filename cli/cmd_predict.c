@@ -97,7 +97,7 @@ int cmd_predict(int argc, char **argv) {
   if (!rc && model_arg) rc = cli_model_resolve("predict", "--model", model_arg, &cm);
   if (!rc && ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);
   if (!rc && !cm.checkpoint[0]) {
-    cli_error("predict", "--model %s is not trained; pass --checkpoint FILE or a run directory", model_arg);
+    cli_error("predict", "%s is not trained; pass --checkpoint FILE or a run directory", cm.what);
     rc = EXIT_USAGE;
   }
   nn_model *m = NULL;

@@ -34,16 +34,14 @@ int cmd_recalibrate(int argc, char **argv) {
       fputs(usage, stdout);
       return EXIT_OK;
     }
-    if (cli_opt(&a, "--model")) model_arg = a.val, model_flag = "--model";
-    else if (cli_opt(&a, "--checkpoint")) model_arg = a.val, model_flag = "--checkpoint";
-    else if (cli_opt(&a, "--out")) out = a.val;
+    if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--data")) data = a.val;
     else if (cli_opt(&a, "--batches")) bad = cli_int(&a, "--batches", 1, 1 << 24, &rcfg.batches);
     else if (cli_opt(&a, "--batch")) bad = cli_int(&a, "--batch", 2, 1 << 20, &rcfg.batch_size);
     else if (cli_opt(&a, "--seed")) bad = cli_u64(&a, "--seed", &seed);
     else if (cli_opt(&a, "--threads")) bad = cli_int(&a, "--threads", 1, 1024, &threads);
-    else if (argv[a.i][0] != '-' && !model_arg) model_arg = argv[a.i++], model_flag = NULL;
-    else return cli_unknown(&a);
+    else if (cli_model_opt(&a, 1, &model_arg, &model_flag)) {
+    } else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
   rcfg.seed = seed;

@@ -13,22 +13,21 @@ static const char *const usage =
 
 int cmd_summary(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "summary", NULL, 0};
-  const char *model_arg = "lenet", *model_flag = "--model", *norm = NULL;
-  int model_given = 0;
+  const char *model_arg = NULL, *model_flag = NULL, *norm = NULL;
   int spec_only = 0;
   while (a.i < argc) {
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
       fputs(usage, stdout);
       return EXIT_OK;
     }
-    if (cli_opt(&a, "--model")) model_arg = a.val, model_flag = "--model", model_given = 1;
-    else if (cli_opt(&a, "--norm")) norm = a.val;
+    if (cli_opt(&a, "--norm")) norm = a.val;
     else if (cli_flag(&a, "--spec")) spec_only = 1;
-    else if (argv[a.i][0] != '-' && !model_given) model_arg = argv[a.i++], model_flag = NULL, model_given = 1;
-    else return cli_unknown(&a);
+    else if (cli_model_opt(&a, 0, &model_arg, &model_flag)) {
+    } else return cli_unknown(&a);
     if (a.bad) return EXIT_USAGE;
   }
   cli_model cm;
+  if (!model_arg) model_arg = "lenet";
   int rc = cli_model_resolve("summary", model_flag, model_arg, &cm);
   nn_model *m = NULL;
   if (!rc) rc = cli_model_build("summary", &cm, norm, NN_INIT_DEFAULT, 0, &m);

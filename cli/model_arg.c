@@ -39,36 +39,48 @@ static int is_checkpoint_name(const char *arg) {
          ends_with(arg, ".pth");
 }
 
+int cli_model_opt(cli_args *a, int checkpoint, const char **arg, const char **flag) {
+  if (cli_opt(a, "--model")) {
+    *flag = "--model";
+  } else if (checkpoint && cli_opt(a, "--checkpoint")) {
+    *flag = "--checkpoint";
+  } else if (a->argv[a->i][0] != '-' && !*arg) {
+    *arg = a->argv[a->i++], *flag = NULL;
+    return 1;
+  } else {
+    return 0;
+  }
+  *arg = a->val;
+  return 1;
+}
+
 int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_model *out) {
   memset(out, 0, sizeof *out);
   nn_error err = {0};
-  snprintf(out->name, sizeof out->name, "%s", arg);
+  snprintf(out->what, sizeof out->what, "%s%s%s", flag ? flag : "", flag ? " " : "", arg);
   if ((out->preset = nn_preset_find(arg))) {
     if (nn_spec_parse(out->preset->spec, arg, &out->spec, &err)) return cli_fail(cmd, &err);
     nn_spec_set_max_params(out->spec, max_params);
     return EXIT_OK;
   }
   struct stat sb;
-  const char *sp = flag ? " " : "";
-  if (flag == NULL) flag = "";
-  if (stat(arg, &sb) != 0 && (strchr(arg, '/') || is_checkpoint_name(arg))) {
-    /* a path: that it names no preset goes without saying */
-    cli_error(cmd, "%s%s%s: %s", flag, sp, arg, strerror(errno));
-    return EXIT_USAGE;
-  }
   if (stat(arg, &sb) != 0) {
+    if (strchr(arg, '/') || is_checkpoint_name(arg)) { /* a path: that it is no preset goes without saying */
+      cli_error(cmd, "%s: %s", out->what, strerror(errno));
+      return EXIT_USAGE;
+    }
     char names[256] = "";
     for (int i = 0; i < nn_preset_count(); i++) {
       strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
       strncat(names, nn_preset_at(i)->name, sizeof names - strlen(names) - 1);
     }
-    cli_error(cmd, "%s%s%s: no such preset or file (presets: %s)", flag, sp, arg, names);
+    cli_error(cmd, "%s: no such preset or file (presets: %s)", out->what, names);
     return EXIT_USAGE;
   }
   if (S_ISDIR(sb.st_mode)) {
     snprintf(out->checkpoint, sizeof out->checkpoint, "%s/model.safetensors", arg);
     if (stat(out->checkpoint, &sb) != 0) {
-      cli_error(cmd, "%s%s%s: a directory without model.safetensors (not a training run)", flag, sp, arg);
+      cli_error(cmd, "%s: a directory without model.safetensors (not a training run)", out->what);
       return EXIT_USAGE;
     }
     return EXIT_OK;

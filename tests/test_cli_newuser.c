@@ -196,6 +196,8 @@ static void test_positional_model(void **state) {
   snprintf(args, sizeof args, "summary %s/pm", dir);
   tu_cli_run_ok(&r, dir, args, "summary RUNDIR");
   assert_non_null(strstr(r.out, "batchnorm"));
+  tu_cli_run_ok(&r, dir, "summary", "summary without a model");
+  assert_non_null(strstr(r.out, "Model: \"lenet\""));
   snprintf(args, sizeof args, "fold %s/pm --out %s/pm-folded.safetensors", dir, dir);
   tu_cli_run_ok(&r, dir, args, "fold RUNDIR");
   snprintf(args, sizeof args, "recalibrate %s/pm --data idx:%s/good --batches 1 --batch 32 --out %s/pm-rc.safetensors", dir, dir,
