@@ -13,9 +13,9 @@
  * level: conv-like (N,C,H*W) and dense-like (N,C). Then BN + ReLU in training, forward and
  * backward, run as two kernels (BN, then nn_relu_*) and fused (nn_bn_*_train_act): the time
  * of each and the speed-up. Level "model" adds the shapes of the presets' convolutional BN
- * layers at their batch size (cnn conv1 and conv2 at 32, lenet conv1 and conv2 at 128). The triad uses the kernels' own threading
- * rule (OpenMP over the elements when E >= 16384, else one thread), so each ratio compares
- * like with like. Each figure is the best of 9 interleaved slices of --seconds/9 each.
+ * layers at their batch size (cnn conv1 and conv2 at 32, lenet conv1 and conv2 at 128).
+ * The triad uses the kernels' own threading rule (OpenMP over the elements when
+ * E >= 16384, else one thread), so each ratio compares like with like. Each figure is the best of 9 interleaved slices of --seconds/9 each.
  * One thread by default, timed in process CPU time, so that other processes on a shared
  * machine do not enter the figures; with --threads N > 1 the clock is wall time.
  * Output: one line per (level, layout, kernel) with GB/s and the fraction of the triad. */
