@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "fixture.h"
+#include "kernels/act_inline.h"
 #include "kernels/kernels.h"
 #include "nn_test.h"
 
@@ -448,6 +449,35 @@ static void test_activation_accuracy(void **state) {
   free(x), free(y), free(xd), free(yd);
 }
 
+/* sigmoid and tanh run their exp stage by stage over blocks of ACT_EXP_BLK values: every
+ * value must come out as the one-value definition (sigmoid1, tanh1) gives it, bit for bit,
+ * at any length (blocks and tails) and in place */
+static void test_activation_blocks(void **state) {
+  (void)state;
+  static const size_t lens[] = {1, 7, ACT_EXP_BLK - 1, ACT_EXP_BLK, ACT_EXP_BLK + 1, 2 * ACT_EXP_BLK + 9, 1000};
+  const size_t cap = 1000;
+  tu_rng r = {0x5EED5EEDULL};
+  float *x = tu_fbuf(cap), *y = tu_fbuf(cap), *q = tu_fbuf(cap);
+  for (size_t i = 0; i < cap; i++) x[i] = (float)tu_unif(&r, -120.0, 120.0) * (i % 3 ? 0.05f : 1.0f);
+  x[3] = NAN, x[4] = -0.0f, x[5] = INFINITY, x[600] = -INFINITY, x[601] = 0.3f;
+  for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+    const size_t n = lens[k];
+    for (int t = 0; t < 2; t++) {
+      tu_fill_nan(y, cap);
+      memcpy(q, x, n * sizeof *x);
+      if (t == 0) nn_sigmoid_forward(x, y, n), nn_sigmoid_forward(q, q, n);
+      else nn_tanh_forward(x, y, n), nn_tanh_forward(q, q, n);
+      for (size_t i = 0; i < n; i++) {
+        const float want = t == 0 ? sigmoid1(x[i]) : tanh1(x[i]);
+        if (memcmp(&y[i], &want, sizeof want) || memcmp(&q[i], &want, sizeof want))
+          fail_msg("%s(%.9g) at %zu of %zu: %.9g (in place %.9g), one value at a time %.9g", t ? "tanh" : "sigmoid",
+                   (double)x[i], i, n, (double)y[i], (double)q[i], (double)want);
+      }
+    }
+  }
+  free(x), free(y), free(q);
+}
+
 static void test_flatten(void **state) {
   (void)state;
   tu_rng r = {77};
@@ -636,6 +666,7 @@ int main(void) {
       cmocka_unit_test(test_conv_act_fused),
       cmocka_unit_test(test_activations),
       cmocka_unit_test(test_activation_accuracy),
+      cmocka_unit_test(test_activation_blocks),
       cmocka_unit_test(test_flatten),
       cmocka_unit_test(test_softmax_xent),
       cmocka_unit_test(test_thread_independence),

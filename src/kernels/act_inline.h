@@ -20,22 +20,40 @@ static inline float bits_to_float(int32_t b) {
 
 /* e^x for x in [-104, 88.7] (callers clamp; NaN must not reach it): Cephes' expf
  * (range reduction by n = round(x / ln 2) with ln 2 split in two, degree-5 polynomial),
- * 2^n applied as two factors so that results down to the denormals stay graded. */
-static inline float exp_clamped(float x) {
-  const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-  float n = (x * 1.44269504088896341f + magic) - magic;
+ * 2^n applied as two factors so that results down to the denormals stay graded.
+ *
+ * Written as four stages, exp_clamped their composition. One value's stages form a chain of
+ * ~30 dependent operations (~90 cycles); a simd loop over whole values keeps too few of them
+ * in flight and runs at a third of the machine's throughput. The block kernels below
+ * (exp_block) run each stage over a block of values before the next: the same operations
+ * on each value, so the same bits, 1.5-1.7x faster. */
+static inline float exp_round(float x) { /* n = round(x / ln 2) */
+  const float magic = 12582912.0f;       /* 1.5 * 2^23: adding it rounds to an integer */
+  return (x * 1.44269504088896341f + magic) - magic;
+}
+static inline float exp_reduce(float x, float n) { /* r = x - n ln 2 */
   float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
+  return r - n * -2.12194440e-4f;
+}
+static inline float exp_poly_lo(float r) { /* the polynomial's first steps */
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
+  return p * r + 8.3334519073e-3f;
+}
+static inline float exp_poly_hi(float p, float r) { /* its last steps: e^r */
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  int32_t ni = (int32_t)n; /* in [-150, 128] */
+  return p * (r * r) + r + 1.0f;
+}
+static inline float exp_scale(float p, float n) { /* p 2^n */
+  int32_t ni = (int32_t)n;                        /* in [-150, 128] */
   int32_t n1 = ni / 2, n2 = ni - n1;
   return p * bits_to_float((n1 + 127) << 23) * bits_to_float((n2 + 127) << 23);
+}
+static inline float exp_clamped(float x) {
+  float n = exp_round(x), r = exp_reduce(x, n);
+  return exp_scale(exp_poly_hi(exp_poly_lo(r), r), n);
 }
 
 static inline int32_t float_to_bits(float f) {
@@ -52,22 +70,31 @@ static inline int32_t float_to_bits(float f) {
 static inline int32_t sel_bits(int32_t mask, int32_t a, int32_t b) { return (a & mask) | (b & ~mask); }
 static inline int32_t is_nan_mask(int32_t xb) { return -(int32_t)((xb & 0x7fffffff) > 0x7f800000); }
 
-/* stable sigmoid: with e = exp(-|x|) in (0, 1], 1/(1+e) for x >= 0 and e/(1+e) below */
-static inline float sigmoid1(float x) {
-  const int32_t xb = float_to_bits(x), ab = xb & 0x7fffffff;
+/* stable sigmoid: with e = exp(-|x|) in (0, 1], 1/(1+e) for x >= 0 and e/(1+e) below.
+ * sigmoid_arg gives the exponent, sigmoid_finish the result from x and e. */
+static inline float sigmoid_arg(float x) {
+  const int32_t ab = float_to_bits(x) & 0x7fffffff;
   const int32_t cap = 0x42d00000; /* 104.0f: e^-104 rounds to 0; NaN also maps to it (fixed below) */
-  float a = bits_to_float(ab < cap ? ab : cap);
-  float e = exp_clamped(-a);
+  return -bits_to_float(ab < cap ? ab : cap);
+}
+static inline float sigmoid_finish(float x, float e) {
+  const int32_t xb = float_to_bits(x);
   float s = 1.0f / (1.0f + e);
   /* s * 1 = s for x >= 0 (also -0: then e = 1), s * e otherwise */
   float y = s * bits_to_float(sel_bits(-(int32_t)((uint32_t)xb >> 31), float_to_bits(e), 0x3f800000));
   return bits_to_float(sel_bits(is_nan_mask(xb), xb, float_to_bits(y)));
 }
+static inline float sigmoid1(float x) { return sigmoid_finish(x, exp_clamped(sigmoid_arg(x))); }
 
-/* tanh: odd polynomial for |x| < 0.625 (Cephes tanhf), else 1 - 2/(e^{2|x|} + 1) */
-static inline float tanh1(float x) {
+/* tanh: odd polynomial for |x| < 0.625 (Cephes tanhf), else 1 - 2/(e^{2|x|} + 1);
+ * tanh_arg gives the exponent 2|x|, tanh_finish the result from x and e. */
+static inline float tanh_arg(float x) {
+  const int32_t a2b = float_to_bits(2.0f * bits_to_float(float_to_bits(x) & 0x7fffffff));
+  const int32_t cap = 0x42b00000; /* 88.0f: tanh is 1 long before; NaN -> 88 */
+  return bits_to_float(a2b < cap ? a2b : cap);
+}
+static inline float tanh_finish(float x, float e) {
   const int32_t xb = float_to_bits(x), ab = xb & 0x7fffffff;
-  float a = bits_to_float(ab);
   float z = x * x;
   float p = -5.70498872745e-3f;
   p = p * z + 2.06390887954e-2f;
@@ -75,12 +102,30 @@ static inline float tanh1(float x) {
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
   float small = p * z * x + x;
-  const int32_t a2b = float_to_bits(2.0f * a), cap = 0x42b00000; /* 88.0f: tanh is 1 long before; NaN -> 88 */
-  float big = 1.0f - 2.0f / (exp_clamped(bits_to_float(a2b < cap ? a2b : cap)) + 1.0f);
+  float big = 1.0f - 2.0f / (e + 1.0f);
   /* sign of x on big (-0 gets -big, but |x| < 0.625 takes small there) */
   int32_t bigb = float_to_bits(big) | (xb & INT32_MIN);
   int32_t y = sel_bits(-(int32_t)(ab < 0x3f200000 /* 0.625f */), float_to_bits(small), bigb);
   return bits_to_float(sel_bits(is_nan_mask(xb), xb, y));
+}
+static inline float tanh1(float x) { return tanh_finish(x, exp_clamped(tanh_arg(x))); }
+
+/* e[j] = exp_clamped(a[j]) for j < m <= ACT_EXP_BLK, one stage over the block at a time;
+ * e may be a. */
+#define ACT_EXP_BLK 256
+static inline void exp_block(const float *a, float *e, size_t m) {
+  float n[ACT_EXP_BLK], r[ACT_EXP_BLK];
+#pragma omp simd
+  for (size_t j = 0; j < m; j++) {
+    n[j] = exp_round(a[j]);
+    r[j] = exp_reduce(a[j], n[j]);
+  }
+#pragma omp simd
+  for (size_t j = 0; j < m; j++) e[j] = exp_poly_lo(r[j]);
+#pragma omp simd
+  for (size_t j = 0; j < m; j++) e[j] = exp_poly_hi(e[j], r[j]);
+#pragma omp simd
+  for (size_t j = 0; j < m; j++) e[j] = exp_scale(e[j], n[j]);
 }
 
 static inline float sigmoid_grad1(float y, float dy) { return dy * y * (1.0f - y); }
@@ -91,13 +136,29 @@ static inline void relu_n(const float *x, float *y, size_t len) {
 #pragma omp simd
   for (size_t j = 0; j < len; j++) y[j] = relu1(x[j]);
 }
+/* sigmoid and tanh block by block: the exponent, exp_block, the result (sigmoid1 and tanh1
+ * value for value) */
 static inline void sigmoid_n(const float *x, float *y, size_t len) {
+  float e[ACT_EXP_BLK];
+  for (size_t b = 0; b < len; b += ACT_EXP_BLK) {
+    const size_t m = len - b < ACT_EXP_BLK ? len - b : ACT_EXP_BLK;
 #pragma omp simd
-  for (size_t j = 0; j < len; j++) y[j] = sigmoid1(x[j]);
+    for (size_t j = 0; j < m; j++) e[j] = sigmoid_arg(x[b + j]);
+    exp_block(e, e, m);
+#pragma omp simd
+    for (size_t j = 0; j < m; j++) y[b + j] = sigmoid_finish(x[b + j], e[j]);
+  }
 }
 static inline void tanh_n(const float *x, float *y, size_t len) {
+  float e[ACT_EXP_BLK];
+  for (size_t b = 0; b < len; b += ACT_EXP_BLK) {
+    const size_t m = len - b < ACT_EXP_BLK ? len - b : ACT_EXP_BLK;
 #pragma omp simd
-  for (size_t j = 0; j < len; j++) y[j] = tanh1(x[j]);
+    for (size_t j = 0; j < m; j++) e[j] = tanh_arg(x[b + j]);
+    exp_block(e, e, m);
+#pragma omp simd
+    for (size_t j = 0; j < m; j++) y[b + j] = tanh_finish(x[b + j], e[j]);
+  }
 }
 
 /* dx = dy * act'(y) over a run (one thread). */
