@@ -119,7 +119,6 @@ typedef struct {
   int threads, quiet, track_activations, overwrite;
   int model_given;       /* --model was given (refused with --resume) */
   int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
-  int check_only;        /* build and check the run (model, data, directory), do not train */
   int json;              /* --json: one JSON object per epoch on stdout, no text */
   int variant, variants; /* compare: this variant's place, for the overall ETA */
 } cli_train_opts;
@@ -148,7 +147,12 @@ int cli_train_option(cli_args *a, cli_train_opts *o, int *bad);
 int cli_train_override(cli_train_opts *o, const char *key, const char *flag, const char *value);
 /* The value an override sets for key, or `dflt`. */
 const char *cli_train_value(const cli_train_opts *o, const char *key, const char *dflt);
-int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *res);
+/* Build (or resume) the run o describes: model, data, directory; EXIT_OK or the exit code,
+ * its message printed. */
+int cli_train_open(const char *cmd, const cli_train_opts *o, nn_run **run);
+/* Train o's run: `run` as cli_train_open made it (owned, freed here), or NULL to open it
+ * first. res receives the results (cli_train_result_free), also on failure. */
+int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_train_result *res);
 void cli_train_result_free(cli_train_result *r);
 
 /* ---- under mpirun (cli/dist.c) ---------------------------------------------------------- */

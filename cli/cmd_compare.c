@@ -162,14 +162,21 @@ int cmd_compare(int argc, char **argv) {
     vo[k].label = v[k].name;
     vo[k].variant = k + 1, vo[k].variants = nv;
   }
-  /* every variant is built and checked (spec, --init, data, its directory) before any trains */
+  /* every variant is built and checked (spec, --init, data, its directory) before any
+   * trains. The first then trains the run built for it; the others are built again when
+   * their turn comes, so that one variant's data is in memory while training, not all. */
+  nn_run *first = NULL;
   for (int k = 0; k < nv && !rc; k++) {
-    vo[k].check_only = 1;
-    rc = cli_train_run("compare", &vo[k], &v[k].res);
-    vo[k].check_only = 0;
-    cli_train_result_free(&v[k].res);
+    nn_run *run = NULL;
+    rc = cli_train_open("compare", &vo[k], &run);
+    if (k) nn_run_free(run);
+    else first = run;
   }
-  for (int k = 0; k < nv && !rc; k++) rc = cli_train_run("compare", &vo[k], &v[k].res);
+  for (int k = 0; k < nv && !rc; k++) {
+    rc = cli_train_run("compare", &vo[k], k ? NULL : first, &v[k].res);
+    if (!k) first = NULL;
+  }
+  nn_run_free(first);
   if (!rc) {
     int validation = v[0].res.validation;
     const char *valname = validation ? "validation" : "test", *ev = validation ? "val" : "test";

@@ -122,7 +122,7 @@ int cmd_study(int argc, char **argv) {
       vo.quiet = 1;
       vo.overwrite = 1; /* the study's own runs: a new study replaces them */
       cli_train_result res;
-      rc = cli_train_run("study", &vo, &res);
+      rc = cli_train_run("study", &vo, NULL, &res);
       int n = nn_history_count(res.hist);
       acc[i][k] = n ? nn_history_get(res.hist, n - 1)->test_acc : NAN;
       cli_train_result_free(&res);

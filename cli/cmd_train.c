@@ -47,7 +47,7 @@ int cmd_train(int argc, char **argv) {
   }
   if (!cli_is_rank0()) o.quiet = 1; /* under mpirun rank 0 alone prints */
   cli_train_result res;
-  int rc = cli_train_run("train", &o, &res);
+  int rc = cli_train_run("train", &o, NULL, &res);
   int n = nn_history_count(res.hist);
   if (!rc && n > 0 && !o.quiet && !o.json) {
     const nn_epoch_record *last = nn_history_get(res.hist, n - 1);

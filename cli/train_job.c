@@ -356,16 +356,17 @@ static nn_history *copy_history(const nn_history *h) {
   return c;
 }
 
-int cli_train_run(const char *cmd, const cli_train_opts *o, cli_train_result *res) {
+int cli_train_open(const char *cmd, const cli_train_opts *o, nn_run **run) {
+  *run = NULL;
+  int rc = o->resume ? resume_run(cmd, o, run) : new_run(cmd, o, run);
+  if (!rc) nn_model_set_threads(nn_run_model(*run), o->threads);
+  return rc;
+}
+
+int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_train_result *res) {
   memset(res, 0, sizeof *res);
-  nn_run *run = NULL;
-  int rc = o->resume ? resume_run(cmd, o, &run) : new_run(cmd, o, &run);
+  int rc = run ? EXIT_OK : cli_train_open(cmd, o, &run);
   if (rc) return rc;
-  nn_model_set_threads(nn_run_model(run), o->threads);
-  if (o->check_only) {
-    nn_run_free(run);
-    return EXIT_OK;
-  }
   job j = {.o = o, .cmd = cmd, .res = res, .model = nn_run_model(run)};
   const nn_recipe *r = nn_run_recipe(run);
   const nn_dataset *train = nn_run_train_data(run), *eval = nn_run_eval_data(run);
