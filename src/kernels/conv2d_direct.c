@@ -26,6 +26,9 @@
 
 #include <omp.h>
 #include <string.h>
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #include "base/error.h"
 #include "kernels/variant.h"
@@ -44,15 +47,14 @@ _Static_assert(FWD_OB <= 8 && FWD_NV <= 4 && DW_OB <= 4 && DW_TK <= 8, "block si
 typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
 /* Vector helpers as macros: a 32-byte vector passed by value to a function (even an inlined
  * one) draws GCC's and clang's ABI warning in builds without AVX. VFMA fuses where the target
- * has FMA (GCC turns the lane loop into one vfmadd). */
+ * has FMA, with the intrinsic: written as a loop of __builtin_fmaf over the lanes, GCC -O2
+ * made one vfmadd of it but -O3 (CMake's Release) eight scalar ones and lane inserts, and
+ * LeNet trained 4x slower (bench_train, 1 thread). */
 #define VLOAD(v, p) memcpy(&(v), (p), sizeof(v8))
 #define VSTORE(p, v) memcpy((p), &(v), sizeof(v8))
 #define VBCAST(s) ((v8){(s), (s), (s), (s), (s), (s), (s), (s)})
 #if defined(__FMA__)
-#define VFMA(acc, a, b)                                                                      \
-  do {                                                                                       \
-    for (int l_ = 0; l_ < VL; l_++) (acc)[l_] = __builtin_fmaf((a)[l_], (b)[l_], (acc)[l_]); \
-  } while (0)
+#define VFMA(acc, a, b) ((acc) = (v8)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(acc)))
 #else
 #define VFMA(acc, a, b) ((acc) += (a) * (b))
 #endif
