@@ -147,8 +147,6 @@ int cmd_compare(int argc, char **argv) {
       if (*p == '/') *p = '_';
     out = defout;
   }
-  nn_error derr = {0};
-  if (nn_file_make_dirs(out, &derr)) return cli_fail("compare", &derr);
   int rc = EXIT_OK;
   char dirs[MAX_VARIANTS][4200];
   cli_train_opts vo[MAX_VARIANTS];
@@ -156,12 +154,19 @@ int cmd_compare(int argc, char **argv) {
     snprintf(dirs[k], sizeof dirs[k], "%s/%s", out, v[k].name);
     for (char *p = dirs[k] + strlen(out) + 1; *p; p++)
       if (*p == ':' || *p == '/' || *p == '@') *p = '-';
+    for (int j = 0; j < k; j++)
+      if (!strcmp(dirs[j], dirs[k])) { /* the second would find the first's run in its directory */
+        cli_error("compare", "--norm: '%s' and '%s' would share the run directory %s", v[j].name, v[k].name, dirs[k]);
+        return EXIT_USAGE;
+      }
     vo[k] = o;
     cli_train_override(&vo[k], "norm", "--norm", v[k].name);
     vo[k].out = dirs[k];
     vo[k].label = v[k].name;
     vo[k].variant = k + 1, vo[k].variants = nv;
   }
+  nn_error derr = {0};
+  if (nn_file_make_dirs(out, &derr)) return cli_fail("compare", &derr);
   /* every variant is built and checked (spec, --init, data, its directory) before any
    * trains. The first then trains the run built for it; the others are built again when
    * their turn comes, so that one variant's data is in memory while training, not all. */

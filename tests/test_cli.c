@@ -367,6 +367,16 @@ static void test_compare_checks_first(void **state) {
   expect_error(args, "group:3", "divide");
   snprintf(path, sizeof path, "%s/cmp/batch/model.safetensors", dir);
   assert_int_equal(access(path, F_OK), -1);
+  /* a variant given twice would find the first one's run in its directory after the first
+   * trained: refused before anything is made */
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --norm batch,none,batch --epochs 1 --batch 16 --out "
+           "%s/cmp-twice",
+           dir, dir, dir);
+  expect_error(args, "--norm: 'batch' and 'batch'", "share the run directory");
+  snprintf(path, sizeof path, "%s/cmp-twice", dir);
+  assert_int_equal(access(path, F_OK), -1);
+  snprintf(path, sizeof path, "%s/cmp/batch/model.safetensors", dir);
   snprintf(path, sizeof path, "%s/cmp/history.csv", dir);
   assert_int_equal(access(path, F_OK), -1);
   /* a good compare with a validation split names its columns val_*; run again, it is
