@@ -376,7 +376,6 @@ static void test_compare_checks_first(void **state) {
   expect_error(args, "--norm: 'batch' and 'batch'", "share the run directory");
   snprintf(path, sizeof path, "%s/cmp-twice", dir);
   assert_int_equal(access(path, F_OK), -1);
-  snprintf(path, sizeof path, "%s/cmp/batch/model.safetensors", dir);
   snprintf(path, sizeof path, "%s/cmp/history.csv", dir);
   assert_int_equal(access(path, F_OK), -1);
   /* a good compare with a validation split names its columns val_*; run again, it is

@@ -136,30 +136,22 @@ static inline void relu_n(const float *x, float *y, size_t len) {
 #pragma omp simd
   for (size_t j = 0; j < len; j++) y[j] = relu1(x[j]);
 }
-/* sigmoid and tanh block by block: the exponent, exp_block, the result (sigmoid1 and tanh1
- * value for value) */
-static inline void sigmoid_n(const float *x, float *y, size_t len) {
+/* sigmoid (is_tanh = 0) or tanh (is_tanh = 1) block by block: the exponent, exp_block, the result
+ * (sigmoid1 and tanh1 value for value). Always inlined, so that `is_tanh` is a constant in the
+ * loops, which then hold one function's code each. */
+static inline __attribute__((always_inline)) void exp_act_n(const float *x, float *y, size_t len, const int is_tanh) {
   float e[ACT_EXP_BLK];
   for (size_t b = 0; b < len; b += ACT_EXP_BLK) {
     const size_t m = len - b < ACT_EXP_BLK ? len - b : ACT_EXP_BLK;
 #pragma omp simd
-    for (size_t j = 0; j < m; j++) e[j] = sigmoid_arg(x[b + j]);
+    for (size_t j = 0; j < m; j++) e[j] = is_tanh ? tanh_arg(x[b + j]) : sigmoid_arg(x[b + j]);
     exp_block(e, e, m);
 #pragma omp simd
-    for (size_t j = 0; j < m; j++) y[b + j] = sigmoid_finish(x[b + j], e[j]);
+    for (size_t j = 0; j < m; j++) y[b + j] = is_tanh ? tanh_finish(x[b + j], e[j]) : sigmoid_finish(x[b + j], e[j]);
   }
 }
-static inline void tanh_n(const float *x, float *y, size_t len) {
-  float e[ACT_EXP_BLK];
-  for (size_t b = 0; b < len; b += ACT_EXP_BLK) {
-    const size_t m = len - b < ACT_EXP_BLK ? len - b : ACT_EXP_BLK;
-#pragma omp simd
-    for (size_t j = 0; j < m; j++) e[j] = tanh_arg(x[b + j]);
-    exp_block(e, e, m);
-#pragma omp simd
-    for (size_t j = 0; j < m; j++) y[b + j] = tanh_finish(x[b + j], e[j]);
-  }
-}
+static inline void sigmoid_n(const float *x, float *y, size_t len) { exp_act_n(x, y, len, 0); }
+static inline void tanh_n(const float *x, float *y, size_t len) { exp_act_n(x, y, len, 1); }
 
 /* dx = dy * act'(y) over a run (one thread). */
 static inline void relu_grad_n(const float *y, const float *dy, float *dx, size_t len) {
