@@ -171,7 +171,7 @@ enum { CLI_MAX_RUNS = 64 };
 typedef struct {
   char dir[4096];
   char name[256]; /* legend and heading: the directory's name, or a compare variant's label */
-  nn_run *run;    /* read only (nn_run_resume_reader) */
+  nn_run *run;    /* read only, without its data (nn_run_open_view) */
   const nn_recipe *recipe;
   nn_model *model;
   const nn_history *hist;

@@ -49,6 +49,11 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
     if (!o->evaluate) continue;
     nn_model_set_threads(r->model, o->threads);
     /* per-class results on the run's own evaluation data (its validation split or test set) */
+    if (nn_run_load_data(r->run, &err)) { /* the per-class results need it; the rest does not */
+      cli_error(cmd, "%s (--no-eval: a report without the results per class)", err.msg);
+      rc = EXIT_FAIL;
+      break;
+    }
     const nn_dataset *eval = nn_run_eval_data(r->run);
     if (nn_evaluate_confusion(r->model, eval, r->recipe->input_norm, o->batch, NN_MODE_EVAL, &cms[k], &err)) {
       rc = cli_fail(cmd, &err);

@@ -1,6 +1,7 @@
 /* Runs named on the command line (report, plot): a run directory (holding
  * model.safetensors), or a directory of runs (compare's output: every subdirectory that is
- * a run, in name order), read without being locked or changed (nn_run_resume_reader). */
+ * a run, in name order), read without being locked or changed and without their data
+ * (nn_run_open_view: plotting a run copied from another machine needs no data set). */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ static int add(const char *cmd, cli_runs *rs, const char *dir, int in_group) {
   memset(r, 0, sizeof *r);
   snprintf(r->dir, sizeof r->dir, "%s", dir);
   nn_error err = {0};
-  if (nn_run_resume_reader(dir, &r->run, &err)) return cli_fail(cmd, &err);
+  if (nn_run_open_view(dir, &r->run, &err)) return cli_fail(cmd, &err);
   r->recipe = nn_run_recipe(r->run);
   r->model = nn_run_model(r->run);
   r->hist = nn_run_history(r->run);

@@ -82,7 +82,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 4
+#define NN_VERSION_PATCH 5
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -843,6 +843,14 @@ NN_API nn_status nn_run_resume(const char *dir, nn_run **out, nn_error *err);
 /* The same state, read only: no lock, nothing written (the other processes of a data-parallel
  * training, whose rank 0 resumed the run with nn_run_resume). */
 NN_API nn_status nn_run_resume_reader(const char *dir, nn_run **out, nn_error *err);
+/* The same state to look at (plot, report, export): no lock, nothing written, and no data
+ * set opened, so a run whose data is not on this machine opens, and opens at once.
+ * nn_run_train_data and nn_run_eval_data return NULL until nn_run_load_data (nn_run_train
+ * loads it itself). Since 0.2.5. */
+NN_API nn_status nn_run_open_view(const char *dir, nn_run **out, nn_error *err);
+/* Open and check the data of a run opened without it (nn_run_open_view); NN_OK at once when
+ * the run has its data. Since 0.2.5. */
+NN_API nn_status nn_run_load_data(nn_run *run, nn_error *err);
 /* Train data parallel over comm (nn_dist_init); NULL: one process. The run keeps a copy of
  * *comm whose sync_bn is the recipe's (the recorded choice, also on resume), whatever
  * comm->sync_bn says. */
@@ -867,8 +875,9 @@ NN_API const nn_recipe *nn_run_recipe(const nn_run *run);
 NN_API nn_model *nn_run_model(nn_run *run);
 NN_API const nn_history *nn_run_history(const nn_run *run);
 NN_API long nn_run_steps(const nn_run *run);
+/* The training data (NULL for a view before nn_run_load_data). */
 NN_API const nn_dataset *nn_run_train_data(const nn_run *run);
-/* The evaluation data: the validation split, or the test split. */
+/* The evaluation data: the validation split, or the test split (NULL as above). */
 NN_API const nn_dataset *nn_run_eval_data(const nn_run *run);
 NN_API const char *nn_run_dir(const nn_run *run);
 /* Release the run (and its lock). */

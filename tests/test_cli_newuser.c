@@ -36,6 +36,38 @@ static int is_file(const char *path) {
   return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* A run copied from the machine that trained it, without its data: plot and report
+ * --no-eval need none and work; the report's results per class do, and the error says so
+ * and names the way around it. */
+static void test_run_without_its_data(void **state) {
+  (void)state;
+  char args[2048], path[512], away[512];
+  tu_run_result r;
+  tu_cli_write_idx(dir, "gone", "train", (tu_idx_opts){.n = 96, .nlabels = 96});
+  tu_cli_write_idx(dir, "gone", "t10k", (tu_idx_opts){.n = 40, .nlabels = 40});
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/gone --max-steps 2 --quiet --out %s/copied-run",
+           dir, dir, dir);
+  tu_cli_run_ok(&r, dir, args, "train");
+  snprintf(path, sizeof path, "%s/gone", dir);
+  snprintf(away, sizeof away, "%s/gone-away", dir);
+  assert_int_equal(rename(path, away), 0);
+  snprintf(args, sizeof args, "plot %s/copied-run --out %s/copied-run.png", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "plot of a run without its data");
+  snprintf(path, sizeof path, "%s/copied-run.png", dir);
+  assert_true(is_file(path));
+  snprintf(args, sizeof args, "report %s/copied-run --no-eval --out %s/copied-run.html", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "report --no-eval of a run without its data");
+  snprintf(path, sizeof path, "%s/copied-run.html", dir);
+  assert_true(is_file(path));
+  snprintf(args, sizeof args, "report %s/copied-run --out %s/copied-run2.html", dir, dir);
+  run(&r, args);
+  assert_int_equal(r.status, 1);
+  assert_non_null(strstr(r.err, "/gone"));
+  assert_non_null(strstr(r.err, "--no-eval"));
+  snprintf(path, sizeof path, "%s/copied-run2.html", dir);
+  assert_false(is_file(path));
+}
+
 /* train/compare/eval --out create the missing parents, as the README's `--out runs/bn` needs
  * on a checkout without runs/; a file in the way is one error line naming it. */
 static void test_out_parents(void **state) {
@@ -210,6 +242,7 @@ static void test_positional_model(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
+      cmocka_unit_test(test_run_without_its_data),
       cmocka_unit_test(test_recalibrate_names_data),
       cmocka_unit_test(test_resume_step_limit_message),
       cmocka_unit_test(test_val_split_labels),

@@ -539,6 +539,44 @@ static void test_recipe_keys(void **state) {
   assert_memory_equal(&t, &u, sizeof t);
 }
 
+/* A run opened to look at (nn_run_open_view) needs no data set: with its data gone, the
+ * reader refuses it, the view opens it with recipe, model and history; its data loads on
+ * request (all or nothing) once the data is back. */
+static void test_view_without_data(void **state) {
+  (void)state;
+  train_new("view", 1);
+  char d[1024], away[1100], here[1100];
+  path_of(d, sizeof d, "view", NULL);
+  /* the test images only: the training set still opens, so the load must undo it */
+  snprintf(here, sizeof here, "%s/data/t10k-images-idx3-ubyte", dir);
+  snprintf(away, sizeof away, "%s/data/t10k-away", dir);
+  assert_int_equal(rename(here, away), 0);
+  nn_run *run = NULL;
+  nn_error err = {0};
+  assert_int_not_equal(nn_run_resume_reader(d, &run, &err), NN_OK);
+  assert_null(run);
+  if (nn_run_open_view(d, &run, &err)) fail_msg("view without data: %s", err.msg);
+  assert_int_equal(nn_history_count(nn_run_history(run)), 1);
+  assert_int_equal(nn_run_recipe(run)->epochs, 1);
+  assert_string_equal(nn_run_recipe(run)->data, data);
+  assert_non_null(nn_run_model(run));
+  assert_null(nn_run_train_data(run));
+  assert_null(nn_run_eval_data(run));
+  memset(&err, 0, sizeof err);
+  assert_int_equal(nn_run_load_data(run, &err), NN_ERR_IO);
+  assert_non_null(strstr(err.msg, data)); /* names the source */
+  assert_null(nn_run_train_data(run));
+  assert_null(nn_run_eval_data(run));
+  assert_int_equal(rename(away, here), 0);
+  if (nn_run_load_data(run, &err)) fail_msg("%s", err.msg);
+  const nn_dataset *eval = nn_run_eval_data(run);
+  assert_int_equal(nn_dataset_count(nn_run_train_data(run)), 32);
+  assert_int_equal(nn_dataset_count(eval), 16);
+  assert_int_equal(nn_run_load_data(run, &err), NN_OK); /* loaded: kept, not read again */
+  assert_ptr_equal(nn_run_eval_data(run), eval);
+  nn_run_free(run);
+}
+
 static int setup(void **state) {
   (void)state;
   if (!(dir = tu_tempdir("run"))) return -1;
@@ -570,6 +608,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_lock_and_existing_run),
       cmocka_unit_test(test_lock_race),
       cmocka_unit_test(test_fault_injection),
+      cmocka_unit_test(test_view_without_data),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -199,13 +199,14 @@ static nn_status open_data(nn_run *run, nn_error *err) {
   return NN_OK;
 }
 
-static nn_status prepare(nn_run *run, nn_error *err) {
+/* Augmentation, input, data (with_data), optimizer and an empty history of the recipe. */
+static nn_status prepare(nn_run *run, int with_data, nn_error *err) {
   const nn_recipe *r = &run->r;
   nn_status st = NN_OK;
   memset(&run->aug, 0, sizeof run->aug);
   if (r->augment[0] && (st = nn_augment_parse(r->augment, &run->aug, err))) return nn_err_prefix(err, st, "augment: ");
   if ((st = nn_model_set_input(run->m, &r->input_norm, r->data, err))) return st;
-  if ((st = open_data(run, err))) return st;
+  if (with_data && (st = open_data(run, err))) return st;
   if ((st = nn_optimizer_create(&r->opt, run->m, &run->opt, err))) return st;
   if (!run->hist && !(run->hist = nn_history_create())) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   nn_history_set_validation(run->hist, r->val_split > 0);
@@ -244,7 +245,7 @@ nn_status nn_run_create(const nn_recipe *r, const nn_spec *spec, const char *dir
   if (!st && r->init_from[0]) { /* fine-tuning: weights and statistics of another run */
     if ((st = nn_checkpoint_load_weights(r->init_from, run->m, err))) nn_err_prefix(err, st, "init-from: ");
   }
-  if (!st) st = prepare(run, err);
+  if (!st) st = prepare(run, 1, err);
   nn_fit_seed_data_rng(&run->data_rng, r->seed);
   if (!st && dir) {
     st = open_dir(run, dir, err);
@@ -413,6 +414,8 @@ static nn_status load_early_stop_best(const nn_run *run, nn_model **out, nn_erro
 
 nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   static const nn_fit_callbacks none = {0};
+  nn_status st = nn_run_load_data(run, err); /* a view has none yet */
+  if (st) return st;
   run->user = cb ? cb : &none;
   nn_fit_config fc = nn_fit_defaults();
   fc.epochs = run->r.epochs;
@@ -433,7 +436,7 @@ nn_status nn_run_train(nn_run *run, const nn_fit_callbacks *cb, nn_error *err) {
   fc.early_stop_delta = run->r.early_stop_delta;
   fc.previous = run->hist;
   nn_model *best = NULL;
-  nn_status st = load_early_stop_best(run, &best, err);
+  st = load_early_stop_best(run, &best, err);
   if (st) return st;
   fc.previous_best = best;
   fc.divergence_factor = run->r.divergence_factor;
@@ -453,12 +456,33 @@ void nn_run_set_comm(nn_run *run, const nn_comm *comm) {
   run->comm.sync_bn = run->r.sync_bn;
 }
 
-static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err);
+/* How a run directory is reopened: to train and write it (locked), to train without writing
+ * (the other ranks of a data-parallel run), or to look at without its data. */
+typedef enum { RUN_WRITER,
+               RUN_READER,
+               RUN_VIEW } run_mode;
 
-nn_status nn_run_resume(const char *dir, nn_run **out, nn_error *err) { return resume(dir, 1, out, err); }
-nn_status nn_run_resume_reader(const char *dir, nn_run **out, nn_error *err) { return resume(dir, 0, out, err); }
+static nn_status resume(const char *dir, run_mode mode, nn_run **out, nn_error *err);
 
-static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err) {
+nn_status nn_run_resume(const char *dir, nn_run **out, nn_error *err) { return resume(dir, RUN_WRITER, out, err); }
+nn_status nn_run_resume_reader(const char *dir, nn_run **out, nn_error *err) {
+  return resume(dir, RUN_READER, out, err);
+}
+nn_status nn_run_open_view(const char *dir, nn_run **out, nn_error *err) { return resume(dir, RUN_VIEW, out, err); }
+
+nn_status nn_run_load_data(nn_run *run, nn_error *err) {
+  if (!run) return nn_err_set(err, NN_ERR_ARG, "nn_run_load_data: run is NULL");
+  if (run->train) return NN_OK;
+  nn_status st = open_data(run, err);
+  if (st) { /* all or nothing: a later call tries again */
+    nn_dataset_free(run->train), nn_dataset_free(run->eval);
+    run->train = run->eval = NULL;
+  }
+  return st;
+}
+
+static nn_status resume(const char *dir, run_mode mode, nn_run **out, nn_error *err) {
+  const int writer = mode == RUN_WRITER;
   if (!out) return nn_err_set(err, NN_ERR_ARG, "nn_run_resume: out is NULL");
   *out = NULL;
   if (!dir) return nn_err_set(err, NN_ERR_ARG, "nn_run_resume: dir is NULL");
@@ -517,7 +541,7 @@ static nn_status resume(const char *dir, int writer, nn_run **out, nn_error *err
       st = nn_err_set(err, NN_ERR_FORMAT, "%s: '%s' is not a position inside an epoch", path, POSITION_KEY);
     for (int i = 0; i < 4; i++) p->epoch_start.s[i] = e[i];
   }
-  if (!st) st = prepare(run, err);
+  if (!st) st = prepare(run, mode != RUN_VIEW, err);
   if (!st) st = nn_checkpoint_read_optimizer(c, run->m, run->opt, err);
   /* best and the exports follow the commit point (a kill may have come between them) */
   if (!st && writer) st = repair_best(run, err);
