@@ -186,14 +186,21 @@ static void conv_bwd_params(void *p) {
   nn_conv2d_backward(&c->g, c->x, c->w, c->dy, NULL, c->dw, c->db, c->ws);
 }
 
+static void conv_bwd_data(void *p) {
+  conv_ctx *c = p;
+  nn_conv2d_backward(&c->g, c->x, c->w, c->dy, c->dx, NULL, NULL, c->ws);
+}
+
 /* Both algorithms on the shape (the direct one where it applies: stride 1), one after the
  * other in the same process; the algorithm the library picks by itself (nn_conv2d_algo for
- * the forward, nn_conv2d_algo_params for dw/db) is marked "*". A forced direct backward runs
- * dw/db direct and dx with im2col + GEMM. */
+ * the forward, nn_conv2d_algo_params for dw/db, nn_conv2d_algo_data for dx) is marked "*".
+ * A forced direct backward runs dx direct only where that kernel applies
+ * (nn_conv2d_algo_data), with im2col + GEMM elsewhere: the dx line names what ran. */
 static void bench_conv(const char *name, int n, int c, int h, int w, int oc, int k) {
   conv_ctx cc = {.g = {.n = n, .c = c, .h = h, .w = w, .oc = oc, .kh = k, .kw = k, .stride = 1, .pad = 0}};
   nn_conv_geom_init(&cc.g);
-  const nn_conv_algo chosen = nn_conv2d_algo(&cc.g), chosen_p = nn_conv2d_algo_params(&cc.g);
+  const nn_conv_algo chosen = nn_conv2d_algo(&cc.g), chosen_p = nn_conv2d_algo_params(&cc.g),
+                     chosen_d = nn_conv2d_algo_data(&cc.g);
   size_t nx = (size_t)n * c * h * w, nw = (size_t)oc * c * k * k, ny = (size_t)n * oc * cc.g.oh * cc.g.ow;
   cc.x = fbuf(nx), cc.dx = fbuf(nx), cc.w = fbuf(nw), cc.dw = fbuf(nw), cc.b = fbuf(oc), cc.db = fbuf(oc);
   cc.y = fbuf(ny), cc.dy = fbuf(ny);
@@ -212,6 +219,9 @@ static void bench_conv(const char *name, int n, int c, int h, int w, int oc, int
     report(what, time_call(conv_bwd, &cc), 0, 2 * flops);
     snprintf(what, sizeof what, "conv bwd (dw, db) %s [%s%s]", name, an, mark_p);
     report(what, time_call(conv_bwd_params, &cc), 0, flops);
+    const nn_conv_algo ad = nn_conv2d_algo_data(&cc.g);
+    snprintf(what, sizeof what, "conv bwd (dx) %s [%s%s]", name, nn_conv2d_algo_name(ad), ad == chosen_d ? "*" : "");
+    report(what, time_call(conv_bwd_data, &cc), 0, flops);
     free(cc.ws);
   }
   free(cc.x), free(cc.dx), free(cc.w), free(cc.dw), free(cc.b), free(cc.db), free(cc.y), free(cc.dy);

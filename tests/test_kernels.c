@@ -175,6 +175,8 @@ static const conv_shape conv_shapes[] = {
     {2, 1, 5, 40, 9, 1, 7, 1, 3},    /* 1x7 kernel, pad 3, rows longer than a block */
     {2, 2, 11, 10, 3, 3, 3, 1, 0},   /* direct rows of one vector, an odd count (9) */
     {2, 1, 7, 18, 4, 3, 3, 1, 0},    /* direct rows of two vectors */
+    {3, 2, 9, 17, 5, 2, 2, 1, 0},    /* direct dx: 2x2 kernel, rows of two vectors */
+    {2, 3, 6, 11, 4, 3, 4, 1, 0},    /* direct dx: 3x4 kernel, 4 output rows */
 };
 
 static void conv_case(tu_rng *r, const conv_shape *s, nn_conv_algo algo) {
@@ -320,7 +322,25 @@ static void test_conv_algo(void **state) {
   assert_int_equal(nn_conv_geom_init(&g), 0);
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT); /* LeNet conv2: 150 taps, rows of 8 */
   assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
-  g.ow = 9; /* the same taps on rows that are not whole vectors */
+  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_DIRECT); /* no padding, rows of whole vectors */
+  nn_conv_geom q = g;
+  q.algo = NN_CONV_IM2COL;
+  assert_int_equal(nn_conv2d_algo_data(&q), NN_CONV_IM2COL);
+  q = (nn_conv_geom){.n = 8, .c = 6, .h = 12, .w = 12, .oc = 64, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&q), 0);
+  assert_int_equal(nn_conv2d_algo_data(&q), NN_CONV_IM2COL); /* 64 filters: the GEMM */
+  q.algo = NN_CONV_DIRECT;
+  assert_int_equal(nn_conv2d_algo_data(&q), NN_CONV_DIRECT); /* asked for, and it applies */
+  q.pad = 2;                                                 /* padded: the direct dx does not apply */
+  assert_int_equal(nn_conv_geom_init(&q), 0);
+  assert_int_equal(nn_conv2d_algo_data(&q), NN_CONV_IM2COL);
+  q = (nn_conv_geom){.n = 8, .c = 2, .h = 13, .w = 13, .oc = 4, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&q), 0);
+  assert_int_equal(nn_conv2d_algo_data(&q), NN_CONV_IM2COL); /* OW 11: not whole vectors */
+  q = (nn_conv_geom){.n = 8, .c = 2, .h = 14, .w = 14, .oc = 4, .kh = 7, .kw = 7, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&q), 0);
+  assert_int_equal(nn_conv2d_algo_data(&q), NN_CONV_IM2COL); /* KW 7 > NN_CONV_DIRECT_DX_MAX_KW */
+  g.ow = 9;                                                  /* the same taps on rows that are not whole vectors */
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL);
   g.ow = 8;
   g.algo = NN_CONV_DIRECT;

@@ -1,6 +1,6 @@
 /* conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW]; im2col + GEMM, or the
- * direct convolution of conv2d_direct.c where nn_conv2d_algo picks it (forward, dW, db; dx
- * always runs im2col + GEMM, here). The *_act entry points fuse the activation that follows
+ * direct convolution of conv2d_direct.c where nn_conv2d_algo* picks it (forward, dW, db,
+ * and dx of unpadded layers with output rows of whole vectors). The *_act entry points fuse the activation that follows
  * the convolution: the forward applies it to each output row as the epilogue writes it, the
  * backward computes dy = dz * act'(z) where it copies dy (bit for bit the separate kernels).
  *
@@ -117,12 +117,19 @@ nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {
   return g->oc < NN_CONV_DIRECT_DW_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
 }
 
+nn_conv_algo nn_conv2d_algo_data(const nn_conv_geom *g) {
+  if (g->algo == NN_CONV_IM2COL || !nn_conv2d_direct_data_fits(g)) return NN_CONV_IM2COL;
+  return g->algo == NN_CONV_DIRECT || g->oc <= NN_CONV_DIRECT_DX_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
+}
+
 const char *nn_conv2d_algo_name(nn_conv_algo a) { return a == NN_CONV_DIRECT ? "direct" : "im2col+gemm"; }
 
 size_t nn_conv2d_workspace(const nn_conv_geom *g) {
   conv_plan p = conv_plan_make(g);
   size_t gemm = (size_t)p.slots * p.slot + (size_t)p.groups * p.part;
-  if (nn_conv2d_algo(g) != NN_CONV_DIRECT && nn_conv2d_algo_params(g) != NN_CONV_DIRECT) return gemm;
+  if (nn_conv2d_algo(g) != NN_CONV_DIRECT && nn_conv2d_algo_params(g) != NN_CONV_DIRECT &&
+      nn_conv2d_algo_data(g) != NN_CONV_DIRECT)
+    return gemm;
   /* the direct passes and the im2col dx pass run one after the other in the same scratch */
   size_t direct = nn_conv2d_direct_workspace(g, conv_nprocs());
   return direct > gemm ? direct : gemm;
@@ -529,6 +536,11 @@ void NN_V(nn_conv2d_backward_act)(const nn_conv_geom *g, nn_act act, const float
     NN_V(nn_conv2d_direct_backward_params)
     (g, act, x, z, dz, dw, db, ws, direct_team(g, g->oc));
     dw = db = NULL; /* dx (if asked) below */
+  }
+  if (dx && conv_variant_algo(g, nn_conv2d_algo_data(g)) == NN_CONV_DIRECT) {
+    NN_V(nn_conv2d_direct_backward_data)
+    (g, act, w, z, dz, dx, ws, direct_team(g, g->n));
+    dx = NULL; /* dw, db (if asked and not done) below */
   }
   conv_plan p = conv_plan_make(g);
   if (!dx && !dw && !db) return;

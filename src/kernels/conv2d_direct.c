@@ -1,5 +1,6 @@
 /* conv2d, direct, stride 1: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW];
- * dW[OC,C,KH,KW] and db[OC] from dy[N,OC,OH,OW] (dx stays with im2col + GEMM, conv2d.c).
+ * dW[OC,C,KH,KW] and db[OC] from dy[N,OC,OH,OW]; dx[N,C,H,W] for unpadded layers whose output
+ * rows are whole vectors (at the end of this file; otherwise im2col + GEMM, conv2d.c).
  *
  * For layers with few input channels (LeNet conv1 1x5x5, the Keras CNNs' first convolutions
  * 1x3x3 and 3x3x3) im2col copies the input 9-25 times over and the GEMM gets a K of 9-27.
@@ -101,9 +102,17 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
 }
 
 #if NN_VARIANT_ONCE
+int nn_conv2d_direct_data_fits(const nn_conv_geom *g) {
+  return g->stride == 1 && g->pad == 0 && g->ow % VL == 0 && g->kw <= NN_CONV_DIRECT_DX_MAX_KW &&
+         (long)g->c * g->kh * g->kw <= NN_CONV_DIRECT_MAX_TAPS;
+}
+
 size_t nn_conv2d_direct_workspace(const nn_conv_geom *g, int nprocs) {
   dplan p = dplan_make(g, nprocs);
-  return p.lanes + (size_t)p.slots * p.slot;
+  const size_t fwd = p.lanes + (size_t)p.slots * p.slot;
+  /* the dx pass: dy of one sample per thread (with an activation) */
+  const size_t dx = (size_t)(g->n < nprocs ? g->n : nprocs) * (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
+  return fwd > dx ? fwd : dx;
 }
 #endif
 
@@ -405,5 +414,120 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
     const int t = omp_get_thread_num(), k = omp_get_num_threads();
     const int lo = (int)((long)t * g->oc / k), hi = (int)((long)(t + 1) * g->oc / k);
     dw_filters(g, &p, act, x, z, dz, dw, db, ws, slots + (size_t)t * p.slot, lo, hi);
+  }
+}
+
+/* ---- dx: stride 1, no padding, OW a multiple of VL -------------------------------------
+ * dx[n,c,ih,iw] = sum over (ki, kj) of t[ki,kj](ih - ki, iw - kj), where
+ * t[ki,kj](oh, ow) = sum over oc, in order, of w[oc,c,ki,kj] * dy[n,oc,oh,ow]: for each
+ * input channel c, kernel row ki, DX_R output rows and one vector of VL output columns, the
+ * KW x DX_R vectors t are summed over oc in registers (per oc: DX_R loads of dy, KW weight
+ * broadcasts), then added into dx at their shifts, (ki, kj) in order for every dx element,
+ * as col2im adds them. What im2col + GEMM computes, without writing and reading back the
+ * C*KH*KW x OH*OW column matrix. Samples split over threads; each dx by one thread. */
+#define DX_R 2 /* output rows per block */
+
+static inline __attribute__((always_inline)) void dx_block(const nn_conv_geom *g, const float *w, const float *dy,
+                                                           float *dxc, int c, int ki, int oh, int col, const int R,
+                                                           const int KW) {
+  const int OW = g->ow, W = g->w;
+  const size_t ohw = (size_t)g->oh * (size_t)OW, ckk = (size_t)g->c * (size_t)g->kh * (size_t)KW;
+  v8 acc[NN_CONV_DIRECT_DX_MAX_KW][DX_R];
+#pragma GCC unroll 5
+  for (int kj = 0; kj < KW; kj++)
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) acc[kj][r] = VBCAST(0.0f);
+  const float *wp = w + ((size_t)c * (size_t)g->kh + (size_t)ki) * (size_t)KW; /* w[0, c, ki, 0] */
+  const float *dp = dy + (size_t)oh * (size_t)OW + (size_t)col;
+  for (int oc = 0; oc < g->oc; oc++, wp += ckk, dp += ohw) {
+    v8 dv[DX_R];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) VLOAD(dv[r], dp + (size_t)r * (size_t)OW);
+#pragma GCC unroll 5
+    for (int kj = 0; kj < KW; kj++) {
+      const v8 wv = VBCAST(wp[kj]);
+#pragma GCC unroll 2
+      for (int r = 0; r < R; r++) VFMA(acc[kj][r], wv, dv[r]);
+    }
+  }
+  /* dx row += t shifted by kj, kj in order. Adding the shifted vectors one by one in memory
+   * reloads just-stored, overlapping vectors (a store-forwarding stall each); with AVX2 the
+   * row's 8 + (KW - 1) values stay in two registers (lanes rotated by kj, each lane added
+   * where its column falls) and are stored once. */
+#pragma GCC unroll 2
+  for (int r = 0; r < R; r++) {
+    float *row = dxc + (size_t)(oh + r + ki) * (size_t)W + (size_t)col;
+#if defined(__AVX2__)
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i hmask = _mm256_cmpgt_epi32(_mm256_set1_epi32(KW - 1), iota); /* columns 8 .. 8+KW-2 */
+    __m256 lo = _mm256_loadu_ps(row), hi = _mm256_maskload_ps(row + VL, hmask);
+#pragma GCC unroll 5
+    for (int kj = 0; kj < KW; kj++) {
+      const __m256 rot = _mm256_permutevar8x32_ps(
+          (__m256)acc[kj][r], _mm256_and_si256(_mm256_sub_epi32(iota, _mm256_set1_epi32(kj)), _mm256_set1_epi32(7)));
+      const __m256 in_lo = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(kj - 1)));
+      lo = _mm256_blendv_ps(lo, _mm256_add_ps(lo, rot), in_lo);
+      if (kj) hi = _mm256_blendv_ps(_mm256_add_ps(hi, rot), hi, in_lo);
+    }
+    _mm256_storeu_ps(row, lo);
+    _mm256_maskstore_ps(row + VL, hmask, hi);
+#else
+    float t[VL];
+#pragma GCC unroll 5
+    for (int kj = 0; kj < KW; kj++) {
+      VSTORE(t, acc[kj][r]);
+      for (int i = 0; i < VL; i++) row[kj + i] += t[i];
+    }
+#endif
+  }
+}
+
+/* One sample with KW known at compile time (the accumulators then stay in registers). */
+static inline __attribute__((always_inline)) void dx_sample_kw(const nn_conv_geom *g, const float *w,
+                                                               const float *dy, float *dx, const int KW) {
+  const size_t hw = (size_t)g->h * (size_t)g->w;
+  memset(dx, 0, sizeof(float) * (size_t)g->c * hw);
+  for (int c = 0; c < g->c; c++) {
+    float *dxc = dx + (size_t)c * hw;
+    for (int ki = 0; ki < g->kh; ki++) {
+      int oh = 0;
+      for (; oh + DX_R <= g->oh; oh += DX_R)
+        for (int col = 0; col < g->ow; col += VL) dx_block(g, w, dy, dxc, c, ki, oh, col, DX_R, KW);
+      for (; oh < g->oh; oh++)
+        for (int col = 0; col < g->ow; col += VL) dx_block(g, w, dy, dxc, c, ki, oh, col, 1, KW);
+    }
+  }
+}
+
+static void dx_sample(const nn_conv_geom *g, const float *w, const float *dy, float *dx) {
+  switch (g->kw) {
+    case 1: dx_sample_kw(g, w, dy, dx, 1); break;
+    case 2: dx_sample_kw(g, w, dy, dx, 2); break;
+    case 3: dx_sample_kw(g, w, dy, dx, 3); break;
+    case 4: dx_sample_kw(g, w, dy, dx, 4); break;
+    case 5: dx_sample_kw(g, w, dy, dx, 5); break;
+    default: NN_ASSERT(0);
+  }
+}
+_Static_assert(NN_CONV_DIRECT_DX_MAX_KW == 5, "dx_sample has a case for every KW up to the maximum");
+
+void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, const float *w, const float *z,
+                                          const float *dz, float *dx, float *ws, int nthreads) {
+  NN_ASSERT(nn_conv2d_direct_data_fits(g));
+  const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
+  const size_t ochw = (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
+  int nt = nthreads < g->n ? nthreads : g->n;
+#pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1)
+  {
+    float *dyb = ws + (size_t)omp_get_thread_num() * ochw; /* dy = dz * act'(z), one sample */
+#pragma omp for schedule(static)
+    for (int s = 0; s < g->n; s++) {
+      const float *dys = dz + (size_t)s * ochw;
+      if (act != NN_ACT_NONE) {
+        conv_act_grad_n(act, z + (size_t)s * ochw, dys, dyb, ochw);
+        dys = dyb;
+      }
+      dx_sample(g, w, dys, dx + (size_t)s * chw);
+    }
   }
 }

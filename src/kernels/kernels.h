@@ -33,8 +33,8 @@ void nn_ref_dense_backward(const double *x, const double *w, const double *dy, d
 
 /* ---- conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW] -------------
  * OH = (H + 2*pad - KH)/stride + 1 (floor), zero padding. Optimized: im2col + nn_gemm, or
- * for stride 1 and few input channels a direct convolution (forward, dw, db; dx stays
- * im2col + GEMM), chosen by shape (nn_conv2d_algo). ws is scratch of
+ * for stride 1 and few input channels a direct convolution (forward, dw, db; dx for unpadded
+ * layers with output rows of whole vectors), chosen by shape (nn_conv2d_algo*). ws is scratch of
  * nn_conv2d_workspace(g) floats (caller allocates once). */
 typedef enum { NN_CONV_AUTO = 0, /* by shape: nn_conv2d_algo */
                NN_CONV_IM2COL = 1,
@@ -53,8 +53,11 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * for stride 1 and either C*KH*KW <= NN_CONV_DIRECT_MAX_CKK or output rows of whole vectors
  * (OW a multiple of NN_CONV_DIRECT_ROW: no dead lanes, LeNet conv2); dw/db run direct when the forward does
  * and there are fewer than NN_CONV_DIRECT_DW_MAX_OC filters (the GEMM wastes most of its row
- * blocks on a handful of filters). Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS:
- * a direct request for another shape runs im2col. dx always runs im2col + GEMM. The choice
+ * blocks on a handful of filters); dx runs direct (nn_conv2d_algo_data) for stride 1, no
+ * padding, OW a multiple of NN_CONV_DIRECT_ROW, KW <= NN_CONV_DIRECT_DX_MAX_KW and at most
+ * NN_CONV_DIRECT_DX_MAX_OC filters (LeNet conv2: no column matrix to write and read back).
+ * Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS (and for dx the shape above):
+ * a direct request for another shape runs im2col. The choice
  * depends on the geometry only: every call for a layer runs the same code, and results do not
  * depend on timing or on the thread count. (Runtime dispatch, ARCHITECTURE.md §13: a kernel
  * variant compiled without AVX2 runs im2col where the rule says direct.) */
@@ -62,8 +65,11 @@ int nn_conv_geom_init(nn_conv_geom *g);
 #define NN_CONV_DIRECT_ROW 8
 #define NN_CONV_DIRECT_DW_MAX_OC 16
 #define NN_CONV_DIRECT_MAX_TAPS 256
+#define NN_CONV_DIRECT_DX_MAX_KW 5
+#define NN_CONV_DIRECT_DX_MAX_OC 32
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g);
 nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g);
+nn_conv_algo nn_conv2d_algo_data(const nn_conv_geom *g);
 const char *nn_conv2d_algo_name(nn_conv_algo a);
 size_t nn_conv2d_workspace(const nn_conv_geom *g);
 void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y, float *ws);
