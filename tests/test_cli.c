@@ -73,6 +73,9 @@ static void test_train_eval_summary(void **state) {
   assert_int_equal(r.status, 0);
   assert_null(strstr(r.out, "batchnorm"));
   assert_non_null(strstr(r.out, "Non-trainable params: 0"));
+  /* each convolution's algorithms, by shape: the first computes no dx */
+  assert_non_null(strstr(r.out, "fwd=direct dw=direct dx=-"));
+  assert_non_null(strstr(r.out, "fwd=direct dw=im2col+gemm dx=direct"));
   run(&r, "train --help");
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "--no-shuffle"));

@@ -96,14 +96,15 @@ void nn_conv2d_backward_fused(nn_layer *L, const nn_layer *next, const float *x,
   nn_conv2d_backward_act(&g, nn_layer_act(next), x, L->p, z, dz, dx, L->g, bias_of(L, L->g), L->scratch);
 }
 
-/* Options, then the kernels' algorithm for the forward and for dw/db (chosen by shape, the
- * same for every batch size; dx always runs im2col + GEMM). */
+/* Options, then the kernels' algorithm for the forward, dw/db and dx (chosen by shape, the
+ * same for every batch size; a model's first layer computes no dx: "-"). */
 static void describe(const nn_layer *L, char *buf, size_t len) {
   const nn_conv2d_cfg *c = &L->cfg.conv;
   nn_conv_geom g;
   geom(&L->cfg, L->in, 1, &g);
-  snprintf(buf, len, "filters=%d kernel=%d stride=%d pad=%d bias=%d fwd=%s dw=%s", c->filters, c->kernel, c->stride,
-           c->pad, c->bias, nn_conv2d_algo_name(nn_conv2d_algo(&g)), nn_conv2d_algo_name(nn_conv2d_algo_params(&g)));
+  snprintf(buf, len, "filters=%d kernel=%d stride=%d pad=%d bias=%d fwd=%s dw=%s dx=%s", c->filters, c->kernel,
+           c->stride, c->pad, c->bias, nn_conv2d_algo_name(nn_conv2d_algo(&g)),
+           nn_conv2d_algo_name(nn_conv2d_algo_params(&g)), L->index ? nn_conv2d_algo_name(nn_conv2d_algo_data(&g)) : "-");
 }
 
 const nn_layer_ops nn_conv2d_ops = {
