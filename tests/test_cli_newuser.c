@@ -36,6 +36,16 @@ static int is_file(const char *path) {
   return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* Run args (fails the test, naming `what`, unless it exits 0), then check that it made
+ * DIR/made, a regular file. */
+static void run_ok_made(const char *args, const char *what, const char *made) {
+  tu_run_result r;
+  tu_cli_run_ok(&r, dir, args, what);
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, made);
+  if (!is_file(path)) fail_msg("%s exited 0 but did not make %s", what, path);
+}
+
 /* A run copied from the machine that trained it, without its data: plot and report
  * --no-eval need none and work; the report's results per class do, and the error says so
  * and names the way around it. */
@@ -52,13 +62,9 @@ static void test_run_without_its_data(void **state) {
   snprintf(away, sizeof away, "%s/gone-away", dir);
   assert_int_equal(rename(path, away), 0);
   snprintf(args, sizeof args, "plot %s/copied-run --out %s/copied-run.png", dir, dir);
-  tu_cli_run_ok(&r, dir, args, "plot of a run without its data");
-  snprintf(path, sizeof path, "%s/copied-run.png", dir);
-  assert_true(is_file(path));
+  run_ok_made(args, "plot of a run without its data", "copied-run.png");
   snprintf(args, sizeof args, "report %s/copied-run --no-eval --out %s/copied-run.html", dir, dir);
-  tu_cli_run_ok(&r, dir, args, "report --no-eval of a run without its data");
-  snprintf(path, sizeof path, "%s/copied-run.html", dir);
-  assert_true(is_file(path));
+  run_ok_made(args, "report --no-eval of a run without its data", "copied-run.html");
   snprintf(args, sizeof args, "report %s/copied-run --out %s/copied-run2.html", dir, dir);
   run(&r, args);
   assert_int_equal(r.status, 1);
@@ -73,20 +79,15 @@ static void test_run_without_its_data(void **state) {
 static void test_out_parents(void **state) {
   (void)state;
   char args[2048], path[512];
-  tu_run_result r;
   train_small("new/runs/bn", "--max-steps 2");
   snprintf(path, sizeof path, "%s/new/runs/bn/model.safetensors", dir);
   assert_true(is_file(path));
   snprintf(args, sizeof args,
            "compare --model %s/small.spec --data idx:%s/good --max-steps 2 --quiet --no-report --out %s/new2/cmp", dir,
            dir, dir);
-  tu_cli_run_ok(&r, dir, args, "compare --out new2/cmp");
-  snprintf(path, sizeof path, "%s/new2/cmp/none/model.safetensors", dir);
-  assert_true(is_file(path));
+  run_ok_made(args, "compare --out new2/cmp", "new2/cmp/none/model.safetensors");
   snprintf(args, sizeof args, "eval --model %s/new/runs/bn --out %s/new3/eval", dir, dir);
-  tu_cli_run_ok(&r, dir, args, "eval --out new3/eval");
-  snprintf(path, sizeof path, "%s/new3/eval/confusion.png", dir);
-  assert_true(is_file(path));
+  run_ok_made(args, "eval --out new3/eval", "new3/eval/confusion.png");
   /* a regular file where a parent should be */
   snprintf(path, sizeof path, "%s/afile", dir);
   tu_write_file(path, "x", 1);
