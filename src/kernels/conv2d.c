@@ -17,17 +17,17 @@
  * order, independent of the number of threads.
  *
  * Workspace (floats): slots * (col + tmp) + groups * (OC*CKK + OC), where slots (one per
- * thread that may run) = min(chunks, omp_get_num_procs() at first use). It never decreases
+ * thread that may run) = min(chunks, nn_cores()). It never decreases
  * with n: a buffer sized for the largest batch serves every smaller batch. */
 #include <limits.h>
 #include <omp.h>
-#include <stdatomic.h>
 #include <string.h>
 #if (defined(__AVX512F__) && defined(__AVX512VL__)) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
 #include "base/error.h"
+#include "base/threads.h"
 #include "kernels/conv2d_direct.h"
 #include "kernels/kernels.h"
 #include "kernels/variant.h"
@@ -61,17 +61,6 @@ typedef struct {
   size_t col, tmp, slot, part; /* floats: col matrix, tmp, one slot, one group partial */
 } conv_plan;
 
-static int conv_nprocs(void) {
-  static atomic_int cached = 0;
-  int v = atomic_load(&cached);
-  if (v <= 0) {
-    v = omp_get_num_procs();
-    if (v < 1) v = 1;
-    atomic_store(&cached, v);
-  }
-  return v;
-}
-
 static size_t round16(size_t v) { return (v + 15) & ~(size_t)15; }
 
 static conv_plan conv_plan_make(const nn_conv_geom *g) {
@@ -93,7 +82,7 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
    * block, its transpose dW^T[CKK, OC] does not (measured: LeNet conv2 1.4x faster, conv1
    * with 6 filters 2x slower). Depends on the geometry only. */
   p.dw_t = g->oc >= 16;
-  int np = conv_nprocs();
+  int np = nn_cores();
   p.slots = p.nchunks < np ? p.nchunks : np;
   size_t l = (size_t)p.cs * (size_t)p.ohw;
   p.col = round16((size_t)p.ckk * l);
@@ -131,7 +120,7 @@ size_t nn_conv2d_workspace(const nn_conv_geom *g) {
       nn_conv2d_algo_data(g) != NN_CONV_DIRECT)
     return gemm;
   /* the direct passes and the im2col dx pass run one after the other in the same scratch */
-  size_t direct = nn_conv2d_direct_workspace(g, conv_nprocs());
+  size_t direct = nn_conv2d_direct_workspace(g, nn_cores());
   return direct > gemm ? direct : gemm;
 }
 #endif
@@ -416,7 +405,7 @@ static nn_conv_algo conv_variant_algo(const nn_conv_geom *g, nn_conv_algo a) {
 static int direct_team(const nn_conv_geom *g, int units) {
   long flops = 2L * g->n * g->oc * (long)g->c * g->kh * g->kw * g->oh * g->ow;
   if (flops < CONV_PAR_FLOPS || units < 2) return 1;
-  int t = omp_get_max_threads(), np = conv_nprocs();
+  int t = omp_get_max_threads(), np = nn_cores();
   if (t > np) t = np;
   if (t > units) t = units;
   return t < 1 ? 1 : t;
