@@ -59,6 +59,16 @@ typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
 #else
 #define VFMA(acc, a, b) ((acc) += (a) * (b))
 #endif
+/* acc[m][n] += w[m] * v[n] for m < M, n < N (constants where inlined: all in registers):
+ * the register-block update of the forward (filters x output vectors, per tap) and of dx
+ * (kernel columns x output rows, per filter). */
+#define VRANK1(acc, w, v, M, N)                                                                   \
+  do {                                                                                            \
+    _Pragma("GCC unroll 8") for (int m_ = 0; m_ < (M); m_++) {                                    \
+      const v8 wv_ = VBCAST((w)[m_]);                                                             \
+      _Pragma("GCC unroll 4") for (int n_ = 0; n_ < (N); n_++) VFMA((acc)[m_][n_], wv_, (v)[n_]); \
+    }                                                                                             \
+  } while (0)
 /* VKEEP(v): v stays in a register. GCC folds a vector loaded once for several FMAs into
  * each FMA's memory operand, loading it again for every use; where the block's registers
  * allow it (dw_block), the load is kept (see there). */
@@ -167,12 +177,7 @@ static inline __attribute__((always_inline)) void fwd_block(const float *xs, con
     v8 xv[4];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) VLOAD(xv[j], xt + xo[j]);
-#pragma GCC unroll 8
-    for (int o = 0; o < OB; o++) {
-      const v8 wv = VBCAST(wt[o]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) VFMA(acc[o][j], wv, xv[j]);
-    }
+    VRANK1(acc, wt, xv, OB, NV);
   }
 #pragma GCC unroll 8
   for (int o = 0; o < OB; o++)
@@ -443,12 +448,7 @@ static inline __attribute__((always_inline)) void dx_block(const nn_conv_geom *g
     v8 dv[DX_R];
 #pragma GCC unroll 2
     for (int r = 0; r < R; r++) VLOAD(dv[r], dp + (size_t)r * (size_t)OW);
-#pragma GCC unroll 5
-    for (int kj = 0; kj < KW; kj++) {
-      const v8 wv = VBCAST(wp[kj]);
-#pragma GCC unroll 2
-      for (int r = 0; r < R; r++) VFMA(acc[kj][r], wv, dv[r]);
-    }
+    VRANK1(acc, wp, dv, KW, R);
   }
   /* dx row += t shifted by kj, kj in order. Adding the shifted vectors one by one in memory
    * reloads just-stored, overlapping vectors (a store-forwarding stall each); with AVX2 the
