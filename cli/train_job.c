@@ -311,7 +311,7 @@ static int new_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
   int rc = cli_model_resolve(cmd, "--model", o->model, &cm);
   if (rc) return rc;
   if (cm.checkpoint[0]) {
-    cli_error(cmd, "--model %s is a trained checkpoint; give a preset or a spec file (or --init it)", o->model);
+    cli_error(cmd, "%s is a trained checkpoint; give a preset or a spec file (or --init it)", cm.what);
     cli_model_free(&cm);
     return EXIT_USAGE;
   }
