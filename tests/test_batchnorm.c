@@ -554,6 +554,7 @@ static void test_model_fusion(void **state) {
       "conv2d filters=4 kernel=3\nbatchnorm\ntanh\n"
       "batchnorm\nmaxpool2d size=2\nconv2d filters=6 kernel=1\nsigmoid\nflatten\n"
       "dense units=40\nbatchnorm\nsigmoid\n"
+      "dense units=12\nrelu\n"
       "dense units=5\n";
   nn_error err = {0};
   nn_spec *spec = NULL;
@@ -577,6 +578,16 @@ static void test_model_fusion(void **state) {
   assert_true(nn_batchnorm_fuses(&m[0]->layers[1], &m[0]->layers[2], NN_MODE_EVAL));   /* in a lean forward */
   assert_false(nn_batchnorm_fuses(&m[0]->layers[6], &m[0]->layers[7], NN_MODE_TRAIN)); /* BN, maxpool */
   assert_false(nn_batchnorm_fuses(&m[0]->layers[6], &m[0]->layers[7], NN_MODE_EVAL));
+  const nn_layer *L = m[0]->layers;
+  assert_int_equal(nn_layer_fuses(&L[0], &L[1], &L[2], NN_MODE_TRAIN), 0);   /* BN's backward needs its input */
+  assert_int_equal(nn_layer_fuses(&L[0], &L[1], &L[2], NN_MODE_EVAL), 2);    /* conv, BN, relu */
+  assert_int_equal(nn_layer_fuses(&L[0], &L[1], &L[3], NN_MODE_EVAL), 1);    /* conv, BN (then a conv) */
+  assert_int_equal(nn_layer_fuses(&L[8], &L[9], &L[10], NN_MODE_TRAIN), 1);  /* conv, sigmoid */
+  assert_int_equal(nn_layer_fuses(&L[11], &L[12], &L[13], NN_MODE_EVAL), 2); /* dense, BN, sigmoid */
+  assert_int_equal(nn_layer_fuses(&L[11], &L[12], &L[13], NN_MODE_TRAIN), 0);
+  assert_int_equal(nn_layer_fuses(&L[14], &L[15], &L[16], NN_MODE_EVAL), 1);  /* dense, relu */
+  assert_int_equal(nn_layer_fuses(&L[14], &L[15], &L[16], NN_MODE_TRAIN), 0); /* no fused dense backward */
+  assert_int_equal(nn_layer_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL), 0);     /* batchnorm: nn_batchnorm_fuses */
 
   const float *logits = NULL;
   if (nn_model_forward(m[0], x, labels, n, NN_MODE_TRAIN, NULL, NULL, &logits, &err) || nn_model_backward(m[0], &err))
@@ -601,7 +612,8 @@ static void test_model_fusion(void **state) {
    * of the plain one (every layer on its own, outputs kept) bit for bit; no backward after it */
   double loss[2];
   int right[2];
-  float *plain = tu_fbuf((size_t)n * k);
+  float *plain = tu_fbuf((size_t)n * k), *p = nn_model_params(m[0]);
+  for (size_t i = 0; i < nn_model_param_count(m[0]); i++) p[i] += 0.25f * (float)nn_rng_normal(&r); /* gamma, beta != 1, 0 */
   if (nn_model_forward(m[0], x, labels, n, NN_MODE_EVAL, &loss[0], &right[0], &logits, &err)) fail_msg("%s", err.msg);
   memcpy(plain, logits, (size_t)n * k * sizeof(float));
   size_t cnt = 0;
@@ -611,6 +623,13 @@ static void test_model_fusion(void **state) {
   assert_memory_equal(plain, logits, (size_t)n * k * sizeof(float));
   assert_memory_equal(&loss[0], &loss[1], sizeof loss[0]);
   assert_int_equal(right[0], right[1]);
+  /* the lean forward kept only the last output of each fused run: conv+BN+relu, conv+BN+tanh,
+   * BN, maxpool, conv+sigmoid, flatten, dense+BN+sigmoid, dense+relu, dense */
+  static const int kept[] = {0, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1};
+  assert_int_equal(nl, (int)(sizeof kept / sizeof *kept));
+  double mx[sizeof kept / sizeof *kept];
+  nn_model_output_maxabs(m[0], mx);
+  for (int i = 0; i < nl; i++) assert_int_equal(mx[i] >= 0, kept[i]);
   assert_int_equal(nn_model_backward(m[0], &err), NN_ERR_ARG);
   free(plain);
   free(x);

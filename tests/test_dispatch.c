@@ -257,7 +257,8 @@ static void conv_run(sink *s, nn_conv_algo algo) {
     float *dy = input(141 + k, out, -1, 1, 0), *y = tu_fbuf(out), *dx = tu_fbuf(in), *dw = tu_fbuf(nw),
           *db = tu_fbuf(g.oc), *ws = tu_fbuf(nn_conv2d_workspace(&g));
     const nn_act act = (nn_act)(k % 3); /* none, relu, sigmoid: the fused epilogues too */
-    nn_conv2d_forward_act(&g, act, x, w, b, y, ws);
+    const nn_epilogue e = {.bias = b, .act = act};
+    nn_conv2d_forward_epi(&g, &e, x, w, y, ws);
     nn_conv2d_backward_act(&g, act, x, w, y, dy, dx, dw, db, ws);
     put(s, y, out * sizeof *y);
     put(s, dx, in * sizeof *dx);

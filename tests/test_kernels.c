@@ -143,6 +143,45 @@ static void test_dense(void **state) {
     for (int bias = 0; bias < 2; bias++) dense_case(&r, shapes[s][0], shapes[s][1], shapes[s][2], bias);
 }
 
+/* The dense forward with an epilogue (kernels.h, nn_epilogue): bit for bit the plain forward,
+ * then BN inference with the same statistics (with and without gamma and beta), then the
+ * activation; shapes with one row block (columns split) and several. */
+static void test_dense_epilogue(void **state) {
+  (void)state;
+  tu_rng r = {0xDE5E0E91ULL};
+  static const int shapes[][3] = {{32, 64, 100}, {5, 7, 4}, {128, 120, 84}, {70, 33, 50}};
+  static const nn_act acts[] = {NN_ACT_NONE, NN_ACT_RELU, NN_ACT_SIGMOID, NN_ACT_TANH};
+  static void (*const fwd[])(const float *, float *, size_t) = {nn_relu_forward, nn_sigmoid_forward, nn_tanh_forward};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (size_t k = 0; k < sizeof acts / sizeof *acts; k++)
+      for (int bn = 0; bn < 2; bn++) {
+        const int n = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
+        const size_t ny = (size_t)n * out;
+        float *x = tu_fbuf((size_t)n * in), *w = tu_fbuf((size_t)in * out), *b = tu_fbuf(out), *y = tu_fbuf(ny),
+              *z0 = tu_fbuf(ny), *z1 = tu_fbuf(ny), *mean = tu_fbuf(out), *var = tu_fbuf(out), *gam = tu_fbuf(out),
+              *bet = tu_fbuf(out), *sc = tu_fbuf(out), *sh = tu_fbuf(out);
+        tu_fill_pair(&r, x, NULL, (size_t)n * in, -1, 1);
+        tu_fill_pair(&r, w, NULL, (size_t)in * out, -0.5, 0.5);
+        tu_fill_pair(&r, b, NULL, out, -1, 1);
+        tu_fill_pair(&r, mean, NULL, out, -1, 1);
+        tu_fill_pair(&r, var, NULL, out, 0.05, 3);
+        tu_fill_pair(&r, gam, NULL, out, -2, 2);
+        tu_fill_pair(&r, bet, NULL, out, -1, 1);
+        const float *gv = k % 2 ? gam : NULL, *bv = k % 2 ? bet : NULL;
+        const nn_norm_geom ng = {.n = n, .c = out, .s = 1, .eps = 1e-3f};
+        nn_bn_infer_affine(gv, bv, var, ng.eps, out, sc, sh);
+        const nn_epilogue e = {.bias = b, .mean = bn ? mean : NULL, .scale = sc, .shift = sh, .act = acts[k]};
+        nn_dense_forward(x, w, b, y, n, in, out);
+        if (bn) nn_bn_forward_infer_act(&ng, acts[k], y, gv, bv, mean, var, z0);
+        else if (k) fwd[k - 1](y, z0, ny);
+        else memcpy(z0, y, ny * sizeof *y);
+        nn_dense_forward_epi(x, w, &e, z1, n, in, out);
+        assert_memory_equal(z0, z1, ny * sizeof(float));
+        free(x), free(w), free(b), free(y), free(z0), free(z1), free(mean), free(var), free(gam), free(bet), free(sc),
+            free(sh);
+      }
+}
+
 /* ---- conv2d ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -261,8 +300,8 @@ static void test_conv2d(void **state) {
 }
 
 /* Convolution + activation fused: bit for bit the convolution then the activation kernel
- * (forward), the activation backward then the convolution backward (backward), for each
- * activation and each algorithm, with and without dx. */
+ * (forward; also with an eval BN between), the activation backward then the convolution
+ * backward (backward), for each activation and each algorithm, with and without dx. */
 static void test_conv_act_fused(void **state) {
   (void)state;
   tu_rng r = {0xAC7F05EDULL};
@@ -289,8 +328,31 @@ static void test_conv_act_fused(void **state) {
         tu_fill_pair(&r, dz, NULL, ny, -1, 1);
         nn_conv2d_forward(&g, x, w, b, y, ws);
         fwd[k](y, z0, ny);
-        nn_conv2d_forward_act(&g, acts[k], x, w, b, z1, ws);
+        const nn_epilogue e = {.bias = b, .act = acts[k]};
+        nn_conv2d_forward_epi(&g, &e, x, w, z1, ws);
         assert_memory_equal(z0, z1, ny * sizeof(float));
+        /* an eval BN in the epilogue (with and without gamma and beta, with and without the
+         * activation) against the inference kernel on the stored convolution */
+        float *mean = tu_fbuf(g.oc), *var = tu_fbuf(g.oc), *gam = tu_fbuf(g.oc), *bet = tu_fbuf(g.oc),
+              *sc = tu_fbuf(g.oc), *sh = tu_fbuf(g.oc);
+        tu_fill_pair(&r, mean, NULL, g.oc, -1, 1);
+        tu_fill_pair(&r, var, NULL, g.oc, 0.05, 3);
+        tu_fill_pair(&r, gam, NULL, g.oc, -2, 2);
+        tu_fill_pair(&r, bet, NULL, g.oc, -1, 1);
+        const nn_norm_geom ng = {.n = g.n, .c = g.oc, .s = g.oh * g.ow, .eps = 1e-3f};
+        for (int v = 0; v < 2; v++) {
+          const float *gv = k == 1 ? NULL : gam, *bv = k == 1 ? NULL : bet;
+          const nn_act av = v ? acts[k] : NN_ACT_NONE;
+          nn_bn_infer_affine(gv, bv, var, ng.eps, g.oc, sc, sh);
+          const nn_epilogue ebn = {.bias = v ? b : NULL, .mean = mean, .scale = sc, .shift = sh, .act = av};
+          nn_conv2d_forward(&g, x, w, v ? b : NULL, y, ws);
+          nn_bn_forward_infer_act(&ng, av, y, gv, bv, mean, var, z0);
+          nn_conv2d_forward_epi(&g, &ebn, x, w, z1, ws);
+          assert_memory_equal(z0, z1, ny * sizeof(float));
+        }
+        free(mean), free(var), free(gam), free(bet), free(sc), free(sh);
+        nn_conv2d_forward(&g, x, w, b, y, ws);
+        fwd[k](y, z0, ny);
         for (int with_dx = 0; with_dx < 2; with_dx++) {
           memset(dw0, 0, nw * sizeof(float)), memset(dw1, 0, nw * sizeof(float));
           memset(db0, 0, g.oc * sizeof(float)), memset(db1, 0, g.oc * sizeof(float));
@@ -680,6 +742,7 @@ int main(void) {
       cmocka_unit_test(test_gemm),
       cmocka_unit_test(test_gemm_degenerate),
       cmocka_unit_test(test_dense),
+      cmocka_unit_test(test_dense_epilogue),
       cmocka_unit_test(test_conv_geom),
       cmocka_unit_test(test_conv2d),
       cmocka_unit_test(test_conv_algo),

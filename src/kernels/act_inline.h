@@ -1,12 +1,14 @@
 /* Scalar activation functions and their gradients (from the forward OUTPUT y), static
- * inline so that the elementwise kernels (activation.c) and the fused normalization +
- * activation kernels (batchnorm.c) compute bit-identical values; omp simd loops over them
+ * inline so that the elementwise kernels (activation.c) and the kernels that fuse an
+ * activation (batchnorm, groupnorm, conv2d, dense) compute bit-identical values; omp simd loops over them
  * vectorize. Internal to src/kernels/. */
 #ifndef NN_KERNELS_ACT_INLINE_H
 #define NN_KERNELS_ACT_INLINE_H
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "kernels/kernels.h"
 
 /* relu(NaN) stays NaN so divergence is not hidden; relu'(0) = 0 */
 static inline float relu1(float x) { return x < 0.0f ? 0.0f : x; }
@@ -165,6 +167,28 @@ static inline void sigmoid_grad_n(const float *y, const float *dy, float *dx, si
 static inline void tanh_grad_n(const float *y, const float *dy, float *dx, size_t len) {
 #pragma omp simd
   for (size_t j = 0; j < len; j++) dx[j] = tanh_grad1(y[j], dy[j]);
+}
+
+/* The fused kernels' activation by kind: y = act(y) in place (NN_ACT_NONE: unchanged), and
+ * dy = dz * act'(z) from the activation's output z (NN_ACT_NONE: a copy of dz, z unused). */
+static inline void act_n(nn_act act, float *y, size_t len) {
+  switch (act) {
+    case NN_ACT_RELU: relu_n(y, y, len); break;
+    case NN_ACT_SIGMOID: sigmoid_n(y, y, len); break;
+    case NN_ACT_TANH: tanh_n(y, y, len); break;
+    case NN_ACT_NONE: break;
+  }
+}
+static inline void act_grad_n(nn_act act, const float *z, const float *dz, float *dy, size_t len) {
+  switch (act) {
+    case NN_ACT_RELU: relu_grad_n(z, dz, dy, len); break;
+    case NN_ACT_SIGMOID: sigmoid_grad_n(z, dz, dy, len); break;
+    case NN_ACT_TANH: tanh_grad_n(z, dz, dy, len); break;
+    case NN_ACT_NONE: /* often rows of a few dozen floats: a loop, not a libc call */
+#pragma omp simd
+      for (size_t j = 0; j < len; j++) dy[j] = dz[j];
+      break;
+  }
 }
 
 #endif

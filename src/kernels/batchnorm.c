@@ -150,7 +150,7 @@ static void bn_apply_ch(const nn_norm_geom *g, const bn_io *io, float K, double 
     float *q = io->y + (size_t)i * plane + (size_t)ch * g->s;
 #pragma omp simd
     for (int j = 0; j < g->s; j++) q[j] = (p[j] - K) * sc + sh;
-    nc_act_fwd(io->act, q, (size_t)g->s);
+    act_n(io->act, q, (size_t)g->s);
   }
 }
 
@@ -174,7 +174,7 @@ static void bn_apply_rows(const nn_norm_geom *g, const bn_io *io, const float *K
     float *q = io->y + (size_t)i * g->c + c0;
 #pragma omp simd
     for (int k = 0; k < cw; k++) q[k] = (p[k] - K[k]) * sc[k] + sh[k];
-    nc_act_fwd(io->act, q, (size_t)cw);
+    act_n(io->act, q, (size_t)cw);
   }
 }
 
@@ -264,7 +264,7 @@ static void fwd_infer_rows(const nn_norm_geom *g, const bn_io *io, int c0, int c
     float *q = io->y + (size_t)i * g->c + c0;
 #pragma omp simd
     for (int k = 0; k < cw; k++) q[k] = (p[k] - mu[k]) * sc[k] + sh[k];
-    nc_act_fwd(io->act, q, (size_t)cw);
+    act_n(io->act, q, (size_t)cw);
   }
 }
 
@@ -278,7 +278,7 @@ static void fwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw)
     float *q = io->y + (size_t)i * plane + (size_t)ch * g->s;
 #pragma omp simd
     for (int j = 0; j < g->s; j++) q[j] = (p[j] - mu) * sc + sh;
-    nc_act_fwd(io->act, q, (size_t)g->s);
+    act_n(io->act, q, (size_t)g->s);
   }
 }
 
@@ -292,6 +292,14 @@ void NN_V(nn_bn_forward_infer_act)(const nn_norm_geom *g, nn_act act, const floa
 void nn_bn_forward_infer(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
                          const float *mean, const float *var, float *y) {
   nn_bn_forward_infer_act(g, NN_ACT_NONE, x, gamma, beta, mean, var, y);
+}
+
+void nn_bn_infer_affine(const float *gamma, const float *beta, const float *var, float eps, int c, float *scale,
+                        float *shift) {
+  for (int ch = 0; ch < c; ch++) {
+    scale[ch] = bn_infer_scale(gamma, var, ch, eps);
+    shift[ch] = beta ? beta[ch] : 0.0f;
+  }
 }
 #endif
 
@@ -359,7 +367,7 @@ static void bn_bsums_rows_act(const nn_norm_geom *g, const bn_io *io, int c0, in
   for (int i = 0; i < g->n; i++) {
     const size_t o = (size_t)i * g->c + c0;
     float *e = io->dx ? io->dx + o : tmp;
-    nc_act_grad(io->act, io->z + o, io->dy + o, e, (size_t)cw);
+    act_grad_n(io->act, io->z + o, io->dy + o, e, (size_t)cw);
     nc_col_bwd_sums(io->x + o, e, 1, 0, cw, Kd, ad, ady, adyd);
   }
 }

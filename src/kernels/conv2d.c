@@ -1,12 +1,12 @@
 /* conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW]; im2col + GEMM, or the
  * direct convolution of conv2d_direct.c where nn_conv2d_algo* picks it (forward, dW, db,
- * and dx of unpadded layers with output rows of whole vectors). The *_act entry points fuse the activation that follows
- * the convolution: the forward applies it to each output row as the epilogue writes it, the
- * backward computes dy = dz * act'(z) where it copies dy (bit for bit the separate kernels).
+ * and dx of unpadded layers with output rows of whole vectors). The forward's epilogue
+ * (nn_epilogue: bias, an eval BN, the activation) runs on each output row as it is written;
+ * backward_act computes dy = dz * act'(z) where it copies dy (bit for bit the separate kernels).
  *
  * The batch is cut into chunks of `cs` samples (cs depends only on the geometry, sized so
  * that a chunk's column matrix stays in L2). Per chunk, one thread:
- *   forward:  col[CKK, cs*OHW] = im2col(x chunk); tmp[OC, cs*OHW] = w @ col; y = tmp + b
+ *   forward:  col[CKK, cs*OHW] = im2col(x chunk); tmp[OC, cs*OHW] = w @ col; y = epilogue(tmp)
  *             (scattered back to N,OC,OHW order),
  *   backward: tmp[OC, cs*OHW] = dy chunk; dW_part (+)= tmp @ col^T (or its transpose
  *             col @ tmp^T, whichever GEMM shape is faster); db_part (+)= row sums;
@@ -356,8 +356,8 @@ static void col2im(const nn_conv_geom *g, const float *dcol, int cnt, float *dx)
   }
 }
 
-static void conv_fwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, nn_act act, const float *x,
-                           const float *w, const float *b, float *y, float *slot) {
+static void conv_fwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, const nn_epilogue *e, const float *x,
+                           const float *w, float *y, float *slot) {
   int s0, cnt;
   chunk_range(g, p, ci, &s0, &cnt);
   const size_t ohw = (size_t)p->ohw, chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
@@ -365,16 +365,10 @@ static void conv_fwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, nn
   float *col = slot, *tmp = slot + p->col;
   im2col(g, x + (size_t)s0 * chw, cnt, col);
   nn_gemm(0, 0, g->oc, L, p->ckk, 1.0f, w, p->ckk, col, L, 0.0f, tmp, L);
-  for (int s = 0; s < cnt; s++) {
-    for (int oc = 0; oc < g->oc; oc++) {
-      float *yr = y + ((size_t)(s0 + s) * (size_t)g->oc + (size_t)oc) * ohw;
-      const float *tr = tmp + (size_t)oc * (size_t)L + (size_t)s * ohw;
-      const float bias = b ? b[oc] : 0.0f;
-#pragma omp simd
-      for (size_t q = 0; q < ohw; q++) yr[q] = tr[q] + bias;
-      conv_act_n(act, yr, ohw);
-    }
-  }
+  for (int s = 0; s < cnt; s++)
+    for (int oc = 0; oc < g->oc; oc++)
+      conv_epi_n(e, oc, tmp + (size_t)oc * (size_t)L + (size_t)s * ohw,
+                 y + ((size_t)(s0 + s) * (size_t)g->oc + (size_t)oc) * ohw, ohw);
 }
 
 /* Team size for `units` independent units of work; 1 = run on the calling thread. */
@@ -414,15 +408,16 @@ static int direct_team(const nn_conv_geom *g, int units) {
 #if NN_VARIANT_ONCE
 void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y,
                        float *ws) {
-  nn_conv2d_forward_act(g, NN_ACT_NONE, x, w, b, y, ws);
+  const nn_epilogue e = {.bias = b};
+  nn_conv2d_forward_epi(g, &e, x, w, y, ws);
 }
 #endif
 
-void NN_V(nn_conv2d_forward_act)(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
-                                 float *y, float *ws) {
+void NN_V(nn_conv2d_forward_epi)(const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w, float *y,
+                                 float *ws) {
   if (conv_variant_algo(g, nn_conv2d_algo(g)) == NN_CONV_DIRECT) {
     NN_V(nn_conv2d_direct_forward)
-    (g, act, x, w, b, y, ws, direct_team(g, g->n));
+    (g, e, x, w, y, ws, direct_team(g, g->n));
     return;
   }
   conv_plan p = conv_plan_make(g);
@@ -431,7 +426,7 @@ void NN_V(nn_conv2d_forward_act)(const nn_conv_geom *g, nn_act act, const float 
     /* serial: keep oneDNN on this thread too, so the result matches the threaded path */
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
-    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, act, x, w, b, y, ws);
+    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, e, x, w, y, ws);
     omp_set_num_threads(saved);
     return;
   }
@@ -439,7 +434,7 @@ void NN_V(nn_conv2d_forward_act)(const nn_conv_geom *g, nn_act act, const float 
   {
     float *slot = ws + (size_t)omp_get_thread_num() * p.slot;
 #pragma omp for schedule(dynamic, 1)
-    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, act, x, w, b, y, slot);
+    for (int ci = 0; ci < p.nchunks; ci++) conv_fwd_chunk(g, &p, ci, e, x, w, y, slot);
   }
 }
 
@@ -457,7 +452,7 @@ static void conv_bwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, in
   for (int s = 0; s < cnt; s++)
     for (int oc = 0; oc < g->oc; oc++) {
       const size_t at = ((size_t)(s0 + s) * (size_t)g->oc + (size_t)oc) * ohw;
-      conv_act_grad_n(act, z ? z + at : NULL, dz + at, tmp + (size_t)oc * (size_t)L + (size_t)s * ohw, ohw);
+      act_grad_n(act, z ? z + at : NULL, dz + at, tmp + (size_t)oc * (size_t)L + (size_t)s * ohw, ohw);
     }
   if (pdb) {
     for (int oc = 0; oc < g->oc; oc++) {

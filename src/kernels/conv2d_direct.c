@@ -14,8 +14,8 @@
  *            is dy on the flat index with zeros at ow >= OW; db[oc] += sum over n, i of dyp.
  *            Filters split over threads; each output keeps 8 lane sums over the samples (in
  *            order) and i, added in a fixed order at the end.
- * With an activation (conv2d.c's *_act entry points) the forward applies it to each output
- * row as it is written, and the backward reads dy = dz * act'(z) as it packs dy.
+ * The forward applies its epilogue (bias, an eval BN, the activation: nn_epilogue) to each
+ * output row as it is written; with an activation and the backward reads dy = dz * act'(z) as it packs dy.
  * Every output is computed by one thread in one fixed order: results do not depend on the
  * thread count.
  *
@@ -209,8 +209,8 @@ static void fwd_dispatch(const float *xs, const int *off, const float *wpk, int 
  * vectors are whole pieces of output rows, computed straight into y; otherwise ("flat") the
  * vectors run along the flat index into tmp, whose valid columns are then copied to y. The
  * sums are the same in both. */
-static void fwd_sample(const nn_conv_geom *g, const dplan *p, nn_act act, const float *x, const float *w,
-                       const float *b, float *y, float *slot) {
+static void fwd_sample(const nn_conv_geom *g, const dplan *p, const nn_epilogue *e, const float *x, const float *w,
+                       float *y, float *slot) {
   float *xp = slot, *tmp = slot + p->xplen, *wpk = tmp + (size_t)FWD_OB * p->lpad;
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p, off);
@@ -236,13 +236,7 @@ static void fwd_sample(const nn_conv_geom *g, const dplan *p, nn_act act, const 
         }
         fwd_dispatch(xp, off, wpk, ckk, yb, ohw, xo, yo, ob, nv);
       }
-      for (int o = 0; o < ob; o++) {
-        const float bias = b ? b[oc0 + o] : 0.0f;
-        float *yo_ = yb + (size_t)o * ohw;
-#pragma omp simd
-        for (size_t q = 0; q < ohw; q++) yo_[q] = yo_[q] + bias;
-        conv_act_n(act, yo_, ohw);
-      }
+      for (int o = 0; o < ob; o++) conv_epi_n(e, oc0 + o, yb + (size_t)o * ohw, yb + (size_t)o * ohw, ohw);
       continue;
     }
     for (size_t i0 = 0; i0 < p->lpad; i0 += (size_t)VL * FWD_NV) {
@@ -250,21 +244,15 @@ static void fwd_sample(const nn_conv_geom *g, const dplan *p, nn_act act, const 
       fwd_dispatch(xp, off, wpk, ckk, tmp, p->lpad, xo, yo, ob, FWD_NV);
     }
     for (int o = 0; o < ob; o++) {
-      const float bias = b ? b[oc0 + o] : 0.0f;
       float *yo_ = y + (size_t)(oc0 + o) * ohw;
       const float *to = tmp + (size_t)o * p->lpad;
-      for (int oh = 0; oh < g->oh; oh++) {
-        float *yr = yo_ + (size_t)oh * (size_t)g->ow;
-        const float *tr = to + (size_t)oh * (size_t)p->wp;
-#pragma omp simd
-        for (int ow = 0; ow < g->ow; ow++) yr[ow] = tr[ow] + bias;
-        conv_act_n(act, yr, (size_t)g->ow);
-      }
+      for (int oh = 0; oh < g->oh; oh++)
+        conv_epi_n(e, oc0 + o, to + (size_t)oh * (size_t)p->wp, yo_ + (size_t)oh * (size_t)g->ow, (size_t)g->ow);
     }
   }
 }
 
-void NN_V(nn_conv2d_direct_forward)(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
+void NN_V(nn_conv2d_direct_forward)(const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w,
                                     float *y, float *ws, int nthreads) {
   NN_ASSERT(g->stride == 1);
   dplan p = dplan_make(g, nthreads);
@@ -273,14 +261,14 @@ void NN_V(nn_conv2d_direct_forward)(const nn_conv_geom *g, nn_act act, const flo
   float *slots = ws + p.lanes;
   int nt = nthreads < p.slots ? nthreads : p.slots;
   if (nt <= 1) {
-    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, act, x + (size_t)s * chw, w, b, y + (size_t)s * ochw, slots);
+    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, e, x + (size_t)s * chw, w, y + (size_t)s * ochw, slots);
     return;
   }
 #pragma omp parallel num_threads(nt)
   {
     float *slot = slots + (size_t)omp_get_thread_num() * p.slot;
 #pragma omp for schedule(static)
-    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, act, x + (size_t)s * chw, w, b, y + (size_t)s * ochw, slot);
+    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, e, x + (size_t)s * chw, w, y + (size_t)s * ochw, slot);
   }
 }
 
@@ -368,7 +356,7 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
         const size_t at = ((size_t)s * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
         for (int oh = 0; oh < g->oh; oh++) {
           const size_t r = at + (size_t)oh * (size_t)g->ow;
-          conv_act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
+          act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
         }
         if (db) {
           float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
@@ -524,7 +512,7 @@ void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, con
     for (int s = 0; s < g->n; s++) {
       const float *dys = dz + (size_t)s * ochw;
       if (act != NN_ACT_NONE) {
-        conv_act_grad_n(act, z + (size_t)s * ochw, dys, dyb, ochw);
+        act_grad_n(act, z + (size_t)s * ochw, dys, dyb, ochw);
         dys = dyb;
       }
       dx_sample(g, w, dys, dx + (size_t)s * chw);

@@ -7,27 +7,19 @@
 #include "kernels/act_inline.h"
 #include "kernels/kernels.h"
 
-/* y = act(y) over a run, bit for bit nn_<act>_forward (NN_ACT_NONE: unchanged). */
-static inline void conv_act_n(nn_act act, float *y, size_t len) {
-  switch (act) {
-    case NN_ACT_RELU: relu_n(y, y, len); break;
-    case NN_ACT_SIGMOID: sigmoid_n(y, y, len); break;
-    case NN_ACT_TANH: tanh_n(y, y, len); break;
-    case NN_ACT_NONE: break;
-  }
-}
-
-/* dy = dz * act'(z) over a run, bit for bit nn_<act>_backward (NN_ACT_NONE: a copy of dz). */
-static inline void conv_act_grad_n(nn_act act, const float *z, const float *dz, float *dy, size_t len) {
-  switch (act) {
-    case NN_ACT_RELU: relu_grad_n(z, dz, dy, len); break;
-    case NN_ACT_SIGMOID: sigmoid_grad_n(z, dz, dy, len); break;
-    case NN_ACT_TANH: tanh_grad_n(z, dz, dy, len); break;
-    case NN_ACT_NONE: /* rows of a few dozen floats: a loop, not a libc call */
+/* dst = act(norm(src + b[oc])) over a run of output channel oc (nn_epilogue; dst == src is
+ * fine): per value the additions and the multiply the separate kernels make, in their order. */
+static inline void conv_epi_n(const nn_epilogue *e, int oc, const float *src, float *dst, size_t len) {
+  const float bias = e->bias ? e->bias[oc] : 0.0f;
+  if (e->mean) {
+    const float mu = e->mean[oc], sc = e->scale[oc], sh = e->shift[oc];
 #pragma omp simd
-      for (size_t j = 0; j < len; j++) dy[j] = dz[j];
-      break;
+    for (size_t j = 0; j < len; j++) dst[j] = (src[j] + bias - mu) * sc + sh;
+  } else {
+#pragma omp simd
+    for (size_t j = 0; j < len; j++) dst[j] = src[j] + bias;
   }
+  act_n(e->act, dst, len);
 }
 
 /* Scratch floats for up to `nprocs` threads (every pass, the dx pass included). */
@@ -37,18 +29,18 @@ size_t nn_conv2d_direct_workspace(const nn_conv_geom *g, int nprocs);
 int nn_conv2d_direct_data_fits(const nn_conv_geom *g);
 /* Compiled once per variant of the runtime dispatch (ARCHITECTURE.md §13); each variant of
  * conv2d.c calls its own, NN_V(name) (kernels/variant.h).
- * _forward: y = act(conv(x, w) + b) (b may be NULL), on at most `nthreads` threads (<= the
- *   workspace's nprocs).
+ * _forward: y = the epilogue e of conv(x, w) (kernels.h, nn_epilogue), on at most `nthreads`
+ *   threads (<= the workspace's nprocs).
  * _backward_params: dw += dL/dw, db += dL/db (either may be NULL) from dy = dz * act'(z) (z
  *   unused for NN_ACT_NONE, dz = dy), on at most `nthreads` threads.
  * _backward_data: dx = dL/dx (overwritten) from the same dy, for shapes where
  *   nn_conv2d_direct_data_fits, on at most `nthreads` threads. */
-#define NN_CONV2D_DIRECT_VARIANT(sfx)                                                                           \
-  void nn_conv2d_direct_forward##sfx(const nn_conv_geom *g, nn_act act, const float *x, const float *w,         \
-                                     const float *b, float *y, float *ws, int nthreads);                        \
-  void nn_conv2d_direct_backward_params##sfx(const nn_conv_geom *g, nn_act act, const float *x, const float *z, \
-                                             const float *dz, float *dw, float *db, float *ws, int nthreads);   \
-  void nn_conv2d_direct_backward_data##sfx(const nn_conv_geom *g, nn_act act, const float *w, const float *z,   \
+#define NN_CONV2D_DIRECT_VARIANT(sfx)                                                                             \
+  void nn_conv2d_direct_forward##sfx(const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w, \
+                                     float *y, float *ws, int nthreads);                                          \
+  void nn_conv2d_direct_backward_params##sfx(const nn_conv_geom *g, nn_act act, const float *x, const float *z,   \
+                                             const float *dz, float *dw, float *db, float *ws, int nthreads);     \
+  void nn_conv2d_direct_backward_data##sfx(const nn_conv_geom *g, nn_act act, const float *w, const float *z,     \
                                            const float *dz, float *dx, float *ws, int nthreads);
 NN_CONV2D_DIRECT_VARIANT(_generic)
 NN_CONV2D_DIRECT_VARIANT(_avx2)

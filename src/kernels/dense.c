@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "base/error.h"
+#include "kernels/act_inline.h"
 #include "kernels/kernels.h"
 #include "kernels/variant.h"
 
@@ -47,19 +48,29 @@ static int col_width(int rows, int cols) {
   return cols > DENSE_COL_BLOCK ? DENSE_COL_BLOCK : DENSE_COL_BLOCK / 2; /* 33-64 columns: two blocks */
 }
 
-/* y[r0:r1, c0:c1] = x[r0:r1, I] @ w[c0:c1, I]^T + b[c0:c1] */
-static void dense_fwd_block(const float *x, const float *w, const float *b, float *y, int r0, int r1, int c0,
+/* y[o] = act(norm(y[o] + b[c0 + o])) for o < len: a row's columns [c0, c0 + len), the
+ * epilogue's operations in the separate kernels' order (kernels.h, nn_epilogue). */
+static void dense_epi_row(const nn_epilogue *e, int c0, float *y, int len) {
+  if (e->bias) {
+    const float *b = e->bias + c0;
+#pragma omp simd
+    for (int o = 0; o < len; o++) y[o] += b[o];
+  }
+  if (e->mean) {
+    const float *mu = e->mean + c0, *sc = e->scale + c0, *sh = e->shift + c0;
+#pragma omp simd
+    for (int o = 0; o < len; o++) y[o] = (y[o] - mu[o]) * sc[o] + sh[o];
+  }
+  act_n(e->act, y, (size_t)len);
+}
+
+/* y[r0:r1, c0:c1] = epilogue(x[r0:r1, I] @ w[c0:c1, I]^T) */
+static void dense_fwd_block(const float *x, const float *w, const nn_epilogue *e, float *y, int r0, int r1, int c0,
                             int c1, int in, int out) {
   float *yb = y + (size_t)r0 * (size_t)out + c0;
   gemm_1t(0, 1, r1 - r0, c1 - c0, in, 1.0f, x + (size_t)r0 * (size_t)in, in, w + (size_t)c0 * (size_t)in, in,
           0.0f, yb, out);
-  if (b) {
-    for (int i = 0; i < r1 - r0; i++) {
-      float *yi = yb + (size_t)i * (size_t)out;
-#pragma omp simd
-      for (int o = 0; o < c1 - c0; o++) yi[o] += b[c0 + o];
-    }
-  }
+  for (int i = 0; i < r1 - r0; i++) dense_epi_row(e, c0, yb + (size_t)i * (size_t)out, c1 - c0);
 }
 
 /* Bounds [*a, *b) of block k of size `block` in [0, n). */
@@ -68,7 +79,15 @@ static void block_range(int k, int block, int n, int *a, int *b) {
   *b = *a + block < n ? *a + block : n;
 }
 
-void NN_V(nn_dense_forward)(const float *x, const float *w, const float *b, float *y, int n, int in, int out) {
+#if NN_VARIANT_ONCE
+void nn_dense_forward(const float *x, const float *w, const float *b, float *y, int n, int in, int out) {
+  const nn_epilogue e = {.bias = b};
+  nn_dense_forward_epi(x, w, &e, y, n, in, out);
+}
+#endif
+
+void NN_V(nn_dense_forward_epi)(const float *x, const float *w, const nn_epilogue *e, float *y, int n, int in,
+                                int out) {
   NN_ASSERT(n >= 0 && in >= 0 && out >= 0);
   if (n == 0 || out == 0) return;
   int rows = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK, width = col_width(rows, out);
@@ -81,7 +100,7 @@ void NN_V(nn_dense_forward)(const float *x, const float *w, const float *b, floa
     int r0, r1, c0, c1;
     block_range(blk / cols, DENSE_ROW_BLOCK, n, &r0, &r1);
     block_range(blk % cols, width, out, &c0, &c1);
-    dense_fwd_block(x, w, b, y, r0, r1, c0, c1, in, out);
+    dense_fwd_block(x, w, e, y, r0, r1, c0, c1, in, out);
   }
 }
 

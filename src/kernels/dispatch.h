@@ -26,15 +26,15 @@
   X(nn_global_avgpool_forward, (const float *x, float *y, int n, int c, int s), (x, y, n, c, s))                      \
   X(nn_global_avgpool_backward, (const float *dy, float *dx, int n, int c, int s), (dy, dx, n, c, s))                 \
   /* dense.c */                                                                                                       \
-  X(nn_dense_forward, (const float *x, const float *w, const float *b, float *y, int n, int in, int out),             \
-    (x, w, b, y, n, in, out))                                                                                         \
+  X(nn_dense_forward_epi, (const float *x, const float *w, const nn_epilogue *e, float *y, int n, int in, int out),   \
+    (x, w, e, y, n, in, out))                                                                                         \
   X(nn_dense_backward,                                                                                                \
     (const float *x, const float *w, const float *dy, float *dx, float *dw, float *db, int n, int in, int out),       \
     (x, w, dy, dx, dw, db, n, in, out))                                                                               \
   /* conv2d.c (with conv2d_direct.c: each variant of conv2d.c calls its own) */                                       \
-  X(nn_conv2d_forward_act,                                                                                            \
-    (const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b, float *y, float *ws),         \
-    (g, act, x, w, b, y, ws))                                                                                         \
+  X(nn_conv2d_forward_epi,                                                                                            \
+    (const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w, float *y, float *ws),               \
+    (g, e, x, w, y, ws))                                                                                              \
   X(nn_conv2d_backward_act,                                                                                           \
     (const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *z, const float *dz, float *dx,   \
      float *dw, float *db, float *ws),                                                                                \

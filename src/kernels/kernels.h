@@ -23,8 +23,28 @@ void nn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const f
 void nn_ref_gemm(int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a,
                  int lda, const double *b, int ldb, double beta, double *c, int ldc);
 
-/* ---- dense: x[N,I], w[O,I] (PyTorch layout), b[O] or NULL, y[N,O] ---------------- */
+/* ---- the epilogue of a dense or conv2d forward ------------------------------------
+ * What the layers after a dense or conv2d layer do to its output, applied by its forward
+ * kernel to each piece of output as it is written (the *_epi kernels), bit for bit the
+ * separate kernels, without writing the intermediate tensors:
+ *   z = act(norm(y + bias))   per output channel o (a dense layer's unit, a conv's filter)
+ * norm: none, or batch normalization with given statistics (an eval forward) in the
+ * inference kernel's arithmetic, (v - mean[o]) * scale[o] + shift[o] with scale and shift
+ * from nn_bn_infer_affine: bit for bit nn_bn_forward_infer. act: nn_<act>_forward. */
+typedef enum { NN_ACT_NONE = 0,
+               NN_ACT_RELU,
+               NN_ACT_SIGMOID,
+               NN_ACT_TANH } nn_act;
+typedef struct {
+  const float *bias;                 /* [O] or NULL */
+  const float *mean, *scale, *shift; /* [O] each, or mean NULL: no normalization */
+  nn_act act;
+} nn_epilogue;
+
+/* ---- dense: x[N,I], w[O,I] (PyTorch layout), b[O] or NULL, y[N,O] ----------------
+ * forward_epi: z = the epilogue e of x @ w^T (nn_epilogue). */
 void nn_dense_forward(const float *x, const float *w, const float *b, float *y, int n, int in, int out);
+void nn_dense_forward_epi(const float *x, const float *w, const nn_epilogue *e, float *z, int n, int in, int out);
 void nn_dense_backward(const float *x, const float *w, const float *dy, float *dx, float *dw,
                        float *db, int n, int in, int out);
 void nn_ref_dense_forward(const double *x, const double *w, const double *b, double *y, int n, int in, int out);
@@ -75,18 +95,14 @@ size_t nn_conv2d_workspace(const nn_conv_geom *g);
 void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, const float *b, float *y, float *ws);
 void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db, float *ws);
-/* Convolution fused with the activation that follows it (training):
- * forward_act: z = act(conv(x) + b), bit for bit nn_conv2d_forward then nn_<act>_forward,
- *   without writing the convolution's own output.
+/* Convolution fused with the layers that follow it:
+ * forward_epi: z = the epilogue e of conv(x) (nn_epilogue, above), applied to each output
+ *   row as it is written.
  * backward_act: from z and dz = dL/dz, bit for bit nn_<act>_backward (dy = dz*act'(z)) then
  *   nn_conv2d_backward, without the intermediate gradient tensor (z unused for NN_ACT_NONE).
  * act = NN_ACT_NONE gives the plain kernels. */
-typedef enum { NN_ACT_NONE = 0,
-               NN_ACT_RELU,
-               NN_ACT_SIGMOID,
-               NN_ACT_TANH } nn_act;
-void nn_conv2d_forward_act(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *b,
-                           float *z, float *ws);
+void nn_conv2d_forward_epi(const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w, float *z,
+                           float *ws);
 void nn_conv2d_backward_act(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *z,
                             const float *dz, float *dx, float *dw, float *db, float *ws);
 void nn_ref_conv2d_forward(const nn_conv_geom *g, const double *x, const double *w, const double *b, double *y);
@@ -208,6 +224,12 @@ void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x,
  *   nn_bn_forward_infer then nn_<act>_forward (an eval forward that keeps no layer output). */
 void nn_bn_forward_infer_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                              const float *beta, const float *mean, const float *var, float *z);
+/* The per-channel affine of BN inference for c channels: y = (x - mean) * scale + shift with
+ * scale = gamma / sqrt(var + eps) (computed in double, rounded once; gamma NULL: 1) and
+ * shift = beta (NULL: 0), the values nn_bn_forward_infer applies; for an epilogue that applies
+ * BN in another kernel's pass (nn_epilogue). */
+void nn_bn_infer_affine(const float *gamma, const float *beta, const float *var, float eps, int c, float *scale,
+                        float *shift);
 
 /* ---- batch normalization in phases (synchronized BN: reduce across processes between) ---
  * The one-shot kernels above are exactly these phases run per channel on one process

@@ -279,41 +279,6 @@ static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *
   }
 }
 
-/* Fused activation, forward: q = act(q) in place (the values are in L1 when called). */
-static inline void nc_act_fwd(nn_act act, float *q, size_t len) {
-  switch (act) {
-    case NN_ACT_NONE:
-      break;
-    case NN_ACT_RELU:
-      relu_n(q, q, len);
-      break;
-    case NN_ACT_SIGMOID:
-      sigmoid_n(q, q, len);
-      break;
-    case NN_ACT_TANH:
-      tanh_n(q, q, len);
-      break;
-  }
-}
-
-/* Fused activation, backward: e = dz * act'(z), as nn_<act>_backward computes it. */
-static inline void nc_act_grad(nn_act act, const float *z, const float *dz, float *e, size_t len) {
-  switch (act) {
-    case NN_ACT_NONE:
-      memcpy(e, dz, len * sizeof *e);
-      break;
-    case NN_ACT_RELU:
-      relu_grad_n(z, dz, e, len);
-      break;
-    case NN_ACT_SIGMOID:
-      sigmoid_grad_n(z, dz, e, len);
-      break;
-    case NN_ACT_TANH:
-      tanh_grad_n(z, dz, e, len);
-      break;
-  }
-}
-
 /* sd = sum(x - K), se = sum(e), sed = sum(e * (x - K)) over `runs` runs of x and dy (run r
  * at offset r*stride), with e = dy, or dy*gm (gm != NULL, for runs == 1 only), or, with an
  * activation act, e = dy*act'(z) (dy is then the gradient w.r.t. z = act(...)). With an
@@ -344,7 +309,7 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm,
     for (size_t r0 = 0; r0 < runs; r0 += gr) {
       const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
       float *eg = eout ? eout + o : e;
-      for (size_t r = 0; r < n; r++) nc_act_grad(act, z + o + r * stride, dy + o + r * stride, eg + r * es, len);
+      for (size_t r = 0; r < n; r++) act_grad_n(act, z + o + r * stride, dy + o + r * stride, eg + r * es, len);
       nc_bwd_run(&ad, &ae, &aed, x + o, stride, eg, es, NULL, n, len, K, &Kv, nv);
     }
   } else {
@@ -352,7 +317,7 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm,
       const size_t o = r * stride;
       for (size_t j0 = 0; j0 < len; j0 += NC_EBLK) {
         const size_t bl = len - j0 < NC_EBLK ? len - j0 : NC_EBLK;
-        nc_act_grad(act, z + o + j0, dy + o + j0, e, bl);
+        act_grad_n(act, z + o + j0, dy + o + j0, e, bl);
         nc_bwd_run(&ad, &ae, &aed, x + o + j0, 0, e, 0, NULL, 1, bl, K, &Kv, nv);
       }
     }

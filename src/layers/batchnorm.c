@@ -191,6 +191,19 @@ int nn_batchnorm_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode) {
   return mode != NN_MODE_TRAIN || batch;
 }
 
+int nn_batchnorm_is_affine(const nn_layer *L, nn_mode mode) {
+  return L->kind == NN_LAYER_BATCHNORM && !uses_batch_stats(L, mode);
+}
+
+void nn_batchnorm_epilogue(nn_layer *L, nn_epilogue *e) {
+  const int c = L->in.c;
+  float *p = L->cfg.bn.affine ? L->p : NULL;
+  float *scale = L->scratch, *shift = scale + c;
+  nn_bn_infer_affine(nn_param_ptr(L, p, 0), nn_param_ptr(L, p, 1), nn_state_ptr(L, 1), (float)L->cfg.bn.eps, c, scale,
+                     shift);
+  e->mean = nn_state_ptr(L, 0), e->scale = scale, e->shift = shift;
+}
+
 /* y = act(BN(x)) (act = NN_ACT_NONE: the layer alone). */
 static nn_status forward_act(nn_layer *L, nn_act act, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
   const nn_norm_geom g = geom(L, n);

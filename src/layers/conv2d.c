@@ -68,25 +68,19 @@ static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode m
   return NN_OK;
 }
 
+static void forward_epi(nn_layer *L, const nn_epilogue *e, const float *x, float *z, int n) {
+  nn_conv_geom g;
+  geom(&L->cfg, L->in, n, &g);
+  nn_epilogue own = *e;
+  own.bias = bias_of(L, L->p);
+  nn_conv2d_forward_epi(&g, &own, x, L->p, z, L->scratch);
+}
+
 static void backward(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n, nn_mode mode) {
   (void)y, (void)mode;
   nn_conv_geom g;
   geom(&L->cfg, L->in, n, &g);
   nn_conv2d_backward(&g, x, L->p, dy, dx, L->g, bias_of(L, L->g), L->scratch);
-}
-
-int nn_conv2d_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode) {
-  (void)mode; /* the convolution computes the same in both modes */
-  return L->kind == NN_LAYER_CONV2D && nn_layer_act(next) != NN_ACT_NONE;
-}
-
-nn_status nn_conv2d_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,
-                                  nn_error *err) {
-  (void)err;
-  nn_conv_geom g;
-  geom(&L->cfg, L->in, n, &g);
-  nn_conv2d_forward_act(&g, nn_layer_act(next), x, L->p, bias_of(L, L->p), z, L->scratch);
-  return NN_OK;
 }
 
 void nn_conv2d_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z, const float *dz,
@@ -117,6 +111,7 @@ const nn_layer_ops nn_conv2d_ops = {
     .scratch = scratch,
     .init = init,
     .forward = forward,
+    .forward_epi = forward_epi,
     .backward = backward,
     .describe = describe,
 };

@@ -51,6 +51,12 @@ static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode m
   return NN_OK;
 }
 
+static void forward_epi(nn_layer *L, const nn_epilogue *e, const float *x, float *z, int n) {
+  nn_epilogue own = *e;
+  own.bias = bias_of(L, L->p);
+  nn_dense_forward_epi(x, L->p, &own, z, n, L->in.c, L->out.c);
+}
+
 static void backward(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n, nn_mode mode) {
   (void)y, (void)mode;
   nn_dense_backward(x, L->p, dy, dx, L->g, bias_of(L, L->g), n, L->in.c, L->out.c);
@@ -70,6 +76,7 @@ const nn_layer_ops nn_dense_ops = {
     .scratch = scratch,
     .init = init,
     .forward = forward,
+    .forward_epi = forward_epi,
     .backward = backward,
     .describe = describe,
 };

@@ -143,6 +143,10 @@ typedef struct {
   size_t (*scratch)(const nn_layer *L, int n);
   void (*init)(nn_layer *L, nn_init init, nn_rng *rng);
   nn_status (*forward)(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err);
+  /* The forward (either mode) with the epilogue e of the layers after this one applied by the
+   * kernel (kernels.h, nn_epilogue; e->bias is ignored, the layer sets its own): dense and
+   * conv2d; NULL for kinds that have none (nn_layer_fuses). */
+  void (*forward_epi)(nn_layer *L, const nn_epilogue *e, const float *x, float *z, int n);
   /* dx may be NULL (first layer). Parameter gradients accumulate into L->g. */
   void (*backward)(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n,
                    nn_mode mode);
@@ -175,18 +179,33 @@ nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const fl
 void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z,
                                  const float *dz, float *dx, int n);
 
+/* A batchnorm applied in the epilogue of the layer before it (nn_layer_fuses).
+ * nn_batchnorm_is_affine: nonzero if L is a batchnorm that normalizes with its running
+ * statistics in this mode, a per-channel affine map. nn_batchnorm_epilogue: sets e's mean,
+ * scale and shift to that map (scale and shift in L's scratch, computed now from the current
+ * parameters and statistics). */
+int nn_batchnorm_is_affine(const nn_layer *L, nn_mode mode);
+void nn_batchnorm_epilogue(nn_layer *L, nn_epilogue *e);
+
 /* The activation a relu, sigmoid or tanh layer computes; NN_ACT_NONE for other kinds
  * (layers/activation.c). */
 nn_act nn_layer_act(const nn_layer *L);
 
-/* Convolution + activation fusion (layers/conv2d.c), as the BN one above: nonzero if L is a
- * conv2d directly followed by `next`, a relu, sigmoid or tanh layer (in either mode; the
- * model fuses in eval only when it keeps no layer output). The fused calls replace both
- * layers' forward and backward with bit-identical results; the convolution's own output is
- * not stored. */
-int nn_conv2d_fuses(const nn_layer *L, const nn_layer *next, nn_mode mode);
-nn_status nn_conv2d_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,
-                                  nn_error *err);
+/* Dense and conv2d fused with the layers after them (layers/layer.c): their forward kernel
+ * applies those layers to each piece of output it writes (forward_epi, kernels.h nn_epilogue),
+ * bit for bit the layers' own forwards; only the last output is stored.
+ * nn_layer_fuses: the number of layers after L (`next`, then `after`, NULL past the model's
+ * end) that run inside L's forward in this mode; the model fuses in eval only in a forward
+ * that keeps no layer output:
+ *   - a relu, sigmoid or tanh `next`: 1 in eval; for a conv2d in training too, whose
+ *     backward runs fused with the activation (nn_conv2d_backward_fused);
+ *   - in eval, a batchnorm `next` with fixed statistics (nn_batchnorm_is_affine): 1, or 2
+ *     with an activation `after` (in training BN's backward needs its input).
+ * nn_layer_epilogue: e = the epilogue of the `span` layers from `next` (no bias). */
+int nn_layer_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *after, nn_mode mode);
+void nn_layer_epilogue(nn_layer *next, int span, nn_epilogue *e);
+/* Conv2d + activation in training, backward: bit for bit the activation's backward, then the
+ * convolution's; z is the activation's output, dz the gradient w.r.t. it. */
 void nn_conv2d_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z, const float *dz,
                               float *dx, int n);
 

@@ -218,18 +218,24 @@ const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
   return m->act[i + 1];
 }
 
-/* Nonzero if layer i and the activation after it run as one fused layer in a forward of
- * this mode (batchnorm or conv2d + relu/sigmoid/tanh; layers/layer.h): always in training,
- * in eval only in a lean forward (a plain one keeps every layer output for inspection). */
-static int fused_with_next(const nn_model *m, int i, nn_mode mode, int lean) {
+/* The number of layers after layer i that run inside its forward call in a forward of this
+ * mode (0: layer i runs alone; layers/layer.h): batchnorm + relu/sigmoid/tanh, conv2d + one of
+ * them, and in eval dense or conv2d + an activation, or + batchnorm with fixed statistics (+ an
+ * activation). In training always; in eval only in a lean forward (a plain one keeps every
+ * layer output for inspection). */
+static int fused_span(const nn_model *m, int i, nn_mode mode, int lean) {
   if (i + 1 >= m->nlayers || (mode != NN_MODE_TRAIN && !lean)) return 0;
   const nn_layer *L = &m->layers[i], *next = &m->layers[i + 1];
-  return nn_batchnorm_fuses(L, next, mode) || nn_conv2d_fuses(L, next, mode);
+  if (nn_batchnorm_fuses(L, next, mode)) return 1;
+  return nn_layer_fuses(L, next, i + 2 < m->nlayers ? &m->layers[i + 2] : NULL, mode);
 }
 
-/* Layer i's output of the last forward, or NULL if a fused forward did not keep it. */
+/* Layer i's output of the last forward, or NULL if a fused forward did not keep it (only the
+ * last layer of a fused run stores its output). */
 static const float *kept_output(const nn_model *m, int i, size_t *cnt) {
-  if (fused_with_next(m, i, m->last_mode, m->last_lean)) return NULL;
+  int end = -1;
+  while (end < i) end += 1 + fused_span(m, end + 1, m->last_mode, m->last_lean);
+  if (end != i) return NULL;
   *cnt = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
   return m->act[i + 1];
 }
@@ -463,13 +469,17 @@ static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int
   memcpy(m->act[0], x, (size_t)n * nn_shape_size(m->spec->input) * sizeof *x);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
-    if (fused_with_next(m, i, mode, lean)) {
-      /* layer + activation in one pass; the layer's own output act[i+1] is not stored */
-      if (L->kind == NN_LAYER_CONV2D)
-        st = nn_conv2d_forward_fused(L, &m->layers[i + 1], m->act[i], m->act[i + 2], n, err);
-      else
+    const int span = fused_span(m, i, mode, lean);
+    if (span) {
+      /* layers i..i+span in one pass; only the last one's output act[i+span+1] is stored */
+      if (L->kind == NN_LAYER_BATCHNORM) {
         st = nn_batchnorm_forward_fused(L, &m->layers[i + 1], m->act[i], m->act[i + 2], n, mode, err);
-      i++;
+      } else {
+        nn_epilogue e;
+        nn_layer_epilogue(&m->layers[i + 1], span, &e);
+        nn_layer_table[L->kind]->forward_epi(L, &e, m->act[i], m->act[i + span + 1], n);
+      }
+      i += span;
     } else {
       st = nn_layer_table[L->kind]->forward(L, m->act[i], m->act[i + 1], n, mode, err);
     }
@@ -515,8 +525,8 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
   if (n) nn_softmax_xent_backward(m->probs, m->labels, m->dact[m->nlayers], n, k, 1.0f / (float)(m->loss_n ? m->loss_n : n));
   for (int i = m->nlayers - 1; i >= 0; i--) {
     nn_layer *L = &m->layers[i];
-    if (!n && !L->comm) continue;                              /* empty slice: only synchronized batchnorm takes part */
-    if (i > 0 && fused_with_next(m, i - 1, m->last_mode, 0)) { /* as the forward fused them */
+    if (!n && !L->comm) continue;                         /* empty slice: only synchronized batchnorm takes part */
+    if (i > 0 && fused_span(m, i - 1, m->last_mode, 0)) { /* as the forward fused them (training: pairs) */
       i--;
       if (m->layers[i].kind == NN_LAYER_CONV2D)
         nn_conv2d_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);
