@@ -551,10 +551,11 @@ static void test_model_fusion(void **state) {
   const char *text =
       "input shape=3x10x10\n"
       "conv2d filters=8 kernel=3\nbatchnorm\nrelu\n"
-      "conv2d filters=4 kernel=3\nbatchnorm\ntanh\n"
+      "conv2d filters=4 kernel=3\nbatchnorm affine=0\ntanh\n"
       "batchnorm\nmaxpool2d size=2\nconv2d filters=6 kernel=1\nsigmoid\nflatten\n"
       "dense units=40\nbatchnorm\nsigmoid\n"
       "dense units=12\nrelu\n"
+      "dense units=8\nbatchnorm track_running_stats=0\nrelu\n"
       "dense units=5\n";
   nn_error err = {0};
   nn_spec *spec = NULL;
@@ -588,6 +589,8 @@ static void test_model_fusion(void **state) {
   assert_int_equal(nn_layer_fuses(&L[14], &L[15], &L[16], NN_MODE_EVAL), 1);  /* dense, relu */
   assert_int_equal(nn_layer_fuses(&L[14], &L[15], &L[16], NN_MODE_TRAIN), 0); /* no fused dense backward */
   assert_int_equal(nn_layer_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL), 0);     /* batchnorm: nn_batchnorm_fuses */
+  assert_int_equal(nn_layer_fuses(&L[16], &L[17], &L[18], NN_MODE_EVAL), 0);  /* batch statistics in eval too */
+  assert_true(nn_batchnorm_fuses(&L[17], &L[18], NN_MODE_EVAL));
 
   const float *logits = NULL;
   if (nn_model_forward(m[0], x, labels, n, NN_MODE_TRAIN, NULL, NULL, &logits, &err) || nn_model_backward(m[0], &err))
@@ -624,8 +627,8 @@ static void test_model_fusion(void **state) {
   assert_memory_equal(&loss[0], &loss[1], sizeof loss[0]);
   assert_int_equal(right[0], right[1]);
   /* the lean forward kept only the last output of each fused run: conv+BN+relu, conv+BN+tanh,
-   * BN, maxpool, conv+sigmoid, flatten, dense+BN+sigmoid, dense+relu, dense */
-  static const int kept[] = {0, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1};
+   * BN, maxpool, conv+sigmoid, flatten, dense+BN+sigmoid, dense+relu, dense, BN+relu, dense */
+  static const int kept[] = {0, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1};
   assert_int_equal(nl, (int)(sizeof kept / sizeof *kept));
   double mx[sizeof kept / sizeof *kept];
   nn_model_output_maxabs(m[0], mx);
