@@ -16,9 +16,10 @@
  * partial, and the partials are summed in group order. So every output is reduced in a fixed
  * order, independent of the number of threads.
  *
- * Workspace (floats): slots * (col + tmp) + groups * (OC*CKK + OC), where slots (one per
- * thread that may run) = min(chunks, nn_cores()). It never decreases
- * with n: a buffer sized for the largest batch serves every smaller batch. */
+ * Workspace (floats): slots * (margin + col + tmp) + groups * (OC*CKK + OC), where slots (one
+ * per thread that may run) = min(chunks, nn_cores()) and the margin (CONV_COL_MARGIN) lies
+ * before each col (col2im_s1's masked loads address a few floats before it). It never
+ * decreases with n: a buffer sized for the largest batch serves every smaller batch. */
 #include <limits.h>
 #include <omp.h>
 #include <string.h>
@@ -34,6 +35,8 @@
 
 #define CONV_CHUNK_FLOATS (1 << 16) /* target size of one chunk's column matrix (256 KB) */
 #define CONV_GROUPS 8               /* max partial gradient buffers (fixed: determinism) */
+#define CONV_COL_MARGIN 16          /* floats before each slot's col, >= CONV_S1_MAX_KW - 1 */
+#define CONV_S1_MAX_KW 8            /* widest kernel col2im_s1 takes */
 #define CONV_PAR_FLOPS (1L << 21)   /* below this, one thread */
 
 #if NN_VARIANT_ONCE
@@ -87,7 +90,7 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
   size_t l = (size_t)p.cs * (size_t)p.ohw;
   p.col = round16((size_t)p.ckk * l);
   p.tmp = round16((size_t)g->oc * l);
-  p.slot = p.col + p.tmp;
+  p.slot = CONV_COL_MARGIN + p.col + p.tmp;
   p.part = round16((size_t)g->oc * (size_t)p.ckk + (size_t)g->oc);
   return p;
 }
@@ -356,13 +359,87 @@ static void col2im(const nn_conv_geom *g, const float *dcol, int cnt, float *dx)
   }
 }
 
+#if defined(__AVX2__)
+/* col2im for stride 1 and rows of at least 8, overwriting dx: each vector of 8 dx values is
+ * summed over its taps in registers, (ki, kj) in the order col2im adds them, and stored once
+ * (no zero fill, no read-modify-write per tap; col2im's 11-wide rows of cnn conv2 also ran 3
+ * of 11 adds scalar). A tap's lanes whose column falls outside the output (padding, the
+ * kernel's overhang) are masked loads of 0.0: adding +0.0 changes no sum (one that starts at
+ * +0.0 is never -0.0), so dx is col2im's bit for bit. Those masked-off lanes may lie up to
+ * KW - 1 floats before dcol (the slot's margin) or after it (still in the slot). */
+static int col2im_s1_fits(const nn_conv_geom *g) {
+  return g->stride == 1 && g->w >= 8 && g->kw <= CONV_S1_MAX_KW;
+}
+_Static_assert(CONV_COL_MARGIN >= CONV_S1_MAX_KW - 1, "col2im_s1's masked loads stay inside the slot");
+
+/* Output rows ih of CB channels from dc (tap (c, 0, 0) of the first channel): CB independent
+ * sums per row (one would be a chain of KH*KW dependent adds). */
+static inline __attribute__((always_inline)) void col2im_s1_rows(const nn_conv_geom *g, const float *dc,
+                                                                 size_t tap_rows, size_t L, const __m256i *m,
+                                                                 float *xr, size_t hw, const int CB, const int KW) {
+  const int H = g->h, W = g->w, OH = g->oh, OW = g->ow, KH = g->kh, pad = g->pad;
+  for (int ih = 0; ih < H; ih++, xr += W) {
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int b = 0; b < CB; b++) acc[b] = _mm256_setzero_ps();
+    for (int ki = 0; ki < KH; ki++) {
+      const int oh = ih + pad - ki;
+      if (oh < 0 || oh >= OH) continue; /* this tap row never meets dx row ih */
+      const float *src = dc + (size_t)ki * (size_t)KW * L + (size_t)oh * (size_t)OW;
+#pragma GCC unroll 8
+      for (int kj = 0; kj < KW; kj++, src += L)
+#pragma GCC unroll 4
+        for (int b = 0; b < CB; b++)
+          acc[b] = _mm256_add_ps(acc[b], _mm256_maskload_ps(src + (size_t)b * tap_rows - kj, m[kj]));
+    }
+#pragma GCC unroll 4
+    for (int b = 0; b < CB; b++) _mm256_storeu_ps(xr + (size_t)b * hw, acc[b]);
+  }
+}
+
+/* The channels of one sample in blocks of 4, with KW known at compile time. */
+static inline __attribute__((always_inline)) void col2im_s1_sample(const nn_conv_geom *g, const float *dc,
+                                                                   size_t tap_rows, size_t L, const __m256i *m,
+                                                                   float *xs, const int KW) {
+  const size_t hw = (size_t)g->h * (size_t)g->w;
+  int c = 0;
+  for (; c + 4 <= g->c; c += 4) col2im_s1_rows(g, dc + (size_t)c * tap_rows, tap_rows, L, m, xs + (size_t)c * hw, hw, 4, KW);
+  for (; c < g->c; c++) col2im_s1_rows(g, dc + (size_t)c * tap_rows, tap_rows, L, m, xs + (size_t)c * hw, hw, 1, KW);
+}
+
+static void col2im_s1(const nn_conv_geom *g, const float *dcol, int cnt, float *dx) {
+  const int W = g->w, OW = g->ow, KW = g->kw, pad = g->pad;
+  const size_t hw = (size_t)g->h * (size_t)W, chw = (size_t)g->c * hw, ohw = (size_t)g->oh * (size_t)OW;
+  const size_t L = (size_t)cnt * ohw, tap_rows = (size_t)g->kh * (size_t)KW * L;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), ow_end = _mm256_set1_epi32(OW);
+  for (int iw0 = 0;; iw0 += 8) {
+    if (iw0 > W - 8) iw0 = W - 8; /* the last vector ends at W, overlapping: same values again */
+    __m256i m[CONV_S1_MAX_KW];    /* lanes of tap column kj inside the output: 0 <= ow < OW */
+    for (int kj = 0; kj < KW; kj++) {
+      const __m256i ow = _mm256_add_epi32(iota, _mm256_set1_epi32(iw0 + pad - kj));
+      m[kj] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), ow), _mm256_cmpgt_epi32(ow_end, ow));
+    }
+    for (int s = 0; s < cnt; s++) {
+      const float *dc = dcol + (size_t)s * ohw + (size_t)(iw0 + pad); /* tap (0, 0, 0) */
+      float *xs = dx + (size_t)s * chw + (size_t)iw0;
+      switch (KW) {
+        case 3: col2im_s1_sample(g, dc, tap_rows, L, m, xs, 3); break;
+        case 5: col2im_s1_sample(g, dc, tap_rows, L, m, xs, 5); break;
+        default: col2im_s1_sample(g, dc, tap_rows, L, m, xs, KW); break;
+      }
+    }
+    if (iw0 == W - 8) break;
+  }
+}
+#endif
+
 static void conv_fwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, const nn_epilogue *e, const float *x,
                            const float *w, float *y, float *slot) {
   int s0, cnt;
   chunk_range(g, p, ci, &s0, &cnt);
   const size_t ohw = (size_t)p->ohw, chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
   const int L = cnt * p->ohw;
-  float *col = slot, *tmp = slot + p->col;
+  float *col = slot + CONV_COL_MARGIN, *tmp = col + p->col;
   im2col(g, x + (size_t)s0 * chw, cnt, col);
   nn_gemm(0, 0, g->oc, L, p->ckk, 1.0f, w, p->ckk, col, L, 0.0f, tmp, L);
   for (int s = 0; s < cnt; s++)
@@ -447,7 +524,7 @@ static void conv_bwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, in
   chunk_range(g, p, ci, &s0, &cnt);
   const size_t ohw = (size_t)p->ohw, chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
   const int L = cnt * p->ohw;
-  float *col = slot, *tmp = slot + p->col;
+  float *col = slot + CONV_COL_MARGIN, *tmp = col + p->col;
   /* tmp[OC, cnt*OHW] = dy chunk = dz * act'(z) */
   for (int s = 0; s < cnt; s++)
     for (int oc = 0; oc < g->oc; oc++) {
@@ -478,6 +555,12 @@ static void conv_bwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, in
     /* dcol[CKK, L] = w[OC, CKK]^T @ tmp[OC, L], then scatter-add into the zeroed dx chunk */
     nn_gemm(1, 0, p->ckk, L, g->oc, 1.0f, w, p->ckk, tmp, L, 0.0f, col, L);
     float *dxc = dx + (size_t)s0 * chw;
+#if defined(__AVX2__)
+    if (col2im_s1_fits(g)) {
+      col2im_s1(g, col, cnt, dxc);
+      return;
+    }
+#endif
     memset(dxc, 0, sizeof(float) * (size_t)cnt * chw);
     col2im(g, col, cnt, dxc);
   }
