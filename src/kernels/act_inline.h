@@ -1,7 +1,7 @@
 /* Scalar activation functions and their gradients (from the forward OUTPUT y), static
  * inline so that the elementwise kernels (activation.c) and the kernels that fuse an
- * activation (batchnorm, groupnorm, conv2d, dense) compute bit-identical values; omp simd loops over them
- * vectorize. Internal to src/kernels/. */
+ * activation (batchnorm, conv2d, dense) compute bit-identical values; omp simd loops over
+ * them vectorize. Internal to src/kernels/. */
 #ifndef NN_KERNELS_ACT_INLINE_H
 #define NN_KERNELS_ACT_INLINE_H
 #include <math.h>
