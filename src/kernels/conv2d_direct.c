@@ -15,14 +15,15 @@
  *            Filters split over threads; each output keeps 8 lane sums over the samples (in
  *            order) and i, added in a fixed order at the end.
  * The forward applies its epilogue (bias, an eval BN, the activation: nn_epilogue) to each
- * output row as it is written; with an activation and the backward reads dy = dz * act'(z) as it packs dy.
+ * output row as it is written; with an activation, the backward reads dy = dz * act'(z) as it
+ * packs dy.
  * Every output is computed by one thread in one fixed order: results do not depend on the
  * thread count.
  *
- * Workspace (floats): OC*(CKK+1)*8 lane sums, then per slot (one per thread that may run):
- * the packed sample (C planes, then zeros for the reads past the last one), OBMAX rows of
- * Lpad floats (forward outputs or packed dy), Lpad = OH*Wp rounded up to whole blocks, and
- * the forward's block of weights packed tap-major. */
+ * Workspace (floats): OC*(CKK+1)*8 lane sums (dW; the forward keeps its packed weights there,
+ * OC*CKK floats), then per slot (one per thread that may run): the packed sample (C planes,
+ * then zeros for the reads past the last one) and OBMAX rows of Lpad floats (forward outputs
+ * or packed dy), Lpad = OH*Wp rounded up to whole blocks. */
 #include "kernels/conv2d_direct.h"
 
 #include <omp.h>
@@ -104,7 +105,7 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   p.xplen = ((need > whole ? need : whole) + 15) & ~(size_t)15;
   p.ckk = g->c * g->kh * g->kw;
   NN_ASSERT(p.ckk <= NN_CONV_DIRECT_MAX_TAPS);
-  p.slot = p.xplen + (size_t)OBMAX * p.lpad + (((size_t)FWD_OB * (size_t)p.ckk + 15) & ~(size_t)15);
+  p.slot = p.xplen + (size_t)OBMAX * p.lpad;
   p.lanes = (size_t)g->oc * ((size_t)p.ckk + 1) * VL;
   int units = g->n > g->oc ? g->n : g->oc;
   p.slots = units < nprocs ? units : nprocs;
@@ -205,24 +206,38 @@ static void fwd_dispatch(const float *xs, const int *off, const float *wpk, int 
   }
 }
 
+/* Filter blocks of at most FWD_OB, sizes balanced (32 filters: 6,6,5,5,5,5, not 6x5 + 2):
+ * their number, and the first filter of block bk (bk = blocks: OC). */
+static int fwd_blocks(const nn_conv_geom *g) { return (g->oc + FWD_OB - 1) / FWD_OB; }
+static int fwd_block_start(const nn_conv_geom *g, int nblk, int bk) { return (int)((long)bk * g->oc / nblk); }
+
+/* wpk = w packed block by block, tap-major within a block: the block of filters [oc0, oc0+ob)
+ * at wpk + oc0*CKK, wpk[oc0*CKK + t*ob + o] = w[oc0 + o][t]. Once per call: every sample
+ * reads the same. */
+static void fwd_pack_weights(const nn_conv_geom *g, const dplan *p, const float *w, float *wpk) {
+  const int nblk = fwd_blocks(g), ckk = p->ckk;
+  for (int bk = 0; bk < nblk; bk++) {
+    const int oc0 = fwd_block_start(g, nblk, bk), ob = fwd_block_start(g, nblk, bk + 1) - oc0;
+    float *d = wpk + (size_t)oc0 * (size_t)ckk;
+    for (int o = 0; o < ob; o++)
+      for (int t = 0; t < ckk; t++) d[(size_t)t * (size_t)ob + (size_t)o] = w[(size_t)(oc0 + o) * (size_t)ckk + (size_t)t];
+  }
+}
+
 /* Two layouts of the outputs: with OW a multiple of VL ("rows": LeNet's 24 and 8), the
  * vectors are whole pieces of output rows, computed straight into y; otherwise ("flat") the
  * vectors run along the flat index into tmp, whose valid columns are then copied to y. The
  * sums are the same in both. */
-static void fwd_sample(const nn_conv_geom *g, const dplan *p, const nn_epilogue *e, const float *x, const float *w,
-                       float *y, float *slot) {
-  float *xp = slot, *tmp = slot + p->xplen, *wpk = tmp + (size_t)FWD_OB * p->lpad;
-  int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
-  tap_offsets(g, p, off);
+static void fwd_sample(const nn_conv_geom *g, const dplan *p, const nn_epilogue *e, const int *off, const float *x,
+                       const float *wpk_all, float *y, float *slot) {
+  float *xp = slot, *tmp = slot + p->xplen;
   pack_sample(g, p, x, xp);
   const size_t ohw = (size_t)g->oh * (size_t)g->ow;
   const int ckk = p->ckk, rows = g->ow % VL == 0;
-  /* filter blocks of at most FWD_OB, sizes balanced (32 filters: 6,6,5,5,5,5, not 6x5 + 2) */
-  const int nblk = (g->oc + FWD_OB - 1) / FWD_OB;
+  const int nblk = fwd_blocks(g);
   for (int bk = 0; bk < nblk; bk++) {
-    const int oc0 = (int)((long)bk * g->oc / nblk), ob = (int)((long)(bk + 1) * g->oc / nblk) - oc0;
-    for (int t = 0; t < ckk; t++) /* wpk[t][o] = w[oc0 + o][t] */
-      for (int o = 0; o < ob; o++) wpk[(size_t)t * (size_t)ob + (size_t)o] = w[(size_t)(oc0 + o) * (size_t)ckk + (size_t)t];
+    const int oc0 = fwd_block_start(g, nblk, bk), ob = fwd_block_start(g, nblk, bk + 1) - oc0;
+    const float *wpk = wpk_all + (size_t)oc0 * (size_t)ckk;
     size_t xo[FWD_NV], yo[FWD_NV];
     if (rows) {
       const int per = g->ow / VL, units = g->oh * per; /* vectors per row, in all */
@@ -258,17 +273,20 @@ void NN_V(nn_conv2d_direct_forward)(const nn_conv_geom *g, const nn_epilogue *e,
   dplan p = dplan_make(g, nthreads);
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
   const size_t ochw = (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
-  float *slots = ws + p.lanes;
+  float *wpk = ws, *slots = ws + p.lanes; /* the packed weights where the dW pass keeps its lane sums */
+  int off[NN_CONV_DIRECT_MAX_TAPS];       /* tap t = (c, ki, kj): its offset in a packed sample */
+  tap_offsets(g, &p, off);
+  fwd_pack_weights(g, &p, w, wpk);
   int nt = nthreads < p.slots ? nthreads : p.slots;
   if (nt <= 1) {
-    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, e, x + (size_t)s * chw, w, y + (size_t)s * ochw, slots);
+    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, e, off, x + (size_t)s * chw, wpk, y + (size_t)s * ochw, slots);
     return;
   }
 #pragma omp parallel num_threads(nt)
   {
     float *slot = slots + (size_t)omp_get_thread_num() * p.slot;
 #pragma omp for schedule(static)
-    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, e, x + (size_t)s * chw, w, y + (size_t)s * ochw, slot);
+    for (int s = 0; s < g->n; s++) fwd_sample(g, &p, e, off, x + (size_t)s * chw, wpk, y + (size_t)s * ochw, slot);
   }
 }
 
