@@ -38,13 +38,17 @@ static inline int max_takes(float v, float best) { return v > best || (v != v &&
  * the same values again, so every row is done without a scalar tail. Inputs of 8 outputs:
  * 16 floats of each of the two input rows, split into even and odd columns. */
 
-/* even and odd elements of src[0..16), in order */
+/* even and odd elements of src[0..16), the pairs (outputs) in lane order 0 1 4 5 2 3 6 7:
+ * the kernels below compute lane by lane in that order and put their results in order with
+ * one in_order() each, instead of one per input vector */
 static inline void deinterleave(const float *src, __m256 *even, __m256 *odd) {
   __m256 lo = _mm256_loadu_ps(src), hi = _mm256_loadu_ps(src + 8);
-  __m256 e = _mm256_shuffle_ps(lo, hi, 0x88), o = _mm256_shuffle_ps(lo, hi, 0xDD);
-  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
-  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+  *even = _mm256_shuffle_ps(lo, hi, 0x88);
+  *odd = _mm256_shuffle_ps(lo, hi, 0xDD);
 }
+
+/* lanes 0 1 4 5 2 3 6 7 -> 0 1 2 3 4 5 6 7 */
+static inline __m256 in_order(__m256 v) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8)); }
 
 /* dst[0..16) = a0 b0 a1 b1 ... a7 b7 */
 static inline void interleave_store(float *dst, __m256 a, __m256 b) {
@@ -53,15 +57,15 @@ static inline void interleave_store(float *dst, __m256 a, __m256 b) {
   _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
 }
 
-/* max_takes, 8 lanes: v > best, or v NaN and best not */
+/* max_takes, 8 lanes: v > best, or v NaN and best not. !(v <= best) is true when v > best or
+ * either is NaN; and best not NaN leaves exactly max_takes. */
 static inline __m256 takes8(__m256 v, __m256 best) {
-  __m256 nan_v = _mm256_cmp_ps(v, v, _CMP_UNORD_Q), num_b = _mm256_cmp_ps(best, best, _CMP_ORD_Q);
-  return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_and_ps(nan_v, num_b));
+  return _mm256_and_ps(_mm256_cmp_ps(v, best, _CMP_NLE_UQ), _mm256_cmp_ps(best, best, _CMP_ORD_Q));
 }
 
 /* outputs [ow, ow + 8) of output row oh; i0 = plane index of the window's top-left at ow */
 static inline void maxpool8(const float *r0, const float *r1, float *y, int32_t *am, int32_t i0, int W) {
-  static const int32_t two[8] = {0, 2, 4, 6, 8, 10, 12, 14};
+  static const int32_t two[8] = {0, 2, 8, 10, 4, 6, 12, 14}; /* 2 * lane's output, deinterleave's order */
   __m256 a, b, c, d;
   deinterleave(r0, &a, &b);
   deinterleave(r1, &c, &d);
@@ -76,8 +80,8 @@ static inline void maxpool8(const float *r0, const float *r1, float *y, int32_t 
   m = takes8(d, best);
   best = _mm256_blendv_ps(best, d, m);
   idx = _mm256_blendv_ps(idx, _mm256_castsi256_ps(_mm256_add_epi32(ia, _mm256_set1_epi32(W + 1))), m);
-  _mm256_storeu_ps(y, best);
-  _mm256_storeu_si256((__m256i *)(void *)am, _mm256_castps_si256(idx));
+  _mm256_storeu_ps(y, in_order(best));
+  _mm256_storeu_si256((__m256i *)(void *)am, _mm256_castps_si256(in_order(idx)));
 }
 
 static inline void maxpool8_bwd(float *r0, float *r1, const float *dy, const int32_t *am, int32_t i0, int W) {
@@ -99,7 +103,7 @@ static inline void avgpool8(const float *r0, const float *r1, float *y) {
   deinterleave(r0, &a, &b);
   deinterleave(r1, &c, &d);
   __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a, b), c), d);
-  _mm256_storeu_ps(y, _mm256_mul_ps(sum, _mm256_set1_ps(0.25f)));
+  _mm256_storeu_ps(y, in_order(_mm256_mul_ps(sum, _mm256_set1_ps(0.25f))));
 }
 
 static inline void avgpool8_bwd(float *r0, float *r1, const float *dy) {
@@ -121,7 +125,7 @@ static inline void interleave_store4(float *dst, __m128 a, __m128 b) {
 }
 
 static inline __m128 takes4(__m128 v, __m128 best) {
-  return _mm_or_ps(_mm_cmpgt_ps(v, best), _mm_and_ps(_mm_cmpunord_ps(v, v), _mm_cmpord_ps(best, best)));
+  return _mm_and_ps(_mm_cmpnle_ps(v, best), _mm_cmpord_ps(best, best)); /* as takes8 */
 }
 
 static inline void maxpool4(const float *r0, const float *r1, float *y, int32_t *am, int32_t i0, int W) {
