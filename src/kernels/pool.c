@@ -47,14 +47,14 @@ static inline void deinterleave(const float *src, __m256 *even, __m256 *odd) {
   *odd = _mm256_shuffle_ps(lo, hi, 0xDD);
 }
 
-/* lanes 0 1 4 5 2 3 6 7 -> 0 1 2 3 4 5 6 7 */
+/* lanes 0 1 4 5 2 3 6 7 -> 0 1 2 3 4 5 6 7, and back (it swaps the middle 64-bit pairs) */
 static inline __m256 in_order(__m256 v) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8)); }
 
-/* dst[0..16) = a0 b0 a1 b1 ... a7 b7 */
+/* dst[0..16) = a0 b0 a1 b1 ... a7 b7 for a, b in deinterleave's lane order (0 1 4 5 2 3 6 7):
+ * the in-lane unpacks then give the two halves in order, with no lane-crossing step */
 static inline void interleave_store(float *dst, __m256 a, __m256 b) {
-  __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
-  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(lo, hi, 0x20));
-  _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  _mm256_storeu_ps(dst, _mm256_unpacklo_ps(a, b));
+  _mm256_storeu_ps(dst + 8, _mm256_unpackhi_ps(a, b));
 }
 
 /* max_takes, 8 lanes: v > best, or v NaN and best not. !(v <= best) is true when v > best or
@@ -84,11 +84,13 @@ static inline void maxpool8(const float *r0, const float *r1, float *y, int32_t 
   _mm256_storeu_si256((__m256i *)(void *)am, _mm256_castps_si256(in_order(idx)));
 }
 
+/* dy and argmax of 8 outputs taken into deinterleave's lane order (in_order is its own
+ * inverse), so that interleave_store writes the rows straight */
 static inline void maxpool8_bwd(float *r0, float *r1, const float *dy, const int32_t *am, int32_t i0, int W) {
-  static const int32_t two[8] = {0, 2, 4, 6, 8, 10, 12, 14};
-  __m256i k = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(const void *)am),
-                               _mm256_add_epi32(_mm256_set1_epi32(i0), _mm256_loadu_si256((const __m256i *)(const void *)two)));
-  __m256 v = _mm256_loadu_ps(dy);
+  static const int32_t two[8] = {0, 2, 8, 10, 4, 6, 12, 14};
+  const __m256i a = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)am), 0xD8);
+  __m256i k = _mm256_sub_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(i0), _mm256_loadu_si256((const __m256i *)(const void *)two)));
+  __m256 v = in_order(_mm256_loadu_ps(dy));
   __m256 e0 = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_setzero_si256())));
   __m256 e1 = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(1))));
   __m256 e2 = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(W))));
@@ -107,7 +109,7 @@ static inline void avgpool8(const float *r0, const float *r1, float *y) {
 }
 
 static inline void avgpool8_bwd(float *r0, float *r1, const float *dy) {
-  __m256 v = _mm256_mul_ps(_mm256_loadu_ps(dy), _mm256_set1_ps(0.25f));
+  __m256 v = in_order(_mm256_mul_ps(_mm256_loadu_ps(dy), _mm256_set1_ps(0.25f)));
   interleave_store(r0, v, v);
   interleave_store(r1, v, v);
 }
