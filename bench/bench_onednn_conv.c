@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kernels/kernels.h"
 
 #if DNNL_VERSION_MAJOR == 2 /* oneDNN 3 replaced the operation descriptors used below */
@@ -32,13 +33,9 @@
 #define MAX_REORDERS 4
 
 static double g_seconds = 0.4;
-static clockid_t g_clock = CLOCK_MONOTONIC;
+static int g_cpu_clock; /* one thread: time by the process's CPU time */
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(g_clock, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static double clock_now(void) { return g_cpu_clock ? cpu_now() : now(); }
 
 static void check(dnnl_status_t s, const char *what) {
   if (s != dnnl_success) {
@@ -210,24 +207,19 @@ static void setup(bench_case *c, dnnl_engine_t eng) {
   dnnl_primitive_desc_destroy(hint);
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* Median seconds per call of normnet's pass, oneDNN's with reorders and without, alternating. */
 static void time_pass(bench_case *c, int pass, double med[3]) {
   double t[3][REPS];
   int calls = 1;
-  double t0 = now();
+  double t0 = clock_now();
   do ours(c, pass), calls++;
-  while (now() - t0 < 0.02 && calls < 1000);
-  calls = (int)(g_seconds / 3 / REPS / ((now() - t0) / calls)) + 1;
+  while (clock_now() - t0 < 0.02 && calls < 1000);
+  calls = (int)(g_seconds / 3 / REPS / ((clock_now() - t0) / calls)) + 1;
   for (int r = 0; r < REPS; r++)
     for (int side = 0; side < 3; side++) {
-      double a = now();
+      double a = clock_now();
       for (int i = 0; i < calls; i++) side == 0 ? ours(c, pass) : op_run(theirs(c, pass), c->st, side == 1);
-      t[side][r] = (now() - a) / calls;
+      t[side][r] = (clock_now() - a) / calls;
     }
   for (int side = 0; side < 3; side++) {
     qsort(t[side], REPS, sizeof(double), cmp_double);
@@ -314,7 +306,7 @@ int main(int argc, char **argv) {
   }
   if (threads < 1) threads = 1;
   omp_set_num_threads(threads);
-  if (threads == 1) g_clock = CLOCK_PROCESS_CPUTIME_ID;
+  g_cpu_clock = threads == 1;
   printf("threads=%d clock=%s; speedups are normnet time / oneDNN time (> 1: oneDNN faster)\n", threads,
          threads == 1 ? "process CPU time" : "wall");
   dnnl_engine_t eng;
