@@ -83,11 +83,11 @@ static void backward(nn_layer *L, const float *x, const float *y, const float *d
   nn_conv2d_backward(&g, x, L->p, dy, dx, L->g, bias_of(L, L->g), L->scratch);
 }
 
-void nn_conv2d_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z, const float *dz,
-                              float *dx, int n) {
+static void backward_act(nn_layer *L, nn_act act, const float *x, const float *z, const float *dz, float *dx,
+                         int n) {
   nn_conv_geom g;
   geom(&L->cfg, L->in, n, &g);
-  nn_conv2d_backward_act(&g, nn_layer_act(next), x, L->p, z, dz, dx, L->g, bias_of(L, L->g), L->scratch);
+  nn_conv2d_backward_act(&g, act, x, L->p, z, dz, dx, L->g, bias_of(L, L->g), L->scratch);
 }
 
 /* Options, then the kernels' algorithm for the forward, dw/db and dx (chosen by shape, the
@@ -113,5 +113,6 @@ const nn_layer_ops nn_conv2d_ops = {
     .forward = forward,
     .forward_epi = forward_epi,
     .backward = backward,
+    .backward_act = backward_act,
     .describe = describe,
 };

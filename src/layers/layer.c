@@ -128,7 +128,7 @@ int nn_layer_same_shape(const nn_layer_cfg *cfg, nn_shape in, nn_shape *out, cha
 
 int nn_layer_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *after, nn_mode mode) {
   if (!nn_layer_table[L->kind]->forward_epi) return 0;
-  if (nn_layer_act(next) != NN_ACT_NONE) return mode == NN_MODE_EVAL || L->kind == NN_LAYER_CONV2D;
+  if (nn_layer_act(next) != NN_ACT_NONE) return mode == NN_MODE_EVAL || nn_layer_table[L->kind]->backward_act;
   if (mode != NN_MODE_EVAL || !nn_batchnorm_is_affine(next, mode)) return 0;
   return after && nn_layer_act(after) != NN_ACT_NONE ? 2 : 1;
 }

@@ -150,6 +150,10 @@ typedef struct {
   /* dx may be NULL (first layer). Parameter gradients accumulate into L->g. */
   void (*backward)(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n,
                    nn_mode mode);
+  /* The backward (training) fused with the activation `act` after this layer, bit for bit the
+   * activation's backward then this one's: z is the activation's output, dz the gradient
+   * w.r.t. it. conv2d; NULL for kinds that have none (nn_layer_fuses). */
+  void (*backward_act)(nn_layer *L, nn_act act, const float *x, const float *z, const float *dz, float *dx, int n);
   /* Options and conventions in a few words, for `summary`. */
   void (*describe)(const nn_layer *L, char *buf, size_t len);
 } nn_layer_ops;
@@ -197,17 +201,13 @@ nn_act nn_layer_act(const nn_layer *L);
  * nn_layer_fuses: the number of layers after L (`next`, then `after`, NULL past the model's
  * end) that run inside L's forward in this mode; the model fuses in eval only in a forward
  * that keeps no layer output:
- *   - a relu, sigmoid or tanh `next`: 1 in eval; for a conv2d in training too, whose
- *     backward runs fused with the activation (nn_conv2d_backward_fused);
+ *   - a relu, sigmoid or tanh `next`: 1 in eval; in training too for a kind whose backward
+ *     runs fused with the activation (backward_act: conv2d);
  *   - in eval, a batchnorm `next` with fixed statistics (nn_batchnorm_is_affine): 1, or 2
  *     with an activation `after` (in training BN's backward needs its input).
  * nn_layer_epilogue: e = the epilogue of the `span` layers from `next` (no bias). */
 int nn_layer_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *after, nn_mode mode);
 void nn_layer_epilogue(nn_layer *next, int span, nn_epilogue *e);
-/* Conv2d + activation in training, backward: bit for bit the activation's backward, then the
- * convolution's; z is the activation's output, dz the gradient w.r.t. it. */
-void nn_conv2d_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z, const float *dz,
-                              float *dx, int n);
 
 /* Shared hooks for kinds without keys, parameters, scratch or options. */
 extern const nn_key nn_no_keys[];

@@ -528,11 +528,12 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
     if (!n && !L->comm) continue;                         /* empty slice: only synchronized batchnorm takes part */
     if (i > 0 && fused_span(m, i - 1, m->last_mode, 0)) { /* as the forward fused them (training: pairs) */
       i--;
-      if (m->layers[i].kind == NN_LAYER_CONV2D)
-        nn_conv2d_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);
+      nn_layer *F = &m->layers[i];
+      if (F->kind == NN_LAYER_BATCHNORM)
+        nn_batchnorm_backward_fused(F, L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);
       else
-        nn_batchnorm_backward_fused(&m->layers[i], L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL,
-                                    n);
+        nn_layer_table[F->kind]->backward_act(F, nn_layer_act(L), m->act[i], m->act[i + 2], m->dact[i + 2],
+                                              i ? m->dact[i] : NULL, n);
       continue;
     }
     nn_layer_table[L->kind]->backward(L, m->act[i], m->act[i + 1], m->dact[i + 1], i ? m->dact[i] : NULL, n,
