@@ -329,7 +329,7 @@ static void im2col(const nn_conv_geom *g, const float *x, int cnt, float *col) {
  * the fixed (ki, kj) order. (ki, kj) is outermost so that successive read-modify-write
  * passes over the same dx row (shifted by one column) are far apart: back to back, the
  * misaligned reloads of just-stored vectors stall on store forwarding. */
-static void col2im(const nn_conv_geom *g, const float *dcol, int cnt, float *dx) {
+static void col2im_add(const nn_conv_geom *g, const float *dcol, int cnt, float *dx) {
   const int H = g->h, W = g->w, OH = g->oh, OW = g->ow, st = g->stride, pad = g->pad;
   const size_t hw = (size_t)H * (size_t)W, chw = (size_t)g->c * hw, ohw = (size_t)OH * (size_t)OW;
   const size_t L = (size_t)cnt * ohw;
@@ -361,11 +361,11 @@ static void col2im(const nn_conv_geom *g, const float *dcol, int cnt, float *dx)
 
 #if defined(__AVX2__)
 /* col2im for stride 1 and rows of at least 8, overwriting dx: each vector of 8 dx values is
- * summed over its taps in registers, (ki, kj) in the order col2im adds them, and stored once
+ * summed over its taps in registers, (ki, kj) in the order col2im_add adds them, and stored once
  * (no zero fill, no read-modify-write per tap; col2im's 11-wide rows of cnn conv2 also ran 3
  * of 11 adds scalar). A tap's lanes whose column falls outside the output (padding, the
  * kernel's overhang) are masked loads of 0.0: adding +0.0 changes no sum (one that starts at
- * +0.0 is never -0.0), so dx is col2im's bit for bit. Those masked-off lanes may lie up to
+ * +0.0 is never -0.0), so dx is col2im_add's bit for bit. Those masked-off lanes may lie up to
  * KW - 1 floats before dcol (the slot's margin) or after it (still in the slot). */
 static int col2im_s1_fits(const nn_conv_geom *g) {
   return g->stride == 1 && g->w >= 8 && g->kw <= CONV_S1_MAX_KW;
@@ -432,6 +432,19 @@ static void col2im_s1(const nn_conv_geom *g, const float *dcol, int cnt, float *
   }
 }
 #endif
+
+/* dx (cnt samples) = col2im(dcol), overwritten: col2im_s1 where it applies, else col2im_add
+ * into zeros. */
+static void col2im(const nn_conv_geom *g, const float *dcol, int cnt, float *dx) {
+#if defined(__AVX2__)
+  if (col2im_s1_fits(g)) {
+    col2im_s1(g, dcol, cnt, dx);
+    return;
+  }
+#endif
+  memset(dx, 0, sizeof(float) * (size_t)cnt * (size_t)g->c * (size_t)g->h * (size_t)g->w);
+  col2im_add(g, dcol, cnt, dx);
+}
 
 static void conv_fwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, const nn_epilogue *e, const float *x,
                            const float *w, float *y, float *slot) {
@@ -552,17 +565,9 @@ static void conv_bwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, in
       nn_gemm(0, 1, g->oc, p->ckk, L, 1.0f, tmp, L, col, L, first ? 0.0f : 1.0f, pdw, p->ckk);
   }
   if (dx) {
-    /* dcol[CKK, L] = w[OC, CKK]^T @ tmp[OC, L], then scatter-add into the zeroed dx chunk */
+    /* dcol[CKK, L] = w[OC, CKK]^T @ tmp[OC, L], then the dx chunk = col2im(dcol) */
     nn_gemm(1, 0, p->ckk, L, g->oc, 1.0f, w, p->ckk, tmp, L, 0.0f, col, L);
-    float *dxc = dx + (size_t)s0 * chw;
-#if defined(__AVX2__)
-    if (col2im_s1_fits(g)) {
-      col2im_s1(g, col, cnt, dxc);
-      return;
-    }
-#endif
-    memset(dxc, 0, sizeof(float) * (size_t)cnt * chw);
-    col2im(g, col, cnt, dxc);
+    col2im(g, col, cnt, dx + (size_t)s0 * chw);
   }
 }
 
