@@ -191,11 +191,10 @@ static void conv_bwd_data(void *p) {
   nn_conv2d_backward(&c->g, c->x, c->w, c->dy, c->dx, NULL, NULL, c->ws);
 }
 
-/* Both algorithms on the shape (the direct one where it applies: stride 1), one after the
- * other in the same process; the algorithm the library picks by itself (nn_conv2d_algo for
- * the forward, nn_conv2d_algo_params for dw/db, nn_conv2d_algo_data for dx) is marked "*".
- * A forced direct backward runs dx direct only where that kernel applies
- * (nn_conv2d_algo_data), with im2col + GEMM elsewhere: the dx line names what ran. */
+/* Every algorithm on the shape, one after the other in the same process, each pass where the
+ * algorithm applies (direct: stride 1, dx also unpadded whole-vector rows; Winograd: 3x3
+ * stride 1, forward and dx); the algorithm the library picks by itself (nn_conv2d_algo for
+ * the forward, nn_conv2d_algo_params for dw/db, nn_conv2d_algo_data for dx) is marked "*". */
 static void bench_conv(const char *name, int n, int c, int h, int w, int oc, int k) {
   conv_ctx cc = {.g = {.n = n, .c = c, .h = h, .w = w, .oc = oc, .kh = k, .kw = k, .stride = 1, .pad = 0}};
   nn_conv_geom_init(&cc.g);
@@ -205,23 +204,27 @@ static void bench_conv(const char *name, int n, int c, int h, int w, int oc, int
   cc.x = fbuf(nx), cc.dx = fbuf(nx), cc.w = fbuf(nw), cc.dw = fbuf(nw), cc.b = fbuf(oc), cc.db = fbuf(oc);
   cc.y = fbuf(ny), cc.dy = fbuf(ny);
   double flops = 2.0 * n * oc * (double)c * k * k * cc.g.oh * cc.g.ow;
-  static const nn_conv_algo algos[] = {NN_CONV_IM2COL, NN_CONV_DIRECT};
-  for (int a = 0; a < 2; a++) {
-    cc.g.algo = algos[a];
-    if (nn_conv2d_algo(&cc.g) != algos[a]) continue;
+  for (int a = NN_CONV_IM2COL; a < NN_CONV_ALGO_COUNT; a++) {
+    cc.g.algo = (nn_conv_algo)a;
     cc.ws = fbuf(nn_conv2d_workspace(&cc.g));
-    const char *an = nn_conv2d_algo_name(algos[a]), *mark = algos[a] == chosen ? "*" : "";
-    const char *mark_p = algos[a] == chosen_p ? "*" : "";
+    const char *an = nn_conv2d_algo_name((nn_conv_algo)a);
     char what[128];
-    snprintf(what, sizeof what, "conv fwd %s [%s%s]", name, an, mark);
-    report(what, time_call(conv_fwd, &cc), 0, flops);
-    snprintf(what, sizeof what, "conv bwd (dx, dw, db) %s [%s%s]", name, an, mark_p);
-    report(what, time_call(conv_bwd, &cc), 0, 2 * flops);
-    snprintf(what, sizeof what, "conv bwd (dw, db) %s [%s%s]", name, an, mark_p);
-    report(what, time_call(conv_bwd_params, &cc), 0, flops);
-    const nn_conv_algo ad = nn_conv2d_algo_data(&cc.g);
-    snprintf(what, sizeof what, "conv bwd (dx) %s [%s%s]", name, nn_conv2d_algo_name(ad), ad == chosen_d ? "*" : "");
-    report(what, time_call(conv_bwd_data, &cc), 0, flops);
+    if (nn_conv2d_algo(&cc.g) == (nn_conv_algo)a) {
+      snprintf(what, sizeof what, "conv fwd %s [%s%s]", name, an, a == (int)chosen ? "*" : "");
+      report(what, time_call(conv_fwd, &cc), 0, flops);
+    }
+    if (nn_conv2d_algo_params(&cc.g) == (nn_conv_algo)a) {
+      const char *mark_p = a == (int)chosen_p ? "*" : "";
+      snprintf(what, sizeof what, "conv bwd (dx, dw, db) %s [%s%s, dx %s]", name, an, mark_p,
+               nn_conv2d_algo_name(nn_conv2d_algo_data(&cc.g)));
+      report(what, time_call(conv_bwd, &cc), 0, 2 * flops);
+      snprintf(what, sizeof what, "conv bwd (dw, db) %s [%s%s]", name, an, mark_p);
+      report(what, time_call(conv_bwd_params, &cc), 0, flops);
+    }
+    if (nn_conv2d_algo_data(&cc.g) == (nn_conv_algo)a) {
+      snprintf(what, sizeof what, "conv bwd (dx) %s [%s%s]", name, an, a == (int)chosen_d ? "*" : "");
+      report(what, time_call(conv_bwd_data, &cc), 0, flops);
+    }
     free(cc.ws);
   }
   free(cc.x), free(cc.dx), free(cc.w), free(cc.dw), free(cc.b), free(cc.db), free(cc.y), free(cc.dy);

@@ -246,6 +246,7 @@ static void conv_run(sink *s, nn_conv_algo algo) {
       {.n = 2, .c = 3, .h = 17, .w = 13, .oc = 5, .kh = 3, .kw = 3, .stride = 1, .pad = 1},   /* padding, odd rows */
       {.n = 2, .c = 4, .h = 15, .w = 15, .oc = 8, .kh = 3, .kw = 3, .stride = 2, .pad = 1},   /* stride 2 */
       {.n = 64, .c = 1, .h = 28, .w = 28, .oc = 32, .kh = 3, .kw = 3, .stride = 1, .pad = 0}, /* threaded */
+      {.n = 3, .c = 16, .h = 11, .w = 19, .oc = 32, .kh = 3, .kw = 3, .stride = 1, .pad = 1}, /* Winograd fits */
   };
   for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
     nn_conv_geom g = shapes[k];
@@ -270,18 +271,18 @@ static void conv_run(sink *s, nn_conv_algo algo) {
 
 static void case_conv_im2col(sink *s) { conv_run(s, NN_CONV_IM2COL); }
 
-/* The direct convolution (conv2d_direct.c) fuses its multiply-adds where the target has FMA:
- * its AVX2 variant computes what a native build does on an AVX2 machine, its generic variant
- * (compiled for SSE2 in a portable build) rounds the products separately. The two agree to
- * float rounding (sums of 40k products here: 1e-4 relative), not bit for bit (ARCHITECTURE.md §13). */
-static void test_conv_direct_variants(void **state) {
-  (void)state;
+/* The direct convolution (conv2d_direct.c) and the Winograd one (conv2d_winograd.c) fuse
+ * their multiply-adds where the target has FMA: their AVX2 variants compute what a native
+ * build does on an AVX2 machine, their generic variants (compiled for SSE2 in a portable
+ * build) round the products separately. The two agree to float rounding (sums of 40k
+ * products here: 1e-4 relative), not bit for bit (ARCHITECTURE.md §13). */
+static void fma_variants_agree(nn_conv_algo algo, const char *name) {
   const nn_cpu_level before = nn_cpu_level_get();
   sink a = {0}, b = {0};
   nn_cpu_force(NN_CPU_GENERIC);
-  conv_run(&a, NN_CONV_DIRECT);
+  conv_run(&a, algo);
   nn_cpu_force(NN_CPU_AVX2);
-  conv_run(&b, NN_CONV_DIRECT);
+  conv_run(&b, algo);
   assert_int_equal(a.len, b.len);
   const float *fa = (const float *)(const void *)a.p, *fb = (const float *)(const void *)b.p;
   double worst = 0;
@@ -289,9 +290,19 @@ static void test_conv_direct_variants(void **state) {
     const double d = fabs((double)fa[i] - (double)fb[i]) / (1.0 + fabs((double)fa[i]));
     if (d > worst) worst = d;
   }
-  if (worst > 1e-4) fail_msg("direct convolution: the generic and AVX2 variants differ by %g (relative)", worst);
+  if (worst > 1e-4) fail_msg("%s convolution: the generic and AVX2 variants differ by %g (relative)", name, worst);
   free(a.p), free(b.p);
   nn_cpu_force(before);
+}
+
+static void test_conv_direct_variants(void **state) {
+  (void)state;
+  fma_variants_agree(NN_CONV_DIRECT, "direct");
+}
+
+static void test_conv_winograd_variants(void **state) {
+  (void)state;
+  fma_variants_agree(NN_CONV_WINOGRAD, "winograd");
 }
 
 /* ---- generic == AVX2, bit for bit ------------------------------------------------------- */
@@ -337,6 +348,7 @@ int main(void) {
       cmocka_unit_test(test_parse_and_force),
       cmocka_unit_test(test_variants_bitwise),
       cmocka_unit_test(test_conv_direct_variants),
+      cmocka_unit_test(test_conv_winograd_variants),
   };
   printf("test_dispatch: this CPU and build run up to %s\n", nn_cpu_level_name(nn_cpu_detect()));
   return cmocka_run_group_tests(tests, NULL, NULL);

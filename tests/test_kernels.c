@@ -216,6 +216,14 @@ static const conv_shape conv_shapes[] = {
     {2, 1, 7, 18, 4, 3, 3, 1, 0},    /* direct rows of two vectors */
     {3, 2, 9, 17, 5, 2, 2, 1, 0},    /* direct dx: 2x2 kernel, rows of two vectors */
     {2, 3, 6, 11, 4, 3, 4, 1, 0},    /* direct dx: 3x4 kernel, 4 output rows */
+    /* Winograd F(2x2, 3x3): odd outputs (the last tiles stick out), pad 0-2, tile rows of
+     * more than 8 tiles, a 1x1 output */
+    {3, 32, 15, 15, 64, 3, 3, 1, 0}, /* CIFAR CNN conv2 */
+    {2, 16, 9, 9, 16, 3, 3, 1, 0},
+    {2, 16, 20, 23, 32, 3, 3, 1, 1},
+    {2, 16, 6, 5, 16, 3, 3, 1, 2},
+    {3, 32, 3, 3, 16, 3, 3, 1, 0},
+    {2, 48, 4, 34, 16, 3, 3, 1, 1},
 };
 
 static void conv_case(tu_rng *r, const conv_shape *s, nn_conv_algo algo) {
@@ -296,6 +304,9 @@ static void test_conv2d(void **state) {
     conv_case(&r, &conv_shapes[i], NN_CONV_IM2COL);
     nn_conv_geom g = {.n = 1, .c = conv_shapes[i].c, .h = conv_shapes[i].h, .w = conv_shapes[i].w, .oc = conv_shapes[i].oc, .kh = conv_shapes[i].kh, .kw = conv_shapes[i].kw, .stride = conv_shapes[i].stride, .pad = conv_shapes[i].pad, .algo = NN_CONV_DIRECT};
     if (nn_conv2d_algo(&g) == NN_CONV_DIRECT) conv_case(&r, &conv_shapes[i], NN_CONV_DIRECT);
+    g.algo = NN_CONV_WINOGRAD;
+    if (nn_conv2d_algo(&g) == NN_CONV_WINOGRAD || nn_conv2d_algo_data(&g) == NN_CONV_WINOGRAD)
+      conv_case(&r, &conv_shapes[i], NN_CONV_WINOGRAD);
   }
 }
 
@@ -305,13 +316,16 @@ static void test_conv2d(void **state) {
 static void test_conv_act_fused(void **state) {
   (void)state;
   tu_rng r = {0xAC7F05EDULL};
-  static const conv_shape shapes[] = {{9, 1, 28, 28, 6, 5, 5, 1, 0}, {4, 3, 12, 10, 20, 3, 3, 1, 1}, {3, 4, 9, 9, 5, 3, 3, 2, 1}};
+  static const conv_shape shapes[] = {{9, 1, 28, 28, 6, 5, 5, 1, 0},
+                                      {4, 3, 12, 10, 20, 3, 3, 1, 1},
+                                      {3, 4, 9, 9, 5, 3, 3, 2, 1},
+                                      {3, 16, 9, 10, 16, 3, 3, 1, 1}};
   static const nn_act acts[] = {NN_ACT_RELU, NN_ACT_SIGMOID, NN_ACT_TANH};
   static void (*const fwd[])(const float *, float *, size_t) = {nn_relu_forward, nn_sigmoid_forward, nn_tanh_forward};
   static void (*const bwd[])(const float *, const float *, float *, size_t) = {nn_relu_backward, nn_sigmoid_backward,
                                                                                nn_tanh_backward};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-    for (int a = NN_CONV_IM2COL; a <= NN_CONV_DIRECT; a++)
+    for (int a = NN_CONV_IM2COL; a < NN_CONV_ALGO_COUNT; a++)
       for (size_t k = 0; k < 3; k++) {
         const conv_shape *s = &shapes[si];
         nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad, .algo = (nn_conv_algo)a};
@@ -380,6 +394,22 @@ static void test_conv_algo(void **state) {
   assert_int_equal(nn_conv_geom_init(&g), 0);
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT); /* CIFAR conv1: dw by GEMM (32 filters) */
   assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
+  g = (nn_conv_geom){.n = 32, .c = 32, .h = 15, .w = 15, .oc = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD); /* CIFAR conv2: Winograd forward and dx */
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
+  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_WINOGRAD);
+  g.oc = 40; /* not whole blocks of 16 filters */
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL);
+  g.algo = NN_CONV_WINOGRAD; /* asked for where it does not apply: im2col */
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL);
+  g = (nn_conv_geom){.n = 32, .c = 8, .h = 15, .w = 15, .oc = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL);      /* 8 channels: a GEMM K too short for Winograd */
+  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_IM2COL); /* dx: 8 output channels */
+  g.algo = NN_CONV_WINOGRAD;
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD);
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
   g = (nn_conv_geom){.n = 128, .c = 6, .h = 12, .w = 12, .oc = 16, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
   assert_int_equal(nn_conv_geom_init(&g), 0);
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT); /* LeNet conv2: 150 taps, rows of 8 */
@@ -438,7 +468,7 @@ static void test_conv_geom(void **state) {
    * serves a smaller last batch */
   for (size_t i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) {
     const conv_shape *s = &conv_shapes[i];
-    for (int a = NN_CONV_AUTO; a <= NN_CONV_DIRECT; a++) {
+    for (int a = NN_CONV_AUTO; a < NN_CONV_ALGO_COUNT; a++) {
       size_t prev = 0;
       for (int n = 1; n <= 300; n++) {
         g = (nn_conv_geom){.n = n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad, .algo = (nn_conv_algo)a};
@@ -654,7 +684,8 @@ static void test_thread_independence(void **state) {
                                       {64, 16, 8, 8, 32, 3, 3, 1, 1},
                                       {32, 3, 32, 32, 32, 3, 3, 1, 0},
                                       {32, 3, 32, 32, 32, 3, 3, 1, 1}};
-  /* by shape, and the last one also direct for dw/db (32 filters split over threads) */
+  /* by shape (the third: Winograd forward and dx), and the last one also direct for dw/db (32
+   * filters split over threads) */
   static const nn_conv_algo algos[] = {NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_DIRECT};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const conv_shape *s = &shapes[si];

@@ -30,6 +30,7 @@
 #include "base/error.h"
 #include "base/threads.h"
 #include "kernels/conv2d_direct.h"
+#include "kernels/conv2d_winograd.h"
 #include "kernels/kernels.h"
 #include "kernels/variant.h"
 
@@ -97,6 +98,9 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
 
 #if NN_VARIANT_ONCE
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
+  if (g->algo == NN_CONV_WINOGRAD || (g->algo == NN_CONV_AUTO && g->c >= NN_CONV_WINOGRAD_MIN_C))
+    if (nn_conv2d_winograd_fits(g)) return NN_CONV_WINOGRAD;
+  if (g->algo == NN_CONV_WINOGRAD) return NN_CONV_IM2COL;
   if (g->stride != 1 || (long)g->c * g->kh * g->kw > NN_CONV_DIRECT_MAX_TAPS) return NN_CONV_IM2COL;
   if (g->algo != NN_CONV_AUTO) return g->algo;
   long taps = (long)g->c * g->kh * g->kw;
@@ -105,26 +109,38 @@ nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
 
 nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {
   nn_conv_algo a = nn_conv2d_algo(g);
+  if (a == NN_CONV_WINOGRAD) return NN_CONV_IM2COL; /* no Winograd weight gradient */
   if (g->algo != NN_CONV_AUTO || a != NN_CONV_DIRECT) return a;
   return g->oc < NN_CONV_DIRECT_DW_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
 }
 
 nn_conv_algo nn_conv2d_algo_data(const nn_conv_geom *g) {
+  if (g->algo == NN_CONV_WINOGRAD || (g->algo == NN_CONV_AUTO && g->oc >= NN_CONV_WINOGRAD_MIN_C))
+    if (nn_conv2d_winograd_data_fits(g)) return NN_CONV_WINOGRAD;
+  if (g->algo == NN_CONV_WINOGRAD) return NN_CONV_IM2COL;
   if (g->algo == NN_CONV_IM2COL || !nn_conv2d_direct_data_fits(g)) return NN_CONV_IM2COL;
   return g->algo == NN_CONV_DIRECT || g->oc <= NN_CONV_DIRECT_DX_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
 }
 
-const char *nn_conv2d_algo_name(nn_conv_algo a) { return a == NN_CONV_DIRECT ? "direct" : "im2col+gemm"; }
+const char *nn_conv2d_algo_name(nn_conv_algo a) {
+  return a == NN_CONV_DIRECT ? "direct" : a == NN_CONV_WINOGRAD ? "winograd"
+                                                                : "im2col+gemm";
+}
 
 size_t nn_conv2d_workspace(const nn_conv_geom *g) {
   conv_plan p = conv_plan_make(g);
-  size_t gemm = (size_t)p.slots * p.slot + (size_t)p.groups * p.part;
-  if (nn_conv2d_algo(g) != NN_CONV_DIRECT && nn_conv2d_algo_params(g) != NN_CONV_DIRECT &&
-      nn_conv2d_algo_data(g) != NN_CONV_DIRECT)
-    return gemm;
-  /* the direct passes and the im2col dx pass run one after the other in the same scratch */
-  size_t direct = nn_conv2d_direct_workspace(g, nn_cores());
-  return direct > gemm ? direct : gemm;
+  size_t need = (size_t)p.slots * p.slot + (size_t)p.groups * p.part;
+  /* the passes run one after the other in the same scratch */
+  if (nn_conv2d_algo(g) == NN_CONV_DIRECT || nn_conv2d_algo_params(g) == NN_CONV_DIRECT ||
+      nn_conv2d_algo_data(g) == NN_CONV_DIRECT) {
+    size_t direct = nn_conv2d_direct_workspace(g, nn_cores());
+    if (direct > need) need = direct;
+  }
+  if (nn_conv2d_algo(g) == NN_CONV_WINOGRAD || nn_conv2d_algo_data(g) == NN_CONV_WINOGRAD) {
+    size_t wino = nn_conv2d_winograd_workspace(g, nn_cores());
+    if (wino > need) need = wino;
+  }
+  return need;
 }
 #endif
 
@@ -505,8 +521,14 @@ void nn_conv2d_forward(const nn_conv_geom *g, const float *x, const float *w, co
 
 void NN_V(nn_conv2d_forward_epi)(const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w, float *y,
                                  float *ws) {
-  if (conv_variant_algo(g, nn_conv2d_algo(g)) == NN_CONV_DIRECT) {
+  const nn_conv_algo a = conv_variant_algo(g, nn_conv2d_algo(g));
+  if (a == NN_CONV_DIRECT) {
     NN_V(nn_conv2d_direct_forward)
+    (g, e, x, w, y, ws, direct_team(g, g->n));
+    return;
+  }
+  if (a == NN_CONV_WINOGRAD) {
+    NN_V(nn_conv2d_winograd_forward)
     (g, e, x, w, y, ws, direct_team(g, g->n));
     return;
   }
@@ -609,10 +631,16 @@ void NN_V(nn_conv2d_backward_act)(const nn_conv_geom *g, nn_act act, const float
     (g, act, x, z, dz, dw, db, ws, direct_team(g, g->oc));
     dw = db = NULL; /* dx (if asked) below */
   }
-  if (dx && conv_variant_algo(g, nn_conv2d_algo_data(g)) == NN_CONV_DIRECT) {
+  const nn_conv_algo ad = dx ? conv_variant_algo(g, nn_conv2d_algo_data(g)) : NN_CONV_IM2COL;
+  if (ad == NN_CONV_DIRECT) {
     NN_V(nn_conv2d_direct_backward_data)
     (g, act, w, z, dz, dx, ws, direct_team(g, g->n));
     dx = NULL; /* dw, db (if asked and not done) below */
+  }
+  if (ad == NN_CONV_WINOGRAD) {
+    NN_V(nn_conv2d_winograd_backward_data)
+    (g, act, w, z, dz, dx, ws, direct_team(g, g->n));
+    dx = NULL;
   }
   conv_plan p = conv_plan_make(g);
   if (!dx && !dw && !db) return;

@@ -4,23 +4,8 @@
 #define NN_KERNELS_CONV2D_DIRECT_H
 #include <stddef.h>
 
-#include "kernels/act_inline.h"
+#include "kernels/conv_epilogue.h"
 #include "kernels/kernels.h"
-
-/* dst = act(norm(src + b[oc])) over a run of output channel oc (nn_epilogue; dst == src is
- * fine): per value the additions and the multiply the separate kernels make, in their order. */
-static inline void conv_epi_n(const nn_epilogue *e, int oc, const float *src, float *dst, size_t len) {
-  const float bias = e->bias ? e->bias[oc] : 0.0f;
-  if (e->mean) {
-    const float mu = e->mean[oc], sc = e->scale[oc], sh = e->shift[oc];
-#pragma omp simd
-    for (size_t j = 0; j < len; j++) dst[j] = (src[j] + bias - mu) * sc + sh;
-  } else {
-#pragma omp simd
-    for (size_t j = 0; j < len; j++) dst[j] = src[j] + bias;
-  }
-  act_n(e->act, dst, len);
-}
 
 /* Scratch floats for up to `nprocs` threads (every pass, the dx pass included). */
 size_t nn_conv2d_direct_workspace(const nn_conv_geom *g, int nprocs);

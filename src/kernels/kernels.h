@@ -54,11 +54,14 @@ void nn_ref_dense_backward(const double *x, const double *w, const double *dy, d
 /* ---- conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW] -------------
  * OH = (H + 2*pad - KH)/stride + 1 (floor), zero padding. Optimized: im2col + nn_gemm, or
  * for stride 1 and few input channels a direct convolution (forward, dw, db; dx for unpadded
- * layers with output rows of whole vectors), chosen by shape (nn_conv2d_algo*). ws is scratch of
+ * layers with output rows of whole vectors), or for 3x3 stride-1 layers with 16+ channels
+ * Winograd's F(2x2, 3x3) (forward and dx), chosen by shape (nn_conv2d_algo*). ws is scratch of
  * nn_conv2d_workspace(g) floats (caller allocates once). */
 typedef enum { NN_CONV_AUTO = 0, /* by shape: nn_conv2d_algo */
                NN_CONV_IM2COL = 1,
-               NN_CONV_DIRECT = 2 } nn_conv_algo;
+               NN_CONV_DIRECT = 2,
+               NN_CONV_WINOGRAD = 3, /* F(2x2, 3x3): forward and dx of 3x3 stride-1 layers */
+               NN_CONV_ALGO_COUNT } nn_conv_algo;
 typedef struct {
   int n, c, h, w; /* input */
   int oc, kh, kw; /* filters */
@@ -69,7 +72,10 @@ typedef struct {
 /* Fills oh/ow; returns 0 if the geometry is valid (output >= 1x1), -1 otherwise. */
 int nn_conv_geom_init(nn_conv_geom *g);
 /* The algorithm the kernels run for g, per pass: the requested one, or for NN_CONV_AUTO the
- * rule by shape, measured with bench_kernels (docs/performance.md): the forward runs direct
+ * rule by shape, measured with bench_kernels (docs/performance.md): the forward and dx run
+ * Winograd for a 3x3 kernel, stride 1 and at least NN_CONV_WINOGRAD_MIN_C channels going in
+ * (C; for dx OC) with whole blocks of 16 coming out (OC; for dx C, and pad <= 2): a GEMM K
+ * of 16+ keeps its 16 GEMMs at the FMA peak (the CNNs' second layers); otherwise the forward runs direct
  * for stride 1 and either C*KH*KW <= NN_CONV_DIRECT_MAX_CKK or output rows of whole vectors
  * (OW a multiple of NN_CONV_DIRECT_ROW: no dead lanes, LeNet conv2); dw/db run direct when the forward does
  * and there are fewer than NN_CONV_DIRECT_DW_MAX_OC filters (the GEMM wastes most of its row
@@ -77,16 +83,18 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * padding, OW a multiple of NN_CONV_DIRECT_ROW, KW <= NN_CONV_DIRECT_DX_MAX_KW and at most
  * NN_CONV_DIRECT_DX_MAX_OC filters (LeNet conv2: no column matrix to write and read back).
  * Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS (and for dx the shape above):
- * a direct request for another shape runs im2col. The choice
+ * a direct request for another shape runs im2col, and so does a Winograd request where it does
+ * not fit (dw/db always: there is no Winograd weight gradient). The choice
  * depends on the geometry only: every call for a layer runs the same code, and results do not
  * depend on timing or on the thread count. (Runtime dispatch, ARCHITECTURE.md §13: a kernel
- * variant compiled without AVX2 runs im2col where the rule says direct.) */
+ * variant compiled without AVX2 runs im2col where the rule says direct or Winograd.) */
 #define NN_CONV_DIRECT_MAX_CKK 32
 #define NN_CONV_DIRECT_ROW 8
 #define NN_CONV_DIRECT_DW_MAX_OC 16
 #define NN_CONV_DIRECT_MAX_TAPS 256
 #define NN_CONV_DIRECT_DX_MAX_KW 5
 #define NN_CONV_DIRECT_DX_MAX_OC 32
+#define NN_CONV_WINOGRAD_MIN_C 16
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g);
 nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g);
 nn_conv_algo nn_conv2d_algo_data(const nn_conv_geom *g);

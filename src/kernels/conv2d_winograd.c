@@ -1,0 +1,353 @@
+/* conv2d by Winograd's minimal filtering F(2x2, 3x3), stride 1, 3x3 kernels: x[N,C,H,W],
+ * w[OC,C,3,3], y[N,OC,OH,OW]; and dx[N,C,H,W] from dy[N,OC,OH,OW], the same computation on dy
+ * padded by 2 - pad with the filters turned by 180 degrees and transposed.
+ *
+ * Each 2x2 block of outputs (a tile; TH x TW tiles cover OH x OW, the last row and column
+ * of tiles may stick out) reads a 4x4 patch d of the padded input at (2 th, 2 tw) and is
+ *   y_tile = A^T [ sum over c of (G g G^T)[c] (.) (B^T d B)[c] ] A       ((.) elementwise)
+ * with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ * A^T = [1 1 1 0; 0 1 -1 -1]: 16 products per channel and tile instead of 36, so the 16
+ * components xi of the transformed tiles are 16 independent GEMMs with K = C:
+ *   M[xi][t][oc] = sum over c (in order) of V[xi][c][t] * U[xi][c][oc]
+ * U = the filters' transform (once per call), V = the input's (per sample). The sums are in a
+ * different order than im2col + GEMM's, so results differ from it in the last bits (bounded
+ * like any float sum: the tests hold both to the same reference twin); every output is
+ * computed by one thread in one fixed order, so they do not depend on the thread count.
+ *
+ * Per sample (samples split over threads, one slot of scratch each):
+ *   pack:   the padded input planes, split into even and odd columns (xe, xo), so that the 4
+ *           columns of the patches of 8 neighbouring tiles are 4 unit-stride vectors;
+ *   V:      B^T d B for 8 tiles of a tile row at a time (lanes past the row's end are stored
+ *           and then overwritten by the next row, or land in the padding tiles);
+ *   M:      register blocks of WG_R tiles x 16 filters (12 accumulators);
+ *   output: A^T M A per tile, 8 filters at a time, written into y, then the epilogue
+ *           (nn_epilogue: bias, an eval BN, the activation) over each output plane.
+ *
+ * Workspace (floats): U (16*C*OC), then per slot xe and xo (C planes of HP x WE each), V
+ * (16*C*TP) and M (16*TP*OC); the dx pass uses the same layout with C and OC exchanged. */
+#include "kernels/conv2d_winograd.h"
+
+#include <omp.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "kernels/v8.h"
+#include "kernels/variant.h"
+
+#define WG_R 6   /* register block: tiles ... */
+#define WG_OB 16 /* ... times filters (two vectors) */
+
+typedef struct {
+  int c, h, w, oc, pad; /* the convolution this plan runs (for dx: the transposed one) */
+  int oh, ow, th, tw;   /* output; tiles */
+  int hp, we;           /* padded even/odd planes: rows, columns */
+  int tp;               /* tiles rounded up: whole register blocks, room for the last row's spill */
+  size_t plane, u, slot;
+} wplan;
+
+static wplan wplan_make(int c, int h, int w, int oc, int pad) {
+  wplan p;
+  p.c = c, p.h = h, p.w = w, p.oc = oc, p.pad = pad;
+  p.oh = h + 2 * pad - 2;
+  p.ow = w + 2 * pad - 2;
+  p.th = (p.oh + 1) / 2;
+  p.tw = (p.ow + 1) / 2;
+  const int twv = (p.tw + VL - 1) / VL * VL; /* tiles per row in whole vectors */
+  p.hp = 2 * p.th + 2;
+  p.we = twv + 1;
+  const int t = p.th * p.tw, spill = (p.th - 1) * p.tw + twv;
+  p.tp = ((t > spill ? t : spill) + WG_R - 1) / WG_R * WG_R;
+  p.plane = (size_t)p.hp * (size_t)p.we;
+  p.u = (size_t)16 * (size_t)c * (size_t)oc;
+  p.slot = 2 * (size_t)c * p.plane + (size_t)16 * (size_t)c * (size_t)p.tp + (size_t)16 * (size_t)p.tp * (size_t)oc +
+           (size_t)p.oh * (size_t)p.ow * (size_t)oc;
+  return p;
+}
+
+static wplan wplan_forward(const nn_conv_geom *g) { return wplan_make(g->c, g->h, g->w, g->oc, g->pad); }
+static wplan wplan_data(const nn_conv_geom *g) { return wplan_make(g->oc, g->oh, g->ow, g->c, 2 - g->pad); }
+
+#if NN_VARIANT_ONCE
+int nn_conv2d_winograd_fits(const nn_conv_geom *g) {
+  return g->stride == 1 && g->kh == 3 && g->kw == 3 && g->oc % WG_OB == 0;
+}
+
+int nn_conv2d_winograd_data_fits(const nn_conv_geom *g) {
+  return g->stride == 1 && g->kh == 3 && g->kw == 3 && g->c % WG_OB == 0 && g->pad <= 2;
+}
+
+size_t nn_conv2d_winograd_workspace(const nn_conv_geom *g, int nprocs) {
+  size_t need = 0;
+  if (nn_conv2d_winograd_fits(g)) {
+    wplan p = wplan_forward(g);
+    need = p.u + (size_t)nprocs * p.slot;
+  }
+  if (nn_conv2d_winograd_data_fits(g)) {
+    wplan p = wplan_data(g);
+    size_t d = p.u + (size_t)nprocs * p.slot;
+    if (d > need) need = d;
+  }
+  return need;
+}
+#endif
+
+/* U[xi][c][oc] = (G g G^T)[a][b], xi = 4a + b, for the filter g = w[oc][c] (forward) or, for
+ * dx, g[i][j] = w[c][oc][2-i][2-j] (c, oc: the plan's channels, i.e. the layer's oc, c). */
+static void filter_transform(const wplan *p, const float *w, int flip, float *U) {
+  for (int c = 0; c < p->c; c++)
+    for (int oc = 0; oc < p->oc; oc++) {
+      float g[3][3], t[4][3];
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+          g[i][j] = flip ? w[(((size_t)c * (size_t)p->oc + (size_t)oc) * 3 + (size_t)(2 - i)) * 3 + (size_t)(2 - j)]
+                         : w[(((size_t)oc * (size_t)p->c + (size_t)c) * 3 + (size_t)i) * 3 + (size_t)j];
+      for (int j = 0; j < 3; j++) { /* t = G g */
+        t[0][j] = g[0][j];
+        t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+        t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+        t[3][j] = g[2][j];
+      }
+      for (int a = 0; a < 4; a++) { /* (G g) G^T */
+        float *u = U + ((size_t)(4 * a) * (size_t)p->c + (size_t)c) * (size_t)p->oc + (size_t)oc;
+        const size_t st = (size_t)p->c * (size_t)p->oc; /* one component further */
+        u[0] = t[a][0];
+        u[st] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
+        u[2 * st] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
+        u[3 * st] = t[a][2];
+      }
+    }
+}
+
+/* e[k] = s[2k], d[k] = s[2k + 1] for the n floats of s; `room` floats may be written at e and
+ * at d (the AVX2 path writes whole vectors, zeros past the row, where room allows). */
+static void split_row(const float *s, int n, float *e, float *d, int room) {
+  int q = 0;
+#ifdef __AVX2__
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (; q < n && q / 2 + VL <= room; q += 2 * VL) {
+    const __m256 lo = _mm256_maskload_ps(s + q, _mm256_cmpgt_epi32(_mm256_set1_epi32(n - q), iota));
+    const __m256 hi = _mm256_maskload_ps(s + q + VL, _mm256_cmpgt_epi32(_mm256_set1_epi32(n - q - VL), iota));
+    const __m256 ev = _mm256_shuffle_ps(lo, hi, 0x88), od = _mm256_shuffle_ps(lo, hi, 0xDD); /* lanes 0 1 4 5 2 3 6 7 */
+    _mm256_storeu_ps(e + q / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
+    _mm256_storeu_ps(d + q / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xD8)));
+  }
+#else
+  (void)room;
+#endif
+  for (; q + 1 < n; q += 2) e[q / 2] = s[q], d[q / 2] = s[q + 1];
+  if (q < n) e[q / 2] = s[q];
+}
+
+/* xe, xo = the even and odd columns of the padded planes of one sample: src (C planes of
+ * H x W), or for dx dz * act'(z) (z, dz: the layer's output and its gradient). Only the
+ * input's own positions are written: the padding stays the zeros the call started with. */
+static void pack(const wplan *p, nn_act act, const float *z, const float *src, float *xe, float *xo, float *row) {
+  for (int c = 0; c < p->c; c++)
+    for (int r = 0; r < p->h; r++) {
+      const size_t at = ((size_t)c * (size_t)p->h + (size_t)r) * (size_t)p->w;
+      const float *s = src + at;
+      if (z || act != NN_ACT_NONE) {
+        act_grad_n(act, z ? z + at : NULL, s, row, (size_t)p->w);
+        s = row;
+      }
+      const size_t o = (size_t)c * p->plane + (size_t)(r + p->pad) * (size_t)p->we;
+      /* padded column q + pad: even ones to xe, odd ones to xo; s[2k] goes to column ke of
+       * plane e, s[2k + 1] to column kd of plane d */
+      const int odd = p->pad & 1, ke = p->pad / 2, kd = ke + odd;
+      float *e = (odd ? xo : xe) + o + ke, *d = (odd ? xe : xo) + o + kd;
+      split_row(s, p->w, e, d, p->we - kd);
+    }
+}
+
+/* V[xi][c][t] = (B^T d B)[a][b] for every tile t, 8 tiles of a tile row at a time. */
+static void input_transform(const wplan *p, const float *xe, const float *xo, float *V) {
+  const size_t st = (size_t)p->c * (size_t)p->tp; /* one component further */
+  for (int c = 0; c < p->c; c++)
+    for (int th = 0; th < p->th; th++)
+      for (int tw = 0; tw < p->tw; tw += VL) {
+        v8 d[4][4], t[4][4];
+#pragma GCC unroll 8
+        for (int i = 0; i < 4; i++) {
+          const size_t o = (size_t)c * p->plane + (size_t)(2 * th + i) * (size_t)p->we + (size_t)tw;
+          VLOAD(d[i][0], xe + o);
+          VLOAD(d[i][1], xo + o);
+          VLOAD(d[i][2], xe + o + 1);
+          VLOAD(d[i][3], xo + o + 1);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 4; j++) { /* t = B^T d */
+          t[0][j] = d[0][j] - d[2][j];
+          t[1][j] = d[1][j] + d[2][j];
+          t[2][j] = d[2][j] - d[1][j];
+          t[3][j] = d[1][j] - d[3][j];
+        }
+        float *v = V + (size_t)c * (size_t)p->tp + (size_t)th * (size_t)p->tw + (size_t)tw;
+#pragma GCC unroll 8
+        for (int a = 0; a < 4; a++) { /* (B^T d) B */
+          v8 r0 = t[a][0] - t[a][2], r1 = t[a][1] + t[a][2], r2 = t[a][2] - t[a][1], r3 = t[a][1] - t[a][3];
+          float *va = v + (size_t)(4 * a) * st;
+          VSTORE(va, r0);
+          VSTORE(va + st, r1);
+          VSTORE(va + 2 * st, r2);
+          VSTORE(va + 3 * st, r3);
+        }
+      }
+}
+
+/* M[xi][t][oc] = sum over c of V[xi][c][t] * U[xi][c][oc], blocks of WG_R tiles x WG_OB filters. */
+static void batched_gemm(const wplan *p, const float *U, const float *V, float *M) {
+  const int C = p->c, OC = p->oc, TP = p->tp;
+  for (int xi = 0; xi < 16; xi++) {
+    const float *u = U + (size_t)xi * (size_t)C * (size_t)OC, *v = V + (size_t)xi * (size_t)C * (size_t)TP;
+    float *m = M + (size_t)xi * (size_t)TP * (size_t)OC;
+    for (int ob = 0; ob < OC; ob += WG_OB)
+      for (int t0 = 0; t0 < TP; t0 += WG_R) {
+        v8 acc[WG_R][2];
+#pragma GCC unroll 8
+        for (int r = 0; r < WG_R; r++) acc[r][0] = acc[r][1] = VBCAST(0.0f);
+        for (int c = 0; c < C; c++) {
+          v8 w2[2];
+          VLOAD(w2[0], u + (size_t)c * (size_t)OC + (size_t)ob);
+          VLOAD(w2[1], u + (size_t)c * (size_t)OC + (size_t)ob + VL);
+          VKEEP(w2[0]);
+          VKEEP(w2[1]);
+          VRANK1(acc, v + (size_t)c * (size_t)TP + (size_t)t0, w2, WG_R, 2);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < WG_R; r++) {
+          float *dst = m + (size_t)(t0 + r) * (size_t)OC + (size_t)ob;
+          VSTORE(dst, acc[r][0]);
+          VSTORE(dst + VL, acc[r][1]);
+        }
+      }
+  }
+}
+
+/* (A^T M A) of tile t for filters [o, o + 8): the four outputs, each a vector over the
+ * filters; column by column of M, so that only a few of its vectors are live at a time */
+#define TILE_OUT(p, M, t, o, y00, y01, y10, y11)                         \
+  do {                                                                   \
+    const size_t st_ = (size_t)(p)->tp * (size_t)(p)->oc;                \
+    const float *m_ = (M) + (size_t)(t) * (size_t)(p)->oc + (size_t)(o); \
+    v8 s0_[4], s1_[4];                                                   \
+    _Pragma("GCC unroll 4") for (int j_ = 0; j_ < 4; j_++) { /* A^T M */ \
+      v8 a_, b_, c_, d_;                                                 \
+      VLOAD(a_, m_ + (size_t)j_ * st_);                                  \
+      VLOAD(b_, m_ + (size_t)(4 + j_) * st_);                            \
+      VLOAD(c_, m_ + (size_t)(8 + j_) * st_);                            \
+      VLOAD(d_, m_ + (size_t)(12 + j_) * st_);                           \
+      s0_[j_] = a_ + b_ + c_;                                            \
+      s1_[j_] = b_ - c_ - d_;                                            \
+    }                                                                    \
+    (y00) = s0_[0] + s0_[1] + s0_[2], (y01) = s0_[1] - s0_[2] - s0_[3];  \
+    (y10) = s1_[0] + s1_[1] + s1_[2], (y11) = s1_[1] - s1_[2] - s1_[3];  \
+  } while (0)
+
+/* Ys[h][w][oc] = (A^T M A)[i][j] of tile (th, tw) for h = 2 th + i, w = 2 tw + j inside the
+ * output: four vector stores per tile and 8 filters */
+static void output_transform(const wplan *p, const float *M, float *Ys) {
+  const size_t OC = (size_t)p->oc, row = (size_t)p->ow * OC;
+  for (int th = 0; th < p->th; th++)
+    for (int tw = 0; tw < p->tw; tw++) {
+      const int two_h = 2 * th + 1 < p->oh, two_w = 2 * tw + 1 < p->ow;
+      float *q = Ys + ((size_t)(2 * th) * (size_t)p->ow + (size_t)(2 * tw)) * OC;
+      for (int o = 0; o < p->oc; o += VL) {
+        v8 y00, y01, y10, y11;
+        TILE_OUT(p, M, th * p->tw + tw, o, y00, y01, y10, y11);
+        VSTORE(q + o, y00);
+        if (two_w) VSTORE(q + OC + (size_t)o, y01);
+        if (two_h) {
+          VSTORE(q + row + (size_t)o, y10);
+          if (two_w) VSTORE(q + row + OC + (size_t)o, y11);
+        }
+      }
+    }
+}
+
+#ifdef __AVX2__
+/* r[i][j] <-> r[j][i] */
+static inline void transpose8(v8 r[8]) {
+  __m256 t[8], u[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps((__m256)r[i], (__m256)r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps((__m256)r[i], (__m256)r[i + 1]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < 4; i++) {
+    r[i] = (v8)_mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = (v8)_mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#endif
+
+/* y[oc][pixel] = Ys[pixel][oc]: 8 pixels x 8 filters at a time by 8x8 transposes (AVX2) */
+static void unstage(const wplan *p, const float *Ys, float *y) {
+  const size_t OC = (size_t)p->oc, ohw = (size_t)p->oh * (size_t)p->ow;
+  size_t px = 0;
+#ifdef __AVX2__
+  for (; px + VL <= ohw; px += VL)
+    for (size_t o = 0; o < OC; o += VL) {
+      v8 r[8];
+#pragma GCC unroll 8
+      for (int k = 0; k < VL; k++) VLOAD(r[k], Ys + (px + (size_t)k) * OC + o);
+      transpose8(r);
+#pragma GCC unroll 8
+      for (int l = 0; l < VL; l++) VSTORE(y + (o + (size_t)l) * ohw + px, r[l]);
+    }
+#endif
+  for (; px < ohw; px++)
+    for (size_t o = 0; o < OC; o++) y[o * ohw + px] = Ys[px * OC + o];
+}
+
+/* One call: U, then the samples over up to `nthreads` threads. e: the forward's epilogue
+ * (NULL for dx); act, z: for dx, dy = dz * act'(z) (src = dz). */
+static void run(const wplan *p, int n, const nn_epilogue *e, nn_act act, const float *z, const float *src,
+                const float *w, int flip, float *dst, float *ws, int nthreads) {
+  float *U = ws;
+  filter_transform(p, w, flip, U);
+  const size_t in = (size_t)p->c * (size_t)p->h * (size_t)p->w, out = (size_t)p->oc * (size_t)p->oh * (size_t)p->ow;
+  const size_t ohw = (size_t)p->oh * (size_t)p->ow;
+  if (nthreads > n) nthreads = n;
+#pragma omp parallel num_threads(nthreads > 1 ? nthreads : 1)
+  {
+    float *xe = ws + p->u + (size_t)omp_get_thread_num() * p->slot, *xo = xe + (size_t)p->c * p->plane;
+    float *V = xo + (size_t)p->c * p->plane, *M = V + (size_t)16 * (size_t)p->c * (size_t)p->tp;
+    float *Ys = M + (size_t)16 * (size_t)p->tp * (size_t)p->oc;
+    /* padding and the tiles past the last: zeros (the row buffer for act_grad: M's start,
+     * free until the GEMM) */
+    memset(xe, 0, sizeof(float) * (2 * (size_t)p->c * p->plane + (size_t)16 * (size_t)p->c * (size_t)p->tp));
+#pragma omp for schedule(dynamic, 1)
+    for (int s = 0; s < n; s++) {
+      pack(p, act, z ? z + (size_t)s * in : NULL, src + (size_t)s * in, xe, xo, M);
+      input_transform(p, xe, xo, V);
+      batched_gemm(p, U, V, M);
+      float *ys = dst + (size_t)s * out;
+      output_transform(p, M, Ys);
+      unstage(p, Ys, ys);
+      if (e)
+        for (int oc = 0; oc < p->oc; oc++) conv_epi_n(e, oc, ys + (size_t)oc * ohw, ys + (size_t)oc * ohw, ohw);
+    }
+  }
+}
+
+void NN_V(nn_conv2d_winograd_forward)(const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w,
+                                      float *y, float *ws, int nthreads) {
+  NN_ASSERT(nn_conv2d_winograd_fits(g));
+  const wplan p = wplan_forward(g);
+  run(&p, g->n, e, NN_ACT_NONE, NULL, x, w, 0, y, ws, nthreads);
+}
+
+void NN_V(nn_conv2d_winograd_backward_data)(const nn_conv_geom *g, nn_act act, const float *w, const float *z,
+                                            const float *dz, float *dx, float *ws, int nthreads) {
+  NN_ASSERT(nn_conv2d_winograd_data_fits(g));
+  const wplan p = wplan_data(g);
+  run(&p, g->n, NULL, act, z, dz, w, 1, dx, ws, nthreads);
+}
