@@ -19,7 +19,7 @@
  *           columns of the patches of 8 neighbouring tiles are 4 unit-stride vectors;
  *   V:      B^T d B for 8 tiles of a tile row at a time (lanes past the row's end are stored
  *           and then overwritten by the next row, or land in the padding tiles);
- *   M:      register blocks of WG_R tiles x 16 filters (12 accumulators);
+ *   M:      register blocks of 4-6 tiles x 16 filters (up to 12 accumulators);
  *   output: A^T M A per tile, 8 filters at a time, written into y, then the epilogue
  *           (nn_epilogue: bias, an eval BN, the activation) over each output plane.
  *
@@ -34,13 +34,14 @@
 #include "kernels/v8.h"
 #include "kernels/variant.h"
 
-#define WG_R 6   /* register block: tiles ... */
-#define WG_OB 16 /* ... times filters (two vectors) */
+#define WG_RMAX 6 /* register block: 4 to 6 tiles (the fewest padding tiles; 6 on a tie) ... */
+#define WG_OB 16  /* ... times filters (two vectors) */
 
 typedef struct {
   int c, h, w, oc, pad; /* the convolution this plan runs (for dx: the transposed one) */
   int oh, ow, th, tw;   /* output; tiles */
   int hp, we;           /* padded even/odd planes: rows, columns */
+  int r;                /* tiles per register block */
   int tp;               /* tiles rounded up: whole register blocks, room for the last row's spill */
   size_t plane, u, slot;
 } wplan;
@@ -55,8 +56,10 @@ static wplan wplan_make(int c, int h, int w, int oc, int pad) {
   const int twv = (p.tw + VL - 1) / VL * VL; /* tiles per row in whole vectors */
   p.hp = 2 * p.th + 2;
   p.we = twv + 1;
-  const int t = p.th * p.tw, spill = (p.th - 1) * p.tw + twv;
-  p.tp = ((t > spill ? t : spill) + WG_R - 1) / WG_R * WG_R;
+  const int t = p.th * p.tw, spill = (p.th - 1) * p.tw + twv, need = t > spill ? t : spill;
+  p.r = WG_RMAX, p.tp = (need + WG_RMAX - 1) / WG_RMAX * WG_RMAX;
+  for (int r = WG_RMAX - 1; r >= 5; r--)
+    if ((need + r - 1) / r * r < p.tp) p.r = r, p.tp = (need + r - 1) / r * r;
   p.plane = (size_t)p.hp * (size_t)p.we;
   p.u = (size_t)16 * (size_t)c * (size_t)oc;
   p.slot = 2 * (size_t)c * p.plane + (size_t)16 * (size_t)c * (size_t)p.tp + (size_t)16 * (size_t)p.tp * (size_t)oc +
@@ -94,28 +97,32 @@ size_t nn_conv2d_winograd_workspace(const nn_conv_geom *g, int nprocs) {
 /* U[xi][c][oc] = (G g G^T)[a][b], xi = 4a + b, for the filter g = w[oc][c] (forward) or, for
  * dx, g[i][j] = w[c][oc][2-i][2-j] (c, oc: the plan's channels, i.e. the layer's oc, c). */
 static void filter_transform(const wplan *p, const float *w, int flip, float *U) {
-  for (int c = 0; c < p->c; c++)
-    for (int oc = 0; oc < p->oc; oc++) {
-      float g[3][3], t[4][3];
-      for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++)
-          g[i][j] = flip ? w[(((size_t)c * (size_t)p->oc + (size_t)oc) * 3 + (size_t)(2 - i)) * 3 + (size_t)(2 - j)]
-                         : w[(((size_t)oc * (size_t)p->c + (size_t)c) * 3 + (size_t)i) * 3 + (size_t)j];
-      for (int j = 0; j < 3; j++) { /* t = G g */
-        t[0][j] = g[0][j];
-        t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-        t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-        t[3][j] = g[2][j];
+  /* 16 filters at a time, so that each channel fills whole cache lines of U: read in order
+   * for dx, 16 streams of 9 floats per channel for the forward */
+  for (int ob = 0; ob < p->oc; ob += WG_OB)
+    for (int c = 0; c < p->c; c++)
+      for (int oc = ob; oc < ob + WG_OB; oc++) {
+        float g[3][3], t[4][3];
+        const float *f = w + (flip ? (size_t)c * (size_t)p->oc + (size_t)oc : (size_t)oc * (size_t)p->c + (size_t)c) * 9;
+#pragma GCC unroll 3
+        for (int i = 0; i < 3; i++)
+#pragma GCC unroll 3
+          for (int j = 0; j < 3; j++) g[i][j] = flip ? f[8 - 3 * i - j] : f[3 * i + j];
+        for (int j = 0; j < 3; j++) { /* t = G g */
+          t[0][j] = g[0][j];
+          t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+          t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+          t[3][j] = g[2][j];
+        }
+        for (int a = 0; a < 4; a++) { /* (G g) G^T */
+          float *u = U + ((size_t)(4 * a) * (size_t)p->c + (size_t)c) * (size_t)p->oc + (size_t)oc;
+          const size_t st = (size_t)p->c * (size_t)p->oc; /* one component further */
+          u[0] = t[a][0];
+          u[st] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
+          u[2 * st] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
+          u[3 * st] = t[a][2];
+        }
       }
-      for (int a = 0; a < 4; a++) { /* (G g) G^T */
-        float *u = U + ((size_t)(4 * a) * (size_t)p->c + (size_t)c) * (size_t)p->oc + (size_t)oc;
-        const size_t st = (size_t)p->c * (size_t)p->oc; /* one component further */
-        u[0] = t[a][0];
-        u[st] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
-        u[2 * st] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
-        u[3 * st] = t[a][2];
-      }
-    }
 }
 
 /* e[k] = s[2k], d[k] = s[2k + 1] for the n floats of s; `room` floats may be written at e and
@@ -194,32 +201,41 @@ static void input_transform(const wplan *p, const float *xe, const float *xo, fl
       }
 }
 
-/* M[xi][t][oc] = sum over c of V[xi][c][t] * U[xi][c][oc], blocks of WG_R tiles x WG_OB filters. */
+/* m[t0 + r][ob + j] = sum over c of v[c][t0 + r] * u[c][ob + j], r < R, j < 16: one register
+ * block (R constant where inlined) */
+static inline __attribute__((always_inline)) void gemm_block(const wplan *p, const float *u, const float *v, float *m,
+                                                             int t0, int ob, const int R) {
+  v8 acc[WG_RMAX][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = VBCAST(0.0f);
+  for (int c = 0; c < p->c; c++) {
+    v8 w2[2];
+    VLOAD(w2[0], u + (size_t)c * (size_t)p->oc + (size_t)ob);
+    VLOAD(w2[1], u + (size_t)c * (size_t)p->oc + (size_t)ob + VL);
+    VKEEP(w2[0]);
+    VKEEP(w2[1]);
+    VRANK1(acc, v + (size_t)c * (size_t)p->tp + (size_t)t0, w2, R, 2);
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
+    float *dst = m + (size_t)(t0 + r) * (size_t)p->oc + (size_t)ob;
+    VSTORE(dst, acc[r][0]);
+    VSTORE(dst + VL, acc[r][1]);
+  }
+}
+
+/* M[xi][t][oc] = sum over c of V[xi][c][t] * U[xi][c][oc], blocks of p->r tiles x WG_OB filters. */
 static void batched_gemm(const wplan *p, const float *U, const float *V, float *M) {
-  const int C = p->c, OC = p->oc, TP = p->tp;
+  const size_t C = (size_t)p->c, OC = (size_t)p->oc, TP = (size_t)p->tp;
   for (int xi = 0; xi < 16; xi++) {
-    const float *u = U + (size_t)xi * (size_t)C * (size_t)OC, *v = V + (size_t)xi * (size_t)C * (size_t)TP;
-    float *m = M + (size_t)xi * (size_t)TP * (size_t)OC;
-    for (int ob = 0; ob < OC; ob += WG_OB)
-      for (int t0 = 0; t0 < TP; t0 += WG_R) {
-        v8 acc[WG_R][2];
-#pragma GCC unroll 8
-        for (int r = 0; r < WG_R; r++) acc[r][0] = acc[r][1] = VBCAST(0.0f);
-        for (int c = 0; c < C; c++) {
-          v8 w2[2];
-          VLOAD(w2[0], u + (size_t)c * (size_t)OC + (size_t)ob);
-          VLOAD(w2[1], u + (size_t)c * (size_t)OC + (size_t)ob + VL);
-          VKEEP(w2[0]);
-          VKEEP(w2[1]);
-          VRANK1(acc, v + (size_t)c * (size_t)TP + (size_t)t0, w2, WG_R, 2);
+    const float *u = U + (size_t)xi * C * OC, *v = V + (size_t)xi * C * TP;
+    float *m = M + (size_t)xi * TP * OC;
+    for (int ob = 0; ob < p->oc; ob += WG_OB)
+      for (int t0 = 0; t0 < p->tp; t0 += p->r) switch (p->r) {
+          case 4: gemm_block(p, u, v, m, t0, ob, 4); break;
+          case 5: gemm_block(p, u, v, m, t0, ob, 5); break;
+          default: gemm_block(p, u, v, m, t0, ob, WG_RMAX); break;
         }
-#pragma GCC unroll 8
-        for (int r = 0; r < WG_R; r++) {
-          float *dst = m + (size_t)(t0 + r) * (size_t)OC + (size_t)ob;
-          VSTORE(dst, acc[r][0]);
-          VSTORE(dst + VL, acc[r][1]);
-        }
-      }
   }
 }
 
