@@ -396,8 +396,8 @@ static void test_conv_algo(void **state) {
   assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
   g = (nn_conv_geom){.n = 32, .c = 32, .h = 15, .w = 15, .oc = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
   assert_int_equal(nn_conv_geom_init(&g), 0);
-  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD); /* CIFAR conv2: Winograd forward and dx */
-  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD); /* CIFAR conv2: Winograd in every pass */
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_WINOGRAD);
   assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_WINOGRAD);
   g.oc = 40; /* not whole blocks of 16 filters */
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL);
@@ -409,7 +409,8 @@ static void test_conv_algo(void **state) {
   assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_IM2COL); /* dx: 8 output channels */
   g.algo = NN_CONV_WINOGRAD;
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD);
-  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_WINOGRAD);
+  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_IM2COL); /* 8 channels out of dx: not whole blocks */
   g = (nn_conv_geom){.n = 128, .c = 6, .h = 12, .w = 12, .oc = 16, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
   assert_int_equal(nn_conv_geom_init(&g), 0);
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT); /* LeNet conv2: 150 taps, rows of 8 */

@@ -109,7 +109,6 @@ nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
 
 nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {
   nn_conv_algo a = nn_conv2d_algo(g);
-  if (a == NN_CONV_WINOGRAD) return NN_CONV_IM2COL; /* no Winograd weight gradient */
   if (g->algo != NN_CONV_AUTO || a != NN_CONV_DIRECT) return a;
   return g->oc < NN_CONV_DIRECT_DW_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
 }
@@ -136,7 +135,8 @@ size_t nn_conv2d_workspace(const nn_conv_geom *g) {
     size_t direct = nn_conv2d_direct_workspace(g, nn_cores());
     if (direct > need) need = direct;
   }
-  if (nn_conv2d_algo(g) == NN_CONV_WINOGRAD || nn_conv2d_algo_data(g) == NN_CONV_WINOGRAD) {
+  if (nn_conv2d_algo(g) == NN_CONV_WINOGRAD || nn_conv2d_algo_params(g) == NN_CONV_WINOGRAD ||
+      nn_conv2d_algo_data(g) == NN_CONV_WINOGRAD) {
     size_t wino = nn_conv2d_winograd_workspace(g, nn_cores());
     if (wino > need) need = wino;
   }
@@ -626,10 +626,16 @@ void nn_conv2d_backward(const nn_conv_geom *g, const float *x, const float *w, c
 
 void NN_V(nn_conv2d_backward_act)(const nn_conv_geom *g, nn_act act, const float *x, const float *w, const float *z,
                                   const float *dz, float *dx, float *dw, float *db, float *ws) {
-  if (conv_variant_algo(g, nn_conv2d_algo_params(g)) == NN_CONV_DIRECT && (dw || db)) {
+  const nn_conv_algo ap = dw || db ? conv_variant_algo(g, nn_conv2d_algo_params(g)) : NN_CONV_IM2COL;
+  if (ap == NN_CONV_DIRECT) {
     NN_V(nn_conv2d_direct_backward_params)
     (g, act, x, z, dz, dw, db, ws, direct_team(g, g->oc));
     dw = db = NULL; /* dx (if asked) below */
+  }
+  if (ap == NN_CONV_WINOGRAD && dw) {
+    NN_V(nn_conv2d_winograd_backward_params)
+    (g, act, x, z, dz, dw, db, ws, direct_team(g, g->n));
+    dw = db = NULL;
   }
   const nn_conv_algo ad = dx ? conv_variant_algo(g, nn_conv2d_algo_data(g)) : NN_CONV_IM2COL;
   if (ad == NN_CONV_DIRECT) {

@@ -34,8 +34,9 @@
 #include "kernels/v8.h"
 #include "kernels/variant.h"
 
-#define WG_RMAX 6 /* register block: 4 to 6 tiles (the fewest padding tiles; 6 on a tie) ... */
-#define WG_OB 16  /* ... times filters (two vectors) */
+#define WG_RMAX 6   /* register block: 5 or 6 tiles (the fewer padding tiles; 6 on a tie), dW up to 6 channels ... */
+#define WG_OB 16    /* ... times filters (two vectors) */
+#define WG_GROUPS 8 /* dW: partial sums over fixed groups of samples (determinism) */
 
 typedef struct {
   int c, h, w, oc, pad; /* the convolution this plan runs (for dx: the transposed one) */
@@ -70,6 +71,10 @@ static wplan wplan_make(int c, int h, int w, int oc, int pad) {
 static wplan wplan_forward(const nn_conv_geom *g) { return wplan_make(g->c, g->h, g->w, g->oc, g->pad); }
 static wplan wplan_data(const nn_conv_geom *g) { return wplan_make(g->oc, g->oh, g->ow, g->c, 2 - g->pad); }
 
+/* dW's groups of samples, and the floats of one group's partial sums (Mp, then db) */
+static int dw_groups(int n) { return n < WG_GROUPS ? n : WG_GROUPS; }
+static size_t dw_part(const wplan *p) { return (size_t)16 * (size_t)p->c * (size_t)p->oc + (size_t)p->oc; }
+
 #if NN_VARIANT_ONCE
 int nn_conv2d_winograd_fits(const nn_conv_geom *g) {
   return g->stride == 1 && g->kh == 3 && g->kw == 3 && g->oc % WG_OB == 0;
@@ -84,6 +89,8 @@ size_t nn_conv2d_winograd_workspace(const nn_conv_geom *g, int nprocs) {
   if (nn_conv2d_winograd_fits(g)) {
     wplan p = wplan_forward(g);
     need = p.u + (size_t)nprocs * p.slot;
+    size_t params = (size_t)dw_groups(g->n) * dw_part(&p) + (size_t)nprocs * p.slot;
+    if (params > need) need = params;
   }
   if (nn_conv2d_winograd_data_fits(g)) {
     wplan p = wplan_data(g);
@@ -323,6 +330,25 @@ static void unstage(const wplan *p, const float *Ys, float *y) {
     for (size_t o = 0; o < OC; o++) y[o * ohw + px] = Ys[px * OC + o];
 }
 
+/* Ys[pixel][oc] = y[oc][pixel] (unstage's inverse) */
+static void stage(const wplan *p, const float *y, float *Ys) {
+  const size_t OC = (size_t)p->oc, ohw = (size_t)p->oh * (size_t)p->ow;
+  size_t px = 0;
+#ifdef __AVX2__
+  for (; px + VL <= ohw; px += VL)
+    for (size_t o = 0; o < OC; o += VL) {
+      v8 r[8];
+#pragma GCC unroll 8
+      for (int l = 0; l < VL; l++) VLOAD(r[l], y + (o + (size_t)l) * ohw + px);
+      transpose8(r);
+#pragma GCC unroll 8
+      for (int k = 0; k < VL; k++) VSTORE(Ys + (px + (size_t)k) * OC + o, r[k]);
+    }
+#endif
+  for (; px < ohw; px++)
+    for (size_t o = 0; o < OC; o++) Ys[px * OC + o] = y[o * ohw + px];
+}
+
 /* One call: U, then the samples over up to `nthreads` threads. e: the forward's epilogue
  * (NULL for dx); act, z: for dx, dy = dz * act'(z) (src = dz). */
 static void run(const wplan *p, int n, const nn_epilogue *e, nn_act act, const float *z, const float *src,
@@ -352,6 +378,174 @@ static void run(const wplan *p, int n, const nn_epilogue *e, nn_act act, const f
         for (int oc = 0; oc < p->oc; oc++) conv_epi_n(e, oc, ys + (size_t)oc * ohw, ys + (size_t)oc * ohw, ohw);
     }
   }
+}
+
+/* ---- dW, db: dW[oc][c] = G^T [ sum over samples, tiles of (A dy A^T) (.) (B^T d B) ] G --------
+ * (the forward's transforms, transposed: y = A^T [(G g) (.) (B^T d B)] A is linear in g).
+ * Per sample: V as in the forward; the layer's dy (dz * act'(z)) staged as Ds[pixel][oc] and
+ * transformed tile by tile into Y[xi][t][oc] (zeros where a tile sticks out of the output);
+ * then Mp[xi][c][oc] += sum over t of V[xi][c][t] * Y[xi][t][oc] in register blocks of up to
+ * 6 channels x 16 filters, and db[oc] += sum over t of Y[5][t][oc] (component (1, 1) of a
+ * tile is the sum of its four dy). Samples are split into WG_GROUPS fixed groups, each summing
+ * its samples in order into its own Mp; the groups are added in order at the end: results do
+ * not depend on the thread count. */
+
+/* Y[xi][t][oc] = (A dy A^T) of each tile t, from Ds[pixel][oc] */
+static void dy_transform(const wplan *p, const float *Ds, float *Y) {
+  const size_t OC = (size_t)p->oc, T = (size_t)p->th * (size_t)p->tw, st = T * OC, row = (size_t)p->ow * OC;
+  for (int th = 0; th < p->th; th++)
+    for (int tw = 0; tw < p->tw; tw++) {
+      const int two_h = 2 * th + 1 < p->oh, two_w = 2 * tw + 1 < p->ow;
+      const float *q = Ds + ((size_t)(2 * th) * (size_t)p->ow + (size_t)(2 * tw)) * OC;
+      float *yt = Y + ((size_t)th * (size_t)p->tw + (size_t)tw) * OC;
+      for (size_t o = 0; o < OC; o += VL) {
+        v8 d00, d01 = VBCAST(0.0f), d10 = VBCAST(0.0f), d11 = VBCAST(0.0f);
+        VLOAD(d00, q + o);
+        if (two_w) VLOAD(d01, q + OC + o);
+        if (two_h) {
+          VLOAD(d10, q + row + o);
+          if (two_w) VLOAD(d11, q + row + OC + o);
+        }
+        /* u = A dy (rows: dy0, dy0 + dy1, dy0 - dy1, -dy1), then u A^T along the columns */
+        const v8 u[4][2] = {{d00, d01}, {d00 + d10, d01 + d11}, {d00 - d10, d01 - d11}, {-d10, -d11}};
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; a++) {
+          float *ya = yt + (size_t)(4 * a) * st + o;
+          const v8 y0 = u[a][0], y1 = u[a][0] + u[a][1], y2 = u[a][0] - u[a][1], y3 = -u[a][1];
+          VSTORE(ya, y0);
+          VSTORE(ya + st, y1);
+          VSTORE(ya + 2 * st, y2);
+          VSTORE(ya + 3 * st, y3);
+        }
+      }
+    }
+}
+
+/* m[r][ob + j] += sum over t < T of v[r*tp + t] * y[t][ob + j], r < R, j < 16 */
+static inline __attribute__((always_inline)) void dw_block(const wplan *p, const float *v, const float *y, float *m,
+                                                           int T, const int R) {
+  const size_t OC = (size_t)p->oc, tp = (size_t)p->tp;
+  v8 acc[WG_RMAX][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
+    VLOAD(acc[r][0], m + (size_t)r * OC);
+    VLOAD(acc[r][1], m + (size_t)r * OC + VL);
+  }
+  for (int t = 0; t < T; t++) {
+    v8 y2[2];
+    VLOAD(y2[0], y + (size_t)t * OC);
+    VLOAD(y2[1], y + (size_t)t * OC + VL);
+    VKEEP(y2[0]);
+    VKEEP(y2[1]);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const v8 b = VBCAST(v[(size_t)r * tp + (size_t)t]);
+      VFMA(acc[r][0], b, y2[0]);
+      VFMA(acc[r][1], b, y2[1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
+    VSTORE(m + (size_t)r * OC, acc[r][0]);
+    VSTORE(m + (size_t)r * OC + VL, acc[r][1]);
+  }
+}
+
+/* Mp[xi][c][oc] += sum over t of V[xi][c][t] * Y[xi][t][oc]; db[oc] += sum over t of Y[5][t][oc] */
+static void dw_accumulate(const wplan *p, const float *V, const float *Y, float *Mp, float *db) {
+  const int T = p->th * p->tw;
+  const size_t C = (size_t)p->c, OC = (size_t)p->oc, TP = (size_t)p->tp;
+  for (int xi = 0; xi < 16; xi++) {
+    const float *v = V + (size_t)xi * C * TP, *y = Y + (size_t)xi * (size_t)T * OC;
+    float *m = Mp + (size_t)xi * C * OC;
+    for (int c0 = 0; c0 < p->c; c0 += WG_RMAX)
+      for (size_t ob = 0; ob < OC; ob += WG_OB) {
+        const float *vb = v + (size_t)c0 * TP, *yb = y + ob;
+        float *mb = m + (size_t)c0 * OC + ob;
+        switch (p->c - c0 < WG_RMAX ? p->c - c0 : WG_RMAX) {
+          case 1: dw_block(p, vb, yb, mb, T, 1); break;
+          case 2: dw_block(p, vb, yb, mb, T, 2); break;
+          case 3: dw_block(p, vb, yb, mb, T, 3); break;
+          case 4: dw_block(p, vb, yb, mb, T, 4); break;
+          case 5: dw_block(p, vb, yb, mb, T, 5); break;
+          default: dw_block(p, vb, yb, mb, T, WG_RMAX); break;
+        }
+      }
+  }
+  const float *y5 = Y + (size_t)5 * (size_t)T * OC;
+  for (int t = 0; t < T; t++)
+    for (size_t o = 0; o < OC; o++) db[o] += y5[(size_t)t * OC + o];
+}
+
+/* dw[oc][c] += G^T m G and db += the groups' db, m[xi] = the groups' Mp[xi][c][oc] added in
+ * order (into group 0's, element by element: the same sums at any thread count); 8 filters at a
+ * time. */
+static void dw_reduce(const wplan *p, int groups, float *parts, float *dw, float *db) {
+  const size_t C = (size_t)p->c, OC = (size_t)p->oc, part = dw_part(p), st = C * OC;
+  for (int gi = 1; gi < groups; gi++) {
+    const float *q = parts + (size_t)gi * part;
+#pragma omp simd
+    for (size_t j = 0; j < part; j++) parts[j] += q[j];
+  }
+  for (size_t c = 0; c < C; c++)
+    for (size_t o = 0; o < OC; o += VL) {
+      v8 m[16], s[3][4];
+#pragma GCC unroll 16
+      for (int xi = 0; xi < 16; xi++) VLOAD(m[xi], parts + (size_t)xi * st + c * OC + o);
+#pragma GCC unroll 4
+      for (int b = 0; b < 4; b++) { /* G^T m */
+        s[0][b] = m[b] + 0.5f * m[4 + b] + 0.5f * m[8 + b];
+        s[1][b] = 0.5f * m[4 + b] - 0.5f * m[8 + b];
+        s[2][b] = 0.5f * m[4 + b] + 0.5f * m[8 + b] + m[12 + b];
+      }
+#pragma GCC unroll 3
+      for (int i = 0; i < 3; i++) { /* (G^T m) G */
+        const v8 w0 = s[i][0] + 0.5f * s[i][1] + 0.5f * s[i][2], w1 = 0.5f * s[i][1] - 0.5f * s[i][2],
+                 w2 = 0.5f * s[i][1] + 0.5f * s[i][2] + s[i][3];
+        for (int l = 0; l < VL; l++) {
+          float *d = dw + ((o + (size_t)l) * C + c) * 9 + (size_t)(3 * i);
+          d[0] += w0[l], d[1] += w1[l], d[2] += w2[l];
+        }
+      }
+    }
+  if (db)
+    for (size_t oc = 0; oc < OC; oc++) db[oc] += parts[st * 16 + oc];
+}
+
+void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act, const float *x, const float *z,
+                                              const float *dz, float *dw, float *db, float *ws, int nthreads) {
+  NN_ASSERT(nn_conv2d_winograd_fits(g));
+  const wplan p = wplan_forward(g);
+  const int n = g->n, groups = dw_groups(n);
+  const size_t in = (size_t)p.c * (size_t)p.h * (size_t)p.w, out = (size_t)p.oc * (size_t)p.oh * (size_t)p.ow;
+  const size_t part = dw_part(&p);
+  float *parts = ws, *slots = ws + (size_t)groups * part;
+  if (nthreads > groups) nthreads = groups;
+#pragma omp parallel num_threads(nthreads > 1 ? nthreads : 1)
+  {
+    float *xe = slots + (size_t)omp_get_thread_num() * p.slot, *xo = xe + (size_t)p.c * p.plane;
+    float *V = xo + (size_t)p.c * p.plane, *Y = V + (size_t)16 * (size_t)p.c * (size_t)p.tp;
+    float *Ds = Y + (size_t)16 * (size_t)p.tp * (size_t)p.oc;
+    memset(xe, 0, sizeof(float) * 2 * (size_t)p.c * p.plane);
+#pragma omp for schedule(dynamic, 1)
+    for (int gi = 0; gi < groups; gi++) {
+      float *Mp = parts + (size_t)gi * part;
+      memset(Mp, 0, sizeof(float) * part);
+      for (int s = (int)((long)gi * n / groups); s < (int)((long)(gi + 1) * n / groups); s++) {
+        pack(&p, NN_ACT_NONE, NULL, x + (size_t)s * in, xe, xo, NULL);
+        input_transform(&p, xe, xo, V);
+        const float *dys = dz + (size_t)s * out;
+        if (z || act != NN_ACT_NONE) { /* dy planes into Y's space first: staged before Y is written */
+          act_grad_n(act, z ? z + (size_t)s * out : NULL, dys, Y, out);
+          dys = Y;
+        }
+        stage(&p, dys, Ds);
+        dy_transform(&p, Ds, Y);
+        dw_accumulate(&p, V, Y, Mp, Mp + part - (size_t)p.oc);
+      }
+    }
+  }
+  dw_reduce(&p, groups, parts, dw, db);
 }
 
 void NN_V(nn_conv2d_winograd_forward)(const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w,

@@ -18,12 +18,16 @@ size_t nn_conv2d_winograd_workspace(const nn_conv_geom *g, int nprocs);
  * conv2d.c calls its own, NN_V(name) (kernels/variant.h).
  * _forward: y = the epilogue e of conv(x, w), on at most `nthreads` threads.
  * _backward_data: dx = dL/dx (overwritten) from dy = dz * act'(z) (z unused for NN_ACT_NONE,
- *   dz = dy), on at most `nthreads` threads. */
+ *   dz = dy), on at most `nthreads` threads.
+ * _backward_params: dw += dL/dw, db += dL/db (db may be NULL) from the same dy, for shapes
+ *   where nn_conv2d_winograd_fits, on at most `nthreads` threads. */
 #define NN_CONV2D_WINOGRAD_VARIANT(sfx)                                                                             \
   void nn_conv2d_winograd_forward##sfx(const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w, \
                                        float *y, float *ws, int nthreads);                                          \
   void nn_conv2d_winograd_backward_data##sfx(const nn_conv_geom *g, nn_act act, const float *w, const float *z,     \
-                                             const float *dz, float *dx, float *ws, int nthreads);
+                                             const float *dz, float *dx, float *ws, int nthreads);                  \
+  void nn_conv2d_winograd_backward_params##sfx(const nn_conv_geom *g, nn_act act, const float *x, const float *z,   \
+                                               const float *dz, float *dw, float *db, float *ws, int nthreads);
 NN_CONV2D_WINOGRAD_VARIANT(_generic)
 NN_CONV2D_WINOGRAD_VARIANT(_avx2)
 #undef NN_CONV2D_WINOGRAD_VARIANT

@@ -55,12 +55,12 @@ void nn_ref_dense_backward(const double *x, const double *w, const double *dy, d
  * OH = (H + 2*pad - KH)/stride + 1 (floor), zero padding. Optimized: im2col + nn_gemm, or
  * for stride 1 and few input channels a direct convolution (forward, dw, db; dx for unpadded
  * layers with output rows of whole vectors), or for 3x3 stride-1 layers with 16+ channels
- * Winograd's F(2x2, 3x3) (forward and dx), chosen by shape (nn_conv2d_algo*). ws is scratch of
+ * Winograd's F(2x2, 3x3), chosen by shape (nn_conv2d_algo*). ws is scratch of
  * nn_conv2d_workspace(g) floats (caller allocates once). */
 typedef enum { NN_CONV_AUTO = 0, /* by shape: nn_conv2d_algo */
                NN_CONV_IM2COL = 1,
                NN_CONV_DIRECT = 2,
-               NN_CONV_WINOGRAD = 3, /* F(2x2, 3x3): forward and dx of 3x3 stride-1 layers */
+               NN_CONV_WINOGRAD = 3, /* F(2x2, 3x3): 3x3 stride-1 layers */
                NN_CONV_ALGO_COUNT } nn_conv_algo;
 typedef struct {
   int n, c, h, w; /* input */
@@ -72,10 +72,11 @@ typedef struct {
 /* Fills oh/ow; returns 0 if the geometry is valid (output >= 1x1), -1 otherwise. */
 int nn_conv_geom_init(nn_conv_geom *g);
 /* The algorithm the kernels run for g, per pass: the requested one, or for NN_CONV_AUTO the
- * rule by shape, measured with bench_kernels (docs/performance.md): the forward and dx run
- * Winograd for a 3x3 kernel, stride 1 and at least NN_CONV_WINOGRAD_MIN_C channels going in
- * (C; for dx OC) with whole blocks of 16 coming out (OC; for dx C, and pad <= 2): a GEMM K
- * of 16+ keeps its 16 GEMMs at the FMA peak (the CNNs' second layers); otherwise the forward runs direct
+ * rule by shape, measured with bench_kernels (docs/performance.md): the forward and dw/db run
+ * Winograd for a 3x3 kernel, stride 1, at least NN_CONV_WINOGRAD_MIN_C input channels and
+ * whole blocks of 16 filters, dx for the same with the roles exchanged (16+ filters, whole
+ * blocks of 16 input channels, pad <= 2): a GEMM K of 16+ keeps the 16 GEMMs per tile at the
+ * FMA peak (the CNNs' second layers); otherwise the forward runs direct
  * for stride 1 and either C*KH*KW <= NN_CONV_DIRECT_MAX_CKK or output rows of whole vectors
  * (OW a multiple of NN_CONV_DIRECT_ROW: no dead lanes, LeNet conv2); dw/db run direct when the forward does
  * and there are fewer than NN_CONV_DIRECT_DW_MAX_OC filters (the GEMM wastes most of its row
@@ -84,7 +85,7 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * NN_CONV_DIRECT_DX_MAX_OC filters (LeNet conv2: no column matrix to write and read back).
  * Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS (and for dx the shape above):
  * a direct request for another shape runs im2col, and so does a Winograd request where it does
- * not fit (dw/db always: there is no Winograd weight gradient). The choice
+ * not fit. The choice
  * depends on the geometry only: every call for a layer runs the same code, and results do not
  * depend on timing or on the thread count. (Runtime dispatch, ARCHITECTURE.md §13: a kernel
  * variant compiled without AVX2 runs im2col where the rule says direct or Winograd.) */
