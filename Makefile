@@ -61,7 +61,8 @@ fuzz-long: fuzz-build
 valgrind: deps
 	cmake -S . -B build-valgrind -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNN_NATIVE=OFF -DBUILD_TESTING=OFF -DNN_BUILD_BENCH=OFF
 	cmake --build build-valgrind -j$(JOBS) --target normnet_cli
-	bash scripts/valgrind.sh build-valgrind/normnet
+	bash scripts/valgrind.sh build-valgrind/normnet lenet
+	bash scripts/valgrind.sh build-valgrind/normnet cnn
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz build-valgrind build-portable
