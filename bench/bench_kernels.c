@@ -6,7 +6,8 @@
  * pooling, activations; bytes = tensors read + written once) or GFLOP/s (conv, dense GEMMs;
  * 2*M*N*K per GEMM), next to two references measured by the same program: the triad
  * bandwidth (a[i] = b[i] + s*c[i]) on arrays of the kernel's footprint, and the FMA peak
- * (independent vector FMA chains on registers). --only picks one group (pool, relu, conv, dense). Each figure is the median of 7 timed
+ * (independent vector FMA chains on registers). Convolutions also print each algorithm's
+ * error against the double-precision reference twin (conv_accuracy). --only picks one group (pool, relu, conv, dense). Each figure is the median of 7 timed
  * repetitions of about --seconds/7 each. On one thread the clock is the process's CPU time
  * (time spent waiting for a core another process holds is not counted, so figures stay
  * comparable on a shared machine); on more threads it is wall time. */
@@ -191,6 +192,64 @@ static void conv_bwd_data(void *p) {
   nn_conv2d_backward(&c->g, c->x, c->w, c->dy, c->dx, NULL, NULL, c->ws);
 }
 
+/* max |got - want| / max |want| */
+static double rel_err(const float *got, const double *want, size_t n) {
+  double e = 0, m = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double d = fabs((double)got[i] - want[i]);
+    if (d > e) e = d;
+    if (fabs(want[i]) > m) m = fabs(want[i]);
+  }
+  return m > 0 ? e / m : e;
+}
+
+/* Each algorithm's error against the double-precision reference twin on 4 samples of the shape
+ * (x in [0, 1), Glorot-uniform filters, dy in [-1, 1)): the largest error of y, dx and dW
+ * relative to the largest reference value, after the timing (not timed). */
+static void conv_accuracy(const char *name, int c, int h, int w, int oc, int k) {
+  nn_conv_geom g = {.n = 4, .c = c, .h = h, .w = w, .oc = oc, .kh = k, .kw = k, .stride = 1, .pad = 0};
+  nn_conv_geom_init(&g);
+  const size_t nx = (size_t)g.n * c * h * w, nw = (size_t)oc * c * k * k, ny = (size_t)g.n * oc * g.oh * g.ow;
+  float *x = fbuf(nx), *wt = fbuf(nw), *dy = fbuf(ny), *y = fbuf(ny), *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf(oc);
+  double *xd = calloc(nx, sizeof *xd), *wd = calloc(nw, sizeof *wd), *dyd = calloc(ny, sizeof *dyd);
+  double *yd = calloc(ny, sizeof *yd), *dxd = calloc(nx, sizeof *dxd), *dwd = calloc(nw, sizeof *dwd),
+         *dbd = calloc((size_t)oc, sizeof *dbd);
+  if (!xd || !wd || !dyd || !yd || !dxd || !dwd || !dbd) {
+    fprintf(stderr, "bench_kernels: out of memory\n");
+    exit(1);
+  }
+  uint64_t st = 0x9E3779B97F4A7C15ULL;
+  const double bound = sqrt(6.0 / ((double)(c + oc) * k * k));
+  for (size_t i = 0; i < nx + nw + ny; i++) {
+    st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+    const double u = (double)(st >> 11) / 9007199254740992.0; /* [0, 1) */
+    if (i < nx)
+      x[i] = (float)u, xd[i] = x[i];
+    else if (i < nx + nw)
+      wt[i - nx] = (float)((2 * u - 1) * bound), wd[i - nx] = wt[i - nx];
+    else
+      dy[i - nx - nw] = (float)(2 * u - 1), dyd[i - nx - nw] = dy[i - nx - nw];
+  }
+  nn_ref_conv2d_forward(&g, xd, wd, NULL, yd);
+  nn_ref_conv2d_backward(&g, xd, wd, dyd, dxd, dwd, dbd);
+  for (int a = NN_CONV_IM2COL; a < NN_CONV_ALGO_COUNT; a++) {
+    g.algo = (nn_conv_algo)a;
+    if (nn_conv2d_algo(&g) != (nn_conv_algo)a) continue;
+    float *ws = fbuf(nn_conv2d_workspace(&g));
+    memset(dw, 0, nw * sizeof *dw);
+    memset(db, 0, (size_t)oc * sizeof *db);
+    nn_conv2d_forward(&g, x, wt, NULL, y, ws);
+    nn_conv2d_backward(&g, x, wt, dy, dx, dw, db, ws);
+    printf("conv error %s [%s; dw %s, dx %s]: y %.2g, dx %.2g, dw %.2g (max |err| / max |ref|)\n", name,
+           nn_conv2d_algo_name((nn_conv_algo)a), nn_conv2d_algo_name(nn_conv2d_algo_params(&g)),
+           nn_conv2d_algo_name(nn_conv2d_algo_data(&g)), rel_err(y, yd, ny), rel_err(dx, dxd, nx),
+           rel_err(dw, dwd, nw));
+    free(ws);
+  }
+  free(x), free(wt), free(dy), free(y), free(dx), free(dw), free(db);
+  free(xd), free(wd), free(dyd), free(yd), free(dxd), free(dwd), free(dbd);
+}
+
 /* Every algorithm on the shape, one after the other in the same process, each pass where the
  * algorithm applies (direct: stride 1, dx also unpadded whole-vector rows; Winograd: 3x3
  * stride 1, forward and dx); the algorithm the library picks by itself (nn_conv2d_algo for
@@ -228,6 +287,7 @@ static void bench_conv(const char *name, int n, int c, int h, int w, int oc, int
     free(cc.ws);
   }
   free(cc.x), free(cc.dx), free(cc.w), free(cc.dw), free(cc.b), free(cc.db), free(cc.y), free(cc.dy);
+  conv_accuracy(name, c, h, w, oc, k);
 }
 
 static void bench_relu(const char *name, size_t count) {
