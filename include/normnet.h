@@ -82,7 +82,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 5
+#define NN_VERSION_PATCH 6
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -415,6 +415,14 @@ NN_API int nn_model_first_bad_output(const nn_model *m, const double *limits, do
 NN_API void nn_model_output_maxabs(const nn_model *m, double *maxabs);
 /* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
 NN_API const float *nn_model_probs(const nn_model *m);
+/* Where a step's time goes, per layer (off by default). nn_model_set_timing(m, 1) zeroes the
+ * counters and from then on adds the wall time of each layer's forward and backward to them
+ * (two clock reads per layer and pass); 0 stops timing and keeps the counters. A layer that
+ * runs fused with the ones after it (conv2d or batchnorm with its activation, the evaluation
+ * epilogues: nn_model_layer_output) carries their time, and those read 0.
+ * nn_model_layer_time: layer i's seconds so far (either pointer may be NULL). */
+NN_API void nn_model_set_timing(nn_model *m, int on);
+NN_API void nn_model_layer_time(const nn_model *m, int i, double *forward_s, double *backward_s);
 
 /* ---- optimizers -------------------------------------------------------------------- */
 typedef struct nn_optimizer nn_optimizer;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "base/threads.h"
 #include "fixture.h"
 #include "nn_test.h"
 #include "kernels/kernels.h"
@@ -546,6 +547,70 @@ static void test_fused_activation(void **state) {
  * a training step gives the logits, gradients and running statistics of the same model run
  * layer by layer, unfused, bit for bit; in eval, the lean forward (BN and conv fused with
  * their activations) gives the plain forward's logits bit for bit. */
+/* nn_model_set_timing: off by default; on, every layer that ran has time and the layers fused
+ * into the one before them read 0 (in the forward and the backward), the forward's layer
+ * times fit inside its wall time, off keeps the counters, on again zeroes them. */
+static void test_layer_timing(void **state) {
+  (void)state;
+  const char *text =
+      "input shape=3x16x16\n"
+      "conv2d filters=16 kernel=3\nrelu\n"
+      "conv2d filters=16 kernel=3\nbatchnorm\nrelu\n"
+      "flatten\ndense units=10\n";
+  nn_error err = {0};
+  nn_spec *spec = NULL;
+  nn_model *m = NULL;
+  if (nn_spec_parse(text, "timing", &spec, &err) || nn_model_create(spec, &m, &err)) fail_msg("%s", err.msg);
+  nn_spec_free(spec);
+  nn_rng r;
+  nn_rng_seed(&r, 3);
+  nn_model_init(m, NN_INIT_DEFAULT, &r);
+  const int n = 8, in = nn_model_input_size(m), nl = nn_model_num_layers(m);
+  float *x = tu_fbuf((size_t)n * in);
+  int32_t labels[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  tu_fill_normal(&r, x, (size_t)n * in, 0.0, 1.0);
+  double f, b;
+  if (nn_model_forward(m, x, labels, n, NN_MODE_TRAIN, NULL, NULL, NULL, &err) || nn_model_backward(m, &err))
+    fail_msg("%s", err.msg);
+  for (int i = 0; i < nl; i++) {
+    nn_model_layer_time(m, i, &f, &b);
+    assert_true(f == 0.0 && b == 0.0); /* off by default */
+  }
+  nn_model_set_timing(m, 1);
+  double wall = 0.0;
+  for (int s = 0; s < 3; s++) {
+    const double t0 = nn_now();
+    if (nn_model_forward(m, x, labels, n, NN_MODE_TRAIN, NULL, NULL, NULL, &err)) fail_msg("%s", err.msg);
+    wall += nn_now() - t0;
+    if (nn_model_backward(m, &err)) fail_msg("%s", err.msg);
+  }
+  double sum = 0.0;
+  for (int i = 0; i < nl; i++) {
+    nn_model_layer_time(m, i, &f, &b);
+    const int fused = i == 1 || i == 4; /* relu after conv2d, relu after batchnorm: fused in training */
+    if (fused)
+      assert_true(f == 0.0 && b == 0.0);
+    else if (!(f > 0.0 && b > 0.0))
+      fail_msg("layer %d ran but has forward %g s, backward %g s", i, f, b);
+    sum += f;
+  }
+  if (sum > wall) fail_msg("the layers' forward times (%g s) exceed the forwards' wall time (%g s)", sum, wall);
+  double f0, b0;
+  nn_model_layer_time(m, 0, &f0, &b0);
+  nn_model_set_timing(m, 0); /* off: the counters stay and stop */
+  if (nn_model_forward(m, x, labels, n, NN_MODE_TRAIN, NULL, NULL, NULL, &err)) fail_msg("%s", err.msg);
+  nn_model_layer_time(m, 0, &f, &b);
+  assert_true(f == f0 && b == b0);
+  nn_model_layer_time(m, nl, &f, &b); /* out of range: zeros; NULL pointers allowed */
+  assert_true(f == 0.0 && b == 0.0);
+  nn_model_layer_time(m, 0, NULL, NULL);
+  nn_model_set_timing(m, 1); /* on again: zeroed */
+  nn_model_layer_time(m, 0, &f, &b);
+  assert_true(f == 0.0 && b == 0.0);
+  free(x);
+  nn_model_free(m);
+}
+
 static void test_model_fusion(void **state) {
   (void)state;
   const char *text =
@@ -707,6 +772,7 @@ int main(void) {
       cmocka_unit_test(test_phases),
       cmocka_unit_test(test_fused_activation),
       cmocka_unit_test(test_model_fusion),
+      cmocka_unit_test(test_layer_timing),
       cmocka_unit_test(test_threads_bitwise),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -123,10 +123,11 @@ struct nn_layer {
   int skipped_updates; /* running-stat updates skipped for non-finite batch statistics */
   nn_rng rng;          /* per-layer random stream (dropout masks), seeded by init */
   /* bound by the model: */
-  float *p, *g, *st;   /* this layer's params, grads, state (NULL if none) */
-  float *scratch;      /* planned per batch size */
-  const nn_comm *comm; /* batchnorm: synchronize batch statistics over these ranks (SyncBN),
+  float *p, *g, *st;         /* this layer's params, grads, state (NULL if none) */
+  float *scratch;            /* planned per batch size */
+  const nn_comm *comm;       /* batchnorm: synchronize batch statistics over these ranks (SyncBN),
                              or NULL; set by nn_model_set_comm */
+  double time_fwd, time_bwd; /* seconds, while the model's timing is on (nn_model_set_timing) */
 };
 
 typedef struct {

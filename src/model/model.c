@@ -431,6 +431,18 @@ void nn_model_set_comm(nn_model *m, const nn_comm *comm) {
     m->layers[i].comm = m->comm && m->comm->sync_bn && m->layers[i].kind == NN_LAYER_BATCHNORM ? m->comm : NULL;
 }
 
+void nn_model_set_timing(nn_model *m, int on) {
+  if (on)
+    for (int i = 0; i < m->nlayers; i++) m->layers[i].time_fwd = m->layers[i].time_bwd = 0.0;
+  m->timing = on != 0;
+}
+
+void nn_model_layer_time(const nn_model *m, int i, double *forward_s, double *backward_s) {
+  const int ok = i >= 0 && i < m->nlayers;
+  if (forward_s) *forward_s = ok ? m->layers[i].time_fwd : 0.0;
+  if (backward_s) *backward_s = ok ? m->layers[i].time_bwd : 0.0;
+}
+
 /* An empty slice of a global batch (data parallel): only synchronized batchnorm layers take
  * part, contributing nothing, so every rank makes the same collective calls. */
 static nn_status forward_empty(nn_model *m, nn_mode mode, int lean, double *loss_sum, int *correct, nn_error *err) {
@@ -470,6 +482,7 @@ static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
     const int span = fused_span(m, i, mode, lean);
+    const double t0 = m->timing ? nn_now() : 0.0;
     if (span) {
       /* layers i..i+span in one pass; only the last one's output act[i+span+1] is stored */
       if (L->kind == NN_LAYER_BATCHNORM) {
@@ -483,6 +496,7 @@ static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int
     } else {
       st = nn_layer_table[L->kind]->forward(L, m->act[i], m->act[i + 1], n, mode, err);
     }
+    if (m->timing) L->time_fwd += nn_now() - t0; /* L: the span's first layer */
     if (st) return st;
   }
   const float *z = m->act[m->nlayers];
@@ -525,7 +539,8 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
   if (n) nn_softmax_xent_backward(m->probs, m->labels, m->dact[m->nlayers], n, k, 1.0f / (float)(m->loss_n ? m->loss_n : n));
   for (int i = m->nlayers - 1; i >= 0; i--) {
     nn_layer *L = &m->layers[i];
-    if (!n && !L->comm) continue;                         /* empty slice: only synchronized batchnorm takes part */
+    if (!n && !L->comm) continue; /* empty slice: only synchronized batchnorm takes part */
+    const double t0 = m->timing ? nn_now() : 0.0;
     if (i > 0 && fused_span(m, i - 1, m->last_mode, 0)) { /* as the forward fused them (training: pairs) */
       i--;
       nn_layer *F = &m->layers[i];
@@ -534,10 +549,12 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
       else
         nn_layer_table[F->kind]->backward_act(F, nn_layer_act(L), m->act[i], m->act[i + 2], m->dact[i + 2],
                                               i ? m->dact[i] : NULL, n);
+      if (m->timing) F->time_bwd += nn_now() - t0;
       continue;
     }
     nn_layer_table[L->kind]->backward(L, m->act[i], m->act[i + 1], m->dact[i + 1], i ? m->dact[i] : NULL, n,
                                       m->last_mode);
+    if (m->timing) L->time_bwd += nn_now() - t0;
   }
   return NN_OK;
 }

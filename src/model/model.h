@@ -27,6 +27,7 @@ struct nn_model {
   int last_lean;       /* the last forward was nn_model_forward_lean (no backward can follow it) */
   nn_tuner tuner[2];   /* thread count per kind of step (train, eval), base/threads.h */
   int threads;         /* nn_model_set_threads: > 0 fixed for this model; 0 the default */
+  int timing;          /* nn_model_set_timing: add each layer's wall time to its time_fwd/bwd */
   const nn_comm *comm; /* data parallel (nn_model_set_comm), or NULL */
   int loss_n;          /* backward averages the loss over this many samples (the global
                             batch under data parallelism); 0: over the forward's batch */
