@@ -1,7 +1,7 @@
 /* Training and inference throughput of the presets with and without BN, plus peak memory.
  *
  *   bench_train [--model P|all] [--norm batch|none|both] [--batch B] [--threads T]
- *               [--warmup W] [--steps N | --seconds S] [--reps R]
+ *               [--warmup W] [--steps N | --seconds S] [--reps R] [--augment A] [--layers]
  *
  * --model    a preset (lenet, mlp, cnn, cifar-cnn, cifar-gap) or all (default lenet)
  * --norm     batch (the preset), none (its twin without normalization) or both (default)
@@ -13,6 +13,11 @@
  * --seconds  target length of one repetition when --steps is not given (default 0.25)
  * --reps     timed repetitions; the median is reported (default 5)
  * --augment  augmentation (nn_augment_parse text) in each training step's batch assembly
+ * --layers   also where the training steps' time goes, per layer (nn_model_set_timing): one
+ *            line per layer that ran, after the variant's line:
+ *              layer I KIND forward_us_per_step=F (P %) backward_us_per_step=B (Q %)
+ *            (P, Q: shares of all layers' time in the timed training steps, warm-up and
+ *            calibration excluded; a layer fused with the ones after it carries their time)
  *
  * A training step is what `normnet train` does per batch: zero the gradients, convert the
  * uint8 batch to normalized floats, forward with the loss, backward, and the preset's own
@@ -59,10 +64,12 @@ static const char usage[] =
     "  --steps   timed steps per repetition (default: --seconds worth)\n"
     "  --seconds target seconds per repetition without --steps (default 0.25)\n"
     "  --reps    timed repetitions, median reported (default 5, at most 101)\n"
-    "  --augment augmentation in each training step's batch assembly, e.g. flip,rotate=0.1,crop=4\n";
+    "  --augment augmentation in each training step's batch assembly, e.g. flip,rotate=0.1,crop=4\n"
+    "  --layers  also print each layer's share of the training steps' time\n";
 
 typedef struct {
   int batch, threads, warmup, steps, reps;
+  int layers; /* --layers: per-layer timing of the training steps */
   double seconds;
   const char *augment; /* nn_augment_parse text, or NULL */
 } bench_opts;
@@ -76,6 +83,8 @@ typedef struct {
   const int32_t *y;
   float *x;
   double assembly;     /* wall seconds spent in batch assembly */
+  int layers;          /* --layers: time each layer in the timed training steps */
+  long steps;          /* training steps since the timing started */
   const nn_augment *a; /* augmentation in the assembly, or NULL */
   nn_rng *rng;
   nn_dims dims;
@@ -89,6 +98,7 @@ static int train_step(step_ctx *c, nn_error *err) {
   for (size_t i = 0; i < (size_t)c->batch * (size_t)c->in; i++) c->x[i] = ((float)c->u8[i] / 255.0f - mean) * inv;
   if (c->a) nn_augment_batch(c->a, c->rng, c->x, c->batch, c->dims, c->scratch);
   c->assembly += now() - t0;
+  c->steps++;
   if (nn_model_forward(c->m, c->x, c->y, c->batch, NN_MODE_TRAIN, NULL, NULL, NULL, err) || nn_model_backward(c->m, err))
     return 1;
   nn_optimizer_step(c->opt, c->m);
@@ -123,6 +133,10 @@ static int measure(step_ctx *c, int (*step)(step_ctx *, nn_error *), const bench
   }
   double rate[MAX_REPS] = {0}, crate[MAX_REPS] = {0}, wall = 0.0;
   c->assembly = 0.0;
+  if (c->layers && step == train_step) { /* the timed steps only: oneDNN JITs its kernels in the first ones */
+    c->steps = 0;
+    nn_model_set_timing(c->m, 1);
+  }
   for (int r = 0; r < o->reps; r++) {
     double t0 = now(), c0 = cpu_now();
     for (int s = 0; s < steps; s++)
@@ -132,6 +146,7 @@ static int measure(step_ctx *c, int (*step)(step_ctx *, nn_error *), const bench
     rate[r] = (double)steps * c->batch / t;
     crate[r] = (double)steps * c->batch / (cpu_now() - c0);
   }
+  nn_model_set_timing(c->m, 0);
   *med = median_of(rate, o->reps);
   *lo = rate[0];
   *hi = rate[o->reps - 1];
@@ -153,6 +168,25 @@ static double train_flops_per_sample(const nn_model *m) {
     f += 2.0 * (double)L->param[0].count * pixels * (i ? 3 : 2);
   }
   return f;
+}
+
+/* --layers: each layer's time per training step and its share of all layers' time */
+static void print_layers(const nn_model *m, long steps) {
+  double total = 0.0;
+  for (int i = 0; i < nn_model_num_layers(m); i++) {
+    double f, b;
+    nn_model_layer_time(m, i, &f, &b);
+    total += f + b;
+  }
+  for (int i = 0; i < nn_model_num_layers(m) && total > 0 && steps > 0; i++) {
+    double f, b;
+    nn_model_layer_time(m, i, &f, &b);
+    if (f + b <= 0) continue; /* ran fused into the layer before it */
+    nn_layer_info info;
+    nn_model_layer_info(m, i, &info);
+    printf("layer %d %s forward_us_per_step=%.1f (%.1f %%) backward_us_per_step=%.1f (%.1f %%)\n", i, info.kind,
+           1e6 * f / (double)steps, 100.0 * f / total, 1e6 * b / (double)steps, 100.0 * b / total);
+  }
 }
 
 static int run_variant(const char *preset, const char *norm, const bench_opts *o) {
@@ -193,7 +227,8 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
     free(x), free(y), free(u8), free(scratch);
     goto done;
   }
-  step_ctx c = {p, m, opt, batch, in, u8, y, x, 0.0, o->augment ? &aug : NULL, &rng, nn_model_input_shape(m), scratch};
+  step_ctx c = {p, m, opt, batch, in, u8, y, x, 0.0, o->layers, 0, o->augment ? &aug : NULL, &rng,
+                nn_model_input_shape(m), scratch};
   double train, tlo, thi, tcpu, tasm, infer, ilo, ihi, icpu, iasm;
   if (measure(&c, train_step, o, &train, &tlo, &thi, &tcpu, &tasm, &err) ||
       measure(&c, infer_step, o, &infer, &ilo, &ihi, &icpu, &iasm, &err)) {
@@ -210,6 +245,7 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
         "train_gflops=%.1f fma_peak_gflops=%.1f peak_pct=%.1f\n",
         preset, strcmp(norm, "none") ? "bn" : "nobn", batch, th, train, infer, tlo, thi, ru.ru_maxrss / 1024.0, tcpu,
         100.0 * tasm, flops / 1e6, gflops, peak, 100.0 * gflops / peak);
+    if (o->layers) print_layers(m, c.steps);
     rc = 0;
   }
   free(x), free(y), free(u8), free(scratch);
@@ -233,13 +269,26 @@ static int int_arg(const char *name, const char *v, int lo, int hi, int *out) {
 
 int main(int argc, char **argv) {
   const char *preset = "lenet", *norm = "both", *variant = NULL;
-  bench_opts o = {.batch = 0, .threads = 0, .warmup = 20, .steps = 0, .reps = 5, .seconds = 0.25, .augment = NULL};
+  bench_opts o = {
+      .batch = 0,
+      .threads = 0,
+      .warmup = 20,
+      .steps = 0,
+      .reps = 5,
+      .layers = 0,
+      .seconds = 0.25,
+      .augment = NULL};
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int bad = 0;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       fputs(usage, stdout);
       return 0;
+    }
+    if (!strcmp(a, "--layers")) { /* a flag: no value */
+      o.layers = 1;
+      i--;
+      continue;
     }
     if (!v) bad = 1; // NOLINT(bugprone-branch-clone): a missing value, not an unknown option
     else if (!strcmp(a, "--model")) preset = v;
@@ -288,6 +337,7 @@ int main(int argc, char **argv) {
       if (o.threads > 0) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --threads %d", o.threads);
       if (o.steps > 0) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --steps %d", o.steps);
       if (o.augment) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --augment '%s'", o.augment);
+      if (o.layers) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), " --layers");
       snprintf(cmd, sizeof cmd, "'%s' --model %s --variant %s --warmup %d --reps %d --seconds %g%s", argv[0], name,
                norms[v], o.warmup, o.reps, o.seconds, opt);
       fflush(stdout);
