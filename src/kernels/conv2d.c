@@ -1,6 +1,7 @@
 /* conv2d: x[N,C,H,W], w[OC,C,KH,KW], b[OC] or NULL, y[N,OC,OH,OW]; im2col + GEMM, or the
  * direct convolution of conv2d_direct.c where nn_conv2d_algo* picks it (forward, dW, db,
- * and dx of unpadded layers with output rows of whole vectors). The forward's epilogue
+ * and dx of unpadded layers with output rows of whole vectors), or Winograd's F(2x2, 3x3) of
+ * conv2d_winograd.c (3x3 stride-1 layers with 16+ channels, every pass). The forward's epilogue
  * (nn_epilogue: bias, an eval BN, the activation) runs on each output row as it is written;
  * backward_act computes dy = dz * act'(z) where it copies dy (bit for bit the separate kernels).
  *
@@ -18,7 +19,8 @@
  *
  * Workspace (floats): slots * (margin + col + tmp) + groups * (OC*CKK + OC), where slots (one
  * per thread that may run) = min(chunks, nn_cores()) and the margin (CONV_COL_MARGIN) lies
- * before each col (col2im_s1's masked loads address a few floats before it). It never
+ * before each col (col2im_s1's masked loads address a few floats before it), or the direct
+ * or Winograd passes' own if larger (the passes run one after the other in it). It never
  * decreases with n: a buffer sized for the largest batch serves every smaller batch. */
 #include <limits.h>
 #include <omp.h>
@@ -501,7 +503,8 @@ static nn_conv_algo conv_variant_algo(const nn_conv_geom *g, nn_conv_algo a) {
 #endif
 }
 
-/* Team size for the direct passes over `units` independent units (samples or filters). */
+/* Team size for the direct and Winograd passes over `units` independent units (samples,
+ * filters or groups of samples). */
 static int direct_team(const nn_conv_geom *g, int units) {
   long flops = 2L * g->n * g->oc * (long)g->c * g->kh * g->kw * g->oh * g->ow;
   if (flops < CONV_PAR_FLOPS || units < 2) return 1;

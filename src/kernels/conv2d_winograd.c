@@ -1,6 +1,7 @@
 /* conv2d by Winograd's minimal filtering F(2x2, 3x3), stride 1, 3x3 kernels: x[N,C,H,W],
- * w[OC,C,3,3], y[N,OC,OH,OW]; and dx[N,C,H,W] from dy[N,OC,OH,OW], the same computation on dy
- * padded by 2 - pad with the filters turned by 180 degrees and transposed.
+ * w[OC,C,3,3], y[N,OC,OH,OW]; dx[N,C,H,W] from dy[N,OC,OH,OW], the same computation on dy
+ * padded by 2 - pad with the filters turned by 180 degrees and transposed; and dW, db (at the
+ * end of this file: the forward's transforms, transposed).
  *
  * Each 2x2 block of outputs (a tile; TH x TW tiles cover OH x OW, the last row and column
  * of tiles may stick out) reads a 4x4 patch d of the padded input at (2 th, 2 tw) and is
@@ -19,12 +20,14 @@
  *           columns of the patches of 8 neighbouring tiles are 4 unit-stride vectors;
  *   V:      B^T d B for 8 tiles of a tile row at a time (lanes past the row's end are stored
  *           and then overwritten by the next row, or land in the padding tiles);
- *   M:      register blocks of 4-6 tiles x 16 filters (up to 12 accumulators);
- *   output: A^T M A per tile, 8 filters at a time, written into y, then the epilogue
- *           (nn_epilogue: bias, an eval BN, the activation) over each output plane.
+ *   M:      register blocks of 5 or 6 tiles x 16 filters (up to 12 accumulators);
+ *   output: A^T M A per tile, 8 filters at a time, into Ys[pixel][oc], then 8x8 transposes
+ *           into the output planes and the epilogue (nn_epilogue: bias, an eval BN, the
+ *           activation) over each plane.
  *
  * Workspace (floats): U (16*C*OC), then per slot xe and xo (C planes of HP x WE each), V
- * (16*C*TP) and M (16*TP*OC); the dx pass uses the same layout with C and OC exchanged. */
+ * (16*C*TP), M (16*TP*OC) and Ys (OH*OW*OC); the dx pass uses the same layout with C and OC
+ * exchanged; the dW pass has its groups' partial sums where U was, then the same slots. */
 #include "kernels/conv2d_winograd.h"
 
 #include <omp.h>
@@ -311,42 +314,27 @@ static inline void transpose8(v8 r[8]) {
 }
 #endif
 
-/* y[oc][pixel] = Ys[pixel][oc]: 8 pixels x 8 filters at a time by 8x8 transposes (AVX2) */
-static void unstage(const wplan *p, const float *Ys, float *y) {
-  const size_t OC = (size_t)p->oc, ohw = (size_t)p->oh * (size_t)p->ow;
-  size_t px = 0;
+/* b[j][i] = a[i][j] for the m x n matrix a into b (n x m): 8x8 blocks by transposes (AVX2),
+ * the edges one by one. Ys[pixel][oc] <-> the output planes [oc][pixel]. */
+static void transpose(const float *a, size_t m, size_t n, float *b) {
+  size_t i0 = 0;
 #ifdef __AVX2__
-  for (; px + VL <= ohw; px += VL)
-    for (size_t o = 0; o < OC; o += VL) {
+  for (; i0 + VL <= m; i0 += VL) {
+    size_t j0 = 0;
+    for (; j0 + VL <= n; j0 += VL) {
       v8 r[8];
 #pragma GCC unroll 8
-      for (int k = 0; k < VL; k++) VLOAD(r[k], Ys + (px + (size_t)k) * OC + o);
+      for (int k = 0; k < VL; k++) VLOAD(r[k], a + (i0 + (size_t)k) * n + j0);
       transpose8(r);
 #pragma GCC unroll 8
-      for (int l = 0; l < VL; l++) VSTORE(y + (o + (size_t)l) * ohw + px, r[l]);
+      for (int l = 0; l < VL; l++) VSTORE(b + (j0 + (size_t)l) * m + i0, r[l]);
     }
+    for (; j0 < n; j0++)
+      for (size_t k = 0; k < VL; k++) b[j0 * m + i0 + k] = a[(i0 + k) * n + j0];
+  }
 #endif
-  for (; px < ohw; px++)
-    for (size_t o = 0; o < OC; o++) y[o * ohw + px] = Ys[px * OC + o];
-}
-
-/* Ys[pixel][oc] = y[oc][pixel] (unstage's inverse) */
-static void stage(const wplan *p, const float *y, float *Ys) {
-  const size_t OC = (size_t)p->oc, ohw = (size_t)p->oh * (size_t)p->ow;
-  size_t px = 0;
-#ifdef __AVX2__
-  for (; px + VL <= ohw; px += VL)
-    for (size_t o = 0; o < OC; o += VL) {
-      v8 r[8];
-#pragma GCC unroll 8
-      for (int l = 0; l < VL; l++) VLOAD(r[l], y + (o + (size_t)l) * ohw + px);
-      transpose8(r);
-#pragma GCC unroll 8
-      for (int k = 0; k < VL; k++) VSTORE(Ys + (px + (size_t)k) * OC + o, r[k]);
-    }
-#endif
-  for (; px < ohw; px++)
-    for (size_t o = 0; o < OC; o++) Ys[px * OC + o] = y[o * ohw + px];
+  for (; i0 < m; i0++)
+    for (size_t j = 0; j < n; j++) b[j * m + i0] = a[i0 * n + j];
 }
 
 /* One call: U, then the samples over up to `nthreads` threads. e: the forward's epilogue
@@ -373,7 +361,7 @@ static void run(const wplan *p, int n, const nn_epilogue *e, nn_act act, const f
       batched_gemm(p, U, V, M);
       float *ys = dst + (size_t)s * out;
       output_transform(p, M, Ys);
-      unstage(p, Ys, ys);
+      transpose(Ys, (size_t)p->oh * (size_t)p->ow, (size_t)p->oc, ys);
       if (e)
         for (int oc = 0; oc < p->oc; oc++) conv_epi_n(e, oc, ys + (size_t)oc * ohw, ys + (size_t)oc * ohw, ohw);
     }
@@ -517,6 +505,7 @@ void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act,
   NN_ASSERT(nn_conv2d_winograd_fits(g));
   const wplan p = wplan_forward(g);
   const int n = g->n, groups = dw_groups(n);
+  if (groups < 1) return; /* no samples: nothing to add */
   const size_t in = (size_t)p.c * (size_t)p.h * (size_t)p.w, out = (size_t)p.oc * (size_t)p.oh * (size_t)p.ow;
   const size_t part = dw_part(&p);
   float *parts = ws, *slots = ws + (size_t)groups * part;
@@ -539,7 +528,7 @@ void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act,
           act_grad_n(act, z ? z + (size_t)s * out : NULL, dys, Y, out);
           dys = Y;
         }
-        stage(&p, dys, Ds);
+        transpose(dys, (size_t)p.oc, (size_t)p.oh * (size_t)p.ow, Ds);
         dy_transform(&p, Ds, Y);
         dw_accumulate(&p, V, Y, Mp, Mp + part - (size_t)p.oc);
       }
