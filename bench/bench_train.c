@@ -83,8 +83,7 @@ typedef struct {
   const int32_t *y;
   float *x;
   double assembly;     /* wall seconds spent in batch assembly */
-  int layers;          /* --layers: time each layer in the timed training steps */
-  long steps;          /* training steps since the timing started */
+  long steps;          /* training steps since the layer timing started (--layers) */
   const nn_augment *a; /* augmentation in the assembly, or NULL */
   nn_rng *rng;
   nn_dims dims;
@@ -133,7 +132,7 @@ static int measure(step_ctx *c, int (*step)(step_ctx *, nn_error *), const bench
   }
   double rate[MAX_REPS] = {0}, crate[MAX_REPS] = {0}, wall = 0.0;
   c->assembly = 0.0;
-  if (c->layers && step == train_step) { /* the timed steps only: oneDNN JITs its kernels in the first ones */
+  if (o->layers && step == train_step) { /* the timed steps only: oneDNN JITs its kernels in the first ones */
     c->steps = 0;
     nn_model_set_timing(c->m, 1);
   }
@@ -227,8 +226,8 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
     free(x), free(y), free(u8), free(scratch);
     goto done;
   }
-  step_ctx c = {p, m, opt, batch, in, u8, y, x, 0.0, o->layers, 0, o->augment ? &aug : NULL, &rng,
-                nn_model_input_shape(m), scratch};
+  step_ctx c = {p, m, opt, batch, in, u8, y, x, 0.0, 0, o->augment ? &aug : NULL, &rng, nn_model_input_shape(m),
+                scratch};
   double train, tlo, thi, tcpu, tasm, infer, ilo, ihi, icpu, iasm;
   if (measure(&c, train_step, o, &train, &tlo, &thi, &tcpu, &tasm, &err) ||
       measure(&c, infer_step, o, &infer, &ilo, &ihi, &icpu, &iasm, &err)) {
