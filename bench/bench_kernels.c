@@ -368,6 +368,11 @@ int main(int argc, char **argv) {
     bench_conv("cnn conv2 32x32x13x13 oc64 k3", 32, 32, 13, 13, 64, 3);
     bench_conv("cifar conv1 32x3x32x32 oc32 k3", 32, 3, 32, 32, 32, 3);
     bench_conv("cifar conv2 32x32x15x15 oc64 k3", 32, 32, 15, 15, 64, 3);
+    /* where the shape rule stops giving 3x3 layers to Winograd (kernels.h): small planes */
+    bench_conv("rule c128 6x6 oc128 k3", 32, 128, 6, 6, 128, 3);
+    bench_conv("rule c64 8x8 oc64 k3", 32, 64, 8, 8, 64, 3);
+    bench_conv("rule c16 10x10 oc32 k3", 32, 16, 10, 10, 32, 3);
+    bench_conv("rule c32 12x12 oc32 k3", 32, 32, 12, 12, 32, 3);
   }
   if (!g_only || !strcmp(g_only, "dense")) {
     bench_dense("mlp dense1 32x784x128", 32, 784, 128, 1);

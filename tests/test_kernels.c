@@ -399,6 +399,23 @@ static void test_conv_algo(void **state) {
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD); /* CIFAR conv2: Winograd in every pass */
   assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_WINOGRAD);
   assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_WINOGRAD);
+  g = (nn_conv_geom){.n = 32, .c = 32, .h = 13, .w = 13, .oc = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD); /* CNN conv2: 11x11 out, 13x13 in */
+  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_WINOGRAD);
+  g = (nn_conv_geom){.n = 32, .c = 64, .h = 8, .w = 8, .oc = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL); /* 6x6 out: too few tiles per sample */
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
+  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_IM2COL); /* 8x8 in */
+  g.pad = 1;                                                 /* 8x8 out: the forward's size, still below dx's */
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD);
+  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_IM2COL);
+  g.algo = NN_CONV_WINOGRAD; /* asked for: runs where it fits, whatever the size */
+  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_WINOGRAD);
+  g = (nn_conv_geom){.n = 32, .c = 32, .h = 15, .w = 15, .oc = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
   g.oc = 40; /* not whole blocks of 16 filters */
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL);
   g.algo = NN_CONV_WINOGRAD; /* asked for where it does not apply: im2col */
@@ -685,9 +702,9 @@ static void test_thread_independence(void **state) {
                                       {64, 16, 8, 8, 32, 3, 3, 1, 1},
                                       {32, 3, 32, 32, 32, 3, 3, 1, 0},
                                       {32, 3, 32, 32, 32, 3, 3, 1, 1}};
-  /* by shape (the third: Winograd forward and dx), and the last one also direct for dw/db (32
-   * filters split over threads) */
-  static const nn_conv_algo algos[] = {NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_DIRECT};
+  /* by shape, the third Winograd in every pass (by request: its 8x8 input is below the rule's
+   * size for dx), and the last one also direct for dw/db (32 filters split over threads) */
+  static const nn_conv_algo algos[] = {NN_CONV_AUTO, NN_CONV_AUTO, NN_CONV_WINOGRAD, NN_CONV_AUTO, NN_CONV_DIRECT};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const conv_shape *s = &shapes[si];
     nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad, .algo = algos[si]};

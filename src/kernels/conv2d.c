@@ -100,7 +100,8 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
 
 #if NN_VARIANT_ONCE
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
-  if (g->algo == NN_CONV_WINOGRAD || (g->algo == NN_CONV_AUTO && g->c >= NN_CONV_WINOGRAD_MIN_C))
+  if (g->algo == NN_CONV_WINOGRAD || (g->algo == NN_CONV_AUTO && g->c >= NN_CONV_WINOGRAD_MIN_C &&
+                                      g->oh >= NN_CONV_WINOGRAD_MIN_OUT && g->ow >= NN_CONV_WINOGRAD_MIN_OUT))
     if (nn_conv2d_winograd_fits(g)) return NN_CONV_WINOGRAD;
   if (g->algo == NN_CONV_WINOGRAD) return NN_CONV_IM2COL;
   if (g->stride != 1 || (long)g->c * g->kh * g->kw > NN_CONV_DIRECT_MAX_TAPS) return NN_CONV_IM2COL;
@@ -116,7 +117,8 @@ nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {
 }
 
 nn_conv_algo nn_conv2d_algo_data(const nn_conv_geom *g) {
-  if (g->algo == NN_CONV_WINOGRAD || (g->algo == NN_CONV_AUTO && g->oc >= NN_CONV_WINOGRAD_MIN_C))
+  if (g->algo == NN_CONV_WINOGRAD || (g->algo == NN_CONV_AUTO && g->oc >= NN_CONV_WINOGRAD_MIN_C &&
+                                      g->h >= NN_CONV_WINOGRAD_MIN_DX_IN && g->w >= NN_CONV_WINOGRAD_MIN_DX_IN))
     if (nn_conv2d_winograd_data_fits(g)) return NN_CONV_WINOGRAD;
   if (g->algo == NN_CONV_WINOGRAD) return NN_CONV_IM2COL;
   if (g->algo == NN_CONV_IM2COL || !nn_conv2d_direct_data_fits(g)) return NN_CONV_IM2COL;
