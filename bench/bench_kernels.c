@@ -218,11 +218,11 @@ static void conv_accuracy(const char *name, int c, int h, int w, int oc, int k) 
     fprintf(stderr, "bench_kernels: out of memory\n");
     exit(1);
   }
-  uint64_t st = 0x9E3779B97F4A7C15ULL;
+  nn_rng r;
+  nn_rng_seed(&r, 7);
   const double bound = sqrt(6.0 / ((double)(c + oc) * k * k));
   for (size_t i = 0; i < nx + nw + ny; i++) {
-    st = st * 6364136223846793005ULL + 1442695040888963407ULL;
-    const double u = (double)(st >> 11) / 9007199254740992.0; /* [0, 1) */
+    const double u = nn_rng_uniform(&r); /* [0, 1) */
     if (i < nx)
       x[i] = (float)u, xd[i] = x[i];
     else if (i < nx + nw)

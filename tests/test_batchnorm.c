@@ -552,19 +552,15 @@ static void test_fused_activation(void **state) {
  * times fit inside its wall time, off keeps the counters, on again zeroes them. */
 static void test_layer_timing(void **state) {
   (void)state;
-  const char *text =
+  nn_model *m = tu_model(
       "input shape=3x16x16\n"
       "conv2d filters=16 kernel=3\nrelu\n"
       "conv2d filters=16 kernel=3\nbatchnorm\nrelu\n"
-      "flatten\ndense units=10\n";
+      "flatten\ndense units=10\n",
+      3);
   nn_error err = {0};
-  nn_spec *spec = NULL;
-  nn_model *m = NULL;
-  if (nn_spec_parse(text, "timing", &spec, &err) || nn_model_create(spec, &m, &err)) fail_msg("%s", err.msg);
-  nn_spec_free(spec);
   nn_rng r;
-  nn_rng_seed(&r, 3);
-  nn_model_init(m, NN_INIT_DEFAULT, &r);
+  nn_rng_seed(&r, 4);
   const int n = 8, in = nn_model_input_size(m), nl = nn_model_num_layers(m);
   float *x = tu_fbuf((size_t)n * in);
   int32_t labels[8] = {0, 1, 2, 3, 4, 5, 6, 7};
