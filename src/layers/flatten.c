@@ -1,4 +1,4 @@
-/* flatten: CxHxW -> C*H*W, PyTorch nn.Flatten (a copy: NCHW is already contiguous). */
+/* flatten: CxHxW -> C*H*W, PyTorch nn.Flatten (a view: NCHW is already contiguous). */
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -42,4 +42,5 @@ const nn_layer_ops nn_flatten_ops = {
     .forward = flat_forward,
     .backward = flat_backward,
     .describe = nn_layer_no_detail,
+    .view = 1,
 };

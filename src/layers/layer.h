@@ -157,6 +157,10 @@ typedef struct {
   void (*backward_act)(nn_layer *L, nn_act act, const float *x, const float *z, const float *dz, float *dx, int n);
   /* Options and conventions in a few words, for `summary`. */
   void (*describe)(const nn_layer *L, char *buf, size_t len);
+  /* 1 if the output is the input's bytes (a reshape: flatten): the model plans the output and
+   * the input gradient as views of the input and the output gradient, so forward and
+   * backward see equal pointers and copy nothing. */
+  int view;
 } nn_layer_ops;
 
 /* Tensor i of a layer inside a params/grads (p, g) or state (st) block. */

@@ -381,8 +381,8 @@ nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   int bad = mul_u64((uint64_t)n, nn_shape_size(m->spec->input), &total);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
-    /* dact[i], act[i+1], scratch; a flatten's are views (below) */
-    const uint64_t own = L->kind == NN_LAYER_FLATTEN ? 0 : (uint64_t)nn_shape_size(L->in) + nn_shape_size(L->out);
+    /* dact[i], act[i+1], scratch; a view kind's are its neighbours' (below) */
+    const uint64_t own = nn_layer_table[L->kind]->view ? 0 : (uint64_t)nn_shape_size(L->in) + nn_shape_size(L->out);
     bad |= mul_u64((uint64_t)n, own, &t) || add_u64(total, t, &total) ||
            add_u64(total, nn_layer_table[L->kind]->scratch(L, n), &total);
   }
@@ -412,10 +412,9 @@ nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   act[0] = p, p += (size_t)n * nn_shape_size(m->spec->input);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
-    if (L->kind == NN_LAYER_FLATTEN) {
-      /* NCHW is already flat: the output is its input and the input gradient its output
-       * gradient (set below, once that is placed), so its kernels see equal pointers and
-       * copy nothing */
+    if (nn_layer_table[L->kind]->view) {
+      /* a reshape (nn_layer_ops.view): the output is the input and the input gradient the
+       * output gradient (set below, once that is placed) */
       act[i + 1] = act[i];
     } else {
       dact[i] = p, p += (size_t)n * nn_shape_size(L->in);
@@ -425,7 +424,7 @@ nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   }
   dact[m->nlayers] = p, p += (size_t)n * k;
   for (int i = m->nlayers - 1; i >= 0; i--)
-    if (m->layers[i].kind == NN_LAYER_FLATTEN) dact[i] = dact[i + 1];
+    if (nn_layer_table[m->layers[i].kind]->view) dact[i] = dact[i + 1];
   m->probs = p, p += (size_t)n * k;
   m->labels = (int32_t *)(void *)p, p += n;
   NN_ASSERT((size_t)(p - arena) == total);

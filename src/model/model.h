@@ -17,8 +17,8 @@ struct nn_model {
   /* activation arena, planned for batches of up to plan_n samples */
   int plan_n;
   float *arena;
-  float **act;     /* act[0] = input copy, act[i+1] = output of layer i (a flatten's: act[i]) */
-  float **dact;    /* dact[i] = gradient w.r.t. act[i] (dact[0] unused; a flatten's: dact[i+1]) */
+  float **act;     /* act[0] = input copy, act[i+1] = output of layer i (a view kind's, e.g. flatten: act[i]) */
+  float **dact;    /* dact[i] = gradient w.r.t. act[i] (dact[0] unused; a view kind's: dact[i+1]) */
   float *probs;    /* softmax of the logits, [n, outputs] */
   int32_t *labels; /* labels of the last forward (zeros if none were given) */
   int last_n;
