@@ -516,7 +516,7 @@ static void bwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw)
   nc_acc_zero(&adyd);
   for (int i = 0; i < g->n; i++) {
     const size_t o = (size_t)i * plane + (size_t)ch * s;
-    if (red) nc_bwd_run(NULL, &ady, &adyd, io->x + o, 0, io->dy + o, 0, NULL, 1, (size_t)s, K, &Kv, NV);
+    if (red) nc_bwd_run(NULL, &ady, &adyd, io->x + o, 0, io->dy + o, 0, NULL, 1, (size_t)s, 1, K, &Kv, NV);
     if (io->dx) {
       const float *d = io->dy + o;
       float *q = io->dx + o;

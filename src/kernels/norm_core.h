@@ -100,6 +100,18 @@ static inline const float *nc_unit(const float *p, size_t o, size_t len, float f
   return pad8;
 }
 
+/* Prefetch of the next run: BatchNorm's runs are a channel's planes, a few KB each at a stride
+ * of C planes, and the hardware prefetcher starts again at every one of them (cold in a
+ * training step: the tensor came through L3). While the first sweep over a group reads
+ * chunk j of run r, the same chunk of run r + 1 is requested: a `lanes`-float chunk at p + j.
+ * Only for runs of at least NC_PREFETCH_LEN floats: shorter ones (LeNet's 8x8 planes) measured
+ * slower with it, the hardware catching their short constant stride by itself. */
+#define NC_PREFETCH_LEN 256
+static inline void nc_prefetch(const float *p, size_t j, int lanes) {
+  const char *c = (const char *)(p + j);
+  for (int b = 0; b < lanes * (int)sizeof(float); b += 64) __builtin_prefetch(c + b);
+}
+
 /* ---- forward moments --------------------------------------------------------------------- */
 
 /* One 8-lane step: d = x - K; a1 += d; a2 += d*d. */
@@ -115,18 +127,21 @@ static inline void nc_mom8(nc_v8d *a1, nc_v8d *a2, const float *v, const nc_v8d 
 }
 
 /* Lanes [off, off+16) of every chunk of `lanes` floats of `runs` runs of len floats (run r
- * at p + r*stride). The four accumulators are copied to locals so that they stay in
- * registers (all 32 lanes of two quantities would take all 16 AVX2 registers and spill to
- * the stack), across the runs: short runs (a 11x11 plane is 121 floats) would otherwise
+ * at x + r*stride; `reach` >= runs runs exist from x on: the first sweep, off = 0, prefetches
+ * run r + 1 while it is one of them). The four accumulators are copied to locals so that
+ * they stay in registers (all 32 lanes of two quantities would take all 16 AVX2 registers and
+ * spill to the stack), across the runs: short runs (a 11x11 plane is 121 floats) would otherwise
  * reload them every few chunks. A run's last, partial chunk adds only the units the run
  * reaches (a lane past the end would add exactly 0). */
 static inline void nc_mom_pair(nc_v8d *s1a, nc_v8d *s1b, nc_v8d *s2a, nc_v8d *s2b, const float *x, size_t runs,
-                               size_t stride, size_t len, int lanes, int off, float K, const nc_v8d *Kv) {
+                               size_t stride, size_t len, size_t reach, int lanes, int off, float K,
+                               const nc_v8d *Kv) {
   nc_v8d a = *s1a, b = *s1b, c = *s2a, d = *s2b;
   const size_t full = len - len % (size_t)lanes;
   for (size_t r = 0; r < runs; r++) {
-    const float *p = x + r * stride;
+    const float *p = x + r * stride, *next = !off && r + 1 < reach && len >= NC_PREFETCH_LEN ? p + stride : NULL;
     for (size_t j = 0; j < full; j += (size_t)lanes) {
+      if (next) nc_prefetch(next, j, lanes);
       nc_mom8(&a, &c, p + j + off, Kv);
       nc_mom8(&b, &d, p + j + off + 8, Kv);
     }
@@ -159,8 +174,8 @@ static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t
   for (size_t r0 = 0; r0 < runs; r0 += gr) {
     const size_t n = runs - r0 < gr ? runs - r0 : gr;
     const float *p = x + r0 * stride;
-    nc_mom_pair(&a1.v0, &a1.v1, &a2.v0, &a2.v1, p, n, stride, len, lanes, 0, K, &Kv);
-    if (nv == 4) nc_mom_pair(&a1.v2, &a1.v3, &a2.v2, &a2.v3, p, n, stride, len, lanes, 16, K, &Kv);
+    nc_mom_pair(&a1.v0, &a1.v1, &a2.v0, &a2.v1, p, n, stride, len, runs - r0, lanes, 0, K, &Kv);
+    if (nv == 4) nc_mom_pair(&a1.v2, &a1.v3, &a2.v2, &a2.v3, p, n, stride, len, runs - r0, lanes, 16, K, &Kv);
   }
   *s1 = nc_lane_sum(&a1, nv);
   *s2 = nc_lane_sum(&a2, nv);
@@ -225,20 +240,25 @@ static inline void nc_bwd8(nc_v8d *ad, nc_v8d *ae, nc_v8d *aed, const float *v, 
 }
 
 /* Lanes [off, off+16) of `runs` runs (as nc_mom_pair: six accumulators kept in registers
- * across the runs; run r of x at x + r*xs, of dy at dy + r*ds; gm only with runs == 1);
+ * across the runs; run r of x at x + r*xs, of dy at dy + r*ds; gm only with runs == 1;
+ * `reach` runs exist, the first sweep prefetches the next one of each strided input);
  * with_d is a constant at every call, so the pass without sum(x - K) keeps no dead
  * accumulator. */
 static inline __attribute__((always_inline)) void nc_bwd_pass(nc_v8d *acc, int with_d, const float *x, size_t xs,
                                                               const float *dy, size_t ds, const float *gm,
-                                                              size_t runs, size_t len, int lanes, int off, float K,
-                                                              const nc_v8d *Kv) {
+                                                              size_t runs, size_t len, size_t reach, int lanes,
+                                                              int off, float K, const nc_v8d *Kv) {
   /* acc: d0, d1, e0, e1, f0, f1 of these 16 lanes */
   nc_v8d d0 = acc[0], d1 = acc[1], e0 = acc[2], e1 = acc[3], f0 = acc[4], f1 = acc[5];
   const size_t full = len - len % (size_t)lanes;
   for (size_t r = 0; r < runs; r++) {
     const float *px = x + r * xs, *pg = dy + r * ds;
+    const int ahead = !off && r + 1 < reach && len >= NC_PREFETCH_LEN;
+    const float *nx = ahead && xs ? px + xs : NULL, *ng = ahead && ds ? pg + ds : NULL;
     for (size_t j = 0; j < full; j += (size_t)lanes) {
       const size_t o = j + (size_t)off;
+      if (nx) nc_prefetch(nx, j, lanes);
+      if (ng) nc_prefetch(ng, j, lanes);
       nc_bwd8(with_d ? &d0 : NULL, &e0, &f0, px + o, pg + o, gm ? gm + o : NULL, Kv);
       nc_bwd8(with_d ? &d1 : NULL, &e1, &f1, px + o + 8, pg + o + 8, gm ? gm + o + 8 : NULL, Kv);
     }
@@ -256,9 +276,11 @@ static inline __attribute__((always_inline)) void nc_bwd_pass(nc_v8d *acc, int w
 
 /* Adds `runs` runs of len values of x and dy (run r at x + r*xs, dy + r*ds), with e = dy,
  * or dy*gm when gm != NULL (runs == 1): ad += x - K (unless ad is NULL), ae += e,
- * aed += e * (x - K); 8*nv lanes (Kv = K splat). */
+ * aed += e * (x - K); 8*nv lanes (Kv = K splat); `reach` >= runs runs exist from x, dy on
+ * (prefetched ahead). */
 static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *x, size_t xs, const float *dy,
-                              size_t ds, const float *gm, size_t runs, size_t len, float K, const nc_v8d *Kv, int nv) {
+                              size_t ds, const float *gm, size_t runs, size_t len, size_t reach, float K,
+                              const nc_v8d *Kv, int nv) {
   const int lanes = 8 * nv;
   for (int off = 0; off < lanes; off += 16) {
     nc_v8d *d[2] = {NULL, NULL};
@@ -271,9 +293,9 @@ static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *
     if (ad) acc[0] = *d[0], acc[1] = *d[1];
     acc[2] = *e[0], acc[3] = *e[1], acc[4] = *f[0], acc[5] = *f[1];
     if (ad)
-      nc_bwd_pass(acc, 1, x, xs, dy, ds, gm, runs, len, lanes, off, K, Kv);
+      nc_bwd_pass(acc, 1, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
     else
-      nc_bwd_pass(acc, 0, x, xs, dy, ds, gm, runs, len, lanes, off, K, Kv);
+      nc_bwd_pass(acc, 0, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
     if (ad) *d[0] = acc[0], *d[1] = acc[1];
     *e[0] = acc[2], *e[1] = acc[3], *f[0] = acc[4], *f[1] = acc[5];
   }
@@ -300,7 +322,7 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm,
     const size_t gr = nc_group_runs(len);
     for (size_t r0 = 0; r0 < runs; r0 += gr) {
       const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
-      nc_bwd_run(&ad, &ae, &aed, x + o, stride, dy + o, stride, gm, n, len, K, &Kv, nv);
+      nc_bwd_run(&ad, &ae, &aed, x + o, stride, dy + o, stride, gm, n, len, runs - r0, K, &Kv, nv);
     }
   } else if (eout || len <= NC_EBLK) {
     /* e of a group of whole runs, into eout (at dy's places) or into the block (run after
@@ -310,7 +332,7 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm,
       const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
       float *eg = eout ? eout + o : e;
       for (size_t r = 0; r < n; r++) act_grad_n(act, z + o + r * stride, dy + o + r * stride, eg + r * es, len);
-      nc_bwd_run(&ad, &ae, &aed, x + o, stride, eg, es, NULL, n, len, K, &Kv, nv);
+      nc_bwd_run(&ad, &ae, &aed, x + o, stride, eg, es, NULL, n, len, eout ? runs - r0 : n, K, &Kv, nv);
     }
   } else {
     for (size_t r = 0; r < runs; r++) {
@@ -318,7 +340,7 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm,
       for (size_t j0 = 0; j0 < len; j0 += NC_EBLK) {
         const size_t bl = len - j0 < NC_EBLK ? len - j0 : NC_EBLK;
         act_grad_n(act, z + o + j0, dy + o + j0, e, bl);
-        nc_bwd_run(&ad, &ae, &aed, x + o + j0, 0, e, 0, NULL, 1, bl, K, &Kv, nv);
+        nc_bwd_run(&ad, &ae, &aed, x + o + j0, 0, e, 0, NULL, 1, bl, 1, K, &Kv, nv);
       }
     }
   }
