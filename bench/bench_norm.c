@@ -1,6 +1,6 @@
 /* Batch-normalization kernels against the memory bandwidth of the cache level holding them.
  *
- *   bench_norm [--seconds 0.2] [--level all|l1|l2|l3|dram|model] [--threads 1]
+ *   bench_norm [--seconds 0.2] [--level all|l1|l2|l3|dram|model] [--threads 1] [--cold]
  *
  * For each level (L1, L2, L3, DRAM) one element count E is chosen so that three float
  * tensors of E elements fit in that level of one core (L1 32 KiB, L2 512 KiB, L3 32 MiB
@@ -18,6 +18,9 @@
  * E >= 16384, else one thread), so each ratio compares like with like. Each figure is the best of 9 interleaved slices of --seconds/9 each.
  * One thread by default, timed in process CPU time, so that other processes on a shared
  * machine do not enter the figures; with --threads N > 1 the clock is wall time.
+ * --cold: before every call (the triad's too) a 64 MiB buffer is written, so that each call
+ * finds its tensors outside the caches, as a training step finds a layer's (only the calls
+ * are timed; a slice ends after --seconds/9 including the evictions, with at least 2 calls).
  * Output: one line per (level, layout, kernel) with GB/s and the fraction of the triad. */
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +36,8 @@
 #define SLICES 9
 
 static clockid_t bench_clock = CLOCK_PROCESS_CPUTIME_ID;
+static unsigned char *evict_buf; /* --cold: written before every call */
+#define EVICT_BYTES ((size_t)64 << 20)
 
 static double now(void) {
   struct timespec ts;
@@ -145,6 +150,17 @@ static float *fbuf(size_t n, unsigned seed) {
 static double time_kernel(bench *B, int k, double seconds) {
   long iters = 0;
   double t0 = now(), t;
+  if (evict_buf) {
+    double calls = 0;
+    do {
+      for (size_t i = 0; i < EVICT_BYTES; i += 64) evict_buf[i]++;
+      const double c0 = now();
+      run(B, k);
+      calls += now() - c0;
+      iters++;
+    } while (iters < 2 || now() - t0 < seconds);
+    return calls / (double)iters;
+  }
   do {
     for (int i = 0; i < 8; i++) run(B, k);
     iters += 8;
@@ -164,8 +180,14 @@ int main(int argc, char **argv) {
       level = argv[++i];
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
       threads = atoi(argv[++i]);
-    else {
-      fprintf(stderr, "usage: bench_norm [--seconds 0.2] [--level all|l1|l2|l3|dram|model] [--threads 1]\n");
+    else if (!strcmp(argv[i], "--cold") && !evict_buf) {
+      evict_buf = calloc(EVICT_BYTES, 1);
+      if (!evict_buf) {
+        fprintf(stderr, "bench_norm: out of memory\n");
+        return 1;
+      }
+    } else {
+      fprintf(stderr, "usage: bench_norm [--seconds 0.2] [--level all|l1|l2|l3|dram|model] [--threads 1] [--cold]\n");
       return 2;
     }
   }
@@ -175,7 +197,7 @@ int main(int argc, char **argv) {
   }
   omp_set_num_threads(threads);
   if (threads > 1) bench_clock = CLOCK_MONOTONIC;
-  printf("threads=%d clock=%s\n", threads, threads > 1 ? "wall" : "process-cpu");
+  printf("threads=%d clock=%s caches=%s\n", threads, threads > 1 ? "wall" : "process-cpu", evict_buf ? "cold" : "warm");
   printf("%-5s %-7s %-14s %-18s %9s %7s %11s\n", "level", "layout", "shape", "kernel", "GB/s", "triad%", "us/call");
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const shape *sh = &shapes[si];
@@ -215,5 +237,6 @@ int main(int argc, char **argv) {
     float *bufs[] = {B.x, B.y, B.z, B.dz, B.dy, B.dx, B.ta, B.tb, B.tc, B.gamma, B.beta, B.mean, B.var, B.invstd, B.dg, B.db, B.rm, B.rv};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   }
+  free(evict_buf);
   return 0;
 }
