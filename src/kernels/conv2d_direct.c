@@ -13,7 +13,8 @@
  *   dW:      dW[oc,c,ki,kj] += sum over n, i of dyp[n,oc,i] * xp[n,c, i + ki*Wp + kj], where dyp
  *            is dy on the flat index with zeros at ow >= OW; db[oc] += sum over n, i of dyp.
  *            Filters split over threads; each output keeps 8 lane sums over the samples (in
- *            order) and i, added in a fixed order at the end.
+ *            order) and i, added in a fixed order at the end; the samples are packed in
+ *            batches, so that a register block runs over several before its sums go back.
  * The forward applies its epilogue (bias, an eval BN, the activation: nn_epilogue) to each
  * output row as it is written; with an activation, the backward reads dy = dz * act'(z) as it
  * packs dy.
@@ -22,8 +23,9 @@
  *
  * Workspace (floats): OC*(CKK+1)*8 lane sums (dW; the forward keeps its packed weights there,
  * OC*CKK floats), then per slot (one per thread that may run): the packed sample (C planes,
- * then zeros for the reads past the last one) and OBMAX rows of Lpad floats (forward outputs
- * or packed dy), Lpad = OH*Wp rounded up to whole blocks. */
+ * then zeros for the reads past the last one) and OBMAX rows of Lpad floats (forward outputs),
+ * Lpad = OH*Wp rounded up to whole blocks; or for dW, a batch of sb packed samples and their
+ * DW_OB rows of packed dy each. */
 #include "kernels/conv2d_direct.h"
 
 #include <omp.h>
@@ -34,14 +36,21 @@
 #include "kernels/variant.h"
 
 /* Register blocks, measured on Zen 3 (AVX2, 16 vector registers) against 4x3, 4x2, 5x2, 8x1,
- * 8x2, 3x4 (forward) and 2x6, 3x4, 2x5, 1x8 (dW) on the LeNet, CNN and CIFAR first layers:
- * 6x2 keeps 12 accumulators + 2 inputs + 1 broadcast in registers. */
+ * 8x2, 3x4 (forward) on the LeNet, CNN and CIFAR first layers: 6x2 keeps 12 accumulators + 2
+ * inputs + 1 broadcast in registers. dW, since it sums over batches of samples (below),
+ * against 4x3, 3x4, 3x3, 2x6 and 1x8 on LeNet's layers: 2x5 (10 accumulators, 2 dy vectors,
+ * the x vector kept), 1.35x 4x3's speed on LeNet conv1 and 1.6x on conv2 (5x5 taps). */
 #define FWD_OB 6 /* forward block: filters (<= 8) ... */
 #define FWD_NV 2 /* ... times vectors along the flat index (<= 4) */
-#define DW_OB 4  /* dW block: filters (<= 4) ... */
-#define DW_TK 3  /* ... times taps (<= 8) */
+#define DW_OB 2  /* dW block: filters (<= 4) ... */
+#define DW_TK 5  /* ... times taps (<= 8) */
 #define OBMAX (FWD_OB > DW_OB ? FWD_OB : DW_OB)
-_Static_assert(FWD_OB <= 8 && FWD_NV <= 4 && DW_OB <= 4 && DW_TK <= 8, "block sizes beyond the kernels' arrays");
+/* dW packs this many floats of samples at a time (x planes and dy rows, about 64 KB), so
+ * that a register block sums over several samples between loading and storing its lane
+ * sums: a 8x8 output plane is 12 vectors, too short a loop to pay for them alone */
+#define DW_BATCH_FLOATS 16384
+_Static_assert(FWD_OB <= 8 && FWD_NV <= 4, "forward block beyond the kernel's arrays");
+_Static_assert(DW_OB <= 4 && DW_TK <= 8, "dW block beyond the kernel's arrays");
 
 typedef struct {
   int hp, wp;     /* padded input plane */
@@ -50,6 +59,7 @@ typedef struct {
   size_t lpad;    /* lflat rounded up to FWD_NV vectors */
   size_t xplen;   /* packed sample, with the zeros read past the last plane */
   size_t slot;    /* floats per slot */
+  int sb;         /* dW: samples packed at a time */
   size_t lanes;   /* OC * (CKK + 1) * VL */
   int ckk, slots; /* C*KH*KW; slots */
 } dplan;
@@ -68,7 +78,10 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   p.xplen = ((need > whole ? need : whole) + 15) & ~(size_t)15;
   p.ckk = g->c * g->kh * g->kw;
   NN_ASSERT(p.ckk <= NN_CONV_DIRECT_MAX_TAPS);
+  const size_t per = p.xplen + (size_t)DW_OB * p.lpad; /* one sample packed for dW */
+  p.sb = per < DW_BATCH_FLOATS ? (int)(DW_BATCH_FLOATS / per) : 1;
   p.slot = p.xplen + (size_t)OBMAX * p.lpad;
+  if ((size_t)p.sb * per > p.slot) p.slot = (size_t)p.sb * per;
   p.lanes = (size_t)g->oc * ((size_t)p.ckk + 1) * VL;
   int units = g->n > g->oc ? g->n : g->oc;
   p.slots = units < nprocs ? units : nprocs;
@@ -253,33 +266,35 @@ void NN_V(nn_conv2d_direct_forward)(const nn_conv_geom *g, const nn_epilogue *e,
   }
 }
 
-/* lanes[o*ld + VL*t] (o < OB, t < TK) += over i in [0, lpad), lane-wise: dyp[o*lpad + i] *
- * xp[off[t] + i] */
-static inline __attribute__((always_inline)) void dw_block(const float *xp, const int *off, const float *dyp,
-                                                           size_t lpad, float *lanes, size_t ld, const int OB,
-                                                           const int TK) {
+/* lanes[o*ld + VL*t] (o < OB, t < TK) += over samples s < ns, then i in [0, lpad), lane-wise:
+ * dyp[s*ds + o*lpad + i] * xp[s*xst + off[t] + i] */
+static inline __attribute__((always_inline)) void dw_block(const float *xp, size_t xst, const int *off,
+                                                           const float *dyp, size_t ds, int ns, size_t lpad,
+                                                           float *lanes, size_t ld, const int OB, const int TK) {
   v8 acc[4][8]; /* OB <= 4, TK <= 8 */
-  const float *xs[8];
-#pragma GCC unroll 8
-  for (int t = 0; t < TK; t++) xs[t] = xp + off[t];
 #pragma GCC unroll 4
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 8
     for (int t = 0; t < TK; t++) VLOAD(acc[o][t], lanes + (size_t)o * ld + (size_t)t * VL);
-  for (size_t i = 0; i < lpad; i += VL) {
-    v8 dv[4];
-#pragma GCC unroll 4
-    for (int o = 0; o < OB; o++) VLOAD(dv[o], dyp + (size_t)o * lpad + i);
+  for (int s = 0; s < ns; s++) {
+    const float *xs[8], *dys = dyp + (size_t)s * ds;
 #pragma GCC unroll 8
-    for (int t = 0; t < TK; t++) {
-      v8 xv;
-      VLOAD(xv, xs[t] + i);
-      /* LeNet conv1's 3x3 block (9 accumulators, 3 dy vectors, this x vector: 13
-       * registers) loaded each x vector 3 times, 12 loads for 9 FMAs; kept in a register,
-       * its weight gradient is 1.1-1.16x faster. Bigger blocks spill with it. */
-      if (OB * TK + OB + 1 <= 13) VKEEP(xv);
+    for (int t = 0; t < TK; t++) xs[t] = xp + (size_t)s * xst + off[t];
+    for (size_t i = 0; i < lpad; i += VL) {
+      v8 dv[4];
 #pragma GCC unroll 4
-      for (int o = 0; o < OB; o++) VFMA(acc[o][t], dv[o], xv);
+      for (int o = 0; o < OB; o++) VLOAD(dv[o], dys + (size_t)o * lpad + i);
+#pragma GCC unroll 8
+      for (int t = 0; t < TK; t++) {
+        v8 xv;
+        VLOAD(xv, xs[t] + i);
+        /* LeNet conv1's 3x3 block (9 accumulators, 3 dy vectors, this x vector: 13
+         * registers) loaded each x vector 3 times, 12 loads for 9 FMAs; kept in a register,
+         * its weight gradient is 1.1-1.16x faster. Bigger blocks spill with it. */
+        if (OB * TK + OB + 1 <= 13) VKEEP(xv);
+#pragma GCC unroll 4
+        for (int o = 0; o < OB; o++) VFMA(acc[o][t], dv[o], xv);
+      }
     }
   }
 #pragma GCC unroll 4
@@ -289,12 +304,12 @@ static inline __attribute__((always_inline)) void dw_block(const float *xp, cons
 }
 
 /* one block of ob (<= DW_OB) filters and tk (<= DW_TK) taps */
-static void dw_dispatch(const float *xp, const int *off, const float *dyp, size_t lpad, float *lanes, size_t ld,
-                        int ob, int tk) {
+static void dw_dispatch(const float *xp, size_t xst, const int *off, const float *dyp, size_t ds, int ns,
+                        size_t lpad, float *lanes, size_t ld, int ob, int tk) {
   switch (ob * 16 + tk) {
-#define DW_CASE(OB, TK)                              \
-  case (OB)*16 + (TK):                               \
-    dw_block(xp, off, dyp, lpad, lanes, ld, OB, TK); \
+#define DW_CASE(OB, TK)                                           \
+  case (OB)*16 + (TK):                                            \
+    dw_block(xp, xst, off, dyp, ds, ns, lpad, lanes, ld, OB, TK); \
     break;
 #define DW_CASES(OB) DW_CASE(OB, 1) DW_CASE(OB, 2) DW_CASE(OB, 3) DW_CASE(OB, 4) DW_CASE(OB, 5) DW_CASE(OB, 6) DW_CASE(OB, 7) DW_CASE(OB, 8)
     DW_CASES(1);
@@ -311,50 +326,55 @@ static void dw_dispatch(const float *xp, const int *off, const float *dyp, size_
   }
 }
 
-/* the filters [oc_lo, oc_hi): lane sums over all samples, then the lanes added into dw, db */
+/* the filters [oc_lo, oc_hi): lane sums over all samples, then the lanes added into dw, db.
+ * Samples go in batches of p->sb: their packed planes at xp + s*xplen, and per filter block
+ * their dy rows at dyp + (s*DW_OB + o)*lpad; each lane still adds over the samples in order. */
 static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const float *x, const float *z,
                        const float *dz, float *dw,
                        float *db, float *lanes_all, float *slot, int oc_lo, int oc_hi) {
   if (oc_lo >= oc_hi) return;
   const size_t ld = ((size_t)p->ckk + 1) * VL; /* lanes per filter */
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w, ohw = (size_t)g->oh * (size_t)g->ow;
-  float *xp = slot, *dyp = slot + p->xplen;
+  const size_t ds = (size_t)DW_OB * p->lpad; /* one sample's dy rows */
+  float *xp = slot, *dyp = slot + (size_t)p->sb * p->xplen;
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p, off);
   memset(lanes_all + (size_t)oc_lo * ld, 0, sizeof(float) * (size_t)(oc_hi - oc_lo) * ld);
   /* the packing below writes only the columns ow < OW of each row: the other columns and
    * the rows past OH stay the zeros written here */
-  memset(dyp, 0, sizeof(float) * (size_t)DW_OB * p->lpad);
+  memset(dyp, 0, sizeof(float) * (size_t)p->sb * ds);
   const int ntb = (p->ckk + DW_TK - 1) / DW_TK;        /* tap blocks, sizes balanced */
   const int nob = (oc_hi - oc_lo + DW_OB - 1) / DW_OB; /* filter blocks, sizes balanced */
-  for (int s = 0; s < g->n; s++) {
-    if (dw) pack_sample(g, p, x + (size_t)s * chw, xp);
+  for (int s0 = 0; s0 < g->n; s0 += p->sb) {
+    const int ns = g->n - s0 < p->sb ? g->n - s0 : p->sb;
+    for (int s = 0; dw && s < ns; s++) pack_sample(g, p, x + (size_t)(s0 + s) * chw, xp + (size_t)s * p->xplen);
     for (int bo = 0; bo < nob; bo++) {
       const int oc0 = oc_lo + (int)((long)bo * (oc_hi - oc_lo) / nob);
       const int ob = oc_lo + (int)((long)(bo + 1) * (oc_hi - oc_lo) / nob) - oc0;
-      for (int o = 0; o < ob; o++) { /* dyp row o = dz[s, oc0+o] * act'(z) on the flat index */
-        float *d = dyp + (size_t)o * p->lpad;
-        const size_t at = ((size_t)s * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
-        for (int oh = 0; oh < g->oh; oh++) {
-          const size_t r = at + (size_t)oh * (size_t)g->ow;
-          act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
-        }
-        if (db) {
-          float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
-          v8 a, v;
-          VLOAD(a, lb);
-          for (size_t i = 0; i < p->lpad; i += VL) {
-            VLOAD(v, d + i);
-            a += v;
+      for (int s = 0; s < ns; s++)
+        for (int o = 0; o < ob; o++) { /* dy row o of sample s = dz[s0+s, oc0+o] * act'(z) on the flat index */
+          float *d = dyp + (size_t)s * ds + (size_t)o * p->lpad;
+          const size_t at = ((size_t)(s0 + s) * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
+          for (int oh = 0; oh < g->oh; oh++) {
+            const size_t r = at + (size_t)oh * (size_t)g->ow;
+            act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
           }
-          VSTORE(lb, a);
+          if (db) {
+            float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
+            v8 a, v;
+            VLOAD(a, lb);
+            for (size_t i = 0; i < p->lpad; i += VL) {
+              VLOAD(v, d + i);
+              a += v;
+            }
+            VSTORE(lb, a);
+          }
         }
-      }
       if (!dw) continue;
       float *lanes = lanes_all + (size_t)oc0 * ld;
       for (int bt = 0; bt < ntb; bt++) {
         const int t0 = (int)((long)bt * p->ckk / ntb), tk = (int)((long)(bt + 1) * p->ckk / ntb) - t0;
-        dw_dispatch(xp, off + t0, dyp, p->lpad, lanes + (size_t)t0 * VL, ld, ob, tk);
+        dw_dispatch(xp, p->xplen, off + t0, dyp, ds, ns, p->lpad, lanes + (size_t)t0 * VL, ld, ob, tk);
       }
     }
   }
