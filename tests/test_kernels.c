@@ -403,12 +403,23 @@ static void test_conv_algo(void **state) {
   assert_int_equal(nn_conv_geom_init(&g), 0);
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD); /* CNN conv2: 11x11 out, 13x13 in */
   assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_WINOGRAD);
+  g = (nn_conv_geom){.n = 32, .c = 128, .h = 6, .w = 6, .oc = 128, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL);          /* 4x4 out: too few tiles for the forward ... */
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_WINOGRAD); /* ... enough for dW */
+  g.h = g.w = 5;                                                 /* 3x3 out: not even for dW */
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
   g = (nn_conv_geom){.n = 32, .c = 64, .h = 8, .w = 8, .oc = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 0};
   assert_int_equal(nn_conv_geom_init(&g), 0);
-  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL); /* 6x6 out: too few tiles per sample */
-  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD); /* 6x6 out */
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_WINOGRAD);
   assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_IM2COL); /* 8x8 in */
-  g.pad = 1;                                                 /* 8x8 out: the forward's size, still below dx's */
+  g.h = g.w = 7;                                             /* 5x5 out: below the forward's size */
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL);
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_WINOGRAD);
+  g.h = g.w = 8, g.pad = 1; /* 8x8 out, 8x8 in: still below dx's size */
   assert_int_equal(nn_conv_geom_init(&g), 0);
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_WINOGRAD);
   assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_IM2COL);

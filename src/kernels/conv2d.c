@@ -99,10 +99,15 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
 }
 
 #if NN_VARIANT_ONCE
+/* Winograd by request, or by the rule for an output of at least min_out squared */
+static int winograd_wanted(const nn_conv_geom *g, int min_out) {
+  return (g->algo == NN_CONV_WINOGRAD || (g->algo == NN_CONV_AUTO && g->c >= NN_CONV_WINOGRAD_MIN_C &&
+                                          g->oh >= min_out && g->ow >= min_out)) &&
+         nn_conv2d_winograd_fits(g);
+}
+
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
-  if (g->algo == NN_CONV_WINOGRAD || (g->algo == NN_CONV_AUTO && g->c >= NN_CONV_WINOGRAD_MIN_C &&
-                                      g->oh >= NN_CONV_WINOGRAD_MIN_OUT && g->ow >= NN_CONV_WINOGRAD_MIN_OUT))
-    if (nn_conv2d_winograd_fits(g)) return NN_CONV_WINOGRAD;
+  if (winograd_wanted(g, NN_CONV_WINOGRAD_MIN_OUT)) return NN_CONV_WINOGRAD;
   if (g->algo == NN_CONV_WINOGRAD) return NN_CONV_IM2COL;
   if (g->stride != 1 || (long)g->c * g->kh * g->kw > NN_CONV_DIRECT_MAX_TAPS) return NN_CONV_IM2COL;
   if (g->algo != NN_CONV_AUTO) return g->algo;
@@ -111,6 +116,7 @@ nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
 }
 
 nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {
+  if (winograd_wanted(g, NN_CONV_WINOGRAD_MIN_DW_OUT)) return NN_CONV_WINOGRAD;
   nn_conv_algo a = nn_conv2d_algo(g);
   if (g->algo != NN_CONV_AUTO || a != NN_CONV_DIRECT) return a;
   return g->oc < NN_CONV_DIRECT_DW_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;

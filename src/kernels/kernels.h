@@ -74,12 +74,14 @@ int nn_conv_geom_init(nn_conv_geom *g);
 /* The algorithm the kernels run for g, per pass: the requested one, or for NN_CONV_AUTO the
  * rule by shape, measured with bench_kernels (docs/performance.md): the forward and dw/db run
  * Winograd for a 3x3 kernel, stride 1, at least NN_CONV_WINOGRAD_MIN_C input channels,
- * whole blocks of 16 filters and an output of at least NN_CONV_WINOGRAD_MIN_OUT squared, dx
+ * whole blocks of 16 filters and an output of at least NN_CONV_WINOGRAD_MIN_OUT squared
+ * (forward) or NN_CONV_WINOGRAD_MIN_DW_OUT squared (dw/db), dx
  * for the same with the roles exchanged (16+ filters, whole blocks of 16 input channels,
  * pad <= 2, an input of at least NN_CONV_WINOGRAD_MIN_DX_IN squared): a GEMM K of 16+ keeps
  * the 16 GEMMs per tile at the FMA peak (the CNNs' second layers), and on small planes the
  * few tiles per sample and the per-call filter transform lose to im2col (bench_kernels'
- * "rule" shapes: 6x6 inputs 0.6x forward and dx, 8x8 about even, 12x12 1.1-2x);
+ * "rule" shapes at batch 32: forward 0.6x on a 4x4 output, 1.3x on 6x6; dW 1.6x on 4x4,
+ * 1.9x on 6x6; dx 0.5x on an 8x8 input, even on 12x12);
  * otherwise the forward runs direct
  * for stride 1 and either C*KH*KW <= NN_CONV_DIRECT_MAX_CKK or output rows of whole vectors
  * (OW a multiple of NN_CONV_DIRECT_ROW: no dead lanes, LeNet conv2); dw/db run direct when the forward does
@@ -100,7 +102,8 @@ int nn_conv_geom_init(nn_conv_geom *g);
 #define NN_CONV_DIRECT_DX_MAX_KW 5
 #define NN_CONV_DIRECT_DX_MAX_OC 32
 #define NN_CONV_WINOGRAD_MIN_C 16
-#define NN_CONV_WINOGRAD_MIN_OUT 8    /* forward, dW: output at least 8 x 8 */
+#define NN_CONV_WINOGRAD_MIN_OUT 6    /* forward: output at least 6 x 6 */
+#define NN_CONV_WINOGRAD_MIN_DW_OUT 4 /* dW: output at least 4 x 4 */
 #define NN_CONV_WINOGRAD_MIN_DX_IN 12 /* dx: input (its output) at least 12 x 12 */
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g);
 nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g);
