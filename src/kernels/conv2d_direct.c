@@ -266,37 +266,48 @@ void NN_V(nn_conv2d_direct_forward)(const nn_conv_geom *g, const nn_epilogue *e,
   }
 }
 
-/* lanes[o*ld + VL*t] (o < OB, t < TK) += over samples s < ns, then i in [0, lpad), lane-wise:
- * dyp[s*ds + o*lpad + i] * xp[s*xst + off[t] + i] */
+/* The positions a dW block sweeps in a sample: `rows` rows of `len` floats, row r of the
+ * packed sample at r*xrow (plus a tap's offset) and of a packed dy row at r*drow. Output rows
+ * of whole vectors: OH rows of OW, x at Wp and dy at OW apart; other widths: the flat index,
+ * one row of lpad (the dead columns ow >= OW hold dy = 0). */
+typedef struct {
+  int rows;
+  size_t len, xrow, drow;
+} dw_sweep;
+
+/* lanes[o*ld + VL*t] (o < OB, t < TK) += over samples s < ns, then the sweep's rows r and
+ * i in [0, len), lane-wise: dyp[s*ds + o*lpad + r*drow + i] * xp[s*xst + off[t] + r*xrow + i] */
 static inline __attribute__((always_inline)) void dw_block(const float *xp, size_t xst, const int *off,
                                                            const float *dyp, size_t ds, int ns, size_t lpad,
-                                                           float *lanes, size_t ld, const int OB, const int TK) {
+                                                           const dw_sweep *sw, float *lanes, size_t ld, const int OB,
+                                                           const int TK) {
   v8 acc[4][8]; /* OB <= 4, TK <= 8 */
 #pragma GCC unroll 4
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 8
     for (int t = 0; t < TK; t++) VLOAD(acc[o][t], lanes + (size_t)o * ld + (size_t)t * VL);
-  for (int s = 0; s < ns; s++) {
-    const float *xs[8], *dys = dyp + (size_t)s * ds;
+  for (int s = 0; s < ns; s++)
+    for (int r = 0; r < sw->rows; r++) {
+      const float *xs[8], *dys = dyp + (size_t)s * ds + (size_t)r * sw->drow;
 #pragma GCC unroll 8
-    for (int t = 0; t < TK; t++) xs[t] = xp + (size_t)s * xst + off[t];
-    for (size_t i = 0; i < lpad; i += VL) {
-      v8 dv[4];
+      for (int t = 0; t < TK; t++) xs[t] = xp + (size_t)s * xst + off[t] + (size_t)r * sw->xrow;
+      for (size_t i = 0; i < sw->len; i += VL) {
+        v8 dv[4];
 #pragma GCC unroll 4
-      for (int o = 0; o < OB; o++) VLOAD(dv[o], dys + (size_t)o * lpad + i);
+        for (int o = 0; o < OB; o++) VLOAD(dv[o], dys + (size_t)o * lpad + i);
 #pragma GCC unroll 8
-      for (int t = 0; t < TK; t++) {
-        v8 xv;
-        VLOAD(xv, xs[t] + i);
-        /* LeNet conv1's 3x3 block (9 accumulators, 3 dy vectors, this x vector: 13
+        for (int t = 0; t < TK; t++) {
+          v8 xv;
+          VLOAD(xv, xs[t] + i);
+          /* LeNet conv1's 3x3 block (9 accumulators, 3 dy vectors, this x vector: 13
          * registers) loaded each x vector 3 times, 12 loads for 9 FMAs; kept in a register,
          * its weight gradient is 1.1-1.16x faster. Bigger blocks spill with it. */
-        if (OB * TK + OB + 1 <= 13) VKEEP(xv);
+          if (OB * TK + OB + 1 <= 13) VKEEP(xv);
 #pragma GCC unroll 4
-        for (int o = 0; o < OB; o++) VFMA(acc[o][t], dv[o], xv);
+          for (int o = 0; o < OB; o++) VFMA(acc[o][t], dv[o], xv);
+        }
       }
     }
-  }
 #pragma GCC unroll 4
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 8
@@ -305,11 +316,11 @@ static inline __attribute__((always_inline)) void dw_block(const float *xp, size
 
 /* one block of ob (<= DW_OB) filters and tk (<= DW_TK) taps */
 static void dw_dispatch(const float *xp, size_t xst, const int *off, const float *dyp, size_t ds, int ns,
-                        size_t lpad, float *lanes, size_t ld, int ob, int tk) {
+                        size_t lpad, const dw_sweep *sw, float *lanes, size_t ld, int ob, int tk) {
   switch (ob * 16 + tk) {
-#define DW_CASE(OB, TK)                                           \
-  case (OB)*16 + (TK):                                            \
-    dw_block(xp, xst, off, dyp, ds, ns, lpad, lanes, ld, OB, TK); \
+#define DW_CASE(OB, TK)                                               \
+  case (OB)*16 + (TK):                                                \
+    dw_block(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, TK); \
     break;
 #define DW_CASES(OB) DW_CASE(OB, 1) DW_CASE(OB, 2) DW_CASE(OB, 3) DW_CASE(OB, 4) DW_CASE(OB, 5) DW_CASE(OB, 6) DW_CASE(OB, 7) DW_CASE(OB, 8)
     DW_CASES(1);
@@ -336,6 +347,10 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   const size_t ld = ((size_t)p->ckk + 1) * VL; /* lanes per filter */
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w, ohw = (size_t)g->oh * (size_t)g->ow;
   const size_t ds = (size_t)DW_OB * p->lpad; /* one sample's dy rows */
+  const int whole = g->ow % VL == 0;         /* output rows of whole vectors: no dead columns swept */
+  const dw_sweep sw = whole ? (dw_sweep){g->oh, (size_t)g->ow, (size_t)p->wp, (size_t)g->ow}
+                            : (dw_sweep){1, p->lpad, 0, 0};
+  const size_t dpitch = whole ? (size_t)g->ow : (size_t)p->wp; /* packed dy: row oh at oh*dpitch */
   float *xp = slot, *dyp = slot + (size_t)p->sb * p->xplen;
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p, off);
@@ -357,7 +372,7 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
           const size_t at = ((size_t)(s0 + s) * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
           for (int oh = 0; oh < g->oh; oh++) {
             const size_t r = at + (size_t)oh * (size_t)g->ow;
-            act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
+            act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * dpitch, (size_t)g->ow);
           }
           if (db) {
             float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
@@ -374,7 +389,7 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
       float *lanes = lanes_all + (size_t)oc0 * ld;
       for (int bt = 0; bt < ntb; bt++) {
         const int t0 = (int)((long)bt * p->ckk / ntb), tk = (int)((long)(bt + 1) * p->ckk / ntb) - t0;
-        dw_dispatch(xp, p->xplen, off + t0, dyp, ds, ns, p->lpad, lanes + (size_t)t0 * VL, ld, ob, tk);
+        dw_dispatch(xp, p->xplen, off + t0, dyp, ds, ns, p->lpad, &sw, lanes + (size_t)t0 * VL, ld, ob, tk);
       }
     }
   }
