@@ -286,28 +286,29 @@ static inline __attribute__((always_inline)) void dw_block(const float *xp, size
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 8
     for (int t = 0; t < TK; t++) VLOAD(acc[o][t], lanes + (size_t)o * ld + (size_t)t * VL);
-  for (int s = 0; s < ns; s++)
-    for (int r = 0; r < sw->rows; r++) {
-      const float *xs[8], *dys = dyp + (size_t)s * ds + (size_t)r * sw->drow;
+  int to[8]; /* the taps' offsets, in registers */
 #pragma GCC unroll 8
-      for (int t = 0; t < TK; t++) xs[t] = xp + (size_t)s * xst + off[t] + (size_t)r * sw->xrow;
+  for (int t = 0; t < TK; t++) to[t] = off[t];
+  for (int s = 0; s < ns; s++) {
+    const float *xb = xp + (size_t)s * xst, *db = dyp + (size_t)s * ds;
+    for (int r = 0; r < sw->rows; r++, xb += sw->xrow, db += sw->drow)
       for (size_t i = 0; i < sw->len; i += VL) {
         v8 dv[4];
 #pragma GCC unroll 4
-        for (int o = 0; o < OB; o++) VLOAD(dv[o], dys + (size_t)o * lpad + i);
+        for (int o = 0; o < OB; o++) VLOAD(dv[o], db + (size_t)o * lpad + i);
 #pragma GCC unroll 8
         for (int t = 0; t < TK; t++) {
           v8 xv;
-          VLOAD(xv, xs[t] + i);
+          VLOAD(xv, xb + to[t] + i);
           /* LeNet conv1's 3x3 block (9 accumulators, 3 dy vectors, this x vector: 13
-         * registers) loaded each x vector 3 times, 12 loads for 9 FMAs; kept in a register,
-         * its weight gradient is 1.1-1.16x faster. Bigger blocks spill with it. */
+           * registers) loaded each x vector 3 times, 12 loads for 9 FMAs; kept in a
+           * register, its weight gradient is 1.1-1.16x faster. Bigger blocks spill with it. */
           if (OB * TK + OB + 1 <= 13) VKEEP(xv);
 #pragma GCC unroll 4
           for (int o = 0; o < OB; o++) VFMA(acc[o][t], dv[o], xv);
         }
       }
-    }
+  }
 #pragma GCC unroll 4
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 8
@@ -370,10 +371,13 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
         for (int o = 0; o < ob; o++) { /* dy row o of sample s = dz[s0+s, oc0+o] * act'(z) on the flat index */
           float *d = dyp + (size_t)s * ds + (size_t)o * p->lpad;
           const size_t at = ((size_t)(s0 + s) * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
-          for (int oh = 0; oh < g->oh; oh++) {
-            const size_t r = at + (size_t)oh * (size_t)g->ow;
-            act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * dpitch, (size_t)g->ow);
-          }
+          if (whole) /* rows back to back, as in dz: one call */
+            act_grad_n(act, z ? z + at : NULL, dz + at, d, ohw);
+          else
+            for (int oh = 0; oh < g->oh; oh++) {
+              const size_t r = at + (size_t)oh * (size_t)g->ow;
+              act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * dpitch, (size_t)g->ow);
+            }
           if (db) {
             float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
             v8 a, v;
