@@ -75,7 +75,7 @@ static void test_train_eval_summary(void **state) {
   assert_non_null(strstr(r.out, "Non-trainable params: 0"));
   /* each convolution's algorithms, by shape: the first computes no dx */
   assert_non_null(strstr(r.out, "fwd=direct dw=direct dx=-"));
-  assert_non_null(strstr(r.out, "fwd=direct dw=im2col+gemm dx=direct"));
+  assert_non_null(strstr(r.out, "fwd=direct dw=direct dx=direct"));
   run(&r, "summary --model cnn"); /* 32 -> 64 filters, 3x3: Winograd in every pass */
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "fwd=direct dw=im2col+gemm dx=-"));

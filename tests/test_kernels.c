@@ -441,9 +441,9 @@ static void test_conv_algo(void **state) {
   assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_IM2COL); /* 8 channels out of dx: not whole blocks */
   g = (nn_conv_geom){.n = 128, .c = 6, .h = 12, .w = 12, .oc = 16, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
   assert_int_equal(nn_conv_geom_init(&g), 0);
-  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT); /* LeNet conv2: 150 taps, rows of 8 */
-  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_IM2COL);
-  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_DIRECT); /* no padding, rows of whole vectors */
+  assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT);        /* LeNet conv2: 150 taps, rows of 8 */
+  assert_int_equal(nn_conv2d_algo_params(&g), NN_CONV_DIRECT); /* 16 filters */
+  assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_DIRECT);   /* no padding, rows of whole vectors */
   nn_conv_geom q = g;
   q.algo = NN_CONV_IM2COL;
   assert_int_equal(nn_conv2d_algo_data(&q), NN_CONV_IM2COL);

@@ -119,7 +119,7 @@ nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {
   if (winograd_wanted(g, NN_CONV_WINOGRAD_MIN_DW_OUT)) return NN_CONV_WINOGRAD;
   nn_conv_algo a = nn_conv2d_algo(g);
   if (g->algo != NN_CONV_AUTO || a != NN_CONV_DIRECT) return a;
-  return g->oc < NN_CONV_DIRECT_DW_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
+  return g->oc <= NN_CONV_DIRECT_DW_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
 }
 
 nn_conv_algo nn_conv2d_algo_data(const nn_conv_geom *g) {

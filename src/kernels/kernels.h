@@ -85,8 +85,9 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * otherwise the forward runs direct
  * for stride 1 and either C*KH*KW <= NN_CONV_DIRECT_MAX_CKK or output rows of whole vectors
  * (OW a multiple of NN_CONV_DIRECT_ROW: no dead lanes, LeNet conv2); dw/db run direct when the forward does
- * and there are fewer than NN_CONV_DIRECT_DW_MAX_OC filters (the GEMM wastes most of its row
- * blocks on a handful of filters); dx runs direct (nn_conv2d_algo_data) for stride 1, no
+ * and there are at most NN_CONV_DIRECT_DW_MAX_OC filters (the GEMM wastes most of its row
+ * blocks on a handful of filters; LeNet conv2's 16: direct 1.1x at one thread, even at two,
+ * since run 16's batched samples); dx runs direct (nn_conv2d_algo_data) for stride 1, no
  * padding, OW a multiple of NN_CONV_DIRECT_ROW, KW <= NN_CONV_DIRECT_DX_MAX_KW and at most
  * NN_CONV_DIRECT_DX_MAX_OC filters (LeNet conv2: no column matrix to write and read back).
  * Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS (and for dx the shape above):
