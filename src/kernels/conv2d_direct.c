@@ -11,7 +11,8 @@
  * vector of xp times a broadcast weight, in register blocks of FWD_OB filters x FWD_NV vectors.
  *   forward: y[n,oc,oh,ow] = out[oc, oh*Wp + ow] + b[oc]; samples split over threads.
  *   dW:      dW[oc,c,ki,kj] += sum over n, i of dyp[n,oc,i] * xp[n,c, i + ki*Wp + kj], where dyp
- *            is dy on the flat index with zeros at ow >= OW; db[oc] += sum over n, i of dyp.
+ *            is dy on the flat index with zeros at ow >= OW (output rows of whole vectors are
+ *            swept row by row instead, without those columns); db[oc] += sum over n, i of dyp.
  *            Filters split over threads; each output keeps 8 lane sums over the samples (in
  *            order) and i, added in a fixed order at the end; the samples are packed in
  *            batches, so that a register block runs over several before its sums go back.
@@ -368,7 +369,7 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
       const int oc0 = oc_lo + (int)((long)bo * (oc_hi - oc_lo) / nob);
       const int ob = oc_lo + (int)((long)(bo + 1) * (oc_hi - oc_lo) / nob) - oc0;
       for (int s = 0; s < ns; s++)
-        for (int o = 0; o < ob; o++) { /* dy row o of sample s = dz[s0+s, oc0+o] * act'(z) on the flat index */
+        for (int o = 0; o < ob; o++) { /* dy row o of sample s = dz[s0+s, oc0+o] * act'(z), rows dpitch apart */
           float *d = dyp + (size_t)s * ds + (size_t)o * p->lpad;
           const size_t at = ((size_t)(s0 + s) * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
           if (whole) /* rows back to back, as in dz: one call */

@@ -81,7 +81,7 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * the 16 GEMMs per tile at the FMA peak (the CNNs' second layers), and on small planes the
  * few tiles per sample and the per-call filter transform lose to im2col (bench_kernels'
  * "rule" shapes at batch 32: forward 0.6x on a 4x4 output, 1.3x on 6x6; dW 1.6x on 4x4,
- * 1.9x on 6x6; dx 0.5x on an 8x8 input, even on 12x12);
+ * 1.9x on 6x6; dx 0.5x on a 6x6 input, 0.8x on 8x8, even on 12x12);
  * otherwise the forward runs direct
  * for stride 1 and either C*KH*KW <= NN_CONV_DIRECT_MAX_CKK or output rows of whole vectors
  * (OW a multiple of NN_CONV_DIRECT_ROW: no dead lanes, LeNet conv2); dw/db run direct when the forward does
