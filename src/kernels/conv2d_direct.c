@@ -89,9 +89,13 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   return p;
 }
 
+/* Output rows are whole VL-float vectors (LeNet's 24 and 8): the forward, dW and dx then work
+ * row by row, without the flat index's dead columns. */
+static inline int whole_rows(const nn_conv_geom *g) { return g->ow % VL == 0; }
+
 #if NN_VARIANT_ONCE
 int nn_conv2d_direct_data_fits(const nn_conv_geom *g) {
-  return g->stride == 1 && g->pad == 0 && g->ow % VL == 0 && g->kw <= NN_CONV_DIRECT_DX_MAX_KW &&
+  return g->stride == 1 && g->pad == 0 && whole_rows(g) && g->kw <= NN_CONV_DIRECT_DX_MAX_KW &&
          (long)g->c * g->kh * g->kw <= NN_CONV_DIRECT_MAX_TAPS;
 }
 
@@ -210,7 +214,7 @@ static void fwd_sample(const nn_conv_geom *g, const dplan *p, const nn_epilogue 
   float *xp = slot, *tmp = slot + p->xplen;
   pack_sample(g, p, x, xp);
   const size_t ohw = (size_t)g->oh * (size_t)g->ow;
-  const int ckk = p->ckk, rows = g->ow % VL == 0;
+  const int ckk = p->ckk, rows = whole_rows(g);
   const int nblk = fwd_blocks(g);
   for (int bk = 0; bk < nblk; bk++) {
     const int oc0 = fwd_block_start(g, nblk, bk), ob = fwd_block_start(g, nblk, bk + 1) - oc0;
@@ -349,10 +353,9 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   const size_t ld = ((size_t)p->ckk + 1) * VL; /* lanes per filter */
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w, ohw = (size_t)g->oh * (size_t)g->ow;
   const size_t ds = (size_t)DW_OB * p->lpad; /* one sample's dy rows */
-  const int whole = g->ow % VL == 0;         /* output rows of whole vectors: no dead columns swept */
+  const int whole = whole_rows(g);
   const dw_sweep sw = whole ? (dw_sweep){g->oh, (size_t)g->ow, (size_t)p->wp, (size_t)g->ow}
                             : (dw_sweep){1, p->lpad, 0, 0};
-  const size_t dpitch = whole ? (size_t)g->ow : (size_t)p->wp; /* packed dy: row oh at oh*dpitch */
   float *xp = slot, *dyp = slot + (size_t)p->sb * p->xplen;
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p, off);
@@ -369,15 +372,15 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
       const int oc0 = oc_lo + (int)((long)bo * (oc_hi - oc_lo) / nob);
       const int ob = oc_lo + (int)((long)(bo + 1) * (oc_hi - oc_lo) / nob) - oc0;
       for (int s = 0; s < ns; s++)
-        for (int o = 0; o < ob; o++) { /* dy row o of sample s = dz[s0+s, oc0+o] * act'(z), rows dpitch apart */
+        for (int o = 0; o < ob; o++) { /* dy row o of sample s = dz[s0+s, oc0+o] * act'(z) */
           float *d = dyp + (size_t)s * ds + (size_t)o * p->lpad;
           const size_t at = ((size_t)(s0 + s) * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
           if (whole) /* rows back to back, as in dz: one call */
             act_grad_n(act, z ? z + at : NULL, dz + at, d, ohw);
-          else
+          else /* on the flat index: rows Wp apart */
             for (int oh = 0; oh < g->oh; oh++) {
               const size_t r = at + (size_t)oh * (size_t)g->ow;
-              act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * dpitch, (size_t)g->ow);
+              act_grad_n(act, z ? z + r : NULL, dz + r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
             }
           if (db) {
             float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;

@@ -107,6 +107,11 @@ static inline const float *nc_unit(const float *p, size_t o, size_t len, float f
  * Only for runs of at least NC_PREFETCH_LEN floats: shorter ones (LeNet's 8x8 planes) measured
  * slower with it, the hardware catching their short constant stride by itself. */
 #define NC_PREFETCH_LEN 256
+/* whether run r (of `reach` runs from here on, len floats each) prefetches run r + 1 in the
+ * sweep over lanes [off, off + 16): the first sweep only */
+static inline int nc_ahead(int off, size_t r, size_t reach, size_t len) {
+  return !off && r + 1 < reach && len >= NC_PREFETCH_LEN;
+}
 static inline void nc_prefetch(const float *p, size_t j, int lanes) {
   const char *c = (const char *)(p + j);
   for (int b = 0; b < lanes * (int)sizeof(float); b += 64) __builtin_prefetch(c + b);
@@ -139,7 +144,7 @@ static inline void nc_mom_pair(nc_v8d *s1a, nc_v8d *s1b, nc_v8d *s2a, nc_v8d *s2
   nc_v8d a = *s1a, b = *s1b, c = *s2a, d = *s2b;
   const size_t full = len - len % (size_t)lanes;
   for (size_t r = 0; r < runs; r++) {
-    const float *p = x + r * stride, *next = !off && r + 1 < reach && len >= NC_PREFETCH_LEN ? p + stride : NULL;
+    const float *p = x + r * stride, *next = nc_ahead(off, r, reach, len) ? p + stride : NULL;
     for (size_t j = 0; j < full; j += (size_t)lanes) {
       if (next) nc_prefetch(next, j, lanes);
       nc_mom8(&a, &c, p + j + off, Kv);
@@ -253,7 +258,7 @@ static inline __attribute__((always_inline)) void nc_bwd_pass(nc_v8d *acc, int w
   const size_t full = len - len % (size_t)lanes;
   for (size_t r = 0; r < runs; r++) {
     const float *px = x + r * xs, *pg = dy + r * ds;
-    const int ahead = !off && r + 1 < reach && len >= NC_PREFETCH_LEN;
+    const int ahead = nc_ahead(off, r, reach, len);
     const float *nx = ahead && xs ? px + xs : NULL, *ng = ahead && ds ? pg + ds : NULL;
     for (size_t j = 0; j < full; j += (size_t)lanes) {
       const size_t o = j + (size_t)off;
