@@ -360,9 +360,10 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p, off);
   memset(lanes_all + (size_t)oc_lo * ld, 0, sizeof(float) * (size_t)(oc_hi - oc_lo) * ld);
-  /* the packing below writes only the columns ow < OW of each row: the other columns and
-   * the rows past OH stay the zeros written here */
-  memset(dyp, 0, sizeof(float) * (size_t)p->sb * ds);
+  /* on the flat index the packing below writes only the columns ow < OW of each row: the
+   * other columns and the rows past OH, which the sweep reads, stay the zeros written here
+   * (whole-vector rows read only what the packing writes) */
+  if (!whole) memset(dyp, 0, sizeof(float) * (size_t)p->sb * ds);
   const int ntb = (p->ckk + DW_TK - 1) / DW_TK;        /* tap blocks, sizes balanced */
   const int nob = (oc_hi - oc_lo + DW_OB - 1) / DW_OB; /* filter blocks, sizes balanced */
   for (int s0 = 0; s0 < g->n; s0 += p->sb) {
