@@ -382,8 +382,9 @@ static void test_conv_act_fused(void **state) {
       }
 }
 
-/* The choice by shape: what docs/performance.md measured (direct wins on the small first
- * layers, im2col + GEMM elsewhere); a direct request runs only where direct applies. */
+/* The choice by shape: what docs/performance.md measured (direct on the small first layers
+ * and LeNet's conv2, Winograd on 3x3 layers with 16+ channels and enough tiles per pass,
+ * im2col + GEMM elsewhere); a direct or Winograd request runs only where it applies. */
 static void test_conv_algo(void **state) {
   (void)state;
   nn_conv_geom g = {.n = 128, .c = 1, .h = 28, .w = 28, .oc = 6, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
