@@ -160,6 +160,32 @@ static void report(const char *what, double sec, double bytes, double flops) {
            triad_gbs((size_t)bytes));
 }
 
+typedef struct {
+  int n, c, s;
+  float *x, *y;
+} gap_ctx;
+static void gap_fwd(void *p) {
+  gap_ctx *c = p;
+  nn_global_avgpool_forward(c->x, c->y, c->n, c->c, c->s);
+}
+static void gap_bwd(void *p) {
+  gap_ctx *c = p;
+  nn_global_avgpool_backward(c->y, c->x, c->n, c->c, c->s);
+}
+
+/* global average pooling over S = h*w values per plane (bytes: x and y once) */
+static void bench_gap(const char *name, int n, int c, int s) {
+  gap_ctx gc = {.n = n, .c = c, .s = s};
+  size_t nx = (size_t)n * c * s, ny = (size_t)n * c;
+  gc.x = fbuf(nx), gc.y = fbuf(ny);
+  char what[96];
+  snprintf(what, sizeof what, "global avgpool fwd %s", name);
+  report(what, time_call(gap_fwd, &gc), 4.0 * (double)(nx + ny), 0);
+  snprintf(what, sizeof what, "global avgpool bwd %s", name);
+  report(what, time_call(gap_bwd, &gc), 4.0 * (double)(nx + ny), 0);
+  free(gc.x), free(gc.y);
+}
+
 static void bench_pool(const char *name, int n, int c, int h, int w, int avg) {
   pool_ctx pc = {.g = {.n = n, .c = c, .h = h, .w = w, .size = 2, .stride = 2}};
   nn_pool_geom_init(&pc.g);
@@ -359,6 +385,7 @@ int main(int argc, char **argv) {
     bench_pool("cifar-cnn pool1 32x32x30x30", 32, 32, 30, 30, 0);
     bench_pool("lenet pool1 128x6x24x24", 128, 6, 24, 24, 1);
     bench_pool("lenet pool2 128x16x8x8", 128, 16, 8, 8, 1);
+    bench_gap("cifar-gap 32x32x32x32", 32, 32, 32 * 32);
   }
   if (!g_only || !strcmp(g_only, "relu")) bench_relu("cnn conv1 out 692k", (size_t)32 * 32 * 26 * 26);
   if (!g_only || !strcmp(g_only, "conv")) {

@@ -189,7 +189,7 @@ static void test_maxpool_ties_vector_rows(void **state) {
 static void test_global_avgpool(void **state) {
   (void)state;
   tu_rng r = {0x5555AAAA3333CCCCULL};
-  static const int shapes[][3] = {{2, 3, 1}, {4, 5, 49}, {1, 7, 3}, {128, 64, 64}};
+  static const int shapes[][3] = {{2, 3, 1}, {4, 5, 49}, {1, 7, 3}, {128, 64, 64}, {3, 2, 1037}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     int n = shapes[s][0], c = shapes[s][1], sp = shapes[s][2];
     size_t nx = (size_t)n * c * sp, ny = (size_t)n * c;
