@@ -205,6 +205,17 @@ static void fwd_pack_weights(const nn_conv_geom *g, const dplan *p, const float 
   }
 }
 
+/* d[0..n) = s[0..n), distinct buffers: whole vectors, the last one ending at n (it may
+ * overlap the one before; a libc call per row of 30 floats cost more than the copy) */
+static inline void copy_row(float *d, const float *s, int n) {
+  if (n < VL) {
+    for (int j = 0; j < n; j++) d[j] = s[j];
+    return;
+  }
+  for (int j = 0; j + VL < n; j += VL) memcpy(d + j, s + j, sizeof(v8));
+  memcpy(d + n - VL, s + n - VL, sizeof(v8));
+}
+
 /* Two layouts of the outputs: with OW a multiple of VL ("rows": LeNet's 24 and 8), the
  * vectors are whole pieces of output rows, computed straight into y; otherwise ("flat") the
  * vectors run along the flat index into tmp, whose valid columns are then copied to y. The
@@ -239,11 +250,12 @@ static void fwd_sample(const nn_conv_geom *g, const dplan *p, const nn_epilogue 
       for (int j = 0; j < FWD_NV; j++) xo[j] = yo[j] = i0 + (size_t)VL * (size_t)j;
       fwd_dispatch(xp, off, wpk, ckk, tmp, p->lpad, xo, yo, ob, FWD_NV);
     }
+    /* the epilogue over the whole flat plane (dead columns too: whole vectors, no rows of
+     * 30 with scalar tails), then the valid columns out */
     for (int o = 0; o < ob; o++) {
-      float *yo_ = y + (size_t)(oc0 + o) * ohw;
-      const float *to = tmp + (size_t)o * p->lpad;
-      for (int oh = 0; oh < g->oh; oh++)
-        conv_epi_n(e, oc0 + o, to + (size_t)oh * (size_t)p->wp, yo_ + (size_t)oh * (size_t)g->ow, (size_t)g->ow);
+      float *yo_ = y + (size_t)(oc0 + o) * ohw, *to = tmp + (size_t)o * p->lpad;
+      conv_epi_n(e, oc0 + o, to, to, p->lflat);
+      for (int oh = 0; oh < g->oh; oh++) copy_row(yo_ + (size_t)oh * (size_t)g->ow, to + (size_t)oh * (size_t)p->wp, g->ow);
     }
   }
 }
