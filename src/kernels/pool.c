@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "kernels/kernels.h"
+#include "kernels/norm_core.h"
 #include "kernels/variant.h"
 
 #define POOL_PAR_ELEMS (1L << 16) /* input elements below which one thread does it all */
@@ -444,36 +445,24 @@ void NN_V(nn_avgpool2d_backward)(const nn_pool_geom *g, const float *dy, float *
 }
 
 /* global average pool: x[N,C,S] -> y[N,C]. A plane's sum is kept in double as 16 running
- * sums (value j goes to sum j % 16; four vectors of 4 doubles, in registers), added in lane
- * order at the end: one running sum was a chain of dependent adds, 4 cycles a value (26 % of
- * a cifar-gap step), and an array of sums was kept in memory by GCC. */
-typedef double gap_v4d __attribute__((vector_size(4 * sizeof(double))));
-typedef float gap_v4f __attribute__((vector_size(4 * sizeof(float))));
-#define GAP_LANES 16
-static inline gap_v4d gap_load4(const float *p) { /* 4 floats as doubles */
-#ifdef __AVX2__
-  return (gap_v4d)_mm256_cvtps_pd(_mm_loadu_ps(p)); /* GCC converts a vector in halves */
-#else
-  gap_v4f f;
-  memcpy(&f, p, sizeof f);
-  return __builtin_convertvector(f, gap_v4d);
-#endif
-}
+ * sums (value j goes to sum j % 16: two 8-lane units of norm_core.h, in registers), added in
+ * lane order at the end: one running sum was a chain of dependent adds, 4 cycles a value
+ * (26 % of a cifar-gap step), and an array of sums was kept in memory by GCC. */
 static double gap_plane_sum(const float *xp, int s) {
-  gap_v4d a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+  nc_v8d a, b, u, v;
+  nc_splat(&a, 0.0);
+  b = a;
   int j = 0;
-  for (; j + GAP_LANES <= s; j += GAP_LANES) {
-    a0 += gap_load4(xp + j);
-    a1 += gap_load4(xp + j + 4);
-    a2 += gap_load4(xp + j + 8);
-    a3 += gap_load4(xp + j + 12);
+  for (; j + 16 <= s; j += 16) {
+    nc_ld8(&u, xp + j);
+    nc_ld8(&v, xp + j + 8);
+    a.lo += u.lo, a.hi += u.hi, b.lo += v.lo, b.hi += v.hi;
   }
-  double lane[GAP_LANES];
-  memcpy(lane, &a0, sizeof a0), memcpy(lane + 4, &a1, sizeof a1);
-  memcpy(lane + 8, &a2, sizeof a2), memcpy(lane + 12, &a3, sizeof a3);
+  double lane[16];
+  memcpy(lane, &a, sizeof a), memcpy(lane + 8, &b, sizeof b);
   for (int l = 0; j < s; j++, l++) lane[l] += xp[j];
   double sum = 0.0;
-  for (int l = 0; l < GAP_LANES; l++) sum += lane[l];
+  for (int l = 0; l < 16; l++) sum += lane[l];
   return sum;
 }
 
