@@ -28,7 +28,7 @@
  * RSS is the variant's own. One line per variant:
  *   normnet lenet bn batch=128 threads=2 train_samples_per_s=N infer_samples_per_s=N
  *     train_min=N train_max=N peak_rss_mb=N train_cpu_samples_per_s=N assembly_pct=P
- *     train_mflop_per_sample=F train_gflops=G fma_peak_gflops=G peak_pct=P
+ *     train_mflop_per_sample=F train_gflops=G fma_peak_gflops=G peak_pct=P barrier_us=B
  * (train_min/max: the slowest and fastest repetition; train_cpu_samples_per_s: samples per
  * second of process CPU time, all threads together, median over the repetitions: at one
  * thread the figure a busy machine disturbs least; assembly_pct: the share of the training
@@ -36,7 +36,10 @@
  * multiply-adds of the conv2d and dense layers in a training step, 2 FLOPs each;
  * train_gflops: that times train_samples_per_s; fma_peak_gflops: the FMA peak this process
  * measures with its thread count (fma_peak.h, all cores under threads=auto); peak_pct: the
- * one over the other). bench/peers.py runs this side by
+ * one over the other; barrier_us: what one barrier of the team costs, measured after the
+ * variant (team_barrier.h; 0 at one thread): the development machine shows two states,
+ * about 0.3 and 0.45 us, and two-thread figures lower in the second, however quiet the FMA
+ * check; docs/performance.md, run 17). bench/peers.py runs this side by
  * side with PyTorch and Keras. */
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +51,7 @@
 #include "base/rng.h"
 #include "bench_util.h"
 #include "fma_peak.h"
+#include "team_barrier.h"
 #include "model/model.h"
 #include "normnet.h"
 
@@ -238,12 +242,13 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
     char th[16] = "auto";
     if (o->threads > 0) snprintf(th, sizeof th, "%d", o->threads);
     const double flops = train_flops_per_sample(m), gflops = flops * train / 1e9, peak = fma_peak_gflops(now);
+    const double barrier = team_barrier_us(now);
     printf(
         "normnet %s %s batch=%d threads=%s train_samples_per_s=%.0f infer_samples_per_s=%.0f train_min=%.0f "
         "train_max=%.0f peak_rss_mb=%.1f train_cpu_samples_per_s=%.0f assembly_pct=%.2f train_mflop_per_sample=%.2f "
-        "train_gflops=%.1f fma_peak_gflops=%.1f peak_pct=%.1f\n",
+        "train_gflops=%.1f fma_peak_gflops=%.1f peak_pct=%.1f barrier_us=%.2f\n",
         preset, strcmp(norm, "none") ? "bn" : "nobn", batch, th, train, infer, tlo, thi, ru.ru_maxrss / 1024.0, tcpu,
-        100.0 * tasm, flops / 1e6, gflops, peak, 100.0 * gflops / peak);
+        100.0 * tasm, flops / 1e6, gflops, peak, 100.0 * gflops / peak, barrier);
     if (o->layers) print_layers(m, c.steps);
     rc = 0;
   }

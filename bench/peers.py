@@ -20,6 +20,10 @@ Host check: a virtual machine's neighbours on the same physical cores do not sho
 /proc/stat, so the script also collects the FMA peak bench_train measures after each of its
 variants (fma_peak_gflops) and prints its spread per thread count; a spread over 10 % means
 the host took cycles during the rounds, and the figures of that thread count are noisier.
+It also collects the time of a team barrier (barrier_us, bench/team_barrier.h): where the
+host places the vCPUs (near each other or not) does not show in the FMA peak, but it sets
+that time (on the development machine about 0.3 or 0.45 us) and with it the two-thread
+figures; a slowest/fastest ratio above 1.3 means the placement changed during the rounds.
 
 Ratios: normnet / peer, each side at its best thread count; scaling: normnet 2 threads /
 1 thread. The issue's targets are printed next to them.
@@ -39,6 +43,8 @@ PRESETS = ["lenet", "mlp", "cnn", "cifar-cnn", "cifar-gap"]
 KERAS_PRESETS = {"mlp", "cnn", "cifar-cnn", "cifar-gap"}
 LINE = re.compile(r"^(\S+) (\S+) (bn|nobn) batch=(\d+) threads=(\w+) train_samples_per_s=(\d+)")
 PEAK = re.compile(r" fma_peak_gflops=([0-9.]+)")
+BARRIER = re.compile(r" barrier_us=([0-9.]+)")
+BARRIER_SPREAD = 1.3  # slowest / fastest team barrier above this: the vCPUs' placement changed
 # issue 12 targets: normnet / current PyTorch at each side's best thread count; 2t / 1t scaling
 TARGET_RATIO = {"lenet": 3.0, "mlp": 3.0, "cnn": 2.0, "cifar-cnn": 2.0, "cifar-gap": 2.0}
 TARGET_SCALING = {"lenet": 1.7, "mlp": 1.3, "cnn": 1.7, "cifar-cnn": 1.7, "cifar-gap": 1.3}
@@ -59,9 +65,10 @@ def children_cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
-def run(cmd, env=None, peaks=None):
+def run(cmd, env=None, peaks=None, barriers=None):
     """Runs cmd; returns (parsed result lines, other processes' average cores, wall seconds,
-    header). The FMA peaks the lines report are appended to peaks[threads]."""
+    header). The FMA peaks and team barrier times the lines report are appended to
+    peaks[threads] and barriers[threads]."""
     b0, c0, t0 = cpu_busy_seconds(), children_cpu_seconds(), time.monotonic()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     b1, c1, t1 = cpu_busy_seconds(), children_cpu_seconds(), time.monotonic()
@@ -78,6 +85,9 @@ def run(cmd, env=None, peaks=None):
             pk = PEAK.search(line)
             if pk and peaks is not None and float(pk.group(1)) > 0:
                 peaks.setdefault(rows[-1][3], []).append(float(pk.group(1)))
+            bk = BARRIER.search(line)
+            if bk and barriers is not None and float(bk.group(1)) > 0:
+                barriers.setdefault(rows[-1][3], []).append(float(bk.group(1)))
     others = max(0.0, (b1 - b0) - (c1 - c0)) / max(t1 - t0, 1e-9)
     return rows, others, t1 - t0, header
 
@@ -138,6 +148,7 @@ def main():
     results = {}  # (side, model, bn, threads) -> [samples/s per round]
     labels, headers, loads = {}, {}, []
     peaks = {}  # threads -> [FMA peaks bench_train measured after its variants]
+    barriers = {}  # threads -> [team barrier times (us) measured after them]
     for r in range(a.rounds):
         rot = order[r % len(order):] + order[:r % len(order)]
         for t in threads:
@@ -154,13 +165,13 @@ def main():
                             c = list(cmd)
                             c[c.index("all")] = m
                             c += ["--norm", n]
-                            rr, others, wall, _ = run(c, peaks=peaks)
+                            rr, others, wall, _ = run(c, peaks=peaks, barriers=barriers)
                             rows += rr
                             others_sum += others * wall
                             wall_sum += wall
                     others, wall = others_sum / wall_sum, wall_sum
                 else:
-                    rows, others, wall, header = run(cmd, peaks=peaks)
+                    rows, others, wall, header = run(cmd, peaks=peaks, barriers=barriers)
                     headers[side] = header
                 labels[side] = side_label(side, rows)
                 loads.append(others)
@@ -223,6 +234,13 @@ def main():
         print("host check, threads %s: FMA peak measured after each normnet variant %.0f GFLOP/s on median, "
               "%.0f-%.0f (%d runs)%s" % (t, statistics.median(v), min(v), max(v), len(v),
                                          ": spread %.0f %%, the host took cycles" % (100 * spread) if spread > 0.10 else ""))
+    for t in sorted(barriers, key=str):
+        v = barriers[t]
+        moved = max(v) / min(v) > BARRIER_SPREAD
+        print("host check, threads %s: a team barrier measured after each normnet variant %.2f us on median, "
+              "%.2f-%.2f (%d runs)%s" % (t, statistics.median(v), min(v), max(v), len(v),
+                                         ": the vCPUs' placement changed during the rounds, the two-thread figures "
+                                         "mix a fast and a slow state" if moved else ""))
     return 0
 
 

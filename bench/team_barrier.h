@@ -1,0 +1,44 @@
+/* How long the current OpenMP team takes to pass a barrier, measured: a host check next to
+ * fma_peak.h's. A virtual machine's vCPUs can be placed on host cores close to each other
+ * or not, and moved during a run; the FMA peak of each core does not show it, the time a
+ * cache line takes between the team's cores does, and so does a training step at two
+ * threads, which passes data and barriers between the cores many times per step.
+ * Header-only, for bench_train (each bench C file is one program). */
+#ifndef NN_BENCH_TEAM_BARRIER_H
+#define NN_BENCH_TEAM_BARRIER_H
+#include <omp.h>
+#include <stdlib.h>
+
+#define TEAM_BARRIER_PASSES 5000
+#define TEAM_BARRIER_REPS 5
+
+static int team_barrier_cmp(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Microseconds per barrier of the team (omp_get_max_threads() threads), timed with `clock`
+ * (seconds): the median of TEAM_BARRIER_REPS parallel regions of TEAM_BARRIER_PASSES
+ * barriers each, after one region that wakes the team. 0 for a team of one. */
+static inline double team_barrier_us(double (*clock)(void)) {
+  if (omp_get_max_threads() < 2) return 0.0;
+  double t[TEAM_BARRIER_REPS];
+#pragma omp parallel
+  {
+#pragma omp barrier
+  }
+  for (int r = 0; r < TEAM_BARRIER_REPS; r++) {
+    const double t0 = clock();
+#pragma omp parallel
+    {
+      for (int i = 0; i < TEAM_BARRIER_PASSES; i++) {
+#pragma omp barrier
+      }
+    }
+    t[r] = (clock() - t0) / TEAM_BARRIER_PASSES * 1e6;
+  }
+  qsort(t, TEAM_BARRIER_REPS, sizeof t[0], team_barrier_cmp);
+  return t[TEAM_BARRIER_REPS / 2];
+}
+
+#endif
