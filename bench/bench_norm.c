@@ -21,7 +21,9 @@
  * --cold: before every call (the triad's too) a 64 MiB buffer is written, so that each call
  * finds its tensors outside the caches, as a training step finds a layer's (only the calls
  * are timed; a slice ends after --seconds/9 including the evictions, with at least 2 calls).
- * Output: one line per (level, layout, kernel) with GB/s and the fraction of the triad. */
+ * Output: one line per (level, layout, kernel) with GB/s and the fraction of the triad;
+ * with --threads > 1 the time of a team barrier (team_barrier.h) first and last, the host
+ * state the figures were measured in (docs/performance.md, run 17). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@
 #include <omp.h>
 
 #include "kernels/kernels.h"
+#include "team_barrier.h"
 
 #define EPS 1e-5f
 #define SLICES 9
@@ -197,7 +200,8 @@ int main(int argc, char **argv) {
   }
   omp_set_num_threads(threads);
   if (threads > 1) bench_clock = CLOCK_MONOTONIC;
-  printf("threads=%d clock=%s caches=%s\n", threads, threads > 1 ? "wall" : "process-cpu", evict_buf ? "cold" : "warm");
+  printf("threads=%d clock=%s caches=%s barrier_us=%.2f\n", threads, threads > 1 ? "wall" : "process-cpu",
+         evict_buf ? "cold" : "warm", team_barrier_us(now));
   printf("%-5s %-7s %-14s %-18s %9s %7s %11s\n", "level", "layout", "shape", "kernel", "GB/s", "triad%", "us/call");
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const shape *sh = &shapes[si];
@@ -238,5 +242,6 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   }
   free(evict_buf);
+  if (threads > 1) printf("barrier_us=%.2f at the end\n", team_barrier_us(now));
   return 0;
 }
