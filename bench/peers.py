@@ -20,10 +20,10 @@ Host check: a virtual machine's neighbours on the same physical cores do not sho
 /proc/stat, so the script also collects the FMA peak bench_train measures after each of its
 variants (fma_peak_gflops) and prints its spread per thread count; a spread over 10 % means
 the host took cycles during the rounds, and the figures of that thread count are noisier.
-It also collects the time of a team barrier (barrier_us, bench/team_barrier.h): where the
-host places the vCPUs (near each other or not) does not show in the FMA peak, but it sets
-that time (on the development machine about 0.3 or 0.45 us) and with it the two-thread
-figures; a slowest/fastest ratio above 1.3 means the placement changed during the rounds.
+It also collects the time of a team barrier (barrier_us, bench/team_barrier.h): the
+development machine has two states the FMA peak does not show, a barrier of about 0.27 or
+0.45 us, with less memory bandwidth at two threads and two-thread training a quarter slower
+in the second; a slowest/fastest ratio above 1.3 means the state changed during the rounds.
 
 Ratios: normnet / peer, each side at its best thread count; scaling: normnet 2 threads /
 1 thread. The issue's targets are printed next to them.
@@ -44,7 +44,7 @@ KERAS_PRESETS = {"mlp", "cnn", "cifar-cnn", "cifar-gap"}
 LINE = re.compile(r"^(\S+) (\S+) (bn|nobn) batch=(\d+) threads=(\w+) train_samples_per_s=(\d+)")
 PEAK = re.compile(r" fma_peak_gflops=([0-9.]+)")
 BARRIER = re.compile(r" barrier_us=([0-9.]+)")
-BARRIER_SPREAD = 1.3  # slowest / fastest team barrier above this: the vCPUs' placement changed
+BARRIER_SPREAD = 1.3  # slowest / fastest team barrier above this: the host's state changed
 # issue 12 targets: normnet / current PyTorch at each side's best thread count; 2t / 1t scaling
 TARGET_RATIO = {"lenet": 3.0, "mlp": 3.0, "cnn": 2.0, "cifar-cnn": 2.0, "cifar-gap": 2.0}
 TARGET_SCALING = {"lenet": 1.7, "mlp": 1.3, "cnn": 1.7, "cifar-cnn": 1.7, "cifar-gap": 1.3}
@@ -239,8 +239,8 @@ def main():
         moved = max(v) / min(v) > BARRIER_SPREAD
         print("host check, threads %s: a team barrier measured after each normnet variant %.2f us on median, "
               "%.2f-%.2f (%d runs)%s" % (t, statistics.median(v), min(v), max(v), len(v),
-                                         ": the vCPUs' placement changed during the rounds, the two-thread figures "
-                                         "mix a fast and a slow state" if moved else ""))
+                                         ": the host's state changed during the rounds, the two-thread figures "
+                                         "mix a fast and a slow one (docs/performance.md, run 17)" if moved else ""))
     return 0
 
 

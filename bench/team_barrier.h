@@ -1,9 +1,10 @@
 /* How long the current OpenMP team takes to pass a barrier, measured: a host check next to
- * fma_peak.h's. A virtual machine's vCPUs can be placed on host cores close to each other
- * or not, and moved during a run; the FMA peak of each core does not show it, the time a
- * cache line takes between the team's cores does, and so does a training step at two
- * threads, which passes data and barriers between the cores many times per step.
- * Header-only, for bench_train (each bench C file is one program). */
+ * fma_peak.h's. The development machine (a 2-vCPU virtual machine) switches every few
+ * minutes between two states that the FMA peak does not show: a barrier of about 0.27 or
+ * 0.45 us, and in the second less memory bandwidth at two threads and two-thread training a
+ * quarter slower (docs/performance.md, run 17). Printing this time next to a two-thread
+ * figure says which state it was measured in. Header-only, for bench_train and bench_norm
+ * (each bench C file is one program). */
 #ifndef NN_BENCH_TEAM_BARRIER_H
 #define NN_BENCH_TEAM_BARRIER_H
 #include <omp.h>
