@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "kernels/seg.h"
 #include "kernels/v8.h"
 #include "kernels/variant.h"
 
@@ -205,17 +206,6 @@ static void fwd_pack_weights(const nn_conv_geom *g, const dplan *p, const float 
   }
 }
 
-/* d[0..n) = s[0..n), distinct buffers: whole vectors, the last one ending at n (it may
- * overlap the one before; a libc call per row of 30 floats cost more than the copy) */
-static inline void copy_row(float *d, const float *s, int n) {
-  if (n < VL) {
-    for (int j = 0; j < n; j++) d[j] = s[j];
-    return;
-  }
-  for (int j = 0; j + VL < n; j += VL) memcpy(d + j, s + j, sizeof(v8));
-  memcpy(d + n - VL, s + n - VL, sizeof(v8));
-}
-
 /* Two layouts of the outputs: with OW a multiple of VL ("rows": LeNet's 24 and 8), the
  * vectors are whole pieces of output rows, computed straight into y; otherwise ("flat") the
  * vectors run along the flat index into tmp, whose valid columns are then copied to y. The
@@ -255,7 +245,7 @@ static void fwd_sample(const nn_conv_geom *g, const dplan *p, const nn_epilogue 
     for (int o = 0; o < ob; o++) {
       float *yo_ = y + (size_t)(oc0 + o) * ohw, *to = tmp + (size_t)o * p->lpad;
       conv_epi_n(e, oc0 + o, to, to, p->lflat);
-      for (int oh = 0; oh < g->oh; oh++) copy_row(yo_ + (size_t)oh * (size_t)g->ow, to + (size_t)oh * (size_t)p->wp, g->ow);
+      for (int oh = 0; oh < g->oh; oh++) seg_copy(yo_ + (size_t)oh * (size_t)g->ow, to + (size_t)oh * (size_t)p->wp, g->ow);
     }
   }
 }

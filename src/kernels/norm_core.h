@@ -1,4 +1,5 @@
-/* The normalization core shared by batchnorm.c and groupnorm.c (internal to src/kernels/).
+/* The normalization core shared by batchnorm.c and groupnorm.c (internal to src/kernels/;
+ * pool.c's global average also sums in its 8-lane double units).
  *
  * Shapes: every primitive reads `runs` runs of `len` floats, run r starting at x + r*stride
  * (BatchNorm: one channel = N runs of S floats, stride C*S; GroupNorm: one group = 1 run
