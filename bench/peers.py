@@ -23,7 +23,9 @@ the host took cycles during the rounds, and the figures of that thread count are
 It also collects the time of a team barrier (barrier_us, bench/team_barrier.h): the
 development machine has two states the FMA peak does not show, a barrier of about 0.27 or
 0.45 us, with less memory bandwidth at two threads and two-thread training a quarter slower
-in the second; a slowest/fastest ratio above 1.3 means the state changed during the rounds.
+in the second; a slowest/fastest ratio above 1.3 means the state changed during the rounds,
+and then normnet's figures at that thread count are also printed per state (each run's own
+barrier says which), next to the medians and verdicts of all rounds.
 
 Ratios: normnet / peer, each side at its best thread count; scaling: normnet 2 threads /
 1 thread. The issue's targets are printed next to them.
@@ -66,9 +68,10 @@ def children_cpu_seconds():
 
 
 def run(cmd, env=None, peaks=None, barriers=None):
-    """Runs cmd; returns (parsed result lines, other processes' average cores, wall seconds,
-    header). The FMA peaks and team barrier times the lines report are appended to
-    peaks[threads] and barriers[threads]."""
+    """Runs cmd; returns (parsed result lines: (side, preset, bn|nobn, threads, samples/s,
+    team barrier us or None), other processes' average cores, wall seconds, header). The FMA
+    peaks and team barrier times the lines report are appended to peaks[threads] and
+    barriers[threads]."""
     b0, c0, t0 = cpu_busy_seconds(), children_cpu_seconds(), time.monotonic()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     b1, c1, t1 = cpu_busy_seconds(), children_cpu_seconds(), time.monotonic()
@@ -81,13 +84,14 @@ def run(cmd, env=None, peaks=None, barriers=None):
         m = LINE.match(line)
         if m:
             th = m.group(5)
-            rows.append((m.group(1), m.group(2), m.group(3), int(th) if th.isdigit() else th, float(m.group(6))))
+            bk = BARRIER.search(line)
+            bar = float(bk.group(1)) if bk and float(bk.group(1)) > 0 else None
+            rows.append((m.group(1), m.group(2), m.group(3), int(th) if th.isdigit() else th, float(m.group(6)), bar))
             pk = PEAK.search(line)
             if pk and peaks is not None and float(pk.group(1)) > 0:
                 peaks.setdefault(rows[-1][3], []).append(float(pk.group(1)))
-            bk = BARRIER.search(line)
-            if bk and barriers is not None and float(bk.group(1)) > 0:
-                barriers.setdefault(rows[-1][3], []).append(float(bk.group(1)))
+            if bar is not None and barriers is not None:
+                barriers.setdefault(rows[-1][3], []).append(bar)
     others = max(0.0, (b1 - b0) - (c1 - c0)) / max(t1 - t0, 1e-9)
     return rows, others, t1 - t0, header
 
@@ -149,6 +153,7 @@ def main():
     labels, headers, loads = {}, {}, []
     peaks = {}  # threads -> [FMA peaks bench_train measured after its variants]
     barriers = {}  # threads -> [team barrier times (us) measured after them]
+    staged = {}  # (model, bn, threads) -> [(team barrier us, samples/s)] of normnet's runs
     for r in range(a.rounds):
         rot = order[r % len(order):] + order[:r % len(order)]
         for t in threads:
@@ -178,8 +183,10 @@ def main():
                 print("round %d threads %d %-13s %5.1f s, other processes used %.2f cores%s"
                       % (r + 1, t, labels[side], wall, others, "  (NOT QUIET)" if others > QUIET_CORES else ""),
                       flush=True)
-                for _, model, bn, th, rate in rows:
+                for _, model, bn, th, rate, bar in rows:
                     results.setdefault((side, model, bn, th), []).append(rate)
+                    if side == "normnet" and bar is not None:
+                        staged.setdefault((model, bn, th), []).append((bar, rate))
 
     for side, h in headers.items():
         if h:
@@ -241,7 +248,30 @@ def main():
               "%.2f-%.2f (%d runs)%s" % (t, statistics.median(v), min(v), max(v), len(v),
                                          ": the host's state changed during the rounds, the two-thread figures "
                                          "mix a fast and a slow one (docs/performance.md, run 17)" if moved else ""))
+        if moved:
+            print_by_state(staged, med, models, norms, t, min(v) * BARRIER_SPREAD)
     return 0
+
+
+def print_by_state(staged, med, models, norms, t, cut):
+    """normnet's figures at t threads split by the host state each run was measured in (team
+    barrier <= cut: fast), each against the median at one thread; the verdicts above stay
+    those of all rounds."""
+    print("normnet at %d threads by host state (barrier <= %.2f us: fast), median samples/s (runs), "
+          "and against one thread:" % (t, cut))
+    for m in models:
+        for n in norms:
+            bn = "bn" if n == "batch" else "nobn"
+            one = med.get(("normnet", m, bn, 1))
+            parts = []
+            for name, fast in (("fast", True), ("slow", False)):
+                v = [rate for bar, rate in staged.get((m, bn, t), []) if (bar <= cut) == fast]
+                if v:
+                    x = statistics.median(v)
+                    parts.append("%s %.0f (%d)%s" % (name, x, len(v), ", %.2fx" % (x / one) if one else ""))
+                else:
+                    parts.append("%s -" % name)
+            print("  %-10s %-4s %s" % (m, bn, "; ".join(parts)))
 
 
 def cpu_model():
