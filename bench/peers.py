@@ -67,11 +67,10 @@ def children_cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
-def run(cmd, env=None, peaks=None, barriers=None):
+def run(cmd, env=None, peaks=None):
     """Runs cmd; returns (parsed result lines: (side, preset, bn|nobn, threads, samples/s,
     team barrier us or None), other processes' average cores, wall seconds, header). The FMA
-    peaks and team barrier times the lines report are appended to peaks[threads] and
-    barriers[threads]."""
+    peaks the lines report are appended to peaks[threads]."""
     b0, c0, t0 = cpu_busy_seconds(), children_cpu_seconds(), time.monotonic()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     b1, c1, t1 = cpu_busy_seconds(), children_cpu_seconds(), time.monotonic()
@@ -90,8 +89,6 @@ def run(cmd, env=None, peaks=None, barriers=None):
             pk = PEAK.search(line)
             if pk and peaks is not None and float(pk.group(1)) > 0:
                 peaks.setdefault(rows[-1][3], []).append(float(pk.group(1)))
-            if bar is not None and barriers is not None:
-                barriers.setdefault(rows[-1][3], []).append(bar)
     others = max(0.0, (b1 - b0) - (c1 - c0)) / max(t1 - t0, 1e-9)
     return rows, others, t1 - t0, header
 
@@ -152,7 +149,6 @@ def main():
     results = {}  # (side, model, bn, threads) -> [samples/s per round]
     labels, headers, loads = {}, {}, []
     peaks = {}  # threads -> [FMA peaks bench_train measured after its variants]
-    barriers = {}  # threads -> [team barrier times (us) measured after them]
     staged = {}  # (model, bn, threads) -> [(team barrier us, samples/s)] of normnet's runs
     for r in range(a.rounds):
         rot = order[r % len(order):] + order[:r % len(order)]
@@ -170,13 +166,13 @@ def main():
                             c = list(cmd)
                             c[c.index("all")] = m
                             c += ["--norm", n]
-                            rr, others, wall, _ = run(c, peaks=peaks, barriers=barriers)
+                            rr, others, wall, _ = run(c, peaks=peaks)
                             rows += rr
                             others_sum += others * wall
                             wall_sum += wall
                     others, wall = others_sum / wall_sum, wall_sum
                 else:
-                    rows, others, wall, header = run(cmd, peaks=peaks, barriers=barriers)
+                    rows, others, wall, header = run(cmd, peaks=peaks)
                     headers[side] = header
                 labels[side] = side_label(side, rows)
                 loads.append(others)
@@ -241,6 +237,9 @@ def main():
         print("host check, threads %s: FMA peak measured after each normnet variant %.0f GFLOP/s on median, "
               "%.0f-%.0f (%d runs)%s" % (t, statistics.median(v), min(v), max(v), len(v),
                                          ": spread %.0f %%, the host took cycles" % (100 * spread) if spread > 0.10 else ""))
+    barriers = {}  # threads -> the team barrier times measured after normnet's runs
+    for (_, _, t), runs in staged.items():
+        barriers.setdefault(t, []).extend(bar for bar, _ in runs)
     for t in sorted(barriers, key=str):
         v = barriers[t]
         moved = max(v) / min(v) > BARRIER_SPREAD
