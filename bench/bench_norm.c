@@ -42,7 +42,7 @@ static clockid_t bench_clock = CLOCK_PROCESS_CPUTIME_ID;
 static unsigned char *evict_buf; /* --cold: written before every call */
 #define EVICT_BYTES ((size_t)64 << 20)
 
-static double now(void) {
+static double bench_now(void) { /* bench_clock's seconds */
   struct timespec ts;
   clock_gettime(bench_clock, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -152,22 +152,22 @@ static float *fbuf(size_t n, unsigned seed) {
 /* Seconds per call: calls repeated until about `seconds` have passed. */
 static double time_kernel(bench *B, int k, double seconds) {
   long iters = 0;
-  double t0 = now(), t;
+  double t0 = bench_now(), t;
   if (evict_buf) {
     double calls = 0;
     do {
       for (size_t i = 0; i < EVICT_BYTES; i += 64) evict_buf[i]++;
-      const double c0 = now();
+      const double c0 = bench_now();
       run(B, k);
-      calls += now() - c0;
+      calls += bench_now() - c0;
       iters++;
-    } while (iters < 2 || now() - t0 < seconds);
+    } while (iters < 2 || bench_now() - t0 < seconds);
     return calls / (double)iters;
   }
   do {
     for (int i = 0; i < 8; i++) run(B, k);
     iters += 8;
-    t = now() - t0;
+    t = bench_now() - t0;
   } while (t < seconds);
   return t / (double)iters;
 }
@@ -201,7 +201,7 @@ int main(int argc, char **argv) {
   omp_set_num_threads(threads);
   if (threads > 1) bench_clock = CLOCK_MONOTONIC;
   printf("threads=%d clock=%s caches=%s barrier_us=%.2f\n", threads, threads > 1 ? "wall" : "process-cpu",
-         evict_buf ? "cold" : "warm", team_barrier_us(now));
+         evict_buf ? "cold" : "warm", team_barrier_us(bench_now));
   printf("%-5s %-7s %-14s %-18s %9s %7s %11s\n", "level", "layout", "shape", "kernel", "GB/s", "triad%", "us/call");
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const shape *sh = &shapes[si];
@@ -242,6 +242,6 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   }
   free(evict_buf);
-  if (threads > 1) printf("barrier_us=%.2f at the end\n", team_barrier_us(now));
+  if (threads > 1) printf("barrier_us=%.2f at the end\n", team_barrier_us(bench_now));
   return 0;
 }

@@ -10,13 +10,10 @@
 #include <omp.h>
 #include <stdlib.h>
 
+#include "bench_util.h"
+
 #define TEAM_BARRIER_PASSES 5000
 #define TEAM_BARRIER_REPS 5
-
-static int team_barrier_cmp(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 /* Microseconds per barrier of the team (omp_get_max_threads() threads), timed with `clock`
  * (seconds): the median of TEAM_BARRIER_REPS parallel regions of TEAM_BARRIER_PASSES
@@ -38,7 +35,7 @@ static inline double team_barrier_us(double (*clock)(void)) {
     }
     t[r] = (clock() - t0) / TEAM_BARRIER_PASSES * 1e6;
   }
-  qsort(t, TEAM_BARRIER_REPS, sizeof t[0], team_barrier_cmp);
+  qsort(t, TEAM_BARRIER_REPS, sizeof t[0], cmp_double);
   return t[TEAM_BARRIER_REPS / 2];
 }
 
