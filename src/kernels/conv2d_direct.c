@@ -389,7 +389,7 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
             float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
             v8 a, v;
             VLOAD(a, lb);
-            for (size_t i = 0; i < (whole ? ohw : p->lpad); i += VL) { /* what the packing wrote */
+            for (size_t i = 0; i < (size_t)sw.rows * sw.len; i += VL) { /* what the sweep reads */
               VLOAD(v, d + i);
               a += v;
             }
