@@ -2,6 +2,7 @@
  * errors go to stderr as one line "normnet CMD: message", results to stdout. */
 #ifndef NN_CLI_H
 #define NN_CLI_H
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "normnet.h"
@@ -90,6 +91,7 @@ int cli_model_input(const char *cmd, const cli_model *cm, const nn_model *m, con
                     const char *data_arg, nn_input_norm *norm, const char **data, const char **data_from);
 
 /* Progress display (TTY: a Keras-like bar with ETA; otherwise one line per epoch). */
+typedef struct cli_panel cli_panel;
 typedef struct {
   FILE *out;
   int tty, quiet;
@@ -99,9 +101,24 @@ typedef struct {
   int variant, variants; /* this run's place among compare/study runs (1-based; 0: a single run) */
   int json;              /* one JSON object per epoch instead of text */
   const char *eval;      /* "val" or "test": what the evaluation columns measure */
+  cli_panel *panel;      /* shared with runs training at the same time (cli_progress_join), or NULL */
 } cli_progress;
 void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label);
 nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
+/* A line of text (no newline) on p's stream: above the panel's status line when p is on one. */
+void cli_progress_say(cli_progress *p, const char *line);
+
+/* Runs that train at the same time (compare --jobs) share a panel: their epoch lines, whole
+ * and one at a time, and on a TTY one status line under them for all of them (each run's
+ * epoch and share done, the overall ETA), redrawn at most 10 times a second. `lanes` runs
+ * train at a time; `pending`: the runs to start (each join takes one). `status`: draw the
+ * status line (on a TTY; not for --quiet or --json). NULL without memory. */
+cli_panel *cli_panel_create(FILE *out, int lanes, int pending, int status);
+/* Clear the status line and free (NULL: nothing). */
+void cli_panel_free(cli_panel *pn);
+/* p (initialised, not yet training) reports through the panel until cli_progress_leave. */
+void cli_progress_join(cli_progress *p, cli_panel *pn);
+void cli_progress_leave(cli_progress *p);
 
 /* ---- training jobs (train, compare, study) ---------------------------------------------
  * Options become recipe overrides (key = value text, checked by nn_recipe_set) applied to
@@ -121,6 +138,9 @@ typedef struct {
   int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
   int json;              /* --json: one JSON object per epoch on stdout, no text */
   int variant, variants; /* compare: this variant's place, for the overall ETA */
+  cli_panel *panel;      /* compare --jobs: the panel shared with the runs training beside this one */
+  atomic_int *spare;     /* compare --jobs: threads finished lanes gave back; a run takes them all
+                          * at its next batch (results do not depend on the count) */
 } cli_train_opts;
 
 typedef struct {
@@ -135,6 +155,7 @@ typedef struct {
   int epochs;          /* the recipe's epochs (early stopping may end before) */
   int best_epoch;      /* what best.safetensors holds (nn_run_best_epoch) */
   int stopped_early;   /* the epoch early stopping ended the run at, or 0 */
+  int threads;         /* the thread count it ended with (its --threads and the spare it took) */
   cli_activation *act; /* with --track-activations */
   int nact, capact;
 } cli_train_result;

@@ -2,6 +2,8 @@
  * normalizations from the same seed, a per-epoch table side by side, a summary, and the
  * curves (accuracy and loss; train dashed, validation solid; one color per variant). */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +27,12 @@ static const char *const usage_head =
     "                            (default 0.8)\n"
     "  --out DIR                 default runs/compare-<model>; variants that already hold a run are\n"
     "                            refused unless --overwrite\n"
-    "  --no-report               skip DIR/report.html\n";
+    "  --no-report               skip DIR/report.html\n"
+    "  --jobs N                  variants trained at once, the threads shared out among them\n"
+    "                            (default: one per thread, up to the number of variants; 1: one\n"
+    "                            after another on all the threads). The results do not change,\n"
+    "                            only the time: two one-thread runs on two cores do not wait for\n"
+    "                            each other at every layer as a two-thread run does. Under mpirun: 1\n";
 
 typedef struct {
   char name[CLI_ITEM];
@@ -105,13 +112,69 @@ static void print_tables(variant *v, int nv, double target, const char *valname,
   printf("(target %s accuracy %.2f)\n", valname, target);
 }
 
+/* Variants training side by side (--jobs): each lane takes the next variant until none is
+ * left or one failed; the calling thread is lane 0. */
+typedef struct {
+  variant *v;
+  cli_train_opts *vo;
+  nn_run **runs; /* built by the checks and kept for the first lanes, else NULL */
+  int nv, lanes, threads;
+  atomic_int next, failed;
+  atomic_int spare; /* threads of lanes that found no variant left, for those still training */
+  int rc[MAX_VARIANTS];
+} side_by_side;
+
+typedef struct {
+  side_by_side *s;
+  int lane;
+} lane_arg;
+
+static void *lane_main(void *arg) {
+  const lane_arg *l = arg;
+  side_by_side *s = l->s;
+  /* the threads shared out (the first lanes take the remainder), grown by spare ones */
+  int mine = s->threads / s->lanes + (l->lane < s->threads % s->lanes);
+  while (!atomic_load(&s->failed)) {
+    int k = atomic_fetch_add(&s->next, 1);
+    if (k >= s->nv) break;
+    s->vo[k].threads = mine;
+    s->vo[k].spare = s->lanes > 1 ? &s->spare : NULL;
+    if (s->runs[k]) nn_model_set_threads(nn_run_model(s->runs[k]), mine);
+    s->rc[k] = cli_train_run("compare", &s->vo[k], s->runs[k], &s->v[k].res);
+    s->runs[k] = NULL; /* cli_train_run frees it */
+    if (s->rc[k]) atomic_store(&s->failed, 1);
+    else mine = s->v[k].res.threads;
+  }
+  atomic_fetch_add(&s->spare, mine); /* nothing left for this lane: the others' next batches take them */
+  return NULL;
+}
+
+/* Train every variant, `lanes` at a time; the first failure's code (in variant order). */
+static int train_side_by_side(side_by_side *s) {
+  pthread_t tid[MAX_VARIANTS];
+  lane_arg args[MAX_VARIANTS] = {{NULL, 0}};
+  int started[MAX_VARIANTS] = {0};
+  pthread_attr_t attr;
+  int attr_ok = !pthread_attr_init(&attr) && !pthread_attr_setstacksize(&attr, (size_t)16 << 20);
+  for (int i = 0; i < s->lanes; i++) args[i] = (lane_arg){s, i};
+  /* a lane that cannot start leaves its variants to the others */
+  for (int i = 1; i < s->lanes; i++) started[i] = !pthread_create(&tid[i], attr_ok ? &attr : NULL, lane_main, &args[i]);
+  lane_main(&args[0]);
+  for (int i = 1; i < s->lanes; i++)
+    if (started[i]) pthread_join(tid[i], NULL);
+  if (attr_ok) pthread_attr_destroy(&attr);
+  for (int k = 0; k < s->nv; k++)
+    if (s->rc[k]) return s->rc[k];
+  return atomic_load(&s->failed) ? EXIT_FAIL : EXIT_OK;
+}
+
 int cmd_compare(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "compare", NULL, 0};
   cli_train_opts o;
   cli_train_defaults(&o);
   const char *norms = "batch,none", *out = NULL;
   float target = 0.8f;
-  int no_report = 0;
+  int no_report = 0, jobs = 0;
   while (a.i < argc) {
     int bad = 0;
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
@@ -124,6 +187,7 @@ int cmd_compare(int argc, char **argv) {
     else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--target")) bad = cli_float(&a, "--target", 0, 1, &target);
     else if (cli_flag(&a, "--no-report")) no_report = 1;
+    else if (cli_opt(&a, "--jobs")) bad = cli_int(&a, "--jobs", 1, MAX_VARIANTS, &jobs);
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
@@ -165,23 +229,43 @@ int cmd_compare(int argc, char **argv) {
     vo[k].label = v[k].name;
     vo[k].variant = k + 1, vo[k].variants = nv;
   }
+  if (jobs > 1 && cli_comm()->size > 1) {
+    cli_error("compare", "--jobs %d: under mpirun the processes train the variants together, one after another", jobs);
+    return EXIT_USAGE;
+  }
+  /* results do not depend on the thread count: only the time does */
+  int threads = o.threads ? o.threads : nn_threads_max();
+  int lanes = cli_comm()->size > 1 ? 1 : jobs ? jobs
+                                              : threads;
+  if (lanes > nv) lanes = nv;
   nn_error derr = {0};
   if (nn_file_make_dirs(out, &derr)) return cli_fail("compare", &derr);
   /* every variant is built and checked (spec, --init, data, its directory) before any
-   * trains. The first then trains the run built for it; the others are built again when
-   * their turn comes, so that one variant's data is in memory while training, not all. */
-  nn_run *first = NULL;
+   * trains. Those that start at once train the run built for them; the others are built
+   * again when their turn comes, so that only the running variants' data is in memory. */
+  nn_run *runs[MAX_VARIANTS] = {0};
   for (int k = 0; k < nv && !rc; k++) {
-    nn_run *run = NULL;
-    rc = cli_train_open("compare", &vo[k], &run);
-    if (k) nn_run_free(run);
-    else first = run;
+    rc = cli_train_open("compare", &vo[k], &runs[k]);
+    if (k >= lanes) nn_run_free(runs[k]), runs[k] = NULL;
   }
-  for (int k = 0; k < nv && !rc; k++) {
-    rc = cli_train_run("compare", &vo[k], k ? NULL : first, &v[k].res);
-    if (!k) first = NULL;
+  cli_panel *panel = NULL;
+  if (!rc && lanes > 1) {
+    if (!(panel = cli_panel_create(stdout, lanes, nv, !o.quiet && !o.json))) {
+      cli_error("compare", "out of memory");
+      rc = EXIT_FAIL;
+    }
+    if (!o.quiet && !o.json)
+      printf("normnet compare: %d variants, %d at a time on %d thread%s (--jobs 1: one after another)\n", nv, lanes,
+             threads, threads == 1 ? "" : "s");
   }
-  nn_run_free(first);
+  for (int k = 0; k < nv; k++) vo[k].panel = panel;
+  if (!rc) {
+    side_by_side s = {.v = v, .vo = vo, .runs = runs, .nv = nv, .lanes = lanes, .threads = threads};
+    if (lanes == 1) s.threads = o.threads; /* one after another: the count as given (0: the library's choice) */
+    rc = train_side_by_side(&s);
+  }
+  cli_panel_free(panel);
+  for (int k = 0; k < nv; k++) nn_run_free(runs[k]);
   if (!rc) {
     int validation = v[0].res.validation;
     const char *valname = validation ? "validation" : "test", *ev = validation ? "val" : "test";

@@ -1,10 +1,17 @@
 /* Training progress on the terminal: a Keras-like bar with the epoch's ETA and the overall
  * ETA (over the remaining epochs, and the remaining variants of compare/study) when stdout
  * is a TTY (redrawn at most 10 times a second), one plain line per epoch otherwise (and
- * under mpirun). At the
- * end of an epoch the bar is redrawn with the epoch's real figures, however it ended
- * (all batches, --max-steps, a stop request). */
+ * under mpirun). At the end of an epoch the bar is redrawn with the epoch's real figures,
+ * however it ended (all batches, --max-steps, a stop request).
+ *
+ * Runs training at the same time (compare --jobs) report through a panel instead: each
+ * epoch's plain line, written whole under the panel's lock, and on a TTY one status line
+ * under them for all the runs. */
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,24 +35,20 @@ void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label)
   p->variant = p->variants = 0;
   p->json = 0;
   p->eval = "test";
+  p->panel = NULL;
 }
 
-static void on_begin(void *user, int epoch, int epochs, int batches) {
-  cli_progress *p = user;
-  p->epochs = epochs;
-  p->epoch = epoch;
-  p->batches = batches;
-  p->last_batch = 0;
-  p->t_epoch = now();
-  p->t_last = 0;
-  if (!p->first_epoch) p->first_epoch = epoch, p->t_start = p->t_epoch;
-  if (p->tty && !p->quiet && !p->json) {
-    fprintf(p->out, "%s%sEpoch %d/%d", p->label ? p->label : "", p->label ? ": " : "", epoch, epochs);
-    if (p->variants > 1) fprintf(p->out, " (run %d/%d)", p->variant, p->variants);
-    fputc('\n', p->out);
-    fflush(p->out);
-  }
-}
+#define PANEL_RUNS 64
+
+struct cli_panel {
+  pthread_mutex_t mu;
+  FILE *out;
+  int tty;
+  int lanes, pending;            /* runs at a time; runs not yet started */
+  cli_progress *run[PANEL_RUNS]; /* the runs training now (NULL: a free place) */
+  double t_last;                 /* last redraw of the status line */
+  int shown;                     /* the status line is on the screen */
+};
 
 static void fmt_secs(char *buf, size_t len, double s) {
   if (!isfinite(s) || s < 0) s = 0;
@@ -54,13 +57,21 @@ static void fmt_secs(char *buf, size_t len, double s) {
   else snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
 }
 
-/* Seconds left in this run and in every run still to come (compare/study variants). */
-static double overall_eta(const cli_progress *p, int batch) {
+/* The share of this run's batches done, and *whole: the run's estimated seconds at its pace
+ * so far (0 before the first batch). */
+static double run_done(const cli_progress *p, int batch, double *whole) {
   double total = (double)(p->epochs - p->first_epoch + 1) * p->batches;
   double done = (double)(p->epoch - p->first_epoch) * p->batches + batch;
+  *whole = 0;
   if (!(done > 0) || !(total > 0)) return 0;
-  double run = (now() - p->t_start) * total / done;
-  double left = run * (1 - done / total);
+  *whole = (now() - p->t_start) * total / done;
+  return done / total;
+}
+
+/* Seconds left in this run and in every run still to come (compare/study variants). */
+static double overall_eta(const cli_progress *p, int batch) {
+  double run, share = run_done(p, batch, &run);
+  double left = run * (1 - share);
   if (p->variants > p->variant && p->variant > 0) left += run * (p->variants - p->variant);
   return left;
 }
@@ -83,9 +94,152 @@ static void bar(cli_progress *p, int batch, int batches, double loss, double acc
   fflush(p->out);
 }
 
+/* ---- the panel of runs training at the same time --------------------------------------- */
+cli_panel *cli_panel_create(FILE *out, int lanes, int pending, int status) {
+  cli_panel *pn = calloc(1, sizeof *pn);
+  if (!pn) return NULL;
+  if (pthread_mutex_init(&pn->mu, NULL)) {
+    free(pn);
+    return NULL;
+  }
+  pn->out = out;
+  pn->tty = status && isatty(fileno(out)) && cli_comm()->size <= 1;
+  pn->lanes = lanes > 0 ? lanes : 1;
+  pn->pending = pending > 0 ? pending : 0;
+  return pn;
+}
+
+static void panel_clear(cli_panel *pn) {
+  if (!pn->shown) return;
+  fputs("\r\033[K", pn->out);
+  pn->shown = 0;
+}
+
+void cli_panel_free(cli_panel *pn) {
+  if (!pn) return;
+  panel_clear(pn);
+  fflush(pn->out);
+  pthread_mutex_destroy(&pn->mu);
+  free(pn);
+}
+
+static size_t columns(FILE *out) {
+  struct winsize ws;
+  if (!ioctl(fileno(out), TIOCGWINSZ, &ws) && ws.ws_col >= 20) return ws.ws_col;
+  return 80;
+}
+
+/* The status line, lock held: "batch 3/10 [===>......] | none 3/10 [==>.......] | all: 41s",
+ * cut at the terminal's width so that \r returns to its start. */
+static void panel_draw(cli_panel *pn) {
+  char line[1024];
+  size_t len = 0;
+  double left = 0, longest = 0;
+  for (int i = 0; i < PANEL_RUNS; i++) {
+    const cli_progress *p = pn->run[i];
+    if (!p || !p->batches) continue;
+    double whole, share = run_done(p, p->last_batch, &whole);
+    if (whole * (1 - share) > left) left = whole * (1 - share);
+    if (whole > longest) longest = whole;
+    char b[11];
+    int done = (int)(10 * share);
+    for (int k = 0; k < 10; k++) b[k] = k < done ? '=' : (k == done ? '>' : '.');
+    b[10] = 0;
+    int n = snprintf(line + len, sizeof line - len, "%s%s %d/%d [%s]", len ? " | " : "", p->label ? p->label : "",
+                     p->epoch, p->epochs, b);
+    if (n < 0 || (size_t)n >= sizeof line - len) break;
+    len += (size_t)n;
+  }
+  if (!len) return;
+  /* runs still to start: the lanes take them in turns, each as long as the longest so far */
+  int turns = (pn->pending + pn->lanes - 1) / pn->lanes;
+  left += longest * turns;
+  char all[16];
+  fmt_secs(all, sizeof all, left);
+  int n = snprintf(line + len, sizeof line - len, " | all: %s", all);
+  if (n > 0 && (size_t)n < sizeof line - len) len += (size_t)n;
+  size_t width = columns(pn->out) - 1;
+  if (len > width && width < sizeof line) line[width] = 0;
+  fprintf(pn->out, "\r%s\033[K", line);
+  fflush(pn->out);
+  pn->shown = 1;
+  pn->t_last = now();
+}
+
+void cli_progress_join(cli_progress *p, cli_panel *pn) {
+  if (!pn) return;
+  pthread_mutex_lock(&pn->mu);
+  p->panel = pn;
+  for (int i = 0; i < PANEL_RUNS; i++)
+    if (!pn->run[i]) {
+      pn->run[i] = p;
+      break;
+    }
+  if (pn->pending > 0) pn->pending--;
+  pthread_mutex_unlock(&pn->mu);
+}
+
+void cli_progress_leave(cli_progress *p) {
+  cli_panel *pn = p->panel;
+  if (!pn) return;
+  pthread_mutex_lock(&pn->mu);
+  for (int i = 0; i < PANEL_RUNS; i++)
+    if (pn->run[i] == p) pn->run[i] = NULL;
+  panel_clear(pn); /* the others redraw it at their next batch: a message may follow first */
+  fflush(pn->out);
+  p->panel = NULL;
+  pthread_mutex_unlock(&pn->mu);
+}
+
+void cli_progress_say(cli_progress *p, const char *line) {
+  cli_panel *pn = p->panel;
+  if (pn) {
+    pthread_mutex_lock(&pn->mu);
+    panel_clear(pn);
+  }
+  fprintf(p->out, "%s\n", line);
+  fflush(p->out);
+  if (pn) {
+    if (pn->tty) panel_draw(pn);
+    pthread_mutex_unlock(&pn->mu);
+  }
+}
+
+/* ---- the callbacks -------------------------------------------------------------------- */
+static void on_begin(void *user, int epoch, int epochs, int batches) {
+  cli_progress *p = user;
+  cli_panel *pn = p->panel; /* its status line reads these fields: written under its lock */
+  if (pn) pthread_mutex_lock(&pn->mu);
+  p->epochs = epochs;
+  p->epoch = epoch;
+  p->batches = batches;
+  p->last_batch = 0;
+  p->t_epoch = now();
+  p->t_last = 0;
+  if (!p->first_epoch) p->first_epoch = epoch, p->t_start = p->t_epoch;
+  if (pn) {
+    pthread_mutex_unlock(&pn->mu);
+    return;
+  }
+  if (p->tty && !p->quiet && !p->json) {
+    fprintf(p->out, "%s%sEpoch %d/%d", p->label ? p->label : "", p->label ? ": " : "", epoch, epochs);
+    if (p->variants > 1) fprintf(p->out, " (run %d/%d)", p->variant, p->variants);
+    fputc('\n', p->out);
+    fflush(p->out);
+  }
+}
+
 static int on_batch(void *user, int epoch, int batch, int batches, double loss, double acc) {
   cli_progress *p = user;
+  cli_panel *pn = p->panel;
   (void)epoch;
+  if (pn) {
+    pthread_mutex_lock(&pn->mu);
+    p->last_batch = batch;
+    if (pn->tty && now() - pn->t_last > 0.1) panel_draw(pn);
+    pthread_mutex_unlock(&pn->mu);
+    return 0;
+  }
   p->last_batch = batch;
   if (!p->tty || p->quiet || p->json) return 0;
   double t = now();
@@ -121,13 +275,15 @@ static void json_line(cli_progress *p, const nn_epoch_record *r) {
 
 static void on_end(void *user, const nn_epoch_record *r) {
   cli_progress *p = user;
+  cli_panel *pn = p->panel;
+  if (pn) {
+    pthread_mutex_lock(&pn->mu);
+    panel_clear(pn);
+  }
   if (p->json) {
     json_line(p, r);
-    fflush(p->out);
-    return;
-  }
-  if (p->quiet) return;
-  if (p->tty) {
+  } else if (p->quiet) {
+  } else if (p->tty && !pn) {
     /* the real figures of the epoch, whichever batch it ended on */
     bar(p, p->last_batch, p->batches, r->train_loss, r->train_acc, 1);
     fprintf(p->out, " - %s_loss: %.4f - %s_acc: %.4f - %.0f samples/s\n", p->eval, r->test_loss, p->eval,
@@ -140,6 +296,10 @@ static void on_end(void *user, const nn_epoch_record *r) {
             p->eval, r->test_loss, p->eval, r->test_acc, r->seconds, r->samples_per_sec);
   }
   fflush(p->out);
+  if (pn) {
+    if (pn->tty) panel_draw(pn);
+    pthread_mutex_unlock(&pn->mu);
+  }
 }
 
 nn_fit_callbacks cli_progress_callbacks(cli_progress *p) {

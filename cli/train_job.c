@@ -160,6 +160,11 @@ static void on_begin(void *u, int e, int n, int b) {
 
 static int on_batch(void *u, int e, int b, int n, double l, double a) {
   job *j = u;
+  /* compare --jobs: a lane that finished gave its threads back; this run's thread counts them */
+  if (j->o->spare && atomic_load_explicit(j->o->spare, memory_order_relaxed) > 0) {
+    j->res->threads += atomic_exchange(j->o->spare, 0);
+    nn_model_set_threads(j->model, j->res->threads);
+  }
   return j->shown.on_batch(j->shown.user, e, b, n, l, a);
 }
 
@@ -390,28 +395,34 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
   }
   if (!rc) {
     res->params = nn_model_param_count(j.model);
+    res->threads = o->threads;
     res->validation = r->val_split > 0;
     res->epochs = r->epochs;
     int done = nn_history_count(nn_run_history(run));
-    if (!o->quiet && !o->json)
-      printf(
-          "normnet %s: %s, norm %s, %zu parameters; %s: %d train / %d %s samples; %s lr %g, batch %d, %d epoch%s, "
-          "seed %llu%s%s%s\n",
-          cmd, o->label ? o->label : (o->resume ? o->resume : r->model), r->norm, res->params, r->data,
-          nn_dataset_count(train), nn_dataset_count(eval), r->val_split > 0 ? "validation" : "test",
-          nn_opt_kind_name(r->opt.kind), r->opt.lr, r->batch_size, r->epochs, r->epochs == 1 ? "" : "s", (unsigned long long)r->seed,
-          r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
-    if (o->track_activations) track(&j, done);
     cli_progress_init(&j.progress, stdout, o->quiet, o->label);
     j.progress.json = o->json;
     j.progress.eval = r->val_split > 0 ? "val" : "test";
     j.progress.variant = o->variant, j.progress.variants = o->variants;
     j.shown = cli_progress_callbacks(&j.progress);
+    cli_progress_join(&j.progress, o->panel);
+    if (!o->quiet && !o->json) {
+      char head[4096];
+      snprintf(head, sizeof head,
+               "normnet %s: %s, norm %s, %zu parameters; %s: %d train / %d %s samples; %s lr %g, batch %d, %d epoch%s, "
+               "seed %llu%s%s%s",
+               cmd, o->label ? o->label : (o->resume ? o->resume : r->model), r->norm, res->params, r->data,
+               nn_dataset_count(train), nn_dataset_count(eval), r->val_split > 0 ? "validation" : "test",
+               nn_opt_kind_name(r->opt.kind), r->opt.lr, r->batch_size, r->epochs, r->epochs == 1 ? "" : "s",
+               (unsigned long long)r->seed, r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
+      cli_progress_say(&j.progress, head);
+    }
+    if (o->track_activations) track(&j, done);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_comm *comm = cli_comm();
     nn_run_set_comm(run, comm);
     /* under mpirun: every rank is ready (or all stop with the first failing rank's message) */
     nn_status st = (rc = cli_dist_agree(EXIT_OK)) ? NN_OK : nn_run_train(run, &cb, &err);
+    cli_progress_leave(&j.progress); /* before any message: the status line is not this run's alone */
     report_skips(&j);
     const char *out = nn_run_dir(run);
     if (out && o->track_activations && write_activations(cmd, out, res, j.model)) rc = EXIT_FAIL;

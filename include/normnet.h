@@ -143,6 +143,10 @@ NN_API float nn_rng_uniform(nn_rng *r);
  * thread's OpenMP thread count before each forward. OMP_NUM_THREADS also fixes the count.
  * Results are bitwise the same for any thread count. */
 NN_API void nn_set_threads(int threads);
+/* The most threads a model's steps use when its own count is not set, on the calling thread:
+ * the count nn_set_threads or OMP_NUM_THREADS fixed, else the cores this process may run on.
+ * For a program that trains several models at once and shares the threads out. */
+NN_API int nn_threads_max(void);
 
 /* ---- data sets -------------------------------------------------------------------------- */
 typedef struct nn_dataset nn_dataset;

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -404,6 +406,138 @@ static void test_compare_checks_first(void **state) {
   assert_non_null(strstr(buf, "variant,epoch,train_loss,train_acc,test_loss,test_acc,"));
 }
 
+/* Run the CLI on a pseudo-terminal in dir (what a user at a terminal sees): the bytes it
+ * wrote, NUL-terminated, and its exit status. */
+static int run_on_tty(const char *args, char *out, size_t len) {
+  const char *cli = getenv("NN_CLI");
+  assert_non_null(cli);
+  int master = posix_openpt(O_RDWR | O_NOCTTY);
+  assert_true(master >= 0);
+  assert_int_equal(grantpt(master), 0);
+  assert_int_equal(unlockpt(master), 0);
+  char slave[256];
+  assert_non_null(ptsname(master));
+  snprintf(slave, sizeof slave, "%s", ptsname(master));
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s' %s", dir, cli, args);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    setsid();
+    int fd = open(slave, O_RDWR);
+    if (fd < 0) _exit(127);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    int in = open("/dev/null", O_RDONLY);
+    if (in >= 0) dup2(in, 0);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  size_t used = 0;
+  for (;;) { /* until the child's side closes (EIO on Linux) */
+    ssize_t n = read(master, out + used, len - 1 - used);
+    if (n <= 0) break;
+    used += (size_t)n;
+    if (used == len - 1) fail_msg("more than %zu bytes on the terminal", len - 1);
+  }
+  out[used] = 0;
+  close(master);
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* compare --jobs: variants trained side by side give the results of one after another
+ * (weights bitwise, histories), each epoch's line whole; on a terminal one status line under
+ * them, cleared before every other line. */
+static void test_compare_jobs(void **state) {
+  (void)state;
+  char args[2048], a[512], b[512], ha[8192], hb[8192];
+  tu_run_result r;
+  static const char *const variants[] = {"batch", "none", "layer"};
+  /* three variants on two lanes: the third waits for a free lane, the last running one takes
+   * the threads the others give back */
+  for (int jobs = 1; jobs <= 3; jobs++) {
+    snprintf(args, sizeof args,
+             "compare --model %s/small.spec --data idx:%s/good --norm batch,none,layer --epochs 2 --batch 16 "
+             "--threads 2 --jobs %d --no-report --out %s/jobs%d",
+             dir, dir, jobs, dir, jobs);
+    tu_cli_run_ok(&r, dir, args, "compare --jobs");
+    assert_null(strchr(r.out, '\r')); /* not a terminal: plain lines, no escapes */
+    assert_null(strchr(r.out, '\033'));
+    if (jobs > 1) assert_non_null(strstr(r.out, jobs == 2 ? "2 at a time on 2 threads" : "3 at a time"));
+    int epoch_lines = 0;
+    for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+      const char *e = strstr(line, ": epoch ");
+      if (!e) continue;
+      /* a whole line of its variant, from its label to its last field */
+      int known = 0;
+      for (int k = 0; k < 3; k++) known |= (size_t)(e - line) == strlen(variants[k]) && !strncmp(line, variants[k], strlen(variants[k]));
+      if (!known || !strstr(e, "train_loss=") || !strstr(e, "samples_per_s=") || strstr(e + 1, ": epoch "))
+        fail_msg("--jobs %d: a broken epoch line: '%s'", jobs, line);
+      epoch_lines++;
+    }
+    assert_int_equal(epoch_lines, 3 * 2);
+    if (jobs == 1) continue;
+    snprintf(a, sizeof a, "%s/jobs1/history.csv", dir);
+    snprintf(b, sizeof b, "%s/jobs%d/history.csv", dir, jobs);
+    history_core(a, ha, sizeof ha);
+    history_core(b, hb, sizeof hb);
+    assert_string_equal(ha, hb);
+    for (int k = 0; k < 3; k++) {
+      snprintf(a, sizeof a, "%s/jobs1/%s/model.safetensors", dir, variants[k]);
+      snprintf(b, sizeof b, "%s/jobs%d/%s/model.safetensors", dir, jobs, variants[k]);
+      assert_same_checkpoint(a, b);
+    }
+  }
+  /* --json: one object per line, whichever run wrote it */
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --norm batch,none --epochs 2 --batch 16 --threads 2 "
+           "--json --no-report --overwrite --out %s/jobs2",
+           dir, dir, dir);
+  tu_cli_run_ok(&r, dir, args, "compare --json");
+  int objects = 0;
+  for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+    if (line[0] != '{') continue;
+    if (strncmp(line, "{\"run\": \"", 9) || line[strlen(line) - 1] != '}' || strchr(line + 1, '{'))
+      fail_msg("a broken JSON line: '%s'", line);
+    objects++;
+  }
+  assert_int_equal(objects, 4);
+  /* on a terminal */
+  static char tty[1 << 16];
+  snprintf(args, sizeof args,
+           "compare --model small.spec --data idx:good --norm batch,none --epochs 2 --batch 16 --threads 2 "
+           "--no-report --overwrite --out jobs2");
+  assert_int_equal(run_on_tty(args, tty, sizeof tty), 0);
+  const char *status = strstr(tty, "| all: ");
+  if (!status) fail_msg("no status line on the terminal:\n%s", tty);
+  assert_null(strstr(tty, "Epoch 1/2")); /* the one-run bar's heading is not drawn */
+  int lines = 0;
+  for (const char *p = strstr(tty, "batch: epoch "); p; p = strstr(p + 1, "batch: epoch ")) {
+    if (p - tty < 4 || strncmp(p - 4, "\r\033[K", 4)) fail_msg("an epoch line not on a cleared line:\n%s", tty);
+    lines++;
+  }
+  assert_int_equal(lines, 2);
+  /* the status line is cleared before the tables */
+  const char *last = status, *table = strstr(tty, "epoch  |");
+  for (const char *p = status; p; p = strstr(p + 1, "| all: ")) last = p;
+  assert_non_null(table);
+  assert_true(last < table);
+  char between[256];
+  snprintf(between, sizeof between, "%.*s", (int)(table - last < 255 ? table - last : 255), last);
+  assert_non_null(strstr(between, "\r\033[K"));
+  /* one after another on a terminal: the one-run bar, run by run */
+  snprintf(args, sizeof args,
+           "compare --model small.spec --data idx:good --norm batch,none --epochs 1 --batch 16 --jobs 1 "
+           "--no-report --overwrite --out jobs2");
+  assert_int_equal(run_on_tty(args, tty, sizeof tty), 0);
+  assert_non_null(strstr(tty, "batch: Epoch 1/1 (run 1/2)"));
+  assert_null(strstr(tty, "| all: "));
+  expect_error("compare --jobs 0", "--jobs", NULL);
+  expect_error("compare --jobs 9", "--jobs", NULL);
+}
+
 static void test_max_steps_deterministic(void **state) {
   (void)state;
   char args[2048], a[512], b[512];
@@ -533,6 +667,7 @@ int main(void) {
       cmocka_unit_test(test_resume_after_kill),
       cmocka_unit_test(test_run_dir_rules),
       cmocka_unit_test(test_compare_checks_first),
+      cmocka_unit_test(test_compare_jobs),
       cmocka_unit_test(test_max_steps_deterministic),
       cmocka_unit_test(test_freeze_bn),
       cmocka_unit_test(test_threads_bitwise),

@@ -118,8 +118,12 @@ static void test_single_core_and_user_choice(void **state) {
   assert_int_equal(unsetenv("OMP_NUM_THREADS"), 0);
   nn_set_threads(0);
   assert_true(nn_threads_auto() >= 1);
+  assert_int_equal(nn_threads_max(), nn_cores()); /* the library's choice goes up to every core */
   nn_set_threads(1);
   assert_int_equal(nn_threads_auto(), 0);
+  assert_int_equal(nn_threads_max(), 1); /* what the user fixed, whatever the cores */
+  nn_set_threads(3);
+  assert_int_equal(nn_threads_max(), 3);
   nn_set_threads(0);
   assert_true(nn_threads_auto() >= 1);
   assert_int_equal(setenv("OMP_NUM_THREADS", "2", 1), 0);

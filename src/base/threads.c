@@ -39,6 +39,11 @@ int nn_threads_auto(void) {
   return nn_cores();
 }
 
+int nn_threads_max(void) {
+  int n = nn_threads_auto();
+  return n ? n : omp_get_max_threads();
+}
+
 double nn_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
