@@ -120,6 +120,20 @@ void cli_panel_free(cli_panel *pn);
 void cli_progress_join(cli_progress *p, cli_panel *pn);
 void cli_progress_leave(cli_progress *p);
 
+/* ---- lanes: jobs side by side (compare, study; cli/lanes.c) -----------------------------
+ * Job k runs as job(ctx, k, threads, spare, &threads_after) on one of the lanes (threads of the
+ * CLI; the calling thread is lane 0), each lane taking the next job until none is left or one
+ * failed (returned non-zero). `threads` are shared out among the lanes, the first taking the
+ * remainder; a job hands them to the training it runs (cli_train_opts.threads, .spare) and
+ * says in threads_after how many it ended with. A lane with no job left adds its threads to
+ * *spare (NULL with one lane), which the jobs still running take. The jobs must keep their
+ * output whole (a cli_panel, or one printf per line). */
+typedef int (*cli_lane_job)(void *ctx, int k, int threads, atomic_int *spare, int *threads_after);
+/* The lanes for njobs jobs: --jobs (0: one per thread), at most njobs; 1 under mpirun. */
+int cli_lanes_count(int jobs, int njobs, int threads);
+/* Run jobs 0..njobs-1 on nlanes lanes; the code of the first failed job in job order. */
+int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_job job, void *ctx);
+
 /* ---- training jobs (train, compare, study) ---------------------------------------------
  * Options become recipe overrides (key = value text, checked by nn_recipe_set) applied to
  * the preset's recipe in the order given; nothing is a sentinel. */
@@ -231,7 +245,8 @@ int cmd_export(int argc, char **argv);
 /* normnet study sync-bn (cli/cmd_study_sync_bn.c) */
 int cli_study_sync_bn(int argc, char **argv);
 /* Accuracy of a checkpoint on the data it was trained on in train mode (batch statistics over batches of
- * `batch`) or eval mode; *fail set with err on failure (cli/cmd_study.c). */
-double cli_study_eval(const char *ckpt, int train_mode, int batch, nn_error *err, int *fail);
+ * `batch`) or eval mode, on `threads` threads (0: the library's choice); *fail set with err on
+ * failure (cli/cmd_study.c). */
+double cli_study_eval(const char *ckpt, int train_mode, int batch, int threads, nn_error *err, int *fail);
 
 #endif

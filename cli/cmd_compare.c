@@ -2,8 +2,6 @@
  * normalizations from the same seed, a per-epoch table side by side, a summary, and the
  * curves (accuracy and loss; train dashed, validation solid; one color per variant). */
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,60 +110,22 @@ static void print_tables(variant *v, int nv, double target, const char *valname,
   printf("(target %s accuracy %.2f)\n", valname, target);
 }
 
-/* Variants training side by side (--jobs): each lane takes the next variant until none is
- * left or one failed; the calling thread is lane 0. */
+/* A variant's training as a lane's job (--jobs) */
 typedef struct {
   variant *v;
   cli_train_opts *vo;
   nn_run **runs; /* built by the checks and kept for the first lanes, else NULL */
-  int nv, lanes, threads;
-  atomic_int next, failed;
-  atomic_int spare; /* threads of lanes that found no variant left, for those still training */
-  int rc[MAX_VARIANTS];
-} side_by_side;
+} variants;
 
-typedef struct {
-  side_by_side *s;
-  int lane;
-} lane_arg;
-
-static void *lane_main(void *arg) {
-  const lane_arg *l = arg;
-  side_by_side *s = l->s;
-  /* the threads shared out (the first lanes take the remainder), grown by spare ones */
-  int mine = s->threads / s->lanes + (l->lane < s->threads % s->lanes);
-  while (!atomic_load(&s->failed)) {
-    int k = atomic_fetch_add(&s->next, 1);
-    if (k >= s->nv) break;
-    s->vo[k].threads = mine;
-    s->vo[k].spare = s->lanes > 1 ? &s->spare : NULL;
-    if (s->runs[k]) nn_model_set_threads(nn_run_model(s->runs[k]), mine);
-    s->rc[k] = cli_train_run("compare", &s->vo[k], s->runs[k], &s->v[k].res);
-    s->runs[k] = NULL; /* cli_train_run frees it */
-    if (s->rc[k]) atomic_store(&s->failed, 1);
-    else mine = s->v[k].res.threads;
-  }
-  atomic_fetch_add(&s->spare, mine); /* nothing left for this lane: the others' next batches take them */
-  return NULL;
-}
-
-/* Train every variant, `lanes` at a time; the first failure's code (in variant order). */
-static int train_side_by_side(side_by_side *s) {
-  pthread_t tid[MAX_VARIANTS];
-  lane_arg args[MAX_VARIANTS] = {{NULL, 0}};
-  int started[MAX_VARIANTS] = {0};
-  pthread_attr_t attr;
-  int attr_ok = !pthread_attr_init(&attr) && !pthread_attr_setstacksize(&attr, (size_t)16 << 20);
-  for (int i = 0; i < s->lanes; i++) args[i] = (lane_arg){s, i};
-  /* a lane that cannot start leaves its variants to the others */
-  for (int i = 1; i < s->lanes; i++) started[i] = !pthread_create(&tid[i], attr_ok ? &attr : NULL, lane_main, &args[i]);
-  lane_main(&args[0]);
-  for (int i = 1; i < s->lanes; i++)
-    if (started[i]) pthread_join(tid[i], NULL);
-  if (attr_ok) pthread_attr_destroy(&attr);
-  for (int k = 0; k < s->nv; k++)
-    if (s->rc[k]) return s->rc[k];
-  return atomic_load(&s->failed) ? EXIT_FAIL : EXIT_OK;
+static int train_variant(void *ctx, int k, int threads, atomic_int *spare, int *threads_after) {
+  variants *c = ctx;
+  c->vo[k].threads = threads;
+  c->vo[k].spare = spare;
+  if (c->runs[k]) nn_model_set_threads(nn_run_model(c->runs[k]), threads);
+  int rc = cli_train_run("compare", &c->vo[k], c->runs[k], &c->v[k].res);
+  c->runs[k] = NULL; /* cli_train_run frees it */
+  *threads_after = c->v[k].res.threads;
+  return rc;
 }
 
 int cmd_compare(int argc, char **argv) {
@@ -260,9 +220,9 @@ int cmd_compare(int argc, char **argv) {
   }
   for (int k = 0; k < nv; k++) vo[k].panel = panel;
   if (!rc) {
-    side_by_side s = {.v = v, .vo = vo, .runs = runs, .nv = nv, .lanes = lanes, .threads = threads};
-    if (lanes == 1) s.threads = o.threads; /* one after another: the count as given (0: the library's choice) */
-    rc = train_side_by_side(&s);
+    variants c = {v, vo, runs};
+    /* one after another: the count as given (0: the library's choice) */
+    rc = cli_lanes_run("compare", nv, lanes, lanes > 1 ? threads : o.threads, train_variant, &c);
   }
   cli_panel_free(panel);
   for (int k = 0; k < nv; k++) nn_run_free(runs[k]);

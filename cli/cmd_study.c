@@ -2,6 +2,7 @@
  * accuracy against batch size for each normalization, with the same number of training
  * samples at every batch size, and the train-vs-eval-mode gap of the BN models. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,7 +23,11 @@ static const char *const usage =
     "batch) and the preset's learning rate, then prints and plots the final validation\n"
     "accuracy against batch size (DIR/study.png, DIR/study.csv). For BN it also evaluates\n"
     "each trained model in train mode (batch statistics, batches of the training size) next\n"
-    "to eval mode: the 'forgot model.eval()' gap.\n";
+    "to eval mode: the 'forgot model.eval()' gap.\n"
+    "\n"
+    "  --jobs N                  runs trained at once, the threads shared out among them\n"
+    "                            (default: one per thread; 1: one after another on all the\n"
+    "                            threads); the results do not change, only the time\n";
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -31,18 +36,77 @@ static double now_seconds(void) {
 }
 
 /* The model of ckpt on the test split of the data it was trained on, with its input transform. */
-double cli_study_eval(const char *ckpt, int train_mode, int batch, nn_error *err, int *fail) {
+double cli_study_eval(const char *ckpt, int train_mode, int batch, int threads, nn_error *err, int *fail) {
   nn_model *m = NULL;
   nn_dataset *ds = NULL;
   double loss, acc = NAN;
   nn_input_norm norm = {0};
-  if (nn_checkpoint_load(ckpt, NULL, &m, err) || (nn_model_input_norm(m, &norm), 0) ||
+  if (nn_checkpoint_load(ckpt, NULL, &m, err) || (nn_model_set_threads(m, threads), nn_model_input_norm(m, &norm), 0) ||
       nn_dataset_open(nn_model_data_source(m), NN_SPLIT_TEST, &ds, err) ||
       nn_evaluate(m, ds, norm, batch, train_mode ? NN_MODE_TRAIN : NN_MODE_EVAL, &loss, &acc, err))
     *fail = 1;
   nn_dataset_free(ds);
   nn_model_free(m);
   return acc;
+}
+
+/* The study's runs, one per (batch size i, normalization n), k = i * nn + n, as lanes' jobs. */
+typedef struct {
+  const cli_train_opts *o;
+  const char *out;
+  int nb, nn, budget;
+  const int *batch;
+  char (*norms)[CLI_ITEM];
+  double (*acc)[MAX_N];
+  double *train_mode; /* per batch size: the BN run's accuracy in train mode */
+  double t0;
+  atomic_int done;
+} study;
+
+static int study_run(void *ctx, int k, int threads, atomic_int *spare, int *threads_after) {
+  study *s = ctx;
+  const int i = k / s->nn, n = k % s->nn, runs = s->nb * s->nn, steps = s->budget / s->batch[i];
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/b%d-%s", s->out, s->batch[i], s->norms[n]);
+  for (char *p = dir + strlen(s->out) + 1; *p; p++)
+    if (*p == ':') *p = '-';
+  cli_train_opts vo = *s->o;
+  char bsz[32], nsteps[32];
+  snprintf(bsz, sizeof bsz, "%d", s->batch[i]);
+  snprintf(nsteps, sizeof nsteps, "%d", steps);
+  cli_train_override(&vo, "norm", "--norms", s->norms[n]);
+  cli_train_override(&vo, "batch", "--batches", bsz);
+  cli_train_override(&vo, "epochs", "--budget", "1000000"); /* --max-steps ends the run */
+  cli_train_override(&vo, "max-steps", "--budget", nsteps);
+  vo.out = dir;
+  vo.quiet = 1;
+  vo.overwrite = 1; /* the study's own runs: a new study replaces them */
+  vo.threads = threads;
+  vo.spare = spare;
+  cli_train_result res;
+  int rc = cli_train_run("study", &vo, NULL, &res);
+  int h = nn_history_count(res.hist);
+  s->acc[i][n] = h ? nn_history_get(res.hist, h - 1)->test_acc : NAN;
+  *threads_after = res.threads;
+  cli_train_result_free(&res);
+  if (rc) return rc;
+  if (!strcmp(s->norms[n], "batch")) {
+    char ckpt[4200];
+    int fail = 0;
+    nn_error err = {0};
+    snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
+    s->train_mode[i] = cli_study_eval(ckpt, 1, s->batch[i], *threads_after, &err, &fail);
+    if (fail) return cli_fail("study", &err);
+  }
+  const int done = atomic_fetch_add(&s->done, 1) + 1;
+  const double el = now_seconds() - s->t0;
+  char left[64] = "";
+  if (done < runs) snprintf(left, sizeof left, ", about %.0fs left", el / done * (runs - done));
+  /* one printf: whole lines when runs end side by side */
+  printf("  [%d/%d] batch %4d  %-10s %6d steps  val_acc %.4f  (%.0fs so far%s)\n", done, runs, s->batch[i], s->norms[n],
+         steps, s->acc[i][n], el, left);
+  fflush(stdout);
+  return EXIT_OK;
 }
 
 int cmd_study(int argc, char **argv) {
@@ -59,7 +123,7 @@ int cmd_study(int argc, char **argv) {
   cli_train_opts o;
   cli_train_defaults(&o);
   const char *bl = "2,4,8,32,128", *nl = "batch,group:2,layer,none", *out = "runs/study-small-batch";
-  int budget = 60000;
+  int budget = 60000, jobs = 0;
   while (a.i < argc) {
     int bad = 0;
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
@@ -76,6 +140,7 @@ int cmd_study(int argc, char **argv) {
     } else if (cli_train_option(&a, &o, &bad)) {
     } else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--budget")) bad = cli_int(&a, "--budget", 2, 1 << 30, &budget);
+    else if (cli_opt(&a, "--jobs")) bad = cli_int(&a, "--jobs", 1, MAX_B * MAX_N, &jobs);
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
@@ -97,50 +162,15 @@ int cmd_study(int argc, char **argv) {
   printf("small-batch study: %s on %s, %d training samples per run (steps = %d / batch), norms %s\n", o.model,
          cli_train_value(&o, "data", "fashion-mnist"), budget, budget, nl);
   double acc[MAX_B][MAX_N], train_mode[MAX_B];
-  int rc = EXIT_OK;
-  nn_error err = {0};
-  double t0 = now_seconds();
-  for (int i = 0; i < nb && !rc; i++) {
-    train_mode[i] = NAN;
-    for (int k = 0; k < nn && !rc; k++) {
-      int run = i * nn + k + 1, runs = nb * nn;
-      printf("  [%d/%d] batch %4d  %-10s %6d steps ...", run, runs, batch[i], norms[k], budget / batch[i]);
-      fflush(stdout);
-      char dir[4096];
-      snprintf(dir, sizeof dir, "%s/b%d-%s", out, batch[i], norms[k]);
-      for (char *p = dir + strlen(out) + 1; *p; p++)
-        if (*p == ':') *p = '-';
-      cli_train_opts vo = o;
-      char bsz[32], steps[32];
-      snprintf(bsz, sizeof bsz, "%d", batch[i]);
-      snprintf(steps, sizeof steps, "%d", budget / batch[i]);
-      cli_train_override(&vo, "norm", "--norms", norms[k]);
-      cli_train_override(&vo, "batch", "--batches", bsz);
-      cli_train_override(&vo, "epochs", "--budget", "1000000"); /* --max-steps ends the run */
-      cli_train_override(&vo, "max-steps", "--budget", steps);
-      vo.out = dir;
-      vo.quiet = 1;
-      vo.overwrite = 1; /* the study's own runs: a new study replaces them */
-      cli_train_result res;
-      rc = cli_train_run("study", &vo, NULL, &res);
-      int n = nn_history_count(res.hist);
-      acc[i][k] = n ? nn_history_get(res.hist, n - 1)->test_acc : NAN;
-      cli_train_result_free(&res);
-      if (rc) break;
-      double el = now_seconds() - t0;
-      printf(" val_acc %.4f  (%.0fs so far", acc[i][k], el);
-      if (run < runs) printf(", about %.0fs left", el / run * (runs - run));
-      printf(")\n");
-      fflush(stdout);
-      if (!strcmp(norms[k], "batch")) {
-        char ckpt[4200];
-        int fail = 0;
-        snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
-        train_mode[i] = cli_study_eval(ckpt, 1, batch[i], &err, &fail);
-        if (fail) rc = cli_fail("study", &err);
-      }
-    }
-  }
+  for (int i = 0; i < nb; i++) train_mode[i] = NAN;
+  /* results do not depend on the thread count: only the time does */
+  const int threads = o.threads ? o.threads : nn_threads_max(), runs = nb * nn;
+  const int lanes = cli_lanes_count(jobs, runs, threads);
+  if (lanes > 1)
+    printf("%d runs, %d at a time on %d thread%s (--jobs 1: one after another)\n", runs, lanes, threads,
+           threads == 1 ? "" : "s");
+  study st = {.o = &o, .out = out, .nb = nb, .nn = nn, .budget = budget, .batch = batch, .norms = norms, .acc = acc, .train_mode = train_mode, .t0 = now_seconds()};
+  int rc = cli_lanes_run("study", runs, lanes, lanes > 1 ? threads : o.threads, study_run, &st);
   if (rc) return rc;
   /* table */
   printf("\nfinal validation accuracy (eval mode) after %d samples\n%-7s", budget, "batch");
@@ -185,7 +215,7 @@ int cmd_study(int argc, char **argv) {
   snprintf(title, sizeof title, "%s: small batches, %d training samples per run", o.model, budget);
   snprintf(png, sizeof png, "%s/study.png", out);
   nn_plot_panel panel = {"Final validation accuracy vs batch size", "batch size", "accuracy", lines, nn + 1, 1};
-  if (nn_plot_write(&panel, 1, title, 900, 520, png, NULL, &err)) return cli_fail("study", &err);
+  if (nn_plot_write(&panel, 1, title, 900, 520, png, NULL, &derr)) return cli_fail("study", &derr);
   printf("wrote %s, %s\n", path, png);
   /* every run of the study in one page (without per-class evaluation: the table above is
    * the study's result) */

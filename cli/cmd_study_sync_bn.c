@@ -142,7 +142,7 @@ int cli_study_sync_bn(int argc, char **argv) {
       free(ep);
       const nn_epoch_record *r = nn_history_get(h, epochs - 1);
       int bn_batch = s ? (batch + procs[i] - 1) / procs[i] : batch;
-      double tm = cli_study_eval(ckpt, 1, bn_batch, &err, &fail);
+      double tm = cli_study_eval(ckpt, 1, bn_batch, 0, &err, &fail);
       if (fail) {
         nn_history_free(h);
         return cli_fail("study", &err);

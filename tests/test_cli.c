@@ -634,9 +634,32 @@ static void test_small_batch_study(void **state) {
   assert_non_null(strstr(r.out, "BN train-mode"));
   assert_non_null(strstr(r.out, "\n2 "));
   assert_non_null(strstr(r.out, "\n16 "));
+  /* the runs trained side by side (the default: one per thread) end in any order, each with
+   * a whole line of its own */
+  assert_non_null(strstr(r.out, "8 runs, 2 at a time on 2 threads"));
+  int done[9] = {0};
+  for (const char *p = strstr(r.out, "  ["); p; p = strstr(p + 1, "  [")) {
+    int k = 0, runs = 0, b = 0, steps = 0;
+    char norm[32];
+    double acc = -1;
+    if (sscanf(p, "  [%d/%d] batch %d %31s %d steps val_acc %lf", &k, &runs, &b, norm, &steps, &acc) != 6 || runs != 8 ||
+        k < 1 || k > 8 || done[k]++ || steps != 96 / b || !(acc >= 0 && acc <= 1))
+      fail_msg("a broken progress line: %.120s", p);
+  }
+  for (int k = 1; k <= 8; k++) assert_int_equal(done[k], 1);
   snprintf(path, sizeof path, "%s/study/study.csv", dir);
-  char csv[4096];
+  char csv[4096], one_by_one[4096];
   tu_slurp(path, csv, sizeof csv);
+  /* one after another: the same figures */
+  snprintf(args, sizeof args,
+           "study small-batch --model %s/small.spec --data idx:%s/good --budget 96 --batch 2,16 "
+           "--norm batch,group:2,layer,none --jobs 1 --out %s/study1",
+           dir, dir, dir);
+  tu_cli_run_ok(&r, dir, args, "study --jobs 1");
+  assert_null(strstr(r.out, "at a time"));
+  snprintf(path, sizeof path, "%s/study1/study.csv", dir);
+  tu_slurp(path, one_by_one, sizeof one_by_one);
+  assert_string_equal(csv, one_by_one);
   assert_non_null(strstr(csv, "16,group:2,"));
   assert_non_null(strstr(csv, "2,batch(train-mode eval),"));
   /* the same number of samples at every batch size: 48 steps of 2, 6 steps of 16 */

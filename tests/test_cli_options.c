@@ -60,7 +60,7 @@ static void test_study_progress(void **state) {
   tu_run_result r;
   snprintf(args, sizeof args,
            "study small-batch --model %s/small.spec --data idx:%s/good --budget 32 --batch 4,16 --norm layer,none "
-           "--out %s/study-progress",
+           "--jobs 1 --out %s/study-progress", /* one after another: the lines in the runs' order */
            dir, dir, dir);
   tu_cli_run_ok(&r, dir, args, "study");
   assert_non_null(strstr(r.out, "[1/4] batch    4  layer"));

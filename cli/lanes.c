@@ -1,0 +1,79 @@
+/* Jobs side by side (compare's variants, study's runs): lanes on threads of the CLI, each
+ * taking the next job until none is left or one failed, the threads shared out among them.
+ * Training results do not depend on the thread count, so only the time changes: two
+ * one-thread runs on two cores never wait for each other, where one two-thread run meets
+ * its other half at every layer. */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+#define MAX_LANES 64
+
+int cli_lanes_count(int jobs, int njobs, int threads) {
+  if (cli_comm()->size > 1) return 1; /* under mpirun the processes take the jobs together */
+  int lanes = jobs ? jobs : threads;
+  if (lanes > njobs) lanes = njobs;
+  if (lanes > MAX_LANES) lanes = MAX_LANES;
+  return lanes > 1 ? lanes : 1;
+}
+
+typedef struct {
+  cli_lane_job job;
+  void *ctx;
+  int njobs, lanes, threads;
+  atomic_int next, failed;
+  atomic_int spare; /* threads of lanes that found no job left, for the jobs still running */
+  int *rc;
+} lanes;
+
+typedef struct {
+  lanes *s;
+  int lane;
+} lane_arg;
+
+static void *lane_main(void *arg) {
+  const lane_arg *l = arg;
+  lanes *s = l->s;
+  /* the threads shared out (the first lanes take the remainder), grown by spare ones */
+  int mine = s->threads / s->lanes + (l->lane < s->threads % s->lanes);
+  while (!atomic_load(&s->failed)) {
+    int k = atomic_fetch_add(&s->next, 1);
+    if (k >= s->njobs) break;
+    int after = mine;
+    s->rc[k] = s->job(s->ctx, k, mine, s->lanes > 1 ? &s->spare : NULL, &after);
+    if (s->rc[k]) atomic_store(&s->failed, 1);
+    else mine = after;
+  }
+  atomic_fetch_add(&s->spare, mine); /* nothing left for this lane: the running jobs take them */
+  return NULL;
+}
+
+int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_job job, void *ctx) {
+  if (njobs <= 0) return EXIT_OK;
+  if (nlanes < 1) nlanes = 1;
+  if (nlanes > MAX_LANES) nlanes = MAX_LANES;
+  int *rc = calloc((size_t)njobs, sizeof *rc);
+  if (!rc) {
+    cli_error(cmd, "out of memory");
+    return EXIT_FAIL;
+  }
+  lanes s = {.job = job, .ctx = ctx, .njobs = njobs, .lanes = nlanes, .threads = threads, .rc = rc};
+  pthread_t tid[MAX_LANES];
+  lane_arg args[MAX_LANES] = {{NULL, 0}};
+  int started[MAX_LANES] = {0};
+  pthread_attr_t attr;
+  int attr_ok = !pthread_attr_init(&attr) && !pthread_attr_setstacksize(&attr, (size_t)16 << 20);
+  for (int i = 0; i < nlanes; i++) args[i] = (lane_arg){&s, i};
+  /* the calling thread is lane 0; a lane that cannot start leaves its jobs to the others */
+  for (int i = 1; i < nlanes; i++) started[i] = !pthread_create(&tid[i], attr_ok ? &attr : NULL, lane_main, &args[i]);
+  lane_main(&args[0]);
+  for (int i = 1; i < nlanes; i++)
+    if (started[i]) pthread_join(tid[i], NULL);
+  if (attr_ok) pthread_attr_destroy(&attr);
+  int out = atomic_load(&s.failed) ? EXIT_FAIL : EXIT_OK;
+  for (int k = njobs - 1; k >= 0; k--)
+    if (rc[k]) out = rc[k];
+  free(rc);
+  return out;
+}
