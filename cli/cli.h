@@ -124,8 +124,8 @@ void cli_progress_leave(cli_progress *p);
  * Job k runs as job(ctx, k, threads, spare, &threads_after) on one of the lanes (threads of the
  * CLI; the calling thread is lane 0), each lane taking the next job until none is left or one
  * failed (returned non-zero). `threads` are shared out among the lanes, the first taking the
- * remainder; a job hands them to the training it runs (cli_train_opts.threads, .spare) and
- * says in threads_after how many it ended with. A lane with no job left adds its threads to
+ * remainder; a job hands them to the training it runs (cli_train_opts.lane_threads, .spare)
+ * and says in threads_after how many it ended with. A lane with no job left adds its threads to
  * *spare (NULL with one lane), which the jobs still running take. The jobs must keep their
  * output whole (a cli_panel, or one printf per line). */
 typedef int (*cli_lane_job)(void *ctx, int k, int threads, atomic_int *spare, int *threads_after);
@@ -152,9 +152,12 @@ typedef struct {
   int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
   int json;              /* --json: one JSON object per epoch on stdout, no text */
   int variant, variants; /* compare: this variant's place, for the overall ETA */
-  cli_panel *panel;      /* compare --jobs: the panel shared with the runs training beside this one */
-  atomic_int *spare;     /* compare --jobs: threads finished lanes gave back; a run takes them all
-                          * at its next batch (results do not depend on the count) */
+  /* compare/study --jobs (lanes): */
+  cli_panel *panel;  /* the panel shared with the runs training beside this one, or NULL */
+  int lane_threads;  /* this run's share of the threads while others train beside it (0: none) */
+  atomic_int *spare; /* threads finished lanes gave back; a run takes them all at its next batch
+                      * (then the library chooses again if `threads` is 0; results do not
+                      * depend on the count) */
 } cli_train_opts;
 
 typedef struct {
@@ -169,7 +172,7 @@ typedef struct {
   int epochs;          /* the recipe's epochs (early stopping may end before) */
   int best_epoch;      /* what best.safetensors holds (nn_run_best_epoch) */
   int stopped_early;   /* the epoch early stopping ended the run at, or 0 */
-  int threads;         /* the thread count it ended with (its --threads and the spare it took) */
+  int threads;         /* the threads it ended with (its lane's share and the spare it took) */
   cli_activation *act; /* with --track-activations */
   int nact, capact;
 } cli_train_result;

@@ -119,7 +119,7 @@ typedef struct {
 
 static int train_variant(void *ctx, int k, int threads, atomic_int *spare, int *threads_after) {
   variants *c = ctx;
-  c->vo[k].threads = threads;
+  c->vo[k].lane_threads = threads;
   c->vo[k].spare = spare;
   if (c->runs[k]) nn_model_set_threads(nn_run_model(c->runs[k]), threads);
   int rc = cli_train_run("compare", &c->vo[k], c->runs[k], &c->v[k].res);

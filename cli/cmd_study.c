@@ -81,7 +81,7 @@ static int study_run(void *ctx, int k, int threads, atomic_int *spare, int *thre
   vo.out = dir;
   vo.quiet = 1;
   vo.overwrite = 1; /* the study's own runs: a new study replaces them */
-  vo.threads = threads;
+  vo.lane_threads = threads;
   vo.spare = spare;
   cli_train_result res;
   int rc = cli_train_run("study", &vo, NULL, &res);
@@ -95,7 +95,9 @@ static int study_run(void *ctx, int k, int threads, atomic_int *spare, int *thre
     int fail = 0;
     nn_error err = {0};
     snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
-    s->train_mode[i] = cli_study_eval(ckpt, 1, s->batch[i], *threads_after, &err, &fail);
+    /* the lane's share; with spare threads taken and no --threads, the library's choice */
+    const int eval_threads = *threads_after == threads || s->o->threads ? *threads_after : 0;
+    s->train_mode[i] = cli_study_eval(ckpt, 1, s->batch[i], eval_threads, &err, &fail);
     if (fail) return cli_fail("study", &err);
   }
   const int done = atomic_fetch_add(&s->done, 1) + 1;

@@ -160,10 +160,12 @@ static void on_begin(void *u, int e, int n, int b) {
 
 static int on_batch(void *u, int e, int b, int n, double l, double a) {
   job *j = u;
-  /* compare --jobs: a lane that finished gave its threads back; this run's thread counts them */
+  /* compare/study --jobs: a lane that finished gave its threads back. Without --threads the
+   * library chooses again (between one thread and all: another process may hold a core);
+   * with it, this run's count takes them. */
   if (j->o->spare && atomic_load_explicit(j->o->spare, memory_order_relaxed) > 0) {
     j->res->threads += atomic_exchange(j->o->spare, 0);
-    nn_model_set_threads(j->model, j->res->threads);
+    nn_model_set_threads(j->model, j->o->threads ? j->res->threads : 0);
   }
   return j->shown.on_batch(j->shown.user, e, b, n, l, a);
 }
@@ -364,7 +366,7 @@ static nn_history *copy_history(const nn_history *h) {
 int cli_train_open(const char *cmd, const cli_train_opts *o, nn_run **run) {
   *run = NULL;
   int rc = o->resume ? resume_run(cmd, o, run) : new_run(cmd, o, run);
-  if (!rc) nn_model_set_threads(nn_run_model(*run), o->threads);
+  if (!rc) nn_model_set_threads(nn_run_model(*run), o->lane_threads ? o->lane_threads : o->threads);
   return rc;
 }
 
@@ -395,7 +397,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
   }
   if (!rc) {
     res->params = nn_model_param_count(j.model);
-    res->threads = o->threads;
+    res->threads = o->lane_threads ? o->lane_threads : o->threads;
     res->validation = r->val_split > 0;
     res->epochs = r->epochs;
     int done = nn_history_count(nn_run_history(run));
