@@ -121,17 +121,26 @@ void cli_progress_join(cli_progress *p, cli_panel *pn);
 void cli_progress_leave(cli_progress *p);
 
 /* ---- lanes: jobs side by side (compare, study; cli/lanes.c) -----------------------------
- * Job k runs as job(ctx, k, threads, spare, &threads_after) on one of the lanes (threads of the
- * CLI; the calling thread is lane 0), each lane taking the next job until none is left or one
- * failed (returned non-zero). `threads` are shared out among the lanes, the first taking the
- * remainder; a job hands them to the training it runs (cli_train_opts.lane_threads, .spare)
- * and says in threads_after how many it ended with. A lane with no job left adds its threads to
- * *spare (NULL with one lane), which the jobs still running take. The jobs must keep their
+ * Job k runs as job(ctx, k, lane) on one of the lanes (threads of the CLI; the calling thread
+ * is lane 0), each lane taking the next job until none is left or one failed (returned
+ * non-zero). The threads are shared out among the lanes, the first taking the remainder; a
+ * job hands its lane to the training it runs (cli_train_opts.lane). The jobs must keep their
  * output whole (a cli_panel, or one printf per line). */
-typedef int (*cli_lane_job)(void *ctx, int k, int threads, atomic_int *spare, int *threads_after);
+typedef struct {
+  int threads;       /* this lane's threads; the training adds the spare ones it takes */
+  atomic_int *spare; /* threads of lanes with no job left: a training takes them all at its
+                      * next batch (then the library chooses again if no --threads was given);
+                      * NULL with one lane */
+  atomic_int *stop;  /* set when a job failed: the others stop at their next batch, quietly
+                      * (NULL with one lane) */
+  char error[1200];  /* with several lanes a failing training leaves its message here, and only
+                      * the first failed job's (in job order) is printed, as one after another */
+} cli_lane;
+typedef int (*cli_lane_job)(void *ctx, int k, cli_lane *lane);
 /* The lanes for njobs jobs: --jobs (0: one per thread), at most njobs; 1 under mpirun. */
 int cli_lanes_count(int jobs, int njobs, int threads);
-/* Run jobs 0..njobs-1 on nlanes lanes; the code of the first failed job in job order. */
+/* Run jobs 0..njobs-1 on nlanes lanes sharing `threads` (0 with one lane: the library's
+ * choice); the code of the first failed job in job order. */
 int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_job job, void *ctx);
 
 /* ---- training jobs (train, compare, study) ---------------------------------------------
@@ -152,12 +161,9 @@ typedef struct {
   int crash_after_epoch; /* testing aid: SIGKILL right after saving this epoch */
   int json;              /* --json: one JSON object per epoch on stdout, no text */
   int variant, variants; /* compare: this variant's place, for the overall ETA */
-  /* compare/study --jobs (lanes): */
-  cli_panel *panel;  /* the panel shared with the runs training beside this one, or NULL */
-  int lane_threads;  /* this run's share of the threads while others train beside it (0: none) */
-  atomic_int *spare; /* threads finished lanes gave back; a run takes them all at its next batch
-                      * (then the library chooses again if `threads` is 0; results do not
-                      * depend on the count) */
+  /* compare/study --jobs: */
+  cli_panel *panel; /* the panel shared with the runs training beside this one, or NULL */
+  cli_lane *lane;   /* the lane it trains on (its threads instead of `threads`), or NULL */
 } cli_train_opts;
 
 typedef struct {
@@ -172,7 +178,6 @@ typedef struct {
   int epochs;          /* the recipe's epochs (early stopping may end before) */
   int best_epoch;      /* what best.safetensors holds (nn_run_best_epoch) */
   int stopped_early;   /* the epoch early stopping ended the run at, or 0 */
-  int threads;         /* the threads it ended with (its lane's share and the spare it took) */
   cli_activation *act; /* with --track-activations */
   int nact, capact;
 } cli_train_result;

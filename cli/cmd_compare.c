@@ -117,14 +117,12 @@ typedef struct {
   nn_run **runs; /* built by the checks and kept for the first lanes, else NULL */
 } variants;
 
-static int train_variant(void *ctx, int k, int threads, atomic_int *spare, int *threads_after) {
+static int train_variant(void *ctx, int k, cli_lane *lane) {
   variants *c = ctx;
-  c->vo[k].lane_threads = threads;
-  c->vo[k].spare = spare;
-  if (c->runs[k]) nn_model_set_threads(nn_run_model(c->runs[k]), threads);
+  c->vo[k].lane = lane;
+  if (c->runs[k]) nn_model_set_threads(nn_run_model(c->runs[k]), lane->threads);
   int rc = cli_train_run("compare", &c->vo[k], c->runs[k], &c->v[k].res);
   c->runs[k] = NULL; /* cli_train_run frees it */
-  *threads_after = c->v[k].res.threads;
   return rc;
 }
 
@@ -195,9 +193,7 @@ int cmd_compare(int argc, char **argv) {
   }
   /* results do not depend on the thread count: only the time does */
   int threads = o.threads ? o.threads : nn_threads_max();
-  int lanes = cli_comm()->size > 1 ? 1 : jobs ? jobs
-                                              : threads;
-  if (lanes > nv) lanes = nv;
+  int lanes = cli_lanes_count(jobs, nv, threads);
   nn_error derr = {0};
   if (nn_file_make_dirs(out, &derr)) return cli_fail("compare", &derr);
   /* every variant is built and checked (spec, --init, data, its directory) before any

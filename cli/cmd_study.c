@@ -63,8 +63,9 @@ typedef struct {
   atomic_int done;
 } study;
 
-static int study_run(void *ctx, int k, int threads, atomic_int *spare, int *threads_after) {
+static int study_run(void *ctx, int k, cli_lane *lane) {
   study *s = ctx;
+  const int share = lane->threads;
   const int i = k / s->nn, n = k % s->nn, runs = s->nb * s->nn, steps = s->budget / s->batch[i];
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/b%d-%s", s->out, s->batch[i], s->norms[n]);
@@ -81,13 +82,14 @@ static int study_run(void *ctx, int k, int threads, atomic_int *spare, int *thre
   vo.out = dir;
   vo.quiet = 1;
   vo.overwrite = 1; /* the study's own runs: a new study replaces them */
-  vo.lane_threads = threads;
-  vo.spare = spare;
+  vo.lane = lane;
+  char label[96]; /* names the run in its error messages */
+  snprintf(label, sizeof label, "batch %d %s", s->batch[i], s->norms[n]);
+  vo.label = label;
   cli_train_result res;
   int rc = cli_train_run("study", &vo, NULL, &res);
   int h = nn_history_count(res.hist);
   s->acc[i][n] = h ? nn_history_get(res.hist, h - 1)->test_acc : NAN;
-  *threads_after = res.threads;
   cli_train_result_free(&res);
   if (rc) return rc;
   if (!strcmp(s->norms[n], "batch")) {
@@ -96,7 +98,7 @@ static int study_run(void *ctx, int k, int threads, atomic_int *spare, int *thre
     nn_error err = {0};
     snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
     /* the lane's share; with spare threads taken and no --threads, the library's choice */
-    const int eval_threads = *threads_after == threads || s->o->threads ? *threads_after : 0;
+    const int eval_threads = lane->threads > share && !s->o->threads ? 0 : lane->threads;
     s->train_mode[i] = cli_study_eval(ckpt, 1, s->batch[i], eval_threads, &err, &fail);
     if (fail) return cli_fail("study", &err);
   }

@@ -5,6 +5,7 @@
  * its other half at every layer. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -25,6 +26,7 @@ typedef struct {
   atomic_int next, failed;
   atomic_int spare; /* threads of lanes that found no job left, for the jobs still running */
   int *rc;
+  char (*error)[sizeof(((cli_lane *)0)->error)]; /* each failed job's message, if it left one */
 } lanes;
 
 typedef struct {
@@ -40,10 +42,11 @@ static void *lane_main(void *arg) {
   while (!atomic_load(&s->failed)) {
     int k = atomic_fetch_add(&s->next, 1);
     if (k >= s->njobs) break;
-    int after = mine;
-    s->rc[k] = s->job(s->ctx, k, mine, s->lanes > 1 ? &s->spare : NULL, &after);
+    cli_lane lane = {mine, s->lanes > 1 ? &s->spare : NULL, s->lanes > 1 ? &s->failed : NULL, ""};
+    s->rc[k] = s->job(s->ctx, k, &lane);
     if (s->rc[k]) atomic_store(&s->failed, 1);
-    else mine = after;
+    memcpy(s->error[k], lane.error, sizeof lane.error);
+    mine = lane.threads; /* with the spare threads it took */
   }
   atomic_fetch_add(&s->spare, mine); /* nothing left for this lane: the running jobs take them */
   return NULL;
@@ -54,11 +57,14 @@ int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_
   if (nlanes < 1) nlanes = 1;
   if (nlanes > MAX_LANES) nlanes = MAX_LANES;
   int *rc = calloc((size_t)njobs, sizeof *rc);
-  if (!rc) {
+  char(*error)[sizeof(((cli_lane *)0)->error)] = calloc((size_t)njobs, sizeof *error);
+  if (!rc || !error) {
+    free(rc);
+    free(error);
     cli_error(cmd, "out of memory");
     return EXIT_FAIL;
   }
-  lanes s = {.job = job, .ctx = ctx, .njobs = njobs, .lanes = nlanes, .threads = threads, .rc = rc};
+  lanes s = {.job = job, .ctx = ctx, .njobs = njobs, .lanes = nlanes, .threads = threads, .rc = rc, .error = error};
   pthread_t tid[MAX_LANES];
   lane_arg args[MAX_LANES] = {{NULL, 0}};
   int started[MAX_LANES] = {0};
@@ -71,9 +77,13 @@ int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_
   for (int i = 1; i < nlanes; i++)
     if (started[i]) pthread_join(tid[i], NULL);
   if (attr_ok) pthread_attr_destroy(&attr);
-  int out = atomic_load(&s.failed) ? EXIT_FAIL : EXIT_OK;
-  for (int k = njobs - 1; k >= 0; k--)
-    if (rc[k]) out = rc[k];
+  int first = -1;
+  for (int k = 0; k < njobs && first < 0; k++)
+    if (rc[k]) first = k;
+  const int out = first >= 0 ? rc[first] : atomic_load(&s.failed) ? EXIT_FAIL
+                                                                  : EXIT_OK;
+  if (first >= 0 && error[first][0]) cli_error(cmd, "%s", error[first]);
   free(rc);
+  free(error);
   return out;
 }

@@ -160,12 +160,14 @@ static void on_begin(void *u, int e, int n, int b) {
 
 static int on_batch(void *u, int e, int b, int n, double l, double a) {
   job *j = u;
-  /* compare/study --jobs: a lane that finished gave its threads back. Without --threads the
-   * library chooses again (between one thread and all: another process may hold a core);
-   * with it, this run's count takes them. */
-  if (j->o->spare && atomic_load_explicit(j->o->spare, memory_order_relaxed) > 0) {
-    j->res->threads += atomic_exchange(j->o->spare, 0);
-    nn_model_set_threads(j->model, j->o->threads ? j->res->threads : 0);
+  cli_lane *lane = j->o->lane;
+  if (lane && lane->stop && atomic_load_explicit(lane->stop, memory_order_relaxed)) return 1; /* another failed */
+  /* a lane with no job left gave its threads back. Without --threads the library chooses
+   * again (between one thread and all: another process may hold a core); with it, this
+   * run's count takes them. */
+  if (lane && lane->spare && atomic_load_explicit(lane->spare, memory_order_relaxed) > 0) {
+    lane->threads += atomic_exchange(lane->spare, 0);
+    nn_model_set_threads(j->model, j->o->threads ? lane->threads : 0);
   }
   return j->shown.on_batch(j->shown.user, e, b, n, l, a);
 }
@@ -366,7 +368,7 @@ static nn_history *copy_history(const nn_history *h) {
 int cli_train_open(const char *cmd, const cli_train_opts *o, nn_run **run) {
   *run = NULL;
   int rc = o->resume ? resume_run(cmd, o, run) : new_run(cmd, o, run);
-  if (!rc) nn_model_set_threads(nn_run_model(*run), o->lane_threads ? o->lane_threads : o->threads);
+  if (!rc) nn_model_set_threads(nn_run_model(*run), o->lane ? o->lane->threads : o->threads);
   return rc;
 }
 
@@ -397,7 +399,6 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
   }
   if (!rc) {
     res->params = nn_model_param_count(j.model);
-    res->threads = o->lane_threads ? o->lane_threads : o->threads;
     res->validation = r->val_split > 0;
     res->epochs = r->epochs;
     int done = nn_history_count(nn_run_history(run));
@@ -428,7 +429,14 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
     report_skips(&j);
     const char *out = nn_run_dir(run);
     if (out && o->track_activations && write_activations(cmd, out, res, j.model)) rc = EXIT_FAIL;
-    if (st) rc = cli_fail(cmd, &err);
+    if (st) { /* one of several runs (compare, study): named; side by side, the lanes print it */
+      char msg[sizeof o->lane->error];
+      snprintf(msg, sizeof msg, "%s%s%s", o->lane && o->label ? o->label : "", o->lane && o->label ? ": " : "",
+               err.msg);
+      if (o->lane && o->lane->stop) memcpy(o->lane->error, msg, sizeof msg);
+      else cli_error(cmd, "%s", msg);
+      rc = EXIT_FAIL;
+    }
     res->best_epoch = nn_run_best_epoch(run);
     res->stopped_early = nn_run_stopped_early(run);
     if (!(res->hist = copy_history(nn_run_history(run)))) {

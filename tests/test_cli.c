@@ -534,6 +534,23 @@ static void test_compare_jobs(void **state) {
   assert_int_equal(run_on_tty(args, tty, sizeof tty), 0);
   assert_non_null(strstr(tty, "batch: Epoch 1/1 (run 1/2)"));
   assert_null(strstr(tty, "| all: "));
+  /* a variant that fails: one error, naming it, side by side (the others stop) as one after
+   * another (at lr 30 the BN variant trains on, the one without diverges at its second step) */
+  for (int jobs = 1; jobs <= 2; jobs++) {
+    snprintf(args, sizeof args,
+             "compare --model %s/small.spec --data idx:%s/good --norm batch,none,layer --epochs 3 --batch 16 --lr 30 "
+             "--threads 2 --jobs %d --quiet --no-report --out %s/jobs-fail%d",
+             dir, dir, jobs, dir, jobs);
+    expect_error(args, "normnet compare: none: epoch 1, batch 2", "diverged");
+    snprintf(a, sizeof a, "%s/jobs-fail%d/history.csv", dir, jobs);
+    assert_int_equal(access(a, F_OK), -1);
+  }
+  /* both diverge at once (lr 1e6): still one line */
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --norm batch,none --epochs 3 --batch 16 --lr 1e6 "
+           "--threads 2 --jobs 2 --quiet --no-report --out %s/jobs-fail3",
+           dir, dir, dir);
+  expect_error(args, "normnet compare: ", "diverged");
   expect_error("compare --jobs 0", "--jobs", NULL);
   expect_error("compare --jobs 9", "--jobs", NULL);
 }
