@@ -142,6 +142,11 @@ int cli_lanes_count(int jobs, int njobs, int threads);
 /* Run jobs 0..njobs-1 on nlanes lanes sharing `threads` (0 with one lane: the library's
  * choice); the code of the first failed job in job order. */
 int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_job job, void *ctx);
+/* "PREFIX4 variants, 2 at a time on 2 threads (--jobs 1: one after another)" on stdout. */
+void cli_lanes_print(const char *prefix, int njobs, const char *what, int lanes, int threads);
+/* A job's failure "label: msg" (label may be NULL): printed now with one lane (lane may be
+ * NULL), else left in lane->error. Returns EXIT_FAIL. */
+int cli_lane_fail(const char *cmd, cli_lane *lane, const char *label, const char *msg);
 
 /* ---- training jobs (train, compare, study) ---------------------------------------------
  * Options become recipe overrides (key = value text, checked by nn_recipe_set) applied to

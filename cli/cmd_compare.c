@@ -211,8 +211,7 @@ int cmd_compare(int argc, char **argv) {
       rc = EXIT_FAIL;
     }
     if (!o.quiet && !o.json)
-      printf("normnet compare: %d variants, %d at a time on %d thread%s (--jobs 1: one after another)\n", nv, lanes,
-             threads, threads == 1 ? "" : "s");
+      cli_lanes_print("normnet compare: ", nv, "variants", lanes, threads);
   }
   for (int k = 0; k < nv; k++) vo[k].panel = panel;
   if (!rc) {

@@ -100,7 +100,7 @@ static int study_run(void *ctx, int k, cli_lane *lane) {
     /* the lane's share; with spare threads taken and no --threads, the library's choice */
     const int eval_threads = lane->threads > share && !s->o->threads ? 0 : lane->threads;
     s->train_mode[i] = cli_study_eval(ckpt, 1, s->batch[i], eval_threads, &err, &fail);
-    if (fail) return cli_fail("study", &err);
+    if (fail) return cli_lane_fail("study", lane, label, err.msg);
   }
   const int done = atomic_fetch_add(&s->done, 1) + 1;
   const double el = now_seconds() - s->t0;
@@ -170,9 +170,7 @@ int cmd_study(int argc, char **argv) {
   /* results do not depend on the thread count: only the time does */
   const int threads = o.threads ? o.threads : nn_threads_max(), runs = nb * nn;
   const int lanes = cli_lanes_count(jobs, runs, threads);
-  if (lanes > 1)
-    printf("%d runs, %d at a time on %d thread%s (--jobs 1: one after another)\n", runs, lanes, threads,
-           threads == 1 ? "" : "s");
+  if (lanes > 1) cli_lanes_print("", runs, "runs", lanes, threads);
   study st = {.o = &o, .out = out, .nb = nb, .nn = nn, .budget = budget, .batch = batch, .norms = norms, .acc = acc, .train_mode = train_mode, .t0 = now_seconds()};
   int rc = cli_lanes_run("study", runs, lanes, lanes > 1 ? threads : o.threads, study_run, &st);
   if (rc) return rc;

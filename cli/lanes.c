@@ -19,6 +19,12 @@ int cli_lanes_count(int jobs, int njobs, int threads) {
   return lanes > 1 ? lanes : 1;
 }
 
+void cli_lanes_print(const char *prefix, int njobs, const char *what, int lanes, int threads) {
+  if (threads < lanes) threads = lanes; /* more lanes than threads (--jobs): one each */
+  printf("%s%d %s, %d at a time on %d thread%s (--jobs 1: one after another)\n", prefix, njobs, what, lanes, threads,
+         threads == 1 ? "" : "s");
+}
+
 typedef struct {
   cli_lane_job job;
   void *ctx;
@@ -39,6 +45,7 @@ static void *lane_main(void *arg) {
   lanes *s = l->s;
   /* the threads shared out (the first lanes take the remainder), grown by spare ones */
   int mine = s->threads / s->lanes + (l->lane < s->threads % s->lanes);
+  if (s->lanes > 1 && mine < 1) mine = 1; /* more lanes than threads (--jobs): one each */
   while (!atomic_load(&s->failed)) {
     int k = atomic_fetch_add(&s->next, 1);
     if (k >= s->njobs) break;
@@ -50,6 +57,14 @@ static void *lane_main(void *arg) {
   }
   atomic_fetch_add(&s->spare, mine); /* nothing left for this lane: the running jobs take them */
   return NULL;
+}
+
+int cli_lane_fail(const char *cmd, cli_lane *lane, const char *label, const char *msg) {
+  char text[sizeof lane->error];
+  snprintf(text, sizeof text, "%s%s%s", label ? label : "", label ? ": " : "", msg && msg[0] ? msg : "failed");
+  if (lane && lane->stop) memcpy(lane->error, text, sizeof text);
+  else cli_error(cmd, "%s", text);
+  return EXIT_FAIL;
 }
 
 int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_job job, void *ctx) {

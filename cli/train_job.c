@@ -429,14 +429,8 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
     report_skips(&j);
     const char *out = nn_run_dir(run);
     if (out && o->track_activations && write_activations(cmd, out, res, j.model)) rc = EXIT_FAIL;
-    if (st) { /* one of several runs (compare, study): named; side by side, the lanes print it */
-      char msg[sizeof o->lane->error];
-      snprintf(msg, sizeof msg, "%s%s%s", o->lane && o->label ? o->label : "", o->lane && o->label ? ": " : "",
-               err.msg);
-      if (o->lane && o->lane->stop) memcpy(o->lane->error, msg, sizeof msg);
-      else cli_error(cmd, "%s", msg);
-      rc = EXIT_FAIL;
-    }
+    if (st) /* one of several runs (compare, study): named; side by side, the lanes print it */
+      rc = o->lane ? cli_lane_fail(cmd, o->lane, o->label, err.msg) : cli_fail(cmd, &err);
     res->best_epoch = nn_run_best_epoch(run);
     res->stopped_early = nn_run_stopped_early(run);
     if (!(res->hist = copy_history(nn_run_history(run)))) {
