@@ -186,7 +186,8 @@ static void test_json_lines_and_predict_classes(void **state) {
            "--out %s/cmpjson",
            dir, dir, dir);
   tu_cli_run_ok(&r, dir, args, "compare --json");
-  /* nothing but one JSON object per line: 2 variants x 2 epochs */
+  /* nothing but one JSON object per line: 2 variants x 2 epochs (trained side by side, the
+   * default on CTest's two threads: each line written whole) */
   int lines = 0;
   for (const char *p = r.out; *p; p = strchr(p, '\n') + 1) {
     if (strncmp(p, "{\"run\": \"", 9)) fail_msg("not a JSON line: %.80s", p);
