@@ -63,7 +63,7 @@ static int plot(const char *dir, const char *model, variant *v, int nv, nn_error
   return nn_plot_histories(names, hists, nv, title, png, svg, NULL, err) ? -1 : 0;
 }
 
-static void print_tables(variant *v, int nv, double target, const char *valname, const char *ev) {
+static void print_tables(variant *v, int nv, double target, const char *valname, const char *ev, int lanes) {
   int maxn = 0;
   for (int k = 0; k < nv; k++)
     if (nn_history_count(v[k].res.hist) > maxn) maxn = nn_history_count(v[k].res.hist);
@@ -108,6 +108,8 @@ static void print_tables(variant *v, int nv, double target, const char *valname,
            best + 1, reach, nn_history_get(v[k].res.hist, n - 1)->test_acc, secs / n, sps / n);
   }
   printf("(target %s accuracy %.2f)\n", valname, target);
+  if (lanes > 1) /* the speeds are not those of one run on the whole machine */
+    printf("(%d variants trained at a time, the cores shared out: s/epoch and samples/s are each one's own)\n", lanes);
 }
 
 /* A variant's training as a lane's job (--jobs) */
@@ -224,7 +226,7 @@ int cmd_compare(int argc, char **argv) {
   if (!rc) {
     int validation = v[0].res.validation;
     const char *valname = validation ? "validation" : "test", *ev = validation ? "val" : "test";
-    if (!o.json) print_tables(v, nv, target, valname, ev);
+    if (!o.json) print_tables(v, nv, target, valname, ev, lanes);
     char path[4200];
     nn_error err = {0};
     snprintf(path, sizeof path, "%s/history.csv", out);

@@ -466,6 +466,8 @@ static void test_compare_jobs(void **state) {
     assert_null(strchr(r.out, '\r')); /* not a terminal: plain lines, no escapes */
     assert_null(strchr(r.out, '\033'));
     if (jobs > 1) assert_non_null(strstr(r.out, jobs == 2 ? "2 at a time on 2 threads" : "3 at a time"));
+    /* the summary says whose speeds its columns are */
+    assert_int_equal(strstr(r.out, "trained at a time, the cores shared out") != NULL, jobs > 1);
     int epoch_lines = 0;
     for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
       const char *e = strstr(line, ": epoch ");
