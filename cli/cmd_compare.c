@@ -30,7 +30,8 @@ static const char *const usage_head =
     "                            (default: one per thread, up to the number of variants; 1: one\n"
     "                            after another on all the threads). The results do not change,\n"
     "                            only the time: two one-thread runs on two cores do not wait for\n"
-    "                            each other at every layer as a two-thread run does. Under mpirun: 1\n";
+    "                            each other at every layer as a two-thread run does (under\n"
+    "                            mpirun: 1)\n";
 
 typedef struct {
   char name[CLI_ITEM];
