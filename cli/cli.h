@@ -137,7 +137,8 @@ typedef struct {
                       * the first failed job's (in job order) is printed, as one after another */
 } cli_lane;
 typedef int (*cli_lane_job)(void *ctx, int k, cli_lane *lane);
-/* The lanes for njobs jobs: --jobs (0: one per thread), at most njobs; 1 under mpirun. */
+/* The lanes for njobs jobs: --jobs (0: one per thread), at most njobs (compare and study do
+ * not run under mpirun: normnet.c refuses every command but train there). */
 int cli_lanes_count(int jobs, int njobs, int threads);
 /* Run jobs 0..njobs-1 on nlanes lanes sharing `threads` (0 with one lane: the library's
  * choice); the code of the first failed job in job order. */

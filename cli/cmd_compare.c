@@ -30,8 +30,7 @@ static const char *const usage_head =
     "                            (default: one per thread, up to the number of variants; 1: one\n"
     "                            after another on all the threads). The results do not change,\n"
     "                            only the time: two one-thread runs on two cores do not wait for\n"
-    "                            each other at every layer as a two-thread run does (under\n"
-    "                            mpirun: 1)\n";
+    "                            each other at every layer as a two-thread run does\n";
 
 typedef struct {
   char name[CLI_ITEM];
@@ -189,10 +188,6 @@ int cmd_compare(int argc, char **argv) {
     vo[k].out = dirs[k];
     vo[k].label = v[k].name;
     vo[k].variant = k + 1, vo[k].variants = nv;
-  }
-  if (jobs > 1 && cli_comm()->size > 1) {
-    cli_error("compare", "--jobs %d: under mpirun the processes train the variants together, one after another", jobs);
-    return EXIT_USAGE;
   }
   /* results do not depend on the thread count: only the time does */
   int threads = o.threads ? o.threads : nn_threads_max();

@@ -12,7 +12,6 @@
 #define MAX_LANES 64
 
 int cli_lanes_count(int jobs, int njobs, int threads) {
-  if (cli_comm()->size > 1) return 1; /* under mpirun the processes take the jobs together */
   int lanes = jobs ? jobs : threads;
   if (lanes > njobs) lanes = njobs;
   if (lanes > MAX_LANES) lanes = MAX_LANES;
