@@ -7,6 +7,7 @@
  *   slower, and within its probe gap when the other one gets faster;
  * - not count the step after a break (an eval pass in between) or the first step of a run
  *   (it pays for waking the workers);
+ * - start an evaluation pass from the training steps' verdict;
  * and nn_set_threads(n > 0) must take the choice away from it; a model's own count
  * (nn_model_set_threads) overrides both. */
 #include <setjmp.h>
@@ -109,6 +110,40 @@ static void test_break_and_fresh_steps_not_counted(void **state) {
   assert_true(t.cost[1] > 0.199 && t.cost[1] < 0.201);
 }
 
+/* An evaluation pass (79 steps: LeNet's 10,000 test samples in batches of 128) after 300
+ * training steps: its tuner takes the training tuner's verdict instead of measuring both
+ * counts from scratch. */
+static void test_eval_adopts_training_verdict(void **state) {
+  (void)state;
+  for (int busy = 0; busy <= 1; busy++) {
+    const double c1 = 1.0e-5, c2 = busy ? 5.0e-5 : 0.6e-5; /* a busy core: 2 threads 5x slower */
+    sim train = {.cost = {0, c1, c2}}, fresh = {.cost = {0, c1 / 3, c2 / 3}}, eval = fresh;
+    nn_tuner_init(&train.t, 2);
+    run(&train, 300, 128);
+    nn_tuner_init(&fresh.t, 2); /* from scratch, as before */
+    run(&fresh, 79, 128);
+    nn_tuner_adopt(&eval.t, &train.t, 2);
+    run(&eval, 79, 128);
+    if (busy) {
+      assert_int_equal(eval.used[2], 0); /* no step at all cores */
+      assert_true(fresh.used[2] >= 3);   /* from scratch: the first two and a re-probe */
+      assert_true(eval.now < fresh.now);
+    } else {
+      assert_true(eval.used[2] >= 78); /* all cores from the first step */
+    }
+    assert_true(eval.t.cost[eval.t.best] > 0); /* measured along the way */
+  }
+  /* nothing to adopt (no step measured, or other counts): a fresh tuner */
+  nn_tuner none, t;
+  nn_tuner_init(&none, 2);
+  nn_tuner_adopt(&t, &none, 2);
+  assert_int_equal(t.ncand, 2);
+  assert_int_equal(t.cur, 0);
+  assert_int_equal(t.left, 0);
+  nn_tuner_adopt(&t, &none, 4);
+  assert_int_equal(t.ncand, 3);
+}
+
 static void test_single_core_and_user_choice(void **state) {
   (void)state;
   nn_tuner t;
@@ -175,6 +210,7 @@ int main(void) {
       cmocka_unit_test(test_busy_machine_prefers_one),
       cmocka_unit_test(test_follows_load_changes),
       cmocka_unit_test(test_break_and_fresh_steps_not_counted),
+      cmocka_unit_test(test_eval_adopts_training_verdict),
       cmocka_unit_test(test_single_core_and_user_choice),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -100,6 +100,14 @@ static void decide(nn_tuner *t) {
   start_run(t, k, 2, 1);
 }
 
+void nn_tuner_adopt(nn_tuner *t, const nn_tuner *from, int max) {
+  nn_tuner_init(t, max);
+  if (from->ncand != t->ncand || from->cand[0] != t->cand[0] || from->cost[from->best] <= 0) return;
+  t->best = from->best;
+  t->gap = from->gap;
+  start_run(t, t->best, t->gap, 0); /* its cost is measured along the way */
+}
+
 int nn_tuner_step(nn_tuner *t, double now, int n) {
   if (t->ncand == 0) nn_tuner_init(t, 1);
   if (t->t0 >= 0 && t->n0 > 0 && now > t->t0) {
@@ -139,7 +147,7 @@ int nn_tuner_step(nn_tuner *t, double now, int n) {
 void nn_threads_step(nn_tuner *mine, nn_tuner *other, int n) {
   int max = nn_threads_auto();
   if (max <= 0) return;
-  if (mine->ncand == 0 || mine->cand[0] != max) nn_tuner_init(mine, max);
+  if (mine->ncand == 0 || mine->cand[0] != max) nn_tuner_adopt(mine, other, max);
   nn_tuner_break(other);
   omp_set_num_threads(nn_tuner_step(mine, nn_now(), n));
 }

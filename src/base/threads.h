@@ -41,6 +41,12 @@ int nn_threads_auto(void);
 
 /* Prepare a tuner for counts up to max (max <= 1: always 1). */
 void nn_tuner_init(nn_tuner *t, int max);
+/* Prepare t from the verdict of another tuner of the same counts (`from`, e.g. the training
+ * steps' for the evaluation steps): its best count runs for its current gap before t probes
+ * the others, instead of t measuring every count from scratch (with a busy core that cost an
+ * evaluation pass four steps at all cores, each 3-10x a one-thread step). Without a verdict
+ * in `from` (nothing measured, other counts): nn_tuner_init. */
+void nn_tuner_adopt(nn_tuner *t, const nn_tuner *from, int max);
 /* A step of n samples starts at time `now` (seconds, monotonic): account the previous step
  * and return the thread count for this one. */
 int nn_tuner_step(nn_tuner *t, double now, int n);
@@ -49,9 +55,9 @@ int nn_tuner_step(nn_tuner *t, double now, int n);
 void nn_tuner_break(nn_tuner *t);
 
 /* The library's choice for a step of n samples in the default mode (nn_threads_auto() > 0):
- * accounts it to `mine`, breaks `other` (a tuner of another kind of step, e.g. eval vs
- * train) and sets the calling thread's OpenMP thread count. Does nothing when the user
- * fixed the count. */
+ * accounts it to `mine` (prepared from `other`'s verdict when new), breaks `other` (a tuner
+ * of another kind of step, e.g. eval vs train) and sets the calling thread's OpenMP thread
+ * count. Does nothing when the user fixed the count. */
 void nn_threads_step(nn_tuner *mine, nn_tuner *other, int n);
 
 /* Monotonic seconds. */
