@@ -102,6 +102,7 @@ typedef struct {
   int json;              /* one JSON object per epoch instead of text */
   const char *eval;      /* "val" or "test": what the evaluation columns measure */
   cli_panel *panel;      /* shared with runs training at the same time (cli_progress_join), or NULL */
+  long max_steps;        /* the run ends after this many steps (0: its epochs): the panel counts steps */
 } cli_progress;
 void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label);
 nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
@@ -110,12 +111,15 @@ void cli_progress_say(cli_progress *p, const char *line);
 
 /* Runs that train at the same time (compare --jobs) share a panel: their epoch lines, whole
  * and one at a time, and on a TTY one status line under them for all of them (each run's
- * epoch and share done, the overall ETA), redrawn at most 10 times a second. `lanes` runs
+ * epoch, or steps with --max-steps, and share done, the overall ETA), redrawn at most 10 times
+ * a second. `lanes` runs
  * train at a time; `pending`: the runs to start (each join takes one). `status`: draw the
  * status line (on a TTY; not for --quiet or --json). NULL without memory. */
 cli_panel *cli_panel_create(FILE *out, int lanes, int pending, int status);
 /* Clear the status line and free (NULL: nothing). */
 void cli_panel_free(cli_panel *pn);
+/* A line of text (no newline) on the panel's stream, above its status line (pn NULL: stdout). */
+void cli_panel_say(cli_panel *pn, const char *line);
 /* p (initialised, not yet training) reports through the panel until cli_progress_leave. */
 void cli_progress_join(cli_progress *p, cli_panel *pn);
 void cli_progress_leave(cli_progress *p);

@@ -61,6 +61,7 @@ typedef struct {
   double *train_mode; /* per batch size: the BN run's accuracy in train mode */
   double t0;
   atomic_int done;
+  cli_panel *panel; /* on a terminal: one status line for the runs in training */
 } study;
 
 static int study_run(void *ctx, int k, cli_lane *lane) {
@@ -83,6 +84,7 @@ static int study_run(void *ctx, int k, cli_lane *lane) {
   vo.quiet = 1;
   vo.overwrite = 1; /* the study's own runs: a new study replaces them */
   vo.lane = lane;
+  vo.panel = s->panel;
   char label[96]; /* names the run in its error messages */
   snprintf(label, sizeof label, "batch %d %s", s->batch[i], s->norms[n]);
   vo.label = label;
@@ -106,10 +108,10 @@ static int study_run(void *ctx, int k, cli_lane *lane) {
   const double el = now_seconds() - s->t0;
   char left[64] = "";
   if (done < runs) snprintf(left, sizeof left, ", about %.0fs left", el / done * (runs - done));
-  /* one printf: whole lines when runs end side by side */
-  printf("  [%d/%d] batch %4d  %-10s %6d steps  val_acc %.4f  (%.0fs so far%s)\n", done, runs, s->batch[i], s->norms[n],
-         steps, s->acc[i][n], el, left);
-  fflush(stdout);
+  char line[256]; /* whole lines when runs end side by side, above the status line */
+  snprintf(line, sizeof line, "  [%d/%d] batch %4d  %-10s %6d steps  val_acc %.4f  (%.0fs so far%s)", done, runs,
+           s->batch[i], s->norms[n], steps, s->acc[i][n], el, left);
+  cli_panel_say(s->panel, line);
   return EXIT_OK;
 }
 
@@ -172,7 +174,12 @@ int cmd_study(int argc, char **argv) {
   const int lanes = cli_lanes_count(jobs, runs, threads);
   if (lanes > 1) cli_lanes_print("", runs, "runs", lanes, threads);
   study st = {.o = &o, .out = out, .nb = nb, .nn = nn, .budget = budget, .batch = batch, .norms = norms, .acc = acc, .train_mode = train_mode, .t0 = now_seconds()};
+  if (!(st.panel = cli_panel_create(stdout, lanes, runs, 1))) {
+    cli_error("study", "out of memory");
+    return EXIT_FAIL;
+  }
   int rc = cli_lanes_run("study", runs, lanes, lanes > 1 ? threads : o.threads, study_run, &st);
+  cli_panel_free(st.panel);
   if (rc) return rc;
   /* table */
   printf("\nfinal validation accuracy (eval mode) after %d samples\n%-7s", budget, "batch");

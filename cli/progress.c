@@ -36,6 +36,7 @@ void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label)
   p->json = 0;
   p->eval = "test";
   p->panel = NULL;
+  p->max_steps = 0;
 }
 
 #define PANEL_RUNS 64
@@ -61,6 +62,7 @@ static void fmt_secs(char *buf, size_t len, double s) {
  * so far (0 before the first batch). */
 static double run_done(const cli_progress *p, int batch, double *whole) {
   double total = (double)(p->epochs - p->first_epoch + 1) * p->batches;
+  if (p->max_steps > 0 && p->max_steps < total) total = (double)p->max_steps;
   double done = (double)(p->epoch - p->first_epoch) * p->batches + batch;
   *whole = 0;
   if (!(done > 0) || !(total > 0)) return 0;
@@ -145,8 +147,11 @@ static void panel_draw(cli_panel *pn) {
     int done = (int)(10 * share);
     for (int k = 0; k < 10; k++) b[k] = k < done ? '=' : (k == done ? '>' : '.');
     b[10] = 0;
-    int n = snprintf(line + len, sizeof line - len, "%s%s %d/%d [%s]", len ? " | " : "", p->label ? p->label : "",
-                     p->epoch, p->epochs, b);
+    const char *sep = len ? " | " : "", *label = p->label ? p->label : "";
+    const long steps = (long)(p->epoch - p->first_epoch) * p->batches + p->last_batch;
+    int n = p->max_steps > 0 && p->max_steps < (long)(p->epochs - p->first_epoch + 1) * p->batches
+                ? snprintf(line + len, sizeof line - len, "%s%s [%s] %ld/%ld", sep, label, b, steps, p->max_steps)
+                : snprintf(line + len, sizeof line - len, "%s%s %d/%d [%s]", sep, label, p->epoch, p->epochs, b);
     if (n < 0 || (size_t)n >= sizeof line - len) break;
     len += (size_t)n;
   }
@@ -191,18 +196,27 @@ void cli_progress_leave(cli_progress *p) {
   pthread_mutex_unlock(&pn->mu);
 }
 
+void cli_panel_say(cli_panel *pn, const char *line) {
+  if (!pn) {
+    printf("%s\n", line);
+    fflush(stdout);
+    return;
+  }
+  pthread_mutex_lock(&pn->mu);
+  panel_clear(pn);
+  fprintf(pn->out, "%s\n", line);
+  fflush(pn->out);
+  if (pn->tty) panel_draw(pn);
+  pthread_mutex_unlock(&pn->mu);
+}
+
 void cli_progress_say(cli_progress *p, const char *line) {
-  cli_panel *pn = p->panel;
-  if (pn) {
-    pthread_mutex_lock(&pn->mu);
-    panel_clear(pn);
+  if (p->panel) {
+    cli_panel_say(p->panel, line);
+    return;
   }
   fprintf(p->out, "%s\n", line);
   fflush(p->out);
-  if (pn) {
-    if (pn->tty) panel_draw(pn);
-    pthread_mutex_unlock(&pn->mu);
-  }
 }
 
 /* ---- the callbacks -------------------------------------------------------------------- */

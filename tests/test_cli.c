@@ -682,6 +682,28 @@ static void test_small_batch_study(void **state) {
   struct stat sb;
   assert_int_equal(stat(path, &sb), 0);
   assert_true(sb.st_size > 1000);
+  /* on a terminal: a status line counting each run's steps, every result line on a cleared
+   * line, the status cleared before the table */
+  static char tty[1 << 16];
+  snprintf(args, sizeof args,
+           "study small-batch --model small.spec --data idx:good --budget 96 --batch 2,16 --norm batch,none "
+           "--out study-tty");
+  assert_int_equal(run_on_tty(args, tty, sizeof tty), 0);
+  if (!strstr(tty, "/48 | ") && !strstr(tty, "/48\033[K")) fail_msg("no step count of 48 on the terminal:\n%s", tty);
+  int results = 0;
+  for (const char *p = strstr(tty, "  ["); p; p = strstr(p + 1, "  [")) {
+    if (p - tty < 4 || strncmp(p - 4, "\r\033[K", 4)) fail_msg("a result line not on a cleared line:\n%s", tty);
+    results++;
+  }
+  assert_int_equal(results, 4);
+  const char *table = strstr(tty, "final validation accuracy"), *status = strstr(tty, "| all: ");
+  assert_non_null(table);
+  assert_non_null(status);
+  for (const char *p = status; p; p = strstr(p + 1, "| all: ")) status = p;
+  assert_true(status < table);
+  char between[256];
+  snprintf(between, sizeof between, "%.*s", (int)(table - status < 255 ? table - status : 255), status);
+  assert_non_null(strstr(between, "\r\033[K"));
   snprintf(args, sizeof args, "study large-batch");
   expect_error(args, NULL, NULL);
 }
