@@ -102,7 +102,7 @@ typedef struct {
   int json;              /* one JSON object per epoch instead of text */
   const char *eval;      /* "val" or "test": what the evaluation columns measure */
   cli_panel *panel;      /* shared with runs training at the same time (cli_progress_join), or NULL */
-  long max_steps;        /* the run ends after this many steps (0: its epochs): the panel counts steps */
+  long max_steps;        /* the run ends after this many more batches (--max-steps; 0: its epochs) */
 } cli_progress;
 void cli_progress_init(cli_progress *p, FILE *out, int quiet, const char *label);
 nn_fit_callbacks cli_progress_callbacks(cli_progress *p);

@@ -406,7 +406,8 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
     j.progress.json = o->json;
     j.progress.eval = r->val_split > 0 ? "val" : "test";
     j.progress.variant = o->variant, j.progress.variants = o->variants;
-    j.progress.max_steps = r->max_steps;
+    if (r->max_steps > 0) /* the batches this process trains before --max-steps ends the run */
+      j.progress.max_steps = (r->max_steps - nn_run_steps(run)) * (r->accumulate > 1 ? r->accumulate : 1);
     j.shown = cli_progress_callbacks(&j.progress);
     cli_progress_join(&j.progress, o->panel);
     if (!o->quiet && !o->json) {
