@@ -109,12 +109,12 @@ nn_fit_callbacks cli_progress_callbacks(cli_progress *p);
 /* A line of text (no newline) on p's stream: above the panel's status line when p is on one. */
 void cli_progress_say(cli_progress *p, const char *line);
 
-/* Runs that train at the same time (compare --jobs) share a panel: their epoch lines, whole
- * and one at a time, and on a TTY one status line under them for all of them (each run's
- * epoch, or steps with --max-steps, and share done, the overall ETA), redrawn at most 10 times
- * a second. `lanes` runs
- * train at a time; `pending`: the runs to start (each join takes one). `status`: draw the
- * status line (on a TTY; not for --quiet or --json). NULL without memory. */
+/* Runs that train at the same time (compare, study) share a panel: their lines, whole and
+ * one at a time, and on a TTY one status line under them for all of them (each run's epoch,
+ * or its steps when --max-steps ends it, the share done, the overall ETA), redrawn at most
+ * 10 times a second. `lanes` runs train at a time; `pending`: the runs to start (each join
+ * takes one). `status`: draw the status line (on a TTY; not for --quiet or --json). NULL
+ * without memory. */
 cli_panel *cli_panel_create(FILE *out, int lanes, int pending, int status);
 /* Clear the status line and free (NULL: nothing). */
 void cli_panel_free(cli_panel *pn);

@@ -58,11 +58,19 @@ static void fmt_secs(char *buf, size_t len, double s) {
   else snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
 }
 
+/* The batches this run trains in this process: its epochs', or fewer when --max-steps ends it
+ * first (*by_steps). */
+static long run_batches(const cli_progress *p, int *by_steps) {
+  const long all = (long)(p->epochs - p->first_epoch + 1) * p->batches;
+  *by_steps = p->max_steps > 0 && p->max_steps < all;
+  return *by_steps ? p->max_steps : all;
+}
+
 /* The share of this run's batches done, and *whole: the run's estimated seconds at its pace
  * so far (0 before the first batch). */
 static double run_done(const cli_progress *p, int batch, double *whole) {
-  double total = (double)(p->epochs - p->first_epoch + 1) * p->batches;
-  if (p->max_steps > 0 && p->max_steps < total) total = (double)p->max_steps;
+  int by_steps;
+  double total = (double)run_batches(p, &by_steps);
   double done = (double)(p->epoch - p->first_epoch) * p->batches + batch;
   *whole = 0;
   if (!(done > 0) || !(total > 0)) return 0;
@@ -149,9 +157,10 @@ static void panel_draw(cli_panel *pn) {
     b[10] = 0;
     const char *sep = len ? " | " : "", *label = p->label ? p->label : "";
     const long steps = (long)(p->epoch - p->first_epoch) * p->batches + p->last_batch;
-    int n = p->max_steps > 0 && p->max_steps < (long)(p->epochs - p->first_epoch + 1) * p->batches
-                ? snprintf(line + len, sizeof line - len, "%s%s [%s] %ld/%ld", sep, label, b, steps, p->max_steps)
-                : snprintf(line + len, sizeof line - len, "%s%s %d/%d [%s]", sep, label, p->epoch, p->epochs, b);
+    int by_steps;
+    const long total = run_batches(p, &by_steps);
+    int n = by_steps ? snprintf(line + len, sizeof line - len, "%s%s [%s] %ld/%ld", sep, label, b, steps, total)
+                     : snprintf(line + len, sizeof line - len, "%s%s %d/%d [%s]", sep, label, p->epoch, p->epochs, b);
     if (n < 0 || (size_t)n >= sizeof line - len) break;
     len += (size_t)n;
   }
