@@ -141,13 +141,16 @@ typedef struct {
                       * the first failed job's (in job order) is printed, as one after another */
 } cli_lane;
 typedef int (*cli_lane_job)(void *ctx, int k, cli_lane *lane);
+/* `threads` below is the user's --threads (0: not given, then the lanes share
+ * nn_threads_max(); one lane passes 0 on, the library's choice per step). */
 /* The lanes for njobs jobs: --jobs (0: one per thread), at most njobs (compare and study do
  * not run under mpirun: normnet.c refuses every command but train there). */
 int cli_lanes_count(int jobs, int njobs, int threads);
-/* Run jobs 0..njobs-1 on nlanes lanes sharing `threads` (0 with one lane: the library's
- * choice); the code of the first failed job in job order. */
+/* Run jobs 0..njobs-1 on nlanes lanes sharing the threads; the code of the first failed job
+ * in job order. */
 int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_job job, void *ctx);
-/* "PREFIX4 variants, 2 at a time on 2 threads (--jobs 1: one after another)" on stdout. */
+/* With more than one lane, "PREFIX4 variants, 2 at a time on 2 threads (--jobs 1: one after
+ * another)" on stdout. */
 void cli_lanes_print(const char *prefix, int njobs, const char *what, int lanes, int threads);
 /* A job's failure "label: msg" (label may be NULL): printed now with one lane (lane may be
  * NULL), else left in lane->error. Returns EXIT_FAIL. */

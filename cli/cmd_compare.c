@@ -190,8 +190,7 @@ int cmd_compare(int argc, char **argv) {
     vo[k].variant = k + 1, vo[k].variants = nv;
   }
   /* results do not depend on the thread count: only the time does */
-  int threads = o.threads ? o.threads : nn_threads_max();
-  int lanes = cli_lanes_count(jobs, nv, threads);
+  int lanes = cli_lanes_count(jobs, nv, o.threads);
   nn_error derr = {0};
   if (nn_file_make_dirs(out, &derr)) return cli_fail("compare", &derr);
   /* every variant is built and checked (spec, --init, data, its directory) before any
@@ -209,13 +208,12 @@ int cmd_compare(int argc, char **argv) {
       rc = EXIT_FAIL;
     }
     if (!o.quiet && !o.json)
-      cli_lanes_print("normnet compare: ", nv, "variants", lanes, threads);
+      cli_lanes_print("normnet compare: ", nv, "variants", lanes, o.threads);
   }
   for (int k = 0; k < nv; k++) vo[k].panel = panel;
   if (!rc) {
     variants c = {v, vo, runs};
-    /* one after another: the count as given (0: the library's choice) */
-    rc = cli_lanes_run("compare", nv, lanes, lanes > 1 ? threads : o.threads, train_variant, &c);
+    rc = cli_lanes_run("compare", nv, lanes, o.threads, train_variant, &c);
   }
   cli_panel_free(panel);
   for (int k = 0; k < nv; k++) nn_run_free(runs[k]);

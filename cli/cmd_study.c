@@ -170,15 +170,14 @@ int cmd_study(int argc, char **argv) {
   double acc[MAX_B][MAX_N], train_mode[MAX_B];
   for (int i = 0; i < nb; i++) train_mode[i] = NAN;
   /* results do not depend on the thread count: only the time does */
-  const int threads = o.threads ? o.threads : nn_threads_max(), runs = nb * nn;
-  const int lanes = cli_lanes_count(jobs, runs, threads);
-  if (lanes > 1) cli_lanes_print("", runs, "runs", lanes, threads);
+  const int runs = nb * nn, lanes = cli_lanes_count(jobs, runs, o.threads);
+  cli_lanes_print("", runs, "runs", lanes, o.threads);
   study st = {.o = &o, .out = out, .nb = nb, .nn = nn, .budget = budget, .batch = batch, .norms = norms, .acc = acc, .train_mode = train_mode, .t0 = now_seconds()};
   if (!(st.panel = cli_panel_create(stdout, lanes, runs, 1))) {
     cli_error("study", "out of memory");
     return EXIT_FAIL;
   }
-  int rc = cli_lanes_run("study", runs, lanes, lanes > 1 ? threads : o.threads, study_run, &st);
+  int rc = cli_lanes_run("study", runs, lanes, o.threads, study_run, &st);
   cli_panel_free(st.panel);
   if (rc) return rc;
   /* table */

@@ -11,14 +11,19 @@
 
 #define MAX_LANES 64
 
+/* The threads the lanes share: the user's count, else the library's most. */
+static int shared_threads(int given) { return given ? given : nn_threads_max(); }
+
 int cli_lanes_count(int jobs, int njobs, int threads) {
-  int lanes = jobs ? jobs : threads;
+  int lanes = jobs ? jobs : shared_threads(threads);
   if (lanes > njobs) lanes = njobs;
   if (lanes > MAX_LANES) lanes = MAX_LANES;
   return lanes > 1 ? lanes : 1;
 }
 
 void cli_lanes_print(const char *prefix, int njobs, const char *what, int lanes, int threads) {
+  if (lanes < 2) return;
+  threads = shared_threads(threads);
   if (threads < lanes) threads = lanes; /* more lanes than threads (--jobs): one each */
   printf("%s%d %s, %d at a time on %d thread%s (--jobs 1: one after another)\n", prefix, njobs, what, lanes, threads,
          threads == 1 ? "" : "s");
@@ -78,7 +83,8 @@ int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_
     cli_error(cmd, "out of memory");
     return EXIT_FAIL;
   }
-  lanes s = {.job = job, .ctx = ctx, .njobs = njobs, .lanes = nlanes, .threads = threads, .rc = rc, .error = error};
+  lanes s = {.job = job, .ctx = ctx, .njobs = njobs, .lanes = nlanes, .rc = rc, .error = error};
+  s.threads = nlanes > 1 ? shared_threads(threads) : threads; /* one lane: the count as given */
   pthread_t tid[MAX_LANES];
   lane_arg args[MAX_LANES] = {{NULL, 0}};
   int started[MAX_LANES] = {0};
