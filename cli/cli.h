@@ -90,6 +90,9 @@ int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init in
 int cli_model_input(const char *cmd, const cli_model *cm, const nn_model *m, const char *norm_arg,
                     const char *data_arg, nn_input_norm *norm, const char **data, const char **data_from);
 
+/* Monotonic seconds (progress, the study's elapsed time). */
+double cli_now(void);
+
 /* Progress display (TTY: a Keras-like bar with ETA; otherwise one line per epoch). */
 typedef struct cli_panel cli_panel;
 typedef struct {

@@ -5,7 +5,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
@@ -28,12 +27,6 @@ static const char *const usage =
     "  --jobs N                  runs trained at once, the threads shared out among them\n"
     "                            (default: one per thread; 1: one after another on all the\n"
     "                            threads); the results do not change, only the time\n";
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The model of ckpt on the test split of the data it was trained on, with its input transform. */
 double cli_study_eval(const char *ckpt, int train_mode, int batch, int threads, nn_error *err, int *fail) {
@@ -105,7 +98,7 @@ static int study_run(void *ctx, int k, cli_lane *lane) {
     if (fail) return cli_lane_fail("study", lane, label, err.msg);
   }
   const int done = atomic_fetch_add(&s->done, 1) + 1;
-  const double el = now_seconds() - s->t0;
+  const double el = cli_now() - s->t0;
   char left[64] = "";
   if (done < runs) snprintf(left, sizeof left, ", about %.0fs left", el / done * (runs - done));
   char line[256]; /* whole lines when runs end side by side, above the status line */
@@ -172,7 +165,7 @@ int cmd_study(int argc, char **argv) {
   /* results do not depend on the thread count: only the time does */
   const int runs = nb * nn, lanes = cli_lanes_count(jobs, runs, o.threads);
   cli_lanes_print("", runs, "runs", lanes, o.threads);
-  study st = {.o = &o, .out = out, .nb = nb, .nn = nn, .budget = budget, .batch = batch, .norms = norms, .acc = acc, .train_mode = train_mode, .t0 = now_seconds()};
+  study st = {.o = &o, .out = out, .nb = nb, .nn = nn, .budget = budget, .batch = batch, .norms = norms, .acc = acc, .train_mode = train_mode, .t0 = cli_now()};
   if (!(st.panel = cli_panel_create(stdout, lanes, runs, 1))) {
     cli_error("study", "out of memory");
     return EXIT_FAIL;

@@ -17,7 +17,7 @@
 
 #include "cli.h"
 
-static double now(void) {
+double cli_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -74,7 +74,7 @@ static double run_done(const cli_progress *p, int batch, double *whole) {
   double done = (double)(p->epoch - p->first_epoch) * p->batches + batch;
   *whole = 0;
   if (!(done > 0) || !(total > 0)) return 0;
-  *whole = (now() - p->t_start) * total / done;
+  *whole = (cli_now() - p->t_start) * total / done;
   return done / total;
 }
 
@@ -93,7 +93,7 @@ static void bar(cli_progress *p, int batch, int batches, double loss, double acc
   for (int i = 0; i < width; i++) b[i] = i < done ? '=' : (i == done ? '>' : '.');
   if (done >= width) b[width - 1] = '=';
   b[width] = 0;
-  double el = now() - p->t_epoch;
+  double el = cli_now() - p->t_epoch;
   fmt_secs(t, sizeof t, final ? el : (batch ? el * (batches - batch) / batch : 0));
   fmt_secs(all, sizeof all, overall_eta(p, batch));
   fprintf(p->out, "\r%5d/%-5d [%s] - %s %5s - loss: %.4f - acc: %.4f", batch, batches, b, final ? "   " : "ETA:", t,
@@ -177,7 +177,7 @@ static void panel_draw(cli_panel *pn) {
   fprintf(pn->out, "\r%s\033[K", line);
   fflush(pn->out);
   pn->shown = 1;
-  pn->t_last = now();
+  pn->t_last = cli_now();
 }
 
 void cli_progress_join(cli_progress *p, cli_panel *pn) {
@@ -237,7 +237,7 @@ static void on_begin(void *user, int epoch, int epochs, int batches) {
   p->epoch = epoch;
   p->batches = batches;
   p->last_batch = 0;
-  p->t_epoch = now();
+  p->t_epoch = cli_now();
   p->t_last = 0;
   if (!p->first_epoch) p->first_epoch = epoch, p->t_start = p->t_epoch;
   if (pn) {
@@ -259,13 +259,13 @@ static int on_batch(void *user, int epoch, int batch, int batches, double loss, 
   if (pn) {
     pthread_mutex_lock(&pn->mu);
     p->last_batch = batch;
-    if (pn->tty && now() - pn->t_last > 0.1) panel_draw(pn);
+    if (pn->tty && cli_now() - pn->t_last > 0.1) panel_draw(pn);
     pthread_mutex_unlock(&pn->mu);
     return 0;
   }
   p->last_batch = batch;
   if (!p->tty || p->quiet || p->json) return 0;
-  double t = now();
+  double t = cli_now();
   if (t - p->t_last > 0.1) {
     bar(p, batch, batches, loss, acc, 0);
     p->t_last = t;
