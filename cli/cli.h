@@ -140,8 +140,9 @@ typedef struct {
                       * NULL with one lane */
   atomic_int *stop;  /* set when a job failed: the others stop at their next batch, quietly
                       * (NULL with one lane) */
-  char error[1200];  /* with several lanes a failing training leaves its message here, and only
-                      * the first failed job's (in job order) is printed, as one after another */
+  /* with several lanes a failing job leaves "label: message" here (a library message and a
+   * variant or run name), and only the first failed job's in job order is printed */
+  char error[sizeof(((nn_error *)0)->msg) + 2 * CLI_ITEM];
 } cli_lane;
 typedef int (*cli_lane_job)(void *ctx, int k, cli_lane *lane);
 /* `threads` below is the user's --threads (0: not given, then the lanes share
