@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "base/cpu.h"
 #include "normnet.h"
 #include "cli_run.h"
 #include "nn_test.h"
@@ -72,17 +73,25 @@ static void test_train_eval_summary(void **state) {
   run(&r, args);
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "Non-trainable params: 40")); /* 2*(4+16) running stats */
-  run(&r, "summary --model lenet --norm none");
+  tu_cli_run(&r, dir, "NN_CPU=avx2", "summary --model lenet --norm none");
   assert_int_equal(r.status, 0);
   assert_null(strstr(r.out, "batchnorm"));
   assert_non_null(strstr(r.out, "Non-trainable params: 0"));
-  /* each convolution's algorithms, by shape: the first computes no dx */
+  /* each convolution's algorithms, by shape (the AVX2 rule): the first computes no dx */
   assert_non_null(strstr(r.out, "fwd=direct dw=direct dx=-"));
   assert_non_null(strstr(r.out, "fwd=direct dw=direct dx=direct"));
-  run(&r, "summary --model cnn"); /* 32 -> 64 filters, 3x3: Winograd in every pass */
+  tu_cli_run(&r, dir, "NN_CPU=avx2", "summary --model cnn"); /* 32 -> 64 filters, 3x3: Winograd in every pass */
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "fwd=direct dw=im2col+gemm dx=-"));
   assert_non_null(strstr(r.out, "fwd=winograd dw=winograd dx=winograd"));
+  /* this machine's rule: an AVX-512 one sends LeNet conv2's dW and the CNN's second layer's
+   * forward and dx to oneDNN's GEMM */
+  const int wide = nn_cpu_detect() >= NN_CPU_AVX512;
+  run(&r, "summary --model lenet --norm none");
+  assert_non_null(strstr(r.out, "fwd=direct dw=direct dx=-"));
+  assert_non_null(strstr(r.out, wide ? "fwd=direct dw=im2col+gemm dx=direct" : "fwd=direct dw=direct dx=direct"));
+  run(&r, "summary --model cnn");
+  assert_non_null(strstr(r.out, wide ? "fwd=im2col+gemm dw=winograd dx=im2col+gemm" : "fwd=winograd dw=winograd dx=winograd"));
   run(&r, "train --help");
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "--no-shuffle"));

@@ -39,13 +39,19 @@ static void test_parse_and_force(void **state) {
   assert_int_equal(nn_cpu_parse("", NN_CPU_AVX2), NN_CPU_AVX2);
   assert_int_equal(nn_cpu_parse("avx512", NN_CPU_AVX2), NN_CPU_AVX2);
   assert_int_equal(nn_cpu_parse("avx2", NN_CPU_GENERIC), NN_CPU_GENERIC); /* never above the CPU */
+  assert_int_equal(nn_cpu_parse("avx2", NN_CPU_AVX512), NN_CPU_AVX2);     /* a cap */
+  assert_int_equal(nn_cpu_parse("avx512", NN_CPU_AVX512), NN_CPU_AVX512);
+  assert_int_equal(nn_cpu_parse(NULL, NN_CPU_AVX512), NN_CPU_AVX512);
   assert_string_equal(nn_cpu_level_name(NN_CPU_GENERIC), "generic");
   assert_string_equal(nn_cpu_level_name(NN_CPU_AVX2), "avx2");
-  const nn_cpu_level before = nn_cpu_level_get();
+  assert_string_equal(nn_cpu_level_name(NN_CPU_AVX512), "avx512");
+  const nn_cpu_level before = nn_cpu_level_get(), best = nn_cpu_detect();
   nn_cpu_force(NN_CPU_GENERIC);
   assert_int_equal(nn_cpu_level_get(), NN_CPU_GENERIC);
   assert_int_equal(nn_cpu_force(NN_CPU_AVX2), NN_CPU_GENERIC);
-  assert_int_equal(nn_cpu_level_get(), nn_cpu_detect()); /* capped by the CPU */
+  assert_int_equal(nn_cpu_level_get(), best < NN_CPU_AVX2 ? best : NN_CPU_AVX2);
+  nn_cpu_force(NN_CPU_AVX512);
+  assert_int_equal(nn_cpu_level_get(), best); /* capped by the CPU */
   nn_cpu_force(before);
 }
 

@@ -382,11 +382,13 @@ static void test_conv_act_fused(void **state) {
       }
 }
 
-/* The choice by shape: what docs/performance.md measured (direct on the small first layers
- * and LeNet's conv2, Winograd on 3x3 layers with 16+ channels and enough tiles per pass,
- * im2col + GEMM elsewhere); a direct or Winograd request runs only where it applies. */
+/* The choice by shape at the AVX2 level: what docs/performance.md measured (direct on the
+ * small first layers and LeNet's conv2, Winograd on 3x3 layers with 16+ channels and enough
+ * tiles per pass, im2col + GEMM elsewhere); a direct or Winograd request runs only where it
+ * applies. The level is capped at AVX2 (an AVX-512 machine's rule: test_conv_algo_wide). */
 static void test_conv_algo(void **state) {
   (void)state;
+  const nn_cpu_level before = nn_cpu_force(NN_CPU_AVX2);
   nn_conv_geom g = {.n = 128, .c = 1, .h = 28, .w = 28, .oc = 6, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
   assert_int_equal(nn_conv_geom_init(&g), 0);
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_DIRECT); /* LeNet conv1 */
@@ -474,6 +476,66 @@ static void test_conv_algo(void **state) {
   g = (nn_conv_geom){.n = 2, .c = 64, .h = 9, .w = 9, .oc = 4, .kh = 3, .kw = 3, .stride = 1, .pad = 0, .algo = NN_CONV_DIRECT};
   assert_int_equal(nn_conv_geom_init(&g), 0);
   assert_int_equal(nn_conv2d_algo(&g), NN_CONV_IM2COL); /* 576 taps > NN_CONV_DIRECT_MAX_TAPS */
+  nn_cpu_force(before);
+}
+
+/* The rule for pass p at level v, on a preset's layer */
+static nn_conv_algo algo_at(int n, int c, int hw, int oc, int k, nn_conv_pass p, nn_cpu_level v) {
+  nn_conv_geom g = {.n = n, .c = c, .h = hw, .w = hw, .oc = oc, .kh = k, .kw = k, .stride = 1, .pad = 0};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  return nn_conv2d_algo_at(&g, p, v);
+}
+
+/* On an AVX-512 machine oneDNN's GEMM runs 16 lanes wide: the forward and dx leave Winograd;
+ * beyond 25 taps dW leaves the direct kernel, and so does the forward unless its rows are whole
+ * vectors; everything else as at AVX2
+ * (the levels below AVX-512 share one rule), requests as asked. The scratch sized for the AVX2
+ * rule serves the AVX-512 one (it only trades a choice for im2col). */
+static void test_conv_algo_wide(void **state) {
+  (void)state;
+  const nn_conv_pass F = NN_CONV_PASS_FORWARD, P = NN_CONV_PASS_PARAMS, D = NN_CONV_PASS_DATA;
+  const nn_cpu_level W = NN_CPU_AVX512, A = NN_CPU_AVX2;
+  /* LeNet conv1 (25 taps) and the Keras CNN's conv1 (9): direct as before */
+  assert_int_equal(algo_at(128, 1, 28, 6, 5, F, W), NN_CONV_DIRECT);
+  assert_int_equal(algo_at(128, 1, 28, 6, 5, P, W), NN_CONV_DIRECT);
+  assert_int_equal(algo_at(32, 1, 28, 32, 3, F, W), NN_CONV_DIRECT);
+  /* LeNet conv2 (150 taps): dW by GEMM, the direct forward (rows of whole vectors) and dx kept */
+  assert_int_equal(algo_at(128, 6, 12, 16, 5, P, A), NN_CONV_DIRECT);
+  assert_int_equal(algo_at(128, 6, 12, 16, 5, P, W), NN_CONV_IM2COL);
+  assert_int_equal(algo_at(128, 6, 12, 16, 5, F, W), NN_CONV_DIRECT);
+  assert_int_equal(algo_at(128, 6, 12, 16, 5, D, W), NN_CONV_DIRECT);
+  /* CIFAR conv1 (27 taps): the forward by GEMM */
+  assert_int_equal(algo_at(32, 3, 32, 32, 3, F, A), NN_CONV_DIRECT);
+  assert_int_equal(algo_at(32, 3, 32, 32, 3, F, W), NN_CONV_IM2COL);
+  /* the CNNs' second layers: Winograd for dW only */
+  for (int hw = 13; hw <= 15; hw += 2) {
+    assert_int_equal(algo_at(32, 32, hw, 64, 3, F, W), NN_CONV_IM2COL);
+    assert_int_equal(algo_at(32, 32, hw, 64, 3, P, W), NN_CONV_WINOGRAD);
+    assert_int_equal(algo_at(32, 32, hw, 64, 3, D, W), NN_CONV_IM2COL);
+    assert_int_equal(algo_at(32, 32, hw, 64, 3, D, A), NN_CONV_WINOGRAD);
+  }
+  /* generic and AVX2 share the rule */
+  assert_int_equal(algo_at(32, 32, 15, 64, 3, F, NN_CPU_GENERIC), NN_CONV_WINOGRAD);
+  /* requests are kept where they apply */
+  nn_conv_geom g = {.n = 32, .c = 32, .h = 15, .w = 15, .oc = 64, .kh = 3, .kw = 3, .stride = 1, .pad = 0, .algo = NN_CONV_WINOGRAD};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo_at(&g, F, W), NN_CONV_WINOGRAD);
+  assert_int_equal(nn_conv2d_algo_at(&g, D, W), NN_CONV_WINOGRAD);
+  g = (nn_conv_geom){.n = 128, .c = 6, .h = 12, .w = 12, .oc = 16, .kh = 5, .kw = 5, .stride = 1, .pad = 0, .algo = NN_CONV_DIRECT};
+  assert_int_equal(nn_conv_geom_init(&g), 0);
+  assert_int_equal(nn_conv2d_algo_at(&g, F, W), NN_CONV_DIRECT);
+  assert_int_equal(nn_conv2d_algo_at(&g, P, W), NN_CONV_DIRECT);
+  /* the three entry points follow the running level */
+  g.algo = NN_CONV_AUTO;
+  assert_int_equal(nn_conv2d_algo(&g), nn_conv2d_algo_at(&g, F, nn_cpu_level_get()));
+  assert_int_equal(nn_conv2d_algo_params(&g), nn_conv2d_algo_at(&g, P, nn_cpu_level_get()));
+  assert_int_equal(nn_conv2d_algo_data(&g), nn_conv2d_algo_at(&g, D, nn_cpu_level_get()));
+  /* the scratch does not depend on the level */
+  const nn_cpu_level before = nn_cpu_force(NN_CPU_AVX2);
+  const size_t ws = nn_conv2d_workspace(&g);
+  nn_cpu_force(NN_CPU_AVX512);
+  assert_int_equal(nn_conv2d_workspace(&g), ws);
+  nn_cpu_force(before);
 }
 
 static void test_conv_geom(void **state) {
@@ -807,6 +869,7 @@ int main(void) {
       cmocka_unit_test(test_conv_geom),
       cmocka_unit_test(test_conv2d),
       cmocka_unit_test(test_conv_algo),
+      cmocka_unit_test(test_conv_algo_wide),
       cmocka_unit_test(test_conv_act_fused),
       cmocka_unit_test(test_activations),
       cmocka_unit_test(test_activation_accuracy),

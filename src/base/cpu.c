@@ -11,13 +11,19 @@ nn_cpu_level nn_cpu_detect(void) {
 #if defined(NN_DISPATCH_AVX2) && (defined(__x86_64__) || defined(__i386__))
   /* libgcc/compiler-rt check the OS saves the YMM state (XCR0) before reporting AVX2 */
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return NN_CPU_AVX2;
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return NN_CPU_GENERIC;
+  /* and the ZMM state (XCR0) before AVX-512 */
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return NN_CPU_AVX512;
+  return NN_CPU_AVX2;
 #endif
   return NN_CPU_GENERIC;
 }
 
 nn_cpu_level nn_cpu_parse(const char *env, nn_cpu_level best) {
   if (env && !strcmp(env, "generic")) return NN_CPU_GENERIC;
+  if (env && !strcmp(env, "avx2") && best > NN_CPU_AVX2) return NN_CPU_AVX2;
   return best;
 }
 
@@ -37,4 +43,9 @@ nn_cpu_level nn_cpu_force(nn_cpu_level level) {
   return prev;
 }
 
-const char *nn_cpu_level_name(nn_cpu_level level) { return level == NN_CPU_AVX2 ? "avx2" : "generic"; }
+static const char *const level_names[] = {"generic", "avx2", "avx512"};
+_Static_assert(sizeof level_names / sizeof *level_names == NN_CPU_LEVEL_COUNT, "a name per level");
+
+const char *nn_cpu_level_name(nn_cpu_level level) {
+  return level >= 0 && level < NN_CPU_LEVEL_COUNT ? level_names[level] : "generic";
+}

@@ -29,6 +29,7 @@
 #include <immintrin.h>
 #endif
 
+#include "base/cpu.h"
 #include "base/error.h"
 #include "base/threads.h"
 #include "kernels/conv2d_direct.h"
@@ -107,7 +108,9 @@ static int winograd_wanted(const nn_conv_geom *g, int min_out) {
          nn_conv2d_winograd_fits(g);
 }
 
-nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
+/* The rule at a level: the geometry's choice (nn_conv2d_rule_*), then on an AVX-512 machine
+ * the passes where oneDNN's 16-wide GEMM beats our 8-wide kernels sent to im2col + GEMM. */
+static nn_conv_algo rule_forward(const nn_conv_geom *g) {
   if (winograd_wanted(g, NN_CONV_WINOGRAD_MIN_OUT)) return NN_CONV_WINOGRAD;
   if (g->algo == NN_CONV_WINOGRAD) return NN_CONV_IM2COL;
   if (g->stride != 1 || (long)g->c * g->kh * g->kw > NN_CONV_DIRECT_MAX_TAPS) return NN_CONV_IM2COL;
@@ -116,20 +119,48 @@ nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
   return taps <= NN_CONV_DIRECT_MAX_CKK || g->ow % NN_CONV_DIRECT_ROW == 0 ? NN_CONV_DIRECT : NN_CONV_IM2COL;
 }
 
-nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {
+static nn_conv_algo rule_params(const nn_conv_geom *g) {
   if (winograd_wanted(g, NN_CONV_WINOGRAD_MIN_DW_OUT)) return NN_CONV_WINOGRAD;
-  nn_conv_algo a = nn_conv2d_algo(g);
+  nn_conv_algo a = rule_forward(g);
   if (g->algo != NN_CONV_AUTO || a != NN_CONV_DIRECT) return a;
   return g->oc <= NN_CONV_DIRECT_DW_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
 }
 
-nn_conv_algo nn_conv2d_algo_data(const nn_conv_geom *g) {
+static nn_conv_algo rule_data(const nn_conv_geom *g) {
   if (g->algo == NN_CONV_WINOGRAD || (g->algo == NN_CONV_AUTO && g->oc >= NN_CONV_WINOGRAD_MIN_C &&
                                       g->h >= NN_CONV_WINOGRAD_MIN_DX_IN && g->w >= NN_CONV_WINOGRAD_MIN_DX_IN))
     if (nn_conv2d_winograd_data_fits(g)) return NN_CONV_WINOGRAD;
   if (g->algo == NN_CONV_WINOGRAD) return NN_CONV_IM2COL;
   if (g->algo == NN_CONV_IM2COL || !nn_conv2d_direct_data_fits(g)) return NN_CONV_IM2COL;
   return g->algo == NN_CONV_DIRECT || g->oc <= NN_CONV_DIRECT_DX_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
+}
+
+/* AVX-512: Winograd only for dW; beyond NN_CONV_WIDE_DIRECT_MAX_CKK taps, dW never direct and
+ * the forward direct only on rows of whole vectors (its fused epilogue) */
+static nn_conv_algo rule_wide(const nn_conv_geom *g, nn_conv_pass pass, nn_conv_algo a) {
+  if (g->algo != NN_CONV_AUTO) return a;
+  if (a == NN_CONV_WINOGRAD && pass != NN_CONV_PASS_PARAMS) return NN_CONV_IM2COL;
+  const int many_taps = (long)g->c * g->kh * g->kw > NN_CONV_WIDE_DIRECT_MAX_CKK;
+  if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_PARAMS) return NN_CONV_IM2COL;
+  if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_FORWARD && g->ow % NN_CONV_DIRECT_ROW != 0)
+    return NN_CONV_IM2COL;
+  return a;
+}
+
+nn_conv_algo nn_conv2d_algo_at(const nn_conv_geom *g, nn_conv_pass pass, nn_cpu_level level) {
+  const nn_conv_algo a = pass == NN_CONV_PASS_FORWARD ? rule_forward(g) : pass == NN_CONV_PASS_PARAMS ? rule_params(g)
+                                                                                                      : rule_data(g);
+  return level >= NN_CPU_AVX512 ? rule_wide(g, pass, a) : a;
+}
+
+nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g) {
+  return nn_conv2d_algo_at(g, NN_CONV_PASS_FORWARD, nn_cpu_level_get());
+}
+nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g) {
+  return nn_conv2d_algo_at(g, NN_CONV_PASS_PARAMS, nn_cpu_level_get());
+}
+nn_conv_algo nn_conv2d_algo_data(const nn_conv_geom *g) {
+  return nn_conv2d_algo_at(g, NN_CONV_PASS_DATA, nn_cpu_level_get());
 }
 
 const char *nn_conv2d_algo_name(nn_conv_algo a) {
@@ -141,13 +172,13 @@ size_t nn_conv2d_workspace(const nn_conv_geom *g) {
   conv_plan p = conv_plan_make(g);
   size_t need = (size_t)p.slots * p.slot + (size_t)p.groups * p.part;
   /* the passes run one after the other in the same scratch */
-  if (nn_conv2d_algo(g) == NN_CONV_DIRECT || nn_conv2d_algo_params(g) == NN_CONV_DIRECT ||
-      nn_conv2d_algo_data(g) == NN_CONV_DIRECT) {
+  /* the AVX2 rule's choices: the AVX-512 rule only ever trades them for im2col (sized above),
+   * so the scratch does not depend on the level */
+  if (rule_forward(g) == NN_CONV_DIRECT || rule_params(g) == NN_CONV_DIRECT || rule_data(g) == NN_CONV_DIRECT) {
     size_t direct = nn_conv2d_direct_workspace(g, nn_cores());
     if (direct > need) need = direct;
   }
-  if (nn_conv2d_algo(g) == NN_CONV_WINOGRAD || nn_conv2d_algo_params(g) == NN_CONV_WINOGRAD ||
-      nn_conv2d_algo_data(g) == NN_CONV_WINOGRAD) {
+  if (rule_forward(g) == NN_CONV_WINOGRAD || rule_params(g) == NN_CONV_WINOGRAD || rule_data(g) == NN_CONV_WINOGRAD) {
     size_t wino = nn_conv2d_winograd_workspace(g, nn_cores());
     if (wino > need) need = wino;
   }

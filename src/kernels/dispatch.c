@@ -7,7 +7,7 @@
 #ifdef NN_DISPATCH_AVX2
 #define NN_DEFINE_DISPATCH(name, params, args) \
   void name params {                           \
-    if (nn_cpu_level_get() == NN_CPU_AVX2)     \
+    if (nn_cpu_level_get() >= NN_CPU_AVX2)     \
       name##_avx2 args;                        \
     else                                       \
       name##_generic args;                     \

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cpu.h"
+
 /* ---- GEMM ------------------------------------------------------------------------
  * C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, row-major; op(X) = X or X^T.
  * nn_gemm uses oneDNN's dnnl_sgemm. */
@@ -93,9 +95,16 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS (and for dx the shape above):
  * a direct request for another shape runs im2col, and so does a Winograd request where it does
  * not fit. The choice
- * depends on the geometry only: every call for a layer runs the same code, and results do not
- * depend on timing or on the thread count. (Runtime dispatch, ARCHITECTURE.md §13: a kernel
- * variant compiled without AVX2 runs im2col where the rule says direct or Winograd.) */
+ * depends on the geometry and the CPU level only: every call for a layer runs the same code,
+ * and results do not depend on timing or on the thread count. (Runtime dispatch,
+ * ARCHITECTURE.md §13: a kernel variant compiled without AVX2 runs im2col where the rule says
+ * direct or Winograd.) On an AVX-512 machine (level NN_CPU_AVX512) oneDNN's GEMM runs 16 lanes
+ * wide and our kernels 8: there the forward and dx never run Winograd, and beyond
+ * NN_CONV_WIDE_DIRECT_MAX_CKK taps dW/db never runs direct, nor does the forward unless its
+ * rows are whole vectors (its fused epilogue), im2col + GEMM instead (bench_kernels --only conv
+ * on a Xeon, one and two threads: the CNNs' second layers' forward 1.1-1.5x and dx 1.3-1.8x
+ * faster by GEMM, their dW still faster by Winograd at two threads; CIFAR conv1's 27-tap
+ * forward 1.4x, LeNet conv2's dW 1.05-1.4x faster by GEMM). */
 #define NN_CONV_DIRECT_MAX_CKK 32
 #define NN_CONV_DIRECT_ROW 8
 #define NN_CONV_DIRECT_DW_MAX_OC 16
@@ -103,9 +112,16 @@ int nn_conv_geom_init(nn_conv_geom *g);
 #define NN_CONV_DIRECT_DX_MAX_KW 5
 #define NN_CONV_DIRECT_DX_MAX_OC 32
 #define NN_CONV_WINOGRAD_MIN_C 16
-#define NN_CONV_WINOGRAD_MIN_OUT 6    /* forward: output at least 6 x 6 */
-#define NN_CONV_WINOGRAD_MIN_DW_OUT 4 /* dW: output at least 4 x 4 */
-#define NN_CONV_WINOGRAD_MIN_DX_IN 12 /* dx: input (its output) at least 12 x 12 */
+#define NN_CONV_WINOGRAD_MIN_OUT 6     /* forward: output at least 6 x 6 */
+#define NN_CONV_WINOGRAD_MIN_DW_OUT 4  /* dW: output at least 4 x 4 */
+#define NN_CONV_WINOGRAD_MIN_DX_IN 12  /* dx: input (its output) at least 12 x 12 */
+#define NN_CONV_WIDE_DIRECT_MAX_CKK 25 /* AVX-512: direct dW (and ragged-row forward) up to 25 taps */
+typedef enum { NN_CONV_PASS_FORWARD,
+               NN_CONV_PASS_PARAMS, /* dw, db */
+               NN_CONV_PASS_DATA,   /* dx */
+               NN_CONV_PASS_COUNT } nn_conv_pass;
+/* The rule for a pass at a CPU level (the three below: at nn_cpu_level_get()). */
+nn_conv_algo nn_conv2d_algo_at(const nn_conv_geom *g, nn_conv_pass pass, nn_cpu_level level);
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g);
 nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g);
 nn_conv_algo nn_conv2d_algo_data(const nn_conv_geom *g);
