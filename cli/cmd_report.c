@@ -49,7 +49,7 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
     if (!o->evaluate) continue;
     nn_model_set_threads(r->model, o->threads);
     /* per-class results on the run's own evaluation data (its validation split or test set) */
-    if (nn_run_load_data(r->run, &err)) { /* the per-class results need it; the rest does not */
+    if (nn_run_load_eval_data(r->run, &err)) { /* the per-class results need it; the rest does not */
       cli_error(cmd, "%s (--no-eval: a report without the results per class)", err.msg);
       rc = EXIT_FAIL;
       break;

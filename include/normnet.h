@@ -82,7 +82,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 6
+#define NN_VERSION_PATCH 7
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -863,6 +863,11 @@ NN_API nn_status nn_run_open_view(const char *dir, nn_run **out, nn_error *err);
 /* Open and check the data of a run opened without it (nn_run_open_view); NN_OK at once when
  * the run has its data. Since 0.2.5. */
 NN_API nn_status nn_run_load_data(nn_run *run, nn_error *err);
+/* The same for the evaluation data alone (nn_run_eval_data: the test split, read without the
+ * training set; a validation split is cut from the training set, which is then read too), for
+ * an evaluation of a finished run. nn_run_load_data (or nn_run_train) reads the rest later.
+ * Since 0.2.7. */
+NN_API nn_status nn_run_load_eval_data(nn_run *run, nn_error *err);
 /* Train data parallel over comm (nn_dist_init); NULL: one process. The run keeps a copy of
  * *comm whose sync_bn is the recipe's (the recorded choice, also on resume), whatever
  * comm->sync_bn says. */

@@ -577,6 +577,51 @@ static void test_view_without_data(void **state) {
   nn_run_free(run);
 }
 
+/* A finished run's evaluation (a report's per-class results) reads the test set alone: with
+ * the training images gone it loads, the training data stays unread until asked for, and
+ * then comes without reading the test set again; a validation split needs the training set. */
+static void test_view_eval_data(void **state) {
+  (void)state;
+  train_new("evalonly", 1);
+  char d[1024], away[1100], here[1100];
+  path_of(d, sizeof d, "evalonly", NULL);
+  snprintf(here, sizeof here, "%s/data/train-images-idx3-ubyte", dir);
+  snprintf(away, sizeof away, "%s/data/train-away", dir);
+  nn_run *run = NULL;
+  nn_error err = {0};
+  if (nn_run_open_view(d, &run, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(rename(here, away), 0);
+  if (nn_run_load_eval_data(run, &err)) fail_msg("the test set alone: %s", err.msg);
+  const nn_dataset *eval = nn_run_eval_data(run);
+  assert_int_equal(nn_dataset_count(eval), 16);
+  assert_null(nn_run_train_data(run));
+  assert_int_equal(nn_run_load_eval_data(run, &err), NN_OK); /* kept */
+  assert_ptr_equal(nn_run_eval_data(run), eval);
+  assert_int_equal(nn_run_load_data(run, &err), NN_ERR_IO); /* the training set: all or nothing */
+  assert_null(nn_run_train_data(run));
+  assert_null(nn_run_eval_data(run));
+  assert_int_equal(rename(away, here), 0);
+  if (nn_run_load_eval_data(run, &err)) fail_msg("%s", err.msg);
+  eval = nn_run_eval_data(run);
+  if (nn_run_load_data(run, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(nn_dataset_count(nn_run_train_data(run)), 32);
+  assert_ptr_equal(nn_run_eval_data(run), eval); /* not read again */
+  nn_run_free(run);
+  /* a validation split: cut from the training set, which is read (and kept) for it */
+  nn_recipe r = recipe(1);
+  if (nn_recipe_set(&r, "val-split", "0.25", &err)) fail_msg("%s", err.msg);
+  nn_spec *s = spec();
+  path_of(d, sizeof d, "evalsplit", NULL);
+  if (nn_run_create(&r, s, d, 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+  nn_run_free(run);
+  nn_spec_free(s);
+  if (nn_run_open_view(d, &run, &err)) fail_msg("%s", err.msg);
+  if (nn_run_load_eval_data(run, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(nn_dataset_count(nn_run_eval_data(run)), 8);
+  assert_int_equal(nn_dataset_count(nn_run_train_data(run)), 24);
+  nn_run_free(run);
+}
+
 static int setup(void **state) {
   (void)state;
   if (!(dir = tu_tempdir("run"))) return -1;
@@ -609,6 +654,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_lock_race),
       cmocka_unit_test(test_fault_injection),
       cmocka_unit_test(test_view_without_data),
+      cmocka_unit_test(test_view_eval_data),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -182,18 +182,24 @@ static nn_status make_spec(const nn_recipe *r, const nn_spec *spec, nn_spec **ou
 }
 
 /* Data, augmentation, optimizer and an empty history for run->m and run->r. */
-static nn_status open_data(nn_run *run, nn_error *err) {
+/* The data the run lacks: both sets, or with eval_only the evaluation set alone (the test
+ * split; a validation split is cut from the training set, so both are read then). On failure
+ * the caller frees what was opened. */
+static nn_status open_data(nn_run *run, int eval_only, nn_error *err) {
   const nn_recipe *r = &run->r;
-  nn_dataset *all = NULL;
-  nn_status st = nn_dataset_open(r->data, NN_SPLIT_TRAIN, &all, err);
-  if (!st && r->val_split > 0) {
-    st = nn_dataset_split(all, r->val_split, &run->train, &run->eval, err);
+  nn_status st = NN_OK;
+  if (r->val_split > 0 && !run->train) {
+    nn_dataset *all = NULL;
+    st = nn_dataset_open(r->data, NN_SPLIT_TRAIN, &all, err);
+    nn_dataset_free(run->eval), run->eval = NULL;
+    if (!st) st = nn_dataset_split(all, r->val_split, &run->train, &run->eval, err);
     nn_dataset_free(all);
-  } else if (!st) {
-    run->train = all;
-    st = nn_dataset_open(r->data, NN_SPLIT_TEST, &run->eval, err);
+  } else if (r->val_split <= 0) {
+    if (!eval_only && !run->train) st = nn_dataset_open(r->data, NN_SPLIT_TRAIN, &run->train, err);
+    if (!st && !run->eval) st = nn_dataset_open(r->data, NN_SPLIT_TEST, &run->eval, err);
   }
-  if (!st) st = nn_fit_check_input(run->m, run->train, r->val_split > 0 ? "the training split" : "the training set", err);
+  if (!st && run->train)
+    st = nn_fit_check_input(run->m, run->train, r->val_split > 0 ? "the training split" : "the training set", err);
   if (!st) st = nn_fit_check_input(run->m, run->eval, r->val_split > 0 ? "the validation split" : "the test set", err);
   if (st) return nn_err_prefix(err, st, "data %s: ", r->data);
   return NN_OK;
@@ -206,7 +212,7 @@ static nn_status prepare(nn_run *run, int with_data, nn_error *err) {
   memset(&run->aug, 0, sizeof run->aug);
   if (r->augment[0] && (st = nn_augment_parse(r->augment, &run->aug, err))) return nn_err_prefix(err, st, "augment: ");
   if ((st = nn_model_set_input(run->m, &r->input_norm, r->data, err))) return st;
-  if (with_data && (st = open_data(run, err))) return st;
+  if (with_data && (st = open_data(run, 0, err))) return st;
   if ((st = nn_optimizer_create(&r->opt, run->m, &run->opt, err))) return st;
   if (!run->hist && !(run->hist = nn_history_create())) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   nn_history_set_validation(run->hist, r->val_split > 0);
@@ -470,16 +476,18 @@ nn_status nn_run_resume_reader(const char *dir, nn_run **out, nn_error *err) {
 }
 nn_status nn_run_open_view(const char *dir, nn_run **out, nn_error *err) { return resume(dir, RUN_VIEW, out, err); }
 
-nn_status nn_run_load_data(nn_run *run, nn_error *err) {
-  if (!run) return nn_err_set(err, NN_ERR_ARG, "nn_run_load_data: run is NULL");
-  if (run->train) return NN_OK;
-  nn_status st = open_data(run, err);
+static nn_status load_data(nn_run *run, int eval_only, nn_error *err) {
+  if (!run) return nn_err_set(err, NN_ERR_ARG, "%s: run is NULL", eval_only ? "nn_run_load_eval_data" : "nn_run_load_data");
+  if (run->eval && (eval_only || run->train)) return NN_OK;
+  nn_status st = open_data(run, eval_only, err);
   if (st) { /* all or nothing: a later call tries again */
     nn_dataset_free(run->train), nn_dataset_free(run->eval);
     run->train = run->eval = NULL;
   }
   return st;
 }
+nn_status nn_run_load_data(nn_run *run, nn_error *err) { return load_data(run, 0, err); }
+nn_status nn_run_load_eval_data(nn_run *run, nn_error *err) { return load_data(run, 1, err); }
 
 static nn_status resume(const char *dir, run_mode mode, nn_run **out, nn_error *err) {
   const int writer = mode == RUN_WRITER;
