@@ -4,36 +4,41 @@
  *
  * For layers with few input channels (LeNet conv1 1x5x5, the Keras CNNs' first convolutions
  * 1x3x3 and 3x3x3) im2col copies the input 9-25 times over and the GEMM gets a K of 9-27.
- * Here each sample is packed once into a zero-padded plane xp[C, Hp, Wp] (Hp = H + 2 pad,
- * Wp = W + 2 pad) and outputs are computed on the flat index i = oh*Wp + ow, i in [0, OH*Wp):
- *   out[oc, i] = sum over (c, ki, kj), in that order, of w[oc,c,ki,kj] * xp[c, i + ki*Wp + kj]
- * (positions with ow >= OW are computed and dropped). Each term is then a contiguous 8-float
- * vector of xp times a broadcast weight, in register blocks of FWD_OB filters x FWD_NV vectors.
- *   forward: y[n,oc,oh,ow] = out[oc, oh*Wp + ow] + b[oc]; samples split over threads.
- *   dW:      dW[oc,c,ki,kj] += sum over n, i of dyp[n,oc,i] * xp[n,c, i + ki*Wp + kj], where dyp
- *            is dy on the flat index with zeros at ow >= OW (output rows of whole vectors are
- *            swept row by row instead, without those columns); db[oc] += sum over n, i of dyp.
- *            Filters split over threads; each output keeps 8 lane sums over the samples (in
- *            order) and i, added in a fixed order at the end; the samples are packed in
- *            batches, so that a register block runs over several before its sums go back.
+ *   forward: each sample is packed once in shifted rows (fwd_pack): for each input channel c
+ *            and kernel column kj, the zero-padded plane's rows shifted left by kj and cut to OW,
+ *            xs[c, kj, r, ow] = xpad[c, r, ow + kj] (Hp = H + 2 pad rows). On the output plane's
+ *            flat index i = oh*OW + ow,
+ *              y[n, oc, i] = sum over (c, ki, kj), in that order, of w[oc,c,ki,kj] * xs[c, kj, i + ki*OW]
+ *            so each term is a contiguous vector of xs times a broadcast weight, for any run of
+ *            outputs (no dead columns), in register blocks of FWD_OB filters x FWD_NV vectors of
+ *            FV floats: 16 where the target has AVX-512, else 8 (the same sums in the same
+ *            order at either width). Samples split over threads.
+ *   dW:      each sample packed once into a zero-padded plane xp[C, Hp, Wp] (Wp = W + 2 pad),
+ *            on the flat index i = oh*Wp + ow, i in [0, OH*Wp): dW[oc,c,ki,kj] += sum over n, i
+ *            of dyp[n,oc,i] * xp[n,c, i + ki*Wp + kj], where dyp is dy on that index with zeros at
+ *            ow >= OW (output rows of whole vectors are swept row by row instead, without those
+ *            columns); db[oc] += sum over n, i of dyp. Filters split over threads; each output
+ *            keeps 8 lane sums over the samples (in order) and i, added in a fixed order at the
+ *            end; the samples are packed in batches, so that a register block runs over several
+ *            before its sums go back.
  * The forward applies its epilogue (bias, an eval BN, the activation: nn_epilogue) to each
- * output row as it is written; with an activation, the backward reads dy = dz * act'(z) as it
- * packs dy.
+ * filter's output plane once it is written; with an activation, the backward reads
+ * dy = dz * act'(z) as it packs dy.
  * Every output is computed by one thread in one fixed order: results do not depend on the
  * thread count.
  *
  * Workspace (floats): OC*(CKK+1)*8 lane sums (dW; the forward keeps its packed weights there,
- * OC*CKK floats), then per slot (one per thread that may run): the packed sample (C planes,
- * then zeros for the reads past the last one) and OBMAX rows of Lpad floats (forward outputs),
- * Lpad = OH*Wp rounded up to whole blocks; or for dW, a batch of sb packed samples and their
- * DW_OB rows of packed dy each. */
+ * OC*CKK floats), then per slot (one per thread that may run): the larger of the forward's
+ * sample in shifted rows (C*KW*Hp*OW floats and zeros for the reads past them) with one
+ * block's outputs (the plane's last, partial block), the dW pass's batch of sb packed samples
+ * (C planes of Hp*Wp, then zeros) with their DW_OB rows of packed dy each (Lpad = OH*Wp
+ * rounded up to two vectors), and the dx pass's (below). */
 #include "kernels/conv2d_direct.h"
 
 #include <omp.h>
 #include <string.h>
 
 #include "base/error.h"
-#include "kernels/seg.h"
 #include "kernels/v8.h"
 #include "kernels/variant.h"
 
@@ -43,23 +48,39 @@
  * against 4x3, 3x4, 3x3, 2x6 and 1x8 on LeNet's layers: 2x5 (10 accumulators, 2 dy vectors,
  * the x vector kept), 1.35x 4x3's speed on LeNet conv1 and 1.6x on conv2 (5x5 taps). */
 #define FWD_OB 6 /* forward block: filters (<= 8) ... */
-#define FWD_NV 2 /* ... times vectors along the flat index (<= 4) */
+#define FWD_NV 2 /* ... times vectors along the output plane (<= 4) */
 #define DW_OB 2  /* dW block: filters (<= 4) ... */
 #define DW_TK 5  /* ... times taps (<= 8) */
-#define OBMAX (FWD_OB > DW_OB ? FWD_OB : DW_OB)
 /* dW packs this many floats of samples at a time (x planes and dy rows, about 64 KB), so
  * that a register block sums over several samples between loading and storing its lane
  * sums: a 8x8 output plane is 12 vectors, too short a loop to pay for them alone */
 #define DW_BATCH_FLOATS 16384
 _Static_assert(FWD_OB <= 8 && FWD_NV <= 4, "forward block beyond the kernel's arrays");
+
+/* The forward's vectors: 16 floats where the target has AVX-512 (oneDNN's GEMM runs that wide
+ * there too), else v8. Each output's sum over the taps is the same, in the same order, at
+ * either width. */
+#if defined(__AVX512F__)
+#define FV 16
+typedef float vf __attribute__((vector_size(FV * sizeof(float))));
+#define VF_BCAST(s) ((vf)_mm512_set1_ps(s))
+#define VF_FMA(acc, a, b) ((acc) = (vf)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(acc)))
+#else
+#define FV VL
+typedef v8 vf;
+#define VF_BCAST(s) VBCAST(s)
+#define VF_FMA(acc, a, b) VFMA(acc, a, b)
+#endif
+#define FWD_BLK ((size_t)FV * FWD_NV) /* outputs of one filter in a register block */
 _Static_assert(DW_OB <= 4 && DW_TK <= 8, "dW block beyond the kernel's arrays");
 
 typedef struct {
   int hp, wp;     /* padded input plane */
   size_t plane;   /* hp * wp */
   size_t lflat;   /* OH * Wp */
-  size_t lpad;    /* lflat rounded up to FWD_NV vectors */
+  size_t lpad;    /* lflat rounded up to two vectors (dW's packed dy rows) */
   size_t xplen;   /* packed sample, with the zeros read past the last plane */
+  size_t xslen;   /* forward: the sample in shifted rows (fwd_pack), with the zeros read past it */
   size_t slot;    /* floats per slot */
   int sb;         /* dW: samples packed at a time */
   size_t lanes;   /* OC * (CKK + 1) * VL */
@@ -72,7 +93,7 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   p.wp = g->w + 2 * g->pad;
   p.plane = (size_t)p.hp * (size_t)p.wp;
   p.lflat = (size_t)g->oh * (size_t)p.wp;
-  const size_t blk = (size_t)VL * FWD_NV;
+  const size_t blk = (size_t)VL * 2;
   p.lpad = (p.lflat + blk - 1) / blk * blk;
   /* highest index read: (C-1)*plane + (lpad-1) + (KH-1)*Wp + (KW-1) */
   size_t need = (size_t)(g->c - 1) * p.plane + p.lpad + (size_t)(g->kh - 1) * (size_t)p.wp + (size_t)g->kw;
@@ -82,8 +103,10 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   NN_ASSERT(p.ckk <= NN_CONV_DIRECT_MAX_TAPS);
   const size_t per = p.xplen + (size_t)DW_OB * p.lpad; /* one sample packed for dW */
   p.sb = per < DW_BATCH_FLOATS ? (int)(DW_BATCH_FLOATS / per) : 1;
-  p.slot = p.xplen + (size_t)OBMAX * p.lpad;
-  if ((size_t)p.sb * per > p.slot) p.slot = (size_t)p.sb * per;
+  p.slot = (size_t)p.sb * per;
+  p.xslen = ((size_t)g->c * (size_t)g->kw * (size_t)p.hp * (size_t)g->ow + FWD_BLK + 15) & ~(size_t)15;
+  const size_t fwd = p.xslen + (size_t)FWD_OB * FWD_BLK; /* and the last block's outputs */
+  if (fwd > p.slot) p.slot = fwd;
   p.lanes = (size_t)g->oc * ((size_t)p.ckk + 1) * VL;
   int units = g->n > g->oc ? g->n : g->oc;
   p.slots = units < nprocs ? units : nprocs;
@@ -143,38 +166,43 @@ static void tap_offsets(const nn_conv_geom *g, const dplan *p, int *off) {
       for (int kj = 0; kj < g->kw; kj++, t++) off[t] = (int)((size_t)c * p->plane + (size_t)ki * (size_t)p->wp) + kj;
 }
 
-/* out[o*ldo + yo[j] .. + VL) (o < OB, j < NV) = sum over t < ckk, in order, of
- * wpk[t*OB + o] * xs[off[t] + xo[j] .. + VL): one loop over the taps (c, ki, kj), OB*NV
+/* out[o*ldo + j*FV .. + FV) (o < OB, j < NV) = sum over t < ckk, in order, of
+ * wpk[t*OB + o] * xs[off[t] + j*FV .. + FV): one loop over the taps (c, ki, kj), OB*NV
  * accumulators. */
 static inline __attribute__((always_inline)) void fwd_block(const float *xs, const int *off, const float *wpk,
-                                                            int ckk, float *out, size_t ldo, const size_t *xo,
-                                                            const size_t *yo, const int OB, const int NV) {
-  v8 acc[8][4]; /* OB <= 8, NV <= 4 */
+                                                            int ckk, float *out, size_t ldo, const int OB,
+                                                            const int NV) {
+  vf acc[8][4]; /* OB <= 8, NV <= 4 */
 #pragma GCC unroll 8
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) acc[o][j] = VBCAST(0.0f);
+    for (int j = 0; j < NV; j++) acc[o][j] = VF_BCAST(0.0f);
   for (int t = 0; t < ckk; t++) {
     const float *xt = xs + off[t];
     const float *wt = wpk + (size_t)t * (size_t)OB;
-    v8 xv[4];
+    vf xv[4];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) VLOAD(xv[j], xt + xo[j]);
-    VRANK1(acc, wt, xv, OB, NV);
+    for (int j = 0; j < NV; j++) memcpy(&xv[j], xt + (size_t)j * FV, sizeof(vf));
+#pragma GCC unroll 8
+    for (int o = 0; o < OB; o++) {
+      const vf wv = VF_BCAST(wt[o]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; j++) VF_FMA(acc[o][j], wv, xv[j]);
+    }
   }
 #pragma GCC unroll 8
   for (int o = 0; o < OB; o++)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; j++) VSTORE(out + (size_t)o * ldo + yo[j], acc[o][j]);
+    for (int j = 0; j < NV; j++) memcpy(out + (size_t)o * ldo + (size_t)j * FV, &acc[o][j], sizeof(vf));
 }
 
 /* one block of ob filters and nv (FWD_NV or 1) vectors */
-static void fwd_dispatch(const float *xs, const int *off, const float *wpk, int ckk, float *out, size_t ldo,
-                         const size_t *xo, const size_t *yo, int ob, int nv) {
+static void fwd_dispatch(const float *xs, const int *off, const float *wpk, int ckk, float *out, size_t ldo, int ob,
+                         int nv) {
   switch (ob * 8 + (nv == FWD_NV)) {
-#define FWD_CASE(OB)                                                                  \
-  case OB * 8 + 1: fwd_block(xs, off, wpk, ckk, out, ldo, xo, yo, OB, FWD_NV); break; \
-  case OB * 8: fwd_block(xs, off, wpk, ckk, out, ldo, xo, yo, OB, 1); break;
+#define FWD_CASE(OB)                                                          \
+  case OB * 8 + 1: fwd_block(xs, off, wpk, ckk, out, ldo, OB, FWD_NV); break; \
+  case OB * 8: fwd_block(xs, off, wpk, ckk, out, ldo, OB, 1); break;
     FWD_CASE(8);
     FWD_CASE(7);
     FWD_CASE(6);
@@ -206,47 +234,67 @@ static void fwd_pack_weights(const nn_conv_geom *g, const dplan *p, const float 
   }
 }
 
-/* Two layouts of the outputs: with OW a multiple of VL ("rows": LeNet's 24 and 8), the
- * vectors are whole pieces of output rows, computed straight into y; otherwise ("flat") the
- * vectors run along the flat index into tmp, whose valid columns are then copied to y. The
- * sums are the same in both. */
+/* The sample in shifted rows: for input channel c and kernel column kj, the zero-padded
+ * plane's rows shifted left by kj and cut to OW, xs[((c*KW + kj)*Hp + r)*OW + ow] =
+ * xpad[c][r][ow + kj]; then zeros for the reads past the end. Output (oh, ow), at i = oh*OW +
+ * ow, reads for tap (c, ki, kj) xs[(c*KW + kj)*Hp*OW + ki*OW + i] (fwd_offsets): every run of
+ * outputs is one contiguous run of inputs, so the vectors cover the output plane without dead
+ * columns, at any width. */
+static void fwd_pack(const nn_conv_geom *g, const dplan *p, const float *x, float *xs) {
+  const int pad = g->pad, ow = g->ow;
+  float *d = xs;
+  for (int c = 0; c < g->c; c++) {
+    const float *xc = x + (size_t)c * (size_t)g->h * (size_t)g->w;
+    for (int kj = 0; kj < g->kw; kj++)
+      for (int r = 0; r < p->hp; r++, d += ow) {
+        const int hr = r - pad;
+        if (hr < 0 || hr >= g->h) {
+          for (int j = 0; j < ow; j++) d[j] = 0.0f;
+          continue;
+        }
+        const float *xr = xc + (size_t)hr * (size_t)g->w;
+        /* d[j] = x[hr][j + kj - pad] where that column exists */
+        int lo = pad - kj, hi = g->w + pad - kj; /* valid j in [lo, hi) */
+        if (lo < 0) lo = 0;
+        if (hi > ow) hi = ow;
+        if (hi < lo) hi = lo;
+        for (int j = 0; j < lo; j++) d[j] = 0.0f;
+#pragma omp simd
+        for (int j = lo; j < hi; j++) d[j] = xr[j + kj - pad];
+        for (int j = hi; j < ow; j++) d[j] = 0.0f;
+      }
+  }
+  memset(d, 0, sizeof(float) * (p->xslen - (size_t)(d - xs)));
+}
+
+/* off[t] = offset in fwd_pack's layout of tap t = (c*KH + ki)*KW + kj */
+static void fwd_offsets(const nn_conv_geom *g, const dplan *p, int *off) {
+  const size_t plane = (size_t)p->hp * (size_t)g->ow;
+  for (int c = 0, t = 0; c < g->c; c++)
+    for (int ki = 0; ki < g->kh; ki++)
+      for (int kj = 0; kj < g->kw; kj++, t++)
+        off[t] = (int)(((size_t)c * (size_t)g->kw + (size_t)kj) * plane + (size_t)ki * (size_t)g->ow);
+}
+
+/* The output plane of each filter block in register blocks of FWD_BLK outputs straight into y;
+ * the last, partial one into tmp, copied. Then the epilogue over the filters' planes. */
 static void fwd_sample(const nn_conv_geom *g, const dplan *p, const nn_epilogue *e, const int *off, const float *x,
                        const float *wpk_all, float *y, float *slot) {
-  float *xp = slot, *tmp = slot + p->xplen;
-  pack_sample(g, p, x, xp);
-  const size_t ohw = (size_t)g->oh * (size_t)g->ow;
-  const int ckk = p->ckk, rows = whole_rows(g);
-  const int nblk = fwd_blocks(g);
+  float *xs = slot, *tmp = slot + p->xslen;
+  fwd_pack(g, p, x, xs);
+  const size_t ohw = (size_t)g->oh * (size_t)g->ow, whole = ohw / FWD_BLK * FWD_BLK;
+  const int ckk = p->ckk, nblk = fwd_blocks(g);
   for (int bk = 0; bk < nblk; bk++) {
     const int oc0 = fwd_block_start(g, nblk, bk), ob = fwd_block_start(g, nblk, bk + 1) - oc0;
     const float *wpk = wpk_all + (size_t)oc0 * (size_t)ckk;
-    size_t xo[FWD_NV], yo[FWD_NV];
-    if (rows) {
-      const int per = g->ow / VL, units = g->oh * per; /* vectors per row, in all */
-      float *yb = y + (size_t)oc0 * ohw;
-      for (int u = 0; u < units; u += FWD_NV) {
-        const int nv = units - u < FWD_NV ? units - u : FWD_NV;
-        for (int j = 0; j < nv; j++) {
-          const int r = (u + j) / per, v = (u + j) % per;
-          xo[j] = (size_t)r * (size_t)p->wp + (size_t)v * VL;
-          yo[j] = (size_t)r * (size_t)g->ow + (size_t)v * VL;
-        }
-        fwd_dispatch(xp, off, wpk, ckk, yb, ohw, xo, yo, ob, nv);
-      }
-      for (int o = 0; o < ob; o++) conv_epi_n(e, oc0 + o, yb + (size_t)o * ohw, yb + (size_t)o * ohw, ohw);
-      continue;
+    float *yb = y + (size_t)oc0 * ohw;
+    for (size_t i = 0; i < whole; i += FWD_BLK) fwd_dispatch(xs + i, off, wpk, ckk, yb + i, ohw, ob, FWD_NV);
+    for (size_t i = whole; i < ohw; i += FV) { /* the tail: one vector at a time */
+      const size_t n = ohw - i < FV ? ohw - i : FV;
+      fwd_dispatch(xs + i, off, wpk, ckk, tmp, FV, ob, 1);
+      for (int o = 0; o < ob; o++) memcpy(yb + (size_t)o * ohw + i, tmp + (size_t)o * FV, sizeof(float) * n);
     }
-    for (size_t i0 = 0; i0 < p->lpad; i0 += (size_t)VL * FWD_NV) {
-      for (int j = 0; j < FWD_NV; j++) xo[j] = yo[j] = i0 + (size_t)VL * (size_t)j;
-      fwd_dispatch(xp, off, wpk, ckk, tmp, p->lpad, xo, yo, ob, FWD_NV);
-    }
-    /* the epilogue over the whole flat plane (dead columns too: whole vectors, no rows of
-     * 30 with scalar tails), then the valid columns out */
-    for (int o = 0; o < ob; o++) {
-      float *yo_ = y + (size_t)(oc0 + o) * ohw, *to = tmp + (size_t)o * p->lpad;
-      conv_epi_n(e, oc0 + o, to, to, p->lflat);
-      for (int oh = 0; oh < g->oh; oh++) seg_copy(yo_ + (size_t)oh * (size_t)g->ow, to + (size_t)oh * (size_t)p->wp, g->ow);
-    }
+    for (int o = 0; o < ob; o++) conv_epi_n(e, oc0 + o, yb + (size_t)o * ohw, yb + (size_t)o * ohw, ohw);
   }
 }
 
@@ -258,7 +306,7 @@ void NN_V(nn_conv2d_direct_forward)(const nn_conv_geom *g, const nn_epilogue *e,
   const size_t ochw = (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
   float *wpk = ws, *slots = ws + p.lanes; /* the packed weights where the dW pass keeps its lane sums */
   int off[NN_CONV_DIRECT_MAX_TAPS];       /* tap t = (c, ki, kj): its offset in a packed sample */
-  tap_offsets(g, &p, off);
+  fwd_offsets(g, &p, off);
   fwd_pack_weights(g, &p, w, wpk);
   int nt = nthreads < p.slots ? nthreads : p.slots;
   if (nt <= 1) {
