@@ -44,6 +44,10 @@ static const pool_shape pool_shapes[] = {
     {2, 2, 21, 19, 2, 2},
     {3, 2, 16, 17, 2, 2},
     {3, 2, 11, 11, 2, 2},
+    /* rows of 18 with an odd leftover column (steps at 0, 8 and 10), exactly 32, and 1 */
+    {2, 2, 6, 37, 2, 2},
+    {1, 2, 4, 64, 2, 2},
+    {2, 3, 5, 3, 2, 2},
 };
 
 static void pool_case(tu_rng *r, const pool_shape *s) {
