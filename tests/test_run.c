@@ -542,14 +542,20 @@ static void test_recipe_keys(void **state) {
 /* A run opened to look at (nn_run_open_view) needs no data set: with its data gone, the
  * reader refuses it, the view opens it with recipe, model and history; its data loads on
  * request (all or nothing) once the data is back. */
+/* A run trained to its end in dir/sub (its path in d), and the paths of one of its data
+ * files (here) and of a name to move it away to (away). */
+static void trained_with_data_file(const char *sub, const char *file, char d[1024], char here[1100], char away[1100]) {
+  train_new(sub, 1);
+  path_of(d, 1024, sub, NULL);
+  snprintf(here, 1100, "%s/data/%s", dir, file);
+  snprintf(away, 1100, "%s/data/%s.away", dir, file);
+}
+
 static void test_view_without_data(void **state) {
   (void)state;
-  train_new("view", 1);
   char d[1024], away[1100], here[1100];
-  path_of(d, sizeof d, "view", NULL);
   /* the test images only: the training set still opens, so the load must undo it */
-  snprintf(here, sizeof here, "%s/data/t10k-images-idx3-ubyte", dir);
-  snprintf(away, sizeof away, "%s/data/t10k-away", dir);
+  trained_with_data_file("view", "t10k-images-idx3-ubyte", d, here, away);
   assert_int_equal(rename(here, away), 0);
   nn_run *run = NULL;
   nn_error err = {0};
@@ -582,11 +588,8 @@ static void test_view_without_data(void **state) {
  * then comes without reading the test set again; a validation split needs the training set. */
 static void test_view_eval_data(void **state) {
   (void)state;
-  train_new("evalonly", 1);
   char d[1024], away[1100], here[1100];
-  path_of(d, sizeof d, "evalonly", NULL);
-  snprintf(here, sizeof here, "%s/data/train-images-idx3-ubyte", dir);
-  snprintf(away, sizeof away, "%s/data/train-away", dir);
+  trained_with_data_file("evalonly", "train-images-idx3-ubyte", d, here, away);
   nn_run *run = NULL;
   nn_error err = {0};
   if (nn_run_open_view(d, &run, &err)) fail_msg("%s", err.msg);

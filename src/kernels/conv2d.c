@@ -108,8 +108,9 @@ static int winograd_wanted(const nn_conv_geom *g, int min_out) {
          nn_conv2d_winograd_fits(g);
 }
 
-/* The rule at a level: the geometry's choice (nn_conv2d_rule_*), then on an AVX-512 machine
- * the passes where oneDNN's 16-wide GEMM beats our 8-wide kernels sent to im2col + GEMM. */
+/* The rule at a level: the geometry's choice (rule_forward, rule_params, rule_data), then on
+ * an AVX-512 machine the passes where oneDNN's 16-wide GEMM beats our 8-wide kernels sent to
+ * im2col + GEMM (rule_wide). */
 static nn_conv_algo rule_forward(const nn_conv_geom *g) {
   if (winograd_wanted(g, NN_CONV_WINOGRAD_MIN_OUT)) return NN_CONV_WINOGRAD;
   if (g->algo == NN_CONV_WINOGRAD) return NN_CONV_IM2COL;

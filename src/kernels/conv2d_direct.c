@@ -183,12 +183,7 @@ static inline __attribute__((always_inline)) void fwd_block(const float *xs, con
     vf xv[4];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) memcpy(&xv[j], xt + (size_t)j * FV, sizeof(vf));
-#pragma GCC unroll 8
-    for (int o = 0; o < OB; o++) {
-      const vf wv = VF_BCAST(wt[o]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; j++) VF_FMA(acc[o][j], wv, xv[j]);
-    }
+    VRANK1_OF(vf, VF_BCAST, VF_FMA, acc, wt, xv, OB, NV);
   }
 #pragma GCC unroll 8
   for (int o = 0; o < OB; o++)

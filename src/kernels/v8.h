@@ -26,15 +26,18 @@ typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
 #define VFMA(acc, a, b) ((acc) += (a) * (b))
 #endif
 /* acc[m][n] += w[m] * v[n] for m < M, n < N (constants where inlined: all in registers):
- * the register-block update of the forward (filters x output vectors, per tap) and of dx
- * (kernel columns x output rows, per filter). */
-#define VRANK1(acc, w, v, M, N)                                                                   \
-  do {                                                                                            \
-    _Pragma("GCC unroll 8") for (int m_ = 0; m_ < (M); m_++) {                                    \
-      const v8 wv_ = VBCAST((w)[m_]);                                                             \
-      _Pragma("GCC unroll 4") for (int n_ = 0; n_ < (N); n_++) VFMA((acc)[m_][n_], wv_, (v)[n_]); \
-    }                                                                                             \
+ * the register-block update of the direct forward (filters x output vectors, per tap), of dx
+ * (kernel columns x output rows, per filter) and of Winograd's tile GEMMs. VRANK1_OF takes
+ * the vector type's broadcast and fused multiply-add (the direct forward's 16-float vectors,
+ * conv2d_direct.c). */
+#define VRANK1_OF(T, BCAST, FMA, acc, w, v, M, N)                                                \
+  do {                                                                                           \
+    _Pragma("GCC unroll 8") for (int m_ = 0; m_ < (M); m_++) {                                   \
+      const T wv_ = BCAST((w)[m_]);                                                              \
+      _Pragma("GCC unroll 4") for (int n_ = 0; n_ < (N); n_++) FMA((acc)[m_][n_], wv_, (v)[n_]); \
+    }                                                                                            \
   } while (0)
+#define VRANK1(acc, w, v, M, N) VRANK1_OF(v8, VBCAST, VFMA, acc, w, v, M, N)
 /* VKEEP(v): v stays in a register. GCC folds a vector loaded once for several FMAs into
  * each FMA's memory operand, loading it again for every use; where the block's registers
  * allow it (dw_block), the load is kept (see there). */
