@@ -254,7 +254,8 @@ nn_status nn_spec_parse(const char *text, const char *source, nn_spec **out, nn_
     if (hash) *hash = 0;
     char *tok[MAX_TOKENS];
     int ntok = 0;
-    for (char *p = strtok(line, " \t\r"); p; p = strtok(NULL, " \t\r")) {
+    char *save = NULL; /* strtok_r: specs are parsed on several threads at once (compare, study) */
+    for (char *p = strtok_r(line, " \t\r", &save); p; p = strtok_r(NULL, " \t\r", &save)) {
       if (ntok == MAX_TOKENS) {
         st = nn_err_set(err, NN_ERR_SPEC, "%s:%d: too many tokens", s->source, lineno + 1);
         break;
