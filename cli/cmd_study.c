@@ -87,6 +87,8 @@ static int study_run(void *ctx, int k, cli_lane *lane) {
   s->acc[i][n] = h ? nn_history_get(res.hist, h - 1)->test_acc : NAN;
   cli_train_result_free(&res);
   if (rc) return rc;
+  /* stopped because another run failed: no result to show (the study fails with its message) */
+  if (lane->stop && atomic_load_explicit(lane->stop, memory_order_relaxed)) return EXIT_OK;
   if (!strcmp(s->norms[n], "batch")) {
     char ckpt[4200];
     int fail = 0;

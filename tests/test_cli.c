@@ -528,7 +528,7 @@ static void test_compare_jobs(void **state) {
   snprintf(args, sizeof args,
            "compare --model small.spec --data idx:good --norm batch,none --epochs 2 --batch 16 --threads 2 "
            "--no-report --overwrite --out jobs2");
-  assert_int_equal(run_on_tty(args, tty, sizeof tty), 0);
+  if (run_on_tty(args, tty, sizeof tty)) fail_msg("'%s' failed on a terminal:\n%s", args, tty);
   const char *status = strstr(tty, "| all: ");
   if (!status) fail_msg("no status line on the terminal:\n%s", tty);
   assert_null(strstr(tty, "Epoch 1/2")); /* the one-run bar's heading is not drawn */
@@ -550,7 +550,7 @@ static void test_compare_jobs(void **state) {
   snprintf(args, sizeof args,
            "compare --model small.spec --data idx:good --norm batch,none --epochs 1 --batch 16 --jobs 1 "
            "--no-report --overwrite --out jobs2");
-  assert_int_equal(run_on_tty(args, tty, sizeof tty), 0);
+  if (run_on_tty(args, tty, sizeof tty)) fail_msg("'%s' failed on a terminal:\n%s", args, tty);
   assert_non_null(strstr(tty, "batch: Epoch 1/1 (run 1/2)"));
   assert_null(strstr(tty, "| all: "));
   /* a variant that fails: one error, naming it, side by side (the others stop) as one after
@@ -719,7 +719,7 @@ static void test_small_batch_study(void **state) {
   snprintf(args, sizeof args,
            "study small-batch --model small.spec --data idx:good --budget 96 --batch 2,16 --norm batch,none "
            "--out study-tty");
-  assert_int_equal(run_on_tty(args, tty, sizeof tty), 0);
+  if (run_on_tty(args, tty, sizeof tty)) fail_msg("'%s' failed on a terminal:\n%s", args, tty);
   if (!strstr(tty, "/48 | ") && !strstr(tty, "/48\033[K")) fail_msg("no step count of 48 on the terminal:\n%s", tty);
   int results = 0;
   for (const char *p = strstr(tty, "  ["); p; p = strstr(p + 1, "  [")) {
@@ -737,6 +737,21 @@ static void test_small_batch_study(void **state) {
   assert_non_null(strstr(between, "\r\033[K"));
   snprintf(args, sizeof args, "study large-batch");
   expect_error(args, NULL, NULL);
+  /* a run that fails side by side (lr 30: the one without BN diverges) stops the others: one
+   * line naming it, and a result line only for a run that ran to its end */
+  snprintf(args, sizeof args,
+           "study small-batch --model %s/small.spec --data idx:%s/good --budget 96 --batch 2,16 --norm batch,none "
+           "--lr 30 --out %s/study-fail",
+           dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "batch 2 none", "diverged");
+  tu_cli_run(&r, dir, "", args);
+  if (strstr(r.out, "batch    2  batch")) { /* it finished before the other failed */
+    char *steps = NULL;
+    snprintf(path, sizeof path, "%s/study-fail/b2-batch/model.safetensors", dir);
+    if (nn_checkpoint_meta(path, "normnet.optimizer_steps", &steps, &err) || !steps || strcmp(steps, "48"))
+      fail_msg("a result line for a run stopped at step %s:\n%s", steps ? steps : "(none)", r.out);
+    free(steps);
+  }
 }
 
 int main(void) {
