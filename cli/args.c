@@ -16,7 +16,8 @@ void cli_error(const char *cmd, const char *fmt, ...) {
   /* arguments are echoed as the library echoes file contents: escapes and newlines as \xNN */
   nn_error e;
   nn_error_set(&e, NN_ERR_ARG, "%s", raw);
-  if (!cli_hold_message(e.msg)) fprintf(stderr, "normnet %s: %s\n", cmd, e.msg); /* under mpirun: rank 0 prints */
+  /* under mpirun rank 0 prints; side by side, the first failed job's message at the end */
+  if (!cli_hold_message(e.msg) && !cli_lane_hold(e.msg)) fprintf(stderr, "normnet %s: %s\n", cmd, e.msg);
 }
 
 int cli_fail(const char *cmd, const nn_error *err) {

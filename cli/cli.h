@@ -159,6 +159,9 @@ void cli_lanes_print(const char *prefix, int njobs, const char *what, int lanes,
 /* A job's failure "label: msg" (label may be NULL): printed now with one lane (lane may be
  * NULL), else left in lane->error. Returns EXIT_FAIL. */
 int cli_lane_fail(const char *cmd, cli_lane *lane, const char *label, const char *msg);
+/* On a thread running a lane's job side by side, keep msg (the job's first) for the end and
+ * return 1; else 0 (cli_error prints it). */
+int cli_lane_hold(const char *msg);
 
 /* ---- training jobs (train, compare, study) ---------------------------------------------
  * Options become recipe overrides (key = value text, checked by nn_recipe_set) applied to

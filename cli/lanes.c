@@ -4,6 +4,7 @@
  * one-thread runs on two cores never wait for each other, where one two-thread run meets
  * its other half at every layer. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,17 @@ typedef struct {
   int lane;
 } lane_arg;
 
+/* The lane whose job this thread runs, side by side (NULL otherwise): cli_lane_hold keeps its
+ * job's error messages for the end, where only the first failed job's is printed. */
+static _Thread_local cli_lane *running;
+
+int cli_lane_hold(const char *msg) {
+  cli_lane *l = running;
+  if (!l || !l->stop) return 0; /* one lane: messages go out as they come */
+  if (!l->error[0]) snprintf(l->error, sizeof l->error, "%s", msg);
+  return 1;
+}
+
 static void *lane_main(void *arg) {
   const lane_arg *l = arg;
   lanes *s = l->s;
@@ -54,7 +66,9 @@ static void *lane_main(void *arg) {
     int k = atomic_fetch_add(&s->next, 1);
     if (k >= s->njobs) break;
     cli_lane lane = {mine, s->lanes > 1 ? &s->spare : NULL, s->lanes > 1 ? &s->failed : NULL, ""};
+    running = &lane;
     s->rc[k] = s->job(s->ctx, k, &lane);
+    running = NULL;
     if (s->rc[k]) atomic_store(&s->failed, 1);
     memcpy(s->error[k], lane.error, sizeof lane.error);
     mine = lane.threads; /* with the spare threads it took */

@@ -744,6 +744,13 @@ static void test_small_batch_study(void **state) {
            "--lr 30 --out %s/study-fail",
            dir, dir, dir);
   tu_cli_expect_error(dir, "", args, "batch 2 none", "diverged");
+  /* every run failing as it opens (no such data), side by side: still one line (both lanes
+   * fail at once in about half the runs; sixteen runs, as each fails within milliseconds) */
+  snprintf(args, sizeof args,
+           "study small-batch --model %s/small.spec --data idx:%s/nonexistent --budget 96 --batch 2,16 "
+           "--norm batch,none --out %s/study-nodata",
+           dir, dir, dir);
+  for (int i = 0; i < 16; i++) tu_cli_expect_error(dir, "", args, "nonexistent", NULL);
   tu_cli_run(&r, dir, "", args);
   if (strstr(r.out, "batch    2  batch")) { /* it finished before the other failed */
     char *steps = NULL;
