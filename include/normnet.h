@@ -52,7 +52,7 @@
  *   process-wide default for models that leave it to the library.
  * - Objects are opaque handles created by nn_*_create/parse/load and released by nn_*_free
  *   (free functions accept NULL). Calls on different objects may run on different threads at
- *   once (the CLI trains runs side by side): no call keeps state between calls.
+ *   once (the CLI trains runs side by side); nn_set_threads' default is the one shared setting.
  * - Choices are typed enums (nn_norm_choice, nn_bn_placement, nn_split, nn_layer_kind, ...);
  *   the CLI's spellings ("group:4", "after") have parsers (nn_norm_parse, ...).
  * - Values of one kind that travel together are a small struct written with field names
