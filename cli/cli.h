@@ -156,11 +156,12 @@ int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_
 /* With more than one lane, "PREFIX4 variants, 2 at a time on 2 threads (--jobs 1: one after
  * another)" on stdout. */
 void cli_lanes_print(const char *prefix, int njobs, const char *what, int lanes, int threads);
-/* A job's failure "label: msg" (label may be NULL): printed now with one lane (lane may be
- * NULL), else left in lane->error. Returns EXIT_FAIL. */
-int cli_lane_fail(const char *cmd, cli_lane *lane, const char *label, const char *msg);
+/* A job's failure "label: msg" (label may be NULL) through cli_error: printed now, or held
+ * for the end on a lane's thread side by side. Returns EXIT_FAIL. */
+int cli_lane_fail(const char *cmd, const char *label, const char *msg);
 /* On a thread running a lane's job side by side, keep msg (the job's first) for the end and
- * return 1; else 0 (cli_error prints it). */
+ * return 1; else 0 (cli_error prints it). A job that fails without a message (stopped because
+ * another failed) leaves none, and the lanes print the first failed job's in job order that has one. */
 int cli_lane_hold(const char *msg);
 
 /* ---- training jobs (train, compare, study) ---------------------------------------------

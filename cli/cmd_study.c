@@ -86,9 +86,7 @@ static int study_run(void *ctx, int k, cli_lane *lane) {
   int h = nn_history_count(res.hist);
   s->acc[i][n] = h ? nn_history_get(res.hist, h - 1)->test_acc : NAN;
   cli_train_result_free(&res);
-  if (rc) return rc;
-  /* stopped because another run failed: no result to show (the study fails with its message) */
-  if (lane->stop && atomic_load_explicit(lane->stop, memory_order_relaxed)) return EXIT_OK;
+  if (rc) return rc; /* failed, or stopped because another run failed: no result to show */
   if (!strcmp(s->norms[n], "batch")) {
     char ckpt[4200];
     int fail = 0;
@@ -97,7 +95,7 @@ static int study_run(void *ctx, int k, cli_lane *lane) {
     /* the lane's share; with spare threads taken and no --threads, the library's choice */
     const int eval_threads = lane->threads > share && !s->o->threads ? 0 : lane->threads;
     s->train_mode[i] = cli_study_eval(ckpt, 1, s->batch[i], eval_threads, &err, &fail);
-    if (fail) return cli_lane_fail("study", lane, label, err.msg);
+    if (fail) return cli_lane_fail("study", label, err.msg);
   }
   const int done = atomic_fetch_add(&s->done, 1) + 1;
   const double el = cli_now() - s->t0;

@@ -77,11 +77,8 @@ static void *lane_main(void *arg) {
   return NULL;
 }
 
-int cli_lane_fail(const char *cmd, cli_lane *lane, const char *label, const char *msg) {
-  char text[sizeof lane->error];
-  snprintf(text, sizeof text, "%s%s%s", label ? label : "", label ? ": " : "", msg && msg[0] ? msg : "failed");
-  if (lane && lane->stop) memcpy(lane->error, text, sizeof text);
-  else cli_error(cmd, "%s", text);
+int cli_lane_fail(const char *cmd, const char *label, const char *msg) {
+  cli_error(cmd, "%s%s%s", label ? label : "", label ? ": " : "", msg && msg[0] ? msg : "failed");
   return EXIT_FAIL;
 }
 
@@ -111,7 +108,10 @@ int cli_lanes_run(const char *cmd, int njobs, int nlanes, int threads, cli_lane_
   for (int i = 1; i < nlanes; i++)
     if (started[i]) pthread_join(tid[i], NULL);
   if (attr_ok) pthread_attr_destroy(&attr);
+  /* the first failure in job order that said why (jobs stopped by it say nothing) */
   int first = -1;
+  for (int k = 0; k < njobs && first < 0; k++)
+    if (rc[k] && error[k][0]) first = k;
   for (int k = 0; k < njobs && first < 0; k++)
     if (rc[k]) first = k;
   const int out = first >= 0 ? rc[first] : atomic_load(&s.failed) ? EXIT_FAIL

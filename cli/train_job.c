@@ -151,6 +151,7 @@ typedef struct {
   int probe_n;
   cli_train_result *res;
   unsigned char reported[256]; /* layers whose skipped running-stat updates were reported */
+  int stopped;                 /* stopped because another lane's job failed */
 } job;
 
 static void on_begin(void *u, int e, int n, int b) {
@@ -161,7 +162,7 @@ static void on_begin(void *u, int e, int n, int b) {
 static int on_batch(void *u, int e, int b, int n, double l, double a) {
   job *j = u;
   cli_lane *lane = j->o->lane;
-  if (lane && lane->stop && atomic_load_explicit(lane->stop, memory_order_relaxed)) return 1; /* another failed */
+  if (lane && lane->stop && atomic_load_explicit(lane->stop, memory_order_relaxed)) return j->stopped = 1; /* another failed */
   /* a lane with no job left gave its threads back. Without --threads the library chooses
    * again (between one thread and all: another process may hold a core); with it, this
    * run's count takes them. */
@@ -432,7 +433,9 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
     const char *out = nn_run_dir(run);
     if (out && o->track_activations && write_activations(cmd, out, res, j.model)) rc = EXIT_FAIL;
     if (st) /* one of several runs (compare, study): named; side by side, the lanes print it */
-      rc = o->lane ? cli_lane_fail(cmd, o->lane, o->label, err.msg) : cli_fail(cmd, &err);
+      rc = o->lane ? cli_lane_fail(cmd, o->label, err.msg) : cli_fail(cmd, &err);
+    else if (j.stopped) /* not a result: the lanes print the failure that stopped it */
+      rc = EXIT_FAIL;
     res->best_epoch = nn_run_best_epoch(run);
     res->stopped_early = nn_run_stopped_early(run);
     if (!(res->hist = copy_history(nn_run_history(run)))) {
