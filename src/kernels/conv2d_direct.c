@@ -159,11 +159,14 @@ static void pack_sample(const nn_conv_geom *g, const dplan *p, const float *x, f
   memset(xp + whole, 0, sizeof(float) * (p->xplen - whole));
 }
 
-/* off[t] = offset in the packed sample of tap t = (c*KH + ki)*KW + kj */
-static void tap_offsets(const nn_conv_geom *g, const dplan *p, int *off) {
+/* off[t] = offset of tap t = (c*KH + ki)*KW + kj in a packed sample whose layout puts the
+ * next c, ki and kj per_c, per_ki and per_kj floats further (dW's padded planes: plane, Wp, 1;
+ * the forward's shifted rows: fwd_offsets) */
+static void tap_offsets(const nn_conv_geom *g, size_t per_c, size_t per_ki, size_t per_kj, int *off) {
   for (int c = 0, t = 0; c < g->c; c++)
     for (int ki = 0; ki < g->kh; ki++)
-      for (int kj = 0; kj < g->kw; kj++, t++) off[t] = (int)((size_t)c * p->plane + (size_t)ki * (size_t)p->wp) + kj;
+      for (int kj = 0; kj < g->kw; kj++, t++)
+        off[t] = (int)((size_t)c * per_c + (size_t)ki * per_ki + (size_t)kj * per_kj);
 }
 
 /* out[o*ldo + j*FV .. + FV) (o < OB, j < NV) = sum over t < ckk, in order, of
@@ -265,10 +268,7 @@ static void fwd_pack(const nn_conv_geom *g, const dplan *p, const float *x, floa
 /* off[t] = offset in fwd_pack's layout of tap t = (c*KH + ki)*KW + kj */
 static void fwd_offsets(const nn_conv_geom *g, const dplan *p, int *off) {
   const size_t plane = (size_t)p->hp * (size_t)g->ow;
-  for (int c = 0, t = 0; c < g->c; c++)
-    for (int ki = 0; ki < g->kh; ki++)
-      for (int kj = 0; kj < g->kw; kj++, t++)
-        off[t] = (int)(((size_t)c * (size_t)g->kw + (size_t)kj) * plane + (size_t)ki * (size_t)g->ow);
+  tap_offsets(g, (size_t)g->kw * plane, (size_t)g->ow, plane, off);
 }
 
 /* The output plane of each filter block in register blocks of FWD_BLK outputs straight into y;
@@ -403,7 +403,7 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
                             : (dw_sweep){1, p->lpad, 0, 0};
   float *xp = slot, *dyp = slot + (size_t)p->sb * p->xplen;
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
-  tap_offsets(g, p, off);
+  tap_offsets(g, p->plane, (size_t)p->wp, 1, off);
   memset(lanes_all + (size_t)oc_lo * ld, 0, sizeof(float) * (size_t)(oc_hi - oc_lo) * ld);
   /* on the flat index the packing below writes only the columns ow < OW of each row: the
    * other columns and the rows past OH, which the sweep reads, stay the zeros written here
