@@ -140,8 +140,9 @@ typedef struct {
                       * NULL with one lane */
   atomic_int *stop;  /* set when a job failed: the others stop at their next batch, quietly
                       * (NULL with one lane) */
-  /* with several lanes a failing job leaves "label: message" here (a library message and a
-   * variant or run name), and only the first failed job's in job order is printed */
+  /* with several lanes a failing job's first message is held here ("label: message": a library
+   * message and a variant or run name; cli_lane_hold), and only the first failed job's in job
+   * order that left one is printed (a job stopped by another's failure leaves none) */
   char error[sizeof(((nn_error *)0)->msg) + 2 * CLI_ITEM];
 } cli_lane;
 typedef int (*cli_lane_job)(void *ctx, int k, cli_lane *lane);
