@@ -31,7 +31,7 @@
  * OC*CKK floats), then per slot (one per thread that may run): the larger of the forward's
  * sample in shifted rows (C*KW*Hp*OW floats and zeros for the reads past them) with one
  * block's outputs (the plane's last, partial block), the dW pass's batch of sb packed samples
- * (C planes of Hp*Wp, then zeros) with their DW_OB rows of packed dy each (Lpad = OH*Wp
+ * (C planes of Hp*Wp, then zeros) with their DW_OB_MAX rows of packed dy each (Lpad = OH*Wp
  * rounded up to two vectors), and the dx pass's (below). */
 #include "kernels/conv2d_direct.h"
 
@@ -49,8 +49,20 @@
  * the x vector kept), 1.35x 4x3's speed on LeNet conv1 and 1.6x on conv2 (5x5 taps). */
 #define FWD_OB 6 /* forward block: filters (<= 8) ... */
 #define FWD_NV 2 /* ... times vectors along the output plane (<= 4) */
-#define DW_OB 2  /* dW block: filters (<= 4) ... */
-#define DW_TK 5  /* ... times taps (<= 8) */
+/* With AVX-512 VL the 8-float vectors have 32 registers: a dW block of 4x5 (20 accumulators,
+ * 4 dy vectors, the x vector kept: 25 registers), measured on the Intel host of run 20
+ * against 2x5, 3x5, 3x7, 4x6 (bench_kernels --only conv, builds with each block): LeNet
+ * conv1's dW 1.15x at one thread and 1.26x at two (where its 6 filters split 3 + 3 went in
+ * blocks of 2 and 1), conv2's 1.2x. With 16 registers 3x5 and 4x5 spill (1.4x slower). */
+#if defined(__AVX512VL__)
+#define DW_OB 4    /* dW block: filters (<= DW_OB_MAX) ... */
+#define DW_REGS 32 /* vector registers */
+#else
+#define DW_OB 2
+#define DW_REGS 16
+#endif
+#define DW_TK 5     /* ... times taps (<= 8) */
+#define DW_OB_MAX 4 /* the largest DW_OB of any variant: the workspace fits every one */
 /* dW packs this many floats of samples at a time (x planes and dy rows, about 64 KB), so
  * that a register block sums over several samples between loading and storing its lane
  * sums: a 8x8 output plane is 12 vectors, too short a loop to pay for them alone */
@@ -72,7 +84,7 @@ typedef v8 vf;
 #define VF_FMA(acc, a, b) VFMA(acc, a, b)
 #endif
 #define FWD_BLK ((size_t)FV * FWD_NV) /* outputs of one filter in a register block */
-_Static_assert(DW_OB <= 4 && DW_TK <= 8, "dW block beyond the kernel's arrays");
+_Static_assert(DW_OB <= DW_OB_MAX && DW_OB_MAX <= 4 && DW_TK <= 8, "dW block beyond the kernel's arrays");
 
 typedef struct {
   int hp, wp;     /* padded input plane */
@@ -101,7 +113,7 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   p.xplen = ((need > whole ? need : whole) + 15) & ~(size_t)15;
   p.ckk = g->c * g->kh * g->kw;
   NN_ASSERT(p.ckk <= NN_CONV_DIRECT_MAX_TAPS);
-  const size_t per = p.xplen + (size_t)DW_OB * p.lpad; /* one sample packed for dW */
+  const size_t per = p.xplen + (size_t)DW_OB_MAX * p.lpad; /* one sample packed for dW */
   p.sb = per < DW_BATCH_FLOATS ? (int)(DW_BATCH_FLOATS / per) : 1;
   p.slot = (size_t)p.sb * per;
   p.xslen = ((size_t)g->c * (size_t)g->kw * (size_t)p.hp * (size_t)g->ow + FWD_BLK + 15) & ~(size_t)15;
@@ -352,8 +364,9 @@ static inline __attribute__((always_inline)) void dw_block(const float *xp, size
           VLOAD(xv, xb + to[t] + i);
           /* LeNet conv1's 3x3 block (9 accumulators, 3 dy vectors, this x vector: 13
            * registers) loaded each x vector 3 times, 12 loads for 9 FMAs; kept in a
-           * register, its weight gradient is 1.1-1.16x faster. Bigger blocks spill with it. */
-          if (OB * TK + OB + 1 <= 13) VKEEP(xv);
+           * register, its weight gradient is 1.1-1.16x faster. Bigger blocks spill with it
+           * (with 16 registers; 3 stay for addresses and the loop). */
+          if (OB * TK + OB + 1 <= DW_REGS - 3) VKEEP(xv);
 #pragma GCC unroll 4
           for (int o = 0; o < OB; o++) VFMA(acc[o][t], dv[o], xv);
         }
