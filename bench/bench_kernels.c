@@ -1,13 +1,13 @@
 /* Kernel throughput on the presets' shapes against what the machine can do.
  *
- *   bench_kernels [--threads T] [--seconds S] [--only pool|relu|conv|dense]
+ *   bench_kernels [--threads T] [--seconds S] [--only pool|relu|sigmoid|conv|dense]
  *
  * Prints, per kernel and shape, the time per call and either GB/s (memory-bound kernels:
  * pooling, activations; bytes = tensors read + written once) or GFLOP/s (conv, dense GEMMs;
  * 2*M*N*K per GEMM), next to two references measured by the same program: the triad
  * bandwidth (a[i] = b[i] + s*c[i]) on arrays of the kernel's footprint, and the FMA peak
  * (independent vector FMA chains on registers). Convolutions also print each algorithm's
- * error against the double-precision reference twin (conv_accuracy). --only picks one group (pool, relu, conv, dense). Each figure is the median of 7 timed
+ * error against the double-precision reference twin (conv_accuracy). --only picks one group (pool, relu, sigmoid, conv, dense). Each figure is the median of 7 timed
  * repetitions of about --seconds/7 each. On one thread the clock is the process's CPU time
  * (time spent waiting for a core another process holds is not counted, so figures stay
  * comparable on a shared machine); on more threads it is wall time. */
@@ -150,6 +150,11 @@ static void relu_fwd(void *p) {
 static void relu_bwd(void *p) {
   act_ctx *c = p;
   nn_relu_backward(c->y, c->dy, c->dx, c->n);
+}
+
+static void sigmoid_fwd(void *p) {
+  act_ctx *c = p;
+  nn_sigmoid_forward(c->x, c->y, c->n);
 }
 
 static void report(const char *what, double sec, double bytes, double flops) {
@@ -326,6 +331,17 @@ static void bench_relu(const char *name, size_t count) {
   free(a.x), free(a.y), free(a.dy), free(a.dx);
 }
 
+/* sigmoid forward: the staged exp and a division per value (act_inline.h), compute-bound */
+static void bench_sigmoid(const char *name, size_t count) {
+  act_ctx a = {fbuf(count), fbuf(count), NULL, NULL, count};
+  char what[96];
+  snprintf(what, sizeof what, "sigmoid fwd %s", name);
+  const double sec = time_call(sigmoid_fwd, &a);
+  report(what, sec, 8.0 * (double)count, 0);
+  printf("%-64s %9.3f ns per value\n", what, sec * 1e9 / (double)count);
+  free(a.x), free(a.y);
+}
+
 /* dense: y = x w^T + b; backward dx (unless first) + dw + db, as a training step runs them */
 typedef struct {
   float *x, *w, *b, *y, *dy, *dx, *dw, *db;
@@ -372,7 +388,7 @@ int main(int argc, char **argv) {
         return 2;
       }
     } else {
-      fprintf(stderr, "usage: bench_kernels [--threads T] [--seconds S] [--only pool|relu|conv|dense]\n");
+      fprintf(stderr, "usage: bench_kernels [--threads T] [--seconds S] [--only pool|relu|sigmoid|conv|dense]\n");
       return 2;
     }
   }
@@ -388,6 +404,7 @@ int main(int argc, char **argv) {
     bench_gap("cifar-gap 32x32x32x32", 32, 32, 32 * 32);
   }
   if (!g_only || !strcmp(g_only, "relu")) bench_relu("cnn conv1 out 692k", (size_t)32 * 32 * 26 * 26);
+  if (!g_only || !strcmp(g_only, "sigmoid")) bench_sigmoid("lenet conv1 out 442k", (size_t)128 * 6 * 24 * 24);
   if (!g_only || !strcmp(g_only, "conv")) {
     bench_conv("lenet conv1 128x1x28x28 oc6 k5", 128, 1, 28, 28, 6, 5);
     bench_conv("lenet conv2 128x6x12x12 oc16 k5", 128, 6, 12, 12, 16, 5);
