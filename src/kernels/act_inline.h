@@ -7,6 +7,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/kernels.h"
 
@@ -126,8 +129,15 @@ static inline void exp_block(const float *a, float *e, size_t m) {
   for (size_t j = 0; j < m; j++) e[j] = exp_poly_lo(r[j]);
 #pragma omp simd
   for (size_t j = 0; j < m; j++) e[j] = exp_poly_hi(e[j], r[j]);
+  size_t j = 0;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  /* p 2^n in one vscalefps: the same bits as exp_scale's two factors (its first product is
+   * exact, so both round p 2^n once; checked for every float in [-104, 88.7]), a third of
+   * the exp's operations fewer */
+  for (; j + 8 <= m; j += 8) _mm256_storeu_ps(e + j, _mm256_scalef_ps(_mm256_loadu_ps(e + j), _mm256_loadu_ps(n + j)));
+#endif
 #pragma omp simd
-  for (size_t j = 0; j < m; j++) e[j] = exp_scale(e[j], n[j]);
+  for (size_t k = j; k < m; k++) e[k] = exp_scale(e[k], n[k]);
 }
 
 static inline float sigmoid_grad1(float y, float dy) { return dy * y * (1.0f - y); }
