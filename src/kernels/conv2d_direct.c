@@ -129,6 +129,12 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
  * row by row, without the flat index's dead columns. */
 static inline int whole_rows(const nn_conv_geom *g) { return g->ow % VL == 0; }
 
+/* dx: floats of the weights packed for pairs of input channels (dx_pack_pairs), reserved in
+ * every variant's workspace (one size for all) */
+static size_t dx_pairs_floats(const nn_conv_geom *g) {
+  return (size_t)(g->c / 2) * (size_t)g->kh * (size_t)g->oc * (size_t)g->kw * 16;
+}
+
 #if NN_VARIANT_ONCE
 int nn_conv2d_direct_data_fits(const nn_conv_geom *g) {
   return g->stride == 1 && g->pad == 0 && whole_rows(g) && g->kw <= NN_CONV_DIRECT_DX_MAX_KW &&
@@ -138,8 +144,10 @@ int nn_conv2d_direct_data_fits(const nn_conv_geom *g) {
 size_t nn_conv2d_direct_workspace(const nn_conv_geom *g, int nprocs) {
   dplan p = dplan_make(g, nprocs);
   const size_t fwd = p.lanes + (size_t)p.slots * p.slot;
-  /* the dx pass: dy of one sample per thread (with an activation) */
-  const size_t dx = (size_t)(g->n < nprocs ? g->n : nprocs) * (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
+  /* the dx pass: the weights packed for channel pairs (dx_pack_pairs), then dy of one sample
+   * per thread (with an activation) */
+  const size_t dx = dx_pairs_floats(g) +
+                    (size_t)(g->n < nprocs ? g->n : nprocs) * (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
   return fwd > dx ? fwd : dx;
 }
 #endif
@@ -501,78 +509,178 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
  * then added into the dx row at their shifts, kj in order. What im2col + GEMM computes,
  * without writing and reading back the C*KH*KW x OH*OW column matrix, and with one pass over
  * each dx row per column vector (the shifted adds ran once per ki before run 16: LeNet
- * conv2's dx at 58 GFLOP/s, now 73). Samples split over threads; each dx by one thread. */
-#define DX_R 2 /* dx rows per block */
+ * conv2's dx at 58 GFLOP/s, now 73). Samples split over threads; each dx by one thread.
+ * Where the target has AVX-512, two input channels at once (dx_block_pair): 16-float vectors,
+ * channel c in the low half and c+1 in the high one, each half the same sums as dx_block's. */
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define DX_PAIRS 1
+#define DX_R 4 /* dx rows per block: 4 x KW accumulators in 32 registers (LeNet conv2 1.1x 2 rows') */
+#else
+#define DX_PAIRS 0
+#define DX_R 2
+#endif
+
+/* row[kj + i] += t[kj][i] (i < VL), kj in order: the R x KW block's sums for one dx row.
+ * Adding the shifted vectors one by one in memory reloads just-stored, overlapping vectors (a
+ * store-forwarding stall each); with AVX2 the row's 8 + (KW - 1) values stay in two
+ * registers (lanes rotated by kj, each lane added where its column falls) and are stored
+ * once. */
+static inline __attribute__((always_inline)) void dx_add_row(float *row, const v8 *t, const int KW) {
+#if defined(__AVX2__)
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i hmask = _mm256_cmpgt_epi32(_mm256_set1_epi32(KW - 1), iota); /* columns 8 .. 8+KW-2 */
+  __m256 lo = _mm256_loadu_ps(row), hi = _mm256_maskload_ps(row + VL, hmask);
+#pragma GCC unroll 5
+  for (int kj = 0; kj < KW; kj++) {
+    const __m256 rot = _mm256_permutevar8x32_ps(
+        (__m256)t[kj], _mm256_and_si256(_mm256_sub_epi32(iota, _mm256_set1_epi32(kj)), _mm256_set1_epi32(7)));
+    const __m256 in_lo = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(kj - 1)));
+    lo = _mm256_blendv_ps(lo, _mm256_add_ps(lo, rot), in_lo);
+    if (kj) hi = _mm256_blendv_ps(_mm256_add_ps(hi, rot), hi, in_lo);
+  }
+  _mm256_storeu_ps(row, lo);
+  _mm256_maskstore_ps(row + VL, hmask, hi);
+#else
+  float v[VL];
+#pragma GCC unroll 5
+  for (int kj = 0; kj < KW; kj++) {
+    VSTORE(v, t[kj]);
+    for (int i = 0; i < VL; i++) row[kj + i] += v[i];
+  }
+#endif
+}
+
+/* The dy rows r < R of a block at (ih, col) for kernel row ki: dp[r] and the step to the next
+ * filter's, or zeros (step 0) for a row outside the plane (it adds zeros). */
+static inline __attribute__((always_inline)) void dx_rows(const nn_conv_geom *g, const float *dy, int ih, int ki,
+                                                          int col, const int R, const float **dp, size_t *step) {
+  static const float zeros[VL] = {0};
+  const size_t ohw = (size_t)g->oh * (size_t)g->ow;
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++) {
+    const int oh = ih + r - ki;
+    const int in = oh >= 0 && oh < g->oh;
+    dp[r] = in ? dy + (size_t)oh * (size_t)g->ow + (size_t)col : zeros;
+    step[r] = in ? ohw : 0;
+  }
+}
+
+/* the ki with a dy row for some of the R dx rows from ih: ih - ki <= OH - 1 and ih + R - 1 - ki >= 0 */
+static inline int dx_ki_lo(const nn_conv_geom *g, int ih) { return ih - g->oh + 1 > 0 ? ih - g->oh + 1 : 0; }
+static inline int dx_ki_hi(const nn_conv_geom *g, int ih, int R) { return ih + R - 1 < g->kh - 1 ? ih + R - 1 : g->kh - 1; }
 
 static inline __attribute__((always_inline)) void dx_block(const nn_conv_geom *g, const float *w, const float *dy,
                                                            float *dxc, int c, int ih, int col, const int R,
                                                            const int KW) {
-  static const float zeros[VL] = {0};
-  const int OW = g->ow;
-  const size_t ohw = (size_t)g->oh * (size_t)OW, ckk = (size_t)g->c * (size_t)g->kh * (size_t)KW;
+  const size_t ckk = (size_t)g->c * (size_t)g->kh * (size_t)KW;
   v8 acc[NN_CONV_DIRECT_DX_MAX_KW][DX_R];
 #pragma GCC unroll 5
   for (int kj = 0; kj < KW; kj++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++) acc[kj][r] = VBCAST(0.0f);
-  /* the ki with a dy row for some of the R dx rows: ih - ki <= OH - 1 and ih + R - 1 - ki >= 0 */
-  const int klo = ih - g->oh + 1 > 0 ? ih - g->oh + 1 : 0, khi = ih + R - 1 < g->kh - 1 ? ih + R - 1 : g->kh - 1;
-  for (int ki = klo; ki <= khi; ki++) {
+  for (int ki = dx_ki_lo(g, ih), khi = dx_ki_hi(g, ih, R); ki <= khi; ki++) {
     const float *dp[DX_R];
     size_t step[DX_R];
-#pragma GCC unroll 2
-    for (int r = 0; r < R; r++) { /* a row outside the plane adds zeros */
-      const int oh = ih + r - ki;
-      const int in = oh >= 0 && oh < g->oh;
-      dp[r] = in ? dy + (size_t)oh * (size_t)OW + (size_t)col : zeros;
-      step[r] = in ? ohw : 0;
-    }
+    dx_rows(g, dy, ih, ki, col, R, dp, step);
     const float *wp = w + ((size_t)c * (size_t)g->kh + (size_t)ki) * (size_t)KW; /* w[0, c, ki, 0] */
     for (int oc = 0; oc < g->oc; oc++, wp += ckk) {
       v8 dv[DX_R];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int r = 0; r < R; r++) VLOAD(dv[r], dp[r] + (size_t)oc * step[r]);
       VRANK1(acc, wp, dv, KW, R);
     }
   }
-  /* dx row += t shifted by kj, kj in order. Adding the shifted vectors one by one in memory
-   * reloads just-stored, overlapping vectors (a store-forwarding stall each); with AVX2 the
-   * row's 8 + (KW - 1) values stay in two registers (lanes rotated by kj, each lane added
-   * where its column falls) and are stored once. */
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int r = 0; r < R; r++) {
-    float *row = dxc + (size_t)(ih + r) * (size_t)g->w + (size_t)col;
-#if defined(__AVX2__)
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i hmask = _mm256_cmpgt_epi32(_mm256_set1_epi32(KW - 1), iota); /* columns 8 .. 8+KW-2 */
-    __m256 lo = _mm256_loadu_ps(row), hi = _mm256_maskload_ps(row + VL, hmask);
+    v8 t[NN_CONV_DIRECT_DX_MAX_KW];
 #pragma GCC unroll 5
-    for (int kj = 0; kj < KW; kj++) {
-      const __m256 rot = _mm256_permutevar8x32_ps(
-          (__m256)acc[kj][r], _mm256_and_si256(_mm256_sub_epi32(iota, _mm256_set1_epi32(kj)), _mm256_set1_epi32(7)));
-      const __m256 in_lo = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(kj - 1)));
-      lo = _mm256_blendv_ps(lo, _mm256_add_ps(lo, rot), in_lo);
-      if (kj) hi = _mm256_blendv_ps(_mm256_add_ps(hi, rot), hi, in_lo);
-    }
-    _mm256_storeu_ps(row, lo);
-    _mm256_maskstore_ps(row + VL, hmask, hi);
-#else
-    float t[VL];
-#pragma GCC unroll 5
-    for (int kj = 0; kj < KW; kj++) {
-      VSTORE(t, acc[kj][r]);
-      for (int i = 0; i < VL; i++) row[kj + i] += t[i];
-    }
-#endif
+    for (int kj = 0; kj < KW; kj++) t[kj] = acc[kj][r];
+    dx_add_row(dxc + (size_t)(ih + r) * (size_t)g->w + (size_t)col, t, KW);
   }
 }
 
+/* wpk = w for the pairs of input channels (2p, 2p+1), p < C/2, as 16-float vectors:
+ * wpk[(((p*KH + ki)*OC + oc)*KW + kj)*16 + h*8 + i] = w[oc, 2p+h, ki, kj] (i < 8). Once per
+ * call, dx_pairs_floats(g) floats. */
+static void dx_pack_pairs(const nn_conv_geom *g, const float *w, float *wpk) {
+  const size_t ckk = (size_t)g->c * (size_t)g->kh * (size_t)g->kw;
+  for (int p = 0; p < g->c / 2; p++)
+    for (int ki = 0; ki < g->kh; ki++)
+      for (int oc = 0; oc < g->oc; oc++)
+        for (int kj = 0; kj < g->kw; kj++, wpk += 16)
+          for (int h = 0; h < 2; h++) {
+            const float v = w[(size_t)oc * ckk + ((size_t)(2 * p + h) * (size_t)g->kh + (size_t)ki) * (size_t)g->kw + (size_t)kj];
+            for (int i = 0; i < 8; i++) wpk[h * 8 + i] = v;
+          }
+}
+
+#if DX_PAIRS
+/* dx_block for input channels 2p (dx plane dxc) and 2p+1 (dxc + H*W) at once: each dy vector
+ * broadcast to both halves of a 16-float vector, times the pair's packed weights (wpk at the
+ * pair's first row), accumulated, then each half added into its own rows by dx_add_row. */
+static inline __attribute__((always_inline)) void dx_block_pair(const nn_conv_geom *g, const float *wpk,
+                                                                const float *dy, float *dxc, int ih, int col,
+                                                                const int R, const int KW) {
+  const size_t per_ki = (size_t)g->oc * (size_t)KW * 16;
+  __m512 acc[NN_CONV_DIRECT_DX_MAX_KW][DX_R];
+#pragma GCC unroll 5
+  for (int kj = 0; kj < KW; kj++)
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) acc[kj][r] = _mm512_setzero_ps();
+  for (int ki = dx_ki_lo(g, ih), khi = dx_ki_hi(g, ih, R); ki <= khi; ki++) {
+    const float *dp[DX_R];
+    size_t step[DX_R];
+    dx_rows(g, dy, ih, ki, col, R, dp, step);
+    const float *wp = wpk + (size_t)ki * per_ki;
+    for (int oc = 0; oc < g->oc; oc++, wp += (size_t)KW * 16) {
+      __m512 dv[DX_R];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; r++) dv[r] = _mm512_broadcast_f32x8(_mm256_loadu_ps(dp[r] + (size_t)oc * step[r]));
+#pragma GCC unroll 5
+      for (int kj = 0; kj < KW; kj++) {
+        const __m512 wv = _mm512_loadu_ps(wp + (size_t)kj * 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) acc[kj][r] = _mm512_fmadd_ps(wv, dv[r], acc[kj][r]);
+      }
+    }
+  }
+  const size_t hw = (size_t)g->h * (size_t)g->w;
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++) {
+    v8 lo[NN_CONV_DIRECT_DX_MAX_KW], hi[NN_CONV_DIRECT_DX_MAX_KW];
+#pragma GCC unroll 5
+    for (int kj = 0; kj < KW; kj++) {
+      lo[kj] = (v8)_mm512_castps512_ps256(acc[kj][r]);
+      hi[kj] = (v8)_mm512_extractf32x8_ps(acc[kj][r], 1);
+    }
+    float *row = dxc + (size_t)(ih + r) * (size_t)g->w + (size_t)col;
+    dx_add_row(row, lo, KW);
+    dx_add_row(row + hw, hi, KW);
+  }
+}
+#endif
+
 /* One sample with KW known at compile time (the accumulators then stay in registers). */
 static inline __attribute__((always_inline)) void dx_sample_kw(const nn_conv_geom *g, const float *w,
-                                                               const float *dy, float *dx, const int KW) {
+                                                               const float *wpk, const float *dy, float *dx,
+                                                               const int KW) {
   const size_t hw = (size_t)g->h * (size_t)g->w;
   memset(dx, 0, sizeof(float) * (size_t)g->c * hw);
-  for (int c = 0; c < g->c; c++) {
+  int c = 0;
+#if DX_PAIRS
+  for (; c + 1 < g->c; c += 2) {
+    float *dxc = dx + (size_t)c * hw;
+    const float *wp = wpk + (size_t)(c / 2) * (size_t)g->kh * (size_t)g->oc * (size_t)KW * 16;
+    int ih = 0;
+    for (; ih + DX_R <= g->h; ih += DX_R)
+      for (int col = 0; col < g->ow; col += VL) dx_block_pair(g, wp, dy, dxc, ih, col, DX_R, KW);
+    for (; ih < g->h; ih++)
+      for (int col = 0; col < g->ow; col += VL) dx_block_pair(g, wp, dy, dxc, ih, col, 1, KW);
+  }
+#else
+  (void)wpk;
+#endif
+  for (; c < g->c; c++) {
     float *dxc = dx + (size_t)c * hw;
     int ih = 0;
     for (; ih + DX_R <= g->h; ih += DX_R)
@@ -582,13 +690,13 @@ static inline __attribute__((always_inline)) void dx_sample_kw(const nn_conv_geo
   }
 }
 
-static void dx_sample(const nn_conv_geom *g, const float *w, const float *dy, float *dx) {
+static void dx_sample(const nn_conv_geom *g, const float *w, const float *wpk, const float *dy, float *dx) {
   switch (g->kw) {
-    case 1: dx_sample_kw(g, w, dy, dx, 1); break;
-    case 2: dx_sample_kw(g, w, dy, dx, 2); break;
-    case 3: dx_sample_kw(g, w, dy, dx, 3); break;
-    case 4: dx_sample_kw(g, w, dy, dx, 4); break;
-    case 5: dx_sample_kw(g, w, dy, dx, 5); break;
+    case 1: dx_sample_kw(g, w, wpk, dy, dx, 1); break;
+    case 2: dx_sample_kw(g, w, wpk, dy, dx, 2); break;
+    case 3: dx_sample_kw(g, w, wpk, dy, dx, 3); break;
+    case 4: dx_sample_kw(g, w, wpk, dy, dx, 4); break;
+    case 5: dx_sample_kw(g, w, wpk, dy, dx, 5); break;
     default: NN_ASSERT(0);
   }
 }
@@ -599,10 +707,12 @@ void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, con
   NN_ASSERT(nn_conv2d_direct_data_fits(g));
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
   const size_t ochw = (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
+  float *wpk = ws, *dys_all = ws + dx_pairs_floats(g);
+  if (DX_PAIRS) dx_pack_pairs(g, w, wpk);
   int nt = nthreads < g->n ? nthreads : g->n;
 #pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1)
   {
-    float *dyb = ws + (size_t)omp_get_thread_num() * ochw; /* dy = dz * act'(z), one sample */
+    float *dyb = dys_all + (size_t)omp_get_thread_num() * ochw; /* dy = dz * act'(z), one sample */
 #pragma omp for schedule(static)
     for (int s = 0; s < g->n; s++) {
       const float *dys = dz + (size_t)s * ochw;
@@ -610,7 +720,7 @@ void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, con
         act_grad_n(act, z + (size_t)s * ochw, dys, dyb, ochw);
         dys = dyb;
       }
-      dx_sample(g, w, dys, dx + (size_t)s * chw);
+      dx_sample(g, w, wpk, dys, dx + (size_t)s * chw);
     }
   }
 }
