@@ -386,13 +386,80 @@ static inline __attribute__((always_inline)) void dw_block(const float *xp, size
     for (int t = 0; t < TK; t++) VSTORE(lanes + (size_t)o * ld + (size_t)t * VL, acc[o][t]);
 }
 
+#if NN_CONV_DIRECT_PAIRS
+/* dw_block in 16-float vectors where the target has AVX-512: filters 2p and 2p+1 in the low
+ * and high halves of pair p's accumulators (a zero high half for an odd last filter), each x
+ * vector broadcast to both halves; each half the same lane sums as dw_block's, in the same
+ * order. */
+static inline __attribute__((always_inline)) void dw_block_pair(const float *xp, size_t xst, const int *off,
+                                                                const float *dyp, size_t ds, int ns, size_t lpad,
+                                                                const dw_sweep *sw, float *lanes, size_t ld,
+                                                                const int OB, const int TK) {
+  const int NP = (OB + 1) / 2;
+  __m512 acc[2][8]; /* NP <= 2, TK <= 8 */
+#pragma GCC unroll 2
+  for (int q = 0; q < NP; q++)
+#pragma GCC unroll 8
+    for (int t = 0; t < TK; t++) {
+      const __m256 lo = _mm256_loadu_ps(lanes + (size_t)(2 * q) * ld + (size_t)t * VL);
+      acc[q][t] = 2 * q + 1 < OB ? _mm512_insertf32x8(_mm512_castps256_ps512(lo),
+                                                      _mm256_loadu_ps(lanes + (size_t)(2 * q + 1) * ld + (size_t)t * VL), 1)
+                                 : _mm512_zextps256_ps512(lo);
+    }
+  int to[8]; /* the taps' offsets, in registers */
+#pragma GCC unroll 8
+  for (int t = 0; t < TK; t++) to[t] = off[t];
+  for (int s = 0; s < ns; s++) {
+    const float *xb = xp + (size_t)s * xst, *db = dyp + (size_t)s * ds;
+    for (int r = 0; r < sw->rows; r++, xb += sw->xrow, db += sw->drow)
+      for (size_t i = 0; i < sw->len; i += VL) {
+        __m512 dv[2];
+#pragma GCC unroll 2
+        for (int q = 0; q < NP; q++) {
+          const __m256 lo = _mm256_loadu_ps(db + (size_t)(2 * q) * lpad + i);
+          dv[q] = 2 * q + 1 < OB
+                      ? _mm512_insertf32x8(_mm512_castps256_ps512(lo), _mm256_loadu_ps(db + (size_t)(2 * q + 1) * lpad + i), 1)
+                      : _mm512_zextps256_ps512(lo);
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < TK; t++) {
+          const __m512 xv = _mm512_broadcast_f32x8(_mm256_loadu_ps(xb + to[t] + i));
+#pragma GCC unroll 2
+          for (int q = 0; q < NP; q++) acc[q][t] = _mm512_fmadd_ps(dv[q], xv, acc[q][t]);
+        }
+      }
+  }
+#pragma GCC unroll 2
+  for (int q = 0; q < NP; q++)
+#pragma GCC unroll 8
+    for (int t = 0; t < TK; t++) {
+      _mm256_storeu_ps(lanes + (size_t)(2 * q) * ld + (size_t)t * VL, _mm512_castps512_ps256(acc[q][t]));
+      if (2 * q + 1 < OB) _mm256_storeu_ps(lanes + (size_t)(2 * q + 1) * ld + (size_t)t * VL, _mm512_extractf32x8_ps(acc[q][t], 1));
+    }
+}
+#endif
+
+/* a block by dw_block_pair where the build has it, except a single filter (its pairs would be
+ * half zeros) */
+static inline __attribute__((always_inline)) void dw_run(const float *xp, size_t xst, const int *off, const float *dyp,
+                                                         size_t ds, int ns, size_t lpad, const dw_sweep *sw,
+                                                         float *lanes, size_t ld, const int OB, const int TK) {
+#if NN_CONV_DIRECT_PAIRS
+  if (OB > 1) {
+    dw_block_pair(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, TK);
+    return;
+  }
+#endif
+  dw_block(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, TK);
+}
+
 /* one block of ob (<= DW_OB) filters and tk (<= DW_TK) taps */
 static void dw_dispatch(const float *xp, size_t xst, const int *off, const float *dyp, size_t ds, int ns,
                         size_t lpad, const dw_sweep *sw, float *lanes, size_t ld, int ob, int tk) {
   switch (ob * 16 + tk) {
-#define DW_CASE(OB, TK)                                               \
-  case (OB)*16 + (TK):                                                \
-    dw_block(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, TK); \
+#define DW_CASE(OB, TK)                                             \
+  case (OB)*16 + (TK):                                              \
+    dw_run(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, TK); \
     break;
 #define DW_CASES(OB) DW_CASE(OB, 1) DW_CASE(OB, 2) DW_CASE(OB, 3) DW_CASE(OB, 4) DW_CASE(OB, 5) DW_CASE(OB, 6) DW_CASE(OB, 7) DW_CASE(OB, 8)
     DW_CASES(1);
@@ -512,11 +579,9 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
  * conv2's dx at 58 GFLOP/s, now 73). Samples split over threads; each dx by one thread.
  * Where the target has AVX-512, two input channels at once (dx_block_pair): 16-float vectors,
  * channel c in the low half and c+1 in the high one, each half the same sums as dx_block's. */
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-#define DX_PAIRS 1
+#if NN_CONV_DIRECT_PAIRS
 #define DX_R 4 /* dx rows per block: 4 x KW accumulators in 32 registers (LeNet conv2 1.1x 2 rows') */
 #else
-#define DX_PAIRS 0
 #define DX_R 2
 #endif
 
@@ -614,7 +679,7 @@ static void dx_pack_pairs(const nn_conv_geom *g, const float *w, float *wpk) {
           }
 }
 
-#if DX_PAIRS
+#if NN_CONV_DIRECT_PAIRS
 /* dx_block for input channels 2p (dx plane dxc) and 2p+1 (dxc + H*W) at once: each dy vector
  * broadcast to both halves of a 16-float vector, times the pair's packed weights (wpk at the
  * pair's first row), accumulated, then each half added into its own rows by dx_add_row. */
@@ -667,7 +732,7 @@ static inline __attribute__((always_inline)) void dx_sample_kw(const nn_conv_geo
   const size_t hw = (size_t)g->h * (size_t)g->w;
   memset(dx, 0, sizeof(float) * (size_t)g->c * hw);
   int c = 0;
-#if DX_PAIRS
+#if NN_CONV_DIRECT_PAIRS
   for (; c + 1 < g->c; c += 2) {
     float *dxc = dx + (size_t)c * hw;
     const float *wp = wpk + (size_t)(c / 2) * (size_t)g->kh * (size_t)g->oc * (size_t)KW * 16;
@@ -708,7 +773,7 @@ void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, con
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
   const size_t ochw = (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
   float *wpk = ws, *dys_all = ws + dx_pairs_floats(g);
-  if (DX_PAIRS) dx_pack_pairs(g, w, wpk);
+  if (NN_CONV_DIRECT_PAIRS) dx_pack_pairs(g, w, wpk);
   int nt = nthreads < g->n ? nthreads : g->n;
 #pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1)
   {

@@ -104,7 +104,9 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * rows are whole vectors (its fused epilogue), im2col + GEMM instead (bench_kernels --only conv
  * on a Xeon, one and two threads: the CNNs' second layers' forward 1.1-1.5x and dx 1.3-1.8x
  * faster by GEMM, their dW still faster by Winograd at two threads; CIFAR conv1's 27-tap
- * forward 1.4x, LeNet conv2's dW 1.05-1.4x faster by GEMM). */
+ * forward 1.4x, LeNet conv2's dW 1.05-1.4x faster by GEMM), except that dW stays direct
+ * where the direct kernels run 16 wide themselves (NN_CONV_DIRECT_PAIRS: LeNet conv2's dW
+ * 1.3-1.4x faster direct than by GEMM, run 20). */
 #define NN_CONV_DIRECT_MAX_CKK 32
 #define NN_CONV_DIRECT_ROW 8
 #define NN_CONV_DIRECT_DW_MAX_OC 16
@@ -116,6 +118,15 @@ int nn_conv_geom_init(nn_conv_geom *g);
 #define NN_CONV_WINOGRAD_MIN_DW_OUT 4  /* dW: output at least 4 x 4 */
 #define NN_CONV_WINOGRAD_MIN_DX_IN 12  /* dx: input (its output) at least 12 x 12 */
 #define NN_CONV_WIDE_DIRECT_MAX_CKK 25 /* AVX-512: direct dW (and ragged-row forward) up to 25 taps */
+/* 1 where the build targets AVX-512 (F, DQ): the direct dW and dx then run in 16-float
+ * vectors, two filters or two input channels per vector (conv2d_direct.c). Every kernel
+ * variant of such a build has it (a variant's flags only add AVX2 and FMA to the build's),
+ * so the rule, compiled once, knows what the variants run. */
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define NN_CONV_DIRECT_PAIRS 1
+#else
+#define NN_CONV_DIRECT_PAIRS 0
+#endif
 typedef enum { NN_CONV_PASS_FORWARD,
                NN_CONV_PASS_PARAMS, /* dw, db */
                NN_CONV_PASS_DATA,   /* dx */
