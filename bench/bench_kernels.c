@@ -395,6 +395,8 @@ int main(int argc, char **argv) {
   if (omp_get_max_threads() == 1) g_clock = CLOCK_PROCESS_CPUTIME_ID;
   printf("threads=%d clock=%s\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "process CPU time" : "wall");
   printf("FMA peak (AVX2 FMA, 10 chains per thread)         %8.1f GFLOP/s\n", fma_peak_gflops(now));
+  if (nn_cpu_detect() >= NN_CPU_AVX512)
+    printf("FMA peak (AVX-512 FMA, 12 chains per thread)      %8.1f GFLOP/s\n", fma_peak512_gflops(now));
   if (!g_only || !strcmp(g_only, "pool")) {
     bench_pool("cnn pool1 32x32x26x26", 32, 32, 26, 26, 0);
     bench_pool("cnn pool2 32x64x11x11", 32, 64, 11, 11, 0);

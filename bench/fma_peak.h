@@ -38,6 +38,30 @@ __attribute__((target("avx2,fma"))) static inline void fma_peak_body(double *out
   }
 }
 
+/* The same with 12 chains of 16-wide FMAs, where the CPU has AVX-512 (NAN elsewhere): the
+ * peak of the 512-bit pipes, which oneDNN's GEMM and the direct convolution's 16-wide paths
+ * use (docs/performance.md, run 20). */
+__attribute__((target("avx512f"))) static inline void fma_peak512_body(double *out) {
+#pragma omp parallel
+  {
+    const __m512 m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+    __m512 c[12];
+    for (int i = 0; i < 12; i++) c[i] = _mm512_set1_ps((float)i * 1e-3f);
+    for (int it = 0; it < FMA_PEAK_ITERS; it++) {
+      c[0] = _mm512_fmadd_ps(c[0], m, a), c[1] = _mm512_fmadd_ps(c[1], m, a), c[2] = _mm512_fmadd_ps(c[2], m, a);
+      c[3] = _mm512_fmadd_ps(c[3], m, a), c[4] = _mm512_fmadd_ps(c[4], m, a), c[5] = _mm512_fmadd_ps(c[5], m, a);
+      c[6] = _mm512_fmadd_ps(c[6], m, a), c[7] = _mm512_fmadd_ps(c[7], m, a), c[8] = _mm512_fmadd_ps(c[8], m, a);
+      c[9] = _mm512_fmadd_ps(c[9], m, a), c[10] = _mm512_fmadd_ps(c[10], m, a), c[11] = _mm512_fmadd_ps(c[11], m, a);
+    }
+    __m512 t = c[0];
+    for (int i = 1; i < 12; i++) t = _mm512_add_ps(t, c[i]);
+    float s[16];
+    _mm512_storeu_ps(s, t);
+#pragma omp atomic
+    *out += s[0];
+  }
+}
+
 /* GFLOP/s of the team (2 per FMA lane), timed with `clock` (seconds): the fastest of 5
  * repetitions of 20 calls, after one call that wakes the team. */
 static inline double fma_peak_gflops(double (*clock)(void)) {
@@ -52,8 +76,26 @@ static inline double fma_peak_gflops(double (*clock)(void)) {
   }
   return (double)omp_get_max_threads() * FMA_PEAK_ITERS * 10 * 8 * 2 / best / 1e9;
 }
+
+/* fma_peak_gflops for the 16-wide chains */
+static inline double fma_peak512_gflops(double (*clock)(void)) {
+  if (nn_cpu_detect() < NN_CPU_AVX512) return NAN;
+  double sink = 0, best = INFINITY;
+  fma_peak512_body(&sink);
+  for (int r = 0; r < 5; r++) {
+    double t0 = clock();
+    for (int i = 0; i < 20; i++) fma_peak512_body(&sink);
+    double t = (clock() - t0) / 20;
+    if (t < best) best = t;
+  }
+  return (double)omp_get_max_threads() * FMA_PEAK_ITERS * 12 * 16 * 2 / best / 1e9;
+}
 #else
 static inline double fma_peak_gflops(double (*clock)(void)) {
+  (void)clock;
+  return NAN;
+}
+static inline double fma_peak512_gflops(double (*clock)(void)) {
   (void)clock;
   return NAN;
 }

@@ -106,7 +106,7 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * faster by GEMM, their dW still faster by Winograd at two threads; CIFAR conv1's 27-tap
  * forward 1.4x, LeNet conv2's dW 1.05-1.4x faster by GEMM), except that dW stays direct
  * where the direct kernels run 16 wide themselves (NN_CONV_DIRECT_PAIRS: LeNet conv2's dW
- * 1.3-1.4x faster direct than by GEMM, run 20). */
+ * 1.15-1.5x faster direct than by GEMM, run 20). */
 #define NN_CONV_DIRECT_MAX_CKK 32
 #define NN_CONV_DIRECT_ROW 8
 #define NN_CONV_DIRECT_DW_MAX_OC 16
