@@ -62,33 +62,31 @@ __attribute__((target("avx512f"))) static inline void fma_peak512_body(double *o
   }
 }
 
-/* GFLOP/s of the team (2 per FMA lane), timed with `clock` (seconds): the fastest of 5
+/* Seconds of one call of `body` on the team, timed with `clock`: the fastest of 5
  * repetitions of 20 calls, after one call that wakes the team. */
-static inline double fma_peak_gflops(double (*clock)(void)) {
-  if (nn_cpu_detect() < NN_CPU_AVX2) return NAN;
+static inline double fma_peak_seconds(void (*body)(double *), double (*clock)(void)) {
   double sink = 0, best = INFINITY;
-  fma_peak_body(&sink);
+  body(&sink);
   for (int r = 0; r < 5; r++) {
     double t0 = clock();
-    for (int i = 0; i < 20; i++) fma_peak_body(&sink);
+    for (int i = 0; i < 20; i++) body(&sink);
     double t = (clock() - t0) / 20;
     if (t < best) best = t;
   }
-  return (double)omp_get_max_threads() * FMA_PEAK_ITERS * 10 * 8 * 2 / best / 1e9;
+  return best;
 }
 
-/* fma_peak_gflops for the 16-wide chains */
+/* GFLOP/s of the team (2 per FMA lane) */
+static inline double fma_peak_gflops(double (*clock)(void)) {
+  if (nn_cpu_detect() < NN_CPU_AVX2) return NAN;
+  return (double)omp_get_max_threads() * FMA_PEAK_ITERS * 10 * 8 * 2 / fma_peak_seconds(fma_peak_body, clock) / 1e9;
+}
+
+/* the same for the 16-wide chains */
 static inline double fma_peak512_gflops(double (*clock)(void)) {
   if (nn_cpu_detect() < NN_CPU_AVX512) return NAN;
-  double sink = 0, best = INFINITY;
-  fma_peak512_body(&sink);
-  for (int r = 0; r < 5; r++) {
-    double t0 = clock();
-    for (int i = 0; i < 20; i++) fma_peak512_body(&sink);
-    double t = (clock() - t0) / 20;
-    if (t < best) best = t;
-  }
-  return (double)omp_get_max_threads() * FMA_PEAK_ITERS * 12 * 16 * 2 / best / 1e9;
+  return (double)omp_get_max_threads() * FMA_PEAK_ITERS * 12 * 16 * 2 / fma_peak_seconds(fma_peak512_body, clock) /
+         1e9;
 }
 #else
 static inline double fma_peak_gflops(double (*clock)(void)) {
