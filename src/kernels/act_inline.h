@@ -7,11 +7,11 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__AVX512F__) && defined(__AVX512VL__)
-#include <immintrin.h>
-#endif
 
 #include "kernels/kernels.h"
+#if NN_BUILD_AVX512
+#include <immintrin.h>
+#endif
 
 /* relu(NaN) stays NaN so divergence is not hidden; relu'(0) = 0 */
 static inline float relu1(float x) { return x < 0.0f ? 0.0f : x; }
@@ -130,7 +130,7 @@ static inline void exp_block(const float *a, float *e, size_t m) {
 #pragma omp simd
   for (size_t j = 0; j < m; j++) e[j] = exp_poly_hi(e[j], r[j]);
   size_t j = 0;
-#if defined(__AVX512F__) && defined(__AVX512VL__)
+#if NN_BUILD_AVX512
   /* p 2^n in one vscalefps: the same bits as exp_scale's two factors (its first product is
    * exact, so both round p 2^n once; checked for every float in [-104, 88.7],
    * test_activation_sweep), in place of about ten operations per vector */

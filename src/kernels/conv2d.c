@@ -137,13 +137,13 @@ static nn_conv_algo rule_data(const nn_conv_geom *g) {
 }
 
 /* AVX-512: Winograd only for dW; beyond NN_CONV_WIDE_DIRECT_MAX_CKK taps, dW direct only where
- * the direct kernels run 16 wide (NN_CONV_DIRECT_PAIRS) and the forward only on rows of whole
+ * the direct kernels run 16 wide (NN_BUILD_AVX512) and the forward only on rows of whole
  * vectors (its fused epilogue) */
 static nn_conv_algo rule_wide(const nn_conv_geom *g, nn_conv_pass pass, nn_conv_algo a) {
   if (g->algo != NN_CONV_AUTO) return a;
   if (a == NN_CONV_WINOGRAD && pass != NN_CONV_PASS_PARAMS) return NN_CONV_IM2COL;
   const int many_taps = (long)g->c * g->kh * g->kw > NN_CONV_WIDE_DIRECT_MAX_CKK;
-  if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_PARAMS && !NN_CONV_DIRECT_PAIRS) return NN_CONV_IM2COL;
+  if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_PARAMS && !NN_BUILD_AVX512) return NN_CONV_IM2COL;
   if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_FORWARD && g->ow % NN_CONV_DIRECT_ROW != 0)
     return NN_CONV_IM2COL;
   return a;

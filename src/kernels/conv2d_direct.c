@@ -54,7 +54,7 @@
  * against 2x5, 3x5, 3x7, 4x6 (bench_kernels --only conv, builds with each block): LeNet
  * conv1's dW 1.15x at one thread and 1.26x at two (where its 6 filters split 3 + 3 went in
  * blocks of 2 and 1), conv2's 1.2x. With 16 registers 3x5 and 4x5 spill (1.4x slower). */
-#if defined(__AVX512VL__)
+#if NN_BUILD_AVX512
 #define DW_OB 4    /* dW block: filters (<= DW_OB_MAX) ... */
 #define DW_REGS 32 /* vector registers */
 #else
@@ -72,7 +72,7 @@ _Static_assert(FWD_OB <= 8 && FWD_NV <= 4, "forward block beyond the kernel's ar
 /* The forward's vectors: 16 floats where the target has AVX-512 (oneDNN's GEMM runs that wide
  * there too), else v8. Each output's sum over the taps is the same, in the same order, at
  * either width. */
-#if defined(__AVX512F__)
+#if NN_BUILD_AVX512
 #define FV 16
 typedef float vf __attribute__((vector_size(FV * sizeof(float))));
 #define VF_BCAST(s) ((vf)_mm512_set1_ps(s))
@@ -386,7 +386,7 @@ static inline __attribute__((always_inline)) void dw_block(const float *xp, size
     for (int t = 0; t < TK; t++) VSTORE(lanes + (size_t)o * ld + (size_t)t * VL, acc[o][t]);
 }
 
-#if NN_CONV_DIRECT_PAIRS
+#if NN_BUILD_AVX512
 /* dw_block in 16-float vectors where the target has AVX-512: filters 2p and 2p+1 in the low
  * and high halves of pair p's accumulators (a zero high half for an odd last filter), each x
  * vector broadcast to both halves; each half the same lane sums as dw_block's, in the same
@@ -444,7 +444,7 @@ static inline __attribute__((always_inline)) void dw_block_pair(const float *xp,
 static inline __attribute__((always_inline)) void dw_run(const float *xp, size_t xst, const int *off, const float *dyp,
                                                          size_t ds, int ns, size_t lpad, const dw_sweep *sw,
                                                          float *lanes, size_t ld, const int OB, const int TK) {
-#if NN_CONV_DIRECT_PAIRS
+#if NN_BUILD_AVX512
   if (OB > 1) {
     dw_block_pair(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, TK);
     return;
@@ -579,7 +579,7 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
  * conv2's dx at 58 GFLOP/s, now 73). Samples split over threads; each dx by one thread.
  * Where the target has AVX-512, two input channels at once (dx_block_pair): 16-float vectors,
  * channel c in the low half and c+1 in the high one, each half the same sums as dx_block's. */
-#if NN_CONV_DIRECT_PAIRS
+#if NN_BUILD_AVX512
 #define DX_R 4 /* dx rows per block: 4 x KW accumulators in 32 registers (LeNet conv2 1.1x 2 rows') */
 #else
 #define DX_R 2
@@ -679,7 +679,7 @@ static void dx_pack_pairs(const nn_conv_geom *g, const float *w, float *wpk) {
           }
 }
 
-#if NN_CONV_DIRECT_PAIRS
+#if NN_BUILD_AVX512
 /* dx_block for input channels 2p (dx plane dxc) and 2p+1 (dxc + H*W) at once: each dy vector
  * broadcast to both halves of a 16-float vector, times the pair's packed weights (wpk at the
  * pair's first row), accumulated, then each half added into its own rows by dx_add_row. */
@@ -732,7 +732,7 @@ static inline __attribute__((always_inline)) void dx_sample_kw(const nn_conv_geo
   const size_t hw = (size_t)g->h * (size_t)g->w;
   memset(dx, 0, sizeof(float) * (size_t)g->c * hw);
   int c = 0;
-#if NN_CONV_DIRECT_PAIRS
+#if NN_BUILD_AVX512
   for (; c + 1 < g->c; c += 2) {
     float *dxc = dx + (size_t)c * hw;
     const float *wp = wpk + (size_t)(c / 2) * (size_t)g->kh * (size_t)g->oc * (size_t)KW * 16;
@@ -773,7 +773,7 @@ void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, con
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w;
   const size_t ochw = (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
   float *wpk = ws, *dys_all = ws + dx_pairs_floats(g);
-  if (NN_CONV_DIRECT_PAIRS) dx_pack_pairs(g, w, wpk);
+  if (NN_BUILD_AVX512) dx_pack_pairs(g, w, wpk);
   int nt = nthreads < g->n ? nthreads : g->n;
 #pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1)
   {

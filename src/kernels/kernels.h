@@ -105,7 +105,7 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * on a Xeon, one and two threads: the CNNs' second layers' forward 1.1-1.5x and dx 1.3-1.8x
  * faster by GEMM, their dW still faster by Winograd at two threads; CIFAR conv1's 27-tap
  * forward 1.4x, LeNet conv2's dW 1.05-1.4x faster by GEMM), except that dW stays direct
- * where the direct kernels run 16 wide themselves (NN_CONV_DIRECT_PAIRS: LeNet conv2's dW
+ * where the direct kernels run 16 wide themselves (NN_BUILD_AVX512: LeNet conv2's dW
  * 1.15-1.5x faster direct than by GEMM, run 20). */
 #define NN_CONV_DIRECT_MAX_CKK 32
 #define NN_CONV_DIRECT_ROW 8
@@ -118,14 +118,16 @@ int nn_conv_geom_init(nn_conv_geom *g);
 #define NN_CONV_WINOGRAD_MIN_DW_OUT 4  /* dW: output at least 4 x 4 */
 #define NN_CONV_WINOGRAD_MIN_DX_IN 12  /* dx: input (its output) at least 12 x 12 */
 #define NN_CONV_WIDE_DIRECT_MAX_CKK 25 /* AVX-512: direct dW (and ragged-row forward) up to 25 taps */
-/* 1 where the build targets AVX-512 (F, DQ): the direct dW and dx then run in 16-float
- * vectors, two filters or two input channels per vector (conv2d_direct.c). Every kernel
- * variant of such a build has it (a variant's flags only add AVX2 and FMA to the build's),
- * so the rule, compiled once, knows what the variants run. */
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-#define NN_CONV_DIRECT_PAIRS 1
+/* 1 where the build targets AVX-512 F, DQ and VL (a native build on such a machine): the
+ * kernels' 16-float and 32-register paths, the direct forward, dW and dx in 16-float vectors
+ * (dW and dx two filters or two input channels per vector, conv2d_direct.c) and the exp's
+ * vscalefps (act_inline.h). Every kernel variant of such a build has them (a variant's flags
+ * only add AVX2 and FMA to the build's), so the rule, compiled once, knows what the variants
+ * run. */
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define NN_BUILD_AVX512 1
 #else
-#define NN_CONV_DIRECT_PAIRS 0
+#define NN_BUILD_AVX512 0
 #endif
 typedef enum { NN_CONV_PASS_FORWARD,
                NN_CONV_PASS_PARAMS, /* dw, db */
