@@ -654,9 +654,10 @@ static void test_activation_accuracy(void **state) {
   free(x), free(y), free(xd), free(yd);
 }
 
-/* sigmoid and tanh run their exp stage by stage over blocks of ACT_EXP_BLK values: every
- * value must come out as the one-value definition (sigmoid1, tanh1) gives it, bit for bit,
- * at any length (blocks and tails) and in place */
+/* sigmoid and tanh run their exp stage by stage over blocks of ACT_EXP_BLK values (16 values
+ * per vector, four vectors at a time, with a masked tail where the build targets AVX-512):
+ * every value must come out as the one-value definition (sigmoid1, tanh1) gives it, bit for
+ * bit, at any length (blocks and tails) and in place */
 static void test_activation_blocks(void **state) {
   (void)state;
   static const size_t lens[] = {1, 7, ACT_EXP_BLK - 1, ACT_EXP_BLK, ACT_EXP_BLK + 1, 2 * ACT_EXP_BLK + 9, 1000};
@@ -685,7 +686,8 @@ static void test_activation_blocks(void **state) {
 
 /* sigmoid and tanh over every ACT_SWEEP_STRIDE-th float bit pattern (NaN's skipped): the
  * kernels bitwise the one-value definitions across the exp's whole range, denormal results
- * included (in a build for AVX-512 the exp's scale is one vscalefps, act_inline.h). Built
+ * included (in a build for AVX-512 the kernels run 16 wide, the exp's scale one vscalefps,
+ * act_inline.h). Built
  * with -DACT_SWEEP_STRIDE=1 it checks every float (about a minute). */
 #ifndef ACT_SWEEP_STRIDE
 #define ACT_SWEEP_STRIDE 4099u
