@@ -252,6 +252,20 @@ static void fwd_pack_weights(const nn_conv_geom *g, const dplan *p, const float 
   }
 }
 
+/* Rows of a few dozen floats (the packings' unit): whole 8-float chunks (one vector load and
+ * store each), then single floats. */
+static inline void copy_run(float *d, const float *s, int n) {
+  int j = 0;
+  for (; j + 8 <= n; j += 8) memcpy(d + j, s + j, 8 * sizeof(float));
+  for (; j < n; j++) d[j] = s[j];
+}
+static inline void zero_run(float *d, int n) {
+  static const float z[8];
+  int j = 0;
+  for (; j + 8 <= n; j += 8) memcpy(d + j, z, 8 * sizeof(float));
+  for (; j < n; j++) d[j] = 0.0f;
+}
+
 /* The sample in shifted rows: for input channel c and kernel column kj, the zero-padded
  * plane's rows shifted left by kj and cut to OW, xs[((c*KW + kj)*Hp + r)*OW + ow] =
  * xpad[c][r][ow + kj]; then zeros for the reads past the end. Output (oh, ow), at i = oh*OW +
@@ -259,28 +273,32 @@ static void fwd_pack_weights(const nn_conv_geom *g, const dplan *p, const float 
  * outputs is one contiguous run of inputs, so the vectors cover the output plane without dead
  * columns, at any width. */
 static void fwd_pack(const nn_conv_geom *g, const dplan *p, const float *x, float *xs) {
-  const int pad = g->pad, ow = g->ow;
+  const int pad = g->pad, ow = g->ow, w = g->w;
+  const int r1 = p->hp < pad + g->h ? p->hp : pad + g->h; /* rows [pad, r1) hold the input */
   float *d = xs;
   for (int c = 0; c < g->c; c++) {
-    const float *xc = x + (size_t)c * (size_t)g->h * (size_t)g->w;
-    for (int kj = 0; kj < g->kw; kj++)
-      for (int r = 0; r < p->hp; r++, d += ow) {
-        const int hr = r - pad;
-        if (hr < 0 || hr >= g->h) {
-          for (int j = 0; j < ow; j++) d[j] = 0.0f;
-          continue;
+    const float *xc = x + (size_t)c * (size_t)g->h * (size_t)w;
+    for (int kj = 0; kj < g->kw; kj++) {
+      /* row r: d[j] = x[r - pad][j + kj - pad] for j in [lo, hi), where that column exists;
+       * zeros around it and in the padding rows */
+      int lo = pad - kj, hi = w + pad - kj;
+      if (lo < 0) lo = 0;
+      if (hi > ow) hi = ow;
+      if (hi < lo) hi = lo;
+      const int j0 = lo + kj - pad; /* the first column read, >= 0 */
+      const float *row = xc;        /* input row r - pad */
+      int r = 0;
+      for (; r < pad; r++, d += ow) zero_run(d, ow);
+      if (lo == 0 && hi == ow) /* the common case in its own loop: one copy per row */
+        for (; r < r1; r++, d += ow, row += w) copy_run(d, row + j0, ow);
+      else
+        for (; r < r1; r++, d += ow, row += w) {
+          zero_run(d, lo);
+          copy_run(d + lo, row + j0, hi - lo);
+          zero_run(d + hi, ow - hi);
         }
-        const float *xr = xc + (size_t)hr * (size_t)g->w;
-        /* d[j] = x[hr][j + kj - pad] where that column exists */
-        int lo = pad - kj, hi = g->w + pad - kj; /* valid j in [lo, hi) */
-        if (lo < 0) lo = 0;
-        if (hi > ow) hi = ow;
-        if (hi < lo) hi = lo;
-        for (int j = 0; j < lo; j++) d[j] = 0.0f;
-#pragma omp simd
-        for (int j = lo; j < hi; j++) d[j] = xr[j + kj - pad];
-        for (int j = hi; j < ow; j++) d[j] = 0.0f;
-      }
+      for (; r < p->hp; r++, d += ow) zero_run(d, ow);
+    }
   }
   memset(d, 0, sizeof(float) * (p->xslen - (size_t)(d - xs)));
 }
