@@ -237,6 +237,46 @@ static void test_assembly_ahead_same_batches(void **state) {
   nn_dataset_free(ds);
 }
 
+/* Batch assembly in the step is split over the step's team when the batch is large (32 x
+ * 1x32x32 values here): each image converts on its own, so the parameters after two
+ * shuffled, augmented epochs are bitwise those of one thread. */
+static void test_assembly_split_same_batches(void **state) {
+  (void)state;
+  nn_dataset *ds = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_dataset_new(96, 1, 32, 32, K, "test", &ds, &err), NN_OK);
+  tu_rng r = {21};
+  for (int i = 0; i < 96; i++) {
+    ds->labels[i] = (int)(tu_rng_next(&r) % K);
+    for (int p = 0; p < 1024; p++) ds->images[(size_t)i * 1024 + p] = (uint8_t)(tu_rng_next(&r) % 256);
+  }
+  nn_augment aug = {0};
+  assert_int_equal(nn_augment_parse("flip,crop=2", &aug, &err), NN_OK);
+  float *params[2];
+  size_t np = 0;
+  for (int t = 0; t < 2; t++) {
+    nn_model *m = make_model("input shape=1x32x32\nflatten\ndense units=4\n");
+    nn_model_set_threads(m, t + 1);
+    nn_opt_config oc = nn_opt_defaults(NN_OPT_SGD);
+    oc.lr = 0.05f;
+    nn_optimizer *opt = NULL;
+    assert_int_equal(nn_optimizer_create(&oc, m, &opt, &err), NN_OK);
+    nn_rng stream;
+    nn_rng_seed(&stream, 17);
+    nn_fit_config fc = nn_fit_defaults();
+    fc.epochs = 2, fc.batch_size = 32, fc.augment = &aug, fc.data_rng = &stream, fc.assemble_in_step = 1;
+    if (nn_fit(m, opt, ds, NULL, &fc, NULL, NULL, &err)) fail_msg("%s", err.msg);
+    np = nn_model_param_count(m);
+    params[t] = malloc(np * sizeof(float));
+    memcpy(params[t], nn_model_params(m), np * sizeof(float));
+    nn_optimizer_free(opt);
+    nn_model_free(m);
+  }
+  assert_memory_equal(params[0], params[1], np * sizeof(float));
+  free(params[0]), free(params[1]);
+  nn_dataset_free(ds);
+}
+
 static void test_schedule_lr_per_epoch(void **state) {
   (void)state;
   nn_dataset *ds = make_data(50, 0, 9);
@@ -319,6 +359,7 @@ int main(void) {
       cmocka_unit_test(test_early_stop_restores_best),
       cmocka_unit_test(test_early_stop_resumes),
       cmocka_unit_test(test_assembly_ahead_same_batches),
+      cmocka_unit_test(test_assembly_split_same_batches),
       cmocka_unit_test(test_schedule_lr_per_epoch),
       cmocka_unit_test(test_recipe_refusals),
   };

@@ -227,14 +227,30 @@ static nn_status guard_step(fit_state *s, int epoch, int b, double loss, int loc
  * Batch b's augmentation draws follow batch b-1's in the one data stream whether it is
  * assembled in its step or ahead of it, so the batches, and training, are bitwise the same
  * either way. */
-static void assemble(void *arg) {
-  const assembly *a = arg;
+#define ASSEMBLY_PAR_VALUES 32768 /* a batch of fewer input values converts on one thread */
+
+/* input values per sample */
+static size_t sample_values(const fit_state *s) { return (size_t)s->in.c * (size_t)s->in.h * (size_t)s->in.w; }
+
+/* In `parts` contiguous slices of the batch, one per thread of a parallel region when parts >
+ * 1 (each image converts on its own: the same floats on any split); the augmentation after
+ * it, in sample order (one random stream). */
+static void assemble_parts(const assembly *a, int parts) {
   fit_state *s = a->s;
   const nn_fit_config *cfg = s->cfg;
-  int start = a->b * s->bs, cnt = s->n - start < s->bs ? s->n - start : s->bs;
-  nn_dataset_batch(s->train, s->tb.order + start, cnt, cfg->input_norm, a->x, a->y);
+  const int start = a->b * s->bs, cnt = s->n - start < s->bs ? s->n - start : s->bs;
+  const size_t per = sample_values(s);
+  if (parts > cnt) parts = cnt;
+#pragma omp parallel for schedule(static) if (parts > 1)
+  for (int p = 0; p < parts; p++) {
+    const int lo = (int)((long)p * cnt / parts), hi = (int)((long)(p + 1) * cnt / parts);
+    nn_dataset_batch(s->train, s->tb.order + start + lo, hi - lo, cfg->input_norm, a->x + (size_t)lo * per, a->y + lo);
+  }
   if (cfg->augment) nn_augment_batch(cfg->augment, s->rng, a->x, cnt, s->in, s->aug_scratch);
 }
+
+/* the helper's job: one thread (the step's team is training meanwhile) */
+static void assemble(void *arg) { assemble_parts(arg, 1); }
 
 /* Batch b into s->tb.x / s->tb.y: the one assembled ahead, or assembled now. */
 static void batch_ready(fit_state *s, int b) {
@@ -247,8 +263,11 @@ static void batch_ready(fit_state *s, int b) {
     s->ahead = -1;
     return;
   }
-  assembly a = {s, b, s->tb.x, s->tb.y};
-  assemble(&a);
+  /* in the step the team waits for it, so it takes part: a batch of 128 Fashion-MNIST images
+   * took 73-96 us on one thread, 37-55 on two (3-4 % of a LeNet step at two threads) */
+  const assembly a = {s, b, s->tb.x, s->tb.y};
+  const int big = (size_t)s->bs * sample_values(s) >= ASSEMBLY_PAR_VALUES;
+  assemble_parts(&a, big ? omp_get_max_threads() : 1);
 }
 
 /* Start assembling batch b into the spare buffers on the helper (nothing past the epoch's
@@ -300,7 +319,7 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
     if (b == 0) s->epoch_lr = nn_optimizer_lr(s->opt);
   }
   m->loss_n = group;
-  nn_status st = nn_model_forward(m, s->tb.x + (size_t)lo * s->in.c * s->in.h * s->in.w, s->tb.y + lo, hi - lo,
+  nn_status st = nn_model_forward(m, s->tb.x + (size_t)lo * sample_values(s), s->tb.y + lo, hi - lo,
                                   NN_MODE_TRAIN, &ls, &right, NULL, err);
   if (!st) st = nn_model_backward(m, err);
   if (comm) {
