@@ -31,7 +31,8 @@ static inline float bits_to_float(int32_t b) {
  * ~30 dependent operations (~90 cycles); a simd loop over whole values keeps too few of them
  * in flight and runs at a third of the machine's throughput. The block kernels below
  * (exp_block) run each stage over a block of values before the next: the same operations
- * on each value, so the same bits, 1.5-1.7x faster. */
+ * on each value, so the same bits, 1.5-1.7x faster. (Builds for AVX-512 run exp_act16_n
+ * instead: whole values 16 per vector.) */
 static inline float exp_round(float x) { /* n = round(x / ln 2) */
   const float magic = 12582912.0f;       /* 1.5 * 2^23: adding it rounds to an integer */
   return (x * 1.44269504088896341f + magic) - magic;
@@ -139,7 +140,7 @@ static inline void exp_block(const float *a, float *e, size_t m) {
  * two roundings: ISO C builds do not contract them), so the bits are theirs
  * (test_activation_blocks, test_activation_sweep). Whole values per vector, four vectors at a
  * time: with 32 registers and the core's reorder window they overlap without exp_block's
- * staging. 1.2-1.5x the 8-wide stages on the Xeon of run 20 (bench_kernels --only sigmoid);
+ * staging. 1.2-1.5x the 8-wide stages on the Xeon of run 21 (bench_kernels --only sigmoid);
  * not more, as its 512-bit operations issue on two ports where 256-bit ones have three. */
 static inline __m512 ps16(float v) { return _mm512_set1_ps(v); }
 static inline __m512 bits16(int32_t b) { return _mm512_castsi512_ps(_mm512_set1_epi32(b)); }
