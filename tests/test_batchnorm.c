@@ -607,6 +607,31 @@ static void test_layer_timing(void **state) {
   nn_model_free(m);
 }
 
+/* A training step of `fused` (the model's forward and backward, fusing what they fuse) and of
+ * u, the same model run layer by layer with every layer's own forward and backward: the
+ * logits, gradients and running statistics bit for bit. Returns fused's logits. */
+static const float *step_vs_unfused(nn_model *fused, nn_model *u, const float *x, const int32_t *labels, int n) {
+  nn_error err = {0};
+  const int in = nn_model_input_size(u), k = nn_model_output_size(u), nl = u->nlayers;
+  const float *logits = NULL;
+  if (nn_model_forward(fused, x, labels, n, NN_MODE_TRAIN, NULL, NULL, &logits, &err) || nn_model_backward(fused, &err))
+    fail_msg("%s", err.msg);
+  if (nn_model_plan(u, n, &err)) fail_msg("%s", err.msg);
+  memcpy(u->act[0], x, (size_t)n * in * sizeof *x);
+  for (int i = 0; i < nl; i++)
+    if (nn_layer_table[u->layers[i].kind]->forward(&u->layers[i], u->act[i], u->act[i + 1], n, NN_MODE_TRAIN, &err))
+      fail_msg("%s", err.msg);
+  nn_softmax_xent_forward(u->act[nl], labels, u->probs, n, k);
+  nn_softmax_xent_backward(u->probs, labels, u->dact[nl], n, k, 1.0f / (float)n);
+  for (int i = nl - 1; i >= 0; i--)
+    nn_layer_table[u->layers[i].kind]->backward(&u->layers[i], u->act[i], u->act[i + 1], u->dact[i + 1],
+                                                i ? u->dact[i] : NULL, n, NN_MODE_TRAIN);
+  assert_memory_equal(logits, u->act[nl], (size_t)n * k * sizeof(float));
+  assert_memory_equal(nn_model_grads(fused), nn_model_grads(u), nn_model_param_count(u) * sizeof(float));
+  assert_memory_equal(nn_model_state(fused), nn_model_state(u), nn_model_state_count(u) * sizeof(float));
+  return logits;
+}
+
 static void test_model_fusion(void **state) {
   (void)state;
   const char *text =
@@ -653,24 +678,7 @@ static void test_model_fusion(void **state) {
   assert_int_equal(nn_layer_fuses(&L[16], &L[17], &L[18], NN_MODE_EVAL), 0);  /* batch statistics in eval too */
   assert_true(nn_batchnorm_fuses(&L[17], &L[18], NN_MODE_EVAL));
 
-  const float *logits = NULL;
-  if (nn_model_forward(m[0], x, labels, n, NN_MODE_TRAIN, NULL, NULL, &logits, &err) || nn_model_backward(m[0], &err))
-    fail_msg("%s", err.msg);
-
-  nn_model *u = m[1]; /* unfused: every layer's own forward and backward */
-  if (nn_model_plan(u, n, &err)) fail_msg("%s", err.msg);
-  memcpy(u->act[0], x, (size_t)n * in * sizeof *x);
-  for (int i = 0; i < nl; i++)
-    if (nn_layer_table[u->layers[i].kind]->forward(&u->layers[i], u->act[i], u->act[i + 1], n, NN_MODE_TRAIN, &err))
-      fail_msg("%s", err.msg);
-  nn_softmax_xent_forward(u->act[nl], labels, u->probs, n, k);
-  nn_softmax_xent_backward(u->probs, labels, u->dact[nl], n, k, 1.0f / (float)n);
-  for (int i = nl - 1; i >= 0; i--)
-    nn_layer_table[u->layers[i].kind]->backward(&u->layers[i], u->act[i], u->act[i + 1], u->dact[i + 1],
-                                                i ? u->dact[i] : NULL, n, NN_MODE_TRAIN);
-  assert_memory_equal(logits, u->act[nl], (size_t)n * k * sizeof(float));
-  assert_memory_equal(nn_model_grads(m[0]), nn_model_grads(u), nn_model_param_count(u) * sizeof(float));
-  assert_memory_equal(nn_model_state(m[0]), nn_model_state(u), nn_model_state_count(u) * sizeof(float));
+  const float *logits = step_vs_unfused(m[0], m[1], x, labels, n);
 
   /* eval: the lean forward (fused, the library's evaluation) gives the logits, loss and count
    * of the plain one (every layer on its own, outputs kept) bit for bit; no backward after it */
@@ -698,6 +706,86 @@ static void test_model_fusion(void **state) {
   free(plain);
   free(x);
   nn_model_free(m[0]), nn_model_free(m[1]);
+}
+
+/* batchnorm + activation + 2x2 average pool: in training the backward runs the three from the
+ * pool's output gradient (nn_batchnorm_backward_fused_pool) where the pool's input planes have
+ * even sides (10x10 here), and pool by pool where not (3x3: a leftover row and column), bit
+ * for bit the layers one by one; the kernel alone against the pool's backward then the fused
+ * BN backward, with and without dx, in place, on LeNet's planes and an odd channel count. */
+static void test_pool_fusion(void **state) {
+  (void)state;
+  const char *text =
+      "input shape=2x12x12\n"
+      "conv2d filters=6 kernel=3\nbatchnorm\nsigmoid\navgpool2d size=2\n"
+      "conv2d filters=4 kernel=3\nbatchnorm\ntanh\navgpool2d size=2\n"
+      "flatten\ndense units=5\n";
+  nn_error err = {0};
+  nn_spec *spec = NULL;
+  nn_model *m[2] = {NULL, NULL};
+  if (nn_spec_parse(text, "pool fusion", &spec, &err)) fail_msg("%s", err.msg);
+  for (int v = 0; v < 2; v++) {
+    if (nn_model_create(spec, &m[v], &err)) fail_msg("%s", err.msg);
+    nn_rng rng;
+    nn_rng_seed(&rng, 8);
+    nn_model_init(m[v], NN_INIT_DEFAULT, &rng);
+  }
+  nn_spec_free(spec);
+  const nn_layer *L = m[0]->layers;
+  assert_true(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_TRAIN));
+  assert_false(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL));  /* no backward */
+  assert_false(nn_batchnorm_pool_fuses(&L[5], &L[6], &L[7], NN_MODE_TRAIN)); /* 3x3 planes */
+  const int n = 12, in = nn_model_input_size(m[0]);
+  nn_rng r;
+  nn_rng_seed(&r, 9);
+  float *x = tu_fbuf((size_t)n * in);
+  int32_t labels[12];
+  tu_fill_normal(&r, x, (size_t)n * in, 1.0, 0.5);
+  for (int i = 0; i < n; i++) labels[i] = (int32_t)nn_rng_below(&r, 5);
+  nn_model_set_timing(m[0], 1);
+  step_vs_unfused(m[0], m[1], x, labels, n);
+  double f, b;
+  nn_model_layer_time(m[0], 3, &f, &b);
+  assert_true(f > 0.0 && b == 0.0); /* the first pool's backward ran inside the batchnorm's */
+  nn_model_layer_time(m[0], 7, &f, &b);
+  assert_true(f > 0.0 && b > 0.0); /* the second's on its own */
+  free(x);
+  nn_model_free(m[0]), nn_model_free(m[1]);
+
+  static const shape3 sh[] = {{16, 6, 576}, {5, 7, 4}, {9, 3, 24}}; /* planes 24x24, 2x2, 4x6 */
+  static const int widths[] = {24, 2, 6};
+  for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
+    const int nn = sh[t].n, c = sh[t].c, s = sh[t].s, w = widths[t];
+    const size_t cnt = (size_t)nn * c * s, pcnt = cnt / 4;
+    const nn_norm_geom *g = BN_GEOM(nn, c, s);
+    assert_true(nn_bn_avgpool2_fits(g, w));
+    const nn_pool_geom pg0 = {.n = nn, .c = c, .h = s / w, .w = w, .size = 2, .stride = 2};
+    nn_pool_geom pg = pg0;
+    assert_int_equal(nn_pool_geom_init(&pg), 0);
+    float *xx = tu_fbuf(cnt), *z = tu_fbuf(cnt), *dp = tu_fbuf(pcnt), *dz = tu_fbuf(cnt), *dx1 = tu_fbuf(cnt), *dx2 = tu_fbuf(cnt);
+    float gamma[MAXC], beta[MAXC];
+    bn_stats a, bs;
+    fill_bn_input(&r, xx, nn, c, s, 0);
+    tu_fill_normal(&r, dp, pcnt, 1.0, 0.1);
+    for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
+    for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++) {
+      memset(&a, 0, sizeof a), memset(&bs, 0, sizeof bs);
+      nn_bn_forward_train_act(g, (nn_act)act, xx, gamma, beta, z, a.mean, a.var, a.invstd);
+      memcpy(bs.mean, a.mean, sizeof a.mean), memcpy(bs.var, a.var, sizeof a.var), memcpy(bs.invstd, a.invstd, sizeof a.invstd);
+      nn_avgpool2d_backward(&pg, dp, dz);
+      nn_bn_backward_train_act(g, (nn_act)act, xx, gamma, a.mean, a.invstd, z, dz, dx1, a.dg, a.db);
+      nn_bn_backward_train_act_avgpool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, dx2, bs.dg, bs.db);
+      assert_memory_equal(dx1, dx2, cnt * sizeof(float));
+      assert_memory_equal(&a, &bs, sizeof a);
+      memset(bs.dg, 0, sizeof bs.dg), memset(bs.db, 0, sizeof bs.db);
+      nn_bn_backward_train_act_avgpool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, NULL, bs.dg, bs.db);
+      assert_memory_equal(&a, &bs, sizeof a);
+    }
+    assert_false(nn_bn_avgpool2_fits(g, w + 1));
+    free(xx), free(z), free(dp), free(dz), free(dx1), free(dx2);
+  }
+  assert_false(nn_bn_avgpool2_fits(BN_GEOM(2, 3, 1056), 32)); /* 33 rows */
+  assert_false(nn_bn_avgpool2_fits(BN_GEOM(2, 3, 1088), 34)); /* more than 1024 values */
 }
 
 /* ---- thread-count independence -------------------------------------------------------------- */
@@ -768,6 +856,7 @@ int main(void) {
       cmocka_unit_test(test_phases),
       cmocka_unit_test(test_fused_activation),
       cmocka_unit_test(test_model_fusion),
+      cmocka_unit_test(test_pool_fusion),
       cmocka_unit_test(test_layer_timing),
       cmocka_unit_test(test_threads_bitwise),
   };

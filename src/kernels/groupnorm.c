@@ -117,7 +117,7 @@ static inline void gn_run_sums(const float *p, const float *d, const float *gm, 
   if (len < LANES)
     nc_bwd_sums_seq(p, d, gm, len, K, sd, se, sed);
   else
-    nc_bwd_sums(p, d, gm, NULL, NN_ACT_NONE, NULL, 1, 0, len, K, NV, sd, se, sed);
+    nc_bwd_sums(p, d, NULL, gm, NULL, NN_ACT_NONE, NULL, 1, 0, len, K, NV, sd, se, sed);
 }
 
 /* Phase 1 for group t (sample i, group g): sd = sum(x-K), se = sum(dxhat),

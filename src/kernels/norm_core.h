@@ -307,23 +307,48 @@ static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *
   }
 }
 
+/* dy given as the gradient of a 2x2 stride-2 average pool over the runs (planes of w columns,
+ * w and the rows even): run r's pooled gradient at p + r*ps, (w/2) columns. */
+typedef struct {
+  const float *p;
+  size_t ps;
+  int w;
+} nc_up2;
+
+/* dy[0..len) of run r: every value dp/4, as nn_avgpool2d_backward writes it */
+static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, float *dy) {
+  const size_t w = (size_t)u->w, ow = w / 2;
+  const float *p = u->p + r * u->ps;
+  for (size_t i = 0; i < len; i += 2 * w, p += ow) {
+    float *d = dy + i;
+#pragma omp simd
+    for (size_t j = 0; j < ow; j++) {
+      const float v = p[j] * 0.25f;
+      d[2 * j] = v;
+      d[2 * j + 1] = v;
+    }
+    memcpy(d + w, d, w * sizeof(float));
+  }
+}
+
 /* sd = sum(x - K), se = sum(e), sed = sum(e * (x - K)) over `runs` runs of x and dy (run r
  * at offset r*stride), with e = dy, or dy*gm (gm != NULL, for runs == 1 only), or, with an
  * activation act, e = dy*act'(z) (dy is then the gradient w.r.t. z = act(...)). With an
  * activation, e is stored to eout (laid out as dy, and may be dy itself: each e is formed
  * from the dy at its own position) group by group and summed while the group is in L1, or,
  * with eout NULL, formed in blocks of NC_EBLK (a multiple of every lane count, so the lanes
- * see the same elements) and dropped. */
-static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm, const float *z, nn_act act,
-                               float *eout, size_t runs, size_t stride, size_t len, float K, int nv, double *sd,
-                               double *se, double *sed) {
+ * see the same elements) and dropped. With up (an activation, len <= NC_EBLK), dy is NULL and
+ * each run's dy is formed from the pool's gradient in L1 just before its e. */
+static inline void nc_bwd_sums(const float *x, const float *dy, const nc_up2 *up, const float *gm, const float *z,
+                               nn_act act, float *eout, size_t runs, size_t stride, size_t len, float K, int nv,
+                               double *sd, double *se, double *sed) {
   nc_v8d Kv;
   nc_splat(&Kv, (double)K);
   nc_acc ad, ae, aed;
   nc_acc_zero(&ad);
   nc_acc_zero(&ae);
   nc_acc_zero(&aed);
-  float e[NC_EBLK];
+  float e[NC_EBLK], u[NC_EBLK];
   if (!act) {
     const size_t gr = nc_group_runs(len);
     for (size_t r0 = 0; r0 < runs; r0 += gr) {
@@ -337,7 +362,11 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const float *gm,
     for (size_t r0 = 0; r0 < runs; r0 += gr) {
       const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
       float *eg = eout ? eout + o : e;
-      for (size_t r = 0; r < n; r++) act_grad_n(act, z + o + r * stride, dy + o + r * stride, eg + r * es, len);
+      for (size_t r = 0; r < n; r++) {
+        const float *d = up ? u : dy + o + r * stride;
+        if (up) nc_up2_run(up, r0 + r, len, u);
+        act_grad_n(act, z + o + r * stride, d, eg + r * es, len);
+      }
       nc_bwd_run(&ad, &ae, &aed, x + o, stride, eg, es, NULL, n, len, eout ? runs - r0 : n, K, &Kv, nv);
     }
   } else {
