@@ -708,17 +708,19 @@ static void test_model_fusion(void **state) {
   nn_model_free(m[0]), nn_model_free(m[1]);
 }
 
-/* batchnorm + activation + 2x2 average pool: in training the backward runs the three from the
- * pool's output gradient (nn_batchnorm_backward_fused_pool) where the pool's input planes have
- * even sides (10x10 here), and pool by pool where not (3x3: a leftover row and column), bit
- * for bit the layers one by one; the kernel alone against the pool's backward then the fused
- * BN backward, with and without dx, in place, on LeNet's planes and an odd channel count. */
+/* batchnorm + activation + 2x2 average or max pool: in training the backward runs the three
+ * from the pool's output gradient (nn_batchnorm_backward_fused_pool) where the pool's input
+ * planes have even sides (12x12 and 6x6 here), and pool by pool where not (3x3: a leftover row
+ * and column), bit for bit the layers one by one; the kernel alone against the pool's backward
+ * then the fused BN backward, with and without dx, on LeNet's planes, 2x2 and 4x6 ones and an
+ * odd channel count. */
 static void test_pool_fusion(void **state) {
   (void)state;
   const char *text =
-      "input shape=2x12x12\n"
+      "input shape=2x14x14\n"
       "conv2d filters=6 kernel=3\nbatchnorm\nsigmoid\navgpool2d size=2\n"
-      "conv2d filters=4 kernel=3\nbatchnorm\ntanh\navgpool2d size=2\n"
+      "conv2d filters=4 kernel=1\nbatchnorm\nrelu\nmaxpool2d size=2\n"
+      "conv2d filters=3 kernel=1\nbatchnorm\ntanh\navgpool2d size=2\n"
       "flatten\ndense units=5\n";
   nn_error err = {0};
   nn_spec *spec = NULL;
@@ -733,8 +735,9 @@ static void test_pool_fusion(void **state) {
   nn_spec_free(spec);
   const nn_layer *L = m[0]->layers;
   assert_true(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_TRAIN));
-  assert_false(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL));  /* no backward */
-  assert_false(nn_batchnorm_pool_fuses(&L[5], &L[6], &L[7], NN_MODE_TRAIN)); /* 3x3 planes */
+  assert_false(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL));    /* no backward */
+  assert_true(nn_batchnorm_pool_fuses(&L[5], &L[6], &L[7], NN_MODE_TRAIN));    /* max pool */
+  assert_false(nn_batchnorm_pool_fuses(&L[9], &L[10], &L[11], NN_MODE_TRAIN)); /* 3x3 planes */
   const int n = 12, in = nn_model_input_size(m[0]);
   nn_rng r;
   nn_rng_seed(&r, 9);
@@ -746,9 +749,11 @@ static void test_pool_fusion(void **state) {
   step_vs_unfused(m[0], m[1], x, labels, n);
   double f, b;
   nn_model_layer_time(m[0], 3, &f, &b);
-  assert_true(f > 0.0 && b == 0.0); /* the first pool's backward ran inside the batchnorm's */
+  assert_true(f > 0.0 && b == 0.0); /* the first two pools' backward ran inside the batchnorms' */
   nn_model_layer_time(m[0], 7, &f, &b);
-  assert_true(f > 0.0 && b > 0.0); /* the second's on its own */
+  assert_true(f > 0.0 && b == 0.0);
+  nn_model_layer_time(m[0], 11, &f, &b);
+  assert_true(f > 0.0 && b > 0.0); /* the third's on its own */
   free(x);
   nn_model_free(m[0]), nn_model_free(m[1]);
 
@@ -758,34 +763,45 @@ static void test_pool_fusion(void **state) {
     const int nn = sh[t].n, c = sh[t].c, s = sh[t].s, w = widths[t];
     const size_t cnt = (size_t)nn * c * s, pcnt = cnt / 4;
     const nn_norm_geom *g = BN_GEOM(nn, c, s);
-    assert_true(nn_bn_avgpool2_fits(g, w));
+    assert_true(nn_bn_pool2_fits(g, w));
     const nn_pool_geom pg0 = {.n = nn, .c = c, .h = s / w, .w = w, .size = 2, .stride = 2};
     nn_pool_geom pg = pg0;
     assert_int_equal(nn_pool_geom_init(&pg), 0);
     float *xx = tu_fbuf(cnt), *z = tu_fbuf(cnt), *dp = tu_fbuf(pcnt), *dz = tu_fbuf(cnt), *dx1 = tu_fbuf(cnt), *dx2 = tu_fbuf(cnt);
+    float *pooled = tu_fbuf(pcnt);
+    int32_t *am = malloc(pcnt * sizeof *am);
+    assert_non_null(am);
     float gamma[MAXC], beta[MAXC];
     bn_stats a, bs;
     fill_bn_input(&r, xx, nn, c, s, 0);
     tu_fill_normal(&r, dp, pcnt, 1.0, 0.1);
     for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
-    for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++) {
-      memset(&a, 0, sizeof a), memset(&bs, 0, sizeof bs);
-      nn_bn_forward_train_act(g, (nn_act)act, xx, gamma, beta, z, a.mean, a.var, a.invstd);
-      memcpy(bs.mean, a.mean, sizeof a.mean), memcpy(bs.var, a.var, sizeof a.var), memcpy(bs.invstd, a.invstd, sizeof a.invstd);
-      nn_avgpool2d_backward(&pg, dp, dz);
-      nn_bn_backward_train_act(g, (nn_act)act, xx, gamma, a.mean, a.invstd, z, dz, dx1, a.dg, a.db);
-      nn_bn_backward_train_act_avgpool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, dx2, bs.dg, bs.db);
-      assert_memory_equal(dx1, dx2, cnt * sizeof(float));
-      assert_memory_equal(&a, &bs, sizeof a);
-      memset(bs.dg, 0, sizeof bs.dg), memset(bs.db, 0, sizeof bs.db);
-      nn_bn_backward_train_act_avgpool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, NULL, bs.dg, bs.db);
-      assert_memory_equal(&a, &bs, sizeof a);
-    }
-    assert_false(nn_bn_avgpool2_fits(g, w + 1));
-    free(xx), free(z), free(dp), free(dz), free(dx1), free(dx2);
+    for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++)
+      for (int mx = 0; mx < 2; mx++) {
+        memset(&a, 0, sizeof a), memset(&bs, 0, sizeof bs);
+        nn_bn_forward_train_act(g, (nn_act)act, xx, gamma, beta, z, a.mean, a.var, a.invstd);
+        memcpy(bs.mean, a.mean, sizeof a.mean), memcpy(bs.var, a.var, sizeof a.var);
+        memcpy(bs.invstd, a.invstd, sizeof a.invstd);
+        if (mx) {
+          nn_maxpool2d_forward(&pg, z, pooled, am);
+          nn_maxpool2d_backward(&pg, dp, am, dz);
+        } else {
+          nn_avgpool2d_backward(&pg, dp, dz);
+        }
+        const int32_t *amp = mx ? am : NULL;
+        nn_bn_backward_train_act(g, (nn_act)act, xx, gamma, a.mean, a.invstd, z, dz, dx1, a.dg, a.db);
+        nn_bn_backward_train_act_pool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, amp, dx2, bs.dg, bs.db);
+        assert_memory_equal(dx1, dx2, cnt * sizeof(float));
+        assert_memory_equal(&a, &bs, sizeof a);
+        memset(bs.dg, 0, sizeof bs.dg), memset(bs.db, 0, sizeof bs.db);
+        nn_bn_backward_train_act_pool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, amp, NULL, bs.dg, bs.db);
+        assert_memory_equal(&a, &bs, sizeof a);
+      }
+    assert_false(nn_bn_pool2_fits(g, w + 1));
+    free(xx), free(z), free(dp), free(dz), free(dx1), free(dx2), free(pooled), free(am);
   }
-  assert_false(nn_bn_avgpool2_fits(BN_GEOM(2, 3, 1056), 32)); /* 33 rows */
-  assert_false(nn_bn_avgpool2_fits(BN_GEOM(2, 3, 1088), 34)); /* more than 1024 values */
+  assert_false(nn_bn_pool2_fits(BN_GEOM(2, 3, 1056), 32)); /* 33 rows */
+  assert_false(nn_bn_pool2_fits(BN_GEOM(2, 3, 1088), 34)); /* more than 1024 values */
 }
 
 /* ---- thread-count independence -------------------------------------------------------------- */

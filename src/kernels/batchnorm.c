@@ -97,8 +97,9 @@ typedef struct {
   double count;                        /* values per channel behind the sums */
   nn_act act;                          /* fused activation: y is act(BN(x)); dy is dz, with z given */
   const float *z;
-  const float *dp; /* backward, instead of dz: the gradient of a 2x2 stride-2 average pool over z */
-  int w;           /* with dp: the planes' width */
+  const float *dp;   /* backward, instead of dz: the gradient of a 2x2 stride-2 pool over z */
+  const int32_t *am; /* with dp: a max pool's argmax, or NULL (an average pool) */
+  int w;             /* with dp: the planes' width */
 } bn_io;
 
 typedef void (*bn_item)(const nn_norm_geom *g, const bn_io *io, int c0, int cw);
@@ -335,7 +336,7 @@ static inline void bn_bsums_ch(const nn_norm_geom *g, const bn_io *io, int ch, d
                                double *sdyd) {
   const size_t o = (size_t)ch * g->s, plane = bn_plane(g), s = (size_t)g->s;
   const float K = io->cmean[ch];
-  const nc_up2 up = {io->dp ? io->dp + o / 4 : NULL, plane / 4, io->w};
+  const nc_up2 up = {io->dp ? io->dp + o / 4 : NULL, io->am ? io->am + o / 4 : NULL, plane / 4, io->w};
   nc_bwd_sums(io->x + o, io->dp ? NULL : io->dy + o, io->dp ? &up : NULL, NULL, io->z ? io->z + o : NULL, io->act,
               io->act && io->dx ? io->dx + o : NULL, (size_t)g->n, plane, s, K, NV, sd, sdy, sdyd);
 }
@@ -464,17 +465,17 @@ void NN_V(nn_bn_backward_train_act)(const nn_norm_geom *g, nn_act act, const flo
   bn_run(g, &io, bwd_train_rows, bwd_train_ch);
 }
 
-void NN_V(nn_bn_backward_train_act_avgpool2)(const nn_norm_geom *g, int w, nn_act act, const float *x,
-                                             const float *gamma, const float *mean, const float *invstd, const float *z,
-                                             const float *dp, float *dx, float *dgamma, float *dbeta) {
-  NN_ASSERT(nn_bn_avgpool2_fits(g, w) && act != NN_ACT_NONE);
+void NN_V(nn_bn_backward_train_act_pool2)(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
+                                          const float *mean, const float *invstd, const float *z, const float *dp,
+                                          const int32_t *argmax, float *dx, float *dgamma, float *dbeta) {
+  NN_ASSERT(nn_bn_pool2_fits(g, w) && act != NN_ACT_NONE);
   if (!dx && !dgamma && !dbeta) return;
-  const bn_io io = {.x = x, .dp = dp, .w = w, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
+  const bn_io io = {.x = x, .dp = dp, .am = argmax, .w = w, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
   bn_run(g, &io, bwd_train_rows, bwd_train_ch);
 }
 
 #if NN_VARIANT_ONCE
-int nn_bn_avgpool2_fits(const nn_norm_geom *g, int w) {
+int nn_bn_pool2_fits(const nn_norm_geom *g, int w) {
   return w >= 2 && w % 2 == 0 && g->s > 1 && g->s % w == 0 && (g->s / w) % 2 == 0 && g->s <= NC_EBLK;
 }
 #endif

@@ -268,15 +268,17 @@ void nn_bn_forward_train_act(const nn_norm_geom *g, nn_act act, const float *x, 
 void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                               const float *mean, const float *invstd, const float *z, const float *dz, float *dx,
                               float *dgamma, float *dbeta);
-/* backward_train_act_avgpool2: backward_train_act (act not NN_ACT_NONE) where z is followed
- *   by a 2x2 stride-2 average pool and dp[N, C, H/2, W/2] is the gradient of its output: bit
- *   for bit nn_avgpool2d_backward (dz) then nn_bn_backward_train_act, without writing dz (each
- *   plane's dz is formed in L1 as the sums need it). For planes that nn_bn_avgpool2_fits: W = w
- *   and H even, H*W at most 1024 (LeNet's 24x24). */
-int nn_bn_avgpool2_fits(const nn_norm_geom *g, int w);
-void nn_bn_backward_train_act_avgpool2(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
-                                       const float *mean, const float *invstd, const float *z, const float *dp,
-                                       float *dx, float *dgamma, float *dbeta);
+/* backward_train_act_pool2: backward_train_act (act not NN_ACT_NONE) where z is followed by
+ *   a 2x2 stride-2 pool and dp[N, C, H/2, W/2] is the gradient of its output: a max pool's
+ *   with its forward's argmax, an average pool's with argmax NULL. Bit for bit
+ *   nn_maxpool2d_backward or nn_avgpool2d_backward (dz) then nn_bn_backward_train_act, without
+ *   writing dz (each plane's dz is formed in L1 as the sums need it). For planes that
+ *   nn_bn_pool2_fits: W = w and H even, H*W at most 1024 (LeNet's 24x24, the CNNs' 26x26 and
+ *   30x30). */
+int nn_bn_pool2_fits(const nn_norm_geom *g, int w);
+void nn_bn_backward_train_act_pool2(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
+                                    const float *mean, const float *invstd, const float *z, const float *dp,
+                                    const int32_t *argmax, float *dx, float *dgamma, float *dbeta);
 /* forward_infer_act: z = act(BN(x)) with the given statistics, bit for bit
  *   nn_bn_forward_infer then nn_<act>_forward (an eval forward that keeps no layer output). */
 void nn_bn_forward_infer_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,

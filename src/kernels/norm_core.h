@@ -307,18 +307,28 @@ static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *
   }
 }
 
-/* dy given as the gradient of a 2x2 stride-2 average pool over the runs (planes of w columns,
- * w and the rows even): run r's pooled gradient at p + r*ps, (w/2) columns. */
+/* dy given as the gradient of a 2x2 stride-2 pool over the runs (planes of w columns, w and
+ * the rows even): run r's pool output gradient at p + r*ps, (w/2) columns; for a max pool,
+ * am + r*ps holds each output's argmax (its input's index in the plane), NULL for an average
+ * pool. */
 typedef struct {
   const float *p;
+  const int32_t *am;
   size_t ps;
   int w;
 } nc_up2;
 
-/* dy[0..len) of run r: every value dp/4, as nn_avgpool2d_backward writes it */
+/* dy[0..len) of run r as the pool's backward writes it: every value dp/4 (average), or dp at
+ * its argmax and 0 elsewhere (max: the windows do not overlap) */
 static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, float *dy) {
   const size_t w = (size_t)u->w, ow = w / 2;
   const float *p = u->p + r * u->ps;
+  if (u->am) {
+    const int32_t *a = u->am + r * u->ps;
+    memset(dy, 0, len * sizeof(float));
+    for (size_t o = 0; o < len / 4; o++) dy[a[o]] = p[o];
+    return;
+  }
   for (size_t i = 0; i < len; i += 2 * w, p += ow) {
     float *d = dy + i;
 #pragma omp simd

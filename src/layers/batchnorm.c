@@ -279,21 +279,24 @@ void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float 
 }
 
 int nn_batchnorm_pool_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *pool, nn_mode mode) {
-  if (mode != NN_MODE_TRAIN || !nn_batchnorm_fuses(L, next, mode) || pool->kind != NN_LAYER_AVGPOOL2D ||
-      pool->cfg.pool.size != 2 || pool->cfg.pool.stride != 2)
+  if (mode != NN_MODE_TRAIN || !nn_batchnorm_fuses(L, next, mode) ||
+      (pool->kind != NN_LAYER_AVGPOOL2D && pool->kind != NN_LAYER_MAXPOOL2D) || pool->cfg.pool.size != 2 ||
+      pool->cfg.pool.stride != 2)
     return 0;
   const nn_norm_geom g = geom(L, 1);
-  return nn_bn_avgpool2_fits(&g, L->in.w);
+  return nn_bn_pool2_fits(&g, L->in.w);
 }
 
-void nn_batchnorm_backward_fused_pool(nn_layer *L, const nn_layer *next, const float *x, const float *z,
-                                      const float *dp, float *dx, int n) {
+void nn_batchnorm_backward_fused_pool(nn_layer *L, const nn_layer *next, const nn_layer *pool, const float *x,
+                                      const float *z, const float *dp, float *dx, int n) {
   const nn_norm_geom g = geom(L, n);
   const int c = g.c, learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
   const float *mean = L->scratch, *invstd = mean + 2 * c;
-  nn_bn_backward_train_act_avgpool2(&g, L->in.w, fused_act(next), x, L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL,
-                                    mean, invstd, z, dp, dx, learn ? nn_param_ptr(L, L->g, 0) : NULL,
-                                    learn ? nn_param_ptr(L, L->g, 1) : NULL);
+  /* a max pool's forward keeps its argmax in its scratch (layers/pool.c) */
+  const int32_t *am = pool->kind == NN_LAYER_MAXPOOL2D ? (const int32_t *)(const void *)pool->scratch : NULL;
+  nn_bn_backward_train_act_pool2(&g, L->in.w, fused_act(next), x, L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL,
+                                 mean, invstd, z, dp, am, dx, learn ? nn_param_ptr(L, L->g, 0) : NULL,
+                                 learn ? nn_param_ptr(L, L->g, 1) : NULL);
 }
 
 static void describe(const nn_layer *L, char *buf, size_t len) {

@@ -552,11 +552,11 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
     const double t0 = m->timing ? nn_now() : 0.0;
     if (i > 1 && fused_span(m, i - 2, m->last_mode, 0) &&
         nn_batchnorm_pool_fuses(&m->layers[i - 2], &m->layers[i - 1], L, m->last_mode)) {
-      /* batchnorm + activation (fused in the forward) + 2x2 average pool: from the pool's
-       * output gradient, without its input gradient */
+      /* batchnorm + activation (fused in the forward) + 2x2 pool: from the pool's output
+       * gradient, without its input gradient */
       i -= 2;
       nn_layer *F = &m->layers[i];
-      nn_batchnorm_backward_fused_pool(F, &m->layers[i + 1], m->act[i], m->act[i + 2], m->dact[i + 3],
+      nn_batchnorm_backward_fused_pool(F, &m->layers[i + 1], L, m->act[i], m->act[i + 2], m->dact[i + 3],
                                        i ? m->dact[i] : NULL, n);
       if (m->timing) F->time_bwd += nn_now() - t0;
       continue;
