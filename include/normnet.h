@@ -424,8 +424,8 @@ NN_API const float *nn_model_probs(const nn_model *m);
  * counters and from then on adds the wall time of each layer's forward and backward to them
  * (two clock reads per layer and pass); 0 stops timing and keeps the counters. A layer that
  * runs fused with the ones after it (conv2d or batchnorm with its activation, the evaluation
- * epilogues: nn_model_layer_output; in training's backward also a 2x2 average pool after a
- * batchnorm's activation) carries their time, and those read 0.
+ * epilogues: nn_model_layer_output; in training's backward also a 2x2 max or average pool
+ * after a batchnorm's activation) carries their time, and those read 0.
  * nn_model_layer_time: layer i's seconds so far (either pointer may be NULL). */
 NN_API void nn_model_set_timing(nn_model *m, int on);
 NN_API void nn_model_layer_time(const nn_model *m, int i, double *forward_s, double *backward_s);
