@@ -644,16 +644,7 @@ static void test_model_fusion(void **state) {
       "dense units=8\nbatchnorm track_running_stats=0\nrelu\n"
       "dense units=5\n";
   nn_error err = {0};
-  nn_spec *spec = NULL;
-  nn_model *m[2] = {NULL, NULL};
-  if (nn_spec_parse(text, "fusion", &spec, &err)) fail_msg("%s", err.msg);
-  for (int v = 0; v < 2; v++) {
-    if (nn_model_create(spec, &m[v], &err)) fail_msg("%s", err.msg);
-    nn_rng rng;
-    nn_rng_seed(&rng, 5);
-    nn_model_init(m[v], NN_INIT_DEFAULT, &rng);
-  }
-  nn_spec_free(spec);
+  nn_model *m[2] = {tu_model(text, 5), tu_model(text, 5)};
   const int n = 16, in = nn_model_input_size(m[0]), k = nn_model_output_size(m[0]), nl = m[0]->nlayers;
   nn_rng r;
   nn_rng_seed(&r, 6);
@@ -722,17 +713,7 @@ static void test_pool_fusion(void **state) {
       "conv2d filters=4 kernel=1\nbatchnorm\nrelu\nmaxpool2d size=2\n"
       "conv2d filters=3 kernel=1\nbatchnorm\ntanh\navgpool2d size=2\n"
       "flatten\ndense units=5\n";
-  nn_error err = {0};
-  nn_spec *spec = NULL;
-  nn_model *m[2] = {NULL, NULL};
-  if (nn_spec_parse(text, "pool fusion", &spec, &err)) fail_msg("%s", err.msg);
-  for (int v = 0; v < 2; v++) {
-    if (nn_model_create(spec, &m[v], &err)) fail_msg("%s", err.msg);
-    nn_rng rng;
-    nn_rng_seed(&rng, 8);
-    nn_model_init(m[v], NN_INIT_DEFAULT, &rng);
-  }
-  nn_spec_free(spec);
+  nn_model *m[2] = {tu_model(text, 8), tu_model(text, 8)};
   const nn_layer *L = m[0]->layers;
   assert_true(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_TRAIN));
   assert_false(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL));    /* no backward */

@@ -53,6 +53,15 @@ static nn_model *make_model(const char *spec_text) {
   return m;
 }
 
+/* a copy of m's parameters (freed by the caller), their count in *np */
+static float *params_copy(nn_model *m, size_t *np) {
+  *np = nn_model_param_count(m);
+  float *p = malloc(*np * sizeof(float));
+  assert_non_null(p);
+  memcpy(p, nn_model_params(m), *np * sizeof(float));
+  return p;
+}
+
 static const char *const MLP = "input shape=1x3x3\nflatten\ndense units=8\ntanh\ndense units=4\n";
 
 static void train(nn_model *m, const nn_dataset *ds, int batch, int accumulate, float lr, long *steps) {
@@ -224,9 +233,7 @@ static void test_assembly_ahead_same_batches(void **state) {
       fc.max_steps = limits[t], fc.assemble_in_step = inline_;
       if (nn_fit(m, opt, ds, NULL, &fc, NULL, NULL, &err)) fail_msg("%s", err.msg);
       assert_int_equal(nn_optimizer_steps(opt), limits[t] ? limits[t] : 12);
-      np = nn_model_param_count(m);
-      params[inline_] = malloc(np * sizeof(float));
-      memcpy(params[inline_], nn_model_params(m), np * sizeof(float));
+      params[inline_] = params_copy(m, &np);
       nn_optimizer_free(opt);
       nn_model_free(m);
     }
@@ -266,9 +273,7 @@ static void test_assembly_split_same_batches(void **state) {
     nn_fit_config fc = nn_fit_defaults();
     fc.epochs = 2, fc.batch_size = 32, fc.augment = &aug, fc.data_rng = &stream, fc.assemble_in_step = 1;
     if (nn_fit(m, opt, ds, NULL, &fc, NULL, NULL, &err)) fail_msg("%s", err.msg);
-    np = nn_model_param_count(m);
-    params[t] = malloc(np * sizeof(float));
-    memcpy(params[t], nn_model_params(m), np * sizeof(float));
+    params[t] = params_copy(m, &np);
     nn_optimizer_free(opt);
     nn_model_free(m);
   }
