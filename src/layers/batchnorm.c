@@ -247,16 +247,29 @@ nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const fl
   return forward_act(L, fused_act(next), x, z, n, mode, err);
 }
 
+/* What a backward reads and accumulates into: gamma (NULL: affine off), the gradients
+ * (NULL: not learned), the last forward's batch mean and 1/std (its scratch). */
+typedef struct {
+  const float *gamma, *mean, *invstd;
+  float *dgamma, *dbeta;
+} bn_bwd_args;
+
+static bn_bwd_args bwd_args(nn_layer *L) {
+  const int learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
+  return (bn_bwd_args){.gamma = L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL,
+                       .mean = L->scratch,
+                       .invstd = L->scratch + 2 * L->in.c,
+                       .dgamma = learn ? nn_param_ptr(L, L->g, 0) : NULL,
+                       .dbeta = learn ? nn_param_ptr(L, L->g, 1) : NULL};
+}
+
 /* dy is the gradient w.r.t. act(BN(x)) = z (act = NN_ACT_NONE: w.r.t. BN's output). */
 static void backward_act(nn_layer *L, nn_act act, const float *x, const float *z, const float *dy, float *dx, int n,
                          nn_mode mode) {
   const nn_norm_geom g = geom(L, n);
-  const int c = g.c;
-  int learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
-  const float *gamma = L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL;
-  float *dgamma = learn ? nn_param_ptr(L, L->g, 0) : NULL;
-  float *dbeta = learn ? nn_param_ptr(L, L->g, 1) : NULL;
-  const float *mean = L->scratch, *invstd = mean + 2 * c;
+  const bn_bwd_args a = bwd_args(L);
+  const float *gamma = a.gamma, *mean = a.mean, *invstd = a.invstd;
+  float *dgamma = a.dgamma, *dbeta = a.dbeta;
   if (uses_batch_stats(L, mode) && L->comm) {
     NN_ASSERT(act == NN_ACT_NONE);
     backward_sync(L, &g, x, gamma, dy, dx, dgamma, dbeta);
@@ -290,13 +303,11 @@ int nn_batchnorm_pool_fuses(const nn_layer *L, const nn_layer *next, const nn_la
 void nn_batchnorm_backward_fused_pool(nn_layer *L, const nn_layer *next, const nn_layer *pool, const float *x,
                                       const float *z, const float *dp, float *dx, int n) {
   const nn_norm_geom g = geom(L, n);
-  const int c = g.c, learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
-  const float *mean = L->scratch, *invstd = mean + 2 * c;
+  const bn_bwd_args a = bwd_args(L);
   /* a max pool's forward keeps its argmax in its scratch (layers/pool.c) */
   const int32_t *am = pool->kind == NN_LAYER_MAXPOOL2D ? (const int32_t *)(const void *)pool->scratch : NULL;
-  nn_bn_backward_train_act_pool2(&g, L->in.w, fused_act(next), x, L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL,
-                                 mean, invstd, z, dp, am, dx, learn ? nn_param_ptr(L, L->g, 0) : NULL,
-                                 learn ? nn_param_ptr(L, L->g, 1) : NULL);
+  nn_bn_backward_train_act_pool2(&g, L->in.w, fused_act(next), x, a.gamma, a.mean, a.invstd, z, dp, am, dx, a.dgamma,
+                                 a.dbeta);
 }
 
 static void describe(const nn_layer *L, char *buf, size_t len) {
