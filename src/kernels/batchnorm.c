@@ -24,7 +24,9 @@
  *
  * Memory traffic (ARCHITECTURE.md §7): forward_train reads x twice and writes y; forward_infer reads
  * x once and writes y; backward_train reads x, dy twice and writes dx; backward_infer reads
- * x, dy once and writes dx (the second look at a plane of dy hits L1).
+ * x, dy once and writes dx (the second look at a plane of dy hits L1); backward_train_act_pool2
+ * reads the pool's gradient (a quarter of dy) and a max pool's argmax instead of dy, forming
+ * each plane of dy in L1.
  * In-place use (y == x, dx == dy) is safe: every element is read before it is written.
  * Nothing here allocates: per-range scratch lives on the stack (S = 1: at most RBLK channels).
  */
