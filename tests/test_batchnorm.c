@@ -701,15 +701,15 @@ static void test_model_fusion(void **state) {
 
 /* batchnorm + activation + 2x2 average or max pool: in training the backward runs the three
  * from the pool's output gradient (nn_batchnorm_backward_fused_pool) where the pool's input
- * planes have even sides (12x12 and 6x6 here), and pool by pool where not (3x3: a leftover row
- * and column), bit for bit the layers one by one; the kernel alone against the pool's backward
+ * planes have even sides and 256 to 1024 values (32x32 and 16x16 here), and pool by pool where
+ * not (8x8: too small to gain), bit for bit the layers one by one; the kernel alone against the pool's backward
  * then the fused BN backward, with and without dx, on LeNet's planes, 2x2 and 4x6 ones and an
  * odd channel count. */
 static void test_pool_fusion(void **state) {
   (void)state;
   const char *text =
-      "input shape=2x14x14\n"
-      "conv2d filters=6 kernel=3\nbatchnorm\nsigmoid\navgpool2d size=2\n"
+      "input shape=2x34x34\n"
+      "conv2d filters=3 kernel=3\nbatchnorm\nsigmoid\navgpool2d size=2\n"
       "conv2d filters=4 kernel=1\nbatchnorm\nrelu\nmaxpool2d size=2\n"
       "conv2d filters=3 kernel=1\nbatchnorm\ntanh\navgpool2d size=2\n"
       "flatten\ndense units=5\n";
@@ -718,7 +718,7 @@ static void test_pool_fusion(void **state) {
   assert_true(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_TRAIN));
   assert_false(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL));    /* no backward */
   assert_true(nn_batchnorm_pool_fuses(&L[5], &L[6], &L[7], NN_MODE_TRAIN));    /* max pool */
-  assert_false(nn_batchnorm_pool_fuses(&L[9], &L[10], &L[11], NN_MODE_TRAIN)); /* 3x3 planes */
+  assert_false(nn_batchnorm_pool_fuses(&L[9], &L[10], &L[11], NN_MODE_TRAIN)); /* 8x8 planes */
   const int n = 12, in = nn_model_input_size(m[0]);
   nn_rng r;
   nn_rng_seed(&r, 9);

@@ -291,10 +291,15 @@ void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float 
   backward_act(L, fused_act(next), x, z, dz, dx, n, NN_MODE_TRAIN);
 }
 
+/* Planes below this many values keep the pool's own backward: LeNet's second BN (8x8 planes,
+ * its 512 KB gradient in L2) was 10-25 us slower fused (bench_train --layers, three pairs),
+ * the first (24x24) 150-210 us faster. */
+#define POOL_FUSE_MIN_PLANE 256
+
 int nn_batchnorm_pool_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *pool, nn_mode mode) {
   if (mode != NN_MODE_TRAIN || !nn_batchnorm_fuses(L, next, mode) ||
       (pool->kind != NN_LAYER_AVGPOOL2D && pool->kind != NN_LAYER_MAXPOOL2D) || pool->cfg.pool.size != 2 ||
-      pool->cfg.pool.stride != 2)
+      pool->cfg.pool.stride != 2 || L->in.h * L->in.w < POOL_FUSE_MIN_PLANE)
     return 0;
   const nn_norm_geom g = geom(L, 1);
   return nn_bn_pool2_fits(&g, L->in.w);
