@@ -358,7 +358,7 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const nc_up2 *up
   nc_acc_zero(&ad);
   nc_acc_zero(&ae);
   nc_acc_zero(&aed);
-  float e[NC_EBLK], u[NC_EBLK];
+  float e[NC_EBLK];
   if (!act) {
     const size_t gr = nc_group_runs(len);
     for (size_t r0 = 0; r0 < runs; r0 += gr) {
@@ -368,6 +368,7 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const nc_up2 *up
   } else if (eout || len <= NC_EBLK) {
     /* e of a group of whole runs, into eout (at dy's places) or into the block (run after
      * run, as many as it holds), then its sums */
+    float u[NC_EBLK]; /* with up: the run's dy */
     const size_t gr = eout ? nc_group_runs(len) : NC_EBLK / (len ? len : 1), es = eout ? stride : len;
     for (size_t r0 = 0; r0 < runs; r0 += gr) {
       const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
