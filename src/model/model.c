@@ -539,6 +539,17 @@ nn_status nn_model_forward_lean(nn_model *m, const float *x, const int32_t *labe
   return forward(m, x, labels, n, mode, 1, loss_sum, correct, logits, err);
 }
 
+/* The number of layers before layer i that run inside one backward call ending at it (0:
+ * layer i runs alone): 1 where the last forward fused the pair (training: batchnorm or conv2d
+ * with its activation), 2 for batchnorm + activation + a 2x2 pool whose backward the
+ * batchnorm's takes over (nn_batchnorm_pool_fuses). */
+static int backward_span(const nn_model *m, int i) {
+  if (i > 1 && fused_span(m, i - 2, m->last_mode, 0) &&
+      nn_batchnorm_pool_fuses(&m->layers[i - 2], &m->layers[i - 1], &m->layers[i], m->last_mode))
+    return 2;
+  return i > 0 && fused_span(m, i - 1, m->last_mode, 0) ? 1 : 0;
+}
+
 nn_status nn_model_backward(nn_model *m, nn_error *err) {
   if ((!m->last_n && !m->comm) || !m->last_has_labels)
     return nn_err_set(err, NN_ERR_ARG, "backward needs a preceding forward with labels");
@@ -550,31 +561,19 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
     nn_layer *L = &m->layers[i];
     if (!n && !L->comm) continue; /* empty slice: only synchronized batchnorm takes part */
     const double t0 = m->timing ? nn_now() : 0.0;
-    if (i > 1 && fused_span(m, i - 2, m->last_mode, 0) &&
-        nn_batchnorm_pool_fuses(&m->layers[i - 2], &m->layers[i - 1], L, m->last_mode)) {
-      /* batchnorm + activation (fused in the forward) + 2x2 pool: from the pool's output
-       * gradient, without its input gradient */
-      i -= 2;
-      nn_layer *F = &m->layers[i];
-      nn_batchnorm_backward_fused_pool(F, &m->layers[i + 1], L, m->act[i], m->act[i + 2], m->dact[i + 3],
-                                       i ? m->dact[i] : NULL, n);
-      if (m->timing) F->time_bwd += nn_now() - t0;
-      continue;
-    }
-    if (i > 0 && fused_span(m, i - 1, m->last_mode, 0)) { /* as the forward fused them (training: pairs) */
-      i--;
-      nn_layer *F = &m->layers[i];
-      if (F->kind == NN_LAYER_BATCHNORM)
-        nn_batchnorm_backward_fused(F, L, m->act[i], m->act[i + 2], m->dact[i + 2], i ? m->dact[i] : NULL, n);
-      else
-        nn_layer_table[F->kind]->backward_act(F, nn_layer_act(L), m->act[i], m->act[i + 2], m->dact[i + 2],
-                                              i ? m->dact[i] : NULL, n);
-      if (m->timing) F->time_bwd += nn_now() - t0;
-      continue;
-    }
-    nn_layer_table[L->kind]->backward(L, m->act[i], m->act[i + 1], m->dact[i + 1], i ? m->dact[i] : NULL, n,
-                                      m->last_mode);
-    if (m->timing) L->time_bwd += nn_now() - t0;
+    const int span = backward_span(m, i);
+    i -= span; /* layers i..i+span in one call, timed on layer i */
+    nn_layer *F = &m->layers[i];
+    float *dx = i ? m->dact[i] : NULL;
+    if (span == 2) /* batchnorm + activation + 2x2 pool, from the pool's output gradient */
+      nn_batchnorm_backward_fused_pool(F, &m->layers[i + 1], L, m->act[i], m->act[i + 2], m->dact[i + 3], dx, n);
+    else if (span == 1 && F->kind == NN_LAYER_BATCHNORM)
+      nn_batchnorm_backward_fused(F, L, m->act[i], m->act[i + 2], m->dact[i + 2], dx, n);
+    else if (span == 1)
+      nn_layer_table[F->kind]->backward_act(F, nn_layer_act(L), m->act[i], m->act[i + 2], m->dact[i + 2], dx, n);
+    else
+      nn_layer_table[L->kind]->backward(L, m->act[i], m->act[i + 1], m->dact[i + 1], dx, n, m->last_mode);
+    if (m->timing) F->time_bwd += nn_now() - t0;
   }
   return NN_OK;
 }

@@ -543,13 +543,13 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
     s.rng = &own_rng;
   }
   s.in = nn_dataset_shape(train);
-  s.aug_scratch = cfg->augment ? malloc((size_t)s.in.c * s.in.h * s.in.w * sizeof *s.aug_scratch) : NULL;
+  s.aug_scratch = cfg->augment ? malloc(sample_values(&s) * sizeof *s.aug_scratch) : NULL;
   if (cfg->augment && !s.aug_scratch && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   /* assembly ahead needs a second batch buffer and a helper thread; without either, each
    * step assembles its own batch (the same batches, only slower) */
   s.ahead = -1;
   if (!st && s.batches > 1 && !cfg->assemble_in_step) {
-    s.spare_x = malloc((size_t)s.bs * (size_t)s.in.c * s.in.h * s.in.w * sizeof *s.spare_x);
+    s.spare_x = malloc((size_t)s.bs * sample_values(&s) * sizeof *s.spare_x);
     s.spare_y = malloc((size_t)s.bs * sizeof *s.spare_y);
     if (s.spare_x && s.spare_y) s.async = nn_async_create();
   }
