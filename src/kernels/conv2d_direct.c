@@ -409,17 +409,6 @@ static inline __attribute__((always_inline)) void dw_block(const float *xp, size
  * and high halves of pair p's accumulators (a zero high half for an odd last filter), each x
  * vector broadcast to both halves; each half the same lane sums as dw_block's, in the same
  * order. */
-/* rows p (low half) and p + step (high half, zeros when !both) as one 16-float vector, and
- * back */
-static inline __m512 pair_load(const float *p, size_t step, int both) {
-  const __m256 lo = _mm256_loadu_ps(p);
-  return both ? _mm512_insertf32x8(_mm512_castps256_ps512(lo), _mm256_loadu_ps(p + step), 1) : _mm512_zextps256_ps512(lo);
-}
-static inline void pair_store(float *p, size_t step, int both, __m512 v) {
-  _mm256_storeu_ps(p, _mm512_castps512_ps256(v));
-  if (both) _mm256_storeu_ps(p + step, _mm512_extractf32x8_ps(v, 1));
-}
-
 static inline __attribute__((always_inline)) void dw_block_pair(const float *xp, size_t xst, const int *off,
                                                                 const float *dyp, size_t ds, int ns, size_t lpad,
                                                                 const dw_sweep *sw, float *lanes, size_t ld,
@@ -429,7 +418,12 @@ static inline __attribute__((always_inline)) void dw_block_pair(const float *xp,
 #pragma GCC unroll 2
   for (int q = 0; q < NP; q++)
 #pragma GCC unroll 8
-    for (int t = 0; t < TK; t++) acc[q][t] = pair_load(lanes + (size_t)(2 * q) * ld + (size_t)t * VL, ld, 2 * q + 1 < OB);
+    for (int t = 0; t < TK; t++) {
+      const __m256 lo = _mm256_loadu_ps(lanes + (size_t)(2 * q) * ld + (size_t)t * VL);
+      acc[q][t] = 2 * q + 1 < OB ? _mm512_insertf32x8(_mm512_castps256_ps512(lo),
+                                                      _mm256_loadu_ps(lanes + (size_t)(2 * q + 1) * ld + (size_t)t * VL), 1)
+                                 : _mm512_zextps256_ps512(lo);
+    }
   int to[8]; /* the taps' offsets, in registers */
 #pragma GCC unroll 8
   for (int t = 0; t < TK; t++) to[t] = off[t];
@@ -439,7 +433,12 @@ static inline __attribute__((always_inline)) void dw_block_pair(const float *xp,
       for (size_t i = 0; i < sw->len; i += VL) {
         __m512 dv[2];
 #pragma GCC unroll 2
-        for (int q = 0; q < NP; q++) dv[q] = pair_load(db + (size_t)(2 * q) * lpad + i, lpad, 2 * q + 1 < OB);
+        for (int q = 0; q < NP; q++) {
+          const __m256 lo = _mm256_loadu_ps(db + (size_t)(2 * q) * lpad + i);
+          dv[q] = 2 * q + 1 < OB
+                      ? _mm512_insertf32x8(_mm512_castps256_ps512(lo), _mm256_loadu_ps(db + (size_t)(2 * q + 1) * lpad + i), 1)
+                      : _mm512_zextps256_ps512(lo);
+        }
 #pragma GCC unroll 8
         for (int t = 0; t < TK; t++) {
           const __m512 xv = _mm512_broadcast_f32x8(_mm256_loadu_ps(xb + to[t] + i));
@@ -451,7 +450,10 @@ static inline __attribute__((always_inline)) void dw_block_pair(const float *xp,
 #pragma GCC unroll 2
   for (int q = 0; q < NP; q++)
 #pragma GCC unroll 8
-    for (int t = 0; t < TK; t++) pair_store(lanes + (size_t)(2 * q) * ld + (size_t)t * VL, ld, 2 * q + 1 < OB, acc[q][t]);
+    for (int t = 0; t < TK; t++) {
+      _mm256_storeu_ps(lanes + (size_t)(2 * q) * ld + (size_t)t * VL, _mm512_castps512_ps256(acc[q][t]));
+      if (2 * q + 1 < OB) _mm256_storeu_ps(lanes + (size_t)(2 * q + 1) * ld + (size_t)t * VL, _mm512_extractf32x8_ps(acc[q][t], 1));
+    }
 }
 #endif
 
