@@ -191,45 +191,6 @@ static void bench_gap(const char *name, int n, int c, int s) {
   free(gc.x), free(gc.y);
 }
 
-/* batchnorm + activation (training) with the 2x2 pool after it: the two kernels one after
- * the other, and nn_bn_forward_train_act_pool2 (bytes: x read twice, z and the pool's output
- * written, a max pool's argmax written) */
-typedef struct {
-  nn_norm_geom g;
-  nn_pool_geom pg;
-  nn_act act;
-  float *x, *z, *p, gamma[64], beta[64], mean[64], var[64], invstd[64];
-  int32_t *am; /* NULL: an average pool */
-} bn_pool_ctx;
-
-static void bn_then_pool(void *v) {
-  bn_pool_ctx *c = v;
-  nn_bn_forward_train_act(&c->g, c->act, c->x, c->gamma, c->beta, c->z, c->mean, c->var, c->invstd);
-  if (c->am) nn_maxpool2d_forward(&c->pg, c->z, c->p, c->am);
-  else nn_avgpool2d_forward(&c->pg, c->z, c->p);
-}
-static void bn_pool_fused(void *v) {
-  bn_pool_ctx *c = v;
-  nn_bn_forward_train_act_pool2(&c->g, c->pg.w, c->act, c->x, c->gamma, c->beta, c->z, c->mean, c->var, c->invstd,
-                                c->p, c->am);
-}
-
-static void bench_bn_pool(const char *name, int n, int c, int h, int w, nn_act act, int avg) {
-  bn_pool_ctx bc = {.g = {.n = n, .c = c, .s = h * w, .eps = 1e-5f}, .pg = {.n = n, .c = c, .h = h, .w = w, .size = 2, .stride = 2}, .act = act};
-  nn_pool_geom_init(&bc.pg);
-  const size_t nx = (size_t)n * c * h * w, ny = nx / 4;
-  bc.x = fbuf(nx), bc.z = fbuf(nx), bc.p = fbuf(ny);
-  bc.am = avg ? NULL : (int32_t *)(void *)fbuf(ny);
-  for (int k = 0; k < c && k < 64; k++) bc.gamma[k] = 1.0f, bc.beta[k] = 0.0f;
-  const double bytes = 4.0 * (3.0 * (double)nx + (avg ? 1.0 : 2.0) * (double)ny);
-  char what[96];
-  snprintf(what, sizeof what, "bn+act then %s %s", avg ? "avgpool" : "maxpool", name);
-  report(what, time_call(bn_then_pool, &bc), bytes, 0);
-  snprintf(what, sizeof what, "bn+act+%s fused %s", avg ? "avgpool" : "maxpool", name);
-  report(what, time_call(bn_pool_fused, &bc), bytes, 0);
-  free(bc.x), free(bc.z), free(bc.p), free(bc.am);
-}
-
 static void bench_pool(const char *name, int n, int c, int h, int w, int avg) {
   pool_ctx pc = {.g = {.n = n, .c = c, .h = h, .w = w, .size = 2, .stride = 2}};
   nn_pool_geom_init(&pc.g);
@@ -443,9 +404,6 @@ int main(int argc, char **argv) {
     bench_pool("lenet pool1 128x6x24x24", 128, 6, 24, 24, 1);
     bench_pool("lenet pool2 128x16x8x8", 128, 16, 8, 8, 1);
     bench_gap("cifar-gap 32x32x32x32", 32, 32, 32 * 32);
-    bench_bn_pool("cnn 32x32x26x26 relu", 32, 32, 26, 26, NN_ACT_RELU, 0);
-    bench_bn_pool("cifar-cnn 32x32x30x30 relu", 32, 32, 30, 30, NN_ACT_RELU, 0);
-    bench_bn_pool("lenet 128x6x24x24 sigmoid", 128, 6, 24, 24, NN_ACT_SIGMOID, 1);
   }
   if (!g_only || !strcmp(g_only, "relu")) bench_relu("cnn conv1 out 692k", (size_t)32 * 32 * 26 * 26);
   if (!g_only || !strcmp(g_only, "sigmoid")) bench_sigmoid("lenet conv1 out 442k", (size_t)128 * 6 * 24 * 24);

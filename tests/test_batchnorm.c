@@ -730,9 +730,9 @@ static void test_pool_fusion(void **state) {
   step_vs_unfused(m[0], m[1], x, labels, n);
   double f, b;
   nn_model_layer_time(m[0], 3, &f, &b);
-  assert_true(f == 0.0 && b == 0.0); /* the first two pools ran inside the batchnorms' calls */
+  assert_true(f > 0.0 && b == 0.0); /* the first two pools' backward ran inside the batchnorms' */
   nn_model_layer_time(m[0], 7, &f, &b);
-  assert_true(f == 0.0 && b == 0.0);
+  assert_true(f > 0.0 && b == 0.0);
   nn_model_layer_time(m[0], 11, &f, &b);
   assert_true(f > 0.0 && b > 0.0); /* the third's on its own */
   free(x);
@@ -749,9 +749,9 @@ static void test_pool_fusion(void **state) {
     nn_pool_geom pg = pg0;
     assert_int_equal(nn_pool_geom_init(&pg), 0);
     float *xx = tu_fbuf(cnt), *z = tu_fbuf(cnt), *dp = tu_fbuf(pcnt), *dz = tu_fbuf(cnt), *dx1 = tu_fbuf(cnt), *dx2 = tu_fbuf(cnt);
-    float *pooled = tu_fbuf(pcnt), *z2 = tu_fbuf(cnt), *pooled2 = tu_fbuf(pcnt);
-    int32_t *am = malloc(pcnt * sizeof *am), *am2 = malloc(pcnt * sizeof *am2);
-    assert_non_null(am), assert_non_null(am2);
+    float *pooled = tu_fbuf(pcnt);
+    int32_t *am = malloc(pcnt * sizeof *am);
+    assert_non_null(am);
     float gamma[MAXC], beta[MAXC];
     bn_stats a, bs;
     fill_bn_input(&r, xx, nn, c, s, 0);
@@ -761,20 +761,14 @@ static void test_pool_fusion(void **state) {
       for (int mx = 0; mx < 2; mx++) {
         memset(&a, 0, sizeof a), memset(&bs, 0, sizeof bs);
         nn_bn_forward_train_act(g, (nn_act)act, xx, gamma, beta, z, a.mean, a.var, a.invstd);
+        memcpy(bs.mean, a.mean, sizeof a.mean), memcpy(bs.var, a.var, sizeof a.var);
+        memcpy(bs.invstd, a.invstd, sizeof a.invstd);
         if (mx) {
           nn_maxpool2d_forward(&pg, z, pooled, am);
           nn_maxpool2d_backward(&pg, dp, am, dz);
         } else {
-          nn_avgpool2d_forward(&pg, z, pooled);
           nn_avgpool2d_backward(&pg, dp, dz);
         }
-        /* the pooled forward: z, the pool's output and argmax, the statistics, bitwise */
-        nn_bn_forward_train_act_pool2(g, w, (nn_act)act, xx, gamma, beta, z2, bs.mean, bs.var, bs.invstd, pooled2,
-                                      mx ? am2 : NULL);
-        assert_memory_equal(z, z2, cnt * sizeof(float));
-        assert_memory_equal(pooled, pooled2, pcnt * sizeof(float));
-        if (mx) assert_memory_equal(am, am2, pcnt * sizeof *am);
-        assert_memory_equal(&a, &bs, sizeof a);
         const int32_t *amp = mx ? am : NULL;
         nn_bn_backward_train_act(g, (nn_act)act, xx, gamma, a.mean, a.invstd, z, dz, dx1, a.dg, a.db);
         nn_bn_backward_train_act_pool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, amp, dx2, bs.dg, bs.db);
@@ -786,7 +780,6 @@ static void test_pool_fusion(void **state) {
       }
     assert_false(nn_bn_pool2_fits(g, w + 1));
     free(xx), free(z), free(dp), free(dz), free(dx1), free(dx2), free(pooled), free(am);
-    free(z2), free(pooled2), free(am2);
   }
   assert_false(nn_bn_pool2_fits(BN_GEOM(2, 3, 1056), 32)); /* 33 rows */
   assert_false(nn_bn_pool2_fits(BN_GEOM(2, 3, 1088), 34)); /* more than 1024 values */

@@ -26,8 +26,7 @@
  * x once and writes y; backward_train reads x, dy twice and writes dx; backward_infer reads
  * x, dy once and writes dx (the second look at a plane of dy hits L1); backward_train_act_pool2
  * reads the pool's gradient (a quarter of dy) and a max pool's argmax instead of dy, forming
- * each plane of dy in L1; forward_train_act_pool2 pools each plane of y from L1 (one plane
- * behind the one being written), so the pool's input is never read back from memory.
+ * each plane of dy in L1.
  * In-place use (y == x, dx == dy) is safe: every element is read before it is written.
  * Nothing here allocates: per-range scratch lives on the stack (S = 1: at most RBLK channels).
  */
@@ -35,7 +34,6 @@
 #include "kernels/kernels.h"
 #include "kernels/variant.h"
 #include "kernels/norm_core.h"
-#include "kernels/pool_plane.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -104,9 +102,6 @@ typedef struct {
   const float *dp;   /* backward, instead of dz: the gradient of a 2x2 stride-2 pool over z */
   const int32_t *am; /* with dp: a max pool's argmax, or NULL (an average pool) */
   int w;             /* with dp: the planes' width */
-  float *pz;         /* forward: the 2x2 stride-2 pool of z, planes of pg's geometry, or NULL */
-  int32_t *pam;      /* with pz: a max pool's argmax written, or NULL (an average pool) */
-  nn_pool_geom pg;   /* with pz: one plane */
 } bn_io;
 
 typedef void (*bn_item)(const nn_norm_geom *g, const bn_io *io, int c0, int cw);
@@ -150,14 +145,6 @@ static inline void bn_moments_ch(const nn_norm_geom *g, const float *x, float K,
   nc_moments(x + (size_t)ch * g->s, (size_t)g->n, bn_plane(g), (size_t)g->s, K, NV, s1, s2);
 }
 
-/* The pool of plane (i, ch) of y, which is in L1: pooled one plane behind the one being
- * written, so that its loads do not wait for stores still in flight. */
-static inline void bn_pool_plane(const nn_norm_geom *g, const bn_io *io, int i, int ch) {
-  const size_t p = (size_t)i * g->c + (size_t)ch, o = p * (size_t)(io->pg.oh * io->pg.ow);
-  NN_V(nn_pool2_plane_forward)
-  (&io->pg, io->y + p * (size_t)g->s, io->pz + o, io->pam ? io->pam + o : NULL);
-}
-
 /* S > 1, channel ch: statistics of io->count values from its sums, then y. */
 static void bn_apply_ch(const nn_norm_geom *g, const bn_io *io, float K, double s1, double s2, int ch) {
   float sc, sh;
@@ -170,9 +157,7 @@ static void bn_apply_ch(const nn_norm_geom *g, const bn_io *io, float K, double 
 #pragma omp simd
     for (int j = 0; j < g->s; j++) q[j] = (p[j] - K) * sc + sh;
     act_n(io->act, q, (size_t)g->s);
-    if (io->pz && i) bn_pool_plane(g, io, i - 1, ch);
   }
-  if (io->pz) bn_pool_plane(g, io, g->n - 1, ch);
 }
 
 /* S = 1, channels [c0, c0+cw): a1/a2 = the sums around Kd over all rows. */
@@ -246,16 +231,6 @@ void nn_bn_forward_train(const nn_norm_geom *g, const float *x, const float *gam
 void NN_V(nn_bn_forward_train_act)(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                                    const float *beta, float *z, float *mean, float *var, float *invstd) {
   const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .y = z, .mean = mean, .var = var, .invstd = invstd, .count = (double)g->n * g->s, .act = act};
-  bn_run(g, &io, fwd_train_rows, fwd_train_ch);
-}
-
-void NN_V(nn_bn_forward_train_act_pool2)(const nn_norm_geom *g, int w, nn_act act, const float *x,
-                                         const float *gamma, const float *beta, float *z, float *mean, float *var,
-                                         float *invstd, float *p, int32_t *argmax) {
-  NN_ASSERT(nn_bn_pool2_fits(g, w));
-  bn_io io = {.x = x, .gamma = gamma, .beta = beta, .y = z, .mean = mean, .var = var, .invstd = invstd, .count = (double)g->n * g->s, .act = act, .pz = p, .pam = argmax};
-  io.pg = (nn_pool_geom){.n = 1, .c = 1, .h = g->s / w, .w = w, .size = 2, .stride = 2};
-  NN_ASSERT(nn_pool_geom_init(&io.pg) == 0);
   bn_run(g, &io, fwd_train_rows, fwd_train_ch);
 }
 

@@ -44,10 +44,6 @@
     (const nn_norm_geom *g, nn_act act, const float *x, const float *gamma, const float *beta, float *z, float *mean, \
      float *var, float *invstd),                                                                                      \
     (g, act, x, gamma, beta, z, mean, var, invstd))                                                                   \
-  X(nn_bn_forward_train_act_pool2,                                                                                    \
-    (const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma, const float *beta, float *z,       \
-     float *mean, float *var, float *invstd, float *p, int32_t *argmax),                                              \
-    (g, w, act, x, gamma, beta, z, mean, var, invstd, p, argmax))                                                     \
   X(nn_bn_forward_infer_act,                                                                                          \
     (const nn_norm_geom *g, nn_act act, const float *x, const float *gamma, const float *beta, const float *mean,     \
      const float *var, float *z),                                                                                     \

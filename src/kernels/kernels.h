@@ -276,13 +276,6 @@ void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x,
  *   nn_bn_pool2_fits: W = w and H even, H*W at most 1024 (LeNet's 24x24, the CNNs' 26x26 and
  *   30x30). */
 int nn_bn_pool2_fits(const nn_norm_geom *g, int w);
-/* forward_train_act_pool2: forward_train_act that also writes p[N, C, H/2, W/2], the 2x2
- *   stride-2 pool of z: the max with its argmax (argmax != NULL) or the average (argmax
- *   NULL), bit for bit nn_maxpool2d_forward / nn_avgpool2d_forward on z, each plane pooled
- *   while it is in L1. For planes that nn_bn_pool2_fits. */
-void nn_bn_forward_train_act_pool2(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
-                                   const float *beta, float *z, float *mean, float *var, float *invstd, float *p,
-                                   int32_t *argmax);
 void nn_bn_backward_train_act_pool2(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
                                     const float *mean, const float *invstd, const float *z, const float *dp,
                                     const int32_t *argmax, float *dx, float *dgamma, float *dbeta);

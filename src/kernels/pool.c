@@ -10,7 +10,6 @@
 #include "base/error.h"
 #include "kernels/kernels.h"
 #include "kernels/norm_core.h"
-#include "kernels/pool_plane.h"
 #include "kernels/variant.h"
 
 #define POOL_PAR_ELEMS (1L << 16) /* input elements below which one thread does it all */
@@ -423,11 +422,6 @@ static void avgpool_plane_2x2s2(const nn_pool_geom *g, const float *xp, float *y
 #pragma omp simd
     for (int ow = 0; ow < OW; ow++) yr[ow] = (((r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) + r1[2 * ow + 1]) * 0.25f;
   }
-}
-
-void NN_V(nn_pool2_plane_forward)(const nn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
-  if (argmax) maxpool_plane_2x2s2(g, x, y, argmax);
-  else avgpool_plane_2x2s2(g, x, y);
 }
 
 /* 2x2 stride 2 backward: windows do not overlap, every covered dx is dy/4; the floor's

@@ -204,15 +204,8 @@ void nn_batchnorm_epilogue(nn_layer *L, nn_epilogue *e) {
   e->mean = nn_state_ptr(L, 0), e->scale = scale, e->shift = shift;
 }
 
-/* A max pool's forward keeps its argmax in its scratch (layers/pool.c); NULL for an average pool. */
-static int32_t *pool_argmax(const nn_layer *pool) {
-  return pool->kind == NN_LAYER_MAXPOOL2D ? (int32_t *)(void *)pool->scratch : NULL;
-}
-
-/* y = act(BN(x)) (act = NN_ACT_NONE: the layer alone); with pool (nn_batchnorm_pool_fuses),
- * p = pool(y) too. */
-static nn_status forward_act(nn_layer *L, nn_act act, const nn_layer *pool, const float *x, float *y, float *p, int n,
-                             nn_mode mode, nn_error *err) {
+/* y = act(BN(x)) (act = NN_ACT_NONE: the layer alone). */
+static nn_status forward_act(nn_layer *L, nn_act act, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
   const nn_norm_geom g = geom(L, n);
   const int c = g.c, s = g.s;
   const float *gamma = nn_param_ptr(L, L->cfg.bn.affine ? L->p : NULL, 0);
@@ -235,10 +228,7 @@ static nn_status forward_act(nn_layer *L, nn_act act, const nn_layer *pool, cons
                       "use a larger batch, drop_last, or eval mode",
                       name, n, shp);
   }
-  if (pool)
-    nn_bn_forward_train_act_pool2(&g, L->in.w, act, x, gamma, beta, y, mean, var, invstd, p, pool_argmax(pool));
-  else
-    nn_bn_forward_train_act(&g, act, x, gamma, beta, y, mean, var, invstd);
+  nn_bn_forward_train_act(&g, act, x, gamma, beta, y, mean, var, invstd);
   if (mode == NN_MODE_TRAIN && L->cfg.bn.track_running_stats) {
     L->batches_tracked++;
     if (!nn_bn_running_update(nn_state_ptr(L, 0), nn_state_ptr(L, 1), mean, var, c, (long)n * s, new_weight(L),
@@ -249,12 +239,12 @@ static nn_status forward_act(nn_layer *L, nn_act act, const nn_layer *pool, cons
 }
 
 static nn_status forward(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
-  return forward_act(L, NN_ACT_NONE, NULL, x, y, NULL, n, mode, err);
+  return forward_act(L, NN_ACT_NONE, x, y, n, mode, err);
 }
 
 nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const float *x, float *z, int n,
                                      nn_mode mode, nn_error *err) {
-  return forward_act(L, fused_act(next), NULL, x, z, NULL, n, mode, err);
+  return forward_act(L, fused_act(next), x, z, n, mode, err);
 }
 
 /* What a backward reads and accumulates into: gamma (NULL: affine off), the gradients
@@ -315,18 +305,14 @@ int nn_batchnorm_pool_fuses(const nn_layer *L, const nn_layer *next, const nn_la
   return nn_bn_pool2_fits(&g, L->in.w);
 }
 
-nn_status nn_batchnorm_forward_fused_pool(nn_layer *L, const nn_layer *next, nn_layer *pool, const float *x, float *z,
-                                          float *p, int n, nn_mode mode, nn_error *err) {
-  NN_ASSERT(nn_batchnorm_pool_fuses(L, next, pool, mode));
-  return forward_act(L, fused_act(next), pool, x, z, p, n, mode, err);
-}
-
 void nn_batchnorm_backward_fused_pool(nn_layer *L, const nn_layer *next, const nn_layer *pool, const float *x,
                                       const float *z, const float *dp, float *dx, int n) {
   const nn_norm_geom g = geom(L, n);
   const bn_bwd_args a = bwd_args(L);
-  nn_bn_backward_train_act_pool2(&g, L->in.w, fused_act(next), x, a.gamma, a.mean, a.invstd, z, dp, pool_argmax(pool),
-                                 dx, a.dgamma, a.dbeta);
+  /* a max pool's forward keeps its argmax in its scratch (layers/pool.c) */
+  const int32_t *am = pool->kind == NN_LAYER_MAXPOOL2D ? (const int32_t *)(const void *)pool->scratch : NULL;
+  nn_bn_backward_train_act_pool2(&g, L->in.w, fused_act(next), x, a.gamma, a.mean, a.invstd, z, dp, am, dx, a.dgamma,
+                                 a.dbeta);
 }
 
 static void describe(const nn_layer *L, char *buf, size_t len) {

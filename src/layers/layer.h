@@ -188,15 +188,11 @@ nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const fl
 void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z,
                                  const float *dz, float *dx, int n);
 /* ... and, in training, with a 2x2 stride-2 max or average pool after the activation
- * (nn_batchnorm_pool_fuses: its planes have even sides and 256 to 1024 values): one forward
- * for the three layers that writes z (the activation's output, kept for the backward) and p
- * (the pool's, with a max pool's argmax in its scratch as its own forward keeps it), pooling
- * each plane of z while it is in L1; and one backward from dp, the gradient of the pool's
- * output, bit for bit the pool's backward then nn_batchnorm_backward_fused, without the pool's
- * input gradient. */
+ * (nn_batchnorm_pool_fuses: its planes have even sides and 256 to 1024 values): one backward
+ * for the three layers from dp, the gradient of the pool's output, bit for bit the pool's
+ * backward then nn_batchnorm_backward_fused, without the pool's input gradient (its forward
+ * runs on its own). */
 int nn_batchnorm_pool_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *pool, nn_mode mode);
-nn_status nn_batchnorm_forward_fused_pool(nn_layer *L, const nn_layer *next, nn_layer *pool, const float *x, float *z,
-                                          float *p, int n, nn_mode mode, nn_error *err);
 void nn_batchnorm_backward_fused_pool(nn_layer *L, const nn_layer *next, const nn_layer *pool, const float *x,
                                       const float *z, const float *dp, float *dx, int n);
 

@@ -230,14 +230,6 @@ static int fused_span(const nn_model *m, int i, nn_mode mode, int lean) {
   return nn_layer_fuses(L, next, i + 2 < m->nlayers ? &m->layers[i + 2] : NULL, mode);
 }
 
-/* 1 if layers i, i+1, i+2 are batchnorm + activation + a 2x2 pool that run as one forward
- * and one backward in this mode (nn_batchnorm_pool_fuses; the forward stores both the
- * activation's output and the pool's, so fused_span stays 1 for them). */
-static int pool_fused(const nn_model *m, int i, nn_mode mode) {
-  return i + 2 < m->nlayers && fused_span(m, i, mode, 0) &&
-         nn_batchnorm_pool_fuses(&m->layers[i], &m->layers[i + 1], &m->layers[i + 2], mode);
-}
-
 /* Layer i's output of the last forward, or NULL if a fused forward did not keep it (only the
  * last layer of a fused run stores its output). */
 static const float *kept_output(const nn_model *m, int i, size_t *cnt) {
@@ -500,12 +492,7 @@ static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int
     nn_layer *L = &m->layers[i];
     const int span = fused_span(m, i, mode, lean);
     const double t0 = m->timing ? nn_now() : 0.0;
-    if (pool_fused(m, i, mode)) {
-      /* batchnorm + activation + pool: the activation's output and the pool's are stored */
-      st = nn_batchnorm_forward_fused_pool(L, &m->layers[i + 1], &m->layers[i + 2], m->act[i], m->act[i + 2],
-                                           m->act[i + 3], n, mode, err);
-      i += 2;
-    } else if (span) {
+    if (span) {
       /* layers i..i+span in one pass; only the last one's output act[i+span+1] is stored */
       if (L->kind == NN_LAYER_BATCHNORM) {
         st = nn_batchnorm_forward_fused(L, &m->layers[i + 1], m->act[i], m->act[i + 2], n, mode, err);
@@ -554,9 +541,12 @@ nn_status nn_model_forward_lean(nn_model *m, const float *x, const int32_t *labe
 
 /* The number of layers before layer i that run inside one backward call ending at it (0:
  * layer i runs alone): 1 where the last forward fused the pair (training: batchnorm or conv2d
- * with its activation), 2 for batchnorm + activation + a 2x2 pool (pool_fused). */
+ * with its activation), 2 for batchnorm + activation + a 2x2 pool whose backward the
+ * batchnorm's takes over (nn_batchnorm_pool_fuses). */
 static int backward_span(const nn_model *m, int i) {
-  if (i > 1 && pool_fused(m, i - 2, m->last_mode)) return 2;
+  if (i > 1 && fused_span(m, i - 2, m->last_mode, 0) &&
+      nn_batchnorm_pool_fuses(&m->layers[i - 2], &m->layers[i - 1], &m->layers[i], m->last_mode))
+    return 2;
   return i > 0 && fused_span(m, i - 1, m->last_mode, 0) ? 1 : 0;
 }
 
