@@ -177,16 +177,15 @@ static inline void avgpool4_bwd(float *r0, float *r1, const float *dy) {
 #endif
 
 #if NN_BUILD_AVX512
-/* 2x2 stride-2 windows 16 outputs at a time where the build targets AVX-512: the even and
- * odd columns of 32 input floats with one two-source permute each, already in order, and a
- * row's last outputs under a mask instead of an overlapping step (26x26 planes: one masked
- * vector per output row against two overlapping 8-vectors). Same operations per output, in
- * the same order, as the loops below. On a plane in L1 (the pooled batchnorm's case) the max
- * runs 1.6-2.3x the 8-wide rows' speed from 11x11 planes on, the average 1.1-1.2x from 24x24,
- * but rows of 4 outputs (8x8 planes) and the average's of 5 are faster 4 wide
- * (docs/performance.md, run 22). */
+/* The 2x2 stride-2 max pool 16 outputs at a time where the build targets AVX-512: the even
+ * and odd columns of 32 input floats with one two-source permute each, already in order, the
+ * tie and NaN rule on mask registers, and a row's last outputs under a mask instead of an
+ * overlapping step (26x26 planes: one masked vector per output row against two overlapping
+ * 8-vectors). The same comparisons per output, in the same order, as the loops below. One
+ * thread, the CNN's 26x26 and 11x11 planes 1.11-1.15x the 8-wide rows, CIFAR's 30x30 1.00-1.02x
+ * (docs/performance.md, run 22); the average pool gained nothing this way (0.98-1.00x at
+ * 24x24) and keeps its 8- and 4-wide rows. */
 #define MAX16_MIN_OW 5 /* output rows of at least this many outputs run 16 wide */
-#define AVG16_MIN_OW 8
 
 /* the even and odd columns of r's first 2*cnt floats (cnt <= 16; lanes past them zero) */
 static inline void split16(const float *r, int cnt, __m512 *even, __m512 *odd) {
@@ -225,14 +224,6 @@ static inline void maxpool16(const float *r0, const float *r1, float *y, int32_t
   const __mmask16 k = (__mmask16)((1u << cnt) - 1u);
   _mm512_mask_storeu_ps(y, k, best);
   _mm512_mask_storeu_epi32(am, k, idx);
-}
-
-static inline void avgpool16(const float *r0, const float *r1, float *y, int cnt) {
-  __m512 a, b, c, d;
-  split16(r0, cnt, &a, &b);
-  split16(r1, cnt, &c, &d);
-  const __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), c), d);
-  _mm512_mask_storeu_ps(y, (__mmask16)((1u << cnt) - 1u), _mm512_mul_ps(sum, _mm512_set1_ps(0.25f)));
 }
 #endif
 
@@ -395,12 +386,6 @@ static void avgpool_plane_2x2s2(const nn_pool_geom *g, const float *xp, float *y
   for (int oh = 0; oh < g->oh; oh++) {
     const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
     float *yr = yp + oh * OW;
-#if NN_BUILD_AVX512
-    if (OW >= AVG16_MIN_OW) {
-      for (int ow = 0; ow < OW; ow += 16) avgpool16(r0 + 2 * ow, r1 + 2 * ow, yr + ow, OW - ow < 16 ? OW - ow : 16);
-      continue;
-    }
-#endif
 #ifdef __AVX2__
     if (OW >= 8) {
       for (int ow = 0;; ow += 8) {
