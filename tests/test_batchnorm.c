@@ -332,6 +332,73 @@ static void test_constant_channel(void **state) {
   }
 }
 
+/* The lane contract of norm_core.h, bit for bit: for S > 1 the sums over a channel run in
+ * 32 double lanes, lane l adding the (x - K) etc. at positions j % 32 == l of every plane in
+ * sample order, the lanes then added in order. Written here as the plain loop, on planes
+ * shorter than a chunk, of a partial last chunk, and longer than a reduction group, of values
+ * whose magnitudes span 2^40 (the double sums round, so any other order shows in their bits):
+ * the phase kernels' double sums (forward around the channel's first value, backward around
+ * the float mean), and what the one-shot kernels make of the same sums (the statistics as
+ * nc_finish and bn_fwd_consts say; dbeta the float of sum(dy); dgamma that of (sum(dy*(x-K)) -
+ * (sum(x-K)/m) sum(dy)) * invstd with a gradient that is mostly one constant, so that it is the
+ * rounding residue of the two terms and follows their order). A change of the lanes' order,
+ * which every tolerance test would pass, fails here. */
+static void test_lane_order(void **state) {
+  (void)state;
+  static const shape3 sh[] = {{5, 3, 20}, {7, 2, 121}, {4, 3, 64}, {3, 2, 676}, {2, 2, 2100}};
+  nn_rng r;
+  nn_rng_seed(&r, 77);
+  for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
+    const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
+    const size_t cnt = (size_t)n * c * s;
+    const double m = (double)n * s;
+    float *x = tu_fbuf(cnt), *y = tu_fbuf(cnt), *dy = tu_fbuf(cnt), *dx = tu_fbuf(cnt);
+    float shift[4], mean[4], var[4], invstd[4], dg[4] = {0}, db[4] = {0};
+    double p1[4], p2[4], pd[4], pe[4], ped[4];
+    for (size_t k = 0; k < cnt; k++) {
+      x[k] = (float)ldexp(nn_rng_uniform(&r) - 0.5, (int)nn_rng_below(&r, 41) - 20);
+      dy[k] = k % 97 ? 0.7f : (float)ldexp(nn_rng_uniform(&r) - 0.5, (int)nn_rng_below(&r, 41) - 20);
+    }
+    nn_bn_forward_train(BN_GEOM(n, c, s), x, NULL, NULL, y, mean, var, invstd);
+    nn_bn_backward_train(BN_GEOM(n, c, s), x, NULL, mean, invstd, dy, dx, dg, db);
+    nn_bn_shift(BN_GEOM(n, c, s), x, shift);
+    nn_bn_moments(BN_GEOM(n, c, s), x, shift, p1, p2);
+    nn_bn_backward_sums(BN_GEOM(n, c, s), x, dy, mean, pd, pe, ped);
+    for (int ch = 0; ch < c; ch++) {
+      double l1[32] = {0}, l2[32] = {0}, ld[32] = {0}, le[32] = {0}, led[32] = {0};
+      const double K = x[(size_t)ch * s], Kb = mean[ch];
+      assert_true(shift[ch] == x[(size_t)ch * s]);
+      for (int i = 0; i < n; i++)
+        for (int j = 0; j < s; j++) {
+          const size_t at = ((size_t)i * c + ch) * s + j;
+          const double d = (double)x[at] - K, db_ = (double)x[at] - Kb, e = dy[at];
+          l1[j % 32] += d;
+          l2[j % 32] += d * d;
+          ld[j % 32] += db_;
+          le[j % 32] += e;
+          led[j % 32] += e * db_;
+        }
+      double s1 = 0, s2 = 0, sd = 0, se = 0, sed = 0;
+      for (int l = 0; l < 32; l++) s1 += l1[l], s2 += l2[l], sd += ld[l], se += le[l], sed += led[l];
+      if (memcmp(&p1[ch], &s1, sizeof s1) || memcmp(&p2[ch], &s2, sizeof s2) || memcmp(&pd[ch], &sd, sizeof sd) ||
+          memcmp(&pe[ch], &se, sizeof se) || memcmp(&ped[ch], &sed, sizeof sed))
+        fail_msg("%dx%dx%d channel %d, sums (kernel/lanes): %a/%a %a/%a; backward %a/%a %a/%a %a/%a", n, c, s, ch,
+                 p1[ch], s1, p2[ch], s2, pd[ch], sd, pe[ch], se, ped[ch], sed);
+      const double off = s1 / m;
+      double v = s2 / m - off * off;
+      if (v < 0) v = 0;
+      const float want_mean = (float)(K + off), want_var = (float)v, want_invstd = (float)(1.0 / sqrt(v + (double)EPS));
+      const float want_db = (float)se, want_dg = (float)((sed - sd / m * se) * (double)invstd[ch]);
+      if (memcmp(&mean[ch], &want_mean, sizeof(float)) || memcmp(&var[ch], &want_var, sizeof(float)) ||
+          memcmp(&invstd[ch], &want_invstd, sizeof(float)) || memcmp(&db[ch], &want_db, sizeof(float)) ||
+          memcmp(&dg[ch], &want_dg, sizeof(float)))
+        fail_msg("%dx%dx%d channel %d: mean %a/%a var %a/%a invstd %a/%a dbeta %a/%a dgamma %a/%a (kernel/lanes)", n, c,
+                 s, ch, mean[ch], want_mean, var[ch], want_var, invstd[ch], want_invstd, db[ch], want_db, dg[ch], want_dg);
+    }
+    free(x), free(y), free(dy), free(dx);
+  }
+}
+
 static void test_running_update(void **state) {
   (void)state;
   enum { C = 5 };
@@ -849,6 +916,7 @@ int main(void) {
       cmocka_unit_test(test_reference_finite_differences),
       cmocka_unit_test(test_large_mean_small_spread),
       cmocka_unit_test(test_constant_channel),
+      cmocka_unit_test(test_lane_order),
       cmocka_unit_test(test_running_update),
       cmocka_unit_test(test_phases),
       cmocka_unit_test(test_fused_activation),

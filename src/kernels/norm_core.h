@@ -37,21 +37,34 @@ static inline int nc_parallel(int n, int c, int s) {
 }
 
 /* GCC/Clang generic vectors keep the accumulators in registers (arrays indexed in a loop
- * would live in memory). An 8-lane unit is two native 4-double vectors: a 64-byte generic
- * vector is not native on AVX2 and gcc keeps such variables on the stack (every += a
- * store-to-load round trip), which made the BN statistics pass compute-bound at a third of
- * the L2 bandwidth. Vectors go through pointers, never by value: no ABI dependence on the
- * target flags. */
+ * would live in memory). An 8-lane unit is one 8-double vector where the build targets
+ * AVX-512, else two native 4-double vectors: a 64-byte generic vector is not native on AVX2
+ * and gcc keeps such variables on the stack (every += a store-to-load round trip), which made
+ * the BN statistics pass compute-bound at a third of the L2 bandwidth. The units are used
+ * only through the operations below, lane by lane the same arithmetic in either form (a
+ * multiply and an add stay two roundings: ISO C builds do not contract them). Vectors go
+ * through pointers, never by value: no ABI dependence on the target flags. */
 typedef float nc_v4f __attribute__((vector_size(16)));
 typedef double nc_v4d __attribute__((vector_size(32)));
+#if NN_BUILD_AVX512
+typedef double nc_v8dv __attribute__((vector_size(64)));
+typedef struct {
+  nc_v8dv v;
+} nc_v8d;
+#define NC_UNIT_OP(a, op, b) ((a)->v op(b)->v)
+#else
 typedef struct {
   nc_v4d lo, hi; /* lanes 0-3, 4-7 */
 } nc_v8d;
+#define NC_UNIT_OP(a, op, b) ((a)->lo op(b)->lo, (a)->hi op(b)->hi)
+#endif
 
-/* 8 floats -> 8 doubles (exact). With AVX, one vcvtps2pd per half (gcc 12 turns the
+/* 8 floats -> 8 doubles (exact). With AVX, one vcvtps2pd per vector (gcc 12 turns the
  * generic conversion into 2-lane conversions and shuffles). */
 static inline void nc_ld8(nc_v8d *out, const float *p) {
-#ifdef __AVX__
+#if NN_BUILD_AVX512
+  out->v = (nc_v8dv)_mm512_cvtps_pd(_mm256_loadu_ps(p));
+#elif defined(__AVX__)
   out->lo = (nc_v4d)_mm256_cvtps_pd(_mm_loadu_ps(p));
   out->hi = (nc_v4d)_mm256_cvtps_pd(_mm_loadu_ps(p + 4));
 #else
@@ -65,31 +78,58 @@ static inline void nc_ld8(nc_v8d *out, const float *p) {
 
 /* *out = v in every lane. */
 static inline void nc_splat(nc_v8d *out, double v) {
+#if NN_BUILD_AVX512
+  out->v = (nc_v8dv){v, v, v, v, v, v, v, v};
+#else
   out->lo = (nc_v4d){v, v, v, v};
   out->hi = out->lo;
+#endif
+}
+
+/* Lane-wise a += b, a -= b, a *= b, and a += b * c (rounded after the multiply). */
+static inline void nc_add(nc_v8d *a, const nc_v8d *b) { NC_UNIT_OP(a, +=, b); }
+static inline void nc_sub(nc_v8d *a, const nc_v8d *b) { NC_UNIT_OP(a, -=, b); }
+static inline void nc_mul(nc_v8d *a, const nc_v8d *b) { NC_UNIT_OP(a, *=, b); }
+static inline void nc_add_mul(nc_v8d *a, const nc_v8d *b, const nc_v8d *c) {
+  nc_v8d p = *b;
+  nc_mul(&p, c);
+  nc_add(a, &p);
+}
+
+/* Lane l of v (l < 8). */
+static inline double nc_lane(const nc_v8d *v, int l) {
+#if NN_BUILD_AVX512
+  return v->v[l];
+#else
+  return l < 4 ? v->lo[l] : v->hi[l - 4];
+#endif
 }
 
 /* Up to four 8-lane accumulators of one quantity; a driver uses the first nv. */
 typedef struct {
-  nc_v8d v0, v1, v2, v3;
+  nc_v8d u[4];
 } nc_acc;
 
 static inline void nc_acc_zero(nc_acc *a) {
-  nc_splat(&a->v0, 0.0);
-  a->v1 = a->v2 = a->v3 = a->v0;
+  nc_splat(&a->u[0], 0.0);
+  a->u[1] = a->u[2] = a->u[3] = a->u[0];
 }
 
 static inline double nc_lane_sum8(double s, const nc_v8d *v) {
-  for (int l = 0; l < 4; l++) s += v->lo[l];
-  for (int l = 0; l < 4; l++) s += v->hi[l];
+  for (int l = 0; l < 8; l++) s += nc_lane(v, l);
   return s;
 }
 
 static inline double nc_lane_sum(const nc_acc *a, int nv) {
-  double s = nc_lane_sum8(nc_lane_sum8(0, &a->v0), &a->v1);
-  if (nv == 4) s = nc_lane_sum8(nc_lane_sum8(s, &a->v2), &a->v3);
+  double s = 0;
+  for (int k = 0; k < nv; k++) s = nc_lane_sum8(s, &a->u[k]);
   return s;
 }
+
+/* 8-lane units a sweep keeps in registers per quantity: all four of 32 lanes where the build
+ * targets AVX-512 (32 registers, units of one register), else two (16 AVX2 registers, units of
+ * two: all 32 lanes of two quantities would spill to the stack), the lanes in sweeps of 16. */
+#define NC_SWEEP_UNITS (NN_BUILD_AVX512 ? 4 : 2)
 
 /* The 8-lane unit of a run's last, partial chunk that starts at o: the run's own floats
  * when it lies inside the run, a copy in pad8 filled with `fill` past len when the run ends
@@ -124,45 +164,45 @@ static inline void nc_prefetch(const float *p, size_t j, int lanes) {
 static inline void nc_mom8(nc_v8d *a1, nc_v8d *a2, const float *v, const nc_v8d *K) {
   nc_v8d d;
   nc_ld8(&d, v);
-  d.lo -= K->lo;
-  d.hi -= K->hi;
-  a1->lo += d.lo;
-  a1->hi += d.hi;
-  a2->lo += d.lo * d.lo;
-  a2->hi += d.hi * d.hi;
+  nc_sub(&d, K);
+  nc_add(a1, &d);
+  nc_add_mul(a2, &d, &d);
 }
 
-/* Lanes [off, off+16) of every chunk of `lanes` floats of `runs` runs of len floats (run r
- * at x + r*stride; `reach` >= runs runs exist from x on: the first sweep, off = 0, prefetches
- * run r + 1 while it is one of them). The four accumulators are copied to locals so that
- * they stay in registers (all 32 lanes of two quantities would take all 16 AVX2 registers and
- * spill to the stack), across the runs: short runs (a 11x11 plane is 121 floats) would otherwise
- * reload them every few chunks. A run's last, partial chunk adds only the units the run
- * reaches (a lane past the end would add exactly 0). */
-static inline void nc_mom_pair(nc_v8d *s1a, nc_v8d *s1b, nc_v8d *s2a, nc_v8d *s2b, const float *x, size_t runs,
-                               size_t stride, size_t len, size_t reach, int lanes, int off, float K,
-                               const nc_v8d *Kv) {
-  nc_v8d a = *s1a, b = *s1b, c = *s2a, d = *s2b;
+/* Lanes [off, off + 8*U) of every chunk of `lanes` floats of `runs` runs of len floats (run
+ * r at x + r*stride; `reach` >= runs runs exist from x on: the first sweep, off = 0,
+ * prefetches run r + 1 while it is one of them), into the U units s1[0..U), s2[0..U) (U a
+ * constant at every call). The accumulators are copied to locals so that they stay in
+ * registers across the runs: short runs (a 11x11 plane is 121 floats) would otherwise reload
+ * them every few chunks. A run's last, partial chunk adds only the units the run reaches (a
+ * lane past the end would add exactly 0). */
+static inline __attribute__((always_inline)) void nc_mom_sweep(nc_v8d *s1, nc_v8d *s2, const int U, const float *x,
+                                                               size_t runs, size_t stride, size_t len, size_t reach,
+                                                               int lanes, int off, float K, const nc_v8d *Kv) {
+  nc_v8d a[4], c[4];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; u++) a[u] = s1[u], c[u] = s2[u];
   const size_t full = len - len % (size_t)lanes;
   for (size_t r = 0; r < runs; r++) {
     const float *p = x + r * stride, *next = nc_ahead(off, r, reach, len) ? p + stride : NULL;
     for (size_t j = 0; j < full; j += (size_t)lanes) {
       if (next) nc_prefetch(next, j, lanes);
-      nc_mom8(&a, &c, p + j + off, Kv);
-      nc_mom8(&b, &d, p + j + off + 8, Kv);
+#pragma GCC unroll 4
+      for (int u = 0; u < U; u++) nc_mom8(&a[u], &c[u], p + j + off + 8 * u, Kv);
     }
-    for (int u = 0; full < len && u < 2; u++) {
+    for (int u = 0; full < len && u < U; u++) {
       float pad[8];
       const float *v = nc_unit(p, full + (size_t)off + 8 * (size_t)u, len, K, pad);
       if (!v) break;
-      nc_mom8(u ? &b : &a, u ? &d : &c, v, Kv);
+      nc_mom8(&a[u], &c[u], v, Kv);
     }
   }
-  *s1a = a, *s1b = b, *s2a = c, *s2b = d;
+#pragma GCC unroll 4
+  for (int u = 0; u < U; u++) s1[u] = a[u], s2[u] = c[u];
 }
 
-/* Runs per group of the reductions: a group is swept once per 16 lanes, so it is kept to
- * about NC_GROUP floats per tensor (L1-resident for the second sweep). Each lane still adds
+/* Runs per group of the reductions: a group is swept once per sweep of lanes, so it is kept
+ * to about NC_GROUP floats per tensor (L1-resident for a second sweep). Each lane still adds
  * its elements in (run, position) order: the grouping never changes a result. */
 #define NC_GROUP 2048
 static inline size_t nc_group_runs(size_t len) { return len == 0 || len >= NC_GROUP ? 1 : NC_GROUP / len; }
@@ -180,8 +220,12 @@ static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t
   for (size_t r0 = 0; r0 < runs; r0 += gr) {
     const size_t n = runs - r0 < gr ? runs - r0 : gr;
     const float *p = x + r0 * stride;
-    nc_mom_pair(&a1.v0, &a1.v1, &a2.v0, &a2.v1, p, n, stride, len, runs - r0, lanes, 0, K, &Kv);
-    if (nv == 4) nc_mom_pair(&a1.v2, &a1.v3, &a2.v2, &a2.v3, p, n, stride, len, runs - r0, lanes, 16, K, &Kv);
+    if (nv == 4 && NC_SWEEP_UNITS == 4) {
+      nc_mom_sweep(a1.u, a2.u, 4, p, n, stride, len, runs - r0, lanes, 0, K, &Kv);
+      continue;
+    }
+    for (int off = 0; off < lanes; off += 16)
+      nc_mom_sweep(a1.u + off / 8, a2.u + off / 8, 2, p, n, stride, len, runs - r0, lanes, off, K, &Kv);
   }
   *s1 = nc_lane_sum(&a1, nv);
   *s2 = nc_lane_sum(&a2, nv);
@@ -230,32 +274,30 @@ static inline void nc_bwd8(nc_v8d *ad, nc_v8d *ae, nc_v8d *aed, const float *v, 
   if (gm) {
     nc_v8d w;
     nc_ld8(&w, gm);
-    e.lo *= w.lo;
-    e.hi *= w.hi;
+    nc_mul(&e, &w);
   }
-  d.lo -= K->lo;
-  d.hi -= K->hi;
-  if (ad) {
-    ad->lo += d.lo;
-    ad->hi += d.hi;
-  }
-  ae->lo += e.lo;
-  ae->hi += e.hi;
-  aed->lo += e.lo * d.lo;
-  aed->hi += e.hi * d.hi;
+  nc_sub(&d, K);
+  if (ad) nc_add(ad, &d);
+  nc_add(ae, &e);
+  nc_add_mul(aed, &e, &d);
 }
 
-/* Lanes [off, off+16) of `runs` runs (as nc_mom_pair: six accumulators kept in registers
- * across the runs; run r of x at x + r*xs, of dy at dy + r*ds; gm only with runs == 1;
- * `reach` runs exist, the first sweep prefetches the next one of each strided input);
- * with_d is a constant at every call, so the pass without sum(x - K) keeps no dead
- * accumulator. */
-static inline __attribute__((always_inline)) void nc_bwd_pass(nc_v8d *acc, int with_d, const float *x, size_t xs,
-                                                              const float *dy, size_t ds, const float *gm,
-                                                              size_t runs, size_t len, size_t reach, int lanes,
-                                                              int off, float K, const nc_v8d *Kv) {
-  /* acc: d0, d1, e0, e1, f0, f1 of these 16 lanes */
-  nc_v8d d0 = acc[0], d1 = acc[1], e0 = acc[2], e1 = acc[3], f0 = acc[4], f1 = acc[5];
+/* Lanes [off, off + 8*U) of `runs` runs (as nc_mom_sweep: the accumulators kept in
+ * registers across the runs; run r of x at x + r*xs, of dy at dy + r*ds; gm only with runs ==
+ * 1; `reach` runs exist, the first sweep prefetches the next one of each strided input), into
+ * the units ad[0..U) (unless with_d is 0), ae[0..U), aed[0..U); with_d and U are constants at
+ * every call, so the pass without sum(x - K) keeps no dead accumulator. */
+static inline __attribute__((always_inline)) void nc_bwd_sweep(nc_v8d *ad, nc_v8d *ae, nc_v8d *aed, const int U,
+                                                               const int with_d, const float *x, size_t xs,
+                                                               const float *dy, size_t ds, const float *gm,
+                                                               size_t runs, size_t len, size_t reach, int lanes,
+                                                               int off, float K, const nc_v8d *Kv) {
+  nc_v8d d[4], e[4], f[4];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; u++) {
+    if (with_d) d[u] = ad[u];
+    e[u] = ae[u], f[u] = aed[u];
+  }
   const size_t full = len - len % (size_t)lanes;
   for (size_t r = 0; r < runs; r++) {
     const float *px = x + r * xs, *pg = dy + r * ds;
@@ -265,45 +307,47 @@ static inline __attribute__((always_inline)) void nc_bwd_pass(nc_v8d *acc, int w
       const size_t o = j + (size_t)off;
       if (nx) nc_prefetch(nx, j, lanes);
       if (ng) nc_prefetch(ng, j, lanes);
-      nc_bwd8(with_d ? &d0 : NULL, &e0, &f0, px + o, pg + o, gm ? gm + o : NULL, Kv);
-      nc_bwd8(with_d ? &d1 : NULL, &e1, &f1, px + o + 8, pg + o + 8, gm ? gm + o + 8 : NULL, Kv);
+#pragma GCC unroll 4
+      for (int u = 0; u < U; u++)
+        nc_bwd8(with_d ? &d[u] : NULL, &e[u], &f[u], px + o + 8 * u, pg + o + 8 * u, gm ? gm + o + 8 * u : NULL, Kv);
     }
-    for (int u = 0; full < len && u < 2; u++) {
+    for (int u = 0; full < len && u < U; u++) {
       float padx[8], pady[8], padg[8];
       const size_t o = full + (size_t)off + 8 * (size_t)u;
       const float *v = nc_unit(px, o, len, K, padx);
       if (!v) break;
       const float *g = nc_unit(pg, o, len, 0.0f, pady), *w = gm ? nc_unit(gm, o, len, 1.0f, padg) : NULL;
-      nc_bwd8(with_d ? (u ? &d1 : &d0) : NULL, u ? &e1 : &e0, u ? &f1 : &f0, v, g, w, Kv);
+      nc_bwd8(with_d ? &d[u] : NULL, &e[u], &f[u], v, g, w, Kv);
     }
   }
-  acc[0] = d0, acc[1] = d1, acc[2] = e0, acc[3] = e1, acc[4] = f0, acc[5] = f1;
+#pragma GCC unroll 4
+  for (int u = 0; u < U; u++) {
+    if (with_d) ad[u] = d[u];
+    ae[u] = e[u], aed[u] = f[u];
+  }
 }
 
 /* Adds `runs` runs of len values of x and dy (run r at x + r*xs, dy + r*ds), with e = dy,
  * or dy*gm when gm != NULL (runs == 1): ad += x - K (unless ad is NULL), ae += e,
- * aed += e * (x - K); 8*nv lanes (Kv = K splat); `reach` >= runs runs exist from x, dy on
- * (prefetched ahead). */
+ * aed += e * (x - K); 8*nv lanes (Kv = K splat), in sweeps of NC_SWEEP_UNITS units; `reach`
+ * >= runs runs exist from x, dy on (prefetched ahead). */
 static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *x, size_t xs, const float *dy,
                               size_t ds, const float *gm, size_t runs, size_t len, size_t reach, float K,
                               const nc_v8d *Kv, int nv) {
   const int lanes = 8 * nv;
-  for (int off = 0; off < lanes; off += 16) {
-    nc_v8d *d[2] = {NULL, NULL};
-    if (ad) d[0] = off ? &ad->v2 : &ad->v0, d[1] = off ? &ad->v3 : &ad->v1;
-    nc_v8d *e[2] = {off ? &ae->v2 : &ae->v0, off ? &ae->v3 : &ae->v1};
-    nc_v8d *f[2] = {off ? &aed->v2 : &aed->v0, off ? &aed->v3 : &aed->v1};
-    nc_v8d acc[6];
-    nc_splat(&acc[0], 0.0);
-    acc[1] = acc[0];
-    if (ad) acc[0] = *d[0], acc[1] = *d[1];
-    acc[2] = *e[0], acc[3] = *e[1], acc[4] = *f[0], acc[5] = *f[1];
+  if (nv == 4 && NC_SWEEP_UNITS == 4) {
     if (ad)
-      nc_bwd_pass(acc, 1, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
+      nc_bwd_sweep(ad->u, ae->u, aed->u, 4, 1, x, xs, dy, ds, gm, runs, len, reach, lanes, 0, K, Kv);
     else
-      nc_bwd_pass(acc, 0, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
-    if (ad) *d[0] = acc[0], *d[1] = acc[1];
-    *e[0] = acc[2], *e[1] = acc[3], *f[0] = acc[4], *f[1] = acc[5];
+      nc_bwd_sweep(NULL, ae->u, aed->u, 4, 0, x, xs, dy, ds, gm, runs, len, reach, lanes, 0, K, Kv);
+    return;
+  }
+  for (int off = 0; off < lanes; off += 16) {
+    const int k = off / 8;
+    if (ad)
+      nc_bwd_sweep(ad->u + k, ae->u + k, aed->u + k, 2, 1, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
+    else
+      nc_bwd_sweep(NULL, ae->u + k, aed->u + k, 2, 0, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
   }
 }
 

@@ -514,7 +514,7 @@ static double gap_plane_sum(const float *xp, int s) {
   for (; j + 16 <= s; j += 16) {
     nc_ld8(&u, xp + j);
     nc_ld8(&v, xp + j + 8);
-    a.lo += u.lo, a.hi += u.hi, b.lo += v.lo, b.hi += v.hi;
+    nc_add(&a, &u), nc_add(&b, &v);
   }
   double lane[16];
   memcpy(lane, &a, sizeof a), memcpy(lane + 8, &b, sizeof b);
