@@ -374,14 +374,16 @@ static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, float *dy) 
     return;
   }
   for (size_t i = 0; i < len; i += 2 * w, p += ow) {
-    float *d = dy + i;
+    float *d = dy + i, *e = d + w; /* both rows in one loop: a memcpy of one short row was a
+                                      libc call per row, 1.5 % of a LeNet step */
 #pragma omp simd
     for (size_t j = 0; j < ow; j++) {
       const float v = p[j] * 0.25f;
       d[2 * j] = v;
       d[2 * j + 1] = v;
+      e[2 * j] = v;
+      e[2 * j + 1] = v;
     }
-    memcpy(d + w, d, w * sizeof(float));
   }
 }
 
