@@ -508,6 +508,11 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   const dw_sweep sw = whole ? (dw_sweep){g->oh, (size_t)g->ow, (size_t)p->wp, (size_t)g->ow}
                             : (dw_sweep){1, p->lpad, 0, 0};
   float *xp = slot, *dyp = slot + (size_t)p->sb * p->xplen;
+  /* unpadded input, output rows of whole vectors: the sweep reads only inside a sample's
+   * planes (the last tap's last row ends at its last value), so it reads x itself, samples
+   * chw apart, instead of a packed copy (LeNet's two layers: 840 KB a step not copied) */
+  const int unpacked = g->pad == 0 && whole;
+  const size_t xst = unpacked ? chw : p->xplen;
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p->plane, (size_t)p->wp, 1, off);
   memset(lanes_all + (size_t)oc_lo * ld, 0, sizeof(float) * (size_t)(oc_hi - oc_lo) * ld);
@@ -519,7 +524,9 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   const int nob = (oc_hi - oc_lo + DW_OB - 1) / DW_OB; /* filter blocks, sizes balanced */
   for (int s0 = 0; s0 < g->n; s0 += p->sb) {
     const int ns = g->n - s0 < p->sb ? g->n - s0 : p->sb;
-    for (int s = 0; dw && s < ns; s++) pack_sample(g, p, x + (size_t)(s0 + s) * chw, xp + (size_t)s * p->xplen);
+    for (int s = 0; dw && !unpacked && s < ns; s++)
+      pack_sample(g, p, x + (size_t)(s0 + s) * chw, xp + (size_t)s * p->xplen);
+    const float *xs = unpacked ? x + (size_t)s0 * chw : xp;
     for (int bo = 0; bo < nob; bo++) {
       const int oc0 = oc_lo + (int)((long)bo * (oc_hi - oc_lo) / nob);
       const int ob = oc_lo + (int)((long)(bo + 1) * (oc_hi - oc_lo) / nob) - oc0;
@@ -549,7 +556,7 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
       float *lanes = lanes_all + (size_t)oc0 * ld;
       for (int bt = 0; bt < ntb; bt++) {
         const int t0 = (int)((long)bt * p->ckk / ntb), tk = (int)((long)(bt + 1) * p->ckk / ntb) - t0;
-        dw_dispatch(xp, p->xplen, off + t0, dyp, ds, ns, p->lpad, &sw, lanes + (size_t)t0 * VL, ld, ob, tk);
+        dw_dispatch(xs, xst, off + t0, dyp, ds, ns, p->lpad, &sw, lanes + (size_t)t0 * VL, ld, ob, tk);
       }
     }
   }
