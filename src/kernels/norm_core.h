@@ -126,10 +126,11 @@ static inline double nc_lane_sum(const nc_acc *a, int nv) {
   return s;
 }
 
-/* 8-lane units a sweep keeps in registers per quantity: all four of 32 lanes where the build
- * targets AVX-512 (32 registers, units of one register), else two (16 AVX2 registers, units of
- * two: all 32 lanes of two quantities would spill to the stack), the lanes in sweeps of 16. */
-#define NC_SWEEP_UNITS (NN_BUILD_AVX512 ? 4 : 2)
+/* The 8-lane units of nv a sweep keeps in registers per quantity (nv = 2 or 4, a constant at
+ * every call): all four of 32 lanes where the build targets AVX-512 (32 registers, a unit one
+ * register), else two (16 AVX2 registers, a unit two: all 32 lanes of two quantities would
+ * spill to the stack), the lanes then in sweeps of 16. */
+static inline int nc_sweep_units(int nv) { return NN_BUILD_AVX512 ? nv : 2; }
 
 /* The 8-lane unit of a run's last, partial chunk that starts at o: the run's own floats
  * when it lies inside the run, a copy in pad8 filled with `fill` past len when the run ends
@@ -215,17 +216,13 @@ static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t
   nc_acc a1, a2;
   nc_acc_zero(&a1);
   nc_acc_zero(&a2);
-  const int lanes = 8 * nv;
+  const int lanes = 8 * nv, U = nc_sweep_units(nv);
   const size_t gr = nc_group_runs(len);
   for (size_t r0 = 0; r0 < runs; r0 += gr) {
     const size_t n = runs - r0 < gr ? runs - r0 : gr;
     const float *p = x + r0 * stride;
-    if (nv == 4 && NC_SWEEP_UNITS == 4) {
-      nc_mom_sweep(a1.u, a2.u, 4, p, n, stride, len, runs - r0, lanes, 0, K, &Kv);
-      continue;
-    }
-    for (int off = 0; off < lanes; off += 16)
-      nc_mom_sweep(a1.u + off / 8, a2.u + off / 8, 2, p, n, stride, len, runs - r0, lanes, off, K, &Kv);
+    for (int off = 0; off < lanes; off += 8 * U)
+      nc_mom_sweep(a1.u + off / 8, a2.u + off / 8, U, p, n, stride, len, runs - r0, lanes, off, K, &Kv);
   }
   *s1 = nc_lane_sum(&a1, nv);
   *s2 = nc_lane_sum(&a2, nv);
@@ -334,20 +331,13 @@ static inline __attribute__((always_inline)) void nc_bwd_sweep(nc_v8d *ad, nc_v8
 static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *x, size_t xs, const float *dy,
                               size_t ds, const float *gm, size_t runs, size_t len, size_t reach, float K,
                               const nc_v8d *Kv, int nv) {
-  const int lanes = 8 * nv;
-  if (nv == 4 && NC_SWEEP_UNITS == 4) {
-    if (ad)
-      nc_bwd_sweep(ad->u, ae->u, aed->u, 4, 1, x, xs, dy, ds, gm, runs, len, reach, lanes, 0, K, Kv);
-    else
-      nc_bwd_sweep(NULL, ae->u, aed->u, 4, 0, x, xs, dy, ds, gm, runs, len, reach, lanes, 0, K, Kv);
-    return;
-  }
-  for (int off = 0; off < lanes; off += 16) {
+  const int lanes = 8 * nv, U = nc_sweep_units(nv);
+  for (int off = 0; off < lanes; off += 8 * U) {
     const int k = off / 8;
     if (ad)
-      nc_bwd_sweep(ad->u + k, ae->u + k, aed->u + k, 2, 1, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
+      nc_bwd_sweep(ad->u + k, ae->u + k, aed->u + k, U, 1, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
     else
-      nc_bwd_sweep(NULL, ae->u + k, aed->u + k, 2, 0, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
+      nc_bwd_sweep(NULL, ae->u + k, aed->u + k, U, 0, x, xs, dy, ds, gm, runs, len, reach, lanes, off, K, Kv);
   }
 }
 

@@ -182,9 +182,9 @@ static inline void avgpool4_bwd(float *r0, float *r1, const float *dy) {
  * tie and NaN rule on mask registers, and a row's last outputs under a mask instead of an
  * overlapping step (26x26 planes: one masked vector per output row against two overlapping
  * 8-vectors). The same comparisons per output, in the same order, as the loops below. One
- * thread, the CNN's 26x26 and 11x11 planes 1.11-1.15x the 8-wide rows, CIFAR's 30x30 1.00-1.02x
- * (docs/performance.md, run 22); the average pool gained nothing this way (0.98-1.00x at
- * 24x24) and keeps its 8- and 4-wide rows. */
+ * thread, the CNN's 26x26 and 11x11 planes 1.10-1.17x the 8-wide rows, CIFAR's 30x30
+ * 1.00-1.11x (bench/ab_objects.sh, docs/performance.md run 22); the average pool gained nothing
+ * this way (0.98-1.00x at 24x24) and keeps its 8- and 4-wide rows. */
 #define MAX16_MIN_OW 5 /* output rows of at least this many outputs run 16 wide */
 
 /* the even and odd columns of r's first 2*cnt floats (cnt <= 16; lanes past them zero) */
