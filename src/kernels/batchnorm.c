@@ -154,6 +154,11 @@ static void bn_apply_ch(const nn_norm_geom *g, const bn_io *io, float K, double 
   for (int i = 0; i < g->n; i++) {
     const float *p = io->x + (size_t)i * plane + (size_t)ch * g->s;
     float *q = io->y + (size_t)i * plane + (size_t)ch * g->s;
+    if (io->act == NN_ACT_RELU) { /* in the same loop: one pass over the plane, not two */
+#pragma omp simd
+      for (int j = 0; j < g->s; j++) q[j] = relu1((p[j] - K) * sc + sh);
+      continue;
+    }
 #pragma omp simd
     for (int j = 0; j < g->s; j++) q[j] = (p[j] - K) * sc + sh;
     act_n(io->act, q, (size_t)g->s);
