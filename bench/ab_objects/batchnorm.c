@@ -1,12 +1,10 @@
 /* Driver of bench/ab_objects.sh for src/kernels/batchnorm.c: batchnorm training forward and
- * backward with an activation (the presets' first and second layers), old_ against new_
- * objects, one thread, each the minimum of 40 calls taken in alternation. Prints one line per
- * kernel and shape with both times and old/new. */
+ * backward with an activation (the presets' first and second layers; the first ones' backward
+ * from the pool's output gradient, as the model runs it), old_ against new_ objects, one
+ * thread, each the minimum of 40 calls taken in alternation. */
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
 
+#include "ab.h"
 #include "kernels/kernels.h"
 
 #define DECL(v)                                                                                                      \
@@ -22,56 +20,48 @@
 DECL(old)
 DECL(new)
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+typedef struct {
+  nn_norm_geom g;
+  nn_act act;
+  int pool, w, bwd; /* pool: 0 none, 1 a 2x2 average pool after the activation, 2 a max pool */
+  float *x, *z, *dz, *dx, *gamma, *beta, *mean, *var, *invstd, *dg, *db;
+  int32_t *am;
+} bn_ctx;
+
+static void call(int v, void *p) {
+  bn_ctx *c = p;
+  if (!c->bwd)
+    (v ? new_nn_bn_forward_train_act_generic : old_nn_bn_forward_train_act_generic)(
+        &c->g, c->act, c->x, c->gamma, c->beta, c->z, c->mean, c->var, c->invstd);
+  else if (!c->pool)
+    (v ? new_nn_bn_backward_train_act_generic : old_nn_bn_backward_train_act_generic)(
+        &c->g, c->act, c->x, c->gamma, c->mean, c->invstd, c->z, c->dz, c->dx, c->dg, c->db);
+  else
+    (v ? new_nn_bn_backward_train_act_pool2_generic : old_nn_bn_backward_train_act_pool2_generic)(
+        &c->g, c->w, c->act, c->x, c->gamma, c->mean, c->invstd, c->z, c->dz, c->pool == 2 ? c->am : NULL, c->dx,
+        c->dg, c->db);
 }
 
-static float *fbuf(size_t n) {
-  float *p = aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
-  if (!p) exit(1);
-  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-  return p;
-}
-
-/* pool: 0 none, 1 a 2x2 average pool after the activation, 2 a max pool (the backward from
- * the pool's output gradient, nn_bn_backward_train_act_pool2, on planes of width w) */
 static void shape(const char *name, int n, int c, int s, nn_act act, int pool, int w) {
-  const nn_norm_geom g = {.n = n, .c = c, .s = s, .eps = 1e-5f};
+  bn_ctx b = {.g = {.n = n, .c = c, .s = s, .eps = 1e-5f}, .act = act, .pool = pool, .w = w};
   const size_t cnt = (size_t)n * c * s;
-  float *x = fbuf(cnt), *z = fbuf(cnt), *dz = fbuf(cnt), *dx = fbuf(cnt);
-  float *gamma = fbuf((size_t)c), *beta = fbuf((size_t)c), *mean = fbuf((size_t)c), *var = fbuf((size_t)c);
-  float *invstd = fbuf((size_t)c), *dg = fbuf((size_t)c), *db = fbuf((size_t)c);
-  int32_t *am = malloc(cnt / 4 * sizeof *am);
-  if (!am) exit(1);
+  b.x = ab_fbuf(cnt), b.z = ab_fbuf(cnt), b.dz = ab_fbuf(cnt), b.dx = ab_fbuf(cnt), b.gamma = ab_fbuf((size_t)c);
+  b.beta = ab_fbuf((size_t)c), b.mean = ab_fbuf((size_t)c), b.var = ab_fbuf((size_t)c);
+  b.invstd = ab_fbuf((size_t)c), b.dg = ab_fbuf((size_t)c), b.db = ab_fbuf((size_t)c);
+  b.am = (int32_t *)(void *)ab_fbuf(cnt / 4 + 1);
   for (size_t k = 0; pool && k < cnt / 4; k++) { /* a valid argmax: each window's top-left value */
     const size_t o = k % ((size_t)s / 4), ow = (size_t)w / 2;
-    am[k] = (int32_t)((o / ow) * 2 * (size_t)w + (o % ow) * 2);
+    b.am[k] = (int32_t)((o / ow) * 2 * (size_t)w + (o % ow) * 2);
   }
-  old_nn_bn_forward_train_act_generic(&g, act, x, gamma, beta, z, mean, var, invstd);
-  for (int pass = 0; pass < 2; pass++) {
-    double best[2] = {1e30, 1e30};
-    for (int r = 0; r < 40; r++)
-      for (int v = 0; v < 2; v++) {
-        const double t0 = now();
-        if (!pass)
-          (v ? new_nn_bn_forward_train_act_generic : old_nn_bn_forward_train_act_generic)(&g, act, x, gamma, beta, z,
-                                                                                          mean, var, invstd);
-        else if (!pool)
-          (v ? new_nn_bn_backward_train_act_generic : old_nn_bn_backward_train_act_generic)(
-              &g, act, x, gamma, mean, invstd, z, dz, dx, dg, db);
-        else
-          (v ? new_nn_bn_backward_train_act_pool2_generic : old_nn_bn_backward_train_act_pool2_generic)(
-              &g, w, act, x, gamma, mean, invstd, z, dz, pool == 2 ? am : NULL, dx, dg, db);
-        const double t = now() - t0;
-        if (t < best[v]) best[v] = t;
-      }
-    printf("bn %s%s %-34s old %8.1f us  new %8.1f us  old/new %.2f\n", pass ? "bwd" : "fwd", pass && pool ? (pool == 2 ? "+maxpool" : "+avgpool") : "", name, 1e6 * best[0],
-           1e6 * best[1], best[0] / best[1]);
+  old_nn_bn_forward_train_act_generic(&b.g, act, b.x, b.gamma, b.beta, b.z, b.mean, b.var, b.invstd);
+  char label[96];
+  for (b.bwd = 0; b.bwd < 2; b.bwd++) {
+    snprintf(label, sizeof label, "bn %s%s %s", b.bwd ? "bwd" : "fwd",
+             b.bwd && pool ? (pool == 2 ? "+maxpool" : "+avgpool") : "", name);
+    ab_time(label, call, &b, 40);
   }
-  free(x), free(z), free(dz), free(dx), free(gamma), free(beta), free(mean), free(var), free(invstd), free(dg),
-      free(db), free(am);
+  free(b.x), free(b.z), free(b.dz), free(b.dx), free(b.gamma), free(b.beta), free(b.mean), free(b.var);
+  free(b.invstd), free(b.dg), free(b.db), free(b.am);
 }
 
 int main(void) {

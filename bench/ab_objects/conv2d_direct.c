@@ -1,12 +1,9 @@
 /* Driver of bench/ab_objects.sh for src/kernels/conv2d_direct.c: the direct convolution's
- * forward (plain epilogue), dW/db and dx on the presets' shapes that run direct, old_ against
- * new_ objects, one thread, each the minimum of 40 calls taken in alternation. Prints one line
- * per pass and shape with both times and old/new. */
+ * forward (bias epilogue), dW/db and dx on the presets' shapes that run direct, old_ against
+ * new_ objects, one thread, each the minimum of 40 calls taken in alternation. */
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
 
+#include "ab.h"
 #include "kernels/conv_epilogue.h"
 #include "kernels/kernels.h"
 
@@ -23,49 +20,42 @@
 DECL(old)
 DECL(new)
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+typedef struct {
+  nn_conv_geom g;
+  nn_epilogue e;
+  int pass; /* 0 forward, 1 dW/db, 2 dx */
+  float *x, *y, *dy, *dx, *w, *dw, *db, *ws;
+} conv_ctx;
 
-static float *fbuf(size_t n) {
-  float *p = aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
-  if (!p) exit(1);
-  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-  return p;
+static void call(int v, void *p) {
+  conv_ctx *c = p;
+  if (c->pass == 0)
+    (v ? new_nn_conv2d_direct_forward_generic : old_nn_conv2d_direct_forward_generic)(&c->g, &c->e, c->x, c->w, c->y,
+                                                                                      c->ws, 1);
+  else if (c->pass == 1)
+    (v ? new_nn_conv2d_direct_backward_params_generic : old_nn_conv2d_direct_backward_params_generic)(
+        &c->g, NN_ACT_NONE, c->x, NULL, c->dy, c->dw, c->db, c->ws, 1);
+  else
+    (v ? new_nn_conv2d_direct_backward_data_generic : old_nn_conv2d_direct_backward_data_generic)(
+        &c->g, NN_ACT_NONE, c->w, NULL, c->dy, c->dx, c->ws, 1);
 }
 
 /* data: 0 no dx pass (a first layer) */
 static void shape(const char *name, int n, int c, int h, int oc, int k, int data) {
-  nn_conv_geom g = {.n = n, .c = c, .h = h, .w = h, .oc = oc, .kh = k, .kw = k, .stride = 1, .pad = 0};
-  if (nn_conv_geom_init(&g)) exit(1);
-  const size_t nx = (size_t)n * c * h * h, ny = (size_t)n * oc * g.oh * g.ow, nw = (size_t)oc * c * k * k;
-  size_t wsz = old_nn_conv2d_direct_workspace(&g, 1), wsn = new_nn_conv2d_direct_workspace(&g, 1);
-  float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx), *w = fbuf(nw), *dw = fbuf(nw);
-  float *b = fbuf((size_t)oc), *db = fbuf((size_t)oc), *ws = fbuf(wsz > wsn ? wsz : wsn);
-  const nn_epilogue e = {.bias = b};
-  for (int pass = 0; pass < 2 + data; pass++) {
-    double best[2] = {1e30, 1e30};
-    for (int r = 0; r < 40; r++)
-      for (int v = 0; v < 2; v++) {
-        const double t0 = now();
-        if (pass == 0)
-          (v ? new_nn_conv2d_direct_forward_generic : old_nn_conv2d_direct_forward_generic)(&g, &e, x, w, y, ws, 1);
-        else if (pass == 1)
-          (v ? new_nn_conv2d_direct_backward_params_generic
-             : old_nn_conv2d_direct_backward_params_generic)(&g, NN_ACT_NONE, x, NULL, dy, dw, db, ws, 1);
-        else
-          (v ? new_nn_conv2d_direct_backward_data_generic
-             : old_nn_conv2d_direct_backward_data_generic)(&g, NN_ACT_NONE, w, NULL, dy, dx, ws, 1);
-        const double t = now() - t0;
-        if (t < best[v]) best[v] = t;
-      }
-    static const char *pn[] = {"fwd", "dW", "dx"};
-    printf("conv %-3s %-34s old %8.1f us  new %8.1f us  old/new %.2f\n", pn[pass], name, 1e6 * best[0],
-           1e6 * best[1], best[0] / best[1]);
+  conv_ctx b = {.g = {.n = n, .c = c, .h = h, .w = h, .oc = oc, .kh = k, .kw = k, .stride = 1, .pad = 0}};
+  if (nn_conv_geom_init(&b.g)) exit(1);
+  const size_t nx = (size_t)n * c * h * h, ny = (size_t)n * oc * b.g.oh * b.g.ow, nw = (size_t)oc * c * k * k;
+  const size_t wo = old_nn_conv2d_direct_workspace(&b.g, 1), wn = new_nn_conv2d_direct_workspace(&b.g, 1);
+  b.x = ab_fbuf(nx), b.y = ab_fbuf(ny), b.dy = ab_fbuf(ny), b.dx = ab_fbuf(nx), b.w = ab_fbuf(nw);
+  b.dw = ab_fbuf(nw), b.db = ab_fbuf((size_t)oc), b.ws = ab_fbuf(wo > wn ? wo : wn);
+  b.e.bias = b.db;
+  static const char *pn[] = {"fwd", "dW", "dx"};
+  char label[96];
+  for (b.pass = 0; b.pass < 2 + data; b.pass++) {
+    snprintf(label, sizeof label, "conv %s %s", pn[b.pass], name);
+    ab_time(label, call, &b, 40);
   }
-  free(x), free(y), free(dy), free(dx), free(w), free(dw), free(b), free(db), free(ws);
+  free(b.x), free(b.y), free(b.dy), free(b.dx), free(b.w), free(b.dw), free(b.db), free(b.ws);
 }
 
 int main(void) {

@@ -1,12 +1,9 @@
 /* Driver of bench/ab_objects.sh for src/kernels/pool.c: the 2x2 stride-2 max and average pool
  * forward and backward of the presets' shapes, old_ against new_ objects, one thread, each
- * the minimum of 60 calls taken in alternation. Prints one line per kernel and shape with
- * both times and old/new. */
+ * the minimum of 60 calls taken in alternation. */
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
 
+#include "ab.h"
 #include "kernels/kernels.h"
 
 #define DECL(v)                                                                                                 \
@@ -17,42 +14,36 @@
 DECL(old)
 DECL(new)
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+typedef struct {
+  nn_pool_geom g;
+  float *x, *y, *dy, *dx;
+  int32_t *am;
+  int avg, bwd;
+} pool_ctx;
 
-static float *fbuf(size_t n) {
-  float *p = aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
-  if (!p) exit(1);
-  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-  return p;
+static void call(int v, void *p) {
+  pool_ctx *c = p;
+  if (c->avg && !c->bwd) (v ? new_nn_avgpool2d_forward_generic : old_nn_avgpool2d_forward_generic)(&c->g, c->x, c->y);
+  if (c->avg && c->bwd) (v ? new_nn_avgpool2d_backward_generic : old_nn_avgpool2d_backward_generic)(&c->g, c->dy, c->dx);
+  if (!c->avg && !c->bwd)
+    (v ? new_nn_maxpool2d_forward_generic : old_nn_maxpool2d_forward_generic)(&c->g, c->x, c->y, c->am);
+  if (!c->avg && c->bwd)
+    (v ? new_nn_maxpool2d_backward_generic : old_nn_maxpool2d_backward_generic)(&c->g, c->dy, c->am, c->dx);
 }
 
 static void shape(const char *name, int n, int c, int h, int w, int avg) {
-  nn_pool_geom g = {.n = n, .c = c, .h = h, .w = w, .size = 2, .stride = 2};
-  if (nn_pool_geom_init(&g)) exit(1);
-  const size_t nx = (size_t)n * c * h * w, ny = (size_t)n * c * g.oh * g.ow;
-  float *x = fbuf(nx), *y = fbuf(ny), *dy = fbuf(ny), *dx = fbuf(nx);
-  int32_t *am = (int32_t *)(void *)fbuf(ny);
-  old_nn_maxpool2d_forward_generic(&g, x, y, am); /* a valid argmax for the backward */
-  for (int pass = 0; pass < 2; pass++) {
-    double best[2] = {1e30, 1e30};
-    for (int r = 0; r < 60; r++)
-      for (int v = 0; v < 2; v++) {
-        const double t0 = now();
-        if (avg && !pass) v ? new_nn_avgpool2d_forward_generic(&g, x, y) : old_nn_avgpool2d_forward_generic(&g, x, y);
-        if (avg && pass) v ? new_nn_avgpool2d_backward_generic(&g, dy, dx) : old_nn_avgpool2d_backward_generic(&g, dy, dx);
-        if (!avg && !pass) v ? new_nn_maxpool2d_forward_generic(&g, x, y, am) : old_nn_maxpool2d_forward_generic(&g, x, y, am);
-        if (!avg && pass) v ? new_nn_maxpool2d_backward_generic(&g, dy, am, dx) : old_nn_maxpool2d_backward_generic(&g, dy, am, dx);
-        const double t = now() - t0;
-        if (t < best[v]) best[v] = t;
-      }
-    printf("%s %s %-28s old %8.1f us  new %8.1f us  old/new %.2f\n", avg ? "avgpool" : "maxpool", pass ? "bwd" : "fwd",
-           name, 1e6 * best[0], 1e6 * best[1], best[0] / best[1]);
+  pool_ctx pc = {.g = {.n = n, .c = c, .h = h, .w = w, .size = 2, .stride = 2}, .avg = avg};
+  if (nn_pool_geom_init(&pc.g)) exit(1);
+  const size_t nx = (size_t)n * c * h * w, ny = (size_t)n * c * pc.g.oh * pc.g.ow;
+  pc.x = ab_fbuf(nx), pc.y = ab_fbuf(ny), pc.dy = ab_fbuf(ny), pc.dx = ab_fbuf(nx);
+  pc.am = (int32_t *)(void *)ab_fbuf(ny);
+  old_nn_maxpool2d_forward_generic(&pc.g, pc.x, pc.y, pc.am); /* a valid argmax for the backward */
+  char label[96];
+  for (pc.bwd = 0; pc.bwd < 2; pc.bwd++) {
+    snprintf(label, sizeof label, "%s %s %s", avg ? "avgpool" : "maxpool", pc.bwd ? "bwd" : "fwd", name);
+    ab_time(label, call, &pc, 60);
   }
-  free(x), free(y), free(dy), free(dx), free(am);
+  free(pc.x), free(pc.y), free(pc.dy), free(pc.dx), free(pc.am);
 }
 
 int main(void) {
