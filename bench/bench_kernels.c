@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "base/cpu.h"
+#include "bench_util.h"
 #include "fma_peak.h"
 #include "kernels/kernels.h"
 #include "normnet.h"
@@ -31,15 +32,11 @@ static double g_seconds = 0.3;
 static const char *g_only = NULL; /* --only: run one group of kernels */
 static clockid_t g_clock = CLOCK_MONOTONIC;
 
-static double now(void) {
+/* seconds on the clock the thread count chose (one thread: process CPU time) */
+static double clock_now(void) {
   struct timespec ts;
   clock_gettime(g_clock, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 typedef void (*kernel_fn)(void *ctx);
@@ -47,34 +44,25 @@ typedef void (*kernel_fn)(void *ctx);
 /* Median seconds per call. */
 static double time_call(kernel_fn f, void *ctx) {
   f(ctx);
-  double t0 = now();
+  double t0 = clock_now();
   int calls = 0;
   do {
     f(ctx);
     calls++;
-  } while (now() - t0 < 0.02);
-  double per = (now() - t0) / calls;
+  } while (clock_now() - t0 < 0.02);
+  double per = (clock_now() - t0) / calls;
   int n = (int)(g_seconds / REPS / per);
   if (n < 1) n = 1;
   double t[REPS];
   for (int r = 0; r < REPS; r++) {
-    double a = now();
+    double a = clock_now();
     for (int i = 0; i < n; i++) f(ctx);
-    t[r] = (now() - a) / n;
+    t[r] = (clock_now() - a) / n;
   }
   qsort(t, REPS, sizeof t[0], cmp_double);
   return t[REPS / 2];
 }
 
-static float *fbuf(size_t n) {
-  float *p = aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
-  if (!p) {
-    fprintf(stderr, "bench_kernels: out of memory\n");
-    exit(1);
-  }
-  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-  return p;
-}
 
 /* ---- references ------------------------------------------------------------------------- */
 typedef struct {
@@ -94,7 +82,7 @@ static void triad(void *p) {
 /* triad GB/s on three arrays totalling `bytes` */
 static double triad_gbs(size_t bytes) {
   size_t n = bytes / 12 + 16;
-  triad_ctx t = {fbuf(n), fbuf(n), fbuf(n), n};
+  triad_ctx t = {bench_fbuf(n), bench_fbuf(n), bench_fbuf(n), n};
   double s = time_call(triad, &t);
   free(t.a), free(t.b), free(t.c);
   return 12.0 * (double)n / s / 1e9;
@@ -182,7 +170,7 @@ static void gap_bwd(void *p) {
 static void bench_gap(const char *name, int n, int c, int s) {
   gap_ctx gc = {.n = n, .c = c, .s = s};
   size_t nx = (size_t)n * c * s, ny = (size_t)n * c;
-  gc.x = fbuf(nx), gc.y = fbuf(ny);
+  gc.x = bench_fbuf(nx), gc.y = bench_fbuf(ny);
   char what[96];
   snprintf(what, sizeof what, "global avgpool fwd %s", name);
   report(what, time_call(gap_fwd, &gc), 4.0 * (double)(nx + ny), 0);
@@ -195,8 +183,8 @@ static void bench_pool(const char *name, int n, int c, int h, int w, int avg) {
   pool_ctx pc = {.g = {.n = n, .c = c, .h = h, .w = w, .size = 2, .stride = 2}};
   nn_pool_geom_init(&pc.g);
   size_t nx = (size_t)n * c * h * w, ny = (size_t)n * c * pc.g.oh * pc.g.ow;
-  pc.x = fbuf(nx), pc.dx = fbuf(nx), pc.y = fbuf(ny), pc.dy = fbuf(ny);
-  pc.am = (int32_t *)(void *)fbuf(ny);
+  pc.x = bench_fbuf(nx), pc.dx = bench_fbuf(nx), pc.y = bench_fbuf(ny), pc.dy = bench_fbuf(ny);
+  pc.am = (int32_t *)(void *)bench_fbuf(ny);
   char what[96];
   if (avg) {
     snprintf(what, sizeof what, "avgpool fwd %s", name);
@@ -241,7 +229,7 @@ static void conv_accuracy(const char *name, int c, int h, int w, int oc, int k) 
   nn_conv_geom g = {.n = 4, .c = c, .h = h, .w = w, .oc = oc, .kh = k, .kw = k, .stride = 1, .pad = 0};
   nn_conv_geom_init(&g);
   const size_t nx = (size_t)g.n * c * h * w, nw = (size_t)oc * c * k * k, ny = (size_t)g.n * oc * g.oh * g.ow;
-  float *x = fbuf(nx), *wt = fbuf(nw), *dy = fbuf(ny), *y = fbuf(ny), *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf(oc);
+  float *x = bench_fbuf(nx), *wt = bench_fbuf(nw), *dy = bench_fbuf(ny), *y = bench_fbuf(ny), *dx = bench_fbuf(nx), *dw = bench_fbuf(nw), *db = bench_fbuf(oc);
   double *xd = calloc(nx, sizeof *xd), *wd = calloc(nw, sizeof *wd), *dyd = calloc(ny, sizeof *dyd);
   double *yd = calloc(ny, sizeof *yd), *dxd = calloc(nx, sizeof *dxd), *dwd = calloc(nw, sizeof *dwd),
          *dbd = calloc((size_t)oc, sizeof *dbd);
@@ -266,7 +254,7 @@ static void conv_accuracy(const char *name, int c, int h, int w, int oc, int k) 
   for (int a = NN_CONV_IM2COL; a < NN_CONV_ALGO_COUNT; a++) {
     g.algo = (nn_conv_algo)a;
     if (nn_conv2d_algo(&g) != (nn_conv_algo)a) continue;
-    float *ws = fbuf(nn_conv2d_workspace(&g));
+    float *ws = bench_fbuf(nn_conv2d_workspace(&g));
     memset(dw, 0, nw * sizeof *dw);
     memset(db, 0, (size_t)oc * sizeof *db);
     nn_conv2d_forward(&g, x, wt, NULL, y, ws);
@@ -291,12 +279,12 @@ static void bench_conv(const char *name, int n, int c, int h, int w, int oc, int
   const nn_conv_algo chosen = nn_conv2d_algo(&cc.g), chosen_p = nn_conv2d_algo_params(&cc.g),
                      chosen_d = nn_conv2d_algo_data(&cc.g);
   size_t nx = (size_t)n * c * h * w, nw = (size_t)oc * c * k * k, ny = (size_t)n * oc * cc.g.oh * cc.g.ow;
-  cc.x = fbuf(nx), cc.dx = fbuf(nx), cc.w = fbuf(nw), cc.dw = fbuf(nw), cc.b = fbuf(oc), cc.db = fbuf(oc);
-  cc.y = fbuf(ny), cc.dy = fbuf(ny);
+  cc.x = bench_fbuf(nx), cc.dx = bench_fbuf(nx), cc.w = bench_fbuf(nw), cc.dw = bench_fbuf(nw), cc.b = bench_fbuf(oc), cc.db = bench_fbuf(oc);
+  cc.y = bench_fbuf(ny), cc.dy = bench_fbuf(ny);
   double flops = 2.0 * n * oc * (double)c * k * k * cc.g.oh * cc.g.ow;
   for (int a = NN_CONV_IM2COL; a < NN_CONV_ALGO_COUNT; a++) {
     cc.g.algo = (nn_conv_algo)a;
-    cc.ws = fbuf(nn_conv2d_workspace(&cc.g));
+    cc.ws = bench_fbuf(nn_conv2d_workspace(&cc.g));
     const char *an = nn_conv2d_algo_name((nn_conv_algo)a);
     char what[128];
     if (nn_conv2d_algo(&cc.g) == (nn_conv_algo)a) {
@@ -322,7 +310,7 @@ static void bench_conv(const char *name, int n, int c, int h, int w, int oc, int
 }
 
 static void bench_relu(const char *name, size_t count) {
-  act_ctx a = {fbuf(count), fbuf(count), fbuf(count), fbuf(count), count};
+  act_ctx a = {bench_fbuf(count), bench_fbuf(count), bench_fbuf(count), bench_fbuf(count), count};
   char what[96];
   snprintf(what, sizeof what, "relu fwd %s", name);
   report(what, time_call(relu_fwd, &a), 8.0 * (double)count, 0);
@@ -333,7 +321,7 @@ static void bench_relu(const char *name, size_t count) {
 
 /* sigmoid forward: the staged exp and a division per value (act_inline.h), compute-bound */
 static void bench_sigmoid(const char *name, size_t count) {
-  act_ctx a = {fbuf(count), fbuf(count), NULL, NULL, count};
+  act_ctx a = {bench_fbuf(count), bench_fbuf(count), NULL, NULL, count};
   char what[96];
   snprintf(what, sizeof what, "sigmoid fwd %s", name);
   const double sec = time_call(sigmoid_fwd, &a);
@@ -360,7 +348,7 @@ static void dense_bwd(void *p) {
 
 static void bench_dense(const char *name, int n, int in, int out, int first) {
   const size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
-  dense_ctx d = {fbuf(nx), fbuf(nw), fbuf(out), fbuf(ny), fbuf(ny), fbuf(nx), fbuf(nw), fbuf(out), n, in, out, first};
+  dense_ctx d = {bench_fbuf(nx), bench_fbuf(nw), bench_fbuf(out), bench_fbuf(ny), bench_fbuf(ny), bench_fbuf(nx), bench_fbuf(nw), bench_fbuf(out), n, in, out, first};
   const double gemm = 2.0 * n * in * out;
   char what[96];
   snprintf(what, sizeof what, "dense fwd %s", name);
@@ -394,9 +382,9 @@ int main(int argc, char **argv) {
   }
   if (omp_get_max_threads() == 1) g_clock = CLOCK_PROCESS_CPUTIME_ID;
   printf("threads=%d clock=%s\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "process CPU time" : "wall");
-  printf("FMA peak (AVX2 FMA, 10 chains per thread)         %8.1f GFLOP/s\n", fma_peak_gflops(now));
+  printf("FMA peak (AVX2 FMA, 10 chains per thread)         %8.1f GFLOP/s\n", fma_peak_gflops(clock_now));
   if (nn_cpu_detect() >= NN_CPU_AVX512)
-    printf("FMA peak (AVX-512 FMA, 12 chains per thread)      %8.1f GFLOP/s\n", fma_peak512_gflops(now));
+    printf("FMA peak (AVX-512 FMA, 12 chains per thread)      %8.1f GFLOP/s\n", fma_peak512_gflops(clock_now));
   if (!g_only || !strcmp(g_only, "pool")) {
     bench_pool("cnn pool1 32x32x26x26", 32, 32, 26, 26, 0);
     bench_pool("cnn pool2 32x64x11x11", 32, 64, 11, 11, 0);

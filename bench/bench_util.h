@@ -1,6 +1,8 @@
 /* Helpers shared by the benchmark programs (header-only: every bench C file is one program). */
 #ifndef NN_BENCH_UTIL_H
 #define NN_BENCH_UTIL_H
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 /* Monotonic seconds. */
@@ -21,6 +23,17 @@ static inline double cpu_now(void) {
 static inline int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
+}
+
+/* n floats, 64-byte aligned, filled with a fixed pattern in [-1, 1); exits on no memory. */
+static inline float *bench_fbuf(size_t n) {
+  float *p = aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
+  if (!p) {
+    fprintf(stderr, "out of memory for %zu floats\n", n);
+    exit(1);
+  }
+  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  return p;
 }
 
 #endif

@@ -6,17 +6,6 @@
 
 #include "../bench_util.h"
 
-/* n floats, 64-byte aligned, filled with a fixed pattern in [-1, 1). */
-static inline float *ab_fbuf(size_t n) {
-  float *p = aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
-  if (!p) {
-    fprintf(stderr, "ab: out of memory\n");
-    exit(1);
-  }
-  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-  return p;
-}
-
 /* call(0, ctx) runs the old version, call(1, ctx) the new one: `rounds` of each, alternating;
  * prints the label, each one's minimum in microseconds and old/new. */
 static inline void ab_time(const char *label, void (*call)(int v, void *ctx), void *ctx, int rounds) {

@@ -45,10 +45,10 @@ static void call(int v, void *p) {
 static void shape(const char *name, int n, int c, int s, nn_act act, int pool, int w) {
   bn_ctx b = {.g = {.n = n, .c = c, .s = s, .eps = 1e-5f}, .act = act, .pool = pool, .w = w};
   const size_t cnt = (size_t)n * c * s;
-  b.x = ab_fbuf(cnt), b.z = ab_fbuf(cnt), b.dz = ab_fbuf(cnt), b.dx = ab_fbuf(cnt), b.gamma = ab_fbuf((size_t)c);
-  b.beta = ab_fbuf((size_t)c), b.mean = ab_fbuf((size_t)c), b.var = ab_fbuf((size_t)c);
-  b.invstd = ab_fbuf((size_t)c), b.dg = ab_fbuf((size_t)c), b.db = ab_fbuf((size_t)c);
-  b.am = (int32_t *)(void *)ab_fbuf(cnt / 4 + 1);
+  b.x = bench_fbuf(cnt), b.z = bench_fbuf(cnt), b.dz = bench_fbuf(cnt), b.dx = bench_fbuf(cnt), b.gamma = bench_fbuf((size_t)c);
+  b.beta = bench_fbuf((size_t)c), b.mean = bench_fbuf((size_t)c), b.var = bench_fbuf((size_t)c);
+  b.invstd = bench_fbuf((size_t)c), b.dg = bench_fbuf((size_t)c), b.db = bench_fbuf((size_t)c);
+  b.am = (int32_t *)(void *)bench_fbuf(cnt / 4 + 1);
   for (size_t k = 0; pool && k < cnt / 4; k++) { /* a valid argmax: each window's top-left value */
     const size_t o = k % ((size_t)s / 4), ow = (size_t)w / 2;
     b.am[k] = (int32_t)((o / ow) * 2 * (size_t)w + (o % ow) * 2);

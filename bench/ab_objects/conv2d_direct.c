@@ -46,8 +46,8 @@ static void shape(const char *name, int n, int c, int h, int oc, int k, int data
   if (nn_conv_geom_init(&b.g)) exit(1);
   const size_t nx = (size_t)n * c * h * h, ny = (size_t)n * oc * b.g.oh * b.g.ow, nw = (size_t)oc * c * k * k;
   const size_t wo = old_nn_conv2d_direct_workspace(&b.g, 1), wn = new_nn_conv2d_direct_workspace(&b.g, 1);
-  b.x = ab_fbuf(nx), b.y = ab_fbuf(ny), b.dy = ab_fbuf(ny), b.dx = ab_fbuf(nx), b.w = ab_fbuf(nw);
-  b.dw = ab_fbuf(nw), b.db = ab_fbuf((size_t)oc), b.ws = ab_fbuf(wo > wn ? wo : wn);
+  b.x = bench_fbuf(nx), b.y = bench_fbuf(ny), b.dy = bench_fbuf(ny), b.dx = bench_fbuf(nx), b.w = bench_fbuf(nw);
+  b.dw = bench_fbuf(nw), b.db = bench_fbuf((size_t)oc), b.ws = bench_fbuf(wo > wn ? wo : wn);
   b.e.bias = b.db;
   static const char *pn[] = {"fwd", "dW", "dx"};
   char label[96];

@@ -36,10 +36,10 @@ static void call(int v, void *p) {
 static void shape(const char *name, int n, int c, int s, int groups) {
   gn_ctx b = {.g = {.n = n, .c = c, .s = s, .groups = groups, .affine = NN_GN_AFFINE_CHANNEL, .eps = 1e-5f}};
   const size_t cnt = (size_t)n * c * s, ng = (size_t)n * groups;
-  b.x = ab_fbuf(cnt), b.y = ab_fbuf(cnt), b.dy = ab_fbuf(cnt), b.dx = ab_fbuf(cnt), b.gamma = ab_fbuf((size_t)c);
-  b.beta = ab_fbuf((size_t)c), b.mean = ab_fbuf(ng), b.var = ab_fbuf(ng), b.invstd = ab_fbuf(ng);
-  b.dg = ab_fbuf((size_t)c), b.db = ab_fbuf((size_t)c);
-  b.ws = ab_fbuf(old_nn_groupnorm_workspace(&b.g) + new_nn_groupnorm_workspace(&b.g));
+  b.x = bench_fbuf(cnt), b.y = bench_fbuf(cnt), b.dy = bench_fbuf(cnt), b.dx = bench_fbuf(cnt), b.gamma = bench_fbuf((size_t)c);
+  b.beta = bench_fbuf((size_t)c), b.mean = bench_fbuf(ng), b.var = bench_fbuf(ng), b.invstd = bench_fbuf(ng);
+  b.dg = bench_fbuf((size_t)c), b.db = bench_fbuf((size_t)c);
+  b.ws = bench_fbuf(old_nn_groupnorm_workspace(&b.g) + new_nn_groupnorm_workspace(&b.g));
   old_nn_groupnorm_forward_generic(&b.g, b.x, b.gamma, b.beta, b.y, b.mean, b.var, b.invstd);
   char label[96];
   for (b.bwd = 0; b.bwd < 2; b.bwd++) {

@@ -35,8 +35,8 @@ static void shape(const char *name, int n, int c, int h, int w, int avg) {
   pool_ctx pc = {.g = {.n = n, .c = c, .h = h, .w = w, .size = 2, .stride = 2}, .avg = avg};
   if (nn_pool_geom_init(&pc.g)) exit(1);
   const size_t nx = (size_t)n * c * h * w, ny = (size_t)n * c * pc.g.oh * pc.g.ow;
-  pc.x = ab_fbuf(nx), pc.y = ab_fbuf(ny), pc.dy = ab_fbuf(ny), pc.dx = ab_fbuf(nx);
-  pc.am = (int32_t *)(void *)ab_fbuf(ny);
+  pc.x = bench_fbuf(nx), pc.y = bench_fbuf(ny), pc.dy = bench_fbuf(ny), pc.dx = bench_fbuf(nx);
+  pc.am = (int32_t *)(void *)bench_fbuf(ny);
   old_nn_maxpool2d_forward_generic(&pc.g, pc.x, pc.y, pc.am); /* a valid argmax for the backward */
   char label[96];
   for (pc.bwd = 0; pc.bwd < 2; pc.bwd++) {
