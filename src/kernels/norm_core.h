@@ -353,7 +353,11 @@ typedef struct {
 } nc_up2;
 
 /* dy[0..len) of run r as the pool's backward writes it: every value dp/4 (average), or dp at
- * its argmax and 0 elsewhere (max: the windows do not overlap) */
+ * its argmax and 0 elsewhere (max: the windows do not overlap). A twin of pool.c's plane
+ * backward (test_pool_fusion holds them bitwise equal) rather than a call to it: a call in
+ * nc_bwd_sums's loop makes it keep its accumulators around the call on every path, and calling
+ * pool.c's plane kernel through a pointer measured 0.94x on the CNN's unfused BN2 backward
+ * (bench/ab_objects.sh ... batchnorm.c, two runs; the fused ones 1.00-1.01x). */
 static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, float *dy) {
   const size_t w = (size_t)u->w, ow = w / 2;
   const float *p = u->p + r * u->ps;

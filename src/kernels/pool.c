@@ -187,10 +187,14 @@ static inline void avgpool4_bwd(float *r0, float *r1, const float *dy) {
  * this way (0.98-1.00x at 24x24) and keeps its 8- and 4-wide rows. */
 #define MAX16_MIN_OW 5 /* output rows of at least this many outputs run 16 wide */
 
+/* 2k in lane k: the even columns' indices, and each output's window offset */
+static inline __m512i evens16(void) {
+  return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+}
+
 /* the even and odd columns of r's first 2*cnt floats (cnt <= 16; lanes past them zero) */
 static inline void split16(const float *r, int cnt, __m512 *even, __m512 *odd) {
-  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i ie = evens16(), io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
   const int lo = 2 * cnt < 16 ? 2 * cnt : 16, hi = 2 * cnt - lo;
   const __m512 a = _mm512_maskz_loadu_ps((__mmask16)((1u << lo) - 1u), r);
   const __m512 b = _mm512_maskz_loadu_ps((__mmask16)((1u << hi) - 1u), r + 16);
@@ -208,8 +212,7 @@ static inline void maxpool16(const float *r0, const float *r1, float *y, int32_t
   __m512 a, b, c, d;
   split16(r0, cnt, &a, &b);
   split16(r1, cnt, &c, &d);
-  const __m512i ia = _mm512_add_epi32(_mm512_set1_epi32(i0),
-                                      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30));
+  const __m512i ia = _mm512_add_epi32(_mm512_set1_epi32(i0), evens16());
   __m512 best = a;
   __m512i idx = ia;
   __mmask16 m = takes16(b, best);
