@@ -38,10 +38,12 @@ typedef struct {
   uint32_t *order;
 } batch_buf;
 
+/* input values per sample of that shape */
+static size_t dims_values(nn_dims d) { return (size_t)d.c * (size_t)d.h * (size_t)d.w; }
+
 static nn_status batch_buf_alloc(batch_buf *b, const nn_dataset *ds, int batch, nn_error *err) {
   int n = nn_dataset_count(ds);
-  nn_dims d = nn_dataset_shape(ds);
-  b->x = malloc((size_t)batch * (size_t)d.c * d.h * d.w * sizeof *b->x);
+  b->x = malloc((size_t)batch * dims_values(nn_dataset_shape(ds)) * sizeof *b->x);
   b->y = malloc((size_t)batch * sizeof *b->y);
   b->order = malloc((size_t)(n ? n : 1) * sizeof *b->order);
   if (!b->x || !b->y || !b->order) return nn_err_set(err, NN_ERR_NOMEM, "out of memory for a batch of %d", batch);
@@ -229,9 +231,6 @@ static nn_status guard_step(fit_state *s, int epoch, int b, double loss, int loc
  * either way. */
 #define ASSEMBLY_PAR_VALUES 32768 /* a batch of fewer input values converts on one thread */
 
-/* input values per sample */
-static size_t sample_values(const fit_state *s) { return (size_t)s->in.c * (size_t)s->in.h * (size_t)s->in.w; }
-
 /* In `parts` contiguous slices of the batch, one per thread of a parallel region when parts >
  * 1 (each image converts on its own: the same floats on any split); the augmentation after
  * it, in sample order (one random stream). */
@@ -239,7 +238,7 @@ static void assemble_parts(const assembly *a, int parts) {
   fit_state *s = a->s;
   const nn_fit_config *cfg = s->cfg;
   const int start = a->b * s->bs, cnt = s->n - start < s->bs ? s->n - start : s->bs;
-  const size_t per = sample_values(s);
+  const size_t per = dims_values(s->in);
   if (parts > cnt) parts = cnt;
 #pragma omp parallel for schedule(static) if (parts > 1)
   for (int p = 0; p < parts; p++) {
@@ -266,7 +265,7 @@ static void batch_ready(fit_state *s, int b) {
   /* in the step the team waits for it, so it takes part: a batch of 128 Fashion-MNIST images
    * took 73-96 us on one thread, 37-55 on two (3-4 % of a LeNet step at two threads) */
   const assembly a = {s, b, s->tb.x, s->tb.y};
-  const int big = (size_t)s->bs * sample_values(s) >= ASSEMBLY_PAR_VALUES;
+  const int big = (size_t)s->bs * dims_values(s->in) >= ASSEMBLY_PAR_VALUES;
   assemble_parts(&a, big ? omp_get_max_threads() : 1);
 }
 
@@ -319,7 +318,7 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
     if (b == 0) s->epoch_lr = nn_optimizer_lr(s->opt);
   }
   m->loss_n = group;
-  nn_status st = nn_model_forward(m, s->tb.x + (size_t)lo * sample_values(s), s->tb.y + lo, hi - lo,
+  nn_status st = nn_model_forward(m, s->tb.x + (size_t)lo * dims_values(s->in), s->tb.y + lo, hi - lo,
                                   NN_MODE_TRAIN, &ls, &right, NULL, err);
   if (!st) st = nn_model_backward(m, err);
   if (comm) {
@@ -543,13 +542,13 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
     s.rng = &own_rng;
   }
   s.in = nn_dataset_shape(train);
-  s.aug_scratch = cfg->augment ? malloc(sample_values(&s) * sizeof *s.aug_scratch) : NULL;
+  s.aug_scratch = cfg->augment ? malloc(dims_values(s.in) * sizeof *s.aug_scratch) : NULL;
   if (cfg->augment && !s.aug_scratch && !st) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   /* assembly ahead needs a second batch buffer and a helper thread; without either, each
    * step assembles its own batch (the same batches, only slower) */
   s.ahead = -1;
   if (!st && s.batches > 1 && !cfg->assemble_in_step) {
-    s.spare_x = malloc((size_t)s.bs * sample_values(&s) * sizeof *s.spare_x);
+    s.spare_x = malloc((size_t)s.bs * dims_values(s.in) * sizeof *s.spare_x);
     s.spare_y = malloc((size_t)s.bs * sizeof *s.spare_y);
     if (s.spare_x && s.spare_y) s.async = nn_async_create();
   }
