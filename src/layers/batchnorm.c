@@ -154,19 +154,35 @@ static nn_status forward_sync(nn_layer *L, const nn_norm_geom *g, const float *x
   return NN_OK;
 }
 
+/* What a backward reads and accumulates into: gamma (NULL: affine off), the gradients
+ * (NULL: not learned), the last forward's batch mean and 1/std (its scratch). */
+typedef struct {
+  const float *gamma, *mean, *invstd;
+  float *dgamma, *dbeta;
+} bn_bwd_args;
+
+static bn_bwd_args bwd_args(nn_layer *L) {
+  const int learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
+  return (bn_bwd_args){.gamma = L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL,
+                       .mean = L->scratch,
+                       .invstd = L->scratch + 2 * L->in.c,
+                       .dgamma = learn ? nn_param_ptr(L, L->g, 0) : NULL,
+                       .dbeta = learn ? nn_param_ptr(L, L->g, 1) : NULL};
+}
+
 /* The parameter gradient made from the global sums is already the global one: rank 0 alone
  * adds it, so the gradient all-reduce counts it once. */
-static void backward_sync(nn_layer *L, const nn_norm_geom *g, const float *x, const float *gamma, const float *dy,
-                          float *dx, float *dgamma, float *dbeta) {
+static void backward_sync(nn_layer *L, const nn_norm_geom *g, const bn_bwd_args *a, const float *x, const float *dy,
+                          float *dx) {
   const nn_comm *comm = L->comm;
   const int c = g->c;
-  const float *mean = L->scratch, *invstd = mean + 2 * c;
   double *sd = sync_sums(L), *sdy = sd + c, *sdyd = sdy + c, count = sd[3 * c];
   for (int k = 0; k < 3 * c; k++) sd[k] = 0;
-  if (g->n > 0) nn_bn_backward_sums(g, x, dy, mean, sd, sdy, sdyd);
+  if (g->n > 0) nn_bn_backward_sums(g, x, dy, a->mean, sd, sdy, sdyd);
   comm->sum_f64(comm->ctx, sd, 3 * (size_t)c);
-  if (comm->rank != 0) dgamma = dbeta = NULL;
-  if (g->n > 0 || dgamma) nn_bn_backward_apply(g, x, gamma, mean, invstd, dy, sd, sdy, sdyd, count, g->n ? dx : NULL, dgamma, dbeta);
+  float *dgamma = comm->rank == 0 ? a->dgamma : NULL, *dbeta = comm->rank == 0 ? a->dbeta : NULL;
+  if (g->n > 0 || dgamma)
+    nn_bn_backward_apply(g, x, a->gamma, a->mean, a->invstd, dy, sd, sdy, sdyd, count, g->n ? dx : NULL, dgamma, dbeta);
 }
 
 /* The fused activation for a next layer of this kind, NN_ACT_NONE if it cannot fuse. */
@@ -247,37 +263,19 @@ nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const fl
   return forward_act(L, fused_act(next), x, z, n, mode, err);
 }
 
-/* What a backward reads and accumulates into: gamma (NULL: affine off), the gradients
- * (NULL: not learned), the last forward's batch mean and 1/std (its scratch). */
-typedef struct {
-  const float *gamma, *mean, *invstd;
-  float *dgamma, *dbeta;
-} bn_bwd_args;
-
-static bn_bwd_args bwd_args(nn_layer *L) {
-  const int learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
-  return (bn_bwd_args){.gamma = L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL,
-                       .mean = L->scratch,
-                       .invstd = L->scratch + 2 * L->in.c,
-                       .dgamma = learn ? nn_param_ptr(L, L->g, 0) : NULL,
-                       .dbeta = learn ? nn_param_ptr(L, L->g, 1) : NULL};
-}
-
 /* dy is the gradient w.r.t. act(BN(x)) = z (act = NN_ACT_NONE: w.r.t. BN's output). */
 static void backward_act(nn_layer *L, nn_act act, const float *x, const float *z, const float *dy, float *dx, int n,
                          nn_mode mode) {
   const nn_norm_geom g = geom(L, n);
   const bn_bwd_args a = bwd_args(L);
-  const float *gamma = a.gamma, *mean = a.mean, *invstd = a.invstd;
-  float *dgamma = a.dgamma, *dbeta = a.dbeta;
   if (uses_batch_stats(L, mode) && L->comm) {
     NN_ASSERT(act == NN_ACT_NONE);
-    backward_sync(L, &g, x, gamma, dy, dx, dgamma, dbeta);
+    backward_sync(L, &g, &a, x, dy, dx);
   } else if (uses_batch_stats(L, mode)) {
-    nn_bn_backward_train_act(&g, act, x, gamma, mean, invstd, z, dy, dx, dgamma, dbeta);
+    nn_bn_backward_train_act(&g, act, x, a.gamma, a.mean, a.invstd, z, dy, dx, a.dgamma, a.dbeta);
   } else {
     NN_ASSERT(act == NN_ACT_NONE);
-    nn_bn_backward_infer(&g, x, gamma, nn_state_ptr(L, 0), nn_state_ptr(L, 1), dy, dx, dgamma, dbeta);
+    nn_bn_backward_infer(&g, x, a.gamma, nn_state_ptr(L, 0), nn_state_ptr(L, 1), dy, dx, a.dgamma, a.dbeta);
   }
 }
 
