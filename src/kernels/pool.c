@@ -184,7 +184,10 @@ static inline void avgpool4_bwd(float *r0, float *r1, const float *dy) {
  * 8-vectors). The same comparisons per output, in the same order, as the loops below. One
  * thread, the CNN's 26x26 and 11x11 planes 1.10-1.17x the 8-wide rows, CIFAR's 30x30
  * 1.00-1.11x (bench/ab_objects.sh, docs/performance.md run 22); the average pool gained nothing
- * this way (0.98-1.00x at 24x24) and keeps its 8- and 4-wide rows. */
+ * this way (0.98-1.00x at 24x24) and keeps its 8- and 4-wide rows. The max pool's backward
+ * runs 16 wide on rows of 5..8 outputs (the CNN's 11x11 planes 1.28-1.29x the two overlapping
+ * 4-vectors and the leftover column's scalar stores, run 23); longer rows keep the 8-wide
+ * steps (16 wide measured 0.90x at 30x30, run 22). */
 #define MAX16_MIN_OW 5 /* output rows of at least this many outputs run 16 wide */
 
 /* 2k in lane k: the even columns' indices, and each output's window offset */
@@ -227,6 +230,26 @@ static inline void maxpool16(const float *r0, const float *r1, float *y, int32_t
   const __mmask16 k = (__mmask16)((1u << cnt) - 1u);
   _mm512_mask_storeu_ps(y, k, best);
   _mm512_mask_storeu_epi32(am, k, idx);
+}
+
+/* The backward of an output row of cnt <= 8 outputs (short rows: the CNN's 11x11 planes) in
+ * one vector per input row: lane j of each input row takes output j / 2's gradient where
+ * its argmax is j's column. The store covers `width` (<= 16) lanes: a floor's leftover
+ * column, lanes past 2 * cnt, is written 0 by the same store. */
+static inline void maxpool16_bwd(float *r0, float *r1, const float *dy, const int32_t *am, int32_t i0, int W, int cnt,
+                                 int width) {
+  const __m512i half = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m512i col = _mm512_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+  const __mmask16 in = (__mmask16)((1u << cnt) - 1u), pairs = (__mmask16)((1u << (2 * cnt)) - 1u);
+  const __m512 v = _mm512_permutexvar_ps(half, _mm512_maskz_loadu_ps(in, dy));
+  const __m512i a = _mm512_permutexvar_epi32(half, _mm512_maskz_loadu_epi32(in, am));
+  /* k = the argmax's offset from lane j's window top-left, less j's column (0 or 1) */
+  const __m512i k = _mm512_sub_epi32(a, _mm512_add_epi32(_mm512_set1_epi32(i0), _mm512_add_epi32(half, half)));
+  const __mmask16 m0 = _mm512_mask_cmpeq_epi32_mask(pairs, k, col);
+  const __mmask16 m1 = _mm512_mask_cmpeq_epi32_mask(pairs, k, _mm512_add_epi32(col, _mm512_set1_epi32(W)));
+  const __mmask16 st = (__mmask16)((1u << width) - 1u);
+  _mm512_mask_storeu_ps(r0, st, _mm512_maskz_mov_ps(m0, v));
+  _mm512_mask_storeu_ps(r1, st, _mm512_maskz_mov_ps(m1, v));
 }
 #endif
 
@@ -330,6 +353,14 @@ static void maxpool_plane_2x2s2_bwd(const nn_pool_geom *g, const float *dyp, con
     const float *dr = dyp + oh * OW;
     const int32_t *ar = ap + oh * OW;
     const int32_t base = 2 * oh * W;
+#if NN_BUILD_AVX512
+    if (OW >= MAX16_MIN_OW && OW <= 8) {
+      const int width = W <= 16 ? W : 2 * OW;
+      maxpool16_bwd(r0, r1, dr, ar, base, W, OW, width);
+      if (W > width) r0[W - 1] = r1[W - 1] = 0.0f;
+      continue;
+    }
+#endif
 #ifdef __AVX2__
     if (OW >= 8) {
       for (int ow = 0;; ow += 8) {
