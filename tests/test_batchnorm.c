@@ -769,16 +769,17 @@ static void test_model_fusion(void **state) {
 /* batchnorm + activation + 2x2 average or max pool: in training the backward runs the three
  * from the pool's output gradient (nn_batchnorm_backward_fused_pool) where the pool's input
  * planes have even sides and 256 to 1024 values (32x32 and 16x16 here), and pool by pool where
- * not (8x8: too small to gain), bit for bit the layers one by one; the kernel alone against the pool's backward
- * then the fused BN backward, with and without dx, on LeNet's planes, 2x2 and 4x6 ones and an
- * odd channel count. */
+ * not (8x8: too small to gain), bit for bit the layers one by one (the fused max pool's forward
+ * writes no argmax, the unfused one's does); the kernel alone against the pool's backward then
+ * the fused BN backward, with and without dx, on LeNet's planes, 2x2 and 4x6 ones and an odd
+ * channel count (relu's zeros make ties in the max pool's windows). */
 static void test_pool_fusion(void **state) {
   (void)state;
   const char *text =
       "input shape=2x34x34\n"
       "conv2d filters=3 kernel=3\nbatchnorm\nsigmoid\navgpool2d size=2\n"
       "conv2d filters=4 kernel=1\nbatchnorm\nrelu\nmaxpool2d size=2\n"
-      "conv2d filters=3 kernel=1\nbatchnorm\ntanh\navgpool2d size=2\n"
+      "conv2d filters=3 kernel=1\nbatchnorm\ntanh\nmaxpool2d size=2\n"
       "flatten\ndense units=5\n";
   nn_model *m[2] = {tu_model(text, 8), tu_model(text, 8)};
   const nn_layer *L = m[0]->layers;
@@ -821,30 +822,33 @@ static void test_pool_fusion(void **state) {
     assert_non_null(am);
     float gamma[MAXC], beta[MAXC];
     bn_stats a, bs;
-    fill_bn_input(&r, xx, nn, c, s, 0);
     tu_fill_normal(&r, dp, pcnt, 1.0, 0.1);
     for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
-    for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++)
-      for (int mx = 0; mx < 2; mx++) {
-        memset(&a, 0, sizeof a), memset(&bs, 0, sizeof bs);
-        nn_bn_forward_train_act(g, (nn_act)act, xx, gamma, beta, z, a.mean, a.var, a.invstd);
-        memcpy(bs.mean, a.mean, sizeof a.mean), memcpy(bs.var, a.var, sizeof a.var);
-        memcpy(bs.invstd, a.invstd, sizeof a.invstd);
-        if (mx) {
-          nn_maxpool2d_forward(&pg, z, pooled, am);
-          nn_maxpool2d_backward(&pg, dp, am, dz);
-        } else {
-          nn_avgpool2d_backward(&pg, dp, dz);
+    /* q = 1: x in {-1, 0, 1, 2}, so that most max-pool windows hold ties where act' is not 0 */
+    for (int q = 0; q < 2; q++) {
+      fill_bn_input(&r, xx, nn, c, s, 0);
+      for (size_t i = 0; q && i < cnt; i++) xx[i] = (float)nn_rng_below(&r, 4) - 1.0f;
+      for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++)
+        for (int mx = 0; mx < 2; mx++) {
+          memset(&a, 0, sizeof a), memset(&bs, 0, sizeof bs);
+          nn_bn_forward_train_act(g, (nn_act)act, xx, gamma, beta, z, a.mean, a.var, a.invstd);
+          memcpy(bs.mean, a.mean, sizeof a.mean), memcpy(bs.var, a.var, sizeof a.var);
+          memcpy(bs.invstd, a.invstd, sizeof a.invstd);
+          if (mx) {
+            nn_maxpool2d_forward(&pg, z, pooled, am);
+            nn_maxpool2d_backward(&pg, dp, am, dz);
+          } else {
+            nn_avgpool2d_backward(&pg, dp, dz);
+          }
+          nn_bn_backward_train_act(g, (nn_act)act, xx, gamma, a.mean, a.invstd, z, dz, dx1, a.dg, a.db);
+          nn_bn_backward_train_act_pool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, mx, dx2, bs.dg, bs.db);
+          assert_memory_equal(dx1, dx2, cnt * sizeof(float));
+          assert_memory_equal(&a, &bs, sizeof a);
+          memset(bs.dg, 0, sizeof bs.dg), memset(bs.db, 0, sizeof bs.db);
+          nn_bn_backward_train_act_pool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, mx, NULL, bs.dg, bs.db);
+          assert_memory_equal(&a, &bs, sizeof a);
         }
-        const int32_t *amp = mx ? am : NULL;
-        nn_bn_backward_train_act(g, (nn_act)act, xx, gamma, a.mean, a.invstd, z, dz, dx1, a.dg, a.db);
-        nn_bn_backward_train_act_pool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, amp, dx2, bs.dg, bs.db);
-        assert_memory_equal(dx1, dx2, cnt * sizeof(float));
-        assert_memory_equal(&a, &bs, sizeof a);
-        memset(bs.dg, 0, sizeof bs.dg), memset(bs.db, 0, sizeof bs.db);
-        nn_bn_backward_train_act_pool2(g, w, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, amp, NULL, bs.dg, bs.db);
-        assert_memory_equal(&a, &bs, sizeof a);
-      }
+    }
     assert_false(nn_bn_pool2_fits(g, w + 1));
     free(xx), free(z), free(dp), free(dz), free(dx1), free(dx2), free(pooled), free(am);
   }

@@ -15,8 +15,7 @@
                                             float *dx, float *dgamma, float *dbeta);                                 \
   void v##_nn_bn_backward_train_act_pool2_generic(                                                                   \
       const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma, const float *mean,               \
-      const float *invstd, const float *z, const float *dp, const int32_t *argmax, float *dx, float *dgamma,         \
-      float *dbeta);
+      const float *invstd, const float *z, const float *dp, int max_pool, float *dx, float *dgamma, float *dbeta);
 DECL(old)
 DECL(new)
 
@@ -25,7 +24,6 @@ typedef struct {
   nn_act act;
   int pool, w, bwd; /* pool: 0 none, 1 a 2x2 average pool after the activation, 2 a max pool */
   float *x, *z, *dz, *dx, *gamma, *beta, *mean, *var, *invstd, *dg, *db;
-  int32_t *am;
 } bn_ctx;
 
 static void call(int v, void *p) {
@@ -38,7 +36,7 @@ static void call(int v, void *p) {
         &c->g, c->act, c->x, c->gamma, c->mean, c->invstd, c->z, c->dz, c->dx, c->dg, c->db);
   else
     (v ? new_nn_bn_backward_train_act_pool2_generic : old_nn_bn_backward_train_act_pool2_generic)(
-        &c->g, c->w, c->act, c->x, c->gamma, c->mean, c->invstd, c->z, c->dz, c->pool == 2 ? c->am : NULL, c->dx,
+        &c->g, c->w, c->act, c->x, c->gamma, c->mean, c->invstd, c->z, c->dz, c->pool == 2, c->dx,
         c->dg, c->db);
 }
 
@@ -48,11 +46,6 @@ static void shape(const char *name, int n, int c, int s, nn_act act, int pool, i
   b.x = bench_fbuf(cnt), b.z = bench_fbuf(cnt), b.dz = bench_fbuf(cnt), b.dx = bench_fbuf(cnt), b.gamma = bench_fbuf((size_t)c);
   b.beta = bench_fbuf((size_t)c), b.mean = bench_fbuf((size_t)c), b.var = bench_fbuf((size_t)c);
   b.invstd = bench_fbuf((size_t)c), b.dg = bench_fbuf((size_t)c), b.db = bench_fbuf((size_t)c);
-  b.am = (int32_t *)(void *)bench_fbuf(cnt / 4 + 1);
-  for (size_t k = 0; pool && k < cnt / 4; k++) { /* a valid argmax: each window's top-left value */
-    const size_t o = k % ((size_t)s / 4), ow = (size_t)w / 2;
-    b.am[k] = (int32_t)((o / ow) * 2 * (size_t)w + (o % ow) * 2);
-  }
   old_nn_bn_forward_train_act_generic(&b.g, act, b.x, b.gamma, b.beta, b.z, b.mean, b.var, b.invstd);
   char label[96];
   for (b.bwd = 0; b.bwd < 2; b.bwd++) {
@@ -61,7 +54,7 @@ static void shape(const char *name, int n, int c, int s, nn_act act, int pool, i
     ab_time(label, call, &b, 40);
   }
   free(b.x), free(b.z), free(b.dz), free(b.dx), free(b.gamma), free(b.beta), free(b.mean), free(b.var);
-  free(b.invstd), free(b.dg), free(b.db), free(b.am);
+  free(b.invstd), free(b.dg), free(b.db);
 }
 
 int main(void) {

@@ -25,8 +25,8 @@
  * Memory traffic (ARCHITECTURE.md §7): forward_train reads x twice and writes y; forward_infer reads
  * x once and writes y; backward_train reads x, dy twice and writes dx; backward_infer reads
  * x, dy once and writes dx (the second look at a plane of dy hits L1); backward_train_act_pool2
- * reads the pool's gradient (a quarter of dy) and a max pool's argmax instead of dy, forming
- * each plane of dy in L1.
+ * reads the pool's gradient (a quarter of dy) instead of dy, forming each plane of dy in L1
+ * (a max pool's argmax found again in z, which the activation's derivative reads anyway).
  * In-place use (y == x, dx == dy) is safe: every element is read before it is written.
  * Nothing here allocates: per-range scratch lives on the stack (S = 1: at most RBLK channels).
  */
@@ -99,9 +99,9 @@ typedef struct {
   double count;                        /* values per channel behind the sums */
   nn_act act;                          /* fused activation: y is act(BN(x)); dy is dz, with z given */
   const float *z;
-  const float *dp;   /* backward, instead of dz: the gradient of a 2x2 stride-2 pool over z */
-  const int32_t *am; /* with dp: a max pool's argmax, or NULL (an average pool) */
-  int w;             /* with dp: the planes' width */
+  const float *dp; /* backward, instead of dz: the gradient of a 2x2 stride-2 pool over z */
+  int max_pool;    /* with dp: a max pool (else an average pool) */
+  int w;           /* with dp: the planes' width */
 } bn_io;
 
 typedef void (*bn_item)(const nn_norm_geom *g, const bn_io *io, int c0, int cw);
@@ -343,7 +343,7 @@ static inline void bn_bsums_ch(const nn_norm_geom *g, const bn_io *io, int ch, d
                                double *sdyd) {
   const size_t o = (size_t)ch * g->s, plane = bn_plane(g), s = (size_t)g->s;
   const float K = io->cmean[ch];
-  const nc_up2 up = {io->dp ? io->dp + o / 4 : NULL, io->am ? io->am + o / 4 : NULL, plane / 4, io->w};
+  const nc_up2 up = {io->dp ? io->dp + o / 4 : NULL, plane / 4, io->w, io->max_pool};
   nc_bwd_sums(io->x + o, io->dp ? NULL : io->dy + o, io->dp ? &up : NULL, NULL, io->z ? io->z + o : NULL, io->act,
               io->act && io->dx ? io->dx + o : NULL, (size_t)g->n, plane, s, K, NV, sd, sdy, sdyd);
 }
@@ -474,10 +474,10 @@ void NN_V(nn_bn_backward_train_act)(const nn_norm_geom *g, nn_act act, const flo
 
 void NN_V(nn_bn_backward_train_act_pool2)(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
                                           const float *mean, const float *invstd, const float *z, const float *dp,
-                                          const int32_t *argmax, float *dx, float *dgamma, float *dbeta) {
+                                          int max_pool, float *dx, float *dgamma, float *dbeta) {
   NN_ASSERT(nn_bn_pool2_fits(g, w) && act != NN_ACT_NONE);
   if (!dx && !dgamma && !dbeta) return;
-  const bn_io io = {.x = x, .dp = dp, .am = argmax, .w = w, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
+  const bn_io io = {.x = x, .dp = dp, .max_pool = max_pool, .w = w, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
   bn_run(g, &io, bwd_train_rows, bwd_train_ch);
 }
 

@@ -166,7 +166,8 @@ typedef struct {
 } nn_pool_geom;
 int nn_pool_geom_init(nn_pool_geom *g);
 /* argmax[N*C*OH*OW] records the flat input index (within the (n,c) plane) of the max;
- * ties go to the first in row-major window order. */
+ * ties go to the first in row-major window order, a NaN wins. argmax may be NULL in the
+ * forward (the values only: no backward follows, or one that finds the argmax in x again). */
 void nn_maxpool2d_forward(const nn_pool_geom *g, const float *x, float *y, int32_t *argmax);
 void nn_maxpool2d_backward(const nn_pool_geom *g, const float *dy, const int32_t *argmax, float *dx);
 void nn_avgpool2d_forward(const nn_pool_geom *g, const float *x, float *y);
@@ -270,7 +271,8 @@ void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x,
                               float *dgamma, float *dbeta);
 /* backward_train_act_pool2: backward_train_act (act not NN_ACT_NONE) where z is followed by
  *   a 2x2 stride-2 pool and dp[N, C, H/2, W/2] is the gradient of its output: a max pool's
- *   with its forward's argmax, an average pool's with argmax NULL. Bit for bit
+ *   (max_pool != 0; each window's argmax found again in z, by the forward's rule, so its
+ *   forward may skip writing it) or an average pool's. Bit for bit
  *   nn_maxpool2d_backward or nn_avgpool2d_backward (dz) then nn_bn_backward_train_act, without
  *   writing dz (each plane's dz is formed in L1 as the sums need it). For planes that
  *   nn_bn_pool2_fits: W = w and H even, H*W at most 1024 (LeNet's 24x24, the CNNs' 26x26 and
@@ -278,7 +280,7 @@ void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x,
 int nn_bn_pool2_fits(const nn_norm_geom *g, int w);
 void nn_bn_backward_train_act_pool2(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
                                     const float *mean, const float *invstd, const float *z, const float *dp,
-                                    const int32_t *argmax, float *dx, float *dgamma, float *dbeta);
+                                    int max_pool, float *dx, float *dgamma, float *dbeta);
 /* forward_infer_act: z = act(BN(x)) with the given statistics, bit for bit
  *   nn_bn_forward_infer then nn_<act>_forward (an eval forward that keeps no layer output). */
 void nn_bn_forward_infer_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,

@@ -28,6 +28,7 @@
 
 #include "kernels/act_inline.h"
 #include "kernels/kernels.h"
+#include "kernels/pool_simd.h"
 
 #define NC_PAR_MIN_ELEMS 16384 /* below this a norm kernel stays on the calling thread */
 #define NC_EBLK 1024           /* fused backward: dz*act'(z) is formed in blocks of this many (32k) */
@@ -342,34 +343,66 @@ static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *
 }
 
 /* dy given as the gradient of a 2x2 stride-2 pool over the runs (planes of w columns, w and
- * the rows even): run r's pool output gradient at p + r*ps, (w/2) columns; for a max pool,
- * am + r*ps holds each output's argmax (its input's index in the plane), NULL for an average
- * pool. */
+ * the rows even): run r's pool output gradient at p + r*ps, (w/2) columns; max: a max pool
+ * (each window's gradient goes to its argmax, found again in the pool's input, the run of z),
+ * else an average pool. */
 typedef struct {
   const float *p;
-  const int32_t *am;
   size_t ps;
-  int w;
+  int w, max;
 } nc_up2;
 
 /* dy[0..len) of run r as the pool's backward writes it: every value dp/4 (average), or dp at
- * its argmax and 0 elsewhere (max: the windows do not overlap). A twin of pool.c's plane
- * backward (test_pool_fusion holds them bitwise equal) rather than a call to it: a call in
- * nc_bwd_sums's loop makes it keep its accumulators around the call on every path, and calling
- * pool.c's plane kernel through a pointer measured 0.94x on the CNN's unfused BN2 backward
- * (bench/ab_objects.sh ... batchnorm.c, two runs; the fused ones 1.00-1.01x). */
-static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, float *dy) {
+ * its window's argmax in z (the pool's input) and 0 elsewhere (max: the windows do not
+ * overlap). The argmax is the forward's, found by the same comparisons in the same order
+ * (pool_simd.h, which pool.c's forward uses), so the forward need not write
+ * it: z's run is read here just before act_grad_n reads it again from L1. A twin of pool.c's
+ * plane backward (test_pool_fusion holds them bitwise equal) rather than a call to it: a call
+ * in nc_bwd_sums's loop makes it keep its accumulators around the call on every path, and
+ * calling pool.c's plane kernel through a pointer measured 0.94x on the CNN's unfused BN2
+ * backward (bench/ab_objects.sh ... batchnorm.c, two runs; the fused ones 1.00-1.01x). */
+static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, const float *z, float *dy) {
   const size_t w = (size_t)u->w, ow = w / 2;
   const float *p = u->p + r * u->ps;
-  if (u->am) {
-    const int32_t *a = u->am + r * u->ps;
-    memset(dy, 0, len * sizeof(float));
-    for (size_t o = 0; o < len / 4; o++) dy[a[o]] = p[o];
-    return;
-  }
   for (size_t i = 0; i < len; i += 2 * w, p += ow) {
     float *d = dy + i, *e = d + w; /* both rows in one loop: a memcpy of one short row was a
                                       libc call per row, 1.5 % of a LeNet step */
+    if (u->max) {
+      const float *z0 = z + i, *z1 = z0 + w;
+#if NN_BUILD_AVX512
+      for (size_t j = 0; j < ow; j += 16)
+        p2_max_bwd16(z0 + 2 * j, z1 + 2 * j, p + j, d + 2 * j, e + 2 * j, ow - j < 16 ? (int)(ow - j) : 16);
+      continue;
+#elif defined(__AVX2__)
+      if (ow >= 8) { /* 8 windows at a time, the last step moved back to end at ow */
+        for (size_t j = 0;; j += 8) {
+          if (j > ow - 8) j = ow - 8;
+          p2_max_bwd8(z0 + 2 * j, z1 + 2 * j, p + j, d + 2 * j, e + 2 * j);
+          if (j == ow - 8) break;
+        }
+        continue;
+      }
+#endif
+      for (size_t j = 0; j < ow; j++) {
+        const float a = z0[2 * j], b = z0[2 * j + 1], c = z1[2 * j], f = z1[2 * j + 1], v = p[j];
+        float best = a;
+        int k = 0;
+        if (pool_takes(b, best)) {
+          best = b;
+          k = 1;
+        }
+        if (pool_takes(c, best)) {
+          best = c;
+          k = 2;
+        }
+        if (pool_takes(f, best)) k = 3;
+        d[2 * j] = k == 0 ? v : 0.0f;
+        d[2 * j + 1] = k == 1 ? v : 0.0f;
+        e[2 * j] = k == 2 ? v : 0.0f;
+        e[2 * j + 1] = k == 3 ? v : 0.0f;
+      }
+      continue;
+    }
 #pragma omp simd
     for (size_t j = 0; j < ow; j++) {
       const float v = p[j] * 0.25f;
@@ -415,7 +448,7 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const nc_up2 *up
       float *eg = eout ? eout + o : e;
       for (size_t r = 0; r < n; r++) {
         const float *d = up ? u : dy + o + r * stride;
-        if (up) nc_up2_run(up, r0 + r, len, u);
+        if (up) nc_up2_run(up, r0 + r, len, z + o + r * stride, u);
         act_grad_n(act, z + o + r * stride, d, eg + r * es, len);
       }
       nc_bwd_run(&ad, &ae, &aed, x + o, stride, eg, es, NULL, n, len, eout ? runs - r0 : n, K, &Kv, nv);

@@ -307,10 +307,8 @@ void nn_batchnorm_backward_fused_pool(nn_layer *L, const nn_layer *next, const n
                                       const float *z, const float *dp, float *dx, int n) {
   const nn_norm_geom g = geom(L, n);
   const bn_bwd_args a = bwd_args(L);
-  /* a max pool's forward keeps its argmax in its scratch (layers/pool.c) */
-  const int32_t *am = pool->kind == NN_LAYER_MAXPOOL2D ? (const int32_t *)(const void *)pool->scratch : NULL;
-  nn_bn_backward_train_act_pool2(&g, L->in.w, fused_act(next), x, a.gamma, a.mean, a.invstd, z, dp, am, dx, a.dgamma,
-                                 a.dbeta);
+  nn_bn_backward_train_act_pool2(&g, L->in.w, fused_act(next), x, a.gamma, a.mean, a.invstd, z, dp,
+                                 pool->kind == NN_LAYER_MAXPOOL2D, dx, a.dgamma, a.dbeta);
 }
 
 static void describe(const nn_layer *L, char *buf, size_t len) {

@@ -195,6 +195,10 @@ void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float 
 int nn_batchnorm_pool_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *pool, nn_mode mode);
 void nn_batchnorm_backward_fused_pool(nn_layer *L, const nn_layer *next, const nn_layer *pool, const float *x,
                                       const float *z, const float *dp, float *dx, int n);
+/* A max pool's forward without its argmax (the values only), for a forward that no pool
+ * backward of its own follows: an evaluation that keeps no layer output, or a pool whose
+ * backward a batchnorm's takes over (that one finds each argmax again in the pool's input). */
+void nn_maxpool2d_forward_values(nn_layer *L, const float *x, float *y, int n);
 
 /* A batchnorm applied in the epilogue of the layer before it (nn_layer_fuses).
  * nn_batchnorm_is_affine: nonzero if L is a batchnorm that normalizes with its running

@@ -63,6 +63,11 @@ static nn_status max_forward(nn_layer *L, const float *x, float *y, int n, nn_mo
   return NN_OK;
 }
 
+void nn_maxpool2d_forward_values(nn_layer *L, const float *x, float *y, int n) {
+  nn_pool_geom g = geom(L, n);
+  nn_maxpool2d_forward(&g, x, y, NULL);
+}
+
 static void max_backward(nn_layer *L, const float *x, const float *y, const float *dy, float *dx, int n, nn_mode mode) {
   (void)x, (void)y, (void)mode;
   if (!dx) return;

@@ -470,6 +470,13 @@ static nn_status forward_empty(nn_model *m, nn_mode mode, int lean, double *loss
   return NN_OK;
 }
 
+/* Layer i is a 2x2 pool whose backward, after a forward of this mode, runs inside the
+ * batchnorm's two layers before it (nn_batchnorm_pool_fuses). */
+static int pool_in_bn_backward(const nn_model *m, int i, nn_mode mode) {
+  return i > 1 && fused_span(m, i - 2, mode, 0) &&
+         nn_batchnorm_pool_fuses(&m->layers[i - 2], &m->layers[i - 1], &m->layers[i], mode);
+}
+
 static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode, int lean,
                          double *loss_sum, int *correct, const float **logits, nn_error *err) {
   if (n == 0 && m->comm) return forward_empty(m, mode, lean, loss_sum, correct, err);
@@ -502,6 +509,8 @@ static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int
         nn_layer_table[L->kind]->forward_epi(L, &e, m->act[i], m->act[i + span + 1], n);
       }
       i += span;
+    } else if (L->kind == NN_LAYER_MAXPOOL2D && (lean || pool_in_bn_backward(m, i, mode))) {
+      nn_maxpool2d_forward_values(L, m->act[i], m->act[i + 1], n); /* no backward reads an argmax */
     } else {
       st = nn_layer_table[L->kind]->forward(L, m->act[i], m->act[i + 1], n, mode, err);
     }
@@ -542,11 +551,9 @@ nn_status nn_model_forward_lean(nn_model *m, const float *x, const int32_t *labe
 /* The number of layers before layer i that run inside one backward call ending at it (0:
  * layer i runs alone): 1 where the last forward fused the pair (training: batchnorm or conv2d
  * with its activation), 2 for batchnorm + activation + a 2x2 pool whose backward the
- * batchnorm's takes over (nn_batchnorm_pool_fuses). */
+ * batchnorm's takes over (pool_in_bn_backward). */
 static int backward_span(const nn_model *m, int i) {
-  if (i > 1 && fused_span(m, i - 2, m->last_mode, 0) &&
-      nn_batchnorm_pool_fuses(&m->layers[i - 2], &m->layers[i - 1], &m->layers[i], m->last_mode))
-    return 2;
+  if (pool_in_bn_backward(m, i, m->last_mode)) return 2;
   return i > 0 && fused_span(m, i - 1, m->last_mode, 0) ? 1 : 0;
 }
 
