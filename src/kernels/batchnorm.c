@@ -293,10 +293,44 @@ static void fwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw)
   }
 }
 
+/* S > 1, samples [i0, i1): y in memory order, run after run of S floats (the constants of
+ * RBLK channels at a time), rather than one channel's N runs a plane apart: the same values. */
+static void fwd_infer_samples(const nn_norm_geom *g, const bn_io *io, int i0, int i1) {
+  float mu[RBLK], sc[RBLK], sh[RBLK];
+  const size_t plane = bn_plane(g), s = (size_t)g->s;
+  for (int c0 = 0; c0 < g->c; c0 += RBLK) {
+    const int cw = g->c - c0 < RBLK ? g->c - c0 : RBLK;
+    for (int k = 0; k < cw; k++) {
+      mu[k] = io->cmean[c0 + k];
+      sc[k] = bn_infer_scale(io->gamma, io->cvar, c0 + k, g->eps);
+      sh[k] = io->beta ? io->beta[c0 + k] : 0.0f;
+    }
+    for (int i = i0; i < i1; i++)
+      for (int k = 0; k < cw; k++) {
+        const float *p = io->x + (size_t)i * plane + (size_t)(c0 + k) * s;
+        float *q = io->y + (size_t)i * plane + (size_t)(c0 + k) * s;
+        const float m = mu[k], a = sc[k], b = sh[k];
+#pragma omp simd
+        for (size_t j = 0; j < s; j++) q[j] = (p[j] - m) * a + b;
+        act_n(io->act, q, s);
+      }
+  }
+}
+
 void NN_V(nn_bn_forward_infer_act)(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                                    const float *beta, const float *mean, const float *var, float *z) {
   const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .cmean = mean, .cvar = var, .y = z, .act = act};
-  bn_run(g, &io, fwd_infer_rows, fwd_infer_ch);
+  if (g->s == 1 || (g->n < 2 && bn_par_channels(g))) {
+    bn_run(g, &io, fwd_infer_rows, fwd_infer_ch);
+    return;
+  }
+  const int t = nc_parallel(g->n, g->c, g->s) ? bn_max_threads() : 1, parts = t < g->n ? t : g->n;
+  if (parts == 1) {
+    fwd_infer_samples(g, &io, 0, g->n);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < parts; r++) fwd_infer_samples(g, &io, g->n * r / parts, g->n * (r + 1) / parts);
 }
 
 #if NN_VARIANT_ONCE
