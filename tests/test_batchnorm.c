@@ -768,15 +768,15 @@ static void test_model_fusion(void **state) {
 
 /* batchnorm + activation + 2x2 average or max pool: in training the backward runs the three
  * from the pool's output gradient (nn_batchnorm_backward_fused_pool) where the pool's input
- * planes have even sides and 256 to 1024 values (32x32 and 16x16 here), and pool by pool where
- * not (8x8: too small to gain), bit for bit the layers one by one (the fused max pool's forward
+ * planes have 100 to 1024 values (31x31 and 15x15 here: odd sides, which the pool floors), and
+ * pool by pool where not (7x7: too small to gain), bit for bit the layers one by one (the fused max pool's forward
  * writes no argmax, the unfused one's does); the kernel alone against the pool's backward then
  * the fused BN backward, with and without dx, on LeNet's planes, 2x2 and 4x6 ones and an odd
  * channel count (relu's zeros make ties in the max pool's windows). */
 static void test_pool_fusion(void **state) {
   (void)state;
   const char *text =
-      "input shape=2x34x34\n"
+      "input shape=2x33x33\n"
       "conv2d filters=3 kernel=3\nbatchnorm\nsigmoid\navgpool2d size=2\n"
       "conv2d filters=4 kernel=1\nbatchnorm\nrelu\nmaxpool2d size=2\n"
       "conv2d filters=3 kernel=1\nbatchnorm\ntanh\nmaxpool2d size=2\n"
@@ -786,7 +786,7 @@ static void test_pool_fusion(void **state) {
   assert_true(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_TRAIN));
   assert_false(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL));    /* no backward */
   assert_true(nn_batchnorm_pool_fuses(&L[5], &L[6], &L[7], NN_MODE_TRAIN));    /* max pool */
-  assert_false(nn_batchnorm_pool_fuses(&L[9], &L[10], &L[11], NN_MODE_TRAIN)); /* 8x8 planes */
+  assert_false(nn_batchnorm_pool_fuses(&L[9], &L[10], &L[11], NN_MODE_TRAIN)); /* 7x7 planes */
   const int n = 12, in = nn_model_input_size(m[0]);
   nn_rng r;
   nn_rng_seed(&r, 9);
@@ -806,8 +806,10 @@ static void test_pool_fusion(void **state) {
   free(x);
   nn_model_free(m[0]), nn_model_free(m[1]);
 
-  static const shape3 sh[] = {{16, 6, 576}, {5, 7, 4}, {9, 3, 24}}; /* planes 24x24, 2x2, 4x6 */
-  static const int widths[] = {24, 2, 6};
+  /* planes 24x24, 2x2, 4x6, and odd sides the pool floors: 11x11 (the CNN's second), 5x7, 3x5,
+   * 2x3 */
+  static const shape3 sh[] = {{16, 6, 576}, {5, 7, 4}, {9, 3, 24}, {6, 5, 121}, {3, 4, 35}, {4, 3, 15}, {3, 2, 6}};
+  static const int widths[] = {24, 2, 6, 11, 7, 5, 3};
   for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
     const int nn = sh[t].n, c = sh[t].c, s = sh[t].s, w = widths[t];
     const size_t cnt = (size_t)nn * c * s, pcnt = cnt / 4;
@@ -852,7 +854,7 @@ static void test_pool_fusion(void **state) {
     assert_false(nn_bn_pool2_fits(g, w + 1));
     free(xx), free(z), free(dp), free(dz), free(dx1), free(dx2), free(pooled), free(am);
   }
-  assert_false(nn_bn_pool2_fits(BN_GEOM(2, 3, 1056), 32)); /* 33 rows */
+  assert_false(nn_bn_pool2_fits(BN_GEOM(2, 3, 32), 32));   /* one row */
   assert_false(nn_bn_pool2_fits(BN_GEOM(2, 3, 1088), 34)); /* more than 1024 values */
 }
 

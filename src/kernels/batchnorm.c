@@ -377,7 +377,9 @@ static inline void bn_bsums_ch(const nn_norm_geom *g, const bn_io *io, int ch, d
                                double *sdyd) {
   const size_t o = (size_t)ch * g->s, plane = bn_plane(g), s = (size_t)g->s;
   const float K = io->cmean[ch];
-  const nc_up2 up = {io->dp ? io->dp + o / 4 : NULL, plane / 4, io->w, io->max_pool};
+  /* the pool's output planes: (S / w / 2) x (w / 2), floor */
+  const size_t pp = (s / (size_t)(io->w ? io->w : 1) / 2) * (size_t)(io->w / 2);
+  const nc_up2 up = {io->dp ? io->dp + (size_t)ch * pp : NULL, (size_t)g->c * pp, io->w, io->max_pool};
   nc_bwd_sums(io->x + o, io->dp ? NULL : io->dy + o, io->dp ? &up : NULL, NULL, io->z ? io->z + o : NULL, io->act,
               io->act && io->dx ? io->dx + o : NULL, (size_t)g->n, plane, s, K, NV, sd, sdy, sdyd);
 }
@@ -517,7 +519,7 @@ void NN_V(nn_bn_backward_train_act_pool2)(const nn_norm_geom *g, int w, nn_act a
 
 #if NN_VARIANT_ONCE
 int nn_bn_pool2_fits(const nn_norm_geom *g, int w) {
-  return w >= 2 && w % 2 == 0 && g->s > 1 && g->s % w == 0 && (g->s / w) % 2 == 0 && g->s <= NC_EBLK;
+  return w >= 2 && g->s % w == 0 && g->s / w >= 2 && g->s <= NC_EBLK;
 }
 #endif
 

@@ -275,8 +275,8 @@ void nn_bn_backward_train_act(const nn_norm_geom *g, nn_act act, const float *x,
  *   forward may skip writing it) or an average pool's. Bit for bit
  *   nn_maxpool2d_backward or nn_avgpool2d_backward (dz) then nn_bn_backward_train_act, without
  *   writing dz (each plane's dz is formed in L1 as the sums need it). For planes that
- *   nn_bn_pool2_fits: W = w and H even, H*W at most 1024 (LeNet's 24x24, the CNNs' 26x26 and
- *   30x30). */
+ *   nn_bn_pool2_fits: W = w, H = S / w at least 2, H*W at most 1024 (LeNet's 24x24, the CNNs'
+ *   26x26, 30x30 and 11x11); the pool floors odd sides (their last row or column gets 0). */
 int nn_bn_pool2_fits(const nn_norm_geom *g, int w);
 void nn_bn_backward_train_act_pool2(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
                                     const float *mean, const float *invstd, const float *z, const float *dp,

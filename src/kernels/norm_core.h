@@ -342,10 +342,10 @@ static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *
   }
 }
 
-/* dy given as the gradient of a 2x2 stride-2 pool over the runs (planes of w columns, w and
- * the rows even): run r's pool output gradient at p + r*ps, (w/2) columns; max: a max pool
- * (each window's gradient goes to its argmax, found again in the pool's input, the run of z),
- * else an average pool. */
+/* dy given as the gradient of a 2x2 stride-2 pool (floor) over the runs (planes of w columns
+ * and len / w rows): run r's pool output gradient at p + r*ps, (w/2) columns, (len/w/2) rows;
+ * max: a max pool (each window's gradient goes to its argmax, found again in the pool's input,
+ * the run of z), else an average pool. */
 typedef struct {
   const float *p;
   size_t ps;
@@ -362,11 +362,12 @@ typedef struct {
  * calling pool.c's plane kernel through a pointer measured 0.94x on the CNN's unfused BN2
  * backward (bench/ab_objects.sh ... batchnorm.c, two runs; the fused ones 1.00-1.01x). */
 static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, const float *z, float *dy) {
-  const size_t w = (size_t)u->w, ow = w / 2;
+  const size_t w = (size_t)u->w, ow = w / 2, rows = len / w;
   const float *p = u->p + r * u->ps;
-  for (size_t i = 0; i < len; i += 2 * w, p += ow) {
-    float *d = dy + i, *e = d + w; /* both rows in one loop: a memcpy of one short row was a
+  for (size_t i = 0; i + 2 * w <= len; i += 2 * w, p += ow) {
+    float *d = dy + i, *e = d + w;         /* both rows in one loop: a memcpy of one short row was a
                                       libc call per row, 1.5 % of a LeNet step */
+    if (w & 1) d[w - 1] = e[w - 1] = 0.0f; /* the floor's leftover column */
     if (u->max) {
       const float *z0 = z + i, *z1 = z0 + w;
 #if NN_BUILD_AVX512
@@ -385,17 +386,15 @@ static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, const float
 #endif
       for (size_t j = 0; j < ow; j++) {
         const float a = z0[2 * j], b = z0[2 * j + 1], c = z1[2 * j], f = z1[2 * j + 1], v = p[j];
-        float best = a;
+        float best = a; /* selects, not branches: random data mispredicts half of them */
         int k = 0;
-        if (pool_takes(b, best)) {
-          best = b;
-          k = 1;
-        }
-        if (pool_takes(c, best)) {
-          best = c;
-          k = 2;
-        }
-        if (pool_takes(f, best)) k = 3;
+        const int tb = pool_takes(b, best);
+        best = tb ? b : best;
+        k = tb ? 1 : k;
+        const int tc = pool_takes(c, best);
+        best = tc ? c : best;
+        k = tc ? 2 : k;
+        k = pool_takes(f, best) ? 3 : k;
         d[2 * j] = k == 0 ? v : 0.0f;
         d[2 * j + 1] = k == 1 ? v : 0.0f;
         e[2 * j] = k == 2 ? v : 0.0f;
@@ -412,6 +411,8 @@ static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, const float
       e[2 * j + 1] = v;
     }
   }
+  if (rows & 1) /* the floor's leftover row */
+    for (size_t j = len - w; j < len; j++) dy[j] = 0.0f;
 }
 
 /* sd = sum(x - K), se = sum(e), sed = sum(e * (x - K)) over `runs` runs of x and dy (run r

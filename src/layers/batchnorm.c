@@ -291,8 +291,9 @@ void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float 
 
 /* Planes below this many values keep the pool's own backward: LeNet's second BN (8x8 planes,
  * its 512 KB gradient in L2) was 10-25 us slower fused (bench_train --layers, three pairs),
- * the first (24x24) 150-210 us faster. */
-#define POOL_FUSE_MIN_PLANE 256
+ * the first (24x24) 150-210 us faster; the CNN's second (11x11, odd: the floor's leftover row
+ * and column get 0) 1.01-1.03x in whole steps fused (bench/ab_objects.sh --libs, run 23). */
+#define POOL_FUSE_MIN_PLANE 100
 
 int nn_batchnorm_pool_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *pool, nn_mode mode) {
   if (mode != NN_MODE_TRAIN || !nn_batchnorm_fuses(L, next, mode) ||
