@@ -377,8 +377,8 @@ static inline void bn_bsums_ch(const nn_norm_geom *g, const bn_io *io, int ch, d
                                double *sdyd) {
   const size_t o = (size_t)ch * g->s, plane = bn_plane(g), s = (size_t)g->s;
   const float K = io->cmean[ch];
-  /* the pool's output planes: (S / w / 2) x (w / 2), floor */
-  const size_t pp = (s / (size_t)(io->w ? io->w : 1) / 2) * (size_t)(io->w / 2);
+  /* with dp: the pool's output planes, (S / w / 2) x (w / 2) (floor) */
+  const size_t pp = io->dp ? (s / (size_t)io->w / 2) * (size_t)(io->w / 2) : 0;
   const nc_up2 up = {io->dp ? io->dp + (size_t)ch * pp : NULL, (size_t)g->c * pp, io->w, io->max_pool};
   nc_bwd_sums(io->x + o, io->dp ? NULL : io->dy + o, io->dp ? &up : NULL, NULL, io->z ? io->z + o : NULL, io->act,
               io->act && io->dx ? io->dx + o : NULL, (size_t)g->n, plane, s, K, NV, sd, sdy, sdyd);
