@@ -53,7 +53,9 @@ static void pool_describe(const nn_layer *L, char *buf, size_t len) {
   snprintf(buf, len, "size=%d stride=%d", L->cfg.pool.size, L->cfg.pool.stride);
 }
 
-/* ---- maxpool2d: scratch holds the argmax of every output (int32 slots) ---------------- */
+/* ---- maxpool2d ----------------------------------------------------------------------- */
+/* scratch: the argmax of every output (int32 slots), written by the forward unless the model
+ * runs it as nn_maxpool2d_forward_values (when no backward of its own follows) */
 static size_t max_scratch(const nn_layer *L, int n) { return (size_t)n * nn_shape_size(L->out); }
 
 static nn_status max_forward(nn_layer *L, const float *x, float *y, int n, nn_mode mode, nn_error *err) {
