@@ -327,7 +327,7 @@ static inline __attribute__((always_inline)) void nc_bwd_sweep(nc_v8d *ad, nc_v8
 
 /* Adds `runs` runs of len values of x and dy (run r at x + r*xs, dy + r*ds), with e = dy,
  * or dy*gm when gm != NULL (runs == 1): ad += x - K (unless ad is NULL), ae += e,
- * aed += e * (x - K); 8*nv lanes (Kv = K splat), in sweeps of NC_SWEEP_UNITS units; `reach`
+ * aed += e * (x - K); 8*nv lanes (Kv = K splat), in sweeps of nc_sweep_units(nv) units; `reach`
  * >= runs runs exist from x, dy on (prefetched ahead). */
 static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *x, size_t xs, const float *dy,
                               size_t ds, const float *gm, size_t runs, size_t len, size_t reach, float K,
@@ -365,8 +365,9 @@ static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, const float
   const size_t w = (size_t)u->w, ow = w / 2, rows = len / w;
   const float *p = u->p + r * u->ps;
   for (size_t i = 0; i + 2 * w <= len; i += 2 * w, p += ow) {
-    float *d = dy + i, *e = d + w;         /* both rows in one loop: a memcpy of one short row was a
-                                      libc call per row, 1.5 % of a LeNet step */
+    /* both rows in one loop: a memcpy of one short row was a libc call per row, 1.5 % of a
+     * LeNet step */
+    float *d = dy + i, *e = d + w;
     if (w & 1) d[w - 1] = e[w - 1] = 0.0f; /* the floor's leftover column */
     if (u->max) {
       const float *z0 = z + i, *z1 = z0 + w;
@@ -385,16 +386,9 @@ static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, const float
       }
 #endif
       for (size_t j = 0; j < ow; j++) {
-        const float a = z0[2 * j], b = z0[2 * j + 1], c = z1[2 * j], f = z1[2 * j + 1], v = p[j];
-        float best = a; /* selects, not branches: random data mispredicts half of them */
-        int k = 0;
-        const int tb = pool_takes(b, best);
-        best = tb ? b : best;
-        k = tb ? 1 : k;
-        const int tc = pool_takes(c, best);
-        best = tc ? c : best;
-        k = tc ? 2 : k;
-        k = pool_takes(f, best) ? 3 : k;
+        int k;
+        (void)p2_max1(z0[2 * j], z0[2 * j + 1], z1[2 * j], z1[2 * j + 1], &k);
+        const float v = p[j];
         d[2 * j] = k == 0 ? v : 0.0f;
         d[2 * j + 1] = k == 1 ? v : 0.0f;
         e[2 * j] = k == 2 ? v : 0.0f;

@@ -89,39 +89,23 @@ static inline void avgpool8_bwd(float *r0, float *r1, const float *dy) {
   p2_interleave_store8(r1, v, v);
 }
 
-/* The same for rows of 4..7 outputs, 4 at a time (SSE4.1, implied by AVX2). */
-static inline void deinterleave4(const float *src, __m128 *even, __m128 *odd) {
-  __m128 lo = _mm_loadu_ps(src), hi = _mm_loadu_ps(src + 4);
-  *even = _mm_shuffle_ps(lo, hi, 0x88);
-  *odd = _mm_shuffle_ps(lo, hi, 0xDD);
-}
-
+/* The same for rows of 4..7 outputs, 4 at a time (SSE4.1, implied by AVX2; the comparisons
+ * are pool_simd.h's p2_max4). */
 static inline void interleave_store4(float *dst, __m128 a, __m128 b) {
   _mm_storeu_ps(dst, _mm_unpacklo_ps(a, b));
   _mm_storeu_ps(dst + 4, _mm_unpackhi_ps(a, b));
 }
 
-static inline __m128 takes4(__m128 v, __m128 best) {
-  return _mm_and_ps(_mm_cmpnle_ps(v, best), _mm_cmpord_ps(best, best)); /* as p2_takes8 */
-}
-
 POOL_INLINE void maxpool4(const float *r0, const float *r1, float *y, int32_t *am, int32_t i0, int W, int keep) {
-  __m128 a, b, c, d;
-  deinterleave4(r0, &a, &b);
-  deinterleave4(r1, &c, &d);
-  __m128i ia = _mm_add_epi32(_mm_set1_epi32(i0), _mm_setr_epi32(0, 2, 4, 6));
-  __m128 best = a, idx = _mm_castsi128_ps(ia), m;
-  m = takes4(b, best);
-  best = _mm_blendv_ps(best, b, m);
-  idx = _mm_blendv_ps(idx, _mm_castsi128_ps(_mm_add_epi32(ia, _mm_set1_epi32(1))), m);
-  m = takes4(c, best);
-  best = _mm_blendv_ps(best, c, m);
-  idx = _mm_blendv_ps(idx, _mm_castsi128_ps(_mm_add_epi32(ia, _mm_set1_epi32(W))), m);
-  m = takes4(d, best);
-  best = _mm_blendv_ps(best, d, m);
-  idx = _mm_blendv_ps(idx, _mm_castsi128_ps(_mm_add_epi32(ia, _mm_set1_epi32(W + 1))), m);
-  _mm_storeu_ps(y, best);
-  if (keep) _mm_storeu_si128((__m128i *)(void *)am, _mm_castps_si128(idx));
+  __m128 tb, tc, td;
+  _mm_storeu_ps(y, p2_max4(r0, r1, &tb, &tc, &td));
+  if (!keep) return;
+  const __m128i ia = _mm_add_epi32(_mm_set1_epi32(i0), _mm_setr_epi32(0, 2, 4, 6));
+  __m128 idx = _mm_castsi128_ps(ia);
+  idx = _mm_blendv_ps(idx, _mm_castsi128_ps(_mm_add_epi32(ia, _mm_set1_epi32(1))), tb);
+  idx = _mm_blendv_ps(idx, _mm_castsi128_ps(_mm_add_epi32(ia, _mm_set1_epi32(W))), tc);
+  idx = _mm_blendv_ps(idx, _mm_castsi128_ps(_mm_add_epi32(ia, _mm_set1_epi32(W + 1))), td);
+  _mm_storeu_si128((__m128i *)(void *)am, _mm_castps_si128(idx));
 }
 
 static inline void maxpool4_bwd(float *r0, float *r1, const float *dy, const int32_t *am, int32_t i0, int W) {
@@ -138,8 +122,8 @@ static inline void maxpool4_bwd(float *r0, float *r1, const float *dy, const int
 
 static inline void avgpool4(const float *r0, const float *r1, float *y) {
   __m128 a, b, c, d;
-  deinterleave4(r0, &a, &b);
-  deinterleave4(r1, &c, &d);
+  p2_deinterleave4(r0, &a, &b);
+  p2_deinterleave4(r1, &c, &d);
   _mm_storeu_ps(y, _mm_mul_ps(_mm_add_ps(_mm_add_ps(_mm_add_ps(a, b), c), d), _mm_set1_ps(0.25f)));
 }
 
@@ -222,9 +206,8 @@ static void maxpool_plane(const nn_pool_geom *g, const float *x, float *y, int32
   }
 }
 
-/* 2x2 windows with stride 2 (the common case): same result and tie rule, written with
- * selects instead of branches (random data mispredicts half of the branches) so that it
- * vectorizes. */
+/* 2x2 windows with stride 2 (the common case): same result and tie rule, in vectors or, for
+ * the shortest rows, p2_max1's selects (which vectorize). */
 POOL_INLINE void maxpool_plane_2x2s2(const nn_pool_geom *g, const float *x, float *y, int32_t *am, int keep) {
   const int W = g->w, OW = g->ow;
   for (int oh = 0; oh < g->oh; oh++) {
@@ -260,21 +243,9 @@ POOL_INLINE void maxpool_plane_2x2s2(const nn_pool_geom *g, const float *x, floa
 #endif
 #pragma omp simd
     for (int ow = 0; ow < OW; ow++) {
-      float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-      int32_t i0 = base + 2 * ow;
-      float best = a;
-      int32_t bi = i0;
-      int tb = pool_takes(b, best);
-      best = tb ? b : best;
-      bi = tb ? i0 + 1 : bi;
-      int tc = pool_takes(c, best);
-      best = tc ? c : best;
-      bi = tc ? i0 + W : bi;
-      int td = pool_takes(d, best);
-      best = td ? d : best;
-      bi = td ? i0 + W + 1 : bi;
-      yr[ow] = best;
-      if (keep) ar[ow] = bi;
+      int k;
+      yr[ow] = p2_max1(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], &k);
+      if (keep) ar[ow] = base + 2 * ow + (k & 1) + (k >> 1) * W; /* k: 0, 1, W, W + 1 */
     }
   }
 }

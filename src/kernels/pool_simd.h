@@ -1,13 +1,15 @@
-/* The 2x2 stride-2 max pool's window rule in vectors (internal to src/kernels/): pool.c's
- * forward, and the pool-fused batchnorm backward (norm_core.h's nc_up2_run) that finds each
- * window's argmax again in the pool's input instead of reading one the forward wrote. Both
- * compare with these, so they agree bit for bit by construction.
+/* The 2x2 stride-2 max pool's window rule, one window at a time and in vectors, written once
+ * (internal to src/kernels/): pool.c's forward, and the pool-fused batchnorm backward
+ * (norm_core.h's nc_up2_run) that finds each window's argmax again in the pool's input
+ * instead of reading one the forward wrote. Both compare with these, so they agree bit for
+ * bit by construction.
  *
  * A window's values a b (top row) c d (bottom row) are taken in that order: the running max
  * takes a later value when pool_takes says so (greater, or NaN over a number: NaN propagates,
  * ties keep the earlier value), and the argmax is the last value taken. In vectors: lane k
  * holds window k of a row; tb, tc, td are the lanes where b, c, d were taken.
  *
+ * p2_max1 takes one window (the scalar loops), p2_max4 four (SSE4.1, rows of 4..7 windows).
  * AVX2 works on 8 windows (16 floats of each input row) in the lane order 0 1 4 5 2 3 6 7,
  * which the in-lane shuffles give for free; p2_in_order8 puts a result in order (and a
  * vector in order into that lane order: it is its own inverse). AVX-512 works on up to 16
@@ -25,6 +27,23 @@
 #define P2_INLINE static inline __attribute__((always_inline))
 
 P2_INLINE int pool_takes(float v, float best) { return v > best || (v != v && best == best); }
+
+/* One window a b c d: its max, and in *k which value it is (0..3). Selects, not branches:
+ * random data mispredicts half of them, and loops of it vectorize. */
+P2_INLINE float p2_max1(float a, float b, float c, float d, int *k) {
+  float best = a;
+  int w = 0;
+  const int tb = pool_takes(b, best);
+  best = tb ? b : best;
+  w = tb ? 1 : w;
+  const int tc = pool_takes(c, best);
+  best = tc ? c : best;
+  w = tc ? 2 : w;
+  const int td = pool_takes(d, best);
+  best = td ? d : best;
+  *k = td ? 3 : w;
+  return best;
+}
 
 #ifdef __AVX2__
 /* even and odd elements of src[0..16), in lane order 0 1 4 5 2 3 6 7 */
@@ -63,6 +82,26 @@ P2_INLINE __m256 p2_max8(const float *r0, const float *r1, __m256 *tb, __m256 *t
   best = _mm256_blendv_ps(best, c, *tc);
   *td = p2_takes8(d, best);
   return _mm256_blendv_ps(best, d, *td);
+}
+
+/* even and odd elements of src[0..8), in order (SSE4.1, implied by AVX2) */
+P2_INLINE void p2_deinterleave4(const float *src, __m128 *even, __m128 *odd) {
+  __m128 lo = _mm_loadu_ps(src), hi = _mm_loadu_ps(src + 4);
+  *even = _mm_shuffle_ps(lo, hi, 0x88);
+  *odd = _mm_shuffle_ps(lo, hi, 0xDD);
+}
+
+/* p2_max8 for 4 windows, in order */
+P2_INLINE __m128 p2_max4(const float *r0, const float *r1, __m128 *tb, __m128 *tc, __m128 *td) {
+  __m128 a, b, c, d;
+  p2_deinterleave4(r0, &a, &b);
+  p2_deinterleave4(r1, &c, &d);
+  *tb = _mm_and_ps(_mm_cmpnle_ps(b, a), _mm_cmpord_ps(a, a)); /* pool_takes, as p2_takes8 */
+  __m128 best = _mm_blendv_ps(a, b, *tb);
+  *tc = _mm_and_ps(_mm_cmpnle_ps(c, best), _mm_cmpord_ps(best, best));
+  best = _mm_blendv_ps(best, c, *tc);
+  *td = _mm_and_ps(_mm_cmpnle_ps(d, best), _mm_cmpord_ps(best, best));
+  return _mm_blendv_ps(best, d, *td);
 }
 
 /* The max pool's backward of 8 windows from their input (rows z0, z1) and the gradient of
