@@ -310,6 +310,25 @@ static void test_schedule_lr_per_epoch(void **state) {
   nn_dataset_free(ds);
 }
 
+/* a data set whose samples are not the model's input is refused with both shapes, before any
+ * step: the model's parameters stay as they were */
+static void test_input_shape_refused(void **state) {
+  (void)state;
+  nn_dataset *ds = make_data(8, 0, 5);
+  nn_model *m = make_model("input shape=1x4x4\nflatten\ndense units=4\n");
+  size_t np;
+  float *before = params_copy(m, &np);
+  nn_error err = {0};
+  double loss, acc;
+  const nn_input_norm norm = {0.0f, 1.0f};
+  assert_int_equal(nn_evaluate(m, ds, norm, 4, NN_MODE_EVAL, &loss, &acc, &err), NN_ERR_SHAPE);
+  assert_non_null(strstr(err.msg, "samples are 1x3x3 (9 values) but the model takes 16 inputs"));
+  assert_memory_equal(before, nn_model_params(m), np * sizeof(float));
+  free(before);
+  nn_model_free(m);
+  nn_dataset_free(ds);
+}
+
 static void test_recipe_refusals(void **state) {
   (void)state;
   nn_error err = {0};
@@ -367,6 +386,7 @@ int main(void) {
       cmocka_unit_test(test_assembly_split_same_batches),
       cmocka_unit_test(test_schedule_lr_per_epoch),
       cmocka_unit_test(test_recipe_refusals),
+      cmocka_unit_test(test_input_shape_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,11 +58,11 @@ static void batch_buf_free(batch_buf *b) {
 }
 
 nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err) {
-  nn_dims d = nn_dataset_shape(ds);
-  int c = d.c, h = d.h, w = d.w;
-  if (c * h * w != nn_model_input_size(m))
-    return nn_err_set(err, NN_ERR_SHAPE, "%s samples are %dx%dx%d (%d values) but the model takes %d inputs", what, c,
-                      h, w, c * h * w, nn_model_input_size(m));
+  const nn_dims d = nn_dataset_shape(ds);
+  const size_t values = dims_values(d);
+  if (values != (size_t)nn_model_input_size(m))
+    return nn_err_set(err, NN_ERR_SHAPE, "%s samples are %dx%dx%d (%zu values) but the model takes %d inputs", what,
+                      d.c, d.h, d.w, values, nn_model_input_size(m));
   if (nn_dataset_num_classes(ds) > nn_model_output_size(m))
     return nn_err_set(err, NN_ERR_SHAPE, "%s has %d classes but the model has %d outputs", what,
                       nn_dataset_num_classes(ds), nn_model_output_size(m));
