@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "../bench_util.h"
 #include "normnet.h"
 
 #define DECL(v)                                                                                                \
@@ -43,12 +43,6 @@ typedef struct {
   void (*zero)(nn_model *);
   void (*step)(nn_optimizer *, nn_model *);
 } side;
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static double round_time(side *s, const float *x, const int32_t *y, int batch, int steps) {
   nn_error err = {0};
@@ -96,10 +90,9 @@ int main(int argc, char **argv) {
     int batch = 0, in = 0;
     MAKE(old, presets[q], s[0]);
     MAKE(new, presets[q], s[1]);
-    float *x = malloc((size_t)batch * (size_t)in * sizeof *x);
+    float *x = bench_fbuf((size_t)batch * (size_t)in);
     int32_t *y = malloc((size_t)batch * sizeof *y);
-    if (!x || !y) return 1;
-    for (size_t i = 0; i < (size_t)batch * (size_t)in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    if (!y) return 1;
     for (int i = 0; i < batch; i++) y[i] = i % 10;
     double best[2] = {1e30, 1e30};
     for (int v = 0; v < 2; v++) round_time(&s[v], x, y, batch, steps); /* warm-up */
