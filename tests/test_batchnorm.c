@@ -768,11 +768,12 @@ static void test_model_fusion(void **state) {
 
 /* batchnorm + activation + 2x2 average or max pool: in training the backward runs the three
  * from the pool's output gradient (nn_batchnorm_backward_fused_pool) where the pool's input
- * planes have 100 to 1024 values (31x31 and 15x15 here: odd sides, which the pool floors), and
- * pool by pool where not (7x7: too small to gain), bit for bit the layers one by one (the fused max pool's forward
- * writes no argmax, the unfused one's does); the kernel alone against the pool's backward then
- * the fused BN backward, with and without dx, on LeNet's planes, 2x2 and 4x6 ones and an odd
- * channel count (relu's zeros make ties in the max pool's windows). */
+ * planes have 100 to 1024 values (31x31 and 15x15 here: odd sides, which the pool floors),
+ * and pool by pool where not (7x7: too small to gain), bit for bit the layers one by one (the
+ * fused max pool's forward writes no argmax, the unfused one's does); the kernel alone against
+ * the pool's backward then the fused BN backward, with and without dx, on LeNet's planes, 2x2,
+ * 4x6 and odd-sided ones and odd channel counts, on normal inputs and on inputs of four values
+ * (ties in most max-pool windows, where the activation's derivative is not 0). */
 static void test_pool_fusion(void **state) {
   (void)state;
   const char *text =
