@@ -83,9 +83,11 @@ static inline int bn_par_channels(const nn_norm_geom *g) { return nc_parallel(g-
 
 static inline size_t bn_plane(const nn_norm_geom *g) { return (size_t)g->c * (size_t)g->s; }
 
-/* ---- one dispatcher for every entry point ------------------------------------------------
+/* ---- one dispatcher for the entry points ----------------------------------------------------
  * Every public kernel fills a bn_io with its arrays and runs one item function per channel
- * (S > 1, item = channel ch, cw = 1) or per channel range (S = 1, [c0, c0+cw)). */
+ * (S > 1, item = channel ch, cw = 1) or per channel range (S = 1, [c0, c0+cw)); the
+ * inference forward with S > 1, which needs no per-channel sums, splits its runs in memory
+ * order instead (fwd_infer_runs). */
 
 typedef struct {
   const float *x, *dy, *gamma, *beta;
@@ -263,13 +265,18 @@ static inline float bn_infer_scale(const float *gamma, const float *var, int ch,
   return (float)((gamma ? (double)gamma[ch] : 1.0) / sqrt((double)var[ch] + (double)eps));
 }
 
-static void fwd_infer_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
-  float mu[RBLK], sc[RBLK], sh[RBLK];
+/* The constants of y = (x - mean) * sc + sh for channels [c0, c0 + cw), cw <= RBLK. */
+static void bn_infer_consts(const nn_norm_geom *g, const bn_io *io, int c0, int cw, float *mu, float *sc, float *sh) {
   for (int k = 0; k < cw; k++) {
     mu[k] = io->cmean[c0 + k];
     sc[k] = bn_infer_scale(io->gamma, io->cvar, c0 + k, g->eps);
     sh[k] = io->beta ? io->beta[c0 + k] : 0.0f;
   }
+}
+
+static void fwd_infer_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
+  float mu[RBLK], sc[RBLK], sh[RBLK];
+  bn_infer_consts(g, io, c0, cw, mu, sc, sh);
   for (int i = 0; i < g->n; i++) {
     const float *p = io->x + (size_t)i * g->c + c0;
     float *q = io->y + (size_t)i * g->c + c0;
@@ -279,39 +286,22 @@ static void fwd_infer_rows(const nn_norm_geom *g, const bn_io *io, int c0, int c
   }
 }
 
-static void fwd_infer_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
-  (void)cw;
-  const size_t plane = bn_plane(g);
-  const float mu = io->cmean[ch], sc = bn_infer_scale(io->gamma, io->cvar, ch, g->eps);
-  const float sh = io->beta ? io->beta[ch] : 0.0f;
-  for (int i = 0; i < g->n; i++) {
-    const float *p = io->x + (size_t)i * plane + (size_t)ch * g->s;
-    float *q = io->y + (size_t)i * plane + (size_t)ch * g->s;
-#pragma omp simd
-    for (int j = 0; j < g->s; j++) q[j] = (p[j] - mu) * sc + sh;
-    act_n(io->act, q, (size_t)g->s);
-  }
-}
-
-/* S > 1, samples [i0, i1): y in memory order, run after run of S floats (the constants of
- * RBLK channels at a time), rather than one channel's N runs a plane apart: the same values. */
-static void fwd_infer_samples(const nn_norm_geom *g, const bn_io *io, int i0, int i1) {
+/* S > 1, samples [i0, i1) x channels [c0, c1): y in memory order, run after run of S floats
+ * (the constants of RBLK channels at a time), rather than one channel's N runs a plane apart:
+ * the same values. */
+static void fwd_infer_runs(const nn_norm_geom *g, const bn_io *io, int i0, int i1, int c0, int c1) {
   float mu[RBLK], sc[RBLK], sh[RBLK];
   const size_t plane = bn_plane(g), s = (size_t)g->s;
-  for (int c0 = 0; c0 < g->c; c0 += RBLK) {
-    const int cw = g->c - c0 < RBLK ? g->c - c0 : RBLK;
-    for (int k = 0; k < cw; k++) {
-      mu[k] = io->cmean[c0 + k];
-      sc[k] = bn_infer_scale(io->gamma, io->cvar, c0 + k, g->eps);
-      sh[k] = io->beta ? io->beta[c0 + k] : 0.0f;
-    }
+  for (int b = c0; b < c1; b += RBLK) {
+    const int cw = c1 - b < RBLK ? c1 - b : RBLK;
+    bn_infer_consts(g, io, b, cw, mu, sc, sh);
     for (int i = i0; i < i1; i++)
       for (int k = 0; k < cw; k++) {
-        const float *p = io->x + (size_t)i * plane + (size_t)(c0 + k) * s;
-        float *q = io->y + (size_t)i * plane + (size_t)(c0 + k) * s;
-        const float m = mu[k], a = sc[k], b = sh[k];
+        const float *p = io->x + (size_t)i * plane + (size_t)(b + k) * s;
+        float *q = io->y + (size_t)i * plane + (size_t)(b + k) * s;
+        const float m = mu[k], a = sc[k], h = sh[k];
 #pragma omp simd
-        for (size_t j = 0; j < s; j++) q[j] = (p[j] - m) * a + b;
+        for (size_t j = 0; j < s; j++) q[j] = (p[j] - m) * a + h;
         act_n(io->act, q, s);
       }
   }
@@ -320,17 +310,25 @@ static void fwd_infer_samples(const nn_norm_geom *g, const bn_io *io, int i0, in
 void NN_V(nn_bn_forward_infer_act)(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                                    const float *beta, const float *mean, const float *var, float *z) {
   const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .cmean = mean, .cvar = var, .y = z, .act = act};
-  if (g->s == 1 || (g->n < 2 && bn_par_channels(g))) {
-    bn_run(g, &io, fwd_infer_rows, fwd_infer_ch);
+  if (g->s == 1) {
+    bn_run(g, &io, fwd_infer_rows, NULL);
     return;
   }
-  const int t = nc_parallel(g->n, g->c, g->s) ? bn_max_threads() : 1, parts = t < g->n ? t : g->n;
+  /* S > 1: split over samples, or over channels when there is one sample */
+  const int over = g->n > 1 ? g->n : g->c, t = nc_parallel(g->n, g->c, g->s) ? bn_max_threads() : 1;
+  const int parts = t < over ? t : over;
   if (parts == 1) {
-    fwd_infer_samples(g, &io, 0, g->n);
+    fwd_infer_runs(g, &io, 0, g->n, 0, g->c);
     return;
   }
 #pragma omp parallel for schedule(static)
-  for (int r = 0; r < parts; r++) fwd_infer_samples(g, &io, g->n * r / parts, g->n * (r + 1) / parts);
+  for (int r = 0; r < parts; r++) {
+    const int lo = (int)((long)over * r / parts), hi = (int)((long)over * (r + 1) / parts);
+    if (g->n > 1)
+      fwd_infer_runs(g, &io, lo, hi, 0, g->c);
+    else
+      fwd_infer_runs(g, &io, 0, 1, lo, hi);
+  }
 }
 
 #if NN_VARIANT_ONCE
