@@ -1,4 +1,5 @@
-/* Data set container: accessors, split and the uint8 -> float batch conversion. */
+/* Data set container: accessors, split and the uint8 -> float batch conversion (through a
+ * table, kernels/lookup.c). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -8,10 +9,12 @@
 #include <sys/stat.h>
 
 #include <limits.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
+#include "kernels/kernels.h"
 
 nn_status nn_dataset_new(int n, int c, int h, int w, int num_classes, const char *what,
                          nn_dataset **out, nn_error *err) {
@@ -145,10 +148,31 @@ void nn_dataset_batch(const nn_dataset *ds, const uint32_t *idx, int count, nn_i
     uint32_t i = idx[k];
     NN_ASSERT(i < (uint32_t)ds->n);
     if (x) {
-      const uint8_t *src = ds->images + (size_t)i * d;
-      float *dst = x + (size_t)k * d;
-      for (size_t j = 0; j < d; j++) dst[j] = table[src[j]];
+      /* the next sample's bytes are requested while this one converts: the shuffled order
+       * sends each sample to a random place of the set, which the hardware prefetcher
+       * cannot guess (a Fashion-MNIST batch of 128 in shuffled order converted in 40 us
+       * instead of 80-106 on one thread of the Xeon of run 24) */
+      if (k + 1 < count && idx[k + 1] < (uint32_t)ds->n) {
+        const uint8_t *next = ds->images + (size_t)idx[k + 1] * d;
+        for (size_t o = 0; o < d; o += 64) __builtin_prefetch(next + o);
+      }
+      nn_u8_lookup(table, ds->images + (size_t)i * d, x + (size_t)k * d, d);
     }
     if (labels) labels[k] = ds->labels[i];
   }
+}
+
+void nn_dataset_batch_split(const nn_dataset *ds, const uint32_t *idx, int count, nn_input_norm norm,
+                            float *x, int32_t *labels, int parts) {
+  const size_t per = ds->sample_size;
+  if (parts > count) parts = count;
+#pragma omp parallel for schedule(static) if (parts > 1)
+  for (int p = 0; p < parts; p++) {
+    const int lo = (int)((long)p * count / parts), hi = (int)((long)(p + 1) * count / parts);
+    nn_dataset_batch(ds, idx + lo, hi - lo, norm, x ? x + (size_t)lo * per : NULL, labels ? labels + lo : NULL);
+  }
+}
+
+int nn_dataset_batch_parts(const nn_dataset *ds, int count) {
+  return (size_t)count * ds->sample_size >= NN_DATASET_PAR_VALUES ? omp_get_max_threads() : 1;
 }

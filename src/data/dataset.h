@@ -31,6 +31,16 @@ struct nn_dataset {
 nn_status nn_dataset_new(int n, int c, int h, int w, int num_classes, const char *what,
                          nn_dataset **out, nn_error *err);
 
+/* nn_dataset_batch in `parts` contiguous slices of the batch, one per thread of a parallel
+ * region when parts > 1 (each image converts on its own: the same floats on any split). */
+void nn_dataset_batch_split(const nn_dataset *ds, const uint32_t *idx, int count, nn_input_norm norm,
+                            float *x, int32_t *labels, int parts);
+/* The parts for a batch of `count` samples that the team waits for: the thread count in
+ * force from NN_DATASET_PAR_VALUES bytes, else 1 (a parallel region costs more than it saves
+ * on a smaller batch). */
+#define NN_DATASET_PAR_VALUES 32768
+int nn_dataset_batch_parts(const nn_dataset *ds, int count);
+
 /* Copy samples [start, start + count) of ds into a new data set (count > 0). */
 nn_status nn_dataset_slice(const nn_dataset *ds, int start, int count, nn_dataset **out,
                            nn_error *err);

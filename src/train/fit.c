@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "base/threads.h"
+#include "data/dataset.h"
 #include "dist/dist.h"
 #include "model/model.h"
 #include "train/fit.h"
@@ -80,7 +81,8 @@ static nn_status evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm,
     int cnt = n - start < batch ? n - start : batch;
     nn_range sl = nn_dist_slice(comm, cnt);
     int lo = sl.lo, hi = sl.hi;
-    if (hi > lo) nn_dataset_batch(ds, b->order + start + lo, hi - lo, norm, b->x, b->y);
+    if (hi > lo)
+      nn_dataset_batch_split(ds, b->order + start + lo, hi - lo, norm, b->x, b->y, nn_dataset_batch_parts(ds, hi - lo));
     double ls;
     int c;
     st = nn_model_forward_lean(m, b->x, b->y, hi - lo, mode, &ls, &c, NULL, err);
@@ -229,22 +231,14 @@ static nn_status guard_step(fit_state *s, int epoch, int b, double loss, int loc
  * Batch b's augmentation draws follow batch b-1's in the one data stream whether it is
  * assembled in its step or ahead of it, so the batches, and training, are bitwise the same
  * either way. */
-#define ASSEMBLY_PAR_VALUES 32768 /* a batch of fewer input values converts on one thread */
 
-/* In `parts` contiguous slices of the batch, one per thread of a parallel region when parts >
- * 1 (each image converts on its own: the same floats on any split); the augmentation after
- * it, in sample order (one random stream). */
+/* In `parts` slices of the batch (nn_dataset_batch_split); the augmentation after it, in
+ * sample order (one random stream). */
 static void assemble_parts(const assembly *a, int parts) {
   fit_state *s = a->s;
   const nn_fit_config *cfg = s->cfg;
   const int start = a->b * s->bs, cnt = s->n - start < s->bs ? s->n - start : s->bs;
-  const size_t per = dims_values(s->in);
-  if (parts > cnt) parts = cnt;
-#pragma omp parallel for schedule(static) if (parts > 1)
-  for (int p = 0; p < parts; p++) {
-    const int lo = (int)((long)p * cnt / parts), hi = (int)((long)(p + 1) * cnt / parts);
-    nn_dataset_batch(s->train, s->tb.order + start + lo, hi - lo, cfg->input_norm, a->x + (size_t)lo * per, a->y + lo);
-  }
+  nn_dataset_batch_split(s->train, s->tb.order + start, cnt, cfg->input_norm, a->x, a->y, parts);
   if (cfg->augment) nn_augment_batch(cfg->augment, s->rng, a->x, cnt, s->in, s->aug_scratch);
 }
 
@@ -262,11 +256,9 @@ static void batch_ready(fit_state *s, int b) {
     s->ahead = -1;
     return;
   }
-  /* in the step the team waits for it, so it takes part: a batch of 128 Fashion-MNIST images
-   * took 73-96 us on one thread, 37-55 on two (3-4 % of a LeNet step at two threads) */
+  /* in the step the team waits for it, so it takes part */
   const assembly a = {s, b, s->tb.x, s->tb.y};
-  const int big = (size_t)s->bs * dims_values(s->in) >= ASSEMBLY_PAR_VALUES;
-  assemble_parts(&a, big ? omp_get_max_threads() : 1);
+  assemble_parts(&a, nn_dataset_batch_parts(s->train, s->bs));
 }
 
 /* Start assembling batch b into the spare buffers on the helper (nothing past the epoch's
