@@ -444,7 +444,9 @@ typedef struct {
   float beta1, beta2; /* Adam */
   float eps;          /* Adam: 1e-8 (PyTorch), 1e-7 (Keras) */
   int keras_eps;      /* Adam: Keras's form p -= lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps), eps outside
-                          the bias correction (PyTorch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)) */
+                          the bias correction (PyTorch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)),
+                          computed as TensorFlow does with denormal floats flushed to zero (x86;
+                          PyTorch's form keeps them) */
 } nn_opt_config;
 /* PyTorch's defaults for the kind (SGD lr 0.01; Adam lr 1e-3, betas 0.9/0.999, eps 1e-8). */
 NN_API nn_opt_config nn_opt_defaults(nn_opt_kind kind);

@@ -8,13 +8,18 @@
  * - nn_optimizer_create rejects out-of-range configs with NN_ERR_ARG;
  * - a model large enough for the threaded update (90k parameters in two spans around a frozen
  *   tensor) gets every trainable element updated exactly once, by the same formula as a
- *   double-precision recomputation, bitwise the same on 1 and 3 threads. */
+ *   double-precision recomputation, bitwise the same on 1 and 3 threads;
+ * - denormals: Adam's first moments decaying from 1e-31 under zero gradients reach the
+ *   denormal range; PyTorch's Adam keeps them, each step's b1*m correctly rounded, Keras's
+ *   flushes them to 0 as TensorFlow does, on one thread and on a team; the callers' own
+ *   floating-point mode (denormals kept) is the same afterwards, on every thread. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,9 +306,88 @@ static void test_threaded_update(void **state) {
   }
 }
 
+/* ---- denormals ---------------------------------------------------------------------------- */
+
+/* 1 when this thread computes FLT_MIN / 4 as the denormal it is (no flush-to-zero mode). */
+static int keeps_denormals(void) {
+  volatile float tiny = FLT_MIN, q = 0.25f;
+  return tiny * q != 0.0f;
+}
+
+/* `steps` Adam steps on every parameter of `spec`: the first with gradient 1e-30 (m1 =
+ * 1e-31, m2 = 0: its square underflows), then zero gradients, so that m1 only decays by
+ * beta1. The first moments after them into m1 (n floats). */
+static void decay_moments(const char *spec, nn_opt_config c, int threads, int steps, float *m1, size_t n) {
+  int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  nn_model *m = make_model(spec);
+  assert_int_equal(nn_model_param_count(m), n);
+  float *g = nn_model_grads(m);
+  nn_optimizer *opt = NULL;
+  nn_error err = {0};
+  if (nn_optimizer_create(&c, m, &opt, &err)) fail_msg("%s", err.msg);
+  for (int s = 0; s < steps; s++) {
+    for (size_t i = 0; i < n; i++) g[i] = s == 0 ? 1e-30f : 0.0f;
+    nn_optimizer_step(opt, m);
+  }
+  size_t at = 0;
+  for (int t = 0; t < nn_optimizer_num_tensors(opt, m); t++) {
+    nn_tensor_view v;
+    nn_optimizer_tensor(opt, m, t, &v);
+    if (strstr(v.name, "exp_avg_sq")) continue;
+    assert_true(at + (size_t)v.count <= n);
+    memcpy(m1 + at, v.data, (size_t)v.count * sizeof(float));
+    at += (size_t)v.count;
+  }
+  assert_int_equal(at, n);
+  nn_optimizer_free(opt);
+  nn_model_free(m);
+  omp_set_num_threads(saved);
+}
+
+static void test_denormal_moments(void **state) {
+  (void)state;
+  enum { DECAY_STEPS = 200 }; /* 1e-31 * 0.9^k < FLT_MIN from k = 154 */
+  /* the expected first moment: b1*m rounded once to float (a float product is exact in
+   * double), denormal results included, then + (1 - b1)*0 */
+  const float b1 = 0.9f;
+  float want = (1.0f - b1) * 1e-30f;
+  for (int s = 1; s < DECAY_STEPS; s++) want = (float)((double)b1 * (double)want);
+  assert_true(want > 0.0f && want < FLT_MIN); /* the test reaches the denormal range */
+  static const char *const specs[2] = {DENSE_SPEC, "input shape=300\ndense units=300\n"};
+  for (int k = 0; k < 2; k++) {
+    nn_model *probe = make_model(specs[k]);
+    const size_t n = nn_model_param_count(probe);
+    nn_model_free(probe);
+    if (k == 1) assert_true(n >= 65536); /* the optimizer's threaded update */
+    float *m1 = malloc(n * sizeof *m1);
+    assert_non_null(m1);
+    for (int keras = 0; keras < 2; keras++)
+      for (int threads = 1; threads <= 3; threads += 2) {
+        nn_opt_config c = nn_opt_defaults(NN_OPT_ADAM);
+        c.keras_eps = keras, c.eps = keras ? 1e-7f : 1e-8f;
+        decay_moments(specs[k], c, threads, DECAY_STEPS, m1, n);
+        for (size_t i = 0; i < n; i++) {
+          const float w = keras ? 0.0f : want;
+          if (memcmp(&m1[i], &w, sizeof w))
+            fail_msg("%s Adam, %zu parameters, %d threads: exp_avg[%zu] = %a, want %a", keras ? "Keras" : "PyTorch",
+                     n, threads, i, (double)m1[i], (double)w);
+        }
+        /* the mode was this update's own: denormals are kept here and on the team's threads */
+        assert_true(keeps_denormals());
+        int kept = 1;
+#pragma omp parallel num_threads(3) reduction(&& \
+                                              : kept)
+        kept = keeps_denormals();
+        assert_true(kept);
+      }
+    free(m1);
+  }
+}
+
 int main(void) {
   fill_cases();
-  struct CMUnitTest tests[7 + 3];
+  struct CMUnitTest tests[7 + 4];
   int n = 0;
   for (int i = 0; i < 7; i++) {
     static char names[7][64];
@@ -313,5 +397,6 @@ int main(void) {
   tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_frozen_affine_untouched);
   tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_bad_configs_rejected);
   tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_threaded_update);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_denormal_moments);
   return _cmocka_run_group_tests("test_optim", tests, (size_t)n, group_setup, group_teardown);
 }

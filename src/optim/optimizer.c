@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "model/model.h"
 
@@ -98,6 +101,36 @@ typedef struct {
   int nesterov, first, decoupled, keras_eps;
 } upd;
 
+/* Keras's Adam (keras_eps) updates with denormal floats flushed to zero, as Keras computes it:
+ * TensorFlow runs its CPU kernels with FTZ and DAZ set (a denormal result or operand is 0).
+ * PyTorch keeps denormals, and so does every other configuration here. Flushing also keeps the
+ * update fast: the first moment of a parameter whose gradient stopped (a dead unit) decays by
+ * beta1 per step into the denormal range and stays there (0.9 of a few units in the last
+ * place rounds back to them), and each vector instruction that meets a denormal takes a
+ * microcode assist: Keras's MLP without BN spent 58 % of its steps in this update (run 24 of
+ * docs/performance.md). x86 only (MXCSR); elsewhere denormals are kept. Each thread sets the
+ * mode around its own chunks and restores its previous one. */
+#define OPT_MXCSR_FTZ_DAZ 0x8040u /* flush to zero (bit 15), denormals are zero (bit 6) */
+
+static unsigned opt_flush_begin(int flush) {
+#if defined(__SSE__)
+  const unsigned csr = _mm_getcsr();
+  if (flush) _mm_setcsr(csr | OPT_MXCSR_FTZ_DAZ);
+  return csr;
+#else
+  (void)flush;
+  return 0;
+#endif
+}
+
+static void opt_flush_end(unsigned csr) {
+#if defined(__SSE__)
+  _mm_setcsr(csr);
+#else
+  (void)csr;
+#endif
+}
+
 /* The loops below are instantiated once per combination of their mode flags (compile-time
  * constants after inlining), so that no branch is left inside and each one vectorizes; a
  * branch on a loop-invariant flag kept GCC at -O2 from vectorizing the update at all. */
@@ -159,6 +192,25 @@ static void adam(const upd *u, float *p, const float *g, float *m1, float *m2, s
   else adam_loop(u, p, g, m1, m2, n, 0);
 }
 
+/* This thread's chunks of every span (an orphaned `omp for`: static over the team of the
+ * caller's region, or all of them on one thread). Not inlined, so that none of its
+ * arithmetic can move across the caller's changes of the floating-point mode. */
+static __attribute__((noinline)) void update_spans(const nn_optimizer *o, nn_model *m, const upd *u) {
+  for (int s = 0; s < o->nspans; s++) {
+    const size_t off = o->spans[s].offset, n = o->spans[s].count;
+    const long chunks = (long)((n + OPT_CHUNK - 1) / OPT_CHUNK);
+#pragma omp for schedule(static) nowait
+    for (long k = 0; k < chunks; k++) {
+      size_t a = off + (size_t)k * OPT_CHUNK, len = n - (size_t)k * OPT_CHUNK;
+      if (len > OPT_CHUNK) len = OPT_CHUNK;
+      if (o->cfg.kind == NN_OPT_SGD)
+        sgd(u, m->params + a, m->grads + a, o->m1 + a, len);
+      else
+        adam(u, m->params + a, m->grads + a, o->m1 + a, o->m2 + a, len);
+    }
+  }
+}
+
 void nn_optimizer_step(nn_optimizer *o, nn_model *m) {
   NN_ASSERT(m->nparams == o->nparams);
   o->step++;
@@ -171,19 +223,12 @@ void nn_optimizer_step(nn_optimizer *o, nn_model *m) {
   }
   size_t total = 0;
   for (int s = 0; s < o->nspans; s++) total += o->spans[s].count;
+  const int flush = c->kind != NN_OPT_SGD && c->keras_eps;
 #pragma omp parallel if (total >= OPT_PAR_ELEMS)
-  for (int s = 0; s < o->nspans; s++) {
-    const size_t off = o->spans[s].offset, n = o->spans[s].count;
-    const long chunks = (long)((n + OPT_CHUNK - 1) / OPT_CHUNK);
-#pragma omp for schedule(static) nowait
-    for (long k = 0; k < chunks; k++) {
-      size_t a = off + (size_t)k * OPT_CHUNK, len = n - (size_t)k * OPT_CHUNK;
-      if (len > OPT_CHUNK) len = OPT_CHUNK;
-      if (c->kind == NN_OPT_SGD)
-        sgd(&u, m->params + a, m->grads + a, o->m1 + a, len);
-      else
-        adam(&u, m->params + a, m->grads + a, o->m1 + a, o->m2 + a, len);
-    }
+  {
+    const unsigned csr = opt_flush_begin(flush);
+    update_spans(o, m, &u);
+    opt_flush_end(csr);
   }
 }
 
