@@ -228,8 +228,8 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
   int32_t *y = malloc((size_t)batch * sizeof *y);
   uint32_t *order = malloc((size_t)pool * sizeof *order);
   nn_dataset *ds = NULL;
-  if (!x || !y || !order || nn_dataset_new(pool, dims.c, dims.h, dims.w, k, "bench_train", &ds, &err)) {
-    fprintf(stderr, "bench_train: out of memory for a batch of %d\n", batch);
+  if (!x || !y || !order || nn_dataset_new(pool, dims.c, dims.h, dims.w, k, "bench_train's data set", &ds, &err)) {
+    fprintf(stderr, "bench_train: %s\n", !x || !y || !order ? "out of memory for a batch" : err.msg);
     free(x), free(y), free(order), nn_dataset_free(ds);
     goto done;
   }

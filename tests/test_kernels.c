@@ -747,8 +747,8 @@ static void test_flatten(void **state) {
  * the floats past count stay untouched. */
 static void test_u8_lookup(void **state) {
   (void)state;
-  enum { MAXN = 300,
-         GUARD = 4 };
+  enum { MAXN = 300 };
+  enum { GUARD = 4 };
   float table[256];
   for (int b = 0; b < 256; b++) table[b] = (float)b * 0.5f - 17.25f;
   uint8_t bytes[MAXN + 8];
