@@ -91,16 +91,19 @@ P2_INLINE void p2_deinterleave4(const float *src, __m128 *even, __m128 *odd) {
   *odd = _mm_shuffle_ps(lo, hi, 0xDD);
 }
 
+/* p2_takes8 for 4 lanes */
+P2_INLINE __m128 p2_takes4(__m128 v, __m128 best) { return _mm_and_ps(_mm_cmpnle_ps(v, best), _mm_cmpord_ps(best, best)); }
+
 /* p2_max8 for 4 windows, in order */
 P2_INLINE __m128 p2_max4(const float *r0, const float *r1, __m128 *tb, __m128 *tc, __m128 *td) {
   __m128 a, b, c, d;
   p2_deinterleave4(r0, &a, &b);
   p2_deinterleave4(r1, &c, &d);
-  *tb = _mm_and_ps(_mm_cmpnle_ps(b, a), _mm_cmpord_ps(a, a)); /* pool_takes, as p2_takes8 */
+  *tb = p2_takes4(b, a);
   __m128 best = _mm_blendv_ps(a, b, *tb);
-  *tc = _mm_and_ps(_mm_cmpnle_ps(c, best), _mm_cmpord_ps(best, best));
+  *tc = p2_takes4(c, best);
   best = _mm_blendv_ps(best, c, *tc);
-  *td = _mm_and_ps(_mm_cmpnle_ps(d, best), _mm_cmpord_ps(best, best));
+  *td = p2_takes4(d, best);
   return _mm_blendv_ps(best, d, *td);
 }
 
