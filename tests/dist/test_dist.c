@@ -45,7 +45,8 @@ static int run(int np, const char *args) {
 
 static void train(int np, const char *run_name, const char *args) {
   char a[1024];
-  snprintf(a, sizeof a, "--out %s/%s %s", dir, run_name, args);
+  if ((size_t)snprintf(a, sizeof a, "--out %s/%s %s", dir, run_name, args) >= sizeof a)
+    fail_msg("arguments too long for run %s", run_name);
   int rc = run(np, a);
   if (rc) fail_msg("np %d, %s: exit %d: %s", np, a, rc, res.err);
 }
