@@ -600,6 +600,7 @@ typedef struct {
   nn_rng epoch_start;  /* the data stream when the epoch began (its permutation is drawn from it) */
   double loss_sum, lr; /* the epoch's summed loss so far; the lr of its first step */
   long correct, seen;  /* its right predictions and its samples so far */
+  double seconds;      /* its training time so far (its samples/s and seconds go on from it) */
 } nn_fit_position;
 
 typedef struct {

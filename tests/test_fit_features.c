@@ -310,6 +310,40 @@ static void test_schedule_lr_per_epoch(void **state) {
   nn_dataset_free(ds);
 }
 
+/* An epoch resumed inside (nn_fit_position) goes on with its time: its record's seconds
+ * include the training time the position carries, and its samples/s is the whole epoch's
+ * samples over the whole epoch's training time, not all of them over the resumed part's. */
+static void test_resumed_epoch_time(void **state) {
+  (void)state;
+  nn_dataset *ds = make_data(80, 0, 4);
+  nn_model *m = make_model(MLP);
+  nn_opt_config oc = nn_opt_defaults(NN_OPT_SGD);
+  nn_optimizer *opt = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_optimizer_create(&oc, m, &opt, &err), NN_OK);
+  nn_rng stream;
+  nn_fit_seed_data_rng(&stream, 7);
+  nn_fit_position pos = {0};
+  nn_fit_config fc = nn_fit_defaults();
+  fc.epochs = 1, fc.batch_size = 10, fc.max_steps = 3, fc.data_rng = &stream, fc.position = &pos;
+  assert_int_equal(nn_fit(m, opt, ds, NULL, &fc, NULL, NULL, &err), NN_OK);
+  assert_int_equal(pos.batch, 3);
+  assert_int_equal(pos.seen, 30);
+  assert_true(pos.seconds > 0 && pos.seconds < 60);
+  pos.seconds = 1000; /* as if the first part had taken 1000 s */
+  fc.max_steps = 0;
+  nn_history *h = NULL;
+  assert_int_equal(nn_fit(m, opt, ds, NULL, &fc, NULL, &h, &err), NN_OK);
+  const nn_epoch_record *r = nn_history_get(h, 0);
+  assert_true(r->seconds >= 1000 && r->seconds < 1060);
+  assert_true(r->samples_per_sec > 80 / 1060.0 && r->samples_per_sec <= 80 / 1000.0);
+  assert_int_equal(pos.batch, 0); /* the epoch ended */
+  nn_history_free(h);
+  nn_optimizer_free(opt);
+  nn_model_free(m);
+  nn_dataset_free(ds);
+}
+
 /* a data set whose samples are not the model's input is refused with both shapes, before any
  * step: the model's parameters stay as they were */
 static void test_input_shape_refused(void **state) {
@@ -385,6 +419,7 @@ int main(void) {
       cmocka_unit_test(test_assembly_ahead_same_batches),
       cmocka_unit_test(test_assembly_split_same_batches),
       cmocka_unit_test(test_schedule_lr_per_epoch),
+      cmocka_unit_test(test_resumed_epoch_time),
       cmocka_unit_test(test_recipe_refusals),
       cmocka_unit_test(test_input_shape_refused),
   };

@@ -355,9 +355,11 @@ static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *sto
   *s->rng = start;
   for (int i = 0; i < s->n; i++) s->tb.order[i] = (uint32_t)i;
   if (cfg->shuffle) nn_rng_shuffle(s->rng, s->tb.order, (uint32_t)s->n);
+  double before = 0; /* training seconds of the epoch before a resumed position */
   if (b0) {
     *s->rng = now;
     s->loss_sum = pos->loss_sum, s->correct = pos->correct, s->seen = pos->seen, s->epoch_lr = pos->lr;
+    before = pos->seconds;
   }
   if (cb && cb->on_epoch_begin) cb->on_epoch_begin(cb->user, epoch, cfg->epochs, s->batches);
   nn_status st = NN_OK;
@@ -365,19 +367,19 @@ static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *sto
   for (; b < s->batches && !st && !*stop; b++) st = fit_step(s, epoch, b, stop, err);
   drop_ahead(s);
   if (st) return st;
+  const double t_train = before + (now_seconds() - t0);
   if (pos)
-    *pos = b < s->batches ? (nn_fit_position){.batch = b, .epoch_start = start, .loss_sum = s->loss_sum, .lr = s->epoch_lr, .correct = s->correct, .seen = s->seen}
+    *pos = b < s->batches ? (nn_fit_position){.batch = b, .epoch_start = start, .loss_sum = s->loss_sum, .lr = s->epoch_lr, .correct = s->correct, .seen = s->seen, .seconds = t_train}
                           : (nn_fit_position){0};
   /* --sync-bn off: each rank tracked its own slice's statistics; rank 0's are the model's
    * (what it saves), so every rank evaluates and continues with them */
   if (comm && !comm->sync_bn && nn_model_state_count(s->m))
     comm->bcast(comm->ctx, nn_model_state(s->m), nn_model_state_count(s->m) * sizeof(float), 0);
-  double t_train = now_seconds() - t0;
   *r = (nn_epoch_record){.epoch = epoch, .train_loss = s->seen ? s->loss_sum / s->seen : 0, .train_acc = s->seen ? (double)s->correct / s->seen : 0, .test_loss = NAN, .test_acc = NAN, .lr = s->epoch_lr};
   if (s->test && (st = evaluate(s->m, s->test, cfg->input_norm, s->ebs, NN_MODE_EVAL, comm, &s->eb, &r->test_loss,
                                 &r->test_acc, err)))
     return st;
-  r->seconds = now_seconds() - t0;
+  r->seconds = before + (now_seconds() - t0);
   r->samples_per_sec = t_train > 0 ? s->seen / t_train : 0;
   return NN_OK;
 }

@@ -303,9 +303,9 @@ static nn_status save(nn_run *run, const char *name, int training, nn_error *err
     if (run->pos.batch > 0) {
       const nn_fit_position *p = &run->pos;
       const uint64_t *e = p->epoch_start.s;
-      snprintf(vals[n], sizeof vals[n], "%d,%llx,%llx,%llx,%llx,%.17g,%.17g,%ld,%ld", p->batch, (unsigned long long)e[0],
-               (unsigned long long)e[1], (unsigned long long)e[2], (unsigned long long)e[3], p->loss_sum, p->lr,
-               p->correct, p->seen);
+      snprintf(vals[n], sizeof vals[n], "%d,%llx,%llx,%llx,%llx,%.17g,%.17g,%ld,%ld,%.17g", p->batch,
+               (unsigned long long)e[0], (unsigned long long)e[1], (unsigned long long)e[2], (unsigned long long)e[3],
+               p->loss_sum, p->lr, p->correct, p->seen, p->seconds);
       meta[n] = (nn_meta_pair){POSITION_KEY, vals[n]}, n++;
     }
   }
@@ -541,11 +541,15 @@ static nn_status resume(const char *dir, run_mode mode, nn_run **out, nn_error *
   if (ps) {
     nn_fit_position *p = &run->pos;
     unsigned long long e[4] = {0};
-    char end;
-    if (sscanf(ps, "%d,%llx,%llx,%llx,%llx,%lg,%lg,%ld,%ld%c", &p->batch, &e[0], &e[1], &e[2], &e[3], &p->loss_sum,
-               &p->lr, &p->correct, &p->seen, &end) != 9 ||
-        p->batch < 1 || p->seen < 0 || p->correct < 0 || p->correct > p->seen || !isfinite(p->loss_sum) ||
-        !isfinite(p->lr) || nn_history_count(run->hist) < 1)
+    /* the tenth value, the epoch's training seconds so far, is absent from older runs */
+    int n9 = 0, n10 = 0;
+    p->seconds = 0;
+    const int got = sscanf(ps, "%d,%llx,%llx,%llx,%llx,%lg,%lg,%ld,%ld%n", &p->batch, &e[0], &e[1], &e[2], &e[3],
+                           &p->loss_sum, &p->lr, &p->correct, &p->seen, &n9);
+    const int tail_ok = got == 9 && (!ps[n9] || (sscanf(ps + n9, ",%lg%n", &p->seconds, &n10) == 1 && !ps[n9 + n10]));
+    if (!tail_ok || p->batch < 1 || p->seen < 0 || p->correct < 0 || p->correct > p->seen ||
+        !isfinite(p->loss_sum) || !isfinite(p->lr) || !isfinite(p->seconds) || p->seconds < 0 ||
+        nn_history_count(run->hist) < 1)
       st = nn_err_set(err, NN_ERR_FORMAT, "%s: '%s' is not a position inside an epoch", path, POSITION_KEY);
     for (int i = 0; i < 4; i++) p->epoch_start.s[i] = e[i];
   }
