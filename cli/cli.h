@@ -80,6 +80,9 @@ int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_mo
  * -1 after printing an error for a bad value. */
 int cli_take_max_params(int *argc, char **argv);
 void cli_model_free(cli_model *m);
+/* nn_checkpoint_load under --max-params: a checkpoint's recorded spec gets the limit before
+ * the model is built (spec, when given, carries its own). */
+int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, nn_model **out);
 /* Load the model of a resolved --model (building and initialising a fresh one for a spec,
  * loading the checkpoint otherwise), after applying --norm (may be NULL). */
 int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init init, unsigned long long seed,

@@ -39,7 +39,8 @@ int cmd_fold(int argc, char **argv) {
   }
   nn_model *m = NULL, *f = NULL;
   nn_error err = {0};
-  if (nn_checkpoint_load(cm.checkpoint, NULL, &m, &err) || nn_model_fold(m, &f, &err)) rc = cli_fail("fold", &err);
+  if ((rc = cli_checkpoint_load("fold", cm.checkpoint, NULL, &m))) {
+  } else if (nn_model_fold(m, &f, &err)) rc = cli_fail("fold", &err);
   double maxdiff = 0;
   int n = 64, k = 0;
   if (!rc) {

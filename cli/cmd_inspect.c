@@ -33,8 +33,8 @@ static void print_stats(const char *what, const float *v, size_t n) {
 
 static int inspect_params(const char *ckpt) {
   nn_model *m = NULL;
-  nn_error err = {0};
-  if (nn_checkpoint_load(ckpt, NULL, &m, &err)) return cli_fail("inspect", &err);
+  int rc = cli_checkpoint_load("inspect", ckpt, NULL, &m);
+  if (rc) return rc;
   nn_input_norm in;
   int known = nn_model_input_norm(m, &in);
   const char *data = nn_model_data_source(m);

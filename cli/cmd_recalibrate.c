@@ -62,7 +62,7 @@ int cmd_recalibrate(int argc, char **argv) {
   nn_dataset *train = NULL, *test = NULL;
   nn_input_norm norm = {0};
   const char *source = NULL, *source_from = NULL;
-  if (nn_checkpoint_load(cm.checkpoint, NULL, &m, &err)) rc = cli_fail("recalibrate", &err);
+  rc = cli_checkpoint_load("recalibrate", cm.checkpoint, NULL, &m);
   if (!rc) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("recalibrate", &cm, m, NULL, data, &norm, &source, &source_from);
   int fail = 0;

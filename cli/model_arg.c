@@ -39,6 +39,18 @@ static int is_checkpoint_name(const char *arg) {
          ends_with(arg, ".pth");
 }
 
+/* A regular file with a NUL byte among its first 64: binary, so no spec (a spec is text,
+ * and a safetensors header length, HDF5, zip and pickle files all have one there): the
+ * checkpoint loader takes it whatever its name, and says what it is if no checkpoint. */
+static int is_binary_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0; /* the spec reader reports why */
+  unsigned char head[64];
+  size_t n = fread(head, 1, sizeof head, f);
+  fclose(f);
+  return memchr(head, 0, n) != NULL;
+}
+
 int cli_model_opt(cli_args *a, int checkpoint, const char **arg, const char **flag) {
   if (cli_opt(a, "--model")) {
     *flag = "--model";
@@ -85,7 +97,14 @@ int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_mo
     }
     return EXIT_OK;
   }
-  if (is_checkpoint_name(arg)) {
+  if (ends_with(arg, ".onnx")) {
+    cli_error(cmd,
+              "%s: an ONNX model: normnet writes ONNX (normnet export) but does not read it; give its run "
+              "directory or model.safetensors",
+              out->what);
+    return EXIT_USAGE;
+  }
+  if (is_checkpoint_name(arg) || (S_ISREG(sb.st_mode) && is_binary_file(arg))) {
     snprintf(out->checkpoint, sizeof out->checkpoint, "%s", arg);
     return EXIT_OK;
   }
@@ -99,6 +118,26 @@ void cli_model_free(cli_model *m) {
   m->spec = NULL;
 }
 
+int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, nn_model **out) {
+  nn_error err = {0};
+  *out = NULL;
+  nn_checkpoint *c = NULL;
+  nn_spec *own = NULL;
+  /* a safetensors file with its spec recorded: that spec, limited; anything else (a Keras
+   * file, a checkpoint without metadata) goes to nn_checkpoint_load, which needs or explains */
+  if (!spec && max_params && !nn_checkpoint_open(path, &c, &err)) {
+    const char *text = nn_checkpoint_get(c, "normnet.spec");
+    nn_status st = text ? nn_spec_parse(text, "normnet.spec", &own, &err) : NN_OK;
+    if (own) nn_spec_set_max_params(own, max_params);
+    if (!st) st = nn_checkpoint_read_model(c, own, out, &err);
+    nn_checkpoint_close(c);
+    nn_spec_free(own);
+    return st ? cli_fail(cmd, &err) : EXIT_OK;
+  }
+  if (nn_checkpoint_load(path, spec, out, &err)) return cli_fail(cmd, &err);
+  return EXIT_OK;
+}
+
 int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init init, unsigned long long seed,
                     nn_model **out) {
   nn_error err = {0};
@@ -108,8 +147,7 @@ int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init in
       cli_error(cmd, "--norm cannot change a trained checkpoint (%s)", cm->checkpoint);
       return EXIT_USAGE;
     }
-    if (nn_checkpoint_load(cm->checkpoint, cm->spec, out, &err)) return cli_fail(cmd, &err);
-    return EXIT_OK;
+    return cli_checkpoint_load(cmd, cm->checkpoint, cm->spec, out);
   }
   if (norm) {
     /* NORM or NORM@before|after (placement against the activation) */

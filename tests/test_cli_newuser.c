@@ -240,6 +240,50 @@ static void test_positional_model(void **state) {
   tu_cli_expect_error(dir, "", args, "unknown argument", NULL);
 }
 
+/* A checkpoint is known by its content, not only its name (fold and recalibrate write any
+ * --out name, which eval then read as a spec: "not a text file"); an ONNX file gets a
+ * message saying normnet does not read ONNX; a run and --checkpoint together are refused
+ * (the run was silently ignored). */
+static void test_checkpoint_any_name(void **state) {
+  (void)state;
+  char args[2048];
+  tu_run_result r;
+  train_small("an", "--max-steps 2");
+  snprintf(args, sizeof args, "fold %s/an --out %s/an-folded.st", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "fold to a .st name");
+  snprintf(args, sizeof args, "eval %s/an-folded.st --data idx:%s/good", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "eval of a checkpoint named .st");
+  assert_non_null(strstr(r.out, "accuracy"));
+  snprintf(args, sizeof args, "summary --model %s/an-folded.st", dir);
+  tu_cli_run_ok(&r, dir, args, "summary of a checkpoint named .st");
+  snprintf(args, sizeof args, "export %s/an --format onnx --out %s/an.onnx", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "export to ONNX");
+  snprintf(args, sizeof args, "eval %s/an.onnx --data idx:%s/good", dir, dir);
+  tu_cli_expect_error(dir, "", args, "an.onnx: an ONNX model", "does not read it");
+  snprintf(args, sizeof args, "eval %s/an --checkpoint %s/an-folded.st --data idx:%s/good", dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "two trained models", NULL);
+}
+
+/* --max-params holds for trained models too (it was applied to presets and spec files
+ * only): a checkpoint's recorded spec is checked against it before the model is built, by
+ * every command that loads one. */
+static void test_max_params_checkpoints(void **state) {
+  (void)state;
+  char args[2048];
+  tu_run_result r;
+  train_small("mp", "--max-steps 2");
+  const char *cmds[] = {"eval %s/mp --data idx:%s/good", "summary %s/mp", "inspect %s/mp",
+                        "fold %s/mp --out %s/mp-f.safetensors", "export %s/mp --format onnx --out %s/mp.onnx"};
+  for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, cmds[i], dir, dir);
+    snprintf(args, sizeof args, "%s --max-params 10", cmd);
+    tu_cli_expect_error(dir, "", args, "normnet.spec:1", "the model-size limit");
+    snprintf(args, sizeof args, "%s --max-params 1000000", cmd);
+    tu_cli_run_ok(&r, dir, args, cmd);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -253,6 +297,8 @@ int main(void) {
       cmocka_unit_test(test_model_arg_names_its_option),
       cmocka_unit_test(test_run_errors_name_options),
       cmocka_unit_test(test_positional_model),
+      cmocka_unit_test(test_checkpoint_any_name),
+      cmocka_unit_test(test_max_params_checkpoints),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
