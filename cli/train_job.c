@@ -223,6 +223,19 @@ static void on_end(void *u, const nn_epoch_record *r) {
   if (j->o->crash_after_epoch == r->epoch) raise(SIGKILL); /* testing aid: a real, abrupt kill */
 }
 
+/* Once a run replacing another (--overwrite) has committed an epoch, the files this CLI wrote
+ * for the replaced one go: its activations.png (inspect draws it from activations.csv), and
+ * its activations.csv unless this run tracks its own (inspect showed the old run's as this
+ * one's). The library's own files are replaced at that commit. */
+static void remove_replaced(const char *dir, int tracked) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/activations.png", dir);
+  (void)remove(path);
+  if (tracked) return;
+  snprintf(path, sizeof path, "%s/activations.csv", dir);
+  (void)remove(path);
+}
+
 static int write_activations(const char *cmd, const char *dir, const cli_train_result *r, const nn_model *m) {
   char path[4200];
   snprintf(path, sizeof path, "%s/activations.csv", dir);
@@ -431,6 +444,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
     cli_progress_leave(&j.progress); /* before any message: the status line is not this run's alone */
     report_skips(&j);
     const char *out = nn_run_dir(run);
+    if (out && o->overwrite && nn_history_count(nn_run_history(run)) > 0) remove_replaced(out, o->track_activations);
     if (out && o->track_activations && write_activations(cmd, out, res, j.model)) rc = EXIT_FAIL;
     if (st) /* one of several runs (compare, study): named; side by side, the lanes print it */
       rc = o->lane ? cli_lane_fail(cmd, o->label, err.msg) : cli_fail(cmd, &err);

@@ -284,6 +284,25 @@ static void test_max_params_checkpoints(void **state) {
   }
 }
 
+/* --overwrite replaces the CLI's files of the replaced run too: its activations.csv (inspect
+ * showed the old run's statistics as the new run's) and activations.png. */
+static void test_overwrite_drops_activations(void **state) {
+  (void)state;
+  char p[1024], args[2048];
+  tu_run_result r;
+  train_small("ow", "--max-steps 2 --track-activations");
+  snprintf(args, sizeof args, "inspect %s/ow", dir);
+  tu_cli_run_ok(&r, dir, args, "inspect of a tracked run");
+  snprintf(p, sizeof p, "%s/ow/activations.png", dir);
+  assert_true(is_file(p));
+  train_small("ow", "--max-steps 2 --overwrite");
+  assert_false(is_file(p));
+  snprintf(p, sizeof p, "%s/ow/activations.csv", dir);
+  assert_false(is_file(p));
+  train_small("ow", "--max-steps 2 --overwrite --track-activations");
+  assert_true(is_file(p));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -299,6 +318,7 @@ int main(void) {
       cmocka_unit_test(test_positional_model),
       cmocka_unit_test(test_checkpoint_any_name),
       cmocka_unit_test(test_max_params_checkpoints),
+      cmocka_unit_test(test_overwrite_drops_activations),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
