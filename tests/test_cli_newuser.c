@@ -303,6 +303,23 @@ static void test_overwrite_drops_activations(void **state) {
   assert_true(is_file(p));
 }
 
+/* A run trained on a relative data directory records it absolute, so that it evaluates
+ * from any working directory ("idx:good: cannot open data directory" from elsewhere). */
+static void test_relative_data_recorded_absolute(void **state) {
+  (void)state;
+  char prefix[1024], args[2048];
+  tu_run_result r;
+  snprintf(prefix, sizeof prefix, "cd '%s' &&", dir);
+  tu_cli_run(&r, dir, prefix, "train --model small.spec --data idx:./good --max-steps 2 --quiet --out rel");
+  if (r.status) fail_msg("train with a relative --data failed: %s", r.err);
+  snprintf(args, sizeof args, "eval %s/rel", dir);
+  tu_cli_run(&r, dir, "cd / &&", args);
+  if (r.status) fail_msg("eval from / failed: %s", r.err);
+  char want[1100];
+  snprintf(want, sizeof want, "idx:%s/good", dir);
+  if (!strstr(r.out, want)) fail_msg("expected the data as %s:\n%s", want, r.out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -319,6 +336,7 @@ int main(void) {
       cmocka_unit_test(test_checkpoint_any_name),
       cmocka_unit_test(test_max_params_checkpoints),
       cmocka_unit_test(test_overwrite_drops_activations),
+      cmocka_unit_test(test_relative_data_recorded_absolute),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }

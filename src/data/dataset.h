@@ -45,6 +45,11 @@ int nn_dataset_batch_parts(const nn_dataset *ds, int count);
 nn_status nn_dataset_slice(const nn_dataset *ds, int start, int count, nn_dataset **out,
                            nn_error *err);
 
+/* A source naming a relative directory (idx:DIR, mnist:DIR, cifar10:DIR) made absolute in
+ * place (joined to the working directory), so that a run records data it can find from
+ * any working directory; unchanged when the result would not fit in cap. */
+void nn_data_source_absolute(char *source, size_t cap);
+
 /* Helpers shared by the readers. */
 /* NN_ERR_IO naming dir if it does not exist or is not a directory. */
 nn_status nn_data_check_dir(const char *dir, nn_error *err);

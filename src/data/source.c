@@ -2,7 +2,9 @@
  *   fashion-mnist        Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)
  *   mnist:DIR, idx:DIR   any directory with the four standard IDX files (raw or .gz)
  *   cifar10:DIR          CIFAR-10 binary batches */
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "data/dataset.h"
@@ -33,6 +35,20 @@ const char *nn_data_source_class_name(const char *source, int i) {
 static nn_status named(nn_status st, nn_dataset **out, const char *source) {
   if (!st && (*out)->num_classes <= 10) (*out)->class_names = source_names(source);
   return st;
+}
+
+void nn_data_source_absolute(char *source, size_t cap) {
+  const char *colon = strchr(source, ':');
+  if (strncmp(source, "idx:", 4) && strncmp(source, "mnist:", 6) && strncmp(source, "cifar10:", 8)) return;
+  if (colon[1] == '/' || !colon[1]) return;
+  char cwd[4096], out[4096 + 1024];
+  if (!getcwd(cwd, sizeof cwd)) return;
+  const char *dir = colon + 1;
+  while (dir[0] == '.' && dir[1] == '/') dir += 2; /* "./d" is "d" */
+  const int kind = (int)(colon - source) + 1;      /* "idx:" */
+  const int n = snprintf(out, sizeof out, "%.*s%s%s%s", kind, source, cwd, strcmp(cwd, "/") ? "/" : "",
+                         strcmp(dir, ".") ? dir : "");
+  if (n > 0 && (size_t)n < cap && (size_t)n < sizeof out) memcpy(source, out, (size_t)n + 1);
 }
 
 nn_status nn_dataset_open(const char *source, nn_split split, nn_dataset **out, nn_error *err) {

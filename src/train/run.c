@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "data/dataset.h"
 #include "model/spec.h"
 #include "train/fit.h"
 #include "train/history.h"
@@ -239,6 +240,7 @@ nn_status nn_run_create(const nn_recipe *r, const nn_spec *spec, const char *dir
   nn_run *run = calloc(1, sizeof *run);
   if (!run) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   run->r = *r;
+  nn_data_source_absolute(run->r.data, sizeof run->r.data);
   nn_spec *s = NULL;
   nn_status st = make_spec(r, spec, &s, err);
   if (!st) st = nn_model_create(s, &run->m, err);
