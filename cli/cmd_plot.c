@@ -5,15 +5,30 @@
 #include "cli.h"
 
 static const char *const usage =
-    "usage: normnet plot RUNDIR|COMPAREDIR... --out FILE.png [--svg FILE.svg] [--title TEXT]\n"
+    "usage: normnet plot RUNDIR|COMPAREDIR... --out FILE.png|FILE.svg [--svg FILE.svg] [--title TEXT]\n"
     "\n"
     "Overlay the training curves of runs (accuracy and loss per epoch, train dashed,\n"
     "evaluation solid, one color per run; the learning rate too when a schedule changed it).\n"
-    "A directory written by 'normnet compare' stands for all its variants.\n";
+    "A directory written by 'normnet compare' stands for all its variants.\n"
+    "\n"
+    "  --out FILE                the figure, in the format of FILE's extension: .png or .svg\n"
+    "  --svg FILE                an SVG as well (with --out FILE.png: both formats)\n"
+    "  --title TEXT              the figure's title\n";
+
+/* 1 if path ends in ext (".png"), ignoring the case of ASCII letters. */
+static int has_ext(const char *path, const char *ext) {
+  size_t n = strlen(path), m = strlen(ext);
+  if (n <= m || path[n - m - 1] == '/') return 0;
+  for (size_t i = 0; i < m; i++) {
+    char c = path[n - m + i];
+    if ((c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) != ext[i]) return 0;
+  }
+  return 1;
+}
 
 int cmd_plot(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "plot", NULL, 0};
-  const char *png = NULL, *svg = NULL, *title = NULL;
+  const char *out = NULL, *png = NULL, *svg = NULL, *title = NULL;
   cli_runs *rs = calloc(1, sizeof *rs);
   int rc = rs ? EXIT_OK : EXIT_FAIL, ndirs = 0;
   while (!rc && a.i < argc) {
@@ -22,7 +37,7 @@ int cmd_plot(int argc, char **argv) {
       free(rs);
       return EXIT_OK;
     }
-    if (cli_opt(&a, "--out")) png = a.val;
+    if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--svg")) svg = a.val;
     else if (cli_opt(&a, "--title")) title = a.val;
     else if (argv[a.i][0] == '-') rc = cli_unknown(&a);
@@ -33,9 +48,20 @@ int cmd_plot(int argc, char **argv) {
     cli_error("plot", "needs run directories (see normnet plot --help)");
     rc = EXIT_USAGE;
   }
-  if (!rc && !png && !svg) {
-    cli_error("plot", "needs --out FILE.png (and/or --svg FILE.svg)");
+  if (!rc && !out && !svg) {
+    cli_error("plot", "needs --out FILE.png or --out FILE.svg");
     rc = EXIT_USAGE;
+  }
+  /* the format of --out is its extension's; --svg always writes SVG */
+  if (!rc && out) {
+    if (has_ext(out, ".png")) png = out;
+    else if (!has_ext(out, ".svg")) {
+      cli_error("plot", "--out %s: the format follows the extension, .png or .svg", out);
+      rc = EXIT_USAGE;
+    } else if (svg && strcmp(svg, out)) {
+      cli_error("plot", "--out %s and --svg %s both ask for an SVG file; give one", out, svg);
+      rc = EXIT_USAGE;
+    } else svg = out;
   }
   if (!rc) {
     const char *names[CLI_MAX_RUNS];

@@ -2,7 +2,8 @@
  * valid file of the requested size whose curves are drawn in the palette colors; repeated
  * writes are byte-identical; log-x panels and awkward data (NaN, single points, constant
  * values, empty panels) draw; an unwritable path fails with NN_ERR_IO naming it; SVG text is
- * real, escaped <text>; a 2-epoch run gets integer epoch ticks only.
+ * real, escaped <text>; a 2-epoch run gets integer epoch ticks only; `normnet plot --out`
+ * writes the format of the file's extension (.png, .svg) and refuses any other.
  * Set NN_PLOT_KEEP=dir to keep copies of the figures for looking at them. */
 #define _POSIX_C_SOURCE 200809L
 #include <cairo.h>
@@ -365,6 +366,57 @@ static void test_confusion_and_inline_svg(void **state) {
   free(mem);
 }
 
+/* ---- normnet plot (the binary NN_CLI names) on runs trained on tu_cli_group_setup's data -- */
+static void cli_train(const char *out) {
+  char args[2048];
+  tu_run_result r;
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --threads 1 --quiet --out %s/%s",
+           tu_cli_dir, tu_cli_dir, tu_cli_dir, out);
+  tu_cli_run_ok(&r, tu_cli_dir, args, out);
+}
+
+/* --out FILE: PNG for .png, SVG for .svg (any case), a usage error naming the file otherwise */
+static void test_cli_out_format(void **state) {
+  (void)state;
+  const char *dir = tu_cli_dir;
+  char args[2048], path[512];
+  tu_run_result r;
+  cli_train("run");
+  snprintf(args, sizeof args, "plot %s/run --out %s/p.svg", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "plot --out p.svg");
+  snprintf(path, sizeof path, "%s/p.svg", dir);
+  check_svg(path);
+  snprintf(args, sizeof args, "plot %s/run --out %s/P.SVG", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "plot --out P.SVG");
+  snprintf(path, sizeof path, "%s/P.SVG", dir);
+  check_svg(path);
+  snprintf(args, sizeof args, "plot %s/run --out %s/p.png", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "plot --out p.png");
+  snprintf(path, sizeof path, "%s/p.png", dir);
+  check_png_header(path, 1200, 500);
+  /* --out FILE.png --svg FILE.svg: both */
+  snprintf(args, sizeof args, "plot %s/run --out %s/both.png --svg %s/both.svg", dir, dir, dir);
+  tu_cli_run_ok(&r, dir, args, "plot --out both.png --svg both.svg");
+  snprintf(path, sizeof path, "%s/both.png", dir);
+  check_png_header(path, 1200, 500);
+  snprintf(path, sizeof path, "%s/both.svg", dir);
+  check_svg(path);
+  /* any other extension: exit 2, one line naming the file, nothing written */
+  static const char *const bad[] = {"p.txt", "p", "p.svg.gz", "png"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(args, sizeof args, "plot %s/run --out %s/%s", dir, dir, bad[i]);
+    tu_cli_expect_error(dir, "", args, bad[i], ".png or .svg");
+    tu_cli_run(&r, dir, "", args);
+    assert_int_equal(r.status, 2);
+    snprintf(path, sizeof path, "%s/%s", dir, bad[i]);
+    assert_int_equal(access(path, F_OK), -1);
+  }
+  snprintf(args, sizeof args, "plot %s/run --out %s/a.svg --svg %s/b.svg", dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "a.svg", "b.svg");
+  snprintf(args, sizeof args, "plot %s/run", dir);
+  tu_cli_expect_error(dir, "", args, "--out FILE.png", NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_confusion_and_inline_svg),
@@ -374,6 +426,7 @@ int main(void) {
       cmocka_unit_test(test_log_x),
       cmocka_unit_test(test_awkward_data),
       cmocka_unit_test(test_errors),
+      cmocka_unit_test_setup_teardown(test_cli_out_format, tu_cli_group_setup, tu_cli_group_teardown),
   };
   return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
