@@ -238,7 +238,9 @@ int cli_dist_finish(int rc);
 enum { CLI_MAX_RUNS = 64 };
 typedef struct {
   char dir[4096];
-  char name[256]; /* legend and heading: the directory's name, or a compare variant's label */
+  char name[256]; /* legend and heading: the directory's name, or a compare variant's label,
+                   * distinct among the runs read (see cli_runs_read) */
+  int group;      /* the directory of runs it came from (1, 2, ...), or 0 for a run named itself */
   nn_run *run;    /* read only, without its data (nn_run_open_view) */
   const nn_recipe *recipe;
   nn_model *model;
@@ -246,10 +248,15 @@ typedef struct {
 } cli_run;
 typedef struct {
   cli_run run[CLI_MAX_RUNS];
-  int n;
+  int n, groups;
 } cli_runs;
 /* Append the run in directory `arg`, or every run in its subdirectories (a compare
- * directory); 0 or an exit status after printing the error. */
+ * directory); 0 or an exit status after printing the error. Then names every run read so far
+ * distinctly: a run by its directory's name, a compare variant by its normalization ("with
+ * BN"; by its subdirectory's name when two variants of the directory share one); names that
+ * several runs would share get the parent directories that tell them apart ("a/batch" and
+ * "b/batch"; "cmp-lenet/with BN": every variant of such a compare directory), the same number
+ * of them for every run that needs them. */
 int cli_runs_read(const char *cmd, const char *arg, cli_runs *rs);
 void cli_runs_free(cli_runs *rs);
 /* How cli_report_write works: with evaluate, each run's per-class results on its own

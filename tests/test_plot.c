@@ -3,7 +3,9 @@
  * writes are byte-identical; log-x panels and awkward data (NaN, single points, constant
  * values, empty panels) draw; an unwritable path fails with NN_ERR_IO naming it; SVG text is
  * real, escaped <text>; a 2-epoch run gets integer epoch ticks only; `normnet plot --out`
- * writes the format of the file's extension (.png, .svg) and refuses any other.
+ * writes the format of the file's extension (.png, .svg) and refuses any other; its legend
+ * gives every run a distinct label, with the parent directories that tell apart runs whose
+ * names collide.
  * Set NN_PLOT_KEEP=dir to keep copies of the figures for looking at them. */
 #define _POSIX_C_SOURCE 200809L
 #include <cairo.h>
@@ -417,6 +419,68 @@ static void test_cli_out_format(void **state) {
   tu_cli_expect_error(dir, "", args, "--out FILE.png", NULL);
 }
 
+static void cli_compare(const char *out) {
+  char args[2048];
+  tu_run_result r;
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --max-steps 2 --threads 1 --jobs 1 --quiet --no-report "
+           "--out %s/%s",
+           tu_cli_dir, tu_cli_dir, tu_cli_dir, out);
+  tu_cli_run_ok(&r, tu_cli_dir, args, out);
+}
+
+/* The legend of `normnet plot ARGS --out labels.svg` (malloc'd SVG text). */
+static char *cli_plot_svg(const char *runs) {
+  char args[2048], path[512];
+  tu_run_result r;
+  snprintf(args, sizeof args, "plot %s --out %s/labels.svg", runs, tu_cli_dir);
+  tu_cli_run_ok(&r, tu_cli_dir, args, args);
+  snprintf(path, sizeof path, "%s/labels.svg", tu_cli_dir);
+  size_t n;
+  return (char *)slurp(path, &n);
+}
+
+static void expect_labels(const char *runs, const char *const *labels, int n, const char *absent) {
+  char *svg = cli_plot_svg(runs), text[300];
+  for (int i = 0; i < n; i++) {
+    snprintf(text, sizeof text, ">%s</text>", labels[i]);
+    if (!strstr(svg, text)) fail_msg("plot %s: no legend entry '%s'", runs, labels[i]);
+  }
+  if (absent && strstr(svg, absent)) fail_msg("plot %s: the legend has '%s'", runs, absent);
+  free(svg);
+}
+
+/* Runs whose directories end alike (a/batch, b/batch), two compare directories: each run its
+ * own label, with the parent directories that tell it apart; one run or one compare
+ * directory keeps its plain labels. */
+static void test_cli_distinct_labels(void **state) {
+  (void)state;
+  char runs[2048];
+  const char *d = tu_cli_dir;
+  cli_train("a/batch");
+  cli_train("b/batch");
+  cli_compare("cmp1");
+  cli_compare("cmp2");
+  snprintf(runs, sizeof runs, "%s/a/batch %s/b/batch", d, d);
+  expect_labels(runs, (const char *[]){"a/batch", "b/batch"}, 2, ">batch</text>");
+  snprintf(runs, sizeof runs, "%s/cmp1 %s/cmp2", d, d);
+  expect_labels(runs, (const char *[]){"cmp1/with BN", "cmp1/without BN", "cmp2/with BN", "cmp2/without BN"},
+                4, ">with BN</text>");
+  /* trailing slashes name the same directories */
+  snprintf(runs, sizeof runs, "%s/a/batch/ %s/b/batch/", d, d);
+  expect_labels(runs, (const char *[]){"a/batch", "b/batch"}, 2, NULL);
+  /* one directory named twice: numbered */
+  snprintf(runs, sizeof runs, "%s/a/batch %s/a/./batch", d, d);
+  expect_labels(runs, (const char *[]){"batch", "batch (2)"}, 2, "a/batch");
+  /* no collision: the labels as they were */
+  snprintf(runs, sizeof runs, "%s/a/batch", d);
+  expect_labels(runs, (const char *[]){"batch"}, 1, "a/batch");
+  snprintf(runs, sizeof runs, "%s/cmp1", d);
+  expect_labels(runs, (const char *[]){"with BN", "without BN"}, 2, "cmp1/");
+  snprintf(runs, sizeof runs, "%s/cmp1 %s/a/batch", d, d);
+  expect_labels(runs, (const char *[]){"with BN", "without BN", "batch"}, 3, "/batch<");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_confusion_and_inline_svg),
@@ -427,6 +491,7 @@ int main(void) {
       cmocka_unit_test(test_awkward_data),
       cmocka_unit_test(test_errors),
       cmocka_unit_test_setup_teardown(test_cli_out_format, tu_cli_group_setup, tu_cli_group_teardown),
+      cmocka_unit_test_setup_teardown(test_cli_distinct_labels, tu_cli_group_setup, tu_cli_group_teardown),
   };
   return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

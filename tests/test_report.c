@@ -3,7 +3,9 @@
  *   runs, history, per-class table with the confusion counts, normalization layers, recipe,
  *   spec), with every string HTML-escaped and no script or external resource;
  * - opened in headless Chromium it renders (the DOM has the SVG plots and the tables), logs
- *   no console message, and a screenshot is drawn. */
+ *   no console message, and a screenshot is drawn;
+ * - `normnet report` heads each run with the label `normnet plot` gives it, distinct among
+ *   the runs (a/batch and b/batch; cmp1/with BN and cmp2/with BN). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "cli_run.h"
 #include "nn_test.h"
 #include "normnet_plot.h"
 
@@ -144,10 +147,60 @@ static void test_refusals(void **state) {
   assert_null(html);
 }
 
+/* `normnet report RUNS --no-eval` (the binary NN_CLI names) into html (at most len bytes). */
+static void cli_report(const char *runs, char *html, size_t len) {
+  char args[2048], path[512];
+  tu_run_result r;
+  snprintf(args, sizeof args, "report %s --no-eval --out %s/r.html", runs, tu_cli_dir);
+  tu_cli_run_ok(&r, tu_cli_dir, args, args);
+  snprintf(path, sizeof path, "%s/r.html", tu_cli_dir);
+  tu_slurp(path, html, len);
+}
+
+static void expect_headings(const char *runs, const char *const *labels, int n, const char *absent) {
+  static char html[1 << 20];
+  char text[300];
+  cli_report(runs, html, sizeof html);
+  for (int i = 0; i < n; i++) {
+    snprintf(text, sizeof text, "<h2>%s</h2>", labels[i]);
+    if (!strstr(html, text)) fail_msg("report %s: no heading '%s'", runs, labels[i]);
+  }
+  if (absent && strstr(html, absent)) fail_msg("report %s: the page has '%s'", runs, absent);
+}
+
+static void test_cli_distinct_headings(void **state) {
+  (void)state;
+  const char *d = tu_cli_dir;
+  char args[2048], runs[1024];
+  tu_run_result r;
+  static const char *const outs[] = {"a/batch", "b/batch"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --threads 1 --quiet --out %s/%s",
+             d, d, d, outs[i]);
+    tu_cli_run_ok(&r, d, args, outs[i]);
+    snprintf(args, sizeof args,
+             "compare --model %s/small.spec --data idx:%s/good --max-steps 2 --threads 1 --jobs 1 --quiet --no-report "
+             "--out %s/cmp%d",
+             d, d, d, i + 1);
+    tu_cli_run_ok(&r, d, args, "compare");
+  }
+  snprintf(runs, sizeof runs, "%s/a/batch %s/b/batch", d, d);
+  expect_headings(runs, (const char *[]){"a/batch", "b/batch"}, 2, "<h2>batch</h2>");
+  snprintf(runs, sizeof runs, "%s/cmp1 %s/cmp2", d, d);
+  expect_headings(runs, (const char *[]){"cmp1/with BN", "cmp1/without BN", "cmp2/with BN", "cmp2/without BN"}, 4,
+                  "<h2>with BN</h2>");
+  /* no collision: the labels as they were */
+  snprintf(runs, sizeof runs, "%s/cmp1", d);
+  expect_headings(runs, (const char *[]){"with BN", "without BN"}, 2, "<h2>cmp1/");
+  snprintf(runs, sizeof runs, "%s/cmp1 %s/a/batch", d, d);
+  expect_headings(runs, (const char *[]){"with BN", "without BN", "batch"}, 3, "<h2>a/batch</h2>");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_report_in_chromium),
       cmocka_unit_test(test_refusals),
+      cmocka_unit_test_setup_teardown(test_cli_distinct_headings, tu_cli_group_setup, tu_cli_group_teardown),
   };
   return cmocka_run_group_tests(tests, tu_setup_tempdir, tu_teardown_tempdir);
 }
