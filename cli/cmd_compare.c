@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -14,9 +15,13 @@ static const char *const usage_head =
     "\n"
     "Train the same model once per normalization (same seed, so shared layers start from the\n"
     "same weights) and compare them: a per-epoch table, a summary, DIR/history.csv,\n"
-    "DIR/curves.png and DIR/curves.svg, DIR/report.html (normnet report: curves, tables, results\n"
-    "per class, BN statistics, recipes), and each variant's run in DIR/<variant>/. Every variant\n"
-    "is built and checked (spec, --init, data, directory) before the first one trains.\n"
+    "DIR/curves.png and DIR/curves.svg, DIR/report.html (normnet report of this compare's runs:\n"
+    "curves, tables, results per class, BN statistics, recipes), and each variant's run in\n"
+    "DIR/<variant>/, written with '-' for ':' and '@' (group:2 in DIR/group-2/, batch@after in\n"
+    "DIR/batch-after/; the summary names each one's directory). The table, history.csv and\n"
+    "--json name a variant as --norm gives it. Every variant is built and checked (spec, --init,\n"
+    "data, a run already in its directory) before anything is written: a refused compare leaves\n"
+    "nothing behind.\n"
     "\n"
     "  --norm LIST               comma-separated: batch, group:G, layer, instance, none (default\n"
     "                            batch,none); G must divide every normalized layer's channels;\n"
@@ -63,7 +68,8 @@ static int plot(const char *dir, const char *model, variant *v, int nv, nn_error
   return nn_plot_histories(names, hists, nv, title, png, svg, NULL, err) ? -1 : 0;
 }
 
-static void print_tables(variant *v, int nv, double target, const char *valname, const char *ev, int lanes) {
+static void print_tables(variant *v, char (*dirs)[4200], int nv, double target, const char *valname,
+                         const char *ev, int lanes) {
   int maxn = 0;
   for (int k = 0; k < nv; k++)
     if (nn_history_count(v[k].res.hist) > maxn) maxn = nn_history_count(v[k].res.hist);
@@ -88,8 +94,8 @@ static void print_tables(variant *v, int nv, double target, const char *valname,
     }
     printf("\n");
   }
-  printf("\n%-12s %13s %7s %18s %12s %10s %12s\n", "variant", best_col, "epoch", "first >= target", "final acc",
-         "s/epoch", "samples/s");
+  printf("\n%-12s %13s %7s %18s %12s %10s %12s  %s\n", "variant", best_col, "epoch", "first >= target", "final acc",
+         "s/epoch", "samples/s", "run");
   for (int k = 0; k < nv; k++) {
     int n = nn_history_count(v[k].res.hist), best = 0, first = 0;
     double secs = 0, sps = 0;
@@ -104,8 +110,8 @@ static void print_tables(variant *v, int nv, double target, const char *valname,
     if (first) snprintf(reach, sizeof reach, "epoch %d", first);
     else snprintf(reach, sizeof reach, "never");
     if (!n) continue;
-    printf("%-12s %13.4f %7d %18s %12.4f %10.1f %12.0f\n", v[k].name, nn_history_get(v[k].res.hist, best)->test_acc,
-           best + 1, reach, nn_history_get(v[k].res.hist, n - 1)->test_acc, secs / n, sps / n);
+    printf("%-12s %13.4f %7d %18s %12.4f %10.1f %12.0f  %s\n", v[k].name, nn_history_get(v[k].res.hist, best)->test_acc,
+           best + 1, reach, nn_history_get(v[k].res.hist, n - 1)->test_acc, secs / n, sps / n, dirs[k]);
   }
   printf("(target %s accuracy %.2f)\n", valname, target);
   if (lanes > 1) /* the speeds are not those of one run on the whole machine */
@@ -191,16 +197,23 @@ int cmd_compare(int argc, char **argv) {
   }
   /* results do not depend on the thread count: only the time does */
   int lanes = cli_lanes_count(jobs, nv, o.threads);
-  nn_error derr = {0};
-  if (nn_file_make_dirs(out, &derr)) return cli_fail("compare", &derr);
-  /* every variant is built and checked (spec, --init, data, its directory) before any
-   * trains. Those that start at once train the run built for them; the others are built
-   * again when their turn comes, so that only the running variants' data is in memory. */
+  /* every variant is built and checked (spec, --init, data, a run already in its directory)
+   * before anything is made or trains: a variant's directory is opened (and a run in it
+   * refused without --overwrite) now only if it exists, so that a refused compare creates
+   * nothing. Those that start at once train the run built for them (opened again with their
+   * directory if it was new); the others are built again when their turn comes, so that only
+   * the running variants' data is in memory. */
   nn_run *runs[MAX_VARIANTS] = {0};
   for (int k = 0; k < nv && !rc; k++) {
-    rc = cli_train_open("compare", &vo[k], &runs[k]);
-    if (k >= lanes) nn_run_free(runs[k]), runs[k] = NULL;
+    cli_train_opts check = vo[k];
+    if (access(dirs[k], F_OK)) check.out = NULL;
+    rc = cli_train_open("compare", &check, &runs[k]);
+    if (k >= lanes || !check.out) nn_run_free(runs[k]), runs[k] = NULL;
   }
+  nn_error derr = {0};
+  if (!rc && nn_file_make_dirs(out, &derr)) rc = cli_fail("compare", &derr);
+  for (int k = 0; k < lanes && !rc; k++)
+    if (!runs[k]) rc = cli_train_open("compare", &vo[k], &runs[k]);
   cli_panel *panel = NULL;
   if (!rc && lanes > 1) {
     if (!(panel = cli_panel_create(stdout, lanes, nv, !o.quiet && !o.json))) {
@@ -220,7 +233,7 @@ int cmd_compare(int argc, char **argv) {
   if (!rc) {
     int validation = v[0].res.validation;
     const char *valname = validation ? "validation" : "test", *ev = validation ? "val" : "test";
-    if (!o.json) print_tables(v, nv, target, valname, ev, lanes);
+    if (!o.json) print_tables(v, dirs, nv, target, valname, ev, lanes);
     char path[4200];
     nn_error err = {0};
     snprintf(path, sizeof path, "%s/history.csv", out);
@@ -234,7 +247,9 @@ int cmd_compare(int argc, char **argv) {
       snprintf(report, sizeof report, "%s/report.html", out);
       snprintf(title, sizeof title, "normnet compare: %s", o.model);
       cli_report_opts ro = {.title = title, .evaluate = 1, .batch = 256, .threads = o.threads, .quiet = o.json};
-      if (!no_report) rc = cli_report_write("compare", &out, 1, report, &ro);
+      const char *vdirs[MAX_VARIANTS]; /* this compare's runs, not every run in DIR */
+      for (int k = 0; k < nv; k++) vdirs[k] = dirs[k];
+      if (!no_report) rc = cli_report_write("compare", vdirs, nv, report, &ro);
     }
   }
   for (int k = 0; k < nv; k++) cli_train_result_free(&v[k].res);
