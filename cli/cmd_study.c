@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -22,7 +23,10 @@ static const char *const usage =
     "batch) and the preset's learning rate, then prints and plots the final validation\n"
     "accuracy against batch size (DIR/study.png, DIR/study.csv). For BN it also evaluates\n"
     "each trained model in train mode (batch statistics, batches of the training size) next\n"
-    "to eval mode: the 'forgot model.eval()' gap.\n"
+    "to eval mode: the 'forgot model.eval()' gap. Each run is in DIR/bB-NORM (':' written '-'),\n"
+    "and DIR/report.html shows this study's runs. Every run is built and checked (spec, --init,\n"
+    "data, a run already in its directory: refused unless --overwrite) before anything is\n"
+    "written: a refused study leaves nothing behind.\n"
     "\n"
     "  --jobs N                  runs trained at once, the threads shared out among them\n"
     "                            (default: one per thread; 1: one after another on all the\n"
@@ -57,30 +61,45 @@ typedef struct {
   cli_panel *panel; /* on a terminal: one status line for the runs in training */
 } study;
 
+/* Run k's directory DIR/bB-NORM (':' written '-') */
+static void run_dir(const study *s, int k, char *dir, size_t len) {
+  snprintf(dir, len, "%s/b%d-%s", s->out, s->batch[k / s->nn], s->norms[k % s->nn]);
+  for (char *p = dir + strlen(s->out) + 1; *p; p++)
+    if (*p == ':') *p = '-';
+}
+
+/* Run k's training options; the strings they point to live in t. */
+typedef struct {
+  char dir[4096], label[96], bsz[32], nsteps[32];
+} run_text;
+static cli_train_opts run_opts(const study *s, int k, run_text *t) {
+  const int i = k / s->nn, n = k % s->nn;
+  run_dir(s, k, t->dir, sizeof t->dir);
+  cli_train_opts vo = *s->o;
+  snprintf(t->bsz, sizeof t->bsz, "%d", s->batch[i]);
+  snprintf(t->nsteps, sizeof t->nsteps, "%d", s->budget / s->batch[i]);
+  cli_train_override(&vo, "norm", "--norm", s->norms[n]);
+  cli_train_override(&vo, "batch", "--batch", t->bsz);
+  cli_train_override(&vo, "epochs", "--budget", "1000000"); /* --max-steps ends the run */
+  cli_train_override(&vo, "max-steps", "--budget", t->nsteps);
+  vo.out = t->dir;
+  vo.quiet = 1;
+  /* vo.overwrite is the user's: a run already in its directory is refused without --overwrite,
+   * as train and compare refuse it */
+  snprintf(t->label, sizeof t->label, "batch %d %s", s->batch[i], s->norms[n]);
+  vo.label = t->label; /* names the run in its error messages */
+  return vo;
+}
+
 static int study_run(void *ctx, int k, cli_lane *lane) {
   study *s = ctx;
   const int share = lane->threads;
   const int i = k / s->nn, n = k % s->nn, runs = s->nb * s->nn, steps = s->budget / s->batch[i];
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%s/b%d-%s", s->out, s->batch[i], s->norms[n]);
-  for (char *p = dir + strlen(s->out) + 1; *p; p++)
-    if (*p == ':') *p = '-';
-  cli_train_opts vo = *s->o;
-  char bsz[32], nsteps[32];
-  snprintf(bsz, sizeof bsz, "%d", s->batch[i]);
-  snprintf(nsteps, sizeof nsteps, "%d", steps);
-  cli_train_override(&vo, "norm", "--norms", s->norms[n]);
-  cli_train_override(&vo, "batch", "--batches", bsz);
-  cli_train_override(&vo, "epochs", "--budget", "1000000"); /* --max-steps ends the run */
-  cli_train_override(&vo, "max-steps", "--budget", nsteps);
-  vo.out = dir;
-  vo.quiet = 1;
-  vo.overwrite = 1; /* the study's own runs: a new study replaces them */
+  run_text t;
+  cli_train_opts vo = run_opts(s, k, &t);
+  const char *dir = t.dir, *label = t.label;
   vo.lane = lane;
   vo.panel = s->panel;
-  char label[96]; /* names the run in its error messages */
-  snprintf(label, sizeof label, "batch %d %s", s->batch[i], s->norms[n]);
-  vo.label = label;
   cli_train_result res;
   int rc = cli_train_run("study", &vo, NULL, &res);
   int h = nn_history_count(res.hist);
@@ -156,16 +175,38 @@ int cmd_study(int argc, char **argv) {
     }
     batch[i] = (int)v;
   }
+  double acc[MAX_B][MAX_N], train_mode[MAX_B];
+  for (int i = 0; i < nb; i++) train_mode[i] = NAN;
+  const int runs = nb * nn;
+  study st = {.o = &o, .out = out, .nb = nb, .nn = nn, .budget = budget, .batch = batch, .norms = norms, .acc = acc, .train_mode = train_mode};
+  /* every run is built and checked (spec, --init, data, a run already in its directory)
+   * before anything is made or trains: a run's directory is opened now only if it exists, so
+   * that a refused study creates nothing; each run is built again when its turn comes */
+  for (int k = 0; k < runs; k++) {
+    run_text t;
+    cli_train_opts vo = run_opts(&st, k, &t);
+    for (int j = 0; j < k; j++) {
+      char other[4096];
+      run_dir(&st, j, other, sizeof other);
+      if (!strcmp(other, t.dir)) { /* the second would find the first's run in its directory */
+        cli_error("study", "--batch/--norm: two runs would share the run directory %s (a batch size or a normalization given twice)", t.dir);
+        return EXIT_USAGE;
+      }
+    }
+    if (access(t.dir, F_OK)) vo.out = NULL;
+    nn_run *run = NULL;
+    int rc = cli_train_open("study", &vo, &run);
+    nn_run_free(run);
+    if (rc) return rc;
+  }
   nn_error derr = {0};
   if (nn_file_make_dirs(out, &derr)) return cli_fail("study", &derr);
   printf("small-batch study: %s on %s, %d training samples per run (steps = %d / batch), norms %s\n", o.model,
          cli_train_value(&o, "data", "fashion-mnist"), budget, budget, nl);
-  double acc[MAX_B][MAX_N], train_mode[MAX_B];
-  for (int i = 0; i < nb; i++) train_mode[i] = NAN;
   /* results do not depend on the thread count: only the time does */
-  const int runs = nb * nn, lanes = cli_lanes_count(jobs, runs, o.threads);
+  const int lanes = cli_lanes_count(jobs, runs, o.threads);
   cli_lanes_print("", runs, "runs", lanes, o.threads);
-  study st = {.o = &o, .out = out, .nb = nb, .nn = nn, .budget = budget, .batch = batch, .norms = norms, .acc = acc, .train_mode = train_mode, .t0 = cli_now()};
+  st.t0 = cli_now();
   if (!(st.panel = cli_panel_create(stdout, lanes, runs, 1))) {
     cli_error("study", "out of memory");
     return EXIT_FAIL;
@@ -218,10 +259,16 @@ int cmd_study(int argc, char **argv) {
   nn_plot_panel panel = {"Final validation accuracy vs batch size", "batch size", "accuracy", lines, nn + 1, 1};
   if (nn_plot_write(&panel, 1, title, 900, 520, png, NULL, &derr)) return cli_fail("study", &derr);
   printf("wrote %s, %s\n", path, png);
-  /* every run of the study in one page (without per-class evaluation: the table above is
-   * the study's result) */
+  /* every run of this study (not every run in DIR) in one page, without per-class
+   * evaluation: the table above is the study's result */
   char report[4200];
   snprintf(report, sizeof report, "%s/report.html", out);
   cli_report_opts ro = {.title = title, .batch = 256};
-  return cli_report_write("study", &out, 1, report, &ro);
+  char(*dirs)[4096] = malloc((size_t)runs * sizeof *dirs);
+  const char **rdirs = malloc((size_t)runs * sizeof *rdirs);
+  rc = dirs && rdirs ? EXIT_OK : (cli_error("study", "out of memory"), EXIT_FAIL);
+  for (int k = 0; !rc && k < runs; k++) run_dir(&st, k, dirs[k], sizeof dirs[k]), rdirs[k] = dirs[k];
+  if (!rc) rc = cli_report_write("study", rdirs, runs, report, &ro);
+  free(dirs), free(rdirs);
+  return rc;
 }

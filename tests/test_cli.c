@@ -741,10 +741,11 @@ static void test_small_batch_study(void **state) {
   expect_error(args, NULL, NULL);
   /* a run that fails side by side (lr 30: the one without BN diverges at its second step; first
    * in job order, so the BN run beside it, which starts after it, is stopped early) stops the
-   * others: one line naming it, and a result line only for a run that ran to its end */
+   * others: one line naming it, and a result line only for a run that ran to its end (run twice:
+   * --overwrite, or a run the first one finished would refuse the second) */
   snprintf(args, sizeof args,
            "study small-batch --model %s/small.spec --data idx:%s/good --budget 96 --batch 2,16 --norm none,batch "
-           "--lr 30 --out %s/study-fail",
+           "--lr 30 --overwrite --out %s/study-fail",
            dir, dir, dir);
   tu_cli_expect_error(dir, "", args, "batch 2 none", "diverged");
   tu_cli_run(&r, dir, "", args);
