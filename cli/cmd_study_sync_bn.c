@@ -22,7 +22,9 @@ static const char *const usage =
     "--sync-bn on/off with mpirun -np K (oversubscribed), all at the same global --batch, then\n"
     "print each model's validation accuracy in eval mode, in train mode (batch statistics over\n"
     "the batch each process normalized: B with SyncBN, ceil(B/K) without) and their gap;\n"
-    "DIR/study.csv (default runs/study-sync-bn) holds the table, DIR/kK-on|off the runs.\n"
+    "DIR/study.csv (default runs/study-sync-bn) holds the table, DIR/kK-on|off the runs. Every\n"
+    "run is built and checked (spec, --init, data, a run already in its directory: refused\n"
+    "unless --overwrite) before the first one starts: a refused study leaves nothing behind.\n"
     "The training options are train's, below, except --sync-bn and --resume: the study sets them.\n";
 
 /* Run one training as a child: mpirun -np k SELF train ARGS (k = 1: SELF train ARGS). */
@@ -52,8 +54,7 @@ static int spawn(const char *mpirun, int k, char **args, int nargs, const char *
   argv[n++] = mode;
   argv[n++] = "--out";
   argv[n++] = out;
-  argv[n++] = "--quiet";
-  argv[n++] = "--overwrite"; /* the study's own runs: a new study replaces them */
+  argv[n++] = "--quiet"; /* --overwrite only if the user gave it (in args): check_runs refused a run in dir */
   argv[n] = NULL;
   fflush(stdout);
   pid_t pid = fork();
@@ -65,6 +66,25 @@ static int spawn(const char *mpirun, int k, char **args, int nargs, const char *
   int st = 0;
   if (waitpid(pid, &st, 0) < 0) return -1;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Every run (K, sync) is built and checked here (spec, --init, data, a run already in its
+ * directory, refused unless --overwrite) before anything is made or spawned: a run's
+ * directory is opened only if it exists, so that a refused study creates nothing. */
+static int check_runs(const cli_train_opts *o, const char *out, const int *procs, int nk) {
+  for (int i = 0; i < nk; i++)
+    for (int s = 0; s < (procs[i] > 1 ? 2 : 1); s++) {
+      char dir[4096];
+      snprintf(dir, sizeof dir, "%s/k%d-%s", out, procs[i], s ? "off" : "on");
+      cli_train_opts vo = *o;
+      cli_train_override(&vo, "sync-bn", "--sync-bn", s ? "0" : "1");
+      vo.out = access(dir, F_OK) ? NULL : dir;
+      nn_run *run = NULL;
+      int rc = cli_train_open("study", &vo, &run);
+      nn_run_free(run);
+      if (rc) return rc;
+    }
+  return EXIT_OK;
 }
 
 int cli_study_sync_bn(int argc, char **argv) {
@@ -110,6 +130,14 @@ int cli_study_sync_bn(int argc, char **argv) {
   const char *data = cli_train_value(&o, "data", "fashion-mnist");
   int batch = atoi(cli_train_value(&o, "batch", "0"));
   if (batch <= 0) batch = p ? p->batch_size : 32;
+  for (int i = 0; i < nk; i++)
+    for (int j = 0; j < i; j++)
+      if (procs[i] == procs[j]) { /* the second would find the first's run in its directory */
+        cli_error("study", "--procs: %d is given twice", procs[i]);
+        return EXIT_USAGE;
+      }
+  int rc = check_runs(&o, out, procs, nk);
+  if (rc) return rc;
   nn_error derr = {0};
   if (nn_file_make_dirs(out, &derr)) return cli_fail("study", &derr);
   printf("sync-bn study: %s on %s, global batch %d, processes %s, --sync-bn on and off\n", o.model, data, batch, pl);
@@ -123,7 +151,7 @@ int cli_study_sync_bn(int argc, char **argv) {
       const char *sync = s ? "off" : "on";
       char dir[4096], ckpt[4200], hist[4200];
       snprintf(dir, sizeof dir, "%s/k%d-%s", out, procs[i], sync);
-      int rc = spawn(mpirun, procs[i], fwd, nfwd, sync, dir);
+      rc = spawn(mpirun, procs[i], fwd, nfwd, sync, dir);
       if (rc) {
         cli_error("study", "the run -np %d --sync-bn %s failed (exit %d); its messages are above", procs[i], sync, rc);
         return EXIT_FAIL;
