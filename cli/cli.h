@@ -258,6 +258,9 @@ typedef struct {
  * "b/batch"; "cmp-lenet/with BN": every variant of such a compare directory), the same number
  * of them for every run that needs them. */
 int cli_runs_read(const char *cmd, const char *arg, cli_runs *rs);
+/* The runs in dirs as one directory of runs, as cli_runs_read reads compare's output (the
+ * variants of one compare or study, named by their normalization). */
+int cli_runs_read_group(const char *cmd, const char *const *dirs, int n, cli_runs *rs);
 void cli_runs_free(cli_runs *rs);
 /* How cli_report_write works: with evaluate, each run's per-class results on its own
  * evaluation data, in batches of `batch`, on `threads` threads per model (0: the library's
@@ -265,6 +268,7 @@ void cli_runs_free(cli_runs *rs);
 typedef struct {
   const char *title;
   int evaluate, batch, threads, quiet;
+  int group; /* dirs are the variants of one compare or study (cli_runs_read_group) */
 } cli_report_opts;
 /* The HTML report of the runs in dirs (nn_report_html) written to out. 0 or an exit status
  * (error printed). */

@@ -246,7 +246,7 @@ int cmd_compare(int argc, char **argv) {
       char report[4200], title[512];
       snprintf(report, sizeof report, "%s/report.html", out);
       snprintf(title, sizeof title, "normnet compare: %s", o.model);
-      cli_report_opts ro = {.title = title, .evaluate = 1, .batch = 256, .threads = o.threads, .quiet = o.json};
+      cli_report_opts ro = {.title = title, .evaluate = 1, .batch = 256, .threads = o.threads, .quiet = o.json, .group = 1};
       const char *vdirs[MAX_VARIANTS]; /* this compare's runs, not every run in DIR */
       for (int k = 0; k < nv; k++) vdirs[k] = dirs[k];
       if (!no_report) rc = cli_report_write("compare", vdirs, nv, report, &ro);

@@ -263,7 +263,7 @@ int cmd_study(int argc, char **argv) {
    * evaluation: the table above is the study's result */
   char report[4200];
   snprintf(report, sizeof report, "%s/report.html", out);
-  cli_report_opts ro = {.title = title, .batch = 256};
+  cli_report_opts ro = {.title = title, .batch = 256, .group = 1};
   char(*dirs)[4096] = malloc((size_t)runs * sizeof *dirs);
   const char **rdirs = malloc((size_t)runs * sizeof *rdirs);
   rc = dirs && rdirs ? EXIT_OK : (cli_error("study", "out of memory"), EXIT_FAIL);

@@ -176,11 +176,15 @@ int cli_runs_read(const char *cmd, const char *arg, cli_runs *rs) {
   closedir(d);
   qsort(names, (size_t)n, sizeof *names, cmp_str);
   int rc = n ? EXIT_OK : (cli_error(cmd, "%s: holds no run (no model.safetensors in it or its subdirectories)", arg), EXIT_USAGE);
+  if (!rc) rc = cli_runs_read_group(cmd, (const char *const *)names, n, rs);
+  for (int i = 0; i < n; i++) free(names[i]);
+  return rc;
+}
+
+int cli_runs_read_group(const char *cmd, const char *const *dirs, int n, cli_runs *rs) {
   rs->groups++;
-  for (int i = 0; i < n; i++) {
-    if (!rc) rc = add(cmd, rs, names[i], 1);
-    free(names[i]);
-  }
+  int rc = EXIT_OK;
+  for (int i = 0; i < n && !rc; i++) rc = add(cmd, rs, dirs[i], 1);
   return rc ? rc : name_runs(cmd, rs);
 }
 

@@ -45,6 +45,11 @@ static void test_report_covers_this_invocation(void **state) {
   cli(args, sizeof args, "compare", extra);
   tu_cli_run_ok(&r, dir, args, "compare layer into the same directory");
   if (!strstr(r.out, "report.html (1 run)")) fail_msg("the report of 'compare --norm layer' is not one run:\n%s", r.out);
+  /* its variant is labelled by its normalization, as for a directory of runs */
+  char p[1024], html[65536];
+  snprintf(p, sizeof p, "%s/rep-cmp/report.html", dir);
+  tu_slurp(p, html, sizeof html);
+  if (!strstr(html, "<h2>LayerNorm</h2>")) fail_msg("the compare report lacks the heading LayerNorm");
 
   snprintf(extra, sizeof extra, "--budget 32 --batch 4,16 --norm batch,none --out %s/rep-study", dir);
   cli(args, sizeof args, "study small-batch", extra);
