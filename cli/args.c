@@ -42,7 +42,15 @@ int cli_opt(cli_args *a, const char *name) {
     a->i++;
     return 1;
   }
-  a->val = a->argv[a->i + 1];
+  const char *next = a->argv[a->i + 1];
+  if (next[0] == '-' && next[1] == '-' && next[2]) { /* "--epochs --out x": the value is missing */
+    cli_error(a->cmd, "%s needs a value (got the option %s)", name, next);
+    a->bad = 1;
+    a->val = NULL;
+    a->i++;
+    return 1;
+  }
+  a->val = next;
   a->i += 2;
   return 1;
 }

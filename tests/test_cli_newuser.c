@@ -320,6 +320,24 @@ static void test_relative_data_recorded_absolute(void **state) {
   if (!strstr(r.out, want)) fail_msg("expected the data as %s:\n%s", want, r.out);
 }
 
+/* An option followed by another option lacks its value ("--epochs --out x" said "unknown
+ * argument 'x'"); --epochs 0 is refused (it exited 0 with an empty run directory), on a
+ * resume too; nothing is created. */
+static void test_missing_value_and_zero_epochs(void **state) {
+  (void)state;
+  char args[2048], p[1024];
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs --out %s/mv", dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "--epochs needs a value", "--out");
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs 0 --out %s/e0", dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "--epochs", "got '0'");
+  struct stat sb;
+  snprintf(p, sizeof p, "%s/e0", dir);
+  assert_int_not_equal(stat(p, &sb), 0);
+  train_small("e1", "--max-steps 2");
+  snprintf(args, sizeof args, "train --resume %s/e1 --epochs 0", dir);
+  tu_cli_expect_error(dir, "", args, "--epochs", "got '0'");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -337,6 +355,7 @@ int main(void) {
       cmocka_unit_test(test_max_params_checkpoints),
       cmocka_unit_test(test_overwrite_drops_activations),
       cmocka_unit_test(test_relative_data_recorded_absolute),
+      cmocka_unit_test(test_missing_value_and_zero_epochs),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }

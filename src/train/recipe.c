@@ -72,7 +72,7 @@ static const struct {
     {"adam-eps", K_FLOAT, F(opt.eps), 0, 1},
     {"keras-eps", K_BOOL, F(opt.keras_eps), 0, 1},
     {"batch", K_INT, F(batch_size), 1, 1 << 20},
-    {"epochs", K_INT, F(epochs), 0, 1000000},
+    {"epochs", K_INT, F(epochs), 1, 1000000},
     {"max-steps", K_LONG, F(max_steps), 0, 2000000000},
     {"seed", K_U64, F(seed), 0, 0},
     {"shuffle", K_BOOL, F(shuffle), 0, 1},

@@ -571,7 +571,7 @@ static nn_status resume(const char *dir, run_mode mode, nn_run **out, nn_error *
 }
 
 nn_status nn_run_set_epochs(nn_run *run, int epochs, nn_error *err) {
-  if (epochs < 0) return nn_err_set(err, NN_ERR_ARG, "epochs: expected >= 0, got %d", epochs);
+  if (epochs < 1) return nn_err_set(err, NN_ERR_ARG, "epochs: expected >= 1, got %d", epochs);
   run->r.epochs = epochs;
   return NN_OK;
 }
