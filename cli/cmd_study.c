@@ -133,8 +133,12 @@ int cmd_study(int argc, char **argv) {
     return EXIT_OK;
   }
   if (argc >= 2 && !strcmp(argv[1], "sync-bn")) return cli_study_sync_bn(argc, argv);
-  if (argc < 2 || strcmp(argv[1], "small-batch")) {
-    cli_error("study", "unknown study '%s' (available: small-batch, sync-bn; see normnet study --help)", argc < 2 ? "" : argv[1]);
+  if (argc < 2) {
+    cli_error("study", "needs a study: small-batch or sync-bn (see normnet study --help)");
+    return EXIT_USAGE;
+  }
+  if (strcmp(argv[1], "small-batch")) {
+    cli_error("study", "unknown study '%s' (available: small-batch, sync-bn; see normnet study --help)", argv[1]);
     return EXIT_USAGE;
   }
   cli_args a = {argc, argv, 2, "study", NULL, 0};

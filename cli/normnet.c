@@ -36,7 +36,8 @@ int main(int argc, char **argv) {
     printf("normnet %s\n", nn_version());
     return EXIT_OK;
   }
-  int help_cmd = argc == 3 && !strcmp(argv[1], "help");
+  /* normnet help CMD [SUB] (a study's name: normnet help study sync-bn) */
+  int help_cmd = (argc == 3 || argc == 4) && !strcmp(argv[1], "help");
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || (!strcmp(argv[1], "help") && !help_cmd)) {
     fputs(usage, argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : EXIT_OK;
@@ -49,11 +50,11 @@ int main(int argc, char **argv) {
     const char *name;
     int (*run)(int, char **);
   } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}, {"study", cmd_study}, {"export", cmd_export}, {"report", cmd_report}, {"plot", cmd_plot}};
-  if (help_cmd) { /* normnet help CMD = normnet CMD --help */
+  if (help_cmd) { /* normnet help CMD [SUB] = normnet CMD [SUB] --help */
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
       if (!strcmp(argv[2], cmds[i].name)) {
-        char *args[] = {argv[2], "--help", NULL};
-        return cmds[i].run(2, args);
+        char *args[] = {argv[2], argc == 4 ? argv[3] : "--help", "--help", NULL};
+        return cmds[i].run(argc == 4 ? 3 : 2, args);
       }
     fprintf(stderr, "normnet help: unknown command '%s' (the commands are listed by normnet --help)\n", argv[2]);
     return EXIT_USAGE;

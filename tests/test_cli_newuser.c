@@ -338,6 +338,25 @@ static void test_missing_value_and_zero_epochs(void **state) {
   tu_cli_expect_error(dir, "", args, "--epochs", "got '0'");
 }
 
+/* normnet help study sync-bn shows that study's usage (it printed the command list); a Keras
+ * export named other than .keras is refused (Keras 3 reads a .h5 name as a legacy HDF5
+ * model); study without a name asks for one. */
+static void test_help_study_and_keras_name(void **state) {
+  (void)state;
+  char args[2048], p[1024];
+  tu_run_result r;
+  tu_cli_run_ok(&r, dir, "help study sync-bn", "help study sync-bn");
+  assert_non_null(strstr(r.out, "usage: normnet study sync-bn"));
+  tu_cli_run_ok(&r, dir, "help study small-batch", "help study small-batch");
+  assert_non_null(strstr(r.out, "usage: normnet study small-batch"));
+  tu_cli_expect_error(dir, "", "study", "needs a study: small-batch or sync-bn", NULL);
+  train_small("kn", "--max-steps 2");
+  snprintf(args, sizeof args, "export %s/kn --format keras --out %s/kn.h5", dir, dir);
+  tu_cli_expect_error(dir, "", args, "kn.h5: a Keras 3 model file must end in .keras", NULL);
+  snprintf(p, sizeof p, "%s/kn.h5", dir);
+  assert_false(is_file(p));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -356,6 +375,7 @@ int main(void) {
       cmocka_unit_test(test_overwrite_drops_activations),
       cmocka_unit_test(test_relative_data_recorded_absolute),
       cmocka_unit_test(test_missing_value_and_zero_epochs),
+      cmocka_unit_test(test_help_study_and_keras_name),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
