@@ -151,6 +151,7 @@ static void test_bad_data(void **state) {
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/nowhere --epochs 1", dir, dir);
   expect_error(args, "nowhere", NULL);
   expect_error("train --data martian:x --epochs 1", "unknown data source 'martian:x'", NULL);
+  expect_error("train --data idx: --epochs 1", "no directory after 'idx:'", "expected idx:DIR");
 }
 
 static void test_bad_specs(void **state) {

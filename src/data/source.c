@@ -37,9 +37,14 @@ static nn_status named(nn_status st, nn_dataset **out, const char *source) {
   return st;
 }
 
+/* Whether the source starts with a kind that names a directory: idx:, mnist:, cifar10:. */
+static int source_kind_known(const char *source) {
+  return !strncmp(source, "idx:", 4) || !strncmp(source, "mnist:", 6) || !strncmp(source, "cifar10:", 8);
+}
+
 void nn_data_source_absolute(char *source, size_t cap) {
   const char *colon = strchr(source, ':');
-  if (strncmp(source, "idx:", 4) && strncmp(source, "mnist:", 6) && strncmp(source, "cifar10:", 8)) return;
+  if (!source_kind_known(source)) return;
   if (colon[1] == '/' || !colon[1]) return;
   char cwd[4096], out[4096 + 1024];
   if (!getcwd(cwd, sizeof cwd)) return;
@@ -61,6 +66,9 @@ nn_status nn_dataset_open(const char *source, nn_split split, nn_dataset **out, 
       nn_err_prefix(err, st, "fashion-mnist (install Debian's dataset-fashion-mnist, or use --data idx:DIR): ");
     return named(st, out, source);
   }
+  const char *colon = strchr(source, ':');
+  if (colon && !colon[1] && source_kind_known(source))
+    return nn_err_set(err, NN_ERR_ARG, "no directory after '%s' (expected %sDIR)", source, source);
   if (!strncmp(source, "idx:", 4)) return nn_dataset_load_idx_dir(source + 4, prefix, out, err);
   if (!strncmp(source, "mnist:", 6)) return named(nn_dataset_load_idx_dir(source + 6, prefix, out, err), out, source);
   if (!strncmp(source, "cifar10:", 8)) return named(nn_dataset_load_cifar10(source + 8, split, out, err), out, source);
