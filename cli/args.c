@@ -106,18 +106,20 @@ int cli_list(const char *cmd, const char *opt, const char *text, char (*items)[C
   int n = 0;
   for (const char *p = text; *p;) {
     size_t len = strcspn(p, ",");
-    if (len) {
-      if (n == max) {
-        cli_error(cmd, "%s: at most %d values in '%s'", opt, max, text);
-        return -1;
-      }
-      if (len >= CLI_ITEM) {
-        cli_error(cmd, "%s: '%.*s' is longer than %d characters", opt, (int)len, p, CLI_ITEM - 1);
-        return -1;
-      }
-      memcpy(items[n], p, len);
-      items[n++][len] = 0;
+    if (!len || (p[len] == ',' && !p[len + 1])) { /* ",a", "a,,b", "a," */
+      cli_error(cmd, "%s: an empty value in '%s'", opt, text);
+      return -1;
     }
+    if (n == max) {
+      cli_error(cmd, "%s: at most %d values in '%s'", opt, max, text);
+      return -1;
+    }
+    if (len >= CLI_ITEM) {
+      cli_error(cmd, "%s: '%.*s' is longer than %d characters", opt, (int)len, p, CLI_ITEM - 1);
+      return -1;
+    }
+    memcpy(items[n], p, len);
+    items[n++][len] = 0;
     p += len;
     if (*p == ',') p++;
   }

@@ -34,9 +34,9 @@ int cli_int(const cli_args *a, const char *opt, long min, long max, int *out);
 int cli_u64(const cli_args *a, const char *opt, unsigned long long *out);
 int cli_float(const cli_args *a, const char *opt, double min, double max, float *out);
 
-/* Split a comma-separated option value into items (empty items are skipped). Returns the
- * number of items, or -1 after an error naming opt (more than max items, or one longer
- * than CLI_ITEM - 1 characters). */
+/* Split a comma-separated option value into items. Returns the number of items, or -1
+ * after an error naming opt (an empty item, more than max items, or one longer than
+ * CLI_ITEM - 1 characters). */
 enum { CLI_ITEM = 64 };
 int cli_list(const char *cmd, const char *opt, const char *text, char (*items)[CLI_ITEM], int max);
 

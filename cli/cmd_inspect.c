@@ -164,15 +164,17 @@ static int inspect_run(const char *dir, const char *label) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int cmd_inspect(int argc, char **argv) {
-  if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-    fputs(usage, stdout);
-    return EXIT_OK;
+  /* --model X, as every other command takes a model, or a lone X */
+  cli_args a = {argc, argv, 1, "inspect", NULL, 0};
+  const char *arg = NULL, *flag = NULL;
+  while (a.i < argc) {
+    if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
+      fputs(usage, stdout);
+      return EXIT_OK;
+    }
+    if (!cli_model_opt(&a, 0, &arg, &flag)) return cli_unknown(&a);
+    if (a.bad) return EXIT_USAGE;
   }
-  /* --model X, as every other command takes a model; a lone X as before */
-  const char *arg = NULL;
-  if (argc == 3 && !strcmp(argv[1], "--model")) arg = argv[2];
-  else if (argc == 2 && !strncmp(argv[1], "--model=", 8)) arg = argv[1] + 8;
-  else if (argc == 2 && argv[1][0] != '-') arg = argv[1];
   if (!arg) {
     cli_error("inspect", "expected --model RUNDIR|CHECKPOINT|COMPAREDIR (see normnet inspect --help)");
     return EXIT_USAGE;

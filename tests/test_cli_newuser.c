@@ -238,6 +238,9 @@ static void test_positional_model(void **state) {
   tu_cli_run_ok(&r, dir, args, "recalibrate RUNDIR");
   snprintf(args, sizeof args, "eval %s/pm %s/pm", dir, dir);
   tu_cli_expect_error(dir, "", args, "unknown argument", NULL);
+  /* inspect names what it does not know (it said "expected --model ...") */
+  snprintf(args, sizeof args, "inspect %s/pm --bogus", dir);
+  tu_cli_expect_error(dir, "", args, "unknown argument '--bogus'", NULL);
 }
 
 /* A checkpoint is known by its content, not only its name (fold and recalibrate write any
@@ -357,6 +360,25 @@ static void test_help_study_and_keras_name(void **state) {
   assert_false(is_file(p));
 }
 
+/* A list option with an empty item is refused (compare --norm batch,,none trained two
+ * variants), and so is a placement on no normalization (none@after); nothing is created. */
+static void test_norm_list_refusals(void **state) {
+  (void)state;
+  char args[2048], p[1024];
+  snprintf(args, sizeof args, "compare --model %s/small.spec --data idx:%s/good --norm batch,,none --out %s/nl", dir,
+           dir, dir);
+  tu_cli_expect_error(dir, "", args, "--norm: an empty value in 'batch,,none'", NULL);
+  snprintf(args, sizeof args, "compare --model %s/small.spec --data idx:%s/good --norm batch, --out %s/nl", dir, dir,
+           dir);
+  tu_cli_expect_error(dir, "", args, "--norm: an empty value in 'batch,'", NULL);
+  snprintf(args, sizeof args, "compare --model %s/small.spec --data idx:%s/good --norm none@after --out %s/nl", dir,
+           dir, dir);
+  tu_cli_expect_error(dir, "", args, "'none@after': no normalization has no placement", NULL);
+  struct stat sb;
+  snprintf(p, sizeof p, "%s/nl", dir);
+  assert_int_not_equal(stat(p, &sb), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -376,6 +398,7 @@ int main(void) {
       cmocka_unit_test(test_relative_data_recorded_absolute),
       cmocka_unit_test(test_missing_value_and_zero_epochs),
       cmocka_unit_test(test_help_study_and_keras_name),
+      cmocka_unit_test(test_norm_list_refusals),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }

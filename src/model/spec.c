@@ -126,6 +126,8 @@ nn_status nn_norm_spelling_parse(const char *text, nn_norm_choice *norm, int *pl
   kind[n] = 0;
   nn_status st = nn_norm_parse(kind, norm, err);
   nn_bn_placement p = NN_BN_BEFORE_ACTIVATION;
+  if (!st && at && norm->kind == NN_NORM_NONE)
+    st = nn_err_set(err, NN_ERR_ARG, "'%s': no normalization has no placement (give none alone)", text);
   if (!st && at) st = nn_bn_placement_parse(at + 1, &p, err);
   if (at) *placement = (int)p;
   return st;
