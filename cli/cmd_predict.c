@@ -62,7 +62,7 @@ int cmd_predict(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "predict", NULL, 0};
   const char *model_arg = NULL, *ckpt = NULL, *data = NULL, *index = NULL, *split = "test", *classes = NULL;
   const char *input_norm = NULL;
-  int top = 3, nimg = 0;
+  int top = 3, nimg = 0, split_given = 0;
   const char **images = calloc((size_t)argc, sizeof *images);
   if (!images) return EXIT_FAIL;
   int rc = EXIT_OK;
@@ -77,7 +77,7 @@ int cmd_predict(int argc, char **argv) {
     else if (cli_opt(&a, "--checkpoint")) ckpt = a.val;
     else if (cli_opt(&a, "--data")) data = a.val;
     else if (cli_opt(&a, "--index")) index = a.val;
-    else if (cli_opt(&a, "--split")) split = a.val;
+    else if (cli_opt(&a, "--split")) split = a.val, split_given = 1;
     else if (cli_opt(&a, "--classes")) classes = a.val;
     else if (cli_opt(&a, "--input-norm")) input_norm = a.val;
     else if (cli_opt(&a, "--top")) bad = cli_int(&a, "--top", 1, 1000, &top);
@@ -94,7 +94,19 @@ int cmd_predict(int argc, char **argv) {
     cli_error("predict", "give image files, or --data SOURCE --index I");
     rc = EXIT_USAGE;
   }
+  if (!rc && strcmp(split, "test") && strcmp(split, "train")) {
+    cli_error("predict", "--split: expected test or train, got '%s'", split);
+    rc = EXIT_USAGE;
+  }
+  if (!rc && split_given && !index) {
+    cli_error("predict", "--split %s chooses the records of --index; images have none", split);
+    rc = EXIT_USAGE;
+  }
   if (!rc && model_arg) rc = cli_model_resolve("predict", "--model", model_arg, &cm);
+  if (!rc && ckpt && cm.checkpoint[0]) { /* a run or checkpoint and --checkpoint: one would be ignored */
+    cli_error("predict", "%s and --checkpoint %s are two trained models: give one", cm.what, ckpt);
+    rc = EXIT_USAGE;
+  }
   if (!rc && ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);
   if (!rc && !cm.checkpoint[0]) {
     cli_error("predict", "%s is not trained; pass --checkpoint FILE or a run directory", cm.what);

@@ -265,6 +265,13 @@ static void test_checkpoint_any_name(void **state) {
   tu_cli_expect_error(dir, "", args, "an.onnx: an ONNX model", "does not read it");
   snprintf(args, sizeof args, "eval %s/an --checkpoint %s/an-folded.st --data idx:%s/good", dir, dir, dir);
   tu_cli_expect_error(dir, "", args, "two trained models", NULL);
+  snprintf(args, sizeof args, "predict --model %s/an --checkpoint %s/an-folded.st --index 0", dir, dir);
+  tu_cli_expect_error(dir, "", args, "two trained models", NULL);
+  /* predict's --split: checked (any other value read the training set) and only with --index */
+  snprintf(args, sizeof args, "predict --model %s/an --index 0 --split tset", dir);
+  tu_cli_expect_error(dir, "", args, "--split: expected test or train, got 'tset'", NULL);
+  snprintf(args, sizeof args, "predict --model %s/an --split train %s/img.png", dir, dir);
+  tu_cli_expect_error(dir, "", args, "--split train chooses the records of --index", NULL);
 }
 
 /* --max-params holds for trained models too (it was applied to presets and spec files
