@@ -159,6 +159,11 @@ int cmd_study(int argc, char **argv) {
       cli_error("study", "%s is spelled %s now (a comma-separated list, as in compare)", argv[a.i],
                 argv[a.i][2] == 'b' ? "--batch" : "--norm");
       return EXIT_USAGE;
+    } else if (!strcmp(argv[a.i], "--epochs") || !strncmp(argv[a.i], "--epochs=", 9) ||
+               !strcmp(argv[a.i], "--max-steps") || !strncmp(argv[a.i], "--max-steps=", 12)) {
+      cli_error("study", "%.*s: each run of the study trains for --budget samples (default 60000)",
+                (int)strcspn(argv[a.i], "="), argv[a.i]);
+      return EXIT_USAGE;
     } else if (cli_train_option(&a, &o, &bad)) {
     } else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--budget")) bad = cli_int(&a, "--budget", 2, 1 << 30, &budget);

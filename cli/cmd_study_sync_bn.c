@@ -25,7 +25,8 @@ static const char *const usage =
     "DIR/study.csv (default runs/study-sync-bn) holds the table, DIR/kK-on|off the runs. Every\n"
     "run is built and checked (spec, --init, data, a run already in its directory: refused\n"
     "unless --overwrite) before the first one starts: a refused study leaves nothing behind.\n"
-    "The training options are train's, below, except --sync-bn and --resume: the study sets them.\n";
+    "The training options are train's, below, except --sync-bn and --resume: the study sets them;\n"
+    "--epochs defaults to 1 here (unless --epochs or --max-steps is given), not the preset's.\n";
 
 /* Run one training as a child: mpirun -np k SELF train ARGS (k = 1: SELF train ARGS). */
 static int spawn(const char *mpirun, int k, char **args, int nargs, const char *sync, const char *dir) {

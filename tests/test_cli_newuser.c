@@ -360,6 +360,17 @@ static void test_help_study_and_keras_name(void **state) {
   tu_cli_run_ok(&r, dir, "help study small-batch", "help study small-batch");
   assert_non_null(strstr(r.out, "usage: normnet study small-batch"));
   tu_cli_expect_error(dir, "", "study", "needs a study: small-batch or sync-bn", NULL);
+  /* the budget sets a study's length: --epochs was accepted and ignored */
+  snprintf(args, sizeof args,
+           "study small-batch --model %s/small.spec --data idx:%s/good --batch 4 --norm batch --budget 64 --out %s/st "
+           "--epochs 2",
+           dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "--epochs: each run of the study trains for --budget", NULL);
+  snprintf(args, sizeof args,
+           "study small-batch --model %s/small.spec --data idx:%s/good --batch 4 --norm batch --budget 64 --out %s/st "
+           "--max-steps=5",
+           dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "--max-steps: each run", NULL);
   train_small("kn", "--max-steps 2");
   snprintf(args, sizeof args, "export %s/kn --format keras --out %s/kn.h5", dir, dir);
   tu_cli_expect_error(dir, "", args, "kn.h5: a Keras 3 model file must end in .keras", NULL);
