@@ -106,6 +106,7 @@ typedef struct {
   const char *label;
   int variant, variants; /* this run's place among compare/study runs (1-based; 0: a single run) */
   int json;              /* one JSON object per epoch instead of text */
+  const char *dir;       /* the run's directory ("run" of a JSON line without a label), or NULL */
   const char *eval;      /* "val" or "test": what the evaluation columns measure */
   cli_panel *panel;      /* shared with runs training at the same time (cli_progress_join), or NULL */
   long max_steps;        /* the run ends after this many more batches (--max-steps; 0: its epochs) */

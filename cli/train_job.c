@@ -418,6 +418,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
     int done = nn_history_count(nn_run_history(run));
     cli_progress_init(&j.progress, stdout, o->quiet, o->label);
     j.progress.json = o->json;
+    j.progress.dir = nn_run_dir(run);
     j.progress.eval = r->val_split > 0 ? "val" : "test";
     j.progress.variant = o->variant, j.progress.variants = o->variants;
     if (r->max_steps > 0) /* the batches this process trains before --max-steps ends the run */

@@ -397,6 +397,18 @@ static void test_norm_list_refusals(void **state) {
   assert_int_not_equal(stat(p, &sb), 0);
 }
 
+/* train --json names its run by its directory ("run": null before). */
+static void test_json_names_the_run(void **state) {
+  (void)state;
+  char args[2048], want[1100];
+  tu_run_result r;
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --json --out %s/js", dir,
+           dir, dir);
+  tu_cli_run_ok(&r, dir, args, "train --json");
+  snprintf(want, sizeof want, "{\"run\": \"%s/js\", \"epoch\": 1", dir);
+  if (strncmp(r.out, want, strlen(want))) fail_msg("expected a line starting %s, got:\n%s", want, r.out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -417,6 +429,7 @@ int main(void) {
       cmocka_unit_test(test_missing_value_and_zero_epochs),
       cmocka_unit_test(test_help_study_and_keras_name),
       cmocka_unit_test(test_norm_list_refusals),
+      cmocka_unit_test(test_json_names_the_run),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
