@@ -75,8 +75,8 @@ static int torch_zip(const char *path) {
 nn_status nn_not_safetensors(const char *path, nn_file_kind kind, nn_error *err) {
   if (kind == NN_FILE_PICKLE || (kind == NN_FILE_ZIP && torch_zip(path))) return nn_torch_refusal(path, err);
   return nn_err_set(err, NN_ERR_FORMAT,
-                    "%s: a Keras %s file, not a safetensors checkpoint: load it with the model it holds weights for "
-                    "(--model PRESET|SPECFILE)",
+                    "%s: a Keras %s file, not a safetensors checkpoint: load it with the spec of the model it holds "
+                    "weights for (normnet: --checkpoint FILE --model PRESET|SPECFILE)",
                     path, kind == NN_FILE_ZIP ? ".keras" : ".weights.h5");
 }
 

@@ -141,7 +141,7 @@ static nn_status forward_sync(nn_layer *L, const nn_norm_geom *g, const float *x
     nn_layer_name(L, name, sizeof name);
     return nn_err_set(err, NN_ERR_BATCH,
                       "%s: batch statistics need more than 1 value per channel, the global batch over %d "
-                      "processes has %.0f; use a larger batch, drop_last, or eval mode",
+                      "processes has %.0f; use a larger batch, drop the last incomplete batch (--drop-last), or eval mode",
                       name, comm->size, count);
   }
   nn_bn_forward_apply(g, x, gamma, beta, shift, sum, sumsq, count, y, mean, var, invstd);
@@ -241,7 +241,7 @@ static nn_status forward_act(nn_layer *L, nn_act act, const float *x, float *y, 
     nn_shape_format(L->in, shp, sizeof shp);
     return nn_err_set(err, NN_ERR_BATCH,
                       "%s: batch statistics need more than 1 value per channel, got input (%d, %s); "
-                      "use a larger batch, drop_last, or eval mode",
+                      "use a larger batch, drop the last incomplete batch (--drop-last), or eval mode",
                       name, n, shp);
   }
   nn_bn_forward_train_act(&g, act, x, gamma, beta, y, mean, var, invstd);
