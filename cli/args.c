@@ -158,3 +158,14 @@ int cli_text_commit(const char *cmd, cli_text *t, const char *path) {
   t->buf = NULL;
   return rc;
 }
+
+/* 1 if path ends in ext (".png"), ignoring the case of ASCII letters. */
+int cli_has_ext(const char *path, const char *ext) {
+  size_t n = strlen(path), m = strlen(ext);
+  if (n <= m || path[n - m - 1] == '/') return 0;
+  for (size_t i = 0; i < m; i++) {
+    char c = path[n - m + i];
+    if ((c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) != ext[i]) return 0;
+  }
+  return 1;
+}

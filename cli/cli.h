@@ -34,6 +34,9 @@ int cli_int(const cli_args *a, const char *opt, long min, long max, int *out);
 int cli_u64(const cli_args *a, const char *opt, unsigned long long *out);
 int cli_float(const cli_args *a, const char *opt, double min, double max, float *out);
 
+/* 1 if path ends in ext (".png") after a file name, ignoring the case of ASCII letters. */
+int cli_has_ext(const char *path, const char *ext);
+
 /* Split a comma-separated option value into items. Returns the number of items, or -1
  * after an error naming opt (an empty item, more than max items, or one longer than
  * CLI_ITEM - 1 characters). */

@@ -39,8 +39,7 @@ int cmd_export(int argc, char **argv) {
     return EXIT_USAGE;
   }
   int keras = !strcmp(format, "keras");
-  const size_t len = strlen(out);
-  if (keras && (len < 6 || strcmp(out + len - 6, ".keras"))) { /* Keras 3 picks its reader by the name */
+  if (keras && !cli_has_ext(out, ".keras")) { /* Keras 3 picks its reader by the name */
     cli_error("export",
               "--out %s: a Keras 3 model file must end in .keras (keras.saving.load_model reads a .h5 "
               "name as a legacy HDF5 model)",

@@ -18,16 +18,6 @@ static const char *const usage =
     "  --svg FILE                an SVG as well (with --out FILE.png: both formats)\n"
     "  --title TEXT              the figure's title\n";
 
-/* 1 if path ends in ext (".png"), ignoring the case of ASCII letters. */
-static int has_ext(const char *path, const char *ext) {
-  size_t n = strlen(path), m = strlen(ext);
-  if (n <= m || path[n - m - 1] == '/') return 0;
-  for (size_t i = 0; i < m; i++) {
-    char c = path[n - m + i];
-    if ((c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) != ext[i]) return 0;
-  }
-  return 1;
-}
 
 int cmd_plot(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "plot", NULL, 0};
@@ -57,8 +47,8 @@ int cmd_plot(int argc, char **argv) {
   }
   /* the format of --out is its extension's; --svg always writes SVG */
   if (!rc && out) {
-    if (has_ext(out, ".png")) png = out;
-    else if (!has_ext(out, ".svg")) {
+    if (cli_has_ext(out, ".png")) png = out;
+    else if (!cli_has_ext(out, ".svg")) {
       cli_error("plot", "--out %s: the format follows the extension, .png or .svg", out);
       rc = EXIT_USAGE;
     } else if (svg && strcmp(svg, out)) {

@@ -112,6 +112,10 @@ int cmd_report(int argc, char **argv) {
     cli_error("report", "--out FILE.html is needed for several directories");
     rc = EXIT_USAGE;
   }
+  if (!rc && out && !cli_has_ext(out, ".html") && !cli_has_ext(out, ".htm")) {
+    cli_error("report", "--out %s: the report is an HTML page: name it .html", out);
+    rc = EXIT_USAGE;
+  }
   char defout[4200], deftitle[1024];
   if (!rc && !out) snprintf(defout, sizeof defout, "%s/report.html", dirs[0]), out = defout;
   if (!rc && !title) {

@@ -5,11 +5,6 @@
 
 #include "cli.h"
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
-
 static unsigned long long max_params; /* --max-params; 0 = the library's default */
 
 int cli_take_max_params(int *argc, char **argv) {
@@ -35,8 +30,8 @@ int cli_take_max_params(int *argc, char **argv) {
 /* safetensors, Keras and PyTorch files go to the checkpoint loader (which imports the
  * Keras ones and explains how to convert the PyTorch ones) */
 static int is_checkpoint_name(const char *arg) {
-  return ends_with(arg, ".safetensors") || ends_with(arg, ".keras") || ends_with(arg, ".h5") || ends_with(arg, ".pt") ||
-         ends_with(arg, ".pth");
+  return cli_has_ext(arg, ".safetensors") || cli_has_ext(arg, ".keras") || cli_has_ext(arg, ".h5") || cli_has_ext(arg, ".pt") ||
+         cli_has_ext(arg, ".pth");
 }
 
 /* A regular file with a NUL byte among its first 64: binary, so no spec (a spec is text,
@@ -97,7 +92,7 @@ int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_mo
     }
     return EXIT_OK;
   }
-  if (ends_with(arg, ".onnx")) {
+  if (cli_has_ext(arg, ".onnx")) {
     cli_error(cmd,
               "%s: an ONNX model: normnet writes ONNX (normnet export) but does not read it; give its run "
               "directory or model.safetensors",

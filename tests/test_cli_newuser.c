@@ -265,6 +265,11 @@ static void test_checkpoint_any_name(void **state) {
   tu_cli_expect_error(dir, "", args, "an.onnx: an ONNX model", "does not read it");
   snprintf(args, sizeof args, "eval %s/an --checkpoint %s/an-folded.st --data idx:%s/good", dir, dir, dir);
   tu_cli_expect_error(dir, "", args, "two trained models", NULL);
+  /* report writes HTML: another name (x.svg) is refused rather than filled with HTML */
+  snprintf(args, sizeof args, "report %s/an --no-eval --out %s/an-report.svg", dir, dir);
+  tu_cli_expect_error(dir, "", args, "an-report.svg: the report is an HTML page", NULL);
+  snprintf(args, sizeof args, "report %s/an --no-eval --out %s/an-report.HTML", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "report --out .HTML");
   snprintf(args, sizeof args, "predict --model %s/an --checkpoint %s/an-folded.st --index 0", dir, dir);
   tu_cli_expect_error(dir, "", args, "two trained models", NULL);
   /* predict's --split: checked (any other value read the training set) and only with --index */
