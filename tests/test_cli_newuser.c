@@ -336,16 +336,21 @@ static void test_relative_data_recorded_absolute(void **state) {
 }
 
 /* An option followed by another option lacks its value ("--epochs --out x" said "unknown
- * argument 'x'"); --epochs 0 is refused (it exited 0 with an empty run directory), on a
- * resume too; nothing is created. */
+ * argument 'x'"); a run failing in its first step leaves no directory; --epochs 0 is refused
+ * (it exited 0 with an empty run directory), on a resume too; nothing is created. */
 static void test_missing_value_and_zero_epochs(void **state) {
   (void)state;
   char args[2048], p[1024];
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs --out %s/mv", dir, dir, dir);
   tu_cli_expect_error(dir, "", args, "--epochs needs a value", "--out");
+  /* a run that fails in its first step leaves no empty directory behind */
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --batch 1 --out %s/b1", dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "batch statistics need more than 1 value", "--drop-last");
+  struct stat sb;
+  snprintf(p, sizeof p, "%s/b1", dir);
+  assert_int_not_equal(stat(p, &sb), 0);
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs 0 --out %s/e0", dir, dir, dir);
   tu_cli_expect_error(dir, "", args, "--epochs", "got '0'");
-  struct stat sb;
   snprintf(p, sizeof p, "%s/e0", dir);
   assert_int_not_equal(stat(p, &sb), 0);
   train_small("e1", "--max-steps 2");

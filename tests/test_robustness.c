@@ -318,7 +318,9 @@ static void test_resource_limits(void **state) {
   }
   if (!ok || !failed) fail_msg("the sweep must cross the limit: %d runs trained, %d refused", ok, failed);
   /* a 50-KiB file-size limit: the checkpoint cannot be written -> EFBIG, one line, exit 1,
-   * no partial or temporary file left in the run directory */
+   * no partial or temporary file left in the run directory (made beforehand: one the run
+   * made itself goes when it is left empty) */
+  assert_int_equal(mkdir(path_in(p, sizeof p, "fsz"), 0755), 0);
   snprintf(args, sizeof args, "train --model lenet --data idx:%s/d --epochs 1 --batch 32 --max-steps 2 --out %s/fsz", dir,
            dir);
   tu_cli_expect_error(dir, "ulimit -f 50;", args, "model.safetensors", "File too large");

@@ -47,6 +47,7 @@ struct nn_run {
   nn_fit_position pos; /* inside the last epoch (its history row partial) when pos.batch > 0 */
   nn_history *hist;
   int locked;
+  int made_dir;                 /* open_dir created dir: removed again by nn_run_free if still empty */
   nn_comm comm;                 /* data parallel training (a copy, its sync_bn the recipe's); size 0: none */
   const nn_fit_callbacks *user; /* during nn_run_train */
 };
@@ -155,6 +156,7 @@ static void lock_release(nn_run *run) {
 void nn_run_free(nn_run *run) {
   if (!run) return;
   lock_release(run);
+  if (run->made_dir) (void)rmdir(run->dir); /* fails, as it should, once anything is in it */
   free(run->dir);
   free(run->read_dir);
   nn_optimizer_free(run->opt);
@@ -220,11 +222,16 @@ static nn_status prepare(nn_run *run, int with_data, nn_error *err) {
   return NN_OK;
 }
 
-/* Create dir (and its parents) if needed, lock it, remove dead writers' temporaries. */
+/* Create dir (and its parents) if needed, lock it, remove dead writers' temporaries. A
+ * directory made here and left empty (a run that failed before its first save) goes again
+ * with the run (nn_run_free). */
 static nn_status open_dir(nn_run *run, const char *dir, nn_error *err) {
   if (!(run->dir = strdup(dir))) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+  struct stat sb;
+  const int existed = stat(dir, &sb) == 0;
   nn_status st = nn_file_make_dirs(dir, err);
   if (st) return st;
+  run->made_dir = !existed;
   st = lock_take(run, err);
   if (!st) st = nn_file_remove_stale_temps(dir, err);
   return st;
