@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/rng.h"
 #include "fixture.h"
@@ -457,7 +458,9 @@ static void test_running_update_refuses_nonfinite(void **state) {
 /* Checkpoint round trip (safetensors with the spec in its metadata) and the summary table. */
 static void test_checkpoint_round_trip(void **state) {
   (void)state;
-  const char *path = "test_groupnorm_ckpt.safetensors";
+  /* this process's own name: the generic-kernel build of this test runs beside it (ctest -j) */
+  char path[64];
+  snprintf(path, sizeof path, "test_groupnorm_ckpt.%ld.safetensors", (long)getpid());
   nn_model *m = build(
       "input shape=6x5x5\nlayernorm eps=1e-06\ngroupnorm groups=3\n"
       "instancenorm affine=1 track_running_stats=1 momentum=0.2\nflatten\ndense units=3\n");
