@@ -87,29 +87,26 @@ static void test_usage_errors_leave_nothing(void **state) {
   (void)state;
   char args[2048], extra[1024];
   tu_run_result r;
-  /* a bad second variant: the first one's directory is not made */
-  snprintf(extra, sizeof extra, "--norm none,foo --max-steps 2 --out %s/left1", dir);
-  cli(args, sizeof args, "compare", extra);
-  tu_cli_expect_error(dir, "", args, "unknown normalization 'foo'", NULL);
-  assert_false(exists("left1"));
-  /* group:3 does not divide the 4 channels of small.spec's first layer */
-  snprintf(extra, sizeof extra, "--norm batch,group:3 --max-steps 2 --out %s/left2", dir);
-  cli(args, sizeof args, "compare", extra);
-  tu_cli_expect_error(dir, "", args, "group:3", "divide");
-  assert_false(exists("left2"));
-  snprintf(extra, sizeof extra, "--budget 32 --batch 4 --norm group:3 --out %s/left3", dir);
-  cli(args, sizeof args, "study small-batch", extra);
-  tu_cli_expect_error(dir, "", args, "group:3", "divide");
-  assert_false(exists("left3"));
-  snprintf(extra, sizeof extra, "--budget 32 --batch 4,16 --norm batch,none --lr -1 --out %s/left4", dir);
-  cli(args, sizeof args, "study small-batch", extra);
-  tu_cli_expect_error(dir, "", args, "--lr", NULL);
-  assert_false(exists("left4"));
-  /* a variant given twice in study, as in compare */
-  snprintf(extra, sizeof extra, "--budget 32 --batch 4,04 --norm batch --out %s/left5", dir);
-  cli(args, sizeof args, "study small-batch", extra);
-  tu_cli_expect_error(dir, "", args, "left5/b4-batch", "given twice");
-  assert_false(exists("left5"));
+  /* each refused before its directory (left1, ...) is made: a bad second variant, a group
+   * count (3) that does not divide small.spec's 4 channels, a bad training option, a
+   * variant given twice in study (as in compare) */
+  static const struct {
+    const char *cmd, *opts, *needle1, *needle2;
+  } cases[] = {
+      {"compare", "--norm none,foo --max-steps 2", "unknown normalization 'foo'", NULL},
+      {"compare", "--norm batch,group:3 --max-steps 2", "group:3", "divide"},
+      {"study small-batch", "--budget 32 --batch 4 --norm group:3", "group:3", "divide"},
+      {"study small-batch", "--budget 32 --batch 4,16 --norm batch,none --lr -1", "--lr", NULL},
+      {"study small-batch", "--budget 32 --batch 4,04 --norm batch", "b4-batch", "given twice"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char left[32];
+    snprintf(left, sizeof left, "left%zu", i + 1);
+    snprintf(extra, sizeof extra, "%s --out %s/%s", cases[i].opts, dir, left);
+    cli(args, sizeof args, cases[i].cmd, extra);
+    tu_cli_expect_error(dir, "", args, cases[i].needle1, cases[i].needle2);
+    assert_false(exists(left));
+  }
   /* a run in the way of the second variant: the first variant's directory is not made */
   snprintf(extra, sizeof extra, "--norm none --max-steps 2 --quiet --no-report --out %s/left6", dir);
   cli(args, sizeof args, "compare", extra);
