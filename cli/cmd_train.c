@@ -19,8 +19,8 @@ static const char *const usage_head =
     "                            DIR/spec.txt; saves are atomic. A directory that holds a run is\n"
     "                            refused (--overwrite replaces it)\n"
     "  --resume DIR              continue the run in DIR with its recorded recipe (only --epochs,\n"
-    "                            --max-steps, --threads, --quiet, --json may be given); the result\n"
-    "                            equals an uninterrupted run bitwise\n";
+    "                            --max-steps, --threads, --quiet, --json and --out DIR may be\n"
+    "                            given); the result equals an uninterrupted run bitwise\n";
 
 int cmd_train(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "train", NULL, 0};

@@ -279,7 +279,7 @@ static int fail_run(const char *cmd, const nn_error *err) {
 
 /* --resume: only the run's length and this process's settings may be given. */
 static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
-  static const char allowed[] = "--epochs, --max-steps, --threads, --quiet and --json";
+  static const char allowed[] = "--epochs, --max-steps, --threads, --quiet, --json and --out (the same directory)";
   const char *bad = o->model_given ? "--model" : o->track_activations ? "--track-activations"
                                              : o->overwrite           ? "--overwrite"
                                                                       : NULL;

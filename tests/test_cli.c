@@ -294,7 +294,7 @@ static void test_run_dir_rules(void **state) {
   const char *changing[][2] = {{"--lr 0.5", "--lr"}, {"--batch 4", "--batch"}, {"--model lenet", "--model"}, {"--norm none", "--norm"}, {"--data idx:/x", "--data"}, {"--seed 9", "--seed"}};
   for (size_t i = 0; i < sizeof changing / sizeof changing[0]; i++) {
     snprintf(args, sizeof args, "train --resume %s/killed %s", dir, changing[i][0]);
-    expect_error(args, changing[i][1], "--epochs, --max-steps, --threads, --quiet and --json");
+    expect_error(args, changing[i][1], "--epochs, --max-steps, --threads, --quiet, --json and --out");
   }
   /* a finished run: nothing to do is an error saying how to extend it; --epochs extends it */
   snprintf(args, sizeof args, "train --resume %s/killed --quiet", dir);
