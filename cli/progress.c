@@ -86,6 +86,12 @@ static double overall_eta(const cli_progress *p, int batch) {
   return left;
 }
 
+static size_t columns(FILE *out) {
+  struct winsize ws;
+  if (!ioctl(fileno(out), TIOCGWINSZ, &ws) && ws.ws_col >= 20) return ws.ws_col;
+  return 80;
+}
+
 static void bar(cli_progress *p, int batch, int batches, double loss, double acc, int final) {
   const int width = 30;
   int done = (int)((double)width * batch / batches);
@@ -96,11 +102,16 @@ static void bar(cli_progress *p, int batch, int batches, double loss, double acc
   double el = cli_now() - p->t_epoch;
   fmt_secs(t, sizeof t, final ? el : (batch ? el * (batches - batch) / batch : 0));
   fmt_secs(all, sizeof all, overall_eta(p, batch));
-  fprintf(p->out, "\r%5d/%-5d [%s] - %s %5s - loss: %.4f - acc: %.4f", batch, batches, b, final ? "   " : "ETA:", t,
-          loss, acc);
+  char line[256];
+  int n = snprintf(line, sizeof line, "%5d/%-5d [%s] - %s %5s - loss: %.4f - acc: %.4f", batch, batches, b,
+                   final ? "   " : "ETA:", t, loss, acc);
   int more = !final && (p->epoch < p->epochs || p->variants > p->variant);
-  if (more) fprintf(p->out, " - all: %6s", all);
-  fprintf(p->out, "\033[K");
+  if (more && n > 0 && (size_t)n < sizeof line) snprintf(line + n, sizeof line - (size_t)n, " - all: %6s", all);
+  /* a line redrawn in place is cut at the terminal's width (a wrapped one would not go back
+   * to its start on \r); the final one, kept with a newline, may wrap */
+  const size_t cut = columns(p->out) - 1;
+  if (!final && strlen(line) > cut) line[cut] = 0;
+  fprintf(p->out, "\r%s\033[K", line);
   fflush(p->out);
 }
 
@@ -131,12 +142,6 @@ void cli_panel_free(cli_panel *pn) {
   fflush(pn->out);
   pthread_mutex_destroy(&pn->mu);
   free(pn);
-}
-
-static size_t columns(FILE *out) {
-  struct winsize ws;
-  if (!ioctl(fileno(out), TIOCGWINSZ, &ws) && ws.ws_col >= 20) return ws.ws_col;
-  return 80;
 }
 
 /* The status line, lock held: "batch 3/10 [===>......] | none 3/10 [==>.......] | all: 41s",

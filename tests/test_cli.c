@@ -14,6 +14,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -421,6 +422,7 @@ static void test_compare_checks_first(void **state) {
 
 /* Run the CLI on a pseudo-terminal in dir (what a user at a terminal sees): the bytes it
  * wrote, NUL-terminated, and its exit status. */
+static unsigned short tty_cols; /* run_on_tty's terminal width (0: the pty's default) */
 static int run_on_tty(const char *args, char *out, size_t len) {
   const char *cli = getenv("NN_CLI");
   assert_non_null(cli);
@@ -438,6 +440,10 @@ static int run_on_tty(const char *args, char *out, size_t len) {
    * bytes are read), and reads until the program has exited and nothing is left */
   int keep = open(slave, O_RDWR | O_NOCTTY);
   assert_true(keep >= 0);
+  if (tty_cols) {
+    struct winsize ws = {.ws_row = 24, .ws_col = tty_cols};
+    assert_int_equal(ioctl(keep, TIOCSWINSZ, &ws), 0);
+  }
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
@@ -473,6 +479,29 @@ static int run_on_tty(const char *args, char *out, size_t len) {
   close(keep);
   close(master);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* One run's progress bar on a 40-column terminal: every state redrawn in place ("\r" up to
+ * the erase) fits in 39 columns (a longer one wrapped, and each redraw added a line); the
+ * epoch's final line is whole. */
+static void test_bar_fits_terminal(void **state) {
+  (void)state;
+  static char tty[1 << 16];
+  tty_cols = 40;
+  int rc = run_on_tty("train --model small.spec --data idx:good --batch 4 --epochs 1 --out bar40", tty, sizeof tty);
+  tty_cols = 0;
+  if (rc) fail_msg("train failed on a terminal:\n%s", tty);
+  int redraws = 0;
+  for (const char *p = strchr(tty, '\r'); p; p = strchr(p + 1, '\r')) {
+    const char *end = strstr(p, "\033[K");
+    if (!end || memchr(p, '\n', (size_t)(end - p)) || end - p - 1 == 0) continue;
+    if (!strncmp(end + 3, " - test_loss", 12)) continue; /* the final line: kept, may wrap */
+    if (end - p - 1 > 39) fail_msg("a redrawn line of %d columns on a 40-column terminal:\n%.*s", (int)(end - p - 1),
+                                   (int)(end - p), p);
+    redraws++;
+  }
+  assert_true(redraws > 0);
+  assert_non_null(strstr(tty, " - test_loss: ")); /* the final line, uncut */
 }
 
 /* p starts a line on the terminal: after a newline, or after a status line was cleared ("\r"
@@ -776,6 +805,7 @@ int main(void) {
       cmocka_unit_test(test_run_dir_rules),
       cmocka_unit_test(test_compare_checks_first),
       cmocka_unit_test(test_compare_jobs),
+      cmocka_unit_test(test_bar_fits_terminal),
       cmocka_unit_test(test_max_steps_deterministic),
       cmocka_unit_test(test_freeze_bn),
       cmocka_unit_test(test_threads_bitwise),
