@@ -72,6 +72,8 @@ int cmd_fold(int argc, char **argv) {
         "batch of %d\n",
         cm.checkpoint, out, nn_model_num_layers(m), nn_model_num_layers(f), nn_model_param_count(m),
         nn_model_param_count(f), maxdiff, n);
+  if (!rc && nn_model_num_layers(f) == nn_model_num_layers(m)) /* said, not refused: a script may fold any model */
+    printf("nothing folded: no batchnorm with fixed statistics right after a conv2d or dense layer\n");
   nn_model_free(m);
   nn_model_free(f);
   cli_model_free(&cm);

@@ -381,6 +381,11 @@ static void test_help_study_and_keras_name(void **state) {
            "--max-steps=5",
            dir, dir, dir);
   tu_cli_expect_error(dir, "", args, "--max-steps: each run", NULL);
+  /* fold says when there is nothing to fold (it printed "12 -> 12 layers" alone) */
+  train_small("nf", "--max-steps 2 --norm none");
+  snprintf(args, sizeof args, "fold %s/nf --out %s/nf-folded.safetensors", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "fold of a model without BN");
+  assert_non_null(strstr(r.out, "nothing folded"));
   train_small("kn", "--max-steps 2");
   snprintf(args, sizeof args, "export %s/kn --format keras --out %s/kn.h5", dir, dir);
   tu_cli_expect_error(dir, "", args, "kn.h5: a Keras 3 model file must end in .keras", NULL);
