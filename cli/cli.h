@@ -86,6 +86,9 @@ void cli_model_free(cli_model *m);
 /* nn_checkpoint_load under --max-params: a checkpoint's recorded spec gets the limit before
  * the model is built (spec, when given, carries its own). */
 int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, nn_model **out);
+/* With --max-params given: whether the checkpoint's recorded model is within it (loaded
+ * under the limit and freed; an error printed if not). EXIT_OK at once without it. */
+int cli_checkpoint_check(const char *cmd, const char *path);
 /* Load the model of a resolved --model (building and initialising a fresh one for a spec,
  * loading the checkpoint otherwise), after applying --norm (may be NULL). */
 int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init init, unsigned long long seed,

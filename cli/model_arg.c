@@ -133,6 +133,14 @@ int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, 
   return EXIT_OK;
 }
 
+int cli_checkpoint_check(const char *cmd, const char *path) {
+  if (!max_params) return EXIT_OK;
+  nn_model *m = NULL;
+  int rc = cli_checkpoint_load(cmd, path, NULL, &m);
+  nn_model_free(m);
+  return rc;
+}
+
 int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init init, unsigned long long seed,
                     nn_model **out) {
   nn_error err = {0};

@@ -27,6 +27,10 @@ static int add(const char *cmd, cli_runs *rs, const char *dir, int in_group) {
   memset(r, 0, sizeof *r);
   snprintf(r->dir, sizeof r->dir, "%s", dir);
   nn_error err = {0};
+  char ckpt[4200];
+  snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
+  int rc = cli_checkpoint_check(cmd, ckpt); /* --max-params, before the view builds the model */
+  if (rc) return rc;
   if (nn_run_open_view(dir, &r->run, &err)) return cli_fail(cmd, &err);
   r->recipe = nn_run_recipe(r->run);
   r->model = nn_run_model(r->run);

@@ -281,14 +281,15 @@ static void test_checkpoint_any_name(void **state) {
 
 /* --max-params holds for trained models too (it was applied to presets and spec files
  * only): a checkpoint's recorded spec is checked against it before the model is built, by
- * every command that loads one. */
+ * every command that loads one, report and plot included. */
 static void test_max_params_checkpoints(void **state) {
   (void)state;
   char args[2048];
   tu_run_result r;
   train_small("mp", "--max-steps 2");
   const char *cmds[] = {"eval %s/mp --data idx:%s/good", "summary %s/mp", "inspect %s/mp",
-                        "fold %s/mp --out %s/mp-f.safetensors", "export %s/mp --format onnx --out %s/mp.onnx"};
+                        "fold %s/mp --out %s/mp-f.safetensors", "export %s/mp --format onnx --out %s/mp.onnx",
+                        "report %s/mp --no-eval --out %s/mp.html", "plot %s/mp --out %s/mp.png"};
   for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, cmds[i], dir, dir);
