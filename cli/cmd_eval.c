@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -16,7 +17,8 @@ static const char *const usage =
     "  --checkpoint FILE         the weights to evaluate\n"
     "  --data SOURCE             fashion-mnist, mnist:DIR, idx:DIR, cifar10:DIR (default: the data\n"
     "                            the model was trained on, as it records)\n"
-    "  --split test|train        which split (default test)\n"
+    "  --split test|train|val    which split (default test); val: the validation part a run\n"
+    "                            trained with --val-split held out of its training data\n"
     "  --mode eval|train         eval: running statistics (right); train: batch statistics, the\n"
     "                            'forgot model.eval()' pitfall (it also moves the running stats)\n"
     "  --batch B                 evaluation batch size (default 256)\n"
@@ -114,6 +116,28 @@ static int write_confusion(const char *dir, const nn_confusion *cmx, const nn_da
   return EXIT_OK;
 }
 
+/* --split val: the run in dir (a run directory trained with --val-split), its validation
+ * split loaded as its evaluation data. */
+static int open_validation(const char *dir, const char *data_arg, nn_run **view) {
+  struct stat sb;
+  if (!dir || stat(dir, &sb) || !S_ISDIR(sb.st_mode)) {
+    cli_error("eval", "--split val needs the run directory (the validation split is cut by its recipe)");
+    return EXIT_USAGE;
+  }
+  if (data_arg) {
+    cli_error("eval", "--split val is part of the run's recorded training data; --data cannot change it");
+    return EXIT_USAGE;
+  }
+  nn_error err = {0};
+  if (nn_run_open_view(dir, view, &err)) return cli_fail("eval", &err);
+  if (nn_run_recipe(*view)->val_split <= 0) {
+    cli_error("eval", "--split val: %s was not trained with --val-split (it has no validation split)", dir);
+    return EXIT_USAGE;
+  }
+  if (nn_run_load_eval_data(*view, &err)) return cli_fail("eval", &err);
+  return EXIT_OK;
+}
+
 int cmd_eval(int argc, char **argv) {
   cli_args a = {argc, argv, 1, "eval", NULL, 0};
   const char *model_arg = NULL, *model_flag = NULL, *ckpt = NULL, *data_arg = NULL, *split = "test", *mode_name = "eval";
@@ -138,8 +162,9 @@ int cmd_eval(int argc, char **argv) {
     } else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
-  if (strcmp(split, "test") && strcmp(split, "train")) {
-    cli_error("eval", "--split: expected test or train, got '%s'", split);
+  const int val = !strcmp(split, "val");
+  if (strcmp(split, "test") && strcmp(split, "train") && !val) {
+    cli_error("eval", "--split: expected test, train or val, got '%s'", split);
     return EXIT_USAGE;
   }
   if (strcmp(mode_name, "eval") && strcmp(mode_name, "train")) {
@@ -179,18 +204,23 @@ int cmd_eval(int argc, char **argv) {
   int rc = cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
   if (!rc) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("eval", &cm, m, input_norm, data_arg, &norm, &data, &data_from);
-  if (!rc && (nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err) ||
-              nn_evaluate_confusion(m, ds, norm, batch, mode, &cmx, &err)))
+  nn_run *view = NULL; /* --split val: the run, whose evaluation data is its validation split */
+  if (!rc && val) rc = open_validation(model_arg, data_arg, &view);
+  if (!rc && !val && nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err))
     rc = cli_fail("eval", &err);
-  if (!rc && out) rc = write_confusion(out, &cmx, ds, data, split, json);
-  if (!rc && json) print_json(&cm, data, data_from, split, mode_name, &cmx, ds);
+  const nn_dataset *eds = rc ? NULL : val ? nn_run_eval_data(view)
+                                          : ds;
+  if (!rc && nn_evaluate_confusion(m, eds, norm, batch, mode, &cmx, &err)) rc = cli_fail("eval", &err);
+  if (!rc && out) rc = write_confusion(out, &cmx, eds, data, split, json);
+  if (!rc && json) print_json(&cm, data, data_from, split, mode_name, &cmx, eds);
   else if (!rc) {
     printf("%s on %s/%s (data %s; %ld samples, %s mode): loss %.4f, accuracy %.4f\n", cm.checkpoint, data, split,
            data_from, cmx.samples, mode_name, cmx.loss, cmx.accuracy);
-    print_classes(&cmx, ds);
+    print_classes(&cmx, eds);
   }
   nn_confusion_free(&cmx);
   nn_dataset_free(ds);
+  nn_run_free(view);
   nn_model_free(m);
   cli_model_free(&cm);
   return rc;

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,21 @@ static void test_val_split_labels(void **state) {
     fail_msg("expected only val_ figures in: %s", r.out);
   assert_non_null(strstr(r.out, "1 epoch, seed"));
   assert_non_null(strstr(r.out, "(best val_acc "));
+  /* eval --split val evaluates the same held-out part: the run's own val_loss and val_acc */
+  const char *vl = strstr(r.out, " val_loss="), *va = strstr(r.out, " val_acc=");
+  double want_loss = atof(vl + 10), want_acc = atof(va + 9);
+  snprintf(args, sizeof args, "eval %s/vs --split val --json", dir);
+  tu_cli_run_ok(&r, dir, args, "eval --split val");
+  const char *gl = strstr(r.out, "\"loss\": "), *ga = strstr(r.out, "\"accuracy\": ");
+  assert_non_null(gl);
+  assert_non_null(ga);
+  assert_true(fabs(atof(gl + 8) - want_loss) < 1e-4);
+  assert_true(fabs(atof(ga + 12) - want_acc) < 1e-4);
+  assert_non_null(strstr(r.out, "\"samples\": 24,")); /* a quarter of the 96 images */
+  snprintf(args, sizeof args, "eval %s/vs/model.safetensors --split val", dir);
+  tu_cli_expect_error(dir, "", args, "--split val needs the run directory", NULL);
+  snprintf(args, sizeof args, "eval %s/vs --split val --data idx:%s/good", dir, dir);
+  tu_cli_expect_error(dir, "", args, "--data cannot change it", NULL);
 }
 
 /* eval --json --out DIR: stdout is the JSON object alone (a "wrote" line came before it) */
