@@ -208,8 +208,8 @@ int cmd_eval(int argc, char **argv) {
   if (!rc && val) rc = open_validation(model_arg, data_arg, &view);
   if (!rc && !val && nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err))
     rc = cli_fail("eval", &err);
-  const nn_dataset *eds = rc ? NULL : val ? nn_run_eval_data(view)
-                                          : ds;
+  const nn_dataset *eds = NULL; /* what is evaluated */
+  if (!rc) eds = val ? nn_run_eval_data(view) : ds;
   if (!rc && nn_evaluate_confusion(m, eds, norm, batch, mode, &cmx, &err)) rc = cli_fail("eval", &err);
   if (!rc && out) rc = write_confusion(out, &cmx, eds, data, split, json);
   if (!rc && json) print_json(&cm, data, data_from, split, mode_name, &cmx, eds);
