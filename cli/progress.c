@@ -278,12 +278,16 @@ static int on_batch(void *user, int epoch, int batch, int batches, double loss, 
   return 0;
 }
 
-/* One line per epoch for programs: {"run": ..., "epoch": 3, ..., "val_acc": 0.87, "lr": 0.1}. */
+/* One line per epoch for programs: {"run": ..., "dir": ..., "epoch": 3, ..., "val_acc": 0.87, "lr": 0.1}. */
 static void json_line(cli_progress *p, const nn_epoch_record *r) {
   fprintf(p->out, "{\"run\": ");
   const char *run = p->label ? p->label : p->dir;
   if (run) cli_json_string(p->out, run);
   else fputs("null", p->out); /* a rank without the run's directory */
+  if (p->dir) {               /* where the run is (a compare variant's: DIR/batch-after for batch@after) */
+    fprintf(p->out, ", \"dir\": ");
+    cli_json_string(p->out, p->dir);
+  }
   fprintf(p->out, ", \"epoch\": %d, \"epochs\": %d, \"batches\": %d, \"train_loss\": ", r->epoch, p->epochs,
           p->last_batch);
   cli_json_number(p->out, "%.6f", r->train_loss);

@@ -50,7 +50,7 @@ const char cli_train_options_help[] =
     "  --sync-bn on|off          under mpirun: batchnorm statistics over the global batch (on,\n"
     "                            SyncBN) or over each process's slice (off, plain data parallel)\n"
     "  --quiet                   no per-epoch output\n"
-    "  --json                    one JSON object per epoch on stdout (run, epoch, train_loss,\n"
+    "  --json                    one JSON object per epoch on stdout (run, dir, epoch, train_loss,\n"
     "                            train_acc, val_/test_loss and _acc, lr, seconds), no other text\n";
 
 void cli_train_defaults(cli_train_opts *o) {

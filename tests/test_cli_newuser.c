@@ -437,7 +437,7 @@ static void test_json_names_the_run(void **state) {
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --json --out %s/js", dir,
            dir, dir);
   tu_cli_run_ok(&r, dir, args, "train --json");
-  snprintf(want, sizeof want, "{\"run\": \"%s/js\", \"epoch\": 1", dir);
+  snprintf(want, sizeof want, "{\"run\": \"%s/js\", \"dir\": \"%s/js\", \"epoch\": 1", dir, dir);
   if (strncmp(r.out, want, strlen(want))) fail_msg("expected a line starting %s, got:\n%s", want, r.out);
 }
 

@@ -196,7 +196,9 @@ static void test_json_lines_and_predict_classes(void **state) {
     lines++;
   }
   assert_int_equal(lines, 4);
-  assert_non_null(strstr(r.out, "{\"run\": \"none\", \"epoch\": 2, \"epochs\": 2"));
+  char want[1100]; /* each line names its variant and its directory */
+  snprintf(want, sizeof want, "{\"run\": \"none\", \"dir\": \"%s/cmpjson/none\", \"epoch\": 2, \"epochs\": 2", dir);
+  if (!strstr(r.out, want)) fail_msg("no line %s in:\n%s", want, r.out);
   assert_non_null(strstr(r.out, "\"test_acc\": "));
   char path[600];
   snprintf(path, sizeof path, "%s/cmpjson/report.html", dir);
