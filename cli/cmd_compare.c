@@ -4,7 +4,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -198,22 +197,17 @@ int cmd_compare(int argc, char **argv) {
   /* results do not depend on the thread count: only the time does */
   int lanes = cli_lanes_count(jobs, nv, o.threads);
   /* every variant is built and checked (spec, --init, data, a run already in its directory)
-   * before anything is made or trains: a variant's directory is opened (and a run in it
-   * refused without --overwrite) now only if it exists, so that a refused compare creates
-   * nothing. Those that start at once train the run built for them (opened again with their
-   * directory if it was new); the others are built again when their turn comes, so that only
-   * the running variants' data is in memory. */
+   * before any trains; a refused compare leaves nothing behind, as a run freed unsaved
+   * removes the directories it made. Those that start at once train the run built for
+   * them; the others are built again when their turn comes, so that only the running
+   * variants' data is in memory. */
   nn_run *runs[MAX_VARIANTS] = {0};
   for (int k = 0; k < nv && !rc; k++) {
-    cli_train_opts check = vo[k];
-    if (access(dirs[k], F_OK)) check.out = NULL;
-    rc = cli_train_open("compare", &check, &runs[k]);
-    if (k >= lanes || !check.out) nn_run_free(runs[k]), runs[k] = NULL;
+    rc = cli_train_open("compare", &vo[k], &runs[k]);
+    if (k >= lanes) nn_run_free(runs[k]), runs[k] = NULL;
   }
   nn_error derr = {0};
   if (!rc && nn_file_make_dirs(out, &derr)) rc = cli_fail("compare", &derr);
-  for (int k = 0; k < lanes && !rc; k++)
-    if (!runs[k]) rc = cli_train_open("compare", &vo[k], &runs[k]);
   cli_panel *panel = NULL;
   if (!rc && lanes > 1) {
     if (!(panel = cli_panel_create(stdout, lanes, nv, !o.quiet && !o.json))) {

@@ -5,7 +5,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -189,8 +188,8 @@ int cmd_study(int argc, char **argv) {
   const int runs = nb * nn;
   study st = {.o = &o, .out = out, .nb = nb, .nn = nn, .budget = budget, .batch = batch, .norms = norms, .acc = acc, .train_mode = train_mode};
   /* every run is built and checked (spec, --init, data, a run already in its directory)
-   * before anything is made or trains: a run's directory is opened now only if it exists, so
-   * that a refused study creates nothing; each run is built again when its turn comes */
+   * before any trains (a refused study leaves nothing behind: a run freed unsaved removes
+   * the directories it made); each run is built again when its turn comes */
   for (int k = 0; k < runs; k++) {
     run_text t;
     cli_train_opts vo = run_opts(&st, k, &t);
@@ -202,7 +201,6 @@ int cmd_study(int argc, char **argv) {
         return EXIT_USAGE;
       }
     }
-    if (access(t.dir, F_OK)) vo.out = NULL;
     nn_run *run = NULL;
     int rc = cli_train_open("study", &vo, &run);
     nn_run_free(run);

@@ -70,8 +70,8 @@ static int spawn(const char *mpirun, int k, char **args, int nargs, const char *
 }
 
 /* Every run (K, sync) is built and checked here (spec, --init, data, a run already in its
- * directory, refused unless --overwrite) before anything is made or spawned: a run's
- * directory is opened only if it exists, so that a refused study creates nothing. */
+ * directory, refused unless --overwrite) before any is spawned; a refused study leaves
+ * nothing behind (a run freed unsaved removes the directories it made). */
 static int check_runs(const cli_train_opts *o, const char *out, const int *procs, int nk) {
   for (int i = 0; i < nk; i++)
     for (int s = 0; s < (procs[i] > 1 ? 2 : 1); s++) {
@@ -79,7 +79,7 @@ static int check_runs(const cli_train_opts *o, const char *out, const int *procs
       snprintf(dir, sizeof dir, "%s/k%d-%s", out, procs[i], s ? "off" : "on");
       cli_train_opts vo = *o;
       cli_train_override(&vo, "sync-bn", "--sync-bn", s ? "0" : "1");
-      vo.out = access(dir, F_OK) ? NULL : dir;
+      vo.out = dir;
       nn_run *run = NULL;
       int rc = cli_train_open("study", &vo, &run);
       nn_run_free(run);

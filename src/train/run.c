@@ -47,7 +47,8 @@ struct nn_run {
   nn_fit_position pos; /* inside the last epoch (its history row partial) when pos.batch > 0 */
   nn_history *hist;
   int locked;
-  int made_dir;                 /* open_dir created dir: removed again by nn_run_free if still empty */
+  int made_levels;              /* directories open_dir created (dir and missing parents): removed
+                                   again by nn_run_free while empty */
   nn_comm comm;                 /* data parallel training (a copy, its sync_bn the recipe's); size 0: none */
   const nn_fit_callbacks *user; /* during nn_run_train */
 };
@@ -153,10 +154,51 @@ static void lock_release(nn_run *run) {
 
 /* ---- building ------------------------------------------------------------------------- */
 
+/* dir with its trailing '/'s dropped into p (cap bytes); 0 if it does not fit. */
+static int trimmed(const char *dir, char *p, size_t cap) {
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') n--;
+  if (n >= cap) return 0;
+  memcpy(p, dir, n);
+  p[n] = 0;
+  return 1;
+}
+
+/* p cut to its parent directory; 0 if it has none ("runs", "/"). */
+static int to_parent(char *p) {
+  char *s = strrchr(p, '/');
+  while (s && s > p && s[-1] == '/') s--;
+  if (!s || s == p) return 0;
+  *s = 0;
+  return 1;
+}
+
+/* How many of dir and its parents do not exist yet (what nn_file_make_dirs will create). */
+static int missing_levels(const char *dir) {
+  char p[4096];
+  struct stat sb;
+  int n = 0;
+  if (!trimmed(dir, p, sizeof p)) return 0;
+  while (stat(p, &sb) != 0) {
+    n++;
+    if (!to_parent(p)) break;
+  }
+  return n;
+}
+
+/* The directories open_dir created, leaf first, each only while empty (rmdir fails, as it
+ * should, once anything is in it: a run that committed an epoch, a sibling run). */
+static void remove_made(const nn_run *run) {
+  char p[4096];
+  if (!run->made_levels || !trimmed(run->dir, p, sizeof p)) return;
+  for (int i = 0; i < run->made_levels && !rmdir(p); i++)
+    if (!to_parent(p)) break;
+}
+
 void nn_run_free(nn_run *run) {
   if (!run) return;
   lock_release(run);
-  if (run->made_dir) (void)rmdir(run->dir); /* fails, as it should, once anything is in it */
+  remove_made(run);
   free(run->dir);
   free(run->read_dir);
   nn_optimizer_free(run->opt);
@@ -222,16 +264,15 @@ static nn_status prepare(nn_run *run, int with_data, nn_error *err) {
   return NN_OK;
 }
 
-/* Create dir (and its parents) if needed, lock it, remove dead writers' temporaries. A
- * directory made here and left empty (a run that failed before its first save) goes again
- * with the run (nn_run_free). */
+/* Create dir (and its parents) if needed, lock it, remove dead writers' temporaries. The
+ * directories made here and left empty (a run that failed or was only checked before its
+ * first save) go again with the run (nn_run_free): a refused run leaves nothing behind. */
 static nn_status open_dir(nn_run *run, const char *dir, nn_error *err) {
   if (!(run->dir = strdup(dir))) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
-  struct stat sb;
-  const int existed = stat(dir, &sb) == 0;
+  const int missing = missing_levels(dir);
   nn_status st = nn_file_make_dirs(dir, err);
   if (st) return st;
-  run->made_dir = !existed;
+  run->made_levels = missing;
   st = lock_take(run, err);
   if (!st) st = nn_file_remove_stale_temps(dir, err);
   return st;
