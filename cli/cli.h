@@ -83,6 +83,10 @@ int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_mo
  * -1 after printing an error for a bad value. */
 int cli_take_max_params(int *argc, char **argv);
 void cli_model_free(cli_model *m);
+/* The trained model of eval and predict: a resolved run or checkpoint, or --checkpoint ckpt
+ * (may be NULL; with a preset or spec for its architecture), not both; refused (error
+ * printed, EXIT_USAGE) if neither is trained. */
+int cli_model_trained(const char *cmd, cli_model *cm, const char *ckpt);
 /* nn_checkpoint_load under --max-params: a checkpoint's recorded spec gets the limit before
  * the model is built (spec, when given, carries its own). */
 int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, nn_model **out);

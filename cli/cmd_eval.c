@@ -180,17 +180,7 @@ int cmd_eval(int argc, char **argv) {
     int rc = cli_model_resolve("eval", model_flag, model_arg, &cm);
     if (rc) return rc;
   }
-  if (ckpt && cm.checkpoint[0]) { /* a run or checkpoint and --checkpoint: two models, one would be ignored */
-    cli_error("eval",
-              "%s and --checkpoint %s are two trained models: give one (--model PRESET|SPECFILE "
-              "goes with --checkpoint)",
-              cm.what, ckpt);
-    cli_model_free(&cm);
-    return EXIT_USAGE;
-  }
-  if (ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);
-  if (!cm.checkpoint[0]) {
-    cli_error("eval", "%s is not trained; pass --checkpoint FILE or a run directory", cm.what);
+  if (cli_model_trained("eval", &cm, ckpt)) {
     cli_model_free(&cm);
     return EXIT_USAGE;
   }

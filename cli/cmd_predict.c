@@ -103,15 +103,7 @@ int cmd_predict(int argc, char **argv) {
     rc = EXIT_USAGE;
   }
   if (!rc && model_arg) rc = cli_model_resolve("predict", "--model", model_arg, &cm);
-  if (!rc && ckpt && cm.checkpoint[0]) { /* a run or checkpoint and --checkpoint: one would be ignored */
-    cli_error("predict", "%s and --checkpoint %s are two trained models: give one", cm.what, ckpt);
-    rc = EXIT_USAGE;
-  }
-  if (!rc && ckpt) snprintf(cm.checkpoint, sizeof cm.checkpoint, "%s", ckpt);
-  if (!rc && !cm.checkpoint[0]) {
-    cli_error("predict", "%s is not trained; pass --checkpoint FILE or a run directory", cm.what);
-    rc = EXIT_USAGE;
-  }
+  if (!rc) rc = cli_model_trained("predict", &cm, ckpt);
   nn_model *m = NULL;
   nn_dataset *ds = NULL;
   nn_error err = {0};

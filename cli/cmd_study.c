@@ -158,11 +158,6 @@ int cmd_study(int argc, char **argv) {
       cli_error("study", "%s is spelled %s now (a comma-separated list, as in compare)", argv[a.i],
                 argv[a.i][2] == 'b' ? "--batch" : "--norm");
       return EXIT_USAGE;
-    } else if (!strcmp(argv[a.i], "--epochs") || !strncmp(argv[a.i], "--epochs=", 9) ||
-               !strcmp(argv[a.i], "--max-steps") || !strncmp(argv[a.i], "--max-steps=", 12)) {
-      cli_error("study", "%.*s: each run of the study trains for --budget samples (default 60000)",
-                (int)strcspn(argv[a.i], "="), argv[a.i]);
-      return EXIT_USAGE;
     } else if (cli_train_option(&a, &o, &bad)) {
     } else if (cli_opt(&a, "--out")) out = a.val;
     else if (cli_opt(&a, "--budget")) bad = cli_int(&a, "--budget", 2, 1 << 30, &budget);
@@ -170,6 +165,11 @@ int cmd_study(int argc, char **argv) {
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
+  for (int i = 0; i < o.nov; i++) /* each run's length is the budget's (run_opts sets both) */
+    if (!strcmp(o.ov[i].key, "epochs") || !strcmp(o.ov[i].key, "max-steps")) {
+      cli_error("study", "%s: each run of the study trains for --budget samples (default 60000)", o.ov[i].flag);
+      return EXIT_USAGE;
+    }
   char bs[MAX_B][CLI_ITEM], norms[MAX_N][CLI_ITEM];
   int nb = cli_list("study", "--batch", bl, bs, MAX_B), nn = cli_list("study", "--norm", nl, norms, MAX_N);
   if (nb <= 0 || nn <= 0) return EXIT_USAGE;

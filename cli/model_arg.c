@@ -113,6 +113,20 @@ void cli_model_free(cli_model *m) {
   m->spec = NULL;
 }
 
+int cli_model_trained(const char *cmd, cli_model *cm, const char *ckpt) {
+  if (ckpt && cm->checkpoint[0]) { /* a run or checkpoint and --checkpoint: one would be ignored */
+    cli_error(cmd, "%s and --checkpoint %s are two trained models: give one (--model PRESET|SPECFILE goes with --checkpoint)",
+              cm->what, ckpt);
+    return EXIT_USAGE;
+  }
+  if (ckpt) snprintf(cm->checkpoint, sizeof cm->checkpoint, "%s", ckpt);
+  if (!cm->checkpoint[0]) {
+    cli_error(cmd, "%s is not trained; pass --checkpoint FILE or a run directory", cm->what);
+    return EXIT_USAGE;
+  }
+  return EXIT_OK;
+}
+
 int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, nn_model **out) {
   nn_error err = {0};
   *out = NULL;
