@@ -132,12 +132,11 @@ int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, 
   *out = NULL;
   nn_checkpoint *c = NULL;
   nn_spec *own = NULL;
-  /* a safetensors file with its spec recorded: that spec, limited; anything else (a Keras
-   * file, a checkpoint without metadata) goes to nn_checkpoint_load, which needs or explains */
+  /* a safetensors file: its recorded spec, limited; anything else (a Keras file) goes to
+   * nn_checkpoint_load, which needs a spec or explains */
   if (!spec && max_params && !nn_checkpoint_open(path, &c, &err)) {
-    const char *text = nn_checkpoint_get(c, "normnet.spec");
-    nn_status st = text ? nn_spec_parse(text, "normnet.spec", &own, &err) : NN_OK;
-    if (own) nn_spec_set_max_params(own, max_params);
+    nn_status st = nn_checkpoint_read_spec(c, &own, &err);
+    if (!st) nn_spec_set_max_params(own, max_params);
     if (!st) st = nn_checkpoint_read_model(c, own, out, &err);
     nn_checkpoint_close(c);
     nn_spec_free(own);

@@ -538,6 +538,10 @@ NN_API const char *nn_checkpoint_get(const nn_checkpoint *c, const char *key);
  * model carries the recorded input transform and data source. */
 NN_API nn_status nn_checkpoint_read_model(const nn_checkpoint *c, const nn_spec *spec, nn_model **out,
                                           nn_error *err);
+/* The spec recorded in the metadata ("normnet.spec"), parsed, for a caller that adjusts it
+ * before nn_checkpoint_read_model (e.g. nn_spec_set_max_params); NN_ERR_FORMAT naming the
+ * file if it has none. */
+NN_API nn_status nn_checkpoint_read_spec(const nn_checkpoint *c, nn_spec **out, nn_error *err);
 /* Fine-tuning: copy the file's weights and statistics into an existing model of the same
  * architecture (tensor names, dtypes and shapes must match; m is unchanged on error). */
 NN_API nn_status nn_checkpoint_read_weights(const nn_checkpoint *c, nn_model *m, nn_error *err);

@@ -273,6 +273,18 @@ static nn_status load_input(const nn_checkpoint *c, nn_model *m, nn_error *err) 
   return st ? nn_err_prefix(err, NN_ERR_FORMAT, "%s: ", nn_st_path(c->f)) : NN_OK;
 }
 
+nn_status nn_checkpoint_read_spec(const nn_checkpoint *c, nn_spec **out, nn_error *err) {
+  if (!c || !out) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_read_spec: invalid arguments");
+  *out = NULL;
+  const char *path = nn_st_path(c->f);
+  nn_status st = check_format(c, err);
+  if (st) return st;
+  const char *t = nn_checkpoint_get(c, NN_CKPT_SPEC_KEY);
+  if (!t) return nn_err_set(err, NN_ERR_FORMAT, "%s: has no normnet metadata; pass the model spec (--model)", path);
+  if ((st = nn_spec_parse(t, NN_CKPT_SPEC_KEY, out, err))) return nn_err_prefix(err, NN_ERR_FORMAT, "%s: ", path);
+  return NN_OK;
+}
+
 nn_status nn_checkpoint_read_model(const nn_checkpoint *c, const nn_spec *spec, nn_model **out, nn_error *err) {
   if (!c || !out) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_read_model: invalid arguments");
   *out = NULL;
@@ -282,9 +294,7 @@ nn_status nn_checkpoint_read_model(const nn_checkpoint *c, const nn_spec *spec, 
   nn_status st = check_format(c, err);
   if (st) return st;
   if (!spec) {
-    const char *t = nn_checkpoint_get(c, NN_CKPT_SPEC_KEY);
-    if (!t) return nn_err_set(err, NN_ERR_FORMAT, "%s: has no normnet metadata; pass the model spec (--model)", path);
-    if ((st = nn_spec_parse(t, NN_CKPT_SPEC_KEY, &own, err))) return nn_err_prefix(err, NN_ERR_FORMAT, "%s: ", path);
+    if ((st = nn_checkpoint_read_spec(c, &own, err))) return st;
     spec = own;
   }
   if ((st = nn_model_create(spec, &m, err))) st = nn_err_prefix(err, own ? NN_ERR_FORMAT : st, "%s: ", path);
