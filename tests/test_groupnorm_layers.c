@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/rng.h"
 #include "fixture.h"
@@ -458,9 +457,11 @@ static void test_running_update_refuses_nonfinite(void **state) {
 /* Checkpoint round trip (safetensors with the spec in its metadata) and the summary table. */
 static void test_checkpoint_round_trip(void **state) {
   (void)state;
-  /* this process's own name: the generic-kernel build of this test runs beside it (ctest -j) */
-  char path[64];
-  snprintf(path, sizeof path, "test_groupnorm_ckpt.%ld.safetensors", (long)getpid());
+  /* in a fresh directory of its own: the generic-kernel build of this test runs beside it
+   * (ctest -j), and one fixed name in the working directory raced */
+  char *dir = tu_tempdir("gn-ckpt"), path[1024];
+  assert_non_null(dir);
+  snprintf(path, sizeof path, "%s/ckpt.safetensors", dir);
   nn_model *m = build(
       "input shape=6x5x5\nlayernorm eps=1e-06\ngroupnorm groups=3\n"
       "instancenorm affine=1 track_running_stats=1 momentum=0.2\nflatten\ndense units=3\n");
@@ -472,7 +473,8 @@ static void test_checkpoint_round_trip(void **state) {
   if (nn_checkpoint_save(m, path, NULL, 0, &err) != NN_OK) fail_msg("%s", err.msg);
   nn_model *m2 = NULL;
   if (nn_checkpoint_load(path, NULL, &m2, &err) != NN_OK) fail_msg("%s", err.msg);
-  remove(path);
+  tu_rmtree(dir);
+  free(dir);
   char *t1 = nn_spec_to_text(m->spec), *t2 = nn_spec_to_text(m2->spec);
   assert_string_equal(t1, t2);
   assert_int_equal(m2->nparams, m->nparams);
