@@ -43,7 +43,8 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
   int rc = rs && runs && cms && texts && names ? EXIT_OK : (cli_error(cmd, "out of memory"), EXIT_FAIL);
   nn_error err = {0};
   if (!rc && o->group) rc = cli_runs_read_group(cmd, dirs, ndirs, rs);
-  for (int i = 0; !rc && !o->group && i < ndirs; i++) rc = cli_runs_read(cmd, dirs[i], rs);
+  else
+    for (int i = 0; !rc && i < ndirs; i++) rc = cli_runs_read(cmd, dirs[i], rs);
   for (int k = 0; !rc && k < rs->n; k++) {
     cli_run *r = &rs->run[k];
     texts[2 * k] = recipe_text(r->recipe);

@@ -35,30 +35,28 @@ static void cli(char *args, size_t len, const char *cmd, const char *extra) {
 /* report.html covers the variants of this invocation, not every run in the directory */
 static void test_report_covers_this_invocation(void **state) {
   (void)state;
+  /* each pair trains into one directory twice; the second report holds its own runs only */
+  static const struct {
+    const char *cmd, *opts, *reported;
+  } runs[] = {
+      {"compare", "--norm batch,none --max-steps 2 --quiet --out %s/rep-cmp", "report.html (2 runs)"},
+      {"compare", "--norm layer --max-steps 2 --quiet --out %s/rep-cmp", "report.html (1 run)"},
+      {"study small-batch", "--budget 32 --batch 4,16 --norm batch,none --out %s/rep-study", "report.html (4 runs)"},
+      {"study small-batch", "--budget 32 --batch 8 --norm batch --out %s/rep-study", "report.html (1 run)"},
+  };
   char args[2048], extra[1024];
   tu_run_result r;
-  snprintf(extra, sizeof extra, "--norm batch,none --max-steps 2 --quiet --out %s/rep-cmp", dir);
-  cli(args, sizeof args, "compare", extra);
-  tu_cli_run_ok(&r, dir, args, "compare batch,none");
-  assert_non_null(strstr(r.out, "report.html (2 runs)"));
-  snprintf(extra, sizeof extra, "--norm layer --max-steps 2 --quiet --out %s/rep-cmp", dir);
-  cli(args, sizeof args, "compare", extra);
-  tu_cli_run_ok(&r, dir, args, "compare layer into the same directory");
-  if (!strstr(r.out, "report.html (1 run)")) fail_msg("the report of 'compare --norm layer' is not one run:\n%s", r.out);
-  /* its variant is labelled by its normalization, as for a directory of runs */
+  for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+    snprintf(extra, sizeof extra, runs[i].opts, dir);
+    cli(args, sizeof args, runs[i].cmd, extra);
+    tu_cli_run_ok(&r, dir, args, runs[i].cmd);
+    if (!strstr(r.out, runs[i].reported)) fail_msg("'%s': expected '%s' in:\n%s", args, runs[i].reported, r.out);
+  }
+  /* compare's one variant is labelled by its normalization, as in a directory of runs */
   char p[1024], html[65536];
   snprintf(p, sizeof p, "%s/rep-cmp/report.html", dir);
   tu_slurp(p, html, sizeof html);
   if (!strstr(html, "<h2>LayerNorm</h2>")) fail_msg("the compare report lacks the heading LayerNorm");
-
-  snprintf(extra, sizeof extra, "--budget 32 --batch 4,16 --norm batch,none --out %s/rep-study", dir);
-  cli(args, sizeof args, "study small-batch", extra);
-  tu_cli_run_ok(&r, dir, args, "study 4,16 x batch,none");
-  assert_non_null(strstr(r.out, "report.html (4 runs)"));
-  snprintf(extra, sizeof extra, "--budget 32 --batch 8 --norm batch --out %s/rep-study", dir);
-  cli(args, sizeof args, "study small-batch", extra);
-  tu_cli_run_ok(&r, dir, args, "study 8 x batch into the same directory");
-  if (!strstr(r.out, "report.html (1 run)")) fail_msg("the report of a one-run study is not one run:\n%s", r.out);
 }
 
 /* study refuses a run already in its directory, as compare does, and --overwrite replaces it */
