@@ -116,9 +116,9 @@ static int write_confusion(const char *dir, const nn_confusion *cmx, const nn_da
   return EXIT_OK;
 }
 
-/* --split val: the run in dir (a run directory trained with --val-split), its validation
- * split loaded as its evaluation data. */
-static int open_validation(const char *dir, const char *data_arg, nn_run **view) {
+/* --split val: the run in dir (a run directory trained with --val-split, its checkpoint
+ * ckpt), its validation split loaded as its evaluation data. */
+static int open_validation(const char *dir, const char *data_arg, const char *ckpt, nn_run **view) {
   struct stat sb;
   if (!dir || stat(dir, &sb) || !S_ISDIR(sb.st_mode)) {
     cli_error("eval", "--split val needs the run directory (the validation split is cut by its recipe)");
@@ -129,6 +129,8 @@ static int open_validation(const char *dir, const char *data_arg, nn_run **view)
     return EXIT_USAGE;
   }
   nn_error err = {0};
+  int rc = cli_checkpoint_check("eval", ckpt); /* --max-params, before the view builds the model */
+  if (rc) return rc;
   if (nn_run_open_view(dir, view, &err)) return cli_fail("eval", &err);
   if (nn_run_recipe(*view)->val_split <= 0) {
     cli_error("eval", "--split val: %s was not trained with --val-split (it has no validation split)", dir);
@@ -186,16 +188,19 @@ int cmd_eval(int argc, char **argv) {
   }
   nn_input_norm norm = {0};
   const char *data = NULL, *data_from = NULL;
-  nn_model *m = NULL;
+  nn_model *built = NULL, *m = NULL;
   nn_dataset *ds = NULL;
   nn_error err = {0};
   nn_confusion cmx = {0};
   nn_mode mode = strcmp(mode_name, "train") ? NN_MODE_EVAL : NN_MODE_TRAIN;
-  int rc = cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
+  /* --split val: the run's view holds the model and, as its evaluation data, the validation
+   * split; otherwise the model is built from the checkpoint */
+  nn_run *view = NULL;
+  int rc = val ? open_validation(model_arg, data_arg, cm.checkpoint, &view)
+               : cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &built);
+  if (!rc) m = val ? nn_run_model(view) : built;
   if (!rc) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("eval", &cm, m, input_norm, data_arg, &norm, &data, &data_from);
-  nn_run *view = NULL; /* --split val: the run, whose evaluation data is its validation split */
-  if (!rc && val) rc = open_validation(model_arg, data_arg, &view);
   if (!rc && !val && nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err))
     rc = cli_fail("eval", &err);
   const nn_dataset *eds = NULL; /* what is evaluated */
@@ -211,7 +216,7 @@ int cmd_eval(int argc, char **argv) {
   nn_confusion_free(&cmx);
   nn_dataset_free(ds);
   nn_run_free(view);
-  nn_model_free(m);
+  nn_model_free(built);
   cli_model_free(&cm);
   return rc;
 }
