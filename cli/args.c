@@ -25,7 +25,16 @@ int cli_fail(const char *cmd, const nn_error *err) {
   return EXIT_FAIL;
 }
 
+/* Remembers `name` among the options tried (once each). */
+static void tried(cli_args *a, const char *name) {
+  if (name[0] != '-' || name[1] != '-') return;
+  for (int k = 0; k < a->ntried; k++)
+    if (!strcmp(a->tried[k], name)) return;
+  if (a->ntried < CLI_TRIED) a->tried[a->ntried++] = name;
+}
+
 int cli_opt(cli_args *a, const char *name) {
+  tried(a, name);
   const char *arg = a->argv[a->i];
   size_t n = strlen(name);
   if (strncmp(arg, name, n)) return 0;
@@ -56,13 +65,99 @@ int cli_opt(cli_args *a, const char *name) {
 }
 
 int cli_flag(cli_args *a, const char *name) {
+  tried(a, name);
   if (strcmp(a->argv[a->i], name)) return 0;
   a->i++;
   return 1;
 }
 
+/* Edit distance (insertions, deletions, substitutions) of a[0:la] and b[0:lb], or a value
+ * above `cap` once it must exceed it; both at most 63 characters. */
+static int edit_distance(const char *a, size_t la, const char *b, size_t lb, int cap) {
+  int row[64];
+  if (la > 63 || lb > 63) return cap + 1;
+  for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+  for (size_t i = 1; i <= la; i++) {
+    int diag = row[0], best = row[0] = (int)i;
+    for (size_t j = 1; j <= lb; j++) {
+      int up = row[j], v = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < v) v = up + 1;
+      if (row[j - 1] + 1 < v) v = row[j - 1] + 1;
+      diag = up, row[j] = v;
+      if (v < best) best = v;
+    }
+    if (best > cap) return cap + 1;
+  }
+  return row[lb];
+}
+
+/* 1 if s[0:ls] contains w[0:lw] (lw <= ls). */
+static int contains(const char *s, size_t ls, const char *w, size_t lw) {
+  for (size_t i = 0; i + lw <= ls; i++)
+    if (!memcmp(s + i, w, lw)) return 1;
+  return 0;
+}
+
+/* Other tools' names for normnet's options (PyTorch scripts, Keras's fit, argparse habits). */
+static const struct {
+  const char *name, *ours;
+} other_names[] = {
+    {"spec", "--model"},
+    {"preset", "--model"},
+    {"dataset", "--data"},
+    {"batch-size", "--batch"},
+    {"batch_size", "--batch"},
+    {"bs", "--batch"},
+    {"learning-rate", "--lr"},
+    {"learning_rate", "--lr"},
+    {"output", "--out"},
+    {"output-dir", "--out"},
+    {"outdir", "--out"},
+    {"optim", "--optimizer"},
+    {"schedule", "--lr-schedule"},
+    {"scheduler", "--lr-schedule"},
+    {"wd", "--weight-decay"},
+    {"num-threads", "--threads"},
+    {"jobs", "--threads"},
+    {"patience", "--early-stop"},
+    {"num-epochs", "--epochs"},
+    {"n-epochs", "--epochs"},
+    {"normalization", "--norm"},
+};
+
+/* The option of a->tried a user most likely meant by `arg` ("--name" or "--name=value"), or
+ * NULL: another tool's name for it, then the closest spelling (at most 2 edits, and at most a
+ * third of the name), then a name containing the word or contained in it (4+ letters). */
+static const char *suggestion(const cli_args *a, const char *arg) {
+  if (arg[0] != '-') return NULL;
+  const char *key = arg + (arg[1] == '-' ? 2 : 1);
+  const size_t len = strcspn(key, "=");
+  if (!len) return NULL;
+  for (size_t k = 0; k < sizeof other_names / sizeof *other_names; k++)
+    if (strlen(other_names[k].name) == len && !strncmp(key, other_names[k].name, len))
+      for (int t = 0; t < a->ntried; t++)
+        if (!strcmp(a->tried[t], other_names[k].ours)) return a->tried[t];
+  const char *best = NULL;
+  int best_d = (int)(len / 3) < 2 ? (int)(len / 3) : 2;
+  for (int t = 0; t < a->ntried; t++) {
+    const char *name = a->tried[t] + 2;
+    int d = edit_distance(key, len, name, strlen(name), best_d);
+    if (d <= best_d && (!best || d < best_d)) best = a->tried[t], best_d = d;
+  }
+  if (best || len < 4) return best;
+  for (int t = 0; t < a->ntried; t++) {
+    const char *name = a->tried[t] + 2;
+    size_t nl = strlen(name);
+    if (nl >= 4 && ((nl < len && contains(key, len, name, nl)) || (nl > len && contains(name, nl, key, len))))
+      return a->tried[t];
+  }
+  return NULL;
+}
+
 int cli_unknown(cli_args *a) {
-  cli_error(a->cmd, "unknown argument '%s' (see 'normnet %s --help')", a->argv[a->i], a->cmd);
+  const char *arg = a->argv[a->i], *s = suggestion(a, arg);
+  if (s) cli_error(a->cmd, "unknown argument '%s' (did you mean %s? see 'normnet %s --help')", arg, s, a->cmd);
+  else cli_error(a->cmd, "unknown argument '%s' (see 'normnet %s --help')", arg, a->cmd);
   return EXIT_USAGE;
 }
 

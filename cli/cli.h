@@ -12,6 +12,8 @@ enum { EXIT_OK = 0,
        EXIT_FAIL = 1,
        EXIT_USAGE = 2 };
 
+enum { CLI_TRIED = 80 };
+
 /* Argument cursor: one "--name value" or "--name=value" at a time. */
 typedef struct {
   int argc;
@@ -20,13 +22,19 @@ typedef struct {
   const char *cmd;
   const char *val; /* value of the last matched option */
   int bad;         /* an option was given without its value */
+  /* the options tried against an argument so far (the command's vocabulary, for the
+   * suggestion of cli_unknown) */
+  const char *tried[CLI_TRIED];
+  int ntried;
 } cli_args;
 
 /* True if argv[i] is option `name` taking a value; sets a->val and advances. */
 int cli_opt(cli_args *a, const char *name);
 /* True if argv[i] is the flag `name` (no value); advances. */
 int cli_flag(cli_args *a, const char *name);
-/* Report an unknown argument and return EXIT_USAGE. */
+/* Report an unknown argument and return EXIT_USAGE; an option the command has a close
+ * spelling of, or another tool's name for (--batch-size, --learning-rate), gets "did you
+ * mean --x?". */
 int cli_unknown(cli_args *a);
 
 /* Parse numbers with range checks; on failure print "normnet CMD: --opt: ..." and return -1. */

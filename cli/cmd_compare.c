@@ -134,7 +134,7 @@ static int train_variant(void *ctx, int k, cli_lane *lane) {
 }
 
 int cmd_compare(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "compare", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "compare"};
   cli_train_opts o;
   cli_train_defaults(&o);
   const char *norms = "batch,none", *out = NULL;

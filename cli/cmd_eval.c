@@ -141,7 +141,7 @@ static int open_validation(const char *dir, const char *data_arg, const char *ck
 }
 
 int cmd_eval(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "eval", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "eval"};
   const char *model_arg = NULL, *model_flag = NULL, *ckpt = NULL, *data_arg = NULL, *split = "test", *mode_name = "eval";
   const char *input_norm = NULL, *out = NULL;
   int batch = 256, json = 0, threads = 0;

@@ -18,7 +18,7 @@ static const char *const usage =
     "  --input-norm MEAN,STD     override the pixel transform the model records\n";
 
 int cmd_export(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "export", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "export"};
   const char *in = NULL, *in_flag = NULL, *format = NULL, *out = NULL, *input_norm = NULL;
   int fold = 0;
   while (a.i < argc) {

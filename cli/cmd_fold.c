@@ -13,7 +13,7 @@ static const char *const usage =
     "batchnorm layers and the same eval-mode outputs; the check on a random batch is printed.\n";
 
 int cmd_fold(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "fold", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "fold"};
   const char *in = NULL, *in_flag = NULL, *out = NULL;
   while (a.i < argc) {
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {

@@ -165,7 +165,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 
 int cmd_inspect(int argc, char **argv) {
   /* --model X, as every other command takes a model, or a lone X */
-  cli_args a = {argc, argv, 1, "inspect", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "inspect"};
   const char *arg = NULL, *flag = NULL;
   while (a.i < argc) {
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {

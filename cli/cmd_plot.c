@@ -20,7 +20,7 @@ static const char *const usage =
 
 
 int cmd_plot(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "plot", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "plot"};
   const char *out = NULL, *png = NULL, *svg = NULL, *title = NULL;
   cli_runs *rs = calloc(1, sizeof *rs);
   int rc = rs ? EXIT_OK : EXIT_FAIL, ndirs = 0;

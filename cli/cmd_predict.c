@@ -59,7 +59,7 @@ static void print_top(const char *what, const float *p, int k, int top, const cl
 }
 
 int cmd_predict(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "predict", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "predict"};
   const char *model_arg = NULL, *ckpt = NULL, *data = NULL, *index = NULL, *split = "test", *classes = NULL;
   const char *input_norm = NULL;
   int top = 3, nimg = 0, split_given = 0;

@@ -23,7 +23,7 @@ static double eval_acc(nn_model *m, const nn_dataset *ds, nn_input_norm norm, nn
 }
 
 int cmd_recalibrate(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "recalibrate", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "recalibrate"};
   const char *model_arg = NULL, *model_flag = NULL, *out = NULL, *data = NULL;
   nn_recalibrate_config rcfg = {.batch_size = 128, .batches = 100};
   unsigned long long seed = 0; /* rcfg.seed, once parsed */

@@ -84,7 +84,7 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
 }
 
 int cmd_report(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "report", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "report"};
   const char *out = NULL, *title = NULL;
   int no_eval = 0, batch = 256, threads = 0;
   const char **dirs = calloc((size_t)argc, sizeof *dirs);

@@ -140,7 +140,7 @@ int cmd_study(int argc, char **argv) {
     cli_error("study", "unknown study '%s' (available: small-batch, sync-bn; see normnet study --help)", argv[1]);
     return EXIT_USAGE;
   }
-  cli_args a = {argc, argv, 2, "study", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 2, .cmd = "study"};
   cli_train_opts o;
   cli_train_defaults(&o);
   const char *bl = "2,4,8,32,128", *nl = "batch,group:2,layer,none", *out = "runs/study-small-batch";

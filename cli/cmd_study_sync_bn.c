@@ -89,7 +89,7 @@ static int check_runs(const cli_train_opts *o, const char *out, const int *procs
 }
 
 int cli_study_sync_bn(int argc, char **argv) {
-  cli_args a = {argc, argv, 2, "study", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 2, .cmd = "study"};
   cli_train_opts o;
   cli_train_defaults(&o);
   const char *pl = "1,2,4", *out = "runs/study-sync-bn", *mpirun = "mpirun";

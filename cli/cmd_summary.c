@@ -12,7 +12,7 @@ static const char *const usage =
     "none; @after places it after the activation). --spec prints the canonical spec text instead.\n";
 
 int cmd_summary(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "summary", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "summary"};
   const char *model_arg = NULL, *model_flag = NULL, *norm = NULL;
   int spec_only = 0;
   while (a.i < argc) {

@@ -23,7 +23,7 @@ static const char *const usage_head =
     "                            given); the result equals an uninterrupted run bitwise\n";
 
 int cmd_train(int argc, char **argv) {
-  cli_args a = {argc, argv, 1, "train", NULL, 0};
+  cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "train"};
   cli_train_opts o;
   cli_train_defaults(&o);
   while (a.i < argc) {

@@ -184,7 +184,7 @@ int cli_model_input(const char *cmd, const cli_model *cm, const nn_model *m, con
   int recorded = nn_model_input_norm(m, norm);
   if (!recorded && cm->preset) *norm = cm->preset->input_norm;
   if (norm_arg) {
-    cli_args a = {0, NULL, 0, cmd, NULL, 0};
+    cli_args a = {.cmd = cmd};
     if (cli_input_norm(&a, norm_arg, norm)) return EXIT_USAGE;
   }
   const char *src = nn_model_data_source(m);

@@ -12,6 +12,7 @@
 
 const char cli_train_options_help[] =
     "  --model PRESET|SPECFILE   lenet (default), mlp, cnn, cifar-cnn, cifar-gap, or a spec file\n"
+    "                            (also given as the first argument without --model)\n"
     "  --data SOURCE             fashion-mnist (default), mnist:DIR, idx:DIR, cifar10:DIR\n"
     "  --val-split F             validate on the last fraction F of the training set instead of\n"
     "                            the test set\n"
@@ -135,6 +136,8 @@ int cli_train_option(cli_args *a, cli_train_opts *o, int *bad) {
       cli_error(a->cmd, "--sync-bn: expected on or off, got '%s'", a->val);
       *bad = 1;
     }
+  } else if (a->argv[a->i][0] != '-' && !o->model_given) { /* the model without --model */
+    o->model = a->argv[a->i++], o->model_given = 1;
   } else return 0;
   if (a->bad) *bad = 1;
   return 1;
@@ -386,6 +389,29 @@ int cli_train_open(const char *cmd, const cli_train_opts *o, nn_run **run) {
   return rc;
 }
 
+/* The header's "norm" field: the recipe's --norm value when the model's normalization layers
+ * are what it names (a preset; a spec with BatchNorm), else the kinds the model holds, in the
+ * order they first appear ("groupnorm+layernorm"; --norm replaces BatchNorm only), or
+ * "none". */
+static void norm_field(const nn_model *m, const char *norm, char *out, size_t len) {
+  char kinds[128] = "";
+  int count = 0, named = 0;
+  size_t used = 0;
+  const size_t want = strcspn(norm, ":@"); /* "group:4" -> group, "batch@after" -> batch */
+  for (int i = 0; i < nn_model_num_layers(m); i++) {
+    nn_layer_info li;
+    nn_model_layer_info(m, i, &li);
+    if (!nn_layer_kind_is_norm(li.kind_id) || strstr(kinds, li.kind)) continue;
+    /* "batchnorm" is what --norm batch names, "groupnorm" group:G, ... */
+    if (!strncmp(li.kind, norm, want) && !strcmp(li.kind + want, "norm")) named = 1;
+    int w = snprintf(kinds + used, sizeof kinds - used, "%s%s", count ? "+" : "", li.kind);
+    if (w > 0 && (size_t)w < sizeof kinds - used) used += (size_t)w;
+    count++;
+  }
+  if (count == 0) snprintf(out, len, "none");
+  else snprintf(out, len, "%s", count == 1 && named ? norm : kinds);
+}
+
 int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_train_result *res) {
   memset(res, 0, sizeof *res);
   int rc = run ? EXIT_OK : cli_train_open(cmd, o, &run);
@@ -426,11 +452,12 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
     j.shown = cli_progress_callbacks(&j.progress);
     cli_progress_join(&j.progress, o->panel);
     if (!o->quiet && !o->json) {
-      char head[4096];
+      char head[4096], norm[160];
+      norm_field(j.model, r->norm, norm, sizeof norm);
       snprintf(head, sizeof head,
                "normnet %s: %s, norm %s, %zu parameters; %s: %d train / %d %s samples; %s lr %g, batch %d, %d epoch%s, "
                "seed %llu%s%s%s",
-               cmd, o->label ? o->label : (o->resume ? o->resume : r->model), r->norm, res->params, r->data,
+               cmd, o->label ? o->label : (o->resume ? o->resume : r->model), norm, res->params, r->data,
                nn_dataset_count(train), nn_dataset_count(eval), r->val_split > 0 ? "validation" : "test",
                nn_opt_kind_name(r->opt.kind), r->opt.lr, r->batch_size, r->epochs, r->epochs == 1 ? "" : "s",
                (unsigned long long)r->seed, r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
