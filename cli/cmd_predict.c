@@ -2,11 +2,12 @@
  * records by index, with class names where the data set has them. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
 static const char *const usage =
-    "usage: normnet predict --model RUNDIR|--checkpoint FILE [--top K] IMAGE...\n"
+    "usage: normnet predict [--model] RUNDIR|--checkpoint FILE [--top K] IMAGE...\n"
     "       normnet predict --model RUNDIR --data SOURCE --index I[,J,...] [--split test|train]\n"
     "\n"
     "Print the top-K classes (default 3) with probabilities, in eval mode. Images are PNG or\n"
@@ -84,6 +85,12 @@ int cmd_predict(int argc, char **argv) {
     else if (argv[a.i][0] == '-') rc = cli_unknown(&a);
     else images[nimg++] = argv[a.i++];
     if (bad || a.bad) rc = EXIT_USAGE;
+  }
+  struct stat sb;
+  if (!rc && !model_arg && !ckpt && nimg > 0 &&
+      ((stat(images[0], &sb) == 0 && S_ISDIR(sb.st_mode)) || cli_has_ext(images[0], ".safetensors"))) {
+    model_arg = images[0]; /* the model first, as the other commands take it: predict RUNDIR IMAGE... */
+    memmove(images, images + 1, (size_t)--nimg * sizeof *images);
   }
   cli_model cm = {0};
   if (!rc && !model_arg && !ckpt) {

@@ -126,6 +126,10 @@ static void test_train_eval_summary(void **state) {
   snprintf(args, sizeof args, "predict --model %s/run --classes a,b,c,d,e,f,g,h,i,j %s", dir, pgm);
   tu_cli_run_ok(&r, dir, args, "predict image");
   assert_non_null(strstr(r.out, "img.pgm:  1. "));
+  /* the run first without --model, as the other commands take it */
+  snprintf(args, sizeof args, "predict %s/run --classes a,b,c,d,e,f,g,h,i,j %s", dir, pgm);
+  tu_cli_run_ok(&r, dir, args, "predict RUNDIR image");
+  assert_non_null(strstr(r.out, "img.pgm:  1. "));
   snprintf(args, sizeof args, "predict --model %s/run %s/small.spec", dir, dir);
   expect_error(args, "small.spec", NULL); /* not an image */
 }
