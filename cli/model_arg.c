@@ -130,15 +130,12 @@ int cli_model_trained(const char *cmd, cli_model *cm, const char *ckpt) {
 int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, nn_model **out) {
   nn_error err = {0};
   *out = NULL;
-  nn_checkpoint *c = NULL;
-  nn_spec *own = NULL;
-  /* a safetensors file: its recorded spec, limited; anything else (a Keras file) goes to
-   * nn_checkpoint_load, which needs a spec or explains */
-  if (!spec && max_params && !nn_checkpoint_open(path, &c, &err)) {
-    nn_status st = nn_checkpoint_read_spec(c, &own, &err);
+  /* the file's own spec (recorded, or a Keras file's architecture), limited */
+  if (!spec && max_params) {
+    nn_spec *own = NULL;
+    nn_status st = nn_checkpoint_load_spec(path, &own, &err);
     if (!st) nn_spec_set_max_params(own, max_params);
-    if (!st) st = nn_checkpoint_read_model(c, own, out, &err);
-    nn_checkpoint_close(c);
+    if (!st) st = nn_checkpoint_load(path, own, out, &err);
     nn_spec_free(own);
     return st ? cli_fail(cmd, &err) : EXIT_OK;
   }

@@ -2,8 +2,9 @@
 """Regenerate the seed corpora of fuzz/corpus/ from real files (python3 stdlib only):
 the first Fashion-MNIST test images (Debian's dataset-fashion-mnist), PNG/PGM encodings of
 them, and the spec, checkpoint, history and activations files of short `normnet train`
-runs on them.  Usage: python3 fuzz/make_corpus.py BUILD/normnet"""
-import gzip, os, shutil, struct, subprocess, sys, tempfile, zlib
+runs on them, with the Keras config.json of some exported, and of tests/fixtures' seed-style
+Keras model.  Usage: python3 fuzz/make_corpus.py BUILD/normnet"""
+import gzip, os, shutil, struct, subprocess, sys, tempfile, zipfile, zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FMNIST = "/usr/share/datasets/fashion-mnist"
@@ -91,8 +92,15 @@ with tempfile.TemporaryDirectory() as tmp:
             put("activations", "small.csv", open(os.path.join(run, "activations.csv"), "rb").read())
         if name == "lenet":
             put("activations", "lenet.csv", open(os.path.join(run, "activations.csv"), "rb").read())
+        if name in ("lenet", "cnn"):  # a Keras config.json, as normnet export writes it
+            keras = os.path.join(tmp, name + ".keras")
+            subprocess.run([cli, "export", run, "--format", "keras", "--out", keras], check=True, capture_output=True)
+            put("keras_config", name + ".json", zipfile.ZipFile(keras).read("config.json"))
 put("spec", "norms.spec", (b"input shape=3x8x8\nconv2d filters=4 kernel=3 pad=1\ngroupnorm groups=2\nrelu\n"
                            b"conv2d filters=4 kernel=3\ninstancenorm\nsigmoid\navgpool2d size=2\nlayernorm\n"
                            b"global_avgpool\nflatten\ndropout rate=0.5\ndense units=4\nbatchnorm momentum=cumulative\n"
                            b"tanh\ndense units=3\n"))
+# Keras's own config.json of a model written as the seeds write them (tests/fixtures)
+put("keras_config", "seed_style.json",
+    zipfile.ZipFile(os.path.join(HERE, "..", "tests", "fixtures", "keras_small_seed.keras")).read("config.json"))
 print("corpus written to", out)

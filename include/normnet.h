@@ -549,8 +549,15 @@ NN_API nn_status nn_checkpoint_read_weights(const nn_checkpoint *c, nn_model *m,
  * the loaded model with the same optimizer kind). */
 NN_API nn_status nn_checkpoint_read_optimizer(const nn_checkpoint *c, nn_model *m, nn_optimizer *opt, nn_error *err);
 
-/* By path (open, one read, close). */
+/* By path (open, one read, close). A Keras 3 .keras file, or a legacy Keras HDF5 file
+ * (model.save("x.h5")), loads too: with `spec`, or (spec NULL) with the architecture its
+ * config describes (a Sequential of Keras layers normnet has; a final softmax is left to the
+ * loss, so the model's outputs are Keras's logits); a bare .weights.h5 needs the spec. */
 NN_API nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_model **out, nn_error *err);
+/* The spec of the model a file holds: a checkpoint's recorded one, or a Keras file's
+ * architecture as nn_checkpoint_load reads it (for a caller that adjusts it, e.g.
+ * nn_spec_set_max_params, before nn_checkpoint_load). */
+NN_API nn_status nn_checkpoint_load_spec(const char *path, nn_spec **out, nn_error *err);
 NN_API nn_status nn_checkpoint_load_optimizer(const char *path, nn_model *m, nn_optimizer *opt, nn_error *err);
 /* Fine-tuning by path: nn_checkpoint_read_weights, or a Keras .keras / .weights.h5 file. */
 NN_API nn_status nn_checkpoint_load_weights(const char *path, nn_model *m, nn_error *err);

@@ -63,6 +63,28 @@ static void expect_same_tensors(nn_model *a, nn_model *b) {
 }
 
 
+/* Eval-mode outputs of a and b on the same random inputs: bit for bit (the same operations on
+ * the same weights). */
+static void expect_same_outputs(nn_model *a, nn_model *b, uint64_t seed) {
+  const nn_layer *L = &a->layers[0];
+  const size_t n = 3, per = (size_t)L->in.c * (L->in.rank == 3 ? (size_t)L->in.h * (size_t)L->in.w : 1);
+  float *x = malloc(n * per * sizeof *x);
+  nn_rng rng;
+  nn_rng_seed(&rng, seed);
+  for (size_t i = 0; i < n * per; i++) x[i] = (float)nn_rng_normal(&rng);
+  const float *ya = NULL, *yb = NULL;
+  nn_error err = {0};
+  if (nn_model_forward(a, x, NULL, (int)n, NN_MODE_EVAL, NULL, NULL, &ya, &err)) fail_msg("%s", err.msg);
+  const int out = a->layers[a->nlayers - 1].out.c;
+  float *keep = malloc(n * (size_t)out * sizeof *keep);
+  memcpy(keep, ya, n * (size_t)out * sizeof *keep);
+  if (nn_model_forward(b, x, NULL, (int)n, NN_MODE_EVAL, NULL, NULL, &yb, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(b->layers[b->nlayers - 1].out.c, out);
+  if (memcmp(keep, yb, n * (size_t)out * sizeof *keep)) fail_msg("the imported model's outputs differ");
+  free(keep);
+  free(x);
+}
+
 /* Copy model.weights.h5 out of a .keras archive. */
 static void extract_weights(const char *keras, const char *h5) {
   int ze = 0;
@@ -99,22 +121,32 @@ static void test_round_trip(void **state) {
     extract_weights(path, h5);
     if (nn_checkpoint_load(h5, s, &c, &err)) fail_msg("%s: %s", h5, err.msg);
     expect_same_tensors(a, c);
+    nn_model_free(c);
+    /* without the spec: the architecture from the exported config computes the same outputs */
+    if (nn_checkpoint_load(path, NULL, &c, &err)) fail_msg("%s without a spec: %s", path, err.msg);
+    expect_same_outputs(a, c, 70 + (uint64_t)i);
+    assert_int_equal(nn_model_input_norm(c, &norm), 1);
     nn_model_free(a), nn_model_free(b), nn_model_free(c);
     nn_spec_free(s);
   }
 }
 
+/* A real Keras file's logits for the fixture's inputs, within 1e-5 of Keras's: with the given
+ * spec, or (spec_text NULL) with the architecture read from the file's own config. */
 static void real_case(const nn_fixture *fx, const char *name, const char *ext, const char *spec_text, int c, int h,
                       int w) {
   char path[4096], key[64];
   snprintf(path, sizeof path, "%s/keras_%s.%s", getenv("NN_FIXTURES"), name, ext);
-  nn_spec *s = spec_of(spec_text);
+  nn_spec *s = spec_text ? spec_of(spec_text) : NULL;
   nn_model *m = NULL;
   nn_error err = {0};
   if (nn_checkpoint_load(path, s, &m, &err)) fail_msg("%s", err.msg);
   snprintf(key, sizeof key, "%s.x", name);
   size_t n = 5, per = (size_t)c * h * w;
   float *x = fx_floats(fx, key, n * per);
+  nn_input_norm norm;
+  if (nn_model_input_norm(m, &norm)) /* a Rescaling layer: the transform the data pipeline applies */
+    for (size_t i = 0; i < n * per; i++) x[i] = (x[i] - norm.mean) / norm.std;
   const float *logits = NULL;
   assert_int_equal(nn_model_forward(m, x, NULL, (int)n, NN_MODE_EVAL, NULL, NULL, &logits, &err), NN_OK);
   snprintf(key, sizeof key, "%s.logits", name);
@@ -134,6 +166,15 @@ static void test_real_keras_files(void **state) {
     real_case(fx, "small_cnn", ext[e],
               "input shape=2x6x6\nconv2d filters=4 kernel=3 pad=1\nrelu\nbatchnorm convention=keras\nmaxpool2d "
               "size=2\nflatten\ndense units=3\n",
+              2, 6, 6);
+    /* without a spec: the architecture from the file's config */
+    real_case(fx, "small_mlp", ext[e], NULL, 1, 1, 6);
+    real_case(fx, "small_cnn", ext[e], NULL, 2, 6, 6);
+    /* as the seeds write models: Rescaling, activations and the final softmax inside layers */
+    real_case(fx, "small_seed", ext[e], NULL, 2, 6, 6);
+    real_case(fx, "small_seed", ext[e],
+              "input shape=2x6x6\nconv2d filters=4 kernel=3 pad=1\nrelu\nbatchnorm convention=keras\navgpool2d "
+              "size=2\nflatten\ndropout rate=0.1\ndense units=8\ntanh\nlayernorm eps=1e-3\ndense units=3\n",
               2, 6, 6);
   }
   fx_free(fx);
@@ -160,7 +201,11 @@ static void test_refusals(void **state) {
   expect_load_error(path, "input shape=6\ndense units=5\nbatchnorm\nrelu\ndense units=3\n", NN_ERR_SHAPE,
                     "layer 1 (batchnorm, line 3)", "epsilon");
   expect_load_error(path, "input shape=6\ndense units=5\nrelu\ndense units=3\n", NN_ERR_SHAPE, "3 Keras layers", "2 layers");
-  expect_load_error(path, NULL, NN_ERR_FORMAT, "Keras .keras file", "--model");
+  /* a weights-only file has no architecture: the spec must be given */
+  char wpath[512];
+  snprintf(wpath, sizeof wpath, "%s/only.weights.h5", dir);
+  extract_weights(path, wpath);
+  expect_load_error(wpath, NULL, NN_ERR_FORMAT, "Keras", "--model");
   snprintf(path, sizeof path, "%s/keras_small_mlp.h5", getenv("NN_FIXTURES"));
   expect_load_error(path, "input shape=6\ndense units=5\nrelu\ndense units=3\n", NN_ERR_SHAPE, "3 legacy Keras layers",
                     "2 layers");

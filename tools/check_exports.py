@@ -15,9 +15,10 @@ output of the layer before.
 Also a spec with every layer kind (group/layer/instance norm, padding, dropout, BN after
 Flatten, an input transform) with random weights, through both runtimes.
 
-Then the other direction: a seed-000 MLP trained in Keras (Dense-BN-ReLU x3, Dense,
-softmax; Adam) is saved as .keras, imported by `normnet eval --checkpoint`, and must
-evaluate to Keras's own accuracy. Exit status 0 only if every check passes.
+Then the other direction: a seed-000 MLP trained in Keras (Dense-BN-ReLU x3, Dense with the
+softmax inside, as the seed writes it; Adam) is saved as .keras and as legacy .h5, imported
+by `normnet eval --checkpoint X --model mlp` and by `normnet eval X` (the architecture from
+the file's config), and must evaluate to Keras's own accuracy each way. Exit status 0 only if every check passes.
 """
 import argparse
 import ctypes
@@ -246,19 +247,25 @@ def keras_mlp_import(args, work, x_test, y_test, lines):
     layers = [keras.Input((784,))]
     for units in (128, 64, 32):
         layers += [keras.layers.Dense(units), keras.layers.BatchNormalization(), keras.layers.Activation("relu")]
-    layers += [keras.layers.Dense(10), keras.layers.Activation("softmax")]
+    layers += [keras.layers.Dense(10, activation="softmax")]  # as seed 000 writes it
     model = keras.Sequential(layers)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(xtr[:args.keras_train], ytr[:args.keras_train], batch_size=32, epochs=1, verbose=0)
     path = os.path.join(work, "keras-mlp.keras")
     model.save(path)
+    legacy = os.path.join(work, "keras-mlp.h5")
+    model.save(legacy)  # the legacy HDF5 format, as seed 001 saves
     x = x_test.reshape(len(x_test), -1).astype(np.float32) / np.float32(255)
     keras_acc = float(model.evaluate(x, y_test, batch_size=500, verbose=0)[1])
-    out = json.loads(run([args.normnet, "eval", "--checkpoint", path, "--model", "mlp", "--json"]))
-    ok = abs(out["accuracy"] - keras_acc) < 0.5 / len(y_test)
-    lines.append(f"| Keras-trained mlp imported ({args.keras_train} training samples, 1 epoch) | {len(y_test)} | "
-                 f"Keras {keras_acc:.4f} | normnet {out['accuracy']:.4f} | {'ok' if ok else 'MISMATCH'} |")
-    return ok
+    all_ok = True
+    for how, argv in (("with --model mlp", ["--checkpoint", path, "--model", "mlp"]),
+                      ("its own architecture", [path]), ("legacy .h5, its own architecture", [legacy])):
+        out = json.loads(run([args.normnet, "eval"] + argv + ["--json"]))
+        ok = abs(out["accuracy"] - keras_acc) < 0.5 / len(y_test)
+        all_ok &= ok
+        lines.append(f"| Keras-trained mlp imported, {how} ({args.keras_train} training samples, 1 epoch) | "
+                     f"{len(y_test)} | Keras {keras_acc:.4f} | normnet {out['accuracy']:.4f} | {'ok' if ok else 'MISMATCH'} |")
+    return all_ok
 
 
 def main():

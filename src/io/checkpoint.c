@@ -367,6 +367,19 @@ nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_model **o
   return st;
 }
 
+nn_status nn_checkpoint_load_spec(const char *path, nn_spec **out, nn_error *err) {
+  if (!out) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_load_spec: out is NULL");
+  *out = NULL;
+  nn_file_kind kind = NN_FILE_OTHER;
+  if (path && nn_file_kind_of(path, &kind, NULL) == NN_OK && (kind == NN_FILE_ZIP || kind == NN_FILE_HDF5))
+    return nn_keras_read_spec(path, kind, out, err);
+  nn_checkpoint *c = NULL;
+  nn_status st = nn_checkpoint_open(path, &c, err);
+  if (!st) st = nn_checkpoint_read_spec(c, out, err);
+  nn_checkpoint_close(c);
+  return st;
+}
+
 nn_status nn_checkpoint_load_weights(const char *path, nn_model *m, nn_error *err) {
   nn_file_kind kind = NN_FILE_OTHER;
   if (path && m && nn_file_kind_of(path, &kind, NULL) == NN_OK && (kind == NN_FILE_ZIP || kind == NN_FILE_HDF5))

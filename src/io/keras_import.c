@@ -30,6 +30,8 @@
 #include "base/file_read.h"
 #include "export/keras_layout.h"
 #include "io/keras_import.h"
+#include "io/keras_json.h"
+#include "io/keras_spec.h"
 #include "model/model.h"
 
 nn_file_kind nn_file_sniff(const unsigned char *head, size_t len) {
@@ -87,7 +89,8 @@ typedef struct {
   unsigned char *h5img; /* model.weights.h5 bytes from the archive */
   json_t *config;       /* NULL for a bare .weights.h5 */
   hid_t file;
-  const char *legacy; /* legacy Keras HDF5 (model.save("x.h5")): the group holding the layers */
+  const char *legacy;    /* legacy Keras HDF5 (model.save("x.h5")): the group holding the layers */
+  json_t *legacy_config; /* its root attribute model_config, if any */
 } ksrc;
 
 /* A string-array attribute (variable or fixed length) of obj: its count, and with out != NULL
@@ -127,6 +130,38 @@ static int string_attr(hid_t obj, const char *name, char (*out)[96], int max) {
   return count;
 }
 
+/* A scalar string attribute of obj (variable or fixed length, at most `limit` bytes),
+ * malloc'd; NULL if absent or of another kind. */
+static char *text_attr(hid_t obj, const char *name, size_t limit) {
+  if (H5Aexists(obj, name) <= 0) return NULL;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t ft = a >= 0 ? H5Aget_type(a) : -1, sp = a >= 0 ? H5Aget_space(a) : -1;
+  char *out = NULL;
+  if (ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING && H5Sget_simple_extent_npoints(sp) == 1) {
+    if (H5Tis_variable_str(ft) > 0) {
+      hid_t mt = H5Tcopy(H5T_C_S1);
+      H5Tset_size(mt, H5T_VARIABLE);
+      char *v = NULL;
+      if (H5Aread(a, mt, &v) >= 0 && v) {
+        size_t n = strnlen(v, limit + 1);
+        if (n <= limit && (out = malloc(n + 1))) memcpy(out, v, n), out[n] = 0;
+        H5free_memory(v);
+      }
+      H5Tclose(mt);
+    } else {
+      size_t w = H5Tget_size(ft);
+      if (w > 0 && w <= limit && (out = calloc(w + 1, 1)) && H5Aread(a, ft, out) < 0) {
+        free(out);
+        out = NULL;
+      }
+    }
+  }
+  if (sp >= 0) H5Sclose(sp);
+  if (ft >= 0) H5Tclose(ft);
+  if (a >= 0) H5Aclose(a);
+  return out;
+}
+
 static char *zip_entry(zip_t *za, const char *name, size_t *len, size_t limit) {
   zip_stat_t st;
   zip_stat_init(&st);
@@ -145,6 +180,22 @@ static char *zip_entry(zip_t *za, const char *name, size_t *len, size_t limit) {
   return buf;
 }
 
+/* config.json of the archive za (the .keras file at path), parsed. */
+static nn_status zip_config(zip_t *za, const char *path, json_t **out, nn_error *err) {
+  size_t clen = 0;
+  char *cfg = zip_entry(za, "config.json", &clen, (size_t)64 << 20);
+  *out = NULL;
+  if (!cfg) {
+    if (torch_zip(path)) return nn_torch_refusal(path, err);
+    return nn_err_set(err, NN_ERR_FORMAT, "%s: a zip archive without config.json and model.weights.h5 (not a Keras 3 .keras file)", path);
+  }
+  json_error_t je;
+  *out = json_loadb(cfg, clen, JSON_REJECT_DUPLICATES, &je);
+  free(cfg);
+  if (!*out) return nn_err_set(err, NN_ERR_FORMAT, "%s: config.json line %d: %s", path, je.line, je.text);
+  return NN_OK;
+}
+
 static nn_status open_source(const char *path, nn_file_kind kind, ksrc *k, nn_error *err) {
   memset(k, 0, sizeof *k);
   k->path = path;
@@ -158,26 +209,15 @@ static nn_status open_source(const char *path, nn_file_kind kind, ksrc *k, nn_er
       H5Pclose(fapl);
       return nn_err_set(err, NN_ERR_FORMAT, "%s: not a readable zip archive", path);
     }
-    size_t clen = 0, hlen = 0;
-    char *cfg = zip_entry(za, "config.json", &clen, (size_t)64 << 20);
-    if (!cfg && torch_zip(path)) {
-      zip_discard(za);
-      H5Pclose(fapl);
-      return nn_torch_refusal(path, err);
-    }
-    k->h5img = (unsigned char *)zip_entry(za, "model.weights.h5", &hlen, (size_t)4 << 30);
+    size_t hlen = 0;
+    nn_status st = zip_config(za, path, &k->config, err);
+    k->h5img = st ? NULL : (unsigned char *)zip_entry(za, "model.weights.h5", &hlen, (size_t)4 << 30);
     zip_discard(za);
-    if (!cfg || !k->h5img) {
-      free(cfg);
+    if (!st && !k->h5img)
+      st = nn_err_set(err, NN_ERR_FORMAT, "%s: a zip archive without config.json and model.weights.h5 (not a Keras 3 .keras file)", path);
+    if (st) {
       H5Pclose(fapl);
-      return nn_err_set(err, NN_ERR_FORMAT, "%s: a zip archive without config.json and model.weights.h5 (not a Keras 3 .keras file)", path);
-    }
-    json_error_t je;
-    k->config = json_loadb(cfg, clen, JSON_REJECT_DUPLICATES, &je);
-    free(cfg);
-    if (!k->config) {
-      H5Pclose(fapl);
-      return nn_err_set(err, NN_ERR_FORMAT, "%s: config.json line %d: %s", path, je.line, je.text);
+      return st;
     }
     if (H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 || H5Pset_file_image(fapl, k->h5img, hlen) < 0) {
       H5Pclose(fapl);
@@ -192,6 +232,9 @@ static nn_status open_source(const char *path, nn_file_kind kind, ksrc *k, nn_er
   if (kind == NN_FILE_HDF5 && H5Lexists(k->file, "layers", H5P_DEFAULT) <= 0) {
     if (H5Lexists(k->file, "model_weights", H5P_DEFAULT) > 0) k->legacy = "model_weights";
     else if (H5Aexists(k->file, "layer_names") > 0) k->legacy = "/";
+    char *cfg = k->legacy ? text_attr(k->file, "model_config", (size_t)64 << 20) : NULL;
+    if (cfg) k->legacy_config = json_loads(cfg, JSON_REJECT_DUPLICATES, NULL);
+    free(cfg);
   }
   return NN_OK;
 }
@@ -199,6 +242,7 @@ static nn_status open_source(const char *path, nn_file_kind kind, ksrc *k, nn_er
 static void close_source(ksrc *k) {
   if (k->file >= 0) H5Fclose(k->file);
   json_decref(k->config);
+  json_decref(k->legacy_config);
   free(k->h5img);
 }
 
@@ -314,27 +358,6 @@ static void auto_base(const char *cls, char *out, size_t len) {
   out[o] = 0;
 }
 
-static double jnum(json_t *o, const char *key, double dflt) {
-  json_t *v = json_object_get(o, key);
-  return json_is_number(v) ? json_number_value(v) : dflt;
-}
-
-static int jint_at(json_t *o, const char *key, int idx, int dflt) {
-  json_t *v = json_object_get(o, key);
-  if (json_is_array(v)) v = json_array_get(v, (size_t)idx);
-  return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
-}
-
-static int jbool(json_t *o, const char *key, int dflt) {
-  json_t *v = json_object_get(o, key);
-  return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
-
-static const char *jstr(json_t *o, const char *key) {
-  const char *s = json_string_value(json_object_get(o, key));
-  return s ? s : "";
-}
-
 static int close_to(double a, double b) { return a == b || (a - b) * (a - b) <= 1e-18 * (a * a + b * b); }
 
 /* Check a Keras layer's config against our layer (from a .keras file). */
@@ -345,43 +368,45 @@ static nn_status check_config(const ksrc *k, const klayer *kl, const nn_model *m
   const char *why = NULL;
   char buf[160];
   if (L->kind == NN_LAYER_DENSE) {
-    if (jint_at(c, "units", 0, -1) != L->out.c) why = "units differ";
-    else if (jbool(c, "use_bias", 1) != L->cfg.dense.bias) why = "use_bias differs from bias";
+    if (kj_int_at(c, "units", 0, -1) != L->out.c) why = "units differ";
+    else if (kj_bool(c, "use_bias", 1) != L->cfg.dense.bias) why = "use_bias differs from bias";
   } else if (L->kind == NN_LAYER_CONV2D) {
     const nn_conv2d_cfg *cc = &L->cfg.conv;
-    const char *pad = jstr(c, "padding");
+    const char *pad = kj_str(c, "padding");
     int same_pad = !strcmp(pad, "same") ? (cc->kernel - 1) / 2 : -1;
-    if (jint_at(c, "filters", 0, -1) != cc->filters) why = "filters differ";
-    else if (jint_at(c, "kernel_size", 0, -1) != cc->kernel || jint_at(c, "kernel_size", 1, -1) != cc->kernel)
+    if (kj_int_at(c, "filters", 0, -1) != cc->filters) why = "filters differ";
+    else if (kj_int_at(c, "kernel_size", 0, -1) != cc->kernel || kj_int_at(c, "kernel_size", 1, -1) != cc->kernel)
       why = "kernel_size differs";
-    else if (jint_at(c, "strides", 0, 1) != cc->stride || jint_at(c, "strides", 1, 1) != cc->stride)
+    else if (kj_int_at(c, "strides", 0, 1) != cc->stride || kj_int_at(c, "strides", 1, 1) != cc->stride)
       why = "strides differ";
-    else if (jbool(c, "use_bias", 1) != cc->bias) why = "use_bias differs from bias";
-    else if (strcmp(jstr(c, "data_format"), "channels_first") == 0) why = "data_format channels_first is not supported";
+    else if (kj_bool(c, "use_bias", 1) != cc->bias) why = "use_bias differs from bias";
+    else if (strcmp(kj_str(c, "data_format"), "channels_first") == 0) why = "data_format channels_first is not supported";
     else if (!(same_pad >= 0 ? same_pad == cc->pad && cc->kernel % 2 == 1 && cc->stride == 1 && kl->pad == 0
                              : !strcmp(pad, "valid") && kl->pad == cc->pad))
       why = "padding differs from pad";
   } else if (L->kind == NN_LAYER_BATCHNORM || (L->kind == NN_LAYER_INSTANCENORM && L->cfg.gn.track_running_stats)) {
     int affine = L->kind == NN_LAYER_BATCHNORM ? L->cfg.bn.affine : L->cfg.gn.affine;
     double eps = L->kind == NN_LAYER_BATCHNORM ? L->cfg.bn.eps : L->cfg.gn.eps;
-    if (jbool(c, "center", 1) != affine || jbool(c, "scale", 1) != affine) why = "center/scale differ from affine";
-    else if (!close_to(jnum(c, "epsilon", 1e-3), eps)) {
-      snprintf(buf, sizeof buf, "epsilon %g differs from eps %g", jnum(c, "epsilon", 1e-3), eps);
+    if (kj_bool(c, "center", 1) != affine || kj_bool(c, "scale", 1) != affine) why = "center/scale differ from affine";
+    else if (!close_to(kj_num(c, "epsilon", 1e-3), eps)) {
+      snprintf(buf, sizeof buf, "epsilon %g differs from eps %g", kj_num(c, "epsilon", 1e-3), eps);
       why = buf;
     }
   } else if (L->kind == NN_LAYER_GROUPNORM || L->kind == NN_LAYER_INSTANCENORM || L->kind == NN_LAYER_LAYERNORM) {
     int groups = L->kind == NN_LAYER_GROUPNORM ? L->cfg.gn.groups : L->in.c;
-    if (L->kind != NN_LAYER_LAYERNORM && jint_at(c, "groups", 0, 32) != groups) why = "groups differ";
-    else if (jbool(c, "center", 1) != L->cfg.gn.affine || jbool(c, "scale", 1) != L->cfg.gn.affine)
+    if (L->kind != NN_LAYER_LAYERNORM && kj_int_at(c, "groups", 0, 32) != groups) why = "groups differ";
+    else if (kj_bool(c, "center", 1) != L->cfg.gn.affine || kj_bool(c, "scale", 1) != L->cfg.gn.affine)
       why = "center/scale differ from affine";
-    else if (!close_to(jnum(c, "epsilon", 1e-3), L->cfg.gn.eps)) why = "epsilon differs from eps";
+    else if (!close_to(kj_num(c, "epsilon", 1e-3), L->cfg.gn.eps)) why = "epsilon differs from eps";
   }
   if (!why && (L->kind == NN_LAYER_DENSE || L->kind == NN_LAYER_CONV2D)) {
-    const char *act = jstr(c, "activation");
+    const char *act = kj_str(c, "activation");
     nn_layer_kind want = !strcmp(act, "relu") ? NN_LAYER_RELU : !strcmp(act, "sigmoid") ? NN_LAYER_SIGMOID
                                                             : !strcmp(act, "tanh")      ? NN_LAYER_TANH
                                                                                         : NN_LAYER__COUNT;
-    if (*act && strcmp(act, "linear") && (want == NN_LAYER__COUNT || li + 1 >= m->nlayers || m->layers[li + 1].kind != want)) {
+    const int final_softmax = !strcmp(act, "softmax") && li + 1 == m->nlayers; /* the model's logits, Keras's softmax */
+    if (*act && strcmp(act, "linear") && !final_softmax &&
+        (want == NN_LAYER__COUNT || li + 1 >= m->nlayers || m->layers[li + 1].kind != want)) {
       snprintf(buf, sizeof buf, "activation '%s' inside the layer is not the model's next layer", act);
       why = buf;
     }
@@ -434,6 +459,23 @@ static nn_status load_layer(ksrc *k, const char *kname, nn_layer *L, nn_keras_fl
 
 static int has_tensors(const nn_layer *L) { return L->nparam + L->nstate > 0; }
 
+/* A Rescaling before the config's first layer with weights becomes the model's input
+ * transform: x * scale + offset = (x - mean) / std, as the exporter writes it. */
+static nn_status rescaling_input(const json_t *config, nn_model *m, nn_error *err) {
+  const json_t *layers = json_object_get(json_object_get(config, "config"), "layers");
+  for (size_t i = 0; i < json_array_size(layers); i++) {
+    const json_t *L = json_array_get(layers, i), *c = json_object_get(L, "config");
+    const char *cls = kj_str(L, "class_name");
+    if (weighted_class(cls)) break;
+    if (!strcmp(cls, "Rescaling") && kj_num(c, "scale", 0) > 0) {
+      double scale = kj_num(c, "scale", 1), offset = kj_num(c, "offset", 0);
+      nn_input_norm norm = {(float)(-offset / scale), (float)(1.0 / scale)};
+      return nn_model_set_input(m, &norm, NULL, err);
+    }
+  }
+  return NN_OK;
+}
+
 nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, nn_error *err) {
   H5E_auto2_t fn;
   void *data;
@@ -445,16 +487,16 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
   int nk = 0;
   if (!st && k.config) {
     json_t *layers = json_object_get(json_object_get(k.config, "config"), "layers");
-    if (strcmp(jstr(k.config, "class_name"), "Sequential") || !json_is_array(layers))
+    if (strcmp(kj_str(k.config, "class_name"), "Sequential") || !json_is_array(layers))
       st = nn_err_set(err, NN_ERR_FORMAT, "%s: config.json is not a keras.Sequential (class %s)", path,
-                      jstr(k.config, "class_name"));
+                      kj_str(k.config, "class_name"));
     kl = st ? NULL : calloc(json_array_size(layers) + 1, sizeof *kl);
     if (!st && !kl) st = nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
     int pad = 0;
     class_counter cc = {0};
     for (size_t i = 0; !st && i < json_array_size(layers); i++) {
       json_t *L = json_array_get(layers, i), *c = json_object_get(L, "config");
-      const char *cls = jstr(L, "class_name");
+      const char *cls = kj_str(L, "class_name");
       char wname[96];
       if (strcmp(cls, "InputLayer")) weights_name(&cc, cls, wname, sizeof wname);
       if (!strcmp(cls, "ZeroPadding2D")) {
@@ -463,21 +505,16 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
                                  : (int)json_integer_value(json_array_get(json_array_get(p, 0), 0));
         continue;
       }
-      if (!strcmp(cls, "Rescaling") && nk == 0 && jnum(c, "scale", 0) > 0) {
-        /* the input transform x * scale + offset = (x - mean) / std, as the exporter writes it */
-        double scale = jnum(c, "scale", 1), offset = jnum(c, "offset", 0);
-        nn_input_norm norm = {(float)(-offset / scale), (float)(1.0 / scale)};
-        st = nn_model_set_input(m, &norm, NULL, err);
-      }
       if (!weighted_class(cls)) continue;
-      if (strcmp(cls, "BatchNormalization") && strcmp(cls, "Dense") && strcmp(cls, "Conv2D") && !jbool(c, "center", 1) &&
-          !jbool(c, "scale", 1))
+      if (strcmp(cls, "BatchNormalization") && strcmp(cls, "Dense") && strcmp(cls, "Conv2D") && !kj_bool(c, "center", 1) &&
+          !kj_bool(c, "scale", 1))
         continue; /* a normalization without variables */
-      kl[nk] = (klayer){cls, jstr(c, "name"), "", c, pad};
+      kl[nk] = (klayer){cls, kj_str(c, "name"), "", c, pad};
       snprintf(kl[nk++].path, sizeof kl[0].path, "%s", wname);
       pad = 0;
     }
   }
+  if (!st && (k.config || k.legacy_config)) st = rescaling_input(k.config ? k.config : k.legacy_config, m, err);
   int ki = 0, nours = 0;
   for (int i = 0; i < m->nlayers; i++) nours += has_tensors(&m->layers[i]);
   char(*legacy)[96] = NULL; /* legacy HDF5: the layers with weights, in the file's order */
@@ -546,11 +583,49 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
   return st;
 }
 
+nn_status nn_keras_read_spec(const char *path, nn_file_kind kind, nn_spec **out, nn_error *err) {
+  *out = NULL;
+  H5E_auto2_t fn;
+  void *data;
+  H5Eget_auto2(H5E_DEFAULT, &fn, &data);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  ksrc k;
+  json_t *own = NULL; /* a .keras file: its config alone, not the weights */
+  nn_status st = NN_OK;
+  if (kind == NN_FILE_ZIP) {
+    memset(&k, 0, sizeof k);
+    k.file = -1;
+    int ze = 0;
+    zip_t *za = zip_open(path, ZIP_RDONLY, &ze);
+    if (!za) st = nn_err_set(err, NN_ERR_FORMAT, "%s: not a readable zip archive", path);
+    else st = zip_config(za, path, &own, err), zip_discard(za);
+  } else {
+    st = open_source(path, kind, &k, err);
+  }
+  const json_t *config = st ? NULL : own ? own
+                                         : k.legacy_config;
+  char *text = NULL;
+  if (!st && !config) st = nn_not_safetensors(path, kind, err); /* weights only: the spec must be given */
+  if (!st) st = nn_keras_config_spec(config, path, &text, err);
+  if (!st) st = nn_spec_parse(text, path, out, err);
+  free(text);
+  json_decref(own);
+  close_source(&k);
+  H5Eset_auto2(H5E_DEFAULT, fn, data);
+  return st;
+}
+
 nn_status nn_keras_load(const char *path, nn_file_kind kind, const nn_spec *spec, nn_model **out, nn_error *err) {
   *out = NULL;
-  if (!spec) return nn_not_safetensors(path, kind, err); /* PyTorch zip, or Keras without a spec */
+  nn_spec *own = NULL;
+  if (!spec) { /* the architecture in the file's config */
+    nn_status st = nn_keras_read_spec(path, kind, &own, err);
+    if (st) return st;
+    spec = own;
+  }
   nn_model *m = NULL;
   nn_status st = nn_model_create(spec, &m, err);
+  nn_spec_free(own);
   if (st) return st;
   nn_rng rng;
   nn_rng_seed(&rng, 0);

@@ -20,8 +20,13 @@ nn_status nn_file_kind_of(const char *path, nn_file_kind *kind, nn_error *err);
 nn_status nn_not_safetensors(const char *path, nn_file_kind kind, nn_error *err);
 /* The error for a PyTorch pickle: how to convert it (tools/torch_interop.py from-torch). */
 nn_status nn_torch_refusal(const char *path, nn_error *err);
-/* Read a Keras .keras (kind ZIP) or .weights.h5 (kind HDF5) into a new model of spec, or
- * into an existing model. A PyTorch zip is refused with nn_torch_refusal. */
+/* The spec of the model in a Keras .keras file (kind ZIP) or legacy Keras HDF5 file
+ * (model.save("x.h5"), kind HDF5): its config's architecture (src/io/keras_spec.c); a
+ * .weights.h5 has none (the error says to give the spec). */
+nn_status nn_keras_read_spec(const char *path, nn_file_kind kind, nn_spec **out, nn_error *err);
+/* Read a Keras .keras (kind ZIP) or .weights.h5 (kind HDF5) into a new model of spec (NULL:
+ * nn_keras_read_spec's), or into an existing model. A PyTorch zip is refused with
+ * nn_torch_refusal. */
 nn_status nn_keras_load(const char *path, nn_file_kind kind, const nn_spec *spec, nn_model **out, nn_error *err);
 nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, nn_error *err);
 

@@ -1,0 +1,34 @@
+/* Reading Keras's config.json values with defaults (internal to src/io/): a missing or
+ * mistyped value is the default, never an error, so each caller decides what it accepts. */
+#ifndef NN_IO_KERAS_JSON_H
+#define NN_IO_KERAS_JSON_H
+#include <jansson.h>
+
+/* o[key] as a number, or dflt. */
+static inline double kj_num(const json_t *o, const char *key, double dflt) {
+  const json_t *v = json_object_get(o, key);
+  return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+/* o[key] as an integer, or its element idx when it is an array (Keras writes kernel_size
+ * and strides as pairs), or dflt. */
+static inline int kj_int_at(const json_t *o, const char *key, int idx, int dflt) {
+  const json_t *v = json_object_get(o, key);
+  if (json_is_array(v)) v = json_array_get(v, (size_t)idx);
+  return json_is_integer(v) && json_integer_value(v) >= -(1LL << 30) && json_integer_value(v) <= (1LL << 30)
+             ? (int)json_integer_value(v)
+             : dflt;
+}
+
+static inline int kj_bool(const json_t *o, const char *key, int dflt) {
+  const json_t *v = json_object_get(o, key);
+  return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+/* o[key] as a string, or "". */
+static inline const char *kj_str(const json_t *o, const char *key) {
+  const char *s = json_string_value(json_object_get(o, key));
+  return s ? s : "";
+}
+
+#endif

@@ -1,0 +1,13 @@
+/* The model spec of a Keras 3 Sequential's config.json (src/io/keras_spec.c). */
+#ifndef NN_IO_KERAS_SPEC_H
+#define NN_IO_KERAS_SPEC_H
+#include "normnet.h"
+
+struct json_t;
+
+/* The spec text (malloc'd) of the Keras layers in `config` (the parsed config.json of the
+ * .keras file at path, named in errors); NN_ERR_FORMAT naming the Keras layer and why it has
+ * no normnet counterpart. */
+nn_status nn_keras_config_spec(const struct json_t *config, const char *path, char **text, nn_error *err);
+
+#endif
