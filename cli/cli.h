@@ -98,6 +98,10 @@ int cli_model_trained(const char *cmd, cli_model *cm, const char *ckpt);
 /* nn_checkpoint_load under --max-params: a checkpoint's recorded spec gets the limit before
  * the model is built (spec, when given, carries its own). */
 int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, nn_model **out);
+/* The architecture of a resolved checkpoint (cm->checkpoint: a run, a safetensors checkpoint
+ * or a Keras file) as cm->spec, to train afresh (under --max-params), and its input
+ * transform (*has_norm 0 if it records none). */
+int cli_model_checkpoint_spec(const char *cmd, cli_model *cm, nn_input_norm *norm, int *has_norm);
 /* With --max-params given: whether the checkpoint's recorded model is within it (loaded
  * under the limit and freed; an error printed if not). EXIT_OK at once without it. */
 int cli_checkpoint_check(const char *cmd, const char *path);

@@ -24,7 +24,9 @@ const char cli_train_options_help[] =
     "  --nesterov                Nesterov momentum\n"
     "  --weight-decay W          L2 (SGD, Adam) or decoupled (AdamW) weight decay\n"
     "  --init default|xavier|CHECKPOINT  weight init: PyTorch's default, Xavier/Glorot-uniform, or\n"
-    "                            the weights and statistics of a checkpoint or run (fine-tuning)\n"
+    "                            the weights and statistics of a checkpoint, run or Keras file\n"
+    "                            (fine-tuning; without --model, its architecture and input\n"
+    "                            transform too)\n"
     "  --input-norm MEAN,STD     pixel transform (u8/255 - MEAN)/STD (lenet: 0.5,0.5)\n"
     "  --augment LIST            training-only augmentation: flip,rotate=F,crop=N\n"
     "  --seed S                  seed of weights, shuffling and augmentation (default 42)\n"
@@ -332,18 +334,39 @@ static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
   return EXIT_OK;
 }
 
+/* The value of --init when it names a checkpoint or run (not default or xavier), else NULL. */
+static const char *init_from(const cli_train_opts *o) {
+  const char *v = NULL;
+  for (int i = 0; i < o->nov; i++)
+    if (!strcmp(o->ov[i].key, "init")) v = o->ov[i].value;
+  return v && strcmp(v, "default") && strcmp(v, "xavier") ? v : NULL;
+}
+
 static int new_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
   cli_model cm = {0};
-  int rc = cli_model_resolve(cmd, "--model", o->model, &cm);
-  if (rc) return rc;
-  if (cm.checkpoint[0]) {
-    cli_error(cmd, "%s is a trained checkpoint; give a preset or a spec file (or --init it)", cm.what);
+  /* fine-tuning without --model: the architecture and input transform of the --init model */
+  const char *init = o->model_given ? NULL : init_from(o);
+  nn_input_norm init_norm;
+  int has_norm = 0;
+  int rc = cli_model_resolve(cmd, init ? "--init" : "--model", init ? init : o->model, &cm);
+  if (!rc && init && cm.checkpoint[0]) {
+    cli_model_free(&cm);
+    rc = cli_model_checkpoint_spec(cmd, &cm, &init_norm, &has_norm);
+  }
+  if (rc) {
+    cli_model_free(&cm);
+    return rc;
+  }
+  if (cm.checkpoint[0] && !init) {
+    cli_error(cmd, "%s is a trained checkpoint; to train on from it, give it as --init (its architecture is kept)",
+              cm.what);
     cli_model_free(&cm);
     return EXIT_USAGE;
   }
   nn_error err = {0};
   nn_recipe r = nn_recipe_default(cm.preset);
-  snprintf(r.model, sizeof r.model, "%s", o->model);
+  snprintf(r.model, sizeof r.model, "%s", init ? init : o->model);
+  if (has_norm) r.input_norm = init_norm; /* --input-norm, applied below, still wins */
   cli_model from = {0};
   /* the optimizer first: another kind resets its hyper-parameters */
   for (int pass = 0; pass < 2 && !rc; pass++)
