@@ -88,7 +88,8 @@ int cmd_predict(int argc, char **argv) {
   }
   struct stat sb;
   if (!rc && !model_arg && !ckpt && nimg > 0 &&
-      ((stat(images[0], &sb) == 0 && S_ISDIR(sb.st_mode)) || cli_has_ext(images[0], ".safetensors"))) {
+      ((stat(images[0], &sb) == 0 && S_ISDIR(sb.st_mode)) || cli_has_ext(images[0], ".safetensors") ||
+       cli_has_ext(images[0], ".keras") || cli_has_ext(images[0], ".h5"))) {
     model_arg = images[0]; /* the model first, as the other commands take it: predict RUNDIR IMAGE... */
     memmove(images, images + 1, (size_t)--nimg * sizeof *images);
   }

@@ -533,6 +533,24 @@ static void test_init_without_model(void **state) {
   tu_cli_expect_error(dir, "", args, "is a trained checkpoint", "give it as --init");
 }
 
+/* A Keras file is a model of its own for every command (its architecture from its config):
+ * summary lists it, predict takes it first (its two-channel input then refuses a gray image). */
+static void test_keras_file_as_model(void **state) {
+  (void)state;
+  char args[2048], keras[1024];
+  tu_run_result r;
+  snprintf(keras, sizeof keras, "%s/keras_small_seed.keras", getenv("NN_FIXTURES"));
+  snprintf(args, sizeof args, "summary %s", keras);
+  tu_cli_run_ok(&r, dir, args, "summary KERASFILE");
+  assert_non_null(strstr(r.out, "layernorm"));
+  unsigned char img[13 + 64] = "P5\n8 8\n255\n";
+  char pgm[600];
+  snprintf(pgm, sizeof pgm, "%s/k8.pgm", dir);
+  tu_write_file(pgm, img, sizeof img);
+  snprintf(args, sizeof args, "predict %s %s", keras, pgm);
+  tu_cli_expect_error(dir, "", args, "k8.pgm: images load as 1 or 3 channels", "not 2");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -557,6 +575,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_option_suggestions),
       cmocka_unit_test(test_train_positional_and_norm_header),
       cmocka_unit_test(test_init_without_model),
+      cmocka_unit_test(test_keras_file_as_model),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
