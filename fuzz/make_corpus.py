@@ -3,7 +3,7 @@
 the first Fashion-MNIST test images (Debian's dataset-fashion-mnist), PNG/PGM encodings of
 them, and the spec, checkpoint, history and activations files of short `normnet train`
 runs on them, with the Keras config.json of some exported, and of tests/fixtures' seed-style
-Keras model.  Usage: python3 fuzz/make_corpus.py BUILD/normnet"""
+and functional Keras models.  Usage: python3 fuzz/make_corpus.py BUILD/normnet"""
 import gzip, os, shutil, struct, subprocess, sys, tempfile, zipfile, zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -101,6 +101,6 @@ put("spec", "norms.spec", (b"input shape=3x8x8\nconv2d filters=4 kernel=3 pad=1\
                            b"global_avgpool\nflatten\ndropout rate=0.5\ndense units=4\nbatchnorm momentum=cumulative\n"
                            b"tanh\ndense units=3\n"))
 # Keras's own config.json of a model written as the seeds write them (tests/fixtures)
-put("keras_config", "seed_style.json",
-    zipfile.ZipFile(os.path.join(HERE, "..", "tests", "fixtures", "keras_small_seed.keras")).read("config.json"))
+for fixture, name in (("keras_small_seed.keras", "seed_style.json"), ("keras_small_func.keras", "functional.json")):
+    put("keras_config", name, zipfile.ZipFile(os.path.join(HERE, "..", "tests", "fixtures", fixture)).read("config.json"))
 print("corpus written to", out)

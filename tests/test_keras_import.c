@@ -176,6 +176,8 @@ static void test_real_keras_files(void **state) {
               "input shape=2x6x6\nconv2d filters=4 kernel=3 pad=1\nrelu\nbatchnorm convention=keras\navgpool2d "
               "size=2\nflatten\ndropout rate=0.1\ndense units=8\ntanh\nlayernorm eps=1e-3\ndense units=3\n",
               2, 6, 6);
+    /* seed 001 §10's functional model: one chain of layers */
+    real_case(fx, "small_func", ext[e], NULL, 2, 6, 6);
   }
   fx_free(fx);
 }
@@ -235,6 +237,58 @@ static void test_refusals(void **state) {
   assert_non_null(strstr(err.msg, "Keras"));
 }
 
+/* nn_checkpoint_load_spec of a .keras archive holding only `config` as its config.json. */
+static nn_status config_spec(const char *dir, const char *config, nn_spec **out, nn_error *err) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/config-only.keras", dir);
+  int ze = 0;
+  zip_t *za = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &ze);
+  assert_non_null(za);
+  assert_true(zip_file_add(za, "config.json", zip_source_buffer(za, config, strlen(config), 0), 0) >= 0);
+  assert_int_equal(zip_close(za), 0);
+  return nn_checkpoint_load_spec(path, out, err);
+}
+
+/* The architecture from a config: a functional model must be one chain (a branch is
+ * refused); a layer whose numbers would not be Keras's is refused by name; a softmax before
+ * the last layer too. */
+static void test_config_architectures(void **state) {
+  const char *dir = *state;
+  static const char head[] =
+      "{\"class_name\": \"Functional\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", "
+      "\"config\": {\"name\": \"in\", \"batch_shape\": [null, 4]}}, {\"class_name\": \"Dense\", "
+      "\"config\": {\"name\": \"a\", \"units\": 3}, \"inbound_nodes\": [{\"args\": [{\"config\": "
+      "{\"keras_history\": [\"in\", 0, 0]}}]}]}, {\"class_name\": \"Dense\", \"config\": {\"name\": "
+      "\"b\", \"units\": 2}, \"inbound_nodes\": [{\"args\": [{\"config\": {\"keras_history\": [\"";
+  static const char tail[] = "\", 0, 0]}}]}]}], \"input_layers\": [[\"in\", 0, 0]], \"output_layers\": [[\"b\", 0, 0]]}}";
+  char cfg[2048];
+  nn_spec *sp = NULL;
+  nn_error err = {0};
+  snprintf(cfg, sizeof cfg, "%sa%s", head, tail); /* in -> a -> b */
+  if (config_spec(dir, cfg, &sp, &err)) fail_msg("a chain: %s", err.msg);
+  char *text = nn_spec_to_text(sp);
+  assert_non_null(strstr(text, "dense units=3"));
+  assert_non_null(strstr(text, "dense units=2"));
+  free(text);
+  nn_spec_free(sp);
+  snprintf(cfg, sizeof cfg, "%sin%s", head, tail); /* b takes the input, not a: a branch */
+  assert_int_equal(config_spec(dir, cfg, &sp, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "one chain (class Functional)"));
+  static const char dilated[] =
+      "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
+      "{\"name\": \"in\", \"batch_shape\": [null, 8, 8, 1]}}, {\"class_name\": \"Conv2D\", \"config\": {\"name\": "
+      "\"c\", \"filters\": 2, \"kernel_size\": [3, 3], \"dilation_rate\": [2, 2]}}]}}";
+  assert_int_equal(config_spec(dir, dilated, &sp, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "Keras layer 1 'c' (Conv2D): dilation"));
+  static const char early_softmax[] =
+      "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
+      "{\"name\": \"in\", \"batch_shape\": [null, 4]}}, {\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", "
+      "\"units\": 3, \"activation\": \"softmax\"}}, {\"class_name\": \"Dense\", \"config\": {\"name\": \"e\", "
+      "\"units\": 2}}]}}";
+  assert_int_equal(config_spec(dir, early_softmax, &sp, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "Keras layer 1 'd' (Dense): an activation"));
+}
+
 /* HDF5 refuses to open an in-memory image whose name exists on disk: a file named
  * model.weights.h5 in the working directory (where a user unpacks a .keras) must not break
  * importing, nor be touched by exporting. */
@@ -266,6 +320,7 @@ static void test_file_named_like_the_image(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_round_trip), cmocka_unit_test(test_real_keras_files),
-                                     cmocka_unit_test(test_refusals), cmocka_unit_test(test_file_named_like_the_image)};
+                                     cmocka_unit_test(test_refusals), cmocka_unit_test(test_config_architectures),
+                                     cmocka_unit_test(test_file_named_like_the_image)};
   return cmocka_run_group_tests(tests, tu_setup_tempdir, tu_teardown_tempdir);
 }

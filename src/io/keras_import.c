@@ -487,9 +487,11 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
   int nk = 0;
   if (!st && k.config) {
     json_t *layers = json_object_get(json_object_get(k.config, "config"), "layers");
-    if (strcmp(kj_str(k.config, "class_name"), "Sequential") || !json_is_array(layers))
-      st = nn_err_set(err, NN_ERR_FORMAT, "%s: config.json is not a keras.Sequential (class %s)", path,
-                      kj_str(k.config, "class_name"));
+    if (!nn_keras_is_chain(k.config))
+      st = nn_err_set(err, NN_ERR_FORMAT,
+                      "%s: config.json is not a keras.Sequential or a functional model whose layers form one chain "
+                      "(class %s)",
+                      path, kj_str(k.config, "class_name"));
     kl = st ? NULL : calloc(json_array_size(layers) + 1, sizeof *kl);
     if (!st && !kl) st = nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
     int pad = 0;

@@ -2,7 +2,9 @@
  * .keras file written by Keras's model.save (or by normnet export) be evaluated, inspected or
  * fine-tuned without a spec beside it.
  *
- * Layer by layer, in the reverse of the exporter's mapping (src/export/keras.c):
+ * A Sequential, or a functional model (keras.Model(inputs, outputs)) whose layers form one
+ * chain from its input to its output in the config's order (seed 001 §10 builds one), layer
+ * by layer in the reverse of the exporter's mapping (src/export/keras.c):
  *   InputLayer(batch_shape [None, H, W, C] or [None, F])   input shape=CxHxW | F
  *   Rescaling (first)            nothing here: the loader makes it the input transform
  *   ZeroPadding2D(p) + Conv2D    conv2d ... pad=p (symmetric; "same": odd kernel, stride 1)
@@ -104,12 +106,56 @@ static int affine_of(const json_t *c) {
   return center == scale ? center : -1;
 }
 
+/* The name of the layer a functional layer's single input comes from (Keras 3: the
+ * keras_history of its one argument; Keras 2: [[[name, 0, 0, {}]]]), or NULL. */
+static const char *inbound_name(const json_t *L) {
+  const json_t *nodes = json_object_get(L, "inbound_nodes");
+  if (json_array_size(nodes) != 1) return NULL;
+  const json_t *node = json_array_get(nodes, 0), *h = NULL;
+  if (json_is_object(node)) {
+    const json_t *args = json_object_get(node, "args");
+    if (json_array_size(args) != 1) return NULL;
+    h = json_object_get(json_object_get(json_array_get(args, 0), "config"), "keras_history");
+  } else if (json_array_size(node) == 1) {
+    h = json_array_get(node, 0);
+  }
+  return json_string_value(json_array_get(h, 0));
+}
+
+/* The name of the layer a functional model's input_layers / output_layers entry names
+ * ([name, 0, 0] or [[name, 0, 0]]), or "". */
+static const char *end_name(const json_t *e) {
+  if (json_array_size(e) == 1) e = json_array_get(e, 0);
+  const char *s = json_string_value(json_array_get(e, 0));
+  return s ? s : "";
+}
+
+int nn_keras_is_chain(const json_t *config) {
+  const json_t *c = json_object_get(config, "config"), *layers = json_object_get(c, "layers");
+  const char *cls = kj_str(config, "class_name");
+  if (!json_is_array(layers) || json_array_size(layers) < 2) return 0;
+  if (!strcmp(cls, "Sequential")) return 1;
+  if (strcmp(cls, "Functional") && strcmp(cls, "Model")) return 0;
+  /* functional: a chain from the one input to the one output, in the list's order */
+  const json_t *first = json_array_get(layers, 0), *last = json_array_get(layers, json_array_size(layers) - 1);
+  if (strcmp(kj_str(first, "class_name"), "InputLayer") || strcmp(end_name(json_object_get(c, "input_layers")), kj_str(json_object_get(first, "config"), "name")) ||
+      strcmp(end_name(json_object_get(c, "output_layers")), kj_str(json_object_get(last, "config"), "name")))
+    return 0;
+  for (size_t i = 1; i < json_array_size(layers); i++) {
+    const char *from = inbound_name(json_array_get(layers, i));
+    if (!from || strcmp(from, kj_str(json_object_get(json_array_get(layers, i - 1), "config"), "name"))) return 0;
+  }
+  return 1;
+}
+
 nn_status nn_keras_config_spec(const json_t *config, const char *path, char **text, nn_error *err) {
   *text = NULL;
   const json_t *layers = json_object_get(json_object_get(config, "config"), "layers");
-  if (strcmp(kj_str(config, "class_name"), "Sequential") || !json_is_array(layers))
-    return nn_err_set(err, NN_ERR_FORMAT, "%s: config.json is not a keras.Sequential (class %s)", path,
-                      kj_str(config, "class_name"));
+  if (!nn_keras_is_chain(config))
+    return nn_err_set(err, NN_ERR_FORMAT,
+                      "%s: config.json is not a keras.Sequential or a functional model whose layers form one chain "
+                      "(class %s)",
+                      path, kj_str(config, "class_name"));
   int dims[3], rank = input_dims(layers, dims);
   if (!rank) return nn_err_set(err, NN_ERR_FORMAT, "%s: config.json gives no input shape (batch_shape)", path);
   nn_strbuf b = nn_strbuf_new();

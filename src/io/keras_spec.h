@@ -5,6 +5,9 @@
 
 struct json_t;
 
+/* 1 if `config` (a parsed config.json or model_config) is a Sequential, or a functional model
+ * whose layers form one chain in the list's order: what normnet reads layer by layer. */
+int nn_keras_is_chain(const struct json_t *config);
 /* The spec text (malloc'd) of the Keras layers in `config` (the parsed config.json of the
  * .keras file at path, named in errors); NN_ERR_FORMAT naming the Keras layer and why it has
  * no normnet counterpart. */
