@@ -287,6 +287,29 @@ static void test_config_architectures(void **state) {
       "\"units\": 2}}]}}";
   assert_int_equal(config_spec(dir, early_softmax, &sp, &err), NN_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "Keras layer 1 'd' (Dense): an activation"));
+  /* seed 001 §13: augmentation prepended as a nested Sequential (Keras's own config.json
+   * shape), the identity at inference */
+  static const char augmented[] =
+      "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
+      "{\"name\": \"in\", \"batch_shape\": [null, 8, 8, 3]}}, {\"class_name\": \"Sequential\", \"config\": {\"name\": "
+      "\"sequential\", \"layers\": [{\"class_name\": \"InputLayer\", \"config\": {\"name\": \"in1\", \"batch_shape\": "
+      "[null, 8, 8, 3]}}, {\"class_name\": \"RandomFlip\", \"config\": {\"mode\": \"horizontal\"}}, {\"class_name\": "
+      "\"RandomRotation\", \"config\": {\"factor\": 0.1}}]}}, {\"class_name\": \"RandomZoom\", \"config\": {}}, "
+      "{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"c\", \"filters\": 2, \"kernel_size\": [3, 3]}}, "
+      "{\"class_name\": \"Flatten\", \"config\": {}}, {\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", "
+      "\"units\": 3, \"activation\": \"softmax\"}}]}}";
+  if (config_spec(dir, augmented, &sp, &err)) fail_msg("augmentation layers: %s", err.msg);
+  text = nn_spec_to_text(sp);
+  assert_non_null(strstr(text, "input shape=3x8x8\nconv2d filters=2 kernel=3"));
+  free(text);
+  nn_spec_free(sp);
+  /* a nested Sequential that computes something is no identity */
+  static const char nested_dense[] =
+      "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
+      "{\"name\": \"in\", \"batch_shape\": [null, 4]}}, {\"class_name\": \"Sequential\", \"config\": {\"name\": "
+      "\"inner\", \"layers\": [{\"class_name\": \"Dense\", \"config\": {\"units\": 3}}]}}]}}";
+  assert_int_equal(config_spec(dir, nested_dense, &sp, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "'inner' (Sequential): a Sequential, which normnet does not have"));
 }
 
 /* HDF5 refuses to open an in-memory image whose name exists on disk: a file named

@@ -19,6 +19,8 @@
  *                                predict apply the softmax
  *   Max/AveragePooling2D "valid" maxpool2d / avgpool2d size stride
  *   GlobalAveragePooling2D, Flatten, Dropout    global_avgpool, flatten, dropout rate
+ *   RandomFlip, RandomRotation, ... (also nested in a Sequential)   nothing: the identity at
+ *                                inference (normnet augments in its data pipeline, --augment)
  * Anything else (another layer class, channels_first, dilation, grouped convolutions, a Dense
  * on an image tensor, "same" pooling) is refused naming the Keras layer: its numbers would not
  * be Keras's. Shapes are checked afterwards by the spec parser and the weight loader. */
@@ -38,6 +40,25 @@ static const char *activation_line(const char *act, int last) {
   if (!strcmp(act, "relu") || !strcmp(act, "sigmoid") || !strcmp(act, "tanh")) return act;
   if (!strcmp(act, "softmax") && last) return "";
   return NULL;
+}
+
+/* 1 for a layer that is the identity at inference, where a model normnet reads has none:
+ * Keras's random augmentation layers (normnet augments in the data pipeline: --augment), and
+ * a nested Sequential of them (seed 001 §13 prepends one). */
+static int inference_identity(const json_t *L, int depth) {
+  static const char *const random[] = {"RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                                       "RandomContrast", "RandomBrightness", "GaussianNoise"};
+  const char *cls = kj_str(L, "class_name");
+  for (size_t i = 0; i < sizeof random / sizeof *random; i++)
+    if (!strcmp(cls, random[i])) return 1;
+  if (strcmp(cls, "Sequential") || depth >= 4) return 0;
+  const json_t *layers = json_object_get(json_object_get(L, "config"), "layers");
+  if (!json_is_array(layers)) return 0;
+  for (size_t i = 0; i < json_array_size(layers); i++) {
+    const json_t *e = json_array_get(layers, i);
+    if (strcmp(kj_str(e, "class_name"), "InputLayer") && !inference_identity(e, depth + 1)) return 0;
+  }
+  return 1;
 }
 
 /* The symmetric padding of a ZeroPadding2D config (an integer, or ((t, b), (l, r)) all
@@ -172,7 +193,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
     const json_t *L = json_array_get(layers, i), *c = json_object_get(L, "config");
     const char *cls = kj_str(L, "class_name");
     const int last = i + 1 == n;
-    if (!strcmp(cls, "InputLayer")) continue;
+    if (!strcmp(cls, "InputLayer") || inference_identity(L, 0)) continue;
     if (pad && strcmp(cls, "Conv2D")) {
       why = "ZeroPadding2D is not followed by a Conv2D";
       break;
@@ -189,7 +210,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       if ((pad = zero_padding(c)) < 0) why = "padding that is not the same on every side";
     } else if (!strcmp(cls, "Conv2D")) {
       const int k = kj_int_at(c, "kernel_size", 0, -1), s = kj_int_at(c, "strides", 0, 1);
-      const char *padding = kj_str(c, "padding");
+      const char *padding = *kj_str(c, "padding") ? kj_str(c, "padding") : "valid"; /* Keras's default */
       const char *act = activation_line(kj_str(c, "activation"), last);
       if (rank != 3) why = "a Conv2D after Flatten";
       else if (!strcmp(kj_str(c, "data_format"), "channels_first")) why = "data_format channels_first";
