@@ -484,16 +484,19 @@ static void test_train_positional_and_norm_header(void **state) {
       "dense units=16\nlayernorm\nrelu\ndense units=10\n";
   snprintf(path, sizeof path, "%s/gn.spec", dir);
   tu_write_file(path, gn_spec, strlen(gn_spec));
-  snprintf(args, sizeof args, "train %s --data idx:%s/good --max-steps 2 --out %s/pos-gn", path, dir, dir);
-  tu_cli_run_ok(&r, dir, args, "train SPEC");
-  assert_non_null(strstr(r.out, "gn.spec, norm groupnorm+layernorm, "));
-  snprintf(args, sizeof args, "train %s/small.spec --data idx:%s/good --max-steps 2 --norm none --out %s/pos-none", dir,
-           dir, dir);
-  tu_cli_run_ok(&r, dir, args, "train SPEC --norm none");
-  assert_non_null(strstr(r.out, "small.spec, norm none, "));
-  snprintf(args, sizeof args, "train %s/small.spec --data idx:%s/good --max-steps 2 --out %s/pos-bn", dir, dir, dir);
-  tu_cli_run_ok(&r, dir, args, "train SPEC (batchnorm)");
-  assert_non_null(strstr(r.out, "small.spec, norm batch, "));
+  static const struct {
+    const char *spec, *extra, *out, *header;
+  } cases[] = {
+      {"gn.spec", "", "pos-gn", "gn.spec, norm groupnorm+layernorm, "},
+      {"small.spec", "--norm none", "pos-none", "small.spec, norm none, "},
+      {"small.spec", "", "pos-bn", "small.spec, norm batch, "},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    snprintf(args, sizeof args, "train %s/%s --data idx:%s/good --max-steps 2 %s --out %s/%s", dir, cases[k].spec, dir,
+             cases[k].extra, dir, cases[k].out);
+    tu_cli_run_ok(&r, dir, args, "train SPEC");
+    if (!strstr(r.out, cases[k].header)) fail_msg("'%s': no '%s' in:\n%s", args, cases[k].header, r.out);
+  }
   snprintf(args, sizeof args, "compare %s/small.spec --data idx:%s/good --max-steps 2 --no-report --out %s/pos-cmp", dir,
            dir, dir);
   tu_cli_run_ok(&r, dir, args, "compare SPEC");

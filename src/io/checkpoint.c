@@ -354,10 +354,16 @@ nn_status nn_checkpoint_read_optimizer(const nn_checkpoint *c, nn_model *m, nn_o
 
 /* ---- by path: open, one call, close ---------------------------------------------------- */
 
+/* 1 if path is a zip or HDF5 file (by its first bytes): a Keras file, or a PyTorch zip the
+ * Keras reader refuses with the conversion command; *kind says which. */
+static int keras_kind(const char *path, nn_file_kind *kind) {
+  *kind = NN_FILE_OTHER;
+  return path && nn_file_kind_of(path, kind, NULL) == NN_OK && (*kind == NN_FILE_ZIP || *kind == NN_FILE_HDF5);
+}
+
 nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_model **out, nn_error *err) {
-  nn_file_kind kind = NN_FILE_OTHER;
-  if (path && out && nn_file_kind_of(path, &kind, NULL) == NN_OK && (kind == NN_FILE_ZIP || kind == NN_FILE_HDF5))
-    return nn_keras_load(path, kind, spec, out, err); /* a Keras .keras / .weights.h5 (or a PyTorch zip) */
+  nn_file_kind kind;
+  if (out && keras_kind(path, &kind)) return nn_keras_load(path, kind, spec, out, err); /* a Keras .keras / .weights.h5 (or a PyTorch zip) */
   if (!out) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_load: out is NULL");
   *out = NULL;
   nn_checkpoint *c = NULL;
@@ -370,9 +376,8 @@ nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_model **o
 nn_status nn_checkpoint_load_spec(const char *path, nn_spec **out, nn_error *err) {
   if (!out) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_load_spec: out is NULL");
   *out = NULL;
-  nn_file_kind kind = NN_FILE_OTHER;
-  if (path && nn_file_kind_of(path, &kind, NULL) == NN_OK && (kind == NN_FILE_ZIP || kind == NN_FILE_HDF5))
-    return nn_keras_read_spec(path, kind, out, err);
+  nn_file_kind kind;
+  if (keras_kind(path, &kind)) return nn_keras_read_spec(path, kind, out, err);
   nn_checkpoint *c = NULL;
   nn_status st = nn_checkpoint_open(path, &c, err);
   if (!st) st = nn_checkpoint_read_spec(c, out, err);
@@ -381,9 +386,8 @@ nn_status nn_checkpoint_load_spec(const char *path, nn_spec **out, nn_error *err
 }
 
 nn_status nn_checkpoint_load_weights(const char *path, nn_model *m, nn_error *err) {
-  nn_file_kind kind = NN_FILE_OTHER;
-  if (path && m && nn_file_kind_of(path, &kind, NULL) == NN_OK && (kind == NN_FILE_ZIP || kind == NN_FILE_HDF5))
-    return nn_keras_load_into(path, kind, m, err);
+  nn_file_kind kind;
+  if (m && keras_kind(path, &kind)) return nn_keras_load_into(path, kind, m, err);
   nn_checkpoint *c = NULL;
   nn_status st = nn_checkpoint_open(path, &c, err);
   if (!st) st = nn_checkpoint_read_weights(c, m, err);
