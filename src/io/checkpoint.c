@@ -362,8 +362,8 @@ static int keras_kind(const char *path, nn_file_kind *kind) {
 }
 
 nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_model **out, nn_error *err) {
-  nn_file_kind kind;
-  if (out && keras_kind(path, &kind)) return nn_keras_load(path, kind, spec, out, err); /* a Keras .keras / .weights.h5 (or a PyTorch zip) */
+  nn_file_kind kind; /* a Keras .keras / .h5 / .weights.h5 (or a PyTorch zip) */
+  if (out && keras_kind(path, &kind)) return nn_keras_load(path, kind, spec, out, err);
   if (!out) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_load: out is NULL");
   *out = NULL;
   nn_checkpoint *c = NULL;
