@@ -61,6 +61,14 @@ static int inference_identity(const json_t *L, int depth) {
   return 1;
 }
 
+/* v in the fewest digits that read back as the same double (the spec keeps eps, momentum and
+ * rates in double). */
+static const char *num(char *buf, size_t len, double v) {
+  snprintf(buf, len, "%.9g", v);
+  if (strtod(buf, NULL) != v) snprintf(buf, len, "%.17g", v);
+  return buf;
+}
+
 /* The symmetric padding of a ZeroPadding2D config (an integer, or ((t, b), (l, r)) all
  * equal), -1 otherwise. */
 static int zero_padding(const json_t *c) {
@@ -188,7 +196,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
   int pad = 0, started = 0;
   const char *why = NULL;
   size_t i = 0;
-  char buf[160];
+  char buf[160], n1[32], n2[32];
   for (; i < n; i++) {
     const json_t *L = json_array_get(layers, i), *c = json_object_get(L, "config");
     const char *cls = kj_str(L, "class_name");
@@ -213,6 +221,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       const char *padding = *kj_str(c, "padding") ? kj_str(c, "padding") : "valid"; /* Keras's default */
       const char *act = activation_line(kj_str(c, "activation"), last);
       if (rank != 3) why = "a Conv2D after Flatten";
+      else if (kj_int_at(c, "filters", 0, 0) < 1) why = "no filters";
       else if (!strcmp(kj_str(c, "data_format"), "channels_first")) why = "data_format channels_first";
       else if (k < 1 || kj_int_at(c, "kernel_size", 1, -1) != k) why = "a kernel that is not square";
       else if (s < 1 || kj_int_at(c, "strides", 1, 1) != s) why = "strides that differ between the axes";
@@ -230,6 +239,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
     } else if (!strcmp(cls, "Dense")) {
       const char *act = activation_line(kj_str(c, "activation"), last);
       if (rank != 1) why = "a Dense on an image tensor (Keras applies it to each pixel; add Flatten)";
+      else if (kj_int_at(c, "units", 0, 0) < 1) why = "no units";
       else if (!act) why = "an activation normnet does not have there";
       if (why) break;
       nn_strbuf_printf(&b, "dense units=%d bias=%d\n", kj_int_at(c, "units", 0, -1), kj_bool(c, "use_bias", 1));
@@ -239,22 +249,23 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       if (!channel_axis(c, rank)) why = "an axis other than the channels'";
       else if (affine < 0) why = "center and scale differ";
       if (why) break;
-      nn_strbuf_printf(&b, "batchnorm convention=keras momentum=%.9g eps=%.9g affine=%d\n", kj_num(c, "momentum", 0.99),
-                       kj_num(c, "epsilon", 1e-3), affine);
+      nn_strbuf_printf(&b, "batchnorm convention=keras momentum=%s eps=%s affine=%d\n",
+                       num(n1, sizeof n1, kj_num(c, "momentum", 0.99)), num(n2, sizeof n2, kj_num(c, "epsilon", 1e-3)),
+                       affine);
     } else if (!strcmp(cls, "GroupNormalization")) {
       const int affine = affine_of(c);
       if (!channel_axis(c, rank)) why = "an axis other than the channels'";
       else if (affine < 0) why = "center and scale differ";
       if (why) break;
-      nn_strbuf_printf(&b, "groupnorm groups=%d eps=%.9g affine=%d\n", kj_int_at(c, "groups", 0, 32),
-                       kj_num(c, "epsilon", 1e-3), affine);
+      nn_strbuf_printf(&b, "groupnorm groups=%d eps=%s affine=%d\n", kj_int_at(c, "groups", 0, 32),
+                       num(n1, sizeof n1, kj_num(c, "epsilon", 1e-3)), affine);
     } else if (!strcmp(cls, "LayerNormalization")) {
       const int affine = affine_of(c);
       if (rank == 1 ? !channel_axis(c, 1) : !whole_image_axis(c))
         why = "an axis other than the whole sample's (normnet's layernorm normalizes each sample as a whole)";
       else if (affine < 0) why = "center and scale differ";
       if (why) break;
-      nn_strbuf_printf(&b, "layernorm eps=%.9g affine=%d\n", kj_num(c, "epsilon", 1e-3), affine);
+      nn_strbuf_printf(&b, "layernorm eps=%s affine=%d\n", num(n1, sizeof n1, kj_num(c, "epsilon", 1e-3)), affine);
     } else if (!strcmp(cls, "Activation") || !strcmp(cls, "Softmax") || !strcmp(cls, "ReLU")) {
       const char *act = !strcmp(cls, "Activation") ? kj_str(c, "activation") : !strcmp(cls, "ReLU") ? "relu"
                                                                                                     : "softmax";
@@ -287,7 +298,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       if (rank == 3) nn_strbuf_printf(&b, "flatten\n");
       rank = 1;
     } else if (!strcmp(cls, "Dropout")) {
-      nn_strbuf_printf(&b, "dropout rate=%.9g\n", kj_num(c, "rate", 0));
+      nn_strbuf_printf(&b, "dropout rate=%s\n", num(n1, sizeof n1, kj_num(c, "rate", 0)));
     } else {
       snprintf(buf, sizeof buf, "a %s, which normnet does not have", cls);
       why = buf;
