@@ -13,7 +13,8 @@
 const char cli_train_options_help[] =
     "  --model PRESET|SPECFILE   lenet (default), mlp, cnn, cifar-cnn, cifar-gap, or a spec file\n"
     "                            (also given as the first argument without --model)\n"
-    "  --data SOURCE             fashion-mnist (default), mnist:DIR, idx:DIR, cifar10:DIR\n"
+    "  --data SOURCE             fashion-mnist (default), mnist:DIR, idx:DIR, cifar10:DIR, or a\n"
+    "                            DIR of IDX files or CIFAR-10 batches (taken by its files)\n"
     "  --val-split F             validate on the last fraction F of the training set instead of\n"
     "                            the test set\n"
     "  --epochs N                default: the preset's (lenet: 10)\n"

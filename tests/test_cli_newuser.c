@@ -352,6 +352,30 @@ static void test_relative_data_recorded_absolute(void **state) {
   if (!strstr(r.out, want)) fail_msg("expected the data as %s:\n%s", want, r.out);
 }
 
+/* --data DIR without a kind: the directory is taken by what it holds (IDX files here) and
+ * recorded in the explicit form, absolute; a kind without its directory and a directory of
+ * neither get messages saying what is expected. */
+static void test_data_directory_by_content(void **state) {
+  (void)state;
+  char args[2048], want[1100];
+  tu_run_result r;
+  snprintf(args, sizeof args, "cd '%s' &&", dir);
+  tu_cli_run(&r, dir, args, "train --model small.spec --data good --max-steps 2 --quiet --out bare");
+  if (r.status) fail_msg("train --data DIR failed: %s", r.err);
+  snprintf(args, sizeof args, "eval %s/bare", dir);
+  tu_cli_run(&r, dir, "cd / &&", args);
+  if (r.status) fail_msg("eval from / failed: %s", r.err);
+  snprintf(want, sizeof want, "idx:%s/good", dir);
+  if (!strstr(r.out, want)) fail_msg("expected the data recorded as %s:\n%s", want, r.out);
+  snprintf(args, sizeof args, "train --model %s/small.spec --data mnist --out %s/nomnist", dir, dir);
+  tu_cli_expect_error(dir, "", args, "'mnist' needs the directory of its files", "mnist:DIR");
+  snprintf(args, sizeof args, "train --model %s/small.spec --data %s/fig --out %s/nodata", dir, dir, dir);
+  char empty[1024];
+  snprintf(empty, sizeof empty, "%s/fig", dir);
+  mkdir(empty, 0777);
+  tu_cli_expect_error(dir, "", args, "fig: a directory without IDX files", "CIFAR-10 batches");
+}
+
 /* An option followed by another option lacks its value ("--epochs --out x" said "unknown
  * argument 'x'"); a run failing in its first step leaves no directory; --epochs 0 is refused
  * (it exited 0 with an empty run directory), on a resume too; nothing is created. */
@@ -571,6 +595,7 @@ int main(void) {
       cmocka_unit_test(test_max_params_checkpoints),
       cmocka_unit_test(test_overwrite_drops_activations),
       cmocka_unit_test(test_relative_data_recorded_absolute),
+      cmocka_unit_test(test_data_directory_by_content),
       cmocka_unit_test(test_missing_value_and_zero_epochs),
       cmocka_unit_test(test_help_study_and_keras_name),
       cmocka_unit_test(test_norm_list_refusals),

@@ -1,9 +1,11 @@
 /* Data sources by name, as the CLI's --data takes them:
  *   fashion-mnist        Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)
  *   mnist:DIR, idx:DIR   any directory with the four standard IDX files (raw or .gz)
- *   cifar10:DIR          CIFAR-10 binary batches */
+ *   cifar10:DIR          CIFAR-10 binary batches
+ *   DIR                  any of them by what the directory holds (recorded as the explicit form) */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -42,7 +44,34 @@ static int source_kind_known(const char *source) {
   return !strncmp(source, "idx:", 4) || !strncmp(source, "mnist:", 6) || !strncmp(source, "cifar10:", 8);
 }
 
+static int file_in(const char *dir, const char *name) {
+  char path[4200];
+  struct stat sb;
+  return snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path && stat(path, &sb) == 0 &&
+         S_ISREG(sb.st_mode);
+}
+
+/* A bare directory as a source, by what it holds: "fashion-mnist" for Debian's, "cifar10:DIR"
+ * for CIFAR-10 batches, "idx:DIR" for IDX files; the source itself otherwise. */
+static const char *by_content(const char *source, char *buf, size_t cap) {
+  struct stat sb;
+  if (source_kind_known(source) || !strcmp(source, "fashion-mnist") || stat(source, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return source;
+  struct stat fm;
+  if (stat(FASHION_MNIST_DIR, &fm) == 0 && fm.st_dev == sb.st_dev && fm.st_ino == sb.st_ino) return "fashion-mnist";
+  const char *kind = file_in(source, "test_batch.bin") || file_in(source, "data_batch_1.bin") ? "cifar10:"
+                     : file_in(source, "train-images-idx3-ubyte") || file_in(source, "train-images-idx3-ubyte.gz") ||
+                             file_in(source, "t10k-images-idx3-ubyte") || file_in(source, "t10k-images-idx3-ubyte.gz")
+                         ? "idx:"
+                         : NULL;
+  if (!kind || snprintf(buf, cap, "%s%s", kind, source) >= (int)cap) return source;
+  return buf;
+}
+
 void nn_data_source_absolute(char *source, size_t cap) {
+  char named_by_content[4200];
+  const char *explicit = by_content(source, named_by_content, sizeof named_by_content);
+  if (explicit != source && strlen(explicit) < cap) memmove(source, explicit, strlen(explicit) + 1);
   const char *colon = strchr(source, ':');
   if (!source_kind_known(source)) return;
   if (colon[1] == '/' || !colon[1]) return;
@@ -59,6 +88,8 @@ void nn_data_source_absolute(char *source, size_t cap) {
 nn_status nn_dataset_open(const char *source, nn_split split, nn_dataset **out, nn_error *err) {
   int train = split == NN_SPLIT_TRAIN;
   *out = NULL;
+  char named_by_content[4200];
+  source = by_content(source, named_by_content, sizeof named_by_content);
   const char *prefix = train ? "train" : "t10k";
   if (!strcmp(source, "fashion-mnist")) {
     nn_status st = nn_dataset_load_idx_dir(FASHION_MNIST_DIR, prefix, out, err);
@@ -72,6 +103,17 @@ nn_status nn_dataset_open(const char *source, nn_split split, nn_dataset **out, 
   if (!strncmp(source, "idx:", 4)) return nn_dataset_load_idx_dir(source + 4, prefix, out, err);
   if (!strncmp(source, "mnist:", 6)) return named(nn_dataset_load_idx_dir(source + 6, prefix, out, err), out, source);
   if (!strncmp(source, "cifar10:", 8)) return named(nn_dataset_load_cifar10(source + 8, split, out, err), out, source);
+  if (!strcmp(source, "mnist") || !strcmp(source, "idx") || !strcmp(source, "cifar10"))
+    return nn_err_set(err, NN_ERR_ARG, "'%s' needs the directory of its files: %s:DIR (only fashion-mnist is installed by Debian)",
+                      source, source);
+  struct stat sb;
+  if (stat(source, &sb) == 0 && S_ISDIR(sb.st_mode))
+    return nn_err_set(err, NN_ERR_ARG,
+                      "%s: a directory without IDX files (train-images-idx3-ubyte[.gz], ...) or CIFAR-10 batches "
+                      "(data_batch_1.bin, test_batch.bin)",
+                      source);
   return nn_err_set(err, NN_ERR_ARG,
-                    "unknown data source '%s' (expected fashion-mnist, mnist:DIR, idx:DIR or cifar10:DIR)", source);
+                    "unknown data source '%s' (expected fashion-mnist, mnist:DIR, idx:DIR, cifar10:DIR or a directory "
+                    "of IDX files or CIFAR-10 batches)",
+                    source);
 }
