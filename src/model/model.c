@@ -209,7 +209,18 @@ float *nn_model_params(nn_model *m) { return m->params; }
 float *nn_model_grads(nn_model *m) { return m->grads; }
 size_t nn_model_state_count(const nn_model *m) { return m->nstate; }
 float *nn_model_state(nn_model *m) { return m->state; }
-void nn_model_zero_grads(nn_model *m) { memset(m->grads, 0, m->nparams * sizeof *m->grads); }
+/* In the optimizer's static chunks of 4096 (src/optim/optimizer.c) when it runs a team: each
+ * thread clears the gradients it will update, in its own cache, instead of one thread pulling
+ * them all into its cache for the other to fetch back. */
+void nn_model_zero_grads(nn_model *m) {
+  const size_t n = m->nparams, chunk = 4096;
+  const long chunks = (long)((n + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) if (n >= ((size_t)1 << 16))
+  for (long k = 0; k < chunks; k++) {
+    const size_t a = (size_t)k * chunk;
+    memset(m->grads + a, 0, (n - a < chunk ? n - a : chunk) * sizeof *m->grads);
+  }
+}
 const float *nn_model_probs(const nn_model *m) { return m->probs; }
 
 const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
