@@ -17,7 +17,7 @@
 #define DENSE_OUT_BLOCK 16         /* output rows per block for dw */
 #define DENSE_COL_BLOCK 64         /* columns per block of y or dx when rows are few (half of it for 33-64) */
 #define DENSE_FEW_ROWS 4           /* fewer row blocks than this: columns are split too */
-#define DENSE_PAR_FLOPS (1L << 19) /* below this, one thread (wake-ups cost more; 2^19: the mlp's second layer at batch 32) */
+#define DENSE_PAR_FLOPS (1L << 21) /* below this, one thread (wake-ups cost more) */
 
 /* nn_gemm restricted to the calling thread (oneDNN goes serial inside a parallel region;
  * outside one it would spread the call over all threads and choose its own split). */
