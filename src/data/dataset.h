@@ -37,8 +37,9 @@ void nn_dataset_batch_split(const nn_dataset *ds, const uint32_t *idx, int count
                             float *x, int32_t *labels, int parts);
 /* The parts for a batch of `count` samples that the team waits for: the thread count in
  * force from NN_DATASET_PAR_VALUES bytes, else 1 (a parallel region costs more than it saves
- * on a smaller batch). */
-#define NN_DATASET_PAR_VALUES 32768
+ * on a smaller batch; 16384: a batch of 32 28x28 images splits, the mlp's two-thread steps
+ * 1.02-1.13x, run 26). */
+#define NN_DATASET_PAR_VALUES 16384
 int nn_dataset_batch_parts(const nn_dataset *ds, int count);
 
 /* Copy samples [start, start + count) of ds into a new data set (count > 0). */
