@@ -335,21 +335,27 @@ static void test_overwrite_drops_activations(void **state) {
   assert_true(is_file(p));
 }
 
+/* Train small.spec from inside the test directory with --data `data` into `out`, then
+ * evaluate the run from /: the data must be recorded as idx:<the directory>/good. */
+static void train_here_eval_from_root(const char *data, const char *out) {
+  char prefix[1024], args[2048], want[1100];
+  tu_run_result r;
+  snprintf(prefix, sizeof prefix, "cd '%s' &&", dir);
+  snprintf(args, sizeof args, "train --model small.spec --data %s --max-steps 2 --quiet --out %s", data, out);
+  tu_cli_run(&r, dir, prefix, args);
+  if (r.status) fail_msg("train --data %s failed: %s", data, r.err);
+  snprintf(args, sizeof args, "eval %s/%s", dir, out);
+  tu_cli_run(&r, dir, "cd / &&", args);
+  if (r.status) fail_msg("eval from / failed: %s", r.err);
+  snprintf(want, sizeof want, "idx:%s/good", dir);
+  if (!strstr(r.out, want)) fail_msg("--data %s: expected the data recorded as %s:\n%s", data, want, r.out);
+}
+
 /* A run trained on a relative data directory records it absolute, so that it evaluates
  * from any working directory ("idx:good: cannot open data directory" from elsewhere). */
 static void test_relative_data_recorded_absolute(void **state) {
   (void)state;
-  char prefix[1024], args[2048];
-  tu_run_result r;
-  snprintf(prefix, sizeof prefix, "cd '%s' &&", dir);
-  tu_cli_run(&r, dir, prefix, "train --model small.spec --data idx:./good --max-steps 2 --quiet --out rel");
-  if (r.status) fail_msg("train with a relative --data failed: %s", r.err);
-  snprintf(args, sizeof args, "eval %s/rel", dir);
-  tu_cli_run(&r, dir, "cd / &&", args);
-  if (r.status) fail_msg("eval from / failed: %s", r.err);
-  char want[1100];
-  snprintf(want, sizeof want, "idx:%s/good", dir);
-  if (!strstr(r.out, want)) fail_msg("expected the data as %s:\n%s", want, r.out);
+  train_here_eval_from_root("idx:./good", "rel");
 }
 
 /* --data DIR without a kind: the directory is taken by what it holds (IDX files here) and
@@ -357,16 +363,8 @@ static void test_relative_data_recorded_absolute(void **state) {
  * neither get messages saying what is expected. */
 static void test_data_directory_by_content(void **state) {
   (void)state;
-  char args[2048], want[1100];
-  tu_run_result r;
-  snprintf(args, sizeof args, "cd '%s' &&", dir);
-  tu_cli_run(&r, dir, args, "train --model small.spec --data good --max-steps 2 --quiet --out bare");
-  if (r.status) fail_msg("train --data DIR failed: %s", r.err);
-  snprintf(args, sizeof args, "eval %s/bare", dir);
-  tu_cli_run(&r, dir, "cd / &&", args);
-  if (r.status) fail_msg("eval from / failed: %s", r.err);
-  snprintf(want, sizeof want, "idx:%s/good", dir);
-  if (!strstr(r.out, want)) fail_msg("expected the data recorded as %s:\n%s", want, r.out);
+  char args[2048];
+  train_here_eval_from_root("good", "bare");
   snprintf(args, sizeof args, "train --model %s/small.spec --data mnist --out %s/nomnist", dir, dir);
   tu_cli_expect_error(dir, "", args, "'mnist' needs the directory of its files", "mnist:DIR");
   snprintf(args, sizeof args, "train --model %s/small.spec --data %s/fig --out %s/nodata", dir, dir, dir);
