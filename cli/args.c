@@ -71,24 +71,41 @@ int cli_flag(cli_args *a, const char *name) {
   return 1;
 }
 
-/* Edit distance (insertions, deletions, substitutions) of a[0:la] and b[0:lb], or a value
- * above `cap` once it must exceed it; both at most 63 characters. */
+/* Edit distance of a[0:la] and b[0:lb] (insertions, deletions, substitutions and swaps of
+ * two neighbours: "trian" is one edit from "train"), or a value above `cap` once it must
+ * exceed it; both at most 63 characters. */
 static int edit_distance(const char *a, size_t la, const char *b, size_t lb, int cap) {
-  int row[64];
+  int prev2[64], prev[64], row[64];
   if (la > 63 || lb > 63) return cap + 1;
-  for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+  for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
   for (size_t i = 1; i <= la; i++) {
-    int diag = row[0], best = row[0] = (int)i;
+    int best = row[0] = (int)i;
     for (size_t j = 1; j <= lb; j++) {
-      int up = row[j], v = diag + (a[i - 1] != b[j - 1]);
-      if (up + 1 < v) v = up + 1;
+      int v = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      if (prev[j] + 1 < v) v = prev[j] + 1;
       if (row[j - 1] + 1 < v) v = row[j - 1] + 1;
-      diag = up, row[j] = v;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && prev2[j - 2] + 1 < v) v = prev2[j - 2] + 1;
+      row[j] = v;
       if (v < best) best = v;
     }
     if (best > cap) return cap + 1;
+    memcpy(prev2, prev, sizeof prev);
+    memcpy(prev, row, sizeof row);
   }
-  return row[lb];
+  return prev[lb];
+}
+
+const char *cli_closest(const char *word, size_t len, const char *const *names, int n, size_t skip) {
+  const char *best = NULL;
+  int best_d = len < 3 ? 0 : len < 5 ? 1
+                                     : 2;
+  for (int k = 0; k < n; k++) {
+    if (strlen(names[k]) < skip) continue;
+    const char *name = names[k] + skip;
+    int d = edit_distance(word, len, name, strlen(name), best_d);
+    if (d <= best_d && (!best || d < best_d)) best = names[k], best_d = d;
+  }
+  return best;
 }
 
 /* 1 if s[0:ls] contains w[0:lw] (lw <= ls). */
@@ -126,8 +143,8 @@ static const struct {
 };
 
 /* The option of a->tried a user most likely meant by `arg` ("--name" or "--name=value"), or
- * NULL: another tool's name for it, then the closest spelling (at most 2 edits, and at most a
- * third of the name), then a name containing the word or contained in it (4+ letters). */
+ * NULL: another tool's name for it, then the closest spelling (cli_closest), then a name
+ * containing the word or contained in it (4+ letters). */
 static const char *suggestion(const cli_args *a, const char *arg) {
   if (arg[0] != '-') return NULL;
   const char *key = arg + (arg[1] == '-' ? 2 : 1);
@@ -137,13 +154,7 @@ static const char *suggestion(const cli_args *a, const char *arg) {
     if (strlen(other_names[k].name) == len && !strncmp(key, other_names[k].name, len))
       for (int t = 0; t < a->ntried; t++)
         if (!strcmp(a->tried[t], other_names[k].ours)) return a->tried[t];
-  const char *best = NULL;
-  int best_d = (int)(len / 3) < 2 ? (int)(len / 3) : 2;
-  for (int t = 0; t < a->ntried; t++) {
-    const char *name = a->tried[t] + 2;
-    int d = edit_distance(key, len, name, strlen(name), best_d);
-    if (d <= best_d && (!best || d < best_d)) best = a->tried[t], best_d = d;
-  }
+  const char *best = cli_closest(key, len, a->tried, a->ntried, 2);
   if (best || len < 4) return best;
   for (int t = 0; t < a->ntried; t++) {
     const char *name = a->tried[t] + 2;

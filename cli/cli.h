@@ -32,6 +32,10 @@ typedef struct {
 int cli_opt(cli_args *a, const char *name);
 /* True if argv[i] is the flag `name` (no value); advances. */
 int cli_flag(cli_args *a, const char *name);
+/* The name of names[0..n) (each compared from its byte `skip` on) closest to word[0:len]:
+ * at most 1 edit for a word of 3-4 letters, 2 from 5 (a swap of neighbours is one edit);
+ * NULL if none is that close. */
+const char *cli_closest(const char *word, size_t len, const char *const *names, int n, size_t skip);
 /* Report an unknown argument and return EXIT_USAGE; an option the command has a close
  * spelling of, or another tool's name for (--batch-size, --learning-rate), gets "did you
  * mean --x?". */

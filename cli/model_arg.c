@@ -78,11 +78,16 @@ int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_mo
       return EXIT_USAGE;
     }
     char names[256] = "";
+    const char *each[16];
+    int n = 0;
     for (int i = 0; i < nn_preset_count(); i++) {
       strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
       strncat(names, nn_preset_at(i)->name, sizeof names - strlen(names) - 1);
+      if (n < 16) each[n++] = nn_preset_at(i)->name;
     }
-    cli_error(cmd, "%s: no such preset or file (presets: %s)", out->what, names);
+    const char *close = cli_closest(arg, strlen(arg), each, n, 0);
+    cli_error(cmd, "%s: no such preset or file (%s%s%spresets: %s)", out->what, close ? "did you mean " : "",
+              close ? close : "", close ? "? " : "", names);
     return EXIT_USAGE;
   }
   if (S_ISDIR(sb.st_mode)) {

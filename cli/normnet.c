@@ -50,13 +50,21 @@ int main(int argc, char **argv) {
     const char *name;
     int (*run)(int, char **);
   } cmds[] = {{"train", cmd_train}, {"compare", cmd_compare}, {"eval", cmd_eval}, {"summary", cmd_summary}, {"inspect", cmd_inspect}, {"predict", cmd_predict}, {"fold", cmd_fold}, {"recalibrate", cmd_recalibrate}, {"study", cmd_study}, {"export", cmd_export}, {"report", cmd_report}, {"plot", cmd_plot}};
+  /* a mistyped command: the closest one, if any is close ("; did you mean 'train'?") */
+  const char *names[sizeof cmds / sizeof cmds[0]];
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) names[i] = cmds[i].name;
+  const char *word = help_cmd ? argv[2] : argv[1];
+  const char *close = cli_closest(word, strlen(word), names, (int)(sizeof names / sizeof names[0]), 0);
+  char hint[64] = "";
+  if (close) snprintf(hint, sizeof hint, "; did you mean '%s'?", close);
   if (help_cmd) { /* normnet help CMD [SUB] = normnet CMD [SUB] --help */
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
       if (!strcmp(argv[2], cmds[i].name)) {
         char *args[] = {argv[2], argc == 4 ? argv[3] : "--help", "--help", NULL};
         return cmds[i].run(argc == 4 ? 3 : 2, args);
       }
-    fprintf(stderr, "normnet help: unknown command '%s' (the commands are listed by normnet --help)\n", argv[2]);
+    cli_error("help", "unknown command '%s'%s (the commands are listed by normnet --help)", argv[2],
+              hint);
     return EXIT_USAGE;
   }
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
@@ -70,9 +78,14 @@ int main(int argc, char **argv) {
     if (!rc) rc = cmds[i].run(argc - 1, argv + 1);
     return cli_dist_finish(rc);
   }
-  /* one line, as every error: the commands, not the whole usage */
-  fprintf(stderr, "normnet: unknown command '%s' (commands:", argv[1]);
-  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) fprintf(stderr, "%s %s", i ? "," : "", cmds[i].name);
-  fprintf(stderr, "; normnet --help)\n");
+  /* one line, as every error: the commands, not the whole usage (the argument echoed as
+   * cli_error echoes: control bytes as \xNN) */
+  char list[512] = "";
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s %s", i ? "," : "", cmds[i].name);
+  nn_error e;
+  nn_error_set(&e, NN_ERR_ARG, "unknown command '%s'%s (commands:%s; normnet --help)", argv[1],
+               hint, list);
+  fprintf(stderr, "normnet: %s\n", e.msg);
   return EXIT_USAGE;
 }

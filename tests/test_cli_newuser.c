@@ -190,10 +190,18 @@ static void test_norm_spelling(void **state) {
   assert_int_equal(r.status, 2);
 }
 
-/* a mistyped command is one error line listing the commands (it printed the whole usage) */
+/* a mistyped command is one error line listing the commands (it printed the whole usage),
+ * with the closest one; an escape sequence in it reaches the terminal as text */
 static void test_unknown_command(void **state) {
   (void)state;
-  tu_cli_expect_error(dir, "", "trian --model lenet", "unknown command 'trian'", "train, compare, eval");
+  tu_cli_expect_error(dir, "", "trian --model lenet", "unknown command 'trian'; did you mean 'train'?",
+                      "train, compare, eval");
+  tu_cli_expect_error(dir, "", "help summry", "unknown command 'summry'; did you mean 'summary'?", NULL);
+  tu_cli_expect_error(dir, "", "xyzzy", "unknown command 'xyzzy' (commands:", NULL);
+  tu_run_result r;
+  tu_cli_run(&r, dir, "", "'\033[31mred'");
+  assert_non_null(strstr(r.err, "unknown command '\\x1b[31mred'"));
+  assert_null(strchr(r.err, '\033'));
 }
 
 /* A model argument that names nothing: the message names the option the user typed (none
@@ -213,7 +221,8 @@ static void test_model_arg_names_its_option(void **state) {
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --init %s/norun --out %s/ni", dir, dir, dir,
            dir);
   tu_cli_expect_error(dir, "", args, "--init /", "norun: No such file or directory");
-  tu_cli_expect_error(dir, "", "summary --model lenett", "--model lenett: no such preset or file", "presets: lenet");
+  tu_cli_expect_error(dir, "", "summary --model lenett", "--model lenett: no such preset or file",
+                      "did you mean lenet? presets: lenet");
   /* an escape sequence in an argument reaches the terminal as text, as the library's do */
   snprintf(args, sizeof args, "export '%s/\033[31mred' --format onnx --out %s/x.onnx", dir, dir);
   tu_cli_expect_error(dir, "", args, "\\x1b[31mred: No such file", NULL);
