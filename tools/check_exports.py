@@ -18,7 +18,8 @@ Flatten, an input transform) with random weights, through both runtimes.
 Then the other direction: a seed-000 MLP trained in Keras (Dense-BN-ReLU x3, Dense with the
 softmax inside, as the seed writes it; Adam) is saved as .keras and as legacy .h5, imported
 by `normnet eval --checkpoint X --model mlp` and by `normnet eval X` (the architecture from
-the file's config), and must evaluate to Keras's own accuracy each way. Exit status 0 only if every check passes.
+the file's config), and must evaluate to Keras's own accuracy each way; so must seed 001's
+CNN with BN (Keras-trained on the synthetic CIFAR set, saved as .h5 and .keras). Exit status 0 only if every check passes.
 """
 import argparse
 import ctypes
@@ -268,6 +269,39 @@ def keras_mlp_import(args, work, x_test, y_test, lines):
     return all_ok
 
 
+def keras_cnn_import(args, work, x_test, y_test, lines):
+    """Seed 001 §5's CNN with BN, as the seed writes it (Conv2D without bias, BatchNormalization,
+    Activation, MaxPooling2D, Flatten, Dense, softmax inside the last Dense), trained briefly
+    in Keras on the synthetic CIFAR-format set, saved as the seed saves it (legacy .h5) and as
+    .keras, evaluated by normnet from the file alone: the accuracy must be Keras's."""
+    import keras
+    from keras import layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        layers.Conv2D(32, (3, 3), use_bias=False), layers.BatchNormalization(), layers.Activation("relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), use_bias=False), layers.BatchNormalization(), layers.Activation("relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(), layers.Dense(64, use_bias=False), layers.BatchNormalization(), layers.Activation("relu"),
+        layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = x_test.transpose(0, 2, 3, 1).astype(np.float32) / np.float32(255)
+    model.fit(x[:1000], y_test[:1000], batch_size=32, epochs=1, verbose=0)
+    keras_acc = float(model.evaluate(x, y_test, batch_size=500, verbose=0)[1])
+    all_ok = True
+    for ext in ("h5", "keras"):
+        path = os.path.join(work, f"cnn_with_batchnorm.{ext}")
+        model.save(path)
+        out = json.loads(run([args.normnet, "eval", path, "--data", "cifar10:" + os.path.join(work, "cifar"),
+                              "--json"]))
+        ok = abs(out["accuracy"] - keras_acc) < 0.5 / len(y_test)
+        all_ok &= ok
+        lines.append(f"| seed 001 CNN with BN, Keras-trained, .{ext}, its own architecture | {len(y_test)} | "
+                     f"Keras {keras_acc:.4f} | normnet {out['accuracy']:.4f} | {'ok' if ok else 'MISMATCH'} |")
+    return all_ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="the CMake build directory (normnet, libnormnet.so)")
@@ -318,6 +352,7 @@ def main():
     if not args.skip_import:
         lines += ["", "| import | test samples | peer | normnet | |", "|---|---|---|---|---|"]
         all_ok &= keras_mlp_import(args, work, x_fm[:, 0], y_fm, lines)
+        all_ok &= keras_cnn_import(args, work, x_cf, y_cf, lines)
     print("\n".join(lines))
     print("all checks passed" if all_ok else "SOME CHECKS FAILED")
     return 0 if all_ok else 1
