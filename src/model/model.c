@@ -209,16 +209,16 @@ float *nn_model_params(nn_model *m) { return m->params; }
 float *nn_model_grads(nn_model *m) { return m->grads; }
 size_t nn_model_state_count(const nn_model *m) { return m->nstate; }
 float *nn_model_state(nn_model *m) { return m->state; }
-/* In the optimizer's static chunks of 4096 (src/optim/optimizer.c) when it runs a team: each
- * thread clears the gradients it will update, in its own cache, instead of one thread pulling
+/* Over the team in NN_PARAM_CHUNK pieces, as the optimizer deals them (model.h): each thread
+ * clears, in its own cache, mostly the gradients it will update, instead of one thread pulling
  * them all into its cache for the other to fetch back. */
 void nn_model_zero_grads(nn_model *m) {
-  const size_t n = m->nparams, chunk = 4096;
-  const long chunks = (long)((n + chunk - 1) / chunk);
-#pragma omp parallel for schedule(static) if (n >= ((size_t)1 << 16))
+  const size_t n = m->nparams;
+  const long chunks = (long)((n + NN_PARAM_CHUNK - 1) / NN_PARAM_CHUNK);
+#pragma omp parallel for schedule(static) if (n >= NN_PARAM_PAR_ELEMS)
   for (long k = 0; k < chunks; k++) {
-    const size_t a = (size_t)k * chunk;
-    memset(m->grads + a, 0, (n - a < chunk ? n - a : chunk) * sizeof *m->grads);
+    const size_t a = (size_t)k * NN_PARAM_CHUNK;
+    memset(m->grads + a, 0, (n - a < NN_PARAM_CHUNK ? n - a : NN_PARAM_CHUNK) * sizeof *m->grads);
   }
 }
 const float *nn_model_probs(const nn_model *m) { return m->probs; }

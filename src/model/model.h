@@ -8,6 +8,14 @@
 #include "layers/layer.h"
 #include "model/spec.h"
 
+/* The flat parameter and gradient buffers go to a team in static chunks of NN_PARAM_CHUNK
+ * floats (the optimizer's update, per trainable tensor; the gradients' zeroing, over the
+ * buffer), only from NN_PARAM_PAR_ELEMS floats: with one chunk size and the same static
+ * deal, a thread mostly clears the gradients it will update (the whole of a model whose
+ * parameters are mostly one tensor, as the mlp's). */
+#define NN_PARAM_CHUNK 4096
+#define NN_PARAM_PAR_ELEMS ((size_t)1 << 16)
+
 struct nn_model {
   nn_spec *spec; /* own copy: the single description */
   int nlayers;

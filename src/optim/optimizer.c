@@ -91,10 +91,8 @@ void nn_optimizer_free(nn_optimizer *o) {
 }
 
 /* The update is elementwise, so splitting it over threads cannot change a result: spans are
- * cut into OPT_CHUNK-element pieces dealt statically to the threads of one parallel region,
- * taken only when there is enough work to pay for waking the workers. */
-#define OPT_CHUNK 4096
-#define OPT_PAR_ELEMS ((size_t)1 << 16)
+ * cut into NN_PARAM_CHUNK-element pieces (model/model.h) dealt statically to the threads of
+ * one parallel region, taken only when there is enough work to pay for waking the workers. */
 
 typedef struct {
   float lr, wd, mu, b1, b2, eps, step_size, bc2_sqrt;
@@ -198,11 +196,11 @@ static void adam(const upd *u, float *p, const float *g, float *m1, float *m2, s
 static __attribute__((noinline)) void update_spans(const nn_optimizer *o, nn_model *m, const upd *u) {
   for (int s = 0; s < o->nspans; s++) {
     const size_t off = o->spans[s].offset, n = o->spans[s].count;
-    const long chunks = (long)((n + OPT_CHUNK - 1) / OPT_CHUNK);
+    const long chunks = (long)((n + NN_PARAM_CHUNK - 1) / NN_PARAM_CHUNK);
 #pragma omp for schedule(static) nowait
     for (long k = 0; k < chunks; k++) {
-      size_t a = off + (size_t)k * OPT_CHUNK, len = n - (size_t)k * OPT_CHUNK;
-      if (len > OPT_CHUNK) len = OPT_CHUNK;
+      size_t a = off + (size_t)k * NN_PARAM_CHUNK, len = n - (size_t)k * NN_PARAM_CHUNK;
+      if (len > NN_PARAM_CHUNK) len = NN_PARAM_CHUNK;
       if (o->cfg.kind == NN_OPT_SGD)
         sgd(u, m->params + a, m->grads + a, o->m1 + a, len);
       else
@@ -224,7 +222,7 @@ void nn_optimizer_step(nn_optimizer *o, nn_model *m) {
   size_t total = 0;
   for (int s = 0; s < o->nspans; s++) total += o->spans[s].count;
   const int flush = c->kind != NN_OPT_SGD && c->keras_eps;
-#pragma omp parallel if (total >= OPT_PAR_ELEMS)
+#pragma omp parallel if (total >= NN_PARAM_PAR_ELEMS)
   {
     const unsigned csr = opt_flush_begin(flush);
     update_spans(o, m, &u);
