@@ -87,6 +87,9 @@ typedef struct {
 /* The model argument of a command: --model X, --checkpoint X (when `checkpoint` is set), or
  * a first argument without an option (*flag NULL then). Returns 1 if it took the argument. */
 int cli_model_opt(cli_args *a, int checkpoint, const char **arg, const char **flag);
+/* 1 if the name is a checkpoint's: safetensors, Keras and PyTorch files go to the checkpoint
+ * loader (which imports the Keras ones and explains how to convert the PyTorch ones). */
+int cli_is_checkpoint_name(const char *arg);
 /* A preset name, spec file, checkpoint or run directory. `flag` is the option the user gave
  * it with ("--model", "--init"), named in the error messages, or NULL when it came as a
  * positional argument. */

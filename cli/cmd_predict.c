@@ -62,7 +62,7 @@ static void print_top(const char *what, const float *p, int k, int top, const cl
 int cmd_predict(int argc, char **argv) {
   cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "predict"};
   const char *model_arg = NULL, *ckpt = NULL, *data = NULL, *index = NULL, *split = "test", *classes = NULL;
-  const char *input_norm = NULL;
+  const char *input_norm = NULL, *model_flag = "--model"; /* NULL: the model came first, without it */
   int top = 3, nimg = 0, split_given = 0;
   const char **images = calloc((size_t)argc, sizeof *images);
   if (!images) return EXIT_FAIL;
@@ -88,9 +88,8 @@ int cmd_predict(int argc, char **argv) {
   }
   struct stat sb;
   if (!rc && !model_arg && !ckpt && nimg > 0 &&
-      ((stat(images[0], &sb) == 0 && S_ISDIR(sb.st_mode)) || cli_has_ext(images[0], ".safetensors") ||
-       cli_has_ext(images[0], ".keras") || cli_has_ext(images[0], ".h5"))) {
-    model_arg = images[0]; /* the model first, as the other commands take it: predict RUNDIR IMAGE... */
+      ((stat(images[0], &sb) == 0 && S_ISDIR(sb.st_mode)) || cli_is_checkpoint_name(images[0]))) {
+    model_arg = images[0], model_flag = NULL; /* the model first, as the other commands take it */
     memmove(images, images + 1, (size_t)--nimg * sizeof *images);
   }
   cli_model cm = {0};
@@ -110,7 +109,7 @@ int cmd_predict(int argc, char **argv) {
     cli_error("predict", "--split %s chooses the records of --index; images have none", split);
     rc = EXIT_USAGE;
   }
-  if (!rc && model_arg) rc = cli_model_resolve("predict", "--model", model_arg, &cm);
+  if (!rc && model_arg) rc = cli_model_resolve("predict", model_flag, model_arg, &cm);
   if (!rc) rc = cli_model_trained("predict", &cm, ckpt);
   nn_model *m = NULL;
   nn_dataset *ds = NULL;

@@ -28,9 +28,7 @@ int cli_take_max_params(int *argc, char **argv) {
   return 0;
 }
 
-/* safetensors, Keras and PyTorch files go to the checkpoint loader (which imports the
- * Keras ones and explains how to convert the PyTorch ones) */
-static int is_checkpoint_name(const char *arg) {
+int cli_is_checkpoint_name(const char *arg) {
   return cli_has_ext(arg, ".safetensors") || cli_has_ext(arg, ".keras") || cli_has_ext(arg, ".h5") || cli_has_ext(arg, ".pt") ||
          cli_has_ext(arg, ".pth");
 }
@@ -73,7 +71,7 @@ int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_mo
   }
   struct stat sb;
   if (stat(arg, &sb) != 0) {
-    if (strchr(arg, '/') || is_checkpoint_name(arg)) { /* a path: that it is no preset goes without saying */
+    if (strchr(arg, '/') || cli_is_checkpoint_name(arg)) { /* a path: that it is no preset goes without saying */
       cli_error(cmd, "%s: %s", out->what, strerror(errno));
       return EXIT_USAGE;
     }
@@ -105,7 +103,7 @@ int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_mo
               out->what);
     return EXIT_USAGE;
   }
-  if (is_checkpoint_name(arg) || (S_ISREG(sb.st_mode) && is_binary_file(arg))) {
+  if (cli_is_checkpoint_name(arg) || (S_ISREG(sb.st_mode) && is_binary_file(arg))) {
     snprintf(out->checkpoint, sizeof out->checkpoint, "%s", arg);
     return EXIT_OK;
   }

@@ -568,7 +568,8 @@ static void test_init_without_model(void **state) {
 }
 
 /* A Keras file is a model of its own for every command (its architecture from its config):
- * summary lists it, predict takes it first (its two-channel input then refuses a gray image). */
+ * summary lists it, predict takes it first (its two-channel input then refuses a gray image),
+ * as it takes any checkpoint's name first. */
 static void test_keras_file_as_model(void **state) {
   (void)state;
   char args[2048], keras[1024];
@@ -583,6 +584,12 @@ static void test_keras_file_as_model(void **state) {
   tu_write_file(pgm, img, sizeof img);
   snprintf(args, sizeof args, "predict %s %s", keras, pgm);
   tu_cli_expect_error(dir, "", args, "k8.pgm: images load as 1 or 3 channels", "not 2");
+  /* a checkpoint's name first that names nothing: the error names no option the user did
+   * not type */
+  snprintf(args, sizeof args, "predict %s/gone.pt %s", dir, pgm);
+  tu_cli_expect_error(dir, "", args, "normnet predict: /", "gone.pt: No such file or directory");
+  run(&r, args);
+  assert_null(strstr(r.err, "--model"));
 }
 
 int main(void) {
