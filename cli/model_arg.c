@@ -1,6 +1,5 @@
 /* --model PRESET|SPECFILE|CHECKPOINT|RUNDIR */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -148,16 +147,12 @@ int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, 
 }
 
 int cli_model_checkpoint_spec(const char *cmd, cli_model *cm, nn_input_norm *norm, int *has_norm) {
-  nn_model *m = NULL;
-  int rc = cli_checkpoint_load(cmd, cm->checkpoint, NULL, &m);
-  if (rc) return rc;
   nn_error err = {0};
-  char *text = nn_spec_to_text(nn_model_spec(m));
-  if (!text) rc = (cli_error(cmd, "out of memory"), EXIT_FAIL);
-  else if (nn_spec_parse(text, cm->checkpoint, &cm->spec, &err)) rc = cli_fail(cmd, &err);
-  else nn_spec_set_max_params(cm->spec, max_params);
-  *has_norm = nn_model_input_norm(m, norm);
-  free(text);
+  if (nn_checkpoint_load_spec(cm->checkpoint, &cm->spec, &err)) return cli_fail(cmd, &err);
+  nn_spec_set_max_params(cm->spec, max_params);
+  nn_model *m = NULL; /* its input transform: recorded, or a Keras file's Rescaling */
+  int rc = cli_checkpoint_load(cmd, cm->checkpoint, cm->spec, &m);
+  *has_norm = !rc && nn_model_input_norm(m, norm);
   nn_model_free(m);
   return rc;
 }
