@@ -29,6 +29,18 @@ static const char *const cifar_train[] = {"data_batch_1.bin", "data_batch_2.bin"
                                           "data_batch_5.bin"};
 static const char *const cifar_test[] = {"test_batch.bin"};
 
+int nn_cifar_dir_holds(const char *dir) {
+  const char *const names[] = {cifar_train[0], cifar_test[0]};
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+    char *p = nn_data_join(dir, names[k]);
+    struct stat sb;
+    const int found = p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+    free(p);
+    if (found) return 1;
+  }
+  return 0;
+}
+
 /* Read `records` records of `path` into ds starting at sample `first`. */
 static nn_status read_records(const char *path, long records, nn_dataset *ds, int first,
                               uint8_t *chunk, nn_error *err) {

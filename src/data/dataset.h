@@ -51,6 +51,12 @@ nn_status nn_dataset_slice(const nn_dataset *ds, int start, int count, nn_datase
  * any working directory; unchanged when the result would not fit in cap. */
 void nn_data_source_absolute(char *source, size_t cap);
 
+/* 1 if dir holds what the IDX reader looks for (the images of the train or t10k split, in any
+ * of its file names), or the first of the CIFAR-10 reader's training or test batches: how a
+ * bare directory given as a data source is told apart (source.c). */
+int nn_idx_dir_holds(const char *dir);
+int nn_cifar_dir_holds(const char *dir);
+
 /* Helpers shared by the readers. */
 /* NN_ERR_IO naming dir if it does not exist or is not a directory. */
 nn_status nn_data_check_dir(const char *dir, nn_error *err);

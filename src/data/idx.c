@@ -240,6 +240,18 @@ static nn_status find_idx(const char *dir, const char *prefix, const char *kind,
                     dir, kind, prefix, prefix, kind, idxn, prefix, kind, idxn, prefix, kind, idxn);
 }
 
+int nn_idx_dir_holds(const char *dir) {
+  static const char *const prefixes[] = {"train", "t10k"};
+  for (size_t k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++) {
+    char *p = NULL;
+    if (find_idx(dir, prefixes[k], "images", "idx3", &p, NULL) == NN_OK) {
+      free(p);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 nn_status nn_dataset_load_idx_dir(const char *dir, const char *prefix, nn_dataset **out,
                                   nn_error *err) {
   if (out) *out = NULL;

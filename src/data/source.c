@@ -44,13 +44,6 @@ static int source_kind_known(const char *source) {
   return !strncmp(source, "idx:", 4) || !strncmp(source, "mnist:", 6) || !strncmp(source, "cifar10:", 8);
 }
 
-static int file_in(const char *dir, const char *name) {
-  char path[4200];
-  struct stat sb;
-  return snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path && stat(path, &sb) == 0 &&
-         S_ISREG(sb.st_mode);
-}
-
 /* A bare directory as a source, by what it holds: "fashion-mnist" for Debian's, "cifar10:DIR"
  * for CIFAR-10 batches, "idx:DIR" for IDX files; the source itself otherwise. */
 static const char *by_content(const char *source, char *buf, size_t cap) {
@@ -59,11 +52,8 @@ static const char *by_content(const char *source, char *buf, size_t cap) {
     return source;
   struct stat fm;
   if (stat(FASHION_MNIST_DIR, &fm) == 0 && fm.st_dev == sb.st_dev && fm.st_ino == sb.st_ino) return "fashion-mnist";
-  const char *kind = file_in(source, "test_batch.bin") || file_in(source, "data_batch_1.bin") ? "cifar10:"
-                     : file_in(source, "train-images-idx3-ubyte") || file_in(source, "train-images-idx3-ubyte.gz") ||
-                             file_in(source, "t10k-images-idx3-ubyte") || file_in(source, "t10k-images-idx3-ubyte.gz")
-                         ? "idx:"
-                         : NULL;
+  const char *kind = nn_cifar_dir_holds(source) ? "cifar10:" : nn_idx_dir_holds(source) ? "idx:"
+                                                                                        : NULL;
   if (!kind || snprintf(buf, cap, "%s%s", kind, source) >= (int)cap) return source;
   return buf;
 }
