@@ -229,10 +229,12 @@ typedef struct {
 typedef struct {
   nn_history *hist; /* every epoch of the run, resumed ones included */
   size_t params;
-  int validation;      /* evaluated on a validation split (val_*), else the test set (test_*) */
-  int epochs;          /* the recipe's epochs (early stopping may end before) */
-  int best_epoch;      /* what best.safetensors holds (nn_run_best_epoch) */
-  int stopped_early;   /* the epoch early stopping ended the run at, or 0 */
+  int validation;    /* evaluated on a validation split (val_*), else the test set (test_*) */
+  int epochs;        /* the recipe's epochs (early stopping may end before) */
+  int best_epoch;    /* what best.safetensors holds (nn_run_best_epoch) */
+  int stopped_early; /* the epoch early stopping ended the run at, or 0 */
+  int early_stop;    /* the recipe's patience (0: off) and min delta, as recorded */
+  double early_stop_delta;
   cli_activation *act; /* with --track-activations */
   int nact, capact;
 } cli_train_result;

@@ -1,5 +1,6 @@
 /* normnet train: fit a preset or spec on a data set, report each epoch, write the run. */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -41,7 +42,11 @@ int cmd_train(int argc, char **argv) {
     else return cli_unknown(&a);
     if (bad || a.bad) return EXIT_USAGE;
   }
-  if (o.resume && o.out && strcmp(o.resume, o.out)) {
+  struct stat rs, os; /* "--out RUN/" or RUN's absolute path name the run too */
+  const int same = o.resume && o.out &&
+                   (!strcmp(o.resume, o.out) ||
+                    (!stat(o.resume, &rs) && !stat(o.out, &os) && rs.st_dev == os.st_dev && rs.st_ino == os.st_ino));
+  if (o.resume && o.out && !same) {
     cli_error("train", "--resume writes into the run it resumes; drop --out");
     return EXIT_USAGE;
   }
@@ -55,9 +60,11 @@ int cmd_train(int argc, char **argv) {
     const char *ev = res.validation ? "val" : "test";
     /* best: what best.safetensors holds, as the library chose it (accuracy, or early stopping's
      * lowest loss) */
-    const char *es = cli_train_value(&o, "early-stop", "0");
+    /* the recorded recipe's (a resumed run's too) */
+    char es[64];
+    snprintf(es, sizeof es, "%d:%g", res.early_stop, res.early_stop_delta);
     const nn_epoch_record *best = res.best_epoch > 0 ? nn_history_get(res.hist, res.best_epoch - 1) : last;
-    if (strcmp(es, "0"))
+    if (res.early_stop)
       printf("final: %s_acc=%.4f %s_loss=%.4f (best: epoch %d, %s_loss %.4f, %s_acc %.4f), %.0f samples/s%s%s\n", ev,
              last->test_acc, ev, last->test_loss, best->epoch, ev, best->test_loss, ev, best->test_acc,
              last->samples_per_sec, dir ? ", run saved in " : "", dir ? dir : "");

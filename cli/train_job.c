@@ -33,11 +33,13 @@ const char cli_train_options_help[] =
     "  --seed S                  seed of weights, shuffling and augmentation (default 42)\n"
     "  --no-shuffle              keep file order\n"
     "  --drop-last               drop the last incomplete batch\n"
-    "  --max-steps N             stop after N optimizer steps\n"
+    "  --max-steps N             stop after N optimizer steps (a pause: --resume goes on; the\n"
+    "                            schedule still runs over --epochs)\n"
     "  --lr-schedule S           constant (default), step:EPOCHS:GAMMA, cosine, onecycle: PyTorch's\n"
     "                            StepLR, CosineAnnealingLR, OneCycleLR, per optimizer step\n"
     "  --warmup STEPS            linear warm-up over the first STEPS steps (not with onecycle)\n"
-    "  --early-stop P[:DELTA]    stop when the validation loss has not improved by DELTA (default 0)\n"
+    "  --early-stop P[:DELTA]    stop when the evaluation loss (validation with --val-split, else\n"
+    "                            test) has not improved by DELTA (default 0)\n"
     "                            for P epochs, and keep the weights of the best epoch\n"
     "  --divergence-factor F     stop when a batch's loss exceeds F times the first batch's\n"
     "                            (default 1e4; 0: off), naming the first layer that exploded\n"
@@ -307,8 +309,14 @@ static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
       nn_run_free(run);
       return fail_flag(cmd, o->ov[i].flag, &err);
     }
-  nn_run_set_epochs(run, r.epochs, &err);
-  nn_run_set_max_steps(run, r.max_steps, &err);
+  if (nn_run_set_epochs(run, r.epochs, &err) || nn_run_set_max_steps(run, r.max_steps, &err)) {
+    if (!strncmp(err.msg, "epochs:", 7)) /* the schedule's length: a new run from it is the way on */
+      cli_error(cmd, "--epochs%s (--init %s)", err.msg + 6, o->resume);
+    else
+      fail_flag(cmd, "--max-steps", &err);
+    nn_run_free(run);
+    return EXIT_USAGE;
+  }
   int stopped = nn_run_stopped_early(run);
   if (stopped) {
     cli_error(cmd,
@@ -465,6 +473,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
     res->params = nn_model_param_count(j.model);
     res->validation = r->val_split > 0;
     res->epochs = r->epochs;
+    res->early_stop = r->early_stop, res->early_stop_delta = r->early_stop_delta;
     int done = nn_history_count(nn_run_history(run));
     cli_progress_init(&j.progress, stdout, o->quiet, o->label);
     j.progress.json = o->json;
@@ -487,6 +496,11 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
                (unsigned long long)r->seed, r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
       cli_progress_say(&j.progress, head);
     }
+    if (r->early_stop && !(r->val_split > 0) && !done && cli_is_rank0())
+      fprintf(stderr,
+              "normnet %s: warning: --early-stop watches the test set's loss (no --val-split): the test set then "
+              "chooses the weights kept; --val-split 0.1 holds out a validation set instead\n",
+              cmd);
     if (o->track_activations) track(&j, done);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_comm *comm = cli_comm();

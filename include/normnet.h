@@ -623,7 +623,9 @@ typedef struct {
   nn_input_norm input_norm;
   int eval_batch_size;               /* 0: same as batch_size */
   const nn_augment *augment;         /* random augmentation of training batches (NULL: none) */
-  long max_steps;                    /* stop after this many optimizer steps in total (0: no limit) */
+  long max_steps;                    /* stop after this many optimizer steps in total (0: no limit): a
+                              pause, not the run's length (a schedule runs over the epochs'
+                              steps; a part of an epoch is not an epoch of early stopping) */
   int first_epoch;                   /* 1, or k+1 when resuming after k epochs (k when inside epoch k) */
   nn_fit_position *position;         /* NULL, or in: where first_epoch starts (batch > 0: inside it,
                               data_rng then being the stream at that batch); out: set at every
@@ -888,7 +890,9 @@ NN_API nn_status nn_run_load_eval_data(nn_run *run, nn_error *err);
  * *comm whose sync_bn is the recipe's (the recorded choice, also on resume), whatever
  * comm->sync_bn says. */
 NN_API void nn_run_set_comm(nn_run *run, const nn_comm *comm);
-/* Extend (or shorten) a run: the only recipe fields a resumed run may change. */
+/* Extend (or shorten) a run: the only recipe fields a resumed run may change. Epochs cannot
+ * change once a cosine or onecycle schedule has taken steps (their length is the epochs'
+ * steps: the steps taken would have had other learning rates). */
 NN_API nn_status nn_run_set_epochs(nn_run *run, int epochs, nn_error *err);
 NN_API nn_status nn_run_set_max_steps(nn_run *run, long max_steps, nn_error *err);
 /* Train from where the run is to its epochs / max steps, committing every epoch to the run

@@ -139,6 +139,7 @@ static void test_schedule_early_stop_report(void **state) {
            "--early-stop 1 --out %s/early",
            dir, dir, dir);
   tu_cli_run_ok(&r, dir, args, "early-stop run");
+  assert_null(strstr(r.err, "warning")); /* it watches a validation split */
   /* the final lines name the epoch best.safetensors holds (early stopping's, by loss) */
   snprintf(path, sizeof path, "%s/early/best.safetensors", dir);
   char *best_meta = NULL;
@@ -158,6 +159,33 @@ static void test_schedule_early_stop_report(void **state) {
   /* the run is over: a resume (even with more epochs) says why instead of training on */
   snprintf(args, sizeof args, "train --resume %s/early --epochs 40", dir);
   expect_error(args, "early stopping ended the run at epoch", "--init");
+  /* without --val-split it watches the test set, and says so; paused by --max-steps and
+   * resumed, the final lines speak of the recorded early stopping, not of the resume's
+   * command line (which has none) */
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --epochs 30 --batch 8 --lr 0.05 --early-stop 1:0.001 "
+           "--max-steps 1 --out %s/early-test",
+           dir, dir, dir);
+  tu_cli_run_ok(&r, dir, args, "early-stop run on the test set");
+  assert_non_null(strstr(r.err, "warning: --early-stop watches the test set's loss (no --val-split)"));
+  snprintf(args, sizeof args, "train --resume %s/early-test --max-steps 0", dir);
+  tu_cli_run_ok(&r, dir, args, "resumed early-stop run");
+  assert_null(strstr(r.err, "warning")); /* said when the run started */
+  if (!strstr(r.out, "(best: epoch ") || !strstr(r.out, "(--early-stop 1:0.001)"))
+    fail_msg("the resumed run's final lines do not speak of its early stopping:\n%s", r.out);
+  /* a cosine schedule's length is the run's epochs: a paused run resumes along it, and more
+   * epochs are refused (pointing to a new run from it) */
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --epochs 2 --batch 8 --lr-schedule cosine --max-steps 1 "
+           "--quiet --out %s/cos",
+           dir, dir, dir);
+  tu_cli_run_ok(&r, dir, args, "cosine run");
+  snprintf(args, sizeof args, "train --resume %s/cos --epochs 3 --max-steps 0", dir);
+  expect_error(args, "--epochs: the cosine schedule runs over the run's 2 epochs", "(--init ");
+  snprintf(args, sizeof args, "train --resume %s/cos --out %s/elsewhere --max-steps 0", dir, dir);
+  expect_error(args, "--resume writes into the run it resumes", "drop --out");
+  snprintf(args, sizeof args, "train --resume %s/cos --out %s/cos/ --max-steps 0 --quiet", dir, dir); /* the same */
+  tu_cli_run_ok(&r, dir, args, "resumed cosine run");
   snprintf(args, sizeof args, "report %s/sched %s/early --out %s/r.html", dir, dir, dir);
   tu_cli_run_ok(&r, dir, args, "report");
   snprintf(path, sizeof path, "%s/r.html", dir);

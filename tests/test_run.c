@@ -215,26 +215,28 @@ static void test_resume_after_sigkill(void **state) {
 /* A run stopped by max_steps inside an epoch goes on from that batch: stopped after 5 steps
  * (inside epoch 2), resumed to 7 (still inside), then to 10 (inside epoch 3), it equals a
  * run of 10 steps bitwise: weights, optimizer, data stream (shuffling, augmentation),
- * dropout stream and every history row, the partial rows replaced as their epochs go on. */
-static void test_max_steps_inside_epoch(void **state) {
-  (void)state;
+ * dropout stream and every history row, the partial rows replaced as their epochs go on.
+ * The same with a cosine schedule (its length is the epochs' steps, not max_steps': the
+ * pauses must not bend the curve) and with early stopping whose min delta no epoch after the
+ * first meets (a partial epoch is not an epoch of patience: counted, it put epoch 1's
+ * weights back at step 5 and the resumed run went on from them). */
+static void max_steps_case(const char *tag, const char *key, const char *value) {
   nn_spec *s = spec();
   nn_error err = {0};
-  const char *names[2] = {"steps-ref", "steps-part"};
+  char dirs[2][1024], sub[64];
+  const char *ref = dirs[0], *part = dirs[1];
   const long first_limit[2] = {10, 5};
   for (int k = 0; k < 2; k++) {
-    char d[1024];
-    path_of(d, sizeof d, names[k], NULL);
+    snprintf(sub, sizeof sub, "steps-%s-%s", k ? "part" : "ref", tag);
+    path_of(dirs[k], sizeof dirs[k], sub, NULL);
     nn_recipe r = recipe(5);
     r.max_steps = first_limit[k];
+    if (key && nn_recipe_set(&r, key, value, &err)) fail_msg("%s", err.msg);
     nn_run *run = NULL;
-    if (nn_run_create(&r, s, d, 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(nn_run_steps(run), first_limit[k]);
+    if (nn_run_create(&r, s, dirs[k], 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+    if (!key || strcmp(key, "early-stop")) assert_int_equal(nn_run_steps(run), first_limit[k]);
     nn_run_free(run);
   }
-  char ref[1024], part[1024];
-  path_of(ref, sizeof ref, "steps-ref", NULL);
-  path_of(part, sizeof part, "steps-part", NULL);
   const long limits[2] = {7, 10};
   for (int i = 0; i < 2; i++) {
     nn_run *run = NULL;
@@ -242,11 +244,53 @@ static void test_max_steps_inside_epoch(void **state) {
     if (nn_run_set_max_steps(run, limits[i], &err)) fail_msg("%s", err.msg);
     assert_false(nn_run_finished(run));
     if (nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(nn_run_steps(run), limits[i]);
-    assert_int_equal(nn_history_count(nn_run_history(run)), (int)((limits[i] + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH));
+    if (!key || strcmp(key, "early-stop")) {
+      assert_int_equal(nn_run_steps(run), limits[i]);
+      assert_int_equal(nn_history_count(nn_run_history(run)), (int)((limits[i] + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH));
+    }
     nn_run_free(run);
   }
   assert_same_run(ref, part);
+  nn_spec_free(s);
+}
+
+static void test_max_steps_inside_epoch(void **state) {
+  (void)state;
+  max_steps_case("plain", NULL, NULL);
+  max_steps_case("cosine", "lr-schedule", "cosine");
+  max_steps_case("early", "early-stop", "1:10");
+}
+
+/* A cosine or onecycle schedule runs over the epochs' steps: once it has taken steps, the
+ * run's epochs cannot change (the steps taken would have had other learning rates); a
+ * constant schedule's can. */
+static void test_schedule_length_fixed(void **state) {
+  (void)state;
+  nn_spec *s = spec();
+  nn_error err = {0};
+  const char *kinds[] = {"cosine", "onecycle", "constant"};
+  for (int k = 0; k < 3; k++) {
+    char d[1024], sub[64];
+    snprintf(sub, sizeof sub, "length-%s", kinds[k]);
+    path_of(d, sizeof d, sub, NULL);
+    nn_recipe r = recipe(3);
+    if (nn_recipe_set(&r, "lr-schedule", kinds[k], &err)) fail_msg("%s", err.msg);
+    nn_run *run = NULL;
+    if (nn_run_create(&r, s, d, 0, &run, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(nn_run_set_epochs(run, 2, &err), NN_OK); /* no step yet */
+    if (nn_run_set_max_steps(run, 3, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(nn_run_set_epochs(run, 2, &err), NN_OK); /* unchanged */
+    nn_status st = nn_run_set_epochs(run, 4, &err);
+    if (k < 2) {
+      assert_int_equal(st, NN_ERR_ARG);
+      assert_non_null(strstr(err.msg, kinds[k]));
+      assert_non_null(strstr(err.msg, "2 epochs, 3 of its steps taken"));
+      assert_int_equal(nn_run_recipe(run)->epochs, 2);
+    } else {
+      assert_int_equal(st, NN_OK);
+    }
+    nn_run_free(run);
+  }
   nn_spec_free(s);
 }
 
@@ -651,6 +695,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_recipe_keys),
       cmocka_unit_test(test_max_steps_inside_epoch),
+      cmocka_unit_test(test_schedule_length_fixed),
       cmocka_unit_test(test_resume_after_sigkill),
       cmocka_unit_test(test_fine_tune_and_input),
       cmocka_unit_test(test_lock_and_existing_run),

@@ -85,3 +85,20 @@ nn_status nn_dist_agree_sum(const nn_comm *c, nn_status st, double *vals, int nv
 }
 
 nn_status nn_dist_agree(const nn_comm *c, nn_status st, nn_error *err) { return nn_dist_agree_sum(c, st, NULL, 0, err); }
+
+nn_status nn_dist_same(const nn_comm *c, const uint64_t *mine, const char *const *what, int n, nn_error *err) {
+  if (!c || c->size <= 1) return NN_OK;
+  enum { MAX_DIGESTS = 16 };
+  uint64_t root[MAX_DIGESTS];
+  if (n > MAX_DIGESTS) n = MAX_DIGESTS;
+  memcpy(root, mine, (size_t)n * sizeof *root);
+  c->bcast(c->ctx, root, (size_t)n * sizeof *root, 0);
+  int i = 0;
+  while (i < n && root[i] == mine[i]) i++;
+  nn_status st = i == n ? NN_OK
+                        : nn_err_set(err, NN_ERR_ARG,
+                                     "%s: not the same as rank 0's: every process must run the same command on the "
+                                     "same data and run",
+                                     what[i]);
+  return nn_dist_agree(c, st, err);
+}

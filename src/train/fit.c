@@ -10,6 +10,7 @@
 
 #include "base/async.h"
 #include "base/error.h"
+#include "base/hash.h"
 #include "base/rng.h"
 #include "base/threads.h"
 #include "data/dataset.h"
@@ -97,12 +98,10 @@ static nn_status evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm,
 
 /* 64-bit FNV-1a of the parameters and running statistics. */
 static uint64_t model_hash(nn_model *m) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  const unsigned char *p = (const unsigned char *)nn_model_params(m);
-  for (size_t i = 0; i < nn_model_param_count(m) * sizeof(float); i++) h = (h ^ p[i]) * 0x100000001b3ull;
-  p = (const unsigned char *)nn_model_state(m);
-  for (size_t i = 0; i < nn_model_state_count(m) * sizeof(float); i++) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
+  uint64_t h = nn_hash_i64(NN_HASH_START, m->nlayers);
+  for (int i = 0; i < m->nlayers; i++) h = nn_hash_i64(h, m->layers[i].kind);
+  h = nn_hash_bytes(h, nn_model_params(m), nn_model_param_count(m) * sizeof(float));
+  return nn_hash_bytes(h, nn_model_state(m), nn_model_state_count(m) * sizeof(float));
 }
 
 /* Data parallel: every rank must hold the same model bits; a difference is reported, not hidden. */
@@ -114,6 +113,65 @@ static nn_status check_replicas(nn_model *m, const nn_comm *comm, nn_error *err)
                                            "the model on this rank differs from rank 0's after "
                                            "training (the all-reduce gave ranks different bits)");
   return nn_dist_agree(comm, st, err);
+}
+
+static uint64_t data_hash(const nn_dataset *ds) {
+  if (!ds) return 0;
+  uint64_t h = nn_hash_i64(NN_HASH_START, ds->n);
+  h = nn_hash_i64(nn_hash_i64(nn_hash_i64(nn_hash_i64(h, ds->c), ds->h), ds->w), ds->num_classes);
+  h = nn_hash_bytes(h, ds->images, (size_t)ds->n * ds->sample_size);
+  return nn_hash_bytes(h, ds->labels, (size_t)ds->n * sizeof *ds->labels);
+}
+
+static uint64_t optimizer_hash(const nn_optimizer *opt, const nn_model *m) {
+  uint64_t h = nn_hash_f64(nn_hash_i64(NN_HASH_START, nn_optimizer_steps(opt)), nn_optimizer_lr(opt));
+  for (int t = 0; t < nn_optimizer_num_tensors(opt, m); t++) {
+    nn_tensor_view v;
+    nn_optimizer_tensor(opt, m, t, &v);
+    h = v.data ? nn_hash_bytes(h, v.data, v.count * sizeof(float)) : nn_hash_i64(h, v.count_value ? *v.count_value : 0);
+  }
+  return h;
+}
+
+/* the settings every rank must share (the optimizer's own in optimizer_hash) */
+static uint64_t settings_hash(const nn_fit_config *c) {
+  const int64_t ints[] = {c->batch_size, c->epochs, c->shuffle, c->drop_last, (int64_t)c->seed, c->eval_batch_size,
+                          c->max_steps, c->accumulate, c->early_stop, c->nan_check, c->comm->sync_bn};
+  uint64_t h = nn_hash_bytes(NN_HASH_START, ints, sizeof ints);
+  const double reals[] = {c->input_norm.mean, c->input_norm.std, c->early_stop_delta, c->divergence_factor};
+  h = nn_hash_bytes(h, reals, sizeof reals);
+  const nn_augment *a = c->augment;
+  h = a ? nn_hash_f64(nn_hash_i64(nn_hash_i64(h, a->flip), a->crop), a->rotate) : nn_hash_i64(h, -1);
+  const nn_lr_schedule *l = c->lr_schedule;
+  return l ? nn_hash_f64(nn_hash_i64(nn_hash_i64(nn_hash_i64(h, l->kind), l->step_epochs), l->warmup), l->gamma)
+           : nn_hash_i64(h, -1);
+}
+
+static uint64_t position_hash(const nn_fit_config *c) {
+  uint64_t h = nn_hash_i64(NN_HASH_START, c->first_epoch);
+  if (c->data_rng) h = nn_hash_bytes(h, c->data_rng->s, sizeof c->data_rng->s);
+  const nn_fit_position *p = c->position;
+  if (p && p->batch)
+    h = nn_hash_f64(nn_hash_i64(nn_hash_i64(nn_hash_i64(nn_hash_bytes(h, p->epoch_start.s, sizeof p->epoch_start.s), p->batch), p->seen), p->correct), p->loss_sum);
+  return h;
+}
+
+/* Data parallel, before the first step: every rank must start from rank 0's model,
+ * optimizer, settings, data and place in the data (a run copied to each node, one copy out of
+ * date; another --lr): otherwise the all-reduce mixes different models, or fails on
+ * different sizes. The first difference is named; nothing has been trained. */
+static nn_status check_start(nn_model *m, const nn_optimizer *opt, const nn_dataset *train,
+                             const nn_dataset *test, const nn_fit_config *cfg, nn_error *err) {
+  static const char *const what[] = {"the model (architecture, weights or statistics)",
+                                     "the optimizer's state (steps, learning rate or moments)",
+                                     "the training settings (batch, epochs, schedule, seed, ...)",
+                                     "the training data",
+                                     "the evaluation data",
+                                     "the place in the data (epoch, batch or shuffling stream)"};
+  const uint64_t mine[] = {model_hash(m), optimizer_hash(opt, m), settings_hash(cfg),
+                           data_hash(train), data_hash(test), position_hash(cfg)};
+  _Static_assert(sizeof what / sizeof what[0] == sizeof mine / sizeof mine[0], "one name per digest");
+  return nn_dist_same(cfg->comm, mine, what, (int)(sizeof mine / sizeof mine[0]), err);
 }
 
 nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size, nn_mode mode,
@@ -340,7 +398,10 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
 }
 
 /* One epoch: its permutation, its steps, evaluation in eval mode, the record. */
-static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *stop, nn_error *err) {
+/* One epoch from its start (or the resumed position) to its end or to max_steps; *complete:
+ * whether it reached its last batch (a run that max_steps pauses inside an epoch records
+ * the part as the epoch's row, and early stopping does not count it). */
+static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *stop, int *complete, nn_error *err) {
   const nn_fit_config *cfg = s->cfg;
   const nn_fit_callbacks *cb = s->cb;
   const nn_comm *comm = s->comm;
@@ -367,6 +428,7 @@ static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *sto
   for (; b < s->batches && !st && !*stop; b++) st = fit_step(s, epoch, b, stop, err);
   drop_ahead(s);
   if (st) return st;
+  *complete = b == s->batches;
   const double t_train = before + (now_seconds() - t0);
   if (pos)
     *pos = b < s->batches ? (nn_fit_position){.batch = b, .epoch_start = start, .loss_sum = s->loss_sum, .lr = s->epoch_lr, .correct = s->correct, .seen = s->seen, .seconds = t_train}
@@ -482,14 +544,30 @@ static void early_stop_restore(const early_stop *es, nn_model *m) {
   }
 }
 
-nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_dataset *test,
-                 const nn_fit_config *cfg, const nn_fit_callbacks *cb, nn_history **history, nn_error *err) {
-  if (history) *history = NULL;
+/* The arguments nn_fit checks on each rank before any rank trains. */
+static nn_status fit_check_args(nn_model *m, const nn_dataset *train, const nn_dataset *test,
+                                const nn_fit_config *cfg, nn_error *err) {
   if (cfg->batch_size < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", cfg->batch_size);
   if (cfg->epochs < 0) return nn_err_set(err, NN_ERR_ARG, "epochs must be >= 0, got %d", cfg->epochs);
   if (!(cfg->input_norm.std > 0)) return nn_err_set(err, NN_ERR_ARG, "input std must be > 0");
+  if (cfg->accumulate < 0) return nn_err_set(err, NN_ERR_ARG, "accumulate must be >= 1, got %d", cfg->accumulate);
+  if (cfg->early_stop < 0 || !(cfg->early_stop_delta >= 0))
+    return nn_err_set(err, NN_ERR_ARG, "early stopping needs patience >= 1 and min delta >= 0");
+  if (cfg->early_stop && !test)
+    return nn_err_set(err, NN_ERR_ARG, "early stopping watches the evaluation loss: it needs evaluation data");
   nn_status st = nn_fit_check_input(m, train, "the training set", err);
   if (!st && test) st = nn_fit_check_input(m, test, "the test set", err);
+  return st;
+}
+
+nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_dataset *test,
+                 const nn_fit_config *cfg, const nn_fit_callbacks *cb, nn_history **history, nn_error *err) {
+  if (history) *history = NULL;
+  nn_status st = fit_check_args(m, train, test, cfg, err);
+  if (cfg->comm && cfg->comm->size > 1) { /* every rank goes on, or none */
+    st = nn_dist_agree(cfg->comm, st, err);
+    if (!st) st = check_start(m, opt, train, test, cfg, err);
+  }
   if (st) return st;
   fit_state s = {.m = m, .opt = opt, .train = train, .test = test, .cfg = cfg, .cb = cb, .loss_ref = -1};
   s.n = nn_dataset_count(train), s.bs = cfg->batch_size;
@@ -497,15 +575,11 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   if (s.batches == 0)
     return nn_err_set(err, NN_ERR_ARG, "no training batch: %d samples, batch size %d with drop_last", s.n, s.bs);
   s.ebs = cfg->eval_batch_size > 0 ? cfg->eval_batch_size : s.bs;
-  if (cfg->accumulate < 0) return nn_err_set(err, NN_ERR_ARG, "accumulate must be >= 1, got %d", cfg->accumulate);
-  if (cfg->early_stop < 0 || !(cfg->early_stop_delta >= 0))
-    return nn_err_set(err, NN_ERR_ARG, "early stopping needs patience >= 1 and min delta >= 0");
-  if (cfg->early_stop && !test)
-    return nn_err_set(err, NN_ERR_ARG, "early stopping watches the evaluation loss: it needs evaluation data");
   s.accumulate = cfg->accumulate > 1 ? cfg->accumulate : 1;
   s.steps_per_epoch = (s.batches + s.accumulate - 1) / s.accumulate;
+  /* a schedule's length is the epochs' steps; max_steps only pauses (a resumed run goes on
+   * along the same curve) */
   s.total_steps = (long)cfg->epochs * s.steps_per_epoch;
-  if (cfg->max_steps > 0 && cfg->max_steps < s.total_steps) s.total_steps = cfg->max_steps;
   s.base_lr = nn_optimizer_lr(opt);
   s.epoch_lr = s.base_lr;
   const nn_comm *comm = s.comm = cfg->comm && cfg->comm->size > 1 ? cfg->comm : NULL;
@@ -558,10 +632,13 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   if (!st && cfg->early_stop) st = early_stop_init(&es, m, cfg, first, err);
   for (int epoch = first; !st && !stop && epoch <= cfg->epochs; epoch++) {
     nn_epoch_record r;
-    if ((st = fit_epoch(&s, epoch, &r, &stop, err))) break;
+    int complete = 0;
+    if ((st = fit_epoch(&s, epoch, &r, &stop, &complete, err))) break;
     if ((st = nn_history_append(h, &r, err))) break;
-    /* every rank sees the same evaluation loss, so all stop and restore together */
-    int patience_out = cfg->early_stop && early_stop_update(&es, m, &r, cfg->early_stop, cfg->early_stop_delta);
+    /* every rank sees the same evaluation loss, so all stop and restore together; a part
+     * of an epoch is not an epoch of patience */
+    int patience_out =
+        cfg->early_stop && complete && early_stop_update(&es, m, &r, cfg->early_stop, cfg->early_stop_delta);
     if (patience_out) early_stop_restore(&es, m);
     if (cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
     if (cb && cb->epoch_done) st = cb->epoch_done(cb->user, &r, err);

@@ -620,6 +620,14 @@ static nn_status resume(const char *dir, run_mode mode, nn_run **out, nn_error *
 
 nn_status nn_run_set_epochs(nn_run *run, int epochs, nn_error *err) {
   if (epochs < 1) return nn_err_set(err, NN_ERR_ARG, "epochs: expected >= 1, got %d", epochs);
+  const nn_lr_kind k = run->r.lr_schedule.kind;
+  const long steps = nn_run_steps(run);
+  if (epochs != run->r.epochs && steps > 0 && (k == NN_LR_COSINE || k == NN_LR_ONECYCLE))
+    return nn_err_set(err, NN_ERR_ARG,
+                      "epochs: the %s schedule runs over the run's %d epoch%s, %ld of its steps taken; %d epochs "
+                      "would give those steps other learning rates: start a new run from this one's weights",
+                      k == NN_LR_COSINE ? "cosine" : "onecycle", run->r.epochs, run->r.epochs == 1 ? "" : "s", steps,
+                      epochs);
   run->r.epochs = epochs;
   return NN_OK;
 }

@@ -3,7 +3,8 @@
  * running statistic and the loss history of K = 2 and K = 3 processes (uneven and empty
  * slices) equal one process's within 1e-5 relative + 1e-6 absolute; with --sync-bn off they
  * must differ, and a resumed --sync-bn off run stays per rank; killing a rank ends the job with a message and rank 0's last checkpoint
- * resumes under a new mpirun. Registered only in builds with MPI. */
+ * resumes under a new mpirun; ranks started with different settings or data are refused before
+ * the first step, naming what differs. Registered only in builds with MPI. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -127,6 +128,9 @@ static int setup(void **state) {
   char sub[512];
   snprintf(sub, sizeof sub, "%s/data", dir);
   tu_write_idx_pair(sub, "train", 112, 28, 28, 10, 7);
+  tu_write_idx_pair(sub, "t10k", 40, 28, 28, 10, 8);
+  snprintf(sub, sizeof sub, "%s/other", dir);
+  tu_write_idx_pair(sub, "train", 112, 28, 28, 10, 9);
   tu_write_idx_pair(sub, "t10k", 40, 28, 28, 10, 8);
   return 0;
 }
@@ -262,6 +266,47 @@ static void failure_printed_once(void **state) {
     fail_msg("expected the message once on stderr, got:\n%s", res.err);
 }
 
+/* Ranks that do not run the same thing (another --lr, --batch or --seed, other data) are
+ * refused before the first step, naming what differs; no run is written. Rank 0 runs the
+ * common command with a0, rank 1 with a1. */
+static void expect_ranks_refused(const char *a0, const char *a1, const char *what) {
+  const char *mpiexec = getenv("NN_MPIEXEC"), *cli = getenv("NN_CLI");
+  char launcher[2048], a[1024];
+  const char *common = "train --epochs 100 --max-steps 20 --quiet --threads 1";
+  snprintf(launcher, sizeof launcher,
+           "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\" '%s' --allow-run-as-root --oversubscribe "
+           "-np 1 '%s' %s --out %s/mixed %s : -np 1",
+           mpiexec, cli, common, dir, a0);
+  snprintf(a, sizeof a, "%s --out %s/mixed %s", common, dir, a1);
+  tu_cli_run(&res, dir, launcher, a);
+  if (res.status == 0) fail_msg("ranks with '%s' and '%s' trained", a0, a1);
+  char want[256];
+  snprintf(want, sizeof want, "rank 1: %s", what);
+  if (!strstr(res.err, want) || !strstr(res.err, "not the same as rank 0's")) fail_msg("'%s' vs '%s': expected '%s' on stderr, got:\n%s", a0, a1, want, res.err);
+  char path[512];
+  snprintf(path, sizeof path, "%s/mixed/model.safetensors", dir);
+  FILE *f = fopen(path, "rb");
+  if (f) {
+    fclose(f);
+    fail_msg("'%s' vs '%s': a model was saved", a0, a1);
+  }
+}
+
+static void ranks_that_differ_refused(void **state) {
+  (void)state;
+  char d0[512], d1[512];
+  snprintf(d0, sizeof d0, "--data idx:%s/data", dir);
+  snprintf(d1, sizeof d1, "--data idx:%s/other", dir);
+  char a0[1024], a1[1024];
+  snprintf(a0, sizeof a0, "%s --lr 0.1", d0), snprintf(a1, sizeof a1, "%s --lr 0.2", d0);
+  expect_ranks_refused(a0, a1, "the optimizer's state");
+  snprintf(a0, sizeof a0, "%s --batch 16", d0), snprintf(a1, sizeof a1, "%s --batch 8", d0);
+  expect_ranks_refused(a0, a1, "the training settings");
+  snprintf(a0, sizeof a0, "%s --seed 1", d0), snprintf(a1, sizeof a1, "%s --seed 2", d0);
+  expect_ranks_refused(a0, a1, "the model");
+  expect_ranks_refused(d0, d1, "the training data"); /* the same sizes, other pixels */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(lenet_sgd_equal),
@@ -271,6 +316,7 @@ int main(void) {
       cmocka_unit_test(unsynchronized_bn_resumes),
       cmocka_unit_test(killed_rank_resumes),
       cmocka_unit_test(failure_printed_once),
+      cmocka_unit_test(ranks_that_differ_refused),
       cmocka_unit_test(progress_plain_under_mpirun),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
