@@ -92,25 +92,41 @@ static size_t columns(FILE *out) {
   return 80;
 }
 
+/* "  12/469  [=====>....] - ETA:    3s - loss: 0.7872 - acc: 0.7123 - all:    21s", fitted to
+ * the terminal's width by whole fields: the bar narrows (30 down to 10 marks), then the
+ * overall ETA goes, then the bar, then the last fields; never a field cut in the middle (a line redrawn in place
+ * must not wrap either: \r would not go back to its start; the final one, kept with its
+ * epoch's figures after it, may). */
 static void bar(cli_progress *p, int batch, int batches, double loss, double acc, int final) {
-  const int width = 30;
-  int done = (int)((double)width * batch / batches);
-  char b[64], t[16], all[16];
-  for (int i = 0; i < width; i++) b[i] = i < done ? '=' : (i == done ? '>' : '.');
-  if (done >= width) b[width - 1] = '=';
-  b[width] = 0;
+  char t[16], all[16], tail[128], line[256];
   double el = cli_now() - p->t_epoch;
   fmt_secs(t, sizeof t, final ? el : (batch ? el * (batches - batch) / batch : 0));
   fmt_secs(all, sizeof all, overall_eta(p, batch));
-  char line[256];
-  int n = snprintf(line, sizeof line, "%5d/%-5d [%s] - %s %5s - loss: %.4f - acc: %.4f", batch, batches, b,
-                   final ? "   " : "ETA:", t, loss, acc);
-  int more = !final && (p->epoch < p->epochs || p->variants > p->variant);
-  if (more && n > 0 && (size_t)n < sizeof line) snprintf(line + n, sizeof line - (size_t)n, " - all: %6s", all);
-  /* a line redrawn in place is cut at the terminal's width (a wrapped one would not go back
-   * to its start on \r); the final one, kept with a newline, may wrap */
-  const size_t cut = columns(p->out) - 1;
-  if (!final && strlen(line) > cut) line[cut] = 0;
+  const int more = !final && (p->epoch < p->epochs || p->variants > p->variant);
+  const int cut = final ? 1 << 20 : (int)columns(p->out) - 1; /* the final line, kept, may wrap */
+  int head = snprintf(line, sizeof line, "%5d/%-5d", batch, batches), with_all = more, width = 30;
+  for (;;) {
+    int n = snprintf(tail, sizeof tail, " - %s %5s - loss: %.4f - acc: %.4f%s%s", final ? "   " : "ETA:", t, loss, acc,
+                     with_all ? " - all: " : "", with_all ? all : "");
+    width = cut - head - 3 - n; /* " [" and "]" */
+    if (width >= 10 || !with_all) break;
+    with_all = 0;
+  }
+  if (width > 30) width = 30;
+  char *q = line + head;
+  if (width >= 10) {
+    const int done = (int)((double)width * batch / batches);
+    *q++ = ' ', *q++ = '[';
+    for (int i = 0; i < width; i++) *q++ = i < done || (i == width - 1 && done >= width) ? '=' : (i == done ? '>' : '.');
+    *q++ = ']';
+  }
+  snprintf(q, sizeof line - (size_t)(q - line), "%s", tail);
+  if ((int)strlen(line) > cut) { /* a narrow terminal: the fields that fit whole */
+    line[cut] = 0;
+    char *sep = strstr(line, " - "), *last = NULL;
+    for (; sep; sep = strstr(sep + 1, " - ")) last = sep;
+    if (last) *last = 0;
+  }
   fprintf(p->out, "\r%s\033[K", line);
   fflush(p->out);
 }

@@ -485,27 +485,45 @@ static int run_on_tty(const char *args, char *out, size_t len) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-/* One run's progress bar on a 40-column terminal: every state redrawn in place ("\r" up to
- * the erase) fits in 39 columns (a longer one wrapped, and each redraw added a line); the
- * epoch's final line is whole. */
+/* One run's progress bar on a 40- and an 80-column terminal: every state redrawn in place
+ * ("\r" up to the erase) fits (a longer one wrapped, and each redraw added a line) and ends
+ * on a whole field (it was cut at the width: "- acc:" without its figure, "all:    2" for
+ * 21s); at 80 columns the bar narrows so that the run's overall ETA shows; the epoch's final
+ * line is whole. */
 static void test_bar_fits_terminal(void **state) {
   (void)state;
   static char tty[1 << 16];
-  tty_cols = 40;
-  int rc = run_on_tty("train --model small.spec --data idx:good --batch 4 --epochs 1 --out bar40", tty, sizeof tty);
-  tty_cols = 0;
-  if (rc) fail_msg("train failed on a terminal:\n%s", tty);
-  int redraws = 0;
-  for (const char *p = strchr(tty, '\r'); p; p = strchr(p + 1, '\r')) {
-    const char *end = strstr(p, "\033[K");
-    if (!end || memchr(p, '\n', (size_t)(end - p)) || end - p - 1 == 0) continue;
-    if (!strncmp(end + 3, " - test_loss", 12)) continue; /* the final line: kept, may wrap */
-    if (end - p - 1 > 39) fail_msg("a redrawn line of %d columns on a 40-column terminal:\n%.*s", (int)(end - p - 1),
-                                   (int)(end - p), p);
-    redraws++;
+  const unsigned short widths[] = {40, 80};
+  for (int k = 0; k < 2; k++) {
+    tty_cols = widths[k];
+    char args[256];
+    snprintf(args, sizeof args, "train --model small.spec --data idx:good --batch 4 --epochs 2 --out bar%d", widths[k]);
+    int rc = run_on_tty(args, tty, sizeof tty);
+    tty_cols = 0;
+    if (rc) fail_msg("train failed on a terminal:\n%s", tty);
+    int redraws = 0, with_all = 0;
+    for (const char *p = strchr(tty, '\r'); p; p = strchr(p + 1, '\r')) {
+      const char *end = strstr(p, "\033[K");
+      if (!end || memchr(p, '\n', (size_t)(end - p)) || end - p - 1 == 0) continue;
+      if (!strncmp(end + 3, " - test_loss", 12)) continue; /* the final line: kept, may wrap */
+      const int len = (int)(end - p - 1);
+      if (len > widths[k] - 1)
+        fail_msg("a redrawn line of %d columns on a %d-column terminal:\n%.*s", len, widths[k], len, p + 1);
+      const char *last = NULL;
+      for (const char *f = strstr(p + 1, " - "); f && f < end; f = strstr(f + 1, " - ")) last = f;
+      const char *lastf = last ? last + 3 : p + 1;
+      /* a field ends on its figure: "loss: 2.3068", "acc: 0.2500", "ETA:   13s", "all: 21s" */
+      if (!(end[-1] >= '0' && end[-1] <= '9') && end[-1] != 's')
+        fail_msg("a redrawn line cut inside a field (%d columns):\n%.*s", widths[k], len, p + 1);
+      if ((!strncmp(lastf, "acc: ", 5) && end - lastf != 11) || (!strncmp(lastf, "loss: ", 6) && end - lastf != 12))
+        fail_msg("a redrawn line cut inside its last field (%d columns):\n%.*s", widths[k], len, p + 1);
+      with_all += strncmp(lastf, "all: ", 5) == 0;
+      redraws++;
+    }
+    assert_true(redraws > 0);
+    if (widths[k] == 80 && !with_all) fail_msg("no overall ETA on an 80-column terminal:\n%s", tty);
+    assert_non_null(strstr(tty, " - test_loss: ")); /* the final line, uncut */
   }
-  assert_true(redraws > 0);
-  assert_non_null(strstr(tty, " - test_loss: ")); /* the final line, uncut */
 }
 
 /* p starts a line on the terminal: after a newline, or after a status line was cleared ("\r"
