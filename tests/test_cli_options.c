@@ -153,6 +153,7 @@ static void test_schedule_early_stop_report(void **state) {
   free(best_meta);
   snprintf(path, sizeof path, "%s/early/history.csv", dir);
   tu_slurp(path, buf, sizeof buf);
+  assert_non_null(strstr(buf, ",0.05\n")); /* the lr column as given, not 0.0500000007 */
   int rows = 0;
   for (const char *q = buf; *q; q++) rows += *q == '\n';
   assert_true(rows - 1 < 30); /* stopped before the last epoch */

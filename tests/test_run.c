@@ -581,6 +581,14 @@ static void test_recipe_keys(void **state) {
     if (nn_recipe_set(&u, nn_recipe_key(k), buf, &err)) fail_msg("%s", err.msg);
   }
   assert_memory_equal(&t, &u, sizeof t);
+  /* floats read as they were written, not as %.9g's 0.00100000005 (and back exactly, above) */
+  const char *plain[][2] = {{"lr", "0.001"}, {"beta1", "0.9"}, {"adam-eps", "1e-07"}, {"input-norm", "0.1307,0.3081"}, {"early-stop", "3:0.01"}, {"val-split", "0.1"}};
+  for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+    if (nn_recipe_set(&t, plain[i][0], plain[i][1], &err)) fail_msg("%s", err.msg);
+    for (int k = 0; k < nn_recipe_num_keys(); k++)
+      if (!strcmp(nn_recipe_key(k), plain[i][0])) nn_recipe_get(&t, k, buf, sizeof buf);
+    assert_string_equal(buf, plain[i][1]);
+  }
 }
 
 /* A run opened to look at (nn_run_open_view) needs no data set: with its data gone, the

@@ -327,11 +327,8 @@ static void print_value(nn_strbuf *b, const nn_key *key, const nn_layer_cfg *cfg
       if (key->type == NN_KEY_MOMENTUM && d < 0)
         nn_strbuf_printf(b, " %s=cumulative", key->name);
       else {
-        char num[32]; /* shortest text that reads back to the same double */
-        for (int prec = 6; prec <= 17; prec++) {
-          snprintf(num, sizeof num, "%.*g", prec, d);
-          if (strtod(num, NULL) == d) break;
-        }
+        char num[32];
+        nn_fmt_double(num, sizeof num, d);
         nn_strbuf_printf(b, " %s=%s", key->name, num);
       }
       break;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/strbuf.h"
 
 static const double PI = 3.14159265358979323846;
 
@@ -46,7 +47,12 @@ nn_status nn_lr_schedule_parse(const char *text, long warmup, nn_lr_schedule *ou
 
 void nn_lr_schedule_format(const nn_lr_schedule *s, char *buf, size_t len) {
   switch (s->kind) {
-    case NN_LR_STEP: snprintf(buf, len, "step:%d:%.9g", s->step_epochs, s->gamma); break;
+    case NN_LR_STEP: {
+      char g[32];
+      nn_fmt_double(g, sizeof g, s->gamma);
+      snprintf(buf, len, "step:%d:%s", s->step_epochs, g);
+      break;
+    }
     case NN_LR_COSINE: snprintf(buf, len, "cosine"); break;
     case NN_LR_ONECYCLE: snprintf(buf, len, "onecycle"); break;
     default: snprintf(buf, len, "constant"); break;

@@ -55,8 +55,10 @@ char *nn_history_to_text(const nn_history *h) {
   nn_strbuf_printf(&b, "%s\n", header(h->validation));
   for (int i = 0; i < h->n; i++) {
     const nn_epoch_record *r = &h->rec[i];
-    nn_strbuf_printf(&b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f,%.9g\n", r->epoch, r->train_loss, r->train_acc,
-                     r->test_loss, r->test_acc, r->seconds, r->samples_per_sec, r->lr);
+    char lr[32]; /* a float's (the optimizer's) */
+    nn_fmt_float(lr, sizeof lr, (float)r->lr);
+    nn_strbuf_printf(&b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f,%s\n", r->epoch, r->train_loss, r->train_acc, r->test_loss,
+                     r->test_acc, r->seconds, r->samples_per_sec, lr);
   }
   return b.buf;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/strbuf.h"
 #include "model/spec.h"
 #include "train/fit.h"
 
@@ -147,14 +148,24 @@ void nn_recipe_get(const nn_recipe *r, int k, char *buf, size_t len) {
     case K_INT: memcpy(&i, p, sizeof i), snprintf(buf, len, "%d", i); break;
     case K_LONG: memcpy(&l, p, sizeof l), snprintf(buf, len, "%ld", l); break;
     case K_FLOAT:
-    case K_SPLIT: memcpy(&f, p, sizeof f), snprintf(buf, len, "%.9g", f); break;
+    case K_SPLIT: memcpy(&f, p, sizeof f), nn_fmt_float(buf, len, f); break;
     case K_U64: memcpy(&u, p, sizeof u), snprintf(buf, len, "%llu", (unsigned long long)u); break;
     case K_OPT: memcpy(&ok, p, sizeof ok), snprintf(buf, len, "%s", nn_opt_kind_name(ok)); break;
     case K_INIT: memcpy(&in, p, sizeof in), snprintf(buf, len, "%s", in == NN_INIT_XAVIER_UNIFORM ? "xavier" : "default"); break;
-    case K_INORM: snprintf(buf, len, "%.9g,%.9g", r->input_norm.mean, r->input_norm.std); break;
+    case K_INORM: {
+      char m[32], sd[32];
+      nn_fmt_float(m, sizeof m, r->input_norm.mean), nn_fmt_float(sd, sizeof sd, r->input_norm.std);
+      snprintf(buf, len, "%s,%s", m, sd);
+      break;
+    }
     case K_SCHED: nn_lr_schedule_format(&r->lr_schedule, buf, len); break;
     case K_WARMUP: snprintf(buf, len, "%ld", r->lr_schedule.warmup); break;
-    case K_EARLY: snprintf(buf, len, "%d:%.9g", r->early_stop, r->early_stop_delta); break;
+    case K_EARLY: {
+      char d[32];
+      nn_fmt_double(d, sizeof d, r->early_stop_delta);
+      snprintf(buf, len, "%d:%s", r->early_stop, d);
+      break;
+    }
     default: snprintf(buf, len, "%s", (const char *)p);
   }
 }
