@@ -522,6 +522,37 @@ static void test_lock_and_existing_run(void **state) {
   char pid[32];
   snprintf(pid, sizeof pid, "process %ld", (long)getppid());
   assert_non_null(strstr(err.msg, pid));
+  /* the PID of a live process, another start time (the PID reused after a reboot or a
+   * container restart): a stale lock, taken over */
+  char host[256] = "";
+  assert_int_equal(gethostname(host, sizeof host - 1), 0);
+  f = fopen(lock, "w");
+  assert_non_null(f);
+  fprintf(f, "%ld 1 %s\n", (long)getppid(), host);
+  fclose(f);
+  if (nn_run_create(&r, s, d, 0, &run, &err)) fail_msg("a reused PID's lock: %s", err.msg);
+  nn_run_free(run);
+  /* the same PID and start time: refused; another machine's lock: refused, naming it */
+  unsigned long long start = 0;
+  char stat_path[64], line[1024];
+  snprintf(stat_path, sizeof stat_path, "/proc/%ld/stat", (long)getppid());
+  f = fopen(stat_path, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(line, sizeof line, f));
+  fclose(f);
+  const char *q = strrchr(line, ')');
+  for (int field = 2; field < 22 && q; field++) q = strchr(q + 1, ' ');
+  assert_non_null(q);
+  assert_int_equal(sscanf(q, " %llu", &start), 1);
+  const char *holders[][2] = {{host, "which is still training it"}, {"elsewhere.example", "on elsewhere.example"}};
+  for (int i = 0; i < 2; i++) {
+    f = fopen(lock, "w");
+    assert_non_null(f);
+    fprintf(f, "%ld %llu %s\n", (long)getppid(), start, holders[i][0]);
+    fclose(f);
+    assert_int_not_equal(nn_run_create(&r, s, d, 1, &run, &err), NN_OK);
+    if (!strstr(err.msg, holders[i][1])) fail_msg("lock of %s: '%s'", holders[i][0], err.msg);
+  }
   /* a dead holder's lock is taken over, held while the run lives, removed after */
   f = fopen(lock, "w");
   assert_non_null(f);

@@ -9,8 +9,9 @@
  * from the commit point when a kill came in between (the resumed model is that epoch's).
  * A kill at any instant therefore leaves epoch N or N+1.
  *
- * DIR/lock holds the PID of the training process: a live holder is refused, a dead one's lock
- * taken over. (Two processes taking over the same dead lock at the same instant can both
+ * DIR/lock holds the PID, start time and machine of the training process: a live holder is
+ * refused, a dead one's lock (or a reused PID's: another start time) taken over, another
+ * machine's refused naming it. (Two processes taking over the same dead lock at the same instant can both
  * succeed; a live holder is always seen.) */
 #include <errno.h>
 #include <fcntl.h>
@@ -65,29 +66,61 @@ static char *join(const char *dir, const char *name) {
 
 /* ---- lock ------------------------------------------------------------------------------ */
 
-static long read_pid(const char *path) {
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return -1;
-  char buf[32] = {0};
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  long pid = -1;
-  return n > 0 && sscanf(buf, "%ld", &pid) == 1 ? pid : -1;
-}
+/* A lock file: "PID START HOST\n", START the process's start time in clock ticks after boot
+ * (/proc/PID/stat, field 22) and HOST its machine: a PID alone is reused after a reboot or
+ * a container restart, and names another process on a machine sharing the directory.
+ * (Older locks hold the PID alone: start 0, host "".) */
+typedef struct {
+  long pid;
+  unsigned long long start;
+  char host[256];
+} lock_owner;
 
-/* A process that exists and is not a zombie (a killed holder whose parent is gone may stay a
- * zombie where nothing reaps orphans, e.g. in a container without an init). */
-static int alive(long pid) {
-  if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM)) return 0;
-  char path[64], buf[512];
+/* Process pid's start time, 0 if unknown; *zombie: whether it is one. */
+static unsigned long long proc_start(long pid, int *zombie) {
+  char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  *zombie = 0;
   FILE *f = fopen(path, "r");
-  if (!f) return 1;
+  if (!f) return 0;
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   buf[n] = 0;
-  const char *close_paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
-  return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
+  const char *p = strrchr(buf, ')'); /* "pid (comm) S ppid ...": fields from 3 on after it */
+  if (!p || p[1] != ' ') return 0;
+  *zombie = p[2] == 'Z';
+  unsigned long long start = 0;
+  p += 2;
+  for (int field = 3; field < 22 && p; field++) p = strchr(p + 1, ' ');
+  return p && sscanf(p, " %llu", &start) == 1 ? start : 0;
+}
+
+static lock_owner lock_self(void) {
+  lock_owner o = {.pid = (long)getpid()};
+  int zombie;
+  o.start = proc_start(o.pid, &zombie);
+  if (gethostname(o.host, sizeof o.host - 1) != 0) o.host[0] = 0;
+  return o;
+}
+
+static int read_lock(const char *path, lock_owner *o) {
+  *o = (lock_owner){.pid = -1};
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[320] = {0};
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  return n > 0 && sscanf(buf, "%ld %llu %255s", &o->pid, &o->start, o->host) >= 1 ? 0 : -1;
+}
+
+/* Whether the lock's holder (on this machine) still runs: a process with its PID and start
+ * time that is not a zombie (a killed holder whose parent is gone may stay one where nothing
+ * reaps orphans, e.g. in a container without an init). */
+static int holder_alive(const lock_owner *o) {
+  if (o->pid <= 0 || (kill((pid_t)o->pid, 0) != 0 && errno != EPERM)) return 0;
+  int zombie;
+  unsigned long long start = proc_start(o->pid, &zombie);
+  return !zombie && !(o->start && start && start != o->start);
 }
 
 /* The lock file's decisions (create with our PID, judge a holder, take a dead one's over,
@@ -109,12 +142,13 @@ static nn_status lock_take(nn_run *run, nn_error *err) {
   char *path = join(run->dir, "lock");
   if (!path) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   nn_status st = NN_OK;
+  const lock_owner self = lock_self();
   int guard = dir_guard(run->dir);
   for (int tries = 0;; tries++) {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd >= 0) {
-      char buf[32];
-      int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+      char buf[320];
+      int n = snprintf(buf, sizeof buf, "%ld %llu %s\n", self.pid, self.start, self.host[0] ? self.host : "-");
       int ok = write(fd, buf, (size_t)n) == n;
       if (close(fd) != 0) ok = 0;
       if (!ok) {
@@ -129,10 +163,17 @@ static nn_status lock_take(nn_run *run, nn_error *err) {
       st = nn_err_set(err, NN_ERR_IO, "%s: cannot create the lock file: %s", path, strerror(errno));
       break;
     }
-    long pid = read_pid(path);
-    if (pid != (long)getpid() && alive(pid)) {
+    lock_owner o;
+    read_lock(path, &o);
+    if (o.host[0] && strcmp(o.host, self.host) && strcmp(o.host, "-")) {
+      st = nn_err_set(err, NN_ERR_IO,
+                      "%s: the run is locked by process %ld on %s, which may still be training it (if not, remove %s)",
+                      run->dir, o.pid, o.host, path);
+      break;
+    }
+    if (o.pid != self.pid && holder_alive(&o)) {
       st = nn_err_set(err, NN_ERR_IO, "%s: the run is locked by process %ld, which is still training it (%s)", run->dir,
-                      pid, path);
+                      o.pid, path);
       break;
     }
     unlink(path); /* a dead holder's lock (or garbage): take it over */
@@ -146,7 +187,8 @@ static void lock_release(nn_run *run) {
   if (!run->locked) return;
   char *path = join(run->dir, "lock");
   int guard = dir_guard(run->dir);
-  if (path && read_pid(path) == (long)getpid()) unlink(path);
+  lock_owner o;
+  if (path && !read_lock(path, &o) && o.pid == (long)getpid()) unlink(path);
   dir_unguard(guard);
   free(path);
   run->locked = 0;
