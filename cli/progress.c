@@ -329,20 +329,25 @@ static void on_end(void *user, const nn_epoch_record *r) {
     pthread_mutex_lock(&pn->mu);
     panel_clear(pn);
   }
+  /* --max-steps ended the epoch before its last batch: its row is a part (resumed, the epoch
+   * goes on from there) */
+  char part[96] = "";
+  if (p->last_batch > 0 && p->last_batch < p->batches)
+    snprintf(part, sizeof part, " (paused after batch %d of %d)", p->last_batch, p->batches);
   if (p->json) {
     json_line(p, r);
   } else if (p->quiet) {
   } else if (p->tty && !pn) {
     /* the real figures of the epoch, whichever batch it ended on */
     bar(p, p->last_batch, p->batches, r->train_loss, r->train_acc, 1);
-    fprintf(p->out, " - %s_loss: %.4f - %s_acc: %.4f - %.0f samples/s\n", p->eval, r->test_loss, p->eval,
-            r->test_acc, r->samples_per_sec);
+    fprintf(p->out, " - %s_loss: %.4f - %s_acc: %.4f - %.0f samples/s%s\n", p->eval, r->test_loss, p->eval,
+            r->test_acc, r->samples_per_sec, part);
   } else {
     fprintf(p->out,
             "%s%sepoch %d/%d train_loss=%.4f train_acc=%.4f %s_loss=%.4f %s_acc=%.4f time=%.1fs "
-            "samples_per_s=%.0f\n",
+            "samples_per_s=%.0f%s\n",
             p->label ? p->label : "", p->label ? ": " : "", r->epoch, p->epochs, r->train_loss, r->train_acc,
-            p->eval, r->test_loss, p->eval, r->test_acc, r->seconds, r->samples_per_sec);
+            p->eval, r->test_loss, p->eval, r->test_acc, r->seconds, r->samples_per_sec, part);
   }
   fflush(p->out);
   if (pn) {

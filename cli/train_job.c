@@ -494,6 +494,20 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
                nn_dataset_count(train), nn_dataset_count(eval), r->val_split > 0 ? "validation" : "test",
                nn_opt_kind_name(r->opt.kind), r->opt.lr, r->batch_size, r->epochs, r->epochs == 1 ? "" : "s",
                (unsigned long long)r->seed, r->augment[0] ? ", augment " : "", r->augment, done ? " (resumed)" : "");
+      /* the training features a run uses, when it uses them */
+      size_t hl = strlen(head);
+      char sched[64];
+      nn_lr_schedule_format(&r->lr_schedule, sched, sizeof sched);
+      if (r->lr_schedule.kind != NN_LR_CONSTANT || r->lr_schedule.warmup > 0)
+        hl += (size_t)snprintf(head + hl, sizeof head - hl, ", lr-schedule %s", sched);
+      if (r->lr_schedule.warmup > 0 && hl < sizeof head)
+        hl += (size_t)snprintf(head + hl, sizeof head - hl, " with %ld warm-up steps", r->lr_schedule.warmup);
+      if (r->accumulate > 1 && hl < sizeof head)
+        hl += (size_t)snprintf(head + hl, sizeof head - hl, ", accumulate %d (%d samples a step)", r->accumulate,
+                               r->accumulate * r->batch_size);
+      if (r->early_stop && hl < sizeof head)
+        snprintf(head + hl, sizeof head - hl, ", early-stop after %d epoch%s without improvement", r->early_stop,
+                 r->early_stop == 1 ? "" : "s");
       cli_progress_say(&j.progress, head);
     }
     if (r->early_stop && !(r->val_split > 0) && !done && cli_is_rank0())

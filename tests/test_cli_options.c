@@ -169,6 +169,8 @@ static void test_schedule_early_stop_report(void **state) {
            dir, dir, dir);
   tu_cli_run_ok(&r, dir, args, "early-stop run on the test set");
   assert_non_null(strstr(r.err, "warning: --early-stop watches the test set's loss (no --val-split)"));
+  assert_non_null(strstr(r.out, "(paused after batch 1 of "));                      /* a part of epoch 1, said so */
+  assert_non_null(strstr(r.out, ", early-stop after 1 epoch without improvement")); /* in the header */
   snprintf(args, sizeof args, "train --resume %s/early-test --max-steps 0", dir);
   tu_cli_run_ok(&r, dir, args, "resumed early-stop run");
   assert_null(strstr(r.err, "warning")); /* said when the run started */
