@@ -249,6 +249,17 @@ FILE *cli_text_open(cli_text *t) {
   return t->f;
 }
 
+int cli_make_parent(const char *cmd, const char *path) {
+  const char *slash = path ? strrchr(path, '/') : NULL;
+  if (!slash || slash == path) return 0;
+  char dir[4096];
+  if ((size_t)(slash - path) >= sizeof dir) return 0; /* left to the writer's own error */
+  memcpy(dir, path, (size_t)(slash - path));
+  dir[slash - path] = 0;
+  nn_error err = {0};
+  return nn_file_make_dirs(dir, &err) ? cli_fail(cmd, &err) : 0;
+}
+
 int cli_text_commit(const char *cmd, cli_text *t, const char *path) {
   nn_error err = {0};
   int bad = !t->f || fclose(t->f) != 0;

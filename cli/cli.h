@@ -75,6 +75,9 @@ typedef struct {
 } cli_text;
 FILE *cli_text_open(cli_text *t);
 int cli_text_commit(const char *cmd, cli_text *t, const char *path);
+/* Create the directories an output file's path names before its last '/' (as train --out
+ * creates its run directory); 0, or EXIT_FAIL after the message. */
+int cli_make_parent(const char *cmd, const char *path);
 
 /* --model resolution: a preset name, a spec file, a checkpoint file, or a run directory
  * holding model.safetensors. */

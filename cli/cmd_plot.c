@@ -56,6 +56,8 @@ int cmd_plot(int argc, char **argv) {
       rc = EXIT_USAGE;
     } else svg = out;
   }
+  if (!rc) rc = cli_make_parent("plot", png);
+  if (!rc) rc = cli_make_parent("plot", svg);
   if (!rc) {
     const char *names[CLI_MAX_RUNS];
     const nn_history *hists[CLI_MAX_RUNS];

@@ -126,6 +126,7 @@ int cmd_report(int argc, char **argv) {
     title = deftitle;
   }
   cli_report_opts ro = {.title = title, .evaluate = !no_eval, .batch = batch, .threads = threads};
+  if (!rc) rc = cli_make_parent("report", out);
   if (!rc) rc = cli_report_write("report", dirs, ndirs, out, &ro);
   free(dirs);
   return rc;

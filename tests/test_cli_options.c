@@ -189,18 +189,18 @@ static void test_schedule_early_stop_report(void **state) {
   expect_error(args, "--resume writes into the run it resumes", "drop --out");
   snprintf(args, sizeof args, "train --resume %s/cos --out %s/cos/ --max-steps 0 --quiet", dir, dir); /* the same */
   tu_cli_run_ok(&r, dir, args, "resumed cosine run");
-  snprintf(args, sizeof args, "report %s/sched %s/early --out %s/r.html", dir, dir, dir);
+  snprintf(args, sizeof args, "report %s/sched %s/early --out %s/reports/r.html", dir, dir, dir); /* made */
   tu_cli_run_ok(&r, dir, args, "report");
-  snprintf(path, sizeof path, "%s/r.html", dir);
+  snprintf(path, sizeof path, "%s/reports/r.html", dir);
   static char html[1 << 20];
   tu_slurp(path, html, sizeof html);
   assert_non_null(strstr(html, "<h2>sched</h2>"));
   assert_non_null(strstr(html, "<h2>early</h2>"));
   assert_non_null(strstr(html, "Results per class"));
   assert_non_null(strstr(html, "<svg"));
-  snprintf(args, sizeof args, "plot %s/sched %s/early --out %s/overlay.png", dir, dir, dir);
+  snprintf(args, sizeof args, "plot %s/sched %s/early --out %s/plots/overlay.png", dir, dir, dir);
   tu_cli_run_ok(&r, dir, args, "plot");
-  snprintf(path, sizeof path, "%s/overlay.png", dir);
+  snprintf(path, sizeof path, "%s/plots/overlay.png", dir);
   assert_int_equal(access(path, R_OK), 0);
   snprintf(args, sizeof args, "report %s/good", dir);
   expect_error(args, "holds no run", NULL);
