@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static const char *const usage =
-    "usage: normnet predict [--model] RUNDIR|--checkpoint FILE [--top K] IMAGE...\n"
+    "usage: normnet predict [--model] RUNDIR|--checkpoint FILE [--top K] [--threads N] IMAGE...\n"
     "       normnet predict --model RUNDIR --data SOURCE --index I[,J,...] [--split test|train]\n"
     "\n"
     "Print the top-K classes (default 3) with probabilities, in eval mode. Images are PNG or\n"
@@ -63,7 +63,7 @@ int cmd_predict(int argc, char **argv) {
   cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "predict"};
   const char *model_arg = NULL, *ckpt = NULL, *data = NULL, *index = NULL, *split = "test", *classes = NULL;
   const char *input_norm = NULL, *model_flag = "--model"; /* NULL: the model came first, without it */
-  int top = 3, nimg = 0, split_given = 0;
+  int top = 3, nimg = 0, split_given = 0, threads = 0;
   const char **images = calloc((size_t)argc, sizeof *images);
   if (!images) return EXIT_FAIL;
   int rc = EXIT_OK;
@@ -82,6 +82,7 @@ int cmd_predict(int argc, char **argv) {
     else if (cli_opt(&a, "--classes")) classes = a.val;
     else if (cli_opt(&a, "--input-norm")) input_norm = a.val;
     else if (cli_opt(&a, "--top")) bad = cli_int(&a, "--top", 1, 1000, &top);
+    else if (cli_opt(&a, "--threads")) bad = cli_int(&a, "--threads", 1, 1024, &threads);
     else if (argv[a.i][0] == '-') rc = cli_unknown(&a);
     else images[nimg++] = argv[a.i++];
     if (bad || a.bad) rc = EXIT_USAGE;
@@ -117,6 +118,7 @@ int cmd_predict(int argc, char **argv) {
   nn_input_norm norm = {0.0f, 1.0f};
   const char *source = NULL, *source_from = NULL;
   if (!rc) rc = cli_model_build("predict", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
+  if (!rc && threads) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("predict", &cm, m, input_norm, data, &norm, &source, &source_from);
   if (!rc && index) {
     if (nn_dataset_open(source, strcmp(split, "test") ? NN_SPLIT_TRAIN : NN_SPLIT_TEST, &ds, &err)) rc = cli_fail("predict", &err);

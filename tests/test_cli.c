@@ -115,6 +115,12 @@ static void test_train_eval_summary(void **state) {
   /* predict: data set records (with the true label) and an image file */
   snprintf(args, sizeof args, "predict --model %s/run --data idx:%s/good --index 0,3 --top 2", dir, dir);
   tu_cli_run_ok(&r, dir, args, "predict");
+  char one_thread[sizeof r.out];
+  memcpy(one_thread, r.out, sizeof one_thread);
+  /* --threads, as train and eval take it (scripts pass it everywhere): the same figures */
+  snprintf(args, sizeof args, "predict --model %s/run --data idx:%s/good --index 0,3 --top 2 --threads 2", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "predict --threads 2");
+  assert_string_equal(r.out, one_thread);
   assert_non_null(strstr(r.out, "record 0:  1. class "));
   assert_non_null(strstr(r.out, "record 3:"));
   assert_non_null(strstr(r.out, "[true: class 3]"));
