@@ -333,9 +333,18 @@ static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
                 "--resume %s: nothing to train: the run has taken its --max-steps %ld steps (epoch %d of %d); "
                 "give a larger --max-steps N (0: no step limit)",
                 o->resume, r.max_steps, nn_history_count(nn_run_history(run)), r.epochs);
-    else
-      cli_error(cmd, "--resume %s: nothing to train: the run has trained its --epochs %d; give a larger --epochs N",
-                o->resume, r.epochs);
+    else {
+      const nn_history *h = nn_run_history(run);
+      const int trained = nn_history_count(h) ? nn_history_get(h, nn_history_count(h) - 1)->epoch : 0;
+      if (trained > r.epochs) /* --epochs below what is trained: not "its --epochs" */
+        cli_error(cmd,
+                  "--resume %s: nothing to train: the run has trained %d epochs, more than --epochs %d; give "
+                  "--epochs N above %d",
+                  o->resume, trained, r.epochs, trained);
+      else
+        cli_error(cmd, "--resume %s: nothing to train: the run has trained its --epochs %d; give a larger --epochs N",
+                  o->resume, r.epochs);
+    }
     nn_run_free(run);
     return EXIT_USAGE;
   }

@@ -125,6 +125,9 @@ static void test_resume_step_limit_message(void **state) {
   if (r.status) fail_msg("--max-steps 0 did not lift the limit: %s", r.err);
   snprintf(args, sizeof args, "train --resume %s/msl --max-steps 0 --quiet", dir);
   tu_cli_expect_error(dir, "", args, "has trained its --epochs 1", "larger --epochs N");
+  train_small("msl2", "--batch 16 --epochs 2");
+  snprintf(args, sizeof args, "train --resume %s/msl2 --epochs 1 --quiet", dir); /* fewer than trained */
+  tu_cli_expect_error(dir, "", args, "has trained 2 epochs, more than --epochs 1", "--epochs N above 2");
 }
 
 /* with --val-split every printed figure is a validation one: the per-epoch line, the final line

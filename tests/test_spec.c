@@ -23,6 +23,8 @@ static void test_errors_name_line(void **state) {
   tu_expect_build_error("input shape=784\ndense units=0\n", NN_ERR_SPEC, "t.spec:2", "units");
   tu_expect_build_error("input shape=784\ndense\n", NN_ERR_SPEC, "t.spec:2", "missing required key 'units'");
   tu_expect_build_error("input shape=784\ndense units=3 units=4\n", NN_ERR_SPEC, "t.spec:2", "given twice");
+  tu_expect_build_error("input shape=784\ndense units=3 activation=relu activation=tanh\n", NN_ERR_SPEC, "t.spec:2",
+                        "'activation' given twice");
   tu_expect_build_error("dense units=3\n", NN_ERR_SPEC, "t.spec:1", "input shape=");
   tu_expect_build_error("input shape=1x28\ndense units=3\n", NN_ERR_SPEC, "t.spec:1", "input");
   tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm eps=0\n", NN_ERR_SPEC, "t.spec:3", "eps");

@@ -144,6 +144,9 @@ static nn_status take_activation(const nn_spec *s, int lineno, char **tok, int *
                         s->source, lineno, tok[0], v);
     for (int u = t + 1; u < *ntok; u++) tok[u - 1] = tok[u];
     (*ntok)--;
+    for (int u = t; u < *ntok; u++)
+      if (!strncmp(tok[u], "activation=", 11))
+        return nn_err_set(err, NN_ERR_SPEC, "%s:%d: %s: key 'activation' given twice", s->source, lineno, tok[0]);
     return NN_OK;
   }
   return NN_OK;
