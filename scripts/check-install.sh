@@ -84,8 +84,12 @@ case "$acc_cm" in "test accuracy "*) ;; *) fail "unexpected output: $acc_cm" ;; 
 [ "$(head -c 8 "$tmp/plot.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "plot.png is not a PNG"
 
 # The core library must not pull in cairo; the plot library must (or this check proves nothing).
-ldd "$libdir/libnormnet.so" | grep -q cairo && fail "libnormnet.so links cairo: $(ldd "$libdir/libnormnet.so" | grep cairo)"
-ldd "$libdir/libnormnet_plot.so" | grep -q cairo || fail "libnormnet_plot.so does not link cairo"
+# (ldd's output read whole first: under pipefail, `ldd | grep -q` fails whenever grep stops
+# reading before ldd has written its last line, SIGPIPE)
+core_libs=$(ldd "$libdir/libnormnet.so")
+plot_libs=$(ldd "$libdir/libnormnet_plot.so")
+case "$core_libs" in *cairo*) fail "libnormnet.so links cairo: $(grep cairo <<<"$core_libs")" ;; esac
+case "$plot_libs" in *cairo*) ;; *) fail "libnormnet_plot.so does not link cairo" ;; esac
 echo "check-install: ldd libnormnet.so: no cairo"
 
 # As a subproject, without the plot library.
