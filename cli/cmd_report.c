@@ -40,7 +40,8 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
   nn_confusion *cms = calloc(CLI_MAX_RUNS, sizeof *cms);
   char **texts = calloc(2 * CLI_MAX_RUNS, sizeof *texts);
   const char **names = calloc((size_t)CLI_MAX_RUNS * 1024, sizeof *names);
-  int rc = rs && runs && cms && texts && names ? EXIT_OK : (cli_error(cmd, "out of memory"), EXIT_FAIL);
+  char(*notes)[256] = calloc(CLI_MAX_RUNS, sizeof *notes);
+  int rc = rs && runs && cms && texts && names && notes ? EXIT_OK : (cli_error(cmd, "out of memory"), EXIT_FAIL);
   nn_error err = {0};
   if (!rc && o->group) rc = cli_runs_read_group(cmd, dirs, ndirs, rs);
   else
@@ -49,7 +50,17 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
     cli_run *r = &rs->run[k];
     texts[2 * k] = recipe_text(r->recipe);
     texts[2 * k + 1] = nn_spec_to_text(nn_model_spec(r->model));
-    runs[k] = (nn_report_run){r->name, r->dir, r->hist, texts[2 * k], texts[2 * k + 1], r->model, NULL, NULL, 0};
+    runs[k] = (nn_report_run){r->name, r->dir, r->hist, texts[2 * k], texts[2 * k + 1], r->model, NULL, NULL, 0, NULL};
+    const int stopped = r->run ? nn_run_stopped_early(r->run) : 0;
+    if (stopped) { /* what the model is: not the last epoch's weights */
+      const int best = nn_run_best_epoch(r->run);
+      snprintf(notes[k], sizeof notes[k],
+               "Early stopping ended this run after epoch %d (no better %s loss for %d epochs): the model holds the "
+               "weights of epoch %d, the lowest %s loss.",
+               stopped, nn_history_validation(r->hist) ? "validation" : "test", r->recipe->early_stop, best,
+               nn_history_validation(r->hist) ? "validation" : "test");
+      runs[k].note = notes[k];
+    }
     if (!o->evaluate) continue;
     nn_model_set_threads(r->model, o->threads);
     /* per-class results on the run's own evaluation data (its validation split or test set) */
@@ -79,7 +90,7 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
     if (texts) free(texts[2 * k]), free(texts[2 * k + 1]);
   }
   if (rs) cli_runs_free(rs);
-  free(rs), free(runs), free(cms), free(texts), free(names);
+  free(rs), free(runs), free(cms), free(texts), free(names), free(notes);
   return rc;
 }
 

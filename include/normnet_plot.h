@@ -56,9 +56,11 @@ typedef struct {
   const nn_confusion *confusion; /* results per class, or NULL */
   const char *const *class_names;
   int nclass_names;
+  const char *note; /* a line under the run's heading (e.g. that early stopping ended it), or NULL */
 } nn_report_run;
 /* One self-contained HTML page (inline SVG plots with real text, inline styles, no script)
- * reporting the runs: their curves overlaid, a summary table, then per run its history,
+ * reporting the runs: their curves overlaid, a summary table (what each run was evaluated
+ * on: its validation split or the test set), then per run its note, history,
  * results per class with the confusion matrix, normalization layers, recipe and spec.
  * *html receives the malloc'd page. */
 NN_API nn_status nn_report_html(const char *title, const nn_report_run *runs, int nruns, char **html, nn_error *err);

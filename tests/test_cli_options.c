@@ -196,6 +196,11 @@ static void test_schedule_early_stop_report(void **state) {
   tu_slurp(path, html, sizeof html);
   assert_non_null(strstr(html, "<h2>sched</h2>"));
   assert_non_null(strstr(html, "<h2>early</h2>"));
+  /* the early-stopped run says what its model is; each run what it was evaluated on */
+  assert_non_null(strstr(html, "Early stopping ended this run after epoch "));
+  assert_non_null(strstr(html, "the lowest validation loss."));
+  assert_non_null(strstr(html, "<td>validation split</td>"));
+  assert_non_null(strstr(html, "<td>test set</td>"));
   assert_non_null(strstr(html, "Results per class"));
   assert_non_null(strstr(html, "<svg"));
   snprintf(args, sizeof args, "plot %s/sched %s/early --out %s/plots/overlay.png", dir, dir, dir);

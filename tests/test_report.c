@@ -73,8 +73,9 @@ static void test_report_in_chromium(void **state) {
   const char *names[3] = {"cat", "dog <&>", "bird"};
   nn_history *h1 = make_history(0), *h2 = make_history(0.2);
   nn_report_run runs[2] = {
-      {"with BN", "runs/x/batch", h1, "optimizer sgd\nlr 0.1\nbatch 128\n", spec_text, m, &cm, names, 3},
-      {"without BN", "runs/x/none", h2, NULL, NULL, NULL, NULL, NULL, 0},
+      {"with BN", "runs/x/batch", h1, "optimizer sgd\nlr 0.1\nbatch 128\n", spec_text, m, &cm, names, 3,
+       "stopped early <at> epoch 4"},
+      {"without BN", "runs/x/none", h2, NULL, NULL, NULL, NULL, NULL, 0, NULL},
   };
   char *html = NULL;
   assert_int_equal(nn_report_html("compare <lenet> & more", runs, 2, &html, &err), NN_OK);
@@ -86,6 +87,9 @@ static void test_report_in_chromium(void **state) {
   assert_non_null(strstr(html, ">Learning rate (first step of each epoch)</text>")); /* lr changes: a panel */
   assert_non_null(strstr(html, "<td>0.025</td>"));                                   /* epoch 4's lr */
   assert_non_null(strstr(html, "<h2>Summary</h2>"));
+  assert_non_null(strstr(html, "<p class=\"note\">stopped early &lt;at&gt; epoch 4</p>")); /* the note, escaped */
+  assert_non_null(strstr(html, "<td>test set</td>"));                                      /* what the eval columns measured */
+  assert_non_null(strstr(html, "<th>test loss</th><th>test acc</th>"));
   assert_non_null(strstr(html, "dog &lt;&amp;&gt;"));
   assert_null(strstr(html, "dog <&>"));
   assert_non_null(strstr(html, ">25</td>"));

@@ -65,8 +65,8 @@ static int best_epoch(const nn_history *h) {
 static void summary(nn_strbuf *b, const nn_report_run *runs, int nruns) {
   nn_strbuf_printf(b,
                    "<table class=\"summary\"><tr><th class=\"l\">run</th><th>epochs</th><th>best eval acc</th>"
-                   "<th>at epoch</th><th>final eval acc</th><th>final eval loss</th><th>s/epoch</th>"
-                   "<th>samples/s</th></tr>\n");
+                   "<th>at epoch</th><th>final eval acc</th><th>final eval loss</th><th>evaluated on</th>"
+                   "<th>s/epoch</th><th>samples/s</th></tr>\n");
   for (int k = 0; k < nruns; k++) {
     const nn_history *h = runs[k].history;
     int n = nn_history_count(h), best = best_epoch(h);
@@ -74,7 +74,7 @@ static void summary(nn_strbuf *b, const nn_report_run *runs, int nruns) {
     esc(b, runs[k].name);
     nn_strbuf_printf(b, "</a></td><td>%d</td>", n);
     if (!n) {
-      nn_strbuf_printf(b, "<td colspan=\"6\">no finished epoch</td></tr>\n");
+      nn_strbuf_printf(b, "<td colspan=\"7\">no finished epoch</td></tr>\n");
       continue;
     }
     const nn_epoch_record *last = nn_history_get(h, n - 1), *bst = nn_history_get(h, best);
@@ -84,6 +84,7 @@ static void summary(nn_strbuf *b, const nn_report_run *runs, int nruns) {
     nn_strbuf_printf(b, "<td>%d</td>", bst->epoch);
     num(b, "<td>%.4f</td>", last->test_acc);
     num(b, "<td>%.4f</td>", last->test_loss);
+    nn_strbuf_printf(b, "<td>%s</td>", nn_history_validation(h) ? "validation split" : "test set");
     num(b, "<td>%.1f</td>", secs / n);
     num(b, "<td>%.0f</td></tr>\n", sps / n);
   }
@@ -91,10 +92,12 @@ static void summary(nn_strbuf *b, const nn_report_run *runs, int nruns) {
 }
 
 static void history(nn_strbuf *b, const nn_history *h) {
+  const char *ev = nn_history_validation(h) ? "val" : "test";
   nn_strbuf_printf(b,
                    "<h3>History</h3>\n<table class=\"history\"><tr><th>epoch</th><th>train loss</th>"
-                   "<th>train acc</th><th>eval loss</th><th>eval acc</th><th>lr</th><th>seconds</th>"
-                   "<th>samples/s</th></tr>\n");
+                   "<th>train acc</th><th>%s loss</th><th>%s acc</th><th>lr</th><th>seconds</th>"
+                   "<th>samples/s</th></tr>\n",
+                   ev, ev);
   for (int i = 0; i < nn_history_count(h); i++) {
     const nn_epoch_record *r = nn_history_get(h, i);
     nn_strbuf_printf(b, "<tr><td>%d</td>", r->epoch);
@@ -225,6 +228,11 @@ nn_status nn_report_html(const char *title, const nn_report_run *runs, int nruns
     if (r->source) {
       nn_strbuf_printf(&b, "<p class=\"src\">");
       esc(&b, r->source);
+      nn_strbuf_printf(&b, "</p>\n");
+    }
+    if (r->note) {
+      nn_strbuf_printf(&b, "<p class=\"note\">");
+      esc(&b, r->note);
       nn_strbuf_printf(&b, "</p>\n");
     }
     if (nruns == 1) summary(&b, r, 1);
