@@ -59,10 +59,10 @@ int cmd_train(int argc, char **argv) {
     const char *dir = o.resume ? o.resume : o.out;
     const char *ev = res.validation ? "val" : "test";
     /* best: what best.safetensors holds, as the library chose it (accuracy, or early stopping's
-     * lowest loss) */
-    /* the recorded recipe's (a resumed run's too) */
+     * lowest loss); early stopping as the run records it (a resumed run's too) */
     char es[64];
-    snprintf(es, sizeof es, "%d:%g", res.early_stop, res.early_stop_delta);
+    if (res.early_stop_delta > 0) snprintf(es, sizeof es, "%d:%g", res.early_stop, res.early_stop_delta);
+    else snprintf(es, sizeof es, "%d", res.early_stop);
     const nn_epoch_record *best = res.best_epoch > 0 ? nn_history_get(res.hist, res.best_epoch - 1) : last;
     if (res.early_stop)
       printf("final: %s_acc=%.4f %s_loss=%.4f (best: epoch %d, %s_loss %.4f, %s_acc %.4f), %.0f samples/s%s%s\n", ev,

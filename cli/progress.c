@@ -92,11 +92,11 @@ static size_t columns(FILE *out) {
   return 80;
 }
 
-/* "  12/469  [=====>....] - ETA:    3s - loss: 0.7872 - acc: 0.7123 - all:    21s", fitted to
- * the terminal's width by whole fields: the bar narrows (30 down to 10 marks), then the
- * overall ETA goes, then the bar, then the last fields; never a field cut in the middle (a line redrawn in place
- * must not wrap either: \r would not go back to its start; the final one, kept with its
- * epoch's figures after it, may). */
+/* "  12/469  [=====>....] - ETA:    3s - loss: 0.7872 - acc: 0.7123 - all: 21s", fitted to the
+ * terminal's width by whole fields: the bar narrows (30 down to 10 marks), then the overall
+ * ETA goes, then the bar, then the last fields; never a field cut in the middle. (A line
+ * redrawn in place must not wrap: \r would not go back to its start. The final one, kept
+ * with its epoch's figures after it, may.) */
 static void bar(cli_progress *p, int batch, int batches, double loss, double acc, int final) {
   char t[16], all[16], tail[128], line[256];
   double el = cli_now() - p->t_epoch;

@@ -1,6 +1,6 @@
 /* A 64-bit FNV-1a digest, fed 8 bytes at a time (the tail a byte at a time): for comparing
- * copies of the same data between processes (dist), never stored and not a checksum against
- * tampering. Internal. */
+ * copies of the same data between processes of one architecture (dist; words are read in
+ * the machine's byte order), never stored and not a checksum against tampering. Internal. */
 #ifndef NN_BASE_HASH_H
 #define NN_BASE_HASH_H
 #include <stddef.h>

@@ -1,4 +1,5 @@
-/* A growable string for building text reports (spec text, summaries). */
+/* A growable string for building text reports (spec text, summaries), and numbers as the
+ * shortest text that reads back to them. */
 #ifndef NN_BASE_STRBUF_H
 #define NN_BASE_STRBUF_H
 #include <stddef.h>

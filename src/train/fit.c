@@ -96,7 +96,7 @@ static nn_status evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm,
   return NN_OK;
 }
 
-/* 64-bit FNV-1a of the parameters and running statistics. */
+/* A digest of the model: its layer kinds, parameters and running statistics. */
 static uint64_t model_hash(nn_model *m) {
   uint64_t h = nn_hash_i64(NN_HASH_START, m->nlayers);
   for (int i = 0; i < m->nlayers; i++) h = nn_hash_i64(h, m->layers[i].kind);
@@ -151,9 +151,10 @@ static uint64_t position_hash(const nn_fit_config *c) {
   uint64_t h = nn_hash_i64(NN_HASH_START, c->first_epoch);
   if (c->data_rng) h = nn_hash_bytes(h, c->data_rng->s, sizeof c->data_rng->s);
   const nn_fit_position *p = c->position;
-  if (p && p->batch)
-    h = nn_hash_f64(nn_hash_i64(nn_hash_i64(nn_hash_i64(nn_hash_bytes(h, p->epoch_start.s, sizeof p->epoch_start.s), p->batch), p->seen), p->correct), p->loss_sum);
-  return h;
+  if (!p || !p->batch) return h;
+  const int64_t at[] = {p->batch, p->seen, p->correct};
+  h = nn_hash_bytes(nn_hash_bytes(h, p->epoch_start.s, sizeof p->epoch_start.s), at, sizeof at);
+  return nn_hash_f64(h, p->loss_sum);
 }
 
 /* Data parallel, before the first step: every rank must start from rank 0's model,
@@ -397,10 +398,10 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   return NN_OK;
 }
 
-/* One epoch: its permutation, its steps, evaluation in eval mode, the record. */
-/* One epoch from its start (or the resumed position) to its end or to max_steps; *complete:
- * whether it reached its last batch (a run that max_steps pauses inside an epoch records
- * the part as the epoch's row, and early stopping does not count it). */
+/* One epoch: its permutation, its steps (from its start or the resumed position, to its end
+ * or to max_steps), evaluation in eval mode, the record. *complete: whether it reached its
+ * last batch (a run that max_steps pauses inside an epoch records the part as the epoch's
+ * row, and early stopping does not count it). */
 static nn_status fit_epoch(fit_state *s, int epoch, nn_epoch_record *r, int *stop, int *complete, nn_error *err) {
   const nn_fit_config *cfg = s->cfg;
   const nn_fit_callbacks *cb = s->cb;

@@ -11,8 +11,8 @@
  *
  * DIR/lock holds the PID, start time and machine of the training process: a live holder is
  * refused, a dead one's lock (or a reused PID's: another start time) taken over, another
- * machine's refused naming it. (Two processes taking over the same dead lock at the same instant can both
- * succeed; a live holder is always seen.) */
+ * machine's refused naming it. (Two processes taking over the same dead lock at the same
+ * instant can both succeed; a live holder is always seen.) */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
