@@ -524,6 +524,19 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
               "normnet %s: warning: --early-stop watches the test set's loss (no --val-split): the test set then "
               "chooses the weights kept; --val-split 0.1 holds out a validation set instead\n",
               cmd);
+    /* settings that are valid but cannot do what they say on this data */
+    const long n = nn_dataset_count(train), bs = r->batch_size, acc = r->accumulate > 1 ? r->accumulate : 1;
+    const long batches = r->drop_last ? n / bs : (n + bs - 1) / bs, steps = (long)r->epochs * ((batches + acc - 1) / acc);
+    if (!done && cli_is_rank0() && acc > batches)
+      fprintf(stderr,
+              "normnet %s: warning: --accumulate %ld is more than the %ld batches of an epoch: one step an epoch, "
+              "on %ld batches\n",
+              cmd, acc, batches, batches);
+    if (!done && cli_is_rank0() && r->lr_schedule.warmup >= steps)
+      fprintf(stderr,
+              "normnet %s: warning: --warmup %ld is not shorter than the run's %ld steps: the learning rate never "
+              "reaches --lr %g\n",
+              cmd, r->lr_schedule.warmup, steps, r->opt.lr);
     if (o->track_activations) track(&j, done);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_comm *comm = cli_comm();

@@ -176,6 +176,14 @@ static void test_schedule_early_stop_report(void **state) {
   assert_null(strstr(r.err, "warning")); /* said when the run started */
   if (!strstr(r.out, "(best: epoch ") || !strstr(r.out, "(--early-stop 1:0.001)"))
     fail_msg("the resumed run's final lines do not speak of its early stopping:\n%s", r.out);
+  /* valid settings that cannot do what they say on this data are trained, with a warning */
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 8 --warmup 100000 --accumulate 1000 "
+           "--quiet --out %s/warned",
+           dir, dir, dir);
+  tu_cli_run_ok(&r, dir, args, "a run with a warm-up longer than it");
+  assert_non_null(strstr(r.err, "warning: --accumulate 1000 is more than the "));
+  assert_non_null(strstr(r.err, "warning: --warmup 100000 is not shorter than the run's 1 steps"));
   /* a cosine schedule's length is the run's epochs: a paused run resumes along it, and more
    * epochs are refused (pointing to a new run from it) */
   snprintf(args, sizeof args,
