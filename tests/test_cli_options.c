@@ -24,6 +24,13 @@ static const char *const dir = tu_cli_dir; /* made by tu_cli_group_setup */
 /* Run the CLI with a shell-quoted argument string; capture stdout, stderr, exit status. */
 static void run(tu_run_result *r, const char *args) { tu_cli_run(r, dir, "", args); }
 
+/* `train` of small.spec on the good data into DIR/out with the options `extra`; it must succeed. */
+static void train_small(tu_run_result *r, const char *out, const char *extra) {
+  char args[2048];
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good %s --out %s/%s", dir, dir, extra, dir, out);
+  tu_cli_run_ok(r, dir, args, out);
+}
+
 /* A failure: non-zero exit, exactly one line on stderr, containing the needles. */
 static void expect_error(const char *args, const char *needle1, const char *needle2) {
   tu_cli_expect_error(dir, "", args, needle1, needle2);
@@ -163,11 +170,7 @@ static void test_schedule_early_stop_report(void **state) {
   /* without --val-split it watches the test set, and says so; paused by --max-steps and
    * resumed, the final lines speak of the recorded early stopping, not of the resume's
    * command line (which has none) */
-  snprintf(args, sizeof args,
-           "train --model %s/small.spec --data idx:%s/good --epochs 30 --batch 8 --lr 0.05 --early-stop 1:0.001 "
-           "--max-steps 1 --out %s/early-test",
-           dir, dir, dir);
-  tu_cli_run_ok(&r, dir, args, "early-stop run on the test set");
+  train_small(&r, "early-test", "--epochs 30 --batch 8 --lr 0.05 --early-stop 1:0.001 --max-steps 1");
   assert_non_null(strstr(r.err, "warning: --early-stop watches the test set's loss (no --val-split)"));
   assert_non_null(strstr(r.out, "(paused after batch 1 of "));                      /* a part of epoch 1, said so */
   assert_non_null(strstr(r.out, ", early-stop after 1 epoch without improvement")); /* in the header */
@@ -177,20 +180,12 @@ static void test_schedule_early_stop_report(void **state) {
   if (!strstr(r.out, "(best: epoch ") || !strstr(r.out, "(--early-stop 1:0.001)"))
     fail_msg("the resumed run's final lines do not speak of its early stopping:\n%s", r.out);
   /* valid settings that cannot do what they say on this data are trained, with a warning */
-  snprintf(args, sizeof args,
-           "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 8 --warmup 100000 --accumulate 1000 "
-           "--quiet --out %s/warned",
-           dir, dir, dir);
-  tu_cli_run_ok(&r, dir, args, "a run with a warm-up longer than it");
+  train_small(&r, "warned", "--epochs 1 --batch 8 --warmup 100000 --accumulate 1000 --quiet");
   assert_non_null(strstr(r.err, "warning: --accumulate 1000 is more than the "));
   assert_non_null(strstr(r.err, "warning: --warmup 100000 is not shorter than the run's 1 steps"));
   /* a cosine schedule's length is the run's epochs: a paused run resumes along it, and more
    * epochs are refused (pointing to a new run from it) */
-  snprintf(args, sizeof args,
-           "train --model %s/small.spec --data idx:%s/good --epochs 2 --batch 8 --lr-schedule cosine --max-steps 1 "
-           "--quiet --out %s/cos",
-           dir, dir, dir);
-  tu_cli_run_ok(&r, dir, args, "cosine run");
+  train_small(&r, "cos", "--epochs 2 --batch 8 --lr-schedule cosine --max-steps 1 --quiet");
   snprintf(args, sizeof args, "train --resume %s/cos --epochs 3 --max-steps 0", dir);
   expect_error(args, "--epochs: the cosine schedule runs over the run's 2 epochs", "(--init ");
   snprintf(args, sizeof args, "train --resume %s/cos --out %s/elsewhere --max-steps 0", dir, dir);
