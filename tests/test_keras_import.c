@@ -310,6 +310,39 @@ static void test_config_architectures(void **state) {
       "\"inner\", \"layers\": [{\"class_name\": \"Dense\", \"config\": {\"units\": 3}}]}}]}}";
   assert_int_equal(config_spec(dir, nested_dense, &sp, &err), NN_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "'inner' (Sequential): a Sequential, which normnet does not have"));
+  /* Keras's Fashion-MNIST tutorial: a grey (28, 28) input flattened first is 1x28x28; the
+   * same input into a Dense (which Keras applies row by row) is refused, saying how */
+  static const char grey2d[] =
+      "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
+      "{\"name\": \"in\", \"batch_shape\": [null, 28, 28]}}, {\"class_name\": \"%s\", \"config\": {\"name\": "
+      "\"f\", \"units\": 5}}, {\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", \"units\": 3}}]}}";
+  snprintf(cfg, sizeof cfg, grey2d, "Flatten");
+  if (config_spec(dir, cfg, &sp, &err)) fail_msg("a (28, 28) input: %s", err.msg);
+  text = nn_spec_to_text(sp);
+  assert_non_null(strstr(text, "input shape=1x28x28\nflatten\ndense units=3"));
+  free(text);
+  nn_spec_free(sp);
+  snprintf(cfg, sizeof cfg, grey2d, "Dense");
+  assert_int_equal(config_spec(dir, cfg, &sp, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "a 2-D input (28, 28) that is not flattened first"));
+}
+
+/* A leading Rescaling: normnet's exports take [0, 1] pixels (lenet's (0.5, 0.5) is
+ * Rescaling(2, -1)); Keras's Rescaling(1./255) and (1./127.5, -1) take raw 0-255 pixels (read
+ * as [0, 1] inputs, a Rescaling(1./255) divided by 255 twice: a Keras-trained model scored
+ * 0.10 against Keras's 0.75). */
+static void test_rescaling_input(void **state) {
+  (void)state;
+  const struct {
+    double scale, offset;
+    float mean, std;
+  } cases[] = {{2.0, -1.0, 0.5f, 0.5f}, {1.0 / 0.3081, -0.1307 / 0.3081, 0.1307f, 0.3081f}, {1.0 / 255, 0, 0, 1}, {1.0 / 127.5, -1.0, 0.5f, 0.5f}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    nn_input_norm n = nn_keras_rescaling_norm(cases[i].scale, cases[i].offset);
+    if (fabsf(n.mean - cases[i].mean) > 1e-6f || fabsf(n.std - cases[i].std) > 1e-6f)
+      fail_msg("Rescaling(%g, %g): (u8/255 - %g) / %g, expected (u8/255 - %g) / %g", cases[i].scale, cases[i].offset,
+               n.mean, n.std, cases[i].mean, cases[i].std);
+  }
 }
 
 /* HDF5 refuses to open an in-memory image whose name exists on disk: a file named
@@ -344,6 +377,6 @@ static void test_file_named_like_the_image(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_round_trip), cmocka_unit_test(test_real_keras_files),
                                      cmocka_unit_test(test_refusals), cmocka_unit_test(test_config_architectures),
-                                     cmocka_unit_test(test_file_named_like_the_image)};
+                                     cmocka_unit_test(test_file_named_like_the_image), cmocka_unit_test(test_rescaling_input)};
   return cmocka_run_group_tests(tests, tu_setup_tempdir, tu_teardown_tempdir);
 }

@@ -6,6 +6,7 @@
  * chain from its input to its output in the config's order (seed 001 §10 builds one), layer
  * by layer in the reverse of the exporter's mapping (src/export/keras.c):
  *   InputLayer(batch_shape [None, H, W, C] or [None, F])   input shape=CxHxW | F
+ *   ... or [None, H, W] before a Flatten                     input shape=1xHxW
  *   Rescaling (first)            nothing here: the loader makes it the input transform
  *   ZeroPadding2D(p) + Conv2D    conv2d ... pad=p (symmetric; "same": odd kernel, stride 1)
  *   Conv2D / Dense               conv2d filters kernel stride pad bias / dense units bias,
@@ -64,8 +65,7 @@ static int inference_identity(const json_t *L, int depth) {
 /* v in the fewest digits that read back as the same double (the spec keeps eps, momentum and
  * rates in double). */
 static const char *num(char *buf, size_t len, double v) {
-  snprintf(buf, len, "%.9g", v);
-  if (strtod(buf, NULL) != v) snprintf(buf, len, "%.17g", v);
+  nn_fmt_double(buf, len, v);
   return buf;
 }
 
@@ -98,12 +98,13 @@ static int input_dims(const json_t *layers, int *dims) {
     shape = json_object_get(json_object_get(first, "build_config"), "input_shape");
   }
   size_t n = json_array_size(shape);
-  if (n != 2 && n != 4) return 0;
+  if (n < 2 || n > 4) return 0;
   for (size_t i = 1; i < n; i++) {
     const json_t *d = json_array_get(shape, i);
     if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > (1 << 24)) return 0;
     dims[i - 1] = (int)json_integer_value(d);
   }
+  if (n == 3) dims[2] = 1; /* a grey image without its channel axis: (H, W) as (H, W, 1) */
   return (int)n - 1;
 }
 
@@ -186,7 +187,12 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
                       "(class %s)",
                       path, kj_str(config, "class_name"));
   int dims[3], rank = input_dims(layers, dims);
-  if (!rank) return nn_err_set(err, NN_ERR_FORMAT, "%s: config.json gives no input shape (batch_shape)", path);
+  if (!rank)
+    return nn_err_set(err, NN_ERR_FORMAT,
+                      "%s: the model's config gives no input shape normnet reads (batch_shape [None, F], [None, H, W] "
+                      "or [None, H, W, C])",
+                      path);
+  const int flat_image = rank == 2; /* (H, W): only Flatten may take it (Keras's Dense would go row by row) */
   nn_strbuf b = nn_strbuf_new();
   nn_strbuf_printf(&b, "# from the Keras model in %s\n", path);
   if (rank == 1) nn_strbuf_printf(&b, "input shape=%d\n", dims[0]);
@@ -212,6 +218,12 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
         break;
       }
       continue; /* the loader makes it the input transform */
+    }
+    if (flat_image && !started && strcmp(cls, "Flatten")) {
+      snprintf(buf, sizeof buf, "a 2-D input (%d, %d) that is not flattened first (give it a channel axis: Input((%d, %d, 1)))",
+               dims[0], dims[1], dims[0], dims[1]);
+      why = buf;
+      break;
     }
     started = 1;
     if (!strcmp(cls, "ZeroPadding2D")) {
