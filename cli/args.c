@@ -20,6 +20,17 @@ void cli_error(const char *cmd, const char *fmt, ...) {
   if (!cli_hold_message(e.msg) && !cli_lane_hold(e.msg)) fprintf(stderr, "normnet %s: %s\n", cmd, e.msg);
 }
 
+const char *cli_printable(const char *s, char *buf, size_t cap) {
+  size_t o = 0;
+  for (; s && *s && o + 5 < cap; s++) {
+    const unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+    else buf[o++] = (char)c;
+  }
+  if (cap) buf[o < cap ? o : cap - 1] = 0;
+  return buf;
+}
+
 int cli_fail(const char *cmd, const nn_error *err) {
   cli_error(cmd, "%s", err->msg[0] ? err->msg : "failed");
   return EXIT_FAIL;

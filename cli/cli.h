@@ -65,6 +65,11 @@ void cli_json_number(FILE *f, const char *fmt, double v);
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print err.msg as "normnet CMD: msg" and return EXIT_FAIL. */
 int cli_fail(const char *cmd, const nn_error *err);
+/* s for the terminal: control bytes (an escape sequence in a file name, a data source read
+ * from a checkpoint, a class name) as \xNN, as errors write them; UTF-8 kept. Into buf
+ * (cap bytes, cut if longer), which it returns. */
+const char *cli_printable(const char *s, char *buf, size_t cap);
+enum { CLI_PRINTABLE = 1024 }; /* a cap that holds any path the CLI prints whole */
 
 /* Text files: fprintf into memory (cli_text_open gives the stream), then cli_text_commit
  * writes it through the library's atomic writer (it prints the error, returns EXIT_*). */

@@ -209,8 +209,10 @@ int cmd_eval(int argc, char **argv) {
   if (!rc && out) rc = write_confusion(out, &cmx, eds, data, split, json);
   if (!rc && json) print_json(&cm, data, data_from, split, mode_name, &cmx, eds);
   else if (!rc) {
-    printf("%s on %s/%s (data %s; %ld samples, %s mode): loss %.4f, accuracy %.4f\n", cm.checkpoint, data, split,
-           data_from, cmx.samples, mode_name, cmx.loss, cmx.accuracy);
+    char pc[CLI_PRINTABLE], pd[CLI_PRINTABLE];
+    printf("%s on %s/%s (data %s; %ld samples, %s mode): loss %.4f, accuracy %.4f\n",
+           cli_printable(cm.checkpoint, pc, sizeof pc), cli_printable(data, pd, sizeof pd), split, data_from,
+           cmx.samples, mode_name, cmx.loss, cmx.accuracy);
     print_classes(&cmx, eds);
   }
   nn_confusion_free(&cmx);

@@ -38,7 +38,9 @@ static int inspect_params(const char *ckpt) {
   nn_input_norm in;
   int known = nn_model_input_norm(m, &in);
   const char *data = nn_model_data_source(m);
-  printf("%s\n  trained on %s, input ", ckpt, data[0] ? data : "(not recorded)");
+  char pc[CLI_PRINTABLE], pd[CLI_PRINTABLE];
+  printf("%s\n  trained on %s, input ", cli_printable(ckpt, pc, sizeof pc),
+         data[0] ? cli_printable(data, pd, sizeof pd) : "(not recorded)");
   if (known) printf("(u8/255 - %g) / %g\n", in.mean, in.std);
   else printf("transform not recorded\n");
   int shown = 0;

@@ -48,13 +48,14 @@ static void print_top(const char *what, const float *p, int k, int top, const cl
         int t = order[i];
         order[i] = order[j], order[j] = t;
       }
-  printf("%s:", what);
+  char pr[CLI_PRINTABLE];
+  printf("%s:", cli_printable(what, pr, sizeof pr));
   for (int i = 0; i < top && i < n; i++) {
     int c = order[i];
-    if (c < cn->n) printf("  %d. %s (%d) %.4f", i + 1, cn->names[c], c, p[c]);
+    if (c < cn->n) printf("  %d. %s (%d) %.4f", i + 1, cli_printable(cn->names[c], pr, sizeof pr), c, p[c]);
     else printf("  %d. class %d %.4f", i + 1, c, p[c]);
   }
-  if (truth >= 0 && truth < cn->n) printf("  [true: %s]", cn->names[truth]);
+  if (truth >= 0 && truth < cn->n) printf("  [true: %s]", cli_printable(cn->names[truth], pr, sizeof pr));
   else if (truth >= 0) printf("  [true: class %d]", truth);
   printf("\n");
 }
@@ -122,7 +123,10 @@ int cmd_predict(int argc, char **argv) {
   if (!rc) rc = cli_model_input("predict", &cm, m, input_norm, data, &norm, &source, &source_from);
   if (!rc && index) {
     if (nn_dataset_open(source, strcmp(split, "test") ? NN_SPLIT_TRAIN : NN_SPLIT_TEST, &ds, &err)) rc = cli_fail("predict", &err);
-    else printf("data %s/%s (%s)\n", source, split, source_from);
+    else {
+      char pr[CLI_PRINTABLE];
+      printf("data %s/%s (%s)\n", cli_printable(source, pr, sizeof pr), split, source_from);
+    }
   }
   class_names cn;
   if (names_for(&cn, source ? source : "", classes) && !rc) rc = EXIT_USAGE;

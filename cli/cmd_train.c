@@ -56,7 +56,9 @@ int cmd_train(int argc, char **argv) {
   int n = nn_history_count(res.hist);
   if (!rc && n > 0 && !o.quiet && !o.json) {
     const nn_epoch_record *last = nn_history_get(res.hist, n - 1);
+    char pd[CLI_PRINTABLE];
     const char *dir = o.resume ? o.resume : o.out;
+    if (dir) dir = cli_printable(dir, pd, sizeof pd);
     const char *ev = res.validation ? "val" : "test";
     /* best: what best.safetensors holds, as the library chose it (accuracy, or early stopping's
      * lowest loss); early stopping as the run records it (a resumed run's too) */

@@ -517,7 +517,8 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
       if (r->early_stop && hl < sizeof head)
         snprintf(head + hl, sizeof head - hl, ", early-stop after %d epoch%s without improvement", r->early_stop,
                  r->early_stop == 1 ? "" : "s");
-      cli_progress_say(&j.progress, head);
+      char safe[sizeof head]; /* names and paths from the command line or the run: no escapes */
+      cli_progress_say(&j.progress, cli_printable(head, safe, sizeof safe));
     }
     if (r->early_stop && !(r->val_split > 0) && !done && cli_is_rank0())
       fprintf(stderr,

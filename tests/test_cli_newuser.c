@@ -233,6 +233,31 @@ static void test_model_arg_names_its_option(void **state) {
   assert_null(strchr(r.err, '\033'));
 }
 
+/* Output (not only errors) shows names from outside as text: a data directory, run
+ * directory, image file and class names with an escape sequence in them, and a data source
+ * read back from the checkpoint (inspect printed 'trained on' raw). */
+static void test_output_escapes_names(void **state) {
+  (void)state;
+  char args[2048], esc[600];
+  tu_run_result r;
+  snprintf(esc, sizeof esc, "%s/e\033[31mX", dir);
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp %s/good/* '%s'/", esc, dir, esc);
+  assert_int_equal(system(cmd), 0);
+  snprintf(args, sizeof args, "train --model %s/small.spec --data 'idx:%s' --epochs 1 --out '%s/run'", dir, esc, esc);
+  run(&r, args);
+  if (r.status) fail_msg("train: %s", r.err);
+  assert_null(strchr(r.out, '\033'));
+  assert_non_null(strstr(r.out, "e\\x1b[31mX"));
+  const char *cmds[] = {"inspect '%s/run'", "eval '%s/run'", "predict '%s/run' --index 0 --classes 'a\033]0;T\a,b,c,d,e,f,g,h,i,j'"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(args, sizeof args, cmds[i], esc);
+    run(&r, args);
+    if (r.status) fail_msg("%s: %s", args, r.err);
+    if (strchr(r.out, '\033') || strchr(r.out, '\a')) fail_msg("%s: raw control bytes on stdout:\n%s", args, r.out);
+  }
+}
+
 /* Errors of building the run name the option that caused them (it printed "mnist:/x: /x: ..."
  * and "norm group:3: ..."). */
 static void test_run_errors_name_options(void **state) {
@@ -606,6 +631,7 @@ int main(void) {
       cmocka_unit_test(test_norm_spelling),
       cmocka_unit_test(test_unknown_command),
       cmocka_unit_test(test_model_arg_names_its_option),
+      cmocka_unit_test(test_output_escapes_names),
       cmocka_unit_test(test_run_errors_name_options),
       cmocka_unit_test(test_positional_model),
       cmocka_unit_test(test_checkpoint_any_name),
