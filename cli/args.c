@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -258,6 +259,21 @@ FILE *cli_text_open(cli_text *t) {
   t->len = 0;
   t->f = open_memstream(&t->buf, &t->len);
   return t->f;
+}
+
+int cli_out_spares_run(const char *cmd, const char *opt, const char *path) {
+  static const char *const own[] = {"model.safetensors", "best.safetensors", "history.csv",
+                                    "spec.txt", "activations.csv", "lock"};
+  const char *slash = path ? strrchr(path, '/') : NULL, *base = slash ? slash + 1 : path;
+  int is_own = 0;
+  for (size_t i = 0; base && i < sizeof own / sizeof own[0]; i++) is_own |= !strcmp(base, own[i]);
+  if (!is_own) return 0;
+  char ckpt[4200];
+  snprintf(ckpt, sizeof ckpt, "%.*smodel.safetensors", slash ? (int)(slash - path + 1) : 0, path);
+  if (access(ckpt, F_OK) != 0) return 0; /* not in a run directory */
+  cli_error(cmd, "%s %s: that is a file of the run in %.*s; write the output elsewhere", opt, path,
+            slash ? (int)(slash - path) : 1, slash ? path : ".");
+  return EXIT_USAGE;
 }
 
 int cli_make_parent(const char *cmd, const char *path) {

@@ -83,6 +83,10 @@ int cli_text_commit(const char *cmd, cli_text *t, const char *path);
 /* Create the directories an output file's path names before its last '/' (as train --out
  * creates its run directory); 0, or EXIT_FAIL after the message. */
 int cli_make_parent(const char *cmd, const char *path);
+/* An output file that would replace one of a run directory's own files (its checkpoint,
+ * best model, history, spec, activations, lock: `export RUN --out RUN/model.safetensors`)
+ * is refused naming the option; 0 if path is safe to write. */
+int cli_out_spares_run(const char *cmd, const char *opt, const char *path);
 
 /* --model resolution: a preset name, a spec file, a checkpoint file, or a run directory
  * holding model.safetensors. */

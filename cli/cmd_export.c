@@ -50,6 +50,10 @@ int cmd_export(int argc, char **argv) {
     cli_error("export", "--format: expected onnx or keras, got '%s'", format);
     return EXIT_USAGE;
   }
+  if (!keras && !cli_has_ext(out, ".onnx")) { /* a typo must not land on another kind of file */
+    cli_error("export", "--out %s: an ONNX model file must end in .onnx", out);
+    return EXIT_USAGE;
+  }
   cli_model cm;
   int rc = cli_model_resolve("export", in_flag, in, &cm);
   if (rc) return rc;

@@ -29,6 +29,7 @@ int cmd_fold(int argc, char **argv) {
     cli_error("fold", "needs --checkpoint FILE (or --model RUNDIR) and --out FILE");
     return EXIT_USAGE;
   }
+  if (cli_out_spares_run("fold", "--out", out)) return EXIT_USAGE;
   cli_model cm;
   int rc = cli_model_resolve("fold", in_flag, in, &cm);
   if (rc) return rc;

@@ -56,6 +56,10 @@ int cmd_plot(int argc, char **argv) {
       rc = EXIT_USAGE;
     } else svg = out;
   }
+  if (!rc && svg && !cli_has_ext(svg, ".svg")) {
+    cli_error("plot", "--svg %s: an SVG file must end in .svg", svg);
+    rc = EXIT_USAGE;
+  }
   if (!rc) rc = cli_make_parent("plot", png);
   if (!rc) rc = cli_make_parent("plot", svg);
   if (!rc) {

@@ -49,6 +49,9 @@ int cmd_recalibrate(int argc, char **argv) {
     cli_error("recalibrate", "needs --model RUNDIR|CHECKPOINT and --out FILE");
     return EXIT_USAGE;
   }
+  if (cli_out_spares_run("recalibrate", "--out", out)) {
+    return EXIT_USAGE;
+  }
   cli_model cm;
   int rc = cli_model_resolve("recalibrate", model_flag, model_arg, &cm);
   if (rc) return rc;

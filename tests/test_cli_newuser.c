@@ -258,6 +258,36 @@ static void test_output_escapes_names(void **state) {
   }
 }
 
+/* An output path that names one of a run's own files is refused, and the run is intact
+ * (export --out RUN/model.safetensors wrote ONNX over the checkpoint, exit 0; fold over it
+ * left a run that could not resume); an output's extension must match what is written. */
+static void test_outputs_spare_runs(void **state) {
+  (void)state;
+  char args[2048], path[600];
+  train_small("spared", "--max-steps 2");
+  snprintf(path, sizeof path, "%s/spared/model.safetensors", dir);
+  size_t nb = 0, na = 0;
+  unsigned char *before = tu_read_file(path, &nb);
+  assert_non_null(before);
+  const char *cases[][3] = {{"export %s/spared --format onnx --out %s/spared/model.safetensors", "must end in .onnx", NULL},
+                            {"fold %s/spared --out %s/spared/model.safetensors", "that is a file of the run in", NULL},
+                            {"recalibrate %s/spared --out %s/spared/history.csv", "that is a file of the run in", NULL},
+                            {"plot %s/spared --out %s/p.png --svg %s/spared/best.safetensors", "must end in .svg", NULL}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    snprintf(args, sizeof args, cases[i][0], dir, dir, dir);
+    tu_cli_expect_error(dir, "", args, cases[i][1], cases[i][2]);
+  }
+  unsigned char *after = tu_read_file(path, &na);
+  assert_non_null(after);
+  assert_int_equal(na, nb);
+  assert_memory_equal(before, after, nb);
+  free(before), free(after);
+  snprintf(args, sizeof args, "train --resume %s/spared --max-steps 3 --quiet", dir);
+  tu_run_result r;
+  run(&r, args);
+  if (r.status) fail_msg("the run no longer resumes: %s", r.err);
+}
+
 /* Errors of building the run name the option that caused them (it printed "mnist:/x: /x: ..."
  * and "norm group:3: ..."). */
 static void test_run_errors_name_options(void **state) {
@@ -632,6 +662,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_command),
       cmocka_unit_test(test_model_arg_names_its_option),
       cmocka_unit_test(test_output_escapes_names),
+      cmocka_unit_test(test_outputs_spare_runs),
       cmocka_unit_test(test_run_errors_name_options),
       cmocka_unit_test(test_positional_model),
       cmocka_unit_test(test_checkpoint_any_name),
