@@ -18,6 +18,7 @@
 #include "cli_run.h"
 #include "layers/layer.h"
 #include "nn_test.h"
+#include "train/history.h"
 
 static char *dir;
 
@@ -231,6 +232,31 @@ static void test_idx_bombs(void **state) {
 }
 
 /* ---- 5. a FIFO given as a file hung forever ------------------------------------------ */
+/* A long history is read in linear time: 300,000 rows (an 11 MB checkpoint's history) took
+ * over a minute when every row's sscanf measured the rest of the text; a row longer than any
+ * real one is malformed. */
+static void test_history_long(void **state) {
+  (void)state;
+  const char *head = "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_sec,lr\n";
+  const int rows = 300000;
+  size_t cap = strlen(head) + (size_t)rows * 40 + 1, len = 0;
+  char *text = malloc(cap);
+  assert_non_null(text);
+  len += (size_t)snprintf(text, cap, "%s", head);
+  for (int i = 1; i <= rows; i++) len += (size_t)snprintf(text + len, cap - len, "%d,1,0.5,1,0.5,0.1,100,0.001\n", i);
+  nn_history *h = NULL;
+  nn_error err = {0};
+  double t0 = now();
+  assert_int_equal(nn_history_parse(text, "long.csv", &h, &err), NN_OK);
+  assert_true(now() - t0 < 20);
+  assert_int_equal(nn_history_count(h), rows);
+  nn_history_free(h);
+  snprintf(text, cap, "%s1,1,0.5,1,0.5,0.1,100,0.001%0600d\n", head, 0); /* a 630-byte row */
+  assert_int_equal(nn_history_parse(text, "wide.csv", &h, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "wide.csv:2: malformed history row"));
+  free(text);
+}
+
 static void test_fifo(void **state) {
   (void)state;
   char ff[1024], args[2048], lp[1024];
@@ -445,6 +471,7 @@ int main(void) {
       cmocka_unit_test(test_spec_sizes),
       cmocka_unit_test(test_flatten_overflow),
       cmocka_unit_test(test_idx_bombs),
+      cmocka_unit_test(test_history_long),
       cmocka_unit_test(test_fifo),
       cmocka_unit_test(test_resource_limits),
       cmocka_unit_test(test_escaped_messages),

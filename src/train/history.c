@@ -87,15 +87,20 @@ nn_status nn_history_parse(const char *text, const char *name, nn_history **out,
   for (int lineno = 2; !st && nl && nl[1]; lineno++) {
     p = nl + 1;
     nl = strchr(p, '\n');
+    /* each row scanned from its own copy: sscanf measures the whole string it is given, and on
+     * the rest of the text that made reading n rows take n^2 time */
+    char row[512];
+    const size_t len = nl ? (size_t)(nl - p) : strlen(p);
     nn_epoch_record r = {.lr = NAN};
-    int used = 0, lr_used = 0;
-    int ok = sscanf(p, "%d,%lf,%lf,%lf,%lf,%lf,%lf%n", &r.epoch, &r.train_loss, &r.train_acc, &r.test_loss,
-                    &r.test_acc, &r.seconds, &r.samples_per_sec, &used) == 7;
+    int used = 0, lr_used = 0, ok = len < sizeof row;
+    if (ok) memcpy(row, p, len), row[len] = 0;
+    ok = ok && sscanf(row, "%d,%lf,%lf,%lf,%lf,%lf,%lf%n", &r.epoch, &r.train_loss, &r.train_acc, &r.test_loss,
+                      &r.test_acc, &r.seconds, &r.samples_per_sec, &used) == 7;
     if (ok && with_lr) {
-      ok = sscanf(p + used, ",%lf%n", &r.lr, &lr_used) == 1;
+      ok = sscanf(row + used, ",%lf%n", &r.lr, &lr_used) == 1;
       used += lr_used;
     }
-    if (!ok || (p[used] != '\n' && p[used]) || r.epoch != h->n + 1)
+    if (!ok || row[used] || r.epoch != h->n + 1)
       st = nn_err_set(err, NN_ERR_FORMAT, "%s:%d: malformed history row", name, lineno);
     else
       st = nn_history_append(h, &r, err);
