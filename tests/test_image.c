@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <png.h>
+#include <zlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +331,51 @@ static void test_png_errors(void **state) {
   expect_error(path_of("missing.png"), 1, 3, 4, NN_ERR_IO, "cannot open", NULL);
 }
 
+/* A PNG chunk: length, type, data, CRC of type and data. */
+static size_t put_chunk(uint8_t *o, const char *type, const uint8_t *data, size_t len) {
+  for (int i = 0; i < 4; i++) o[i] = (uint8_t)(len >> (24 - 8 * i));
+  memcpy(o + 4, type, 4);
+  if (len) memcpy(o + 8, data, len);
+  uLong crc = crc32(crc32(0L, Z_NULL, 0), o + 4, (uInt)(len + 4));
+  for (int i = 0; i < 4; i++) o[8 + len + i] = (uint8_t)(crc >> (24 - 8 * i));
+  return 12 + len;
+}
+
+/* A 4x3 image whose compressed data goes on past its rows (200 KB more; a decoder inflates
+ * all of it to check the stream's end: gigabytes of zeros in a 1 GiB file cost minutes) is
+ * refused; the same rows stored uncompressed are read. */
+static void test_png_data_past_image(void **state) {
+  (void)state;
+  const size_t extra = 200 << 10, raw = 3 * (1 + 4);
+  uint8_t *rows = calloc(1, raw + extra), *z = malloc(compressBound(raw + extra)), *file = malloc(compressBound(raw + extra) + 64);
+  assert_non_null(rows);
+  assert_non_null(z);
+  assert_non_null(file);
+  for (int y = 0; y < 3; y++)
+    for (int x = 0; x < 4; x++) rows[y * 5 + 1 + x] = (uint8_t)(40 * y + x);
+  for (size_t i = raw; i < raw + extra; i++) rows[i] = (uint8_t)((i * 2654435761u) >> 13); /* hardly compressible */
+  const uint8_t ihdr[13] = {0, 0, 0, 4, 0, 0, 0, 3, 8, 0, 0, 0, 0};
+  for (int past = 0; past < 2; past++) {
+    uLongf zl = compressBound(raw + extra);
+    assert_int_equal(compress2(z, &zl, rows, past ? raw + extra : raw, 0), Z_OK);
+    size_t n = 8;
+    memcpy(file, "\x89PNG\r\n\x1a\n", 8);
+    n += put_chunk(file + n, "IHDR", ihdr, sizeof ihdr);
+    n += put_chunk(file + n, "IDAT", z, zl);
+    n += put_chunk(file + n, "IEND", NULL, 0);
+    const char *p = write_bytes(past ? "past.png" : "stored.png", file, n);
+    if (past) {
+      expect_error(p, 1, 3, 4, NN_ERR_FORMAT, "bad PNG", "data past the image");
+    } else {
+      uint8_t px[12];
+      nn_error err = {0};
+      if (nn_image_load(p, (nn_dims){.c = 1, .h = 3, .w = 4}, px, &err)) fail_msg("%s", err.msg);
+      assert_int_equal(px[11], 40 * 2 + 3);
+    }
+  }
+  free(rows), free(z), free(file);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pgm_p5),
@@ -338,6 +384,7 @@ int main(void) {
       cmocka_unit_test(test_pgm_errors),
       cmocka_unit_test(test_png_gray),
       cmocka_unit_test(test_png_rgb),
+      cmocka_unit_test(test_png_data_past_image),
       cmocka_unit_test(test_png_errors),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -215,6 +215,21 @@ static void png_read_mem(png_structp png, png_bytep dst, png_size_t len) {
   s->pos += len;
 }
 
+/* The bytes of all IDAT chunks (the compressed image), walking the chunks from the
+ * signature to IEND or to the end of the data (a malformed chunk list is libpng's to
+ * report). */
+static size_t png_idat_bytes(const uint8_t *d, size_t size) {
+  size_t total = 0;
+  for (size_t o = 8; o + 12 <= size;) {
+    const size_t len = ((size_t)d[o] << 24) | ((size_t)d[o + 1] << 16) | ((size_t)d[o + 2] << 8) | d[o + 3];
+    if (len > size - o - 12) break;
+    if (!memcmp(d + o + 4, "IDAT", 4)) total += len;
+    if (!memcmp(d + o + 4, "IEND", 4)) break;
+    o += 12 + len;
+  }
+  return total;
+}
+
 static nn_status load_png(const char *path, const uint8_t *data, size_t size, int c, int h, int w, uint8_t *out,
                           nn_error *err) {
   png_src src = {data, size, 0, {0}};
@@ -245,6 +260,18 @@ static nn_status load_png(const char *path, const uint8_t *data, size_t size, in
     png_error(png, "size mismatch");
   }
   int ctype = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+  /* Deflate never needs much more room than the raw rows (filter byte + pixels), so more
+   * compressed data than twice that (+ 64 KiB) is padding a decoder would inflate to the
+   * end: a small file with gigabytes of zeros after the rows took minutes. */
+  const size_t raw = (size_t)ih * (1 + ((size_t)iw * png_get_channels(png, info) * (size_t)depth + 7) / 8);
+  const size_t idat = png_idat_bytes(data, size);
+  if (idat > 2 * raw + (64u << 10)) {
+    st = nn_err_set(err, NN_ERR_FORMAT,
+                    "%s: bad PNG: %zu bytes of compressed image data for %lux%lu pixels (at most %zu): data "
+                    "past the image",
+                    path, idat, (unsigned long)ih, (unsigned long)iw, 2 * raw + (64u << 10));
+    png_error(png, "too much image data");
+  }
   if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (depth == 16) png_set_scale_16(png);
