@@ -123,8 +123,15 @@ static void test_cifar_bad(void **state) {
   st = nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err);
   tu_expect_fail(st, &err, ds, NN_ERR_FORMAT, "data_batch_4.bin", "label 10 at record 1");
 
-  /* all good again */
+  /* a (sparse) batch of 100001 records is refused before anything is allocated for it (a
+   * 6 GB one took 5.4 GB of memory) */
   write_cifar(dir, "data_batch_4.bin", 3, 2, 0, -1);
+  assert_int_equal(truncate(tu_join(p, dir, "data_batch_5.bin"), (off_t)100001 * 3073), 0);
+  st = nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err);
+  tu_expect_fail(st, &err, ds, NN_ERR_FORMAT, "data_batch_5.bin", "100001 records, more than a CIFAR-10 batch");
+  write_cifar(dir, "data_batch_5.bin", 4, 2, 0, -1);
+
+  /* all good again */
   if (nn_dataset_load_cifar10(dir, NN_SPLIT_TRAIN, &ds, &err)) fail_msg("%s", err.msg);
   assert_int_equal(nn_dataset_count(ds), 10);
   nn_dataset_free(ds);

@@ -22,7 +22,8 @@
 #define CIFAR_RECORD (1 + CIFAR_IMAGE)
 #define CIFAR_CLASSES 10
 #define CIFAR_MAX_FILES 5
-#define CIFAR_CHUNK 1024 /* records per read */
+#define CIFAR_MAX_RECORDS 100000 /* per file: ten times CIFAR-10's own batches */
+#define CIFAR_CHUNK 1024         /* records per read */
 
 static const char *const cifar_train[] = {"data_batch_1.bin", "data_batch_2.bin",
                                           "data_batch_3.bin", "data_batch_4.bin",
@@ -110,9 +111,10 @@ nn_status nn_dataset_load_cifar10(const char *dir, nn_split split, nn_dataset **
                       "%s: size %lld bytes is not a non-zero multiple of %d (1 label byte + %d "
                       "image bytes per record)",
                       paths[k], (long long)sb.st_size, CIFAR_RECORD, CIFAR_IMAGE);
-    } else if (sb.st_size / CIFAR_RECORD > (off_t)(INT_MAX - total)) {
-      st = nn_err_set(err, NN_ERR_FORMAT, "%s: too many records (%lld)", paths[k],
-                      (long long)(sb.st_size / CIFAR_RECORD));
+    } else if (sb.st_size / CIFAR_RECORD > CIFAR_MAX_RECORDS) { /* before allocating for them */
+      st = nn_err_set(err, NN_ERR_FORMAT,
+                      "%s: %lld records, more than a CIFAR-10 batch file holds (10000; at most %d are read)",
+                      paths[k], (long long)(sb.st_size / CIFAR_RECORD), CIFAR_MAX_RECORDS);
     } else {
       records[k] = (long)(sb.st_size / CIFAR_RECORD);
       total += records[k];
