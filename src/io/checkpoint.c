@@ -210,10 +210,10 @@ static nn_status load_tensor(const nn_checkpoint *c, const nn_tensor_view *v, co
   return NN_OK;
 }
 
-/* Every tensor of m from the file; anything left over (but optim.*) means the file describes
- * a different model. */
 static int name_cmp(const void *a, const void *b) { return strcmp(a, b); }
 
+/* Every tensor of m from the file; anything left over (but optim.*) means the file describes
+ * a different model. */
 static nn_status load_model_tensors(const nn_checkpoint *c, nn_model *m, nn_error *err) {
   const char *path = nn_st_path(c->f);
   nn_status fst = check_format(c, err);
