@@ -175,9 +175,15 @@ static nn_status number(const char *key, const char *v, double min, double max, 
   char *end;
   errno = 0;
   double d = strtod(v, &end);
-  if (errno || end == v || *end || !isfinite(d) || d < min || d > max || (integer && d != floor(d)))
-    return nn_err_set(err, NN_ERR_ARG, "%s: expected %s in [%g, %g], got '%s'", key, integer ? "an integer" : "a number",
-                      min, max, v);
+  /* an integer in decimal digits, as the CLI's own options take them (strtod also reads
+   * 0x10, 1e1 and 16.0) */
+  const size_t sign = v[0] == '-' || v[0] == '+';
+  const int digits = !integer || (v[sign] && !v[sign + strspn(v + sign, "0123456789")]);
+  if (errno || end == v || *end || !digits || !isfinite(d) || d < min || d > max || (integer && d != floor(d))) {
+    if (integer)
+      return nn_err_set(err, NN_ERR_ARG, "%s: expected an integer in [%.0f, %.0f], got '%s'", key, min, max, v);
+    return nn_err_set(err, NN_ERR_ARG, "%s: expected a number in [%g, %g], got '%s'", key, min, max, v);
+  }
   *out = d;
   return NN_OK;
 }
