@@ -33,16 +33,18 @@ void nn_strbuf_printf(nn_strbuf *b, const char *fmt, ...) {
   b->len += (size_t)n;
 }
 
-void nn_fmt_float(char *buf, size_t len, float v) {
+const char *nn_fmt_float(char *buf, size_t len, float v) {
   for (int prec = 6; prec <= 9; prec++) {
     snprintf(buf, len, "%.*g", prec, (double)v);
-    if ((float)strtod(buf, NULL) == v) return;
+    if ((float)strtod(buf, NULL) == v) break;
   }
+  return buf;
 }
 
-void nn_fmt_double(char *buf, size_t len, double v) {
+const char *nn_fmt_double(char *buf, size_t len, double v) {
   for (int prec = 6; prec <= 17; prec++) {
     snprintf(buf, len, "%.*g", prec, v);
-    if (strtod(buf, NULL) == v) return;
+    if (strtod(buf, NULL) == v) break;
   }
+  return buf;
 }

@@ -14,8 +14,9 @@ nn_strbuf nn_strbuf_new(void);
 void nn_strbuf_printf(nn_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The shortest %g text that reads back (strtod, then a cast for a float) to exactly v: a
- * float lr of 0.001 is "0.001", not %.9g's "0.00100000005". */
-void nn_fmt_float(char *buf, size_t len, float v);
-void nn_fmt_double(char *buf, size_t len, double v);
+ * float lr of 0.001 is "0.001", not %.9g's "0.00100000005". Into buf, which they return
+ * (for use as a printf argument). */
+const char *nn_fmt_float(char *buf, size_t len, float v);
+const char *nn_fmt_double(char *buf, size_t len, double v);
 
 #endif

@@ -62,13 +62,6 @@ static int inference_identity(const json_t *L, int depth) {
   return 1;
 }
 
-/* v in the fewest digits that read back as the same double (the spec keeps eps, momentum and
- * rates in double). */
-static const char *num(char *buf, size_t len, double v) {
-  nn_fmt_double(buf, len, v);
-  return buf;
-}
-
 /* The symmetric padding of a ZeroPadding2D config (an integer, or ((t, b), (l, r)) all
  * equal), -1 otherwise. */
 static int zero_padding(const json_t *c) {
@@ -262,7 +255,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       else if (affine < 0) why = "center and scale differ";
       if (why) break;
       nn_strbuf_printf(&b, "batchnorm convention=keras momentum=%s eps=%s affine=%d\n",
-                       num(n1, sizeof n1, kj_num(c, "momentum", 0.99)), num(n2, sizeof n2, kj_num(c, "epsilon", 1e-3)),
+                       nn_fmt_double(n1, sizeof n1, kj_num(c, "momentum", 0.99)), nn_fmt_double(n2, sizeof n2, kj_num(c, "epsilon", 1e-3)),
                        affine);
     } else if (!strcmp(cls, "GroupNormalization")) {
       const int affine = affine_of(c);
@@ -270,14 +263,14 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       else if (affine < 0) why = "center and scale differ";
       if (why) break;
       nn_strbuf_printf(&b, "groupnorm groups=%d eps=%s affine=%d\n", kj_int_at(c, "groups", 0, 32),
-                       num(n1, sizeof n1, kj_num(c, "epsilon", 1e-3)), affine);
+                       nn_fmt_double(n1, sizeof n1, kj_num(c, "epsilon", 1e-3)), affine);
     } else if (!strcmp(cls, "LayerNormalization")) {
       const int affine = affine_of(c);
       if (rank == 1 ? !channel_axis(c, 1) : !whole_image_axis(c))
         why = "an axis other than the whole sample's (normnet's layernorm normalizes each sample as a whole)";
       else if (affine < 0) why = "center and scale differ";
       if (why) break;
-      nn_strbuf_printf(&b, "layernorm eps=%s affine=%d\n", num(n1, sizeof n1, kj_num(c, "epsilon", 1e-3)), affine);
+      nn_strbuf_printf(&b, "layernorm eps=%s affine=%d\n", nn_fmt_double(n1, sizeof n1, kj_num(c, "epsilon", 1e-3)), affine);
     } else if (!strcmp(cls, "Activation") || !strcmp(cls, "Softmax") || !strcmp(cls, "ReLU")) {
       const char *act = !strcmp(cls, "Activation") ? kj_str(c, "activation") : !strcmp(cls, "ReLU") ? "relu"
                                                                                                     : "softmax";
@@ -310,7 +303,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       if (rank == 3) nn_strbuf_printf(&b, "flatten\n");
       rank = 1;
     } else if (!strcmp(cls, "Dropout")) {
-      nn_strbuf_printf(&b, "dropout rate=%s\n", num(n1, sizeof n1, kj_num(c, "rate", 0)));
+      nn_strbuf_printf(&b, "dropout rate=%s\n", nn_fmt_double(n1, sizeof n1, kj_num(c, "rate", 0)));
     } else {
       snprintf(buf, sizeof buf, "a %s, which normnet does not have", cls);
       why = buf;

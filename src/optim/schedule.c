@@ -49,8 +49,7 @@ void nn_lr_schedule_format(const nn_lr_schedule *s, char *buf, size_t len) {
   switch (s->kind) {
     case NN_LR_STEP: {
       char g[32];
-      nn_fmt_double(g, sizeof g, s->gamma);
-      snprintf(buf, len, "step:%d:%s", s->step_epochs, g);
+      snprintf(buf, len, "step:%d:%s", s->step_epochs, nn_fmt_double(g, sizeof g, s->gamma));
       break;
     }
     case NN_LR_COSINE: snprintf(buf, len, "cosine"); break;

@@ -56,9 +56,8 @@ char *nn_history_to_text(const nn_history *h) {
   for (int i = 0; i < h->n; i++) {
     const nn_epoch_record *r = &h->rec[i];
     char lr[32]; /* a float's (the optimizer's) */
-    nn_fmt_float(lr, sizeof lr, (float)r->lr);
     nn_strbuf_printf(&b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f,%s\n", r->epoch, r->train_loss, r->train_acc, r->test_loss,
-                     r->test_acc, r->seconds, r->samples_per_sec, lr);
+                     r->test_acc, r->seconds, r->samples_per_sec, nn_fmt_float(lr, sizeof lr, (float)r->lr));
   }
   return b.buf;
 }

@@ -154,16 +154,15 @@ void nn_recipe_get(const nn_recipe *r, int k, char *buf, size_t len) {
     case K_INIT: memcpy(&in, p, sizeof in), snprintf(buf, len, "%s", in == NN_INIT_XAVIER_UNIFORM ? "xavier" : "default"); break;
     case K_INORM: {
       char m[32], sd[32];
-      nn_fmt_float(m, sizeof m, r->input_norm.mean), nn_fmt_float(sd, sizeof sd, r->input_norm.std);
-      snprintf(buf, len, "%s,%s", m, sd);
+      snprintf(buf, len, "%s,%s", nn_fmt_float(m, sizeof m, r->input_norm.mean),
+               nn_fmt_float(sd, sizeof sd, r->input_norm.std));
       break;
     }
     case K_SCHED: nn_lr_schedule_format(&r->lr_schedule, buf, len); break;
     case K_WARMUP: snprintf(buf, len, "%ld", r->lr_schedule.warmup); break;
     case K_EARLY: {
       char d[32];
-      nn_fmt_double(d, sizeof d, r->early_stop_delta);
-      snprintf(buf, len, "%d:%s", r->early_stop, d);
+      snprintf(buf, len, "%d:%s", r->early_stop, nn_fmt_double(d, sizeof d, r->early_stop_delta));
       break;
     }
     default: snprintf(buf, len, "%s", (const char *)p);
