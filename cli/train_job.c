@@ -309,11 +309,12 @@ static int resume_run(const char *cmd, const cli_train_opts *o, nn_run **out) {
       nn_run_free(run);
       return fail_flag(cmd, o->ov[i].flag, &err);
     }
-  if (nn_run_set_epochs(run, r.epochs, &err) || nn_run_set_max_steps(run, r.max_steps, &err)) {
-    if (!strncmp(err.msg, "epochs:", 7)) /* the schedule's length: a new run from it is the way on */
-      cli_error(cmd, "--epochs%s (--init %s)", err.msg + 6, o->resume);
-    else
-      fail_flag(cmd, "--max-steps", &err);
+  const int bad_epochs = nn_run_set_epochs(run, r.epochs, &err) != NN_OK;
+  if (bad_epochs || nn_run_set_max_steps(run, r.max_steps, &err)) {
+    /* --epochs refused by a schedule's length: a new run from this one is the way on */
+    const char *why = strchr(err.msg, ':'); /* fail_flag's form, with the way on */
+    if (bad_epochs) cli_error(cmd, "--epochs%s (--init %s)", why ? why : err.msg, o->resume);
+    else fail_flag(cmd, "--max-steps", &err);
     nn_run_free(run);
     return EXIT_USAGE;
   }
