@@ -128,6 +128,10 @@ int cli_checkpoint_check(const char *cmd, const char *path);
  * loading the checkpoint otherwise), after applying --norm (may be NULL). */
 int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init init, unsigned long long seed,
                     nn_model **out);
+/* A loaded model's weights and statistics all finite? If a tensor holds NaN or an infinity,
+ * the first is named (file `what`, tensor, index): an error and EXIT_FAIL when `refuse` (its
+ * outputs would not be numbers: eval, predict, export), else a warning and EXIT_OK. */
+int cli_model_finite(const char *cmd, const char *what, nn_model *m, int refuse);
 /* What a trained model reads: --input-norm / --data when given (NULL if not), else what the
  * model records, else the preset's transform and fashion-mnist. *data_from says which, for
  * the output ("recorded in the model", "--data", ...). */

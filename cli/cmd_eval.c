@@ -199,6 +199,7 @@ int cmd_eval(int argc, char **argv) {
   int rc = val ? open_validation(model_arg, data_arg, cm.checkpoint, &view)
                : cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &built);
   if (!rc) m = val ? nn_run_model(view) : built;
+  if (!rc) rc = cli_model_finite("eval", cm.checkpoint, m, 1);
   if (!rc) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("eval", &cm, m, input_norm, data_arg, &norm, &data, &data_from);
   if (!rc && !val && nn_dataset_open(data, strcmp(split, "train") ? NN_SPLIT_TEST : NN_SPLIT_TRAIN, &ds, &err))

@@ -67,6 +67,7 @@ int cmd_export(int argc, char **argv) {
   nn_input_norm norm = {0};
   const char *data = NULL, *data_from = NULL;
   rc = cli_model_build("export", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
+  if (!rc) rc = cli_model_finite("export", cm.checkpoint, m, 1);
   /* the transform the model records (or --input-norm) */
   if (!rc) rc = cli_model_input("export", &cm, m, input_norm, NULL, &norm, &data, &data_from);
   if (!rc && fold && nn_model_fold(m, &f, &err)) rc = cli_fail("export", &err);

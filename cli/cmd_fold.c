@@ -40,7 +40,7 @@ int cmd_fold(int argc, char **argv) {
   }
   nn_model *m = NULL, *f = NULL;
   nn_error err = {0};
-  if ((rc = cli_checkpoint_load("fold", cm.checkpoint, NULL, &m))) {
+  if ((rc = cli_checkpoint_load("fold", cm.checkpoint, NULL, &m)) || (rc = cli_model_finite("fold", cm.checkpoint, m, 1))) {
   } else if (nn_model_fold(m, &f, &err)) rc = cli_fail("fold", &err);
   double maxdiff = 0;
   int n = 64, k = 0;

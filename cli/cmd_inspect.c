@@ -34,6 +34,7 @@ static void print_stats(const char *what, const float *v, size_t n) {
 static int inspect_params(const char *ckpt) {
   nn_model *m = NULL;
   int rc = cli_checkpoint_load("inspect", ckpt, NULL, &m);
+  if (!rc) rc = cli_model_finite("inspect", ckpt, m, 0);
   if (rc) return rc;
   nn_input_norm in;
   int known = nn_model_input_norm(m, &in);

@@ -119,6 +119,7 @@ int cmd_predict(int argc, char **argv) {
   nn_input_norm norm = {0.0f, 1.0f};
   const char *source = NULL, *source_from = NULL;
   if (!rc) rc = cli_model_build("predict", &cm, NULL, NN_INIT_DEFAULT, 0, &m);
+  if (!rc) rc = cli_model_finite("predict", cm.checkpoint, m, 1);
   if (!rc && threads) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("predict", &cm, m, input_norm, data, &norm, &source, &source_from);
   if (!rc && index) {

@@ -66,6 +66,7 @@ int cmd_recalibrate(int argc, char **argv) {
   nn_input_norm norm = {0};
   const char *source = NULL, *source_from = NULL;
   rc = cli_checkpoint_load("recalibrate", cm.checkpoint, NULL, &m);
+  if (!rc) rc = cli_model_finite("recalibrate", cm.checkpoint, m, 0); /* new statistics may be the cure */
   if (!rc) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("recalibrate", &cm, m, NULL, data, &norm, &source, &source_from);
   int fail = 0;

@@ -1,5 +1,6 @@
 /* --model PRESET|SPECFILE|CHECKPOINT|RUNDIR */
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -163,6 +164,27 @@ int cli_checkpoint_check(const char *cmd, const char *path) {
   int rc = cli_checkpoint_load(cmd, path, NULL, &m);
   nn_model_free(m);
   return rc;
+}
+
+int cli_model_finite(const char *cmd, const char *what, nn_model *m, int refuse) {
+  for (int t = 0; t < nn_model_num_tensors(m); t++) {
+    nn_tensor_view v;
+    nn_model_tensor(m, t, &v);
+    for (size_t k = 0; v.data && k < v.count; k++) {
+      if (isfinite(v.data[k])) continue;
+      char pw[CLI_PRINTABLE];
+      const char *val = isnan(v.data[k]) ? "NaN" : v.data[k] > 0 ? "inf"
+                                                                 : "-inf";
+      if (!refuse) {
+        fprintf(stderr, "normnet %s: warning: %s: tensor '%s' holds %s (value %zu of %zu): the model's outputs will not be numbers\n",
+                cmd, cli_printable(what, pw, sizeof pw), v.name, val, k, v.count);
+        return EXIT_OK;
+      }
+      cli_error(cmd, "%s: tensor '%s' holds %s (value %zu of %zu): a model with non-finite weights or statistics gives no numbers", what, v.name, val, k, v.count);
+      return EXIT_FAIL;
+    }
+  }
+  return EXIT_OK;
 }
 
 int cli_model_build(const char *cmd, cli_model *cm, const char *norm, nn_init init, unsigned long long seed,

@@ -650,6 +650,39 @@ static void test_keras_file_as_model(void **state) {
   assert_null(strstr(r.err, "--model"));
 }
 
+/* A checkpoint whose weights hold a NaN (written by another tool, or edited) is refused by
+ * the commands that would compute with it, naming the tensor and value (eval printed "loss
+ * nan, accuracy 0.1000" and exited 0; export wrote an ONNX model of NaN's); inspect shows it
+ * with a warning. */
+static void test_nonfinite_weights(void **state) {
+  (void)state;
+  char args[2048], path[1024], needle[128];
+  tu_run_result r;
+  train_small("nanw", "--max-steps 2");
+  snprintf(path, sizeof path, "%s/nanw/model.safetensors", dir);
+  nn_model *m = NULL;
+  nn_error err = {0};
+  if (nn_checkpoint_load(path, NULL, &m, &err)) fail_msg("%s", err.msg);
+  nn_tensor_view v;
+  nn_model_tensor(m, 0, &v);
+  assert_true(v.data && v.count > 3);
+  v.data[3] = NAN;
+  snprintf(needle, sizeof needle, "tensor '%s' holds NaN (value 3 of %zu)", v.name, v.count);
+  snprintf(path, sizeof path, "%s/nanw.safetensors", dir);
+  if (nn_checkpoint_save(m, path, NULL, 0, &err)) fail_msg("%s", err.msg);
+  nn_model_free(m);
+  snprintf(args, sizeof args, "eval %s --data idx:%s/good", path, dir);
+  tu_cli_expect_error(dir, "", args, needle, "no numbers");
+  snprintf(args, sizeof args, "export %s --format onnx --out %s/nanw.onnx", path, dir);
+  tu_cli_expect_error(dir, "", args, needle, NULL);
+  snprintf(path, sizeof path, "%s/nanw.onnx", dir);
+  assert_false(is_file(path));
+  snprintf(args, sizeof args, "inspect %s/nanw.safetensors", dir);
+  tu_cli_run_ok(&r, dir, args, "inspect a NaN checkpoint");
+  assert_non_null(strstr(r.err, "warning"));
+  assert_non_null(strstr(r.err, needle));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -678,6 +711,7 @@ int main(void) {
       cmocka_unit_test(test_train_positional_and_norm_header),
       cmocka_unit_test(test_init_without_model),
       cmocka_unit_test(test_keras_file_as_model),
+      cmocka_unit_test(test_nonfinite_weights),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
