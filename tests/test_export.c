@@ -167,6 +167,8 @@ static void test_onnx_presets(void **state) {
     assert_string_equal(s.input, cases[i].input);
     assert_string_equal(s.output, "N,10");
     assert_int_equal(s.opset, 17);
+    assert_string_equal(s.producer, "normnet");
+    assert_string_equal(s.producer_version, nn_version()); /* onnx.checker and Netron show it */
     /* every tensor of the model is an initializer with its exact bits */
     for (int t = 0; t < nn_model_num_tensors(m); t++) {
       nn_tensor_view v;

@@ -352,6 +352,7 @@ nn_status nn_export_onnx_bytes(const nn_model *m, nn_input_norm norm, unsigned c
 
     nn_pb_int64(&model, 1, ONNX_IR_VERSION);
     nn_pb_string(&model, 2, "normnet");
+    nn_pb_string(&model, 3, nn_version());
     nn_pb_message(&model, 7, &graph);
     nn_pb_int64(&opset, 2, ONNX_OPSET);
     nn_pb_message(&model, 8, &opset);

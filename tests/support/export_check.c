@@ -160,6 +160,11 @@ int xc_onnx_check(const unsigned char *b, size_t n, xc_onnx *s, char *why, size_
   int rc;
   while ((rc = nn_pb_next(&r, &f)) == 1) {
     if (f.field == 1) s->ir_version = (int64_t)f.v;
+    if ((f.field == 2 || f.field == 3) && f.wire == NN_PB_LEN) {
+      char *dst = f.field == 2 ? s->producer : s->producer_version;
+      snprintf(dst, sizeof s->producer, "%.*s", (int)(f.len < sizeof s->producer ? f.len : sizeof s->producer - 1),
+               (const char *)f.data);
+    }
     if (f.field == 7 && f.wire == NN_PB_LEN) graph = f.data, glen = f.len;
     if (f.field == 8 && f.wire == NN_PB_LEN) {
       nn_pb_reader ro = {f.data, f.data + f.len};

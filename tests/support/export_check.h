@@ -22,6 +22,7 @@ typedef struct {
   int ninit;
   char input[64]; /* dims of "input", e.g. "N,1,28,28" */
   char output[64];
+  char producer[32], producer_version[32]; /* ModelProto fields 2 and 3 */
 } xc_onnx;
 int xc_onnx_check(const unsigned char *b, size_t n, xc_onnx *s, char *why, size_t whylen);
 /* Initializer `name` as floats (malloc'd copy) and its dims; 0 if found. */
