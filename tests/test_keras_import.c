@@ -180,6 +180,17 @@ static void test_real_keras_files(void **state) {
     real_case(fx, "small_func", ext[e], NULL, 2, 6, 6);
   }
   fx_free(fx);
+  /* padding "same" where it is symmetric: a stride-2 convolution of a 7x7 input (one row and
+   * column each side), a 2x2 pool of a 4x4 one (none); from the file's config and as a spec */
+  fx = fx_load("keras_padding.txt");
+  for (int e = 0; e < 2; e++) {
+    real_case(fx, "small_strided", ext[e], NULL, 2, 7, 7);
+    real_case(fx, "small_strided", ext[e],
+              "input shape=2x7x7\nconv2d filters=4 kernel=3 stride=2 pad=1\nrelu\nbatchnorm convention=keras\nmaxpool2d "
+              "size=2\nflatten\ndense units=3\n",
+              2, 7, 7);
+  }
+  fx_free(fx);
 }
 
 static void expect_load_error(const char *path, const char *spec_text, nn_status code, const char *n1, const char *n2) {
@@ -274,6 +285,45 @@ static void test_config_architectures(void **state) {
   snprintf(cfg, sizeof cfg, "%sin%s", head, tail); /* b takes the input, not a: a branch */
   assert_int_equal(config_spec(dir, cfg, &sp, &err), NN_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "one chain (class Functional)"));
+  /* padding "same" that pads more after than before (TensorFlow's split of an odd total) is
+   * refused, saying so; where it pads nothing or alike on each side it is normnet's padding */
+  static const char same_pad[] =
+      "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
+      "{\"name\": \"in\", \"batch_shape\": [null, %d, %d, 1]}}, {\"class_name\": \"Conv2D\", \"config\": {\"name\": "
+      "\"c\", \"filters\": 2, \"kernel_size\": [%d, %d], \"strides\": [%d, %d], \"padding\": \"same\"}}, "
+      "{\"class_name\": \"MaxPooling2D\", \"config\": {\"name\": \"p\", \"pool_size\": [2, 2], \"padding\": "
+      "\"same\"}}]}}";
+  static const struct {
+    int h, w, k, s;
+    const char *spec, *why;
+  } same_cases[] = {
+      {9, 9, 3, 2, "conv2d filters=2 kernel=3 stride=2 pad=1 bias=1\nmaxpool2d size=2 stride=2\n", NULL},   /* 5x5: pool refused */
+      {11, 11, 3, 2, "conv2d filters=2 kernel=3 stride=2 pad=1 bias=1\nmaxpool2d size=2 stride=2\n", NULL}, /* 6x6 */
+      {8, 8, 5, 1, "conv2d filters=2 kernel=5 stride=1 pad=2 bias=1\nmaxpool2d size=2 stride=2\n", NULL},
+      {8, 8, 3, 2, NULL, "Keras layer 1 'c' (Conv2D): padding 'same' on a 8x8 input with kernel 3, stride 2 pads 1 and 1"},
+      {7, 8, 3, 2, NULL, "pads 2 and 1 rows and columns"}, /* 7 rows pad 2, 8 columns 1: not alike */
+      {8, 8, 2, 1, NULL, "kernel 2, stride 1 pads 1 and 1"},
+  };
+  for (size_t i = 0; i < sizeof same_cases / sizeof same_cases[0]; i++) {
+    snprintf(cfg, sizeof cfg, same_pad, same_cases[i].h, same_cases[i].w, same_cases[i].k, same_cases[i].k,
+             same_cases[i].s, same_cases[i].s);
+    nn_status st = config_spec(dir, cfg, &sp, &err);
+    if (i == 0) { /* the convolution's 5x5 output: the pool would pad */
+      assert_int_equal(st, NN_ERR_FORMAT);
+      assert_non_null(strstr(err.msg, "Keras layer 2 'p' (MaxPooling2D): padding 'same' that pads a 5x5 input"));
+      continue;
+    }
+    if (same_cases[i].spec) {
+      if (st) fail_msg("same case %zu: %s", i, err.msg);
+      text = nn_spec_to_text(sp);
+      if (!strstr(text, same_cases[i].spec)) fail_msg("same case %zu: %s", i, text);
+      free(text);
+      nn_spec_free(sp);
+    } else {
+      assert_int_equal(st, NN_ERR_FORMAT);
+      if (!strstr(err.msg, same_cases[i].why)) fail_msg("same case %zu: %s", i, err.msg);
+    }
+  }
   static const char dilated[] =
       "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
       "{\"name\": \"in\", \"batch_shape\": [null, 8, 8, 1]}}, {\"class_name\": \"Conv2D\", \"config\": {\"name\": "

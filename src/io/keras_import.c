@@ -373,7 +373,11 @@ static nn_status check_config(const ksrc *k, const klayer *kl, const nn_model *m
   } else if (L->kind == NN_LAYER_CONV2D) {
     const nn_conv2d_cfg *cc = &L->cfg.conv;
     const char *pad = kj_str(c, "padding");
-    int same_pad = !strcmp(pad, "same") ? (cc->kernel - 1) / 2 : -1;
+    /* "same": TensorFlow's padding, when it is alike on every side (keras_spec.c) */
+    const long th = nn_keras_same_pad_total(L->in.h, cc->kernel, cc->stride),
+               tw = nn_keras_same_pad_total(L->in.w, cc->kernel, cc->stride);
+    const int same_pad = strcmp(pad, "same") ? -1 : th == tw && th % 2 == 0 ? (int)(th / 2)
+                                                                            : -2;
     if (kj_int_at(c, "filters", 0, -1) != cc->filters) why = "filters differ";
     else if (kj_int_at(c, "kernel_size", 0, -1) != cc->kernel || kj_int_at(c, "kernel_size", 1, -1) != cc->kernel)
       why = "kernel_size differs";
@@ -381,8 +385,7 @@ static nn_status check_config(const ksrc *k, const klayer *kl, const nn_model *m
       why = "strides differ";
     else if (kj_bool(c, "use_bias", 1) != cc->bias) why = "use_bias differs from bias";
     else if (strcmp(kj_str(c, "data_format"), "channels_first") == 0) why = "data_format channels_first is not supported";
-    else if (!(same_pad >= 0 ? same_pad == cc->pad && cc->kernel % 2 == 1 && cc->stride == 1 && kl->pad == 0
-                             : !strcmp(pad, "valid") && kl->pad == cc->pad))
+    else if (!(same_pad != -1 ? same_pad == cc->pad && kl->pad == 0 : !strcmp(pad, "valid") && kl->pad == cc->pad))
       why = "padding differs from pad";
   } else if (L->kind == NN_LAYER_BATCHNORM || (L->kind == NN_LAYER_INSTANCENORM && L->cfg.gn.track_running_stats)) {
     int affine = L->kind == NN_LAYER_BATCHNORM ? L->cfg.bn.affine : L->cfg.gn.affine;

@@ -79,6 +79,11 @@ static int zero_padding(const json_t *c) {
   return v;
 }
 
+long nn_keras_same_pad_total(long in, int k, int st) {
+  const long out = (in + st - 1) / st, total = (out - 1) * st + k - in;
+  return total > 0 ? total : 0;
+}
+
 /* The input's dims (after the batch's None): from the InputLayer, or from the first layer's
  * build_config when the model was built without keras.Input. 0 if there is none. */
 static int input_dims(const json_t *layers, int *dims) {
@@ -193,9 +198,10 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
   rank = rank == 1 ? 1 : 3;
   const size_t n = json_array_size(layers);
   int pad = 0, started = 0;
+  long h = dims[0], w = dims[1]; /* an image's height and width so far (rank 3) */
   const char *why = NULL;
   size_t i = 0;
-  char buf[160], n1[32], n2[32];
+  char buf[320], n1[32], n2[32];
   for (; i < n; i++) {
     const json_t *L = json_array_get(layers, i), *c = json_object_get(L, "config");
     const char *cls = kj_str(L, "class_name");
@@ -232,11 +238,20 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       else if (s < 1 || kj_int_at(c, "strides", 1, 1) != s) why = "strides that differ between the axes";
       else if (kj_int_at(c, "dilation_rate", 0, 1) != 1 || kj_int_at(c, "dilation_rate", 1, 1) != 1) why = "dilation";
       else if (kj_int_at(c, "groups", 0, 1) != 1) why = "a grouped convolution";
-      else if (!strcmp(padding, "same") && (k % 2 == 0 || s != 1 || pad)) why = "padding 'same' with an even kernel or a stride";
       else if (strcmp(padding, "same") && strcmp(padding, "valid")) why = "padding other than 'valid' or 'same'";
       else if (!act) why = "an activation normnet does not have there";
+      const int same = !why && !strcmp(padding, "same");
+      const long th = same ? nn_keras_same_pad_total(h, k, s) : 0, tw = same ? nn_keras_same_pad_total(w, k, s) : 0;
+      if (same && (pad || th != tw || th % 2)) {
+        snprintf(buf, sizeof buf,
+                 "padding 'same' on a %ldx%ld input with kernel %d, stride %d pads %ld and %ld rows and columns, more "
+                 "after than before (normnet pads every side alike)",
+                 h, w, k, s, th, tw);
+        why = buf;
+      }
       if (why) break;
-      int p = !strcmp(padding, "same") ? (k - 1) / 2 : pad;
+      const int p = same ? (int)(th / 2) : pad;
+      h = (h + 2 * p - k) / s + 1, w = (w + 2 * p - k) / s + 1;
       nn_strbuf_printf(&b, "conv2d filters=%d kernel=%d stride=%d pad=%d bias=%d\n", kj_int_at(c, "filters", 0, -1), k,
                        s, p, kj_bool(c, "use_bias", 1));
       if (*act) nn_strbuf_printf(&b, "%s\n", act);
@@ -288,9 +303,17 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       if (rank != 3) why = "pooling after Flatten";
       else if (kj_int_at(c, "pool_size", 1, 2) != p || (json_is_array(st) && kj_int_at(c, "strides", 1, -1) != s))
         why = "a pool or stride that is not square";
-      else if (strcmp(kj_str(c, "padding"), "valid") && *kj_str(c, "padding")) why = "padding other than 'valid'";
       else if (!strcmp(kj_str(c, "data_format"), "channels_first")) why = "data_format channels_first";
+      else if (!strcmp(kj_str(c, "padding"), "same")) {
+        /* 'same' that pads nothing is 'valid' (a 2x2 pool of even sides) */
+        if (nn_keras_same_pad_total(h, p, s) || nn_keras_same_pad_total(w, p, s)) {
+          snprintf(buf, sizeof buf, "padding 'same' that pads a %ldx%ld input (pool %d, stride %d); normnet pools do not pad", h,
+                   w, p, s);
+          why = buf;
+        }
+      } else if (strcmp(kj_str(c, "padding"), "valid") && *kj_str(c, "padding")) why = "padding other than 'valid' or 'same'";
       if (why) break;
+      h = (h - p) / s + 1, w = (w - p) / s + 1;
       nn_strbuf_printf(&b, "%s size=%d stride=%d\n", cls[0] == 'M' ? "maxpool2d" : "avgpool2d", p, s);
     } else if (!strcmp(cls, "GlobalAveragePooling2D")) {
       if (rank != 3) why = "global pooling after Flatten";

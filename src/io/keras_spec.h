@@ -12,5 +12,9 @@ int nn_keras_is_chain(const struct json_t *config);
  * .keras file at path, named in errors); NN_ERR_FORMAT naming the Keras layer and why it has
  * no normnet counterpart. */
 nn_status nn_keras_config_spec(const struct json_t *config, const char *path, char **text, nn_error *err);
+/* Keras's (TensorFlow's) padding="same" of one axis of `in` values under a window k and stride
+ * st: ceil(in / st) outputs and the total padding they need (at least 0), total / 2 of it
+ * before and the rest after; normnet's symmetric padding is it when the total is even. */
+long nn_keras_same_pad_total(long in, int k, int st);
 
 #endif
