@@ -14,8 +14,8 @@ static const nn_preset presets[] = {
     {
         .name = "lenet",
         .seed = "004 (d2l BN-LeNet, PyTorch built-in BatchNorm)",
-        .spec = "# BN-LeNet, seed 004: PyTorch conventions, conv/dense keep their bias before BN\n"
-                "input shape=1x28x28\n"
+        /* BN-LeNet, seed 004: PyTorch conventions, conv/dense keep their bias before BN */
+        .spec = "input shape=1x28x28\n"
                 "conv2d filters=6 kernel=5\n"
                 "batchnorm\n"
                 "sigmoid\n"
@@ -42,8 +42,8 @@ static const nn_preset presets[] = {
     {
         .name = "mlp",
         .seed = "000 (Keras MLP: Dense -> BatchNorm -> ReLU)",
-        .spec = "# seed 000 MLP: Keras conventions\n"
-                "input shape=784\n"
+        /* seed 000 MLP: Keras conventions */
+        .spec = "input shape=784\n"
                 "dense units=128\n"
                 "batchnorm convention=keras\n"
                 "relu\n"
@@ -64,8 +64,8 @@ static const nn_preset presets[] = {
     {
         .name = "cnn",
         .seed = "000 (Keras CNN on 28x28x1)",
-        .spec = "# seed 000 CNN: Keras conventions\n"
-                "input shape=1x28x28\n"
+        /* seed 000 CNN: Keras conventions */
+        .spec = "input shape=1x28x28\n"
                 "conv2d filters=32 kernel=3\n"
                 "batchnorm convention=keras\n"
                 "relu\n"
@@ -89,8 +89,8 @@ static const nn_preset presets[] = {
     {
         .name = "cifar-cnn",
         .seed = "001 (Keras CIFAR-10 CNN, use_bias=False before BN)",
-        .spec = "# seed 001 CIFAR-10 CNN: Keras conventions, no bias before BN\n"
-                "input shape=3x32x32\n"
+        /* seed 001 CIFAR-10 CNN: Keras conventions, no bias before BN */
+        .spec = "input shape=3x32x32\n"
                 "conv2d filters=32 kernel=3 bias=0\n"
                 "batchnorm convention=keras\n"
                 "relu\n"
@@ -114,8 +114,8 @@ static const nn_preset presets[] = {
     {
         .name = "cifar-gap",
         .seed = "001 section 10 (Conv-BN-ReLU, global average pooling)",
-        .spec = "# seed 001 section 10: Keras conventions\n"
-                "input shape=3x32x32\n"
+        /* seed 001 section 10: Keras conventions */
+        .spec = "input shape=3x32x32\n"
                 "conv2d filters=32 kernel=3 bias=0\n"
                 "batchnorm convention=keras\n"
                 "relu\n"
