@@ -255,7 +255,10 @@ typedef struct {
   int nact, capact;
 } cli_train_result;
 
-extern const char cli_train_options_help[];
+/* The help of the training options (train's, and of the commands that train) to f, without
+ * the entries of the options in skip (NULL-terminated, may be NULL): those a command sets
+ * itself or documents its own way. */
+void cli_train_options_print(FILE *f, const char *const *skip);
 void cli_train_defaults(cli_train_opts *o);
 /* Consume one training option at a->i: 1 if consumed (*bad set on a bad value), 0 if not. */
 int cli_train_option(cli_args *a, cli_train_opts *o, int *bad);

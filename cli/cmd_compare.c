@@ -144,7 +144,7 @@ int cmd_compare(int argc, char **argv) {
     int bad = 0;
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
       fputs(usage_head, stdout);
-      fputs(cli_train_options_help, stdout);
+      cli_train_options_print(stdout, NULL);
       return EXIT_OK;
     }
     if (cli_train_option(&a, &o, &bad)) {

@@ -148,8 +148,9 @@ int cmd_study(int argc, char **argv) {
   while (a.i < argc) {
     int bad = 0;
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
+      static const char *const set_here[] = {"--batch", "--epochs", "--max-steps", NULL}; /* lists, --budget */
       fputs(usage, stdout);
-      fputs(cli_train_options_help, stdout);
+      cli_train_options_print(stdout, set_here);
       return EXIT_OK;
     }
     if (cli_opt(&a, "--batch")) bl = a.val; /* a list here, before the training option */

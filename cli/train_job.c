@@ -10,7 +10,7 @@
 
 #include "cli.h"
 
-const char cli_train_options_help[] =
+static const char train_options_help[] =
     "  --model PRESET|SPECFILE   lenet (default), mlp, cnn, cifar-cnn, cifar-gap, or a spec file\n"
     "                            (also given as the first argument without --model)\n"
     "  --data SOURCE             fashion-mnist (default), mnist:DIR, idx:DIR, cifar10:DIR, or a\n"
@@ -58,6 +58,20 @@ const char cli_train_options_help[] =
     "  --quiet                   no per-epoch output\n"
     "  --json                    one JSON object per epoch on stdout (run, dir, epoch, train_loss,\n"
     "                            train_acc, val_/test_loss and _acc, lr, seconds), no other text\n";
+
+void cli_train_options_print(FILE *f, const char *const *skip) {
+  int skipping = 0;
+  for (const char *p = train_options_help; *p;) {
+    const size_t len = strcspn(p, "\n") + (strchr(p, '\n') ? 1 : 0);
+    if (!strncmp(p, "  --", 4)) { /* an entry's first line; its continuation lines follow */
+      const size_t name = strcspn(p + 2, " \n");
+      skipping = 0;
+      for (int k = 0; skip && skip[k]; k++) skipping |= strlen(skip[k]) == name && !strncmp(p + 2, skip[k], name);
+    }
+    if (!skipping) fwrite(p, 1, len, f);
+    p += len;
+  }
+}
 
 void cli_train_defaults(cli_train_opts *o) {
   memset(o, 0, sizeof *o);

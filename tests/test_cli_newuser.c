@@ -473,8 +473,20 @@ static void test_help_study_and_keras_name(void **state) {
   tu_run_result r;
   tu_cli_run_ok(&r, dir, "help study sync-bn", "help study sync-bn");
   assert_non_null(strstr(r.out, "usage: normnet study sync-bn"));
+  /* the options a study sets are not listed as train's (sync-bn's help listed --sync-bn,
+   * which it refuses, and --epochs "default: the preset's" against its own default 1) */
+  assert_null(strstr(r.out, "  --sync-bn on|off"));
+  assert_null(strstr(r.out, "default: the preset's (lenet: 10)"));
+  assert_non_null(strstr(r.out, "  --epochs N                default 1 here"));
+  assert_non_null(strstr(r.out, "  --lr X ")); /* and the rest are */
   tu_cli_run_ok(&r, dir, "help study small-batch", "help study small-batch");
   assert_non_null(strstr(r.out, "usage: normnet study small-batch"));
+  assert_null(strstr(r.out, "  --batch B "));
+  assert_null(strstr(r.out, "  --max-steps N "));
+  assert_non_null(strstr(r.out, "[--budget SAMPLES]"));
+  tu_cli_run_ok(&r, dir, "train --help", "train --help");
+  assert_non_null(strstr(r.out, "  --sync-bn on|off"));
+  assert_non_null(strstr(r.out, "  --json "));
   tu_cli_expect_error(dir, "", "study", "needs a study: small-batch or sync-bn", NULL);
   /* the budget sets a study's length: --epochs was accepted and ignored */
   snprintf(args, sizeof args,
@@ -683,6 +695,22 @@ static void test_nonfinite_weights(void **state) {
   assert_non_null(strstr(r.err, needle));
 }
 
+/* study sync-bn with an --mpirun that does not exist is refused before anything trains (it
+ * trained the K=1 run, left it behind, and then said the K=2 run's "messages are above":
+ * there were none). */
+static void test_study_mpirun_missing(void **state) {
+  (void)state;
+  char args[2048], path[1024];
+  snprintf(args, sizeof args,
+           "study sync-bn --model %s/small.spec --data idx:%s/good --max-steps 2 --batch 8 --mpirun %s/no-mpirun "
+           "--out %s/sbm",
+           dir, dir, dir, dir);
+  tu_cli_expect_error(dir, "", args, "--mpirun /", "no-mpirun: no such program");
+  snprintf(path, sizeof path, "%s/sbm", dir);
+  struct stat sb;
+  assert_int_not_equal(stat(path, &sb), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_out_parents),
@@ -712,6 +740,7 @@ int main(void) {
       cmocka_unit_test(test_init_without_model),
       cmocka_unit_test(test_keras_file_as_model),
       cmocka_unit_test(test_nonfinite_weights),
+      cmocka_unit_test(test_study_mpirun_missing),
   };
   return cmocka_run_group_tests(tests, tu_cli_group_setup, tu_cli_group_teardown);
 }
