@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,8 +26,25 @@ static const char *const usage =
     "DIR/study.csv (default runs/study-sync-bn) holds the table, DIR/kK-on|off the runs. Every\n"
     "run is built and checked (spec, --init, data, a run already in its directory: refused\n"
     "unless --overwrite) before the first one starts: a refused study leaves nothing behind.\n"
-    "The training options are train's, below, except --sync-bn and --resume: the study sets them;\n"
-    "--epochs defaults to 1 here (unless --epochs or --max-steps is given), not the preset's.\n";
+    "The training options are train's, below, except --sync-bn and --resume: the study sets them.\n"
+    "\n"
+    "  --epochs N                default 1 here (unless --max-steps is given), not the preset's\n";
+
+/* 1 if execvp would find `name`: an executable regular file at that path (one with a '/'),
+ * or in a directory of PATH. */
+static int program_exists(const char *name) {
+  struct stat sb;
+  char path[4096];
+  if (strchr(name, '/')) return stat(name, &sb) == 0 && S_ISREG(sb.st_mode) && access(name, X_OK) == 0;
+  const char *dirs = getenv("PATH");
+  for (const char *d = dirs ? dirs : "/usr/bin:/bin"; *d;) {
+    const size_t len = strcspn(d, ":");
+    snprintf(path, sizeof path, "%.*s/%s", (int)len, len ? d : ".", name);
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && access(path, X_OK) == 0) return 1;
+    d += len + (d[len] == ':');
+  }
+  return 0;
+}
 
 /* Run one training as a child: mpirun -np k SELF train ARGS (k = 1: SELF train ARGS). */
 static int spawn(const char *mpirun, int k, char **args, int nargs, const char *sync, const char *dir) {
@@ -98,8 +116,9 @@ int cli_study_sync_bn(int argc, char **argv) {
   while (a.i < argc) {
     int bad = 0, at = a.i;
     if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
+      static const char *const set_here[] = {"--sync-bn", "--epochs", NULL};
       fputs(usage, stdout);
-      fputs(cli_train_options_help, stdout);
+      cli_train_options_print(stdout, set_here);
       return EXIT_OK;
     }
     if (cli_opt(&a, "--procs")) pl = a.val;
@@ -137,6 +156,11 @@ int cli_study_sync_bn(int argc, char **argv) {
         cli_error("study", "--procs: %d is given twice", procs[i]);
         return EXIT_USAGE;
       }
+  for (int i = 0; i < nk; i++)
+    if (procs[i] > 1 && !program_exists(mpirun)) { /* before the first run trains */
+      cli_error("study", "--mpirun %s: no such program (install Open MPI's mpirun, or give its path)", mpirun);
+      return EXIT_USAGE;
+    }
   int rc = check_runs(&o, out, procs, nk);
   if (rc) return rc;
   nn_error derr = {0};
@@ -154,7 +178,8 @@ int cli_study_sync_bn(int argc, char **argv) {
       snprintf(dir, sizeof dir, "%s/k%d-%s", out, procs[i], sync);
       rc = spawn(mpirun, procs[i], fwd, nfwd, sync, dir);
       if (rc) {
-        cli_error("study", "the run -np %d --sync-bn %s failed (exit %d); its messages are above", procs[i], sync, rc);
+        cli_error("study", "the run -np %d --sync-bn %s failed (exit %d%s)", procs[i], sync, rc,
+                  rc == 127 ? ": a program it starts was not found" : "; its messages are above");
         return EXIT_FAIL;
       }
       snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
