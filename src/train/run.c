@@ -352,8 +352,8 @@ nn_status nn_run_create(const nn_recipe *r, const nn_spec *spec, const char *dir
     if (!st && !ck) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
     else if (!st && !overwrite && lstat(ck, &sb) == 0)
       st = nn_err_set(err, NN_ERR_ARG,
-                      "%s already holds a run (%s); resume it, or replace it with overwrite (normnet train --resume "
-                      "DIR / --overwrite)",
+                      "%s already holds a run (%s): resume it (train --resume DIR), write elsewhere (--out), or "
+                      "replace it (--overwrite)",
                       dir, ck);
     free(ck);
   }
