@@ -708,7 +708,9 @@ NN_API nn_history *nn_history_create(void);
 NN_API nn_status nn_history_append(nn_history *h, const nn_epoch_record *rec, nn_error *err);
 NN_API void nn_history_free(nn_history *h);
 
-/* Progress callbacks (any may be NULL). Return non-zero from on_batch to stop early. */
+/* Progress callbacks (any may be NULL). Return non-zero from on_batch to stop early: after
+ * that batch's optimizer step (with gradient accumulation over K batches, at the end of its
+ * group of K: a stop inside one would leave a partial gradient that no checkpoint holds). */
 typedef struct {
   void *user;
   void (*on_epoch_begin)(void *user, int epoch, int epochs, int batches);

@@ -254,6 +254,80 @@ static void max_steps_case(const char *tag, const char *key, const char *value) 
   nn_spec_free(s);
 }
 
+/* A pause inside an epoch saves no best model from the epoch's middle: its partial row is no
+ * candidate (the first pause of a run made it the best epoch, and if it beat every finished
+ * epoch best.safetensors kept the middle after the epoch ended worse); once the epoch ends,
+ * its best model is the uninterrupted run's, bit for bit. */
+static void test_pause_saves_no_best(void **state) {
+  (void)state;
+  nn_spec *s = spec();
+  nn_error err = {0};
+  char d[2][1024], best[1100];
+  for (int k = 0; k < 2; k++) {
+    path_of(d[k], sizeof d[k], k ? "best-paused" : "best-ref", NULL);
+    nn_recipe r = recipe(1);
+    r.max_steps = k ? 1 : 0;
+    nn_run *run = NULL;
+    if (nn_run_create(&r, s, d[k], 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+    snprintf(best, sizeof best, "%s/best.safetensors", d[k]);
+    struct stat sb;
+    if (k) {
+      assert_int_equal(nn_run_best_epoch(run), 0);
+      assert_int_not_equal(stat(best, &sb), 0);
+      nn_run_free(run);
+      if (nn_run_resume(d[k], &run, &err) || nn_run_set_max_steps(run, 0, &err) || nn_run_train(run, NULL, &err))
+        fail_msg("%s", err.msg);
+    }
+    assert_int_equal(nn_run_best_epoch(run), 1);
+    assert_int_equal(stat(best, &sb), 0);
+    nn_run_free(run);
+  }
+  char a[1100], b[1100];
+  snprintf(a, sizeof a, "%s/best.safetensors", d[0]);
+  snprintf(b, sizeof b, "%s/best.safetensors", d[1]);
+  nn_model *ma = NULL, *mb = NULL;
+  if (nn_checkpoint_load(a, NULL, &ma, &err) || nn_checkpoint_load(b, NULL, &mb, &err)) fail_msg("%s", err.msg);
+  assert_memory_equal(nn_model_params(ma), nn_model_params(mb), nn_model_param_count(ma) * sizeof(float));
+  nn_model_free(ma), nn_model_free(mb);
+  nn_spec_free(s);
+}
+
+static int stop_at_first_batch(void *user, int epoch, int batch, int batches, double loss, double acc) {
+  (void)epoch, (void)batches, (void)loss, (void)acc;
+  *(int *)user += 1;
+  return batch == 1;
+}
+
+/* on_batch asking to stop inside an accumulation group: training goes on to the group's end
+ * (it stopped at once and recorded a position inside the group, which no resume accepted:
+ * "does not fit 4 batches of 8 in groups of 3"), and the resumed run is the uninterrupted
+ * one, bit for bit. */
+static void test_stop_inside_group(void **state) {
+  (void)state;
+  nn_spec *s = spec();
+  nn_error err = {0};
+  char d[2][1024];
+  for (int k = 0; k < 2; k++) {
+    path_of(d[k], sizeof d[k], k ? "group-stopped" : "group-ref", NULL);
+    nn_recipe r = recipe(2);
+    if (nn_recipe_set(&r, "accumulate", "3", &err)) fail_msg("%s", err.msg);
+    nn_run *run = NULL;
+    int calls = 0;
+    const nn_fit_callbacks cb = {.user = &calls, .on_batch = stop_at_first_batch};
+    if (nn_run_create(&r, s, d[k], 0, &run, &err) || nn_run_train(run, k ? &cb : NULL, &err)) fail_msg("%s", err.msg);
+    if (k) {
+      assert_int_equal(calls, 3); /* batches 1-3: the first group */
+      assert_int_equal(nn_run_steps(run), 1);
+      nn_run_free(run);
+      if (nn_run_resume(d[k], &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("resumed: %s", err.msg);
+    }
+    assert_int_equal(nn_run_steps(run), 4); /* two epochs of groups of 3 and 1 */
+    nn_run_free(run);
+  }
+  assert_same_run(d[0], d[1]);
+  nn_spec_free(s);
+}
+
 static void test_max_steps_inside_epoch(void **state) {
   (void)state;
   max_steps_case("plain", NULL, NULL);
@@ -734,6 +808,8 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_recipe_keys),
       cmocka_unit_test(test_max_steps_inside_epoch),
+      cmocka_unit_test(test_pause_saves_no_best),
+      cmocka_unit_test(test_stop_inside_group),
       cmocka_unit_test(test_schedule_length_fixed),
       cmocka_unit_test(test_resume_after_sigkill),
       cmocka_unit_test(test_fine_tune_and_input),

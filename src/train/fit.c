@@ -234,6 +234,7 @@ typedef struct fit_state {
   /* running sums of the current epoch */
   double loss_sum, epoch_lr;
   long correct, seen;
+  int stop_asked; /* on_batch asked to stop: at the end of the accumulation group */
 } fit_state;
 
 /* Samples of the accumulation group holding batch b: its batches' total (the last batch of
@@ -394,7 +395,9 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   const nn_fit_callbacks *cb = s->cb;
   if (cb && cb->on_batch &&
       cb->on_batch(cb->user, epoch, b + 1, s->batches, s->loss_sum / s->seen, (double)s->correct / s->seen))
-    *stop = 1;
+    s->stop_asked = 1;
+  /* a stop inside a group would leave half a gradient no checkpoint holds: the group ends */
+  if (s->stop_asked && last) *stop = 1;
   return NN_OK;
 }
 

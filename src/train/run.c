@@ -419,15 +419,16 @@ static nn_status write_exports(nn_run *run, nn_error *err) {
 /* The run's finished epochs: its history rows but a partial last one. */
 static int complete_epochs(const nn_run *run) { return nn_history_count(run->hist) - (run->pos.batch > 0); }
 
-/* The epoch (1-based) best.safetensors holds: the best evaluation accuracy, the first one
- * on ties; with early stopping, the epoch it would put back (the lowest evaluation loss by
- * its rule). 0 if none. */
+/* The epoch (1-based) best.safetensors holds: the best evaluation accuracy of a finished
+ * epoch, the first one on ties (a paused epoch's partial row is no candidate: the epoch
+ * goes on, and an uninterrupted run would never have saved its middle); with early stopping,
+ * the epoch it would put back (the lowest evaluation loss by its rule). 0 if none. */
 static int best_epoch(const nn_run *run) {
   const nn_history *h = run->hist;
   if (run->r.early_stop)
     return nn_early_stop_replay(h, complete_epochs(run), run->r.early_stop, run->r.early_stop_delta, NULL).best_epoch;
   int best = 0;
-  for (int i = 0; i < nn_history_count(h); i++)
+  for (int i = 0; i < complete_epochs(run); i++)
     if (!best || nn_history_get(h, i)->test_acc > nn_history_get(h, best - 1)->test_acc) best = i + 1;
   return best;
 }
