@@ -328,6 +328,39 @@ static void test_stop_inside_group(void **state) {
   nn_spec_free(s);
 }
 
+/* A run resumed after a finished epoch holds that epoch's row as the uninterrupted run does:
+ * the values, not their 6-decimal CSV text (1.761651 for 1.7616513405627052, lr 0.1 for the
+ * float 0.1's 0.10000000149), which a resumed run's early stopping and best epoch judge by. */
+static void test_resumed_history_exact(void **state) {
+  (void)state;
+  nn_spec *s = spec();
+  nn_error err = {0};
+  double rows[2][2][5];
+  for (int k = 0; k < 2; k++) {
+    char d[1024];
+    path_of(d, sizeof d, k ? "hist-resumed" : "hist-ref", NULL);
+    nn_recipe r = recipe(2);
+    r.max_steps = k ? STEPS_PER_EPOCH : 0;
+    nn_run *run = NULL;
+    if (nn_run_create(&r, s, d, 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
+    if (k) {
+      nn_run_free(run);
+      if (nn_run_resume(d, &run, &err) || nn_run_set_max_steps(run, 0, &err) || nn_run_train(run, NULL, &err))
+        fail_msg("resumed: %s", err.msg);
+    }
+    const nn_history *h = nn_run_history(run);
+    assert_int_equal(nn_history_count(h), 2);
+    for (int e = 0; e < 2; e++) {
+      const nn_epoch_record *rec = nn_history_get(h, e);
+      const double v[5] = {rec->train_loss, rec->train_acc, rec->test_loss, rec->test_acc, rec->lr};
+      memcpy(rows[k][e], v, sizeof v);
+    }
+    nn_run_free(run);
+  }
+  assert_memory_equal(rows[0], rows[1], sizeof rows[0]);
+  nn_spec_free(s);
+}
+
 static void test_max_steps_inside_epoch(void **state) {
   (void)state;
   max_steps_case("plain", NULL, NULL);
@@ -810,6 +843,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_max_steps_inside_epoch),
       cmocka_unit_test(test_pause_saves_no_best),
       cmocka_unit_test(test_stop_inside_group),
+      cmocka_unit_test(test_resumed_history_exact),
       cmocka_unit_test(test_schedule_length_fixed),
       cmocka_unit_test(test_resume_after_sigkill),
       cmocka_unit_test(test_fine_tune_and_input),

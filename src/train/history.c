@@ -50,20 +50,26 @@ static const char *header(int validation) {
 }
 static const size_t LR_COLUMN = 3; /* strlen(",lr") */
 
-char *nn_history_to_text(const nn_history *h) {
+char *nn_history_to_text(const nn_history *h, int exact) {
   nn_strbuf b = nn_strbuf_new();
   nn_strbuf_printf(&b, "%s\n", header(h->validation));
   for (int i = 0; i < h->n; i++) {
     const nn_epoch_record *r = &h->rec[i];
-    char lr[32]; /* a float's (the optimizer's) */
+    char v[7][32];
+    if (exact) {
+      const double d[7] = {r->train_loss, r->train_acc, r->test_loss, r->test_acc, r->seconds, r->samples_per_sec, r->lr};
+      for (int k = 0; k < 7; k++) nn_fmt_double(v[k], sizeof v[k], d[k]);
+      nn_strbuf_printf(&b, "%d,%s,%s,%s,%s,%s,%s,%s\n", r->epoch, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+      continue;
+    }
     nn_strbuf_printf(&b, "%d,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f,%s\n", r->epoch, r->train_loss, r->train_acc, r->test_loss,
-                     r->test_acc, r->seconds, r->samples_per_sec, nn_fmt_float(lr, sizeof lr, (float)r->lr));
+                     r->test_acc, r->seconds, r->samples_per_sec, nn_fmt_float(v[0], sizeof v[0], (float)r->lr));
   }
   return b.buf;
 }
 
 nn_status nn_history_write_csv(const nn_history *h, const char *path, nn_error *err) {
-  char *text = nn_history_to_text(h);
+  char *text = nn_history_to_text(h, 0);
   if (!text) return nn_err_set(err, NN_ERR_NOMEM, "%s: out of memory", path);
   nn_status st = nn_file_write_atomic(path, text, strlen(text), err);
   free(text);

@@ -372,7 +372,7 @@ static nn_status save(nn_run *run, const char *name, int training, nn_error *err
   nn_meta_pair *meta = calloc((size_t)nk + 4, sizeof *meta);
   char(*vals)[1100] = calloc((size_t)nk + 2, sizeof *vals);
   char(*keys)[64] = calloc((size_t)nk, sizeof *keys);
-  char *hist = training ? nn_history_to_text(run->hist) : NULL, *path = join(run->dir, name);
+  char *hist = training ? nn_history_to_text(run->hist, 1) : NULL, *path = join(run->dir, name);
   nn_status st = NN_OK;
   if (!meta || !vals || !keys || !path || (training && !hist)) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   for (int k = 0; !st && k < nk; k++) {
