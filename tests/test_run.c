@@ -672,6 +672,13 @@ static void test_lock_and_existing_run(void **state) {
   assert_int_equal(fscanf(f, "%ld", &holder), 1);
   fclose(f);
   assert_int_equal(holder, (long)getpid());
+  /* a second nn_run in this process is refused too (a lock with our own PID was taken for
+   * ours: both trained the directory, and freeing either removed the other's lock) */
+  nn_run *second = NULL;
+  assert_int_equal(nn_run_create(&r, s, d, 1, &second, &err), NN_ERR_IO);
+  assert_non_null(strstr(err.msg, "open in this process already"));
+  assert_null(second);
+  assert_int_equal(access(lock, F_OK), 0); /* the refusal left the holder's lock */
   nn_run_free(run);
   assert_int_equal(access(lock, F_OK), -1);
   /* resuming a directory without a checkpoint says so */

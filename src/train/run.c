@@ -171,9 +171,12 @@ static nn_status lock_take(nn_run *run, nn_error *err) {
                       run->dir, o.pid, o.host, path);
       break;
     }
-    if (o.pid != self.pid && holder_alive(&o)) {
-      st = nn_err_set(err, NN_ERR_IO, "%s: the run is locked by process %ld, which is still training it (%s)", run->dir,
-                      o.pid, path);
+    if (holder_alive(&o)) { /* this process too: another nn_run of it has the directory open */
+      st = o.pid == self.pid
+               ? nn_err_set(err, NN_ERR_IO, "%s: the run is open in this process already (another nn_run holds %s)",
+                            run->dir, path)
+               : nn_err_set(err, NN_ERR_IO, "%s: the run is locked by process %ld, which is still training it (%s)",
+                            run->dir, o.pid, path);
       break;
     }
     unlink(path); /* a dead holder's lock (or garbage): take it over */
