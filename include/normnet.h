@@ -349,6 +349,7 @@ typedef struct {
   char detail[128];     /* layer options and conventions, e.g. "momentum=0.1 eps=1e-05 (pytorch)" */
   int skipped_updates;  /* running-stat updates skipped for non-finite batch statistics */
 } nn_layer_info;
+/* Layer i's description; i outside [0, nn_model_num_layers) gives an info zeroed, kind NULL. */
 NN_API void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info);
 
 /* Flat buffers: all parameters, their gradients (same layout), and the non-trainable
@@ -408,7 +409,8 @@ NN_API nn_status nn_model_backward(nn_model *m, nn_error *err);
  * After an NN_MODE_TRAIN forward, a batchnorm directly followed by relu/sigmoid/tanh ran fused
  * with it and its own output was not kept; an NN_MODE_EVAL forward keeps every output. The
  * library's evaluations (nn_evaluate, nn_fit's, nn_evaluate_confusion) keep none: their eval
- * forwards fuse batchnorm and conv2d with the activation after them (same logits, bitwise). */
+ * forwards fuse batchnorm and conv2d with the activation after them (same logits, bitwise).
+ * NULL (*count 0) for an output not kept, before any forward, or for i out of range. */
 NN_API const float *nn_model_layer_output(const nn_model *m, int i, size_t *count);
 /* Numeric guard: the first layer whose output in the last forward holds a non-finite value
  * or, if limits is not NULL, a value of magnitude above limits[layer]; -1 if none. *value
@@ -681,6 +683,7 @@ typedef struct {
 
 typedef struct nn_history nn_history;
 NN_API int nn_history_count(const nn_history *h);
+/* Row i (0-based: epoch i + 1's); NULL outside [0, nn_history_count). */
 NN_API const nn_epoch_record *nn_history_get(const nn_history *h, int i);
 /* Write the CSV (nn_file_write_atomic). The evaluation columns are named val_loss, val_acc
  * when the records were measured on a validation split, test_loss, test_acc otherwise. */

@@ -757,6 +757,17 @@ static void test_model_fusion(void **state) {
    * BN, maxpool, conv+sigmoid, flatten, dense+BN+sigmoid, dense+relu, dense, BN+relu, dense */
   static const int kept[] = {0, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1};
   assert_int_equal(nl, (int)(sizeof kept / sizeof *kept));
+  /* an output not kept is NULL (it returned the plain forward's stale values), as is a layer
+   * out of range */
+  for (int i = -1; i <= nl; i++) {
+    cnt = 1;
+    const float *y = nn_model_layer_output(m[0], i, &cnt);
+    if ((y != NULL) != (i >= 0 && i < nl && kept[i]) || (!y && cnt))
+      fail_msg("layer %d: output %p, count %zu", i, (const void *)y, cnt);
+  }
+  nn_layer_info info;
+  nn_model_layer_info(m[0], nl, &info);
+  assert_null(info.kind);
   double mx[sizeof kept / sizeof *kept];
   nn_model_output_maxabs(m[0], mx);
   for (int i = 0; i < nl; i++) assert_int_equal(mx[i] >= 0, kept[i]);

@@ -79,8 +79,18 @@ static void test_sums_and_diagonal(void **state) {
   assert_true(fabs(cm.loss - loss) < 1e-9 * fabs(loss));
   assert_true(isnan(nn_confusion_class_accuracy(&cm, K)));
   nn_confusion_free(&cm);
+  nn_confusion_free(NULL); /* as free(NULL) (it crashed) */
   nn_model_free(m);
   nn_dataset_free(ds);
+  /* a history's rows outside its count are NULL (a pointer past the rows came back) */
+  nn_history *h = nn_history_create();
+  nn_epoch_record rec = {.epoch = 1, .test_acc = 0.5};
+  assert_null(nn_history_get(h, 0));
+  assert_int_equal(nn_history_append(h, &rec, &err), NN_OK);
+  assert_non_null(nn_history_get(h, 0));
+  assert_null(nn_history_get(h, 1));
+  assert_null(nn_history_get(h, -1));
+  nn_history_free(h);
 }
 
 static void test_constant_predictor(void **state) {

@@ -223,12 +223,6 @@ void nn_model_zero_grads(nn_model *m) {
 }
 const float *nn_model_probs(const nn_model *m) { return m->probs; }
 
-const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
-  NN_ASSERT(i >= 0 && i < m->nlayers && m->last_n > 0);
-  if (count) *count = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
-  return m->act[i + 1];
-}
-
 /* The number of layers after layer i that run inside its forward call in a forward of this
  * mode (0: layer i runs alone; layers/layer.h): batchnorm + relu/sigmoid/tanh, conv2d + one of
  * them, and in eval dense or conv2d + an activation, or + batchnorm with fixed statistics (+ an
@@ -249,6 +243,13 @@ static const float *kept_output(const nn_model *m, int i, size_t *cnt) {
   if (end != i) return NULL;
   *cnt = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
   return m->act[i + 1];
+}
+
+const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
+  size_t cnt = 0;
+  const float *y = i >= 0 && i < m->nlayers && m->last_n > 0 ? kept_output(m, i, &cnt) : NULL;
+  if (count) *count = y ? cnt : 0;
+  return y;
 }
 
 int nn_model_first_bad_output(const nn_model *m, const double *limits, double *value) {
@@ -284,9 +285,10 @@ void nn_model_output_maxabs(const nn_model *m, double *maxabs) {
 }
 
 void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info) {
+  memset(info, 0, sizeof *info);
+  if (i < 0 || i >= m->nlayers) return;
   const nn_layer *L = &m->layers[i];
   const nn_layer_ops *ops = nn_layer_table[L->kind];
-  memset(info, 0, sizeof *info);
   info->kind = ops->name;
   info->kind_id = L->kind;
   info->line = L->line;

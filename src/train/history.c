@@ -31,7 +31,7 @@ nn_status nn_history_set_last(nn_history *h, const nn_epoch_record *r) {
 nn_history *nn_history_create(void) { return calloc(1, sizeof(nn_history)); }
 
 int nn_history_count(const nn_history *h) { return h ? h->n : 0; }
-const nn_epoch_record *nn_history_get(const nn_history *h, int i) { return &h->rec[i]; }
+const nn_epoch_record *nn_history_get(const nn_history *h, int i) { return h && i >= 0 && i < h->n ? &h->rec[i] : NULL; }
 
 void nn_history_free(nn_history *h) {
   if (!h) return;

@@ -66,6 +66,7 @@ double nn_confusion_class_accuracy(const nn_confusion *cm, int cls) {
 }
 
 void nn_confusion_free(nn_confusion *cm) {
+  if (!cm) return;
   free(cm->counts);
   memset(cm, 0, sizeof *cm);
 }
