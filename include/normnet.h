@@ -307,7 +307,8 @@ NN_API int nn_model_input_size(const nn_model *m);
 NN_API nn_dims nn_model_input_shape(const nn_model *m);
 NN_API int nn_model_output_size(const nn_model *m);
 /* What the model reads: the input transform and the data source ("idx:DIR", ...) it was
- * trained on. Training records them, checkpoints carry them, nn_model_fold keeps them.
+ * trained on. nn_fit records the transform, nn_run both; checkpoints carry them,
+ * nn_model_fold keeps them.
  * nn_model_input_norm returns 1 if the model carries a transform, 0 if unknown (then *out
  * is {0, 1}: e.g. a plain PyTorch state_dict). nn_model_data_source returns "" if unknown. */
 NN_API int nn_model_input_norm(const nn_model *m, nn_input_norm *out);

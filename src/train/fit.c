@@ -572,6 +572,7 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
     st = nn_dist_agree(cfg->comm, st, err);
     if (!st) st = check_start(m, opt, train, test, cfg, err);
   }
+  if (!st) st = nn_model_set_input(m, &cfg->input_norm, NULL, err); /* what the model now reads */
   if (st) return st;
   fit_state s = {.m = m, .opt = opt, .train = train, .test = test, .cfg = cfg, .cb = cb, .loss_ref = -1};
   s.n = nn_dataset_count(train), s.bs = cfg->batch_size;
