@@ -5,7 +5,9 @@
 #     find_package(normnet), run for a few steps: both print the same test accuracy;
 #  3. a find_package consumer of normnet::plot draws a PNG and checks nn_version();
 #  4. ldd: the core library does not load cairo (the plot library does);
-#  5. normnet built inside another project with add_subdirectory and NN_WITH_PLOT=OFF.
+#  5. normnet built inside another project with add_subdirectory and NN_WITH_PLOT=OFF;
+#  6. with Open MPI installed: the installed CLI under mpirun loads the installed MPI module,
+#     with the build tree's gone (it loaded the build tree's, or the configured prefix's).
 # Usage: scripts/check-install.sh [steps]   (steps of the worked example, default 200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +19,10 @@ prefix=$tmp/prefix
 fail() { echo "check-install: $*" >&2; exit 1; }
 
 echo "check-install: build and install to $prefix"
+mpi=OFF
+command -v mpirun >/dev/null && mpi=ON
 cmake -S "$src" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DNN_BUILD_BENCH=OFF \
-  -DNN_WERROR=ON >"$tmp/configure.log" || { cat "$tmp/configure.log"; fail "configure failed"; }
+  -DNN_WERROR=ON -DNN_WITH_MPI=$mpi >"$tmp/configure.log" || { cat "$tmp/configure.log"; fail "configure failed"; }
 cmake --build "$tmp/build" -j2 >"$tmp/build.log" || { cat "$tmp/build.log"; fail "build failed"; }
 cmake --install "$tmp/build" --prefix "$prefix" >/dev/null
 
@@ -108,4 +112,14 @@ cmake --build "$tmp/sub/build" -j2 --target example >>"$tmp/sub.log" || { cat "$
 acc_sub=$("$tmp/sub/build/example" "$steps")
 [ "$acc_sub" = "$acc_cm" ] || fail "the subproject build disagrees: '$acc_sub' vs '$acc_cm'"
 echo "check-install: add_subdirectory consumer (NN_WITH_PLOT=OFF): $acc_sub"
+
+if [ "$mpi" = ON ]; then
+  find "$tmp/build" -name 'libnormnet_mpi.so*' -delete
+  root=()
+  [ "$(id -u)" = 0 ] && root=(--allow-run-as-root)
+  out=$(mpirun "${root[@]}" -np 1 "$prefix/bin/normnet" summary --model lenet 2>&1) ||
+    fail "the installed normnet under mpirun: $out"
+  case "$out" in *'Model: "lenet"'*) ;; *) fail "the installed normnet under mpirun printed: $out" ;; esac
+  echo "check-install: the installed CLI under mpirun loads the installed MPI module"
+fi
 echo "check-install: ok"

@@ -1,6 +1,7 @@
 /* Data-parallel helpers on top of a communicator (ARCHITECTURE.md §9): MPI-free, built always;
  * joining an mpirun job loads the MPI module (src/dist/mpi.c). */
-#include <dlfcn.h>
+#include <dlfcn.h> /* dladdr: _GNU_SOURCE, from CMakeLists.txt */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,8 +25,20 @@ nn_status nn_dist_init(int *argc, char ***argv, nn_comm *c, nn_error *err) {
   *c = (nn_comm){.rank = 0, .size = 1, .sync_bn = 1};
   if (!launched_by_mpirun()) return NN_OK;
 #ifdef NN_MPI_MODULE_BUILD
-  /* RTLD_GLOBAL: Open MPI's own plugins resolve libmpi's symbols */
-  const char *paths[] = {getenv("NN_MPI_MODULE"), NN_MPI_MODULE_BUILD, NN_MPI_MODULE_INSTALL};
+  /* The module: NN_MPI_MODULE if set; else where an install puts it, whatever its prefix:
+   * beside this library (libnormnet.so) or, from a program that links it statically (the
+   * CLI in bin/), in the libdir beside that bindir; else the build tree's and the configured
+   * install directory's. RTLD_GLOBAL: Open MPI's plugins resolve libmpi's symbols. */
+  char beside[2][4096] = {"", ""};
+  Dl_info self;
+  if (dladdr((void *)nn_dist_init, &self) && self.dli_fname && strrchr(self.dli_fname, '/')) {
+    const int dir = (int)(strrchr(self.dli_fname, '/') - self.dli_fname);
+    snprintf(beside[0], sizeof beside[0], "%.*s/%s", dir, self.dli_fname, NN_MPI_MODULE_NAME);
+    snprintf(beside[1], sizeof beside[1], "%.*s/%s/%s", dir, self.dli_fname, NN_MPI_MODULE_BIN_TO_LIB,
+             NN_MPI_MODULE_NAME);
+  }
+  const char *paths[] = {getenv("NN_MPI_MODULE"), beside[0][0] ? beside[0] : NULL, beside[1][0] ? beside[1] : NULL,
+                         NN_MPI_MODULE_BUILD, NN_MPI_MODULE_INSTALL};
   void *h = NULL;
   for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !h; i++)
     if (paths[i]) h = dlopen(paths[i], RTLD_NOW | RTLD_GLOBAL);
