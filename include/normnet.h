@@ -873,8 +873,9 @@ typedef struct nn_run nn_run;
  * run saves). Errors are one line naming the file, key or layer. */
 NN_API nn_status nn_run_create(const nn_recipe *r, const nn_spec *spec, const char *dir, int overwrite,
                                nn_run **out, nn_error *err);
-/* Reopen the run in dir (locked) exactly where its last finished epoch left it: recipe,
- * model, optimizer, data stream, history. Stale temporaries are removed. */
+/* Reopen the run in dir (locked) exactly where it stopped: after its last finished epoch, or
+ * inside an epoch where max_steps paused it or on_batch stopped it (at an optimizer step):
+ * recipe, model, optimizer, data stream, history. Stale temporaries are removed. */
 NN_API nn_status nn_run_resume(const char *dir, nn_run **out, nn_error *err);
 /* The same state, read only: no lock, nothing written (the other processes of a data-parallel
  * training, whose rank 0 resumed the run with nn_run_resume). */

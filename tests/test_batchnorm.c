@@ -768,6 +768,10 @@ static void test_model_fusion(void **state) {
   nn_layer_info info;
   nn_model_layer_info(m[0], nl, &info);
   assert_null(info.kind);
+  /* a mode that is neither, and no input, are refused (mode 5 ran as eval; x NULL crashed) */
+  assert_int_equal(nn_model_forward(m[0], x, NULL, n, (nn_mode)5, NULL, NULL, NULL, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "mode 5"));
+  assert_int_equal(nn_model_forward(m[0], NULL, NULL, n, NN_MODE_EVAL, NULL, NULL, NULL, &err), NN_ERR_ARG);
   double mx[sizeof kept / sizeof *kept];
   nn_model_output_maxabs(m[0], mx);
   for (int i = 0; i < nl; i++) assert_int_equal(mx[i] >= 0, kept[i]);

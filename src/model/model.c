@@ -492,8 +492,11 @@ static int pool_in_bn_backward(const nn_model *m, int i, nn_mode mode) {
 
 static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode, int lean,
                          double *loss_sum, int *correct, const float **logits, nn_error *err) {
+  if (mode != NN_MODE_TRAIN && mode != NN_MODE_EVAL)
+    return nn_err_set(err, NN_ERR_ARG, "mode %d is neither NN_MODE_TRAIN nor NN_MODE_EVAL", (int)mode);
   if (n == 0 && m->comm) return forward_empty(m, mode, lean, loss_sum, correct, err);
   if (n < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", n);
+  if (!x) return nn_err_set(err, NN_ERR_ARG, "no input (x is NULL)");
   nn_status st = nn_model_plan(m, n, err);
   if (st) return st;
   int k = nn_model_output_size(m);
