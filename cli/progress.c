@@ -314,7 +314,7 @@ static void json_line(cli_progress *p, const nn_epoch_record *r) {
   fprintf(p->out, ", \"%s_acc\": ", p->eval);
   cli_json_number(p->out, "%.6f", r->test_acc);
   fprintf(p->out, ", \"lr\": ");
-  cli_json_number(p->out, "%.9g", r->lr);
+  cli_json_float(p->out, (float)r->lr);
   fprintf(p->out, ", \"seconds\": ");
   cli_json_number(p->out, "%.3f", r->seconds);
   fprintf(p->out, ", \"samples_per_sec\": ");

@@ -535,11 +535,13 @@ static void test_json_names_the_run(void **state) {
   (void)state;
   char args[2048], want[1100];
   tu_run_result r;
-  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2 --json --out %s/js", dir,
-           dir, dir);
+  snprintf(args, sizeof args,
+           "train --model %s/small.spec --data idx:%s/good --max-steps 2 --lr 0.1 --json --out %s/js", dir, dir, dir);
   tu_cli_run_ok(&r, dir, args, "train --json");
   snprintf(want, sizeof want, "{\"run\": \"%s/js\", \"dir\": \"%s/js\", \"epoch\": 1", dir, dir);
   if (strncmp(r.out, want, strlen(want))) fail_msg("expected a line starting %s, got:\n%s", want, r.out);
+  /* the float learning rate as history.csv writes it, not %.9g's 0.100000001 */
+  if (!strstr(r.out, "\"lr\": 0.1,")) fail_msg("expected \"lr\": 0.1, in:\n%s", r.out);
 }
 
 /* An unknown option gets the command's nearest one: another tool's name for it (PyTorch
