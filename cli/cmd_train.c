@@ -50,6 +50,10 @@ int cmd_train(int argc, char **argv) {
     cli_error("train", "--resume writes into the run it resumes; drop --out");
     return EXIT_USAGE;
   }
+  if (cli_train_value(&o, "bn-placement", NULL) && !strcmp(cli_train_value(&o, "norm", ""), "none")) {
+    cli_error("train", "--bn-placement places normalization layers, and --norm none has none: drop one");
+    return EXIT_USAGE;
+  }
   if (!cli_is_rank0()) o.quiet = 1; /* under mpirun rank 0 alone prints */
   cli_train_result res;
   int rc = cli_train_run("train", &o, NULL, &res);

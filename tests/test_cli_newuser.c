@@ -522,6 +522,10 @@ static void test_norm_list_refusals(void **state) {
   snprintf(args, sizeof args, "compare --model %s/small.spec --data idx:%s/good --norm batch, --out %s/nl", dir, dir,
            dir);
   tu_cli_expect_error(dir, "", args, "--norm: an empty value in 'batch,'", NULL);
+  /* a placement with nothing to place was accepted and ignored */
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --norm none --bn-placement after", dir,
+           dir);
+  tu_cli_expect_error(dir, "", args, "--bn-placement places normalization layers, and --norm none has none", NULL);
   snprintf(args, sizeof args, "compare --model %s/small.spec --data idx:%s/good --norm none@after --out %s/nl", dir,
            dir, dir);
   tu_cli_expect_error(dir, "", args, "'none@after': no normalization has no placement", NULL);
