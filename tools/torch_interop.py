@@ -2,7 +2,7 @@
 """Hand models between normnet and PyTorch (run with Debian's python3-torch: /usr/bin/python3).
 
     torch_interop.py to-torch CHECKPOINT|RUNDIR OUT.pt
-    torch_interop.py from-torch IN.pt|IN.safetensors --spec SPEC OUT.safetensors [--input-norm M,S]
+    torch_interop.py from-torch IN.pt|IN.safetensors [--spec SPEC] OUT.safetensors [--input-norm M,S]
     torch_interop.py eval CHECKPOINT|RUNDIR --data DIR [--input-norm MEAN,STD] [--batch B]
     torch_interop.py check [--presets PATH/presets.c]
 
@@ -368,19 +368,26 @@ def cmd_to_torch(a):
 
 
 def _load_state_dict(path):
+    """The state_dict in path, and what the file records of normnet's (to-torch's {spec,
+    metadata}; a normnet .safetensors' metadata): (state_dict, spec or None, metadata dict)."""
     if path.endswith(".safetensors"):
-        return read_safetensors(path)[0]
+        sd, meta = read_safetensors(path)
+        return sd, meta.get("normnet.spec"), meta
     obj = torch.load(path, map_location="cpu", weights_only=True)
+    spec, meta = None, {}
+    if isinstance(obj, dict) and obj.get("format") == "normnet-torch/1":
+        spec = obj.get("spec") if isinstance(obj.get("spec"), str) else None
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     elif isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
         raise SystemExit(f"{path}: expected a state_dict (torch.save(model.state_dict(), path))")
-    return collections.OrderedDict(obj)
+    return collections.OrderedDict(obj), spec, meta
 
 
-def from_torch(sd, spec_text, out, source="spec", input_norm=None):
+def from_torch(sd, spec_text, out, source="spec", input_norm=None, data=None):
     model = build_model(spec_text, source=source, warn=False)
     ref = model.state_dict()
     sd = collections.OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in sd.items())
@@ -401,15 +408,29 @@ def from_torch(sd, spec_text, out, source="spec", input_norm=None):
     if input_norm:
         meta["normnet.input_mean"] = "%.9g" % input_norm[0]
         meta["normnet.input_std"] = "%.9g" % input_norm[1]
+    if data:
+        meta["normnet.data"] = data
     write_safetensors(out, ordered, meta)
     return ordered
 
 
 def cmd_from_torch(a):
-    with open(a.spec) as f:
-        spec = f.read()
-    sd = from_torch(_load_state_dict(a.input), spec, a.out, source=a.spec, input_norm=a.input_norm)
-    print(f"{a.out}: {len(sd)} tensors, spec from {a.spec}")
+    """--spec and --input-norm when given, else what the file records (a to-torch file holds
+    the spec, the input transform and the data source it came with: round trips keep them)."""
+    sd, recorded_spec, meta = _load_state_dict(a.input)
+    if a.spec:
+        with open(a.spec) as f:
+            spec, source = f.read(), a.spec
+    elif recorded_spec:
+        spec, source = recorded_spec, f"{a.input}:spec"
+    else:
+        raise SystemExit(f"{a.input}: a plain state_dict records no spec: give --spec SPECFILE")
+    norm = a.input_norm
+    if norm is None and "normnet.input_mean" in meta and "normnet.input_std" in meta:
+        norm = (float(meta["normnet.input_mean"]), float(meta["normnet.input_std"]))
+    sd = from_torch(sd, spec, a.out, source=source, input_norm=norm, data=meta.get("normnet.data"))
+    where = "none recorded" if norm is None else "(u8/255 - %g) / %g" % norm
+    print(f"{a.out}: {len(sd)} tensors, spec from {source}, input transform {where}")
 
 
 def _idx(path):
@@ -589,7 +610,7 @@ def cmd_check(a):
                 # state_dict via torch.save -> from-torch -> normnet safetensors
                 pt, st, back = (os.path.join(tmp, f"{name}.{e}") for e in ("pt", "safetensors", "back.pt"))
                 torch.save(m.state_dict(), pt)
-                from_torch(_load_state_dict(pt), spec, st, source=name)
+                from_torch(_load_state_dict(pt)[0], spec, st, source=name)
                 # the file in normnet's layout
                 with open(st, "rb") as f:
                     (hl,) = struct.unpack("<Q", f.read(8))
@@ -633,8 +654,10 @@ def main():
     p.add_argument("out")
     p = sub.add_parser("from-torch", help="PyTorch state_dict + spec -> normnet checkpoint")
     p.add_argument("input", help="torch.save'd state_dict (.pt) or a plain .safetensors")
-    p.add_argument("--spec", required=True, help="normnet spec file the state_dict matches")
-    p.add_argument("--input-norm", type=_norm_arg, help="store MEAN,STD as normnet.input_mean/std metadata")
+    p.add_argument("--spec", help="normnet spec file the state_dict matches (default: the one a to-torch file "
+                   "records; a plain state_dict needs it)")
+    p.add_argument("--input-norm", type=_norm_arg, help="store MEAN,STD as normnet.input_mean/std metadata "
+                   "(default: what a to-torch file records)")
     p.add_argument("out")
     p = sub.add_parser("eval", help="evaluate a normnet checkpoint in PyTorch on IDX data")
     p.add_argument("checkpoint")

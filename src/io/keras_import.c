@@ -45,7 +45,8 @@ nn_file_kind nn_file_sniff(const unsigned char *head, size_t len) {
 nn_status nn_torch_refusal(const char *path, nn_error *err) {
   return nn_err_set(err, NN_ERR_FORMAT,
                     "%s: a PyTorch pickle (torch.save), not a safetensors checkpoint; convert it with "
-                    "/usr/bin/python3 tools/torch_interop.py from-torch %s --spec SPEC OUT.safetensors",
+                    "/usr/bin/python3 tools/torch_interop.py from-torch %s OUT.safetensors (a plain state_dict "
+                    "also needs --spec SPEC)",
                     path, path);
 }
 
