@@ -282,8 +282,11 @@ static int fail_flag(const char *cmd, const char *flag, const nn_error *err) {
 }
 
 /* A run's error that starts with a recipe key ("data mnist:/x: ...", "augment: ...") names
- * the option instead ("--data mnist:/x: ..."), as fail_flag does for a bad value. */
+ * the option instead ("--data mnist:/x: ..."), as fail_flag does for a bad value. Options
+ * the library refuses together (NN_ERR_ARG: --momentum with adam, --freeze-bn without --init)
+ * exit as a bad command line does, 2, as the CLI's own refusals. */
 static int fail_run(const char *cmd, const nn_error *err) {
+  const int code = err->code == NN_ERR_ARG ? EXIT_USAGE : EXIT_FAIL;
   static const struct {
     const char *key, *flag;
   } also[] = {{"init-from", "--init"}, {"norm", "--norm"}};
@@ -293,10 +296,11 @@ static int fail_run(const char *cmd, const nn_error *err) {
     const size_t n = strlen(key);
     if (!strncmp(err->msg, key, n) && (err->msg[n] == ':' || err->msg[n] == ' ')) {
       cli_error(cmd, "%s%s", k < nr ? recipe_options[k].flag : also[k - nr].flag, err->msg + n);
-      return EXIT_FAIL;
+      return code;
     }
   }
-  return cli_fail(cmd, err);
+  cli_fail(cmd, err);
+  return code;
 }
 
 /* --resume: only the run's length and this process's settings may be given. */

@@ -522,6 +522,14 @@ static void test_norm_list_refusals(void **state) {
   snprintf(args, sizeof args, "compare --model %s/small.spec --data idx:%s/good --norm batch, --out %s/nl", dir, dir,
            dir);
   tu_cli_expect_error(dir, "", args, "--norm: an empty value in 'batch,'", NULL);
+  /* options the library refuses together exit 2, as every other bad command line (they
+   * exited 1, the code of a failure while running) */
+  tu_run_result r;
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --optimizer adam --momentum 0.9", dir,
+           dir);
+  tu_cli_run(&r, dir, "", args);
+  assert_int_equal(r.status, 2);
+  assert_non_null(strstr(r.err, "momentum 0.9 is an SGD setting"));
   /* a placement with nothing to place was accepted and ignored */
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --norm none --bn-placement after", dir,
            dir);
