@@ -57,6 +57,10 @@ int cmd_train(int argc, char **argv) {
   if (!cli_is_rank0()) o.quiet = 1; /* under mpirun rank 0 alone prints */
   cli_train_result res;
   int rc = cli_train_run("train", &o, NULL, &res);
+  if (!rc && cli_train_value(&o, "max-steps", NULL) && !o.out && !o.resume && cli_is_rank0())
+    fprintf(stderr,
+            "normnet train: warning: --max-steps without --out: the paused run is not saved, so no --resume "
+            "can go on from it\n");
   int n = nn_history_count(res.hist);
   if (!rc && n > 0 && !o.quiet && !o.json) {
     const nn_epoch_record *last = nn_history_get(res.hist, n - 1);
@@ -73,10 +77,10 @@ int cmd_train(int argc, char **argv) {
     if (res.early_stop)
       printf("final: %s_acc=%.4f %s_loss=%.4f (best: epoch %d, %s_loss %.4f, %s_acc %.4f), %.0f samples/s%s%s\n", ev,
              last->test_acc, ev, last->test_loss, best->epoch, ev, best->test_loss, ev, best->test_acc,
-             last->samples_per_sec, dir ? ", run saved in " : "", dir ? dir : "");
+             last->samples_per_sec, dir ? ", run saved in " : ", not saved (--out DIR keeps a run)", dir ? dir : "");
     else
       printf("final: %s_acc=%.4f %s_loss=%.4f (best %s_acc %.4f at epoch %d), %.0f samples/s%s%s\n", ev, last->test_acc,
-             ev, last->test_loss, ev, best->test_acc, best->epoch, last->samples_per_sec, dir ? ", run saved in " : "",
+             ev, last->test_loss, ev, best->test_acc, best->epoch, last->samples_per_sec, dir ? ", run saved in " : ", not saved (--out DIR keeps a run)",
              dir ? dir : "");
     if (res.stopped_early)
       printf(

@@ -530,6 +530,12 @@ static void test_norm_list_refusals(void **state) {
   tu_cli_run(&r, dir, "", args);
   assert_int_equal(r.status, 2);
   assert_non_null(strstr(r.err, "momentum 0.9 is an SGD setting"));
+  /* without --out nothing is saved: the final line says so, and a pause warns that nothing
+   * can resume it (both were silent) */
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 2", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "train without --out");
+  assert_non_null(strstr(r.err, "warning: --max-steps without --out"));
+  assert_non_null(strstr(r.out, "not saved (--out DIR keeps a run)"));
   /* a placement with nothing to place was accepted and ignored */
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --norm none --bn-placement after", dir,
            dir);
