@@ -18,7 +18,8 @@ static const char *const usage =
     "  --data SOURCE             fashion-mnist, mnist:DIR, idx:DIR, cifar10:DIR or a DIR of them\n"
     "                            (default: the data the model was trained on, as it records)\n"
     "  --split test|train|val    which split (default test); val: the validation part a run\n"
-    "                            trained with --val-split held out of its training data\n"
+    "                            trained with --val-split held out of its training data (of\n"
+    "                            the run directory given, or holding the checkpoint given)\n"
     "  --mode eval|train         eval: running statistics (right); train: batch statistics, the\n"
     "                            'forgot model.eval()' pitfall (it also moves the running stats)\n"
     "  --batch B                 evaluation batch size (default 256)\n"
@@ -121,7 +122,9 @@ static int write_confusion(const char *dir, const nn_confusion *cmx, const nn_da
 static int open_validation(const char *dir, const char *data_arg, const char *ckpt, nn_run **view) {
   struct stat sb;
   if (!dir || stat(dir, &sb) || !S_ISDIR(sb.st_mode)) {
-    cli_error("eval", "--split val needs the run directory (the validation split is cut by its recipe)");
+    cli_error("eval",
+              "--split val needs the run directory, or a checkpoint inside it (the validation split is cut "
+              "by its recipe)");
     return EXIT_USAGE;
   }
   if (data_arg) {
@@ -196,9 +199,19 @@ int cmd_eval(int argc, char **argv) {
   /* --split val: the run's view holds the model and, as its evaluation data, the validation
    * split; otherwise the model is built from the checkpoint */
   nn_run *view = NULL;
-  int rc = val ? open_validation(model_arg, data_arg, cm.checkpoint, &view)
-               : cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &built);
-  if (!rc) m = val ? nn_run_model(view) : built;
+  /* a checkpoint inside a run directory (its best.safetensors: early stopping's result) is
+   * evaluated on that run's validation split */
+  char run_dir[4096] = "";
+  struct stat sb;
+  const int file_in_run = val && model_arg && !stat(model_arg, &sb) && S_ISREG(sb.st_mode);
+  if (file_in_run) {
+    const char *slash = strrchr(model_arg, '/');
+    snprintf(run_dir, sizeof run_dir, "%.*s", slash ? (int)(slash - model_arg) + (slash == model_arg) : 1,
+             slash ? model_arg : ".");
+  }
+  int rc = val ? open_validation(file_in_run ? run_dir : model_arg, data_arg, cm.checkpoint, &view) : EXIT_OK;
+  if (!rc && (!val || file_in_run)) rc = cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &built);
+  if (!rc) m = built ? built : nn_run_model(view);
   if (!rc) rc = cli_model_finite("eval", cm.checkpoint, m, 1);
   if (!rc) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("eval", &cm, m, input_norm, data_arg, &norm, &data, &data_from);

@@ -156,8 +156,25 @@ static void test_val_split_labels(void **state) {
   assert_true(fabs(atof(gl + 8) - want_loss) < 1e-4);
   assert_true(fabs(atof(ga + 12) - want_acc) < 1e-4);
   assert_non_null(strstr(r.out, "\"samples\": 24,")); /* a quarter of the 96 images */
-  snprintf(args, sizeof args, "eval %s/vs/model.safetensors --split val", dir);
-  tu_cli_expect_error(dir, "", args, "--split val needs the run directory", NULL);
+  /* a checkpoint inside the run (best.safetensors, early stopping's result) is evaluated on
+   * the run's validation split too (it was refused: "needs the run directory") */
+  snprintf(args, sizeof args, "eval %s/vs/best.safetensors --split val --json", dir);
+  tu_cli_run_ok(&r, dir, args, "eval best.safetensors --split val");
+  assert_non_null(strstr(r.out, "\"samples\": 24,"));
+  ga = strstr(r.out, "\"accuracy\": ");
+  assert_non_null(ga);
+  assert_true(fabs(atof(ga + 12) - want_acc) < 1e-4); /* one epoch: the best is the last */
+  char from[1024], to[1024];                          /* the same file in a directory that is no run */
+  snprintf(from, sizeof from, "%s/vs/best.safetensors", dir);
+  snprintf(to, sizeof to, "%s/notrun", dir);
+  mkdir(to, 0777);
+  snprintf(to, sizeof to, "%s/notrun/best.safetensors", dir);
+  size_t len = 0;
+  unsigned char *bytes = tu_read_file(from, &len);
+  tu_write_file(to, bytes, len);
+  free(bytes);
+  snprintf(args, sizeof args, "eval %s --split val", to);
+  tu_cli_expect_error(dir, "", args, "notrun: not a run directory", NULL);
   snprintf(args, sizeof args, "eval %s/vs --split val --data idx:%s/good", dir, dir);
   tu_cli_expect_error(dir, "", args, "--data cannot change it", NULL);
 }
