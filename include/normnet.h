@@ -192,8 +192,9 @@ NN_API int nn_dataset_num_classes(const nn_dataset *ds);
 NN_API const char *nn_dataset_class_name(const nn_dataset *ds, int i);
 /* The same by source name (nn_dataset_open's), without opening it. */
 NN_API const char *nn_data_source_class_name(const char *source, int i);
+/* Sample i's label; -1 for i outside [0, nn_dataset_count). */
 NN_API int nn_dataset_label(const nn_dataset *ds, int i);
-/* Pointer to sample i's C*H*W bytes (CHW order). */
+/* Pointer to sample i's C*H*W bytes (CHW order); NULL for i out of range. */
 NN_API const uint8_t *nn_dataset_image(const nn_dataset *ds, int i);
 
 /* Per-pixel input transform: x = (u8 / 255 - mean) / std. {0, 1} keeps [0, 1];
@@ -386,6 +387,7 @@ typedef struct {
   int64_t *count_value;
 } nn_tensor_view;
 NN_API int nn_model_num_tensors(const nn_model *m);
+/* View i; i outside [0, nn_model_num_tensors) gives a view zeroed (no name, data NULL). */
 NN_API void nn_model_tensor(nn_model *m, int i, nn_tensor_view *view);
 
 /* The number of worker threads this model's steps use: n > 0 fixes it; 0 (the default)
@@ -416,10 +418,11 @@ NN_API const float *nn_model_layer_output(const nn_model *m, int i, size_t *coun
 /* Numeric guard: the first layer whose output in the last forward holds a non-finite value
  * or, if limits is not NULL, a value of magnitude above limits[layer]; -1 if none. *value
  * (may be NULL) receives that value. A batchnorm fused with its activation is judged by the
- * activation's output (its own was not kept). */
+ * activation's output (its own was not kept). -1 before any forward. */
 NN_API int nn_model_first_bad_output(const nn_model *m, const double *limits, double *value);
 /* Per layer, the largest magnitude in its output in the last forward (NaN if it holds a
- * non-finite value; -1 for a fused batchnorm's output, not kept). */
+ * non-finite value; -1 for a fused batchnorm's output, not kept, and for every layer before
+ * any forward). */
 NN_API void nn_model_output_maxabs(const nn_model *m, double *maxabs);
 /* Class probabilities (softmax of the last forward's logits), [n, outputs]. */
 NN_API const float *nn_model_probs(const nn_model *m);
@@ -472,6 +475,7 @@ NN_API void nn_optimizer_set_lr(nn_optimizer *opt, float lr);
  * parameter tensor P, "optim.momentum_buffer.P" (SGD with momentum) or "optim.exp_avg.P"
  * and "optim.exp_avg_sq.P" (Adam, AdamW), PyTorch's state names. */
 NN_API int nn_optimizer_num_tensors(const nn_optimizer *opt, const nn_model *m);
+/* View i; i outside [0, nn_optimizer_num_tensors) gives a view zeroed (no name, data NULL). */
 NN_API void nn_optimizer_tensor(const nn_optimizer *opt, const nn_model *m, int i, nn_tensor_view *view);
 
 /* ---- learning-rate schedules (PyTorch's lr_scheduler formulas, per optimizer step) ------ */

@@ -54,6 +54,7 @@ static void test_sums_and_diagonal(void **state) {
   nn_input_norm norm = {0.5f, 0.5f};
   nn_confusion cm;
   nn_error err = {0};
+  assert_int_equal(nn_model_first_bad_output(m, NULL, NULL), -1); /* before any forward (it aborted) */
   assert_int_equal(nn_evaluate_confusion(m, ds, norm, 10, NN_MODE_EVAL, &cm, &err), NN_OK);
   assert_int_equal(cm.classes, K);
   assert_int_equal(cm.samples, N);
@@ -80,6 +81,13 @@ static void test_sums_and_diagonal(void **state) {
   assert_true(isnan(nn_confusion_class_accuracy(&cm, K)));
   nn_confusion_free(&cm);
   nn_confusion_free(NULL); /* as free(NULL) (it crashed) */
+  /* indexes out of range give nothing (they aborted the process) */
+  assert_int_equal(nn_dataset_label(ds, N), -1);
+  assert_null(nn_dataset_image(ds, -1));
+  nn_tensor_view v;
+  nn_model_tensor(m, nn_model_num_tensors(m), &v);
+  assert_null(v.data);
+  assert_int_equal(v.count, 0);
   nn_model_free(m);
   nn_dataset_free(ds);
   /* a history's rows outside its count are NULL (a pointer past the rows came back) */

@@ -123,14 +123,10 @@ const char *nn_dataset_class_name(const nn_dataset *ds, int i) {
   return ds && ds->class_names && i >= 0 && i < ds->num_classes ? ds->class_names[i] : NULL;
 }
 
-int nn_dataset_label(const nn_dataset *ds, int i) {
-  NN_ASSERT(ds != NULL && i >= 0 && i < ds->n);
-  return ds->labels[i];
-}
+int nn_dataset_label(const nn_dataset *ds, int i) { return i >= 0 && i < ds->n ? ds->labels[i] : -1; }
 
 const uint8_t *nn_dataset_image(const nn_dataset *ds, int i) {
-  NN_ASSERT(ds != NULL && i >= 0 && i < ds->n);
-  return ds->images + (size_t)i * ds->sample_size;
+  return i >= 0 && i < ds->n ? ds->images + (size_t)i * ds->sample_size : NULL;
 }
 
 void nn_dataset_batch(const nn_dataset *ds, const uint32_t *idx, int count, nn_input_norm norm,

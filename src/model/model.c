@@ -253,8 +253,7 @@ const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
 }
 
 int nn_model_first_bad_output(const nn_model *m, const double *limits, double *value) {
-  NN_ASSERT(m->last_n > 0);
-  for (int i = 0; i < m->nlayers; i++) {
+  for (int i = 0; m->last_n > 0 && i < m->nlayers; i++) { /* before any forward: none */
     size_t cnt;
     const float *y = kept_output(m, i, &cnt);
     for (size_t k = 0; y && k < cnt; k++)
@@ -267,10 +266,9 @@ int nn_model_first_bad_output(const nn_model *m, const double *limits, double *v
 }
 
 void nn_model_output_maxabs(const nn_model *m, double *maxabs) {
-  NN_ASSERT(m->last_n > 0);
   for (int i = 0; i < m->nlayers; i++) {
     size_t cnt;
-    const float *y = kept_output(m, i, &cnt);
+    const float *y = m->last_n > 0 ? kept_output(m, i, &cnt) : NULL; /* before any forward: -1 */
     double mx = y ? 0 : -1;
     for (size_t k = 0; y && k < cnt; k++) {
       double v = fabs((double)y[k]);
@@ -357,8 +355,7 @@ static int locate_tensor(const nn_model *m, int idx, nn_tensor_view *v) {
     v->count = d->count;
     return -1;
   }
-  NN_ASSERT(!"tensor index out of range");
-  return -1;
+  return -1; /* out of range: the view stays zeroed */
 }
 
 void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {
