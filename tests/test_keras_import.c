@@ -324,6 +324,18 @@ static void test_config_architectures(void **state) {
       if (!strstr(err.msg, same_cases[i].why)) fail_msg("same case %zu: %s", i, err.msg);
     }
   }
+  /* hostile numbers: a pool stride of 0 (a division by zero in the shape walk), a kernel
+   * larger than its input */
+  static const char hostile[] =
+      "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
+      "{\"name\": \"in\", \"batch_shape\": [null, 4, 4, 1]}}, {\"class_name\": \"%s\", \"config\": {\"name\": "
+      "\"x\", \"filters\": 2, \"kernel_size\": [%d, %d], \"pool_size\": [2, 2], \"strides\": [%d, %d]}}]}}";
+  snprintf(cfg, sizeof cfg, hostile, "MaxPooling2D", 3, 3, 0, 0);
+  assert_int_equal(config_spec(dir, cfg, &sp, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "'x' (MaxPooling2D): a pool or stride below 1"));
+  snprintf(cfg, sizeof cfg, hostile, "Conv2D", 5, 5, 1, 1);
+  assert_int_equal(config_spec(dir, cfg, &sp, &err), NN_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "'x' (Conv2D): a 5x5 kernel on a 4x4 input"));
   static const char dilated[] =
       "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
       "{\"name\": \"in\", \"batch_shape\": [null, 8, 8, 1]}}, {\"class_name\": \"Conv2D\", \"config\": {\"name\": "

@@ -251,6 +251,11 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       }
       if (why) break;
       const int p = same ? (int)(th / 2) : pad;
+      if (h + 2 * p < k || w + 2 * p < k) {
+        snprintf(buf, sizeof buf, "a %dx%d kernel on a %ldx%ld input (padded by %d)", k, k, h, w, p);
+        why = buf;
+        break;
+      }
       h = (h + 2 * p - k) / s + 1, w = (w + 2 * p - k) / s + 1;
       nn_strbuf_printf(&b, "conv2d filters=%d kernel=%d stride=%d pad=%d bias=%d\n", kj_int_at(c, "filters", 0, -1), k,
                        s, p, kj_bool(c, "use_bias", 1));
@@ -301,6 +306,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       const json_t *st = json_object_get(c, "strides");
       const int s = json_is_null(st) || !st ? p : kj_int_at(c, "strides", 0, -1);
       if (rank != 3) why = "pooling after Flatten";
+      else if (p < 1 || s < 1) why = "a pool or stride below 1";
       else if (kj_int_at(c, "pool_size", 1, 2) != p || (json_is_array(st) && kj_int_at(c, "strides", 1, -1) != s))
         why = "a pool or stride that is not square";
       else if (!strcmp(kj_str(c, "data_format"), "channels_first")) why = "data_format channels_first";
@@ -312,6 +318,10 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
           why = buf;
         }
       } else if (strcmp(kj_str(c, "padding"), "valid") && *kj_str(c, "padding")) why = "padding other than 'valid' or 'same'";
+      if (!why && (h < p || w < p)) {
+        snprintf(buf, sizeof buf, "a %dx%d pool on a %ldx%ld input", p, p, h, w);
+        why = buf;
+      }
       if (why) break;
       h = (h - p) / s + 1, w = (w - p) / s + 1;
       nn_strbuf_printf(&b, "%s size=%d stride=%d\n", cls[0] == 'M' ? "maxpool2d" : "avgpool2d", p, s);
