@@ -69,8 +69,10 @@ static int spawn(const char *mpirun, int k, char **args, int nargs, const char *
   argv[n++] = self;
   argv[n++] = "train";
   for (int i = 0; i < nargs && n < 64; i++) argv[n++] = args[i];
-  argv[n++] = "--sync-bn";
-  argv[n++] = mode;
+  if (k > 1) { /* one process normalizes the whole batch either way */
+    argv[n++] = "--sync-bn";
+    argv[n++] = mode;
+  }
   argv[n++] = "--out";
   argv[n++] = out;
   argv[n++] = "--quiet"; /* --overwrite only if the user gave it (in args): check_runs refused a run in dir */

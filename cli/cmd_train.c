@@ -54,6 +54,10 @@ int cmd_train(int argc, char **argv) {
     cli_error("train", "--bn-placement places normalization layers, and --norm none has none: drop one");
     return EXIT_USAGE;
   }
+  if (cli_train_value(&o, "sync-bn", NULL) && cli_comm()->size == 1)
+    fprintf(stderr,
+            "normnet train: warning: --sync-bn changes nothing in one process (it is for mpirun -np K: "
+            "one process normalizes its whole batch)\n");
   if (!cli_is_rank0()) o.quiet = 1; /* under mpirun rank 0 alone prints */
   cli_train_result res;
   int rc = cli_train_run("train", &o, NULL, &res);

@@ -553,6 +553,12 @@ static void test_norm_list_refusals(void **state) {
   tu_cli_run_ok(&r, dir, args, "train without --out");
   assert_non_null(strstr(r.err, "warning: --max-steps without --out"));
   assert_non_null(strstr(r.out, "not saved (--out DIR keeps a run)"));
+  assert_null(strstr(r.err, "--sync-bn"));
+  /* --sync-bn in one process was accepted and ignored without a word */
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --max-steps 1 --sync-bn off --quiet", dir,
+           dir);
+  tu_cli_run_ok(&r, dir, args, "train --sync-bn off in one process");
+  assert_non_null(strstr(r.err, "warning: --sync-bn changes nothing in one process"));
   /* a placement with nothing to place was accepted and ignored */
   snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --norm none --bn-placement after", dir,
            dir);
