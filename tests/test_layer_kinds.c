@@ -115,6 +115,14 @@ static void test_norm_choice_and_placement(void **state) {
   nn_spec_free(c2);
   free(ta), free(tb);
   assert_int_equal(nn_spec_apply_norm(a, (nn_norm_choice){.kind = NN_NORM_GROUP, .groups = 0}, &err), NN_ERR_ARG);
+  /* a kind none of the enum's is refused, the spec unchanged (it fell through to "none" and
+   * removed every BatchNorm) */
+  char *before = nn_spec_to_text(a), *after = NULL;
+  assert_int_equal(nn_spec_apply_norm(a, (nn_norm_choice){.kind = (nn_norm_kind)77}, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "kind 77"));
+  after = nn_spec_to_text(a);
+  assert_string_equal(before, after);
+  free(before), free(after);
   nn_spec_free(a), nn_spec_free(b);
 }
 

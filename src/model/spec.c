@@ -151,6 +151,7 @@ nn_status nn_spec_apply_norm(nn_spec *s, nn_norm_choice norm, nn_error *err) {
       if (norm.groups < 1) return nn_err_set(err, NN_ERR_ARG, "group normalization needs groups >= 1, got %d", norm.groups);
       return replace_bn(s, NN_LAYER_GROUPNORM, norm.groups, err);
     case NN_NORM_NONE: break;
+    default: return nn_err_set(err, NN_ERR_ARG, "normalization kind %d is none of nn_norm_kind's", (int)norm.kind);
   }
   int out = 0;
   for (int i = 0; i < s->n; i++) {
