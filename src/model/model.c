@@ -236,8 +236,9 @@ static int fused_span(const nn_model *m, int i, nn_mode mode, int lean) {
 }
 
 /* Layer i's output of the last forward, or NULL if a fused forward did not keep it (only the
- * last layer of a fused run stores its output). */
+ * last layer of a fused run stores its output), or if there was no forward yet. */
 static const float *kept_output(const nn_model *m, int i, size_t *cnt) {
+  if (m->last_n <= 0) return NULL;
   int end = -1;
   while (end < i) end += 1 + fused_span(m, end + 1, m->last_mode, m->last_lean);
   if (end != i) return NULL;
@@ -247,13 +248,13 @@ static const float *kept_output(const nn_model *m, int i, size_t *cnt) {
 
 const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
   size_t cnt = 0;
-  const float *y = i >= 0 && i < m->nlayers && m->last_n > 0 ? kept_output(m, i, &cnt) : NULL;
+  const float *y = i >= 0 && i < m->nlayers ? kept_output(m, i, &cnt) : NULL;
   if (count) *count = y ? cnt : 0;
   return y;
 }
 
 int nn_model_first_bad_output(const nn_model *m, const double *limits, double *value) {
-  for (int i = 0; m->last_n > 0 && i < m->nlayers; i++) { /* before any forward: none */
+  for (int i = 0; i < m->nlayers; i++) {
     size_t cnt;
     const float *y = kept_output(m, i, &cnt);
     for (size_t k = 0; y && k < cnt; k++)
@@ -268,7 +269,7 @@ int nn_model_first_bad_output(const nn_model *m, const double *limits, double *v
 void nn_model_output_maxabs(const nn_model *m, double *maxabs) {
   for (int i = 0; i < m->nlayers; i++) {
     size_t cnt;
-    const float *y = m->last_n > 0 ? kept_output(m, i, &cnt) : NULL; /* before any forward: -1 */
+    const float *y = kept_output(m, i, &cnt);
     double mx = y ? 0 : -1;
     for (size_t k = 0; y && k < cnt; k++) {
       double v = fabs((double)y[k]);
