@@ -21,6 +21,18 @@ void cli_error(const char *cmd, const char *fmt, ...) {
   if (!cli_hold_message(e.msg) && !cli_lane_hold(e.msg)) fprintf(stderr, "normnet %s: %s\n", cmd, e.msg);
 }
 
+void cli_warn(const char *cmd, const char *fmt, ...) {
+  if (!cli_is_rank0()) return;
+  char raw[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  va_end(ap);
+  nn_error e;
+  nn_error_set(&e, NN_ERR_ARG, "%s", raw); /* escapes, as cli_error */
+  fprintf(stderr, "normnet %s: warning: %s\n", cmd, e.msg);
+}
+
 const char *cli_printable(const char *s, char *buf, size_t cap) {
   size_t o = 0;
   for (; s && *s && o + 5 < cap; s++) {

@@ -66,6 +66,9 @@ void cli_json_number(FILE *f, const char *fmt, double v);
 void cli_json_float(FILE *f, float v);
 
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "normnet CMD: warning: ..." on stderr, escaped as cli_error's messages; rank 0 alone
+ * under mpirun. */
+void cli_warn(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print err.msg as "normnet CMD: msg" and return EXIT_FAIL. */
 int cli_fail(const char *cmd, const nn_error *err);
 /* s for the terminal: control bytes (an escape sequence in a file name, a data source read

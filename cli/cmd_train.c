@@ -55,16 +55,14 @@ int cmd_train(int argc, char **argv) {
     return EXIT_USAGE;
   }
   if (cli_train_value(&o, "sync-bn", NULL) && cli_comm()->size == 1)
-    fprintf(stderr,
-            "normnet train: warning: --sync-bn changes nothing in one process (it is for mpirun -np K: "
-            "one process normalizes its whole batch)\n");
+    cli_warn("train",
+             "--sync-bn changes nothing in one process (it is for mpirun -np K: one process normalizes "
+             "its whole batch)");
   if (!cli_is_rank0()) o.quiet = 1; /* under mpirun rank 0 alone prints */
   cli_train_result res;
   int rc = cli_train_run("train", &o, NULL, &res);
-  if (!rc && cli_train_value(&o, "max-steps", NULL) && !o.out && !o.resume && cli_is_rank0())
-    fprintf(stderr,
-            "normnet train: warning: --max-steps without --out: the paused run is not saved, so no --resume "
-            "can go on from it\n");
+  if (!rc && cli_train_value(&o, "max-steps", NULL) && !o.out && !o.resume)
+    cli_warn("train", "--max-steps without --out: the paused run is not saved, so no --resume can go on from it");
   int n = nn_history_count(res.hist);
   if (!rc && n > 0 && !o.quiet && !o.json) {
     const nn_epoch_record *last = nn_history_get(res.hist, n - 1);

@@ -172,12 +172,11 @@ int cli_model_finite(const char *cmd, const char *what, nn_model *m, int refuse)
     nn_model_tensor(m, t, &v);
     for (size_t k = 0; v.data && k < v.count; k++) {
       if (isfinite(v.data[k])) continue;
-      char pw[CLI_PRINTABLE];
       const char *val = isnan(v.data[k]) ? "NaN" : v.data[k] > 0 ? "inf"
                                                                  : "-inf";
       if (!refuse) {
-        fprintf(stderr, "normnet %s: warning: %s: tensor '%s' holds %s (value %zu of %zu): the model's outputs will not be numbers\n",
-                cmd, cli_printable(what, pw, sizeof pw), v.name, val, k, v.count);
+        cli_warn(cmd, "%s: tensor '%s' holds %s (value %zu of %zu): the model's outputs will not be numbers", what,
+                 v.name, val, k, v.count);
         return EXIT_OK;
       }
       cli_error(cmd, "%s: tensor '%s' holds %s (value %zu of %zu): a model with non-finite weights or statistics gives no numbers", what, v.name, val, k, v.count);

@@ -227,10 +227,10 @@ static void report_skips(job *j) {
     nn_layer_info li;
     nn_model_layer_info(j->model, i, &li);
     if (li.skipped_updates && !j->reported[i]) {
-      fprintf(stderr,
-              "normnet %s: warning: layer %d (%s, line %d): %d batch(es) had non-finite statistics; their "
-              "running-stat updates were skipped\n",
-              j->cmd, i, li.kind, li.line, li.skipped_updates);
+      cli_warn(j->cmd,
+               "layer %d (%s, line %d): %d batch(es) had non-finite statistics; their running-stat updates "
+               "were skipped",
+               i, li.kind, li.line, li.skipped_updates);
       j->reported[i] = 1;
     }
   }
@@ -539,24 +539,19 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
       char safe[sizeof head]; /* names and paths from the command line or the run: no escapes */
       cli_progress_say(&j.progress, cli_printable(head, safe, sizeof safe));
     }
-    if (r->early_stop && !(r->val_split > 0) && !done && cli_is_rank0())
-      fprintf(stderr,
-              "normnet %s: warning: --early-stop watches the test set's loss (no --val-split): the test set then "
-              "chooses the weights kept; --val-split 0.1 holds out a validation set instead\n",
-              cmd);
+    if (r->early_stop && !(r->val_split > 0) && !done)
+      cli_warn(cmd,
+               "--early-stop watches the test set's loss (no --val-split): the test set then chooses the weights "
+               "kept; --val-split 0.1 holds out a validation set instead");
     /* settings that are valid but cannot do what they say on this data */
     const long n = nn_dataset_count(train), bs = r->batch_size, acc = r->accumulate > 1 ? r->accumulate : 1;
     const long batches = r->drop_last ? n / bs : (n + bs - 1) / bs, steps = (long)r->epochs * ((batches + acc - 1) / acc);
-    if (!done && cli_is_rank0() && acc > batches)
-      fprintf(stderr,
-              "normnet %s: warning: --accumulate %ld is more than the %ld batches of an epoch: one step an epoch, "
-              "on %ld batches\n",
-              cmd, acc, batches, batches);
-    if (!done && cli_is_rank0() && r->lr_schedule.warmup >= steps)
-      fprintf(stderr,
-              "normnet %s: warning: --warmup %ld is not shorter than the run's %ld steps: the learning rate never "
-              "reaches --lr %g\n",
-              cmd, r->lr_schedule.warmup, steps, r->opt.lr);
+    if (!done && acc > batches)
+      cli_warn(cmd, "--accumulate %ld is more than the %ld batches of an epoch: one step an epoch, on %ld batches",
+               acc, batches, batches);
+    if (!done && r->lr_schedule.warmup >= steps)
+      cli_warn(cmd, "--warmup %ld is not shorter than the run's %ld steps: the learning rate never reaches --lr %g",
+               r->lr_schedule.warmup, steps, r->opt.lr);
     if (o->track_activations) track(&j, done);
     nn_fit_callbacks cb = {.user = &j, .on_epoch_begin = on_begin, .on_batch = on_batch, .on_epoch_end = on_end};
     nn_comm *comm = cli_comm();
