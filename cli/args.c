@@ -273,28 +273,34 @@ FILE *cli_text_open(cli_text *t) {
   return t->f;
 }
 
+const char *cli_parent_dir(const char *path, char *buf, size_t cap) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return snprintf(buf, cap, "."), buf;
+  const size_t len = slash == path ? 1 : (size_t)(slash - path); /* "/x": the root */
+  if (len >= cap) return NULL;
+  memcpy(buf, path, len);
+  buf[len] = 0;
+  return buf;
+}
+
 int cli_out_spares_run(const char *cmd, const char *opt, const char *path) {
   static const char *const own[] = {"model.safetensors", "best.safetensors", "history.csv",
                                     "spec.txt", "activations.csv", "lock"};
   const char *slash = path ? strrchr(path, '/') : NULL, *base = slash ? slash + 1 : path;
   int is_own = 0;
   for (size_t i = 0; base && i < sizeof own / sizeof own[0]; i++) is_own |= !strcmp(base, own[i]);
-  if (!is_own) return 0;
-  char ckpt[4200];
-  snprintf(ckpt, sizeof ckpt, "%.*smodel.safetensors", slash ? (int)(slash - path + 1) : 0, path);
+  char dir[4096], ckpt[4200];
+  if (!is_own || !cli_parent_dir(path, dir, sizeof dir)) return 0;
+  snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
   if (access(ckpt, F_OK) != 0) return 0; /* not in a run directory */
-  cli_error(cmd, "%s %s: that is a file of the run in %.*s; write the output elsewhere", opt, path,
-            slash ? (int)(slash - path) : 1, slash ? path : ".");
+  cli_error(cmd, "%s %s: that is a file of the run in %s; write the output elsewhere", opt, path, dir);
   return EXIT_USAGE;
 }
 
 int cli_make_parent(const char *cmd, const char *path) {
-  const char *slash = path ? strrchr(path, '/') : NULL;
-  if (!slash || slash == path) return 0;
   char dir[4096];
-  if ((size_t)(slash - path) >= sizeof dir) return 0; /* left to the writer's own error */
-  memcpy(dir, path, (size_t)(slash - path));
-  dir[slash - path] = 0;
+  /* none to make: no directory named, or one too long (left to the writer's own error) */
+  if (!path || !strchr(path, '/') || !cli_parent_dir(path, dir, sizeof dir)) return 0;
   nn_error err = {0};
   return nn_file_make_dirs(dir, &err) ? cli_fail(cmd, &err) : 0;
 }

@@ -86,6 +86,9 @@ typedef struct {
 } cli_text;
 FILE *cli_text_open(cli_text *t);
 int cli_text_commit(const char *cmd, cli_text *t, const char *path);
+/* The directory holding path's last component: what comes before its last '/' ("/" for
+ * "/x", "." for a bare name), into buf; NULL if it does not fit in cap bytes. */
+const char *cli_parent_dir(const char *path, char *buf, size_t cap);
 /* Create the directories an output file's path names before its last '/' (as train --out
  * creates its run directory); 0, or EXIT_FAIL after the message. */
 int cli_make_parent(const char *cmd, const char *path);

@@ -201,15 +201,11 @@ int cmd_eval(int argc, char **argv) {
   nn_run *view = NULL;
   /* a checkpoint inside a run directory (its best.safetensors: early stopping's result) is
    * evaluated on that run's validation split */
-  char run_dir[4096] = "";
+  char run_dir[4096];
   struct stat sb;
   const int file_in_run = val && model_arg && !stat(model_arg, &sb) && S_ISREG(sb.st_mode);
-  if (file_in_run) {
-    const char *slash = strrchr(model_arg, '/');
-    snprintf(run_dir, sizeof run_dir, "%.*s", slash ? (int)(slash - model_arg) + (slash == model_arg) : 1,
-             slash ? model_arg : ".");
-  }
-  int rc = val ? open_validation(file_in_run ? run_dir : model_arg, data_arg, cm.checkpoint, &view) : EXIT_OK;
+  const char *vdir = file_in_run ? cli_parent_dir(model_arg, run_dir, sizeof run_dir) : model_arg;
+  int rc = val ? open_validation(vdir, data_arg, cm.checkpoint, &view) : EXIT_OK;
   if (!rc && (!val || file_in_run)) rc = cli_model_build("eval", &cm, NULL, NN_INIT_DEFAULT, 0, &built);
   if (!rc) m = built ? built : nn_run_model(view);
   if (!rc) rc = cli_model_finite("eval", cm.checkpoint, m, 1);
