@@ -61,9 +61,6 @@ int cli_input_norm(const cli_args *a, const char *text, nn_input_norm *out);
 /* JSON output: a string with its quotes and escapes; a number (NaN/Inf as null). */
 void cli_json_string(FILE *f, const char *s);
 void cli_json_number(FILE *f, const char *fmt, double v);
-/* A float (a learning rate) as the shortest number that reads back to it: 0.1, not %.9g's
- * 0.100000001 (NaN/Inf as null). */
-void cli_json_float(FILE *f, float v);
 
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "normnet CMD: warning: ..." on stderr, escaped as cli_error's messages; rank 0 alone

@@ -2,7 +2,6 @@
  * every control character; bytes >= 0x80 pass through as UTF-8), numbers that stay valid
  * JSON when they are not finite (null). */
 #include <math.h>
-#include <stdlib.h>
 
 #include "cli.h"
 
@@ -26,13 +25,4 @@ void cli_json_string(FILE *f, const char *s) {
 void cli_json_number(FILE *f, const char *fmt, double v) {
   if (isfinite(v)) fprintf(f, fmt, v);
   else fputs("null", f);
-}
-
-void cli_json_float(FILE *f, float v) {
-  char buf[32];
-  for (int prec = 6; prec <= 9; prec++) { /* 9 digits always read back to the float */
-    snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
-    if ((float)strtod(buf, NULL) == v) break;
-  }
-  fputs(isfinite(v) ? buf : "null", f);
 }

@@ -314,7 +314,8 @@ static void json_line(cli_progress *p, const nn_epoch_record *r) {
   fprintf(p->out, ", \"%s_acc\": ", p->eval);
   cli_json_number(p->out, "%.6f", r->test_acc);
   fprintf(p->out, ", \"lr\": ");
-  cli_json_float(p->out, (float)r->lr);
+  char lr[32]; /* the optimizer's float, as history.csv writes it */
+  fputs(isfinite(r->lr) ? nn_fmt_float(lr, sizeof lr, (float)r->lr) : "null", p->out);
   fprintf(p->out, ", \"seconds\": ");
   cli_json_number(p->out, "%.3f", r->seconds);
   fprintf(p->out, ", \"samples_per_sec\": ");

@@ -83,7 +83,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 7
+#define NN_VERSION_PATCH 8
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -93,6 +93,10 @@ extern "C" {
   NN_VERSION_STR(NN_VERSION_MAJOR) \
   "." NN_VERSION_STR(NN_VERSION_MINOR) "." NN_VERSION_STR(NN_VERSION_PATCH)
 NN_API const char *nn_version(void);
+/* v as the shortest text that reads back to it (strtod, then a cast to float), as normnet
+ * writes numbers in its files: a learning rate of 0.1 is "0.1", not %.9g's "0.100000001".
+ * Into buf (len bytes), which it returns. Since 0.2.8. */
+NN_API const char *nn_fmt_float(char *buf, size_t len, float v);
 
 /* ---- status and errors ---------------------------------------------------------------- */
 typedef enum {

@@ -4,6 +4,8 @@
 #define NN_BASE_STRBUF_H
 #include <stddef.h>
 
+#include "normnet.h" /* nn_fmt_float, public */
+
 typedef struct {
   char *buf; /* NULL after an allocation failure: later appends are ignored */
   size_t len, cap;
@@ -13,10 +15,8 @@ typedef struct {
 nn_strbuf nn_strbuf_new(void);
 void nn_strbuf_printf(nn_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The shortest %g text that reads back (strtod, then a cast for a float) to exactly v: a
- * float lr of 0.001 is "0.001", not %.9g's "0.00100000005". Into buf, which they return
- * (for use as a printf argument). */
-const char *nn_fmt_float(char *buf, size_t len, float v);
+/* nn_fmt_float's (normnet.h) for a double: the shortest %g text that strtod reads back to
+ * exactly v, into buf, which it returns (for use as a printf argument). */
 const char *nn_fmt_double(char *buf, size_t len, double v);
 
 #endif
