@@ -254,29 +254,45 @@ static void max_steps_case(const char *tag, const char *key, const char *value) 
   nn_spec_free(s);
 }
 
+/* Train a new run of recipe r in DIR/sub (its path into d): to the end, or paused after
+ * `pause` optimizer steps (max_steps). The run, open. */
+static nn_run *start_run(const char *sub, nn_recipe r, long pause, char *d, size_t len) {
+  nn_spec *s = spec();
+  nn_run *run = NULL;
+  nn_error err = {0};
+  path_of(d, len, sub, NULL);
+  r.max_steps = pause;
+  if (nn_run_create(&r, s, d, 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s: %s", sub, err.msg);
+  nn_spec_free(s);
+  return run;
+}
+
+/* Free a paused run, resume it from d and train it to its end. The run, open. */
+static nn_run *resume_to_end(nn_run *paused, const char *d) {
+  nn_run *run = NULL;
+  nn_error err = {0};
+  nn_run_free(paused);
+  if (nn_run_resume(d, &run, &err) || nn_run_set_max_steps(run, 0, &err) || nn_run_train(run, NULL, &err))
+    fail_msg("resumed %s: %s", d, err.msg);
+  return run;
+}
+
 /* A pause inside an epoch saves no best model from the epoch's middle: its partial row is no
  * candidate (the first pause of a run made it the best epoch, and if it beat every finished
  * epoch best.safetensors kept the middle after the epoch ended worse); once the epoch ends,
  * its best model is the uninterrupted run's, bit for bit. */
 static void test_pause_saves_no_best(void **state) {
   (void)state;
-  nn_spec *s = spec();
   nn_error err = {0};
   char d[2][1024], best[1100];
   for (int k = 0; k < 2; k++) {
-    path_of(d[k], sizeof d[k], k ? "best-paused" : "best-ref", NULL);
-    nn_recipe r = recipe(1);
-    r.max_steps = k ? 1 : 0;
-    nn_run *run = NULL;
-    if (nn_run_create(&r, s, d[k], 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
-    snprintf(best, sizeof best, "%s/best.safetensors", d[k]);
+    nn_run *run = start_run(k ? "best-paused" : "best-ref", recipe(1), k ? 1 : 0, d[k], sizeof d[k]);
+    snprintf(best, sizeof best, "%.1023s/best.safetensors", d[k]);
     struct stat sb;
     if (k) {
       assert_int_equal(nn_run_best_epoch(run), 0);
       assert_int_not_equal(stat(best, &sb), 0);
-      nn_run_free(run);
-      if (nn_run_resume(d[k], &run, &err) || nn_run_set_max_steps(run, 0, &err) || nn_run_train(run, NULL, &err))
-        fail_msg("%s", err.msg);
+      run = resume_to_end(run, d[k]);
     }
     assert_int_equal(nn_run_best_epoch(run), 1);
     assert_int_equal(stat(best, &sb), 0);
@@ -289,7 +305,6 @@ static void test_pause_saves_no_best(void **state) {
   if (nn_checkpoint_load(a, NULL, &ma, &err) || nn_checkpoint_load(b, NULL, &mb, &err)) fail_msg("%s", err.msg);
   assert_memory_equal(nn_model_params(ma), nn_model_params(mb), nn_model_param_count(ma) * sizeof(float));
   nn_model_free(ma), nn_model_free(mb);
-  nn_spec_free(s);
 }
 
 static int stop_at_first_batch(void *user, int epoch, int batch, int batches, double loss, double acc) {
@@ -333,21 +348,11 @@ static void test_stop_inside_group(void **state) {
  * float 0.1's 0.10000000149), which a resumed run's early stopping and best epoch judge by. */
 static void test_resumed_history_exact(void **state) {
   (void)state;
-  nn_spec *s = spec();
-  nn_error err = {0};
   double rows[2][2][5];
   for (int k = 0; k < 2; k++) {
     char d[1024];
-    path_of(d, sizeof d, k ? "hist-resumed" : "hist-ref", NULL);
-    nn_recipe r = recipe(2);
-    r.max_steps = k ? STEPS_PER_EPOCH : 0;
-    nn_run *run = NULL;
-    if (nn_run_create(&r, s, d, 0, &run, &err) || nn_run_train(run, NULL, &err)) fail_msg("%s", err.msg);
-    if (k) {
-      nn_run_free(run);
-      if (nn_run_resume(d, &run, &err) || nn_run_set_max_steps(run, 0, &err) || nn_run_train(run, NULL, &err))
-        fail_msg("resumed: %s", err.msg);
-    }
+    nn_run *run = start_run(k ? "hist-resumed" : "hist-ref", recipe(2), k ? STEPS_PER_EPOCH : 0, d, sizeof d);
+    if (k) run = resume_to_end(run, d);
     const nn_history *h = nn_run_history(run);
     assert_int_equal(nn_history_count(h), 2);
     for (int e = 0; e < 2; e++) {
@@ -358,7 +363,6 @@ static void test_resumed_history_exact(void **state) {
     nn_run_free(run);
   }
   assert_memory_equal(rows[0], rows[1], sizeof rows[0]);
-  nn_spec_free(s);
 }
 
 static void test_max_steps_inside_epoch(void **state) {
