@@ -8,28 +8,31 @@
 
 #include "cli.h"
 
-void cli_error(const char *cmd, const char *fmt, ...) {
+/* fmt's text into e->msg as the library writes file contents it echoes: escapes and newlines
+ * as \xNN */
+static void escaped(nn_error *e, const char *fmt, va_list ap) {
   char raw[1024];
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  nn_error_set(e, NN_ERR_ARG, "%s", raw);
+}
+
+void cli_error(const char *cmd, const char *fmt, ...) {
+  nn_error e;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(raw, sizeof raw, fmt, ap);
+  escaped(&e, fmt, ap);
   va_end(ap);
-  /* arguments are echoed as the library echoes file contents: escapes and newlines as \xNN */
-  nn_error e;
-  nn_error_set(&e, NN_ERR_ARG, "%s", raw);
   /* under mpirun rank 0 prints; side by side, the first failed job's message at the end */
   if (!cli_hold_message(e.msg) && !cli_lane_hold(e.msg)) fprintf(stderr, "normnet %s: %s\n", cmd, e.msg);
 }
 
 void cli_warn(const char *cmd, const char *fmt, ...) {
   if (!cli_is_rank0()) return;
-  char raw[1024];
+  nn_error e;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(raw, sizeof raw, fmt, ap);
+  escaped(&e, fmt, ap);
   va_end(ap);
-  nn_error e;
-  nn_error_set(&e, NN_ERR_ARG, "%s", raw); /* escapes, as cli_error */
   fprintf(stderr, "normnet %s: warning: %s\n", cmd, e.msg);
 }
 
