@@ -722,7 +722,9 @@ NN_API void nn_history_free(nn_history *h);
 
 /* Progress callbacks (any may be NULL). Return non-zero from on_batch to stop early: after
  * that batch's optimizer step (with gradient accumulation over K batches, at the end of its
- * group of K: a stop inside one would leave a partial gradient that no checkpoint holds). */
+ * group of K: a stop inside one would leave a partial gradient that no checkpoint holds).
+ * Data parallel (nn_fit_config.comm), a stop asked or an epoch_done failure on any one rank
+ * stops every rank after the same step, each with the lowest such rank's error. */
 typedef struct {
   void *user;
   void (*on_epoch_begin)(void *user, int epoch, int epochs, int batches);

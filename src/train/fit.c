@@ -396,6 +396,12 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   if (cb && cb->on_batch &&
       cb->on_batch(cb->user, epoch, b + 1, s->batches, s->loss_sum / s->seen, (double)s->correct / s->seen))
     s->stop_asked = 1;
+  /* a stop asked on one rank alone (a signal, a clock) stops every rank after the same step */
+  if (comm && last && cb && cb->on_batch) {
+    double v = s->stop_asked;
+    comm->sum_f64(comm->ctx, &v, 1);
+    s->stop_asked = v > 0;
+  }
   /* a stop inside a group would leave half a gradient no checkpoint holds: the group ends */
   if (s->stop_asked && last) *stop = 1;
   return NN_OK;
@@ -647,6 +653,9 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
     if (patience_out) early_stop_restore(&es, m);
     if (cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
     if (cb && cb->epoch_done) st = cb->epoch_done(cb->user, &r, err);
+    /* the hook may fail on one rank alone (rank 0 saves the run): all stop together, or the
+     * others would wait in the next step's reduction for a rank that left */
+    if (comm) st = nn_dist_agree(comm, st, err);
     if (patience_out) stop = 1;
   }
   early_stop_free(&es);
