@@ -58,7 +58,7 @@ int cmd_train(int argc, char **argv) {
     cli_warn("train",
              "--sync-bn changes nothing in one process (it is for mpirun -np K: one process normalizes "
              "its whole batch)");
-  if (!cli_is_rank0()) o.quiet = 1; /* under mpirun rank 0 alone prints */
+  if (!cli_is_rank0()) o.quiet = 1, o.json = 0; /* under mpirun rank 0 alone prints */
   cli_train_result res;
   int rc = cli_train_run("train", &o, NULL, &res);
   if (!rc && cli_train_value(&o, "max-steps", NULL) && !o.out && !o.resume)

@@ -256,6 +256,23 @@ static void progress_plain_under_mpirun(void **state) {
   if (!strstr(res.out, "epoch 2/2")) fail_msg("no plain line for epoch 2:\n%s", res.out);
 }
 
+/* --json under mpirun: one line per epoch, rank 0's, naming the run. */
+static void json_once_under_mpirun(void **state) {
+  (void)state;
+  char launcher[512], a[1024];
+  snprintf(launcher, sizeof launcher,
+           "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\" '%s' --allow-run-as-root --oversubscribe -np 2",
+           getenv("NN_MPIEXEC"));
+  snprintf(a, sizeof a, "train --data idx:%s/data --model lenet --batch 32 --epochs 2 --max-steps 6 --json --out %s/json",
+           dir, dir);
+  tu_cli_run(&res, dir, launcher, a);
+  if (res.status) fail_msg("exit %d: %s", res.status, res.err);
+  int lines = 0;
+  for (const char *p = res.out; (p = strstr(p, "{\"run\": ")); p++, lines++)
+    if (!strncmp(p, "{\"run\": null", 13)) fail_msg("a line from a rank without the run:\n%s", res.out);
+  if (lines != 2) fail_msg("%d JSON lines for 2 epochs:\n%s", lines, res.out);
+}
+
 /* A failure on every rank is printed once, by rank 0, and all ranks exit non-zero. */
 static void failure_printed_once(void **state) {
   (void)state;
@@ -318,6 +335,7 @@ int main(void) {
       cmocka_unit_test(failure_printed_once),
       cmocka_unit_test(ranks_that_differ_refused),
       cmocka_unit_test(progress_plain_under_mpirun),
+      cmocka_unit_test(json_once_under_mpirun),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
