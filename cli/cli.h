@@ -254,6 +254,7 @@ typedef struct {
   int validation;    /* evaluated on a validation split (val_*), else the test set (test_*) */
   int epochs;        /* the recipe's epochs (early stopping may end before) */
   int best_epoch;    /* what best.safetensors holds (nn_run_best_epoch) */
+  int epochs_done;   /* hist's rows but a paused epoch's partial last row (nn_run_epochs_done) */
   int stopped_early; /* the epoch early stopping ended the run at, or 0 */
   int early_stop;    /* the recipe's patience (0: off) and min delta, as recorded */
   double early_stop_delta;

@@ -100,8 +100,10 @@ static void print_tables(variant *v, char (*dirs)[4200], int nv, double target, 
     double secs = 0, sps = 0;
     for (int i = 0; i < n; i++) {
       const nn_epoch_record *r = nn_history_get(v[k].res.hist, i);
-      if (r->test_acc > nn_history_get(v[k].res.hist, best)->test_acc) best = i;
-      if (!first && r->test_acc >= target) first = r->epoch;
+      if (i < v[k].res.epochs_done) { /* a paused epoch's partial row is no candidate */
+        if (r->test_acc > nn_history_get(v[k].res.hist, best)->test_acc) best = i;
+        if (!first && r->test_acc >= target) first = r->epoch;
+      }
       secs += r->seconds;
       sps += r->samples_per_sec;
     }
@@ -109,8 +111,13 @@ static void print_tables(variant *v, char (*dirs)[4200], int nv, double target, 
     if (first) snprintf(reach, sizeof reach, "epoch %d", first);
     else snprintf(reach, sizeof reach, "never");
     if (!n) continue;
-    printf("%-12s %13.4f %7d %18s %12.4f %10.1f %12.0f  %s\n", v[k].name, nn_history_get(v[k].res.hist, best)->test_acc,
-           best + 1, reach, nn_history_get(v[k].res.hist, n - 1)->test_acc, secs / n, sps / n, dirs[k]);
+    char best_acc[32] = "-", best_at[16] = "-"; /* none before a first finished epoch */
+    if (v[k].res.epochs_done > 0) {
+      snprintf(best_acc, sizeof best_acc, "%.4f", nn_history_get(v[k].res.hist, best)->test_acc);
+      snprintf(best_at, sizeof best_at, "%d", best + 1);
+    }
+    printf("%-12s %13s %7s %18s %12.4f %10.1f %12.0f  %s\n", v[k].name, best_acc, best_at, reach,
+           nn_history_get(v[k].res.hist, n - 1)->test_acc, secs / n, sps / n, dirs[k]);
   }
   printf("(target %s accuracy %.2f)\n", valname, target);
   if (lanes > 1) /* the speeds are not those of one run on the whole machine */

@@ -50,7 +50,8 @@ int cli_report_write(const char *cmd, const char *const *dirs, int ndirs, const 
     cli_run *r = &rs->run[k];
     texts[2 * k] = recipe_text(r->recipe);
     texts[2 * k + 1] = nn_spec_to_text(nn_model_spec(r->model));
-    runs[k] = (nn_report_run){r->name, r->dir, r->hist, texts[2 * k], texts[2 * k + 1], r->model, NULL, NULL, 0, NULL};
+    runs[k] = (nn_report_run){r->name, r->dir, r->hist, texts[2 * k], texts[2 * k + 1], r->model, NULL, NULL, 0, NULL,
+                              r->run && nn_run_epochs_done(r->run) < nn_history_count(r->hist)};
     const int stopped = r->run ? nn_run_stopped_early(r->run) : 0;
     if (stopped) { /* what the model is: not the last epoch's weights */
       const int best = nn_run_best_epoch(r->run);

@@ -568,6 +568,7 @@ int cli_train_run(const char *cmd, const cli_train_opts *o, nn_run *run, cli_tra
     else if (j.stopped) /* not a result: the lanes print the failure that stopped it */
       rc = EXIT_FAIL;
     res->best_epoch = nn_run_best_epoch(run);
+    res->epochs_done = nn_run_epochs_done(run);
     res->stopped_early = nn_run_stopped_early(run);
     if (!(res->hist = copy_history(nn_run_history(run)))) {
       cli_error(cmd, "out of memory");

@@ -83,7 +83,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 8
+#define NN_VERSION_PATCH 9
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -925,6 +925,9 @@ NN_API int nn_run_stopped_early(const nn_run *run);
  * with early stopping the epoch it keeps (the lowest evaluation loss by its MIN_DELTA rule),
  * which is also the model's weights once early stopping has ended the run. */
 NN_API int nn_run_best_epoch(const nn_run *run);
+/* The epochs finished: the history's rows, less the last one when it is part of an epoch (a
+ * run paused by max steps inside it, which a resume goes on from). Since 0.2.9. */
+NN_API int nn_run_epochs_done(const nn_run *run);
 NN_API const nn_recipe *nn_run_recipe(const nn_run *run);
 NN_API nn_model *nn_run_model(nn_run *run);
 NN_API const nn_history *nn_run_history(const nn_run *run);

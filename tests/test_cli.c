@@ -320,6 +320,14 @@ static void test_run_dir_rules(void **state) {
            "train --model %s/small.spec --data idx:%s/good --batch 16 --epochs 5 --max-steps 3 --quiet --out %s/ms", dir,
            dir, dir);
   tu_cli_run_ok(&r, dir, args, "max-steps run");
+  /* the report marks the paused epoch's row, which is no best epoch */
+  snprintf(args, sizeof args, "report %s/ms --no-eval --out %s/ms.html", dir, dir);
+  tu_cli_run_ok(&r, dir, args, "report of a paused run");
+  snprintf(path, sizeof path, "%s/ms.html", dir);
+  static char page[1 << 20];
+  tu_slurp(path, page, sizeof page);
+  if (!strstr(page, "<td>0 and part of one</td><td>-</td><td>-</td>") || !strstr(page, "<tr><td>1 (paused inside)</td>"))
+    fail_msg("the report of a run paused inside epoch 1 shows it as finished");
   snprintf(args, sizeof args, "train --resume %s/ms --max-steps 9 --quiet", dir);
   tu_cli_run_ok(&r, dir, args, "continuing to --max-steps 9");
   snprintf(path, sizeof path, "%s/ms/model.safetensors", dir);

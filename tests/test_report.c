@@ -33,6 +33,35 @@ static nn_history *make_history(double shift) {
   return h;
 }
 
+/* A paused run's last row is part of an epoch: marked, and no candidate for the best one
+ * (make_history's accuracy rises to epoch 4, the part). */
+static void test_partial_row_not_best(void **state) {
+  (void)state;
+  nn_history *h = make_history(0), *one = nn_history_create();
+  nn_error err = {0};
+  assert_non_null(one);
+  assert_int_equal(nn_history_append(one, nn_history_get(h, 0), &err), NN_OK);
+  const struct {
+    const nn_history *h;
+    int partial;
+    const char *summary, *row;
+  } cases[] = {
+      {h, 0, "<td>4</td><td>0.8500</td><td>4</td>", "<tr><td>4</td>"},
+      {h, 1, "<td>3 and part of one</td><td>0.7500</td><td>3</td>", "<tr><td>4 (paused inside)</td>"},
+      {one, 1, "<td>0 and part of one</td><td>-</td><td>-</td>", "<tr><td>1 (paused inside)</td>"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    nn_report_run run = {.name = "paused", .history = cases[i].h, .partial_last = cases[i].partial};
+    char *html = NULL;
+    assert_int_equal(nn_report_html("paused", &run, 1, &html, &err), NN_OK);
+    if (!strstr(html, cases[i].summary) || !strstr(html, cases[i].row))
+      fail_msg("case %zu: expected '%s' and '%s' in the page", i, cases[i].summary, cases[i].row);
+    free(html);
+  }
+  nn_history_free(h);
+  nn_history_free(one);
+}
+
 static void count_text(const char *html, const char *needle, int *n) {
   *n = 0;
   for (const char *p = strstr(html, needle); p; p = strstr(p + 1, needle)) (*n)++;
@@ -74,8 +103,8 @@ static void test_report_in_chromium(void **state) {
   nn_history *h1 = make_history(0), *h2 = make_history(0.2);
   nn_report_run runs[2] = {
       {"with BN", "runs/x/batch", h1, "optimizer sgd\nlr 0.1\nbatch 128\n", spec_text, m, &cm, names, 3,
-       "stopped early <at> epoch 4"},
-      {"without BN", "runs/x/none", h2, NULL, NULL, NULL, NULL, NULL, 0, NULL},
+       "stopped early <at> epoch 4", 0},
+      {"without BN", "runs/x/none", h2, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0},
   };
   char *html = NULL;
   assert_int_equal(nn_report_html("compare <lenet> & more", runs, 2, &html, &err), NN_OK);
@@ -203,6 +232,7 @@ static void test_cli_distinct_headings(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_report_in_chromium),
+      cmocka_unit_test(test_partial_row_not_best),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test_setup_teardown(test_cli_distinct_headings, tu_cli_group_setup, tu_cli_group_teardown),
   };

@@ -291,10 +291,13 @@ static void test_pause_saves_no_best(void **state) {
     struct stat sb;
     if (k) {
       assert_int_equal(nn_run_best_epoch(run), 0);
+      assert_int_equal(nn_history_count(nn_run_history(run)), 1); /* the paused epoch's partial row */
+      assert_int_equal(nn_run_epochs_done(run), 0);
       assert_int_not_equal(stat(best, &sb), 0);
       run = resume_to_end(run, d[k]);
     }
     assert_int_equal(nn_run_best_epoch(run), 1);
+    assert_int_equal(nn_run_epochs_done(run), 1);
     assert_int_equal(stat(best, &sb), 0);
     nn_run_free(run);
   }

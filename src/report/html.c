@@ -55,9 +55,12 @@ static nn_status curves(nn_strbuf *b, const nn_report_run *runs, int nruns, nn_e
   return st;
 }
 
-static int best_epoch(const nn_history *h) {
+/* The row of the best evaluation accuracy among the finished epochs (a paused run's partial
+ * last row is none: the epoch goes on), the first one on ties; -1 if there is none. */
+static int best_epoch(const nn_report_run *r) {
+  const nn_history *h = r->history;
   int best = -1;
-  for (int i = 0; i < nn_history_count(h); i++)
+  for (int i = 0; i < nn_history_count(h) - (r->partial_last != 0); i++)
     if (best < 0 || nn_history_get(h, i)->test_acc > nn_history_get(h, best)->test_acc) best = i;
   return best;
 }
@@ -69,19 +72,23 @@ static void summary(nn_strbuf *b, const nn_report_run *runs, int nruns) {
                    "<th>s/epoch</th><th>samples/s</th></tr>\n");
   for (int k = 0; k < nruns; k++) {
     const nn_history *h = runs[k].history;
-    int n = nn_history_count(h), best = best_epoch(h);
+    const int n = nn_history_count(h), part = n && runs[k].partial_last, best = best_epoch(&runs[k]);
     nn_strbuf_printf(b, "<tr><td class=\"l\"><a href=\"#run-%d\">", k + 1);
     esc(b, runs[k].name);
-    nn_strbuf_printf(b, "</a></td><td>%d</td>", n);
+    nn_strbuf_printf(b, "</a></td><td>%d%s</td>", n - part, part ? " and part of one" : "");
     if (!n) {
       nn_strbuf_printf(b, "<td colspan=\"7\">no finished epoch</td></tr>\n");
       continue;
     }
-    const nn_epoch_record *last = nn_history_get(h, n - 1), *bst = nn_history_get(h, best);
+    const nn_epoch_record *last = nn_history_get(h, n - 1);
     double secs = 0, sps = 0;
     for (int i = 0; i < n; i++) secs += nn_history_get(h, i)->seconds, sps += nn_history_get(h, i)->samples_per_sec;
-    num(b, "<td>%.4f</td>", bst->test_acc);
-    nn_strbuf_printf(b, "<td>%d</td>", bst->epoch);
+    if (best < 0) {
+      nn_strbuf_printf(b, "<td>-</td><td>-</td>");
+    } else {
+      num(b, "<td>%.4f</td>", nn_history_get(h, best)->test_acc);
+      nn_strbuf_printf(b, "<td>%d</td>", nn_history_get(h, best)->epoch);
+    }
     num(b, "<td>%.4f</td>", last->test_acc);
     num(b, "<td>%.4f</td>", last->test_loss);
     nn_strbuf_printf(b, "<td>%s</td>", nn_history_validation(h) ? "validation split" : "test set");
@@ -91,16 +98,18 @@ static void summary(nn_strbuf *b, const nn_report_run *runs, int nruns) {
   nn_strbuf_printf(b, "</table>\n");
 }
 
-static void history(nn_strbuf *b, const nn_history *h) {
+static void history(nn_strbuf *b, const nn_report_run *run) {
+  const nn_history *h = run->history;
+  const int n = nn_history_count(h);
   const char *ev = nn_history_validation(h) ? "val" : "test";
   nn_strbuf_printf(b,
                    "<h3>History</h3>\n<table class=\"history\"><tr><th>epoch</th><th>train loss</th>"
                    "<th>train acc</th><th>%s loss</th><th>%s acc</th><th>lr</th><th>seconds</th>"
                    "<th>samples/s</th></tr>\n",
                    ev, ev);
-  for (int i = 0; i < nn_history_count(h); i++) {
+  for (int i = 0; i < n; i++) {
     const nn_epoch_record *r = nn_history_get(h, i);
-    nn_strbuf_printf(b, "<tr><td>%d</td>", r->epoch);
+    nn_strbuf_printf(b, "<tr><td>%d%s</td>", r->epoch, run->partial_last && i == n - 1 ? " (paused inside)" : "");
     num(b, "<td>%.4f</td>", r->train_loss);
     num(b, "<td>%.4f</td>", r->train_acc);
     num(b, "<td>%.4f</td>", r->test_loss);
@@ -236,7 +245,7 @@ nn_status nn_report_html(const char *title, const nn_report_run *runs, int nruns
       nn_strbuf_printf(&b, "</p>\n");
     }
     if (nruns == 1) summary(&b, r, 1);
-    if (nn_history_count(r->history)) history(&b, r->history);
+    if (nn_history_count(r->history)) history(&b, r);
     if (r->confusion && r->confusion->counts) per_class(&b, r);
     if (r->model) norm_layers(&b, r->model);
     if (r->recipe) recipe(&b, r->recipe);

@@ -478,6 +478,8 @@ static int pass_batch(void *u, int e, int b, int n, double l, double a) {
 
 int nn_run_best_epoch(const nn_run *run) { return best_epoch(run); }
 
+int nn_run_epochs_done(const nn_run *run) { return complete_epochs(run); }
+
 int nn_run_stopped_early(const nn_run *run) {
   int at = 0;
   if (run->r.early_stop)
