@@ -231,6 +231,32 @@ static void test_refusals(void **state) {
   assert_int_equal(fwrite(pickle, 1, sizeof pickle - 1, f), sizeof pickle - 1);
   fclose(f);
   expect_load_error(pt, NULL, NN_ERR_FORMAT, "PyTorch", "tools/torch_interop.py from-torch");
+  /* a safetensors file whose header length begins like a pickle's mark (80 02..05: 640, 896,
+   * 1152, 1408 bytes, and 640 + 65536) is read as what it is */
+  static const size_t lens[] = {640, 896, 1152, 1408, 640 + 65536};
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    char st[512], *hdr = malloc(lens[i] + 1), *val = NULL;
+    assert_non_null(hdr);
+    int used = snprintf(hdr, lens[i] + 1,
+                        "{\"__metadata__\":{\"normnet.spec\":\"x\"},\"t\":{\"dtype\":\"F32\",\"shape\":[1],"
+                        "\"data_offsets\":[0,4]}}");
+    memset(hdr + used, ' ', lens[i] - (size_t)used); /* padded with spaces, as safetensors allows */
+    unsigned char len8[8];
+    for (int b = 0; b < 8; b++) len8[b] = (unsigned char)((uint64_t)lens[i] >> (8 * b));
+    snprintf(st, sizeof st, "%s/header%zu.safetensors", dir, lens[i]);
+    FILE *sf = fopen(st, "wb");
+    assert_non_null(sf);
+    const float one = 1.0f;
+    assert_int_equal(fwrite(len8, 1, 8, sf), 8);
+    assert_int_equal(fwrite(hdr, 1, lens[i], sf), lens[i]);
+    assert_int_equal(fwrite(&one, sizeof one, 1, sf), 1);
+    assert_int_equal(fclose(sf), 0);
+    free(hdr);
+    nn_error serr = {0};
+    if (nn_checkpoint_meta(st, "normnet.spec", &val, &serr)) fail_msg("header of %zu bytes: %s", lens[i], serr.msg);
+    assert_string_equal(val, "x");
+    free(val);
+  }
   snprintf(zpt, sizeof zpt, "%s/model2.pt", dir);
   int ze = 0;
   zip_t *za = zip_open(zpt, ZIP_CREATE | ZIP_TRUNCATE, &ze);

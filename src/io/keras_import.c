@@ -34,11 +34,19 @@
 #include "io/keras_spec.h"
 #include "model/model.h"
 
+/* A safetensors file's start: its header's length (8 bytes, little-endian, under 4 GiB here)
+ * and the header's '{'. A length of 640 + 256 k bytes (k = 0..3, mod 65536) begins 80 02..05,
+ * a pickle's protocol mark: the '{' and the zero bytes tell them apart. */
+static int safetensors_start(const unsigned char *head, size_t len) {
+  return len >= 9 && head[8] == '{' && !head[4] && !head[5] && !head[6] && !head[7];
+}
+
 nn_file_kind nn_file_sniff(const unsigned char *head, size_t len) {
   static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
   if (len >= 8 && !memcmp(head, hdf5, 8)) return NN_FILE_HDF5;
   if (len >= 4 && !memcmp(head, "PK\x03\x04", 4)) return NN_FILE_ZIP;
-  if (len >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return NN_FILE_PICKLE;
+  if (len >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5 && !safetensors_start(head, len))
+    return NN_FILE_PICKLE;
   return NN_FILE_OTHER;
 }
 
@@ -54,7 +62,7 @@ nn_status nn_file_kind_of(const char *path, nn_file_kind *kind, nn_error *err) {
   *kind = NN_FILE_OTHER;
   FILE *f = nn_file_fopen_regular(path, NULL, err); /* never a FIFO, device or directory */
   if (!f) return NN_ERR_IO;
-  unsigned char head[8];
+  unsigned char head[NN_FILE_SNIFF_BYTES];
   size_t n = fread(head, 1, sizeof head, f);
   fclose(f);
   *kind = nn_file_sniff(head, n);

@@ -10,10 +10,12 @@ typedef enum { NN_FILE_OTHER = 0,
                NN_FILE_HDF5,
                NN_FILE_PICKLE } nn_file_kind;
 
-/* What the first bytes of a file say: a zip archive (Keras .keras, or PyTorch's zip
- * torch.save), HDF5 (Keras .weights.h5), a pickle (legacy torch.save), or anything else. */
+/* What the first len bytes of a file (all of them, up to NN_FILE_SNIFF_BYTES) say: a zip
+ * archive (Keras .keras, or PyTorch's zip torch.save), HDF5 (Keras .weights.h5), a pickle
+ * (legacy torch.save), or anything else (a safetensors file among them). */
+#define NN_FILE_SNIFF_BYTES 9
 nn_file_kind nn_file_sniff(const unsigned char *head, size_t len);
-/* The kind of the file at path (its first 8 bytes). */
+/* The kind of the file at path (its first NN_FILE_SNIFF_BYTES bytes). */
 nn_status nn_file_kind_of(const char *path, nn_file_kind *kind, nn_error *err);
 /* The error for a file of that kind where a safetensors checkpoint was expected: a PyTorch
  * pickle or zip says how to convert it, a Keras file how to load it. */

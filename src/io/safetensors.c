@@ -204,7 +204,7 @@ static nn_status parse(nn_st_file *c, size_t size, nn_error *err) {
     return nn_err_set(err, NN_ERR_FORMAT, "%s: not a safetensors file: %zu bytes, too short for the 8-byte header length",
                       path, size);
   /* a PyTorch pickle/zip or a Keras file: say what it is before trusting a header length */
-  nn_file_kind kind = nn_file_sniff(c->file, 8);
+  nn_file_kind kind = nn_file_sniff(c->file, size < NN_FILE_SNIFF_BYTES ? size : NN_FILE_SNIFF_BYTES);
   if (kind != NN_FILE_OTHER) return nn_not_safetensors(path, kind, err);
   uint64_t hlen = get_u64(c->file);
   if (hlen > size - 8 || hlen > NN_ST_MAX_HEADER)
