@@ -374,7 +374,7 @@ static void test_config_architectures(void **state) {
       "\"units\": 3, \"activation\": \"softmax\"}}, {\"class_name\": \"Dense\", \"config\": {\"name\": \"e\", "
       "\"units\": 2}}]}}";
   assert_int_equal(config_spec(dir, early_softmax, &sp, &err), NN_ERR_FORMAT);
-  assert_non_null(strstr(err.msg, "Keras layer 1 'd' (Dense): an activation"));
+  assert_non_null(strstr(err.msg, "Keras layer 1 'd' (Dense): activation 'softmax', which normnet does not have there"));
   /* seed 001 §13: augmentation prepended as a nested Sequential (Keras's own config.json
    * shape), the identity at inference */
   static const char augmented[] =
@@ -413,24 +413,61 @@ static void test_config_architectures(void **state) {
   snprintf(cfg, sizeof cfg, grey2d, "Dense");
   assert_int_equal(config_spec(dir, cfg, &sp, &err), NN_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "a 2-D input (28, 28) that is not flattened first"));
+  /* GroupNormalization's groups are runs of features: after Flatten of an image with several
+   * pixels and channels Keras's runs (HxWxC) are not normnet's (CxHxW); one channel, or a
+   * global pool, flatten alike */
+  static const char gn_after[] =
+      "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
+      "{\"name\": \"in\", \"batch_shape\": [null, 4, 4, %d]}}, {\"class_name\": \"%s\", \"config\": {\"name\": "
+      "\"f\"}}, {\"class_name\": \"GroupNormalization\", \"config\": {\"name\": \"g\", \"groups\": 2}}]}}";
+  const struct {
+    int channels;
+    const char *flatten;
+    int refused;
+  } gn[] = {{2, "Flatten", 1}, {1, "Flatten", 0}, {2, "GlobalAveragePooling2D", 0}};
+  for (size_t i = 0; i < sizeof gn / sizeof gn[0]; i++) {
+    snprintf(cfg, sizeof cfg, gn_after, gn[i].channels, gn[i].flatten);
+    nn_status st = config_spec(dir, cfg, &sp, &err);
+    if (!gn[i].refused) {
+      if (st) fail_msg("GroupNormalization after %s of %d channels: %s", gn[i].flatten, gn[i].channels, err.msg);
+      nn_spec_free(sp);
+    } else {
+      assert_int_equal(st, NN_ERR_FORMAT);
+      assert_non_null(strstr(err.msg, "'g' (GroupNormalization): groups of a flattened image's features"));
+    }
+  }
 }
 
 /* A leading Rescaling: normnet's exports take [0, 1] pixels (lenet's (0.5, 0.5) is
  * Rescaling(2, -1)); Keras's Rescaling(1./255) and (1./127.5, -1) take raw 0-255 pixels (read
  * as [0, 1] inputs, a Rescaling(1./255) divided by 255 twice: a Keras-trained model scored
- * 0.10 against Keras's 0.75). */
+ * 0.10 against Keras's 0.75). The exporter's own Rescaling (its name says so) is read as
+ * written whatever its scale: an input std of 25 came back as raw-pixel (0.002, 0.098). */
 static void test_rescaling_input(void **state) {
-  (void)state;
+  const char *dir = *state;
   const struct {
     double scale, offset;
+    int raw;
     float mean, std;
-  } cases[] = {{2.0, -1.0, 0.5f, 0.5f}, {1.0 / 0.3081, -0.1307 / 0.3081, 0.1307f, 0.3081f}, {1.0 / 255, 0, 0, 1}, {1.0 / 127.5, -1.0, 0.5f, 0.5f}};
+  } cases[] = {{2.0, -1.0, 1, 0.5f, 0.5f}, {1.0 / 0.3081, -0.1307 / 0.3081, 1, 0.1307f, 0.3081f}, {1.0 / 255, 0, 1, 0, 1}, {1.0 / 127.5, -1.0, 1, 0.5f, 0.5f}, {1.0 / 25, -0.5 / 25, 0, 0.5f, 25}, {2.0, -1.0, 0, 0.5f, 0.5f}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    nn_input_norm n = nn_keras_rescaling_norm(cases[i].scale, cases[i].offset);
+    nn_input_norm n = nn_keras_rescaling_norm(cases[i].scale, cases[i].offset, cases[i].raw);
     if (fabsf(n.mean - cases[i].mean) > 1e-6f || fabsf(n.std - cases[i].std) > 1e-6f)
       fail_msg("Rescaling(%g, %g): (u8/255 - %g) / %g, expected (u8/255 - %g) / %g", cases[i].scale, cases[i].offset,
                n.mean, n.std, cases[i].mean, cases[i].std);
   }
+  char path[512];
+  snprintf(path, sizeof path, "%s/std25.keras", dir);
+  nn_spec *s = spec_of("input shape=1x4x4\nflatten\ndense units=3\n");
+  nn_model *a = random_model(s, 9), *b = NULL;
+  nn_error err = {0};
+  nn_input_norm norm = {0.5f, 25.0f};
+  if (nn_export_keras(a, norm, path, &err) || nn_checkpoint_load(path, NULL, &b, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(nn_model_input_norm(b, &norm), 1);
+  if (fabsf(norm.mean - 0.5f) > 1e-6f || fabsf(norm.std - 25.0f) > 1e-4f)
+    fail_msg("an export with input std 25 came back as (%g, %g)", norm.mean, norm.std);
+  nn_model_free(a), nn_model_free(b);
+  nn_spec_free(s);
 }
 
 /* HDF5 refuses to open an in-memory image whose name exists on disk: a file named

@@ -364,7 +364,7 @@ static nn_status build_parts(const nn_model *m, nn_input_norm norm, unsigned cha
   if (!st && (norm.mean != 0.0f || norm.std != 1.0f)) {
     /* x' = x * (1/std) + (-mean/std) = (x - mean) / std */
     double scale = 1.0 / (double)norm.std, offset = -(double)norm.mean / (double)norm.std;
-    close_vars(add_layer(&k, "Rescaling", "rescaling", json_pack("{s:f, s:f}", "scale", scale, "offset", offset),
+    close_vars(add_layer(&k, "Rescaling", NN_KERAS_INPUT_LAYER, json_pack("{s:f, s:f}", "scale", scale, "offset", offset),
                          first->in));
   }
   for (int i = 0; !st && i < m->nlayers; i++) st = emit_layer(&k, &m->layers[i], tmp, err);

@@ -15,6 +15,11 @@
  * exist on any POSIX system (/dev/null is not a directory). */
 #define NN_H5_IMAGE_NAME "/dev/null/model.weights.h5"
 
+/* The name of the Rescaling the writer puts first for the input transform (on [0, 1] pixels):
+ * the reader takes it as written, whatever its scale, where a Rescaling of another name and a
+ * scale that small is Keras's own raw-pixel idiom (nn_keras_rescaling_norm). */
+#define NN_KERAS_INPUT_LAYER "normnet_input"
+
 /* The layout of the features a flat layer sees: c, h, w of the flattened activation
  * (h = w = 1 when the features came in flat or through global pooling). */
 typedef struct {

@@ -472,13 +472,13 @@ static nn_status load_layer(ksrc *k, const char *kname, nn_layer *L, nn_keras_fl
 static int has_tensors(const nn_layer *L) { return L->nparam + L->nstate > 0; }
 
 /* A Rescaling's input is what the model is fed: pixels in [0, 1] (u8/255) as normnet's
- * exporter writes it, x * scale + offset = (x - mean) / std; but a scale below
- * NN_KERAS_RAW_SCALE is Keras's own idiom, Rescaling(1./255) or (1./127.5, offset=-1) on raw
- * 0-255 pixels (a std above 20 on [0, 1] inputs would be no transform anyone writes):
+ * exporter writes it, x * scale + offset = (x - mean) / std; but in a model from elsewhere
+ * (raw = 1: not the exporter's NN_KERAS_INPUT_LAYER) a scale below NN_KERAS_RAW_SCALE is
+ * Keras's own idiom, Rescaling(1./255) or (1./127.5, offset=-1) on raw 0-255 pixels:
  * u8 * scale + offset = (u8/255 - mean) / std with std = 1 / (255 scale). */
 #define NN_KERAS_RAW_SCALE 0.05
-nn_input_norm nn_keras_rescaling_norm(double scale, double offset) {
-  if (scale < NN_KERAS_RAW_SCALE) scale *= 255.0;                                /* raw pixels: the same map on u8/255 */
+nn_input_norm nn_keras_rescaling_norm(double scale, double offset, int raw) {
+  if (raw && scale < NN_KERAS_RAW_SCALE) scale *= 255.0;                         /* raw pixels: the same map on u8/255 */
   return (nn_input_norm){(float)(-offset / scale) + 0.0f, (float)(1.0 / scale)}; /* + 0: no -0 */
 }
 
@@ -491,7 +491,8 @@ static nn_status rescaling_input(const json_t *config, nn_model *m, nn_error *er
     const char *cls = kj_str(L, "class_name");
     if (weighted_class(cls)) break;
     if (!strcmp(cls, "Rescaling") && kj_num(c, "scale", 0) > 0) {
-      nn_input_norm norm = nn_keras_rescaling_norm(kj_num(c, "scale", 1), kj_num(c, "offset", 0));
+      nn_input_norm norm =
+          nn_keras_rescaling_norm(kj_num(c, "scale", 1), kj_num(c, "offset", 0), strcmp(kj_str(c, "name"), NN_KERAS_INPUT_LAYER) != 0);
       return nn_model_set_input(m, &norm, NULL, err);
     }
   }

@@ -34,6 +34,6 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
 /* The input transform of a Keras model whose first layer is Rescaling(scale, offset): on
  * [0, 1] inputs as normnet's exporter writes it, on raw 0-255 pixels below a scale of 0.05
  * (Keras's Rescaling(1./255) idiom). */
-nn_input_norm nn_keras_rescaling_norm(double scale, double offset);
+nn_input_norm nn_keras_rescaling_norm(double scale, double offset, int raw);
 
 #endif

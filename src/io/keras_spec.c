@@ -184,7 +184,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
                       "%s: config.json is not a keras.Sequential or a functional model whose layers form one chain "
                       "(class %s)",
                       path, kj_str(config, "class_name"));
-  int dims[3], rank = input_dims(layers, dims);
+  int dims[3] = {1, 1, 1}, rank = input_dims(layers, dims);
   if (!rank)
     return nn_err_set(err, NN_ERR_FORMAT,
                       "%s: the model's config gives no input shape normnet reads (batch_shape [None, F], [None, H, W] "
@@ -198,7 +198,8 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
   rank = rank == 1 ? 1 : 3;
   const size_t n = json_array_size(layers);
   int pad = 0, started = 0;
-  long h = dims[0], w = dims[1]; /* an image's height and width so far (rank 3) */
+  long h = dims[0], w = dims[1], ch = dims[2]; /* an image's height, width and channels so far (rank 3) */
+  int hwc_flat = 0;                            /* flattened from an image of several pixels and channels: features in Keras's HWC order */
   const char *why = NULL;
   size_t i = 0;
   char buf[320], n1[32], n2[32];
@@ -239,7 +240,11 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       else if (kj_int_at(c, "dilation_rate", 0, 1) != 1 || kj_int_at(c, "dilation_rate", 1, 1) != 1) why = "dilation";
       else if (kj_int_at(c, "groups", 0, 1) != 1) why = "a grouped convolution";
       else if (strcmp(padding, "same") && strcmp(padding, "valid")) why = "padding other than 'valid' or 'same'";
-      else if (!act) why = "an activation normnet does not have there";
+      else if (!act) {
+        snprintf(buf, sizeof buf, "activation '%.64s', which normnet does not have there (softmax only as the last layer)",
+                 kj_str(c, "activation"));
+        why = buf;
+      }
       const int same = !why && !strcmp(padding, "same");
       const long th = same ? nn_keras_same_pad_total(h, k, s) : 0, tw = same ? nn_keras_same_pad_total(w, k, s) : 0;
       if (same && (pad || th != tw || th % 2)) {
@@ -256,7 +261,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
         why = buf;
         break;
       }
-      h = (h + 2 * p - k) / s + 1, w = (w + 2 * p - k) / s + 1;
+      h = (h + 2 * p - k) / s + 1, w = (w + 2 * p - k) / s + 1, ch = kj_int_at(c, "filters", 0, -1);
       nn_strbuf_printf(&b, "conv2d filters=%d kernel=%d stride=%d pad=%d bias=%d\n", kj_int_at(c, "filters", 0, -1), k,
                        s, p, kj_bool(c, "use_bias", 1));
       if (*act) nn_strbuf_printf(&b, "%s\n", act);
@@ -265,9 +270,14 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       const char *act = activation_line(kj_str(c, "activation"), last);
       if (rank != 1) why = "a Dense on an image tensor (Keras applies it to each pixel; add Flatten)";
       else if (kj_int_at(c, "units", 0, 0) < 1) why = "no units";
-      else if (!act) why = "an activation normnet does not have there";
+      else if (!act) {
+        snprintf(buf, sizeof buf, "activation '%.64s', which normnet does not have there (softmax only as the last layer)",
+                 kj_str(c, "activation"));
+        why = buf;
+      }
       if (why) break;
       nn_strbuf_printf(&b, "dense units=%d bias=%d\n", kj_int_at(c, "units", 0, -1), kj_bool(c, "use_bias", 1));
+      hwc_flat = 0; /* its units are in one order in both */
       if (*act) nn_strbuf_printf(&b, "%s\n", act);
     } else if (!strcmp(cls, "BatchNormalization")) {
       const int affine = affine_of(c);
@@ -281,6 +291,10 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       const int affine = affine_of(c);
       if (!channel_axis(c, rank)) why = "an axis other than the channels'";
       else if (affine < 0) why = "center and scale differ";
+      else if (hwc_flat)
+        why =
+            "groups of a flattened image's features (Keras groups them in its HxWxC order, normnet's flatten is "
+            "CxHxW)";
       if (why) break;
       nn_strbuf_printf(&b, "groupnorm groups=%d eps=%s affine=%d\n", kj_int_at(c, "groups", 0, 32),
                        nn_fmt_double(n1, sizeof n1, kj_num(c, "epsilon", 1e-3)), affine);
@@ -297,8 +311,11 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       if (!strcmp(cls, "ReLU") && (kj_num(c, "negative_slope", 0) != 0 || kj_num(c, "threshold", 0) != 0 ||
                                    json_is_number(json_object_get(c, "max_value"))))
         why = "a ReLU with a slope, threshold or maximum";
-      else if (!(act = activation_line(act, last)))
-        why = "an activation normnet does not have (softmax only as the last layer)";
+      else if (!(act = activation_line(act, last))) {
+        snprintf(buf, sizeof buf, "activation '%.64s', which normnet does not have there (softmax only as the last layer)",
+                 !strcmp(cls, "Activation") ? kj_str(c, "activation") : cls);
+        why = buf;
+      }
       if (why) break;
       if (*act) nn_strbuf_printf(&b, "%s\n", act);
     } else if (!strcmp(cls, "MaxPooling2D") || !strcmp(cls, "AveragePooling2D")) {
@@ -334,6 +351,7 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       rank = 1;
     } else if (!strcmp(cls, "Flatten")) {
       if (rank == 3) nn_strbuf_printf(&b, "flatten\n");
+      hwc_flat = rank == 3 && h * w > 1 && ch > 1;
       rank = 1;
     } else if (!strcmp(cls, "Dropout")) {
       nn_strbuf_printf(&b, "dropout rate=%s\n", nn_fmt_double(n1, sizeof n1, kj_num(c, "rate", 0)));
