@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -184,6 +185,15 @@ int cmd_compare(int argc, char **argv) {
     out = defout;
   }
   int rc = EXIT_OK;
+  /* the comparison's table, curves and report go into DIR itself: never over a run's own */
+  char held[4200];
+  struct stat sb;
+  snprintf(held, sizeof held, "%s/model.safetensors", out);
+  if (lstat(held, &sb) == 0) {
+    cli_error("compare", "--out %s holds a run (%s), whose history.csv the comparison's table would replace: write elsewhere",
+              out, held);
+    return EXIT_USAGE;
+  }
   char dirs[MAX_VARIANTS][4200];
   cli_train_opts vo[MAX_VARIANTS];
   for (int k = 0; k < nv; k++) {

@@ -436,6 +436,24 @@ static void test_compare_checks_first(void **state) {
   tu_cli_run_ok(&r, dir, args, "compare --overwrite");
   tu_slurp(path, buf, sizeof buf);
   assert_non_null(strstr(buf, "variant,epoch,train_loss,train_acc,test_loss,test_acc,"));
+  /* a run and a comparison never write into each other's directory: train into the
+   * comparison's (its history.csv is the table), a comparison into a run's */
+  char table[8192], before[8192];
+  memcpy(table, buf, sizeof table);
+  snprintf(args, sizeof args, "train --model %s/small.spec --data idx:%s/good --epochs 1 --batch 16 --quiet --out %s/cmp",
+           dir, dir, dir);
+  expect_error(args, "holds a history.csv but no run", "--overwrite");
+  tu_slurp(path, buf, sizeof buf);
+  assert_string_equal(buf, table);
+  snprintf(path, sizeof path, "%s/cmp/batch/history.csv", dir);
+  tu_slurp(path, before, sizeof before);
+  snprintf(args, sizeof args,
+           "compare --model %s/small.spec --data idx:%s/good --norm batch,none --epochs 1 --batch 16 --quiet --overwrite "
+           "--out %s/cmp/batch",
+           dir, dir, dir);
+  expect_error(args, "holds a run", "write elsewhere");
+  tu_slurp(path, buf, sizeof buf);
+  assert_string_equal(buf, before);
 }
 
 /* Run the CLI on a pseudo-terminal in dir (what a user at a terminal sees): the bytes it

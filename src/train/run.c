@@ -350,15 +350,21 @@ nn_status nn_run_create(const nn_recipe *r, const nn_spec *spec, const char *dir
   nn_fit_seed_data_rng(&run->data_rng, r->seed);
   if (!st && dir) {
     st = open_dir(run, dir, err);
-    char *ck = st ? NULL : join(dir, "model.safetensors");
+    char *ck = st ? NULL : join(dir, "model.safetensors"), *hp = st ? NULL : join(dir, "history.csv");
     struct stat sb;
-    if (!st && !ck) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
+    if (!st && (!ck || !hp)) st = nn_err_set(err, NN_ERR_NOMEM, "out of memory");
     else if (!st && !overwrite && lstat(ck, &sb) == 0)
       st = nn_err_set(err, NN_ERR_ARG,
                       "%s already holds a run (%s): resume it (train --resume DIR), write elsewhere (--out), or "
                       "replace it (--overwrite)",
                       dir, ck);
+    else if (!st && !overwrite && lstat(hp, &sb) == 0 && S_ISREG(sb.st_mode)) /* a run writes it after its checkpoint */
+      st = nn_err_set(err, NN_ERR_ARG,
+                      "%s holds a history.csv but no run (a comparison's table?): write elsewhere (--out), or "
+                      "replace it (--overwrite)",
+                      dir);
     free(ck);
+    free(hp);
   }
   if (st) {
     nn_run_free(run);
