@@ -224,6 +224,27 @@ static void test_refusals(void **state) {
                     "2 layers");
   expect_load_error(path, "input shape=6\ndense units=4\nbatchnorm convention=keras\nrelu\ndense units=3\n", NN_ERR_SHAPE,
                     "layer 0 (dense, line 2)", "6x5");
+  /* a zip bomb: weights that inflate 80 MB of zeros from a few hundred KB are refused before
+   * anything is allocated for them */
+  char bomb[512];
+  snprintf(bomb, sizeof bomb, "%s/bomb.keras", dir);
+  {
+    const size_t zeros = (size_t)80 << 20;
+    char *z = calloc(zeros, 1);
+    assert_non_null(z);
+    static const char cfg1[] =
+        "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", "
+        "\"config\": {\"name\": \"in\", \"batch_shape\": [null, 4]}}, {\"class_name\": \"Dense\", "
+        "\"config\": {\"name\": \"d\", \"units\": 3}}]}}";
+    int ze = 0;
+    zip_t *zb = zip_open(bomb, ZIP_CREATE | ZIP_TRUNCATE, &ze);
+    assert_non_null(zb);
+    assert_true(zip_file_add(zb, "config.json", zip_source_buffer(zb, cfg1, strlen(cfg1), 0), 0) >= 0);
+    assert_true(zip_file_add(zb, "model.weights.h5", zip_source_buffer(zb, z, zeros, 0), 0) >= 0);
+    assert_int_equal(zip_close(zb), 0);
+    free(z);
+  }
+  expect_load_error(bomb, NULL, NN_ERR_FORMAT, "model.weights.h5 would inflate", "20 times its compressed size");
   /* PyTorch: a legacy pickle and a zip with data.pkl */
   snprintf(pt, sizeof pt, "%s/model.pt", dir);
   static const char pickle[] = "\x80\x02}q\x00X\x01\x00\x00\x00aq\x01.";

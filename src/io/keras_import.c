@@ -171,30 +171,52 @@ static char *text_attr(hid_t obj, const char *name, size_t limit) {
   return out;
 }
 
-static char *zip_entry(zip_t *za, const char *name, size_t *len, size_t limit) {
+/* Entry `name` of the archive za (the file at path), NUL-terminated, into *out (*len bytes).
+ * NN_OK; -1 when there is no such entry (err untouched); else the error status, err
+ * naming it. Its size, as the directory says, is checked before allocating: at most `limit`,
+ * and above ZIP_SMALL at most ZIP_MAX_RATIO times its compressed size (Keras's weights are
+ * floats, which deflate little: a 3 MB archive of 3 GB of zeros took 9 GB and 40 s). */
+#define ZIP_SMALL ((zip_uint64_t)64 << 20)
+#define ZIP_MAX_RATIO 20
+static int zip_entry(zip_t *za, const char *path, const char *name, size_t limit, char **out, size_t *len,
+                     nn_error *err) {
+  *out = NULL;
   zip_stat_t st;
   zip_stat_init(&st);
-  if (zip_stat(za, name, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE) || st.size > limit) return NULL;
+  if (zip_stat(za, name, 0, &st) != 0) return -1;
+  const zip_uint64_t need = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE;
+  if ((st.valid & need) != need)
+    return nn_err_set(err, NN_ERR_FORMAT, "%s: %s: the archive's directory gives no size", path, name);
+  if (st.size > limit || (st.size > ZIP_SMALL && st.size / ZIP_MAX_RATIO > st.comp_size))
+    return nn_err_set(err, NN_ERR_FORMAT,
+                      "%s: %s would inflate from %llu to %llu bytes (over %s): refused before reading it", path, name,
+                      (unsigned long long)st.comp_size, (unsigned long long)st.size,
+                      st.size > limit ? "the limit for it" : "20 times its compressed size");
   zip_file_t *zf = zip_fopen(za, name, 0);
-  if (!zf) return NULL;
-  char *buf = malloc((size_t)st.size + 1);
+  char *buf = zf ? malloc((size_t)st.size + 1) : NULL;
   zip_int64_t got = buf ? zip_fread(zf, buf, st.size) : -1;
-  zip_fclose(zf);
+  if (zf) zip_fclose(zf);
   if (got != (zip_int64_t)st.size) {
     free(buf);
-    return NULL;
+    return nn_err_set(err, zf && !buf ? NN_ERR_NOMEM : NN_ERR_FORMAT, "%s: %s: %s", path, name,
+                      !zf    ? "cannot be opened (encrypted or of an unknown compression?)"
+                      : !buf ? "out of memory"
+                             : "shorter than the archive's directory says, or corrupt");
   }
   buf[st.size] = 0;
+  *out = buf;
   *len = (size_t)st.size;
-  return buf;
+  return NN_OK;
 }
 
 /* config.json of the archive za (the .keras file at path), parsed. */
 static nn_status zip_config(zip_t *za, const char *path, json_t **out, nn_error *err) {
   size_t clen = 0;
-  char *cfg = zip_entry(za, "config.json", &clen, (size_t)64 << 20);
+  char *cfg = NULL;
+  const int got = zip_entry(za, path, "config.json", (size_t)64 << 20, &cfg, &clen, err);
   *out = NULL;
-  if (!cfg) {
+  if (got > 0) return (nn_status)got;
+  if (got < 0) {
     if (torch_zip(path)) return nn_torch_refusal(path, err);
     return nn_err_set(err, NN_ERR_FORMAT, "%s: a zip archive without config.json and model.weights.h5 (not a Keras 3 .keras file)", path);
   }
@@ -220,9 +242,12 @@ static nn_status open_source(const char *path, nn_file_kind kind, ksrc *k, nn_er
     }
     size_t hlen = 0;
     nn_status st = zip_config(za, path, &k->config, err);
-    k->h5img = st ? NULL : (unsigned char *)zip_entry(za, "model.weights.h5", &hlen, (size_t)4 << 30);
+    char *img = NULL;
+    const int got = st ? NN_OK : zip_entry(za, path, "model.weights.h5", (size_t)4 << 30, &img, &hlen, err);
+    k->h5img = (unsigned char *)img;
     zip_discard(za);
-    if (!st && !k->h5img)
+    if (got > 0) st = (nn_status)got;
+    else if (got < 0)
       st = nn_err_set(err, NN_ERR_FORMAT, "%s: a zip archive without config.json and model.weights.h5 (not a Keras 3 .keras file)", path);
     if (st) {
       H5Pclose(fapl);
