@@ -171,13 +171,36 @@ static nn_status check_overlaps(const nn_st_file *c, nn_error *err) {
   return st;
 }
 
+/* What a file of `size` bytes starting with head[0..n) must be before it is read whole: long
+ * enough for the header length, not a PyTorch or Keras file, a header length that fits the
+ * file and the limit (a 4 GB file of junk was read into memory before its first 8 bytes said
+ * it was none). */
+static nn_status check_start(const char *path, const unsigned char *head, size_t n, uint64_t size, nn_error *err) {
+  if (size < 8 || n < 8)
+    return nn_err_set(err, NN_ERR_FORMAT, "%s: not a safetensors file: %llu bytes, too short for the 8-byte header length",
+                      path, (unsigned long long)size);
+  /* a PyTorch pickle/zip or a Keras file: say what it is before trusting a header length */
+  nn_file_kind kind = nn_file_sniff(head, n);
+  if (kind != NN_FILE_OTHER) return nn_not_safetensors(path, kind, err);
+  uint64_t hlen = get_u64(head);
+  if (hlen > size - 8 || hlen > NN_ST_MAX_HEADER)
+    return nn_err_set(err, NN_ERR_FORMAT, "%s: not a safetensors file: header length %llu %s", path,
+                      (unsigned long long)hlen,
+                      hlen > size - 8 ? "is larger than the file" : "is over the 100 MB limit");
+  return NN_OK;
+}
+
 static nn_status read_file(const char *path, unsigned char **out, size_t *out_size, nn_error *err) {
   off_t fsize = 0;
   FILE *f = nn_file_fopen_regular(path, &fsize, err); /* never a FIFO, device or directory */
   if (!f) return NN_ERR_IO;
-  if ((uint64_t)fsize > (uint64_t)SIZE_MAX) {
+  unsigned char head[NN_FILE_SNIFF_BYTES];
+  nn_status st = check_start(path, head, fread(head, 1, sizeof head, f), (uint64_t)fsize, err);
+  if (!st && (uint64_t)fsize > (uint64_t)SIZE_MAX) st = nn_err_set(err, NN_ERR_IO, "%s: checkpoint too large for this machine", path);
+  if (!st && fseek(f, 0, SEEK_SET) != 0) st = nn_err_set(err, NN_ERR_IO, "%s: cannot read checkpoint: %s", path, strerror(errno));
+  if (st) {
     fclose(f);
-    return nn_err_set(err, NN_ERR_IO, "%s: checkpoint too large for this machine", path);
+    return st;
   }
   size_t size = (size_t)fsize;
   unsigned char *buf = malloc(size ? size : 1);
@@ -200,17 +223,10 @@ static nn_status read_file(const char *path, unsigned char **out, size_t *out_si
 
 static nn_status parse(nn_st_file *c, size_t size, nn_error *err) {
   const char *path = c->path;
-  if (size < 8)
-    return nn_err_set(err, NN_ERR_FORMAT, "%s: not a safetensors file: %zu bytes, too short for the 8-byte header length",
-                      path, size);
-  /* a PyTorch pickle/zip or a Keras file: say what it is before trusting a header length */
-  nn_file_kind kind = nn_file_sniff(c->file, size < NN_FILE_SNIFF_BYTES ? size : NN_FILE_SNIFF_BYTES);
-  if (kind != NN_FILE_OTHER) return nn_not_safetensors(path, kind, err);
+  /* again on the bytes read (read_file checked the file's first ones: it may have changed since) */
+  nn_status st = check_start(path, c->file, size < NN_FILE_SNIFF_BYTES ? size : NN_FILE_SNIFF_BYTES, size, err);
+  if (st) return st;
   uint64_t hlen = get_u64(c->file);
-  if (hlen > size - 8 || hlen > NN_ST_MAX_HEADER)
-    return nn_err_set(err, NN_ERR_FORMAT, "%s: not a safetensors file: header length %llu %s", path,
-                      (unsigned long long)hlen,
-                      hlen > size - 8 ? "is larger than the file" : "is over the 100 MB limit");
   c->data = c->file + 8 + hlen;
   c->data_size = (uint64_t)size - 8 - hlen;
   json_error_t je;
@@ -234,8 +250,7 @@ static nn_status parse(nn_st_file *c, size_t size, nn_error *err) {
       c->meta = val;
       continue;
     }
-    nn_status st = parse_entry(c, key, val, &c->ents[c->nents], err);
-    if (st) return st;
+    if ((st = parse_entry(c, key, val, &c->ents[c->nents], err))) return st;
     c->nents++;
   }
   return check_overlaps(c, err);
