@@ -24,25 +24,6 @@
 
 /* ---- safetensors writers (independent of the library's) ------------------------------ */
 
-/* Write [len][header text][data]. */
-static void st_write_raw(const char *path, const char *hdr, const unsigned char *data, size_t dlen) {
-  size_t hl = strlen(hdr);
-  unsigned char *buf = malloc(8 + hl + dlen + 1);
-  assert_non_null(buf);
-  for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
-  memcpy(buf + 8, hdr, hl);
-  if (dlen) memcpy(buf + 8 + hl, data, dlen);
-  tu_write_file(path, buf, 8 + hl + dlen);
-  free(buf);
-}
-
-static void st_write(const char *path, const json_t *hdr, const unsigned char *data, size_t dlen) {
-  char *text = json_dumps(hdr, JSON_COMPACT);
-  assert_non_null(text);
-  st_write_raw(path, text, data, dlen);
-  free(text);
-}
-
 /* A fresh copy of s with the data section grown by `extra` zero bytes. */
 static unsigned char *grown(const ck_st_file *s, size_t extra) {
   unsigned char *d = calloc(s->dlen + extra + 1, 1);
@@ -95,24 +76,24 @@ static void test_corrupt(void **state) {
 
   /* Header not JSON. */
   tu_join(p, dir, "notjson.safetensors");
-  st_write_raw(p, "{\"0.weight\": {\"dtype\": ", s.data, s.dlen);
+  ck_st_write_raw(p, "{\"0.weight\": {\"dtype\": ", s.data, s.dlen);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "not valid JSON", NULL);
-  st_write_raw(p, "safetensors?", s.data, s.dlen);
+  ck_st_write_raw(p, "safetensors?", s.data, s.dlen);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "JSON", NULL);
   /* JSON followed by garbage inside the header length. */
-  st_write_raw(p, "{} x", s.data, s.dlen);
+  ck_st_write_raw(p, "{} x", s.data, s.dlen);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "JSON", NULL);
 
   /* Header JSON not an object. */
   tu_join(p, dir, "array.safetensors");
-  st_write_raw(p, "[1, 2, 3]", s.data, s.dlen);
+  ck_st_write_raw(p, "[1, 2, 3]", s.data, s.dlen);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "not a JSON object", NULL);
 
   /* Tensor entry not an object. */
   tu_join(p, dir, "entry.safetensors");
   h = json_deep_copy(s.hdr);
   json_object_set_new(h, "0.bias", json_integer(3));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "0.bias", "not an object");
 
@@ -120,7 +101,7 @@ static void test_corrupt(void **state) {
   tu_join(p, dir, "nodtype.safetensors");
   h = json_deep_copy(s.hdr);
   json_object_del(json_object_get(h, "1.bias"), "dtype");
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "1.bias", "dtype");
 
@@ -128,7 +109,7 @@ static void test_corrupt(void **state) {
   tu_join(p, dir, "unkdtype.safetensors");
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "1.bias"), "dtype", json_string("F31"));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "1.bias", "unknown dtype");
 
@@ -136,13 +117,13 @@ static void test_corrupt(void **state) {
   tu_join(p, dir, "dtype.safetensors");
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "0.bias"), "dtype", json_string("I32"));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "0.bias", "dtype I32");
   /* num_batches_tracked as a float. */
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "1.num_batches_tracked"), "dtype", json_string("F64"));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "1.num_batches_tracked", "dtype F64");
 
@@ -150,25 +131,25 @@ static void test_corrupt(void **state) {
   tu_join(p, dir, "size.safetensors");
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "4.weight"), "shape", json_pack("[i,i]", 3, 33));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "4.weight", "size mismatch");
   /* Negative and non-integer dimensions. */
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "4.weight"), "shape", json_pack("[i,i]", -3, -32));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "4.weight", "shape");
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "4.weight"), "shape", json_pack("[f,i]", 3.0, 32));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "4.weight", "shape");
   /* A shape whose element count overflows. */
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "4.weight"), "shape",
                       json_pack("[I,I,I]", (json_int_t)1 << 40, (json_int_t)1 << 40, (json_int_t)1 << 40));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "4.weight", "size mismatch");
 
@@ -176,22 +157,22 @@ static void test_corrupt(void **state) {
   tu_join(p, dir, "bounds.safetensors");
   h = json_deep_copy(s.hdr);
   set_offsets(h, "4.bias", (json_int_t)s.dlen, (json_int_t)s.dlen + 12);
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "4.bias", "out of bounds");
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "4.bias"), "data_offsets", json_pack("[i]", 0));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "4.bias", "data_offsets");
   h = json_deep_copy(s.hdr);
   set_offsets(h, "4.bias", 12, 0);
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "4.bias", "data_offsets");
   h = json_deep_copy(s.hdr);
   set_offsets(h, "4.bias", -12, 0);
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "4.bias", "data_offsets");
 
@@ -200,7 +181,7 @@ static void test_corrupt(void **state) {
   h = json_deep_copy(s.hdr);
   json_int_t b1 = offset_of(h, "1.weight", 0);
   set_offsets(h, "1.bias", b1 + 4, b1 + 12);
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "overlapping", "1.bias");
   /* A zero-length tensor sorted between two overlapping ones must not hide the overlap
@@ -214,7 +195,7 @@ static void test_corrupt(void **state) {
     size_t hl = strlen(hdr), pad = (8 - hl % 8) % 8;
     char padded[512];
     snprintf(padded, sizeof padded, "%s%*s", hdr, (int)pad, "");
-    st_write_raw(p, padded, bytes, 12);
+    ck_st_write_raw(p, padded, bytes, 12);
     nn_checkpoint *c = NULL;
     nn_error err = {0};
     assert_int_equal(nn_checkpoint_open(p, &c, &err), NN_ERR_FORMAT);
@@ -229,7 +210,7 @@ static void test_corrupt(void **state) {
         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}";
     hl = strlen(ok), pad = (8 - hl % 8) % 8;
     snprintf(padded, sizeof padded, "%s%*s", ok, (int)pad, "");
-    st_write_raw(p, padded, bytes, 12);
+    ck_st_write_raw(p, padded, bytes, 12);
     if (nn_checkpoint_open(p, &c, &err)) fail_msg("%s", err.msg);
     nn_checkpoint_close(c);
   }
@@ -242,7 +223,7 @@ static void test_corrupt(void **state) {
     char *t = malloc(n);
     assert_non_null(t);
     snprintf(t, n, "%s%s", dup, s.hdr_text + 1);
-    st_write_raw(p, t, s.data, s.dlen);
+    ck_st_write_raw(p, t, s.data, s.dlen);
     free(t);
   }
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "JSON", "duplicate");
@@ -251,7 +232,7 @@ static void test_corrupt(void **state) {
   tu_join(p, dir, "missing.safetensors");
   h = json_deep_copy(s.hdr);
   json_object_del(h, "1.running_var");
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "missing tensor", "1.running_var");
 
@@ -261,7 +242,7 @@ static void test_corrupt(void **state) {
   tu_join(p, dir, "nbtshape.safetensors");
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "1.num_batches_tracked"), "shape", json_pack("[i]", 1));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_SHAPE, "1.num_batches_tracked", "shape [1]");
 
@@ -281,13 +262,13 @@ static void test_corrupt(void **state) {
     unsigned char *d = grown(&s, 16);
     h = json_deep_copy(s.hdr);
     json_object_set_new(h, "9.weight", json_pack("{s:s, s:[i,i], s:[I,I]}", "dtype", "F32", "shape", 2, 2, "data_offsets", (json_int_t)s.dlen, (json_int_t)s.dlen + 16));
-    st_write(p, h, d, s.dlen + 16);
+    ck_st_write(p, h, d, s.dlen + 16);
     json_decref(h);
     ck_expect_reject(p, NULL, NN_ERR_FORMAT, "unexpected tensor", "9.weight");
 
     h = json_deep_copy(s.hdr);
     json_object_set_new(h, "optim.m.0.weight", json_pack("{s:s, s:[i,i], s:[I,I]}", "dtype", "BF16", "shape", 2, 4, "data_offsets", (json_int_t)s.dlen, (json_int_t)s.dlen + 16));
-    st_write(p, h, d, s.dlen + 16);
+    ck_st_write(p, h, d, s.dlen + 16);
     json_decref(h);
     free(d);
     nn_error err = {0};
@@ -301,17 +282,17 @@ static void test_corrupt(void **state) {
   tu_join(p, dir, "meta.safetensors");
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "__metadata__"), "epoch", json_integer(3));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "__metadata__", "epoch");
   h = json_deep_copy(s.hdr);
   json_object_set_new(h, "__metadata__", json_string("x"));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "__metadata__", NULL);
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "__metadata__"), "format", json_string("normnet/9"));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "unsupported", "normnet/9");
   {
@@ -323,7 +304,7 @@ static void test_corrupt(void **state) {
   }
   h = json_deep_copy(s.hdr); /* another producer's format tag is not ours to judge */
   json_object_set_new(json_object_get(h, "__metadata__"), "format", json_string("pt"));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   {
     nn_error err = {0};
@@ -334,7 +315,7 @@ static void test_corrupt(void **state) {
   }
   h = json_deep_copy(s.hdr);
   json_object_set_new(json_object_get(h, "__metadata__"), "normnet.spec", json_string("input shape=1x6x6\nbogus\n"));
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "normnet.spec:2", "bogus");
   {
@@ -349,7 +330,7 @@ static void test_corrupt(void **state) {
   tu_join(p, dir, "plain.safetensors");
   h = json_deep_copy(s.hdr);
   json_object_del(h, "__metadata__");
-  st_write(p, h, s.data, s.dlen);
+  ck_st_write(p, h, s.data, s.dlen);
   json_decref(h);
   ck_expect_reject(p, NULL, NN_ERR_FORMAT, "has no normnet metadata", "--model");
   {
@@ -382,7 +363,7 @@ static void test_corrupt(void **state) {
     h = json_deep_copy(s.hdr);
     json_object_set_new(json_object_get(h, "4.weight"), "dtype", json_string("F64"));
     set_offsets(h, "4.weight", (json_int_t)s.dlen, (json_int_t)s.dlen + (json_int_t)cnt * 8);
-    st_write(p, h, d, s.dlen + cnt * 8);
+    ck_st_write(p, h, d, s.dlen + cnt * 8);
     json_decref(h);
     free(d);
     nn_error err = {0};

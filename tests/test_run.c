@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "ckpt_check.h"
 #include "cli_run.h"
 #include "nn_test.h"
 
@@ -275,6 +276,53 @@ static nn_run *resume_to_end(nn_run *paused, const char *d) {
   if (nn_run_resume(d, &run, &err) || nn_run_set_max_steps(run, 0, &err) || nn_run_train(run, NULL, &err))
     fail_msg("resumed %s: %s", d, err.msg);
   return run;
+}
+
+/* d/model.safetensors with its metadata `key` set to value (the rest as it was). */
+static void set_meta(const char *d, const char *key, const char *value) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/model.safetensors", d);
+  ck_st_file s;
+  ck_st_read(path, &s);
+  assert_int_equal(json_object_set_new(json_object_get(s.hdr, "__metadata__"), key, json_string(value)), 0);
+  ck_st_write(path, s.hdr, s.data, s.dlen);
+  ck_st_free(&s);
+}
+
+/* Counts a tampered checkpoint gives are refused where they would overflow what is derived
+ * from them (a step count of 2^63 - 1 overflowed at the next step; a position's samples of
+ * 2^63 - 1 wrote a negative loss and an accuracy of 1 into the history, exit 0). */
+static void test_tampered_counts(void **state) {
+  (void)state;
+  char d[1024], path[1100], *pos = NULL;
+  nn_error err = {0};
+  nn_run_free(start_run("tampered", recipe(2), 1, d, sizeof d)); /* paused inside epoch 1 */
+  snprintf(path, sizeof path, "%s/model.safetensors", d);
+  if (nn_checkpoint_meta(path, "normnet.position", &pos, &err)) fail_msg("%s", err.msg);
+  char *steps_ok = NULL;
+  if (nn_checkpoint_meta(path, "normnet.optimizer_steps", &steps_ok, &err)) fail_msg("%s", err.msg);
+  static const char *const steps[] = {"9223372036854775807", "99999999999999999999", "1000000000000001"};
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    set_meta(d, "normnet.optimizer_steps", steps[i]);
+    nn_run *run = NULL;
+    nn_status st = nn_run_resume(d, &run, &err);
+    if (st != NN_ERR_FORMAT || !strstr(err.msg, "out of range")) fail_msg("%s steps: status %d, %s", steps[i], st, err.msg);
+    assert_null(run);
+  }
+  set_meta(d, "normnet.optimizer_steps", steps_ok);
+  /* batch,rng x4,loss,lr,correct,seen[,seconds]: correct and seen of 2^63 - 1 */
+  char bad[512];
+  int commas = 0;
+  size_t k = 0;
+  for (const char *p = pos; *p && commas < 7; p++) commas += (bad[k++] = *p) == ',';
+  snprintf(bad + k, sizeof bad - k, "9223372036854775807,9223372036854775807");
+  set_meta(d, "normnet.position", bad);
+  nn_run *run = NULL;
+  if (nn_run_resume(d, &run, &err)) fail_msg("%s", err.msg);
+  nn_status st = nn_run_train(run, NULL, &err);
+  if (st == NN_OK || !strstr(err.msg, "does not fit")) fail_msg("position '%s': status %d, %s", bad, st, err.msg);
+  nn_run_free(run);
+  free(pos), free(steps_ok);
 }
 
 /* A pause inside an epoch saves no best model from the epoch's middle: its partial row is no
@@ -856,6 +904,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_recipe_keys),
       cmocka_unit_test(test_max_steps_inside_epoch),
       cmocka_unit_test(test_pause_saves_no_best),
+      cmocka_unit_test(test_tampered_counts),
       cmocka_unit_test(test_stop_inside_group),
       cmocka_unit_test(test_resumed_history_exact),
       cmocka_unit_test(test_schedule_length_fixed),

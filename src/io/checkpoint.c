@@ -11,6 +11,7 @@
  * Every tensor the spec needs must be present with the exact dtype and shape; extra tensors
  * are errors, except "optim.*". F64 tensors are accepted for float parameters and rounded
  * to float32. A file is read and its header parsed once per nn_checkpoint handle. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #define NN_CKPT_SPEC_KEY "normnet.spec"
 #define NN_CKPT_RNG_KEY "normnet.layer_rng"         /* per-layer random streams */
 #define NN_CKPT_STEPS_KEY "normnet.optimizer_steps" /* with optim.* tensors */
+#define NN_CKPT_MAX_STEPS 1000000000000000L         /* 1e15 */
 #define NN_CKPT_MEAN_KEY "normnet.input_mean"
 #define NN_CKPT_STD_KEY "normnet.input_std"
 #define NN_CKPT_DATA_KEY "normnet.data"
@@ -344,9 +346,17 @@ nn_status nn_checkpoint_read_optimizer(const nn_checkpoint *c, nn_model *m, nn_o
   if (!c || !m || !opt) return nn_err_set(err, NN_ERR_ARG, "nn_checkpoint_read_optimizer: invalid arguments");
   const char *path = nn_st_path(c->f), *steps = nn_checkpoint_get(c, NN_CKPT_STEPS_KEY);
   long n = -1;
-  if (!steps || sscanf(steps, "%ld", &n) != 1 || n < 0)
+  char *end = NULL;
+  errno = 0;
+  if (steps) n = strtol(steps, &end, 10);
+  if (!steps || end == steps || *end || n < 0)
     return nn_err_set(err, NN_ERR_FORMAT, "%s: no optimizer state (metadata '%s'); it was not saved for resuming", path,
                       NN_CKPT_STEPS_KEY);
+  /* far beyond any training (a step a nanosecond for 11 days), and every count of steps,
+   * samples or epochs derived from it stays in range */
+  if (errno == ERANGE || n > NN_CKPT_MAX_STEPS)
+    return nn_err_set(err, NN_ERR_FORMAT, "%s: metadata '%s' = %.32s steps is out of range (at most %lld)", path,
+                      NN_CKPT_STEPS_KEY, steps, (long long)NN_CKPT_MAX_STEPS);
   nn_status fst = check_format(c, err);
   if (fst) return fst;
   int nt = nn_optimizer_num_tensors(opt, m);

@@ -633,7 +633,7 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
   }
   int first = s.first = cfg->first_epoch > 0 ? cfg->first_epoch : 1;
   const nn_fit_position *pos = cfg->position;
-  if (!st && pos && pos->batch && (pos->batch < 0 || pos->batch >= s.batches || pos->batch % s.accumulate || pos->seen < 0 || pos->correct < 0 || pos->correct > pos->seen))
+  if (!st && pos && pos->batch && (pos->batch < 0 || pos->batch >= s.batches || pos->batch % s.accumulate || pos->seen < 0 || pos->seen > (long)pos->batch * s.bs || pos->correct < 0 || pos->correct > pos->seen))
     st = nn_err_set(err, NN_ERR_ARG,
                     "the position inside epoch %d (batch %d, %ld samples, %ld right) does not fit %d batches of %d "
                     "in groups of %d",

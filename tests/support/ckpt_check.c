@@ -84,3 +84,22 @@ void ck_expect_reject(const char *path, const char *spec_text, nn_status code, c
   if (w2 && !strstr(err.msg, w2)) fail_msg("message lacks '%s': %s", w2, err.msg);
   print_message("  ok: %s\n", err.msg);
 }
+
+/* Write [len][header text][data]. */
+void ck_st_write_raw(const char *path, const char *hdr, const unsigned char *data, size_t dlen) {
+  size_t hl = strlen(hdr);
+  unsigned char *buf = malloc(8 + hl + dlen + 1);
+  assert_non_null(buf);
+  for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+  memcpy(buf + 8, hdr, hl);
+  if (dlen) memcpy(buf + 8 + hl, data, dlen);
+  tu_write_file(path, buf, 8 + hl + dlen);
+  free(buf);
+}
+
+void ck_st_write(const char *path, const json_t *hdr, const unsigned char *data, size_t dlen) {
+  char *text = json_dumps(hdr, JSON_COMPACT);
+  assert_non_null(text);
+  ck_st_write_raw(path, text, data, dlen);
+  free(text);
+}

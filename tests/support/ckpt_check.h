@@ -20,6 +20,10 @@ typedef struct {
  * is not that. */
 void ck_st_read(const char *path, ck_st_file *s);
 void ck_st_free(ck_st_file *s);
+/* Write [len][header text][data] (ck_st_write: the header as compact JSON), independently of
+ * the library's writer. */
+void ck_st_write_raw(const char *path, const char *hdr, const unsigned char *data, size_t dlen);
+void ck_st_write(const char *path, const json_t *hdr, const unsigned char *data, size_t dlen);
 
 /* The checkpoint tests' model: conv2d 2x3x3 on 1x6x6, batchnorm, relu, flatten, dense 3. */
 extern const char ck_small_spec[];
