@@ -119,6 +119,7 @@ struct nn_layer {
   int nstate;
   nn_tensor_decl state[2];
   int has_batches_tracked;
+  int tensor_first; /* the model's index (state_dict order) of its first tensor: set by the model */
   int64_t batches_tracked;
   int skipped_updates; /* running-stat updates skipped for non-finite batch statistics */
   nn_rng rng;          /* per-layer random stream (dropout masks), seeded by init */

@@ -118,6 +118,8 @@ nn_status nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err) {
     for (int t = 0; t < L->nstate; t++) L->state[t].offset = soff, soff += L->state[t].count;
     m->nparams += off;
     m->nstate += soff;
+    L->tensor_first = m->ntensors;
+    m->ntensors += L->nparam + L->nstate + L->has_batches_tracked;
     in = L->out;
   }
   if (in.rank != 1) {
@@ -235,15 +237,23 @@ static int fused_span(const nn_model *m, int i, nn_mode mode, int lean) {
   return nn_layer_fuses(L, next, i + 2 < m->nlayers ? &m->layers[i + 2] : NULL, mode);
 }
 
-/* Layer i's output of the last forward, or NULL if a fused forward did not keep it (only the
- * last layer of a fused run stores its output), or if there was no forward yet. */
+/* After layer i (-1: before the first), the next whose output the last forward kept: the last
+ * layer of each fused run stores its output, the others none. */
+static int next_kept(const nn_model *m, int i) { return i + 1 + fused_span(m, i + 1, m->last_mode, m->last_lean); }
+
+/* Kept layer i's output of the last forward and its count. */
+static const float *output_of(const nn_model *m, int i, size_t *cnt) {
+  *cnt = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
+  return m->act[i + 1];
+}
+
+/* Layer i's output of the last forward, or NULL if a fused forward did not keep it, or if
+ * there was no forward yet. */
 static const float *kept_output(const nn_model *m, int i, size_t *cnt) {
   if (m->last_n <= 0) return NULL;
   int end = -1;
-  while (end < i) end += 1 + fused_span(m, end + 1, m->last_mode, m->last_lean);
-  if (end != i) return NULL;
-  *cnt = (size_t)m->last_n * nn_shape_size(m->layers[i].out);
-  return m->act[i + 1];
+  while (end < i) end = next_kept(m, end);
+  return end == i ? output_of(m, i, cnt) : NULL;
 }
 
 const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
@@ -253,11 +263,13 @@ const float *nn_model_layer_output(const nn_model *m, int i, size_t *count) {
   return y;
 }
 
+/* Every loop over the kept outputs walks the fused runs once (kept_output per layer made them
+ * quadratic in the layers: 100k layers took a minute a step with --nan-check). */
 int nn_model_first_bad_output(const nn_model *m, const double *limits, double *value) {
-  for (int i = 0; i < m->nlayers; i++) {
+  for (int i = m->last_n > 0 ? next_kept(m, -1) : m->nlayers; i < m->nlayers; i = next_kept(m, i)) {
     size_t cnt;
-    const float *y = kept_output(m, i, &cnt);
-    for (size_t k = 0; y && k < cnt; k++)
+    const float *y = output_of(m, i, &cnt);
+    for (size_t k = 0; k < cnt; k++)
       if (!isfinite(y[k]) || (limits && fabs((double)y[k]) > limits[i])) {
         if (value) *value = y[k];
         return i;
@@ -267,9 +279,11 @@ int nn_model_first_bad_output(const nn_model *m, const double *limits, double *v
 }
 
 void nn_model_output_maxabs(const nn_model *m, double *maxabs) {
+  int kept = m->last_n > 0 ? next_kept(m, -1) : m->nlayers;
   for (int i = 0; i < m->nlayers; i++) {
-    size_t cnt;
-    const float *y = kept_output(m, i, &cnt);
+    size_t cnt = 0;
+    const float *y = i == kept ? output_of(m, i, &cnt) : NULL;
+    if (i == kept) kept = next_kept(m, i);
     double mx = y ? 0 : -1;
     for (size_t k = 0; y && k < cnt; k++) {
       double v = fabs((double)y[k]);
@@ -305,12 +319,7 @@ void nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info) {
 }
 
 /* ---- named tensors in state_dict order ---------------------------------------------- */
-int nn_model_num_tensors(const nn_model *m) {
-  int n = 0;
-  for (int i = 0; i < m->nlayers; i++)
-    n += m->layers[i].nparam + m->layers[i].nstate + m->layers[i].has_batches_tracked;
-  return n;
-}
+int nn_model_num_tensors(const nn_model *m) { return m->ntensors; }
 
 /* The role of a declared tensor from its state_dict suffix (set by the layer's declare). */
 static nn_tensor_role tensor_role(const char *suffix) {
@@ -325,38 +334,41 @@ static nn_tensor_role tensor_role(const char *suffix) {
  * view, -1 for a float tensor. */
 static int locate_tensor(const nn_model *m, int idx, nn_tensor_view *v) {
   memset(v, 0, sizeof *v);
-  for (int i = 0; i < m->nlayers; i++) {
-    const nn_layer *L = &m->layers[i];
-    int k = L->nparam + L->nstate + L->has_batches_tracked;
-    if (idx >= k) {
-      idx -= k;
-      continue;
-    }
-    const nn_tensor_decl *d = NULL;
-    v->layer = L->index;
-    if (idx < L->nparam) {
-      d = &L->param[idx];
-      v->data = L->p + d->offset;
-    } else if (idx < L->nparam + L->nstate) {
-      d = &L->state[idx - L->nparam];
-      v->data = L->st + d->offset;
-      v->is_state = 1;
-    } else {
-      snprintf(v->name, sizeof v->name, "%d.num_batches_tracked", L->index);
-      v->role = NN_TENSOR_BATCHES_TRACKED;
-      v->ndim = 0;
-      v->count = 1;
-      v->is_state = 1;
-      return i;
-    }
-    snprintf(v->name, sizeof v->name, "%d.%s", L->index, d->suffix);
-    v->role = tensor_role(d->suffix);
-    v->ndim = d->ndim;
-    memcpy(v->dims, d->dims, sizeof v->dims);
-    v->count = d->count;
-    return -1;
+  if (idx < 0 || idx >= m->ntensors) return -1; /* out of range: the view stays zeroed */
+  /* the last layer whose first tensor is at or before idx (layers without tensors share their
+   * successor's tensor_first: the last of equals holds it); a walk over the layers made every
+   * loop over the tensors quadratic (a checkpoint of 20k layers: 66 s) */
+  int lo = 0, hi = m->nlayers - 1;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo + 1) / 2;
+    if (m->layers[mid].tensor_first <= idx) lo = mid;
+    else hi = mid - 1;
   }
-  return -1; /* out of range: the view stays zeroed */
+  const nn_layer *L = &m->layers[lo];
+  idx -= L->tensor_first;
+  const nn_tensor_decl *d = NULL;
+  v->layer = L->index;
+  if (idx < L->nparam) {
+    d = &L->param[idx];
+    v->data = L->p + d->offset;
+  } else if (idx < L->nparam + L->nstate) {
+    d = &L->state[idx - L->nparam];
+    v->data = L->st + d->offset;
+    v->is_state = 1;
+  } else {
+    snprintf(v->name, sizeof v->name, "%d.num_batches_tracked", L->index);
+    v->role = NN_TENSOR_BATCHES_TRACKED;
+    v->ndim = 0;
+    v->count = 1;
+    v->is_state = 1;
+    return lo;
+  }
+  snprintf(v->name, sizeof v->name, "%d.%s", L->index, d->suffix);
+  v->role = tensor_role(d->suffix);
+  v->ndim = d->ndim;
+  memcpy(v->dims, d->dims, sizeof v->dims);
+  v->count = d->count;
+  return -1;
 }
 
 void nn_model_tensor(nn_model *m, int idx, nn_tensor_view *v) {

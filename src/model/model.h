@@ -22,6 +22,7 @@ struct nn_model {
   nn_layer *layers;
   float *params, *grads, *state;
   size_t nparams, nstate;
+  int ntensors; /* named tensors in state_dict order (each layer's tensor_first counts into them) */
   /* activation arena, planned for batches of up to plan_n samples */
   int plan_n;
   float *arena;

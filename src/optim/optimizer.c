@@ -22,6 +22,11 @@ struct nn_optimizer {
   long step;
   span *spans; /* trainable ranges of the flat buffer */
   int nspans;
+  struct {
+    int layer, t;
+  } * trainable; /* the model's trainable tensors in order: a tensor view by index in constant time
+                   (a walk over the layers made saving a 40k-layer run quadratic: 33 s) */
+  int ntrainable;
 };
 
 nn_opt_config nn_opt_defaults(nn_opt_kind kind) {
@@ -63,7 +68,8 @@ nn_status nn_optimizer_create(const nn_opt_config *cfg, nn_model *m, nn_optimize
   int nt = 0;
   for (int i = 0; i < m->nlayers; i++) nt += m->layers[i].nparam;
   o->spans = calloc((size_t)(nt ? nt : 1), sizeof *o->spans);
-  if (!o->m1 || (cfg->kind != NN_OPT_SGD && !o->m2) || !o->spans) {
+  o->trainable = calloc((size_t)(nt ? nt : 1), sizeof *o->trainable);
+  if (!o->m1 || (cfg->kind != NN_OPT_SGD && !o->m2) || !o->spans || !o->trainable) {
     nn_optimizer_free(o);
     return nn_err_set(err, NN_ERR_NOMEM, "out of memory for optimizer state");
   }
@@ -71,6 +77,7 @@ nn_status nn_optimizer_create(const nn_opt_config *cfg, nn_model *m, nn_optimize
     const nn_layer *L = &m->layers[i];
     for (int t = 0; t < L->nparam; t++) {
       if (!L->param[t].trainable) continue;
+      o->trainable[o->ntrainable].layer = i, o->trainable[o->ntrainable++].t = t;
       span s = {(size_t)(L->p - m->params) + L->param[t].offset, L->param[t].count};
       if (o->nspans && o->spans[o->nspans - 1].offset + o->spans[o->nspans - 1].count == s.offset)
         o->spans[o->nspans - 1].count += s.count; /* merge adjacent ranges */
@@ -87,6 +94,7 @@ void nn_optimizer_free(nn_optimizer *o) {
   free(o->m1);
   free(o->m2);
   free(o->spans);
+  free(o->trainable);
   free(o);
 }
 
@@ -242,10 +250,8 @@ static int buffers_per_tensor(const nn_optimizer *o) {
 }
 
 int nn_optimizer_num_tensors(const nn_optimizer *o, const nn_model *m) {
-  int n = 0;
-  for (int i = 0; i < m->nlayers; i++)
-    for (int t = 0; t < m->layers[i].nparam; t++) n += m->layers[i].param[t].trainable;
-  return n * buffers_per_tensor(o);
+  (void)m; /* the model it was created for */
+  return o->ntrainable * buffers_per_tensor(o);
 }
 
 void nn_optimizer_tensor(const nn_optimizer *o, const nn_model *m, int idx, nn_tensor_view *v) {
@@ -253,22 +259,16 @@ void nn_optimizer_tensor(const nn_optimizer *o, const nn_model *m, int idx, nn_t
   memset(v, 0, sizeof *v); /* what an index out of range gets */
   if (per <= 0 || idx < 0) return;
   int which = idx % per, k = idx / per;
-  for (int i = 0; i < m->nlayers; i++) {
-    const nn_layer *L = &m->layers[i];
-    for (int t = 0; t < L->nparam; t++) {
-      if (!L->param[t].trainable || k-- > 0) continue;
-      const nn_tensor_decl *d = &L->param[t];
-      size_t off = (size_t)(L->p - m->params) + d->offset;
-      const char *name = o->cfg.kind == NN_OPT_SGD ? "momentum_buffer" : which ? "exp_avg_sq"
-                                                                               : "exp_avg";
-      memset(v, 0, sizeof *v);
-      snprintf(v->name, sizeof v->name, "optim.%s.%d.%s", name, L->index, d->suffix);
-      v->ndim = d->ndim;
-      memcpy(v->dims, d->dims, sizeof v->dims);
-      v->count = d->count;
-      v->data = (which ? o->m2 : o->m1) + off;
-      v->is_state = 1;
-      return;
-    }
-  }
+  if (k >= o->ntrainable) return;
+  const nn_layer *L = &m->layers[o->trainable[k].layer];
+  const nn_tensor_decl *d = &L->param[o->trainable[k].t];
+  size_t off = (size_t)(L->p - m->params) + d->offset;
+  const char *name = o->cfg.kind == NN_OPT_SGD ? "momentum_buffer" : which ? "exp_avg_sq"
+                                                                           : "exp_avg";
+  snprintf(v->name, sizeof v->name, "optim.%s.%d.%s", name, L->index, d->suffix);
+  v->ndim = d->ndim;
+  memcpy(v->dims, d->dims, sizeof v->dims);
+  v->count = d->count;
+  v->data = (which ? o->m2 : o->m1) + off;
+  v->is_state = 1;
 }
