@@ -27,6 +27,10 @@ static void test_errors_name_line(void **state) {
                         "'activation' given twice");
   tu_expect_build_error("dense units=3\n", NN_ERR_SPEC, "t.spec:1", "input shape=");
   tu_expect_build_error("input shape=1x28\ndense units=3\n", NN_ERR_SPEC, "t.spec:1", "input");
+  /* The parser stopped after three dimensions: a fourth, or a dangling 'x', was ignored. */
+  tu_expect_build_error("input shape=1x28x28xjunk\nflatten\n", NN_ERR_SPEC, "t.spec:1", "'shape=1x28x28xjunk'");
+  tu_expect_build_error("input shape=1x28x28x\nflatten\n", NN_ERR_SPEC, "t.spec:1", "'shape=1x28x28x'");
+  tu_expect_build_error("input shape=1x28x28x4\nflatten\n", NN_ERR_SPEC, "t.spec:1", "'shape=1x28x28x4'");
   tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm eps=0\n", NN_ERR_SPEC, "t.spec:3", "eps");
   tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm momentum=1.5\n", NN_ERR_SPEC, "t.spec:3", "momentum");
   tu_expect_build_error("input shape=784\ndense units=3\nbatchnorm convention=tf\n", NN_ERR_SPEC, "t.spec:3",

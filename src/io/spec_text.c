@@ -99,14 +99,16 @@ static int parse_value(const nn_key *key, const char *v, nn_layer_cfg *cfg, char
 static int parse_shape(const char *v, nn_shape *s) {
   int d[3], k = 0;
   const char *p = v;
-  while (k < 3) {
+  for (;;) {
     char *end;
     errno = 0;
     long x = strtol(p, &end, 10);
     if (errno || end == p || x < 1 || x > (1 << 24)) return -1;
     d[k++] = (int)x;
     if (*end == 0) break;
-    if (*end != 'x') return -1;
+    /* After the third dimension only the end of the value may follow: a fourth dimension or
+     * a dangling 'x' is a typo, not something to drop. */
+    if (*end != 'x' || k == 3) return -1;
     p = end + 1;
   }
   if (k == 1) *s = (nn_shape){1, d[0], 1, 1};
