@@ -36,12 +36,39 @@ void cli_warn(const char *cmd, const char *fmt, ...) {
   fprintf(stderr, "normnet %s: warning: %s\n", cmd, e.msg);
 }
 
+/* The length of the well-formed UTF-8 sequence at p if it encodes a character from U+00A0
+ * on, else 0. U+0080..U+009F are the C1 controls (U+009B is the 8-bit CSI, which terminals
+ * obey as ESC [); overlong forms, surrogates and stray bytes are refused so that no byte
+ * sequence a terminal might decode to a control is kept. */
+static size_t utf8_printable_len(const unsigned char *p) {
+  static const unsigned least[5] = {0, 0, 0xa0, 0x800, 0x10000}; /* the smallest code point of n bytes */
+  size_t n;
+  unsigned cp;
+  if (p[0] >= 0xc2 && p[0] <= 0xdf) n = 2, cp = p[0] & 0x1fu;
+  else if (p[0] >= 0xe0 && p[0] <= 0xef) n = 3, cp = p[0] & 0x0fu;
+  else if (p[0] >= 0xf0 && p[0] <= 0xf4) n = 4, cp = p[0] & 0x07u;
+  else return 0;
+  for (size_t k = 1; k < n; k++) {
+    if ((p[k] & 0xc0) != 0x80) return 0; /* the NUL ending the string stops it too */
+    cp = cp << 6 | (p[k] & 0x3fu);
+  }
+  if (cp < least[n] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return 0;
+  return n;
+}
+
 const char *cli_printable(const char *s, char *buf, size_t cap) {
   size_t o = 0;
-  for (; s && *s && o + 5 < cap; s++) {
-    const unsigned char c = (unsigned char)*s;
-    if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-    else buf[o++] = (char)c;
+  /* o + 5 < cap leaves room for an escape or a whole UTF-8 character (at most 4 bytes) and the NUL */
+  while (s && *s && o + 5 < cap) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = *p < 0x80 ? (size_t)(*p >= 0x20 && *p != 0x7f) : utf8_printable_len(p);
+    if (n) {
+      memcpy(buf + o, s, n);
+      o += n, s += n;
+    } else {
+      o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", *p);
+      s++;
+    }
   }
   if (cap) buf[o < cap ? o : cap - 1] = 0;
   return buf;

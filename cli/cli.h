@@ -69,7 +69,8 @@ void cli_warn(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Print err.msg as "normnet CMD: msg" and return EXIT_FAIL. */
 int cli_fail(const char *cmd, const nn_error *err);
 /* s for the terminal: control bytes (an escape sequence in a file name, a data source read
- * from a checkpoint, a class name) as \xNN, as errors write them; UTF-8 kept. Into buf
+ * from a checkpoint, a class name), C1 controls (U+0080..U+009F) and bytes that are not
+ * well-formed UTF-8 as \xNN, as errors write them; other UTF-8 kept. Into buf
  * (cap bytes, cut if longer), which it returns. */
 const char *cli_printable(const char *s, char *buf, size_t cap);
 enum { CLI_PRINTABLE = 1024 }; /* a cap that holds any path the CLI prints whole */

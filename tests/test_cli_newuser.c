@@ -252,12 +252,14 @@ static void test_model_arg_names_its_option(void **state) {
 
 /* Output (not only errors) shows names from outside as text: a data directory, run
  * directory, image file and class names with an escape sequence in them, and a data source
- * read back from the checkpoint (inspect printed 'trained on' raw). */
+ * read back from the checkpoint (inspect printed 'trained on' raw). The C1 control U+009B
+ * (UTF-8 c2 9b, the 8-bit CSI) and a stray 9b byte are escaped too (they were printed raw);
+ * printable UTF-8 (c3 a9, U+00E9) is kept. */
 static void test_output_escapes_names(void **state) {
   (void)state;
   char args[2048], esc[600];
   tu_run_result r;
-  snprintf(esc, sizeof esc, "%s/e\033[31mX", dir);
+  snprintf(esc, sizeof esc, "%s/e\033[31mX\302\2330mY", dir);
   char cmd[4096];
   snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp %s/good/* '%s'/", esc, dir, esc);
   assert_int_equal(system(cmd), 0);
@@ -266,13 +268,19 @@ static void test_output_escapes_names(void **state) {
   if (r.status) fail_msg("train: %s", r.err);
   assert_null(strchr(r.out, '\033'));
   assert_non_null(strstr(r.out, "e\\x1b[31mX"));
-  const char *cmds[] = {"inspect '%s/run'", "eval '%s/run'", "predict '%s/run' --index 0 --classes 'a\033]0;T\a,b,c,d,e,f,g,h,i,j'"};
+  const char *cmds[] = {"inspect '%s/run'", "eval '%s/run'",
+                        "predict '%s/run' --index 0 --top 10 --classes 'a\033]0;T\a,b\302\2331m,c\233,\303\251,e,f,g,h,i,j'"};
   for (int i = 0; i < 3; i++) {
     snprintf(args, sizeof args, cmds[i], esc);
     run(&r, args);
     if (r.status) fail_msg("%s: %s", args, r.err);
-    if (strchr(r.out, '\033') || strchr(r.out, '\a')) fail_msg("%s: raw control bytes on stdout:\n%s", args, r.out);
+    if (strchr(r.out, '\033') || strchr(r.out, '\a') || strchr(r.out, 0x9b))
+      fail_msg("%s: raw control bytes on stdout:\n%s", args, r.out);
+    if (!strstr(r.out, i < 2 ? "X\\xc2\\x9b0mY" : "b\\xc2\\x9b1m"))
+      fail_msg("%s: no escaped C1 control on stdout:\n%s", args, r.out);
   }
+  assert_non_null(strstr(r.out, "c\\x9b"));
+  assert_non_null(strstr(r.out, " \303\251 ("));
 }
 
 /* An output path that names one of a run's own files is refused, and the run is intact
