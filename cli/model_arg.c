@@ -33,16 +33,22 @@ int cli_is_checkpoint_name(const char *arg) {
          cli_has_ext(arg, ".pth");
 }
 
-/* A regular file with a NUL byte among its first 64: binary, so no spec (a spec is text,
- * and a safetensors header length, HDF5, zip and pickle files all have one there): the
- * checkpoint loader takes it whatever its name, and says what it is if no checkpoint. */
+/* A regular file with a control byte (other than a tab or a line end) among its first 8:
+ * binary, so no spec. Every checkpoint format starts with one (a safetensors header length
+ * below 2^56 ends in a zero byte; the HDF5, zip and pickle signatures hold 0x1a, 0x03 and
+ * 0x02..0x05), a spec with text: the checkpoint loader takes such a file whatever its name,
+ * and says what it is if no checkpoint. A NUL further on is a damaged text file, which the
+ * spec reader names as such (a NUL anywhere in the first 64 bytes sent it to the checkpoint
+ * loader, whose complaint about a header length misled). */
 static int is_binary_file(const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) return 0; /* the spec reader reports why */
-  unsigned char head[64];
+  unsigned char head[8];
   size_t n = fread(head, 1, sizeof head, f);
   fclose(f);
-  return memchr(head, 0, n) != NULL;
+  for (size_t i = 0; i < n; i++)
+    if (head[i] < 0x20 && head[i] != '\t' && head[i] != '\n' && head[i] != '\r') return 1;
+  return 0;
 }
 
 int cli_model_opt(cli_args *a, int checkpoint, const char **arg, const char **flag) {

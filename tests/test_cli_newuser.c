@@ -385,6 +385,15 @@ static void test_checkpoint_any_name(void **state) {
   tu_cli_expect_error(dir, "", args, "--split: expected test or train, got 'tset'", NULL);
   snprintf(args, sizeof args, "predict --model %s/an --split train %s/img.png", dir, dir);
   tu_cli_expect_error(dir, "", args, "--split train chooses the records of --index", NULL);
+  /* a spec with a NUL byte past its start is a damaged text file, not a checkpoint (it was
+   * read as one: "not a safetensors file: header length ...") */
+  char path[600];
+  snprintf(path, sizeof path, "%s/nul.spec", dir);
+  tu_write_file(path, "input shape=4\nflatten\0\ndense units=2\n", 37);
+  snprintf(args, sizeof args, "summary --model %s", path);
+  tu_cli_expect_error(dir, "", args, "nul.spec: not a text file (contains a NUL byte)", NULL);
+  snprintf(args, sizeof args, "train --model %s --data idx:%s/good --out %s/nul-run", path, dir, dir);
+  tu_cli_expect_error(dir, "", args, "nul.spec: not a text file (contains a NUL byte)", NULL);
 }
 
 /* --max-params holds for trained models too (it was applied to presets and spec files
