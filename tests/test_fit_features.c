@@ -386,6 +386,36 @@ static void test_input_shape_refused(void **state) {
   nn_dataset_free(ds);
 }
 
+/* samples of as many values in another shape (1x1x9 for 1x3x3, as 14x56 test images for
+ * 28x28) are refused naming both shapes: by a model with an image input, and for a flat
+ * model's test set by the training set's shape (only the value count was compared) */
+static void test_input_shape_same_count_refused(void **state) {
+  (void)state;
+  nn_dataset *ds = make_data(8, 0, 5), *other = NULL;
+  nn_error err = {0};
+  assert_int_equal(nn_dataset_new(8, 1, 1, 9, K, "test", &other, &err), NN_OK);
+  memcpy(other->images, ds->images, 8 * 9), memcpy(other->labels, ds->labels, 8 * sizeof *ds->labels);
+  nn_model *m = make_model(MLP);
+  double loss, acc;
+  const nn_input_norm norm = {0.0f, 1.0f};
+  assert_int_equal(nn_evaluate(m, other, norm, 4, NN_MODE_EVAL, &loss, &acc, &err), NN_ERR_SHAPE);
+  assert_non_null(strstr(err.msg, "the data set samples are 1x1x9 but the model takes 1x3x3"));
+  nn_model_free(m);
+  m = make_model("input shape=9\ndense units=4\n");
+  if (nn_evaluate(m, other, norm, 4, NN_MODE_EVAL, &loss, &acc, &err)) fail_msg("a flat model: %s", err.msg);
+  nn_opt_config oc = nn_opt_defaults(NN_OPT_SGD);
+  nn_optimizer *opt = NULL;
+  assert_int_equal(nn_optimizer_create(&oc, m, &opt, &err), NN_OK);
+  nn_fit_config fc = nn_fit_defaults();
+  fc.epochs = 1, fc.batch_size = 4;
+  assert_int_equal(nn_fit(m, opt, ds, other, &fc, NULL, NULL, &err), NN_ERR_SHAPE);
+  assert_non_null(strstr(err.msg, "the test set samples are 1x1x9 but the training set's are 1x3x3"));
+  nn_optimizer_free(opt);
+  nn_model_free(m);
+  nn_dataset_free(other);
+  nn_dataset_free(ds);
+}
+
 static void test_recipe_refusals(void **state) {
   (void)state;
   nn_error err = {0};
@@ -446,6 +476,7 @@ int main(void) {
       cmocka_unit_test(test_resumed_epoch_time),
       cmocka_unit_test(test_recipe_refusals),
       cmocka_unit_test(test_input_shape_refused),
+      cmocka_unit_test(test_input_shape_same_count_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

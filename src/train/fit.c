@@ -59,15 +59,33 @@ static void batch_buf_free(batch_buf *b) {
   free(b->order);
 }
 
+/* 1 if a and b are the same shape */
+static int dims_equal(nn_dims a, nn_dims b) { return a.c == b.c && a.h == b.h && a.w == b.w; }
+
 nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err) {
-  const nn_dims d = nn_dataset_shape(ds);
+  const nn_dims d = nn_dataset_shape(ds), in = nn_model_input_shape(m);
   const size_t values = dims_values(d);
   if (values != (size_t)nn_model_input_size(m))
     return nn_err_set(err, NN_ERR_SHAPE, "%s samples are %dx%dx%d (%zu values) but the model takes %d inputs", what,
                       d.c, d.h, d.w, values, nn_model_input_size(m));
+  /* A model with a CxHxW input reads images of that shape: as many values in another shape
+   * (14x56 for 28x28) are other pictures, and its convolutions would run on them. A flat
+   * input ({1, 1, N}) takes any shape of N values. */
+  if (!(in.c == 1 && in.h == 1) && !dims_equal(d, in))
+    return nn_err_set(err, NN_ERR_SHAPE, "%s samples are %dx%dx%d but the model takes %dx%dx%d", what, d.c, d.h, d.w,
+                      in.c, in.h, in.w);
   if (nn_dataset_num_classes(ds) > nn_model_output_size(m))
     return nn_err_set(err, NN_ERR_SHAPE, "%s has %d classes but the model has %d outputs", what,
                       nn_dataset_num_classes(ds), nn_model_output_size(m));
+  return NN_OK;
+}
+
+nn_status nn_fit_check_same_shape(const nn_dataset *train, const nn_dataset *eval, const char *what, nn_error *err) {
+  /* a flat model takes both whatever their shapes: what it learnt on one shape is no measure on another */
+  const nn_dims a = nn_dataset_shape(train), b = nn_dataset_shape(eval);
+  if (!dims_equal(a, b))
+    return nn_err_set(err, NN_ERR_SHAPE, "%s samples are %dx%dx%d but the training set's are %dx%dx%d", what, b.c,
+                      b.h, b.w, a.c, a.h, a.w);
   return NN_OK;
 }
 
@@ -567,6 +585,7 @@ static nn_status fit_check_args(nn_model *m, const nn_dataset *train, const nn_d
     return nn_err_set(err, NN_ERR_ARG, "early stopping watches the evaluation loss: it needs evaluation data");
   nn_status st = nn_fit_check_input(m, train, "the training set", err);
   if (!st && test) st = nn_fit_check_input(m, test, "the test set", err);
+  if (!st && test) st = nn_fit_check_same_shape(train, test, "the test set", err);
   return st;
 }
 

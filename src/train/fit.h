@@ -6,6 +6,9 @@
 /* NN_ERR_SHAPE unless ds's samples fit m's input and its classes m's outputs; `what`
  * names the data set in the message. */
 nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err);
+/* NN_ERR_SHAPE unless the evaluation set's samples have the training set's shape (C, H, W);
+ * `what` names the evaluation set in the message. */
+nn_status nn_fit_check_same_shape(const nn_dataset *train, const nn_dataset *eval, const char *what, nn_error *err);
 
 /* 1 for the recipe keys added after runs were first saved (schedule, warm-up, accumulation,
  * early stopping): a checkpoint without them resumes with their defaults. */

@@ -291,6 +291,7 @@ static nn_status open_data(nn_run *run, int eval_only, nn_error *err) {
   if (!st && run->train)
     st = nn_fit_check_input(run->m, run->train, r->val_split > 0 ? "the training split" : "the training set", err);
   if (!st) st = nn_fit_check_input(run->m, run->eval, r->val_split > 0 ? "the validation split" : "the test set", err);
+  if (!st && run->train) st = nn_fit_check_same_shape(run->train, run->eval, "the test set", err);
   if (st) return nn_err_prefix(err, st, "data %s: ", r->data);
   return NN_OK;
 }
