@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -324,6 +325,15 @@ int cli_out_spares_run(const char *cmd, const char *opt, const char *path) {
   snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", dir);
   if (access(ckpt, F_OK) != 0) return 0; /* not in a run directory */
   cli_error(cmd, "%s %s: that is a file of the run in %s; write the output elsewhere", opt, path, dir);
+  return EXIT_USAGE;
+}
+
+int cli_out_spares_input(const char *cmd, const char *opt, const char *out, const char *in) {
+  struct stat os, is;
+  /* by the file, not its name ("./x", "d/../x" and a hard link are the input too); an output
+   * that does not exist yet cannot be the input, which does */
+  if (stat(out, &os) || stat(in, &is) || os.st_dev != is.st_dev || os.st_ino != is.st_ino) return 0;
+  cli_error(cmd, "%s %s: that is the input checkpoint %s; write the output elsewhere", opt, out, in);
   return EXIT_USAGE;
 }
 

@@ -94,6 +94,9 @@ int cli_make_parent(const char *cmd, const char *path);
  * best model, history, spec, activations, lock: `export RUN --out RUN/model.safetensors`)
  * is refused naming the option; 0 if path is safe to write. */
 int cli_out_spares_run(const char *cmd, const char *opt, const char *path);
+/* An output file that is the input checkpoint `in` (`fold --model X --out X` replaced its
+ * own input) is refused naming the option; 0 if out is another file. */
+int cli_out_spares_input(const char *cmd, const char *opt, const char *out, const char *in);
 
 /* --model resolution: a preset name, a spec file, a checkpoint file, or a run directory
  * holding model.safetensors. */

@@ -38,6 +38,10 @@ int cmd_fold(int argc, char **argv) {
     cli_model_free(&cm);
     return EXIT_USAGE;
   }
+  if ((rc = cli_out_spares_input("fold", "--out", out, cm.checkpoint))) {
+    cli_model_free(&cm);
+    return rc;
+  }
   nn_model *m = NULL, *f = NULL;
   nn_error err = {0};
   if ((rc = cli_checkpoint_load("fold", cm.checkpoint, NULL, &m)) || (rc = cli_model_finite("fold", cm.checkpoint, m, 1))) {

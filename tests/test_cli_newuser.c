@@ -313,6 +313,37 @@ static void test_outputs_spare_runs(void **state) {
   if (r.status) fail_msg("the run no longer resumes: %s", r.err);
 }
 
+/* fold --out naming its own input checkpoint outside a run (by the same or another path) is
+ * refused, exit 2, the file unchanged (the folded model replaced it, exit 0) */
+static void test_fold_spares_its_input(void **state) {
+  (void)state;
+  char args[2048], path[600];
+  train_small("solo-src", "--max-steps 2");
+  snprintf(args, sizeof args, "cp %s/solo-src/model.safetensors %s/solo.safetensors", dir, dir);
+  assert_int_equal(system(args), 0);
+  snprintf(path, sizeof path, "%s/solo.safetensors", dir);
+  size_t nb = 0, na = 0;
+  unsigned char *before = tu_read_file(path, &nb);
+  const char *outs[] = {"%s/solo.safetensors", "%s/./solo.safetensors", "%s/../%s/solo.safetensors"};
+  for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) {
+    const char *base = strrchr(dir, '/') + 1;
+    char out[1200];
+    snprintf(out, sizeof out, outs[i], dir, base);
+    snprintf(args, sizeof args, "fold --model %s --out %s", path, out);
+    tu_cli_expect_error(dir, "", args, "--out ", "that is the input checkpoint");
+    tu_run_result r;
+    run(&r, args);
+    assert_int_equal(r.status, 2);
+  }
+  unsigned char *after = tu_read_file(path, &na);
+  assert_int_equal(na, nb);
+  assert_memory_equal(before, after, nb);
+  free(before), free(after);
+  snprintf(args, sizeof args, "fold --model %s --out %s/solo-folded.safetensors", path, dir);
+  tu_run_result r;
+  tu_cli_run_ok(&r, dir, args, "fold to another file");
+}
+
 /* Errors of building the run name the option that caused them (it printed "mnist:/x: /x: ..."
  * and "norm group:3: ..."). */
 static void test_run_errors_name_options(void **state) {
@@ -784,6 +815,7 @@ int main(void) {
       cmocka_unit_test(test_model_arg_names_its_option),
       cmocka_unit_test(test_output_escapes_names),
       cmocka_unit_test(test_outputs_spare_runs),
+      cmocka_unit_test(test_fold_spares_its_input),
       cmocka_unit_test(test_run_errors_name_options),
       cmocka_unit_test(test_positional_model),
       cmocka_unit_test(test_checkpoint_any_name),
