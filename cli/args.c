@@ -289,8 +289,13 @@ int cli_list(const char *cmd, const char *opt, const char *text, char (*items)[C
 
 int cli_input_norm(const cli_args *a, const char *text, nn_input_norm *out) {
   nn_input_norm v;
-  if (sscanf(text, "%f,%f", &v.mean, &v.std) != 2 || !(v.std > 0) || !isfinite(v.mean)) {
-    cli_error(a->cmd, "--input-norm: expected MEAN,STD with STD > 0, got '%s'", text);
+  nn_error err = {0};
+  if (sscanf(text, "%f,%f", &v.mean, &v.std) != 2) {
+    cli_error(a->cmd, "--input-norm: expected MEAN,STD, got '%s'", text);
+    return -1;
+  }
+  if (nn_input_norm_check(v, &err)) { /* the library's rule, which it applies to every transform */
+    cli_error(a->cmd, "--input-norm: %s", err.msg);
     return -1;
   }
   *out = v;

@@ -23,7 +23,7 @@ static const char *const usage =
     "  --mode eval|train         eval: running statistics (right); train: batch statistics, the\n"
     "                            'forgot model.eval()' pitfall (it also moves the running stats)\n"
     "  --batch B                 evaluation batch size (default 256)\n"
-    "  --input-norm MEAN,STD     override the pixel transform stored in the checkpoint\n"
+    "  --input-norm MEAN,STD     override the pixel transform stored in the checkpoint (STD >= 1e-6)\n"
     "  --threads N               worker threads\n"
     "  --out DIR                 also write DIR/confusion.png (the confusion matrix)\n"
     "  --json                    print one JSON object instead of text (with per_class_accuracy\n"

@@ -15,7 +15,7 @@ static const char *const usage =
     "          layers on NHWC input, ending in softmax\n"
     "\n"
     "  --fold                    fold each batchnorm into the layer before it first\n"
-    "  --input-norm MEAN,STD     override the pixel transform the model records\n";
+    "  --input-norm MEAN,STD     override the pixel transform the model records (STD >= 1e-6)\n";
 
 int cmd_export(int argc, char **argv) {
   cli_args a = {.argc = argc, .argv = argv, .i = 1, .cmd = "export"};

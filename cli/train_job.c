@@ -28,7 +28,7 @@ static const char train_options_help[] =
     "                            the weights and statistics of a checkpoint, run or Keras file\n"
     "                            (fine-tuning; without --model, its architecture and input\n"
     "                            transform too)\n"
-    "  --input-norm MEAN,STD     pixel transform (u8/255 - MEAN)/STD (lenet: 0.5,0.5)\n"
+    "  --input-norm MEAN,STD     pixel transform (u8/255 - MEAN)/STD, STD >= 1e-6 (lenet: 0.5,0.5)\n"
     "  --augment LIST            training-only augmentation: flip,rotate=F,crop=N\n"
     "  --seed S                  seed of weights, shuffling and augmentation (default 42)\n"
     "  --no-shuffle              keep file order\n"

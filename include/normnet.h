@@ -83,7 +83,7 @@ extern "C" {
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 9
+#define NN_VERSION_PATCH 10
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -206,6 +206,14 @@ NN_API const uint8_t *nn_dataset_image(const nn_dataset *ds, int i);
 typedef struct {
   float mean, std;
 } nn_input_norm;
+/* The smallest input std accepted: a pixel step (1/255) over a smaller std is above 3900,
+ * and a denormal std (1e-45) turns every input into an infinity. */
+#define NN_INPUT_STD_MIN 1e-6f
+/* NN_ERR_ARG unless norm is a usable transform: mean finite, std finite and at least
+ * NN_INPUT_STD_MIN. The one rule nn_fit, nn_evaluate, nn_evaluate_confusion,
+ * nn_model_recalibrate, nn_model_set_input (checkpoints), the recipe's input-norm and the
+ * exporters apply. Since 0.2.10. */
+NN_API nn_status nn_input_norm_check(nn_input_norm norm, nn_error *err);
 
 /* Turn samples idx[0..count) into floats x[count, C*H*W] and labels[count]. */
 NN_API void nn_dataset_batch(const nn_dataset *ds, const uint32_t *idx, int count,

@@ -213,12 +213,12 @@ static void test_batch_of_one_and_no_damage(void **state) {
   tu_write_file(path, diverge, strlen(diverge));
   /* without --overwrite the directory holding a run is refused outright */
   snprintf(args, sizeof args,
-           "train --model %s --data idx:%s/good --epochs 2 --batch 16 --input-norm 0,1e-45 --out %s/keep",
+           "train --model %s --data idx:%s/good --epochs 2 --batch 16 --input-norm 1e35,1e-6 --out %s/keep",
            path, dir, dir);
   expect_error(args, "already holds a run", "--overwrite");
   /* with it, the new run replaces files only as it commits epochs: it fails in epoch 1 */
   snprintf(args, sizeof args,
-           "train --model %s --data idx:%s/good --epochs 2 --batch 16 --input-norm 0,1e-45 --out %s/keep --overwrite",
+           "train --model %s --data idx:%s/good --epochs 2 --batch 16 --input-norm 1e35,1e-6 --out %s/keep --overwrite",
            path, dir, dir);
   expect_error(args, "loss is", "epoch 1, batch");
   snprintf(path, sizeof path, "%s/keep/model.safetensors", dir);

@@ -100,6 +100,18 @@ static void test_refusals(void **state) {
   expect_error(args, "--accumulate", NULL);
   snprintf(args, sizeof args, "train --model cifar-gap --epochs 1 --out %s/ref1", dir);
   expect_error(args, "--data cifar10:DIR", "cs.toronto.edu");
+  /* a denormal input std (every input infinite) is refused at once, exit 2, by train as by
+   * eval (train failed in its first step with several lines) */
+  tu_run_result r;
+  snprintf(args, sizeof args, "%s --input-norm 0.5,1e-45 --out %s/ref1", pre, dir);
+  expect_error(args, "--input-norm: ", "the std must be a finite number >= 1e-06");
+  run(&r, args);
+  assert_int_equal(r.status, 2);
+  train_small(&r, "inorm", "--epochs 1 --max-steps 1 --quiet");
+  snprintf(args, sizeof args, "eval %s/inorm --input-norm 0.5,1e-45", dir);
+  expect_error(args, "--input-norm: ", "the std must be a finite number >= 1e-06");
+  run(&r, args);
+  assert_int_equal(r.status, 2);
   struct stat sb;
   snprintf(args, sizeof args, "%s/ref1/model.safetensors", dir);
   assert_int_equal(stat(args, &sb), -1); /* nothing was trained */

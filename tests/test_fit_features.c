@@ -416,6 +416,34 @@ static void test_input_shape_same_count_refused(void **state) {
   nn_dataset_free(ds);
 }
 
+/* An input std below NN_INPUT_STD_MIN (a denormal one made every input infinite) is refused
+ * by every door the transform comes through: the check itself, a model's recorded
+ * transform, nn_fit and nn_evaluate; the floor itself is accepted. */
+static void test_input_std_floor(void **state) {
+  (void)state;
+  nn_error err = {0};
+  const nn_input_norm denormal = {0.5f, 1e-45f}, below = {0.5f, 9e-7f}, floor = {0.5f, NN_INPUT_STD_MIN};
+  assert_int_equal(nn_input_norm_check(denormal, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "the std must be a finite number >= 1e-06"));
+  assert_int_equal(nn_input_norm_check(below, &err), NN_ERR_ARG);
+  assert_int_equal(nn_input_norm_check(floor, &err), NN_OK);
+  nn_dataset *ds = make_data(8, 0, 5);
+  nn_model *m = make_model(MLP);
+  assert_int_equal(nn_model_set_input(m, &denormal, NULL, &err), NN_ERR_ARG);
+  double loss, acc;
+  assert_int_equal(nn_evaluate(m, ds, denormal, 4, NN_MODE_EVAL, &loss, &acc, &err), NN_ERR_ARG);
+  nn_opt_config oc = nn_opt_defaults(NN_OPT_SGD);
+  nn_optimizer *opt = NULL;
+  assert_int_equal(nn_optimizer_create(&oc, m, &opt, &err), NN_OK);
+  nn_fit_config fc = nn_fit_defaults();
+  fc.epochs = 1, fc.batch_size = 4, fc.input_norm = denormal;
+  assert_int_equal(nn_fit(m, opt, ds, NULL, &fc, NULL, NULL, &err), NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "std 1.4013e-45"));
+  nn_optimizer_free(opt);
+  nn_model_free(m);
+  nn_dataset_free(ds);
+}
+
 static void test_recipe_refusals(void **state) {
   (void)state;
   nn_error err = {0};
@@ -477,6 +505,7 @@ int main(void) {
       cmocka_unit_test(test_recipe_refusals),
       cmocka_unit_test(test_input_shape_refused),
       cmocka_unit_test(test_input_shape_same_count_refused),
+      cmocka_unit_test(test_input_std_floor),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

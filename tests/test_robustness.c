@@ -493,9 +493,9 @@ static void test_divergence_guard(void **state) {
     assert_int_equal(r.status, 1);
     assert_null(strstr(r.err, "(step 2)"));
   }
-  /* an infinite input (std 1e-45) with --nan-check: stopped at step 1, the first layer named */
+  /* an infinite input ((x - 1e35) / 1e-6) with --nan-check: stopped at step 1, the first layer named */
   snprintf(args, sizeof args,
-           "train --model %s --data idx:%s/dv --input-norm 0,1e-45 --nan-check --epochs 1 --batch 16 --quiet "
+           "train --model %s --data idx:%s/dv --input-norm 1e35,1e-6 --nan-check --epochs 1 --batch 16 --quiet "
            "--out %s/dv3",
            spec, dir, dir);
   expect_error(args, "(step 1)", "the first bad output is layer 0 (flatten, line 2)");

@@ -754,7 +754,7 @@ static void test_recipe_keys(void **state) {
   assert_true(r.opt.lr == 1e-3f && r.opt.eps == 1e-8f);
   const struct {
     const char *k, *v, *needle;
-  } bad[] = {{"lr", "-1", "lr: expected"}, {"epochs", "1.5", "epochs: expected an integer"}, {"batch", "0x10", "batch: expected an integer in [1, "}, {"epochs", "1e1", "epochs: expected an integer"}, {"batch", "16.0", "batch: expected an integer"}, {"optimizer", "rmsprop", "rmsprop"}, {"input-norm", "0,0", "input-norm"}, {"augment", "spin", "augment"}, {"frobnicate", "1", "unknown key 'frobnicate'"}, {"init", "he", "init: expected"}, {"bn-placement", "middle", "bn-placement"}};
+  } bad[] = {{"lr", "-1", "lr: expected"}, {"epochs", "1.5", "epochs: expected an integer"}, {"batch", "0x10", "batch: expected an integer in [1, "}, {"epochs", "1e1", "epochs: expected an integer"}, {"batch", "16.0", "batch: expected an integer"}, {"optimizer", "rmsprop", "rmsprop"}, {"input-norm", "0,0", "input-norm"}, {"input-norm", "0.5,1e-45", "input-norm: input transform mean 0.5, std 1.4013e-45: the std must be"}, {"augment", "spin", "augment"}, {"frobnicate", "1", "unknown key 'frobnicate'"}, {"init", "he", "init: expected"}, {"bn-placement", "middle", "bn-placement"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     nn_recipe before = r;
     assert_int_equal(nn_recipe_set(&r, bad[i].k, bad[i].v, &err), NN_ERR_ARG);

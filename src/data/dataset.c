@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <limits.h>
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,13 @@ int nn_dataset_label(const nn_dataset *ds, int i) { return i >= 0 && i < ds->n ?
 
 const uint8_t *nn_dataset_image(const nn_dataset *ds, int i) {
   return i >= 0 && i < ds->n ? ds->images + (size_t)i * ds->sample_size : NULL;
+}
+
+nn_status nn_input_norm_check(nn_input_norm norm, nn_error *err) {
+  if (!(isfinite(norm.mean) && isfinite(norm.std) && norm.std >= NN_INPUT_STD_MIN))
+    return nn_err_set(err, NN_ERR_ARG, "input transform mean %g, std %g: the std must be a finite number >= %g and the mean finite",
+                      (double)norm.mean, (double)norm.std, (double)NN_INPUT_STD_MIN);
+  return NN_OK;
 }
 
 void nn_dataset_batch(const nn_dataset *ds, const uint32_t *idx, int count, nn_input_norm norm,

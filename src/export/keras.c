@@ -446,7 +446,7 @@ static nn_status zip_parts(const char *const *names, const void *const *data, co
 nn_status nn_export_keras_bytes(const nn_model *m, nn_input_norm norm, unsigned char **out, size_t *len, nn_error *err) {
   *out = NULL;
   *len = 0;
-  if (!(norm.std > 0)) return nn_err_set(err, NN_ERR_ARG, "Keras export: input std %g must be positive", norm.std);
+  if (nn_input_norm_check(norm, err)) return nn_err_prefix(err, NN_ERR_ARG, "Keras export: ");
   H5E_auto2_t fn;
   void *data;
   H5Eget_auto2(H5E_DEFAULT, &fn, &data);

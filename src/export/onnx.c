@@ -312,7 +312,7 @@ static void meta_prop(nn_pb *m, const char *key, const char *value) {
 nn_status nn_export_onnx_bytes(const nn_model *m, nn_input_norm norm, unsigned char **out, size_t *len, nn_error *err) {
   *out = NULL;
   *len = 0;
-  if (!(norm.std > 0)) return nn_err_set(err, NN_ERR_ARG, "ONNX export: input std %g must be positive", norm.std);
+  if (nn_input_norm_check(norm, err)) return nn_err_prefix(err, NN_ERR_ARG, "ONNX export: ");
   octx c = {0};
   snprintf(c.cur, sizeof c.cur, "input");
   nn_status st = NN_OK;

@@ -279,7 +279,7 @@ static nn_status load_input(const nn_checkpoint *c, nn_model *m, nn_error *err) 
     if (!mean || !sd) return nn_err_set(err, NN_ERR_FORMAT, "%s: has only one of %s and %s", nn_st_path(c->f), NN_CKPT_MEAN_KEY, NN_CKPT_STD_KEY);
     norm.mean = strtof(mean, &e1);
     norm.std = strtof(sd, &e2);
-    if (e1 == mean || *e1 || e2 == sd || *e2 || !(norm.std > 0))
+    if (e1 == mean || *e1 || e2 == sd || *e2) /* its range: nn_model_set_input's rule, below */
       return nn_err_set(err, NN_ERR_FORMAT, "%s: bad input transform '%s', '%s' in %s/%s", nn_st_path(c->f), mean, sd,
                         NN_CKPT_MEAN_KEY, NN_CKPT_STD_KEY);
   }

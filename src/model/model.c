@@ -187,9 +187,7 @@ int nn_model_input_norm(const nn_model *m, nn_input_norm *out) {
 const char *nn_model_data_source(const nn_model *m) { return m->data_source ? m->data_source : ""; }
 
 nn_status nn_model_set_input(nn_model *m, const nn_input_norm *norm, const char *data_source, nn_error *err) {
-  if (norm && !(norm->std > 0 && isfinite(norm->std) && isfinite(norm->mean)))
-    return nn_err_set(err, NN_ERR_ARG, "input transform: std must be a finite number > 0 and mean finite, got %g, %g",
-                      norm->mean, norm->std);
+  if (norm && nn_input_norm_check(*norm, err)) return NN_ERR_ARG;
   if (data_source) {
     char *d = *data_source ? strdup(data_source) : NULL;
     if (*data_source && !d) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");

@@ -196,6 +196,7 @@ static nn_status check_start(nn_model *m, const nn_optimizer *opt, const nn_data
 nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size, nn_mode mode,
                       double *loss, double *acc, nn_error *err) {
   if (batch_size < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", batch_size);
+  if (nn_input_norm_check(norm, err)) return NN_ERR_ARG;
   nn_status st = nn_fit_check_input(m, ds, "the data set", err);
   if (st) return st;
   batch_buf b = {0};
@@ -577,7 +578,7 @@ static nn_status fit_check_args(nn_model *m, const nn_dataset *train, const nn_d
                                 const nn_fit_config *cfg, nn_error *err) {
   if (cfg->batch_size < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", cfg->batch_size);
   if (cfg->epochs < 0) return nn_err_set(err, NN_ERR_ARG, "epochs must be >= 0, got %d", cfg->epochs);
-  if (!(cfg->input_norm.std > 0)) return nn_err_set(err, NN_ERR_ARG, "input std must be > 0");
+  if (nn_input_norm_check(cfg->input_norm, err)) return NN_ERR_ARG;
   if (cfg->accumulate < 0) return nn_err_set(err, NN_ERR_ARG, "accumulate must be >= 1, got %d", cfg->accumulate);
   if (cfg->early_stop < 0 || !(cfg->early_stop_delta >= 0))
     return nn_err_set(err, NN_ERR_ARG, "early stopping needs patience >= 1 and min delta >= 0");

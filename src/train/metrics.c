@@ -12,7 +12,7 @@ nn_status nn_evaluate_confusion(nn_model *m, const nn_dataset *ds, nn_input_norm
                                 nn_confusion *out, nn_error *err) {
   memset(out, 0, sizeof *out);
   if (batch_size < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", batch_size);
-  if (!(norm.std > 0)) return nn_err_set(err, NN_ERR_ARG, "input std must be > 0");
+  if (nn_input_norm_check(norm, err)) return NN_ERR_ARG;
   nn_dims d = nn_dataset_shape(ds);
   int n = nn_dataset_count(ds), k = nn_model_output_size(m), c = d.c, h = d.h, w = d.w;
   if (c * h * w != nn_model_input_size(m))

@@ -16,6 +16,7 @@ nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm 
   const int n = nn_dataset_count(ds), c = d.c, h = d.h, w = d.w;
   if (batch < 2 || batches < 1)
     return nn_err_set(err, NN_ERR_ARG, "recalibration needs batch >= 2 and batches >= 1 (got %d, %d)", batch, batches);
+  if (nn_input_norm_check(norm, err)) return NN_ERR_ARG;
   if (c * h * w != nn_model_input_size(m))
     return nn_err_set(err, NN_ERR_SHAPE, "samples are %dx%dx%d but the model takes %d inputs", c, h, w,
                       nn_model_input_size(m));

@@ -290,9 +290,9 @@ nn_status nn_recipe_set(nn_recipe *r, const char *key, const char *v, nn_error *
     case K_INORM: {
       nn_input_norm n;
       int used = 0;
-      if (sscanf(v, "%f,%f%n", &n.mean, &n.std, &used) != 2 || v[used] || !(n.std > 0) || !isfinite(n.std) ||
-          !isfinite(n.mean))
-        return nn_err_set(err, NN_ERR_ARG, "%s: expected MEAN,STD with STD > 0, got '%s'", key, v);
+      if (sscanf(v, "%f,%f%n", &n.mean, &n.std, &used) != 2 || v[used])
+        return nn_err_set(err, NN_ERR_ARG, "%s: expected MEAN,STD, got '%s'", key, v);
+      if (nn_input_norm_check(n, err)) return nn_err_prefix(err, NN_ERR_ARG, "%s: ", key);
       r->input_norm = n;
       return NN_OK;
     }
