@@ -383,6 +383,32 @@ static void test_config_architectures(void **state) {
   snprintf(cfg, sizeof cfg, hostile, "Conv2D", 5, 5, 1, 1);
   assert_int_equal(config_spec(dir, cfg, &sp, &err), NN_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "'x' (Conv2D): a 5x5 kernel on a 4x4 input"));
+  /* a value that is there but no integer in range is refused naming its key (strides of
+   * 2^40 were read as the default 1); an absent one still takes the default */
+  static const char big_stride[] =
+      "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
+      "{\"name\": \"in\", \"batch_shape\": [null, 4, 4, 1]}}, {\"class_name\": \"Conv2D\", \"config\": {\"name\": "
+      "\"x\", \"filters\": 2, \"kernel_size\": %s%s}}]}}";
+  static const struct {
+    const char *kernel, *strides, *needle;
+  } bad_ints[] = {{"[3, 3]", ", \"strides\": [1099511627776, 1099511627776]", "'x' (Conv2D): strides is not an integer"},
+                  {"[3, 3]", ", \"strides\": [1, 2.5]", "'x' (Conv2D): strides is not an integer"},
+                  {"[\"3\", \"3\"]", "", "'x' (Conv2D): kernel_size is not an integer"},
+                  {"[3, 3]", "", NULL}};
+  for (size_t i = 0; i < sizeof bad_ints / sizeof bad_ints[0]; i++) {
+    snprintf(cfg, sizeof cfg, big_stride, bad_ints[i].kernel, bad_ints[i].strides);
+    nn_status st = config_spec(dir, cfg, &sp, &err);
+    if (!bad_ints[i].needle) { /* strides absent: 1 */
+      if (st) fail_msg("no strides: %s", err.msg);
+      text = nn_spec_to_text(sp);
+      assert_non_null(strstr(text, "conv2d filters=2 kernel=3 stride=1 pad=0"));
+      free(text);
+      nn_spec_free(sp);
+      continue;
+    }
+    assert_int_equal(st, NN_ERR_FORMAT);
+    if (!strstr(err.msg, bad_ints[i].needle)) fail_msg("case %zu: %s", i, err.msg);
+  }
   static const char dilated[] =
       "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\": "
       "{\"name\": \"in\", \"batch_shape\": [null, 8, 8, 1]}}, {\"class_name\": \"Conv2D\", \"config\": {\"name\": "

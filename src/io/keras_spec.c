@@ -62,6 +62,17 @@ static int inference_identity(const json_t *L, int depth) {
   return 1;
 }
 
+/* The first of the integer keys the importer reads (either element of a pair) that c holds
+ * with an invalid value (KJ_BAD_INT), or NULL: an out-of-range stride had been read as the
+ * default 1, and the checks per layer would name it by a consequence ("strides that differ"). */
+static const char *bad_int_key(const json_t *c) {
+  static const char *const keys[] = {"filters", "kernel_size", "strides", "dilation_rate", "groups", "units", "pool_size"};
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+    for (int idx = 0; idx < 2; idx++)
+      if (kj_int_at(c, keys[k], idx, 0) == KJ_BAD_INT) return keys[k];
+  return NULL;
+}
+
 /* The symmetric padding of a ZeroPadding2D config (an integer, or ((t, b), (l, r)) all
  * equal), -1 otherwise. */
 static int zero_padding(const json_t *c) {
@@ -208,6 +219,12 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
     const char *cls = kj_str(L, "class_name");
     const int last = i + 1 == n;
     if (!strcmp(cls, "InputLayer") || inference_identity(L, 0)) continue;
+    const char *bad = bad_int_key(c);
+    if (bad) {
+      snprintf(buf, sizeof buf, "%s is not an integer in [-2^30, 2^30] (nor a list of them)", bad);
+      why = buf;
+      break;
+    }
     if (pad && strcmp(cls, "Conv2D")) {
       why = "ZeroPadding2D is not followed by a Conv2D";
       break;
