@@ -290,7 +290,8 @@ int cli_list(const char *cmd, const char *opt, const char *text, char (*items)[C
 int cli_input_norm(const cli_args *a, const char *text, nn_input_norm *out) {
   nn_input_norm v;
   nn_error err = {0};
-  if (sscanf(text, "%f,%f", &v.mean, &v.std) != 2) {
+  int used = 0;
+  if (sscanf(text, "%f,%f%n", &v.mean, &v.std, &used) != 2 || text[used]) {
     cli_error(a->cmd, "--input-norm: expected MEAN,STD, got '%s'", text);
     return -1;
   }

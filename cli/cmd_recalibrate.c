@@ -60,6 +60,10 @@ int cmd_recalibrate(int argc, char **argv) {
     cli_model_free(&cm);
     return EXIT_USAGE;
   }
+  if ((rc = cli_out_spares_input("recalibrate", "--out", out, cm.checkpoint))) {
+    cli_model_free(&cm);
+    return rc;
+  }
   nn_error err = {0};
   nn_model *m = NULL;
   nn_dataset *train = NULL, *test = NULL;

@@ -107,6 +107,8 @@ static void test_refusals(void **state) {
   expect_error(args, "--input-norm: ", "the std must be a finite number >= 1e-06");
   run(&r, args);
   assert_int_equal(r.status, 2);
+  snprintf(args, sizeof args, "%s --input-norm 0.5,0.5junk --out %s/ref1", pre, dir); /* was read as 0.5,0.5 */
+  expect_error(args, "--input-norm: expected MEAN,STD", "0.5junk");
   train_small(&r, "inorm", "--epochs 1 --max-steps 1 --quiet");
   snprintf(args, sizeof args, "eval %s/inorm --input-norm 0.5,1e-45", dir);
   expect_error(args, "--input-norm: ", "the std must be a finite number >= 1e-06");

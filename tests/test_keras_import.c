@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <unistd.h>
 #include <zip.h>
 
@@ -513,7 +514,32 @@ static void test_rescaling_input(void **state) {
   assert_int_equal(nn_model_input_norm(b, &norm), 1);
   if (fabsf(norm.mean - 0.5f) > 1e-6f || fabsf(norm.std - 25.0f) > 1e-4f)
     fail_msg("an export with input std 25 came back as (%g, %g)", norm.mean, norm.std);
-  nn_model_free(a), nn_model_free(b);
+  nn_model_free(b);
+  /* a Rescaling that is no usable transform (scale 1e308: std 1e-308) is refused naming the
+   * file and the layer (the message named neither) */
+  if (nn_export_keras(a, (nn_input_norm){0.5f, 0.5f}, path, &err)) fail_msg("%s", err.msg);
+  int ze = 0;
+  zip_t *za = zip_open(path, 0, &ze);
+  assert_non_null(za);
+  zip_stat_t zs;
+  assert_int_equal(zip_stat(za, "config.json", 0, &zs), 0);
+  char *text = calloc(zs.size + 1, 1);
+  zip_file_t *zf = zip_fopen(za, "config.json", 0);
+  assert_int_equal(zip_fread(zf, text, zs.size), (zip_int64_t)zs.size);
+  zip_fclose(zf);
+  json_t *cfg = json_loads(text, 0, NULL), *layers = json_object_get(json_object_get(cfg, "config"), "layers");
+  free(text);
+  for (size_t i = 0; i < json_array_size(layers); i++)
+    if (!strcmp(json_string_value(json_object_get(json_array_get(layers, i), "class_name")), "Rescaling"))
+      json_object_set_new(json_object_get(json_array_get(layers, i), "config"), "scale", json_real(1e308));
+  text = json_dumps(cfg, JSON_COMPACT);
+  json_decref(cfg);
+  assert_true(zip_file_replace(za, zip_name_locate(za, "config.json", 0), zip_source_buffer(za, text, strlen(text), 0), 0) == 0);
+  assert_int_equal(zip_close(za), 0);
+  free(text);
+  expect_load_error(path, NULL, NN_ERR_ARG, "std25.keras: Keras layer 1 'normnet_input' (Rescaling): ",
+                    "the std must be");
+  nn_model_free(a);
   nn_spec_free(s);
 }
 

@@ -508,8 +508,8 @@ nn_input_norm nn_keras_rescaling_norm(double scale, double offset, int raw) {
 }
 
 /* A Rescaling before the config's first layer with weights becomes the model's input
- * transform (nn_keras_rescaling_norm). */
-static nn_status rescaling_input(const json_t *config, nn_model *m, nn_error *err) {
+ * transform (nn_keras_rescaling_norm); one it cannot be is named with the file and layer. */
+static nn_status rescaling_input(const json_t *config, const char *path, nn_model *m, nn_error *err) {
   const json_t *layers = json_object_get(json_object_get(config, "config"), "layers");
   for (size_t i = 0; i < json_array_size(layers); i++) {
     const json_t *L = json_array_get(layers, i), *c = json_object_get(L, "config");
@@ -518,7 +518,8 @@ static nn_status rescaling_input(const json_t *config, nn_model *m, nn_error *er
     if (!strcmp(cls, "Rescaling") && kj_num(c, "scale", 0) > 0) {
       nn_input_norm norm =
           nn_keras_rescaling_norm(kj_num(c, "scale", 1), kj_num(c, "offset", 0), strcmp(kj_str(c, "name"), NN_KERAS_INPUT_LAYER) != 0);
-      return nn_model_set_input(m, &norm, NULL, err);
+      nn_status st = nn_model_set_input(m, &norm, NULL, err);
+      return st ? nn_err_prefix(err, st, "%s: Keras layer %zu '%.64s' (Rescaling): ", path, i, kj_str(c, "name")) : NN_OK;
     }
   }
   return NN_OK;
@@ -564,7 +565,7 @@ nn_status nn_keras_load_into(const char *path, nn_file_kind kind, nn_model *m, n
       pad = 0;
     }
   }
-  if (!st && (k.config || k.legacy_config)) st = rescaling_input(k.config ? k.config : k.legacy_config, m, err);
+  if (!st && (k.config || k.legacy_config)) st = rescaling_input(k.config ? k.config : k.legacy_config, path, m, err);
   int ki = 0, nours = 0;
   for (int i = 0; i < m->nlayers; i++) nours += has_tensors(&m->layers[i]);
   char(*legacy)[96] = NULL; /* legacy HDF5: the layers with weights, in the file's order */
