@@ -114,13 +114,14 @@ static void put_var(kctx *k, hid_t vars, int idx, const float *data, const int *
   H5Sclose(sp);
 }
 
-/* Append a layer to config.json and make its weight group; returns the vars group (close
- * it with H5Gclose) and takes ownership of cfg. */
-static hid_t add_layer(kctx *k, const char *cls, const char *base, json_t *cfg, nn_shape in) {
+/* Append a layer to config.json, named `shown` (NULL: as its weight group), and make its
+ * weight group, named by Keras's rule (base[_N]); returns the vars group (close it with
+ * H5Gclose) and takes ownership of cfg. */
+static hid_t add_layer_named(kctx *k, const char *cls, const char *base, const char *shown, json_t *cfg, nn_shape in) {
   char name[64];
   layer_name(k, base, name, sizeof name);
   json_t *c = json_object();
-  json_object_set_new(c, "name", json_string(name));
+  json_object_set_new(c, "name", json_string(shown ? shown : name));
   json_object_set_new(c, "trainable", json_true());
   json_object_set_new(c, "dtype", json_string("float32"));
   json_object_update(c, cfg);
@@ -129,6 +130,10 @@ static hid_t add_layer(kctx *k, const char *cls, const char *base, json_t *cfg, 
                             "registered_name", "build_config", "input_shape", shape_json(in));
   if (!entry || json_array_append_new(k->layers, entry)) k->failed = 1;
   return vars_group(k, name);
+}
+
+static hid_t add_layer(kctx *k, const char *cls, const char *base, json_t *cfg, nn_shape in) {
+  return add_layer_named(k, cls, base, NULL, cfg, in);
 }
 
 static void close_vars(hid_t v) {
@@ -364,8 +369,8 @@ static nn_status build_parts(const nn_model *m, nn_input_norm norm, unsigned cha
   if (!st && (norm.mean != 0.0f || norm.std != 1.0f)) {
     /* x' = x * (1/std) + (-mean/std) = (x - mean) / std */
     double scale = 1.0 / (double)norm.std, offset = -(double)norm.mean / (double)norm.std;
-    close_vars(add_layer(&k, "Rescaling", NN_KERAS_INPUT_LAYER, json_pack("{s:f, s:f}", "scale", scale, "offset", offset),
-                         first->in));
+    close_vars(add_layer_named(&k, "Rescaling", "rescaling", NN_KERAS_INPUT_LAYER, json_pack("{s:f, s:f}", "scale", scale, "offset", offset),
+                               first->in));
   }
   for (int i = 0; !st && i < m->nlayers; i++) st = emit_layer(&k, &m->layers[i], tmp, err);
   if (!st) {

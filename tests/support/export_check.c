@@ -43,6 +43,26 @@ static int ns_add(nameset *s, const char *name) {
   return 0;
 }
 
+/* Keras's weights path of a Sequential's next layer of class cls: the class in snake case
+ * (keras.src.utils.naming.to_snake_case: "_" before a capital starting a lower-case run that
+ * follows any character, and between a lower-case letter and a capital), then _1, _2, ... for
+ * the second, third of that class in order; `used` holds the paths taken so far. Not the
+ * layer's configured name. */
+static void keras_group(const char *cls, nameset *used, char out[64]) {
+  char snake[48]; /* with room for "_N" in out */
+  size_t o = 0;
+  for (size_t i = 0; cls[i] && o + 2 < sizeof snake; i++) {
+    const char c = cls[i], prev = i ? cls[i - 1] : 0, next = cls[i + 1];
+    const int upper = c >= 'A' && c <= 'Z', lower_next = next >= 'a' && next <= 'z';
+    if (i && upper && (lower_next || (prev >= 'a' && prev <= 'z'))) snake[o++] = '_';
+    snake[o++] = upper ? (char)(c - 'A' + 'a') : c;
+  }
+  snake[o] = 0;
+  snprintf(out, 64, "%s", snake);
+  for (int k = 1; ns_has(used, out); k++) snprintf(out, 64, "%s_%d", snake, k);
+  ns_add(used, out);
+}
+
 static void copy_str(char *dst, size_t cap, const nn_pb_field *f) {
   size_t n = f->len < cap - 1 ? f->len : cap - 1;
   memcpy(dst, f->data, n);
@@ -456,7 +476,7 @@ int xc_keras_check(const unsigned char *b, size_t n, xc_keras *s, char *why, siz
       ret = fail(why, wl, "the first layer is not an InputLayer with batch_shape [null, ...]");
     for (size_t i = 1; !ret && i < json_array_size(bs); i++) shape[rank++] = (int)json_integer_value(json_array_get(bs, i));
   }
-  nameset names = {0};
+  nameset names = {0}, groups = {0};
   for (size_t i = 0; !ret && i < json_array_size(layers); i++) {
     json_t *L = json_array_get(layers, i), *c = json_object_get(L, "config");
     const char *cls = json_string_value(json_object_get(L, "class_name"));
@@ -476,8 +496,9 @@ int xc_keras_check(const unsigned char *b, size_t n, xc_keras *s, char *why, siz
       ret = fail(why, wl, "layer %s: unexpected class %s", name, cls);
       break;
     }
-    char path[256];
-    snprintf(path, sizeof path, "layers/%s/vars", name);
+    char path[256], group[64];
+    keras_group(cls, &groups, group);
+    snprintf(path, sizeof path, "layers/%s/vars", group);
     int have = h5_count(k.file, path);
     if (have != nv) {
       ret = fail(why, wl, "%s (%s): %d variables in %s, Keras makes %d", name, cls, have, path, nv);
@@ -485,7 +506,7 @@ int xc_keras_check(const unsigned char *b, size_t n, xc_keras *s, char *why, siz
     }
     for (int v = 0; v < nv && !ret; v++) {
       int dims[8];
-      snprintf(path, sizeof path, "layers/%s/vars/%d", name, v);
+      snprintf(path, sizeof path, "layers/%s/vars/%d", group, v);
       int nd = h5_dims(k.file, path, dims);
       if (nd != vnd[v] || memcmp(dims, vd[v], (size_t)nd * sizeof *dims))
         ret = fail(why, wl, "%s: shape of %s does not fit a %s on its input", name, path, cls);
@@ -493,6 +514,7 @@ int xc_keras_check(const unsigned char *b, size_t n, xc_keras *s, char *why, siz
     }
   }
   free(names.names);
+  free(groups.names);
   json_decref(root);
   json_decref(meta);
   ka_close(&k);
