@@ -192,6 +192,17 @@ static void test_real_keras_files(void **state) {
               2, 7, 7);
   }
   fx_free(fx);
+  /* BatchNormalization(scale=False) and (center=False): gamma 1, beta 0 kept fixed (they were
+   * refused: "center and scale differ") */
+  fx = fx_load("keras_bn_half.txt");
+  for (int e = 0; e < 2; e++) {
+    real_case(fx, "small_bn_half", ext[e], NULL, 2, 6, 6);
+    real_case(fx, "small_bn_half", ext[e],
+              "input shape=2x6x6\nconv2d filters=4 kernel=3 pad=1\nbatchnorm convention=keras scale=0\nrelu\nmaxpool2d "
+              "size=2\nflatten\ndense units=8\nbatchnorm convention=keras center=0\ntanh\ndense units=3\n",
+              2, 6, 6);
+  }
+  fx_free(fx);
 }
 
 static void expect_load_error(const char *path, const char *spec_text, nn_status code, const char *n1, const char *n2) {
@@ -543,6 +554,43 @@ static void test_rescaling_input(void **state) {
   nn_spec_free(s);
 }
 
+/* batchnorm scale=0 / center=0 travel as Keras's scale=False / center=False: the export
+ * stores only the trained half, the import (with or without the spec) fills the fixed one;
+ * a fixed half that is not 1 / 0 has no Keras form and is refused, naming it. */
+static void test_bn_half_affine(void **state) {
+  const char *dir = *state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/half.keras", dir);
+  nn_spec *s = spec_of(
+      "input shape=2x4x4\nconv2d filters=3 kernel=3\nbatchnorm scale=0\nrelu\nflatten\ndense "
+      "units=4\nbatchnorm convention=keras center=0\ndense units=2\n");
+  nn_model *a = random_model(s, 5), *b = NULL, *c = NULL;
+  const nn_layer *bn1 = &a->layers[1], *bn2 = &a->layers[5];
+  for (int i = 0; i < 3; i++) nn_param_ptr(bn1, bn1->p, 0)[i] = 1.0f; /* what training keeps */
+  for (int i = 0; i < 4; i++) nn_param_ptr(bn2, bn2->p, 1)[i] = 0.0f;
+  nn_error err = {0};
+  if (nn_export_keras(a, (nn_input_norm){0, 1}, path, &err)) fail_msg("%s", err.msg);
+  if (nn_checkpoint_load(path, s, &b, &err) || nn_checkpoint_load(path, NULL, &c, &err)) fail_msg("%s", err.msg);
+  expect_same_tensors(a, b);
+  expect_same_outputs(a, c, 3);
+  char *text = nn_spec_to_text(nn_model_spec(c));
+  if (!strstr(text, "affine=1 track_running_stats=1 convention=keras use_global_stats=0 freeze_affine=0 center=1 scale=0") ||
+      !strstr(text, "center=0 scale=1"))
+    fail_msg("the imported spec lost the fixed halves:\n%s", text);
+  free(text);
+  nn_layer_info info; /* the fixed half is no trainable parameter: beta's 3, gamma's 4 are */
+  nn_model_layer_info(c, 1, &info);
+  assert_int_equal(info.trainable, 3);
+  nn_model_layer_info(c, 5, &info);
+  assert_int_equal(info.trainable, 4);
+  nn_param_ptr(bn1, bn1->p, 0)[2] = 0.5f;
+  assert_int_equal(nn_export_keras(a, (nn_input_norm){0, 1}, path, &err), NN_ERR_ARG);
+  if (!strstr(err.msg, "layer 1 (batchnorm") || !strstr(err.msg, "scale=0 but its gamma[2] is 0.5, not 1"))
+    fail_msg("%s", err.msg);
+  nn_model_free(a), nn_model_free(b), nn_model_free(c);
+  nn_spec_free(s);
+}
+
 /* HDF5 refuses to open an in-memory image whose name exists on disk: a file named
  * model.weights.h5 in the working directory (where a user unpacks a .keras) must not break
  * importing, nor be touched by exporting. */
@@ -575,6 +623,7 @@ static void test_file_named_like_the_image(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_round_trip), cmocka_unit_test(test_real_keras_files),
                                      cmocka_unit_test(test_refusals), cmocka_unit_test(test_config_architectures),
-                                     cmocka_unit_test(test_file_named_like_the_image), cmocka_unit_test(test_rescaling_input)};
+                                     cmocka_unit_test(test_file_named_like_the_image), cmocka_unit_test(test_rescaling_input),
+                                     cmocka_unit_test(test_bn_half_affine)};
   return cmocka_run_group_tests(tests, tu_setup_tempdir, tu_teardown_tempdir);
 }

@@ -171,6 +171,49 @@ static void test_frozen_affine_untouched(void **state) {
   nn_model_free(m);
 }
 
+/* batchnorm scale=0 keeps gamma at 1 and center=0 beta at 0 through real training steps (Keras's
+ * scale=False / center=False); the other half trains. */
+static void test_half_affine_fixed(void **state) {
+  (void)state;
+  for (int half = 0; half < 2; half++) { /* 0: scale=0, 1: center=0 */
+    nn_model *m = tu_model(half ? "input shape=4\ndense units=3\nbatchnorm center=0\nrelu\ndense units=2\n"
+                                : "input shape=4\ndense units=3\nbatchnorm scale=0\nrelu\ndense units=2\n",
+                           7); /* initialized: gamma 1, beta 0 */
+    float *gamma = NULL, *beta = NULL;
+    for (int t = 0; t < nn_model_num_tensors(m); t++) {
+      nn_tensor_view v;
+      nn_model_tensor(m, t, &v);
+      if (!strcmp(v.name, "1.weight")) gamma = v.data;
+      if (!strcmp(v.name, "1.bias")) beta = v.data;
+    }
+    assert_non_null(gamma);
+    assert_non_null(beta);
+    float x[8 * 4];
+    int32_t y[8];
+    for (int i = 0; i < 32; i++) x[i] = (float)((i * 7) % 11) * 0.3f - 1.0f;
+    for (int i = 0; i < 8; i++) y[i] = i % 2;
+    nn_opt_config c = nn_opt_defaults(NN_OPT_ADAM);
+    c.lr = 0.05f, c.weight_decay = 0.1f;
+    nn_optimizer *opt = NULL;
+    nn_error err = {0};
+    if (nn_optimizer_create(&c, m, &opt, &err)) fail_msg("optimizer: %s", err.msg);
+    assert_int_equal(nn_optimizer_num_tensors(opt, m), 2 * 5); /* 2 dense x 2 + the trained half */
+    for (int k = 0; k < 5; k++) {
+      nn_model_zero_grads(m);
+      if (nn_model_forward(m, x, y, 8, NN_MODE_TRAIN, NULL, NULL, NULL, &err) || nn_model_backward(m, &err))
+        fail_msg("%s", err.msg);
+      nn_optimizer_step(opt, m);
+    }
+    for (int i = 0; i < 3; i++) {
+      const float fixed = half ? beta[i] : gamma[i], trained = half ? gamma[i] : beta[i];
+      if (fixed != (half ? 0.0f : 1.0f)) fail_msg("%s=0: the fixed half moved to %g", half ? "center" : "scale", (double)fixed);
+      if (trained == (half ? 1.0f : 0.0f)) fail_msg("%s=0: the trained half did not move", half ? "center" : "scale");
+    }
+    nn_optimizer_free(opt);
+    nn_model_free(m);
+  }
+}
+
 /* ---- config validation ----------------------------------------------------------------------- */
 
 static void expect_rejected(nn_model *m, const nn_opt_config *c, const char *what) {
@@ -387,7 +430,7 @@ static void test_denormal_moments(void **state) {
 
 int main(void) {
   fill_cases();
-  struct CMUnitTest tests[7 + 4];
+  struct CMUnitTest tests[8 + 4];
   int n = 0;
   for (int i = 0; i < 7; i++) {
     static char names[7][64];
@@ -395,6 +438,7 @@ int main(void) {
     tests[n++] = (struct CMUnitTest){names[i], test_matches_torch, NULL, NULL, &cases[i]};
   }
   tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_frozen_affine_untouched);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_half_affine_fixed);
   tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_bad_configs_rejected);
   tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_threaded_update);
   tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_denormal_moments);

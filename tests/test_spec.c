@@ -185,7 +185,7 @@ static void test_bn_placement(void **state) {
   assert_non_null(strstr(text, "dense units=128 bias=1\nrelu\nbatchnorm"));
   assert_null(strstr(text,
                      "batchnorm momentum=0.99 eps=0.001 affine=1 track_running_stats=1 convention=keras "
-                     "use_global_stats=0 freeze_affine=0\nrelu"));
+                     "use_global_stats=0 freeze_affine=0 center=1 scale=1\nrelu"));
   free(text);
   assert_int_equal(nn_spec_set_bn_placement(s, "before", &err), NN_OK);
   text = nn_spec_to_text(s);

@@ -39,7 +39,8 @@ from torch import nn
 # momentum (double or "cumulative"), convention (pytorch|keras). None default = required.
 _BN_KEYS = [("momentum", "momentum", 0.1), ("eps", "double", 1e-5), ("affine", "bool", 1),
             ("track_running_stats", "bool", 1), ("convention", "convention", "pytorch"),
-            ("use_global_stats", "bool", 0), ("freeze_affine", "bool", 0)]
+            ("use_global_stats", "bool", 0), ("freeze_affine", "bool", 0), ("center", "bool", 1),
+            ("scale", "bool", 1)]
 _POOL_KEYS = [("size", "int", 2), ("stride", "int", 0)]
 LAYER_KEYS = {
     "dense": [("units", "int", None), ("bias", "bool", 1)],
@@ -211,9 +212,9 @@ def build_model(spec_text, source="spec", warn=True):
                 keras.append(i)
             if c["use_global_stats"]:
                 frozen.append(i)
-            if c["freeze_affine"] and c["affine"]:
-                m.weight.requires_grad_(False)
-                m.bias.requires_grad_(False)
+            if c["affine"]:  # freeze_affine: both fixed; scale=0 / center=0: gamma 1 / beta 0 fixed
+                m.weight.requires_grad_(not c["freeze_affine"] and bool(c["scale"]))
+                m.bias.requires_grad_(not c["freeze_affine"] and bool(c["center"]))
         elif kind in ("relu", "sigmoid", "tanh"):
             m = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[kind]()
         elif kind in ("maxpool2d", "avgpool2d"):

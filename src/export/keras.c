@@ -153,15 +153,15 @@ static void put_channel_var(kctx *k, hid_t v, int idx, const float *src, const n
   put_var(k, v, idx, src, dims, 1);
 }
 
-static void batchnorm_layer(kctx *k, const nn_layer *L, int affine, double momentum_keras, double eps, float *tmp) {
+static void batchnorm_layer(kctx *k, const nn_layer *L, double momentum_keras, double eps, float *tmp) {
+  int center, scale;
+  nn_keras_center_scale(L, &center, &scale);
   json_t *cfg = json_pack("{s:i, s:f, s:f, s:b, s:b}", "axis", -1, "momentum", momentum_keras, "epsilon", eps, "center",
-                          affine, "scale", affine);
+                          center, "scale", scale);
   hid_t v = add_layer(k, "BatchNormalization", "batch_normalization", cfg, L->in);
   int i = 0;
-  if (affine) {
-    put_channel_var(k, v, i++, nn_param_ptr(L, L->p, 0), L, tmp);
-    put_channel_var(k, v, i++, nn_param_ptr(L, L->p, 1), L, tmp);
-  }
+  if (scale) put_channel_var(k, v, i++, nn_param_ptr(L, L->p, 0), L, tmp);
+  if (center) put_channel_var(k, v, i++, nn_param_ptr(L, L->p, 1), L, tmp);
   put_channel_var(k, v, i++, nn_state_ptr(L, 0), L, tmp);
   put_channel_var(k, v, i++, nn_state_ptr(L, 1), L, tmp);
   close_vars(v);
@@ -230,7 +230,17 @@ static nn_status emit_layer(kctx *k, const nn_layer *L, float *tmp, nn_error *er
        * equivalent and only matters for further training: Keras's default then. */
       double m = b->momentum < 0 ? 0.99 : b->convention == NN_BN_KERAS ? b->momentum
                                                                        : 1.0 - b->momentum;
-      batchnorm_layer(k, L, b->affine, m, b->eps, tmp);
+      /* scale=0 / center=0 keep gamma at 1 / beta at 0, which Keras then does not store: a
+       * checkpoint holding other values (edited, or set through the API) has no Keras form */
+      for (int t = 0; b->affine && t < 2; t++) { /* t = 0: gamma (scale), 1: beta (center) */
+        const float *p = nn_param_ptr(L, L->p, t), fixed = t ? 0.0f : 1.0f;
+        for (int i = 0; !(t ? b->center : b->scale) && i < L->in.c; i++)
+          if (p[i] != fixed)
+            return nn_err_set(err, NN_ERR_ARG, "%s: %s=0 but its %s[%d] is %g, not %g: Keras's %s=False has none", lname,
+                              t ? "center" : "scale", t ? "beta" : "gamma", i, (double)p[i], (double)fixed,
+                              t ? "center" : "scale");
+      }
+      batchnorm_layer(k, L, m, b->eps, tmp);
       return NN_OK;
     }
     case NN_LAYER_RELU:
@@ -272,7 +282,7 @@ static nn_status emit_layer(kctx *k, const nn_layer *L, float *tmp, nn_error *er
       groupnorm_layer(k, L, cfg->gn.groups, cfg->gn.eps, cfg->gn.affine, tmp);
       return NN_OK;
     case NN_LAYER_INSTANCENORM:
-      if (cfg->gn.track_running_stats) batchnorm_layer(k, L, cfg->gn.affine, 1.0 - cfg->gn.momentum, cfg->gn.eps, tmp);
+      if (cfg->gn.track_running_stats) batchnorm_layer(k, L, 1.0 - cfg->gn.momentum, cfg->gn.eps, tmp);
       else groupnorm_layer(k, L, L->in.c, cfg->gn.eps, cfg->gn.affine, tmp);
       return NN_OK;
     case NN_LAYER_LAYERNORM: {

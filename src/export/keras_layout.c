@@ -42,3 +42,12 @@ void nn_keras_chw(const float *src, float *dst, int c, int h, int w, int to_kera
 void nn_keras_features(const float *src, float *dst, nn_keras_flat f, int to_keras) {
   nn_keras_chw(src, dst, f.c, f.h, f.w, to_keras);
 }
+
+void nn_keras_center_scale(const nn_layer *L, int *center, int *scale) {
+  if (L->kind == NN_LAYER_BATCHNORM) {
+    *center = L->cfg.bn.affine && L->cfg.bn.center;
+    *scale = L->cfg.bn.affine && L->cfg.bn.scale;
+  } else {
+    *center = *scale = L->cfg.gn.affine;
+  }
+}

@@ -10,6 +10,8 @@
 #define NN_EXPORT_KERAS_LAYOUT_H
 #include <stddef.h>
 
+#include "layers/layer.h"
+
 /* The name HDF5 gets for an in-memory file image (core driver, no backing store). HDF5
  * refuses to open an image whose name exists as a file, so this is a path that cannot
  * exist on any POSIX system (/dev/null is not a directory). */
@@ -34,5 +36,11 @@ void nn_keras_conv_kernel(const float *src, float *dst, int out, int in, int k, 
 void nn_keras_chw(const float *src, float *dst, int c, int h, int w, int to_keras);
 /* A per-feature vector in flat layout f (e.g. BN gamma after a Flatten). */
 void nn_keras_features(const float *src, float *dst, nn_keras_flat f, int to_keras);
+
+/* Keras's center and scale of a normalization layer (whether its beta and gamma exist there):
+ * a batchnorm's own under affine (scale=0 keeps gamma at 1: Keras has none), the other
+ * kinds' affine for both. The variables Keras stores, in order: gamma if scale, beta if
+ * center, then the moving statistics. */
+void nn_keras_center_scale(const nn_layer *L, int *center, int *scale);
 
 #endif

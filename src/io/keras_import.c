@@ -422,9 +422,10 @@ static nn_status check_config(const ksrc *k, const klayer *kl, const nn_model *m
     else if (!(same_pad != -1 ? same_pad == cc->pad && kl->pad == 0 : !strcmp(pad, "valid") && kl->pad == cc->pad))
       why = "padding differs from pad";
   } else if (L->kind == NN_LAYER_BATCHNORM || (L->kind == NN_LAYER_INSTANCENORM && L->cfg.gn.track_running_stats)) {
-    int affine = L->kind == NN_LAYER_BATCHNORM ? L->cfg.bn.affine : L->cfg.gn.affine;
+    int center, scale;
+    nn_keras_center_scale(L, &center, &scale);
     double eps = L->kind == NN_LAYER_BATCHNORM ? L->cfg.bn.eps : L->cfg.gn.eps;
-    if (kj_bool(c, "center", 1) != affine || kj_bool(c, "scale", 1) != affine) why = "center/scale differ from affine";
+    if (kj_bool(c, "center", 1) != center || kj_bool(c, "scale", 1) != scale) why = "center/scale differ from affine";
     else if (!close_to(kj_num(c, "epsilon", 1e-3), eps)) {
       snprintf(buf, sizeof buf, "epsilon %g differs from eps %g", kj_num(c, "epsilon", 1e-3), eps);
       why = buf;
@@ -479,8 +480,14 @@ static nn_status load_layer(ksrc *k, const char *kname, nn_layer *L, nn_keras_fl
   int n = 0;
   for (int i = 0; i < L->nparam; i++) dst[n++] = nn_param_ptr(L, L->p, i);
   for (int i = 0; i < L->nstate; i++) dst[n++] = nn_state_ptr(L, i);
+  int center = 1, scale = 1;
+  if (L->nparam) nn_keras_center_scale(L, &center, &scale);
   for (int i = 0; !st && i < n; i++) {
     const nn_tensor_decl *d = i < L->nparam ? &L->param[i] : &L->state[i - L->nparam];
+    if (i < L->nparam && !(i == 0 ? scale : center)) { /* not in Keras: gamma 1, beta 0 */
+      for (size_t j = 0; j < d->count; j++) dst[i][j] = i == 0 ? 1.0f : 0.0f;
+      continue;
+    }
     if (d->ndim == 3) { /* layernorm over CxHxW: Keras [H,W,C] */
       const int kd[3] = {d->dims[1], d->dims[2], d->dims[0]};
       st = read_var(k, kname, idx++, kd, 3, tmp, lname, err);

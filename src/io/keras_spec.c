@@ -11,7 +11,7 @@
  *   ZeroPadding2D(p) + Conv2D    conv2d ... pad=p (symmetric; "same": odd kernel, stride 1)
  *   Conv2D / Dense               conv2d filters kernel stride pad bias / dense units bias,
  *                                then their activation (relu, sigmoid, tanh) as a layer
- *   BatchNormalization           batchnorm convention=keras momentum eps [affine=0]
+ *   BatchNormalization           batchnorm convention=keras momentum eps [affine=0 | center=0 | scale=0]
  *   GroupNormalization           groupnorm groups eps affine
  *   LayerNormalization           layernorm eps affine (over the whole sample: axis -1 on
  *                                features, [1, 2, 3] on images)
@@ -143,6 +143,14 @@ static int whole_image_axis(const json_t *c) {
 static int affine_of(const json_t *c) {
   int center = kj_bool(c, "center", 1), scale = kj_bool(c, "scale", 1);
   return center == scale ? center : -1;
+}
+
+/* A BatchNormalization's affine as batchnorm keys: both, neither, or one kept fixed. */
+static const char *bn_affine_keys(const json_t *c) {
+  const int center = kj_bool(c, "center", 1), scale = kj_bool(c, "scale", 1);
+  return center && scale ? "affine=1" : !center && !scale ? "affine=0"
+                                    : center              ? "affine=1 scale=0"
+                                                          : "affine=1 center=0";
 }
 
 /* The name of the layer a functional layer's single input comes from (Keras 3: the
@@ -297,13 +305,11 @@ nn_status nn_keras_config_spec(const json_t *config, const char *path, char **te
       hwc_flat = 0; /* its units are in one order in both */
       if (*act) nn_strbuf_printf(&b, "%s\n", act);
     } else if (!strcmp(cls, "BatchNormalization")) {
-      const int affine = affine_of(c);
       if (!channel_axis(c, rank)) why = "an axis other than the channels'";
-      else if (affine < 0) why = "center and scale differ";
       if (why) break;
-      nn_strbuf_printf(&b, "batchnorm convention=keras momentum=%s eps=%s affine=%d\n",
+      nn_strbuf_printf(&b, "batchnorm convention=keras momentum=%s eps=%s %s\n",
                        nn_fmt_double(n1, sizeof n1, kj_num(c, "momentum", 0.99)), nn_fmt_double(n2, sizeof n2, kj_num(c, "epsilon", 1e-3)),
-                       affine);
+                       bn_affine_keys(c));
     } else if (!strcmp(cls, "GroupNormalization")) {
       const int affine = affine_of(c);
       if (!channel_axis(c, rank)) why = "an axis other than the channels'";

@@ -5,7 +5,8 @@
  * with the UNBIASED variance (PyTorch) or the biased one (Keras convention).
  * Eval: normalize with the running statistics.
  * Frozen (use_global_stats): running statistics in training too, never updated;
- * freeze_affine keeps gamma/beta fixed. */
+ * freeze_affine keeps gamma/beta fixed; scale=0 (center=0) keeps gamma at 1 (beta at 0),
+ * Keras's BatchNormalization(scale=False) (center=False): the tensor is kept, never trained. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,7 +21,9 @@ enum { K_MOMENTUM,
        K_TRACK,
        K_CONVENTION,
        K_GLOBAL,
-       K_FREEZE };
+       K_FREEZE,
+       K_CENTER,
+       K_SCALE };
 static const nn_key keys[] = {
     [K_MOMENTUM] = {"momentum", NN_KEY_MOMENTUM, offsetof(nn_layer_cfg, bn.momentum), 0, 1, 0},
     [K_EPS] = {"eps", NN_KEY_DOUBLE, offsetof(nn_layer_cfg, bn.eps), 0, 1, 0},
@@ -29,11 +32,13 @@ static const nn_key keys[] = {
     [K_CONVENTION] = {"convention", NN_KEY_CONVENTION, offsetof(nn_layer_cfg, bn.convention), 0, 1, 0},
     [K_GLOBAL] = {"use_global_stats", NN_KEY_BOOL, offsetof(nn_layer_cfg, bn.use_global_stats), 0, 1, 0},
     [K_FREEZE] = {"freeze_affine", NN_KEY_BOOL, offsetof(nn_layer_cfg, bn.freeze_affine), 0, 1, 0},
+    [K_CENTER] = {"center", NN_KEY_BOOL, offsetof(nn_layer_cfg, bn.center), 0, 1, 0},
+    [K_SCALE] = {"scale", NN_KEY_BOOL, offsetof(nn_layer_cfg, bn.scale), 0, 1, 0},
     {0},
 };
 
 static void defaults(nn_layer_cfg *c) {
-  c->bn = (nn_bn_cfg){.convention = NN_BN_PYTORCH, .momentum = 0.1, .eps = 1e-5, .affine = 1, .track_running_stats = 1, .use_global_stats = 0, .freeze_affine = 0};
+  c->bn = (nn_bn_cfg){.convention = NN_BN_PYTORCH, .momentum = 0.1, .eps = 1e-5, .affine = 1, .track_running_stats = 1, .use_global_stats = 0, .freeze_affine = 0, .center = 1, .scale = 1};
 }
 
 /* The Keras convention changes the defaults: momentum 0.99 (weight of the old value), eps 1e-3. */
@@ -53,6 +58,8 @@ static nn_status finalize(nn_layer_cfg *c, unsigned given, nn_error *err) {
                       "weights the OLD value): write convention=keras for Keras's meaning, momentum=%g for "
                       "PyTorch's, or convention=pytorch to keep it",
                       b->momentum, b->momentum, 1.0 - b->momentum);
+  if (!b->affine && (!b->center || !b->scale))
+    return nn_err_set(err, NN_ERR_SPEC, "center=0 and scale=0 keep affine=1's beta or gamma fixed; affine=0 has neither");
   if (b->use_global_stats && !b->track_running_stats)
     return nn_err_set(err, NN_ERR_SPEC, "use_global_stats=1 needs track_running_stats=1 (there are no running statistics)");
   return NN_OK;
@@ -69,8 +76,8 @@ static void declare(nn_layer *L) {
   const nn_bn_cfg *b = &L->cfg.bn;
   int c = L->in.c;
   L->nparam = b->affine ? 2 : 0;
-  L->param[0] = (nn_tensor_decl){"weight", 1, {c}, (size_t)c, 0, !b->freeze_affine};
-  L->param[1] = (nn_tensor_decl){"bias", 1, {c}, (size_t)c, 0, !b->freeze_affine};
+  L->param[0] = (nn_tensor_decl){"weight", 1, {c}, (size_t)c, 0, !b->freeze_affine && b->scale};
+  L->param[1] = (nn_tensor_decl){"bias", 1, {c}, (size_t)c, 0, !b->freeze_affine && b->center};
   L->nstate = b->track_running_stats ? 2 : 0;
   L->state[0] = (nn_tensor_decl){"running_mean", 1, {c}, (size_t)c, 0, 0};
   L->state[1] = (nn_tensor_decl){"running_var", 1, {c}, (size_t)c, 0, 0};
@@ -162,12 +169,11 @@ typedef struct {
 } bn_bwd_args;
 
 static bn_bwd_args bwd_args(nn_layer *L) {
-  const int learn = L->cfg.bn.affine && !L->cfg.bn.freeze_affine;
   return (bn_bwd_args){.gamma = L->cfg.bn.affine ? nn_param_ptr(L, L->p, 0) : NULL,
                        .mean = L->scratch,
                        .invstd = L->scratch + 2 * L->in.c,
-                       .dgamma = learn ? nn_param_ptr(L, L->g, 0) : NULL,
-                       .dbeta = learn ? nn_param_ptr(L, L->g, 1) : NULL};
+                       .dgamma = L->nparam && L->param[0].trainable ? nn_param_ptr(L, L->g, 0) : NULL,
+                       .dbeta = L->nparam && L->param[1].trainable ? nn_param_ptr(L, L->g, 1) : NULL};
 }
 
 /* The parameter gradient made from the global sums is already the global one: rank 0 alone
@@ -319,8 +325,9 @@ static void describe(const nn_layer *L, char *buf, size_t len) {
     snprintf(mom, sizeof mom, "cumulative");
   else
     snprintf(mom, sizeof mom, "%g", b->momentum);
-  snprintf(buf, len, "%s: momentum=%s eps=%g var=%s%s%s%s", b->convention == NN_BN_KERAS ? "keras" : "pytorch", mom,
+  snprintf(buf, len, "%s: momentum=%s eps=%g var=%s%s%s%s%s%s", b->convention == NN_BN_KERAS ? "keras" : "pytorch", mom,
            b->eps, b->convention == NN_BN_KERAS ? "biased" : "unbiased", b->affine ? "" : " affine=0",
+           b->affine && !b->center ? " center=0" : "", b->affine && !b->scale ? " scale=0" : "",
            b->track_running_stats ? "" : " track_running_stats=0",
            b->use_global_stats ? (b->freeze_affine ? " frozen" : " use_global_stats") : (b->freeze_affine ? " freeze_affine" : ""));
 }

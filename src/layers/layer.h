@@ -52,6 +52,7 @@ typedef struct {
   int track_running_stats; /* off: batch statistics in eval too */
   int use_global_stats;    /* frozen: running statistics in training too, not updated */
   int freeze_affine;       /* frozen: gamma/beta not trained */
+  int center, scale;       /* 0: beta stays 0 / gamma stays 1, never trained (Keras's center/scale) */
 } nn_bn_cfg;
 
 typedef struct {
