@@ -126,6 +126,8 @@ static nn_status epoch_done(void *user, const nn_epoch_record *rec, nn_error *er
   return NN_OK;
 }
 
+static int silent_rank = -1; /* the rank given no on_batch (only the others report progress) */
+
 static int on_batch(void *user, int epoch, int batch, int batches, double loss, double acc) {
   rank_job *j = user;
   (void)batches, (void)loss, (void)acc;
@@ -140,7 +142,7 @@ static void *rank_main(void *arg) {
   cfg.seed = 3;
   cfg.comm = &j->comm;
   cfg.assemble_in_step = 1;
-  nn_fit_callbacks cb = {.user = j, .on_batch = on_batch, .epoch_done = epoch_done};
+  nn_fit_callbacks cb = {.user = j, .on_batch = j->ep.rank == silent_rank ? NULL : on_batch, .epoch_done = epoch_done};
   j->st = nn_fit(j->m, j->opt, train_set, test_set, &cfg, &cb, NULL, &j->err);
   j->steps = nn_optimizer_steps(j->opt);
   return NULL;
@@ -195,6 +197,20 @@ static void test_stop_on_one_rank_stops_all(void **state) {
   assert_int_equal(jobs[1].steps, 3);
   tu_assert_same_tensors(jobs[0].m, jobs[1].m);
   free_ranks(jobs);
+  /* rank 1 has no on_batch at all (rank 0 alone reports progress): a stop rank 0 asks for, and
+   * a training to its end, with the same reductions on both (an extra one on rank 0 alone
+   * paired with rank 1's gradient sum) */
+  silent_rank = 1;
+  for (int stop = 3; stop >= 0; stop -= 3) {
+    run_ranks(jobs, (const int[RANKS]){0, 0}, (const int[RANKS]){stop, 0});
+    for (int r = 0; r < RANKS; r++)
+      if (jobs[r].st) fail_msg("rank %d: %s", r, jobs[r].err.msg);
+    assert_int_equal(jobs[0].steps, stop ? 3 : 4 * 8);
+    assert_int_equal(jobs[1].steps, jobs[0].steps);
+    tu_assert_same_tensors(jobs[0].m, jobs[1].m);
+    free_ranks(jobs);
+  }
+  silent_rank = -1;
 }
 
 static int setup(void **state) {

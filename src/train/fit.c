@@ -62,7 +62,7 @@ static void batch_buf_free(batch_buf *b) {
 /* 1 if a and b are the same shape */
 static int dims_equal(nn_dims a, nn_dims b) { return a.c == b.c && a.h == b.h && a.w == b.w; }
 
-nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err) {
+nn_status nn_fit_check_shape(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err) {
   const nn_dims d = nn_dataset_shape(ds), in = nn_model_input_shape(m);
   const size_t values = dims_values(d);
   if (values != (size_t)nn_model_input_size(m))
@@ -74,10 +74,20 @@ nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char
   if (!(in.c == 1 && in.h == 1) && !dims_equal(d, in))
     return nn_err_set(err, NN_ERR_SHAPE, "%s samples are %dx%dx%d but the model takes %dx%dx%d", what, d.c, d.h, d.w,
                       in.c, in.h, in.w);
+  return NN_OK;
+}
+
+nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err) {
+  nn_status st = nn_fit_check_shape(m, ds, what, err);
+  if (st) return st;
   if (nn_dataset_num_classes(ds) > nn_model_output_size(m))
     return nn_err_set(err, NN_ERR_SHAPE, "%s has %d classes but the model has %d outputs", what,
                       nn_dataset_num_classes(ds), nn_model_output_size(m));
   return NN_OK;
+}
+
+nn_status nn_model_check_data(const nn_model *m, const nn_dataset *ds, nn_error *err) {
+  return nn_fit_check_input(m, ds, "the data set", err);
 }
 
 nn_status nn_fit_check_same_shape(const nn_dataset *train, const nn_dataset *eval, const char *what, nn_error *err) {
@@ -415,8 +425,9 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   if (cb && cb->on_batch &&
       cb->on_batch(cb->user, epoch, b + 1, s->batches, s->loss_sum / s->seen, (double)s->correct / s->seen))
     s->stop_asked = 1;
-  /* a stop asked on one rank alone (a signal, a clock) stops every rank after the same step */
-  if (comm && last && cb && cb->on_batch) {
+  /* a stop asked on one rank alone (a signal, a clock) stops every rank after the same step;
+   * every rank takes part, whether it has an on_batch or not (rank 0 alone may report) */
+  if (comm && last) {
     double v = s->stop_asked;
     comm->sum_f64(comm->ctx, &v, 1);
     s->stop_asked = v > 0;
@@ -665,16 +676,16 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
     nn_epoch_record r;
     int complete = 0;
     if ((st = fit_epoch(&s, epoch, &r, &stop, &complete, err))) break;
-    if ((st = nn_history_append(h, &r, err))) break;
+    st = nn_history_append(h, &r, err);
     /* every rank sees the same evaluation loss, so all stop and restore together; a part
      * of an epoch is not an epoch of patience */
-    int patience_out =
-        cfg->early_stop && complete && early_stop_update(&es, m, &r, cfg->early_stop, cfg->early_stop_delta);
+    int patience_out = !st && cfg->early_stop && complete &&
+                       early_stop_update(&es, m, &r, cfg->early_stop, cfg->early_stop_delta);
     if (patience_out) early_stop_restore(&es, m);
-    if (cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
-    if (cb && cb->epoch_done) st = cb->epoch_done(cb->user, &r, err);
-    /* the hook may fail on one rank alone (rank 0 saves the run): all stop together, or the
-     * others would wait in the next step's reduction for a rank that left */
+    if (!st && cb && cb->on_epoch_end) cb->on_epoch_end(cb->user, &r);
+    if (!st && cb && cb->epoch_done) st = cb->epoch_done(cb->user, &r, err);
+    /* the record or the hook may fail on one rank alone (rank 0 saves the run): all stop
+     * together, or the others would wait in the next step's reduction for a rank that left */
     if (comm) st = nn_dist_agree(comm, st, err);
     if (patience_out) stop = 1;
   }
