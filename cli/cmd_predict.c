@@ -13,7 +13,8 @@ static const char *const usage =
     "Print the top-K classes (default 3) with probabilities, in eval mode. Images are PNG or\n"
     "PGM of the model's input size; --index takes records of a data set instead (and shows\n"
     "the true label). Class names come from the data set the model was trained on\n"
-    "(Fashion-MNIST, CIFAR-10), or --classes NAME,NAME,...\n";
+    "(Fashion-MNIST, CIFAR-10), or --classes NAME,NAME,...\n"
+    "  --input-norm MEAN,STD     override the pixel transform stored in the checkpoint (STD >= 1e-6)\n";
 
 enum { MAX_CLASS_NAMES = 64,
        MAX_INDEXES = 256 };
@@ -123,7 +124,9 @@ int cmd_predict(int argc, char **argv) {
   if (!rc && threads) nn_model_set_threads(m, threads);
   if (!rc) rc = cli_model_input("predict", &cm, m, input_norm, data, &norm, &source, &source_from);
   if (!rc && index) {
-    if (nn_dataset_open(source, strcmp(split, "test") ? NN_SPLIT_TRAIN : NN_SPLIT_TEST, &ds, &err)) rc = cli_fail("predict", &err);
+    if (nn_dataset_open(source, strcmp(split, "test") ? NN_SPLIT_TRAIN : NN_SPLIT_TEST, &ds, &err) ||
+        nn_model_check_data(m, ds, &err)) /* the records are copied into the model's input */
+      rc = cli_fail("predict", &err);
     else {
       char pr[CLI_PRINTABLE];
       printf("data %s/%s (%s)\n", cli_printable(source, pr, sizeof pr), split, source_from);

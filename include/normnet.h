@@ -82,8 +82,8 @@ extern "C" {
 
 /* ---- version ---------------------------------------------------------------------------- */
 #define NN_VERSION_MAJOR 0
-#define NN_VERSION_MINOR 2
-#define NN_VERSION_PATCH 10
+#define NN_VERSION_MINOR 3
+#define NN_VERSION_PATCH 0
 #define NN_VERSION_STR_(x) #x
 #define NN_VERSION_STR(x) NN_VERSION_STR_(x)
 /* "MAJOR.MINOR.PATCH" of this header; nn_version() gives the library's (compare the two to
@@ -212,7 +212,7 @@ typedef struct {
 /* NN_ERR_ARG unless norm is a usable transform: mean finite, std finite and at least
  * NN_INPUT_STD_MIN. The one rule nn_fit, nn_evaluate, nn_evaluate_confusion,
  * nn_model_recalibrate, nn_model_set_input (checkpoints), the recipe's input-norm and the
- * exporters apply. Since 0.2.10. */
+ * exporters apply. Since 0.3.0. */
 NN_API nn_status nn_input_norm_check(nn_input_norm norm, nn_error *err);
 
 /* Turn samples idx[0..count) into floats x[count, C*H*W] and labels[count]. */
@@ -750,6 +750,13 @@ NN_API nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train,
                         const nn_dataset *test, const nn_fit_config *cfg,
                         const nn_fit_callbacks *cb, nn_history **history, nn_error *err);
 
+/* NN_ERR_SHAPE (naming both) unless the data set's samples fit the model: its input's shape
+ * (a flat input takes any shape of as many values) and no more classes than its outputs. What
+ * nn_fit, nn_evaluate and nn_evaluate_confusion check first (nn_model_recalibrate, which reads
+ * no labels: the samples); for callers that feed records themselves (nn_dataset_batch).
+ * Since 0.3.0. */
+NN_API nn_status nn_model_check_data(const nn_model *m, const nn_dataset *ds, nn_error *err);
+
 /* Mean loss and accuracy of the model on a data set in the given mode. */
 NN_API nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, int batch_size,
                              nn_mode mode, double *loss, double *acc, nn_error *err);
@@ -934,7 +941,7 @@ NN_API int nn_run_stopped_early(const nn_run *run);
  * which is also the model's weights once early stopping has ended the run. */
 NN_API int nn_run_best_epoch(const nn_run *run);
 /* The epochs finished: the history's rows, less the last one when it is part of an epoch (a
- * run paused by max steps inside it, which a resume goes on from). Since 0.2.9. */
+ * run paused by max steps inside it, which a resume goes on from). Since 0.3.0. */
 NN_API int nn_run_epochs_done(const nn_run *run);
 NN_API const nn_recipe *nn_run_recipe(const nn_run *run);
 NN_API nn_model *nn_run_model(nn_run *run);

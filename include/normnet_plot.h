@@ -59,7 +59,7 @@ typedef struct {
   const char *note; /* a line under the run's heading (e.g. that early stopping ended it), or NULL */
   int partial_last; /* 1: the history's last row is part of an epoch (a paused run,
                        nn_run_epochs_done): marked so, and no candidate for the best epoch.
-                       Since 0.2.9 */
+                       Since 0.3.0 (a new member: the struct's size changed) */
 } nn_report_run;
 /* One self-contained HTML page (inline SVG plots with real text, inline styles, no script)
  * reporting the runs: their curves overlaid, a summary table (what each run was evaluated

@@ -400,6 +400,16 @@ static void test_input_shape_same_count_refused(void **state) {
   const nn_input_norm norm = {0.0f, 1.0f};
   assert_int_equal(nn_evaluate(m, other, norm, 4, NN_MODE_EVAL, &loss, &acc, &err), NN_ERR_SHAPE);
   assert_non_null(strstr(err.msg, "the data set samples are 1x1x9 but the model takes 1x3x3"));
+  /* every door a data set comes through: the per-class evaluation (eval, report), the
+   * recalibration and the check callers that feed records themselves use (predict) */
+  nn_confusion cm;
+  assert_int_equal(nn_evaluate_confusion(m, other, norm, 4, NN_MODE_EVAL, &cm, &err), NN_ERR_SHAPE);
+  assert_non_null(strstr(err.msg, "1x1x9 but the model takes 1x3x3"));
+  const nn_recalibrate_config rc = {.batch_size = 4, .batches = 1, .seed = 1};
+  assert_int_equal(nn_model_recalibrate(m, other, norm, &rc, &err), NN_ERR_SHAPE);
+  assert_non_null(strstr(err.msg, "1x1x9 but the model takes 1x3x3"));
+  assert_int_equal(nn_model_check_data(m, other, &err), NN_ERR_SHAPE);
+  assert_int_equal(nn_model_check_data(m, ds, &err), NN_OK);
   nn_model_free(m);
   m = make_model("input shape=9\ndense units=4\n");
   if (nn_evaluate(m, other, norm, 4, NN_MODE_EVAL, &loss, &acc, &err)) fail_msg("a flat model: %s", err.msg);

@@ -6,6 +6,8 @@
 /* NN_ERR_SHAPE unless ds's samples fit m's input and its classes m's outputs; `what`
  * names the data set in the message. */
 nn_status nn_fit_check_input(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err);
+/* Its first half: the samples alone (recalibration reads no labels). */
+nn_status nn_fit_check_shape(const nn_model *m, const nn_dataset *ds, const char *what, nn_error *err);
 /* NN_ERR_SHAPE unless the evaluation set's samples have the training set's shape (C, H, W);
  * `what` names the evaluation set in the message. */
 nn_status nn_fit_check_same_shape(const nn_dataset *train, const nn_dataset *eval, const char *what, nn_error *err);

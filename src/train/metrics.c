@@ -13,14 +13,10 @@ nn_status nn_evaluate_confusion(nn_model *m, const nn_dataset *ds, nn_input_norm
   memset(out, 0, sizeof *out);
   if (batch_size < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", batch_size);
   if (nn_input_norm_check(norm, err)) return NN_ERR_ARG;
+  nn_status cst = nn_model_check_data(m, ds, err); /* its shape, not only its value count */
+  if (cst) return cst;
   nn_dims d = nn_dataset_shape(ds);
   int n = nn_dataset_count(ds), k = nn_model_output_size(m), c = d.c, h = d.h, w = d.w;
-  if (c * h * w != nn_model_input_size(m))
-    return nn_err_set(err, NN_ERR_SHAPE, "the data set's samples are %dx%dx%d (%d values) but the model takes %d inputs",
-                      c, h, w, c * h * w, nn_model_input_size(m));
-  if (nn_dataset_num_classes(ds) > k)
-    return nn_err_set(err, NN_ERR_SHAPE, "the data set has %d classes but the model has %d outputs",
-                      nn_dataset_num_classes(ds), k);
   int b = batch_size < n ? batch_size : (n ? n : 1);
   float *x = malloc((size_t)b * c * h * w * sizeof *x);
   int32_t *y = malloc((size_t)b * sizeof *y);

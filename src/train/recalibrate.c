@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "model/model.h"
+#include "train/fit.h"
 
 nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm norm, const nn_recalibrate_config *cfg,
                                nn_error *err) {
@@ -17,9 +18,8 @@ nn_status nn_model_recalibrate(nn_model *m, const nn_dataset *ds, nn_input_norm 
   if (batch < 2 || batches < 1)
     return nn_err_set(err, NN_ERR_ARG, "recalibration needs batch >= 2 and batches >= 1 (got %d, %d)", batch, batches);
   if (nn_input_norm_check(norm, err)) return NN_ERR_ARG;
-  if (c * h * w != nn_model_input_size(m))
-    return nn_err_set(err, NN_ERR_SHAPE, "samples are %dx%dx%d but the model takes %d inputs", c, h, w,
-                      nn_model_input_size(m));
+  nn_status cst = nn_fit_check_shape(m, ds, "the data set", err); /* its shape, not only its value count */
+  if (cst) return cst;
   if ((long)batch * batches > n)
     return nn_err_set(err, NN_ERR_ARG, "%d batches of %d need %ld samples, the data set has %d", batches, batch,
                       (long)batch * batches, n);
