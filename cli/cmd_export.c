@@ -62,6 +62,10 @@ int cmd_export(int argc, char **argv) {
     cli_model_free(&cm);
     return EXIT_USAGE;
   }
+  if ((rc = cli_out_spares_input("export", "--out", out, cm.checkpoint))) { /* a .keras model exported over itself */
+    cli_model_free(&cm);
+    return rc;
+  }
   nn_model *m = NULL, *f = NULL;
   nn_error err = {0};
   nn_input_norm norm = {0};

@@ -338,6 +338,24 @@ static void test_fold_spares_its_input(void **state) {
       assert_int_equal(r.status, 2);
     }
   }
+  /* export of a Keras model over itself (--fold replaced it with the folded model, exit 0) */
+  char keras[700];
+  snprintf(keras, sizeof keras, "%s/solo.keras", dir);
+  snprintf(args, sizeof args, "export %s --format keras --out %s", path, keras);
+  tu_run_result kr;
+  tu_cli_run_ok(&kr, dir, args, "export to .keras");
+  size_t kb = 0, ka = 0;
+  unsigned char *kbefore = tu_read_file(keras, &kb);
+  for (int same = 0; same < 2; same++) {
+    snprintf(args, sizeof args, "export %s --format keras --fold --out %s%s/solo.keras", keras, dir, same ? "/." : "");
+    tu_cli_expect_error(dir, "", args, "--out ", "that is the input checkpoint");
+    run(&kr, args);
+    assert_int_equal(kr.status, 2);
+  }
+  unsigned char *kafter = tu_read_file(keras, &ka);
+  assert_int_equal(ka, kb);
+  assert_memory_equal(kbefore, kafter, kb);
+  free(kbefore), free(kafter);
   unsigned char *after = tu_read_file(path, &na);
   assert_int_equal(na, nb);
   assert_memory_equal(before, after, nb);
