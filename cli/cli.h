@@ -55,7 +55,8 @@ int cli_has_ext(const char *path, const char *ext);
 enum { CLI_ITEM = 64 };
 int cli_list(const char *cmd, const char *opt, const char *text, char (*items)[CLI_ITEM], int max);
 
-/* Parse "MEAN,STD" (STD > 0) for --input-norm. */
+/* Parse "MEAN,STD" for --input-norm: nothing after it, and the library's rule for a transform
+ * (nn_input_norm_check: both finite, STD >= NN_INPUT_STD_MIN); -1 after printing why. */
 int cli_input_norm(const cli_args *a, const char *text, nn_input_norm *out);
 
 /* JSON output: a string with its quotes and escapes; a number (NaN/Inf as null). */
