@@ -182,27 +182,30 @@ static void test_real_keras_files(void **state) {
   }
   fx_free(fx);
   /* padding "same" where it is symmetric: a stride-2 convolution of a 7x7 input (one row and
-   * column each side), a 2x2 pool of a 4x4 one (none); from the file's config and as a spec */
-  fx = fx_load("keras_padding.txt");
-  for (int e = 0; e < 2; e++) {
-    real_case(fx, "small_strided", ext[e], NULL, 2, 7, 7);
-    real_case(fx, "small_strided", ext[e],
-              "input shape=2x7x7\nconv2d filters=4 kernel=3 stride=2 pad=1\nrelu\nbatchnorm convention=keras\nmaxpool2d "
-              "size=2\nflatten\ndense units=3\n",
-              2, 7, 7);
+   * column each side), a 2x2 pool of a 4x4 one (none); BatchNormalization(scale=False) and
+   * (center=False): gamma 1, beta 0 kept fixed (they were refused: "center and scale differ").
+   * Each from the file's config and as a spec. */
+  static const struct {
+    const char *fixture, *name, *spec;
+    int c, hw;
+  } more[] = {
+      {"keras_padding.txt", "small_strided",
+       "input shape=2x7x7\nconv2d filters=4 kernel=3 stride=2 pad=1\nrelu\nbatchnorm convention=keras\nmaxpool2d "
+       "size=2\nflatten\ndense units=3\n",
+       2, 7},
+      {"keras_bn_half.txt", "small_bn_half",
+       "input shape=2x6x6\nconv2d filters=4 kernel=3 pad=1\nbatchnorm convention=keras scale=0\nrelu\nmaxpool2d "
+       "size=2\nflatten\ndense units=8\nbatchnorm convention=keras center=0\ntanh\ndense units=3\n",
+       2, 6},
+  };
+  for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+    fx = fx_load(more[i].fixture);
+    for (int e = 0; e < 2; e++) {
+      real_case(fx, more[i].name, ext[e], NULL, more[i].c, more[i].hw, more[i].hw);
+      real_case(fx, more[i].name, ext[e], more[i].spec, more[i].c, more[i].hw, more[i].hw);
+    }
+    fx_free(fx);
   }
-  fx_free(fx);
-  /* BatchNormalization(scale=False) and (center=False): gamma 1, beta 0 kept fixed (they were
-   * refused: "center and scale differ") */
-  fx = fx_load("keras_bn_half.txt");
-  for (int e = 0; e < 2; e++) {
-    real_case(fx, "small_bn_half", ext[e], NULL, 2, 6, 6);
-    real_case(fx, "small_bn_half", ext[e],
-              "input shape=2x6x6\nconv2d filters=4 kernel=3 pad=1\nbatchnorm convention=keras scale=0\nrelu\nmaxpool2d "
-              "size=2\nflatten\ndense units=8\nbatchnorm convention=keras center=0\ntanh\ndense units=3\n",
-              2, 6, 6);
-  }
-  fx_free(fx);
 }
 
 static void expect_load_error(const char *path, const char *spec_text, nn_status code, const char *n1, const char *n2) {
