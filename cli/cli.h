@@ -125,6 +125,12 @@ void cli_model_free(cli_model *m);
  * (may be NULL; with a preset or spec for its architecture), not both; refused (error
  * printed, EXIT_USAGE) if neither is trained. */
 int cli_model_trained(const char *cmd, cli_model *cm, const char *ckpt);
+/* A Keras file (HDF5, or a .keras zip) read first by a child process under a time limit
+ * (keras_probe.c): EXIT_OK, or EXIT_FAIL after one line when libhdf5 crashed, hung or printed
+ * reading it. Any other file: EXIT_OK at once. cli_keras_probe_child is that child's side
+ * (`normnet --probe-keras FILE`). */
+int cli_keras_probe(const char *cmd, const char *path);
+int cli_keras_probe_child(const char *path);
 /* nn_checkpoint_load under --max-params: a checkpoint's recorded spec gets the limit before
  * the model is built (spec, when given, carries its own). */
 int cli_checkpoint_load(const char *cmd, const char *path, const nn_spec *spec, nn_model **out);

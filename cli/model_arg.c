@@ -111,7 +111,7 @@ int cli_model_resolve(const char *cmd, const char *flag, const char *arg, cli_mo
   }
   if (cli_is_checkpoint_name(arg) || (S_ISREG(sb.st_mode) && is_binary_file(arg))) {
     snprintf(out->checkpoint, sizeof out->checkpoint, "%s", arg);
-    return EXIT_OK;
+    return cli_keras_probe(cmd, arg);
   }
   if (nn_spec_load(arg, &out->spec, &err)) return cli_fail(cmd, &err);
   nn_spec_set_max_params(out->spec, max_params);
@@ -129,7 +129,11 @@ int cli_model_trained(const char *cmd, cli_model *cm, const char *ckpt) {
               cm->what, ckpt);
     return EXIT_USAGE;
   }
-  if (ckpt) snprintf(cm->checkpoint, sizeof cm->checkpoint, "%s", ckpt);
+  if (ckpt) {
+    snprintf(cm->checkpoint, sizeof cm->checkpoint, "%s", ckpt);
+    int rc = cli_keras_probe(cmd, ckpt);
+    if (rc) return rc;
+  }
   if (!cm->checkpoint[0]) {
     cli_error(cmd, "%s is not trained; pass --checkpoint FILE or a run directory", cm->what);
     return EXIT_USAGE;

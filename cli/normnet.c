@@ -32,6 +32,7 @@ static const char *const usage =
     "example: normnet train --model lenet --epochs 10 --out runs/lenet\n";
 
 int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "--probe-keras")) return cli_keras_probe_child(argv[2]); /* keras_probe.c */
   if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
     printf("normnet %s\n", nn_version());
     return EXIT_OK;

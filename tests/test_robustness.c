@@ -400,6 +400,22 @@ static void test_resource_limits(void **state) {
   if (strstr(ls, "tmp")) fail_msg("a temporary file is left behind:\n%s", ls);
 }
 
+/* ---- Keras files the HDF5 library cannot read safely: a child process reads them first;
+ * a crash (SIGSEGV) or a trace printed at exit is one line and exit 1 (gen_hostile_h5.py) ---- */
+static void test_hostile_hdf5(void **state) {
+  (void)state;
+  static const char *const files[] = {"hostile_h5_segv.h5", "hostile_h5_trace.h5"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char args[2048];
+    snprintf(args, sizeof args, "summary --model %s/%s", getenv("NN_FIXTURES"), files[i]);
+    tu_run_result r;
+    tu_cli_run(&r, dir, "", args);
+    const char *nl = strchr(r.err, '\n');
+    if (r.status != 1 || !strstr(r.err, files[i]) || !nl || nl[1])
+      fail_msg("%s: exit %d, stderr (expected one line naming the file):\n%s", files[i], r.status, r.err);
+  }
+}
+
 /* ---- 7. terminal injection: bytes from files are escaped in messages ----------------- */
 static void test_escaped_messages(void **state) {
   (void)state;
@@ -517,6 +533,7 @@ int main(void) {
       cmocka_unit_test(test_fifo),
       cmocka_unit_test(test_resource_limits),
       cmocka_unit_test(test_escaped_messages),
+      cmocka_unit_test(test_hostile_hdf5),
       cmocka_unit_test(test_first_bad_output),
   };
   dir = tu_tempdir("robust");
