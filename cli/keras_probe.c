@@ -13,7 +13,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,20 +20,6 @@
 #include "cli.h"
 
 #define PROBE_SECONDS 60
-
-/* 1 if path is a regular file that starts like one libhdf5 reads for normnet: HDF5, or a zip
- * (a .keras). Opened without blocking (a FIFO given as a checkpoint must not hang here); any
- * other kind of file is the loader's to refuse. */
-static int keras_kind(const char *path) {
-  static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-  unsigned char head[8] = {0};
-  const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return 0;
-  struct stat sb;
-  const ssize_t n = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) ? read(fd, head, sizeof head) : 0;
-  close(fd);
-  return (n == 8 && !memcmp(head, hdf5, 8)) || (n >= 4 && !memcmp(head, "PK\x03\x04", 4));
-}
 
 int cli_keras_probe_child(const char *path) {
   nn_spec *spec = NULL;
@@ -47,7 +32,7 @@ int cli_keras_probe_child(const char *path) {
 }
 
 int cli_keras_probe(const char *cmd, const char *path) {
-  if (!keras_kind(path)) return EXIT_OK;
+  if (!nn_checkpoint_uses_hdf5(path)) return EXIT_OK;
   int fds[2];
   if (pipe(fds) != 0) return EXIT_OK; /* no probe possible: the command reads it as before */
   posix_spawn_file_actions_t fa;

@@ -577,6 +577,12 @@ NN_API nn_status nn_checkpoint_load(const char *path, const nn_spec *spec, nn_mo
  * architecture as nn_checkpoint_load reads it (for a caller that adjusts it, e.g.
  * nn_spec_set_max_params, before nn_checkpoint_load). */
 NN_API nn_status nn_checkpoint_load_spec(const char *path, nn_spec **out, nn_error *err);
+/* 1 if path is a regular file nn_checkpoint_load would read through the system's libhdf5 (a
+ * Keras .h5, or a zip such as a .keras), which is not hardened against damaged or hostile
+ * files (docs/robustness.md): a caller that must survive one reads it first in a separate
+ * process, as the CLI does. 0 for anything else (a safetensors file: normnet's own reader).
+ * Opened without blocking. Since 0.3.0. */
+NN_API int nn_checkpoint_uses_hdf5(const char *path);
 NN_API nn_status nn_checkpoint_load_optimizer(const char *path, nn_model *m, nn_optimizer *opt, nn_error *err);
 /* Fine-tuning by path: nn_checkpoint_read_weights, or a Keras .keras / .weights.h5 file. */
 NN_API nn_status nn_checkpoint_load_weights(const char *path, nn_model *m, nn_error *err);

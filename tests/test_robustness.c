@@ -406,14 +406,22 @@ static void test_hostile_hdf5(void **state) {
   (void)state;
   static const char *const files[] = {"hostile_h5_segv.h5", "hostile_h5_trace.h5"};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-    char args[2048];
-    snprintf(args, sizeof args, "summary --model %s/%s", getenv("NN_FIXTURES"), files[i]);
+    char args[2048], path[1024];
+    snprintf(path, sizeof path, "%s/%s", getenv("NN_FIXTURES"), files[i]);
+    assert_int_equal(nn_checkpoint_uses_hdf5(path), 1); /* what the CLI reads in a child first */
+    snprintf(args, sizeof args, "summary --model %s", path);
     tu_run_result r;
     tu_cli_run(&r, dir, "", args);
     const char *nl = strchr(r.err, '\n');
     if (r.status != 1 || !strstr(r.err, files[i]) || !nl || nl[1])
       fail_msg("%s: exit %d, stderr (expected one line naming the file):\n%s", files[i], r.status, r.err);
   }
+  char p[1024];
+  snprintf(p, sizeof p, "%s/keras_small_mlp.keras", getenv("NN_FIXTURES"));
+  assert_int_equal(nn_checkpoint_uses_hdf5(p), 1);
+  snprintf(p, sizeof p, "%s/torch_small.safetensors", getenv("NN_FIXTURES"));
+  assert_int_equal(nn_checkpoint_uses_hdf5(p), 0);
+  assert_int_equal(nn_checkpoint_uses_hdf5(dir), 0); /* a directory */
 }
 
 /* ---- 7. terminal injection: bytes from files are escaped in messages ----------------- */

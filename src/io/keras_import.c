@@ -50,6 +50,12 @@ nn_file_kind nn_file_sniff(const unsigned char *head, size_t len) {
   return NN_FILE_OTHER;
 }
 
+int nn_checkpoint_uses_hdf5(const char *path) {
+  nn_file_kind kind;
+  nn_error ignored = {0};
+  return !nn_file_kind_of(path, &kind, &ignored) && (kind == NN_FILE_HDF5 || kind == NN_FILE_ZIP);
+}
+
 nn_status nn_torch_refusal(const char *path, nn_error *err) {
   return nn_err_set(err, NN_ERR_FORMAT,
                     "%s: a PyTorch pickle (torch.save), not a safetensors checkpoint; convert it with "
