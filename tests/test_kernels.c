@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "fixture.h"
+#include "base/cpu.h"
 #include "kernels/act_inline.h"
 #include "kernels/kernels.h"
 #include "nn_test.h"
@@ -836,6 +837,41 @@ static void run_conv(const nn_conv_geom *g, const float *x, const float *w, cons
   nn_conv2d_backward(g, x, w, dy, dx, dw, db, ws);
 }
 
+/* The direct dx's register blocks of 2 or 4 rows (chosen by nn_cpu_fma512_split where the
+ * build has AVX-512; 2 elsewhere) give the same bits: LeNet conv2, odd input channels (a
+ * channel outside the AVX-512 pairs), rows that leave a remainder after blocks of 2 and of 4,
+ * and a dy plane shorter than the kernel. */
+static void test_conv_dx_rows(void **state) {
+  (void)state;
+  tu_rng r = {0xD0B1E5ULL};
+  static const conv_shape shapes[] = {{5, 6, 12, 12, 16, 5, 5, 1, 0},
+                                      {3, 3, 11, 12, 7, 5, 5, 1, 0},
+                                      {2, 5, 13, 10, 4, 3, 3, 1, 0},
+                                      {2, 2, 6, 16, 3, 4, 1, 1, 0}};
+  const int saved = nn_cpu_fma512_split();
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const conv_shape *s = &shapes[si];
+    nn_conv_geom g = {.n = s->n, .c = s->c, .h = s->h, .w = s->w, .oc = s->oc, .kh = s->kh, .kw = s->kw, .stride = s->stride, .pad = s->pad, .algo = NN_CONV_DIRECT};
+    assert_int_equal(nn_conv_geom_init(&g), 0);
+    assert_int_equal(nn_conv2d_algo_data(&g), NN_CONV_DIRECT);
+    size_t nx = (size_t)g.n * g.c * g.h * g.w, nw = (size_t)g.oc * g.c * g.kh * g.kw,
+           ny = (size_t)g.n * g.oc * g.oh * g.ow, nws = nn_conv2d_workspace(&g);
+    float *x = tu_fbuf(nx), *w = tu_fbuf(nw), *dy = tu_fbuf(ny), *ws = tu_fbuf(nws), *dx[2];
+    tu_fill_pair(&r, x, NULL, nx, -1, 1);
+    tu_fill_pair(&r, w, NULL, nw, -1, 1);
+    tu_fill_pair(&r, dy, NULL, ny, -1, 1);
+    for (int split = 0; split < 2; split++) {
+      dx[split] = tu_fbuf(nx);
+      tu_fill_nan(dx[split], nx);
+      nn_cpu_fma512_split_force(split);
+      nn_conv2d_backward(&g, x, w, dy, dx[split], NULL, NULL, ws);
+    }
+    nn_cpu_fma512_split_force(saved);
+    assert_memory_equal(dx[0], dx[1], nx * sizeof(float));
+    free(x), free(w), free(dy), free(ws), free(dx[0]), free(dx[1]);
+  }
+}
+
 static void test_thread_independence(void **state) {
   (void)state;
   int saved = omp_get_max_threads();
@@ -947,6 +983,7 @@ int main(void) {
       cmocka_unit_test(test_flatten),
       cmocka_unit_test(test_u8_lookup),
       cmocka_unit_test(test_softmax_xent),
+      cmocka_unit_test(test_conv_dx_rows),
       cmocka_unit_test(test_thread_independence),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,6 +25,13 @@ nn_cpu_level nn_cpu_detect(void);
 nn_cpu_level nn_cpu_parse(const char *env, nn_cpu_level best);
 /* Tests: run `level` (capped at nn_cpu_detect()) from now on; returns the previous level. */
 nn_cpu_level nn_cpu_force(nn_cpu_level level);
+/* 1 where the CPU runs a 512-bit FMA as two 256-bit halves, one such FMA a cycle (AMD
+ * family 19h, Zen 4), else 0 (Intel's AVX-512 cores run two a cycle). A tuning fact, never a
+ * numerical one: a kernel that asks picks a register block whose results are the same bits
+ * either way (conv2d_direct.c's dx rows). Thread-safe; decided on the first call. */
+int nn_cpu_fma512_split(void);
+/* Tests: answer `split` (0 or 1) from now on, whatever the CPU; returns the previous answer. */
+int nn_cpu_fma512_split_force(int split);
 /* "generic", "avx2" or "avx512". */
 const char *nn_cpu_level_name(nn_cpu_level level);
 

@@ -38,6 +38,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "base/cpu.h"
 #include "base/error.h"
 #include "kernels/v8.h"
 #include "kernels/variant.h"
@@ -596,8 +597,8 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
 /* ---- dx: stride 1, no padding, OW a multiple of VL -------------------------------------
  * dx[n,c,ih,iw] = sum over kj of t[kj](ih, iw - kj), where t[kj](ih, ow) = sum over ki, then
  * oc, in order, of w[oc,c,ki,kj] * dy[n,oc,ih-ki,ow] (the ki with 0 <= ih - ki < OH): for each
- * input channel c, DX_R rows of dx and one vector of VL output columns, the KW x DX_R vectors
- * t are summed over (ki, oc) in registers (per pair: DX_R loads of dy, KW weight broadcasts),
+ * input channel c, R rows of dx and one vector of VL output columns, the KW x R vectors
+ * t are summed over (ki, oc) in registers (per pair: R loads of dy, KW weight broadcasts),
  * then added into the dx row at their shifts, kj in order. What im2col + GEMM computes,
  * without writing and reading back the C*KH*KW x OH*OW column matrix, and with one pass over
  * each dx row per column vector (the shifted adds ran once per ki before run 16: LeNet
@@ -605,9 +606,15 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
  * Where the target has AVX-512, two input channels at once (dx_block_pair): 16-float vectors,
  * channel c in the low half and c+1 in the high one, each half the same sums as dx_block's. */
 #if NN_BUILD_AVX512
-#define DX_R 4 /* dx rows per block: 4 x KW accumulators in 32 registers (LeNet conv2 1.1x 2 rows') */
+/* dx rows per block: 4 x KW accumulators in 32 registers (LeNet conv2 1.1x 2 rows' on the Intel
+ * host of run 20, two 512-bit FMAs a cycle: more FMAs share each dy load); 2 where a 512-bit
+ * FMA runs in two halves (nn_cpu_fma512_split; AMD Zen 4, run 29: LeNet conv2's dx 1.16x 4
+ * rows'), whose one FMA a cycle is the limit: a block of 4 rows spends 23 % of LeNet conv2's
+ * FMAs on rows outside dy's plane (zeros), of 2 rows 9 %. The same sums either way: a row's
+ * accumulators start at +0 and the zero rows add +-0 to them. */
+#define DX_R_MAX 4
 #else
-#define DX_R 2
+#define DX_R_MAX 2
 #endif
 
 /* row[kj + i] += t[kj][i] (i < VL), kj in order: the R x KW block's sums for one dx row.
@@ -663,18 +670,18 @@ static inline __attribute__((always_inline)) void dx_block(const nn_conv_geom *g
                                                            float *dxc, int c, int ih, int col, const int R,
                                                            const int KW) {
   const size_t ckk = (size_t)g->c * (size_t)g->kh * (size_t)KW;
-  v8 acc[NN_CONV_DIRECT_DX_MAX_KW][DX_R];
+  v8 acc[NN_CONV_DIRECT_DX_MAX_KW][DX_R_MAX];
 #pragma GCC unroll 5
   for (int kj = 0; kj < KW; kj++)
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) acc[kj][r] = VBCAST(0.0f);
   for (int ki = dx_ki_lo(g, ih), khi = dx_ki_hi(g, ih, R); ki <= khi; ki++) {
-    const float *dp[DX_R];
-    size_t step[DX_R];
+    const float *dp[DX_R_MAX];
+    size_t step[DX_R_MAX];
     dx_rows(g, dy, ih, ki, col, R, dp, step);
     const float *wp = w + ((size_t)c * (size_t)g->kh + (size_t)ki) * (size_t)KW; /* w[0, c, ki, 0] */
     for (int oc = 0; oc < g->oc; oc++, wp += ckk) {
-      v8 dv[DX_R];
+      v8 dv[DX_R_MAX];
 #pragma GCC unroll 4
       for (int r = 0; r < R; r++) VLOAD(dv[r], dp[r] + (size_t)oc * step[r]);
       VRANK1(acc, wp, dv, KW, R);
@@ -712,18 +719,18 @@ static inline __attribute__((always_inline)) void dx_block_pair(const nn_conv_ge
                                                                 const float *dy, float *dxc, int ih, int col,
                                                                 const int R, const int KW) {
   const size_t per_ki = (size_t)g->oc * (size_t)KW * 16;
-  __m512 acc[NN_CONV_DIRECT_DX_MAX_KW][DX_R];
+  __m512 acc[NN_CONV_DIRECT_DX_MAX_KW][DX_R_MAX];
 #pragma GCC unroll 5
   for (int kj = 0; kj < KW; kj++)
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) acc[kj][r] = _mm512_setzero_ps();
   for (int ki = dx_ki_lo(g, ih), khi = dx_ki_hi(g, ih, R); ki <= khi; ki++) {
-    const float *dp[DX_R];
-    size_t step[DX_R];
+    const float *dp[DX_R_MAX];
+    size_t step[DX_R_MAX];
     dx_rows(g, dy, ih, ki, col, R, dp, step);
     const float *wp = wpk + (size_t)ki * per_ki;
     for (int oc = 0; oc < g->oc; oc++, wp += (size_t)KW * 16) {
-      __m512 dv[DX_R];
+      __m512 dv[DX_R_MAX];
 #pragma GCC unroll 4
       for (int r = 0; r < R; r++) dv[r] = _mm512_broadcast_f32x8(_mm256_loadu_ps(dp[r] + (size_t)oc * step[r]));
 #pragma GCC unroll 5
@@ -750,10 +757,11 @@ static inline __attribute__((always_inline)) void dx_block_pair(const nn_conv_ge
 }
 #endif
 
-/* One sample with KW known at compile time (the accumulators then stay in registers). */
+/* One sample with KW and the block's rows R known at compile time (the accumulators then stay
+ * in registers). */
 static inline __attribute__((always_inline)) void dx_sample_kw(const nn_conv_geom *g, const float *w,
                                                                const float *wpk, const float *dy, float *dx,
-                                                               const int KW) {
+                                                               const int KW, const int R) {
   const size_t hw = (size_t)g->h * (size_t)g->w;
   memset(dx, 0, sizeof(float) * (size_t)g->c * hw);
   int c = 0;
@@ -762,8 +770,8 @@ static inline __attribute__((always_inline)) void dx_sample_kw(const nn_conv_geo
     float *dxc = dx + (size_t)c * hw;
     const float *wp = wpk + (size_t)(c / 2) * (size_t)g->kh * (size_t)g->oc * (size_t)KW * 16;
     int ih = 0;
-    for (; ih + DX_R <= g->h; ih += DX_R)
-      for (int col = 0; col < g->ow; col += VL) dx_block_pair(g, wp, dy, dxc, ih, col, DX_R, KW);
+    for (; ih + R <= g->h; ih += R)
+      for (int col = 0; col < g->ow; col += VL) dx_block_pair(g, wp, dy, dxc, ih, col, R, KW);
     for (; ih < g->h; ih++)
       for (int col = 0; col < g->ow; col += VL) dx_block_pair(g, wp, dy, dxc, ih, col, 1, KW);
   }
@@ -773,23 +781,35 @@ static inline __attribute__((always_inline)) void dx_sample_kw(const nn_conv_geo
   for (; c < g->c; c++) {
     float *dxc = dx + (size_t)c * hw;
     int ih = 0;
-    for (; ih + DX_R <= g->h; ih += DX_R)
-      for (int col = 0; col < g->ow; col += VL) dx_block(g, w, dy, dxc, c, ih, col, DX_R, KW);
+    for (; ih + R <= g->h; ih += R)
+      for (int col = 0; col < g->ow; col += VL) dx_block(g, w, dy, dxc, c, ih, col, R, KW);
     for (; ih < g->h; ih++)
       for (int col = 0; col < g->ow; col += VL) dx_block(g, w, dy, dxc, c, ih, col, 1, KW);
   }
 }
 
-static void dx_sample(const nn_conv_geom *g, const float *w, const float *wpk, const float *dy, float *dx) {
-  switch (g->kw) {
-    case 1: dx_sample_kw(g, w, wpk, dy, dx, 1); break;
-    case 2: dx_sample_kw(g, w, wpk, dy, dx, 2); break;
-    case 3: dx_sample_kw(g, w, wpk, dy, dx, 3); break;
-    case 4: dx_sample_kw(g, w, wpk, dy, dx, 4); break;
-    case 5: dx_sample_kw(g, w, wpk, dy, dx, 5); break;
-    default: NN_ASSERT(0);
+#define DX_SAMPLE_KW_CASES(R)                             \
+  switch (g->kw) {                                        \
+    case 1: dx_sample_kw(g, w, wpk, dy, dx, 1, R); break; \
+    case 2: dx_sample_kw(g, w, wpk, dy, dx, 2, R); break; \
+    case 3: dx_sample_kw(g, w, wpk, dy, dx, 3, R); break; \
+    case 4: dx_sample_kw(g, w, wpk, dy, dx, 4, R); break; \
+    case 5: dx_sample_kw(g, w, wpk, dy, dx, 5, R); break; \
+    default: NN_ASSERT(0);                                \
   }
+
+/* rows: the blocks' dx rows, 2 or (where the build has AVX-512) 4 */
+static void dx_sample(const nn_conv_geom *g, const float *w, const float *wpk, const float *dy, float *dx, int rows) {
+#if NN_BUILD_AVX512
+  if (rows == 4) {
+    DX_SAMPLE_KW_CASES(4)
+    return;
+  }
+#endif
+  (void)rows;
+  DX_SAMPLE_KW_CASES(2)
 }
+#undef DX_SAMPLE_KW_CASES
 _Static_assert(NN_CONV_DIRECT_DX_MAX_KW == 5, "dx_sample has a case for every KW up to the maximum");
 
 void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, const float *w, const float *z,
@@ -799,6 +819,7 @@ void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, con
   const size_t ochw = (size_t)g->oc * (size_t)g->oh * (size_t)g->ow;
   float *wpk = ws, *dys_all = ws + dx_pairs_floats(g);
   if (NN_BUILD_AVX512) dx_pack_pairs(g, w, wpk);
+  const int rows = NN_BUILD_AVX512 && nn_cpu_fma512_split() ? 2 : DX_R_MAX;
   int nt = nthreads < g->n ? nthreads : g->n;
 #pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1)
   {
@@ -810,7 +831,7 @@ void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, con
         act_grad_n(act, z + (size_t)s * ochw, dys, dyb, ochw);
         dys = dyb;
       }
-      dx_sample(g, w, wpk, dys, dx + (size_t)s * chw);
+      dx_sample(g, w, wpk, dys, dx + (size_t)s * chw, rows);
     }
   }
 }
