@@ -55,15 +55,23 @@
  * against 2x5, 3x5, 3x7, 4x6 (bench_kernels --only conv, builds with each block): LeNet
  * conv1's dW 1.15x at one thread and 1.26x at two (where its 6 filters split 3 + 3 went in
  * blocks of 2 and 1), conv2's 1.2x. With 16 registers 3x5 and 4x5 spill (1.4x slower). */
+/* Where the build targets AVX-512 the blocks run in pairs of filters (dw_block_pair), up to
+ * three pairs (15 accumulators, 3 dy vectors, the x vector), blocks balanced over pairs so
+ * that only an odd count's last filter leaves half a pair empty. Against blocks of up to 2
+ * pairs (run 29, AMD Zen 4, one thread, bench/ab_objects.sh, two runs): LeNet conv1's dW
+ * 1.28-1.29x (its six filters went in two blocks of 3, a quarter of the FMAs on empty
+ * halves), conv2's 1.06-1.08x (4 + 6 + 6 filters, not 4 x 4). Not measured on Intel. */
 #if NN_BUILD_AVX512
-#define DW_OB 4    /* dW block: filters (<= DW_OB_MAX) ... */
+#define DW_OB 6    /* dW block: filters (<= DW_OB_MAX) ... */
+#define DW_UNIT 2  /* ... in pairs */
 #define DW_REGS 32 /* vector registers */
 #else
 #define DW_OB 2
+#define DW_UNIT 1
 #define DW_REGS 16
 #endif
 #define DW_TK 5     /* ... times taps (<= 8) */
-#define DW_OB_MAX 4 /* the largest DW_OB of any variant: the workspace fits every one */
+#define DW_OB_MAX 6 /* the largest DW_OB of any variant: the workspace fits every one */
 /* dW packs this many floats of samples at a time (x planes and dy rows, about 64 KB), so
  * that a register block sums over several samples between loading and storing its lane
  * sums: a 8x8 output plane is 12 vectors, too short a loop to pay for them alone */
@@ -85,7 +93,8 @@ typedef v8 vf;
 #define VF_FMA(acc, a, b) VFMA(acc, a, b)
 #endif
 #define FWD_BLK ((size_t)FV * FWD_NV) /* outputs of one filter in a register block */
-_Static_assert(DW_OB <= DW_OB_MAX && DW_OB_MAX <= 4 && DW_TK <= 8, "dW block beyond the kernel's arrays");
+_Static_assert(DW_OB <= DW_OB_MAX && DW_TK <= 8 && (DW_UNIT == 2 ? DW_OB <= 6 : DW_OB <= 4) && DW_OB % DW_UNIT == 0,
+               "dW block beyond the kernel's arrays");
 
 typedef struct {
   int hp, wp;     /* padded input plane */
@@ -415,8 +424,8 @@ static inline __attribute__((always_inline)) void dw_block_pair(const float *xp,
                                                                 const dw_sweep *sw, float *lanes, size_t ld,
                                                                 const int OB, const int TK) {
   const int NP = (OB + 1) / 2;
-  __m512 acc[2][8]; /* NP <= 2, TK <= 8 */
-#pragma GCC unroll 2
+  __m512 acc[3][8]; /* NP <= 3, TK <= 8 */
+#pragma GCC unroll 3
   for (int q = 0; q < NP; q++)
 #pragma GCC unroll 8
     for (int t = 0; t < TK; t++) {
@@ -432,8 +441,8 @@ static inline __attribute__((always_inline)) void dw_block_pair(const float *xp,
     const float *xb = xp + (size_t)s * xst, *db = dyp + (size_t)s * ds;
     for (int r = 0; r < sw->rows; r++, xb += sw->xrow, db += sw->drow)
       for (size_t i = 0; i < sw->len; i += VL) {
-        __m512 dv[2];
-#pragma GCC unroll 2
+        __m512 dv[3];
+#pragma GCC unroll 3
         for (int q = 0; q < NP; q++) {
           const __m256 lo = _mm256_loadu_ps(db + (size_t)(2 * q) * lpad + i);
           dv[q] = 2 * q + 1 < OB
@@ -443,12 +452,12 @@ static inline __attribute__((always_inline)) void dw_block_pair(const float *xp,
 #pragma GCC unroll 8
         for (int t = 0; t < TK; t++) {
           const __m512 xv = _mm512_broadcast_f32x8(_mm256_loadu_ps(xb + to[t] + i));
-#pragma GCC unroll 2
+#pragma GCC unroll 3
           for (int q = 0; q < NP; q++) acc[q][t] = _mm512_fmadd_ps(dv[q], xv, acc[q][t]);
         }
       }
   }
-#pragma GCC unroll 2
+#pragma GCC unroll 3
   for (int q = 0; q < NP; q++)
 #pragma GCC unroll 8
     for (int t = 0; t < TK; t++) {
@@ -464,35 +473,69 @@ static inline __attribute__((always_inline)) void dw_run(const float *xp, size_t
                                                          size_t ds, int ns, size_t lpad, const dw_sweep *sw,
                                                          float *lanes, size_t ld, const int OB, const int TK) {
 #if NN_BUILD_AVX512
-  if (OB > 1) {
+  if (OB > 1)
     dw_block_pair(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, TK);
-    return;
-  }
-#endif
+  else
+    dw_block(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, 1, TK);
+#else
   dw_block(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, TK);
+#endif
 }
+
+/* One block of OB filters and tk (<= DW_TK) taps. A function per OB: in one function with
+ * every block's code the hot loops ran up to 1.25x slower (LeNet conv2's dW, run 29), as
+ * they do whenever the code around them moves. */
+#define DW_OB_FN(OB)                                                                                             \
+  static __attribute__((noinline)) void dw_ob##OB(const float *xp, size_t xst, const int *off, const float *dyp, \
+                                                  size_t ds, int ns, size_t lpad, const dw_sweep *sw,            \
+                                                  float *lanes, size_t ld, int tk) {                             \
+    switch (tk) {                                                                                                \
+      case 1: dw_run(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, 1); break;                              \
+      case 2: dw_run(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, 2); break;                              \
+      case 3: dw_run(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, 3); break;                              \
+      case 4: dw_run(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, 4); break;                              \
+      case 5: dw_run(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, 5); break;                              \
+      default: NN_ASSERT(0);                                                                                     \
+    }                                                                                                            \
+  }
+_Static_assert(DW_TK == 5, "dw_ob has a case for every tap count up to DW_TK");
+DW_OB_FN(1)
+DW_OB_FN(2)
+#if DW_OB >= 3
+DW_OB_FN(3)
+DW_OB_FN(4)
+#endif
+#if DW_OB >= 5
+DW_OB_FN(5)
+DW_OB_FN(6)
+#endif
+#undef DW_OB_FN
+_Static_assert(DW_OB == 2 || DW_OB == 4 || DW_OB == 6, "a dw_ob function for every block size up to DW_OB");
 
 /* one block of ob (<= DW_OB) filters and tk (<= DW_TK) taps */
 static void dw_dispatch(const float *xp, size_t xst, const int *off, const float *dyp, size_t ds, int ns,
                         size_t lpad, const dw_sweep *sw, float *lanes, size_t ld, int ob, int tk) {
-  switch (ob * 16 + tk) {
-#define DW_CASE(OB, TK)                                             \
-  case (OB)*16 + (TK):                                              \
-    dw_run(xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, OB, TK); \
-    break;
-#define DW_CASES(OB) DW_CASE(OB, 1) DW_CASE(OB, 2) DW_CASE(OB, 3) DW_CASE(OB, 4) DW_CASE(OB, 5) DW_CASE(OB, 6) DW_CASE(OB, 7) DW_CASE(OB, 8)
-    DW_CASES(1);
-    DW_CASES(2);
+  static void (*const fn[])(const float *, size_t, const int *, const float *, size_t, int, size_t, const dw_sweep *,
+                            float *, size_t, int) = { dw_ob1,
+                                                      dw_ob2,
 #if DW_OB >= 3
-    DW_CASES(3);
+                                                      dw_ob3,
+                                                      dw_ob4,
 #endif
-#if DW_OB >= 4
-    DW_CASES(4);
+#if DW_OB >= 5
+                                                      dw_ob5,
+                                                      dw_ob6
 #endif
-#undef DW_CASES
-#undef DW_CASE
-    default: NN_ASSERT(0);
-  }
+  };
+  _Static_assert(sizeof fn / sizeof *fn == DW_OB, "a function per block size");
+  NN_ASSERT(ob >= 1 && ob <= DW_OB);
+  fn[ob - 1](xp, xst, off, dyp, ds, ns, lpad, sw, lanes, ld, tk);
+}
+
+/* Block bo's first filter (bo = nob: nf) of nf filters in nu units of DW_UNIT, nob blocks */
+static inline int dw_block_start(int nf, int nu, int nob, int bo) {
+  const int f = DW_UNIT * (int)((long)bo * nu / nob);
+  return f < nf ? f : nf;
 }
 
 /* the filters [oc_lo, oc_hi): lane sums over all samples, then the lanes added into dw, db.
@@ -504,7 +547,6 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   if (oc_lo >= oc_hi) return;
   const size_t ld = ((size_t)p->ckk + 1) * VL; /* lanes per filter */
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w, ohw = (size_t)g->oh * (size_t)g->ow;
-  const size_t ds = (size_t)DW_OB * p->lpad; /* one sample's dy rows */
   const int whole = whole_rows(g);
   const dw_sweep sw = whole ? (dw_sweep){g->oh, (size_t)g->ow, (size_t)p->wp, (size_t)g->ow}
                             : (dw_sweep){1, p->lpad, 0, 0};
@@ -517,20 +559,21 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p->plane, (size_t)p->wp, 1, off);
   memset(lanes_all + (size_t)oc_lo * ld, 0, sizeof(float) * (size_t)(oc_hi - oc_lo) * ld);
+  const int ntb = (p->ckk + DW_TK - 1) / DW_TK;                    /* tap blocks, sizes balanced */
+  const int nf = oc_hi - oc_lo, nu = (nf + DW_UNIT - 1) / DW_UNIT; /* filters, their units (pairs or one) */
+  const int nob = (nu + DW_OB / DW_UNIT - 1) / (DW_OB / DW_UNIT);  /* filter blocks, sizes balanced over units */
+  const size_t ds = (size_t)DW_OB * p->lpad;                       /* one sample's dy rows */
   /* on the flat index the packing below writes only the columns ow < OW of each row: the
    * other columns and the rows past OH, which the sweep reads, stay the zeros written here
    * (whole-vector rows read only what the packing writes) */
   if (!whole) memset(dyp, 0, sizeof(float) * (size_t)p->sb * ds);
-  const int ntb = (p->ckk + DW_TK - 1) / DW_TK;        /* tap blocks, sizes balanced */
-  const int nob = (oc_hi - oc_lo + DW_OB - 1) / DW_OB; /* filter blocks, sizes balanced */
   for (int s0 = 0; s0 < g->n; s0 += p->sb) {
     const int ns = g->n - s0 < p->sb ? g->n - s0 : p->sb;
     for (int s = 0; dw && !unpacked && s < ns; s++)
       pack_sample(g, p, x + (size_t)(s0 + s) * chw, xp + (size_t)s * p->xplen);
     const float *xs = unpacked ? x + (size_t)s0 * chw : xp;
     for (int bo = 0; bo < nob; bo++) {
-      const int oc0 = oc_lo + (int)((long)bo * (oc_hi - oc_lo) / nob);
-      const int ob = oc_lo + (int)((long)(bo + 1) * (oc_hi - oc_lo) / nob) - oc0;
+      const int oc0 = oc_lo + dw_block_start(nf, nu, nob, bo), ob = oc_lo + dw_block_start(nf, nu, nob, bo + 1) - oc0;
       for (int s = 0; s < ns; s++)
         for (int o = 0; o < ob; o++) { /* dy row o of sample s = dz[s0+s, oc0+o] * act'(z) */
           float *d = dyp + (size_t)s * ds + (size_t)o * p->lpad;
