@@ -224,24 +224,32 @@ static inline __attribute__((always_inline)) void fwd_block(const float *xs, con
     for (int j = 0; j < NV; j++) memcpy(out + (size_t)o * ldo + (size_t)j * FV, &acc[o][j], sizeof(vf));
 }
 
-/* one block of ob filters and nv (FWD_NV or 1) vectors */
+/* One block of OB filters and nv (FWD_NV or 1) vectors, a function per OB (as dw_ob below) */
+#define FWD_OB_FN(OB)                                                                                          \
+  static __attribute__((noinline)) void fwd_ob##OB(const float *xs, const int *off, const float *wpk, int ckk, \
+                                                   float *out, size_t ldo, int nv) {                           \
+    if (nv == FWD_NV)                                                                                          \
+      fwd_block(xs, off, wpk, ckk, out, ldo, OB, FWD_NV);                                                      \
+    else                                                                                                       \
+      fwd_block(xs, off, wpk, ckk, out, ldo, OB, 1);                                                           \
+  }
+FWD_OB_FN(1)
+FWD_OB_FN(2)
+FWD_OB_FN(3)
+FWD_OB_FN(4)
+FWD_OB_FN(5)
+FWD_OB_FN(6)
+FWD_OB_FN(7)
+FWD_OB_FN(8)
+#undef FWD_OB_FN
+
 static void fwd_dispatch(const float *xs, const int *off, const float *wpk, int ckk, float *out, size_t ldo, int ob,
                          int nv) {
-  switch (ob * 8 + (nv == FWD_NV)) {
-#define FWD_CASE(OB)                                                          \
-  case OB * 8 + 1: fwd_block(xs, off, wpk, ckk, out, ldo, OB, FWD_NV); break; \
-  case OB * 8: fwd_block(xs, off, wpk, ckk, out, ldo, OB, 1); break;
-    FWD_CASE(8);
-    FWD_CASE(7);
-    FWD_CASE(6);
-    FWD_CASE(5);
-    FWD_CASE(4);
-    FWD_CASE(3);
-    FWD_CASE(2);
-    FWD_CASE(1);
-#undef FWD_CASE
-    default: NN_ASSERT(0);
-  }
+  static void (*const fn[])(const float *, const int *, const float *, int, float *, size_t, int) = {
+      fwd_ob1, fwd_ob2, fwd_ob3, fwd_ob4, fwd_ob5, fwd_ob6, fwd_ob7, fwd_ob8};
+  _Static_assert(sizeof fn / sizeof *fn == 8, "a function per block size up to the kernel's 8");
+  NN_ASSERT(ob >= 1 && ob <= 8);
+  fn[ob - 1](xs, off, wpk, ckk, out, ldo, nv);
 }
 
 /* Filter blocks of at most FWD_OB, sizes balanced (32 filters: 6,6,5,5,5,5, not 6x5 + 2):
