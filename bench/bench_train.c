@@ -224,7 +224,7 @@ static int run_variant(const char *preset, const char *norm, const bench_opts *o
   int in = nn_model_input_size(m), k = nn_model_output_size(m);
   const nn_dims dims = nn_model_input_shape(m);
   const int pool = batch > BENCH_POOL ? batch : BENCH_POOL;
-  float *x = malloc((size_t)batch * in * sizeof *x);
+  float *x = bench_fbuf((size_t)batch * in); /* aligned, as the library's own batches (base/aligned.h) */
   int32_t *y = malloc((size_t)batch * sizeof *y);
   uint32_t *order = malloc((size_t)pool * sizeof *order);
   nn_dataset *ds = NULL;

@@ -3,7 +3,9 @@
  * - nn_layer_kind_is_norm / _is_activation agree with every kind's spec keyword;
  * - nn_layer_info.kind_id and nn_tensor_view.layer/role agree with the printed names for
  *   a spec with every kind that has tensors;
- * - the typed normalization choice and BN placement, and their CLI spellings. */
+ * - the typed normalization choice and BN placement, and their CLI spellings;
+ * - every buffer the kernels stream through starts on a 64-byte cache line (base/aligned.h),
+ *   for batch sizes whose segments are not whole lines. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "layers/layer.h"
+#include "model/model.h"
 #include "normnet.h"
 
 static void test_kind_families_match_keywords(void **state) {
@@ -67,6 +70,39 @@ static void test_info_and_tensor_roles(void **state) {
   }
   for (int r = 0; r < 5; r++)
     if (!seen[r]) fail_msg("no tensor with role %s", role_suffix[r]);
+  nn_model_free(m);
+  nn_spec_free(s);
+}
+
+static void assert_line(const void *p, const char *what, int i, int n) {
+  if ((uintptr_t)p % 64) fail_msg("%s of layer %d at batch %d is %u bytes past a cache line", what, i, n, (unsigned)((uintptr_t)p % 64));
+}
+
+static void test_buffers_on_cache_lines(void **state) {
+  (void)state;
+  const char *text =
+      "input shape=3x9x7\nconv2d filters=5 kernel=3\nbatchnorm\nrelu\ngroupnorm groups=5\n"
+      "maxpool2d size=2\nlayernorm\nflatten\ndense units=7\nsigmoid\ndropout rate=0.5\ndense units=3\n";
+  nn_error err = {0};
+  nn_spec *s = NULL;
+  nn_model *m = NULL;
+  if (nn_spec_parse(text, "lines.spec", &s, &err) || nn_model_create(s, &m, &err)) fail_msg("%s", err.msg);
+  assert_line(m->params, "the parameters", -1, 0);
+  assert_line(m->grads, "the gradients", -1, 0);
+  assert_line(m->state, "the running statistics", -1, 0);
+  static const int batches[] = {1, 3, 7, 33};
+  for (size_t b = 0; b < sizeof batches / sizeof *batches; b++) {
+    const int n = batches[b];
+    if (nn_model_plan(m, n, &err)) fail_msg("%s", err.msg);
+    assert_line(m->act[0], "the input", -1, n);
+    for (int i = 0; i < m->nlayers; i++) {
+      assert_line(m->act[i + 1], "the output", i, n);
+      assert_line(m->dact[i], "the input gradient", i, n);
+      assert_line(m->layers[i].scratch, "the scratch", i, n);
+    }
+    assert_line(m->dact[m->nlayers], "the logits' gradient", m->nlayers, n);
+    assert_line(m->probs, "the probabilities", m->nlayers, n);
+  }
   nn_model_free(m);
   nn_spec_free(s);
 }
@@ -131,6 +167,7 @@ int main(void) {
       cmocka_unit_test(test_kind_families_match_keywords),
       cmocka_unit_test(test_info_and_tensor_roles),
       cmocka_unit_test(test_norm_choice_and_placement),
+      cmocka_unit_test(test_buffers_on_cache_lines),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 
 #include <omp.h>
 
+#include "base/aligned.h"
 #include "kernels/kernels.h"
 
 /* Checked size arithmetic: 0 on success, -1 if the result does not fit 64 bits. */
@@ -134,9 +135,9 @@ nn_status nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err) {
     return nn_err_set(err, NN_ERR_SHAPE, "%s: the last layer outputs %d value; a classifier needs at least 2 classes",
                       spec->source, in.c);
   }
-  m->params = calloc(m->nparams ? m->nparams : 1, sizeof(float));
-  m->grads = calloc(m->nparams ? m->nparams : 1, sizeof(float));
-  m->state = calloc(m->nstate ? m->nstate : 1, sizeof(float));
+  m->params = nn_alloc_floats(m->nparams, 1);
+  m->grads = nn_alloc_floats(m->nparams, 1);
+  m->state = nn_alloc_floats(m->nstate, 1);
   if (!m->params || !m->grads || !m->state) {
     size_t nparams = m->nparams;
     nn_model_free(m);
@@ -395,23 +396,41 @@ static int headroom_available(void) {
   return p != NULL;
 }
 
+/* *total += the floats of a segment of v values, rounded up to whole cache lines so that every
+ * segment starts on one (aligned.h); -1 on overflow */
+static int add_segment(uint64_t *total, uint64_t v) {
+  uint64_t r;
+  return nn_align_floats(v, &r) || add_u64(*total, r, total) ? -1 : 0;
+}
+
+/* the next segment of v values at *p (its size as add_segment counted it) */
+static float *take_segment(float **p, uint64_t v) {
+  float *at = *p;
+  uint64_t r = 0;
+  (void)nn_align_floats(v, &r); /* counted without overflow by add_segment */
+  *p += r;
+  return at;
+}
+
 nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   if (n <= m->plan_n) return NN_OK;
   size_t k = (size_t)nn_model_output_size(m);
-  uint64_t total, t;
-  int bad = mul_u64((uint64_t)n, nn_shape_size(m->spec->input), &total);
+  uint64_t total = 0, t;
+  int bad = mul_u64((uint64_t)n, nn_shape_size(m->spec->input), &t) || add_segment(&total, t);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
     /* dact[i], act[i+1], scratch; a view kind's are its neighbours' (below) */
-    const uint64_t own = nn_layer_table[L->kind]->view ? 0 : (uint64_t)nn_shape_size(L->in) + nn_shape_size(L->out);
-    bad |= mul_u64((uint64_t)n, own, &t) || add_u64(total, t, &total) ||
-           add_u64(total, nn_layer_table[L->kind]->scratch(L, n), &total);
+    if (!nn_layer_table[L->kind]->view)
+      bad |= mul_u64((uint64_t)n, nn_shape_size(L->in), &t) || add_segment(&total, t) ||
+             mul_u64((uint64_t)n, nn_shape_size(L->out), &t) || add_segment(&total, t);
+    bad |= add_segment(&total, nn_layer_table[L->kind]->scratch(L, n));
   }
   /* dlogits, probs, labels (int32 slots) */
-  bad |= mul_u64((uint64_t)n, 2 * k + 1, &t) || add_u64(total, t, &total) || total > SIZE_MAX / sizeof(float);
+  bad |= mul_u64((uint64_t)n, k, &t) || add_segment(&total, t) || add_segment(&total, t) ||
+         add_segment(&total, (uint64_t)n) || total > SIZE_MAX / sizeof(float);
   if (bad)
     return nn_err_set(err, NN_ERR_NOMEM, "the activations of a batch of %d do not fit in memory (size overflow)", n);
-  float *arena = malloc((size_t)total * sizeof(float));
+  float *arena = nn_alloc_floats((size_t)total, 0);
   float **act = malloc((size_t)(m->nlayers + 1) * sizeof *act);
   float **dact = malloc((size_t)(m->nlayers + 1) * sizeof *dact);
   if (!arena || !act || !dact) {
@@ -430,7 +449,7 @@ nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   free(m->arena), free(m->act), free(m->dact);
   m->arena = arena, m->act = act, m->dact = dact;
   float *p = arena;
-  act[0] = p, p += (size_t)n * nn_shape_size(m->spec->input);
+  act[0] = take_segment(&p, (uint64_t)n * nn_shape_size(m->spec->input));
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
     if (nn_layer_table[L->kind]->view) {
@@ -438,16 +457,16 @@ nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
        * output gradient (set below, once that is placed) */
       act[i + 1] = act[i];
     } else {
-      dact[i] = p, p += (size_t)n * nn_shape_size(L->in);
-      act[i + 1] = p, p += (size_t)n * nn_shape_size(L->out);
+      dact[i] = take_segment(&p, (uint64_t)n * nn_shape_size(L->in));
+      act[i + 1] = take_segment(&p, (uint64_t)n * nn_shape_size(L->out));
     }
-    L->scratch = p, p += nn_layer_table[L->kind]->scratch(L, n);
+    L->scratch = take_segment(&p, nn_layer_table[L->kind]->scratch(L, n));
   }
-  dact[m->nlayers] = p, p += (size_t)n * k;
+  dact[m->nlayers] = take_segment(&p, (uint64_t)n * k);
   for (int i = m->nlayers - 1; i >= 0; i--)
     if (nn_layer_table[m->layers[i].kind]->view) dact[i] = dact[i + 1];
-  m->probs = p, p += (size_t)n * k;
-  m->labels = (int32_t *)(void *)p, p += n;
+  m->probs = take_segment(&p, (uint64_t)n * k);
+  m->labels = (int32_t *)(void *)take_segment(&p, (uint64_t)n);
   NN_ASSERT((size_t)(p - arena) == total);
   m->plan_n = n;
   return NN_OK;

@@ -9,6 +9,7 @@
 #include <xmmintrin.h>
 #endif
 
+#include "base/aligned.h"
 #include "model/model.h"
 
 typedef struct {
@@ -62,9 +63,8 @@ nn_status nn_optimizer_create(const nn_opt_config *cfg, nn_model *m, nn_optimize
   if (!o) return nn_err_set(err, NN_ERR_NOMEM, "out of memory");
   o->cfg = *cfg;
   o->nparams = m->nparams;
-  size_t bytes = (m->nparams ? m->nparams : 1) * sizeof(float);
-  o->m1 = calloc(1, bytes);
-  o->m2 = cfg->kind == NN_OPT_SGD ? NULL : calloc(1, bytes);
+  o->m1 = nn_alloc_floats(m->nparams, 1);
+  o->m2 = cfg->kind == NN_OPT_SGD ? NULL : nn_alloc_floats(m->nparams, 1);
   int nt = 0;
   for (int i = 0; i < m->nlayers; i++) nt += m->layers[i].nparam;
   o->spans = calloc((size_t)(nt ? nt : 1), sizeof *o->spans);

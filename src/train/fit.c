@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/aligned.h"
 #include "base/async.h"
 #include "base/error.h"
 #include "base/hash.h"
@@ -45,7 +46,7 @@ static size_t dims_values(nn_dims d) { return (size_t)d.c * (size_t)d.h * (size_
 
 static nn_status batch_buf_alloc(batch_buf *b, const nn_dataset *ds, int batch, nn_error *err) {
   int n = nn_dataset_count(ds);
-  b->x = malloc((size_t)batch * dims_values(nn_dataset_shape(ds)) * sizeof *b->x);
+  b->x = nn_alloc_floats((size_t)batch * dims_values(nn_dataset_shape(ds)), 0);
   b->y = malloc((size_t)batch * sizeof *b->y);
   b->order = malloc((size_t)(n ? n : 1) * sizeof *b->order);
   if (!b->x || !b->y || !b->order) return nn_err_set(err, NN_ERR_NOMEM, "out of memory for a batch of %d", batch);
@@ -658,7 +659,7 @@ nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const 
    * step assembles its own batch (the same batches, only slower) */
   s.ahead = -1;
   if (!st && s.batches > 1 && !cfg->assemble_in_step) {
-    s.spare_x = malloc((size_t)s.bs * dims_values(s.in) * sizeof *s.spare_x);
+    s.spare_x = nn_alloc_floats((size_t)s.bs * dims_values(s.in), 0);
     s.spare_y = malloc((size_t)s.bs * sizeof *s.spare_y);
     if (s.spare_x && s.spare_y) s.async = nn_async_create();
   }
