@@ -129,7 +129,7 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   p.xslen = ((size_t)g->c * (size_t)g->kw * (size_t)p.hp * (size_t)g->ow + FWD_BLK + 15) & ~(size_t)15;
   const size_t fwd = p.xslen + (size_t)FWD_OB * FWD_BLK; /* and the last block's outputs */
   if (fwd > p.slot) p.slot = fwd;
-  p.lanes = (size_t)g->oc * ((size_t)p.ckk + 1) * VL;
+  p.lanes = ((size_t)g->oc * ((size_t)p.ckk + 1) * VL + 15) & ~(size_t)15; /* the slots after it on cache lines */
   int units = g->n > g->oc ? g->n : g->oc;
   p.slots = units < nprocs ? units : nprocs;
   return p;
