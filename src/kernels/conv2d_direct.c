@@ -54,13 +54,14 @@
  * 4 dy vectors, the x vector kept: 25 registers), measured on the Intel host of run 20
  * against 2x5, 3x5, 3x7, 4x6 (bench_kernels --only conv, builds with each block): LeNet
  * conv1's dW 1.15x at one thread and 1.26x at two (where its 6 filters split 3 + 3 went in
- * blocks of 2 and 1), conv2's 1.2x. With 16 registers 3x5 and 4x5 spill (1.4x slower). */
-/* Where the build targets AVX-512 the blocks run in pairs of filters (dw_block_pair), up to
- * three pairs (15 accumulators, 3 dy vectors, the x vector), blocks balanced over pairs so
- * that only an odd count's last filter leaves half a pair empty. Against blocks of up to 2
- * pairs (run 29, AMD Zen 4, one thread, bench/ab_objects.sh, two runs): LeNet conv1's dW
- * 1.28-1.29x (its six filters went in two blocks of 3, a quarter of the FMAs on empty
- * halves), conv2's 1.06-1.08x (4 + 6 + 6 filters, not 4 x 4). Not measured on Intel. */
+ * blocks of 2 and 1), conv2's 1.2x. With 16 registers 3x5 and 4x5 spill (1.4x slower). That
+ * was the 8-wide block; since then, where the build targets AVX-512 the blocks run in pairs
+ * of filters (dw_block_pair), up to three pairs (15 accumulators, 3 dy vectors, the x
+ * vector), balanced over pairs so that only an odd count's last filter leaves half a pair
+ * empty. Against blocks of up to 2 pairs (run 29, AMD Zen 4, one thread, bench/ab_objects.sh,
+ * two runs): LeNet conv1's dW 1.28-1.29x (its six filters went in two blocks of 3, a quarter
+ * of the FMAs on empty halves), conv2's 1.06-1.08x (4 + 6 + 6 filters, not 4 x 4). Not
+ * measured on Intel. */
 #if NN_BUILD_AVX512
 #define DW_OB 6    /* dW block: filters (<= DW_OB_MAX) ... */
 #define DW_UNIT 2  /* ... in pairs */
