@@ -12,10 +12,15 @@
 #define NN_ALIGN_BYTES 64
 #define NN_ALIGN_FLOATS ((uint64_t)(NN_ALIGN_BYTES / sizeof(float)))
 
-/* *r = n floats rounded up to whole lines; -1 on overflow */
+/* n floats rounded up to whole lines, for sizes a plan already bounds (the kernels' scratch) */
+static inline size_t nn_line_floats(size_t n) {
+  return (size_t)((n + NN_ALIGN_FLOATS - 1) / NN_ALIGN_FLOATS * NN_ALIGN_FLOATS);
+}
+
+/* *r = n floats rounded up to whole lines; -1 on overflow (sizes from input) */
 static inline int nn_align_floats(uint64_t n, uint64_t *r) {
-  if (n > UINT64_MAX - (NN_ALIGN_FLOATS - 1)) return -1;
-  *r = (n + NN_ALIGN_FLOATS - 1) / NN_ALIGN_FLOATS * NN_ALIGN_FLOATS;
+  if (n > UINT64_MAX - (NN_ALIGN_FLOATS - 1) || n > SIZE_MAX - (NN_ALIGN_FLOATS - 1)) return -1;
+  *r = nn_line_floats((size_t)n);
   return 0;
 }
 

@@ -29,6 +29,7 @@
 #include <immintrin.h>
 #endif
 
+#include "base/aligned.h"
 #include "base/cpu.h"
 #include "base/error.h"
 #include "base/threads.h"
@@ -69,8 +70,6 @@ typedef struct {
   size_t col, tmp, slot, part; /* floats: col matrix, tmp, one slot, one group partial */
 } conv_plan;
 
-static size_t round16(size_t v) { return (v + 15) & ~(size_t)15; }
-
 static conv_plan conv_plan_make(const nn_conv_geom *g) {
   conv_plan p;
   NN_ASSERT(g->oh >= 1 && g->ow >= 1);
@@ -93,10 +92,10 @@ static conv_plan conv_plan_make(const nn_conv_geom *g) {
   int np = nn_cores();
   p.slots = p.nchunks < np ? p.nchunks : np;
   size_t l = (size_t)p.cs * (size_t)p.ohw;
-  p.col = round16((size_t)p.ckk * l);
-  p.tmp = round16((size_t)g->oc * l);
+  p.col = nn_line_floats((size_t)p.ckk * l);
+  p.tmp = nn_line_floats((size_t)g->oc * l);
   p.slot = CONV_COL_MARGIN + p.col + p.tmp;
-  p.part = round16((size_t)g->oc * (size_t)p.ckk + (size_t)g->oc);
+  p.part = nn_line_floats((size_t)g->oc * (size_t)p.ckk + (size_t)g->oc);
   return p;
 }
 

@@ -38,6 +38,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "base/aligned.h"
 #include "base/cpu.h"
 #include "base/error.h"
 #include "kernels/v8.h"
@@ -121,16 +122,16 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   /* highest index read: (C-1)*plane + (lpad-1) + (KH-1)*Wp + (KW-1) */
   size_t need = (size_t)(g->c - 1) * p.plane + p.lpad + (size_t)(g->kh - 1) * (size_t)p.wp + (size_t)g->kw;
   size_t whole = (size_t)g->c * p.plane;
-  p.xplen = ((need > whole ? need : whole) + 15) & ~(size_t)15;
+  p.xplen = nn_line_floats(need > whole ? need : whole);
   p.ckk = g->c * g->kh * g->kw;
   NN_ASSERT(p.ckk <= NN_CONV_DIRECT_MAX_TAPS);
   const size_t per = p.xplen + (size_t)DW_OB_MAX * p.lpad; /* one sample packed for dW */
   p.sb = per < DW_BATCH_FLOATS ? (int)(DW_BATCH_FLOATS / per) : 1;
   p.slot = (size_t)p.sb * per;
-  p.xslen = ((size_t)g->c * (size_t)g->kw * (size_t)p.hp * (size_t)g->ow + FWD_BLK + 15) & ~(size_t)15;
+  p.xslen = nn_line_floats((size_t)g->c * (size_t)g->kw * (size_t)p.hp * (size_t)g->ow + FWD_BLK);
   const size_t fwd = p.xslen + (size_t)FWD_OB * FWD_BLK; /* and the last block's outputs */
   if (fwd > p.slot) p.slot = fwd;
-  p.lanes = ((size_t)g->oc * ((size_t)p.ckk + 1) * VL + 15) & ~(size_t)15; /* the slots after it on cache lines */
+  p.lanes = nn_line_floats((size_t)g->oc * ((size_t)p.ckk + 1) * VL); /* the slots after it on cache lines */
   int units = g->n > g->oc ? g->n : g->oc;
   p.slots = units < nprocs ? units : nprocs;
   return p;
