@@ -396,39 +396,56 @@ static int headroom_available(void) {
   return p != NULL;
 }
 
-/* *total += the floats of a segment of v values, rounded up to whole cache lines so that every
- * segment starts on one (aligned.h); -1 on overflow */
-static int add_segment(uint64_t *total, uint64_t v) {
-  uint64_t r;
-  return nn_align_floats(v, &r) || add_u64(*total, r, total) ? -1 : 0;
+/* The next arena segment, of a*b floats rounded up to whole cache lines (aligned.h), at *off
+ * floats from base (NULL: counting only; then NULL); *bad on overflow */
+static float *segment(float *base, uint64_t *off, uint64_t a, uint64_t b, int *bad) {
+  uint64_t v, r;
+  const uint64_t at = *off;
+  if (mul_u64(a, b, &v) || nn_align_floats(v, &r) || add_u64(*off, r, off)) *bad = 1;
+  return base && !*bad ? base + at : NULL;
 }
 
-/* the next segment of v values at *p (its size as add_segment counted it) */
-static float *take_segment(float **p, uint64_t v) {
-  float *at = *p;
-  uint64_t r = 0;
-  (void)nn_align_floats(v, &r); /* counted without overflow by add_segment */
-  *p += r;
-  return at;
+/* The arena's segments in order: the input, each layer's input gradient, output and scratch
+ * (a view kind's are its neighbours'), dlogits, probs, labels (int32 slots). *total = their
+ * floats; with base (an arena of that many floats), also placed from it.
+ * One walk for both, so the count and the places cannot disagree. -1 on overflow. */
+static int arena_walk(nn_model *m, int n, float *base, uint64_t *total) {
+  const uint64_t N = (uint64_t)n, k = (uint64_t)nn_model_output_size(m);
+  uint64_t off = 0;
+  int bad = 0;
+  float *in = segment(base, &off, N, nn_shape_size(m->spec->input), &bad);
+  if (base) m->act[0] = in;
+  for (int i = 0; i < m->nlayers; i++) {
+    nn_layer *L = &m->layers[i];
+    if (nn_layer_table[L->kind]->view) {
+      /* a reshape (nn_layer_ops.view): the output is the input and the input gradient the
+       * output gradient (set below, once that is placed) */
+      if (base) m->act[i + 1] = m->act[i];
+    } else {
+      float *d = segment(base, &off, N, nn_shape_size(L->in), &bad);
+      float *o = segment(base, &off, N, nn_shape_size(L->out), &bad);
+      if (base) m->dact[i] = d, m->act[i + 1] = o;
+    }
+    float *sc = segment(base, &off, 1, nn_layer_table[L->kind]->scratch(L, n), &bad);
+    if (base) L->scratch = sc;
+  }
+  float *dl = segment(base, &off, N, k, &bad), *pr = segment(base, &off, N, k, &bad);
+  float *lb = segment(base, &off, N, 1, &bad);
+  if (base) {
+    m->dact[m->nlayers] = dl;
+    for (int i = m->nlayers - 1; i >= 0; i--)
+      if (nn_layer_table[m->layers[i].kind]->view) m->dact[i] = m->dact[i + 1];
+    m->probs = pr;
+    m->labels = (int32_t *)(void *)lb;
+  }
+  *total = off;
+  return bad || off > SIZE_MAX / sizeof(float) ? -1 : 0;
 }
 
 nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   if (n <= m->plan_n) return NN_OK;
-  size_t k = (size_t)nn_model_output_size(m);
-  uint64_t total = 0, t;
-  int bad = mul_u64((uint64_t)n, nn_shape_size(m->spec->input), &t) || add_segment(&total, t);
-  for (int i = 0; i < m->nlayers; i++) {
-    nn_layer *L = &m->layers[i];
-    /* dact[i], act[i+1], scratch; a view kind's are its neighbours' (below) */
-    if (!nn_layer_table[L->kind]->view)
-      bad |= mul_u64((uint64_t)n, nn_shape_size(L->in), &t) || add_segment(&total, t) ||
-             mul_u64((uint64_t)n, nn_shape_size(L->out), &t) || add_segment(&total, t);
-    bad |= add_segment(&total, nn_layer_table[L->kind]->scratch(L, n));
-  }
-  /* dlogits, probs, labels (int32 slots) */
-  bad |= mul_u64((uint64_t)n, k, &t) || add_segment(&total, t) || add_segment(&total, t) ||
-         add_segment(&total, (uint64_t)n) || total > SIZE_MAX / sizeof(float);
-  if (bad)
+  uint64_t total;
+  if (arena_walk(m, n, NULL, &total))
     return nn_err_set(err, NN_ERR_NOMEM, "the activations of a batch of %d do not fit in memory (size overflow)", n);
   float *arena = nn_alloc_floats((size_t)total, 0);
   float **act = malloc((size_t)(m->nlayers + 1) * sizeof *act);
@@ -448,26 +465,9 @@ nn_status nn_model_plan(nn_model *m, int n, nn_error *err) {
   }
   free(m->arena), free(m->act), free(m->dact);
   m->arena = arena, m->act = act, m->dact = dact;
-  float *p = arena;
-  act[0] = take_segment(&p, (uint64_t)n * nn_shape_size(m->spec->input));
-  for (int i = 0; i < m->nlayers; i++) {
-    nn_layer *L = &m->layers[i];
-    if (nn_layer_table[L->kind]->view) {
-      /* a reshape (nn_layer_ops.view): the output is the input and the input gradient the
-       * output gradient (set below, once that is placed) */
-      act[i + 1] = act[i];
-    } else {
-      dact[i] = take_segment(&p, (uint64_t)n * nn_shape_size(L->in));
-      act[i + 1] = take_segment(&p, (uint64_t)n * nn_shape_size(L->out));
-    }
-    L->scratch = take_segment(&p, nn_layer_table[L->kind]->scratch(L, n));
-  }
-  dact[m->nlayers] = take_segment(&p, (uint64_t)n * k);
-  for (int i = m->nlayers - 1; i >= 0; i--)
-    if (nn_layer_table[m->layers[i].kind]->view) dact[i] = dact[i + 1];
-  m->probs = take_segment(&p, (uint64_t)n * k);
-  m->labels = (int32_t *)(void *)take_segment(&p, (uint64_t)n);
-  NN_ASSERT((size_t)(p - arena) == total);
+  uint64_t placed;
+  const int bad = arena_walk(m, n, arena, &placed);
+  NN_ASSERT(!bad && placed == total);
   m->plan_n = n;
   return NN_OK;
 }
