@@ -332,10 +332,21 @@ static void test_constant_channel(void **state) {
   }
 }
 
-/* The lane contract of norm_core.h, bit for bit: for S > 1 the sums over a channel run in
- * 32 double lanes, lane l adding the (x - K) etc. at positions j % 32 == l of every plane in
- * sample order, the lanes then added in order. Written here as the plain loop, on planes
- * shorter than a chunk, of a partial last chunk, and longer than a reduction group, of values
+/* A sample group's 32 lanes folded as the kernel folds them: the four 8-lane units added
+ * lane-wise, (u0 + u1) + (u2 + u3), then ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)). */
+static double tree32(const double *l) {
+  double v[8];
+  for (int i = 0; i < 8; i++) v[i] = (l[i] + l[8 + i]) + (l[16 + i] + l[24 + i]);
+  return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+/* The order contract of batchnorm.c and norm_core.h, bit for bit: for S > 1 the samples are
+ * cut into min(N, 4) groups, group k = samples [k*N/G, (k+1)*N/G); in each, the sums over a
+ * channel run in 32 double lanes, lane l adding the (x - K) etc. at positions j % 32 == l of
+ * every plane in sample order, the lanes then folded in a tree (tree32); the groups' sums are
+ * added in group order. Written here as the plain loop, on planes
+ * shorter than a chunk, of a partial last chunk, and longer than a reduction group, batches
+ * of fewer samples than groups and of groups of unequal sizes, of values
  * whose magnitudes span 2^40 (the double sums round, so any other order shows in their bits):
  * the phase kernels' double sums (forward around the channel's first value, backward around
  * the float mean), and what the one-shot kernels make of the same sums (the statistics as
@@ -345,11 +356,14 @@ static void test_constant_channel(void **state) {
  * which every tolerance test would pass, fails here. */
 static void test_lane_order(void **state) {
   (void)state;
-  static const shape3 sh[] = {{5, 3, 20}, {7, 2, 121}, {4, 3, 64}, {3, 2, 676}, {2, 2, 2100}};
+  /* the last two large enough for threads: each shape runs at one thread and at two */
+  static const shape3 sh[] = {{5, 3, 20}, {7, 2, 121}, {4, 3, 64}, {3, 2, 676}, {2, 2, 2100}, {13, 2, 121}, {10, 3, 64}, {10, 2, 1000}, {128, 2, 64}};
+  const int saved = omp_get_max_threads();
   nn_rng r;
   nn_rng_seed(&r, 77);
-  for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
-    const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
+  for (size_t t = 0; t < 2 * (sizeof sh / sizeof sh[0]); t++) {
+    const int n = sh[t / 2].n, c = sh[t / 2].c, s = sh[t / 2].s;
+    omp_set_num_threads(1 + (int)(t % 2));
     const size_t cnt = (size_t)n * c * s;
     const double m = (double)n * s;
     float *x = tu_fbuf(cnt), *y = tu_fbuf(cnt), *dy = tu_fbuf(cnt), *dx = tu_fbuf(cnt);
@@ -364,26 +378,33 @@ static void test_lane_order(void **state) {
     nn_bn_shift(BN_GEOM(n, c, s), x, shift);
     nn_bn_moments(BN_GEOM(n, c, s), x, shift, p1, p2);
     nn_bn_backward_sums(BN_GEOM(n, c, s), x, dy, mean, pd, pe, ped);
+    const int groups = n < 4 ? n : 4;
     for (int ch = 0; ch < c; ch++) {
-      double l1[32] = {0}, l2[32] = {0}, ld[32] = {0}, le[32] = {0}, led[32] = {0};
       const double K = x[(size_t)ch * s], Kb = mean[ch];
       assert_true(shift[ch] == x[(size_t)ch * s]);
-      for (int i = 0; i < n; i++)
-        for (int j = 0; j < s; j++) {
-          const size_t at = ((size_t)i * c + ch) * s + j;
-          const double d = (double)x[at] - K, db_ = (double)x[at] - Kb, e = dy[at];
-          l1[j % 32] += d;
-          l2[j % 32] += d * d;
-          ld[j % 32] += db_;
-          le[j % 32] += e;
-          led[j % 32] += e * db_;
-        }
       double s1 = 0, s2 = 0, sd = 0, se = 0, sed = 0;
-      for (int l = 0; l < 32; l++) s1 += l1[l], s2 += l2[l], sd += ld[l], se += le[l], sed += led[l];
+      for (int k = 0; k < groups; k++) {
+        double l1[32] = {0}, l2[32] = {0}, ld[32] = {0}, le[32] = {0}, led[32] = {0};
+        for (int i = k * n / groups; i < (k + 1) * n / groups; i++)
+          for (int j = 0; j < s; j++) {
+            const size_t at = ((size_t)i * c + ch) * s + j;
+            const double d = (double)x[at] - K, db_ = (double)x[at] - Kb, e = dy[at];
+            l1[j % 32] += d;
+            l2[j % 32] += d * d;
+            ld[j % 32] += db_;
+            le[j % 32] += e;
+            led[j % 32] += e * db_;
+          }
+        const double g1 = tree32(l1), g2 = tree32(l2), gd = tree32(ld), ge = tree32(le), ged = tree32(led);
+        if (k == 0)
+          s1 = g1, s2 = g2, sd = gd, se = ge, sed = ged;
+        else
+          s1 += g1, s2 += g2, sd += gd, se += ge, sed += ged;
+      }
       if (memcmp(&p1[ch], &s1, sizeof s1) || memcmp(&p2[ch], &s2, sizeof s2) || memcmp(&pd[ch], &sd, sizeof sd) ||
           memcmp(&pe[ch], &se, sizeof se) || memcmp(&ped[ch], &sed, sizeof sed))
-        fail_msg("%dx%dx%d channel %d, sums (kernel/lanes): %a/%a %a/%a; backward %a/%a %a/%a %a/%a", n, c, s, ch,
-                 p1[ch], s1, p2[ch], s2, pd[ch], sd, pe[ch], se, ped[ch], sed);
+        fail_msg("%dx%dx%d at %d threads, channel %d, sums (kernel/lanes): %a/%a %a/%a; backward %a/%a %a/%a %a/%a", n, c, s,
+                 omp_get_max_threads(), ch, p1[ch], s1, p2[ch], s2, pd[ch], sd, pe[ch], se, ped[ch], sed);
       const double off = s1 / m;
       double v = s2 / m - off * off;
       if (v < 0) v = 0;
@@ -397,6 +418,7 @@ static void test_lane_order(void **state) {
     }
     free(x), free(y), free(dy), free(dx);
   }
+  omp_set_num_threads(saved);
 }
 
 static void test_running_update(void **state) {
@@ -892,8 +914,11 @@ static void run_all(const float *x, const float *dy, const float *gamma, const f
 
 static void test_threads_bitwise(void **state) {
   (void)state;
-  /* inference splits samples over threads, unevenly for 3; one sample splits channels */
-  static const shape3 sh[] = {{128, 6, 576}, {512, 100, 1}, {64, 3, 1000}, {1024, 17, 1}, {64, 600, 1}, {3, 5, 2000}, {1, 40, 1024}};
+  /* inference splits samples over threads, unevenly for 3; one sample splits channels;
+   * training S > 1 splits sample groups (fewer groups than 4 samples: {3, 5, 2000}) in rounds
+   * of channels (at two threads: one channel a round for LeNet's first BN, two then one for {64, 3, 1000},
+   * 64 then 16 for {16, 80, 16}) */
+  static const shape3 sh[] = {{128, 6, 576}, {512, 100, 1}, {64, 3, 1000}, {1024, 17, 1}, {64, 600, 1}, {3, 5, 2000}, {1, 40, 1024}, {16, 80, 16}};
   const int saved = omp_get_max_threads();
   nn_rng r;
   nn_rng_seed(&r, 55);
@@ -901,7 +926,7 @@ static void test_threads_bitwise(void **state) {
     const int n = sh[t].n, c = sh[t].c, s = sh[t].s;
     const size_t cnt = (size_t)n * c * s;
     float *x = tu_fbuf(cnt), *dy = tu_fbuf(cnt), gamma[MAXC], beta[MAXC], rm[MAXC], rv[MAXC];
-    bn_outs o[2];
+    bn_outs o[3];
     fill_bn_input(&r, x, n, c, s, 1);
     tu_fill_normal(&r, dy, cnt, 1.0, 0.1);
     for (int k = 0; k < c; k++) {
@@ -910,25 +935,27 @@ static void test_threads_bitwise(void **state) {
       rm[k] = (float)nn_rng_normal(&r);
       rv[k] = 0.5f + nn_rng_uniform(&r);
     }
-    for (int th = 0; th < 2; th++) {
+    for (int th = 0; th < 3; th++) {
       o[th].y = tu_fbuf(cnt), o[th].yi = tu_fbuf(cnt), o[th].dx = tu_fbuf(cnt), o[th].dxi = tu_fbuf(cnt);
       omp_set_num_threads(th + 1);
       assert_int_equal(th + 1, omp_get_max_threads());
       run_all(x, dy, gamma, beta, rm, rv, n, c, s, &o[th]);
     }
     omp_set_num_threads(saved);
-    assert_memory_equal(o[0].y, o[1].y, cnt * sizeof(float));
-    assert_memory_equal(o[0].yi, o[1].yi, cnt * sizeof(float));
-    assert_memory_equal(o[0].dx, o[1].dx, cnt * sizeof(float));
-    assert_memory_equal(o[0].dxi, o[1].dxi, cnt * sizeof(float));
-    assert_memory_equal(o[0].mean, o[1].mean, (size_t)c * sizeof(float));
-    assert_memory_equal(o[0].var, o[1].var, (size_t)c * sizeof(float));
-    assert_memory_equal(o[0].invstd, o[1].invstd, (size_t)c * sizeof(float));
-    assert_memory_equal(o[0].dg, o[1].dg, (size_t)c * sizeof(float));
-    assert_memory_equal(o[0].db, o[1].db, (size_t)c * sizeof(float));
-    assert_memory_equal(o[0].dgi, o[1].dgi, (size_t)c * sizeof(float));
-    assert_memory_equal(o[0].dbi, o[1].dbi, (size_t)c * sizeof(float));
-    for (int th = 0; th < 2; th++) free(o[th].y), free(o[th].yi), free(o[th].dx), free(o[th].dxi);
+    for (int th = 1; th < 3; th++) {
+      assert_memory_equal(o[0].y, o[th].y, cnt * sizeof(float));
+      assert_memory_equal(o[0].yi, o[th].yi, cnt * sizeof(float));
+      assert_memory_equal(o[0].dx, o[th].dx, cnt * sizeof(float));
+      assert_memory_equal(o[0].dxi, o[th].dxi, cnt * sizeof(float));
+      assert_memory_equal(o[0].mean, o[th].mean, (size_t)c * sizeof(float));
+      assert_memory_equal(o[0].var, o[th].var, (size_t)c * sizeof(float));
+      assert_memory_equal(o[0].invstd, o[th].invstd, (size_t)c * sizeof(float));
+      assert_memory_equal(o[0].dg, o[th].dg, (size_t)c * sizeof(float));
+      assert_memory_equal(o[0].db, o[th].db, (size_t)c * sizeof(float));
+      assert_memory_equal(o[0].dgi, o[th].dgi, (size_t)c * sizeof(float));
+      assert_memory_equal(o[0].dbi, o[th].dbi, (size_t)c * sizeof(float));
+    }
+    for (int th = 0; th < 3; th++) free(o[th].y), free(o[th].yi), free(o[th].dx), free(o[th].dxi);
     free(x), free(dy);
   }
 }

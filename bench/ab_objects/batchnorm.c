@@ -63,6 +63,9 @@ int main(void) {
   shape("lenet dense bn 128x120 sigmoid", 128, 120, 1, NN_ACT_SIGMOID, 0, 1);
   shape("cnn bn1 32x32x676 relu", 32, 32, 676, NN_ACT_RELU, 2, 26);
   shape("cnn bn2 32x64x121 relu", 32, 64, 121, NN_ACT_RELU, 0, 11);
+  shape("cifar-cnn bn1 32x32x900 relu", 32, 32, 900, NN_ACT_RELU, 2, 30);
+  shape("cifar-cnn bn2 32x64x169 relu", 32, 64, 169, NN_ACT_RELU, 2, 13);
+  shape("cifar-gap bn 32x32x900 relu", 32, 32, 900, NN_ACT_RELU, 0, 30);
   shape("mlp bn 128x512 relu", 128, 512, 1, NN_ACT_RELU, 0, 1);
   return 0;
 }

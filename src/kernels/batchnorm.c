@@ -3,8 +3,9 @@
  * ARCHITECTURE.md §4; plain double twins in batchnorm_ref.c.
  *
  * A thin driver over the normalization core (norm_core.h), with 32 lanes (nv = 4). Each
- * public entry point is a loop over channels (S > 1) or channel ranges (S = 1) of the
- * per-channel phases below: moments, forward apply, backward sums, backward apply. The
+ * public entry point runs the per-channel phases below (moments, forward apply, backward
+ * sums, backward apply) over fixed sample groups (S > 1 in training, bn_run_groups), over
+ * channel ranges (S = 1), or over channels (S > 1 with given statistics). On one thread the
  * one-shot kernels run a channel's phases back to back (its second read hits cache); the
  * phase entry points (kernels.h, synchronized BN) run one phase over all channels.
  *
@@ -14,8 +15,10 @@
  *   sum((x-K)^2), so 1e4 + N(0,1e-2) keeps its digits, and a constant channel gives exactly
  *   var = 0 (clamped at 0 in any case; NaN is kept so running_update can refuse it).
  * - Every reduction runs in an order fixed by the data layout, never by the thread count:
- *   S > 1: one channel is reduced by one thread through LANES double accumulators picked by
- *          position in the plane (j % LANES), summed in lane order at the end;
+ *   S > 1: the samples are cut into min(N, BN_GROUPS) groups fixed by N; a channel's sum
+ *          over a group runs through LANES double accumulators picked by position in the
+ *          plane (j % LANES), folded in a tree (nc_tree_sum); the groups' sums are then
+ *          added in group order;
  *   S = 1: threads own contiguous channel ranges and sweep the rows; each channel is
  *          accumulated over rows i = 0..N-1 in order, whatever the ranges are.
  *   Results are therefore bitwise identical for any number of threads.
@@ -108,18 +111,23 @@ typedef struct {
 
 typedef void (*bn_item)(const nn_norm_geom *g, const bn_io *io, int c0, int cw);
 
-/* A serial call never enters a parallel region (an inactive one still costs ~0.7 us, as much
- * as a whole small BN). */
+/* S = 1: the channel ranges. A serial call never enters a parallel region (an inactive one
+ * still costs ~0.7 us, as much as a whole small BN). */
+static void bn_run_rows(const nn_norm_geom *g, const bn_io *io, bn_item rows) {
+  int w;
+  const int nr = bn_ranges(g, &w);
+  if (nr == 1) {
+    rows(g, io, 0, g->c);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < nr; r++) rows(g, io, r * w, bn_range_width(g, r, w));
+}
+
+/* A pass with constant statistics: S = 1 by channel ranges, S > 1 by channels. */
 static void bn_run(const nn_norm_geom *g, const bn_io *io, bn_item rows, bn_item channel) {
   if (g->s == 1) {
-    int w;
-    const int nr = bn_ranges(g, &w);
-    if (nr == 1) {
-      rows(g, io, 0, g->c);
-      return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < nr; r++) rows(g, io, r * w, bn_range_width(g, r, w));
+    bn_run_rows(g, io, rows);
   } else if (bn_par_channels(g)) {
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < g->c; ch++) channel(g, io, ch, 1);
@@ -142,20 +150,167 @@ static inline void bn_fwd_consts(nc_stats st, float K, float gm, float bt, float
   *sh = (float)((double)bt - st.off * scale);
 }
 
-/* S > 1, channel ch: s1 = sum(x - K), s2 = sum((x - K)^2) over its N planes. */
-static inline void bn_moments_ch(const nn_norm_geom *g, const float *x, float K, int ch, double *s1, double *s2) {
-  nc_moments(x + (size_t)ch * g->s, (size_t)g->n, bn_plane(g), (size_t)g->s, K, NV, s1, s2);
+/* ---- S > 1 in training: fixed sample groups ----------------------------------------------
+ * The N samples are cut into G = min(N, BN_GROUPS) groups, group k = samples [k*N/G,
+ * (k+1)*N/G), fixed by N alone. A pass with sums runs three phases in one parallel region:
+ *   sums:   each group's sums per channel (its lanes folded in a tree), groups split over
+ *           the threads;
+ *   finish: per channel, the group sums added in group order, then the channel's constants;
+ *   apply:  y or dx of each group, the groups split over the threads as in `sums`.
+ * A thread thereby reads and writes only its own samples, which are the ones the
+ * convolutions, pools and activations around the layer give it (they split samples
+ * statically, in the same contiguous ranges for G a multiple of the thread count): split by
+ * channel, half of every tensor moved between the cores twice per layer, which on hosts whose
+ * two vCPUs share no L3 made two-thread LeNet steps up to 2x slower (docs/performance.md,
+ * run 30). Only the small group sums cross threads. */
+
+#define BN_GROUPS 4 /* sample groups of a batch of at least this many samples */
+#define BN_CBLK 64  /* channels per round of group sums on the stack (4 x 64 x 3 doubles) */
+
+static inline int bn_groups(const nn_norm_geom *g) { return g->n < BN_GROUPS ? g->n : BN_GROUPS; }
+
+/* The first sample of group k (k = G: N). */
+static inline int bn_group_start(const nn_norm_geom *g, int k) { return (int)((long)k * g->n / bn_groups(g)); }
+
+/* A channel's constants: forward y = (x - K) * a + b; backward dx = a*dy - b*(x - K) + c. */
+typedef struct {
+  float K, a, b, c;
+} bn_coef;
+
+/* One pass over S > 1 in training, by its phases (NULL: the pass has none of it). sums writes
+ * nq doubles for channel ch over samples [i0, i1); finish gets their totals over the batch. */
+typedef struct {
+  int nq;
+  void (*sums)(const nn_norm_geom *g, const bn_io *io, int ch, int i0, int i1, double *q);
+  void (*finish)(const nn_norm_geom *g, const bn_io *io, int ch, const double *q, bn_coef *cf);
+  void (*apply)(const nn_norm_geom *g, const bn_io *io, int ch, int i0, int i1, const bn_coef *cf);
+} bn_pass;
+
+typedef struct {
+  const nn_norm_geom *g;
+  const bn_io *io;
+  const bn_pass *ps;
+  int c0, cw;
+  double (*part)[BN_CBLK][3]; /* [group][channel - c0][quantity] */
+  bn_coef *cf;                /* [channel - c0] */
+} bn_round;
+
+static void bn_round_sums(const bn_round *r, int k) {
+  const int i0 = bn_group_start(r->g, k), i1 = bn_group_start(r->g, k + 1);
+  for (int j = 0; j < r->cw; j++) r->ps->sums(r->g, r->io, r->c0 + j, i0, i1, r->part[k][j]);
 }
 
-/* S > 1, channel ch: statistics of io->count values from its sums, then y. */
-static void bn_apply_ch(const nn_norm_geom *g, const bn_io *io, float K, double s1, double s2, int ch) {
-  float sc, sh;
+static void bn_round_finish(const bn_round *r, int j) {
+  double q[3] = {0, 0, 0};
+  if (r->ps->sums) {
+    for (int t = 0; t < r->ps->nq; t++) q[t] = r->part[0][j][t];
+    for (int k = 1; k < bn_groups(r->g); k++)
+      for (int t = 0; t < r->ps->nq; t++) q[t] += r->part[k][j][t];
+  }
+  r->ps->finish(r->g, r->io, r->c0 + j, q, &r->cf[j]);
+}
+
+static void bn_round_apply(const bn_round *r, int k) {
+  const int i0 = bn_group_start(r->g, k), i1 = bn_group_start(r->g, k + 1);
+  for (int j = 0; j < r->cw; j++) r->ps->apply(r->g, r->io, r->c0 + j, i0, i1, &r->cf[j]);
+}
+
+/* Channels per round of a parallel pass: as many as keep the tensors' part each thread reads
+ * twice (sums, then apply) about within BN_ROUND_BYTES, so that the second read hits its L2;
+ * at most BN_CBLK. Only the rounds depend on it, no result. */
+#define BN_ROUND_BYTES (512 * 1024)
+static int bn_round_channels(const nn_norm_geom *g, int threads) {
+  const size_t per = (size_t)g->n * (size_t)g->s * 2 * sizeof(float) / (size_t)(threads > 0 ? threads : 1);
+  const size_t cw = BN_ROUND_BYTES / (per ? per : 1);
+  if (cw < 1) return 1;
+  return cw > BN_CBLK ? BN_CBLK : (int)cw;
+}
+
+static void bn_run_groups(const nn_norm_geom *g, const bn_io *io, const bn_pass *ps) {
+  struct {
+    double part[BN_GROUPS][BN_CBLK][3]; /* written by the sums before finish reads them */
+    bn_coef cf[BN_CBLK];                /* written by finish before apply reads them */
+  } sc;
+  const int G = bn_groups(g);
+  if (!nc_parallel(g->n, g->c, g->s) || G == 1) {
+    /* one thread: a channel's phases back to back, its second read hitting cache; the same
+     * sums in the same order as the rounds below, so the same results. A serial call never
+     * enters a parallel region (see bn_run_rows). */
+    for (int ch = 0; ch < g->c; ch++) {
+      const bn_round r = {g, io, ps, ch, 1, sc.part, sc.cf};
+      for (int k = 0; ps->sums && k < G; k++) bn_round_sums(&r, k);
+      bn_round_finish(&r, 0);
+      for (int k = 0; ps->apply && k < G; k++) bn_round_apply(&r, k);
+    }
+    return;
+  }
+  const int rc = bn_round_channels(g, bn_max_threads());
+  for (int c0 = 0; c0 < g->c; c0 += rc) {
+    const bn_round r = {g, io, ps, c0, g->c - c0 < rc ? g->c - c0 : rc, sc.part, sc.cf};
+#pragma omp parallel
+    {
+      if (ps->sums) {
+#pragma omp for schedule(static)
+        for (int k = 0; k < G; k++) bn_round_sums(&r, k);
+      }
+#pragma omp for schedule(static)
+      for (int j = 0; j < r.cw; j++) bn_round_finish(&r, j);
+      if (ps->apply) {
+#pragma omp for schedule(static)
+        for (int k = 0; k < G; k++) bn_round_apply(&r, k);
+      }
+    }
+  }
+}
+
+/* A training pass: S = 1 by channel ranges (rows), S > 1 by sample groups (ps). */
+static void bn_run_train(const nn_norm_geom *g, const bn_io *io, bn_item rows, const bn_pass *ps) {
+  if (g->s == 1)
+    bn_run_rows(g, io, rows);
+  else
+    bn_run_groups(g, io, ps);
+}
+
+/* Offset of channel ch of sample i. */
+static inline size_t bn_at(const nn_norm_geom *g, int i, int ch) {
+  return (size_t)i * bn_plane(g) + (size_t)ch * (size_t)g->s;
+}
+
+/* ---- forward, S > 1 ---- */
+
+/* The shift of channel ch: the given one (phases), else its first value. */
+static inline float bn_fwd_shift(const nn_norm_geom *g, const bn_io *io, int ch) {
+  return io->shift ? io->shift[ch] : io->x[(size_t)ch * g->s];
+}
+
+/* q = sum(x - K), sum((x - K)^2) over the planes of samples [i0, i1). */
+static void fwd_sums(const nn_norm_geom *g, const bn_io *io, int ch, int i0, int i1, double *q) {
+  nc_moments(io->x + bn_at(g, i0, ch), (size_t)(i1 - i0), bn_plane(g), (size_t)g->s, bn_fwd_shift(g, io, ch), NV,
+             NC_FOLD_TREE, &q[0], &q[1]);
+}
+
+/* phase (a): the sums are the result */
+static void fwd_keep_sums(const nn_norm_geom *g, const bn_io *io, int ch, const double *q, bn_coef *cf) {
+  (void)g, (void)cf;
+  io->s1[ch] = q[0];
+  io->s2[ch] = q[1];
+}
+
+/* the statistics of io->count values from the sums (phase (b): the given ones), then y's
+ * constants */
+static void fwd_finish(const nn_norm_geom *g, const bn_io *io, int ch, const double *q, bn_coef *cf) {
+  const float K = bn_fwd_shift(g, io, ch);
+  const double s1 = io->t1 ? io->t1[ch] : q[0], s2 = io->t1 ? io->t2[ch] : q[1];
+  cf->K = K;
   bn_fwd_consts(nc_finish(s1, s2, io->count, g->eps), K, io->gamma ? io->gamma[ch] : 1.0f,
-                io->beta ? io->beta[ch] : 0.0f, &io->mean[ch], &io->var[ch], &io->invstd[ch], &sc, &sh);
-  const size_t plane = bn_plane(g);
-  for (int i = 0; i < g->n; i++) {
-    const float *p = io->x + (size_t)i * plane + (size_t)ch * g->s;
-    float *q = io->y + (size_t)i * plane + (size_t)ch * g->s;
+                io->beta ? io->beta[ch] : 0.0f, &io->mean[ch], &io->var[ch], &io->invstd[ch], &cf->a, &cf->b);
+}
+
+static void fwd_apply(const nn_norm_geom *g, const bn_io *io, int ch, int i0, int i1, const bn_coef *cf) {
+  const float K = cf->K, sc = cf->a, sh = cf->b;
+  for (int i = i0; i < i1; i++) {
+    const float *p = io->x + bn_at(g, i, ch);
+    float *q = io->y + bn_at(g, i, ch);
     if (io->act == NN_ACT_RELU) { /* in the same loop: one pass over the plane, not two */
 #pragma omp simd
       for (int j = 0; j < g->s; j++) q[j] = relu1((p[j] - K) * sc + sh);
@@ -166,6 +321,10 @@ static void bn_apply_ch(const nn_norm_geom *g, const bn_io *io, float K, double 
     act_n(io->act, q, (size_t)g->s);
   }
 }
+
+static const bn_pass bn_fwd_train = {2, fwd_sums, fwd_finish, fwd_apply};
+static const bn_pass bn_fwd_moments = {2, fwd_sums, fwd_keep_sums, NULL};
+static const bn_pass bn_fwd_apply = {0, NULL, fwd_finish, fwd_apply};
 
 /* S = 1, channels [c0, c0+cw): a1/a2 = the sums around Kd over all rows. */
 static inline void bn_moments_rows(const nn_norm_geom *g, const float *x, const double *Kd, int c0, int cw,
@@ -191,15 +350,6 @@ static void bn_apply_rows(const nn_norm_geom *g, const bn_io *io, const float *K
   }
 }
 
-/* one-shot: the channel's first value as shift, moments, apply */
-static void fwd_train_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
-  (void)cw;
-  const float K = io->x[(size_t)ch * g->s];
-  double s1, s2;
-  bn_moments_ch(g, io->x, K, ch, &s1, &s2);
-  bn_apply_ch(g, io, K, s1, s2, ch);
-}
-
 static void fwd_train_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
   float K[RBLK];
   double Kd[RBLK], a1[RBLK], a2[RBLK];
@@ -208,20 +358,10 @@ static void fwd_train_rows(const nn_norm_geom *g, const bn_io *io, int c0, int c
   bn_apply_rows(g, io, K, a1, a2, c0, cw);
 }
 
-static void moments_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
-  (void)cw;
-  bn_moments_ch(g, io->x, io->shift[ch], ch, &io->s1[ch], &io->s2[ch]);
-}
-
 static void moments_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
   double Kd[RBLK];
   for (int k = 0; k < cw; k++) Kd[k] = io->shift[c0 + k];
   bn_moments_rows(g, io->x, Kd, c0, cw, io->s1 + c0, io->s2 + c0);
-}
-
-static void fwd_apply_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
-  (void)cw;
-  bn_apply_ch(g, io, io->shift[ch], io->t1[ch], io->t2[ch], ch);
 }
 
 static void fwd_apply_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
@@ -238,7 +378,7 @@ void nn_bn_forward_train(const nn_norm_geom *g, const float *x, const float *gam
 void NN_V(nn_bn_forward_train_act)(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
                                    const float *beta, float *z, float *mean, float *var, float *invstd) {
   const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .y = z, .mean = mean, .var = var, .invstd = invstd, .count = (double)g->n * g->s, .act = act};
-  bn_run(g, &io, fwd_train_rows, fwd_train_ch);
+  bn_run_train(g, &io, fwd_train_rows, &bn_fwd_train);
 }
 
 #if NN_VARIANT_ONCE
@@ -249,14 +389,14 @@ void nn_bn_shift(const nn_norm_geom *g, const float *x, float *shift) {
 
 void NN_V(nn_bn_moments)(const nn_norm_geom *g, const float *x, const float *shift, double *sum, double *sumsq) {
   const bn_io io = {.x = x, .shift = shift, .s1 = sum, .s2 = sumsq};
-  bn_run(g, &io, moments_rows, moments_ch);
+  bn_run_train(g, &io, moments_rows, &bn_fwd_moments);
 }
 
 void NN_V(nn_bn_forward_apply)(const nn_norm_geom *g, const float *x, const float *gamma, const float *beta,
                                const float *shift, const double *sum, const double *sumsq, double count, float *y,
                                float *mean, float *var, float *invstd) {
   const bn_io io = {.x = x, .gamma = gamma, .beta = beta, .shift = shift, .t1 = sum, .t2 = sumsq, .count = count, .y = y, .mean = mean, .var = var, .invstd = invstd};
-  bn_run(g, &io, fwd_apply_rows, fwd_apply_ch);
+  bn_run_train(g, &io, fwd_apply_rows, &bn_fwd_apply);
 }
 
 /* ---- forward, inference: y = (x - mean) * (gamma / sqrt(var + eps)) + beta -------------- */
@@ -369,17 +509,35 @@ static inline bn_bwd_coef bn_bwd_finish(double sd, double sdy, double sdyd, doub
   return r;
 }
 
-/* S > 1, channel ch: the three sums around K over its N planes (of dy, or of
- * e = dz*act'(z), which is then left in dx for bn_bapply_ch when dx is wanted). */
-static inline void bn_bsums_ch(const nn_norm_geom *g, const bn_io *io, int ch, double *sd, double *sdy,
-                               double *sdyd) {
-  const size_t o = (size_t)ch * g->s, plane = bn_plane(g), s = (size_t)g->s;
-  const float K = io->cmean[ch];
+/* S > 1, channel ch: the three sums around K = mean over the planes of samples [i0, i1) (of
+ * dy, or of e = dz*act'(z), which is then left in dx for bwd_apply when dx is wanted). */
+static void bwd_sums(const nn_norm_geom *g, const bn_io *io, int ch, int i0, int i1, double *q) {
+  const size_t o = bn_at(g, i0, ch), s = (size_t)g->s;
   /* with dp: the pool's output planes, (S / w / 2) x (w / 2) (floor) */
-  const size_t pp = io->dp ? (s / (size_t)io->w / 2) * (size_t)(io->w / 2) : 0;
-  const nc_up2 up = {io->dp ? io->dp + (size_t)ch * pp : NULL, (size_t)g->c * pp, io->w, io->max_pool};
+  const size_t pp = io->dp ? (s / (size_t)io->w / 2) * (size_t)(io->w / 2) : 0, ps = (size_t)g->c * pp;
+  const nc_up2 up = {io->dp ? io->dp + (size_t)i0 * ps + (size_t)ch * pp : NULL, ps, io->w, io->max_pool};
   nc_bwd_sums(io->x + o, io->dp ? NULL : io->dy + o, io->dp ? &up : NULL, NULL, io->z ? io->z + o : NULL, io->act,
-              io->act && io->dx ? io->dx + o : NULL, (size_t)g->n, plane, s, K, NV, sd, sdy, sdyd);
+              io->act && io->dx ? io->dx + o : NULL, (size_t)(i1 - i0), bn_plane(g), s, io->cmean[ch], NV, NC_FOLD_TREE, &q[0],
+              &q[1], &q[2]);
+}
+
+/* phase (c): the sums are the result */
+static void bwd_keep_sums(const nn_norm_geom *g, const bn_io *io, int ch, const double *q, bn_coef *cf) {
+  (void)g, (void)cf;
+  io->s1[ch] = q[0];
+  io->s2[ch] = q[1];
+  io->s3[ch] = q[2];
+}
+
+/* parameter gradients and dx's constants from the sums of io->count values (phase (d): the
+ * given ones) */
+static void bwd_finish(const nn_norm_geom *g, const bn_io *io, int ch, const double *q, bn_coef *cf) {
+  (void)g;
+  const double t[3] = {io->t1 ? io->t1[ch] : q[0], io->t1 ? io->t2[ch] : q[1], io->t1 ? io->t3[ch] : q[2]};
+  const bn_bwd_coef b = bn_bwd_finish(t[0], t[1], t[2], io->count, io->gamma ? io->gamma[ch] : 1.0f,
+                                      io->cinvstd[ch], io->dgamma ? &io->dgamma[ch] : NULL,
+                                      io->dbeta ? &io->dbeta[ch] : NULL);
+  *cf = (bn_coef){io->cmean[ch], b.A, b.k, b.B};
 }
 
 /* q = A*d - k*(p - K) + B over len values. */
@@ -389,21 +547,21 @@ static inline void bn_dx_run(const bn_bwd_coef *cf, float K, const float *p, con
   for (size_t j = 0; j < len; j++) q[j] = A * d[j] - k * (p[j] - K) + B;
 }
 
-/* S > 1, channel ch: parameter gradients and dx from the sums of io->count values (with an
- * activation, from the e that bn_bsums_ch left in dx, in place). */
-static void bn_bapply_ch(const nn_norm_geom *g, const bn_io *io, double sd, double sdy, double sdyd, int ch) {
-  const float K = io->cmean[ch];
-  const bn_bwd_coef cf =
-      bn_bwd_finish(sd, sdy, sdyd, io->count, io->gamma ? io->gamma[ch] : 1.0f, io->cinvstd[ch],
-                    io->dgamma ? &io->dgamma[ch] : NULL, io->dbeta ? &io->dbeta[ch] : NULL);
-  if (!io->dx) return;
-  const size_t plane = bn_plane(g), s = (size_t)g->s;
+/* dx of samples [i0, i1) (with an activation, from the e that bwd_sums left in dx, in place). */
+static void bwd_apply(const nn_norm_geom *g, const bn_io *io, int ch, int i0, int i1, const bn_coef *cf) {
   const float *d = io->act ? io->dx : io->dy;
-  for (int i = 0; i < g->n; i++) {
-    const size_t o = (size_t)i * plane + (size_t)ch * s;
-    bn_dx_run(&cf, K, io->x + o, d + o, io->dx + o, s);
+  const bn_bwd_coef b = {cf->a, cf->b, cf->c};
+  for (int i = i0; i < i1; i++) {
+    const size_t o = bn_at(g, i, ch);
+    bn_dx_run(&b, cf->K, io->x + o, d + o, io->dx + o, (size_t)g->s);
   }
 }
+
+static const bn_pass bn_bwd_train = {3, bwd_sums, bwd_finish, bwd_apply};
+static const bn_pass bn_bwd_train_nodx = {3, bwd_sums, bwd_finish, NULL};
+static const bn_pass bn_bwd_sums = {3, bwd_sums, bwd_keep_sums, NULL};
+static const bn_pass bn_bwd_apply = {0, NULL, bwd_finish, bwd_apply};
+static const bn_pass bn_bwd_apply_nodx = {0, NULL, bwd_finish, NULL};
 
 /* The sums of bn_bsums_rows over e = dz*act'(z), formed row by row (into dx when dx is
  * wanted: bn_bapply_rows then reads it there). */
@@ -460,31 +618,14 @@ static void bn_bapply_rows(const nn_norm_geom *g, const bn_io *io, const double 
   }
 }
 
-static void bwd_train_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
-  (void)cw;
-  double sd, sdy, sdyd;
-  bn_bsums_ch(g, io, ch, &sd, &sdy, &sdyd);
-  bn_bapply_ch(g, io, sd, sdy, sdyd, ch);
-}
-
 static void bwd_train_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
   double ad[RBLK], ady[RBLK], adyd[RBLK];
   bn_bsums_rows(g, io, c0, cw, ad, ady, adyd);
   bn_bapply_rows(g, io, ad, ady, adyd, c0, cw);
 }
 
-static void bwd_sums_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
-  (void)cw;
-  bn_bsums_ch(g, io, ch, &io->s1[ch], &io->s2[ch], &io->s3[ch]);
-}
-
 static void bwd_sums_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
   bn_bsums_rows(g, io, c0, cw, io->s1 + c0, io->s2 + c0, io->s3 + c0);
-}
-
-static void bwd_apply_ch(const nn_norm_geom *g, const bn_io *io, int ch, int cw) {
-  (void)cw;
-  bn_bapply_ch(g, io, io->t1[ch], io->t2[ch], io->t3[ch], ch);
 }
 
 static void bwd_apply_rows(const nn_norm_geom *g, const bn_io *io, int c0, int cw) {
@@ -503,7 +644,7 @@ void NN_V(nn_bn_backward_train_act)(const nn_norm_geom *g, nn_act act, const flo
                                     float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
   const bn_io io = {.x = x, .dy = dz, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
-  bn_run(g, &io, bwd_train_rows, bwd_train_ch);
+  bn_run_train(g, &io, bwd_train_rows, dx ? &bn_bwd_train : &bn_bwd_train_nodx);
 }
 
 void NN_V(nn_bn_backward_train_act_pool2)(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
@@ -512,7 +653,7 @@ void NN_V(nn_bn_backward_train_act_pool2)(const nn_norm_geom *g, int w, nn_act a
   NN_ASSERT(nn_bn_pool2_fits(g, w) && act != NN_ACT_NONE);
   if (!dx && !dgamma && !dbeta) return;
   const bn_io io = {.x = x, .dp = dp, .max_pool = max_pool, .w = w, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
-  bn_run(g, &io, bwd_train_rows, bwd_train_ch);
+  bn_run_train(g, &io, bwd_train_rows, dx ? &bn_bwd_train : &bn_bwd_train_nodx);
 }
 
 #if NN_VARIANT_ONCE
@@ -524,7 +665,7 @@ int nn_bn_pool2_fits(const nn_norm_geom *g, int w) {
 void NN_V(nn_bn_backward_sums)(const nn_norm_geom *g, const float *x, const float *dy, const float *mean, double *sd,
                                double *sdy, double *sdyd) {
   const bn_io io = {.x = x, .dy = dy, .cmean = mean, .s1 = sd, .s2 = sdy, .s3 = sdyd};
-  bn_run(g, &io, bwd_sums_rows, bwd_sums_ch);
+  bn_run_train(g, &io, bwd_sums_rows, &bn_bwd_sums);
 }
 
 void NN_V(nn_bn_backward_apply)(const nn_norm_geom *g, const float *x, const float *gamma, const float *mean,
@@ -532,7 +673,7 @@ void NN_V(nn_bn_backward_apply)(const nn_norm_geom *g, const float *x, const flo
                                 const double *sdyd, double count, float *dx, float *dgamma, float *dbeta) {
   if (!dx && !dgamma && !dbeta) return;
   const bn_io io = {.x = x, .dy = dy, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .t1 = sd, .t2 = sdy, .t3 = sdyd, .count = count, .dx = dx, .dgamma = dgamma, .dbeta = dbeta};
-  bn_run(g, &io, bwd_apply_rows, bwd_apply_ch);
+  bn_run_train(g, &io, bwd_apply_rows, dx ? &bn_bwd_apply : &bn_bwd_apply_nodx);
 }
 
 /* ---- backward, inference (statistics are constants) ---------------------------------------

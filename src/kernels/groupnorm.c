@@ -59,7 +59,7 @@ static void gn_fwd_group(const nn_norm_geom *G, const float *x, const float *gam
   float *q = y + o;
   const float K = p[0];
   double s1, s2;
-  nc_moments(p, 1, 0, m, K, NV, &s1, &s2);
+  nc_moments(p, 1, 0, m, K, NV, NC_FOLD_LANES, &s1, &s2);
   const nc_stats st = nc_finish(s1, s2, (double)m, G->eps);
   const double off = st.off, is = st.invstd; /* mean - K, 1/sqrt(var + eps) */
   mean[t] = (float)((double)K + off);
@@ -117,7 +117,7 @@ static inline void gn_run_sums(const float *p, const float *d, const float *gm, 
   if (len < LANES)
     nc_bwd_sums_seq(p, d, gm, len, K, sd, se, sed);
   else
-    nc_bwd_sums(p, d, NULL, gm, NULL, NN_ACT_NONE, NULL, 1, 0, len, K, NV, sd, se, sed);
+    nc_bwd_sums(p, d, NULL, gm, NULL, NN_ACT_NONE, NULL, 1, 0, len, K, NV, NC_FOLD_LANES, sd, se, sed);
 }
 
 /* Phase 1 for group t (sample i, group g): sd = sum(x-K), se = sum(dxhat),

@@ -13,7 +13,8 @@
  *   driver: GroupNorm 16, BatchNorm 32); lane l takes the elements at positions
  *   j % LANES == l of every run; in a run's last, partial chunk only the 8-lane units the
  *   run reaches add (the one it ends inside is padded with values contributing exactly 0:
- *   x = K, dy = 0, gamma = 1), and the final sum runs over lanes 0..LANES-1 in order. The
+ *   x = K, dy = 0, gamma = 1), and the final sum runs over lanes 0..LANES-1 in order, or in
+ *   a fixed tree (nc_fold: the driver's choice, BatchNorm's per sample group). The
  *   column primitives accumulate each channel over rows 0..rows-1 in order. The order
  *   therefore depends on the data layout only, never on threads.
  * - Everything here is static inline: no state, no allocation, no threads. */
@@ -127,6 +128,31 @@ static inline double nc_lane_sum(const nc_acc *a, int nv) {
   return s;
 }
 
+/* How a reduction folds its lanes into one sum: in lane order (nc_lane_sum), or in a tree
+ * (nc_tree_sum: BatchNorm's sample groups, where a fold per group and channel in lane order
+ * cost up to 16 % of a pass). */
+typedef enum { NC_FOLD_LANES,
+               NC_FOLD_TREE } nc_fold;
+
+/* The lanes in a tree: the units added lane-wise, u0 + u1 (nv = 2) or (u0 + u1) + (u2 + u3)
+ * (nv = 4), then that unit's lanes ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). */
+static inline double nc_tree_sum(const nc_acc *a, int nv) {
+  nc_v8d v = a->u[0];
+  if (nv > 1) nc_add(&v, &a->u[1]);
+  if (nv > 2) {
+    nc_v8d w = a->u[2];
+    nc_add(&w, &a->u[3]);
+    nc_add(&v, &w);
+  }
+  const double l04 = nc_lane(&v, 0) + nc_lane(&v, 4), l26 = nc_lane(&v, 2) + nc_lane(&v, 6);
+  const double l15 = nc_lane(&v, 1) + nc_lane(&v, 5), l37 = nc_lane(&v, 3) + nc_lane(&v, 7);
+  return (l04 + l26) + (l15 + l37);
+}
+
+static inline double nc_fold_sum(const nc_acc *a, int nv, nc_fold fold) {
+  return fold == NC_FOLD_TREE ? nc_tree_sum(a, nv) : nc_lane_sum(a, nv);
+}
+
 /* The 8-lane units of nv a sweep keeps in registers per quantity (nv = 2 or 4, a constant at
  * every call): all four of 32 lanes where the build targets AVX-512 (32 registers, a unit one
  * register), else two (16 AVX2 registers, a unit two: all 32 lanes of two quantities would
@@ -210,8 +236,8 @@ static inline __attribute__((always_inline)) void nc_mom_sweep(nc_v8d *s1, nc_v8
 static inline size_t nc_group_runs(size_t len) { return len == 0 || len >= NC_GROUP ? 1 : NC_GROUP / len; }
 
 /* s1 = sum(x - K), s2 = sum((x - K)^2) over the runs, 8*nv lanes. */
-static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t len, float K, int nv, double *s1,
-                              double *s2) {
+static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t len, float K, int nv,
+                              nc_fold fold, double *s1, double *s2) {
   nc_v8d Kv;
   nc_splat(&Kv, (double)K);
   nc_acc a1, a2;
@@ -225,8 +251,8 @@ static inline void nc_moments(const float *x, size_t runs, size_t stride, size_t
     for (int off = 0; off < lanes; off += 8 * U)
       nc_mom_sweep(a1.u + off / 8, a2.u + off / 8, U, p, n, stride, len, runs - r0, lanes, off, K, &Kv);
   }
-  *s1 = nc_lane_sum(&a1, nv);
-  *s2 = nc_lane_sum(&a2, nv);
+  *s1 = nc_fold_sum(&a1, nv, fold);
+  *s2 = nc_fold_sum(&a2, nv, fold);
 }
 
 /* Columns: a1[k] += x - K[k], a2[k] += (x - K[k])^2 for channels k < cw of rows 0..rows-1. */
@@ -419,7 +445,7 @@ static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, const float
  * each run's dy is formed from the pool's gradient in L1 just before its e. */
 static inline void nc_bwd_sums(const float *x, const float *dy, const nc_up2 *up, const float *gm, const float *z,
                                nn_act act, float *eout, size_t runs, size_t stride, size_t len, float K, int nv,
-                               double *sd, double *se, double *sed) {
+                               nc_fold fold, double *sd, double *se, double *sed) {
   nc_v8d Kv;
   nc_splat(&Kv, (double)K);
   nc_acc ad, ae, aed;
@@ -458,9 +484,9 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const nc_up2 *up
       }
     }
   }
-  *sd = nc_lane_sum(&ad, nv);
-  *se = nc_lane_sum(&ae, nv);
-  *sed = nc_lane_sum(&aed, nv);
+  *sd = nc_fold_sum(&ad, nv, fold);
+  *se = nc_fold_sum(&ae, nv, fold);
+  *sed = nc_fold_sum(&aed, nv, fold);
 }
 
 /* The same sums over one short run, in element order (no lanes). */
