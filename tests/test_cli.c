@@ -86,15 +86,18 @@ static void test_train_eval_summary(void **state) {
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "fwd=direct dw=im2col+gemm dx=-"));
   assert_non_null(strstr(r.out, "fwd=winograd dw=winograd dx=winograd"));
-  /* this machine's rule: an AVX-512 one sends the CNN's second layer's forward and dx to
-   * oneDNN's GEMM, and LeNet conv2's dW too unless this build's direct kernels run 16 wide */
+  /* this machine's rule: an AVX-512 one sends the CNN's second layer's forward (unless its
+   * 512-bit FMAs run in halves) and dx to oneDNN's GEMM, and LeNet conv2's dW too unless this
+   * build's direct kernels run 16 wide */
   const int wide = nn_cpu_detect() >= NN_CPU_AVX512;
   run(&r, "summary --model lenet --norm none");
   assert_non_null(strstr(r.out, "fwd=direct dw=direct dx=-"));
   assert_non_null(strstr(r.out, wide && !NN_BUILD_AVX512 ? "fwd=direct dw=im2col+gemm dx=direct"
                                                          : "fwd=direct dw=direct dx=direct"));
   run(&r, "summary --model cnn");
-  assert_non_null(strstr(r.out, wide ? "fwd=im2col+gemm dw=winograd dx=im2col+gemm" : "fwd=winograd dw=winograd dx=winograd"));
+  assert_non_null(strstr(r.out, !wide                   ? "fwd=winograd dw=winograd dx=winograd"
+                                : nn_cpu_fma512_split() ? "fwd=winograd dw=winograd dx=im2col+gemm"
+                                                        : "fwd=im2col+gemm dw=winograd dx=im2col+gemm"));
   run(&r, "train --help");
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "--no-shuffle"));

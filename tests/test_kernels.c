@@ -487,7 +487,8 @@ static nn_conv_algo algo_at(int n, int c, int hw, int oc, int k, nn_conv_pass p,
   return nn_conv2d_algo_at(&g, p, v);
 }
 
-/* On an AVX-512 machine oneDNN's GEMM runs 16 lanes wide: the forward and dx leave Winograd;
+/* On an AVX-512 machine oneDNN's GEMM runs 16 lanes wide: the forward and dx leave Winograd
+ * (the forward only on small outputs where those lanes run in two halves);
  * beyond 25 taps dW leaves the direct kernel unless the build runs it 16 wide, and so does the
  * forward unless its rows are whole vectors; everything else as at AVX2
  * (the levels below AVX-512 share one rule), requests as asked. The scratch sized for the AVX2
@@ -509,13 +510,23 @@ static void test_conv_algo_wide(void **state) {
   /* CIFAR conv1 (27 taps): the forward by GEMM */
   assert_int_equal(algo_at(32, 3, 32, 32, 3, F, A), NN_CONV_DIRECT);
   assert_int_equal(algo_at(32, 3, 32, 32, 3, F, W), NN_CONV_IM2COL);
-  /* the CNNs' second layers: Winograd for dW only */
+  /* the CNNs' second layers: Winograd for dW only, and for the forward where 512-bit FMAs
+   * run in halves (their 11x11 and 13x13 outputs; not an 8x8 one) */
+  const int split = nn_cpu_fma512_split();
   for (int hw = 13; hw <= 15; hw += 2) {
+    nn_cpu_fma512_split_force(0);
     assert_int_equal(algo_at(32, 32, hw, 64, 3, F, W), NN_CONV_IM2COL);
-    assert_int_equal(algo_at(32, 32, hw, 64, 3, P, W), NN_CONV_WINOGRAD);
-    assert_int_equal(algo_at(32, 32, hw, 64, 3, D, W), NN_CONV_IM2COL);
-    assert_int_equal(algo_at(32, 32, hw, 64, 3, D, A), NN_CONV_WINOGRAD);
+    nn_cpu_fma512_split_force(1);
+    assert_int_equal(algo_at(32, 32, hw, 64, 3, F, W), NN_CONV_WINOGRAD);
+    assert_int_equal(algo_at(32, 32, 10, 64, 3, F, W), NN_CONV_IM2COL);
+    for (int sp = 0; sp < 2; sp++) {
+      nn_cpu_fma512_split_force(sp);
+      assert_int_equal(algo_at(32, 32, hw, 64, 3, P, W), NN_CONV_WINOGRAD);
+      assert_int_equal(algo_at(32, 32, hw, 64, 3, D, W), NN_CONV_IM2COL);
+      assert_int_equal(algo_at(32, 32, hw, 64, 3, D, A), NN_CONV_WINOGRAD);
+    }
   }
+  nn_cpu_fma512_split_force(split);
   /* generic and AVX2 share the rule */
   assert_int_equal(algo_at(32, 32, 15, 64, 3, F, NN_CPU_GENERIC), NN_CONV_WINOGRAD);
   /* requests are kept where they apply */

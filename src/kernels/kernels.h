@@ -103,7 +103,10 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * NN_CONV_WIDE_DIRECT_MAX_CKK taps dW/db never runs direct, nor does the forward unless its
  * rows are whole vectors (its fused epilogue), im2col + GEMM instead (bench_kernels --only conv
  * on a Xeon, one and two threads: the CNNs' second layers' forward 1.1-1.5x and dx 1.3-1.8x
- * faster by GEMM, their dW still faster by Winograd at two threads; CIFAR conv1's 27-tap
+ * faster by GEMM, their dW still faster by Winograd at two threads; where 512-bit FMAs run
+ * in halves, nn_cpu_fma512_split, the forward stays Winograd on outputs of at least
+ * NN_CONV_SPLIT_WINOGRAD_MIN_OUT squared: on Zen 4 the CNNs' second layers' forward 1.1-1.4x
+ * faster by Winograd at one thread, 1.1x at two, a 6x6 output 0.4-0.6x); CIFAR conv1's 27-tap
  * forward 1.4x, LeNet conv2's dW 1.05-1.4x faster by GEMM), except that dW stays direct
  * where the direct kernels run 16 wide themselves (NN_BUILD_AVX512: LeNet conv2's dW
  * 1.15-1.5x faster direct than by GEMM, run 20). */
@@ -114,10 +117,11 @@ int nn_conv_geom_init(nn_conv_geom *g);
 #define NN_CONV_DIRECT_DX_MAX_KW 5
 #define NN_CONV_DIRECT_DX_MAX_OC 32
 #define NN_CONV_WINOGRAD_MIN_C 16
-#define NN_CONV_WINOGRAD_MIN_OUT 6     /* forward: output at least 6 x 6 */
-#define NN_CONV_WINOGRAD_MIN_DW_OUT 4  /* dW: output at least 4 x 4 */
-#define NN_CONV_WINOGRAD_MIN_DX_IN 12  /* dx: input (its output) at least 12 x 12 */
-#define NN_CONV_WIDE_DIRECT_MAX_CKK 25 /* AVX-512: direct dW (and ragged-row forward) up to 25 taps */
+#define NN_CONV_WINOGRAD_MIN_OUT 6        /* forward: output at least 6 x 6 */
+#define NN_CONV_WINOGRAD_MIN_DW_OUT 4     /* dW: output at least 4 x 4 */
+#define NN_CONV_WINOGRAD_MIN_DX_IN 12     /* dx: input (its output) at least 12 x 12 */
+#define NN_CONV_WIDE_DIRECT_MAX_CKK 25    /* AVX-512: direct dW (and ragged-row forward) up to 25 taps */
+#define NN_CONV_SPLIT_WINOGRAD_MIN_OUT 10 /* AVX-512 in halves: Winograd forward from a 10 x 10 output */
 /* 1 where the build targets AVX-512 F, DQ and VL (a native build on such a machine): the
  * kernels' 16-float and 32-register paths, the direct forward, dW and dx in 16-float vectors
  * (dW and dx two filters or two input channels per vector, conv2d_direct.c) and the exp's
