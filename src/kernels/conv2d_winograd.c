@@ -37,9 +37,10 @@
 #include "kernels/v8.h"
 #include "kernels/variant.h"
 
-#define WG_RMAX 6   /* register block: 5 or 6 tiles (the fewer padding tiles; 6 on a tie), dW up to 6 channels ... */
-#define WG_OB 16    /* ... times filters (two vectors) */
-#define WG_GROUPS 8 /* dW: partial sums over fixed groups of samples (determinism) */
+#define WG_RMAX 6       /* register block: 5 or 6 tiles (the fewer padding tiles; 6 on a tie), dW up to 6 channels ... */
+#define WG_OB 16        /* ... times filters (two vectors) */
+#define WG_GROUPS 8     /* dW: partial sums over fixed groups of samples (determinism) */
+#define WG_SUM_BLK 1024 /* dW: the groups' sums are added in blocks of this many floats */
 
 typedef struct {
   int c, h, w, oc, pad; /* the convolution this plan runs (for dx: the transposed one) */
@@ -467,14 +468,22 @@ static void dw_accumulate(const wplan *p, const float *V, const float *Y, float 
 
 /* dw[oc][c] += G^T m G and db += the groups' db, m[xi] = the groups' Mp[xi][c][oc] added in
  * order (into group 0's, element by element: the same sums at any thread count); 8 filters at a
- * time. */
+ * time. Called by every thread of a team (or by one thread alone): the elements and then the
+ * input channels are split over the team (orphaned worksharing loops; the CNN's second layer
+ * adds 8 groups of 128 KB, which one thread took 15 % of the two-thread pass for). */
 static void dw_reduce(const wplan *p, int groups, float *parts, float *dw, float *db) {
   const size_t C = (size_t)p->c, OC = (size_t)p->oc, part = dw_part(p), st = C * OC;
-  for (int gi = 1; gi < groups; gi++) {
-    const float *q = parts + (size_t)gi * part;
+  const long blocks = (long)((part + WG_SUM_BLK - 1) / WG_SUM_BLK);
+#pragma omp for schedule(static)
+  for (long b = 0; b < blocks; b++) {
+    const size_t j0 = (size_t)b * WG_SUM_BLK, j1 = j0 + WG_SUM_BLK < part ? j0 + WG_SUM_BLK : part;
+    for (int gi = 1; gi < groups; gi++) {
+      const float *q = parts + (size_t)gi * part;
 #pragma omp simd
-    for (size_t j = 0; j < part; j++) parts[j] += q[j];
+      for (size_t j = j0; j < j1; j++) parts[j] += q[j];
+    }
   }
+#pragma omp for schedule(static)
   for (size_t c = 0; c < C; c++)
     for (size_t o = 0; o < OC; o += VL) {
       v8 m[16], s[3][4];
@@ -496,8 +505,10 @@ static void dw_reduce(const wplan *p, int groups, float *parts, float *dw, float
         }
       }
     }
-  if (db)
+  if (db) {
+#pragma omp single
     for (size_t oc = 0; oc < OC; oc++) db[oc] += parts[st * 16 + oc];
+  }
 }
 
 void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act, const float *x, const float *z,
@@ -533,8 +544,8 @@ void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act,
         dw_accumulate(&p, V, Y, Mp, Mp + part - (size_t)p.oc);
       }
     }
+    dw_reduce(&p, groups, parts, dw, db);
   }
-  dw_reduce(&p, groups, parts, dw, db);
 }
 
 void NN_V(nn_conv2d_winograd_forward)(const nn_conv_geom *g, const nn_epilogue *e, const float *x, const float *w,
