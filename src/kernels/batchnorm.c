@@ -159,9 +159,8 @@ static inline void bn_fwd_consts(nc_stats st, float K, float gm, float bt, float
  *   apply:  y or dx of each group, the groups split over the threads as in `sums`.
  * A thread thereby reads and writes only its own samples, which are the ones the
  * convolutions, pools and activations around the layer give it (they split samples
- * statically, in the same contiguous ranges for G a multiple of the thread count): split by
- * channel, half of every tensor moved between the cores twice per layer, which on hosts whose
- * two vCPUs share no L3 made two-thread LeNet steps up to 2x slower (docs/performance.md,
+ * statically, in the same contiguous ranges for G a multiple of the thread count); split by
+ * channel, half of every tensor crossed between the cores twice per layer (docs/performance.md,
  * run 30). Only the small group sums cross threads. */
 
 #define BN_GROUPS 4 /* sample groups of a batch of at least this many samples */
@@ -244,21 +243,21 @@ static void bn_run_groups(const nn_norm_geom *g, const bn_io *io, const bn_pass 
     }
     return;
   }
+  /* one parallel region, the rounds inside it (each phase ends at its loop's barrier: the
+   * next round's sums and finish overwrite the scratch this round's phases read) */
   const int rc = bn_round_channels(g, bn_max_threads());
+#pragma omp parallel
   for (int c0 = 0; c0 < g->c; c0 += rc) {
     const bn_round r = {g, io, ps, c0, g->c - c0 < rc ? g->c - c0 : rc, sc.part, sc.cf};
-#pragma omp parallel
-    {
-      if (ps->sums) {
+    if (ps->sums) {
 #pragma omp for schedule(static)
-        for (int k = 0; k < G; k++) bn_round_sums(&r, k);
-      }
+      for (int k = 0; k < G; k++) bn_round_sums(&r, k);
+    }
 #pragma omp for schedule(static)
-      for (int j = 0; j < r.cw; j++) bn_round_finish(&r, j);
-      if (ps->apply) {
+    for (int j = 0; j < r.cw; j++) bn_round_finish(&r, j);
+    if (ps->apply) {
 #pragma omp for schedule(static)
-        for (int k = 0; k < G; k++) bn_round_apply(&r, k);
-      }
+      for (int k = 0; k < G; k++) bn_round_apply(&r, k);
     }
   }
 }
