@@ -17,19 +17,22 @@
  *            on the flat index i = oh*Wp + ow, i in [0, OH*Wp): dW[oc,c,ki,kj] += sum over n, i
  *            of dyp[n,oc,i] * xp[n,c, i + ki*Wp + kj], where dyp is dy on that index with zeros at
  *            ow >= OW (output rows of whole vectors are swept row by row instead, without those
- *            columns); db[oc] += sum over n, i of dyp. Filters split over threads; each output
- *            keeps 8 lane sums over the samples (in order) and i, added in a fixed order at the
- *            end; the samples are packed in batches, so that a register block runs over several
- *            before its sums go back.
+ *            columns); db[oc] += sum over n, i of dyp. The samples are cut into min(N,
+ *            DW_GROUPS) fixed groups (group k = samples [kN/G, (k+1)N/G)), split over the
+ *            threads as the layers around split samples, so a thread reads only its samples'
+ *            x and dy; each output keeps VL lane sums per group over its samples (in order)
+ *            and i, the groups' lanes added in group order and then the lanes in a fixed
+ *            order at the end; the samples are packed in batches, so that a register block
+ *            runs over several before its sums go back.
  * The forward applies its epilogue (bias, an eval BN, the activation: nn_epilogue) to each
  * filter's output plane once it is written; with an activation, the backward reads
  * dy = dz * act'(z) as it packs dy.
  * Every output is computed by one thread in one fixed order: results do not depend on the
  * thread count.
  *
- * Workspace (floats): OC*(CKK+1)*8 lane sums (dW; the forward keeps its packed weights there,
- * OC*CKK floats), then per slot (one per thread that may run): the larger of the forward's
- * sample in shifted rows (C*KW*Hp*OW floats and zeros for the reads past them) with one
+ * Workspace (floats): G groups of OC*(CKK+1)*VL lane sums (dW; the forward keeps its packed
+ * weights there, OC*CKK floats), then per slot (one per thread that may run): the larger of
+ * the forward's sample in shifted rows (C*KW*Hp*OW floats and zeros for the reads past them) with one
  * block's outputs (the plane's last, partial block), the dW pass's batch of sb packed samples
  * (C planes of Hp*Wp, then zeros) with their DW_OB_MAX rows of packed dy each (Lpad = OH*Wp
  * rounded up to two vectors), and the dx pass's (below). */
@@ -78,6 +81,14 @@
  * that a register block sums over several samples between loading and storing its lane
  * sums: a 8x8 output plane is 12 vectors, too short a loop to pay for them alone */
 #define DW_BATCH_FLOATS 16384
+/* dW: fixed sample groups (determinism), split over the threads: at most this many */
+#define DW_GROUPS 4
+static inline int dw_groups(int n) {
+  if (n < 1) return 1;
+  return n < DW_GROUPS ? n : DW_GROUPS;
+}
+/* the first sample of group k (k = groups: n) */
+static inline int dw_group_start(int n, int k) { return (int)((long)k * n / dw_groups(n)); }
 _Static_assert(FWD_OB <= 8 && FWD_NV <= 4, "forward block beyond the kernel's arrays");
 
 /* The forward's vectors: 16 floats where the target has AVX-512 (oneDNN's GEMM runs that wide
@@ -107,7 +118,8 @@ typedef struct {
   size_t xslen;   /* forward: the sample in shifted rows (fwd_pack), with the zeros read past it */
   size_t slot;    /* floats per slot */
   int sb;         /* dW: samples packed at a time */
-  size_t lanes;   /* OC * (CKK + 1) * VL */
+  size_t glanes;  /* one sample group's lane sums: OC * (CKK + 1) * VL, on cache lines */
+  size_t lanes;   /* the groups' lane sums: dw_groups(N) * glanes */
   int ckk, slots; /* C*KH*KW; slots */
 } dplan;
 
@@ -131,7 +143,8 @@ static dplan dplan_make(const nn_conv_geom *g, int nprocs) {
   p.xslen = nn_line_floats((size_t)g->c * (size_t)g->kw * (size_t)p.hp * (size_t)g->ow + FWD_BLK);
   const size_t fwd = p.xslen + (size_t)FWD_OB * FWD_BLK; /* and the last block's outputs */
   if (fwd > p.slot) p.slot = fwd;
-  p.lanes = nn_line_floats((size_t)g->oc * ((size_t)p.ckk + 1) * VL); /* the slots after it on cache lines */
+  p.glanes = nn_line_floats((size_t)g->oc * ((size_t)p.ckk + 1) * VL);
+  p.lanes = (size_t)dw_groups(g->n) * p.glanes; /* the slots after it on cache lines */
   int units = g->n > g->oc ? g->n : g->oc;
   p.slots = units < nprocs ? units : nprocs;
   return p;
@@ -548,13 +561,13 @@ static inline int dw_block_start(int nf, int nu, int nob, int bo) {
   return f < nf ? f : nf;
 }
 
-/* the filters [oc_lo, oc_hi): lane sums over all samples, then the lanes added into dw, db.
- * Samples go in batches of p->sb: their packed planes at xp + s*xplen, and per filter block
- * their dy rows at dyp + (s*DW_OB + o)*lpad; each lane still adds over the samples in order. */
-static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const float *x, const float *z,
-                       const float *dz, float *dw,
-                       float *db, float *lanes_all, float *slot, int oc_lo, int oc_hi) {
-  if (oc_lo >= oc_hi) return;
+/* Every filter's lane sums over samples [n0, n1) into lanes_all (one group's). Samples go in
+ * batches of p->sb: their packed planes at xp + s*xplen, and per filter block their dy rows
+ * at dyp + (s*DW_OB + o)*lpad; each lane still adds over the samples in order. dw, db: which
+ * sums are wanted (NULL: not). */
+static void dw_group(const nn_conv_geom *g, const dplan *p, nn_act act, const float *x, const float *z,
+                     const float *dz, const float *dw, const float *db, float *lanes_all, float *slot, int n0,
+                     int n1) {
   const size_t ld = ((size_t)p->ckk + 1) * VL; /* lanes per filter */
   const size_t chw = (size_t)g->c * (size_t)g->h * (size_t)g->w, ohw = (size_t)g->oh * (size_t)g->ow;
   const int whole = whole_rows(g);
@@ -568,22 +581,22 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
   const size_t xst = unpacked ? chw : p->xplen;
   int off[NN_CONV_DIRECT_MAX_TAPS]; /* tap t = (c, ki, kj): its offset in xp */
   tap_offsets(g, p->plane, (size_t)p->wp, 1, off);
-  memset(lanes_all + (size_t)oc_lo * ld, 0, sizeof(float) * (size_t)(oc_hi - oc_lo) * ld);
-  const int ntb = (p->ckk + DW_TK - 1) / DW_TK;                    /* tap blocks, sizes balanced */
-  const int nf = oc_hi - oc_lo, nu = (nf + DW_UNIT - 1) / DW_UNIT; /* filters, their units (pairs or one) */
-  const int nob = (nu + DW_OB / DW_UNIT - 1) / (DW_OB / DW_UNIT);  /* filter blocks, sizes balanced over units */
-  const size_t ds = (size_t)DW_OB * p->lpad;                       /* one sample's dy rows */
+  memset(lanes_all, 0, sizeof(float) * (size_t)g->oc * ld);
+  const int ntb = (p->ckk + DW_TK - 1) / DW_TK;                   /* tap blocks, sizes balanced */
+  const int nf = g->oc, nu = (nf + DW_UNIT - 1) / DW_UNIT;        /* filters, their units (pairs or one) */
+  const int nob = (nu + DW_OB / DW_UNIT - 1) / (DW_OB / DW_UNIT); /* filter blocks, sizes balanced over units */
+  const size_t ds = (size_t)DW_OB * p->lpad;                      /* one sample's dy rows */
   /* on the flat index the packing below writes only the columns ow < OW of each row: the
    * other columns and the rows past OH, which the sweep reads, stay the zeros written here
    * (whole-vector rows read only what the packing writes) */
   if (!whole) memset(dyp, 0, sizeof(float) * (size_t)p->sb * ds);
-  for (int s0 = 0; s0 < g->n; s0 += p->sb) {
-    const int ns = g->n - s0 < p->sb ? g->n - s0 : p->sb;
+  for (int s0 = n0; s0 < n1; s0 += p->sb) {
+    const int ns = n1 - s0 < p->sb ? n1 - s0 : p->sb;
     for (int s = 0; dw && !unpacked && s < ns; s++)
       pack_sample(g, p, x + (size_t)(s0 + s) * chw, xp + (size_t)s * p->xplen);
     const float *xs = unpacked ? x + (size_t)s0 * chw : xp;
     for (int bo = 0; bo < nob; bo++) {
-      const int oc0 = oc_lo + dw_block_start(nf, nu, nob, bo), ob = oc_lo + dw_block_start(nf, nu, nob, bo + 1) - oc0;
+      const int oc0 = dw_block_start(nf, nu, nob, bo), ob = dw_block_start(nf, nu, nob, bo + 1) - oc0;
       for (int s = 0; s < ns; s++)
         for (int o = 0; o < ob; o++) { /* dy row o of sample s = dz[s0+s, oc0+o] * act'(z) */
           float *d = dyp + (size_t)s * ds + (size_t)o * p->lpad;
@@ -614,15 +627,23 @@ static void dw_filters(const nn_conv_geom *g, const dplan *p, nn_act act, const 
       }
     }
   }
-  for (int oc = oc_lo; oc < oc_hi; oc++) {
-    const float *l = lanes_all + (size_t)oc * ld;
-    for (int t = 0; t <= p->ckk; t++, l += VL) {
-      float s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-      if (t < p->ckk) {
-        if (dw) dw[(size_t)oc * (size_t)p->ckk + (size_t)t] += s;
-      } else if (db) {
-        db[oc] += s;
-      }
+}
+
+/* Filter oc's sums: the G groups' lanes added lane by lane in group order, then the lanes in
+ * a fixed tree, into dw and db. */
+static void dw_finish(const dplan *p, const float *lanes_all, int groups, int oc, float *dw, float *db) {
+  const size_t ld = ((size_t)p->ckk + 1) * VL;
+  for (int t = 0; t <= p->ckk; t++) {
+    float l[VL];
+    const float *src = lanes_all + (size_t)oc * ld + (size_t)t * VL;
+    for (int i = 0; i < VL; i++) l[i] = src[i];
+    for (int k = 1; k < groups; k++)
+      for (int i = 0; i < VL; i++) l[i] += src[(size_t)k * p->glanes + (size_t)i];
+    const float s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    if (t < p->ckk) {
+      if (dw) dw[(size_t)oc * (size_t)p->ckk + (size_t)t] += s;
+    } else if (db) {
+      db[oc] += s;
     }
   }
 }
@@ -633,17 +654,25 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
   if (!dw && !db) return;
   dplan p = dplan_make(g, nthreads);
   float *slots = ws + p.lanes;
+  const int groups = dw_groups(g->n);
   int nt = nthreads < p.slots ? nthreads : p.slots;
-  if (nt > g->oc) nt = g->oc;
+  if (nt > groups) nt = groups;
   if (nt <= 1) {
-    dw_filters(g, &p, act, x, z, dz, dw, db, ws, slots, 0, g->oc);
+    for (int k = 0; k < groups; k++)
+      dw_group(g, &p, act, x, z, dz, dw, db, ws + (size_t)k * p.glanes, slots, dw_group_start(g->n, k),
+               dw_group_start(g->n, k + 1));
+    for (int oc = 0; oc < g->oc; oc++) dw_finish(&p, ws, groups, oc, dw, db);
     return;
   }
 #pragma omp parallel num_threads(nt)
   {
-    const int t = omp_get_thread_num(), k = omp_get_num_threads();
-    const int lo = (int)((long)t * g->oc / k), hi = (int)((long)(t + 1) * g->oc / k);
-    dw_filters(g, &p, act, x, z, dz, dw, db, ws, slots + (size_t)t * p.slot, lo, hi);
+    float *slot = slots + (size_t)omp_get_thread_num() * p.slot;
+#pragma omp for schedule(static)
+    for (int k = 0; k < groups; k++)
+      dw_group(g, &p, act, x, z, dz, dw, db, ws + (size_t)k * p.glanes, slot, dw_group_start(g->n, k),
+               dw_group_start(g->n, k + 1));
+#pragma omp for schedule(static)
+    for (int oc = 0; oc < g->oc; oc++) dw_finish(&p, ws, groups, oc, dw, db);
   }
 }
 
