@@ -15,7 +15,7 @@
  *   sum((x-K)^2), so 1e4 + N(0,1e-2) keeps its digits, and a constant channel gives exactly
  *   var = 0 (clamped at 0 in any case; NaN is kept so running_update can refuse it).
  * - Every reduction runs in an order fixed by the data layout, never by the thread count:
- *   S > 1: the samples are cut into min(N, BN_GROUPS) groups fixed by N; a channel's sum
+ *   S > 1: the samples are cut into min(N, NN_SAMPLE_GROUPS) fixed groups; a channel's sum
  *          over a group runs through LANES double accumulators picked by position in the
  *          plane (j % LANES), folded in a tree (nc_tree_sum); the groups' sums are then
  *          added in group order;
@@ -37,6 +37,7 @@
 #include "kernels/kernels.h"
 #include "kernels/variant.h"
 #include "kernels/norm_core.h"
+#include "kernels/sample_groups.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -151,8 +152,7 @@ static inline void bn_fwd_consts(nc_stats st, float K, float gm, float bt, float
 }
 
 /* ---- S > 1 in training: fixed sample groups ----------------------------------------------
- * The N samples are cut into G = min(N, BN_GROUPS) groups, group k = samples [k*N/G,
- * (k+1)*N/G), fixed by N alone. A pass with sums runs three phases in one parallel region:
+ * The N samples are cut into G = min(N, NN_SAMPLE_GROUPS) fixed groups (sample_groups.h). A pass with sums runs three phases in one parallel region:
  *   sums:   each group's sums per channel (its lanes folded in a tree), groups split over
  *           the threads;
  *   finish: per channel, the group sums added in group order, then the channel's constants;
@@ -163,13 +163,12 @@ static inline void bn_fwd_consts(nc_stats st, float K, float gm, float bt, float
  * channel, half of every tensor crossed between the cores twice per layer (docs/performance.md,
  * run 30). Only the small group sums cross threads. */
 
-#define BN_GROUPS 4 /* sample groups of a batch of at least this many samples */
-#define BN_CBLK 64  /* channels per round of group sums on the stack (4 x 64 x 3 doubles) */
+#define BN_CBLK 64 /* channels per round of group sums on the stack (4 x 64 x 3 doubles) */
 
-static inline int bn_groups(const nn_norm_geom *g) { return g->n < BN_GROUPS ? g->n : BN_GROUPS; }
+static inline int bn_groups(const nn_norm_geom *g) { return nn_sample_groups(g->n, NN_SAMPLE_GROUPS); }
 
 /* The first sample of group k (k = G: N). */
-static inline int bn_group_start(const nn_norm_geom *g, int k) { return (int)((long)k * g->n / bn_groups(g)); }
+static inline int bn_group_start(const nn_norm_geom *g, int k) { return nn_group_start(g->n, bn_groups(g), k); }
 
 /* A channel's constants: forward y = (x - K) * a + b; backward dx = a*dy - b*(x - K) + c. */
 typedef struct {
@@ -227,8 +226,8 @@ static int bn_round_channels(const nn_norm_geom *g, int threads) {
 
 static void bn_run_groups(const nn_norm_geom *g, const bn_io *io, const bn_pass *ps) {
   struct {
-    double part[BN_GROUPS][BN_CBLK][3]; /* written by the sums before finish reads them */
-    bn_coef cf[BN_CBLK];                /* written by finish before apply reads them */
+    double part[NN_SAMPLE_GROUPS][BN_CBLK][3]; /* written by the sums before finish reads them */
+    bn_coef cf[BN_CBLK];                       /* written by finish before apply reads them */
   } sc;
   const int G = bn_groups(g);
   if (!nc_parallel(g->n, g->c, g->s) || G == 1) {

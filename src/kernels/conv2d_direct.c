@@ -18,9 +18,8 @@
  *            of dyp[n,oc,i] * xp[n,c, i + ki*Wp + kj], where dyp is dy on that index with zeros at
  *            ow >= OW (output rows of whole vectors are swept row by row instead, without those
  *            columns); db[oc] += sum over n, i of dyp. The samples are cut into min(N,
- *            DW_GROUPS) fixed groups (group k = samples [kN/G, (k+1)N/G)), split over the
- *            threads as the layers around split samples, so a thread reads only its samples'
- *            x and dy; each output keeps VL lane sums per group over its samples (in order)
+ *            NN_SAMPLE_GROUPS) fixed groups (sample_groups.h), split over the threads as the
+ *            layers around split samples, so a thread reads only its samples' x and dy; each output keeps VL lane sums per group over its samples (in order)
  *            and i, the groups' lanes added in group order and then the lanes in a fixed
  *            order at the end; the samples are packed in batches, so that a register block
  *            runs over several before its sums go back.
@@ -37,6 +36,7 @@
  * (C planes of Hp*Wp, then zeros) with their DW_OB_MAX rows of packed dy each (Lpad = OH*Wp
  * rounded up to two vectors), and the dx pass's (below). */
 #include "kernels/conv2d_direct.h"
+#include "kernels/sample_groups.h"
 
 #include <omp.h>
 #include <string.h>
@@ -81,14 +81,8 @@
  * that a register block sums over several samples between loading and storing its lane
  * sums: a 8x8 output plane is 12 vectors, too short a loop to pay for them alone */
 #define DW_BATCH_FLOATS 16384
-/* dW: fixed sample groups (determinism), split over the threads: at most this many */
-#define DW_GROUPS 4
-static inline int dw_groups(int n) {
-  if (n < 1) return 1;
-  return n < DW_GROUPS ? n : DW_GROUPS;
-}
-/* the first sample of group k (k = groups: n) */
-static inline int dw_group_start(int n, int k) { return (int)((long)k * n / dw_groups(n)); }
+/* dW: fixed sample groups (sample_groups.h), split over the threads */
+static inline int dw_groups(int n) { return nn_sample_groups(n, NN_SAMPLE_GROUPS); }
 _Static_assert(FWD_OB <= 8 && FWD_NV <= 4, "forward block beyond the kernel's arrays");
 
 /* The forward's vectors: 16 floats where the target has AVX-512 (oneDNN's GEMM runs that wide
@@ -659,8 +653,8 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
   if (nt > groups) nt = groups;
   if (nt <= 1) {
     for (int k = 0; k < groups; k++)
-      dw_group(g, &p, act, x, z, dz, dw, db, ws + (size_t)k * p.glanes, slots, dw_group_start(g->n, k),
-               dw_group_start(g->n, k + 1));
+      dw_group(g, &p, act, x, z, dz, dw, db, ws + (size_t)k * p.glanes, slots, nn_group_start(g->n, groups, k),
+               nn_group_start(g->n, groups, k + 1));
     for (int oc = 0; oc < g->oc; oc++) dw_finish(&p, ws, groups, oc, dw, db);
     return;
   }
@@ -669,8 +663,8 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
     float *slot = slots + (size_t)omp_get_thread_num() * p.slot;
 #pragma omp for schedule(static)
     for (int k = 0; k < groups; k++)
-      dw_group(g, &p, act, x, z, dz, dw, db, ws + (size_t)k * p.glanes, slot, dw_group_start(g->n, k),
-               dw_group_start(g->n, k + 1));
+      dw_group(g, &p, act, x, z, dz, dw, db, ws + (size_t)k * p.glanes, slot, nn_group_start(g->n, groups, k),
+               nn_group_start(g->n, groups, k + 1));
 #pragma omp for schedule(static)
     for (int oc = 0; oc < g->oc; oc++) dw_finish(&p, ws, groups, oc, dw, db);
   }

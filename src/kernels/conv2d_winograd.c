@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "kernels/sample_groups.h"
 #include "kernels/v8.h"
 #include "kernels/variant.h"
 
@@ -76,7 +77,7 @@ static wplan wplan_forward(const nn_conv_geom *g) { return wplan_make(g->c, g->h
 static wplan wplan_data(const nn_conv_geom *g) { return wplan_make(g->oc, g->oh, g->ow, g->c, 2 - g->pad); }
 
 /* dW's groups of samples, and the floats of one group's partial sums (Mp, then db) */
-static int dw_groups(int n) { return n < WG_GROUPS ? n : WG_GROUPS; }
+static int dw_groups(int n) { return nn_sample_groups(n, WG_GROUPS); }
 static size_t dw_part(const wplan *p) { return (size_t)16 * (size_t)p->c * (size_t)p->oc + (size_t)p->oc; }
 
 #if NN_VARIANT_ONCE
@@ -516,7 +517,7 @@ void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act,
   NN_ASSERT(nn_conv2d_winograd_fits(g));
   const wplan p = wplan_forward(g);
   const int n = g->n, groups = dw_groups(n);
-  if (groups < 1) return; /* no samples: nothing to add */
+  if (n < 1) return; /* no samples: nothing to add */
   const size_t in = (size_t)p.c * (size_t)p.h * (size_t)p.w, out = (size_t)p.oc * (size_t)p.oh * (size_t)p.ow;
   const size_t part = dw_part(&p);
   float *parts = ws, *slots = ws + (size_t)groups * part;
@@ -531,7 +532,7 @@ void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act,
     for (int gi = 0; gi < groups; gi++) {
       float *Mp = parts + (size_t)gi * part;
       memset(Mp, 0, sizeof(float) * part);
-      for (int s = (int)((long)gi * n / groups); s < (int)((long)(gi + 1) * n / groups); s++) {
+      for (int s = nn_group_start(n, groups, gi); s < nn_group_start(n, groups, gi + 1); s++) {
         pack(&p, NN_ACT_NONE, NULL, x + (size_t)s * in, xe, xo, NULL);
         input_transform(&p, xe, xo, V);
         const float *dys = dz + (size_t)s * out;
