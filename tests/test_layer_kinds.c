@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "layers/layer.h"
+#include "nn_test.h"
 #include "model/model.h"
 #include "normnet.h"
 
@@ -49,10 +50,7 @@ static void test_info_and_tensor_roles(void **state) {
       "input shape=3x8x8\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\ngroupnorm groups=2\n"
       "instancenorm affine=1 track_running_stats=1\nmaxpool2d size=2\nlayernorm\nflatten\n"
       "dense units=5\nsigmoid\ndropout rate=0.5\ndense units=3\n";
-  nn_error err = {0};
-  nn_spec *s = NULL;
-  nn_model *m = NULL;
-  if (nn_spec_parse(text, "kinds.spec", &s, &err) || nn_model_create(s, &m, &err)) fail_msg("%s", err.msg);
+  nn_model *m = tu_model(text, 1);
   for (int i = 0; i < nn_model_num_layers(m); i++) {
     nn_layer_info li;
     nn_model_layer_info(m, i, &li);
@@ -71,7 +69,6 @@ static void test_info_and_tensor_roles(void **state) {
   for (int r = 0; r < 5; r++)
     if (!seen[r]) fail_msg("no tensor with role %s", role_suffix[r]);
   nn_model_free(m);
-  nn_spec_free(s);
 }
 
 /* p on a cache line; layer i (< 0: the model's) at batch n (0: before any plan) */
@@ -87,9 +84,7 @@ static void test_buffers_on_cache_lines(void **state) {
       "input shape=3x9x7\nconv2d filters=5 kernel=3\nbatchnorm\nrelu\ngroupnorm groups=5\n"
       "maxpool2d size=2\nlayernorm\nflatten\ndense units=7\nsigmoid\ndropout rate=0.5\ndense units=3\n";
   nn_error err = {0};
-  nn_spec *s = NULL;
-  nn_model *m = NULL;
-  if (nn_spec_parse(text, "lines.spec", &s, &err) || nn_model_create(s, &m, &err)) fail_msg("%s", err.msg);
+  nn_model *m = tu_model(text, 1);
   assert_line(m->params, "the parameters", -1, 0);
   assert_line(m->grads, "the gradients", -1, 0);
   assert_line(m->state, "the running statistics", -1, 0);
@@ -108,7 +103,6 @@ static void test_buffers_on_cache_lines(void **state) {
     assert_line(m->labels, "the labels", -1, n);
   }
   nn_model_free(m);
-  nn_spec_free(s);
 }
 
 static void test_norm_choice_and_placement(void **state) {
