@@ -19,10 +19,11 @@
  *            ow >= OW (output rows of whole vectors are swept row by row instead, without those
  *            columns); db[oc] += sum over n, i of dyp. The samples are cut into min(N,
  *            NN_SAMPLE_GROUPS) fixed groups (sample_groups.h), split over the threads as the
- *            layers around split samples, so a thread reads only its samples' x and dy; each output keeps VL lane sums per group over its samples (in order)
- *            and i, the groups' lanes added in group order and then the lanes in a fixed
- *            order at the end; the samples are packed in batches, so that a register block
- *            runs over several before its sums go back.
+ *            layers around split samples, so a thread reads only its samples' x and dy; each
+ *            output keeps VL lane sums per group over its samples (in order) and i, the
+ *            groups' lanes added in group order and then the lanes in a fixed order at the
+ *            end; the samples are packed in batches, so that a register block runs over
+ *            several before its sums go back.
  * The forward applies its epilogue (bias, an eval BN, the activation: nn_epilogue) to each
  * filter's output plane once it is written; with an activation, the backward reads
  * dy = dz * act'(z) as it packs dy.
@@ -31,12 +32,11 @@
  *
  * Workspace (floats): G groups of OC*(CKK+1)*VL lane sums (dW; the forward keeps its packed
  * weights there, OC*CKK floats), then per slot (one per thread that may run): the larger of
- * the forward's sample in shifted rows (C*KW*Hp*OW floats and zeros for the reads past them) with one
- * block's outputs (the plane's last, partial block), the dW pass's batch of sb packed samples
- * (C planes of Hp*Wp, then zeros) with their DW_OB_MAX rows of packed dy each (Lpad = OH*Wp
- * rounded up to two vectors), and the dx pass's (below). */
+ * the forward's sample in shifted rows (C*KW*Hp*OW floats and zeros for the reads past them)
+ * with one block's outputs (the plane's last, partial block), the dW pass's batch of sb
+ * packed samples (C planes of Hp*Wp, then zeros) with their DW_OB_MAX rows of packed dy each
+ * (Lpad = OH*Wp rounded up to two vectors), and the dx pass's (below). */
 #include "kernels/conv2d_direct.h"
-#include "kernels/sample_groups.h"
 
 #include <omp.h>
 #include <string.h>
@@ -44,6 +44,7 @@
 #include "base/aligned.h"
 #include "base/cpu.h"
 #include "base/error.h"
+#include "kernels/sample_groups.h"
 #include "kernels/v8.h"
 #include "kernels/variant.h"
 
@@ -651,14 +652,7 @@ void NN_V(nn_conv2d_direct_backward_params)(const nn_conv_geom *g, nn_act act, c
   const int groups = dw_groups(g->n);
   int nt = nthreads < p.slots ? nthreads : p.slots;
   if (nt > groups) nt = groups;
-  if (nt <= 1) {
-    for (int k = 0; k < groups; k++)
-      dw_group(g, &p, act, x, z, dz, dw, db, ws + (size_t)k * p.glanes, slots, nn_group_start(g->n, groups, k),
-               nn_group_start(g->n, groups, k + 1));
-    for (int oc = 0; oc < g->oc; oc++) dw_finish(&p, ws, groups, oc, dw, db);
-    return;
-  }
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1)
   {
     float *slot = slots + (size_t)omp_get_thread_num() * p.slot;
 #pragma omp for schedule(static)
