@@ -95,7 +95,8 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * Direct needs stride 1 and C*KH*KW <= NN_CONV_DIRECT_MAX_TAPS (and for dx the shape above):
  * a direct request for another shape runs im2col, and so does a Winograd request where it does
  * not fit. The choice
- * depends on the geometry and the CPU level only: every call for a layer runs the same code,
+ * depends on the geometry and the CPU only (its level, and at NN_CPU_AVX512 whether its 512-bit
+ * FMAs run in halves, nn_cpu_fma512_split): every call for a layer runs the same code,
  * and results do not depend on timing or on the thread count. (Runtime dispatch,
  * ARCHITECTURE.md §13: a kernel variant compiled without AVX2 runs im2col where the rule says
  * direct or Winograd.) On an AVX-512 machine (level NN_CPU_AVX512) oneDNN's GEMM runs 16 lanes
@@ -137,7 +138,8 @@ typedef enum { NN_CONV_PASS_FORWARD,
                NN_CONV_PASS_PARAMS, /* dw, db */
                NN_CONV_PASS_DATA,   /* dx */
                NN_CONV_PASS_COUNT } nn_conv_pass;
-/* The rule for a pass at a CPU level (the three below: at nn_cpu_level_get()). */
+/* The rule for a pass at a CPU level (the three below: at nn_cpu_level_get()); at
+ * NN_CPU_AVX512 it also asks this CPU's nn_cpu_fma512_split (tests force it). */
 nn_conv_algo nn_conv2d_algo_at(const nn_conv_geom *g, nn_conv_pass pass, nn_cpu_level level);
 nn_conv_algo nn_conv2d_algo(const nn_conv_geom *g);
 nn_conv_algo nn_conv2d_algo_params(const nn_conv_geom *g);
