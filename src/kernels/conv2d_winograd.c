@@ -469,9 +469,9 @@ static void dw_accumulate(const wplan *p, const float *V, const float *Y, float 
 
 /* dw[oc][c] += G^T m G and db += the groups' db, m[xi] = the groups' Mp[xi][c][oc] added in
  * order (into group 0's, element by element: the same sums at any thread count); 8 filters at a
- * time. Called by every thread of a team (or by one thread alone): the elements and then the
- * input channels are split over the team (orphaned worksharing loops; the CNN's second layer
- * adds 8 groups of 128 KB, which one thread took 15 % of the two-thread pass for). */
+ * time. Called by every thread of the pass's team (a team of one on one thread): the elements
+ * and then the input channels are split over it (orphaned worksharing loops; the CNN's second
+ * layer adds 8 groups of 128 KB, which one thread of two added alone before). */
 static void dw_reduce(const wplan *p, int groups, float *parts, float *dw, float *db) {
   const size_t C = (size_t)p->c, OC = (size_t)p->oc, part = dw_part(p), st = C * OC;
   const long blocks = (long)((part + WG_SUM_BLK - 1) / WG_SUM_BLK);
