@@ -3,8 +3,8 @@
  * Every GEMM here runs on one thread over a block whose bounds depend only on the shape,
  * and blocks never share an output element, so results do not depend on the thread
  * count: y and dx are split by sample rows and, when the batch has few row blocks, also by
- * columns (the reduction over I or O stays inside one GEMM), dw by output rows (the whole batch
- * reduction inside one GEMM), db by a serial loop. */
+ * columns (the reduction over I or O stays inside one GEMM; y's rows then in blocks of 8), dw
+ * by output rows (the whole batch reduction inside one GEMM), db by a serial loop. */
 #include <omp.h>
 #include <stddef.h>
 
@@ -17,6 +17,7 @@
 #define DENSE_OUT_BLOCK 16         /* output rows per block for dw */
 #define DENSE_COL_BLOCK 64         /* columns per block of y or dx when rows are few (half of it for 33-64) */
 #define DENSE_FEW_ROWS 4           /* fewer row blocks than this: columns are split too */
+#define DENSE_FEW_Y_ROWS 8         /* samples per block of y then */
 #define DENSE_PAR_FLOPS (1L << 21) /* below this, one thread (wake-ups cost more) */
 
 /* nn_gemm restricted to the calling thread (oneDNN goes serial inside a parallel region;
@@ -39,12 +40,15 @@ static int team_size(long flops, int blocks) {
   return t < blocks ? t : blocks;
 }
 
-/* Columns per block of a y or dx with `rows` row blocks and `cols` columns: all unless the
- * batch is a few row blocks (a training batch of 32 is one block, which would leave the layer
- * on one thread). A function of the shape only, so the GEMMs, and the rounding, never depend
- * on the thread count. */
-static int col_width(int rows, int cols) {
-  if (rows >= DENSE_FEW_ROWS || cols <= DENSE_COL_BLOCK / 2) return cols;
+/* Whether a batch of n samples is a few row blocks (a training batch of 32 is one block, which
+ * would leave the layer on one thread): its y and dx are then split by columns too. */
+static int few_rows(int n) { return (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK < DENSE_FEW_ROWS; }
+
+/* Columns per block of a y or dx of a batch of n and `cols` columns: all unless the batch is a
+ * few row blocks. A function of the shape only (as the row blocks), so the GEMMs, and the
+ * rounding, never depend on the thread count. */
+static int col_width(int n, int cols) {
+  if (!few_rows(n) || cols <= DENSE_COL_BLOCK / 2) return cols;
   return cols > DENSE_COL_BLOCK ? DENSE_COL_BLOCK : DENSE_COL_BLOCK / 2; /* 33-64 columns: two blocks */
 }
 
@@ -90,19 +94,26 @@ void NN_V(nn_dense_forward_epi)(const float *x, const float *w, const nn_epilogu
                                 int out) {
   NN_ASSERT(n >= 0 && in >= 0 && out >= 0);
   if (n == 0 || out == 0) return;
-  int rows = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK, width = col_width(rows, out);
+  /* A few row blocks: y in blocks of 8 rows by 64 (or 32) columns. oneDNN's sgemm with w
+   * transposed runs 8-row blocks at about the speed of one whole call and 32-row ones of 32 or
+   * 64 columns at half of it: the mlp's first layer (32x784 by 128 units) in 8x64 blocks 70 us,
+   * in 32x64 ones 128 us, the CNN's (32x1600 by 64) in 8x32 blocks 71 us, in 32x32 ones 128 us
+   * (one thread, AMD Zen 4, run 31; bench_kernels --only dense). */
+  int rb = few_rows(n) ? DENSE_FEW_Y_ROWS : DENSE_ROW_BLOCK, rows = (n + rb - 1) / rb, width = col_width(n, out);
   int cols = (out + width - 1) / width;
   int nt = team_size(2L * n * in * out, rows * cols);
   /* the same blocks on one thread or many: oneDNN's blocking (and so the rounding) may depend
-   * on the GEMM's shape (AVX2 kernels do), never on which thread runs a block. Static: a
-   * thread gets the same blocks, so the same rows of w, every step, and the backward's static
-   * dw blocks and the optimizer's static chunks mostly the same rows again (dynamic blocks
-   * moved w between the cores' caches: the mlp's two-thread steps 1.13-1.17x, run 26) */
+   * on the GEMM's shape (AVX2 kernels do), never on which thread runs a block. Static, and
+   * column after column: a thread gets the same blocks, so the same rows of w, every step, and
+   * the backward's static dw blocks and the optimizer's static chunks mostly the same rows
+   * again (dynamic blocks moved w between the cores' caches: the mlp's two-thread steps
+   * 1.13-1.17x, run 26; 8-row blocks taken row after row, each thread reading all of w: 0.93-0.96x,
+   * run 31) */
 #pragma omp parallel for if (nt > 1) num_threads(nt) schedule(static)
   for (int blk = 0; blk < rows * cols; blk++) {
     int r0, r1, c0, c1;
-    block_range(blk / cols, DENSE_ROW_BLOCK, n, &r0, &r1);
-    block_range(blk % cols, width, out, &c0, &c1);
+    block_range(blk % rows, rb, n, &r0, &r1);
+    block_range(blk / rows, width, out, &c0, &c1);
     dense_fwd_block(x, w, e, y, r0, r1, c0, c1, in, out);
   }
 }
@@ -148,7 +159,7 @@ void NN_V(nn_dense_backward)(const float *x, const float *w, const float *dy, fl
     for (size_t i = 0; i < (size_t)n * (size_t)in; i++) dx[i] = 0.0f;
   }
   if (n == 0 || out == 0) return;
-  int rows = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK, dx_width = in > 0 ? col_width(rows, in) : 1;
+  int rows = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK, dx_width = in > 0 ? col_width(n, in) : 1;
   int dx_cols = (in + dx_width - 1) / dx_width;
   int dx_blocks = dx && in > 0 ? rows * dx_cols : 0;
   int dw_blocks = dw && in > 0 ? (out + DENSE_OUT_BLOCK - 1) / DENSE_OUT_BLOCK : 0;
