@@ -12,7 +12,8 @@
 # the entry points under their generic variant's name), renames every symbol each object
 # defines to old_NAME / new_NAME, links DRIVER (bench/ab_objects/<file>.c) with BUILD's
 # libnormnet.a (default: build; with oneDNN) and runs it. Unchanged entry points measure
-# 1.00-1.02.
+# 1.00-1.02. With AB_COLD=1 in the environment, each timed call starts from a cold cache (64 MB
+# of other memory read before it), as a layer's tensors are in a training step.
 #
 #     sh bench/ab_objects.sh --libs OLD_BUILD NEW_BUILD [DRIVER_ARGS...]
 #
