@@ -920,10 +920,11 @@ static void test_thread_independence(void **state) {
     for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
     free(x), free(w), free(b), free(dy), free(ws);
   }
-  /* dense: split by rows (n = 128), and by columns too when the batch is a few row blocks (y's
-   * rows then in blocks of 8): the mlp's first layer at batch 32, the cnn's (64 columns in two
-   * blocks), a batch of 90 (a last row block of 2 for y, of 26 for dx), of 5 */
-  static const int dshapes[][3] = {{128, 256, 120}, {32, 784, 128}, {32, 1600, 64}, {90, 300, 70}, {5, 700, 90}};
+  /* dense: split by rows (n = 128: y in blocks of 8 rows, or of 32 when w is over 1 MiB), and
+   * by columns too when the batch is a few row blocks (y's rows in blocks of 8): the mlp's first
+   * layer at batch 32, the cnn's (64 columns in two blocks), a batch of 90 (a last row block of
+   * 2 for y, of 26 for dx), of 5 */
+  static const int dshapes[][3] = {{128, 256, 120}, {128, 2100, 128}, {32, 784, 128}, {32, 1600, 64}, {90, 300, 70}, {5, 700, 90}};
   for (size_t s = 0; s < sizeof dshapes / sizeof dshapes[0]; s++) {
     int n = dshapes[s][0], in = dshapes[s][1], out = dshapes[s][2];
     float *x = tu_fbuf((size_t)n * in), *w = tu_fbuf((size_t)out * in), *b = tu_fbuf(out), *dy = tu_fbuf((size_t)n * out);
