@@ -172,12 +172,14 @@ static void sgd(const upd *u, float *p, const float *g, float *buf, size_t n) {
 
 /* torch.optim.Adam/AdamW: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps);
  * Keras's Adam (keras_eps): p -= lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps). The two differ only in
- * where eps sits: Keras's is not scaled by 1/sqrt(bc2), about 30x larger at step 1; Keras's
- * divides by 1 instead, which is exact. */
+ * where eps sits: Keras's is not scaled by 1/sqrt(bc2), about 30x larger at step 1. Keras's
+ * skips the division by sqrt(bc2) (keras_eps a constant here): dividing by 1 would be exact, but
+ * a vector division costs as much as the square root (whole mlp steps 1.05x at one thread,
+ * 1.02-1.04x at two: docs/performance.md run 31). */
 OPT_INLINE void adam_loop(const upd *u, float *p, const float *g, float *m1, float *m2, size_t n,
-                          const int decoupled) {
+                          const int decoupled, const int keras_eps) {
   const float b1 = u->b1, b2 = u->b2, eps = u->eps, wd = u->wd, step_size = u->step_size;
-  const float div = u->keras_eps ? 1.0f : u->bc2_sqrt;
+  const float div = u->bc2_sqrt;
   const float keep = 1.0f - u->lr * wd;
 #pragma omp simd
   for (size_t i = 0; i < n; i++) {
@@ -189,13 +191,16 @@ OPT_INLINE void adam_loop(const upd *u, float *p, const float *g, float *m1, flo
     float v = b2 * m2[i] + (1.0f - b2) * d * d;
     m1[i] = a;
     m2[i] = v;
-    p[i] = pi - step_size * a / (sqrtf(v) / div + eps);
+    const float r = sqrtf(v);
+    p[i] = pi - step_size * a / ((keras_eps ? r : r / div) + eps);
   }
 }
 
 static void adam(const upd *u, float *p, const float *g, float *m1, float *m2, size_t n) {
-  if (u->decoupled) adam_loop(u, p, g, m1, m2, n, 1);
-  else adam_loop(u, p, g, m1, m2, n, 0);
+  if (u->keras_eps)
+    u->decoupled ? adam_loop(u, p, g, m1, m2, n, 1, 1) : adam_loop(u, p, g, m1, m2, n, 0, 1);
+  else
+    u->decoupled ? adam_loop(u, p, g, m1, m2, n, 1, 0) : adam_loop(u, p, g, m1, m2, n, 0, 0);
 }
 
 /* This thread's chunks of every span (an orphaned `omp for`: static over the team of the
