@@ -2,9 +2,9 @@
  *
  * Every GEMM here runs on one thread over a block whose bounds depend only on the shape,
  * and blocks never share an output element, so results do not depend on the thread
- * count: y and dx are split by sample rows and, when the batch has few row blocks, also by
- * columns (the reduction over I or O stays inside one GEMM; y's rows in blocks of 8 then and
- * when w is at most 1 MiB), dw by output rows (the whole batch reduction inside one GEMM), db by
+ * count: y and dx are split by sample rows (y's in blocks of 8 unless w is over 1 MiB, dx's
+ * of 32) and, when the batch has few row blocks, also by columns (the reduction over I or O
+ * stays inside one GEMM), dw by output rows (the whole batch reduction inside one GEMM), db by
  * a serial loop. */
 #include <omp.h>
 #include <stddef.h>
@@ -14,12 +14,12 @@
 #include "kernels/kernels.h"
 #include "kernels/variant.h"
 
-#define DENSE_ROW_BLOCK 32         /* samples per block for y and dx */
+#define DENSE_ROW_BLOCK 32         /* samples per block of dx, and of y with a large w */
 #define DENSE_OUT_BLOCK 16         /* output rows per block for dw */
 #define DENSE_COL_BLOCK 64         /* columns per block of y or dx when rows are few (half of it for 33-64) */
 #define DENSE_FEW_ROWS 4           /* fewer row blocks than this: columns are split too */
-#define DENSE_Y_ROWS 8             /* samples per block of y then, or when w is small: */
-#define DENSE_Y_SMALL_W (1L << 18) /* weights (floats) of a small w, 1 MiB */
+#define DENSE_Y_ROWS 8             /* samples per block of y in such a batch or with a small w: */
+#define DENSE_Y_SMALL_W (1L << 18) /* at most this many weights (1 MiB) */
 #define DENSE_PAR_FLOPS (1L << 21) /* below this, one thread (wake-ups cost more) */
 
 /* nn_gemm restricted to the calling thread (oneDNN goes serial inside a parallel region;
@@ -98,11 +98,11 @@ void NN_V(nn_dense_forward_epi)(const float *x, const float *w, const nn_epilogu
   if (n == 0 || out == 0) return;
   /* y in blocks of 8 rows (by 64 or 32 columns in a batch of a few row blocks) unless w is
    * large (each block reads all of its columns of w). oneDNN's sgemm with w transposed runs
-   * 8-row blocks at about the speed of one whole call and 32-row ones of 32 or 64 columns at
-   * half of it: the mlp's first layer (32x784 by 128 units) in 8x64 blocks 70 us, in 32x64
-   * ones 128 us, the CNN's (32x1600 by 64) in 8x32 blocks 71 us, in 32x32 ones 128 us; LeNet's
-   * (128x400 by 120) in 8-row blocks 117 us, in 32-row ones 148 us (one thread, AMD Zen 4, run
-   * 31; bench_kernels --only dense). */
+   * 8-row blocks at about the speed of one whole call, 32-row ones of 32 or 64 columns at up
+   * to half of it: the mlp's first layer (32x784 by 128 units) in 8x64 blocks 61 us, in 32x64
+   * ones 100 us, the CNN's (32x1600 by 64) in 8x32 blocks 63 us, in 32x32 ones 100 us, LeNet's
+   * first (128x256 by 120) in 8-row blocks 77-91 us, in 32-row ones 99-108 us (one thread, AMD
+   * Zen 4; bench_gemm_blocks, docs/performance.md run 31). */
   const int rb = few_rows(n) || (long)in * out <= DENSE_Y_SMALL_W ? DENSE_Y_ROWS : DENSE_ROW_BLOCK;
   int rows = (n + rb - 1) / rb, width = col_width(n, out);
   int cols = (out + width - 1) / width;
