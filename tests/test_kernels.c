@@ -490,7 +490,8 @@ static nn_conv_algo algo_at(int n, int c, int hw, int oc, int k, nn_conv_pass p,
 /* On an AVX-512 machine oneDNN's GEMM runs 16 lanes wide: the forward and dx leave Winograd
  * (the forward only on small outputs where those lanes run in two halves);
  * beyond 25 taps dW leaves the direct kernel unless the build runs it 16 wide, and so does the
- * forward unless its rows are whole vectors; everything else as at AVX2
+ * forward unless its rows are whole vectors or those lanes run in halves; everything else as at
+ * AVX2
  * (the levels below AVX-512 share one rule), requests as asked. The scratch sized for the AVX2
  * rule serves the AVX-512 one (it only trades a choice for im2col). */
 static void test_conv_algo_wide(void **state) {
@@ -507,12 +508,17 @@ static void test_conv_algo_wide(void **state) {
   assert_int_equal(algo_at(128, 6, 12, 16, 5, P, W), NN_BUILD_AVX512 ? NN_CONV_DIRECT : NN_CONV_IM2COL);
   assert_int_equal(algo_at(128, 6, 12, 16, 5, F, W), NN_CONV_DIRECT);
   assert_int_equal(algo_at(128, 6, 12, 16, 5, D, W), NN_CONV_DIRECT);
-  /* CIFAR conv1 (27 taps): the forward by GEMM */
+  /* CIFAR conv1 (27 taps on rows of 30): the forward by GEMM, unless 512-bit FMAs run in
+   * halves */
+  const int split = nn_cpu_fma512_split();
   assert_int_equal(algo_at(32, 3, 32, 32, 3, F, A), NN_CONV_DIRECT);
+  nn_cpu_fma512_split_force(0);
   assert_int_equal(algo_at(32, 3, 32, 32, 3, F, W), NN_CONV_IM2COL);
+  nn_cpu_fma512_split_force(1);
+  assert_int_equal(algo_at(32, 3, 32, 32, 3, F, W), NN_CONV_DIRECT);
+  assert_int_equal(algo_at(32, 3, 32, 32, 3, P, W), NN_CONV_IM2COL); /* dW: 32 filters */
   /* the CNNs' second layers: Winograd for dW only, and for the forward where 512-bit FMAs
    * run in halves (their 11x11 and 13x13 outputs; not an 8x8 one) */
-  const int split = nn_cpu_fma512_split();
   for (int hw = 13; hw <= 15; hw += 2) {
     nn_cpu_fma512_split_force(0);
     assert_int_equal(algo_at(32, 32, hw, 64, 3, F, W), NN_CONV_IM2COL);

@@ -139,7 +139,9 @@ static nn_conv_algo rule_data(const nn_conv_geom *g) {
  * NN_CONV_SPLIT_WINOGRAD_MIN_OUT squared where 512-bit FMAs run in halves (nn_cpu_fma512_split:
  * oneDNN's 16-wide GEMM then gains little over our 8-wide Winograd); beyond
  * NN_CONV_WIDE_DIRECT_MAX_CKK taps, dW direct only where the direct kernels run 16 wide
- * (NN_BUILD_AVX512) and the forward only on rows of whole vectors (its fused epilogue) */
+ * (NN_BUILD_AVX512) and the forward only on rows of whole vectors (its fused epilogue), or on
+ * any rows where 512-bit FMAs run in halves (CIFAR conv1, 27 taps on 30-wide rows: direct
+ * 1.18-1.30x the GEMM at one thread, 1.35-1.65x at two on AMD Zen 4; run 31) */
 static nn_conv_algo rule_wide(const nn_conv_geom *g, nn_conv_pass pass, nn_conv_algo a) {
   if (g->algo != NN_CONV_AUTO) return a;
   if (a == NN_CONV_WINOGRAD && pass == NN_CONV_PASS_FORWARD && nn_cpu_fma512_split() &&
@@ -148,7 +150,8 @@ static nn_conv_algo rule_wide(const nn_conv_geom *g, nn_conv_pass pass, nn_conv_
   if (a == NN_CONV_WINOGRAD && pass != NN_CONV_PASS_PARAMS) return NN_CONV_IM2COL;
   const int many_taps = (long)g->c * g->kh * g->kw > NN_CONV_WIDE_DIRECT_MAX_CKK;
   if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_PARAMS && !NN_BUILD_AVX512) return NN_CONV_IM2COL;
-  if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_FORWARD && g->ow % NN_CONV_DIRECT_ROW != 0)
+  if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_FORWARD && g->ow % NN_CONV_DIRECT_ROW != 0 &&
+      !nn_cpu_fma512_split())
     return NN_CONV_IM2COL;
   return a;
 }

@@ -102,7 +102,9 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * direct or Winograd.) On an AVX-512 machine (level NN_CPU_AVX512) oneDNN's GEMM runs 16 lanes
  * wide and our kernels 8: there the forward and dx never run Winograd, and beyond
  * NN_CONV_WIDE_DIRECT_MAX_CKK taps dW/db never runs direct, nor does the forward unless its
- * rows are whole vectors (its fused epilogue), im2col + GEMM instead (bench_kernels --only conv
+ * rows are whole vectors (its fused epilogue) or its 512-bit FMAs run in halves (Zen 4: CIFAR
+ * conv1's forward 1.18-1.30x faster direct at one thread, 1.35-1.65x at two, run 31), im2col +
+ * GEMM instead (bench_kernels --only conv
  * on a Xeon, one and two threads: the CNNs' second layers' forward 1.1-1.5x and dx 1.3-1.8x
  * faster by GEMM, their dW still faster by Winograd at two threads; where 512-bit FMAs run
  * in halves, nn_cpu_fma512_split, the forward stays Winograd on outputs of at least
