@@ -407,6 +407,9 @@ int main(int argc, char **argv) {
     bench_conv("rule c64 8x8 oc64 k3", 32, 64, 8, 8, 64, 3);
     bench_conv("rule c16 10x10 oc32 k3", 32, 16, 10, 10, 32, 3);
     bench_conv("rule c32 12x12 oc32 k3", 32, 32, 12, 12, 32, 3);
+    /* 27 taps on rows that are not whole vectors (AVX-512: direct only where FMAs run in halves) */
+    bench_conv("rule c3 64x64 oc16 k3", 32, 3, 64, 64, 16, 3);
+    bench_conv("rule c3 32x32 oc64 k3", 32, 3, 32, 32, 64, 3);
   }
   if (!g_only || !strcmp(g_only, "dense")) {
     bench_dense("mlp dense1 32x784x128", 32, 784, 128, 1);
