@@ -6,7 +6,7 @@
  *
  *   bench_gemm_blocks [--reps R]
  *
- * Per shape, the time of the whole product done as one call and as blocks of 32, 16 and 8
+ * Per layer (bench_util.h's bench_dense_layers), the time of the whole product done as one call and as blocks of 32, 16 and 8
  * rows by all columns, and by 64 and 32 columns: each block one dnnl_sgemm call, the blocks
  * one after another. Each figure is the minimum over R repetitions (default 11) of a timed
  * loop of about 2 ms, the variants interleaved within each repetition. */
@@ -18,26 +18,11 @@
 
 #include "bench_util.h"
 
-typedef struct {
-  const char *name;
-  int n, in, out;
-} shape;
-
-/* the presets' dense layers at their training batches */
-static const shape shapes[] = {
-    {"mlp dense1", 32, 784, 128},
-    {"mlp dense2", 32, 128, 64},
-    {"cnn dense1", 32, 1600, 64},
-    {"cifar-cnn dense1", 32, 2304, 64},
-    {"lenet dense1", 128, 256, 120},
-    {"lenet dense2", 128, 120, 84},
-};
-
 /* the row x column blocks tried; 0 = all */
 static const int blocks[][2] = {{0, 0}, {32, 0}, {16, 0}, {8, 0}, {32, 64}, {8, 64}, {32, 32}, {8, 32}};
 #define NVARIANTS (int)(sizeof blocks / sizeof blocks[0])
 
-static void product(const shape *s, const float *x, const float *w, float *y, int rb, int cb) {
+static void product(const bench_dense_layer *s, const float *x, const float *w, float *y, int rb, int cb) {
   if (!rb) rb = s->n;
   if (!cb) cb = s->out;
   for (int c = 0; c < s->out; c += cb)
@@ -70,8 +55,8 @@ int main(int argc, char **argv) {
     printf(" %9s", head);
   }
   printf("\n");
-  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
-    const shape *s = &shapes[k];
+  for (int k = 0; k < BENCH_DENSE_LAYERS; k++) {
+    const bench_dense_layer *s = &bench_dense_layers[k];
     float *x = bench_fbuf((size_t)s->n * s->in), *w = bench_fbuf((size_t)s->out * s->in);
     float *y = bench_fbuf((size_t)s->n * s->out);
     double t0 = now();

@@ -346,7 +346,10 @@ static void dense_bwd(void *p) {
   nn_dense_backward(d->x, d->w, d->dy, d->first ? NULL : d->dx, d->dw, d->db, d->n, d->in, d->out);
 }
 
-static void bench_dense(const char *name, int n, int in, int out, int first) {
+static void bench_dense(const bench_dense_layer *l) {
+  const int n = l->n, in = l->in, out = l->out, first = l->first;
+  char name[64];
+  snprintf(name, sizeof name, "%s %dx%dx%d", l->name, n, in, out);
   const size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
   dense_ctx d = {bench_fbuf(nx), bench_fbuf(nw), bench_fbuf(out), bench_fbuf(ny), bench_fbuf(ny), bench_fbuf(nx), bench_fbuf(nw), bench_fbuf(out), n, in, out, first};
   const double gemm = 2.0 * n * in * out;
@@ -412,11 +415,7 @@ int main(int argc, char **argv) {
     bench_conv("rule c3 32x32 oc64 k3", 32, 3, 32, 32, 64, 3);
   }
   if (!g_only || !strcmp(g_only, "dense")) {
-    bench_dense("mlp dense1 32x784x128", 32, 784, 128, 1);
-    bench_dense("mlp dense2 32x128x64", 32, 128, 64, 0);
-    bench_dense("cnn dense1 32x1600x64", 32, 1600, 64, 0);
-    bench_dense("lenet dense1 128x256x120", 128, 256, 120, 0);
-    bench_dense("cifar-cnn dense1 32x2304x64", 32, 2304, 64, 0);
+    for (int k = 0; k < BENCH_DENSE_LAYERS; k++) bench_dense(&bench_dense_layers[k]);
   }
   return 0;
 }

@@ -36,4 +36,21 @@ static inline float *bench_fbuf(size_t n) {
   return p;
 }
 
+/* The presets' dense layers at their training batches: y[N,O] = x[N,I] w[O,I]^T; `first`: the
+ * model's first layer (its backward has no dx). bench_kernels times the layer's kernels on
+ * them, bench_gemm_blocks oneDNN's sgemm in blocks. */
+typedef struct {
+  const char *name;
+  int n, in, out, first;
+} bench_dense_layer;
+static const bench_dense_layer bench_dense_layers[] = {
+    {"mlp dense1", 32, 784, 128, 1},
+    {"mlp dense2", 32, 128, 64, 0},
+    {"cnn dense1", 32, 1600, 64, 0},
+    {"cifar-cnn dense1", 32, 2304, 64, 0},
+    {"lenet dense1", 128, 256, 120, 0},
+    {"lenet dense2", 128, 120, 84, 0},
+};
+#define BENCH_DENSE_LAYERS (int)(sizeof bench_dense_layers / sizeof bench_dense_layers[0])
+
 #endif
