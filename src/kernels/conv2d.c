@@ -135,24 +135,22 @@ static nn_conv_algo rule_data(const nn_conv_geom *g) {
   return g->algo == NN_CONV_DIRECT || g->oc <= NN_CONV_DIRECT_DX_MAX_OC ? NN_CONV_DIRECT : NN_CONV_IM2COL;
 }
 
-/* AVX-512: Winograd only for dW, and for the forward on outputs of at least
- * NN_CONV_SPLIT_WINOGRAD_MIN_OUT squared where 512-bit FMAs run in halves (nn_cpu_fma512_split:
- * oneDNN's 16-wide GEMM then gains little over our 8-wide Winograd); beyond
+/* AVX-512 (kernels.h): oneDNN's GEMM runs 16 lanes wide. Winograd only for dW, and for the
+ * forward on outputs of at least NN_CONV_SPLIT_WINOGRAD_MIN_OUT squared where 512-bit FMAs
+ * run in halves (then the GEMM's width gains little over our kernels); beyond
  * NN_CONV_WIDE_DIRECT_MAX_CKK taps, dW direct only where the direct kernels run 16 wide
- * (NN_BUILD_AVX512) and the forward only on rows of whole vectors (its fused epilogue), or on
- * any rows where 512-bit FMAs run in halves (CIFAR conv1, 27 taps on 30-wide rows: direct
- * 1.18-1.30x the GEMM at one thread, 1.35-1.65x at two on AMD Zen 4; run 31) */
+ * (NN_BUILD_AVX512), the forward only on rows of whole vectors (its fused epilogue) or where
+ * FMAs run in halves. */
 static nn_conv_algo rule_wide(const nn_conv_geom *g, nn_conv_pass pass, nn_conv_algo a) {
   if (g->algo != NN_CONV_AUTO) return a;
-  if (a == NN_CONV_WINOGRAD && pass == NN_CONV_PASS_FORWARD && nn_cpu_fma512_split() &&
-      g->oh >= NN_CONV_SPLIT_WINOGRAD_MIN_OUT && g->ow >= NN_CONV_SPLIT_WINOGRAD_MIN_OUT)
-    return a;
-  if (a == NN_CONV_WINOGRAD && pass != NN_CONV_PASS_PARAMS) return NN_CONV_IM2COL;
-  const int many_taps = (long)g->c * g->kh * g->kw > NN_CONV_WIDE_DIRECT_MAX_CKK;
-  if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_PARAMS && !NN_BUILD_AVX512) return NN_CONV_IM2COL;
-  if (a == NN_CONV_DIRECT && many_taps && pass == NN_CONV_PASS_FORWARD && g->ow % NN_CONV_DIRECT_ROW != 0 &&
-      !nn_cpu_fma512_split())
-    return NN_CONV_IM2COL;
+  const int halves = nn_cpu_fma512_split();
+  if (a == NN_CONV_WINOGRAD) {
+    const int big = g->oh >= NN_CONV_SPLIT_WINOGRAD_MIN_OUT && g->ow >= NN_CONV_SPLIT_WINOGRAD_MIN_OUT;
+    return pass == NN_CONV_PASS_PARAMS || (pass == NN_CONV_PASS_FORWARD && halves && big) ? a : NN_CONV_IM2COL;
+  }
+  if (a != NN_CONV_DIRECT || (long)g->c * g->kh * g->kw <= NN_CONV_WIDE_DIRECT_MAX_CKK) return a;
+  if (pass == NN_CONV_PASS_PARAMS) return NN_BUILD_AVX512 ? a : NN_CONV_IM2COL;
+  if (pass == NN_CONV_PASS_FORWARD) return halves || g->ow % NN_CONV_DIRECT_ROW == 0 ? a : NN_CONV_IM2COL;
   return a;
 }
 

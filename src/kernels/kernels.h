@@ -99,20 +99,22 @@ int nn_conv_geom_init(nn_conv_geom *g);
  * FMAs run in halves, nn_cpu_fma512_split): every call for a layer runs the same code,
  * and results do not depend on timing or on the thread count. (Runtime dispatch,
  * ARCHITECTURE.md §13: a kernel variant compiled without AVX2 runs im2col where the rule says
- * direct or Winograd.) On an AVX-512 machine (level NN_CPU_AVX512) oneDNN's GEMM runs 16 lanes
- * wide and our kernels 8: there the forward and dx never run Winograd, and beyond
- * NN_CONV_WIDE_DIRECT_MAX_CKK taps dW/db never runs direct, nor does the forward unless its
- * rows are whole vectors (its fused epilogue) or its 512-bit FMAs run in halves (Zen 4: CIFAR
- * conv1's forward 1.18-1.30x faster direct at one thread, 1.35-1.65x at two, run 31), im2col +
- * GEMM instead (bench_kernels --only conv
- * on a Xeon, one and two threads: the CNNs' second layers' forward 1.1-1.5x and dx 1.3-1.8x
- * faster by GEMM, their dW still faster by Winograd at two threads; where 512-bit FMAs run
- * in halves, nn_cpu_fma512_split, the forward stays Winograd on outputs of at least
- * NN_CONV_SPLIT_WINOGRAD_MIN_OUT squared: on Zen 4 the CNNs' second layers' forward 1.1-1.4x
- * faster by Winograd at one thread, 1.1x at two, a 6x6 output 0.4-0.6x); CIFAR conv1's 27-tap
- * forward 1.4x, LeNet conv2's dW 1.05-1.4x faster by GEMM), except that dW stays direct
- * where the direct kernels run 16 wide themselves (NN_BUILD_AVX512: LeNet conv2's dW
- * 1.15-1.5x faster direct than by GEMM, run 20). */
+ * direct or Winograd.)
+ * On an AVX-512 machine (level NN_CPU_AVX512) oneDNN's GEMM runs 16 lanes wide and our
+ * Winograd 8, and the rule trades some choices for im2col + GEMM (conv2d.c, rule_wide):
+ * - dx never runs Winograd; the forward neither, except where 512-bit FMAs run in halves
+ *   (nn_cpu_fma512_split: AMD Zen 4) on outputs of at least NN_CONV_SPLIT_WINOGRAD_MIN_OUT
+ *   squared;
+ * - beyond NN_CONV_WIDE_DIRECT_MAX_CKK taps, dW/db runs direct only where the direct kernels
+ *   run 16 wide (NN_BUILD_AVX512), and the forward only on rows of whole vectors (its fused
+ *   epilogue) or where 512-bit FMAs run in halves.
+ * Measured with bench_kernels --only conv at one and two threads: on a Xeon the CNNs' second
+ * layers' forward 1.1-1.5x and dx 1.3-1.8x faster by GEMM (their dW still faster by Winograd
+ * at two threads), CIFAR conv1's 27-tap forward 1.4x and LeNet conv2's dW 1.05-1.4x faster by
+ * GEMM, but LeNet conv2's dW 1.15-1.5x faster direct where the build runs it 16 wide (run 20);
+ * on Zen 4 the CNNs' second layers' forward 1.1-1.4x faster by Winograd at one thread, 1.1x
+ * at two (a 6x6 output 0.4-0.6x; run 30), CIFAR conv1's forward 1.18-1.30x faster direct at
+ * one thread, 1.35-1.65x at two (run 31). */
 #define NN_CONV_DIRECT_MAX_CKK 32
 #define NN_CONV_DIRECT_ROW 8
 #define NN_CONV_DIRECT_DW_MAX_OC 16
