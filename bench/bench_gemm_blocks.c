@@ -6,9 +6,9 @@
  *
  *   bench_gemm_blocks [--reps R]
  *
- * Per layer (bench_util.h's bench_dense_layers), the time of the whole product done as one call and as blocks of 32, 16 and 8
- * rows by all columns, and by 64 and 32 columns: each block one dnnl_sgemm call, the blocks
- * one after another. Each figure is the minimum over R repetitions (default 11) of a timed
+ * Per layer (bench_util.h's bench_dense_layers), the time of the whole product done as one
+ * call and as blocks of 32, 16 and 8 rows by all columns, and by 64 and 32 columns: each block
+ * one dnnl_sgemm call, the blocks one after another. Each figure is the minimum over R repetitions (default 11) of a timed
  * loop of about 2 ms, the variants interleaved within each repetition. */
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>

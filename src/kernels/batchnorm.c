@@ -152,7 +152,8 @@ static inline void bn_fwd_consts(nc_stats st, float K, float gm, float bt, float
 }
 
 /* ---- S > 1 in training: fixed sample groups ----------------------------------------------
- * The N samples are cut into G = min(N, NN_SAMPLE_GROUPS) fixed groups (sample_groups.h). A pass with sums runs three phases in one parallel region:
+ * The N samples are cut into G = min(N, NN_SAMPLE_GROUPS) fixed groups (sample_groups.h). A
+ * pass with sums runs three phases in one parallel region:
  *   sums:   each group's sums per channel (its lanes folded in a tree), groups split over
  *           the threads;
  *   finish: per channel, the group sums added in group order, then the channel's constants;
