@@ -107,35 +107,49 @@ size_t nn_conv2d_winograd_workspace(const nn_conv_geom *g, int nprocs) {
 #endif
 
 /* U[xi][c][oc] = (G g G^T)[a][b], xi = 4a + b, for the filter g = w[oc][c] (forward) or, for
- * dx, g[i][j] = w[c][oc][2-i][2-j] (c, oc: the plan's channels, i.e. the layer's oc, c). */
-static void filter_transform(const wplan *p, const float *w, int flip, float *U) {
-  /* 16 filters at a time, so that each channel fills whole cache lines of U: read in order
-   * for dx, 16 streams of 9 floats per channel for the forward */
-  for (int ob = 0; ob < p->oc; ob += WG_OB)
-    for (int c = 0; c < p->c; c++)
-      for (int oc = ob; oc < ob + WG_OB; oc++) {
-        float g[3][3], t[4][3];
-        const float *f = w + (flip ? (size_t)c * (size_t)p->oc + (size_t)oc : (size_t)oc * (size_t)p->c + (size_t)c) * 9;
-#pragma GCC unroll 3
-        for (int i = 0; i < 3; i++)
-#pragma GCC unroll 3
-          for (int j = 0; j < 3; j++) g[i][j] = flip ? f[8 - 3 * i - j] : f[3 * i + j];
-        for (int j = 0; j < 3; j++) { /* t = G g */
-          t[0][j] = g[0][j];
-          t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-          t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-          t[3][j] = g[2][j];
-        }
-        for (int a = 0; a < 4; a++) { /* (G g) G^T */
-          float *u = U + ((size_t)(4 * a) * (size_t)p->c + (size_t)c) * (size_t)p->oc + (size_t)oc;
-          const size_t st = (size_t)p->c * (size_t)p->oc; /* one component further */
-          u[0] = t[a][0];
-          u[st] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
-          u[2 * st] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
-          u[3 * st] = t[a][2];
-        }
-      }
+ * dx, g[i][j] = w[c][oc][2-i][2-j] (c, oc: the plan's channels, i.e. the layer's oc, c), for
+ * block j of (16 filters, channel c) blocks: the 16 filters' taps gathered into vectors, the
+ * transforms on all 16 at once, then each component's 16 floats to U as one cache line. One
+ * filter at a time straight into U (16 writes per filter C*OC floats apart: a multiple of 4 KB
+ * from C*OC = 1024, one L1 set) took 37-50 ns per filter at one thread: 77-103 us a call on
+ * 32 x 64 channels against 27 in blocks, 630-770 us against 280-330 on 128 x 128 (timed
+ * inside bench_kernels --only conv). The same operations on each value: the same bits. */
+static void filter_block(const wplan *p, const float *w, int flip, float *U, int j) {
+  const int ob = j / p->c * WG_OB, c = j % p->c;
+  float g[9][WG_OB], t[4][3][WG_OB], blk[16][WG_OB]; /* [.][oc - ob] */
+  for (int k = 0; k < WG_OB; k++) {
+    const size_t oc = (size_t)ob + (size_t)k;
+    const float *f = w + (flip ? (size_t)c * (size_t)p->oc + oc : oc * (size_t)p->c + (size_t)c) * 9;
+    if (flip)
+      for (int q = 0; q < 9; q++) g[q][k] = f[8 - q];
+    else
+      for (int q = 0; q < 9; q++) g[q][k] = f[q];
+  }
+  for (int i = 0; i < 3; i++) { /* t = G g */
+#pragma omp simd
+    for (int k = 0; k < WG_OB; k++) {
+      t[0][i][k] = g[i][k];
+      t[1][i][k] = 0.5f * (g[i][k] + g[3 + i][k] + g[6 + i][k]);
+      t[2][i][k] = 0.5f * (g[i][k] - g[3 + i][k] + g[6 + i][k]);
+      t[3][i][k] = g[6 + i][k];
+    }
+  }
+  for (int a = 0; a < 4; a++) { /* (G g) G^T */
+#pragma omp simd
+    for (int k = 0; k < WG_OB; k++) {
+      blk[4 * a][k] = t[a][0][k];
+      blk[4 * a + 1][k] = 0.5f * (t[a][0][k] + t[a][1][k] + t[a][2][k]);
+      blk[4 * a + 2][k] = 0.5f * (t[a][0][k] - t[a][1][k] + t[a][2][k]);
+      blk[4 * a + 3][k] = t[a][2][k];
+    }
+  }
+  const size_t st = (size_t)p->c * (size_t)p->oc; /* one component further */
+  float *u = U + (size_t)c * (size_t)p->oc + (size_t)ob;
+  for (int xi = 0; xi < 16; xi++) memcpy(u + (size_t)xi * st, blk[xi], sizeof blk[xi]);
 }
+
+/* The (16 filters, channel) blocks of U */
+static int filter_blocks(const wplan *p) { return p->oc / WG_OB * p->c; }
 
 /* e[k] = s[2k], d[k] = s[2k + 1] for the n floats of s; `room` floats may be written at e and
  * at d (the AVX2 path writes whole vectors, zeros past the row, where room allows). */
@@ -339,12 +353,11 @@ static void transpose(const float *a, size_t m, size_t n, float *b) {
     for (size_t j = 0; j < n; j++) b[j * m + i0] = a[i0 * n + j];
 }
 
-/* One call: U, then the samples over up to `nthreads` threads. e: the forward's epilogue
+/* One call: U, then the samples, over up to `nthreads` threads. e: the forward's epilogue
  * (NULL for dx); act, z: for dx, dy = dz * act'(z) (src = dz). */
 static void run(const wplan *p, int n, const nn_epilogue *e, nn_act act, const float *z, const float *src,
                 const float *w, int flip, float *dst, float *ws, int nthreads) {
   float *U = ws;
-  filter_transform(p, w, flip, U);
   const size_t in = (size_t)p->c * (size_t)p->h * (size_t)p->w, out = (size_t)p->oc * (size_t)p->oh * (size_t)p->ow;
   const size_t ohw = (size_t)p->oh * (size_t)p->ow;
   if (nthreads > n) nthreads = n;
@@ -356,6 +369,11 @@ static void run(const wplan *p, int n, const nn_epilogue *e, nn_act act, const f
     /* padding and the tiles past the last: zeros (the row buffer for act_grad: M's start,
      * free until the GEMM) */
     memset(xe, 0, sizeof(float) * (2 * (size_t)p->c * p->plane + (size_t)16 * (size_t)p->c * (size_t)p->tp));
+    /* U split over the team too: computed ahead of the region, one thread took 81 us of a
+     * 700-900 us call at two threads on the CNNs' second layers and about 700 us on 128 x 128
+     * channels while the other waited */
+#pragma omp for schedule(static)
+    for (int j = 0; j < filter_blocks(p); j++) filter_block(p, w, flip, U, j);
 #pragma omp for schedule(dynamic, 1)
     for (int s = 0; s < n; s++) {
       pack(p, act, z ? z + (size_t)s * in : NULL, src + (size_t)s * in, xe, xo, M);
