@@ -157,6 +157,47 @@ static void dense_bwd_task(int t, int dx_blocks, int dx_cols, int dx_width, int 
   dense_db(dy, db, n, out);
 }
 
+/* Multiply-adds of task t (as dense_bwd_task numbers them); db's adds count as such. */
+static double dense_bwd_cost(int t, int dx_blocks, int dx_cols, int dx_width, int dw_blocks, int n, int in, int out) {
+  if (t < dx_blocks) {
+    int r0, r1, i0, i1;
+    block_range(t / dx_cols, DENSE_ROW_BLOCK, n, &r0, &r1);
+    block_range(t % dx_cols, dx_width, in, &i0, &i1);
+    return (double)(r1 - r0) * (i1 - i0) * out;
+  }
+  t -= dx_blocks;
+  if (t < dw_blocks) {
+    int o0, o1;
+    block_range(t, DENSE_OUT_BLOCK, out, &o0, &o1);
+    return (double)(o1 - o0) * in * n;
+  }
+  return (double)n * out;
+}
+
+/* Thread k of nt takes the tasks [*t0, *t1) whose middle falls in the k-th nt-th of the
+ * summed cost: contiguous runs of about equal work. A static count split had left e.g. the
+ * mlp's first layer (8 dW blocks and db) 5 blocks on one thread and 3 on the other, LeNet's
+ * first (4 dx and 8 dW blocks, a dx block about twice a dW one) 5.5 and 2.4 M multiply-adds. */
+static void dense_bwd_share(int k, int nt, int tasks, int dx_blocks, int dx_cols, int dx_width, int dw_blocks, int n,
+                            int in, int out, int *t0, int *t1) {
+  double total = 0;
+  for (int t = 0; t < tasks; t++) total += dense_bwd_cost(t, dx_blocks, dx_cols, dx_width, dw_blocks, n, in, out);
+  double before = 0;
+  *t0 = tasks, *t1 = tasks;
+  for (int t = 0; t < tasks; t++) {
+    const double c = dense_bwd_cost(t, dx_blocks, dx_cols, dx_width, dw_blocks, n, in, out);
+    int owner = (int)((before + 0.5 * c) * nt / total);
+    if (owner > nt - 1) owner = nt - 1;
+    if (owner == k && *t0 == tasks) *t0 = t;
+    if (owner > k) {
+      *t1 = t;
+      break;
+    }
+    before += c;
+  }
+  if (*t0 == tasks) *t1 = tasks; /* no task of its own */
+}
+
 void NN_V(nn_dense_backward)(const float *x, const float *w, const float *dy, float *dx, float *dw,
                              float *db, int n, int in, int out) {
   NN_ASSERT(n >= 0 && in >= 0 && out >= 0);
@@ -176,7 +217,13 @@ void NN_V(nn_dense_backward)(const float *x, const float *w, const float *dy, fl
       dense_bwd_task(t, dx_blocks, dx_cols, dx_width, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
     return;
   }
-#pragma omp parallel for num_threads(nt) schedule(static) /* static: see nn_dense_forward_epi */
-  for (int t = 0; t < tasks; t++)
-    dense_bwd_task(t, dx_blocks, dx_cols, dx_width, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
+  /* a fixed share per thread: see nn_dense_forward_epi */
+#pragma omp parallel num_threads(nt)
+  {
+    int t0, t1;
+    dense_bwd_share(omp_get_thread_num(), omp_get_num_threads(), tasks, dx_blocks, dx_cols, dx_width, dw_blocks, n,
+                    in, out, &t0, &t1);
+    for (int t = t0; t < t1; t++)
+      dense_bwd_task(t, dx_blocks, dx_cols, dx_width, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
+  }
 }
