@@ -135,57 +135,69 @@ static void dense_db(const float *dy, float *db, int n, int out) {
 /* Task t of the backward pass: [0, dx_blocks) are dx blocks (row-major over row and column
  * blocks, dx_cols column blocks of dx_width per row block), then dw output-row blocks, then
  * (if db) one db task. */
-static void dense_bwd_task(int t, int dx_blocks, int dx_cols, int dx_width, int dw_blocks, const float *x, const float *w,
-                           const float *dy, float *dx, float *dw, float *db, int n, int in, int out) {
-  if (t < dx_blocks) {
-    int r0, r1, i0, i1;
-    block_range(t / dx_cols, DENSE_ROW_BLOCK, n, &r0, &r1);
-    block_range(t % dx_cols, dx_width, in, &i0, &i1);
-    /* dx[r0:r1, i0:i1] = dy[r0:r1, O] @ w[O, i0:i1] */
-    gemm_1t(0, 0, r1 - r0, i1 - i0, out, 1.0f, dy + (size_t)r0 * (size_t)out, out, w + i0, in, 0.0f,
-            dx + (size_t)r0 * (size_t)in + i0, in);
-    return;
+typedef struct {
+  int dx_blocks, dx_cols, dx_width, dw_blocks, n, in, out;
+} bwd_tasks;
+
+typedef enum {
+  BWD_DX, /* a block of dx */
+  BWD_DW, /* a block of dw's rows */
+  BWD_DB  /* db */
+} bwd_kind;
+typedef struct {
+  bwd_kind kind;
+  int r0, r1, i0, i1; /* dx: rows, columns; dw: output rows [r0, r1) */
+} bwd_task;
+
+static bwd_task bwd_task_at(const bwd_tasks *b, int t) {
+  bwd_task k = {BWD_DB, 0, 0, 0, 0};
+  if (t < b->dx_blocks) {
+    k.kind = BWD_DX;
+    block_range(t / b->dx_cols, DENSE_ROW_BLOCK, b->n, &k.r0, &k.r1);
+    block_range(t % b->dx_cols, b->dx_width, b->in, &k.i0, &k.i1);
+  } else if (t - b->dx_blocks < b->dw_blocks) {
+    k.kind = BWD_DW;
+    block_range(t - b->dx_blocks, DENSE_OUT_BLOCK, b->out, &k.r0, &k.r1);
   }
-  t -= dx_blocks;
-  if (t < dw_blocks) {
-    int o0, o1;
-    block_range(t, DENSE_OUT_BLOCK, out, &o0, &o1);
-    /* dw[o0:o1, I] += dy[N, o0:o1]^T @ x[N, I] */
-    gemm_1t(1, 0, o1 - o0, in, n, 1.0f, dy + o0, out, x, in, 1.0f, dw + (size_t)o0 * (size_t)in, in);
-    return;
-  }
-  dense_db(dy, db, n, out);
+  return k;
 }
 
-/* Multiply-adds of task t (as dense_bwd_task numbers them); db's adds count as such. */
-static double dense_bwd_cost(int t, int dx_blocks, int dx_cols, int dx_width, int dw_blocks, int n, int in, int out) {
-  if (t < dx_blocks) {
-    int r0, r1, i0, i1;
-    block_range(t / dx_cols, DENSE_ROW_BLOCK, n, &r0, &r1);
-    block_range(t % dx_cols, dx_width, in, &i0, &i1);
-    return (double)(r1 - r0) * (i1 - i0) * out;
-  }
-  t -= dx_blocks;
-  if (t < dw_blocks) {
-    int o0, o1;
-    block_range(t, DENSE_OUT_BLOCK, out, &o0, &o1);
-    return (double)(o1 - o0) * in * n;
-  }
-  return (double)n * out;
+static void dense_bwd_task(const bwd_tasks *b, int t, const float *x, const float *w, const float *dy, float *dx,
+                           float *dw, float *db) {
+  const bwd_task k = bwd_task_at(b, t);
+  const int n = b->n, in = b->in, out = b->out;
+  if (k.kind == BWD_DX) /* dx[r0:r1, i0:i1] = dy[r0:r1, O] @ w[O, i0:i1] */
+    gemm_1t(0, 0, k.r1 - k.r0, k.i1 - k.i0, out, 1.0f, dy + (size_t)k.r0 * (size_t)out, out, w + k.i0, in, 0.0f,
+            dx + (size_t)k.r0 * (size_t)in + k.i0, in);
+  else if (k.kind == BWD_DW) /* dw[r0:r1, I] += dy[N, r0:r1]^T @ x[N, I] */
+    gemm_1t(1, 0, k.r1 - k.r0, in, n, 1.0f, dy + k.r0, out, x, in, 1.0f, dw + (size_t)k.r0 * (size_t)in, in);
+  else
+    dense_db(dy, db, n, out);
+}
+
+/* Multiply-adds of task t (db's adds counted as such). */
+static double bwd_task_cost(const bwd_tasks *b, int t) {
+  const bwd_task k = bwd_task_at(b, t);
+  if (k.kind == BWD_DX) return (double)(k.r1 - k.r0) * (k.i1 - k.i0) * b->out;
+  if (k.kind == BWD_DW) return (double)(k.r1 - k.r0) * b->in * b->n;
+  return (double)b->n * b->out;
 }
 
 /* Thread k of nt takes the tasks [*t0, *t1) whose middle falls in the k-th nt-th of the
  * summed cost: contiguous runs of about equal work. A static count split had left e.g. the
  * mlp's first layer (8 dW blocks and db) 5 blocks on one thread and 3 on the other, LeNet's
  * first (4 dx and 8 dW blocks, a dx block about twice a dW one) 5.5 and 2.4 M multiply-adds. */
-static void dense_bwd_share(int k, int nt, int tasks, int dx_blocks, int dx_cols, int dx_width, int dw_blocks, int n,
-                            int in, int out, int *t0, int *t1) {
+static void bwd_share(const bwd_tasks *b, int tasks, int k, int nt, int *t0, int *t1) {
   double total = 0;
-  for (int t = 0; t < tasks; t++) total += dense_bwd_cost(t, dx_blocks, dx_cols, dx_width, dw_blocks, n, in, out);
-  double before = 0;
+  for (int t = 0; t < tasks; t++) total += bwd_task_cost(b, t);
   *t0 = tasks, *t1 = tasks;
+  if (!(total > 0)) { /* no work to weigh: thread 0 takes all */
+    if (k == 0) *t0 = 0;
+    return;
+  }
+  double before = 0;
   for (int t = 0; t < tasks; t++) {
-    const double c = dense_bwd_cost(t, dx_blocks, dx_cols, dx_width, dw_blocks, n, in, out);
+    const double c = bwd_task_cost(b, t);
     int owner = (int)((before + 0.5 * c) * nt / total);
     if (owner > nt - 1) owner = nt - 1;
     if (owner == k && *t0 == tasks) *t0 = t;
@@ -205,25 +217,27 @@ void NN_V(nn_dense_backward)(const float *x, const float *w, const float *dy, fl
     for (size_t i = 0; i < (size_t)n * (size_t)in; i++) dx[i] = 0.0f;
   }
   if (n == 0 || out == 0) return;
-  int rows = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK, dx_width = in > 0 ? col_width(n, in) : 1;
-  int dx_cols = (in + dx_width - 1) / dx_width;
-  int dx_blocks = dx && in > 0 ? rows * dx_cols : 0;
-  int dw_blocks = dw && in > 0 ? (out + DENSE_OUT_BLOCK - 1) / DENSE_OUT_BLOCK : 0;
-  int tasks = dx_blocks + dw_blocks + (db ? 1 : 0);
-  long flops = 2L * n * in * out * ((dx ? 1 : 0) + (dw ? 1 : 0));
-  int nt = team_size(flops, tasks);
+  const int rows = (n + DENSE_ROW_BLOCK - 1) / DENSE_ROW_BLOCK, dx_width = in > 0 ? col_width(n, in) : 1;
+  const int dx_cols = (in + dx_width - 1) / dx_width;
+  const bwd_tasks b = {.dx_blocks = dx && in > 0 ? rows * dx_cols : 0,
+                       .dx_cols = dx_cols,
+                       .dx_width = dx_width,
+                       .dw_blocks = dw && in > 0 ? (out + DENSE_OUT_BLOCK - 1) / DENSE_OUT_BLOCK : 0,
+                       .n = n,
+                       .in = in,
+                       .out = out};
+  const int tasks = b.dx_blocks + b.dw_blocks + (db ? 1 : 0);
+  const long flops = 2L * n * in * out * ((dx ? 1 : 0) + (dw ? 1 : 0));
+  const int nt = team_size(flops, tasks);
   if (nt <= 1) {
-    for (int t = 0; t < tasks; t++)
-      dense_bwd_task(t, dx_blocks, dx_cols, dx_width, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
+    for (int t = 0; t < tasks; t++) dense_bwd_task(&b, t, x, w, dy, dx, dw, db);
     return;
   }
   /* a fixed share per thread: see nn_dense_forward_epi */
 #pragma omp parallel num_threads(nt)
   {
     int t0, t1;
-    dense_bwd_share(omp_get_thread_num(), omp_get_num_threads(), tasks, dx_blocks, dx_cols, dx_width, dw_blocks, n,
-                    in, out, &t0, &t1);
-    for (int t = t0; t < t1; t++)
-      dense_bwd_task(t, dx_blocks, dx_cols, dx_width, dw_blocks, x, w, dy, dx, dw, db, n, in, out);
+    bwd_share(&b, tasks, omp_get_thread_num(), omp_get_num_threads(), &t0, &t1);
+    for (int t = t0; t < t1; t++) dense_bwd_task(&b, t, x, w, dy, dx, dw, db);
   }
 }
