@@ -8,15 +8,16 @@
  *
  * Per layer (bench_util.h's bench_dense_layers), the time of the whole product done as one
  * call and as blocks of 32, 16 and 8 rows by all columns, and by 64 and 32 columns: each block
- * one dnnl_sgemm call, the blocks one after another. Each figure is the minimum over R repetitions (default 11) of a timed
- * loop of about 2 ms, the variants interleaved within each repetition. */
-#include <oneapi/dnnl/dnnl.h>
+ * one nn_gemm call (the layer's, on oneDNN's sgemm), the blocks one after another. Each figure
+ * is the minimum over R repetitions (default 11) of a timed loop of about 2 ms, the variants
+ * interleaved within each repetition. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench_util.h"
+#include "kernels/kernels.h"
 
 /* the row x column blocks tried; 0 = all */
 static const int blocks[][2] = {{0, 0}, {32, 0}, {16, 0}, {8, 0}, {32, 64}, {8, 64}, {32, 32}, {8, 32}};
@@ -28,8 +29,8 @@ static void product(const bench_dense_layer *s, const float *x, const float *w, 
   for (int c = 0; c < s->out; c += cb)
     for (int r = 0; r < s->n; r += rb) {
       const int m = s->n - r < rb ? s->n - r : rb, k = s->out - c < cb ? s->out - c : cb;
-      dnnl_sgemm('N', 'T', m, k, s->in, 1.0f, x + (size_t)r * s->in, s->in, w + (size_t)c * s->in, s->in, 0.0f,
-                 y + (size_t)r * s->out + c, s->out);
+      nn_gemm(0, 1, m, k, s->in, 1.0f, x + (size_t)r * s->in, s->in, w + (size_t)c * s->in, s->in, 0.0f,
+              y + (size_t)r * s->out + c, s->out);
     }
 }
 
@@ -43,7 +44,7 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  omp_set_num_threads(1); /* oneDNN threads with OpenMP */
+  omp_set_num_threads(1); /* oneDNN (and so nn_gemm) threads with OpenMP */
   printf("y = x w^T by oneDNN's sgemm, one thread, us per product (minimum of %d), in blocks of rows x columns (all: -)\n",
          reps);
   printf("%-18s %-14s", "layer", "N x I by O");
