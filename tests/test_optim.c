@@ -302,50 +302,60 @@ static double ref_update(const nn_opt_config *c, long step, double p, double g, 
   *m1 = c->beta1 * *m1 + (1.0 - c->beta1) * d;
   *m2 = c->beta2 * *m2 + (1.0 - c->beta2) * d * d;
   double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
+  if (c->keras_eps) return p - c->lr * sqrt(bc2) / bc1 * *m1 / (sqrt(*m2) + c->eps);
   return p - c->lr / bc1 * *m1 / (sqrt(*m2) / sqrt(bc2) + c->eps);
+}
+
+/* The update of config c on 1 and 3 threads against ref_update, and bitwise the same. */
+static void threaded_case(const char *name, const nn_opt_config *c, uint64_t seed) {
+  const char *spec = "input shape=300\ndense units=300\nbatchnorm freeze_affine=1\ndense units=10\n";
+  const size_t frozen_at = 300 * 300 + 300, frozen_n = 600;
+  int saved = omp_get_max_threads();
+  float *out[2] = {NULL, NULL};
+  size_t n = 0;
+  for (int t = 0; t < 2; t++) {
+    omp_set_num_threads(t == 0 ? 1 : 3);
+    nn_model *m = make_model(spec);
+    n = nn_model_param_count(m);
+    assert_true(n - frozen_n >= 65536); /* above the optimizer's threading threshold */
+    float *p = nn_model_params(m), *g = nn_model_grads(m);
+    double *rp = tu_dbuf(n), *m1 = tu_dbuf(n), *m2 = tu_dbuf(n);
+    tu_rng r = {seed};
+    for (size_t i = 0; i < n; i++) rp[i] = p[i] = (float)((double)(tu_rng_next(&r) >> 40) / 16777216.0 - 0.5);
+    nn_optimizer *opt = NULL;
+    nn_error err = {0};
+    if (nn_optimizer_create(c, m, &opt, &err)) fail_msg("%s: %s", name, err.msg);
+    for (long step = 1; step <= 3; step++) {
+      for (size_t i = 0; i < n; i++) g[i] = (float)((double)(tu_rng_next(&r) >> 40) / 16777216.0 - 0.5);
+      nn_optimizer_step(opt, m);
+      for (size_t i = 0; i < n; i++)
+        if (i < frozen_at || i >= frozen_at + frozen_n) rp[i] = ref_update(c, step, rp[i], g[i], &m1[i], &m2[i]);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%s threaded update, %d threads", name, t == 0 ? 1 : 3);
+    fx_assert_close_fd(what, p, rp, n, 1e-4, 1e-6);
+    out[t] = malloc(n * sizeof(float));
+    assert_non_null(out[t]);
+    memcpy(out[t], p, n * sizeof(float));
+    nn_optimizer_free(opt);
+    nn_model_free(m);
+    free(rp), free(m1), free(m2);
+  }
+  omp_set_num_threads(saved);
+  assert_memory_equal(out[0], out[1], n * sizeof(float));
+  free(out[0]), free(out[1]);
 }
 
 static void test_threaded_update(void **state) {
   (void)state;
-  const char *spec = "input shape=300\ndense units=300\nbatchnorm freeze_affine=1\ndense units=10\n";
-  const size_t frozen_at = 300 * 300 + 300, frozen_n = 600;
-  int saved = omp_get_max_threads();
   fill_cases();
-  for (int ci = 0; ci < 7; ci++) {
-    const nn_opt_config *c = &cases[ci].cfg;
-    float *out[2] = {NULL, NULL};
-    size_t n = 0;
-    for (int t = 0; t < 2; t++) {
-      omp_set_num_threads(t == 0 ? 1 : 3);
-      nn_model *m = make_model(spec);
-      n = nn_model_param_count(m);
-      assert_true(n - frozen_n >= 65536); /* above the optimizer's threading threshold */
-      float *p = nn_model_params(m), *g = nn_model_grads(m);
-      double *rp = tu_dbuf(n), *m1 = tu_dbuf(n), *m2 = tu_dbuf(n);
-      tu_rng r = {0x5EED0000ULL + (uint64_t)ci};
-      for (size_t i = 0; i < n; i++) rp[i] = p[i] = (float)((double)(tu_rng_next(&r) >> 40) / 16777216.0 - 0.5);
-      nn_optimizer *opt = NULL;
-      nn_error err = {0};
-      if (nn_optimizer_create(c, m, &opt, &err)) fail_msg("%s: %s", cases[ci].name, err.msg);
-      for (long step = 1; step <= 3; step++) {
-        for (size_t i = 0; i < n; i++) g[i] = (float)((double)(tu_rng_next(&r) >> 40) / 16777216.0 - 0.5);
-        nn_optimizer_step(opt, m);
-        for (size_t i = 0; i < n; i++)
-          if (i < frozen_at || i >= frozen_at + frozen_n) rp[i] = ref_update(c, step, rp[i], g[i], &m1[i], &m2[i]);
-      }
-      char what[96];
-      snprintf(what, sizeof what, "%s threaded update, %d threads", cases[ci].name, t == 0 ? 1 : 3);
-      fx_assert_close_fd(what, p, rp, n, 1e-4, 1e-6);
-      out[t] = malloc(n * sizeof(float));
-      assert_non_null(out[t]);
-      memcpy(out[t], p, n * sizeof(float));
-      nn_optimizer_free(opt);
-      nn_model_free(m);
-      free(rp), free(m1), free(m2);
-    }
-    omp_set_num_threads(saved);
-    assert_memory_equal(out[0], out[1], n * sizeof(float));
-    free(out[0]), free(out[1]);
+  for (int ci = 0; ci < 7; ci++) threaded_case(cases[ci].name, &cases[ci].cfg, 0x5EED0000ULL + (uint64_t)ci);
+  /* Keras's form of Adam and AdamW (its own compiled loops), with an eps large enough against
+   * sqrt(v) that PyTorch's form would miss the reference by far more than the tolerance */
+  for (int decoupled = 0; decoupled < 2; decoupled++) {
+    nn_opt_config c = nn_opt_defaults(decoupled ? NN_OPT_ADAMW : NN_OPT_ADAM);
+    c.lr = 1e-2f, c.eps = 1e-2f, c.keras_eps = 1, c.weight_decay = decoupled ? 0.1f : 1e-2f;
+    threaded_case(decoupled ? "keras_adamw" : "keras_adam", &c, 0x5EED0100ULL + (uint64_t)decoupled);
   }
 }
 

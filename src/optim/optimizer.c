@@ -196,11 +196,16 @@ OPT_INLINE void adam_loop(const upd *u, float *p, const float *g, float *m1, flo
   }
 }
 
+/* adam_loop compiled for each (decoupled, keras_eps): both constants inside its loop */
 static void adam(const upd *u, float *p, const float *g, float *m1, float *m2, size_t n) {
-  if (u->keras_eps)
-    u->decoupled ? adam_loop(u, p, g, m1, m2, n, 1, 1) : adam_loop(u, p, g, m1, m2, n, 0, 1);
+  if (u->decoupled && u->keras_eps)
+    adam_loop(u, p, g, m1, m2, n, 1, 1);
+  else if (u->decoupled)
+    adam_loop(u, p, g, m1, m2, n, 1, 0);
+  else if (u->keras_eps)
+    adam_loop(u, p, g, m1, m2, n, 0, 1);
   else
-    u->decoupled ? adam_loop(u, p, g, m1, m2, n, 1, 0) : adam_loop(u, p, g, m1, m2, n, 0, 0);
+    adam_loop(u, p, g, m1, m2, n, 0, 0);
 }
 
 /* This thread's chunks of every span (an orphaned `omp for`: static over the team of the
