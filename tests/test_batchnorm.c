@@ -896,6 +896,74 @@ static void test_pool_fusion(void **state) {
   assert_false(nn_bn_pool2_fits(BN_GEOM(2, 3, 1088), 34)); /* more than 1024 values */
 }
 
+/* batchnorm + activation + global average pool: in training the backward runs the three from
+ * the pool's output gradient (nn_batchnorm_pool_fuses, nn_bn_backward_train_act_gap) where
+ * the planes have 100 to 1024 values (11x11 here) and pool by pool where not (4x4), bit for
+ * bit the layers one by one; the kernel alone against nn_global_avgpool_backward then the
+ * fused BN backward, with and without dx, on cifar-gap's 30x30 planes, the limits 2 and 1024,
+ * and odd sizes, on normal inputs and on inputs of four values (z = 0 often: relu' = 0). */
+static void test_gap_fusion(void **state) {
+  (void)state;
+  const char *text =
+      "input shape=3x13x13\nconv2d filters=5 kernel=3 bias=0\nbatchnorm convention=keras\nrelu\n"
+      "global_avgpool\ndense units=4\n";
+  const char *small = "input shape=3x6x6\nconv2d filters=5 kernel=3\nbatchnorm\nsigmoid\nglobal_avgpool\ndense units=4\n";
+  nn_rng r;
+  nn_rng_seed(&r, 11);
+  for (int t = 0; t < 2; t++) {
+    nn_model *m[2] = {tu_model(t ? small : text, 8), tu_model(t ? small : text, 8)};
+    const nn_layer *L = m[0]->layers;
+    assert_int_equal(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_TRAIN), !t);
+    assert_false(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL)); /* no backward */
+    const int n = 7, in = nn_model_input_size(m[0]);
+    float *x = tu_fbuf((size_t)n * in);
+    int32_t labels[7];
+    tu_fill_normal(&r, x, (size_t)n * in, 0.5, 1.0);
+    for (int i = 0; i < n; i++) labels[i] = (int32_t)nn_rng_below(&r, 4);
+    nn_model_set_timing(m[0], 1);
+    step_vs_unfused(m[0], m[1], x, labels, n);
+    double f, b;
+    nn_model_layer_time(m[0], 3, &f, &b);
+    assert_true(f > 0.0 && (t ? b > 0.0 : b == 0.0)); /* fused: the pool's backward ran inside BN's */
+    free(x);
+    nn_model_free(m[0]), nn_model_free(m[1]);
+  }
+
+  static const shape3 sh[] = {{32, 5, 900}, {3, 4, 2}, {2, 3, 1024}, {5, 7, 37}, {9, 2, 121}};
+  for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++) {
+    const int nn = sh[t].n, c = sh[t].c, s = sh[t].s;
+    const size_t cnt = (size_t)nn * c * s, pcnt = (size_t)nn * c;
+    const nn_norm_geom *g = BN_GEOM(nn, c, s);
+    assert_true(nn_bn_gap_fits(g));
+    float *xx = tu_fbuf(cnt), *z = tu_fbuf(cnt), *dp = tu_fbuf(pcnt), *dz = tu_fbuf(cnt), *dx1 = tu_fbuf(cnt), *dx2 = tu_fbuf(cnt);
+    float gamma[MAXC], beta[MAXC];
+    bn_stats a, bs;
+    tu_fill_normal(&r, dp, pcnt, 1.0, 0.1);
+    for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
+    for (int q = 0; q < 2; q++) {
+      fill_bn_input(&r, xx, nn, c, s, 0);
+      for (size_t i = 0; q && i < cnt; i++) xx[i] = (float)nn_rng_below(&r, 4) - 1.0f;
+      for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++) {
+        memset(&a, 0, sizeof a), memset(&bs, 0, sizeof bs);
+        nn_bn_forward_train_act(g, (nn_act)act, xx, gamma, beta, z, a.mean, a.var, a.invstd);
+        memcpy(bs.mean, a.mean, sizeof a.mean), memcpy(bs.var, a.var, sizeof a.var);
+        memcpy(bs.invstd, a.invstd, sizeof a.invstd);
+        nn_global_avgpool_backward(dp, dz, nn, c, s);
+        nn_bn_backward_train_act(g, (nn_act)act, xx, gamma, a.mean, a.invstd, z, dz, dx1, a.dg, a.db);
+        nn_bn_backward_train_act_gap(g, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, dx2, bs.dg, bs.db);
+        assert_memory_equal(dx1, dx2, cnt * sizeof(float));
+        assert_memory_equal(&a, &bs, sizeof a);
+        memset(bs.dg, 0, sizeof bs.dg), memset(bs.db, 0, sizeof bs.db);
+        nn_bn_backward_train_act_gap(g, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, NULL, bs.dg, bs.db);
+        assert_memory_equal(&a, &bs, sizeof a);
+      }
+    }
+    free(xx), free(z), free(dp), free(dz), free(dx1), free(dx2);
+  }
+  assert_false(nn_bn_gap_fits(BN_GEOM(2, 3, 1)));
+  assert_false(nn_bn_gap_fits(BN_GEOM(2, 3, 1025)));
+}
+
 /* ---- thread-count independence -------------------------------------------------------------- */
 
 typedef struct {
@@ -972,6 +1040,7 @@ int main(void) {
       cmocka_unit_test(test_fused_activation),
       cmocka_unit_test(test_model_fusion),
       cmocka_unit_test(test_pool_fusion),
+      cmocka_unit_test(test_gap_fusion),
       cmocka_unit_test(test_layer_timing),
       cmocka_unit_test(test_threads_bitwise),
   };

@@ -29,7 +29,8 @@
  * x once and writes y; backward_train reads x, dy twice and writes dx; backward_infer reads
  * x, dy once and writes dx (the second look at a plane of dy hits L1); backward_train_act_pool2
  * reads the pool's gradient (a quarter of dy) instead of dy, forming each plane of dy in L1
- * (a max pool's argmax found again in z, which the activation's derivative reads anyway).
+ * (a max pool's argmax found again in z, which the activation's derivative reads anyway);
+ * backward_train_act_gap reads one value per plane (a global average pool's gradient).
  * In-place use (y == x, dx == dy) is safe: every element is read before it is written.
  * Nothing here allocates: per-range scratch lives on the stack (S = 1: at most RBLK channels).
  */
@@ -105,9 +106,10 @@ typedef struct {
   double count;                        /* values per channel behind the sums */
   nn_act act;                          /* fused activation: y is act(BN(x)); dy is dz, with z given */
   const float *z;
-  const float *dp; /* backward, instead of dz: the gradient of a 2x2 stride-2 pool over z */
+  const float *dp; /* backward, instead of dz: the gradient of a 2x2 stride-2 pool over z, or of
+                      a global average pool (w = 0) */
   int max_pool;    /* with dp: a max pool (else an average pool) */
-  int w;           /* with dp: the planes' width */
+  int w;           /* with dp: the planes' width (2x2 pool) or 0 (global) */
 } bn_io;
 
 typedef void (*bn_item)(const nn_norm_geom *g, const bn_io *io, int c0, int cw);
@@ -512,8 +514,10 @@ static inline bn_bwd_coef bn_bwd_finish(double sd, double sdy, double sdyd, doub
  * dy, or of e = dz*act'(z), which is then left in dx for bwd_apply when dx is wanted). */
 static void bwd_sums(const nn_norm_geom *g, const bn_io *io, int ch, int i0, int i1, double *q) {
   const size_t o = bn_at(g, i0, ch), s = (size_t)g->s;
-  /* with dp: the pool's output planes, (S / w / 2) x (w / 2) (floor) */
-  const size_t pp = io->dp ? (s / (size_t)io->w / 2) * (size_t)(io->w / 2) : 0, ps = (size_t)g->c * pp;
+  /* with dp: the pool's output planes, (S / w / 2) x (w / 2) (floor), or one value (global) */
+  const size_t pp = !io->dp ? 0 : io->w ? (s / (size_t)io->w / 2) * (size_t)(io->w / 2)
+                                        : 1,
+               ps = (size_t)g->c * pp;
   const nc_up2 up = {io->dp ? io->dp + (size_t)i0 * ps + (size_t)ch * pp : NULL, ps, io->w, io->max_pool};
   nc_bwd_sums(io->x + o, io->dp ? NULL : io->dy + o, io->dp ? &up : NULL, NULL, io->z ? io->z + o : NULL, io->act,
               io->act && io->dx ? io->dx + o : NULL, (size_t)(i1 - i0), bn_plane(g), s, io->cmean[ch], NV, NC_FOLD_TREE, &q[0],
@@ -655,10 +659,20 @@ void NN_V(nn_bn_backward_train_act_pool2)(const nn_norm_geom *g, int w, nn_act a
   bn_run_train(g, &io, bwd_train_rows, dx ? &bn_bwd_train : &bn_bwd_train_nodx);
 }
 
+void NN_V(nn_bn_backward_train_act_gap)(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                                        const float *mean, const float *invstd, const float *z, const float *dp,
+                                        float *dx, float *dgamma, float *dbeta) {
+  NN_ASSERT(nn_bn_gap_fits(g) && act != NN_ACT_NONE);
+  if (!dx && !dgamma && !dbeta) return;
+  const bn_io io = {.x = x, .dp = dp, .w = 0, .z = z, .act = act, .gamma = gamma, .cmean = mean, .cinvstd = invstd, .dx = dx, .dgamma = dgamma, .dbeta = dbeta, .count = (double)g->n * g->s};
+  bn_run_train(g, &io, bwd_train_rows, dx ? &bn_bwd_train : &bn_bwd_train_nodx);
+}
+
 #if NN_VARIANT_ONCE
 int nn_bn_pool2_fits(const nn_norm_geom *g, int w) {
   return w >= 2 && g->s % w == 0 && g->s / w >= 2 && g->s <= NC_EBLK;
 }
+int nn_bn_gap_fits(const nn_norm_geom *g) { return g->s >= 2 && g->s <= NC_EBLK; }
 #endif
 
 void NN_V(nn_bn_backward_sums)(const nn_norm_geom *g, const float *x, const float *dy, const float *mean, double *sd,

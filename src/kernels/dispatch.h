@@ -58,6 +58,10 @@
     (const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma, const float *mean,                 \
      const float *invstd, const float *z, const float *dp, int max_pool, float *dx, float *dgamma, float *dbeta),     \
     (g, w, act, x, gamma, mean, invstd, z, dp, max_pool, dx, dgamma, dbeta))                                          \
+  X(nn_bn_backward_train_act_gap,                                                                                     \
+    (const nn_norm_geom *g, nn_act act, const float *x, const float *gamma, const float *mean, const float *invstd,   \
+     const float *z, const float *dp, float *dx, float *dgamma, float *dbeta),                                        \
+    (g, act, x, gamma, mean, invstd, z, dp, dx, dgamma, dbeta))                                                       \
   X(nn_bn_backward_infer,                                                                                             \
     (const nn_norm_geom *g, const float *x, const float *gamma, const float *mean, const float *var,                  \
      const float *dy, float *dx, float *dgamma, float *dbeta),                                                        \

@@ -294,6 +294,14 @@ int nn_bn_pool2_fits(const nn_norm_geom *g, int w);
 void nn_bn_backward_train_act_pool2(const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma,
                                     const float *mean, const float *invstd, const float *z, const float *dp,
                                     int max_pool, float *dx, float *dgamma, float *dbeta);
+/* backward_train_act_gap: the same where z is followed by a global average pool and dp[N, C]
+ *   is the gradient of its output: bit for bit nn_global_avgpool_backward (dz) then
+ *   nn_bn_backward_train_act, without writing dz (each plane's dz, dp / S, is formed in L1).
+ *   For planes that nn_bn_gap_fits: S from 2 to 1024 (cifar-gap's 30x30). */
+int nn_bn_gap_fits(const nn_norm_geom *g);
+void nn_bn_backward_train_act_gap(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                                  const float *mean, const float *invstd, const float *z, const float *dp, float *dx,
+                                  float *dgamma, float *dbeta);
 /* forward_infer_act: z = act(BN(x)) with the given statistics, bit for bit
  *   nn_bn_forward_infer then nn_<act>_forward (an eval forward that keeps no layer output). */
 void nn_bn_forward_infer_act(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,

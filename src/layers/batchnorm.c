@@ -302,20 +302,23 @@ void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float 
 #define POOL_FUSE_MIN_PLANE 100
 
 int nn_batchnorm_pool_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *pool, nn_mode mode) {
-  if (mode != NN_MODE_TRAIN || !nn_batchnorm_fuses(L, next, mode) ||
-      (pool->kind != NN_LAYER_AVGPOOL2D && pool->kind != NN_LAYER_MAXPOOL2D) || pool->cfg.pool.size != 2 ||
-      pool->cfg.pool.stride != 2 || L->in.h * L->in.w < POOL_FUSE_MIN_PLANE)
+  if (mode != NN_MODE_TRAIN || !nn_batchnorm_fuses(L, next, mode) || L->in.h * L->in.w < POOL_FUSE_MIN_PLANE)
     return 0;
   const nn_norm_geom g = geom(L, 1);
-  return nn_bn_pool2_fits(&g, L->in.w);
+  if (pool->kind == NN_LAYER_GLOBAL_AVGPOOL) return nn_bn_gap_fits(&g);
+  return (pool->kind == NN_LAYER_AVGPOOL2D || pool->kind == NN_LAYER_MAXPOOL2D) && pool->cfg.pool.size == 2 &&
+         pool->cfg.pool.stride == 2 && nn_bn_pool2_fits(&g, L->in.w);
 }
 
 void nn_batchnorm_backward_fused_pool(nn_layer *L, const nn_layer *next, const nn_layer *pool, const float *x,
                                       const float *z, const float *dp, float *dx, int n) {
   const nn_norm_geom g = geom(L, n);
   const bn_bwd_args a = bwd_args(L);
-  nn_bn_backward_train_act_pool2(&g, L->in.w, fused_act(next), x, a.gamma, a.mean, a.invstd, z, dp,
-                                 pool->kind == NN_LAYER_MAXPOOL2D, dx, a.dgamma, a.dbeta);
+  if (pool->kind == NN_LAYER_GLOBAL_AVGPOOL)
+    nn_bn_backward_train_act_gap(&g, fused_act(next), x, a.gamma, a.mean, a.invstd, z, dp, dx, a.dgamma, a.dbeta);
+  else
+    nn_bn_backward_train_act_pool2(&g, L->in.w, fused_act(next), x, a.gamma, a.mean, a.invstd, z, dp,
+                                   pool->kind == NN_LAYER_MAXPOOL2D, dx, a.dgamma, a.dbeta);
 }
 
 static void describe(const nn_layer *L, char *buf, size_t len) {

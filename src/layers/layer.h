@@ -189,11 +189,11 @@ nn_status nn_batchnorm_forward_fused(nn_layer *L, const nn_layer *next, const fl
                                      nn_mode mode, nn_error *err);
 void nn_batchnorm_backward_fused(nn_layer *L, const nn_layer *next, const float *x, const float *z,
                                  const float *dz, float *dx, int n);
-/* ... and, in training, with a 2x2 stride-2 max or average pool after the activation
- * (nn_batchnorm_pool_fuses: its planes have 100 to 1024 values): one backward
- * for the three layers from dp, the gradient of the pool's output, bit for bit the pool's
- * backward then nn_batchnorm_backward_fused, without the pool's input gradient (its forward
- * runs on its own). */
+/* ... and, in training, with a 2x2 stride-2 max or average pool or a global average pool
+ * after the activation (nn_batchnorm_pool_fuses: its planes have 100 to 1024 values): one
+ * backward for the three layers from dp, the gradient of the pool's output, bit for bit the
+ * pool's backward then nn_batchnorm_backward_fused, without the pool's input gradient (its
+ * forward runs on its own). */
 int nn_batchnorm_pool_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *pool, nn_mode mode);
 void nn_batchnorm_backward_fused_pool(nn_layer *L, const nn_layer *next, const nn_layer *pool, const float *x,
                                       const float *z, const float *dp, float *dx, int n);

@@ -510,7 +510,7 @@ static nn_status forward_empty(nn_model *m, nn_mode mode, int lean, double *loss
   return NN_OK;
 }
 
-/* Layer i is a 2x2 pool whose backward, after a forward of this mode, runs inside the
+/* Layer i is a pool (2x2 or global) whose backward, after a forward of this mode, runs inside the
  * batchnorm's two layers before it (nn_batchnorm_pool_fuses). */
 static int pool_in_bn_backward(const nn_model *m, int i, nn_mode mode) {
   return i > 1 && fused_span(m, i - 2, mode, 0) &&
@@ -593,7 +593,7 @@ nn_status nn_model_forward_lean(nn_model *m, const float *x, const int32_t *labe
 
 /* The number of layers before layer i that run inside one backward call ending at it (0:
  * layer i runs alone): 1 where the last forward fused the pair (training: batchnorm or conv2d
- * with its activation), 2 for batchnorm + activation + a 2x2 pool whose backward the
+ * with its activation), 2 for batchnorm + activation + a pool (2x2 or global) whose backward the
  * batchnorm's takes over (pool_in_bn_backward). */
 static int backward_span(const nn_model *m, int i) {
   if (pool_in_bn_backward(m, i, m->last_mode)) return 2;
@@ -615,7 +615,7 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
     i -= span; /* layers i..i+span in one call, timed on layer i */
     nn_layer *F = &m->layers[i];
     float *dx = i ? m->dact[i] : NULL;
-    if (span == 2) /* batchnorm + activation + 2x2 pool, from the pool's output gradient */
+    if (span == 2) /* batchnorm + activation + pool, from the pool's output gradient */
       nn_batchnorm_backward_fused_pool(F, &m->layers[i + 1], L, m->act[i], m->act[i + 2], m->dact[i + 3], dx, n);
     else if (span == 1 && F->kind == NN_LAYER_BATCHNORM)
       nn_batchnorm_backward_fused(F, L, m->act[i], m->act[i + 2], m->dact[i + 2], dx, n);
