@@ -896,25 +896,41 @@ static void test_pool_fusion(void **state) {
   assert_false(nn_bn_pool2_fits(BN_GEOM(2, 3, 1088), 34)); /* more than 1024 values */
 }
 
-/* batchnorm + activation + global average pool: in training the backward runs the three from
- * the pool's output gradient (nn_batchnorm_pool_fuses, nn_bn_backward_train_act_gap) where
- * the planes have 100 to 1024 values (11x11 here) and pool by pool where not (4x4), bit for
- * bit the layers one by one; the kernel alone against nn_global_avgpool_backward then the
- * fused BN backward, with and without dx, on cifar-gap's 30x30 planes, the limits 2 and 1024,
- * and odd sizes, on normal inputs and on inputs of four values (z = 0 often: relu' = 0). */
+/* batchnorm or conv2d + activation + global average pool: in training the backward runs the
+ * three from the pool's output gradient (nn_batchnorm_pool_fuses, nn_bn_backward_train_act_gap;
+ * nn_layer_gap_fuses, conv2d's backward_act) where the batchnorm's planes have 100 to 1024
+ * values (11x11 here) and pool by pool where not (4x4), and always after a conv2d (with and
+ * without its dx), bit for bit the layers one by one; the BN kernel alone against
+ * nn_global_avgpool_backward then the fused BN backward, with and without dx, on cifar-gap's
+ * 30x30 planes, the limits 2 and 1024, and odd sizes, on normal inputs and on inputs of four
+ * values (z = 0 often: relu' = 0). (The conv2d kernels: test_kernels' test_conv_act_fused.) */
 static void test_gap_fusion(void **state) {
   (void)state;
-  const char *text =
-      "input shape=3x13x13\nconv2d filters=5 kernel=3 bias=0\nbatchnorm convention=keras\nrelu\n"
-      "global_avgpool\ndense units=4\n";
-  const char *small = "input shape=3x6x6\nconv2d filters=5 kernel=3\nbatchnorm\nsigmoid\nglobal_avgpool\ndense units=4\n";
+  static const struct {
+    const char *spec;
+    int pool, fused; /* the pool's layer index; whether its backward runs inside the two before */
+  } models[] = {
+      {"input shape=3x13x13\nconv2d filters=5 kernel=3 bias=0\nbatchnorm convention=keras\nrelu\nglobal_avgpool\n"
+       "dense units=4\n",
+       3, 1},
+      {"input shape=3x6x6\nconv2d filters=5 kernel=3\nbatchnorm\nsigmoid\nglobal_avgpool\ndense units=4\n", 3, 0},
+      {"input shape=3x12x12\nconv2d filters=6 kernel=3\nrelu\nglobal_avgpool\ndense units=4\n", 2, 1},
+      {"input shape=2x10x10\nconv2d filters=3 kernel=3\nconv2d filters=5 kernel=3 pad=1\ntanh\nglobal_avgpool\n"
+       "dense units=4\n",
+       3, 1},
+  };
   nn_rng r;
   nn_rng_seed(&r, 11);
-  for (int t = 0; t < 2; t++) {
-    nn_model *m[2] = {tu_model(t ? small : text, 8), tu_model(t ? small : text, 8)};
-    const nn_layer *L = m[0]->layers;
-    assert_int_equal(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_TRAIN), !t);
-    assert_false(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL)); /* no backward */
+  for (size_t t = 0; t < sizeof models / sizeof models[0]; t++) {
+    nn_model *m[2] = {tu_model(models[t].spec, 8), tu_model(models[t].spec, 8)};
+    const nn_layer *P = &m[0]->layers[models[t].pool - 2];
+    const int bn = P->kind == NN_LAYER_BATCHNORM;
+    assert_int_equal(bn ? nn_batchnorm_pool_fuses(P, P + 1, P + 2, NN_MODE_TRAIN)
+                        : nn_layer_gap_fuses(P, P + 1, P + 2, NN_MODE_TRAIN),
+                     models[t].fused);
+    /* no backward in eval */
+    assert_false(bn ? nn_batchnorm_pool_fuses(P, P + 1, P + 2, NN_MODE_EVAL)
+                    : nn_layer_gap_fuses(P, P + 1, P + 2, NN_MODE_EVAL));
     const int n = 7, in = nn_model_input_size(m[0]);
     float *x = tu_fbuf((size_t)n * in);
     int32_t labels[7];
@@ -923,8 +939,8 @@ static void test_gap_fusion(void **state) {
     nn_model_set_timing(m[0], 1);
     step_vs_unfused(m[0], m[1], x, labels, n);
     double f, b;
-    nn_model_layer_time(m[0], 3, &f, &b);
-    assert_true(f > 0.0 && (t ? b > 0.0 : b == 0.0)); /* fused: the pool's backward ran inside BN's */
+    nn_model_layer_time(m[0], models[t].pool, &f, &b);
+    assert_true(f > 0.0 && (models[t].fused ? b == 0.0 : b > 0.0)); /* fused: inside the two before */
     free(x);
     nn_model_free(m[0]), nn_model_free(m[1]);
   }

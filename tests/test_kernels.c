@@ -313,7 +313,8 @@ static void test_conv2d(void **state) {
 
 /* Convolution + activation fused: bit for bit the convolution then the activation kernel
  * (forward; also with an eval BN between), the activation backward then the convolution
- * backward (backward), for each activation and each algorithm, with and without dx. */
+ * backward (backward; also from a global average pool's gradient after the activation), for
+ * each activation and each algorithm, with and without dx. */
 static void test_conv_act_fused(void **state) {
   (void)state;
   tu_rng r = {0xAC7F05EDULL};
@@ -341,6 +342,8 @@ static void test_conv_act_fused(void **state) {
         tu_fill_pair(&r, w, NULL, nw, -1, 1);
         tu_fill_pair(&r, b, NULL, g.oc, -1, 1);
         tu_fill_pair(&r, dz, NULL, ny, -1, 1);
+        float *dp = tu_fbuf((size_t)g.n * g.oc);
+        tu_fill_pair(&r, dp, NULL, (size_t)g.n * g.oc, -1, 1);
         nn_conv2d_forward(&g, x, w, b, y, ws);
         fwd[k](y, z0, ny);
         const nn_epilogue e = {.bias = b, .act = acts[k]};
@@ -377,8 +380,21 @@ static void test_conv_act_fused(void **state) {
           if (with_dx) assert_memory_equal(dx0, dx1, nx * sizeof(float));
           assert_memory_equal(dw0, dw1, nw * sizeof(float));
           assert_memory_equal(db0, db1, g.oc * sizeof(float));
+          /* from a global average pool's output gradient dp[N, OC] (gap_dz): bit for bit the
+           * pool's backward, the activation's, then the convolution's */
+          nn_global_avgpool_backward(dp, dy, g.n, g.oc, g.oh * g.ow);
+          bwd[k](z0, dy, dy, ny);
+          memset(dw0, 0, nw * sizeof(float)), memset(dw1, 0, nw * sizeof(float));
+          memset(db0, 0, g.oc * sizeof(float)), memset(db1, 0, g.oc * sizeof(float));
+          nn_conv2d_backward(&g, x, w, dy, with_dx ? dx0 : NULL, dw0, db0, ws);
+          nn_conv_geom gg = g;
+          gg.gap_dz = 1;
+          nn_conv2d_backward_act(&gg, acts[k], x, w, z0, dp, with_dx ? dx1 : NULL, dw1, db1, ws);
+          if (with_dx) assert_memory_equal(dx0, dx1, nx * sizeof(float));
+          assert_memory_equal(dw0, dw1, nw * sizeof(float));
+          assert_memory_equal(db0, db1, g.oc * sizeof(float));
         }
-        free(x), free(w), free(b), free(dz), free(ws), free(y), free(z0), free(z1), free(dy);
+        free(x), free(w), free(b), free(dz), free(ws), free(y), free(z0), free(z1), free(dy), free(dp);
         free(dx0), free(dx1), free(dw0), free(dw1), free(db0), free(db1);
       }
 }

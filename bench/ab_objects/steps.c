@@ -4,12 +4,16 @@
  * initialization and batch, then rounds of STEPS steps of one and of the other, alternating
  * which goes first; prints each library's best round (samples per second) and old/new.
  *
- *     ab [THREADS [ROUNDS [STEPS [PRESET...]]]]   (defaults: 1, 15, 20, lenet cnn cifar-cnn)
+ *     ab [THREADS [ROUNDS [STEPS [PRESET[:NORM]...]]]]   (defaults: 1, 15, 20, lenet cnn cifar-cnn)
+ *
+ * PRESET:NORM trains the preset with its normalization layers set to NORM (nn_spec_set_norm:
+ * none, batch, ...), e.g. cifar-gap:none.
  *
  * Both libraries run in one OpenMP runtime; each keeps its own settings (nn_set_threads). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../bench_util.h"
 #include "normnet.h"
@@ -17,6 +21,7 @@
 #define DECL(v)                                                                                                \
   const nn_preset *v##_nn_preset_find(const char *name);                                                       \
   nn_status v##_nn_spec_parse(const char *text, const char *source, nn_spec **out, nn_error *err);             \
+  nn_status v##_nn_spec_set_norm(nn_spec *s, const char *norm, nn_error *err);                                 \
   nn_status v##_nn_model_create(const nn_spec *spec, nn_model **out, nn_error *err);                           \
   nn_status v##_nn_optimizer_create(const nn_opt_config *cfg, nn_model *m, nn_optimizer **out, nn_error *err); \
   void v##_nn_model_init(nn_model *m, nn_init init, nn_rng *rng);                                              \
@@ -58,13 +63,14 @@ static double round_time(side *s, const float *x, const int32_t *y, int batch, i
   return now() - t0;
 }
 
-#define MAKE(v, name, sd)                                                                                            \
+#define MAKE(v, name, norm, sd)                                                                                      \
   do {                                                                                                               \
     const nn_preset *p = v##_nn_preset_find(name);                                                                   \
     nn_spec *spec = NULL;                                                                                            \
     nn_error err = {0};                                                                                              \
     nn_rng rng;                                                                                                      \
-    if (!p || v##_nn_spec_parse(p->spec, name, &spec, &err) || v##_nn_model_create(spec, &(sd).m, &err) ||           \
+    if (!p || v##_nn_spec_parse(p->spec, name, &spec, &err) || (norm && v##_nn_spec_set_norm(spec, norm, &err)) ||   \
+        v##_nn_model_create(spec, &(sd).m, &err) ||                                                                  \
         v##_nn_optimizer_create(&p->opt, (sd).m, &(sd).opt, &err)) {                                                 \
       fprintf(stderr, "ab steps: %s: %s\n", name, p ? err.msg : "unknown preset");                                   \
       exit(1);                                                                                                       \
@@ -88,8 +94,13 @@ int main(int argc, char **argv) {
   for (int q = 0; q < np; q++) {
     side s[2];
     int batch = 0, in = 0;
-    MAKE(old, presets[q], s[0]);
-    MAKE(new, presets[q], s[1]);
+    char name[64];
+    snprintf(name, sizeof name, "%s", presets[q]);
+    char *colon = strchr(name, ':');
+    const char *norm = colon ? colon + 1 : NULL;
+    if (colon) *colon = 0;
+    MAKE(old, name, norm, s[0]);
+    MAKE(new, name, norm, s[1]);
     float *x = bench_fbuf((size_t)batch * (size_t)in);
     int32_t *y = malloc((size_t)batch * sizeof *y);
     if (!y) return 1;
@@ -102,7 +113,7 @@ int main(int argc, char **argv) {
         const double t = round_time(&s[v], x, y, batch, steps);
         if (t < best[v]) best[v] = t;
       }
-    printf("steps %-10s threads=%d old %9.0f samples/s  new %9.0f samples/s  new/old %.3f\n", presets[q], threads,
+    printf("steps %-14s threads=%d old %9.0f samples/s  new %9.0f samples/s  new/old %.3f\n", presets[q], threads,
            (double)steps * batch / best[0], (double)steps * batch / best[1], best[0] / best[1]);
     old_nn_model_free(s[0].m), new_nn_model_free(s[1].m);
     old_nn_optimizer_free(s[0].opt), new_nn_optimizer_free(s[1].opt);

@@ -252,6 +252,20 @@ static inline void tanh_grad_n(const float *y, const float *dy, float *dx, size_
   for (size_t j = 0; j < len; j++) dx[j] = tanh_grad1(y[j], dy[j]);
 }
 
+/* The same from one value dz for the whole run (a global average pool's gradient) */
+static inline void relu_grad_c(const float *y, float dy, float *dx, size_t len) {
+#pragma omp simd
+  for (size_t j = 0; j < len; j++) dx[j] = relu_grad1(y[j], dy);
+}
+static inline void sigmoid_grad_c(const float *y, float dy, float *dx, size_t len) {
+#pragma omp simd
+  for (size_t j = 0; j < len; j++) dx[j] = sigmoid_grad1(y[j], dy);
+}
+static inline void tanh_grad_c(const float *y, float dy, float *dx, size_t len) {
+#pragma omp simd
+  for (size_t j = 0; j < len; j++) dx[j] = tanh_grad1(y[j], dy);
+}
+
 /* The fused kernels' activation by kind: y = act(y) in place (NN_ACT_NONE: unchanged), and
  * dy = dz * act'(z) from the activation's output z (NN_ACT_NONE: a copy of dz, z unused). */
 static inline void act_n(nn_act act, float *y, size_t len) {
@@ -271,6 +285,32 @@ static inline void act_grad_n(nn_act act, const float *z, const float *dz, float
 #pragma omp simd
       for (size_t j = 0; j < len; j++) dy[j] = dz[j];
       break;
+  }
+}
+
+/* dy[0..len) = dz * act'(z) for the values at..at+len of z (z, dz: where their tensors, or
+ * the same sample of both, start; z unused for NN_ACT_NONE). plane = 0: dz is laid out as z.
+ * plane > 0: dz holds one value per plane of that many values, the gradient of a global
+ * average pool over z; each value of plane k receives dz[k] / plane, bit for bit what
+ * nn_global_avgpool_backward writes, without writing it. */
+static inline void act_grad_from(nn_act act, const float *z, const float *dz, size_t plane, size_t at, float *dy,
+                                 size_t len) {
+  if (!plane) {
+    act_grad_n(act, z ? z + at : NULL, dz + at, dy, len);
+    return;
+  }
+  for (size_t j = 0; j < len;) {
+    const size_t k = (at + j) / plane, end = (k + 1) * plane - at < len ? (k + 1) * plane - at : len;
+    const float v = dz[k] / (float)plane, *zr = z ? z + at + j : NULL;
+    switch (act) {
+      case NN_ACT_RELU: relu_grad_c(zr, v, dy + j, end - j); break;
+      case NN_ACT_SIGMOID: sigmoid_grad_c(zr, v, dy + j, end - j); break;
+      case NN_ACT_TANH: tanh_grad_c(zr, v, dy + j, end - j); break;
+      case NN_ACT_NONE:
+        for (size_t q = j; q < end; q++) dy[q] = v;
+        break;
+    }
+    j = end;
   }
 }
 

@@ -50,11 +50,12 @@ typedef struct {
   int r;                /* tiles per register block */
   int tp;               /* tiles rounded up: whole register blocks, room for the last row's spill */
   size_t plane, u, slot;
+  int gap; /* dx: src is the gradient of a global average pool over z, one value per plane */
 } wplan;
 
 static wplan wplan_make(int c, int h, int w, int oc, int pad) {
   wplan p;
-  p.c = c, p.h = h, p.w = w, p.oc = oc, p.pad = pad;
+  p.c = c, p.h = h, p.w = w, p.oc = oc, p.pad = pad, p.gap = 0;
   p.oh = h + 2 * pad - 2;
   p.ow = w + 2 * pad - 2;
   p.th = (p.oh + 1) / 2;
@@ -74,7 +75,11 @@ static wplan wplan_make(int c, int h, int w, int oc, int pad) {
 }
 
 static wplan wplan_forward(const nn_conv_geom *g) { return wplan_make(g->c, g->h, g->w, g->oc, g->pad); }
-static wplan wplan_data(const nn_conv_geom *g) { return wplan_make(g->oc, g->oh, g->ow, g->c, 2 - g->pad); }
+static wplan wplan_data(const nn_conv_geom *g) {
+  wplan p = wplan_make(g->oc, g->oh, g->ow, g->c, 2 - g->pad);
+  p.gap = g->gap_dz;
+  return p;
+}
 
 /* dW's groups of samples, and the floats of one group's partial sums (Mp, then db) */
 static int dw_groups(int n) { return nn_sample_groups(n, WG_GROUPS); }
@@ -172,17 +177,18 @@ static void split_row(const float *s, int n, float *e, float *d, int room) {
 }
 
 /* xe, xo = the even and odd columns of the padded planes of one sample: src (C planes of
- * H x W), or for dx dz * act'(z) (z, dz: the layer's output and its gradient). Only the
+ * H x W), or for dx dz * act'(z) (z, dz: the layer's output and its gradient; with p->gap,
+ * dz has one value per plane, act_grad_from). Only the
  * input's own positions are written: the padding stays the zeros the call started with. */
 static void pack(const wplan *p, nn_act act, const float *z, const float *src, float *xe, float *xo, float *row) {
   for (int c = 0; c < p->c; c++)
     for (int r = 0; r < p->h; r++) {
       const size_t at = ((size_t)c * (size_t)p->h + (size_t)r) * (size_t)p->w;
-      const float *s = src + at;
-      if (z || act != NN_ACT_NONE) {
-        act_grad_n(act, z ? z + at : NULL, s, row, (size_t)p->w);
-        s = row;
-      }
+      const float *s = row;
+      if (z || act != NN_ACT_NONE || p->gap)
+        act_grad_from(act, z, src, p->gap ? (size_t)p->h * (size_t)p->w : 0, at, row, (size_t)p->w);
+      else
+        s = src + at;
       const size_t o = (size_t)c * p->plane + (size_t)(r + p->pad) * (size_t)p->we;
       /* padded column q + pad: even ones to xe, odd ones to xo; s[2k] goes to column ke of
        * plane e, s[2k + 1] to column kd of plane d */
@@ -376,7 +382,7 @@ static void run(const wplan *p, int n, const nn_epilogue *e, nn_act act, const f
     for (int j = 0; j < filter_blocks(p); j++) filter_block(p, w, flip, U, j);
 #pragma omp for schedule(dynamic, 1)
     for (int s = 0; s < n; s++) {
-      pack(p, act, z ? z + (size_t)s * in : NULL, src + (size_t)s * in, xe, xo, M);
+      pack(p, act, z ? z + (size_t)s * in : NULL, src + (size_t)s * (p->gap ? (size_t)p->c : in), xe, xo, M);
       input_transform(p, xe, xo, V);
       batched_gemm(p, U, V, M);
       float *ys = dst + (size_t)s * out;
@@ -553,11 +559,11 @@ void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act,
       for (int s = nn_group_start(n, groups, gi); s < nn_group_start(n, groups, gi + 1); s++) {
         pack(&p, NN_ACT_NONE, NULL, x + (size_t)s * in, xe, xo, NULL);
         input_transform(&p, xe, xo, V);
-        const float *dys = dz + (size_t)s * out;
-        if (z || act != NN_ACT_NONE) { /* dy planes into Y's space first: staged before Y is written */
-          act_grad_n(act, z ? z + (size_t)s * out : NULL, dys, Y, out);
-          dys = Y;
-        }
+        const float *dys = Y;
+        if (z || act != NN_ACT_NONE || g->gap_dz) /* dy planes into Y's space first: staged before Y is written */
+          act_grad_from(act, z, dz, g->gap_dz ? (size_t)p.oh * (size_t)p.ow : 0, (size_t)s * out, Y, out);
+        else
+          dys = dz + (size_t)s * out;
         transpose(dys, (size_t)p.oc, (size_t)p.oh * (size_t)p.ow, Ds);
         dy_transform(&p, Ds, Y);
         dw_accumulate(&p, V, Y, Mp, Mp + part - (size_t)p.oc);

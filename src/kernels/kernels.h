@@ -70,6 +70,8 @@ typedef struct {
   int stride, pad;
   int oh, ow;        /* output, filled by nn_conv_geom_init */
   nn_conv_algo algo; /* requested algorithm; 0 (NN_CONV_AUTO) = chosen by shape */
+  int gap_dz;        /* backward_act: dz is [N, OC], the gradient of a global average pool over z
+                        (each value of plane (i, oc) receives dz[i*OC + oc] / (OH*OW)) */
 } nn_conv_geom;
 /* Fills oh/ow; returns 0 if the geometry is valid (output >= 1x1), -1 otherwise. */
 int nn_conv_geom_init(nn_conv_geom *g);

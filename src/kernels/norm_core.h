@@ -372,7 +372,7 @@ static inline void nc_bwd_run(nc_acc *ad, nc_acc *ae, nc_acc *aed, const float *
  * and len / w rows): run r's pool output gradient at p + r*ps, (w/2) columns, (len/w/2) rows;
  * max: a max pool (each window's gradient goes to its argmax, found again in the pool's input,
  * the run of z), else an average pool. w = 0: a global average pool, one value p[r*ps] per
- * run. */
+ * run (nc_bwd_sums forms e from it with act_grad_from; nc_up2_run is for 2x2 pools). */
 typedef struct {
   const float *p;
   size_t ps;
@@ -381,7 +381,7 @@ typedef struct {
 
 /* dy[0..len) of run r as the pool's backward writes it: every value dp/4 (average), or dp at
  * its window's argmax in z (the pool's input) and 0 elsewhere (max: the windows do not
- * overlap); global: every value dp / len (nn_global_avgpool_backward's). The argmax is the forward's, found by the same comparisons in the same order
+ * overlap). The argmax is the forward's, found by the same comparisons in the same order
  * (pool_simd.h, which pool.c's forward uses), so the forward need not write
  * it: z's run is read here just before act_grad_n reads it again from L1. A twin of pool.c's
  * plane backward (test_pool_fusion holds them bitwise equal) rather than a call to it: a call
@@ -390,12 +390,6 @@ typedef struct {
  * backward (bench/ab_objects.sh ... batchnorm.c, two runs; the fused ones 1.00-1.01x). */
 static inline void nc_up2_run(const nc_up2 *u, size_t r, size_t len, const float *z, float *dy) {
   const float *p = u->p + r * u->ps;
-  if (!u->w) {
-    const float v = p[0] / (float)len;
-#pragma omp simd
-    for (size_t j = 0; j < len; j++) dy[j] = v;
-    return;
-  }
   const size_t w = (size_t)u->w, ow = w / 2, rows = len / w;
   for (size_t i = 0; i + 2 * w <= len; i += 2 * w, p += ow) {
     /* both rows in one loop: a memcpy of one short row was a libc call per row, 1.5 % of a
@@ -475,9 +469,13 @@ static inline void nc_bwd_sums(const float *x, const float *dy, const nc_up2 *up
       const size_t n = runs - r0 < gr ? runs - r0 : gr, o = r0 * stride;
       float *eg = eout ? eout + o : e;
       for (size_t r = 0; r < n; r++) {
-        const float *d = up ? u : dy + o + r * stride;
-        if (up) nc_up2_run(up, r0 + r, len, z + o + r * stride, u);
-        act_grad_n(act, z + o + r * stride, d, eg + r * es, len);
+        const float *zr = z + o + r * stride;
+        if (up && !up->w) { /* global: e from the run's one value */
+          act_grad_from(act, zr, up->p + (r0 + r) * up->ps, len, 0, eg + r * es, len);
+          continue;
+        }
+        if (up) nc_up2_run(up, r0 + r, len, zr, u);
+        act_grad_n(act, zr, up ? u : dy + o + r * stride, eg + r * es, len);
       }
       nc_bwd_run(&ad, &ae, &aed, x + o, stride, eg, es, NULL, n, len, eout ? runs - r0 : n, K, &Kv, nv);
     }

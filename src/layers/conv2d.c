@@ -84,9 +84,10 @@ static void backward(nn_layer *L, const float *x, const float *y, const float *d
 }
 
 static void backward_act(nn_layer *L, nn_act act, const float *x, const float *z, const float *dz, float *dx,
-                         int n) {
+                         int n, int gap) {
   nn_conv_geom g;
   geom(&L->cfg, L->in, n, &g);
+  g.gap_dz = gap;
   nn_conv2d_backward_act(&g, act, x, L->p, z, dz, dx, L->g, bias_of(L, L->g), L->scratch);
 }
 

@@ -133,6 +133,11 @@ int nn_layer_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *afte
   return after && nn_layer_act(after) != NN_ACT_NONE ? 2 : 1;
 }
 
+int nn_layer_gap_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *pool, nn_mode mode) {
+  return mode == NN_MODE_TRAIN && nn_layer_table[L->kind]->backward_act && nn_layer_act(next) != NN_ACT_NONE &&
+         pool->kind == NN_LAYER_GLOBAL_AVGPOOL;
+}
+
 void nn_layer_epilogue(nn_layer *next, int span, nn_epilogue *e) {
   *e = (nn_epilogue){.act = NN_ACT_NONE};
   const int bn = next->kind == NN_LAYER_BATCHNORM;

@@ -155,8 +155,11 @@ typedef struct {
                    nn_mode mode);
   /* The backward (training) fused with the activation `act` after this layer, bit for bit the
    * activation's backward then this one's: z is the activation's output, dz the gradient
-   * w.r.t. it. conv2d; NULL for kinds that have none (nn_layer_fuses). */
-  void (*backward_act)(nn_layer *L, nn_act act, const float *x, const float *z, const float *dz, float *dx, int n);
+   * w.r.t. it, or (gap) the gradient of a global average pool's output over z, [N, C], whose
+   * backward runs inside too (nn_layer_gap_fuses). conv2d; NULL for kinds that have none
+   * (nn_layer_fuses). */
+  void (*backward_act)(nn_layer *L, nn_act act, const float *x, const float *z, const float *dz, float *dx, int n,
+                       int gap);
   /* Options and conventions in a few words, for `summary`. */
   void (*describe)(const nn_layer *L, char *buf, size_t len);
   /* 1 if the output is the input's bytes (a reshape: flatten): the model plans the output and
@@ -226,6 +229,10 @@ nn_act nn_layer_act(const nn_layer *L);
  *     with an activation `after` (in training BN's backward needs its input).
  * nn_layer_epilogue: e = the epilogue of the `span` layers from `next` (no bias). */
 int nn_layer_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *after, nn_mode mode);
+/* Nonzero if, in a training step of this mode, L's backward fused with its activation `next`
+ * also runs the backward of `pool`, a global average pool after it (backward_act's gap): each
+ * plane's gradient is formed where the kernel forms dz * act'(z), and never written. */
+int nn_layer_gap_fuses(const nn_layer *L, const nn_layer *next, const nn_layer *pool, nn_mode mode);
 void nn_layer_epilogue(nn_layer *next, int span, nn_epilogue *e);
 
 /* Shared hooks for kinds without keys, parameters, scratch or options. */

@@ -510,11 +510,14 @@ static nn_status forward_empty(nn_model *m, nn_mode mode, int lean, double *loss
   return NN_OK;
 }
 
-/* Layer i is a pool (2x2 or global) whose backward, after a forward of this mode, runs inside the
- * batchnorm's two layers before it (nn_batchnorm_pool_fuses). */
-static int pool_in_bn_backward(const nn_model *m, int i, nn_mode mode) {
-  return i > 1 && fused_span(m, i - 2, mode, 0) &&
-         nn_batchnorm_pool_fuses(&m->layers[i - 2], &m->layers[i - 1], &m->layers[i], mode);
+/* Layer i is a pool whose backward, after a forward of this mode, runs inside the fused pair
+ * of layers before it: a batchnorm and its activation (a 2x2 or global pool,
+ * nn_batchnorm_pool_fuses), or a conv2d and its activation (a global average pool,
+ * nn_layer_gap_fuses). */
+static int pool_in_backward(const nn_model *m, int i, nn_mode mode) {
+  if (i < 2 || !fused_span(m, i - 2, mode, 0)) return 0;
+  const nn_layer *L = &m->layers[i - 2];
+  return nn_batchnorm_pool_fuses(L, L + 1, L + 2, mode) || nn_layer_gap_fuses(L, L + 1, L + 2, mode);
 }
 
 static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int n, nn_mode mode, int lean,
@@ -552,7 +555,7 @@ static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int
         nn_layer_table[L->kind]->forward_epi(L, &e, m->act[i], m->act[i + span + 1], n);
       }
       i += span;
-    } else if (L->kind == NN_LAYER_MAXPOOL2D && (lean || pool_in_bn_backward(m, i, mode))) {
+    } else if (L->kind == NN_LAYER_MAXPOOL2D && (lean || pool_in_backward(m, i, mode))) {
       nn_maxpool2d_forward_values(L, m->act[i], m->act[i + 1], n); /* no backward reads an argmax */
     } else {
       st = nn_layer_table[L->kind]->forward(L, m->act[i], m->act[i + 1], n, mode, err);
@@ -593,10 +596,10 @@ nn_status nn_model_forward_lean(nn_model *m, const float *x, const int32_t *labe
 
 /* The number of layers before layer i that run inside one backward call ending at it (0:
  * layer i runs alone): 1 where the last forward fused the pair (training: batchnorm or conv2d
- * with its activation), 2 for batchnorm + activation + a pool (2x2 or global) whose backward the
- * batchnorm's takes over (pool_in_bn_backward). */
+ * with its activation), 2 for those two and a pool whose backward they take over
+ * (pool_in_backward). */
 static int backward_span(const nn_model *m, int i) {
-  if (pool_in_bn_backward(m, i, m->last_mode)) return 2;
+  if (pool_in_backward(m, i, m->last_mode)) return 2;
   return i > 0 && fused_span(m, i - 1, m->last_mode, 0) ? 1 : 0;
 }
 
@@ -615,12 +618,13 @@ nn_status nn_model_backward(nn_model *m, nn_error *err) {
     i -= span; /* layers i..i+span in one call, timed on layer i */
     nn_layer *F = &m->layers[i];
     float *dx = i ? m->dact[i] : NULL;
-    if (span == 2) /* batchnorm + activation + pool, from the pool's output gradient */
+    if (span == 2 && F->kind == NN_LAYER_BATCHNORM) /* batchnorm + activation + pool, from the pool's output gradient */
       nn_batchnorm_backward_fused_pool(F, &m->layers[i + 1], L, m->act[i], m->act[i + 2], m->dact[i + 3], dx, n);
     else if (span == 1 && F->kind == NN_LAYER_BATCHNORM)
       nn_batchnorm_backward_fused(F, L, m->act[i], m->act[i + 2], m->dact[i + 2], dx, n);
-    else if (span == 1)
-      nn_layer_table[F->kind]->backward_act(F, nn_layer_act(L), m->act[i], m->act[i + 2], m->dact[i + 2], dx, n);
+    else if (span) /* conv2d + activation (+ global average pool, from its output gradient) */
+      nn_layer_table[F->kind]->backward_act(F, nn_layer_act(&m->layers[i + 1]), m->act[i], m->act[i + 2],
+                                            m->dact[i + 1 + span], dx, n, span == 2);
     else
       nn_layer_table[L->kind]->backward(L, m->act[i], m->act[i + 1], m->dact[i + 1], dx, n, m->last_mode);
     if (m->timing) F->time_bwd += nn_now() - t0;
