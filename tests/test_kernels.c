@@ -1,5 +1,5 @@
 /* Optimized kernels vs their double-precision reference twins (src/kernels/reference.c):
- * GEMM, dense, conv2d, activations, flatten, the byte lookup, softmax cross-entropy, and
+ * GEMM, dense, conv2d, activations, flatten, the byte conversion, softmax cross-entropy, and
  * every kernel bitwise equal at 1 and several threads (pooling: test_pool.c).
  * Random float inputs are converted exactly to double; outputs and every gradient must agree
  * within rtol 1e-4 and an atol of 1e-5 times the largest reference magnitude. Backward
@@ -774,31 +774,37 @@ static void test_flatten(void **state) {
   free(x), free(y), free(dx), free(xd), free(yd), free(dxd);
 }
 
-/* ---- lookup --------------------------------------------------------------------------- */
+/* ---- u8_normalize ---------------------------------------------------------------------- */
 
-/* Every byte value through a table of distinct floats, at every length up to 3 vectors and
- * every start offset of the bytes (the vector path's loads are unaligned, its tail scalar);
- * the floats past count stay untouched. */
-static void test_u8_lookup(void **state) {
+/* Every byte value, at every length up to 3 vectors and every start offset of the bytes (the
+ * vector path's loads are unaligned, its tail scalar), for the transforms the presets use
+ * ({0, 1}, Normalize(0.5, 0.5), Fashion-MNIST's and CIFAR-10's channel statistics) and an
+ * odd one: bit for bit the one-value formula ((float)b / 255 - mean) / std in float32; the
+ * floats past count stay untouched. */
+static void test_u8_normalize(void **state) {
   (void)state;
   enum { MAXN = 300 };
   enum { GUARD = 4 };
-  float table[256];
-  for (int b = 0; b < 256; b++) table[b] = (float)b * 0.5f - 17.25f;
+  static const float norms[][2] = {{0.0f, 1.0f}, {0.5f, 0.5f}, {0.2860f, 0.3530f}, {0.4914f, 0.2470f}, {-3.0f, 1e-3f}};
   uint8_t bytes[MAXN + 8];
   for (int j = 0; j < MAXN + 8; j++) bytes[j] = (uint8_t)(255 - (j * 37) % 256);
   float out[MAXN + GUARD];
-  for (int off = 0; off < 8; off++)
-    for (int n = 0; n <= MAXN; n += n < 40 ? 1 : 37) {
-      tu_fill_nan(out, MAXN + GUARD);
-      nn_u8_lookup(table, bytes + off, out, (size_t)n);
-      for (int j = 0; j < n; j++)
-        if (out[j] != table[bytes[off + j]])
-          fail_msg("lookup off=%d n=%d: out[%d] = %g, want table[%d] = %g", off, n, j, out[j], bytes[off + j],
-                   table[bytes[off + j]]);
-      for (int j = n; j < n + GUARD; j++)
-        if (!isnan(out[j])) fail_msg("lookup off=%d n=%d: out[%d] written past count", off, n, j);
-    }
+  for (size_t q = 0; q < sizeof norms / sizeof norms[0]; q++) {
+    const float mean = norms[q][0], std = norms[q][1];
+    for (int off = 0; off < 8; off++)
+      for (int n = 0; n <= MAXN; n += n < 40 ? 1 : 37) {
+        tu_fill_nan(out, MAXN + GUARD);
+        nn_u8_normalize(bytes + off, out, (size_t)n, mean, std);
+        for (int j = 0; j < n; j++) {
+          const float v = (float)bytes[off + j] / 255.0f, want = (v - mean) / std;
+          if (memcmp(&out[j], &want, sizeof want))
+            fail_msg("u8_normalize mean=%g std=%g off=%d n=%d: out[%d] = %.9g, want %.9g (byte %d)", mean, std, off,
+                     n, j, out[j], want, bytes[off + j]);
+        }
+        for (int j = n; j < n + GUARD; j++)
+          if (!isnan(out[j])) fail_msg("u8_normalize off=%d n=%d: out[%d] written past count", off, n, j);
+      }
+  }
   /* every byte value appears in the first 256 of `bytes` (37 is coprime with 256) */
   uint8_t seen[256] = {0};
   for (int j = 0; j < 256; j++) seen[bytes[j]] = 1;
@@ -1016,7 +1022,7 @@ int main(void) {
       cmocka_unit_test(test_activation_blocks),
       cmocka_unit_test(test_activation_sweep),
       cmocka_unit_test(test_flatten),
-      cmocka_unit_test(test_u8_lookup),
+      cmocka_unit_test(test_u8_normalize),
       cmocka_unit_test(test_softmax_xent),
       cmocka_unit_test(test_conv_dx_rows),
       cmocka_unit_test(test_thread_independence),

@@ -1,5 +1,5 @@
-/* Data set container: accessors, split and the uint8 -> float batch conversion (through a
- * table, kernels/lookup.c). */
+/* Data set container: accessors, split and the uint8 -> float batch conversion
+ * (kernels/u8_normalize.c). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -141,12 +141,7 @@ void nn_dataset_batch(const nn_dataset *ds, const uint32_t *idx, int count, nn_i
                       float *x, int32_t *labels) {
   NN_ASSERT(ds != NULL && count >= 0 && (count == 0 || idx != NULL));
   /* PyTorch: ToTensor is u8.float().div(255) in float32, Normalize is (v - mean) / std in
-   * float32. Every byte value maps to one float, so a 256-entry table gives the same bits. */
-  float table[256];
-  for (int b = 0; b < 256; b++) {
-    float v = (float)b / 255.0f;
-    table[b] = (v - norm.mean) / norm.std;
-  }
+   * float32 (nn_u8_normalize) */
   const size_t d = ds->sample_size;
   for (int k = 0; k < count; k++) {
     uint32_t i = idx[k];
@@ -160,7 +155,7 @@ void nn_dataset_batch(const nn_dataset *ds, const uint32_t *idx, int count, nn_i
         const uint8_t *next = ds->images + (size_t)idx[k + 1] * d;
         for (size_t o = 0; o < d; o += 64) __builtin_prefetch(next + o);
       }
-      nn_u8_lookup(table, ds->images + (size_t)i * d, x + (size_t)k * d, d);
+      nn_u8_normalize(ds->images + (size_t)i * d, x + (size_t)k * d, d, norm.mean, norm.std);
     }
     if (labels) labels[k] = ds->labels[i];
   }

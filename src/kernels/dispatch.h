@@ -17,8 +17,9 @@
   X(nn_sigmoid_backward, (const float *y, const float *dy, float *dx, size_t count), (y, dy, dx, count))              \
   X(nn_tanh_forward, (const float *x, float *y, size_t count), (x, y, count))                                         \
   X(nn_tanh_backward, (const float *y, const float *dy, float *dx, size_t count), (y, dy, dx, count))                 \
-  /* lookup.c */                                                                                                      \
-  X(nn_u8_lookup, (const float *table, const uint8_t *src, float *dst, size_t count), (table, src, dst, count))       \
+  /* u8_normalize.c */                                                                                                \
+  X(nn_u8_normalize, (const uint8_t *src, float *dst, size_t count, float mean, float std),                           \
+    (src, dst, count, mean, std))                                                                                     \
   /* pool.c */                                                                                                        \
   X(nn_maxpool2d_forward, (const nn_pool_geom *g, const float *x, float *y, int32_t *argmax), (g, x, y, argmax))      \
   X(nn_maxpool2d_backward, (const nn_pool_geom *g, const float *dy, const int32_t *argmax, float *dx),                \

@@ -200,8 +200,9 @@ void nn_flatten_backward(const float *dy, float *dx, size_t count);
 void nn_ref_flatten_forward(const double *x, double *y, size_t count);
 void nn_ref_flatten_backward(const double *dy, double *dx, size_t count);
 
-/* ---- lookup: dst[j] = table[src[j]] (the batch assembly's uint8 -> float) ----------- */
-void nn_u8_lookup(const float *table, const uint8_t *src, float *dst, size_t count);
+/* ---- u8_normalize: dst[j] = ((float)src[j] / 255 - mean) / std in float32 (the batch
+ * assembly's uint8 -> float: ToTensor, then Normalize) ---------------------------------- */
+void nn_u8_normalize(const uint8_t *src, float *dst, size_t count, float mean, float std);
 
 /* ---- elementwise activations. Backward takes the forward OUTPUT y. ------------------ */
 void nn_relu_forward(const float *x, float *y, size_t count);
