@@ -515,9 +515,9 @@ static inline bn_bwd_coef bn_bwd_finish(double sd, double sdy, double sdyd, doub
 static void bwd_sums(const nn_norm_geom *g, const bn_io *io, int ch, int i0, int i1, double *q) {
   const size_t o = bn_at(g, i0, ch), s = (size_t)g->s;
   /* with dp: the pool's output planes, (S / w / 2) x (w / 2) (floor), or one value (global) */
-  const size_t pp = !io->dp ? 0 : io->w ? (s / (size_t)io->w / 2) * (size_t)(io->w / 2)
-                                        : 1,
-               ps = (size_t)g->c * pp;
+  size_t pp = 0;
+  if (io->dp) pp = io->w ? (s / (size_t)io->w / 2) * (size_t)(io->w / 2) : 1;
+  const size_t ps = (size_t)g->c * pp;
   const nc_up2 up = {io->dp ? io->dp + (size_t)i0 * ps + (size_t)ch * pp : NULL, ps, io->w, io->max_pool};
   nc_bwd_sums(io->x + o, io->dp ? NULL : io->dy + o, io->dp ? &up : NULL, NULL, io->z ? io->z + o : NULL, io->act,
               io->act && io->dx ? io->dx + o : NULL, (size_t)(i1 - i0), bn_plane(g), s, io->cmean[ch], NV, NC_FOLD_TREE, &q[0],
