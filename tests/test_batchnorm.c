@@ -721,6 +721,22 @@ static const float *step_vs_unfused(nn_model *fused, nn_model *u, const float *x
   return logits;
 }
 
+/* step_vs_unfused on n random inputs (tu_fill_normal's scale and offset) and labels below
+ * `classes`, with fused's layer timing on (for the caller's checks of which layers ran inside
+ * others). */
+static void random_step_vs_unfused(nn_model *fused, nn_model *u, nn_rng *r, int n, int classes, double scale,
+                                   double off) {
+  const int in = nn_model_input_size(u);
+  float *x = tu_fbuf((size_t)n * in);
+  int32_t *labels = malloc((size_t)n * sizeof *labels);
+  assert_non_null(labels);
+  tu_fill_normal(r, x, (size_t)n * in, scale, off);
+  for (int i = 0; i < n; i++) labels[i] = (int32_t)nn_rng_below(r, (uint32_t)classes);
+  nn_model_set_timing(fused, 1);
+  step_vs_unfused(fused, u, x, labels, n);
+  free(x), free(labels);
+}
+
 static void test_model_fusion(void **state) {
   (void)state;
   const char *text =
@@ -803,6 +819,26 @@ static void test_model_fusion(void **state) {
   nn_model_free(m[0]), nn_model_free(m[1]);
 }
 
+/* The fused pool backward kernels' cases: dp, gamma and beta drawn once per shape; x normal
+ * (q = 0) or of the four values {-1, 0, 1, 2} (q = 1: ties in most max-pool windows, and z = 0
+ * often where relu' is 0); the training forward with act into z and a's statistics, which bs
+ * gets too (a's and bs's gradients zeroed), for the unfused and the fused backward. */
+static void pool_case_params(nn_rng *r, float *dp, size_t pcnt, float *gamma, float *beta, int c) {
+  tu_fill_normal(r, dp, pcnt, 1.0, 0.1);
+  for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(r), beta[k] = (float)nn_rng_normal(r);
+}
+static void pool_case_input(nn_rng *r, float *x, int n, int c, int s, int q) {
+  fill_bn_input(r, x, n, c, s, 0);
+  for (size_t i = 0; q && i < (size_t)n * c * s; i++) x[i] = (float)nn_rng_below(r, 4) - 1.0f;
+}
+static void pool_case_forward(const nn_norm_geom *g, nn_act act, const float *x, const float *gamma,
+                              const float *beta, float *z, bn_stats *a, bn_stats *bs) {
+  memset(a, 0, sizeof *a), memset(bs, 0, sizeof *bs);
+  nn_bn_forward_train_act(g, act, x, gamma, beta, z, a->mean, a->var, a->invstd);
+  memcpy(bs->mean, a->mean, sizeof a->mean), memcpy(bs->var, a->var, sizeof a->var);
+  memcpy(bs->invstd, a->invstd, sizeof a->invstd);
+}
+
 /* batchnorm + activation + 2x2 average or max pool: in training the backward runs the three
  * from the pool's output gradient (nn_batchnorm_backward_fused_pool) where the pool's input
  * planes have 100 to 1024 values (31x31 and 15x15 here: odd sides, which the pool floors),
@@ -825,15 +861,9 @@ static void test_pool_fusion(void **state) {
   assert_false(nn_batchnorm_pool_fuses(&L[1], &L[2], &L[3], NN_MODE_EVAL));    /* no backward */
   assert_true(nn_batchnorm_pool_fuses(&L[5], &L[6], &L[7], NN_MODE_TRAIN));    /* max pool */
   assert_false(nn_batchnorm_pool_fuses(&L[9], &L[10], &L[11], NN_MODE_TRAIN)); /* 7x7 planes */
-  const int n = 12, in = nn_model_input_size(m[0]);
   nn_rng r;
   nn_rng_seed(&r, 9);
-  float *x = tu_fbuf((size_t)n * in);
-  int32_t labels[12];
-  tu_fill_normal(&r, x, (size_t)n * in, 1.0, 0.5);
-  for (int i = 0; i < n; i++) labels[i] = (int32_t)nn_rng_below(&r, 5);
-  nn_model_set_timing(m[0], 1);
-  step_vs_unfused(m[0], m[1], x, labels, n);
+  random_step_vs_unfused(m[0], m[1], &r, 12, 5, 1.0, 0.5);
   double f, b;
   nn_model_layer_time(m[0], 3, &f, &b);
   assert_true(f > 0.0 && b == 0.0); /* the first two pools' backward ran inside the batchnorms' */
@@ -841,7 +871,6 @@ static void test_pool_fusion(void **state) {
   assert_true(f > 0.0 && b == 0.0);
   nn_model_layer_time(m[0], 11, &f, &b);
   assert_true(f > 0.0 && b > 0.0); /* the third's on its own */
-  free(x);
   nn_model_free(m[0]), nn_model_free(m[1]);
 
   /* planes 24x24, 2x2, 4x6, and odd sides the pool floors: 11x11 (the CNN's second), 5x7, 3x5,
@@ -862,18 +891,12 @@ static void test_pool_fusion(void **state) {
     assert_non_null(am);
     float gamma[MAXC], beta[MAXC];
     bn_stats a, bs;
-    tu_fill_normal(&r, dp, pcnt, 1.0, 0.1);
-    for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
-    /* q = 1: x in {-1, 0, 1, 2}, so that most max-pool windows hold ties where act' is not 0 */
+    pool_case_params(&r, dp, pcnt, gamma, beta, c);
     for (int q = 0; q < 2; q++) {
-      fill_bn_input(&r, xx, nn, c, s, 0);
-      for (size_t i = 0; q && i < cnt; i++) xx[i] = (float)nn_rng_below(&r, 4) - 1.0f;
+      pool_case_input(&r, xx, nn, c, s, q);
       for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++)
         for (int mx = 0; mx < 2; mx++) {
-          memset(&a, 0, sizeof a), memset(&bs, 0, sizeof bs);
-          nn_bn_forward_train_act(g, (nn_act)act, xx, gamma, beta, z, a.mean, a.var, a.invstd);
-          memcpy(bs.mean, a.mean, sizeof a.mean), memcpy(bs.var, a.var, sizeof a.var);
-          memcpy(bs.invstd, a.invstd, sizeof a.invstd);
+          pool_case_forward(g, (nn_act)act, xx, gamma, beta, z, &a, &bs);
           if (mx) {
             nn_maxpool2d_forward(&pg, z, pooled, am);
             nn_maxpool2d_backward(&pg, dp, am, dz);
@@ -931,17 +954,10 @@ static void test_gap_fusion(void **state) {
     /* no backward in eval */
     assert_false(bn ? nn_batchnorm_pool_fuses(P, P + 1, P + 2, NN_MODE_EVAL)
                     : nn_layer_gap_fuses(P, P + 1, P + 2, NN_MODE_EVAL));
-    const int n = 7, in = nn_model_input_size(m[0]);
-    float *x = tu_fbuf((size_t)n * in);
-    int32_t labels[7];
-    tu_fill_normal(&r, x, (size_t)n * in, 0.5, 1.0);
-    for (int i = 0; i < n; i++) labels[i] = (int32_t)nn_rng_below(&r, 4);
-    nn_model_set_timing(m[0], 1);
-    step_vs_unfused(m[0], m[1], x, labels, n);
+    random_step_vs_unfused(m[0], m[1], &r, 7, 4, 0.5, 1.0);
     double f, b;
     nn_model_layer_time(m[0], models[t].pool, &f, &b);
     assert_true(f > 0.0 && (models[t].fused ? b == 0.0 : b > 0.0)); /* fused: inside the two before */
-    free(x);
     nn_model_free(m[0]), nn_model_free(m[1]);
   }
 
@@ -954,16 +970,11 @@ static void test_gap_fusion(void **state) {
     float *xx = tu_fbuf(cnt), *z = tu_fbuf(cnt), *dp = tu_fbuf(pcnt), *dz = tu_fbuf(cnt), *dx1 = tu_fbuf(cnt), *dx2 = tu_fbuf(cnt);
     float gamma[MAXC], beta[MAXC];
     bn_stats a, bs;
-    tu_fill_normal(&r, dp, pcnt, 1.0, 0.1);
-    for (int k = 0; k < c; k++) gamma[k] = 0.5f + nn_rng_uniform(&r), beta[k] = (float)nn_rng_normal(&r);
+    pool_case_params(&r, dp, pcnt, gamma, beta, c);
     for (int q = 0; q < 2; q++) {
-      fill_bn_input(&r, xx, nn, c, s, 0);
-      for (size_t i = 0; q && i < cnt; i++) xx[i] = (float)nn_rng_below(&r, 4) - 1.0f;
+      pool_case_input(&r, xx, nn, c, s, q);
       for (int act = NN_ACT_RELU; act <= NN_ACT_TANH; act++) {
-        memset(&a, 0, sizeof a), memset(&bs, 0, sizeof bs);
-        nn_bn_forward_train_act(g, (nn_act)act, xx, gamma, beta, z, a.mean, a.var, a.invstd);
-        memcpy(bs.mean, a.mean, sizeof a.mean), memcpy(bs.var, a.var, sizeof a.var);
-        memcpy(bs.invstd, a.invstd, sizeof a.invstd);
+        pool_case_forward(g, (nn_act)act, xx, gamma, beta, z, &a, &bs);
         nn_global_avgpool_backward(dp, dz, nn, c, s);
         nn_bn_backward_train_act(g, (nn_act)act, xx, gamma, a.mean, a.invstd, z, dz, dx1, a.dg, a.db);
         nn_bn_backward_train_act_gap(g, (nn_act)act, xx, gamma, bs.mean, bs.invstd, z, dp, dx2, bs.dg, bs.db);
