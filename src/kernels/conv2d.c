@@ -540,7 +540,7 @@ static void conv_bwd_chunk(const nn_conv_geom *g, const conv_plan *p, int ci, in
   for (int s = 0; s < cnt; s++)
     for (int oc = 0; oc < g->oc; oc++) {
       const size_t at = ((size_t)(s0 + s) * (size_t)g->oc + (size_t)oc) * ohw;
-      act_grad_from(act, z, dz, g->gap_dz ? ohw : 0, at, tmp + (size_t)oc * (size_t)L + (size_t)s * ohw, ohw);
+      act_grad_from(act, z, dz, conv_dz_plane(g), at, tmp + (size_t)oc * (size_t)L + (size_t)s * ohw, ohw);
     }
   if (pdb) {
     for (int oc = 0; oc < g->oc; oc++) {

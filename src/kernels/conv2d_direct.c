@@ -597,11 +597,11 @@ static void dw_group(const nn_conv_geom *g, const dplan *p, nn_act act, const fl
           float *d = dyp + (size_t)s * ds + (size_t)o * p->lpad;
           const size_t at = ((size_t)(s0 + s) * (size_t)g->oc + (size_t)(oc0 + o)) * ohw;
           if (whole) /* rows back to back, as in dz: one call */
-            act_grad_from(act, z, dz, g->gap_dz ? ohw : 0, at, d, ohw);
+            act_grad_from(act, z, dz, conv_dz_plane(g), at, d, ohw);
           else /* on the flat index: rows Wp apart */
             for (int oh = 0; oh < g->oh; oh++) {
               const size_t r = at + (size_t)oh * (size_t)g->ow;
-              act_grad_from(act, z, dz, g->gap_dz ? ohw : 0, r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
+              act_grad_from(act, z, dz, conv_dz_plane(g), r, d + (size_t)oh * (size_t)p->wp, (size_t)g->ow);
             }
           if (db) {
             float *lb = lanes_all + (size_t)(oc0 + o) * ld + (size_t)p->ckk * VL;
@@ -898,7 +898,7 @@ void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, con
     for (int s = 0; s < g->n; s++) {
       const float *dys = dyb;
       if (act != NN_ACT_NONE || g->gap_dz)
-        act_grad_from(act, z, dz, g->gap_dz ? (size_t)g->oh * (size_t)g->ow : 0, (size_t)s * ochw, dyb, ochw);
+        act_grad_from(act, z, dz, conv_dz_plane(g), (size_t)s * ochw, dyb, ochw);
       else
         dys = dz + (size_t)s * ochw;
       dx_sample(g, w, wpk, dys, dx + (size_t)s * chw, rows);

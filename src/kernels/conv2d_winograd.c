@@ -50,12 +50,13 @@ typedef struct {
   int r;                /* tiles per register block */
   int tp;               /* tiles rounded up: whole register blocks, room for the last row's spill */
   size_t plane, u, slot;
-  int gap; /* dx: src is the gradient of a global average pool over z, one value per plane */
+  size_t dz_plane; /* dx: act_grad_from's plane for src, nonzero where src is a global average
+                      pool's gradient over z (one value per plane: conv_dz_plane) */
 } wplan;
 
 static wplan wplan_make(int c, int h, int w, int oc, int pad) {
   wplan p;
-  p.c = c, p.h = h, p.w = w, p.oc = oc, p.pad = pad, p.gap = 0;
+  p.c = c, p.h = h, p.w = w, p.oc = oc, p.pad = pad, p.dz_plane = 0;
   p.oh = h + 2 * pad - 2;
   p.ow = w + 2 * pad - 2;
   p.th = (p.oh + 1) / 2;
@@ -77,7 +78,7 @@ static wplan wplan_make(int c, int h, int w, int oc, int pad) {
 static wplan wplan_forward(const nn_conv_geom *g) { return wplan_make(g->c, g->h, g->w, g->oc, g->pad); }
 static wplan wplan_data(const nn_conv_geom *g) {
   wplan p = wplan_make(g->oc, g->oh, g->ow, g->c, 2 - g->pad);
-  p.gap = g->gap_dz;
+  p.dz_plane = conv_dz_plane(g);
   return p;
 }
 
@@ -177,7 +178,7 @@ static void split_row(const float *s, int n, float *e, float *d, int room) {
 }
 
 /* xe, xo = the even and odd columns of the padded planes of one sample: src (C planes of
- * H x W), or for dx dz * act'(z) (z, dz: the layer's output and its gradient; with p->gap,
+ * H x W), or for dx dz * act'(z) (z, dz: the layer's output and its gradient; with p->dz_plane,
  * dz has one value per plane, act_grad_from). Only the
  * input's own positions are written: the padding stays the zeros the call started with. */
 static void pack(const wplan *p, nn_act act, const float *z, const float *src, float *xe, float *xo, float *row) {
@@ -185,8 +186,8 @@ static void pack(const wplan *p, nn_act act, const float *z, const float *src, f
     for (int r = 0; r < p->h; r++) {
       const size_t at = ((size_t)c * (size_t)p->h + (size_t)r) * (size_t)p->w;
       const float *s = row;
-      if (z || act != NN_ACT_NONE || p->gap)
-        act_grad_from(act, z, src, p->gap ? (size_t)p->h * (size_t)p->w : 0, at, row, (size_t)p->w);
+      if (z || act != NN_ACT_NONE || p->dz_plane)
+        act_grad_from(act, z, src, p->dz_plane, at, row, (size_t)p->w);
       else
         s = src + at;
       const size_t o = (size_t)c * p->plane + (size_t)(r + p->pad) * (size_t)p->we;
@@ -382,7 +383,7 @@ static void run(const wplan *p, int n, const nn_epilogue *e, nn_act act, const f
     for (int j = 0; j < filter_blocks(p); j++) filter_block(p, w, flip, U, j);
 #pragma omp for schedule(dynamic, 1)
     for (int s = 0; s < n; s++) {
-      pack(p, act, z ? z + (size_t)s * in : NULL, src + (size_t)s * (p->gap ? (size_t)p->c : in), xe, xo, M);
+      pack(p, act, z ? z + (size_t)s * in : NULL, src + (size_t)s * (p->dz_plane ? (size_t)p->c : in), xe, xo, M);
       input_transform(p, xe, xo, V);
       batched_gemm(p, U, V, M);
       float *ys = dst + (size_t)s * out;
@@ -561,7 +562,7 @@ void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act,
         input_transform(&p, xe, xo, V);
         const float *dys = Y;
         if (z || act != NN_ACT_NONE || g->gap_dz) /* dy planes into Y's space first: staged before Y is written */
-          act_grad_from(act, z, dz, g->gap_dz ? (size_t)p.oh * (size_t)p.ow : 0, (size_t)s * out, Y, out);
+          act_grad_from(act, z, dz, conv_dz_plane(g), (size_t)s * out, Y, out);
         else
           dys = dz + (size_t)s * out;
         transpose(dys, (size_t)p.oc, (size_t)p.oh * (size_t)p.ow, Ds);

@@ -1,5 +1,6 @@
-/* The convolution kernels' epilogue on a run of one output channel (conv2d.c,
- * conv2d_direct.c, conv2d_winograd.c). Internal to src/kernels/. */
+/* The convolution kernels' epilogue on a run of one output channel, and the layout of their
+ * fused backward's dz (conv2d.c, conv2d_direct.c, conv2d_winograd.c). Internal to
+ * src/kernels/. */
 #ifndef NN_KERNELS_CONV_EPILOGUE_H
 #define NN_KERNELS_CONV_EPILOGUE_H
 #include <stddef.h>
@@ -21,5 +22,9 @@ static inline void conv_epi_n(const nn_epilogue *e, int oc, const float *src, fl
   }
   act_n(e->act, dst, len);
 }
+
+/* act_grad_from's plane for a backward_act's dz: OH*OW where dz is a global average pool's
+ * gradient, one value per plane (g->gap_dz), else 0 (dz laid out as z). */
+static inline size_t conv_dz_plane(const nn_conv_geom *g) { return g->gap_dz ? (size_t)g->oh * (size_t)g->ow : 0; }
 
 #endif
