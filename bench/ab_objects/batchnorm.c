@@ -1,7 +1,7 @@
 /* Driver of bench/ab_objects.sh for src/kernels/batchnorm.c: batchnorm training forward and
  * backward with an activation (the presets' first and second layers; the first ones' backward
- * from the pool's output gradient, as the model runs it), old_ against new_ objects, one
- * thread, each the minimum of 40 calls taken in alternation. */
+ * from the pool's output gradient, 2x2 or global, as the model runs it), old_ against new_
+ * objects, one thread, each the minimum of 40 calls taken in alternation. */
 #include <stdint.h>
 
 #include "ab.h"
@@ -15,14 +15,18 @@
                                             float *dx, float *dgamma, float *dbeta);                                 \
   void v##_nn_bn_backward_train_act_pool2_generic(                                                                   \
       const nn_norm_geom *g, int w, nn_act act, const float *x, const float *gamma, const float *mean,               \
-      const float *invstd, const float *z, const float *dp, int max_pool, float *dx, float *dgamma, float *dbeta);
+      const float *invstd, const float *z, const float *dp, int max_pool, float *dx, float *dgamma, float *dbeta);   \
+  void v##_nn_bn_backward_train_act_gap_generic(const nn_norm_geom *g, nn_act act, const float *x,                   \
+                                                const float *gamma, const float *mean, const float *invstd,          \
+                                                const float *z, const float *dp, float *dx, float *dgamma,           \
+                                                float *dbeta);
 DECL(old)
 DECL(new)
 
 typedef struct {
   nn_norm_geom g;
   nn_act act;
-  int pool, w, bwd; /* pool: 0 none, 1 a 2x2 average pool after the activation, 2 a max pool */
+  int pool, w, bwd; /* pool: 0 none, 1 a 2x2 average pool after the activation, 2 a max pool, 3 global */
   float *x, *z, *dz, *dx, *gamma, *beta, *mean, *var, *invstd, *dg, *db;
 } bn_ctx;
 
@@ -33,6 +37,9 @@ static void call(int v, void *p) {
         &c->g, c->act, c->x, c->gamma, c->beta, c->z, c->mean, c->var, c->invstd);
   else if (!c->pool)
     (v ? new_nn_bn_backward_train_act_generic : old_nn_bn_backward_train_act_generic)(
+        &c->g, c->act, c->x, c->gamma, c->mean, c->invstd, c->z, c->dz, c->dx, c->dg, c->db);
+  else if (c->pool == 3)
+    (v ? new_nn_bn_backward_train_act_gap_generic : old_nn_bn_backward_train_act_gap_generic)(
         &c->g, c->act, c->x, c->gamma, c->mean, c->invstd, c->z, c->dz, c->dx, c->dg, c->db);
   else
     (v ? new_nn_bn_backward_train_act_pool2_generic : old_nn_bn_backward_train_act_pool2_generic)(
@@ -50,7 +57,10 @@ static void shape(const char *name, int n, int c, int s, nn_act act, int pool, i
   char label[96];
   for (b.bwd = 0; b.bwd < 2; b.bwd++) {
     snprintf(label, sizeof label, "bn %s%s %s", b.bwd ? "bwd" : "fwd",
-             b.bwd && pool ? (pool == 2 ? "+maxpool" : "+avgpool") : "", name);
+             b.bwd && pool ? (pool == 3 ? "+gap" : pool == 2 ? "+maxpool"
+                                                             : "+avgpool")
+                           : "",
+             name);
     ab_time(label, call, &b, 40);
   }
   free(b.x), free(b.z), free(b.dz), free(b.dx), free(b.gamma), free(b.beta), free(b.mean), free(b.var);
@@ -65,7 +75,7 @@ int main(void) {
   shape("cnn bn2 32x64x121 relu", 32, 64, 121, NN_ACT_RELU, 0, 11);
   shape("cifar-cnn bn1 32x32x900 relu", 32, 32, 900, NN_ACT_RELU, 2, 30);
   shape("cifar-cnn bn2 32x64x169 relu", 32, 64, 169, NN_ACT_RELU, 2, 13);
-  shape("cifar-gap bn 32x32x900 relu", 32, 32, 900, NN_ACT_RELU, 0, 30);
+  shape("cifar-gap bn 32x32x900 relu", 32, 32, 900, NN_ACT_RELU, 3, 30);
   shape("mlp bn 128x512 relu", 128, 512, 1, NN_ACT_RELU, 0, 1);
   return 0;
 }
