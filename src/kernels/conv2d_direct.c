@@ -805,7 +805,11 @@ static inline __attribute__((always_inline)) void dx_block_pair(const nn_conv_ge
       for (int r = 0; r < R; r++) dv[r] = _mm512_broadcast_f32x8(_mm256_loadu_ps(dp[r] + (size_t)oc * step[r]));
 #pragma GCC unroll 5
       for (int kj = 0; kj < KW; kj++) {
-        const __m512 wv = _mm512_loadu_ps(wp + (size_t)kj * 16);
+        __m512 wv = _mm512_loadu_ps(wp + (size_t)kj * 16);
+        /* one load for the R rows: folded into each FMA, a block of 2 rows loaded 12 vectors
+         * for 10 FMAs, more than Zen 4's one 512-bit load a cycle feeds (LeNet conv2's dx
+         * 1.15x kept) */
+        if (R > 1) VKEEP(wv);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) acc[kj][r] = _mm512_fmadd_ps(wv, dv[r], acc[kj][r]);
       }

@@ -40,8 +40,11 @@ typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
 #define VRANK1(acc, w, v, M, N) VRANK1_OF(v8, VBCAST, VFMA, acc, w, v, M, N)
 /* VKEEP(v): v stays in a register. GCC folds a vector loaded once for several FMAs into
  * each FMA's memory operand, loading it again for every use; where the block's registers
- * allow it (dw_block), the load is kept (see there). */
-#if defined(__AVX__)
+ * allow it (dw_block, dx_block_pair), the load is kept (see there). */
+#if defined(__AVX512F__) /* any of the 32 vector registers */
+#define VKEEP(v) __asm__("" \
+                         : "+v"(v))
+#elif defined(__AVX__)
 #define VKEEP(v) __asm__("" \
                          : "+x"(v))
 #else
