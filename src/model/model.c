@@ -527,6 +527,10 @@ static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int
   if (n == 0 && m->comm) return forward_empty(m, mode, lean, loss_sum, correct, err);
   if (n < 1) return nn_err_set(err, NN_ERR_ARG, "batch size must be >= 1, got %d", n);
   if (!x) return nn_err_set(err, NN_ERR_ARG, "no input (x is NULL)");
+  /* x assembled in the model's own input buffer is read there, not copied */
+  const int in_place = m->act && x == m->act[0];
+  if (in_place && n > m->plan_n)
+    return nn_err_set(err, NN_ERR_ARG, "a batch of %d in the model's input, planned for %d", n, m->plan_n);
   nn_status st = nn_model_plan(m, n, err);
   if (st) return st;
   int k = nn_model_output_size(m);
@@ -540,7 +544,7 @@ static nn_status forward(nn_model *m, const float *x, const int32_t *labels, int
   }
   if (m->threads > 0) omp_set_num_threads(m->threads);
   else nn_threads_step(&m->tuner[mode == NN_MODE_EVAL], &m->tuner[mode != NN_MODE_EVAL], n);
-  memcpy(m->act[0], x, (size_t)n * nn_shape_size(m->spec->input) * sizeof *x);
+  if (!in_place) memcpy(m->act[0], x, (size_t)n * nn_shape_size(m->spec->input) * sizeof *x);
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *L = &m->layers[i];
     const int span = fused_span(m, i, mode, lean);

@@ -26,7 +26,10 @@ struct nn_model {
   /* activation arena, planned for batches of up to plan_n samples */
   int plan_n;
   float *arena;
-  float **act;     /* act[0] = input copy, act[i+1] = output of layer i (a view kind's, e.g. flatten: act[i]) */
+  /* act[0] = the input: a copy of forward's x, or x itself where the caller assembled the
+   * batch there (the fit loop, nn_evaluate: 0.4 MB a LeNet step not copied); act[i+1] =
+   * output of layer i (a view kind's, e.g. flatten: act[i]) */
+  float **act;
   float **dact;    /* dact[i] = gradient w.r.t. act[i] (dact[0] unused; a view kind's: dact[i+1]) */
   float *probs;    /* softmax of the logits, [n, outputs] */
   int32_t *labels; /* labels of the last forward (zeros if none were given) */

@@ -106,16 +106,19 @@ static nn_status evaluate(nn_model *m, const nn_dataset *ds, nn_input_norm norm,
                           const nn_comm *comm, batch_buf *b, double *loss, double *acc, nn_error *err) {
   int n = nn_dataset_count(ds);
   double sums[2] = {0, 0}; /* loss, correct */
-  nn_status st = NN_OK;
+  /* one process: each batch assembled in the model's input, which the forward then does not
+   * copy */
+  nn_status st = comm ? NN_OK : nn_model_plan(m, batch, err);
+  float *x = comm || st ? b->x : m->act[0];
   for (int start = 0; start < n && !st; start += batch) {
     int cnt = n - start < batch ? n - start : batch;
     nn_range sl = nn_dist_slice(comm, cnt);
     int lo = sl.lo, hi = sl.hi;
     if (hi > lo)
-      nn_dataset_batch_split(ds, b->order + start + lo, hi - lo, norm, b->x, b->y, nn_dataset_batch_parts(ds, hi - lo));
+      nn_dataset_batch_split(ds, b->order + start + lo, hi - lo, norm, x, b->y, nn_dataset_batch_parts(ds, hi - lo));
     double ls;
     int c;
-    st = nn_model_forward_lean(m, b->x, b->y, hi - lo, mode, &ls, &c, NULL, err);
+    st = nn_model_forward_lean(m, x, b->y, hi - lo, mode, &ls, &c, NULL, err);
     if (!st) sums[0] += ls, sums[1] += c;
   }
   st = nn_dist_agree_sum(comm, st, sums, 2, err);
@@ -335,8 +338,10 @@ static void assemble_parts(const assembly *a, int parts) {
 /* the helper's job: one thread (the step's team is training meanwhile) */
 static void assemble(void *arg) { assemble_parts(arg, 1); }
 
-/* Batch b into s->tb.x / s->tb.y: the one assembled ahead, or assembled now. */
-static void batch_ready(fit_state *s, int b) {
+/* Batch b's samples (its labels in s->tb.y): the one assembled ahead (in s->tb.x), or
+ * assembled now, in one process into the model's input (the fit plans the model for the
+ * batch first), which the forward then does not copy. */
+static float *batch_ready(fit_state *s, int b) {
   if (s->ahead == b) {
     nn_async_wait(s->async);
     float *x = s->tb.x;
@@ -344,11 +349,12 @@ static void batch_ready(fit_state *s, int b) {
     s->tb.x = s->spare_x, s->tb.y = s->spare_y;
     s->spare_x = x, s->spare_y = y;
     s->ahead = -1;
-    return;
+    return s->tb.x;
   }
   /* in the step the team waits for it, so it takes part */
-  const assembly a = {s, b, s->tb.x, s->tb.y};
+  const assembly a = {s, b, s->comm ? s->tb.x : s->m->act[0], s->tb.y};
   assemble_parts(&a, nn_dataset_batch_parts(s->train, s->bs));
+  return a.x;
 }
 
 /* Start assembling batch b into the spare buffers on the helper (nothing past the epoch's
@@ -380,7 +386,7 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
   const nn_comm *comm = s->comm;
   nn_model *m = s->m;
   int start = b * s->bs, cnt = s->n - start < s->bs ? s->n - start : s->bs;
-  batch_ready(s, b);
+  float *x = batch_ready(s, b);
   assemble_ahead(s, b + 1); /* the next batch, while this one trains */
   /* data parallel: every rank made the whole global batch (same stream); it trains on its slice */
   nn_range sl = nn_dist_slice(comm, cnt);
@@ -400,7 +406,7 @@ static nn_status fit_step(fit_state *s, int epoch, int b, int *stop, nn_error *e
     if (b == 0) s->epoch_lr = nn_optimizer_lr(s->opt);
   }
   m->loss_n = group;
-  nn_status st = nn_model_forward(m, s->tb.x + (size_t)lo * dims_values(s->in), s->tb.y + lo, hi - lo,
+  nn_status st = nn_model_forward(m, x + (size_t)lo * dims_values(s->in), s->tb.y + lo, hi - lo,
                                   NN_MODE_TRAIN, &ls, &right, NULL, err);
   if (!st) st = nn_model_backward(m, err);
   if (comm) {
