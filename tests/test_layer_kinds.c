@@ -5,7 +5,10 @@
  *   a spec with every kind that has tensors;
  * - the typed normalization choice and BN placement, and their CLI spellings;
  * - every buffer the kernels stream through starts on a 64-byte cache line (base/aligned.h),
- *   for batch sizes whose segments are not whole lines. */
+ *   for batch sizes whose segments are not whole lines;
+ * - a batch assembled in the model's own input buffer (the fit loop's, nn_evaluate's) is
+ *   read there: the same logits and gradients as from a copy, and a batch larger than the
+ *   buffer's plan is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,6 +108,58 @@ static void test_buffers_on_cache_lines(void **state) {
   nn_model_free(m);
 }
 
+/* One training forward and backward of n samples from x: the loss sum, the logits and the
+ * gradients (zeroed first) copied out. */
+static double train_pass(nn_model *m, const float *x, const int32_t *y, int n, float *logits, float *grads) {
+  nn_error err = {0};
+  double loss = 0;
+  const float *z = NULL;
+  nn_model_zero_grads(m);
+  if (nn_model_forward(m, x, y, n, NN_MODE_TRAIN, &loss, NULL, &z, &err) || nn_model_backward(m, &err))
+    fail_msg("%s", err.msg);
+  memcpy(logits, z, (size_t)n * 3 * sizeof *logits);
+  memcpy(grads, nn_model_grads(m), nn_model_param_count(m) * sizeof *grads);
+  return loss;
+}
+
+static void test_input_in_place(void **state) {
+  (void)state;
+  const char *text = "input shape=2x6x6\nconv2d filters=4 kernel=3\nbatchnorm\nrelu\nflatten\ndense units=3\n";
+  enum { N = 5,
+         IN = 2 * 6 * 6 };
+  nn_model *m = tu_model(text, 3);
+  nn_error err = {0};
+  nn_rng r;
+  nn_rng_seed(&r, 11);
+  float *x = tu_fbuf((size_t)N * IN), *l1 = tu_fbuf(N * 3), *l2 = tu_fbuf(N * 3);
+  const size_t np = nn_model_param_count(m);
+  float *g1 = tu_fbuf(np), *g2 = tu_fbuf(np);
+  tu_fill_normal(&r, x, (size_t)N * IN, 1.0, 0.0);
+  int32_t y[N] = {0, 2, 1, 1, 0};
+  if (nn_model_plan(m, N, &err)) fail_msg("%s", err.msg);
+  /* the running statistics move with each training forward: both passes start from the same */
+  float *st0 = tu_fbuf(m->nstate);
+  memcpy(st0, m->state, m->nstate * sizeof *st0);
+  const double a = train_pass(m, x, y, N, l1, g1);
+  assert_true(memcmp(m->act[0], x, (size_t)N * IN * sizeof *x) == 0); /* copied there */
+  memcpy(m->state, st0, m->nstate * sizeof *st0);
+  tu_fill_f(m->act[0], (size_t)N * IN, 0.0f);
+  memcpy(m->act[0], x, (size_t)N * IN * sizeof *x); /* assembled in place */
+  const double b = train_pass(m, m->act[0], y, N, l2, g2);
+  assert_true(a == b);
+  assert_memory_equal(l1, l2, N * 3 * sizeof *l1);
+  assert_memory_equal(g1, g2, np * sizeof *g1);
+  /* more samples than the input buffer was planned for: refused, nothing planned anew */
+  float *in = m->act[0];
+  const nn_status st = nn_model_forward(m, in, NULL, N + 1, NN_MODE_EVAL, NULL, NULL, NULL, &err);
+  assert_int_equal(st, NN_ERR_ARG);
+  assert_non_null(strstr(err.msg, "planned for 5"));
+  assert_ptr_equal(m->act[0], in);
+  assert_int_equal(m->plan_n, N);
+  free(x), free(l1), free(l2), free(g1), free(g2), free(st0);
+  nn_model_free(m);
+}
+
 static void test_norm_choice_and_placement(void **state) {
   (void)state;
   nn_error err = {0};
@@ -166,6 +221,7 @@ int main(void) {
       cmocka_unit_test(test_info_and_tensor_roles),
       cmocka_unit_test(test_norm_choice_and_placement),
       cmocka_unit_test(test_buffers_on_cache_lines),
+      cmocka_unit_test(test_input_in_place),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
