@@ -121,11 +121,6 @@ static int infer_step(step_ctx *c, nn_error *err) {
   return nn_model_forward_lean(c->m, c->x, NULL, c->batch, NN_MODE_EVAL, NULL, NULL, NULL, err) != NN_OK;
 }
 
-static double median_of(double *v, int n) {
-  qsort(v, (size_t)n, sizeof v[0], cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* Median samples/s over the repetitions; min/max into lo/hi; median samples per CPU second
  * into cpu; the share of the timed wall time spent in batch assembly into asm_share. */
 static int measure(step_ctx *c, int (*step)(step_ctx *, nn_error *), const bench_opts *o, double *med, double *lo,

@@ -25,6 +25,12 @@ static inline int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* The median of v[0..n) (n >= 1; sorts v) */
+static inline double median_of(double *v, int n) {
+  qsort(v, (size_t)n, sizeof v[0], cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 /* n floats, 64-byte aligned, filled with a fixed pattern in [-1, 1); exits on no memory. */
 static inline float *bench_fbuf(size_t n) {
   float *p = aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);

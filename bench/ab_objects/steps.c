@@ -2,7 +2,8 @@
  * against new_ library (every symbol of each renamed, the public API through normnet.h's
  * types), in one process: for each preset, models from both libraries with the same
  * initialization and batch, then rounds of STEPS steps of one and of the other, alternating
- * which goes first; prints each library's best round (samples per second) and old/new.
+ * which goes first; prints each library's best round (samples per second), old/new of the
+ * best rounds and the median of the rounds' old/new.
  *
  *     ab [THREADS [ROUNDS [STEPS [PRESET[:NORM]...]]]]   (defaults: 1, 15, 20, lenet cnn cifar-cnn)
  *
@@ -106,15 +107,25 @@ int main(int argc, char **argv) {
     if (!y) return 1;
     for (int i = 0; i < batch; i++) y[i] = i % 10;
     double best[2] = {1e30, 1e30};
+    double *pair = malloc((size_t)(rounds > 0 ? rounds : 1) * sizeof *pair); /* each round's old/new */
+    if (!pair) return 1;
     for (int v = 0; v < 2; v++) round_time(&s[v], x, y, batch, steps); /* warm-up */
-    for (int r = 0; r < rounds; r++)
+    for (int r = 0; r < rounds; r++) {
+      double t2[2];
       for (int k = 0; k < 2; k++) {
         const int v = (r + k) % 2;
-        const double t = round_time(&s[v], x, y, batch, steps);
-        if (t < best[v]) best[v] = t;
+        t2[v] = round_time(&s[v], x, y, batch, steps);
+        if (t2[v] < best[v]) best[v] = t2[v];
       }
-    printf("steps %-14s threads=%d old %9.0f samples/s  new %9.0f samples/s  new/old %.3f\n", presets[q], threads,
-           (double)steps * batch / best[0], (double)steps * batch / best[1], best[0] / best[1]);
+      pair[r] = t2[0] / t2[1];
+    }
+    /* the best rounds compare each library at its fastest; the median of the rounds' ratios,
+     * each from two rounds run back to back, follows a host whose speed changes meanwhile */
+    const double med = rounds > 0 ? median_of(pair, rounds) : 0;
+    printf("steps %-14s threads=%d old %9.0f samples/s  new %9.0f samples/s  new/old %.3f  rounds' median %.3f\n",
+           presets[q], threads, (double)steps * batch / best[0], (double)steps * batch / best[1], best[0] / best[1],
+           med);
+    free(pair);
     old_nn_model_free(s[0].m), new_nn_model_free(s[1].m);
     old_nn_optimizer_free(s[0].opt), new_nn_optimizer_free(s[1].opt);
     free(x), free(y);
