@@ -12,9 +12,10 @@
  * floats (the optimizer's update, per trainable tensor; the gradients' zeroing, over the
  * buffer), only from NN_PARAM_PAR_ELEMS floats: with one chunk size and the same static
  * deal, a thread mostly clears the gradients it will update (the whole of a model whose
- * parameters are mostly one tensor, as the mlp's). */
+ * parameters are mostly one tensor, as the mlp's). From 16k: LeNet's 45k parameters on
+ * both threads, its steps 1.01-1.05x at two threads (docs/performance.md, run 34). */
 #define NN_PARAM_CHUNK 4096
-#define NN_PARAM_PAR_ELEMS ((size_t)1 << 16)
+#define NN_PARAM_PAR_ELEMS ((size_t)1 << 14)
 
 struct nn_model {
   nn_spec *spec; /* own copy: the single description */
