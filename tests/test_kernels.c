@@ -313,8 +313,8 @@ static void test_conv2d(void **state) {
 
 /* Convolution + activation fused: bit for bit the convolution then the activation kernel
  * (forward; also with an eval BN between), the activation backward then the convolution
- * backward (backward; also from a global average pool's gradient after the activation), for
- * each activation and each algorithm, with and without dx. */
+ * backward (backward; also from a global average pool's gradient after the activation, and
+ * after no activation), for each activation and each algorithm, with and without dx. */
 static void test_conv_act_fused(void **state) {
   (void)state;
   tu_rng r = {0xAC7F05EDULL};
@@ -390,6 +390,16 @@ static void test_conv_act_fused(void **state) {
           nn_conv_geom gg = g;
           gg.gap_dz = 1;
           nn_conv2d_backward_act(&gg, acts[k], x, w, z0, dp, with_dx ? dx1 : NULL, dw1, db1, ws);
+          if (with_dx) assert_memory_equal(dx0, dx1, nx * sizeof(float));
+          assert_memory_equal(dw0, dw1, nw * sizeof(float));
+          assert_memory_equal(db0, db1, g.oc * sizeof(float));
+          if (k) continue;
+          /* the same without an activation: dz is formed from dp, not read as laid out like z */
+          nn_global_avgpool_backward(dp, dy, g.n, g.oc, g.oh * g.ow);
+          memset(dw0, 0, nw * sizeof(float)), memset(dw1, 0, nw * sizeof(float));
+          memset(db0, 0, g.oc * sizeof(float)), memset(db1, 0, g.oc * sizeof(float));
+          nn_conv2d_backward(&g, x, w, dy, with_dx ? dx0 : NULL, dw0, db0, ws);
+          nn_conv2d_backward_act(&gg, NN_ACT_NONE, x, w, NULL, dp, with_dx ? dx1 : NULL, dw1, db1, ws);
           if (with_dx) assert_memory_equal(dx0, dx1, nx * sizeof(float));
           assert_memory_equal(dw0, dw1, nw * sizeof(float));
           assert_memory_equal(db0, db1, g.oc * sizeof(float));

@@ -314,4 +314,13 @@ static inline void act_grad_from(nn_act act, const float *z, const float *dz, si
   }
 }
 
+/* The same where a kernel can read dz itself when there is nothing to form (no activation, dz
+ * laid out as z): dz + at, not copied; else dz * act'(z) formed into buf, which is returned. */
+static inline const float *act_grad_or_dz(nn_act act, const float *z, const float *dz, size_t plane, size_t at,
+                                          float *buf, size_t len) {
+  if (act == NN_ACT_NONE && !plane) return dz + at;
+  act_grad_from(act, z, dz, plane, at, buf, len);
+  return buf;
+}
+
 #endif

@@ -904,11 +904,7 @@ void NN_V(nn_conv2d_direct_backward_data)(const nn_conv_geom *g, nn_act act, con
     float *dyb = dys_all + (size_t)omp_get_thread_num() * ochw; /* dy = dz * act'(z), one sample */
 #pragma omp for schedule(static)
     for (int s = 0; s < g->n; s++) {
-      const float *dys = dyb;
-      if (act != NN_ACT_NONE || g->gap_dz)
-        act_grad_from(act, z, dz, conv_dz_plane(g), (size_t)s * ochw, dyb, ochw);
-      else
-        dys = dz + (size_t)s * ochw;
+      const float *dys = act_grad_or_dz(act, z, dz, conv_dz_plane(g), (size_t)s * ochw, dyb, ochw);
       dx_sample(g, w, wpk, dys, dx + (size_t)s * chw, rows);
     }
   }

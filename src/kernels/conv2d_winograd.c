@@ -185,11 +185,7 @@ static void pack(const wplan *p, nn_act act, const float *z, const float *src, f
   for (int c = 0; c < p->c; c++)
     for (int r = 0; r < p->h; r++) {
       const size_t at = ((size_t)c * (size_t)p->h + (size_t)r) * (size_t)p->w;
-      const float *s = row;
-      if (z || act != NN_ACT_NONE || p->dz_plane)
-        act_grad_from(act, z, src, p->dz_plane, at, row, (size_t)p->w);
-      else
-        s = src + at;
+      const float *s = act_grad_or_dz(act, z, src, p->dz_plane, at, row, (size_t)p->w);
       const size_t o = (size_t)c * p->plane + (size_t)(r + p->pad) * (size_t)p->we;
       /* padded column q + pad: even ones to xe, odd ones to xo; s[2k] goes to column ke of
        * plane e, s[2k + 1] to column kd of plane d */
@@ -560,11 +556,8 @@ void NN_V(nn_conv2d_winograd_backward_params)(const nn_conv_geom *g, nn_act act,
       for (int s = nn_group_start(n, groups, gi); s < nn_group_start(n, groups, gi + 1); s++) {
         pack(&p, NN_ACT_NONE, NULL, x + (size_t)s * in, xe, xo, NULL);
         input_transform(&p, xe, xo, V);
-        const float *dys = Y;
-        if (z || act != NN_ACT_NONE || g->gap_dz) /* dy planes into Y's space first: staged before Y is written */
-          act_grad_from(act, z, dz, conv_dz_plane(g), (size_t)s * out, Y, out);
-        else
-          dys = dz + (size_t)s * out;
+        /* dy planes into Y's space first (where formed): staged before Y is written */
+        const float *dys = act_grad_or_dz(act, z, dz, conv_dz_plane(g), (size_t)s * out, Y, out);
         transpose(dys, (size_t)p.oc, (size_t)p.oh * (size_t)p.ow, Ds);
         dy_transform(&p, Ds, Y);
         dw_accumulate(&p, V, Y, Mp, Mp + part - (size_t)p.oc);
